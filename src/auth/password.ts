@@ -1,0 +1,29 @@
+/**
+ * Password hashes: scrypt from node:crypto (memory-hard, no native build), stored as
+ * `$scrypt$N=<n>,r=<r>,p=<p>$<salt b64>$<hash b64>`; compared in constant time.
+ */
+import crypto from 'node:crypto';
+import { promisify } from 'node:util';
+
+const scrypt = promisify(crypto.scrypt) as (pw: crypto.BinaryLike, salt: crypto.BinaryLike, len: number, opts: crypto.ScryptOptions) => Promise<Buffer>;
+const PARAMS = { N: 16384, r: 8, p: 1 };
+const KEYLEN = 32;
+
+export async function hashPassword(password: string): Promise<string> {
+  const salt = crypto.randomBytes(16);
+  const hash = await scrypt(password.normalize('NFC'), salt, KEYLEN, { ...PARAMS, maxmem: 64 * 1024 * 1024 });
+  return `$scrypt$N=${PARAMS.N},r=${PARAMS.r},p=${PARAMS.p}$${salt.toString('base64')}$${hash.toString('base64')}`;
+}
+
+/** A hash no password matches, verified against when the user is unknown so timing says nothing. */
+const DUMMY = '$scrypt$N=16384,r=8,p=1$AAAAAAAAAAAAAAAAAAAAAA==$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=';
+
+export async function verifyPassword(password: string, stored: string | undefined): Promise<boolean> {
+  const m = /^\$scrypt\$N=(\d+),r=(\d+),p=(\d+)\$([^$]+)\$([^$]+)$/.exec(stored ?? DUMMY);
+  if (!m) return false;
+  const expected = Buffer.from(m[5]!, 'base64');
+  const actual = await scrypt(password.normalize('NFC'), Buffer.from(m[4]!, 'base64'), expected.length, {
+    N: Number(m[1]), r: Number(m[2]), p: Number(m[3]), maxmem: 64 * 1024 * 1024,
+  });
+  return crypto.timingSafeEqual(actual, expected) && stored !== undefined;
+}

@@ -1,0 +1,41 @@
+/** `mailnest alias add|remove|list` */
+import type { Command } from 'commander';
+import { parseMailbox } from '../smtp/address.ts';
+import { withContext } from './common.ts';
+import { CliError, UsageError } from './errors.ts';
+import { checkLocalAddress } from './user.ts';
+import { printTable } from './table.ts';
+
+export function registerAlias(program: Command): void {
+  const alias = program.command('alias').description('local aliases and simple lists (targets may be local or remote)');
+
+  alias.command('add <alias> <targets...>').description('create an alias, or add targets to it')
+    .action(async (name: string, targets: string[], _opts: unknown, cmd: Command) => {
+      await withContext(cmd, async (ctx) => {
+        checkLocalAddress(ctx, name, 'alias');
+        for (const t of targets) {
+          if (typeof parseMailbox(t, true) === 'string') throw new UsageError(`target ${JSON.stringify(t)} is not a valid address`);
+        }
+        await ctx.store.addAlias(name, targets);
+        process.stdout.write(`${name} -> ${targets.join(', ')}\n`);
+      });
+    });
+
+  alias.command('remove <alias>').description('remove an alias')
+    .action(async (name: string, _opts: unknown, cmd: Command) => {
+      await withContext(cmd, async (ctx) => {
+        if (!(await ctx.store.removeAlias(name))) throw new CliError(`no alias ${name}`);
+        process.stdout.write(`removed ${name}\n`);
+      });
+    });
+
+  alias.command('list').description('list aliases')
+    .option('--json', 'print a JSON array of {alias, targets}')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      await withContext(cmd, async (ctx) => {
+        const aliases = await ctx.store.listAliases();
+        if (opts.json) process.stdout.write(`${JSON.stringify(aliases)}\n`);
+        else printTable(['ALIAS', 'TARGETS'], aliases.map((a) => [a.alias, a.targets.join(', ')]), 'no aliases');
+      });
+    });
+}

@@ -1,0 +1,76 @@
+/** `mailnest init`: a commented starter mailnest.toml. */
+import fs from 'node:fs';
+import os from 'node:os';
+import type { Command } from 'commander';
+import { parseConfig } from '../config/load.ts';
+import { parse as parseToml } from 'smol-toml';
+import { CliError } from './errors.ts';
+
+export function starterConfig(hostname: string, domain: string): string {
+  return `# mailnest configuration. Every key is optional; the values shown commented out are the defaults.
+
+hostname = "${hostname}"            # the name this server gives in greetings and Received headers
+domains = ["${domain}"]              # mail for these domains is delivered to local mailboxes
+data_dir = "./data"                  # everything mailnest keeps (database, TLS and DKIM keys)
+# log_level = "info"
+
+[listen]
+# "host:port" lists; an empty list turns a listener off. A production server uses the standard ports:
+# smtp = ["0.0.0.0:25"], submission = ["0.0.0.0:587"], submissions = ["0.0.0.0:465"],
+# pop3 = ["0.0.0.0:110"], pop3s = ["0.0.0.0:995"], http = ["127.0.0.1:8025"]
+smtp        = ["127.0.0.1:2525"]     # inbound mail for the domains above, no AUTH needed
+submission  = ["127.0.0.1:2587"]     # your users send here: STARTTLS, then AUTH
+submissions = ["127.0.0.1:2465"]     # the same with implicit TLS
+pop3        = ["127.0.0.1:2110"]
+pop3s       = ["127.0.0.1:2995"]
+http        = ["127.0.0.1:8025"]     # the HTTP send API, /healthz and /metrics
+
+[tls]
+# Without these a self-signed certificate is made under data_dir on first start.
+# cert = "/etc/letsencrypt/live/${hostname}/fullchain.pem"
+# key  = "/etc/letsencrypt/live/${hostname}/privkey.pem"
+
+[auth]
+# allow_insecure = false             # true accepts passwords without TLS: for local testing only
+# max_failures = 5                   # failed logins from one address before it is cut off for 15 minutes
+
+[limits]
+# max_message_size = 26214400        # bytes, advertised in EHLO SIZE
+# max_recipients = 100
+# max_connections = 10000
+# max_connections_per_ip = 50
+# idle_timeout = "5m"
+# max_line_length = 4096
+# pop3_idle_timeout = "10m"
+
+[relay]
+# Mail to other domains goes straight to each domain's MX. When the cloud blocks port 25,
+# relay through your provider instead:
+# smarthost = "smtp.example.net:465"
+# smarthost_tls = "implicit"         # implicit | starttls | none
+# username = "me@example.net"
+# password = "secret"
+# routes = { "example.org" = "10.0.0.5:25" }   # per-domain next hop, overrides MX and smarthost
+
+[queue]
+# retry = ["1m", "5m", "15m", "30m", "1h", "2h", "4h"]   # the last interval repeats
+# max_age = "5d"                     # then the message bounces to its sender
+# delay_warning = "4h"
+`;
+}
+
+export function registerInit(program: Command): void {
+  program.command('init').description('write a commented starter mailnest.toml')
+    .option('--hostname <name>', 'the host name of this server', os.hostname())
+    .option('--domain <domain>', 'the mail domain (default: the host name without its first label)')
+    .option('--force', 'overwrite an existing file')
+    .action(async (opts: { hostname: string; domain?: string; force?: boolean }, cmd: Command) => {
+      const file = (cmd.optsWithGlobals() as { config?: string }).config ?? process.env.MAILNEST_CONFIG ?? 'mailnest.toml';
+      const domain = opts.domain ?? (opts.hostname.includes('.') ? opts.hostname.slice(opts.hostname.indexOf('.') + 1) : opts.hostname);
+      const text = starterConfig(opts.hostname, domain);
+      parseConfig(parseToml(text), '--hostname/--domain'); // refuse names that would make a config mailnest rejects
+      if (fs.existsSync(file) && !opts.force) throw new CliError(`${file} exists; use --force to overwrite it`);
+      fs.writeFileSync(file, text, { mode: 0o600 });
+      process.stdout.write(`wrote ${file} for ${domain} (host ${opts.hostname})\n`);
+    });
+}

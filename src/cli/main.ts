@@ -1,0 +1,45 @@
+#!/usr/bin/env node
+/**
+ * The mailnest command line. Each command lives in its own file and only parses its
+ * arguments before calling into the rest. Exit status: 0 success, 1 failure, 2 bad usage.
+ */
+import { Command, CommanderError } from 'commander';
+import { CliError, UsageError } from './errors.ts';
+import { registerStart } from './start.ts';
+import { registerInit } from './init.ts';
+import { registerUser } from './user.ts';
+import { registerAlias } from './alias.ts';
+
+const program = new Command('mailnest')
+  .description('a complete personal mail server')
+  .option('-c, --config <file>', 'configuration file (default: ./mailnest.toml when it exists, or $MAILNEST_CONFIG)')
+  .option('--verbose', 'show stack traces on errors')
+  .showHelpAfterError()
+  .exitOverride()
+  .enablePositionalOptions(false);
+
+for (const register of [registerStart, registerInit, registerUser, registerAlias]) register(program);
+
+function verbose(): boolean {
+  return process.argv.includes('--verbose');
+}
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Help and version print and exit 0; every other parse problem is bad usage.
+    process.exitCode = err.exitCode === 0 ? 0 : 2;
+  } else if (err instanceof UsageError) {
+    process.stderr.write(`mailnest: ${err.message}\n`);
+    process.exitCode = 2;
+  } else if (err instanceof CliError || !verbose()) {
+    const message = err instanceof Error ? err.message : String(err);
+    process.stderr.write(`mailnest: ${message.split('\n')[0]}\n`);
+    if (verbose() && err instanceof Error) process.stderr.write(`${err.stack}\n`);
+    process.exitCode = err instanceof CliError ? err.exitCode : 1;
+  } else {
+    process.stderr.write(`${(err as Error).stack ?? String(err)}\n`);
+    process.exitCode = 1;
+  }
+}

@@ -1,0 +1,49 @@
+/** Asks for a password on the terminal without echoing it; reads a line from stdin otherwise. */
+import { readStdinLine } from './common.ts';
+import { UsageError } from './errors.ts';
+
+export async function readPassword(fromStdin: boolean, prompt = 'Password: '): Promise<string> {
+  if (fromStdin || !process.stdin.isTTY) {
+    const line = await readStdinLine();
+    if (line === '') throw new UsageError('no password on stdin');
+    return line;
+  }
+  const first = await ask(prompt);
+  const second = await ask('Again: ');
+  if (first !== second) throw new UsageError('the passwords do not match');
+  if (first === '') throw new UsageError('an empty password is not allowed');
+  return first;
+}
+
+function ask(prompt: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const stdin = process.stdin;
+    process.stderr.write(prompt);
+    stdin.setRawMode(true);
+    stdin.resume();
+    let text = '';
+    const onData = (chunk: Buffer) => {
+      for (const ch of chunk.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') {
+          done();
+          resolve(text);
+          return;
+        }
+        if (ch === '\u0003') {
+          done();
+          reject(new UsageError('cancelled'));
+          return;
+        }
+        if (ch === '\u007f' || ch === '\b') text = [...text].slice(0, -1).join('');
+        else text += ch;
+      }
+    };
+    const done = () => {
+      stdin.off('data', onData);
+      stdin.setRawMode(false);
+      stdin.pause();
+      process.stderr.write('\n');
+    };
+    stdin.on('data', onData);
+  });
+}

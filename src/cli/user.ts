@@ -1,0 +1,71 @@
+/** `mailnest user add|passwd|remove|list` */
+import type { Command } from 'commander';
+import { hashPassword } from '../auth/password.ts';
+import { splitAddress } from '../delivery/recipients.ts';
+import { parseMailbox } from '../smtp/address.ts';
+import { StoreConflict } from '../store/store.ts';
+import type { Context } from '../context.ts';
+import { withContext } from './common.ts';
+import { CliError, UsageError } from './errors.ts';
+import { readPassword } from './prompt.ts';
+import { printTable } from './table.ts';
+
+/** A user address must be a plain mailbox in one of the configured domains. */
+export function checkLocalAddress(ctx: Context, address: string, what: string): void {
+  const parsed = parseMailbox(address, true);
+  if (typeof parsed === 'string' || parsed.domain.startsWith('[') || parsed.local.startsWith('"')) {
+    throw new UsageError(`${what} ${JSON.stringify(address)} is not a valid address (local-part@domain)`);
+  }
+  if (!ctx.recipients.isLocalDomain(splitAddress(address).domain)) {
+    throw new UsageError(`${what} ${address}: ${splitAddress(address).domain} is not one of the configured domains (${ctx.config.domains.join(', ')}); add it to "domains" in the config`);
+  }
+}
+
+export function registerUser(program: Command): void {
+  const user = program.command('user').description('manage mailboxes');
+
+  user.command('add <address>').description('create a mailbox')
+    .option('--password-stdin', 'read the password from the first line of stdin')
+    .action(async (address: string, opts: { passwordStdin?: boolean }, cmd: Command) => {
+      await withContext(cmd, async (ctx) => {
+        checkLocalAddress(ctx, address, 'user');
+        const password = await readPassword(!!opts.passwordStdin);
+        try {
+          await ctx.store.createUser(address, await hashPassword(password));
+        } catch (err) {
+          if (err instanceof StoreConflict) throw new CliError(`user ${address} already exists`);
+          throw err;
+        }
+        process.stdout.write(`created ${address}\n`);
+      });
+    });
+
+  user.command('passwd <address>').description("change a user's password")
+    .option('--password-stdin', 'read the password from the first line of stdin')
+    .action(async (address: string, opts: { passwordStdin?: boolean }, cmd: Command) => {
+      await withContext(cmd, async (ctx) => {
+        if (!(await ctx.store.findUser(address))) throw new CliError(`no user ${address}`);
+        const password = await readPassword(!!opts.passwordStdin);
+        await ctx.store.setPassword(address, await hashPassword(password));
+        process.stdout.write(`password changed for ${address}\n`);
+      });
+    });
+
+  user.command('remove <address>').description('remove a user and all of its mail')
+    .action(async (address: string, _opts: unknown, cmd: Command) => {
+      await withContext(cmd, async (ctx) => {
+        if (!(await ctx.store.removeUser(address))) throw new CliError(`no user ${address}`);
+        process.stdout.write(`removed ${address}\n`);
+      });
+    });
+
+  user.command('list').description('list users with their message count and bytes used')
+    .option('--json', 'print a JSON array of {address, messages, bytes}')
+    .action(async (opts: { json?: boolean }, cmd: Command) => {
+      await withContext(cmd, async (ctx) => {
+        const users = await ctx.store.listUsers();
+        if (opts.json) process.stdout.write(`${JSON.stringify(users)}\n`);
+        else printTable(['ADDRESS', 'MESSAGES', 'BYTES'], users.map((u) => [u.address, String(u.messages), String(u.bytes)]), 'no users');
+      });
+    });
+}

@@ -1,0 +1,100 @@
+/** Finds, reads and validates the configuration file into one typed `Config`. */
+import fs from 'node:fs';
+import path from 'node:path';
+import { parse as parseToml } from 'smol-toml';
+import { z } from 'zod';
+import { configSchema, type Config } from './schema.ts';
+
+/** A configuration problem, phrased for the operator: the key, the value and what is allowed. */
+export class ConfigError extends Error {}
+
+/** The file to read: --config, else $MAILNEST_CONFIG, else ./mailnest.toml when it exists. */
+export function configPath(explicit?: string): string | undefined {
+  if (explicit) return explicit;
+  if (process.env.MAILNEST_CONFIG) return process.env.MAILNEST_CONFIG;
+  return fs.existsSync('mailnest.toml') ? 'mailnest.toml' : undefined;
+}
+
+export function loadConfig(explicit?: string): Config {
+  const file = configPath(explicit);
+  let raw: unknown = {};
+  if (file !== undefined) {
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      throw new ConfigError(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+    }
+    try {
+      raw = parseToml(text);
+    } catch (err) {
+      const first = String((err as Error).message).split('\n')[0];
+      throw new ConfigError(`${file}: not valid TOML: ${first}`);
+    }
+  }
+  const config = parseConfig(raw, file ?? 'built-in defaults');
+  if (file !== undefined) config.data_dir = path.resolve(path.dirname(file), config.data_dir);
+  else config.data_dir = path.resolve(config.data_dir);
+  return config;
+}
+
+/** Validates an already-parsed object (used by tests to build configs in memory). */
+export function parseConfig(raw: unknown, source = 'config'): Config {
+  const result = configSchema.safeParse(raw);
+  if (result.success) return result.data;
+  throw new ConfigError(`${source}: ${describeIssue(result.error.issues[0]!, raw)}`);
+}
+
+function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
+  const key = issue.path.map((k) => (typeof k === 'number' ? `[${k}]` : `.${String(k)}`)).join('').replace(/^\./, '');
+  if (issue.code === 'unrecognized_keys') {
+    const where = key ? `${key}.` : '';
+    return `unknown key ${issue.keys.map((k) => where + k).join(', ')}; allowed here: ${allowedKeys(issue.path).join(', ')}`;
+  }
+  const value = valueAt(raw, issue.path);
+  const shown = value === undefined ? '(missing)' : JSON.stringify(value);
+  if (issue.code === 'custom' && issue.path.length > 0 && typeof value === 'object') return `${key}: ${issue.message}`;
+  return `${key} = ${shown} is not allowed: expected ${expectation(issue)}`;
+}
+
+function expectation(issue: z.core.$ZodIssue): string {
+  switch (issue.code) {
+    case 'invalid_type': return `a ${issue.expected}`;
+    case 'invalid_value': return `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
+    case 'too_small':
+      if (issue.origin === 'array') return `at least ${issue.minimum} entr${issue.minimum === 1 ? 'y' : 'ies'}`;
+      return `${issue.inclusive === false ? 'more than' : 'at least'} ${issue.minimum}`;
+    case 'too_big': return `at most ${issue.maximum}`;
+    default: return issue.message;
+  }
+}
+
+function valueAt(raw: unknown, keyPath: PropertyKey[]): unknown {
+  let v: unknown = raw;
+  for (const k of keyPath) {
+    if (v === null || typeof v !== 'object') return undefined;
+    v = (v as Record<PropertyKey, unknown>)[k];
+  }
+  return v;
+}
+
+function allowedKeys(keyPath: PropertyKey[]): string[] {
+  let schema: z.ZodType = configSchema;
+  for (const k of keyPath) {
+    schema = unwrap(schema);
+    if (!(schema instanceof z.ZodObject)) return [];
+    schema = (schema.shape as Record<string, z.ZodType>)[String(k)]!;
+  }
+  schema = unwrap(schema);
+  return schema instanceof z.ZodObject ? Object.keys(schema.shape) : [];
+}
+
+function unwrap(schema: z.ZodType): z.ZodType {
+  let s: z.ZodType = schema;
+  for (;;) {
+    const def = (s as unknown as { def: { innerType?: z.ZodType; in?: z.ZodType } }).def;
+    if (def.innerType) s = def.innerType;
+    else if (def.in) s = def.in;
+    else return s;
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * The configuration: every key, its type and its built-in default live here and nowhere else.
+ * The TOML file (see ../shared INTERFACE) is validated into `Config`; unknown keys are refused.
+ */
+import os from 'node:os';
+import { z } from 'zod';
+import { parseDuration } from './duration.ts';
+
+const duration = z.string().transform((text, ctx) => {
+  const ms = parseDuration(text);
+  if (ms === undefined || ms <= 0) {
+    ctx.addIssue({ code: 'custom', message: 'a duration such as "30s", "5m", "2h" or "5d"' });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+/** "host:port" or "[v6]:port"; port 0 asks the OS for a free port (tests). */
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, {
+  message: 'a "host:port" address such as "127.0.0.1:2525" or "[::1]:2525"',
+}).refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, { message: 'a port from 0 to 65535' });
+
+const listenList = z.array(hostPort);
+
+const domainName = z.string().regex(/^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, {
+  message: 'a domain name such as "example.com"',
+});
+
+const positiveInt = z.number().int().positive();
+
+export const configSchema = z.strictObject({
+  hostname: domainName.default(() => os.hostname()),
+  domains: z.array(domainName).min(1, { message: 'at least one domain' }).default(['localhost']),
+  data_dir: z.string().min(1).default('./data'),
+  log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  listen: z.strictObject({
+    smtp: listenList.default(['127.0.0.1:2525']),
+    submission: listenList.default(['127.0.0.1:2587']),
+    submissions: listenList.default(['127.0.0.1:2465']),
+    pop3: listenList.default(['127.0.0.1:2110']),
+    pop3s: listenList.default(['127.0.0.1:2995']),
+    imap: listenList.default(['127.0.0.1:2143']),
+    imaps: listenList.default(['127.0.0.1:2993']),
+    http: listenList.default(['127.0.0.1:8025']),
+  }).prefault({}),
+  tls: z.strictObject({
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
+  }).refine((t) => (t.cert === undefined) === (t.key === undefined), {
+    message: 'cert and key go together: set both, or neither for a self-signed certificate',
+  }).prefault({}),
+  auth: z.strictObject({
+    allow_insecure: z.boolean().default(false),
+    /** Failed logins from one address before each further attempt is delayed, then refused. */
+    max_failures: positiveInt.default(5),
+  }).prefault({}),
+  limits: z.strictObject({
+    max_message_size: positiveInt.default(26_214_400),
+    max_recipients: positiveInt.default(100),
+    max_connections: positiveInt.default(10_000),
+    max_connections_per_ip: positiveInt.default(50),
+    idle_timeout: duration.prefault('5m'),
+    /** Longest command line accepted (RFC 5321 §4.5.3.1.4 says at least 512). */
+    max_line_length: z.number().int().min(512).default(4096),
+    /** POP3 autologout timer (RFC 1939 §3: at least 10 minutes). */
+    pop3_idle_timeout: duration.prefault('10m').refine((ms) => ms >= 600_000, { message: 'at least "10m" (RFC 1939 section 3)' }),
+  }).prefault({}),
+  relay: z.strictObject({
+    smarthost: hostPort.optional(),
+    smarthost_tls: z.enum(['implicit', 'starttls', 'none']).default('implicit'),
+    username: z.string().optional(),
+    password: z.string().optional(),
+    routes: z.record(z.string(), hostPort).default({}),
+  }).prefault({}),
+  queue: z.strictObject({
+    retry: z.array(duration).min(1).prefault(['1m', '5m', '15m', '30m', '1h', '2h', '4h']),
+    max_age: duration.prefault('5d'),
+    delay_warning: duration.prefault('4h'),
+  }).prefault({}),
+});
+
+export type Config = z.output<typeof configSchema>;
+export type ListenerKind = keyof Config['listen'];

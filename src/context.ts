@@ -1,0 +1,23 @@
+/**
+ * What every part of a running mailnest shares: the validated config, the store, the logger and
+ * the recipient rules. Built once by `openContext`, used by the server and by the CLI commands.
+ */
+import type { Config } from './config/schema.ts';
+import { Recipients } from './delivery/recipients.ts';
+import { createLogger, type Logger } from './log.ts';
+import { Metrics } from './metrics.ts';
+import { SqliteStore } from './store/sqlite/sqlite-store.ts';
+import type { Store } from './store/store.ts';
+
+export interface Context {
+  config: Config;
+  store: Store;
+  log: Logger;
+  recipients: Recipients;
+  metrics: Metrics;
+}
+
+export function openContext(config: Config, log: Logger = createLogger(config.log_level)): Context {
+  const store = new SqliteStore(config.data_dir);
+  return { config, store, log, recipients: new Recipients(store, config.domains), metrics: new Metrics() };
+}

@@ -1,0 +1,49 @@
+/**
+ * Accepting a message, the one path shared by SMTP DATA/BDAT, `mailnest send`, sendmail and the
+ * HTTP API: local copies (Return-Path + Received) for local users, one outbound entry for the
+ * rest, all committed durably before the caller may say "accepted".
+ */
+import type { DsnEnvelope, DsnRecipient, Store, UserRecord } from '../store/store.ts';
+import { newQueueId } from '../store/queue-id.ts';
+import { receivedHeader, returnPathHeader, type ReceivedInfo } from './trace.ts';
+import type { Resolution } from './recipients.ts';
+
+export interface ResolvedRecipient extends DsnRecipient {
+  address: string;
+  resolution: Exclude<Resolution, { kind: 'unknown' }>;
+}
+
+export interface Submission {
+  sender: string;
+  dsn?: DsnEnvelope;
+  recipients: ResolvedRecipient[];
+  body: Buffer[];
+  received: Omit<ReceivedInfo, 'id' | 'for' | 'date'>;
+}
+
+/** Commits the message; resolves with its queue id once it is on disk. */
+export async function acceptMessage(store: Store, s: Submission, now = new Date()): Promise<string> {
+  const id = newQueueId(now.getTime());
+  const users = new Map<number, UserRecord>();
+  const outbound = new Map<string, { address: string } & DsnRecipient>();
+  for (const r of s.recipients) {
+    if (r.resolution.kind === 'remote') {
+      outbound.set(r.address.toLowerCase(), { address: r.address, ...(r.notify ? { notify: r.notify } : {}), ...(r.orcpt ? { orcpt: r.orcpt } : {}) });
+    } else {
+      for (const u of r.resolution.users) users.set(u.id, u);
+      for (const f of r.resolution.forward) if (!outbound.has(f.toLowerCase())) outbound.set(f.toLowerCase(), { address: f });
+    }
+  }
+  const single = s.recipients.length === 1 ? s.recipients[0]!.address : undefined;
+  const received = receivedHeader({ ...s.received, id, date: now, ...(single ? { for: single } : {}) });
+  const localPrefix = Buffer.from(returnPathHeader(s.sender) + received, 'utf8');
+  await store.accept({
+    id,
+    body: s.body,
+    sender: s.sender,
+    ...(s.dsn ? { dsn: s.dsn } : {}),
+    local: [...users.keys()].map((userId) => ({ userId, prefix: localPrefix })),
+    ...(outbound.size > 0 ? { outbound: { prefix: Buffer.from(received, 'utf8'), recipients: [...outbound.values()] } } : {}),
+  });
+  return id;
+}

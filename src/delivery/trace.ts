@@ -1,0 +1,47 @@
+/** Trace headers added on acceptance: Received (RFC 5321 §4.4) and Return-Path (§4.4). */
+
+export interface ReceivedInfo {
+  /** The HELO/EHLO name the client gave, if any. */
+  helo?: string;
+  /** The client's IP address. */
+  clientIp?: string;
+  /** Our host name. */
+  by: string;
+  /** The WITH protocol keyword: SMTP, ESMTP, ESMTPS, ESMTPSA, ESMTPA (RFC 3848), or "local"/"HTTP". */
+  with: string;
+  /** TLS protocol and cipher, noted in a comment. */
+  tls?: string;
+  /** The authenticated user, noted in a comment. */
+  auth?: string;
+  id: string;
+  /** Named only when there is a single recipient (no Bcc disclosure). */
+  for?: string;
+  date: Date;
+}
+
+/** RFC 5322 §3.3 date-time, e.g. "Sun, 22 Nov 2026 05:01:02 +0000". */
+export function rfc5322Date(d: Date): string {
+  const days = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+  const months = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${days[d.getUTCDay()]}, ${d.getUTCDate()} ${months[d.getUTCMonth()]} ${d.getUTCFullYear()} ${p(d.getUTCHours())}:${p(d.getUTCMinutes())}:${p(d.getUTCSeconds())} +0000`;
+}
+
+export function receivedHeader(r: ReceivedInfo): string {
+  const from = r.helo !== undefined || r.clientIp !== undefined
+    ? `from ${sanitize(r.helo ?? 'unknown')}${r.clientIp ? ` ([${r.clientIp}])` : ''}\r\n\t`
+    : '';
+  const notes = [r.tls ? `using ${r.tls}` : '', r.auth ? `authenticated as ${sanitize(r.auth)}` : ''].filter(Boolean);
+  const comment = notes.length ? ` (${notes.join('; ')})` : '';
+  const forPart = r.for ? `\r\n\tfor <${sanitize(r.for)}>` : '';
+  return `Received: ${from}by ${r.by} (mailnest) with ${r.with} id ${r.id}${comment}${forPart};\r\n\t${rfc5322Date(r.date)}\r\n`;
+}
+
+export function returnPathHeader(sender: string): string {
+  return `Return-Path: <${sanitize(sender)}>\r\n`;
+}
+
+/** Client-supplied text in a header: no CR/LF, no parentheses that would break the comment. */
+function sanitize(s: string): string {
+  return s.replace(/[\r\n()\\]/g, '?').slice(0, 255);
+}

@@ -1,0 +1,216 @@
+/**
+ * Drives one sans-I/O session over one socket: feeds it bytes, writes its replies with
+ * back-pressure, performs its effects, upgrades to TLS when asked, runs the idle timer, and
+ * turns an unexpected exception into the session's last words and a closed socket — the
+ * server and the other sessions never notice.
+ */
+import type net from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from 'pino';
+import type { Output, Session, TlsInfo } from './session.ts';
+
+export interface ConnectionOptions<E, R> {
+  socket: net.Socket;
+  session: Session<E, R>;
+  perform: (effect: E) => Promise<R>;
+  idleTimeoutMs: number;
+  /** Needed when the session may ask for STARTTLS. */
+  secureContext?: tls.SecureContext;
+  log: Logger;
+  onClose: () => void;
+}
+
+export class Connection<E, R> {
+  private socket: net.Socket;
+  private readonly o: ConnectionOptions<E, R>;
+  private queue: Output<E>[] = [];
+  private running = false;
+  private closed = false;
+  /** While an effect, a stream or a TLS upgrade is under way, input is held back. */
+  private held: Buffer[] = [];
+  private blocked = false;
+  private readonly started = Date.now();
+
+  constructor(o: ConnectionOptions<E, R>) {
+    this.o = o;
+    this.socket = o.socket;
+    this.attach(this.socket);
+    this.push(() => o.session.start());
+  }
+
+  get busy(): boolean {
+    return this.o.session.busy;
+  }
+
+  shutdown(): void {
+    this.push(() => this.o.session.shutdown());
+  }
+
+  /** Ends the connection at once (the shutdown grace period ran out). */
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private attach(socket: net.Socket): void {
+    socket.setNoDelay(true);
+    socket.setTimeout(this.o.idleTimeoutMs);
+    socket.on('data', this.onData);
+    socket.on('timeout', () => this.push(() => this.o.session.timeout()));
+    socket.on('error', () => { /* reported through 'close' */ });
+    socket.on('close', this.onClosed);
+  }
+
+  private onData = (chunk: Buffer): void => {
+    if (this.blocked) {
+      this.held.push(chunk);
+      this.socket.pause();
+      return;
+    }
+    this.push(() => this.o.session.receive(chunk));
+  };
+
+  private onClosed = (): void => {
+    if (this.closed) return;
+    this.closed = true;
+    const s = this.o.session.summary();
+    this.o.log.info({ ...s, ms: Date.now() - this.started }, 'session');
+    this.o.onClose();
+  };
+
+  /** Calls into the session (guarded) and runs what it returned. */
+  private push(call: () => Output<E>[]): void {
+    if (this.closed) return;
+    let outputs: Output<E>[];
+    try {
+      outputs = call();
+    } catch (err) {
+      outputs = this.fail(err);
+    }
+    this.queue.push(...outputs);
+    void this.run();
+  }
+
+  private fail(err: unknown): Output<E>[] {
+    this.o.log.error({ err }, 'session failed');
+    try {
+      return [...this.o.session.failure(), { type: 'close' }];
+    } catch {
+      return [{ type: 'close' }];
+    }
+  }
+
+  private async run(): Promise<void> {
+    if (this.running) return;
+    this.running = true;
+    try {
+      while (this.queue.length > 0 && !this.closed) {
+        const out = this.queue.shift()!;
+        await this.execute(out);
+      }
+    } finally {
+      this.running = false;
+    }
+    if (!this.blocked && this.held.length > 0 && !this.closed) this.release();
+  }
+
+  private async execute(out: Output<E>): Promise<void> {
+    switch (out.type) {
+      case 'write':
+        if (!this.socket.write(out.data)) await this.drained();
+        return;
+      case 'close':
+        this.queue = [];
+        this.socket.end();
+        this.socket.destroySoon?.();
+        return;
+      case 'stream':
+        this.blocked = true;
+        try {
+          for await (const chunk of out.source) {
+            if (this.closed) return;
+            if (!this.socket.write(chunk)) await this.drained();
+          }
+        } catch (err) {
+          this.queue.unshift(...this.fail(err));
+        } finally {
+          this.blocked = false;
+        }
+        return;
+      case 'effect': {
+        this.blocked = true;
+        let outputs: Output<E>[];
+        try {
+          const result = await this.o.perform(out.effect);
+          outputs = this.closed ? [] : this.o.session.resolve(result);
+        } catch (err) {
+          outputs = this.fail(err);
+        } finally {
+          this.blocked = false;
+        }
+        this.queue.unshift(...outputs);
+        return;
+      }
+      case 'starttls':
+        await this.upgrade();
+        return;
+    }
+  }
+
+  private drained(): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        this.socket.off('close', done);
+        resolve();
+      };
+      this.socket.on('drain', done);
+      this.socket.on('close', done);
+    });
+  }
+
+  /** RFC 3207 §4.2 / RFC 2595 §4: whatever the client sent before the handshake is discarded. */
+  private async upgrade(): Promise<void> {
+    if (!this.o.secureContext) throw new Error('STARTTLS without a TLS context');
+    const raw = this.socket;
+    raw.off('data', this.onData);
+    raw.off('close', this.onClosed);
+    raw.removeAllListeners('timeout');
+    this.held = [];
+    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.o.secureContext });
+    this.socket = secure;
+    this.blocked = true;
+    const ok = await new Promise<boolean>((resolve) => {
+      secure.once('secure', () => resolve(true));
+      secure.once('error', () => resolve(false));
+      secure.once('close', () => resolve(false));
+    });
+    this.blocked = false;
+    this.attach(secure);
+    if (!ok) {
+      secure.destroy();
+      this.onClosed();
+      return;
+    }
+    this.queue.unshift(...this.callSafely(() => this.o.session.tlsStarted(tlsInfo(secure))));
+  }
+
+  private callSafely(call: () => Output<E>[]): Output<E>[] {
+    try {
+      return call();
+    } catch (err) {
+      return this.fail(err);
+    }
+  }
+
+  private release(): void {
+    const chunks = this.held;
+    this.held = [];
+    this.socket.resume();
+    for (const c of chunks) this.push(() => this.o.session.receive(c));
+  }
+}
+
+export function tlsInfo(socket: tls.TLSSocket): TlsInfo {
+  const c = socket.getCipher();
+  return { protocol: socket.getProtocol() ?? 'TLS', cipher: c?.standardName ?? c?.name ?? 'unknown' };
+}

@@ -1,0 +1,170 @@
+/**
+ * Listeners: plain TCP or implicit TLS servers on the configured addresses, each connection
+ * checked against the global and per-IP limits and handed to a Connection with a new session.
+ */
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from 'pino';
+import { Connection } from './connection.ts';
+import type { Session, TlsInfo } from './session.ts';
+import { tlsInfo } from './connection.ts';
+
+export interface ClientInfo {
+  remoteAddress: string;
+  remotePort: number;
+  localAddress: string;
+  localPort: number;
+  /** Set for implicit-TLS listeners. */
+  tls?: TlsInfo;
+}
+
+export interface ProtocolHandler<E, R> {
+  /** Listener name for logs and metrics ("smtp", "submission", "pop3s", ...). */
+  name: string;
+  implicitTls: boolean;
+  idleTimeoutMs: number;
+  createSession(client: ClientInfo): Session<E, R>;
+  perform(effect: E): Promise<R>;
+  /** The one line sent to a connection refused by a limit (then closed). */
+  refusal(reason: string): string;
+}
+
+/** Connection counts across every listener of the process. */
+export class ConnectionLimits {
+  private total = 0;
+  private perIp = new Map<string, number>();
+  private readonly maxTotal: number;
+  private readonly maxPerIp: number;
+
+  constructor(maxTotal: number, maxPerIp: number) {
+    this.maxTotal = maxTotal;
+    this.maxPerIp = maxPerIp;
+  }
+
+  /** Takes a slot; returns the reason when the connection must be refused. */
+  acquire(ip: string): string | undefined {
+    if (this.total >= this.maxTotal) return 'too many connections';
+    const n = this.perIp.get(ip) ?? 0;
+    if (n >= this.maxPerIp) return `too many connections from ${ip}`;
+    this.total++;
+    this.perIp.set(ip, n + 1);
+    return undefined;
+  }
+
+  release(ip: string): void {
+    this.total--;
+    const n = (this.perIp.get(ip) ?? 1) - 1;
+    if (n <= 0) this.perIp.delete(ip);
+    else this.perIp.set(ip, n);
+  }
+
+  get count(): number {
+    return this.total;
+  }
+}
+
+export interface ListenerContext {
+  limits: ConnectionLimits;
+  log: Logger;
+  tls?: tls.SecureContext;
+  /** Called as connections open and close (metrics). */
+  onCount?: (listener: string, delta: number) => void;
+}
+
+export class Listener<E, R> {
+  readonly handler: ProtocolHandler<E, R>;
+  private readonly ctx: ListenerContext;
+  private servers: net.Server[] = [];
+  private connections = new Set<Connection<E, R>>();
+
+  constructor(handler: ProtocolHandler<E, R>, ctx: ListenerContext) {
+    this.handler = handler;
+    this.ctx = ctx;
+  }
+
+  /** Binds every address; resolves with the actual "host:port" bound (port 0 gets a real one). */
+  async listen(addresses: string[]): Promise<string[]> {
+    const bound: string[] = [];
+    for (const address of addresses) {
+      const sep = address.lastIndexOf(':');
+      const host = address.slice(0, sep).replace(/^\[|\]$/g, '');
+      const port = Number(address.slice(sep + 1));
+      const server = this.handler.implicitTls
+        ? tls.createServer({ secureContext: this.ctx.tls!, allowHalfOpen: false }, (s) => this.accept(s))
+        : net.createServer({ allowHalfOpen: false, noDelay: true }, (s) => this.accept(s));
+      if (this.handler.implicitTls) server.on('tlsClientError', () => { /* a failed handshake is the client's loss */ });
+      server.maxConnections = Infinity;
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`listen.${this.handler.name}: cannot listen on ${address}: ${err.code ?? err.message}`)));
+        server.listen({ host, port, backlog: 4096 }, () => resolve());
+      });
+      const a = server.address() as net.AddressInfo;
+      bound.push(a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
+      this.servers.push(server);
+    }
+    return bound;
+  }
+
+  private accept(socket: net.Socket): void {
+    const ip = normalizeIp(socket.remoteAddress ?? 'unknown');
+    const refused = this.ctx.limits.acquire(ip);
+    if (refused) {
+      socket.on('error', () => {});
+      socket.end(this.handler.refusal(refused));
+      socket.destroySoon?.();
+      this.ctx.log.warn({ listener: this.handler.name, client: ip, reason: refused }, 'connection refused');
+      return;
+    }
+    this.ctx.onCount?.(this.handler.name, 1);
+    const client: ClientInfo = {
+      remoteAddress: ip,
+      remotePort: socket.remotePort ?? 0,
+      localAddress: socket.localAddress ?? '',
+      localPort: socket.localPort ?? 0,
+      ...(socket instanceof tls.TLSSocket ? { tls: tlsInfo(socket) } : {}),
+    };
+    let session: Session<E, R>;
+    try {
+      session = this.handler.createSession(client);
+    } catch (err) {
+      this.ctx.log.error({ err }, 'cannot create session');
+      this.ctx.limits.release(ip);
+      this.ctx.onCount?.(this.handler.name, -1);
+      socket.destroy();
+      return;
+    }
+    const conn: Connection<E, R> = new Connection({
+      socket,
+      session,
+      perform: (e) => this.handler.perform(e),
+      idleTimeoutMs: this.handler.idleTimeoutMs,
+      ...(this.ctx.tls ? { secureContext: this.ctx.tls } : {}),
+      log: this.ctx.log.child({ listener: this.handler.name, client: ip }),
+      onClose: () => {
+        this.connections.delete(conn);
+        this.ctx.limits.release(ip);
+        this.ctx.onCount?.(this.handler.name, -1);
+      },
+    });
+    this.connections.add(conn);
+  }
+
+  /** Stops accepting; asks each session to finish. */
+  stopAccepting(): void {
+    for (const s of this.servers) s.close();
+    for (const c of this.connections) c.shutdown();
+  }
+
+  get open(): number {
+    return this.connections.size;
+  }
+
+  destroyAll(): void {
+    for (const c of this.connections) c.destroy();
+  }
+}
+
+/** "::ffff:1.2.3.4" is 1.2.3.4: one client, one count. */
+function normalizeIp(ip: string): string {
+  return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
+}

@@ -1,0 +1,48 @@
+/**
+ * The contract between a sans-I/O protocol session (SMTP, POP3, ...) and the connection that
+ * drives it. The session never touches a socket, the clock or the store: it takes bytes and
+ * events in and hands back Outputs, in order. Anything that needs the world (checking a
+ * password, committing a message) is an `effect` the connection performs before calling
+ * `resolve` with its result; input that arrives meanwhile waits in the session's buffer, so
+ * pipelined commands are answered in order.
+ */
+
+export type Output<E> =
+  | { type: 'write'; data: string | Buffer }
+  /** Send everything the source yields (e.g. a message for RETR), with back-pressure. */
+  | { type: 'stream'; source: AsyncIterable<Buffer> }
+  /** Perform the effect and call `resolve` with its result. */
+  | { type: 'effect'; effect: E }
+  /** Upgrade to TLS now (RFC 3207 / RFC 2595), then call `tlsStarted`. */
+  | { type: 'starttls' }
+  /** Flush what was written, then close. */
+  | { type: 'close' };
+
+export interface TlsInfo {
+  protocol: string;
+  cipher: string;
+}
+
+/** What is logged about a session when it ends (one line per session). */
+export interface SessionSummary {
+  user?: string;
+  outcome: string;
+  [key: string]: unknown;
+}
+
+export interface Session<E, R = unknown> {
+  /** The greeting. */
+  start(): Output<E>[];
+  receive(data: Buffer): Output<E>[];
+  resolve(result: R): Output<E>[];
+  tlsStarted(info: TlsInfo): Output<E>[];
+  /** The idle timer ran out. */
+  timeout(): Output<E>[];
+  /** The server is stopping: close now if idle, else after the current transaction. */
+  shutdown(): Output<E>[];
+  /** An unexpected error inside this session: the last words before closing. */
+  failure(): Output<E>[];
+  /** True while a transaction is open (a message half received, deletions pending). */
+  readonly busy: boolean;
+  summary(): SessionSummary;
+}

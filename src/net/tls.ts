@@ -1,0 +1,59 @@
+/**
+ * TLS material: the configured certificate, or a self-signed one made under data_dir on first
+ * start (so STARTTLS and implicit TLS work out of the box; clients will ask to trust it).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import tls from 'node:tls';
+import selfsigned from 'selfsigned';
+import type { Config } from '../config/schema.ts';
+
+export interface TlsMaterial {
+  context: tls.SecureContext;
+  options: tls.TlsOptions;
+  certFile: string;
+  selfSigned: boolean;
+}
+
+export async function loadTls(config: Config): Promise<TlsMaterial> {
+  let certFile = config.tls.cert;
+  let keyFile = config.tls.key;
+  let selfSigned = false;
+  if (certFile === undefined || keyFile === undefined) {
+    const dir = path.join(config.data_dir, 'tls');
+    certFile = path.join(dir, 'selfsigned-cert.pem');
+    keyFile = path.join(dir, 'selfsigned-key.pem');
+    selfSigned = true;
+    if (!fs.existsSync(certFile) || !fs.existsSync(keyFile)) await makeSelfSigned(config.hostname, dir, certFile, keyFile);
+  }
+  let cert: Buffer;
+  let key: Buffer;
+  try {
+    cert = fs.readFileSync(certFile);
+    key = fs.readFileSync(keyFile);
+  } catch (err) {
+    throw new Error(`tls: cannot read ${(err as NodeJS.ErrnoException).path ?? certFile}: ${(err as NodeJS.ErrnoException).code}; check tls.cert and tls.key`);
+  }
+  const options: tls.TlsOptions = { cert, key, minVersion: 'TLSv1.2' };
+  let context: tls.SecureContext;
+  try {
+    context = tls.createSecureContext(options);
+  } catch (err) {
+    throw new Error(`tls: the certificate ${certFile} and key ${keyFile} do not load: ${(err as Error).message}`);
+  }
+  return { context, options, certFile, selfSigned };
+}
+
+async function makeSelfSigned(hostname: string, dir: string, certFile: string, keyFile: string): Promise<void> {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const notAfter = new Date();
+  notAfter.setFullYear(notAfter.getFullYear() + 10);
+  const pems = await selfsigned.generate([{ name: 'commonName', value: hostname }], {
+    keySize: 2048,
+    notAfterDate: notAfter,
+    algorithm: 'sha256',
+    extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: hostname }, { type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] }],
+  });
+  fs.writeFileSync(keyFile, pems.private, { mode: 0o600 });
+  fs.writeFileSync(certFile, pems.cert, { mode: 0o644 });
+}

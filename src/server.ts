@@ -1,0 +1,75 @@
+/**
+ * The running server: every configured listener, the services behind them, and an orderly stop
+ * (stop accepting, let open transactions finish within a grace period, close the store).
+ */
+import type { Config, ListenerKind } from './config/schema.ts';
+import { openContext, type Context } from './context.ts';
+import type { Logger } from './log.ts';
+import { AuthThrottle } from './auth/throttle.ts';
+import { ConnectionLimits, Listener, type ListenerContext } from './net/listener.ts';
+import { loadTls } from './net/tls.ts';
+import { smtpHandler, type SmtpRole } from './smtp/handler.ts';
+
+/** Something that runs beside the listeners (the queue runner, the HTTP API). */
+export interface Service {
+  name: string;
+  /** Resolves with the addresses it listens on, if any. */
+  start(): Promise<string[]>;
+  stop(): Promise<void>;
+}
+
+export interface RunningServer {
+  ctx: Context;
+  /** The addresses actually bound, per listener (port 0 in the config becomes a real port). */
+  addresses: Partial<Record<ListenerKind, string[]>>;
+  /** The self-signed or configured certificate file, for clients to trust. */
+  certFile: string;
+  stop(graceMs?: number): Promise<void>;
+}
+
+const SMTP_ROLES: SmtpRole[] = ['smtp', 'submission', 'submissions'];
+
+export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  const ctx = openContext(config, log);
+  const tls = await loadTls(config);
+  const limits = new ConnectionLimits(config.limits.max_connections, config.limits.max_connections_per_ip);
+  const throttle = new AuthThrottle(config.auth.max_failures);
+  const lctx: ListenerContext = { limits, log, tls: tls.context, onCount: (l, d) => ctx.metrics.count(l, d) };
+  const listeners: { kind: ListenerKind; listener: Listener<any, any> }[] = [];
+  for (const role of SMTP_ROLES) {
+    if (config.listen[role].length > 0) listeners.push({ kind: role, listener: new Listener(smtpHandler(ctx, role, throttle), lctx) });
+  }
+  const services: { kind?: ListenerKind; service: Service }[] = [];
+
+  const addresses: RunningServer['addresses'] = {};
+  try {
+    for (const { kind, listener } of listeners) addresses[kind] = await listener.listen(config.listen[kind]);
+    for (const { kind, service } of services) {
+      const bound = await service.start();
+      if (kind) addresses[kind] = bound;
+    }
+  } catch (err) {
+    for (const { listener } of listeners) listener.stopAccepting();
+    ctx.store.close();
+    throw err;
+  }
+  for (const kind of ['imap', 'imaps'] as const) {
+    if (config.listen[kind].length > 0) log.warn({ listener: kind }, 'IMAP is not served by this version of mailnest; the listener is not opened');
+  }
+
+  let stopping: Promise<void> | undefined;
+  const stop = (graceMs = 10_000): Promise<void> => {
+    stopping ??= (async () => {
+      for (const { listener } of listeners) listener.stopAccepting();
+      const deadline = Date.now() + graceMs;
+      while (Date.now() < deadline && listeners.some(({ listener }) => listener.open > 0)) {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      for (const { listener } of listeners) listener.destroyAll();
+      for (const { service } of [...services].reverse()) await service.stop();
+      ctx.store.close();
+    })();
+    return stopping;
+  };
+  return { ctx, addresses, certFile: tls.certFile, stop };
+}

@@ -1,0 +1,80 @@
+/** The SQLite schema. Each entry of MIGRATIONS runs once, in order, tracked by user_version. */
+export const MIGRATIONS: string[] = [
+  `
+  CREATE TABLE users (
+    id INTEGER PRIMARY KEY,
+    address TEXT NOT NULL,
+    address_key TEXT NOT NULL UNIQUE,
+    password_hash TEXT NOT NULL,
+    created INTEGER NOT NULL
+  );
+  CREATE TABLE aliases (
+    alias_key TEXT NOT NULL,
+    alias TEXT NOT NULL,
+    target TEXT NOT NULL,
+    PRIMARY KEY (alias_key, target)
+  );
+  -- One row per accepted message body, shared by every copy of it.
+  CREATE TABLE bodies (
+    id INTEGER PRIMARY KEY,
+    queue_id TEXT NOT NULL UNIQUE,
+    size INTEGER NOT NULL,
+    created INTEGER NOT NULL
+  );
+  CREATE TABLE body_chunks (
+    body_id INTEGER NOT NULL REFERENCES bodies(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (body_id, seq)
+  ) WITHOUT ROWID;
+  CREATE TABLE mailboxes (
+    id INTEGER PRIMARY KEY,
+    user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    name TEXT NOT NULL,
+    uid_validity INTEGER NOT NULL,
+    uid_next INTEGER NOT NULL DEFAULT 1,
+    UNIQUE (user_id, name)
+  );
+  CREATE TABLE messages (
+    mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+    uid INTEGER NOT NULL,
+    body_id INTEGER NOT NULL REFERENCES bodies(id),
+    prefix BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    received_at INTEGER NOT NULL,
+    PRIMARY KEY (mailbox_id, uid)
+  );
+  CREATE INDEX messages_body ON messages(body_id);
+  CREATE TABLE outbound (
+    id INTEGER PRIMARY KEY,
+    queue_id TEXT NOT NULL UNIQUE,
+    body_id INTEGER NOT NULL REFERENCES bodies(id),
+    prefix BLOB NOT NULL,
+    sender TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    dsn_ret TEXT,
+    dsn_envid TEXT
+  );
+  CREATE INDEX outbound_body ON outbound(body_id);
+  CREATE TABLE outbound_rcpts (
+    id INTEGER PRIMARY KEY,
+    outbound_id INTEGER NOT NULL REFERENCES outbound(id) ON DELETE CASCADE,
+    address TEXT NOT NULL,
+    notify TEXT,
+    orcpt TEXT,
+    status TEXT NOT NULL DEFAULT 'queued',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt INTEGER NOT NULL,
+    last_reply TEXT,
+    warned INTEGER NOT NULL DEFAULT 0
+  );
+  CREATE INDEX outbound_rcpts_due ON outbound_rcpts(status, next_attempt);
+  CREATE INDEX outbound_rcpts_entry ON outbound_rcpts(outbound_id);
+  CREATE TABLE tokens (
+    name TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    created INTEGER NOT NULL,
+    last_used INTEGER
+  );
+  `,
+];

@@ -1,0 +1,407 @@
+/**
+ * The embedded store: one SQLite file in data_dir, WAL mode, synchronous=FULL, so a COMMIT
+ * returns only once the change is on disk. `accept` group-commits: every message handed in
+ * during one turn of the event loop is written in one transaction with one fsync.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { DatabaseSync, type StatementSync } from 'node:sqlite';
+import {
+  addressKey, StoreConflict,
+  type Acceptance, type AliasRecord, type MailboxEntry, type QueueEntry, type QueueRecipient,
+  type RecipientUpdate, type Store, type TokenRecord, type UserRecord, type UserUsage, type QueueStatus,
+} from '../store.ts';
+import { MIGRATIONS } from './schema.ts';
+
+/** Size of the rows a body is split into; bounds the memory a reader needs. */
+const CHUNK = 64 * 1024;
+
+type Row = Record<string, unknown>;
+
+interface Pending {
+  message: Acceptance;
+  resolve: () => void;
+  reject: (err: unknown) => void;
+}
+
+export class SqliteStore implements Store {
+  readonly file: string;
+  private db: DatabaseSync;
+  private stmts = new Map<string, StatementSync>();
+  private pending: Pending[] = [];
+  private flushScheduled = false;
+
+  constructor(dataDir: string) {
+    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    this.file = path.join(dataDir, 'mailnest.sqlite');
+    this.db = new DatabaseSync(this.file, { timeout: 10_000 });
+    this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;');
+    this.migrate();
+  }
+
+  private migrate(): void {
+    const version = Number((this.db.prepare('PRAGMA user_version').get() as Row).user_version);
+    for (let v = version; v < MIGRATIONS.length; v++) {
+      this.transaction(() => {
+        this.db.exec(MIGRATIONS[v]!);
+        this.db.exec(`PRAGMA user_version = ${v + 1}`);
+      });
+    }
+  }
+
+  private q(sql: string): StatementSync {
+    let s = this.stmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      this.stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  private transaction<T>(fn: () => T): T {
+    this.db.exec('BEGIN IMMEDIATE');
+    try {
+      const result = fn();
+      this.db.exec('COMMIT');
+      return result;
+    } catch (err) {
+      if (this.db.isTransaction) this.db.exec('ROLLBACK');
+      throw err;
+    }
+  }
+
+  // ---------------------------------------------------------------- users
+
+  async createUser(address: string, passwordHash: string): Promise<UserRecord> {
+    return this.transaction(() => {
+      if (this.q('SELECT 1 FROM users WHERE address_key = ?').get(addressKey(address))) {
+        throw new StoreConflict(`user ${address} already exists`);
+      }
+      const now = Date.now();
+      const r = this.q('INSERT INTO users (address, address_key, password_hash, created) VALUES (?, ?, ?, ?)')
+        .run(address, addressKey(address), passwordHash, now);
+      const id = Number(r.lastInsertRowid);
+      this.q('INSERT INTO mailboxes (user_id, name, uid_validity) VALUES (?, ?, ?)').run(id, 'INBOX', Math.floor(now / 1000));
+      return { id, address, passwordHash };
+    });
+  }
+
+  async findUser(address: string): Promise<UserRecord | undefined> {
+    const row = this.q('SELECT id, address, password_hash FROM users WHERE address_key = ?').get(addressKey(address)) as Row | undefined;
+    return row && { id: Number(row.id), address: String(row.address), passwordHash: String(row.password_hash) };
+  }
+
+  async setPassword(address: string, passwordHash: string): Promise<boolean> {
+    return this.q('UPDATE users SET password_hash = ? WHERE address_key = ?').run(passwordHash, addressKey(address)).changes > 0;
+  }
+
+  async removeUser(address: string): Promise<boolean> {
+    return this.transaction(() => {
+      const user = this.q('SELECT id FROM users WHERE address_key = ?').get(addressKey(address)) as Row | undefined;
+      if (!user) return false;
+      const bodies = this.q(`SELECT DISTINCT m.body_id AS id FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
+                             WHERE b.user_id = ?`).all(user.id as number) as Row[];
+      this.q('DELETE FROM messages WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE user_id = ?)').run(user.id as number);
+      this.q('DELETE FROM users WHERE id = ?').run(user.id as number);
+      for (const b of bodies) this.dropBodyIfUnused(Number(b.id));
+      return true;
+    });
+  }
+
+  async listUsers(): Promise<UserUsage[]> {
+    const rows = this.q(`SELECT u.address, COUNT(m.uid) AS messages, COALESCE(SUM(m.size), 0) AS bytes
+                         FROM users u LEFT JOIN mailboxes b ON b.user_id = u.id LEFT JOIN messages m ON m.mailbox_id = b.id
+                         GROUP BY u.id ORDER BY u.address_key`).all() as Row[];
+    return rows.map((r) => ({ address: String(r.address), messages: Number(r.messages), bytes: Number(r.bytes) }));
+  }
+
+  // ---------------------------------------------------------------- aliases
+
+  async addAlias(alias: string, targets: string[]): Promise<void> {
+    this.transaction(() => {
+      for (const t of targets) {
+        this.q('INSERT OR IGNORE INTO aliases (alias_key, alias, target) VALUES (?, ?, ?)').run(addressKey(alias), alias, t);
+      }
+    });
+  }
+
+  async removeAlias(alias: string): Promise<boolean> {
+    return this.q('DELETE FROM aliases WHERE alias_key = ?').run(addressKey(alias)).changes > 0;
+  }
+
+  async findAlias(alias: string): Promise<AliasRecord | undefined> {
+    const rows = this.q('SELECT alias, target FROM aliases WHERE alias_key = ? ORDER BY rowid').all(addressKey(alias)) as Row[];
+    if (rows.length === 0) return undefined;
+    return { alias: String(rows[0]!.alias), targets: rows.map((r) => String(r.target)) };
+  }
+
+  async listAliases(): Promise<AliasRecord[]> {
+    const rows = this.q('SELECT alias_key, alias, target FROM aliases ORDER BY alias_key, rowid').all() as Row[];
+    const out = new Map<string, AliasRecord>();
+    for (const r of rows) {
+      const key = String(r.alias_key);
+      if (!out.has(key)) out.set(key, { alias: String(r.alias), targets: [] });
+      out.get(key)!.targets.push(String(r.target));
+    }
+    return [...out.values()];
+  }
+
+  // ---------------------------------------------------------------- accepting mail
+
+  accept(message: Acceptance): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ message, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  /** Group commit: one transaction, one fsync, for every message pending now. */
+  private flush(): void {
+    const batch = this.pending;
+    this.pending = [];
+    this.flushScheduled = false;
+    const results: (Error | undefined)[] = [];
+    try {
+      this.transaction(() => {
+        for (const p of batch) {
+          this.db.exec('SAVEPOINT one');
+          try {
+            this.insertAcceptance(p.message);
+            results.push(undefined);
+            this.db.exec('RELEASE one');
+          } catch (err) {
+            this.db.exec('ROLLBACK TO one');
+            this.db.exec('RELEASE one');
+            results.push(err instanceof Error ? err : new Error(String(err)));
+          }
+        }
+      });
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    batch.forEach((p, i) => {
+      const err = results[i];
+      if (err) p.reject(err);
+      else p.resolve();
+    });
+  }
+
+  private insertAcceptance(m: Acceptance): void {
+    const now = Date.now();
+    const queueId = m.id;
+    const size = m.body.reduce((n, b) => n + b.length, 0);
+    const bodyId = Number(this.q('INSERT INTO bodies (queue_id, size, created) VALUES (?, ?, ?)').run(queueId, size, now).lastInsertRowid);
+    let seq = 0;
+    for (const chunk of rechunk(m.body, CHUNK)) {
+      this.q('INSERT INTO body_chunks (body_id, seq, data) VALUES (?, ?, ?)').run(bodyId, seq++, chunk);
+    }
+    for (const copy of m.local) {
+      const mb = this.q("SELECT id, uid_next FROM mailboxes WHERE user_id = ? AND name = 'INBOX'").get(copy.userId) as Row | undefined;
+      if (!mb) throw new Error(`no mailbox for user ${copy.userId}`);
+      this.q('UPDATE mailboxes SET uid_next = uid_next + 1 WHERE id = ?').run(mb.id as number);
+      this.q('INSERT INTO messages (mailbox_id, uid, body_id, prefix, size, received_at) VALUES (?, ?, ?, ?, ?, ?)')
+        .run(mb.id as number, mb.uid_next as number, bodyId, copy.prefix, copy.prefix.length + size, now);
+    }
+    if (m.outbound && m.outbound.recipients.length > 0) {
+      const outId = Number(this.q(`INSERT INTO outbound (queue_id, body_id, prefix, sender, created, dsn_ret, dsn_envid)
+                                   VALUES (?, ?, ?, ?, ?, ?, ?)`)
+        .run(queueId, bodyId, m.outbound.prefix, m.sender, now, m.dsn?.ret ?? null, m.dsn?.envid ?? null).lastInsertRowid);
+      for (const r of m.outbound.recipients) {
+        this.q('INSERT INTO outbound_rcpts (outbound_id, address, notify, orcpt, next_attempt) VALUES (?, ?, ?, ?, ?)')
+          .run(outId, r.address, r.notify ? r.notify.join(',') : null, r.orcpt ?? null, now);
+      }
+    }
+  }
+
+  private dropBodyIfUnused(bodyId: number): void {
+    const used = this.q('SELECT 1 FROM messages WHERE body_id = ? UNION ALL SELECT 1 FROM outbound WHERE body_id = ? LIMIT 1').get(bodyId, bodyId);
+    if (!used) this.q('DELETE FROM bodies WHERE id = ?').run(bodyId);
+  }
+
+  // ---------------------------------------------------------------- mailboxes
+
+  async listMailbox(userId: number): Promise<MailboxEntry[]> {
+    const rows = this.q(`SELECT m.uid, m.size, m.received_at FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
+                         WHERE b.user_id = ? AND b.name = 'INBOX' ORDER BY m.uid`).all(userId) as Row[];
+    return rows.map((r) => ({ uid: Number(r.uid), size: Number(r.size), receivedAt: Number(r.received_at) }));
+  }
+
+  readMessage(userId: number, uid: number): AsyncIterable<Buffer> {
+    const row = this.q(`SELECT m.body_id, m.prefix FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
+                        WHERE b.user_id = ? AND b.name = 'INBOX' AND m.uid = ?`).get(userId, uid) as Row | undefined;
+    if (!row) return failing(new Error(`no message ${uid}`));
+    return this.streamBody(Number(row.body_id), row.prefix as Uint8Array);
+  }
+
+  private async *streamBody(bodyId: number, prefix: Uint8Array): AsyncIterable<Buffer> {
+    if (prefix.length > 0) yield Buffer.from(prefix.buffer, prefix.byteOffset, prefix.length);
+    // One row per step, no statement held open across the awaits of the consumer.
+    for (let seq = 0; ; seq++) {
+      const chunk = this.q('SELECT data FROM body_chunks WHERE body_id = ? AND seq = ?').get(bodyId, seq) as Row | undefined;
+      if (!chunk) return;
+      const data = chunk.data as Uint8Array;
+      yield Buffer.from(data.buffer, data.byteOffset, data.length);
+    }
+  }
+
+  async deleteMessages(userId: number, uids: number[]): Promise<void> {
+    if (uids.length === 0) return;
+    this.transaction(() => {
+      const mb = this.q("SELECT id FROM mailboxes WHERE user_id = ? AND name = 'INBOX'").get(userId) as Row | undefined;
+      if (!mb) return;
+      const bodies = new Set<number>();
+      for (const uid of uids) {
+        const row = this.q('DELETE FROM messages WHERE mailbox_id = ? AND uid = ? RETURNING body_id').get(mb.id as number, uid) as Row | undefined;
+        if (row) bodies.add(Number(row.body_id));
+      }
+      for (const b of bodies) this.dropBodyIfUnused(b);
+    });
+  }
+
+  // ---------------------------------------------------------------- outbound queue
+
+  async listQueue(): Promise<QueueEntry[]> {
+    const rows = this.q(`SELECT DISTINCT o.queue_id FROM outbound o JOIN outbound_rcpts r ON r.outbound_id = o.id
+                         WHERE r.status IN ('queued', 'deferred') ORDER BY o.id`).all() as Row[];
+    const out: QueueEntry[] = [];
+    for (const r of rows) {
+      const e = await this.getQueueEntry(String(r.queue_id));
+      if (e) out.push(e);
+    }
+    return out;
+  }
+
+  async getQueueEntry(id: string): Promise<QueueEntry | undefined> {
+    const o = this.q(`SELECT o.id, o.queue_id, o.sender, o.created, o.dsn_ret, o.dsn_envid, length(o.prefix) + b.size AS size
+                      FROM outbound o JOIN bodies b ON b.id = o.body_id WHERE o.queue_id = ?`).get(id) as Row | undefined;
+    if (!o) return undefined;
+    const rcpts = this.q('SELECT * FROM outbound_rcpts WHERE outbound_id = ? ORDER BY id').all(o.id as number) as Row[];
+    return {
+      id: String(o.queue_id),
+      sender: String(o.sender),
+      created: Number(o.created),
+      size: Number(o.size),
+      dsn: {
+        ...(o.dsn_ret ? { ret: o.dsn_ret as 'FULL' | 'HDRS' } : {}),
+        ...(o.dsn_envid ? { envid: String(o.dsn_envid) } : {}),
+      },
+      recipients: rcpts.map((r): QueueRecipient => ({
+        id: Number(r.id),
+        address: String(r.address),
+        ...(r.notify ? { notify: String(r.notify).split(',') as QueueRecipient['notify'] } : {}),
+        ...(r.orcpt ? { orcpt: String(r.orcpt) } : {}),
+        status: String(r.status) as QueueStatus,
+        attempts: Number(r.attempts),
+        nextAttempt: Number(r.next_attempt),
+        lastReply: r.last_reply === null ? null : String(r.last_reply),
+        warned: Number(r.warned) === 1,
+      })),
+    };
+  }
+
+  readQueued(id: string): AsyncIterable<Buffer> {
+    const row = this.q('SELECT body_id, prefix FROM outbound WHERE queue_id = ?').get(id) as Row | undefined;
+    if (!row) return failing(new Error(`no queue entry ${id}`));
+    return this.streamBody(Number(row.body_id), row.prefix as Uint8Array);
+  }
+
+  async updateRecipients(id: string, updates: RecipientUpdate[]): Promise<void> {
+    this.transaction(() => {
+      for (const u of updates) {
+        this.q(`UPDATE outbound_rcpts SET status = ?, attempts = ?, next_attempt = ?, last_reply = ?, warned = COALESCE(?, warned)
+                WHERE id = ? AND outbound_id = (SELECT id FROM outbound WHERE queue_id = ?)`)
+          .run(u.status, u.attempts, u.nextAttempt, u.lastReply, u.warned === undefined ? null : Number(u.warned), u.recipientId, id);
+      }
+      this.dropOutboundIfDone(id);
+    });
+  }
+
+  /** An entry with no recipient left to deliver is removed, and its body with it when unused. */
+  private dropOutboundIfDone(id: string): void {
+    const o = this.q('SELECT id, body_id FROM outbound WHERE queue_id = ?').get(id) as Row | undefined;
+    if (!o) return;
+    const open = this.q("SELECT 1 FROM outbound_rcpts WHERE outbound_id = ? AND status IN ('queued', 'deferred') LIMIT 1").get(o.id as number);
+    if (open) return;
+    this.q('DELETE FROM outbound WHERE id = ?').run(o.id as number);
+    this.dropBodyIfUnused(Number(o.body_id));
+  }
+
+  async retryNow(id: string | undefined, now: number): Promise<number> {
+    const r = id === undefined
+      ? this.q("UPDATE outbound_rcpts SET next_attempt = ? WHERE status IN ('queued', 'deferred')").run(now)
+      : this.q(`UPDATE outbound_rcpts SET next_attempt = ? WHERE status IN ('queued', 'deferred')
+                AND outbound_id = (SELECT id FROM outbound WHERE queue_id = ?)`).run(now, id);
+    return Number(r.changes);
+  }
+
+  async removeQueued(id: string): Promise<boolean> {
+    return this.transaction(() => {
+      const o = this.q('SELECT id, body_id FROM outbound WHERE queue_id = ?').get(id) as Row | undefined;
+      if (!o) return false;
+      this.q('DELETE FROM outbound WHERE id = ?').run(o.id as number);
+      this.dropBodyIfUnused(Number(o.body_id));
+      return true;
+    });
+  }
+
+  // ---------------------------------------------------------------- tokens
+
+  async addToken(name: string, hash: string): Promise<void> {
+    if (this.q('SELECT 1 FROM tokens WHERE name = ?').get(name)) throw new StoreConflict(`token ${name} already exists`);
+    this.q('INSERT INTO tokens (name, hash, created) VALUES (?, ?, ?)').run(name, hash, Date.now());
+  }
+
+  async findTokenByHash(hash: string): Promise<TokenRecord | undefined> {
+    const r = this.q('SELECT name, created, last_used FROM tokens WHERE hash = ?').get(hash) as Row | undefined;
+    return r && tokenRecord(r);
+  }
+
+  async touchToken(name: string, when: number): Promise<void> {
+    this.q('UPDATE tokens SET last_used = ? WHERE name = ?').run(when, name);
+  }
+
+  async listTokens(): Promise<TokenRecord[]> {
+    return (this.q('SELECT name, created, last_used FROM tokens ORDER BY name').all() as Row[]).map(tokenRecord);
+  }
+
+  async removeToken(name: string): Promise<boolean> {
+    return this.q('DELETE FROM tokens WHERE name = ?').run(name).changes > 0;
+  }
+
+  close(): void {
+    if (this.pending.length > 0) this.flush();
+    this.db.close();
+  }
+}
+
+function tokenRecord(r: Row): TokenRecord {
+  return { name: String(r.name), created: Number(r.created), lastUsed: r.last_used === null ? null : Number(r.last_used) };
+}
+
+/** Re-slices a list of buffers into pieces of at most `size` bytes. */
+function* rechunk(parts: Buffer[], size: number): Generator<Buffer> {
+  let acc: Buffer[] = [];
+  let accLen = 0;
+  for (let part of parts) {
+    while (part.length > 0) {
+      const take = Math.min(size - accLen, part.length);
+      acc.push(part.subarray(0, take));
+      accLen += take;
+      part = part.subarray(take);
+      if (accLen === size) {
+        yield Buffer.concat(acc, accLen);
+        acc = [];
+        accLen = 0;
+      }
+    }
+  }
+  if (accLen > 0) yield Buffer.concat(acc, accLen);
+}
+
+async function* failing(err: Error): AsyncIterable<Buffer> {
+  throw err;
+}

@@ -1,0 +1,159 @@
+/**
+ * The Store: everything mailnest keeps. Protocol code and delivery talk to this interface
+ * only; `sqlite/` is the embedded implementation, a PostgreSQL one can fill it later.
+ *
+ * A stored message is `prefix + body`: the body (the bytes exactly as received) is kept once
+ * however many mailboxes and outbound entries refer to it; the prefix holds the trace headers
+ * that differ per copy (Return-Path for a local mailbox, DKIM-Signature for a relayed copy).
+ */
+
+export interface UserRecord {
+  id: number;
+  /** The address as it was created (case preserved). */
+  address: string;
+  passwordHash: string;
+}
+
+export interface UserUsage {
+  address: string;
+  messages: number;
+  bytes: number;
+}
+
+export interface AliasRecord {
+  alias: string;
+  targets: string[];
+}
+
+/** DSN parameters from MAIL FROM (RFC 3461 §4.3, §4.4). */
+export interface DsnEnvelope {
+  ret?: 'FULL' | 'HDRS';
+  envid?: string;
+}
+
+/** DSN parameters from RCPT TO (RFC 3461 §4.1, §4.2). */
+export interface DsnRecipient {
+  notify?: ('NEVER' | 'SUCCESS' | 'FAILURE' | 'DELAY')[];
+  orcpt?: string;
+}
+
+export interface OutboundRecipient extends DsnRecipient {
+  address: string;
+}
+
+/** One accepted message and everything it must become, committed together or not at all. */
+export interface Acceptance {
+  /** The queue id (see queue-id.ts), chosen before commit so trace headers can name it. */
+  id: string;
+  /** Message body chunks, exactly as received. */
+  body: Buffer[];
+  /** Envelope sender ('' for the null sender). */
+  sender: string;
+  dsn?: DsnEnvelope;
+  /** Local copies: one per user id, each with its own prefix (Return-Path, Received). */
+  local: { userId: number; prefix: Buffer }[];
+  /** Copies for the outbound queue (non-local recipients), one prefix for all of them. */
+  outbound?: { prefix: Buffer; recipients: OutboundRecipient[] };
+}
+
+export interface MailboxEntry {
+  uid: number;
+  /** Octets of prefix + body as stored (CRLF line ends). */
+  size: number;
+  receivedAt: number;
+}
+
+export interface TokenRecord {
+  name: string;
+  created: number;
+  lastUsed: number | null;
+}
+
+export type QueueStatus = 'queued' | 'deferred' | 'delivered' | 'failed';
+
+export interface QueueRecipient extends OutboundRecipient {
+  id: number;
+  status: QueueStatus;
+  attempts: number;
+  nextAttempt: number;
+  lastReply: string | null;
+  /** Set once a delay warning (RFC 3464 action=delayed) has been sent for it. */
+  warned: boolean;
+}
+
+export interface QueueEntry {
+  id: string;
+  sender: string;
+  created: number;
+  dsn: DsnEnvelope;
+  size: number;
+  recipients: QueueRecipient[];
+}
+
+export interface RecipientUpdate {
+  recipientId: number;
+  status: QueueStatus;
+  attempts: number;
+  nextAttempt: number;
+  lastReply: string | null;
+  warned?: boolean;
+}
+
+export interface Store {
+  // --- users
+  /** Throws StoreConflict when the address (case-insensitively) exists. */
+  createUser(address: string, passwordHash: string): Promise<UserRecord>;
+  findUser(address: string): Promise<UserRecord | undefined>;
+  setPassword(address: string, passwordHash: string): Promise<boolean>;
+  /** Removes the user, its mailboxes and its mail. */
+  removeUser(address: string): Promise<boolean>;
+  listUsers(): Promise<UserUsage[]>;
+
+  // --- aliases
+  /** Creates the alias or adds targets to it. */
+  addAlias(alias: string, targets: string[]): Promise<void>;
+  removeAlias(alias: string): Promise<boolean>;
+  findAlias(alias: string): Promise<AliasRecord | undefined>;
+  listAliases(): Promise<AliasRecord[]>;
+
+  // --- accepting mail
+  /** Commits the message durably (fsync) and resolves only then. */
+  accept(message: Acceptance): Promise<void>;
+
+  // --- mailboxes
+  listMailbox(userId: number): Promise<MailboxEntry[]>;
+  /** Streams prefix + body in chunks of bounded size; memory does not grow with the message. */
+  readMessage(userId: number, uid: number): AsyncIterable<Buffer>;
+  /** Deletes the given messages of one mailbox atomically. */
+  deleteMessages(userId: number, uids: number[]): Promise<void>;
+
+  // --- outbound queue
+  /** Entries holding recipients still to deliver (status queued/deferred). */
+  listQueue(): Promise<QueueEntry[]>;
+  getQueueEntry(id: string): Promise<QueueEntry | undefined>;
+  /** Streams an outbound entry's prefix + body. */
+  readQueued(id: string): AsyncIterable<Buffer>;
+  updateRecipients(id: string, updates: RecipientUpdate[]): Promise<void>;
+  /** Sets next_attempt = now for pending recipients of one entry, or of all when id is undefined. */
+  retryNow(id: string | undefined, now: number): Promise<number>;
+  /** Removes an entry whatever its state. */
+  removeQueued(id: string): Promise<boolean>;
+
+  // --- API tokens (only hashes are kept)
+  addToken(name: string, hash: string): Promise<void>;
+  findTokenByHash(hash: string): Promise<TokenRecord | undefined>;
+  touchToken(name: string, when: number): Promise<void>;
+  listTokens(): Promise<TokenRecord[]>;
+  removeToken(name: string): Promise<boolean>;
+
+  close(): void;
+}
+
+/** A uniqueness conflict (user or token that already exists). */
+export class StoreConflict extends Error {}
+
+/** The lookup key of an address. Addresses are stored as given; lookups ignore case in the
+ *  domain (RFC 5321 §2.4) and, as Postfix and Dovecot do, in the local part too. */
+export function addressKey(address: string): string {
+  return address.toLowerCase();
+}
