@@ -1,0 +1,65 @@
+/**
+ * DATA mode (RFC 5321 §4.1.1.4, §4.5.2): removes dot-stuffing and finds the end of data.
+ *
+ * The end of data is recognised only as <CRLF>.<CRLF>: a line that starts after a real CRLF
+ * and holds just a dot. Bare LF and bare CR never end a line here, so "\n.\n", "\r\n.\n",
+ * "\n.\r\n" and "\r.\r" cannot end the message early and smuggle commands (the SMTP smuggling
+ * attacks). Such bare line ends are passed on as content; MessageSink refuses the message.
+ */
+const CR = 13;
+const LF = 10;
+const DOT = 46;
+
+export interface DataStep {
+  /** Content bytes, dot-unstuffed, in order (CRLF line ends as sent). */
+  content: Buffer[];
+  /** True when the end-of-data line was seen. */
+  done: boolean;
+  /** Input bytes after the end of data (pipelined commands), when done. */
+  rest: Buffer;
+}
+
+export class DataReader {
+  /** The next byte starts a line (we are after a CRLF, or at the start of DATA). */
+  private lineStart = true;
+  /** Bytes held back until the next chunk decides what they are (".", ".\r" or "\r"). */
+  private carry: Buffer = Buffer.alloc(0);
+
+  feed(chunk: Buffer): DataStep {
+    const buf = this.carry.length ? Buffer.concat([this.carry, chunk]) : chunk;
+    this.carry = Buffer.alloc(0);
+    const content: Buffer[] = [];
+    let pos = 0;
+    while (pos < buf.length) {
+      if (this.lineStart) {
+        if (buf[pos] === DOT) {
+          const left = buf.length - pos;
+          if (left === 1 || (left === 2 && buf[pos + 1] === CR)) {
+            this.carry = buf.subarray(pos);
+            return { content, done: false, rest: Buffer.alloc(0) };
+          }
+          if (buf[pos + 1] === CR && buf[pos + 2] === LF) {
+            return { content, done: true, rest: buf.subarray(pos + 3) };
+          }
+          pos++; // §4.5.2: the first dot of a line that begins with one is removed
+        }
+        this.lineStart = false;
+      }
+      const lf = buf.indexOf(LF, pos);
+      if (lf < 0) {
+        let end = buf.length;
+        if (buf[end - 1] === CR) {
+          end--;
+          this.carry = buf.subarray(end);
+        }
+        if (end > pos) content.push(buf.subarray(pos, end));
+        return { content, done: false, rest: Buffer.alloc(0) };
+      }
+      content.push(buf.subarray(pos, lf + 1));
+      // Only CRLF starts a new line; a bare LF stays inside the current one.
+      this.lineStart = lf > 0 && buf[lf - 1] === CR;
+      pos = lf + 1;
+    }
+    return { content, done: false, rest: Buffer.alloc(0) };
+  }
+}

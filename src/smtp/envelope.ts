@@ -1,0 +1,118 @@
+/**
+ * MAIL FROM and RCPT TO arguments: the path and the parameters mailnest supports —
+ * SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531), RET/ENVID/NOTIFY/ORCPT (RFC 3461),
+ * AUTH (RFC 4954 §5). Sans-I/O; each problem comes back as the reply to give.
+ */
+import type { DsnEnvelope, DsnRecipient } from '../store/store.ts';
+import { parsePath, type Mailbox } from './address.ts';
+import { parseParams } from './command.ts';
+import { reply, type Reply } from './reply.ts';
+import { decodeXtext } from './xtext.ts';
+
+export interface MailFrom {
+  /** null for the null reverse-path <>. */
+  sender: Mailbox | null;
+  declaredSize?: number;
+  utf8: boolean;
+  body?: '7BIT' | '8BITMIME';
+  dsn: DsnEnvelope;
+}
+
+export interface RcptTo {
+  recipient: Mailbox;
+  dsn: DsnRecipient;
+}
+
+const FROM = /^FROM: ?/i;
+const TO = /^TO: ?/i;
+
+export function parseMailFrom(args: string, maxSize: number): MailFrom | Reply {
+  const m = FROM.exec(args);
+  if (!m) return reply(501, '5.5.4', 'Syntax: MAIL FROM:<address> [parameters]');
+  const path = parsePath(args.slice(m[0].length), { utf8: true, allowNull: true });
+  if (!path.ok) return reply(501, '5.1.7', `Bad sender address syntax: ${path.message}`);
+  const params = parseParams(path.rest);
+  if (!params.ok) return reply(501, '5.5.4', `Bad MAIL FROM parameters: ${params.message}`);
+  const utf8 = params.params.has('SMTPUTF8');
+  if (path.mailbox?.utf8 && !utf8) return reply(553, '5.6.7', 'Non-ASCII sender address needs the SMTPUTF8 parameter (RFC 6531)');
+
+  const from: MailFrom = { sender: path.mailbox, utf8, dsn: {} };
+  for (const [key, value] of params.params) {
+    switch (key) {
+      case 'SIZE': {
+        if (typeof value !== 'string' || !/^\d{1,20}$/.test(value)) return reply(501, '5.5.4', 'SIZE needs a number of octets');
+        const size = Number(value);
+        if (size > maxSize) return reply(552, '5.3.4', `Message size exceeds the limit of ${maxSize} octets`);
+        from.declaredSize = size;
+        break;
+      }
+      case 'BODY': {
+        const v = typeof value === 'string' ? value.toUpperCase() : '';
+        if (v !== '7BIT' && v !== '8BITMIME') return reply(555, '5.5.4', 'BODY must be 7BIT or 8BITMIME');
+        from.body = v;
+        break;
+      }
+      case 'SMTPUTF8':
+        if (value !== true) return reply(555, '5.5.4', 'SMTPUTF8 takes no value');
+        break;
+      case 'RET': {
+        const v = typeof value === 'string' ? value.toUpperCase() : '';
+        if (v !== 'FULL' && v !== 'HDRS') return reply(555, '5.5.4', 'RET must be FULL or HDRS');
+        from.dsn.ret = v;
+        break;
+      }
+      case 'ENVID': {
+        const v = typeof value === 'string' ? decodeXtext(value) : undefined;
+        if (v === undefined || v.length > 100) return reply(501, '5.5.4', 'ENVID must be xtext of at most 100 characters');
+        from.dsn.envid = v;
+        break;
+      }
+      case 'AUTH':
+        // RFC 4954 §5: the original submitter; recorded by nobody here, but it must not fail.
+        break;
+      default:
+        return reply(555, '5.5.4', `MAIL FROM parameter ${key} is not supported`);
+    }
+  }
+  return from;
+}
+
+export function parseRcptTo(args: string, utf8: boolean): RcptTo | Reply {
+  const m = TO.exec(args);
+  if (!m) return reply(501, '5.5.4', 'Syntax: RCPT TO:<address> [parameters]');
+  const path = parsePath(args.slice(m[0].length), { utf8: true, allowNull: false });
+  if (!path.ok) {
+    return reply(501, '5.1.3', /null address/.test(path.message) ? 'The null address <> is not a recipient' : `Bad recipient address syntax: ${path.message}`);
+  }
+  const recipient = path.mailbox!;
+  if (recipient.utf8 && !utf8) return reply(553, '5.6.7', 'Non-ASCII recipient address needs SMTPUTF8 in MAIL FROM (RFC 6531)');
+  const params = parseParams(path.rest);
+  if (!params.ok) return reply(501, '5.5.4', `Bad RCPT TO parameters: ${params.message}`);
+  const dsn: DsnRecipient = {};
+  for (const [key, value] of params.params) {
+    switch (key) {
+      case 'NOTIFY': {
+        const list = typeof value === 'string' ? value.toUpperCase().split(',') : [];
+        const allowed = ['NEVER', 'SUCCESS', 'FAILURE', 'DELAY'];
+        if (list.length === 0 || list.some((v) => !allowed.includes(v)) || (list.includes('NEVER') && list.length > 1) || new Set(list).size !== list.length) {
+          return reply(501, '5.5.4', 'NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY (RFC 3461 §4.1)');
+        }
+        dsn.notify = list as DsnRecipient['notify'];
+        break;
+      }
+      case 'ORCPT': {
+        const v = typeof value === 'string' ? value : '';
+        const semi = v.indexOf(';');
+        const decoded = semi > 0 ? decodeXtext(v.slice(semi + 1)) : undefined;
+        if (semi <= 0 || decoded === undefined || !/^[A-Za-z0-9-]+$/.test(v.slice(0, semi))) {
+          return reply(501, '5.5.4', 'ORCPT must be addr-type;xtext (RFC 3461 §4.2)');
+        }
+        dsn.orcpt = `${v.slice(0, semi)};${decoded}`;
+        break;
+      }
+      default:
+        return reply(555, '5.5.4', `RCPT TO parameter ${key} is not supported`);
+    }
+  }
+  return { recipient, dsn };
+}

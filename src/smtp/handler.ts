@@ -1,0 +1,96 @@
+/**
+ * The SMTP listeners' glue: creates a session per connection with the role's policy and
+ * performs the session's effects against the store (through the shared delivery path).
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Context } from '../context.ts';
+import type { AuthThrottle } from '../auth/throttle.ts';
+import { verifyPassword } from '../auth/password.ts';
+import { acceptMessage } from '../delivery/accept.ts';
+import type { ProtocolHandler } from '../net/listener.ts';
+import { renderReply, reply } from './reply.ts';
+import { SmtpSession, type SmtpEffect, type SmtpResult, type SmtpRole, type Delivery } from './session.ts';
+
+export type { SmtpRole };
+
+export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle): ProtocolHandler<SmtpEffect, SmtpResult> {
+  const { config } = ctx;
+  return {
+    name: role,
+    implicitTls: role === 'submissions',
+    idleTimeoutMs: config.limits.idle_timeout,
+    createSession: (client) => new SmtpSession({
+      role,
+      hostname: config.hostname,
+      clientIp: client.remoteAddress,
+      ...(client.tls ? { tls: client.tls } : {}),
+      starttls: role !== 'submissions',
+      allowInsecureAuth: config.auth.allow_insecure,
+      maxMessageSize: config.limits.max_message_size,
+      maxRecipients: config.limits.max_recipients,
+      maxLineLength: config.limits.max_line_length,
+    }),
+    perform: (effect) => perform(ctx, role, throttle, effect),
+    refusal: (reason) => renderReply(reply(421, '4.7.0', `${config.hostname} ${reason}, try again later`), true),
+  };
+}
+
+async function perform(ctx: Context, role: SmtpRole, throttle: AuthThrottle, effect: SmtpEffect): Promise<SmtpResult> {
+  switch (effect.kind) {
+    case 'auth': return authenticate(ctx, throttle, effect.client, effect.username, effect.password);
+    case 'sender': {
+      const user = await ctx.store.findUser(effect.user.address);
+      return { kind: 'sender', allowed: !!user && (await ctx.recipients.mayUseSender(user, effect.address)) };
+    }
+    case 'rcpt': {
+      const resolution = await ctx.recipients.resolve(effect.address);
+      if (resolution.kind === 'unknown') ctx.metrics.rejected.inc({ listener: role, reason: 'unknown_recipient' });
+      return { kind: 'rcpt', resolution };
+    }
+    case 'verify': {
+      const resolution = await ctx.recipients.resolve(effect.address);
+      const alias = resolution.kind === 'local' ? await ctx.store.findAlias(effect.address) : undefined;
+      return { kind: 'verify', resolution, ...(alias ? { alias } : {}) };
+    }
+    case 'deliver': return deliver(ctx, role, effect.delivery);
+  }
+}
+
+/** Checks a login; failures are delayed and counted per client (shared with POP3). */
+async function authenticate(ctx: Context, throttle: AuthThrottle, client: string, username: string, password: string): Promise<SmtpResult> {
+  if (throttle.blocked(client, Date.now())) return { kind: 'auth', disconnect: true };
+  const user = await ctx.store.findUser(username);
+  if (await verifyPassword(password, user?.passwordHash)) {
+    throttle.succeed(client);
+    return { kind: 'auth', user: { id: user!.id, address: user!.address } };
+  }
+  const verdict = throttle.fail(client, Date.now());
+  ctx.log.warn({ client, username }, 'authentication failed');
+  if (verdict.delayMs > 0) await sleep(verdict.delayMs);
+  return { kind: 'auth', disconnect: verdict.disconnect };
+}
+
+async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpResult> {
+  try {
+    const id = await acceptMessage(ctx.store, {
+      sender: d.sender,
+      dsn: d.dsn,
+      recipients: d.recipients,
+      body: d.body,
+      received: {
+        helo: d.helo,
+        clientIp: d.clientIp,
+        by: ctx.config.hostname,
+        with: d.protocol,
+        ...(d.tls ? { tls: d.tls } : {}),
+        ...(d.user ? { auth: d.user } : {}),
+      },
+    });
+    ctx.metrics.accepted.inc({ listener: role });
+    return { kind: 'deliver', id };
+  } catch (err) {
+    ctx.log.error({ err }, 'cannot store message');
+    ctx.metrics.rejected.inc({ listener: role, reason: 'store_error' });
+    return { kind: 'deliver', temporary: true, message: 'Local error in processing, try again later' };
+  }
+}

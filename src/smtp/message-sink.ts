@@ -1,0 +1,66 @@
+/**
+ * Collects a message's bytes (from DATA or BDAT) within the size limit, and checks that every
+ * line ends with CRLF. Past the limit nothing more is kept, only counted (RFC 1870 §6.3:
+ * answer 552 at the end). A bare CR or LF anywhere makes the message refused: mailnest stores
+ * only canonical CRLF text, which is also what closes the SMTP smuggling door for good
+ * (RFC 5321 §2.3.8: CR and LF occur only together as a line end).
+ */
+const CR = 13;
+const LF = 10;
+
+export type SinkVerdict = 'ok' | 'too-big' | 'bare-newline';
+
+export class MessageSink {
+  readonly maxSize: number;
+  private parts: Buffer[] = [];
+  private bytes = 0;
+  private bareNewline = false;
+  private lastWasCR = false;
+
+  constructor(maxSize: number) {
+    this.maxSize = maxSize;
+  }
+
+  get size(): number {
+    return this.bytes;
+  }
+
+  add(chunk: Buffer): void {
+    if (chunk.length === 0) return;
+    this.bytes += chunk.length;
+    if (!this.bareNewline) this.checkLineEnds(chunk);
+    if (this.bytes > this.maxSize || this.bareNewline) {
+      this.parts = [];
+      return;
+    }
+    this.parts.push(chunk);
+  }
+
+  private checkLineEnds(chunk: Buffer): void {
+    if (this.lastWasCR && chunk[0] !== LF) this.bareNewline = true;
+    for (let i = chunk.indexOf(CR); i >= 0 && i < chunk.length - 1; i = chunk.indexOf(CR, i + 1)) {
+      if (chunk[i + 1] !== LF) this.bareNewline = true;
+    }
+    for (let i = chunk.indexOf(LF); i >= 0; i = chunk.indexOf(LF, i + 1)) {
+      if (i === 0 ? !this.lastWasCR : chunk[i - 1] !== CR) this.bareNewline = true;
+    }
+    this.lastWasCR = chunk[chunk.length - 1] === CR;
+  }
+
+  /** The verdict once all bytes are in. */
+  finish(): SinkVerdict {
+    if (this.bytes > this.maxSize) return 'too-big';
+    if (this.bareNewline || this.lastWasCR) return 'bare-newline';
+    return 'ok';
+  }
+
+  /** The collected chunks (only meaningful when finish() is 'ok'). A last line without its
+   *  CRLF (possible with BDAT) gets one, so every stored message is whole lines. */
+  take(): Buffer[] {
+    const p = this.parts;
+    const last = p[p.length - 1];
+    if (last && last[last.length - 1] !== LF) p.push(Buffer.from('\r\n'));
+    this.parts = [];
+    return p;
+  }
+}

@@ -1,0 +1,34 @@
+/**
+ * SMTP replies (RFC 5321 §4.2): a three-digit code, an enhanced status code (RFC 2034/3463)
+ * once the client has used EHLO, and text; multi-line replies use "code-" continuation lines.
+ */
+export interface Reply {
+  code: number;
+  /** Enhanced status code "class.subject.detail", e.g. "5.1.1"; shown only after EHLO. */
+  enhanced?: string;
+  lines: string[];
+}
+
+export function reply(code: number, enhanced: string | undefined, ...lines: string[]): Reply {
+  return { code, ...(enhanced ? { enhanced } : {}), lines: lines.length ? lines : [''] };
+}
+
+/** Renders a reply; `enhanced` says whether ENHANCEDSTATUSCODES is in effect (EHLO, RFC 2034 §3). */
+export function renderReply(r: Reply, enhanced: boolean): string {
+  const prefix = enhanced && r.enhanced ? `${r.enhanced} ` : '';
+  let out = '';
+  r.lines.forEach((line, i) => {
+    const sep = i === r.lines.length - 1 ? ' ' : '-';
+    out += `${r.code}${sep}${prefix}${line}`.trimEnd() + '\r\n';
+  });
+  return out;
+}
+
+/** True for a well-formed reply text: lines of "ddd-..." ending with one "ddd ...". (Used by tests.) */
+export function isWellFormedReply(text: string): boolean {
+  if (!text.endsWith('\r\n')) return false;
+  const lines = text.slice(0, -2).split('\r\n');
+  const code = lines[0]!.slice(0, 3);
+  if (!/^[2-5][0-9][0-9]$/.test(code)) return false;
+  return lines.every((l, i) => l.startsWith(code) && (l.length === 3 || l[3] === (i === lines.length - 1 ? ' ' : '-')));
+}

@@ -1,0 +1,590 @@
+/**
+ * The SMTP server session (RFC 5321), sans-I/O: bytes in, replies and effects out.
+ *
+ * One instance per connection. The listener role decides the policy: `smtp` (the MX) takes
+ * mail for local recipients from anyone; `submission` and `submissions` require AUTH before
+ * MAIL and then take any recipient. Extensions: PIPELINING (RFC 2920), SIZE (RFC 1870),
+ * 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), ENHANCEDSTATUSCODES (RFC 2034), CHUNKING
+ * (RFC 3030), STARTTLS (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), DSN (RFC 3461).
+ */
+import type { Output, Session, SessionSummary, TlsInfo } from '../net/session.ts';
+import { LineReader } from '../net/line-reader.ts';
+import { decodeBase64, isMechanism, SaslExchange, type SaslStep } from '../sasl/sasl.ts';
+import type { Resolution } from '../delivery/recipients.ts';
+import type { ResolvedRecipient } from '../delivery/accept.ts';
+import type { AliasRecord, DsnEnvelope } from '../store/store.ts';
+import { formatMailbox, unquoteLocal, type Mailbox } from './address.ts';
+import { parseCommandLine } from './command.ts';
+import { DataReader } from './data-reader.ts';
+import { parseMailFrom, parseRcptTo, type MailFrom, type RcptTo } from './envelope.ts';
+import { MessageSink } from './message-sink.ts';
+import { renderReply, reply, type Reply } from './reply.ts';
+
+export type SmtpRole = 'smtp' | 'submission' | 'submissions';
+
+export interface AuthenticatedUser {
+  id: number;
+  address: string;
+}
+
+/** What the session asks of the world. */
+export type SmtpEffect =
+  | { kind: 'auth'; client: string; username: string; password: string }
+  | { kind: 'sender'; user: AuthenticatedUser; address: string }
+  | { kind: 'rcpt'; address: string }
+  | { kind: 'verify'; address: string }
+  | { kind: 'deliver'; delivery: Delivery };
+
+export type SmtpResult =
+  | { kind: 'auth'; user?: AuthenticatedUser; disconnect?: boolean }
+  | { kind: 'sender'; allowed: boolean }
+  | { kind: 'rcpt'; resolution: Resolution }
+  | { kind: 'verify'; resolution: Resolution; alias?: AliasRecord }
+  | { kind: 'deliver'; id: string }
+  | { kind: 'deliver'; id?: undefined; temporary: boolean; message: string };
+
+/** Everything needed to commit an accepted message. */
+export interface Delivery {
+  sender: string;
+  dsn: DsnEnvelope;
+  recipients: ResolvedRecipient[];
+  body: Buffer[];
+  helo: string;
+  clientIp: string;
+  /** RFC 3848 WITH keyword: ESMTP, ESMTPS, ESMTPA, ESMTPSA, or SMTP after HELO. */
+  protocol: string;
+  tls?: string;
+  user?: string;
+}
+
+export interface SmtpSessionOptions {
+  role: SmtpRole;
+  hostname: string;
+  clientIp: string;
+  /** Present when the connection is TLS from the start (submissions). */
+  tls?: TlsInfo;
+  /** A certificate is available, so STARTTLS can be offered. */
+  starttls: boolean;
+  allowInsecureAuth: boolean;
+  maxMessageSize: number;
+  maxRecipients: number;
+  maxLineLength: number;
+  /** Errors (5xx replies) tolerated before the session is ended (like Postfix's hard error limit). */
+  maxErrors?: number;
+}
+
+type Phase = 'command' | 'auth' | 'data' | 'bdat' | 'tls' | 'closed';
+
+interface Transaction {
+  from: MailFrom;
+  recipients: ResolvedRecipient[];
+  /** Set once BDAT has been used: DATA is then out of sequence (RFC 3030 §3). */
+  chunking: boolean;
+  sink?: MessageSink;
+}
+
+const HELP = [
+  'mailnest SMTP; commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP STARTTLS AUTH',
+  'See RFC 5321 and https://www.rfc-editor.org/rfc/rfc5321 for their syntax',
+];
+
+/** Verbs of RFC 821/5321 that mailnest knows but does not offer (502, not 500). */
+const NOT_IMPLEMENTED = new Set(['TURN', 'ETRN', 'ATRN', 'SEND', 'SOML', 'SAML', 'VERB']);
+
+export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
+  private readonly o: SmtpSessionOptions;
+  private readonly lines: LineReader;
+  private input: Buffer = Buffer.alloc(0);
+  private out: Output<SmtpEffect>[] = [];
+  private phase: Phase = 'command';
+  private waiting: SmtpEffect | undefined;
+
+  private helo: string | undefined;
+  private esmtp = false;
+  private tls: TlsInfo | undefined;
+  private user: AuthenticatedUser | undefined;
+  private tx: Transaction | undefined;
+  private sasl: SaslExchange | undefined;
+  private pendingRcpt: RcptTo | undefined;
+  private verifyVerb: 'VRFY' | 'EXPN' = 'VRFY';
+  private data: DataReader | undefined;
+  private bdatLeft = 0;
+  private bdatLast = false;
+  private errors = 0;
+  private stopping = false;
+
+  // For the session log line.
+  private accepted: string[] = [];
+  private outcome = 'disconnected';
+  private commands = 0;
+
+  constructor(o: SmtpSessionOptions) {
+    this.o = o;
+    this.tls = o.tls;
+    this.lines = new LineReader(o.maxLineLength);
+  }
+
+  get busy(): boolean {
+    return this.tx !== undefined || this.waiting !== undefined;
+  }
+
+  private get authRequired(): boolean {
+    return this.o.role !== 'smtp';
+  }
+
+  private get authAllowed(): boolean {
+    return this.tls !== undefined || this.o.allowInsecureAuth;
+  }
+
+  // ------------------------------------------------------------------ Session interface
+
+  start(): Output<SmtpEffect>[] {
+    this.send(reply(220, undefined, `${this.o.hostname} ESMTP mailnest`));
+    return this.flush();
+  }
+
+  receive(data: Buffer): Output<SmtpEffect>[] {
+    // RFC 3207 §4.2: nothing the client sends between STARTTLS and the handshake is kept.
+    if (this.phase === 'closed' || this.phase === 'tls') return [];
+    this.input = this.input.length === 0 ? data : Buffer.concat([this.input, data]);
+    this.run();
+    return this.flush();
+  }
+
+  resolve(result: SmtpResult): Output<SmtpEffect>[] {
+    const effect = this.waiting;
+    this.waiting = undefined;
+    if (!effect || effect.kind !== result.kind) throw new Error(`unexpected ${result.kind} result`);
+    switch (result.kind) {
+      case 'auth': this.authDone(result); break;
+      case 'sender': this.senderDone(result.allowed); break;
+      case 'rcpt': this.rcptDone(result.resolution); break;
+      case 'verify': this.verifyDone(result.resolution, result.alias); break;
+      case 'deliver': this.deliverDone(result); break;
+    }
+    this.run();
+    return this.flush();
+  }
+
+  tlsStarted(info: TlsInfo): Output<SmtpEffect>[] {
+    // RFC 3207 §4.2: discard all knowledge obtained from the client before TLS.
+    this.tls = info;
+    this.helo = undefined;
+    this.esmtp = false;
+    this.user = undefined;
+    this.tx = undefined;
+    this.input = Buffer.alloc(0);
+    this.lines.reset();
+    this.phase = 'command';
+    return [];
+  }
+
+  timeout(): Output<SmtpEffect>[] {
+    this.outcome = 'timeout';
+    this.close(reply(421, '4.4.2', `${this.o.hostname} Error: timeout exceeded`));
+    return this.flush();
+  }
+
+  shutdown(): Output<SmtpEffect>[] {
+    this.stopping = true;
+    if (!this.busy && this.phase !== 'closed') {
+      this.outcome = 'shutdown';
+      this.close(reply(421, '4.3.2', `${this.o.hostname} Service shutting down, try again later`));
+    }
+    return this.flush();
+  }
+
+  failure(): Output<SmtpEffect>[] {
+    this.outcome = 'error';
+    this.phase = 'closed';
+    return [{ type: 'write', data: renderReply(reply(421, '4.3.0', `${this.o.hostname} Internal error, closing connection`), this.esmtp) }];
+  }
+
+  summary(): SessionSummary {
+    return {
+      ...(this.user ? { user: this.user.address } : {}),
+      outcome: this.outcome,
+      role: this.o.role,
+      ...(this.helo ? { helo: this.helo } : {}),
+      ...(this.tls ? { tls: `${this.tls.protocol} ${this.tls.cipher}` } : {}),
+      commands: this.commands,
+      queued: this.accepted,
+    };
+  }
+
+  // ------------------------------------------------------------------ plumbing
+
+  private flush(): Output<SmtpEffect>[] {
+    const out = this.out;
+    this.out = [];
+    return out;
+  }
+
+  private send(r: Reply): void {
+    this.out.push({ type: 'write', data: renderReply(r, this.esmtp) });
+    if (r.code >= 500 && ++this.errors >= (this.o.maxErrors ?? 20) && this.phase !== 'closed') {
+      this.outcome = 'too many errors';
+      this.close(reply(421, '4.7.0', `${this.o.hostname} Too many errors, closing connection`));
+    }
+  }
+
+  private close(r: Reply): void {
+    if (this.phase === 'closed') return;
+    this.out.push({ type: 'write', data: renderReply(r, this.esmtp) }, { type: 'close' });
+    this.phase = 'closed';
+    this.input = Buffer.alloc(0);
+  }
+
+  private effect(e: SmtpEffect): void {
+    this.waiting = e;
+    this.out.push({ type: 'effect', effect: e });
+  }
+
+  /** Consumes buffered input until it runs out, an effect is awaited, or the session ends. */
+  private run(): void {
+    while (this.input.length > 0 && !this.waiting) {
+      switch (this.phase) {
+        case 'command':
+        case 'auth': {
+          const { event, rest } = this.lines.next(this.input);
+          this.input = rest;
+          if (!event) break;
+          if (event.type === 'overlong') {
+            if (this.phase === 'auth') this.endAuth(reply(500, '5.5.6', 'Authentication exchange line is too long'));
+            else this.send(reply(500, '5.5.2', `Line too long (limit ${this.o.maxLineLength} octets)`));
+          } else if (this.phase === 'auth') {
+            this.authLine(event.line.toString('latin1'));
+          } else {
+            this.command(event.line);
+          }
+          break;
+        }
+        case 'data': {
+          const step = this.data!.feed(this.input);
+          this.input = Buffer.alloc(0);
+          for (const c of step.content) this.tx!.sink!.add(c);
+          if (step.done) {
+            this.input = step.rest;
+            this.data = undefined;
+            this.phase = 'command';
+            this.finishMessage();
+          }
+          break;
+        }
+        case 'bdat': {
+          const take = Math.min(this.bdatLeft, this.input.length);
+          this.tx?.sink?.add(this.input.subarray(0, take));
+          this.input = this.input.subarray(take);
+          this.bdatLeft -= take;
+          if (this.bdatLeft === 0) this.bdatChunkDone();
+          break;
+        }
+        case 'tls':
+        case 'closed':
+          this.input = Buffer.alloc(0);
+          break;
+      }
+      if (this.stopping && !this.busy && this.phase === 'command') this.shutdown();
+    }
+    if (this.phase === 'bdat' && this.bdatLeft === 0 && !this.waiting) this.bdatChunkDone();
+  }
+
+  // ------------------------------------------------------------------ commands
+
+  private command(raw: Buffer): void {
+    this.commands++;
+    // Commands are ASCII (UTF-8 in addresses under SMTPUTF8); a NUL or bare CR is never valid.
+    const line = raw.toString('utf8');
+    if (/[\0\r]/.test(line)) {
+      this.send(reply(500, '5.5.2', 'Syntax error: control characters in command'));
+      return;
+    }
+    const { verb, args } = parseCommandLine(line);
+    switch (verb) {
+      case 'HELO': return this.heloCommand(args, false);
+      case 'EHLO': return this.heloCommand(args, true);
+      case 'MAIL': return this.mailCommand(args);
+      case 'RCPT': return this.rcptCommand(args);
+      case 'DATA': return this.dataCommand(args);
+      case 'BDAT': return this.bdatCommand(args);
+      case 'RSET':
+        if (args.trim() !== '') return this.send(reply(501, '5.5.4', 'RSET takes no arguments'));
+        this.tx = undefined;
+        return this.send(reply(250, '2.0.0', 'Ok'));
+      case 'NOOP': return this.send(reply(250, '2.0.0', 'Ok'));
+      case 'QUIT':
+        this.outcome = 'quit';
+        return this.close(reply(221, '2.0.0', `${this.o.hostname} Bye`));
+      case 'VRFY': return this.verifyCommand('VRFY', args);
+      case 'EXPN': return this.verifyCommand('EXPN', args);
+      case 'HELP': return this.send(reply(214, '2.0.0', ...HELP));
+      case 'STARTTLS': return this.starttlsCommand(args);
+      case 'AUTH': return this.authCommand(args);
+      default:
+        if (NOT_IMPLEMENTED.has(verb)) return this.send(reply(502, '5.5.1', `${verb} is not implemented`));
+        return this.send(reply(500, '5.5.1', `Command unrecognized: ${verb.slice(0, 20).replace(/[^\x21-\x7e]/g, '?')}`));
+    }
+  }
+
+  /** RFC 5321 §4.1.1.1; EHLO answers with the extensions on offer (§4.1.4 resets the transaction). */
+  private heloCommand(args: string, extended: boolean): void {
+    const name = args.trim();
+    if (name === '' || /\s/.test(name)) {
+      return this.send(reply(501, '5.5.4', `Syntax: ${extended ? 'EHLO' : 'HELO'} hostname`));
+    }
+    this.helo = name;
+    this.esmtp = extended;
+    this.tx = undefined;
+    if (!extended) return this.send(reply(250, undefined, `${this.o.hostname}`));
+    const ext = [
+      `${this.o.hostname} greets ${name}`,
+      'PIPELINING',
+      `SIZE ${this.o.maxMessageSize}`,
+      '8BITMIME',
+      'SMTPUTF8',
+      'ENHANCEDSTATUSCODES',
+      'CHUNKING',
+      'DSN',
+    ];
+    if (!this.tls && this.o.starttls) ext.push('STARTTLS');
+    if (this.authAllowed && !this.user) ext.push('AUTH PLAIN LOGIN');
+    ext.push('HELP');
+    this.send(reply(250, undefined, ...ext));
+  }
+
+  private mailCommand(args: string): void {
+    if (!this.helo) return this.send(reply(503, '5.5.1', 'Send HELO/EHLO first'));
+    if (this.tx) return this.send(reply(503, '5.5.1', 'Nested MAIL command'));
+    if (this.authRequired && !this.user) return this.send(reply(530, '5.7.0', 'Authentication required'));
+    const from = parseMailFrom(args, this.o.maxMessageSize);
+    if ('code' in from) return this.send(from);
+    if (from.utf8 && !this.esmtp) return this.send(reply(503, '5.5.1', 'SMTPUTF8 needs EHLO'));
+    if (this.user) {
+      // An authenticated user sends only as its own addresses (no null sender either).
+      if (!from.sender) return this.send(reply(553, '5.7.1', 'The null sender is not allowed for authenticated users'));
+      this.tx = { from, recipients: [], chunking: false };
+      this.effect({ kind: 'sender', user: this.user, address: lookupAddress(from.sender) });
+      return;
+    }
+    this.tx = { from, recipients: [], chunking: false };
+    this.send(reply(250, '2.1.0', 'Ok'));
+  }
+
+  private senderDone(allowed: boolean): void {
+    if (!allowed) {
+      const sender = formatMailbox(this.tx!.from.sender!);
+      this.tx = undefined;
+      return this.send(reply(553, '5.7.1', `Sender address <${sender}> is not owned by ${this.user!.address}`));
+    }
+    this.send(reply(250, '2.1.0', 'Ok'));
+  }
+
+  private rcptCommand(args: string): void {
+    if (!this.tx) return this.send(reply(503, '5.5.1', 'Need MAIL before RCPT'));
+    if (this.tx.chunking) return this.send(reply(503, '5.5.1', 'RCPT after BDAT'));
+    const rcpt = parseRcptTo(args, this.tx.from.utf8);
+    if ('code' in rcpt) return this.send(rcpt);
+    if (this.tx.recipients.length >= this.o.maxRecipients) {
+      // RFC 5321 §4.5.3.1.10: a temporary reply, the client sends the rest in another transaction.
+      return this.send(reply(452, '4.5.3', `Too many recipients (limit ${this.o.maxRecipients})`));
+    }
+    this.pendingRcpt = rcpt;
+    this.effect({ kind: 'rcpt', address: lookupAddress(rcpt.recipient) });
+  }
+
+  private rcptDone(resolution: Resolution): void {
+    const rcpt = this.pendingRcpt!;
+    this.pendingRcpt = undefined;
+    const address = formatMailbox(rcpt.recipient);
+    if (!this.tx) return; // the transaction ended meanwhile (cannot happen with in-order processing)
+    if (resolution.kind === 'unknown') {
+      return this.send(reply(550, '5.1.1', `<${address}>: Recipient address rejected: no such user here`));
+    }
+    if (resolution.kind === 'remote' && !this.user) {
+      // Never an open relay: only authenticated users send to other domains (RFC 5321 §3.6.2).
+      return this.send(reply(550, '5.7.1', `<${address}>: Relay access denied`));
+    }
+    this.tx.recipients.push({ address, resolution, ...rcpt.dsn });
+    this.send(reply(250, '2.1.5', 'Ok'));
+  }
+
+  private dataCommand(args: string): void {
+    if (args.trim() !== '') return this.send(reply(501, '5.5.4', 'DATA takes no arguments'));
+    if (!this.tx) return this.send(reply(503, '5.5.1', 'Need MAIL and RCPT before DATA'));
+    if (this.tx.chunking) return this.send(reply(503, '5.5.1', 'DATA after BDAT'));
+    if (this.tx.recipients.length === 0) return this.send(reply(554, '5.5.1', 'No valid recipients'));
+    this.tx.sink = new MessageSink(this.o.maxMessageSize);
+    this.data = new DataReader();
+    this.phase = 'data';
+    this.send(reply(354, undefined, 'End data with <CR><LF>.<CR><LF>'));
+  }
+
+  /** RFC 3030 §2: BDAT chunk-size [LAST]; the chunk is read whatever the verdict on it. */
+  private bdatCommand(args: string): void {
+    const m = /^(\d{1,15})( +LAST)? *$/i.exec(args);
+    if (!m) return this.send(reply(501, '5.5.4', 'Syntax: BDAT chunk-size [LAST]'));
+    this.bdatLeft = Number(m[1]);
+    this.bdatLast = m[2] !== undefined;
+    this.phase = 'bdat';
+    if (this.tx && this.tx.recipients.length > 0) {
+      if (!this.tx.chunking) {
+        this.tx.chunking = true;
+        this.tx.sink = new MessageSink(this.o.maxMessageSize);
+      }
+    }
+  }
+
+  private bdatChunkDone(): void {
+    this.phase = 'command';
+    const tx = this.tx;
+    if (!tx) return this.send(reply(503, '5.5.1', 'Need MAIL and RCPT before BDAT'));
+    if (!tx.sink) return this.send(reply(554, '5.5.1', 'No valid recipients'));
+    if (tx.sink.size > this.o.maxMessageSize) {
+      // RFC 3030 §2: after a failed chunk the client sends no more; the transaction is over.
+      this.tx = undefined;
+      return this.send(reply(552, '5.3.4', `Message size exceeds the limit of ${this.o.maxMessageSize} octets`));
+    }
+    if (this.bdatLast) return this.finishMessage();
+    this.send(reply(250, '2.0.0', `${tx.sink.size} octets received`));
+  }
+
+  private finishMessage(): void {
+    const tx = this.tx!;
+    const sink = tx.sink!;
+    const verdict = sink.finish();
+    if (verdict !== 'ok') {
+      this.tx = undefined;
+      if (verdict === 'too-big') return this.send(reply(552, '5.3.4', `Message size exceeds the limit of ${this.o.maxMessageSize} octets`));
+      return this.send(reply(550, '5.6.0', 'Message refused: bare CR or LF in the message; lines must end with CRLF (RFC 5321 §2.3.8)'));
+    }
+    const auth = this.user ? 'A' : '';
+    const tlsMark = this.tls ? 'S' : '';
+    this.effect({
+      kind: 'deliver',
+      delivery: {
+        sender: tx.from.sender ? formatMailbox(tx.from.sender) : '',
+        dsn: tx.from.dsn,
+        recipients: tx.recipients,
+        body: sink.take(),
+        helo: this.helo!,
+        clientIp: this.o.clientIp,
+        protocol: this.esmtp ? `ESMTP${tlsMark}${auth}` : 'SMTP',
+        ...(this.tls ? { tls: `${this.tls.protocol} with cipher ${this.tls.cipher}` } : {}),
+        ...(this.user ? { user: this.user.address } : {}),
+      },
+    });
+  }
+
+  private deliverDone(result: Extract<SmtpResult, { kind: 'deliver' }>): void {
+    this.tx = undefined;
+    if (result.id !== undefined) {
+      this.accepted.push(result.id);
+      return this.send(reply(250, '2.0.0', `OK queued as ${result.id}`));
+    }
+    if (result.temporary) return this.send(reply(451, '4.3.0', result.message));
+    this.send(reply(550, '5.7.1', result.message));
+  }
+
+  /** VRFY and EXPN (RFC 5321 §3.5): answered only to authenticated users (no enumeration). */
+  private verifyCommand(verb: 'VRFY' | 'EXPN', args: string): void {
+    const arg = args.trim();
+    if (arg === '') return this.send(reply(501, '5.5.4', `Syntax: ${verb} address`));
+    if (!this.user) return this.send(reply(252, '2.5.0', 'Cannot verify the address, but will accept mail for local recipients'));
+    const text = arg.startsWith('<') ? arg : `<${arg}>`;
+    const parsed = parseRcptTo(`TO:${text}`, true);
+    if ('code' in parsed) return this.send(reply(501, '5.1.3', `Bad address syntax in ${verb}`));
+    this.verifyVerb = verb;
+    this.effect({ kind: 'verify', address: lookupAddress(parsed.recipient) });
+  }
+
+  private verifyDone(resolution: Resolution, alias: AliasRecord | undefined): void {
+    if (resolution.kind === 'unknown') return this.send(reply(550, '5.1.1', 'No such user here'));
+    if (resolution.kind === 'remote') return this.send(reply(252, '2.1.5', 'Not a local address; will attempt delivery'));
+    if (this.verifyVerb === 'EXPN') {
+      if (!alias) return this.send(reply(250, '2.1.5', `<${resolution.users[0]!.address}>`));
+      return this.send(reply(250, '2.1.5', ...alias.targets.map((t) => `<${t}>`)));
+    }
+    if (resolution.users.length === 1) return this.send(reply(250, '2.1.5', `<${resolution.users[0]!.address}>`));
+    if (resolution.users.length === 0) {
+      return this.send(reply(251, '2.1.5', `User not local; will forward to <${resolution.forward[0]}>`));
+    }
+    this.send(reply(553, '5.1.4', 'Ambiguous: the address is a list; use EXPN'));
+  }
+
+  /** RFC 3207 §4. */
+  private starttlsCommand(args: string): void {
+    if (args.trim() !== '') return this.send(reply(501, '5.5.4', 'STARTTLS takes no arguments'));
+    if (this.tls) return this.send(reply(503, '5.5.1', 'TLS already active'));
+    if (!this.o.starttls) return this.send(reply(502, '5.5.1', 'STARTTLS not available'));
+    this.send(reply(220, '2.0.0', 'Ready to start TLS'));
+    this.phase = 'tls';
+    this.input = Buffer.alloc(0);
+    this.lines.reset();
+    this.out.push({ type: 'starttls' });
+  }
+
+  /** RFC 4954 §4. */
+  private authCommand(args: string): void {
+    if (!this.esmtp) return this.send(reply(503, '5.5.1', 'Send EHLO first'));
+    if (this.user) return this.send(reply(503, '5.5.1', 'Already authenticated'));
+    if (this.tx) return this.send(reply(503, '5.5.1', 'AUTH not allowed during a mail transaction'));
+    const [mechName = '', initial, extra] = args.trim().split(/ +/);
+    if (mechName === '' || extra !== undefined) return this.send(reply(501, '5.5.4', 'Syntax: AUTH mechanism [initial-response]'));
+    const mech = mechName.toUpperCase();
+    if (!isMechanism(mech)) return this.send(reply(504, '5.5.4', `Unrecognized authentication mechanism ${mech.slice(0, 20)}`));
+    if (!this.authAllowed) return this.send(reply(538, '5.7.11', 'Encryption required for requested authentication mechanism'));
+    let initialBytes: Buffer | undefined;
+    if (initial !== undefined) {
+      initialBytes = decodeBase64(initial);
+      if (!initialBytes) return this.send(reply(501, '5.5.2', 'Invalid base64 in initial response'));
+    }
+    this.sasl = new SaslExchange(mech);
+    this.phase = 'auth';
+    this.saslStep(this.sasl.start(initialBytes));
+  }
+
+  private authLine(line: string): void {
+    if (line === '*') return this.endAuth(reply(501, '5.0.0', 'Authentication cancelled'));
+    const bytes = decodeBase64(line);
+    if (!bytes) return this.endAuth(reply(501, '5.5.2', 'Invalid base64 in authentication response'));
+    this.saslStep(this.sasl!.respond(bytes));
+  }
+
+  private saslStep(step: SaslStep): void {
+    switch (step.type) {
+      case 'challenge':
+        this.out.push({ type: 'write', data: `334 ${step.challenge}\r\n` });
+        return;
+      case 'error':
+        return this.endAuth(reply(501, '5.5.2', step.message));
+      case 'credentials':
+        this.phase = 'command';
+        this.sasl = undefined;
+        this.effect({ kind: 'auth', client: this.o.clientIp, username: step.username, password: step.password });
+        return;
+    }
+  }
+
+  private endAuth(r: Reply): void {
+    this.phase = 'command';
+    this.sasl = undefined;
+    this.send(r);
+  }
+
+  private authDone(result: Extract<SmtpResult, { kind: 'auth' }>): void {
+    if (result.user) {
+      this.user = result.user;
+      return this.send(reply(235, '2.7.0', 'Authentication successful'));
+    }
+    if (result.disconnect) {
+      this.outcome = 'too many authentication failures';
+      return this.close(reply(421, '4.7.0', `${this.o.hostname} Too many failed authentication attempts, closing connection`));
+    }
+    this.send(reply(535, '5.7.8', 'Authentication credentials invalid'));
+  }
+}
+
+/** The address used for lookups: the local part unquoted (so `"u@x"@local` is one odd local part). */
+function lookupAddress(m: Mailbox): string {
+  return `${unquoteLocal(m.local)}@${m.domain}`;
+}
