@@ -1,0 +1,211 @@
+/**
+ * Building a MIME message (RFC 2045-2049, RFC 5322) from the parts `mailnest send` and the
+ * HTTP API take: text, HTML, attachments and inline images. nodemailer's MailComposer does the
+ * encoding; this module decides what it is given and checks what comes out:
+ *
+ * - structure: text/plain or text/html alone; multipart/alternative when both; multipart/related
+ *   for images referenced by Content-ID from the HTML; multipart/mixed around attachments.
+ * - transfer encoding per part (MailComposer's rule): 7bit for ASCII text with lines of at most
+ *   76 characters, quoted-printable for text that is mostly Latin letters, base64 otherwise and
+ *   for every attachment (76-character lines), so attachment bytes come back identical.
+ * - RFC 2047 encoded-words for non-ASCII subjects, display names and other header text;
+ *   RFC 2231 parameter encoding for non-ASCII file names in Content-Disposition.
+ * - Date, Message-ID (<random@hostname>) and MIME-Version always; CRLF line ends; every line
+ *   at most 998 octets (RFC 5322 §2.1.1), checked on the result.
+ * - Bcc recipients are envelope recipients only: never a header.
+ */
+import crypto from 'node:crypto';
+import MailComposer from 'nodemailer/lib/mail-composer';
+import { encodeWord } from 'nodemailer/lib/mime-funcs';
+import { rfc5322Date } from '../delivery/trace.ts';
+import { parseAddressList, parseSingleAddress, uniqueAddresses, type NamedAddress } from './addresses.ts';
+import { contentTypeFor, isContentType } from './types.ts';
+import { ComposeError } from './errors.ts';
+
+export { ComposeError };
+
+export interface ComposeAttachment {
+  filename: string;
+  content: Buffer;
+  /** Taken from the file name when absent. */
+  contentType?: string;
+  /** Content-ID: the part becomes an inline image the HTML refers to as `cid:<cid>`. */
+  cid?: string;
+}
+
+export interface ComposeHeader {
+  name: string;
+  value: string;
+}
+
+export interface ComposeInput {
+  /** One address, optionally with a display name: `Backup <backup@example.com>`. */
+  from: string;
+  to?: string[];
+  cc?: string[];
+  /** Envelope recipients only; never written into the message. */
+  bcc?: string[];
+  subject?: string;
+  text?: string;
+  html?: string;
+  attachments?: ComposeAttachment[];
+  headers?: ComposeHeader[];
+  /** Our host name, the right-hand side of the generated Message-ID. */
+  hostname: string;
+  date?: Date;
+}
+
+export interface ComposedMessage {
+  /** The whole message, CRLF line ends. */
+  message: Buffer;
+  /** Envelope sender: the From address. */
+  sender: string;
+  /** Envelope recipients: To, Cc and Bcc, each once. */
+  recipients: string[];
+  messageId: string;
+}
+
+
+/** RFC 5322 §2.1.1: a line is at most 998 octets without its CRLF. */
+export const MAX_LINE = 998;
+/** A word (a run without white space) longer than this cannot be folded under MAX_LINE. */
+const MAX_WORD = 900;
+
+/** Headers with their own input field, or that the MIME structure owns. */
+const OWNED_HEADERS: Record<string, string> = {
+  'from': 'it is set from "from"',
+  'to': 'it is set from "to"',
+  'cc': 'it is set from "cc"',
+  'bcc': 'Bcc recipients go in "bcc" and are never written into the message',
+  'subject': 'it is set from "subject"',
+  'mime-version': 'the MIME structure sets it',
+  'content-type': 'the MIME structure sets it',
+  'content-transfer-encoding': 'the MIME structure sets it',
+  'content-disposition': 'the MIME structure sets it',
+  'content-id': 'the MIME structure sets it',
+  'return-path': 'it is added at final delivery (RFC 5321 §4.4)',
+};
+
+/** RFC 5322 §3.6.8 field-name = 1*ftext, ftext = %d33-57 / %d59-126. */
+const FIELD_NAME = /^[!-9;-~]{1,76}$/;
+
+/** "Name: value" (as given to --header) into a header; throws ComposeError. */
+export function parseHeaderArg(text: string, field: string): ComposeHeader {
+  const colon = text.indexOf(':');
+  if (colon <= 0) throw new ComposeError(field, `${JSON.stringify(text)} is not of the form "Name: value"`);
+  return { name: text.slice(0, colon).trim(), value: text.slice(colon + 1).trim() };
+}
+
+export function checkHeader(h: ComposeHeader, field: string): void {
+  if (!FIELD_NAME.test(h.name)) {
+    throw new ComposeError(field, `${JSON.stringify(h.name)} is not a header name (printable ASCII without ":" or spaces, at most 76 characters)`);
+  }
+  const owned = OWNED_HEADERS[h.name.toLowerCase()];
+  if (owned) throw new ComposeError(field, `header ${h.name} cannot be set here: ${owned}`);
+  checkHeaderText(h.value, field);
+  if (h.value.trim() === '') throw new ComposeError(field, `header ${h.name} has an empty value`);
+  if (/^date$/i.test(h.name) && Number.isNaN(Date.parse(h.value))) {
+    throw new ComposeError(field, `Date ${JSON.stringify(h.value)} is not a date (RFC 5322 §3.3, e.g. "Tue, 1 Jul 2025 10:00:00 +0000")`);
+  }
+  if (/^message-id$/i.test(h.name) && !/^<[^<>\s@]+@[^<>\s@]+>$/.test(h.value)) {
+    throw new ComposeError(field, `Message-ID ${JSON.stringify(h.value)} must look like <unique@host>`);
+  }
+}
+
+/** Header text: no line breaks or NUL, no word that could not be folded. */
+function checkHeaderText(value: string, field: string): void {
+  if (/[\r\n\0]/.test(value)) throw new ComposeError(field, 'contains a line break or NUL');
+  const longest = Math.max(0, ...value.split(/[ \t]+/).map((w) => Buffer.byteLength(w)));
+  if (longest > MAX_WORD) {
+    throw new ComposeError(field, `contains a word of ${longest} octets without a space; header lines must stay within ${MAX_LINE} octets (RFC 5322 §2.1.1)`);
+  }
+}
+
+function checkAttachment(a: ComposeAttachment, field: string): void {
+  if (a.filename === '' || /[\x00-\x1f\x7f/\\]/.test(a.filename)) {
+    throw new ComposeError(`${field}.filename`, `${JSON.stringify(a.filename)} is not a file name (no path separators or control characters)`);
+  }
+  if ([...a.filename].length > 255) throw new ComposeError(`${field}.filename`, 'longer than 255 characters');
+  if (a.contentType !== undefined && !isContentType(a.contentType)) {
+    throw new ComposeError(`${field}.contentType`, `${JSON.stringify(a.contentType)} is not a type/subtype content type`);
+  }
+  if (a.cid !== undefined && !/^[!#-'*+\-.-9=?A-Z^-~@]{1,200}$/.test(a.cid)) {
+    throw new ComposeError(`${field}.cid`, `${JSON.stringify(a.cid)} is not a Content-ID (printable ASCII without spaces, quotes or brackets)`);
+  }
+}
+
+function display(a: NamedAddress): { name: string; address: string } | string {
+  return a.name ? { name: a.name, address: a.address } : a.address;
+}
+
+export function newMessageId(hostname: string): string {
+  return `<${crypto.randomUUID()}@${hostname}>`;
+}
+
+/** Composes the message; throws ComposeError for input that cannot make one. */
+export async function composeMessage(input: ComposeInput): Promise<ComposedMessage> {
+  const from = parseSingleAddress(input.from, 'from');
+  const to = input.to?.length ? parseAddressList(input.to, 'to') : [];
+  const cc = input.cc?.length ? parseAddressList(input.cc, 'cc') : [];
+  const bcc = input.bcc?.length ? parseAddressList(input.bcc, 'bcc') : [];
+  const recipients = uniqueAddresses([...to, ...cc, ...bcc].map((a) => a.address));
+  if (recipients.length === 0) throw new ComposeError('to', 'at least one recipient is needed in to, cc or bcc');
+
+  const headers = input.headers ?? [];
+  headers.forEach((h, i) => checkHeader(h, `headers[${i}]`));
+  const attachments = input.attachments ?? [];
+  attachments.forEach((a, i) => checkAttachment(a, `attachments[${i}]`));
+  if (input.subject !== undefined && /[\r\n\0]/.test(input.subject)) throw new ComposeError('subject', 'contains a line break or NUL');
+
+  const givenId = headers.find((h) => /^message-id$/i.test(h.name))?.value;
+  const givenDate = headers.find((h) => /^date$/i.test(h.name))?.value;
+  const messageId = givenId ?? newMessageId(input.hostname);
+  const extra = headers.filter((h) => !/^(message-id|date)$/i.test(h.name)).map((h) => ({ key: h.name, value: h.value }));
+
+  // A subject holding a word too long to fold goes out as encoded-words, which can be split
+  // anywhere (RFC 2047 §2 allows encoding plain ASCII too); MailComposer only encodes non-ASCII.
+  let subject = input.subject;
+  if (subject !== undefined && Math.max(0, ...subject.split(/[ \t]+/).map((w) => Buffer.byteLength(w))) > MAX_WORD) {
+    extra.push({ key: 'Subject', value: { prepared: true, foldLines: true, value: encodeWord(subject, 'Q', 52) } as unknown as string });
+    subject = undefined;
+  }
+
+  const composer = new MailComposer({
+    from: display(from),
+    ...(to.length ? { to: to.map(display) } : {}),
+    ...(cc.length ? { cc: cc.map(display) } : {}),
+    ...(subject !== undefined ? { subject } : {}),
+    ...(input.text !== undefined && input.text !== '' ? { text: input.text } : {}),
+    ...(input.html !== undefined && input.html !== '' ? { html: input.html } : {}),
+    attachments: attachments.map((a) => ({
+      filename: a.filename,
+      content: a.content,
+      contentType: a.contentType ?? contentTypeFor(a.filename),
+      contentTransferEncoding: 'base64',
+      ...(a.cid !== undefined ? { cid: a.cid } : {}),
+    })),
+    headers: extra,
+    messageId,
+    date: givenDate ?? rfc5322Date(input.date ?? new Date()),
+    newline: 'win',
+    // Local files and URLs are never read by the composer: every content is handed in as bytes.
+    disableFileAccess: true,
+    disableUrlAccess: true,
+  });
+  const message = await composer.compile().build();
+  checkLineLengths(message);
+  return { message, sender: from.address, recipients, messageId };
+}
+
+/** Throws when a line of the composed message is over 998 octets (a guard; input checks come first). */
+export function checkLineLengths(message: Buffer): void {
+  let start = 0;
+  let line = 1;
+  while (start < message.length) {
+    let end = message.indexOf('\r\n', start);
+    if (end < 0) end = message.length;
+    if (end - start > MAX_LINE) throw new ComposeError('message', `line ${line} is ${end - start} octets long; at most ${MAX_LINE} are allowed (RFC 5322 §2.1.1)`);
+    start = end + 2;
+    line++;
+  }
+}

@@ -1,0 +1,250 @@
+/**
+ * The MIME composer, every case read back by python3's email package: structure, transfer
+ * encodings, decoded text, decoded non-ASCII subject, names and file names, attachment bytes.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import { composeMessage, ComposeError, parseHeaderArg, type ComposeInput } from '../../src/mime/compose.ts';
+import { contentTypeFor } from '../../src/mime/types.ts';
+import { leaves, parseMail, shape } from '../helpers/parse-mail.ts';
+
+const base: ComposeInput = { from: 'backup@example.test', to: ['owner@example.org'], hostname: 'mx.example.test' };
+
+async function roundTrip(input: Partial<ComposeInput>) {
+  const composed = await composeMessage({ ...base, ...input });
+  const parsed = parseMail(composed.message);
+  assert.deepEqual(parsed.defects, [], 'python found defects');
+  assert.ok(parsed.longestLine <= 998, `a line of ${parsed.longestLine} octets`);
+  // CRLF everywhere: no bare LF and no bare CR.
+  assert.ok(!/[^\r]\n/.test(composed.message.toString('latin1')), 'bare LF in the message');
+  assert.ok(!/\r[^\n]/.test(composed.message.toString('latin1')), 'bare CR in the message');
+  return { composed, parsed };
+}
+
+test('short ASCII text: one text/plain part in 7bit, with Date, Message-ID and MIME-Version', async () => {
+  const { composed, parsed } = await roundTrip({ subject: 'Disk 91% full', text: 'The disk /srv is 91% full.\nFree some space.\n' });
+  assert.equal(shape(parsed.root), 'text/plain');
+  assert.equal(parsed.root.cte, '7bit');
+  assert.equal(parsed.root.text, 'The disk /srv is 91% full.\nFree some space.\n');
+  assert.equal(parsed.headers['subject'], 'Disk 91% full');
+  assert.equal(parsed.headers['from'], 'backup@example.test');
+  assert.equal(parsed.headers['to'], 'owner@example.org');
+  assert.equal(parsed.headers['mime-version'], '1.0');
+  assert.match(parsed.headers['message-id']!, /^<[0-9a-f-]{36}@mx\.example\.test>$/);
+  assert.equal(parsed.headers['message-id'], composed.messageId);
+  assert.ok(!Number.isNaN(Date.parse(parsed.headers['date']!)), `Date ${parsed.headers['date']}`);
+  assert.equal(composed.sender, 'backup@example.test');
+  assert.deepEqual(composed.recipients, ['owner@example.org']);
+});
+
+test('HTML alone is one text/html part', async () => {
+  const { parsed } = await roundTrip({ html: '<h1>Report</h1><p>All good.</p>' });
+  assert.equal(shape(parsed.root), 'text/html');
+  // a message ends with a line break, which a single-part body then ends with too
+  assert.equal(parsed.root.text!.replace(/\n$/, ''), '<h1>Report</h1><p>All good.</p>');
+});
+
+test('text and HTML make multipart/alternative, plain text first', async () => {
+  const { parsed } = await roundTrip({ text: 'plain version', html: '<p>html version</p>' });
+  assert.equal(shape(parsed.root), 'multipart/alternative(text/plain,text/html)');
+  const [t, h] = leaves(parsed.root);
+  assert.equal(t!.text, 'plain version');
+  assert.equal(h!.text, '<p>html version</p>');
+});
+
+test('transfer encoding per part: quoted-printable for mostly Latin text, base64 for other scripts', async () => {
+  const latin = 'Sauvegarde terminée à 03:00, tout est bon.\n';
+  const greek = 'Η δημιουργία αντιγράφων ασφαλείας ολοκληρώθηκε.\n';
+  const { parsed } = await roundTrip({ text: latin, html: `<p>${greek}</p>` });
+  const [t, h] = leaves(parsed.root);
+  assert.equal(t!.cte, 'quoted-printable');
+  assert.equal(t!.charset, 'utf-8');
+  assert.equal(t!.text, latin);
+  assert.equal(h!.cte, 'base64');
+  assert.equal(h!.text, `<p>${greek}</p>`);
+});
+
+test('long lines are encoded so no line exceeds 998 octets, and decode back unchanged', async () => {
+  const line = 'x'.repeat(5000);
+  const { composed, parsed } = await roundTrip({ text: `${line}\nshort\n` });
+  assert.equal(parsed.root.cte, 'quoted-printable');
+  assert.equal(parsed.root.text, `${line}\nshort\n`);
+  // quoted-printable lines are at most 76 characters
+  const body = composed.message.toString('latin1').split('\r\n\r\n').slice(1).join('\r\n\r\n');
+  assert.ok(body.split('\r\n').every((l) => l.length <= 76));
+});
+
+test('attachments make multipart/mixed; bytes come back identical, base64 in 76-character lines', async () => {
+  const binary = crypto.randomBytes(10_000);
+  const pdf = Buffer.concat([Buffer.from('%PDF-1.4\n'), crypto.randomBytes(500)]);
+  const { composed, parsed } = await roundTrip({
+    text: 'two files attached', html: '<p>two files attached</p>',
+    attachments: [{ filename: 'dump.bin', content: binary }, { filename: 'report.pdf', content: pdf }],
+  });
+  assert.equal(shape(parsed.root), 'multipart/mixed(multipart/alternative(text/plain,text/html),application/octet-stream,application/pdf)');
+  const [, , bin, rep] = leaves(parsed.root);
+  assert.equal(bin!.filename, 'dump.bin');
+  assert.equal(bin!.disposition, 'attachment');
+  assert.equal(bin!.cte, 'base64');
+  assert.ok(Buffer.from(bin!.bytes!, 'base64').equals(binary), 'binary attachment changed');
+  assert.equal(rep!.filename, 'report.pdf');
+  assert.ok(Buffer.from(rep!.bytes!, 'base64').equals(pdf), 'pdf attachment changed');
+  // the base64 body lines of the binary part are 76 characters (the last may be shorter)
+  const text = composed.message.toString('latin1');
+  const start = text.indexOf('\r\n\r\n', text.indexOf('filename=dump.bin')) + 4;
+  const lines = text.slice(start, text.indexOf('\r\n--', start)).split('\r\n');
+  assert.ok(lines.length > 100);
+  assert.ok(lines.slice(0, -1).every((l) => l.length === 76), 'base64 lines are not 76 characters');
+});
+
+test('a text attachment keeps its exact bytes (CR, LF, NUL and invalid UTF-8 included)', async () => {
+  const bytes = Buffer.from([0x61, 0x0a, 0x62, 0x0d, 0x63, 0x00, 0xff, 0xfe, 0x0d, 0x0a]);
+  const { parsed } = await roundTrip({ text: 'see attached', attachments: [{ filename: 'odd.txt', content: bytes }] });
+  const att = leaves(parsed.root)[1]!;
+  assert.equal(att.contentType, 'text/plain');
+  assert.ok(Buffer.from(att.bytes!, 'base64').equals(bytes));
+});
+
+test('inline images by Content-ID go into multipart/related beside the HTML', async () => {
+  const png = crypto.randomBytes(300);
+  const { parsed } = await roundTrip({
+    text: 'chart inline', html: '<p>chart:</p><img src="cid:chart@example.test">',
+    attachments: [{ filename: 'chart.png', content: png, cid: 'chart@example.test' }, { filename: 'data.csv', content: Buffer.from('a,b\n1,2\n') }],
+  });
+  assert.equal(shape(parsed.root), 'multipart/mixed(multipart/alternative(text/plain,multipart/related(text/html,image/png)),text/csv)');
+  const img = leaves(parsed.root)[2]!;
+  assert.equal(img.contentId, '<chart@example.test>');
+  assert.equal(img.disposition, 'inline');
+  assert.ok(Buffer.from(img.bytes!, 'base64').equals(png));
+});
+
+test('non-ASCII subject and names use RFC 2047, non-ASCII file names RFC 2231; all decode back', async () => {
+  const subject = 'Rapport de sauvegarde — réussi ✓ 备份完成';
+  const { composed, parsed } = await roundTrip({
+    from: 'Jörg Müller <backup@example.test>', to: ['Zoë Ñandú <owner@example.org>'], cc: ['"Ελένη" <eleni@example.org>'],
+    subject, text: 'ok',
+    attachments: [{ filename: 'relevé d’été 2025.pdf', content: Buffer.from('pdf bytes') }, { filename: '报告.xlsx', content: Buffer.from('xlsx bytes') }],
+  });
+  const raw = composed.message.toString('latin1');
+  assert.ok(/^[\x00-\x7f]*$/.test(raw), 'the message is not pure ASCII');
+  assert.match(parsed.rawHeaders['subject']!, /=\?UTF-8\?[QB]\?/i);
+  assert.equal(parsed.headers['subject'], subject);
+  assert.equal(parsed.headers['from'], 'Jörg Müller <backup@example.test>');
+  assert.equal(parsed.headers['to'], 'Zoë Ñandú <owner@example.org>');
+  assert.equal(parsed.headers['cc'], 'Ελένη <eleni@example.org>');
+  assert.match(raw, /filename\*0\*=utf-8''/i, 'no RFC 2231 filename parameter');
+  const [, a, b] = leaves(parsed.root);
+  assert.equal(a!.filename, 'relevé d’été 2025.pdf');
+  assert.equal(a!.contentType, 'application/pdf');
+  assert.equal(b!.filename, '报告.xlsx');
+  assert.equal(b!.contentType, 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet');
+});
+
+test('content types from file names', async () => {
+  const expected: Record<string, string> = {
+    'page.html': 'text/html', 'notes.txt': 'text/plain', 'photo.jpg': 'image/jpeg', 'photo.JPEG': 'image/jpeg',
+    'anim.gif': 'image/gif', 'shot.png': 'image/png', 'doc.pdf': 'application/pdf', 'all.zip': 'application/zip',
+    'all.rar': 'application/vnd.rar', 'clip.mp4': 'video/mp4',
+    'slides.pptx': 'application/vnd.openxmlformats-officedocument.presentationml.presentation',
+    'letter.docx': 'application/vnd.openxmlformats-officedocument.wordprocessingml.document',
+    'sheet.xlsx': 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
+    'README': 'application/octet-stream', 'blob.zzzqqq': 'application/octet-stream', '.hidden': 'application/octet-stream',
+  };
+  for (const [name, type] of Object.entries(expected)) assert.equal(contentTypeFor(name), type, name);
+  // and they reach the message as such
+  const names = Object.keys(expected);
+  const { parsed } = await roundTrip({ text: 'files', attachments: names.map((filename) => ({ filename, content: Buffer.from(filename) })) });
+  const parts = leaves(parsed.root).slice(1);
+  assert.deepEqual(parts.map((p) => p.contentType), Object.values(expected));
+  assert.deepEqual(parts.map((p) => p.filename), names);
+  assert.deepEqual(parts.map((p) => Buffer.from(p.bytes!, 'base64').toString()), names);
+});
+
+test('an explicit content type wins over the file name', async () => {
+  const { parsed } = await roundTrip({ text: 'x', attachments: [{ filename: 'data.bin', content: Buffer.from('{}'), contentType: 'application/json' }] });
+  assert.equal(leaves(parsed.root)[1]!.contentType, 'application/json');
+});
+
+test('Bcc is never written into the message but is an envelope recipient', async () => {
+  const { composed, parsed } = await roundTrip({ to: ['a@example.org'], cc: ['b@example.org'], bcc: ['hidden@example.org', 'A@example.org'], text: 'x' });
+  assert.ok(!parsed.headerNames.includes('bcc'));
+  assert.ok(!composed.message.toString().includes('hidden@'));
+  assert.deepEqual(composed.recipients, ['a@example.org', 'b@example.org', 'hidden@example.org']);
+});
+
+test('a Bcc-only message has no To header and still has recipients', async () => {
+  const { composed, parsed } = await roundTrip({ to: [], bcc: ['hidden@example.org'], text: 'x' });
+  assert.ok(!parsed.headerNames.includes('to'));
+  assert.deepEqual(composed.recipients, ['hidden@example.org']);
+});
+
+test('several addresses in one value, with display names', async () => {
+  const { composed } = await roundTrip({ to: ['"Ops, Team" <ops@example.org>, dev@example.org'], text: 'x' });
+  assert.deepEqual(composed.recipients, ['ops@example.org', 'dev@example.org']);
+});
+
+test('custom headers are kept; Message-ID and Date can be given', async () => {
+  const { parsed } = await roundTrip({
+    text: 'x',
+    headers: [
+      { name: 'X-Job', value: 'nightly-backup' }, { name: 'Reply-To', value: 'ops@example.org' },
+      { name: 'X-Note', value: 'größer als erwartet' },
+      { name: 'Message-ID', value: '<fixed-1@example.test>' }, { name: 'Date', value: 'Tue, 1 Jul 2025 10:00:00 +0000' },
+    ],
+  });
+  assert.equal(parsed.headers['x-job'], 'nightly-backup');
+  assert.equal(parsed.headers['reply-to'], 'ops@example.org');
+  assert.equal(parsed.headers['x-note'], 'größer als erwartet');
+  assert.equal(parsed.headers['message-id'], '<fixed-1@example.test>');
+  assert.equal(Date.parse(parsed.headers['date']!), Date.parse('2025-07-01T10:00:00Z'));
+  assert.equal(parsed.headerNames.filter((n) => n === 'message-id').length, 1);
+});
+
+test('a subject with a word too long to fold is split into encoded-words', async () => {
+  const subject = `log ${'A'.repeat(2000)} end`;
+  const { parsed } = await roundTrip({ subject, text: 'x' });
+  assert.equal(parsed.headers['subject'], subject);
+});
+
+test('boundaries are random', async () => {
+  const input = { text: 'a', html: '<p>a</p>' };
+  const b1 = (await composeMessage({ ...base, ...input })).message.toString().match(/boundary="([^"]+)"/)![1];
+  const b2 = (await composeMessage({ ...base, ...input })).message.toString().match(/boundary="([^"]+)"/)![1];
+  assert.notEqual(b1, b2);
+});
+
+test('bad input is refused with the field named', async () => {
+  const cases: [Partial<ComposeInput>, RegExp][] = [
+    [{ to: [] }, /^to: at least one recipient/],
+    [{ to: ['not-an-address'] }, /^to: "not-an-address" is not a valid address/],
+    [{ cc: ['a@example.org', 'b@@x'] }, /^cc: /],
+    [{ from: 'a@example.org, b@example.org' }, /^from: .* exactly one address/],
+    [{ from: '' }, /^from: empty address/],
+    [{ subject: 'a\r\nBcc: x@example.org' }, /^subject: contains a line break/],
+    [{ headers: [{ name: 'X-A', value: 'b\r\nBcc: x@example.org' }] }, /^headers\[0\]: contains a line break/],
+    [{ headers: [{ name: 'Bad Name', value: 'v' }] }, /^headers\[0\]: "Bad Name" is not a header name/],
+    [{ headers: [{ name: 'X-Ok', value: 'v' }, { name: 'Content-Type', value: 'text/plain' }] }, /^headers\[1\]: header Content-Type cannot be set here/],
+    [{ headers: [{ name: 'bcc', value: 'x@example.org' }] }, /^headers\[0\]: header bcc cannot be set here: Bcc recipients go in "bcc"/],
+    [{ headers: [{ name: 'X-Long', value: 'z'.repeat(1200) }] }, /^headers\[0\]: contains a word of 1200 octets/],
+    [{ headers: [{ name: 'Date', value: 'yesterday' }] }, /^headers\[0\]: Date "yesterday" is not a date/],
+    [{ headers: [{ name: 'Message-ID', value: 'no-brackets' }] }, /^headers\[0\]: Message-ID "no-brackets" must look like/],
+    [{ attachments: [{ filename: '../etc/passwd', content: Buffer.from('x') }] }, /^attachments\[0\]\.filename: /],
+    [{ attachments: [{ filename: 'a\nb.txt', content: Buffer.from('x') }] }, /^attachments\[0\]\.filename: /],
+    [{ attachments: [{ filename: 'a.txt', content: Buffer.from('x'), contentType: 'text/plain; charset=x\r\n' }] }, /^attachments\[0\]\.contentType: /],
+    [{ attachments: [{ filename: 'a.png', content: Buffer.from('x'), cid: 'has space' }] }, /^attachments\[0\]\.cid: /],
+  ];
+  for (const [input, message] of cases) {
+    await assert.rejects(composeMessage({ ...base, text: 'x', ...input }), (err: unknown) => {
+      assert.ok(err instanceof ComposeError, `not a ComposeError: ${String(err)}`);
+      assert.match(err.message, message);
+      return true;
+    }, JSON.stringify(input));
+  }
+});
+
+test('--header arguments are split at the first colon', () => {
+  assert.deepEqual(parseHeaderArg('X-Url: http://example.org/a:b', 'x'), { name: 'X-Url', value: 'http://example.org/a:b' });
+  assert.throws(() => parseHeaderArg('no colon here', '--header'), { message: /^--header: "no colon here" is not of the form "Name: value"/ });
+  assert.throws(() => parseHeaderArg(': value', '--header'), { message: /is not of the form/ });
+});
