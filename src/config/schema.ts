@@ -70,12 +70,49 @@ export const configSchema = z.strictObject({
     smarthost_tls: z.enum(['implicit', 'starttls', 'none']).default('implicit'),
     username: z.string().optional(),
     password: z.string().optional(),
-    routes: z.record(z.string(), hostPort).default({}),
+    routes: z.record(domainName, hostPort).default({}),
+    /** Check the certificate of a domain's MX or route host (STARTTLS is opportunistic otherwise). */
+    tls_verify: z.boolean().default(false),
+    /** Check the smarthost's certificate (it receives the password). */
+    smarthost_tls_verify: z.boolean().default(true),
+    /** Extra CA certificates (PEM file) trusted when a certificate is checked. */
+    ca_file: z.string().min(1).optional(),
+    /** RFC 5321 §4.5.3.2 timeouts; connect is ours (no RFC figure). */
+    connect_timeout: duration.prefault('30s'),
+    greeting_timeout: duration.prefault('5m'),
+    /** Longest silence in a command or data exchange (§4.5.3.2.6: 10 minutes after the final dot). */
+    command_timeout: duration.prefault('10m'),
+    /** DNS lookups for MX/A/AAAA give up after this long (the delivery is deferred). */
+    dns_timeout: duration.prefault('10s'),
   }).prefault({}),
   queue: z.strictObject({
     retry: z.array(duration).min(1).prefault(['1m', '5m', '15m', '30m', '1h', '2h', '4h']),
     max_age: duration.prefault('5d'),
     delay_warning: duration.prefault('4h'),
+    /** Outbound SMTP connections open at once, across all destinations. */
+    max_connections: positiveInt.default(50),
+    /** Connections to one destination (a domain, a route or the smarthost); a new destination starts with fewer and grows while deliveries succeed. */
+    max_connections_per_destination: positiveInt.default(10),
+    /** Messages sent over one connection before it is closed. */
+    messages_per_connection: positiveInt.default(100),
+    /** How often the queue is scanned for due recipients (another process may have added some). */
+    poll_interval: duration.prefault('500ms'),
+  }).prefault({}),
+  dkim: z.strictObject({
+    /** Sign mail from the local domains (RFC 6376) with a key per domain kept under data_dir/dkim. */
+    enabled: z.boolean().default(true),
+    selector: z.string().regex(/^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$/, { message: 'a DNS label such as "mailnest"' }).default('mailnest'),
+    algorithm: z.enum(['rsa-sha256', 'ed25519-sha256']).default('rsa-sha256'),
+  }).prefault({}),
+  checks: z.strictObject({
+    /** SPF, DKIM and DMARC of mail arriving on the smtp listener, recorded in Authentication-Results. */
+    enabled: z.boolean().default(true),
+    /** Refuse (550 5.7.1) a message that fails DMARC when the sender domain publishes p=reject. */
+    reject_dmarc: z.boolean().default(false),
+    /** Each DNS query of the checks gives up after this long (the check then reads temperror). */
+    dns_timeout: duration.prefault('3s'),
+    /** All the checks of one message together give up after this long. */
+    timeout: duration.prefault('10s'),
   }).prefault({}),
 });
 

@@ -90,6 +90,12 @@ export interface QueueEntry {
   recipients: QueueRecipient[];
 }
 
+/** A recipient whose next attempt is due, with what the queue runner needs of its entry. */
+export interface DueRecipient {
+  entry: Omit<QueueEntry, 'recipients'>;
+  recipient: QueueRecipient;
+}
+
 export interface RecipientUpdate {
   recipientId: number;
   status: QueueStatus;
@@ -134,6 +140,11 @@ export interface Store {
   /** Streams an outbound entry's prefix + body. */
   readQueued(id: string): AsyncIterable<Buffer>;
   updateRecipients(id: string, updates: RecipientUpdate[]): Promise<void>;
+  /** Pending recipients with next_attempt <= now, oldest due first: `fresh` picks those never
+   *  tried (attempts = 0), otherwise those tried before; ids in `exclude` (in flight) are skipped. */
+  dueRecipients(now: number, limit: number, fresh: boolean, exclude: number[]): Promise<DueRecipient[]>;
+  /** Recipients still to deliver, across the whole queue. */
+  queueDepth(): Promise<number>;
   /** Sets next_attempt = now for pending recipients of one entry, or of all when id is undefined. */
   retryNow(id: string | undefined, now: number): Promise<number>;
   /** Removes an entry whatever its state. */

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import {
   addressKey, StoreConflict,
-  type Acceptance, type AliasRecord, type MailboxEntry, type QueueEntry, type QueueRecipient,
+  type Acceptance, type AliasRecord, type DueRecipient, type MailboxEntry, type QueueEntry, type QueueRecipient,
   type RecipientUpdate, type Store, type TokenRecord, type UserRecord, type UserUsage, type QueueStatus,
 } from '../store.ts';
 import { MIGRATIONS } from './schema.ts';
@@ -30,6 +30,8 @@ export class SqliteStore implements Store {
   private stmts = new Map<string, StatementSync>();
   private pending: Pending[] = [];
   private flushScheduled = false;
+  private pendingUpdates: { id: string; updates: RecipientUpdate[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private updateFlushScheduled = false;
 
   constructor(dataDir: string) {
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -289,17 +291,7 @@ export class SqliteStore implements Store {
         ...(o.dsn_ret ? { ret: o.dsn_ret as 'FULL' | 'HDRS' } : {}),
         ...(o.dsn_envid ? { envid: String(o.dsn_envid) } : {}),
       },
-      recipients: rcpts.map((r): QueueRecipient => ({
-        id: Number(r.id),
-        address: String(r.address),
-        ...(r.notify ? { notify: String(r.notify).split(',') as QueueRecipient['notify'] } : {}),
-        ...(r.orcpt ? { orcpt: String(r.orcpt) } : {}),
-        status: String(r.status) as QueueStatus,
-        attempts: Number(r.attempts),
-        nextAttempt: Number(r.next_attempt),
-        lastReply: r.last_reply === null ? null : String(r.last_reply),
-        warned: Number(r.warned) === 1,
-      })),
+      recipients: rcpts.map(queueRecipient),
     };
   }
 
@@ -309,15 +301,65 @@ export class SqliteStore implements Store {
     return this.streamBody(Number(row.body_id), row.prefix as Uint8Array);
   }
 
-  async updateRecipients(id: string, updates: RecipientUpdate[]): Promise<void> {
-    this.transaction(() => {
-      for (const u of updates) {
-        this.q(`UPDATE outbound_rcpts SET status = ?, attempts = ?, next_attempt = ?, last_reply = ?, warned = COALESCE(?, warned)
-                WHERE id = ? AND outbound_id = (SELECT id FROM outbound WHERE queue_id = ?)`)
-          .run(u.status, u.attempts, u.nextAttempt, u.lastReply, u.warned === undefined ? null : Number(u.warned), u.recipientId, id);
+  /** Group-committed like `accept`: every update handed in during one turn of the event loop
+   *  shares a transaction and its fsync; resolves once it is on disk. */
+  updateRecipients(id: string, updates: RecipientUpdate[]): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.pendingUpdates.push({ id, updates, resolve, reject });
+      if (!this.updateFlushScheduled) {
+        this.updateFlushScheduled = true;
+        setImmediate(() => this.flushUpdates());
       }
-      this.dropOutboundIfDone(id);
     });
+  }
+
+  private flushUpdates(): void {
+    const batch = this.pendingUpdates;
+    this.pendingUpdates = [];
+    this.updateFlushScheduled = false;
+    if (batch.length === 0) return;
+    try {
+      this.transaction(() => {
+        for (const { id, updates } of batch) {
+          for (const u of updates) {
+            this.q(`UPDATE outbound_rcpts SET status = ?, attempts = ?, next_attempt = ?, last_reply = ?, warned = COALESCE(?, warned)
+                    WHERE id = ? AND outbound_id = (SELECT id FROM outbound WHERE queue_id = ?)`)
+              .run(u.status, u.attempts, u.nextAttempt, u.lastReply, u.warned === undefined ? null : Number(u.warned), u.recipientId, id);
+          }
+          this.dropOutboundIfDone(id);
+        }
+      });
+    } catch (err) {
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    for (const p of batch) p.resolve();
+  }
+
+  async dueRecipients(now: number, limit: number, fresh: boolean, exclude: number[]): Promise<DueRecipient[]> {
+    const rows = this.q(`SELECT r.*, o.queue_id, o.sender, o.created, o.dsn_ret, o.dsn_envid, length(o.prefix) + b.size AS size
+                         FROM outbound_rcpts r JOIN outbound o ON o.id = r.outbound_id JOIN bodies b ON b.id = o.body_id
+                         WHERE r.status IN ('queued', 'deferred') AND r.next_attempt <= ? AND ${fresh ? 'r.attempts = 0' : 'r.attempts > 0'}
+                           AND r.id NOT IN (SELECT value FROM json_each(?))
+                         ORDER BY r.next_attempt, r.id LIMIT ?`).all(now, JSON.stringify(exclude), limit) as Row[];
+    return rows.map((r) => ({
+      entry: {
+        id: String(r.queue_id),
+        sender: String(r.sender),
+        created: Number(r.created),
+        size: Number(r.size),
+        dsn: {
+          ...(r.dsn_ret ? { ret: r.dsn_ret as 'FULL' | 'HDRS' } : {}),
+          ...(r.dsn_envid ? { envid: String(r.dsn_envid) } : {}),
+        },
+      },
+      recipient: queueRecipient(r),
+    }));
+  }
+
+  async queueDepth(): Promise<number> {
+    const r = this.q("SELECT COUNT(*) AS n FROM outbound_rcpts WHERE status IN ('queued', 'deferred')").get() as Row;
+    return Number(r.n);
   }
 
   /** An entry with no recipient left to deliver is removed, and its body with it when unused. */
@@ -374,8 +416,23 @@ export class SqliteStore implements Store {
 
   close(): void {
     if (this.pending.length > 0) this.flush();
+    if (this.pendingUpdates.length > 0) this.flushUpdates();
     this.db.close();
   }
+}
+
+function queueRecipient(r: Row): QueueRecipient {
+  return {
+    id: Number(r.id),
+    address: String(r.address),
+    ...(r.notify ? { notify: String(r.notify).split(',') as QueueRecipient['notify'] } : {}),
+    ...(r.orcpt ? { orcpt: String(r.orcpt) } : {}),
+    status: String(r.status) as QueueStatus,
+    attempts: Number(r.attempts),
+    nextAttempt: Number(r.next_attempt),
+    lastReply: r.last_reply === null ? null : String(r.last_reply),
+    warned: Number(r.warned) === 1,
+  };
 }
 
 function tokenRecord(r: Row): TokenRecord {

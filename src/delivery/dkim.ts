@@ -1,0 +1,118 @@
+/**
+ * DKIM signing (RFC 6376; Ed25519 per RFC 8463) of mail from the local domains. Each domain has
+ * its own key, made on first use (or by `mailnest init` / `mailnest dns`) and kept under
+ * data_dir/dkim; the public half is what `mailnest dns` prints for the DNS.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import { dkimSign } from 'mailauth';
+import addressparser from 'nodemailer/lib/addressparser';
+
+export type DkimAlgorithm = 'rsa-sha256' | 'ed25519-sha256';
+
+export interface DkimSettings {
+  dataDir: string;
+  selector: string;
+  algorithm: DkimAlgorithm;
+}
+
+function keyFile(s: DkimSettings, domain: string): string {
+  const suffix = s.algorithm === 'ed25519-sha256' ? '.ed25519' : '';
+  return path.join(s.dataDir, 'dkim', `${domain.toLowerCase()}.${s.selector}${suffix}.pem`);
+}
+
+/** The domain's private key (PEM), made and saved (mode 0600) when there is none yet. */
+export function ensureDkimKey(s: DkimSettings, domain: string): string {
+  const file = keyFile(s, domain);
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+  const { privateKey } = s.algorithm === 'ed25519-sha256'
+    ? crypto.generateKeyPairSync('ed25519')
+    : crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
+  fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  // Written under a temporary name then renamed, so a concurrent reader never sees half a key.
+  const tmp = `${file}.${process.pid}.tmp`;
+  fs.writeFileSync(tmp, pem, { mode: 0o600 });
+  try {
+    fs.linkSync(tmp, file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    fs.unlinkSync(tmp);
+  }
+  return fs.readFileSync(file, 'utf8');
+}
+
+/** The TXT record value for `<selector>._domainkey.<domain>` (RFC 6376 §3.6.1). */
+export function dkimRecord(privatePem: string): string {
+  const key = crypto.createPublicKey(privatePem);
+  if (key.asymmetricKeyType === 'ed25519') {
+    // RFC 8463 §4.2: the bare 32-byte public key.
+    const der = key.export({ type: 'spki', format: 'der' });
+    return `v=DKIM1; k=ed25519; p=${der.subarray(der.length - 32).toString('base64')}`;
+  }
+  return `v=DKIM1; k=rsa; p=${key.export({ type: 'spki', format: 'der' }).toString('base64')}`;
+}
+
+/** The domain of the first address in a From header value, lower-cased. */
+export function fromDomain(header: Buffer): string | undefined {
+  const text = header.toString('latin1');
+  const m = /(?:^|\r?\n)From:[ \t]*((?:[^\r\n]|\r?\n[ \t])*)/i.exec(text);
+  if (!m) return undefined;
+  const parsed = addressparser(m[1]!.replace(/\r?\n[ \t]/g, ' '), { flatten: true });
+  const address = parsed.find((a) => a.address)?.address;
+  if (!address || !address.includes('@')) return undefined;
+  return address.slice(address.lastIndexOf('@') + 1).toLowerCase();
+}
+
+export class DkimSigner {
+  private readonly settings: DkimSettings;
+  private readonly localDomains: Set<string>;
+  private readonly keys = new Map<string, string>();
+
+  constructor(settings: DkimSettings, localDomains: string[]) {
+    this.settings = settings;
+    this.localDomains = new Set(localDomains.map((d) => d.toLowerCase()));
+  }
+
+  /**
+   * The signing domain for a message: the domain of its From header when that is local (DMARC
+   * alignment), else the envelope sender's when that is local; none otherwise.
+   */
+  signingDomain(header: Buffer, sender: string): string | undefined {
+    const from = fromDomain(header);
+    if (from && this.localDomains.has(from)) return from;
+    const env = sender.includes('@') ? sender.slice(sender.lastIndexOf('@') + 1).toLowerCase() : '';
+    return this.localDomains.has(env) ? env : undefined;
+  }
+
+  private key(domain: string): string {
+    let k = this.keys.get(domain);
+    if (!k) {
+      k = ensureDkimKey(this.settings, domain);
+      this.keys.set(domain, k);
+    }
+    return k;
+  }
+
+  /** The DKIM-Signature header (CRLF-terminated) for the message, or '' when it cannot be signed. */
+  async sign(domain: string, message: Buffer | Readable): Promise<string> {
+    const result = await dkimSign(message, {
+      canonicalization: 'relaxed/relaxed',
+      signingDomain: domain,
+      selector: this.settings.selector,
+      privateKey: this.key(domain),
+      algorithm: this.settings.algorithm,
+    });
+    if (result.errors && result.errors.length > 0) {
+      throw new Error(`DKIM signing for ${domain} failed: ${result.errors.map((e) => e.err?.message ?? String(e)).join('; ')}`);
+    }
+    return result.signatures;
+  }
+}

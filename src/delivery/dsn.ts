@@ -1,0 +1,159 @@
+/**
+ * Delivery status notifications (RFC 3464, carried as RFC 6522 multipart/report): a human
+ * readable part, the machine readable message/delivery-status, and the original message's
+ * headers (RET=HDRS, our default) or the whole message (RET=FULL).
+ */
+import crypto from 'node:crypto';
+import { rfc5322Date } from './trace.ts';
+
+export type DsnAction = 'failed' | 'delayed' | 'delivered' | 'relayed';
+
+export interface DsnRecipientReport {
+  address: string;
+  /** The ORCPT parameter as given ("rfc822;user@example.org"). */
+  orcpt?: string;
+  action: DsnAction;
+  /** The reply that decided it, one line ("550 5.1.1 no such user"). */
+  reply?: string;
+  /** The host that gave the reply. */
+  remoteMta?: string;
+  lastAttempt?: Date;
+  /** For action=delayed: when the queue gives up. */
+  willRetryUntil?: Date;
+  /** Overrides the status derived from the reply (e.g. 4.4.7 for an expired message). */
+  status?: string;
+}
+
+export interface DsnInput {
+  /** Our host name (Reporting-MTA). */
+  reportingMta: string;
+  /** The From of the report: MAILER-DAEMON at our host. */
+  from: string;
+  /** The envelope sender of the original message, to whom the report goes. */
+  to: string;
+  queueId: string;
+  envid?: string;
+  arrivalDate: Date;
+  recipients: DsnRecipientReport[];
+  /** The original message: its header section (HDRS) or all of it (FULL). */
+  original: Buffer;
+  ret: 'FULL' | 'HDRS';
+  date?: Date;
+}
+
+/** The RFC 3463 status code of a reply: its enhanced code when it has one, else from the basic code. */
+export function statusOf(reply: string | undefined, action: DsnAction): string {
+  const m = reply && /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b/.exec(reply);
+  if (m) return m[1]!;
+  const basic = reply ? /^([245])\d\d\b/.exec(reply)?.[1] : undefined;
+  if (basic) return `${basic}.0.0`;
+  if (action === 'failed') return '5.0.0';
+  if (action === 'delayed') return '4.0.0';
+  return '2.0.0';
+}
+
+/** The header section of a message (up to the empty line), at most `max` bytes. */
+export function headerSection(message: Buffer, max = 64 * 1024): Buffer {
+  const end = message.indexOf('\r\n\r\n');
+  const head = end < 0 ? message : message.subarray(0, end + 2);
+  return head.length > max ? head.subarray(0, max) : head;
+}
+
+/** Header field text we write: no CR/LF. */
+function clean(s: string): string {
+  return s.replace(/[\r\n]+/g, ' ').trim();
+}
+
+/** xtext-encoded ORCPT kept as given, prefixed with its type when it has none. */
+function originalRecipient(orcpt: string): string {
+  return orcpt.includes(';') ? clean(orcpt) : `rfc822;${clean(orcpt)}`;
+}
+
+function subjectFor(actions: Set<DsnAction>): string {
+  if (actions.has('failed')) return 'Undelivered Mail Returned to Sender';
+  if (actions.has('delayed')) return 'Delayed Mail (still being retried)';
+  return 'Successful Mail Delivery Report';
+}
+
+function humanText(d: DsnInput): string {
+  const lines: string[] = [];
+  const failed = d.recipients.filter((r) => r.action === 'failed');
+  const delayed = d.recipients.filter((r) => r.action === 'delayed');
+  const done = d.recipients.filter((r) => r.action === 'delivered' || r.action === 'relayed');
+  lines.push(`This is the mail system at host ${d.reportingMta}.`, '');
+  if (failed.length) {
+    lines.push('Your message could not be delivered to one or more recipients.',
+      'It is attached below. The mail system gave these reasons:', '');
+    for (const r of failed) lines.push(`<${r.address}>: ${r.reply ?? 'delivery failed'}`);
+    lines.push('');
+  }
+  if (delayed.length) {
+    lines.push('Your message has not been delivered yet to these recipients.',
+      'The mail system will keep trying; you do not need to send it again.', '');
+    for (const r of delayed) {
+      const until = r.willRetryUntil ? ` (retrying until ${rfc5322Date(r.willRetryUntil)})` : '';
+      lines.push(`<${r.address}>: ${r.reply ?? 'delivery delayed'}${until}`);
+    }
+    lines.push('');
+  }
+  if (done.length) {
+    lines.push('Your message was delivered to these recipients:', '');
+    for (const r of done) lines.push(`<${r.address}>: ${r.action}${r.reply ? ` (${r.reply})` : ''}`);
+    lines.push('');
+  }
+  return lines.join('\r\n');
+}
+
+/** The delivery-status body (RFC 3464 §2.2, §2.3). */
+export function deliveryStatus(d: DsnInput): string {
+  const out: string[] = [`Reporting-MTA: dns; ${clean(d.reportingMta)}`];
+  out.push(`X-Mailnest-Queue-ID: ${clean(d.queueId)}`);
+  if (d.envid) out.push(`Original-Envelope-Id: ${clean(d.envid)}`);
+  out.push(`Arrival-Date: ${rfc5322Date(d.arrivalDate)}`);
+  for (const r of d.recipients) {
+    out.push('');
+    if (r.orcpt) out.push(`Original-Recipient: ${originalRecipient(r.orcpt)}`);
+    out.push(`Final-Recipient: rfc822; ${clean(r.address)}`);
+    out.push(`Action: ${r.action}`);
+    out.push(`Status: ${r.status ?? statusOf(r.reply, r.action)}`);
+    if (r.remoteMta) out.push(`Remote-MTA: dns; ${clean(r.remoteMta)}`);
+    if (r.reply && /^\d{3}\b/.test(r.reply)) out.push(`Diagnostic-Code: smtp; ${clean(r.reply)}`);
+    else if (r.reply) out.push(`Diagnostic-Code: X-mailnest; ${clean(r.reply)}`);
+    if (r.lastAttempt) out.push(`Last-Attempt-Date: ${rfc5322Date(r.lastAttempt)}`);
+    if (r.willRetryUntil) out.push(`Will-Retry-Until: ${rfc5322Date(r.willRetryUntil)}`);
+  }
+  return `${out.join('\r\n')}\r\n`;
+}
+
+/** The complete report, CRLF line ends, ready for acceptMessage. */
+export function buildDsn(d: DsnInput): Buffer {
+  const boundary = `=_report_${crypto.randomBytes(12).toString('hex')}`;
+  const actions = new Set(d.recipients.map((r) => r.action));
+  const date = d.date ?? new Date();
+  const messageId = `<${d.queueId}.${crypto.randomBytes(6).toString('hex')}.dsn@${clean(d.reportingMta)}>`;
+  const head = [
+    `From: Mail Delivery System <${clean(d.from)}>`,
+    `To: <${clean(d.to)}>`,
+    `Subject: ${subjectFor(actions)}`,
+    `Date: ${rfc5322Date(date)}`,
+    `Message-ID: ${messageId}`,
+    'Auto-Submitted: auto-replied',
+    'MIME-Version: 1.0',
+    `Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary="${boundary}"`,
+  ].join('\r\n');
+  const original = d.ret === 'FULL'
+    ? `Content-Type: message/rfc822\r\nContent-Description: Undelivered Message\r\n\r\n`
+    : `Content-Type: text/rfc822-headers\r\nContent-Description: Undelivered Message Headers\r\n\r\n`;
+  let originalBody = d.ret === 'FULL' ? d.original : headerSection(d.original);
+  if (originalBody.length > 0 && !originalBody.subarray(-2).equals(Buffer.from('\r\n'))) {
+    originalBody = Buffer.concat([originalBody, Buffer.from('\r\n')]);
+  }
+  return Buffer.concat([
+    Buffer.from(`${head}\r\n\r\nThis is a MIME-encapsulated delivery status notification.\r\n\r\n`
+      + `--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Description: Notification\r\n\r\n${humanText(d)}\r\n`
+      + `--${boundary}\r\nContent-Type: message/delivery-status\r\nContent-Description: Delivery report\r\n\r\n${deliveryStatus(d)}\r\n`
+      + `--${boundary}\r\n${original}`, 'utf8'),
+    originalBody,
+    Buffer.from(`\r\n--${boundary}--\r\n`, 'utf8'),
+  ]);
+}

@@ -1,0 +1,134 @@
+/**
+ * Where the mail for a domain goes when no route or smarthost says otherwise (RFC 5321 §5.1):
+ * its MX hosts in preference order (equal preferences in random order), or the domain itself
+ * when it has no MX ("implicit MX"), never anywhere when it publishes a null MX (RFC 7505).
+ * The resolver is injected so tests answer from a stub and never query real DNS.
+ */
+import { Resolver } from 'node:dns/promises';
+import net from 'node:net';
+
+export interface MxRecord {
+  exchange: string;
+  priority: number;
+}
+
+/** The few lookups delivery needs; node's dns.promises.Resolver has this shape. */
+export interface DnsResolver {
+  resolveMx(name: string): Promise<MxRecord[]>;
+  resolve4(name: string): Promise<string[]>;
+  resolve6(name: string): Promise<string[]>;
+}
+
+/** A DNS answer that makes delivery impossible (the domain does not exist, or takes no mail). */
+export class PermanentDnsError extends Error {
+  readonly reply: string;
+  constructor(reply: string) {
+    super(reply);
+    this.reply = reply;
+  }
+}
+
+/** A DNS failure worth retrying later (timeout, SERVFAIL, refused). */
+export class TemporaryDnsError extends Error {}
+
+export interface MxHost {
+  /** The host name (the MX exchange, or the domain itself for an implicit MX). */
+  name: string;
+  preference: number;
+  /** Its addresses, IPv4 first then IPv6 (loopback-only machines are often without v6 routes). */
+  addresses: string[];
+}
+
+/** A resolver with a per-query time limit, for production; tests pass their own. */
+export function systemResolver(timeoutMs: number): DnsResolver {
+  return new Resolver({ timeout: timeoutMs, tries: 2 });
+}
+
+function dnsCode(err: unknown): string {
+  return (err as { code?: string })?.code ?? '';
+}
+
+/** "No such name" and "no records of this type" are answers; anything else is a failure. */
+function isNoData(err: unknown): boolean {
+  return dnsCode(err) === 'ENODATA' || dnsCode(err) === 'ENOTFOUND';
+}
+
+/** Orders MX records by preference, shuffling those of equal preference (RFC 5321 §5.1). */
+export function orderMx(records: MxRecord[], random: () => number = Math.random): MxRecord[] {
+  const byPref = new Map<number, MxRecord[]>();
+  for (const r of records) {
+    const list = byPref.get(r.priority) ?? [];
+    list.push(r);
+    byPref.set(r.priority, list);
+  }
+  const out: MxRecord[] = [];
+  for (const pref of [...byPref.keys()].sort((a, b) => a - b)) {
+    const list = byPref.get(pref)!;
+    for (let i = list.length - 1; i > 0; i--) {
+      const j = Math.floor(random() * (i + 1));
+      [list[i], list[j]] = [list[j]!, list[i]!];
+    }
+    out.push(...list);
+  }
+  return out;
+}
+
+async function addressesOf(resolver: DnsResolver, name: string): Promise<{ addresses: string[]; failed: boolean }> {
+  if (net.isIP(name)) return { addresses: [name], failed: false };
+  const [v4, v6] = await Promise.allSettled([resolver.resolve4(name), resolver.resolve6(name)]);
+  const addresses: string[] = [];
+  let failed = false;
+  for (const r of [v4, v6]) {
+    if (r.status === 'fulfilled') addresses.push(...r.value);
+    else if (!isNoData(r.reason)) failed = true;
+  }
+  return { addresses, failed };
+}
+
+/**
+ * The hosts to try for `domain`, best first. Throws PermanentDnsError for a null MX, a domain
+ * that does not exist or has no address at all, TemporaryDnsError when DNS could not answer.
+ */
+export async function resolveMxHosts(resolver: DnsResolver, domain: string, random: () => number = Math.random): Promise<MxHost[]> {
+  const literal = /^\[(.+)\]$/.exec(domain);
+  if (literal) {
+    const ip = literal[1]!.replace(/^IPv6:/i, '');
+    if (!net.isIP(ip)) throw new PermanentDnsError(`550 5.1.2 bad address literal ${domain}`);
+    return [{ name: ip, preference: 0, addresses: [ip] }];
+  }
+  let records: MxRecord[];
+  try {
+    records = await resolver.resolveMx(domain);
+  } catch (err) {
+    if (dnsCode(err) === 'ENOTFOUND') throw new PermanentDnsError(`550 5.1.2 domain ${domain} does not exist`);
+    if (dnsCode(err) !== 'ENODATA') throw new TemporaryDnsError(`451 4.4.3 MX lookup for ${domain} failed: ${dnsCode(err) || String(err)}`);
+    records = [];
+  }
+  // RFC 7505 §3: a single MX with an empty exchange (".") means the domain accepts no mail.
+  if (records.some((r) => r.exchange === '' || r.exchange === '.')) {
+    if (records.length === 1) throw new PermanentDnsError(`556 5.1.10 domain ${domain} accepts no mail (null MX)`);
+    records = records.filter((r) => r.exchange !== '' && r.exchange !== '.');
+  }
+  if (records.length === 0) {
+    // RFC 5321 §5.1: no MX, so the domain itself is the one host (implicit MX).
+    const { addresses, failed } = await addressesOf(resolver, domain);
+    if (addresses.length > 0) return [{ name: domain, preference: 0, addresses }];
+    if (failed) throw new TemporaryDnsError(`451 4.4.3 address lookup for ${domain} failed`);
+    throw new PermanentDnsError(`550 5.1.2 domain ${domain} has no MX and no address`);
+  }
+  const hosts: MxHost[] = [];
+  let anyFailed = false;
+  const ordered = orderMx(records, random);
+  const looked = await Promise.all(ordered.map((r) => addressesOf(resolver, r.exchange.replace(/\.$/, ''))));
+  ordered.forEach((r, i) => {
+    const { addresses, failed } = looked[i]!;
+    if (failed) anyFailed = true;
+    if (addresses.length > 0) hosts.push({ name: r.exchange.replace(/\.$/, ''), preference: r.priority, addresses });
+  });
+  if (hosts.length === 0) {
+    if (anyFailed) throw new TemporaryDnsError(`451 4.4.3 address lookup for the MX hosts of ${domain} failed`);
+    // MX hosts that do not resolve: retry rather than bounce, DNS may be mid-change.
+    throw new TemporaryDnsError(`451 4.4.4 no MX host of ${domain} has an address`);
+  }
+  return hosts;
+}

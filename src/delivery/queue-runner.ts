@@ -1,0 +1,455 @@
+/**
+ * The queue runner: takes due recipients from the store (another process may have queued them:
+ * the store is polled), groups them by message and destination, and delivers them over a
+ * bounded number of SMTP connections, then records each recipient's fate durably.
+ *
+ * - Destinations (a domain's MX hosts, a route, the smarthost) each have a queue of jobs and a
+ *   connection limit that starts small and grows while deliveries succeed, as Postfix does.
+ * - Fresh mail and retries are taken in turn, so a deferred backlog never starves new mail.
+ * - A destination that cannot be reached defers all of its waiting jobs at once instead of
+ *   timing out once per message.
+ * - 5xx is permanent, 4xx and connection failures retry on the schedule until max_age; failures
+ *   and expiries bounce (RFC 3464) to the sender, unless NOTIFY says otherwise or the sender is <>.
+ */
+import fs from 'node:fs';
+import { Readable } from 'node:stream';
+import type { Config } from '../config/schema.ts';
+import type { Context } from '../context.ts';
+import type { DueRecipient, QueueEntry, QueueRecipient, RecipientUpdate } from '../store/store.ts';
+import { acceptMessage } from './accept.ts';
+import { DkimSigner } from './dkim.ts';
+import { buildDsn, headerSection, type DsnAction, type DsnRecipientReport } from './dsn.ts';
+import { PermanentDnsError, resolveMxHosts, systemResolver, type DnsResolver, type MxHost } from './mx.ts';
+import { afterTemporaryFailure } from './retry.ts';
+import { Router, type NextHop } from './route.ts';
+import { ConnectError, oneLine, SmtpClient, type ClientOptions, type ClientTarget, type RecipientResult } from './smtp-client.ts';
+
+type EntryInfo = Omit<QueueEntry, 'recipients'>;
+
+interface Job {
+  entry: EntryInfo;
+  recipients: QueueRecipient[];
+  fresh: boolean;
+}
+
+interface Destination {
+  hop: NextHop;
+  fresh: Job[];
+  retry: Job[];
+  /** Connections open (or opening) now. */
+  active: number;
+  /** Current connection limit (slow start). */
+  limit: number;
+  /** Take fresh next (true) or a retry (false), alternating when both wait. */
+  freshTurn: boolean;
+}
+
+export interface QueueRunnerOptions {
+  /** The DNS for MX lookups (tests pass a stub). */
+  resolver?: DnsResolver;
+  /** Clock, for tests. */
+  now?: () => number;
+}
+
+/** Messages of up to this size are read once into memory for signing and sending. */
+const IN_MEMORY = 256 * 1024;
+/** Addresses tried for one destination before the attempt counts as failed (Postfix: 5). */
+const MAX_ADDRESSES = 5;
+/** Jobs held in memory at most; more stay in the store until there is room. */
+const MAX_PENDING = 4000;
+const INITIAL_CONCURRENCY = 5;
+
+export class QueueRunner {
+  readonly name = 'queue';
+  private readonly ctx: Context;
+  private readonly cfg: Config;
+  private readonly router: Router;
+  private readonly signer: DkimSigner | undefined;
+  private readonly resolver: DnsResolver;
+  private readonly now: () => number;
+  private readonly clientOptions: ClientOptions;
+  private readonly ca: Buffer | undefined;
+  private readonly dests = new Map<string, Destination>();
+  /** Recipient ids taken from the store and not yet settled. */
+  private readonly claimed = new Set<number>();
+  private pendingJobs = 0;
+  private connections = 0;
+  private rr: string[] = [];
+  private timer: NodeJS.Timeout | undefined;
+  private polling = false;
+  private repoll = false;
+  private stopping = false;
+  private readonly workers = new Set<Promise<void>>();
+  private readonly clients = new Set<SmtpClient>();
+
+  constructor(ctx: Context, opts: QueueRunnerOptions = {}) {
+    this.ctx = ctx;
+    this.cfg = ctx.config;
+    this.router = new Router(ctx.config.relay);
+    this.signer = ctx.config.dkim.enabled
+      ? new DkimSigner({ dataDir: ctx.config.data_dir, selector: ctx.config.dkim.selector, algorithm: ctx.config.dkim.algorithm }, ctx.config.domains)
+      : undefined;
+    this.resolver = opts.resolver ?? systemResolver(ctx.config.relay.dns_timeout);
+    this.now = opts.now ?? Date.now;
+    this.clientOptions = {
+      name: ctx.config.hostname,
+      connectTimeout: ctx.config.relay.connect_timeout,
+      greetingTimeout: ctx.config.relay.greeting_timeout,
+      commandTimeout: ctx.config.relay.command_timeout,
+    };
+    this.ca = ctx.config.relay.ca_file ? fs.readFileSync(ctx.config.relay.ca_file) : undefined;
+  }
+
+  async start(): Promise<string[]> {
+    this.timer = setInterval(() => this.poll(), this.cfg.queue.poll_interval);
+    this.timer.unref();
+    this.poll();
+    return [];
+  }
+
+  /** Stops taking work, lets running transactions finish (bounded), and leaves the rest queued. */
+  async stop(graceMs = 15_000): Promise<void> {
+    this.stopping = true;
+    if (this.timer) clearInterval(this.timer);
+    const all = Promise.allSettled([...this.workers]);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), graceMs); });
+    if (await Promise.race([all, timeout]) === 'timeout') {
+      for (const c of this.clients) c.close();
+      await all;
+    }
+    clearTimeout(timer);
+  }
+
+  /** Asks for a scan now (after a local acceptance, or `queue retry`). */
+  poll(): void {
+    if (this.stopping) return;
+    if (this.polling) {
+      this.repoll = true;
+      return;
+    }
+    this.polling = true;
+    this.scan().catch((err) => this.ctx.log.error({ err }, 'queue scan failed')).finally(() => {
+      this.polling = false;
+      if (this.repoll) {
+        this.repoll = false;
+        this.poll();
+      }
+    });
+  }
+
+  private async scan(): Promise<void> {
+    const room = MAX_PENDING - this.pendingJobs;
+    if (room > 0) {
+      const now = this.now();
+      const exclude = [...this.claimed];
+      // Half the room for each kind, so neither new mail nor retries wait behind the other.
+      const fresh = await this.ctx.store.dueRecipients(now, Math.ceil(room / 2), true, exclude);
+      const retry = await this.ctx.store.dueRecipients(now, Math.ceil(room / 2), false, exclude);
+      this.enqueue(fresh, true);
+      this.enqueue(retry, false);
+    }
+    this.ctx.metrics.queueDepth.set(await this.ctx.store.queueDepth());
+    this.dispatch();
+  }
+
+  private enqueue(rows: DueRecipient[], fresh: boolean): void {
+    const jobs = new Map<string, { dest: Destination; job: Job }>();
+    for (const { entry, recipient } of rows) {
+      if (this.claimed.has(recipient.id)) continue;
+      this.claimed.add(recipient.id);
+      const hop = this.router.route(recipient.address);
+      const k = `${entry.id}\u0000${hop.key}`;
+      let j = jobs.get(k);
+      if (!j) {
+        j = { dest: this.destination(hop), job: { entry, recipients: [], fresh } };
+        jobs.set(k, j);
+      }
+      j.job.recipients.push(recipient);
+    }
+    for (const { dest, job } of jobs.values()) {
+      (fresh ? dest.fresh : dest.retry).push(job);
+      this.pendingJobs++;
+    }
+  }
+
+  private destination(hop: NextHop): Destination {
+    let d = this.dests.get(hop.key);
+    if (!d) {
+      d = { hop, fresh: [], retry: [], active: 0, limit: Math.min(INITIAL_CONCURRENCY, this.cfg.queue.max_connections_per_destination), freshTurn: true };
+      this.dests.set(hop.key, d);
+      this.rr.push(hop.key);
+    }
+    return d;
+  }
+
+  private waiting(d: Destination): number {
+    return d.fresh.length + d.retry.length;
+  }
+
+  private takeJob(d: Destination): Job | undefined {
+    const order = d.freshTurn ? [d.fresh, d.retry] : [d.retry, d.fresh];
+    d.freshTurn = !d.freshTurn;
+    const job = order[0]!.shift() ?? order[1]!.shift();
+    if (job) this.pendingJobs--;
+    return job;
+  }
+
+  /** Opens connections while there is work and room, destinations in turn. */
+  private dispatch(): void {
+    if (this.stopping) return;
+    let progressed = true;
+    while (progressed && this.connections < this.cfg.queue.max_connections) {
+      progressed = false;
+      for (let i = 0; i < this.rr.length && this.connections < this.cfg.queue.max_connections; i++) {
+        const key = this.rr.shift()!;
+        this.rr.push(key);
+        const d = this.dests.get(key)!;
+        // One connection per few waiting jobs: more would only open and close empty.
+        if (d.active < d.limit && this.waiting(d) > d.active) {
+          this.startWorker(d);
+          progressed = true;
+        }
+      }
+    }
+    // Forget idle destinations so the map does not grow without bound.
+    for (const [key, d] of this.dests) {
+      if (d.active === 0 && this.waiting(d) === 0) {
+        this.dests.delete(key);
+        this.rr = this.rr.filter((k) => k !== key);
+      }
+    }
+  }
+
+  private startWorker(d: Destination): void {
+    d.active++;
+    this.connections++;
+    const w = this.work(d)
+      .catch((err) => this.ctx.log.error({ err, destination: d.hop.key }, 'delivery worker failed'))
+      .finally(() => {
+        d.active--;
+        this.connections--;
+        this.workers.delete(w);
+        this.dispatch();
+      });
+    this.workers.add(w);
+  }
+
+  /** One connection's life: connect, then send waiting jobs of the destination over it. */
+  private async work(d: Destination): Promise<void> {
+    let client: SmtpClient;
+    try {
+      client = await this.connect(d.hop);
+    } catch (err) {
+      const permanent = err instanceof PermanentDnsError || (err instanceof ConnectError && err.permanent);
+      const reply = err instanceof PermanentDnsError || err instanceof ConnectError ? err.reply : oneLine(String(err));
+      d.limit = 1;
+      // The destination is unreachable now: every job waiting for it shares this outcome.
+      const jobs: Job[] = [];
+      for (let job = this.takeJob(d); job; job = this.takeJob(d)) jobs.push(job);
+      await Promise.all(jobs.map((job) => this.settle(job, job.recipients.map((r) => ({ address: r.address, ok: false, permanent, reply })), undefined)));
+      return;
+    }
+    this.clients.add(client);
+    try {
+      while (!this.stopping && client.usable && client.sent < this.cfg.queue.messages_per_connection) {
+        const job = this.takeJob(d);
+        if (!job) break;
+        let results: RecipientResult[];
+        try {
+          results = await this.deliver(client, job);
+        } catch (err) {
+          // Our side failed (store, signing): leave the recipients for a later attempt.
+          this.ctx.log.error({ err, id: job.entry.id }, 'delivery failed');
+          results = job.recipients.map((r) => ({ address: r.address, ok: false, permanent: false, reply: `451 4.3.0 local error: ${oneLine(String(err))}` }));
+        }
+        await this.settle(job, results, client.target.servername ?? client.target.host);
+        if (results.some((r) => r.ok)) d.limit = Math.min(d.limit + 1, this.cfg.queue.max_connections_per_destination);
+      }
+    } finally {
+      this.clients.delete(client);
+      client.close();
+    }
+  }
+
+  /** The hosts of a hop, in order, and a connection to the first that answers. */
+  private async connect(hop: NextHop): Promise<SmtpClient> {
+    const relay = this.cfg.relay;
+    let targets: ClientTarget[];
+    if (hop.kind === 'route') {
+      targets = [{ host: hop.host, port: hop.port, tls: 'opportunistic', verify: relay.tls_verify, ...(this.ca ? { ca: this.ca } : {}) }];
+    } else if (hop.kind === 'smarthost') {
+      targets = [{
+        host: hop.host, port: hop.port, servername: hop.host,
+        tls: hop.tls, verify: relay.smarthost_tls_verify, ...(this.ca ? { ca: this.ca } : {}), ...(hop.auth ? { auth: hop.auth } : {}),
+      }];
+    } else {
+      const hosts: MxHost[] = await resolveMxHosts(this.resolver, hop.domain);
+      targets = [];
+      for (const h of hosts) {
+        for (const a of h.addresses) {
+          targets.push({ host: a, port: 25, servername: h.name, tls: 'opportunistic', verify: relay.tls_verify, ...(this.ca ? { ca: this.ca } : {}) });
+        }
+      }
+      targets = targets.slice(0, MAX_ADDRESSES);
+    }
+    let last: ConnectError | undefined;
+    // RFC 5321 §5.1: on a connection failure or a refusal at greeting, try the next host.
+    for (const t of targets) {
+      try {
+        return await SmtpClient.connect(t, this.clientOptions);
+      } catch (err) {
+        last = err instanceof ConnectError ? err : new ConnectError(oneLine(String(err)));
+      }
+    }
+    throw last ?? new ConnectError('no host to connect to');
+  }
+
+  /** Reads the message, signs it when it is from a local domain, and runs one transaction. */
+  private async deliver(client: SmtpClient, job: Job): Promise<RecipientResult[]> {
+    const { entry } = job;
+    const store = this.ctx.store;
+    let head: Buffer;
+    let eightBit = false;
+    let whole: Buffer | undefined;
+    if (entry.size <= IN_MEMORY) {
+      const parts: Buffer[] = [];
+      for await (const c of store.readQueued(entry.id)) parts.push(c);
+      whole = Buffer.concat(parts);
+      head = headerSection(whole);
+      eightBit = hasEightBit(whole);
+    } else {
+      const parts: Buffer[] = [];
+      let headLen = 0;
+      for await (const c of store.readQueued(entry.id)) {
+        if (headLen < 64 * 1024) {
+          parts.push(c);
+          headLen += c.length;
+        }
+        if (!eightBit && hasEightBit(c)) eightBit = true;
+      }
+      head = headerSection(Buffer.concat(parts));
+    }
+    let signature = '';
+    const domain = this.signer?.signingDomain(head, entry.sender);
+    if (this.signer && domain) {
+      signature = await this.signer.sign(domain, whole ?? Readable.from(store.readQueued(entry.id)));
+    }
+    const sig = Buffer.from(signature, 'utf8');
+    const content = whole
+      ? () => Readable.from([sig, whole])
+      : () => Readable.from((async function* () { yield sig; yield* store.readQueued(entry.id); })());
+    return client.send({
+      sender: entry.sender,
+      recipients: job.recipients.map((r) => r.address),
+      size: entry.size + sig.length,
+      eightBit,
+      content,
+    });
+  }
+
+  /** Records the outcome of one job durably, and sends the notifications it calls for. */
+  private async settle(job: Job, results: RecipientResult[], remoteMta: string | undefined): Promise<void> {
+    const now = this.now();
+    const { entry } = job;
+    const byAddress = new Map(results.map((r) => [r.address, r]));
+    const updates: RecipientUpdate[] = [];
+    const reports: DsnRecipientReport[] = [];
+    const last = new Date(now);
+    for (const r of job.recipients) {
+      const res = byAddress.get(r.address) ?? { address: r.address, ok: false, permanent: false, reply: 'no result' };
+      const attempts = r.attempts + 1;
+      const notify = r.notify;
+      const base = { address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), ...(remoteMta ? { remoteMta } : {}), lastAttempt: last };
+      if (res.ok) {
+        updates.push({ recipientId: r.id, status: 'delivered', attempts, nextAttempt: now, lastReply: res.reply });
+        this.ctx.metrics.deliveries.inc({ outcome: 'delivered' });
+        // We do not pass NOTIFY on to the next hop, so SUCCESS is answered here (RFC 3461 §6.2.6).
+        if (notify?.includes('SUCCESS')) reports.push({ ...base, action: 'relayed', reply: res.reply });
+        this.ctx.log.info({ id: entry.id, to: r.address, relay: remoteMta, reply: res.reply }, 'delivered');
+        continue;
+      }
+      const wantsFailure = notify === undefined || notify.includes('FAILURE');
+      if (res.permanent) {
+        updates.push({ recipientId: r.id, status: 'failed', attempts, nextAttempt: now, lastReply: res.reply });
+        this.ctx.metrics.deliveries.inc({ outcome: 'failed' });
+        if (wantsFailure) reports.push({ ...base, action: 'failed', reply: res.reply });
+        this.ctx.log.info({ id: entry.id, to: r.address, reply: res.reply }, 'delivery failed permanently');
+        continue;
+      }
+      const next = afterTemporaryFailure({ retry: this.cfg.queue.retry, maxAge: this.cfg.queue.max_age }, entry.created, attempts, now);
+      if (next.expired) {
+        updates.push({ recipientId: r.id, status: 'failed', attempts, nextAttempt: now, lastReply: res.reply });
+        this.ctx.metrics.deliveries.inc({ outcome: 'expired' });
+        if (wantsFailure) reports.push({ ...base, action: 'failed', status: '4.4.7', reply: `${res.reply} (gave up: the message stayed in the queue too long)` });
+        this.ctx.log.info({ id: entry.id, to: r.address, reply: res.reply }, 'delivery expired');
+        continue;
+      }
+      const wantsDelay = notify === undefined || notify.includes('DELAY');
+      const warn = !r.warned && wantsDelay && now - entry.created >= this.cfg.queue.delay_warning;
+      updates.push({ recipientId: r.id, status: 'deferred', attempts, nextAttempt: next.next, lastReply: res.reply, ...(warn ? { warned: true } : {}) });
+      this.ctx.metrics.deliveries.inc({ outcome: 'deferred' });
+      if (warn) reports.push({ ...base, action: 'delayed', reply: res.reply, willRetryUntil: new Date(entry.created + this.cfg.queue.max_age) });
+      this.ctx.log.info({ id: entry.id, to: r.address, reply: res.reply, next_attempt: new Date(next.next).toISOString() }, 'delivery deferred');
+    }
+    // The notification is committed before the state that triggers it: a crash in between
+    // repeats a report rather than losing one.
+    if (reports.length > 0 && entry.sender !== '') {
+      try {
+        await this.notify(entry, reports);
+      } catch (err) {
+        this.ctx.log.error({ err, id: entry.id }, 'could not queue a delivery status notification');
+      }
+    }
+    try {
+      await this.ctx.store.updateRecipients(entry.id, updates);
+    } finally {
+      for (const r of job.recipients) this.claimed.delete(r.id);
+    }
+  }
+
+  /** Sends an RFC 3464 report to the message's sender, from the null sender. */
+  private async notify(entry: EntryInfo, reports: DsnRecipientReport[]): Promise<void> {
+    const ret = entry.dsn.ret ?? 'HDRS';
+    const onlyFailures: DsnAction[] = ['failed', 'delayed'];
+    const full = ret === 'FULL' && reports.some((r) => onlyFailures.includes(r.action));
+    const parts: Buffer[] = [];
+    let len = 0;
+    for await (const c of this.ctx.store.readQueued(entry.id)) {
+      parts.push(c);
+      len += c.length;
+      if (!full && Buffer.concat(parts).includes('\r\n\r\n')) break;
+      if (len > this.cfg.limits.max_message_size) break;
+    }
+    const original = Buffer.concat(parts);
+    const report = buildDsn({
+      reportingMta: this.cfg.hostname,
+      from: `MAILER-DAEMON@${this.cfg.hostname}`,
+      to: entry.sender,
+      queueId: entry.id,
+      ...(entry.dsn.envid ? { envid: entry.dsn.envid } : {}),
+      arrivalDate: new Date(entry.created),
+      recipients: reports,
+      original,
+      ret: full ? 'FULL' : 'HDRS',
+      date: new Date(this.now()),
+    });
+    const resolution = await this.ctx.recipients.resolve(entry.sender);
+    if (resolution.kind === 'unknown') {
+      this.ctx.log.warn({ id: entry.id, to: entry.sender }, 'delivery status notification dropped: the local sender does not exist');
+      return;
+    }
+    const id = await acceptMessage(this.ctx.store, {
+      sender: '',
+      recipients: [{ address: entry.sender, resolution }],
+      body: [report],
+      received: { by: this.cfg.hostname, with: 'local' },
+    });
+    this.ctx.log.info({ id, about: entry.id, to: entry.sender, actions: [...new Set(reports.map((r) => r.action))] }, 'delivery status notification queued');
+    if (resolution.kind === 'remote') this.poll();
+  }
+}
+
+function hasEightBit(b: Buffer): boolean {
+  return /[\x80-\xff]/.test(b.toString('latin1'));
+}

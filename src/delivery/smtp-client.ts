@@ -1,0 +1,223 @@
+/**
+ * The outbound SMTP client, on nodemailer's SMTP connection: EHLO with HELO fallback, STARTTLS
+ * when offered (or required, or implicit TLS), AUTH for a smarthost, PIPELINING, SIZE,
+ * BODY=8BITMIME and SMTPUTF8 when the message needs them. One connection carries one
+ * transaction per message, with all of that message's recipients for this destination, and
+ * reports a result per recipient. Timeouts follow RFC 5321 §4.5.3.2.
+ */
+import type { Readable } from 'node:stream';
+import type { ConnectionOptions } from 'node:tls';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+
+export type TlsMode =
+  /** TLS from the first byte (a smarthost on port 465). */
+  | 'implicit'
+  /** STARTTLS must succeed or the delivery is deferred. */
+  | 'starttls'
+  /** STARTTLS when the server offers it; plaintext otherwise or when the upgrade fails. */
+  | 'opportunistic'
+  | 'none';
+
+export interface ClientTarget {
+  /** The address (or name) to connect to. */
+  host: string;
+  port: number;
+  /** The name the certificate is checked against and SNI asks for. */
+  servername?: string;
+  tls: TlsMode;
+  /** Check the server's certificate. */
+  verify: boolean;
+  ca?: string | Buffer;
+  auth?: { user: string; pass: string };
+}
+
+export interface ClientOptions {
+  /** Our name in EHLO/HELO. */
+  name: string;
+  connectTimeout: number;
+  greetingTimeout: number;
+  commandTimeout: number;
+}
+
+export interface OutboundMessage {
+  /** '' for the null sender. */
+  sender: string;
+  recipients: string[];
+  size: number;
+  eightBit: boolean;
+  content: () => Readable;
+}
+
+export interface RecipientResult {
+  address: string;
+  ok: boolean;
+  /** 5xx: do not try again. */
+  permanent: boolean;
+  /** The server's reply (or our description of what went wrong), one line. */
+  reply: string;
+}
+
+/** A failure before any transaction: connection refused or lost, bad greeting, TLS or AUTH trouble. */
+export class ConnectError extends Error {
+  readonly reply: string;
+  readonly permanent: boolean;
+  constructor(reply: string, permanent = false) {
+    super(reply);
+    this.reply = reply;
+    this.permanent = permanent;
+  }
+}
+
+interface NmError extends Error {
+  code?: string;
+  response?: string;
+  responseCode?: number;
+  recipient?: string;
+  rejectedErrors?: NmError[];
+}
+
+/** A reply as one line for last_reply and DSN Diagnostic-Code. */
+export function oneLine(s: string): string {
+  return s.replace(/\r?\n/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 500);
+}
+
+function describe(err: NmError): string {
+  if (err.response) return oneLine(err.response);
+  const code = err.code ? `${err.code}: ` : '';
+  return oneLine(`${code}${err.message}`);
+}
+
+export class SmtpClient {
+  private conn: SMTPConnection;
+  private broken = false;
+  /** Transactions sent on this connection. */
+  sent = 0;
+  readonly target: ClientTarget;
+
+  private constructor(conn: SMTPConnection, target: ClientTarget) {
+    this.conn = conn;
+    this.target = target;
+    conn.on('error', () => { this.broken = true; });
+    conn.on('end', () => { this.broken = true; });
+  }
+
+  get usable(): boolean {
+    return !this.broken;
+  }
+
+  /** Connects, greets, secures and authenticates; throws ConnectError. */
+  static connect(target: ClientTarget, opts: ClientOptions): Promise<SmtpClient> {
+    const tls: ConnectionOptions = {
+      rejectUnauthorized: target.verify,
+      ...(target.ca ? { ca: target.ca } : {}),
+      minVersion: 'TLSv1.2',
+    };
+    const conn = new SMTPConnection({
+      host: target.host,
+      port: target.port,
+      name: opts.name,
+      secure: target.tls === 'implicit',
+      requireTLS: target.tls === 'starttls',
+      ignoreTLS: target.tls === 'none',
+      opportunisticTLS: target.tls === 'opportunistic',
+      ...(target.servername ? { servername: target.servername } : {}),
+      tls,
+      connectionTimeout: opts.connectTimeout,
+      greetingTimeout: opts.greetingTimeout,
+      socketTimeout: opts.commandTimeout,
+      socketCloseTimeout: 0,
+      allowInternalNetworkInterfaces: true,
+      logger: false,
+    });
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      const fail = (err: NmError) => {
+        if (settled) return;
+        settled = true;
+        conn.close();
+        // A 5xx greeting or EHLO is not a verdict on the recipients: try elsewhere or later.
+        reject(new ConnectError(`${target.host}:${target.port}: ${describe(err)}`));
+      };
+      conn.once('error', fail);
+      conn.connect((err) => {
+        if (err) return fail(err);
+        if (!target.auth) {
+          settled = true;
+          conn.removeListener('error', fail);
+          return resolve(new SmtpClient(conn, target));
+        }
+        conn.login({ user: target.auth.user, pass: target.auth.pass }, (lerr) => {
+          if (lerr) return fail(lerr);
+          settled = true;
+          conn.removeListener('error', fail);
+          resolve(new SmtpClient(conn, target));
+        });
+      });
+    });
+  }
+
+  /**
+   * One transaction. Resolves with a result per recipient; a broken connection makes every
+   * recipient temporary-failed (and the client unusable).
+   */
+  send(message: OutboundMessage): Promise<RecipientResult[]> {
+    this.sent++;
+    const all = (ok: boolean, permanent: boolean, reply: string): RecipientResult[] =>
+      message.recipients.map((address) => ({ address, ok, permanent, reply }));
+    if (this.broken) return Promise.resolve(all(false, false, 'connection lost'));
+    return new Promise((resolve) => {
+      const onError = (err: NmError) => {
+        this.broken = true;
+        resolve(all(false, false, describe(err)));
+      };
+      this.conn.once('error', onError);
+      const envelope = {
+        from: message.sender === '' ? false as const : message.sender,
+        to: message.recipients,
+        size: message.size,
+        use8BitMime: message.eightBit,
+      };
+      this.conn.send(envelope, message.content(), (err, info) => {
+        this.conn.removeListener('error', onError);
+        if (err) {
+          const e = err as NmError;
+          const code = e.responseCode ?? 0;
+          if (e.code === 'EENVELOPE' && e.rejectedErrors && e.rejectedErrors.length > 0 && !/^MAIL/.test(String((e as { command?: string }).command ?? ''))) {
+            // Every recipient refused: each with its own reply.
+            const byRcpt = new Map(e.rejectedErrors.map((r) => [r.recipient ?? '', r]));
+            resolve(message.recipients.map((address) => {
+              const r = byRcpt.get(address);
+              const rc = r?.responseCode ?? code;
+              return { address, ok: false, permanent: rc >= 500, reply: r ? describe(r) : describe(e) };
+            }));
+          } else {
+            // MAIL FROM or DATA refused, or the connection failed midway: the same for all.
+            if (!(code >= 400)) this.broken = true;
+            resolve(all(false, code >= 500, describe(e)));
+          }
+          // The transaction is over; the next one starts clean (RSET) or on a new connection.
+          if (!this.broken) this.conn.reset(() => undefined);
+          return;
+        }
+        const rejected = new Map((info.rejectedErrors ?? []).map((r) => [(r as NmError).recipient ?? '', r as NmError]));
+        const reply = oneLine(info.response);
+        resolve(message.recipients.map((address) => {
+          const r = rejected.get(address);
+          if (r) return { address, ok: false, permanent: (r.responseCode ?? 0) >= 500, reply: describe(r) };
+          return { address, ok: true, permanent: false, reply };
+        }));
+      });
+    });
+  }
+
+  close(): void {
+    if (this.broken) {
+      this.conn.close();
+      return;
+    }
+    this.broken = true;
+    this.conn.quit();
+    // quit() closes once the server answers; do not wait for a slow one.
+    setTimeout(() => this.conn.close(), 2000).unref();
+  }
+}
