@@ -8,6 +8,7 @@ import type { Logger } from './log.ts';
 import { AuthThrottle } from './auth/throttle.ts';
 import { ConnectionLimits, Listener, type ListenerContext } from './net/listener.ts';
 import { loadTls } from './net/tls.ts';
+import { QueueRunner } from './delivery/queue-runner.ts';
 import { smtpHandler, type SmtpRole } from './smtp/handler.ts';
 
 /** Something that runs beside the listeners (the queue runner, the HTTP API). */
@@ -40,6 +41,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     if (config.listen[role].length > 0) listeners.push({ kind: role, listener: new Listener(smtpHandler(ctx, role, throttle), lctx) });
   }
   const services: { kind?: ListenerKind; service: Service }[] = [];
+  services.push({ service: new QueueRunner(ctx) });
 
   const addresses: RunningServer['addresses'] = {};
   try {
