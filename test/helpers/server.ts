@@ -27,6 +27,10 @@ export function baseConfig(dir: string, overrides: TestConfig = {}): TestConfig 
       smtp: ['127.0.0.1:0'], submission: ['127.0.0.1:0'], submissions: ['127.0.0.1:0'],
       pop3: ['127.0.0.1:0'], pop3s: ['127.0.0.1:0'], imap: [], imaps: [], http: ['127.0.0.1:0'],
     },
+    // Tests never query DNS: outbound mail without a route goes to a closed loopback port (and
+    // is deferred), and the inbound SPF/DKIM/DMARC checks are off unless a test turns them on.
+    relay: { smarthost: '127.0.0.1:9', smarthost_tls: 'none' },
+    checks: { enabled: false },
   };
   for (const [k, v] of Object.entries(overrides)) {
     c[k] = v && typeof v === 'object' && !Array.isArray(v) && typeof c[k] === 'object' ? { ...c[k], ...v } : v;
