@@ -27,6 +27,8 @@ export interface ProtocolHandler<E, R> {
   perform(effect: E): Promise<R>;
   /** The one line sent to a connection refused by a limit (then closed). */
   refusal(reason: string): string;
+  /** The connection of `session` has closed (release what the session held, e.g. a lock). */
+  ended?(session: Session<E, R>): void;
 }
 
 /** Connection counts across every listener of the process. */
@@ -142,6 +144,7 @@ export class Listener<E, R> {
       log: this.ctx.log.child({ listener: this.handler.name, client: ip }),
       onClose: () => {
         this.connections.delete(conn);
+        this.handler.ended?.(session);
         this.ctx.limits.release(ip);
         this.ctx.onCount?.(this.handler.name, -1);
       },
