@@ -10,6 +10,8 @@ import { ConnectionLimits, Listener, type ListenerContext } from './net/listener
 import { loadTls } from './net/tls.ts';
 import { QueueRunner } from './delivery/queue-runner.ts';
 import { smtpHandler, type SmtpRole } from './smtp/handler.ts';
+import { pop3Handler } from './pop3/handler.ts';
+import { MaildropLocks } from './pop3/locks.ts';
 
 /** Something that runs beside the listeners (the queue runner, the HTTP API). */
 export interface Service {
@@ -39,6 +41,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const listeners: { kind: ListenerKind; listener: Listener<any, any> }[] = [];
   for (const role of SMTP_ROLES) {
     if (config.listen[role].length > 0) listeners.push({ kind: role, listener: new Listener(smtpHandler(ctx, role, throttle), lctx) });
+  }
+  const pop3Locks = new MaildropLocks(); // one lock table for pop3 and pop3s
+  for (const kind of ['pop3', 'pop3s'] as const) {
+    if (config.listen[kind].length > 0) listeners.push({ kind, listener: new Listener(pop3Handler({ ...ctx, throttle, locks: pop3Locks }, kind), lctx) });
   }
   const services: { kind?: ListenerKind; service: Service }[] = [];
   services.push({ service: new QueueRunner(ctx) });

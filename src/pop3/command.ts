@@ -1,0 +1,43 @@
+/**
+ * POP3 command lines (RFC 1939 §3): a case-insensitive keyword, then arguments separated by
+ * single spaces. Argument checks give the precise -ERR text for each mistake.
+ */
+
+export interface CommandLine {
+  /** The keyword, upper-cased. */
+  verb: string;
+  /** Everything after the first space, exactly as sent (PASS takes it whole). */
+  rest: string;
+  /** `rest` split on spaces, trailing spaces ignored; empty when there are no arguments. */
+  args: string[];
+}
+
+export function parseCommand(line: Buffer): CommandLine {
+  const text = line.toString('utf8');
+  const sp = text.indexOf(' ');
+  const verb = (sp < 0 ? text : text.slice(0, sp)).toUpperCase();
+  const rest = sp < 0 ? '' : text.slice(sp + 1);
+  const trimmed = rest.replace(/[ \t]+$/, '');
+  return { verb, rest, args: trimmed === '' ? [] : trimmed.split(' ') };
+}
+
+export type ArgCheck<T> = { ok: true; value: T } | { ok: false; error: string };
+
+/** Exactly `count` arguments (or between min and max). */
+export function arity(c: CommandLine, min: number, max = min): string | undefined {
+  if (c.args.length < min) return min === 1 && max === 1 ? `${c.verb} needs an argument` : `${c.verb} needs ${min} arguments`;
+  if (c.args.length > max) return max === 0 ? `${c.verb} takes no arguments` : `noise after the arguments of ${c.verb}`;
+  return undefined;
+}
+
+/** A message number (RFC 1939 §3: "msg" is a decimal number, 1-based). */
+export function messageNumber(arg: string): ArgCheck<number> {
+  if (!/^\d{1,15}$/.test(arg)) return { ok: false, error: 'invalid message number' };
+  return { ok: true, value: Number(arg) };
+}
+
+/** A non-negative line count for TOP. */
+export function lineCount(arg: string): ArgCheck<number> {
+  if (!/^\d{1,15}$/.test(arg)) return { ok: false, error: 'invalid number of lines' };
+  return { ok: true, value: Number(arg) };
+}

@@ -1,0 +1,131 @@
+/**
+ * Multi-line responses on the wire (RFC 1939 §3): every line that starts with "." gets one
+ * more "." in front (byte-stuffing), and the response ends with CRLF "." CRLF. RETR and TOP
+ * stream the message through these transforms chunk by chunk, on Buffers, so memory stays at a
+ * few chunks whatever the message size.
+ */
+
+const LF = 0x0a;
+const CR = 0x0d;
+const DOT = 0x2e;
+const DOT_BUF = Buffer.from('.');
+const LF_DOT = Buffer.from('\n.');
+const CRLF = Buffer.from('\r\n');
+export const TERMINATOR = Buffer.from('.\r\n');
+
+/** Byte-stuffs a message given in any chunking; `end` closes the response. */
+export class DotStuffer {
+  private atLineStart = true;
+
+  /** Appends the stuffed form of `chunk` to `out` (as slices of it, no copy). */
+  push(chunk: Buffer, out: Buffer[]): void {
+    if (chunk.length === 0) return;
+    let start = 0;
+    if (this.atLineStart && chunk[0] === DOT) out.push(DOT_BUF);
+    let i = chunk.indexOf(LF_DOT);
+    while (i >= 0) {
+      out.push(chunk.subarray(start, i + 1), DOT_BUF);
+      start = i + 1;
+      i = chunk.indexOf(LF_DOT, i + 1);
+    }
+    out.push(start === 0 ? chunk : chunk.subarray(start));
+    this.atLineStart = chunk[chunk.length - 1] === LF;
+  }
+
+  /** The end of the response: a line break if the message lacks a final one, then ".". */
+  end(out: Buffer[]): void {
+    if (!this.atLineStart) out.push(CRLF);
+    out.push(TERMINATOR);
+  }
+}
+
+/**
+ * TOP n m (RFC 1939 §7): the header, the blank line after it, and at most m lines of the body.
+ * A message without a blank line is all header and is sent whole.
+ */
+export class TopFilter {
+  private inHeader = true;
+  private remaining: number;
+  /** Bytes of the current line seen so far (excluding its LF), and its first byte. */
+  private lineLength = 0;
+  private firstByte = -1;
+  done = false;
+
+  constructor(bodyLines: number) {
+    this.remaining = bodyLines;
+  }
+
+  /** The part of `chunk` to send; sets `done` once nothing more is wanted. */
+  push(chunk: Buffer): Buffer {
+    if (this.done) return chunk.subarray(0, 0);
+    let pos = 0;
+    while (pos < chunk.length) {
+      if (!this.inHeader && this.remaining === 0) {
+        this.done = true;
+        return chunk.subarray(0, pos);
+      }
+      if (this.lineLength === 0) this.firstByte = chunk[pos]!;
+      const lf = chunk.indexOf(LF, pos);
+      if (lf < 0) {
+        this.lineLength += chunk.length - pos;
+        return chunk;
+      }
+      const length = this.lineLength + (lf - pos);
+      if (this.inHeader) {
+        // The empty line is "" or "\r" before the LF.
+        if (length === 0 || (length === 1 && this.firstByte === CR)) this.inHeader = false;
+      } else {
+        this.remaining--;
+      }
+      this.lineLength = 0;
+      pos = lf + 1;
+    }
+    if (!this.inHeader && this.remaining === 0) this.done = true;
+    return chunk;
+  }
+}
+
+export interface FrameOptions {
+  /** The status line ("+OK ...\r\n") sent before the message. */
+  status: string;
+  /** TOP: body lines to send; undefined sends the whole message (RETR). */
+  bodyLines?: number;
+  /** Pieces are gathered up to this many bytes before they are handed on as one write. */
+  batchBytes?: number;
+  /** Told when the first byte is about to go out and when the response is complete. */
+  onStart?: () => void;
+  onEnd?: () => void;
+}
+
+const DEFAULT_BATCH = 64 * 1024;
+
+/**
+ * The whole RETR/TOP response as a stream: status line, stuffed message, terminator. Small
+ * pieces are gathered so a small message leaves in one write, a large one in bounded batches.
+ */
+export async function* frameMessage(source: AsyncIterable<Buffer>, o: FrameOptions): AsyncGenerator<Buffer> {
+  const batch = o.batchBytes ?? DEFAULT_BATCH;
+  const stuffer = new DotStuffer();
+  const top = o.bodyLines === undefined ? undefined : new TopFilter(o.bodyLines);
+  let pieces: Buffer[] = [Buffer.from(o.status, 'latin1')];
+  let pending = pieces[0]!.length;
+  o.onStart?.();
+  try {
+    for await (const chunk of source) {
+      const data = top ? top.push(chunk) : chunk;
+      const before = pieces.length;
+      stuffer.push(data, pieces);
+      for (let i = before; i < pieces.length; i++) pending += pieces[i]!.length;
+      if (pending >= batch) {
+        yield pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, pending);
+        pieces = [];
+        pending = 0;
+      }
+      if (top?.done) break;
+    }
+    stuffer.end(pieces);
+    yield Buffer.concat(pieces);
+  } finally {
+    o.onEnd?.();
+  }
+}
