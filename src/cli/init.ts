@@ -5,6 +5,7 @@ import type { Command } from 'commander';
 import { parseConfig } from '../config/load.ts';
 import { parse as parseToml } from 'smol-toml';
 import { CliError } from './errors.ts';
+import { dnsRecords, formatRecords } from '../delivery/dns-records.ts';
 
 export function starterConfig(hostname: string, domain: string): string {
   return `# mailnest configuration. Every key is optional; the values shown commented out are the defaults.
@@ -52,10 +53,36 @@ http        = ["127.0.0.1:8025"]     # the HTTP send API, /healthz and /metrics
 # password = "secret"
 # routes = { "example.org" = "10.0.0.5:25" }   # per-domain next hop, overrides MX and smarthost
 
+# tls_verify = false                 # check the certificate of an MX or route host (STARTTLS is opportunistic)
+# smarthost_tls_verify = true        # check the smarthost's certificate (it receives your password)
+# ca_file = "/path/ca.pem"           # extra CA certificates to trust for those checks
+# connect_timeout = "30s"
+# greeting_timeout = "5m"            # RFC 5321 section 4.5.3.2
+# command_timeout = "10m"
+# dns_timeout = "10s"                # MX/A/AAAA lookups; a timeout defers the delivery
+
 [queue]
 # retry = ["1m", "5m", "15m", "30m", "1h", "2h", "4h"]   # the last interval repeats
 # max_age = "5d"                     # then the message bounces to its sender
-# delay_warning = "4h"
+# delay_warning = "4h"               # the sender is told once that the message is still waiting
+# max_connections = 50               # outbound connections at once
+# max_connections_per_destination = 10
+# messages_per_connection = 100
+# poll_interval = "500ms"            # how often the queue is scanned for due mail
+
+[dkim]
+# Mail from the domains above is signed with a key per domain kept in data_dir/dkim;
+# \`mailnest dns\` prints the record to publish.
+# enabled = true
+# selector = "mailnest"
+# algorithm = "rsa-sha256"           # or "ed25519-sha256"
+
+[checks]
+# SPF, DKIM and DMARC of mail arriving on the smtp listener, recorded in Authentication-Results.
+# enabled = true
+# reject_dmarc = false               # true: refuse mail that fails DMARC when its domain says p=reject
+# dns_timeout = "3s"
+# timeout = "10s"
 `;
 }
 
@@ -72,5 +99,8 @@ export function registerInit(program: Command): void {
       if (fs.existsSync(file) && !opts.force) throw new CliError(`${file} exists; use --force to overwrite it`);
       fs.writeFileSync(file, text, { mode: 0o600 });
       process.stdout.write(`wrote ${file} for ${domain} (host ${opts.hostname})\n`);
+      // The DKIM key lives under the data_dir the new file names (relative to the current directory).
+      const config = parseConfig(parseToml(text), file);
+      process.stdout.write(`\nPublish these DNS records (\`mailnest dns\` prints them again):\n\n${formatRecords(dnsRecords(config, domain))}`);
     });
 }

@@ -9,6 +9,8 @@ import { registerStart } from './start.ts';
 import { registerInit } from './init.ts';
 import { registerUser } from './user.ts';
 import { registerAlias } from './alias.ts';
+import { registerQueue } from './queue.ts';
+import { registerDns } from './dns.ts';
 
 const program = new Command('mailnest')
   .description('a complete personal mail server')
@@ -18,7 +20,7 @@ const program = new Command('mailnest')
   .exitOverride()
   .enablePositionalOptions(false);
 
-for (const register of [registerStart, registerInit, registerUser, registerAlias]) register(program);
+for (const register of [registerStart, registerInit, registerUser, registerAlias, registerQueue, registerDns]) register(program);
 
 function verbose(): boolean {
   return process.argv.includes('--verbose');

@@ -1,0 +1,20 @@
+/** `mailnest dns [DOMAIN]`: the MX, SPF, DKIM and DMARC records to publish (makes the DKIM key if needed). */
+import type { Command } from 'commander';
+import { dnsRecords, formatRecords } from '../delivery/dns-records.ts';
+import { configOf } from './common.ts';
+import { CliError } from './errors.ts';
+
+export function registerDns(program: Command): void {
+  program.command('dns [domain]').description('print the MX, SPF, DKIM and DMARC records to publish for a domain')
+    .option('--json', 'print a JSON array of {name, type, value}')
+    .action(async (domain: string | undefined, opts: { json?: boolean }, cmd: Command) => {
+      const config = configOf(cmd);
+      const d = (domain ?? config.domains[0]!).toLowerCase();
+      if (!config.domains.some((x) => x.toLowerCase() === d)) {
+        throw new CliError(`${d} is not one of the configured domains (${config.domains.join(', ')})`);
+      }
+      const records = dnsRecords(config, d);
+      if (opts.json) process.stdout.write(`${JSON.stringify(records.map(({ name, type, value }) => ({ name, type, value })))}\n`);
+      else process.stdout.write(formatRecords(records));
+    });
+}

@@ -1,0 +1,161 @@
+/**
+ * SPF (RFC 7208), DKIM (RFC 6376) and DMARC (RFC 7489) of mail arriving on the smtp listener,
+ * evaluated by mailauth and recorded in an Authentication-Results header (RFC 8601). Every DNS
+ * query is bounded by a short timeout and answered from a cache when it can be, the whole check
+ * by a longer one, so a machine with slow or absent DNS never stalls a session: the result then
+ * reads "temperror". `[checks] enabled = false` skips it all.
+ *
+ * The smtp listener calls `checkInbound(config, { clientIp, helo, sender, message })` after the
+ * message is read and before it is accepted, prepends `authResults` to the stored copy, and
+ * refuses the message with `reject` (as a 550 5.7.1 reply text) when that is set.
+ */
+import { Resolver } from 'node:dns/promises';
+import { authenticate, type DNSResolver } from 'mailauth';
+import type { Config } from '../config/schema.ts';
+
+export type { DNSResolver };
+
+export interface InboundInput {
+  clientIp: string;
+  /** The EHLO/HELO name. */
+  helo?: string;
+  /** The envelope sender ('' for the null sender). */
+  sender: string;
+  /** The message as received (header and body, CRLF). */
+  message: Buffer;
+}
+
+export interface InboundResult {
+  /** Header lines to prepend (Received-SPF, Authentication-Results), CRLF-terminated; '' when the checks are off. */
+  authResults: string;
+  /** Set when the message fails DMARC under p=reject and `[checks] reject_dmarc` is on: the reply text. */
+  reject?: string;
+}
+
+export interface InboundOptions {
+  /** mailauth-style resolver (name, rrtype) → answers; tests pass a stub. */
+  resolver?: DNSResolver;
+}
+
+const POSITIVE_TTL = 5 * 60_000;
+const NEGATIVE_TTL = 60_000;
+const CACHE_MAX = 10_000;
+
+/** Answers and "no such record" answers are cached; failures (timeouts) are not. */
+export class DnsCache {
+  private readonly entries = new Map<string, { expires: number; value?: unknown; error?: unknown }>();
+  private readonly inner: DNSResolver;
+  private readonly timeoutMs: number;
+  private readonly now: () => number;
+
+  constructor(inner: DNSResolver, timeoutMs: number, now: () => number = Date.now) {
+    this.inner = inner;
+    this.timeoutMs = timeoutMs;
+    this.now = now;
+  }
+
+  readonly resolve: DNSResolver = async (name, rrtype) => {
+    const key = `${rrtype}\u0000${name.toLowerCase()}`;
+    const hit = this.entries.get(key);
+    if (hit && hit.expires > this.now()) {
+      if (hit.error) throw hit.error;
+      return hit.value as string[][] | string[];
+    }
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const value = await Promise.race([
+        this.inner(name, rrtype),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(Object.assign(new Error(`DNS ${rrtype} ${name} timed out`), { code: 'ETIMEOUT' })), this.timeoutMs);
+        }),
+      ]);
+      this.remember(key, { expires: this.now() + POSITIVE_TTL, value });
+      return value;
+    } catch (err) {
+      const code = (err as { code?: string }).code;
+      if (code === 'ENOTFOUND' || code === 'ENODATA') this.remember(key, { expires: this.now() + NEGATIVE_TTL, error: err });
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  private remember(key: string, entry: { expires: number; value?: unknown; error?: unknown }): void {
+    if (this.entries.size >= CACHE_MAX) {
+      // Oldest first: Map keeps insertion order.
+      const first = this.entries.keys().next().value;
+      if (first !== undefined) this.entries.delete(first);
+    }
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+  }
+}
+
+export class InboundChecker {
+  private readonly config: Config;
+  private readonly cache: DnsCache;
+
+  constructor(config: Config, opts: InboundOptions = {}) {
+    this.config = config;
+    const timeout = config.checks.dns_timeout;
+    let inner = opts.resolver;
+    if (!inner) {
+      const r = new Resolver({ timeout, tries: 1 });
+      inner = (name, rrtype) => r.resolve(name, rrtype) as Promise<string[][] | string[]>;
+    }
+    this.cache = new DnsCache(inner, timeout);
+  }
+
+  async check(input: InboundInput): Promise<InboundResult> {
+    if (!this.config.checks.enabled) return { authResults: '' };
+    const host = this.config.hostname;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const result = await Promise.race([
+        authenticate(input.message, {
+          ip: input.clientIp,
+          ...(input.helo ? { helo: input.helo } : {}),
+          sender: input.sender,
+          mta: host,
+          resolver: this.cache.resolve,
+          disableArc: false,
+          disableBimi: true,
+        }),
+        new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), this.config.checks.timeout); }),
+      ]);
+      if (result === 'timeout') return { authResults: temperror(host, 'the checks took too long') };
+      let authResults = result.headers.replace(/\r?\n/g, '\r\n');
+      if (!authResults.endsWith('\r\n')) authResults += '\r\n';
+      const dmarc = result.dmarc;
+      if (this.config.checks.reject_dmarc && dmarc && dmarc.status.result === 'fail' && dmarc.policy === 'reject' && !dmarc.testMode) {
+        return { authResults, reject: `5.7.1 message refused: it fails DMARC and ${dmarc.domain} asks for rejection (p=reject)` };
+      }
+      return { authResults };
+    } catch (err) {
+      return { authResults: temperror(host, (err as Error).message ?? String(err)) };
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
+function temperror(host: string, why: string): string {
+  const comment = why.replace(/[\r\n()\\]/g, ' ').slice(0, 120);
+  return `Authentication-Results: ${host};\r\n spf=temperror (${comment});\r\n dkim=temperror;\r\n dmarc=temperror\r\n`;
+}
+
+const checkers = new WeakMap<Config, InboundChecker>();
+
+/**
+ * Checks one inbound message with the system DNS (one checker, and so one DNS cache, per
+ * config), or with `opts.resolver` when given.
+ */
+export function checkInbound(config: Config, input: InboundInput, opts: InboundOptions = {}): Promise<InboundResult> {
+  if (opts.resolver) return new InboundChecker(config, opts).check(input);
+  let c = checkers.get(config);
+  if (!c) {
+    c = new InboundChecker(config);
+    checkers.set(config, c);
+  }
+  return c.check(input);
+}
