@@ -187,11 +187,15 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
 
   shutdown(): Output<SmtpEffect>[] {
     this.stopping = true;
-    if (!this.busy && this.phase !== 'closed') {
+    this.closeIfStopping();
+    return this.flush();
+  }
+
+  private closeIfStopping(): void {
+    if (this.stopping && !this.busy && (this.phase === 'command' || this.phase === 'auth')) {
       this.outcome = 'shutdown';
       this.close(reply(421, '4.3.2', `${this.o.hostname} Service shutting down, try again later`));
     }
-    return this.flush();
   }
 
   failure(): Output<SmtpEffect>[] {
@@ -284,9 +288,10 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
           this.input = Buffer.alloc(0);
           break;
       }
-      if (this.stopping && !this.busy && this.phase === 'command') this.shutdown();
     }
     if (this.phase === 'bdat' && this.bdatLeft === 0 && !this.waiting) this.bdatChunkDone();
+    // A stop was asked for while a transaction was open: close as soon as it is over.
+    this.closeIfStopping();
   }
 
   // ------------------------------------------------------------------ commands

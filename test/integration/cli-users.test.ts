@@ -1,0 +1,70 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { baseConfig, cli, tempDir, writeConfig } from '../helpers/server.ts';
+
+test('user add / list --json / passwd / remove, with one-line errors and exit codes', () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  assert.equal(cli(cfg, ['user', 'add', 'Alice@Example.Test', '--password-stdin'], 'pw1\n').status, 0);
+  const dup = cli(cfg, ['user', 'add', 'alice@example.test', '--password-stdin'], 'pw\n');
+  assert.equal(dup.status, 1);
+  assert.equal(dup.stderr, 'mailnest: user alice@example.test already exists\n');
+  const foreign = cli(cfg, ['user', 'add', 'bob@elsewhere.test', '--password-stdin'], 'pw\n');
+  assert.equal(foreign.status, 2);
+  assert.match(foreign.stderr, /elsewhere\.test is not one of the configured domains/);
+  assert.deepEqual(JSON.parse(cli(cfg, ['user', 'list', '--json']).stdout), [{ address: 'Alice@Example.Test', messages: 0, bytes: 0 }]);
+  assert.match(cli(cfg, ['user', 'list']).stdout, /^ADDRESS\s+MESSAGES\s+BYTES\nAlice@Example\.Test\s+0\s+0\n$/);
+  assert.equal(cli(cfg, ['user', 'passwd', 'alice@example.test', '--password-stdin'], 'pw2\n').status, 0);
+  assert.equal(cli(cfg, ['user', 'passwd', 'nobody@example.test', '--password-stdin'], 'pw2\n').status, 1);
+  assert.equal(cli(cfg, ['user', 'remove', 'alice@example.test']).status, 0);
+  assert.deepEqual(JSON.parse(cli(cfg, ['user', 'list', '--json']).stdout), []);
+  const db = fs.readFileSync(path.join(dir, 'data', 'mailnest.sqlite'));
+  assert.ok(!db.includes('pw1') && !db.includes('pw2'), 'no plaintext password in the store');
+});
+
+test('alias add / list --json / remove', () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  assert.equal(cli(cfg, ['alias', 'add', 'team@example.test', 'a@example.test', 'b@remote.test']).status, 0);
+  assert.equal(cli(cfg, ['alias', 'add', 'team@example.test', 'c@example.test']).status, 0);
+  assert.deepEqual(JSON.parse(cli(cfg, ['alias', 'list', '--json']).stdout), [{ alias: 'team@example.test', targets: ['a@example.test', 'b@remote.test', 'c@example.test'] }]);
+  assert.equal(cli(cfg, ['alias', 'add', 'x@example.test', 'not an address']).status, 2);
+  assert.equal(cli(cfg, ['alias', 'remove', 'team@example.test']).status, 0);
+  assert.equal(cli(cfg, ['alias', 'remove', 'team@example.test']).status, 1);
+});
+
+test('config errors and bad usage: one line, no stack trace, exit 1 / 2', () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'bad.toml');
+  fs.writeFileSync(file, '[limits]\nmax_connections = "many"\n');
+  const r = cli(file, ['user', 'list']);
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, `mailnest: ${file}: limits.max_connections = "many" is not allowed: expected a number\n`);
+  const usage = cli(undefined, ['user', 'frobnicate']);
+  assert.equal(usage.status, 2);
+  assert.equal(cli(undefined, ['nosuchcommand']).status, 2);
+  const missing = cli(path.join(dir, 'absent.toml'), ['user', 'list']);
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /cannot read config file .*absent\.toml: ENOENT/);
+});
+
+test('MAILNEST_CONFIG names the config file', () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  assert.equal(cli(undefined, ['user', 'add', 'env@example.test', '--password-stdin'], 'pw\n', { MAILNEST_CONFIG: cfg }).status, 0);
+  assert.equal(JSON.parse(cli(cfg, ['user', 'list', '--json']).stdout).length, 1);
+});
+
+test('init writes a starter config that mailnest accepts, and refuses to overwrite it', () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'mailnest.toml');
+  const r = cli(file, ['init', '--hostname', 'mail.example.org', '--domain', 'example.org']);
+  assert.equal(r.status, 0, r.stderr);
+  const text = fs.readFileSync(file, 'utf8');
+  assert.match(text, /hostname = "mail\.example\.org"/);
+  assert.match(text, /domains = \["example\.org"\]/);
+  assert.equal(cli(file, ['user', 'list', '--json']).status, 0, 'the starter config loads');
+  assert.equal(cli(file, ['init', '--hostname', 'mail.example.org']).status, 1);
+});

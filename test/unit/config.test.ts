@@ -1,0 +1,53 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseConfig, ConfigError } from '../../src/config/load.ts';
+import { parseDuration } from '../../src/config/duration.ts';
+
+test('defaults are those of the interface', () => {
+  const c = parseConfig({});
+  assert.deepEqual(c.domains, ['localhost']);
+  assert.deepEqual(c.listen.smtp, ['127.0.0.1:2525']);
+  assert.deepEqual(c.listen.submissions, ['127.0.0.1:2465']);
+  assert.deepEqual(c.listen.http, ['127.0.0.1:8025']);
+  assert.equal(c.limits.max_message_size, 26214400);
+  assert.equal(c.limits.max_recipients, 100);
+  assert.equal(c.limits.max_connections, 10000);
+  assert.equal(c.limits.max_connections_per_ip, 50);
+  assert.equal(c.limits.idle_timeout, 300_000);
+  assert.equal(c.auth.allow_insecure, false);
+  assert.equal(c.relay.smarthost_tls, 'implicit');
+  assert.deepEqual(c.queue.retry, [60_000, 300_000, 900_000, 1_800_000, 3_600_000, 7_200_000, 14_400_000]);
+  assert.equal(c.queue.max_age, 5 * 86_400_000);
+});
+
+test('an empty listener list turns it off', () => {
+  assert.deepEqual(parseConfig({ listen: { pop3: [] } }).listen.pop3, []);
+});
+
+const refused: [unknown, RegExp][] = [
+  [{ bogus: 1 }, /unknown key bogus; allowed here: hostname, domains/],
+  [{ limits: { max_conections: 5 } }, /unknown key limits\.max_conections; allowed here: .*max_connections/],
+  [{ limits: { max_connections: 0 } }, /limits\.max_connections = 0 is not allowed: expected more than 0/],
+  [{ limits: { idle_timeout: 'soon' } }, /limits\.idle_timeout = "soon" is not allowed: expected a duration/],
+  [{ relay: { smarthost_tls: 'tls' } }, /relay\.smarthost_tls = "tls" is not allowed: expected one of "implicit", "starttls", "none"/],
+  [{ listen: { smtp: ['localhost'] } }, /listen\.smtp\[0\] = "localhost" is not allowed: expected a "host:port" address/],
+  [{ listen: { smtp: ['127.0.0.1:70000'] } }, /a port from 0 to 65535/],
+  [{ tls: { key: '/k.pem' } }, /tls: cert and key go together/],
+  [{ domains: ['bad domain'] }, /domains\[0\] = "bad domain" is not allowed: expected a domain name/],
+  [{ auth: { allow_insecure: 'yes' } }, /auth\.allow_insecure = "yes" is not allowed: expected a boolean/],
+  [{ limits: { pop3_idle_timeout: '5m' } }, /at least "10m"/],
+];
+for (const [raw, message] of refused) {
+  test(`refused with the key, the value and what is allowed: ${JSON.stringify(raw)}`, () => {
+    assert.throws(() => parseConfig(raw, 'test.toml'), (err: unknown) => err instanceof ConfigError && message.test(err.message) && err.message.startsWith('test.toml: '));
+  });
+}
+
+test('durations', () => {
+  assert.equal(parseDuration('90s'), 90_000);
+  assert.equal(parseDuration('5m'), 300_000);
+  assert.equal(parseDuration('2h'), 7_200_000);
+  assert.equal(parseDuration('5d'), 432_000_000);
+  assert.equal(parseDuration('30'), 30_000);
+  assert.equal(parseDuration('5 minutes'), undefined);
+});

@@ -1,0 +1,52 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parsePath, parseMailbox, unquoteLocal } from '../../src/smtp/address.ts';
+
+const ok = (text: string, utf8 = false) => {
+  const r = parsePath(text, { utf8, allowNull: true });
+  assert.ok(r.ok, `${text}: ${!r.ok ? r.message : ''}`);
+  return r;
+};
+const bad = (text: string, utf8 = false) => {
+  const r = parsePath(text, { utf8, allowNull: true });
+  assert.ok(!r.ok, `${text} should be refused`);
+  return r.message;
+};
+
+test('plain, quoted, null, literal and UTF-8 paths', () => {
+  assert.deepEqual(ok('<a.b+c@example.test>').ok && ok('<a.b+c@example.test>').mailbox, { local: 'a.b+c', domain: 'example.test', utf8: false });
+  assert.equal(ok('<>').mailbox, null);
+  assert.equal(ok('<"a b"@example.test>').mailbox!.local, '"a b"');
+  assert.equal(ok('<"a\\"b"@example.test>').mailbox!.local, '"a\\"b"');
+  assert.equal(ok('<u@[192.0.2.1]>').mailbox!.domain, '[192.0.2.1]');
+  assert.equal(ok('<u@[IPv6:2001:db8::1]>').mailbox!.domain, '[IPv6:2001:db8::1]');
+  assert.equal(ok('<jürgen@bücher.example>', true).mailbox!.utf8, true);
+  assert.equal(ok('<a@b.test> SIZE=10').rest, 'SIZE=10');
+});
+
+test('source routes are accepted and ignored (RFC 5321 §4.1.2)', () => {
+  assert.deepEqual(ok('<@relay.test,@other.test:u@remote.test>').mailbox, { local: 'u', domain: 'remote.test', utf8: false });
+  bad('<@relay.test u@remote.test>');
+});
+
+test('malformed paths are refused with a reason', () => {
+  assert.match(bad('a@b.test'), /enclosed/);
+  assert.match(bad('<a@b.test'), /missing >/);
+  assert.match(bad('<a@b.test.>'), /must not end with a dot/);
+  bad('<.a@b.test>');
+  bad('<a..b@b.test>');
+  bad('<a@-b.test>');
+  bad('<a b@b.test>');
+  bad('<a@b.test>x');
+  bad('<jürgen@example.test>');
+  bad('<u@[300.1.1.1]>');
+  bad(`<${'x'.repeat(65)}@b.test>`);
+  bad('<"unterminated@b.test>');
+});
+
+test('unquoteLocal', () => {
+  assert.equal(unquoteLocal('"u@remote"'), 'u@remote');
+  assert.equal(unquoteLocal('"a\\"b"'), 'a"b');
+  assert.equal(unquoteLocal('plain'), 'plain');
+  assert.equal(typeof parseMailbox('x', false), 'string');
+});

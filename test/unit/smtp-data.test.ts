@@ -1,0 +1,79 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { DataReader } from '../../src/smtp/data-reader.ts';
+import { MessageSink } from '../../src/smtp/message-sink.ts';
+
+/** Feeds `input` in the given pieces; returns content, whether it ended and what followed. */
+function read(pieces: string[]): { content: string; done: boolean; rest: string } {
+  const r = new DataReader();
+  let content = '';
+  for (const [i, p] of pieces.entries()) {
+    const step = r.feed(Buffer.from(p, 'latin1'));
+    content += Buffer.concat(step.content).toString('latin1');
+    if (step.done) return { content, done: true, rest: step.rest.toString('latin1') + pieces.slice(i + 1).join('') };
+  }
+  return { content, done: false, rest: '' };
+}
+
+test('end of data only at CRLF.CRLF; what follows is returned', () => {
+  assert.deepEqual(read(['a\r\nb\r\n.\r\nQUIT\r\n']), { content: 'a\r\nb\r\n', done: true, rest: 'QUIT\r\n' });
+  assert.deepEqual(read(['.\r\n']), { content: '', done: true, rest: '' });
+});
+
+test('dot-unstuffing removes exactly one leading dot', () => {
+  assert.equal(read(['..\r\n...x\r\n.y\r\n.\r\n']).content, '.\r\n..x\r\ny\r\n');
+});
+
+for (const attack of ['\n.\n', '\r\n.\n', '\n.\r\n', '\r.\r', '\r.\r\n', '\n.\r', '\r\n.\r']) {
+  test(`${JSON.stringify(attack)} does not end the data`, () => {
+    const r = read([`x${attack}MAIL FROM:<a@b.c>\r\n`]);
+    assert.equal(r.done, false);
+  });
+}
+
+test('any split of a message gives the same result', () => {
+  const message = 'Subject: x\r\n\r\n.dot\r\n..two\r\nbare\nlf\r\n\r\n.\r\nNEXT';
+  const whole = read([message]);
+  fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: message.length }), { maxLength: 8 }), (cuts) => {
+    const points = [...new Set(cuts)].sort((a, b) => a - b);
+    const pieces: string[] = [];
+    let last = 0;
+    for (const p of points) { pieces.push(message.slice(last, p)); last = p; }
+    pieces.push(message.slice(last));
+    assert.deepEqual(read(pieces), whole);
+  }));
+});
+
+test('stuffing then reading gives back any text made of CRLF lines', () => {
+  fc.assert(fc.property(fc.array(fc.stringMatching(/^[^\r\n]*$/), { maxLength: 20 }), (lines) => {
+    const text = lines.map((l) => `${l}\r\n`).join('');
+    const stuffed = lines.map((l) => `${l.startsWith('.') ? '.' : ''}${l}\r\n`).join('') + '.\r\n';
+    const r = read([stuffed]);
+    assert.equal(r.done, true);
+    assert.equal(r.content, text);
+  }));
+});
+
+test('MessageSink: CRLF lines are fine, bare CR or LF anywhere is refused, across chunk borders too', () => {
+  const verdict = (...chunks: string[]) => {
+    const s = new MessageSink(1000);
+    for (const c of chunks) s.add(Buffer.from(c));
+    return s.finish();
+  };
+  assert.equal(verdict('a\r\n', 'b\r', '\nc\r\n'), 'ok');
+  assert.equal(verdict('a\nb\r\n'), 'bare-newline');
+  assert.equal(verdict('a\rb\r\n'), 'bare-newline');
+  assert.equal(verdict('a\r', 'b\r\n'), 'bare-newline');
+  assert.equal(verdict('\n'), 'bare-newline');
+  assert.equal(verdict('a\r'), 'bare-newline');
+});
+
+test('MessageSink: past the limit nothing is kept', () => {
+  const s = new MessageSink(10);
+  s.add(Buffer.from('12345\r\n'));
+  s.add(Buffer.from('12345\r\n'));
+  assert.equal(s.finish(), 'too-big');
+  assert.equal(s.size, 14);
+  assert.deepEqual(s.take(), []);
+});

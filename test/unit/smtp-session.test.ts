@@ -1,0 +1,350 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SmtpDriver, bodyOf } from '../helpers/smtp-driver.ts';
+
+const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
+
+/** Brings a fresh session into a named state. */
+function inState(state: string, opts: ConstructorParameters<typeof SmtpDriver>[0] = {}): SmtpDriver {
+  const d = new SmtpDriver(opts);
+  if (state === 'greeted') return d;
+  d.send('EHLO client.test\r\n');
+  if (state === 'ehlo') return d;
+  d.send('MAIL FROM:<sender@remote.test>\r\n');
+  if (state === 'mail') return d;
+  d.send('RCPT TO:<alice@example.test>\r\n');
+  if (state === 'rcpt') return d;
+  throw new Error(state);
+}
+
+const lastCode = (text: string) => Number(text.trimEnd().split('\r\n').at(-1)!.slice(0, 3));
+
+// Every state x command of the MX role: [state, command line, expected reply code].
+const TABLE: [string, string, number][] = [
+  ['greeted', 'HELO client.test', 250], ['greeted', 'EHLO client.test', 250], ['greeted', 'MAIL FROM:<a@remote.test>', 503],
+  ['greeted', 'RCPT TO:<alice@example.test>', 503], ['greeted', 'DATA', 503], ['greeted', 'RSET', 250], ['greeted', 'NOOP', 250],
+  ['greeted', 'VRFY alice@example.test', 252], ['greeted', 'EXPN team@example.test', 252], ['greeted', 'HELP', 214],
+  ['greeted', 'AUTH PLAIN', 503], ['greeted', 'FOO', 500], ['greeted', 'TURN', 502], ['greeted', 'QUIT', 221],
+  ['greeted', 'STARTTLS', 220],
+  ['ehlo', 'MAIL FROM:<a@remote.test>', 250], ['ehlo', 'MAIL FROM:<>', 250], ['ehlo', 'RCPT TO:<alice@example.test>', 503],
+  ['ehlo', 'DATA', 503], ['ehlo', 'AUTH PLAIN', 538], ['ehlo', 'RSET', 250], ['ehlo', 'EHLO again.test', 250],
+  ['ehlo', 'VRFY', 501], ['ehlo', 'EHLO', 501], ['ehlo', 'HELO two words', 501], ['ehlo', 'QUIT', 221],
+  ['mail', 'MAIL FROM:<b@remote.test>', 503], ['mail', 'RCPT TO:<alice@example.test>', 250], ['mail', 'RCPT TO:<nobody@example.test>', 550],
+  ['mail', 'RCPT TO:<x@remote.test>', 550], ['mail', 'DATA', 554], ['mail', 'AUTH PLAIN', 503], ['mail', 'RSET', 250],
+  ['mail', 'NOOP', 250], ['mail', 'EHLO client.test', 250], ['mail', 'RCPT TO:<>', 501], ['mail', 'RCPT alice@example.test', 501],
+  ['mail', 'RCPT TO:<team@example.test>', 250], ['mail', 'RCPT TO:<ALICE@EXAMPLE.TEST>', 250],
+  ['rcpt', 'DATA', 354], ['rcpt', 'RCPT TO:<bob@example.test>', 250], ['rcpt', 'MAIL FROM:<a@remote.test>', 503],
+  ['rcpt', 'DATA now', 501], ['rcpt', 'RSET', 250], ['rcpt', 'STARTTLS x', 501],
+];
+
+for (const [state, line, code] of TABLE) {
+  test(`smtp role, ${state}: ${line} -> ${code}`, () => {
+    const d = inState(state);
+    assert.equal(lastCode(d.send(`${line}\r\n`)), code);
+  });
+}
+
+test('verbs are case-insensitive', () => {
+  const d = new SmtpDriver();
+  assert.equal(lastCode(d.send('ehlo client.test\r\n')), 250);
+  assert.equal(lastCode(d.send('mail from:<a@remote.test>\r\n')), 250);
+  assert.equal(lastCode(d.send('rcpt to:<alice@example.test>\r\n')), 250);
+  assert.equal(lastCode(d.send('Data\r\n')), 354);
+});
+
+test('greeting, EHLO extensions and enhanced codes only after EHLO', () => {
+  const d = new SmtpDriver();
+  assert.match(d.written, /^220 mx\.example\.test ESMTP/);
+  assert.equal(d.send('HELO c\r\n'), '250 mx.example.test\r\n');
+  assert.equal(d.send('NOOP\r\n'), '250 Ok\r\n');
+  const ehlo = d.send('EHLO c\r\n');
+  for (const ext of ['PIPELINING', 'SIZE 10000', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'CHUNKING', 'DSN', 'STARTTLS', 'HELP']) {
+    assert.ok(ehlo.includes(`250-${ext}\r\n`) || ehlo.includes(`250 ${ext}\r\n`), ext);
+  }
+  assert.ok(!ehlo.includes('AUTH'), 'no AUTH before TLS');
+  assert.equal(d.send('NOOP\r\n'), '250 2.0.0 Ok\r\n');
+});
+
+test('a message through DATA: dot-unstuffing, end of data, queued id, trace details', () => {
+  const d = inState('rcpt');
+  d.send('DATA\r\n');
+  const r = d.send('Subject: t\r\n\r\n..leading dot\r\nline\r\n.\r\n');
+  assert.equal(r, '250 2.0.0 OK queued as ID1\r\n');
+  assert.equal(d.delivered.length, 1);
+  const del = d.delivered[0]!;
+  assert.equal(bodyOf(del), 'Subject: t\r\n\r\n.leading dot\r\nline\r\n');
+  assert.equal(del.sender, 'sender@remote.test');
+  assert.deepEqual(del.recipients.map((x) => x.address), ['alice@example.test']);
+  assert.equal(del.protocol, 'ESMTP');
+  assert.equal(del.clientIp, '192.0.2.1');
+  assert.equal(del.helo, 'client.test');
+});
+
+test('DATA split across many small writes, end marker split too', () => {
+  const d = inState('rcpt');
+  d.send('DATA\r\n');
+  const msg = 'Subject: x\r\n\r\nhello\r\n.\r\n';
+  let out = '';
+  for (const ch of msg) out += d.send(ch);
+  assert.equal(out, '250 2.0.0 OK queued as ID1\r\n');
+  assert.equal(bodyOf(d.delivered[0]!), 'Subject: x\r\n\r\nhello\r\n');
+});
+
+test('an empty message is accepted', () => {
+  const d = inState('rcpt');
+  d.send('DATA\r\n');
+  assert.equal(lastCode(d.send('.\r\n')), 250);
+  assert.equal(bodyOf(d.delivered[0]!), '');
+});
+
+for (const [name, attack] of [
+  ['\\n.\\n', '\n.\n'], ['\\r\\n.\\n', '\r\n.\n'], ['\\n.\\r\\n', '\n.\r\n'], ['\\r.\\r', '\r.\r'], ['\\r.\\r\\n', '\r.\r\n'],
+] as const) {
+  test(`smuggling ${name} neither ends the data nor runs commands`, () => {
+    const d = inState('rcpt');
+    d.send('DATA\r\n');
+    const smuggled = `Subject: a\r\n\r\nbody${attack}MAIL FROM:<evil@remote.test>\r\nRCPT TO:<bob@example.test>\r\nDATA\r\nevil\r\n`;
+    assert.equal(d.send(smuggled), '', 'nothing is answered inside the data');
+    const end = d.send('.\r\n');
+    assert.match(end, /^550 5\.6\.0 /, 'the message with a bare line end is refused');
+    assert.equal(d.delivered.length, 0);
+    assert.equal(lastCode(d.send('NOOP\r\n')), 250, 'the session goes on');
+  });
+}
+
+test('SIZE: declared over the limit refused at MAIL, actual over the limit refused at the end without buffering', () => {
+  const d = inState('ehlo');
+  assert.match(d.send('MAIL FROM:<a@remote.test> SIZE=10001\r\n'), /^552 5\.3\.4 /);
+  assert.equal(lastCode(d.send('MAIL FROM:<a@remote.test> SIZE=100\r\n')), 250);
+  d.send('RCPT TO:<alice@example.test>\r\n');
+  d.send('DATA\r\n');
+  const line = `${'x'.repeat(98)}\r\n`;
+  assert.equal(d.send(line.repeat(200)), '');
+  assert.match(d.send('.\r\n'), /^552 5\.3\.4 /);
+  assert.equal(d.delivered.length, 0);
+  assert.equal(lastCode(d.send('MAIL FROM:<a@remote.test>\r\n')), 250, 'the transaction was reset');
+});
+
+test('too many recipients: 452 4.5.3 past the limit, the rest are kept', () => {
+  const d = inState('mail');
+  let out = '';
+  for (let i = 0; i < 7; i++) out += d.send('RCPT TO:<alice@example.test>\r\n');
+  assert.deepEqual(d.codes(out), [250, 250, 250, 250, 250, 452, 452]);
+  assert.match(out, /452 4\.5\.3 /);
+});
+
+test('an overlong command line gets 500 5.5.2 and the session goes on', () => {
+  const d = inState('ehlo');
+  assert.match(d.send(`NOOP ${'x'.repeat(600)}\r\n`), /^500 5\.5\.2 /);
+  assert.equal(lastCode(d.send('NOOP\r\n')), 250);
+  // Split over several writes, still one reply.
+  const out = d.send(`NOOP ${'y'.repeat(300)}`) + d.send('z'.repeat(300)) + d.send('\r\nNOOP\r\n');
+  assert.deepEqual(d.codes(out), [500, 250]);
+});
+
+test('pipelining: a whole transaction in one write gets its replies in order', () => {
+  const d = new SmtpDriver();
+  const out = d.send('EHLO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<nobody@example.test>\r\nDATA\r\nSubject: p\r\n\r\nhi\r\n.\r\nQUIT\r\n');
+  assert.deepEqual(d.codes(out), [250, 250, 250, 550, 354, 250, 221]);
+  assert.ok(d.closed);
+});
+
+test('BDAT: chunks, LAST, byte counts, and DATA after BDAT is out of sequence', () => {
+  const d = inState('rcpt');
+  assert.equal(d.send('BDAT 12\r\nSubject: b\r\n'), '250 2.0.0 12 octets received\r\n');
+  assert.equal(lastCode(d.send('DATA\r\n')), 503);
+  assert.equal(d.send('BDAT 8 LAST\r\n\r\nbody\r\n'), '250 2.0.0 OK queued as ID1\r\n');
+  assert.equal(bodyOf(d.delivered[0]!), 'Subject: b\r\n\r\nbody\r\n');
+});
+
+test('BDAT 0 LAST ends a chunked message; a body without a final CRLF gets one', () => {
+  const d = inState('rcpt');
+  d.send('BDAT 15\r\nSubject: z\r\n\r\nx');
+  assert.equal(lastCode(d.send('BDAT 0 LAST\r\n')), 250);
+  assert.equal(bodyOf(d.delivered[0]!), 'Subject: z\r\n\r\nx\r\n');
+});
+
+test('BDAT without a transaction: the chunk is consumed, then 503', () => {
+  const d = inState('ehlo');
+  const out = d.send('BDAT 12 LAST\r\nQUIT\r\nQUIT\r\nNOOP\r\n');
+  assert.deepEqual(d.codes(out), [503, 250]);
+  assert.ok(!d.closed);
+});
+
+test('BDAT over the size limit: 552 and the transaction ends', () => {
+  const d = inState('rcpt');
+  const out = d.send(`BDAT 10001\r\n${'x'.repeat(10001)}`);
+  assert.match(out, /^552 5\.3\.4 /);
+  assert.equal(lastCode(d.send('BDAT 1 LAST\r\nx')), 503);
+  assert.equal(d.delivered.length, 0);
+});
+
+test('BDAT bad syntax is 501', () => {
+  const d = inState('rcpt');
+  assert.equal(lastCode(d.send('BDAT x\r\n')), 501);
+  assert.equal(lastCode(d.send('BDAT\r\n')), 501);
+});
+
+test('STARTTLS: input pipelined behind it is discarded; state is reset after the handshake', () => {
+  const d = inState('ehlo');
+  const out = d.send('STARTTLS\r\nMAIL FROM:<a@remote.test>\r\n');
+  assert.equal(out, '220 2.0.0 Ready to start TLS\r\n');
+  assert.ok(d.tlsRequested);
+  assert.equal(d.send('NOOP\r\n'), '', 'plaintext before the handshake is ignored');
+  d.startTls();
+  assert.equal(lastCode(d.send('MAIL FROM:<a@remote.test>\r\n')), 503, 'EHLO must be given again');
+  const ehlo = d.send('EHLO c\r\n');
+  assert.ok(!ehlo.includes('STARTTLS'));
+  assert.ok(ehlo.includes('AUTH PLAIN LOGIN'));
+  assert.equal(lastCode(d.send('STARTTLS\r\n')), 503);
+});
+
+test('submission: AUTH required before MAIL; PLAIN with initial response', () => {
+  const d = new SmtpDriver({ role: 'submission', tls: { protocol: 'TLSv1.3', cipher: 'x' } });
+  d.send('EHLO c\r\n');
+  assert.match(d.send('MAIL FROM:<alice@example.test>\r\n'), /^530 5\.7\.0 /);
+  assert.equal(d.send(`AUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\n`), '235 2.7.0 Authentication successful\r\n');
+  assert.equal(lastCode(d.send('AUTH PLAIN\r\n')), 503);
+  assert.equal(lastCode(d.send('MAIL FROM:<alice@example.test>\r\n')), 250);
+  assert.equal(lastCode(d.send('RCPT TO:<someone@remote.test>\r\n')), 250, 'any recipient once authenticated');
+  d.send('DATA\r\nSubject: s\r\n\r\nx\r\n.\r\n');
+  assert.equal(d.delivered[0]!.protocol, 'ESMTPSA');
+  assert.equal(d.delivered[0]!.user, 'alice@example.test');
+});
+
+test('AUTH LOGIN exactly as clients expect, and PLAIN without initial response', () => {
+  const d = new SmtpDriver({ role: 'submission', allowInsecureAuth: true });
+  d.send('EHLO c\r\n');
+  assert.equal(d.send('AUTH LOGIN\r\n'), '334 VXNlcm5hbWU6\r\n');
+  assert.equal(d.send(`${b64('alice@example.test')}\r\n`), '334 UGFzc3dvcmQ6\r\n');
+  assert.equal(d.send(`${b64('secret')}\r\n`), '235 2.7.0 Authentication successful\r\n');
+  const e = new SmtpDriver({ role: 'submission', allowInsecureAuth: true });
+  e.send('EHLO c\r\n');
+  assert.equal(e.send('AUTH PLAIN\r\n'), '334 \r\n');
+  assert.equal(lastCode(e.send(`${b64('\0bob@example.test\0hunter2')}\r\n`)), 235);
+  const f = new SmtpDriver({ role: 'submission', allowInsecureAuth: true });
+  f.send('EHLO c\r\n');
+  assert.equal(f.send(`AUTH LOGIN ${b64('alice@example.test')}\r\n`), '334 UGFzc3dvcmQ6\r\n');
+  assert.equal(lastCode(f.send(`${b64('secret')}\r\n`)), 235);
+});
+
+test('AUTH failures, cancel, bad base64, unknown mechanism, no TLS', () => {
+  const d = new SmtpDriver({ role: 'submission', allowInsecureAuth: true });
+  d.send('EHLO c\r\n');
+  assert.match(d.send(`AUTH PLAIN ${b64('\0alice@example.test\0wrong')}\r\n`), /^535 5\.7\.8 /);
+  d.send('AUTH LOGIN\r\n');
+  assert.match(d.send('*\r\n'), /^501 5\.0\.0 /);
+  assert.match(d.send('AUTH PLAIN !!!\r\n'), /^501 5\.5\.2 /);
+  d.send('AUTH LOGIN\r\n');
+  assert.match(d.send('not base64\r\n'), /^501 5\.5\.2 /);
+  assert.match(d.send('AUTH CRAM-MD5\r\n'), /^504 5\.5\.4 /);
+  assert.match(d.send(`AUTH PLAIN ${b64('other@example.test\0alice@example.test\0secret')}\r\n`), /^501 /);
+  const e = new SmtpDriver({ role: 'submission' });
+  e.send('EHLO c\r\n');
+  assert.match(e.send('AUTH PLAIN\r\n'), /^538 5\.7\.11 /);
+});
+
+test('authenticated senders: own address and aliases only, never the null sender', () => {
+  const d = new SmtpDriver({ role: 'submission', allowInsecureAuth: true });
+  d.send(`EHLO c\r\nAUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\n`);
+  assert.match(d.send('MAIL FROM:<bob@example.test>\r\n'), /^553 5\.7\.1 /);
+  assert.match(d.send('MAIL FROM:<>\r\n'), /^553 5\.7\.1 /);
+  assert.equal(lastCode(d.send('MAIL FROM:<al@example.test>\r\n')), 250);
+  d.send('RSET\r\n');
+  assert.equal(lastCode(d.send('MAIL FROM:<Alice@Example.Test>\r\n')), 250);
+});
+
+test('relay tricks on the MX role are what they really are', () => {
+  const d = inState('mail');
+  assert.match(d.send('RCPT TO:<u%remote.test@example.test>\r\n'), /^550 5\.1\.1 /);
+  assert.match(d.send('RCPT TO:<@example.test:u@remote.test>\r\n'), /^550 5\.7\.1 /);
+  assert.match(d.send('RCPT TO:<"u@remote.test"@example.test>\r\n'), /^550 5\.1\.1 /);
+  assert.match(d.send('RCPT TO:<u@remote.test.>\r\n'), /^501 /);
+  assert.match(d.send('RCPT TO:<u!remote.test@example.test>\r\n'), /^550 5\.1\.1 /);
+  assert.match(d.send('RCPT TO:<u@[192.0.2.7]>\r\n'), /^550 5\.7\.1 /);
+  assert.equal(lastCode(d.send('DATA\r\n')), 554);
+});
+
+test('VRFY and EXPN answer authenticated users from users and aliases', () => {
+  const d = new SmtpDriver({ role: 'submission', allowInsecureAuth: true });
+  d.send(`EHLO c\r\nAUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\n`);
+  assert.equal(d.send('VRFY bob@example.test\r\n'), '250 2.1.5 <bob@example.test>\r\n');
+  assert.match(d.send('VRFY nobody@example.test\r\n'), /^550 5\.1\.1 /);
+  assert.match(d.send('VRFY team@example.test\r\n'), /^553 5\.1\.4 /);
+  assert.match(d.send('VRFY fwd@example.test\r\n'), /^251 2\.1\.5 .*<x@remote\.test>/);
+  assert.equal(d.send('EXPN team@example.test\r\n'), '250-2.1.5 <alice@example.test>\r\n250 2.1.5 <bob@example.test>\r\n');
+  assert.match(d.send('VRFY <not an address>\r\n'), /^501 /);
+});
+
+test('MAIL and RCPT parameters: DSN, BODY, SMTPUTF8, unknown ones', () => {
+  const d = inState('ehlo');
+  assert.match(d.send('MAIL FROM:<a@remote.test> FOO=1\r\n'), /^555 5\.5\.4 /);
+  assert.match(d.send('MAIL FROM:<a@remote.test> BODY=BINARYMIME\r\n'), /^555 /);
+  assert.match(d.send('MAIL FROM:<a@remote.test> SIZE=abc\r\n'), /^501 /);
+  assert.match(d.send('MAIL FROM:<a@remote.test> RET=FULL RET=HDRS\r\n'), /^501 /);
+  assert.match(d.send('MAIL FROM:<dörte@remote.test>\r\n'), /^553 5\.6\.7 /);
+  assert.equal(lastCode(d.send('MAIL FROM:<dörte@remote.test> SMTPUTF8 BODY=8BITMIME RET=HDRS ENVID=abc+2Bdef AUTH=<>\r\n')), 250);
+  assert.match(d.send('RCPT TO:<alice@example.test> NOTIFY=NEVER,SUCCESS\r\n'), /^501 /);
+  assert.match(d.send('RCPT TO:<alice@example.test> ORCPT=bad\r\n'), /^501 /);
+  assert.equal(lastCode(d.send('RCPT TO:<alice@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alice+40example.test\r\n')), 250);
+  d.send('DATA\r\nSubject: u\r\n\r\nx\r\n.\r\n');
+  const del = d.delivered[0]!;
+  assert.deepEqual(del.dsn, { ret: 'HDRS', envid: 'abc+def' });
+  assert.deepEqual(del.recipients[0]!.notify, ['SUCCESS', 'FAILURE']);
+  assert.equal(del.recipients[0]!.orcpt, 'rfc822;alice@example.test');
+  assert.equal(del.sender, 'dörte@remote.test');
+});
+
+test('a UTF-8 recipient needs SMTPUTF8 in MAIL FROM', () => {
+  const d = inState('mail');
+  assert.match(d.send('RCPT TO:<jürgen@example.test>\r\n'), /^553 5\.6\.7 /);
+});
+
+test('a temporary store failure is 451 and the session goes on', () => {
+  const d = inState('rcpt');
+  d.failDelivery = 'temporary';
+  d.send('DATA\r\n');
+  assert.match(d.send('x\r\n.\r\n'), /^451 4\.3\.0 /);
+  assert.equal(lastCode(d.send('MAIL FROM:<a@remote.test>\r\n')), 250);
+});
+
+test('too many errors end the session with 421', () => {
+  const d = inState('ehlo');
+  let out = '';
+  for (let i = 0; i < 25; i++) out += d.send('BOGUS\r\n');
+  assert.match(out, /421 4\.7\.0 /);
+  assert.ok(d.closed);
+  assert.equal(d.send('NOOP\r\n'), '');
+});
+
+test('NUL or bare CR in a command is a syntax error', () => {
+  const d = inState('ehlo');
+  assert.match(d.send('NOOP\0\r\n'), /^500 5\.5\.2 /);
+  assert.match(d.send('NO\rOP\r\n'), /^500 5\.5\.2 /);
+});
+
+test('timeout and shutdown: 421 and close; shutdown waits for an open transaction', () => {
+  const d = inState('ehlo');
+  d.handle(d.session.timeout());
+  assert.match(d.written, /421 4\.4\.2 /);
+  assert.ok(d.closed);
+
+  const e = inState('rcpt');
+  e.send('DATA\r\nSubject: s\r\n');
+  e.handle(e.session.shutdown());
+  assert.ok(!e.closed, 'the message in progress may finish');
+  const out = e.send('\r\nbody\r\n.\r\n');
+  assert.deepEqual(e.codes(out), [250, 421]);
+  assert.ok(e.closed);
+  assert.equal(e.delivered.length, 1);
+});
+
+test('session summary names the user, TLS and queued ids', () => {
+  const d = new SmtpDriver({ role: 'submissions', tls: { protocol: 'TLSv1.3', cipher: 'C' } });
+  d.send(`EHLO c\r\nAUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\nMAIL FROM:<alice@example.test>\r\nRCPT TO:<x@remote.test>\r\nDATA\r\nS: x\r\n\r\nb\r\n.\r\nQUIT\r\n`);
+  const s = d.session.summary();
+  assert.equal(s.user, 'alice@example.test');
+  assert.equal(s.outcome, 'quit');
+  assert.deepEqual(s.queued, ['ID1']);
+  assert.equal(s.tls, 'TLSv1.3 C');
+});
