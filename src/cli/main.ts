@@ -11,6 +11,9 @@ import { registerUser } from './user.ts';
 import { registerAlias } from './alias.ts';
 import { registerQueue } from './queue.ts';
 import { registerDns } from './dns.ts';
+import { registerSend } from './send.ts';
+import { registerSendmail } from './sendmail.ts';
+import { registerToken } from './token.ts';
 
 const program = new Command('mailnest')
   .description('a complete personal mail server')
@@ -20,7 +23,7 @@ const program = new Command('mailnest')
   .exitOverride()
   .enablePositionalOptions(false);
 
-for (const register of [registerStart, registerInit, registerUser, registerAlias, registerQueue, registerDns]) register(program);
+for (const register of [registerStart, registerInit, registerUser, registerAlias, registerQueue, registerDns, registerSend, registerSendmail, registerToken]) register(program);
 
 function verbose(): boolean {
   return process.argv.includes('--verbose');

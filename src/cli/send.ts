@@ -1,0 +1,131 @@
+/**
+ * `mailnest send`: composes a MIME message from options and files and commits it to the store
+ * (local mailboxes and the outbound queue) through the same path as SMTP. Prints the queue id.
+ * Needs no running server: a running one picks the queued mail up, a stopped one on start.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import type { Context } from '../context.ts';
+import { submitLocal, SubmitError } from '../delivery/submit.ts';
+import { composeMessage, ComposeError, parseHeaderArg, type ComposeAttachment } from '../mime/compose.ts';
+import { withContext } from './common.ts';
+import { CliError, UsageError } from './errors.ts';
+import { readStdinLimited, TooLarge } from './read-limited.ts';
+
+interface SendOptions {
+  from?: string;
+  to: string[];
+  cc: string[];
+  bcc: string[];
+  subject?: string;
+  text?: string;
+  textFile?: string;
+  html?: string;
+  htmlFile?: string;
+  attach: string[];
+  inline: string[];
+  header: string[];
+}
+
+const collect = (value: string, previous: string[]): string[] => [...previous, value];
+
+/** The option a composer field came from, for error messages. */
+function optionFor(field: string): string {
+  const m = /^(\w+)(?:\[(\d+)\])?/.exec(field);
+  const name = m?.[1] ?? field;
+  if (name === 'headers') return '--header';
+  if (name === 'attachments') return '--attach/--inline';
+  if (name === 'message') return 'message';
+  return `--${name}`;
+}
+
+export function registerSend(program: Command): void {
+  program.command('send')
+    .description('compose a MIME message and queue it (prints the queue id); works with the server stopped')
+    .option('--from <address>', 'sender, optionally with a name: "Backup <backup@example.com>" (default: postmaster@<first domain>)')
+    .option('--to <address>', 'recipient (repeatable; a comma-separated list also works)', collect, [])
+    .option('--cc <address>', 'copy recipient (repeatable)', collect, [])
+    .option('--bcc <address>', 'blind copy recipient, never shown in the message (repeatable)', collect, [])
+    .option('--subject <text>', 'subject (non-ASCII is encoded per RFC 2047)')
+    .option('--text <text>', 'plain-text body')
+    .option('--text-file <file>', 'plain-text body from a file ("-" for stdin)')
+    .option('--html <html>', 'HTML body')
+    .option('--html-file <file>', 'HTML body from a file ("-" for stdin)')
+    .option('--attach <file>', 'attach a file; the content type comes from its name (repeatable)', collect, [])
+    .option('--inline <file>', 'embed an image the HTML shows as <img src="cid:FILENAME"> (repeatable)', collect, [])
+    .option('--header <"Name: value">', 'extra header (repeatable)', collect, [])
+    .addHelpText('after', '\nWith neither --text nor --text-file, the text body is read from stdin unless --html or --html-file is given.')
+    .action(async (opts: SendOptions, cmd: Command) => {
+      await withContext(cmd, async (ctx) => {
+        process.stdout.write(`${await send(ctx, opts)}\n`);
+      });
+    });
+}
+
+async function send(ctx: Context, opts: SendOptions): Promise<string> {
+  if (opts.text !== undefined && opts.textFile !== undefined) throw new UsageError('--text and --text-file cannot be used together');
+  if (opts.html !== undefined && opts.htmlFile !== undefined) throw new UsageError('--html and --html-file cannot be used together');
+  if (opts.textFile === '-' && opts.htmlFile === '-') throw new UsageError('only one of --text-file and --html-file can read stdin');
+  if (opts.to.length + opts.cc.length + opts.bcc.length === 0) throw new UsageError('at least one recipient is needed: --to, --cc or --bcc');
+
+  const max = ctx.config.limits.max_message_size;
+  let text = opts.text ?? (opts.textFile !== undefined ? await readBodyFile(opts.textFile, '--text-file', max) : undefined);
+  const html = opts.html ?? (opts.htmlFile !== undefined ? await readBodyFile(opts.htmlFile, '--html-file', max) : undefined);
+  if (text === undefined && html === undefined) {
+    if (process.stdin.isTTY) process.stderr.write('mailnest: reading the message text from stdin; end it with Ctrl-D\n');
+    text = await readBodyFile('-', 'stdin', max);
+  }
+  const attachments: ComposeAttachment[] = [
+    ...opts.attach.map((f) => ({ filename: path.basename(f), content: readAttachment(f, '--attach', max) })),
+    ...opts.inline.map((f) => ({ filename: path.basename(f), content: readAttachment(f, '--inline', max), cid: path.basename(f) })),
+  ];
+
+  let composed;
+  try {
+    composed = await composeMessage({
+      from: opts.from ?? `postmaster@${ctx.config.domains[0]}`,
+      to: opts.to, cc: opts.cc, bcc: opts.bcc,
+      ...(opts.subject !== undefined ? { subject: opts.subject } : {}),
+      ...(text !== undefined ? { text } : {}),
+      ...(html !== undefined ? { html } : {}),
+      attachments,
+      headers: opts.header.map((h) => parseHeaderArg(h, 'headers')),
+      hostname: ctx.config.hostname,
+    });
+  } catch (err) {
+    if (err instanceof ComposeError) throw new UsageError(`${optionFor(err.field)}: ${err.message.slice(err.field.length + 2)}`);
+    throw err;
+  }
+  try {
+    return await submitLocal(ctx, { sender: composed.sender, recipients: composed.recipients, message: composed.message, protocol: 'local' });
+  } catch (err) {
+    if (err instanceof SubmitError) throw err.problem === 'bad-address' ? new UsageError(err.message) : new CliError(err.message);
+    throw err;
+  }
+}
+
+async function readBodyFile(file: string, option: string, max: number): Promise<string> {
+  if (file === '-') {
+    try {
+      return (await readStdinLimited(max)).toString('utf8');
+    } catch (err) {
+      if (err instanceof TooLarge) throw new CliError(`${option}: ${err.message}`);
+      throw err;
+    }
+  }
+  return readAttachment(file, option, max).toString('utf8');
+}
+
+function readAttachment(file: string, option: string, max: number): Buffer {
+  try {
+    const size = fs.statSync(file).size;
+    if (size > max) throw new CliError(`${option} ${file}: ${size} bytes, over limits.max_message_size (${max})`);
+    return fs.readFileSync(file);
+  } catch (err) {
+    if (err instanceof CliError) throw err;
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code ?? err);
+    throw new CliError(`${option} ${file}: ${why}`);
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * `mailnest sendmail`: the /usr/sbin/sendmail interface, as cron, logwatch, smartd, mail(1) and
+ * PHP's mail() call it. The message comes on stdin; the options are sendmail's own, parsed here
+ * (not by commander) so that sendmail's conventions hold: bundled flags (-ti), attached values
+ * (-fuser, -FName, -oi), "--" before recipients, and the flags other programs pass by habit
+ * (-odi, -oem, -bm, -B8BITMIME, -N, -R, -V, -v ...) accepted and ignored.
+ *
+ * Exit status follows sysexits.h (what those callers test), not the 0/1/2 of the other
+ * commands: 0 queued, 64 EX_USAGE, 65 EX_DATAERR, 67 EX_NOUSER, 70 EX_SOFTWARE, 75 EX_TEMPFAIL,
+ * 78 EX_CONFIG.
+ */
+import os from 'node:os';
+import type { Command } from 'commander';
+import { ConfigError } from '../config/load.ts';
+import type { Context } from '../context.ts';
+import { submitLocal, SubmitError } from '../delivery/submit.ts';
+import { prepareSubmitted, SubmittedError } from '../mime/submitted.ts';
+import { commandContext } from './common.ts';
+import { CliError } from './errors.ts';
+import { readStdinLimited, TooLarge } from './read-limited.ts';
+
+export const EX_USAGE = 64;
+export const EX_DATAERR = 65;
+export const EX_NOUSER = 67;
+export const EX_SOFTWARE = 70;
+export const EX_TEMPFAIL = 75;
+export const EX_CONFIG = 78;
+
+export interface SendmailArgs {
+  extractRecipients: boolean;
+  ignoreDots: boolean;
+  sender?: string;
+  fullName?: string;
+  recipients: string[];
+  /** -bi (newaliases): nothing to do. */
+  noop: boolean;
+}
+
+/** Flags without a value, accepted and ignored (or meaningful, for t and i). */
+const BOOLEAN_FLAGS = new Set(['t', 'i', 'v', 'm', 'n', 'U', 'G', 'x', 'e']);
+/** Flags that take a value (attached or as the next argument). */
+const VALUE_FLAGS = new Set(['f', 'r', 'F', 'o', 'O', 'b', 'B', 'N', 'R', 'V', 'X', 'C', 'L', 'h', 'd', 'q', 'p', 'A']);
+
+export class SendmailUsage extends CliError {
+  constructor(message: string) {
+    super(message, EX_USAGE);
+  }
+}
+
+/** Parses sendmail's arguments; throws SendmailUsage. */
+export function parseSendmailArgs(argv: string[]): SendmailArgs {
+  const a: SendmailArgs = { extractRecipients: false, ignoreDots: false, recipients: [], noop: false };
+  for (let k = 0; k < argv.length; k++) {
+    const arg = argv[k]!;
+    if (arg === '--') {
+      a.recipients.push(...argv.slice(k + 1));
+      break;
+    }
+    if (!arg.startsWith('-') || arg === '-') {
+      a.recipients.push(arg);
+      continue;
+    }
+    if (arg.startsWith('--')) throw new SendmailUsage(`unknown option ${arg}`);
+    for (let j = 1; j < arg.length; j++) {
+      const flag = arg[j]!;
+      if (BOOLEAN_FLAGS.has(flag)) {
+        if (flag === 't') a.extractRecipients = true;
+        if (flag === 'i') a.ignoreDots = true;
+        continue;
+      }
+      if (!VALUE_FLAGS.has(flag)) throw new SendmailUsage(`unknown option -${flag}`);
+      let value = arg.slice(j + 1);
+      // -q alone (run the queue) has an optional value; every other flag needs one.
+      if (value === '' && flag !== 'q') {
+        if (k + 1 >= argv.length) throw new SendmailUsage(`option -${flag} needs a value`);
+        value = argv[++k]!;
+      }
+      applyValueFlag(a, flag, value);
+      break;
+    }
+  }
+  return a;
+}
+
+function applyValueFlag(a: SendmailArgs, flag: string, value: string): void {
+  switch (flag) {
+    case 'f':
+    case 'r': // -r is the old name of -f
+      a.sender = value;
+      return;
+    case 'F':
+      a.fullName = value;
+      return;
+    case 'o': // -oi is -i; the other -o options (-oem, -odi, -oQ ...) do not apply
+      if (value === 'i') a.ignoreDots = true;
+      return;
+    case 'O':
+      if (/^IgnoreDots(=(true|t|yes|y|1))?$/i.test(value)) a.ignoreDots = true;
+      return;
+    case 'b':
+      if (value === 'm') return;
+      if (value === 'i') {
+        a.noop = true; // newaliases: aliases live in the store, there is nothing to rebuild
+        return;
+      }
+      throw new SendmailUsage(value === 'p'
+        ? '-bp (list the queue) is not supported here: use "mailnest queue list"'
+        : value === 's'
+          ? '-bs (SMTP on stdin) is not supported: submit over SMTP to the submission port instead'
+          : `-b${value} is not supported (only -bm, the default, and -bi)`);
+    case 'q':
+      throw new SendmailUsage('-q (run the queue) is not supported here: the running server delivers the queue; use "mailnest queue retry --all"');
+    default:
+      return; // -B, -N, -R, -V, -X, -C, -L, -h, -d, -p, -A: accepted, no effect
+  }
+}
+
+/** The arguments after "sendmail", read from the raw command line (mailnest's own -c/--config before it are skipped). */
+function rawArgs(): string[] {
+  const args = process.argv.slice(2);
+  let k = 0;
+  while (k < args.length && args[k] !== 'sendmail') k += args[k] === '-c' || args[k] === '--config' ? 2 : 1;
+  return args.slice(k + 1);
+}
+
+function loginName(): string {
+  try {
+    return os.userInfo().username;
+  } catch {
+    return process.env.USER ?? process.env.LOGNAME ?? 'nobody';
+  }
+}
+
+export function registerSendmail(program: Command): void {
+  program.command('sendmail')
+    .description('the /usr/sbin/sendmail interface: read a message on stdin and queue it (-t: recipients from the headers; -i: a lone "." does not end the message; -f FROM; -F NAME); exit status per sysexits.h')
+    .helpOption(false)
+    .allowUnknownOption()
+    .allowExcessArguments()
+    .argument('[options-and-recipients...]')
+    .action(async (_args: string[], _opts: unknown, cmd: Command) => {
+      const args = parseSendmailArgs(rawArgs());
+      let ctx: Context;
+      try {
+        ctx = commandContext(cmd);
+      } catch (err) {
+        if (err instanceof ConfigError) throw new CliError(err.message, EX_CONFIG);
+        throw new CliError(`cannot open the store: ${(err as Error).message}`, EX_TEMPFAIL);
+      }
+      try {
+        if (args.noop) return;
+        const id = await sendmail(ctx, args);
+        if (process.stdout.isTTY) process.stdout.write(`${id}\n`);
+      } finally {
+        ctx.store.close();
+      }
+    });
+}
+
+async function sendmail(ctx: Context, args: SendmailArgs): Promise<string> {
+  let input: Buffer;
+  try {
+    input = await readStdinLimited(ctx.config.limits.max_message_size);
+  } catch (err) {
+    if (err instanceof TooLarge) throw new CliError(`message too large: ${err.message}`, EX_DATAERR);
+    throw err;
+  }
+  let prepared;
+  try {
+    prepared = prepareSubmitted(input, {
+      ignoreDots: args.ignoreDots,
+      extractRecipients: args.extractRecipients,
+      recipients: args.recipients,
+      ...(args.sender !== undefined ? { sender: args.sender } : {}),
+      ...(args.fullName !== undefined ? { fullName: args.fullName } : {}),
+      defaultSender: loginName(),
+      domain: ctx.config.domains[0]!,
+      hostname: ctx.config.hostname,
+    });
+  } catch (err) {
+    if (err instanceof SubmittedError) throw new CliError(err.message, err.problem === 'usage' ? EX_USAGE : EX_DATAERR);
+    throw err;
+  }
+  try {
+    return await submitLocal(ctx, { sender: prepared.sender, recipients: prepared.recipients, message: prepared.message, protocol: 'local' });
+  } catch (err) {
+    if (err instanceof SubmitError) {
+      const code = err.problem === 'unknown-recipient' ? EX_NOUSER : err.problem === 'no-recipients' ? EX_USAGE : EX_DATAERR;
+      throw new CliError(err.message, code);
+    }
+    // The store could not take it now (locked, disk full, ...): the caller may try again later.
+    const e = err as { code?: string; errcode?: number; message?: string };
+    if (e.code === 'ERR_SQLITE_ERROR' || e.code === 'ENOSPC' || e.code === 'EIO') throw new CliError(`cannot queue the message now: ${e.message}`, EX_TEMPFAIL);
+    throw new CliError(`internal error: ${e.message ?? String(err)}`, EX_SOFTWARE);
+  }
+}

@@ -1,0 +1,75 @@
+/**
+ * Local submission: what `mailnest send`, `mailnest sendmail` and the HTTP API share once a
+ * message is built. The envelope is checked (addresses, recipient count, size), every recipient
+ * is resolved (an unknown local address is refused, by name, before anything is written), and
+ * the message goes through `acceptMessage` — the same durable path as SMTP DATA.
+ */
+import type { Context } from '../context.ts';
+import { parseMailbox } from '../smtp/address.ts';
+import { uniqueAddresses } from '../mime/addresses.ts';
+import { acceptMessage, type ResolvedRecipient } from './accept.ts';
+
+export type SubmitProblem = 'no-recipients' | 'bad-address' | 'too-many-recipients' | 'too-big' | 'unknown-recipient';
+
+export class SubmitError extends Error {
+  readonly problem: SubmitProblem;
+  /** The addresses concerned, when the problem is about addresses. */
+  readonly addresses: string[];
+  constructor(problem: SubmitProblem, message: string, addresses: string[] = []) {
+    super(message);
+    this.problem = problem;
+    this.addresses = addresses;
+  }
+}
+
+export interface LocalSubmission {
+  /** Envelope sender ('' for the null sender). */
+  sender: string;
+  recipients: string[];
+  /** The whole message with CRLF line ends. */
+  message: Buffer;
+  /** The Received "with" keyword: "local" for the command line, "HTTP" for the API. */
+  protocol: string;
+  clientIp?: string;
+  /** Who submitted it (an API token name, a login name), noted in Received. */
+  submitter?: string;
+}
+
+/** Checks, resolves and durably accepts; resolves with the queue id. Throws SubmitError. */
+export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<string> {
+  const { limits } = ctx.config;
+  if (s.sender !== '' && typeof parseMailbox(s.sender, true) === 'string') {
+    throw new SubmitError('bad-address', `sender ${JSON.stringify(s.sender)} is not a valid address`, [s.sender]);
+  }
+  const recipients = uniqueAddresses(s.recipients);
+  if (recipients.length === 0) throw new SubmitError('no-recipients', 'no recipients');
+  const bad = recipients.filter((r) => typeof parseMailbox(r, true) === 'string');
+  if (bad.length > 0) throw new SubmitError('bad-address', `not a valid address: ${bad.join(', ')}`, bad);
+  if (recipients.length > limits.max_recipients) {
+    throw new SubmitError('too-many-recipients', `${recipients.length} recipients; at most ${limits.max_recipients} are allowed (limits.max_recipients)`);
+  }
+  if (s.message.length > limits.max_message_size) {
+    throw new SubmitError('too-big', `the message is ${s.message.length} bytes; at most ${limits.max_message_size} are allowed (limits.max_message_size)`);
+  }
+  const resolved: ResolvedRecipient[] = [];
+  const unknown: string[] = [];
+  for (const address of recipients) {
+    const resolution = await ctx.recipients.resolve(address);
+    if (resolution.kind === 'unknown') unknown.push(address);
+    else resolved.push({ address, resolution });
+  }
+  if (unknown.length > 0) {
+    throw new SubmitError('unknown-recipient', `no such local user or alias: ${unknown.join(', ')}`, unknown);
+  }
+  return acceptMessage(ctx.store, {
+    sender: s.sender,
+    recipients: resolved,
+    body: [s.message],
+    received: {
+      by: ctx.config.hostname,
+      with: s.protocol,
+      ...(s.clientIp ? { clientIp: s.clientIp } : {}),
+      ...(s.submitter ? { auth: s.submitter } : {}),
+    },
+  });
+}

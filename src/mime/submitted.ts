@@ -1,0 +1,218 @@
+/**
+ * A message handed in whole on stdin (the sendmail interface), made fit to accept:
+ *
+ * - input ends at EOF, or — unless -i/-oi — at a line holding a single "." (sendmail(8));
+ *   there is no dot-unstuffing, that belongs to SMTP only;
+ * - bare LF and CRLF become CRLF; a leading mbox "From " line is dropped;
+ * - the header section ends at the first empty line, or at the first line that is neither a
+ *   header field nor a continuation (a blank line is then put in, RFC 5322 §3.5);
+ * - with -t the recipients are taken from To, Cc and Bcc (added to those given as arguments, as
+ *   Postfix does); Bcc and Return-Path fields are always removed;
+ * - From, Date and Message-ID are added when missing (RFC 5322 §3.6 requires From and Date);
+ *   a raw non-ASCII Subject is turned into RFC 2047 encoded-words;
+ * - a body that is not MIME but holds 8-bit bytes, NUL or lines over 998 octets is re-encoded as
+ *   quoted-printable text with MIME headers (RFC 2045), so what cron or a script printed arrives
+ *   intact; a MIME message with such lines is refused, as it cannot be fixed without knowing
+ *   its structure.
+ *
+ * Addresses without a domain ("root", as cron writes them) get the first local domain, as
+ * Postfix's append_at_myorigin does.
+ */
+import crypto from 'node:crypto';
+import addressparser from 'nodemailer/lib/addressparser';
+import MimeNode from 'nodemailer/lib/mime-node';
+import { foldLines } from 'nodemailer/lib/mime-funcs';
+import * as qp from 'nodemailer/lib/qp';
+import { rfc5322Date } from '../delivery/trace.ts';
+import { parseMailbox } from '../smtp/address.ts';
+import { uniqueAddresses } from './addresses.ts';
+import { MAX_LINE } from './compose.ts';
+
+export type SubmittedProblem = 'usage' | 'data';
+
+export class SubmittedError extends Error {
+  readonly problem: SubmittedProblem;
+  constructor(problem: SubmittedProblem, message: string) {
+    super(message);
+    this.problem = problem;
+  }
+}
+
+export interface SubmittedOptions {
+  /** -i / -oi: a lone "." does not end the input. */
+  ignoreDots: boolean;
+  /** -t: recipients from the To, Cc and Bcc fields too. */
+  extractRecipients: boolean;
+  /** Recipients given as arguments (each may be a comma-separated list). */
+  recipients: string[];
+  /** -f: the envelope sender ('' or '<>' for the null sender). */
+  sender?: string;
+  /** -F: the full name for a From field that has to be added. */
+  fullName?: string;
+  /** The sender when -f is not given (e.g. the login name). */
+  defaultSender: string;
+  /** Appended to addresses without "@". */
+  domain: string;
+  hostname: string;
+  now?: Date;
+}
+
+export interface SubmittedMessage {
+  message: Buffer;
+  sender: string;
+  recipients: string[];
+}
+
+interface Field {
+  /** Field name as written. */
+  name: string;
+  /** The physical lines (without CRLF), the first holding "Name:". */
+  lines: Buffer[];
+}
+
+const FIELD_START = /^[\x21-\x39\x3b-\x7e]+[ \t]*:/;
+
+/** Splits input into lines (LF or CRLF); the last line needs no terminator. */
+function splitLines(input: Buffer): Buffer[] {
+  const lines: Buffer[] = [];
+  let start = 0;
+  while (start < input.length) {
+    let nl = input.indexOf(0x0a, start);
+    if (nl < 0) nl = input.length;
+    let end = nl;
+    if (end > start && input[end - 1] === 0x0d) end--;
+    lines.push(input.subarray(start, end));
+    start = nl + 1;
+  }
+  return lines;
+}
+
+export function qualify(address: string, domain: string): string {
+  return address.includes('@') ? address : `${address}@${domain}`;
+}
+
+/** Parses an address list (header value or argument); throws SubmittedError naming `where`. */
+export function parseRecipients(value: string, where: string, domain: string): string[] {
+  const out: string[] = [];
+  for (const a of addressparser(value, { flatten: true })) {
+    // A bare user name ("root") comes back from the parser as a display name.
+    let bare = a.address.trim();
+    if (bare === '' && /^[^\s@<>",;:]+$/.test(a.name.trim())) bare = a.name.trim();
+    const address = qualify(bare, domain);
+    if (bare === '' || typeof parseMailbox(address, true) === 'string') {
+      throw new SubmittedError('data', `${where}: ${JSON.stringify(bare || value.trim())} is not a valid address`);
+    }
+    out.push(address);
+  }
+  return out;
+}
+
+function fieldValue(f: Field): string {
+  return Buffer.concat(f.lines.map((l, i) => (i === 0 ? l : Buffer.concat([Buffer.from(' '), l]))))
+    .toString('utf8').slice(f.name.length).replace(/^[ \t]*:/, '').replace(/[ \t]+/g, ' ').trim();
+}
+
+function headerLine(text: string): Buffer[] {
+  return foldLines(text, 76).split('\r\n').map((l) => Buffer.from(l, 'utf8'));
+}
+
+// eslint-disable-next-line no-control-regex
+const needsEncoding = (b: Buffer) => b.some((c) => c >= 0x80 || c === 0);
+
+export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedMessage {
+  let lines = splitLines(input);
+  if (!o.ignoreDots) {
+    const dot = lines.findIndex((l) => l.length === 1 && l[0] === 0x2e);
+    if (dot >= 0) lines = lines.slice(0, dot);
+  }
+  if (lines.length > 0 && lines[0]!.subarray(0, 5).toString('latin1') === 'From ') lines = lines.slice(1);
+
+  // Header section.
+  const fields: Field[] = [];
+  let i = 0;
+  for (; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (line.length === 0) {
+      i++;
+      break;
+    }
+    const text = line.toString('latin1');
+    if (FIELD_START.test(text)) fields.push({ name: text.slice(0, text.indexOf(':')).trim(), lines: [line] });
+    else if ((text[0] === ' ' || text[0] === '\t') && fields.length > 0) fields[fields.length - 1]!.lines.push(line);
+    else break; // the body starts here, without the blank line
+  }
+  let body = lines.slice(i);
+  const has = (name: string) => fields.some((f) => f.name.toLowerCase() === name);
+  const values = (name: string) => fields.filter((f) => f.name.toLowerCase() === name).map(fieldValue);
+
+  // Envelope.
+  let sender: string;
+  if (o.sender === undefined) sender = qualify(o.defaultSender, o.domain);
+  else if (o.sender === '' || o.sender === '<>') sender = '';
+  else {
+    const s = o.sender.replace(/^<(.*)>$/, '$1').trim();
+    sender = s === '' ? '' : qualify(s, o.domain);
+    if (sender !== '' && typeof parseMailbox(sender, true) === 'string') throw new SubmittedError('usage', `-f ${JSON.stringify(o.sender)} is not a valid address`);
+  }
+  const recipients: string[] = [];
+  for (const arg of o.recipients) recipients.push(...parseRecipients(arg, `recipient ${JSON.stringify(arg)}`, o.domain));
+  if (o.extractRecipients) {
+    for (const name of ['to', 'cc', 'bcc']) {
+      for (const v of values(name)) recipients.push(...parseRecipients(v, `header ${name === 'to' ? 'To' : name === 'cc' ? 'Cc' : 'Bcc'}`, o.domain));
+    }
+  }
+  if (recipients.length === 0) {
+    throw new SubmittedError('usage', o.extractRecipients
+      ? 'no recipients: none given as arguments and none in the To, Cc or Bcc fields'
+      : 'no recipients: give them as arguments, or use -t to take them from the To, Cc and Bcc fields');
+  }
+
+  // Header edits.
+  const out: Field[] = fields.filter((f) => !/^(bcc|return-path)$/i.test(f.name)).map((f) => {
+    if (f.name.toLowerCase() === 'subject' && f.lines.some(needsEncoding)) {
+      return { name: f.name, lines: headerLine(`Subject: ${MimeNode.encodeHeaderValue('Subject', fieldValue(f))}`) };
+    }
+    return f;
+  });
+  if (!has('from')) {
+    const address = sender || qualify(o.defaultSender, o.domain);
+    const value = o.fullName ? MimeNode.encodeHeaderValue('From', [{ name: o.fullName, address }] as never) : address;
+    out.push({ name: 'From', lines: headerLine(`From: ${value}`) });
+  }
+  if (!has('date')) out.push({ name: 'Date', lines: headerLine(`Date: ${rfc5322Date(o.now ?? new Date())}`) });
+  if (!has('message-id')) out.push({ name: 'Message-ID', lines: headerLine(`Message-ID: <${crypto.randomUUID()}@${o.hostname}>`) });
+
+  // Body.
+  const isMime = has('mime-version') || has('content-type') || has('content-transfer-encoding');
+  const longLine = body.findIndex((l) => l.length > MAX_LINE);
+  if (!isMime && (longLine >= 0 || body.some(needsEncoding))) {
+    const raw = Buffer.concat(body.flatMap((l, k) => (k === 0 ? [l] : [Buffer.from('\r\n'), l])));
+    const charset = raw.every((c) => c < 0x80) ? 'us-ascii' : isUtf8(raw) ? 'utf-8' : 'unknown-8bit';
+    body = qp.wrap(qp.encode(raw), 76).split('\r\n').map((l) => Buffer.from(l, 'latin1'));
+    out.push({ name: 'MIME-Version', lines: [Buffer.from('MIME-Version: 1.0')] });
+    out.push({ name: 'Content-Type', lines: [Buffer.from(`Content-Type: text/plain; charset=${charset}`)] });
+    out.push({ name: 'Content-Transfer-Encoding', lines: [Buffer.from('Content-Transfer-Encoding: quoted-printable')] });
+  } else if (longLine >= 0) {
+    throw new SubmittedError('data', `body line ${longLine + 1} is ${body[longLine]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 §2.1.1)`);
+  }
+  for (const f of out) {
+    const long = f.lines.find((l) => l.length > MAX_LINE);
+    if (long) throw new SubmittedError('data', `header ${f.name} has a line of ${long.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 §2.1.1)`);
+  }
+
+  const crlf = Buffer.from('\r\n');
+  const parts: Buffer[] = [];
+  for (const f of out) for (const l of f.lines) parts.push(l, crlf);
+  parts.push(crlf);
+  for (const l of body) parts.push(l, crlf);
+  return { message: Buffer.concat(parts), sender, recipients: uniqueAddresses(recipients) };
+}
+
+function isUtf8(b: Buffer): boolean {
+  try {
+    new TextDecoder('utf-8', { fatal: true }).decode(b);
+    return true;
+  } catch {
+    return false;
+  }
+}
