@@ -10,6 +10,16 @@ export function registerStart(program: Command): void {
     .action(async (_opts: unknown, cmd: Command) => {
       const config = configOf(cmd);
       const log = createLogger(config.log_level);
+      // Signals are caught from the start, so one that arrives while listeners open still
+      // means an orderly stop; a second signal ends the process at once (the default action).
+      let signalled: string | undefined;
+      let onStop: (() => void) | undefined;
+      const onSignal = (signal: string) => {
+        signalled = signal;
+        onStop?.();
+      };
+      process.once('SIGINT', onSignal);
+      process.once('SIGTERM', onSignal);
       const server = await startServer(config, log);
       log.info({ addresses: server.addresses, data_dir: config.data_dir, hostname: config.hostname, domains: config.domains }, 'listening');
       const lines = Object.entries(server.addresses).map(([kind, addrs]) => `  ${kind.padEnd(12)} ${addrs!.join(', ')}`);
@@ -21,12 +31,11 @@ export function registerStart(program: Command): void {
         '',
       ].join('\n'));
       await new Promise<void>((resolve) => {
-        const onSignal = (signal: string) => {
-          log.info({ signal }, 'stopping');
+        onStop = () => {
+          log.info({ signal: signalled }, 'stopping');
           void server.stop().then(resolve);
         };
-        process.once('SIGINT', onSignal);
-        process.once('SIGTERM', onSignal);
+        if (signalled) onStop();
       });
       log.info('stopped');
       log.flush();
