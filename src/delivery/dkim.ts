@@ -103,13 +103,15 @@ export class DkimSigner {
 
   /** The DKIM-Signature header (CRLF-terminated) for the message, or '' when it cannot be signed. */
   async sign(domain: string, message: Buffer | Readable): Promise<string> {
-    const result = await dkimSign(message, {
+    const one = {
       canonicalization: 'relaxed/relaxed',
       signingDomain: domain,
       selector: this.settings.selector,
       privateKey: this.key(domain),
       algorithm: this.settings.algorithm,
-    });
+    };
+    // mailauth signs what `signatureData` lists (the top-level fields only satisfy its types).
+    const result = await dkimSign(message, { ...one, signatureData: [one] });
     if (result.errors && result.errors.length > 0) {
       throw new Error(`DKIM signing for ${domain} failed: ${result.errors.map((e) => e.err?.message ?? String(e)).join('; ')}`);
     }
