@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * The mailnest command line. Each command lives in its own file and only parses its
  * arguments before calling into the rest. Exit status: 0 success, 1 failure, 2 bad usage.

@@ -105,7 +105,14 @@ export class Connection<E, R> {
     try {
       while (this.queue.length > 0 && !this.closed) {
         const out = this.queue.shift()!;
-        await this.execute(out);
+        // Replies produced together (pipelined commands) leave in one segment.
+        if (out.type === 'write' && this.queue[0]?.type === 'write') {
+          const parts: (string | Buffer)[] = [out.data];
+          while (this.queue[0]?.type === 'write') parts.push((this.queue.shift() as { data: string | Buffer }).data);
+          await this.execute({ type: 'write', data: parts.every((p) => typeof p === 'string') ? parts.join('') : Buffer.concat(parts.map((p) => Buffer.from(p))) });
+        } else {
+          await this.execute(out);
+        }
       }
     } finally {
       this.running = false;
