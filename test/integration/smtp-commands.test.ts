@@ -1,0 +1,371 @@
+/**
+ * The RFC 5321 command table over a real socket, spoken by python3's smtplib and by raw
+ * dialogues: every verb, its reply codes, enhanced status codes only after EHLO, bad order
+ * (503), bad syntax (501), unknown verbs (500), case-insensitive verbs, and what gets stored.
+ */
+import { afterEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { python } from '../helpers/server.ts';
+import { cleanup, mailbox, splitTrace, startFixture, type Fixture } from '../helpers/smtp-fixture.ts';
+
+let f: Fixture | undefined;
+afterEach(async () => { await cleanup(f); f = undefined; });
+
+const MESSAGE = 'From: sender@remote.test\r\nTo: alice@example.test\r\nSubject: hello\r\n\r\nHello Alice.\r\n';
+
+test('greeting, EHLO extensions, HELP, NOOP, QUIT', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  const ehlo = await c.ehlo('client.example.net');
+  assert.equal(ehlo.lines[0], 'mx.example.test greets client.example.net');
+  assert.deepEqual(ehlo.lines.slice(1), [
+    'PIPELINING', 'SIZE 26214400', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', 'CHUNKING', 'DSN', 'STARTTLS', 'HELP',
+  ]);
+  // No AUTH offered without TLS (allow_insecure is off).
+  assert.ok(!ehlo.lines.some((l) => l.startsWith('AUTH')));
+  const help = await c.cmd('HELP');
+  assert.equal(help.code, 214);
+  assert.equal(help.enhanced, '2.0.0');
+  assert.match(help.lines.join('\n'), /HELO EHLO MAIL RCPT DATA/);
+  const noop = await c.cmd('NOOP');
+  assert.equal(noop.raw, '250 2.0.0 Ok\r\n');
+  assert.equal((await c.cmd('NOOP anything goes')).code, 250);
+  const quit = await c.cmd('QUIT');
+  assert.equal(quit.raw, '221 2.0.0 mx.example.test Bye\r\n');
+  assert.equal(await c.closedByServer(), '');
+});
+
+test('the greeting names the host; HELO gives replies without enhanced status codes', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  const helo = await c.cmd('HELO client.example.net');
+  assert.equal(helo.raw, '250 mx.example.test\r\n');
+  const bad = await c.cmd('MAIL FROM:<not an address>');
+  assert.equal(bad.code, 501);
+  assert.equal(bad.enhanced, undefined, bad.raw);
+  const order = await c.cmd('DATA');
+  assert.equal(order.code, 503);
+  assert.equal(order.enhanced, undefined, order.raw);
+  const unknown = await c.cmd('FROB');
+  assert.equal(unknown.code, 500);
+  assert.equal(unknown.enhanced, undefined, unknown.raw);
+  assert.equal((await c.cmd('NOOP')).raw, '250 Ok\r\n');
+  // Switching to EHLO turns them on.
+  await c.ehlo();
+  assert.equal((await c.cmd('NOOP')).raw, '250 2.0.0 Ok\r\n');
+  c.destroy();
+});
+
+test('after EHLO every reply carries an enhanced status code', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  await c.ehlo();
+  const dialogue: [string, number, string][] = [
+    ['FROB', 500, '5.5.1'],
+    ['TURN', 502, '5.5.1'],
+    ['RCPT TO:<alice@example.test>', 503, '5.5.1'],
+    ['DATA', 503, '5.5.1'],
+    ['MAIL FROM:<a@remote.test>', 250, '2.1.0'],
+    ['MAIL FROM:<a@remote.test>', 503, '5.5.1'],
+    ['RCPT TO:<nobody@example.test>', 550, '5.1.1'],
+    ['RCPT TO:<x@remote.test>', 550, '5.7.1'],
+    ['DATA', 554, '5.5.1'],
+    ['RCPT TO:<alice@example.test>', 250, '2.1.5'],
+    ['RSET', 250, '2.0.0'],
+    ['VRFY alice@example.test', 252, '2.5.0'],
+    ['EXPN alice@example.test', 252, '2.5.0'],
+    ['NOOP', 250, '2.0.0'],
+    ['HELP', 214, '2.0.0'],
+  ];
+  for (const [line, code, enhanced] of dialogue) {
+    const r = await c.cmd(line);
+    assert.equal(r.code, code, `${line} -> ${r.raw}`);
+    assert.equal(r.enhanced, enhanced, `${line} -> ${r.raw}`);
+  }
+  c.destroy();
+});
+
+test('commands out of order get 503 and leave the session usable', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  // Before HELO/EHLO.
+  assert.equal((await c.cmd('MAIL FROM:<a@remote.test>')).code, 503);
+  await c.ehlo();
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 503);
+  assert.equal((await c.cmd('DATA')).code, 503);
+  assert.equal((await c.cmd('MAIL FROM:<a@remote.test>')).code, 250);
+  assert.equal((await c.cmd('MAIL FROM:<a@remote.test>')).code, 503, 'nested MAIL');
+  // DATA with no accepted recipient: 554 (RFC 5321 §3.3), no 354.
+  assert.equal((await c.cmd('DATA')).code, 554);
+  // RSET ends the transaction: RCPT is out of order again.
+  assert.equal((await c.cmd('RSET')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 503);
+  // AUTH during a transaction.
+  assert.equal((await c.cmd('MAIL FROM:<a@remote.test>')).code, 250);
+  assert.equal((await c.cmd('AUTH PLAIN')).code, 503);
+  // EHLO resets the transaction (RFC 5321 §4.1.4).
+  await c.ehlo();
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 503);
+  // Still a working session.
+  assert.equal((await c.cmd('MAIL FROM:<a@remote.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd(`${MESSAGE}.`)).code, 250);
+  await c.quit();
+  assert.equal((await mailbox(f.dataDir, 'alice@example.test')).length, 1);
+});
+
+test('bad syntax gets 501 (or 555 for unknown parameters) with a precise enhanced code', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  const cases: [string, number, string][] = [
+    ['HELO', 501, '5.5.4'],
+    ['EHLO', 501, '5.5.4'],
+    ['EHLO two words', 501, '5.5.4'],
+  ];
+  for (const [line, code, enhanced] of cases) {
+    const r = await c.cmd(line);
+    assert.equal(r.code, code, `${line} -> ${r.raw}`);
+  }
+  await c.ehlo();
+  const after: [string, number, string][] = [
+    ['MAIL alice@example.test', 501, '5.5.4'],
+    ['MAIL FROM:alice@example.test', 501, '5.1.7'],
+    ['MAIL FROM:<alice>', 501, '5.1.7'],
+    ['MAIL FROM:<a..b@remote.test>', 501, '5.1.7'],
+    ['MAIL FROM:<a@remote.test> SIZE=big', 501, '5.5.4'],
+    ['MAIL FROM:<a@remote.test> FROB=1', 555, '5.5.4'],
+    ['MAIL FROM:<a@remote.test> BODY=9BIT', 555, '5.5.4'],
+    ['MAIL FROM:<a@remote.test> RET=ALL', 555, '5.5.4'],
+    ['MAIL FROM:<a@remote.test> SIZE=1 SIZE=2', 501, '5.5.4'],
+    ['MAIL FROM:<a@remote.test>', 250, '2.1.0'],
+    ['RCPT alice@example.test', 501, '5.5.4'],
+    ['RCPT TO:<>', 501, '5.1.3'],
+    ['RCPT TO:<alice@[300.1.1.1]>', 501, '5.1.3'],
+    ['RCPT TO:<alice@example.test> NOTIFY=SOMETIMES', 501, '5.5.4'],
+    ['RCPT TO:<alice@example.test> NOTIFY=NEVER,SUCCESS', 501, '5.5.4'],
+    ['RCPT TO:<alice@example.test> ORCPT=nonsense', 501, '5.5.4'],
+    ['RCPT TO:<alice@example.test> FROB', 555, '5.5.4'],
+    ['RCPT TO:<alice@example.test>', 250, '2.1.5'],
+  ];
+  const beforeMail: [string, number, string][] = [
+    ['VRFY', 501, '5.5.4'],
+    ['EXPN', 501, '5.5.4'],
+    ['STARTTLS please', 501, '5.5.4'],
+    ['AUTH', 501, '5.5.4'],
+    ['AUTH PLAIN a b', 501, '5.5.4'],
+    ['AUTH CRAM-MD5', 504, '5.5.4'],
+  ];
+  const inTransaction: [string, number, string][] = [
+    ['DATA now', 501, '5.5.4'],
+    ['RSET everything', 501, '5.5.4'],
+    ['BDAT', 501, '5.5.4'],
+    ['BDAT ten', 501, '5.5.4'],
+    ['BDAT 10 NOTLAST', 501, '5.5.4'],
+  ];
+  for (const [line, code, enhanced] of after) {
+    const r = await c.cmd(line);
+    assert.equal(r.code, code, `${line} -> ${r.raw}`);
+    assert.equal(r.enhanced, enhanced, `${line} -> ${r.raw}`);
+  }
+  // The transaction survived all that: the message still goes through.
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd(`${MESSAGE}.`)).code, 250);
+  c.destroy();
+  // A second session (the first has used up most of its 20 tolerated errors).
+  const d = await f.open('smtp');
+  await d.ehlo();
+  const check = async ([line, code, enhanced]: [string, number, string]) => {
+    const r = await d.cmd(line);
+    assert.equal(r.code, code, `${line} -> ${r.raw}`);
+    assert.equal(r.enhanced, enhanced, `${line} -> ${r.raw}`);
+  };
+  for (const c of beforeMail) await check(c);
+  assert.equal((await d.cmd('MAIL FROM:<a@remote.test>')).code, 250);
+  assert.equal((await d.cmd('RCPT TO:<alice@example.test>')).code, 250);
+  for (const c of inTransaction) await check(c);
+  d.destroy();
+  assert.equal((await mailbox(f.dataDir, 'alice@example.test')).length, 1);
+});
+
+test('unknown verbs get 500 5.5.1, known but unimplemented ones 502', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  await c.ehlo();
+  for (const line of ['FROB', 'XYZZY arg', 'MAILFROM:<a@b.test>', 'GET / HTTP/1.1', 'EHL0 x']) {
+    const r = await c.cmd(line);
+    assert.equal(r.code, 500, `${line} -> ${r.raw}`);
+    assert.equal(r.enhanced, '5.5.1');
+  }
+  for (const verb of ['TURN', 'ETRN example.test', 'SEND FROM:<a@b.test>', 'VERB']) {
+    const r = await c.cmd(verb);
+    assert.equal(r.code, 502, `${verb} -> ${r.raw}`);
+  }
+  assert.equal((await c.cmd('NOOP')).code, 250);
+  c.destroy();
+});
+
+test('verbs are case-insensitive: a lower/mixed-case transaction is delivered', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  assert.equal((await c.cmd('eHlO client.example.net')).code, 250);
+  assert.equal((await c.cmd('mail from:<sender@remote.test>')).code, 250);
+  assert.equal((await c.cmd('Rcpt To:<Alice@EXAMPLE.test>')).code, 250);
+  assert.equal((await c.cmd('noop')).code, 250);
+  assert.equal((await c.cmd('vrfy alice@example.test')).code, 252);
+  assert.equal((await c.cmd('help')).code, 214);
+  assert.equal((await c.cmd('data')).code, 354);
+  const done = await c.cmd(`${MESSAGE}.`);
+  assert.match(done.raw, /^250 2\.0\.0 OK queued as \S+\r\n$/);
+  assert.equal((await c.cmd('rset')).code, 250);
+  assert.equal((await c.cmd('qUiT')).code, 221);
+  await c.closedByServer();
+  const box = await mailbox(f.dataDir, 'alice@example.test');
+  assert.equal(box.length, 1);
+  assert.deepEqual(splitTrace(box[0]!).body, Buffer.from(MESSAGE));
+});
+
+test('VRFY and EXPN answer 252 to strangers, whatever the address', async () => {
+  f = await startFixture({ aliases: { 'team@example.test': ['alice@example.test', 'bob@example.test'] } });
+  const c = await f.open('smtp');
+  await c.ehlo();
+  const answers = [];
+  for (const line of ['VRFY alice@example.test', 'VRFY nobody@example.test', 'VRFY <bob@example.test>', 'EXPN team@example.test', 'EXPN nobody@example.test', 'VRFY alice']) {
+    answers.push((await c.cmd(line)).raw);
+  }
+  // The same answer for existing and unknown addresses: nothing to enumerate.
+  assert.equal(new Set(answers).size, 1, answers.join(''));
+  assert.match(answers[0]!, /^252 2\.5\.0 /);
+  c.destroy();
+});
+
+test('a message is stored once per user with Return-Path and Received, aliases expanded', async () => {
+  f = await startFixture({ aliases: { 'team@example.test': ['alice@example.test', 'bob@example.test'] } });
+  const c = await f.open('smtp');
+  await c.ehlo('relay.remote.test');
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<team@example.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<ALICE@example.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  const body = 'Subject: to the team\r\n\r\n..a line that began with a dot\r\nlast line\r\n';
+  const done = await c.cmd(`${body}.`);
+  const id = /queued as (\S+)/.exec(done.lines[0]!)?.[1];
+  assert.ok(id, done.raw);
+  await c.quit();
+  const alice = await mailbox(f.dataDir, 'alice@example.test');
+  const bob = await mailbox(f.dataDir, 'bob@example.test');
+  assert.equal(alice.length, 1, 'alice once, though named three times');
+  assert.equal(bob.length, 1);
+  for (const stored of [alice[0]!, bob[0]!]) {
+    const { trace, body: got } = splitTrace(stored);
+    assert.equal(got.toString('latin1'), 'Subject: to the team\r\n\r\n.a line that began with a dot\r\nlast line\r\n');
+    assert.match(trace, /^Return-Path: <sender@remote\.test>\r\n/);
+    assert.match(trace, /Received: from relay\.remote\.test \(\[127\.0\.0\.1\]\)/);
+    assert.match(trace, /by mx\.example\.test \(mailnest\) with ESMTP id /);
+    assert.ok(trace.includes(`id ${id}`), trace);
+    // Several recipients: no "for" clause (it would disclose them).
+    assert.doesNotMatch(trace, /\bfor </);
+  }
+});
+
+test('null sender, DSN parameters, SIZE, BODY and SMTPUTF8 are accepted', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  await c.ehlo();
+  assert.equal((await c.cmd('MAIL FROM:<> RET=HDRS ENVID=abc+2Bdef SIZE=100 BODY=8BITMIME')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alice+40example.test')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd('Subject: bounce\r\n\r\n\u00e9t\u00e9 8bit\r\n.')).code, 250);
+  // SMTPUTF8: a UTF-8 sender needs the parameter.
+  const no = await c.cmd('MAIL FROM:<j\u00f6rg@b\u00fccher.test>');
+  assert.equal(no.code, 553);
+  assert.equal(no.enhanced, '5.6.7');
+  assert.equal((await c.cmd('MAIL FROM:<j\u00f6rg@b\u00fccher.test> SMTPUTF8')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<bob@example.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd('Subject: utf8\r\n\r\nhi\r\n.')).code, 250);
+  // Quoted local parts and IP literals parse (they just are not local users here).
+  assert.equal((await c.cmd('MAIL FROM:<"john smith"@[192.0.2.1]>')).code, 250);
+  assert.equal((await c.cmd('RSET')).code, 250);
+  await c.quit();
+  const alice = await mailbox(f.dataDir, 'alice@example.test');
+  assert.equal(alice.length, 1);
+  assert.match(alice[0]!.toString('utf8'), /^Return-Path: <>\r\n/);
+  assert.ok(alice[0]!.toString('utf8').endsWith('\u00e9t\u00e9 8bit\r\n'));
+  // A single recipient is named in Received.
+  assert.match(splitTrace(alice[0]!).trace, /for <alice@example\.test>/);
+  const bob = await mailbox(f.dataDir, 'bob@example.test');
+  assert.equal(bob.length, 1);
+  assert.match(bob[0]!.toString('utf8'), /^Return-Path: <j\u00f6rg@b\u00fccher\.test>\r\n/);
+});
+
+test('python smtplib walks the whole command table', async () => {
+  f = await startFixture({ aliases: { 'team@example.test': ['alice@example.test', 'bob@example.test'] } });
+  const script = `
+import json, smtplib, sys
+out = {}
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), local_hostname='client.example.net', timeout=20)
+out['ehlo'] = s.ehlo()[0]
+out['features'] = sorted(s.esmtp_features.keys())
+out['size'] = s.esmtp_features.get('size')
+out['helo'] = s.helo()[0]
+out['noop'] = s.noop()[0]
+out['help'] = s.help().decode()[:4]
+out['vrfy'] = s.verify('alice@example.test')[0]
+out['expn'] = s.expn('team@example.test')[0]
+out['rset'] = s.rset()[0]
+s.ehlo()
+out['mail'] = s.mail('sender@remote.test', ['SIZE=50'])[0]
+out['rcpt_unknown'] = s.rcpt('nobody@example.test')[0]
+out['rcpt_remote'] = s.rcpt('x@remote.test')[0]
+out['rcpt'] = s.rcpt('team@example.test', ['NOTIFY=NEVER'])[0]
+code, msg = s.data('Subject: smtplib\\r\\n\\r\\n.leading dot\\nsecond line\\n')
+out['data'] = [code, msg.decode()]
+s.mail('sender@remote.test'); s.rcpt('alice@example.test')
+code, msg = s.data(b'Subject: bytes are sent as they are\\n\\nbare LF\\n')
+out['bare_lf'] = [code, msg.decode()]
+out['docmd'] = s.docmd('FROB')[0]
+try:
+    s.sendmail('sender@remote.test', ['nobody@example.test'], b'Subject: x\\r\\n\\r\\nx\\r\\n')
+except smtplib.SMTPRecipientsRefused as e:
+    out['refused'] = {k: v[0] for k, v in e.recipients.items()}
+out['sendmail'] = s.sendmail('sender@remote.test', ['bob@example.test', 'nobody@example.test'], b'Subject: partial\\r\\n\\r\\nhi\\r\\n')
+out['sendmail'] = {k: v[0] for k, v in out['sendmail'].items()}
+out['quit'] = s.quit()[0]
+print(json.dumps(out))
+`;
+  const r = python(script, [String(f.port('smtp'))]);
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.ehlo, 250);
+  for (const ext of ['8bitmime', 'chunking', 'dsn', 'enhancedstatuscodes', 'help', 'pipelining', 'size', 'smtputf8', 'starttls']) {
+    assert.ok(out.features.includes(ext), `EHLO lacks ${ext}: ${out.features}`);
+  }
+  assert.ok(!out.features.includes('auth'));
+  assert.equal(out.size, '26214400');
+  assert.equal(out.helo, 250);
+  assert.equal(out.noop, 250);
+  assert.equal(out.help, 'mail');
+  assert.equal(out.vrfy, 252);
+  assert.equal(out.expn, 252);
+  assert.equal(out.rset, 250);
+  assert.equal(out.mail, 250);
+  assert.equal(out.rcpt_unknown, 550);
+  assert.equal(out.rcpt_remote, 550);
+  assert.equal(out.rcpt, 250);
+  assert.equal(out.data[0], 250);
+  assert.match(out.data[1], /^2\.0\.0 OK queued as \S+$/);
+  assert.equal(out.docmd, 500);
+  assert.equal(out.bare_lf[0], 550);
+  assert.match(out.bare_lf[1], /^5\.6\.0 /);
+  assert.deepEqual(out.refused, { 'nobody@example.test': 550 });
+  assert.deepEqual(out.sendmail, { 'nobody@example.test': 550 });
+  assert.equal(out.quit, 221);
+  const alice = await mailbox(f.dataDir, 'alice@example.test');
+  const bob = await mailbox(f.dataDir, 'bob@example.test');
+  assert.equal(alice.length, 1);
+  assert.equal(bob.length, 2);
+  // smtplib turns bare LF of a str into CRLF and dot-stuffs; the server undoes the stuffing.
+  assert.equal(splitTrace(alice[0]!).body.toString(), 'Subject: smtplib\r\n\r\n.leading dot\r\nsecond line\r\n');
+});
