@@ -19,6 +19,8 @@ export interface Submission {
   recipients: ResolvedRecipient[];
   body: Buffer[];
   received: Omit<ReceivedInfo, 'id' | 'for' | 'date'>;
+  /** Header lines from the checks made on arrival (Authentication-Results), CRLF-terminated. */
+  checks?: string;
 }
 
 /** Commits the message; resolves with its queue id once it is on disk. */
@@ -36,14 +38,16 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
   }
   const single = s.recipients.length === 1 ? s.recipients[0]!.address : undefined;
   const received = receivedHeader({ ...s.received, id, date: now, ...(single ? { for: single } : {}) });
-  const localPrefix = Buffer.from(returnPathHeader(s.sender) + received, 'utf8');
+  // Trace fields, newest first (RFC 5322 §3.6.7): Return-Path, our checks, our Received.
+  const trace = (s.checks ?? '') + received;
+  const localPrefix = Buffer.from(returnPathHeader(s.sender) + trace, 'utf8');
   await store.accept({
     id,
     body: s.body,
     sender: s.sender,
     ...(s.dsn ? { dsn: s.dsn } : {}),
     local: [...users.keys()].map((userId) => ({ userId, prefix: localPrefix })),
-    ...(outbound.size > 0 ? { outbound: { prefix: Buffer.from(received, 'utf8'), recipients: [...outbound.values()] } } : {}),
+    ...(outbound.size > 0 ? { outbound: { prefix: Buffer.from(trace, 'utf8'), recipients: [...outbound.values()] } } : {}),
   });
   return id;
 }

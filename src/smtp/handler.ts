@@ -7,6 +7,7 @@ import type { Context } from '../context.ts';
 import type { AuthThrottle } from '../auth/throttle.ts';
 import { verifyPassword } from '../auth/password.ts';
 import { acceptMessage } from '../delivery/accept.ts';
+import { checkInbound } from '../delivery/inbound-checks.ts';
 import type { ProtocolHandler } from '../net/listener.ts';
 import { renderReply, reply } from './reply.ts';
 import { SmtpSession, type SmtpEffect, type SmtpResult, type SmtpRole, type Delivery } from './session.ts';
@@ -71,8 +72,19 @@ async function authenticate(ctx: Context, throttle: AuthThrottle, client: string
 }
 
 async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpResult> {
+  // Mail from the internet (the MX, unauthenticated) gets SPF, DKIM and DMARC evaluated.
+  let checks = '';
+  if (role === 'smtp' && !d.user) {
+    const verdict = await checkInbound(ctx.config, { clientIp: d.clientIp, helo: d.helo, sender: d.sender, message: Buffer.concat(d.body) });
+    if (verdict.reject) {
+      ctx.metrics.rejected.inc({ listener: role, reason: 'dmarc' });
+      return { kind: 'deliver', temporary: false, message: verdict.reject.replace(/^\d\.\d{1,3}\.\d{1,3} /, '') };
+    }
+    checks = verdict.authResults;
+  }
   try {
     const id = await acceptMessage(ctx.store, {
+      checks,
       sender: d.sender,
       dsn: d.dsn,
       recipients: d.recipients,
