@@ -5,32 +5,12 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { dkimVerify } from 'mailauth';
-import { addUser, baseConfig, cli, NODE, ROOT, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
+import { addUser, baseConfig, cli, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
+import { inject, queueJson, until } from '../helpers/relay.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
 import { dkimRecord, ensureDkimKey } from '../../src/delivery/dkim.ts';
-
-export function inject(configFile: string, sender: string, rcpts: string[], message: string | Buffer): string {
-  const r = spawnSync(NODE, [path.join(ROOT, 'test/helpers/inject.ts'), configFile, sender, ...rcpts], { input: message, encoding: 'utf8', timeout: 30_000 });
-  if (r.status !== 0) throw new Error(`inject failed: ${r.stderr}`);
-  return r.stdout.trim();
-}
-
-export function queueJson(configFile: string): { id: string; from: string; created: string; recipients: { address: string; status: string; attempts: number; next_attempt: string; last_reply: string | null }[] }[] {
-  const r = cli(configFile, ['queue', 'list', '--json']);
-  assert.equal(r.status, 0, r.stderr);
-  return JSON.parse(r.stdout);
-}
-
-export async function until(what: string, cond: () => boolean | Promise<boolean>, ms = 20_000): Promise<void> {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 const MESSAGE = [
   'From: Alice <alice@example.test>',

@@ -1,0 +1,196 @@
+/**
+ * Outbound delivery when the next hop says no or is not there: retries on schedule and on
+ * `queue retry`, 4xx then success, 5xx and expiry bounced to the local sender as RFC 3464
+ * reports (checked with python's email parser), NOTIFY=NEVER honoured.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { baseConfig, cli, python, startMailnest, tempDir, writeConfig, addUser, type RunningMailnest } from '../helpers/server.ts';
+import { SmtpSink } from '../helpers/smtp-sink.ts';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { inject, queueJson, until } from '../helpers/relay.ts';
+
+const message = (subject: string) => [
+  'From: alice@example.test', 'To: someone@remote.test', `Subject: ${subject}`, 'Message-ID: <' + subject.replace(/\W/g, '') + '@example.test>', '', 'body', '',
+].join('\r\n');
+
+/** Every message in a local mailbox, read straight from the store. */
+async function mailbox(dataDir: string, address: string): Promise<Buffer[]> {
+  const store = new SqliteStore(dataDir);
+  try {
+    const user = await store.findUser(address);
+    if (!user) return [];
+    const out: Buffer[] = [];
+    for (const m of await store.listMailbox(user.id)) {
+      const parts: Buffer[] = [];
+      for await (const c of store.readMessage(user.id, m.uid)) parts.push(c);
+      out.push(Buffer.concat(parts));
+    }
+    return out;
+  } finally {
+    store.close();
+  }
+}
+
+const PARSE_REPORT = `
+import sys, email, json
+from email import policy
+m = email.message_from_bytes(sys.stdin.buffer.read(), policy=policy.default)
+parts = list(m.iter_parts())
+status = parts[1]
+groups = status.get_payload()
+print(json.dumps({
+  "type": m.get_content_type(),
+  "report_type": m.get_param("report-type"),
+  "from": m["From"], "subject": m["Subject"],
+  "parts": [p.get_content_type() for p in parts],
+  "per_message": dict(groups[0].items()),
+  "recipients": [dict(g.items()) for g in groups[1:]],
+  "original": parts[2].get_payload() if parts[2].get_content_type() == "text/rfc822-headers" else None,
+}))
+`;
+
+function parseReport(raw: Buffer): any {
+  const r = python(PARSE_REPORT, [], raw.toString('latin1'));
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+describe('relay failures and bounces', () => {
+  let dir: string;
+  let sink: SmtpSink;
+  let server: RunningMailnest;
+  let configFile: string;
+  let deadPort: number;
+  let replies: Map<string, string[]>;
+
+  before(async () => {
+    dir = tempDir();
+    replies = new Map();
+    // Scripted RCPT replies per address, one per attempt; the last repeats.
+    sink = new SmtpSink({
+      rcptReply: (a) => {
+        const list = replies.get(a);
+        if (!list || list.length === 0) return undefined;
+        const r = list.length > 1 ? list.shift() : list[0];
+        return r === '250' ? undefined : r;
+      },
+    });
+    await sink.start();
+    const dead = new SmtpSink();
+    deadPort = await dead.start();
+    await dead.stop();
+    configFile = writeConfig(dir, baseConfig(dir, {
+      relay: { routes: { 'remote.test': `127.0.0.1:${sink.port}`, 'down.test': `127.0.0.1:${deadPort}`, 'slow.test': `127.0.0.1:${deadPort}` } },
+      queue: { retry: ['1s', '2s'], poll_interval: '200ms', max_age: '4s', delay_warning: '1s' },
+    }));
+    addUser(configFile, 'alice@example.test', 'secret-pw');
+    server = await startMailnest(dir, configFile);
+  });
+
+  after(async () => {
+    await server?.stop();
+    await sink?.stop();
+  });
+
+  it('retries after 4xx and delivers when the peer accepts', async () => {
+    replies.set('temp@remote.test', ['450 4.2.1 mailbox busy', '451 4.3.0 try later', '250']);
+    const id = inject(configFile, 'alice@example.test', ['temp@remote.test'], message('four then two'));
+    await until('delivery', () => sink.messages.some((m) => m.to.includes('temp@remote.test')));
+    assert.ok(!queueJson(configFile).some((e) => e.id === id));
+    const attempts = sink.commands.filter((c) => c === 'RCPT TO:<temp@remote.test>').length;
+    assert.equal(attempts, 3);
+  });
+
+  it('bounces a 5xx at once: the sender gets a multipart/report naming the recipient', async () => {
+    replies.set('gone@remote.test', ['550 5.1.1 <gone@remote.test>: no such user']);
+    const id = inject(configFile, 'alice@example.test', ['gone@remote.test'], message('hard failure'));
+    const dataDir = path.join(dir, 'data');
+    let report: any;
+    await until('the bounce', async () => {
+      for (const m of await mailbox(dataDir, 'alice@example.test')) {
+        const p = parseReport(m);
+        if (p.original?.includes('hardfailure@example.test')) report = p;
+      }
+      return report !== undefined;
+    });
+    assert.equal(report.type, 'multipart/report');
+    assert.equal(report.report_type, 'delivery-status');
+    assert.deepEqual(report.parts, ['text/plain', 'message/delivery-status', 'text/rfc822-headers']);
+    assert.equal(report.per_message['Reporting-MTA'], 'dns; mx.example.test');
+    assert.equal(report.recipients.length, 1);
+    assert.equal(report.recipients[0]['Final-Recipient'], 'rfc822; gone@remote.test');
+    assert.equal(report.recipients[0].Action, 'failed');
+    assert.equal(report.recipients[0].Status, '5.1.1');
+    assert.match(report.recipients[0]['Diagnostic-Code'], /^smtp; 550 5\.1\.1/);
+    assert.match(report.subject, /Undelivered/);
+    assert.ok(!queueJson(configFile).some((e) => e.id === id));
+    // The bounce went in from the null sender and was not itself queued anywhere.
+    const raw = (await mailbox(dataDir, 'alice@example.test')).find((m) => m.includes('hardfailure@example.test'))!;
+    assert.match(raw.toString('latin1'), /^Return-Path: <>\r\n/);
+  });
+
+  it('delivers to a peer that was down, on `queue retry --all` and on schedule', async () => {
+    const id = inject(configFile, 'alice@example.test', ['x@down.test'], message('was down'));
+    await until('a deferral', () => queueJson(configFile).find((e) => e.id === id)?.recipients[0]?.status === 'deferred');
+    const e = queueJson(configFile).find((x) => x.id === id)!;
+    assert.match(e.recipients[0]!.last_reply ?? '', /ECONNREFUSED|connect/i);
+    // Bring the peer up on the route's port; `queue retry --all` makes it due at once.
+    const peer = new SmtpSink();
+    await peer.start(deadPort);
+    try {
+      const r = cli(configFile, ['queue', 'retry', '--all']);
+      assert.equal(r.status, 0, r.stderr);
+      const [m] = await peer.waitFor(1);
+      assert.deepEqual(m!.to, ['x@down.test']);
+      await peer.stop();
+      // Down again: the next message waits, then goes on the schedule alone once it is back.
+      const id2 = inject(configFile, 'alice@example.test', ['y@down.test'], message('on schedule'));
+      await until('a deferral', () => (queueJson(configFile).find((x) => x.id === id2)?.recipients[0]?.attempts ?? 0) >= 1);
+      const peer2 = new SmtpSink();
+      await peer2.start(deadPort);
+      try {
+        const [m2] = await peer2.waitFor(1);
+        assert.deepEqual(m2!.to, ['y@down.test']);
+      } finally {
+        await peer2.stop();
+      }
+    } finally {
+      await peer.stop().catch(() => undefined);
+    }
+  });
+
+  it('expires after max_age: a delay warning first, then a failure report with 4.4.7', async () => {
+    const id = inject(configFile, 'alice@example.test', ['late@slow.test'], message('expires'));
+    const dataDir = path.join(dir, 'data');
+    let failed: any;
+    let delayed: any;
+    await until('the expiry bounce', async () => {
+      for (const m of await mailbox(dataDir, 'alice@example.test')) {
+        const p = parseReport(m);
+        if (!p.original?.includes('expires@example.test')) continue;
+        if (p.recipients[0]?.Action === 'failed') failed = p;
+        if (p.recipients[0]?.Action === 'delayed') delayed = p;
+      }
+      return failed !== undefined;
+    }, 30_000);
+    assert.equal(failed.recipients[0].Status, '4.4.7');
+    assert.equal(failed.recipients[0]['Final-Recipient'], 'rfc822; late@slow.test');
+    assert.ok(delayed, 'a delay warning came first');
+    assert.ok(delayed.recipients[0]['Will-Retry-Until']);
+    assert.ok(!queueJson(configFile).some((e) => e.id === id));
+  });
+
+  it('sends no report when NOTIFY=NEVER, and none for a bounce that bounces', async () => {
+    replies.set('never@remote.test', ['550 5.1.1 no such user']);
+    const dataDir = path.join(dir, 'data');
+    const before = (await mailbox(dataDir, 'alice@example.test')).length;
+    const id = inject(configFile, 'alice@example.test', ['never@remote.test|NEVER'], message('never notify'));
+    // From the null sender: a failure is dropped, never reported.
+    const id2 = inject(configFile, '', ['never@remote.test'], message('null sender'));
+    await until('both to be settled', () => !queueJson(configFile).some((e) => e.id === id || e.id === id2));
+    await new Promise((r) => setTimeout(r, 500));
+    assert.equal((await mailbox(dataDir, 'alice@example.test')).length, before);
+  });
+});
