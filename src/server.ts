@@ -9,6 +9,7 @@ import { AuthThrottle } from './auth/throttle.ts';
 import { ConnectionLimits, Listener, type ListenerContext } from './net/listener.ts';
 import { loadTls } from './net/tls.ts';
 import { QueueRunner } from './delivery/queue-runner.ts';
+import { HttpService } from './http/server.ts';
 import { smtpHandler, type SmtpRole } from './smtp/handler.ts';
 import { pop3Handler } from './pop3/handler.ts';
 import { MaildropLocks } from './pop3/locks.ts';
@@ -48,6 +49,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   }
   const services: { kind?: ListenerKind; service: Service }[] = [];
   services.push({ service: new QueueRunner(ctx) });
+  if (config.listen.http.length > 0) services.push({ kind: 'http', service: new HttpService(ctx, limits) });
 
   const addresses: RunningServer['addresses'] = {};
   try {
