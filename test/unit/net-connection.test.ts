@@ -1,0 +1,92 @@
+/**
+ * The connection driver over real loopback sockets: an exception inside one session ends that
+ * session with its last words, and a second session on the same listener never notices;
+ * connection limits refuse with the protocol's line.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { pino } from 'pino';
+import { ConnectionLimits, Listener, type ProtocolHandler } from '../../src/net/listener.ts';
+import type { Output, Session } from '../../src/net/session.ts';
+
+type E = { kind: 'boom' } | { kind: 'echo'; text: string };
+
+/** A tiny line protocol: "crash" throws inside the session, "effect-crash" throws in perform. */
+class ToySession implements Session<E, string> {
+  busy = false;
+  start(): Output<E>[] { return [{ type: 'write', data: 'hello\r\n' }]; }
+  receive(data: Buffer): Output<E>[] {
+    const text = data.toString().trim();
+    if (text === 'crash') throw new Error('deliberate');
+    if (text === 'effect-crash') return [{ type: 'effect', effect: { kind: 'boom' } }];
+    return [{ type: 'effect', effect: { kind: 'echo', text } }];
+  }
+  resolve(result: string): Output<E>[] { return [{ type: 'write', data: `${result}\r\n` }]; }
+  tlsStarted(): Output<E>[] { return []; }
+  timeout(): Output<E>[] { return [{ type: 'write', data: 'timeout\r\n' }, { type: 'close' }]; }
+  shutdown(): Output<E>[] { return [{ type: 'write', data: 'bye\r\n' }, { type: 'close' }]; }
+  failure(): Output<E>[] { return [{ type: 'write', data: 'internal error\r\n' }]; }
+  summary() { return { outcome: 'x' }; }
+}
+
+const handler: ProtocolHandler<E, string> = {
+  name: 'toy',
+  implicitTls: false,
+  idleTimeoutMs: 60_000,
+  createSession: () => new ToySession(),
+  perform: async (e) => {
+    if (e.kind === 'boom') throw new Error('effect failed');
+    return `echo ${e.text}`;
+  },
+  refusal: (reason) => `refused: ${reason}\r\n`,
+};
+
+async function listen(limits = new ConnectionLimits(100, 100)) {
+  const listener = new Listener(handler, { limits, log: pino({ level: 'silent' }) });
+  const [address] = await listener.listen(['127.0.0.1:0']);
+  return { listener, port: Number(address!.split(':')[1]) };
+}
+
+/** Connects, sends lines one by one, and returns everything received until the server closes or `wait` ms pass. */
+function dialogue(port: number, lines: string[], wait = 300): Promise<string> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1');
+    let got = '';
+    let i = 0;
+    s.on('data', (d) => {
+      got += d;
+      if (i < lines.length) s.write(`${lines[i++]}\r\n`);
+    });
+    const timer = setTimeout(() => { s.destroy(); resolve(got); }, wait);
+    s.on('close', () => { clearTimeout(timer); resolve(got); });
+  });
+}
+
+test('an exception in a session ends only that session, with its last words', async () => {
+  const { listener, port } = await listen();
+  const crashed = await dialogue(port, ['crash', 'after'], 2000);
+  assert.equal(crashed, 'hello\r\ninternal error\r\n');
+  const effectCrash = await dialogue(port, ['effect-crash', 'after'], 2000);
+  assert.equal(effectCrash, 'hello\r\ninternal error\r\n');
+  const fine = await dialogue(port, ['one', 'two']);
+  assert.equal(fine, 'hello\r\necho one\r\necho two\r\n');
+  listener.stopAccepting();
+  listener.destroyAll();
+});
+
+test('connection limits: total and per client address', async () => {
+  const limits = new ConnectionLimits(100, 2);
+  const { listener, port } = await listen(limits);
+  const held = await Promise.all([0, 1].map(() => new Promise<net.Socket>((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => resolve(s));
+  })));
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(await dialogue(port, [], 2000), 'refused: too many connections from 127.0.0.1\r\n');
+  for (const s of held) s.destroy();
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(limits.count, 0, 'slots are given back when connections close');
+  assert.equal(await dialogue(port, ['x']), 'hello\r\necho x\r\n');
+  listener.stopAccepting();
+  listener.destroyAll();
+});
