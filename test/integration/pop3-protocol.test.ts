@@ -1,0 +1,245 @@
+/**
+ * POP3 over real sockets against a running mailnest with `[auth] allow_insecure = true`:
+ * python's poplib on the plain port, a raw client for exact replies, pipelining, dropped
+ * connections, the maildrop lock, UIDL stability, curl, and shutdown.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { createUsers, RawPop3, smtpSend, unstuff } from '../helpers/pop3.ts';
+import { baseConfig, python, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
+
+const msg = (subject: string, body: string) => Buffer.from(`From: bob@example.org\r\nTo: x@example.test\r\nSubject: ${subject}\r\n\r\n${body}`);
+
+describe('POP3 integration (plain port, allow_insecure)', () => {
+  let m: RunningMailnest;
+  let pop3: number;
+  let smtp: number;
+
+  before(async () => {
+    const dir = tempDir('mailnest-pop3-');
+    const cfg = writeConfig(dir, baseConfig(dir, { auth: { allow_insecure: true } }));
+    await createUsers(`${dir}/data`, ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gina'].map((u) => [`${u}@example.test`, `${u} pass`]));
+    m = await startMailnest(dir, cfg);
+    pop3 = m.port('pop3');
+    smtp = m.port('smtp');
+  });
+
+  after(async () => {
+    await m?.stop();
+  });
+
+  async function login(user: string): Promise<RawPop3> {
+    const { client } = await RawPop3.connect(pop3);
+    assert.match(await client.command(`USER ${user}@example.test`), /^\+OK/);
+    assert.match(await client.command(`PASS ${user} pass`), /^\+OK/);
+    return client;
+  }
+
+  it('python poplib: USER/PASS, STAT, LIST, UIDL, RETR, TOP, DELE, QUIT', () => {
+    smtpSend(smtp, 'bob@example.org', 'alice@example.test', [msg('first', 'one\r\n.dotted line\r\n'), msg('second', 'two\r\n')]);
+    const r = python(`
+import poplib, sys, json
+p = poplib.POP3('127.0.0.1', int(sys.argv[1]), timeout=30)
+out = {'welcome': p.getwelcome().decode(), 'capa': sorted(p.capa().keys())}
+p.user('alice@example.test'); p.pass_('alice pass')
+out['stat'] = list(p.stat())
+out['list'] = [x.decode() for x in p.list()[1]]
+out['uidl'] = [x.decode() for x in p.uidl()[1]]
+resp, lines, octets = p.retr(1)
+out['retr'] = {'resp': resp.decode(), 'lines': [l.decode() for l in lines], 'octets': octets}
+out['top'] = [l.decode() for l in p.top(2, 0)[1]]
+out['dele'] = p.dele(1).decode()
+out['quit'] = p.quit().decode()
+p = poplib.POP3('127.0.0.1', int(sys.argv[1]), timeout=30)
+p.user('alice@example.test'); p.pass_('alice pass')
+out['after'] = [x.decode() for x in p.uidl()[1]]
+p.quit()
+print(json.dumps(out))
+`, [String(pop3)]);
+    assert.equal(r.status, 0, r.stderr);
+    const o = JSON.parse(r.stdout);
+    assert.match(o.welcome, /^\+OK /);
+    assert.deepEqual(o.capa, ['AUTH-RESP-CODE', 'EXPIRE', 'IMPLEMENTATION', 'LOGIN-DELAY', 'PIPELINING', 'RESP-CODES', 'SASL', 'STLS', 'TOP', 'UIDL', 'USER']);
+    assert.equal(o.stat[0], 2);
+    assert.deepEqual(o.uidl, ['1 1', '2 2']);
+    const size = Number(o.list[0].split(' ')[1]);
+    assert.equal(o.retr.resp, `+OK ${size} octets`);
+    // poplib removes the stuffing: the line comes back as it was sent.
+    assert.ok(o.retr.lines.includes('.dotted line'));
+    assert.equal(o.retr.lines[0].startsWith('Return-Path: <bob@example.org>'), true);
+    assert.deepEqual(o.top.slice(-2), ['Subject: second', '']);
+    assert.match(o.dele, /^\+OK/);
+    assert.match(o.quit, /^\+OK .*\(1 messages left\)/);
+    assert.deepEqual(o.after, ['1 2']);
+  });
+
+  it('RETR sends exactly the octets LIST announced, byte-stuffed', async () => {
+    const sent = msg('stuffing', '.a\r\n..b\r\nc.\r\n.\r\nend\r\n');
+    smtpSend(smtp, 'bob@example.org', 'bob@example.test', [sent]);
+    const c = await login('bob');
+    const size = Number((await c.command('LIST 1')).split(' ')[2]);
+    c.send('RETR 1\r\n');
+    const { status, body } = await c.multi();
+    assert.equal(status, `+OK ${size} octets`);
+    assert.match(body, /\r\n\.\.a\r\n\.\.\.b\r\nc\.\r\n\.\.\r\nend\r\n$/);
+    const original = unstuff(body);
+    assert.equal(Buffer.byteLength(original, 'latin1'), size);
+    assert.ok(original.endsWith(sent.toString('latin1')));
+    await c.command('QUIT');
+  });
+
+  it('AUTH PLAIN and AUTH LOGIN (RFC 5034), same [AUTH] reply for unknown user and wrong password', async () => {
+    const b64 = (s: string) => Buffer.from(s).toString('base64');
+    const { client: a } = await RawPop3.connect(pop3);
+    assert.equal(await a.command(`AUTH PLAIN ${b64('\0nobody@example.test\0carol pass')}`), '-ERR [AUTH] invalid user name or password');
+    assert.equal(await a.command(`AUTH PLAIN ${b64('\0carol@example.test\0wrong')}`), '-ERR [AUTH] invalid user name or password');
+    assert.match(await a.command(`AUTH PLAIN ${b64('\0carol@example.test\0carol pass')}`), /^\+OK maildrop has 0 messages/);
+    assert.match(await a.command('QUIT'), /^\+OK/);
+    const { client: b } = await RawPop3.connect(pop3);
+    assert.equal(await b.command('AUTH LOGIN'), `+ ${b64('Username:')}`);
+    assert.equal(await b.command(b64('CAROL@example.test')), `+ ${b64('Password:')}`);
+    assert.match(await b.command(b64('carol pass')), /^\+OK/);
+    assert.match(await b.command('QUIT'), /^\+OK/);
+  });
+
+  it('DELE + RSET + QUIT deletes nothing; DELE + QUIT deletes; a dropped connection deletes nothing', async () => {
+    smtpSend(smtp, 'bob@example.org', 'dave@example.test', [msg('d1', 'x\r\n'), msg('d2', 'y\r\n'), msg('d3', 'z\r\n')]);
+    let c = await login('dave');
+    assert.equal(await c.command('DELE 1'), '+OK message 1 deleted');
+    assert.match(await c.command('RSET'), /^\+OK maildrop has 3 messages/);
+    assert.match(await c.command('QUIT'), /^\+OK/);
+    c = await login('dave');
+    assert.match(await c.command('STAT'), /^\+OK 3 /);
+    await c.command('DELE 2');
+    await c.command('DELE 3');
+    c.drop();
+    // The lock of the dropped session is released once the server sees the close.
+    c = await loginEventually('dave');
+    assert.match(await c.command('STAT'), /^\+OK 3 /);
+    await c.command('DELE 2');
+    assert.match(await c.command('QUIT'), /^\+OK .*\(2 messages left\)/);
+    c = await login('dave');
+    c.send('UIDL\r\n');
+    assert.equal((await c.multi()).body, '1 1\r\n2 3\r\n');
+    await c.command('QUIT');
+  });
+
+  async function loginEventually(user: string): Promise<RawPop3> {
+    for (let i = 0; ; i++) {
+      const { client } = await RawPop3.connect(pop3);
+      await client.command(`USER ${user}@example.test`);
+      const r = await client.command(`PASS ${user} pass`);
+      if (r.startsWith('+OK')) return client;
+      assert.match(r, /^-ERR \[IN-USE\]/);
+      await client.command('QUIT');
+      if (i > 200) throw new Error('the lock was never released');
+      await new Promise((res) => setTimeout(res, 20));
+    }
+  }
+
+  it('UIDL is stable across sessions, deletions and new mail; the maildrop is fixed during a session', async () => {
+    smtpSend(smtp, 'bob@example.org', 'erin@example.test', [msg('e1', '1\r\n'), msg('e2', '2\r\n'), msg('e3', '3\r\n')]);
+    let c = await login('erin');
+    c.send('UIDL\r\n');
+    assert.equal((await c.multi()).body, '1 1\r\n2 2\r\n3 3\r\n');
+    await c.command('DELE 2');
+    // New mail while the session is open is not shown until the next session.
+    smtpSend(smtp, 'bob@example.org', 'erin@example.test', [msg('e4', '4\r\n')]);
+    assert.match(await c.command('STAT'), /^\+OK 2 /);
+    assert.match(await c.command('QUIT'), /^\+OK/);
+    c = await login('erin');
+    c.send('UIDL\r\n');
+    // Message numbers are renumbered; unique ids are not, and 2 is never given again.
+    assert.equal((await c.multi()).body, '1 1\r\n2 3\r\n3 4\r\n');
+    await c.command('DELE 3');
+    await c.command('QUIT');
+    smtpSend(smtp, 'bob@example.org', 'erin@example.test', [msg('e5', '5\r\n')]);
+    c = await login('erin');
+    c.send('UIDL\r\n');
+    assert.equal((await c.multi()).body, '1 1\r\n2 3\r\n3 5\r\n');
+    await c.command('QUIT');
+  });
+
+  it('the maildrop lock: a second session gets [IN-USE] until the first quits (RFC 1939 §8)', async () => {
+    const first = await login('frank');
+    const { client: second } = await RawPop3.connect(pop3);
+    await second.command('USER frank@example.test');
+    assert.equal(await second.command('PASS frank pass'), '-ERR [IN-USE] maildrop is locked by another session');
+    // Still in AUTHORIZATION: it may try again once the first session is gone.
+    assert.match(await first.command('QUIT'), /^\+OK/);
+    await second.command('USER frank@example.test');
+    assert.match(await second.command('PASS frank pass'), /^\+OK/);
+    await second.command('QUIT');
+  });
+
+  it('pipelining: every command in one write, answers in order', async () => {
+    smtpSend(smtp, 'bob@example.org', 'gina@example.test', [msg('g1', 'a\r\n'), msg('g2', '.b\r\n')]);
+    const { client } = await RawPop3.connect(pop3);
+    client.send('CAPA\r\nUSER gina@example.test\r\nPASS gina pass\r\nSTAT\r\nLIST\r\nRETR 1\r\nRETR 2\r\nTOP 2 0\r\nUIDL 2\r\nDELE 1\r\nNOOP\r\nRSET\r\nQUIT\r\n');
+    const capa = await client.multi();
+    assert.match(capa.body, /^PIPELINING$/m);
+    assert.equal(await client.line(), '+OK send PASS');
+    assert.match(await client.line(), /^\+OK maildrop has 2 messages/);
+    assert.match(await client.line(), /^\+OK 2 \d+$/);
+    assert.match((await client.multi()).status, /^\+OK 2 messages/);
+    assert.match((await client.multi()).body, /Subject: g1\r\n\r\na\r\n$/);
+    assert.match((await client.multi()).body, /Subject: g2\r\n\r\n\.\.b\r\n$/);
+    assert.match((await client.multi()).body, /Subject: g2\r\n\r\n$/);
+    assert.equal(await client.line(), '+OK 2 2');
+    assert.equal(await client.line(), '+OK message 1 deleted');
+    assert.equal(await client.line(), '+OK');
+    assert.match(await client.line(), /^\+OK maildrop has 2 messages/);
+    assert.match(await client.line(), /^\+OK .*signing off/);
+    await client.closed();
+  });
+
+  it('garbage, wrong state and overlong lines get -ERR and the session goes on', async () => {
+    const { client } = await RawPop3.connect(pop3);
+    assert.equal(await client.command('RETR 1'), '-ERR RETR is not valid in the AUTHORIZATION state');
+    assert.equal(await client.command('HELO there'), '-ERR unknown command');
+    client.send(Buffer.from([0xff, 0xfe, 0x00, 0x0d, 0x0a]));
+    assert.equal(await client.line(), '-ERR unknown command');
+    assert.equal(await client.command('X'.repeat(10_000)), '-ERR command line too long');
+    assert.equal(await client.command('PASS x'), '-ERR [AUTH] send USER first');
+    assert.match(await client.command('QUIT'), /^\+OK/);
+  });
+
+  it('curl pop3://: LIST, RETR and DELE', () => {
+    smtpSend(smtp, 'bob@example.org', 'carol@example.test', [msg('c1', 'curl one\r\n'), msg('c2', 'curl two\r\n')]);
+    const base = `pop3://127.0.0.1:${pop3}/`;
+    const auth = ['--user', 'carol@example.test:carol pass', '--noproxy', '*', '-s', '-S'];
+    const list = spawnSync('curl', [...auth, base], { encoding: 'utf8' });
+    assert.equal(list.status, 0, list.stderr);
+    assert.match(list.stdout, /^1 \d+\r\n2 \d+\r\n$/);
+    const retr = spawnSync('curl', [...auth, `${base}2`], { encoding: 'utf8' });
+    assert.equal(retr.status, 0, retr.stderr);
+    assert.match(retr.stdout, /Subject: c2\r\n\r\ncurl two\r\n$/);
+    const dele = spawnSync('curl', [...auth, '-X', 'DELE', '-I', `${base}1`], { encoding: 'utf8' });
+    assert.equal(dele.status, 0, dele.stderr);
+    const after = spawnSync('curl', [...auth, base], { encoding: 'utf8' });
+    assert.match(after.stdout, /^1 \d+\r\n$/);
+    const check = spawnSync('curl', [...auth, `${base}1`], { encoding: 'utf8' });
+    assert.match(check.stdout, /Subject: c2/);
+  });
+
+  it('shutdown: an idle session gets -ERR [SYS/TEMP] and its deletions are not applied', async () => {
+    smtpSend(smtp, 'bob@example.org', 'alice@example.test', [msg('keep', 'keep me\r\n')]);
+    const c = await login('alice');
+    const stat = await c.command('STAT');
+    const count = Number(stat.split(' ')[1]);
+    for (let n = 1; n <= count; n++) assert.match(await c.command(`DELE ${n}`), /^\+OK/);
+    const code = m.stop();
+    assert.equal(await c.line(), '-ERR [SYS/TEMP] server shutting down, try again later');
+    await c.closed();
+    assert.equal(await code, 0);
+    const store = new SqliteStore(`${m.dir}/data`);
+    try {
+      const user = await store.findUser('alice@example.test');
+      assert.equal((await store.listMailbox(user!.id)).length, count);
+    } finally {
+      store.close();
+    }
+  });
+});
