@@ -1,0 +1,134 @@
+/** sendmail's argument conventions and the preparation of a message handed in on stdin. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EX_USAGE, parseSendmailArgs } from '../../src/cli/sendmail.ts';
+import { prepareSubmitted, SubmittedError, type SubmittedOptions } from '../../src/mime/submitted.ts';
+import { parseMail } from '../helpers/parse-mail.ts';
+
+test('the flags cron, logwatch, smartd, mail(1) and PHP pass', () => {
+  // Debian cron: sendmail -FCronDaemon -i -B8BITMIME -oem root
+  assert.deepEqual(parseSendmailArgs(['-FCronDaemon', '-i', '-B8BITMIME', '-oem', 'root']),
+    { extractRecipients: false, ignoreDots: true, recipients: ['root'], noop: false, fullName: 'CronDaemon' });
+  // PHP mail(): sendmail -t -i (plus -f from the fifth argument)
+  assert.deepEqual(parseSendmailArgs(['-t', '-i', '-f', 'www@example.test']),
+    { extractRecipients: true, ignoreDots: true, recipients: [], noop: false, sender: 'www@example.test' });
+  // bundled flags and attached values
+  assert.deepEqual(parseSendmailArgs(['-ti', '-fbounce@example.test', '-F', 'Backup Job', '-oi', '-odi', '-v', 'a@example.test', 'b@example.test']),
+    { extractRecipients: true, ignoreDots: true, recipients: ['a@example.test', 'b@example.test'], noop: false, sender: 'bounce@example.test', fullName: 'Backup Job' });
+  // -oi alone, -bm, -N and -R with values, recipients after --
+  const a = parseSendmailArgs(['-bm', '-oi', '-N', 'failure,delay', '-R', 'hdrs', '-V', 'env1', '--', '-odd@example.test']);
+  assert.equal(a.ignoreDots, true);
+  assert.deepEqual(a.recipients, ['-odd@example.test']);
+  // -r is the old -f; -bi is newaliases (nothing to do)
+  assert.equal(parseSendmailArgs(['-r', 'x@example.test', 'y@example.test']).sender, 'x@example.test');
+  assert.equal(parseSendmailArgs(['-bi']).noop, true);
+  // without -i dots end the message
+  assert.equal(parseSendmailArgs(['root']).ignoreDots, false);
+});
+
+test('unknown and unsupported options are usage errors (EX_USAGE)', () => {
+  for (const [args, message] of [
+    [['-Z'], /unknown option -Z/],
+    [['--long'], /unknown option --long/],
+    [['-f'], /option -f needs a value/],
+    [['-bs'], /-bs .* not supported/],
+    [['-bp'], /mailnest queue list/],
+    [['-q'], /-q .* not supported/],
+    [['-q30m'], /-q .* not supported/],
+  ] as [string[], RegExp][]) {
+    assert.throws(() => parseSendmailArgs(args), (err: unknown) => {
+      assert.equal((err as { exitCode: number }).exitCode, EX_USAGE);
+      assert.match((err as Error).message, message);
+      return true;
+    }, args.join(' '));
+  }
+});
+
+const opts: SubmittedOptions = { ignoreDots: false, extractRecipients: false, recipients: [], defaultSender: 'root', domain: 'example.test', hostname: 'mx.example.test', now: new Date(Date.UTC(2026, 0, 2, 3, 4, 5)) };
+const prep = (input: string | Buffer, o: Partial<SubmittedOptions>) => prepareSubmitted(Buffer.from(input), { ...opts, ...o });
+
+test('-t takes To, Cc and Bcc, adds argument recipients, and strips Bcc', () => {
+  const input = 'From: Ops <ops@example.test>\nTo: Alice <alice@example.test>, bob\nCc: carol@example.org\nBcc: secret@example.org,\n  other-secret@example.org\nSubject: report\n\nbody\n';
+  const r = prep(input, { extractRecipients: true, recipients: ['dave@example.org'] });
+  assert.deepEqual(r.recipients, ['dave@example.org', 'alice@example.test', 'bob@example.test', 'carol@example.org', 'secret@example.org', 'other-secret@example.org']);
+  const text = r.message.toString();
+  assert.ok(!/^bcc:/im.test(text), 'Bcc survived');
+  assert.ok(!text.includes('secret'), 'a Bcc address survived (continuation line)');
+  const parsed = parseMail(r.message);
+  assert.equal(parsed.headers['to'], 'Alice <alice@example.test>, bob');
+  assert.equal(parsed.headers['from'], 'Ops <ops@example.test>');
+  assert.equal(parsed.root.text, 'body\n');
+  assert.equal(r.sender, 'root@example.test');
+});
+
+test('Bcc is stripped without -t too; recipients come from the arguments only', () => {
+  const r = prep('To: a@example.org\nBcc: hidden@example.org\n\nx\n', { recipients: ['a@example.org'] });
+  assert.deepEqual(r.recipients, ['a@example.org']);
+  assert.ok(!r.message.toString().includes('hidden'));
+});
+
+test('From, Date and Message-ID are added when missing; -f sets the sender, -F the name', () => {
+  const r = prep('Subject: disk\n\n91% full\n', { recipients: ['root'], sender: 'smartd@example.test', fullName: 'Smart Daemön' });
+  const parsed = parseMail(r.message);
+  assert.equal(parsed.headers['from'], 'Smart Daemön <smartd@example.test>');
+  assert.equal(parsed.headers['date'], 'Fri, 02 Jan 2026 03:04:05 +0000');
+  assert.match(parsed.headers['message-id']!, /^<[0-9a-f-]{36}@mx\.example\.test>$/);
+  assert.deepEqual(r.recipients, ['root@example.test']);
+  assert.equal(r.sender, 'smartd@example.test');
+  assert.ok(/^[\x00-\x7f]*$/.test(r.message.toString('latin1')));
+  // present ones are kept, not doubled
+  const kept = prep('From: me@example.test\nDate: Mon, 1 Jan 2024 00:00:00 +0000\nMessage-ID: <m1@x>\n\nb\n', { recipients: ['a@example.org'] });
+  const p2 = parseMail(kept.message);
+  assert.equal(p2.headers['message-id'], '<m1@x>');
+  assert.equal(p2.headerNames.filter((n) => n === 'date').length, 1);
+  assert.equal(p2.headers['from'], 'me@example.test');
+});
+
+test('the null sender and unqualified senders', () => {
+  assert.equal(prep('\nx\n', { recipients: ['a@example.org'], sender: '<>' }).sender, '');
+  assert.equal(prep('\nx\n', { recipients: ['a@example.org'], sender: 'backup' }).sender, 'backup@example.test');
+  assert.throws(() => prep('\nx\n', { recipients: ['a@example.org'], sender: 'a b@@c' }), (e: unknown) => e instanceof SubmittedError && e.problem === 'usage');
+});
+
+test('a lone dot ends the input unless -i; no dot-unstuffing', () => {
+  const input = 'Subject: dots\n\nline 1\n..two dots stay\n.\nafter the dot\n';
+  const ended = prep(input, { recipients: ['a@example.org'] });
+  assert.equal(parseMail(ended.message).root.text, 'line 1\n..two dots stay\n');
+  const whole = prep(input, { recipients: ['a@example.org'], ignoreDots: true });
+  assert.equal(parseMail(whole.message).root.text, 'line 1\n..two dots stay\n.\nafter the dot\n');
+});
+
+test('line ends become CRLF; a message without a blank line after the headers gets one', () => {
+  const r = prep('Subject: x\r\nTo: a@example.org\nnot a header line\nsecond\n', { recipients: ['a@example.org'] });
+  const text = r.message.toString();
+  assert.ok(!/[^\r]\n/.test(text));
+  assert.equal(parseMail(r.message).root.text, 'not a header line\nsecond\n');
+  // a leading mbox "From " line is dropped
+  const mbox = prep('From root Mon Jan  1 00:00:00 2024\nSubject: y\n\nz\n', { recipients: ['a@example.org'] });
+  assert.equal(parseMail(mbox.message).headers['subject'], 'y');
+});
+
+test('a non-MIME 8-bit body or long lines are re-encoded as quoted-printable UTF-8', () => {
+  const long = 'x'.repeat(3000);
+  const r = prep(`Subject: Sauvegarde terminée\n\nrésumé: ok\n${long}\n`, { recipients: ['a@example.org'] });
+  const parsed = parseMail(r.message);
+  assert.equal(parsed.headers['subject'], 'Sauvegarde terminée');
+  assert.equal(parsed.headers['mime-version'], '1.0');
+  assert.equal(parsed.root.cte, 'quoted-printable');
+  assert.equal(parsed.root.charset, 'utf-8');
+  assert.equal(parsed.root.text, `résumé: ok\n${long}\n`);
+  assert.ok(parsed.longestLine <= 998);
+  assert.ok(/^[\x00-\x7f]*$/.test(r.message.toString('latin1')));
+});
+
+test('a MIME message with an over-long line is refused (EX_DATAERR)', () => {
+  const input = `MIME-Version: 1.0\nContent-Type: text/plain\n\n${'y'.repeat(1200)}\n`;
+  assert.throws(() => prep(input, { recipients: ['a@example.org'] }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /line 1 is 1200 octets/.test(e.message));
+});
+
+test('no recipients, or a bad one, are refused with the reason', () => {
+  assert.throws(() => prep('Subject: x\n\ny\n', {}), (e: unknown) => e instanceof SubmittedError && e.problem === 'usage' && /no recipients/.test(e.message));
+  assert.throws(() => prep('To: undisclosed-recipients:;\n\ny\n', { extractRecipients: true }), (e: unknown) => e instanceof SubmittedError && /none in the To, Cc or Bcc/.test(e.message));
+  assert.throws(() => prep('To: a@@b\n\ny\n', { extractRecipients: true }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /header To/.test(e.message));
+  assert.throws(() => prep('\ny\n', { recipients: ['a b c'] }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data');
+});
