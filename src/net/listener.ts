@@ -69,6 +69,8 @@ export interface ListenerContext {
   limits: ConnectionLimits;
   log: Logger;
   tls?: tls.SecureContext;
+  /** The certificate and key for implicit-TLS servers (tls.createServer ignores a SecureContext). */
+  tlsOptions?: tls.TlsOptions;
   /** Called as connections open and close (metrics). */
   onCount?: (listener: string, delta: number) => void;
 }
@@ -92,7 +94,7 @@ export class Listener<E, R> {
       const host = address.slice(0, sep).replace(/^\[|\]$/g, '');
       const port = Number(address.slice(sep + 1));
       const server = this.handler.implicitTls
-        ? tls.createServer({ secureContext: this.ctx.tls!, allowHalfOpen: false }, (s) => this.accept(s))
+        ? tls.createServer({ ...this.ctx.tlsOptions, allowHalfOpen: false }, (s) => this.accept(s))
         : net.createServer({ allowHalfOpen: false, noDelay: true }, (s) => this.accept(s));
       if (this.handler.implicitTls) server.on('tlsClientError', () => { /* a failed handshake is the client's loss */ });
       server.maxConnections = Infinity;
