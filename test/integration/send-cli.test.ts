@@ -1,0 +1,175 @@
+/**
+ * `mailnest send`: a message to a local user is in the mailbox, whole, as soon as the command
+ * returns; MIME survives the trip (read back by python's email package); errors name what was
+ * wrong; with the server stopped the message waits in the store and goes out on start.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { addUser, baseConfig, cli, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
+import { dataDirOf, mailbox } from '../helpers/mailbox.ts';
+import { leaves, parseMail, shape } from '../helpers/parse-mail.ts';
+import { queueJson, until } from '../helpers/relay.ts';
+import { SmtpSink } from '../helpers/smtp-sink.ts';
+
+describe('mailnest send to a local user (no server running)', () => {
+  let dir: string;
+  let configFile: string;
+
+  before(() => {
+    dir = tempDir();
+    configFile = writeConfig(dir, baseConfig(dir));
+    addUser(configFile, 'owner@example.test', 'pw-owner-1');
+    addUser(configFile, 'second@example.test', 'pw-second-1');
+    assert.equal(cli(configFile, ['alias', 'add', 'root@example.test', 'owner@example.test']).status, 0);
+  });
+
+  it('delivers text from stdin and prints the queue id', async () => {
+    const r = cli(configFile, ['send', '--to', 'owner@example.test', '--subject', 'Disk almost full'], 'The disk /srv is 91% full.\n');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^[0-9A-Z]{14}\n$/);
+    const [msg] = await mailbox(dataDirOf(dir), 'owner@example.test');
+    assert.ok(msg, 'nothing in the mailbox');
+    const text = msg.toString();
+    assert.match(text, /^Return-Path: <postmaster@example\.test>\r\nReceived: by mx\.example\.test \(mailnest\) with local id /);
+    assert.ok(text.includes(`id ${r.stdout.trim()}`), 'the Received header does not name the queue id');
+    const parsed = parseMail(msg);
+    assert.equal(parsed.headers['from'], 'postmaster@example.test');
+    assert.equal(parsed.headers['subject'], 'Disk almost full');
+    assert.equal(parsed.root.text, 'The disk /srv is 91% full.\n');
+  });
+
+  it('keeps a full MIME message whole: alternative, inline image, attachments, non-ASCII everywhere', async () => {
+    const files = tempDir('mailnest-files-');
+    const pdf = Buffer.concat([Buffer.from('%PDF-1.5\n'), crypto.randomBytes(4000)]);
+    const png = crypto.randomBytes(700);
+    const pdfName = path.join(files, 'relevé été.pdf');
+    const pngName = path.join(files, 'chart.png');
+    const htmlName = path.join(files, 'body.html');
+    fs.writeFileSync(pdfName, pdf);
+    fs.writeFileSync(pngName, png);
+    fs.writeFileSync(htmlName, '<p>Grüße — see the chart:</p><img src="cid:chart.png">');
+    const r = cli(configFile, [
+      'send', '--from', 'Jörg Backup <owner@example.test>', '--to', 'Zoë <second@example.test>', '--cc', 'owner@example.test',
+      '--bcc', 'root@example.test', '--subject', 'Sauvegarde terminée ✓', '--text', 'Tout va bien.\n', '--html-file', htmlName,
+      '--inline', pngName, '--attach', pdfName, '--header', 'X-Job: nightly', '--header', 'Reply-To: ops@example.org',
+    ]);
+    assert.equal(r.status, 0, r.stderr);
+    // owner is both Cc and (through the root alias) Bcc: one copy
+    const ownerMail = await mailbox(dataDirOf(dir), 'owner@example.test');
+    const secondMail = await mailbox(dataDirOf(dir), 'second@example.test');
+    assert.equal(ownerMail.length, 2);
+    assert.equal(secondMail.length, 1);
+    for (const m of [ownerMail[1]!, secondMail[0]!]) {
+      const p = parseMail(m);
+      assert.deepEqual(p.defects, []);
+      assert.ok(!p.headerNames.includes('bcc'));
+      assert.ok(!m.toString().includes('root@example.test'), 'the Bcc address shows in the message');
+      assert.equal(p.headers['subject'], 'Sauvegarde terminée ✓');
+      assert.equal(p.headers['from'], 'Jörg Backup <owner@example.test>');
+      assert.equal(p.headers['to'], 'Zoë <second@example.test>');
+      assert.equal(p.headers['x-job'], 'nightly');
+      assert.equal(p.headers['reply-to'], 'ops@example.org');
+      assert.equal(shape(p.root), 'multipart/mixed(multipart/alternative(text/plain,multipart/related(text/html,image/png)),application/pdf)');
+      const [t, h, img, att] = leaves(p.root);
+      assert.equal(t!.text, 'Tout va bien.\n');
+      assert.equal(h!.text, '<p>Grüße — see the chart:</p><img src="cid:chart.png">');
+      assert.equal(img!.contentId, '<chart.png>');
+      assert.ok(Buffer.from(img!.bytes!, 'base64').equals(png));
+      assert.equal(att!.filename, 'relevé été.pdf');
+      assert.ok(Buffer.from(att!.bytes!, 'base64').equals(pdf), 'the attachment changed');
+      assert.ok(p.longestLine <= 998);
+    }
+  });
+
+  it('refuses an unknown local recipient, naming it, and queues nothing', async () => {
+    const before = (await mailbox(dataDirOf(dir), 'owner@example.test')).length;
+    const r = cli(configFile, ['send', '--to', 'owner@example.test', '--to', 'nobody@example.test', '--text', 'x']);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, 'mailnest: no such local user or alias: nobody@example.test\n');
+    assert.equal((await mailbox(dataDirOf(dir), 'owner@example.test')).length, before);
+  });
+
+  it('bad usage exits 2 with one line naming the option', () => {
+    const cases: [string[], RegExp][] = [
+      [['send', '--text', 'x'], /at least one recipient is needed/],
+      [['send', '--to', 'not-an-address', '--text', 'x'], /^mailnest: --to: "not-an-address" is not a valid address/],
+      [['send', '--to', 'owner@example.test', '--text', 'x', '--text-file', '/etc/hostname'], /--text and --text-file cannot be used together/],
+      [['send', '--to', 'owner@example.test', '--text', 'x', '--header', 'Content-Type: text/html'], /^mailnest: --header: header Content-Type cannot be set here/],
+      [['send', '--to', 'owner@example.test', '--text', 'x', '--header', 'NoColon'], /^mailnest: --header: "NoColon" is not of the form/],
+      [['send', '--from', 'a@b, c@d', '--to', 'owner@example.test', '--text', 'x'], /^mailnest: --from: .*exactly one address/],
+    ];
+    for (const [args, message] of cases) {
+      const r = cli(configFile, args);
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+      assert.equal(r.stderr.split('\n').length, 2, `more than one line: ${r.stderr}`);
+    }
+  });
+
+  it('a missing attachment file is an error that names it', () => {
+    const r = cli(configFile, ['send', '--to', 'owner@example.test', '--text', 'x', '--attach', '/nonexistent/report.pdf']);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, 'mailnest: --attach /nonexistent/report.pdf: no such file\n');
+  });
+
+  it('refuses a message over limits.max_message_size', () => {
+    const small = writeConfig(tempDir(), { ...baseConfig(dir), limits: { max_message_size: 2000 } });
+    const r = cli(small, ['send', '--to', 'owner@example.test', '--text', 'y'.repeat(3000)]);
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^mailnest: the message is \d+ bytes; at most 2000 are allowed \(limits\.max_message_size\)\n$/);
+  });
+});
+
+describe('mailnest send with the server stopped, then started', () => {
+  let dir: string;
+  let configFile: string;
+  let sink: SmtpSink;
+  let server: RunningMailnest | undefined;
+
+  before(async () => {
+    dir = tempDir();
+    sink = new SmtpSink();
+    await sink.start();
+    configFile = writeConfig(dir, baseConfig(dir, {
+      relay: { routes: { 'remote.test': `127.0.0.1:${sink.port}` } },
+      queue: { retry: ['1s'], poll_interval: '200ms' },
+    }));
+  });
+
+  after(async () => {
+    await server?.stop();
+    await sink.stop();
+  });
+
+  it('waits in the store, and the server relays it on start', async () => {
+    const data = crypto.randomBytes(2000);
+    const file = path.join(dir, 'status.bin');
+    fs.writeFileSync(file, data);
+    const r = cli(configFile, ['send', '--from', 'Backup <backup@example.test>', '--to', 'owner@remote.test', '--bcc', 'audit@remote.test',
+      '--subject', 'état du serveur', '--text', 'all good', '--attach', file]);
+    assert.equal(r.status, 0, r.stderr);
+    const id = r.stdout.trim();
+    // queued, nothing sent yet
+    const queued = queueJson(configFile);
+    assert.deepEqual(queued.map((e) => e.id), [id]);
+    assert.equal(queued[0]!.from, 'backup@example.test');
+    assert.deepEqual(queued[0]!.recipients.map((x) => x.address).sort(), ['audit@remote.test', 'owner@remote.test']);
+    assert.equal(sink.messages.length, 0);
+
+    server = await startMailnest(dir, configFile);
+    const [m] = await sink.waitFor(1);
+    assert.equal(m!.from, 'backup@example.test');
+    assert.deepEqual([...m!.to].sort(), ['audit@remote.test', 'owner@remote.test']);
+    const p = parseMail(m!.data);
+    assert.equal(p.headers['subject'], 'état du serveur');
+    assert.ok(!p.headerNames.includes('bcc'));
+    assert.ok(!m!.data.toString().includes('audit@'), 'the Bcc address shows in the relayed message');
+    const att = leaves(p.root)[1]!;
+    assert.equal(att.filename, 'status.bin');
+    assert.ok(Buffer.from(att.bytes!, 'base64').equals(data));
+    await until('the queue to empty', () => queueJson(configFile).length === 0);
+  });
+});
