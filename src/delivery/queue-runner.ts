@@ -12,6 +12,7 @@
  *   and expiries bounce (RFC 3464) to the sender, unless NOTIFY says otherwise or the sender is <>.
  */
 import fs from 'node:fs';
+import net from 'node:net';
 import { Readable } from 'node:stream';
 import type { Config } from '../config/schema.ts';
 import type { Context } from '../context.ts';
@@ -280,7 +281,7 @@ export class QueueRunner {
       targets = [{ host: hop.host, port: hop.port, tls: 'opportunistic', verify: relay.tls_verify, ...(this.ca ? { ca: this.ca } : {}) }];
     } else if (hop.kind === 'smarthost') {
       targets = [{
-        host: hop.host, port: hop.port, servername: hop.host,
+        host: hop.host, port: hop.port, ...(net.isIP(hop.host) ? {} : { servername: hop.host }),
         tls: hop.tls, verify: relay.smarthost_tls_verify, ...(this.ca ? { ca: this.ca } : {}), ...(hop.auth ? { auth: hop.auth } : {}),
       }];
     } else {
