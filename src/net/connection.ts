@@ -17,6 +17,8 @@ export interface ConnectionOptions<E, R> {
   /** Needed when the session may ask for STARTTLS. */
   secureContext?: tls.SecureContext;
   log: Logger;
+  /** Fields every log line of this connection carries (listener, client). */
+  logFields: Record<string, unknown>;
   onClose: () => void;
 }
 
@@ -73,7 +75,7 @@ export class Connection<E, R> {
     if (this.closed) return;
     this.closed = true;
     const s = this.o.session.summary();
-    this.o.log.info({ ...s, ms: Date.now() - this.started }, 'session');
+    this.o.log.info({ ...this.o.logFields, ...s, ms: Date.now() - this.started }, 'session');
     this.o.onClose();
   };
 
@@ -91,7 +93,7 @@ export class Connection<E, R> {
   }
 
   private fail(err: unknown): Output<E>[] {
-    this.o.log.error({ err }, 'session failed');
+    this.o.log.error({ ...this.o.logFields, err }, 'session failed');
     try {
       return [...this.o.session.failure(), { type: 'close' }];
     } catch {

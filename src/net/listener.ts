@@ -143,7 +143,8 @@ export class Listener<E, R> {
       perform: (e) => this.handler.perform(e),
       idleTimeoutMs: this.handler.idleTimeoutMs,
       ...(this.ctx.tls ? { secureContext: this.ctx.tls } : {}),
-      log: this.ctx.log.child({ listener: this.handler.name, client: ip }),
+      log: this.ctx.log,
+      logFields: { listener: this.handler.name, client: ip },
       onClose: () => {
         this.connections.delete(conn);
         this.handler.ended?.(session);
