@@ -1,0 +1,122 @@
+/** DKIM signing verified by mailauth, and the inbound SPF/DKIM/DMARC checks, all on a stub resolver. */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { dkimVerify } from 'mailauth';
+import { DkimSigner, dkimRecord, ensureDkimKey, fromDomain } from '../../src/delivery/dkim.ts';
+import { checkInbound, DnsCache } from '../../src/delivery/inbound-checks.ts';
+import { parseConfig } from '../../src/config/load.ts';
+
+const MESSAGE = Buffer.from('From: Alice <alice@example.test>\r\nTo: bob@remote.test\r\nSubject: signed\r\nDate: Sun, 22 Nov 2026 05:01:02 +0000\r\n\r\nhello\r\n');
+
+function resolverFor(records: Record<string, string[]>, a: Record<string, string[]> = {}) {
+  const queries: string[] = [];
+  const fn = async (name: string, type: string): Promise<any> => {
+    queries.push(`${type} ${name}`);
+    if (type === 'TXT' && records[name]) return records[name]!.map((r) => [r]);
+    if ((type === 'A' || type === 'AAAA') && a[name]) return type === 'A' ? a[name] : [];
+    throw Object.assign(new Error(`no ${type} ${name}`), { code: 'ENOTFOUND' });
+  };
+  return Object.assign(fn, { queries });
+}
+
+describe('DKIM signing', () => {
+  for (const algorithm of ['rsa-sha256', 'ed25519-sha256'] as const) {
+    it(`signs mail from a local domain (${algorithm}) and the signature verifies`, async () => {
+      const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-dkim-'));
+      const settings = { dataDir, selector: 'sel1', algorithm };
+      const signer = new DkimSigner(settings, ['example.test']);
+      const domain = signer.signingDomain(MESSAGE, 'alice@example.test');
+      assert.equal(domain, 'example.test');
+      const sig = await signer.sign(domain!, MESSAGE);
+      assert.match(sig, /^DKIM-Signature: v=1; a=/);
+      const key = ensureDkimKey(settings, 'example.test');
+      assert.equal(ensureDkimKey(settings, 'example.test'), key, 'the key is made once');
+      assert.equal(fs.statSync(fs.readdirSync(path.join(dataDir, 'dkim')).map((f) => path.join(dataDir, 'dkim', f))[0]!).mode & 0o777, 0o600);
+      const resolver = resolverFor({ 'sel1._domainkey.example.test': [dkimRecord(key)] });
+      const signed = Buffer.concat([Buffer.from(sig), MESSAGE]);
+      const ok = await dkimVerify(signed, { resolver });
+      assert.equal(ok.results[0]?.status.result, 'pass');
+      const tampered = Buffer.from(signed.toString().replace('hello', 'HELLO'));
+      const bad = await dkimVerify(tampered, { resolver });
+      assert.notEqual(bad.results[0]?.status.result, 'pass', 'a changed body does not verify');
+    });
+  }
+
+  it('picks the From domain when local, else the envelope domain, else none', () => {
+    const signer = new DkimSigner({ dataDir: os.tmpdir(), selector: 's', algorithm: 'rsa-sha256' }, ['example.test', 'other.test']);
+    assert.equal(fromDomain(Buffer.from('Subject: x\r\nFrom: "A, B" <a@Other.TEST>\r\n\r\n')), 'other.test');
+    assert.equal(signer.signingDomain(Buffer.from('From: x@remote.test\r\n\r\n'), 'bounce@example.test'), 'example.test');
+    assert.equal(signer.signingDomain(Buffer.from('From: x@remote.test\r\n\r\n'), 'y@remote.test'), undefined);
+  });
+});
+
+describe('inbound checks', () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-checks-'));
+  const key = ensureDkimKey({ dataDir, selector: 'sel', algorithm: 'rsa-sha256' }, 'sender.test');
+  const records = {
+    'sender.test': ['v=spf1 ip4:192.0.2.10 -all'],
+    'sel._domainkey.sender.test': [dkimRecord(key)],
+    '_dmarc.sender.test': ['v=DMARC1; p=reject'],
+  };
+  const msg = Buffer.from('From: a@sender.test\r\nTo: b@example.test\r\nSubject: in\r\nDate: Sun, 22 Nov 2026 05:01:02 +0000\r\n\r\nhi\r\n');
+
+  it('records SPF, DKIM and DMARC passes in Authentication-Results', async () => {
+    const signer = new DkimSigner({ dataDir, selector: 'sel', algorithm: 'rsa-sha256' }, ['sender.test']);
+    const signed = Buffer.concat([Buffer.from(await signer.sign('sender.test', msg)), msg]);
+    const config = parseConfig({ hostname: 'mx.example.test', checks: { reject_dmarc: true } });
+    const r = await checkInbound(config, { clientIp: '192.0.2.10', helo: 'out.sender.test', sender: 'a@sender.test', message: signed }, { resolver: resolverFor(records) });
+    assert.match(r.authResults, /^(Received-SPF: [^]*\r\n)?Authentication-Results: mx\.example\.test;/m);
+    assert.match(r.authResults, /spf=pass/);
+    assert.match(r.authResults, /dkim=pass/);
+    assert.match(r.authResults, /dmarc=pass/);
+    assert.ok(r.authResults.endsWith('\r\n'));
+    assert.equal(r.reject, undefined);
+  });
+
+  it('rejects a DMARC p=reject failure only when configured to', async () => {
+    const input = { clientIp: '198.51.100.1', helo: 'forger.test', sender: 'a@sender.test', message: msg };
+    const on = await checkInbound(parseConfig({ hostname: 'mx.example.test', checks: { reject_dmarc: true } }), input, { resolver: resolverFor(records) });
+    assert.match(on.authResults, /dmarc=fail/);
+    assert.match(on.reject ?? '', /^5\.7\.1 .*DMARC/);
+    const off = await checkInbound(parseConfig({ hostname: 'mx.example.test' }), input, { resolver: resolverFor(records) });
+    assert.match(off.authResults, /dmarc=fail/);
+    assert.equal(off.reject, undefined);
+  });
+
+  it('does nothing when switched off', async () => {
+    const resolver = resolverFor(records);
+    const r = await checkInbound(parseConfig({ checks: { enabled: false } }), { clientIp: '192.0.2.10', sender: 'a@sender.test', message: msg }, { resolver });
+    assert.deepEqual(r, { authResults: '' });
+    assert.deepEqual(resolver.queries, []);
+  });
+
+  it('reads temperror instead of waiting when DNS hangs', async () => {
+    const hang = async () => new Promise<never>(() => undefined);
+    const config = parseConfig({ hostname: 'mx.example.test', checks: { dns_timeout: '50ms', timeout: '300ms' } });
+    const r = await checkInbound(config, { clientIp: '192.0.2.10', sender: 'a@sender.test', message: msg }, { resolver: hang });
+    assert.match(r.authResults, /temperror/);
+  });
+
+  it('caches answers and "no such name", not failures', async () => {
+    let calls = 0;
+    const inner = async (name: string) => {
+      calls++;
+      if (name === 'fail.test') throw Object.assign(new Error('x'), { code: 'ESERVFAIL' });
+      if (name === 'none.test') throw Object.assign(new Error('x'), { code: 'ENOTFOUND' });
+      return [['v=spf1 -all']];
+    };
+    const cache = new DnsCache(inner, 1000);
+    await cache.resolve('a.test', 'TXT');
+    await cache.resolve('A.test', 'TXT');
+    assert.equal(calls, 1);
+    await assert.rejects(cache.resolve('none.test', 'TXT'));
+    await assert.rejects(cache.resolve('none.test', 'TXT'));
+    assert.equal(calls, 2);
+    await assert.rejects(cache.resolve('fail.test', 'TXT'));
+    await assert.rejects(cache.resolve('fail.test', 'TXT'));
+    assert.equal(calls, 4);
+  });
+});

@@ -1,0 +1,77 @@
+/** RFC 3464 reports: structure checked with python's email parser, status codes, RET. */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { buildDsn, statusOf } from '../../src/delivery/dsn.ts';
+import { python } from '../helpers/server.ts';
+
+const ORIGINAL = Buffer.from('Received: by mx.example.test\r\nFrom: a@example.test\r\nTo: b@remote.test\r\nSubject: hi\r\n\r\nthe body\r\n');
+
+const PARSE = `
+import sys, email, json
+from email import policy
+m = email.message_from_bytes(sys.stdin.buffer.read(), policy=policy.default)
+parts = list(m.iter_parts())
+groups = parts[1].get_payload()
+third = parts[2]
+print(json.dumps({
+  "type": m.get_content_type(), "report_type": m.get_param("report-type"), "defects": len(m.defects),
+  "parts": [p.get_content_type() for p in parts],
+  "per_message": dict(groups[0].items()),
+  "recipients": [dict(g.items()) for g in groups[1:]],
+  "third": third.get_payload() if third.get_content_type() == "text/rfc822-headers" else third.get_payload()[0].get_payload(),
+}))
+`;
+
+function parse(raw: Buffer): any {
+  const r = python(PARSE, [], raw.toString('latin1'));
+  assert.equal(r.status, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+describe('delivery status notifications', () => {
+  it('derives the status from the enhanced code, else the basic code', () => {
+    assert.equal(statusOf('550 5.1.1 no such user', 'failed'), '5.1.1');
+    assert.equal(statusOf('554 transaction failed', 'failed'), '5.0.0');
+    assert.equal(statusOf('451-4.7.1 greylisted', 'delayed'), '4.7.1');
+    assert.equal(statusOf('ECONNREFUSED', 'delayed'), '4.0.0');
+  });
+
+  it('builds a multipart/report with per-recipient fields and the original headers', () => {
+    const raw = buildDsn({
+      reportingMta: 'mx.example.test', from: 'MAILER-DAEMON@mx.example.test', to: 'a@example.test', queueId: 'Q1', envid: 'env-1',
+      arrivalDate: new Date('2026-11-22T05:00:00Z'), ret: 'HDRS', original: ORIGINAL,
+      recipients: [
+        { address: 'b@remote.test', orcpt: 'rfc822;B@remote.test', action: 'failed', reply: '550 5.1.1 no such user', remoteMta: 'mx.remote.test', lastAttempt: new Date('2026-11-22T05:01:00Z') },
+        { address: 'c@remote.test', action: 'delayed', reply: '451 4.3.0 later', willRetryUntil: new Date('2026-11-27T05:00:00Z') },
+      ],
+    });
+    const p = parse(raw);
+    assert.equal(p.type, 'multipart/report');
+    assert.equal(p.report_type, 'delivery-status');
+    assert.equal(p.defects, 0);
+    assert.deepEqual(p.parts, ['text/plain', 'message/delivery-status', 'text/rfc822-headers']);
+    assert.equal(p.per_message['Reporting-MTA'], 'dns; mx.example.test');
+    assert.equal(p.per_message['Original-Envelope-Id'], 'env-1');
+    assert.equal(p.recipients.length, 2);
+    assert.deepEqual(
+      [p.recipients[0]['Original-Recipient'], p.recipients[0]['Final-Recipient'], p.recipients[0].Action, p.recipients[0].Status, p.recipients[0]['Remote-MTA'], p.recipients[0]['Diagnostic-Code']],
+      ['rfc822;B@remote.test', 'rfc822; b@remote.test', 'failed', '5.1.1', 'dns; mx.remote.test', 'smtp; 550 5.1.1 no such user'],
+    );
+    assert.equal(p.recipients[1].Action, 'delayed');
+    assert.equal(p.recipients[1].Status, '4.3.0');
+    assert.ok(p.recipients[1]['Will-Retry-Until']);
+    assert.match(p.third, /Subject: hi/);
+    assert.doesNotMatch(p.third, /the body/);
+  });
+
+  it('returns the whole message for RET=FULL', () => {
+    const raw = buildDsn({
+      reportingMta: 'mx.example.test', from: 'MAILER-DAEMON@mx.example.test', to: 'a@example.test', queueId: 'Q2',
+      arrivalDate: new Date(), ret: 'FULL', original: ORIGINAL,
+      recipients: [{ address: 'b@remote.test', action: 'failed', reply: '550 5.7.1 refused' }],
+    });
+    const p = parse(raw);
+    assert.deepEqual(p.parts, ['text/plain', 'message/delivery-status', 'message/rfc822']);
+    assert.match(p.third, /the body/);
+  });
+});

@@ -1,0 +1,112 @@
+/** Routing (routes > smarthost > MX), MX ordering and fallback against a stub resolver, the retry schedule. */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { orderMx, PermanentDnsError, resolveMxHosts, TemporaryDnsError, type DnsResolver, type MxRecord } from '../../src/delivery/mx.ts';
+import { Router } from '../../src/delivery/route.ts';
+import { afterTemporaryFailure, retryDelay } from '../../src/delivery/retry.ts';
+import { parseConfig } from '../../src/config/load.ts';
+
+function dnsError(code: string): Error {
+  return Object.assign(new Error(code), { code });
+}
+
+/** A resolver answering from tables; anything missing is "no such name". */
+function stub(mx: Record<string, MxRecord[] | string>, a: Record<string, string[] | string> = {}, aaaa: Record<string, string[]> = {}): DnsResolver & { queries: string[] } {
+  const queries: string[] = [];
+  const answer = <T>(table: Record<string, T | string>, name: string, type: string): Promise<T> => {
+    queries.push(`${type} ${name}`);
+    const v = table[name];
+    if (v === undefined) return Promise.reject(dnsError(Object.keys(mx).includes(name) || Object.keys(a).includes(name) ? 'ENODATA' : 'ENOTFOUND'));
+    if (typeof v === 'string') return Promise.reject(dnsError(v));
+    return Promise.resolve(v);
+  };
+  return {
+    queries,
+    resolveMx: (n) => answer(mx, n, 'MX'),
+    resolve4: (n) => answer(a, n, 'A'),
+    resolve6: (n) => (aaaa[n] ? Promise.resolve(aaaa[n]!) : Promise.reject(dnsError('ENODATA'))),
+  };
+}
+
+describe('MX resolution (RFC 5321 §5.1, RFC 7505)', () => {
+  it('orders by preference and shuffles equal preferences', () => {
+    const recs = [{ exchange: 'c', priority: 20 }, { exchange: 'a1', priority: 10 }, { exchange: 'a2', priority: 10 }, { exchange: 'z', priority: 5 }];
+    const seen = new Set<string>();
+    let seed = 0;
+    for (let i = 0; i < 40; i++) {
+      const order = orderMx(recs, () => ((seed = (seed * 9301 + 49297) % 233280) / 233280)).map((r) => r.exchange);
+      assert.equal(order[0], 'z');
+      assert.equal(order[3], 'c');
+      assert.deepEqual(order.slice(1, 3).sort(), ['a1', 'a2']);
+      seen.add(order.slice(1, 3).join(','));
+    }
+    assert.equal(seen.size, 2, 'both orders of the equal pair occur');
+  });
+
+  it('returns hosts with their addresses, best first', async () => {
+    const r = stub({ 'd.test': [{ exchange: 'mx2.d.test', priority: 20 }, { exchange: 'mx1.d.test', priority: 10 }] },
+      { 'mx1.d.test': ['192.0.2.1'], 'mx2.d.test': ['192.0.2.2'] }, { 'mx1.d.test': ['2001:db8::1'] });
+    const hosts = await resolveMxHosts(r, 'd.test');
+    assert.deepEqual(hosts.map((h) => [h.name, h.addresses]), [['mx1.d.test', ['192.0.2.1', '2001:db8::1']], ['mx2.d.test', ['192.0.2.2']]]);
+  });
+
+  it('skips an MX host without an address and keeps the others', async () => {
+    const r = stub({ 'd.test': [{ exchange: 'gone.d.test', priority: 1 }, { exchange: 'mx.d.test', priority: 2 }] }, { 'mx.d.test': ['192.0.2.9'] });
+    assert.deepEqual((await resolveMxHosts(r, 'd.test')).map((h) => h.name), ['mx.d.test']);
+  });
+
+  it('falls back to the A record of the domain when it has no MX', async () => {
+    const r = stub({ 'd.test': [] as MxRecord[] }, { 'd.test': ['192.0.2.7'] });
+    assert.deepEqual(await resolveMxHosts(r, 'd.test'), [{ name: 'd.test', preference: 0, addresses: ['192.0.2.7'] }]);
+    const r2 = stub({ 'e.test': 'ENODATA' }, { 'e.test': ['192.0.2.8'] });
+    assert.deepEqual((await resolveMxHosts(r2, 'e.test'))[0]!.addresses, ['192.0.2.8']);
+  });
+
+  it('fails for good on a null MX, a domain that does not exist, or no address at all', async () => {
+    await assert.rejects(resolveMxHosts(stub({ 'n.test': [{ exchange: '', priority: 0 }] }), 'n.test'),
+      (e: unknown) => e instanceof PermanentDnsError && /^556 5\.1\.10/.test(e.reply));
+    await assert.rejects(resolveMxHosts(stub({}), 'nx.test'), (e: unknown) => e instanceof PermanentDnsError && /^550 5\.1\.2/.test(e.reply));
+    await assert.rejects(resolveMxHosts(stub({ 'empty.test': [] as MxRecord[] }), 'empty.test'), PermanentDnsError);
+  });
+
+  it('fails for now when DNS does not answer', async () => {
+    await assert.rejects(resolveMxHosts(stub({ 's.test': 'ESERVFAIL' }), 's.test'), TemporaryDnsError);
+    await assert.rejects(resolveMxHosts(stub({ 't.test': [{ exchange: 'mx.t.test', priority: 1 }] }, { 'mx.t.test': 'ETIMEOUT' }), 't.test'), TemporaryDnsError);
+  });
+
+  it('takes an address literal as it is, without DNS', async () => {
+    const r = stub({});
+    assert.deepEqual((await resolveMxHosts(r, '[192.0.2.4]'))[0]!.addresses, ['192.0.2.4']);
+    assert.deepEqual(r.queries, []);
+  });
+});
+
+describe('routing', () => {
+  it('prefers a route, then the smarthost, then MX', () => {
+    const relay = parseConfig({ relay: { smarthost: 'smtp.provider.test:465', username: 'me', password: 'pw', routes: { 'Routed.test': '127.0.0.1:2626' } } }).relay;
+    const router = new Router(relay);
+    assert.deepEqual(router.route('x@routed.TEST'), { kind: 'route', key: 'route:127.0.0.1:2626', host: '127.0.0.1', port: 2626 });
+    const s = router.route('y@elsewhere.test');
+    assert.equal(s.kind, 'smarthost');
+    assert.deepEqual(s.kind === 'smarthost' && [s.host, s.port, s.tls, s.auth], ['smtp.provider.test', 465, 'implicit', { user: 'me', pass: 'pw' }]);
+    const direct = new Router(parseConfig({}).relay);
+    assert.deepEqual(direct.route('z@Example.ORG'), { kind: 'mx', key: 'mx:example.org', domain: 'example.org' });
+  });
+
+  it('refuses a route that is not host:port', () => {
+    assert.throws(() => parseConfig({ relay: { routes: { 'a.test': 'nowhere' } } }), /host:port/);
+  });
+});
+
+describe('retry schedule', () => {
+  it('walks the list and repeats its last interval', () => {
+    const retry = [60_000, 300_000, 900_000];
+    assert.deepEqual([1, 2, 3, 4, 9].map((n) => retryDelay(retry, n)), [60_000, 300_000, 900_000, 900_000, 900_000]);
+  });
+
+  it('expires once the message is older than max_age', () => {
+    const policy = { retry: [1000], maxAge: 10_000 };
+    assert.deepEqual(afterTemporaryFailure(policy, 0, 1, 5000), { expired: false, next: 6000 });
+    assert.deepEqual(afterTemporaryFailure(policy, 0, 7, 10_000), { expired: true });
+  });
+});
