@@ -1,0 +1,115 @@
+/**
+ * `mailnest sendmail` as cron, PHP's mail() and mail(1) call it: recipients from arguments or
+ * from the headers (-t), Bcc stripped from every delivered copy, -f/-F, a lone dot, and exit
+ * statuses from sysexits.h.
+ */
+import { before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { addUser, baseConfig, cli, tempDir, writeConfig } from '../helpers/server.ts';
+import { dataDirOf, mailbox } from '../helpers/mailbox.ts';
+import { parseMail } from '../helpers/parse-mail.ts';
+import { queueJson } from '../helpers/relay.ts';
+
+describe('mailnest sendmail', () => {
+  let dir: string;
+  let configFile: string;
+  const box = (a: string) => mailbox(dataDirOf(dir), a);
+
+  before(() => {
+    dir = tempDir();
+    configFile = writeConfig(dir, baseConfig(dir, { relay: { routes: { 'remote.test': '127.0.0.1:9' } } }));
+    for (const u of ['owner', 'alice', 'bob', 'carol']) addUser(configFile, `${u}@example.test`, `pw-${u}-123`);
+    assert.equal(cli(configFile, ['alias', 'add', 'root@example.test', 'owner@example.test']).status, 0);
+  });
+
+  it('-t: To, Cc and Bcc all receive it; no copy shows the Bcc', async () => {
+    const msg = [
+      'From: Reports <reports@example.test>',
+      'To: Alice <alice@example.test>',
+      'Cc: bob@example.test',
+      'Bcc: carol@example.test, audit@remote.test',
+      'Subject: weekly report',
+      '',
+      'numbers are up',
+      '',
+    ].join('\n');
+    const r = cli(configFile, ['sendmail', '-t', '-i'], msg);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, '');
+    for (const who of ['alice', 'bob', 'carol']) {
+      const [m] = await box(`${who}@example.test`);
+      assert.ok(m, `${who} got nothing`);
+      const p = parseMail(m);
+      assert.ok(!p.headerNames.includes('bcc'), `${who}'s copy has a Bcc header`);
+      assert.ok(!m.toString().includes('carol@example.test'), `${who}'s copy names the Bcc recipient carol`);
+      assert.ok(!m.toString().includes('audit@remote.test'), `${who}'s copy names the Bcc recipient`);
+      assert.equal(p.headers['subject'], 'weekly report');
+      assert.equal(p.headers['from'], 'Reports <reports@example.test>');
+      assert.equal(p.root.text, 'numbers are up\n');
+      assert.ok(p.headers['date'] && p.headers['message-id'], 'Date/Message-ID not added');
+    }
+    // the remote Bcc went to the queue, its copy without the Bcc header either
+    const q = queueJson(configFile);
+    assert.equal(q.length, 1);
+    assert.deepEqual(q[0]!.recipients.map((x) => x.address), ['audit@remote.test']);
+  });
+
+  it('recipients as arguments (cron style): bare names get the first domain, -F names the sender', async () => {
+    const r = cli(configFile, ['sendmail', '-FCronDaemon', '-i', '-B8BITMIME', '-oem', 'root'],
+      'Subject: Cron <root@host> /usr/local/bin/backup\nTo: root\n\nbackup done\n.\nstill part of the output\n');
+    assert.equal(r.status, 0, r.stderr);
+    const mails = await box('owner@example.test');
+    const p = parseMail(mails[mails.length - 1]!);
+    assert.equal(p.headers['subject'], 'Cron <root@host> /usr/local/bin/backup');
+    assert.match(p.headers['from']!, /^CronDaemon <.+@example\.test>$/);
+    assert.equal(p.root.text, 'backup done\n.\nstill part of the output\n');
+  });
+
+  it('-f sets the envelope sender (Return-Path) and the From that is added', async () => {
+    const r = cli(configFile, ['sendmail', '-f', 'smartd@example.test', 'alice@example.test'], 'Subject: SMART error\n\n/dev/sda: 8 pending sectors\n');
+    assert.equal(r.status, 0, r.stderr);
+    const mails = await box('alice@example.test');
+    const m = mails[mails.length - 1]!;
+    assert.match(m.toString(), /^Return-Path: <smartd@example\.test>\r\n/);
+    assert.equal(parseMail(m).headers['from'], 'smartd@example.test');
+  });
+
+  it('without -i a lone dot ends the message', async () => {
+    const r = cli(configFile, ['sendmail', 'bob@example.test'], 'Subject: dot\n\nfirst\n.\nignored\n');
+    assert.equal(r.status, 0, r.stderr);
+    const mails = await box('bob@example.test');
+    assert.equal(parseMail(mails[mails.length - 1]!).root.text, 'first\n');
+  });
+
+  it('exit statuses follow sysexits.h', async () => {
+    const before = (await box('alice@example.test')).length;
+    const cases: [string[], string, number, RegExp][] = [
+      [['sendmail', 'nobody@example.test'], 'Subject: x\n\ny\n', 67, /no such local user or alias: nobody@example\.test/],
+      [['sendmail', 'alice@example.test', 'nobody@example.test'], 'Subject: x\n\ny\n', 67, /nobody@example\.test/],
+      [['sendmail'], 'Subject: x\n\ny\n', 64, /no recipients/],
+      [['sendmail', '-t'], 'Subject: x\n\ny\n', 64, /none in the To, Cc or Bcc/],
+      [['sendmail', '-Z', 'alice@example.test'], 'x\n', 64, /unknown option -Z/],
+      [['sendmail', '-bs'], '', 64, /not supported/],
+      [['sendmail', 'a@@example.test'], 'x\n', 65, /is not a valid address/],
+      [['sendmail', '-t'], 'To: alice@example.test\nMIME-Version: 1.0\n\n' + 'z'.repeat(1500) + '\n', 65, /line 1 is 1500 octets/],
+    ];
+    for (const [args, input, status, message] of cases) {
+      const r = cli(configFile, args, input);
+      assert.equal(r.status, status, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+    }
+    assert.equal((await box('alice@example.test')).length, before, 'a refused message was delivered');
+    // a config that cannot be read is EX_CONFIG
+    const r = cli(`${dir}/missing.toml`, ['sendmail', 'alice@example.test'], 'x\n');
+    assert.equal(r.status, 78, r.stderr);
+    // -bi (newaliases) succeeds and does nothing
+    assert.equal(cli(configFile, ['sendmail', '-bi'], '').status, 0);
+  });
+
+  it('refuses input over limits.max_message_size with EX_DATAERR', () => {
+    const small = writeConfig(tempDir(), { ...baseConfig(dir), limits: { max_message_size: 1000 } });
+    const r = cli(small, ['sendmail', 'alice@example.test'], `Subject: big\n\n${'line of text\n'.repeat(200)}`);
+    assert.equal(r.status, 65, r.stderr);
+    assert.match(r.stderr, /too large/);
+  });
+});
