@@ -118,14 +118,11 @@ test('commands out of order get 503 and leave the session usable', async () => {
 test('bad syntax gets 501 (or 555 for unknown parameters) with a precise enhanced code', async () => {
   f = await startFixture();
   const c = await f.open('smtp');
-  const cases: [string, number, string][] = [
-    ['HELO', 501, '5.5.4'],
-    ['EHLO', 501, '5.5.4'],
-    ['EHLO two words', 501, '5.5.4'],
-  ];
-  for (const [line, code, enhanced] of cases) {
+  // Before any EHLO succeeded: no enhanced status codes yet.
+  for (const line of ['HELO', 'EHLO', 'EHLO two words', 'HELO a b']) {
     const r = await c.cmd(line);
-    assert.equal(r.code, code, `${line} -> ${r.raw}`);
+    assert.equal(r.code, 501, `${line} -> ${r.raw}`);
+    assert.equal(r.enhanced, undefined, `${line} -> ${r.raw}`);
   }
   await c.ehlo();
   const after: [string, number, string][] = [

@@ -1,0 +1,321 @@
+/**
+ * STARTTLS (RFC 3207), implicit TLS on submissions, AUTH PLAIN/LOGIN (RFC 4954) and what an
+ * authenticated session may do: send as its own addresses only, relay, VRFY/EXPN.
+ */
+import { afterEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import { cli, python } from '../helpers/server.ts';
+import { b64, plain, SmtpClient } from '../helpers/smtp-client.ts';
+import { cleanup, mailbox, PASSWORD, queue, splitTrace, startFixture, type Fixture } from '../helpers/smtp-fixture.ts';
+
+let f: Fixture | undefined;
+afterEach(async () => { await cleanup(f); f = undefined; });
+
+const BODY = 'Subject: authenticated\r\n\r\nhello\r\n';
+
+test('STARTTLS: AUTH only after TLS, EHLO needed again, no second STARTTLS', async () => {
+  f = await startFixture();
+  const c = await f.open('submission');
+  const before = await c.ehlo();
+  assert.ok(before.lines.includes('STARTTLS'));
+  assert.ok(!before.lines.some((l) => l.startsWith('AUTH')), before.raw);
+  // Submission wants AUTH before MAIL, and AUTH wants TLS.
+  const mail = await c.cmd('MAIL FROM:<alice@example.test>');
+  assert.equal(mail.code, 530);
+  assert.equal(mail.enhanced, '5.7.0');
+  const auth = await c.cmd(`AUTH PLAIN ${plain('alice@example.test', PASSWORD)}`);
+  assert.equal(auth.code, 538);
+  assert.equal(auth.enhanced, '5.7.11');
+  const tls = await c.starttls(f.ca);
+  assert.equal(tls.raw, '220 2.0.0 Ready to start TLS\r\n');
+  // RFC 3207 §4.2: the session starts over; EHLO is needed again.
+  assert.equal((await c.cmd('MAIL FROM:<alice@example.test>')).code, 503);
+  const after = await c.ehlo();
+  assert.ok(!after.lines.includes('STARTTLS'), after.raw);
+  assert.ok(after.lines.includes('AUTH PLAIN LOGIN'), after.raw);
+  const again = await c.cmd('STARTTLS');
+  assert.equal(again.code, 503);
+  assert.equal(again.enhanced, '5.5.1');
+  assert.equal((await c.cmd(`AUTH PLAIN ${plain('alice@example.test', PASSWORD)}`)).raw, '235 2.7.0 Authentication successful\r\n');
+  // AUTH is no longer offered once authenticated, and a second AUTH is out of order.
+  assert.ok(!(await c.ehlo()).lines.some((l) => l.startsWith('AUTH')));
+  assert.equal((await c.cmd(`AUTH PLAIN ${plain('alice@example.test', PASSWORD)}`)).code, 503);
+  c.destroy();
+});
+
+test('STARTTLS: commands pipelined behind STARTTLS in the same write are discarded', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  await c.ehlo();
+  c.write('STARTTLS\r\nNOOP\r\nMAIL FROM:<evil@remote.test>\r\nRCPT TO:<alice@example.test>\r\n');
+  const r = await c.reply();
+  assert.equal(r.code, 220);
+  await c.upgrade(f.ca);
+  // Had NOOP/MAIL/RCPT been kept, their replies would come before the EHLO reply.
+  c.write('EHLO client.example.net\r\n');
+  const ehlo = await c.reply();
+  assert.equal(ehlo.code, 250);
+  assert.equal(ehlo.lines[0], 'mx.example.test greets client.example.net', ehlo.raw);
+  assert.equal(c.pending, '');
+  // And no transaction survived the upgrade.
+  const data = await c.cmd('DATA');
+  assert.equal(data.code, 503, data.raw);
+  assert.equal((await c.cmd('NOOP')).code, 250);
+  c.destroy();
+  assert.equal((await mailbox(f.dataDir, 'alice@example.test')).length, 0);
+});
+
+test('STARTTLS: a transaction started before TLS does not survive it', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  await c.ehlo();
+  assert.equal((await c.cmd('MAIL FROM:<a@remote.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 250);
+  assert.equal((await c.starttls(f.ca)).code, 220);
+  await c.ehlo();
+  assert.equal((await c.cmd('DATA')).code, 503);
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 503);
+  c.destroy();
+});
+
+test('implicit TLS on submissions: no STARTTLS, AUTH offered, mail relayed and delivered', async () => {
+  f = await startFixture();
+  const c = await f.open('submissions');
+  assert.ok(c.socket.constructor.name === 'TLSSocket');
+  const ehlo = await c.ehlo();
+  assert.ok(!ehlo.lines.includes('STARTTLS'), ehlo.raw);
+  assert.ok(ehlo.lines.includes('AUTH PLAIN LOGIN'), ehlo.raw);
+  assert.equal((await c.cmd('STARTTLS')).code, 503);
+  assert.equal((await c.cmd('MAIL FROM:<alice@example.test>')).code, 530);
+  assert.equal((await c.cmd(`AUTH PLAIN ${plain('alice@example.test', PASSWORD)}`)).code, 235);
+  assert.equal((await c.cmd('MAIL FROM:<alice@example.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<friend@remote.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<bob@example.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  const done = await c.cmd(`${BODY}.`);
+  assert.equal(done.code, 250, done.raw);
+  const id = /queued as (\S+)/.exec(done.raw)![1]!;
+  await c.quit();
+  const bob = await mailbox(f.dataDir, 'bob@example.test');
+  assert.equal(bob.length, 1);
+  const { trace, body } = splitTrace(bob[0]!);
+  assert.equal(body.toString(), BODY);
+  assert.match(trace, /^Return-Path: <alice@example\.test>\r\n/);
+  assert.match(trace, /with ESMTPSA id /);
+  assert.match(trace, /using TLSv1\.[23] with cipher \S+/);
+  assert.match(trace, /authenticated as alice@example\.test/);
+  const q = await queue(f.dataDir);
+  const entry = q.find((e) => e.id === id);
+  assert.ok(entry, `queue entry ${id} missing: ${JSON.stringify(q)}`);
+  assert.deepEqual(entry.recipients.map((r) => r.address), ['friend@remote.test']);
+  assert.equal(entry.sender, 'alice@example.test');
+});
+
+test('python smtplib: STARTTLS + AUTH PLAIN and LOGIN on submission, SMTP_SSL on submissions', async () => {
+  f = await startFixture();
+  const caFile = `${f.dir}/ca.pem`;
+  fs.writeFileSync(caFile, f.ca);
+  const script = `
+import json, smtplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[3])
+ctx.check_hostname = False
+out = {}
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), local_hostname='client.example.net', timeout=20)
+s.ehlo()
+out['auth_before_tls'] = s.has_extn('auth')
+out['starttls'] = s.starttls(context=ctx)[0]
+s.ehlo()
+out['auth_after_tls'] = s.esmtp_features.get('auth', '').strip()
+try:
+    s.login('alice@example.test', 'wrong password')
+except smtplib.SMTPAuthenticationError as e:
+    out['bad'] = [e.smtp_code, e.smtp_error.decode()]
+s.user, s.password = 'alice@example.test', sys.argv[4]
+out['login'] = s.auth('LOGIN', s.auth_login, initial_response_ok=False)[0]
+out['send'] = s.sendmail('alice@example.test', ['bob@example.test'], 'Subject: via LOGIN\\r\\n\\r\\nhi\\r\\n')
+out['quit'] = s.quit()[0]
+s = smtplib.SMTP_SSL('127.0.0.1', int(sys.argv[2]), local_hostname='client.example.net', timeout=20, context=ctx)
+s.ehlo()
+s.user, s.password = 'bob@example.test', sys.argv[4]
+out['plain'] = s.auth('PLAIN', s.auth_plain, initial_response_ok=True)[0]
+out['send2'] = s.sendmail('bob@example.test', ['alice@example.test'], 'Subject: via PLAIN\\r\\n\\r\\nhi\\r\\n')
+s.quit()
+print(json.dumps(out))
+`;
+  const r = python(script, [String(f.port('submission')), String(f.port('submissions')), caFile, PASSWORD]);
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout);
+  assert.equal(out.auth_before_tls, false);
+  assert.equal(out.starttls, 220);
+  assert.equal(out.auth_after_tls, 'PLAIN LOGIN');
+  assert.deepEqual(out.bad, [535, '5.7.8 Authentication credentials invalid']);
+  assert.equal(out.login, 235);
+  assert.deepEqual(out.send, {});
+  assert.equal(out.quit, 221);
+  assert.equal(out.plain, 235);
+  assert.deepEqual(out.send2, {});
+  assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 1);
+  assert.equal((await mailbox(f.dataDir, 'alice@example.test')).length, 1);
+});
+
+async function tlsSession(fx: Fixture): Promise<SmtpClient> {
+  const c = await fx.open('submission');
+  await c.ehlo();
+  assert.equal((await c.starttls(fx.ca)).code, 220);
+  await c.ehlo();
+  return c;
+}
+
+test('AUTH PLAIN with and without initial response; LOGIN exactly as clients expect', async () => {
+  f = await startFixture();
+  // PLAIN with an initial response.
+  let c = await tlsSession(f);
+  assert.equal((await c.cmd(`AUTH PLAIN ${plain('alice@example.test', PASSWORD)}`)).raw, '235 2.7.0 Authentication successful\r\n');
+  c.destroy();
+  // PLAIN without: an empty challenge, then the response.
+  c = await tlsSession(f);
+  assert.equal((await c.cmd('AUTH PLAIN')).raw, '334 \r\n');
+  assert.equal((await c.cmd(plain('alice@example.test', PASSWORD))).code, 235);
+  c.destroy();
+  // PLAIN with an authorization identity equal to the login, and a mechanism name in lower case.
+  c = await tlsSession(f);
+  assert.equal((await c.cmd(`auth plain ${b64(`alice@example.test\0alice@example.test\0${PASSWORD}`)}`)).code, 235);
+  c.destroy();
+  // LOGIN: Username:, Password:, success.
+  c = await tlsSession(f);
+  assert.equal((await c.cmd('AUTH LOGIN')).raw, '334 VXNlcm5hbWU6\r\n');
+  assert.equal((await c.cmd(b64('bob@example.test'))).raw, '334 UGFzc3dvcmQ6\r\n');
+  assert.equal((await c.cmd(b64(PASSWORD))).raw, '235 2.7.0 Authentication successful\r\n');
+  // Authenticated as bob: bob may send as bob.
+  assert.equal((await c.cmd('MAIL FROM:<bob@example.test>')).code, 250);
+  c.destroy();
+  // LOGIN with the user name as initial response.
+  c = await tlsSession(f);
+  assert.equal((await c.cmd(`AUTH LOGIN ${b64('bob@example.test')}`)).raw, '334 UGFzc3dvcmQ6\r\n');
+  assert.equal((await c.cmd(b64(PASSWORD))).code, 235);
+  c.destroy();
+});
+
+test('AUTH failures and cancels: 535 5.7.8, 501 on "*", bad base64, acting as another user', async () => {
+  f = await startFixture();
+  const c = await tlsSession(f);
+  // Cancel at each step.
+  assert.equal((await c.cmd('AUTH PLAIN')).code, 334);
+  const cancel = await c.cmd('*');
+  assert.equal(cancel.code, 501);
+  assert.equal(cancel.enhanced, '5.0.0');
+  assert.equal((await c.cmd('AUTH LOGIN')).code, 334);
+  assert.equal((await c.cmd(b64('alice@example.test'))).code, 334);
+  assert.equal((await c.cmd('*')).code, 501);
+  // Not base64.
+  assert.equal((await c.cmd('AUTH PLAIN !!!')).code, 501);
+  assert.equal((await c.cmd('AUTH LOGIN')).code, 334);
+  assert.equal((await c.cmd('not base64 at all')).code, 501);
+  // PLAIN acting as someone else, and a malformed PLAIN message.
+  assert.equal((await c.cmd(`AUTH PLAIN ${b64(`bob@example.test\0alice@example.test\0${PASSWORD}`)}`)).code, 501);
+  assert.equal((await c.cmd(`AUTH PLAIN ${b64('alice@example.test')}`)).code, 501);
+  // The session is still in command mode after all that.
+  assert.equal((await c.cmd('NOOP')).code, 250);
+  // Wrong password, then unknown user: the same answer.
+  const wrong = await c.cmd(`AUTH PLAIN ${plain('alice@example.test', 'nope')}`);
+  assert.equal(wrong.raw, '535 5.7.8 Authentication credentials invalid\r\n');
+  const unknown = await c.cmd(`AUTH PLAIN ${plain('nobody@example.test', PASSWORD)}`);
+  assert.equal(unknown.raw, wrong.raw);
+  // Still unauthenticated: MAIL wants AUTH; then a good AUTH works.
+  assert.equal((await c.cmd('MAIL FROM:<alice@example.test>')).code, 530);
+  assert.equal((await c.cmd(`AUTH PLAIN ${plain('alice@example.test', PASSWORD)}`)).code, 235);
+  assert.equal((await c.cmd('MAIL FROM:<alice@example.test>')).code, 250);
+  c.destroy();
+});
+
+test('AUTH without TLS: 538 5.7.11 on smtp and submission, unless allow_insecure', async () => {
+  f = await startFixture();
+  for (const listener of ['smtp', 'submission'] as const) {
+    const c = await f.open(listener);
+    const ehlo = await c.ehlo();
+    assert.ok(!ehlo.lines.some((l) => l.startsWith('AUTH')), ehlo.raw);
+    const r = await c.cmd(`AUTH PLAIN ${plain('alice@example.test', PASSWORD)}`);
+    assert.equal(r.raw, '538 5.7.11 Encryption required for requested authentication mechanism\r\n');
+    assert.equal((await c.cmd('AUTH LOGIN')).code, 538);
+    // AUTH before EHLO is out of order whatever the transport.
+    c.destroy();
+  }
+  const h = await f.open('smtp');
+  assert.equal((await h.cmd('HELO client.example.net')).code, 250);
+  assert.equal((await h.cmd('AUTH LOGIN')).code, 503);
+  h.destroy();
+  await cleanup(f);
+
+  f = await startFixture({ config: { auth: { allow_insecure: true } } });
+  const c = await f.open('submission');
+  const ehlo = await c.ehlo();
+  assert.ok(ehlo.lines.includes('AUTH PLAIN LOGIN'), ehlo.raw);
+  assert.equal((await c.cmd(`AUTH PLAIN ${plain('alice@example.test', PASSWORD)}`)).code, 235);
+  assert.equal((await c.cmd('MAIL FROM:<alice@example.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<bob@example.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd(`${BODY}.`)).code, 250);
+  await c.quit();
+  const bob = await mailbox(f.dataDir, 'bob@example.test');
+  assert.equal(bob.length, 1);
+  assert.match(splitTrace(bob[0]!).trace, /with ESMTPA id /);
+});
+
+test('the authenticated user sends only as itself or an alias that delivers to it', async () => {
+  f = await startFixture({
+    aliases: {
+      'al@example.test': ['alice@example.test'],
+      'team@example.test': ['alice@example.test', 'bob@example.test'],
+      'bobby@example.test': ['bob@example.test'],
+    },
+  });
+  const c = await f.openAuthenticated('alice@example.test');
+  const tryFrom = async (sender: string) => {
+    const r = await c.cmd(`MAIL FROM:${sender}`);
+    if (r.code === 250) assert.equal((await c.cmd('RSET')).code, 250);
+    return r;
+  };
+  assert.equal((await tryFrom('<alice@example.test>')).code, 250);
+  assert.equal((await tryFrom('<ALICE@Example.Test>')).code, 250);
+  assert.equal((await tryFrom('<al@example.test>')).code, 250);
+  assert.equal((await tryFrom('<team@example.test>')).code, 250);
+  for (const other of ['<bob@example.test>', '<bobby@example.test>', '<someone@remote.test>', '<nobody@example.test>', '<>']) {
+    const r = await tryFrom(other);
+    assert.equal(r.code, 553, `${other} -> ${r.raw}`);
+    assert.equal(r.enhanced, '5.7.1');
+  }
+  // A refused sender leaves no transaction behind.
+  assert.equal((await c.cmd('RCPT TO:<bob@example.test>')).code, 503);
+  // Sending as the alias works end to end.
+  assert.equal((await c.cmd('MAIL FROM:<al@example.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<bob@example.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd(`${BODY}.`)).code, 250);
+  await c.quit();
+  const bob = await mailbox(f.dataDir, 'bob@example.test');
+  assert.equal(bob.length, 1);
+  assert.match(bob[0]!.toString(), /^Return-Path: <al@example\.test>\r\n/);
+});
+
+test('VRFY and EXPN answer from users and aliases (added with the CLI) once authenticated', async () => {
+  f = await startFixture();
+  for (const args of [['team@example.test', 'alice@example.test', 'bob@example.test'], ['fwd@example.test', 'someone@remote.test'], ['al@example.test', 'alice@example.test']]) {
+    const r = cli(f.configFile, ['alias', 'add', ...args]);
+    assert.equal(r.status, 0, r.stderr);
+  }
+  const c = await f.openAuthenticated('bob@example.test');
+  const expect = async (line: string, raw: string) => assert.equal((await c.cmd(line)).raw, raw, line);
+  await expect('VRFY alice@example.test', '250 2.1.5 <alice@example.test>\r\n');
+  await expect('VRFY <Alice@example.test>', '250 2.1.5 <alice@example.test>\r\n');
+  await expect('VRFY al@example.test', '250 2.1.5 <alice@example.test>\r\n');
+  assert.equal((await c.cmd('VRFY nobody@example.test')).code, 550);
+  assert.equal((await c.cmd('VRFY team@example.test')).code, 553);
+  assert.equal((await c.cmd('VRFY fwd@example.test')).code, 251);
+  assert.equal((await c.cmd('VRFY someone@remote.test')).code, 252);
+  await expect('EXPN team@example.test', '250-2.1.5 <alice@example.test>\r\n250 2.1.5 <bob@example.test>\r\n');
+  await expect('EXPN bob@example.test', '250 2.1.5 <bob@example.test>\r\n');
+  assert.equal((await c.cmd('EXPN nobody@example.test')).code, 550);
+  assert.equal((await c.cmd('VRFY not an address')).code, 501);
+  c.destroy();
+});
