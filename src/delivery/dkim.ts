@@ -7,7 +7,6 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { dkimSign } from 'mailauth';
 import addressparser from 'nodemailer/lib/addressparser';
 
 export type DkimAlgorithm = 'rsa-sha256' | 'ed25519-sha256';
@@ -111,6 +110,8 @@ export class DkimSigner {
       algorithm: this.settings.algorithm,
     };
     // mailauth signs what `signatureData` lists (the top-level fields only satisfy its types).
+    // Loaded on first use: mailauth is large, and an idle server should stay small.
+    const { dkimSign } = await import('mailauth');
     const result = await dkimSign(message, { ...one, signatureData: [one] });
     if (result.errors && result.errors.length > 0) {
       throw new Error(`DKIM signing for ${domain} failed: ${result.errors.map((e) => e.err?.message ?? String(e)).join('; ')}`);

@@ -10,7 +10,7 @@
  * refuses the message with `reject` (as a 550 5.7.1 reply text) when that is set.
  */
 import { Resolver } from 'node:dns/promises';
-import { authenticate, type DNSResolver } from 'mailauth';
+import type { DNSResolver } from 'mailauth';
 import type { Config } from '../config/schema.ts';
 
 export type { DNSResolver };
@@ -111,6 +111,8 @@ export class InboundChecker {
     const host = this.config.hostname;
     let timer: NodeJS.Timeout | undefined;
     try {
+      // Loaded on first use: mailauth is large, and an idle server should stay small.
+      const { authenticate } = await import('mailauth');
       const result = await Promise.race([
         authenticate(input.message, {
           ip: input.clientIp,

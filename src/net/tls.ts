@@ -5,7 +5,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
-import selfsigned from 'selfsigned';
 import type { Config } from '../config/schema.ts';
 
 export interface TlsMaterial {
@@ -46,6 +45,7 @@ export async function loadTls(config: Config): Promise<TlsMaterial> {
 
 async function makeSelfSigned(hostname: string, dir: string, certFile: string, keyFile: string): Promise<void> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const { default: selfsigned } = await import('selfsigned'); // needed once, on first start
   const notAfter = new Date();
   notAfter.setFullYear(notAfter.getFullYear() + 10);
   const pems = await selfsigned.generate([{ name: 'commonName', value: hostname }], {
