@@ -1,0 +1,245 @@
+/**
+ * The HTTP API on listen.http: POST /api/v1/send with bearer tokens (curl and fetch), every
+ * error status with its message, token revocation, size limits, /healthz and /metrics.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { addUser, baseConfig, cli, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
+import { dataDirOf, mailbox } from '../helpers/mailbox.ts';
+import { leaves, parseMail, shape } from '../helpers/parse-mail.ts';
+
+const MAX = 50_000;
+
+describe('HTTP API', () => {
+  let dir: string;
+  let configFile: string;
+  let server: RunningMailnest;
+  let base: string;
+  let token: string;
+
+  const post = (body: unknown, headers: Record<string, string> = {}) => fetch(`${base}/api/v1/send`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}`, ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+
+  function curl(args: string[]): { status: number; body: string; headers: string } {
+    const r = spawnSync('curl', ['-sS', '-D', '-', '--max-time', '30', ...args], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, `curl failed: ${r.stderr}`);
+    const split = r.stdout.indexOf('\r\n\r\n');
+    const headers = r.stdout.slice(0, split);
+    return { status: Number(headers.split(' ')[1]), headers, body: r.stdout.slice(split + 4) };
+  }
+
+  before(async () => {
+    dir = tempDir();
+    configFile = writeConfig(dir, baseConfig(dir, { limits: { max_message_size: MAX } }));
+    addUser(configFile, 'owner@example.test', 'pw-owner-123');
+    const t = cli(configFile, ['token', 'create', 'ci']);
+    assert.equal(t.status, 0, t.stderr);
+    token = t.stdout.trim();
+    server = await startMailnest(dir, configFile);
+    base = `http://127.0.0.1:${server.port('http')}`;
+  });
+
+  after(async () => {
+    await server?.stop();
+  });
+
+  it('only the token hash is stored', () => {
+    assert.match(token, /^mn_[A-Za-z0-9_-]{43}$/);
+    const file = path.join(dataDirOf(dir), 'mailnest.sqlite');
+    const db = Buffer.concat([file, `${file}-wal`].filter((f) => fs.existsSync(f)).map((f) => fs.readFileSync(f)));
+    assert.ok(!db.includes(token), 'the token itself is in the database');
+    assert.ok(db.includes(crypto.createHash('sha256').update(token).digest('hex')), 'the SHA-256 hash is not in the database');
+  });
+
+  it('curl: a full message is accepted with 202 {id} and lands in the mailbox whole', async () => {
+    const pdf = crypto.randomBytes(3000);
+    const body = JSON.stringify({
+      from: 'Monitor <monitor@example.test>', to: ['Owner <owner@example.test>'], subject: 'Rapport été ✓',
+      text: 'Tout va bien.', html: '<p>Tout va <b>bien</b>.</p>',
+      attachments: [{ filename: 'données.pdf', content: pdf.toString('base64') }],
+      headers: { 'X-Source': 'curl-test' },
+    });
+    const file = path.join(dir, 'req.json');
+    fs.writeFileSync(file, body);
+    const r = curl(['-X', 'POST', `${base}/api/v1/send`, '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/json', '--data-binary', `@${file}`]);
+    assert.equal(r.status, 202, r.body);
+    const reply = JSON.parse(r.body) as { id: string; messageId: string };
+    assert.match(reply.id, /^[0-9A-Z]{14}$/);
+    const [m] = await mailbox(dataDirOf(dir), 'owner@example.test');
+    assert.ok(m);
+    assert.match(m.toString(), new RegExp(`^Return-Path: <monitor@example\\.test>\\r\\nReceived: from unknown \\(\\[127\\.0\\.0\\.1\\]\\)\\r\\n\\tby mx\\.example\\.test \\(mailnest\\) with HTTP id ${reply.id} \\(authenticated as token ci\\)`));
+    const p = parseMail(m);
+    assert.equal(p.headers['subject'], 'Rapport été ✓');
+    assert.equal(p.headers['message-id'], reply.messageId);
+    assert.equal(p.headers['x-source'], 'curl-test');
+    assert.equal(shape(p.root), 'multipart/mixed(multipart/alternative(text/plain,text/html),application/pdf)');
+    const [t, h, a] = leaves(p.root);
+    assert.equal(t!.text, 'Tout va bien.');
+    assert.equal(h!.text, '<p>Tout va <b>bien</b>.</p>');
+    assert.equal(a!.filename, 'données.pdf');
+    assert.ok(Buffer.from(a!.bytes!, 'base64').equals(pdf));
+  });
+
+  it('the default sender is postmaster@<first domain>; bcc never shows', async () => {
+    const res = await post({ bcc: 'owner@example.test', subject: 'quiet', text: 'x' });
+    assert.equal(res.status, 202, await res.clone().text());
+    const mails = await mailbox(dataDirOf(dir), 'owner@example.test');
+    const m = mails[mails.length - 1]!;
+    const p = parseMail(m);
+    assert.equal(p.headers['from'], 'postmaster@example.test');
+    assert.equal(p.headers['subject'], 'quiet');
+    assert.ok(!p.headerNames.includes('bcc') && !p.headerNames.includes('to'));
+  });
+
+  it('401 for a missing, malformed or wrong token', async () => {
+    const none = await fetch(`${base}/api/v1/send`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
+    assert.equal(none.status, 401);
+    assert.equal(none.headers.get('www-authenticate'), 'Bearer realm="mailnest"');
+    assert.match((await none.json() as { error: string }).error, /missing Authorization: Bearer <token>/);
+    const basic = await post({}, { Authorization: 'Basic dXNlcjpwYXNz' });
+    assert.equal(basic.status, 401);
+    assert.match((await basic.json() as { error: string }).error, /must be "Bearer <token>"/);
+    const wrong = await post({ to: 'owner@example.test', text: 'x' }, { Authorization: `Bearer ${token}x` });
+    assert.equal(wrong.status, 401);
+    assert.match(wrong.headers.get('www-authenticate')!, /error="invalid_token"/);
+    assert.deepEqual(await wrong.json(), { error: 'invalid or revoked token' });
+  });
+
+  it('a revoked token stops working at once (curl)', async () => {
+    const t = cli(configFile, ['token', 'create', 'temp']);
+    assert.equal(t.status, 0, t.stderr);
+    const temp = t.stdout.trim();
+    const args = ['-X', 'POST', `${base}/api/v1/send`, '-H', `Authorization: Bearer ${temp}`, '-H', 'Content-Type: application/json', '-d', '{"to":"owner@example.test","text":"x"}'];
+    assert.equal(curl(args).status, 202);
+    const list = JSON.parse(cli(configFile, ['token', 'list', '--json']).stdout) as { name: string; last_used: string | null }[];
+    assert.deepEqual(list.map((x) => x.name), ['ci', 'temp']);
+    assert.ok(list.find((x) => x.name === 'temp')!.last_used, 'last_used not recorded');
+    assert.equal(cli(configFile, ['token', 'revoke', 'temp']).stdout, 'revoked temp\n');
+    const after = curl(args);
+    assert.equal(after.status, 401);
+    assert.deepEqual(JSON.parse(after.body), { error: 'invalid or revoked token' });
+    // revoking again, or a token that never was, is an error
+    const again = cli(configFile, ['token', 'revoke', 'temp']);
+    assert.equal(again.status, 1);
+    assert.equal(again.stderr, 'mailnest: no token temp\n');
+  });
+
+  it('400 with a message naming the field', async () => {
+    const cases: [string | object, string][] = [
+      ['{"to": ', 'request body is not valid JSON'],
+      ['[1,2]', 'request body: expected a JSON object'],
+      [{ to: 'owner@example.test', text: 'x', color: 'red' }, 'unknown field "color"; allowed: from, to, cc, bcc, subject, text, html, attachments, headers'],
+      [{ to: ['owner@example.test', 5] }, 'to: expected an address or an array of addresses (strings)'],
+      [{ to: 'owner@example.test', subject: 7 }, 'subject: expected a string'],
+      [{ text: 'nobody to send to' }, 'to: at least one recipient is needed in to, cc or bcc'],
+      [{ to: 'owner@example.test', cc: 'not an address' }, 'cc: "not an address" is not a valid address'],
+      [{ to: 'owner@example.test', attachments: [{ filename: 'a.bin', content: 'not base64!' }] }, 'attachments[0].content: not valid base64'],
+      [{ to: 'owner@example.test', attachments: [{ filename: 'a.bin' }] }, 'attachments[0].content: expected a string (the file content in base64)'],
+      [{ to: 'owner@example.test', attachments: [{ filename: '../x', content: '' }] }, 'attachments[0].filename: "../x" is not a file name'],
+      [{ to: 'owner@example.test', attachments: [{ filename: 'a', content: '', size: 1 }] }, 'attachments[0]: unknown field "size"'],
+      [{ to: 'owner@example.test', headers: { 'Content-Type': 'text/html' } }, 'headers["Content-Type"]: header Content-Type cannot be set here'],
+      [{ to: 'owner@example.test', headers: { 'X-Evil': 'a\r\nBcc: x@example.org' } }, 'headers["X-Evil"]: contains a line break'],
+      [{ to: 'owner@example.test', headers: ['X-A: b'] }, 'headers: expected an object of "Name": "value" pairs'],
+      [{ to: ['owner@example.test', 'ghost@example.test'], text: 'x' }, 'no such local user or alias: ghost@example.test'],
+    ];
+    for (const [body, message] of cases) {
+      const res = await post(body);
+      const reply = await res.json() as { error: string };
+      assert.equal(res.status, 400, `${JSON.stringify(body)} -> ${reply.error}`);
+      assert.ok(reply.error.startsWith(message), `${JSON.stringify(body)}: got ${JSON.stringify(reply.error)}`);
+    }
+  });
+
+  it('415 for a body that is not JSON', async () => {
+    const res = await post('to=owner@example.test', { 'Content-Type': 'application/x-www-form-urlencoded' });
+    assert.equal(res.status, 415);
+    assert.match((await res.json() as { error: string }).error, /Content-Type must be application\/json/);
+  });
+
+  it('413 for a body over limits.max_message_size, declared or streamed, and for a message over it', async () => {
+    const big = JSON.stringify({ to: 'owner@example.test', text: 'a'.repeat(MAX) });
+    const file = path.join(dir, 'big.json');
+    fs.writeFileSync(file, big);
+    const declared = curl(['-X', 'POST', `${base}/api/v1/send`, '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/json', '--data-binary', `@${file}`]);
+    assert.equal(declared.status, 413);
+    assert.match(declared.body, /over limits\.max_message_size \(50000 bytes\)/);
+    const chunked = curl(['-X', 'POST', `${base}/api/v1/send`, '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/json', '-H', 'Transfer-Encoding: chunked', '--data-binary', `@${file}`]);
+    assert.equal(chunked.status, 413);
+    // under the limit as JSON, over it once composed (base64 of non-Latin text grows by a third)
+    const res = await post({ to: 'owner@example.test', text: 'ж'.repeat(20_000) });
+    assert.equal(res.status, 413);
+    assert.match((await res.json() as { error: string }).error, /^the message is \d+ bytes; at most 50000 are allowed/);
+  });
+
+  it('stops reading a streamed body once it passes the limit', async () => {
+    // A raw client that sends headers and then more than the limit in chunks, and keeps the
+    // connection open: the 413 comes back while the client has not finished sending.
+    const port = server.port('http');
+    const reply = await new Promise<string>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1');
+      let got = '';
+      s.on('data', (d) => { got += d.toString(); if (got.includes('\r\n\r\n') && got.includes('}')) { resolve(got); s.destroy(); } });
+      s.on('error', (e) => (got ? resolve(got) : reject(e)));
+      s.write(`POST /api/v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n`);
+      const chunk = 'b'.repeat(16_384);
+      for (let i = 0; i < 5; i++) s.write(`${chunk.length.toString(16)}\r\n${chunk}\r\n`);
+      // no terminating 0-chunk: the server must answer without waiting for the end
+    });
+    assert.match(reply, /^HTTP\/1\.1 413 /);
+    assert.match(reply, /connection: close/i);
+  });
+
+  it('404 for an unknown path, 405 with Allow for a wrong method', async () => {
+    const nf = await fetch(`${base}/api/v2/send`);
+    assert.equal(nf.status, 404);
+    assert.deepEqual(await nf.json(), { error: 'no such endpoint: /api/v2/send' });
+    const get = await fetch(`${base}/api/v1/send`);
+    assert.equal(get.status, 405);
+    assert.equal(get.headers.get('allow'), 'POST');
+    const del = await fetch(`${base}/healthz`, { method: 'DELETE' });
+    assert.equal(del.status, 405);
+    assert.equal(del.headers.get('allow'), 'GET, HEAD');
+  });
+
+  it('GET /healthz and GET /metrics', async () => {
+    const h = await fetch(`${base}/healthz`);
+    assert.equal(h.status, 200);
+    assert.deepEqual(await h.json(), { status: 'ok' });
+    const m = await fetch(`${base}/metrics`);
+    assert.equal(m.status, 200);
+    assert.match(m.headers.get('content-type')!, /^text\/plain; version=0\.0\.4/);
+    const text = await m.text();
+    const value = (line: string) => Number(new RegExp(`^${line.replace(/[{}"=]/g, '\\$&')} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+    assert.ok(value('mailnest_messages_accepted_total{listener="http"}') >= 3, text);
+    assert.ok(value('mailnest_messages_rejected_total{listener="http",reason="auth"}') >= 3, text);
+    assert.ok(value('mailnest_messages_rejected_total{listener="http",reason="bad-request"}') >= 10, text);
+    assert.ok(value('mailnest_messages_rejected_total{listener="http",reason="size"}') >= 2, text);
+    assert.ok(value('mailnest_sessions_total{listener="http"}') >= 1, text);
+    assert.match(text, /^# TYPE mailnest_connections_open gauge$/m);
+    assert.match(text, /^# TYPE mailnest_queue_depth gauge$/m);
+    assert.match(text, /^# TYPE mailnest_deliveries_total counter$/m);
+  });
+});
+
+describe('token names', () => {
+  it('are checked, and unique', () => {
+    const dir = tempDir();
+    const configFile = writeConfig(dir, baseConfig(dir));
+    const bad = cli(configFile, ['token', 'create', 'has space']);
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /token name "has space": use 1 to 64 letters/);
+    assert.equal(cli(configFile, ['token', 'create', 'dup']).status, 0);
+    const dup = cli(configFile, ['token', 'create', 'dup']);
+    assert.equal(dup.status, 1);
+    assert.equal(dup.stderr, 'mailnest: token dup already exists (revoke it first to replace it)\n');
+    assert.equal(cli(configFile, ['token', 'list']).stdout.split('\n')[0], 'NAME  CREATED                   LAST USED');
+  });
+});
