@@ -52,14 +52,18 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   if (config.listen.http.length > 0) services.push({ kind: 'http', service: new HttpService(ctx, limits) });
 
   const addresses: RunningServer['addresses'] = {};
+  const started: Service[] = [];
   try {
     for (const { kind, listener } of listeners) addresses[kind] = await listener.listen(config.listen[kind]);
     for (const { kind, service } of services) {
       const bound = await service.start();
+      started.push(service);
       if (kind) addresses[kind] = bound;
     }
   } catch (err) {
+    // One listener could not bind: undo what did start, so the process can exit.
     for (const { listener } of listeners) listener.stopAccepting();
+    for (const service of started.reverse()) await service.stop();
     ctx.store.close();
     throw err;
   }
