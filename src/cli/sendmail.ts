@@ -123,7 +123,9 @@ function rawArgs(): string[] {
   return args.slice(k + 1);
 }
 
+/** The caller's login name (the user sudo ran us for, when run through a sudo rule). */
 function loginName(): string {
+  if (process.env.SUDO_USER && /^[A-Za-z0-9._-]+$/.test(process.env.SUDO_USER)) return process.env.SUDO_USER;
   try {
     return os.userInfo().username;
   } catch {
