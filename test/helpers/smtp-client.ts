@@ -21,6 +21,8 @@ export interface ConnectOptions {
   ca?: string | Buffer;
   /** How long any single wait may take before the test fails instead of hanging. */
   timeoutMs?: number;
+  /** Source address (another 127.x.y.z to look like a different client). */
+  localAddress?: string;
 }
 
 const ENHANCED = /^([245]\.\d{1,3}\.\d{1,3})(?: |$)/;
@@ -43,9 +45,10 @@ export class SmtpClient {
   static async connect(port: number, opts: ConnectOptions = {}): Promise<SmtpClient> {
     const timeoutMs = opts.timeoutMs ?? 15_000;
     const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const local = opts.localAddress ? { localAddress: opts.localAddress } : {};
       const s: net.Socket = opts.ca
-        ? tls.connect({ host: '127.0.0.1', port, ca: opts.ca, servername: 'mx.example.test' }, () => resolve(s))
-        : net.connect({ host: '127.0.0.1', port }, () => resolve(s));
+        ? tls.connect({ host: '127.0.0.1', port, ca: opts.ca, servername: 'mx.example.test', ...local }, () => resolve(s))
+        : net.connect({ host: '127.0.0.1', port, ...local }, () => resolve(s));
       s.once('error', reject);
     });
     return new SmtpClient(socket, timeoutMs);

@@ -1,0 +1,223 @@
+/**
+ * Every input is bounded: each limit of [limits] and [auth], set small in the test config,
+ * answered with its reply over a real socket, and the server still serves others after it.
+ */
+import { afterEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SmtpClient, plain } from '../helpers/smtp-client.ts';
+import { cleanup, mailbox, PASSWORD, splitTrace, startFixture, type Fixture } from '../helpers/smtp-fixture.ts';
+
+let f: Fixture | undefined;
+afterEach(async () => { await cleanup(f); f = undefined; });
+
+test('max_line_length: an overlong command gets 500 5.5.2 and the session goes on', async () => {
+  f = await startFixture({ config: { limits: { max_line_length: 512 } } });
+  const c = await f.open('smtp');
+  await c.ehlo();
+  // A line of exactly the limit (CRLF included or not, it is well within 2x) is fine.
+  assert.equal((await c.cmd(`NOOP ${'a'.repeat(400)}`)).code, 250);
+  const long = await c.cmd(`NOOP ${'a'.repeat(600)}`);
+  assert.equal(long.code, 500);
+  assert.equal(long.enhanced, '5.5.2');
+  // A very long line sent in pieces: one reply, nothing of it read as commands.
+  c.write(`MAIL FROM:<${'b'.repeat(200_000)}\r\nNOOP\r\n`);
+  const r = await c.reply();
+  assert.equal(r.code, 500, r.raw);
+  assert.equal((await c.reply()).raw, '250 2.0.0 Ok\r\n');
+  // An overlong RCPT inside a transaction leaves the transaction as it was.
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test>')).code, 250);
+  assert.equal((await c.cmd(`RCPT TO:<${'c'.repeat(700)}@example.test>`)).code, 500);
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  // Message lines are not command lines: a 2000-octet body line is accepted.
+  assert.equal((await c.cmd(`Subject: long line\r\n\r\n${'d'.repeat(2000)}\r\n.`)).code, 250);
+  c.destroy();
+  assert.equal((await mailbox(f.dataDir, 'alice@example.test')).length, 1);
+});
+
+test('max_line_length: an overlong AUTH response gets 500 and ends the exchange', async () => {
+  f = await startFixture({ config: { limits: { max_line_length: 512 }, auth: { allow_insecure: true } } });
+  const c = await f.open('submission');
+  await c.ehlo();
+  assert.equal((await c.cmd('AUTH PLAIN')).code, 334);
+  const r = await c.cmd('A'.repeat(4000));
+  assert.equal(r.code, 500, r.raw);
+  // Back in command mode.
+  assert.equal((await c.cmd('NOOP')).code, 250);
+  assert.equal((await c.cmd(`AUTH PLAIN ${plain('alice@example.test', PASSWORD)}`)).code, 235);
+  c.destroy();
+});
+
+function messageOfSize(n: number): string {
+  const head = 'Subject: size\r\n\r\n';
+  const fill = n - head.length - 2;
+  return `${head}${'s'.repeat(fill)}\r\n`;
+}
+
+test('max_message_size: advertised, declared SIZE refused at MAIL, actual size at the end', async () => {
+  f = await startFixture({ config: { limits: { max_message_size: 1000 } } });
+  const c = await f.open('smtp');
+  const ehlo = await c.ehlo();
+  assert.ok(ehlo.lines.includes('SIZE 1000'), ehlo.raw);
+  const declared = await c.cmd('MAIL FROM:<sender@remote.test> SIZE=1001');
+  assert.equal(declared.code, 552);
+  assert.equal(declared.enhanced, '5.3.4');
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 503, 'no transaction after a refused MAIL');
+  // Exactly the limit passes.
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test> SIZE=1000')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd(`${messageOfSize(1000)}.`)).code, 250);
+  // One octet more, with a lying SIZE: refused at the end of data.
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test> SIZE=10')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  const over = await c.cmd(`${messageOfSize(1001)}.`);
+  assert.equal(over.code, 552, over.raw);
+  assert.equal(over.enhanced, '5.3.4');
+  // Far over the limit (2 MB): still read to its end, still one 552, the session goes on.
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  c.write(`${'NOOP\r\n'.repeat(350_000)}.\r\n`);
+  assert.equal((await c.reply()).code, 552);
+  assert.equal((await c.cmd('NOOP')).raw, '250 2.0.0 Ok\r\n');
+  assert.equal(c.pending, '');
+  c.destroy();
+  const box = await mailbox(f.dataDir, 'alice@example.test');
+  assert.equal(box.length, 1);
+  assert.equal(splitTrace(box[0]!).body.length, 1000);
+});
+
+test('max_recipients: the one past the limit gets 452 4.5.3, the others get the message', async () => {
+  f = await startFixture({
+    config: { limits: { max_recipients: 3 } },
+    users: { 'u1@example.test': PASSWORD, 'u2@example.test': PASSWORD, 'u3@example.test': PASSWORD, 'u4@example.test': PASSWORD },
+  });
+  const c = await f.open('smtp');
+  await c.ehlo();
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test>')).code, 250);
+  // Refused recipients do not count.
+  assert.equal((await c.cmd('RCPT TO:<nobody@example.test>')).code, 550);
+  for (const u of ['u1', 'u2', 'u3']) assert.equal((await c.cmd(`RCPT TO:<${u}@example.test>`)).code, 250);
+  const r = await c.cmd('RCPT TO:<u4@example.test>');
+  assert.equal(r.code, 452);
+  assert.equal(r.enhanced, '4.5.3');
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd('Subject: many\r\n\r\nx\r\n.')).code, 250);
+  // The next transaction carries the rest.
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<u4@example.test>')).code, 250);
+  c.destroy();
+  for (const u of ['u1', 'u2', 'u3']) assert.equal((await mailbox(f.dataDir, `${u}@example.test`)).length, 1, u);
+  assert.equal((await mailbox(f.dataDir, 'u4@example.test')).length, 0);
+});
+
+/** Opens a connection and says whether it got the greeting (true) or a 421 refusal (false). */
+async function tryOpen(port: number, localAddress: string): Promise<{ client: SmtpClient; ok: boolean; raw: string }> {
+  const client = await SmtpClient.connect(port, { localAddress });
+  const r = await client.reply();
+  if (r.code === 220) return { client, ok: true, raw: r.raw };
+  await client.closedByServer();
+  return { client, ok: false, raw: r.raw };
+}
+
+test('max_connections_per_ip and max_connections: 421 4.7.0 and close; slots come back', async () => {
+  f = await startFixture({ config: { limits: { max_connections: 4, max_connections_per_ip: 2 } } });
+  const smtp = f.port('smtp');
+  const open: SmtpClient[] = [];
+  for (let i = 0; i < 2; i++) {
+    const a = await tryOpen(smtp, '127.0.0.1');
+    assert.ok(a.ok, a.raw);
+    open.push(a.client);
+  }
+  const third = await tryOpen(smtp, '127.0.0.1');
+  assert.equal(third.ok, false);
+  assert.match(third.raw, /^421 4\.7\.0 mx\.example\.test too many connections from 127\.0\.0\.1/);
+  // Another client address still gets in, on any listener, up to the total.
+  const b1 = await tryOpen(smtp, '127.0.0.2');
+  assert.ok(b1.ok, b1.raw);
+  const b2 = await tryOpen(f.port('submission'), '127.0.0.2');
+  assert.ok(b2.ok, b2.raw);
+  open.push(b1.client, b2.client);
+  const fifth = await tryOpen(smtp, '127.0.0.3');
+  assert.equal(fifth.ok, false);
+  assert.match(fifth.raw, /^421 4\.7\.0 .*too many connections/);
+  // The refused ones did not take a slot; a closed one gives its slot back.
+  assert.equal((await open[0]!.quit()).code, 221);
+  let again: Awaited<ReturnType<typeof tryOpen>> | undefined;
+  for (let i = 0; i < 100 && !again?.ok; i++) {
+    again = await tryOpen(smtp, '127.0.0.3');
+    if (!again.ok) await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.ok(again?.ok, 'a slot freed by QUIT is reused');
+  open.push(again!.client);
+  // The sessions that were let in work normally.
+  assert.equal((await open[1]!.cmd('NOOP')).code, 250);
+  for (const c of open) c.destroy();
+});
+
+test('idle_timeout: 421 4.4.2 and close, also in the middle of DATA (nothing stored)', async () => {
+  f = await startFixture({ config: { limits: { idle_timeout: '1s' } } });
+  const idle = await f.open('smtp');
+  const inData = await f.open('smtp');
+  await inData.ehlo();
+  assert.equal((await inData.cmd('MAIL FROM:<sender@remote.test>')).code, 250);
+  assert.equal((await inData.cmd('RCPT TO:<alice@example.test>')).code, 250);
+  assert.equal((await inData.cmd('DATA')).code, 354);
+  inData.write('Subject: never finished\r\n\r\nhalf a message\r\n');
+  for (const c of [idle, inData]) {
+    const r = await c.reply();
+    assert.equal(r.code, 421, r.raw);
+    // Only the session that said EHLO gets enhanced status codes.
+    assert.equal(r.enhanced, c === inData ? '4.4.2' : undefined, r.raw);
+    assert.match(r.raw, /timeout/);
+    assert.equal(await c.closedByServer(), '');
+  }
+  assert.equal((await mailbox(f.dataDir, 'alice@example.test')).length, 0);
+  // The server itself is fine.
+  const c = await f.open('smtp');
+  assert.equal((await c.cmd('NOOP')).code, 250);
+  c.destroy();
+});
+
+test('auth.max_failures: delayed failures, then 421 and disconnect; the address stays blocked', async () => {
+  f = await startFixture({ config: { auth: { max_failures: 3, allow_insecure: true } } });
+  const c = await f.open('submission');
+  await c.ehlo();
+  assert.equal((await c.cmd(`AUTH PLAIN ${plain('alice@example.test', 'wrong1')}`)).code, 535);
+  assert.equal((await c.cmd(`AUTH PLAIN ${plain('alice@example.test', 'wrong2')}`)).code, 535);
+  const third = await c.cmd(`AUTH PLAIN ${plain('alice@example.test', 'wrong3')}`);
+  assert.equal(third.code, 421, third.raw);
+  assert.equal(third.enhanced, '4.7.0');
+  assert.equal(await c.closedByServer(), '');
+  // A new session from the same address is cut off at its next attempt, even a right one.
+  const d = await f.open('smtp');
+  await d.ehlo();
+  const r = await d.cmd(`AUTH PLAIN ${plain('alice@example.test', PASSWORD)}`);
+  assert.equal(r.code, 421, r.raw);
+  await d.closedByServer();
+  // Other clients are not affected.
+  const e = await SmtpClient.open(f.port('submission'), { localAddress: '127.0.0.2' });
+  await e.ehlo();
+  assert.equal((await e.cmd(`AUTH PLAIN ${plain('alice@example.test', PASSWORD)}`)).code, 235);
+  e.destroy();
+});
+
+test('20 errors in one session: 421 4.7.0 and close', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  await c.ehlo();
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test>')).code, 250);
+  // Address harvesting: unknown recipients count as errors.
+  c.write(Array.from({ length: 25 }, (_, i) => `RCPT TO:<guess${i}@example.test>\r\n`).join(''));
+  const replies = await c.replies(21);
+  assert.deepEqual(replies.slice(0, 20).map((r) => r.code), Array(20).fill(550));
+  assert.equal(replies[20]!.code, 421, replies[20]!.raw);
+  assert.equal(replies[20]!.enhanced, '4.7.0');
+  assert.equal(await c.closedByServer(), '', 'nothing answered after the 421');
+  // A fresh session is fine.
+  const d = await f.open('smtp');
+  assert.equal((await d.cmd('NOOP')).code, 250);
+  d.destroy();
+});
