@@ -33,6 +33,10 @@ export const configSchema = z.strictObject({
   domains: z.array(domainName).min(1, { message: 'at least one domain' }).default(['localhost']),
   data_dir: z.string().min(1).default('./data'),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** DNS servers ("ip" or "ip:port") for MX lookups and the inbound checks; empty: the system's (/etc/resolv.conf). */
+  dns_servers: z.array(z.string().regex(/^(\d{1,3}(\.\d{1,3}){3}(:\d{1,5})?|\[[0-9a-fA-F:]+\](:\d{1,5})?|[0-9a-fA-F:]+)$/, {
+    message: 'an IP address with an optional port, such as "127.0.0.1" or "127.0.0.1:5353"',
+  })).default([]),
   listen: z.strictObject({
     smtp: listenList.default(['127.0.0.1:2525']),
     submission: listenList.default(['127.0.0.1:2587']),

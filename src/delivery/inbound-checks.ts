@@ -101,6 +101,7 @@ export class InboundChecker {
     let inner = opts.resolver;
     if (!inner) {
       const r = new Resolver({ timeout, tries: 1 });
+      if (config.dns_servers.length > 0) r.setServers(config.dns_servers);
       inner = (name, rrtype) => r.resolve(name, rrtype) as Promise<string[][] | string[]>;
     }
     this.cache = new DnsCache(inner, timeout);

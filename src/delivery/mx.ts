@@ -40,8 +40,10 @@ export interface MxHost {
 }
 
 /** A resolver with a per-query time limit, for production; tests pass their own. */
-export function systemResolver(timeoutMs: number): DnsResolver {
-  return new Resolver({ timeout: timeoutMs, tries: 2 });
+export function systemResolver(timeoutMs: number, servers: string[] = []): DnsResolver {
+  const r = new Resolver({ timeout: timeoutMs, tries: 2 });
+  if (servers.length > 0) r.setServers(servers);
+  return r;
 }
 
 function dnsCode(err: unknown): string {

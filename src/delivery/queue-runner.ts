@@ -90,7 +90,7 @@ export class QueueRunner {
     this.signer = ctx.config.dkim.enabled
       ? new DkimSigner({ dataDir: ctx.config.data_dir, selector: ctx.config.dkim.selector, algorithm: ctx.config.dkim.algorithm }, ctx.config.domains)
       : undefined;
-    this.resolver = opts.resolver ?? systemResolver(ctx.config.relay.dns_timeout);
+    this.resolver = opts.resolver ?? systemResolver(ctx.config.relay.dns_timeout, ctx.config.dns_servers);
     this.now = opts.now ?? Date.now;
     this.clientOptions = {
       name: ctx.config.hostname,
