@@ -92,28 +92,97 @@ export async function login(socket: net.Socket, reader: Reader, user: string, pa
   return p;
 }
 
+/**
+ * Parses a pipelined run of replies as they stream in, without keeping message bodies: status
+ * lines are checked for +OK, bodies are scanned for CRLF "." CRLF (across chunk edges).
+ */
+class PipelineParser {
+  private readonly steps: ('line' | 'body')[];
+  private idx = 0;
+  private lineBuf = '';
+  private tail: Buffer = CRLF;
+  bodyBytes = 0;
+  bodies = 0;
+  error: string | undefined;
+
+  constructor(steps: ('line' | 'body')[]) {
+    this.steps = steps;
+  }
+
+  get done(): boolean {
+    return this.idx >= this.steps.length || this.error !== undefined;
+  }
+
+  feed(chunk: Buffer): void {
+    let pos = 0;
+    while (pos < chunk.length && !this.done) {
+      if (this.steps[this.idx] === 'line') {
+        const i = chunk.indexOf(10, pos);
+        if (i < 0) {
+          this.lineBuf += chunk.toString('latin1', pos);
+          return;
+        }
+        const line = this.lineBuf + chunk.toString('latin1', pos, i + 1);
+        this.lineBuf = '';
+        if (!line.startsWith('+OK')) this.error = line.trim();
+        this.idx++;
+        pos = i + 1;
+        // A body follows: it may end at once with ".\r\n", as if after a line break.
+        this.tail = CRLF;
+        continue;
+      }
+      const head = chunk.subarray(pos, pos + 5);
+      const joined = Buffer.concat([this.tail, head]);
+      const j = joined.indexOf(END);
+      let end = -1;
+      if (j >= 0) end = pos + j + 5 - this.tail.length;
+      else {
+        const k = chunk.indexOf(END, pos);
+        if (k >= 0) end = k + 5;
+      }
+      if (end >= 0) {
+        this.bodyBytes += end - pos - 3;
+        this.bodies++;
+        this.idx++;
+        pos = end;
+        continue;
+      }
+      this.bodyBytes += chunk.length - pos;
+      const rest = Buffer.concat([this.tail, chunk.subarray(Math.max(pos, chunk.length - 4))]);
+      this.tail = rest.subarray(Math.max(0, rest.length - 4));
+      return;
+    }
+  }
+}
+
 /** A full download: login (not timed), then LIST + every RETR + QUIT pipelined (timed). */
 export async function download(port: number, user: string, password: string, count: number): Promise<DownloadResult> {
   const { socket, reader } = await connect(port);
   await login(socket, reader, user, password);
+  socket.removeAllListeners('data');
   let cmds = 'LIST\r\n';
-  for (let n = 1; n <= count; n++) cmds += `RETR ${n}\r\n`;
-  cmds += 'QUIT\r\n';
-  const start = process.hrtime.bigint();
-  const before = reader.total;
-  socket.write(cmds);
-  const list = await reader.line();
-  if (!list.startsWith('+OK')) throw new Error(`LIST: ${list}`);
-  await reader.body();
-  let bodyBytes = 0;
+  const steps: ('line' | 'body')[] = ['line', 'body'];
   for (let n = 1; n <= count; n++) {
-    const status = await reader.line();
-    if (!status.startsWith('+OK')) throw new Error(`RETR ${n}: ${status}`);
-    bodyBytes += await reader.body();
+    cmds += `RETR ${n}\r\n`;
+    steps.push('line', 'body');
   }
-  const quit = await reader.line();
+  cmds += 'QUIT\r\n';
+  steps.push('line');
+  const parser = new PipelineParser(steps);
+  let bytes = 0;
+  const start = process.hrtime.bigint();
+  await new Promise<void>((resolve, reject) => {
+    socket.on('data', (d: Buffer) => {
+      bytes += d.length;
+      parser.feed(d);
+      if (parser.done) resolve();
+    });
+    socket.on('close', () => reject(new Error('connection closed early')));
+    socket.write(cmds);
+  });
   const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-  if (!quit.startsWith('+OK')) throw new Error(`QUIT: ${quit}`);
   socket.destroy();
-  return { messages: count, bytes: reader.total - before, bodyBytes, seconds };
+  if (parser.error) throw new Error(`server said: ${parser.error}`);
+  // The LIST body is not a message.
+  return { messages: parser.bodies - 1, bytes, bodyBytes: parser.bodyBytes, seconds };
 }
