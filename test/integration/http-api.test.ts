@@ -1,5 +1,5 @@
 /**
- * The HTTP API on listen.http: POST /api/v1/send with bearer tokens (curl and fetch), every
+ * The HTTP API on listen.http: POST /api/v1/send with bearer tokens (curl and node:http), every
  * error status with its message, token revocation, size limits, /healthz and /metrics.
  */
 import { after, before, describe, it } from 'node:test';
@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import { addUser, baseConfig, cli, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
@@ -15,6 +16,13 @@ import { leaves, parseMail, shape } from '../helpers/parse-mail.ts';
 
 const MAX = 50_000;
 
+interface Reply {
+  status: number;
+  headers: { get(name: string): string | null };
+  text(): Promise<string>;
+  json(): Promise<unknown>;
+}
+
 describe('HTTP API', () => {
   let dir: string;
   let configFile: string;
@@ -22,11 +30,26 @@ describe('HTTP API', () => {
   let base: string;
   let token: string;
 
-  const post = (body: unknown, headers: Record<string, string> = {}) => fetch(`${base}/api/v1/send`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}`, ...headers },
-    body: typeof body === 'string' ? body : JSON.stringify(body),
-  });
+  const post = (body: unknown, headers: Record<string, string> = {}) => request('POST', '/api/v1/send',
+    { 'Content-Type': 'application/json', Authorization: `Bearer ${token}`, ...headers },
+    typeof body === 'string' ? body : JSON.stringify(body));
+
+  /** One request on its own connection (the test process blocks in spawnSync at times, so a
+   *  kept-alive socket could have been closed by the server meanwhile). */
+  function request(method: string, urlPath: string, headers: Record<string, string> = {}, body?: string): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: server.port('http'), method, path: urlPath, headers, agent: false }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode!, headers: { get: (n: string) => (res.headers[n.toLowerCase()] as string | undefined) ?? null }, text: async () => text, json: async () => JSON.parse(text) });
+        });
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
 
   function curl(args: string[]): { status: number; body: string; headers: string } {
     const r = spawnSync('curl', ['-sS', '-D', '-', '--max-time', '30', ...args], { encoding: 'utf8', timeout: 60_000 });
@@ -90,7 +113,7 @@ describe('HTTP API', () => {
 
   it('the default sender is postmaster@<first domain>; bcc never shows', async () => {
     const res = await post({ bcc: 'owner@example.test', subject: 'quiet', text: 'x' });
-    assert.equal(res.status, 202, await res.clone().text());
+    assert.equal(res.status, 202, await res.text());
     const mails = await mailbox(dataDirOf(dir), 'owner@example.test');
     const m = mails[mails.length - 1]!;
     const p = parseMail(m);
@@ -100,7 +123,7 @@ describe('HTTP API', () => {
   });
 
   it('401 for a missing, malformed or wrong token', async () => {
-    const none = await fetch(`${base}/api/v1/send`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}' });
+    const none = await request('POST', '/api/v1/send', { 'Content-Type': 'application/json' }, '{}');
     assert.equal(none.status, 401);
     assert.equal(none.headers.get('www-authenticate'), 'Bearer realm="mailnest"');
     assert.match((await none.json() as { error: string }).error, /missing Authorization: Bearer <token>/);
@@ -198,22 +221,22 @@ describe('HTTP API', () => {
   });
 
   it('404 for an unknown path, 405 with Allow for a wrong method', async () => {
-    const nf = await fetch(`${base}/api/v2/send`);
+    const nf = await request('GET', '/api/v2/send');
     assert.equal(nf.status, 404);
     assert.deepEqual(await nf.json(), { error: 'no such endpoint: /api/v2/send' });
-    const get = await fetch(`${base}/api/v1/send`);
+    const get = await request('GET', '/api/v1/send');
     assert.equal(get.status, 405);
     assert.equal(get.headers.get('allow'), 'POST');
-    const del = await fetch(`${base}/healthz`, { method: 'DELETE' });
+    const del = await request('DELETE', '/healthz');
     assert.equal(del.status, 405);
     assert.equal(del.headers.get('allow'), 'GET, HEAD');
   });
 
   it('GET /healthz and GET /metrics', async () => {
-    const h = await fetch(`${base}/healthz`);
+    const h = await request('GET', '/healthz');
     assert.equal(h.status, 200);
     assert.deepEqual(await h.json(), { status: 'ok' });
-    const m = await fetch(`${base}/metrics`);
+    const m = await request('GET', '/metrics');
     assert.equal(m.status, 200);
     assert.match(m.headers.get('content-type')!, /^text\/plain; version=0\.0\.4/);
     const text = await m.text();
