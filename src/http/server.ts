@@ -207,7 +207,9 @@ export class HttpService implements Service {
     if (!m) throw new HttpError(401, 'auth', 'the Authorization header must be "Bearer <token>"', challenge);
     const token = await this.ctx.store.findTokenByHash(hashToken(m[1]!));
     if (!token) throw new HttpError(401, 'auth', 'invalid or revoked token', { 'WWW-Authenticate': 'Bearer realm="mailnest", error="invalid_token"' });
-    await this.ctx.store.touchToken(token.name, Date.now());
+    // last use is kept to the minute: one durable write per token per minute, not per request
+    const now = Date.now();
+    if (token.lastUsed === null || now - token.lastUsed >= 60_000) await this.ctx.store.touchToken(token.name, now);
     return token.name;
   }
 

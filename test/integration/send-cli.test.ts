@@ -172,4 +172,14 @@ describe('mailnest send with the server stopped, then started', () => {
     assert.ok(Buffer.from(att.bytes!, 'base64').equals(data));
     await until('the queue to empty', () => queueJson(configFile).length === 0);
   });
+
+  it('a running server picks up what send queues', async () => {
+    const r = cli(configFile, ['send', '--to', 'later@remote.test', '--subject', 'while running', '--text', 'second']);
+    assert.equal(r.status, 0, r.stderr);
+    const all = await sink.waitFor(2);
+    const m = all[1]!;
+    assert.deepEqual(m.to, ['later@remote.test']);
+    assert.equal(m.from, 'postmaster@example.test');
+    assert.equal(parseMail(m.data).headers['subject'], 'while running');
+  });
 });
