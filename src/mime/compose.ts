@@ -175,8 +175,8 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
     ...(to.length ? { to: to.map(display) } : {}),
     ...(cc.length ? { cc: cc.map(display) } : {}),
     ...(subject !== undefined ? { subject } : {}),
-    ...(input.text !== undefined && input.text !== '' ? { text: input.text } : {}),
-    ...(input.html !== undefined && input.html !== '' ? { html: input.html } : {}),
+    ...(input.text !== undefined && input.text !== '' ? { text: lineBreaks(input.text) } : {}),
+    ...(input.html !== undefined && input.html !== '' ? { html: lineBreaks(input.html) } : {}),
     attachments: attachments.map((a) => ({
       filename: a.filename,
       content: a.content,
@@ -195,6 +195,11 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
   const message = await composer.compile().build();
   checkLineLengths(message);
   return { message, sender: from.address, recipients, messageId };
+}
+
+/** CRLF, lone CR and lone LF all become one line break (CRLF on output: RFC 5322 §2.3 allows no bare CR). */
+function lineBreaks(text: string): string {
+  return text.replace(/\r\n?/g, '\n');
 }
 
 /** Throws when a line of the composed message is over 998 octets (a guard; input checks come first). */

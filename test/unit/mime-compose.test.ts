@@ -38,6 +38,12 @@ test('short ASCII text: one text/plain part in 7bit, with Date, Message-ID and M
   assert.deepEqual(composed.recipients, ['owner@example.org']);
 });
 
+test('CR, LF and CRLF in text all become CRLF line breaks (no bare CR or LF goes out)', async () => {
+  const { parsed } = await roundTrip({ text: 'a\rb\r\nc\nd\n' });
+  assert.equal(parsed.root.cte, '7bit');
+  assert.equal(parsed.root.text, 'a\nb\nc\nd\n');
+});
+
 test('HTML alone is one text/html part', async () => {
   const { parsed } = await roundTrip({ html: '<h1>Report</h1><p>All good.</p>' });
   assert.equal(shape(parsed.root), 'text/html');
