@@ -56,6 +56,12 @@ export function parseSendmailArgs(argv: string[]): SendmailArgs {
       a.recipients.push(...argv.slice(k + 1));
       break;
     }
+    // mailnest's own options, which commander has already taken: -c/--config FILE, --verbose
+    if (arg === '-c' || arg === '--config') {
+      k++;
+      continue;
+    }
+    if (arg === '--verbose' || arg.startsWith('--config=')) continue;
     if (!arg.startsWith('-') || arg === '-') {
       a.recipients.push(arg);
       continue;

@@ -22,6 +22,9 @@ test('the flags cron, logwatch, smartd, mail(1) and PHP pass', () => {
   // -r is the old -f; -bi is newaliases (nothing to do)
   assert.equal(parseSendmailArgs(['-r', 'x@example.test', 'y@example.test']).sender, 'x@example.test');
   assert.equal(parseSendmailArgs(['-bi']).noop, true);
+  // mailnest's own -c/--config and --verbose may follow "sendmail" too
+  assert.deepEqual(parseSendmailArgs(['-c', 'x.toml', '--verbose', '--config=y.toml', '-t']).recipients, []);
+  assert.equal(parseSendmailArgs(['--config', 'x.toml', 'a@example.test']).recipients[0], 'a@example.test');
   // without -i dots end the message
   assert.equal(parseSendmailArgs(['root']).ignoreDots, false);
 });
