@@ -159,6 +159,12 @@ export function registerSendmail(program: Command): void {
         if (args.noop) return;
         const id = await sendmail(ctx, args);
         if (process.stdout.isTTY) process.stdout.write(`${id}\n`);
+      } catch (err) {
+        if (err instanceof CliError) throw err;
+        // anything unforeseen is still a sysexits status, never mailnest's generic 1
+        const wrapped = new CliError(`internal error: ${err instanceof Error ? err.message : String(err)}`, EX_SOFTWARE);
+        if (err instanceof Error && err.stack) wrapped.stack = err.stack;
+        throw wrapped;
       } finally {
         ctx.store.close();
       }
