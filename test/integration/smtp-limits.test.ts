@@ -4,6 +4,7 @@
  */
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { SmtpClient, plain } from '../helpers/smtp-client.ts';
 import { cleanup, mailbox, PASSWORD, splitTrace, startFixture, type Fixture } from '../helpers/smtp-fixture.ts';
 
@@ -220,4 +221,43 @@ test('20 errors in one session: 421 4.7.0 and close', async () => {
   const d = await f.open('smtp');
   assert.equal((await d.cmd('NOOP')).code, 250);
   d.destroy();
+});
+
+/** Resolves true when the server closes `socket` within `ms` (a generous bound, not a timing). */
+function closedWithin(socket: net.Socket, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    if (socket.destroyed) return resolve(true);
+    const t = setTimeout(() => resolve(false), ms);
+    socket.once('close', () => { clearTimeout(t); resolve(true); });
+  });
+}
+
+function rawConnect(port: number): Promise<net.Socket> {
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port }, () => resolve(s));
+    s.on('error', () => { /* seen as close */ });
+    s.once('error', reject);
+  });
+}
+
+test('idle_timeout also bounds TLS handshakes (after STARTTLS and on submissions)', { todo: 'see finding' }, async () => {
+  f = await startFixture({ config: { limits: { idle_timeout: '1s' } } });
+  const c = await f.open('smtp');
+  await c.ehlo();
+  assert.equal((await c.cmd('STARTTLS')).code, 220);
+  // ... and no ClientHello ever comes; nor to the implicit-TLS port.
+  const implicit = await rawConnect(f.port('submissions'));
+  const [afterStarttls, onSubmissions] = await Promise.all([closedWithin(c.socket, 8000), closedWithin(implicit, 8000)]);
+  c.destroy();
+  implicit.destroy();
+  assert.ok(afterStarttls, 'a stalled STARTTLS handshake outlives idle_timeout');
+  assert.ok(onSubmissions, 'a stalled implicit-TLS handshake outlives idle_timeout');
+});
+
+test('connection limits count implicit-TLS connections still in the handshake', { todo: 'see finding' }, async () => {
+  f = await startFixture({ config: { limits: { max_connections_per_ip: 2 } } });
+  const sockets = await Promise.all(Array.from({ length: 5 }, () => rawConnect(f!.port('submissions'))));
+  const closed = await Promise.all(sockets.map((s) => closedWithin(s, 8000)));
+  for (const s of sockets) s.destroy();
+  assert.ok(closed.filter(Boolean).length >= 3, `only ${closed.filter(Boolean).length} of 5 refused with a limit of 2`);
 });
