@@ -318,3 +318,67 @@ test('VRFY and EXPN answer from users and aliases once authenticated', async () 
   assert.equal((await c.cmd('VRFY not an address')).code, 501);
   c.destroy();
 });
+
+test('submission: DSN parameters (RFC 3461) are stored with the queued message', async () => {
+  f = await startFixture();
+  const c = await f.openAuthenticated('alice@example.test');
+  assert.equal((await c.cmd('MAIL FROM:<alice@example.test> RET=HDRS ENVID=env+2B42')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<one@remote.test> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;one+40remote.test')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<two@remote.test> NOTIFY=NEVER')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<three@remote.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  const done = await c.cmd(`${BODY}.`);
+  assert.equal(done.code, 250);
+  const id = /queued as (\S+)/.exec(done.raw)![1]!;
+  await c.quit();
+  const entry = (await queue(f.dataDir)).find((e) => e.id === id);
+  assert.ok(entry);
+  assert.deepEqual(entry.dsn, { ret: 'HDRS', envid: 'env+42' });
+  const byAddress = Object.fromEntries(entry.recipients.map((r) => [r.address, { notify: r.notify, orcpt: r.orcpt }]));
+  assert.deepEqual(byAddress, {
+    'one@remote.test': { notify: ['SUCCESS', 'DELAY'], orcpt: 'rfc822;one@remote.test' },
+    'two@remote.test': { notify: ['NEVER'], orcpt: undefined },
+    'three@remote.test': { notify: undefined, orcpt: undefined },
+  });
+});
+
+test('STARTTLS on the smtp listener: mail is received as ESMTPS with the TLS noted', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  await c.ehlo();
+  assert.equal((await c.starttls(f.ca)).code, 220);
+  const ehlo = await c.ehlo('tls.client.example.net');
+  // The MX offers AUTH once encrypted, but needs none for local mail.
+  assert.ok(ehlo.lines.includes('AUTH PLAIN LOGIN'), ehlo.raw);
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<x@remote.test>')).code, 550, 'still no relay without AUTH');
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd(`${BODY}.`)).code, 250);
+  await c.quit();
+  const [stored] = await mailbox(f.dataDir, 'alice@example.test');
+  const { trace, body } = splitTrace(stored!);
+  assert.equal(body.toString(), BODY);
+  assert.match(trace, /from tls\.client\.example\.net \(\[127\.0\.0\.1\]\)/);
+  assert.match(trace, /with ESMTPS id /);
+  assert.match(trace, /using TLSv1\.[23] with cipher /);
+  assert.doesNotMatch(trace, /authenticated/);
+});
+
+test('a failed STARTTLS handshake closes the connection and frees its slot', async () => {
+  f = await startFixture({ config: { limits: { max_connections_per_ip: 1 } } });
+  const c = await f.open('smtp');
+  await c.ehlo();
+  assert.equal((await c.cmd('STARTTLS')).code, 220);
+  c.write('this is not a TLS ClientHello\r\n\r\n');
+  await c.closedByServer();
+  let ok = false;
+  for (let i = 0; i < 100 && !ok; i++) {
+    const d = await SmtpClient.connect(f.port('smtp'));
+    const r = await d.reply();
+    ok = r.code === 220;
+    d.destroy();
+    if (!ok) await new Promise((res) => setTimeout(res, 50));
+  }
+  assert.ok(ok, 'the slot of the failed connection was never released');
+});
