@@ -138,3 +138,10 @@ test('SIGTERM with only idle sessions: each gets 421 and the process exits 0', a
   }
   assert.equal(await exited, 0);
 });
+
+test('SIGTERM as soon as the server says it is listening: an orderly stop, exit 0', async () => {
+  f = await startFixture();
+  assert.equal(await f.server.stop(), 0);
+  assert.equal(f.server.process.signalCode, null);
+  assert.ok(f.server.logs.some((l) => l.msg === 'stopping'));
+});
