@@ -366,3 +366,25 @@ print(json.dumps(out))
   // smtplib turns bare LF of a str into CRLF and dot-stuffs; the server undoes the stuffing.
   assert.equal(splitTrace(alice[0]!).body.toString(), 'Subject: smtplib\r\n\r\n.leading dot\r\nsecond line\r\n');
 });
+
+test('SMTPUTF8: a UTF-8 mailbox receives mail only when the client says SMTPUTF8', async () => {
+  f = await startFixture({ users: { 'j\u00f6rg@example.test': 'pw' } });
+  const c = await f.open('smtp');
+  await c.ehlo();
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test>')).code, 250);
+  const no = await c.cmd('RCPT TO:<j\u00f6rg@example.test>');
+  assert.equal(no.code, 553, no.raw);
+  assert.equal(no.enhanced, '5.6.7');
+  assert.equal((await c.cmd('RSET')).code, 250);
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test> SMTPUTF8')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<J\u00f6rg@EXAMPLE.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd('Subject: gr\u00fc\u00dfe\r\n\r\nhallo\r\n.')).code, 250);
+  // Under HELO there is no SMTPUTF8 at all.
+  assert.equal((await c.cmd('HELO client.example.net')).code, 250);
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test> SMTPUTF8')).code, 503);
+  c.destroy();
+  const box = await mailbox(f.dataDir, 'j\u00f6rg@example.test');
+  assert.equal(box.length, 1);
+  assert.equal(splitTrace(box[0]!).body.toString('utf8'), 'Subject: gr\u00fc\u00dfe\r\n\r\nhallo\r\n');
+});
