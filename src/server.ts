@@ -38,7 +38,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const tls = await loadTls(config);
   const limits = new ConnectionLimits(config.limits.max_connections, config.limits.max_connections_per_ip);
   const throttle = new AuthThrottle(config.auth.max_failures);
-  const lctx: ListenerContext = { limits, log, tls: tls.context, tlsOptions: tls.options, onCount: (l, d) => ctx.metrics.count(l, d) };
+  const lctx: ListenerContext = { limits, log, tls: tls.context, onCount: (l, d) => ctx.metrics.count(l, d) };
   const listeners: { kind: ListenerKind; listener: Listener<any, any> }[] = [];
   for (const role of SMTP_ROLES) {
     if (config.listen[role].length > 0) listeners.push({ kind: role, listener: new Listener(smtpHandler(ctx, role, throttle), lctx) });

@@ -185,21 +185,15 @@ export class Connection<E, R> {
     raw.off('close', this.onClosed);
     raw.removeAllListeners('timeout');
     this.held = [];
-    const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: this.o.secureContext });
-    this.socket = secure;
     this.blocked = true;
-    const ok = await new Promise<boolean>((resolve) => {
-      secure.once('secure', () => resolve(true));
-      secure.once('error', () => resolve(false));
-      secure.once('close', () => resolve(false));
-    });
+    const secure = await serverHandshake(raw, this.o.secureContext, this.o.idleTimeoutMs);
     this.blocked = false;
-    this.attach(secure);
-    if (!ok) {
-      secure.destroy();
+    if (!secure) {
       this.onClosed();
       return;
     }
+    this.socket = secure;
+    this.attach(secure);
     this.queue.unshift(...this.callSafely(() => this.o.session.tlsStarted(tlsInfo(secure))));
   }
 
@@ -217,6 +211,34 @@ export class Connection<E, R> {
     this.socket.resume();
     for (const c of chunks) this.push(() => this.o.session.receive(c));
   }
+}
+
+/**
+ * The server side of a TLS handshake on an accepted socket (implicit TLS, or after STARTTLS),
+ * bounded by `timeoutMs` like any other wait for the client. Resolves undefined (socket
+ * destroyed) when it fails or times out.
+ */
+export function serverHandshake(raw: net.Socket, context: tls.SecureContext, timeoutMs: number): Promise<tls.TLSSocket | undefined> {
+  const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => done(false), timeoutMs);
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      secure.off('secure', onSecure);
+      secure.off('close', onFail);
+      if (!ok) {
+        secure.on('error', () => {});
+        secure.destroy();
+        raw.destroy();
+      }
+      resolve(ok ? secure : undefined);
+    };
+    const onSecure = () => done(true);
+    const onFail = () => done(false);
+    secure.once('secure', onSecure);
+    secure.once('error', onFail);
+    secure.once('close', onFail);
+  });
 }
 
 export function tlsInfo(socket: tls.TLSSocket): TlsInfo {

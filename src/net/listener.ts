@@ -7,7 +7,7 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { Connection } from './connection.ts';
 import type { Session, TlsInfo } from './session.ts';
-import { tlsInfo } from './connection.ts';
+import { serverHandshake, tlsInfo } from './connection.ts';
 
 export interface ClientInfo {
   remoteAddress: string;
@@ -69,8 +69,6 @@ export interface ListenerContext {
   limits: ConnectionLimits;
   log: Logger;
   tls?: tls.SecureContext;
-  /** The certificate and key for implicit-TLS servers (tls.createServer ignores a SecureContext). */
-  tlsOptions?: tls.TlsOptions;
   /** Called as connections open and close (metrics). */
   onCount?: (listener: string, delta: number) => void;
 }
@@ -80,6 +78,7 @@ export class Listener<E, R> {
   private readonly ctx: ListenerContext;
   private servers: net.Server[] = [];
   private connections = new Set<Connection<E, R>>();
+  private stopped = false;
 
   constructor(handler: ProtocolHandler<E, R>, ctx: ListenerContext) {
     this.handler = handler;
@@ -93,10 +92,9 @@ export class Listener<E, R> {
       const sep = address.lastIndexOf(':');
       const host = address.slice(0, sep).replace(/^\[|\]$/g, '');
       const port = Number(address.slice(sep + 1));
-      const server = this.handler.implicitTls
-        ? tls.createServer({ ...this.ctx.tlsOptions, allowHalfOpen: false }, (s) => this.accept(s))
-        : net.createServer({ allowHalfOpen: false, noDelay: true }, (s) => this.accept(s));
-      if (this.handler.implicitTls) server.on('tlsClientError', () => { /* a failed handshake is the client's loss */ });
+      // Implicit TLS too starts as plain TCP: the connection is counted against the limits
+      // from its first moment, and its handshake is bounded like any other wait.
+      const server = net.createServer({ allowHalfOpen: false, noDelay: true }, (s) => void this.accept(s));
       server.maxConnections = Infinity;
       await new Promise<void>((resolve, reject) => {
         server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`listen.${this.handler.name}: cannot listen on ${address}: ${err.code ?? err.message}`)));
@@ -109,22 +107,34 @@ export class Listener<E, R> {
     return bound;
   }
 
-  private accept(socket: net.Socket): void {
-    const ip = normalizeIp(socket.remoteAddress ?? 'unknown');
+  private async accept(raw: net.Socket): Promise<void> {
+    const ip = normalizeIp(raw.remoteAddress ?? 'unknown');
     const refused = this.ctx.limits.acquire(ip);
+    raw.on('error', () => { /* reported through 'close' */ });
     if (refused) {
-      socket.on('error', () => {});
-      socket.end(this.handler.refusal(refused));
-      socket.destroySoon?.();
+      // A TLS client cannot read a plaintext line: it just sees the connection close.
+      if (this.handler.implicitTls) raw.destroy();
+      else raw.end(this.handler.refusal(refused));
       this.ctx.log.warn({ listener: this.handler.name, client: ip, reason: refused }, 'connection refused');
       return;
     }
     this.ctx.onCount?.(this.handler.name, 1);
+    let socket: net.Socket = raw;
+    if (this.handler.implicitTls) {
+      const secure = await serverHandshake(raw, this.ctx.tls!, this.handler.idleTimeoutMs);
+      if (!secure || this.stopped) {
+        secure?.destroy();
+        this.ctx.limits.release(ip);
+        this.ctx.onCount?.(this.handler.name, -1);
+        return;
+      }
+      socket = secure;
+    }
     const client: ClientInfo = {
       remoteAddress: ip,
-      remotePort: socket.remotePort ?? 0,
-      localAddress: socket.localAddress ?? '',
-      localPort: socket.localPort ?? 0,
+      remotePort: raw.remotePort ?? 0,
+      localAddress: raw.localAddress ?? '',
+      localPort: raw.localPort ?? 0,
       ...(socket instanceof tls.TLSSocket ? { tls: tlsInfo(socket) } : {}),
     };
     let session: Session<E, R>;
@@ -157,6 +167,7 @@ export class Listener<E, R> {
 
   /** Stops accepting; asks each session to finish. */
   stopAccepting(): void {
+    this.stopped = true;
     for (const s of this.servers) s.close();
     for (const c of this.connections) c.shutdown();
   }

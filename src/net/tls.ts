@@ -9,7 +9,6 @@ import type { Config } from '../config/schema.ts';
 
 export interface TlsMaterial {
   context: tls.SecureContext;
-  options: tls.TlsOptions;
   certFile: string;
   selfSigned: boolean;
 }
@@ -40,7 +39,7 @@ export async function loadTls(config: Config): Promise<TlsMaterial> {
   } catch (err) {
     throw new Error(`tls: the certificate ${certFile} and key ${keyFile} do not load: ${(err as Error).message}`);
   }
-  return { context, options, certFile, selfSigned };
+  return { context, certFile, selfSigned };
 }
 
 async function makeSelfSigned(hostname: string, dir: string, certFile: string, keyFile: string): Promise<void> {
