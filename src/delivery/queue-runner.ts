@@ -103,7 +103,6 @@ export class QueueRunner {
 
   async start(): Promise<string[]> {
     this.timer = setInterval(() => this.poll(), this.cfg.queue.poll_interval);
-    this.timer.unref();
     this.poll();
     return [];
   }
