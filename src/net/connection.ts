@@ -125,7 +125,12 @@ export class Connection<E, R> {
   private async execute(out: Output<E>): Promise<void> {
     switch (out.type) {
       case 'write':
-        if (!this.socket.write(out.data)) await this.drained();
+        if (!this.socket.write(out.data)) {
+          // RFC 2920 §3.1: a client that does not read its replies is not read either.
+          this.blocked = true;
+          await this.drained();
+          this.blocked = false;
+        }
         return;
       case 'close':
         this.queue = [];
