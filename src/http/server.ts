@@ -65,8 +65,11 @@ export class HttpService implements Service {
       server.timeout = this.ctx.config.limits.idle_timeout;
       server.maxRequestsPerSocket = 1000;
       server.on('connection', (socket: net.Socket) => this.admit(socket));
-      server.on('clientError', (_err, socket) => {
-        if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
+        // what the parser refused before a request existed: headers too large, too slow, malformed
+        const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large'
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+        if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
         socket.destroy();
       });
       await new Promise<void>((resolve, reject) => {

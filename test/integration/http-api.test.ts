@@ -220,6 +220,19 @@ describe('HTTP API', () => {
     assert.match(reply, /connection: close/i);
   });
 
+  it('431 for oversized headers, 400 for a request that is not HTTP', async () => {
+    const raw = (text: string) => new Promise<string>((resolve, reject) => {
+      const s = net.connect(server.port('http'), '127.0.0.1');
+      let got = '';
+      s.on('data', (d) => { got += d.toString(); });
+      s.on('close', () => resolve(got));
+      s.on('error', (e) => (got ? resolve(got) : reject(e)));
+      s.write(text);
+    });
+    assert.match(await raw(`GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\n\r\n`), /^HTTP\/1\.1 431 /);
+    assert.match(await raw('HELO there\r\n\r\n'), /^HTTP\/1\.1 400 /);
+  });
+
   it('404 for an unknown path, 405 with Allow for a wrong method', async () => {
     const nf = await request('GET', '/api/v2/send');
     assert.equal(nf.status, 404);
