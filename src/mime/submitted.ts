@@ -116,7 +116,6 @@ function headerLine(text: string): Buffer[] {
   return foldLines(text, 76).split('\r\n').map((l) => Buffer.from(l, 'utf8'));
 }
 
-// eslint-disable-next-line no-control-regex
 const needsEncoding = (b: Buffer) => b.some((c) => c >= 0x80 || c === 0);
 
 export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedMessage {
