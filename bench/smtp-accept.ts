@@ -25,7 +25,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const NODE = process.execPath;
-const CLI = path.join(ROOT, 'src/cli/main.ts');
+// The installed entry (compiled dist/ after npm install), as an operator runs it.
+const CLI = path.join(ROOT, 'bin/mailnest.js');
 const RCPT = 'bench@example.test';
 const SENDER = 'sender@remote.test';
 

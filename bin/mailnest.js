@@ -1,23 +1,43 @@
 #!/usr/bin/env node
-// The mailnest command. mailnest runs on Node.js 24 (TypeScript executed directly, node:sqlite);
-// the repository pins that Node as a dependency. When this file is started by an older Node,
-// it hands over to the pinned one with the same arguments, standard streams and signals.
+// The mailnest command. mailnest runs on Node.js 24 (node:sqlite); the repository pins that Node
+// as a dependency, and this file hands over to it when started by an older Node. It runs the
+// JavaScript that `npm install` / `npm run build` compiled into dist/, or the TypeScript sources
+// directly when dist/ is missing or older than them (never stale code).
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const main = path.join(here, '..', 'src', 'cli', 'main.ts');
+const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
 
+function newestMtime(dir) {
+  let newest = 0;
+  for (const entry of fs.readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(p) : fs.statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+function entry() {
+  const built = path.join(root, 'dist', 'cli', 'main.js');
+  const stamp = path.join(root, 'dist', '.built');
+  try {
+    if (fs.statSync(stamp).mtimeMs >= newestMtime(path.join(root, 'src'))) return built;
+  } catch { /* not built */ }
+  return path.join(root, 'src', 'cli', 'main.ts');
+}
+
+const main = entry();
 if (Number(process.versions.node.split('.')[0]) >= 24) {
-  await import(main);
+  await import(pathToFileURL(main).href);
 } else {
   let node;
   try {
     node = path.join(path.dirname(createRequire(import.meta.url).resolve('node/package.json')), 'bin', 'node');
   } catch {
-    process.stderr.write(`mailnest: needs Node.js 24 or later (this is ${process.version}); run "npm install" in ${path.join(here, '..')} first\n`);
+    process.stderr.write(`mailnest: needs Node.js 24 or later (this is ${process.version}); run "npm install" in ${root} first\n`);
     process.exit(1);
   }
   const child = spawn(node, [main, ...process.argv.slice(2)], { stdio: 'inherit' });

@@ -90,7 +90,7 @@ async function benchMailnest(sink: Sink): Promise<number> {
   fs.writeFileSync(file, stringify(config));
   run(NODE, [path.join(ROOT, 'bench/relay/fill.ts'), file, String(N), String(SIZE)]);
   sink.reset();
-  const server = spawn(NODE, [path.join(ROOT, 'src/cli/main.ts'), '-c', file, 'start'], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const server = spawn(NODE, [path.join(ROOT, 'bin/mailnest.js'), '-c', file, 'start'], { stdio: ['ignore', 'ignore', 'inherit'] });
   try {
     return await sink.waitFor(N);
   } finally {

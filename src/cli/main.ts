@@ -2,6 +2,7 @@
  * The mailnest command line. Each command lives in its own file and only parses its
  * arguments before calling into the rest. Exit status: 0 success, 1 failure, 2 bad usage.
  */
+import fs from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { CliError, UsageError } from './errors.ts';
 import { registerStart } from './start.ts';
@@ -18,6 +19,7 @@ const program = new Command('mailnest')
   .description('a complete personal mail server')
   .option('-c, --config <file>', 'configuration file (default: ./mailnest.toml when it exists, or $MAILNEST_CONFIG)')
   .option('--verbose', 'show stack traces on errors')
+  .version(JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version, '-V, --version')
   .showHelpAfterError()
   .exitOverride()
   .enablePositionalOptions(false);

@@ -7,7 +7,7 @@
  */
 import type { Readable } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 
 export type TlsMode =
   /** TLS from the first byte (a smarthost on port 465). */
@@ -106,7 +106,9 @@ export class SmtpClient {
   }
 
   /** Connects, greets, secures and authenticates; throws ConnectError. */
-  static connect(target: ClientTarget, opts: ClientOptions): Promise<SmtpClient> {
+  static async connect(target: ClientTarget, opts: ClientOptions): Promise<SmtpClient> {
+    // Loaded on first delivery: a server that only receives stays small.
+    const { default: SMTPConnection } = await import('nodemailer/lib/smtp-connection');
     const tls: ConnectionOptions = {
       rejectUnauthorized: target.verify,
       ...(target.ca ? { ca: target.ca } : {}),

@@ -18,7 +18,7 @@ import type { Context } from '../context.ts';
 import type { ConnectionLimits } from '../net/listener.ts';
 import type { Service } from '../server.ts';
 import { submitLocal, SubmitError } from '../delivery/submit.ts';
-import { composeMessage, ComposeError } from '../mime/compose.ts';
+import { ComposeError } from '../mime/errors.ts';
 import { parseSendRequest, RequestError } from './send-request.ts';
 import { hashToken } from './tokens.ts';
 
@@ -167,6 +167,8 @@ export class HttpService implements Service {
     }
     let composed;
     try {
+      // Loaded on the first request: the composer and its MIME tables are large.
+      const { composeMessage } = await import('../mime/compose.ts');
       composed = await composeMessage({
         from: request.from ?? `postmaster@${this.ctx.config.domains[0]}`,
         to: request.to, cc: request.cc, bcc: request.bcc,

@@ -1,0 +1,102 @@
+/**
+ * The durability barrier of the SQLite store.
+ *
+ * The store commits with `synchronous = NORMAL`: a COMMIT only writes the new pages to the
+ * write-ahead log, which is fast and happens on the event loop. `sync()` then makes everything
+ * committed so far durable with one fdatasync(2) of the WAL file, run in the thread pool, so
+ * sessions keep being served while the disk works. Callers acknowledge a change (a 250 to DATA,
+ * a +OK to QUIT) only after `sync()` resolves. Commits made while one fdatasync runs share the
+ * next one: this is the group commit. SQLite itself still syncs around checkpoints (it does in
+ * NORMAL mode: the WAL before a checkpoint, the database after it).
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+const fdatasync = promisify(fs.fdatasync);
+
+export class WalSync {
+  private readonly walFile: string;
+  private fd: number | undefined;
+  private running: Promise<void> | undefined;
+  private next: Promise<void> | undefined;
+  private closed = false;
+
+  constructor(dbFile: string) {
+    this.walFile = `${dbFile}-wal`;
+  }
+
+  /** True while an fdatasync is under way. */
+  get busy(): boolean {
+    return this.running !== undefined;
+  }
+
+  /** Resolves when the fdatasync under way now has ended (at once if none is). */
+  async settled(): Promise<void> {
+    await this.running?.catch(() => {});
+  }
+
+  /** Resolves once every transaction committed before the call is on disk. */
+  sync(): Promise<void> {
+    if (!this.running) return this.start();
+    // The running fdatasync may have begun before our commit: ours is the one after it.
+    this.next ??= this.running.then(() => this.startNext(), () => this.startNext());
+    return this.next;
+  }
+
+  private startNext(): Promise<void> {
+    this.next = undefined;
+    return this.start();
+  }
+
+  private start(): Promise<void> {
+    // After close, everything committed was synced by close itself.
+    if (this.closed) return Promise.resolve();
+    const p = (async () => {
+      await fdatasync(this.walDescriptor());
+    })().finally(() => {
+      if (this.running === p) this.running = undefined;
+    });
+    this.running = p;
+    return p;
+  }
+
+  /** The same, waiting on the calling thread (for close). */
+  syncNow(): void {
+    if (fs.existsSync(this.walFile)) fs.fdatasyncSync(this.walDescriptor());
+  }
+
+  /** An open descriptor of the current WAL file (reopened if SQLite replaced the file). */
+  private walDescriptor(): number {
+    if (this.fd !== undefined) {
+      let same = false;
+      try {
+        same = fs.fstatSync(this.fd).ino === fs.statSync(this.walFile).ino;
+      } catch { /* the file is gone: reopen below */ }
+      if (same) return this.fd;
+      fs.closeSync(this.fd);
+      this.fd = undefined;
+    }
+    this.fd = fs.openSync(this.walFile, 'r');
+    // The WAL file's directory entry must be durable too, once.
+    const dir = fs.openSync(path.dirname(this.walFile), 'r');
+    try {
+      fs.fsyncSync(dir);
+    } finally {
+      fs.closeSync(dir);
+    }
+    return this.fd;
+  }
+
+  /** Syncs what is committed, then lets go of the file once no fdatasync is under way. */
+  close(): void {
+    this.syncNow();
+    this.closed = true;
+    const release = () => {
+      if (this.fd !== undefined) fs.closeSync(this.fd);
+      this.fd = undefined;
+    };
+    if (this.running) void this.running.then(release, release);
+    else release();
+  }
+}
