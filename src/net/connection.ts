@@ -31,6 +31,7 @@ export class Connection<E, R> {
   /** While an effect, a stream or a TLS upgrade is under way, input is held back. */
   private held: Buffer[] = [];
   private blocked = false;
+  private corked = false;
   private readonly started = Date.now();
 
   constructor(o: ConnectionOptions<E, R>) {
@@ -125,7 +126,7 @@ export class Connection<E, R> {
   private async execute(out: Output<E>): Promise<void> {
     switch (out.type) {
       case 'write':
-        if (!this.socket.write(out.data)) {
+        if (!this.send(out.data)) {
           // RFC 2920 §3.1: a client that does not read its replies is not read either.
           this.blocked = true;
           await this.drained();
@@ -142,7 +143,7 @@ export class Connection<E, R> {
         try {
           for await (const chunk of out.source) {
             if (this.closed) return;
-            if (!this.socket.write(chunk)) await this.drained();
+            if (!this.send(chunk)) await this.drained();
           }
         } catch (err) {
           this.queue.unshift(...this.fail(err));
@@ -170,6 +171,24 @@ export class Connection<E, R> {
     }
   }
 
+  /**
+   * Writes with the socket corked until the event loop's next turn: replies to pipelined
+   * commands (and POP3 messages sent back to back) leave in one writev instead of one
+   * system call each. Any wait for the network or the disk lets the turn end and the data go.
+   */
+  private send(data: string | Buffer): boolean {
+    const socket = this.socket;
+    if (!this.corked) {
+      this.corked = true;
+      socket.cork();
+      setImmediate(() => {
+        this.corked = false;
+        socket.uncork();
+      });
+    }
+    return socket.write(data);
+  }
+
   private drained(): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
@@ -186,6 +205,11 @@ export class Connection<E, R> {
   private async upgrade(): Promise<void> {
     if (!this.o.secureContext) throw new Error('STARTTLS without a TLS context');
     const raw = this.socket;
+    // The "220 Ready to start TLS" must leave before the handshake bytes.
+    if (this.corked) {
+      this.corked = false;
+      raw.uncork();
+    }
     raw.off('data', this.onData);
     raw.off('close', this.onClosed);
     raw.removeAllListeners('timeout');

@@ -77,4 +77,17 @@ export const MIGRATIONS: string[] = [
     last_used INTEGER
   );
   `,
+  // Body chunks move to a rowid table: a large row reads about twice as fast from a rowid
+  // table's leaf as from a WITHOUT ROWID index b-tree.
+  `
+  CREATE TABLE body_parts (
+    id INTEGER PRIMARY KEY,
+    body_id INTEGER NOT NULL REFERENCES bodies(id) ON DELETE CASCADE,
+    seq INTEGER NOT NULL,
+    data BLOB NOT NULL
+  );
+  INSERT INTO body_parts (body_id, seq, data) SELECT body_id, seq, data FROM body_chunks ORDER BY body_id, seq;
+  DROP TABLE body_chunks;
+  CREATE UNIQUE INDEX body_parts_seq ON body_parts(body_id, seq);
+  `,
 ];

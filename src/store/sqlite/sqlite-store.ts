@@ -215,7 +215,7 @@ export class SqliteStore implements Store {
     const bodyId = Number(this.q('INSERT INTO bodies (queue_id, size, created) VALUES (?, ?, ?)').run(queueId, size, now).lastInsertRowid);
     let seq = 0;
     for (const chunk of rechunk(m.body, CHUNK)) {
-      this.q('INSERT INTO body_chunks (body_id, seq, data) VALUES (?, ?, ?)').run(bodyId, seq++, chunk);
+      this.q('INSERT INTO body_parts (body_id, seq, data) VALUES (?, ?, ?)').run(bodyId, seq++, chunk);
     }
     for (const copy of m.local) {
       const mb = this.q("SELECT id, uid_next FROM mailboxes WHERE user_id = ? AND name = 'INBOX'").get(copy.userId) as Row | undefined;
@@ -249,20 +249,25 @@ export class SqliteStore implements Store {
   }
 
   readMessage(userId: number, uid: number): AsyncIterable<Buffer> {
-    const row = this.q(`SELECT m.body_id, m.prefix FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
-                        WHERE b.user_id = ? AND b.name = 'INBOX' AND m.uid = ?`).get(userId, uid) as Row | undefined;
+    // The first part comes with the lookup: a message under 64 KiB is one query.
+    const row = this.q(`SELECT m.body_id, m.prefix, b.size, p.data FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id
+                        JOIN bodies b ON b.id = m.body_id LEFT JOIN body_parts p ON p.body_id = m.body_id AND p.seq = 0
+                        WHERE x.user_id = ? AND x.name = 'INBOX' AND m.uid = ?`).get(userId, uid) as Row | undefined;
     if (!row) return failing(new Error(`no message ${uid}`));
-    return this.streamBody(Number(row.body_id), row.prefix as Uint8Array);
+    return this.streamBody(row);
   }
 
-  private async *streamBody(bodyId: number, prefix: Uint8Array): AsyncIterable<Buffer> {
-    if (prefix.length > 0) yield Buffer.from(prefix.buffer, prefix.byteOffset, prefix.length);
-    // One row per step, no statement held open across the awaits of the consumer.
-    for (let seq = 0; ; seq++) {
-      const chunk = this.q('SELECT data FROM body_chunks WHERE body_id = ? AND seq = ?').get(bodyId, seq) as Row | undefined;
-      if (!chunk) return;
-      const data = chunk.data as Uint8Array;
-      yield Buffer.from(data.buffer, data.byteOffset, data.length);
+  /** Streams prefix + body of a row holding body_id, prefix, size and the first part's data. */
+  private async *streamBody(row: Row): AsyncIterable<Buffer> {
+    const prefix = row.prefix as Uint8Array;
+    if (prefix.length > 0) yield asBuffer(prefix);
+    const bodyId = Number(row.body_id);
+    const parts = Math.ceil(Number(row.size) / CHUNK);
+    // One part per step, no statement held open across the awaits of the consumer.
+    for (let seq = 0; seq < parts; seq++) {
+      const data = seq === 0 ? row.data : (this.q('SELECT data FROM body_parts WHERE body_id = ? AND seq = ?').get(bodyId, seq) as Row | undefined)?.data;
+      if (!data) throw new Error(`message body ${bodyId} is missing part ${seq}`);
+      yield asBuffer(data as Uint8Array);
     }
   }
 
@@ -312,9 +317,10 @@ export class SqliteStore implements Store {
   }
 
   readQueued(id: string): AsyncIterable<Buffer> {
-    const row = this.q('SELECT body_id, prefix FROM outbound WHERE queue_id = ?').get(id) as Row | undefined;
+    const row = this.q(`SELECT o.body_id, o.prefix, b.size, p.data FROM outbound o JOIN bodies b ON b.id = o.body_id
+                        LEFT JOIN body_parts p ON p.body_id = o.body_id AND p.seq = 0 WHERE o.queue_id = ?`).get(id) as Row | undefined;
     if (!row) return failing(new Error(`no queue entry ${id}`));
-    return this.streamBody(Number(row.body_id), row.prefix as Uint8Array);
+    return this.streamBody(row);
   }
 
   /** Group-committed like `accept`: every update handed in during one turn of the event loop
@@ -480,6 +486,10 @@ function* rechunk(parts: Buffer[], size: number): Generator<Buffer> {
     }
   }
   if (accLen > 0) yield Buffer.concat(acc, accLen);
+}
+
+function asBuffer(data: Uint8Array): Buffer {
+  return Buffer.from(data.buffer, data.byteOffset, data.length);
 }
 
 async function* failing(err: Error): AsyncIterable<Buffer> {
