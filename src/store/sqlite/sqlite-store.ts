@@ -37,7 +37,7 @@ export class SqliteStore implements Store {
     // mmap for reads: message bodies are read straight from the mapped file instead of one
     // read() per page (about 8x faster when streaming mail out over POP3); writes are unchanged.
     // synchronous = NORMAL: durability comes from WalSync before anything is acknowledged.
-    this.db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456;');
+    this.db.exec('PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456;');
     this.wal = new WalSync(this.file);
     this.migrate();
     this.wal.syncNow();
