@@ -5,9 +5,13 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import addressparser from 'nodemailer/lib/addressparser';
+import type { SignRequest, SignResponse } from './dkim-sign-worker.ts';
 
 export type DkimAlgorithm = 'rsa-sha256' | 'ed25519-sha256';
 
@@ -100,7 +104,10 @@ export class DkimSigner {
     return k;
   }
 
-  /** The DKIM-Signature header (CRLF-terminated) for the message, or '' when it cannot be signed. */
+  /**
+   * The DKIM-Signature header (CRLF-terminated) for the message. A message in memory is signed
+   * in a worker thread; a stream (a large message) here, where mailauth hashes it as it reads.
+   */
   async sign(domain: string, message: Buffer | Readable): Promise<string> {
     const one = {
       canonicalization: 'relaxed/relaxed',
@@ -110,12 +117,92 @@ export class DkimSigner {
       algorithm: this.settings.algorithm,
     };
     // mailauth signs what `signatureData` lists (the top-level fields only satisfy its types).
+    const options = { ...one, signatureData: [one] };
+    if (Buffer.isBuffer(message)) return this.worker.sign(message, options);
     // Loaded on first use: mailauth is large, and an idle server should stay small.
     const { dkimSign } = await import('mailauth');
-    const result = await dkimSign(message, { ...one, signatureData: [one] });
+    const result = await dkimSign(message, options);
     if (result.errors && result.errors.length > 0) {
       throw new Error(`DKIM signing for ${domain} failed: ${result.errors.map((e) => e.err?.message ?? String(e)).join('; ')}`);
     }
     return result.signatures;
+  }
+
+  /** Ends the worker thread (it is started again when needed). */
+  close(): void {
+    this.worker.close();
+  }
+
+  private readonly worker = new SigningThreads(Math.max(1, os.availableParallelism()));
+}
+
+/** Requests spread over a few signing threads, the least busy first. */
+class SigningThreads {
+  private readonly threads: SigningThread[];
+
+  constructor(count: number) {
+    this.threads = Array.from({ length: count }, () => new SigningThread());
+  }
+
+  sign(message: Buffer, options: SignRequest['options']): Promise<string> {
+    const idle = this.threads.reduce((a, b) => (b.load < a.load ? b : a));
+    return idle.sign(message, options);
+  }
+
+  close(): void {
+    for (const t of this.threads) t.close();
+  }
+}
+
+/** One worker thread, started on first use, that never keeps the process alive by itself. */
+class SigningThread {
+  private thread: Worker | undefined;
+
+  /** Requests sent and not yet answered. */
+  get load(): number {
+    return this.waiting.size;
+  }
+
+  private nextId = 1;
+  private waiting = new Map<number, { resolve: (s: string) => void; reject: (e: Error) => void }>();
+
+  sign(message: Buffer, options: SignRequest['options']): Promise<string> {
+    const thread = this.start();
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
+      if (this.waiting.size === 1) thread.ref();
+      thread.postMessage({ id, message, options } satisfies SignRequest);
+    });
+  }
+
+  private start(): Worker {
+    if (this.thread) return this.thread;
+    // The worker is this directory's dkim-sign-worker, compiled (.js) or not (.ts) like this file.
+    const ext = path.extname(fileURLToPath(import.meta.url));
+    const thread = new Worker(new URL(`./dkim-sign-worker${ext}`, import.meta.url));
+    thread.unref();
+    thread.on('message', (r: SignResponse) => {
+      const w = this.waiting.get(r.id);
+      if (!w) return;
+      this.waiting.delete(r.id);
+      if (this.waiting.size === 0) thread.unref();
+      if ('error' in r) w.reject(new Error(`DKIM signing failed: ${r.error}`));
+      else w.resolve(r.signatures);
+    });
+    const fail = (err: Error) => {
+      if (this.thread === thread) this.thread = undefined;
+      for (const w of this.waiting.values()) w.reject(err);
+      this.waiting.clear();
+    };
+    thread.on('error', fail);
+    thread.on('exit', (code) => fail(new Error(`DKIM signing thread ended (${code})`)));
+    this.thread = thread;
+    return thread;
+  }
+
+  close(): void {
+    void this.thread?.terminate();
+    this.thread = undefined;
   }
 }

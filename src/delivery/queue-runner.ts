@@ -119,6 +119,7 @@ export class QueueRunner {
       await all;
     }
     clearTimeout(timer);
+    this.signer?.close();
   }
 
   /** Asks for a scan now (after a local acceptance, or `queue retry`). */
