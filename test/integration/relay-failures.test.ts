@@ -8,30 +8,13 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { baseConfig, cli, python, startMailnest, tempDir, writeConfig, addUser, type RunningMailnest } from '../helpers/server.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { mailbox } from '../helpers/mailbox.ts';
 import { inject, queueJson, until } from '../helpers/relay.ts';
 
 const message = (subject: string) => [
   'From: alice@example.test', 'To: someone@remote.test', `Subject: ${subject}`, 'Message-ID: <' + subject.replace(/\W/g, '') + '@example.test>', '', 'body', '',
 ].join('\r\n');
 
-/** Every message in a local mailbox, read straight from the store. */
-async function mailbox(dataDir: string, address: string): Promise<Buffer[]> {
-  const store = new SqliteStore(dataDir);
-  try {
-    const user = await store.findUser(address);
-    if (!user) return [];
-    const out: Buffer[] = [];
-    for (const m of await store.listMailbox(user.id)) {
-      const parts: Buffer[] = [];
-      for await (const c of store.readMessage(user.id, m.uid)) parts.push(c);
-      out.push(Buffer.concat(parts));
-    }
-    return out;
-  } finally {
-    store.close();
-  }
-}
 
 const PARSE_REPORT = `
 import sys, email, json

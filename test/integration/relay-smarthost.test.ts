@@ -8,24 +8,8 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { addUser, baseConfig, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
 import { inject, queueJson, until } from '../helpers/relay.ts';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { mailbox } from '../helpers/mailbox.ts';
 
-async function mailbox(dataDir: string, address: string): Promise<Buffer[]> {
-  const store = new SqliteStore(dataDir);
-  try {
-    const user = await store.findUser(address);
-    if (!user) return [];
-    const out: Buffer[] = [];
-    for (const m of await store.listMailbox(user.id)) {
-      const parts: Buffer[] = [];
-      for await (const c of store.readMessage(user.id, m.uid)) parts.push(c);
-      out.push(Buffer.concat(parts));
-    }
-    return out;
-  } finally {
-    store.close();
-  }
-}
 
 describe('relay through a smarthost with implicit TLS and AUTH', () => {
   let providerDir: string;

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { mailbox } from '../helpers/mailbox.ts';
 import { startDnsServer, type Zone } from '../helpers/dns-server.ts';
 import { addUser, baseConfig, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
 
@@ -35,21 +35,7 @@ async function withServer(zone: Zone | 'dead', checks: Record<string, unknown>, 
   const server = await startMailnest(dir, cfg);
   try {
     const send = async (from: string) => (await run('python3', ['-c', SEND, String(server.port('smtp')), from])).stdout.trim();
-    const inbox = async () => {
-      const store = new SqliteStore(path.join(dir, 'data'));
-      try {
-        const user = (await store.findUser('alice@example.test'))!;
-        const out: string[] = [];
-        for (const m of await store.listMailbox(user.id)) {
-          const chunks: Buffer[] = [];
-          for await (const c of store.readMessage(user.id, m.uid)) chunks.push(c);
-          out.push(Buffer.concat(chunks).toString('utf8'));
-        }
-        return out;
-      } finally {
-        store.close();
-      }
-    };
+    const inbox = async () => (await mailbox(path.join(dir, 'data'), 'alice@example.test')).map((m) => m.toString('utf8'));
     await fn(send, inbox);
   } finally {
     await server.stop();
