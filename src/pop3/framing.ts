@@ -99,6 +99,19 @@ export interface FrameOptions {
 
 const DEFAULT_BATCH = 64 * 1024;
 
+/** The same response as frameMessage for a message already in memory, as one buffer. */
+export function frameWhole(parts: Buffer[], o: FrameOptions): Buffer {
+  const stuffer = new DotStuffer();
+  const top = o.bodyLines === undefined ? undefined : new TopFilter(o.bodyLines);
+  const pieces: Buffer[] = [Buffer.from(o.status, 'latin1')];
+  for (const part of parts) {
+    stuffer.push(top ? top.push(part) : part, pieces);
+    if (top?.done) break;
+  }
+  stuffer.end(pieces);
+  return Buffer.concat(pieces);
+}
+
 /**
  * The whole RETR/TOP response as a stream: status line, stuffed message, terminator. Small
  * pieces are gathered so a small message leaves in one write, a large one in bounded batches.

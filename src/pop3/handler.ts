@@ -30,6 +30,9 @@ export interface Pop3Deps {
   sleep?: (ms: number) => Promise<void>;
 }
 
+/** Messages up to this size are read whole and sent in one write; larger ones are streamed. */
+const WHOLE_MESSAGE_LIMIT = 128 * 1024;
+
 export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop3Effect, Pop3Result> {
   const { config, store, log, throttle, locks } = deps;
   const now = deps.now ?? Date.now;
@@ -61,7 +64,16 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
     }
   }
 
-  async function retrieve(userId: number, uid: number): Promise<RetrieveResult> {
+  async function retrieve(userId: number, uid: number, size: number): Promise<RetrieveResult> {
+    if (size <= WHOLE_MESSAGE_LIMIT) {
+      try {
+        const parts: Buffer[] = [];
+        for await (const p of store.readMessage(userId, uid)) parts.push(p);
+        return { type: 'whole', parts };
+      } catch {
+        return { type: 'missing' };
+      }
+    }
     const it = store.readMessage(userId, uid)[Symbol.asyncIterator]();
     let first: IteratorResult<Buffer>;
     try {
@@ -105,7 +117,7 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
     perform(effect: Pop3Effect): Promise<Pop3Result> {
       switch (effect.type) {
         case 'login': return login(effect.owner, effect.username, effect.password);
-        case 'retrieve': return retrieve(effect.userId, effect.uid);
+        case 'retrieve': return retrieve(effect.userId, effect.uid, effect.size);
         case 'quit': return quit(effect.owner, effect.userId, effect.uids);
       }
     },

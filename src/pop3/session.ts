@@ -10,7 +10,7 @@ import type { Output, Session, SessionSummary, TlsInfo } from '../net/session.ts
 import { MECHANISMS, SaslExchange, decodeBase64, isMechanism, type SaslStep } from '../sasl/sasl.ts';
 import { arity, lineCount, messageNumber, parseCommand, type CommandLine } from './command.ts';
 import type { LoginResult, Pop3Effect, Pop3Owner, Pop3Result, QuitResult, RetrieveResult } from './effects.ts';
-import { frameMessage } from './framing.ts';
+import { frameMessage, frameWhole } from './framing.ts';
 import { Maildrop, uniqueId } from './maildrop.ts';
 import { capabilities, err, multiline, ok } from './replies.ts';
 
@@ -403,7 +403,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
     if (typeof found !== 'number') return found;
     const entry = this.maildrop!.entry(found);
     this.waiting = { kind: 'retrieve', status: ok(`${entry.size} octets`) };
-    return [{ type: 'effect', effect: { type: 'retrieve', userId: this.userId, uid: entry.uid } }];
+    return [{ type: 'effect', effect: { type: 'retrieve', userId: this.userId, uid: entry.uid, size: entry.size } }];
   }
 
   /** RFC 1939 §7 TOP msg n: the header, the blank line, and n lines of the body. */
@@ -416,12 +416,14 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
     if (!lines.ok) return [write(err(lines.error))];
     const entry = this.maildrop!.entry(found);
     this.waiting = { kind: 'retrieve', status: ok('top of message follows'), bodyLines: lines.value };
-    return [{ type: 'effect', effect: { type: 'retrieve', userId: this.userId, uid: entry.uid } }];
+    return [{ type: 'effect', effect: { type: 'retrieve', userId: this.userId, uid: entry.uid, size: entry.size } }];
   }
 
   private retrieve(r: RetrieveResult, w: { status: string; bodyLines?: number }): Out[] {
     if (r.type === 'missing') return [write(err('message is no longer in the store'))];
     this.retrieved++;
+    const framing = { status: w.status, ...(w.bodyLines !== undefined ? { bodyLines: w.bodyLines } : {}) };
+    if (r.type === 'whole') return [write(frameWhole(r.parts, framing))];
     const source = frameMessage(r.source, {
       status: w.status,
       ...(w.bodyLines !== undefined ? { bodyLines: w.bodyLines } : {}),
@@ -466,7 +468,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
   }
 }
 
-function write(data: string): Out {
+function write(data: string | Buffer): Out {
   return { type: 'write', data };
 }
 

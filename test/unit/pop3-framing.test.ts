@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import fc from 'fast-check';
-import { DotStuffer, TopFilter, frameMessage } from '../../src/pop3/framing.ts';
+import { DotStuffer, TopFilter, frameMessage, frameWhole } from '../../src/pop3/framing.ts';
 
 async function collect(source: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = [];
@@ -138,5 +138,18 @@ describe('TOP (RFC 1939 §7)', () => {
     const out = f.push(Buffer.from(msg));
     assert.equal(out.toString(), 'Subject: hi\r\nFrom: a@b\r\n\r\nline1\r\n');
     assert.equal(f.done, true);
+  });
+});
+
+describe('frameWhole', () => {
+  it('gives exactly the bytes frameMessage streams, for RETR and TOP, however the parts are cut', async () => {
+    const text = fc.array(fc.constantFrom('a', '.', '\r\n', '\r\n.', 'x y', '\r\n\r\n', '..'), { maxLength: 40 }).map((xs) => xs.join(''));
+    await fc.assert(fc.asyncProperty(text, fc.array(fc.integer({ min: 1, max: 9 }), { minLength: 1, maxLength: 5 }), fc.option(fc.integer({ min: 0, max: 4 }), { nil: undefined }), async (t, sizes, lines) => {
+      const o = { status: '+OK\r\n', ...(lines !== undefined ? { bodyLines: lines } : {}) };
+      const parts: Buffer[] = [];
+      for await (const p of chunks(Buffer.from(t, 'latin1'), sizes)) parts.push(p);
+      const streamed = await collect(frameMessage(chunks(Buffer.from(t, 'latin1'), sizes), o));
+      assert.deepEqual(frameWhole(parts, o), streamed);
+    }), { numRuns: 300 });
   });
 });

@@ -104,8 +104,17 @@ describe('POP3 handler against the SQLite store', () => {
     assert.equal(throttle.blocked(ip, Date.now()), true);
   });
 
+  it('reads a small message whole', async () => {
+    const [first] = await store.listMailbox(userId);
+    const r = await handler.perform({ type: 'retrieve', userId, uid: first!.uid, size: first!.size });
+    assert.equal(r.type, 'whole');
+    if (r.type !== 'whole') return;
+    assert.equal(Buffer.concat(r.parts).length, first!.size);
+  });
+
   it('streams a large message in bounded chunks, and reports a missing one', async () => {
-    const r = await handler.perform({ type: 'retrieve', userId, uid: 3 });
+    const big = (await store.listMailbox(userId)).find((e) => e.uid === 3)!;
+    const r = await handler.perform({ type: 'retrieve', userId, uid: 3, size: big.size });
     assert.equal(r.type, 'message');
     if (r.type !== 'message') return;
     let total = 0;
@@ -116,7 +125,8 @@ describe('POP3 handler against the SQLite store', () => {
     }
     assert.equal(total, 'Return-Path: <s@example.test>\r\n'.length + 'Subject: c\r\n\r\n'.length + 200_002);
     assert.ok(max <= 64 * 1024);
-    assert.deepEqual(await handler.perform({ type: 'retrieve', userId, uid: 999 }), { type: 'missing' });
+    assert.deepEqual(await handler.perform({ type: 'retrieve', userId, uid: 999, size: 10 }), { type: 'missing' });
+    assert.deepEqual(await handler.perform({ type: 'retrieve', userId, uid: 999, size: 1 << 20 }), { type: 'missing' });
   });
 
   it('QUIT deletes exactly the given uids, durably, and releases the lock', async () => {
