@@ -21,7 +21,7 @@ const opt = (name: string, dflt: number) => {
   const i = args.indexOf(name);
   return i >= 0 ? Number(args[i + 1]) : dflt;
 };
-const RUNS = opt('--runs', 5);
+const RUNS = opt('--runs', 21);
 const SESSIONS = opt('--sessions', 1000);
 const PASSWORD = 'bench password';
 
