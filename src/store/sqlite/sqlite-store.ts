@@ -237,7 +237,10 @@ export class SqliteStore implements Store {
 
   private dropBodyIfUnused(bodyId: number): void {
     const used = this.q('SELECT 1 FROM messages WHERE body_id = ? UNION ALL SELECT 1 FROM outbound WHERE body_id = ? LIMIT 1').get(bodyId, bodyId);
-    if (!used) this.q('DELETE FROM bodies WHERE id = ?').run(bodyId);
+    if (used) return;
+    // The parts first, by their index: several times cheaper than leaving them to the cascade.
+    this.q('DELETE FROM body_parts WHERE body_id = ?').run(bodyId);
+    this.q('DELETE FROM bodies WHERE id = ?').run(bodyId);
   }
 
   // ---------------------------------------------------------------- mailboxes
