@@ -5,7 +5,6 @@
  */
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -133,40 +132,26 @@ export class DkimSigner {
     this.worker.close();
   }
 
-  private readonly worker = new SigningThreads(Math.max(1, os.availableParallelism()));
+  private readonly worker = new SigningThread();
 }
 
-/** Requests spread over a few signing threads, the least busy first. */
-class SigningThreads {
-  private readonly threads: SigningThread[];
+/** Signing threads that have had nothing to do for this long are ended (a thread costs ~35 MB). */
+const THREAD_IDLE_MS = 30_000;
 
-  constructor(count: number) {
-    this.threads = Array.from({ length: count }, () => new SigningThread());
-  }
-
-  sign(message: Buffer, options: SignRequest['options']): Promise<string> {
-    const idle = this.threads.reduce((a, b) => (b.load < a.load ? b : a));
-    return idle.sign(message, options);
-  }
-
-  close(): void {
-    for (const t of this.threads) t.close();
-  }
-}
-
-/** One worker thread, started on first use, that never keeps the process alive by itself. */
+/**
+ * One worker thread, started on first use and ended after a quiet spell, that never keeps the
+ * process alive by itself: a burst of outgoing mail is signed off the event loop, and a server
+ * at rest holds no thread.
+ */
 class SigningThread {
   private thread: Worker | undefined;
-
-  /** Requests sent and not yet answered. */
-  get load(): number {
-    return this.waiting.size;
-  }
+  private idleTimer: NodeJS.Timeout | undefined;
 
   private nextId = 1;
   private waiting = new Map<number, { resolve: (s: string) => void; reject: (e: Error) => void }>();
 
   sign(message: Buffer, options: SignRequest['options']): Promise<string> {
+    clearTimeout(this.idleTimer);
     const thread = this.start();
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
@@ -182,18 +167,24 @@ class SigningThread {
     const ext = path.extname(fileURLToPath(import.meta.url));
     const thread = new Worker(new URL(`./dkim-sign-worker${ext}`, import.meta.url));
     thread.unref();
+    // Each thread answers for its own requests, even after a newer thread has taken over.
+    const waiting: typeof this.waiting = new Map();
+    this.waiting = waiting;
     thread.on('message', (r: SignResponse) => {
-      const w = this.waiting.get(r.id);
+      const w = waiting.get(r.id);
       if (!w) return;
-      this.waiting.delete(r.id);
-      if (this.waiting.size === 0) thread.unref();
+      waiting.delete(r.id);
+      if (waiting.size === 0) {
+        thread.unref();
+        this.idleTimer = setTimeout(() => this.close(), THREAD_IDLE_MS).unref();
+      }
       if ('error' in r) w.reject(new Error(`DKIM signing failed: ${r.error}`));
       else w.resolve(r.signatures);
     });
     const fail = (err: Error) => {
       if (this.thread === thread) this.thread = undefined;
-      for (const w of this.waiting.values()) w.reject(err);
-      this.waiting.clear();
+      for (const w of waiting.values()) w.reject(err);
+      waiting.clear();
     };
     thread.on('error', fail);
     thread.on('exit', (code) => fail(new Error(`DKIM signing thread ended (${code})`)));
@@ -202,6 +193,7 @@ class SigningThread {
   }
 
   close(): void {
+    clearTimeout(this.idleTimer);
     void this.thread?.terminate();
     this.thread = undefined;
   }
