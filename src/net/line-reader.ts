@@ -3,6 +3,7 @@
  * preceding CR is removed. A line longer than `maxLength` is not buffered: its bytes are
  * discarded up to the next LF and it is reported once as `overlong`.
  */
+import { EMPTY } from './empty.ts';
 export type LineEvent = { type: 'line'; line: Buffer } | { type: 'overlong' };
 
 export class LineReader {
@@ -28,7 +29,7 @@ export class LineReader {
           this.bufferedLength += input.length;
         }
       }
-      return { event: undefined, rest: Buffer.alloc(0) };
+      return { event: undefined, rest: EMPTY };
     }
     const rest = input.subarray(lf + 1);
     if (this.discarding) {

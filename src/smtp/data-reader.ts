@@ -6,6 +6,7 @@
  * "\n.\r\n" and "\r.\r" cannot end the message early and smuggle commands (the SMTP smuggling
  * attacks). Such bare line ends are passed on as content; MessageSink refuses the message.
  */
+import { EMPTY } from '../net/empty.ts';
 const CR = 13;
 const LF = 10;
 const DOT = 46;
@@ -23,11 +24,11 @@ export class DataReader {
   /** The next byte starts a line (we are after a CRLF, or at the start of DATA). */
   private lineStart = true;
   /** Bytes held back until the next chunk decides what they are (".", ".\r" or "\r"). */
-  private carry: Buffer = Buffer.alloc(0);
+  private carry: Buffer = EMPTY;
 
   feed(chunk: Buffer): DataStep {
     const buf = this.carry.length ? Buffer.concat([this.carry, chunk]) : chunk;
-    this.carry = Buffer.alloc(0);
+    this.carry = EMPTY;
     const content: Buffer[] = [];
     let pos = 0;
     while (pos < buf.length) {
@@ -36,7 +37,7 @@ export class DataReader {
           const left = buf.length - pos;
           if (left === 1 || (left === 2 && buf[pos + 1] === CR)) {
             this.carry = buf.subarray(pos);
-            return { content, done: false, rest: Buffer.alloc(0) };
+            return { content, done: false, rest: EMPTY };
           }
           if (buf[pos + 1] === CR && buf[pos + 2] === LF) {
             return { content, done: true, rest: buf.subarray(pos + 3) };
@@ -53,13 +54,13 @@ export class DataReader {
           this.carry = buf.subarray(end);
         }
         if (end > pos) content.push(buf.subarray(pos, end));
-        return { content, done: false, rest: Buffer.alloc(0) };
+        return { content, done: false, rest: EMPTY };
       }
       content.push(buf.subarray(pos, lf + 1));
       // Only CRLF starts a new line; a bare LF stays inside the current one.
       this.lineStart = lf > 0 && buf[lf - 1] === CR;
       pos = lf + 1;
     }
-    return { content, done: false, rest: Buffer.alloc(0) };
+    return { content, done: false, rest: EMPTY };
   }
 }

@@ -7,6 +7,7 @@
  * 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), ENHANCEDSTATUSCODES (RFC 2034), CHUNKING
  * (RFC 3030), STARTTLS (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), DSN (RFC 3461).
  */
+import { EMPTY } from '../net/empty.ts';
 import type { Output, Session, SessionSummary, TlsInfo } from '../net/session.ts';
 import { LineReader } from '../net/line-reader.ts';
 import { decodeBase64, isMechanism, SaslExchange, type SaslStep } from '../sasl/sasl.ts';
@@ -94,7 +95,7 @@ const NOT_IMPLEMENTED = new Set(['TURN', 'ETRN', 'ATRN', 'SEND', 'SOML', 'SAML',
 export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private readonly o: SmtpSessionOptions;
   private readonly lines: LineReader;
-  private input: Buffer = Buffer.alloc(0);
+  private input: Buffer = EMPTY;
   private out: Output<SmtpEffect>[] = [];
   private phase: Phase = 'command';
   private waiting: SmtpEffect | undefined;
@@ -173,7 +174,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     this.esmtp = false;
     this.user = undefined;
     this.tx = undefined;
-    this.input = Buffer.alloc(0);
+    this.input = EMPTY;
     this.lines.reset();
     this.phase = 'command';
     return [];
@@ -236,7 +237,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (this.phase === 'closed') return;
     this.out.push({ type: 'write', data: renderReply(r, this.esmtp) }, { type: 'close' });
     this.phase = 'closed';
-    this.input = Buffer.alloc(0);
+    this.input = EMPTY;
   }
 
   private effect(e: SmtpEffect): void {
@@ -265,7 +266,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
         }
         case 'data': {
           const step = this.data!.feed(this.input);
-          this.input = Buffer.alloc(0);
+          this.input = EMPTY;
           for (const c of step.content) this.tx!.sink!.add(c);
           if (step.done) {
             this.input = step.rest;
@@ -285,7 +286,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
         }
         case 'tls':
         case 'closed':
-          this.input = Buffer.alloc(0);
+          this.input = EMPTY;
           break;
       }
     }
@@ -523,7 +524,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (!this.o.starttls) return this.send(reply(502, '5.5.1', 'STARTTLS not available'));
     this.send(reply(220, '2.0.0', 'Ready to start TLS'));
     this.phase = 'tls';
-    this.input = Buffer.alloc(0);
+    this.input = EMPTY;
     this.lines.reset();
     this.out.push({ type: 'starttls' });
   }
