@@ -2,9 +2,11 @@
  * TLS material: the configured certificate, or a self-signed one made under data_dir on first
  * start (so STARTTLS and implicit TLS work out of the box; clients will ask to trust it).
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
+import { fileURLToPath } from 'node:url';
 import type { Config } from '../config/schema.ts';
 
 export interface TlsMaterial {
@@ -44,15 +46,9 @@ export async function loadTls(config: Config): Promise<TlsMaterial> {
 
 async function makeSelfSigned(hostname: string, dir: string, certFile: string, keyFile: string): Promise<void> {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const { default: selfsigned } = await import('selfsigned'); // needed once, on first start
-  const notAfter = new Date();
-  notAfter.setFullYear(notAfter.getFullYear() + 10);
-  const pems = await selfsigned.generate([{ name: 'commonName', value: hostname }], {
-    keySize: 2048,
-    notAfterDate: notAfter,
-    algorithm: 'sha256',
-    extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: hostname }, { type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] }],
-  });
-  fs.writeFileSync(keyFile, pems.private, { mode: 0o600 });
-  fs.writeFileSync(certFile, pems.cert, { mode: 0o644 });
+  // In a process of its own (see self-signed.ts), which is this directory's file of that name,
+  // compiled (.js) or not (.ts) like this one.
+  const script = fileURLToPath(new URL(`./self-signed${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url));
+  const r = spawnSync(process.execPath, [script, hostname, certFile, keyFile], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`tls: cannot make a self-signed certificate in ${dir}: ${(r.stderr || r.error?.message || '').trim().split('\n')[0]}`);
 }

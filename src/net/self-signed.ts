@@ -1,0 +1,19 @@
+/**
+ * Makes the self-signed certificate used when [tls] names none. Run as a program of its own
+ * (`self-signed.ts HOSTNAME CERT_FILE KEY_FILE`) by tls.ts, once, on first start: the certificate
+ * library is large, and the server should not carry it in memory for the rest of its life.
+ */
+import fs from 'node:fs';
+import selfsigned from 'selfsigned';
+
+const [hostname, certFile, keyFile] = process.argv.slice(2) as [string, string, string];
+const notAfter = new Date();
+notAfter.setFullYear(notAfter.getFullYear() + 10);
+const pems = await selfsigned.generate([{ name: 'commonName', value: hostname }], {
+  keySize: 2048,
+  notAfterDate: notAfter,
+  algorithm: 'sha256',
+  extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: hostname }, { type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] }],
+});
+fs.writeFileSync(keyFile, pems.private, { mode: 0o600 });
+fs.writeFileSync(certFile, pems.cert, { mode: 0o644 });
