@@ -58,8 +58,8 @@ export class Connection<E, R> {
     socket.setNoDelay(true);
     socket.setTimeout(this.o.idleTimeoutMs);
     socket.on('data', this.onData);
-    socket.on('timeout', () => this.push(() => this.o.session.timeout()));
-    socket.on('error', () => { /* reported through 'close' */ });
+    socket.on('timeout', this.onTimeout);
+    socket.on('error', ignoreError);
     socket.on('close', this.onClosed);
   }
 
@@ -71,6 +71,8 @@ export class Connection<E, R> {
     }
     this.push(() => this.o.session.receive(chunk));
   };
+
+  private onTimeout = (): void => this.push(() => this.o.session.timeout());
 
   private onClosed = (): void => {
     if (this.closed) return;
@@ -256,7 +258,7 @@ export function serverHandshake(raw: net.Socket, context: tls.SecureContext, tim
       secure.off('secure', onSecure);
       secure.off('close', onFail);
       if (!ok) {
-        secure.on('error', () => {});
+        secure.on('error', ignoreError);
         secure.destroy();
         raw.destroy();
       }
@@ -269,6 +271,9 @@ export function serverHandshake(raw: net.Socket, context: tls.SecureContext, tim
     secure.once('close', onFail);
   });
 }
+
+/** Socket errors end in 'close', which is where a connection is accounted for. */
+export function ignoreError(): void {}
 
 export function tlsInfo(socket: tls.TLSSocket): TlsInfo {
   const c = socket.getCipher();

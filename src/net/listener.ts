@@ -7,7 +7,7 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { Connection } from './connection.ts';
 import type { Session, TlsInfo } from './session.ts';
-import { serverHandshake, tlsInfo } from './connection.ts';
+import { ignoreError, serverHandshake, tlsInfo } from './connection.ts';
 
 export interface ClientInfo {
   remoteAddress: string;
@@ -79,6 +79,8 @@ export class Listener<E, R> {
   private servers: net.Server[] = [];
   private connections = new Set<Connection<E, R>>();
   private stopped = false;
+  /** One function for every connection of this listener. */
+  private readonly perform = (e: E): Promise<R> => this.handler.perform(e);
 
   constructor(handler: ProtocolHandler<E, R>, ctx: ListenerContext) {
     this.handler = handler;
@@ -110,7 +112,7 @@ export class Listener<E, R> {
   private async accept(raw: net.Socket): Promise<void> {
     const ip = normalizeIp(raw.remoteAddress ?? 'unknown');
     const refused = this.ctx.limits.acquire(ip);
-    raw.on('error', () => { /* reported through 'close' */ });
+    raw.on('error', ignoreError);
     if (refused) {
       // A TLS client cannot read a plaintext line: it just sees the connection close.
       if (this.handler.implicitTls) raw.destroy();
@@ -150,7 +152,7 @@ export class Listener<E, R> {
     const conn: Connection<E, R> = new Connection({
       socket,
       session,
-      perform: (e) => this.handler.perform(e),
+      perform: this.perform,
       idleTimeoutMs: this.handler.idleTimeoutMs,
       ...(this.ctx.tls ? { secureContext: this.ctx.tls } : {}),
       log: this.ctx.log,

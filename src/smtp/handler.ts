@@ -10,27 +10,26 @@ import { acceptMessage } from '../delivery/accept.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
 import type { ProtocolHandler } from '../net/listener.ts';
 import { renderReply, reply } from './reply.ts';
-import { SmtpSession, type SmtpEffect, type SmtpResult, type SmtpRole, type Delivery } from './session.ts';
+import { SmtpSession, type SmtpEffect, type SmtpResult, type SmtpRole, type SmtpSessionOptions, type Delivery } from './session.ts';
 
 export type { SmtpRole };
 
 export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle): ProtocolHandler<SmtpEffect, SmtpResult> {
   const { config } = ctx;
+  const policy: SmtpSessionOptions = {
+    role,
+    hostname: config.hostname,
+    starttls: role !== 'submissions',
+    allowInsecureAuth: config.auth.allow_insecure,
+    maxMessageSize: config.limits.max_message_size,
+    maxRecipients: config.limits.max_recipients,
+    maxLineLength: config.limits.max_line_length,
+  };
   return {
     name: role,
     implicitTls: role === 'submissions',
     idleTimeoutMs: config.limits.idle_timeout,
-    createSession: (client) => new SmtpSession({
-      role,
-      hostname: config.hostname,
-      clientIp: client.remoteAddress,
-      ...(client.tls ? { tls: client.tls } : {}),
-      starttls: role !== 'submissions',
-      allowInsecureAuth: config.auth.allow_insecure,
-      maxMessageSize: config.limits.max_message_size,
-      maxRecipients: config.limits.max_recipients,
-      maxLineLength: config.limits.max_line_length,
-    }),
+    createSession: (client) => new SmtpSession(policy, client.remoteAddress, client.tls),
     perform: (effect) => perform(ctx, role, throttle, effect),
     refusal: (reason) => renderReply(reply(421, '4.7.0', `${config.hostname} ${reason}, try again later`), true),
   };

@@ -58,12 +58,10 @@ export interface Delivery {
   user?: string;
 }
 
+/** The listener's policy, one object shared by all of its sessions. */
 export interface SmtpSessionOptions {
   role: SmtpRole;
   hostname: string;
-  clientIp: string;
-  /** Present when the connection is TLS from the start (submissions). */
-  tls?: TlsInfo;
   /** A certificate is available, so STARTTLS can be offered. */
   starttls: boolean;
   allowInsecureAuth: boolean;
@@ -94,6 +92,7 @@ const NOT_IMPLEMENTED = new Set(['TURN', 'ETRN', 'ATRN', 'SEND', 'SOML', 'SAML',
 
 export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private readonly o: SmtpSessionOptions;
+  private readonly clientIp: string;
   private readonly lines: LineReader;
   private input: Buffer = EMPTY;
   private out: Output<SmtpEffect>[] = [];
@@ -119,9 +118,11 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private outcome = 'disconnected';
   private commands = 0;
 
-  constructor(o: SmtpSessionOptions) {
+  /** `tls` is present when the connection is TLS from the start (submissions). */
+  constructor(o: SmtpSessionOptions, clientIp: string, tls?: TlsInfo) {
     this.o = o;
-    this.tls = o.tls;
+    this.clientIp = clientIp;
+    this.tls = tls;
     this.lines = new LineReader(o.maxLineLength);
   }
 
@@ -473,7 +474,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
         recipients: tx.recipients,
         body: sink.take(),
         helo: this.helo!,
-        clientIp: this.o.clientIp,
+        clientIp: this.clientIp,
         protocol: this.esmtp ? `ESMTP${tlsMark}${auth}` : 'SMTP',
         ...(this.tls ? { tls: `${this.tls.protocol} with cipher ${this.tls.cipher}` } : {}),
         ...(this.user ? { user: this.user.address } : {}),
@@ -566,7 +567,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       case 'credentials':
         this.phase = 'command';
         this.sasl = undefined;
-        this.effect({ kind: 'auth', client: this.o.clientIp, username: step.username, password: step.password });
+        this.effect({ kind: 'auth', client: this.clientIp, username: step.username, password: step.password });
         return;
     }
   }

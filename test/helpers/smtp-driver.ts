@@ -2,7 +2,7 @@
  * Drives a sans-I/O SmtpSession in memory: effects are answered from a small table of users
  * and aliases, so every protocol rule can be tested without sockets.
  */
-import type { Output } from '../../src/net/session.ts';
+import type { Output, TlsInfo } from '../../src/net/session.ts';
 import { SmtpSession, type SmtpEffect, type SmtpResult, type SmtpSessionOptions, type Delivery } from '../../src/smtp/session.ts';
 import type { Resolution } from '../../src/delivery/recipients.ts';
 
@@ -29,12 +29,13 @@ export class SmtpDriver {
   tlsRequested = false;
   failDelivery: false | 'temporary' = false;
 
-  constructor(opts: Partial<SmtpSessionOptions> = {}, world: DriverWorld = WORLD) {
+  constructor(opts: Partial<SmtpSessionOptions> & { tls?: TlsInfo } = {}, world: DriverWorld = WORLD) {
     this.world = world;
+    const { tls, ...policy } = opts;
     this.session = new SmtpSession({
-      role: 'smtp', hostname: 'mx.example.test', clientIp: '192.0.2.1', starttls: true, allowInsecureAuth: false,
-      maxMessageSize: 10_000, maxRecipients: 5, maxLineLength: 512, ...opts,
-    });
+      role: 'smtp', hostname: 'mx.example.test', starttls: true, allowInsecureAuth: false,
+      maxMessageSize: 10_000, maxRecipients: 5, maxLineLength: 512, ...policy,
+    }, '192.0.2.1', tls);
     this.handle(this.session.start());
   }
 
