@@ -30,19 +30,28 @@ export class DataReader {
     const buf = this.carry.length ? Buffer.concat([this.carry, chunk]) : chunk;
     this.carry = EMPTY;
     const content: Buffer[] = [];
+    // Content leaves in spans as long as possible: split only where a stuffed dot is dropped.
+    let spanStart = 0;
+    const span = (end: number) => {
+      if (end > spanStart) content.push(buf.subarray(spanStart, end));
+    };
     let pos = 0;
     while (pos < buf.length) {
       if (this.lineStart) {
         if (buf[pos] === DOT) {
           const left = buf.length - pos;
           if (left === 1 || (left === 2 && buf[pos + 1] === CR)) {
+            span(pos);
             this.carry = buf.subarray(pos);
             return { content, done: false, rest: EMPTY };
           }
           if (buf[pos + 1] === CR && buf[pos + 2] === LF) {
+            span(pos);
             return { content, done: true, rest: buf.subarray(pos + 3) };
           }
-          pos++; // §4.5.2: the first dot of a line that begins with one is removed
+          // §4.5.2: the first dot of a line that begins with one is removed
+          span(pos);
+          spanStart = ++pos;
         }
         this.lineStart = false;
       }
@@ -53,14 +62,14 @@ export class DataReader {
           end--;
           this.carry = buf.subarray(end);
         }
-        if (end > pos) content.push(buf.subarray(pos, end));
+        span(end);
         return { content, done: false, rest: EMPTY };
       }
-      content.push(buf.subarray(pos, lf + 1));
       // Only CRLF starts a new line; a bare LF stays inside the current one.
       this.lineStart = lf > 0 && buf[lf - 1] === CR;
       pos = lf + 1;
     }
+    span(pos);
     return { content, done: false, rest: EMPTY };
   }
 }
