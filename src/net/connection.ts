@@ -109,15 +109,8 @@ export class Connection<E, R> {
     this.running = true;
     try {
       while (this.queue.length > 0 && !this.closed) {
-        const out = this.queue.shift()!;
-        // Replies produced together (pipelined commands) leave in one segment.
-        if (out.type === 'write' && this.queue[0]?.type === 'write') {
-          const parts: (string | Buffer)[] = [out.data];
-          while (this.queue[0]?.type === 'write') parts.push((this.queue.shift() as { data: string | Buffer }).data);
-          await this.execute({ type: 'write', data: parts.every((p) => typeof p === 'string') ? parts.join('') : Buffer.concat(parts.map((p) => Buffer.from(p))) });
-        } else {
-          await this.execute(out);
-        }
+        // Replies produced together still leave in one segment: see send().
+        await this.execute(this.queue.shift()!);
       }
     } finally {
       this.running = false;
