@@ -13,7 +13,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 
-const fdatasync = promisify(fs.fdatasync);
+const systemFdatasync: (fd: number) => Promise<void> = promisify(fs.fdatasync);
 
 export class WalSync {
   private readonly walFile: string;
@@ -22,8 +22,12 @@ export class WalSync {
   private next: Promise<void> | undefined;
   private closed = false;
 
-  constructor(dbFile: string) {
+  private readonly fdatasync: (fd: number) => Promise<void>;
+
+  /** `fdatasync` is the system call unless a test observes it. */
+  constructor(dbFile: string, fdatasync = systemFdatasync) {
     this.walFile = `${dbFile}-wal`;
+    this.fdatasync = fdatasync;
   }
 
   /** True while an fdatasync is under way. */
@@ -53,7 +57,7 @@ export class WalSync {
     // After close, everything committed was synced by close itself.
     if (this.closed) return Promise.resolve();
     const p = (async () => {
-      await fdatasync(this.walDescriptor());
+      await this.fdatasync(this.walDescriptor());
     })().finally(() => {
       if (this.running === p) this.running = undefined;
     });

@@ -1,0 +1,56 @@
+/** The durability barrier: nothing resolves before its flush, and concurrent commits share flushes. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { WalSync } from '../../src/store/sqlite/wal-sync.ts';
+
+/** A WAL file to flush, and an fdatasync the test completes by hand. */
+function setup() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-wal-'));
+  const db = path.join(dir, 'x.sqlite');
+  fs.writeFileSync(`${db}-wal`, 'log');
+  const calls: (() => void)[] = [];
+  const wal = new WalSync(db, () => new Promise<void>((resolve) => calls.push(resolve)));
+  return { wal, calls };
+}
+
+const tick = () => new Promise((r) => setImmediate(r));
+
+test('sync resolves only after its fdatasync has completed', async () => {
+  const { wal, calls } = setup();
+  let done = false;
+  void wal.sync().then(() => { done = true; });
+  await tick();
+  assert.equal(calls.length, 1);
+  assert.equal(done, false, 'not durable yet');
+  calls[0]!();
+  await tick();
+  assert.equal(done, true);
+  wal.close();
+});
+
+test('syncs asked for while one runs share the next fdatasync, never the running one', async () => {
+  const { wal, calls } = setup();
+  const first = wal.sync();
+  await tick();
+  const later = Array.from({ length: 50 }, () => wal.sync());
+  let laterDone = 0;
+  for (const p of later) void p.then(() => laterDone++);
+  calls[0]!(); // the flush that began before they were asked for
+  await first;
+  await tick();
+  assert.equal(laterDone, 0, 'the running flush may have begun before their commits');
+  assert.equal(calls.length, 2, 'one more fdatasync for all fifty');
+  calls[1]!();
+  await Promise.all(later);
+  assert.equal(calls.length, 2);
+  wal.close();
+});
+
+test('after close, sync has nothing left to wait for', async () => {
+  const { wal } = setup();
+  wal.close();
+  await wal.sync();
+});
