@@ -54,3 +54,39 @@ test('after close, sync has nothing left to wait for', async () => {
   wal.close();
   await wal.sync();
 });
+
+test('the store acknowledges a message, a deletion, a new user only after the flush', async () => {
+  const { SqliteStore } = await import('../../src/store/sqlite/sqlite-store.ts');
+  const { newQueueId } = await import('../../src/store/queue-id.ts');
+  const calls: (() => void)[] = [];
+  let hold = false;
+  const store = new SqliteStore(fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-wal-')), {
+    fdatasync: () => (hold ? new Promise<void>((resolve) => calls.push(resolve)) : Promise.resolve()),
+  });
+  const user = await store.createUser('u@example.test', 'h');
+  hold = true;
+  const pending = (p: Promise<unknown>) => {
+    const state = { done: false };
+    void p.then(() => { state.done = true; });
+    return state;
+  };
+  const accepted = pending(store.accept({ id: newQueueId(), body: [Buffer.from('x\r\n')], sender: '', local: [{ userId: user.id, prefix: Buffer.alloc(0) }] }));
+  await tick();
+  assert.equal(accepted.done, false, 'no acknowledgement before the flush');
+  assert.equal((await store.listMailbox(user.id)).length, 1, 'committed meanwhile');
+  calls.shift()!();
+  await tick();
+  assert.equal(accepted.done, true);
+  const deleted = pending(store.deleteMessages(user.id, [1]));
+  const created = pending(store.createUser('v@example.test', 'h'));
+  await tick();
+  assert.deepEqual([deleted.done, created.done], [false, false]);
+  // The second may wait for a flush that starts after the first one: release them as they come.
+  for (let i = 0; i < 10 && !(deleted.done && created.done); i++) {
+    while (calls.length) calls.shift()!();
+    await tick();
+  }
+  assert.deepEqual([deleted.done, created.done], [true, true]);
+  hold = false;
+  store.close();
+});

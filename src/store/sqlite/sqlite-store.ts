@@ -30,7 +30,8 @@ export class SqliteStore implements Store {
   private pendingUpdates: { id: string; updates: RecipientUpdate[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
   private updateFlushScheduled = false;
 
-  constructor(dataDir: string) {
+  /** `fdatasync`: the system call unless a test observes it (see wal-sync.ts). */
+  constructor(dataDir: string, opts: { fdatasync?: (fd: number) => Promise<void> } = {}) {
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     this.file = path.join(dataDir, 'mailnest.sqlite');
     this.db = new DatabaseSync(this.file, { timeout: 10_000 });
@@ -38,7 +39,7 @@ export class SqliteStore implements Store {
     // read() per page (about 8x faster when streaming mail out over POP3); writes are unchanged.
     // synchronous = NORMAL: durability comes from WalSync before anything is acknowledged.
     this.db.exec('PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456;');
-    this.wal = new WalSync(this.file);
+    this.wal = new WalSync(this.file, opts.fdatasync);
     this.migrate();
     this.wal.syncNow();
   }
