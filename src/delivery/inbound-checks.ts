@@ -7,7 +7,7 @@
  *
  * The smtp listener calls `checkInbound(config, { clientIp, helo, sender, message })` after the
  * message is read and before it is accepted, prepends `authResults` to the stored copy, and
- * refuses the message with `reject` (as a 550 5.7.1 reply text) when that is set.
+ * refuses the message (550 5.7.1, chosen by the SMTP session) with `reject` as the reason when set.
  */
 import { Resolver } from 'node:dns/promises';
 import type { DNSResolver } from 'mailauth';
@@ -28,7 +28,7 @@ export interface InboundInput {
 export interface InboundResult {
   /** Header lines to prepend (Received-SPF, Authentication-Results), CRLF-terminated; '' when the checks are off. */
   authResults: string;
-  /** Set when the message fails DMARC under p=reject and `[checks] reject_dmarc` is on: the reply text. */
+  /** Set when the message fails DMARC under p=reject and `[checks] reject_dmarc` is on: why. */
   reject?: string;
 }
 
@@ -131,7 +131,7 @@ export class InboundChecker {
       if (!authResults.endsWith('\r\n')) authResults += '\r\n';
       const dmarc = result.dmarc;
       if (this.config.checks.reject_dmarc && dmarc && dmarc.status.result === 'fail' && dmarc.policy === 'reject' && !dmarc.testMode) {
-        return { authResults, reject: `5.7.1 message refused: it fails DMARC and ${dmarc.domain} asks for rejection (p=reject)` };
+        return { authResults, reject: `message refused: it fails DMARC and ${dmarc.domain} asks for rejection (p=reject)` };
       }
       return { authResults };
     } catch (err) {

@@ -77,7 +77,7 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
     const verdict = await checkInbound(ctx.config, { clientIp: d.clientIp, helo: d.helo, sender: d.sender, message: Buffer.concat(d.body) });
     if (verdict.reject) {
       ctx.metrics.rejected.inc({ listener: role, reason: 'dmarc' });
-      return { kind: 'deliver', temporary: false, message: verdict.reject.replace(/^\d\.\d{1,3}\.\d{1,3} /, '') };
+      return { kind: 'deliver', temporary: false, message: verdict.reject };
     }
     checks = verdict.authResults;
   }
