@@ -35,7 +35,7 @@ const SMTP_ROLES: SmtpRole[] = ['smtp', 'submission', 'submissions'];
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   const ctx = openContext(config, log);
-  const tls = await loadTls(config);
+  const tls = loadTls(config);
   const limits = new ConnectionLimits(config.limits.max_connections, config.limits.max_connections_per_ip);
   const throttle = new AuthThrottle(config.auth.max_failures);
   const lctx: ListenerContext = { limits, log, tls: tls.context, onCount: (l, d) => ctx.metrics.count(l, d) };

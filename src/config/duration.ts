@@ -7,11 +7,3 @@ export function parseDuration(text: string): number | undefined {
   if (!m) return undefined;
   return Math.round(Number(m[1]) * UNIT_MS[m[2] ?? 's']!);
 }
-
-/** Formats milliseconds back into the shortest exact unit, for messages and listings. */
-export function formatDuration(ms: number): string {
-  for (const unit of ['d', 'h', 'm', 's'] as const) {
-    if (ms >= UNIT_MS[unit]! && ms % UNIT_MS[unit]! === 0) return `${ms / UNIT_MS[unit]!}${unit}`;
-  }
-  return `${ms}ms`;
-}

@@ -12,19 +12,16 @@ import type { Config } from '../config/schema.ts';
 export interface TlsMaterial {
   context: tls.SecureContext;
   certFile: string;
-  selfSigned: boolean;
 }
 
-export async function loadTls(config: Config): Promise<TlsMaterial> {
+export function loadTls(config: Config): TlsMaterial {
   let certFile = config.tls.cert;
   let keyFile = config.tls.key;
-  let selfSigned = false;
   if (certFile === undefined || keyFile === undefined) {
     const dir = path.join(config.data_dir, 'tls');
     certFile = path.join(dir, 'selfsigned-cert.pem');
     keyFile = path.join(dir, 'selfsigned-key.pem');
-    selfSigned = true;
-    if (!fs.existsSync(certFile) || !fs.existsSync(keyFile)) await makeSelfSigned(config.hostname, dir, certFile, keyFile);
+    if (!fs.existsSync(certFile) || !fs.existsSync(keyFile)) makeSelfSigned(config.hostname, dir, certFile, keyFile);
   }
   let cert: Buffer;
   let key: Buffer;
@@ -41,10 +38,10 @@ export async function loadTls(config: Config): Promise<TlsMaterial> {
   } catch (err) {
     throw new Error(`tls: the certificate ${certFile} and key ${keyFile} do not load: ${(err as Error).message}`);
   }
-  return { context, certFile, selfSigned };
+  return { context, certFile };
 }
 
-async function makeSelfSigned(hostname: string, dir: string, certFile: string, keyFile: string): Promise<void> {
+function makeSelfSigned(hostname: string, dir: string, certFile: string, keyFile: string): void {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   // In a process of its own (see self-signed.ts), which is this directory's file of that name,
   // compiled (.js) or not (.ts) like this one.

@@ -23,12 +23,3 @@ export function renderReply(r: Reply, enhanced: boolean): string {
   });
   return out;
 }
-
-/** True for a well-formed reply text: lines of "ddd-..." ending with one "ddd ...". (Used by tests.) */
-export function isWellFormedReply(text: string): boolean {
-  if (!text.endsWith('\r\n')) return false;
-  const lines = text.slice(0, -2).split('\r\n');
-  const code = lines[0]!.slice(0, 3);
-  if (!/^[2-5][0-9][0-9]$/.test(code)) return false;
-  return lines.every((l, i) => l.startsWith(code) && (l.length === 3 || l[3] === (i === lines.length - 1 ? ' ' : '-')));
-}

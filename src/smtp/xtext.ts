@@ -16,11 +16,3 @@ export function decodeXtext(text: string): string | undefined {
   }
   return out;
 }
-
-export function encodeXtext(text: string): string {
-  let out = '';
-  for (const ch of Buffer.from(text, 'utf8')) {
-    out += ch < 33 || ch > 126 || ch === 43 || ch === 61 ? `+${ch.toString(16).toUpperCase().padStart(2, '0')}` : String.fromCharCode(ch);
-  }
-  return out;
-}

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { isWellFormedReply } from '../../src/smtp/reply.ts';
+import { isWellFormedReply } from '../helpers/smtp-reply.ts';
 import { SmtpDriver } from '../helpers/smtp-driver.ts';
 
 const b64 = (s: string) => Buffer.from(s).toString('base64');
