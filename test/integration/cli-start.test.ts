@@ -1,8 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
-import { baseConfig, cli, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
+import path from 'node:path';
+import { baseConfig, cli, NODE, ROOT, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
 
 test('start: listens, makes a self-signed certificate, stops on SIGTERM with exit 0', async () => {
   const dir = tempDir();
@@ -32,4 +34,13 @@ test('start: a bad config value stops it before anything listens', () => {
   const r = cli(cfg, ['start']);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /^mailnest: .*limits\.max_recipients = -3 is not allowed: expected more than 0\n$/);
+});
+
+test('the package bin entry runs the CLI (compiled or from source, whichever is current)', () => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string; bin: { mailnest: string } };
+  const r = spawnSync(NODE, [path.join(ROOT, pkg.bin.mailnest), '--version'], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, `${pkg.version}\n`);
+  const usage = spawnSync(NODE, [path.join(ROOT, pkg.bin.mailnest), 'user', 'nope'], { encoding: 'utf8' });
+  assert.equal(usage.status, 2);
 });
