@@ -36,6 +36,7 @@ const refused: [unknown, RegExp][] = [
   [{ domains: ['bad domain'] }, /domains\[0\] = "bad domain" is not allowed: expected a domain name/],
   [{ auth: { allow_insecure: 'yes' } }, /auth\.allow_insecure = "yes" is not allowed: expected a boolean/],
   [{ limits: { pop3_idle_timeout: '5m' } }, /at least "10m"/],
+  [{ dns_servers: ['dns.example'] }, /dns_servers\[0\] = "dns.example" is not allowed: expected an IP address with an optional port/],
 ];
 for (const [raw, message] of refused) {
   test(`refused with the key, the value and what is allowed: ${JSON.stringify(raw)}`, () => {
