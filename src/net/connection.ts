@@ -181,7 +181,12 @@ export class Connection<E, R> {
         socket.uncork();
       });
     }
-    return socket.write(data);
+    if (socket.write(data)) return true;
+    // Past the high-water mark: hand what is queued to the kernel now instead of at the end of
+    // the turn. Only a peer that does not read leaves it queued, and only then do we wait.
+    socket.uncork();
+    socket.cork();
+    return socket.writableLength < socket.writableHighWaterMark;
   }
 
   private drained(): Promise<void> {

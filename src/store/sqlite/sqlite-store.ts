@@ -29,6 +29,8 @@ export class SqliteStore implements Store {
   private pending: { message: Acceptance; resolve: () => void; reject: (err: unknown) => void }[] = [];
   private pendingUpdates: { id: string; updates: RecipientUpdate[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
   private updateFlushScheduled = false;
+  /** A read transaction is open until the end of this event-loop turn (see read). */
+  private reading = false;
 
   /** `fdatasync`: the system call unless a test observes it (see wal-sync.ts). */
   constructor(dataDir: string, opts: { fdatasync?: (fd: number) => Promise<void> } = {}) {
@@ -71,6 +73,7 @@ export class SqliteStore implements Store {
   }
 
   private transaction<T>(fn: () => T): T {
+    this.endRead();
     this.db.exec('BEGIN IMMEDIATE');
     try {
       const result = fn();
@@ -81,6 +84,27 @@ export class SqliteStore implements Store {
       throw err;
     }
   }
+
+  /**
+   * Runs lookups inside one read transaction shared by every read of this event-loop turn.
+   * Outside a transaction SQLite takes and drops the WAL read lock around each statement, a few
+   * system calls that cost more than the lookup itself; POP3 reads pipelined RETRs back to back.
+   * The snapshot ends before any write and when the turn ends, so nothing stale outlives it.
+   */
+  private read<T>(fn: () => T): T {
+    if (!this.db.isTransaction) {
+      this.db.exec('BEGIN');
+      this.reading = true;
+      setImmediate(this.endRead);
+    }
+    return fn();
+  }
+
+  private endRead = (): void => {
+    if (!this.reading) return;
+    this.reading = false;
+    if (this.db.isOpen && this.db.isTransaction) this.db.exec('COMMIT');
+  };
 
   // ---------------------------------------------------------------- users
 
@@ -254,9 +278,9 @@ export class SqliteStore implements Store {
 
   readMessage(userId: number, uid: number): AsyncIterable<Buffer> {
     // The first part comes with the lookup: a message under 64 KiB is one query.
-    const row = this.q(`SELECT m.body_id, m.prefix, b.size, p.data FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id
+    const row = this.read(() => this.q(`SELECT m.body_id, m.prefix, b.size, p.data FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id
                         JOIN bodies b ON b.id = m.body_id LEFT JOIN body_parts p ON p.body_id = m.body_id AND p.seq = 0
-                        WHERE x.user_id = ? AND x.name = 'INBOX' AND m.uid = ?`).get(userId, uid) as Row | undefined;
+                        WHERE x.user_id = ? AND x.name = 'INBOX' AND m.uid = ?`).get(userId, uid)) as Row | undefined;
     if (!row) return failing(new Error(`no message ${uid}`));
     return this.streamBody(row);
   }
@@ -269,7 +293,7 @@ export class SqliteStore implements Store {
     const parts = Math.ceil(Number(row.size) / CHUNK);
     // One part per step, no statement held open across the awaits of the consumer.
     for (let seq = 0; seq < parts; seq++) {
-      const data = seq === 0 ? row.data : (this.q('SELECT data FROM body_parts WHERE body_id = ? AND seq = ?').get(bodyId, seq) as Row | undefined)?.data;
+      const data = seq === 0 ? row.data : (this.read(() => this.q('SELECT data FROM body_parts WHERE body_id = ? AND seq = ?').get(bodyId, seq)) as Row | undefined)?.data;
       if (!data) throw new Error(`message body ${bodyId} is missing part ${seq}`);
       yield asBuffer(data as Uint8Array);
     }
@@ -447,6 +471,7 @@ export class SqliteStore implements Store {
   }
 
   close(): void {
+    this.endRead();
     this.flush();
     if (this.pendingUpdates.length > 0) this.flushUpdates();
     this.wal.close();
