@@ -20,7 +20,7 @@ export type Pop3Effect =
   /** Check the credentials, then lock and list the maildrop (RFC 1939 §4, §8). */
   | { type: 'login'; owner: Pop3Owner; username: string; password: string }
   /** Open one message for RETR or TOP. */
-  | { type: 'retrieve'; userId: number; uid: number; size: number }
+  | { type: 'retrieve'; userId: number; uid: number }
   /** The UPDATE state (RFC 1939 §6): remove `uids` atomically, then release the lock. */
   | { type: 'quit'; owner: Pop3Owner; userId: number; uids: number[] };
 
@@ -37,7 +37,7 @@ export type LoginResult =
 
 export type RetrieveResult =
   | { type: 'message'; source: AsyncIterable<Buffer> }
-  /** A small message, read whole: framed and sent in one write. */
+  /** A message read whole (it fits in one stored part): framed and sent in one write. */
   | { type: 'whole'; parts: Buffer[] }
   /** The message vanished from the store (e.g. the user was removed meanwhile). */
   | { type: 'missing' };

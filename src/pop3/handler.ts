@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import type { ClientInfo, ProtocolHandler } from '../net/listener.ts';
 import type { Session } from '../net/session.ts';
-import type { Store } from '../store/store.ts';
+import { messageBytes, type OpenedMessage, type Store } from '../store/store.ts';
 import type { LoginResult, Pop3Effect, Pop3Owner, Pop3Result, QuitResult, RetrieveResult } from './effects.ts';
 import type { MaildropLocks } from './locks.ts';
 import { err } from './replies.ts';
@@ -29,9 +29,6 @@ export interface Pop3Deps {
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
 }
-
-/** Messages up to this size are read whole and sent in one write; larger ones are streamed. */
-const WHOLE_MESSAGE_LIMIT = 128 * 1024;
 
 export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop3Effect, Pop3Result> {
   const { config, store, log, throttle, locks } = deps;
@@ -64,24 +61,16 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
     }
   }
 
-  async function retrieve(userId: number, uid: number, size: number): Promise<RetrieveResult> {
-    if (size <= WHOLE_MESSAGE_LIMIT) {
-      try {
-        const parts: Buffer[] = [];
-        for await (const p of store.readMessage(userId, uid)) parts.push(p);
-        return { type: 'whole', parts };
-      } catch {
-        return { type: 'missing' };
-      }
-    }
-    const it = store.readMessage(userId, uid)[Symbol.asyncIterator]();
-    let first: IteratorResult<Buffer>;
+  async function retrieve(userId: number, uid: number): Promise<RetrieveResult> {
+    let message: OpenedMessage | undefined;
     try {
-      first = await it.next();
+      message = await store.openMessage(userId, uid);
     } catch {
-      return { type: 'missing' };
+      message = undefined;
     }
-    return { type: 'message', source: prepend(first, it) };
+    if (!message) return { type: 'missing' };
+    // A message of one part is framed and sent in one write; a larger one is streamed.
+    return message.rest ? { type: 'message', source: messageBytes(message) } : { type: 'whole', parts: message.head };
   }
 
   async function quit(owner: Pop3Owner, userId: number, uids: number[]): Promise<QuitResult> {
@@ -117,7 +106,7 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
     perform(effect: Pop3Effect): Promise<Pop3Result> {
       switch (effect.type) {
         case 'login': return login(effect.owner, effect.username, effect.password);
-        case 'retrieve': return retrieve(effect.userId, effect.uid, effect.size);
+        case 'retrieve': return retrieve(effect.userId, effect.uid);
         case 'quit': return quit(effect.owner, effect.userId, effect.uids);
       }
     },
@@ -131,22 +120,4 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
       locks.release(owner);
     },
   };
-}
-
-/** The iterator again, with its first result (already read) in front. */
-function prepend(first: IteratorResult<Buffer>, it: AsyncIterator<Buffer>): AsyncIterable<Buffer> {
-  let started = false;
-  const iterator: AsyncIterator<Buffer> = {
-    next() {
-      if (!started) {
-        started = true;
-        return Promise.resolve(first);
-      }
-      return it.next();
-    },
-    return(value?: unknown) {
-      return it.return ? it.return(value) : Promise.resolve({ done: true, value: undefined });
-    },
-  };
-  return { [Symbol.asyncIterator]: () => iterator };
 }

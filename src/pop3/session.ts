@@ -403,7 +403,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
     if (typeof found !== 'number') return found;
     const entry = this.maildrop!.entry(found);
     this.waiting = { kind: 'retrieve', status: ok(`${entry.size} octets`) };
-    return [{ type: 'effect', effect: { type: 'retrieve', userId: this.userId, uid: entry.uid, size: entry.size } }];
+    return [{ type: 'effect', effect: { type: 'retrieve', userId: this.userId, uid: entry.uid } }];
   }
 
   /** RFC 1939 §7 TOP msg n: the header, the blank line, and n lines of the body. */
@@ -416,7 +416,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
     if (!lines.ok) return [write(err(lines.error))];
     const entry = this.maildrop!.entry(found);
     this.waiting = { kind: 'retrieve', status: ok('top of message follows'), bodyLines: lines.value };
-    return [{ type: 'effect', effect: { type: 'retrieve', userId: this.userId, uid: entry.uid, size: entry.size } }];
+    return [{ type: 'effect', effect: { type: 'retrieve', userId: this.userId, uid: entry.uid } }];
   }
 
   private retrieve(r: RetrieveResult, w: { status: string; bodyLines?: number }): Out[] {

@@ -63,6 +63,23 @@ export interface MailboxEntry {
   receivedAt: number;
 }
 
+/**
+ * A stored message opened for reading. A small message comes whole in `head`; a large one has
+ * its first part there and the others in `rest`, read one bounded part at a time.
+ */
+export interface OpenedMessage {
+  /** The trace prefix and the first part of the body. */
+  head: Buffer[];
+  /** The remaining parts, or undefined when `head` is the whole message. */
+  rest: AsyncIterable<Buffer> | undefined;
+}
+
+/** Every byte of an opened message, in order, in bounded parts. */
+export async function* messageBytes(m: OpenedMessage): AsyncIterable<Buffer> {
+  yield* m.head;
+  if (m.rest) yield* m.rest;
+}
+
 export interface TokenRecord {
   name: string;
   created: number;
@@ -128,8 +145,8 @@ export interface Store {
 
   // --- mailboxes
   listMailbox(userId: number): Promise<MailboxEntry[]>;
-  /** Streams prefix + body in chunks of bounded size; memory does not grow with the message. */
-  readMessage(userId: number, uid: number): AsyncIterable<Buffer>;
+  /** Opens a message of the user's INBOX; undefined when there is no such message. */
+  openMessage(userId: number, uid: number): Promise<OpenedMessage | undefined>;
   /** Deletes the given messages of one mailbox atomically. */
   deleteMessages(userId: number, uids: number[]): Promise<void>;
 

@@ -120,19 +120,7 @@ export async function withStore<T>(dataDir: string, fn: (store: SqliteStore) => 
 }
 
 /** Every message in the user's mailbox, each as stored (trace headers + body), oldest first. */
-export async function mailbox(dataDir: string, address: string): Promise<Buffer[]> {
-  return withStore(dataDir, async (store) => {
-    const user = await store.findUser(address);
-    if (!user) throw new Error(`no user ${address}`);
-    const out: Buffer[] = [];
-    for (const entry of await store.listMailbox(user.id)) {
-      const parts: Buffer[] = [];
-      for await (const chunk of store.readMessage(user.id, entry.uid)) parts.push(chunk);
-      out.push(Buffer.concat(parts));
-    }
-    return out;
-  });
-}
+export { mailbox } from './mailbox.ts';
 
 /** The outbound queue entries (non-local recipients waiting for delivery). */
 export async function queue(dataDir: string): Promise<QueueEntry[]> {

@@ -8,6 +8,7 @@ import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { storedMessage } from '../helpers/mailbox.ts';
 import { SmtpClient } from '../helpers/smtp-client.ts';
 import { cleanup, splitTrace, startFixture, withStore, type Fixture } from '../helpers/smtp-fixture.ts';
 
@@ -68,9 +69,7 @@ async function storedIds(dataDir: string): Promise<Map<string, { alice: number; 
     for (const who of ['alice', 'bob'] as const) {
       const user = (await store.findUser(`${who}@example.test`))!;
       for (const entry of await store.listMailbox(user.id)) {
-        const parts: Buffer[] = [];
-        for await (const chunk of store.readMessage(user.id, entry.uid)) parts.push(chunk);
-        const { body } = splitTrace(Buffer.concat(parts));
+        const { body } = splitTrace(await storedMessage(store, user.id, entry.uid));
         const id = /^Subject: (\S+)\r\n/.exec(body.toString())?.[1];
         assert.ok(id, `a stored message without its id: ${JSON.stringify(body.subarray(0, 80).toString())}`);
         assert.ok(body.equals(bodyFor(id)), `${id} is not stored whole`);

@@ -8,14 +8,10 @@ import { DatabaseSync } from 'node:sqlite';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { MIGRATIONS } from '../../src/store/sqlite/schema.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
+import { messageBytes } from '../../src/store/store.ts';
+import { storedMessage } from '../helpers/mailbox.ts';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-store-'));
-
-async function read(it: AsyncIterable<Buffer>): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  for await (const p of it) parts.push(p);
-  return Buffer.concat(parts);
-}
 
 test('a body is stored once for every copy, read back whole in bounded parts, and dropped with its last copy', async () => {
   const dir = tmp();
@@ -29,11 +25,13 @@ test('a body is stored once for every copy, read back whole in bounded parts, an
   const [ma] = await store.listMailbox(a.id);
   assert.equal(ma!.size, 4 + body.length);
   const parts: number[] = [];
-  for await (const p of store.readMessage(a.id, ma!.uid)) parts.push(p.length);
+  const opened = (await store.openMessage(a.id, ma!.uid))!;
+  assert.ok(opened.rest, 'a 200 KB message is streamed, not read whole');
+  for await (const p of messageBytes(opened)) parts.push(p.length);
   assert.ok(Math.max(...parts) <= 64 * 1024, 'no part larger than 64 KiB');
-  assert.deepEqual(await read(store.readMessage(b.id, 1)), Buffer.concat([Buffer.from('P22\r\n'), body]));
+  assert.deepEqual(await storedMessage(store, b.id, 1), Buffer.concat([Buffer.from('P22\r\n'), body]));
   await store.deleteMessages(a.id, [ma!.uid]);
-  assert.deepEqual(await read(store.readMessage(b.id, 1)), Buffer.concat([Buffer.from('P22\r\n'), body]), 'the other copy keeps the body');
+  assert.deepEqual(await storedMessage(store, b.id, 1), Buffer.concat([Buffer.from('P22\r\n'), body]), 'the other copy keeps the body');
   await store.deleteMessages(b.id, [1]);
   store.close();
   const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
@@ -61,7 +59,7 @@ test('concurrent accepts are all durable and distinct', async () => {
   const list = await store.listMailbox(u.id);
   assert.equal(list.length, 300);
   const bodies = new Set<string>();
-  for (const m of list) bodies.add((await read(store.readMessage(u.id, m.uid))).toString());
+  for (const m of list) bodies.add((await storedMessage(store, u.id, m.uid)).toString());
   assert.equal(bodies.size, 300);
   store.close();
 });
@@ -80,6 +78,24 @@ test('a data directory made by the first schema version is migrated with its mai
   db.close();
   const store = new SqliteStore(dir);
   const u = (await store.findUser('old@example.test'))!;
-  assert.equal((await read(store.readMessage(u.id, 1))).toString(), 'R\r\n\r\nSubject: x');
+  assert.equal((await storedMessage(store, u.id, 1)).toString(), 'R\r\n\r\nSubject: x');
+  store.close();
+});
+
+test('a message of one part opens whole, a longer one with the rest to stream, an empty body as its prefix alone', async () => {
+  const store = new SqliteStore(tmp());
+  const u = await store.createUser('u@example.test', 'h');
+  const prefix = Buffer.from('Received: x\r\n');
+  const sizes = [0, 64 * 1024, 64 * 1024 + 1];
+  for (const size of sizes) {
+    await store.accept({ id: newQueueId(), body: [Buffer.alloc(size, 'a')], sender: '', local: [{ userId: u.id, prefix }] });
+  }
+  const entries = await store.listMailbox(u.id);
+  const opened = await Promise.all(entries.map((e) => store.openMessage(u.id, e.uid)));
+  assert.deepEqual(opened.map((m) => [m!.head.length, m!.rest !== undefined]), [[1, false], [2, false], [2, true]]);
+  for (const [i, size] of sizes.entries()) {
+    assert.deepEqual(await storedMessage(store, u.id, entries[i]!.uid), Buffer.concat([prefix, Buffer.alloc(size, 'a')]));
+  }
+  assert.equal(await store.openMessage(u.id, 999), undefined);
   store.close();
 });

@@ -8,8 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import {
-  addressKey, StoreConflict,
-  type Acceptance, type AliasRecord, type DueRecipient, type MailboxEntry, type QueueEntry, type QueueRecipient,
+  addressKey, messageBytes, StoreConflict,
+  type Acceptance, type AliasRecord, type DueRecipient, type MailboxEntry, type OpenedMessage, type QueueEntry, type QueueRecipient,
   type RecipientUpdate, type Store, type TokenRecord, type UserRecord, type UserUsage, type QueueStatus,
 } from '../store.ts';
 import { MIGRATIONS } from './schema.ts';
@@ -276,26 +276,34 @@ export class SqliteStore implements Store {
     return rows.map((r) => ({ uid: Number(r.uid), size: Number(r.size), receivedAt: Number(r.received_at) }));
   }
 
-  readMessage(userId: number, uid: number): AsyncIterable<Buffer> {
-    // The first part comes with the lookup: a message under 64 KiB is one query.
+  async openMessage(userId: number, uid: number): Promise<OpenedMessage | undefined> {
+    // The first part comes with the lookup: a message under one part is one query.
     const row = this.read(() => this.q(`SELECT m.body_id, m.prefix, b.size, p.data FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id
                         JOIN bodies b ON b.id = m.body_id LEFT JOIN body_parts p ON p.body_id = m.body_id AND p.seq = 0
                         WHERE x.user_id = ? AND x.name = 'INBOX' AND m.uid = ?`).get(userId, uid)) as Row | undefined;
-    if (!row) return failing(new Error(`no message ${uid}`));
-    return this.streamBody(row);
+    return row && this.openBody(row);
   }
 
-  /** Streams prefix + body of a row holding body_id, prefix, size and the first part's data. */
-  private async *streamBody(row: Row): AsyncIterable<Buffer> {
+  /** Opens prefix + body of a row holding body_id, prefix, size and the first part's data. */
+  private openBody(row: Row): OpenedMessage {
     const prefix = row.prefix as Uint8Array;
-    if (prefix.length > 0) yield asBuffer(prefix);
     const bodyId = Number(row.body_id);
     const parts = Math.ceil(Number(row.size) / CHUNK);
-    // One part per step, no statement held open across the awaits of the consumer.
-    for (let seq = 0; seq < parts; seq++) {
-      const data = seq === 0 ? row.data : (this.read(() => this.q('SELECT data FROM body_parts WHERE body_id = ? AND seq = ?').get(bodyId, seq)) as Row | undefined)?.data;
-      if (!data) throw new Error(`message body ${bodyId} is missing part ${seq}`);
-      yield asBuffer(data as Uint8Array);
+    const head: Buffer[] = [];
+    if (prefix.length > 0) head.push(asBuffer(prefix));
+    if (parts > 0) {
+      if (!row.data) throw new Error(`message body ${bodyId} is missing part 0`);
+      head.push(asBuffer(row.data as Uint8Array));
+    }
+    return { head, rest: parts > 1 ? this.bodyParts(bodyId, parts) : undefined };
+  }
+
+  /** Parts 1.. of a body, one per step, no statement held open across the consumer's awaits. */
+  private async *bodyParts(bodyId: number, parts: number): AsyncIterable<Buffer> {
+    for (let seq = 1; seq < parts; seq++) {
+      const row = this.read(() => this.q('SELECT data FROM body_parts WHERE body_id = ? AND seq = ?').get(bodyId, seq)) as Row | undefined;
+      if (!row) throw new Error(`message body ${bodyId} is missing part ${seq}`);
+      yield asBuffer(row.data as Uint8Array);
     }
   }
 
@@ -348,7 +356,7 @@ export class SqliteStore implements Store {
     const row = this.q(`SELECT o.body_id, o.prefix, b.size, p.data FROM outbound o JOIN bodies b ON b.id = o.body_id
                         LEFT JOIN body_parts p ON p.body_id = o.body_id AND p.seq = 0 WHERE o.queue_id = ?`).get(id) as Row | undefined;
     if (!row) return failing(new Error(`no queue entry ${id}`));
-    return this.streamBody(row);
+    return messageBytes(this.openBody(row));
   }
 
   /** Group-committed like `accept`: every update handed in during one turn of the event loop
