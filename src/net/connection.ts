@@ -41,10 +41,6 @@ export class Connection<E, R> {
     this.push(() => o.session.start());
   }
 
-  get busy(): boolean {
-    return this.o.session.busy;
-  }
-
   shutdown(): void {
     this.push(() => this.o.session.shutdown());
   }

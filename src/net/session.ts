@@ -42,7 +42,5 @@ export interface Session<E, R = unknown> {
   shutdown(): Output<E>[];
   /** An unexpected error inside this session: the last words before closing. */
   failure(): Output<E>[];
-  /** True while a transaction is open (a message half received, deletions pending). */
-  readonly busy: boolean;
   summary(): SessionSummary;
 }

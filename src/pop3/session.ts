@@ -72,10 +72,6 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
     this.reader = new LineReader(o.maxLineLength);
   }
 
-  get busy(): boolean {
-    return this.waiting !== undefined || this.state === 'update';
-  }
-
   /** For tests and logs. */
   get currentState(): State {
     return this.state;

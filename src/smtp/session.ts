@@ -126,7 +126,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     this.lines = new LineReader(o.maxLineLength);
   }
 
-  get busy(): boolean {
+  private get busy(): boolean {
     return this.tx !== undefined || this.waiting !== undefined;
   }
 

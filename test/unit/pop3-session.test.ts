@@ -465,7 +465,6 @@ describe('POP3 session: pipelining (RFC 2449 §6.6) and limits', () => {
     const first = d.s.receive(Buffer.from('USER alice@example.test\r\nPASS secret word\r\n'));
     assert.equal(first.at(-1)?.type, 'effect');
     assert.deepEqual(d.s.receive(Buffer.from('STAT\r\n')), []);
-    assert.equal(d.s.busy, true);
     const after = d.s.resolve(d.perform((first.at(-1) as { effect: Pop3Effect }).effect));
     assert.deepEqual(after.map((o) => o.type), ['write']);
     assert.match(String((after[0] as { data: string }).data), /^\+OK maildrop has 3 messages .*\r\n\+OK 3 \d+\r\n$/);
@@ -516,7 +515,6 @@ describe('POP3 session: timeout, shutdown, failure', () => {
     await d.cmd('DELE 1');
     const outs = d.s.receive(Buffer.from('QUIT\r\n'));
     assert.equal(outs.at(-1)?.type, 'effect');
-    assert.equal(d.s.busy, true);
     assert.deepEqual(d.s.shutdown(), []);
     const done = d.s.resolve({ type: 'committed' });
     assert.deepEqual(done.map((o) => o.type), ['write', 'close']);
