@@ -9,6 +9,14 @@ import { Connection } from './connection.ts';
 import type { Session, TlsInfo } from './session.ts';
 import { ignoreError, serverHandshake, tlsInfo } from './connection.ts';
 
+/**
+ * Output a connection queues in the process before it waits for the peer to read (see
+ * Connection.send), and input it holds while paused. Bulk output such as pipelined POP3 RETRs
+ * goes to the kernel in writes of this size: fewer system calls than Node's 64 KiB default,
+ * and still a small bound on memory per connection.
+ */
+const SOCKET_BUFFER = 256 * 1024;
+
 export interface ClientInfo {
   remoteAddress: string;
   remotePort: number;
@@ -96,7 +104,7 @@ export class Listener<E, R> {
       const port = Number(address.slice(sep + 1));
       // Implicit TLS too starts as plain TCP: the connection is counted against the limits
       // from its first moment, and its handshake is bounded like any other wait.
-      const server = net.createServer({ allowHalfOpen: false, noDelay: true }, (s) => void this.accept(s));
+      const server = net.createServer({ allowHalfOpen: false, noDelay: true, highWaterMark: SOCKET_BUFFER }, (s) => void this.accept(s));
       server.maxConnections = Infinity;
       await new Promise<void>((resolve, reject) => {
         server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`listen.${this.handler.name}: cannot listen on ${address}: ${err.code ?? err.message}`)));
