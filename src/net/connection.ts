@@ -117,7 +117,7 @@ export class Connection<E, R> {
   private async execute(out: Output<E>): Promise<void> {
     switch (out.type) {
       case 'write':
-        if (!this.send(out.data)) {
+        if (!this.sendAll(out.data)) {
           // RFC 2920 §3.1: a client that does not read its replies is not read either.
           this.blocked = true;
           await this.drained();
@@ -134,7 +134,7 @@ export class Connection<E, R> {
         try {
           for await (const chunk of out.source) {
             if (this.closed) return;
-            if (!this.send(chunk)) await this.drained();
+            if (!this.sendAll(chunk)) await this.drained();
           }
         } catch (err) {
           this.queue.unshift(...this.fail(err));
@@ -183,6 +183,14 @@ export class Connection<E, R> {
     socket.uncork();
     socket.cork();
     return socket.writableLength < socket.writableHighWaterMark;
+  }
+
+  /** send() of one buffer or of pieces that go out together. */
+  private sendAll(data: string | Buffer | Buffer[]): boolean {
+    if (!Array.isArray(data)) return this.send(data);
+    let room = true;
+    for (const piece of data) room = this.send(piece);
+    return room;
   }
 
   private drained(): Promise<void> {

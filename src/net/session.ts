@@ -8,9 +8,9 @@
  */
 
 export type Output<E> =
-  | { type: 'write'; data: string | Buffer }
+  | { type: 'write'; data: string | Buffer | Buffer[] }
   /** Send everything the source yields (e.g. a message for RETR), with back-pressure. */
-  | { type: 'stream'; source: AsyncIterable<Buffer> }
+  | { type: 'stream'; source: AsyncIterable<Buffer | Buffer[]> }
   /** Perform the effect and call `resolve` with its result. */
   | { type: 'effect'; effect: E }
   /** Upgrade to TLS now (RFC 3207 / RFC 2595), then call `tlsStarted`. */

@@ -90,7 +90,7 @@ export interface FrameOptions {
   status: string;
   /** TOP: body lines to send; undefined sends the whole message (RETR). */
   bodyLines?: number;
-  /** Pieces are gathered up to this many bytes before they are handed on as one write. */
+  /** Pieces are gathered up to this many bytes before they are handed on as one batch. */
   batchBytes?: number;
   /** Told when the first byte is about to go out and when the response is complete. */
   onStart?: () => void;
@@ -99,8 +99,8 @@ export interface FrameOptions {
 
 const DEFAULT_BATCH = 64 * 1024;
 
-/** The same response as frameMessage for a message already in memory, as one buffer. */
-export function frameWhole(parts: Buffer[], o: FrameOptions): Buffer {
+/** The same response as frameMessage for a message already in memory, as the pieces of one write. */
+export function frameWhole(parts: Buffer[], o: FrameOptions): Buffer[] {
   const stuffer = new DotStuffer();
   const top = o.bodyLines === undefined ? undefined : new TopFilter(o.bodyLines);
   const pieces: Buffer[] = [Buffer.from(o.status, 'latin1')];
@@ -109,14 +109,14 @@ export function frameWhole(parts: Buffer[], o: FrameOptions): Buffer {
     if (top?.done) break;
   }
   stuffer.end(pieces);
-  return Buffer.concat(pieces);
+  return pieces;
 }
 
 /**
- * The whole RETR/TOP response as a stream: status line, stuffed message, terminator. Small
- * pieces are gathered so a small message leaves in one write, a large one in bounded batches.
+ * The whole RETR/TOP response as a stream: status line, stuffed message, terminator, handed on
+ * in batches of pieces (slices of the stored parts, never copied) that each leave in one write.
  */
-export async function* frameMessage(source: AsyncIterable<Buffer>, o: FrameOptions): AsyncGenerator<Buffer> {
+export async function* frameMessage(source: AsyncIterable<Buffer>, o: FrameOptions): AsyncGenerator<Buffer[]> {
   const batch = o.batchBytes ?? DEFAULT_BATCH;
   const stuffer = new DotStuffer();
   const top = o.bodyLines === undefined ? undefined : new TopFilter(o.bodyLines);
@@ -130,14 +130,14 @@ export async function* frameMessage(source: AsyncIterable<Buffer>, o: FrameOptio
       stuffer.push(data, pieces);
       for (let i = before; i < pieces.length; i++) pending += pieces[i]!.length;
       if (pending >= batch) {
-        yield pieces.length === 1 ? pieces[0]! : Buffer.concat(pieces, pending);
+        yield pieces;
         pieces = [];
         pending = 0;
       }
       if (top?.done) break;
     }
     stuffer.end(pieces);
-    yield Buffer.concat(pieces);
+    yield pieces;
   } finally {
     o.onEnd?.();
   }

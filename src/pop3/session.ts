@@ -464,7 +464,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
   }
 }
 
-function write(data: string | Buffer): Out {
+function write(data: string | Buffer | Buffer[]): Out {
   return { type: 'write', data };
 }
 

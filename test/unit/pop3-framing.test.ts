@@ -3,9 +3,9 @@ import { describe, it } from 'node:test';
 import fc from 'fast-check';
 import { DotStuffer, TopFilter, frameMessage, frameWhole } from '../../src/pop3/framing.ts';
 
-async function collect(source: AsyncIterable<Buffer>): Promise<Buffer> {
+async function collect(source: AsyncIterable<Buffer[]>): Promise<Buffer> {
   const parts: Buffer[] = [];
-  for await (const p of source) parts.push(p);
+  for await (const batch of source) parts.push(...batch);
   return Buffer.concat(parts);
 }
 
@@ -78,11 +78,11 @@ describe('byte-stuffing (RFC 1939 §3)', () => {
 });
 
 describe('frameMessage', () => {
-  it('sends status, message and terminator, a small message in one piece', async () => {
-    const pieces: Buffer[] = [];
-    for await (const p of frameMessage(chunks(Buffer.from('A: b\r\n\r\n.x\r\n'), [4]), { status: '+OK 13 octets\r\n' })) pieces.push(p);
-    assert.equal(pieces.length, 1);
-    assert.equal(pieces[0]!.toString(), '+OK 13 octets\r\nA: b\r\n\r\n..x\r\n.\r\n');
+  it('sends status, message and terminator, a small message in one batch', async () => {
+    const batches: Buffer[][] = [];
+    for await (const b of frameMessage(chunks(Buffer.from('A: b\r\n\r\n.x\r\n'), [4]), { status: '+OK 13 octets\r\n' })) batches.push(b);
+    assert.equal(batches.length, 1);
+    assert.equal(Buffer.concat(batches[0]!).toString(), '+OK 13 octets\r\nA: b\r\n\r\n..x\r\n.\r\n');
   });
 
   it('hands a large message on in bounded batches', async () => {
@@ -91,11 +91,12 @@ describe('frameMessage', () => {
     big[big.length - 1] = 10;
     let max = 0;
     let total = 0;
-    for await (const p of frameMessage(chunks(big, [65536]), { status: '+OK\r\n', batchBytes: 65536 })) {
-      max = Math.max(max, p.length);
-      total += p.length;
+    for await (const b of frameMessage(chunks(big, [65536]), { status: '+OK\r\n', batchBytes: 65536 })) {
+      const bytes = b.reduce((n, p) => n + p.length, 0);
+      max = Math.max(max, bytes);
+      total += bytes;
     }
-    assert.ok(max <= 2 * 65536, `largest piece ${max}`);
+    assert.ok(max <= 2 * 65536, `largest batch ${max}`);
     assert.equal(total, 5 + big.length + 3);
   });
 
@@ -149,7 +150,7 @@ describe('frameWhole', () => {
       const parts: Buffer[] = [];
       for await (const p of chunks(Buffer.from(t, 'latin1'), sizes)) parts.push(p);
       const streamed = await collect(frameMessage(chunks(Buffer.from(t, 'latin1'), sizes), o));
-      assert.deepEqual(frameWhole(parts, o), streamed);
+      assert.deepEqual(Buffer.concat(frameWhole(parts, o)), streamed);
     }), { numRuns: 300 });
   });
 });

@@ -10,6 +10,11 @@ const MESSAGES = [
   'Subject: three\r\nX: y\r\n\r\nl1\r\nl2\r\nl3\r\n',
 ];
 
+/** What a write or a stream step puts on the wire, as text. */
+function text(data: string | Buffer | Buffer[]): string {
+  return typeof data === 'string' ? data : Buffer.concat(Array.isArray(data) ? data : [data]).toString('latin1');
+}
+
 /** A stand-in for the connection and the store: performs effects the way handler.ts does. */
 class Driver {
   readonly s: Pop3Session;
@@ -33,8 +38,8 @@ class Driver {
     for (const o of outs) {
       if (this.closed) return;
       switch (o.type) {
-        case 'write': this.out += o.data.toString(); break;
-        case 'stream': for await (const c of o.source) this.out += c.toString('latin1'); break;
+        case 'write': this.out += text(o.data); break;
+        case 'stream': for await (const c of o.source) this.out += text(c); break;
         case 'close': this.closed = true; break;
         case 'starttls':
           this.tlsUpgrades++;
