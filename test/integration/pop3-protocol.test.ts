@@ -5,7 +5,10 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import { newQueueId } from '../../src/store/queue-id.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { createUsers, RawPop3, smtpSend, unstuff } from '../helpers/pop3.ts';
 import { baseConfig, python, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
@@ -222,6 +225,65 @@ print(json.dumps(out))
     assert.match(after.stdout, /^1 \d+\r\n$/);
     const check = spawnSync('curl', [...auth, `${base}1`], { encoding: 'utf8' });
     assert.match(check.stdout, /Subject: c2/);
+  });
+
+  it('a pipelined download to a client that stops reading: the server waits with little memory, then sends every byte', async () => {
+    // 48 messages of 1 MiB and 16 small ones in between, with lines that need stuffing.
+    const line = (i: number, n: number) => `${n % 37 === 0 ? '.' : ''}message ${i} line ${n} ${'abcdefghij'.repeat(6)}\r\n`;
+    const messages = Array.from({ length: 64 }, (_, i) => {
+      const size = i % 4 === 3 ? 2_000 : 1024 * 1024;
+      const lines: string[] = [`Subject: big ${i}\r\n\r\n`];
+      for (let n = 0, len = lines[0]!.length; len < size; n++) {
+        lines.push(line(i, n));
+        len += lines[lines.length - 1]!.length;
+      }
+      return Buffer.from(lines.join(''), 'latin1');
+    });
+    await createUsers(`${m.dir}/data`, [['hank@example.test', 'hank pass']]);
+    const store = new SqliteStore(`${m.dir}/data`);
+    try {
+      const user = (await store.findUser('hank@example.test'))!;
+      for (const body of messages) {
+        await store.accept({ id: newQueueId(), body: [body], sender: 'bob@example.org', local: [{ userId: user.id, prefix: Buffer.alloc(0) }] });
+      }
+    } finally {
+      store.close();
+    }
+
+    const socket = net.connect({ host: '127.0.0.1', port: pop3 });
+    const received: Buffer[] = [];
+    let seen = '';
+    socket.on('data', (d: Buffer) => {
+      received.push(d);
+      seen = (seen + d.toString('latin1')).slice(-200);
+    });
+    const replyMatching = async (re: RegExp) => {
+      while (!re.test(seen)) await new Promise((r) => setTimeout(r, 10));
+    };
+    socket.write('USER hank@example.test\r\nPASS hank pass\r\n');
+    await replyMatching(/\+OK maildrop has 64 messages/);
+    received.length = 0;
+    const rssMiB = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${m.process.pid}/status`, 'utf8'))![1]) / 1024;
+    const before = rssMiB();
+    socket.pause();
+    socket.write(messages.map((_, i) => `RETR ${i + 1}\r\n`).join('') + 'QUIT\r\n');
+    await new Promise((r) => setTimeout(r, 1500));
+    // Unread, the replies would be 50 MB; the server keeps a bounded buffer and the kernel the rest.
+    const growth = rssMiB() - before;
+    assert.ok(growth < 40, `server RSS grew by ${growth.toFixed(0)} MiB while the client read nothing`);
+    socket.resume();
+    await replyMatching(/\+OK mailnest POP3 server signing off[^\n]*\r\n$/);
+    socket.destroy();
+
+    let wire = Buffer.concat(received).toString('latin1');
+    for (const [i, sent] of messages.entries()) {
+      const status = wire.slice(0, wire.indexOf('\r\n'));
+      assert.equal(status, `+OK ${sent.length} octets`, `message ${i + 1}`);
+      const end = wire.indexOf('\r\n.\r\n');
+      assert.equal(unstuff(wire.slice(status.length + 2, end + 2)), sent.toString('latin1'), `message ${i + 1} arrives whole`);
+      wire = wire.slice(end + 5);
+    }
+    assert.match(wire, /^\+OK mailnest POP3 server signing off/);
   });
 
   it('shutdown: an idle session gets -ERR [SYS/TEMP] and its deletions are not applied', async () => {

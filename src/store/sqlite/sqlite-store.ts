@@ -86,10 +86,11 @@ export class SqliteStore implements Store {
   }
 
   /**
-   * Runs lookups inside one read transaction shared by every read of this event-loop turn.
+   * Runs a lookup inside one read transaction shared by every read(...) of this event-loop turn.
    * Outside a transaction SQLite takes and drops the WAL read lock around each statement, a few
-   * system calls that cost more than the lookup itself; POP3 reads pipelined RETRs back to back.
-   * The snapshot ends before any write and when the turn ends, so nothing stale outlives it.
+   * system calls that cost more than the lookup itself. Message bodies are read this way: POP3
+   * reads the messages of pipelined RETRs back to back. The snapshot ends before any write and
+   * when the turn ends, so nothing stale outlives it.
    */
   private read<T>(fn: () => T): T {
     if (!this.db.isTransaction) {
