@@ -18,6 +18,7 @@ import type { Context } from '../context.ts';
 import type { ConnectionLimits } from '../net/listener.ts';
 import type { Service } from '../server.ts';
 import { submitLocal, SubmitError } from '../delivery/submit.ts';
+import { isStorageFull } from '../store/store.ts';
 import { ComposeError } from '../mime/errors.ts';
 import { parseSendRequest, RequestError } from './send-request.ts';
 import { hashToken } from './tokens.ts';
@@ -131,6 +132,11 @@ export class HttpService implements Service {
       if (err instanceof HttpError) {
         if (path === '/api/v1/send' && err.status !== 405) this.ctx.metrics.rejected.inc({ listener: LISTENER, reason: err.reason });
         this.reply(res, err.status, { error: err.message }, false, err.headers);
+      } else if (isStorageFull(err)) {
+        // RFC 4918 §11.5: 507 Insufficient Storage; the client may try again later.
+        this.ctx.log.error({ listener: LISTENER, err }, 'HTTP request failed: the disk holding data_dir is full');
+        if (path === '/api/v1/send') this.ctx.metrics.rejected.inc({ listener: LISTENER, reason: 'storage-full' });
+        this.reply(res, 507, { error: 'the server has no room to store the message now; try again later' });
       } else {
         this.ctx.log.error({ listener: LISTENER, err }, 'HTTP request failed');
         this.reply(res, 500, { error: 'internal error; see the server log' });

@@ -9,6 +9,7 @@ import { verifyPassword } from '../auth/password.ts';
 import { acceptMessage } from '../delivery/accept.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
 import type { ProtocolHandler } from '../net/listener.ts';
+import { isStorageFull } from '../store/store.ts';
 import { renderReply, reply } from './reply.ts';
 import { SmtpSession, type SmtpEffect, type SmtpResult, type SmtpRole, type SmtpSessionOptions, type Delivery } from './session.ts';
 
@@ -77,7 +78,7 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
     const verdict = await checkInbound(ctx.config, { clientIp: d.clientIp, helo: d.helo, sender: d.sender, message: Buffer.concat(d.body) });
     if (verdict.reject) {
       ctx.metrics.rejected.inc({ listener: role, reason: 'dmarc' });
-      return { kind: 'deliver', temporary: false, message: verdict.reject };
+      return { kind: 'deliver', failure: 'refused', message: verdict.reject };
     }
     checks = verdict.authResults;
   }
@@ -100,8 +101,9 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
     ctx.metrics.accepted.inc({ listener: role });
     return { kind: 'deliver', id };
   } catch (err) {
-    ctx.log.error({ err }, 'cannot store message');
-    ctx.metrics.rejected.inc({ listener: role, reason: 'store_error' });
-    return { kind: 'deliver', temporary: true, message: 'Local error in processing, try again later' };
+    const full = isStorageFull(err);
+    ctx.log.error({ err }, full ? 'cannot store message: the disk holding data_dir is full' : 'cannot store message');
+    ctx.metrics.rejected.inc({ listener: role, reason: full ? 'storage_full' : 'store_error' });
+    return { kind: 'deliver', failure: full ? 'storage-full' : 'store-error' };
   }
 }

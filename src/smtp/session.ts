@@ -42,7 +42,9 @@ export type SmtpResult =
   | { kind: 'rcpt'; resolution: Resolution }
   | { kind: 'verify'; resolution: Resolution; alias?: AliasRecord }
   | { kind: 'deliver'; id: string }
-  | { kind: 'deliver'; id?: undefined; temporary: boolean; message: string };
+  /** Not stored: refused by policy (with the reason), a store failure, or no room on disk. */
+  | { kind: 'deliver'; id?: undefined; failure: 'refused'; message: string }
+  | { kind: 'deliver'; id?: undefined; failure: 'store-error' | 'storage-full' };
 
 /** Everything needed to commit an accepted message. */
 export interface Delivery {
@@ -488,8 +490,12 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       this.accepted.push(result.id);
       return this.send(reply(250, '2.0.0', `OK queued as ${result.id}`));
     }
-    if (result.temporary) return this.send(reply(451, '4.3.0', result.message));
-    this.send(reply(550, '5.7.1', result.message));
+    switch (result.failure) {
+      // RFC 5321 §4.2.3 452 and RFC 3463 X.3.1: mail system full.
+      case 'storage-full': return this.send(reply(452, '4.3.1', 'Insufficient system storage, try again later'));
+      case 'store-error': return this.send(reply(451, '4.3.0', 'Local error in processing, try again later'));
+      case 'refused': return this.send(reply(550, '5.7.1', result.message));
+    }
   }
 
   /** VRFY and EXPN (RFC 5321 §3.5): answered only to authenticated users (no enumeration). */

@@ -180,6 +180,21 @@ export interface Store {
 /** A uniqueness conflict (user or token that already exists). */
 export class StoreConflict extends Error {}
 
+/** SQLite's result code for "database or disk is full". */
+const SQLITE_FULL = 13;
+
+/**
+ * True when a write failed because the disk (or the quota) holding data_dir is full: the
+ * condition is temporary for the client (RFC 5321 §4.2.3: 452, insufficient system storage)
+ * and is the operator's to fix.
+ */
+export function isStorageFull(err: unknown): boolean {
+  const e = err as { code?: unknown; errcode?: unknown } | null;
+  if (!e || typeof e !== 'object') return false;
+  if (e.code === 'ERR_SQLITE_ERROR') return typeof e.errcode === 'number' && (e.errcode & 0xff) === SQLITE_FULL;
+  return e.code === 'ENOSPC' || e.code === 'EDQUOT';
+}
+
 /** The lookup key of an address. Addresses are stored as given; lookups ignore case in the
  *  domain (RFC 5321 §2.4) and, as Postfix and Dovecot do, in the local part too. */
 export function addressKey(address: string): string {

@@ -27,7 +27,7 @@ export class SmtpDriver {
   effects: SmtpEffect[] = [];
   closed = false;
   tlsRequested = false;
-  failDelivery: false | 'temporary' = false;
+  failDelivery: false | 'store-error' | 'storage-full' = false;
 
   constructor(opts: Partial<SmtpSessionOptions> & { tls?: TlsInfo } = {}, world: DriverWorld = WORLD) {
     this.world = world;
@@ -103,7 +103,7 @@ export class SmtpDriver {
         return { kind: 'verify', resolution: this.resolve(e.address), ...(targets ? { alias: { alias: e.address, targets } } : {}) };
       }
       case 'deliver':
-        if (this.failDelivery) return { kind: 'deliver', temporary: true, message: 'Local error in processing, try again later' };
+        if (this.failDelivery) return { kind: 'deliver', failure: this.failDelivery };
         this.delivered.push(e.delivery);
         return { kind: 'deliver', id: `ID${this.delivered.length}` };
     }

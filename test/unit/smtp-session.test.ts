@@ -300,11 +300,15 @@ test('a UTF-8 recipient needs SMTPUTF8 in MAIL FROM', () => {
   assert.match(d.send('RCPT TO:<jürgen@example.test>\r\n'), /^553 5\.6\.7 /);
 });
 
-test('a temporary store failure is 451 and the session goes on', () => {
+test('a temporary store failure is 451, a full disk 452 4.3.1, and the session goes on', () => {
   const d = inState('rcpt');
-  d.failDelivery = 'temporary';
+  d.failDelivery = 'store-error';
   d.send('DATA\r\n');
   assert.match(d.send('x\r\n.\r\n'), /^451 4\.3\.0 /);
+  assert.equal(lastCode(d.send('MAIL FROM:<a@remote.test>\r\n')), 250);
+  d.failDelivery = 'storage-full';
+  d.send('RCPT TO:<alice@example.test>\r\nDATA\r\n');
+  assert.match(d.send('x\r\n.\r\n'), /^452 4\.3\.1 Insufficient system storage/);
   assert.equal(lastCode(d.send('MAIL FROM:<a@remote.test>\r\n')), 250);
 });
 

@@ -8,7 +8,7 @@ import { DatabaseSync } from 'node:sqlite';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { MIGRATIONS } from '../../src/store/sqlite/schema.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
-import { messageBytes } from '../../src/store/store.ts';
+import { isStorageFull, messageBytes } from '../../src/store/store.ts';
 import { storedMessage } from '../helpers/mailbox.ts';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-store-'));
@@ -98,4 +98,25 @@ test('a message of one part opens whole, a longer one with the rest to stream, a
   }
   assert.equal(await store.openMessage(u.id, 999), undefined);
   store.close();
+});
+
+test('isStorageFull: SQLite\'s "database or disk is full" and ENOSPC/EDQUOT, nothing else', () => {
+  const db = new DatabaseSync(':memory:');
+  db.exec('CREATE TABLE t (x BLOB UNIQUE); PRAGMA max_page_count = 4');
+  const failure = (fn: () => void) => {
+    try {
+      fn();
+    } catch (err) {
+      return err;
+    }
+    throw new Error('expected a failure');
+  };
+  assert.equal(isStorageFull(failure(() => db.prepare('INSERT INTO t VALUES (?)').run(Buffer.alloc(100_000)))), true);
+  db.prepare('INSERT INTO t VALUES (?)').run(Buffer.from('a'));
+  assert.equal(isStorageFull(failure(() => db.prepare('INSERT INTO t VALUES (?)').run(Buffer.from('a')))), false, 'a constraint violation');
+  assert.equal(isStorageFull(failure(() => fs.writeFileSync('/dev/full', 'x'))), true);
+  assert.equal(isStorageFull(Object.assign(new Error('quota'), { code: 'EDQUOT' })), true);
+  assert.equal(isStorageFull(failure(() => fs.readFileSync('/nonexistent/file'))), false);
+  assert.equal(isStorageFull(undefined), false);
+  db.close();
 });

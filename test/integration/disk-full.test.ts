@@ -1,0 +1,90 @@
+/**
+ * A full disk under data_dir (a small tmpfs): SMTP answers 452 4.3.1, the HTTP API 507 and
+ * `mailnest send` one clear line; nothing is acknowledged that is not stored, the server keeps
+ * running, and once space is freed mail is accepted again. Needs root to mount the tmpfs.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { addUser, baseConfig, cli, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
+import { SmtpClient } from '../helpers/smtp-client.ts';
+
+const dir = tempDir('mailnest-full-');
+const mounted = process.getuid?.() === 0 && spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', dir]).status === 0;
+
+describe('a full disk under data_dir', { skip: mounted ? false : 'needs root to mount a small tmpfs' }, () => {
+  let m: RunningMailnest;
+  let configFile: string;
+  let token: string;
+  const filler = path.join(dir, 'filler');
+
+  before(async () => {
+    configFile = writeConfig(dir, baseConfig(dir, { listen: { http: ['127.0.0.1:0'] } }));
+    addUser(configFile, 'alice@example.test', 'alice pass');
+    const t = cli(configFile, ['token', 'create', 'cron']);
+    assert.equal(t.status, 0, t.stderr);
+    token = t.stdout.trim().split(/\s+/).pop()!;
+    m = await startMailnest(dir, configFile);
+  });
+
+  after(async () => {
+    await m?.stop();
+    spawnSync('umount', [dir]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** Takes every free byte of the tmpfs. */
+  function fillDisk(): void {
+    const fd = fs.openSync(filler, 'w');
+    const chunk = Buffer.alloc(64 * 1024, 0x61);
+    try {
+      for (;;) fs.writeSync(fd, chunk);
+    } catch (err) {
+      assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  async function sendOver(body: string): Promise<{ code: number; text: string }> {
+    const c = await SmtpClient.open(m.port('smtp'));
+    await c.ehlo();
+    assert.equal((await c.cmd('MAIL FROM:<bob@remote.test>')).code, 250);
+    assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 250);
+    assert.equal((await c.cmd('DATA')).code, 354);
+    c.write(body);
+    const r = await c.reply();
+    await c.quit();
+    return { code: r.code, text: r.lines.join(' ') };
+  }
+
+  const big = (subject: string) => `Subject: ${subject}\r\n\r\n${`${'x'.repeat(998)}\r\n`.repeat(1500)}.\r\n`;
+
+  it('SMTP gets 452 4.3.1, the API 507, send a clear line; all work again once there is room', async () => {
+    fillDisk();
+    const refused = await sendOver(big('no room'));
+    assert.equal(refused.code, 452);
+    assert.match(refused.text, /^4\.3\.1 Insufficient system storage/);
+
+    const api = await fetch(`http://127.0.0.1:${m.port('http')}/api/v1/send`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+      body: JSON.stringify({ to: ['alice@example.test'], subject: 'no room either', text: 'y'.repeat(1_500_000) }),
+    });
+    assert.equal(api.status, 507);
+    assert.match(((await api.json()) as { error: string }).error, /no room to store the message/);
+
+    const send = cli(configFile, ['send', '--to', 'alice@example.test', '--subject', 'nor here'], 'z'.repeat(1_500_000));
+    assert.equal(send.status, 1);
+    assert.match(send.stderr, /^mailnest: the disk holding data_dir is full \(.*\): free some space and try again\n$/);
+
+    fs.rmSync(filler);
+    const accepted = await sendOver(big('room again'));
+    assert.equal(accepted.code, 250, accepted.text);
+    const list = cli(configFile, ['user', 'list', '--json']);
+    const users = JSON.parse(list.stdout) as { address: string; messages: number }[];
+    assert.deepEqual(users.map((u) => [u.address, u.messages]), [['alice@example.test', 1]]);
+  });
+});
