@@ -72,7 +72,13 @@ export interface SmtpSessionOptions {
   maxLineLength: number;
   /** Errors (5xx replies) tolerated before the session is ended (like Postfix's hard error limit). */
   maxErrors?: number;
+  /** Bytes free where messages are stored (a recent reading); absent, no check is made. */
+  storageFree?: () => number;
 }
+
+/** Room a transaction must find at MAIL: the declared SIZE twice (the store's log, then the
+ *  database file), plus this much for everything else. */
+const STORAGE_RESERVE = 1024 * 1024;
 
 type Phase = 'command' | 'auth' | 'data' | 'bdat' | 'tls' | 'closed';
 
@@ -368,6 +374,9 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const from = parseMailFrom(args, this.o.maxMessageSize);
     if ('code' in from) return this.send(from);
     if (from.utf8 && !this.esmtp) return this.send(reply(503, '5.5.1', 'SMTPUTF8 needs EHLO'));
+    // RFC 1870 §6.2, RFC 5321 §4.2.3: no room to store it, said before the message is sent.
+    const free = this.o.storageFree?.() ?? Infinity;
+    if (free < 2 * (from.declaredSize ?? 0) + STORAGE_RESERVE) return this.send(reply(452, '4.3.1', 'Insufficient system storage, try again later'));
     if (this.user) {
       // An authenticated user sends only as its own addresses (no null sender either).
       if (!from.sender) return this.send(reply(553, '5.7.1', 'The null sender is not allowed for authenticated users'));

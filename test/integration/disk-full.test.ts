@@ -1,7 +1,9 @@
 /**
- * A full disk under data_dir (a small tmpfs): SMTP answers 452 4.3.1, the HTTP API 507 and
- * `mailnest send` one clear line; nothing is acknowledged that is not stored, the server keeps
- * running, and once space is freed mail is accepted again. Needs root to mount the tmpfs.
+ * A full disk under data_dir (a small tmpfs): SMTP answers 452 4.3.1 at MAIL when the room
+ * left cannot hold the declared SIZE, and at the end of DATA when the message did not fit; the
+ * HTTP API answers 507 and `mailnest send` one clear line; nothing is acknowledged that is not
+ * stored, the server keeps running, and once space is freed mail is accepted again. Needs root
+ * to mount the tmpfs.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -35,17 +37,29 @@ describe('a full disk under data_dir', { skip: mounted ? false : 'needs root to 
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
-  /** Takes every free byte of the tmpfs. */
-  function fillDisk(): void {
-    const fd = fs.openSync(filler, 'w');
+  /** Takes the free space of the tmpfs down to `leave` bytes (every byte when 0). */
+  async function fillDisk(leave = 0): Promise<void> {
+    const fd = fs.openSync(filler, 'a');
     const chunk = Buffer.alloc(64 * 1024, 0x61);
+    const free = () => { const st = fs.statfsSync(dir); return st.bavail * st.bsize; };
     try {
-      for (;;) fs.writeSync(fd, chunk);
+      while (free() > leave + chunk.length) fs.writeSync(fd, chunk);
+      if (leave === 0) for (;;) fs.writeSync(fd, chunk);
     } catch (err) {
       assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
     } finally {
       fs.closeSync(fd);
     }
+    // The server reads the free space at most once a second.
+    await new Promise((r) => setTimeout(r, 1100));
+  }
+
+  async function mailFrom(params = ''): Promise<{ code: number; text: string }> {
+    const c = await SmtpClient.open(m.port('smtp'));
+    await c.ehlo();
+    const r = await c.cmd(`MAIL FROM:<bob@remote.test>${params}`);
+    await c.quit();
+    return { code: r.code, text: r.lines.join(' ') };
   }
 
   async function sendOver(body: string): Promise<{ code: number; text: string }> {
@@ -60,13 +74,21 @@ describe('a full disk under data_dir', { skip: mounted ? false : 'needs root to 
     return { code: r.code, text: r.lines.join(' ') };
   }
 
-  const big = (subject: string) => `Subject: ${subject}\r\n\r\n${`${'x'.repeat(998)}\r\n`.repeat(1500)}.\r\n`;
+  const big = (subject: string) => `Subject: ${subject}\r\n\r\n${`${'x'.repeat(998)}\r\n`.repeat(3000)}.\r\n`;
 
   it('SMTP gets 452 4.3.1, the API 507, send a clear line; all work again once there is room', async () => {
-    fillDisk();
+    // 1.5 MiB left: enough to start a transaction, not for a declared 1 MB nor a 3 MB message.
+    await fillDisk(1.5 * 1024 * 1024);
+    const declared = await mailFrom(' SIZE=1000000');
+    assert.equal(declared.code, 452);
+    assert.match(declared.text, /^4\.3\.1 Insufficient system storage/);
+    assert.equal((await mailFrom(' SIZE=1000')).code, 250);
     const refused = await sendOver(big('no room'));
     assert.equal(refused.code, 452);
     assert.match(refused.text, /^4\.3\.1 Insufficient system storage/);
+
+    await fillDisk();
+    assert.equal((await mailFrom()).code, 452, 'nothing is started with no room at all');
 
     const api = await fetch(`http://127.0.0.1:${m.port('http')}/api/v1/send`, {
       method: 'POST',
@@ -81,6 +103,7 @@ describe('a full disk under data_dir', { skip: mounted ? false : 'needs root to 
     assert.match(send.stderr, /^mailnest: the disk holding data_dir is full \(.*\): free some space and try again\n$/);
 
     fs.rmSync(filler);
+    await new Promise((r) => setTimeout(r, 1100));
     const accepted = await sendOver(big('room again'));
     assert.equal(accepted.code, 250, accepted.text);
     const list = cli(configFile, ['user', 'list', '--json']);
