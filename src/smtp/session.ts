@@ -79,6 +79,8 @@ export interface SmtpSessionOptions {
 /** Room a transaction must find at MAIL: the declared SIZE twice (the store's log, then the
  *  database file), plus this much for everything else. */
 const STORAGE_RESERVE = 1024 * 1024;
+/** RFC 5321 §4.2.3 452 and RFC 3463 X.3.1 (mail system full): the client tries again later. */
+const INSUFFICIENT_STORAGE = reply(452, '4.3.1', 'Insufficient system storage, try again later');
 
 type Phase = 'command' | 'auth' | 'data' | 'bdat' | 'tls' | 'closed';
 
@@ -376,7 +378,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (from.utf8 && !this.esmtp) return this.send(reply(503, '5.5.1', 'SMTPUTF8 needs EHLO'));
     // RFC 1870 §6.2, RFC 5321 §4.2.3: no room to store it, said before the message is sent.
     const free = this.o.storageFree?.() ?? Infinity;
-    if (free < 2 * (from.declaredSize ?? 0) + STORAGE_RESERVE) return this.send(reply(452, '4.3.1', 'Insufficient system storage, try again later'));
+    if (free < 2 * (from.declaredSize ?? 0) + STORAGE_RESERVE) return this.send(INSUFFICIENT_STORAGE);
     if (this.user) {
       // An authenticated user sends only as its own addresses (no null sender either).
       if (!from.sender) return this.send(reply(553, '5.7.1', 'The null sender is not allowed for authenticated users'));
@@ -500,8 +502,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       return this.send(reply(250, '2.0.0', `OK queued as ${result.id}`));
     }
     switch (result.failure) {
-      // RFC 5321 §4.2.3 452 and RFC 3463 X.3.1: mail system full.
-      case 'storage-full': return this.send(reply(452, '4.3.1', 'Insufficient system storage, try again later'));
+      case 'storage-full': return this.send(INSUFFICIENT_STORAGE);
       case 'store-error': return this.send(reply(451, '4.3.0', 'Local error in processing, try again later'));
       case 'refused': return this.send(reply(550, '5.7.1', result.message));
     }
