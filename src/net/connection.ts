@@ -9,6 +9,9 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { Output, Session, TlsInfo } from './session.ts';
 
+/** Output one connection writes in one turn of the event loop before the others get theirs. */
+const TURN_BUDGET = 1024 * 1024;
+
 export interface ConnectionOptions<E, R> {
   socket: net.Socket;
   session: Session<E, R>;
@@ -32,6 +35,8 @@ export class Connection<E, R> {
   private held: Buffer[] = [];
   private blocked = false;
   private corked = false;
+  /** Bytes written in this turn of the event loop (see pace). */
+  private turnBytes = 0;
   private readonly started = Date.now();
 
   constructor(o: ConnectionOptions<E, R>) {
@@ -116,14 +121,15 @@ export class Connection<E, R> {
 
   private async execute(out: Output<E>): Promise<void> {
     switch (out.type) {
-      case 'write':
-        if (!this.sendAll(out.data)) {
-          // RFC 2920 §3.1: a client that does not read its replies is not read either.
-          this.blocked = true;
-          await this.drained();
-          this.blocked = false;
-        }
+      case 'write': {
+        const room = this.sendAll(out.data);
+        if (room && this.turnBytes < TURN_BUDGET) return;
+        // RFC 2920 §3.1: a client that does not read its replies is not read either.
+        this.blocked = true;
+        await this.pace(room);
+        this.blocked = false;
         return;
+      }
       case 'close':
         this.queue = [];
         this.socket.end();
@@ -134,7 +140,7 @@ export class Connection<E, R> {
         try {
           for await (const chunk of out.source) {
             if (this.closed) return;
-            if (!this.sendAll(chunk)) await this.drained();
+            await this.pace(this.sendAll(chunk));
           }
         } catch (err) {
           this.queue.unshift(...this.fail(err));
@@ -174,9 +180,11 @@ export class Connection<E, R> {
       socket.cork();
       setImmediate(() => {
         this.corked = false;
+        this.turnBytes = 0;
         socket.uncork();
       });
     }
+    this.turnBytes += data.length;
     if (socket.write(data)) return true;
     // Past the high-water mark: hand what is queued to the kernel now instead of at the end of
     // the turn. Only a peer that does not read leaves it queued, and only then do we wait.
@@ -191,6 +199,16 @@ export class Connection<E, R> {
     let room = true;
     for (const piece of data) room = this.send(piece);
     return room;
+  }
+
+  /**
+   * After a write: without room, waits for the peer to read; past TURN_BUDGET in this turn,
+   * lets every other connection have its turn first (a pipelined download whose client keeps
+   * up would otherwise hold the event loop until it ends).
+   */
+  private async pace(room: boolean): Promise<void> {
+    if (!room) return this.drained();
+    if (this.turnBytes >= TURN_BUDGET) await new Promise<void>((resolve) => setImmediate(resolve));
   }
 
   private drained(): Promise<void> {

@@ -227,7 +227,7 @@ print(json.dumps(out))
     assert.match(check.stdout, /Subject: c2/);
   });
 
-  it('a pipelined download to a client that stops reading: the server waits with little memory, then sends every byte', async () => {
+  it('a pipelined download to a client that stops reading: the server waits with little memory, then sends every byte', { timeout: 120_000 }, async () => {
     // 48 messages of 1 MiB and 16 small ones in between, with lines that need stuffing.
     const line = (i: number, n: number) => `${n % 37 === 0 ? '.' : ''}message ${i} line ${n} ${'abcdefghij'.repeat(6)}\r\n`;
     const messages = Array.from({ length: 64 }, (_, i) => {
@@ -284,6 +284,44 @@ print(json.dumps(out))
       wire = wire.slice(end + 5);
     }
     assert.match(wire, /^\+OK mailnest POP3 server signing off/);
+
+  });
+
+  it('a pipelined download to a client that keeps up does not hold up other sessions', { timeout: 120_000 }, async () => {
+    await createUsers(`${m.dir}/data`, [['ivan@example.test', 'ivan pass']]);
+    const body = Buffer.from(`Subject: small\r\n\r\n${'a line of text in a small message\r\n'.repeat(280)}`);
+    const store = new SqliteStore(`${m.dir}/data`);
+    try {
+      const user = (await store.findUser('ivan@example.test'))!;
+      await Promise.all(Array.from({ length: 5000 }, () => store.accept({ id: newQueueId(), body: [body], sender: 'bob@example.org', local: [{ userId: user.id, prefix: Buffer.alloc(0) }] })));
+    } finally {
+      store.close();
+    }
+    const other = await login('frank');
+    const fast = net.connect({ host: '127.0.0.1', port: pop3 });
+    let bytes = 0;
+    let tail = '';
+    let downloaded = false;
+    let underWay: () => void = () => {};
+    const started = new Promise<void>((resolve) => { underWay = resolve; });
+    const done = new Promise<void>((resolve) => {
+      fast.on('data', (d: Buffer) => {
+        bytes += d.length;
+        if (bytes > 1024 * 1024) underWay();
+        tail = (tail + d.toString('latin1')).slice(-200);
+        if (/signing off[^\n]*\r\n$/.test(tail)) {
+          downloaded = true;
+          resolve();
+        }
+      });
+    });
+    fast.write(`USER ivan@example.test\r\nPASS ivan pass\r\n${Array.from({ length: 5000 }, (_, i) => `RETR ${i + 1}\r\n`).join('')}QUIT\r\n`);
+    await started;
+    assert.equal(await other.command('NOOP'), '+OK');
+    assert.equal(downloaded, false, 'the NOOP was answered only after the whole 50 MB download');
+    await done;
+    fast.destroy();
+    await other.command('QUIT');
   });
 
   it('shutdown: an idle session gets -ERR [SYS/TEMP] and its deletions are not applied', async () => {
