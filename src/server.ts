@@ -13,6 +13,7 @@ import { HttpService } from './http/server.ts';
 import { smtpHandler, type SmtpRole } from './smtp/handler.ts';
 import { pop3Handler } from './pop3/handler.ts';
 import { MaildropLocks } from './pop3/locks.ts';
+import { FreeSpace } from './store/free-space.ts';
 
 /** Something that runs beside the listeners (the queue runner, the HTTP API). */
 export interface Service {
@@ -38,10 +39,11 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   const tls = loadTls(config);
   const limits = new ConnectionLimits(config.limits.max_connections, config.limits.max_connections_per_ip);
   const throttle = new AuthThrottle(config.auth.max_failures);
+  const freeSpace = new FreeSpace(config.data_dir);
   const lctx: ListenerContext = { limits, log, tls: tls.context, onCount: (l, d) => ctx.metrics.count(l, d) };
   const listeners: { kind: ListenerKind; listener: Listener<any, any> }[] = [];
   for (const role of SMTP_ROLES) {
-    if (config.listen[role].length > 0) listeners.push({ kind: role, listener: new Listener(smtpHandler(ctx, role, throttle), lctx) });
+    if (config.listen[role].length > 0) listeners.push({ kind: role, listener: new Listener(smtpHandler(ctx, role, throttle, freeSpace), lctx) });
   }
   const pop3Locks = new MaildropLocks(); // one lock table for pop3 and pop3s
   for (const kind of ['pop3', 'pop3s'] as const) {
@@ -64,6 +66,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
     // One listener could not bind: undo what did start, so the process can exit.
     for (const { listener } of listeners) listener.stopAccepting();
     for (const service of started.reverse()) await service.stop();
+    freeSpace.close();
     ctx.store.close();
     throw err;
   }
@@ -81,6 +84,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       }
       for (const { listener } of listeners) listener.destroyAll();
       for (const { service } of [...services].reverse()) await service.stop();
+      freeSpace.close();
       ctx.store.close();
     })();
     return stopping;

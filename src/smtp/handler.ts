@@ -9,16 +9,16 @@ import { verifyPassword } from '../auth/password.ts';
 import { acceptMessage } from '../delivery/accept.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
 import type { ProtocolHandler } from '../net/listener.ts';
-import { FreeSpace } from '../store/free-space.ts';
+import type { FreeSpace } from '../store/free-space.ts';
 import { isStorageFull } from '../store/store.ts';
 import { renderReply, reply } from './reply.ts';
 import { SmtpSession, type SmtpEffect, type SmtpResult, type SmtpRole, type SmtpSessionOptions, type Delivery } from './session.ts';
 
 export type { SmtpRole };
 
-export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle): ProtocolHandler<SmtpEffect, SmtpResult> {
+/** `freeSpace` is the gauge of data_dir's filesystem, shared by the SMTP listeners. */
+export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle, freeSpace: FreeSpace): ProtocolHandler<SmtpEffect, SmtpResult> {
   const { config } = ctx;
-  const freeSpace = new FreeSpace(config.data_dir);
   const policy: SmtpSessionOptions = {
     role,
     hostname: config.hostname,
@@ -27,7 +27,7 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
     maxMessageSize: config.limits.max_message_size,
     maxRecipients: config.limits.max_recipients,
     maxLineLength: config.limits.max_line_length,
-    storageFree: () => freeSpace.bytes(),
+    storageFree: () => freeSpace.bytes,
   };
   return {
     name: role,

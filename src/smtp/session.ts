@@ -72,7 +72,7 @@ export interface SmtpSessionOptions {
   maxLineLength: number;
   /** Errors (5xx replies) tolerated before the session is ended (like Postfix's hard error limit). */
   maxErrors?: number;
-  /** Bytes free where messages are stored (a recent reading); absent, no check is made. */
+  /** Bytes free where messages are stored, as last read (no I/O); absent, no check is made. */
   storageFree?: () => number;
 }
 

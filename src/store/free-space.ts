@@ -1,32 +1,47 @@
 /**
  * Free space on the filesystem that holds data_dir, for refusing mail that cannot be stored
- * before it is sent rather than after. statfs(2) reads no disk and costs a few microseconds;
- * it is still taken at most once a second, however many sessions ask.
+ * before it is sent rather than after. The reading is refreshed in the background once a
+ * second, so asking for it is reading a number: no system call on a session's path.
  */
 import fs from 'node:fs';
 
-const MAX_AGE_MS = 1000;
+const REFRESH_MS = 1000;
 
 export class FreeSpace {
   private readonly dir: string;
-  private value = Infinity;
-  private takenAt = -Infinity;
+  private value: number;
+  private readonly timer: NodeJS.Timeout;
 
   constructor(dir: string) {
     this.dir = dir;
+    this.value = this.measureNow();
+    this.timer = setInterval(() => this.refresh(), REFRESH_MS).unref();
   }
 
-  /** Bytes available to mailnest (not counting root's reserve); Infinity if unknown. */
-  bytes(now = Date.now()): number {
-    if (now - this.takenAt >= MAX_AGE_MS) {
-      this.takenAt = now;
-      try {
-        const s = fs.statfsSync(this.dir);
-        this.value = s.bavail * s.bsize;
-      } catch {
-        this.value = Infinity;
-      }
-    }
+  /** Bytes available to mailnest (not counting root's reserve) at the last reading; Infinity if unknown. */
+  get bytes(): number {
     return this.value;
   }
+
+  close(): void {
+    clearInterval(this.timer);
+  }
+
+  private measureNow(): number {
+    try {
+      return available(fs.statfsSync(this.dir));
+    } catch {
+      return Infinity;
+    }
+  }
+
+  private refresh(): void {
+    fs.statfs(this.dir, (err, s) => {
+      this.value = err ? Infinity : available(s);
+    });
+  }
+}
+
+function available(s: fs.StatsFs): number {
+  return s.bavail * s.bsize;
 }

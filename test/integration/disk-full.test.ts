@@ -50,8 +50,8 @@ describe('a full disk under data_dir', { skip: mounted ? false : 'needs root to 
     } finally {
       fs.closeSync(fd);
     }
-    // The server reads the free space at most once a second.
-    await new Promise((r) => setTimeout(r, 1100));
+    // The server reads the free space in the background once a second.
+    await new Promise((r) => setTimeout(r, 1500));
   }
 
   async function mailFrom(params = ''): Promise<{ code: number; text: string }> {
@@ -103,7 +103,7 @@ describe('a full disk under data_dir', { skip: mounted ? false : 'needs root to 
     assert.match(send.stderr, /^mailnest: the disk holding data_dir is full \(.*\): free some space and try again\n$/);
 
     fs.rmSync(filler);
-    await new Promise((r) => setTimeout(r, 1100));
+    await new Promise((r) => setTimeout(r, 1500));
     const accepted = await sendOver(big('room again'));
     assert.equal(accepted.code, 250, accepted.text);
     const list = cli(configFile, ['user', 'list', '--json']);
