@@ -14,6 +14,7 @@ import type { Command } from 'commander';
 import { ConfigError } from '../config/load.ts';
 import type { Context } from '../context.ts';
 import { submitLocal, SubmitError } from '../delivery/submit.ts';
+import { isStorageFull } from '../store/store.ts';
 import { prepareSubmitted, SubmittedError } from '../mime/submitted.ts';
 import { commandContext } from './common.ts';
 import { CliError } from './errors.ts';
@@ -203,8 +204,8 @@ async function sendmail(ctx: Context, args: SendmailArgs): Promise<string> {
       throw new CliError(err.message, code);
     }
     // The store could not take it now (locked, disk full, ...): the caller may try again later.
-    const e = err as { code?: string; errcode?: number; message?: string };
-    if (e.code === 'ERR_SQLITE_ERROR' || e.code === 'ENOSPC' || e.code === 'EIO') throw new CliError(`cannot queue the message now: ${e.message}`, EX_TEMPFAIL);
+    const e = err as { code?: string; message?: string };
+    if (isStorageFull(err) || e.code === 'ERR_SQLITE_ERROR' || e.code === 'EIO') throw new CliError(`cannot queue the message now: ${e.message}`, EX_TEMPFAIL);
     throw new CliError(`internal error: ${e.message ?? String(err)}`, EX_SOFTWARE);
   }
 }

@@ -180,8 +180,8 @@ export interface Store {
 /** A uniqueness conflict (user or token that already exists). */
 export class StoreConflict extends Error {}
 
-/** SQLite's result code for "database or disk is full". */
-const SQLITE_FULL = 13;
+/** A write failed because the store's database has no room left (each store says it its way). */
+export class StorageFull extends Error {}
 
 /**
  * True when a write failed because the disk (or the quota) holding data_dir is full: the
@@ -189,10 +189,9 @@ const SQLITE_FULL = 13;
  * and is the operator's to fix.
  */
 export function isStorageFull(err: unknown): boolean {
-  const e = err as { code?: unknown; errcode?: unknown } | null;
-  if (!e || typeof e !== 'object') return false;
-  if (e.code === 'ERR_SQLITE_ERROR') return typeof e.errcode === 'number' && (e.errcode & 0xff) === SQLITE_FULL;
-  return e.code === 'ENOSPC' || e.code === 'EDQUOT';
+  if (err instanceof StorageFull) return true;
+  const code = (err as { code?: unknown } | null)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 /** The lookup key of an address. Addresses are stored as given; lookups ignore case in the

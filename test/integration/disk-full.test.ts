@@ -1,9 +1,9 @@
 /**
  * A full disk under data_dir (a small tmpfs): SMTP answers 452 4.3.1 at MAIL when the room
  * left cannot hold the declared SIZE, and at the end of DATA when the message did not fit; the
- * HTTP API answers 507 and `mailnest send` one clear line; nothing is acknowledged that is not
- * stored, the server keeps running, and once space is freed mail is accepted again. Needs root
- * to mount the tmpfs.
+ * HTTP API answers 507, `mailnest send` one clear line and `mailnest sendmail` EX_TEMPFAIL;
+ * nothing is acknowledged that is not stored, the server keeps running, and once space is
+ * freed mail is accepted again. Needs root to mount the tmpfs.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -101,6 +101,9 @@ describe('a full disk under data_dir', { skip: mounted ? false : 'needs root to 
     const send = cli(configFile, ['send', '--to', 'alice@example.test', '--subject', 'nor here'], 'z'.repeat(1_500_000));
     assert.equal(send.status, 1);
     assert.match(send.stderr, /^mailnest: the disk holding data_dir is full \(.*\): free some space and try again\n$/);
+    const sendmail = cli(configFile, ['sendmail', 'alice@example.test'], `Subject: from cron\n\n${'z'.repeat(1_500_000)}\n`);
+    assert.equal(sendmail.status, 75, `sendmail exits EX_TEMPFAIL: ${sendmail.stderr}`);
+    assert.match(sendmail.stderr, /cannot queue the message now: database or disk is full/);
 
     fs.rmSync(filler);
     await new Promise((r) => setTimeout(r, 1500));

@@ -5,10 +5,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { SqliteStore, storeError } from '../../src/store/sqlite/sqlite-store.ts';
 import { MIGRATIONS } from '../../src/store/sqlite/schema.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
-import { isStorageFull, messageBytes } from '../../src/store/store.ts';
+import { isStorageFull, messageBytes, StorageFull } from '../../src/store/store.ts';
 import { storedMessage } from '../helpers/mailbox.ts';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-store-'));
@@ -100,7 +100,7 @@ test('a message of one part opens whole, a longer one with the rest to stream, a
   store.close();
 });
 
-test('isStorageFull: SQLite\'s "database or disk is full" and ENOSPC/EDQUOT, nothing else', () => {
+test('SQLite\'s "database or disk is full" becomes StorageFull; isStorageFull also knows ENOSPC/EDQUOT, nothing else', () => {
   const db = new DatabaseSync(':memory:');
   db.exec('CREATE TABLE t (x BLOB UNIQUE); PRAGMA max_page_count = 4');
   const failure = (fn: () => void) => {
@@ -111,9 +111,16 @@ test('isStorageFull: SQLite\'s "database or disk is full" and ENOSPC/EDQUOT, not
     }
     throw new Error('expected a failure');
   };
-  assert.equal(isStorageFull(failure(() => db.prepare('INSERT INTO t VALUES (?)').run(Buffer.alloc(100_000)))), true);
+  const full = failure(() => db.prepare('INSERT INTO t VALUES (?)').run(Buffer.alloc(100_000)));
+  assert.equal(isStorageFull(full), false, 'a raw SQLite error is the SQLite store\'s to translate');
+  const translated = storeError(full);
+  assert.ok(translated instanceof StorageFull);
+  assert.equal(translated.cause, full);
+  assert.equal(isStorageFull(translated), true);
   db.prepare('INSERT INTO t VALUES (?)').run(Buffer.from('a'));
-  assert.equal(isStorageFull(failure(() => db.prepare('INSERT INTO t VALUES (?)').run(Buffer.from('a')))), false, 'a constraint violation');
+  const conflict = failure(() => db.prepare('INSERT INTO t VALUES (?)').run(Buffer.from('a')));
+  assert.equal(storeError(conflict), conflict, 'a constraint violation stays what it is');
+  assert.equal(isStorageFull(storeError(conflict)), false);
   assert.equal(isStorageFull(failure(() => fs.writeFileSync('/dev/full', 'x'))), true);
   assert.equal(isStorageFull(Object.assign(new Error('quota'), { code: 'EDQUOT' })), true);
   assert.equal(isStorageFull(failure(() => fs.readFileSync('/nonexistent/file'))), false);

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import {
-  addressKey, messageBytes, StoreConflict,
+  addressKey, messageBytes, StorageFull, StoreConflict,
   type Acceptance, type AliasRecord, type DueRecipient, type MailboxEntry, type OpenedMessage, type QueueEntry, type QueueRecipient,
   type RecipientUpdate, type Store, type TokenRecord, type UserRecord, type UserUsage, type QueueStatus,
 } from '../store.ts';
@@ -81,7 +81,7 @@ export class SqliteStore implements Store {
       return result;
     } catch (err) {
       if (this.db.isTransaction) this.db.exec('ROLLBACK');
-      throw err;
+      throw storeError(err);
     }
   }
 
@@ -215,7 +215,8 @@ export class SqliteStore implements Store {
           } catch (err) {
             this.db.exec('ROLLBACK TO one');
             this.db.exec('RELEASE one');
-            results.push(err instanceof Error ? err : new Error(String(err)));
+            const e = storeError(err);
+            results.push(e instanceof Error ? e : new Error(String(e)));
           }
         }
       });
@@ -504,6 +505,16 @@ function queueRecipient(r: Row): QueueRecipient {
 
 function tokenRecord(r: Row): TokenRecord {
   return { name: String(r.name), created: Number(r.created), lastUsed: r.last_used === null ? null : Number(r.last_used) };
+}
+
+/** SQLite's result code for "database or disk is full". */
+const SQLITE_FULL = 13;
+
+/** SQLite's "database or disk is full" as the Store's StorageFull; any other error unchanged. */
+export function storeError(err: unknown): unknown {
+  const e = err as { code?: unknown; errcode?: unknown } | null;
+  const full = e?.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number' && (e.errcode & 0xff) === SQLITE_FULL;
+  return full ? new StorageFull((err as Error).message, { cause: err }) : err;
 }
 
 /** Re-slices a list of buffers into pieces of at most `size` bytes. */
