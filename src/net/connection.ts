@@ -122,11 +122,11 @@ export class Connection<E, R> {
   private async execute(out: Output<E>): Promise<void> {
     switch (out.type) {
       case 'write': {
-        const room = this.sendAll(out.data);
-        if (room && this.turnBytes < TURN_BUDGET) return;
+        const wait = this.pace(this.sendAll(out.data));
+        if (!wait) return;
         // RFC 2920 §3.1: a client that does not read its replies is not read either.
         this.blocked = true;
-        await this.pace(room);
+        await wait;
         this.blocked = false;
         return;
       }
@@ -202,13 +202,14 @@ export class Connection<E, R> {
   }
 
   /**
-   * After a write: without room, waits for the peer to read; past TURN_BUDGET in this turn,
-   * lets every other connection have its turn first (a pipelined download whose client keeps
-   * up would otherwise hold the event loop until it ends).
+   * What to wait for after a write, if anything: without room, the peer reading; past
+   * TURN_BUDGET in this turn, every other connection's turn (a pipelined download whose client
+   * keeps up would otherwise hold the event loop until it ends).
    */
-  private async pace(room: boolean): Promise<void> {
+  private pace(room: boolean): Promise<void> | undefined {
     if (!room) return this.drained();
-    if (this.turnBytes >= TURN_BUDGET) await new Promise<void>((resolve) => setImmediate(resolve));
+    if (this.turnBytes >= TURN_BUDGET) return new Promise<void>((resolve) => setImmediate(resolve));
+    return undefined;
   }
 
   private drained(): Promise<void> {

@@ -127,3 +127,17 @@ test('SQLite\'s "database or disk is full" becomes StorageFull; isStorageFull al
   assert.equal(isStorageFull(undefined), false);
   db.close();
 });
+
+test('a write in the same turn as a read ends the read snapshot: the write succeeds and the next read sees it', async () => {
+  const store = new SqliteStore(tmp());
+  const u = await store.createUser('u@example.test', 'h');
+  await store.accept({ id: newQueueId(), body: [Buffer.from('Subject: x\r\n\r\nx\r\n')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+  // No await between them: the read's transaction is still open when the write begins.
+  const read = store.openMessage(u.id, 1);
+  const write = store.deleteMessages(u.id, [1]);
+  assert.ok(await read);
+  await write;
+  assert.equal(await store.openMessage(u.id, 1), undefined);
+  assert.deepEqual(await store.listMailbox(u.id), []);
+  store.close();
+});
