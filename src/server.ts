@@ -14,6 +14,7 @@ import { smtpHandler, type SmtpRole } from './smtp/handler.ts';
 import { pop3Handler } from './pop3/handler.ts';
 import { MaildropLocks } from './pop3/locks.ts';
 import { FreeSpace } from './store/free-space.ts';
+import { StoreSweeper } from './store/sweeper.ts';
 
 /** Something that runs beside the listeners (the queue runner, the HTTP API). */
 export interface Service {
@@ -51,6 +52,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   }
   const services: { kind?: ListenerKind; service: Service }[] = [];
   services.push({ service: new QueueRunner(ctx) });
+  services.push({ service: new StoreSweeper(ctx.store, log) });
   if (config.listen.http.length > 0) services.push({ kind: 'http', service: new HttpService(ctx, limits) });
 
   const addresses: RunningServer['addresses'] = {};

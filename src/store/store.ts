@@ -174,6 +174,10 @@ export interface Store {
   listTokens(): Promise<TokenRecord[]>;
   removeToken(name: string): Promise<boolean>;
 
+  // --- upkeep
+  /** Removes what an interrupted write left behind and nothing refers to; returns how many. */
+  sweep(): Promise<number>;
+
   close(): void;
 }
 

@@ -29,7 +29,7 @@ describe('POP3 handler against the SQLite store', () => {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-pop3-handler-'));
     store = new SqliteStore(dir);
     userId = (await store.createUser('Alice@Example.test', await hashPassword('pw one'))).id;
-    for (const body of ['Subject: a\r\n\r\none\r\n', 'Subject: b\r\n\r\ntwo\r\n', 'Subject: c\r\n\r\n' + 'x'.repeat(200_000) + '\r\n']) {
+    for (const body of ['Subject: a\r\n\r\none\r\n', 'Subject: b\r\n\r\ntwo\r\n', 'Subject: c\r\n\r\n' + 'x'.repeat(600_000) + '\r\n']) {
       await store.accept({ id: newQueueId(), body: [Buffer.from(body)], sender: 's@example.test', local: [{ userId, prefix: Buffer.from('Return-Path: <s@example.test>\r\n') }] });
     }
     locks = new MaildropLocks();
@@ -122,8 +122,8 @@ describe('POP3 handler against the SQLite store', () => {
       total += c.length;
       max = Math.max(max, c.length);
     }
-    assert.equal(total, 'Return-Path: <s@example.test>\r\n'.length + 'Subject: c\r\n\r\n'.length + 200_002);
-    assert.ok(max <= 64 * 1024);
+    assert.equal(total, 'Return-Path: <s@example.test>\r\n'.length + 'Subject: c\r\n\r\n'.length + 600_002);
+    assert.ok(max <= 256 * 1024);
     assert.deepEqual(await handler.perform({ type: 'retrieve', userId, uid: 999 }), { type: 'missing' });
   });
 

@@ -13,31 +13,76 @@ import { storedMessage } from '../helpers/mailbox.ts';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-store-'));
 
+/** Waits (up to two seconds) for a condition that becomes true in the background. */
+async function eventually(check: () => boolean, what: string): Promise<void> {
+  for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(check(), what);
+}
+
 test('a body is stored once for every copy, read back whole in bounded parts, and dropped with its last copy', async () => {
   const dir = tmp();
   const store = new SqliteStore(dir);
   const a = await store.createUser('a@example.test', 'h');
   const b = await store.createUser('b@example.test', 'h');
-  const body = Buffer.alloc(200_000);
+  const body = Buffer.alloc(600_000);
   for (let i = 0; i < body.length; i++) body[i] = 32 + (i % 90);
   const id = newQueueId();
+  const file = path.join(dir, 'bodies', id);
   await store.accept({ id, body: [body.subarray(0, 1000), body.subarray(1000)], sender: 's@remote.test', local: [{ userId: a.id, prefix: Buffer.from('P1\r\n') }, { userId: b.id, prefix: Buffer.from('P22\r\n') }] });
+  assert.deepEqual(fs.readFileSync(file), body, 'a body of more than one part is a file, written once');
   const [ma] = await store.listMailbox(a.id);
   assert.equal(ma!.size, 4 + body.length);
   const parts: number[] = [];
   const opened = (await store.openMessage(a.id, ma!.uid))!;
-  assert.ok(opened.rest, 'a 200 KB message is streamed, not read whole');
+  assert.ok(opened.rest, 'a 600 KB message is streamed, not read whole');
   for await (const p of messageBytes(opened)) parts.push(p.length);
-  assert.ok(Math.max(...parts) <= 64 * 1024, 'no part larger than 64 KiB');
+  assert.ok(Math.max(...parts) <= 256 * 1024, 'no piece larger than 256 KiB');
   assert.deepEqual(await storedMessage(store, b.id, 1), Buffer.concat([Buffer.from('P22\r\n'), body]));
   await store.deleteMessages(a.id, [ma!.uid]);
   assert.deepEqual(await storedMessage(store, b.id, 1), Buffer.concat([Buffer.from('P22\r\n'), body]), 'the other copy keeps the body');
+  assert.ok(fs.existsSync(file));
   await store.deleteMessages(b.id, [1]);
+  await eventually(() => !fs.existsSync(file), 'the file goes with the last copy, once that deletion is durable');
   store.close();
   const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
   assert.equal((db.prepare('SELECT count(*) AS n FROM bodies').get() as { n: number }).n, 0);
   assert.equal((db.prepare('SELECT count(*) AS n FROM body_parts').get() as { n: number }).n, 0);
   db.close();
+});
+
+test('a body of one part stays in the database; a rolled-back message leaves no file', async () => {
+  const dir = tmp();
+  const store = new SqliteStore(dir);
+  const u = await store.createUser('u@example.test', 'h');
+  await store.accept({ id: newQueueId(), body: [Buffer.alloc(64 * 1024, 'a')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+  assert.deepEqual(fs.readdirSync(path.join(dir, 'bodies')), []);
+  // No such user: the insert fails and is rolled back, alone and within a group commit.
+  const bad = () => store.accept({ id: newQueueId(), body: [Buffer.alloc(100_000, 'b')], sender: '', local: [{ userId: 999, prefix: Buffer.alloc(0) }] });
+  await assert.rejects(bad(), /no mailbox/);
+  const good = Array.from({ length: 5 }, () => store.accept({ id: newQueueId(), body: [Buffer.alloc(100_000, 'c')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] }));
+  const failing = [assert.rejects(bad(), /no mailbox/), assert.rejects(bad(), /no mailbox/)];
+  await Promise.all([...good, ...failing]);
+  await eventually(() => fs.readdirSync(path.join(dir, 'bodies')).length === 5, 'only the five stored bodies have files');
+  assert.equal((await store.listMailbox(u.id)).length, 6);
+  store.close();
+});
+
+test('sweep removes body files a crash left without a row, once they are an hour old, and nothing else', async () => {
+  const dir = tmp();
+  const store = new SqliteStore(dir);
+  const u = await store.createUser('u@example.test', 'h');
+  const kept = newQueueId();
+  await store.accept({ id: kept, body: [Buffer.alloc(100_000, 'k')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+  const bodies = path.join(dir, 'bodies');
+  const hoursAgo = (h: number) => new Date(Date.now() - h * 3600_000);
+  fs.utimesSync(path.join(bodies, kept), hoursAgo(5), hoursAgo(5));
+  fs.writeFileSync(path.join(bodies, 'ORPHANOLD00001'), 'half a message');
+  fs.utimesSync(path.join(bodies, 'ORPHANOLD00001'), hoursAgo(2), hoursAgo(2));
+  fs.writeFileSync(path.join(bodies, 'ORPHANYOUNG001'), 'perhaps about to be committed');
+  assert.equal(await store.sweep(), 1);
+  assert.deepEqual(fs.readdirSync(bodies).sort(), [kept, 'ORPHANYOUNG001'].sort());
+  assert.equal((await storedMessage(store, u.id, 1)).length, 100_000);
+  store.close();
 });
 
 test('UIDs grow and are never reused, even after the newest message is deleted', async () => {
@@ -82,17 +127,18 @@ test('a data directory made by the first schema version is migrated with its mai
   store.close();
 });
 
-test('a message of one part opens whole, a longer one with the rest to stream, an empty body as its prefix alone', async () => {
+test('a message up to one read piece opens whole, a longer one with the rest to stream, an empty body as its prefix alone', async () => {
   const store = new SqliteStore(tmp());
   const u = await store.createUser('u@example.test', 'h');
   const prefix = Buffer.from('Received: x\r\n');
-  const sizes = [0, 64 * 1024, 64 * 1024 + 1];
+  // In the database up to one part (64 KiB), as a file beyond; a file is read 256 KiB at a time.
+  const sizes = [0, 64 * 1024, 64 * 1024 + 1, 256 * 1024, 256 * 1024 + 1];
   for (const size of sizes) {
     await store.accept({ id: newQueueId(), body: [Buffer.alloc(size, 'a')], sender: '', local: [{ userId: u.id, prefix }] });
   }
   const entries = await store.listMailbox(u.id);
   const opened = await Promise.all(entries.map((e) => store.openMessage(u.id, e.uid)));
-  assert.deepEqual(opened.map((m) => [m!.head.length, m!.rest !== undefined]), [[1, false], [2, false], [2, true]]);
+  assert.deepEqual(opened.map((m) => [m!.head.length, m!.rest !== undefined]), [[1, false], [2, false], [2, false], [2, false], [2, true]]);
   for (const [i, size] of sizes.entries()) {
     assert.deepEqual(await storedMessage(store, u.id, entries[i]!.uid), Buffer.concat([prefix, Buffer.alloc(size, 'a')]));
   }

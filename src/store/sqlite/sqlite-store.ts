@@ -3,6 +3,7 @@
  * something resolves only once the change is on disk (see wal-sync.ts: commits on the event
  * loop, fdatasync in the thread pool, shared by every commit made meanwhile). `accept` also
  * batches: every message handed in during one turn of the event loop shares one transaction.
+ * Bodies of more than one part are files beside the database (see body-files.ts).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -12,11 +13,20 @@ import {
   type Acceptance, type AliasRecord, type DueRecipient, type MailboxEntry, type OpenedMessage, type QueueEntry, type QueueRecipient,
   type RecipientUpdate, type Store, type TokenRecord, type UserRecord, type UserUsage, type QueueStatus,
 } from '../store.ts';
+import { BodyFiles } from './body-files.ts';
 import { MIGRATIONS } from './schema.ts';
 import { WalSync } from './wal-sync.ts';
 
 /** Size of the rows a body is split into; bounds the memory a reader needs. */
 const CHUNK = 64 * 1024;
+
+/** Bodies longer than one part are kept as files: see body-files.ts. */
+function storedAsFile(bodySize: number): boolean {
+  return bodySize > CHUNK;
+}
+
+/** How old a body file without a row must be before `sweep` removes it. */
+const ORPHAN_AGE_MS = 60 * 60 * 1000;
 
 type Row = Record<string, unknown>;
 
@@ -24,6 +34,9 @@ export class SqliteStore implements Store {
   readonly file: string;
   private db: DatabaseSync;
   private wal: WalSync;
+  private files: BodyFiles;
+  /** Body files whose rows the open transaction deletes: removed once it is durable. */
+  private doomed: string[] = [];
   private stmts = new Map<string, StatementSync>();
   /** Messages waiting for the fsync under way to end (see accept). */
   private pending: { message: Acceptance; resolve: () => void; reject: (err: unknown) => void }[] = [];
@@ -44,6 +57,7 @@ export class SqliteStore implements Store {
     this.wal = new WalSync(this.file, opts.fdatasync);
     this.migrate();
     this.wal.syncNow();
+    this.files = new BodyFiles(dataDir);
   }
 
   private migrate(): void {
@@ -74,15 +88,23 @@ export class SqliteStore implements Store {
 
   private transaction<T>(fn: () => T): T {
     this.endRead();
+    this.doomed = [];
     this.db.exec('BEGIN IMMEDIATE');
+    let result: T;
     try {
-      const result = fn();
+      result = fn();
       this.db.exec('COMMIT');
-      return result;
     } catch (err) {
+      this.doomed = [];
       if (this.db.isTransaction) this.db.exec('ROLLBACK');
       throw storeError(err);
     }
+    const doomed = this.doomed;
+    this.doomed = [];
+    // The files of dropped bodies go once the drop is durable: after the flush that follows this
+    // commit. If that flush fails, or a removal does, the files stay for sweep() to find.
+    if (doomed.length > 0) void this.wal.sync().then(() => this.files.remove(doomed)).catch(() => {});
+    return result;
   }
 
   /**
@@ -190,8 +212,18 @@ export class SqliteStore implements Store {
    * latency for a lone session). While an fsync is under way, messages gather and are committed
    * together in one transaction as soon as it ends, then made durable by one more fsync.
    */
-  accept(message: Acceptance): Promise<void> {
-    if (!this.wal.busy && this.pending.length === 0) return this.write(() => this.insertAcceptance(message));
+  async accept(message: Acceptance): Promise<void> {
+    // A body kept as a file is on disk before the transaction that refers to it begins.
+    if (storedAsFile(bodySize(message.body))) await this.files.write(message.id, message.body);
+    if (!this.wal.busy && this.pending.length === 0) {
+      try {
+        this.transaction(() => this.insertAcceptance(message));
+      } catch (err) {
+        this.discardFile(message);
+        throw err;
+      }
+      return this.wal.sync();
+    }
     return new Promise((resolve, reject) => {
       this.pending.push({ message, resolve, reject });
       if (this.pending.length === 1) void this.wal.settled().then(() => this.flush());
@@ -215,13 +247,17 @@ export class SqliteStore implements Store {
           } catch (err) {
             this.db.exec('ROLLBACK TO one');
             this.db.exec('RELEASE one');
+            this.discardFile(p.message);
             const e = storeError(err);
             results.push(e instanceof Error ? e : new Error(String(e)));
           }
         }
       });
     } catch (err) {
-      for (const p of batch) p.reject(err);
+      for (const p of batch) {
+        this.discardFile(p.message);
+        p.reject(err);
+      }
       return;
     }
     this.wal.sync().then(() => {
@@ -235,14 +271,24 @@ export class SqliteStore implements Store {
     });
   }
 
+  /** A message whose insert was rolled back leaves no body file behind. (After a failed flush
+   *  its commit may be on disk all the same: then the file stays, and sweep() decides.) */
+  private discardFile(m: Acceptance): void {
+    if (storedAsFile(bodySize(m.body))) void this.files.remove([m.id]).catch(() => {});
+  }
+
   private insertAcceptance(m: Acceptance): void {
     const now = Date.now();
     const queueId = m.id;
-    const size = m.body.reduce((n, b) => n + b.length, 0);
-    const bodyId = Number(this.q('INSERT INTO bodies (queue_id, size, created) VALUES (?, ?, ?)').run(queueId, size, now).lastInsertRowid);
-    let seq = 0;
-    for (const chunk of rechunk(m.body, CHUNK)) {
-      this.q('INSERT INTO body_parts (body_id, seq, data) VALUES (?, ?, ?)').run(bodyId, seq++, chunk);
+    const size = bodySize(m.body);
+    const external = storedAsFile(size);
+    const bodyId = Number(this.q('INSERT INTO bodies (queue_id, size, created, external) VALUES (?, ?, ?, ?)')
+      .run(queueId, size, now, Number(external)).lastInsertRowid);
+    if (!external) {
+      let seq = 0;
+      for (const chunk of rechunk(m.body, CHUNK)) {
+        this.q('INSERT INTO body_parts (body_id, seq, data) VALUES (?, ?, ?)').run(bodyId, seq++, chunk);
+      }
     }
     for (const copy of m.local) {
       const mb = this.q("SELECT id, uid_next FROM mailboxes WHERE user_id = ? AND name = 'INBOX'").get(copy.userId) as Row | undefined;
@@ -267,7 +313,8 @@ export class SqliteStore implements Store {
     if (used) return;
     // The parts first, by their index: several times cheaper than leaving them to the cascade.
     this.q('DELETE FROM body_parts WHERE body_id = ?').run(bodyId);
-    this.q('DELETE FROM bodies WHERE id = ?').run(bodyId);
+    const body = this.q('DELETE FROM bodies WHERE id = ? RETURNING queue_id, external').get(bodyId) as Row | undefined;
+    if (body && Number(body.external) === 1) this.doomed.push(String(body.queue_id));
   }
 
   // ---------------------------------------------------------------- mailboxes
@@ -280,19 +327,26 @@ export class SqliteStore implements Store {
 
   async openMessage(userId: number, uid: number): Promise<OpenedMessage | undefined> {
     // The first part comes with the lookup: a message under one part is one query.
-    const row = this.read(() => this.q(`SELECT m.body_id, m.prefix, b.size, p.data FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id
+    const row = this.read(() => this.q(`SELECT m.body_id, m.prefix, b.size, b.queue_id, b.external, p.data FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id
                         JOIN bodies b ON b.id = m.body_id LEFT JOIN body_parts p ON p.body_id = m.body_id AND p.seq = 0
                         WHERE x.user_id = ? AND x.name = 'INBOX' AND m.uid = ?`).get(userId, uid)) as Row | undefined;
     return row && this.openBody(row);
   }
 
-  /** Opens prefix + body of a row holding body_id, prefix, size and the first part's data. */
+  /** Opens prefix + body of a row holding body_id, prefix, the body's size, queue_id and
+   *  external, and the first part's data. */
   private openBody(row: Row): OpenedMessage {
     const prefix = row.prefix as Uint8Array;
     const bodyId = Number(row.body_id);
-    const parts = Math.ceil(Number(row.size) / CHUNK);
+    const size = Number(row.size);
     const head: Buffer[] = [];
     if (prefix.length > 0) head.push(asBuffer(prefix));
+    if (Number(row.external) === 1) {
+      const { first, rest } = this.files.read(String(row.queue_id), size);
+      head.push(first);
+      return { head, rest };
+    }
+    const parts = Math.ceil(size / CHUNK);
     if (parts > 0) {
       if (!row.data) throw new Error(`message body ${bodyId} is missing part 0`);
       head.push(asBuffer(row.data as Uint8Array));
@@ -355,7 +409,7 @@ export class SqliteStore implements Store {
   }
 
   readQueued(id: string): AsyncIterable<Buffer> {
-    const row = this.q(`SELECT o.body_id, o.prefix, b.size, p.data FROM outbound o JOIN bodies b ON b.id = o.body_id
+    const row = this.q(`SELECT o.body_id, o.prefix, b.size, b.queue_id, b.external, p.data FROM outbound o JOIN bodies b ON b.id = o.body_id
                         LEFT JOIN body_parts p ON p.body_id = o.body_id AND p.seq = 0 WHERE o.queue_id = ?`).get(id) as Row | undefined;
     if (!row) return failing(new Error(`no queue entry ${id}`));
     return messageBytes(this.openBody(row));
@@ -480,11 +534,18 @@ export class SqliteStore implements Store {
     return this.write(() => this.q('DELETE FROM tokens WHERE name = ?').run(name).changes > 0);
   }
 
+  /** Removes body files that a crash left without a row (see body-files.ts). */
+  async sweep(): Promise<number> {
+    const known = (queueId: string) => this.q('SELECT 1 FROM bodies WHERE queue_id = ?').get(queueId) !== undefined;
+    return this.files.sweep(known, Date.now() - ORPHAN_AGE_MS);
+  }
+
   close(): void {
     this.endRead();
     this.flush();
     if (this.pendingUpdates.length > 0) this.flushUpdates();
     this.wal.close();
+    this.files.close();
     this.db.close();
   }
 }
@@ -515,6 +576,10 @@ export function storeError(err: unknown): unknown {
   const e = err as { code?: unknown; errcode?: unknown } | null;
   const full = e?.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number' && (e.errcode & 0xff) === SQLITE_FULL;
   return full ? new StorageFull((err as Error).message, { cause: err }) : err;
+}
+
+function bodySize(chunks: Buffer[]): number {
+  return chunks.reduce((n, c) => n + c.length, 0);
 }
 
 /** Re-slices a list of buffers into pieces of at most `size` bytes. */

@@ -12,57 +12,38 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { SharedFlush } from './shared-flush.ts';
 
 const systemFdatasync: (fd: number) => Promise<void> = promisify(fs.fdatasync);
 
 export class WalSync {
   private readonly walFile: string;
   private fd: number | undefined;
-  private running: Promise<void> | undefined;
-  private next: Promise<void> | undefined;
   private closed = false;
-
-  private readonly fdatasync: (fd: number) => Promise<void>;
+  private readonly shared: SharedFlush;
 
   /** `fdatasync` is the system call unless a test observes it. */
   constructor(dbFile: string, fdatasync = systemFdatasync) {
     this.walFile = `${dbFile}-wal`;
-    this.fdatasync = fdatasync;
+    // After close, everything committed was synced by close itself.
+    this.shared = new SharedFlush(async () => {
+      if (!this.closed) await fdatasync(this.walDescriptor());
+    });
   }
 
   /** True while an fdatasync is under way. */
   get busy(): boolean {
-    return this.running !== undefined;
+    return this.shared.busy;
   }
 
   /** Resolves when the fdatasync under way now has ended (at once if none is). */
-  async settled(): Promise<void> {
-    await this.running?.catch(() => {});
+  settled(): Promise<void> {
+    return this.shared.settled();
   }
 
   /** Resolves once every transaction committed before the call is on disk. */
   sync(): Promise<void> {
-    if (!this.running) return this.start();
-    // The running fdatasync may have begun before our commit: ours is the one after it.
-    this.next ??= this.running.then(() => this.startNext(), () => this.startNext());
-    return this.next;
-  }
-
-  private startNext(): Promise<void> {
-    this.next = undefined;
-    return this.start();
-  }
-
-  private start(): Promise<void> {
-    // After close, everything committed was synced by close itself.
-    if (this.closed) return Promise.resolve();
-    const p = (async () => {
-      await this.fdatasync(this.walDescriptor());
-    })().finally(() => {
-      if (this.running === p) this.running = undefined;
-    });
-    this.running = p;
-    return p;
+    return this.shared.flush();
   }
 
   /** The same, waiting on the calling thread (for close). */
@@ -100,7 +81,6 @@ export class WalSync {
       if (this.fd !== undefined) fs.closeSync(this.fd);
       this.fd = undefined;
     };
-    if (this.running) void this.running.then(release, release);
-    else release();
+    void this.shared.settled().then(release);
   }
 }

@@ -1,0 +1,135 @@
+/**
+ * Large message bodies, kept as files in `data_dir/bodies/`, one per body, named by its queue id.
+ *
+ * In the database a body is copied four times: into SQLite's pages, into the write-ahead log,
+ * into the database file at the checkpoint, and out again, page by page, on every read. A file is
+ * written once, flushed once, and read back with one system call per piece. The database keeps
+ * the row that says the body is here (`bodies.external`).
+ *
+ * Order is what keeps this safe:
+ * - a file is complete and durable (fdatasync, then an fsync of the directory) before the
+ *   transaction that refers to it commits, so a committed row never points at a missing file;
+ * - a file is removed only once the transaction that dropped its row is durable;
+ * - a crash between the two steps leaves a file no row refers to, which `sweep` removes later.
+ * Files never change once written.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { SharedFlush } from './shared-flush.ts';
+
+const open = promisify(fs.open);
+const writev = promisify(fs.writev);
+const fdatasync = promisify(fs.fdatasync);
+const fsync = promisify(fs.fsync);
+const close = promisify(fs.close);
+const unlink = promisify(fs.unlink);
+
+/** Bytes read from a body file at a time: the memory a reader needs. */
+export const PIECE = 256 * 1024;
+
+export class BodyFiles {
+  readonly dir: string;
+  private dirFd: number;
+  /** The directory's fsync, shared by every file created while one runs. */
+  private readonly dirFlush: SharedFlush;
+
+  constructor(dataDir: string) {
+    this.dir = path.join(dataDir, 'bodies');
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.dirFd = fs.openSync(this.dir, 'r');
+    this.dirFlush = new SharedFlush(() => fsync(this.dirFd));
+  }
+
+  private file(queueId: string): string {
+    return path.join(this.dir, queueId);
+  }
+
+  /** Writes a new body file and resolves once it and its directory entry are on disk. */
+  async write(queueId: string, chunks: Buffer[]): Promise<void> {
+    const file = this.file(queueId);
+    const fd = await open(file, 'wx', 0o600);
+    try {
+      const size = chunks.reduce((n, c) => n + c.length, 0);
+      const { bytesWritten: written } = await writev(fd, chunks);
+      if (written !== size) throw new Error(`${file}: ${written} of ${size} bytes written`);
+      await fdatasync(fd);
+    } catch (err) {
+      await close(fd).catch(() => {});
+      await unlink(file).catch(() => {});
+      throw err;
+    }
+    await close(fd);
+    await this.dirFlush.flush();
+  }
+
+  /**
+   * The first piece of a body of `size` bytes, read now (the whole body when it fits), and a
+   * reader of the others that opens the file only when first asked and closes it when done.
+   */
+  read(queueId: string, size: number): { first: Buffer; rest: AsyncIterable<Buffer> | undefined } {
+    const file = this.file(queueId);
+    const fd = fs.openSync(file, 'r');
+    let first: Buffer;
+    try {
+      first = readPiece(fd, file, 0, size);
+    } finally {
+      fs.closeSync(fd);
+    }
+    return { first, rest: size > PIECE ? this.pieces(file, size) : undefined };
+  }
+
+  /** Pieces after the first. Reads are synchronous, as the database's are: a body file is
+   *  usually in the page cache, and a read from there costs less than a trip to the thread pool. */
+  private async *pieces(file: string, size: number): AsyncIterable<Buffer> {
+    const fd = fs.openSync(file, 'r');
+    try {
+      for (let pos = PIECE; pos < size; pos += PIECE) yield readPiece(fd, file, pos, size);
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** Removes body files (their rows are gone for good); a file already gone is fine. */
+  async remove(queueIds: string[]): Promise<void> {
+    await Promise.all(queueIds.map((id) => unlink(this.file(id)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'ENOENT') throw err;
+    })));
+  }
+
+  /**
+   * Removes the files that a crash left without a row: those `referenced` does not know and
+   * that were last written before `before` (younger ones may be waiting for their commit, in
+   * this process or another). Yields to other work every few hundred names. Returns how many
+   * it removed.
+   */
+  async sweep(referenced: (queueId: string) => boolean, before: number): Promise<number> {
+    let removed = 0;
+    let seen = 0;
+    for (const name of await fs.promises.readdir(this.dir)) {
+      if (++seen % 500 === 0) await new Promise((resolve) => setImmediate(resolve));
+      if (referenced(name)) continue;
+      const file = this.file(name);
+      try {
+        if ((await fs.promises.stat(file)).mtimeMs >= before) continue;
+        await unlink(file);
+        removed++;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+    return removed;
+  }
+
+  close(): void {
+    void this.dirFlush.settled().then(() => fs.closeSync(this.dirFd));
+  }
+}
+
+/** The piece of a `size`-byte body file that starts at `pos`. */
+function readPiece(fd: number, file: string, pos: number, size: number): Buffer {
+  const buf = Buffer.allocUnsafe(Math.min(PIECE, size - pos));
+  const n = fs.readSync(fd, buf, 0, buf.length, pos);
+  if (n !== buf.length) throw new Error(`${file} is shorter than its ${size} bytes`);
+  return buf;
+}
