@@ -50,9 +50,12 @@ export class BodyFiles {
     const file = this.file(queueId);
     const fd = await open(file, 'wx', 0o600);
     try {
-      const size = chunks.reduce((n, c) => n + c.length, 0);
-      const { bytesWritten: written } = await writev(fd, chunks);
-      if (written !== size) throw new Error(`${file}: ${written} of ${size} bytes written`);
+      // A short write (the disk filled up midway) is followed by one that fails with the reason.
+      for (let left = chunks; left.length > 0;) {
+        const { bytesWritten } = await writev(fd, left);
+        if (bytesWritten === 0) throw new Error(`${file}: nothing more could be written`);
+        left = after(left, bytesWritten);
+      }
       await fdatasync(fd);
     } catch (err) {
       await close(fd).catch(() => {});
@@ -132,4 +135,13 @@ function readPiece(fd: number, file: string, pos: number, size: number): Buffer 
   const n = fs.readSync(fd, buf, 0, buf.length, pos);
   if (n !== buf.length) throw new Error(`${file} is shorter than its ${size} bytes`);
   return buf;
+}
+
+/** The bytes of `chunks` after the first `n`. */
+function after(chunks: Buffer[], n: number): Buffer[] {
+  let i = 0;
+  while (i < chunks.length && n >= chunks[i]!.length) n -= chunks[i++]!.length;
+  const rest = chunks.slice(i);
+  if (n > 0) rest[0] = rest[0]!.subarray(n);
+  return rest;
 }

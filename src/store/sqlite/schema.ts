@@ -90,8 +90,8 @@ export const MIGRATIONS: string[] = [
   DROP TABLE body_chunks;
   CREATE UNIQUE INDEX body_parts_seq ON body_parts(body_id, seq);
   `,
-  // Bodies of more than one part are kept as files in data_dir/bodies/ (see body-files.ts);
-  // those stored before stay in body_parts.
+  // Large bodies are kept as files in data_dir/bodies/ (see body-files.ts); those stored before
+  // stay in body_parts.
   `
   ALTER TABLE bodies ADD COLUMN external INTEGER NOT NULL DEFAULT 0;
   `,
