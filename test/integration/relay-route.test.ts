@@ -1,14 +1,18 @@
 /**
  * Outbound delivery through `[relay] routes` to loopback peers: the message arrives intact and
  * DKIM-signed, recipients at two destinations are handled apart, a restart loses nothing and
- * sends nothing twice.
+ * sends nothing twice, a large message (a body file) goes out whole and its file goes with its
+ * last copy.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { dkimVerify } from 'mailauth';
 import { addUser, baseConfig, cli, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
 import { inject, queueJson, until } from '../helpers/relay.ts';
+import { storedMessage } from '../helpers/mailbox.ts';
+import { withStore } from '../helpers/smtp-fixture.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
 import { dkimRecord, ensureDkimKey } from '../../src/delivery/dkim.ts';
 
@@ -67,10 +71,15 @@ describe('relay through routes', () => {
     assert.equal(body, MESSAGE.slice(MESSAGE.indexOf('\r\n\r\n') + 4));
     assert.match(text, /^DKIM-Signature: /);
     assert.match(text, new RegExp(`\\r\\nReceived: by mx\\.example\\.test \\(mailnest\\) with local id ${id}\\r\\n`));
-    // Verify with the public key of the domain, served by a stub resolver.
+    await assertSigned(m!.data);
+    await until('the queue to empty', () => queueJson(configFile).length === 0);
+  });
+
+  /** The DKIM signature verifies with the domain's public key, served by a stub resolver. */
+  async function assertSigned(data: Buffer): Promise<void> {
     const key = ensureDkimKey({ dataDir: path.join(dir, 'data'), selector: 'mailnest', algorithm: 'rsa-sha256' }, 'example.test');
     const record = dkimRecord(key);
-    const result = await dkimVerify(m!.data, {
+    const result = await dkimVerify(data, {
       resolver: async (name: string, type: string) => {
         if (type === 'TXT' && name === 'mailnest._domainkey.example.test') return [[record]];
         throw Object.assign(new Error('no such name'), { code: 'ENOTFOUND' });
@@ -78,8 +87,7 @@ describe('relay through routes', () => {
     });
     assert.equal(result.results[0]?.status.result, 'pass', JSON.stringify(result.results[0]?.status));
     assert.equal(result.results[0]?.signingDomain, 'example.test');
-    await until('the queue to empty', () => queueJson(configFile).length === 0);
-  });
+  }
 
   it('handles recipients at two destinations apart: one delivered, one bounced', async () => {
     const before = sinkB.messages.length;
@@ -115,5 +123,29 @@ describe('relay through routes', () => {
     const copies = sinkA.messages.slice(before);
     assert.equal(copies.length, 1);
     assert.deepEqual(copies[0]!.to.sort(), ['erin@remote.test', 'frank@remote.test']);
+  });
+
+  it('relays a large message (kept as a file) whole and signed; the file goes with its last copy', async () => {
+    const lines = Array.from({ length: 6000 }, (_, i) => `${i % 97 === 0 ? '.' : ''}line ${i} ${'x'.repeat(50)}`);
+    const big = MESSAGE.replace('Hello Bob,', ['Hello Bob,', ...lines].join('\r\n'));
+    assert.ok(big.length > 256 * 1024);
+    const before = sinkA.messages.length;
+    inject(configFile, 'alice@example.test', ['gina@remote.test', 'alice@example.test'], big);
+    const m = (await sinkA.waitFor(before + 1))[before]!;
+    const text = m.data.toString('utf8');
+    assert.equal(text.slice(text.indexOf('\r\n\r\n') + 4), big.slice(big.indexOf('\r\n\r\n') + 4));
+    await assertSigned(m.data);
+    await until('the queue to empty', () => queueJson(configFile).length === 0);
+    // Delivered: the queue entry is gone, alice's copy still holds the body file.
+    const bodies = path.join(dir, 'data', 'bodies');
+    assert.equal(fs.readdirSync(bodies).length, 1);
+    await withStore(path.join(dir, 'data'), async (store) => {
+      const alice = (await store.findUser('alice@example.test'))!;
+      const uids = (await store.listMailbox(alice.id)).map((e) => e.uid);
+      const copy = await storedMessage(store, alice.id, uids[uids.length - 1]!);
+      assert.ok(copy.toString('utf8').endsWith(big.slice(big.indexOf('\r\n\r\n') + 4)));
+      await store.deleteMessages(alice.id, uids);
+    });
+    await until('the body file to go', () => fs.readdirSync(bodies).length === 0, 2000);
   });
 });
