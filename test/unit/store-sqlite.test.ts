@@ -127,7 +127,7 @@ test('a data directory made by the first schema version is migrated with its mai
   store.close();
 });
 
-test('a message up to one read piece opens whole, a longer one with the rest to stream, an empty body as its prefix alone', async () => {
+test('a message of one stored part opens whole, a longer one (parts or a file) with the rest to stream, an empty body as its prefix alone', async () => {
   const store = new SqliteStore(tmp());
   const u = await store.createUser('u@example.test', 'h');
   const prefix = Buffer.from('Received: x\r\n');
