@@ -37,6 +37,10 @@ const ORPHAN_AGE_MS = 60 * 60 * 1000;
 
 type Row = Record<string, unknown>;
 
+/** What openBody reads, in this column order: body_id, the copy's prefix, the body's size,
+ *  queue_id, external, and part 0's data (null for a body kept as a file). */
+type BodyRow = [bodyId: number, prefix: Uint8Array, size: number, queueId: string, external: number, data: Uint8Array | null];
+
 export class SqliteStore implements Store {
   readonly file: string;
   private db: DatabaseSync;
@@ -45,6 +49,7 @@ export class SqliteStore implements Store {
   /** Body files whose rows the open transaction deletes: removed once it is durable. */
   private doomed: string[] = [];
   private stmts = new Map<string, StatementSync>();
+  private arrayStmts = new Map<string, StatementSync>();
   /** Messages waiting for the fsync under way to end (see accept). */
   private pending: { message: Acceptance; resolve: () => void; reject: (err: unknown) => void }[] = [];
   private pendingUpdates: { id: string; updates: RecipientUpdate[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
@@ -82,6 +87,18 @@ export class SqliteStore implements Store {
     if (!s) {
       s = this.db.prepare(sql);
       this.stmts.set(sql, s);
+    }
+    return s;
+  }
+
+  /** The same for reads on the POP3 path: rows come as arrays in column order, which costs
+   *  about 1 µs less per row than an object with named fields. */
+  private qa(sql: string): StatementSync {
+    let s = this.arrayStmts.get(sql);
+    if (!s) {
+      s = this.db.prepare(sql);
+      s.setReturnArrays(true);
+      this.arrayStmts.set(sql, s);
     }
     return s;
   }
@@ -334,29 +351,24 @@ export class SqliteStore implements Store {
 
   async openMessage(userId: number, uid: number): Promise<OpenedMessage | undefined> {
     // The first part comes with the lookup: a message under one part is one query.
-    const row = this.read(() => this.q(`SELECT m.body_id, m.prefix, b.size, b.queue_id, b.external, p.data FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id
+    const row = this.read(() => this.qa(`SELECT m.body_id, m.prefix, b.size, b.queue_id, b.external, p.data FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id
                         JOIN bodies b ON b.id = m.body_id LEFT JOIN body_parts p ON p.body_id = m.body_id AND p.seq = 0
-                        WHERE x.user_id = ? AND x.name = 'INBOX' AND m.uid = ?`).get(userId, uid)) as Row | undefined;
+                        WHERE x.user_id = ? AND x.name = 'INBOX' AND m.uid = ?`).get(userId, uid)) as BodyRow | undefined;
     return row && this.openBody(row);
   }
 
-  /** Opens prefix + body of a row holding body_id, prefix, the body's size, queue_id and
-   *  external, and the first part's data. */
-  private openBody(row: Row): OpenedMessage {
-    const prefix = row.prefix as Uint8Array;
-    const bodyId = Number(row.body_id);
-    const size = Number(row.size);
+  private openBody([bodyId, prefix, size, queueId, external, data]: BodyRow): OpenedMessage {
     const head: Buffer[] = [];
     if (prefix.length > 0) head.push(asBuffer(prefix));
-    if (Number(row.external) === 1) {
-      const { first, rest } = this.files.read(String(row.queue_id), size);
+    if (external === 1) {
+      const { first, rest } = this.files.read(queueId, size);
       head.push(first);
       return { head, rest };
     }
     const parts = Math.ceil(size / CHUNK);
     if (parts > 0) {
-      if (!row.data) throw new Error(`message body ${bodyId} is missing part 0`);
-      head.push(asBuffer(row.data as Uint8Array));
+      if (!data) throw new Error(`message body ${bodyId} is missing part 0`);
+      head.push(asBuffer(data));
     }
     return { head, rest: parts > 1 ? this.bodyParts(bodyId, parts) : undefined };
   }
@@ -364,9 +376,9 @@ export class SqliteStore implements Store {
   /** Parts 1.. of a body, one per step, no statement held open across the consumer's awaits. */
   private async *bodyParts(bodyId: number, parts: number): AsyncIterable<Buffer> {
     for (let seq = 1; seq < parts; seq++) {
-      const row = this.read(() => this.q('SELECT data FROM body_parts WHERE body_id = ? AND seq = ?').get(bodyId, seq)) as Row | undefined;
+      const row = this.read(() => this.qa('SELECT data FROM body_parts WHERE body_id = ? AND seq = ?').get(bodyId, seq)) as [Uint8Array] | undefined;
       if (!row) throw new Error(`message body ${bodyId} is missing part ${seq}`);
-      yield asBuffer(row.data as Uint8Array);
+      yield asBuffer(row[0]);
     }
   }
 
@@ -416,8 +428,8 @@ export class SqliteStore implements Store {
   }
 
   readQueued(id: string): AsyncIterable<Buffer> {
-    const row = this.q(`SELECT o.body_id, o.prefix, b.size, b.queue_id, b.external, p.data FROM outbound o JOIN bodies b ON b.id = o.body_id
-                        LEFT JOIN body_parts p ON p.body_id = o.body_id AND p.seq = 0 WHERE o.queue_id = ?`).get(id) as Row | undefined;
+    const row = this.qa(`SELECT o.body_id, o.prefix, b.size, b.queue_id, b.external, p.data FROM outbound o JOIN bodies b ON b.id = o.body_id
+                        LEFT JOIN body_parts p ON p.body_id = o.body_id AND p.seq = 0 WHERE o.queue_id = ?`).get(id) as BodyRow | undefined;
     if (!row) return failing(new Error(`no queue entry ${id}`));
     return messageBytes(this.openBody(row));
   }
