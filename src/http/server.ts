@@ -120,8 +120,8 @@ export class HttpService implements Service {
       }
       if (path === '/healthz') return this.reply(res, 200, { status: 'ok' }, req.method === 'HEAD');
       if (path === '/metrics') {
-        const text = await this.ctx.metrics.registry.metrics();
-        res.writeHead(200, { 'Content-Type': this.ctx.metrics.registry.contentType, 'Cache-Control': 'no-store' });
+        const { contentType, text } = await this.ctx.metrics.render();
+        res.writeHead(200, { 'Content-Type': contentType, 'Cache-Control': 'no-store' });
         res.end(req.method === 'HEAD' ? undefined : text);
         return;
       }
