@@ -65,10 +65,10 @@ export interface MailboxEntry {
 
 /**
  * A stored message opened for reading. A small message comes whole in `head`; a large one has
- * its first part there and the others in `rest`, read one bounded part at a time.
+ * its beginning there and the rest in `rest`, read one bounded part at a time.
  */
 export interface OpenedMessage {
-  /** The trace prefix and the first part of the body. */
+  /** The trace prefix, and the body's first part when the store has it at hand. */
   head: Buffer[];
   /** The remaining parts, or undefined when `head` is the whole message. */
   rest: AsyncIterable<Buffer> | undefined;

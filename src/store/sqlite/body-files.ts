@@ -67,27 +67,16 @@ export class BodyFiles {
   }
 
   /**
-   * The first piece of a body of `size` bytes, read now (the whole body when it fits), and a
-   * reader of the others that opens the file only when first asked and closes it when done.
+   * The body of `size` bytes in pieces of at most PIECE bytes, read one at a time as they are
+   * asked for: the file is opened for the first and closed after the last. Reads are
+   * synchronous, as the database's are: a body file is usually in the page cache, and a read
+   * from there costs less than a trip to the thread pool.
    */
-  read(queueId: string, size: number): { first: Buffer; rest: AsyncIterable<Buffer> | undefined } {
+  async *read(queueId: string, size: number): AsyncIterable<Buffer> {
     const file = this.file(queueId);
     const fd = fs.openSync(file, 'r');
-    let first: Buffer;
     try {
-      first = readPiece(fd, file, 0, size);
-    } finally {
-      fs.closeSync(fd);
-    }
-    return { first, rest: size > PIECE ? this.pieces(file, size) : undefined };
-  }
-
-  /** Pieces after the first. Reads are synchronous, as the database's are: a body file is
-   *  usually in the page cache, and a read from there costs less than a trip to the thread pool. */
-  private async *pieces(file: string, size: number): AsyncIterable<Buffer> {
-    const fd = fs.openSync(file, 'r');
-    try {
-      for (let pos = PIECE; pos < size; pos += PIECE) yield readPiece(fd, file, pos, size);
+      for (let pos = 0; pos < size; pos += PIECE) yield readPiece(fd, file, pos, size);
     } finally {
       fs.closeSync(fd);
     }

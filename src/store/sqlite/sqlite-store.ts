@@ -360,11 +360,7 @@ export class SqliteStore implements Store {
   private openBody([bodyId, prefix, size, queueId, external, data]: BodyRow): OpenedMessage {
     const head: Buffer[] = [];
     if (prefix.length > 0) head.push(asBuffer(prefix));
-    if (external === 1) {
-      const { first, rest } = this.files.read(queueId, size);
-      head.push(first);
-      return { head, rest };
-    }
+    if (external === 1) return { head, rest: this.files.read(queueId, size) };
     const parts = Math.ceil(size / CHUNK);
     if (parts > 0) {
       if (!data) throw new Error(`message body ${bodyId} is missing part 0`);
