@@ -8,6 +8,7 @@
 const LF = 0x0a;
 const CR = 0x0d;
 const DOT = 0x2e;
+const DOT_BUF = Buffer.from('.');
 const CRLF = Buffer.from('\r\n');
 export const TERMINATOR = Buffer.from('.\r\n');
 
@@ -18,15 +19,15 @@ export class DotStuffer {
   /**
    * Appends the stuffed form of `chunk` to `out` (as slices of it, no copy). The search is for
    * dots, each then checked for a line end before it: in mail they are far rarer than line ends
-   * (base64 attachments have none), so this scans the fewest bytes twice. The dot is doubled by
-   * letting two slices share it: one ends with it, the next starts with it.
+   * (base64 attachments have none), so this scans the fewest bytes twice.
    */
   push(chunk: Buffer, out: Buffer[]): void {
     if (chunk.length === 0) return;
     let start = 0;
     for (let i = chunk.indexOf(DOT); i >= 0; i = chunk.indexOf(DOT, i + 1)) {
       if (i === 0 ? !this.atLineStart : chunk[i - 1] !== LF) continue;
-      out.push(chunk.subarray(start, i + 1));
+      if (i > start) out.push(chunk.subarray(start, i));
+      out.push(DOT_BUF);
       start = i;
     }
     out.push(start === 0 ? chunk : chunk.subarray(start));
