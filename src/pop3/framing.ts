@@ -94,7 +94,8 @@ export interface FrameOptions {
   bodyLines?: number;
   /** Pieces are gathered up to this many bytes before they are handed on as one batch. */
   batchBytes?: number;
-  /** Told when the first byte is about to go out and when the response is complete. */
+  /** Told when the first bytes are handed on, and when the last are (not when the source fails:
+   *  a response cut short is still under way for whoever must decide what the client sees). */
   onStart?: () => void;
   onEnd?: () => void;
 }
@@ -124,23 +125,24 @@ export async function* frameMessage(source: AsyncIterable<Buffer>, o: FrameOptio
   const top = o.bodyLines === undefined ? undefined : new TopFilter(o.bodyLines);
   let pieces: Buffer[] = [Buffer.from(o.status, 'latin1')];
   let pending = pieces[0]!.length;
-  o.onStart?.();
-  try {
-    for await (const chunk of source) {
-      const data = top ? top.push(chunk) : chunk;
-      const before = pieces.length;
-      stuffer.push(data, pieces);
-      for (let i = before; i < pieces.length; i++) pending += pieces[i]!.length;
-      if (pending >= batch) {
-        yield pieces;
-        pieces = [];
-        pending = 0;
-      }
-      if (top?.done) break;
-    }
-    stuffer.end(pieces);
-    yield pieces;
-  } finally {
-    o.onEnd?.();
+  let started = false;
+  const handOn = (): Buffer[] => {
+    if (!started) o.onStart?.();
+    started = true;
+    const out = pieces;
+    pieces = [];
+    pending = 0;
+    return out;
+  };
+  for await (const chunk of source) {
+    const data = top ? top.push(chunk) : chunk;
+    const before = pieces.length;
+    stuffer.push(data, pieces);
+    for (let i = before; i < pieces.length; i++) pending += pieces[i]!.length;
+    if (pending >= batch) yield handOn();
+    if (top?.done) break;
   }
+  stuffer.end(pieces);
+  yield handOn();
+  o.onEnd?.();
 }

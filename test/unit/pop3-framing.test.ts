@@ -105,6 +105,19 @@ describe('frameMessage', () => {
     await collect(frameMessage(chunks(Buffer.from('x\r\n'), [1]), { status: '', onStart: () => calls.push('start'), onEnd: () => calls.push('end') }));
     assert.deepEqual(calls, ['start', 'end']);
   });
+
+  it('a source that fails: no onStart before any byte is handed on, no onEnd after some were', async () => {
+    async function* failing(good: Buffer[]): AsyncIterable<Buffer> {
+      yield* good;
+      throw new Error('the body is gone');
+    }
+    for (const [good, expected] of [[[], []], [[Buffer.alloc(70_000, 'a')], ['start']]] as const) {
+      const calls: string[] = [];
+      const framed = frameMessage(failing([...good]), { status: '+OK\r\n', onStart: () => calls.push('start'), onEnd: () => calls.push('end') });
+      await assert.rejects(collect(framed), /the body is gone/);
+      assert.deepEqual(calls, expected);
+    }
+  });
 });
 
 describe('TOP (RFC 1939 §7)', () => {

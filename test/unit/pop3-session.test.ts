@@ -545,4 +545,20 @@ describe('POP3 session: timeout, shutdown, failure', () => {
     await it.next();
     assert.deepEqual(e.s.failure(), []);
   });
+
+  it('a message that cannot be read: -ERR when nothing of it was sent, only the close when some was', async () => {
+    async function* failing(good: Buffer[]): AsyncIterable<Buffer> {
+      yield* good;
+      throw new Error('the body is gone');
+    }
+    for (const [good, midResponse] of [[[], false], [[Buffer.alloc(70_000, 'a')], true]] as const) {
+      const d = await new Driver().loggedIn();
+      d.s.receive(Buffer.from('RETR 1\r\n'));
+      const [out] = d.s.resolve({ type: 'message', source: failing([...good]) });
+      await assert.rejects(async () => { for await (const _ of (out as { source: AsyncIterable<Buffer> }).source); }, /the body is gone/);
+      const last = d.s.failure();
+      if (midResponse) assert.deepEqual(last, [], 'no -ERR inside a half-sent message');
+      else assert.match(String((last[0] as { data: string }).data), /^-ERR \[SYS\/TEMP\]/);
+    }
+  });
 });
