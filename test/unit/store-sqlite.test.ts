@@ -10,14 +10,9 @@ import { MIGRATIONS } from '../../src/store/sqlite/schema.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
 import { isStorageFull, messageBytes, StorageFull } from '../../src/store/store.ts';
 import { storedMessage } from '../helpers/mailbox.ts';
+import { until } from '../helpers/relay.ts';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-store-'));
-
-/** Waits (up to two seconds) for a condition that becomes true in the background. */
-async function eventually(check: () => boolean, what: string): Promise<void> {
-  for (let i = 0; i < 200 && !check(); i++) await new Promise((r) => setTimeout(r, 10));
-  assert.ok(check(), what);
-}
 
 test('a body is stored once for every copy, read back whole in bounded parts, and dropped with its last copy', async () => {
   const dir = tmp();
@@ -42,7 +37,7 @@ test('a body is stored once for every copy, read back whole in bounded parts, an
   assert.deepEqual(await storedMessage(store, b.id, 1), Buffer.concat([Buffer.from('P22\r\n'), body]), 'the other copy keeps the body');
   assert.ok(fs.existsSync(file));
   await store.deleteMessages(b.id, [1]);
-  await eventually(() => !fs.existsSync(file), 'the file goes with the last copy, once that deletion is durable');
+  await until('the file to go with the last copy, once that deletion is durable', () => !fs.existsSync(file), 2000);
   store.close();
   const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
   assert.equal((db.prepare('SELECT count(*) AS n FROM bodies').get() as { n: number }).n, 0);
@@ -62,8 +57,21 @@ test('a body up to 256 KiB stays in the database; a rolled-back message leaves n
   const good = Array.from({ length: 5 }, () => store.accept({ id: newQueueId(), body: [Buffer.alloc(300_000, 'c')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] }));
   const failing = [assert.rejects(bad(), /no mailbox/), assert.rejects(bad(), /no mailbox/)];
   await Promise.all([...good, ...failing]);
-  await eventually(() => fs.readdirSync(path.join(dir, 'bodies')).length === 5, 'only the five stored bodies have files');
+  await until('only the five stored bodies to have files', () => fs.readdirSync(path.join(dir, 'bodies')).length === 5, 2000);
   assert.equal((await store.listMailbox(u.id)).length, 6);
+  store.close();
+});
+
+test('a body file cut short or gone: reading the message fails and says why', async () => {
+  const dir = tmp();
+  const store = new SqliteStore(dir);
+  const u = await store.createUser('u@example.test', 'h');
+  const ids = [newQueueId(), newQueueId()];
+  for (const id of ids) await store.accept({ id, body: [Buffer.alloc(300_000, 'x')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+  fs.truncateSync(path.join(dir, 'bodies', ids[0]!), 1000);
+  fs.rmSync(path.join(dir, 'bodies', ids[1]!));
+  await assert.rejects(storedMessage(store, u.id, 1), /is shorter than its 300000 bytes/);
+  await assert.rejects(storedMessage(store, u.id, 2), /ENOENT/);
   store.close();
 });
 

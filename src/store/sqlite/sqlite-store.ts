@@ -119,12 +119,10 @@ export class SqliteStore implements Store {
       result = fn();
       this.db.exec('COMMIT');
     } catch (err) {
-      this.doomed = [];
       if (this.db.isTransaction) this.db.exec('ROLLBACK');
       throw storeError(err);
     }
     const doomed = this.doomed;
-    this.doomed = [];
     // The files of dropped bodies go once the drop is durable: after the flush that follows this
     // commit. If that flush fails, or a removal does, the files stay for sweep() to find.
     if (doomed.length > 0) void this.wal.sync().then(() => this.files.remove(doomed)).catch(() => {});
