@@ -140,7 +140,10 @@ export class Connection<E, R> {
         try {
           for await (const chunk of out.source) {
             if (this.closed) return;
-            await this.pace(this.sendAll(chunk));
+            let onNetwork: () => void = () => {};
+            const written = new Promise<void>((resolve) => { onNetwork = resolve; });
+            await this.pace(this.sendAll(chunk, onNetwork));
+            await this.flushed(written);
           }
         } catch (err) {
           this.queue.unshift(...this.fail(err));
@@ -173,7 +176,7 @@ export class Connection<E, R> {
    * commands (and POP3 messages sent back to back) leave in one writev instead of one
    * system call each. Any wait for the network or the disk lets the turn end and the data go.
    */
-  private send(data: string | Buffer): boolean {
+  private send(data: string | Buffer, written?: () => void): boolean {
     const socket = this.socket;
     if (!this.corked) {
       this.corked = true;
@@ -185,7 +188,7 @@ export class Connection<E, R> {
       });
     }
     this.turnBytes += data.length;
-    if (socket.write(data)) return true;
+    if (socket.write(data, written)) return true;
     // Past the high-water mark: hand what is queued to the kernel now instead of at the end of
     // the turn. Only a peer that does not read leaves it queued, and only then do we wait.
     socket.uncork();
@@ -193,12 +196,25 @@ export class Connection<E, R> {
     return socket.writableLength < socket.writableHighWaterMark;
   }
 
-  /** send() of one buffer or of pieces that go out together. */
-  private sendAll(data: string | Buffer | Buffer[]): boolean {
-    if (!Array.isArray(data)) return this.send(data);
+  /** send() of one buffer or of pieces that go out together; `written` once they all are. */
+  private sendAll(data: string | Buffer | Buffer[], written?: () => void): boolean {
+    if (!Array.isArray(data)) return this.send(data, written);
     let room = true;
-    for (const piece of data) room = this.send(piece);
+    data.forEach((piece, i) => { room = this.send(piece, i === data.length - 1 ? written : undefined); });
+    if (data.length === 0) written?.();
     return room;
+  }
+
+  /**
+   * Hands what is corked to the network now and waits until `written` (the write callback of
+   * the last piece, which Node also calls when the socket is destroyed first).
+   */
+  private flushed(written: Promise<void>): Promise<void> {
+    if (this.corked) {
+      this.socket.uncork();
+      this.socket.cork();
+    }
+    return written;
   }
 
   /**

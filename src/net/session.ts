@@ -9,7 +9,11 @@
 
 export type Output<E> =
   | { type: 'write'; data: string | Buffer | Buffer[] }
-  /** Send everything the source yields (e.g. a message for RETR), with back-pressure. */
+  /**
+   * Send everything the source yields (e.g. a message for RETR), with back-pressure. The next
+   * batch is asked for only once the one before is on the network (written, not just queued),
+   * so a source may then reuse the memory of what it yielded.
+   */
   | { type: 'stream'; source: AsyncIterable<Buffer | Buffer[]> }
   /** Perform the effect and call `resolve` with its result. */
   | { type: 'effect'; effect: E }

@@ -36,7 +36,8 @@ export type LoginResult =
   | { type: 'temp' };
 
 export type RetrieveResult =
-  | { type: 'message'; source: AsyncIterable<Buffer> }
+  /** `recycle`: where the parts of `source` go back once they are on the network (OpenedMessage). */
+  | { type: 'message'; source: AsyncIterable<Buffer>; recycle?: (part: Buffer) => void }
   /** A message read whole (it fits in one stored part): framed and sent in one write. */
   | { type: 'whole'; parts: Buffer[] }
   /** The message vanished from the store (e.g. the user was removed meanwhile). */

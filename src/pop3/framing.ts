@@ -98,6 +98,12 @@ export interface FrameOptions {
    *  a response cut short is still under way for whoever must decide what the client sees). */
   onStart?: () => void;
   onEnd?: () => void;
+  /**
+   * Given each source chunk back once no batch still to be sent refers to it: after the batch
+   * holding its last slice was handed on and the next one asked for. The consumer asks only
+   * once the batch is on the network (see Output 'stream').
+   */
+  recycle?: (chunk: Buffer) => void;
 }
 
 const DEFAULT_BATCH = 64 * 1024;
@@ -118,6 +124,7 @@ export function frameWhole(parts: Buffer[], o: FrameOptions): Buffer[] {
 /**
  * The whole RETR/TOP response as a stream: status line, stuffed message, terminator, handed on
  * in batches of pieces (slices of the stored parts, never copied) that each leave in one write.
+ * Every slice of a source chunk is in the same batch.
  */
 export async function* frameMessage(source: AsyncIterable<Buffer>, o: FrameOptions): AsyncGenerator<Buffer[]> {
   const batch = o.batchBytes ?? DEFAULT_BATCH;
@@ -125,6 +132,8 @@ export async function* frameMessage(source: AsyncIterable<Buffer>, o: FrameOptio
   const top = o.bodyLines === undefined ? undefined : new TopFilter(o.bodyLines);
   let pieces: Buffer[] = [Buffer.from(o.status, 'latin1')];
   let pending = pieces[0]!.length;
+  /** The source chunks that `pieces` slices. */
+  let sliced: Buffer[] = [];
   let started = false;
   const handOn = (): Buffer[] => {
     if (!started) o.onStart?.();
@@ -134,15 +143,25 @@ export async function* frameMessage(source: AsyncIterable<Buffer>, o: FrameOptio
     pending = 0;
     return out;
   };
+  const recycle = (chunks: Buffer[]): void => {
+    if (o.recycle) for (const c of chunks) o.recycle(c);
+  };
   for await (const chunk of source) {
     const data = top ? top.push(chunk) : chunk;
     const before = pieces.length;
     stuffer.push(data, pieces);
+    sliced.push(chunk);
     for (let i = before; i < pieces.length; i++) pending += pieces[i]!.length;
-    if (pending >= batch) yield handOn();
+    if (pending >= batch) {
+      const sent = sliced;
+      sliced = [];
+      yield handOn();
+      recycle(sent);
+    }
     if (top?.done) break;
   }
   stuffer.end(pieces);
   yield handOn();
+  recycle(sliced);
   o.onEnd?.();
 }

@@ -70,7 +70,8 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
     }
     if (!message) return { type: 'missing' };
     // A message of one part is framed and sent in one write; a larger one is streamed.
-    return message.rest ? { type: 'message', source: messageBytes(message) } : { type: 'whole', parts: message.head };
+    if (!message.rest) return { type: 'whole', parts: message.head };
+    return { type: 'message', source: messageBytes(message), ...(message.recycle ? { recycle: message.recycle } : {}) };
   }
 
   async function quit(owner: Pop3Owner, userId: number, uids: number[]): Promise<QuitResult> {

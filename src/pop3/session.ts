@@ -423,6 +423,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
     const source = frameMessage(r.source, {
       status: w.status,
       ...(w.bodyLines !== undefined ? { bodyLines: w.bodyLines } : {}),
+      ...(r.recycle ? { recycle: r.recycle } : {}),
       onStart: () => { this.streaming = true; },
       onEnd: () => { this.streaming = false; },
     });

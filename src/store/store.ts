@@ -72,6 +72,11 @@ export interface OpenedMessage {
   head: Buffer[];
   /** The remaining parts, or undefined when `head` is the whole message. */
   rest: AsyncIterable<Buffer> | undefined;
+  /**
+   * Hands back a part of `rest` (or a slice of one) that nothing refers to any more, so that its
+   * memory serves a later read. Optional for the reader: a part not handed back is garbage.
+   */
+  recycle?: (part: Buffer) => void;
 }
 
 /** Every byte of an opened message, in order, in bounded parts. */

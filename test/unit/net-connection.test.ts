@@ -1,12 +1,13 @@
 /**
  * The connection driver over real loopback sockets: an exception inside one session ends that
  * session with its last words, and a second session on the same listener never notices;
- * connection limits refuse with the protocol's line.
+ * connection limits refuse with the protocol's line; a stream is sent batch by batch.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { pino } from 'pino';
+import { Connection } from '../../src/net/connection.ts';
 import { ConnectionLimits, Listener, type ProtocolHandler } from '../../src/net/listener.ts';
 import type { Output, Session } from '../../src/net/session.ts';
 
@@ -89,4 +90,42 @@ test('connection limits: total and per client address', async () => {
   assert.equal(await dialogue(port, ['x']), 'hello\r\necho x\r\n');
   listener.stopAccepting();
   listener.destroyAll();
+});
+
+test('a stream: the next batch is asked for only once the one before is on the network, even with a slow reader', async () => {
+  // Batches under the socket's high-water mark: queued, they still leave room for more.
+  const batches = Array.from({ length: 600 }, (_, i) => [Buffer.alloc(30_000, 97 + (i % 26)), Buffer.from(`|${i}|`)]);
+  const queuedAtResume: number[] = [];
+  const server = net.createServer((socket) => {
+    async function* source(): AsyncIterable<Buffer[]> {
+      for (const b of batches) {
+        yield b;
+        queuedAtResume.push(socket.writableLength);
+      }
+    }
+    const session = new ToySession();
+    session.start = () => [{ type: 'stream', source: source() }, { type: 'close' }];
+    new Connection<E, string>({
+      socket, session, perform: handler.perform, idleTimeoutMs: 60_000,
+      log: pino({ level: 'silent' }), logFields: {}, onClose: () => {},
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  const got: Buffer[] = [];
+  client.on('data', (d: Buffer) => got.push(d));
+  // A reader that stops long enough for the kernel's buffers to fill, then now and then.
+  client.pause();
+  await new Promise((r) => setTimeout(r, 300));
+  client.resume();
+  const pauses = setInterval(() => {
+    client.pause();
+    setTimeout(() => client.resume(), 5);
+  }, 20);
+  await new Promise((r) => client.on('close', r));
+  clearInterval(pauses);
+  server.close();
+  assert.equal(queuedAtResume.length, batches.length);
+  assert.deepEqual(queuedAtResume.filter((n) => n !== 0), []);
+  assert.ok(Buffer.concat(got).equals(Buffer.concat(batches.flat())));
 });

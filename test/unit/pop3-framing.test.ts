@@ -120,6 +120,41 @@ describe('frameMessage', () => {
   });
 });
 
+describe('frameMessage: recycling the source chunks', () => {
+  /** The chunks the consumer has been given back, as seen each time it asks for the next batch. */
+  async function backAt(source: Buffer[], o: { batchBytes: number; bodyLines?: number }): Promise<{ back: string[][]; wire: string }> {
+    const recycled: Buffer[] = [];
+    const names = new Map(source.map((c, i) => [c, `c${i}`]));
+    const back: string[][] = [];
+    const wire: Buffer[] = [];
+    async function* from(): AsyncIterable<Buffer> { yield* source; }
+    for await (const batch of frameMessage(from(), { status: '+OK\r\n', ...o, recycle: (c) => recycled.push(c) })) {
+      back.push(recycled.map((c) => names.get(c)!));
+      wire.push(...batch);
+    }
+    back.push(recycled.map((c) => names.get(c)!));
+    return { back, wire: Buffer.concat(wire).toString('latin1') };
+  }
+
+  it('a chunk comes back only after the batch holding its slices, once the next is asked for', async () => {
+    const source = ['aa\r\n.b', 'b\r\n', '.c\r\n', 'dddd\r\n'].map((t) => Buffer.from(t));
+    // Batches close at 8 bytes: [status, c0] [c1, c2] [c3, terminator].
+    const { back, wire } = await backAt(source, { batchBytes: 8 });
+    assert.deepEqual(back, [[], ['c0'], ['c0', 'c1', 'c2'], ['c0', 'c1', 'c2', 'c3']]);
+    assert.equal(wire, '+OK\r\naa\r\n..bb\r\n..c\r\ndddd\r\n.\r\n');
+  });
+
+  it('TOP that stops early gives back what it sent; a consumer that stops gives back nothing more', async () => {
+    const source = ['S: x\r\n\r\nl1\r\n', 'l2\r\nl3\r\n', 'l4\r\n'].map((t) => Buffer.from(t));
+    const { back } = await backAt(source, { batchBytes: 1000, bodyLines: 2 });
+    assert.deepEqual(back.at(-1), ['c0', 'c1']);
+    const recycled: Buffer[] = [];
+    async function* from(): AsyncIterable<Buffer> { yield* source; }
+    for await (const _ of frameMessage(from(), { status: '', batchBytes: 1, recycle: (c) => recycled.push(c) })) break;
+    assert.deepEqual(recycled, []);
+  });
+});
+
 describe('TOP (RFC 1939 §7)', () => {
   const msg = 'Subject: hi\r\nFrom: a@b\r\n\r\nline1\r\n.line2\r\nline3\r\n';
 

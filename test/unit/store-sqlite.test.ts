@@ -155,6 +155,30 @@ test('a message of one stored part opens whole, a longer one with the rest to st
   store.close();
 });
 
+test('the pieces of a body file opened for a mailbox client are reused once handed back, never before', async () => {
+  const store = new SqliteStore(tmp());
+  const u = await store.createUser('u@example.test', 'h');
+  const bodies = ['a', 'b'].map((c) => Buffer.alloc(600 * 1024, c));
+  for (const body of bodies) await store.accept({ id: newQueueId(), body: [body], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+  const [first, second] = await Promise.all((await store.listMailbox(u.id)).map((e) => store.openMessage(u.id, e.uid)));
+  const held: Buffer[] = [];
+  for await (const piece of first!.rest!) held.push(piece);
+  assert.equal(Buffer.concat(held).toString('latin1'), bodies[0]!.toString('latin1'));
+  // Not handed back: the next message's pieces are new memory, and the first one's stay intact.
+  const next: Buffer[] = [];
+  for await (const piece of second!.rest!) {
+    next.push(piece);
+    second!.recycle!(piece);
+  }
+  assert.ok(next.every((p) => held.every((h) => h.buffer !== p.buffer)));
+  assert.equal(Buffer.concat(held).toString('latin1'), bodies[0]!.toString('latin1'));
+  // Each handed back before the next read, one buffer serves all three pieces of 600 KiB.
+  assert.equal(next.length, 3);
+  assert.equal(new Set(next.map((p) => p.buffer)).size, 1);
+  assert.ok(first!.recycle, 'a message read from a file says how to hand its pieces back');
+  store.close();
+});
+
 test('SQLite\'s "database or disk is full" becomes StorageFull; isStorageFull also knows ENOSPC/EDQUOT, nothing else', () => {
   const db = new DatabaseSync(':memory:');
   db.exec('CREATE TABLE t (x BLOB UNIQUE); PRAGMA max_page_count = 4');

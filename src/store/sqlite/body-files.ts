@@ -16,6 +16,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import type { PiecePool } from './piece-pool.ts';
 import { SharedFlush } from './shared-flush.ts';
 
 const open = promisify(fs.open);
@@ -70,13 +71,14 @@ export class BodyFiles {
    * The body of `size` bytes in pieces of at most PIECE bytes, read one at a time as they are
    * asked for: the file is opened for the first and closed after the last. Reads are
    * synchronous, as the database's are: a body file is usually in the page cache, and a read
-   * from there costs less than a trip to the thread pool.
+   * from there costs less than a trip to the thread pool. With a `pool`, the pieces are its
+   * buffers, for a reader that hands them back.
    */
-  async *read(queueId: string, size: number): AsyncIterable<Buffer> {
+  async *read(queueId: string, size: number, pool?: PiecePool): AsyncIterable<Buffer> {
     const file = this.file(queueId);
     const fd = fs.openSync(file, 'r');
     try {
-      for (let pos = 0; pos < size; pos += PIECE) yield readPiece(fd, file, pos, size);
+      for (let pos = 0; pos < size; pos += PIECE) yield readPiece(fd, file, pos, size, pool);
     } finally {
       fs.closeSync(fd);
     }
@@ -119,8 +121,9 @@ export class BodyFiles {
 }
 
 /** The piece of a `size`-byte body file that starts at `pos`. */
-function readPiece(fd: number, file: string, pos: number, size: number): Buffer {
-  const buf = Buffer.allocUnsafe(Math.min(PIECE, size - pos));
+function readPiece(fd: number, file: string, pos: number, size: number, pool: PiecePool | undefined): Buffer {
+  const length = Math.min(PIECE, size - pos);
+  const buf = pool ? pool.take(length) : Buffer.allocUnsafe(length);
   const n = fs.readSync(fd, buf, 0, buf.length, pos);
   if (n !== buf.length) throw new Error(`${file} is shorter than its ${size} bytes`);
   return buf;

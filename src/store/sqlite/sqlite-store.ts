@@ -13,7 +13,8 @@ import {
   type Acceptance, type AliasRecord, type DueRecipient, type MailboxEntry, type OpenedMessage, type QueueEntry, type QueueRecipient,
   type RecipientUpdate, type Store, type TokenRecord, type UserRecord, type UserUsage, type QueueStatus,
 } from '../store.ts';
-import { BodyFiles } from './body-files.ts';
+import { BodyFiles, PIECE } from './body-files.ts';
+import { PiecePool } from './piece-pool.ts';
 import { MIGRATIONS } from './schema.ts';
 import { WalSync } from './wal-sync.ts';
 
@@ -46,6 +47,8 @@ export class SqliteStore implements Store {
   private db: DatabaseSync;
   private wal: WalSync;
   private files: BodyFiles;
+  /** Read buffers for the body files of messages opened for a mailbox client (openMessage). */
+  private pieces = new PiecePool(PIECE, 8);
   /** Body files whose rows the open transaction deletes: removed once it is durable. */
   private doomed: string[] = [];
   private stmts = new Map<string, StatementSync>();
@@ -352,13 +355,17 @@ export class SqliteStore implements Store {
     const row = this.read(() => this.qa(`SELECT m.body_id, m.prefix, b.size, b.queue_id, b.external, p.data FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id
                         JOIN bodies b ON b.id = m.body_id LEFT JOIN body_parts p ON p.body_id = m.body_id AND p.seq = 0
                         WHERE x.user_id = ? AND x.name = 'INBOX' AND m.uid = ?`).get(userId, uid)) as BodyRow | undefined;
-    return row && this.openBody(row);
+    return row && this.openBody(row, this.pieces);
   }
 
-  private openBody([bodyId, prefix, size, queueId, external, data]: BodyRow): OpenedMessage {
+  /** With a `pool`, the pieces of a body file are its buffers, and the message says how to hand them back. */
+  private openBody([bodyId, prefix, size, queueId, external, data]: BodyRow, pool?: PiecePool): OpenedMessage {
     const head: Buffer[] = [];
     if (prefix.length > 0) head.push(asBuffer(prefix));
-    if (external === 1) return { head, rest: this.files.read(queueId, size) };
+    if (external === 1) {
+      const rest = this.files.read(queueId, size, pool);
+      return pool ? { head, rest, recycle: (piece) => pool.give(piece) } : { head, rest };
+    }
     const parts = Math.ceil(size / CHUNK);
     if (parts > 0) {
       if (!data) throw new Error(`message body ${bodyId} is missing part 0`);
