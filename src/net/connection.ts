@@ -140,10 +140,9 @@ export class Connection<E, R> {
         try {
           for await (const chunk of out.source) {
             if (this.closed) return;
-            let onNetwork: () => void = () => {};
-            const written = new Promise<void>((resolve) => { onNetwork = resolve; });
-            await this.pace(this.sendAll(chunk, onNetwork));
-            await this.flushed(written);
+            const written = Promise.withResolvers<void>();
+            await this.pace(this.sendAll(chunk, written.resolve));
+            await this.flushed(written.promise);
           }
         } catch (err) {
           this.queue.unshift(...this.fail(err));

@@ -1,7 +1,7 @@
 /**
  * Buffers for reading body files, used again once their reader hands them back. A new 256 KiB
  * buffer for every piece cost more than the read into it: the memory lies outside V8's heap, and
- * V8 collects garbage the more often the more of it is allocated. That was about a quarter of
+ * V8 collects garbage the more often the more of it is allocated. That was about a fifth of
  * the CPU of a POP3 download of 1 MiB messages.
  *
  * Only a reader that knows when nothing refers to a piece any more hands it back (POP3, once
