@@ -1,12 +1,13 @@
 /**
  * Drives one sans-I/O session over one socket: feeds it bytes, writes its replies with
- * back-pressure, performs its effects, upgrades to TLS when asked, runs the idle timer, and
- * turns an unexpected exception into the session's last words and a closed socket — the
- * server and the other sessions never notice.
+ * back-pressure, performs its effects, upgrades to TLS when asked, tells the idle sweep when it
+ * was last active, and turns an unexpected exception into the session's last words and a closed
+ * socket — the server and the other sessions never notice.
  */
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
+import type { IdleMember, IdleSweep } from './idle-sweep.ts';
 import type { Output, Session, TlsInfo } from './session.ts';
 
 /** Output one connection writes in one turn of the event loop before the others get theirs. */
@@ -16,7 +17,8 @@ export interface ConnectionOptions<E, R> {
   socket: net.Socket;
   session: Session<E, R>;
   perform: (effect: E) => Promise<R>;
-  idleTimeoutMs: number;
+  /** The listener's idle limit (also the bound on a STARTTLS handshake). */
+  idle: IdleSweep;
   /** Needed when the session may ask for STARTTLS. */
   secureContext?: tls.SecureContext;
   log: Logger;
@@ -25,7 +27,7 @@ export interface ConnectionOptions<E, R> {
   onClose: () => void;
 }
 
-export class Connection<E, R> {
+export class Connection<E, R> implements IdleMember {
   private socket: net.Socket;
   private readonly o: ConnectionOptions<E, R>;
   private queue: Output<E>[] = [];
@@ -38,12 +40,22 @@ export class Connection<E, R> {
   /** Bytes written in this turn of the event loop (see pace). */
   private turnBytes = 0;
   private readonly started = Date.now();
+  /** The idle sweep's tick at the last read or write (see IdleSweep). */
+  lastActive: number | undefined;
 
   constructor(o: ConnectionOptions<E, R>) {
     this.o = o;
     this.socket = o.socket;
     this.attach(this.socket);
+    this.lastActive = o.idle.tick;
+    o.idle.add(this);
     this.push(() => o.session.start());
+  }
+
+  /** RFC 5321 §4.5.3.2 / RFC 1939 §3: the session says what an idle timeout means. */
+  timedOut(): void {
+    this.lastActive = this.o.idle.tick;
+    this.push(() => this.o.session.timeout());
   }
 
   shutdown(): void {
@@ -57,14 +69,13 @@ export class Connection<E, R> {
 
   private attach(socket: net.Socket): void {
     socket.setNoDelay(true);
-    socket.setTimeout(this.o.idleTimeoutMs);
     socket.on('data', this.onData);
-    socket.on('timeout', this.onTimeout);
     socket.on('error', ignoreError);
     socket.on('close', this.onClosed);
   }
 
   private onData = (chunk: Buffer): void => {
+    this.lastActive = this.o.idle.tick;
     if (this.blocked) {
       this.held.push(chunk);
       this.socket.pause();
@@ -73,11 +84,10 @@ export class Connection<E, R> {
     this.push(() => this.o.session.receive(chunk));
   };
 
-  private onTimeout = (): void => this.push(() => this.o.session.timeout());
-
   private onClosed = (): void => {
     if (this.closed) return;
     this.closed = true;
+    this.o.idle.delete(this);
     const s = this.o.session.summary();
     this.o.log.info({ ...this.o.logFields, ...s, ms: Date.now() - this.started }, 'session');
     this.o.onClose();
@@ -187,6 +197,7 @@ export class Connection<E, R> {
       });
     }
     this.turnBytes += data.length;
+    this.lastActive = this.o.idle.tick;
     if (socket.write(data, written)) return true;
     // Past the high-water mark: hand what is queued to the kernel now instead of at the end of
     // the turn. Only a peer that does not read leaves it queued, and only then do we wait.
@@ -250,10 +261,12 @@ export class Connection<E, R> {
     }
     raw.off('data', this.onData);
     raw.off('close', this.onClosed);
-    raw.removeAllListeners('timeout');
     this.held = [];
     this.blocked = true;
-    const secure = await serverHandshake(raw, this.o.secureContext, this.o.idleTimeoutMs);
+    // The handshake has its own limit; the sweep leaves the connection alone meanwhile.
+    this.lastActive = undefined;
+    const secure = await serverHandshake(raw, this.o.secureContext, this.o.idle.timeoutMs);
+    this.lastActive = this.o.idle.tick;
     this.blocked = false;
     if (!secure) {
       this.onClosed();

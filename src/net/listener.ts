@@ -6,6 +6,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { Connection } from './connection.ts';
+import { IdleSweep } from './idle-sweep.ts';
 import type { Session, TlsInfo } from './session.ts';
 import { ignoreError, serverHandshake, tlsInfo } from './connection.ts';
 
@@ -89,10 +90,12 @@ export class Listener<E, R> {
   private stopped = false;
   /** One function for every connection of this listener. */
   private readonly perform = (e: E): Promise<R> => this.handler.perform(e);
+  private readonly idle: IdleSweep;
 
   constructor(handler: ProtocolHandler<E, R>, ctx: ListenerContext) {
     this.handler = handler;
     this.ctx = ctx;
+    this.idle = new IdleSweep(handler.idleTimeoutMs);
   }
 
   /** Binds every address; resolves with the actual "host:port" bound (port 0 gets a real one). */
@@ -161,7 +164,7 @@ export class Listener<E, R> {
       socket,
       session,
       perform: this.perform,
-      idleTimeoutMs: this.handler.idleTimeoutMs,
+      idle: this.idle,
       ...(this.ctx.tls ? { secureContext: this.ctx.tls } : {}),
       log: this.ctx.log,
       logFields: { listener: this.handler.name, client: ip },

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { pino } from 'pino';
 import { Connection } from '../../src/net/connection.ts';
+import { IdleSweep } from '../../src/net/idle-sweep.ts';
 import { ConnectionLimits, Listener, type ProtocolHandler } from '../../src/net/listener.ts';
 import type { Output, Session } from '../../src/net/session.ts';
 
@@ -76,6 +77,26 @@ test('an exception in a session ends only that session, with its last words', as
   listener.destroyAll();
 });
 
+test('the idle limit: a client that keeps talking stays, a silent one gets the session\'s timeout words', async () => {
+  const listener = new Listener({ ...handler, idleTimeoutMs: 300 }, { limits: new ConnectionLimits(10, 10), log: pino({ level: 'silent' }) });
+  const [address] = await listener.listen(['127.0.0.1:0']);
+  const s = net.connect(Number(address!.split(':')[1]), '127.0.0.1');
+  let got = '';
+  s.on('data', (d) => { got += d; });
+  const started = Date.now();
+  const closed = new Promise<number>((resolve) => s.on('close', () => resolve(Date.now() - started)));
+  // Six lines 150 ms apart: never 300 ms of silence.
+  for (let i = 0; i < 6; i++) {
+    await new Promise((r) => setTimeout(r, 150));
+    s.write(`line ${i}\r\n`);
+  }
+  const talked = Date.now() - started;
+  const after = await closed;
+  assert.ok(after >= talked + 300 - 20, `closed ${after - talked} ms after the last line`);
+  assert.match(got, /echo line 5\r\ntimeout\r\n$/);
+  listener.stopAccepting();
+});
+
 test('connection limits: total and per client address', async () => {
   const limits = new ConnectionLimits(100, 2);
   const { listener, port } = await listen(limits);
@@ -106,7 +127,7 @@ test('a stream: the next batch is asked for only once the one before is on the n
     const session = new ToySession();
     session.start = () => [{ type: 'stream', source: source() }, { type: 'close' }];
     new Connection<E, string>({
-      socket, session, perform: handler.perform, idleTimeoutMs: 60_000,
+      socket, session, perform: handler.perform, idle: new IdleSweep(60_000),
       log: pino({ level: 'silent' }), logFields: {}, onClose: () => {},
     });
   });
