@@ -77,10 +77,15 @@ test('an exception in a session ends only that session, with its last words', as
   listener.destroyAll();
 });
 
-test('the idle limit: a client that keeps talking stays, a silent one gets the session\'s timeout words', async () => {
+test('the idle limit: a client that keeps talking stays, a silent one gets the session\'s timeout words', { timeout: 10_000 }, async (t) => {
   const listener = new Listener({ ...handler, idleTimeoutMs: 1000 }, { limits: new ConnectionLimits(10, 10), log: pino({ level: 'silent' }) });
   const [address] = await listener.listen(['127.0.0.1:0']);
+  t.after(() => {
+    listener.stopAccepting();
+    listener.destroyAll();
+  });
   const s = net.connect(Number(address!.split(':')[1]), '127.0.0.1');
+  t.after(() => s.destroy());
   let got = '';
   s.on('data', (d) => { got += d; });
   const started = Date.now();
@@ -94,7 +99,6 @@ test('the idle limit: a client that keeps talking stays, a silent one gets the s
   const after = await closed;
   assert.ok(after >= talked + 1000 - 20, `closed ${after - talked} ms after the last line`);
   assert.match(got, /echo line 5\r\ntimeout\r\n$/);
-  listener.stopAccepting();
 });
 
 test('connection limits: total and per client address', async () => {
@@ -113,7 +117,7 @@ test('connection limits: total and per client address', async () => {
   listener.destroyAll();
 });
 
-test('a stream: the next batch is asked for only once the one before is on the network, even with a slow reader', async () => {
+test('a stream: the next batch is asked for only once the one before is on the network, even with a slow reader', { timeout: 30_000 }, async (t) => {
   // Batches under the socket's high-water mark: queued, they still leave room for more.
   const batches = Array.from({ length: 600 }, (_, i) => [Buffer.alloc(30_000, 97 + (i % 26)), Buffer.from(`|${i}|`)]);
   const queuedAtResume: number[] = [];
@@ -132,7 +136,9 @@ test('a stream: the next batch is asked for only once the one before is on the n
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
   const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  t.after(() => client.destroy());
   const got: Buffer[] = [];
   client.on('data', (d: Buffer) => got.push(d));
   // A reader that stops long enough for the kernel's buffers to fill, then now and then.
@@ -143,9 +149,8 @@ test('a stream: the next batch is asked for only once the one before is on the n
     client.pause();
     setTimeout(() => client.resume(), 5);
   }, 20);
+  t.after(() => clearInterval(pauses));
   await new Promise((r) => client.on('close', r));
-  clearInterval(pauses);
-  server.close();
   assert.equal(queuedAtResume.length, batches.length);
   assert.deepEqual(queuedAtResume.filter((n) => n !== 0), []);
   assert.ok(Buffer.concat(got).equals(Buffer.concat(batches.flat())));
