@@ -3,6 +3,7 @@
  * connections), mail sent through the SMTP listener with python's smtplib, and the Debian POP3
  * client mpop, installed when missing.
  */
+import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import net from 'node:net';
 import tls from 'node:tls';
@@ -182,4 +183,45 @@ export async function createUsers(dataDir: string, users: [address: string, pass
   } finally {
     store.close();
   }
+}
+
+/**
+ * `sizes.length` messages of those sizes for `user`@example.test (created, password "`user`
+ * pass"), stored straight in `dataDir`. Each line names its message; some need stuffing.
+ */
+export async function storeBig(dataDir: string, user: string, sizes: number[]): Promise<Buffer[]> {
+  const line = (i: number, n: number) => `${n % 37 === 0 ? '.' : ''}message ${i} line ${n} ${'abcdefghij'.repeat(6)}\r\n`;
+  const messages = sizes.map((size, i) => {
+    const lines: string[] = [`Subject: big ${i}\r\n\r\n`];
+    for (let n = 0, len = lines[0]!.length; len < size; n++) {
+      lines.push(line(i, n));
+      len += lines[lines.length - 1]!.length;
+    }
+    return Buffer.from(lines.join(''), 'latin1');
+  });
+  await createUsers(dataDir, [[`${user}@example.test`, `${user} pass`]]);
+  const { SqliteStore } = await import('../../src/store/sqlite/sqlite-store.ts');
+  const { newQueueId } = await import('../../src/store/queue-id.ts');
+  const store = new SqliteStore(dataDir);
+  try {
+    const owner = (await store.findUser(`${user}@example.test`))!;
+    for (const body of messages) {
+      await store.accept({ id: newQueueId(), body: [body], sender: 'bob@example.org', local: [{ userId: owner.id, prefix: Buffer.alloc(0) }] });
+    }
+  } finally {
+    store.close();
+  }
+  return messages;
+}
+
+/** The replies to RETR 1..n and QUIT (as received, in latin1), checked message by message against `messages`. */
+export function assertDownload(wire: string, messages: Buffer[]): void {
+  for (const [i, sent] of messages.entries()) {
+    const status = wire.slice(0, wire.indexOf('\r\n'));
+    assert.equal(status, `+OK ${sent.length} octets`, `message ${i + 1}`);
+    const end = wire.indexOf('\r\n.\r\n');
+    assert.equal(unstuff(wire.slice(status.length + 2, end + 2)), sent.toString('latin1'), `message ${i + 1} arrives whole`);
+    wire = wire.slice(end + 5);
+  }
+  assert.match(wire, /^\+OK mailnest POP3 server signing off/);
 }

@@ -10,7 +10,7 @@ import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import { newQueueId } from '../../src/store/queue-id.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
-import { createUsers, RawPop3, smtpSend, unstuff } from '../helpers/pop3.ts';
+import { assertDownload, createUsers, RawPop3, smtpSend, storeBig, unstuff } from '../helpers/pop3.ts';
 import { baseConfig, python, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
 
 const msg = (subject: string, body: string) => Buffer.from(`From: bob@example.org\r\nTo: x@example.test\r\nSubject: ${subject}\r\n\r\n${body}`);
@@ -227,45 +227,9 @@ print(json.dumps(out))
     assert.match(check.stdout, /Subject: c2/);
   });
 
-  /** `sizes.length` messages of those sizes, each line naming its message, some needing stuffing, stored for `user`. */
-  async function storeBig(user: string, sizes: number[]): Promise<Buffer[]> {
-    const line = (i: number, n: number) => `${n % 37 === 0 ? '.' : ''}message ${i} line ${n} ${'abcdefghij'.repeat(6)}\r\n`;
-    const messages = sizes.map((size, i) => {
-      const lines: string[] = [`Subject: big ${i}\r\n\r\n`];
-      for (let n = 0, len = lines[0]!.length; len < size; n++) {
-        lines.push(line(i, n));
-        len += lines[lines.length - 1]!.length;
-      }
-      return Buffer.from(lines.join(''), 'latin1');
-    });
-    await createUsers(`${m.dir}/data`, [[`${user}@example.test`, `${user} pass`]]);
-    const store = new SqliteStore(`${m.dir}/data`);
-    try {
-      const owner = (await store.findUser(`${user}@example.test`))!;
-      for (const body of messages) {
-        await store.accept({ id: newQueueId(), body: [body], sender: 'bob@example.org', local: [{ userId: owner.id, prefix: Buffer.alloc(0) }] });
-      }
-    } finally {
-      store.close();
-    }
-    return messages;
-  }
-
-  /** The replies to RETR 1..n and QUIT, checked message by message against what was stored. */
-  function assertDownload(wire: string, messages: Buffer[]): void {
-    for (const [i, sent] of messages.entries()) {
-      const status = wire.slice(0, wire.indexOf('\r\n'));
-      assert.equal(status, `+OK ${sent.length} octets`, `message ${i + 1}`);
-      const end = wire.indexOf('\r\n.\r\n');
-      assert.equal(unstuff(wire.slice(status.length + 2, end + 2)), sent.toString('latin1'), `message ${i + 1} arrives whole`);
-      wire = wire.slice(end + 5);
-    }
-    assert.match(wire, /^\+OK mailnest POP3 server signing off/);
-  }
-
   it('a pipelined download to a client that stops reading: the server waits with little memory, then sends every byte', { timeout: 120_000 }, async () => {
     // 48 messages of 1 MiB and 16 small ones in between.
-    const messages = await storeBig('hank', Array.from({ length: 64 }, (_, i) => (i % 4 === 3 ? 2_000 : 1024 * 1024)));
+    const messages = await storeBig(`${m.dir}/data`, 'hank', Array.from({ length: 64 }, (_, i) => (i % 4 === 3 ? 2_000 : 1024 * 1024)));
     const socket = net.connect({ host: '127.0.0.1', port: pop3 });
     const received: Buffer[] = [];
     let seen = '';
@@ -296,7 +260,7 @@ print(json.dumps(out))
   it('large messages back to back: the read buffers one message used serve the next only once its bytes are sent', { timeout: 60_000 }, async () => {
     // Files of 1 to 3 pieces whose last piece is short: it is still queued when the next
     // message is read, unless the connection hands it to the network first.
-    const messages = await storeBig('iris', Array.from({ length: 24 }, (_, i) => 300_000 + 100_003 * (i % 5)));
+    const messages = await storeBig(`${m.dir}/data`, 'iris', Array.from({ length: 24 }, (_, i) => 300_000 + 100_003 * (i % 5)));
     const { client } = await RawPop3.connect(pop3);
     assert.match(await client.command('USER iris@example.test'), /^\+OK/);
     assert.match(await client.command('PASS iris pass'), /^\+OK maildrop has 24 messages/);

@@ -1,14 +1,15 @@
 /**
  * POP3 with TLS against a running mailnest on its defaults (`allow_insecure` off): credentials
- * refused in the clear, STLS and pop3s with python's poplib, and Debian's mpop downloading MIME
- * messages with attachments that were sent through SMTP, compared byte for byte.
+ * refused in the clear, STLS and pop3s with python's poplib, large messages pipelined over
+ * pop3s, and Debian's mpop downloading MIME messages with attachments that were sent through
+ * SMTP, compared byte for byte.
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { createUsers, ensureMpop, mimeMessage, RawPop3, smtpSend, unstuff } from '../helpers/pop3.ts';
+import { assertDownload, createUsers, ensureMpop, mimeMessage, RawPop3, smtpSend, storeBig, unstuff } from '../helpers/pop3.ts';
 import { baseConfig, python, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
 
 describe('POP3 integration (TLS, real clients)', () => {
@@ -90,6 +91,15 @@ print(json.dumps(out))
     assert.match(await b.command('PASS bob pass'), /^-ERR \[IN-USE\] /);
     await a.command('QUIT');
     await b.command('QUIT');
+  });
+
+  it('large messages pipelined over pop3s arrive byte for byte (read buffers reused only once encrypted and sent)', { timeout: 60_000 }, async () => {
+    const messages = await storeBig(`${dir}/data`, 'nora', Array.from({ length: 12 }, (_, i) => 300_000 + 150_001 * (i % 4)));
+    const { client } = await RawPop3.connect(m.port('pop3s'), { tls: true, ca });
+    assert.match(await client.command('USER nora@example.test'), /^\+OK/);
+    assert.match(await client.command('PASS nora pass'), /^\+OK maildrop has 12 messages/);
+    client.send(messages.map((_, i) => `RETR ${i + 1}\r\n`).join('') + 'QUIT\r\n');
+    assertDownload(await client.rest(), messages);
   });
 
   it('curl over STLS downloads the message', () => {
