@@ -150,9 +150,12 @@ export class Connection<E, R> implements IdleMember {
         try {
           for await (const chunk of out.source) {
             if (this.closed) return;
+            // The write callback of the batch's last piece (Node also calls it when the socket
+            // is destroyed first): only then is the next batch asked for.
             const written = Promise.withResolvers<void>();
             await this.pace(this.sendAll(chunk, written.resolve));
-            await this.flushed(written.promise);
+            this.flushNow();
+            await written.promise;
           }
         } catch (err) {
           this.queue.unshift(...this.fail(err));
@@ -201,8 +204,7 @@ export class Connection<E, R> implements IdleMember {
     if (socket.write(data, written)) return true;
     // Past the high-water mark: hand what is queued to the kernel now instead of at the end of
     // the turn. Only a peer that does not read leaves it queued, and only then do we wait.
-    socket.uncork();
-    socket.cork();
+    this.flushNow();
     return socket.writableLength < socket.writableHighWaterMark;
   }
 
@@ -215,16 +217,11 @@ export class Connection<E, R> implements IdleMember {
     return room;
   }
 
-  /**
-   * Hands what is corked to the network now and waits until `written` (the write callback of
-   * the last piece, which Node also calls when the socket is destroyed first).
-   */
-  private flushed(written: Promise<void>): Promise<void> {
-    if (this.corked) {
-      this.socket.uncork();
-      this.socket.cork();
-    }
-    return written;
+  /** Hands what is corked to the kernel now; the socket stays corked until the turn ends. */
+  private flushNow(): void {
+    if (!this.corked) return;
+    this.socket.uncork();
+    this.socket.cork();
   }
 
   /**

@@ -1,7 +1,7 @@
 /**
  * The idle limit of every connection of a listener, kept by one timer instead of one per socket.
- * A Node socket timeout is a timer object re-armed on every read and write: held by 10,000 idle
- * connections they cost about 3 MiB. Here a connection notes the sweep's tick at each activity,
+ * A Node socket timeout is a timer object re-armed on every read and write: for 10,000 idle
+ * connections the server held 4–8 MiB more with them (paired runs). Here a connection notes the sweep's tick at each activity,
  * and a sweep every `step` ms ends those idle for the whole limit: a connection times out between
  * `timeoutMs` and `timeoutMs + step` after its last activity.
  *

@@ -421,8 +421,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
     const framing = { status: w.status, ...(w.bodyLines !== undefined ? { bodyLines: w.bodyLines } : {}) };
     if (r.type === 'whole') return [write(frameWhole(r.parts, framing))];
     const source = frameMessage(r.source, {
-      status: w.status,
-      ...(w.bodyLines !== undefined ? { bodyLines: w.bodyLines } : {}),
+      ...framing,
       ...(r.recycle ? { recycle: r.recycle } : {}),
       onStart: () => { this.streaming = true; },
       onEnd: () => { this.streaming = false; },
