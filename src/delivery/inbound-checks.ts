@@ -21,8 +21,9 @@ export interface InboundInput {
   helo?: string;
   /** The envelope sender ('' for the null sender). */
   sender: string;
-  /** The message as received (header and body, CRLF). */
-  message: Buffer;
+  /** The message as received (header and body, CRLF), whole or in the pieces it arrived in
+   *  (joined only when the checks run). */
+  message: Buffer | Buffer[];
 }
 
 export interface InboundResult {
@@ -115,7 +116,7 @@ export class InboundChecker {
       // Loaded on first use: mailauth is large, and an idle server should stay small.
       const { authenticate } = await import('mailauth');
       const result = await Promise.race([
-        authenticate(input.message, {
+        authenticate(Array.isArray(input.message) ? Buffer.concat(input.message) : input.message, {
           ip: input.clientIp,
           ...(input.helo ? { helo: input.helo } : {}),
           sender: input.sender,

@@ -78,7 +78,7 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
   // Mail from the internet (the MX, unauthenticated) gets SPF, DKIM and DMARC evaluated.
   let checks = '';
   if (role === 'smtp' && !d.user) {
-    const verdict = await checkInbound(ctx.config, { clientIp: d.clientIp, helo: d.helo, sender: d.sender, message: Buffer.concat(d.body) });
+    const verdict = await checkInbound(ctx.config, { clientIp: d.clientIp, helo: d.helo, sender: d.sender, message: d.body });
     if (verdict.reject) {
       ctx.metrics.rejected.inc({ listener: role, reason: 'dmarc' });
       return { kind: 'deliver', failure: 'refused', message: verdict.reject };

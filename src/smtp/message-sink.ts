@@ -7,6 +7,8 @@
  */
 const CR = 13;
 const LF = 10;
+/** A CR not followed by LF, or an LF not preceded by CR. */
+const BARE = /\r(?!\n)|(?<!\r)\n/g;
 
 export type SinkVerdict = 'ok' | 'too-big' | 'bare-newline';
 
@@ -36,13 +38,20 @@ export class MessageSink {
     this.parts.push(chunk);
   }
 
+  /**
+   * One regular-expression search over the chunk as Latin-1 text: several times faster than
+   * visiting every CR and LF from JavaScript. A CR at the chunk's end waits for the next chunk;
+   * an LF at its start completes that CR.
+   */
   private checkLineEnds(chunk: Buffer): void {
     if (this.lastWasCR && chunk[0] !== LF) this.bareNewline = true;
-    for (let i = chunk.indexOf(CR); i >= 0 && i < chunk.length - 1; i = chunk.indexOf(CR, i + 1)) {
-      if (chunk[i + 1] !== LF) this.bareNewline = true;
-    }
-    for (let i = chunk.indexOf(LF); i >= 0; i = chunk.indexOf(LF, i + 1)) {
-      if (i === 0 ? !this.lastWasCR : chunk[i - 1] !== CR) this.bareNewline = true;
+    const text = chunk.toString('latin1');
+    BARE.lastIndex = 0;
+    for (let m = BARE.exec(text); m && !this.bareNewline; m = BARE.exec(text)) {
+      const at = m.index;
+      const continued = at === 0 && this.lastWasCR; // the LF of a CRLF split between chunks
+      const undecided = at === text.length - 1 && chunk[at] === CR;
+      if (!continued && !undecided) this.bareNewline = true;
     }
     this.lastWasCR = chunk[chunk.length - 1] === CR;
   }

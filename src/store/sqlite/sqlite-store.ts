@@ -602,10 +602,12 @@ function bodySize(chunks: Buffer[]): number {
   return chunks.reduce((n, c) => n + c.length, 0);
 }
 
-/** Re-slices a list of buffers into pieces of at most `size` bytes. */
+/** Re-slices a list of buffers into pieces of at most `size` bytes. A piece that lies within
+ *  one buffer is a view of it, not a copy (SQLite copies what it is given to bind). */
 function* rechunk(parts: Buffer[], size: number): Generator<Buffer> {
   let acc: Buffer[] = [];
   let accLen = 0;
+  const joined = () => (acc.length === 1 ? acc[0]! : Buffer.concat(acc, accLen));
   for (let part of parts) {
     while (part.length > 0) {
       const take = Math.min(size - accLen, part.length);
@@ -613,13 +615,13 @@ function* rechunk(parts: Buffer[], size: number): Generator<Buffer> {
       accLen += take;
       part = part.subarray(take);
       if (accLen === size) {
-        yield Buffer.concat(acc, accLen);
+        yield joined();
         acc = [];
         accLen = 0;
       }
     }
   }
-  if (accLen > 0) yield Buffer.concat(acc, accLen);
+  if (accLen > 0) yield joined();
 }
 
 function asBuffer(data: Uint8Array): Buffer {
