@@ -190,6 +190,23 @@ async function startSink(): Promise<{ port: number; stop: () => Promise<void> }>
   return { port, stop };
 }
 
+// ------------------------------------------------------------------ durable floor
+
+/** bench/durable-floor.ts: append + fdatasync per message, the ceiling of a durable server here. */
+async function startFloor(): Promise<{ port: number; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const file = path.join(tmp, 'durable-floor.dat');
+  const child = spawn(NODE, [path.join(ROOT, 'bench/durable-floor.ts'), String(port), file], { stdio: ['ignore', 'ignore', 'inherit'] });
+  const stop = async () => {
+    child.kill('SIGTERM');
+    if (!(await waitExit(child, 5000))) child.kill('SIGKILL');
+    fs.rmSync(file, { force: true });
+  };
+  cleanups.push(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  await waitForGreeting(port, 'durable-floor');
+  return { port, stop };
+}
+
 // ------------------------------------------------------------------ mailnest
 
 interface Mailnest {
@@ -382,6 +399,8 @@ interface Row {
   size: number;
   sessions: number;
   sink?: number;
+  /** bench/durable-floor.ts: append + fdatasync, nothing else. */
+  floor?: number;
   mailnest: number;
   mailnestRss: number;
   mailnestCpu: number;
@@ -399,6 +418,10 @@ async function throughput(): Promise<Row[]> {
         const label = `${sizeName(size)}, ${sessions} session${sessions > 1 ? 's' : ''}`;
         const sinkRun = await smtpSource(sink.port, size, sessions);
         log(`${label}: smtp-sink ${fmt(MESSAGES / sinkRun.seconds)} msg/s`);
+        const floor = await startFloor();
+        const floorRun = await smtpSource(floor.port, size, sessions);
+        await floor.stop();
+        log(`${label}: durable floor ${fmt(MESSAGES / floorRun.seconds)} msg/s`);
 
         const m = await startMailnest(`s${size}-c${sessions}`);
         const cpu0 = cpuSeconds(m.pid);
@@ -411,7 +434,7 @@ async function throughput(): Promise<Row[]> {
         fs.rmSync(path.dirname(m.dataDir), { recursive: true, force: true });
         log(`${label}: mailnest ${fmt(MESSAGES / mRun.seconds)} msg/s, peak RSS ${fmt(mailnestRss / MiB)} MiB, ${fmt(mailnestCpu, 1)} CPU s`);
 
-        const row: Row = { size, sessions, sink: MESSAGES / sinkRun.seconds, mailnest: MESSAGES / mRun.seconds, mailnestRss, mailnestCpu };
+        const row: Row = { size, sessions, sink: MESSAGES / sinkRun.seconds, floor: MESSAGES / floorRun.seconds, mailnest: MESSAGES / mRun.seconds, mailnestRss, mailnestCpu };
         if (postfix) {
           emptyDir(postfix.maildirNew);
           const t0 = performance.now();
@@ -491,11 +514,13 @@ function percentile(xs: number[], p: number): number {
 function report(rows: Row[], idleResult: IdleResult | undefined): string {
   const lines: string[] = [];
   lines.push(`${MESSAGES.toLocaleString('en-US')} messages per case; msg/s = messages / wall time of smtp-source (Postfix delivered: until the last message is in the Maildir).`, '');
-  lines.push('| message | sessions | smtp-sink (protocol only) | mailnest (250 = durable) | Postfix accepted | Postfix delivered to Maildir | mailnest / Postfix delivered | mailnest peak RSS | mailnest CPU |');
-  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+  lines.push('Durable floor: bench/durable-floor.ts, a Node server that only appends each message to a file and fdatasyncs it before its 250.', '');
+  lines.push('| message | sessions | smtp-sink (protocol only) | durable floor | mailnest (250 = durable) | Postfix accepted | Postfix delivered to Maildir | mailnest / Postfix delivered | floor / Postfix delivered | mailnest peak RSS | mailnest CPU |');
+  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+  const opt = (n: number | undefined) => (n ? fmt(n) : '–');
+  const times = (n: number | undefined, d: number | undefined) => (n && d ? `${fmt(n / d, 2)}×` : '–');
   for (const r of rows) {
-    const ratio = r.postfixDelivered ? `${fmt(r.mailnest / r.postfixDelivered, 2)}×` : '–';
-    lines.push(`| ${sizeName(r.size)} | ${r.sessions} | ${r.sink ? fmt(r.sink) : '–'} | ${fmt(r.mailnest)} | ${r.postfixAccept ? fmt(r.postfixAccept) : '–'} | ${r.postfixDelivered ? fmt(r.postfixDelivered) : '–'} | ${ratio} | ${fmt(r.mailnestRss / MiB)} MiB | ${fmt(r.mailnestCpu, 1)} s |`);
+    lines.push(`| ${sizeName(r.size)} | ${r.sessions} | ${opt(r.sink)} | ${opt(r.floor)} | ${fmt(r.mailnest)} | ${opt(r.postfixAccept)} | ${opt(r.postfixDelivered)} | ${times(r.mailnest, r.postfixDelivered)} | ${times(r.floor, r.postfixDelivered)} | ${fmt(r.mailnestRss / MiB)} MiB | ${fmt(r.mailnestCpu, 1)} s |`);
   }
   if (idleResult) {
     const g = idleResult.greetings;
