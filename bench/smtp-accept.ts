@@ -22,6 +22,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { buildMailnest } from './build.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
 const NODE = process.execPath;
@@ -540,6 +541,7 @@ function report(rows: Row[], idleResult: IdleResult | undefined): string {
 }
 
 async function main(): Promise<void> {
+  buildMailnest();
   const cpus = os.cpus();
   const git = spawnSync('git', ['-C', ROOT, 'describe', '--always', '--dirty'], { encoding: 'utf8' }).stdout.trim() || 'unknown';
   const machine = `${cpus.length} × ${cpus[0]?.model ?? 'CPU'}, ${fmt(os.totalmem() / 1024 ** 3, 1)} GiB, Node ${process.version}, Postfix ${run('postconf', ['-h', 'mail_version']).trim()}, mailnest ${git}`;

@@ -12,6 +12,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'smol-toml';
+import { buildMailnest } from '../build.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const NODE = process.execPath;
@@ -171,6 +172,7 @@ function postfixCommand(conf: string, command: string): void {
   if (r.status !== 0) throw new Error(`postfix ${command}: ${(r.stdout + r.stderr).trim() || `exit ${r.status ?? r.signal}`}`);
 }
 
+buildMailnest();
 const sink = new Sink();
 await sink.start();
 try {
