@@ -155,6 +155,25 @@ test('a message of one stored part opens whole, a longer one with the rest to st
   store.close();
 });
 
+test('a body kept in the database reads back byte for byte, however the pieces it arrived in fall across its parts', async () => {
+  const store = new SqliteStore(tmp());
+  const u = await store.createUser('u@example.test', 'h');
+  const body = Buffer.alloc(200 * 1024);
+  for (let i = 0; i < body.length; i++) body[i] = (i * 7919) % 251;
+  // Pieces larger than a 64 KiB part, smaller ones, and one boundary inside a piece and one
+  // between pieces: parts made of one piece and parts joined from several.
+  const cuts = [0, 70_000, 70_001, 131_072, 150_000, body.length];
+  const pieces = cuts.slice(1).map((end, i) => body.subarray(cuts[i], end));
+  await store.accept({ id: newQueueId(), body: pieces, sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+  // The caller's buffers are its own again once accept resolves.
+  body.fill(0);
+  const expected = Buffer.alloc(200 * 1024);
+  for (let i = 0; i < expected.length; i++) expected[i] = (i * 7919) % 251;
+  const [entry] = await store.listMailbox(u.id);
+  assert.ok((await storedMessage(store, u.id, entry!.uid)).equals(expected));
+  store.close();
+});
+
 test('the pieces of a body file opened for a mailbox client are reused once handed back, never before', async () => {
   const store = new SqliteStore(tmp());
   const u = await store.createUser('u@example.test', 'h');
