@@ -1,9 +1,9 @@
 /**
  * The idle limit of every connection of a listener, kept by one timer instead of one per socket.
  * A Node socket timeout is a timer object re-armed on every read and write: for 10,000 idle
- * connections the server held 4–8 MiB more with them (paired runs). Here a connection notes the sweep's tick at each activity,
- * and a sweep every `step` ms ends those idle for the whole limit: a connection times out between
- * `timeoutMs` and `timeoutMs + step` after its last activity.
+ * connections the server held 4–8 MiB more with them (paired runs). Here a connection notes the
+ * sweep's tick at each activity, and a sweep every `step` ms ends those idle for the whole limit:
+ * a connection times out between `timeoutMs` and `timeoutMs + step` after its last activity.
  *
  * The sweep allocates nothing (small-integer ticks, an array walked by index): in a server at
  * rest any steady allocation would fill the young generation V8 grew for the connections' burst,
