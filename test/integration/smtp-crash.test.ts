@@ -4,7 +4,8 @@
  * that got its 250 is there exactly once and whole, none is there twice, a message for two
  * users is in both mailboxes or in neither, and the server works as before. Two of the sessions
  * send messages large enough to be kept as files (data_dir/bodies/): no such file is lost or
- * left behind by anything but a message that never got its 250.
+ * left behind by anything but a message that never got its 250. Two others send messages of
+ * about 100 KiB, which go to the body log (data_dir/body-log/).
  */
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -23,9 +24,11 @@ const ALIAS = 'team@example.test';
 
 /** Sessions 3 and 7 (both to the alias) send bodies over 256 KiB, which the store keeps as files. */
 const isLarge = (id: string) => /-s[37]-/.test(id);
+/** Sessions 1 and 4 send bodies of about 100 KiB, which the store appends to the body log. */
+const isMedium = (id: string) => /-s[14]-/.test(id);
 
 function bodyFor(id: string): Buffer {
-  const lines = isLarge(id) ? 6000 : 120;
+  const lines = isLarge(id) ? 6000 : isMedium(id) ? 1800 : 120;
   const filler = Array.from({ length: lines }, (_, i) => `${id} line ${i} ${'z'.repeat(i % 60)}`).join('\r\n');
   return Buffer.from(`Subject: ${id}\r\nX-Crash-Id: ${id}\r\n\r\n${filler}\r\nend of ${id}\r\n`);
 }
@@ -52,7 +55,7 @@ async function stream(port: number, round: number, sid: number, tally: Tally): P
       if (rs.map((r) => r.code).join() !== '250,250,354') throw new Error(`unexpected: ${rs.map((r) => r.raw).join('')}`);
       // Written in pieces, so that the kill can land in the middle of a message.
       const body = bodyFor(id);
-      const piece = isLarge(id) ? 16_000 : 1500;
+      const piece = isLarge(id) || isMedium(id) ? 16_000 : 1500;
       for (let pos = 0; pos < body.length; pos += piece) {
         c.write(body.subarray(pos, pos + piece));
         await new Promise((r) => setImmediate(r));
@@ -100,6 +103,16 @@ function externalBodies(dataDir: string): Set<string> {
   const db = new DatabaseSync(path.join(dataDir, 'mailnest.sqlite'), { readOnly: true });
   try {
     return new Set((db.prepare('SELECT queue_id FROM bodies WHERE external = 1').all() as { queue_id: string }[]).map((r) => r.queue_id));
+  } finally {
+    db.close();
+  }
+}
+
+/** How many bodies the database says are in the body log. */
+function loggedBodies(dataDir: string): number {
+  const db = new DatabaseSync(path.join(dataDir, 'mailnest.sqlite'), { readOnly: true });
+  try {
+    return Number((db.prepare('SELECT count(*) AS n FROM bodies WHERE external = 2').get() as { n: number }).n);
   } finally {
     db.close();
   }
@@ -165,7 +178,9 @@ test('SIGKILL mid-stream: every message that got 250 is stored exactly once afte
   }
 
   assert.ok([...tally.acked.keys()].some(isLarge), 'no large message got its 250 before a kill');
+  assert.ok([...tally.acked.keys()].some(isMedium), 'no 100 KiB message got its 250 before a kill');
   assert.ok(externalBodies(f.dataDir).size > 0);
+  assert.ok(loggedBodies(f.dataDir) > 0);
 
   // The restarted server takes mail as before, and never reuses a UID, not even the one of a
   // message deleted meanwhile.

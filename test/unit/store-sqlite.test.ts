@@ -45,12 +45,14 @@ test('a body is stored once for every copy, read back whole in bounded parts, an
   db.close();
 });
 
-test('a body up to 256 KiB stays in the database; a rolled-back message leaves no file', async () => {
+test('a body of 32 to 256 KiB is appended to the body log, not kept in the database; a rolled-back message leaves no file', async () => {
   const dir = tmp();
   const store = new SqliteStore(dir);
   const u = await store.createUser('u@example.test', 'h');
   await store.accept({ id: newQueueId(), body: [Buffer.alloc(256 * 1024, 'a')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
   assert.deepEqual(fs.readdirSync(path.join(dir, 'bodies')), []);
+  assert.deepEqual(fs.readdirSync(path.join(dir, 'body-log')), ['00000001']);
+  assert.equal(fs.statSync(path.join(dir, 'body-log', '00000001')).size, 256 * 1024);
   // No such user: the insert fails and is rolled back, alone and within a group commit.
   const bad = () => store.accept({ id: newQueueId(), body: [Buffer.alloc(300_000, 'b')], sender: '', local: [{ userId: 999, prefix: Buffer.alloc(0) }] });
   await assert.rejects(bad(), /no mailbox/);
@@ -59,7 +61,12 @@ test('a body up to 256 KiB stays in the database; a rolled-back message leaves n
   await Promise.all([...good, ...failing]);
   await until('only the five stored bodies to have files', () => fs.readdirSync(path.join(dir, 'bodies')).length === 5, 2000);
   assert.equal((await store.listMailbox(u.id)).length, 6);
+  assert.ok((await storedMessage(store, u.id, 1)).equals(Buffer.alloc(256 * 1024, 'a')));
   store.close();
+  const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
+  assert.deepEqual({ ...db.prepare('SELECT external, log_segment, log_offset, (SELECT count(*) FROM body_parts) AS parts FROM bodies ORDER BY id LIMIT 1').get() },
+    { external: 2, log_segment: 1, log_offset: 0, parts: 0 });
+  db.close();
 });
 
 test('a body file cut short or gone: reading the message fails and says why', async () => {
@@ -128,26 +135,35 @@ test('a data directory made by the first schema version is migrated with its mai
            INSERT INTO bodies (id, queue_id, size, created) VALUES (1, 'Q1', 10, 0);`);
   db.prepare('INSERT INTO body_chunks (body_id, seq, data) VALUES (1, 0, ?)').run(Buffer.from('Subject: x'));
   db.prepare('INSERT INTO messages (mailbox_id, uid, body_id, prefix, size, received_at) VALUES (1, 1, 1, ?, 14, 0)').run(Buffer.from('R\r\n\r\n'));
+  // A body of three 64 KiB parts, as large bodies were kept then.
+  const big = Buffer.from(Array.from({ length: 150_000 }, (_, i) => 32 + (i % 90)));
+  db.exec(`UPDATE mailboxes SET uid_next = 3; INSERT INTO bodies (id, queue_id, size, created) VALUES (2, 'Q2', ${big.length}, 0);`);
+  for (let seq = 0; seq < 3; seq++) {
+    db.prepare('INSERT INTO body_chunks (body_id, seq, data) VALUES (2, ?, ?)').run(seq, big.subarray(seq * 65536, (seq + 1) * 65536));
+  }
+  db.prepare('INSERT INTO messages (mailbox_id, uid, body_id, prefix, size, received_at) VALUES (1, 2, 2, ?, ?, 0)').run(Buffer.alloc(0), big.length);
   db.close();
   const store = new SqliteStore(dir);
   const u = (await store.findUser('old@example.test'))!;
   assert.equal((await storedMessage(store, u.id, 1)).toString(), 'R\r\n\r\nSubject: x');
+  assert.ok((await store.openMessage(u.id, 2))!.rest, 'a body of several parts is streamed');
+  assert.ok((await storedMessage(store, u.id, 2)).equals(big));
   store.close();
 });
 
-test('a message of one stored part opens whole, a longer one with the rest to stream (a file all of it), an empty body as its prefix alone', async () => {
+test('a message kept in the database opens whole, a longer one with its body to stream (from the log or a file), an empty body as its prefix alone', async () => {
   const store = new SqliteStore(tmp());
   const u = await store.createUser('u@example.test', 'h');
   const prefix = Buffer.from('Received: x\r\n');
-  // In the database up to 256 KiB, read 64 KiB at a time; beyond, a file read 256 KiB at a time,
-  // the first piece too.
-  const sizes = [0, 64 * 1024, 64 * 1024 + 1, 256 * 1024, 256 * 1024 + 1];
+  // In the database up to 32 KiB, in one row; beyond, in the body log or a file, read 256 KiB at
+  // a time, the first piece too.
+  const sizes = [0, 32 * 1024, 32 * 1024 + 1, 256 * 1024, 256 * 1024 + 1];
   for (const size of sizes) {
     await store.accept({ id: newQueueId(), body: [Buffer.alloc(size, 'a')], sender: '', local: [{ userId: u.id, prefix }] });
   }
   const entries = await store.listMailbox(u.id);
   const opened = await Promise.all(entries.map((e) => store.openMessage(u.id, e.uid)));
-  assert.deepEqual(opened.map((m) => [m!.head.length, m!.rest !== undefined]), [[1, false], [2, false], [2, true], [2, true], [1, true]]);
+  assert.deepEqual(opened.map((m) => [m!.head.length, m!.rest !== undefined]), [[1, false], [2, false], [1, true], [1, true], [1, true]]);
   for (const [i, size] of sizes.entries()) {
     assert.deepEqual(await storedMessage(store, u.id, entries[i]!.uid), Buffer.concat([prefix, Buffer.alloc(size, 'a')]));
   }
@@ -155,22 +171,20 @@ test('a message of one stored part opens whole, a longer one with the rest to st
   store.close();
 });
 
-test('a body kept in the database reads back byte for byte, however the pieces it arrived in fall across its parts', async () => {
+test('a body given in pieces reads back byte for byte, from the database and from the log', async () => {
   const store = new SqliteStore(tmp());
   const u = await store.createUser('u@example.test', 'h');
-  const body = Buffer.alloc(200 * 1024);
-  for (let i = 0; i < body.length; i++) body[i] = (i * 7919) % 251;
-  // Pieces larger than a 64 KiB part, smaller ones, and one boundary inside a piece and one
-  // between pieces: parts made of one piece and parts joined from several.
-  const cuts = [0, 70_000, 70_001, 131_072, 150_000, body.length];
-  const pieces = cuts.slice(1).map((end, i) => body.subarray(cuts[i], end));
-  await store.accept({ id: newQueueId(), body: pieces, sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
-  // The caller's buffers are its own again once accept resolves.
-  body.fill(0);
-  const expected = Buffer.alloc(200 * 1024);
-  for (let i = 0; i < expected.length; i++) expected[i] = (i * 7919) % 251;
-  const [entry] = await store.listMailbox(u.id);
-  assert.ok((await storedMessage(store, u.id, entry!.uid)).equals(expected));
+  const pattern = (size: number) => Buffer.from(Array.from({ length: size }, (_, i) => (i * 7919) % 251));
+  for (const [size, cuts] of [[30 * 1024, [0, 1, 20_000, 30 * 1024]], [200 * 1024, [0, 70_000, 70_001, 131_072, 150_000, 200 * 1024]]] as const) {
+    const body = pattern(size);
+    const pieces = cuts.slice(1).map((end, i) => body.subarray(cuts[i], end));
+    await store.accept({ id: newQueueId(), body: pieces, sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+    // The caller's buffers are its own again once accept resolves.
+    body.fill(0);
+  }
+  const entries = await store.listMailbox(u.id);
+  assert.ok((await storedMessage(store, u.id, entries[0]!.uid)).equals(pattern(30 * 1024)));
+  assert.ok((await storedMessage(store, u.id, entries[1]!.uid)).equals(pattern(200 * 1024)));
   store.close();
 });
 

@@ -16,6 +16,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { after } from './body-log.ts';
 import type { PiecePool } from './piece-pool.ts';
 import { SharedFlush } from './shared-flush.ts';
 
@@ -127,13 +128,4 @@ function readPiece(fd: number, file: string, pos: number, size: number, pool: Pi
   const n = fs.readSync(fd, buf, 0, buf.length, pos);
   if (n !== buf.length) throw new Error(`${file} is shorter than its ${size} bytes`);
   return buf;
-}
-
-/** The bytes of `chunks` after the first `n`. */
-function after(chunks: Buffer[], n: number): Buffer[] {
-  let i = 0;
-  while (i < chunks.length && n >= chunks[i]!.length) n -= chunks[i++]!.length;
-  const rest = chunks.slice(i);
-  if (n > 0) rest[0] = rest[0]!.subarray(n);
-  return rest;
 }

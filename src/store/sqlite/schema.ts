@@ -95,4 +95,10 @@ export const MIGRATIONS: string[] = [
   `
   ALTER TABLE bodies ADD COLUMN external INTEGER NOT NULL DEFAULT 0;
   `,
+  // Medium-sized bodies are appended to the body log (see body-log.ts): external = 2, and where.
+  `
+  ALTER TABLE bodies ADD COLUMN log_segment INTEGER;
+  ALTER TABLE bodies ADD COLUMN log_offset INTEGER;
+  CREATE INDEX bodies_log_segment ON bodies(log_segment) WHERE log_segment IS NOT NULL;
+  `,
 ];

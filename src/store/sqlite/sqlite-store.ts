@@ -3,7 +3,8 @@
  * something resolves only once the change is on disk (see wal-sync.ts: commits on the event
  * loop, fdatasync in the thread pool, shared by every commit made meanwhile). `accept` also
  * batches: every message handed in during one turn of the event loop shares one transaction.
- * Large bodies are files beside the database (see body-files.ts).
+ * Medium-sized bodies are appended to the body log, large ones are files of their own (see
+ * placement below).
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,39 +15,60 @@ import {
   type RecipientUpdate, type Store, type TokenRecord, type UserRecord, type UserUsage, type QueueStatus,
 } from '../store.ts';
 import { BodyFiles, PIECE } from './body-files.ts';
+import { BodyLog, type LogPlace } from './body-log.ts';
 import { PiecePool } from './piece-pool.ts';
 import { MIGRATIONS } from './schema.ts';
 import { WalSync } from './wal-sync.ts';
 
-/** Size of the rows a body is split into; bounds the memory a reader needs. */
+/** Bodies in the database were once split into rows (body_parts) of this size; those stored
+ *  since are at most LOG_OVER bytes, one row each. */
 const CHUNK = 64 * 1024;
 
+/** Where a body is kept: `bodies.external`. */
+const IN_PARTS = 0;
+const IN_FILE = 1;
+const IN_LOG = 2;
+
 /**
- * Bodies longer than this are kept as files (see body-files.ts). A file has a fixed cost (its
- * creation, the flushes of it and of its directory, its removal: journal commits on ext4); the
- * database a cost per byte (copied into pages, the WAL, and the database file at checkpoint).
- * On the reference machine they break even between 100 KiB and 1 MiB.
+ * Bodies longer than this are appended to the body log (see body-log.ts). The database costs
+ * per byte (each page copied into the WAL with a frame of its own, and into the database file at
+ * the checkpoint); the log costs a second flush before the commit, which a short body does not
+ * repay.
+ */
+const LOG_OVER = 32 * 1024;
+
+/**
+ * Bodies longer than this are files of their own (see body-files.ts). A file has a fixed cost
+ * (its creation, the flushes of it and of its directory: journal commits on ext4), but it goes
+ * at once with its last message, where the log's dead space waits for the sweep to move what
+ * lives around it.
  */
 const FILE_OVER = 256 * 1024;
 
-function storedAsFile(bodySize: number): boolean {
-  return bodySize > FILE_OVER;
+function placement(bodySize: number): number {
+  return bodySize > FILE_OVER ? IN_FILE : bodySize > LOG_OVER ? IN_LOG : IN_PARTS;
 }
+
+/** A segment of the body log is compacted once less than this share of it is alive. */
+const COMPACT_UNDER = 0.5;
 
 /** How old a body file without a row must be before `sweep` removes it. */
 const ORPHAN_AGE_MS = 60 * 60 * 1000;
 
 type Row = Record<string, unknown>;
 
-/** What openBody reads, in this column order: body_id, the copy's prefix, the body's size,
- *  queue_id, external, and part 0's data (null for a body kept as a file). */
-type BodyRow = [bodyId: number, prefix: Uint8Array, size: number, queueId: string, external: number, data: Uint8Array | null];
+/** What openBody reads, in this column order (BODY_COLUMNS): body_id, the copy's prefix, the
+ *  body's size, queue_id, external, where in the log, and part 0's data (null unless IN_PARTS). */
+type BodyRow = [bodyId: number, prefix: Uint8Array, size: number, queueId: string, external: number,
+  logSegment: number | null, logOffset: number | null, data: Uint8Array | null];
+const BODY_COLUMNS = 'b.size, b.queue_id, b.external, b.log_segment, b.log_offset, p.data';
 
 export class SqliteStore implements Store {
   readonly file: string;
   private db: DatabaseSync;
   private wal: WalSync;
   private files: BodyFiles;
+  private log: BodyLog;
   /** Read buffers for the body files of messages opened for a mailbox client (openMessage). */
   private pieces = new PiecePool(PIECE, 8);
   /** Body files whose rows the open transaction deletes: removed once it is durable. */
@@ -54,25 +76,27 @@ export class SqliteStore implements Store {
   private stmts = new Map<string, StatementSync>();
   private arrayStmts = new Map<string, StatementSync>();
   /** Messages waiting for the fsync under way to end (see accept). */
-  private pending: { message: Acceptance; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private pending: { message: Acceptance; place: LogPlace | undefined; resolve: () => void; reject: (err: unknown) => void }[] = [];
   private pendingUpdates: { id: string; updates: RecipientUpdate[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
   private updateFlushScheduled = false;
   /** A read transaction is open until the end of this event-loop turn (see read). */
   private reading = false;
 
-  /** `fdatasync`: the system call unless a test observes it (see wal-sync.ts). */
-  constructor(dataDir: string, opts: { fdatasync?: (fd: number) => Promise<void> } = {}) {
+  /** `fdatasync`: the system call unless a test observes it (see wal-sync.ts); `segmentBytes`:
+   *  the body log's segment size (see body-log.ts). */
+  constructor(dataDir: string, opts: { fdatasync?: (fd: number) => Promise<void>; segmentBytes?: number } = {}) {
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     this.file = path.join(dataDir, 'mailnest.sqlite');
     this.db = new DatabaseSync(this.file, { timeout: 10_000 });
     // mmap for reads: message bodies are read straight from the mapped file instead of one
     // read() per page (about 8x faster when streaming mail out over POP3); writes are unchanged.
     // synchronous = NORMAL: durability comes from WalSync before anything is acknowledged.
-    this.db.exec('PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456;');
+    this.db.exec('PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY;');
     this.wal = new WalSync(this.file, opts.fdatasync);
     this.migrate();
     this.wal.syncNow();
     this.files = new BodyFiles(dataDir);
+    this.log = new BodyLog(dataDir, { segmentBytes: opts.segmentBytes });
   }
 
   private migrate(): void {
@@ -238,19 +262,31 @@ export class SqliteStore implements Store {
    * together in one transaction as soon as it ends, then made durable by one more fsync.
    */
   async accept(message: Acceptance): Promise<void> {
-    // A body kept as a file is on disk before the transaction that refers to it begins.
-    if (storedAsFile(bodySize(message.body))) await this.files.write(message.id, message.body);
+    // A body kept outside the database is on disk before the transaction that refers to it begins.
+    const where = placement(bodySize(message.body));
+    if (where === IN_FILE) await this.files.write(message.id, message.body);
+    if (where !== IN_LOG) return this.commitAcceptance(message, undefined);
+    const place = this.log.append(message.body);
+    try {
+      await this.log.sync();
+      return await this.commitAcceptance(message, place);
+    } finally {
+      this.log.release(place.segment);
+    }
+  }
+
+  private commitAcceptance(message: Acceptance, place: LogPlace | undefined): Promise<void> {
     if (!this.wal.busy && this.pending.length === 0) {
       try {
-        this.transaction(() => this.insertAcceptance(message));
+        this.transaction(() => this.insertAcceptance(message, place));
       } catch (err) {
         this.discardFile(message);
-        throw err;
+        return Promise.reject(err);
       }
       return this.wal.sync();
     }
     return new Promise((resolve, reject) => {
-      this.pending.push({ message, resolve, reject });
+      this.pending.push({ message, place, resolve, reject });
       if (this.pending.length === 1) void this.wal.settled().then(() => this.flush());
     });
   }
@@ -266,7 +302,7 @@ export class SqliteStore implements Store {
           // A message that cannot be stored fails alone; the others of the batch go on.
           this.db.exec('SAVEPOINT one');
           try {
-            this.insertAcceptance(p.message);
+            this.insertAcceptance(p.message, p.place);
             results.push(undefined);
             this.db.exec('RELEASE one');
           } catch (err) {
@@ -299,21 +335,20 @@ export class SqliteStore implements Store {
   /** A message whose insert was rolled back leaves no body file behind. (After a failed flush
    *  its commit may be on disk all the same: then the file stays, and sweep() decides.) */
   private discardFile(m: Acceptance): void {
-    if (storedAsFile(bodySize(m.body))) void this.files.remove([m.id]).catch(() => {});
+    if (placement(bodySize(m.body)) === IN_FILE) void this.files.remove([m.id]).catch(() => {});
   }
 
-  private insertAcceptance(m: Acceptance): void {
+  /** `place`: where the body lies in the log, when it is kept there. */
+  private insertAcceptance(m: Acceptance, place: LogPlace | undefined): void {
     const now = Date.now();
     const queueId = m.id;
     const size = bodySize(m.body);
-    const external = storedAsFile(size);
-    const bodyId = Number(this.q('INSERT INTO bodies (queue_id, size, created, external) VALUES (?, ?, ?, ?)')
-      .run(queueId, size, now, Number(external)).lastInsertRowid);
-    if (!external) {
-      let seq = 0;
-      for (const chunk of rechunk(m.body, CHUNK)) {
-        this.q('INSERT INTO body_parts (body_id, seq, data) VALUES (?, ?, ?)').run(bodyId, seq++, chunk);
-      }
+    const where = placement(size);
+    const bodyId = Number(this.q('INSERT INTO bodies (queue_id, size, created, external, log_segment, log_offset) VALUES (?, ?, ?, ?, ?, ?)')
+      .run(queueId, size, now, where, place?.segment ?? null, place?.offset ?? null).lastInsertRowid);
+    if (where === IN_PARTS && size > 0) {
+      const data = m.body.length === 1 ? m.body[0]! : Buffer.concat(m.body, size);
+      this.q('INSERT INTO body_parts (body_id, seq, data) VALUES (?, 0, ?)').run(bodyId, data);
     }
     for (const copy of m.local) {
       const mb = this.q("SELECT id, uid_next FROM mailboxes WHERE user_id = ? AND name = 'INBOX'").get(copy.userId) as Row | undefined;
@@ -339,7 +374,7 @@ export class SqliteStore implements Store {
     // The parts first, by their index: several times cheaper than leaving them to the cascade.
     this.q('DELETE FROM body_parts WHERE body_id = ?').run(bodyId);
     const body = this.q('DELETE FROM bodies WHERE id = ? RETURNING queue_id, external').get(bodyId) as Row | undefined;
-    if (body && Number(body.external) === 1) this.doomed.push(String(body.queue_id));
+    if (body && Number(body.external) === IN_FILE) this.doomed.push(String(body.queue_id));
   }
 
   // ---------------------------------------------------------------- mailboxes
@@ -352,18 +387,20 @@ export class SqliteStore implements Store {
 
   async openMessage(userId: number, uid: number): Promise<OpenedMessage | undefined> {
     // The first part comes with the lookup: a message under one part is one query.
-    const row = this.read(() => this.qa(`SELECT m.body_id, m.prefix, b.size, b.queue_id, b.external, p.data FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id
+    const row = this.read(() => this.qa(`SELECT m.body_id, m.prefix, ${BODY_COLUMNS} FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id
                         JOIN bodies b ON b.id = m.body_id LEFT JOIN body_parts p ON p.body_id = m.body_id AND p.seq = 0
                         WHERE x.user_id = ? AND x.name = 'INBOX' AND m.uid = ?`).get(userId, uid)) as BodyRow | undefined;
     return row && this.openBody(row, this.pieces);
   }
 
   /** With a `pool`, the pieces of a body file are its buffers, and the message says how to hand them back. */
-  private openBody([bodyId, prefix, size, queueId, external, data]: BodyRow, pool?: PiecePool): OpenedMessage {
+  private openBody([bodyId, prefix, size, queueId, external, logSegment, logOffset, data]: BodyRow, pool?: PiecePool): OpenedMessage {
     const head: Buffer[] = [];
     if (prefix.length > 0) head.push(asBuffer(prefix));
-    if (external === 1) {
-      const rest = this.files.read(queueId, size, pool);
+    if (external !== IN_PARTS) {
+      const rest = external === IN_FILE
+        ? this.files.read(queueId, size, pool)
+        : this.log.read({ segment: logSegment!, offset: logOffset! }, size, PIECE, pool);
       return pool ? { head, rest, recycle: (piece) => pool.give(piece) } : { head, rest };
     }
     const parts = Math.ceil(size / CHUNK);
@@ -429,7 +466,7 @@ export class SqliteStore implements Store {
   }
 
   readQueued(id: string): AsyncIterable<Buffer> {
-    const row = this.qa(`SELECT o.body_id, o.prefix, b.size, b.queue_id, b.external, p.data FROM outbound o JOIN bodies b ON b.id = o.body_id
+    const row = this.qa(`SELECT o.body_id, o.prefix, ${BODY_COLUMNS} FROM outbound o JOIN bodies b ON b.id = o.body_id
                         LEFT JOIN body_parts p ON p.body_id = o.body_id AND p.seq = 0 WHERE o.queue_id = ?`).get(id) as BodyRow | undefined;
     if (!row) return failing(new Error(`no queue entry ${id}`));
     return messageBytes(this.openBody(row));
@@ -554,10 +591,56 @@ export class SqliteStore implements Store {
     return this.write(() => this.q('DELETE FROM tokens WHERE name = ?').run(name).changes > 0);
   }
 
-  /** Removes body files that a crash left without a row (see body-files.ts). */
+  /**
+   * Removes body files that a crash left without a row (see body-files.ts) and body-log segments
+   * no row refers to, then compacts the segments that are mostly dead space: their live bodies
+   * are appended to the current segment, and the next sweep removes them, by then without rows.
+   * (Not in the same sweep: a reader that looked a body up just before the move may be about to
+   * open its old segment.) Returns how many files it removed.
+   */
   async sweep(): Promise<number> {
     const known = (queueId: string) => this.q('SELECT 1 FROM bodies WHERE queue_id = ?').get(queueId) !== undefined;
-    return this.files.sweep(known, Date.now() - ORPHAN_AGE_MS);
+    let removed = await this.files.sweep(known, Date.now() - ORPHAN_AGE_MS);
+    const idle = this.log.segments().filter((n) => !this.log.busy(n, ORPHAN_AGE_MS));
+    const live = new Map<number, number>();
+    const dead: number[] = [];
+    for (const n of idle) {
+      const r = this.q('SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM bodies WHERE log_segment = ?').get(n) as Row;
+      if (Number(r.n) === 0) dead.push(n);
+      else live.set(n, Number(r.bytes));
+    }
+    if (dead.length > 0) {
+      // What made them rowless must be durable before they go.
+      await this.wal.sync();
+      this.log.remove(dead);
+      removed += dead.length;
+    }
+    for (const [n, bytes] of live) {
+      if (bytes < COMPACT_UNDER * this.log.size(n)) await this.compact(n);
+    }
+    return removed;
+  }
+
+  /** Moves the bodies of a segment to the end of the log, durable before their rows move. */
+  private async compact(segment: number): Promise<void> {
+    const rows = this.q('SELECT id, size, log_offset FROM bodies WHERE log_segment = ?').all(segment) as Row[];
+    const moved: [id: number, place: LogPlace][] = [];
+    try {
+      for (const r of rows) {
+        const chunks: Buffer[] = [];
+        for await (const piece of this.log.read({ segment, offset: Number(r.log_offset) }, Number(r.size), PIECE)) chunks.push(piece);
+        moved.push([Number(r.id), this.log.append(chunks)]);
+      }
+      await this.log.sync();
+      // A body deleted meanwhile stays deleted.
+      await this.write(() => {
+        for (const [id, place] of moved) {
+          this.q('UPDATE bodies SET log_segment = ?, log_offset = ? WHERE id = ? AND log_segment = ?').run(place.segment, place.offset, id, segment);
+        }
+      });
+    } finally {
+      for (const [, place] of moved) this.log.release(place.segment);
+    }
   }
 
   close(): void {
@@ -566,6 +649,7 @@ export class SqliteStore implements Store {
     if (this.pendingUpdates.length > 0) this.flushUpdates();
     this.wal.close();
     this.files.close();
+    this.log.close();
     this.db.close();
   }
 }
@@ -600,28 +684,6 @@ export function storeError(err: unknown): unknown {
 
 function bodySize(chunks: Buffer[]): number {
   return chunks.reduce((n, c) => n + c.length, 0);
-}
-
-/** Re-slices a list of buffers into pieces of at most `size` bytes. A piece that lies within
- *  one buffer is a view of it, not a copy (SQLite copies what it is given to bind). */
-function* rechunk(parts: Buffer[], size: number): Generator<Buffer> {
-  let acc: Buffer[] = [];
-  let accLen = 0;
-  const joined = () => (acc.length === 1 ? acc[0]! : Buffer.concat(acc, accLen));
-  for (let part of parts) {
-    while (part.length > 0) {
-      const take = Math.min(size - accLen, part.length);
-      acc.push(part.subarray(0, take));
-      accLen += take;
-      part = part.subarray(take);
-      if (accLen === size) {
-        yield joined();
-        acc = [];
-        accLen = 0;
-      }
-    }
-  }
-  if (accLen > 0) yield joined();
 }
 
 function asBuffer(data: Uint8Array): Buffer {

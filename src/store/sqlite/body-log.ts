@@ -1,0 +1,257 @@
+/**
+ * Medium-sized message bodies, appended to log files in `data_dir/body-log/` (segments, named
+ * by a growing number); the database keeps where each body lies (`bodies.log_segment`,
+ * `bodies.log_offset`).
+ *
+ * Why: in the database a 100 KiB body is cut into pages, each written to the WAL with a frame
+ * header of its own (two system calls per 16 KiB page, about thirty per message, all on the event
+ * loop) and copied again into the database file at the checkpoint. Here it is one write on the
+ * event loop and one fdatasync, in the thread pool, shared by every body written meanwhile.
+ * Unlike a file per body (body-files.ts), appending creates no file, which on ext4 would cost a
+ * journal commit per message.
+ *
+ * Order is what keeps this safe:
+ * - a body is written and flushed (`sync`) before the transaction that refers to it commits, so
+ *   a committed row never points at bytes that a crash can take away;
+ * - a segment is only ever appended to, by the process that created it: a restart begins a new
+ *   one, so nothing written before a crash is overwritten or read as part of a new body;
+ * - bytes no row refers to (a rolled-back message, a crash before the commit, a deleted message)
+ *   are dead space, which `sweep` in sqlite-store.ts takes back: it removes a segment no row
+ *   refers to, and moves the live bodies out of one that is mostly dead.
+ * A segment the process still writes to, or holds a body in that waits for its commit, is busy:
+ * the sweep leaves it alone.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import type { PiecePool } from './piece-pool.ts';
+import { SharedFlush } from './shared-flush.ts';
+
+const fdatasync = promisify(fs.fdatasync);
+const fsync = promisify(fs.fsync);
+
+/** A new segment is begun once the current one holds this many bytes. */
+export const SEGMENT_BYTES = 16 * 1024 * 1024;
+
+/** Where a body lies. */
+export interface LogPlace {
+  segment: number;
+  offset: number;
+}
+
+interface Segment {
+  fd: number;
+  /** Bytes written so far: where the next body goes. */
+  end: number;
+  /** Bodies written and not yet committed or given up (see release). */
+  pending: number;
+  /** Written since the last flush began. */
+  dirty: boolean;
+  /** A flush of it is under way: its descriptor stays open until that ends. */
+  flushing: boolean;
+}
+
+export class BodyLog {
+  readonly dir: string;
+  private readonly dirFd: number;
+  private readonly segmentBytes: number;
+  /** Segments this process has written to and not closed. */
+  private readonly open = new Map<number, Segment>();
+  /** The segment this process appends to (0 until the first append). */
+  private current = 0;
+  /** A segment was created since the last flush began: its directory entry must be flushed. */
+  private dirDirty = false;
+  private readonly shared: SharedFlush;
+
+  /** `segmentBytes`: where a segment ends (a test makes it small). */
+  constructor(dataDir: string, opts: { segmentBytes?: number } = {}) {
+    this.dir = path.join(dataDir, 'body-log');
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    this.dirFd = fs.openSync(this.dir, 'r');
+    this.segmentBytes = opts.segmentBytes ?? SEGMENT_BYTES;
+    this.shared = new SharedFlush(() => this.flushDirty());
+  }
+
+  /** The numbers of the segment files there are. */
+  segments(): number[] {
+    return fs.readdirSync(this.dir).filter((n) => /^\d+$/.test(n)).map(Number);
+  }
+
+  /** The size of a segment file. */
+  size(segment: number): number {
+    return fs.statSync(this.file(segment)).size;
+  }
+
+  /**
+   * True while the segment may still be written to or gain a row: this process's current one,
+   * one holding a body of this process that awaits its commit, and one written to in the last
+   * `recentMs` (another process's, perhaps).
+   */
+  busy(segment: number, recentMs: number): boolean {
+    if (segment === this.current || (this.open.get(segment)?.pending ?? 0) > 0) return true;
+    try {
+      return fs.statSync(this.file(segment)).mtimeMs > Date.now() - recentMs;
+    } catch {
+      return true;
+    }
+  }
+
+  /**
+   * Appends a body (on the calling thread: a copy into the page cache) and returns where it
+   * lies. It is durable once `sync()` resolves. Every `append` is followed by one `release` of
+   * its segment, once the row that refers to it is committed or given up.
+   */
+  append(chunks: Buffer[]): LogPlace {
+    const size = chunks.reduce((n, c) => n + c.length, 0);
+    let seg = this.open.get(this.current) ?? this.begin();
+    if (seg.end > 0 && seg.end + size > this.segmentBytes) seg = this.begin();
+    const place = { segment: this.current, offset: seg.end };
+    // The space is taken even if the write fails: what lies there is dead and never read.
+    seg.end += size;
+    seg.pending++;
+    seg.dirty = true;
+    try {
+      writeAll(seg.fd, chunks, place.offset);
+    } catch (err) {
+      this.release(place.segment);
+      throw err;
+    }
+    return place;
+  }
+
+  /** The row referring to a body appended to `segment` is committed, or given up. */
+  release(segment: number): void {
+    const seg = this.open.get(segment);
+    if (!seg) return;
+    seg.pending--;
+    this.closeIfDone(segment);
+  }
+
+  /** Resolves once every body appended before the call is on disk. */
+  sync(): Promise<void> {
+    return this.shared.flush();
+  }
+
+  /** The body of `size` bytes at `place`, in pieces of at most the pool's (or `piece`) bytes,
+   *  read on the calling thread as they are asked for (see BodyFiles.read). */
+  async *read(place: LogPlace, size: number, piece: number, pool?: PiecePool): AsyncIterable<Buffer> {
+    const file = this.file(place.segment);
+    const fd = fs.openSync(file, 'r');
+    try {
+      for (let pos = 0; pos < size; pos += piece) {
+        const length = Math.min(piece, size - pos);
+        const buf = pool ? pool.take(length) : Buffer.allocUnsafe(length);
+        const n = fs.readSync(fd, buf, 0, length, place.offset + pos);
+        if (n !== length) throw new Error(`${file} ends before the ${size} bytes at ${place.offset}`);
+        yield buf;
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** Removes segments no row refers to any more (and none will: the caller checked `busy`). */
+  remove(segments: number[]): void {
+    for (const s of segments) {
+      try {
+        fs.unlinkSync(this.file(s));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+  }
+
+  /** Flushes what was written and lets go of the files (for close). */
+  close(): void {
+    for (const [n, seg] of this.open) {
+      if (seg.dirty) fs.fdatasyncSync(seg.fd);
+      seg.dirty = false;
+      this.open.delete(n);
+      // A flush under way may still use the descriptor: it is closed once that has ended.
+      void this.shared.settled().then(() => fs.closeSync(seg.fd));
+    }
+    if (this.dirDirty) fs.fsyncSync(this.dirFd);
+    void this.shared.settled().then(() => fs.closeSync(this.dirFd));
+  }
+
+  private file(segment: number): string {
+    return path.join(this.dir, String(segment).padStart(8, '0'));
+  }
+
+  /**
+   * Begins a new segment after every one there is, and makes it the current one. Another
+   * process on the same data directory (`mailnest sendmail`) appends to segments of its own:
+   * 'wx' makes sure no two share one.
+   */
+  private begin(): Segment {
+    const before = this.current;
+    for (;;) {
+      const n = Math.max(before, ...this.segments()) + 1;
+      try {
+        const seg = { fd: fs.openSync(this.file(n), 'wx', 0o600), end: 0, pending: 0, dirty: false, flushing: false };
+        this.open.set(n, seg);
+        this.current = n;
+        this.dirDirty = true;
+        // The one before is written to no more: once flushed and released it is closed.
+        this.closeIfDone(before);
+        return seg;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    }
+  }
+
+  /** Closes a segment that is written to no more, flushed, and holds no body awaiting its commit. */
+  private closeIfDone(n: number): void {
+    const seg = this.open.get(n);
+    if (!seg || n === this.current || seg.pending > 0 || seg.dirty || seg.flushing) return;
+    this.open.delete(n);
+    fs.closeSync(seg.fd);
+  }
+
+  /** One flush: every segment written since the last began, and the directory if it gained one. */
+  private async flushDirty(): Promise<void> {
+    const dirty = [...this.open].filter(([, s]) => s.dirty);
+    for (const [, s] of dirty) {
+      s.dirty = false;
+      s.flushing = true;
+    }
+    const dir = this.dirDirty;
+    this.dirDirty = false;
+    try {
+      await Promise.all([...dirty.map(([, s]) => fdatasync(s.fd)), ...(dir ? [fsync(this.dirFd)] : [])]);
+    } catch (err) {
+      // Not flushed: the next flush tries again.
+      for (const [, s] of dirty) s.dirty = true;
+      if (dir) this.dirDirty = true;
+      throw err;
+    } finally {
+      for (const [n, s] of dirty) {
+        s.flushing = false;
+        this.closeIfDone(n);
+      }
+    }
+  }
+}
+
+/** Writes every byte of `chunks` at `offset`; a short write (the disk filled up midway) is
+ *  followed by one that fails with the reason. */
+function writeAll(fd: number, chunks: Buffer[], offset: number): void {
+  let left = chunks;
+  let at = offset;
+  while (left.length > 0) {
+    const n = fs.writevSync(fd, left, at);
+    if (n === 0) throw new Error('nothing more could be written to the body log');
+    at += n;
+    left = after(left, n);
+  }
+}
+
+/** The bytes of `chunks` after the first `n`. */
+export function after(chunks: Buffer[], n: number): Buffer[] {
+  let i = 0;
+  while (i < chunks.length && n >= chunks[i]!.length) n -= chunks[i++]!.length;
+  const rest = chunks.slice(i);
+  if (n > 0) rest[0] = rest[0]!.subarray(n);
+  return rest;
+}

@@ -1,0 +1,99 @@
+/** The body log: segments, their removal and compaction by the sweep, two processes on one data directory. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { newQueueId } from '../../src/store/queue-id.ts';
+import { storedMessage } from '../helpers/mailbox.ts';
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-log-'));
+const KIB = 1024;
+
+/** A 100 KiB body that says which message it is all through. */
+const bodyOf = (n: number) => Buffer.alloc(100 * KIB, `message ${n}. `);
+
+async function put(store: SqliteStore, userId: number, n: number): Promise<void> {
+  await store.accept({ id: newQueueId(), body: [bodyOf(n)], sender: '', local: [{ userId, prefix: Buffer.alloc(0) }] });
+}
+
+const segments = (dir: string) => fs.readdirSync(path.join(dir, 'body-log')).sort();
+
+/** Makes every segment look last written two hours ago, as the sweep's age rule wants. */
+function age(dir: string): void {
+  const then = new Date(Date.now() - 2 * 3600_000);
+  for (const s of segments(dir)) fs.utimesSync(path.join(dir, 'body-log', s), then, then);
+}
+
+test('segments: a new one once the current is full, a new one after a restart, bodies read back from each', async () => {
+  const dir = tmp();
+  let store = new SqliteStore(dir, { segmentBytes: 250 * KIB });
+  const u = await store.createUser('u@example.test', 'h');
+  for (let n = 1; n <= 5; n++) await put(store, u.id, n);
+  // Two 100 KiB bodies fit in 250 KiB, a third does not.
+  assert.deepEqual(segments(dir), ['00000001', '00000002', '00000003']);
+  store.close();
+  store = new SqliteStore(dir, { segmentBytes: 250 * KIB });
+  await put(store, u.id, 6);
+  assert.deepEqual(segments(dir), ['00000001', '00000002', '00000003', '00000004'], 'a restart never appends to a segment of before');
+  for (let n = 1; n <= 6; n++) assert.ok((await storedMessage(store, u.id, n)).equals(bodyOf(n)), `message ${n}`);
+  store.close();
+});
+
+test('sweep: removes a segment no row refers to once it is an hour old, never the one being written', async () => {
+  const dir = tmp();
+  const store = new SqliteStore(dir, { segmentBytes: 250 * KIB });
+  const u = await store.createUser('u@example.test', 'h');
+  for (let n = 1; n <= 5; n++) await put(store, u.id, n);
+  await store.deleteMessages(u.id, [1, 2, 5]);
+  // Segment 1 is rowless but was written just now: it may be another process's, left alone.
+  assert.equal(await store.sweep(), 0);
+  age(dir);
+  // Segment 3 lost its only message too, but it is the current one.
+  assert.equal(await store.sweep(), 1);
+  assert.deepEqual(segments(dir), ['00000002', '00000003']);
+  for (const n of [3, 4]) assert.ok((await storedMessage(store, u.id, n)).equals(bodyOf(n)));
+  store.close();
+});
+
+test('sweep: moves the live bodies out of a mostly dead segment, which the next sweep removes', async () => {
+  const dir = tmp();
+  const store = new SqliteStore(dir, { segmentBytes: 450 * KIB });
+  const u = await store.createUser('u@example.test', 'h');
+  for (let n = 1; n <= 5; n++) await put(store, u.id, n);
+  // Segment 1 holds 1-4, segment 2 holds 5. Three of four gone: a quarter of segment 1 lives.
+  await store.deleteMessages(u.id, [1, 2, 4]);
+  age(dir);
+  assert.equal(await store.sweep(), 0);
+  assert.ok((await storedMessage(store, u.id, 3)).equals(bodyOf(3)), 'read from its new place');
+  assert.equal(fs.statSync(path.join(dir, 'body-log', '00000002')).size, 200 * KIB, 'message 3 was appended to the current segment');
+  age(dir);
+  assert.equal(await store.sweep(), 1);
+  assert.deepEqual(segments(dir), ['00000002']);
+  for (const n of [3, 5]) assert.ok((await storedMessage(store, u.id, n)).equals(bodyOf(n)));
+  // A segment half alive or more stays as it is: 2 holds 5 (deleted), 3, 6 and 7; 8 begins 3.
+  await store.deleteMessages(u.id, [5]);
+  for (const n of [6, 7, 8]) await put(store, u.id, n);
+  age(dir);
+  assert.equal(await store.sweep(), 0);
+  assert.deepEqual(segments(dir), ['00000002', '00000003']);
+  assert.equal(fs.statSync(path.join(dir, 'body-log', '00000002')).size, 400 * KIB);
+  store.close();
+});
+
+test('two stores on one data directory (the server and `mailnest sendmail`) never share a segment', async () => {
+  const dir = tmp();
+  const server = new SqliteStore(dir);
+  const u = await server.createUser('u@example.test', 'h');
+  await put(server, u.id, 1);
+  const other = new SqliteStore(dir);
+  await put(other, u.id, 2);
+  await put(server, u.id, 3);
+  assert.deepEqual(segments(dir), ['00000001', '00000002']);
+  // The other one's fresh segment has a row now, and it would be left alone without one too.
+  assert.equal(await server.sweep(), 0);
+  other.close();
+  for (let n = 1; n <= 3; n++) assert.ok((await storedMessage(server, u.id, n)).equals(bodyOf(n)), `message ${n}`);
+  server.close();
+});
