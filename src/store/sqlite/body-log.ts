@@ -132,8 +132,9 @@ export class BodyLog {
     return this.shared.flush();
   }
 
-  /** The body of `size` bytes at `place`, in pieces of at most the pool's (or `piece`) bytes,
-   *  read on the calling thread as they are asked for (see BodyFiles.read). */
+  /** The body of `size` bytes at `place`, in pieces of at most `piece` bytes (the pool's
+   *  buffers, when one is given), read on the calling thread as they are asked for (see
+   *  BodyFiles.read). */
   async *read(place: LogPlace, size: number, piece: number, pool?: PiecePool): AsyncIterable<Buffer> {
     const file = this.file(place.segment);
     const fd = fs.openSync(file, 'r');
