@@ -180,7 +180,8 @@ export interface Store {
   removeToken(name: string): Promise<boolean>;
 
   // --- upkeep
-  /** Removes what an interrupted write left behind and nothing refers to; returns how many. */
+  /** Removes what an interrupted write left behind and nothing refers to, and takes back the
+   *  space of deleted messages where it is not freed at once; returns how many files it removed. */
   sweep(): Promise<number>;
 
   close(): void;

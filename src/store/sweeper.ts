@@ -1,15 +1,19 @@
 /**
- * Runs the store's sweep (Store.sweep: what a crash left half-written) once an hour while the
- * server runs, and logs what it removed.
+ * Runs the store's sweep (Store.sweep: what a crash left half-written, and the body log's dead
+ * space) five minutes after start and then once an hour while the server runs, and logs what
+ * it removed. The first run comes early so that a server restarted more often than hourly
+ * still sweeps.
  */
 import type { Logger } from '../log.ts';
 import type { Service } from '../server.ts';
 import type { Store } from './store.ts';
 
+const FIRST_MS = 5 * 60 * 1000;
 const EVERY_MS = 60 * 60 * 1000;
 
 export class StoreSweeper implements Service {
   readonly name = 'sweeper';
+  private first: NodeJS.Timeout | undefined;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<void> | undefined;
   private readonly store: Store;
@@ -21,6 +25,8 @@ export class StoreSweeper implements Service {
   }
 
   async start(): Promise<string[]> {
+    this.first = setTimeout(() => this.run(), FIRST_MS);
+    this.first.unref();
     this.timer = setInterval(() => this.run(), EVERY_MS);
     this.timer.unref();
     return [];
@@ -28,7 +34,7 @@ export class StoreSweeper implements Service {
 
   private run(): void {
     this.running ??= this.store.sweep().then((removed) => {
-      if (removed > 0) this.log.info({ removed }, 'store sweep removed leftovers of an interrupted write');
+      if (removed > 0) this.log.info({ removed }, 'store sweep removed files no message needs any more');
     }, (err: unknown) => {
       this.log.warn({ err }, 'store sweep failed; it runs again in an hour');
     }).finally(() => {
@@ -37,6 +43,7 @@ export class StoreSweeper implements Service {
   }
 
   async stop(): Promise<void> {
+    clearTimeout(this.first);
     clearInterval(this.timer);
     await this.running;
   }
