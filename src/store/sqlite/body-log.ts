@@ -18,12 +18,14 @@
  * - bytes no row refers to (a rolled-back message, a crash before the commit, a deleted message)
  *   are dead space, which `sweep` in sqlite-store.ts takes back: it removes a segment no row
  *   refers to, and moves the live bodies out of one that is mostly dead.
- * A segment the process still writes to, or holds a body in that waits for its commit, is busy:
- * the sweep leaves it alone.
+ * A segment is busy while this process still writes to it or holds a body in it that awaits its
+ * commit, and while it was written to in the last hour (perhaps by another process, such as
+ * `mailnest sendmail`): the sweep leaves it alone.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { after, totalLength } from './chunks.ts';
 import type { PiecePool } from './piece-pool.ts';
 import { SharedFlush } from './shared-flush.ts';
 
@@ -31,7 +33,7 @@ const fdatasync = promisify(fs.fdatasync);
 const fsync = promisify(fs.fsync);
 
 /** A new segment is begun once the current one holds this many bytes. */
-export const SEGMENT_BYTES = 16 * 1024 * 1024;
+const SEGMENT_BYTES = 16 * 1024 * 1024;
 
 /** Where a body lies. */
 export interface LogPlace {
@@ -102,7 +104,7 @@ export class BodyLog {
    * its segment, once the row that refers to it is committed or given up.
    */
   append(chunks: Buffer[]): LogPlace {
-    const size = chunks.reduce((n, c) => n + c.length, 0);
+    const size = totalLength(chunks);
     let seg = this.open.get(this.current) ?? this.begin();
     if (seg.end > 0 && seg.end + size > this.segmentBytes) seg = this.begin();
     const place = { segment: this.current, offset: seg.end };
@@ -246,13 +248,4 @@ function writeAll(fd: number, chunks: Buffer[], offset: number): void {
     at += n;
     left = after(left, n);
   }
-}
-
-/** The bytes of `chunks` after the first `n`. */
-export function after(chunks: Buffer[], n: number): Buffer[] {
-  let i = 0;
-  while (i < chunks.length && n >= chunks[i]!.length) n -= chunks[i++]!.length;
-  const rest = chunks.slice(i);
-  if (n > 0) rest[0] = rest[0]!.subarray(n);
-  return rest;
 }

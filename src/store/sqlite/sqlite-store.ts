@@ -16,6 +16,7 @@ import {
 } from '../store.ts';
 import { BodyFiles, PIECE } from './body-files.ts';
 import { BodyLog, type LogPlace } from './body-log.ts';
+import { totalLength } from './chunks.ts';
 import { PiecePool } from './piece-pool.ts';
 import { MIGRATIONS } from './schema.ts';
 import { WalSync } from './wal-sync.ts';
@@ -266,7 +267,7 @@ export class SqliteStore implements Store {
    */
   async accept(message: Acceptance): Promise<void> {
     // A body kept outside the database is on disk before the transaction that refers to it begins.
-    const where = placement(bodySize(message.body));
+    const where = placement(totalLength(message.body));
     if (where === IN_FILE) await this.files.write(message.id, message.body);
     if (where !== IN_LOG) return this.commitAcceptance(message, undefined);
     const place = this.log.append(message.body);
@@ -338,14 +339,14 @@ export class SqliteStore implements Store {
   /** A message whose insert was rolled back leaves no body file behind. (After a failed flush
    *  its commit may be on disk all the same: then the file stays, and sweep() decides.) */
   private discardFile(m: Acceptance): void {
-    if (placement(bodySize(m.body)) === IN_FILE) void this.files.remove([m.id]).catch(() => {});
+    if (placement(totalLength(m.body)) === IN_FILE) void this.files.remove([m.id]).catch(() => {});
   }
 
   /** `place`: where the body lies in the log, when it is kept there. */
   private insertAcceptance(m: Acceptance, place: LogPlace | undefined): void {
     const now = Date.now();
     const queueId = m.id;
-    const size = bodySize(m.body);
+    const size = totalLength(m.body);
     const where = placement(size);
     const bodyId = Number(this.q('INSERT INTO bodies (queue_id, size, created, external, log_segment, log_offset) VALUES (?, ?, ?, ?, ?, ?)')
       .run(queueId, size, now, where, place?.segment ?? null, place?.offset ?? null).lastInsertRowid);
@@ -683,10 +684,6 @@ export function storeError(err: unknown): unknown {
   const e = err as { code?: unknown; errcode?: unknown } | null;
   const full = e?.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number' && (e.errcode & 0xff) === SQLITE_FULL;
   return full ? new StorageFull((err as Error).message, { cause: err }) : err;
-}
-
-function bodySize(chunks: Buffer[]): number {
-  return chunks.reduce((n, c) => n + c.length, 0);
 }
 
 function asBuffer(data: Uint8Array): Buffer {
