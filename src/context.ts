@@ -19,5 +19,8 @@ export interface Context {
 
 export function openContext(config: Config, log: Logger = createLogger(config.log_level)): Context {
   const store = new SqliteStore(config.data_dir);
+  if (store.recovered.length > 0) {
+    log.warn({ removed: store.recovered }, 'removed messages whose body a crash cut short; none of them had been acknowledged');
+  }
   return { config, store, log, recipients: new Recipients(store, config.domains), metrics: new Metrics() };
 }

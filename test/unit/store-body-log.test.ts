@@ -1,4 +1,4 @@
-/** The body log: segments, their removal and compaction by the sweep, two processes on one data directory. */
+/** The body log: segments and their markers, recovery after a crash, removal and compaction by the sweep, two processes on one data directory. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
@@ -18,7 +18,9 @@ async function put(store: SqliteStore, userId: number, n: number): Promise<void>
   await store.accept({ id: newQueueId(), body: [bodyOf(n)], sender: '', local: [{ userId, prefix: Buffer.alloc(0) }] });
 }
 
-const segments = (dir: string) => fs.readdirSync(path.join(dir, 'body-log')).sort();
+const logFiles = (dir: string) => fs.readdirSync(path.join(dir, 'body-log')).sort();
+const segments = (dir: string) => logFiles(dir).filter((n) => /^\d+$/.test(n));
+const markers = (dir: string) => logFiles(dir).filter((n) => n.endsWith('.open'));
 
 /** Makes every segment look last written two hours ago, as the sweep's age rule wants. */
 function age(dir: string): void {
@@ -31,9 +33,12 @@ test('segments: a new one once the current is full, a new one after a restart, b
   let store = new SqliteStore(dir, { segmentBytes: 250 * KIB });
   const u = await store.createUser('u@example.test', 'h');
   for (let n = 1; n <= 5; n++) await put(store, u.id, n);
-  // Two 100 KiB bodies fit in 250 KiB, a third does not.
+  // Two 100 KiB bodies fit in 250 KiB, a third does not. Only the segment being written has a
+  // marker; close seals it too.
   assert.deepEqual(segments(dir), ['00000001', '00000002', '00000003']);
+  assert.deepEqual(markers(dir), [`00000003.${process.pid}.open`]);
   store.close();
+  assert.deepEqual(markers(dir), []);
   store = new SqliteStore(dir, { segmentBytes: 250 * KIB });
   await put(store, u.id, 6);
   assert.deepEqual(segments(dir), ['00000001', '00000002', '00000003', '00000004'], 'a restart never appends to a segment of before');
@@ -96,4 +101,42 @@ test('two stores on one data directory (the server and `mailnest sendmail`) neve
   other.close();
   for (let n = 1; n <= 3; n++) assert.ok((await storedMessage(server, u.id, n)).equals(bodyOf(n)), `message ${n}`);
   server.close();
+});
+
+test('recovery: in a segment whose writer died without sealing it, a message whose body is not all there is removed, the rest kept', async () => {
+  const dir = tmp();
+  let store = new SqliteStore(dir);
+  const alice = await store.createUser('alice@example.test', 'h');
+  const bob = await store.createUser('bob@example.test', 'h');
+  for (let n = 1; n <= 4; n++) {
+    await store.accept({ id: `Q${n}`, body: [bodyOf(n)], sender: '', local: [{ userId: alice.id, prefix: Buffer.alloc(0) }, { userId: bob.id, prefix: Buffer.alloc(0) }],
+      ...(n === 2 ? { outbound: { prefix: Buffer.alloc(0), recipients: [{ address: 'x@remote.test' }] } } : {}) });
+  }
+  store.close();
+  // What a crash of the machine can leave: the rows of 2 and 4 on disk, part of their bodies
+  // not (2 with a page of zeros, 4 cut short at the end of the file), and the marker of a
+  // writer that is gone (no process has pid 2^22 + 1: above Linux's pid_max).
+  const file = path.join(dir, 'body-log', '00000001');
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.alloc(4096), 0, 4096, 100 * KIB + 8192);
+  fs.closeSync(fd);
+  fs.truncateSync(file, 4 * 100 * KIB - 1);
+  fs.writeFileSync(path.join(dir, 'body-log', `00000001.${2 ** 22 + 1}.open`), '');
+  // The marker of a writer that still runs (this process) is left alone: its bodies are checked
+  // once it is gone.
+  fs.writeFileSync(path.join(dir, 'body-log', `00000001.${process.pid}.open`), '');
+  store = new SqliteStore(dir);
+  assert.deepEqual(store.recovered.sort(), ['Q2', 'Q4']);
+  assert.deepEqual(markers(dir), [`00000001.${process.pid}.open`]);
+  for (const user of [alice, bob]) {
+    assert.deepEqual((await store.listMailbox(user.id)).map((e) => e.uid), [1, 3]);
+    for (const n of [1, 3]) assert.ok((await storedMessage(store, user.id, n)).equals(bodyOf(n)));
+  }
+  assert.equal(await store.getQueueEntry('Q2'), undefined);
+  store.close();
+  // Checked once, sealed: nothing is removed again.
+  fs.rmSync(path.join(dir, 'body-log', `00000001.${process.pid}.open`));
+  store = new SqliteStore(dir);
+  assert.deepEqual(store.recovered, []);
+  store.close();
 });

@@ -10,9 +10,15 @@
  * Unlike a file per body (body-files.ts), appending creates no file, which on ext4 would cost a
  * journal commit per message.
  *
- * Order is what keeps this safe:
- * - a body is written and flushed (`sync`) before the transaction that refers to it commits, so
- *   a committed row never points at bytes that a crash can take away;
+ * The body's flush runs at the same time as the flush of the commit that refers to it, and
+ * nothing is acknowledged before both are done. A crash of the machine between the two can
+ * leave a committed row whose body never reached the disk: a message never acknowledged, which
+ * recovery finds and removes. What makes that safe:
+ * - the row keeps the body's CRC-32;
+ * - a segment being written has a marker file beside it, `SEGMENT.PID.open`, on disk before any
+ *   body is appended; the writer removes it once every body in the segment is flushed and
+ *   committed or given up (`seal`). A marker whose process is gone (`abandoned`) is what a crash
+ *   left: sqlite-store.ts then checks every body of that segment against its row's checksum;
  * - a segment is only ever appended to, by the process that created it: a restart begins a new
  *   one, so nothing written before a crash is overwritten or read as part of a new body;
  * - bytes no row refers to (a rolled-back message, a crash before the commit, a deleted message)
@@ -25,20 +31,21 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import zlib from 'node:zlib';
 import { after, totalLength } from './chunks.ts';
 import type { PiecePool } from './piece-pool.ts';
 import { SharedFlush } from './shared-flush.ts';
 
 const fdatasync = promisify(fs.fdatasync);
-const fsync = promisify(fs.fsync);
 
 /** A new segment is begun once the current one holds this many bytes. */
 const SEGMENT_BYTES = 16 * 1024 * 1024;
 
-/** Where a body lies. */
+/** Where a body lies, and its CRC-32. */
 export interface LogPlace {
   segment: number;
   offset: number;
+  crc: number;
 }
 
 interface Segment {
@@ -61,8 +68,6 @@ export class BodyLog {
   private readonly open = new Map<number, Segment>();
   /** The segment this process appends to (0 until the first append). */
   private current = 0;
-  /** A segment was created since the last flush began: its directory entry must be flushed. */
-  private dirDirty = false;
   private readonly shared: SharedFlush;
 
   /** `segmentBytes`: where a segment ends (a test makes it small). */
@@ -79,6 +84,44 @@ export class BodyLog {
     return fs.readdirSync(this.dir).filter((n) => /^\d+$/.test(n)).map(Number);
   }
 
+  /** The segments whose writer ended without sealing them: its marker is there, its process gone. */
+  abandoned(): number[] {
+    return [...new Set(this.markers().filter((m) => !alive(m.pid)).map((m) => m.segment))];
+  }
+
+  /** True when the `size` bytes at `place` are there and match its checksum. */
+  intact(place: LogPlace, size: number): boolean {
+    let fd: number;
+    try {
+      fd = fs.openSync(this.file(place.segment), 'r');
+    } catch {
+      return false;
+    }
+    try {
+      const buf = Buffer.allocUnsafe(size);
+      return fs.readSync(fd, buf, 0, size, place.offset) === size && zlib.crc32(buf) === place.crc;
+    } finally {
+      fs.closeSync(fd);
+    }
+  }
+
+  /** The bodies of an abandoned segment are checked: the markers of its dead writers go. */
+  sealAbandoned(segment: number): void {
+    for (const m of this.markers()) {
+      if (m.segment === segment && !alive(m.pid)) unlinkIfThere(m.file);
+    }
+  }
+
+  /** The marker files there are, with the segment and the writer's pid each names. */
+  private markers(): { file: string; segment: number; pid: number }[] {
+    const out = [];
+    for (const n of fs.readdirSync(this.dir)) {
+      const m = /^(\d+)\.(\d+)\.open$/.exec(n);
+      if (m) out.push({ file: path.join(this.dir, n), segment: Number(m[1]), pid: Number(m[2]) });
+    }
+    return out;
+  }
+
   /** The size of a segment file. */
   size(segment: number): number {
     return fs.statSync(this.file(segment)).size;
@@ -86,11 +129,12 @@ export class BodyLog {
 
   /**
    * True while the segment may still be written to or gain a row: this process's current one,
-   * one holding a body of this process that awaits its commit, and one written to in the last
-   * `recentMs` (another process's, perhaps).
+   * one holding a body of this process that awaits its commit, one whose writer still runs (its
+   * marker), and one written to in the last `recentMs`.
    */
   busy(segment: number, recentMs: number): boolean {
     if (segment === this.current || (this.open.get(segment)?.pending ?? 0) > 0) return true;
+    if (this.markers().some((m) => m.segment === segment && alive(m.pid))) return true;
     try {
       return fs.statSync(this.file(segment)).mtimeMs > Date.now() - recentMs;
     } catch {
@@ -107,7 +151,7 @@ export class BodyLog {
     const size = totalLength(chunks);
     let seg = this.open.get(this.current) ?? this.begin();
     if (seg.end > 0 && seg.end + size > this.segmentBytes) seg = this.begin();
-    const place = { segment: this.current, offset: seg.end };
+    const place = { segment: this.current, offset: seg.end, crc: chunks.reduce((crc, c) => zlib.crc32(c, crc), 0) };
     // The space is taken even if the write fails: what lies there is dead and never read.
     seg.end += size;
     seg.pending++;
@@ -134,18 +178,18 @@ export class BodyLog {
     return this.shared.flush();
   }
 
-  /** The body of `size` bytes at `place`, in pieces of at most `piece` bytes (the pool's
+  /** The body of `size` bytes at `offset` in `segment`, in pieces of at most `piece` bytes (the pool's
    *  buffers, when one is given), read on the calling thread as they are asked for (see
    *  BodyFiles.read). */
-  async *read(place: LogPlace, size: number, piece: number, pool?: PiecePool): AsyncIterable<Buffer> {
-    const file = this.file(place.segment);
+  async *read(segment: number, offset: number, size: number, piece: number, pool?: PiecePool): AsyncIterable<Buffer> {
+    const file = this.file(segment);
     const fd = fs.openSync(file, 'r');
     try {
       for (let pos = 0; pos < size; pos += piece) {
         const length = Math.min(piece, size - pos);
         const buf = pool ? pool.take(length) : Buffer.allocUnsafe(length);
-        const n = fs.readSync(fd, buf, 0, length, place.offset + pos);
-        if (n !== length) throw new Error(`${file} ends before the ${size} bytes at ${place.offset}`);
+        const n = fs.readSync(fd, buf, 0, length, offset + pos);
+        if (n !== length) throw new Error(`${file} ends before the ${size} bytes at ${offset}`);
         yield buf;
       }
     } finally {
@@ -153,38 +197,42 @@ export class BodyLog {
     }
   }
 
-  /** Removes segments no row refers to any more (and none will: the caller checked `busy`). */
+  /** Removes segments no row refers to any more (and none will: the caller checked `busy`), and
+   *  their markers. */
   remove(segments: number[]): void {
-    for (const s of segments) {
-      try {
-        fs.unlinkSync(this.file(s));
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-      }
+    const gone = new Set(segments);
+    for (const m of this.markers()) {
+      if (gone.has(m.segment)) unlinkIfThere(m.file);
     }
+    for (const s of segments) unlinkIfThere(this.file(s));
   }
 
-  /** Flushes what was written and lets go of the files (for close). */
+  /** Flushes what was written, seals it and lets go of the files (for close). */
   close(): void {
     for (const [n, seg] of this.open) {
       if (seg.dirty) fs.fdatasyncSync(seg.fd);
       seg.dirty = false;
       this.open.delete(n);
+      unlinkIfThere(this.marker(n));
       // A flush under way may still use the descriptor: it is closed once that has ended.
       void this.shared.settled().then(() => fs.closeSync(seg.fd));
     }
-    if (this.dirDirty) fs.fsyncSync(this.dirFd);
     void this.shared.settled().then(() => fs.closeSync(this.dirFd));
   }
 
   private file(segment: number): string {
-    return path.join(this.dir, String(segment).padStart(8, '0'));
+    return path.join(this.dir, name(segment));
+  }
+
+  private marker(segment: number): string {
+    return path.join(this.dir, `${name(segment)}.${process.pid}.open`);
   }
 
   /**
-   * Begins a new segment after every one there is, and makes it the current one. Another
-   * process on the same data directory (`mailnest sendmail`) appends to segments of its own:
-   * 'wx' makes sure no two share one.
+   * Begins a new segment after every one there is, with its marker, and makes it the current
+   * one. Another process on the same data directory (`mailnest sendmail`) appends to segments of
+   * its own: 'wx' makes sure no two share one. Both names are flushed to disk here, once per
+   * segment, so that no commit can refer to a segment a crash could take away.
    */
   private begin(): Segment {
     const before = this.current;
@@ -192,9 +240,10 @@ export class BodyLog {
       const n = Math.max(before, ...this.segments()) + 1;
       try {
         const seg = { fd: fs.openSync(this.file(n), 'wx', 0o600), end: 0, pending: 0, dirty: false, flushing: false };
+        fs.closeSync(fs.openSync(this.marker(n), 'w', 0o600));
+        fs.fsyncSync(this.dirFd);
         this.open.set(n, seg);
         this.current = n;
-        this.dirDirty = true;
         // The one before is written to no more: once flushed and released it is closed.
         this.closeIfDone(before);
         return seg;
@@ -204,29 +253,28 @@ export class BodyLog {
     }
   }
 
-  /** Closes a segment that is written to no more, flushed, and holds no body awaiting its commit. */
+  /** Seals and closes a segment that is written to no more, flushed, and holds no body awaiting
+   *  its commit. */
   private closeIfDone(n: number): void {
     const seg = this.open.get(n);
     if (!seg || n === this.current || seg.pending > 0 || seg.dirty || seg.flushing) return;
     this.open.delete(n);
     fs.closeSync(seg.fd);
+    unlinkIfThere(this.marker(n));
   }
 
-  /** One flush: every segment written since the last began, and the directory if it gained one. */
+  /** One flush: every segment written since the last began. */
   private async flushDirty(): Promise<void> {
     const dirty = [...this.open].filter(([, s]) => s.dirty);
     for (const [, s] of dirty) {
       s.dirty = false;
       s.flushing = true;
     }
-    const dir = this.dirDirty;
-    this.dirDirty = false;
     try {
-      await Promise.all([...dirty.map(([, s]) => fdatasync(s.fd)), ...(dir ? [fsync(this.dirFd)] : [])]);
+      await Promise.all(dirty.map(([, s]) => fdatasync(s.fd)));
     } catch (err) {
       // Not flushed: the next flush tries again.
       for (const [, s] of dirty) s.dirty = true;
-      if (dir) this.dirDirty = true;
       throw err;
     } finally {
       for (const [n, s] of dirty) {
@@ -247,5 +295,28 @@ function writeAll(fd: number, chunks: Buffer[], offset: number): void {
     if (n === 0) throw new Error('nothing more could be written to the body log');
     at += n;
     left = after(left, n);
+  }
+}
+
+function name(segment: number): string {
+  return String(segment).padStart(8, '0');
+}
+
+/** True while process `pid` runs (this one included). */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: it runs, as another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function unlinkIfThere(file: string): void {
+  try {
+    fs.unlinkSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }

@@ -95,10 +95,12 @@ export const MIGRATIONS: string[] = [
   `
   ALTER TABLE bodies ADD COLUMN external INTEGER NOT NULL DEFAULT 0;
   `,
-  // Medium-sized bodies are appended to the body log (see body-log.ts): external = 2, and where.
+  // Medium-sized bodies are appended to the body log (see body-log.ts): external = 2, where, and
+  // the body's CRC-32.
   `
   ALTER TABLE bodies ADD COLUMN log_segment INTEGER;
   ALTER TABLE bodies ADD COLUMN log_offset INTEGER;
+  ALTER TABLE bodies ADD COLUMN log_crc INTEGER;
   CREATE INDEX bodies_log_segment ON bodies(log_segment) WHERE log_segment IS NOT NULL;
   `,
 ];

@@ -101,6 +101,35 @@ export class SqliteStore implements Store {
     this.wal.syncNow();
     this.files = new BodyFiles(dataDir);
     this.log = new BodyLog(dataDir, { segmentBytes: opts.segmentBytes });
+    this.recover();
+  }
+
+  /** Queue ids of the messages that recovery removed when the store opened (see recover). */
+  readonly recovered: string[] = [];
+
+  /**
+   * After a crash of the machine: the bodies of each body-log segment whose writer never sealed
+   * it are checked against their rows' checksums (see body-log.ts). A body that is not all there
+   * belongs to a message that was never acknowledged (the body's flush had not ended), and the
+   * message goes, from every mailbox and the queue.
+   */
+  private recover(): void {
+    for (const segment of this.log.abandoned()) {
+      const rows = this.q('SELECT id, queue_id, size, log_offset, log_crc FROM bodies WHERE log_segment = ?').all(segment) as Row[];
+      const broken = rows.filter((r) => !this.log.intact({ segment, offset: Number(r.log_offset), crc: Number(r.log_crc) }, Number(r.size)));
+      if (broken.length > 0) {
+        this.transaction(() => {
+          for (const r of broken) {
+            this.q('DELETE FROM messages WHERE body_id = ?').run(Number(r.id));
+            this.q('DELETE FROM outbound WHERE body_id = ?').run(Number(r.id));
+            this.dropBodyIfUnused(Number(r.id));
+          }
+        });
+        this.wal.syncNow();
+        this.recovered.push(...broken.map((r) => String(r.queue_id)));
+      }
+      this.log.sealAbandoned(segment);
+    }
   }
 
   private migrate(): void {
@@ -272,8 +301,9 @@ export class SqliteStore implements Store {
     if (where !== IN_LOG) return this.commitAcceptance(message, undefined);
     const place = this.log.append(message.body);
     try {
-      await this.log.sync();
-      return await this.commitAcceptance(message, place);
+      // The body's flush and the commit's run at the same time; the message is acknowledged
+      // once both are done (a crash between them is what recover() is for).
+      await Promise.all([this.log.sync(), this.commitAcceptance(message, place)]);
     } finally {
       this.log.release(place.segment);
     }
@@ -348,8 +378,8 @@ export class SqliteStore implements Store {
     const queueId = m.id;
     const size = totalLength(m.body);
     const where = placement(size);
-    const bodyId = Number(this.q('INSERT INTO bodies (queue_id, size, created, external, log_segment, log_offset) VALUES (?, ?, ?, ?, ?, ?)')
-      .run(queueId, size, now, where, place?.segment ?? null, place?.offset ?? null).lastInsertRowid);
+    const bodyId = Number(this.q('INSERT INTO bodies (queue_id, size, created, external, log_segment, log_offset, log_crc) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(queueId, size, now, where, place?.segment ?? null, place?.offset ?? null, place?.crc ?? null).lastInsertRowid);
     if (where === IN_PARTS && size > 0) {
       const data = m.body.length === 1 ? m.body[0]! : Buffer.concat(m.body, size);
       this.q('INSERT INTO body_parts (body_id, seq, data) VALUES (?, 0, ?)').run(bodyId, data);
@@ -404,7 +434,7 @@ export class SqliteStore implements Store {
     if (external !== IN_PARTS) {
       const rest = external === IN_FILE
         ? this.files.read(queueId, size, pool)
-        : this.log.read({ segment: logSegment!, offset: logOffset! }, size, PIECE, pool);
+        : this.log.read(logSegment!, logOffset!, size, PIECE, pool);
       return pool ? { head, rest, recycle: (piece) => pool.give(piece) } : { head, rest };
     }
     const parts = Math.ceil(size / CHUNK);
@@ -632,14 +662,14 @@ export class SqliteStore implements Store {
     try {
       for (const r of rows) {
         const chunks: Buffer[] = [];
-        for await (const piece of this.log.read({ segment, offset: Number(r.log_offset) }, Number(r.size), PIECE)) chunks.push(piece);
+        for await (const piece of this.log.read(segment, Number(r.log_offset), Number(r.size), PIECE)) chunks.push(piece);
         moved.push([Number(r.id), this.log.append(chunks)]);
       }
       await this.log.sync();
       // A body deleted meanwhile stays deleted.
       await this.write(() => {
         for (const [id, place] of moved) {
-          this.q('UPDATE bodies SET log_segment = ?, log_offset = ? WHERE id = ? AND log_segment = ?').run(place.segment, place.offset, id, segment);
+          this.q('UPDATE bodies SET log_segment = ?, log_offset = ?, log_crc = ? WHERE id = ? AND log_segment = ?').run(place.segment, place.offset, place.crc, id, segment);
         }
       });
     } finally {
