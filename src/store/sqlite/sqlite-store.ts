@@ -33,7 +33,7 @@ const IN_LOG = 2;
 /**
  * Bodies longer than this are appended to the body log (see body-log.ts). The database costs
  * per byte (each page copied into the WAL with a frame of its own, and into the database file at
- * the checkpoint); the log costs a second flush before the commit, which a short body does not
+ * the checkpoint); the log costs a second flush, beside the commit's, which a short body does not
  * repay.
  */
 const LOG_OVER = 32 * 1024;
