@@ -150,7 +150,7 @@ test('SIGKILL mid-stream: every message that got 250 is stored exactly once afte
     assert.ok(tally.sent.size > tally.acked.size, 'nothing was in flight at the kill');
 
     const killed = f.server.process.pid!;
-    const markedBy = (pid: number) => fs.readdirSync(path.join(f!.dataDir, 'body-log')).some((n) => n.endsWith(`.${pid}.open`));
+    const markedBy = (pid: number) => fs.readdirSync(path.join(f!.dataDir, 'body-log')).some((n) => n.includes(`.${pid}.`) && n.endsWith('.open'));
     assert.ok(markedBy(killed), 'the killed server was writing a body-log segment');
     await f.restart();
     assert.ok(!f.server.logs.some((l) => Number(l.level) >= 50), `errors on restart: ${JSON.stringify(f.server.logs.filter((l) => Number(l.level) >= 50))}`);

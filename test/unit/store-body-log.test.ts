@@ -1,6 +1,7 @@
 /** The body log: segments and their markers, recovery after a crash, removal and compaction by the sweep, two processes on one data directory. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -36,7 +37,8 @@ test('segments: a new one once the current is full, a new one after a restart, b
   // Two 100 KiB bodies fit in 250 KiB, a third does not. Only the segment being written has a
   // marker; close seals it too.
   assert.deepEqual(segments(dir), ['00000001', '00000002', '00000003']);
-  assert.deepEqual(markers(dir), [`00000003.${process.pid}.open`]);
+  assert.equal(markers(dir).length, 1);
+  assert.match(markers(dir)[0]!, new RegExp(`^00000003\\.${process.pid}\\.[0-9a-f]+\\.open$`));
   store.close();
   assert.deepEqual(markers(dir), []);
   store = new SqliteStore(dir, { segmentBytes: 250 * KIB });
@@ -103,7 +105,7 @@ test('two stores on one data directory (the server and `mailnest sendmail`) neve
   server.close();
 });
 
-test('recovery: in a segment whose writer died without sealing it, a message whose body is not all there is removed, the rest kept', async () => {
+test('recovery: in a segment whose writer died without sealing it, a message whose body is not all there is removed, the rest kept', async (t) => {
   const dir = tmp();
   let store = new SqliteStore(dir);
   const alice = await store.createUser('alice@example.test', 'h');
@@ -115,28 +117,32 @@ test('recovery: in a segment whose writer died without sealing it, a message who
   store.close();
   // What a crash of the machine can leave: the rows of 2 and 4 on disk, part of their bodies
   // not (2 with a page of zeros, 4 cut short at the end of the file), and the marker of a
-  // writer that is gone (no process has pid 2^22 + 1: above Linux's pid_max).
+  // writer that is gone: an earlier process with this one's pid (as pid 1 in a container).
   const file = path.join(dir, 'body-log', '00000001');
   const fd = fs.openSync(file, 'r+');
   fs.writeSync(fd, Buffer.alloc(4096), 0, 4096, 100 * KIB + 8192);
   fs.closeSync(fd);
   fs.truncateSync(file, 4 * 100 * KIB - 1);
-  fs.writeFileSync(path.join(dir, 'body-log', `00000001.${2 ** 22 + 1}.open`), '');
-  // The marker of a writer that still runs (this process) is left alone: its bodies are checked
-  // once it is gone.
-  fs.writeFileSync(path.join(dir, 'body-log', `00000001.${process.pid}.open`), '');
+  fs.writeFileSync(path.join(dir, 'body-log', `00000001.${process.pid}.0ddba11.open`), '');
+  // The marker of a writer that still runs (another process) is left alone for now.
+  const writer = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.after(() => writer.kill());
+  const live = `00000001.${writer.pid}.c0ffee.open`;
+  fs.writeFileSync(path.join(dir, 'body-log', live), '');
   store = new SqliteStore(dir);
   assert.deepEqual(store.recovered.sort(), ['Q2', 'Q4']);
-  assert.deepEqual(markers(dir), [`00000001.${process.pid}.open`]);
+  assert.deepEqual(markers(dir), [live]);
   for (const user of [alice, bob]) {
     assert.deepEqual((await store.listMailbox(user.id)).map((e) => e.uid), [1, 3]);
     for (const n of [1, 3]) assert.ok((await storedMessage(store, user.id, n)).equals(bodyOf(n)));
   }
   assert.equal(await store.getQueueEntry('Q2'), undefined);
   store.close();
-  // Checked once, sealed: nothing is removed again.
-  fs.rmSync(path.join(dir, 'body-log', `00000001.${process.pid}.open`));
+  // Once that writer has ended, its segment is checked too: every body left is whole.
+  writer.kill();
+  await new Promise((resolve) => writer.once('exit', resolve));
   store = new SqliteStore(dir);
   assert.deepEqual(store.recovered, []);
+  assert.deepEqual(markers(dir), []);
   store.close();
 });

@@ -51,7 +51,7 @@ test('a body of 32 to 256 KiB is appended to the body log, not kept in the datab
   const u = await store.createUser('u@example.test', 'h');
   await store.accept({ id: newQueueId(), body: [Buffer.alloc(256 * 1024, 'a')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
   assert.deepEqual(fs.readdirSync(path.join(dir, 'bodies')), []);
-  assert.deepEqual(fs.readdirSync(path.join(dir, 'body-log')).sort(), ['00000001', `00000001.${process.pid}.open`]);
+  assert.deepEqual(fs.readdirSync(path.join(dir, 'body-log')).filter((n) => !n.endsWith('.open')), ['00000001']);
   assert.equal(fs.statSync(path.join(dir, 'body-log', '00000001')).size, 256 * 1024);
   // No such user: the insert fails and is rolled back, alone and within a group commit.
   const bad = () => store.accept({ id: newQueueId(), body: [Buffer.alloc(300_000, 'b')], sender: '', local: [{ userId: 999, prefix: Buffer.alloc(0) }] });

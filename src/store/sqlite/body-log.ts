@@ -15,10 +15,12 @@
  * leave a committed row whose body never reached the disk: a message never acknowledged, which
  * recovery finds and removes. What makes that safe:
  * - the row keeps the body's CRC-32;
- * - a segment being written has a marker file beside it, `SEGMENT.PID.open`, on disk before any
- *   body is appended; the writer removes it once every body in the segment is flushed and
- *   committed or given up (`seal`). A marker whose process is gone (`abandoned`) is what a crash
- *   left: sqlite-store.ts then checks every body of that segment against its row's checksum;
+ * - a segment being written has a marker file beside it, `SEGMENT.PID.TOKEN.open`, on disk
+ *   before any body is appended; the writer removes it once every body in the segment is
+ *   flushed and committed or given up. A marker whose writer is gone (`abandoned`) is what a
+ *   crash left: sqlite-store.ts then checks every body of that segment against its row's
+ *   checksum. The token tells a writer from an earlier process with the same pid (in a
+ *   container, mailnest may be pid 1 on every start);
  * - a segment is only ever appended to, by the process that created it: a restart begins a new
  *   one, so nothing written before a crash is overwritten or read as part of a new body;
  * - bytes no row refers to (a rolled-back message, a crash before the commit, a deleted message)
@@ -28,6 +30,7 @@
  * commit, and while it was written to in the last hour (perhaps by another process, such as
  * `mailnest sendmail`): the sweep leaves it alone.
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -37,6 +40,9 @@ import type { PiecePool } from './piece-pool.ts';
 import { SharedFlush } from './shared-flush.ts';
 
 const fdatasync = promisify(fs.fdatasync);
+
+/** The tokens of the body logs this process opened (see writerGone). */
+const OURS = new Set<string>();
 
 /** A new segment is begun once the current one holds this many bytes. */
 const SEGMENT_BYTES = 16 * 1024 * 1024;
@@ -68,6 +74,8 @@ export class BodyLog {
   private readonly open = new Map<number, Segment>();
   /** The segment this process appends to (0 until the first append). */
   private current = 0;
+  /** Names this body log's markers, with the pid. */
+  private readonly token = crypto.randomBytes(4).toString('hex');
   private readonly shared: SharedFlush;
 
   /** `segmentBytes`: where a segment ends (a test makes it small). */
@@ -76,6 +84,7 @@ export class BodyLog {
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     this.dirFd = fs.openSync(this.dir, 'r');
     this.segmentBytes = opts.segmentBytes ?? SEGMENT_BYTES;
+    OURS.add(this.token);
     this.shared = new SharedFlush(() => this.flushDirty());
   }
 
@@ -86,7 +95,7 @@ export class BodyLog {
 
   /** The segments whose writer ended without sealing them: its marker is there, its process gone. */
   abandoned(): number[] {
-    return [...new Set(this.markers().filter((m) => !alive(m.pid)).map((m) => m.segment))];
+    return [...new Set(this.markers().filter(writerGone).map((m) => m.segment))];
   }
 
   /** True when the `size` bytes at `place` are there and match its checksum. */
@@ -108,16 +117,16 @@ export class BodyLog {
   /** The bodies of an abandoned segment are checked: the markers of its dead writers go. */
   sealAbandoned(segment: number): void {
     for (const m of this.markers()) {
-      if (m.segment === segment && !alive(m.pid)) unlinkIfThere(m.file);
+      if (m.segment === segment && writerGone(m)) unlinkIfThere(m.file);
     }
   }
 
-  /** The marker files there are, with the segment and the writer's pid each names. */
-  private markers(): { file: string; segment: number; pid: number }[] {
+  /** The marker files there are, with the segment, the writer's pid and token each names. */
+  private markers(): Marker[] {
     const out = [];
     for (const n of fs.readdirSync(this.dir)) {
-      const m = /^(\d+)\.(\d+)\.open$/.exec(n);
-      if (m) out.push({ file: path.join(this.dir, n), segment: Number(m[1]), pid: Number(m[2]) });
+      const m = /^(\d+)\.(\d+)\.([0-9a-f]+)\.open$/.exec(n);
+      if (m) out.push({ file: path.join(this.dir, n), segment: Number(m[1]), pid: Number(m[2]), token: m[3]! });
     }
     return out;
   }
@@ -134,7 +143,7 @@ export class BodyLog {
    */
   busy(segment: number, recentMs: number): boolean {
     if (segment === this.current || (this.open.get(segment)?.pending ?? 0) > 0) return true;
-    if (this.markers().some((m) => m.segment === segment && alive(m.pid))) return true;
+    if (this.markers().some((m) => m.segment === segment && !writerGone(m))) return true;
     try {
       return fs.statSync(this.file(segment)).mtimeMs > Date.now() - recentMs;
     } catch {
@@ -210,7 +219,8 @@ export class BodyLog {
   /** Flushes what was written, seals it and lets go of the files (for close). */
   close(): void {
     for (const [n, seg] of this.open) {
-      if (seg.dirty) fs.fdatasyncSync(seg.fd);
+      // A flush under way may not have ended: this one makes sure before the marker goes.
+      if (seg.dirty || seg.flushing) fs.fdatasyncSync(seg.fd);
       seg.dirty = false;
       this.open.delete(n);
       unlinkIfThere(this.marker(n));
@@ -225,7 +235,7 @@ export class BodyLog {
   }
 
   private marker(segment: number): string {
-    return path.join(this.dir, `${name(segment)}.${process.pid}.open`);
+    return path.join(this.dir, `${name(segment)}.${process.pid}.${this.token}.open`);
   }
 
   /**
@@ -302,14 +312,26 @@ function name(segment: number): string {
   return String(segment).padStart(8, '0');
 }
 
-/** True while process `pid` runs (this one included). */
-function alive(pid: number): boolean {
+interface Marker {
+  file: string;
+  segment: number;
+  pid: number;
+  token: string;
+}
+
+/**
+ * True when the process that wrote a marker has ended: with this process's pid, it is an
+ * earlier process unless this one made the marker; with another pid, that process no longer
+ * runs. (A pid taken since by an unrelated process only delays the check until that ends.)
+ */
+function writerGone(m: Marker): boolean {
+  if (m.pid === process.pid) return !OURS.has(m.token);
   try {
-    process.kill(pid, 0);
-    return true;
+    process.kill(m.pid, 0);
+    return false;
   } catch (err) {
     // EPERM: it runs, as another user.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
+    return (err as NodeJS.ErrnoException).code !== 'EPERM';
   }
 }
 
