@@ -187,9 +187,9 @@ export class BodyLog {
     return this.shared.flush();
   }
 
-  /** The body of `size` bytes at `offset` in `segment`, in pieces of at most `piece` bytes (the pool's
-   *  buffers, when one is given), read on the calling thread as they are asked for (see
-   *  BodyFiles.read). */
+  /** The body of `size` bytes at `offset` in `segment`, in pieces of at most `piece` bytes
+   *  (the pool's buffers, when one is given), read on the calling thread as they are asked for
+   *  (see BodyFiles.read). */
   async *read(segment: number, offset: number, size: number, piece: number, pool?: PiecePool): AsyncIterable<Buffer> {
     const file = this.file(segment);
     const fd = fs.openSync(file, 'r');
