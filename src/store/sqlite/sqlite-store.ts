@@ -82,6 +82,8 @@ export class SqliteStore implements Store {
   private updateFlushScheduled = false;
   /** A read transaction is open until the end of this event-loop turn (see read). */
   private reading = false;
+  /** Queue ids of the messages that recovery removed when the store opened (see recover). */
+  readonly recovered: string[] = [];
 
   /** `fdatasync`: the system call unless a test observes it (see wal-sync.ts); `segmentBytes`:
    *  the body log's segment size (see body-log.ts). */
@@ -103,9 +105,6 @@ export class SqliteStore implements Store {
     this.log = new BodyLog(dataDir, { segmentBytes: opts.segmentBytes });
     this.recover();
   }
-
-  /** Queue ids of the messages that recovery removed when the store opened (see recover). */
-  readonly recovered: string[] = [];
 
   /**
    * After a crash of the machine: the bodies of each body-log segment whose writer never sealed
@@ -295,7 +294,8 @@ export class SqliteStore implements Store {
    * together in one transaction as soon as it ends, then made durable by one more fsync.
    */
   async accept(message: Acceptance): Promise<void> {
-    // A body kept outside the database is on disk before the transaction that refers to it begins.
+    // A body file is on disk before the transaction that refers to it begins; a body in the log
+    // is flushed beside it (below).
     const where = placement(totalLength(message.body));
     if (where === IN_FILE) await this.files.write(message.id, message.body);
     if (where !== IN_LOG) return this.commitAcceptance(message, undefined);
