@@ -95,7 +95,7 @@ describe('HTTP API', () => {
     const r = curl(['-X', 'POST', `${base}/api/v1/send`, '-H', `Authorization: Bearer ${token}`, '-H', 'Content-Type: application/json', '--data-binary', `@${file}`]);
     assert.equal(r.status, 202, r.body);
     const reply = JSON.parse(r.body) as { id: string; messageId: string };
-    assert.match(reply.id, /^[0-9A-Z]{14}$/);
+    assert.match(reply.id, /^[0-9A-Z]{17}$/);
     const [m] = await mailbox(dataDirOf(dir), 'owner@example.test');
     assert.ok(m);
     assert.match(m.toString(), new RegExp(`^Return-Path: <monitor@example\\.test>\\r\\nReceived: from unknown \\(\\[127\\.0\\.0\\.1\\]\\)\\r\\n\\tby mx\\.example\\.test \\(mailnest\\) with HTTP id ${reply.id} \\(authenticated as token ci\\)`));

@@ -29,7 +29,7 @@ describe('mailnest send to a local user (no server running)', () => {
   it('delivers text from stdin and prints the queue id', async () => {
     const r = cli(configFile, ['send', '--to', 'owner@example.test', '--subject', 'Disk almost full'], 'The disk /srv is 91% full.\n');
     assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stdout, /^[0-9A-Z]{14}\n$/);
+    assert.match(r.stdout, /^[0-9A-Z]{17}\n$/);
     const [msg] = await mailbox(dataDirOf(dir), 'owner@example.test');
     assert.ok(msg, 'nothing in the mailbox');
     const text = msg.toString();
