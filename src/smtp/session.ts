@@ -76,9 +76,9 @@ export interface SmtpSessionOptions {
   storageFree?: () => number;
 }
 
-/** Room a transaction must find at MAIL: the declared SIZE twice (a body kept in the database
- *  is written to its log, then to the database file; a large one, kept as a file, only once),
- *  plus this much for everything else. */
+/** Room a transaction must find at MAIL: the declared SIZE twice (a body kept in the database,
+ *  up to 32 KiB, is written to its log, then to the database file; a larger one, in the body
+ *  log or a file of its own, only once), plus this much for everything else. */
 const STORAGE_RESERVE = 1024 * 1024;
 /** RFC 5321 §4.2.3 452 and RFC 3463 X.3.1 (mail system full): the client tries again later. */
 const INSUFFICIENT_STORAGE = reply(452, '4.3.1', 'Insufficient system storage, try again later');

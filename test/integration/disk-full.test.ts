@@ -113,4 +113,28 @@ describe('a full disk under data_dir', { skip: mounted ? false : 'needs root to 
     const users = JSON.parse(list.stdout) as { address: string; messages: number }[];
     assert.deepEqual(users.map((u) => [u.address, u.messages]), [['alice@example.test', 1]]);
   });
+
+  it('a 100 KiB message (for the body log) that meets a full disk after MAIL gets 452 4.3.1, and the next one is stored', async () => {
+    const medium = (subject: string) => `Subject: ${subject}\r\n\r\n${`${'m'.repeat(998)}\r\n`.repeat(100)}.\r\n`;
+    const c = await SmtpClient.open(m.port('smtp'));
+    await c.ehlo();
+    assert.equal((await c.cmd('MAIL FROM:<bob@remote.test>')).code, 250);
+    assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 250);
+    // The disk fills up between MAIL and the end of the message.
+    await fillDisk();
+    assert.equal((await c.cmd('DATA')).code, 354);
+    c.write(medium('no room after all'));
+    const r = await c.reply();
+    assert.equal(r.code, 452, r.raw);
+    assert.match(r.lines.join(' '), /^4\.3\.1 Insufficient system storage/);
+    assert.equal((await c.cmd('NOOP')).code, 250, 'the session goes on');
+    await c.quit();
+
+    fs.rmSync(filler);
+    await new Promise((r) => setTimeout(r, 1500));
+    const accepted = await sendOver(medium('room again'));
+    assert.equal(accepted.code, 250, accepted.text);
+    const users = JSON.parse(cli(configFile, ['user', 'list', '--json']).stdout) as { address: string; messages: number }[];
+    assert.deepEqual(users.map((u) => [u.address, u.messages]), [['alice@example.test', 2]]);
+  });
 });
