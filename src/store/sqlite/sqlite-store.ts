@@ -664,6 +664,8 @@ export class SqliteStore implements Store {
         const chunks: Buffer[] = [];
         for await (const piece of this.log.read(segment, Number(r.log_offset), Number(r.size), PIECE)) chunks.push(piece);
         moved.push([Number(r.id), this.log.append(chunks)]);
+        // Reads and writes on the event loop: sessions get their turn between two bodies.
+        await new Promise((resolve) => setImmediate(resolve));
       }
       await this.log.sync();
       // A body deleted meanwhile stays deleted.
