@@ -77,7 +77,7 @@ test('a body file cut short or gone: reading the message fails and says why', as
   for (const id of ids) await store.accept({ id, body: [Buffer.alloc(300_000, 'x')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
   fs.truncateSync(path.join(dir, 'bodies', ids[0]!), 1000);
   fs.rmSync(path.join(dir, 'bodies', ids[1]!));
-  await assert.rejects(storedMessage(store, u.id, 1), /is shorter than its 300000 bytes/);
+  await assert.rejects(storedMessage(store, u.id, 1), /is too short for the 300000 bytes at 0/);
   await assert.rejects(storedMessage(store, u.id, 2), /ENOENT/);
   store.close();
 });

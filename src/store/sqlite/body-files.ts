@@ -18,6 +18,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after } from './chunks.ts';
 import type { PiecePool } from './piece-pool.ts';
+import { readPieces } from './read-pieces.ts';
 import { SharedFlush } from './shared-flush.ts';
 
 const open = promisify(fs.open);
@@ -26,9 +27,6 @@ const fdatasync = promisify(fs.fdatasync);
 const fsync = promisify(fs.fsync);
 const close = promisify(fs.close);
 const unlink = promisify(fs.unlink);
-
-/** Bytes read from a body file at a time: the memory a reader needs. */
-export const PIECE = 256 * 1024;
 
 export class BodyFiles {
   readonly dir: string;
@@ -68,21 +66,9 @@ export class BodyFiles {
     await this.dirFlush.flush();
   }
 
-  /**
-   * The body of `size` bytes in pieces of at most PIECE bytes, read one at a time as they are
-   * asked for: the file is opened for the first and closed after the last. Reads are
-   * synchronous, as the database's are: a body file is usually in the page cache, and a read
-   * from there costs less than a trip to the thread pool. With a `pool`, the pieces are its
-   * buffers, for a reader that hands them back.
-   */
+  /** The body of `size` bytes, read as it is asked for (see readPieces). */
   async *read(queueId: string, size: number, pool?: PiecePool): AsyncIterable<Buffer> {
-    const file = this.file(queueId);
-    const fd = fs.openSync(file, 'r');
-    try {
-      for (let pos = 0; pos < size; pos += PIECE) yield readPiece(fd, file, pos, size, pool);
-    } finally {
-      fs.closeSync(fd);
-    }
+    yield* readPieces(this.file(queueId), 0, size, pool);
   }
 
   /** Removes body files (their rows are gone for good); a file already gone is fine. */
@@ -119,13 +105,4 @@ export class BodyFiles {
   close(): void {
     void this.dirFlush.settled().then(() => fs.closeSync(this.dirFd));
   }
-}
-
-/** The piece of a `size`-byte body file that starts at `pos`. */
-function readPiece(fd: number, file: string, pos: number, size: number, pool: PiecePool | undefined): Buffer {
-  const length = Math.min(PIECE, size - pos);
-  const buf = pool ? pool.take(length) : Buffer.allocUnsafe(length);
-  const n = fs.readSync(fd, buf, 0, buf.length, pos);
-  if (n !== buf.length) throw new Error(`${file} is shorter than its ${size} bytes`);
-  return buf;
 }

@@ -37,6 +37,7 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { after, totalLength } from './chunks.ts';
 import type { PiecePool } from './piece-pool.ts';
+import { readPieces } from './read-pieces.ts';
 import { SharedFlush } from './shared-flush.ts';
 
 const fdatasync = promisify(fs.fdatasync);
@@ -100,18 +101,14 @@ export class BodyLog {
 
   /** True when the `size` bytes at `place` are there and match its checksum. */
   intact(place: LogPlace, size: number): boolean {
-    let fd: number;
+    let crc = 0;
     try {
-      fd = fs.openSync(this.file(place.segment), 'r');
+      for (const piece of readPieces(this.file(place.segment), place.offset, size)) crc = zlib.crc32(piece, crc);
     } catch {
+      // Gone, or too short.
       return false;
     }
-    try {
-      const buf = Buffer.allocUnsafe(size);
-      return fs.readSync(fd, buf, 0, size, place.offset) === size && zlib.crc32(buf) === place.crc;
-    } finally {
-      fs.closeSync(fd);
-    }
+    return crc === place.crc;
   }
 
   /** The bodies of an abandoned segment are checked: the markers of its dead writers go. */
@@ -187,23 +184,9 @@ export class BodyLog {
     return this.shared.flush();
   }
 
-  /** The body of `size` bytes at `offset` in `segment`, in pieces of at most `piece` bytes
-   *  (the pool's buffers, when one is given), read on the calling thread as they are asked for
-   *  (see BodyFiles.read). */
-  async *read(segment: number, offset: number, size: number, piece: number, pool?: PiecePool): AsyncIterable<Buffer> {
-    const file = this.file(segment);
-    const fd = fs.openSync(file, 'r');
-    try {
-      for (let pos = 0; pos < size; pos += piece) {
-        const length = Math.min(piece, size - pos);
-        const buf = pool ? pool.take(length) : Buffer.allocUnsafe(length);
-        const n = fs.readSync(fd, buf, 0, length, offset + pos);
-        if (n !== length) throw new Error(`${file} ends before the ${size} bytes at ${offset}`);
-        yield buf;
-      }
-    } finally {
-      fs.closeSync(fd);
-    }
+  /** The body of `size` bytes at `offset` in `segment`, read as it is asked for (see readPieces). */
+  async *read(segment: number, offset: number, size: number, pool?: PiecePool): AsyncIterable<Buffer> {
+    yield* readPieces(this.file(segment), offset, size, pool);
   }
 
   /** Removes segments no row refers to any more (and none will: the caller checked `busy`), and

@@ -14,10 +14,11 @@ import {
   type Acceptance, type AliasRecord, type DueRecipient, type MailboxEntry, type OpenedMessage, type QueueEntry, type QueueRecipient,
   type RecipientUpdate, type Store, type TokenRecord, type UserRecord, type UserUsage, type QueueStatus,
 } from '../store.ts';
-import { BodyFiles, PIECE } from './body-files.ts';
+import { BodyFiles } from './body-files.ts';
 import { BodyLog, type LogPlace } from './body-log.ts';
 import { totalLength } from './chunks.ts';
 import { PiecePool } from './piece-pool.ts';
+import { PIECE } from './read-pieces.ts';
 import { MIGRATIONS } from './schema.ts';
 import { WalSync } from './wal-sync.ts';
 
@@ -434,7 +435,7 @@ export class SqliteStore implements Store {
     if (external !== IN_PARTS) {
       const rest = external === IN_FILE
         ? this.files.read(queueId, size, pool)
-        : this.log.read(logSegment!, logOffset!, size, PIECE, pool);
+        : this.log.read(logSegment!, logOffset!, size, pool);
       return pool ? { head, rest, recycle: (piece) => pool.give(piece) } : { head, rest };
     }
     const parts = Math.ceil(size / CHUNK);
@@ -662,7 +663,7 @@ export class SqliteStore implements Store {
     try {
       for (const r of rows) {
         const chunks: Buffer[] = [];
-        for await (const piece of this.log.read(segment, Number(r.log_offset), Number(r.size), PIECE)) chunks.push(piece);
+        for await (const piece of this.log.read(segment, Number(r.log_offset), Number(r.size))) chunks.push(piece);
         moved.push([Number(r.id), this.log.append(chunks)]);
         // Reads and writes on the event loop: sessions get their turn between two bodies.
         await new Promise((resolve) => setImmediate(resolve));
