@@ -23,6 +23,20 @@ const logFiles = (dir: string) => fs.readdirSync(path.join(dir, 'body-log')).sor
 const segments = (dir: string) => logFiles(dir).filter((n) => /^\d+$/.test(n));
 const markers = (dir: string) => logFiles(dir).filter((n) => n.endsWith('.open'));
 
+/** A new store whose segments end at `segmentBytes`, with one user who got messages 1 to 5. */
+async function fiveMessages(segmentBytes: number): Promise<{ dir: string; store: SqliteStore; userId: number }> {
+  const dir = tmp();
+  const store = new SqliteStore(dir, { segmentBytes });
+  const { id: userId } = await store.createUser('u@example.test', 'h');
+  for (let n = 1; n <= 5; n++) await put(store, userId, n);
+  return { dir, store, userId };
+}
+
+/** Messages `ns` read back whole, each at the UID of its number. */
+async function assertWhole(store: SqliteStore, userId: number, ns: number[]): Promise<void> {
+  for (const n of ns) assert.ok((await storedMessage(store, userId, n)).equals(bodyOf(n)), `message ${n}`);
+}
+
 /** Makes every segment look last written two hours ago, as the sweep's age rule wants. */
 function age(dir: string): void {
   const then = new Date(Date.now() - 2 * 3600_000);
@@ -30,10 +44,9 @@ function age(dir: string): void {
 }
 
 test('segments: a new one once the current is full, a new one after a restart, bodies read back from each', async () => {
-  const dir = tmp();
-  let store = new SqliteStore(dir, { segmentBytes: 250 * KIB });
-  const u = await store.createUser('u@example.test', 'h');
-  for (let n = 1; n <= 5; n++) await put(store, u.id, n);
+  const first = await fiveMessages(250 * KIB);
+  const { dir, userId } = first;
+  let store = first.store;
   // Two 100 KiB bodies fit in 250 KiB, a third does not. Only the segment being written has a
   // marker; close seals it too.
   assert.deepEqual(segments(dir), ['00000001', '00000002', '00000003']);
@@ -42,46 +55,40 @@ test('segments: a new one once the current is full, a new one after a restart, b
   store.close();
   assert.deepEqual(markers(dir), []);
   store = new SqliteStore(dir, { segmentBytes: 250 * KIB });
-  await put(store, u.id, 6);
+  await put(store, userId, 6);
   assert.deepEqual(segments(dir), ['00000001', '00000002', '00000003', '00000004'], 'a restart never appends to a segment of before');
-  for (let n = 1; n <= 6; n++) assert.ok((await storedMessage(store, u.id, n)).equals(bodyOf(n)), `message ${n}`);
+  await assertWhole(store, userId, [1, 2, 3, 4, 5, 6]);
   store.close();
 });
 
 test('sweep: removes a segment no row refers to once it is an hour old, never the one being written', async () => {
-  const dir = tmp();
-  const store = new SqliteStore(dir, { segmentBytes: 250 * KIB });
-  const u = await store.createUser('u@example.test', 'h');
-  for (let n = 1; n <= 5; n++) await put(store, u.id, n);
-  await store.deleteMessages(u.id, [1, 2, 5]);
+  const { dir, store, userId } = await fiveMessages(250 * KIB);
+  await store.deleteMessages(userId, [1, 2, 5]);
   // Segment 1 is rowless but was written just now: it may be another process's, left alone.
   assert.equal(await store.sweep(), 0);
   age(dir);
   // Segment 3 lost its only message too, but it is the current one.
   assert.equal(await store.sweep(), 1);
   assert.deepEqual(segments(dir), ['00000002', '00000003']);
-  for (const n of [3, 4]) assert.ok((await storedMessage(store, u.id, n)).equals(bodyOf(n)));
+  await assertWhole(store, userId, [3, 4]);
   store.close();
 });
 
 test('sweep: moves the live bodies out of a mostly dead segment, which the next sweep removes', async () => {
-  const dir = tmp();
-  const store = new SqliteStore(dir, { segmentBytes: 450 * KIB });
-  const u = await store.createUser('u@example.test', 'h');
-  for (let n = 1; n <= 5; n++) await put(store, u.id, n);
+  const { dir, store, userId } = await fiveMessages(450 * KIB);
   // Segment 1 holds 1-4, segment 2 holds 5. Three of four gone: a quarter of segment 1 lives.
-  await store.deleteMessages(u.id, [1, 2, 4]);
+  await store.deleteMessages(userId, [1, 2, 4]);
   age(dir);
   assert.equal(await store.sweep(), 0);
-  assert.ok((await storedMessage(store, u.id, 3)).equals(bodyOf(3)), 'read from its new place');
+  await assertWhole(store, userId, [3]);
   assert.equal(fs.statSync(path.join(dir, 'body-log', '00000002')).size, 200 * KIB, 'message 3 was appended to the current segment');
   age(dir);
   assert.equal(await store.sweep(), 1);
   assert.deepEqual(segments(dir), ['00000002']);
-  for (const n of [3, 5]) assert.ok((await storedMessage(store, u.id, n)).equals(bodyOf(n)));
+  await assertWhole(store, userId, [3, 5]);
   // A segment half alive or more stays as it is: 2 holds 5 (deleted), 3, 6 and 7; 8 begins 3.
-  await store.deleteMessages(u.id, [5]);
-  for (const n of [6, 7, 8]) await put(store, u.id, n);
+  await store.deleteMessages(userId, [5]);
+  for (const n of [6, 7, 8]) await put(store, userId, n);
   age(dir);
   assert.equal(await store.sweep(), 0);
   assert.deepEqual(segments(dir), ['00000002', '00000003']);
@@ -101,7 +108,7 @@ test('two stores on one data directory (the server and `mailnest sendmail`) neve
   // The other one's fresh segment has a row now, and it would be left alone without one too.
   assert.equal(await server.sweep(), 0);
   other.close();
-  for (let n = 1; n <= 3; n++) assert.ok((await storedMessage(server, u.id, n)).equals(bodyOf(n)), `message ${n}`);
+  await assertWhole(server, u.id, [1, 2, 3]);
   server.close();
 });
 
@@ -134,7 +141,7 @@ test('recovery: in a segment whose writer died without sealing it, a message who
   assert.deepEqual(markers(dir), [live]);
   for (const user of [alice, bob]) {
     assert.deepEqual((await store.listMailbox(user.id)).map((e) => e.uid), [1, 3]);
-    for (const n of [1, 3]) assert.ok((await storedMessage(store, user.id, n)).equals(bodyOf(n)));
+    await assertWhole(store, user.id, [1, 3]);
   }
   assert.equal(await store.getQueueEntry('Q2'), undefined);
   store.close();
