@@ -27,7 +27,7 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
     maxMessageSize: config.limits.max_message_size,
     maxRecipients: config.limits.max_recipients,
     maxLineLength: config.limits.max_line_length,
-    storageFree: () => freeSpace.bytes,
+    roomFor: (declaredSize) => freeSpace.roomFor(declaredSize),
   };
   return {
     name: role,

@@ -72,14 +72,11 @@ export interface SmtpSessionOptions {
   maxLineLength: number;
   /** Errors (5xx replies) tolerated before the session is ended (like Postfix's hard error limit). */
   maxErrors?: number;
-  /** Bytes free where messages are stored, as last read (no I/O); absent, no check is made. */
-  storageFree?: () => number;
+  /** Whether the store has room for a message of this declared size (0 when none was
+   *  declared), as last read (no I/O); absent, no check is made. */
+  roomFor?: (declaredSize: number) => boolean;
 }
 
-/** Room a transaction must find at MAIL: the declared SIZE twice (a body kept in the database,
- *  up to 32 KiB, is written to its log, then to the database file; a larger one, in the body
- *  log or a file of its own, only once), plus this much for everything else. */
-const STORAGE_RESERVE = 1024 * 1024;
 /** RFC 5321 §4.2.3 452 and RFC 3463 X.3.1 (mail system full): the client tries again later. */
 const INSUFFICIENT_STORAGE = reply(452, '4.3.1', 'Insufficient system storage, try again later');
 
@@ -378,8 +375,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if ('code' in from) return this.send(from);
     if (from.utf8 && !this.esmtp) return this.send(reply(503, '5.5.1', 'SMTPUTF8 needs EHLO'));
     // RFC 1870 §6.2, RFC 5321 §4.2.3: no room to store it, said before the message is sent.
-    const free = this.o.storageFree?.() ?? Infinity;
-    if (free < 2 * (from.declaredSize ?? 0) + STORAGE_RESERVE) return this.send(INSUFFICIENT_STORAGE);
+    if (this.o.roomFor && !this.o.roomFor(from.declaredSize ?? 0)) return this.send(INSUFFICIENT_STORAGE);
     if (this.user) {
       // An authenticated user sends only as its own addresses (no null sender either).
       if (!from.sender) return this.send(reply(553, '5.7.1', 'The null sender is not allowed for authenticated users'));

@@ -7,6 +7,19 @@ import fs from 'node:fs';
 
 const REFRESH_MS = 1000;
 
+/** Room kept for everything besides the message body (rows, indexes, the WAL's own growth). */
+const RESERVE = 1024 * 1024;
+
+/**
+ * Whether `free` bytes can hold a message of `declaredSize` bytes (0 when no size was declared):
+ * twice the size, since a body kept in the database (up to 32 KiB) is written to its WAL and then
+ * to the database file (a larger one, to the body log or a file of its own, only once), plus
+ * RESERVE.
+ */
+export function roomFor(free: number, declaredSize: number): boolean {
+  return free >= 2 * declaredSize + RESERVE;
+}
+
 export class FreeSpace {
   private readonly dir: string;
   private value: number;
@@ -21,6 +34,11 @@ export class FreeSpace {
   /** Bytes available to mailnest (not counting root's reserve) at the last reading; Infinity if unknown. */
   get bytes(): number {
     return this.value;
+  }
+
+  /** roomFor at the last reading. */
+  roomFor(declaredSize: number): boolean {
+    return roomFor(this.value, declaredSize);
   }
 
   close(): void {

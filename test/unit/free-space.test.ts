@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
-import { FreeSpace } from '../../src/store/free-space.ts';
+import { FreeSpace, roomFor } from '../../src/store/free-space.ts';
 
 test('FreeSpace reads statfs at once and again in the background; Infinity for a directory it cannot read', async () => {
   const dir = fs.mkdtempSync(`${os.tmpdir()}/mailnest-free-`);
@@ -21,4 +21,13 @@ test('FreeSpace reads statfs at once and again in the background; Infinity for a
   const missing = new FreeSpace(`${dir}/nowhere`);
   assert.equal(missing.bytes, Infinity);
   missing.close();
+});
+
+test('room for a message: twice its declared size plus 1 MiB', () => {
+  const MiB = 1024 * 1024;
+  assert.equal(roomFor(3 * MiB, MiB), true);
+  assert.equal(roomFor(3 * MiB, MiB + 1), false);
+  assert.equal(roomFor(MiB, 0), true);
+  assert.equal(roomFor(MiB - 1, 0), false);
+  assert.equal(roomFor(Infinity, 50 * MiB), true, 'an unknown reading refuses nothing');
 });

@@ -312,16 +312,18 @@ test('a temporary store failure is 451, a full disk 452 4.3.1, and the session g
   assert.equal(lastCode(d.send('MAIL FROM:<a@remote.test>\r\n')), 250);
 });
 
-test('MAIL is refused with 452 4.3.1 when the free space cannot hold twice the declared SIZE plus 1 MiB', () => {
-  let free = 3 * 1024 * 1024;
-  const d = inState('ehlo', { storageFree: () => free, maxMessageSize: 10 * 1024 * 1024 });
+test('MAIL is refused with 452 4.3.1 when the store has no room for the declared SIZE (or for any message)', () => {
+  const asked: number[] = [];
+  let room = true;
+  const d = inState('ehlo', { roomFor: (size) => { asked.push(size); return room; }, maxMessageSize: 10 * 1024 * 1024 });
   assert.match(d.send('MAIL FROM:<a@remote.test> SIZE=1048576\r\n'), /^250 /);
   d.send('RSET\r\n');
+  room = false;
   assert.match(d.send('MAIL FROM:<a@remote.test> SIZE=1048577\r\n'), /^452 4\.3\.1 Insufficient system storage/);
-  free = 1024 * 1024 - 1;
   assert.match(d.send('MAIL FROM:<a@remote.test>\r\n'), /^452 4\.3\.1 /);
-  free = 1024 * 1024;
+  room = true;
   assert.match(d.send('MAIL FROM:<a@remote.test>\r\n'), /^250 /);
+  assert.deepEqual(asked, [1048576, 1048577, 0, 0]);
 });
 
 test('too many errors end the session with 421', () => {
