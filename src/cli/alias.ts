@@ -16,6 +16,10 @@ export function registerAlias(program: Command): void {
         for (const t of targets) {
           if (typeof parseMailbox(t, true) === 'string') throw new UsageError(`target ${JSON.stringify(t)} is not a valid address`);
         }
+        const after = await ctx.recipients.resolveWithTargets(name, targets);
+        if (after.kind === 'unknown' && after.loop) {
+          throw new CliError(`${name} -> ${targets.join(', ')} would make a loop: its aliases would lead back to themselves and its mail to nobody`);
+        }
         await ctx.store.addAlias(name, targets);
         process.stdout.write(`${name} -> ${targets.join(', ')}\n`);
       });

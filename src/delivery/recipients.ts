@@ -9,17 +9,33 @@ import { addressKey } from '../store/store.ts';
 export type Resolution =
   /** Local users (deduplicated) and any non-local targets that local aliases point to. */
   | { kind: 'local'; users: UserRecord[]; forward: string[] }
-  /** The domain is ours but no user or alias has this address. */
-  | { kind: 'unknown' }
+  /** The domain is ours but the address reaches nobody: no user or alias has it, or (`loop`)
+   *  its aliases only lead back to themselves or deeper than MAX_ALIAS_DEPTH. */
+  | { kind: 'unknown'; loop?: true }
   /** The domain is not ours: the message goes to the outbound queue. */
   | { kind: 'remote' };
 
 /** How deep aliases may point to aliases before the chain is taken to be a loop. */
 const MAX_ALIAS_DEPTH = 8;
 
+/** Sub-addressing: `user+tag@domain` reaches `user@domain` (as Postfix's recipient_delimiter). */
+const TAG_DELIMITER = '+';
+
 export function splitAddress(address: string): { local: string; domain: string } {
   const at = address.lastIndexOf('@');
   return at < 0 ? { local: address, domain: '' } : { local: address.slice(0, at), domain: address.slice(at + 1) };
+}
+
+/** The targets of the alias named `address`, if it is one. */
+type AliasLookup = (address: string) => Promise<string[] | undefined>;
+
+/** What an expansion has found so far. */
+interface Expansion {
+  users: Map<number, UserRecord>;
+  forward: Map<string, string>;
+  seen: Set<string>;
+  loop: boolean;
+  aliasTargets: AliasLookup;
 }
 
 export class Recipients {
@@ -40,35 +56,66 @@ export class Recipients {
   }
 
   /** Resolves an (unquoted) address; aliases may name users, other aliases or remote addresses. */
-  async resolve(address: string): Promise<Resolution> {
-    if (!this.isLocalAddress(address)) return { kind: 'remote' };
-    const users = new Map<number, UserRecord>();
-    const forward = new Map<string, string>();
-    const seen = new Set<string>();
-    const found = await this.expand(address, 0, users, forward, seen);
-    if (!found) return { kind: 'unknown' };
-    return { kind: 'local', users: [...users.values()], forward: [...forward.values()] };
+  resolve(address: string): Promise<Resolution> {
+    return this.resolveWith(address, async (a) => (await this.store.findAlias(a))?.targets);
   }
 
-  private async expand(address: string, depth: number, users: Map<number, UserRecord>, forward: Map<string, string>, seen: Set<string>): Promise<boolean> {
+  /** Where `alias` would lead once `targets` were added to it (`alias add` refuses a loop). */
+  resolveWithTargets(alias: string, targets: string[]): Promise<Resolution> {
+    return this.resolveWith(alias, async (a) => {
+      const existing = (await this.store.findAlias(a))?.targets;
+      return addressKey(a) === addressKey(alias) ? [...(existing ?? []), ...targets] : existing;
+    });
+  }
+
+  private async resolveWith(address: string, aliasTargets: AliasLookup): Promise<Resolution> {
+    if (!this.isLocalAddress(address)) return { kind: 'remote' };
+    const x: Expansion = { users: new Map(), forward: new Map(), seen: new Set(), loop: false, aliasTargets };
+    if (!(await this.expand(address, 0, x))) return x.loop ? { kind: 'unknown', loop: true } : { kind: 'unknown' };
+    return { kind: 'local', users: [...x.users.values()], forward: [...x.forward.values()] };
+  }
+
+  /** Adds what `address` reaches to `x`; false when it reaches nobody new. */
+  private async expand(address: string, depth: number, x: Expansion): Promise<boolean> {
     const key = addressKey(address);
-    if (seen.has(key)) return true;
-    seen.add(key);
+    if (x.seen.has(key)) {
+      x.loop = true;
+      return false;
+    }
+    x.seen.add(key);
     if (!this.isLocalAddress(address)) {
-      forward.set(key, address);
+      x.forward.set(key, address);
       return true;
     }
     // A user of that name wins over an alias of the same name.
     const user = await this.store.findUser(address);
     if (user) {
-      users.set(user.id, user);
+      x.users.set(user.id, user);
       return true;
     }
-    const alias = await this.store.findAlias(address);
-    if (!alias || depth >= MAX_ALIAS_DEPTH) return false;
-    let any = false;
-    for (const t of alias.targets) any = (await this.expand(t, depth + 1, users, forward, seen)) || any;
-    return any;
+    const targets = await x.aliasTargets(address);
+    if (targets) {
+      if (depth >= MAX_ALIAS_DEPTH) {
+        x.loop = true;
+        return false;
+      }
+      let any = false;
+      for (const t of targets) any = (await this.expand(t, depth + 1, x)) || any;
+      return any;
+    }
+    const { local, domain } = splitAddress(address);
+    const tag = local.indexOf(TAG_DELIMITER);
+    if (tag > 0) return this.expand(`${local.slice(0, tag)}@${domain}`, depth + 1, x);
+    // RFC 5321 §4.5.1: every local domain has a postmaster; unless a user or alias has that
+    // name, it is the domain's first user.
+    if (local.toLowerCase() === 'postmaster') {
+      const first = await this.store.firstUser(domain);
+      if (first) {
+        x.users.set(first.id, first);
+        return true;
+      }
+    }
+    return false;
   }
 
   /** A user may send as its own address and as any alias that delivers to it (submission MAIL FROM). */

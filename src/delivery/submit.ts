@@ -53,13 +53,17 @@ export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<str
   }
   const resolved: ResolvedRecipient[] = [];
   const unknown: string[] = [];
+  const looping = new Set<string>();
   for (const address of recipients) {
     const resolution = await ctx.recipients.resolve(address);
-    if (resolution.kind === 'unknown') unknown.push(address);
-    else resolved.push({ address, resolution });
+    if (resolution.kind === 'unknown') {
+      unknown.push(address);
+      if (resolution.loop) looping.add(address);
+    } else resolved.push({ address, resolution });
   }
   if (unknown.length > 0) {
-    throw new SubmitError('unknown-recipient', `no such local user or alias: ${unknown.join(', ')}`, unknown);
+    const named = unknown.map((a) => (looping.has(a) ? `${a} (its aliases lead back to themselves)` : a));
+    throw new SubmitError('unknown-recipient', `no such local user or alias: ${named.join(', ')}`, unknown);
   }
   return acceptMessage(ctx.store, {
     sender: s.sender,

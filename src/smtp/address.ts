@@ -73,6 +73,9 @@ function findClose(text: string): number {
   return -1;
 }
 
+/** The longest mailbox: a path of 256 octets without its angle brackets. */
+const MAX_MAILBOX = 254;
+
 /** Parses `local@domain`; returns an error message when it is not a valid mailbox. */
 export function parseMailbox(text: string, utf8: boolean): Mailbox | string {
   let local: string;
@@ -98,7 +101,10 @@ export function parseMailbox(text: string, utf8: boolean): Mailbox | string {
     domainPart = text.slice(at + 1);
     if (!isDotString(local, utf8)) return `bad local part "${local}"`;
   }
-  if (Buffer.byteLength(local) > 64) return 'local part longer than 64 octets (RFC 5321 §4.5.3.1.1)';
+  // RFC 5321 §4.5.3.1 asks for no limits where none are needed: SRS, VERP and BATV senders have
+  // local parts longer than the 64 octets of §4.5.3.1.1, so only the path's 256 octets
+  // (§4.5.3.1.3, the angle brackets included) bound an address.
+  if (Buffer.byteLength(text) > MAX_MAILBOX) return `address longer than ${MAX_MAILBOX} octets (RFC 5321 §4.5.3.1.3)`;
   if (domainPart.startsWith('[')) {
     if (!isAddressLiteral(domainPart)) return `bad address literal ${domainPart}`;
   } else if (!isDomain(domainPart, utf8)) {

@@ -4,7 +4,7 @@
  * AUTH (RFC 4954 §5). Sans-I/O; each problem comes back as the reply to give.
  */
 import type { DsnEnvelope, DsnRecipient } from '../store/store.ts';
-import { parsePath, type Mailbox } from './address.ts';
+import { parsePath, type Mailbox, type PathResult } from './address.ts';
 import { parseParams } from './command.ts';
 import { reply, type Reply } from './reply.ts';
 import { decodeXtext } from './xtext.ts';
@@ -77,10 +77,18 @@ export function parseMailFrom(args: string, maxSize: number): MailFrom | Reply {
   return from;
 }
 
-export function parseRcptTo(args: string, utf8: boolean): RcptTo | Reply {
+/** RFC 5321 §4.1.1.3: `<Postmaster>`, without a domain, names the postmaster of this server. */
+const BARE_POSTMASTER = /^<postmaster>(?= |$)/i;
+
+/** `postmasterDomain`: the local domain that a bare `<Postmaster>` is taken to be in. */
+export function parseRcptTo(args: string, utf8: boolean, postmasterDomain: string): RcptTo | Reply {
   const m = TO.exec(args);
   if (!m) return reply(501, '5.5.4', 'Syntax: RCPT TO:<address> [parameters]');
-  const path = parsePath(args.slice(m[0].length), { utf8: true, allowNull: false });
+  const text = args.slice(m[0].length);
+  const bare = BARE_POSTMASTER.exec(text);
+  const path: PathResult = bare
+    ? { ok: true, mailbox: { local: 'postmaster', domain: postmasterDomain, utf8: false }, rest: text.slice(bare[0].length).trim() }
+    : parsePath(text, { utf8: true, allowNull: false });
   if (!path.ok) {
     return reply(501, '5.1.3', /null address/.test(path.message) ? 'The null address <> is not a recipient' : `Bad recipient address syntax: ${path.message}`);
   }

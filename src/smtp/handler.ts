@@ -22,6 +22,7 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
   const policy: SmtpSessionOptions = {
     role,
     hostname: config.hostname,
+    postmasterDomain: config.domains[0]!,
     starttls: role !== 'submissions',
     allowInsecureAuth: config.auth.allow_insecure,
     maxMessageSize: config.limits.max_message_size,

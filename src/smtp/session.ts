@@ -64,6 +64,8 @@ export interface Delivery {
 export interface SmtpSessionOptions {
   role: SmtpRole;
   hostname: string;
+  /** The local domain of a bare `RCPT TO:<Postmaster>` (RFC 5321 §4.1.1.3). */
+  postmasterDomain: string;
   /** A certificate is available, so STARTTLS can be offered. */
   starttls: boolean;
   allowInsecureAuth: boolean;
@@ -399,7 +401,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private rcptCommand(args: string): void {
     if (!this.tx) return this.send(reply(503, '5.5.1', 'Need MAIL before RCPT'));
     if (this.tx.chunking) return this.send(reply(503, '5.5.1', 'RCPT after BDAT'));
-    const rcpt = parseRcptTo(args, this.tx.from.utf8);
+    const rcpt = parseRcptTo(args, this.tx.from.utf8, this.o.postmasterDomain);
     if ('code' in rcpt) return this.send(rcpt);
     if (this.tx.recipients.length >= this.o.maxRecipients) {
       // RFC 5321 §4.5.3.1.10: a temporary reply, the client sends the rest in another transaction.
@@ -414,9 +416,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     this.pendingRcpt = undefined;
     const address = formatMailbox(rcpt.recipient);
     if (!this.tx) return; // the transaction ended meanwhile (cannot happen with in-order processing)
-    if (resolution.kind === 'unknown') {
-      return this.send(reply(550, '5.1.1', `<${address}>: Recipient address rejected: no such user here`));
-    }
+    if (resolution.kind === 'unknown') return this.send(unknownRecipient(resolution, address));
     if (resolution.kind === 'remote' && !this.user) {
       // Never an open relay: only authenticated users send to other domains (RFC 5321 §3.6.2).
       return this.send(reply(550, '5.7.1', `<${address}>: Relay access denied`));
@@ -511,14 +511,14 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (arg === '') return this.send(reply(501, '5.5.4', `Syntax: ${verb} address`));
     if (!this.user) return this.send(reply(252, '2.5.0', 'Cannot verify the address, but will accept mail for local recipients'));
     const text = arg.startsWith('<') ? arg : `<${arg}>`;
-    const parsed = parseRcptTo(`TO:${text}`, true);
+    const parsed = parseRcptTo(`TO:${text}`, true, this.o.postmasterDomain);
     if ('code' in parsed) return this.send(reply(501, '5.1.3', `Bad address syntax in ${verb}`));
     this.verifyVerb = verb;
     this.effect({ kind: 'verify', address: lookupAddress(parsed.recipient) });
   }
 
   private verifyDone(resolution: Resolution, alias: AliasRecord | undefined): void {
-    if (resolution.kind === 'unknown') return this.send(reply(550, '5.1.1', 'No such user here'));
+    if (resolution.kind === 'unknown') return this.send(unknownRecipient(resolution));
     if (resolution.kind === 'remote') return this.send(reply(252, '2.1.5', 'Not a local address; will attempt delivery'));
     if (this.verifyVerb === 'EXPN') {
       if (!alias) return this.send(reply(250, '2.1.5', `<${resolution.users[0]!.address}>`));
@@ -602,6 +602,15 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     }
     this.send(reply(535, '5.7.8', 'Authentication credentials invalid'));
   }
+}
+
+/** A local address that reaches nobody (RFC 3463: X.1.1 bad destination mailbox, X.4.6 routing
+ *  loop detected); RCPT names the address. */
+function unknownRecipient(r: { loop?: true }, address?: string): Reply {
+  const subject = address === undefined ? '' : `<${address}>: Recipient address rejected: `;
+  return r.loop
+    ? reply(550, '5.4.6', `${subject}its aliases lead back to themselves`)
+    : reply(550, '5.1.1', `${subject}no such user here`);
 }
 
 /** The address used for lookups: the local part unquoted (so `"u@x"@local` is one odd local part). */

@@ -132,6 +132,8 @@ export interface Store {
   /** Throws StoreConflict when the address (case-insensitively) exists. */
   createUser(address: string, passwordHash: string): Promise<UserRecord>;
   findUser(address: string): Promise<UserRecord | undefined>;
+  /** The user created first among those of `domain` (case-insensitive). */
+  firstUser(domain: string): Promise<UserRecord | undefined>;
   setPassword(address: string, passwordHash: string): Promise<boolean>;
   /** Removes the user, its mailboxes and its mail. */
   removeUser(address: string): Promise<boolean>;

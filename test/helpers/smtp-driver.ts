@@ -33,7 +33,7 @@ export class SmtpDriver {
     this.world = world;
     const { tls, ...policy } = opts;
     this.session = new SmtpSession({
-      role: 'smtp', hostname: 'mx.example.test', starttls: true, allowInsecureAuth: false,
+      role: 'smtp', hostname: 'mx.example.test', postmasterDomain: 'example.test', starttls: true, allowInsecureAuth: false,
       maxMessageSize: 10_000, maxRecipients: 5, maxLineLength: 512, ...policy,
     }, '192.0.2.1', tls);
     this.handle(this.session.start());

@@ -33,6 +33,15 @@ test('alias add / list --json / remove', () => {
   assert.equal(cli(cfg, ['alias', 'add', 'x@example.test', 'not an address']).status, 2);
   assert.equal(cli(cfg, ['alias', 'remove', 'team@example.test']).status, 0);
   assert.equal(cli(cfg, ['alias', 'remove', 'team@example.test']).status, 1);
+  // An alias whose mail would go round and reach nobody is refused, and nothing is added.
+  assert.equal(cli(cfg, ['alias', 'add', 'loop1@example.test', 'loop2@example.test']).status, 0);
+  const loop = cli(cfg, ['alias', 'add', 'loop2@example.test', 'loop1@example.test']);
+  assert.equal(loop.status, 1);
+  assert.match(loop.stderr, /^mailnest: loop2@example\.test -> loop1@example\.test would make a loop: .*\n$/);
+  assert.equal(cli(cfg, ['alias', 'add', 'self@example.test', 'SELF@example.test']).status, 1);
+  assert.deepEqual(JSON.parse(cli(cfg, ['alias', 'list', '--json']).stdout).map((a: { alias: string }) => a.alias), ['loop1@example.test']);
+  // A loop that also reaches someone is a list that names itself: allowed.
+  assert.equal(cli(cfg, ['alias', 'add', 'loop2@example.test', 'loop1@example.test', 'd@remote.test']).status, 0);
 });
 
 test('config errors and bad usage: one line, no stack trace, exit 1 / 2', () => {

@@ -6,7 +6,7 @@
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { python } from '../helpers/server.ts';
-import { cleanup, mailbox, splitTrace, startFixture, type Fixture } from '../helpers/smtp-fixture.ts';
+import { cleanup, mailbox, PASSWORD, splitTrace, startFixture, type Fixture } from '../helpers/smtp-fixture.ts';
 
 let f: Fixture | undefined;
 afterEach(async () => { await cleanup(f); f = undefined; });
@@ -264,6 +264,47 @@ test('a message is stored once per user with Return-Path and Received, aliases e
     // Several recipients: no "for" clause (it would disclose them).
     assert.doesNotMatch(trace, /\bfor </);
   }
+});
+
+test('postmaster (bare and in every local domain), sub-addresses, and aliases that loop', async () => {
+  f = await startFixture({
+    config: { domains: ['example.test', 'other.test'] },
+    // bob was created after alice, carol is other.test's only user.
+    users: { 'alice@example.test': PASSWORD, 'bob@example.test': PASSWORD, 'carol@other.test': PASSWORD },
+    aliases: {
+      'loop1@example.test': ['loop2@example.test'],
+      'loop2@example.test': ['loop1@example.test'],
+      'self@example.test': ['self@example.test'],
+      'half@example.test': ['half@example.test', 'bob@example.test'],
+      'list@example.test': ['bob@example.test'],
+    },
+  });
+  const c = await f.open('smtp');
+  await c.ehlo('relay.remote.test');
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test>')).code, 250);
+  // RFC 5321 §4.5.1 and §4.1.1.3: postmaster, with or without a domain, in any case.
+  for (const rcpt of ['<Postmaster>', '<postmaster@example.test>', '<POSTMASTER@other.test>', '<alice+news@example.test>', '<list+x@example.test>']) {
+    const r = await c.cmd(`RCPT TO:${rcpt}`);
+    assert.equal(r.code, 250, `${rcpt}: ${r.raw}`);
+  }
+  for (const rcpt of ['<loop1@example.test>', '<self@example.test>']) {
+    const r = await c.cmd(`RCPT TO:${rcpt}`);
+    assert.equal(r.code, 550, r.raw);
+    assert.equal(r.enhanced, '5.4.6', r.raw);
+    assert.match(r.lines[0]!, /aliases lead back to themselves/);
+  }
+  // A loop that also reaches someone delivers to that someone.
+  assert.equal((await c.cmd('RCPT TO:<half@example.test>')).code, 250);
+  // A tag does not make an unknown address known, nor a bare Postmaster with parameters break.
+  assert.equal((await c.cmd('RCPT TO:<nobody+x@example.test>')).enhanced, '5.1.1');
+  assert.equal((await c.cmd('RCPT TO:<postmasterx>')).code, 501);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd('Subject: to the postmaster\r\n\r\nhi\r\n.')).code, 250);
+  await c.quit();
+  // alice: Postmaster, postmaster@example.test (the domain's first user) and alice+news, once.
+  assert.equal((await mailbox(f.dataDir, 'alice@example.test')).length, 1);
+  assert.equal((await mailbox(f.dataDir, 'carol@other.test')).length, 1);
+  assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 1);
 });
 
 test('null sender, DSN parameters, SIZE, BODY and SMTPUTF8 are accepted', async () => {

@@ -228,8 +228,14 @@ export class SqliteStore implements Store {
   }
 
   async findUser(address: string): Promise<UserRecord | undefined> {
-    const row = this.q('SELECT id, address, password_hash FROM users WHERE address_key = ?').get(addressKey(address)) as Row | undefined;
-    return row && { id: Number(row.id), address: String(row.address), passwordHash: String(row.password_hash) };
+    return userRecord(this.q('SELECT id, address, password_hash FROM users WHERE address_key = ?').get(addressKey(address)) as Row | undefined);
+  }
+
+  async firstUser(domain: string): Promise<UserRecord | undefined> {
+    // address_key is lower case; a domain has no LIKE wildcards but "_", which substr avoids.
+    const suffix = `@${domain.toLowerCase()}`;
+    return userRecord(this.q('SELECT id, address, password_hash FROM users WHERE substr(address_key, -?) = ? ORDER BY id LIMIT 1')
+      .get(suffix.length, suffix) as Row | undefined);
   }
 
   async setPassword(address: string, passwordHash: string): Promise<boolean> {
@@ -689,6 +695,10 @@ export class SqliteStore implements Store {
     this.log.close();
     this.db.close();
   }
+}
+
+function userRecord(r: Row | undefined): UserRecord | undefined {
+  return r && { id: Number(r.id), address: String(r.address), passwordHash: String(r.password_hash) };
 }
 
 function queueRecipient(r: Row): QueueRecipient {
