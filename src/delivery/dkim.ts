@@ -62,10 +62,13 @@ export function dkimRecord(privatePem: string): string {
   return `v=DKIM1; k=rsa; p=${key.export({ type: 'spki', format: 'der' }).toString('base64')}`;
 }
 
+/** A From field, and its value with continuation lines. */
+const FROM_FIELD = /(?:^|\r?\n)From:[ \t]*((?:[^\r\n]|\r?\n[ \t])*)/i;
+
 /** The domain of the first address in a From header value, lower-cased. */
 export function fromDomain(header: Buffer): string | undefined {
   const text = header.toString('latin1');
-  const m = /(?:^|\r?\n)From:[ \t]*((?:[^\r\n]|\r?\n[ \t])*)/i.exec(text);
+  const m = FROM_FIELD.exec(text);
   if (!m) return undefined;
   const parsed = addressparser(m[1]!.replace(/\r?\n[ \t]/g, ' '), { flatten: true });
   const address = parsed.find((a) => a.address)?.address;
@@ -85,9 +88,11 @@ export class DkimSigner {
 
   /**
    * The signing domain for a message: the domain of its From header when that is local (DMARC
-   * alignment), else the envelope sender's when that is local; none otherwise.
+   * alignment), else the envelope sender's when that is local; none otherwise, and none for a
+   * message without a From field, which cannot be signed (RFC 6376 §5.4) and goes unsigned.
    */
   signingDomain(header: Buffer, sender: string): string | undefined {
+    if (!FROM_FIELD.test(header.toString('latin1'))) return undefined;
     const from = fromDomain(header);
     if (from && this.localDomains.has(from)) return from;
     const env = sender.includes('@') ? sender.slice(sender.lastIndexOf('@') + 1).toLowerCase() : '';

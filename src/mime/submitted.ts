@@ -7,8 +7,8 @@
  * - the header section ends at the first empty line, or at the first line that is neither a
  *   header field nor a continuation (a blank line is then put in, RFC 5322 §3.5);
  * - with -t the recipients are taken from To, Cc and Bcc (added to those given as arguments, as
- *   Postfix does); Bcc and Return-Path fields are always removed;
- * - From, Date and Message-ID are added when missing (RFC 5322 §3.6 requires From and Date);
+ *   Postfix does); Bcc, Resent-Bcc and Return-Path are removed, From, Date and Message-ID
+ *   added when missing (submission.ts);
  *   a raw non-ASCII Subject is turned into RFC 2047 encoded-words;
  * - a body that is not MIME but holds 8-bit bytes, NUL or lines over 998 octets is re-encoded as
  *   quoted-printable text with MIME headers (RFC 2045), so what cron or a script printed arrives
@@ -18,15 +18,14 @@
  * Addresses without a domain ("root", as cron writes them) get the first local domain, as
  * Postfix's append_at_myorigin does.
  */
-import crypto from 'node:crypto';
 import addressparser from 'nodemailer/lib/addressparser';
 import MimeNode from 'nodemailer/lib/mime-node';
 import { foldLines } from 'nodemailer/lib/mime-funcs';
 import * as qp from 'nodemailer/lib/qp';
-import { rfc5322Date } from '../delivery/trace.ts';
 import { parseMailbox } from '../smtp/address.ts';
 import { uniqueAddresses } from './addresses.ts';
 import { MAX_LINE } from './compose.ts';
+import { DROPPED_FIELD, missingFields } from './submission.ts';
 
 export type SubmittedProblem = 'usage' | 'data';
 
@@ -167,19 +166,17 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   }
 
   // Header edits.
-  const out: Field[] = fields.filter((f) => !/^(bcc|return-path)$/i.test(f.name)).map((f) => {
+  const out: Field[] = fields.filter((f) => !DROPPED_FIELD.test(f.name)).map((f) => {
     if (f.name.toLowerCase() === 'subject' && f.lines.some(needsEncoding)) {
       return { name: f.name, lines: headerLine(`Subject: ${MimeNode.encodeHeaderValue('Subject', fieldValue(f))}`) };
     }
     return f;
   });
-  if (!has('from')) {
-    const address = sender || qualify(o.defaultSender, o.domain);
-    const value = o.fullName ? MimeNode.encodeHeaderValue('From', [{ name: o.fullName, address }] as never) : address;
-    out.push({ name: 'From', lines: headerLine(`From: ${value}`) });
+  const address = sender || qualify(o.defaultSender, o.domain);
+  const from = o.fullName ? MimeNode.encodeHeaderValue('From', [{ name: o.fullName, address }] as never) : address;
+  for (const line of missingFields(has, { from, hostname: o.hostname, now: o.now ?? new Date() })) {
+    out.push({ name: line.slice(0, line.indexOf(':')), lines: headerLine(line) });
   }
-  if (!has('date')) out.push({ name: 'Date', lines: headerLine(`Date: ${rfc5322Date(o.now ?? new Date())}`) });
-  if (!has('message-id')) out.push({ name: 'Message-ID', lines: headerLine(`Message-ID: <${crypto.randomUUID()}@${o.hostname}>`) });
 
   // Body.
   const isMime = has('mime-version') || has('content-type') || has('content-transfer-encoding');

@@ -8,6 +8,7 @@ import type { AuthThrottle } from '../auth/throttle.ts';
 import { verifyPassword } from '../auth/password.ts';
 import { acceptMessage } from '../delivery/accept.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
+import { completeSubmission } from '../mime/submission.ts';
 import type { ProtocolHandler } from '../net/listener.ts';
 import type { FreeSpace } from '../store/free-space.ts';
 import { isStorageFull } from '../store/store.ts';
@@ -92,7 +93,8 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
       sender: d.sender,
       dsn: d.dsn,
       recipients: d.recipients,
-      body: d.body,
+      // What a user hands in is completed as a submission agent does (RFC 6409 §8).
+      body: d.user ? completeSubmission(d.body, { from: d.sender, hostname: ctx.config.hostname, now: new Date() }) : d.body,
       received: {
         helo: d.helo,
         clientIp: d.clientIp,

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { cli, python } from '../helpers/server.ts';
 import { b64, plain, SmtpClient } from '../helpers/smtp-client.ts';
-import { cleanup, mailbox, PASSWORD, queue, splitTrace, startFixture, type Fixture } from '../helpers/smtp-fixture.ts';
+import { cleanup, mailbox, PASSWORD, queue, splitTrace, startFixture, withStore, type Fixture } from '../helpers/smtp-fixture.ts';
 
 let f: Fixture | undefined;
 afterEach(async () => { await cleanup(f); f = undefined; });
@@ -100,7 +100,8 @@ test('implicit TLS on submissions: no STARTTLS, AUTH offered, mail relayed and d
   const bob = await mailbox(f.dataDir, 'bob@example.test');
   assert.equal(bob.length, 1);
   const { trace, body } = splitTrace(bob[0]!);
-  assert.equal(body.toString(), BODY);
+  // Completed as a submission agent does: the fields it lacked come after its own.
+  assert.match(body.toString(), /^Subject: authenticated\r\nFrom: alice@example\.test\r\nDate: .+\r\nMessage-ID: <.+@mx\.example\.test>\r\n\r\nhello\r\n$/);
   assert.match(trace, /^Return-Path: <alice@example\.test>\r\n/);
   assert.match(trace, /with ESMTPSA id /);
   assert.match(trace, /using TLSv1\.[23] with cipher \S+/);
@@ -340,6 +341,42 @@ test('submission: DSN parameters (RFC 3461) are stored with the queued message',
     'two@remote.test': { notify: ['NEVER'], orcpt: undefined },
     'three@remote.test': { notify: undefined, orcpt: undefined },
   });
+});
+
+test('submission: Bcc, Resent-Bcc and Return-Path go, From, Date and Message-ID are added when missing (RFC 6409 §8)', async () => {
+  f = await startFixture();
+  const c = await f.openAuthenticated('alice@example.test');
+  const send = async (message: string) => {
+    assert.equal((await c.cmd('MAIL FROM:<alice@example.test>')).code, 250);
+    assert.equal((await c.cmd('RCPT TO:<bob@example.test>')).code, 250);
+    assert.equal((await c.cmd('RCPT TO:<hidden@remote.test>')).code, 250);
+    assert.equal((await c.cmd('DATA')).code, 354);
+    const done = await c.cmd(`${message}.`);
+    assert.equal(done.code, 250, done.raw);
+    return /queued as (\S+)/.exec(done.raw)![1]!;
+  };
+  const complete = 'From: Alice <alice@example.test>\r\nTo: bob@example.test\r\nDate: Sun, 29 Nov 2026 10:00:00 +0000\r\nMessage-ID: <m1@example.test>\r\nSubject: kept\r\n\r\nBcc: this is the body\r\n';
+  const ids = [
+    await send('To: bob@example.test\r\nBcc: hidden@remote.test,\r\n  other@remote.test\r\nReturn-Path: <forged@bank.test>\r\nResent-Bcc: x@remote.test\r\nSubject: trimmed\r\n\r\nhello\r\n'),
+    await send(complete),
+  ];
+  await c.quit();
+  const bob = await mailbox(f.dataDir, 'bob@example.test');
+  // The queued copy is our Received field and the message.
+  const afterReceived = (text: string) => {
+    assert.match(text, /^Received: /);
+    let pos = text.indexOf('\r\n') + 2;
+    while (text[pos] === ' ' || text[pos] === '\t') pos = text.indexOf('\r\n', pos) + 2;
+    return text.slice(pos);
+  };
+  const queued = await withStore(f.dataDir, async (store) => Promise.all(ids.map(async (id) => afterReceived(Buffer.concat(await Array.fromAsync(store.readQueued(id))).toString()))));
+  for (const copy of [splitTrace(bob[0]!).body.toString(), queued[0]!]) {
+    assert.doesNotMatch(copy, /Bcc|other@remote|forged/i, copy);
+    assert.match(copy, /^To: bob@example\.test\r\nSubject: trimmed\r\nFrom: alice@example\.test\r\nDate: [A-Z][a-z]{2}, \d+ [A-Z][a-z]{2} \d{4} [\d:]{8} [+-]\d{4}\r\nMessage-ID: <[^@>]+@mx\.example\.test>\r\n\r\nhello\r\n$/, copy);
+  }
+  // A message that lacks nothing keeps its bytes (a "Bcc:" line in the body is no field).
+  assert.equal(splitTrace(bob[1]!).body.toString(), complete);
+  assert.equal(queued[1], complete);
 });
 
 test('STARTTLS on the smtp listener: mail is received as ESMTPS with the TLS noted', async () => {

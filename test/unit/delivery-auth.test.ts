@@ -50,6 +50,8 @@ describe('DKIM signing', () => {
     assert.equal(fromDomain(Buffer.from('Subject: x\r\nFrom: "A, B" <a@Other.TEST>\r\n\r\n')), 'other.test');
     assert.equal(signer.signingDomain(Buffer.from('From: x@remote.test\r\n\r\n'), 'bounce@example.test'), 'example.test');
     assert.equal(signer.signingDomain(Buffer.from('From: x@remote.test\r\n\r\n'), 'y@remote.test'), undefined);
+    // Without a From field there is nothing DKIM could sign (RFC 6376 §5.4): it goes unsigned.
+    assert.equal(signer.signingDomain(Buffer.from('Subject: no from\r\nX-From: a@example.test\r\n\r\n'), 'a@example.test'), undefined);
   });
 });
 

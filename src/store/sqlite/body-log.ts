@@ -35,7 +35,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import zlib from 'node:zlib';
-import { after, totalLength } from './chunks.ts';
+import { after, totalLength } from '../../chunks.ts';
 import type { PiecePool } from './piece-pool.ts';
 import { readPieces } from './read-pieces.ts';
 import { SharedFlush } from './shared-flush.ts';

@@ -16,7 +16,7 @@ import {
 } from '../store.ts';
 import { BodyFiles } from './body-files.ts';
 import { BodyLog, type LogPlace } from './body-log.ts';
-import { totalLength } from './chunks.ts';
+import { totalLength } from '../../chunks.ts';
 import { PiecePool } from './piece-pool.ts';
 import { PIECE } from './read-pieces.ts';
 import { MIGRATIONS } from './schema.ts';

@@ -1,4 +1,5 @@
-/** A message body as the store is given it: a list of buffers, written out with writev. */
+/** A message body as it is passed around: a list of buffers, as they were read from the socket,
+ *  and written out with writev. */
 
 /** The bytes in `chunks`. */
 export function totalLength(chunks: Buffer[]): number {
@@ -12,4 +13,9 @@ export function after(chunks: Buffer[], n: number): Buffer[] {
   const rest = chunks.slice(i);
   if (n > 0) rest[0] = rest[0]!.subarray(n);
   return rest;
+}
+
+/** The first `n` bytes of `chunks` as one buffer, and the chunks of the rest. */
+export function splitAt(chunks: Buffer[], n: number): [Buffer, Buffer[]] {
+  return [Buffer.concat(chunks, n), after(chunks, n)];
 }

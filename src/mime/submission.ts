@@ -1,0 +1,93 @@
+/**
+ * What mailnest does to the header of a message its users hand in, as a message submission
+ * agent (RFC 6409 §8), in one place for SMTP submission and the sendmail command:
+ *
+ * - Bcc and Resent-Bcc fields are removed, so that blind recipients stay hidden from the others
+ *   (RFC 5322 §3.6.3), and so is Return-Path, which only final delivery adds (RFC 5321 §4.4);
+ * - From, Date (RFC 6409 §8.3) and Message-ID (§8.4) are added when missing: RFC 5322 §3.6
+ *   requires From and Date, and DKIM cannot sign a message without From (RFC 6376 §5.4).
+ */
+import crypto from 'node:crypto';
+import { splitAt, totalLength } from '../chunks.ts';
+import { rfc5322Date } from '../delivery/trace.ts';
+
+/** The fields a submitted message loses. */
+export const DROPPED_FIELD = /^(?:bcc|resent-bcc|return-path)$/i;
+
+export interface Completion {
+  /** The value of a From field that has to be added (the sender's address). */
+  from: string;
+  /** The right-hand side of a Message-ID that has to be added. */
+  hostname: string;
+  now: Date;
+}
+
+/** The fields (unfolded, without CRLF) to add to a header that has the fields `has` says. */
+export function missingFields(has: (lowerCaseName: string) => boolean, c: Completion): string[] {
+  const out: string[] = [];
+  if (!has('from')) out.push(`From: ${c.from}`);
+  if (!has('date')) out.push(`Date: ${rfc5322Date(c.now)}`);
+  if (!has('message-id')) out.push(`Message-ID: <${crypto.randomUUID()}@${c.hostname}>`);
+  return out;
+}
+
+/**
+ * A message received over SMTP submission with those rules applied. Only the header section is
+ * copied; the body's chunks are passed on as they are. (The message is whole CRLF lines: SMTP
+ * refuses a bare CR or LF.)
+ */
+export function completeSubmission(message: Buffer[], c: Completion): Buffer[] {
+  const end = headerEnd(message);
+  const [header, rest] = splitAt(message, end < 0 ? totalLength(message) : end);
+  const fields = splitFields(header);
+  const names = new Set(fields.map((f) => f.name.toLowerCase()));
+  const kept = fields.filter((f) => !DROPPED_FIELD.test(f.name));
+  const added = missingFields((name) => names.has(name), c).map((line) => `${line}\r\n`).join('');
+  if (kept.length === fields.length && added === '') return message;
+  return [Buffer.concat([...kept.map((f) => f.bytes), Buffer.from(added, 'utf8')]), ...rest];
+}
+
+const CRLF = Buffer.from('\r\n');
+const CRLF_CRLF = Buffer.from('\r\n\r\n');
+
+/** Where the empty line that ends the header section begins; -1 when there is none. */
+function headerEnd(message: Buffer[]): number {
+  if (Buffer.concat(message.slice(0, 2), 2).equals(CRLF)) return 0; // no header fields at all
+  let base = 0;
+  let tail = Buffer.alloc(0);
+  for (const chunk of message) {
+    // The CRLF CRLF may straddle two chunks: look at the seam, then within the chunk.
+    const seam = Buffer.concat([tail, chunk.subarray(0, 3)]).indexOf(CRLF_CRLF);
+    if (seam >= 0 && tail.length > 0) return base - tail.length + seam + 2;
+    const at = chunk.indexOf(CRLF_CRLF);
+    if (at >= 0) return base + at + 2;
+    tail = Buffer.concat([tail, chunk]).subarray(-3);
+    base += chunk.length;
+  }
+  return -1;
+}
+
+interface RawField {
+  name: string;
+  /** The field's lines as received, CRLFs included. */
+  bytes: Buffer;
+}
+
+/** The header's fields, each with its continuation lines (RFC 5322 §2.2.3). */
+function splitFields(header: Buffer): RawField[] {
+  const fields: RawField[] = [];
+  let start = 0;
+  while (start < header.length) {
+    let end = header.indexOf('\r\n', start);
+    end = end < 0 ? header.length : end + 2;
+    const continued = header[start] === 0x20 || header[start] === 0x09;
+    const last = fields[fields.length - 1];
+    if (continued && last) last.bytes = Buffer.concat([last.bytes, header.subarray(start, end)]);
+    else {
+      const colon = header.indexOf(':', start);
+      fields.push({ name: colon >= 0 && colon < end ? header.subarray(start, colon).toString('latin1').trim() : '', bytes: header.subarray(start, end) });
+    }
+    start = end;
+  }
+  return fields;
+}

@@ -1,0 +1,41 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { completeSubmission } from '../../src/mime/submission.ts';
+
+const C = { from: 'a@example.test', hostname: 'mx.example.test', now: new Date('2026-11-29T10:00:00Z') };
+const DATE = 'Date: Sun, 29 Nov 2026 10:00:00 +0000\r\n';
+
+/** The message cut into chunks at every one of `cuts`. */
+function chunked(text: string, cuts: number[]): Buffer[] {
+  const b = Buffer.from(text);
+  return [0, ...cuts].map((from, i) => b.subarray(from, cuts[i] ?? b.length));
+}
+
+test('a complete message is passed on as the same chunks', () => {
+  const message = chunked(`From: x@example.test\r\n${DATE}Message-ID: <1@x>\r\n\r\nBcc: body line\r\n`, [5, 40]);
+  assert.equal(completeSubmission(message, C), message);
+});
+
+test('the header end is found wherever the chunks are cut, and the body chunks are kept', () => {
+  const text = 'Subject: s\r\nBcc: b@remote.test\r\n\r\nbody\r\n\r\nBcc: not a field\r\n';
+  const end = text.indexOf('\r\n\r\n');
+  for (const cut of [1, end, end + 1, end + 2, end + 3, end + 4, end + 5]) {
+    const message = chunked(text, [cut]);
+    const out = completeSubmission(message, C);
+    const got = Buffer.concat(out).toString().replace(/Message-ID: <[^>]+>/, 'Message-ID: <id>');
+    assert.equal(got, `Subject: s\r\nFrom: a@example.test\r\n${DATE}Message-ID: <id>\r\n\r\nbody\r\n\r\nBcc: not a field\r\n`, `cut at ${cut}`);
+    if (cut > end + 2) assert.equal(out[out.length - 1], message[1], 'the last chunk is not copied');
+  }
+});
+
+test('no header fields at all, and no body at all', () => {
+  const none = Buffer.concat(completeSubmission(chunked('\r\nonly a body\r\n', [1]), { ...C, from: '"a b"@example.test' })).toString();
+  assert.match(none, /^From: "a b"@example\.test\r\nDate: .+\r\nMessage-ID: <[0-9a-f-]+@mx\.example\.test>\r\n\r\nonly a body\r\n$/);
+  const headerOnly = Buffer.concat(completeSubmission([Buffer.from(`Return-Path: <x@y>\r\nFrom: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n`)], C)).toString();
+  assert.equal(headerOnly, `From: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n`);
+});
+
+test('folded Bcc and Resent-Bcc go whole, field names in any case', () => {
+  const out = Buffer.concat(completeSubmission([Buffer.from(`BCC: a@r.test,\r\n\tb@r.test\r\nresent-bcc:\r\n c@r.test\r\nFrom: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n\r\nx\r\n`)], C)).toString();
+  assert.equal(out, `From: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n\r\nx\r\n`);
+});
