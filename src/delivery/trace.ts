@@ -7,7 +7,8 @@ export interface ReceivedInfo {
   clientIp?: string;
   /** Our host name. */
   by: string;
-  /** The WITH protocol keyword: SMTP, ESMTP, ESMTPS, ESMTPSA, ESMTPA (RFC 3848), or "local"/"HTTP". */
+  /** The WITH protocol keyword: SMTP, ESMTP, ESMTPS, ESMTPSA, ESMTPA (RFC 3848), UTF8SMTP… (RFC
+   *  6531 §3.7.3), or "local"/"HTTP". */
   with: string;
   /** TLS protocol and cipher, noted in a comment. */
   tls?: string;
@@ -29,7 +30,7 @@ export function rfc5322Date(d: Date): string {
 
 export function receivedHeader(r: ReceivedInfo): string {
   const from = r.helo !== undefined || r.clientIp !== undefined
-    ? `from ${sanitize(r.helo ?? 'unknown')}${r.clientIp ? ` ([${r.clientIp}])` : ''}\r\n\t`
+    ? `from ${heloText(r.helo ?? 'unknown')}${r.clientIp ? ` ([${r.clientIp}])` : ''}\r\n\t`
     : '';
   const notes = [r.tls ? `using ${r.tls}` : '', r.auth ? `authenticated as ${sanitize(r.auth)}` : ''].filter(Boolean);
   const comment = notes.length ? ` (${notes.join('; ')})` : '';
@@ -39,6 +40,13 @@ export function receivedHeader(r: ReceivedInfo): string {
 
 export function returnPathHeader(sender: string): string {
   return `Return-Path: <${sanitize(sender)}>\r\n`;
+}
+
+/** The client's HELO name, which should be a domain or an address literal: printable ASCII only
+ *  (RFC 6531 §3.7.1 wants A-labels even under SMTPUTF8), and no "(", ")" or ";", which would
+ *  end the clause early or pass for the date's separator. */
+function heloText(s: string): string {
+  return s.replace(/[^\x21-\x7e]|[();\\]/g, '?').slice(0, 255);
 }
 
 /** Client-supplied text in a header: no CR/LF, no parentheses that would break the comment. */

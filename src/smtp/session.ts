@@ -54,7 +54,8 @@ export interface Delivery {
   body: Buffer[];
   helo: string;
   clientIp: string;
-  /** RFC 3848 WITH keyword: ESMTP, ESMTPS, ESMTPA, ESMTPSA, or SMTP after HELO. */
+  /** The WITH keyword: ESMTP, ESMTPS, ESMTPA, ESMTPSA (RFC 3848), UTF8SMTP… under SMTPUTF8
+   *  (RFC 6531 §3.7.3), or SMTP after HELO. */
   protocol: string;
   tls?: string;
   user?: string;
@@ -439,7 +440,12 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   /** RFC 3030 §2: BDAT chunk-size [LAST]; the chunk is read whatever the verdict on it. */
   private bdatCommand(args: string): void {
     const m = /^(\d{1,15})( +LAST)? *$/i.exec(args);
-    if (!m) return this.send(reply(501, '5.5.4', 'Syntax: BDAT chunk-size [LAST]'));
+    if (!m) {
+      // The chunk's bytes follow all the same, and without its size nothing tells where they
+      // end: read as commands, they could be anything. The session ends here.
+      this.outcome = 'bad BDAT';
+      return this.close(reply(421, '4.5.4', `${this.o.hostname} Syntax: BDAT chunk-size [LAST]; the chunk cannot be read without its size, closing connection`));
+    }
     this.bdatLeft = Number(m[1]);
     this.bdatLast = m[2] !== undefined;
     this.phase = 'bdat';
@@ -485,7 +491,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
         body: sink.take(),
         helo: this.helo!,
         clientIp: this.clientIp,
-        protocol: this.esmtp ? `ESMTP${tlsMark}${auth}` : 'SMTP',
+        // RFC 3848; RFC 6531 §3.7.3 for a transaction under SMTPUTF8.
+        protocol: !this.esmtp ? 'SMTP' : `${tx.from.utf8 ? 'UTF8SMTP' : 'ESMTP'}${tlsMark}${auth}`,
         ...(this.tls ? { tls: `${this.tls.protocol} with cipher ${this.tls.cipher}` } : {}),
         ...(this.user ? { user: this.user.address } : {}),
       },

@@ -179,10 +179,14 @@ test('BDAT over the size limit: 552 and the transaction ends', () => {
   assert.equal(d.delivered.length, 0);
 });
 
-test('BDAT bad syntax is 501', () => {
-  const d = inState('rcpt');
-  assert.equal(lastCode(d.send('BDAT x\r\n')), 501);
-  assert.equal(lastCode(d.send('BDAT\r\n')), 501);
+test('BDAT whose size cannot be read ends the session: its chunk is never read as commands', () => {
+  for (const bad of ['BDAT x', 'BDAT', 'BDAT +3 LAST', 'BDAT 9007199254740993', 'BDAT 3 LAST extra']) {
+    const d = inState('rcpt');
+    const out = d.send(`${bad}\r\nabcRCPT TO:<bob@example.test>\r\n`);
+    assert.match(out, /^421 4\.5\.4 mx\.example\.test Syntax: BDAT chunk-size \[LAST\];.*\r\n$/, bad);
+    assert.ok(d.closed, bad);
+    assert.equal(d.effects.filter((e) => e.kind === 'rcpt').length, 1, `${bad}: only the RCPT before it was looked up`);
+  }
 });
 
 test('STARTTLS: input pipelined behind it is discarded; state is reset after the handshake', () => {
@@ -210,6 +214,9 @@ test('submission: AUTH required before MAIL; PLAIN with initial response', () =>
   d.send('DATA\r\nSubject: s\r\n\r\nx\r\n.\r\n');
   assert.equal(d.delivered[0]!.protocol, 'ESMTPSA');
   assert.equal(d.delivered[0]!.user, 'alice@example.test');
+  // RFC 6531 §3.7.3: a transaction under SMTPUTF8 is UTF8SMTP…
+  d.send('MAIL FROM:<alice@example.test> SMTPUTF8\r\nRCPT TO:<j\u00f6rg@b\u00fccher.test>\r\nDATA\r\nSubject: s\r\n\r\nx\r\n.\r\n');
+  assert.equal(d.delivered[1]!.protocol, 'UTF8SMTPSA');
 });
 
 test('AUTH LOGIN exactly as clients expect, and PLAIN without initial response', () => {
