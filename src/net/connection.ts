@@ -84,14 +84,17 @@ export class Connection<E, R> implements IdleMember {
     this.push(() => this.o.session.receive(chunk));
   };
 
-  private onClosed = (): void => {
+  private onClosed = (): void => this.ended();
+
+  /** The one log line of the session; `outcome` when the connection knows better (STARTTLS). */
+  private ended(outcome?: string): void {
     if (this.closed) return;
     this.closed = true;
     this.o.idle.delete(this);
     const s = this.o.session.summary();
-    this.o.log.info({ ...this.o.logFields, ...s, ms: Date.now() - this.started }, 'session');
+    this.o.log.info({ ...this.o.logFields, ...s, ...(outcome ? { outcome } : {}), ms: Date.now() - this.started }, 'session');
     this.o.onClose();
-  };
+  }
 
   /** Calls into the session (guarded) and runs what it returned. */
   private push(call: () => Output<E>[]): void {
@@ -262,13 +265,14 @@ export class Connection<E, R> implements IdleMember {
     this.blocked = true;
     // The handshake has its own limit; the sweep leaves the connection alone meanwhile.
     this.lastActive = undefined;
-    const secure = await serverHandshake(raw, this.o.secureContext, this.o.idle.timeoutMs);
+    const handshake = await serverHandshake(raw, this.o.secureContext, this.o.idle.timeoutMs);
     this.lastActive = this.o.idle.tick;
     this.blocked = false;
-    if (!secure) {
-      this.onClosed();
+    if ('failure' in handshake) {
+      this.ended(handshake.failure);
       return;
     }
+    const { secure } = handshake;
     this.socket = secure;
     this.attach(secure);
     this.queue.unshift(...this.callSafely(() => this.o.session.tlsStarted(tlsInfo(secure))));
@@ -295,23 +299,26 @@ export class Connection<E, R> implements IdleMember {
  * bounded by `timeoutMs` like any other wait for the client. Resolves undefined (socket
  * destroyed) when it fails or times out.
  */
-export function serverHandshake(raw: net.Socket, context: tls.SecureContext, timeoutMs: number): Promise<tls.TLSSocket | undefined> {
+/** How a server-side TLS handshake ended: the secure socket, or why there is none. */
+export type Handshake = { secure: tls.TLSSocket } | { failure: 'TLS handshake timed out' | 'TLS handshake failed' };
+
+export function serverHandshake(raw: net.Socket, context: tls.SecureContext, timeoutMs: number): Promise<Handshake> {
   const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
   return new Promise((resolve) => {
-    const timer = setTimeout(() => done(false), timeoutMs);
-    const done = (ok: boolean) => {
+    const timer = setTimeout(() => done('TLS handshake timed out'), timeoutMs);
+    const done = (failure?: 'TLS handshake timed out' | 'TLS handshake failed') => {
       clearTimeout(timer);
       secure.off('secure', onSecure);
       secure.off('close', onFail);
-      if (!ok) {
+      if (failure) {
         secure.on('error', ignoreError);
         secure.destroy();
         raw.destroy();
       }
-      resolve(ok ? secure : undefined);
+      resolve(failure ? { failure } : { secure });
     };
-    const onSecure = () => done(true);
-    const onFail = () => done(false);
+    const onSecure = () => done();
+    const onFail = () => done('TLS handshake failed');
     secure.once('secure', onSecure);
     secure.once('error', onFail);
     secure.once('close', onFail);

@@ -134,14 +134,18 @@ export class Listener<E, R> {
     this.ctx.onCount?.(this.handler.name, 1);
     let socket: net.Socket = raw;
     if (this.handler.implicitTls) {
-      const secure = await serverHandshake(raw, this.ctx.tls!, this.handler.idleTimeoutMs);
-      if (!secure || this.stopped) {
-        secure?.destroy();
+      const started = Date.now();
+      const handshake = await serverHandshake(raw, this.ctx.tls!, this.handler.idleTimeoutMs);
+      if ('failure' in handshake || this.stopped) {
+        if ('secure' in handshake) handshake.secure.destroy();
         this.ctx.limits.release(ip);
         this.ctx.onCount?.(this.handler.name, -1);
+        // No session began; the log still has the connection's one line.
+        const outcome = 'failure' in handshake ? handshake.failure : 'shutdown';
+        this.ctx.log.info({ listener: this.handler.name, client: ip, outcome, ms: Date.now() - started }, 'session');
         return;
       }
-      socket = secure;
+      socket = handshake.secure;
     }
     const client: ClientInfo = {
       remoteAddress: ip,

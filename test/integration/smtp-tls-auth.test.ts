@@ -418,4 +418,18 @@ test('a failed STARTTLS handshake closes the connection and frees its slot', asy
     if (!ok) await new Promise((res) => setTimeout(res, 50));
   }
   assert.ok(ok, 'the slot of the failed connection was never released');
+  const sessions = () => f!.server.logs.filter((l) => l.msg === 'session');
+  assert.ok(sessions().some((l) => l.listener === 'smtp' && l.outcome === 'TLS handshake failed' && l.helo), JSON.stringify(sessions()));
+});
+
+test('implicit TLS: a client that never completes the handshake still gets its session log line', async () => {
+  f = await startFixture({ config: { limits: { idle_timeout: '1s' } } });
+  const plain = await SmtpClient.connect(f.port('submissions'));
+  plain.write('EHLO plaintext.example\r\n');
+  await plain.closedByServer();
+  const silent = await SmtpClient.connect(f.port('submissions'));
+  await silent.closedByServer();
+  const outcomes = () => f!.server.logs.filter((l) => l.msg === 'session' && l.listener === 'submissions').map((l) => l.outcome).sort();
+  for (let i = 0; i < 100 && outcomes().length < 2; i++) await new Promise((res) => setTimeout(res, 20));
+  assert.deepEqual(outcomes(), ['TLS handshake failed', 'TLS handshake timed out']);
 });
