@@ -172,7 +172,13 @@ export class SmtpClient {
         this.broken = true;
         resolve(all(false, false, describe(err)));
       };
+      // Closed before the reply (close() at shutdown): nodemailer then never calls back.
+      const onEnd = () => {
+        this.broken = true;
+        resolve(all(false, false, 'connection closed before the reply'));
+      };
       this.conn.once('error', onError);
+      this.conn.once('end', onEnd);
       const envelope = {
         from: message.sender === '' ? false as const : message.sender,
         to: message.recipients,
@@ -181,6 +187,7 @@ export class SmtpClient {
       };
       this.conn.send(envelope, message.content(), (err, info) => {
         this.conn.removeListener('error', onError);
+        this.conn.removeListener('end', onEnd);
         if (err) {
           const e = err as NmError;
           const code = e.responseCode ?? 0;
@@ -219,7 +226,7 @@ export class SmtpClient {
     }
     this.broken = true;
     this.conn.quit();
-    // quit() closes once the server answers; do not wait for a slow one.
-    setTimeout(() => this.conn.close(), 2000).unref();
+    // quit() closes once the server answers; do not wait for a slow one (nor exit before).
+    setTimeout(() => this.conn.close(), 2000);
   }
 }
