@@ -167,6 +167,8 @@ export class SmtpClient {
     const all = (ok: boolean, permanent: boolean, reply: string): RecipientResult[] =>
       message.recipients.map((address) => ({ address, ok, permanent, reply }));
     if (this.broken) return Promise.resolve(all(false, false, 'connection lost'));
+    const refusal = this.unsendable(message);
+    if (refusal) return Promise.resolve(all(false, true, refusal));
     return new Promise((resolve) => {
       const onError = (err: NmError) => {
         this.broken = true;
@@ -217,6 +219,24 @@ export class SmtpClient {
         }));
       });
     });
+  }
+
+  /**
+   * Why this server cannot take the message as it is, if it cannot: 8-bit data needs 8BITMIME
+   * (RFC 6152 §3) and a non-ASCII address SMTPUTF8 (RFC 6531 §3.2). mailnest converts neither,
+   * so the message is returned to its sender, as RFC 6531 §3.2 has it for the addresses.
+   */
+  private unsendable(message: OutboundMessage): string | undefined {
+    // nodemailer keeps the EHLO keywords in a field of its own, with no accessor.
+    const offered = (this.conn as unknown as { _supportedExtensions: string[] })._supportedExtensions;
+    if (message.eightBit && !offered.includes('8BITMIME')) {
+      return '554 5.6.3 the message has 8-bit data and the next hop does not offer 8BITMIME (RFC 6152)';
+    }
+    const nonAscii = /[^\x00-\x7f]/;
+    if ([message.sender, ...message.recipients].some((a) => nonAscii.test(a)) && !offered.includes('SMTPUTF8')) {
+      return '553 5.6.7 a non-ASCII address and the next hop does not offer SMTPUTF8 (RFC 6531)';
+    }
+    return undefined;
   }
 
   close(): void {

@@ -1,0 +1,111 @@
+/**
+ * The outbound client against next hops that lack an extension the message needs, or never
+ * answer: each transaction ends with a result per recipient, permanent or not as it should be.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { Readable } from 'node:stream';
+import { SmtpClient, type OutboundMessage } from '../../src/delivery/smtp-client.ts';
+
+interface NextHop {
+  port: number;
+  /** Every command line received (not the message's lines). */
+  commands: string[];
+  /** Resolves when the final dot of a message has arrived. */
+  dot: Promise<void>;
+  close(): void;
+}
+
+/** A scripted next hop: EHLO offers `extensions`; with `silent`, the final dot gets no reply. */
+async function nextHop(extensions: string[], silent = false): Promise<NextHop> {
+  let sawDot!: () => void;
+  const hop = { commands: [] as string[], dot: new Promise<void>((r) => { sawDot = r; }) };
+  const server = net.createServer((s) => {
+    s.write('220 hop.test ESMTP\r\n');
+    let data = false;
+    let mute = false;
+    let text = '';
+    s.on('data', (chunk) => {
+      text += chunk.toString('utf8');
+      for (let nl = text.indexOf('\r\n'); nl >= 0 && !mute; nl = text.indexOf('\r\n')) {
+        const line = text.slice(0, nl);
+        text = text.slice(nl + 2);
+        if (data) {
+          if (line !== '.') continue;
+          data = false;
+          sawDot();
+          mute = silent;
+          if (!silent) s.write('250 ok\r\n');
+          continue;
+        }
+        hop.commands.push(line);
+        const ehlo = ['hop.test', ...extensions];
+        if (/^EHLO/i.test(line)) s.write(ehlo.map((l, i) => `250${i === ehlo.length - 1 ? ' ' : '-'}${l}\r\n`).join(''));
+        else if (/^DATA/i.test(line)) {
+          data = true;
+          s.write('354 go on\r\n');
+        } else s.write('250 ok\r\n');
+      }
+    });
+    s.on('error', () => {});
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { ...hop, port: (server.address() as net.AddressInfo).port, close: () => { server.close(); server.unref(); } };
+}
+
+function connect(port: number): Promise<SmtpClient> {
+  return SmtpClient.connect({ host: '127.0.0.1', port, tls: 'none', verify: false },
+    { name: 'mx.example.test', connectTimeout: 5000, greetingTimeout: 5000, commandTimeout: 600_000 });
+}
+
+function message(body: string, over: Partial<OutboundMessage> = {}): OutboundMessage {
+  const bytes = Buffer.from(body, 'utf8');
+  return { sender: 'a@example.test', recipients: ['b@hop.test'], size: bytes.length, eightBit: bytes.some((b) => b > 127), content: () => Readable.from([bytes]), ...over };
+}
+
+test('a transaction whose reply never comes is settled as a temporary failure when its connection is closed', async () => {
+  const hop = await nextHop(['8BITMIME'], true);
+  try {
+    const client = await connect(hop.port);
+    const sending = client.send(message('Subject: s\r\n\r\nx\r\n'));
+    await hop.dot;
+    client.close();
+    const results = await Promise.race([sending, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 5000).unref())]);
+    assert.notEqual(results, 'hung', 'the transaction never settled');
+    assert.deepEqual(results, [{ address: 'b@hop.test', ok: false, permanent: false, reply: 'connection closed before the reply' }]);
+  } finally {
+    hop.close();
+  }
+});
+
+test('8-bit data without 8BITMIME, and a UTF-8 address without SMTPUTF8, fail for good before MAIL', async () => {
+  const hop = await nextHop([]);
+  try {
+    const client = await connect(hop.port);
+    const [eight] = await client.send(message('Subject: s\r\n\r\n\u00e9t\u00e9\r\n'));
+    assert.deepEqual(eight, { address: 'b@hop.test', ok: false, permanent: true, reply: '554 5.6.3 the message has 8-bit data and the next hop does not offer 8BITMIME (RFC 6152)' });
+    const [utf8] = await client.send(message('Subject: s\r\n\r\nx\r\n', { recipients: ['j\u00f6rg@hop.test'] }));
+    assert.equal(utf8!.permanent, true);
+    assert.match(utf8!.reply, /^553 5\.6\.7 /);
+    const [plain] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
+    assert.equal(plain!.ok, true, plain!.reply);
+    assert.deepEqual(hop.commands.filter((c) => /^MAIL/.test(c)), ['MAIL FROM:<a@example.test>'], 'nothing was sent for the first two');
+    client.close();
+  } finally {
+    hop.close();
+  }
+});
+
+test('with the extensions offered, the parameters go with MAIL', async () => {
+  const hop = await nextHop(['8BITMIME', 'SMTPUTF8']);
+  try {
+    const client = await connect(hop.port);
+    const [r] = await client.send(message('Subject: s\r\n\r\n\u00e9t\u00e9\r\n', { recipients: ['j\u00f6rg@hop.test'] }));
+    assert.equal(r!.ok, true, r!.reply);
+    assert.deepEqual(hop.commands.filter((c) => /^(MAIL|RCPT)/.test(c)), ['MAIL FROM:<a@example.test> SMTPUTF8 BODY=8BITMIME', 'RCPT TO:<j\u00f6rg@hop.test>']);
+    client.close();
+  } finally {
+    hop.close();
+  }
+});
