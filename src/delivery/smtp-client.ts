@@ -61,10 +61,13 @@ export interface RecipientResult {
 export class ConnectError extends Error {
   readonly reply: string;
   readonly permanent: boolean;
-  constructor(reply: string, permanent = false) {
+  /** It failed in the TLS handshake after STARTTLS. */
+  readonly inUpgrade: boolean;
+  constructor(reply: string, permanent = false, inUpgrade = false) {
     super(reply);
     this.reply = reply;
     this.permanent = permanent;
+    this.inUpgrade = inUpgrade;
   }
 }
 
@@ -105,8 +108,21 @@ export class SmtpClient {
     return !this.broken;
   }
 
-  /** Connects, greets, secures and authenticates; throws ConnectError. */
+  /**
+   * Connects, greets, secures and authenticates; throws ConnectError. With opportunistic TLS
+   * and no certificate check, a STARTTLS handshake that fails is followed by a plaintext
+   * connection, as for a server that does not offer STARTTLS (Postfix's "may" level).
+   */
   static async connect(target: ClientTarget, opts: ClientOptions): Promise<SmtpClient> {
+    try {
+      return await SmtpClient.open(target, opts);
+    } catch (err) {
+      if (!(err instanceof ConnectError && err.inUpgrade && target.tls === 'opportunistic' && !target.verify)) throw err;
+      return SmtpClient.open({ ...target, tls: 'none' }, opts);
+    }
+  }
+
+  private static async open(target: ClientTarget, opts: ClientOptions): Promise<SmtpClient> {
     // Loaded on first delivery: a server that only receives stays small.
     const { default: SMTPConnection } = await import('nodemailer/lib/smtp-connection');
     const tls: ConnectionOptions = {
@@ -136,9 +152,11 @@ export class SmtpClient {
       const fail = (err: NmError) => {
         if (settled) return;
         settled = true;
+        // nodemailer marks the connection while the STARTTLS handshake runs.
+        const inUpgrade = err.code === 'ETLS' || (conn as unknown as { upgrading?: boolean }).upgrading === true;
         conn.close();
         // A 5xx greeting or EHLO is not a verdict on the recipients: try elsewhere or later.
-        reject(new ConnectError(`${target.host}:${target.port}: ${describe(err)}`));
+        reject(new ConnectError(`${target.host}:${target.port}: ${describe(err)}`, false, inUpgrade));
       };
       conn.once('error', fail);
       conn.connect((err) => {

@@ -17,7 +17,10 @@ interface NextHop {
   close(): void;
 }
 
-/** A scripted next hop: EHLO offers `extensions`; with `silent`, the final dot gets no reply. */
+/**
+ * A scripted next hop: EHLO offers `extensions`; with `silent`, the final dot gets no reply; a
+ * STARTTLS is answered 220, and the handshake with bytes that are no TLS.
+ */
 async function nextHop(extensions: string[], silent = false): Promise<NextHop> {
   let sawDot!: () => void;
   const hop = { commands: [] as string[], dot: new Promise<void>((r) => { sawDot = r; }) };
@@ -25,8 +28,11 @@ async function nextHop(extensions: string[], silent = false): Promise<NextHop> {
     s.write('220 hop.test ESMTP\r\n');
     let data = false;
     let mute = false;
+    let tls = false;
     let text = '';
     s.on('data', (chunk) => {
+      // The client's TLS hello gets an answer that is no TLS.
+      if (tls) return void s.end('this is not TLS\r\n');
       text += chunk.toString('utf8');
       for (let nl = text.indexOf('\r\n'); nl >= 0 && !mute; nl = text.indexOf('\r\n')) {
         const line = text.slice(0, nl);
@@ -42,7 +48,10 @@ async function nextHop(extensions: string[], silent = false): Promise<NextHop> {
         hop.commands.push(line);
         const ehlo = ['hop.test', ...extensions];
         if (/^EHLO/i.test(line)) s.write(ehlo.map((l, i) => `250${i === ehlo.length - 1 ? ' ' : '-'}${l}\r\n`).join(''));
-        else if (/^DATA/i.test(line)) {
+        else if (/^STARTTLS/i.test(line)) {
+          tls = true;
+          s.write('220 go ahead\r\n');
+        } else if (/^DATA/i.test(line)) {
           data = true;
           s.write('354 go on\r\n');
         } else s.write('250 ok\r\n');
@@ -54,8 +63,8 @@ async function nextHop(extensions: string[], silent = false): Promise<NextHop> {
   return { ...hop, port: (server.address() as net.AddressInfo).port, close: () => { server.close(); server.unref(); } };
 }
 
-function connect(port: number): Promise<SmtpClient> {
-  return SmtpClient.connect({ host: '127.0.0.1', port, tls: 'none', verify: false },
+function connect(port: number, tls: 'none' | 'opportunistic' = 'none', verify = false): Promise<SmtpClient> {
+  return SmtpClient.connect({ host: '127.0.0.1', port, tls, verify },
     { name: 'mx.example.test', connectTimeout: 5000, greetingTimeout: 5000, commandTimeout: 600_000 });
 }
 
@@ -105,6 +114,20 @@ test('with the extensions offered, the parameters go with MAIL', async () => {
     assert.equal(r!.ok, true, r!.reply);
     assert.deepEqual(hop.commands.filter((c) => /^(MAIL|RCPT)/.test(c)), ['MAIL FROM:<a@example.test> SMTPUTF8 BODY=8BITMIME', 'RCPT TO:<j\u00f6rg@hop.test>']);
     client.close();
+  } finally {
+    hop.close();
+  }
+});
+
+test('opportunistic TLS: a STARTTLS handshake that fails is followed by a plaintext session, unless certificates are checked', async () => {
+  const hop = await nextHop(['STARTTLS', '8BITMIME']);
+  try {
+    const client = await connect(hop.port, 'opportunistic');
+    const [r] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
+    assert.equal(r!.ok, true, r!.reply);
+    assert.deepEqual(hop.commands.filter((c) => !/^(RCPT|DATA|QUIT)/.test(c)), ['EHLO mx.example.test', 'STARTTLS', 'EHLO mx.example.test', 'MAIL FROM:<a@example.test>']);
+    client.close();
+    await assert.rejects(connect(hop.port, 'opportunistic', true), /127\.0\.0\.1:\d+: /);
   } finally {
     hop.close();
   }
