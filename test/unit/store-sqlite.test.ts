@@ -112,6 +112,24 @@ test('UIDs grow and are never reused, even after the newest message is deleted',
   store.close();
 });
 
+test('a user removed and added again gets a new id, a new mailbox and uids above the old ones', async () => {
+  const store = new SqliteStore(tmp());
+  const put = (userId: number) => store.accept({ id: newQueueId(), body: [Buffer.from('x\r\n')], sender: '', local: [{ userId, prefix: Buffer.alloc(0) }] });
+  const old = await store.createUser('u@example.test', 'h');
+  await put(old.id);
+  await put(old.id);
+  assert.ok(await store.removeUser('u@example.test'));
+  const again = await store.createUser('u@example.test', 'h');
+  const other = await store.createUser('v@example.test', 'h');
+  assert.ok(again.id > old.id && other.id > again.id, `ids ${old.id}, ${again.id}, ${other.id}`);
+  await put(again.id);
+  assert.deepEqual((await store.listMailbox(again.id)).map((m) => m.uid), [3], 'no uid the removed mailbox gave out');
+  // Whatever still holds the old id finds nothing.
+  assert.deepEqual(await store.listMailbox(old.id), []);
+  assert.equal(await store.openMessage(old.id, 1), undefined);
+  store.close();
+});
+
 test('concurrent accepts are all durable and distinct', async () => {
   const store = new SqliteStore(tmp());
   const u = await store.createUser('u@example.test', 'h');
@@ -148,6 +166,11 @@ test('a data directory made by the first schema version is migrated with its mai
   assert.equal((await storedMessage(store, u.id, 1)).toString(), 'R\r\n\r\nSubject: x');
   assert.ok((await store.openMessage(u.id, 2))!.rest, 'a body of several parts is streamed');
   assert.ok((await storedMessage(store, u.id, 2)).equals(big));
+  // The counters start above what is there: a new user and its mailbox get fresh ids and uids.
+  const fresh = await store.createUser('new@example.test', 'h');
+  assert.equal(fresh.id, 2);
+  await store.accept({ id: newQueueId(), body: [Buffer.from('x\r\n')], sender: '', local: [{ userId: fresh.id, prefix: Buffer.alloc(0) }] });
+  assert.deepEqual((await store.listMailbox(fresh.id)).map((m) => m.uid), [3]);
   store.close();
 });
 

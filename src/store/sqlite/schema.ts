@@ -103,4 +103,16 @@ export const MIGRATIONS: string[] = [
   ALTER TABLE bodies ADD COLUMN log_crc INTEGER;
   CREATE INDEX bodies_log_segment ON bodies(log_segment) WHERE log_segment IS NOT NULL;
   `,
+  // Counters that never go back (see SqliteStore.createUser): a user removed and added again
+  // gets ids no earlier user or mailbox had, so nothing that still holds an old id (a POP3
+  // session) reaches the new mailbox, and its first uid is above every uid of a removed
+  // mailbox (POP3 UIDL, RFC 1939 §7: a client that keeps mail must not take new messages for
+  // ones it has seen). The floor starts above every mailbox's uids.
+  `
+  CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+  INSERT INTO counters (name, value) VALUES
+    ('next_user_id', (SELECT COALESCE(MAX(id), 0) + 1 FROM users)),
+    ('next_mailbox_id', (SELECT COALESCE(MAX(id), 0) + 1 FROM mailboxes)),
+    ('uid_floor', (SELECT COALESCE(MAX(uid_next), 1) FROM mailboxes));
+  `,
 ];

@@ -219,12 +219,19 @@ export class SqliteStore implements Store {
         throw new StoreConflict(`user ${address} already exists`);
       }
       const now = Date.now();
-      const r = this.q('INSERT INTO users (address, address_key, password_hash, created) VALUES (?, ?, ?, ?)')
-        .run(address, addressKey(address), passwordHash, now);
-      const id = Number(r.lastInsertRowid);
-      this.q('INSERT INTO mailboxes (user_id, name, uid_validity) VALUES (?, ?, ?)').run(id, 'INBOX', Math.floor(now / 1000));
+      const id = this.nextValue('next_user_id');
+      this.q('INSERT INTO users (id, address, address_key, password_hash, created) VALUES (?, ?, ?, ?, ?)')
+        .run(id, address, addressKey(address), passwordHash, now);
+      this.q(`INSERT INTO mailboxes (id, user_id, name, uid_validity, uid_next)
+              VALUES (?, ?, 'INBOX', ?, (SELECT value FROM counters WHERE name = 'uid_floor'))`)
+        .run(this.nextValue('next_mailbox_id'), id, Math.floor(now / 1000));
       return { id, address, passwordHash };
     });
+  }
+
+  /** Takes the next value of one of the counters that never go back (see schema.ts). */
+  private nextValue(counter: 'next_user_id' | 'next_mailbox_id'): number {
+    return Number((this.q('UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value - 1 AS taken').get(counter) as Row).taken);
   }
 
   async findUser(address: string): Promise<UserRecord | undefined> {
@@ -249,6 +256,9 @@ export class SqliteStore implements Store {
       const bodies = this.q(`SELECT DISTINCT m.body_id AS id FROM messages m JOIN mailboxes b ON b.id = m.mailbox_id
                              WHERE b.user_id = ?`).all(user.id as number) as Row[];
       this.q('DELETE FROM messages WHERE mailbox_id IN (SELECT id FROM mailboxes WHERE user_id = ?)').run(user.id as number);
+      // A mailbox made later starts above the uids this one gave out (see schema.ts).
+      this.q(`UPDATE counters SET value = MAX(value, (SELECT COALESCE(MAX(uid_next), 1) FROM mailboxes WHERE user_id = ?))
+              WHERE name = 'uid_floor'`).run(user.id as number);
       this.q('DELETE FROM users WHERE id = ?').run(user.id as number);
       for (const b of bodies) this.dropBodyIfUnused(Number(b.id));
       return true;
