@@ -14,6 +14,7 @@ import { smtpHandler, type SmtpRole } from './smtp/handler.ts';
 import { pop3Handler } from './pop3/handler.ts';
 import { MaildropLocks } from './pop3/locks.ts';
 import { FreeSpace } from './store/free-space.ts';
+import { ServerLock } from './store/server-lock.ts';
 import { StoreSweeper } from './store/sweeper.ts';
 
 /** Something that runs beside the listeners (the queue runner, the HTTP API). */
@@ -36,6 +37,16 @@ export interface RunningServer {
 const SMTP_ROLES: SmtpRole[] = ['smtp', 'submission', 'submissions'];
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
+  const lock = ServerLock.acquire(config.data_dir);
+  try {
+    return await run(config, log, lock);
+  } catch (err) {
+    lock.release();
+    throw err;
+  }
+}
+
+async function run(config: Config, log: Logger, lock: ServerLock): Promise<RunningServer> {
   const ctx = openContext(config, log);
   const tls = loadTls(config);
   const limits = new ConnectionLimits(config.limits.max_connections, config.limits.max_connections_per_ip);
@@ -75,6 +86,10 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
   for (const kind of ['imap', 'imaps'] as const) {
     if (config.listen[kind].length > 0) log.warn({ listener: kind }, 'IMAP is not served by this version of mailnest; the listener is not opened');
   }
+  const { relay } = config;
+  if (relay.smarthost && relay.smarthost_tls === 'none' && relay.password !== undefined) {
+    log.warn({ smarthost: relay.smarthost }, 'relay.password goes to the smarthost unencrypted (relay.smarthost_tls = "none"); use "starttls" or "implicit" unless the smarthost is on this machine');
+  }
 
   let stopping: Promise<void> | undefined;
   const stop = (graceMs = 10_000): Promise<void> => {
@@ -88,6 +103,7 @@ export async function startServer(config: Config, log: Logger): Promise<RunningS
       for (const { service } of [...services].reverse()) await service.stop();
       freeSpace.close();
       ctx.store.close();
+      lock.release();
     })();
     return stopping;
   };

@@ -16,6 +16,25 @@ test('start: listens, makes a self-signed certificate, stops on SIGTERM with exi
   assert.ok(server.logs.some((l) => l.msg === 'stopped'));
 });
 
+test('start: one server per data_dir; a lock left by a crash is taken over', async () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  const server = await startMailnest(dir, cfg);
+  const pidFile = path.join(dir, 'data', 'server.pid');
+  assert.equal(fs.readFileSync(pidFile, 'utf8'), `${server.process.pid}\n`);
+  const second = cli(cfg, ['start']);
+  assert.equal(second.status, 1);
+  assert.equal(second.stderr, `mailnest: data_dir ${path.join(dir, 'data')} is in use by another mailnest server (pid ${server.process.pid}); stop it, or give this one a data_dir of its own\n`);
+  assert.equal(await server.stop(), 0);
+  assert.ok(!fs.existsSync(pidFile), 'the lock goes with the server');
+  // A pid file whose process has ended.
+  const gone = spawnSync(NODE, ['-e', '0']);
+  fs.writeFileSync(pidFile, `${gone.pid}\n`);
+  const again = await startMailnest(dir, cfg);
+  assert.equal(fs.readFileSync(pidFile, 'utf8'), `${again.process.pid}\n`);
+  assert.equal(await again.stop(), 0);
+});
+
 test('start: a busy port is one line on stderr and exit 1', async () => {
   const dir = tempDir();
   const blocker = net.createServer();

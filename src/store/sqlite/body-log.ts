@@ -37,6 +37,7 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { after, totalLength } from '../../chunks.ts';
 import type { PiecePool } from './piece-pool.ts';
+import { processRuns } from '../process-alive.ts';
 import { readPieces } from './read-pieces.ts';
 import { SharedFlush } from './shared-flush.ts';
 
@@ -309,13 +310,7 @@ interface Marker {
  */
 function writerGone(m: Marker): boolean {
   if (m.pid === process.pid) return !OURS.has(m.token);
-  try {
-    process.kill(m.pid, 0);
-    return false;
-  } catch (err) {
-    // EPERM: it runs, as another user.
-    return (err as NodeJS.ErrnoException).code !== 'EPERM';
-  }
+  return !processRuns(m.pid);
 }
 
 function unlinkIfThere(file: string): void {
