@@ -22,7 +22,8 @@ export interface Service {
   name: string;
   /** Resolves with the addresses it listens on, if any. */
   start(): Promise<string[]>;
-  stop(): Promise<void>;
+  /** `graceMs`: how long work under way may take to finish. */
+  stop(graceMs?: number): Promise<void>;
 }
 
 export interface RunningServer {
@@ -100,7 +101,8 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
         await new Promise((r) => setTimeout(r, 50));
       }
       for (const { listener } of listeners) listener.destroyAll();
-      for (const { service } of [...services].reverse()) await service.stop();
+      // What the services still have in hand (outbound transactions) gets what is left of it.
+      for (const { service } of [...services].reverse()) await service.stop(Math.max(0, deadline - Date.now()));
       freeSpace.close();
       ctx.store.close();
       lock.release();
