@@ -8,6 +8,7 @@
  *   requires From and Date, and DKIM cannot sign a message without From (RFC 6376 §5.4).
  */
 import crypto from 'node:crypto';
+import addressparser from 'nodemailer/lib/addressparser';
 import { splitAt, totalLength } from '../chunks.ts';
 import { rfc5322Date } from '../delivery/trace.ts';
 
@@ -31,20 +32,35 @@ export function missingFields(has: (lowerCaseName: string) => boolean, c: Comple
   return out;
 }
 
+export interface Completed {
+  message: Buffer[];
+  /** The addresses of the From field(s), as the message now has them. */
+  from: string[];
+}
+
 /**
  * A message received over SMTP submission with those rules applied. Only the header section is
  * copied; the body's chunks are passed on as they are. (The message is whole CRLF lines: SMTP
  * refuses a bare CR or LF.)
  */
-export function completeSubmission(message: Buffer[], c: Completion): Buffer[] {
+export function completeSubmission(message: Buffer[], c: Completion): Completed {
   const end = headerEnd(message);
   const [header, rest] = splitAt(message, end < 0 ? totalLength(message) : end);
   const fields = splitFields(header);
   const names = new Set(fields.map((f) => f.name.toLowerCase()));
+  const from = fields.filter((f) => f.name.toLowerCase() === 'from').flatMap((f) => addresses(f.bytes));
   const kept = fields.filter((f) => !DROPPED_FIELD.test(f.name));
-  const added = missingFields((name) => names.has(name), c).map((line) => `${line}\r\n`).join('');
-  if (kept.length === fields.length && added === '') return message;
-  return [Buffer.concat([...kept.map((f) => f.bytes), Buffer.from(added, 'utf8')]), ...rest];
+  const missing = missingFields((name) => names.has(name), c);
+  if (!names.has('from')) from.push(c.from);
+  if (kept.length === fields.length && missing.length === 0) return { message, from };
+  const added = Buffer.from(missing.map((line) => `${line}\r\n`).join(''), 'utf8');
+  return { message: [Buffer.concat([...kept.map((f) => f.bytes), added]), ...rest], from };
+}
+
+/** The addresses in an address-list field (RFC 5322 §3.4), display names and groups aside. */
+function addresses(field: Buffer): string[] {
+  const value = field.toString('utf8').replace(/^[^:]*:/, '').replace(/\r\n([ \t])/g, '$1');
+  return addressparser(value, { flatten: true }).map((a) => a.address).filter((a) => a !== '');
 }
 
 const CRLF = Buffer.from('\r\n');

@@ -76,6 +76,15 @@ async function authenticate(ctx: Context, throttle: AuthThrottle, client: string
   return { kind: 'auth', disconnect: verdict.disconnect };
 }
 
+/** The first of `from` that `user` may not send as (the rule of MAIL FROM). */
+async function foreignFrom(ctx: Context, user: string, from: string[]): Promise<string | undefined> {
+  const record = await ctx.store.findUser(user);
+  for (const address of from) {
+    if (!record || !(await ctx.recipients.mayUseSender(record, address))) return address;
+  }
+  return undefined;
+}
+
 async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpResult> {
   // Mail from the internet (the MX, unauthenticated) gets SPF, DKIM and DMARC evaluated.
   let checks = '';
@@ -87,14 +96,25 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
     }
     checks = verdict.authResults;
   }
+  let body = d.body;
+  if (d.user) {
+    // What a user hands in is completed as a submission agent does (RFC 6409 §8), and its From
+    // may name only the user's own addresses, as MAIL FROM may.
+    const done = completeSubmission(d.body, { from: d.sender, hostname: ctx.config.hostname, now: new Date() });
+    const foreign = await foreignFrom(ctx, d.user, done.from);
+    if (foreign) {
+      ctx.metrics.rejected.inc({ listener: role, reason: 'foreign_from' });
+      return { kind: 'deliver', failure: 'refused', message: `From: <${foreign}> is not one of your addresses` };
+    }
+    body = done.message;
+  }
   try {
     const id = await acceptMessage(ctx.store, {
       checks,
       sender: d.sender,
       dsn: d.dsn,
       recipients: d.recipients,
-      // What a user hands in is completed as a submission agent does (RFC 6409 §8).
-      body: d.user ? completeSubmission(d.body, { from: d.sender, hostname: ctx.config.hostname, now: new Date() }) : d.body,
+      body,
       received: {
         helo: d.helo,
         clientIp: d.clientIp,

@@ -13,7 +13,9 @@ function chunked(text: string, cuts: number[]): Buffer[] {
 
 test('a complete message is passed on as the same chunks', () => {
   const message = chunked(`From: x@example.test\r\n${DATE}Message-ID: <1@x>\r\n\r\nBcc: body line\r\n`, [5, 40]);
-  assert.equal(completeSubmission(message, C), message);
+  const done = completeSubmission(message, C);
+  assert.equal(done.message, message);
+  assert.deepEqual(done.from, ['x@example.test']);
 });
 
 test('the header end is found wherever the chunks are cut, and the body chunks are kept', () => {
@@ -21,7 +23,7 @@ test('the header end is found wherever the chunks are cut, and the body chunks a
   const end = text.indexOf('\r\n\r\n');
   for (const cut of [1, end, end + 1, end + 2, end + 3, end + 4, end + 5]) {
     const message = chunked(text, [cut]);
-    const out = completeSubmission(message, C);
+    const out = completeSubmission(message, C).message;
     const got = Buffer.concat(out).toString().replace(/Message-ID: <[^>]+>/, 'Message-ID: <id>');
     assert.equal(got, `Subject: s\r\nFrom: a@example.test\r\n${DATE}Message-ID: <id>\r\n\r\nbody\r\n\r\nBcc: not a field\r\n`, `cut at ${cut}`);
     if (cut > end + 2) assert.equal(out[out.length - 1], message[1], 'the last chunk is not copied');
@@ -29,13 +31,20 @@ test('the header end is found wherever the chunks are cut, and the body chunks a
 });
 
 test('no header fields at all, and no body at all', () => {
-  const none = Buffer.concat(completeSubmission(chunked('\r\nonly a body\r\n', [1]), { ...C, from: '"a b"@example.test' })).toString();
+  const none = Buffer.concat(completeSubmission(chunked('\r\nonly a body\r\n', [1]), { ...C, from: '"a b"@example.test' }).message).toString();
   assert.match(none, /^From: "a b"@example\.test\r\nDate: .+\r\nMessage-ID: <[0-9a-f-]+@mx\.example\.test>\r\n\r\nonly a body\r\n$/);
-  const headerOnly = Buffer.concat(completeSubmission([Buffer.from(`Return-Path: <x@y>\r\nFrom: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n`)], C)).toString();
+  const headerOnly = Buffer.concat(completeSubmission([Buffer.from(`Return-Path: <x@y>\r\nFrom: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n`)], C).message).toString();
   assert.equal(headerOnly, `From: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n`);
 });
 
 test('folded Bcc and Resent-Bcc go whole, field names in any case', () => {
-  const out = Buffer.concat(completeSubmission([Buffer.from(`BCC: a@r.test,\r\n\tb@r.test\r\nresent-bcc:\r\n c@r.test\r\nFrom: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n\r\nx\r\n`)], C)).toString();
+  const out = Buffer.concat(completeSubmission([Buffer.from(`BCC: a@r.test,\r\n\tb@r.test\r\nresent-bcc:\r\n c@r.test\r\nFrom: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n\r\nx\r\n`)], C).message).toString();
   assert.equal(out, `From: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n\r\nx\r\n`);
+});
+
+test('the From addresses: display names, groups, folding and several fields aside; the added one', () => {
+  const from = (header: string) => completeSubmission([Buffer.from(`${header}${DATE}Message-ID: <1@x>\r\n\r\nx\r\n`)], C).from;
+  assert.deepEqual(from('From: "Doe, J." <j@example.test>,\r\n =?utf-8?q?B=C3=A9a?= <b@remote.test>\r\n'), ['j@example.test', 'b@remote.test']);
+  assert.deepEqual(from('From: team: x@example.test, y@example.test;\r\nFROM: z@example.test\r\n'), ['x@example.test', 'y@example.test', 'z@example.test']);
+  assert.deepEqual(from('Subject: none\r\n'), ['a@example.test']);
 });
