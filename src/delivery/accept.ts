@@ -4,6 +4,7 @@
  * rest, all committed durably before the caller may say "accepted".
  */
 import type { DsnEnvelope, DsnRecipient, Store, UserRecord } from '../store/store.ts';
+import { sameMailboxKey } from '../mime/addresses.ts';
 import { newQueueId } from '../store/queue-id.ts';
 import { receivedHeader, returnPathHeader, type ReceivedInfo } from './trace.ts';
 import type { Resolution } from './recipients.ts';
@@ -29,11 +30,13 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
   const users = new Map<number, UserRecord>();
   const outbound = new Map<string, { address: string } & DsnRecipient>();
   for (const r of s.recipients) {
+    // One outbound copy per remote mailbox: the first naming of it, with its DSN parameters.
     if (r.resolution.kind === 'remote') {
-      outbound.set(r.address.toLowerCase(), { address: r.address, ...(r.notify ? { notify: r.notify } : {}), ...(r.orcpt ? { orcpt: r.orcpt } : {}) });
+      const key = sameMailboxKey(r.address);
+      if (!outbound.has(key)) outbound.set(key, { address: r.address, ...(r.notify ? { notify: r.notify } : {}), ...(r.orcpt ? { orcpt: r.orcpt } : {}) });
     } else {
       for (const u of r.resolution.users) users.set(u.id, u);
-      for (const f of r.resolution.forward) if (!outbound.has(f.toLowerCase())) outbound.set(f.toLowerCase(), { address: f });
+      for (const f of r.resolution.forward) if (!outbound.has(sameMailboxKey(f))) outbound.set(sameMailboxKey(f), { address: f });
     }
   }
   const single = s.recipients.length === 1 ? s.recipients[0]!.address : undefined;

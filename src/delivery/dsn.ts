@@ -22,6 +22,9 @@ export interface DsnRecipientReport {
   willRetryUntil?: Date;
   /** Overrides the status derived from the reply (e.g. 4.4.7 for an expired message). */
   status?: string;
+  /** Said to the sender after the reply, in the text part only (the Diagnostic-Code is the
+   *  reply alone, RFC 3464 §2.3.6). */
+  note?: string;
 }
 
 export interface DsnInput {
@@ -41,11 +44,15 @@ export interface DsnInput {
   date?: Date;
 }
 
+/** An SMTP reply (RFC 5321 §4.2): three digits, then a space, a hyphen or the end; not an
+ *  address such as "127.0.0.1:25: connection refused". */
+const SMTP_REPLY = /^[245]\d\d(?:[ -]|$)/;
+
 /** The RFC 3463 status code of a reply: its enhanced code when it has one, else from the basic code. */
 export function statusOf(reply: string | undefined, action: DsnAction): string {
   const m = reply && /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b/.exec(reply);
   if (m) return m[1]!;
-  const basic = reply ? /^([245])\d\d\b/.exec(reply)?.[1] : undefined;
+  const basic = reply && SMTP_REPLY.test(reply) ? reply[0] : undefined;
   if (basic) return `${basic}.0.0`;
   if (action === 'failed') return '5.0.0';
   if (action === 'delayed') return '4.0.0';
@@ -83,8 +90,8 @@ function humanText(d: DsnInput): string {
   lines.push(`This is the mail system at host ${d.reportingMta}.`, '');
   if (failed.length) {
     lines.push('Your message could not be delivered to one or more recipients.',
-      'It is attached below. The mail system gave these reasons:', '');
-    for (const r of failed) lines.push(`<${r.address}>: ${r.reply ?? 'delivery failed'}`);
+      `${d.ret === 'FULL' ? 'It is' : 'Its header is'} attached below. The mail system gave these reasons:`, '');
+    for (const r of failed) lines.push(`<${r.address}>: ${r.reply ?? 'delivery failed'}${r.note ? ` (${r.note})` : ''}`);
     lines.push('');
   }
   if (delayed.length) {
@@ -117,7 +124,7 @@ export function deliveryStatus(d: DsnInput): string {
     out.push(`Action: ${r.action}`);
     out.push(`Status: ${r.status ?? statusOf(r.reply, r.action)}`);
     if (r.remoteMta) out.push(`Remote-MTA: dns; ${clean(r.remoteMta)}`);
-    if (r.reply && /^\d{3}\b/.test(r.reply)) out.push(`Diagnostic-Code: smtp; ${clean(r.reply)}`);
+    if (r.reply && SMTP_REPLY.test(r.reply)) out.push(`Diagnostic-Code: smtp; ${clean(r.reply)}`);
     else if (r.reply) out.push(`Diagnostic-Code: X-mailnest; ${clean(r.reply)}`);
     if (r.lastAttempt) out.push(`Last-Attempt-Date: ${rfc5322Date(r.lastAttempt)}`);
     if (r.willRetryUntil) out.push(`Will-Retry-Until: ${rfc5322Date(r.willRetryUntil)}`);

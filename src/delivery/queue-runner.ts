@@ -382,7 +382,7 @@ export class QueueRunner {
       if (next.expired) {
         updates.push({ recipientId: r.id, status: 'failed', attempts, nextAttempt: now, lastReply: res.reply });
         this.ctx.metrics.deliveries.inc({ outcome: 'expired' });
-        if (wantsFailure) reports.push({ ...base, action: 'failed', status: '4.4.7', reply: `${res.reply} (gave up: the message stayed in the queue too long)` });
+        if (wantsFailure) reports.push({ ...base, action: 'failed', status: '4.4.7', reply: res.reply, note: 'gave up: the message stayed in the queue too long' });
         this.ctx.log.info({ id: entry.id, to: r.address, reply: res.reply }, 'delivery expired');
         continue;
       }

@@ -28,6 +28,7 @@ print(json.dumps({
   "report_type": m.get_param("report-type"),
   "from": m["From"], "subject": m["Subject"],
   "parts": [p.get_content_type() for p in parts],
+  "text": parts[0].get_content(),
   "per_message": dict(groups[0].items()),
   "recipients": [dict(g.items()) for g in groups[1:]],
   "original": parts[2].get_payload() if parts[2].get_content_type() == "text/rfc822-headers" else None,
@@ -160,6 +161,13 @@ describe('relay failures and bounces', () => {
     }, 30_000);
     assert.equal(failed.recipients[0].Status, '4.4.7');
     assert.equal(failed.recipients[0]['Final-Recipient'], 'rfc822; late@slow.test');
+    // The Diagnostic-Code is the last failure alone (no SMTP reply: the peer was never reached,
+    // which an address at the start does not make one); why the queue gave up is said in the
+    // text, which also says that only the header came back.
+    assert.match(failed.recipients[0]['Diagnostic-Code'], /^X-mailnest; 127\.0\.0\.1:\d+: ESOCKET: connect ECONNREFUSED/);
+    assert.doesNotMatch(failed.recipients[0]['Diagnostic-Code'], /gave up/);
+    assert.match(failed.text, /Its header is attached below\./);
+    assert.match(failed.text, /<late@slow\.test>: .*ECONNREFUSED.* \(gave up: the message stayed in the queue too long\)/);
     assert.ok(delayed, 'a delay warning came first');
     assert.ok(delayed.recipients[0]['Will-Retry-Until']);
     assert.ok(!queueJson(configFile).some((e) => e.id === id));

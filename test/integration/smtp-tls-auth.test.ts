@@ -339,6 +339,8 @@ test('submission: DSN parameters (RFC 3461) are stored with the queued message',
   assert.equal((await c.cmd('RCPT TO:<one@remote.test> NOTIFY=SUCCESS,DELAY ORCPT=rfc822;one+40remote.test')).code, 250);
   assert.equal((await c.cmd('RCPT TO:<two@remote.test> NOTIFY=NEVER')).code, 250);
   assert.equal((await c.cmd('RCPT TO:<three@remote.test>')).code, 250);
+  // The same mailbox again, in another case: the first naming stands, with its parameters.
+  assert.equal((await c.cmd('RCPT TO:<One@REMOTE.test> NOTIFY=NEVER')).code, 250);
   assert.equal((await c.cmd('DATA')).code, 354);
   const done = await c.cmd(`${BODY}.`);
   assert.equal(done.code, 250);
