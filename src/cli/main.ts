@@ -21,7 +21,8 @@ const program = new Command('mailnest')
   .option('-c, --config <file>', 'configuration file (default: ./mailnest.toml when it exists, or $MAILNEST_CONFIG)')
   .option('--verbose', 'show stack traces on errors')
   .version(JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version, '-V, --version')
-  .showHelpAfterError()
+  // Bad usage is one line (the help is a --help away), like every other error.
+  .configureOutput({ outputError: (text, write) => write(`mailnest: ${text.replace(/^error: /, '').trim()} (see --help)\n`) })
   .exitOverride()
   .enablePositionalOptions(false);
 

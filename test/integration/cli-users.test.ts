@@ -51,9 +51,17 @@ test('config errors and bad usage: one line, no stack trace, exit 1 / 2', () => 
   const r = cli(file, ['user', 'list']);
   assert.equal(r.status, 1);
   assert.equal(r.stderr, `mailnest: ${file}: limits.max_connections = "many" is not allowed: expected a number\n`);
-  const usage = cli(undefined, ['user', 'frobnicate']);
-  assert.equal(usage.status, 2);
-  assert.equal(cli(undefined, ['nosuchcommand']).status, 2);
+  // Bad usage: one line and exit 2, whatever commander found wrong.
+  for (const [args, line] of [
+    [['user', 'frobnicate'], "mailnest: unknown command 'frobnicate' (see --help)\n"],
+    [['nosuchcommand'], "mailnest: unknown command 'nosuchcommand' (see --help)\n"],
+    [['user', 'add'], "mailnest: missing required argument 'address' (see --help)\n"],
+    [['send', '--bogus'], "mailnest: unknown option '--bogus' (see --help)\n"],
+  ] as const) {
+    const usage = cli(undefined, [...args]);
+    assert.equal(usage.status, 2, args.join(' '));
+    assert.equal(usage.stderr, line);
+  }
   const missing = cli(path.join(dir, 'absent.toml'), ['user', 'list']);
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /cannot read config file .*absent\.toml: ENOENT/);
