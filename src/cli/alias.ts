@@ -13,6 +13,8 @@ export function registerAlias(program: Command): void {
     .action(async (name: string, targets: string[], _opts: unknown, cmd: Command) => {
       await withContext(cmd, async (ctx) => {
         checkLocalAddress(ctx, name, 'alias');
+        // A user wins over an alias of its address: such an alias would never be used.
+        if (await ctx.store.findUser(name)) throw new CliError(`${name} is a user; an alias of that address would never be used`);
         for (const t of targets) {
           if (typeof parseMailbox(t, true) === 'string') throw new UsageError(`target ${JSON.stringify(t)} is not a valid address`);
         }

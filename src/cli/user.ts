@@ -29,6 +29,10 @@ export function registerUser(program: Command): void {
     .action(async (address: string, opts: { passwordStdin?: boolean }, cmd: Command) => {
       await withContext(cmd, async (ctx) => {
         checkLocalAddress(ctx, address, 'user');
+        // Said before a password is asked for. (A user wins over an alias of its address, so
+        // the alias would go quiet.)
+        if (await ctx.store.findUser(address)) throw new CliError(`user ${address} already exists`);
+        if (await ctx.store.findAlias(address)) throw new CliError(`${address} is an alias; remove it first (mailnest alias remove ${address})`);
         const password = await readPassword(!!opts.passwordStdin);
         try {
           await ctx.store.createUser(address, await hashPassword(password));

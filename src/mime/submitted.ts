@@ -150,7 +150,7 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   else {
     const s = o.sender.replace(/^<(.*)>$/, '$1').trim();
     sender = s === '' ? '' : qualify(s, o.domain);
-    if (sender !== '' && typeof parseMailbox(sender, true) === 'string') throw new SubmittedError('usage', `-f ${JSON.stringify(o.sender)} is not a valid address`);
+    if (sender !== '' && typeof parseMailbox(sender, true) === 'string') throw new SubmittedError('data', `-f ${JSON.stringify(o.sender)} is not a valid address`);
   }
   const recipients: string[] = [];
   for (const arg of o.recipients) recipients.push(...parseRecipients(arg, `recipient ${JSON.stringify(arg)}`, o.domain));

@@ -40,6 +40,14 @@ test('alias add / list --json / remove', () => {
   assert.match(loop.stderr, /^mailnest: loop2@example\.test -> loop1@example\.test would make a loop: .*\n$/);
   assert.equal(cli(cfg, ['alias', 'add', 'self@example.test', 'SELF@example.test']).status, 1);
   assert.deepEqual(JSON.parse(cli(cfg, ['alias', 'list', '--json']).stdout).map((a: { alias: string }) => a.alias), ['loop1@example.test']);
+  // A user and an alias never share an address (the user would win, silently).
+  assert.equal(cli(cfg, ['user', 'add', 'bob@example.test', '--password-stdin'], 'pw\n').status, 0);
+  assert.match(cli(cfg, ['alias', 'add', 'bob@example.test', 'a@example.test']).stderr, /^mailnest: bob@example\.test is a user; an alias of that address would never be used\n$/);
+  const taken = cli(cfg, ['user', 'add', 'LOOP1@example.test', '--password-stdin'], 'pw\n');
+  assert.equal(taken.status, 1);
+  assert.equal(taken.stderr, 'mailnest: LOOP1@example.test is an alias; remove it first (mailnest alias remove LOOP1@example.test)\n');
+  // An existing user is said to exist, with or without a password given.
+  assert.equal(cli(cfg, ['user', 'add', 'bob@example.test', '--password-stdin'], '').stderr, 'mailnest: user bob@example.test already exists\n');
   // A loop that also reaches someone is a list that names itself: allowed.
   assert.equal(cli(cfg, ['alias', 'add', 'loop2@example.test', 'loop1@example.test', 'd@remote.test']).status, 0);
 });

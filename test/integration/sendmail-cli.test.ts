@@ -91,6 +91,7 @@ describe('mailnest sendmail', () => {
       [['sendmail', '-Z', 'alice@example.test'], 'x\n', 64, /unknown option -Z/],
       [['sendmail', '-bs'], '', 64, /not supported/],
       [['sendmail', 'a@@example.test'], 'x\n', 65, /is not a valid address/],
+      [['sendmail', '-f', 'Alice <alice@example.test>', 'alice@example.test'], 'x\n', 65, /-f "Alice <alice@example\.test>" is not a valid address/],
       [['sendmail', '-t'], 'To: alice@example.test\nMIME-Version: 1.0\n\n' + 'z'.repeat(1500) + '\n', 65, /line 1 is 1500 octets/],
     ];
     for (const [args, input, status, message] of cases) {
