@@ -4,7 +4,7 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import { parseConfig } from '../config/load.ts';
 import { parse as parseToml } from 'smol-toml';
-import { CliError } from './errors.ts';
+import { CliError, UsageError } from './errors.ts';
 import { dnsRecords, formatRecords } from '../delivery/dns-records.ts';
 
 export function starterConfig(hostname: string, domain: string): string {
@@ -89,13 +89,22 @@ http        = ["127.0.0.1:8025"]     # the HTTP send API, /healthz and /metrics
 export function registerInit(program: Command): void {
   program.command('init').description('write a commented starter mailnest.toml')
     .option('--hostname <name>', 'the host name of this server', os.hostname())
-    .option('--domain <domain>', 'the mail domain (default: the host name without its first label)')
+    .option('--domain <domain>', 'the mail domain (default: the host name without its first label, or the host name itself when it has two)')
     .option('--force', 'overwrite an existing file')
     .action(async (opts: { hostname: string; domain?: string; force?: boolean }, cmd: Command) => {
       const file = (cmd.optsWithGlobals() as { config?: string }).config ?? process.env.MAILNEST_CONFIG ?? 'mailnest.toml';
-      const domain = opts.domain ?? (opts.hostname.includes('.') ? opts.hostname.slice(opts.hostname.indexOf('.') + 1) : opts.hostname);
+      // mail.example.com serves example.com, example.com itself; a bare "vm" names no domain.
+      const labels = opts.hostname.split('.');
+      const domain = opts.domain ?? (labels.length >= 3 ? labels.slice(1).join('.') : labels.length === 2 ? opts.hostname : undefined);
+      if (!domain) {
+        throw new UsageError(`cannot tell the mail domain from the host name ${JSON.stringify(opts.hostname)}: give --domain (and --hostname, e.g. --hostname mail.example.com --domain example.com)`);
+      }
       const text = starterConfig(opts.hostname, domain);
-      parseConfig(parseToml(text), '--hostname/--domain'); // refuse names that would make a config mailnest rejects
+      try {
+        parseConfig(parseToml(text), '--hostname/--domain'); // refuse names that would make a config mailnest rejects
+      } catch (err) {
+        throw new UsageError((err as Error).message);
+      }
       if (fs.existsSync(file) && !opts.force) throw new CliError(`${file} exists; use --force to overwrite it`);
       fs.writeFileSync(file, text, { mode: 0o600 });
       process.stdout.write(`wrote ${file} for ${domain} (host ${opts.hostname})\n`);

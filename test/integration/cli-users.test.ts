@@ -92,4 +92,13 @@ test('init writes a starter config that mailnest accepts, and refuses to overwri
   assert.match(text, /domains = \["example\.org"\]/);
   assert.equal(cli(file, ['user', 'list', '--json']).status, 0, 'the starter config loads');
   assert.equal(cli(file, ['init', '--hostname', 'mail.example.org']).status, 1);
+  // The domain from the host name; none from a bare host name, and a bad name is bad usage.
+  const other = path.join(dir, 'other.toml');
+  assert.equal(cli(other, ['init', '--hostname', 'mx.mail.example.net']).status, 0);
+  assert.match(fs.readFileSync(other, 'utf8'), /domains = \["mail\.example\.net"\]/);
+  const bare = cli(path.join(dir, 'bare.toml'), ['init', '--hostname', 'vm']);
+  assert.equal(bare.status, 2);
+  assert.match(bare.stderr, /^mailnest: cannot tell the mail domain from the host name "vm": give --domain/);
+  assert.equal(cli(path.join(dir, 'bad.toml'), ['init', '--hostname', 'bad host', '--domain', 'example.org']).status, 2);
+  assert.ok(!fs.existsSync(path.join(dir, 'bare.toml')) && !fs.existsSync(path.join(dir, 'bad.toml')));
 });
