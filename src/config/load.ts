@@ -28,14 +28,21 @@ export function loadConfig(explicit?: string): Config {
     try {
       raw = parseToml(text);
     } catch (err) {
-      const first = String((err as Error).message).split('\n')[0];
-      throw new ConfigError(`${file}: not valid TOML: ${first}`);
+      throw new ConfigError(`${file}: not valid TOML${tomlWhere(err, text)}: ${String((err as Error).message).split('\n')[0]!.replace(/^Invalid TOML document: /, '')}`);
     }
   }
   const config = parseConfig(raw, file ?? 'built-in defaults');
   if (file !== undefined) config.data_dir = path.resolve(path.dirname(file), config.data_dir);
   else config.data_dir = path.resolve(config.data_dir);
   return config;
+}
+
+/** " at line N (`the line`)" for a parse error that knows its line. */
+function tomlWhere(err: unknown, text: string): string {
+  const line = (err as { line?: unknown }).line;
+  if (typeof line !== 'number' || line < 1) return '';
+  const source = text.split(/\r?\n/)[line - 1]?.trim() ?? '';
+  return ` at line ${line}${source ? ` (\`${source.length > 60 ? `${source.slice(0, 60)}…` : source}\`)` : ''}`;
 }
 
 /** Validates an already-parsed object (used by tests to build configs in memory). */
@@ -59,7 +66,7 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
 
 function expectation(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
-    case 'invalid_type': return `a ${issue.expected}`;
+    case 'invalid_type': return `${/^[aeiou]/.test(issue.expected) ? 'an' : 'a'} ${issue.expected}`;
     case 'invalid_value': return `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
     case 'too_small':
       if (issue.origin === 'array') return `at least ${issue.minimum} entr${issue.minimum === 1 ? 'y' : 'ies'}`;

@@ -1,6 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseConfig, ConfigError } from '../../src/config/load.ts';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { loadConfig, parseConfig, ConfigError } from '../../src/config/load.ts';
 import { parseDuration } from '../../src/config/duration.ts';
 
 test('defaults are those of the interface', () => {
@@ -37,6 +40,7 @@ const refused: [unknown, RegExp][] = [
   [{ auth: { allow_insecure: 'yes' } }, /auth\.allow_insecure = "yes" is not allowed: expected a boolean/],
   [{ limits: { pop3_idle_timeout: '5m' } }, /at least "10m"/],
   [{ dns_servers: ['dns.example'] }, /dns_servers\[0\] = "dns.example" is not allowed: expected an IP address with an optional port/],
+  [{ domains: 'example.org' }, /domains = "example.org" is not allowed: expected an array$/],
 ];
 for (const [raw, message] of refused) {
   test(`refused with the key, the value and what is allowed: ${JSON.stringify(raw)}`, () => {
@@ -51,4 +55,16 @@ test('durations', () => {
   assert.equal(parseDuration('5d'), 432_000_000);
   assert.equal(parseDuration('30'), 30_000);
   assert.equal(parseDuration('5 minutes'), undefined);
+});
+
+test('a TOML syntax error names the line and shows it', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-config-'));
+  const file = path.join(dir, 'mailnest.toml');
+  for (const [text, message] of [
+    ['hostname = "mx.example.org"\n[limits]\nmax_recipients = \n', ': not valid TOML at line 3 (`max_recipients =`): invalid value'],
+    ['[limits]\nmax_recipients = 5\nmax_recipients = 6\n', ': not valid TOML at line 3 (`max_recipients = 6`): trying to redefine an already defined table or value'],
+  ]) {
+    fs.writeFileSync(file, text!);
+    assert.throws(() => loadConfig(file), (err: unknown) => err instanceof ConfigError && err.message === `${file}${message}`);
+  }
 });
