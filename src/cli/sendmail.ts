@@ -7,7 +7,7 @@
  *
  * Exit status follows sysexits.h (what those callers test), not the 0/1/2 of the other
  * commands: 0 queued, 64 EX_USAGE, 65 EX_DATAERR, 67 EX_NOUSER, 70 EX_SOFTWARE, 75 EX_TEMPFAIL,
- * 78 EX_CONFIG.
+ * 77 EX_NOPERM, 78 EX_CONFIG.
  */
 import os from 'node:os';
 import type { Command } from 'commander';
@@ -25,6 +25,7 @@ export const EX_DATAERR = 65;
 export const EX_NOUSER = 67;
 export const EX_SOFTWARE = 70;
 export const EX_TEMPFAIL = 75;
+export const EX_NOPERM = 77;
 export const EX_CONFIG = 78;
 
 export interface SendmailArgs {
@@ -154,7 +155,9 @@ export function registerSendmail(program: Command): void {
         ctx = commandContext(cmd);
       } catch (err) {
         if (err instanceof ConfigError) throw new CliError(err.message, EX_CONFIG);
-        throw new CliError(`cannot open the store: ${(err as Error).message}`, EX_TEMPFAIL);
+        // Not allowed is not a passing trouble (EX_NOPERM); the rest may be (a locked store).
+        const denied = ['EACCES', 'EPERM'].includes((err as NodeJS.ErrnoException).code ?? '');
+        throw new CliError(`cannot open the store: ${(err as Error).message}`, denied ? EX_NOPERM : EX_TEMPFAIL);
       }
       try {
         if (args.noop) return;

@@ -5,7 +5,10 @@
  */
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { addUser, baseConfig, cli, tempDir, writeConfig } from '../helpers/server.ts';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { addUser, baseConfig, cli, CLI, tempDir, writeConfig } from '../helpers/server.ts';
 import { dataDirOf, mailbox } from '../helpers/mailbox.ts';
 import { parseMail } from '../helpers/parse-mail.ts';
 import { queueJson } from '../helpers/relay.ts';
@@ -112,5 +115,34 @@ describe('mailnest sendmail', () => {
     const r = cli(small, ['sendmail', 'alice@example.test'], `Subject: big\n\n${'line of text\n'.repeat(200)}`);
     assert.equal(r.status, 65, r.stderr);
     assert.match(r.stderr, /too large/);
+  });
+});
+
+describe('sendmail by a user who may not write the data directory', () => {
+  it('exits 77 (EX_NOPERM) and names what it cannot write', (t) => {
+    const asRoot = process.getuid?.() === 0;
+    // As root the command runs as nobody, who must be able to read this checkout.
+    if (asRoot && spawnSync(process.execPath, ['-e', `require('fs').accessSync(${JSON.stringify(CLI)})`], { uid: 65534, gid: 65534 }).status !== 0) {
+      t.skip('nobody cannot read this checkout, so no user without write access can run the command');
+      return;
+    }
+    const dir = tempDir();
+    const configFile = writeConfig(dir, baseConfig(dir));
+    addUser(configFile, 'alice@example.test', 'pw-alice-123');
+    // The config readable by all, the data directory (0700) not: run as nobody when we are
+    // root, otherwise take the write permission away from ourselves.
+    fs.chmodSync(dir, 0o755);
+    fs.chmodSync(configFile, 0o644);
+    const dataDir = path.join(dir, 'data');
+    if (!asRoot) fs.chmodSync(dataDir, 0o500);
+    try {
+      const r = spawnSync(process.execPath, [CLI, '-c', configFile, 'sendmail', 'alice@example.test'], {
+        input: 'Subject: x\n\ny\n', encoding: 'utf8', timeout: 60_000, ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
+      });
+      assert.equal(r.status, 77, r.stderr);
+      assert.equal(r.stderr, `mailnest: cannot open the store: cannot open ${path.join(dataDir, 'mailnest.sqlite')}: ${dataDir} is not writable by this user; run mailnest as the user that owns data_dir\n`);
+    } finally {
+      fs.chmodSync(dataDir, 0o700);
+    }
   });
 });

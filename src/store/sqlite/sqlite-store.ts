@@ -91,7 +91,7 @@ export class SqliteStore implements Store {
   constructor(dataDir: string, opts: { fdatasync?: (fd: number) => Promise<void>; segmentBytes?: number } = {}) {
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
     this.file = path.join(dataDir, 'mailnest.sqlite');
-    this.db = new DatabaseSync(this.file, { timeout: 10_000 });
+    this.db = openDatabase(this.file);
     // mmap for reads: message bodies are read straight from the mapped file instead of one
     // read() per page (about 8x faster when streaming mail out over POP3); writes are unchanged.
     // synchronous = NORMAL: durability comes from WalSync before anything is acknowledged.
@@ -704,6 +704,26 @@ export class SqliteStore implements Store {
     this.files.close();
     this.log.close();
     this.db.close();
+  }
+}
+
+/** Opens the database; a directory or file this user may not write is said so, with the path
+ *  (SQLite would only say "unable to open database file"), as an EACCES error. */
+function openDatabase(file: string): DatabaseSync {
+  try {
+    return new DatabaseSync(file, { timeout: 10_000 });
+  } catch (err) {
+    for (const target of [path.dirname(file), file]) {
+      try {
+        fs.accessSync(target, fs.constants.R_OK | fs.constants.W_OK);
+      } catch (access) {
+        if ((access as NodeJS.ErrnoException).code !== 'EACCES') continue;
+        const e = new Error(`cannot open ${file}: ${target} is not writable by this user; run mailnest as the user that owns data_dir`) as NodeJS.ErrnoException;
+        e.code = 'EACCES';
+        throw e;
+      }
+    }
+    throw err;
   }
 }
 
