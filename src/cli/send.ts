@@ -3,6 +3,7 @@
  * (local mailboxes and the outbound queue) through the same path as SMTP. Prints the queue id.
  * Needs no running server: a running one picks the queued mail up, a stopped one on start.
  */
+import { isUtf8 } from 'node:buffer';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -108,13 +109,19 @@ async function send(ctx: Context, opts: SendOptions): Promise<string> {
 async function readBodyFile(file: string, option: string, max: number): Promise<string> {
   if (file === '-') {
     try {
-      return (await readStdinLimited(max)).toString('utf8');
+      return asText(await readStdinLimited(max));
     } catch (err) {
       if (err instanceof TooLarge) throw new CliError(`${option}: ${err.message}`);
       throw err;
     }
   }
-  return readAttachment(file, option, max).toString('utf8');
+  return asText(readAttachment(file, option, max));
+}
+
+/** UTF-8, or else Latin-1, which maps every byte to a character: what a script in a legacy
+ *  locale printed arrives whole instead of with U+FFFD where its bytes were. */
+function asText(bytes: Buffer): string {
+  return bytes.toString(isUtf8(bytes) ? 'utf8' : 'latin1');
 }
 
 function readAttachment(file: string, option: string, max: number): Buffer {

@@ -84,6 +84,13 @@ describe('mailnest send to a local user (no server running)', () => {
     }
   });
 
+  it('reads text that is not UTF-8 as Latin-1, so no byte is lost', async () => {
+    const r = cli(configFile, ['send', '--to', 'owner@example.test', '--subject', 'latin1'], Buffer.from('caf\xe9 cr\xe8me\n', 'latin1'));
+    assert.equal(r.status, 0, r.stderr);
+    const mails = await mailbox(dataDirOf(dir), 'owner@example.test');
+    assert.equal(parseMail(mails[mails.length - 1]!).root.text, 'caf\u00e9 cr\u00e8me\n');
+  });
+
   it('refuses an unknown local recipient, naming it, and queues nothing', async () => {
     const before = (await mailbox(dataDirOf(dir), 'owner@example.test')).length;
     const r = cli(configFile, ['send', '--to', 'owner@example.test', '--to', 'nobody@example.test', '--text', 'x']);
