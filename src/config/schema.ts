@@ -9,7 +9,7 @@ import { parseDuration } from './duration.ts';
 const duration = z.string().transform((text, ctx) => {
   const ms = parseDuration(text);
   if (ms === undefined || ms <= 0) {
-    ctx.addIssue({ code: 'custom', message: 'a duration such as "30s", "5m", "2h" or "5d"' });
+    ctx.addIssue({ code: 'custom', message: `${ms === undefined ? 'a' : 'a longer'} duration such as "30s", "5m", "2h" or "5d"` });
     return z.NEVER;
   }
   return ms;

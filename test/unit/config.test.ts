@@ -41,6 +41,7 @@ const refused: [unknown, RegExp][] = [
   [{ limits: { pop3_idle_timeout: '5m' } }, /at least "10m"/],
   [{ dns_servers: ['dns.example'] }, /dns_servers\[0\] = "dns.example" is not allowed: expected an IP address with an optional port/],
   [{ domains: 'example.org' }, /domains = "example.org" is not allowed: expected an array$/],
+  [{ checks: { timeout: '0s' } }, /checks\.timeout = "0s" is not allowed: expected a longer duration such as "30s"/],
 ];
 for (const [raw, message] of refused) {
   test(`refused with the key, the value and what is allowed: ${JSON.stringify(raw)}`, () => {
