@@ -90,7 +90,7 @@ test('From, Date and Message-ID are added when missing; -f sets the sender, -F t
 test('the null sender and unqualified senders', () => {
   assert.equal(prep('\nx\n', { recipients: ['a@example.org'], sender: '<>' }).sender, '');
   assert.equal(prep('\nx\n', { recipients: ['a@example.org'], sender: 'backup' }).sender, 'backup@example.test');
-  assert.throws(() => prep('\nx\n', { recipients: ['a@example.org'], sender: 'a b@@c' }), (e: unknown) => e instanceof SubmittedError && e.problem === 'usage');
+  assert.throws(() => prep('\nx\n', { recipients: ['a@example.org'], sender: 'a b@@c' }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data');
 });
 
 test('a lone dot ends the input unless -i; no dot-unstuffing', () => {
