@@ -294,14 +294,14 @@ export class Connection<E, R> implements IdleMember {
   }
 }
 
-/**
- * The server side of a TLS handshake on an accepted socket (implicit TLS, or after STARTTLS),
- * bounded by `timeoutMs` like any other wait for the client. Resolves undefined (socket
- * destroyed) when it fails or times out.
- */
 /** How a server-side TLS handshake ended: the secure socket, or why there is none. */
 export type Handshake = { secure: tls.TLSSocket } | { failure: 'TLS handshake timed out' | 'TLS handshake failed' };
 
+/**
+ * The server side of a TLS handshake on an accepted socket (implicit TLS, or after STARTTLS),
+ * bounded by `timeoutMs` like any other wait for the client. When it fails or times out, the
+ * socket is destroyed and the failure says which.
+ */
 export function serverHandshake(raw: net.Socket, context: tls.SecureContext, timeoutMs: number): Promise<Handshake> {
   const secure = new tls.TLSSocket(raw, { isServer: true, secureContext: context });
   return new Promise((resolve) => {
