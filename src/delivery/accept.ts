@@ -36,7 +36,13 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
       if (!outbound.has(key)) outbound.set(key, { address: r.address, ...(r.notify ? { notify: r.notify } : {}), ...(r.orcpt ? { orcpt: r.orcpt } : {}) });
     } else {
       for (const u of r.resolution.users) users.set(u.id, u);
-      for (const f of r.resolution.forward) if (!outbound.has(sameMailboxKey(f))) outbound.set(sameMailboxKey(f), { address: f });
+      // A copy an alias sends on remembers the address the sender used (RFC 3461 §4.2), so that
+      // a bounce names it, with the NOTIFY the sender asked for.
+      for (const f of r.resolution.forward) {
+        if (!outbound.has(sameMailboxKey(f))) {
+          outbound.set(sameMailboxKey(f), { address: f, ...(r.notify ? { notify: r.notify } : {}), orcpt: r.orcpt ?? `rfc822;${r.address}` });
+        }
+      }
     }
   }
   const single = s.recipients.length === 1 ? s.recipients[0]!.address : undefined;

@@ -70,6 +70,7 @@ describe('relay failures and bounces', () => {
       queue: { retry: ['1s', '2s'], poll_interval: '200ms', max_age: '4s', delay_warning: '1s' },
     }));
     addUser(configFile, 'alice@example.test', 'secret-pw');
+    assert.equal(cli(configFile, ['alias', 'add', 'old-friend@example.test', 'moved@remote.test']).status, 0);
     server = await startMailnest(dir, configFile);
   });
 
@@ -113,6 +114,22 @@ describe('relay failures and bounces', () => {
     // The bounce went in from the null sender and was not itself queued anywhere.
     const raw = (await mailbox(dataDir, 'alice@example.test')).find((m) => m.includes('hardfailure@example.test'))!;
     assert.match(raw.toString('latin1'), /^Return-Path: <>\r\n/);
+  });
+
+  it('a bounce for a copy an alias sent on names the address the sender used', async () => {
+    replies.set('moved@remote.test', ['550 5.1.1 <moved@remote.test>: no such user']);
+    inject(configFile, 'alice@example.test', ['old-friend@example.test'], message('via alias'));
+    const dataDir = path.join(dir, 'data');
+    let report: any;
+    await until('the bounce', async () => {
+      for (const m of await mailbox(dataDir, 'alice@example.test')) {
+        const p = parseReport(m);
+        if (p.original?.includes('viaalias@example.test')) report = p;
+      }
+      return report !== undefined;
+    });
+    assert.equal(report.recipients[0]['Final-Recipient'], 'rfc822; moved@remote.test');
+    assert.equal(report.recipients[0]['Original-Recipient'], 'rfc822;old-friend@example.test');
   });
 
   it('delivers to a peer that was down, on `queue retry --all` and on schedule', async () => {
