@@ -16,7 +16,8 @@
  *   its structure.
  *
  * Addresses without a domain ("root", as cron writes them) get the first local domain, as
- * Postfix's append_at_myorigin does.
+ * Postfix's append_at_myorigin does: in the recipients, and in an address field that names one
+ * such address.
  */
 import addressparser from 'nodemailer/lib/addressparser';
 import MimeNode from 'nodemailer/lib/mime-node';
@@ -106,6 +107,25 @@ export function parseRecipients(value: string, where: string, domain: string): s
   return out;
 }
 
+/** Fields that name one address each in what cron and its kind write. */
+const ADDRESS_FIELD = /^(?:from|to|cc|reply-to|sender)$/i;
+/** `root`, `root (Cron Daemon)`, `"(Cron Daemon)" <root>`: one address without a domain. */
+const BARE_ADDRESS = /^([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+)(\s*\([^()]*\))?$/;
+const BARE_ANGLE_ADDRESS = /^([^,@<>]*<)([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+)(>)$/;
+
+/**
+ * The field's value with the domain added to its one address, when that address has none (as
+ * cron writes `To: root`; Postfix's append_at_myorigin does the same); undefined for anything
+ * else, which is left exactly as it was.
+ */
+function qualifyField(value: string, domain: string): string | undefined {
+  const bare = BARE_ADDRESS.exec(value);
+  if (bare) return `${bare[1]}@${domain}${bare[2] ?? ''}`;
+  const angle = BARE_ANGLE_ADDRESS.exec(value);
+  if (angle) return `${angle[1]}${angle[2]}@${domain}${angle[3]}`;
+  return undefined;
+}
+
 function fieldValue(f: Field): string {
   return Buffer.concat(f.lines.map((l, i) => (i === 0 ? l : Buffer.concat([Buffer.from(' '), l]))))
     .toString('utf8').slice(f.name.length).replace(/^[ \t]*:/, '').replace(/[ \t]+/g, ' ').trim();
@@ -170,7 +190,8 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
     if (f.name.toLowerCase() === 'subject' && f.lines.some(needsEncoding)) {
       return { name: f.name, lines: headerLine(`Subject: ${MimeNode.encodeHeaderValue('Subject', fieldValue(f))}`) };
     }
-    return f;
+    const qualified = ADDRESS_FIELD.test(f.name) ? qualifyField(fieldValue(f), o.domain) : undefined;
+    return qualified ? { name: f.name, lines: headerLine(`${f.name}: ${qualified}`) } : f;
   });
   const address = sender || qualify(o.defaultSender, o.domain);
   const from = o.fullName ? MimeNode.encodeHeaderValue('From', [{ name: o.fullName, address }] as never) : address;

@@ -64,6 +64,16 @@ test('-t takes To, Cc and Bcc, adds argument recipients, and strips Bcc', () => 
   assert.equal(r.sender, 'root@example.test');
 });
 
+test('an address without a domain in From, To, Cc, Reply-To, Sender gets one, as cron writes them; lists stay as written', () => {
+  const input = 'From: root (Cron Daemon)\nTo: root\nCc: "(Cron Daemon)" <backup>\nReply-To: ops.team\nSender: Ops <ops@example.org>\nX-To: root\nSubject: Cron <root@vm> run-parts\n\nout\n';
+  const text = prep(input, { extractRecipients: true }).message.toString();
+  const header = text.slice(0, text.indexOf('\r\n\r\n'));
+  for (const line of ['From: root@example.test (Cron Daemon)', 'To: root@example.test', 'Cc: "(Cron Daemon)" <backup@example.test>',
+    'Reply-To: ops.team@example.test', 'Sender: Ops <ops@example.org>', 'X-To: root', 'Subject: Cron <root@vm> run-parts']) {
+    assert.ok(header.split('\r\n').includes(line), `${line}\n---\n${header}`);
+  }
+});
+
 test('Bcc is stripped without -t too; recipients come from the arguments only', () => {
   const r = prep('To: a@example.org\nBcc: hidden@example.org\n\nx\n', { recipients: ['a@example.org'] });
   assert.deepEqual(r.recipients, ['a@example.org']);
