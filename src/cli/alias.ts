@@ -19,7 +19,7 @@ export function registerAlias(program: Command): void {
           if (typeof parseMailbox(t, true) === 'string') throw new UsageError(`target ${JSON.stringify(t)} is not a valid address`);
         }
         const after = await ctx.recipients.resolveWithTargets(name, targets);
-        if (after.kind === 'unknown' && after.loop) {
+        if (after.kind === 'unknown' && after.why === 'loop') {
           throw new CliError(`${name} -> ${targets.join(', ')} would make a loop: its aliases would lead back to themselves and its mail to nobody`);
         }
         await ctx.store.addAlias(name, targets);

@@ -9,9 +9,10 @@ import { addressKey } from '../store/store.ts';
 export type Resolution =
   /** Local users (deduplicated) and any non-local targets that local aliases point to. */
   | { kind: 'local'; users: UserRecord[]; forward: string[] }
-  /** The domain is ours but the address reaches nobody: no user or alias has it, or (`loop`)
-   *  its aliases only lead back to themselves or deeper than MAX_ALIAS_DEPTH. */
-  | { kind: 'unknown'; loop?: true }
+  /** The domain is ours but the address reaches nobody: no user or alias has it, or it is an
+   *  alias whose targets only lead back to it or deeper than MAX_ALIAS_DEPTH (`loop`), or to
+   *  local addresses that do not exist (`dangling`). */
+  | { kind: 'unknown'; why?: 'loop' | 'dangling' }
   /** The domain is not ours: the message goes to the outbound queue. */
   | { kind: 'remote' };
 
@@ -35,6 +36,8 @@ interface Expansion {
   forward: Map<string, string>;
   seen: Set<string>;
   loop: boolean;
+  /** An alias was met on the way. */
+  alias: boolean;
   aliasTargets: AliasLookup;
 }
 
@@ -70,8 +73,8 @@ export class Recipients {
 
   private async resolveWith(address: string, aliasTargets: AliasLookup): Promise<Resolution> {
     if (!this.isLocalAddress(address)) return { kind: 'remote' };
-    const x: Expansion = { users: new Map(), forward: new Map(), seen: new Set(), loop: false, aliasTargets };
-    if (!(await this.expand(address, 0, x))) return x.loop ? { kind: 'unknown', loop: true } : { kind: 'unknown' };
+    const x: Expansion = { users: new Map(), forward: new Map(), seen: new Set(), loop: false, alias: false, aliasTargets };
+    if (!(await this.expand(address, 0, x))) return x.loop ? { kind: 'unknown', why: 'loop' } : x.alias ? { kind: 'unknown', why: 'dangling' } : { kind: 'unknown' };
     return { kind: 'local', users: [...x.users.values()], forward: [...x.forward.values()] };
   }
 
@@ -95,6 +98,7 @@ export class Recipients {
     }
     const targets = await x.aliasTargets(address);
     if (targets) {
+      x.alias = true;
       if (depth >= MAX_ALIAS_DEPTH) {
         x.loop = true;
         return false;

@@ -53,16 +53,16 @@ export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<str
   }
   const resolved: ResolvedRecipient[] = [];
   const unknown: string[] = [];
-  const looping = new Set<string>();
+  const why = new Map<string, string>();
   for (const address of recipients) {
     const resolution = await ctx.recipients.resolve(address);
     if (resolution.kind === 'unknown') {
       unknown.push(address);
-      if (resolution.loop) looping.add(address);
+      if (resolution.why) why.set(address, resolution.why === 'loop' ? 'its aliases lead back to themselves' : 'an alias whose targets do not exist');
     } else resolved.push({ address, resolution });
   }
   if (unknown.length > 0) {
-    const named = unknown.map((a) => (looping.has(a) ? `${a} (its aliases lead back to themselves)` : a));
+    const named = unknown.map((a) => (why.has(a) ? `${a} (${why.get(a)})` : a));
     throw new SubmitError('unknown-recipient', `no such local user or alias: ${named.join(', ')}`, unknown);
   }
   return acceptMessage(ctx.store, {

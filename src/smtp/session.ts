@@ -613,9 +613,9 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
 
 /** A local address that reaches nobody (RFC 3463: X.1.1 bad destination mailbox, X.4.6 routing
  *  loop detected); RCPT names the address. */
-function unknownRecipient(r: { loop?: true }, address?: string): Reply {
+function unknownRecipient(r: { why?: 'loop' | 'dangling' }, address?: string): Reply {
   const subject = address === undefined ? '' : `<${address}>: Recipient address rejected: `;
-  return r.loop
+  return r.why === 'loop'
     ? reply(550, '5.4.6', `${subject}its aliases lead back to themselves`)
     : reply(550, '5.1.1', `${subject}no such user here`);
 }

@@ -48,6 +48,11 @@ test('alias add / list --json / remove', () => {
   assert.equal(taken.stderr, 'mailnest: LOOP1@example.test is an alias; remove it first (mailnest alias remove LOOP1@example.test)\n');
   // An existing user is said to exist, with or without a password given.
   assert.equal(cli(cfg, ['user', 'add', 'bob@example.test', '--password-stdin'], '').stderr, 'mailnest: user bob@example.test already exists\n');
+  // An alias may name a user to come; meanwhile mail to it is refused, saying why.
+  assert.equal(cli(cfg, ['alias', 'add', 'later@example.test', 'not-yet@example.test']).status, 0);
+  const dangling = cli(cfg, ['send', '--to', 'later@example.test', '--text', 'x']);
+  assert.equal(dangling.status, 1);
+  assert.equal(dangling.stderr, 'mailnest: no such local user or alias: later@example.test (an alias whose targets do not exist)\n');
   // A loop that also reaches someone is a list that names itself: allowed.
   assert.equal(cli(cfg, ['alias', 'add', 'loop2@example.test', 'loop1@example.test', 'd@remote.test']).status, 0);
 });
