@@ -93,6 +93,8 @@ function describe(err: NmError): string {
 export class SmtpClient {
   private conn: SMTPConnection;
   private broken = false;
+  /** A transaction is under way. */
+  private inFlight = false;
   /** Transactions sent on this connection. */
   sent = 0;
   readonly target: ClientTarget;
@@ -187,7 +189,8 @@ export class SmtpClient {
     if (this.broken) return Promise.resolve(all(false, false, 'connection lost'));
     const refusal = this.unsendable(message);
     if (refusal) return Promise.resolve(all(false, true, refusal));
-    return new Promise((resolve) => {
+    this.inFlight = true;
+    return new Promise<RecipientResult[]>((resolve) => {
       const onError = (err: NmError) => {
         this.broken = true;
         resolve(all(false, false, describe(err)));
@@ -236,6 +239,8 @@ export class SmtpClient {
           return { address, ok: true, permanent: false, reply };
         }));
       });
+    }).finally(() => {
+      this.inFlight = false;
     });
   }
 
@@ -258,7 +263,10 @@ export class SmtpClient {
   }
 
   close(): void {
-    if (this.broken) {
+    // A transaction under way is cut off: a QUIT now would be written into the message it is
+    // sending, which the server would then take.
+    if (this.broken || this.inFlight) {
+      this.broken = true;
       this.conn.close();
       return;
     }

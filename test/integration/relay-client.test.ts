@@ -12,6 +12,8 @@ interface NextHop {
   port: number;
   /** Every command line received (not the message's lines). */
   commands: string[];
+  /** The lines of the messages received (their final dots aside). */
+  data: string[];
   /** Resolves when the final dot of a message has arrived. */
   dot: Promise<void>;
   close(): void;
@@ -23,7 +25,7 @@ interface NextHop {
  */
 async function nextHop(extensions: string[], silent = false): Promise<NextHop> {
   let sawDot!: () => void;
-  const hop = { commands: [] as string[], dot: new Promise<void>((r) => { sawDot = r; }) };
+  const hop = { commands: [] as string[], data: [] as string[], dot: new Promise<void>((r) => { sawDot = r; }) };
   const server = net.createServer((s) => {
     s.write('220 hop.test ESMTP\r\n');
     let data = false;
@@ -38,7 +40,10 @@ async function nextHop(extensions: string[], silent = false): Promise<NextHop> {
         const line = text.slice(0, nl);
         text = text.slice(nl + 2);
         if (data) {
-          if (line !== '.') continue;
+          if (line !== '.') {
+            hop.data.push(line);
+            continue;
+          }
           data = false;
           sawDot();
           mute = silent;
@@ -128,6 +133,26 @@ test('opportunistic TLS: a STARTTLS handshake that fails is followed by a plaint
     assert.deepEqual(hop.commands.filter((c) => !/^(RCPT|DATA|QUIT)/.test(c)), ['EHLO mx.example.test', 'STARTTLS', 'EHLO mx.example.test', 'MAIL FROM:<a@example.test>']);
     client.close();
     await assert.rejects(connect(hop.port, 'opportunistic', true), /127\.0\.0\.1:\d+: /);
+  } finally {
+    hop.close();
+  }
+});
+
+test('closing a connection while a message streams cuts it off: no QUIT inside the message, and a temporary failure', async () => {
+  const hop = await nextHop(['8BITMIME']);
+  try {
+    const client = await connect(hop.port);
+    const slow = async function* () {
+      yield Buffer.from('Subject: t\r\n\r\nline one\r\n');
+      await new Promise((r) => setTimeout(r, 300));
+      yield Buffer.from('line two\r\n');
+    };
+    const sending = client.send(message('', { size: 40, content: () => Readable.from(slow()) }));
+    await new Promise((r) => setTimeout(r, 150));
+    client.close();
+    const [r] = await sending;
+    assert.deepEqual(r, { address: 'b@hop.test', ok: false, permanent: false, reply: 'connection closed before the reply' });
+    assert.ok(!hop.data.includes('QUIT'), `QUIT went into the message: ${JSON.stringify(hop.data)}`);
   } finally {
     hop.close();
   }
