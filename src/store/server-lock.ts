@@ -1,50 +1,50 @@
 /**
  * One server per data directory. Two would each think they hold every POP3 maildrop lock, and
- * both would deliver the queue. `data_dir/server.pid` names the running server; a file whose
- * process has ended, or that names this very process (a container's pid 1 after a restart),
- * is what a crash left, and is taken over. The CLI's other commands need no lock: SQLite
- * orders their writes.
+ * both would deliver the queue. The lock is SQLite's own (an fcntl lock) on
+ * `data_dir/server.lock`, held by an exclusive transaction for as long as the server runs. The
+ * system lets go of it when the process ends, however it ends: nothing a crash leaves behind
+ * stands in the way (a pid file would, once its pid belonged to another process), and two
+ * servers starting at the same moment cannot both take it. `server.pid` names the holder, for
+ * the message the next one gives. The CLI's other commands need no lock: SQLite orders their
+ * writes.
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { processRuns } from './process-alive.ts';
+import { DatabaseSync } from 'node:sqlite';
+
+/** SQLite's result code for a lock held elsewhere. */
+const SQLITE_BUSY = 5;
 
 export class ServerLock {
-  private readonly file: string;
+  private readonly db: DatabaseSync;
+  private readonly pidFile: string;
 
-  private constructor(file: string) {
-    this.file = file;
+  private constructor(db: DatabaseSync, pidFile: string) {
+    this.db = db;
+    this.pidFile = pidFile;
   }
 
   /** Throws, naming the other server, when one runs on `dataDir`. */
   static acquire(dataDir: string): ServerLock {
     fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
-    const file = path.join(dataDir, 'server.pid');
-    // Written whole under another name, then linked: no one ever reads a half-written pid.
-    const tmp = `${file}.${process.pid}.tmp`;
-    fs.writeFileSync(tmp, `${process.pid}\n`, { mode: 0o600 });
+    const pidFile = path.join(dataDir, 'server.pid');
+    const db = new DatabaseSync(path.join(dataDir, 'server.lock'), { timeout: 0 });
     try {
-      for (;;) {
-        try {
-          fs.linkSync(tmp, file);
-          return new ServerLock(file);
-        } catch (err) {
-          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        }
-        const pid = Number.parseInt(readIfThere(file), 10);
-        if (pid > 0 && pid !== process.pid && processRuns(pid)) {
-          throw new Error(`data_dir ${dataDir} is in use by another mailnest server (pid ${pid}); stop it, or give this one a data_dir of its own`);
-        }
-        // Stale: taken over (if another starting server takes it first, the loop sees it run).
-        fs.rmSync(file, { force: true });
-      }
-    } finally {
-      fs.rmSync(tmp, { force: true });
+      db.exec('PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE');
+    } catch (err) {
+      db.close();
+      if ((err as { errcode?: number }).errcode !== SQLITE_BUSY) throw err;
+      const pid = Number.parseInt(readIfThere(pidFile), 10);
+      throw new Error(`data_dir ${dataDir} is in use by another mailnest server${pid > 0 ? ` (pid ${pid})` : ''}; stop it, or give this one a data_dir of its own`);
     }
+    fs.writeFileSync(pidFile, `${process.pid}\n`, { mode: 0o600 });
+    return new ServerLock(db, pidFile);
   }
 
   release(): void {
-    if (readIfThere(this.file).trim() === String(process.pid)) fs.rmSync(this.file, { force: true });
+    if (!this.db.isOpen) return;
+    fs.rmSync(this.pidFile, { force: true });
+    this.db.close();
   }
 }
 

@@ -37,7 +37,6 @@ import { promisify } from 'node:util';
 import zlib from 'node:zlib';
 import { after, totalLength } from '../../chunks.ts';
 import type { PiecePool } from './piece-pool.ts';
-import { processRuns } from '../process-alive.ts';
 import { readPieces } from './read-pieces.ts';
 import { SharedFlush } from './shared-flush.ts';
 
@@ -310,7 +309,13 @@ interface Marker {
  */
 function writerGone(m: Marker): boolean {
   if (m.pid === process.pid) return !OURS.has(m.token);
-  return !processRuns(m.pid);
+  try {
+    process.kill(m.pid, 0);
+    return false;
+  } catch (err) {
+    // EPERM: it runs, as another user.
+    return (err as NodeJS.ErrnoException).code !== 'EPERM';
+  }
 }
 
 function unlinkIfThere(file: string): void {
