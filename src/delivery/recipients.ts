@@ -34,7 +34,10 @@ type AliasLookup = (address: string) => Promise<string[] | undefined>;
 interface Expansion {
   users: Map<number, UserRecord>;
   forward: Map<string, string>;
+  /** Every address met so far. */
   seen: Set<string>;
+  /** The addresses of the alias chain being followed now. */
+  path: Set<string>;
   loop: boolean;
   /** An alias was met on the way. */
   alias: boolean;
@@ -73,7 +76,7 @@ export class Recipients {
 
   private async resolveWith(address: string, aliasTargets: AliasLookup): Promise<Resolution> {
     if (!this.isLocalAddress(address)) return { kind: 'remote' };
-    const x: Expansion = { users: new Map(), forward: new Map(), seen: new Set(), loop: false, alias: false, aliasTargets };
+    const x: Expansion = { users: new Map(), forward: new Map(), seen: new Set(), path: new Set(), loop: false, alias: false, aliasTargets };
     if (!(await this.expand(address, 0, x))) return x.loop ? { kind: 'unknown', why: 'loop' } : x.alias ? { kind: 'unknown', why: 'dangling' } : { kind: 'unknown' };
     return { kind: 'local', users: [...x.users.values()], forward: [...x.forward.values()] };
   }
@@ -81,11 +84,24 @@ export class Recipients {
   /** Adds what `address` reaches to `x`; false when it reaches nobody new. */
   private async expand(address: string, depth: number, x: Expansion): Promise<boolean> {
     const key = addressKey(address);
-    if (x.seen.has(key)) {
+    // Back to an address of the chain being followed: a loop. Met before by another way (two
+    // lists naming one user): counted then.
+    if (x.path.has(key)) {
       x.loop = true;
       return false;
     }
+    if (x.seen.has(key)) return false;
     x.seen.add(key);
+    x.path.add(key);
+    try {
+      return await this.reach(address, depth, x);
+    } finally {
+      x.path.delete(key);
+    }
+  }
+
+  private async reach(address: string, depth: number, x: Expansion): Promise<boolean> {
+    const key = addressKey(address);
     if (!this.isLocalAddress(address)) {
       x.forward.set(key, address);
       return true;
@@ -111,15 +127,26 @@ export class Recipients {
     const tag = local.indexOf(TAG_DELIMITER);
     if (tag > 0) return this.expand(`${local.slice(0, tag)}@${domain}`, depth + 1, x);
     // RFC 5321 §4.5.1: every local domain has a postmaster; unless a user or alias has that
-    // name, it is the domain's first user.
+    // name, it is the domain's first user, or the first user of all for a domain without any.
     if (local.toLowerCase() === 'postmaster') {
-      const first = await this.store.firstUser(domain);
+      const first = await this.postmaster(domain);
       if (first) {
         x.users.set(first.id, first);
         return true;
       }
     }
     return false;
+  }
+
+  private async postmaster(domain: string): Promise<UserRecord | undefined> {
+    const own = await this.store.firstUser(domain);
+    if (own) return own;
+    let first: UserRecord | undefined;
+    for (const d of this.domains) {
+      const u = await this.store.firstUser(d);
+      if (u && (!first || u.id < first.id)) first = u;
+    }
+    return first;
   }
 
   /** A user may send as its own address and as any alias that delivers to it (submission MAIL FROM). */

@@ -53,6 +53,8 @@ test('alias add / list --json / remove', () => {
   const dangling = cli(cfg, ['send', '--to', 'later@example.test', '--text', 'x']);
   assert.equal(dangling.status, 1);
   assert.equal(dangling.stderr, 'mailnest: no such local user or alias: later@example.test (an alias whose targets do not exist)\n');
+  // A target named twice is no loop.
+  assert.equal(cli(cfg, ['alias', 'add', 'twice@example.test', 'ghost@example.test', 'GHOST@example.test']).status, 0);
   // A loop that also reaches someone is a list that names itself: allowed.
   assert.equal(cli(cfg, ['alias', 'add', 'loop2@example.test', 'loop1@example.test', 'd@remote.test']).status, 0);
 });

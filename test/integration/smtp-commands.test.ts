@@ -269,7 +269,7 @@ test('a message is stored once per user with Return-Path and Received, aliases e
 
 test('postmaster (bare and in every local domain), sub-addresses, and aliases that loop', async () => {
   f = await startFixture({
-    config: { domains: ['example.test', 'other.test'] },
+    config: { domains: ['example.test', 'other.test', 'empty.test'] },
     // bob was created after alice, carol is other.test's only user.
     users: { 'alice@example.test': PASSWORD, 'bob@example.test': PASSWORD, 'carol@other.test': PASSWORD },
     aliases: {
@@ -278,13 +278,18 @@ test('postmaster (bare and in every local domain), sub-addresses, and aliases th
       'self@example.test': ['self@example.test'],
       'half@example.test': ['half@example.test', 'bob@example.test'],
       'list@example.test': ['bob@example.test'],
+      // Two lists naming one missing address: nobody to reach, but no loop either.
+      'all@example.test': ['team1@example.test', 'team2@example.test'],
+      'team1@example.test': ['carol@example.test'],
+      'team2@example.test': ['carol@example.test'],
     },
   });
   const c = await f.open('smtp');
   await c.ehlo('relay.remote.test');
   assert.equal((await c.cmd('MAIL FROM:<sender@remote.test>')).code, 250);
   // RFC 5321 §4.5.1 and §4.1.1.3: postmaster, with or without a domain, in any case.
-  for (const rcpt of ['<Postmaster>', '<postmaster@example.test>', '<POSTMASTER@other.test>', '<alice+news@example.test>', '<list+x@example.test>']) {
+  // A domain without users has one all the same: the first user of all.
+  for (const rcpt of ['<Postmaster>', '<postmaster@example.test>', '<POSTMASTER@other.test>', '<postmaster@empty.test>', '<alice+news@example.test>', '<list+x@example.test>']) {
     const r = await c.cmd(`RCPT TO:${rcpt}`);
     assert.equal(r.code, 250, `${rcpt}: ${r.raw}`);
   }
@@ -298,6 +303,7 @@ test('postmaster (bare and in every local domain), sub-addresses, and aliases th
   assert.equal((await c.cmd('RCPT TO:<half@example.test>')).code, 250);
   // A tag does not make an unknown address known, nor a bare Postmaster with parameters break.
   assert.equal((await c.cmd('RCPT TO:<nobody+x@example.test>')).enhanced, '5.1.1');
+  assert.equal((await c.cmd('RCPT TO:<all@example.test>')).enhanced, '5.1.1');
   assert.equal((await c.cmd('RCPT TO:<postmasterx>')).code, 501);
   assert.equal((await c.cmd('DATA')).code, 354);
   assert.equal((await c.cmd('Subject: to the postmaster\r\n\r\nhi\r\n.')).code, 250);
