@@ -63,7 +63,7 @@ export function dkimRecord(privatePem: string): string {
 }
 
 /** A From field, and its value with continuation lines. */
-const FROM_FIELD = /(?:^|\r?\n)From:[ \t]*((?:[^\r\n]|\r?\n[ \t])*)/i;
+const FROM_FIELD = /(?:^|\r?\n)From[ \t]*:[ \t]*((?:[^\r\n]|\r?\n[ \t])*)/i;
 
 /** The domain of the first address in a From header value, lower-cased. */
 export function fromDomain(header: Buffer): string | undefined {

@@ -34,7 +34,8 @@ export function missingFields(has: (lowerCaseName: string) => boolean, c: Comple
 
 export interface Completed {
   message: Buffer[];
-  /** The addresses of the From field(s), as the message now has them. */
+  /** The addresses of the From field(s), as the message now has them ('' for an entry
+   *  without one). */
   from: string[];
 }
 
@@ -57,10 +58,13 @@ export function completeSubmission(message: Buffer[], c: Completion): Completed 
   return { message: [Buffer.concat([...kept.map((f) => f.bytes), added]), ...rest], from };
 }
 
-/** The addresses in an address-list field (RFC 5322 §3.4), display names and groups aside. */
+/** The addresses in an address-list field (RFC 5322 §3.4), display names and groups aside; ''
+ *  for an entry that has none (`From: victim`, `From: undisclosed:;`), so that it is not
+ *  taken for a field that names nobody in particular. */
 function addresses(field: Buffer): string[] {
   const value = field.toString('utf8').replace(/^[^:]*:/, '').replace(/\r\n([ \t])/g, '$1');
-  return addressparser(value, { flatten: true }).map((a) => a.address).filter((a) => a !== '');
+  const list = addressparser(value, { flatten: true }).map((a) => (a.address.includes('@') ? a.address : ''));
+  return list.length > 0 ? list : [''];
 }
 
 const CRLF = Buffer.from('\r\n');

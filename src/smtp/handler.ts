@@ -76,7 +76,7 @@ async function authenticate(ctx: Context, throttle: AuthThrottle, client: string
   return { kind: 'auth', disconnect: verdict.disconnect };
 }
 
-/** The first of `from` that `user` may not send as (the rule of MAIL FROM). */
+/** The first of `from` that `user` may not send as (the rule of MAIL FROM); '' names none. */
 async function foreignFrom(ctx: Context, user: string, from: string[]): Promise<string | undefined> {
   const record = await ctx.store.findUser(user);
   for (const address of from) {
@@ -102,9 +102,10 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
     // may name only the user's own addresses, as MAIL FROM may.
     const done = completeSubmission(d.body, { from: d.sender, hostname: ctx.config.hostname, now: new Date() });
     const foreign = await foreignFrom(ctx, d.user, done.from);
-    if (foreign) {
+    if (foreign !== undefined) {
       ctx.metrics.rejected.inc({ listener: role, reason: 'foreign_from' });
-      return { kind: 'deliver', failure: 'refused', message: `From: <${foreign}> is not one of your addresses` };
+      const message = foreign === '' ? 'From: names no address; it must name one of yours' : `From: <${foreign}> is not one of your addresses`;
+      return { kind: 'deliver', failure: 'refused', message };
     }
     body = done.message;
   }

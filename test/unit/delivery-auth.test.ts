@@ -52,6 +52,8 @@ describe('DKIM signing', () => {
     assert.equal(signer.signingDomain(Buffer.from('From: x@remote.test\r\n\r\n'), 'y@remote.test'), undefined);
     // Without a From field there is nothing DKIM could sign (RFC 6376 §5.4): it goes unsigned.
     assert.equal(signer.signingDomain(Buffer.from('Subject: no from\r\nX-From: a@example.test\r\n\r\n'), 'a@example.test'), undefined);
+    // White space before the colon is still a From field (RFC 5322 §4.5.3).
+    assert.equal(signer.signingDomain(Buffer.from('From : a@example.test\r\n\r\n'), 'a@example.test'), 'example.test');
   });
 });
 

@@ -47,4 +47,8 @@ test('the From addresses: display names, groups, folding and several fields asid
   assert.deepEqual(from('From: "Doe, J." <j@example.test>,\r\n =?utf-8?q?B=C3=A9a?= <b@remote.test>\r\n'), ['j@example.test', 'b@remote.test']);
   assert.deepEqual(from('From: team: x@example.test, y@example.test;\r\nFROM: z@example.test\r\n'), ['x@example.test', 'y@example.test', 'z@example.test']);
   assert.deepEqual(from('Subject: none\r\n'), ['a@example.test']);
+  // A From that names no address is not taken for one that names nobody in particular.
+  assert.deepEqual(from('From: victim\r\n'), ['']);
+  assert.deepEqual(from('From: undisclosed:;\r\n'), ['']);
+  assert.deepEqual(from('From : <x@example.test>\r\n'), ['x@example.test']);
 });
