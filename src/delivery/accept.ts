@@ -3,8 +3,7 @@
  * HTTP API: local copies (Return-Path + Received) for local users, one outbound entry for the
  * rest, all committed durably before the caller may say "accepted".
  */
-import type { DsnEnvelope, DsnRecipient, Store, UserRecord } from '../store/store.ts';
-import { sameMailboxKey } from '../mime/addresses.ts';
+import { addressKey, type DsnEnvelope, type DsnRecipient, type Store, type UserRecord } from '../store/store.ts';
 import { newQueueId } from '../store/queue-id.ts';
 import { receivedHeader, returnPathHeader, type ReceivedInfo } from './trace.ts';
 import type { Resolution } from './recipients.ts';
@@ -32,16 +31,15 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
   for (const r of s.recipients) {
     // One outbound copy per remote mailbox: the first naming of it, with its DSN parameters.
     if (r.resolution.kind === 'remote') {
-      const key = sameMailboxKey(r.address);
+      const key = addressKey(r.address);
       if (!outbound.has(key)) outbound.set(key, { address: r.address, ...(r.notify ? { notify: r.notify } : {}), ...(r.orcpt ? { orcpt: r.orcpt } : {}) });
     } else {
       for (const u of r.resolution.users) users.set(u.id, u);
       // A copy an alias sends on remembers the address the sender used (RFC 3461 §4.2), so that
       // a bounce names it, with the NOTIFY the sender asked for.
       for (const f of r.resolution.forward) {
-        if (!outbound.has(sameMailboxKey(f))) {
-          outbound.set(sameMailboxKey(f), { address: f, ...(r.notify ? { notify: r.notify } : {}), orcpt: r.orcpt ?? `rfc822;${r.address}` });
-        }
+        const key = addressKey(f);
+        if (!outbound.has(key)) outbound.set(key, { address: f, ...(r.notify ? { notify: r.notify } : {}), orcpt: r.orcpt ?? `rfc822;${r.address}` });
       }
     }
   }

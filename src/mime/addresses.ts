@@ -6,6 +6,7 @@
  */
 import addressparser from 'nodemailer/lib/addressparser';
 import { parseMailbox } from '../smtp/address.ts';
+import { addressKey } from '../store/store.ts';
 import { ComposeError } from './errors.ts';
 
 export interface NamedAddress {
@@ -48,19 +49,12 @@ export function parseSingleAddress(value: string, field: string): NamedAddress {
   return list[0]!;
 }
 
-/** What makes two addresses one mailbox: their text in any case. (RFC 5321 §2.4 lets only the
- *  mailbox's own host fold the local part's case, but every host in use does, and a message
- *  sent twice to one person is the likelier harm.) */
-export function sameMailboxKey(address: string): string {
-  return address.toLowerCase();
-}
-
-/** The addresses without repeats (see sameMailboxKey), each at its first place and spelling. */
+/** The addresses without repeats (by addressKey), each at its first place and spelling. */
 export function uniqueAddresses(addresses: string[]): string[] {
   const seen = new Set<string>();
   const out: string[] = [];
   for (const a of addresses) {
-    const key = sameMailboxKey(a);
+    const key = addressKey(a);
     if (!seen.has(key)) {
       seen.add(key);
       out.push(a);

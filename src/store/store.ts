@@ -206,8 +206,10 @@ export function isStorageFull(err: unknown): boolean {
   return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
-/** The lookup key of an address. Addresses are stored as given; lookups ignore case in the
- *  domain (RFC 5321 §2.4) and, as Postfix and Dovecot do, in the local part too. */
+/** The lookup key of an address, and what makes two addresses one mailbox. Addresses are
+ *  stored as given; lookups ignore case in the domain (RFC 5321 §2.4) and, as Postfix and
+ *  Dovecot do, in the local part too (§2.4 lets only the mailbox's own host fold it, but every
+ *  host in use does, and a message sent twice to one person is the likelier harm). */
 export function addressKey(address: string): string {
   return address.toLowerCase();
 }
