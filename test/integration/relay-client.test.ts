@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import { SmtpClient, type OutboundMessage } from '../../src/delivery/smtp-client.ts';
+import { addUser, baseConfig, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
+import { inject, queueJson } from '../helpers/relay.ts';
 
 interface NextHop {
   port: number;
@@ -154,6 +156,31 @@ test('closing a connection while a message streams cuts it off: no QUIT inside t
     assert.deepEqual(r, { address: 'b@hop.test', ok: false, permanent: false, reply: 'connection closed before the reply' });
     assert.ok(!hop.data.includes('QUIT'), `QUIT went into the message: ${JSON.stringify(hop.data)}`);
   } finally {
+    hop.close();
+  }
+});
+
+test('SIGTERM while a next hop sits on a message: the server exits 0 within its grace period and the message stays queued', async () => {
+  const hop = await nextHop(['8BITMIME'], true);
+  const dir = tempDir();
+  // A smarthost without TLS that would get the password: said at start (the route wins here).
+  const configFile = writeConfig(dir, baseConfig(dir, {
+    relay: { routes: { 'hop.test': `127.0.0.1:${hop.port}` }, smarthost: '127.0.0.1:1', smarthost_tls: 'none', username: 'u', password: 'p' },
+    queue: { poll_interval: '200ms' },
+  }));
+  addUser(configFile, 'a@example.test', 'pw-a-123');
+  const server = await startMailnest(dir, configFile);
+  try {
+    assert.ok(server.logs.some((l) => l.level === 40 && /relay\.password goes to the smarthost unencrypted/.test(String(l.msg))), 'no warning');
+    const id = inject(configFile, 'a@example.test', ['b@hop.test'], 'Subject: s\r\n\r\nx\r\n');
+    await hop.dot;
+    const started = Date.now();
+    assert.equal(await server.stop(), 0);
+    assert.ok(Date.now() - started < 20_000, `stopping took ${Date.now() - started} ms`);
+    assert.ok(server.logs.some((l) => l.msg === 'stopped'));
+    assert.equal(queueJson(configFile).find((e) => e.id === id)?.recipients[0]?.status, 'deferred');
+  } finally {
+    await server.kill();
     hop.close();
   }
 });
