@@ -74,6 +74,20 @@ describe('relay failures and bounces', () => {
     server = await startMailnest(dir, configFile);
   });
 
+  /** The report alice gets about the message `message(subject)`, once it is there. */
+  async function bounceOf(subject: string): Promise<any> {
+    const messageId = `${subject.replace(/\W/g, '')}@example.test`;
+    let report: any;
+    await until(`the bounce of "${subject}"`, async () => {
+      for (const m of await mailbox(path.join(dir, 'data'), 'alice@example.test')) {
+        const p = parseReport(m);
+        if (p.original?.includes(messageId)) report = p;
+      }
+      return report !== undefined;
+    });
+    return report;
+  }
+
   after(async () => {
     await server?.stop();
     await sink?.stop();
@@ -92,14 +106,7 @@ describe('relay failures and bounces', () => {
     replies.set('gone@remote.test', ['550 5.1.1 <gone@remote.test>: no such user']);
     const id = inject(configFile, 'alice@example.test', ['gone@remote.test'], message('hard failure'));
     const dataDir = path.join(dir, 'data');
-    let report: any;
-    await until('the bounce', async () => {
-      for (const m of await mailbox(dataDir, 'alice@example.test')) {
-        const p = parseReport(m);
-        if (p.original?.includes('hardfailure@example.test')) report = p;
-      }
-      return report !== undefined;
-    });
+    const report = await bounceOf('hard failure');
     assert.equal(report.type, 'multipart/report');
     assert.equal(report.report_type, 'delivery-status');
     assert.deepEqual(report.parts, ['text/plain', 'message/delivery-status', 'text/rfc822-headers']);
@@ -119,15 +126,7 @@ describe('relay failures and bounces', () => {
   it('a bounce for a copy an alias sent on names the address the sender used', async () => {
     replies.set('moved@remote.test', ['550 5.1.1 <moved@remote.test>: no such user']);
     inject(configFile, 'alice@example.test', ['old-friend@example.test'], message('via alias'));
-    const dataDir = path.join(dir, 'data');
-    let report: any;
-    await until('the bounce', async () => {
-      for (const m of await mailbox(dataDir, 'alice@example.test')) {
-        const p = parseReport(m);
-        if (p.original?.includes('viaalias@example.test')) report = p;
-      }
-      return report !== undefined;
-    });
+    const report = await bounceOf('via alias');
     assert.equal(report.recipients[0]['Final-Recipient'], 'rfc822; moved@remote.test');
     assert.equal(report.recipients[0]['Original-Recipient'], 'rfc822;old-friend@example.test');
   });
