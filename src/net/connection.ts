@@ -105,7 +105,7 @@ export class Connection<E, R> implements IdleMember {
     } catch (err) {
       outputs = this.fail(err);
     }
-    this.queue.push(...outputs);
+    this.queue.push(...joinWrites(outputs));
     void this.run();
   }
 
@@ -177,7 +177,7 @@ export class Connection<E, R> implements IdleMember {
         } finally {
           this.blocked = false;
         }
-        this.queue.unshift(...outputs);
+        this.queue.unshift(...joinWrites(outputs));
         return;
       }
       case 'starttls':
@@ -323,6 +323,32 @@ export function serverHandshake(raw: net.Socket, context: tls.SecureContext, tim
     secure.once('error', onFail);
     secure.once('close', onFail);
   });
+}
+
+/**
+ * Runs of text replies become one write. A client pipelining thousands of commands in one read
+ * then costs one string and one socket write, not an object per reply: while such a client does
+ * not read, those objects waited in the queue, and a hundred such clients held about a hundred
+ * megabytes (RFC 2920 §3.1 lets the server stop reading them; it still owed what it had read).
+ */
+function joinWrites<E>(outputs: Output<E>[]): Output<E>[] {
+  if (outputs.length < 2) return outputs;
+  const joined: Output<E>[] = [];
+  let texts: string[] = [];
+  const end = () => {
+    if (texts.length > 0) joined.push({ type: 'write', data: texts.join('') });
+    texts = [];
+  };
+  for (const out of outputs) {
+    if (out.type === 'write' && typeof out.data === 'string') {
+      texts.push(out.data);
+      continue;
+    }
+    end();
+    joined.push(out);
+  }
+  end();
+  return joined;
 }
 
 /** Socket errors end in 'close', which is where a connection is accounted for. */

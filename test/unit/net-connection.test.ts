@@ -156,3 +156,41 @@ test('a stream: the next batch is asked for only once the one before is on the n
   assert.deepEqual(queuedAtResume.filter((n) => n !== 0), []);
   assert.ok(Buffer.concat(got).equals(Buffer.concat(batches.flat())));
 });
+
+test('replies produced together go to the socket as one write, also while the client does not read them', { timeout: 30_000 }, async (t) => {
+  // Each line is answered with 2,048 replies, as a client pipelining 2,048 commands in one read
+  // would be. Held as 2,048 queued writes while such a client did not read, a hundred clients
+  // cost the server about a hundred megabytes.
+  const reply = `${'r'.repeat(1022)}\r\n`;
+  let received = 0;
+  const writes: number[] = [];
+  const server = net.createServer((socket) => {
+    const write = socket.write.bind(socket) as (data: string | Buffer, cb?: () => void) => boolean;
+    socket.write = ((data: string | Buffer, cb?: () => void) => {
+      writes.push(data.length);
+      return write(data, cb);
+    }) as typeof socket.write;
+    const session = new ToySession();
+    session.start = () => [];
+    session.receive = () => {
+      received++;
+      return Array.from({ length: 2048 }, () => ({ type: 'write' as const, data: reply }));
+    };
+    new Connection<E, string>({
+      socket, session, perform: handler.perform, idle: new IdleSweep(60_000),
+      log: pino({ level: 'silent' }), logFields: {}, onClose: () => {},
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  t.after(() => client.destroy());
+  client.pause();
+  for (let i = 0; i < 20; i++) {
+    client.write(`line ${i}\r\n`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  await new Promise((r) => setTimeout(r, 200));
+  assert.ok(received > 0 && received < 20, `${received} lines read from a client that reads nothing`);
+  assert.deepEqual(writes, Array(received).fill(2048 * reply.length), 'one write of all 2,048 replies per line read');
+});
