@@ -9,6 +9,7 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { IdleMember, IdleSweep } from './idle-sweep.ts';
 import type { Output, Session, TlsInfo } from './session.ts';
+import { inputTurn } from './turn-budget.ts';
 
 /** Output one connection writes in one turn of the event loop before the others get theirs. */
 const TURN_BUDGET = 1024 * 1024;
@@ -36,6 +37,8 @@ export class Connection<E, R> implements IdleMember {
   /** While an effect, a stream or a TLS upgrade is under way, input is held back. */
   private held: Buffer[] = [];
   private blocked = false;
+  /** Input waits for a later turn of the event loop (see onData). */
+  private deferred = false;
   private corked = false;
   /** Bytes written in this turn of the event loop (see pace). */
   private turnBytes = 0;
@@ -76,12 +79,24 @@ export class Connection<E, R> implements IdleMember {
 
   private onData = (chunk: Buffer): void => {
     this.lastActive = this.o.idle.tick;
-    if (this.blocked) {
+    if (this.blocked || this.deferred) {
       this.held.push(chunk);
       this.socket.pause();
       return;
     }
+    if (inputTurn.spent()) {
+      this.held.push(chunk);
+      this.socket.pause();
+      this.deferred = true;
+      inputTurn.defer(this.resumeDeferred);
+      return;
+    }
     this.push(() => this.o.session.receive(chunk));
+  };
+
+  private resumeDeferred = (): void => {
+    this.deferred = false;
+    if (!this.blocked && !this.running && !this.closed && this.held.length > 0) this.release();
   };
 
   private onClosed = (): void => this.ended();
@@ -129,7 +144,7 @@ export class Connection<E, R> implements IdleMember {
     } finally {
       this.running = false;
     }
-    if (!this.blocked && this.held.length > 0 && !this.closed) this.release();
+    if (!this.blocked && !this.deferred && this.held.length > 0 && !this.closed) this.release();
   }
 
   private async execute(out: Output<E>): Promise<void> {

@@ -194,3 +194,47 @@ test('replies produced together go to the socket as one write, also while the cl
   assert.ok(received > 0 && received < 20, `${received} lines read from a client that reads nothing`);
   assert.deepEqual(writes, Array(received).fill(2048 * reply.length), 'one write of all 2,048 replies per line read');
 });
+
+test('input of many busy connections is spread over turns of the event loop, so that new clients are accepted meanwhile', { timeout: 30_000 }, async (t) => {
+  // libuv accepts one connection a turn. Each read here costs its session 4 ms; ten clients
+  // send 1 MB each, which the system reads in pieces of up to 64 KiB, up to 32 in a row per
+  // socket: unbudgeted, one turn took hundreds of them.
+  let turn = 0;
+  let counting = true;
+  const count = () => {
+    turn++;
+    if (counting) setImmediate(count);
+  };
+  setImmediate(count);
+  t.after(() => { counting = false; });
+  const perTurn = new Map<number, number>();
+  let received = 0;
+  const server = net.createServer((socket) => {
+    const session = new ToySession();
+    session.start = () => [];
+    session.receive = (data) => {
+      received += data.length;
+      perTurn.set(turn, (perTurn.get(turn) ?? 0) + 1);
+      const until = performance.now() + 4;
+      while (performance.now() < until) { /* a session's work */ }
+      return [];
+    };
+    new Connection<E, string>({
+      socket, session, perform: handler.perform, idle: new IdleSweep(60_000),
+      log: pino({ level: 'silent' }), logFields: {}, onClose: () => {},
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const port = (server.address() as net.AddressInfo).port;
+  const clients = await Promise.all(Array.from({ length: 10 }, () => new Promise<net.Socket>((resolve) => {
+    const s = net.connect(port, '127.0.0.1', () => resolve(s));
+  })));
+  t.after(() => { for (const c of clients) c.destroy(); });
+  for (const c of clients) c.write(Buffer.alloc(1_000_000, 'x'));
+  while (received < 10_000_000) await new Promise((r) => setTimeout(r, 20));
+  // A 10 ms budget is at most three such reads in the poll phase and three in the check phase,
+  // where put-off input goes on. (Unbudgeted, up to 20 came in one turn.)
+  const most = Math.max(...perTurn.values());
+  assert.ok(most <= 6, `${most} reads in one turn`);
+});
