@@ -10,7 +10,9 @@
  *    smtpd on its own loopback port, nothing on port 25) delivering through virtual(8) into a
  *    Maildir; timed until every message is in Maildir/new, not just accepted.
  * Each is driven by smtp-source with the same flags: N messages, 1 KiB and 100 KiB, 1 and 20
- * sessions. Then mailnest holds 10,000 idle connections while new sessions time their greeting.
+ * sessions. Then mailnest holds 10,000 idle connections while new sessions time their greeting,
+ * and then 100 connections that pipeline NOOPs without ever reading a reply while new sessions
+ * are greeted and deliver.
  *
  * Everything started here is stopped here (also on Ctrl-C); the temp directory is removed
  * unless --keep is given.
@@ -35,6 +37,8 @@ const { values: opt } = parseArgs({
   options: {
     messages: { type: 'string', default: '5000' },
     idle: { type: 'string', default: '10000' },
+    flood: { type: 'string', default: '100' },
+    'no-throughput': { type: 'boolean', default: false },
     sizes: { type: 'string', default: '1024,102400' },
     sessions: { type: 'string', default: '1,20' },
     'cpu-prof': { type: 'string' },
@@ -44,6 +48,7 @@ const { values: opt } = parseArgs({
 });
 const MESSAGES = positive(opt.messages, '--messages');
 const IDLE = Number(opt.idle);
+const FLOOD = Number(opt.flood);
 const SIZES = opt.sizes.split(',').map((s) => positive(s, '--sizes'));
 const SESSIONS = opt.sessions.split(',').map((s) => positive(s, '--sessions'));
 const CPU_PROF = opt['cpu-prof'] ? path.resolve(opt['cpu-prof']) : undefined;
@@ -289,6 +294,8 @@ function storedMessages(dataDir: string): number {
 interface Postfix {
   port: number;
   maildirNew: string;
+  /** The master process's pid (its children are the smtpd and delivery processes). */
+  masterPid(): number;
   stop(): void;
 }
 
@@ -355,7 +362,8 @@ async function startPostfix(): Promise<Postfix> {
   };
   cleanups.push(stop);
   await waitForGreeting(port, 'Postfix smtpd');
-  return { port, maildirNew: path.join(vmail, 'bench', 'Maildir', 'new'), stop };
+  const masterPid = () => Number(fs.readFileSync(path.join(base, 'spool', 'pid', 'master.pid'), 'utf8').trim());
+  return { port, maildirNew: path.join(vmail, 'bench', 'Maildir', 'new'), masterPid, stop };
 }
 
 /**
@@ -505,6 +513,150 @@ async function idle(): Promise<IdleResult> {
   }
 }
 
+// ------------------------------------------------------------------ command flood
+
+interface FloodResult {
+  server: string;
+  connections: number;
+  /** Bytes of NOOP lines the flooders got written: read by the server or waiting in the kernel's buffers. */
+  sent: number;
+  /** Proportional set size of the server's processes (PSS: shared pages divided among them). */
+  memBefore: number;
+  memFlooded: number;
+  /** Milliseconds to each new session's greeting; Infinity where none came within 5 s. */
+  greetings: number[];
+  /** Messages a new session after another delivered in 10 s (5 s allowed per reply). */
+  delivered: number;
+}
+
+const FLOOD_BYTES = 24_000_000;
+
+/** The PSS of a process and its children, in bytes. */
+function pssTree(pid: number): number {
+  let total = 0;
+  const visit = (p: number) => {
+    try {
+      const m = fs.readFileSync(`/proc/${p}/smaps_rollup`, 'utf8').match(/^Pss:\s+(\d+) kB/m);
+      total += Number(m?.[1] ?? 0) * 1024;
+      const children = fs.readFileSync(`/proc/${p}/task/${p}/children`, 'utf8').trim();
+      for (const c of children ? children.split(' ') : []) visit(Number(c));
+    } catch { /* gone meanwhile */ }
+  };
+  visit(pid);
+  return total;
+}
+
+/** One SMTP dialogue, each reply awaited at most `timeoutMs`; true when the message got its 250. */
+function deliverOne(port: number, timeoutMs: number): Promise<boolean> {
+  const steps = ['EHLO probe.example.test', `MAIL FROM:<${SENDER}>`, `RCPT TO:<${RCPT}>`, 'DATA', 'Subject: probe\r\n\r\nwhile flooded\r\n.', 'QUIT'];
+  return new Promise((resolve) => {
+    const s = net.connect({ host: '127.0.0.1', port, localAddress: '127.0.0.2' });
+    let step = -1;
+    let buf = '';
+    let timer: NodeJS.Timeout;
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      s.destroy();
+      resolve(ok);
+    };
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => done(false), timeoutMs);
+    };
+    arm();
+    s.on('error', () => done(false));
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      if (!/(^|\n)\d{3} [^\n]*\n$/.test(buf)) return;
+      const code = buf.slice(buf.lastIndexOf('\n', buf.length - 2) + 1).slice(0, 3);
+      buf = '';
+      if (step === 4) return done(code === '250');
+      if (!/^[23]/.test(code)) return done(false);
+      step++;
+      arm();
+      s.write(`${steps[step]}\r\n`);
+    });
+  });
+}
+
+/**
+ * RFC 2920 §3.1 lets a client pipeline commands; clients that never read their replies must cost
+ * the server a bounded amount and must not shut others out. FLOOD connections each send up to
+ * 24 MB of `NOOP` lines, as fast as the server reads them, and read nothing (50 from each of
+ * 127.0.0.3, 127.0.0.4, ..., the servers' default limits per client). After 5 s, ten new
+ * sessions time their greeting, and then new sessions deliver one message after another for 10 s.
+ * `pid`: the server's process; its children count too.
+ */
+async function floodServer(server: string, port: number, pid: number): Promise<FloodResult> {
+  const sockets: net.Socket[] = [];
+  let sent = 0;
+  try {
+    const memBefore = pssTree(pid);
+    const block = Buffer.from('NOOP\r\n'.repeat(10_000));
+    for (let i = 0; i < FLOOD; i++) {
+      // 50 from each address: within both servers' default limit per client.
+      const s = net.connect({ port, host: '127.0.0.1', localAddress: `127.0.0.${3 + Math.floor(i / 50)}` });
+      s.pause();
+      s.on('error', () => {});
+      let mine = 0;
+      const pump = () => {
+        while (mine < FLOOD_BYTES) {
+          mine += block.length;
+          sent += block.length;
+          if (!s.write(block)) {
+            s.once('drain', pump);
+            return;
+          }
+        }
+      };
+      s.once('connect', () => s.write('EHLO flood.example.test\r\n', pump));
+      sockets.push(s);
+    }
+    await sleep(5000);
+    const greetings: number[] = [];
+    for (let i = 0; i < 10; i++) {
+      try {
+        const g = await greeting(port, '127.0.0.2', 5000);
+        g.socket.end('QUIT\r\n');
+        greetings.push(g.ms);
+      } catch {
+        greetings.push(Infinity);
+      }
+      await sleep(50);
+    }
+    let delivered = 0;
+    for (const end = performance.now() + 10_000; performance.now() < end;) {
+      if (await deliverOne(port, 5000)) delivered++;
+    }
+    const memFlooded = pssTree(pid);
+    // What a write has queued in this process never left it.
+    sent -= sockets.reduce((n, s) => n + s.writableLength, 0);
+    return { server, connections: FLOOD, sent, memBefore, memFlooded, greetings, delivered };
+  } finally {
+    for (const s of sockets) s.destroy();
+  }
+}
+
+async function flood(): Promise<FloodResult[]> {
+  const results: FloodResult[] = [];
+  const m = await startMailnest('flood');
+  try {
+    await sleep(500);
+    results.push(await floodServer('mailnest', m.port, m.pid));
+  } finally {
+    await m.stop();
+  }
+  if (WITH_POSTFIX) {
+    const p = await startPostfix();
+    try {
+      results.push(await floodServer('Postfix', p.port, p.masterPid()));
+    } finally {
+      p.stop();
+    }
+  }
+  return results;
+}
+
 // ------------------------------------------------------------------ report
 
 function percentile(xs: number[], p: number): number {
@@ -512,16 +664,18 @@ function percentile(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]!;
 }
 
-function report(rows: Row[], idleResult: IdleResult | undefined): string {
+function report(rows: Row[], idleResult: IdleResult | undefined, floodResults: FloodResult[]): string {
   const lines: string[] = [];
-  lines.push(`${MESSAGES.toLocaleString('en-US')} messages per case; msg/s = messages / wall time of smtp-source (Postfix delivered: until the last message is in the Maildir).`, '');
-  lines.push('Durable floor: bench/durable-floor.ts, a Node server that only appends each message to a file and fdatasyncs it before its 250.', '');
-  lines.push('| message | sessions | smtp-sink (protocol only) | durable floor | mailnest (250 = durable) | Postfix accepted | Postfix delivered to Maildir | mailnest / Postfix delivered | floor / Postfix delivered | mailnest peak RSS | mailnest CPU |');
-  lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
-  const opt = (n: number | undefined) => (n ? fmt(n) : '–');
-  const times = (n: number | undefined, d: number | undefined) => (n && d ? `${fmt(n / d, 2)}×` : '–');
-  for (const r of rows) {
-    lines.push(`| ${sizeName(r.size)} | ${r.sessions} | ${opt(r.sink)} | ${opt(r.floor)} | ${fmt(r.mailnest)} | ${opt(r.postfixAccept)} | ${opt(r.postfixDelivered)} | ${times(r.mailnest, r.postfixDelivered)} | ${times(r.floor, r.postfixDelivered)} | ${fmt(r.mailnestRss / MiB)} MiB | ${fmt(r.mailnestCpu, 1)} s |`);
+  if (rows.length > 0) {
+    lines.push(`${MESSAGES.toLocaleString('en-US')} messages per case; msg/s = messages / wall time of smtp-source (Postfix delivered: until the last message is in the Maildir).`, '');
+    lines.push('Durable floor: bench/durable-floor.ts, a Node server that only appends each message to a file and fdatasyncs it before its 250.', '');
+    lines.push('| message | sessions | smtp-sink (protocol only) | durable floor | mailnest (250 = durable) | Postfix accepted | Postfix delivered to Maildir | mailnest / Postfix delivered | floor / Postfix delivered | mailnest peak RSS | mailnest CPU |');
+    lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|');
+    const opt = (n: number | undefined) => (n ? fmt(n) : '–');
+    const times = (n: number | undefined, d: number | undefined) => (n && d ? `${fmt(n / d, 2)}×` : '–');
+    for (const r of rows) {
+      lines.push(`| ${sizeName(r.size)} | ${r.sessions} | ${opt(r.sink)} | ${opt(r.floor)} | ${fmt(r.mailnest)} | ${opt(r.postfixAccept)} | ${opt(r.postfixDelivered)} | ${times(r.mailnest, r.postfixDelivered)} | ${times(r.floor, r.postfixDelivered)} | ${fmt(r.mailnestRss / MiB)} MiB | ${fmt(r.mailnestCpu, 1)} s |`);
+    }
   }
   if (idleResult) {
     const g = idleResult.greetings;
@@ -537,6 +691,17 @@ function report(rows: Row[], idleResult: IdleResult | undefined): string {
     if (idleResult.sourceWhileHeld) lines.push(`| 1,000 × 1 KiB, 20 sessions, while held | ${fmt(idleResult.sourceWhileHeld)} msg/s |`);
     lines.push(`| mailnest peak RSS (whole idle run) | ${fmt(idleResult.hwm / MiB, 1)} MiB |`);
   }
+  if (floodResults.length > 0) {
+    lines.push('');
+    lines.push(`Command flood: ${fmt(FLOOD)} connections pipelining NOOPs without reading a reply; new sessions from another address meanwhile`);
+    lines.push('');
+    lines.push('| server | NOOP lines sent (read, or in the kernel\'s buffers) | memory (PSS) before | memory flooded | new session\'s greeting, median / max of 10 | messages delivered in 10 s, one session after another |');
+    lines.push('|---|---:|---:|---:|---:|---:|');
+    const ms = (n: number) => (Number.isFinite(n) ? `${fmt(n, 1)} ms` : 'none in 5 s');
+    for (const r of floodResults) {
+      lines.push(`| ${r.server} | ${fmt(r.sent / MiB)} MiB | ${fmt(r.memBefore / MiB, 1)} MiB | ${fmt(r.memFlooded / MiB, 1)} MiB | ${ms(percentile(r.greetings, 50))} / ${ms(Math.max(...r.greetings))} | ${fmt(r.delivered)} |`);
+    }
+  }
   return lines.join('\n');
 }
 
@@ -549,10 +714,11 @@ async function main(): Promise<void> {
   log(`mailnest SMTP accept benchmark: ${machine}; temp ${tmp}`);
   const loadBefore = load();
   if (CPU_PROF) fs.mkdirSync(CPU_PROF, { recursive: true });
-  const rows = await throughput();
+  const rows = opt['no-throughput'] ? [] : await throughput();
   const idleResult = IDLE > 0 ? await idle() : undefined;
+  const floodResults = FLOOD > 0 ? await flood() : [];
   // Other work on the machine skews every figure: the load average says whether it was quiet.
-  process.stdout.write(`\n${machine}; load average ${loadBefore} before, ${load()} after\n${report(rows, idleResult)}\n`);
+  process.stdout.write(`\n${machine}; load average ${loadBefore} before, ${load()} after\n${report(rows, idleResult, floodResults)}\n`);
 }
 
 main().then(() => {

@@ -195,10 +195,10 @@ test('replies produced together go to the socket as one write, also while the cl
   assert.deepEqual(writes, Array(received).fill(2048 * reply.length), 'one write of all 2,048 replies per line read');
 });
 
-test('input of many busy connections is spread over turns of the event loop, so that new clients are accepted meanwhile', { timeout: 30_000 }, async (t) => {
-  // libuv accepts one connection a turn. Each read here costs its session 4 ms; ten clients
-  // send 1 MB each, which the system reads in pieces of up to 64 KiB, up to 32 in a row per
-  // socket: unbudgeted, one turn took hundreds of them.
+test('input of busy connections is spread over turns of the event loop; a client that waits for each reply is not put behind them', { timeout: 30_000 }, async (t) => {
+  // libuv accepts one connection a turn, and a reply leaves at the end of one. Each large read
+  // here costs its session 4 ms; twenty clients send 1 MB each, which the system reads in
+  // pieces of up to 64 KiB, up to 32 in a row per socket: unbudgeted, one turn took about 20.
   let turn = 0;
   let counting = true;
   const count = () => {
@@ -208,11 +208,16 @@ test('input of many busy connections is spread over turns of the event loop, so 
   setImmediate(count);
   t.after(() => { counting = false; });
   const perTurn = new Map<number, number>();
+  const talkerTurns: number[] = [];
   let received = 0;
   const server = net.createServer((socket) => {
     const session = new ToySession();
     session.start = () => [];
     session.receive = (data) => {
+      if (data.length < 100) {
+        talkerTurns.push(turn);
+        return [{ type: 'write', data: 'ok\r\n' }];
+      }
       received += data.length;
       perTurn.set(turn, (perTurn.get(turn) ?? 0) + 1);
       const until = performance.now() + 4;
@@ -227,14 +232,23 @@ test('input of many busy connections is spread over turns of the event loop, so 
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.after(() => server.close());
   const port = (server.address() as net.AddressInfo).port;
-  const clients = await Promise.all(Array.from({ length: 10 }, () => new Promise<net.Socket>((resolve) => {
+  const connect = () => new Promise<net.Socket>((resolve) => {
     const s = net.connect(port, '127.0.0.1', () => resolve(s));
-  })));
-  t.after(() => { for (const c of clients) c.destroy(); });
-  for (const c of clients) c.write(Buffer.alloc(1_000_000, 'x'));
-  while (received < 10_000_000) await new Promise((r) => setTimeout(r, 20));
-  // A 10 ms budget is at most three such reads in the poll phase and three in the check phase,
-  // where put-off input goes on. (Unbudgeted, up to 20 came in one turn.)
+  });
+  const [talker, ...flooders] = await Promise.all(Array.from({ length: 21 }, connect));
+  t.after(() => { for (const c of [talker!, ...flooders]) c.destroy(); });
+  for (const c of flooders) c.write(Buffer.alloc(1_000_000, 'x'));
+  // The talker sends a line, waits for its reply, and so on, while the others are read.
+  talker!.on('data', () => { if (received < 15_000_000) talker!.write('line\r\n'); });
+  talker!.write('line\r\n');
+  while (received < 20_000_000) await new Promise((r) => setTimeout(r, 20));
+  // The 2 ms budget lets one large read through in the poll phase and one in the check phase,
+  // where put-off input goes on.
   const most = Math.max(...perTurn.values());
-  assert.ok(most <= 6, `${most} reads in one turn`);
+  assert.ok(most <= 4, `${most} large reads in one turn`);
+  // A small read goes at once: a reply and the next line take a turn or two, not a place
+  // behind twenty others (ten turns and more).
+  const gaps = talkerTurns.slice(1).map((n, i) => n - talkerTurns[i]!).sort((a, b) => a - b);
+  assert.ok(gaps.length >= 10, `${gaps.length} lines from the talker`);
+  assert.ok(gaps[Math.floor(gaps.length / 2)]! <= 3, `turns between the talker's lines: ${gaps.join(' ')}`);
 });
