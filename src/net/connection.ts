@@ -42,7 +42,7 @@ export class Connection<E, R> implements IdleMember {
   private queue: Output<E>[] = [];
   private running = false;
   private closed = false;
-  /** While an effect, a stream or a TLS upgrade is under way, input is held back. */
+  /** While an effect, a stream or a TLS upgrade is under way, or input waits for a later turn, it is held back. */
   private held: Buffer[] = [];
   private blocked = false;
   /** Input waits for a later turn of the event loop (see onData). */
@@ -102,6 +102,7 @@ export class Connection<E, R> implements IdleMember {
     this.push(() => this.o.session.receive(chunk));
   };
 
+  /** The turn budget's call, in a later turn: held input goes on unless something else holds it. */
   private resumeDeferred = (): void => {
     this.deferred = false;
     if (!this.blocked && !this.running && !this.closed && this.held.length > 0) this.release();
