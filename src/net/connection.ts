@@ -96,17 +96,18 @@ export class Connection<E, R> implements IdleMember {
       this.held.push(chunk);
       this.socket.pause();
       this.deferred = true;
-      inputTurn.defer(this.resumeDeferred);
+      // A closure made only now: an idle connection carries none.
+      inputTurn.defer(() => this.resumeDeferred());
       return;
     }
     this.push(() => this.o.session.receive(chunk));
   };
 
   /** The turn budget's call, in a later turn: held input goes on unless something else holds it. */
-  private resumeDeferred = (): void => {
+  private resumeDeferred(): void {
     this.deferred = false;
     if (!this.blocked && !this.running && !this.closed && this.held.length > 0) this.release();
-  };
+  }
 
   private onClosed = (): void => this.ended();
 
