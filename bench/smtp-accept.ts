@@ -517,7 +517,6 @@ async function idle(): Promise<IdleResult> {
 
 interface FloodResult {
   server: string;
-  connections: number;
   /** Bytes of NOOP lines the flooders got written: read by the server or waiting in the kernel's buffers. */
   sent: number;
   /** Proportional set size of the server's processes (PSS: shared pages divided among them). */
@@ -631,7 +630,7 @@ async function floodServer(server: string, port: number, pid: number): Promise<F
     const memFlooded = pssTree(pid);
     // What a write has queued in this process never left it.
     sent -= sockets.reduce((n, s) => n + s.writableLength, 0);
-    return { server, connections: FLOOD, sent, memBefore, memFlooded, greetings, delivered };
+    return { server, sent, memBefore, memFlooded, greetings, delivered };
   } finally {
     for (const s of sockets) s.destroy();
   }
