@@ -15,6 +15,10 @@ import { rfc5322Date } from '../delivery/trace.ts';
 /** The fields a submitted message loses. */
 export const DROPPED_FIELD = /^(?:bcc|resent-bcc|return-path)$/i;
 
+/** The start of a header field's first line: its name and the colon (RFC 5322 §2.2; §4.5.3
+ *  allows white space before the colon). */
+export const FIELD_START = /^[\x21-\x39\x3b-\x7e]+[ \t]*:/;
+
 export interface Completion {
   /** The value of a From field that has to be added (the sender's address). */
   from: string;
@@ -42,19 +46,22 @@ export interface Completed {
 /**
  * A message received over SMTP submission with those rules applied. Only the header section is
  * copied; the body's chunks are passed on as they are. (The message is whole CRLF lines: SMTP
- * refuses a bare CR or LF.)
+ * refuses a bare CR or LF.) The header section ends at the first line that is not a field: when
+ * that is not the empty line RFC 5322 §2.1 puts there, the body begins with it, and the empty
+ * line is put in, so that the fields added go in the header, not after the text.
  */
 export function completeSubmission(message: Buffer[], c: Completion): Completed {
-  const end = headerEnd(message);
-  const [header, rest] = splitAt(message, end < 0 ? totalLength(message) : end);
+  const { end, separated } = headerSection(message);
+  const [header, rest] = splitAt(message, end);
   const fields = splitFields(header);
   const names = new Set(fields.map((f) => f.name.toLowerCase()));
   const from = fields.filter((f) => f.name.toLowerCase() === 'from').flatMap((f) => addresses(f.bytes));
   const kept = fields.filter((f) => !DROPPED_FIELD.test(f.name));
   const missing = missingFields((name) => names.has(name), c);
   if (!names.has('from')) from.push(c.from);
-  if (kept.length === fields.length && missing.length === 0) return { message, from };
-  const added = Buffer.from(missing.map((line) => `${line}\r\n`).join(''), 'utf8');
+  const separate = !separated && totalLength(rest) > 0;
+  if (kept.length === fields.length && missing.length === 0 && !separate) return { message, from };
+  const added = Buffer.from(missing.map((line) => `${line}\r\n`).join('') + (separate ? '\r\n' : ''), 'utf8');
   return { message: [Buffer.concat([...kept.map((f) => f.bytes), added]), ...rest], from };
 }
 
@@ -67,25 +74,43 @@ function addresses(field: Buffer): string[] {
   return list.length > 0 ? list : [''];
 }
 
-const CRLF = Buffer.from('\r\n');
-const CRLF_CRLF = Buffer.from('\r\n\r\n');
-
-/** Where the empty line that ends the header section begins; -1 when there is none. */
-function headerEnd(message: Buffer[]): number {
-  if (Buffer.concat(message.slice(0, 2), 2).equals(CRLF)) return 0; // no header fields at all
+/**
+ * Where the header section ends: after the last line of its last field; `separated` when the
+ * empty line follows there.
+ */
+function headerSection(message: Buffer[]): { end: number; separated: boolean } {
   let base = 0;
-  let tail = Buffer.alloc(0);
+  let lineStart = 0;
+  let inField = false;
+  // The current line's first octets (enough for a field name) and its length so far, when it
+  // began in an earlier chunk.
+  let head = Buffer.alloc(0);
+  let length = 0;
+  const isField = (h: Buffer) => (inField && (h[0] === 0x20 || h[0] === 0x09)) || FIELD_START.test(h.toString('latin1'));
   for (const chunk of message) {
-    // The CRLF CRLF may straddle two chunks: look at the seam, then within the chunk.
-    const seam = Buffer.concat([tail, chunk.subarray(0, 3)]).indexOf(CRLF_CRLF);
-    if (seam >= 0 && tail.length > 0) return base - tail.length + seam + 2;
-    const at = chunk.indexOf(CRLF_CRLF);
-    if (at >= 0) return base + at + 2;
-    tail = Buffer.concat([tail, chunk]).subarray(-3);
+    let at = 0;
+    for (let lf = chunk.indexOf(0x0a); lf >= 0; lf = chunk.indexOf(0x0a, at)) {
+      const lineHead = length > 0 ? Buffer.concat([head, chunk.subarray(at, at + NAME_ROOM)]).subarray(0, NAME_ROOM) : chunk.subarray(at, Math.min(lf + 1, at + NAME_ROOM));
+      const lineLength = length + lf + 1 - at;
+      head = Buffer.alloc(0);
+      length = 0;
+      if (!isField(lineHead)) return { end: lineStart, separated: lineLength === 2 };
+      inField = true;
+      at = lf + 1;
+      lineStart = base + at;
+    }
+    if (at < chunk.length) {
+      if (head.length < NAME_ROOM) head = Buffer.concat([head, chunk.subarray(at, at + NAME_ROOM)]).subarray(0, NAME_ROOM);
+      length += chunk.length - at;
+    }
     base += chunk.length;
   }
-  return -1;
+  // A last line without its CRLF.
+  return { end: length > 0 && isField(head) ? base : lineStart, separated: false };
 }
+
+/** Octets of a line enough to tell a field's first line (a name is at most 998 of them). */
+const NAME_ROOM = 1000;
 
 interface RawField {
   name: string;

@@ -26,7 +26,7 @@ import * as qp from 'nodemailer/lib/qp';
 import { parseMailbox } from '../smtp/address.ts';
 import { uniqueAddresses } from './addresses.ts';
 import { MAX_LINE } from './compose.ts';
-import { DROPPED_FIELD, missingFields } from './submission.ts';
+import { DROPPED_FIELD, FIELD_START, missingFields } from './submission.ts';
 
 export type SubmittedProblem = 'usage' | 'data';
 
@@ -69,8 +69,6 @@ interface Field {
   /** The physical lines (without CRLF), the first holding "Name:". */
   lines: Buffer[];
 }
-
-const FIELD_START = /^[\x21-\x39\x3b-\x7e]+[ \t]*:/;
 
 /** Splits input into lines (LF or CRLF); the last line needs no terminator. */
 function splitLines(input: Buffer): Buffer[] {
