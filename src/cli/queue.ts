@@ -4,6 +4,11 @@ import { withContext } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
 import { printTable } from './table.ts';
 
+/** When delivery to a recipient is next tried; null once it is delivered or has failed. */
+function nextAttempt(r: { status: string; nextAttempt: number }): string | null {
+  return r.status === 'queued' || r.status === 'deferred' ? new Date(r.nextAttempt).toISOString() : null;
+}
+
 export function registerQueue(program: Command): void {
   const queue = program.command('queue').description('the outbound queue');
 
@@ -21,7 +26,7 @@ export function registerQueue(program: Command): void {
               address: r.address,
               status: r.status,
               attempts: r.attempts,
-              next_attempt: new Date(r.nextAttempt).toISOString(),
+              next_attempt: nextAttempt(r),
               last_reply: r.lastReply,
             })),
           }));
@@ -31,10 +36,9 @@ export function registerQueue(program: Command): void {
         const rows: string[][] = [];
         for (const e of entries) {
           for (const r of e.recipients) {
-            const pending = r.status === 'queued' || r.status === 'deferred';
             rows.push([
               e.id, e.sender === '' ? '<>' : e.sender, r.address, r.status, String(r.attempts),
-              pending ? new Date(r.nextAttempt).toISOString() : '-', r.lastReply ?? '',
+              nextAttempt(r) ?? '-', r.lastReply ?? '',
             ]);
           }
         }

@@ -10,7 +10,7 @@ export function inject(configFile: string, sender: string, rcpts: string[], mess
   return r.stdout.trim();
 }
 
-export function queueJson(configFile: string): { id: string; from: string; created: string; recipients: { address: string; status: string; attempts: number; next_attempt: string; last_reply: string | null }[] }[] {
+export function queueJson(configFile: string): { id: string; from: string; created: string; recipients: { address: string; status: string; attempts: number; next_attempt: string | null; last_reply: string | null }[] }[] {
   const r = cli(configFile, ['queue', 'list', '--json']);
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout);

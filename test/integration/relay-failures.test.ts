@@ -131,6 +131,18 @@ describe('relay failures and bounces', () => {
     assert.equal(report.recipients[0]['Original-Recipient'], 'rfc822;old-friend@example.test');
   });
 
+  it('`queue list --json` gives a next attempt only to recipients still waiting', async () => {
+    const id = inject(configFile, 'alice@example.test', ['done@remote.test', 'waits@down.test'], message('half delivered'));
+    await until('one delivered, one deferred', () => {
+      const statuses = queueJson(configFile).find((e) => e.id === id)?.recipients.map((r) => r.status);
+      return statuses?.join() === 'delivered,deferred';
+    });
+    const [done, waits] = queueJson(configFile).find((e) => e.id === id)!.recipients;
+    assert.equal(done!.next_attempt, null);
+    assert.match(waits!.next_attempt ?? '', /^\d{4}-\d\d-\d\dT/);
+    assert.equal(cli(configFile, ['queue', 'remove', id]).status, 0);
+  });
+
   it('delivers to a peer that was down, on `queue retry --all` and on schedule', async () => {
     const id = inject(configFile, 'alice@example.test', ['x@down.test'], message('was down'));
     await until('a deferral', () => queueJson(configFile).find((e) => e.id === id)?.recipients[0]?.status === 'deferred');
