@@ -26,13 +26,16 @@ export interface RcptTo {
 const FROM = /^FROM: ?/i;
 const TO = /^TO: ?/i;
 
-export function parseMailFrom(args: string, maxSize: number): MailFrom | Reply {
+/** `esmtp`: the session began with EHLO (RFC 5321 §4.1.1.11: after HELO no extension is in
+ *  effect, so a parameter is one the server does not recognise, 555). */
+export function parseMailFrom(args: string, maxSize: number, esmtp: boolean): MailFrom | Reply {
   const m = FROM.exec(args);
   if (!m) return reply(501, '5.5.4', 'Syntax: MAIL FROM:<address> [parameters]');
   const path = parsePath(args.slice(m[0].length), { utf8: true, allowNull: true });
   if (!path.ok) return reply(501, '5.1.7', `Bad sender address syntax: ${path.message}`);
   const params = parseParams(path.rest);
   if (!params.ok) return reply(501, '5.5.4', `Bad MAIL FROM parameters: ${params.message}`);
+  if (!esmtp && params.params.size > 0) return reply(555, '5.5.4', 'MAIL FROM parameters need EHLO');
   const utf8 = params.params.has('SMTPUTF8');
   if (path.mailbox?.utf8 && !utf8) return reply(553, '5.6.7', 'Non-ASCII sender address needs the SMTPUTF8 parameter (RFC 6531)');
 
@@ -81,7 +84,8 @@ export function parseMailFrom(args: string, maxSize: number): MailFrom | Reply {
 const BARE_POSTMASTER = /^<postmaster>(?= |$)/i;
 
 /** `postmasterDomain`: the local domain that a bare `<Postmaster>` is taken to be in. */
-export function parseRcptTo(args: string, utf8: boolean, postmasterDomain: string): RcptTo | Reply {
+/** `esmtp`: as for parseMailFrom. */
+export function parseRcptTo(args: string, utf8: boolean, postmasterDomain: string, esmtp: boolean): RcptTo | Reply {
   const m = TO.exec(args);
   if (!m) return reply(501, '5.5.4', 'Syntax: RCPT TO:<address> [parameters]');
   const text = args.slice(m[0].length);
@@ -96,6 +100,7 @@ export function parseRcptTo(args: string, utf8: boolean, postmasterDomain: strin
   if (recipient.utf8 && !utf8) return reply(553, '5.6.7', 'Non-ASCII recipient address needs SMTPUTF8 in MAIL FROM (RFC 6531)');
   const params = parseParams(path.rest);
   if (!params.ok) return reply(501, '5.5.4', `Bad RCPT TO parameters: ${params.message}`);
+  if (!esmtp && params.params.size > 0) return reply(555, '5.5.4', 'RCPT TO parameters need EHLO');
   const dsn: DsnRecipient = {};
   for (const [key, value] of params.params) {
     switch (key) {

@@ -374,9 +374,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (!this.helo) return this.send(reply(503, '5.5.1', 'Send HELO/EHLO first'));
     if (this.tx) return this.send(reply(503, '5.5.1', 'Nested MAIL command'));
     if (this.authRequired && !this.user) return this.send(reply(530, '5.7.0', 'Authentication required'));
-    const from = parseMailFrom(args, this.o.maxMessageSize);
+    const from = parseMailFrom(args, this.o.maxMessageSize, this.esmtp);
     if ('code' in from) return this.send(from);
-    if (from.utf8 && !this.esmtp) return this.send(reply(503, '5.5.1', 'SMTPUTF8 needs EHLO'));
     // RFC 1870 §6.2, RFC 5321 §4.2.3: no room to store it, said before the message is sent.
     if (this.o.roomFor && !this.o.roomFor(from.declaredSize ?? 0)) return this.send(INSUFFICIENT_STORAGE);
     if (this.user) {
@@ -402,7 +401,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private rcptCommand(args: string): void {
     if (!this.tx) return this.send(reply(503, '5.5.1', 'Need MAIL before RCPT'));
     if (this.tx.chunking) return this.send(reply(503, '5.5.1', 'RCPT after BDAT'));
-    const rcpt = parseRcptTo(args, this.tx.from.utf8, this.o.postmasterDomain);
+    const rcpt = parseRcptTo(args, this.tx.from.utf8, this.o.postmasterDomain, this.esmtp);
     if ('code' in rcpt) return this.send(rcpt);
     if (this.tx.recipients.length >= this.o.maxRecipients) {
       // RFC 5321 §4.5.3.1.10: a temporary reply, the client sends the rest in another transaction.
@@ -518,7 +517,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (arg === '') return this.send(reply(501, '5.5.4', `Syntax: ${verb} address`));
     if (!this.user) return this.send(reply(252, '2.5.0', 'Cannot verify the address, but will accept mail for local recipients'));
     const text = arg.startsWith('<') ? arg : `<${arg}>`;
-    const parsed = parseRcptTo(`TO:${text}`, true, this.o.postmasterDomain);
+    const parsed = parseRcptTo(`TO:${text}`, true, this.o.postmasterDomain, true);
     if ('code' in parsed) return this.send(reply(501, '5.1.3', `Bad address syntax in ${verb}`));
     this.verifyVerb = verb;
     this.effect({ kind: 'verify', address: lookupAddress(parsed.recipient) });

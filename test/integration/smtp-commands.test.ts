@@ -428,9 +428,12 @@ test('SMTPUTF8: a UTF-8 mailbox receives mail only when the client says SMTPUTF8
   assert.equal((await c.cmd('RCPT TO:<J\u00f6rg@EXAMPLE.test>')).code, 250);
   assert.equal((await c.cmd('DATA')).code, 354);
   assert.equal((await c.cmd('Subject: gr\u00fc\u00dfe\r\n\r\nhallo\r\n.')).code, 250);
-  // Under HELO there is no SMTPUTF8 at all.
+  // Under HELO there is no SMTPUTF8 at all, nor any other parameter (RFC 5321 §4.1.1.11).
   assert.equal((await c.cmd('HELO client.example.net')).code, 250);
-  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test> SMTPUTF8')).code, 503);
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test> SMTPUTF8')).code, 555);
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test> SIZE=100')).code, 555);
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<postmaster@example.test> NOTIFY=NEVER')).code, 555);
   c.destroy();
   const box = await mailbox(f.dataDir, 'j\u00f6rg@example.test');
   assert.equal(box.length, 1);
