@@ -148,9 +148,11 @@ export function buildDsn(d: DsnInput): Buffer {
     'MIME-Version: 1.0',
     `Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary="${boundary}"`,
   ].join('\r\n');
+  // A report of deliveries only (delivered, relayed) is not about an undelivered message.
+  const what = d.recipients.some((r) => r.action === 'failed' || r.action === 'delayed') ? 'Undelivered Message' : 'Message';
   const original = d.ret === 'FULL'
-    ? `Content-Type: message/rfc822\r\nContent-Description: Undelivered Message\r\n\r\n`
-    : `Content-Type: text/rfc822-headers\r\nContent-Description: Undelivered Message Headers\r\n\r\n`;
+    ? `Content-Type: message/rfc822\r\nContent-Description: ${what}\r\n\r\n`
+    : `Content-Type: text/rfc822-headers\r\nContent-Description: ${what} Headers\r\n\r\n`;
   let originalBody = d.ret === 'FULL' ? d.original : headerSection(d.original);
   if (originalBody.length > 0 && !originalBody.subarray(-2).equals(Buffer.from('\r\n'))) {
     originalBody = Buffer.concat([originalBody, Buffer.from('\r\n')]);

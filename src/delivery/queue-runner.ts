@@ -17,10 +17,10 @@ import { Readable } from 'node:stream';
 import type { Config } from '../config/schema.ts';
 import type { Context } from '../context.ts';
 import type { DueRecipient, QueueEntry, QueueRecipient, RecipientUpdate } from '../store/store.ts';
-import { acceptMessage } from './accept.ts';
 import { DkimSigner } from './dkim.ts';
-import { buildDsn, headerSection, type DsnAction, type DsnRecipientReport } from './dsn.ts';
+import { headerSection, type DsnAction, type DsnRecipientReport } from './dsn.ts';
 import { PermanentDnsError, resolveMxHosts, systemResolver, type DnsResolver, type MxHost } from './mx.ts';
+import { sendReport } from './report.ts';
 import { afterTemporaryFailure } from './retry.ts';
 import { Router, type NextHop } from './route.ts';
 import { ConnectError, oneLine, SmtpClient, type ClientOptions, type ClientTarget, type RecipientResult } from './smtp-client.ts';
@@ -422,32 +422,17 @@ export class QueueRunner {
       if (!full && Buffer.concat(parts).includes('\r\n\r\n')) break;
       if (len > this.cfg.limits.max_message_size) break;
     }
-    const original = Buffer.concat(parts);
-    const report = buildDsn({
-      reportingMta: this.cfg.hostname,
-      from: `MAILER-DAEMON@${this.cfg.hostname}`,
-      to: entry.sender,
+    const where = await sendReport(this.ctx, {
+      sender: entry.sender,
       queueId: entry.id,
       ...(entry.dsn.envid ? { envid: entry.dsn.envid } : {}),
-      arrivalDate: new Date(entry.created),
+      arrival: new Date(entry.created),
       recipients: reports,
-      original,
+      original: Buffer.concat(parts),
       ret: full ? 'FULL' : 'HDRS',
-      date: new Date(this.now()),
+      now: new Date(this.now()),
     });
-    const resolution = await this.ctx.recipients.resolve(entry.sender);
-    if (resolution.kind === 'unknown') {
-      this.ctx.log.warn({ id: entry.id, to: entry.sender }, 'delivery status notification dropped: the local sender does not exist');
-      return;
-    }
-    const id = await acceptMessage(this.ctx.store, {
-      sender: '',
-      recipients: [{ address: entry.sender, resolution }],
-      body: [report],
-      received: { by: this.cfg.hostname, with: 'local' },
-    });
-    this.ctx.log.info({ id, about: entry.id, to: entry.sender, actions: [...new Set(reports.map((r) => r.action))] }, 'delivery status notification queued');
-    if (resolution.kind === 'remote') this.poll();
+    if (where === 'remote') this.poll();
   }
 }
 

@@ -8,6 +8,7 @@ import type { AuthThrottle } from '../auth/throttle.ts';
 import { verifyPassword } from '../auth/password.ts';
 import { acceptMessage } from '../delivery/accept.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
+import { reportLocalDelivery } from '../delivery/report.ts';
 import { completeSubmission } from '../mime/submission.ts';
 import type { ProtocolHandler } from '../net/listener.ts';
 import type { FreeSpace } from '../store/free-space.ts';
@@ -126,6 +127,11 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
       },
     });
     ctx.metrics.accepted.inc({ listener: role });
+    // After the 250, not before it.
+    const report = { sender: d.sender, queueId: id, ...(d.dsn.envid ? { envid: d.dsn.envid } : {}), recipients: d.recipients, body, now: new Date() };
+    setImmediate(() => {
+      reportLocalDelivery(ctx, report).catch((err: unknown) => ctx.log.error({ err, id }, 'could not queue a delivery status notification'));
+    });
     return { kind: 'deliver', id };
   } catch (err) {
     const full = isStorageFull(err);

@@ -314,6 +314,38 @@ test('postmaster (bare and in every local domain), sub-addresses, and aliases th
   assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 1);
 });
 
+test('NOTIFY=SUCCESS: delivery into a local mailbox is reported to the sender as "delivered"', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  await c.ehlo();
+  // First a message that asks only for failures: it is reported nowhere.
+  assert.equal((await c.cmd('MAIL FROM:<bob@example.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test> NOTIFY=FAILURE')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd('Subject: quiet\r\n\r\nx\r\n.')).code, 250);
+  assert.equal((await c.cmd('MAIL FROM:<bob@example.test> ENVID=env+2B1')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test> NOTIFY=SUCCESS ORCPT=rfc822;Alice+40example.test')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd('Subject: tell me\r\n\r\nx\r\n.')).code, 250);
+  await c.quit();
+  let box: Buffer[] = [];
+  for (let i = 0; i < 200 && box.length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 25));
+    box = await mailbox(f.dataDir, 'bob@example.test');
+  }
+  assert.equal(box.length, 1, 'one report, for the message that asked for it');
+  const report = box[0]!.toString('utf8');
+  assert.match(report, /^Return-Path: <>\r\n/);
+  assert.match(report, /Content-Type: multipart\/report; report-type=delivery-status/i);
+  assert.match(report, /Original-Envelope-Id: env\+1\r\n/);
+  assert.match(report, /Final-Recipient: rfc822; ?alice@example\.test\r\n/);
+  assert.match(report, /Original-Recipient: rfc822; ?Alice@example\.test\r\n/);
+  assert.match(report, /Action: delivered\r\n/);
+  assert.match(report, /Status: 2\.0\.0\r\n/);
+  assert.match(report, /Content-Description: Message Headers\r\n\r\nSubject: tell me\r\n/);
+  assert.equal((await mailbox(f.dataDir, 'alice@example.test')).length, 2);
+});
+
 test('null sender, DSN parameters, SIZE, BODY and SMTPUTF8 are accepted', async () => {
   f = await startFixture();
   const c = await f.open('smtp');

@@ -1,0 +1,95 @@
+/**
+ * Sending a delivery status notification (RFC 3464) to a message's sender, from the null sender
+ * (RFC 3461 §6): one place for the queue's reports (failed, delayed, relayed) and for the
+ * "delivered" ones of final delivery into local mailboxes.
+ */
+import type { Context } from '../context.ts';
+import { acceptMessage, type ResolvedRecipient } from './accept.ts';
+import { buildDsn, headerSection, type DsnRecipientReport } from './dsn.ts';
+
+export interface Report {
+  /** The original message's envelope sender, to whom the report goes (never ''). */
+  sender: string;
+  queueId: string;
+  envid?: string;
+  arrival: Date;
+  recipients: DsnRecipientReport[];
+  /** The original message's header section (HDRS) or all of it (FULL). */
+  original: Buffer;
+  ret: 'FULL' | 'HDRS';
+  now: Date;
+}
+
+/** Queues the report; resolves with where it goes, or undefined when the local sender does not
+ *  exist (the report is dropped and logged). */
+export async function sendReport(ctx: Pick<Context, 'config' | 'store' | 'recipients' | 'log'>, r: Report): Promise<'local' | 'remote' | undefined> {
+  const report = buildDsn({
+    reportingMta: ctx.config.hostname,
+    from: `MAILER-DAEMON@${ctx.config.hostname}`,
+    to: r.sender,
+    queueId: r.queueId,
+    ...(r.envid ? { envid: r.envid } : {}),
+    arrivalDate: r.arrival,
+    recipients: r.recipients,
+    original: r.original,
+    ret: r.ret,
+    date: r.now,
+  });
+  const resolution = await ctx.recipients.resolve(r.sender);
+  if (resolution.kind === 'unknown') {
+    ctx.log.warn({ id: r.queueId, to: r.sender }, 'delivery status notification dropped: the local sender does not exist');
+    return undefined;
+  }
+  const id = await acceptMessage(ctx.store, {
+    sender: '',
+    recipients: [{ address: r.sender, resolution }],
+    body: [report],
+    received: { by: ctx.config.hostname, with: 'local' },
+  });
+  ctx.log.info({ id, about: r.queueId, to: r.sender, actions: [...new Set(r.recipients.map((x) => x.action))] }, 'delivery status notification queued');
+  return resolution.kind;
+}
+
+/**
+ * Final delivery answers NOTIFY=SUCCESS (RFC 3461 §4.1, §6.2): each recipient that asked for it
+ * and reached a local mailbox gets a "delivered" report, once the message is committed. (A crash
+ * between the two loses the report, never the message.) Copies that aliases send on are the
+ * queue's to report ("relayed").
+ */
+export async function reportLocalDelivery(ctx: Pick<Context, 'config' | 'store' | 'recipients' | 'log'>, m: {
+  sender: string;
+  queueId: string;
+  envid?: string;
+  recipients: ResolvedRecipient[];
+  body: Buffer[];
+  now: Date;
+}): Promise<void> {
+  if (m.sender === '') return;
+  const delivered = m.recipients.filter((r) => r.resolution.kind === 'local' && r.resolution.users.length > 0 && r.notify?.includes('SUCCESS'));
+  if (delivered.length === 0) return;
+  await sendReport(ctx, {
+    sender: m.sender,
+    queueId: m.queueId,
+    ...(m.envid ? { envid: m.envid } : {}),
+    arrival: m.now,
+    recipients: delivered.map((r) => ({ address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), action: 'delivered', status: '2.0.0', lastAttempt: m.now })),
+    original: headerSection(firstOctets(m.body, HEADER_ROOM)),
+    ret: 'HDRS',
+    now: m.now,
+  });
+}
+
+/** As much of a header section as a report carries (headerSection's own bound). */
+const HEADER_ROOM = 64 * 1024 + 4;
+
+/** The first `n` octets of a message held in chunks (all of it when shorter). */
+function firstOctets(chunks: Buffer[], n: number): Buffer {
+  const out: Buffer[] = [];
+  let length = 0;
+  for (const c of chunks) {
+    if (length >= n) break;
+    out.push(c);
+    length += c.length;
+  }
+  return Buffer.concat(out).subarray(0, n);
+}
