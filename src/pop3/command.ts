@@ -30,14 +30,16 @@ export function arity(c: CommandLine, min: number, max = min): string | undefine
   return undefined;
 }
 
-/** A message number (RFC 1939 §3: "msg" is a decimal number, 1-based). */
+/** A message number (RFC 1939 §3: "msg" is a decimal number, 1-based). Any number of digits:
+ *  one past the maildrop is "no such message", not a syntax error. */
 export function messageNumber(arg: string): ArgCheck<number> {
-  if (!/^\d{1,15}$/.test(arg)) return { ok: false, error: 'invalid message number' };
+  if (!/^\d+$/.test(arg)) return { ok: false, error: 'invalid message number' };
   return { ok: true, value: Number(arg) };
 }
 
-/** A non-negative line count for TOP. */
+/** A non-negative line count for TOP; any number of digits, for RFC 1939 §7 sends the whole
+ *  body when it has fewer lines (so "TOP 1 99999999999999999999" asks for all of it). */
 export function lineCount(arg: string): ArgCheck<number> {
-  if (!/^\d{1,15}$/.test(arg)) return { ok: false, error: 'invalid number of lines' };
-  return { ok: true, value: Number(arg) };
+  if (!/^\d+$/.test(arg)) return { ok: false, error: 'invalid number of lines' };
+  return { ok: true, value: Math.min(Number(arg), Number.MAX_SAFE_INTEGER) };
 }

@@ -351,6 +351,12 @@ describe('POP3 session: TRANSACTION', () => {
     assert.equal(await d.cmd('TOP 3 x'), '-ERR invalid number of lines\r\n');
     assert.equal(await d.cmd('TOP 3 1 1'), '-ERR noise after the arguments of TOP\r\n');
     assert.equal(await d.cmd('TOP 5 1'), '-ERR no such message, only 3 in maildrop\r\n');
+    // Numbers of any length (RFC 1939 §7: more lines than the body has send all of it).
+    const all = '+OK top of message follows\r\nSubject: three\r\nX: y\r\n\r\nl1\r\nl2\r\nl3\r\n.\r\n';
+    assert.equal(await d.cmd('TOP 3 1000000000000000'), all);
+    assert.equal(await d.cmd('TOP 3 99999999999999999999999999'), all);
+    assert.equal(await d.cmd('TOP 0000000000000000000003 1000000000000000'), all);
+    assert.equal(await d.cmd('TOP 99999999999999999999 1'), '-ERR no such message, only 3 in maildrop\r\n');
   });
 
   it('DELE marks, STAT and LIST skip it, a second DELE fails, RSET unmarks', async () => {
@@ -485,7 +491,8 @@ describe('POP3 session: pipelining (RFC 2449 §6.6) and limits', () => {
     const d = await new Driver().loggedIn();
     const garbage = Buffer.from([0, 255, 254, 13, 10, 0x80, 0x20, 0x41, 13, 10, 9, 9, 13, 10]);
     assert.equal(await d.send(garbage), '-ERR unknown command\r\n-ERR unknown command\r\n-ERR unknown command\r\n');
-    assert.equal(await d.cmd('RETR 99999999999999999999'), '-ERR invalid message number\r\n');
+    assert.equal(await d.cmd('RETR 99999999999999999999'), '-ERR no such message, only 3 in maildrop\r\n');
+    assert.equal(await d.cmd('RETR 1e3'), '-ERR invalid message number\r\n');
   });
 
   it('cuts off a client that sends too much ahead while an effect is under way', async () => {
