@@ -61,6 +61,18 @@ test('segments: a new one once the current is full, a new one after a restart, b
   store.close();
 });
 
+test('a body damaged on disk is not read back as the message: its checksum is checked first', async () => {
+  const { dir, store, userId } = await fiveMessages(250 * KIB);
+  // Message 2 is the second body of the first segment; one byte in its middle changes.
+  const file = path.join(dir, 'body-log', '00000001');
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.from('#'), 0, 1, 150 * KIB);
+  fs.closeSync(fd);
+  await assert.rejects(storedMessage(store, userId, 2), /does not match its checksum/);
+  await assertWhole(store, userId, [1, 3, 4, 5]);
+  store.close();
+});
+
 test('sweep: removes a segment no row refers to once it is an hour old, never the one being written', async () => {
   const { dir, store, userId } = await fiveMessages(250 * KIB);
   await store.deleteMessages(userId, [1, 2, 5]);

@@ -184,9 +184,22 @@ export class BodyLog {
     return this.shared.flush();
   }
 
-  /** The body of `size` bytes at `offset` in `segment`, read as it is asked for (see readPieces). */
-  async *read(segment: number, offset: number, size: number, pool?: PiecePool): AsyncIterable<Buffer> {
-    yield* readPieces(this.file(segment), offset, size, pool);
+  /**
+   * The body of `size` bytes at `offset` in `segment`, read as it is asked for (see readPieces).
+   * With its `crc`, the body is checked before its last piece is handed out: a body in the log is
+   * one piece, so nothing of a damaged one goes out as if it were the message.
+   */
+  async *read(segment: number, offset: number, size: number, pool?: PiecePool, crc?: number): AsyncIterable<Buffer> {
+    let sum = 0;
+    let seen = 0;
+    for (const piece of readPieces(this.file(segment), offset, size, pool)) {
+      seen += piece.length;
+      if (crc !== undefined) {
+        sum = zlib.crc32(piece, sum);
+        if (seen === size && sum !== crc) throw new Error(`the body at ${offset} in ${this.file(segment)} does not match its checksum`);
+      }
+      yield piece;
+    }
   }
 
   /** Removes segments no row refers to any more (and none will: the caller checked `busy`), and

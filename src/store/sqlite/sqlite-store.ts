@@ -60,10 +60,11 @@ const ORPHAN_AGE_MS = 60 * 60 * 1000;
 type Row = Record<string, unknown>;
 
 /** What openBody reads, in this column order (BODY_COLUMNS): body_id, the copy's prefix, the
- *  body's size, queue_id, external, where in the log, and part 0's data (null unless IN_PARTS). */
+ *  body's size, queue_id, external, where in the log and its checksum, and part 0's data (null
+ *  unless IN_PARTS). */
 type BodyRow = [bodyId: number, prefix: Uint8Array, size: number, queueId: string, external: number,
-  logSegment: number | null, logOffset: number | null, data: Uint8Array | null];
-const BODY_COLUMNS = 'b.size, b.queue_id, b.external, b.log_segment, b.log_offset, p.data';
+  logSegment: number | null, logOffset: number | null, logCrc: number | null, data: Uint8Array | null];
+const BODY_COLUMNS = 'b.size, b.queue_id, b.external, b.log_segment, b.log_offset, b.log_crc, p.data';
 
 export class SqliteStore implements Store {
   readonly file: string;
@@ -445,13 +446,13 @@ export class SqliteStore implements Store {
   }
 
   /** With a `pool`, the pieces of a body file are its buffers, and the message says how to hand them back. */
-  private openBody([bodyId, prefix, size, queueId, external, logSegment, logOffset, data]: BodyRow, pool?: PiecePool): OpenedMessage {
+  private openBody([bodyId, prefix, size, queueId, external, logSegment, logOffset, logCrc, data]: BodyRow, pool?: PiecePool): OpenedMessage {
     const head: Buffer[] = [];
     if (prefix.length > 0) head.push(asBuffer(prefix));
     if (external !== IN_PARTS) {
       const rest = external === IN_FILE
         ? this.files.read(queueId, size, pool)
-        : this.log.read(logSegment!, logOffset!, size, pool);
+        : this.log.read(logSegment!, logOffset!, size, pool, logCrc!);
       return pool ? { head, rest, recycle: (piece) => pool.give(piece) } : { head, rest };
     }
     const parts = Math.ceil(size / CHUNK);
