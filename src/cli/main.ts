@@ -20,7 +20,9 @@ const program = new Command('mailnest')
   .description('a complete personal mail server')
   .option('-c, --config <file>', 'configuration file (default: ./mailnest.toml when it exists, or $MAILNEST_CONFIG)')
   .option('--verbose', 'show stack traces on errors')
-  .version(JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version, '-V, --version')
+  // No -V: options are read after the command too, and `sendmail -V ENVID` printed the version
+  // and dropped the message.
+  .version(JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version, '--version')
   // Bad usage is one line (the help is a --help away), like every other error.
   .configureOutput({ outputError: (text, write) => write(`mailnest: ${text.replace(/^error: /, '').trim()} (see --help)\n`) })
   .exitOverride()

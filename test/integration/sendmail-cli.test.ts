@@ -57,8 +57,8 @@ describe('mailnest sendmail', () => {
     assert.deepEqual(q[0]!.recipients.map((x) => x.address), ['audit@remote.test']);
   });
 
-  it('recipients as arguments (cron style): bare names get the first domain, -F names the sender', async () => {
-    const r = cli(configFile, ['sendmail', '-FCronDaemon', '-i', '-B8BITMIME', '-oem', 'root'],
+  it('recipients as arguments (cron style): bare names get the first domain, -F names the sender; -V ENVID is no version request', async () => {
+    const r = cli(configFile, ['sendmail', '-FCronDaemon', '-i', '-B8BITMIME', '-oem', '-V', 'envid-1', 'root'],
       'Subject: Cron <root@host> /usr/local/bin/backup\nTo: root\n\nbackup done\n.\nstill part of the output\n');
     assert.equal(r.status, 0, r.stderr);
     const mails = await box('owner@example.test');
