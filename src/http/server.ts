@@ -12,6 +12,7 @@
  * (limits.max_message_size; reading stops as soon as it is passed), idle keep-alive sockets,
  * and connections count against the same per-IP and total limits as the mail listeners.
  */
+import { isUtf8 } from 'node:buffer';
 import http from 'node:http';
 import type net from 'node:net';
 import type { Context } from '../context.ts';
@@ -158,6 +159,8 @@ export class HttpService implements Service {
       throw new HttpError(415, 'content-type', `Content-Type must be application/json${type ? `, not ${type}` : ''}`);
     }
     const raw = await this.readBody(req);
+    // RFC 8259 §8.1: JSON is UTF-8. A body that is not would lose its bad bytes to U+FFFD.
+    if (!isUtf8(raw)) throw new HttpError(400, 'bad-request', 'request body is not UTF-8 (RFC 8259 §8.1)');
     let json: unknown;
     try {
       json = JSON.parse(raw.toString('utf8'));

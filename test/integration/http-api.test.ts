@@ -32,11 +32,11 @@ describe('HTTP API', () => {
 
   const post = (body: unknown, headers: Record<string, string> = {}) => request('POST', '/api/v1/send',
     { 'Content-Type': 'application/json', Authorization: `Bearer ${token}`, ...headers },
-    typeof body === 'string' ? body : JSON.stringify(body));
+    typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body));
 
   /** One request on its own connection (the test process blocks in spawnSync at times, so a
    *  kept-alive socket could have been closed by the server meanwhile). */
-  function request(method: string, urlPath: string, headers: Record<string, string> = {}, body?: string): Promise<Reply> {
+  function request(method: string, urlPath: string, headers: Record<string, string> = {}, body?: string | Buffer): Promise<Reply> {
     return new Promise((resolve, reject) => {
       const req = http.request({ host: '127.0.0.1', port: server.port('http'), method, path: urlPath, headers, agent: false }, (res) => {
         const chunks: Buffer[] = [];
@@ -156,8 +156,10 @@ describe('HTTP API', () => {
   });
 
   it('400 with a message naming the field', async () => {
-    const cases: [string | object, string][] = [
+    const cases: [string | Buffer | object, string][] = [
       ['{"to": ', 'request body is not valid JSON'],
+      // RFC 8259 §8.1: JSON is UTF-8; "caf\xe9" in Latin-1 is not, and is not made into U+FFFD.
+      [Buffer.from('{"to": "owner@example.test", "text": "caf\xe9"}', 'latin1'), 'request body is not UTF-8'],
       ['[1,2]', 'request body: expected a JSON object'],
       [{ to: 'owner@example.test', text: 'x', color: 'red' }, 'unknown field "color"; allowed: from, to, cc, bcc, subject, text, html, attachments, headers'],
       [{ to: ['owner@example.test', 5] }, 'to: expected an address or an array of addresses (strings)'],
