@@ -65,7 +65,6 @@ export interface ComposedMessage {
   messageId: string;
 }
 
-
 /** RFC 5322 §2.1.1: a line is at most 998 octets without its CRLF. */
 export const MAX_LINE = 998;
 /** A word (a run without white space) longer than this cannot be folded under MAX_LINE. */
@@ -85,6 +84,9 @@ const OWNED_HEADERS: Record<string, string> = {
   'content-id': 'the MIME structure sets it',
   'return-path': 'it is added at final delivery (RFC 5321 §4.4)',
 };
+
+/** The fields a caller may set that a message has at most once (RFC 5322 §3.6, the table). */
+const ONCE = new Set(['date', 'sender', 'reply-to', 'message-id', 'in-reply-to', 'references']);
 
 /** RFC 5322 §3.6.8 field-name = 1*ftext, ftext = %d33-57 / %d59-126. */
 const FIELD_NAME = /^[!-9;-~]{1,76}$/;
@@ -152,7 +154,13 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
   if (recipients.length === 0) throw new ComposeError('to', 'at least one recipient is needed in to, cc or bcc');
 
   const headers = input.headers ?? [];
-  headers.forEach((h, i) => checkHeader(h, `headers[${i}]`));
+  headers.forEach((h, i) => {
+    checkHeader(h, `headers[${i}]`);
+    const name = h.name.toLowerCase();
+    if (ONCE.has(name) && headers.findIndex((x) => x.name.toLowerCase() === name) < i) {
+      throw new ComposeError(`headers[${i}]`, `header ${h.name} may appear only once (RFC 5322 §3.6)`);
+    }
+  });
   const attachments = input.attachments ?? [];
   attachments.forEach((a, i) => checkAttachment(a, `attachments[${i}]`));
   if (input.subject !== undefined && /[\r\n\0]/.test(input.subject)) throw new ComposeError('subject', 'contains a line break or NUL');

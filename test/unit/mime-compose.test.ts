@@ -235,6 +235,8 @@ test('bad input is refused with the field named', async () => {
     [{ headers: [{ name: 'X-Long', value: 'z'.repeat(1200) }] }, /^headers\[0\]: contains a word of 1200 octets/],
     [{ headers: [{ name: 'Date', value: 'yesterday' }] }, /^headers\[0\]: Date "yesterday" is not a date/],
     [{ headers: [{ name: 'Message-ID', value: 'no-brackets' }] }, /^headers\[0\]: Message-ID "no-brackets" must look like/],
+    [{ headers: [{ name: 'Date', value: 'Mon, 1 Jan 2024 00:00:00 +0000' }, { name: 'date', value: 'Tue, 2 Jan 2024 00:00:00 +0000' }] }, /^headers\[1\]: header date may appear only once \(RFC 5322 §3\.6\)/],
+    [{ headers: [{ name: 'Message-ID', value: '<a@b>' }, { name: 'X-A', value: 'v' }, { name: 'Message-ID', value: '<c@d>' }] }, /^headers\[2\]: header Message-ID may appear only once/],
     [{ attachments: [{ filename: '../etc/passwd', content: Buffer.from('x') }] }, /^attachments\[0\]\.filename: /],
     [{ attachments: [{ filename: 'a\nb.txt', content: Buffer.from('x') }] }, /^attachments\[0\]\.filename: /],
     [{ attachments: [{ filename: 'a.txt', content: Buffer.from('x'), contentType: 'text/plain; charset=x\r\n' }] }, /^attachments\[0\]\.contentType: /],
