@@ -24,6 +24,12 @@ export function registerAlias(program: Command): void {
         }
         await ctx.store.addAlias(name, targets);
         process.stdout.write(`${name} -> ${targets.join(', ')}\n`);
+        // A target may be a user to come; until then, say what its mail meets.
+        for (const t of targets) {
+          if ((await ctx.recipients.resolve(t)).kind === 'unknown') {
+            process.stderr.write(`mailnest: note: ${t} is no user or alias yet; mail for it through ${name} is refused until it is\n`);
+          }
+        }
       });
     });
 

@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { hashPassword } from '../auth/password.ts';
 import { splitAddress } from '../delivery/recipients.ts';
 import { parseMailbox } from '../smtp/address.ts';
-import { StoreConflict } from '../store/store.ts';
+import { addressKey, StoreConflict } from '../store/store.ts';
 import type { Context } from '../context.ts';
 import { withContext } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
@@ -60,6 +60,14 @@ export function registerUser(program: Command): void {
       await withContext(cmd, async (ctx) => {
         if (!(await ctx.store.removeUser(address))) throw new CliError(`no user ${address}`);
         process.stdout.write(`removed ${address}\n`);
+        // Aliases are kept (a user of that address may come back), but their mail for it now
+        // meets "no such user": say which.
+        const key = addressKey(address);
+        for (const a of await ctx.store.listAliases()) {
+          if (a.targets.some((t) => addressKey(t) === key)) {
+            process.stderr.write(`mailnest: note: alias ${a.alias} still names ${address}; remove or change it (mailnest alias remove ${a.alias})\n`);
+          }
+        }
       });
     });
 

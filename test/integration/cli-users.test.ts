@@ -48,8 +48,11 @@ test('alias add / list --json / remove', () => {
   assert.equal(taken.stderr, 'mailnest: LOOP1@example.test is an alias; remove it first (mailnest alias remove LOOP1@example.test)\n');
   // An existing user is said to exist, with or without a password given.
   assert.equal(cli(cfg, ['user', 'add', 'bob@example.test', '--password-stdin'], '').stderr, 'mailnest: user bob@example.test already exists\n');
-  // An alias may name a user to come; meanwhile mail to it is refused, saying why.
-  assert.equal(cli(cfg, ['alias', 'add', 'later@example.test', 'not-yet@example.test']).status, 0);
+  // An alias may name a user to come; meanwhile mail to it is refused, saying why, and the
+  // alias says so when it is made.
+  const later = cli(cfg, ['alias', 'add', 'later@example.test', 'not-yet@example.test']);
+  assert.equal(later.status, 0);
+  assert.equal(later.stderr, 'mailnest: note: not-yet@example.test is no user or alias yet; mail for it through later@example.test is refused until it is\n');
   const dangling = cli(cfg, ['send', '--to', 'later@example.test', '--text', 'x']);
   assert.equal(dangling.status, 1);
   assert.equal(dangling.stderr, 'mailnest: no such local user or alias: later@example.test (an alias whose targets do not exist)\n');
@@ -57,6 +60,11 @@ test('alias add / list --json / remove', () => {
   assert.equal(cli(cfg, ['alias', 'add', 'twice@example.test', 'ghost@example.test', 'GHOST@example.test']).status, 0);
   // A loop that also reaches someone is a list that names itself: allowed.
   assert.equal(cli(cfg, ['alias', 'add', 'loop2@example.test', 'loop1@example.test', 'd@remote.test']).status, 0);
+  // Removing a user that aliases name says which aliases now lead to nobody.
+  assert.equal(cli(cfg, ['alias', 'add', 'root@example.test', 'Bob@example.test']).stderr, '');
+  const removed = cli(cfg, ['user', 'remove', 'bob@example.test']);
+  assert.equal(removed.status, 0);
+  assert.equal(removed.stderr, 'mailnest: note: alias root@example.test still names bob@example.test; remove or change it (mailnest alias remove root@example.test)\n');
 });
 
 test('config errors and bad usage: one line, no stack trace, exit 1 / 2', () => {
