@@ -76,7 +76,22 @@ interface NmError extends Error {
   response?: string;
   responseCode?: number;
   recipient?: string;
+  /** The command whose reply this is (MAIL FROM, RCPT TO, DATA, ...). */
+  command?: string;
   rejectedErrors?: NmError[];
+}
+
+/**
+ * The recipients the server refused at RCPT, by address, from an error that ended the
+ * transaction. After a refused message (command DATA) nodemailer keeps them on the envelope only.
+ */
+function refusals(e: NmError, conn: SMTPConnection): Map<string, NmError> {
+  // After a refused MAIL FROM a pipelining server refuses the RCPTs too: MAIL's reply is for all.
+  if (/^MAIL/i.test(e.command ?? '')) return new Map();
+  const list = e.rejectedErrors
+    ?? (e.command === 'DATA' ? (conn as unknown as { _envelope?: { rejectedErrors?: NmError[] } })._envelope?.rejectedErrors : undefined)
+    ?? [];
+  return new Map(list.map((r) => [r.recipient ?? '', r]));
 }
 
 /** A reply as one line for last_reply and DSN Diagnostic-Code. */
@@ -214,19 +229,16 @@ export class SmtpClient {
         if (err) {
           const e = err as NmError;
           const code = e.responseCode ?? 0;
-          if (e.code === 'EENVELOPE' && e.rejectedErrors && e.rejectedErrors.length > 0 && !/^MAIL/.test(String((e as { command?: string }).command ?? ''))) {
-            // Every recipient refused: each with its own reply.
-            const byRcpt = new Map(e.rejectedErrors.map((r) => [r.recipient ?? '', r]));
-            resolve(message.recipients.map((address) => {
-              const r = byRcpt.get(address);
-              const rc = r?.responseCode ?? code;
-              return { address, ok: false, permanent: rc >= 500, reply: r ? describe(r) : describe(e) };
-            }));
-          } else {
-            // MAIL FROM or DATA refused, or the connection failed midway: the same for all.
-            if (!(code >= 400)) this.broken = true;
-            resolve(all(false, code >= 500, describe(e)));
-          }
+          // A recipient refused at RCPT keeps its own reply: the reply to MAIL or to the message
+          // is for the others (RFC 5321 §3.3).
+          const refused = refusals(e, this.conn);
+          // A reply that is not a 4xx or 5xx: the connection failed midway.
+          if (!(code >= 400)) this.broken = true;
+          resolve(message.recipients.map((address) => {
+            const r = refused.get(address);
+            if (r) return { address, ok: false, permanent: (r.responseCode ?? 0) >= 500, reply: describe(r) };
+            return { address, ok: false, permanent: code >= 500, reply: describe(e) };
+          }));
           // The transaction is over; the next one starts clean (RSET) or on a new connection.
           if (!this.broken) this.conn.reset(() => undefined);
           return;
@@ -245,19 +257,27 @@ export class SmtpClient {
   }
 
   /**
-   * Why this server cannot take the message as it is, if it cannot: 8-bit data needs 8BITMIME
-   * (RFC 6152 §3) and a non-ASCII address SMTPUTF8 (RFC 6531 §3.2). mailnest converts neither,
-   * so the message is returned to its sender, as RFC 6531 §3.2 has it for the addresses.
+   * Why this server cannot take the message as it is, if it cannot: a non-ASCII address needs
+   * SMTPUTF8 (RFC 6531 §3.2), 8-bit data 8BITMIME (RFC 6152 §3), and the message must be within
+   * the SIZE it declared. mailnest converts none of these, so the message is returned to its
+   * sender, as RFC 6531 §3.2 has it for the addresses.
    */
   private unsendable(message: OutboundMessage): string | undefined {
-    // nodemailer keeps the EHLO keywords in a field of its own, with no accessor.
-    const offered = (this.conn as unknown as { _supportedExtensions: string[] })._supportedExtensions;
+    // nodemailer keeps the EHLO keywords and the SIZE limit in fields of its own, with no accessor.
+    const conn = this.conn as unknown as { _supportedExtensions: string[]; _maxAllowedSize: number };
+    const offered = conn._supportedExtensions;
+    const nonAscii = /[^\x00-\x7f]/;
+    // First: a non-ASCII address makes the message 8-bit too (our Received names it).
+    if ([message.sender, ...message.recipients].some((a) => nonAscii.test(a)) && !offered.includes('SMTPUTF8')) {
+      return '553 5.6.7 a non-ASCII address and the next hop does not offer SMTPUTF8 (RFC 6531)';
+    }
     if (message.eightBit && !offered.includes('8BITMIME')) {
       return '554 5.6.3 the message has 8-bit data and the next hop does not offer 8BITMIME (RFC 6152)';
     }
-    const nonAscii = /[^\x00-\x7f]/;
-    if ([message.sender, ...message.recipients].some((a) => nonAscii.test(a)) && !offered.includes('SMTPUTF8')) {
-      return '553 5.6.7 a non-ASCII address and the next hop does not offer SMTPUTF8 (RFC 6531)';
+    // RFC 1870 §6.1: a message over the size the server declared is not sent; it would be
+    // refused for good (§4).
+    if (conn._maxAllowedSize > 0 && message.size > conn._maxAllowedSize) {
+      return `552 5.3.4 the message is ${message.size} octets and the next hop takes at most ${conn._maxAllowedSize} (RFC 1870)`;
     }
     return undefined;
   }

@@ -22,10 +22,12 @@ interface NextHop {
 }
 
 /**
- * A scripted next hop: EHLO offers `extensions`; with `silent`, the final dot gets no reply; a
+ * A scripted next hop: EHLO offers `extensions`; `rcpt` answers RCPT for an address (250 when it
+ * gives nothing), `afterDot` the final dot (250); with `silent`, the final dot gets no reply; a
  * STARTTLS is answered 220, and the handshake with bytes that are no TLS.
  */
-async function nextHop(extensions: string[], silent = false): Promise<NextHop> {
+async function nextHop(extensions: string[], o: { silent?: boolean; rcpt?: (address: string) => string | undefined; afterDot?: string } = {}): Promise<NextHop> {
+  const silent = o.silent ?? false;
   let sawDot!: () => void;
   const hop = { commands: [] as string[], data: [] as string[], dot: new Promise<void>((r) => { sawDot = r; }) };
   const server = net.createServer((s) => {
@@ -49,7 +51,7 @@ async function nextHop(extensions: string[], silent = false): Promise<NextHop> {
           data = false;
           sawDot();
           mute = silent;
-          if (!silent) s.write('250 ok\r\n');
+          if (!silent) s.write(`${o.afterDot ?? '250 ok'}\r\n`);
           continue;
         }
         hop.commands.push(line);
@@ -58,6 +60,8 @@ async function nextHop(extensions: string[], silent = false): Promise<NextHop> {
         else if (/^STARTTLS/i.test(line)) {
           tls = true;
           s.write('220 go ahead\r\n');
+        } else if (/^RCPT TO:<([^>]*)>/i.test(line)) {
+          s.write(`${o.rcpt?.(/^RCPT TO:<([^>]*)>/i.exec(line)![1]!) ?? '250 ok'}\r\n`);
         } else if (/^DATA/i.test(line)) {
           data = true;
           s.write('354 go on\r\n');
@@ -81,7 +85,7 @@ function message(body: string, over: Partial<OutboundMessage> = {}): OutboundMes
 }
 
 test('a transaction whose reply never comes is settled as a temporary failure when its connection is closed', async () => {
-  const hop = await nextHop(['8BITMIME'], true);
+  const hop = await nextHop(['8BITMIME'], { silent: true });
   try {
     const client = await connect(hop.port);
     const sending = client.send(message('Subject: s\r\n\r\nx\r\n'));
@@ -104,9 +108,47 @@ test('8-bit data without 8BITMIME, and a UTF-8 address without SMTPUTF8, fail fo
     const [utf8] = await client.send(message('Subject: s\r\n\r\nx\r\n', { recipients: ['j\u00f6rg@hop.test'] }));
     assert.equal(utf8!.permanent, true);
     assert.match(utf8!.reply, /^553 5\.6\.7 /);
+    // An address that needs SMTPUTF8 is the reason, also when the message is 8-bit too (our
+    // Received header names the address).
+    const [both] = await client.send(message('Subject: s\r\n\r\n\u00e9t\u00e9\r\n', { recipients: ['j\u00f6rg@hop.test'] }));
+    assert.match(both!.reply, /^553 5\.6\.7 /);
     const [plain] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
     assert.equal(plain!.ok, true, plain!.reply);
     assert.deepEqual(hop.commands.filter((c) => /^MAIL/.test(c)), ['MAIL FROM:<a@example.test>'], 'nothing was sent for the first two');
+    client.close();
+  } finally {
+    hop.close();
+  }
+});
+
+test('a recipient refused at RCPT keeps its own reply when the message is refused too', async () => {
+  const rcpt = (a: string) => (a.startsWith('temp') ? '450 4.2.1 try later' : a.startsWith('gone') ? '550 5.1.1 no such user' : undefined);
+  for (const [afterDot, permanent] of [['554 5.6.0 content refused', true], ['451 4.3.0 try again', false]] as const) {
+    const hop = await nextHop(['PIPELINING'], { rcpt, afterDot });
+    try {
+      const client = await connect(hop.port);
+      const results = await client.send(message('Subject: s\r\n\r\nx\r\n', { recipients: ['ok@hop.test', 'temp@hop.test', 'gone@hop.test'] }));
+      assert.deepEqual(results.map((r) => [r.address, r.permanent, r.reply.slice(0, 9)]), [
+        ['ok@hop.test', permanent, afterDot.slice(0, 9)],
+        ['temp@hop.test', false, '450 4.2.1'],
+        ['gone@hop.test', true, '550 5.1.1'],
+      ], afterDot);
+      client.close();
+    } finally {
+      hop.close();
+    }
+  }
+});
+
+test('a message over the SIZE the next hop declares fails for good, without being sent', async () => {
+  const hop = await nextHop(['SIZE 300']);
+  try {
+    const client = await connect(hop.port);
+    const [big] = await client.send(message(`Subject: s\r\n\r\n${'a'.repeat(600)}\r\n`));
+    assert.deepEqual(big, { address: 'b@hop.test', ok: false, permanent: true, reply: '552 5.3.4 the message is 616 octets and the next hop takes at most 300 (RFC 1870)' });
+    const [small] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
+    assert.equal(small!.ok, true, small!.reply);
+    assert.equal(hop.commands.filter((c) => /^MAIL/.test(c)).length, 1, 'only the small one was sent');
     client.close();
   } finally {
     hop.close();
@@ -161,7 +203,7 @@ test('closing a connection while a message streams cuts it off: no QUIT inside t
 });
 
 test('SIGTERM while a next hop sits on a message: the server exits 0 within its grace period and the message stays queued', async () => {
-  const hop = await nextHop(['8BITMIME'], true);
+  const hop = await nextHop(['8BITMIME'], { silent: true });
   const dir = tempDir();
   // A smarthost without TLS that would get the password: said at start (the route wins here).
   const configFile = writeConfig(dir, baseConfig(dir, {
