@@ -25,6 +25,9 @@ export interface DsnRecipientReport {
   /** Said to the sender after the reply, in the text part only (the Diagnostic-Code is the
    *  reply alone, RFC 3464 §2.3.6). */
   note?: string;
+  /** The reply is mailnest's own: no Remote-MTA said it, so it is no `smtp` diagnostic
+   *  (RFC 3464 §2.3.5, §2.3.6). */
+  ownReply?: boolean;
 }
 
 export interface DsnInput {
@@ -124,7 +127,7 @@ export function deliveryStatus(d: DsnInput): string {
     out.push(`Action: ${r.action}`);
     out.push(`Status: ${r.status ?? statusOf(r.reply, r.action)}`);
     if (r.remoteMta) out.push(`Remote-MTA: dns; ${clean(r.remoteMta)}`);
-    if (r.reply && SMTP_REPLY.test(r.reply)) out.push(`Diagnostic-Code: smtp; ${clean(r.reply)}`);
+    if (r.reply && SMTP_REPLY.test(r.reply) && !r.ownReply) out.push(`Diagnostic-Code: smtp; ${clean(r.reply)}`);
     else if (r.reply) out.push(`Diagnostic-Code: X-mailnest; ${clean(r.reply)}`);
     if (r.lastAttempt) out.push(`Last-Attempt-Date: ${rfc5322Date(r.lastAttempt)}`);
     if (r.willRetryUntil) out.push(`Will-Retry-Until: ${rfc5322Date(r.willRetryUntil)}`);

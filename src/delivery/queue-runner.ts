@@ -361,7 +361,8 @@ export class QueueRunner {
       const res = byAddress.get(r.address) ?? { address: r.address, ok: false, permanent: false, reply: 'no result' };
       const attempts = r.attempts + 1;
       const notify = r.notify;
-      const base = { address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), ...(remoteMta ? { remoteMta } : {}), lastAttempt: last };
+      const remote = res.ownReply ? { ownReply: true } : remoteMta ? { remoteMta } : {};
+      const base = { address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), ...remote, lastAttempt: last };
       if (res.ok) {
         updates.push({ recipientId: r.id, status: 'delivered', attempts, nextAttempt: now, lastReply: res.reply });
         this.ctx.metrics.deliveries.inc({ outcome: 'delivered' });

@@ -55,6 +55,8 @@ export interface RecipientResult {
   permanent: boolean;
   /** The server's reply (or our description of what went wrong), one line. */
   reply: string;
+  /** The reply is mailnest's own, in SMTP's form: the next hop was not asked (see unsendable). */
+  ownReply?: boolean;
 }
 
 /** A failure before any transaction: connection refused or lost, bad greeting, TLS or AUTH trouble. */
@@ -199,11 +201,11 @@ export class SmtpClient {
    */
   send(message: OutboundMessage): Promise<RecipientResult[]> {
     this.sent++;
-    const all = (ok: boolean, permanent: boolean, reply: string): RecipientResult[] =>
-      message.recipients.map((address) => ({ address, ok, permanent, reply }));
+    const all = (ok: boolean, permanent: boolean, reply: string, ownReply = false): RecipientResult[] =>
+      message.recipients.map((address) => ({ address, ok, permanent, reply, ...(ownReply ? { ownReply } : {}) }));
     if (this.broken) return Promise.resolve(all(false, false, 'connection lost'));
     const refusal = this.unsendable(message);
-    if (refusal) return Promise.resolve(all(false, true, refusal));
+    if (refusal) return Promise.resolve(all(false, true, refusal, true));
     this.inFlight = true;
     return new Promise<RecipientResult[]>((resolve) => {
       const onError = (err: NmError) => {

@@ -43,6 +43,7 @@ describe('delivery status notifications', () => {
       recipients: [
         { address: 'b@remote.test', orcpt: 'rfc822;B@remote.test', action: 'failed', reply: '550 5.1.1 no such user', remoteMta: 'mx.remote.test', lastAttempt: new Date('2026-11-22T05:01:00Z') },
         { address: 'c@remote.test', action: 'delayed', reply: '451 4.3.0 later', willRetryUntil: new Date('2026-11-27T05:00:00Z') },
+        { address: 'd@remote.test', action: 'failed', reply: '554 5.6.3 the message has 8-bit data and the next hop does not offer 8BITMIME (RFC 6152)', ownReply: true },
       ],
     });
     const p = parse(raw);
@@ -52,7 +53,11 @@ describe('delivery status notifications', () => {
     assert.deepEqual(p.parts, ['text/plain', 'message/delivery-status', 'text/rfc822-headers']);
     assert.equal(p.per_message['Reporting-MTA'], 'dns; mx.example.test');
     assert.equal(p.per_message['Original-Envelope-Id'], 'env-1');
-    assert.equal(p.recipients.length, 2);
+    assert.equal(p.recipients.length, 3);
+    // mailnest's own refusal: no next hop said it.
+    assert.equal(p.recipients[2].Status, '5.6.3');
+    assert.equal(p.recipients[2]['Remote-MTA'], undefined);
+    assert.match(p.recipients[2]['Diagnostic-Code'], /^X-mailnest; 554 5\.6\.3 /);
     assert.deepEqual(
       [p.recipients[0]['Original-Recipient'], p.recipients[0]['Final-Recipient'], p.recipients[0].Action, p.recipients[0].Status, p.recipients[0]['Remote-MTA'], p.recipients[0]['Diagnostic-Code']],
       ['rfc822;B@remote.test', 'rfc822; b@remote.test', 'failed', '5.1.1', 'dns; mx.remote.test', 'smtp; 550 5.1.1 no such user'],
