@@ -3,6 +3,7 @@
  * (RFC 3461 §6): one place for the queue's reports (failed, delayed, relayed) and for the
  * "delivered" ones of final delivery into local mailboxes.
  */
+import { totalLength } from '../chunks.ts';
 import type { Context } from '../context.ts';
 import { acceptMessage, type ResolvedRecipient } from './accept.ts';
 import { buildDsn, headerSection, type DsnRecipientReport } from './dsn.ts';
@@ -73,7 +74,7 @@ export async function reportLocalDelivery(ctx: Pick<Context, 'config' | 'store' 
     ...(m.envid ? { envid: m.envid } : {}),
     arrival: m.now,
     recipients: delivered.map((r) => ({ address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), action: 'delivered', status: '2.0.0', lastAttempt: m.now })),
-    original: headerSection(firstOctets(m.body, HEADER_ROOM)),
+    original: headerSection(Buffer.concat(m.body, Math.min(HEADER_ROOM, totalLength(m.body)))),
     ret: 'HDRS',
     now: m.now,
   });
@@ -81,15 +82,3 @@ export async function reportLocalDelivery(ctx: Pick<Context, 'config' | 'store' 
 
 /** As much of a header section as a report carries (headerSection's own bound). */
 const HEADER_ROOM = 64 * 1024 + 4;
-
-/** The first `n` octets of a message held in chunks (all of it when shorter). */
-function firstOctets(chunks: Buffer[], n: number): Buffer {
-  const out: Buffer[] = [];
-  let length = 0;
-  for (const c of chunks) {
-    if (length >= n) break;
-    out.push(c);
-    length += c.length;
-  }
-  return Buffer.concat(out).subarray(0, n);
-}
