@@ -51,12 +51,16 @@ export interface DsnInput {
  *  address such as "127.0.0.1:25: connection refused". */
 const SMTP_REPLY = /^[245]\d\d(?:[ -]|$)/;
 
-/** The RFC 3463 status code of a reply: its enhanced code when it has one, else from the basic code. */
+/**
+ * The RFC 3463 status code of a reply: its enhanced code when it has one, else from the basic
+ * code. A delayed recipient's status is transient (class 4, RFC 3463 §3.1) even when the reply
+ * was a 5xx that mailnest does not take as final (a refused greeting).
+ */
 export function statusOf(reply: string | undefined, action: DsnAction): string {
   const m = reply && /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b/.exec(reply);
-  if (m) return m[1]!;
-  const basic = reply && SMTP_REPLY.test(reply) ? reply[0] : undefined;
-  if (basic) return `${basic}.0.0`;
+  const basic = reply && SMTP_REPLY.test(reply) ? `${reply[0]}.0.0` : undefined;
+  const status = m ? m[1]! : basic;
+  if (status) return action === 'delayed' ? status.replace(/^5/, '4') : status;
   if (action === 'failed') return '5.0.0';
   if (action === 'delayed') return '4.0.0';
   return '2.0.0';

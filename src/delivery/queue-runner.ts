@@ -248,7 +248,8 @@ export class QueueRunner {
       // The destination is unreachable now: every job waiting for it shares this outcome.
       const jobs: Job[] = [];
       for (let job = this.takeJob(d); job; job = this.takeJob(d)) jobs.push(job);
-      await Promise.all(jobs.map((job) => this.settle(job, job.recipients.map((r) => ({ address: r.address, ok: false, permanent, reply })), undefined)));
+      const remoteMta = err instanceof ConnectError ? err.remoteMta : undefined;
+      await Promise.all(jobs.map((job) => this.settle(job, job.recipients.map((r) => ({ address: r.address, ok: false, permanent, reply })), remoteMta)));
       return;
     }
     this.clients.add(client);

@@ -65,11 +65,15 @@ export class ConnectError extends Error {
   readonly permanent: boolean;
   /** It failed in the TLS handshake after STARTTLS. */
   readonly inUpgrade: boolean;
-  constructor(reply: string, permanent = false, inUpgrade = false) {
+  /** The server whose reply `reply` is (a refused greeting, EHLO or AUTH); none when no server
+   *  answered (refused, lost, timed out). */
+  readonly remoteMta: string | undefined;
+  constructor(reply: string, permanent = false, inUpgrade = false, remoteMta?: string) {
     super(reply);
     this.reply = reply;
     this.permanent = permanent;
     this.inUpgrade = inUpgrade;
+    this.remoteMta = remoteMta;
   }
 }
 
@@ -174,8 +178,11 @@ export class SmtpClient {
         // nodemailer marks the connection while the STARTTLS handshake runs.
         const inUpgrade = err.code === 'ETLS' || (conn as unknown as { upgrading?: boolean }).upgrading === true;
         conn.close();
-        // A 5xx greeting or EHLO is not a verdict on the recipients: try elsewhere or later.
-        reject(new ConnectError(`${target.host}:${target.port}: ${describe(err)}`, false, inUpgrade));
+        // A 5xx greeting or EHLO is not a verdict on the recipients: try elsewhere or later. A
+        // server's reply is given as such, with the server; anything else names where it failed.
+        reject(err.response
+          ? new ConnectError(describe(err), false, inUpgrade, target.servername ?? target.host)
+          : new ConnectError(`${target.host}:${target.port}: ${describe(err)}`, false, inUpgrade));
       };
       conn.once('error', fail);
       conn.connect((err) => {

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { Readable } from 'node:stream';
-import { SmtpClient, type OutboundMessage } from '../../src/delivery/smtp-client.ts';
+import { ConnectError, SmtpClient, type OutboundMessage } from '../../src/delivery/smtp-client.ts';
 import { addUser, baseConfig, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
 import { inject, queueJson } from '../helpers/relay.ts';
 
@@ -26,12 +26,12 @@ interface NextHop {
  * gives nothing), `afterDot` the final dot (250); with `silent`, the final dot gets no reply; a
  * STARTTLS is answered 220, and the handshake with bytes that are no TLS.
  */
-async function nextHop(extensions: string[], o: { silent?: boolean; rcpt?: (address: string) => string | undefined; afterDot?: string } = {}): Promise<NextHop> {
+async function nextHop(extensions: string[], o: { silent?: boolean; rcpt?: (address: string) => string | undefined; afterDot?: string; greeting?: string } = {}): Promise<NextHop> {
   const silent = o.silent ?? false;
   let sawDot!: () => void;
   const hop = { commands: [] as string[], data: [] as string[], dot: new Promise<void>((r) => { sawDot = r; }) };
   const server = net.createServer((s) => {
-    s.write('220 hop.test ESMTP\r\n');
+    s.write(`${o.greeting ?? '220 hop.test ESMTP'}\r\n`);
     let data = false;
     let mute = false;
     let tls = false;
@@ -138,6 +138,23 @@ test('a recipient refused at RCPT keeps its own reply when the message is refuse
       hop.close();
     }
   }
+});
+
+test('a refused greeting is the server\'s reply, with the server named; a refused connection names where', async () => {
+  const hop = await nextHop([], { greeting: '554 5.7.1 go away' });
+  try {
+    const refused = await connect(hop.port).then(() => undefined, (err: unknown) => err);
+    assert.ok(refused instanceof ConnectError, String(refused));
+    assert.equal(refused.reply, '554 5.7.1 go away');
+    assert.equal(refused.remoteMta, '127.0.0.1');
+    assert.equal(refused.permanent, false);
+  } finally {
+    hop.close();
+  }
+  const nobody = await connect(1).then(() => undefined, (err: unknown) => err);
+  assert.ok(nobody instanceof ConnectError, String(nobody));
+  assert.match(nobody.reply, /^127\.0\.0\.1:1: /);
+  assert.equal(nobody.remoteMta, undefined);
 });
 
 test('a message over the SIZE the next hop declares fails for good, without being sent', async () => {

@@ -34,6 +34,10 @@ describe('delivery status notifications', () => {
     assert.equal(statusOf('554 transaction failed', 'failed'), '5.0.0');
     assert.equal(statusOf('451-4.7.1 greylisted', 'delayed'), '4.7.1');
     assert.equal(statusOf('ECONNREFUSED', 'delayed'), '4.0.0');
+    // A 5xx that is not taken as final (a refused greeting) leaves a delayed recipient transient.
+    assert.equal(statusOf('554 5.7.1 go away', 'delayed'), '4.7.1');
+    assert.equal(statusOf('554 go away', 'delayed'), '4.0.0');
+    assert.equal(statusOf('554 5.7.1 go away', 'failed'), '5.7.1');
   });
 
   it('builds a multipart/report with per-recipient fields and the original headers', () => {
