@@ -4,6 +4,7 @@
  * headers (RET=HDRS, our default) or the whole message (RET=FULL).
  */
 import crypto from 'node:crypto';
+import { headerEnd } from '../mime/header-section.ts';
 import { rfc5322Date } from './trace.ts';
 
 export type DsnAction = 'failed' | 'delayed' | 'delivered' | 'relayed';
@@ -66,11 +67,10 @@ export function statusOf(reply: string | undefined, action: DsnAction): string {
   return '2.0.0';
 }
 
-/** The header section of a message (up to the empty line), at most `max` bytes. */
+/** The header section of a message (its fields, without the empty line; see headerEnd), at
+ *  most `max` bytes. */
 export function headerSection(message: Buffer, max = 64 * 1024): Buffer {
-  const end = message.indexOf('\r\n\r\n');
-  const head = end < 0 ? message : message.subarray(0, end + 2);
-  return head.length > max ? head.subarray(0, max) : head;
+  return message.subarray(0, Math.min(headerEnd([message]).end, max));
 }
 
 /** Header field text we write: no CR/LF. */

@@ -26,7 +26,8 @@ import * as qp from 'nodemailer/lib/qp';
 import { parseMailbox } from '../smtp/address.ts';
 import { uniqueAddresses } from './addresses.ts';
 import { MAX_LINE } from './compose.ts';
-import { DROPPED_FIELD, FIELD_START, missingFields } from './submission.ts';
+import { FIELD_START } from './header-section.ts';
+import { DROPPED_FIELD, missingFields } from './submission.ts';
 
 export type SubmittedProblem = 'usage' | 'data';
 

@@ -1,7 +1,7 @@
 /** RFC 3464 reports: structure checked with python's email parser, status codes, RET. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { buildDsn, statusOf } from '../../src/delivery/dsn.ts';
+import { buildDsn, headerSection, statusOf } from '../../src/delivery/dsn.ts';
 import { python } from '../helpers/server.ts';
 
 const ORIGINAL = Buffer.from('Received: by mx.example.test\r\nFrom: a@example.test\r\nTo: b@remote.test\r\nSubject: hi\r\n\r\nthe body\r\n');
@@ -29,6 +29,13 @@ function parse(raw: Buffer): any {
 }
 
 describe('delivery status notifications', () => {
+  it('the header section of an original ends at its first line that is not a field', () => {
+    assert.equal(headerSection(Buffer.from('Subject: hi\r\n  folded\r\n\r\nbody\r\n')).toString(), 'Subject: hi\r\n  folded\r\n');
+    // Without the empty line, the text is still no header of it.
+    assert.equal(headerSection(Buffer.from('Subject: hi\r\nthe text, which is private\r\n')).toString(), 'Subject: hi\r\n');
+    assert.equal(headerSection(Buffer.from('Subject: hi\r\n'.repeat(10)), 40).length, 40);
+  });
+
   it('derives the status from the enhanced code, else the basic code', () => {
     assert.equal(statusOf('550 5.1.1 no such user', 'failed'), '5.1.1');
     assert.equal(statusOf('554 transaction failed', 'failed'), '5.0.0');

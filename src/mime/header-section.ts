@@ -1,0 +1,47 @@
+/**
+ * Where a message's header section ends, in one place: at the first line that is not a header
+ * field (RFC 5322 §2.1, §2.2). That is the empty line in a well-formed message; a message without
+ * it has its body begin right there.
+ */
+
+/** The start of a header field's first line: its name and the colon (RFC 5322 §2.2; §4.5.3
+ *  allows white space before the colon). */
+export const FIELD_START = /^[\x21-\x39\x3b-\x7e]+[ \t]*:/;
+
+/**
+ * Where the header section ends: after the last line of its last field; `separated` when the
+ * empty line follows there.
+ */
+export function headerEnd(message: Buffer[]): { end: number; separated: boolean } {
+  let base = 0;
+  let lineStart = 0;
+  let inField = false;
+  // The current line's first octets (enough for a field name) and its length so far, when it
+  // began in an earlier chunk.
+  let head = Buffer.alloc(0);
+  let length = 0;
+  const isField = (h: Buffer) => (inField && (h[0] === 0x20 || h[0] === 0x09)) || FIELD_START.test(h.toString('latin1'));
+  for (const chunk of message) {
+    let at = 0;
+    for (let lf = chunk.indexOf(0x0a); lf >= 0; lf = chunk.indexOf(0x0a, at)) {
+      const lineHead = length > 0 ? Buffer.concat([head, chunk.subarray(at, at + NAME_ROOM)]).subarray(0, NAME_ROOM) : chunk.subarray(at, Math.min(lf + 1, at + NAME_ROOM));
+      const lineLength = length + lf + 1 - at;
+      head = Buffer.alloc(0);
+      length = 0;
+      if (!isField(lineHead)) return { end: lineStart, separated: lineLength === 2 };
+      inField = true;
+      at = lf + 1;
+      lineStart = base + at;
+    }
+    if (at < chunk.length) {
+      if (head.length < NAME_ROOM) head = Buffer.concat([head, chunk.subarray(at, at + NAME_ROOM)]).subarray(0, NAME_ROOM);
+      length += chunk.length - at;
+    }
+    base += chunk.length;
+  }
+  // A last line without its CRLF.
+  return { end: length > 0 && isField(head) ? base : lineStart, separated: false };
+}
+
+/** Octets of a line enough to tell a field's first line (a name is at most 998 of them). */
+const NAME_ROOM = 1000;
