@@ -1,9 +1,10 @@
 /**
  * The connection driver over real loopback sockets: an exception inside one session ends that
  * session with its last words, and a second session on the same listener never notices;
- * connection limits refuse with the protocol's line; a stream is sent batch by batch.
+ * connection limits refuse with the protocol's line; a stream is sent batch by batch; replies
+ * produced together are one write; busy connections' input is spread over turns of the loop.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { pino } from 'pino';
@@ -11,6 +12,7 @@ import { Connection } from '../../src/net/connection.ts';
 import { IdleSweep } from '../../src/net/idle-sweep.ts';
 import { ConnectionLimits, Listener, type ProtocolHandler } from '../../src/net/listener.ts';
 import type { Output, Session } from '../../src/net/session.ts';
+import { countTurns } from '../helpers/turns.ts';
 
 type E = { kind: 'boom' } | { kind: 'echo'; text: string };
 
@@ -63,6 +65,19 @@ function dialogue(port: number, lines: string[], wait = 300): Promise<string> {
     const timer = setTimeout(() => { s.destroy(); resolve(got); }, wait);
     s.on('close', () => { clearTimeout(timer); resolve(got); });
   });
+}
+
+/** A server on which every connection drives the session `make` gives it; resolves with its port. */
+async function serve(t: TestContext, make: (socket: net.Socket) => Session<E, string>): Promise<number> {
+  const server = net.createServer((socket) => {
+    new Connection<E, string>({
+      socket, session: make(socket), perform: handler.perform, idle: new IdleSweep(60_000),
+      log: pino({ level: 'silent' }), logFields: {}, onClose: () => {},
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  return (server.address() as net.AddressInfo).port;
 }
 
 test('an exception in a session ends only that session, with its last words', async () => {
@@ -122,7 +137,7 @@ test('a stream: the next batch is asked for only once the one before is on the n
   // empty one has no write to wait for.
   const batches = Array.from({ length: 600 }, (_, i) => (i === 300 ? [] : [Buffer.alloc(30_000, 97 + (i % 26)), Buffer.from(`|${i}|`)]));
   const queuedAtResume: number[] = [];
-  const server = net.createServer((socket) => {
+  const port = await serve(t, (socket) => {
     async function* source(): AsyncIterable<Buffer[]> {
       for (const b of batches) {
         yield b;
@@ -131,14 +146,9 @@ test('a stream: the next batch is asked for only once the one before is on the n
     }
     const session = new ToySession();
     session.start = () => [{ type: 'stream', source: source() }, { type: 'close' }];
-    new Connection<E, string>({
-      socket, session, perform: handler.perform, idle: new IdleSweep(60_000),
-      log: pino({ level: 'silent' }), logFields: {}, onClose: () => {},
-    });
+    return session;
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.after(() => server.close());
-  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  const client = net.connect(port, '127.0.0.1');
   t.after(() => client.destroy());
   const got: Buffer[] = [];
   client.on('data', (d: Buffer) => got.push(d));
@@ -164,7 +174,7 @@ test('replies produced together go to the socket as one write, also while the cl
   const reply = `${'r'.repeat(1022)}\r\n`;
   let received = 0;
   const writes: number[] = [];
-  const server = net.createServer((socket) => {
+  const port = await serve(t, (socket) => {
     const write = socket.write.bind(socket) as (data: string | Buffer, cb?: () => void) => boolean;
     socket.write = ((data: string | Buffer, cb?: () => void) => {
       writes.push(data.length);
@@ -176,14 +186,9 @@ test('replies produced together go to the socket as one write, also while the cl
       received++;
       return Array.from({ length: 2048 }, () => ({ type: 'write' as const, data: reply }));
     };
-    new Connection<E, string>({
-      socket, session, perform: handler.perform, idle: new IdleSweep(60_000),
-      log: pino({ level: 'silent' }), logFields: {}, onClose: () => {},
-    });
+    return session;
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.after(() => server.close());
-  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  const client = net.connect(port, '127.0.0.1');
   t.after(() => client.destroy());
   client.pause();
   for (let i = 0; i < 20; i++) {
@@ -199,39 +204,26 @@ test('input of busy connections is spread over turns of the event loop; a client
   // libuv accepts one connection a turn, and a reply leaves at the end of one. Each large read
   // here costs its session 4 ms; twenty clients send 1 MB each, which the system reads in
   // pieces of up to 64 KiB, up to 32 in a row per socket: unbudgeted, one turn took about 20.
-  let turn = 0;
-  let counting = true;
-  const count = () => {
-    turn++;
-    if (counting) setImmediate(count);
-  };
-  setImmediate(count);
-  t.after(() => { counting = false; });
+  const turns = countTurns(t);
   const perTurn = new Map<number, number>();
   const talkerTurns: number[] = [];
   let received = 0;
-  const server = net.createServer((socket) => {
+  const port = await serve(t, () => {
     const session = new ToySession();
     session.start = () => [];
     session.receive = (data) => {
       if (data.length < 100) {
-        talkerTurns.push(turn);
+        talkerTurns.push(turns.turn);
         return [{ type: 'write', data: 'ok\r\n' }];
       }
       received += data.length;
-      perTurn.set(turn, (perTurn.get(turn) ?? 0) + 1);
+      perTurn.set(turns.turn, (perTurn.get(turns.turn) ?? 0) + 1);
       const until = performance.now() + 4;
       while (performance.now() < until) { /* a session's work */ }
       return [];
     };
-    new Connection<E, string>({
-      socket, session, perform: handler.perform, idle: new IdleSweep(60_000),
-      log: pino({ level: 'silent' }), logFields: {}, onClose: () => {},
-    });
+    return session;
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  t.after(() => server.close());
-  const port = (server.address() as net.AddressInfo).port;
   const connect = () => new Promise<net.Socket>((resolve) => {
     const s = net.connect(port, '127.0.0.1', () => resolve(s));
   });

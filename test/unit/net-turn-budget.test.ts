@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { TurnBudget } from '../../src/net/turn-budget.ts';
+import { countTurns } from '../helpers/turns.ts';
 
 test('the budget is spent once its time has gone in a turn, and renewed in the next', async () => {
   let clock = 0;
@@ -21,30 +22,23 @@ test('the budget is spent once its time has gone in a turn, and renewed in the n
   assert.equal(budget.spent(), true);
 });
 
-test('put-off input goes on in later turns, first come first, as much as each turn\'s budget allows and at least one', async () => {
+test('put-off input goes on in later turns, first come first, as much as each turn\'s budget allows and at least one', async (t) => {
   let clock = 0;
   const budget = new TurnBudget(10, () => clock);
   const ran: [number, number][] = [];
-  let turn = 0;
-  let counting = true;
-  const count = () => {
-    turn++;
-    if (counting) setImmediate(count);
-  };
-  setImmediate(count);
+  const turns = countTurns(t);
   // Each takes 4 ms, and the last one 30.
   for (let i = 0; i < 7; i++) {
     budget.defer(() => {
-      ran.push([i, turn]);
+      ran.push([i, turns.turn]);
       clock += i === 6 ? 30 : 4;
     });
   }
-  budget.defer(() => ran.push([7, turn]));
+  budget.defer(() => ran.push([7, turns.turn]));
   while (ran.length < 8) await nextTurn();
-  counting = false;
   assert.deepEqual(ran.map(([i]) => i), [0, 1, 2, 3, 4, 5, 6, 7], 'in the order they came');
   const perTurn = new Map<number, number>();
-  for (const [, t] of ran) perTurn.set(t, (perTurn.get(t) ?? 0) + 1);
+  for (const [, n] of ran) perTurn.set(n, (perTurn.get(n) ?? 0) + 1);
   // 4 + 4 + 4 ms spend a 10 ms budget: three a turn; the 30 ms one ends its turn alone.
   assert.deepEqual([...perTurn.values()], [3, 3, 1, 1]);
 });
