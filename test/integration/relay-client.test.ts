@@ -2,7 +2,7 @@
  * The outbound client against next hops that lack an extension the message needs, or never
  * answer: each transaction ends with a result per recipient, permanent or not as it should be.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { Readable } from 'node:stream';
@@ -18,15 +18,15 @@ interface NextHop {
   data: string[];
   /** Resolves when the final dot of a message has arrived. */
   dot: Promise<void>;
-  close(): void;
 }
 
 /**
  * A scripted next hop: EHLO offers `extensions`; `rcpt` answers RCPT for an address (250 when it
  * gives nothing), `afterDot` the final dot (250); with `silent`, the final dot gets no reply; a
- * STARTTLS is answered 220, and the handshake with bytes that are no TLS.
+ * STARTTLS is answered 220, and the handshake with bytes that are no TLS. It closes when the
+ * test `t` ends.
  */
-async function nextHop(extensions: string[], o: { silent?: boolean; rcpt?: (address: string) => string | undefined; afterDot?: string; greeting?: string } = {}): Promise<NextHop> {
+async function nextHop(t: TestContext, extensions: string[], o: { silent?: boolean; rcpt?: (address: string) => string | undefined; afterDot?: string; greeting?: string } = {}): Promise<NextHop> {
   const silent = o.silent ?? false;
   let sawDot!: () => void;
   const hop = { commands: [] as string[], data: [] as string[], dot: new Promise<void>((r) => { sawDot = r; }) };
@@ -71,7 +71,8 @@ async function nextHop(extensions: string[], o: { silent?: boolean; rcpt?: (addr
     s.on('error', () => {});
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return { ...hop, port: (server.address() as net.AddressInfo).port, close: () => { server.close(); server.unref(); } };
+  t.after(() => { server.close(); server.unref(); });
+  return { ...hop, port: (server.address() as net.AddressInfo).port };
 }
 
 function connect(port: number, tls: 'none' | 'opportunistic' = 'none', verify = false): Promise<SmtpClient> {
@@ -84,143 +85,111 @@ function message(body: string, over: Partial<OutboundMessage> = {}): OutboundMes
   return { sender: 'a@example.test', recipients: ['b@hop.test'], size: bytes.length, eightBit: bytes.some((b) => b > 127), content: () => Readable.from([bytes]), ...over };
 }
 
-test('a transaction whose reply never comes is settled as a temporary failure when its connection is closed', async () => {
-  const hop = await nextHop(['8BITMIME'], { silent: true });
-  try {
-    const client = await connect(hop.port);
-    const sending = client.send(message('Subject: s\r\n\r\nx\r\n'));
-    await hop.dot;
-    client.close();
-    const results = await Promise.race([sending, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 5000).unref())]);
-    assert.notEqual(results, 'hung', 'the transaction never settled');
-    assert.deepEqual(results, [{ address: 'b@hop.test', ok: false, permanent: false, reply: 'connection closed before the reply' }]);
-  } finally {
-    hop.close();
-  }
+test('a transaction whose reply never comes is settled as a temporary failure when its connection is closed', async (t) => {
+  const hop = await nextHop(t, ['8BITMIME'], { silent: true });
+  const client = await connect(hop.port);
+  const sending = client.send(message('Subject: s\r\n\r\nx\r\n'));
+  await hop.dot;
+  client.close();
+  const results = await Promise.race([sending, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 5000).unref())]);
+  assert.notEqual(results, 'hung', 'the transaction never settled');
+  assert.deepEqual(results, [{ address: 'b@hop.test', ok: false, permanent: false, reply: 'connection closed before the reply' }]);
 });
 
-test('8-bit data without 8BITMIME, and a UTF-8 address without SMTPUTF8, fail for good before MAIL', async () => {
-  const hop = await nextHop([]);
-  try {
-    const client = await connect(hop.port);
-    const [eight] = await client.send(message('Subject: s\r\n\r\n\u00e9t\u00e9\r\n'));
-    assert.deepEqual(eight, { address: 'b@hop.test', ok: false, permanent: true, reply: '554 5.6.3 the message has 8-bit data and the next hop does not offer 8BITMIME (RFC 6152)', ownReply: true });
-    const [utf8] = await client.send(message('Subject: s\r\n\r\nx\r\n', { recipients: ['j\u00f6rg@hop.test'] }));
-    assert.equal(utf8!.permanent, true);
-    assert.match(utf8!.reply, /^553 5\.6\.7 /);
-    // An address that needs SMTPUTF8 is the reason, also when the message is 8-bit too (our
-    // Received header names the address).
-    const [both] = await client.send(message('Subject: s\r\n\r\n\u00e9t\u00e9\r\n', { recipients: ['j\u00f6rg@hop.test'] }));
-    assert.match(both!.reply, /^553 5\.6\.7 /);
-    const [plain] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
-    assert.equal(plain!.ok, true, plain!.reply);
-    assert.deepEqual(hop.commands.filter((c) => /^MAIL/.test(c)), ['MAIL FROM:<a@example.test>'], 'nothing was sent for the first two');
-    client.close();
-  } finally {
-    hop.close();
-  }
+test('8-bit data without 8BITMIME, and a UTF-8 address without SMTPUTF8, fail for good before MAIL', async (t) => {
+  const hop = await nextHop(t, []);
+  const client = await connect(hop.port);
+  const [eight] = await client.send(message('Subject: s\r\n\r\n\u00e9t\u00e9\r\n'));
+  assert.deepEqual(eight, { address: 'b@hop.test', ok: false, permanent: true, reply: '554 5.6.3 the message has 8-bit data and the next hop does not offer 8BITMIME (RFC 6152)', ownReply: true });
+  const [utf8] = await client.send(message('Subject: s\r\n\r\nx\r\n', { recipients: ['j\u00f6rg@hop.test'] }));
+  assert.equal(utf8!.permanent, true);
+  assert.match(utf8!.reply, /^553 5\.6\.7 /);
+  // An address that needs SMTPUTF8 is the reason, also when the message is 8-bit too (our
+  // Received header names the address).
+  const [both] = await client.send(message('Subject: s\r\n\r\n\u00e9t\u00e9\r\n', { recipients: ['j\u00f6rg@hop.test'] }));
+  assert.match(both!.reply, /^553 5\.6\.7 /);
+  const [plain] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
+  assert.equal(plain!.ok, true, plain!.reply);
+  assert.deepEqual(hop.commands.filter((c) => /^MAIL/.test(c)), ['MAIL FROM:<a@example.test>'], 'nothing was sent for the first two');
+  client.close();
 });
 
-test('a recipient refused at RCPT keeps its own reply when the message is refused too', async () => {
+test('a recipient refused at RCPT keeps its own reply when the message is refused too', async (t) => {
   const rcpt = (a: string) => (a.startsWith('temp') ? '450 4.2.1 try later' : a.startsWith('gone') ? '550 5.1.1 no such user' : undefined);
   for (const [afterDot, permanent] of [['554 5.6.0 content refused', true], ['451 4.3.0 try again', false]] as const) {
-    const hop = await nextHop(['PIPELINING'], { rcpt, afterDot });
-    try {
-      const client = await connect(hop.port);
-      const results = await client.send(message('Subject: s\r\n\r\nx\r\n', { recipients: ['ok@hop.test', 'temp@hop.test', 'gone@hop.test'] }));
-      assert.deepEqual(results.map((r) => [r.address, r.permanent, r.reply.slice(0, 9)]), [
-        ['ok@hop.test', permanent, afterDot.slice(0, 9)],
-        ['temp@hop.test', false, '450 4.2.1'],
-        ['gone@hop.test', true, '550 5.1.1'],
-      ], afterDot);
-      client.close();
-    } finally {
-      hop.close();
-    }
+    const hop = await nextHop(t, ['PIPELINING'], { rcpt, afterDot });
+    const client = await connect(hop.port);
+    const results = await client.send(message('Subject: s\r\n\r\nx\r\n', { recipients: ['ok@hop.test', 'temp@hop.test', 'gone@hop.test'] }));
+    assert.deepEqual(results.map((r) => [r.address, r.permanent, r.reply.slice(0, 9)]), [
+      ['ok@hop.test', permanent, afterDot.slice(0, 9)],
+      ['temp@hop.test', false, '450 4.2.1'],
+      ['gone@hop.test', true, '550 5.1.1'],
+    ], afterDot);
+    client.close();
   }
 });
 
-test('a refused greeting is the server\'s reply, with the server named; a refused connection names where', async () => {
-  const hop = await nextHop([], { greeting: '554 5.7.1 go away' });
-  try {
-    const refused = await connect(hop.port).then(() => undefined, (err: unknown) => err);
-    assert.ok(refused instanceof ConnectError, String(refused));
-    assert.equal(refused.reply, '554 5.7.1 go away');
-    assert.equal(refused.remoteMta, '127.0.0.1');
-    assert.equal(refused.permanent, false);
-  } finally {
-    hop.close();
-  }
+test('a refused greeting is the server\'s reply, with the server named; a refused connection names where', async (t) => {
+  const hop = await nextHop(t, [], { greeting: '554 5.7.1 go away' });
+  const refused = await connect(hop.port).then(() => undefined, (err: unknown) => err);
+  assert.ok(refused instanceof ConnectError, String(refused));
+  assert.equal(refused.reply, '554 5.7.1 go away');
+  assert.equal(refused.remoteMta, '127.0.0.1');
+  assert.equal(refused.permanent, false);
   const nobody = await connect(1).then(() => undefined, (err: unknown) => err);
   assert.ok(nobody instanceof ConnectError, String(nobody));
   assert.match(nobody.reply, /^127\.0\.0\.1:1: /);
   assert.equal(nobody.remoteMta, undefined);
 });
 
-test('a message over the SIZE the next hop declares fails for good, without being sent', async () => {
-  const hop = await nextHop(['SIZE 300']);
-  try {
-    const client = await connect(hop.port);
-    const [big] = await client.send(message(`Subject: s\r\n\r\n${'a'.repeat(600)}\r\n`));
-    assert.deepEqual(big, { address: 'b@hop.test', ok: false, permanent: true, reply: '552 5.3.4 the message is 616 octets and the next hop takes at most 300 (RFC 1870)', ownReply: true });
-    const [small] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
-    assert.equal(small!.ok, true, small!.reply);
-    assert.equal(hop.commands.filter((c) => /^MAIL/.test(c)).length, 1, 'only the small one was sent');
-    client.close();
-  } finally {
-    hop.close();
-  }
+test('a message over the SIZE the next hop declares fails for good, without being sent', async (t) => {
+  const hop = await nextHop(t, ['SIZE 300']);
+  const client = await connect(hop.port);
+  const [big] = await client.send(message(`Subject: s\r\n\r\n${'a'.repeat(600)}\r\n`));
+  assert.deepEqual(big, { address: 'b@hop.test', ok: false, permanent: true, reply: '552 5.3.4 the message is 616 octets and the next hop takes at most 300 (RFC 1870)', ownReply: true });
+  const [small] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
+  assert.equal(small!.ok, true, small!.reply);
+  assert.equal(hop.commands.filter((c) => /^MAIL/.test(c)).length, 1, 'only the small one was sent');
+  client.close();
 });
 
-test('with the extensions offered, the parameters go with MAIL', async () => {
-  const hop = await nextHop(['8BITMIME', 'SMTPUTF8']);
-  try {
-    const client = await connect(hop.port);
-    const [r] = await client.send(message('Subject: s\r\n\r\n\u00e9t\u00e9\r\n', { recipients: ['j\u00f6rg@hop.test'] }));
-    assert.equal(r!.ok, true, r!.reply);
-    assert.deepEqual(hop.commands.filter((c) => /^(MAIL|RCPT)/.test(c)), ['MAIL FROM:<a@example.test> SMTPUTF8 BODY=8BITMIME', 'RCPT TO:<j\u00f6rg@hop.test>']);
-    client.close();
-  } finally {
-    hop.close();
-  }
+test('with the extensions offered, the parameters go with MAIL', async (t) => {
+  const hop = await nextHop(t, ['8BITMIME', 'SMTPUTF8']);
+  const client = await connect(hop.port);
+  const [r] = await client.send(message('Subject: s\r\n\r\n\u00e9t\u00e9\r\n', { recipients: ['j\u00f6rg@hop.test'] }));
+  assert.equal(r!.ok, true, r!.reply);
+  assert.deepEqual(hop.commands.filter((c) => /^(MAIL|RCPT)/.test(c)), ['MAIL FROM:<a@example.test> SMTPUTF8 BODY=8BITMIME', 'RCPT TO:<j\u00f6rg@hop.test>']);
+  client.close();
 });
 
-test('opportunistic TLS: a STARTTLS handshake that fails is followed by a plaintext session, unless certificates are checked', async () => {
-  const hop = await nextHop(['STARTTLS', '8BITMIME']);
-  try {
-    const client = await connect(hop.port, 'opportunistic');
-    const [r] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
-    assert.equal(r!.ok, true, r!.reply);
-    assert.deepEqual(hop.commands.filter((c) => !/^(RCPT|DATA|QUIT)/.test(c)), ['EHLO mx.example.test', 'STARTTLS', 'EHLO mx.example.test', 'MAIL FROM:<a@example.test>']);
-    client.close();
-    await assert.rejects(connect(hop.port, 'opportunistic', true), /127\.0\.0\.1:\d+: /);
-  } finally {
-    hop.close();
-  }
+test('opportunistic TLS: a STARTTLS handshake that fails is followed by a plaintext session, unless certificates are checked', async (t) => {
+  const hop = await nextHop(t, ['STARTTLS', '8BITMIME']);
+  const client = await connect(hop.port, 'opportunistic');
+  const [r] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
+  assert.equal(r!.ok, true, r!.reply);
+  assert.deepEqual(hop.commands.filter((c) => !/^(RCPT|DATA|QUIT)/.test(c)), ['EHLO mx.example.test', 'STARTTLS', 'EHLO mx.example.test', 'MAIL FROM:<a@example.test>']);
+  client.close();
+  await assert.rejects(connect(hop.port, 'opportunistic', true), /127\.0\.0\.1:\d+: /);
 });
 
-test('closing a connection while a message streams cuts it off: no QUIT inside the message, and a temporary failure', async () => {
-  const hop = await nextHop(['8BITMIME']);
-  try {
-    const client = await connect(hop.port);
-    const slow = async function* () {
-      yield Buffer.from('Subject: t\r\n\r\nline one\r\n');
-      await new Promise((r) => setTimeout(r, 300));
-      yield Buffer.from('line two\r\n');
-    };
-    const sending = client.send(message('', { size: 40, content: () => Readable.from(slow()) }));
-    await new Promise((r) => setTimeout(r, 150));
-    client.close();
-    const [r] = await sending;
-    assert.deepEqual(r, { address: 'b@hop.test', ok: false, permanent: false, reply: 'connection closed before the reply' });
-    assert.ok(!hop.data.includes('QUIT'), `QUIT went into the message: ${JSON.stringify(hop.data)}`);
-  } finally {
-    hop.close();
-  }
+test('closing a connection while a message streams cuts it off: no QUIT inside the message, and a temporary failure', async (t) => {
+  const hop = await nextHop(t, ['8BITMIME']);
+  const client = await connect(hop.port);
+  const slow = async function* () {
+    yield Buffer.from('Subject: t\r\n\r\nline one\r\n');
+    await new Promise((r) => setTimeout(r, 300));
+    yield Buffer.from('line two\r\n');
+  };
+  const sending = client.send(message('', { size: 40, content: () => Readable.from(slow()) }));
+  await new Promise((r) => setTimeout(r, 150));
+  client.close();
+  const [r] = await sending;
+  assert.deepEqual(r, { address: 'b@hop.test', ok: false, permanent: false, reply: 'connection closed before the reply' });
+  assert.ok(!hop.data.includes('QUIT'), `QUIT went into the message: ${JSON.stringify(hop.data)}`);
 });
 
-test('SIGTERM while a next hop sits on a message: the server exits 0 within its grace period and the message stays queued', async () => {
-  const hop = await nextHop(['8BITMIME'], { silent: true });
+test('SIGTERM while a next hop sits on a message: the server exits 0 within its grace period and the message stays queued', async (t) => {
+  const hop = await nextHop(t, ['8BITMIME'], { silent: true });
   const dir = tempDir();
   // A smarthost without TLS that would get the password: said at start (the route wins here).
   const configFile = writeConfig(dir, baseConfig(dir, {
@@ -240,6 +209,5 @@ test('SIGTERM while a next hop sits on a message: the server exits 0 within its 
     assert.equal(queueJson(configFile).find((e) => e.id === id)?.recipients[0]?.status, 'deferred');
   } finally {
     await server.kill();
-    hop.close();
   }
 });
