@@ -5,9 +5,11 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import path from 'node:path';
 import { Readable } from 'node:stream';
 import { ConnectError, SmtpClient, type OutboundMessage } from '../../src/delivery/smtp-client.ts';
 import { addUser, baseConfig, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
+import { mailbox } from '../helpers/mailbox.ts';
 import { inject, queueJson } from '../helpers/relay.ts';
 
 interface NextHop {
@@ -210,4 +212,35 @@ test('SIGTERM while a next hop sits on a message: the server exits 0 within its 
   } finally {
     await server.kill();
   }
+});
+
+test('reports name the server whose reply they give: none for mailnest\'s own refusal, the next hop for its refused greeting', async (t) => {
+  const plain = await nextHop(t, []);
+  const refusing = await nextHop(t, [], { greeting: '554 5.7.1 go away' });
+  const dir = tempDir();
+  const configFile = writeConfig(dir, baseConfig(dir, {
+    relay: { routes: { 'plain.test': `127.0.0.1:${plain.port}`, 'refusing.test': `127.0.0.1:${refusing.port}` } },
+    queue: { retry: ['1s'], poll_interval: '200ms', delay_warning: '1s' },
+  }));
+  addUser(configFile, 'a@example.test', 'pw-a-123');
+  const server = await startMailnest(dir, configFile);
+  t.after(() => server.kill());
+  inject(configFile, 'a@example.test', ['x@plain.test'], 'Subject: eight\r\n\r\n\u00e9t\u00e9\r\n');
+  const id = inject(configFile, 'a@example.test', ['y@refusing.test'], 'Subject: refused\r\n\r\nx\r\n');
+  let reports: string[] = [];
+  for (let i = 0; i < 200 && reports.length < 2; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    reports = (await mailbox(path.join(dir, 'data'), 'a@example.test')).map((m) => m.toString('utf8'));
+  }
+  const failed = reports.find((r) => /Action: failed/.test(r));
+  const delayed = reports.find((r) => /Action: delayed/.test(r));
+  assert.ok(failed && delayed, `reports: ${reports.length}`);
+  // The next hop was never asked: no Remote-MTA, and no smtp diagnostic it did not send.
+  assert.doesNotMatch(failed, /Remote-MTA/);
+  assert.match(failed, /Diagnostic-Code: X-mailnest; 554 5\.6\.3 /);
+  // A refused greeting is the next hop's reply, and the recipient waits (a transient status).
+  assert.match(delayed, /Remote-MTA: dns; 127\.0\.0\.1\r\n/);
+  assert.match(delayed, /Diagnostic-Code: smtp; 554 5\.7\.1 go away\r\n/);
+  assert.match(delayed, /Status: 4\.7\.1\r\n/);
+  assert.equal(queueJson(configFile).find((e) => e.id === id)?.recipients[0]?.last_reply, '554 5.7.1 go away');
 });
