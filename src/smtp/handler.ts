@@ -127,11 +127,9 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
       },
     });
     ctx.metrics.accepted.inc({ listener: role });
-    // After the 250, not before it.
+    // Not awaited: the 250 does not wait for a "delivered" report, nor fails with it.
     const report = { sender: d.sender, queueId: id, ...(d.dsn.envid ? { envid: d.dsn.envid } : {}), recipients: d.recipients, body, now: new Date() };
-    setImmediate(() => {
-      reportLocalDelivery(ctx, report).catch((err: unknown) => ctx.log.error({ err, id }, 'could not queue a delivery status notification'));
-    });
+    reportLocalDelivery(ctx, report).catch((err: unknown) => ctx.log.error({ err, id }, 'could not queue a delivery status notification'));
     return { kind: 'deliver', id };
   } catch (err) {
     const full = isStorageFull(err);
