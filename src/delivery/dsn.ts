@@ -67,9 +67,12 @@ export function statusOf(reply: string | undefined, action: DsnAction): string {
   return '2.0.0';
 }
 
+/** The most of a message's header section that is read for a report or for DKIM signing. */
+export const HEADER_MAX = 64 * 1024;
+
 /** The header section of a message (its fields, without the empty line; see headerEnd), at
  *  most `max` bytes. */
-export function headerSection(message: Buffer, max = 64 * 1024): Buffer {
+export function headerSection(message: Buffer, max = HEADER_MAX): Buffer {
   return message.subarray(0, Math.min(headerEnd([message]).end, max));
 }
 

@@ -18,7 +18,7 @@ import type { Config } from '../config/schema.ts';
 import type { Context } from '../context.ts';
 import type { DueRecipient, QueueEntry, QueueRecipient, RecipientUpdate } from '../store/store.ts';
 import { DkimSigner } from './dkim.ts';
-import { headerSection, type DsnAction, type DsnRecipientReport } from './dsn.ts';
+import { HEADER_MAX, headerSection, type DsnAction, type DsnRecipientReport } from './dsn.ts';
 import { PermanentDnsError, resolveMxHosts, systemResolver, type DnsResolver, type MxHost } from './mx.ts';
 import { sendReport } from './report.ts';
 import { afterTemporaryFailure } from './retry.ts';
@@ -324,7 +324,7 @@ export class QueueRunner {
       const parts: Buffer[] = [];
       let headLen = 0;
       for await (const c of store.readQueued(entry.id)) {
-        if (headLen < 64 * 1024) {
+        if (headLen < HEADER_MAX) {
           parts.push(c);
           headLen += c.length;
         }

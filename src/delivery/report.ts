@@ -6,7 +6,7 @@
 import { totalLength } from '../chunks.ts';
 import type { Context } from '../context.ts';
 import { acceptMessage, type ResolvedRecipient } from './accept.ts';
-import { buildDsn, headerSection, type DsnRecipientReport } from './dsn.ts';
+import { buildDsn, HEADER_MAX, headerSection, type DsnRecipientReport } from './dsn.ts';
 
 export interface Report {
   /** The original message's envelope sender, to whom the report goes (never ''). */
@@ -74,11 +74,8 @@ export async function reportLocalDelivery(ctx: Pick<Context, 'config' | 'store' 
     ...(m.envid ? { envid: m.envid } : {}),
     arrival: m.now,
     recipients: delivered.map((r) => ({ address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), action: 'delivered', status: '2.0.0', lastAttempt: m.now })),
-    original: headerSection(Buffer.concat(m.body, Math.min(HEADER_ROOM, totalLength(m.body)))),
+    original: headerSection(Buffer.concat(m.body, Math.min(HEADER_MAX, totalLength(m.body)))),
     ret: 'HDRS',
     now: m.now,
   });
 }
-
-/** As much of a header section as a report carries (headerSection's own bound). */
-const HEADER_ROOM = 64 * 1024 + 4;
