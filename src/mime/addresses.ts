@@ -30,6 +30,7 @@ export function parseAddressList(values: string | string[], field: string): Name
     const parsed = addressparser(value, { flatten: true });
     if (parsed.length === 0) throw new AddressError(field, `${JSON.stringify(value)} is not an address`);
     for (const a of parsed) {
+      if (strayName(value, a)) throw new AddressError(field, notAList(value));
       const address = a.address.trim();
       const check = parseMailbox(address, true);
       if (address === '' || typeof check === 'string') {
@@ -40,6 +41,23 @@ export function parseAddressList(values: string | string[], field: string): Name
     }
   }
   return out;
+}
+
+/**
+ * True when the parser gave `a` a display name that the text does not write as one. A name
+ * comes only from `Name <address>` or from a comment, `address (Name)` (RFC 5322 §3.4); the
+ * parser also reads `a@example.com b@example.com` as one address named after the other, and
+ * the second recipient would be lost without a word.
+ */
+export function strayName(value: string, a: { name: string; address: string }): boolean {
+  if (a.name === '' || a.address.trim() === '' || value.includes('(')) return false;
+  const escaped = a.address.trim().replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return !new RegExp(`<\\s*${escaped}\\s*>`, 'i').test(value);
+}
+
+/** The reason given for text that strayName finds. */
+export function notAList(value: string): string {
+  return `${JSON.stringify(value)} is not an address list: separate addresses with commas, and write a display name as Name <address>`;
 }
 
 /** One mailbox (a From address): exactly one address, no group. */

@@ -14,12 +14,13 @@
  *   at most 998 octets (RFC 5322 §2.1.1), checked on the result.
  * - Bcc recipients are envelope recipients only: never a header.
  */
+import { isUtf8 } from 'node:buffer';
 import crypto from 'node:crypto';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { encodeWord } from 'nodemailer/lib/mime-funcs';
 import { rfc5322Date } from '../delivery/trace.ts';
 import { parseAddressList, parseSingleAddress, uniqueAddresses, type NamedAddress } from './addresses.ts';
-import { contentTypeFor, isContentType } from './types.ts';
+import { contentTypeFor, isContentType, OCTET_STREAM } from './types.ts';
 import { ComposeError } from './errors.ts';
 
 export { ComposeError };
@@ -76,6 +77,7 @@ const OWNED_HEADERS: Record<string, string> = {
   'to': 'it is set from "to"',
   'cc': 'it is set from "cc"',
   'bcc': 'Bcc recipients go in "bcc" and are never written into the message',
+  'resent-bcc': 'blind recipients go in "bcc" and are never written into the message (RFC 5322 §3.6.6)',
   'subject': 'it is set from "subject"',
   'mime-version': 'the MIME structure sets it',
   'content-type': 'the MIME structure sets it',
@@ -106,12 +108,29 @@ export function checkHeader(h: ComposeHeader, field: string): void {
   if (owned) throw new ComposeError(field, `header ${h.name} cannot be set here: ${owned}`);
   checkHeaderText(h.value, field);
   if (h.value.trim() === '') throw new ComposeError(field, `header ${h.name} has an empty value`);
-  if (/^date$/i.test(h.name) && Number.isNaN(Date.parse(h.value))) {
+  if (/^date$/i.test(h.name) && !isDateTime(h.value)) {
     throw new ComposeError(field, `Date ${JSON.stringify(h.value)} is not a date (RFC 5322 §3.3, e.g. "Tue, 1 Jul 2025 10:00:00 +0000")`);
   }
   if (/^message-id$/i.test(h.name) && !/^<[^<>\s@]+@[^<>\s@]+>$/.test(h.value)) {
     throw new ComposeError(field, `Message-ID ${JSON.stringify(h.value)} must look like <unique@host>`);
   }
+}
+
+const DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
+const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
+/** RFC 5322 §3.3 date-time, with an optional comment after the zone, as `date -R` writes it. */
+const DATE_TIME = /^(?:([a-z]{3}),\s*)?(\d{1,2})\s+([a-z]{3})\s+(\d{4})\s+(\d{2}):(\d{2})(?::(\d{2}))?\s+[+-](\d{2})(\d{2})(?:\s*\([^()]*\))?$/i;
+
+/** True for an RFC 5322 date-time naming a real day (and its weekday, when given) and time. */
+export function isDateTime(value: string): boolean {
+  const m = DATE_TIME.exec(value.trim());
+  if (!m) return false;
+  const [, dayName, day, monthName, year, hour, minute, second, zoneHours, zoneMinutes] = m;
+  const month = MONTHS.indexOf(monthName!.toLowerCase());
+  const date = new Date(Date.UTC(Number(year), month, Number(day)));
+  return month >= 0 && date.getUTCDate() === Number(day) && Number(hour) <= 23 && Number(minute) <= 59
+    && Number(second ?? 0) <= 60 && Number(zoneHours) <= 99 && Number(zoneMinutes) <= 59
+    && (dayName === undefined || DAYS.indexOf(dayName.toLowerCase()) === date.getUTCDay());
 }
 
 /** Header text: no line breaks or NUL, no word that could not be folded. */
@@ -162,7 +181,11 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
     }
   });
   const attachments = input.attachments ?? [];
-  attachments.forEach((a, i) => checkAttachment(a, `attachments[${i}]`));
+  attachments.forEach((a, i) => {
+    checkAttachment(a, `attachments[${i}]`);
+    const first = a.cid === undefined ? i : attachments.findIndex((x) => x.cid === a.cid);
+    if (first < i) throw new ComposeError(`attachments[${i}].cid`, `Content-ID ${JSON.stringify(a.cid)} is already that of attachments[${first}]; each part needs its own (RFC 2045 §7)`);
+  });
   if (input.subject !== undefined && /[\r\n\0]/.test(input.subject)) throw new ComposeError('subject', 'contains a line break or NUL');
 
   const givenId = headers.find((h) => /^message-id$/i.test(h.name))?.value;
@@ -171,9 +194,11 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
   const extra = headers.filter((h) => !/^(message-id|date)$/i.test(h.name)).map((h) => ({ key: h.name, value: h.value }));
 
   // A subject holding a word too long to fold goes out as encoded-words, which can be split
-  // anywhere (RFC 2047 §2 allows encoding plain ASCII too); MailComposer only encodes non-ASCII.
+  // anywhere (RFC 2047 §2 allows encoding plain ASCII too); so does one holding text that a
+  // reader would take for an encoded-word and decode (RFC 2047 §5). MailComposer only encodes
+  // non-ASCII.
   let subject = input.subject;
-  if (subject !== undefined && Math.max(0, ...subject.split(/[ \t]+/).map((w) => Buffer.byteLength(w))) > MAX_WORD) {
+  if (subject !== undefined && (Math.max(0, ...subject.split(/[ \t]+/).map((w) => Buffer.byteLength(w))) > MAX_WORD || ENCODED_WORD.test(subject))) {
     extra.push({ key: 'Subject', value: { prepared: true, foldLines: true, value: encodeWord(subject, 'Q', 52) } as unknown as string });
     subject = undefined;
   }
@@ -185,13 +210,7 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
     ...(subject !== undefined ? { subject } : {}),
     ...(input.text !== undefined && input.text !== '' ? { text: lineBreaks(input.text) } : {}),
     ...(input.html !== undefined && input.html !== '' ? { html: lineBreaks(input.html) } : {}),
-    attachments: attachments.map((a) => ({
-      filename: a.filename,
-      content: a.content,
-      contentType: a.contentType ?? contentTypeFor(a.filename),
-      contentTransferEncoding: 'base64',
-      ...(a.cid !== undefined ? { cid: a.cid } : {}),
-    })),
+    attachments: attachments.map(attachmentPart),
     headers: extra,
     messageId,
     date: givenDate ?? rfc5322Date(input.date ?? new Date()),
@@ -203,6 +222,53 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
   const message = await composer.compile().build();
   checkLineLengths(message);
   return { message, sender: from.address, recipients, messageId };
+}
+
+/** What a reader decodes as an RFC 2047 encoded-word: =?charset?B|Q?text?= */
+const ENCODED_WORD = /=\?[^?\s]+\?[bq]\?[^?\s]*\?=/i;
+
+/**
+ * The part for an attachment. Its bytes go in base64, so they come back identical, and it is
+ * an attachment, not shown inline, unless it is an image the HTML refers to (RFC 2183). A
+ * message (message/rfc822, an .eml file) may only be sent in 7bit, 8bit or binary (RFC 2046
+ * §5.2.1): one that is 7-bit text with lines of at most 998 octets goes as it is, with CRLF
+ * line ends; any other is sent as application/octet-stream in base64. A UTF-8 text file is
+ * labelled so, since a text part without a charset is US-ASCII (RFC 2046 §4.1.2).
+ */
+function attachmentPart(a: ComposeAttachment): Record<string, unknown> {
+  let contentType = a.contentType ?? contentTypeFor(a.filename);
+  let content = a.content;
+  let encoding = 'base64';
+  if (contentType.toLowerCase() === 'message/rfc822') {
+    const crlf = Buffer.from(lineBreaks(content.toString('latin1')).replace(/\n/g, '\r\n'), 'latin1');
+    if (isSevenBitText(crlf)) {
+      content = crlf;
+      encoding = '7bit';
+    } else {
+      contentType = OCTET_STREAM;
+    }
+  } else if (/^text\//i.test(contentType) && content.some((c) => c >= 0x80) && isUtf8(content)) {
+    contentType += '; charset=utf-8';
+  }
+  return {
+    filename: a.filename,
+    content,
+    contentType,
+    contentTransferEncoding: encoding,
+    contentDisposition: a.cid === undefined ? 'attachment' : 'inline',
+    ...(a.cid !== undefined ? { cid: a.cid } : {}),
+  };
+}
+
+/** ASCII without NUL, lines (CRLF) of at most MAX_LINE octets. */
+function isSevenBitText(b: Buffer): boolean {
+  if (b.some((c) => c === 0 || c >= 0x80)) return false;
+  let start = 0;
+  for (let end = b.indexOf('\r\n'); end >= 0; end = b.indexOf('\r\n', start)) {
+    if (end - start > MAX_LINE) return false;
+    start = end + 2;
+  }
+  return b.length - start <= MAX_LINE;
 }
 
 /** CRLF, lone CR and lone LF all become one line break (CRLF on output: RFC 5322 §2.3 allows no bare CR). */

@@ -9,7 +9,9 @@
  * - with -t the recipients are taken from To, Cc and Bcc (added to those given as arguments, as
  *   Postfix does); Bcc, Resent-Bcc and Return-Path are removed, From, Date and Message-ID
  *   added when missing (submission.ts);
- *   a raw non-ASCII Subject is turned into RFC 2047 encoded-words;
+ *   a raw non-ASCII Subject is turned into RFC 2047 encoded-words (its bytes read as UTF-8, or
+ *   as Latin-1 when they are not UTF-8);
+ * - header lines over 998 octets are folded before white space (RFC 5322 §2.2.3);
  * - a body that is not MIME but holds 8-bit bytes, NUL or lines over 998 octets is re-encoded as
  *   quoted-printable text with MIME headers (RFC 2045), so what cron or a script printed arrives
  *   intact; a MIME message with such lines is refused, as it cannot be fixed without knowing
@@ -19,12 +21,13 @@
  * Postfix's append_at_myorigin does: in the recipients, and in an address field that names one
  * such address.
  */
+import { isUtf8 } from 'node:buffer';
 import addressparser from 'nodemailer/lib/addressparser';
 import MimeNode from 'nodemailer/lib/mime-node';
 import { foldLines } from 'nodemailer/lib/mime-funcs';
 import * as qp from 'nodemailer/lib/qp';
 import { parseMailbox } from '../smtp/address.ts';
-import { uniqueAddresses } from './addresses.ts';
+import { notAList, strayName, uniqueAddresses } from './addresses.ts';
 import { MAX_LINE } from './compose.ts';
 import { FIELD_START } from './header-section.ts';
 import { DROPPED_FIELD, missingFields } from './submission.ts';
@@ -94,6 +97,7 @@ export function qualify(address: string, domain: string): string {
 export function parseRecipients(value: string, where: string, domain: string): string[] {
   const out: string[] = [];
   for (const a of addressparser(value, { flatten: true })) {
+    if (strayName(value, a)) throw new SubmittedError('data', `${where}: ${notAList(value)}`);
     // A bare user name ("root") comes back from the parser as a display name.
     let bare = a.address.trim();
     if (bare === '' && /^[^\s@<>",;:]+$/.test(a.name.trim())) bare = a.name.trim();
@@ -125,9 +129,10 @@ function qualifyField(value: string, domain: string): string | undefined {
   return undefined;
 }
 
+/** The unfolded value; raw 8-bit text is read as UTF-8 when it is that, else as Latin-1. */
 function fieldValue(f: Field): string {
-  return Buffer.concat(f.lines.map((l, i) => (i === 0 ? l : Buffer.concat([Buffer.from(' '), l]))))
-    .toString('utf8').slice(f.name.length).replace(/^[ \t]*:/, '').replace(/[ \t]+/g, ' ').trim();
+  const raw = Buffer.concat(f.lines.map((l, i) => (i === 0 ? l : Buffer.concat([Buffer.from(' '), l]))));
+  return raw.toString(isUtf8(raw) ? 'utf8' : 'latin1').slice(f.name.length).replace(/^[ \t]*:/, '').replace(/[ \t]+/g, ' ').trim();
 }
 
 function headerLine(text: string): Buffer[] {
@@ -203,7 +208,8 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   const longLine = body.findIndex((l) => l.length > MAX_LINE);
   if (!isMime && (longLine >= 0 || body.some(needsEncoding))) {
     const raw = Buffer.concat(body.flatMap((l, k) => (k === 0 ? [l] : [Buffer.from('\r\n'), l])));
-    const charset = raw.every((c) => c < 0x80) ? 'us-ascii' : isUtf8(raw) ? 'utf-8' : 'unknown-8bit';
+    // Bytes that are not UTF-8 are read as Latin-1, as the Subject is and as `send` reads text.
+    const charset = raw.every((c) => c < 0x80) ? 'us-ascii' : isUtf8(raw) ? 'utf-8' : 'iso-8859-1';
     body = qp.wrap(qp.encode(raw), 76).split('\r\n').map((l) => Buffer.from(l, 'latin1'));
     out.push({ name: 'MIME-Version', lines: [Buffer.from('MIME-Version: 1.0')] });
     out.push({ name: 'Content-Type', lines: [Buffer.from(`Content-Type: text/plain; charset=${charset}`)] });
@@ -212,8 +218,8 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
     throw new SubmittedError('data', `body line ${longLine + 1} is ${body[longLine]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 §2.1.1)`);
   }
   for (const f of out) {
-    const long = f.lines.find((l) => l.length > MAX_LINE);
-    if (long) throw new SubmittedError('data', `header ${f.name} has a line of ${long.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 §2.1.1)`);
+    if (!f.lines.some((l) => l.length > MAX_LINE)) continue;
+    f.lines = f.lines.flatMap((l) => foldLong(l, f.name));
   }
 
   const crlf = Buffer.from('\r\n');
@@ -224,11 +230,29 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   return { message: Buffer.concat(parts), sender, recipients: uniqueAddresses(recipients) };
 }
 
-function isUtf8(b: Buffer): boolean {
-  try {
-    new TextDecoder('utf-8', { fatal: true }).decode(b);
-    return true;
-  } catch {
-    return false;
+const isWsp = (c: number | undefined) => c === 0x20 || c === 0x09;
+
+/**
+ * A header line over MAX_LINE octets, broken before white space into lines that fit. Unfolding
+ * removes only the CRLF (RFC 5322 §2.2.3), so the field's value is unchanged; a run without
+ * white space that does not fit cannot be broken, and the message is refused.
+ */
+function foldLong(line: Buffer, name: string): Buffer[] {
+  const out: Buffer[] = [];
+  let rest = line;
+  while (rest.length > MAX_LINE) {
+    let start = 0;
+    while (isWsp(rest[start])) start++;
+    let at = MAX_LINE;
+    while (at > start && !isWsp(rest[at])) at--;
+    if (at <= start) {
+      let end = start;
+      while (end < rest.length && !isWsp(rest[end])) end++;
+      throw new SubmittedError('data', `header ${name} has ${end - start} octets without white space, more than fit in a line of at most ${MAX_LINE} (RFC 5322 §2.1.1)`);
+    }
+    out.push(rest.subarray(0, at));
+    rest = rest.subarray(at);
   }
+  out.push(rest);
+  return out;
 }

@@ -29,6 +29,15 @@ const KNOWN: Record<string, string> = {
   rar: 'application/vnd.rar',
   mp4: 'video/mp4',
   json: 'application/json',
+  // Where the library's table is wrong or missing: a misspelt type for .py, a shell archive
+  // for .sh, nothing for .md (RFC 7763), the old private names for .tgz and .vcf (RFC 6350).
+  py: 'text/x-python',
+  sh: 'application/x-sh',
+  md: 'text/markdown',
+  tgz: 'application/gzip',
+  vcf: 'text/vcard',
+  eml: 'message/rfc822',
+  ics: 'text/calendar',
   pptx: 'application/vnd.openxmlformats-officedocument.presentationml.presentation',
   docx: 'application/vnd.openxmlformats-officedocument.wordprocessingml.document',
   xlsx: 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',

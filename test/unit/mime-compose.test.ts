@@ -167,6 +167,50 @@ test('content types from file names', async () => {
   assert.deepEqual(parts.map((p) => Buffer.from(p.bytes!, 'base64').toString()), names);
 });
 
+test('where the library table is wrong or silent: scripts, markdown, archives, cards, calendars, messages', () => {
+  const expected: Record<string, string> = {
+    'job.py': 'text/x-python', 'run.sh': 'application/x-sh', 'README.md': 'text/markdown', 'site.tgz': 'application/gzip',
+    'me.vcf': 'text/vcard', 'meeting.ics': 'text/calendar', 'fwd.eml': 'message/rfc822',
+  };
+  for (const [name, type] of Object.entries(expected)) assert.equal(contentTypeFor(name), type, name);
+});
+
+test('a UTF-8 text attachment says so; an ASCII one needs no charset', async () => {
+  const { parsed } = await roundTrip({ text: 'x', attachments: [{ filename: 'grüße.txt', content: Buffer.from('Grüße\n') }, { filename: 'plain.csv', content: Buffer.from('a,b\n') }] });
+  const [, utf8, ascii] = leaves(parsed.root);
+  assert.equal(utf8!.charset, 'utf-8');
+  assert.equal(utf8!.text, 'Grüße\n');
+  assert.equal(ascii!.charset, null);
+});
+
+test('an attached message (.eml) is message/rfc822 in 7bit (RFC 2046 §5.2.1), or octet-stream when it is not 7-bit text', async () => {
+  const inner = 'From: a@example.org\nTo: b@example.org\nSubject: the original\n\nhello\n.\nbye\n';
+  const { composed, parsed } = await roundTrip({ text: 'forwarded', attachments: [{ filename: 'fwd.eml', content: Buffer.from(inner) }, { filename: 'raw.eml', content: Buffer.from([0x53, 0xff, 0x00, 0x0a]) }] });
+  assert.equal(shape(parsed.root), 'multipart/mixed(text/plain,message/rfc822(text/plain),application/octet-stream)');
+  const [, message, raw] = parsed.root.parts!;
+  assert.equal(message!.cte, '7bit');
+  assert.equal(message!.disposition, 'attachment');
+  assert.equal(message!.filename, 'fwd.eml');
+  assert.equal(message!.parts![0]!.text, 'hello\n.\nbye\n');
+  assert.ok(composed.message.includes('Subject: the original\r\n'), 'the attached message keeps its header, with CRLF');
+  assert.equal(raw!.cte, 'base64');
+  assert.equal(raw!.filename, 'raw.eml');
+  assert.ok(Buffer.from(raw!.bytes!, 'base64').equals(Buffer.from([0x53, 0xff, 0x00, 0x0a])));
+});
+
+test('a subject holding what looks like an encoded-word is encoded, so it reads back as written (RFC 2047 §5)', async () => {
+  const subject = 'literal =?utf-8?q?hidden?= text';
+  const { parsed } = await roundTrip({ subject, text: 'x' });
+  assert.equal(parsed.headers['subject'], subject);
+});
+
+test('Date is given as RFC 5322 writes it (date -R), with or without the weekday and a comment', async () => {
+  for (const date of ['Tue, 1 Jul 2025 10:00:00 +0200', '1 Jul 2025 10:00 -0000', 'Sun, 29 Nov 2026 17:41:50 +0000 (UTC)']) {
+    const { parsed } = await roundTrip({ text: 'x', headers: [{ name: 'Date', value: date }] });
+    assert.equal(parsed.rawHeaders['date'], date);
+  }
+});
+
 test('an explicit content type wins over the file name', async () => {
   const { parsed } = await roundTrip({ text: 'x', attachments: [{ filename: 'data.bin', content: Buffer.from('{}'), contentType: 'application/json' }] });
   assert.equal(leaves(parsed.root)[1]!.contentType, 'application/json');
@@ -188,6 +232,9 @@ test('a Bcc-only message has no To header and still has recipients', async () =>
 test('several addresses in one value, with display names', async () => {
   const { composed } = await roundTrip({ to: ['"Ops, Team" <ops@example.org>, dev@example.org'], text: 'x' });
   assert.deepEqual(composed.recipients, ['ops@example.org', 'dev@example.org']);
+  // a name in a comment, a quoted name that looks like an address, a group
+  const more = await roundTrip({ to: ['ops@example.org (Ops)', '"dev@example.org" <lead@example.org>', 'Team: a@example.org, b@example.org;'], text: 'x' });
+  assert.deepEqual(more.composed.recipients, ['ops@example.org', 'lead@example.org', 'a@example.org', 'b@example.org']);
 });
 
 test('custom headers are kept; Message-ID and Date can be given', async () => {
@@ -234,6 +281,15 @@ test('bad input is refused with the field named', async () => {
     [{ headers: [{ name: 'bcc', value: 'x@example.org' }] }, /^headers\[0\]: header bcc cannot be set here: Bcc recipients go in "bcc"/],
     [{ headers: [{ name: 'X-Long', value: 'z'.repeat(1200) }] }, /^headers\[0\]: contains a word of 1200 octets/],
     [{ headers: [{ name: 'Date', value: 'yesterday' }] }, /^headers\[0\]: Date "yesterday" is not a date/],
+    [{ headers: [{ name: 'Date', value: '2025-07-01' }] }, /^headers\[0\]: Date "2025-07-01" is not a date \(RFC 5322 §3\.3/],
+    [{ headers: [{ name: 'Date', value: '1' }] }, /^headers\[0\]: Date "1" is not a date/],
+    [{ headers: [{ name: 'Date', value: 'Mon, 31 Feb 2025 10:00:00 +0000' }] }, /^headers\[0\]: Date .* is not a date/],
+    [{ headers: [{ name: 'Date', value: 'Mon, 1 Jul 2025 10:00:00 +0000' }] }, /^headers\[0\]: Date .* is not a date/],
+    [{ headers: [{ name: 'Resent-Bcc', value: 'x@example.org' }] }, /^headers\[0\]: header Resent-Bcc cannot be set here: blind recipients go in "bcc"/],
+    [{ to: ['alice@example.org bob@example.org'] }, /^to: "alice@example.org bob@example.org" is not an address list: separate addresses with commas/],
+    [{ cc: ['Alice <alice@example.org>, bob@example.org carol@example.org'] }, /^cc: .* is not an address list/],
+    [{ to: ['Bob bob@example.org'] }, /^to: .* write a display name as Name <address>/],
+    [{ html: '<img src="cid:a@x">', attachments: [{ filename: 'a.png', content: Buffer.from('x'), cid: 'a@x' }, { filename: 'b.png', content: Buffer.from('y'), cid: 'a@x' }] }, /^attachments\[1\]\.cid: Content-ID "a@x" is already that of attachments\[0\]/],
     [{ headers: [{ name: 'Message-ID', value: 'no-brackets' }] }, /^headers\[0\]: Message-ID "no-brackets" must look like/],
     [{ headers: [{ name: 'Date', value: 'Mon, 1 Jan 2024 00:00:00 +0000' }, { name: 'date', value: 'Tue, 2 Jan 2024 00:00:00 +0000' }] }, /^headers\[1\]: header date may appear only once \(RFC 5322 §3\.6\)/],
     [{ headers: [{ name: 'Message-ID', value: '<a@b>' }, { name: 'X-A', value: 'v' }, { name: 'Message-ID', value: '<c@d>' }] }, /^headers\[2\]: header Message-ID may appear only once/],

@@ -134,6 +134,25 @@ test('a non-MIME 8-bit body or long lines are re-encoded as quoted-printable UTF
   assert.ok(/^[\x00-\x7f]*$/.test(r.message.toString('latin1')));
 });
 
+test('a raw Subject that is not UTF-8 is read as Latin-1, so its letters survive', () => {
+  const r = prep(Buffer.concat([Buffer.from('Subject: t7 \xfcber\n\nGr', 'latin1'), Buffer.from([0xfc, 0xdf]), Buffer.from('e\n')]), { recipients: ['a@example.org'] });
+  assert.equal(parseMail(r.message).headers['subject'], 't7 über');
+});
+
+test('header lines over 998 octets are folded at white space (RFC 5322 §2.2.3); a run that cannot be is refused', () => {
+  const list = Array.from({ length: 60 }, (_, i) => `user${i}@example.org`);
+  const subject = Array.from({ length: 300 }, (_, i) => `word${i}`).join(' ');
+  const r = prep(`To: ${list.join(', ')}\nSubject: ${subject}\nX-Info: ${'a'.repeat(990)} ${'b'.repeat(990)}\n\nbody\n`, { extractRecipients: true });
+  const parsed = parseMail(r.message);
+  assert.ok(parsed.longestLine <= 998, `a line of ${parsed.longestLine} octets`);
+  assert.deepEqual(r.recipients, list);
+  assert.equal(parsed.headers['subject'], subject);
+  assert.equal(parsed.rawHeaders['x-info'], `${'a'.repeat(990)} ${'b'.repeat(990)}`);
+  assert.equal(parsed.root.text, 'body\n');
+  assert.throws(() => prep(`X-Blob: ${'c'.repeat(1200)}\n\nbody\n`, { recipients: ['a@example.org'] }),
+    (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /header X-Blob has 1200 octets without white space/.test(e.message));
+});
+
 test('a MIME message with an over-long line is refused (EX_DATAERR)', () => {
   const input = `MIME-Version: 1.0\nContent-Type: text/plain\n\n${'y'.repeat(1200)}\n`;
   assert.throws(() => prep(input, { recipients: ['a@example.org'] }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /line 1 is 1200 octets/.test(e.message));
@@ -144,4 +163,7 @@ test('no recipients, or a bad one, are refused with the reason', () => {
   assert.throws(() => prep('To: undisclosed-recipients:;\n\ny\n', { extractRecipients: true }), (e: unknown) => e instanceof SubmittedError && /none in the To, Cc or Bcc/.test(e.message));
   assert.throws(() => prep('To: a@@b\n\ny\n', { extractRecipients: true }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /header To/.test(e.message));
   assert.throws(() => prep('\ny\n', { recipients: ['a b c'] }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data');
+  // two addresses without a comma: the parser would keep the first and name it after the second
+  assert.throws(() => prep('\ny\n', { recipients: ['alice@example.org bob@example.org'] }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /not an address list: separate addresses with commas/.test(e.message));
+  assert.throws(() => prep('To: alice@example.org bob@example.org\n\ny\n', { extractRecipients: true }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /^header To: .* not an address list/.test(e.message));
 });
