@@ -22,6 +22,7 @@ for (let start = 0; start < count; start += 500) {
   const batch: Promise<string>[] = [];
   for (let i = start; i < Math.min(count, start + 500); i++) {
     batch.push(acceptMessage(ctx.store, {
+      writtenHere: true,
       sender: 'bench@example.test',
       recipients: [{ address: 'sink@sink.test', resolution: { kind: 'remote' } }],
       body: [message(i)],

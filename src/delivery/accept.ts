@@ -21,6 +21,12 @@ export interface Submission {
   received: Omit<ReceivedInfo, 'id' | 'for' | 'date'>;
   /** Header lines from the checks made on arrival (Authentication-Results), CRLF-terminated. */
   checks?: string;
+  /**
+   * True when the message was written here (an authenticated user, `send`, `sendmail`, the
+   * HTTP API, mailnest's own reports): what it sends on may carry mailnest's DKIM signature.
+   * False for mail from the internet, which an alias may send on but mailnest never vouches for.
+   */
+  writtenHere: boolean;
 }
 
 /** Commits the message; resolves with its queue id once it is on disk. */
@@ -54,7 +60,7 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
     sender: s.sender,
     ...(s.dsn ? { dsn: s.dsn } : {}),
     local: [...users.keys()].map((userId) => ({ userId, prefix: localPrefix })),
-    ...(outbound.size > 0 ? { outbound: { prefix: Buffer.from(trace, 'utf8'), recipients: [...outbound.values()] } } : {}),
+    ...(outbound.size > 0 ? { outbound: { prefix: Buffer.from(trace, 'utf8'), recipients: [...outbound.values()], sign: s.writtenHere } } : {}),
   });
   return id;
 }

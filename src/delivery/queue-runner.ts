@@ -333,7 +333,7 @@ export class QueueRunner {
       head = headerSection(Buffer.concat(parts));
     }
     let signature = '';
-    const domain = this.signer?.signingDomain(head, entry.sender);
+    const domain = entry.sign ? this.signer?.signingDomain(head, entry.sender) : undefined;
     if (this.signer && domain) {
       signature = await this.signer.sign(domain, whole ?? Readable.from(store.readQueued(entry.id)));
     }

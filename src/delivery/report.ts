@@ -42,6 +42,7 @@ export async function sendReport(ctx: Pick<Context, 'config' | 'store' | 'recipi
     return undefined;
   }
   const id = await acceptMessage(ctx.store, {
+    writtenHere: true,
     sender: '',
     recipients: [{ address: r.sender, resolution }],
     body: [report],

@@ -66,6 +66,7 @@ export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<str
     throw new SubmitError('unknown-recipient', `no such local user or alias: ${named.join(', ')}`, unknown);
   }
   return acceptMessage(ctx.store, {
+    writtenHere: true,
     sender: s.sender,
     recipients: resolved,
     body: [s.message],

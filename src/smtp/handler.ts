@@ -113,6 +113,7 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
   try {
     const id = await acceptMessage(ctx.store, {
       checks,
+      writtenHere: d.user !== undefined,
       sender: d.sender,
       dsn: d.dsn,
       recipients: d.recipients,

@@ -52,8 +52,11 @@ export interface Acceptance {
   dsn?: DsnEnvelope;
   /** Local copies: one per user id, each with its own prefix (Return-Path, Received). */
   local: { userId: number; prefix: Buffer }[];
-  /** Copies for the outbound queue (non-local recipients), one prefix for all of them. */
-  outbound?: { prefix: Buffer; recipients: OutboundRecipient[] };
+  /**
+   * Copies for the outbound queue (non-local recipients), one prefix for all of them. `sign`:
+   * the message was written here, so it may carry mailnest's DKIM signature (see QueueEntry).
+   */
+  outbound?: { prefix: Buffer; recipients: OutboundRecipient[]; sign: boolean };
 }
 
 export interface MailboxEntry {
@@ -109,6 +112,13 @@ export interface QueueEntry {
   created: number;
   dsn: DsnEnvelope;
   size: number;
+  /**
+   * True for a message written here: by an authenticated user, `send`, `sendmail`, the HTTP API
+   * or mailnest itself. Only such a message is signed with DKIM on its way out; mail from the
+   * internet that an alias sends on is not, whatever its From says (RFC 6376 §8: the signer
+   * vouches for what it signs).
+   */
+  sign: boolean;
   recipients: QueueRecipient[];
 }
 

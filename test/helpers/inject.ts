@@ -20,6 +20,7 @@ for (const r of rcpts) {
   recipients.push({ address: address!, resolution, ...(notify ? { notify: notify.split(',') as ResolvedRecipient['notify'] } : {}) });
 }
 const id = await acceptMessage(ctx.store, {
+  writtenHere: true,
   sender: sender!,
   recipients,
   body: [Buffer.concat(chunks)],

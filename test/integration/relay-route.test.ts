@@ -14,6 +14,7 @@ import { inject, queueJson, until } from '../helpers/relay.ts';
 import { storedMessage } from '../helpers/mailbox.ts';
 import { withStore } from '../helpers/smtp-fixture.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
+import { SmtpClient } from '../helpers/smtp-client.ts';
 import { dkimRecord, ensureDkimKey } from '../../src/delivery/dkim.ts';
 
 const MESSAGE = [
@@ -72,6 +73,23 @@ describe('relay through routes', () => {
     assert.match(text, /^DKIM-Signature: /);
     assert.match(text, new RegExp(`\\r\\nReceived: by mx\\.example\\.test \\(mailnest\\) with local id ${id}\\r\\n`));
     await assertSigned(m!.data);
+    await until('the queue to empty', () => queueJson(configFile).length === 0);
+  });
+
+  it('never signs mail from the internet that an alias sends on, even when its From names a local domain', async () => {
+    assert.equal(cli(configFile, ['alias', 'add', 'fwd@example.test', 'dave@remote.test']).status, 0);
+    const c = await SmtpClient.open(server.port('smtp'));
+    await c.ehlo();
+    // Unauthenticated: a stranger writing as alice, and as the envelope's local sender.
+    assert.equal((await c.cmd('MAIL FROM:<alice@example.test>')).code, 250);
+    assert.equal((await c.cmd('RCPT TO:<fwd@example.test>')).code, 250);
+    assert.equal((await c.cmd('DATA')).code, 354);
+    assert.equal((await c.cmd('From: "The Boss" <alice@example.test>\r\nTo: fwd@example.test\r\nSubject: pay this\r\n\r\nnow\r\n.')).code, 250);
+    await c.quit();
+    await until('the forwarded copy', () => sinkA.messages.some((x) => x.to.includes('dave@remote.test')));
+    const m = sinkA.messages.find((x) => x.to.includes('dave@remote.test'))!;
+    assert.doesNotMatch(m.data.toString('latin1'), /DKIM-Signature:/i);
+    assert.match(m.data.toString('latin1'), /Subject: pay this/);
     await until('the queue to empty', () => queueJson(configFile).length === 0);
   });
 

@@ -131,7 +131,7 @@ test('recovery: in a segment whose writer died without sealing it, a message who
   const bob = await store.createUser('bob@example.test', 'h');
   for (let n = 1; n <= 4; n++) {
     await store.accept({ id: `Q${n}`, body: [bodyOf(n)], sender: '', local: [{ userId: alice.id, prefix: Buffer.alloc(0) }, { userId: bob.id, prefix: Buffer.alloc(0) }],
-      ...(n === 2 ? { outbound: { prefix: Buffer.alloc(0), recipients: [{ address: 'x@remote.test' }] } } : {}) });
+      ...(n === 2 ? { outbound: { prefix: Buffer.alloc(0), recipients: [{ address: 'x@remote.test' }], sign: false } } : {}) });
   }
   store.close();
   // What a crash of the machine can leave: the rows of 2 and 4 on disk, part of their bodies

@@ -115,4 +115,9 @@ export const MIGRATIONS: string[] = [
     ('next_mailbox_id', (SELECT COALESCE(MAX(id), 0) + 1 FROM mailboxes)),
     ('uid_floor', (SELECT COALESCE(MAX(uid_next), 1) FROM mailboxes));
   `,
+  // Whether an outbound message may be signed with DKIM (QueueEntry.sign). Entries queued
+  // before this column existed go unsigned: nothing told mail written here from mail forwarded.
+  `
+  ALTER TABLE outbound ADD COLUMN sign INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

@@ -410,9 +410,9 @@ export class SqliteStore implements Store {
         .run(mb.id as number, mb.uid_next as number, bodyId, copy.prefix, copy.prefix.length + size, now);
     }
     if (m.outbound && m.outbound.recipients.length > 0) {
-      const outId = Number(this.q(`INSERT INTO outbound (queue_id, body_id, prefix, sender, created, dsn_ret, dsn_envid)
-                                   VALUES (?, ?, ?, ?, ?, ?, ?)`)
-        .run(queueId, bodyId, m.outbound.prefix, m.sender, now, m.dsn?.ret ?? null, m.dsn?.envid ?? null).lastInsertRowid);
+      const outId = Number(this.q(`INSERT INTO outbound (queue_id, body_id, prefix, sender, created, dsn_ret, dsn_envid, sign)
+                                   VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+        .run(queueId, bodyId, m.outbound.prefix, m.sender, now, m.dsn?.ret ?? null, m.dsn?.envid ?? null, m.outbound.sign ? 1 : 0).lastInsertRowid);
       for (const r of m.outbound.recipients) {
         this.q('INSERT INTO outbound_rcpts (outbound_id, address, notify, orcpt, next_attempt) VALUES (?, ?, ?, ?, ?)')
           .run(outId, r.address, r.notify ? r.notify.join(',') : null, r.orcpt ?? null, now);
@@ -500,21 +500,11 @@ export class SqliteStore implements Store {
   }
 
   async getQueueEntry(id: string): Promise<QueueEntry | undefined> {
-    const o = this.q(`SELECT o.id, o.queue_id, o.sender, o.created, o.dsn_ret, o.dsn_envid, length(o.prefix) + b.size AS size
+    const o = this.q(`SELECT o.id, o.queue_id, o.sender, o.created, o.dsn_ret, o.dsn_envid, o.sign, length(o.prefix) + b.size AS size
                       FROM outbound o JOIN bodies b ON b.id = o.body_id WHERE o.queue_id = ?`).get(id) as Row | undefined;
     if (!o) return undefined;
     const rcpts = this.q('SELECT * FROM outbound_rcpts WHERE outbound_id = ? ORDER BY id').all(o.id as number) as Row[];
-    return {
-      id: String(o.queue_id),
-      sender: String(o.sender),
-      created: Number(o.created),
-      size: Number(o.size),
-      dsn: {
-        ...(o.dsn_ret ? { ret: o.dsn_ret as 'FULL' | 'HDRS' } : {}),
-        ...(o.dsn_envid ? { envid: String(o.dsn_envid) } : {}),
-      },
-      recipients: rcpts.map(queueRecipient),
-    };
+    return { ...queueEntry(o), recipients: rcpts.map(queueRecipient) };
   }
 
   readQueued(id: string): AsyncIterable<Buffer> {
@@ -564,24 +554,12 @@ export class SqliteStore implements Store {
   }
 
   async dueRecipients(now: number, limit: number, fresh: boolean, exclude: number[]): Promise<DueRecipient[]> {
-    const rows = this.q(`SELECT r.*, o.queue_id, o.sender, o.created, o.dsn_ret, o.dsn_envid, length(o.prefix) + b.size AS size
+    const rows = this.q(`SELECT r.*, o.queue_id, o.sender, o.created, o.dsn_ret, o.dsn_envid, o.sign, length(o.prefix) + b.size AS size
                          FROM outbound_rcpts r JOIN outbound o ON o.id = r.outbound_id JOIN bodies b ON b.id = o.body_id
                          WHERE r.status IN ('queued', 'deferred') AND r.next_attempt <= ? AND ${fresh ? 'r.attempts = 0' : 'r.attempts > 0'}
                            AND r.id NOT IN (SELECT value FROM json_each(?))
                          ORDER BY r.next_attempt, r.id LIMIT ?`).all(now, JSON.stringify(exclude), limit) as Row[];
-    return rows.map((r) => ({
-      entry: {
-        id: String(r.queue_id),
-        sender: String(r.sender),
-        created: Number(r.created),
-        size: Number(r.size),
-        dsn: {
-          ...(r.dsn_ret ? { ret: r.dsn_ret as 'FULL' | 'HDRS' } : {}),
-          ...(r.dsn_envid ? { envid: String(r.dsn_envid) } : {}),
-        },
-      },
-      recipient: queueRecipient(r),
-    }));
+    return rows.map((r) => ({ entry: queueEntry(r), recipient: queueRecipient(r) }));
   }
 
   async queueDepth(): Promise<number> {
@@ -730,6 +708,21 @@ function openDatabase(file: string): DatabaseSync {
 
 function userRecord(r: Row | undefined): UserRecord | undefined {
   return r && { id: Number(r.id), address: String(r.address), passwordHash: String(r.password_hash) };
+}
+
+/** An outbound row (with its size) as a QueueEntry, without the recipients. */
+function queueEntry(o: Row): Omit<QueueEntry, 'recipients'> {
+  return {
+    id: String(o.queue_id),
+    sender: String(o.sender),
+    created: Number(o.created),
+    size: Number(o.size),
+    dsn: {
+      ...(o.dsn_ret ? { ret: o.dsn_ret as 'FULL' | 'HDRS' } : {}),
+      ...(o.dsn_envid ? { envid: String(o.dsn_envid) } : {}),
+    },
+    sign: Number(o.sign) === 1,
+  };
 }
 
 function queueRecipient(r: Row): QueueRecipient {
