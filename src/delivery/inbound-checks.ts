@@ -7,11 +7,23 @@
  *
  * The smtp listener calls `checkInbound(config, { clientIp, helo, sender, message })` after the
  * message is read and before it is accepted, prepends `authResults` to the stored copy, and
- * refuses the message (550 5.7.1, chosen by the SMTP session) with `reject` as the reason when set.
+ * refuses the message (550 5.7.1, chosen by the SMTP session) with `reject` as the reason when
+ * set, or defers it (451 4.7.0) with `defer`.
+ *
+ * With `[checks] reject_dmarc`, a sender must not get past a domain's p=reject by what it alone
+ * controls:
+ * - rsa-sha1 signatures do not pass (RFC 8301 §3.1);
+ * - a message naming several authors, in one From field or several, is held to the policy of
+ *   each author's domain (RFC 7489 §6.6.1), where mailauth evaluates none;
+ * - when the checks run out of time (DKIM keys in the sender's own slow DNS can make them), the
+ *   From domain's policy is still looked up, and p=reject defers the message rather than letting
+ *   it through unchecked (RFC 7489 §6.6.2 allows a temporary failure).
  */
 import { Resolver } from 'node:dns/promises';
-import type { DNSResolver } from 'mailauth';
+import addressparser from 'nodemailer/lib/addressparser';
+import type { AuthenticateResult, DMARCResult, DNSResolver } from 'mailauth';
 import type { Config } from '../config/schema.ts';
+import { headerEnd } from '../mime/header-section.ts';
 
 export type { DNSResolver };
 
@@ -31,6 +43,9 @@ export interface InboundResult {
   authResults: string;
   /** Set when the message fails DMARC under p=reject and `[checks] reject_dmarc` is on: why. */
   reject?: string;
+  /** Set when, with `reject_dmarc` on, the checks could not finish for a message whose From
+   *  domain asks for rejection: why. */
+  defer?: string;
 }
 
 export interface InboundOptions {
@@ -111,36 +126,92 @@ export class InboundChecker {
   async check(input: InboundInput): Promise<InboundResult> {
     if (!this.config.checks.enabled) return { authResults: '' };
     const host = this.config.hostname;
-    let timer: NodeJS.Timeout | undefined;
+    const message = Array.isArray(input.message) ? Buffer.concat(input.message) : input.message;
     try {
       // Loaded on first use: mailauth is large, and an idle server should stay small.
       const { authenticate } = await import('mailauth');
-      const result = await Promise.race([
-        authenticate(Array.isArray(input.message) ? Buffer.concat(input.message) : input.message, {
-          ip: input.clientIp,
-          ...(input.helo ? { helo: input.helo } : {}),
-          sender: input.sender,
-          mta: host,
-          resolver: this.cache.resolve,
-          disableArc: false,
-          disableBimi: true,
-        }),
-        new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), this.config.checks.timeout); }),
-      ]);
-      if (result === 'timeout') return { authResults: temperror(host, 'the checks took too long') };
+      const result = await this.inTime(authenticate(message, {
+        ip: input.clientIp,
+        ...(input.helo ? { helo: input.helo } : {}),
+        sender: input.sender,
+        mta: host,
+        resolver: this.cache.resolve,
+        rejectRsaSha1: true,
+        disableArc: false,
+        disableBimi: true,
+      }));
+      if (result === 'timeout') {
+        const authResults = temperror(host, 'the checks took too long');
+        const failing = this.config.checks.reject_dmarc ? await this.inTime(this.rejecting(fromAddresses(message), [], [])) : undefined;
+        if (failing && failing !== 'timeout') {
+          return { authResults, defer: `the checks of this message did not finish in time, and ${failing.domain} asks for rejection of mail that fails DMARC; try again later` };
+        }
+        return { authResults };
+      }
       let authResults = result.headers.replace(/\r?\n/g, '\r\n');
       if (!authResults.endsWith('\r\n')) authResults += '\r\n';
+      if (!this.config.checks.reject_dmarc) return { authResults };
       const dmarc = result.dmarc;
-      if (this.config.checks.reject_dmarc && dmarc && dmarc.status.result === 'fail' && dmarc.policy === 'reject' && !dmarc.testMode) {
+      if (dmarc && isRejecting(dmarc)) {
         return { authResults, reject: `message refused: it fails DMARC and ${dmarc.domain} asks for rejection (p=reject)` };
+      }
+      if (result.dmarcSkipReason === 'multiple-from-fields' || result.dmarcSkipReason === 'multiple-author-domains') {
+        const failing = await this.inTime(this.rejecting(result.dkim.headerFrom, passingSpf(result), passingDkim(result)));
+        if (failing === 'timeout') return { authResults, defer: 'the checks of this message\'s several authors did not finish in time; try again later' };
+        if (failing) return { authResults, reject: `message refused: it names several authors, and for ${failing.domain} it fails DMARC, which asks for rejection (p=reject)` };
       }
       return { authResults };
     } catch (err) {
       return { authResults: temperror(host, (err as Error).message ?? String(err)) };
+    }
+  }
+
+  /** The promise's value, or 'timeout' after `[checks] timeout`. */
+  private async inTime<T>(work: Promise<T>): Promise<T | 'timeout'> {
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([work, new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), this.config.checks.timeout); })]);
     } finally {
       clearTimeout(timer);
     }
   }
+
+  /** The DMARC result of the first author's domain that fails under p=reject, each evaluated
+   *  alone with the identifiers that passed; undefined when none does. */
+  private async rejecting(authors: string[], spfDomains: string[], dkimDomains: DkimDomain[]): Promise<DMARCResult | undefined> {
+    const { dmarc } = await import('mailauth');
+    const seen = new Set<string>();
+    for (const author of authors) {
+      const domain = author.slice(author.lastIndexOf('@') + 1).toLowerCase();
+      if (!author.includes('@') || seen.has(domain)) continue;
+      seen.add(domain);
+      const verdict = await dmarc({ headerFrom: author, spfDomains, dkimDomains, resolver: this.cache.resolve });
+      if (verdict && isRejecting(verdict)) return verdict;
+    }
+    return undefined;
+  }
+}
+
+type DkimDomain = { id?: string; domain: string; aligned?: string | false; underSized?: number };
+
+function isRejecting(d: DMARCResult): boolean {
+  return d.status.result === 'fail' && d.policy === 'reject' && !d.testMode;
+}
+
+function passingSpf(r: AuthenticateResult): string[] {
+  return r.spf && r.spf.status.result === 'pass' && r.spf.domain ? [r.spf.domain] : [];
+}
+
+function passingDkim(r: AuthenticateResult): DkimDomain[] {
+  return (r.dkim.results ?? []).filter((s) => s.status.result === 'pass' && s.signingDomain)
+    .map((s) => ({ ...(s.id ? { id: s.id } : {}), domain: s.signingDomain!, aligned: s.status.aligned ?? false, ...(s.status.underSized ? { underSized: s.status.underSized } : {}) }));
+}
+
+/** The addresses of the message's From fields (all of them). */
+function fromAddresses(message: Buffer): string[] {
+  const header = message.subarray(0, headerEnd([message]).end).toString('latin1');
+  const fields = header.split(/\r?\n(?![ \t])/).filter((f) => /^from[ \t]*:/i.test(f));
+  return fields.flatMap((f) => addressparser(f.slice(f.indexOf(':') + 1).replace(/\r?\n/g, ''), { flatten: true }).map((a) => a.address));
 }
 
 function temperror(host: string, why: string): string {

@@ -7,6 +7,7 @@ import type { Context } from '../context.ts';
 import type { AuthThrottle } from '../auth/throttle.ts';
 import { verifyPassword } from '../auth/password.ts';
 import { acceptMessage } from '../delivery/accept.ts';
+import { withoutForgedResults } from '../delivery/auth-results.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
 import { reportLocalDelivery } from '../delivery/report.ts';
 import { completeSubmission } from '../mime/submission.ts';
@@ -95,13 +96,18 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
       ctx.metrics.rejected.inc({ listener: role, reason: 'dmarc' });
       return { kind: 'deliver', failure: 'refused', message: verdict.reject };
     }
+    if (verdict.defer) {
+      ctx.metrics.rejected.inc({ listener: role, reason: 'dmarc_unknown' });
+      return { kind: 'deliver', failure: 'deferred', message: verdict.defer };
+    }
     checks = verdict.authResults;
   }
-  let body = d.body;
+  // Results that claim our host name come from no one we trust (RFC 8601 §5).
+  let body = withoutForgedResults(d.body, ctx.config.hostname);
   if (d.user) {
     // What a user hands in is completed as a submission agent does (RFC 6409 §8), and its From
     // may name only the user's own addresses, as MAIL FROM may.
-    const done = completeSubmission(d.body, { from: d.sender, hostname: ctx.config.hostname, now: new Date() });
+    const done = completeSubmission(body, { from: d.sender, hostname: ctx.config.hostname, now: new Date() });
     const foreign = await foreignFrom(ctx, d.user, done.from);
     if (foreign !== undefined) {
       ctx.metrics.rejected.inc({ listener: role, reason: 'foreign_from' });

@@ -43,7 +43,7 @@ export type SmtpResult =
   | { kind: 'verify'; resolution: Resolution; alias?: AliasRecord }
   | { kind: 'deliver'; id: string }
   /** Not stored: refused by policy (with the reason), a store failure, or no room on disk. */
-  | { kind: 'deliver'; id?: undefined; failure: 'refused'; message: string }
+  | { kind: 'deliver'; id?: undefined; failure: 'refused' | 'deferred'; message: string }
   | { kind: 'deliver'; id?: undefined; failure: 'store-error' | 'storage-full' };
 
 /** Everything needed to commit an accepted message. */
@@ -508,6 +508,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       case 'storage-full': return this.send(INSUFFICIENT_STORAGE);
       case 'store-error': return this.send(reply(451, '4.3.0', 'Local error in processing, try again later'));
       case 'refused': return this.send(reply(550, '5.7.1', result.message));
+      case 'deferred': return this.send(reply(451, '4.7.0', result.message));
     }
   }
 

@@ -5,11 +5,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
+import crypto from 'node:crypto';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { mailbox } from '../helpers/mailbox.ts';
 import { startDnsServer, type Zone } from '../helpers/dns-server.ts';
 import { addUser, baseConfig, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
+import { SmtpClient } from '../helpers/smtp-client.ts';
 
 // Asynchronous on purpose: the DNS server lives in this process and must keep answering.
 const run = promisify(execFile);
@@ -25,7 +27,19 @@ except smtplib.SMTPDataError as e:
 s.quit()
 `;
 
-async function withServer(zone: Zone | 'dead', checks: Record<string, unknown>, fn: (send: (from: string) => Promise<string>, inbox: () => Promise<string[]>) => Promise<void>) {
+/** One message over a raw dialogue: the reply to its end of data. */
+async function sendRaw(port: number, sender: string, message: string): Promise<string> {
+  const c = await SmtpClient.open(port);
+  await c.ehlo();
+  await c.cmd(`MAIL FROM:<${sender}>`);
+  await c.cmd('RCPT TO:<alice@example.test>');
+  await c.cmd('DATA');
+  const r = await c.cmd(`${message}\r\n.`);
+  await c.quit();
+  return r.raw;
+}
+
+async function withServer(zone: Zone | 'dead', checks: Record<string, unknown>, fn: (send: (from: string) => Promise<string>, inbox: () => Promise<string[]>, port: number) => Promise<void>) {
   const dns = zone === 'dead' ? undefined : await startDnsServer(zone);
   const dir = tempDir();
   // A dead DNS server: a UDP port nobody answers on.
@@ -36,7 +50,7 @@ async function withServer(zone: Zone | 'dead', checks: Record<string, unknown>, 
   try {
     const send = async (from: string) => (await run('python3', ['-c', SEND, String(server.port('smtp')), from])).stdout.trim();
     const inbox = async () => (await mailbox(path.join(dir, 'data'), 'alice@example.test')).map((m) => m.toString('utf8'));
-    await fn(send, inbox);
+    await fn(send, inbox, server.port('smtp'));
   } finally {
     await server.stop();
     await dns?.close();
@@ -71,5 +85,37 @@ test('a DNS server that never answers costs a bounded wait, never the message', 
     assert.equal(await send('bob@remote.test'), '250');
     const [msg] = await inbox();
     assert.match(msg!, /Authentication-Results: mx\.example\.test;/);
+  });
+});
+
+test('Authentication-Results that claim our host name are removed (RFC 8601 §5); others stay', async () => {
+  await withServer({ TXT: { 'remote.test': ['v=spf1 ip4:127.0.0.1 -all'] } }, {}, async (_send, inbox, port) => {
+    const forged = [
+      'Authentication-Results: mx.example.test; dkim=pass header.d=bank.test; dmarc=pass header.from=bank.test',
+      'Authentication-Results: MX.EXAMPLE.TEST 1; spf=pass',
+      'Authentication-Results: (looks fine) mx.example.test (really);\r\n dmarc=pass',
+      'Authentication-Results: "mx.example.test"; dkim=pass',
+    ];
+    const theirs = 'Authentication-Results: mx.remote.test; spf=pass smtp.mailfrom=remote.test';
+    const message = [...forged, theirs, 'From: <bob@remote.test>', 'To: alice@example.test', 'Subject: results', '', 'body'].join('\r\n');
+    assert.match(await sendRaw(port, 'bob@remote.test', message), /^250 /);
+    const [msg] = await inbox();
+    const headers = msg!.slice(0, msg!.indexOf('\r\n\r\n') + 2);
+    // ours (the one mailnest wrote), and theirs
+    assert.equal(headers.match(/^Authentication-Results: mx\.example\.test;/gim)?.length, 1);
+    assert.doesNotMatch(headers, /bank\.test|MX\.EXAMPLE\.TEST|looks fine|"mx\.example\.test"/);
+    assert.ok(headers.includes(`${theirs}\r\nFrom: <bob@remote.test>\r\n`), 'the rest of the header as received');
+    assert.ok(msg!.endsWith('\r\n\r\nbody\r\n'));
+  });
+});
+
+test('a p=reject spoof whose checks a sender\'s slow DNS runs out of time is deferred with 451, not accepted unchecked', async () => {
+  const zone: Zone = { TXT: { '_dmarc.victim.test': ['v=DMARC1; p=reject'] }, silent: ['attacker.test'] };
+  const bh = crypto.createHash('sha256').update('now\r\n').digest('base64');
+  const sigs = Array.from({ length: 4 }, (_, i) => `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=attacker.test; s=s${i}; h=from; bh=${bh}; b=AAAA`);
+  const message = [...sigs, 'From: <ceo@victim.test>', 'Subject: pay', '', 'now'].join('\r\n');
+  await withServer(zone, { reject_dmarc: true, dns_timeout: '300ms', timeout: '600ms' }, async (_send, inbox, port) => {
+    assert.match(await sendRaw(port, 'x@attacker.test', message), /^451 4\.7\.0 the checks of this message did not finish in time, and victim\.test asks for rejection/);
+    assert.equal((await inbox()).length, 0);
   });
 });

@@ -1,6 +1,7 @@
 /** DKIM signing verified by mailauth, and the inbound SPF/DKIM/DMARC checks, all on a stub resolver. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -122,5 +123,58 @@ describe('inbound checks', () => {
     await assert.rejects(cache.resolve('fail.test', 'TXT'));
     await assert.rejects(cache.resolve('fail.test', 'TXT'));
     assert.equal(calls, 4);
+  });
+});
+
+describe('inbound checks a sender cannot get past with what it controls', () => {
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-checks-'));
+  const key = ensureDkimKey({ dataDir, selector: 'sel', algorithm: 'rsa-sha256' }, 'victim.test');
+  const records = {
+    '_dmarc.victim.test': ['v=DMARC1; p=reject'],
+    'helper.test': ['v=spf1 ip4:198.51.100.1 -all'],
+    'sel._domainkey.victim.test': [dkimRecord(key)],
+  };
+  const config = parseConfig({ hostname: 'mx.example.test', checks: { reject_dmarc: true, dns_timeout: '200ms', timeout: '500ms' } });
+  const from = (field: string) => Buffer.from(`${field}\r\nTo: b@example.test\r\nSubject: pay\r\nDate: Sun, 22 Nov 2026 05:01:02 +0000\r\n\r\nnow\r\n`);
+  const input = (message: Buffer) => ({ clientIp: '198.51.100.1', helo: 'mail.helper.test', sender: 'x@helper.test', message });
+
+  it('an rsa-sha1 signature does not pass (RFC 8301 §3.1), so it does not satisfy DMARC', async () => {
+    const msg = from('From: ceo@victim.test');
+    const { dkimSign } = await import('mailauth');
+    const signed = await dkimSign(msg, { signatureData: [{ signingDomain: 'victim.test', selector: 'sel', privateKey: key, algorithm: 'rsa-sha1', canonicalization: 'relaxed/relaxed' }] } as never);
+    const r = await checkInbound(config, input(Buffer.concat([Buffer.from(signed.signatures), msg])), { resolver: resolverFor(records) });
+    assert.doesNotMatch(r.authResults, /dkim=pass/);
+    assert.match(r.reject ?? '', /victim\.test asks for rejection/);
+  });
+
+  it('several authors, in one From field or several, are each held to their domain\'s policy (RFC 7489 §6.6.1)', async () => {
+    for (const field of ['From: ceo@victim.test\r\nFrom: x@helper.test', 'From: ceo@victim.test, x@helper.test']) {
+      const r = await checkInbound(config, input(from(field)), { resolver: resolverFor(records) });
+      assert.match(r.reject ?? '', /^message refused: it names several authors, and for victim\.test it fails DMARC/, field);
+    }
+    // the same authors, each passing: nothing refused
+    const passing = await checkInbound(config, input(from('From: y@helper.test, x@helper.test')), { resolver: resolverFor(records) });
+    assert.equal(passing.reject, undefined);
+  });
+
+  it('signatures whose keys never arrive make a p=reject spoof wait for a retry (451), not pass unchecked', async () => {
+    const base = resolverFor(records);
+    // The sender's own DNS for its keys never answers.
+    const resolver = Object.assign(async (name: string, type: string) => (name.endsWith('._domainkey.attacker.test') ? new Promise<never>(() => undefined) : base(name, type)), { queries: base.queries });
+    // The body hash is right, so that each signature's key is looked up (relaxed: "now\r\n").
+    const bh = crypto.createHash('sha256').update('now\r\n').digest('base64');
+    const sigs = Array.from({ length: 8 }, (_, i) => `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=attacker.test; s=s${i}; h=from:to:subject; bh=${bh}; b=AAAA\r\n`).join('');
+    const msg = Buffer.concat([Buffer.from(sigs), from('From: ceo@victim.test')]);
+    const r = await checkInbound(config, input(msg), { resolver });
+    assert.match(r.authResults, /temperror/);
+    assert.equal(r.reject, undefined);
+    assert.match(r.defer ?? '', /did not finish in time, and victim\.test asks for rejection/);
+    // Without reject_dmarc the message goes in, as every message whose checks time out does.
+    const lenient = parseConfig({ hostname: 'mx.example.test', checks: { dns_timeout: '200ms', timeout: '500ms' } });
+    const accepted = await checkInbound(lenient, input(msg), { resolver });
+    assert.equal(accepted.defer, undefined);
+    // A domain without p=reject is not held up either.
+    const other = await checkInbound(config, input(Buffer.concat([Buffer.from(sigs), from('From: ceo@helper.test')])), { resolver });
+    assert.equal(other.defer, undefined);
   });
 });

@@ -1,0 +1,40 @@
+/**
+ * Authentication-Results fields that claim to be ours. mailnest writes one, under its host name
+ * as authserv-id, for mail from the internet, and readers and filters trust the results it
+ * carries. RFC 8601 §5: an MTA MUST delete any such field that claims, by its authserv-id, to
+ * come from within its trust boundary when it did not; a message arriving over SMTP carries
+ * none that mailnest wrote. The rest of the message stays exactly as received.
+ */
+import { headerEnd } from '../mime/header-section.ts';
+
+const NAME = /^authentication-results[ \t]*:/i;
+
+/** The message without the Authentication-Results fields whose authserv-id is `authservId`
+ *  (compared without regard to case); the same chunks when it has none. */
+export function withoutForgedResults(message: Buffer[], authservId: string): Buffer[] {
+  const { end } = headerEnd(message);
+  const first = message[0];
+  const header = first && first.length >= end ? first.subarray(0, end) : Buffer.concat(message).subarray(0, end);
+  const text = header.toString('latin1');
+  if (!/authentication-results/i.test(text)) return message;
+  const fields = text.split(/\r?\n(?![ \t])/);
+  const id = authservId.toLowerCase();
+  const kept = fields.filter((f) => !(NAME.test(f) && claimedId(f) === id));
+  if (kept.length === fields.length) return message;
+  const rest = Buffer.concat(message).subarray(end);
+  // `fields` split the section's last CRLF off as an empty entry, and it stays the last.
+  return [Buffer.from(kept.join('\r\n'), 'latin1'), rest];
+}
+
+/** The authserv-id of an Authentication-Results field, lower case (RFC 8601 §2.2: the value
+ *  before the first ";", with comments and an optional version number around it). */
+function claimedId(field: string): string {
+  let value = field.slice(field.indexOf(':') + 1).replace(/\r?\n/g, '');
+  // Comments may nest (RFC 5322 §3.2.2): innermost first.
+  for (let before = ''; before !== value;) {
+    before = value;
+    value = value.replace(/\((?:[^()\\]|\\.)*\)/g, ' ');
+  }
+  const token = value.trim().split(/[;\s]/)[0] ?? '';
+  return token.replace(/^"(.*)"$/, '$1').toLowerCase();
+}
