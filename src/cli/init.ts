@@ -2,7 +2,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import type { Command } from 'commander';
-import { parseConfig } from '../config/load.ts';
+import { loadConfig, parseConfig } from '../config/load.ts';
 import { parse as parseToml } from 'smol-toml';
 import { CliError, UsageError } from './errors.ts';
 import { dnsRecords, formatRecords } from '../delivery/dns-records.ts';
@@ -93,7 +93,11 @@ export function registerInit(program: Command): void {
     .option('--force', 'overwrite an existing file')
     .action(async (opts: { hostname: string; domain?: string; force?: boolean }, cmd: Command) => {
       const file = (cmd.optsWithGlobals() as { config?: string }).config ?? process.env.MAILNEST_CONFIG ?? 'mailnest.toml';
-      // mail.example.com serves example.com, example.com itself; a bare "vm" names no domain.
+      // An MX target and the EHLO name are fully qualified (RFC 5321 §2.3.5).
+      if (!opts.hostname.includes('.')) {
+        throw new UsageError(`the host name ${JSON.stringify(opts.hostname)} is not a fully qualified domain name, which the MX record and EHLO need (RFC 5321 §2.3.5): give --hostname, e.g. --hostname mail.example.com --domain example.com`);
+      }
+      // mail.example.com serves example.com, example.com itself.
       const labels = opts.hostname.split('.');
       const domain = opts.domain ?? (labels.length >= 3 ? labels.slice(1).join('.') : labels.length === 2 ? opts.hostname : undefined);
       if (!domain) {
@@ -108,8 +112,9 @@ export function registerInit(program: Command): void {
       if (fs.existsSync(file) && !opts.force) throw new CliError(`${file} exists; use --force to overwrite it`);
       fs.writeFileSync(file, text, { mode: 0o600 });
       process.stdout.write(`wrote ${file} for ${domain} (host ${opts.hostname})\n`);
-      // The DKIM key lives under the data_dir the new file names (relative to the current directory).
-      const config = parseConfig(parseToml(text), file);
+      // The DKIM key lives under the data_dir the new file names, relative to the file, as for
+      // every other command reading it.
+      const config = loadConfig(file);
       process.stdout.write(`\nPublish these DNS records (\`mailnest dns\` prints them again):\n\n${formatRecords(dnsRecords(config, domain))}`);
     });
 }

@@ -106,14 +106,21 @@ test('init writes a starter config that mailnest accepts, and refuses to overwri
   assert.match(text, /hostname = "mail\.example\.org"/);
   assert.match(text, /domains = \["example\.org"\]/);
   assert.equal(cli(file, ['user', 'list', '--json']).status, 0, 'the starter config loads');
+  // The key whose record init prints is the one under the file's data_dir, which dns (and the
+  // server) use, wherever the command runs from.
+  const printed = /p=([A-Za-z0-9+/=]+)/.exec(r.stdout)?.[1];
+  assert.ok(printed && fs.existsSync(path.join(dir, 'data', 'dkim')), r.stdout);
+  assert.equal(/p=([A-Za-z0-9+/=]+)/.exec(cli(file, ['dns']).stdout)?.[1], printed);
   assert.equal(cli(file, ['init', '--hostname', 'mail.example.org']).status, 1);
   // The domain from the host name; none from a bare host name, and a bad name is bad usage.
   const other = path.join(dir, 'other.toml');
   assert.equal(cli(other, ['init', '--hostname', 'mx.mail.example.net']).status, 0);
   assert.match(fs.readFileSync(other, 'utf8'), /domains = \["mail\.example\.net"\]/);
-  const bare = cli(path.join(dir, 'bare.toml'), ['init', '--hostname', 'vm']);
-  assert.equal(bare.status, 2);
-  assert.match(bare.stderr, /^mailnest: cannot tell the mail domain from the host name "vm": give --domain/);
+  for (const args of [['--hostname', 'vm'], ['--hostname', 'vm', '--domain', 'example.org']]) {
+    const bare = cli(path.join(dir, 'bare.toml'), ['init', ...args]);
+    assert.equal(bare.status, 2);
+    assert.match(bare.stderr, /^mailnest: the host name "vm" is not a fully qualified domain name, which the MX record and EHLO need \(RFC 5321 §2\.3\.5\): give --hostname/);
+  }
   assert.equal(cli(path.join(dir, 'bad.toml'), ['init', '--hostname', 'bad host', '--domain', 'example.org']).status, 2);
   assert.ok(!fs.existsSync(path.join(dir, 'bare.toml')) && !fs.existsSync(path.join(dir, 'bad.toml')));
 });
