@@ -34,6 +34,9 @@ function verbose(): boolean {
   return process.argv.includes('--verbose');
 }
 
+// What mailnest writes (the database, bodies, keys) is for its own user alone.
+process.umask(0o077);
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

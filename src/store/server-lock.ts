@@ -11,6 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
+import { prepareDataDir } from './data-dir.ts';
 
 /** SQLite's result code for a lock held elsewhere. */
 const SQLITE_BUSY = 5;
@@ -26,7 +27,7 @@ export class ServerLock {
 
   /** Throws, naming the other server, when one runs on `dataDir`. */
   static acquire(dataDir: string): ServerLock {
-    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    prepareDataDir(dataDir);
     const pidFile = path.join(dataDir, 'server.pid');
     const db = new DatabaseSync(path.join(dataDir, 'server.lock'), { timeout: 0 });
     try {

@@ -124,3 +124,28 @@ test('init writes a starter config that mailnest accepts, and refuses to overwri
   assert.equal(cli(path.join(dir, 'bad.toml'), ['init', '--hostname', 'bad host', '--domain', 'example.org']).status, 2);
   assert.ok(!fs.existsSync(path.join(dir, 'bare.toml')) && !fs.existsSync(path.join(dir, 'bad.toml')));
 });
+
+test('data_dir made in advance with 0755 is made private, and what mailnest writes there is its own', () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  const dataDir = path.join(dir, 'data');
+  fs.mkdirSync(dataDir, { mode: 0o755 });
+  fs.chmodSync(dataDir, 0o755);
+  assert.equal(cli(cfg, ['user', 'add', 'a@example.test', '--password-stdin'], 'pw\n').status, 0);
+  assert.equal(fs.statSync(dataDir).mode & 0o777, 0o700);
+  for (const f of fs.readdirSync(dataDir)) {
+    assert.equal(fs.statSync(path.join(dataDir, f)).mode & 0o077, 0, `${f} is readable by others`);
+  }
+});
+
+test('a data_dir that is a file, or cannot be made, is named in one line', () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'data');
+  fs.writeFileSync(file, 'not a directory');
+  const cfg = writeConfig(dir, baseConfig(dir));
+  const r = cli(cfg, ['user', 'list']);
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, `mailnest: data_dir ${file} is not a directory; point data_dir at a directory (it is made when missing)\n`);
+  const under = writeConfig(dir, baseConfig(dir, { data_dir: path.join(file, 'sub') }));
+  assert.match(cli(under, ['user', 'list']).stderr, /^mailnest: data_dir .*\/data\/sub is not a directory/);
+});

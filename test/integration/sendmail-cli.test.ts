@@ -140,7 +140,7 @@ describe('sendmail by a user who may not write the data directory', () => {
         input: 'Subject: x\n\ny\n', encoding: 'utf8', timeout: 60_000, ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
       });
       assert.equal(r.status, 77, r.stderr);
-      assert.equal(r.stderr, `mailnest: cannot open the store: cannot open ${path.join(dataDir, 'mailnest.sqlite')}: ${dataDir} is not writable by this user; run mailnest as the user that owns data_dir\n`);
+      assert.equal(r.stderr, `mailnest: cannot open the store: data_dir ${dataDir} is not writable by this user; run mailnest as the user that owns data_dir\n`);
     } finally {
       fs.chmodSync(dataDir, 0o700);
     }

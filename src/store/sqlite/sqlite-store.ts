@@ -21,6 +21,7 @@ import { PiecePool } from './piece-pool.ts';
 import { PIECE } from './read-pieces.ts';
 import { MIGRATIONS } from './schema.ts';
 import { WalSync } from './wal-sync.ts';
+import { prepareDataDir } from '../data-dir.ts';
 
 /** Bodies in the database were once split into rows (body_parts) of this size; those stored
  *  since are at most LOG_OVER bytes, one row each. */
@@ -90,7 +91,7 @@ export class SqliteStore implements Store {
   /** `fdatasync`: the system call unless a test observes it (see wal-sync.ts); `segmentBytes`:
    *  the body log's segment size (see body-log.ts). */
   constructor(dataDir: string, opts: { fdatasync?: (fd: number) => Promise<void>; segmentBytes?: number } = {}) {
-    fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+    prepareDataDir(dataDir);
     this.file = path.join(dataDir, 'mailnest.sqlite');
     this.db = openDatabase(this.file);
     // mmap for reads: message bodies are read straight from the mapped file instead of one

@@ -1,0 +1,26 @@
+/**
+ * data_dir holds password hashes, mail and private keys: it is made, or kept, private to the
+ * user mailnest runs as (0700), whoever created it. A directory made in advance with the usual
+ * 0755 (`/var/lib/mailnest`) would otherwise let every local user read the database. Errors name
+ * the key and what to do, where the system's would name only a path.
+ */
+import fs from 'node:fs';
+
+export function prepareDataDir(dir: string): void {
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') throw new Error(`data_dir ${dir} is not a directory; point data_dir at a directory (it is made when missing)`);
+    if (code === 'EACCES' || code === 'EROFS') throw Object.assign(new Error(`data_dir ${dir} cannot be made (${code}); make it, owned by the user mailnest runs as, or point data_dir elsewhere`), { code });
+    throw err;
+  }
+  const stat = fs.statSync(dir);
+  if (!stat.isDirectory()) throw new Error(`data_dir ${dir} is not a directory; point data_dir at a directory (it is made when missing)`);
+  try {
+    fs.accessSync(dir, fs.constants.R_OK | fs.constants.W_OK | fs.constants.X_OK);
+  } catch {
+    throw Object.assign(new Error(`data_dir ${dir} is not writable by this user; run mailnest as the user that owns data_dir`), { code: 'EACCES' });
+  }
+  if ((stat.mode & 0o077) !== 0 && stat.uid === process.getuid?.()) fs.chmodSync(dir, stat.mode & 0o700);
+}
