@@ -32,9 +32,22 @@ export function loadConfig(explicit?: string): Config {
     }
   }
   const config = parseConfig(raw, file ?? 'built-in defaults');
-  if (file !== undefined) config.data_dir = path.resolve(path.dirname(file), config.data_dir);
-  else config.data_dir = path.resolve(config.data_dir);
+  // Paths in the file are relative to the file, wherever the command runs from.
+  const base = file !== undefined ? path.dirname(file) : '.';
+  config.data_dir = path.resolve(base, config.data_dir);
+  if (config.tls.cert !== undefined) config.tls.cert = path.resolve(base, config.tls.cert);
+  if (config.tls.key !== undefined) config.tls.key = path.resolve(base, config.tls.key);
+  if (config.relay.ca_file !== undefined) config.relay.ca_file = path.resolve(base, config.relay.ca_file);
   return config;
+}
+
+/** A file the config names, read; an error names the key and the file. */
+export function readConfiguredFile(key: string, file: string): Buffer {
+  try {
+    return fs.readFileSync(file);
+  } catch (err) {
+    throw new ConfigError(`${key} = ${JSON.stringify(file)} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)}); name a readable PEM file`);
+  }
 }
 
 /** " at line N (`the line`)" for a parse error that knows its line. */
@@ -58,18 +71,33 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
     const where = key ? `${key}.` : '';
     return `unknown key ${issue.keys.map((k) => where + k).join(', ')}; allowed here: ${allowedKeys(issue.path).join(', ')}`;
   }
+  if (issue.code === 'invalid_key') {
+    const inner = issue.issues[0];
+    return `${key.slice(0, key.lastIndexOf('.'))}: the key ${JSON.stringify(issue.path.at(-1))} is not allowed: expected ${inner ? expectation(inner) : 'another key'}`;
+  }
   const value = valueAt(raw, issue.path);
-  const shown = value === undefined ? '(missing)' : JSON.stringify(value);
-  if (issue.code === 'custom' && issue.path.length > 0 && typeof value === 'object') return `${key}: ${issue.message}`;
-  return `${key} = ${shown} is not allowed: expected ${expectation(issue)}`;
+  if (issue.code === 'custom' && issue.path.length > 0 && typeof value === 'object' && !(value instanceof Date)) return `${key}: ${issue.message}`;
+  return `${key} = ${shown(value)} is not allowed: expected ${expectation(issue)}`;
+}
+
+/** A value as the file wrote it, near enough: TOML has inf and nan, and dates, which JSON has not. */
+function shown(value: unknown): string {
+  if (value === undefined) return '(missing)';
+  if (typeof value === 'number' && !Number.isFinite(value)) return String(value).replace('Infinity', 'inf').replace('NaN', 'nan');
+  if (value instanceof Date) return `${value.toISOString()} (a date)`;
+  return JSON.stringify(value);
 }
 
 function expectation(issue: z.core.$ZodIssue): string {
   switch (issue.code) {
-    case 'invalid_type': return `${/^[aeiou]/.test(issue.expected) ? 'an' : 'a'} ${issue.expected}`;
+    // A schema's own words for what it takes ("a duration such as ..."), else the type's name.
+    case 'invalid_type':
+      if (!issue.message.startsWith('Invalid input')) return issue.message;
+      return issue.expected === 'int' ? 'a whole number' : `${/^[aeiou]/.test(issue.expected) ? 'an' : 'a'} ${issue.expected}`;
     case 'invalid_value': return `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
     case 'too_small':
       if (issue.origin === 'array') return `at least ${issue.minimum} entr${issue.minimum === 1 ? 'y' : 'ies'}`;
+      if (issue.origin === 'string') return Number(issue.minimum) === 1 ? 'a value that is not empty' : `at least ${issue.minimum} characters`;
       return `${issue.inclusive === false ? 'more than' : 'at least'} ${issue.minimum}`;
     case 'too_big': return `at most ${issue.maximum}`;
     default: return issue.message;

@@ -2,18 +2,25 @@
  * The configuration: every key, its type and its built-in default live here and nowhere else.
  * The TOML file (see ../shared INTERFACE) is validated into `Config`; unknown keys are refused.
  */
+import net from 'node:net';
 import os from 'node:os';
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
 
-const duration = z.string().transform((text, ctx) => {
+const DURATION = 'a duration such as "30s", "5m", "2h" or "5d"';
+
+const duration = z.string({ error: (issue) => (issue.code === 'invalid_type' ? `${DURATION}, in quotes` : undefined) }).transform((text, ctx) => {
   const ms = parseDuration(text);
   if (ms === undefined || ms <= 0) {
-    ctx.addIssue({ code: 'custom', message: `${ms === undefined ? 'a' : 'a longer'} duration such as "30s", "5m", "2h" or "5d"` });
+    ctx.addIssue({ code: 'custom', message: ms === undefined ? DURATION : `a longer ${DURATION.slice(2)}` });
     return z.NEVER;
   }
   return ms;
 });
+
+/** A duration that a timer waits for: Node's timers take at most 2^31 - 1 ms (about 24.8 days)
+ *  and fire at once for more, which would make a poll a busy loop and a timeout instant. */
+const timerDuration = duration.refine((ms) => ms <= 24 * 86_400_000, { message: 'at most "24d", the longest a timer can wait' });
 
 /** "host:port" or "[v6]:port"; port 0 asks the OS for a free port (tests). */
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, {
@@ -28,13 +35,21 @@ const domainName = z.string().regex(/^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,6
 
 const positiveInt = z.number().int().positive();
 
+/** "ip", "ip:port", "v6", "[v6]" or "[v6]:port", as the resolver takes them, with a real address and port. */
+function isServerAddress(text: string): boolean {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|(\d{1,3}(?:\.\d{1,3}){3}))(?::(\d{1,5}))?$/.exec(text);
+  if (!m) return net.isIPv6(text);
+  const port = m[3] === undefined ? 53 : Number(m[3]);
+  return port >= 1 && port <= 65535 && (m[1] !== undefined ? net.isIPv6(m[1]) : net.isIPv4(m[2]!));
+}
+
 export const configSchema = z.strictObject({
   hostname: domainName.default(() => os.hostname()),
   domains: z.array(domainName).min(1, { message: 'at least one domain' }).default(['localhost']),
   data_dir: z.string().min(1).default('./data'),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** DNS servers ("ip" or "ip:port") for MX lookups and the inbound checks; empty: the system's (/etc/resolv.conf). */
-  dns_servers: z.array(z.string().regex(/^(\d{1,3}(\.\d{1,3}){3}(:\d{1,5})?|\[[0-9a-fA-F:]+\](:\d{1,5})?|[0-9a-fA-F:]+)$/, {
+  dns_servers: z.array(z.string().refine(isServerAddress, {
     message: 'an IP address with an optional port, such as "127.0.0.1" or "127.0.0.1:5353"',
   })).default([]),
   listen: z.strictObject({
@@ -63,11 +78,11 @@ export const configSchema = z.strictObject({
     max_recipients: positiveInt.default(100),
     max_connections: positiveInt.default(10_000),
     max_connections_per_ip: positiveInt.default(50),
-    idle_timeout: duration.prefault('5m'),
+    idle_timeout: timerDuration.prefault('5m'),
     /** Longest command line accepted (RFC 5321 §4.5.3.1.4 says at least 512). */
     max_line_length: z.number().int().min(512).default(4096),
     /** POP3 autologout timer (RFC 1939 §3: at least 10 minutes). */
-    pop3_idle_timeout: duration.prefault('10m').refine((ms) => ms >= 600_000, { message: 'at least "10m" (RFC 1939 section 3)' }),
+    pop3_idle_timeout: timerDuration.prefault('10m').refine((ms) => ms >= 600_000, { message: 'at least "10m" (RFC 1939 section 3)' }),
   }).prefault({}),
   relay: z.strictObject({
     smarthost: hostPort.optional(),
@@ -82,12 +97,12 @@ export const configSchema = z.strictObject({
     /** Extra CA certificates (PEM file) trusted when a certificate is checked. */
     ca_file: z.string().min(1).optional(),
     /** RFC 5321 §4.5.3.2 timeouts; connect is ours (no RFC figure). */
-    connect_timeout: duration.prefault('30s'),
-    greeting_timeout: duration.prefault('5m'),
+    connect_timeout: timerDuration.prefault('30s'),
+    greeting_timeout: timerDuration.prefault('5m'),
     /** Longest silence in a command or data exchange (§4.5.3.2.6: 10 minutes after the final dot). */
-    command_timeout: duration.prefault('10m'),
+    command_timeout: timerDuration.prefault('10m'),
     /** DNS lookups for MX/A/AAAA give up after this long (the delivery is deferred). */
-    dns_timeout: duration.prefault('10s'),
+    dns_timeout: timerDuration.prefault('10s'),
   }).prefault({}),
   queue: z.strictObject({
     retry: z.array(duration).min(1).prefault(['1m', '5m', '15m', '30m', '1h', '2h', '4h']),
@@ -100,7 +115,7 @@ export const configSchema = z.strictObject({
     /** Messages sent over one connection before it is closed. */
     messages_per_connection: positiveInt.default(100),
     /** How often the queue is scanned for due recipients (another process may have added some). */
-    poll_interval: duration.prefault('500ms'),
+    poll_interval: timerDuration.prefault('500ms'),
   }).prefault({}),
   dkim: z.strictObject({
     /** Sign mail from the local domains (RFC 6376) with a key per domain kept under data_dir/dkim. */
@@ -114,9 +129,9 @@ export const configSchema = z.strictObject({
     /** Refuse (550 5.7.1) a message that fails DMARC when the sender domain publishes p=reject. */
     reject_dmarc: z.boolean().default(false),
     /** Each DNS query of the checks gives up after this long (the check then reads temperror). */
-    dns_timeout: duration.prefault('3s'),
+    dns_timeout: timerDuration.prefault('3s'),
     /** All the checks of one message together give up after this long. */
-    timeout: duration.prefault('10s'),
+    timeout: timerDuration.prefault('10s'),
   }).prefault({}),
 });
 

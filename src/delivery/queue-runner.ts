@@ -11,9 +11,9 @@
  * - 5xx is permanent, 4xx and connection failures retry on the schedule until max_age; failures
  *   and expiries bounce (RFC 3464) to the sender, unless NOTIFY says otherwise or the sender is <>.
  */
-import fs from 'node:fs';
 import net from 'node:net';
 import { Readable } from 'node:stream';
+import { readConfiguredFile } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import type { Context } from '../context.ts';
 import type { DueRecipient, QueueEntry, QueueRecipient, RecipientUpdate } from '../store/store.ts';
@@ -98,7 +98,7 @@ export class QueueRunner {
       greetingTimeout: ctx.config.relay.greeting_timeout,
       commandTimeout: ctx.config.relay.command_timeout,
     };
-    this.ca = ctx.config.relay.ca_file ? fs.readFileSync(ctx.config.relay.ca_file) : undefined;
+    this.ca = ctx.config.relay.ca_file ? readConfiguredFile('relay.ca_file', ctx.config.relay.ca_file) : undefined;
   }
 
   async start(): Promise<string[]> {

@@ -23,6 +23,7 @@ import { isStorageFull } from '../store/store.ts';
 import { ComposeError } from '../mime/errors.ts';
 import { parseSendRequest, RequestError } from './send-request.ts';
 import { hashToken } from './tokens.ts';
+import { listenError } from '../net/listener.ts';
 
 const LISTENER = 'http';
 
@@ -75,7 +76,7 @@ export class HttpService implements Service {
         socket.destroy();
       });
       await new Promise<void>((resolve, reject) => {
-        server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`listen.http: cannot listen on ${address}: ${err.code ?? err.message}`)));
+        server.once('error', (err: NodeJS.ErrnoException) => reject(listenError('listen.http', address, err)));
         server.listen({ host, port }, () => resolve());
       });
       const a = server.address() as net.AddressInfo;

@@ -110,7 +110,7 @@ export class Listener<E, R> {
       const server = net.createServer({ allowHalfOpen: false, noDelay: true, highWaterMark: SOCKET_BUFFER }, (s) => void this.accept(s));
       server.maxConnections = Infinity;
       await new Promise<void>((resolve, reject) => {
-        server.once('error', (err: NodeJS.ErrnoException) => reject(new Error(`listen.${this.handler.name}: cannot listen on ${address}: ${err.code ?? err.message}`)));
+        server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(`listen.${this.handler.name}`, address, err)));
         server.listen({ host, port, backlog: 4096 }, () => resolve());
       });
       const a = server.address() as net.AddressInfo;
@@ -201,4 +201,13 @@ export class Listener<E, R> {
 /** "::ffff:1.2.3.4" is 1.2.3.4: one client, one count. */
 function normalizeIp(ip: string): string {
   return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
+}
+
+/** Why a listener could not open, with what to do for the usual causes. */
+export function listenError(key: string, address: string, err: NodeJS.ErrnoException): Error {
+  const hint = err.code === 'EACCES' ? ': ports below 1024 need root or the CAP_NET_BIND_SERVICE capability (setcap cap_net_bind_service=+ep on the node binary), or use a port above 1023'
+    : err.code === 'EADDRINUSE' ? ': another program listens there; stop it, or choose another address'
+      : err.code === 'EADDRNOTAVAIL' ? ': no network interface of this machine has that address'
+        : '';
+  return new Error(`${key}: cannot listen on ${address}: ${err.code ?? err.message}${hint}`);
 }

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
+import { readConfiguredFile } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 
 export interface TlsMaterial {
@@ -23,14 +24,8 @@ export function loadTls(config: Config): TlsMaterial {
     keyFile = path.join(dir, 'selfsigned-key.pem');
     if (!fs.existsSync(certFile) || !fs.existsSync(keyFile)) makeSelfSigned(config.hostname, dir, certFile, keyFile);
   }
-  let cert: Buffer;
-  let key: Buffer;
-  try {
-    cert = fs.readFileSync(certFile);
-    key = fs.readFileSync(keyFile);
-  } catch (err) {
-    throw new Error(`tls: cannot read ${(err as NodeJS.ErrnoException).path ?? certFile}: ${(err as NodeJS.ErrnoException).code}; check tls.cert and tls.key`);
-  }
+  const cert = readConfiguredFile('tls.cert', certFile);
+  const key = readConfiguredFile('tls.key', keyFile);
   const options: tls.TlsOptions = { cert, key, minVersion: 'TLSv1.2' };
   let context: tls.SecureContext;
   try {

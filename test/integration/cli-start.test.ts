@@ -46,7 +46,15 @@ test('start: a busy port is one line on stderr and exit 1', async () => {
   const r = cli(cfg, ['start']);
   blocker.close();
   assert.equal(r.status, 1);
-  assert.equal(r.stderr, `mailnest: listen.pop3: cannot listen on 127.0.0.1:${port}: EADDRINUSE\n`);
+  assert.equal(r.stderr, `mailnest: listen.pop3: cannot listen on 127.0.0.1:${port}: EADDRINUSE: another program listens there; stop it, or choose another address\n`);
+});
+
+test('start: files the config names are relative to it, and one it cannot read is named by its key', () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir, { relay: { ca_file: 'ca/extra.pem' } }));
+  const r = cli(cfg, ['start']);
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, `mailnest: relay.ca_file = ${JSON.stringify(path.join(dir, 'ca/extra.pem'))} cannot be read (ENOENT); name a readable PEM file\n`);
 });
 
 test('start: a bad config value stops it before anything listens', () => {

@@ -42,12 +42,26 @@ const refused: [unknown, RegExp][] = [
   [{ dns_servers: ['dns.example'] }, /dns_servers\[0\] = "dns.example" is not allowed: expected an IP address with an optional port/],
   [{ domains: 'example.org' }, /domains = "example.org" is not allowed: expected an array$/],
   [{ checks: { timeout: '0s' } }, /checks\.timeout = "0s" is not allowed: expected a longer duration such as "30s"/],
+  // Node's timers wait at most 2^31 - 1 ms; longer, they fire at once.
+  [{ queue: { poll_interval: '30d' } }, /queue\.poll_interval = "30d" is not allowed: expected at most "24d", the longest a timer can wait/],
+  [{ checks: { timeout: '25d' } }, /checks\.timeout = "25d" is not allowed: expected at most "24d"/],
+  [{ dns_servers: ['999.1.1.1'] }, /dns_servers\[0\] = "999\.1\.1\.1" is not allowed: expected an IP address/],
+  [{ dns_servers: ['1.1.1.1:99999'] }, /dns_servers\[0\] = "1\.1\.1\.1:99999" is not allowed: expected an IP address/],
+  [{ relay: { routes: { 'bad domain': '127.0.0.1:25' } } }, /^test\.toml: relay\.routes: the key "bad domain" is not allowed: expected a domain name such as "example\.com"$/],
+  [{ limits: { max_recipients: Infinity } }, /limits\.max_recipients = inf is not allowed/],
+  [{ limits: { max_recipients: 1.5 } }, /limits\.max_recipients = 1\.5 is not allowed: expected a whole number$/],
+  [{ limits: { idle_timeout: 300 } }, /limits\.idle_timeout = 300 is not allowed: expected a duration such as "30s", "5m", "2h" or "5d", in quotes$/],
+  [{ data_dir: '' }, /data_dir = "" is not allowed: expected a value that is not empty$/],
 ];
 for (const [raw, message] of refused) {
   test(`refused with the key, the value and what is allowed: ${JSON.stringify(raw)}`, () => {
     assert.throws(() => parseConfig(raw, 'test.toml'), (err: unknown) => err instanceof ConfigError && message.test(err.message) && err.message.startsWith('test.toml: '));
   });
 }
+
+test('good DNS server addresses, with and without ports', () => {
+  assert.deepEqual(parseConfig({ dns_servers: ['127.0.0.1', '127.0.0.1:5353', '::1', '[::1]:53'] }).dns_servers, ['127.0.0.1', '127.0.0.1:5353', '::1', '[::1]:53']);
+});
 
 test('durations', () => {
   assert.equal(parseDuration('90s'), 90_000);
