@@ -9,7 +9,7 @@ export function registerDns(program: Command): void {
     .option('--json', 'print a JSON array of {name, type, value}')
     .action(async (domain: string | undefined, opts: { json?: boolean }, cmd: Command) => {
       const config = configOf(cmd);
-      const d = (domain ?? config.domains[0]!).toLowerCase();
+      const d = (domain ?? config.domains[0]!).toLowerCase().replace(/\.$/, '');
       if (!config.domains.some((x) => x.toLowerCase() === d)) {
         throw new CliError(`${d} is not one of the configured domains (${config.domains.join(', ')})`);
       }

@@ -18,7 +18,7 @@ import { registerToken } from './token.ts';
 
 const program = new Command('mailnest')
   .description('a complete personal mail server')
-  .option('-c, --config <file>', 'configuration file (default: ./mailnest.toml when it exists, or $MAILNEST_CONFIG)')
+  .option('-c, --config <file>', 'configuration file (default: $MAILNEST_CONFIG, else ./mailnest.toml when it exists, else the built-in defaults)')
   .option('--verbose', 'show stack traces on errors')
   // No -V: options are read after the command too, and `sendmail -V ENVID` printed the version
   // and dropped the message.

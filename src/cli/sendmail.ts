@@ -36,6 +36,8 @@ export interface SendmailArgs {
   recipients: string[];
   /** -bi (newaliases): nothing to do. */
   noop: boolean;
+  /** --help: print the command's help, queue nothing. */
+  help?: boolean;
 }
 
 /** Flags without a value, accepted and ignored (or meaningful, for t and i). */
@@ -64,6 +66,10 @@ export function parseSendmailArgs(argv: string[]): SendmailArgs {
       continue;
     }
     if (arg === '--verbose' || arg.startsWith('--config=')) continue;
+    if (arg === '--help') {
+      a.help = true;
+      continue;
+    }
     if (!arg.startsWith('-') || arg === '-') {
       a.recipients.push(arg);
       continue;
@@ -141,15 +147,34 @@ function loginName(): string {
   }
 }
 
+const FLAGS_HELP = `
+Flags (bundled as -ti, values attached as -fme@example.com or apart):
+  -t          recipients from the To, Cc and Bcc fields too
+  -i, -oi     a line with a single "." does not end the message
+  -f ADDR     envelope sender (also -r); -f '<>' is the null sender
+  -F NAME     the full name for a From field that has to be added
+  -bi         newaliases: nothing to do
+  --          the rest are recipients
+Accepted and ignored: -oem -odi -odb -oQ... -B TYPE -N DSN -R RET -V ENVID -v -m -n -U -X FILE -C FILE -L TAG -h N
+
+Exit status: 0 queued, 64 usage, 65 bad message, 67 unknown local recipient, 70 internal error,
+75 try again later, 77 no permission, 78 bad configuration.
+`;
+
 export function registerSendmail(program: Command): void {
   program.command('sendmail')
     .description('the /usr/sbin/sendmail interface: read a message on stdin and queue it (-t: recipients from the headers; -i: a lone "." does not end the message; -f FROM; -F NAME); exit status per sysexits.h')
     .helpOption(false)
+    .addHelpText('after', FLAGS_HELP)
     .allowUnknownOption()
     .allowExcessArguments()
     .argument('[options-and-recipients...]')
     .action(async (_args: string[], _opts: unknown, cmd: Command) => {
       const args = parseSendmailArgs(rawArgs());
+      if (args.help) {
+        cmd.outputHelp();
+        return;
+      }
       let ctx: Context;
       try {
         ctx = commandContext(cmd);

@@ -21,19 +21,24 @@ export function txtStrings(value: string): string {
   return parts.join(' ');
 }
 
+/** The records for `domain`; the DKIM one (and its key) only when signing is on. */
 export function dnsRecords(config: Config, domain: string): DnsRecord[] {
   const d = domain.toLowerCase().replace(/\.$/, '');
   const host = config.hostname.replace(/\.$/, '');
-  const key = ensureDkimKey({ dataDir: config.data_dir, selector: config.dkim.selector, algorithm: config.dkim.algorithm }, d);
   const spfNote = config.relay.smarthost
     ? `SPF: this server and the MX may send for ${d}; mail is relayed through ${config.relay.smarthost}, so add that provider's SPF include too`
     : `SPF: only the hosts of the MX record send mail for ${d}`;
   return [
     { name: `${d}.`, type: 'MX', value: `10 ${host}.`, note: `MX: mail for ${d} goes to ${host} (which needs an A/AAAA record and a PTR back to it)` },
     { name: `${d}.`, type: 'TXT', value: 'v=spf1 mx -all', note: spfNote },
-    { name: `${config.dkim.selector}._domainkey.${d}.`, type: 'TXT', value: dkimRecord(key), note: `DKIM: the public key mailnest signs ${d} mail with (selector ${config.dkim.selector})` },
+    ...(config.dkim.enabled ? [dkimRecordFor(config, d)] : []),
     { name: `_dmarc.${d}.`, type: 'TXT', value: `v=DMARC1; p=quarantine; adkim=r; aspf=r; rua=mailto:postmaster@${d}`, note: 'DMARC: mail claiming to be from this domain that fails SPF and DKIM is quarantined; reports go to postmaster' },
   ];
+}
+
+function dkimRecordFor(config: Config, d: string): DnsRecord {
+  const key = ensureDkimKey({ dataDir: config.data_dir, selector: config.dkim.selector, algorithm: config.dkim.algorithm }, d);
+  return { name: `${config.dkim.selector}._domainkey.${d}.`, type: 'TXT', value: dkimRecord(key), note: `DKIM: the public key mailnest signs ${d} mail with (selector ${config.dkim.selector})` };
 }
 
 export function formatRecords(records: DnsRecord[]): string {

@@ -149,3 +149,33 @@ test('a data_dir that is a file, or cannot be made, is named in one line', () =>
   const under = writeConfig(dir, baseConfig(dir, { data_dir: path.join(file, 'sub') }));
   assert.match(cli(under, ['user', 'list']).stderr, /^mailnest: data_dir .*\/data\/sub is not a directory/);
 });
+
+test('dns prints the records to publish, for a domain written in any case and with its final dot', () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  const records = JSON.parse(cli(cfg, ['dns', '--json']).stdout) as { name: string; type: string; value: string }[];
+  assert.deepEqual(records.map((r) => `${r.type} ${r.name}`), ['MX example.test.', 'TXT example.test.', 'TXT mailnest._domainkey.example.test.', 'TXT _dmarc.example.test.']);
+  assert.equal(records[0]!.value, '10 mx.example.test.');
+  assert.match(records[2]!.value, /^v=DKIM1; k=rsa; p=/);
+  assert.deepEqual(JSON.parse(cli(cfg, ['dns', 'EXAMPLE.test.', '--json']).stdout), records);
+  const other = cli(cfg, ['dns', 'other.test']);
+  assert.equal(other.status, 1);
+  assert.match(other.stderr, /^mailnest: other\.test is not one of the configured domains/);
+  // Without signing there is no key to publish, and none is made.
+  const off = tempDir();
+  const offCfg = writeConfig(off, baseConfig(off, { dkim: { enabled: false } }));
+  const offRecords = JSON.parse(cli(offCfg, ['dns', '--json']).stdout) as { name: string }[];
+  assert.ok(!offRecords.some((r) => r.name.includes('_domainkey')));
+  assert.ok(!fs.existsSync(path.join(off, 'data', 'dkim')));
+});
+
+test('sendmail --help prints its flags and exit statuses, and queues nothing', () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  const r = cli(cfg, ['sendmail', '--help']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^Usage: mailnest sendmail/);
+  assert.match(r.stdout, /-t {10}recipients from the To, Cc and Bcc fields too/);
+  assert.match(r.stdout, /Exit status: 0 queued, 64 usage/);
+  assert.equal(JSON.parse(cli(cfg, ['queue', 'list', '--json']).stdout).length, 0);
+});
