@@ -1,6 +1,7 @@
 /** `mailnest dns [DOMAIN]`: the MX, SPF, DKIM and DMARC records to publish (makes the DKIM key if needed). */
 import type { Command } from 'commander';
 import { dnsRecords, formatRecords } from '../delivery/dns-records.ts';
+import { domainKey } from '../store/store.ts';
 import { configOf } from './common.ts';
 import { CliError } from './errors.ts';
 
@@ -9,8 +10,8 @@ export function registerDns(program: Command): void {
     .option('--json', 'print a JSON array of {name, type, value}')
     .action(async (domain: string | undefined, opts: { json?: boolean }, cmd: Command) => {
       const config = configOf(cmd);
-      const d = (domain ?? config.domains[0]!).toLowerCase().replace(/\.$/, '');
-      if (!config.domains.some((x) => x.toLowerCase() === d)) {
+      const d = domainKey((domain ?? config.domains[0]!).replace(/\.$/, ''));
+      if (!config.domains.some((x) => domainKey(x) === d)) {
         throw new CliError(`${d} is not one of the configured domains (${config.domains.join(', ')})`);
       }
       const records = dnsRecords(config, d);

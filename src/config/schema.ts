@@ -4,6 +4,7 @@
  */
 import net from 'node:net';
 import os from 'node:os';
+import url from 'node:url';
 import { z } from 'zod';
 import { parseDuration } from './duration.ts';
 
@@ -29,9 +30,11 @@ const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$
 
 const listenList = z.array(hostPort);
 
-const domainName = z.string().regex(/^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, {
+/** A domain name; an internationalised one may be written with its U-labels, and is kept in
+ *  A-labels (RFC 5890), the form DNS and the rest of mailnest use. */
+const domainName = z.preprocess((v) => (typeof v === 'string' && /[^\x00-\x7f]/.test(v) ? url.domainToASCII(v) || v : v), z.string().regex(/^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, {
   message: 'a domain name such as "example.com"',
-});
+}));
 
 const positiveInt = z.number().int().positive();
 

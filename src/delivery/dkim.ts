@@ -10,6 +10,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import addressparser from 'nodemailer/lib/addressparser';
+import { domainKey } from '../store/store.ts';
 import type { SignRequest, SignResponse } from './dkim-sign-worker.ts';
 
 export type DkimAlgorithm = 'rsa-sha256' | 'ed25519-sha256';
@@ -83,7 +84,7 @@ export class DkimSigner {
 
   constructor(settings: DkimSettings, localDomains: string[]) {
     this.settings = settings;
-    this.localDomains = new Set(localDomains.map((d) => d.toLowerCase()));
+    this.localDomains = new Set(localDomains.map(domainKey));
   }
 
   /**
@@ -94,8 +95,8 @@ export class DkimSigner {
   signingDomain(header: Buffer, sender: string): string | undefined {
     if (!FROM_FIELD.test(header.toString('latin1'))) return undefined;
     const from = fromDomain(header);
-    if (from && this.localDomains.has(from)) return from;
-    const env = sender.includes('@') ? sender.slice(sender.lastIndexOf('@') + 1).toLowerCase() : '';
+    if (from && this.localDomains.has(domainKey(from))) return domainKey(from);
+    const env = sender.includes('@') ? domainKey(sender.slice(sender.lastIndexOf('@') + 1)) : '';
     return this.localDomains.has(env) ? env : undefined;
   }
 

@@ -4,7 +4,7 @@
  * "local" means, used by SMTP RCPT, VRFY/EXPN, `mailnest send`, sendmail and the HTTP API.
  */
 import type { Store, UserRecord } from '../store/store.ts';
-import { addressKey } from '../store/store.ts';
+import { addressKey, domainKey } from '../store/store.ts';
 
 export type Resolution =
   /** Local users (deduplicated) and any non-local targets that local aliases point to. */
@@ -50,11 +50,11 @@ export class Recipients {
 
   constructor(store: Store, domains: string[]) {
     this.store = store;
-    this.domains = new Set(domains.map((d) => d.toLowerCase()));
+    this.domains = new Set(domains.map(domainKey));
   }
 
   isLocalDomain(domain: string): boolean {
-    return this.domains.has(domain.toLowerCase());
+    return this.domains.has(domainKey(domain));
   }
 
   isLocalAddress(address: string): boolean {

@@ -7,6 +7,8 @@
  * that differ per copy (Return-Path for a local mailbox, DKIM-Signature for a relayed copy).
  */
 
+import url from 'node:url';
+
 export interface UserRecord {
   id: number;
   /** The address as it was created (case preserved). */
@@ -219,7 +221,19 @@ export function isStorageFull(err: unknown): boolean {
 /** The lookup key of an address, and what makes two addresses one mailbox. Addresses are
  *  stored as given; lookups ignore case in the domain (RFC 5321 §2.4) and, as Postfix and
  *  Dovecot do, in the local part too (§2.4 lets only the mailbox's own host fold it, but every
- *  host in use does, and a message sent twice to one person is the likelier harm). */
+ *  host in use does, and a message sent twice to one person is the likelier harm). An
+ *  internationalised domain is one domain in either form, its U-labels or its A-labels. */
 export function addressKey(address: string): string {
-  return address.toLowerCase();
+  const at = address.lastIndexOf('@');
+  if (at < 0 || isAscii(address)) return address.toLowerCase();
+  return `${address.slice(0, at).toLowerCase()}@${domainKey(address.slice(at + 1))}`;
 }
+
+/** A domain as compared: lower case, and in A-labels (RFC 5890 §2.3.2.1) when it has U-labels,
+ *  so that "bücher.example" and "xn--bcher-kva.example" are the same domain. */
+export function domainKey(domain: string): string {
+  if (isAscii(domain)) return domain.toLowerCase();
+  return url.domainToASCII(domain) || domain.toLowerCase();
+}
+
+const isAscii = (s: string) => /^[\x00-\x7f]*$/.test(s);

@@ -179,3 +179,17 @@ test('sendmail --help prints its flags and exit statuses, and queues nothing', (
   assert.match(r.stdout, /Exit status: 0 queued, 64 usage/);
   assert.equal(JSON.parse(cli(cfg, ['queue', 'list', '--json']).stdout).length, 0);
 });
+
+test('an internationalised domain is one domain in its U-labels and its A-labels', () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir, { domains: ['bücher.example'] }));
+  assert.equal(cli(cfg, ['user', 'add', 'dave@bücher.example', '--password-stdin'], 'pw\n').status, 0);
+  const again = cli(cfg, ['user', 'add', 'Dave@XN--BCHER-KVA.example', '--password-stdin'], 'pw\n');
+  assert.equal(again.status, 1);
+  assert.match(again.stderr, /already exists/);
+  assert.equal(cli(cfg, ['alias', 'add', 'team@xn--bcher-kva.example', 'dave@bücher.example']).status, 0);
+  assert.equal(cli(cfg, ['send', '--to', 'team@bücher.example', '--text', 'hi']).status, 0);
+  const users = JSON.parse(cli(cfg, ['user', 'list', '--json']).stdout) as { address: string; messages: number }[];
+  assert.deepEqual(users, [{ address: 'dave@bücher.example', messages: 1, bytes: users[0]!.bytes }]);
+  assert.match(cli(cfg, ['dns', 'bücher.example']).stdout, /^xn--bcher-kva\.example\.\t3600\tIN\tMX/m);
+});

@@ -59,6 +59,12 @@ for (const [raw, message] of refused) {
   });
 }
 
+test('an internationalised domain may be written with its U-labels; it is kept in A-labels', () => {
+  const c = parseConfig({ hostname: 'mx.bücher.example', domains: ['Bücher.example', 'example.org'] });
+  assert.equal(c.hostname, 'mx.xn--bcher-kva.example');
+  assert.deepEqual(c.domains, ['xn--bcher-kva.example', 'example.org']);
+});
+
 test('good DNS server addresses, with and without ports', () => {
   assert.deepEqual(parseConfig({ dns_servers: ['127.0.0.1', '127.0.0.1:5353', '::1', '[::1]:53'] }).dns_servers, ['127.0.0.1', '127.0.0.1:5353', '::1', '[::1]:53']);
 });

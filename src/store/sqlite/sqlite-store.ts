@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import {
-  addressKey, messageBytes, StorageFull, StoreConflict,
+  addressKey, domainKey, messageBytes, StorageFull, StoreConflict,
   type Acceptance, type AliasRecord, type DueRecipient, type MailboxEntry, type OpenedMessage, type QueueEntry, type QueueRecipient,
   type RecipientUpdate, type Store, type TokenRecord, type UserRecord, type UserUsage, type QueueStatus,
 } from '../store.ts';
@@ -242,7 +242,7 @@ export class SqliteStore implements Store {
 
   async firstUser(domain: string): Promise<UserRecord | undefined> {
     // address_key is lower case; a domain has no LIKE wildcards but "_", which substr avoids.
-    const suffix = `@${domain.toLowerCase()}`;
+    const suffix = `@${domainKey(domain)}`;
     return userRecord(this.q('SELECT id, address, password_hash FROM users WHERE substr(address_key, -?) = ? ORDER BY id LIMIT 1')
       .get(suffix.length, suffix) as Row | undefined);
   }
