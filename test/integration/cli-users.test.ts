@@ -189,7 +189,7 @@ test('an internationalised domain is one domain in its U-labels and its A-labels
   assert.match(again.stderr, /already exists/);
   assert.equal(cli(cfg, ['alias', 'add', 'team@xn--bcher-kva.example', 'dave@bücher.example']).status, 0);
   assert.equal(cli(cfg, ['send', '--to', 'team@bücher.example', '--text', 'hi']).status, 0);
-  const users = JSON.parse(cli(cfg, ['user', 'list', '--json']).stdout) as { address: string; messages: number }[];
-  assert.deepEqual(users, [{ address: 'dave@bücher.example', messages: 1, bytes: users[0]!.bytes }]);
+  const users = JSON.parse(cli(cfg, ['user', 'list', '--json']).stdout) as { address: string; messages: number; bytes: number }[];
+  assert.deepEqual(users.map((u) => [u.address, u.messages]), [['dave@bücher.example', 1]]);
   assert.match(cli(cfg, ['dns', 'bücher.example']).stdout, /^xn--bcher-kva\.example\.\t3600\tIN\tMX/m);
 });
