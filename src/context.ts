@@ -17,8 +17,9 @@ export interface Context {
   metrics: Metrics;
 }
 
-export function openContext(config: Config, log: Logger = createLogger(config.log_level)): Context {
-  const store = new SqliteStore(config.data_dir);
+/** `onFailedFlush`: see SqliteStore (the server stops; a command fails with the write). */
+export function openContext(config: Config, log: Logger = createLogger(config.log_level), onFailedFlush?: (err: Error) => void): Context {
+  const store = new SqliteStore(config.data_dir, { ...(onFailedFlush ? { onFailedFlush } : {}) });
   if (store.recovered.length > 0) {
     log.warn({ removed: store.recovered }, 'removed messages whose body a crash cut short; none of them had been acknowledged');
   }

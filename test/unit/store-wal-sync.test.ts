@@ -90,3 +90,27 @@ test('the store acknowledges a message, a deletion, a new user only after the fl
   hold = false;
   store.close();
 });
+
+test('a failed flush is reported, and neither it nor any later one acknowledges anything', async () => {
+  const { SqliteStore } = await import('../../src/store/sqlite/sqlite-store.ts');
+  const { newQueueId } = await import('../../src/store/queue-id.ts');
+  let fail = false;
+  const failures: Error[] = [];
+  const store = new SqliteStore(fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-wal-')), {
+    fdatasync: () => (fail ? Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })) : Promise.resolve()),
+    onFailedFlush: (err) => failures.push(err),
+  });
+  const user = await store.createUser('u@example.test', 'h');
+  fail = true;
+  const settled: string[] = [];
+  const watch = (name: string, p: Promise<unknown>) => void p.then(() => settled.push(`${name} resolved`), () => settled.push(`${name} rejected`));
+  watch('first', store.accept({ id: newQueueId(), body: [Buffer.from('x\r\n')], sender: '', local: [{ userId: user.id, prefix: Buffer.alloc(0) }] }));
+  for (let i = 0; i < 5; i++) await tick();
+  assert.deepEqual(failures.map((e) => e.message), ['EIO: i/o error, fdatasync']);
+  // A later flush would succeed: it acknowledges nothing all the same.
+  fail = false;
+  watch('second', store.accept({ id: newQueueId(), body: [Buffer.from('y\r\n')], sender: '', local: [{ userId: user.id, prefix: Buffer.alloc(0) }] }));
+  watch('user', store.createUser('v@example.test', 'h'));
+  for (let i = 0; i < 5; i++) await tick();
+  assert.deepEqual(settled, [], 'nothing settled after the failure');
+});

@@ -80,13 +80,13 @@ export class BodyLog {
   private readonly shared: SharedFlush;
 
   /** `segmentBytes`: where a segment ends (a test makes it small). */
-  constructor(dataDir: string, opts: { segmentBytes?: number } = {}) {
+  constructor(dataDir: string, opts: { segmentBytes?: number; onFailure?: (err: Error) => void } = {}) {
     this.dir = path.join(dataDir, 'body-log');
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
     this.dirFd = fs.openSync(this.dir, 'r');
     this.segmentBytes = opts.segmentBytes ?? SEGMENT_BYTES;
     OURS.add(this.token);
-    this.shared = new SharedFlush(() => this.flushDirty());
+    this.shared = new SharedFlush(() => this.flushDirty(), opts.onFailure);
   }
 
   /** The numbers of the segment files there are. */

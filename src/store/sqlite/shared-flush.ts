@@ -7,9 +7,17 @@ export class SharedFlush {
   private running: Promise<void> | undefined;
   private next: Promise<void> | undefined;
   private readonly run: () => Promise<void>;
+  private readonly onFailure: ((err: Error) => void) | undefined;
 
-  constructor(run: () => Promise<void>) {
+  /**
+   * `onFailure`: when given, a flush that fails is handed to it and never settles, nor does any
+   * flush after it. After a failed fsync nobody knows what reached the disk, and the system may
+   * not say so again: a later fsync can succeed without the lost pages (PostgreSQL stops on the
+   * same grounds). Without it, the failure is the flush's rejection.
+   */
+  constructor(run: () => Promise<void>, onFailure?: (err: Error) => void) {
     this.run = run;
+    this.onFailure = onFailure;
   }
 
   /** True while a flush is under way. */
@@ -35,7 +43,11 @@ export class SharedFlush {
   }
 
   private start(): Promise<void> {
-    const p = this.run().finally(() => {
+    const p = this.run().catch((err: unknown) => {
+      if (!this.onFailure) throw err;
+      this.onFailure(err instanceof Error ? err : new Error(String(err)));
+      return new Promise<void>(() => {});
+    }).finally(() => {
       if (this.running === p) this.running = undefined;
     });
     this.running = p;

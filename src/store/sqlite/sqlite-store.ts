@@ -89,8 +89,10 @@ export class SqliteStore implements Store {
   readonly recovered: string[] = [];
 
   /** `fdatasync`: the system call unless a test observes it (see wal-sync.ts); `segmentBytes`:
-   *  the body log's segment size (see body-log.ts). */
-  constructor(dataDir: string, opts: { fdatasync?: (fd: number) => Promise<void>; segmentBytes?: number } = {}) {
+   *  the body log's segment size (see body-log.ts); `onFailedFlush`: called when a flush of the
+   *  database or the body log fails, after which nothing written is acknowledged any more (see
+   *  SharedFlush); without it, the writes waiting on that flush fail. */
+  constructor(dataDir: string, opts: { fdatasync?: (fd: number) => Promise<void>; segmentBytes?: number; onFailedFlush?: (err: Error) => void } = {}) {
     prepareDataDir(dataDir);
     this.file = path.join(dataDir, 'mailnest.sqlite');
     this.db = openDatabase(this.file);
@@ -101,11 +103,11 @@ export class SqliteStore implements Store {
     // in memory; past 64 KiB SQLite would otherwise spill it to a temporary file, made and
     // deleted in almost every batch.
     this.db.exec('PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY;');
-    this.wal = new WalSync(this.file, opts.fdatasync);
+    this.wal = new WalSync(this.file, opts.fdatasync, opts.onFailedFlush);
     this.migrate();
     this.wal.syncNow();
     this.files = new BodyFiles(dataDir);
-    this.log = new BodyLog(dataDir, { segmentBytes: opts.segmentBytes });
+    this.log = new BodyLog(dataDir, { segmentBytes: opts.segmentBytes, onFailure: opts.onFailedFlush });
     this.recover();
   }
 

@@ -22,13 +22,13 @@ export class WalSync {
   private closed = false;
   private readonly shared: SharedFlush;
 
-  /** `fdatasync` is the system call unless a test observes it. */
-  constructor(dbFile: string, fdatasync = systemFdatasync) {
+  /** `fdatasync` is the system call unless a test observes it; `onFailure`: see SharedFlush. */
+  constructor(dbFile: string, fdatasync = systemFdatasync, onFailure?: (err: Error) => void) {
     this.walFile = `${dbFile}-wal`;
     // After close, everything committed was synced by close itself.
     this.shared = new SharedFlush(async () => {
       if (!this.closed) await fdatasync(this.walDescriptor());
-    });
+    }, onFailure);
   }
 
   /** True while an fdatasync is under way. */
