@@ -195,8 +195,9 @@ export interface Store {
 
   // --- upkeep
   /** Removes what an interrupted write left behind and nothing refers to, and takes back the
-   *  space of deleted messages where it is not freed at once; returns how many files it removed. */
-  sweep(): Promise<number>;
+   *  space of deleted messages where it is not freed at once; returns how many files it removed,
+   *  and the queue ids of bodies found damaged on the way (left as they are). */
+  sweep(): Promise<{ removed: number; damaged: string[] }>;
 
   close(): void;
 }

@@ -77,10 +77,10 @@ test('sweep: removes a segment no row refers to once it is an hour old, never th
   const { dir, store, userId } = await fiveMessages(250 * KIB);
   await store.deleteMessages(userId, [1, 2, 5]);
   // Segment 1 is rowless but was written just now: it may be another process's, left alone.
-  assert.equal(await store.sweep(), 0);
+  assert.equal((await store.sweep()).removed, 0);
   age(dir);
   // Segment 3 lost its only message too, but it is the current one.
-  assert.equal(await store.sweep(), 1);
+  assert.equal((await store.sweep()).removed, 1);
   assert.deepEqual(segments(dir), ['00000002', '00000003']);
   await assertWhole(store, userId, [3, 4]);
   store.close();
@@ -91,20 +91,47 @@ test('sweep: moves the live bodies out of a mostly dead segment, which the next 
   // Segment 1 holds 1-4, segment 2 holds 5. Three of four gone: a quarter of segment 1 lives.
   await store.deleteMessages(userId, [1, 2, 4]);
   age(dir);
-  assert.equal(await store.sweep(), 0);
+  assert.equal((await store.sweep()).removed, 0);
   await assertWhole(store, userId, [3]);
   assert.equal(fs.statSync(path.join(dir, 'body-log', '00000002')).size, 200 * KIB, 'message 3 was appended to the current segment');
   age(dir);
-  assert.equal(await store.sweep(), 1);
+  assert.equal((await store.sweep()).removed, 1);
   assert.deepEqual(segments(dir), ['00000002']);
   await assertWhole(store, userId, [3, 5]);
   // A segment half alive or more stays as it is: 2 holds 5 (deleted), 3, 6 and 7; 8 begins 3.
   await store.deleteMessages(userId, [5]);
   for (const n of [6, 7, 8]) await put(store, userId, n);
   age(dir);
-  assert.equal(await store.sweep(), 0);
+  assert.equal((await store.sweep()).removed, 0);
   assert.deepEqual(segments(dir), ['00000002', '00000003']);
   assert.equal(fs.statSync(path.join(dir, 'body-log', '00000002')).size, 400 * KIB);
+  store.close();
+});
+
+test('sweep: a body damaged or cut short stays where it is, named, and is never given a new checksum; the rest is compacted', async () => {
+  const { dir, store, userId } = await fiveMessages(450 * KIB);
+  // Segments of four bodies: 1-4, 5-8, 9-12, and 13 in the current one.
+  for (let n = 6; n <= 13; n++) await put(store, userId, n);
+  assert.deepEqual(segments(dir), ['00000001', '00000002', '00000003', '00000004']);
+  // One body alive in each full segment: 3, 8 and 11.
+  await store.deleteMessages(userId, [1, 2, 4, 5, 6, 7, 9, 10, 12]);
+  // 3 gets a byte changed in its middle; 8, the last of its segment, is cut short; 11 is intact.
+  const fd = fs.openSync(path.join(dir, 'body-log', '00000001'), 'r+');
+  fs.writeSync(fd, Buffer.from('#'), 0, 1, 250 * KIB);
+  fs.closeSync(fd);
+  fs.truncateSync(path.join(dir, 'body-log', '00000002'), 350 * KIB);
+  age(dir);
+  const first = await store.sweep();
+  assert.equal(first.damaged.length, 2, 'messages 3 and 8 are named');
+  await assert.rejects(storedMessage(store, userId, 3), /does not match its checksum/);
+  await assert.rejects(storedMessage(store, userId, 8), /too short/);
+  await assertWhole(store, userId, [11, 13]);
+  // 11 moved past the two: its old segment goes in the next sweep; the damaged ones stay.
+  age(dir);
+  const second = await store.sweep();
+  assert.equal(second.removed, 1);
+  assert.deepEqual(segments(dir), ['00000001', '00000002', '00000004']);
+  await assertWhole(store, userId, [11, 13]);
   store.close();
 });
 
@@ -118,7 +145,7 @@ test('two stores on one data directory (the server and `mailnest sendmail`) neve
   await put(server, u.id, 3);
   assert.deepEqual(segments(dir), ['00000001', '00000002']);
   // The other one's fresh segment has a row now, and it would be left alone without one too.
-  assert.equal(await server.sweep(), 0);
+  assert.equal((await server.sweep()).removed, 0);
   other.close();
   await assertWhole(server, u.id, [1, 2, 3]);
   server.close();

@@ -94,7 +94,7 @@ test('sweep removes body files a crash left without a row, once they are an hour
   fs.writeFileSync(path.join(bodies, 'ORPHANOLD00001'), 'half a message');
   fs.utimesSync(path.join(bodies, 'ORPHANOLD00001'), hoursAgo(2), hoursAgo(2));
   fs.writeFileSync(path.join(bodies, 'ORPHANYOUNG001'), 'perhaps about to be committed');
-  assert.equal(await store.sweep(), 1);
+  assert.equal((await store.sweep()).removed, 1);
   assert.deepEqual(fs.readdirSync(bodies).sort(), [kept, 'ORPHANYOUNG001'].sort());
   assert.equal((await storedMessage(store, u.id, 1)).length, 300_000);
   store.close();

@@ -629,9 +629,12 @@ export class SqliteStore implements Store {
    * no row refers to, then compacts the segments that are mostly dead space: their live bodies
    * are appended to the current segment, and the next sweep removes them, by then without rows.
    * (Not in the same sweep: a reader that looked a body up just before the move may be about to
-   * open its old segment.) Returns how many files it removed.
+   * open its old segment.) A body that cannot be read back whole and matching its checksum is
+   * left where it is, its segment with it, and named in `damaged`: moving it would give the
+   * damage a new checksum, and it would be served as the message. Returns how many files it
+   * removed.
    */
-  async sweep(): Promise<number> {
+  async sweep(): Promise<{ removed: number; damaged: string[] }> {
     const known = (queueId: string) => this.q('SELECT 1 FROM bodies WHERE queue_id = ?').get(queueId) !== undefined;
     let removed = await this.files.sweep(known, Date.now() - ORPHAN_AGE_MS);
     const idle = this.log.segments().filter((n) => !this.log.busy(n, ORPHAN_AGE_MS));
@@ -648,20 +651,28 @@ export class SqliteStore implements Store {
       this.log.remove(dead);
       removed += dead.length;
     }
+    const damaged: string[] = [];
     for (const [n, bytes] of live) {
-      if (bytes < COMPACT_UNDER * this.log.size(n)) await this.compact(n);
+      if (bytes < COMPACT_UNDER * this.log.size(n)) damaged.push(...await this.compact(n));
     }
-    return removed;
+    return { removed, damaged };
   }
 
-  /** Moves the bodies of a segment to the end of the log, durable before their rows move. */
-  private async compact(segment: number): Promise<void> {
-    const rows = this.q('SELECT id, size, log_offset FROM bodies WHERE log_segment = ?').all(segment) as Row[];
+  /** Moves the bodies of a segment that read back intact to the end of the log, durable before
+   *  their rows move; returns the queue ids of those that do not. */
+  private async compact(segment: number): Promise<string[]> {
+    const rows = this.q('SELECT id, queue_id, size, log_offset, log_crc FROM bodies WHERE log_segment = ?').all(segment) as Row[];
     const moved: [id: number, place: LogPlace][] = [];
+    const damaged: string[] = [];
     try {
       for (const r of rows) {
         const chunks: Buffer[] = [];
-        for await (const piece of this.log.read(segment, Number(r.log_offset), Number(r.size))) chunks.push(piece);
+        try {
+          for await (const piece of this.log.read(segment, Number(r.log_offset), Number(r.size), undefined, Number(r.log_crc))) chunks.push(piece);
+        } catch {
+          damaged.push(String(r.queue_id));
+          continue;
+        }
         moved.push([Number(r.id), this.log.append(chunks)]);
         // Reads and writes on the event loop: sessions get their turn between two bodies.
         await new Promise((resolve) => setImmediate(resolve));
@@ -676,6 +687,7 @@ export class SqliteStore implements Store {
     } finally {
       for (const [, place] of moved) this.log.release(place.segment);
     }
+    return damaged;
   }
 
   close(): void {
