@@ -15,7 +15,8 @@
  * - a body that is not MIME but holds 8-bit bytes, NUL or lines over 998 octets is re-encoded as
  *   quoted-printable text with MIME headers (RFC 2045), so what cron or a script printed arrives
  *   intact; a MIME message with such lines is refused, as it cannot be fixed without knowing
- *   its structure.
+ *   its structure. A MIME message gets the MIME-Version it lacks, and `8bit` as its transfer
+ *   encoding when it has none and holds 8-bit text.
  *
  * Addresses without a domain ("root", as cron writes them) get the first local domain, as
  * Postfix's append_at_myorigin does: in the recipients, and in an address field that names one
@@ -216,6 +217,13 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
     out.push({ name: 'Content-Transfer-Encoding', lines: [Buffer.from('Content-Transfer-Encoding: quoted-printable')] });
   } else if (longLine >= 0) {
     throw new SubmittedError('data', `body line ${longLine + 1} is ${body[longLine]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 §2.1.1)`);
+  } else if (isMime) {
+    // What PHP's mail() and many scripts write: a Content-Type without MIME-Version (RFC 2045
+    // §4 wants one), and 8-bit text without a transfer encoding, which then reads as 7bit (§6.1).
+    if (!has('mime-version')) out.push({ name: 'MIME-Version', lines: [Buffer.from('MIME-Version: 1.0')] });
+    if (!has('content-transfer-encoding') && body.some((l) => l.some((c) => c >= 0x80))) {
+      out.push({ name: 'Content-Transfer-Encoding', lines: [Buffer.from('Content-Transfer-Encoding: 8bit')] });
+    }
   }
   for (const f of out) {
     if (!f.lines.some((l) => l.length > MAX_LINE)) continue;

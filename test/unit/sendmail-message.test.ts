@@ -167,3 +167,14 @@ test('no recipients, or a bad one, are refused with the reason', () => {
   assert.throws(() => prep('\ny\n', { recipients: ['alice@example.org bob@example.org'] }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /not an address list: separate addresses with commas/.test(e.message));
   assert.throws(() => prep('To: alice@example.org bob@example.org\n\ny\n', { extractRecipients: true }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /^header To: .* not an address list/.test(e.message));
 });
+
+test('a Content-Type without MIME-Version, and 8-bit text without a transfer encoding, as PHP mail() writes them, get both', () => {
+  const r = prep('To: a@example.org\nSubject: x\nContent-Type: text/plain; charset=utf-8\n\nGrüße\n', { extractRecipients: true });
+  const parsed = parseMail(r.message);
+  assert.equal(parsed.headers['mime-version'], '1.0');
+  assert.equal(parsed.root.cte, '8bit');
+  assert.equal(parsed.root.text, 'Grüße\n');
+  // ASCII text needs no encoding named; what is there stays.
+  const ascii = parseMail(prep('MIME-Version: 1.0\nContent-Type: text/plain\nContent-Transfer-Encoding: 7bit\n\nhi\n', { recipients: ['a@example.org'] }).message);
+  assert.deepEqual(ascii.headerNames.filter((n) => n === 'mime-version' || n === 'content-transfer-encoding'), ['mime-version', 'content-transfer-encoding']);
+});
