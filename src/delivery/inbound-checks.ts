@@ -15,15 +15,17 @@
  * - rsa-sha1 signatures do not pass (RFC 8301 §3.1);
  * - a message naming several authors, in one From field or several, is held to the policy of
  *   each author's domain (RFC 7489 §6.6.1), where mailauth evaluates none;
- * - when the checks run out of time (DKIM keys in the sender's own slow DNS can make them), the
- *   From domain's policy is still looked up, and p=reject defers the message rather than letting
- *   it through unchecked (RFC 7489 §6.6.2 allows a temporary failure).
+ * - the authors' policies are looked up beside the checks, alone: when the checks run out of
+ *   time (DKIM keys in the sender's own slow DNS can make them), an author domain with p=reject,
+ *   or one whose policy is not known by then, defers the message rather than letting it through
+ *   unchecked (RFC 7489 §6.6.2 allows a temporary failure).
  */
 import { Resolver } from 'node:dns/promises';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { AuthenticateResult, DMARCResult, DNSResolver } from 'mailauth';
 import type { Config } from '../config/schema.ts';
 import { headerEnd } from '../mime/header-section.ts';
+import { domainKey } from '../store/store.ts';
 
 export type { DNSResolver };
 
@@ -127,10 +129,15 @@ export class InboundChecker {
     if (!this.config.checks.enabled) return { authResults: '' };
     const host = this.config.hostname;
     const message = Array.isArray(input.message) ? Buffer.concat(input.message) : input.message;
+    const deadline = Date.now() + this.config.checks.timeout;
     try {
       // Loaded on first use: mailauth is large, and an idle server should stay small.
       const { authenticate } = await import('mailauth');
-      const result = await this.inTime(authenticate(message, {
+      // With reject_dmarc, the authors' policies are looked up beside the checks, alone, so
+      // that they are known even when the checks run out of time.
+      const policies = this.config.checks.reject_dmarc ? this.rejecting(authorDomains(fromAddresses(message)), [], []) : undefined;
+      policies?.catch(() => undefined);
+      const result = await this.until(deadline, authenticate(message, {
         ip: input.clientIp,
         ...(input.helo ? { helo: input.helo } : {}),
         sender: input.sender,
@@ -142,10 +149,12 @@ export class InboundChecker {
       }));
       if (result === 'timeout') {
         const authResults = temperror(host, 'the checks took too long');
-        const failing = this.config.checks.reject_dmarc ? await this.inTime(this.rejecting(fromAddresses(message), [], [])) : undefined;
-        if (failing && failing !== 'timeout') {
-          return { authResults, defer: `the checks of this message did not finish in time, and ${failing.domain} asks for rejection of mail that fails DMARC; try again later` };
-        }
+        if (!policies) return { authResults };
+        // Nothing passed in time, so a p=reject author fails; one whose policy is not known
+        // yet may be one.
+        const failing = await Promise.race([policies, Promise.resolve('timeout' as const)]).catch(() => 'timeout' as const);
+        if (failing === 'timeout') return { authResults, defer: 'the checks of this message did not finish in time, nor did the lookup of its authors\' DMARC policies; try again later' };
+        if (failing) return { authResults, defer: `the checks of this message did not finish in time, and ${failing.domain} asks for rejection of mail that fails DMARC; try again later` };
         return { authResults };
       }
       let authResults = result.headers.replace(/\r?\n/g, '\r\n');
@@ -155,10 +164,13 @@ export class InboundChecker {
       if (dmarc && isRejecting(dmarc)) {
         return { authResults, reject: `message refused: it fails DMARC and ${dmarc.domain} asks for rejection (p=reject)` };
       }
-      if (result.dmarcSkipReason === 'multiple-from-fields' || result.dmarcSkipReason === 'multiple-author-domains') {
-        const failing = await this.inTime(this.rejecting(result.dkim.headerFrom, passingSpf(result), passingDkim(result)));
-        if (failing === 'timeout') return { authResults, defer: 'the checks of this message\'s several authors did not finish in time; try again later' };
-        if (failing) return { authResults, reject: `message refused: it names several authors, and for ${failing.domain} it fails DMARC, which asks for rejection (p=reject)` };
+      // Several authors, or an author address mailauth could not make one domain of: each
+      // domain named is evaluated alone, with the identifiers that passed.
+      const domains = dmarc ? [] : authorDomains(result.dkim.headerFrom ?? []);
+      if (domains.length > 0) {
+        const failing = await this.until(deadline, this.rejecting(domains, passingSpf(result), passingDkim(result)));
+        if (failing === 'timeout') return { authResults, defer: 'the DMARC checks of this message\'s authors did not finish in time; try again later' };
+        if (failing) return { authResults, reject: `message refused: its From field names ${failing.domain}, for which it fails DMARC, and that domain asks for rejection (p=reject)` };
       }
       return { authResults };
     } catch (err) {
@@ -166,29 +178,22 @@ export class InboundChecker {
     }
   }
 
-  /** The promise's value, or 'timeout' after `[checks] timeout`. */
-  private async inTime<T>(work: Promise<T>): Promise<T | 'timeout'> {
+  /** The promise's value, or 'timeout' once `deadline` (a time) has passed. */
+  private async until<T>(deadline: number, work: Promise<T>): Promise<T | 'timeout'> {
     let timer: NodeJS.Timeout | undefined;
     try {
-      return await Promise.race([work, new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), this.config.checks.timeout); })]);
+      return await Promise.race([work, new Promise<'timeout'>((resolve) => { timer = setTimeout(() => resolve('timeout'), Math.max(0, deadline - Date.now())); })]);
     } finally {
       clearTimeout(timer);
     }
   }
 
-  /** The DMARC result of the first author's domain that fails under p=reject, each evaluated
-   *  alone with the identifiers that passed; undefined when none does. */
-  private async rejecting(authors: string[], spfDomains: string[], dkimDomains: DkimDomain[]): Promise<DMARCResult | undefined> {
+  /** The DMARC result of an author domain that fails under p=reject, each evaluated alone (and
+   *  all at once) with the identifiers that passed; undefined when none does. */
+  private async rejecting(domains: string[], spfDomains: string[], dkimDomains: DkimDomain[]): Promise<DMARCResult | undefined> {
     const { dmarc } = await import('mailauth');
-    const seen = new Set<string>();
-    for (const author of authors) {
-      const domain = author.slice(author.lastIndexOf('@') + 1).toLowerCase();
-      if (!author.includes('@') || seen.has(domain)) continue;
-      seen.add(domain);
-      const verdict = await dmarc({ headerFrom: author, spfDomains, dkimDomains, resolver: this.cache.resolve });
-      if (verdict && isRejecting(verdict)) return verdict;
-    }
-    return undefined;
+    const verdicts = await Promise.all(domains.map((d) => dmarc({ headerFrom: d, spfDomains, dkimDomains, resolver: this.cache.resolve })));
+    return verdicts.find((v): v is DMARCResult => v !== false && isRejecting(v));
   }
 }
 
@@ -205,6 +210,19 @@ function passingSpf(r: AuthenticateResult): string[] {
 function passingDkim(r: AuthenticateResult): DkimDomain[] {
   return (r.dkim.results ?? []).filter((s) => s.status.result === 'pass' && s.signingDomain)
     .map((s) => ({ ...(s.id ? { id: s.id } : {}), domain: s.signingDomain!, aligned: s.status.aligned ?? false, ...(s.status.underSized ? { underSized: s.status.underSized } : {}) }));
+}
+
+/** Every domain an author address names, once each: after each "@" of an address, as a reader
+ *  may take any of them for the domain (mailauth counts "a@victim.example@other.example" as two). */
+function authorDomains(addresses: string[]): string[] {
+  const out = new Set<string>();
+  for (const address of addresses) {
+    for (const part of address.split('@').slice(1)) {
+      const d = domainKey(part.trim().replace(/\.$/, ''));
+      if (/^[a-z0-9-]+(\.[a-z0-9-]+)+$/.test(d)) out.add(d);
+    }
+  }
+  return [...out];
 }
 
 /** The addresses of the message's From fields (all of them). */

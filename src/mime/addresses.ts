@@ -29,8 +29,8 @@ export function parseAddressList(values: string | string[], field: string): Name
     if (value.trim() === '') throw new AddressError(field, 'empty address');
     const parsed = addressparser(value, { flatten: true });
     if (parsed.length === 0) throw new AddressError(field, `${JSON.stringify(value)} is not an address`);
+    if (hasStrayName(value)) throw new AddressError(field, notAList(value));
     for (const a of parsed) {
-      if (strayName(value, a)) throw new AddressError(field, notAList(value));
       const address = a.address.trim();
       const check = parseMailbox(address, true);
       if (address === '' || typeof check === 'string') {
@@ -44,15 +44,23 @@ export function parseAddressList(values: string | string[], field: string): Name
 }
 
 /**
- * True when the parser gave `a` a display name that the text does not write as one. A name
- * comes only from `Name <address>` or from a comment, `address (Name)` (RFC 5322 §3.4); the
- * parser also reads `a@example.com b@example.com` as one address named after the other, and
- * the second recipient would be lost without a word.
+ * True when the parser finds a display name in `value` that the text does not write as one. A
+ * name comes only from `Name <address>` or from a comment, `address (Name)` (RFC 5322 §3.4);
+ * the parser also reads `a@example.com b@example.com` as one address named after the other,
+ * and the second recipient would be lost without a word. Comments are taken out first, so that
+ * a name can only have come from a phrase.
  */
-export function strayName(value: string, a: { name: string; address: string }): boolean {
-  if (a.name === '' || a.address.trim() === '' || value.includes('(')) return false;
-  const escaped = a.address.trim().replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return !new RegExp(`<\\s*${escaped}\\s*>`, 'i').test(value);
+export function hasStrayName(value: string): boolean {
+  let text = value;
+  for (let before = ''; before !== text;) {
+    before = text;
+    text = text.replace(/\((?:[^()\\"]|\\.)*\)/g, ' ');
+  }
+  return addressparser(text, { flatten: true }).some((a) => {
+    if (a.name === '' || a.address.trim() === '') return false;
+    const escaped = a.address.trim().replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    return !new RegExp(`<\\s*${escaped}\\s*>`, 'i').test(text);
+  });
 }
 
 /** The reason given for text that strayName finds. */

@@ -118,18 +118,21 @@ export function checkHeader(h: ComposeHeader, field: string): void {
 
 const DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
-/** RFC 5322 §3.3 date-time, with an optional comment after the zone, as `date -R` writes it. */
-const DATE_TIME = /^(?:([a-z]{3}),\s*)?(\d{1,2})\s+([a-z]{3})\s+(\d{4})\s+(\d{2}):(\d{2})(?::(\d{2}))?\s+[+-](\d{2})(\d{2})(?:\s*\([^()]*\))?$/i;
+/** RFC 5322 §3.3 date-time, as `date -R` writes it, with comments after the zone, and the
+ *  zones UT and GMT of §4.3 that `Date#toUTCString()` writes. */
+const DATE_TIME = /^(?:([a-z]{3}),\s*)?(\d{1,2})\s+([a-z]{3})\s+(\d{4})\s+(\d{2}):(\d{2})(?::(\d{2}))?\s+(?:[+-]\d{2}(\d{2})|UT|GMT)(?:\s*\([^()]*\))*$/i;
 
-/** True for an RFC 5322 date-time naming a real day (and its weekday, when given) and time. */
+/** True for an RFC 5322 date-time naming a real day from 1900 on (and its weekday, when given)
+ *  and time. */
 export function isDateTime(value: string): boolean {
   const m = DATE_TIME.exec(value.trim());
   if (!m) return false;
-  const [, dayName, day, monthName, year, hour, minute, second, zoneHours, zoneMinutes] = m;
+  const [, dayName, day, monthName, year, hour, minute, second, zoneMinutes] = m;
   const month = MONTHS.indexOf(monthName!.toLowerCase());
-  const date = new Date(Date.UTC(Number(year), month, Number(day)));
-  return month >= 0 && date.getUTCDate() === Number(day) && Number(hour) <= 23 && Number(minute) <= 59
-    && Number(second ?? 0) <= 60 && Number(zoneHours) <= 99 && Number(zoneMinutes) <= 59
+  const date = new Date(Date.UTC(2000, month, Number(day)));
+  date.setUTCFullYear(Number(year));
+  return month >= 0 && Number(year) >= 1900 && date.getUTCDate() === Number(day) && Number(hour) <= 23 && Number(minute) <= 59
+    && Number(second ?? 0) <= 60 && Number(zoneMinutes ?? 0) <= 59
     && (dayName === undefined || DAYS.indexOf(dayName.toLowerCase()) === date.getUTCDay());
 }
 
@@ -239,7 +242,10 @@ function attachmentPart(a: ComposeAttachment): Record<string, unknown> {
   let contentType = a.contentType ?? contentTypeFor(a.filename);
   let content = a.content;
   let encoding = 'base64';
-  if (contentType.toLowerCase() === 'message/rfc822') {
+  if (/^(message|multipart)\//i.test(contentType) && contentType.toLowerCase() !== 'message/rfc822') {
+    // Their parts and encodings are for a MIME structure to carry; as bytes, they are a file.
+    contentType = OCTET_STREAM;
+  } else if (contentType.toLowerCase() === 'message/rfc822') {
     const crlf = Buffer.from(lineBreaks(content.toString('latin1')).replace(/\n/g, '\r\n'), 'latin1');
     if (isSevenBitText(crlf)) {
       content = crlf;

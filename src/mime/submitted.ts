@@ -28,7 +28,7 @@ import MimeNode from 'nodemailer/lib/mime-node';
 import { foldLines } from 'nodemailer/lib/mime-funcs';
 import * as qp from 'nodemailer/lib/qp';
 import { parseMailbox } from '../smtp/address.ts';
-import { notAList, strayName, uniqueAddresses } from './addresses.ts';
+import { hasStrayName, notAList, uniqueAddresses } from './addresses.ts';
 import { MAX_LINE } from './compose.ts';
 import { FIELD_START } from './header-section.ts';
 import { DROPPED_FIELD, missingFields } from './submission.ts';
@@ -97,8 +97,8 @@ export function qualify(address: string, domain: string): string {
 /** Parses an address list (header value or argument); throws SubmittedError naming `where`. */
 export function parseRecipients(value: string, where: string, domain: string): string[] {
   const out: string[] = [];
+  if (hasStrayName(value)) throw new SubmittedError('data', `${where}: ${notAList(value)}`);
   for (const a of addressparser(value, { flatten: true })) {
-    if (strayName(value, a)) throw new SubmittedError('data', `${where}: ${notAList(value)}`);
     // A bare user name ("root") comes back from the parser as a display name.
     let bare = a.address.trim();
     if (bare === '' && /^[^\s@<>",;:]+$/.test(a.name.trim())) bare = a.name.trim();
@@ -221,7 +221,8 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
     // What PHP's mail() and many scripts write: a Content-Type without MIME-Version (RFC 2045
     // §4 wants one), and 8-bit text without a transfer encoding, which then reads as 7bit (§6.1).
     if (!has('mime-version')) out.push({ name: 'MIME-Version', lines: [Buffer.from('MIME-Version: 1.0')] });
-    if (!has('content-transfer-encoding') && body.some((l) => l.some((c) => c >= 0x80))) {
+    // (NUL would need binary, which no next hop may take: such a body is left as it is.)
+    if (!has('content-transfer-encoding') && body.some((l) => l.some((c) => c >= 0x80)) && !body.some((l) => l.includes(0))) {
       out.push({ name: 'Content-Transfer-Encoding', lines: [Buffer.from('Content-Transfer-Encoding: 8bit')] });
     }
   }
@@ -247,7 +248,10 @@ const isWsp = (c: number | undefined) => c === 0x20 || c === 0x09;
  */
 function foldLong(line: Buffer, name: string): Buffer[] {
   const out: Buffer[] = [];
-  let rest = line;
+  // White space at the end would be left a line of its own, which folding must not make.
+  let end = line.length;
+  while (end > 0 && isWsp(line[end - 1])) end--;
+  let rest = line.subarray(0, end);
   while (rest.length > MAX_LINE) {
     let start = 0;
     while (isWsp(rest[start])) start++;

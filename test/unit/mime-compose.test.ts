@@ -198,6 +198,11 @@ test('an attached message (.eml) is message/rfc822 in 7bit (RFC 2046 §5.2.1), o
   assert.ok(Buffer.from(raw!.bytes!, 'base64').equals(Buffer.from([0x53, 0xff, 0x00, 0x0a])));
 });
 
+test('a message or multipart type given for an attachment makes it a file: application/octet-stream in base64', async () => {
+  const { parsed } = await roundTrip({ text: 'x', attachments: [{ filename: 'part.bin', content: Buffer.from('x'), contentType: 'message/partial' }, { filename: 'mix.bin', content: Buffer.from('y'), contentType: 'multipart/mixed' }] });
+  assert.deepEqual(leaves(parsed.root).slice(1).map((p) => [p.contentType, p.cte]), [['application/octet-stream', 'base64'], ['application/octet-stream', 'base64']]);
+});
+
 test('a subject holding what looks like an encoded-word is encoded, so it reads back as written (RFC 2047 §5)', async () => {
   const subject = 'literal =?utf-8?q?hidden?= text';
   const { parsed } = await roundTrip({ subject, text: 'x' });
@@ -205,7 +210,7 @@ test('a subject holding what looks like an encoded-word is encoded, so it reads 
 });
 
 test('Date is given as RFC 5322 writes it (date -R), with or without the weekday and a comment', async () => {
-  for (const date of ['Tue, 1 Jul 2025 10:00:00 +0200', '1 Jul 2025 10:00 -0000', 'Sun, 29 Nov 2026 17:41:50 +0000 (UTC)']) {
+  for (const date of ['Tue, 1 Jul 2025 10:00:00 +0200', '1 Jul 2025 10:00 -0000', 'Sun, 29 Nov 2026 17:41:50 +0000 (UTC)', 'Sun, 29 Nov 2026 17:41:50 GMT', 'Thu, 29 Feb 2024 00:00:00 +0000 (a) (b)']) {
     const { parsed } = await roundTrip({ text: 'x', headers: [{ name: 'Date', value: date }] });
     assert.equal(parsed.rawHeaders['date'], date);
   }
@@ -233,8 +238,8 @@ test('several addresses in one value, with display names', async () => {
   const { composed } = await roundTrip({ to: ['"Ops, Team" <ops@example.org>, dev@example.org'], text: 'x' });
   assert.deepEqual(composed.recipients, ['ops@example.org', 'dev@example.org']);
   // a name in a comment, a quoted name that looks like an address, a group
-  const more = await roundTrip({ to: ['ops@example.org (Ops)', '"dev@example.org" <lead@example.org>', 'Team: a@example.org, b@example.org;'], text: 'x' });
-  assert.deepEqual(more.composed.recipients, ['ops@example.org', 'lead@example.org', 'a@example.org', 'b@example.org']);
+  const more = await roundTrip({ to: ['ops@example.org (Ops)', '"dev@example.org" <lead@example.org>', 'Team: a@example.org, b@example.org;', '"Smith (Jr)" <c@example.org>, d@example.org (D)'], text: 'x' });
+  assert.deepEqual(more.composed.recipients, ['ops@example.org', 'lead@example.org', 'a@example.org', 'b@example.org', 'c@example.org', 'd@example.org']);
 });
 
 test('custom headers are kept; Message-ID and Date can be given', async () => {
@@ -285,10 +290,14 @@ test('bad input is refused with the field named', async () => {
     [{ headers: [{ name: 'Date', value: '1' }] }, /^headers\[0\]: Date "1" is not a date/],
     [{ headers: [{ name: 'Date', value: 'Mon, 31 Feb 2025 10:00:00 +0000' }] }, /^headers\[0\]: Date .* is not a date/],
     [{ headers: [{ name: 'Date', value: 'Mon, 1 Jul 2025 10:00:00 +0000' }] }, /^headers\[0\]: Date .* is not a date/],
+    [{ headers: [{ name: 'Date', value: 'Sat, 29 Feb 2025 10:00:00 +0000' }] }, /^headers\[0\]: Date .* is not a date/],
+    [{ headers: [{ name: 'Date', value: '1 Jan 0025 10:00:00 +0000' }] }, /^headers\[0\]: Date .* is not a date/],
     [{ headers: [{ name: 'Resent-Bcc', value: 'x@example.org' }] }, /^headers\[0\]: header Resent-Bcc cannot be set here: blind recipients go in "bcc"/],
     [{ to: ['alice@example.org bob@example.org'] }, /^to: "alice@example.org bob@example.org" is not an address list: separate addresses with commas/],
     [{ cc: ['Alice <alice@example.org>, bob@example.org carol@example.org'] }, /^cc: .* is not an address list/],
     [{ to: ['Bob bob@example.org'] }, /^to: .* write a display name as Name <address>/],
+    [{ to: ['a@example.org (Al) b@example.org'] }, /^to: .* is not an address list/],
+    [{ to: ['a@example.org b@example.org (x)'] }, /^to: .* is not an address list/],
     [{ html: '<img src="cid:a@x">', attachments: [{ filename: 'a.png', content: Buffer.from('x'), cid: 'a@x' }, { filename: 'b.png', content: Buffer.from('y'), cid: 'a@x' }] }, /^attachments\[1\]\.cid: Content-ID "a@x" is already that of attachments\[0\]/],
     [{ headers: [{ name: 'Message-ID', value: 'no-brackets' }] }, /^headers\[0\]: Message-ID "no-brackets" must look like/],
     [{ headers: [{ name: 'Date', value: 'Mon, 1 Jan 2024 00:00:00 +0000' }, { name: 'date', value: 'Tue, 2 Jan 2024 00:00:00 +0000' }] }, /^headers\[1\]: header date may appear only once \(RFC 5322 §3\.6\)/],

@@ -148,6 +148,10 @@ test('header lines over 998 octets are folded at white space (RFC 5322 §2.2.3);
   assert.deepEqual(r.recipients, list);
   assert.equal(parsed.headers['subject'], subject);
   assert.equal(parsed.rawHeaders['x-info'], `${'a'.repeat(990)} ${'b'.repeat(990)}`);
+  // White space at the end of a long line is not left as a line of its own.
+  const spaces = prep(`X-Long: ${'a '.repeat(495)}    \n\nbody\n`, { recipients: ['a@example.org'] }).message.toString('latin1');
+  assert.ok(!/\r\n[ \t]+\r\n/.test(spaces), 'a folded line of white space only');
+  assert.ok(spaces.split('\r\n').every((l) => l.length <= 998));
   assert.equal(parsed.root.text, 'body\n');
   assert.throws(() => prep(`X-Blob: ${'c'.repeat(1200)}\n\nbody\n`, { recipients: ['a@example.org'] }),
     (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /header X-Blob has 1200 octets without white space/.test(e.message));
@@ -166,6 +170,7 @@ test('no recipients, or a bad one, are refused with the reason', () => {
   // two addresses without a comma: the parser would keep the first and name it after the second
   assert.throws(() => prep('\ny\n', { recipients: ['alice@example.org bob@example.org'] }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /not an address list: separate addresses with commas/.test(e.message));
   assert.throws(() => prep('To: alice@example.org bob@example.org\n\ny\n', { extractRecipients: true }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /^header To: .* not an address list/.test(e.message));
+  assert.throws(() => prep('To: alice@example.org (Al) bob@example.org\n\ny\n', { extractRecipients: true }), (e: unknown) => e instanceof SubmittedError && /not an address list/.test(e.message));
 });
 
 test('a Content-Type without MIME-Version, and 8-bit text without a transfer encoding, as PHP mail() writes them, get both', () => {
