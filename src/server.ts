@@ -2,6 +2,7 @@
  * The running server: every configured listener, the services behind them, and an orderly stop
  * (stop accepting, let open transactions finish within a grace period, close the store).
  */
+import fs from 'node:fs';
 import type { Config, ListenerKind } from './config/schema.ts';
 import { openContext, type Context } from './context.ts';
 import type { Logger } from './log.ts';
@@ -72,6 +73,10 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
   services.push({ service: new QueueRunner(ctx) });
   services.push({ service: new StoreSweeper(ctx.store, log) });
   if (config.listen.http.length > 0) services.push({ kind: 'http', service: new HttpService(ctx, limits) });
+
+  if ((fs.statSync(config.data_dir).mode & 0o077) !== 0) {
+    log.warn({ data_dir: config.data_dir }, 'data_dir can be read by other users (it is shared, another user\'s, or holds more than mailnest\'s files, so mailnest left it as it is): give mailnest a directory of its own with mode 700');
+  }
 
   const addresses: RunningServer['addresses'] = {};
   const started: Service[] = [];

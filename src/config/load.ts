@@ -66,18 +66,23 @@ export function parseConfig(raw: unknown, source = 'config'): Config {
 }
 
 function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
-  const key = issue.path.map((k) => (typeof k === 'number' ? `[${k}]` : `.${String(k)}`)).join('').replace(/^\./, '');
+  const key = keyName(issue.path);
   if (issue.code === 'unrecognized_keys') {
     const where = key ? `${key}.` : '';
     return `unknown key ${issue.keys.map((k) => where + k).join(', ')}; allowed here: ${allowedKeys(issue.path).join(', ')}`;
   }
   if (issue.code === 'invalid_key') {
     const inner = issue.issues[0];
-    return `${key.slice(0, key.lastIndexOf('.'))}: the key ${JSON.stringify(issue.path.at(-1))} is not allowed: expected ${inner ? expectation(inner) : 'another key'}`;
+    return `${keyName(issue.path.slice(0, -1))}: the key ${JSON.stringify(issue.path.at(-1))} is not allowed: expected ${inner ? expectation(inner) : 'another key'}`;
   }
   const value = valueAt(raw, issue.path);
   if (issue.code === 'custom' && issue.path.length > 0 && typeof value === 'object' && !(value instanceof Date)) return `${key}: ${issue.message}`;
   return `${key} = ${shown(value)} is not allowed: expected ${expectation(issue)}`;
+}
+
+/** A key's path as the file writes it: `relay.routes`, `listen.smtp[0]`. */
+function keyName(keyPath: PropertyKey[]): string {
+  return keyPath.map((k) => (typeof k === 'number' ? `[${k}]` : `.${String(k)}`)).join('').replace(/^\./, '');
 }
 
 /** A value as the file wrote it, near enough: TOML has inf and nan, and dates, which JSON has not. */

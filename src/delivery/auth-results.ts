@@ -6,6 +6,7 @@
  * none that mailnest wrote. The rest of the message stays exactly as received.
  */
 import { headerEnd } from '../mime/header-section.ts';
+import { domainKey } from '../store/store.ts';
 
 const NAME = /^authentication-results[ \t]*:/i;
 
@@ -18,7 +19,7 @@ export function withoutForgedResults(message: Buffer[], authservId: string): Buf
   const text = header.toString('latin1');
   if (!/authentication-results/i.test(text)) return message;
   const fields = text.split(/\r?\n(?![ \t])/);
-  const id = authservId.toLowerCase();
+  const id = asHost(authservId);
   const kept = fields.filter((f) => !(NAME.test(f) && claimedId(f) === id));
   if (kept.length === fields.length) return message;
   const rest = Buffer.concat(message).subarray(end);
@@ -26,8 +27,9 @@ export function withoutForgedResults(message: Buffer[], authservId: string): Buf
   return [Buffer.from(kept.join('\r\n'), 'latin1'), rest];
 }
 
-/** The authserv-id of an Authentication-Results field, lower case (RFC 8601 §2.2: the value
- *  before the first ";", with comments and an optional version number around it). */
+/** The authserv-id of an Authentication-Results field, as a host name (RFC 8601 §2.2: the
+ *  value before the first ";", a token or a quoted string, with comments and an optional version
+ *  number around it). */
 function claimedId(field: string): string {
   let value = field.slice(field.indexOf(':') + 1).replace(/\r?\n/g, '');
   // Comments may nest (RFC 5322 §3.2.2): innermost first.
@@ -36,5 +38,10 @@ function claimedId(field: string): string {
     value = value.replace(/\((?:[^()\\]|\\.)*\)/g, ' ');
   }
   const token = value.trim().split(/[;\s]/)[0] ?? '';
-  return token.replace(/^"(.*)"$/, '$1').toLowerCase();
+  return asHost(token.replace(/^"(.*)"$/, '$1').replace(/\\(.)/g, '$1'));
+}
+
+/** A host name as compared: without a final dot, lower case, in A-labels. */
+function asHost(name: string): string {
+  return domainKey(name.replace(/\.$/, ''));
 }

@@ -3,6 +3,7 @@
  * its own key, made on first use (or by `mailnest init` / `mailnest dns`) and kept under
  * data_dir/dkim; the public half is what `mailnest dns` prints for the DNS.
  */
+import { isUtf8 } from 'node:buffer';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -10,6 +11,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import addressparser from 'nodemailer/lib/addressparser';
+import { prepareDataDir } from '../store/data-dir.ts';
 import { domainKey } from '../store/store.ts';
 import type { SignRequest, SignResponse } from './dkim-sign-worker.ts';
 
@@ -23,12 +25,13 @@ export interface DkimSettings {
 
 function keyFile(s: DkimSettings, domain: string): string {
   const suffix = s.algorithm === 'ed25519-sha256' ? '.ed25519' : '';
-  return path.join(s.dataDir, 'dkim', `${domain.toLowerCase()}.${s.selector}${suffix}.pem`);
+  return path.join(s.dataDir, 'dkim', `${domainKey(domain)}.${s.selector}${suffix}.pem`);
 }
 
 /** The domain's private key (PEM), made and saved (mode 0600) when there is none yet. */
 export function ensureDkimKey(s: DkimSettings, domain: string): string {
   const file = keyFile(s, domain);
+  prepareDataDir(s.dataDir);
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (err) {
@@ -66,9 +69,10 @@ export function dkimRecord(privatePem: string): string {
 /** A From field, and its value with continuation lines. */
 const FROM_FIELD = /(?:^|\r?\n)From[ \t]*:[ \t]*((?:[^\r\n]|\r?\n[ \t])*)/i;
 
-/** The domain of the first address in a From header value, lower-cased. */
+/** The domain of the first address in a From header value, lower-cased (raw UTF-8 read as such,
+ *  RFC 6532). */
 export function fromDomain(header: Buffer): string | undefined {
-  const text = header.toString('latin1');
+  const text = header.toString(isUtf8(header) ? 'utf8' : 'latin1');
   const m = FROM_FIELD.exec(text);
   if (!m) return undefined;
   const parsed = addressparser(m[1]!.replace(/\r?\n[ \t]/g, ' '), { flatten: true });

@@ -4,6 +4,7 @@
  * (RFC 7489: what receivers do with mail that fails both), as zone-file lines.
  */
 import type { Config } from '../config/schema.ts';
+import { domainKey } from '../store/store.ts';
 import { dkimRecord, ensureDkimKey } from './dkim.ts';
 
 export interface DnsRecord {
@@ -23,7 +24,7 @@ export function txtStrings(value: string): string {
 
 /** The records for `domain`; the DKIM one (and its key) only when signing is on. */
 export function dnsRecords(config: Config, domain: string): DnsRecord[] {
-  const d = domain.toLowerCase().replace(/\.$/, '');
+  const d = domainKey(domain.replace(/\.$/, ''));
   const host = config.hostname.replace(/\.$/, '');
   const spfNote = config.relay.smarthost
     ? `SPF: this server and the MX may send for ${d}; mail is relayed through ${config.relay.smarthost}, so add that provider's SPF include too`

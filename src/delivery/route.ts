@@ -5,6 +5,7 @@
  * one concurrency limit, one SMTP transaction per message.
  */
 import type { Config } from '../config/schema.ts';
+import { domainKey } from '../store/store.ts';
 
 export type NextHop =
   | { kind: 'route'; key: string; host: string; port: number }
@@ -17,9 +18,10 @@ export function splitHostPort(s: string): { host: string; port: number } {
   return { host, port: Number(s.slice(i + 1)) };
 }
 
+/** The domain of an address as routes and MX lookups take it: lower case, A-labels, no final dot. */
 export function domainOf(address: string): string {
   const at = address.lastIndexOf('@');
-  return (at < 0 ? '' : address.slice(at + 1)).toLowerCase().replace(/\.$/, '');
+  return domainKey((at < 0 ? '' : address.slice(at + 1)).replace(/\.$/, ''));
 }
 
 export class Router {
@@ -28,7 +30,7 @@ export class Router {
 
   constructor(relay: Config['relay']) {
     this.relay = relay;
-    this.routes = new Map(Object.entries(relay.routes).map(([d, hp]) => [d.toLowerCase().replace(/\.$/, ''), hp]));
+    this.routes = new Map(Object.entries(relay.routes).map(([d, hp]) => [domainKey(d.replace(/\.$/, '')), hp]));
   }
 
   /** The next hop for mail to `address`. */

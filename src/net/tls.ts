@@ -18,14 +18,24 @@ export interface TlsMaterial {
 export function loadTls(config: Config): TlsMaterial {
   let certFile = config.tls.cert;
   let keyFile = config.tls.key;
-  if (certFile === undefined || keyFile === undefined) {
+  let cert: Buffer;
+  let key: Buffer;
+  if (certFile !== undefined && keyFile !== undefined) {
+    cert = readConfiguredFile('tls.cert', certFile);
+    key = readConfiguredFile('tls.key', keyFile);
+  } else {
     const dir = path.join(config.data_dir, 'tls');
     certFile = path.join(dir, 'selfsigned-cert.pem');
     keyFile = path.join(dir, 'selfsigned-key.pem');
     if (!fs.existsSync(certFile) || !fs.existsSync(keyFile)) makeSelfSigned(config.hostname, dir, certFile, keyFile);
+    [cert, key] = [certFile, keyFile].map((f) => {
+      try {
+        return fs.readFileSync(f);
+      } catch (err) {
+        throw new Error(`tls: the self-signed ${f} cannot be read (${(err as NodeJS.ErrnoException).code}); remove ${dir} to have it made again`);
+      }
+    }) as [Buffer, Buffer];
   }
-  const cert = readConfiguredFile('tls.cert', certFile);
-  const key = readConfiguredFile('tls.key', keyFile);
   const options: tls.TlsOptions = { cert, key, minVersion: 'TLSv1.2' };
   let context: tls.SecureContext;
   try {

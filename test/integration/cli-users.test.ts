@@ -146,6 +146,8 @@ test('a data_dir that is a file, or cannot be made, is named in one line', () =>
   const r = cli(cfg, ['user', 'list']);
   assert.equal(r.status, 1);
   assert.equal(r.stderr, `mailnest: data_dir ${file} is not a directory; point data_dir at a directory (it is made when missing)\n`);
+  // dns makes a key under data_dir, and says the same
+  assert.equal(cli(cfg, ['dns']).stderr, r.stderr);
   const under = writeConfig(dir, baseConfig(dir, { data_dir: path.join(file, 'sub') }));
   assert.match(cli(under, ['user', 'list']).stderr, /^mailnest: data_dir .*\/data\/sub is not a directory/);
 });
@@ -192,4 +194,13 @@ test('an internationalised domain is one domain in its U-labels and its A-labels
   const users = JSON.parse(cli(cfg, ['user', 'list', '--json']).stdout) as { address: string; messages: number; bytes: number }[];
   assert.deepEqual(users.map((u) => [u.address, u.messages]), [['dave@bücher.example', 1]]);
   assert.match(cli(cfg, ['dns', 'bücher.example']).stdout, /^xn--bcher-kva\.example\.\t3600\tIN\tMX/m);
+  // init's record is that of the key dns prints and the server signs with.
+  const idn = tempDir();
+  const file = path.join(idn, 'mailnest.toml');
+  const init = cli(file, ['init', '--hostname', 'mail.bücher.example', '--domain', 'bücher.example']);
+  assert.equal(init.status, 0, init.stderr);
+  assert.match(init.stdout, /^mailnest\._domainkey\.xn--bcher-kva\.example\./m);
+  const key = (out: string) => /p=([A-Za-z0-9+/=]+)/.exec(out)?.[1];
+  assert.equal(key(cli(file, ['dns']).stdout), key(init.stdout));
+  assert.deepEqual(fs.readdirSync(path.join(idn, 'data', 'dkim')), ['xn--bcher-kva.example.mailnest.pem']);
 });

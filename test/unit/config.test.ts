@@ -48,6 +48,7 @@ const refused: [unknown, RegExp][] = [
   [{ dns_servers: ['999.1.1.1'] }, /dns_servers\[0\] = "999\.1\.1\.1" is not allowed: expected an IP address/],
   [{ dns_servers: ['1.1.1.1:99999'] }, /dns_servers\[0\] = "1\.1\.1\.1:99999" is not allowed: expected an IP address/],
   [{ relay: { routes: { 'bad domain': '127.0.0.1:25' } } }, /^test\.toml: relay\.routes: the key "bad domain" is not allowed: expected a domain name such as "example\.com"$/],
+  [{ relay: { routes: { 'bad_domain.example': '127.0.0.1:25' } } }, /^test\.toml: relay\.routes: the key "bad_domain\.example" is not allowed/],
   [{ limits: { max_recipients: Infinity } }, /limits\.max_recipients = inf is not allowed/],
   [{ limits: { max_recipients: 1.5 } }, /limits\.max_recipients = 1\.5 is not allowed: expected a whole number$/],
   [{ limits: { idle_timeout: 300 } }, /limits\.idle_timeout = 300 is not allowed: expected a duration such as "30s", "5m", "2h" or "5d", in quotes$/],

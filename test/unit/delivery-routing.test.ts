@@ -93,6 +93,13 @@ describe('routing', () => {
     assert.deepEqual(direct.route('z@Example.ORG'), { kind: 'mx', key: 'mx:example.org', domain: 'example.org' });
   });
 
+  it('an internationalised domain routes, and is looked up, in A-labels whichever form the address uses', () => {
+    const router = new Router(parseConfig({ relay: { routes: { 'bücher.test': '127.0.0.1:2626' } } }).relay);
+    for (const a of ['x@bücher.test', 'x@XN--BCHER-KVA.test']) assert.equal(router.route(a).kind, 'route', a);
+    const direct = new Router(parseConfig({}).relay);
+    assert.deepEqual(direct.route('z@bücher.example'), { kind: 'mx', key: 'mx:xn--bcher-kva.example', domain: 'xn--bcher-kva.example' });
+  });
+
   it('refuses a route that is not host:port', () => {
     assert.throws(() => parseConfig({ relay: { routes: { 'a.test': 'nowhere' } } }), /host:port/);
   });

@@ -116,8 +116,9 @@ export const MIGRATIONS: string[] = [
     ('uid_floor', (SELECT COALESCE(MAX(uid_next), 1) FROM mailboxes));
   `,
   // Whether an outbound message may be signed with DKIM (QueueEntry.sign). Entries queued
-  // before this column existed go unsigned: nothing told mail written here from mail forwarded.
+  // before this column existed keep the rule they were queued under (a local From or sender
+  // was signed), so that mail of the users' own waiting for a retry does not leave unsigned.
   `
-  ALTER TABLE outbound ADD COLUMN sign INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE outbound ADD COLUMN sign INTEGER NOT NULL DEFAULT 1;
   `,
 ];
