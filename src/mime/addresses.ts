@@ -44,26 +44,69 @@ export function parseAddressList(values: string | string[], field: string): Name
 }
 
 /**
- * True when the parser finds a display name in `value` that the text does not write as one. A
- * name comes only from `Name <address>` or from a comment, `address (Name)` (RFC 5322 §3.4);
- * the parser also reads `a@example.com b@example.com` as one address named after the other,
- * and the second recipient would be lost without a word. Comments are taken out first, so that
- * a name can only have come from a phrase.
+ * True when `value` holds an address list entry that is neither one addr-spec nor a name-addr:
+ * `a@example.com b@example.com`, or a name without angle brackets (`Bob bob@example.com`).
+ * The parser would read it as one address named after the rest, and a recipient would be lost
+ * without a word. A display name comes only from `Name <address>` or a comment (RFC 5322 §3.4).
+ * The text is walked as RFC 5322 reads it: quoted strings, comments (nested, and holding
+ * quotes), angle addresses (with an obsolete route), groups; between two words of an entry
+ * without angle brackets, white space may only stand around "@" and "." (`me @ example.com`,
+ * §3.2.3 CFWS in a dot-atom).
  */
 export function hasStrayName(value: string): boolean {
-  let text = value;
-  for (let before = ''; before !== text;) {
-    before = text;
-    text = text.replace(/\((?:[^()\\"]|\\.)*\)/g, ' ');
+  let words: string[] = [];
+  let word = '';
+  let angle = false;
+  const entryEnds = () => {
+    if (word !== '') words.push(word);
+    const stray = !angle && words.some((w, i) => i > 0 && !/[@.]$/.test(words[i - 1]!) && !/^[@.]/.test(w));
+    words = [];
+    word = '';
+    angle = false;
+    return stray;
+  };
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    if (c === '"') {
+      // A quoted string belongs to the word it stands in.
+      let j = i + 1;
+      while (j < value.length && value[j] !== '"') j += value[j] === '\\' ? 2 : 1;
+      word += value.slice(i, j + 1);
+      i = j;
+    } else if (c === '(') {
+      let depth = 1;
+      let j = i + 1;
+      for (; j < value.length && depth > 0; j++) {
+        if (value[j] === '\\') j++;
+        else if (value[j] === '(') depth++;
+        else if (value[j] === ')') depth--;
+      }
+      i = j - 1;
+      if (word !== '') words.push(word);
+      word = '';
+    } else if (c === '<') {
+      const close = value.indexOf('>', i);
+      angle = true;
+      if (word !== '') words.push(word);
+      word = '';
+      i = close < 0 ? value.length : close;
+    } else if (c === ',' || c === ';') {
+      if (entryEnds()) return true;
+    } else if (c === ':' && !angle) {
+      // A group's name: what stood before is its display name, not an address.
+      words = [];
+      word = '';
+    } else if (c === ' ' || c === '\t' || c === '\r' || c === '\n') {
+      if (word !== '') words.push(word);
+      word = '';
+    } else {
+      word += c;
+    }
   }
-  return addressparser(text, { flatten: true }).some((a) => {
-    if (a.name === '' || a.address.trim() === '') return false;
-    const escaped = a.address.trim().replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-    return !new RegExp(`<\\s*${escaped}\\s*>`, 'i').test(text);
-  });
+  return entryEnds();
 }
 
-/** The reason given for text that strayName finds. */
+/** The reason given for text that hasStrayName finds. */
 export function notAList(value: string): string {
   return `${JSON.stringify(value)} is not an address list: separate addresses with commas, and write a display name as Name <address>`;
 }

@@ -118,21 +118,32 @@ export function checkHeader(h: ComposeHeader, field: string): void {
 
 const DAYS = ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'];
 const MONTHS = ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'];
-/** RFC 5322 §3.3 date-time, as `date -R` writes it, with comments after the zone, and the
- *  zones UT and GMT of §4.3 that `Date#toUTCString()` writes. */
-const DATE_TIME = /^(?:([a-z]{3}),\s*)?(\d{1,2})\s+([a-z]{3})\s+(\d{4})\s+(\d{2}):(\d{2})(?::(\d{2}))?\s+(?:[+-]\d{2}(\d{2})|UT|GMT)(?:\s*\([^()]*\))*$/i;
+/** RFC 5322 §3.3 date-time once its comments are gone, with the obsolete forms §4.3 says must
+ *  be read: two- and three-digit years, named zones, white space where CFWS may stand. */
+const DATE_TIME = /^(?:([a-z]{3}) ?, ?)?(\d{1,2}) ([a-z]{3}) (\d{2,4}) (\d{2}) ?: ?(\d{2})(?: ?: ?(\d{2}))? (?:[+-]\d{2}(\d{2})|([a-z]{1,3}))$/i;
+/** §4.3 obs-zone: UT, GMT, the North American zones, and the military letters (all but J). */
+const OBS_ZONE = /^(ut|gmt|[ecmp][sd]t|[a-ik-z])$/i;
 
 /** True for an RFC 5322 date-time naming a real day from 1900 on (and its weekday, when given)
  *  and time. */
 export function isDateTime(value: string): boolean {
-  const m = DATE_TIME.exec(value.trim());
+  let text = value;
+  // Comments may nest (§3.2.2): innermost first.
+  for (let before = ''; before !== text;) {
+    before = text;
+    text = text.replace(/\((?:[^()\\]|\\.)*\)/g, ' ');
+  }
+  const m = DATE_TIME.exec(text.replace(/\s+/g, ' ').trim());
   if (!m) return false;
-  const [, dayName, day, monthName, year, hour, minute, second, zoneMinutes] = m;
+  const [, dayName, day, monthName, yearText, hour, minute, second, zoneMinutes, zoneName] = m;
+  // §4.3: a two-digit year is 2000 + it below 50, else 1900 + it; three digits, 1900 + it.
+  const y = Number(yearText);
+  const year = yearText!.length === 2 ? (y < 50 ? 2000 + y : 1900 + y) : yearText!.length === 3 ? 1900 + y : y;
   const month = MONTHS.indexOf(monthName!.toLowerCase());
   const date = new Date(Date.UTC(2000, month, Number(day)));
-  date.setUTCFullYear(Number(year));
-  return month >= 0 && Number(year) >= 1900 && date.getUTCDate() === Number(day) && Number(hour) <= 23 && Number(minute) <= 59
-    && Number(second ?? 0) <= 60 && Number(zoneMinutes ?? 0) <= 59
+  date.setUTCFullYear(year);
+  return month >= 0 && year >= 1900 && date.getUTCDate() === Number(day) && Number(hour) <= 23 && Number(minute) <= 59
+    && Number(second ?? 0) <= 60 && Number(zoneMinutes ?? 0) <= 59 && (zoneName === undefined || OBS_ZONE.test(zoneName))
     && (dayName === undefined || DAYS.indexOf(dayName.toLowerCase()) === date.getUTCDay());
 }
 

@@ -3,7 +3,7 @@
  *
  * - input ends at EOF, or — unless -i/-oi — at a line holding a single "." (sendmail(8));
  *   there is no dot-unstuffing, that belongs to SMTP only;
- * - bare LF and CRLF become CRLF; a leading mbox "From " line is dropped;
+ * - bare LF, bare CR and CRLF become CRLF; a leading mbox "From " line is dropped;
  * - the header section ends at the first empty line, or at the first line that is neither a
  *   header field nor a continuation (a blank line is then put in, RFC 5322 §3.5);
  * - with -t the recipients are taken from To, Cc and Bcc (added to those given as arguments, as
@@ -14,8 +14,8 @@
  * - header lines over 998 octets are folded before white space (RFC 5322 §2.2.3);
  * - a body that is not MIME but holds 8-bit bytes, NUL or lines over 998 octets is re-encoded as
  *   quoted-printable text with MIME headers (RFC 2045), so what cron or a script printed arrives
- *   intact; a MIME message with such lines is refused, as it cannot be fixed without knowing
- *   its structure. A MIME message gets the MIME-Version it lacks, and `8bit` as its transfer
+ *   intact; so is a MIME message of one text part in 7bit or 8bit (cron's); any other MIME
+ *   message with such lines is refused, as it cannot be fixed without knowing its structure. A MIME message gets the MIME-Version it lacks, and `8bit` as its transfer
  *   encoding when it has none and holds 8-bit text.
  *
  * Addresses without a domain ("root", as cron writes them) get the first local domain, as
@@ -75,18 +75,20 @@ interface Field {
   lines: Buffer[];
 }
 
-/** Splits input into lines (LF or CRLF); the last line needs no terminator. */
+/** Splits input into lines at CRLF, LF or a lone CR (a lone CR is no line end on the wire, RFC
+ *  5322 §2.3, and a progress bar in cron output is full of them); the last line needs no
+ *  terminator. */
 function splitLines(input: Buffer): Buffer[] {
   const lines: Buffer[] = [];
   let start = 0;
-  while (start < input.length) {
-    let nl = input.indexOf(0x0a, start);
-    if (nl < 0) nl = input.length;
-    let end = nl;
-    if (end > start && input[end - 1] === 0x0d) end--;
-    lines.push(input.subarray(start, end));
-    start = nl + 1;
+  for (let i = 0; i < input.length; i++) {
+    const c = input[i];
+    if (c !== 0x0a && c !== 0x0d) continue;
+    lines.push(input.subarray(start, i));
+    if (c === 0x0d && input[i + 1] === 0x0a) i++;
+    start = i + 1;
   }
+  if (start < input.length) lines.push(input.subarray(start));
   return lines;
 }
 
@@ -191,7 +193,7 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   }
 
   // Header edits.
-  const out: Field[] = fields.filter((f) => !DROPPED_FIELD.test(f.name)).map((f) => {
+  let out: Field[] = fields.filter((f) => !DROPPED_FIELD.test(f.name)).map((f) => {
     if (f.name.toLowerCase() === 'subject' && f.lines.some(needsEncoding)) {
       return { name: f.name, lines: headerLine(`Subject: ${MimeNode.encodeHeaderValue('Subject', fieldValue(f))}`) };
     }
@@ -207,13 +209,25 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   // Body.
   const isMime = has('mime-version') || has('content-type') || has('content-transfer-encoding');
   const longLine = body.findIndex((l) => l.length > MAX_LINE);
-  if (!isMime && (longLine >= 0 || body.some(needsEncoding))) {
+  const toQuotedPrintable = () => {
     const raw = Buffer.concat(body.flatMap((l, k) => (k === 0 ? [l] : [Buffer.from('\r\n'), l])));
+    body = qp.wrap(qp.encode(raw), 76).split('\r\n').map((l) => Buffer.from(l, 'latin1'));
+    return raw;
+  };
+  // One text part in 7bit or 8bit, as Debian's cron writes it: its lines can be made short by
+  // quoted-printable (RFC 2045 §6.7) without knowing more of its structure.
+  const singleText = /^(text\/|$)/i.test(values('content-type')[0] ?? '') && /^(7bit|8bit|)$/i.test(values('content-transfer-encoding')[0] ?? '');
+  if (!isMime && (longLine >= 0 || body.some(needsEncoding))) {
+    const raw = toQuotedPrintable();
     // Bytes that are not UTF-8 are read as Latin-1, as the Subject is and as `send` reads text.
     const charset = raw.every((c) => c < 0x80) ? 'us-ascii' : isUtf8(raw) ? 'utf-8' : 'iso-8859-1';
-    body = qp.wrap(qp.encode(raw), 76).split('\r\n').map((l) => Buffer.from(l, 'latin1'));
     out.push({ name: 'MIME-Version', lines: [Buffer.from('MIME-Version: 1.0')] });
     out.push({ name: 'Content-Type', lines: [Buffer.from(`Content-Type: text/plain; charset=${charset}`)] });
+    out.push({ name: 'Content-Transfer-Encoding', lines: [Buffer.from('Content-Transfer-Encoding: quoted-printable')] });
+  } else if (longLine >= 0 && singleText) {
+    toQuotedPrintable();
+    out = out.filter((f) => !/^content-transfer-encoding$/i.test(f.name));
+    if (!has('mime-version')) out.push({ name: 'MIME-Version', lines: [Buffer.from('MIME-Version: 1.0')] });
     out.push({ name: 'Content-Transfer-Encoding', lines: [Buffer.from('Content-Transfer-Encoding: quoted-printable')] });
   } else if (longLine >= 0) {
     throw new SubmittedError('data', `body line ${longLine + 1} is ${body[longLine]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 §2.1.1)`);

@@ -95,7 +95,7 @@ describe('mailnest sendmail', () => {
       [['sendmail', '-bs'], '', 64, /not supported/],
       [['sendmail', 'a@@example.test'], 'x\n', 65, /is not a valid address/],
       [['sendmail', '-f', 'Alice <alice@example.test>', 'alice@example.test'], 'x\n', 65, /-f "Alice <alice@example\.test>" is not a valid address/],
-      [['sendmail', '-t'], 'To: alice@example.test\nMIME-Version: 1.0\n\n' + 'z'.repeat(1500) + '\n', 65, /line 1 is 1500 octets/],
+      [['sendmail', '-t'], 'To: alice@example.test\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n' + 'z'.repeat(1500) + '\n', 65, /line 1 is 1500 octets/],
     ];
     for (const [args, input, status, message] of cases) {
       const r = cli(configFile, args, input);

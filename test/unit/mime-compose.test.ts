@@ -210,7 +210,9 @@ test('a subject holding what looks like an encoded-word is encoded, so it reads 
 });
 
 test('Date is given as RFC 5322 writes it (date -R), with or without the weekday and a comment', async () => {
-  for (const date of ['Tue, 1 Jul 2025 10:00:00 +0200', '1 Jul 2025 10:00 -0000', 'Sun, 29 Nov 2026 17:41:50 +0000 (UTC)', 'Sun, 29 Nov 2026 17:41:50 GMT', 'Thu, 29 Feb 2024 00:00:00 +0000 (a) (b)']) {
+  for (const date of ['Tue, 1 Jul 2025 10:00:00 +0200', '1 Jul 2025 10:00 -0000', 'Sun, 29 Nov 2026 17:41:50 +0000 (UTC)', 'Sun, 29 Nov 2026 17:41:50 GMT', 'Thu, 29 Feb 2024 00:00:00 +0000 (a) (b)',
+    // the obsolete forms RFC 5322 §4.3 says must be read
+    'Tue, 1 Jul 25 10:00:00 +0000', 'Tue , 1 Jul 2025 10:00:00 EST', '(c) Tue, 1 Jul 2025 10:00:00 Z', 'Tue, 1 Jul 2025 10:00:00 +0000 (Coordinated (Universal) Time)']) {
     const { parsed } = await roundTrip({ text: 'x', headers: [{ name: 'Date', value: date }] });
     assert.equal(parsed.rawHeaders['date'], date);
   }
@@ -240,6 +242,9 @@ test('several addresses in one value, with display names', async () => {
   // a name in a comment, a quoted name that looks like an address, a group
   const more = await roundTrip({ to: ['ops@example.org (Ops)', '"dev@example.org" <lead@example.org>', 'Team: a@example.org, b@example.org;', '"Smith (Jr)" <c@example.org>, d@example.org (D)'], text: 'x' });
   assert.deepEqual(more.composed.recipients, ['ops@example.org', 'lead@example.org', 'a@example.org', 'b@example.org', 'c@example.org', 'd@example.org']);
+  // An obsolete route, a comment holding quotes, white space around "@" (RFC 5322 §4.4, §3.2.2, §3.2.3).
+  const odd = await roundTrip({ to: ['Me <@relay.example.com:e@example.org>', 'f@example.org (Said "hi")', 'G <g @ example.org>', 'h @ example.org'], text: 'x' });
+  assert.deepEqual(odd.composed.recipients, ['e@example.org', 'f@example.org', 'g@example.org', 'h@example.org']);
 });
 
 test('custom headers are kept; Message-ID and Date can be given', async () => {
@@ -292,6 +297,7 @@ test('bad input is refused with the field named', async () => {
     [{ headers: [{ name: 'Date', value: 'Mon, 1 Jul 2025 10:00:00 +0000' }] }, /^headers\[0\]: Date .* is not a date/],
     [{ headers: [{ name: 'Date', value: 'Sat, 29 Feb 2025 10:00:00 +0000' }] }, /^headers\[0\]: Date .* is not a date/],
     [{ headers: [{ name: 'Date', value: '1 Jan 0025 10:00:00 +0000' }] }, /^headers\[0\]: Date .* is not a date/],
+    [{ headers: [{ name: 'Date', value: 'Tue, 1 Jul 2025 10:00:00 UTC' }] }, /^headers\[0\]: Date .* is not a date/],
     [{ headers: [{ name: 'Resent-Bcc', value: 'x@example.org' }] }, /^headers\[0\]: header Resent-Bcc cannot be set here: blind recipients go in "bcc"/],
     [{ to: ['alice@example.org bob@example.org'] }, /^to: "alice@example.org bob@example.org" is not an address list: separate addresses with commas/],
     [{ cc: ['Alice <alice@example.org>, bob@example.org carol@example.org'] }, /^cc: .* is not an address list/],

@@ -116,6 +116,10 @@ test('line ends become CRLF; a message without a blank line after the headers ge
   const text = r.message.toString();
   assert.ok(!/[^\r]\n/.test(text));
   assert.equal(parseMail(r.message).root.text, 'not a header line\nsecond\n');
+  // a lone CR (a progress bar) is a line break too: stored mail is CRLF text
+  const cr = prep('Subject: cr\n\nstart\n 10%\r 20%\rdone\n', { recipients: ['a@example.org'] }).message.toString('latin1');
+  assert.ok(!/\r(?!\n)/.test(cr), 'a bare CR is left');
+  assert.ok(cr.endsWith('\r\n\r\nstart\r\n 10%\r\n 20%\r\ndone\r\n'));
   // a leading mbox "From " line is dropped
   const mbox = prep('From root Mon Jan  1 00:00:00 2024\nSubject: y\n\nz\n', { recipients: ['a@example.org'] });
   assert.equal(parseMail(mbox.message).headers['subject'], 'y');
@@ -157,9 +161,17 @@ test('header lines over 998 octets are folded at white space (RFC 5322 §2.2.3);
     (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /header X-Blob has 1200 octets without white space/.test(e.message));
 });
 
-test('a MIME message with an over-long line is refused (EX_DATAERR)', () => {
-  const input = `MIME-Version: 1.0\nContent-Type: text/plain\n\n${'y'.repeat(1200)}\n`;
-  assert.throws(() => prep(input, { recipients: ['a@example.org'] }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /line 1 is 1200 octets/.test(e.message));
+test('a MIME message of one text part with an over-long line (cron\'s) becomes quoted-printable; any other is refused (EX_DATAERR)', () => {
+  const long = `{"json": "${'y'.repeat(1200)}"}`;
+  const cron = prep(`MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\nGrüße ${long}\n`, { recipients: ['a@example.org'] });
+  const parsed = parseMail(cron.message);
+  assert.equal(parsed.root.cte, 'quoted-printable');
+  assert.equal(parsed.root.charset, 'utf-8');
+  assert.equal(parsed.root.text, `Grüße ${long}\n`);
+  assert.ok(parsed.longestLine <= 998);
+  assert.deepEqual(parsed.headerNames.filter((n) => n === 'content-transfer-encoding'), ['content-transfer-encoding']);
+  const input = `MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\n${'y'.repeat(1200)}\n--b--\n`;
+  assert.throws(() => prep(input, { recipients: ['a@example.org'] }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /line 3 is 1200 octets/.test(e.message));
 });
 
 test('no recipients, or a bad one, are refused with the reason', () => {
