@@ -74,7 +74,7 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
   services.push({ service: new StoreSweeper(ctx.store, log) });
   if (config.listen.http.length > 0) services.push({ kind: 'http', service: new HttpService(ctx, limits) });
 
-  if ((fs.statSync(config.data_dir).mode & 0o077) !== 0) {
+  if ((fs.statSync(config.data_dir).mode & 0o007) !== 0) {
     log.warn({ data_dir: config.data_dir }, 'data_dir can be read by other users (it is shared, another user\'s, or holds more than mailnest\'s files, so mailnest left it as it is): give mailnest a directory of its own with mode 700');
   }
 

@@ -92,16 +92,24 @@ export class DkimSigner {
   }
 
   /**
-   * The signing domain for a message: the domain of its From header when that is local (DMARC
-   * alignment), else the envelope sender's when that is local; none otherwise, and none for a
-   * message without a From field, which cannot be signed (RFC 6376 §5.4) and goes unsigned.
+   * The signing domain for a message: the local domain its From header's domain is, or is under
+   * (mail from MAILER-DAEMON@mail.example.com is signed for example.com, which DMARC's relaxed
+   * alignment takes as the same organization, RFC 7489 §3.1.1), else the envelope sender's in the
+   * same way; none otherwise, and none for a message without a From field, which cannot be
+   * signed (RFC 6376 §5.4) and goes unsigned.
    */
   signingDomain(header: Buffer, sender: string): string | undefined {
     if (!FROM_FIELD.test(header.toString('latin1'))) return undefined;
     const from = fromDomain(header);
-    if (from && this.localDomains.has(domainKey(from))) return domainKey(from);
-    const env = sender.includes('@') ? domainKey(sender.slice(sender.lastIndexOf('@') + 1)) : '';
-    return this.localDomains.has(env) ? env : undefined;
+    const env = sender.includes('@') ? sender.slice(sender.lastIndexOf('@') + 1) : undefined;
+    return (from && this.localDomainOf(from)) || (env && this.localDomainOf(env)) || undefined;
+  }
+
+  /** The local domain `domain` is, or the longest one it is under. */
+  private localDomainOf(domain: string): string | undefined {
+    const d = domainKey(domain);
+    if (this.localDomains.has(d)) return d;
+    return [...this.localDomains].filter((l) => d.endsWith(`.${l}`)).sort((a, b) => b.length - a.length)[0];
   }
 
   private key(domain: string): string {

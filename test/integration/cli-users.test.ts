@@ -136,6 +136,22 @@ test('data_dir made in advance with 0755 is made private, and what mailnest writ
   for (const f of fs.readdirSync(dataDir)) {
     assert.equal(fs.statSync(path.join(dataDir, f)).mode & 0o077, 0, `${f} is readable by others`);
   }
+  // A database an earlier version left readable is made private; 0750, given to a group on
+  // purpose, stays.
+  fs.chmodSync(path.join(dataDir, 'mailnest.sqlite'), 0o644);
+  fs.chmodSync(dataDir, 0o750);
+  assert.equal(cli(cfg, ['user', 'list']).status, 0);
+  assert.equal(fs.statSync(path.join(dataDir, 'mailnest.sqlite')).mode & 0o777, 0o600);
+  assert.equal(fs.statSync(dataDir).mode & 0o777, 0o750);
+});
+
+test('a data_dir holding other files too ("." in a home directory) is left as it is', () => {
+  const dir = tempDir();
+  fs.chmodSync(dir, 0o755);
+  fs.writeFileSync(path.join(dir, 'index.html'), 'mine');
+  const cfg = writeConfig(dir, baseConfig(dir, { data_dir: '.' }));
+  for (let i = 0; i < 2; i++) assert.equal(cli(cfg, ['user', 'list']).status, 0);
+  assert.equal(fs.statSync(dir).mode & 0o777, 0o755);
 });
 
 test('a data_dir that is a file, or cannot be made, is named in one line', () => {

@@ -55,6 +55,9 @@ describe('DKIM signing', () => {
     assert.equal(signer.signingDomain(Buffer.from('Subject: no from\r\nX-From: a@example.test\r\n\r\n'), 'a@example.test'), undefined);
     // White space before the colon is still a From field (RFC 5322 §4.5.3).
     assert.equal(signer.signingDomain(Buffer.from('From : a@example.test\r\n\r\n'), 'a@example.test'), 'example.test');
+    // A report from MAILER-DAEMON at the host name, under a local domain, to the null sender.
+    assert.equal(signer.signingDomain(Buffer.from('From: Mail Delivery System <MAILER-DAEMON@mail.example.test>\r\n\r\n'), ''), 'example.test');
+    assert.equal(signer.signingDomain(Buffer.from('From: x@notexample.test\r\n\r\n'), ''), undefined);
   });
 });
 

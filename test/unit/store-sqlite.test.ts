@@ -276,3 +276,25 @@ test('a write in the same turn as a read ends the read snapshot: the write succe
   assert.deepEqual(await store.listMailbox(u.id), []);
   store.close();
 });
+
+test('upgrading: outbound mail queued before the sign flag is signed unless an unauthenticated SMTP client handed it in', async () => {
+  const dir = tmp();
+  let store = new SqliteStore(dir);
+  const protocols = ['ESMTP', 'ESMTPS', 'UTF8SMTPS', 'SMTP', 'ESMTPSA', 'ESMTPA', 'local', 'HTTP'];
+  const ids = new Map<string, string>();
+  for (const p of protocols) {
+    const id = newQueueId();
+    ids.set(p, id);
+    const prefix = Buffer.from(`Received: from x ([192.0.2.1])\r\n\tby mx.example.test (mailnest) with ${p} id ${id};\r\n\tSun, 29 Nov 2026 17:00:00 +0000\r\n`);
+    await store.accept({ id, body: [Buffer.from('From: a@example.test\r\n\r\nx\r\n')], sender: 'a@example.test', local: [], outbound: { prefix, recipients: [{ address: 'b@remote.test' }], sign: true } });
+  }
+  store.close();
+  // The database as the version before the flag left it.
+  const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
+  db.exec(`ALTER TABLE outbound DROP COLUMN sign; PRAGMA user_version = ${MIGRATIONS.length - 1}`);
+  db.close();
+  store = new SqliteStore(dir);
+  const signed = Object.fromEntries(await Promise.all(protocols.map(async (p) => [p, (await store.getQueueEntry(ids.get(p)!))!.sign] as const)));
+  assert.deepEqual(signed, { ESMTP: false, ESMTPS: false, UTF8SMTPS: false, SMTP: false, ESMTPSA: true, ESMTPA: true, local: true, HTTP: true });
+  store.close();
+});

@@ -116,9 +116,12 @@ export const MIGRATIONS: string[] = [
     ('uid_floor', (SELECT COALESCE(MAX(uid_next), 1) FROM mailboxes));
   `,
   // Whether an outbound message may be signed with DKIM (QueueEntry.sign). Entries queued
-  // before this column existed keep the rule they were queued under (a local From or sender
-  // was signed), so that mail of the users' own waiting for a retry does not leave unsigned.
+  // before this column existed are told apart by the protocol their Received field names (RFC
+  // 3848, RFC 6531): mail from an unauthenticated SMTP client is not signed; the rest (ESMTPSA,
+  // local, HTTP: written here) keeps being signed when its From or sender is local.
   `
   ALTER TABLE outbound ADD COLUMN sign INTEGER NOT NULL DEFAULT 1;
+  UPDATE outbound SET sign = 0 WHERE CAST(prefix AS TEXT) LIKE '% with SMTP id %' OR CAST(prefix AS TEXT) LIKE '% with ESMTP id %'
+    OR CAST(prefix AS TEXT) LIKE '% with ESMTPS id %' OR CAST(prefix AS TEXT) LIKE '% with UTF8SMTP id %' OR CAST(prefix AS TEXT) LIKE '% with UTF8SMTPS id %';
   `,
 ];

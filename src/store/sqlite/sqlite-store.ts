@@ -21,7 +21,7 @@ import { PiecePool } from './piece-pool.ts';
 import { PIECE } from './read-pieces.ts';
 import { MIGRATIONS } from './schema.ts';
 import { WalSync } from './wal-sync.ts';
-import { prepareDataDir } from '../data-dir.ts';
+import { keepPrivate, prepareDataDir } from '../data-dir.ts';
 
 /** Bodies in the database were once split into rows (body_parts) of this size; those stored
  *  since are at most LOG_OVER bytes, one row each. */
@@ -105,6 +105,7 @@ export class SqliteStore implements Store {
     this.db.exec('PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY;');
     this.wal = new WalSync(this.file, opts.fdatasync, opts.onFailedFlush);
     this.migrate();
+    keepPrivate([this.file, `${this.file}-wal`, `${this.file}-shm`]);
     this.wal.syncNow();
     this.files = new BodyFiles(dataDir);
     this.log = new BodyLog(dataDir, { segmentBytes: opts.segmentBytes, onFailure: opts.onFailedFlush });
