@@ -257,10 +257,13 @@ function attachmentPart(a: ComposeAttachment): Record<string, unknown> {
     // Their parts and encodings are for a MIME structure to carry; as bytes, they are a file.
     contentType = OCTET_STREAM;
   } else if (contentType.toLowerCase() === 'message/rfc822') {
-    const crlf = Buffer.from(lineBreaks(content.toString('latin1')).replace(/\n/g, '\r\n'), 'latin1');
-    if (isSevenBitText(crlf)) {
+    // An mbox "From " line (mutt saves messages with one) is no part of the message.
+    const text = lineBreaks(content.toString('latin1')).replace(/^From [^\n]*\n/, '');
+    const crlf = Buffer.from(text.replace(/\n/g, '\r\n'), 'latin1');
+    const shape = textShape(crlf);
+    if (shape) {
       content = crlf;
-      encoding = '7bit';
+      encoding = shape;
     } else {
       contentType = OCTET_STREAM;
     }
@@ -277,15 +280,17 @@ function attachmentPart(a: ComposeAttachment): Record<string, unknown> {
   };
 }
 
-/** ASCII without NUL, lines (CRLF) of at most MAX_LINE octets. */
-function isSevenBitText(b: Buffer): boolean {
-  if (b.some((c) => c === 0 || c >= 0x80)) return false;
+/** '7bit' or '8bit' for text without NUL in lines (CRLF) of at most MAX_LINE octets; undefined
+ *  for anything else (RFC 2045 §2.7, §2.8). */
+function textShape(b: Buffer): '7bit' | '8bit' | undefined {
+  if (b.includes(0)) return undefined;
   let start = 0;
   for (let end = b.indexOf('\r\n'); end >= 0; end = b.indexOf('\r\n', start)) {
-    if (end - start > MAX_LINE) return false;
+    if (end - start > MAX_LINE) return undefined;
     start = end + 2;
   }
-  return b.length - start <= MAX_LINE;
+  if (b.length - start > MAX_LINE) return undefined;
+  return b.some((c) => c >= 0x80) ? '8bit' : '7bit';
 }
 
 /** CRLF, lone CR and lone LF all become one line break (CRLF on output: RFC 5322 §2.3 allows no bare CR). */

@@ -10,7 +10,7 @@
  *   Postfix does); Bcc, Resent-Bcc and Return-Path are removed, From, Date and Message-ID
  *   added when missing (submission.ts);
  *   a raw non-ASCII Subject is turned into RFC 2047 encoded-words (its bytes read as UTF-8, or
- *   as Latin-1 when they are not UTF-8);
+ *   as Latin-1 when they are not UTF-8), and so is an address field that is not UTF-8;
  * - header lines over 998 octets are folded before white space (RFC 5322 §2.2.3);
  * - a body that is not MIME but holds 8-bit bytes, NUL or lines over 998 octets is re-encoded as
  *   quoted-printable text with MIME headers (RFC 2045), so what cron or a script printed arrives
@@ -196,6 +196,11 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   let out: Field[] = fields.filter((f) => !DROPPED_FIELD.test(f.name)).map((f) => {
     if (f.name.toLowerCase() === 'subject' && f.lines.some(needsEncoding)) {
       return { name: f.name, lines: headerLine(`Subject: ${MimeNode.encodeHeaderValue('Subject', fieldValue(f))}`) };
+    }
+    // Raw UTF-8 in an address field is what RFC 6532 allows; other 8-bit bytes (Latin-1 names)
+    // are not, and become encoded-words (RFC 2047).
+    if (ADDRESS_FIELD.test(f.name) && f.lines.some(needsEncoding) && !isUtf8(Buffer.concat(f.lines))) {
+      return { name: f.name, lines: headerLine(`${f.name}: ${MimeNode.encodeHeaderValue(f.name, fieldValue(f))}`) };
     }
     const qualified = ADDRESS_FIELD.test(f.name) ? qualifyField(fieldValue(f), o.domain) : undefined;
     return qualified ? { name: f.name, lines: headerLine(`${f.name}: ${qualified}`) } : f;

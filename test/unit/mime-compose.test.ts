@@ -183,7 +183,17 @@ test('a UTF-8 text attachment says so; an ASCII one needs no charset', async () 
   assert.equal(ascii!.charset, null);
 });
 
-test('an attached message (.eml) is message/rfc822 in 7bit (RFC 2046 §5.2.1), or octet-stream when it is not 7-bit text', async () => {
+test('an attached message with 8-bit text, saved by mutt with its mbox line, is message/rfc822 in 8bit without that line', async () => {
+  const inner = 'From mutt Mon Jan  1 00:00:00 2024\nFrom: a@example.org\nSubject: =?utf-8?q?gr=C3=BC=C3=9Fe?=\nContent-Type: text/plain; charset=utf-8\nContent-Transfer-Encoding: 8bit\n\nGrüße\n';
+  const { composed, parsed } = await roundTrip({ text: 'forwarded', attachments: [{ filename: 'fwd.eml', content: Buffer.from(inner) }] });
+  const message = parsed.root.parts![1]!;
+  assert.equal(message.contentType, 'message/rfc822');
+  assert.equal(message.cte, '8bit');
+  assert.equal(message.parts![0]!.text, 'Grüße\n');
+  assert.ok(!composed.message.includes('From mutt'), 'the mbox line is gone');
+});
+
+test('an attached message (.eml) is message/rfc822 in 7bit (RFC 2046 §5.2.1), or octet-stream when it is not text (NUL)', async () => {
   const inner = 'From: a@example.org\nTo: b@example.org\nSubject: the original\n\nhello\n.\nbye\n';
   const { composed, parsed } = await roundTrip({ text: 'forwarded', attachments: [{ filename: 'fwd.eml', content: Buffer.from(inner) }, { filename: 'raw.eml', content: Buffer.from([0x53, 0xff, 0x00, 0x0a]) }] });
   assert.equal(shape(parsed.root), 'multipart/mixed(text/plain,message/rfc822(text/plain),application/octet-stream)');

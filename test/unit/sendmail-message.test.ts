@@ -138,6 +138,14 @@ test('a non-MIME 8-bit body or long lines are re-encoded as quoted-printable UTF
   assert.ok(/^[\x00-\x7f]*$/.test(r.message.toString('latin1')));
 });
 
+test('a display name in Latin-1 becomes encoded-words; one in UTF-8 stays, as RFC 6532 allows', () => {
+  const latin = prep(Buffer.concat([Buffer.from('From: J'), Buffer.from([0xf6]), Buffer.from('rg <root@example.org>\nTo: a@example.org\n\nx\n')]), { extractRecipients: true });
+  assert.equal(parseMail(latin.message).headers['from'], 'Jörg <root@example.org>');
+  assert.ok(latin.message.every((c) => c < 0x80));
+  const utf8 = prep('From: Jörg <root@example.org>\nTo: a@example.org\n\nx\n', { extractRecipients: true });
+  assert.ok(utf8.message.includes(Buffer.from('From: Jörg <root@example.org>\r\n')));
+});
+
 test('a raw Subject that is not UTF-8 is read as Latin-1, so its letters survive', () => {
   const r = prep(Buffer.concat([Buffer.from('Subject: t7 \xfcber\n\nGr', 'latin1'), Buffer.from([0xfc, 0xdf]), Buffer.from('e\n')]), { recipients: ['a@example.org'] });
   assert.equal(parseMail(r.message).headers['subject'], 't7 über');
