@@ -59,7 +59,8 @@ export function hasStrayName(value: string): boolean {
   let angle = false;
   const entryEnds = () => {
     if (word !== '') words.push(word);
-    const stray = !angle && words.some((w, i) => i > 0 && !/[@.]$/.test(words[i - 1]!) && !/^[@.]/.test(w));
+    // (An entry with no "@" at all is no address: the parser's check says so.)
+    const stray = !angle && words.some((w) => w.includes('@')) && words.some((w, i) => i > 0 && !/[@.]$/.test(words[i - 1]!) && !/^[@.]/.test(w));
     words = [];
     word = '';
     angle = false;
