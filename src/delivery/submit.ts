@@ -5,7 +5,7 @@
  * the message goes through `acceptMessage` — the same durable path as SMTP DATA.
  */
 import type { Context } from '../context.ts';
-import { parseMailbox } from '../smtp/address.ts';
+import { lookupAddress, parseMailbox, type Mailbox } from '../smtp/address.ts';
 import { uniqueAddresses } from '../mime/addresses.ts';
 import { acceptMessage, type ResolvedRecipient } from './accept.ts';
 
@@ -55,7 +55,7 @@ export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<str
   const unknown: string[] = [];
   const why = new Map<string, string>();
   for (const address of recipients) {
-    const resolution = await ctx.recipients.resolve(address);
+    const resolution = await ctx.recipients.resolve(lookupAddress(parseMailbox(address, true) as Mailbox));
     if (resolution.kind === 'unknown') {
       unknown.push(address);
       if (resolution.why) why.set(address, resolution.why === 'loop' ? 'its aliases lead back to themselves' : 'an alias whose targets do not exist');

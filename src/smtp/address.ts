@@ -153,3 +153,9 @@ export function unquoteLocal(local: string): string {
   if (!local.startsWith('"')) return local;
   return local.slice(1, -1).replace(/\\(.)/g, '$1');
 }
+
+/** The address used for lookups: the local part unquoted, so `"me"@example.com` is `me`'s
+ *  (RFC 5321 §4.1.2 makes the two one mailbox), and `"u@x"@local` is one odd local part. */
+export function lookupAddress(m: Mailbox): string {
+  return `${unquoteLocal(m.local)}@${m.domain}`;
+}

@@ -14,7 +14,7 @@ import { decodeBase64, isMechanism, SaslExchange, type SaslStep } from '../sasl/
 import type { Resolution } from '../delivery/recipients.ts';
 import type { ResolvedRecipient } from '../delivery/accept.ts';
 import type { AliasRecord, DsnEnvelope } from '../store/store.ts';
-import { formatMailbox, unquoteLocal, type Mailbox } from './address.ts';
+import { formatMailbox, lookupAddress } from './address.ts';
 import { parseCommandLine } from './command.ts';
 import { DataReader } from './data-reader.ts';
 import { parseMailFrom, parseRcptTo, type MailFrom, type RcptTo } from './envelope.ts';
@@ -620,7 +620,3 @@ function unknownRecipient(r: { why?: 'loop' | 'dangling' }, address?: string): R
     : reply(550, '5.1.1', `${subject}no such user here`);
 }
 
-/** The address used for lookups: the local part unquoted (so `"u@x"@local` is one odd local part). */
-function lookupAddress(m: Mailbox): string {
-  return `${unquoteLocal(m.local)}@${m.domain}`;
-}

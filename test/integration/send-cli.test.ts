@@ -91,6 +91,13 @@ describe('mailnest send to a local user (no server running)', () => {
     assert.equal(parseMail(mails[mails.length - 1]!).root.text, 'caf\u00e9 cr\u00e8me\n');
   });
 
+  it('a quoted local part that needs no quoting is the same mailbox (RFC 5321 §4.1.2)', async () => {
+    const before = (await mailbox(dataDirOf(dir), 'owner@example.test')).length;
+    const r = cli(configFile, ['sendmail', '-t'], 'To: Owner <"owner"@example.test>\nSubject: quoted\n\nx\n');
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal((await mailbox(dataDirOf(dir), 'owner@example.test')).length, before + 1);
+  });
+
   it('refuses an unknown local recipient, naming it, and queues nothing', async () => {
     const before = (await mailbox(dataDirOf(dir), 'owner@example.test')).length;
     const r = cli(configFile, ['send', '--to', 'owner@example.test', '--to', 'nobody@example.test', '--text', 'x']);
