@@ -28,6 +28,7 @@ export function parseAddressList(values: string | string[], field: string): Name
     if (/[\r\n\0]/.test(value)) throw new AddressError(field, `${JSON.stringify(value)} contains a line break or NUL`);
     if (value.trim() === '') throw new AddressError(field, 'empty address');
     const parsed = addressparser(value, { flatten: true });
+    if (parsed.length === 0 && EMPTY_GROUP.test(value.trim())) continue;
     if (parsed.length === 0) throw new AddressError(field, `${JSON.stringify(value)} is not an address`);
     if (hasStrayName(value)) throw new AddressError(field, notAList(value));
     for (const a of parsed) {
@@ -110,6 +111,15 @@ export function hasStrayName(value: string): boolean {
 /** The reason given for text that hasStrayName finds. */
 export function notAList(value: string): string {
   return `${JSON.stringify(value)} is not an address list: separate addresses with commas, and write a display name as Name <address>`;
+}
+
+/** A group without members, `undisclosed-recipients:;`, written where every recipient is Bcc
+ *  (RFC 5322 §3.4, the example of §A.1.3). */
+const EMPTY_GROUP = /^[^:,;<>@"]+:\s*;$/;
+
+/** The values that are groups without members, to be written as they are. */
+export function emptyGroups(values: string[] | undefined): string[] {
+  return (values ?? []).filter((v) => EMPTY_GROUP.test(v.trim())).map((v) => v.trim());
 }
 
 /** One mailbox (a From address): exactly one address, no group. */

@@ -19,7 +19,7 @@ import crypto from 'node:crypto';
 import MailComposer from 'nodemailer/lib/mail-composer';
 import { encodeWord } from 'nodemailer/lib/mime-funcs';
 import { rfc5322Date } from '../delivery/trace.ts';
-import { parseAddressList, parseSingleAddress, uniqueAddresses, type NamedAddress } from './addresses.ts';
+import { emptyGroups, parseAddressList, parseSingleAddress, uniqueAddresses, type NamedAddress } from './addresses.ts';
 import { contentTypeFor, isContentType, OCTET_STREAM } from './types.ts';
 import { ComposeError } from './errors.ts';
 
@@ -219,8 +219,8 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
 
   const composer = new MailComposer({
     from: display(from),
-    ...(to.length ? { to: to.map(display) } : {}),
-    ...(cc.length ? { cc: cc.map(display) } : {}),
+    ...(to.length || emptyGroups(input.to).length ? { to: [...to.map(display), ...emptyGroups(input.to)] } : {}),
+    ...(cc.length || emptyGroups(input.cc).length ? { cc: [...cc.map(display), ...emptyGroups(input.cc)] } : {}),
     ...(subject !== undefined ? { subject } : {}),
     ...(input.text !== undefined && input.text !== '' ? { text: lineBreaks(input.text) } : {}),
     ...(input.html !== undefined && input.html !== '' ? { html: lineBreaks(input.html) } : {}),

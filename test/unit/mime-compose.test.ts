@@ -240,6 +240,14 @@ test('Bcc is never written into the message but is an envelope recipient', async
   assert.deepEqual(composed.recipients, ['a@example.org', 'b@example.org', 'hidden@example.org']);
 });
 
+test('every recipient Bcc, and To the group without members that says so', async () => {
+  const { composed, parsed } = await roundTrip({ to: ['undisclosed-recipients:;'], bcc: ['hidden@example.org'], text: 'x' });
+  assert.deepEqual(composed.recipients, ['hidden@example.org']);
+  assert.match(parsed.rawHeaders['to']!, /^"?undisclosed-recipients"?:;$/);
+  assert.doesNotMatch(composed.message.toString(), /hidden@/);
+  await assert.rejects(composeMessage({ ...base, to: ['undisclosed-recipients:;'], text: 'x' }), /at least one recipient/);
+});
+
 test('a Bcc-only message has no To header and still has recipients', async () => {
   const { composed, parsed } = await roundTrip({ to: [], bcc: ['hidden@example.org'], text: 'x' });
   assert.ok(!parsed.headerNames.includes('to'));
