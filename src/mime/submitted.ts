@@ -15,8 +15,9 @@
  * - a body that is not MIME but holds 8-bit bytes, NUL or lines over 998 octets is re-encoded as
  *   quoted-printable text with MIME headers (RFC 2045), so what cron or a script printed arrives
  *   intact; so is a MIME message of one text part in 7bit or 8bit (cron's); any other MIME
- *   message with such lines is refused, as it cannot be fixed without knowing its structure. A MIME message gets the MIME-Version it lacks, and `8bit` as its transfer
- *   encoding when it has none and holds 8-bit text.
+ *   message with such lines is refused, as it cannot be fixed without knowing its structure;
+ * - a MIME message gets the MIME-Version it lacks, and `8bit` as its transfer encoding when it
+ *   has none and holds 8-bit text.
  *
  * Addresses without a domain ("root", as cron writes them) get the first local domain, as
  * Postfix's append_at_myorigin does: in the recipients, and in an address field that names one
