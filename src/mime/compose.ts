@@ -7,7 +7,8 @@
  *   for images referenced by Content-ID from the HTML; multipart/mixed around attachments.
  * - transfer encoding per part (MailComposer's rule): 7bit for ASCII text with lines of at most
  *   76 characters, quoted-printable for text that is mostly Latin letters, base64 otherwise and
- *   for every attachment (76-character lines), so attachment bytes come back identical.
+ *   for every attachment but an attached message (76-character lines), so attachment bytes come
+ *   back identical (see attachmentPart).
  * - RFC 2047 encoded-words for non-ASCII subjects, display names and other header text;
  *   RFC 2231 parameter encoding for non-ASCII file names in Content-Disposition.
  * - Date, Message-ID (<random@hostname>) and MIME-Version always; CRLF line ends; every line
@@ -245,9 +246,10 @@ const ENCODED_WORD = /=\?[^?\s]+\?[bq]\?[^?\s]*\?=/i;
  * The part for an attachment. Its bytes go in base64, so they come back identical, and it is
  * an attachment, not shown inline, unless it is an image the HTML refers to (RFC 2183). A
  * message (message/rfc822, an .eml file) may only be sent in 7bit, 8bit or binary (RFC 2046
- * §5.2.1): one that is 7-bit text with lines of at most 998 octets goes as it is, with CRLF
- * line ends; any other is sent as application/octet-stream in base64. A UTF-8 text file is
- * labelled so, since a text part without a charset is US-ASCII (RFC 2046 §4.1.2).
+ * §5.2.1): one that is text with lines of at most 998 octets goes as it is, in 7bit or 8bit,
+ * with CRLF line ends; any other, and any other message/* or multipart/* type, is sent as
+ * application/octet-stream in base64. A UTF-8 text file is labelled so, since a text part
+ * without a charset is US-ASCII (RFC 2046 §4.1.2).
  */
 function attachmentPart(a: ComposeAttachment): Record<string, unknown> {
   let contentType = a.contentType ?? contentTypeFor(a.filename);
