@@ -46,25 +46,35 @@ export function parseAddressList(values: string | string[], field: string): Name
 
 /**
  * True when `value` holds an address list entry that is neither one addr-spec nor a name-addr:
- * `a@example.com b@example.com`, or a name without angle brackets (`Bob bob@example.com`).
- * The parser would read it as one address named after the rest, and a recipient would be lost
- * without a word. A display name comes only from `Name <address>` or a comment (RFC 5322 §3.4).
- * The text is walked as RFC 5322 reads it: quoted strings, comments (nested, and holding
- * quotes), angle addresses (with an obsolete route), groups; between two words of an entry
- * without angle brackets, white space may only stand around "@" and "." (`me @ example.com`,
- * §3.2.3 CFWS in a dot-atom).
+ * `a@example.com b@example.com`, a name without angle brackets (`Bob bob@example.com`), an
+ * unquoted "@" in a name (`bob@example.com <alice@example.com>`), text after the angle address
+ * or a second one (`<alice@example.com>bob@example.com`). Parsers read such text differently:
+ * one keeps the first address and names it after the rest, so a recipient is lost without a
+ * word; another reads the From field as someone else than the sender check did. A display name
+ * comes only from `Name <address>` or a comment (RFC 5322 §3.4). The text is walked as RFC 5322
+ * reads it: quoted strings, comments (nested, and holding quotes), angle addresses (with an
+ * obsolete route), groups; between two words of an entry without angle brackets, white space
+ * may only stand around "@" and "." (`me @ example.com`, §3.2.3 CFWS in a dot-atom).
  */
 export function hasStrayName(value: string): boolean {
-  let words: string[] = [];
+  let before: string[] = [];
+  let after: string[] = [];
+  let angles = 0;
   let word = '';
-  let angle = false;
-  const entryEnds = () => {
-    if (word !== '') words.push(word);
-    // (An entry with no "@" at all is no address: the parser's check says so.)
-    const stray = !angle && words.some((w) => w.includes('@')) && words.some((w, i) => i > 0 && !/[@.]$/.test(words[i - 1]!) && !/^[@.]/.test(w));
-    words = [];
+  const endWord = () => {
+    if (word !== '') (angles > 0 ? after : before).push(word);
     word = '';
-    angle = false;
+  };
+  const entryStrays = () => {
+    endWord();
+    const unquoted = (w: string) => w.replace(/"(?:[^"\\]|\\.)*"/g, '');
+    const stray = angles > 0
+      ? angles > 1 || after.length > 0 || before.some((w) => unquoted(w).includes('@'))
+      // (An entry with no "@" at all is no address: the parser's check says so.)
+      : before.some((w) => w.includes('@')) && before.some((w, i) => i > 0 && !/[@.]$/.test(before[i - 1]!) && !/^[@.]/.test(w));
+    before = [];
+    after = [];
+    angles = 0;
     return stray;
   };
   for (let i = 0; i < value.length; i++) {
@@ -84,28 +94,25 @@ export function hasStrayName(value: string): boolean {
         else if (value[j] === ')') depth--;
       }
       i = j - 1;
-      if (word !== '') words.push(word);
-      word = '';
+      endWord();
     } else if (c === '<') {
+      endWord();
+      angles++;
       const close = value.indexOf('>', i);
-      angle = true;
-      if (word !== '') words.push(word);
-      word = '';
       i = close < 0 ? value.length : close;
     } else if (c === ',' || c === ';') {
-      if (entryEnds()) return true;
-    } else if (c === ':' && !angle) {
+      if (entryStrays()) return true;
+    } else if (c === ':' && angles === 0) {
       // A group's name: what stood before is its display name, not an address.
-      words = [];
       word = '';
+      before = [];
     } else if (c === ' ' || c === '\t' || c === '\r' || c === '\n') {
-      if (word !== '') words.push(word);
-      word = '';
+      endWord();
     } else {
       word += c;
     }
   }
-  return entryEnds();
+  return entryStrays();
 }
 
 /** The reason given for text that hasStrayName finds. */

@@ -11,6 +11,7 @@ import crypto from 'node:crypto';
 import addressparser from 'nodemailer/lib/addressparser';
 import { splitAt, totalLength } from '../chunks.ts';
 import { rfc5322Date } from '../delivery/trace.ts';
+import { hasStrayName } from './addresses.ts';
 import { headerEnd } from './header-section.ts';
 
 /** The fields a submitted message loses. */
@@ -64,9 +65,12 @@ export function completeSubmission(message: Buffer[], c: Completion): Completed 
 
 /** The addresses in an address-list field (RFC 5322 §3.4), display names and groups aside; ''
  *  for an entry that has none (`From: victim`, `From: undisclosed:;`), so that it is not
- *  taken for a field that names nobody in particular. */
+ *  taken for a field that names nobody in particular, and for a field that readers read in
+ *  different ways (`From: bob@example.com <alice@example.com>`, which one takes for alice's and
+ *  another for bob's). */
 function addresses(field: Buffer): string[] {
   const value = field.toString('utf8').replace(/^[^:]*:/, '').replace(/\r\n([ \t])/g, '$1');
+  if (hasStrayName(value)) return [''];
   const list = addressparser(value, { flatten: true }).map((a) => (a.address.includes('@') ? a.address : ''));
   return list.length > 0 ? list : [''];
 }

@@ -38,17 +38,24 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
 
   async function login(owner: Pop3Owner, username: string, password: string): Promise<LoginResult> {
     const ip = owner.client.remoteAddress;
-    if (throttle.blocked(ip, now())) return { type: 'blocked' };
-    const user = await store.findUser(username);
-    // An unknown user costs the same hash as a known one (verifyPassword with undefined).
-    const good = await verifyPassword(password, user?.passwordHash);
+    if (!throttle.begin(ip, now())) return { type: 'blocked' };
+    let good: boolean;
+    let user: Awaited<ReturnType<typeof store.findUser>>;
+    try {
+      user = await store.findUser(username);
+      // An unknown user costs the same hash as a known one (verifyPassword with undefined).
+      good = await verifyPassword(password, user?.passwordHash);
+    } catch (err) {
+      throttle.abandon(ip);
+      throw err;
+    }
     if (!good || !user) {
-      const verdict = throttle.fail(ip, now());
+      const verdict = throttle.fail(ip, username, now());
       log.info({ listener: kind, client: ip, user: username.slice(0, 256) }, 'pop3 login failed');
       if (verdict.delayMs > 0) await sleep(verdict.delayMs);
       return { type: 'auth-failed', disconnect: verdict.disconnect };
     }
-    throttle.succeed(ip);
+    throttle.succeed(ip, username);
     // RFC 1939 §8: the lock is taken before the maildrop is read, so the listing is ours alone.
     if (!locks.acquire(user.id, owner)) return owner.closed ? { type: 'temp' } : { type: 'in-use' };
     try {

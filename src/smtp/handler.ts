@@ -66,13 +66,21 @@ async function perform(ctx: Context, role: SmtpRole, throttle: AuthThrottle, eff
 
 /** Checks a login; failures are delayed and counted per client (shared with POP3). */
 async function authenticate(ctx: Context, throttle: AuthThrottle, client: string, username: string, password: string): Promise<SmtpResult> {
-  if (throttle.blocked(client, Date.now())) return { kind: 'auth', disconnect: true };
-  const user = await ctx.store.findUser(username);
-  if (await verifyPassword(password, user?.passwordHash)) {
-    throttle.succeed(client);
-    return { kind: 'auth', user: { id: user!.id, address: user!.address } };
+  if (!throttle.begin(client, Date.now())) return { kind: 'auth', disconnect: true };
+  let good: boolean;
+  let user: Awaited<ReturnType<Context['store']['findUser']>>;
+  try {
+    user = await ctx.store.findUser(username);
+    good = await verifyPassword(password, user?.passwordHash);
+  } catch (err) {
+    throttle.abandon(client);
+    throw err;
   }
-  const verdict = throttle.fail(client, Date.now());
+  if (good && user) {
+    throttle.succeed(client, username);
+    return { kind: 'auth', user: { id: user.id, address: user.address } };
+  }
+  const verdict = throttle.fail(client, username, Date.now());
   ctx.log.warn({ client, username }, 'authentication failed');
   if (verdict.delayMs > 0) await sleep(verdict.delayMs);
   return { kind: 'auth', disconnect: verdict.disconnect };
@@ -111,7 +119,7 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
     const foreign = await foreignFrom(ctx, d.user, done.from);
     if (foreign !== undefined) {
       ctx.metrics.rejected.inc({ listener: role, reason: 'foreign_from' });
-      const message = foreign === '' ? 'From: names no address; it must name one of yours' : `From: <${foreign}> is not one of your addresses`;
+      const message = foreign === '' ? 'From: names no address that reads one way only; it must name one of yours' : `From: <${foreign}> is not one of your addresses`;
       return { kind: 'deliver', failure: 'refused', message };
     }
     body = done.message;

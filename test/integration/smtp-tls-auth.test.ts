@@ -299,13 +299,15 @@ test('the authenticated user sends only as itself or an alias that delivers to i
   assert.match(bob[0]!.toString(), /^Return-Path: <al@example\.test>\r\n/);
   // The header From is held to the same rule: the message is refused at its end.
   const d = await f.openAuthenticated('alice@example.test');
-  for (const [from, code] of [['Bob <bob@example.test>', 550], ['alice@example.test, bobby@example.test', 550], ['x@remote.test', 550], ['victim', 550], ['undisclosed:;', 550], ['"Team" <team@example.test>', 250], ['A <al@example.test>', 250]] as const) {
+  for (const [from, code] of [['Bob <bob@example.test>', 550], ['alice@example.test, bobby@example.test', 550], ['x@remote.test', 550], ['victim', 550], ['undisclosed:;', 550], ['"Team" <team@example.test>', 250], ['A <al@example.test>', 250],
+    // Read one way by the check and another by readers: refused (RFC 5322 §3.4).
+    ['bob@example.test <alice@example.test>', 550], ['<alice@example.test>bob@example.test', 550], ['<alice@example.test> <bob@example.test>', 550], ['alice@example.test bob@example.test', 550]] as const) {
     assert.equal((await d.cmd('MAIL FROM:<alice@example.test>')).code, 250);
     assert.equal((await d.cmd('RCPT TO:<bob@example.test>')).code, 250);
     assert.equal((await d.cmd('DATA')).code, 354);
     const r = await d.cmd(`From: ${from}\r\n${BODY}.`);
     assert.equal(r.code, code, `${from}: ${r.raw}`);
-    if (code === 550) assert.match(r.raw, /^550 5\.7\.1 From: (<[^>]+> is not one of your addresses|names no address; it must name one of yours)\r\n$/);
+    if (code === 550) assert.match(r.raw, /^550 5\.7\.1 From: (<[^>]+> is not one of your addresses|names no address that reads one way only; it must name one of yours)\r\n$/);
   }
   await d.quit();
   assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 3);

@@ -71,4 +71,7 @@ test('the From addresses: display names, groups, folding and several fields asid
   assert.deepEqual(from('From: victim\r\n'), ['']);
   assert.deepEqual(from('From: undisclosed:;\r\n'), ['']);
   assert.deepEqual(from('From : <x@example.test>\r\n'), ['x@example.test']);
+  // Nor is one that readers read in different ways.
+  assert.deepEqual(from('From: bob@example.test <alice@example.test>\r\n'), ['']);
+  assert.deepEqual(from('From: <alice@example.test>bob@example.test\r\n'), ['']);
 });
