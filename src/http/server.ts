@@ -39,6 +39,20 @@ class HttpError extends Error {
   }
 }
 
+/** The path of the request target, in origin form or absolute form (RFC 9112 §3.2.1, §3.2.2:
+ *  a server must take both). */
+function requestPath(req: http.IncomingMessage): string {
+  try {
+    return new URL(req.url ?? '/', 'http://localhost').pathname;
+  } catch {
+    return req.url ?? '/';
+  }
+}
+
+function tooBig(max: number): HttpError {
+  return new HttpError(413, 'size', `request body over limits.max_message_size (${max} bytes)`, { Connection: 'close' });
+}
+
 const ROUTES: Record<string, string[]> = {
   '/api/v1/send': ['POST'],
   '/healthz': ['GET', 'HEAD'],
@@ -62,8 +76,18 @@ export class HttpService implements Service {
       const sep = address.lastIndexOf(':');
       const host = address.slice(0, sep).replace(/^\[|\]$/g, '');
       const port = Number(address.slice(sep + 1));
-      const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 5_000 }, (req, res) => {
+      // The header and request limits are checked every second (Node's default is 30 s, which
+      // let a slow client hold on for up to 40 s rather than 10).
+      const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 1_000 }, (req, res) => {
         void this.handle(req, res);
+      });
+      // "Expect: 100-continue" (RFC 9110 §10.1.1): the client is asked for its body only once its
+      // headers pass; a refusal is the final answer, and the body is never read.
+      server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+        void this.admitRequest(req).then(() => {
+          res.writeContinue();
+          return this.handle(req, res);
+        }, (err: unknown) => this.refuse(req, res, err));
       });
       server.timeout = this.ctx.config.limits.idle_timeout;
       server.maxRequestsPerSocket = 1000;
@@ -113,52 +137,106 @@ export class HttpService implements Service {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
-    const path = (req.url ?? '/').split('?')[0]!;
     try {
-      const allowed = ROUTES[path];
-      if (!allowed) throw new HttpError(404, 'not-found', `no such endpoint: ${path}`);
-      if (!allowed.includes(req.method ?? '')) {
-        throw new HttpError(405, 'method', `${req.method} is not allowed on ${path}; use ${allowed.join(' or ')}`, { Allow: allowed.join(', ') });
+      const { path, token } = await this.admitRequest(req);
+      if (path === '/healthz') {
+        // The store answers a query, or the server is not well: 503 (RFC 9110 §15.6.4).
+        await this.ctx.store.queueDepth();
+        return this.reply(req, res, 200, { status: 'ok' });
       }
-      if (path === '/healthz') return this.reply(res, 200, { status: 'ok' }, req.method === 'HEAD');
       if (path === '/metrics') {
         const { contentType, text } = await this.ctx.metrics.render();
         res.writeHead(200, { 'Content-Type': contentType, 'Cache-Control': 'no-store' });
         res.end(req.method === 'HEAD' ? undefined : text);
         return;
       }
-      const result = await this.send(req);
+      const result = await this.send(req, token!);
       this.ctx.metrics.accepted.inc({ listener: LISTENER });
-      this.reply(res, 202, result);
+      this.ctx.log.info({ listener: LISTENER, client: req.socket.remoteAddress, token, id: result.id }, 'message accepted');
+      this.reply(req, res, 202, result);
     } catch (err) {
-      if (err instanceof HttpError) {
-        if (path === '/api/v1/send' && err.status !== 405) this.ctx.metrics.rejected.inc({ listener: LISTENER, reason: err.reason });
-        this.reply(res, err.status, { error: err.message }, false, err.headers);
-      } else if (isStorageFull(err)) {
-        // RFC 4918 §11.5: 507 Insufficient Storage; the client may try again later.
-        this.ctx.log.error({ listener: LISTENER, err }, 'HTTP request failed: the disk holding data_dir is full');
-        if (path === '/api/v1/send') this.ctx.metrics.rejected.inc({ listener: LISTENER, reason: 'storage-full' });
-        this.reply(res, 507, { error: 'the server has no room to store the message now; try again later' });
-      } else {
-        this.ctx.log.error({ listener: LISTENER, err }, 'HTTP request failed');
-        this.reply(res, 500, { error: 'internal error; see the server log' });
-      }
+      this.refuse(req, res, err);
     }
   }
 
-  private reply(res: http.ServerResponse, status: number, body: unknown, headOnly = false, headers: Record<string, string> = {}): void {
-    if (res.headersSent) return;
-    const text = `${JSON.stringify(body)}\n`;
-    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store', ...headers });
-    res.end(headOnly ? undefined : text);
+  /** The answer to a request that failed: its HttpError, 507 for a full disk, 500 otherwise. */
+  private refuse(req: http.IncomingMessage, res: http.ServerResponse, err: unknown): void {
+    const path = requestPath(req);
+    const send = path === '/api/v1/send';
+    if (err instanceof HttpError) {
+      if (send && err.status !== 405) {
+        this.ctx.metrics.rejected.inc({ listener: LISTENER, reason: err.reason });
+        this.ctx.log.info({ listener: LISTENER, client: req.socket.remoteAddress, status: err.status, reason: err.reason }, 'request refused');
+      }
+      this.reply(req, res, err.status, { error: err.message }, err.headers);
+    } else if (isStorageFull(err)) {
+      // RFC 4918 §11.5: 507 Insufficient Storage; the client may try again later.
+      this.ctx.log.error({ listener: LISTENER, err }, 'HTTP request failed: the disk holding data_dir is full');
+      if (send) this.ctx.metrics.rejected.inc({ listener: LISTENER, reason: 'storage-full' });
+      this.reply(req, res, 507, { error: 'the server has no room to store the message now; try again later' });
+    } else {
+      this.ctx.log.error({ listener: LISTENER, err }, 'HTTP request failed');
+      if (path === '/healthz') return this.reply(req, res, 503, { status: 'unavailable', error: 'the store does not answer; see the server log' });
+      this.reply(req, res, 500, { error: 'internal error; see the server log' });
+    }
   }
 
-  private async send(req: http.IncomingMessage): Promise<{ id: string; messageId: string }> {
-    const tokenName = await this.authenticate(req);
+  /**
+   * What can be judged from a request's line and headers: its route and method, and for a send
+   * its token, Content-Type and Content-Encoding. Throws the HttpError to answer.
+   */
+  private async admitRequest(req: http.IncomingMessage): Promise<{ path: string; token?: string }> {
+    const path = requestPath(req);
+    const allowed = ROUTES[path];
+    if (!allowed) throw new HttpError(404, 'not-found', `no such endpoint: ${path}`);
+    if (!allowed.includes(req.method ?? '')) {
+      throw new HttpError(405, 'method', `${req.method} is not allowed on ${path}; use ${allowed.join(' or ')}`, { Allow: allowed.join(', ') });
+    }
+    if (path !== '/api/v1/send') return { path };
+    const token = await this.authenticate(req);
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     if (type !== 'application/json') {
       throw new HttpError(415, 'content-type', `Content-Type must be application/json${type ? `, not ${type}` : ''}`);
     }
+    const coding = (req.headers['content-encoding'] ?? '').trim().toLowerCase();
+    if (coding !== '' && coding !== 'identity') {
+      // RFC 9110 §15.5.16: a content coding the server does not take.
+      throw new HttpError(415, 'content-type', `Content-Encoding ${coding} is not supported; send the body as it is`);
+    }
+    const max = this.ctx.config.limits.max_message_size;
+    if (Number(req.headers['content-length'] ?? NaN) > max) throw tooBig(max);
+    return { path, token };
+  }
+
+  /**
+   * A response. The rest of a request body not read (a refusal from the headers) is read and
+   * dropped, so that the client, still sending, gets to read the answer (RFC 9112 §9.6), but
+   * only up to limits.max_message_size: past that reading stops, and a second later the
+   * connection is cut (a close with unread data is a reset, which can cost the client the
+   * answer it has not read yet). Either way the connection then closes, so nobody sends body
+   * after body to be dropped.
+   */
+  private reply(req: http.IncomingMessage, res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+    if (res.headersSent) return;
+    const text = `${JSON.stringify(body)}\n`;
+    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store', ...headers });
+    res.end(req.method === 'HEAD' ? undefined : text);
+    if (!req.complete && !req.destroyed && headers.Connection !== 'close') {
+      const limit = this.ctx.config.limits.max_message_size;
+      let dropped = 0;
+      req.on('data', (chunk: Buffer) => {
+        dropped += chunk.length;
+        if (dropped > limit && !req.isPaused()) {
+          req.pause();
+          setTimeout(() => req.socket.destroy(), 1_000).unref();
+        }
+      });
+      req.once('end', () => req.socket.end());
+      req.resume();
+    }
+  }
+
+  private async send(req: http.IncomingMessage, tokenName: string): Promise<{ id: string; messageId: string }> {
     const raw = await this.readBody(req);
     // RFC 8259 §8.1: JSON is UTF-8. A body that is not would lose its bad bytes to U+FFFD.
     if (!isUtf8(raw)) throw new HttpError(400, 'bad-request', 'request body is not UTF-8 (RFC 8259 §8.1)');
@@ -231,9 +309,6 @@ export class HttpService implements Service {
   /** Reads the body up to limits.max_message_size; past that, 413 and no more reading. */
   private readBody(req: http.IncomingMessage): Promise<Buffer> {
     const max = this.ctx.config.limits.max_message_size;
-    const tooBig = () => new HttpError(413, 'size', `request body over limits.max_message_size (${max} bytes)`, { Connection: 'close' });
-    const declared = Number(req.headers['content-length'] ?? NaN);
-    if (declared > max) return Promise.reject(tooBig());
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = [];
       let total = 0;
@@ -242,7 +317,7 @@ export class HttpService implements Service {
         if (total > max) {
           req.off('data', onData);
           req.pause();
-          reject(tooBig());
+          reject(tooBig(max));
           return;
         }
         chunks.push(chunk);

@@ -222,6 +222,70 @@ describe('HTTP API', () => {
     assert.match(reply, /connection: close/i);
   });
 
+  it('a refusal before the body (no token, wrong type, a content coding) is answered, and the body is not read on past the size limit', async () => {
+    const port = server.port('http');
+    const refusedWhileSending = (headers: string) => new Promise<string>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      let got = '';
+      s.on('data', (d) => { got += d.toString(); });
+      s.on('close', () => resolve(got));
+      // the server closing while we write is the point: EPIPE or ECONNRESET then
+      s.on('error', () => {});
+      s.write(`POST /api/v1/send HTTP/1.1\r\nHost: x\r\n${headers}Content-Length: 10000000000\r\n\r\n`);
+      // far more than any limit; the server closes instead of reading it all
+      const chunk = Buffer.alloc(65_536, 'c');
+      const pump = () => { if (!s.destroyed && s.write(chunk)) setImmediate(pump); };
+      s.on('drain', pump);
+      pump();
+    });
+    assert.match(await refusedWhileSending('Content-Type: application/json\r\n'), /^HTTP\/1\.1 401 /);
+    assert.match(await refusedWhileSending(`Authorization: Bearer ${token}\r\nContent-Type: text/plain\r\n`), /^HTTP\/1\.1 415 /);
+    const coded = await refusedWhileSending(`Authorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Encoding: gzip\r\n`);
+    assert.match(coded, /^HTTP\/1\.1 415 [^]*Content-Encoding gzip is not supported/i);
+  });
+
+  it('Expect: 100-continue: a request refused by its headers gets its final answer and no 100 (RFC 9110 §10.1.1)', async () => {
+    const port = server.port('http');
+    const ask = (headers: string) => new Promise<string>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1');
+      let got = '';
+      s.on('data', (d) => { got += d.toString(); if (/\r\n\r\n[^]*}\n/.test(got)) { resolve(got); s.destroy(); } });
+      s.on('close', () => resolve(got));
+      s.on('error', (e) => (got ? resolve(got) : reject(e)));
+      s.write(`POST /api/v1/send HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Type: application/json\r\n${headers}\r\n`);
+    });
+    const noToken = await ask('Content-Length: 10\r\n');
+    assert.match(noToken, /^HTTP\/1\.1 401 /);
+    const tooBig = await ask(`Authorization: Bearer ${token}\r\nContent-Length: ${MAX + 1}\r\n`);
+    assert.match(tooBig, /^HTTP\/1\.1 413 /);
+    // A good one is asked for its body, and sent.
+    const body = JSON.stringify({ to: 'owner@example.test', text: 'continued' });
+    const good = await new Promise<string>((resolve, reject) => {
+      const s = net.connect(port, '127.0.0.1');
+      let got = '';
+      s.on('data', (d) => {
+        got += d.toString();
+        if (got === 'HTTP/1.1 100 Continue\r\n\r\n') s.write(body);
+        if (/\r\n\r\n[^]*\r\n\r\n[^]*}\n/.test(got)) { resolve(got); s.destroy(); }
+      });
+      s.on('error', reject);
+      s.write(`POST /api/v1/send HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n`);
+    });
+    assert.match(good, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 202 /);
+  });
+
+  it('a request target in absolute form is the same path (RFC 9112 §3.2.2)', async () => {
+    const reply = await new Promise<string>((resolve, reject) => {
+      const s = net.connect(server.port('http'), '127.0.0.1');
+      let got = '';
+      s.on('data', (d) => { got += d.toString(); });
+      s.on('close', () => resolve(got));
+      s.on('error', reject);
+      s.write(`GET http://127.0.0.1:${server.port('http')}/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n`);
+    });
+    assert.match(reply, /^HTTP\/1\.1 200 [^]*"status":"ok"/);
+  });
+
   it('431 for oversized headers, 400 for a request that is not HTTP', async () => {
     const raw = (text: string) => new Promise<string>((resolve, reject) => {
       const s = net.connect(server.port('http'), '127.0.0.1');
