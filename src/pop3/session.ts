@@ -279,6 +279,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
         this.sasl = undefined;
         return this.login(step.username, step.password);
       case 'error':
+      case 'refused':
         this.sasl = undefined;
         return [write(err(step.message, 'AUTH'))];
     }

@@ -8,7 +8,9 @@
 export type SaslStep =
   | { type: 'challenge'; challenge: string } // base64-encoded text for the continuation line
   | { type: 'credentials'; username: string; password: string }
-  | { type: 'error'; message: string };
+  | { type: 'error'; message: string }
+  /** Well formed, and refused without a password check: an authorization not offered. */
+  | { type: 'refused'; message: string };
 
 export const MECHANISMS = ['PLAIN', 'LOGIN'] as const;
 export type Mechanism = (typeof MECHANISMS)[number];
@@ -57,9 +59,10 @@ function plain(response: Buffer): SaslStep {
   if (parts.length !== 3) return { type: 'error', message: 'PLAIN response must be authzid NUL authcid NUL password' };
   const [authzid, authcid, password] = parts as [string, string, string];
   if (authcid === '' ) return { type: 'error', message: 'PLAIN response has an empty user name' };
-  // Acting as another user (a non-empty authzid different from authcid) is not offered.
+  // Acting as another user (a non-empty authzid different from authcid) is not offered: the
+  // authentication fails (RFC 4616 §2), it is no syntax error.
   if (authzid !== '' && authzid.toLowerCase() !== authcid.toLowerCase()) {
-    return { type: 'error', message: 'authorization identity must be empty or the login name' };
+    return { type: 'refused', message: 'acting as another user is not allowed: the authorization identity must be empty or the login name' };
   }
   return { type: 'credentials', username: authcid, password };
 }

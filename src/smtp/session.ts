@@ -584,6 +584,9 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
         return;
       case 'error':
         return this.endAuth(reply(501, '5.5.2', step.message));
+      case 'refused':
+        // RFC 4954 §6: 535 5.7.8, the authentication failed.
+        return this.endAuth(reply(535, '5.7.8', step.message));
       case 'credentials':
         this.phase = 'command';
         this.sasl = undefined;

@@ -219,6 +219,13 @@ test('submission: AUTH required before MAIL; PLAIN with initial response', () =>
   assert.equal(d.delivered[1]!.protocol, 'UTF8SMTPSA');
 });
 
+test('AUTH PLAIN as another user (an authzid not the login) fails with 535 5.7.8, not a syntax error', () => {
+  const d = new SmtpDriver({ role: 'submission', tls: { protocol: 'TLSv1.3', cipher: 'x' } });
+  d.send('EHLO c\r\n');
+  assert.match(d.send(`AUTH PLAIN ${b64('bob@example.test\0alice@example.test\0secret')}\r\n`), /^535 5\.7\.8 acting as another user is not allowed/);
+  assert.equal(d.send(`AUTH PLAIN ${b64('ALICE@example.test\0alice@example.test\0secret')}\r\n`), '235 2.7.0 Authentication successful\r\n');
+});
+
 test('AUTH LOGIN exactly as clients expect, and PLAIN without initial response', () => {
   const d = new SmtpDriver({ role: 'submission', allowInsecureAuth: true });
   d.send('EHLO c\r\n');
