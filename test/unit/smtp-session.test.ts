@@ -252,7 +252,7 @@ test('AUTH failures, cancel, bad base64, unknown mechanism, no TLS', () => {
   d.send('AUTH LOGIN\r\n');
   assert.match(d.send('not base64\r\n'), /^501 5\.5\.2 /);
   assert.match(d.send('AUTH CRAM-MD5\r\n'), /^504 5\.5\.4 /);
-  assert.match(d.send(`AUTH PLAIN ${b64('other@example.test\0alice@example.test\0secret')}\r\n`), /^501 /);
+  assert.match(d.send(`AUTH PLAIN ${b64('other@example.test\0alice@example.test\0secret')}\r\n`), /^535 5\.7\.8 /);
   const e = new SmtpDriver({ role: 'submission' });
   e.send('EHLO c\r\n');
   assert.match(e.send('AUTH PLAIN\r\n'), /^538 5\.7\.11 /);
