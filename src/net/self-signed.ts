@@ -7,13 +7,23 @@ import fs from 'node:fs';
 import selfsigned from 'selfsigned';
 
 const [hostname, certFile, keyFile] = process.argv.slice(2) as [string, string, string];
-const notAfter = new Date();
-notAfter.setFullYear(notAfter.getFullYear() + 10);
+// Valid from a day ago (a client whose clock is a little behind still takes it) for 825 days,
+// the longest Apple's clients take; with the usage extensions they ask for (serverAuth). The
+// server makes a new one when this one is near its end (tls.ts).
+const DAY = 86_400_000;
+const notBefore = new Date(Date.now() - DAY);
+const notAfter = new Date(notBefore.getTime() + 825 * DAY);
 const pems = await selfsigned.generate([{ name: 'commonName', value: hostname }], {
   keySize: 2048,
+  notBeforeDate: notBefore,
   notAfterDate: notAfter,
   algorithm: 'sha256',
-  extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: hostname }, { type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] }],
+  extensions: [
+    { name: 'basicConstraints', cA: false },
+    { name: 'keyUsage', digitalSignature: true, keyEncipherment: true },
+    { name: 'extKeyUsage', serverAuth: true },
+    { name: 'subjectAltName', altNames: [{ type: 2, value: hostname }, { type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] },
+  ],
 });
 fs.writeFileSync(keyFile, pems.private, { mode: 0o600 });
 fs.writeFileSync(certFile, pems.cert, { mode: 0o644 });

@@ -1,8 +1,10 @@
 /**
  * TLS material: the configured certificate, or a self-signed one made under data_dir on first
- * start (so STARTTLS and implicit TLS work out of the box; clients will ask to trust it).
+ * start (so STARTTLS and implicit TLS work out of the box; clients will ask to trust it), and
+ * made again at a start within 30 days of its end.
  */
 import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import tls from 'node:tls';
@@ -27,7 +29,7 @@ export function loadTls(config: Config): TlsMaterial {
     const dir = path.join(config.data_dir, 'tls');
     certFile = path.join(dir, 'selfsigned-cert.pem');
     keyFile = path.join(dir, 'selfsigned-key.pem');
-    if (!fs.existsSync(certFile) || !fs.existsSync(keyFile)) makeSelfSigned(config.hostname, dir, certFile, keyFile);
+    if (!fs.existsSync(certFile) || !fs.existsSync(keyFile) || nearItsEnd(certFile)) makeSelfSigned(config.hostname, dir, certFile, keyFile);
     [cert, key] = [certFile, keyFile].map((f) => {
       try {
         return fs.readFileSync(f);
@@ -44,6 +46,15 @@ export function loadTls(config: Config): TlsMaterial {
     throw new Error(`tls: the certificate ${certFile} and key ${keyFile} do not load: ${(err as Error).message}`);
   }
   return { context, certFile };
+}
+
+/** True when the certificate ends within 30 days (or cannot be read as one): time for a new one. */
+function nearItsEnd(certFile: string): boolean {
+  try {
+    return new crypto.X509Certificate(fs.readFileSync(certFile)).validToDate.getTime() - Date.now() < 30 * 86_400_000;
+  } catch {
+    return true;
+  }
 }
 
 function makeSelfSigned(hostname: string, dir: string, certFile: string, keyFile: string): void {

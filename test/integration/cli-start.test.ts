@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -14,6 +15,27 @@ test('start: listens, makes a self-signed certificate, stops on SIGTERM with exi
   assert.match(fs.readFileSync(server.certFile, 'utf8'), /BEGIN CERTIFICATE/);
   assert.equal(await server.stop(), 0);
   assert.ok(server.logs.some((l) => l.msg === 'stopped'));
+});
+
+test('start: the self-signed certificate is one Apple clients take (825 days, serverAuth), and is made again near its end', async () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  let server = await startMailnest(dir, cfg);
+  await server.stop();
+  const DAY = 86_400_000;
+  const cert = new crypto.X509Certificate(fs.readFileSync(server.certFile));
+  assert.ok(cert.validFromDate.getTime() < Date.now() - DAY / 2, 'valid from before now, for clocks a little behind');
+  assert.ok(cert.validToDate.getTime() - cert.validFromDate.getTime() <= 825 * DAY);
+  assert.deepEqual(cert.keyUsage, ['1.3.6.1.5.5.7.3.1']);
+  assert.equal(cert.ca, false);
+  // One that ends tomorrow is replaced at the next start.
+  const keyFile = path.join(dir, 'data', 'tls', 'selfsigned-key.pem');
+  const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=mx.example.test', '-keyout', keyFile, '-out', server.certFile]);
+  assert.equal(made.status, 0, made.stderr?.toString());
+  server = await startMailnest(dir, cfg);
+  await server.stop();
+  const renewed = new crypto.X509Certificate(fs.readFileSync(server.certFile));
+  assert.ok(renewed.validToDate.getTime() - Date.now() > 800 * DAY, `ends ${renewed.validTo}`);
 });
 
 test('start: one server per data_dir; nothing a crash leaves stands in the way', async () => {
