@@ -6,7 +6,9 @@
  *
  * - An attempt is counted from its start (`begin`), not once its slow password check is over:
  *   otherwise attempts sent at once on many connections would all be checked before the first
- *   failure counted (RFC 4954 §14 asks servers to limit password guessing).
+ *   failure counted (RFC 4954 §14 asks servers to limit password guessing). No more attempts
+ *   from one address are checked at once than it has failures left; the others wait their turn
+ *   (a client's parallel logins, or many users behind one address, are only put in a line).
  * - A success forgives the failures for the same user only: one account of one's own must not
  *   reset the count of guesses at the others'.
  */
@@ -24,6 +26,8 @@ interface Entry {
   byUser: Map<string, number>;
   /** Attempts begun and not yet ended. */
   pending: number;
+  /** Attempts waiting for their turn. */
+  waiting: (() => void)[];
   last: number;
 }
 
@@ -38,11 +42,14 @@ export class AuthThrottle {
     this.maxFailures = maxFailures;
   }
 
-  /** Starts an attempt from `client`; false when it is over the limit, counting the attempts
-   *  under way (refuse it then). Every true is followed by one fail, succeed or abandon. */
-  begin(client: string, now: number): boolean {
+  /** Starts an attempt from `client` once its turn comes; false when the client is over the
+   *  limit (refuse it then). Every true is followed by one fail, succeed or abandon. */
+  async begin(client: string, now: number): Promise<boolean> {
     const entry = this.current(client, now);
-    if (entry.count + entry.pending >= this.maxFailures) return false;
+    while (entry.count < this.maxFailures && entry.pending >= Math.max(1, this.maxFailures - entry.count)) {
+      await new Promise<void>((resolve) => entry.waiting.push(resolve));
+    }
+    if (entry.count >= this.maxFailures) return false;
     entry.pending++;
     entry.last = now;
     return true;
@@ -51,7 +58,7 @@ export class AuthThrottle {
   /** Ends an attempt as a failure for `user` and says how to answer it. */
   fail(client: string, user: string, now: number): ThrottleVerdict {
     const entry = this.current(client, now);
-    entry.pending = Math.max(0, entry.pending - 1);
+    this.end(entry);
     entry.count++;
     const key = user.toLowerCase();
     entry.byUser.set(key, (entry.byUser.get(key) ?? 0) + 1);
@@ -65,17 +72,24 @@ export class AuthThrottle {
   succeed(client: string, user: string): void {
     const entry = this.entries.get(client);
     if (!entry) return;
-    entry.pending = Math.max(0, entry.pending - 1);
     const key = user.toLowerCase();
     entry.count -= entry.byUser.get(key) ?? 0;
     entry.byUser.delete(key);
-    if (entry.count <= 0 && entry.pending === 0) this.entries.delete(client);
+    const waited = entry.waiting.length > 0;
+    this.end(entry);
+    if (entry.count <= 0 && entry.pending === 0 && !waited) this.entries.delete(client);
   }
 
   /** Ends an attempt that came to no verdict (an error on the way). */
   abandon(client: string): void {
     const entry = this.entries.get(client);
-    if (entry) entry.pending = Math.max(0, entry.pending - 1);
+    if (entry) this.end(entry);
+  }
+
+  /** One attempt fewer under way: those waiting look again. */
+  private end(entry: Entry): void {
+    entry.pending = Math.max(0, entry.pending - 1);
+    for (const wake of entry.waiting.splice(0)) wake();
   }
 
   /** True when the client is over the limit from earlier attempts. */
@@ -93,13 +107,13 @@ export class AuthThrottle {
     }
     if (!entry) {
       if (this.entries.size >= MAX_TRACKED) this.prune(now);
-      entry = { count: 0, byUser: new Map(), pending: 0, last: now };
+      entry = { count: 0, byUser: new Map(), pending: 0, waiting: [], last: now };
       this.entries.set(client, entry);
     }
     return entry;
   }
 
   private prune(now: number): void {
-    for (const [k, v] of this.entries) if (now - v.last >= FORGET_AFTER_MS && v.pending === 0) this.entries.delete(k);
+    for (const [k, v] of this.entries) if (now - v.last >= FORGET_AFTER_MS && v.pending === 0 && v.waiting.length === 0) this.entries.delete(k);
   }
 }

@@ -38,7 +38,7 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
 
   async function login(owner: Pop3Owner, username: string, password: string): Promise<LoginResult> {
     const ip = owner.client.remoteAddress;
-    if (!throttle.begin(ip, now())) return { type: 'blocked' };
+    if (!(await throttle.begin(ip, now()))) return { type: 'blocked' };
     let good: boolean;
     let user: Awaited<ReturnType<typeof store.findUser>>;
     try {

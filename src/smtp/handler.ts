@@ -66,7 +66,7 @@ async function perform(ctx: Context, role: SmtpRole, throttle: AuthThrottle, eff
 
 /** Checks a login; failures are delayed and counted per client (shared with POP3). */
 async function authenticate(ctx: Context, throttle: AuthThrottle, client: string, username: string, password: string): Promise<SmtpResult> {
-  if (!throttle.begin(client, Date.now())) return { kind: 'auth', disconnect: true };
+  if (!(await throttle.begin(client, Date.now()))) return { kind: 'auth', disconnect: true };
   let good: boolean;
   let user: Awaited<ReturnType<Context['store']['findUser']>>;
   try {
