@@ -40,17 +40,20 @@ class HttpError extends Error {
 }
 
 /** The path of the request target, in origin form or absolute form (RFC 9112 §3.2.1, §3.2.2:
- *  a server must take both). */
+ *  a server must take both): the path as written, without its query, never normalised (so that
+ *  `/x/../metrics` is no way round a proxy's rule for `/metrics`). */
 function requestPath(req: http.IncomingMessage): string {
-  try {
-    return new URL(req.url ?? '/', 'http://localhost').pathname;
-  } catch {
-    return req.url ?? '/';
-  }
+  const target = req.url ?? '/';
+  const absolute = /^https?:\/\/[^/?#]*/i.exec(target);
+  const path = absolute ? target.slice(absolute[0].length) || '/' : target;
+  return path.split('?')[0]!;
 }
 
+/** Connections whose request was refused before its body was read: closing, no more requests. */
+const closing = new WeakSet<net.Socket>();
+
 function tooBig(max: number): HttpError {
-  return new HttpError(413, 'size', `request body over limits.max_message_size (${max} bytes)`, { Connection: 'close' });
+  return new HttpError(413, 'size', `request body over limits.max_message_size (${max} bytes)`);
 }
 
 const ROUTES: Record<string, string[]> = {
@@ -84,6 +87,7 @@ export class HttpService implements Service {
       // "Expect: 100-continue" (RFC 9110 §10.1.1): the client is asked for its body only once its
       // headers pass; a refusal is the final answer, and the body is never read.
       server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+        if (closing.has(req.socket)) return void req.socket.destroy();
         void this.admitRequest(req).then(() => {
           res.writeContinue();
           return this.handle(req, res);
@@ -137,6 +141,9 @@ export class HttpService implements Service {
   }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    // A request after a refused one on the same connection is not run: the connection is
+    // closing, and its answer would never be sent (a send would be made and not said so).
+    if (closing.has(req.socket)) return void req.socket.destroy();
     try {
       const { path, token } = await this.admitRequest(req);
       if (path === '/healthz') {
@@ -222,6 +229,7 @@ export class HttpService implements Service {
     res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store', ...headers });
     res.end(req.method === 'HEAD' ? undefined : text);
     if (!req.complete && !req.destroyed && headers.Connection !== 'close') {
+      closing.add(req.socket);
       const limit = this.ctx.config.limits.max_message_size;
       let dropped = 0;
       req.on('data', (chunk: Buffer) => {

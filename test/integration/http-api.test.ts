@@ -219,7 +219,25 @@ describe('HTTP API', () => {
       // no terminating 0-chunk: the server must answer without waiting for the end
     });
     assert.match(reply, /^HTTP\/1\.1 413 /);
-    assert.match(reply, /connection: close/i);
+  });
+
+  it('a request after a refused one on the same connection is not run: no message is made whose answer is never sent', async () => {
+    const port = server.port('http');
+    const before = (await mailbox(dataDirOf(dir), 'owner@example.test')).length;
+    const good = JSON.stringify({ to: 'owner@example.test', text: 'pipelined after a refusal' });
+    const reply = await new Promise<string>((resolve) => {
+      const s = net.connect(port, '127.0.0.1');
+      let got = '';
+      s.on('data', (d) => { got += d.toString(); });
+      s.on('close', () => resolve(got));
+      s.on('error', () => {});
+      s.write(`POST /api/v1/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`
+        + `POST /api/v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${good.length}\r\n\r\n${good}`);
+    });
+    assert.match(reply, /^HTTP\/1\.1 401 /);
+    assert.doesNotMatch(reply, /HTTP\/1\.1 202/);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal((await mailbox(dataDirOf(dir), 'owner@example.test')).length, before, 'the second request was not run');
   });
 
   it('a refusal before the body (no token, wrong type, a content coding) is answered, and the body is not read on past the size limit', async () => {
