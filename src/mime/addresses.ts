@@ -60,21 +60,26 @@ export function hasStrayName(value: string): boolean {
   let before: string[] = [];
   let after: string[] = [];
   let angles = 0;
+  let angleAddress = '';
   let word = '';
+  const unquoted = (w: string) => w.replace(/"(?:[^"\\]|\\.)*"/g, '');
+  // A name holding an "@" outside quotes, unless it is the address itself (`me@x <me@x>`, as
+  // printers and scripts write it, which every reader takes for the same mailbox).
+  const namesAnother = (w: string) => unquoted(w).includes('@') && w.toLowerCase() !== angleAddress.toLowerCase();
   const endWord = () => {
     if (word !== '') (angles > 0 ? after : before).push(word);
     word = '';
   };
   const entryStrays = () => {
     endWord();
-    const unquoted = (w: string) => w.replace(/"(?:[^"\\]|\\.)*"/g, '');
     const stray = angles > 0
-      ? angles > 1 || after.length > 0 || before.some((w) => unquoted(w).includes('@'))
+      ? angles > 1 || after.length > 0 || before.some(namesAnother)
       // (An entry with no "@" at all is no address: the parser's check says so.)
       : before.some((w) => w.includes('@')) && before.some((w, i) => i > 0 && !/[@.]$/.test(before[i - 1]!) && !/^[@.]/.test(w));
     before = [];
     after = [];
     angles = 0;
+    angleAddress = '';
     return stray;
   };
   for (let i = 0; i < value.length; i++) {
@@ -98,13 +103,23 @@ export function hasStrayName(value: string): boolean {
     } else if (c === '<') {
       endWord();
       angles++;
-      const close = value.indexOf('>', i);
-      i = close < 0 ? value.length : close;
+      // To the ">" that closes it, past any quoted local part (`<"a>b"@example.com>`).
+      let j = i + 1;
+      while (j < value.length && value[j] !== '>') {
+        if (value[j] === '"') {
+          for (j++; j < value.length && value[j] !== '"'; j++) if (value[j] === '\\') j++;
+        }
+        j++;
+      }
+      angleAddress = value.slice(i + 1, j).trim();
+      i = j;
     } else if (c === ',' || c === ';') {
       if (entryStrays()) return true;
     } else if (c === ':' && angles === 0) {
-      // A group's name: what stood before is its display name, not an address.
-      word = '';
+      // A group's name: what stood before is its display name, not an address; one with an "@"
+      // outside quotes is an address to some readers (`alice@example.com: eve@example.net;`).
+      endWord();
+      if (before.some((w) => unquoted(w).includes('@'))) return true;
       before = [];
     } else if (c === ' ' || c === '\t' || c === '\r' || c === '\n') {
       endWord();

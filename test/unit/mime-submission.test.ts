@@ -74,4 +74,8 @@ test('the From addresses: display names, groups, folding and several fields asid
   // Nor is one that readers read in different ways.
   assert.deepEqual(from('From: bob@example.test <alice@example.test>\r\n'), ['']);
   assert.deepEqual(from('From: <alice@example.test>bob@example.test\r\n'), ['']);
+  assert.deepEqual(from('From: alice@example.test: eve@example.net;\r\n'), ['']);
+  assert.deepEqual(from('From: eve@example.net, alice@example.test:;\r\n'), ['']);
+  // The address as its own display name, as printers and scripts write it, is one mailbox.
+  assert.deepEqual(from('From: me@example.test <me@example.test>\r\n'), ['me@example.test']);
 });
