@@ -1,7 +1,8 @@
 /**
  * Failed-login throttling, shared by SMTP, POP3 (and IMAP): per client address, each failure
  * past the first adds a growing delay before the answer; at `maxFailures` the session is
- * dropped, and the address is refused until its failures are forgotten after a quiet window.
+ * dropped, and the address is refused until its failures are forgotten, a quiet window (15
+ * minutes without a failure) after the last one, however many logins succeed meanwhile.
  * The clock is passed in.
  *
  * - An attempt is counted from its start (`begin`), not once its slow password check is over:
@@ -28,7 +29,10 @@ interface Entry {
   pending: number;
   /** Attempts waiting for their turn. */
   waiting: (() => void)[];
-  last: number;
+  /** When the last failure was: the failures are forgotten a quiet window after it. */
+  lastFailure: number;
+  /** When the address was last seen at all (for pruning). */
+  lastSeen: number;
 }
 
 const FORGET_AFTER_MS = 15 * 60_000;
@@ -45,24 +49,28 @@ export class AuthThrottle {
   /** Starts an attempt from `client` once its turn comes; false when the client is over the
    *  limit (refuse it then). Every true is followed by one fail, succeed or abandon. */
   async begin(client: string, now: number): Promise<boolean> {
-    const entry = this.current(client, now);
-    while (entry.count < this.maxFailures && entry.pending >= Math.max(1, this.maxFailures - entry.count)) {
+    for (;;) {
+      // Looked up again after each wait: the entry may have been forgiven and dropped meanwhile.
+      const entry = this.current(client, now);
+      if (entry.count >= this.maxFailures) return false;
+      if (entry.pending < Math.max(1, this.maxFailures - entry.count)) {
+        entry.pending++;
+        entry.lastSeen = Math.max(entry.lastSeen, now);
+        return true;
+      }
       await new Promise<void>((resolve) => entry.waiting.push(resolve));
     }
-    if (entry.count >= this.maxFailures) return false;
-    entry.pending++;
-    entry.last = now;
-    return true;
   }
 
   /** Ends an attempt as a failure for `user` and says how to answer it. */
   fail(client: string, user: string, now: number): ThrottleVerdict {
     const entry = this.current(client, now);
-    this.end(entry);
     entry.count++;
     const key = user.toLowerCase();
     entry.byUser.set(key, (entry.byUser.get(key) ?? 0) + 1);
-    entry.last = now;
+    entry.lastFailure = now;
+    entry.lastSeen = Math.max(entry.lastSeen, now);
+    this.end(entry);
     // 0, 0.5 s, 1 s, 2 s, ... capped at 8 s.
     const delayMs = entry.count <= 1 ? 0 : Math.min(500 * 2 ** (entry.count - 2), 8000);
     return { delayMs, disconnect: entry.count >= this.maxFailures };
@@ -75,9 +83,8 @@ export class AuthThrottle {
     const key = user.toLowerCase();
     entry.count -= entry.byUser.get(key) ?? 0;
     entry.byUser.delete(key);
-    const waited = entry.waiting.length > 0;
     this.end(entry);
-    if (entry.count <= 0 && entry.pending === 0 && !waited) this.entries.delete(client);
+    if (entry.count <= 0 && entry.pending === 0) this.entries.delete(client);
   }
 
   /** Ends an attempt that came to no verdict (an error on the way). */
@@ -86,34 +93,36 @@ export class AuthThrottle {
     if (entry) this.end(entry);
   }
 
+  /** True when the client is over the limit from earlier attempts. */
+  blocked(client: string, now: number): boolean {
+    const entry = this.entries.get(client);
+    return !!entry && now - entry.lastFailure < FORGET_AFTER_MS && entry.count >= this.maxFailures;
+  }
+
   /** One attempt fewer under way: those waiting look again. */
   private end(entry: Entry): void {
     entry.pending = Math.max(0, entry.pending - 1);
     for (const wake of entry.waiting.splice(0)) wake();
   }
 
-  /** True when the client is over the limit from earlier attempts. */
-  blocked(client: string, now: number): boolean {
-    const entry = this.entries.get(client);
-    return !!entry && now - entry.last < FORGET_AFTER_MS && entry.count >= this.maxFailures;
-  }
-
-  /** The client's entry, a fresh one when it had none or its failures are forgotten. */
+  /** The client's entry, a fresh one when it had none; its failures forgotten after the window. */
   private current(client: string, now: number): Entry {
     let entry = this.entries.get(client);
-    if (entry && now - entry.last >= FORGET_AFTER_MS) {
+    if (entry && entry.count > 0 && now - entry.lastFailure >= FORGET_AFTER_MS) {
       entry.count = 0;
       entry.byUser.clear();
     }
     if (!entry) {
       if (this.entries.size >= MAX_TRACKED) this.prune(now);
-      entry = { count: 0, byUser: new Map(), pending: 0, waiting: [], last: now };
+      entry = { count: 0, byUser: new Map(), pending: 0, waiting: [], lastFailure: 0, lastSeen: now };
       this.entries.set(client, entry);
     }
     return entry;
   }
 
   private prune(now: number): void {
-    for (const [k, v] of this.entries) if (now - v.last >= FORGET_AFTER_MS && v.pending === 0 && v.waiting.length === 0) this.entries.delete(k);
+    for (const [k, v] of this.entries) {
+      if (v.pending === 0 && v.waiting.length === 0 && now - v.lastSeen >= FORGET_AFTER_MS) this.entries.delete(k);
+    }
   }
 }

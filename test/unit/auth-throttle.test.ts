@@ -71,3 +71,20 @@ test('an attempt that ends in an error frees its place', async () => {
   await tick();
   assert.equal(second, true);
 });
+
+test('failures are forgotten a quiet window after the last failure, however many logins succeed meanwhile', async () => {
+  const t = new AuthThrottle(5);
+  const MIN = 60_000;
+  // A shared address: bob mistypes now and then, alice logs in every ten minutes.
+  for (let hour = 0; hour < 6; hour++) {
+    assert.equal(await t.begin('192.0.2.1', hour * 60 * MIN), true);
+    t.fail('192.0.2.1', 'bob@example.test', hour * 60 * MIN);
+    for (let m = 10; m < 60; m += 10) {
+      assert.equal(await t.begin('192.0.2.1', (hour * 60 + m) * MIN), true);
+      t.succeed('192.0.2.1', 'alice@example.test');
+    }
+  }
+  // Each of bob's failures was forgotten before the next: the next one is a first.
+  assert.equal(await t.begin('192.0.2.1', 6 * 60 * MIN), true);
+  assert.deepEqual(t.fail('192.0.2.1', 'bob@example.test', 6 * 60 * MIN), { delayMs: 0, disconnect: false });
+});
