@@ -56,7 +56,7 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
     log.fatal({ err }, 'a flush to disk failed, so what was written since the last one may not be on disk; mailnest stops and acknowledges nothing more. Check the disk holding data_dir, then start mailnest again');
     log.flush(() => process.exit(1));
   });
-  const tls = loadTls(config);
+  const tls = loadTls(config, (message) => log.warn(message));
   const limits = new ConnectionLimits(config.limits.max_connections, config.limits.max_connections_per_ip);
   const throttle = new AuthThrottle(config.auth.max_failures);
   const freeSpace = new FreeSpace(config.data_dir);

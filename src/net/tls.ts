@@ -17,7 +17,8 @@ export interface TlsMaterial {
   certFile: string;
 }
 
-export function loadTls(config: Config): TlsMaterial {
+/** `warn`: where to say that a certificate due for renewal could not be made anew. */
+export function loadTls(config: Config, warn: (message: string) => void = () => {}): TlsMaterial {
   let certFile = config.tls.cert;
   let keyFile = config.tls.key;
   let cert: Buffer;
@@ -29,7 +30,16 @@ export function loadTls(config: Config): TlsMaterial {
     const dir = path.join(config.data_dir, 'tls');
     certFile = path.join(dir, 'selfsigned-cert.pem');
     keyFile = path.join(dir, 'selfsigned-key.pem');
-    if (!fs.existsSync(certFile) || !fs.existsSync(keyFile) || nearItsEnd(certFile)) makeSelfSigned(config.hostname, dir, certFile, keyFile);
+    if (!fs.existsSync(certFile) || !fs.existsSync(keyFile)) makeSelfSigned(config.hostname, dir, certFile, keyFile);
+    else if (dueForRenewal(certFile)) {
+      try {
+        makeSelfSigned(config.hostname, dir, certFile, keyFile);
+      } catch (err) {
+        // The one there serves until it ends.
+        if (stillValid(certFile)) warn(`${(err as Error).message}; the certificate there serves until it ends`);
+        else throw err;
+      }
+    }
     [cert, key] = [certFile, keyFile].map((f) => {
       try {
         return fs.readFileSync(f);
@@ -48,12 +58,27 @@ export function loadTls(config: Config): TlsMaterial {
   return { context, certFile };
 }
 
-/** True when the certificate ends within 30 days (or cannot be read as one): time for a new one. */
-function nearItsEnd(certFile: string): boolean {
+const DAY = 86_400_000;
+
+/** True when the self-signed certificate ends within 30 days, is one an earlier version made
+ *  (longer than 825 days, or not for server authentication, which Apple's clients refuse), or
+ *  cannot be read as one: time for a new one. */
+function dueForRenewal(certFile: string): boolean {
   try {
-    return new crypto.X509Certificate(fs.readFileSync(certFile)).validToDate.getTime() - Date.now() < 30 * 86_400_000;
+    const cert = new crypto.X509Certificate(fs.readFileSync(certFile));
+    return cert.validToDate.getTime() - Date.now() < 30 * DAY
+      || cert.validToDate.getTime() - cert.validFromDate.getTime() > 825 * DAY
+      || !(cert.keyUsage ?? []).includes('1.3.6.1.5.5.7.3.1');
   } catch {
     return true;
+  }
+}
+
+function stillValid(certFile: string): boolean {
+  try {
+    return new crypto.X509Certificate(fs.readFileSync(certFile)).validToDate.getTime() > Date.now();
+  } catch {
+    return false;
   }
 }
 

@@ -28,14 +28,17 @@ test('start: the self-signed certificate is one Apple clients take (825 days, se
   assert.ok(cert.validToDate.getTime() - cert.validFromDate.getTime() <= 825 * DAY);
   assert.deepEqual(cert.keyUsage, ['1.3.6.1.5.5.7.3.1']);
   assert.equal(cert.ca, false);
-  // One that ends tomorrow is replaced at the next start.
+  // One that ends tomorrow, and one made for ten years without usage extensions (as earlier
+  // versions made it), are replaced at the next start.
   const keyFile = path.join(dir, 'data', 'tls', 'selfsigned-key.pem');
-  const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=mx.example.test', '-keyout', keyFile, '-out', server.certFile]);
-  assert.equal(made.status, 0, made.stderr?.toString());
-  server = await startMailnest(dir, cfg);
-  await server.stop();
-  const renewed = new crypto.X509Certificate(fs.readFileSync(server.certFile));
-  assert.ok(renewed.validToDate.getTime() - Date.now() > 800 * DAY, `ends ${renewed.validTo}`);
+  for (const days of ['1', '3650']) {
+    const made = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', days, '-subj', '/CN=mx.example.test', '-keyout', keyFile, '-out', server.certFile]);
+    assert.equal(made.status, 0, made.stderr?.toString());
+    server = await startMailnest(dir, cfg);
+    await server.stop();
+    const renewed = new crypto.X509Certificate(fs.readFileSync(server.certFile));
+    assert.ok(renewed.validToDate.getTime() - Date.now() > 800 * DAY && renewed.keyUsage?.includes('1.3.6.1.5.5.7.3.1'), `${days}: ends ${renewed.validTo}`);
+  }
 });
 
 test('start: one server per data_dir; nothing a crash leaves stands in the way', async () => {
