@@ -5,8 +5,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import selfsigned from 'selfsigned';
 import { hashPassword } from '../../src/auth/password.ts';
+import { makeSelfSignedCertificate } from '../../src/net/self-signed-certificate.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import type { QueueEntry } from '../../src/store/store.ts';
 import { baseConfig, startMailnest, tempDir, writeConfig, type RunningMailnest, type TestConfig } from './server.ts';
@@ -43,16 +43,9 @@ export interface Fixture {
 
 let certCache: { cert: string; key: string } | undefined;
 
-/** One self-signed certificate for mx.example.test per test process, as the server would make. */
+/** One self-signed certificate for mx.example.test per test process, made as the server makes it. */
 async function testCertificate(): Promise<{ cert: string; key: string }> {
-  if (!certCache) {
-    const pems = await selfsigned.generate([{ name: 'commonName', value: 'mx.example.test' }], {
-      keySize: 2048,
-      algorithm: 'sha256',
-      extensions: [{ name: 'subjectAltName', altNames: [{ type: 2, value: 'mx.example.test' }, { type: 2, value: 'localhost' }, { type: 7, ip: '127.0.0.1' }] }],
-    });
-    certCache = { cert: pems.cert, key: pems.private };
-  }
+  certCache ??= await makeSelfSignedCertificate('mx.example.test');
   return certCache;
 }
 
