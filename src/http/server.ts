@@ -88,9 +88,9 @@ export class HttpService implements Service {
       // headers pass; a refusal is the final answer, and the body is never read.
       server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
         if (closing.has(req.socket)) return void req.socket.destroy();
-        void this.admitRequest(req).then(() => {
+        void this.admitRequest(req).then((admitted) => {
           res.writeContinue();
-          return this.handle(req, res);
+          return this.handle(req, res, admitted);
         }, (err: unknown) => this.refuse(req, res, err));
       });
       server.timeout = this.ctx.config.limits.idle_timeout;
@@ -140,12 +140,13 @@ export class HttpService implements Service {
     });
   }
 
-  private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+  /** `admitted`: what admitRequest found, when it has run already (for Expect: 100-continue). */
+  private async handle(req: http.IncomingMessage, res: http.ServerResponse, admitted?: { path: string; token?: string }): Promise<void> {
     // A request after a refused one on the same connection is not run: the connection is
     // closing, and its answer would never be sent (a send would be made and not said so).
     if (closing.has(req.socket)) return void req.socket.destroy();
     try {
-      const { path, token } = await this.admitRequest(req);
+      const { path, token } = admitted ?? await this.admitRequest(req);
       if (path === '/healthz') {
         // The store answers a query, or the server is not well: 503 (RFC 9110 §15.6.4).
         await this.ctx.store.queueDepth();
