@@ -39,6 +39,11 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
   async function login(owner: Pop3Owner, username: string, password: string): Promise<LoginResult> {
     const ip = owner.client.remoteAddress;
     if (!(await throttle.begin(ip, now()))) return { type: 'blocked' };
+    // Gone while its turn came: its password is not checked for nobody.
+    if (owner.closed) {
+      throttle.abandon(ip);
+      return { type: 'temp' };
+    }
     let good: boolean;
     let user: Awaited<ReturnType<typeof store.findUser>>;
     try {
