@@ -5,7 +5,7 @@
  * come from within its trust boundary when it did not; a message arriving over SMTP carries
  * none that mailnest wrote. The rest of the message stays exactly as received.
  */
-import { headerEnd } from '../mime/header-section.ts';
+import { fieldTexts, headerEnd, unfoldedValue } from '../mime/header-section.ts';
 import { domainKey } from '../store/store.ts';
 
 const NAME = /^authentication-results[ \t]*:/i;
@@ -18,12 +18,11 @@ export function withoutForgedResults(message: Buffer[], authservId: string): Buf
   const header = first && first.length >= end ? first.subarray(0, end) : Buffer.concat(message).subarray(0, end);
   const text = header.toString('latin1');
   if (!/authentication-results/i.test(text)) return message;
-  const fields = text.split(/\r?\n(?![ \t])/);
+  const fields = fieldTexts(text);
   const id = asHost(authservId);
   const kept = fields.filter((f) => !(NAME.test(f) && claimedId(f) === id));
   if (kept.length === fields.length) return message;
   const rest = Buffer.concat(message).subarray(end);
-  // `fields` split the section's last CRLF off as an empty entry, and it stays the last.
   return [Buffer.from(kept.join('\r\n'), 'latin1'), rest];
 }
 
@@ -31,7 +30,7 @@ export function withoutForgedResults(message: Buffer[], authservId: string): Buf
  *  value before the first ";", a token or a quoted string, with comments and an optional version
  *  number around it). */
 function claimedId(field: string): string {
-  let value = field.slice(field.indexOf(':') + 1).replace(/\r?\n/g, '');
+  let value = unfoldedValue(field);
   // Comments may nest (RFC 5322 §3.2.2): innermost first.
   for (let before = ''; before !== value;) {
     before = value;

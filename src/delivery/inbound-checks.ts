@@ -24,7 +24,7 @@ import { Resolver } from 'node:dns/promises';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { AuthenticateResult, DMARCResult, DNSResolver } from 'mailauth';
 import type { Config } from '../config/schema.ts';
-import { headerEnd } from '../mime/header-section.ts';
+import { fieldTexts, headerEnd, unfoldedValue } from '../mime/header-section.ts';
 import { domainKey } from '../store/store.ts';
 
 export type { DNSResolver };
@@ -228,8 +228,8 @@ function authorDomains(addresses: string[]): string[] {
 /** The addresses of the message's From fields (all of them). */
 function fromAddresses(message: Buffer): string[] {
   const header = message.subarray(0, headerEnd([message]).end).toString('latin1');
-  const fields = header.split(/\r?\n(?![ \t])/).filter((f) => /^from[ \t]*:/i.test(f));
-  return fields.flatMap((f) => addressparser(f.slice(f.indexOf(':') + 1).replace(/\r?\n/g, ''), { flatten: true }).map((a) => a.address));
+  const fields = fieldTexts(header).filter((f) => /^from[ \t]*:/i.test(f));
+  return fields.flatMap((f) => addressparser(unfoldedValue(f), { flatten: true }).map((a) => a.address));
 }
 
 function temperror(host: string, why: string): string {

@@ -43,5 +43,16 @@ export function headerEnd(message: Buffer[]): { end: number; separated: boolean 
   return { end: length > 0 && isField(head) ? base : lineStart, separated: false };
 }
 
+/** A header section's fields as text, each with its continuation lines (RFC 5322 §2.2); the
+ *  line end closing the last field leaves an empty last entry, so joining with CRLF restores it. */
+export function fieldTexts(header: string): string[] {
+  return header.split(/\r?\n(?![ \t])/);
+}
+
+/** A field's value (what follows its colon), unfolded (RFC 5322 §2.2.3). */
+export function unfoldedValue(field: string): string {
+  return field.slice(field.indexOf(':') + 1).replace(/\r?\n/g, '');
+}
+
 /** Octets of a line enough to tell a field's first line (a name is at most 998 of them). */
 const NAME_ROOM = 1000;

@@ -12,7 +12,7 @@ import addressparser from 'nodemailer/lib/addressparser';
 import { splitAt, totalLength } from '../chunks.ts';
 import { rfc5322Date } from '../delivery/trace.ts';
 import { hasStrayName } from './addresses.ts';
-import { headerEnd } from './header-section.ts';
+import { headerEnd, unfoldedValue } from './header-section.ts';
 
 /** The fields a submitted message loses. */
 export const DROPPED_FIELD = /^(?:bcc|resent-bcc|return-path)$/i;
@@ -69,7 +69,7 @@ export function completeSubmission(message: Buffer[], c: Completion): Completed 
  *  different ways (`From: bob@example.com <alice@example.com>`, which one takes for alice's and
  *  another for bob's). */
 function addresses(field: Buffer): string[] {
-  const value = field.toString('utf8').replace(/^[^:]*:/, '').replace(/\r\n([ \t])/g, '$1');
+  const value = unfoldedValue(field.toString('utf8'));
   if (hasStrayName(value)) return [''];
   const list = addressparser(value, { flatten: true }).map((a) => (a.address.includes('@') ? a.address : ''));
   return list.length > 0 ? list : [''];
