@@ -93,12 +93,6 @@ export class AuthThrottle {
     if (entry) this.end(entry);
   }
 
-  /** True when the client is over the limit from earlier attempts. */
-  blocked(client: string, now: number): boolean {
-    const entry = this.entries.get(client);
-    return !!entry && now - entry.lastFailure < FORGET_AFTER_MS && entry.count >= this.maxFailures;
-  }
-
   /** One attempt fewer under way: those waiting look again. */
   private end(entry: Entry): void {
     entry.pending = Math.max(0, entry.pending - 1);

@@ -101,7 +101,7 @@ describe('POP3 handler against the SQLite store', () => {
     assert.ok(slept.length >= 2 && slept.every((ms) => ms > 0));
     // Even the right password is not tried while the address is blocked.
     assert.deepEqual(await handler.perform({ type: 'login', owner: owner(ip), username: 'alice@example.test', password: 'pw one' }), { type: 'blocked' });
-    assert.equal(throttle.blocked(ip, Date.now()), true);
+    assert.equal(await throttle.begin(ip, Date.now()), false);
   });
 
   it('reads a small message whole', async () => {
