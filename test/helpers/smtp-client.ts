@@ -149,6 +149,20 @@ export class SmtpClient {
     return this.reply();
   }
 
+  /**
+   * One transaction: MAIL FROM, a RCPT TO for each of `to`, DATA, then `message` (dot-stuffed
+   * already, without its last line end) and the final dot. `from` and each of `to` are what
+   * follows the colon, parameters included (`<bob@example.test> NOTIFY=SUCCESS`). Throws when
+   * MAIL, a RCPT or DATA is not accepted; resolves with the reply to the message.
+   */
+  async transaction(from: string, to: string[], message: string): Promise<SmtpReply> {
+    for (const [line, code] of [[`MAIL FROM:${from}`, 250], ...to.map((t) => [`RCPT TO:${t}`, 250] as const), ['DATA', 354]] as const) {
+      const r = await this.cmd(line);
+      if (r.code !== code) throw new Error(`${line}: ${r.raw}`);
+    }
+    return this.cmd(`${message}\r\n.`);
+  }
+
   async ehlo(name = 'client.example.net'): Promise<SmtpReply> {
     const r = await this.cmd(`EHLO ${name}`);
     if (r.code !== 250) throw new Error(`EHLO failed: ${r.raw}`);

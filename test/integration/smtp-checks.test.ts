@@ -31,10 +31,7 @@ s.quit()
 async function sendRaw(port: number, sender: string, message: string): Promise<string> {
   const c = await SmtpClient.open(port);
   await c.ehlo();
-  await c.cmd(`MAIL FROM:<${sender}>`);
-  await c.cmd('RCPT TO:<alice@example.test>');
-  await c.cmd('DATA');
-  const r = await c.cmd(`${message}\r\n.`);
+  const r = await c.transaction(`<${sender}>`, ['<alice@example.test>'], message);
   await c.quit();
   return r.raw;
 }

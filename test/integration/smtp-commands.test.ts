@@ -319,14 +319,8 @@ test('NOTIFY=SUCCESS: delivery into a local mailbox is reported to the sender as
   const c = await f.open('smtp');
   await c.ehlo();
   // First a message that asks only for failures: it is reported nowhere.
-  assert.equal((await c.cmd('MAIL FROM:<bob@example.test>')).code, 250);
-  assert.equal((await c.cmd('RCPT TO:<alice@example.test> NOTIFY=FAILURE')).code, 250);
-  assert.equal((await c.cmd('DATA')).code, 354);
-  assert.equal((await c.cmd('Subject: quiet\r\n\r\nx\r\n.')).code, 250);
-  assert.equal((await c.cmd('MAIL FROM:<bob@example.test> ENVID=env+2B1')).code, 250);
-  assert.equal((await c.cmd('RCPT TO:<alice@example.test> NOTIFY=SUCCESS ORCPT=rfc822;Alice+40example.test')).code, 250);
-  assert.equal((await c.cmd('DATA')).code, 354);
-  assert.equal((await c.cmd('Subject: tell me\r\n\r\nx\r\n.')).code, 250);
+  assert.equal((await c.transaction('<bob@example.test>', ['<alice@example.test> NOTIFY=FAILURE'], 'Subject: quiet\r\n\r\nx')).code, 250);
+  assert.equal((await c.transaction('<bob@example.test> ENVID=env+2B1', ['<alice@example.test> NOTIFY=SUCCESS ORCPT=rfc822;Alice+40example.test'], 'Subject: tell me\r\n\r\nx')).code, 250);
   await c.quit();
   let box: Buffer[] = [];
   for (let i = 0; i < 200 && box.length === 0; i++) {
