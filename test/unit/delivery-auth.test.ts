@@ -161,6 +161,19 @@ describe('inbound checks a sender cannot get past with what it controls', () => 
     assert.equal(passing.reject, undefined);
   });
 
+  it('several authors, one of whose policies is not known in time: a retry (451), not a pass', async () => {
+    const base = resolverFor(records);
+    const resolver = Object.assign(async (name: string, type: string) => (name.endsWith('slow.test') ? new Promise<never>(() => undefined) : base(name, type)), { queries: base.queries });
+    // The checks' timeout runs out before a DNS query's does.
+    const patient = parseConfig({ hostname: 'mx.example.test', checks: { reject_dmarc: true, dns_timeout: '5s', timeout: '300ms' } });
+    const r = await checkInbound(patient, input(from('From: ceo@victim.test, a@slow.test')), { resolver });
+    assert.match(r.defer ?? '', /^the DMARC checks of this message's authors did not finish in time/);
+    // With the query's own timeout the shorter, the slow domain is a temperror and the victim's
+    // policy decides.
+    const refused = await checkInbound(config, input(from('From: ceo@victim.test, a@slow.test')), { resolver });
+    assert.match(refused.reject ?? '', /names victim\.test, for which it fails DMARC/);
+  });
+
   it('signatures whose keys never arrive make a p=reject spoof wait for a retry (451), not pass unchecked', async () => {
     const base = resolverFor(records);
     // The sender's own DNS for its keys never answers.
