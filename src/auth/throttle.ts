@@ -21,9 +21,7 @@ export interface ThrottleVerdict {
 }
 
 interface Entry {
-  /** Failures counted (those forgiven taken out). */
-  count: number;
-  /** Of them, per user name (lower case). */
+  /** Failures not forgiven, per user name (lower case). */
   byUser: Map<string, number>;
   /** Attempts begun and not yet ended. */
   pending: number;
@@ -52,8 +50,9 @@ export class AuthThrottle {
     for (;;) {
       // Looked up again after each wait: the entry may have been forgiven and dropped meanwhile.
       const entry = this.current(client, now);
-      if (entry.count >= this.maxFailures) return false;
-      if (entry.pending < Math.max(1, this.maxFailures - entry.count)) {
+      const count = failures(entry);
+      if (count >= this.maxFailures) return false;
+      if (entry.pending < Math.max(1, this.maxFailures - count)) {
         entry.pending++;
         entry.lastSeen = Math.max(entry.lastSeen, now);
         return true;
@@ -65,15 +64,15 @@ export class AuthThrottle {
   /** Ends an attempt as a failure for `user` and says how to answer it. */
   fail(client: string, user: string, now: number): ThrottleVerdict {
     const entry = this.current(client, now);
-    entry.count++;
     const key = user.toLowerCase();
     entry.byUser.set(key, (entry.byUser.get(key) ?? 0) + 1);
     entry.lastFailure = now;
     entry.lastSeen = Math.max(entry.lastSeen, now);
     this.end(entry);
     // 0, 0.5 s, 1 s, 2 s, ... capped at 8 s.
-    const delayMs = entry.count <= 1 ? 0 : Math.min(500 * 2 ** (entry.count - 2), 8000);
-    return { delayMs, disconnect: entry.count >= this.maxFailures };
+    const count = failures(entry);
+    const delayMs = count <= 1 ? 0 : Math.min(500 * 2 ** (count - 2), 8000);
+    return { delayMs, disconnect: count >= this.maxFailures };
   }
 
   /** Ends an attempt as a success for `user`, whose failures are forgiven. */
@@ -81,10 +80,9 @@ export class AuthThrottle {
     const entry = this.entries.get(client);
     if (!entry) return;
     const key = user.toLowerCase();
-    entry.count -= entry.byUser.get(key) ?? 0;
     entry.byUser.delete(key);
     this.end(entry);
-    if (entry.count <= 0 && entry.pending === 0) this.entries.delete(client);
+    if (entry.byUser.size === 0 && entry.pending === 0) this.entries.delete(client);
   }
 
   /** Ends an attempt that came to no verdict (an error on the way). */
@@ -102,13 +100,10 @@ export class AuthThrottle {
   /** The client's entry, a fresh one when it had none; its failures forgotten after the window. */
   private current(client: string, now: number): Entry {
     let entry = this.entries.get(client);
-    if (entry && entry.count > 0 && now - entry.lastFailure >= FORGET_AFTER_MS) {
-      entry.count = 0;
-      entry.byUser.clear();
-    }
+    if (entry && now - entry.lastFailure >= FORGET_AFTER_MS) entry.byUser.clear();
     if (!entry) {
       if (this.entries.size >= MAX_TRACKED) this.prune(now);
-      entry = { count: 0, byUser: new Map(), pending: 0, waiting: [], lastFailure: 0, lastSeen: now };
+      entry = { byUser: new Map(), pending: 0, waiting: [], lastFailure: 0, lastSeen: now };
       this.entries.set(client, entry);
     }
     return entry;
@@ -119,4 +114,11 @@ export class AuthThrottle {
       if (v.pending === 0 && v.waiting.length === 0 && now - v.lastSeen >= FORGET_AFTER_MS) this.entries.delete(k);
     }
   }
+}
+
+/** The failures of an address not forgiven, all users together. */
+function failures(entry: Entry): number {
+  let n = 0;
+  for (const c of entry.byUser.values()) n += c;
+  return n;
 }
