@@ -229,7 +229,7 @@ export class HttpService implements Service {
     const text = `${JSON.stringify(body)}\n`;
     res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store', ...headers });
     res.end(req.method === 'HEAD' ? undefined : text);
-    if (!req.complete && !req.destroyed && headers.Connection !== 'close') {
+    if (!req.complete && !req.destroyed) {
       closing.add(req.socket);
       const limit = this.ctx.config.limits.max_message_size;
       let dropped = 0;
