@@ -8,7 +8,8 @@ import { openContext, type Context } from './context.ts';
 import type { Logger } from './log.ts';
 import { AuthThrottle } from './auth/throttle.ts';
 import { ConnectionLimits, Listener, type ListenerContext } from './net/listener.ts';
-import { loadTls } from './net/tls.ts';
+import { CertificateWatch } from './net/certificate-watch.ts';
+import { ServerCertificate } from './net/tls.ts';
 import { QueueRunner } from './delivery/queue-runner.ts';
 import { HttpService } from './http/server.ts';
 import { smtpHandler, type SmtpRole } from './smtp/handler.ts';
@@ -33,6 +34,8 @@ export interface RunningServer {
   addresses: Partial<Record<ListenerKind, string[]>>;
   /** The self-signed or configured certificate file, for clients to trust. */
   certFile: string;
+  /** Takes up a certificate renewed on disk now (SIGHUP); resolves once it has looked. */
+  reloadTls(): Promise<void>;
   stop(graceMs?: number): Promise<void>;
 }
 
@@ -56,11 +59,12 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
     log.fatal({ err }, 'a flush to disk failed, so what was written since the last one may not be on disk; mailnest stops and acknowledges nothing more. Check the disk holding data_dir, then start mailnest again');
     log.flush(() => process.exit(1));
   });
-  const tls = loadTls(config, (message) => log.warn(message));
+  const certificate = ServerCertificate.load(config, (message) => log.warn(message));
+  const certificateWatch = new CertificateWatch(certificate, log);
   const limits = new ConnectionLimits(config.limits.max_connections, config.limits.max_connections_per_ip);
   const throttle = new AuthThrottle(config.auth.max_failures);
   const freeSpace = new FreeSpace(config.data_dir);
-  const lctx: ListenerContext = { limits, log, tls: tls.context, onCount: (l, d) => ctx.metrics.count(l, d) };
+  const lctx: ListenerContext = { limits, log, tls: certificate, onCount: (l, d) => ctx.metrics.count(l, d) };
   const listeners: { kind: ListenerKind; listener: Listener<any, any> }[] = [];
   for (const role of SMTP_ROLES) {
     if (config.listen[role].length > 0) listeners.push({ kind: role, listener: new Listener(smtpHandler(ctx, role, throttle, freeSpace), lctx) });
@@ -70,6 +74,7 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
     if (config.listen[kind].length > 0) listeners.push({ kind, listener: new Listener(pop3Handler({ ...ctx, throttle, locks: pop3Locks }, kind), lctx) });
   }
   const services: { kind?: ListenerKind; service: Service }[] = [];
+  services.push({ service: certificateWatch });
   services.push({ service: new QueueRunner(ctx) });
   services.push({ service: new StoreSweeper(ctx.store, log) });
   if (config.listen.http.length > 0) services.push({ kind: 'http', service: new HttpService(ctx, limits) });
@@ -120,5 +125,5 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
     })();
     return stopping;
   };
-  return { ctx, addresses, certFile: tls.certFile, stop };
+  return { ctx, addresses, certFile: certificate.certFile, reloadTls: () => certificateWatch.check(), stop };
 }

@@ -1,4 +1,5 @@
-/** `mailnest start`: every configured listener in the foreground until SIGINT/SIGTERM. */
+/** `mailnest start`: every configured listener in the foreground until SIGINT/SIGTERM; SIGHUP
+ *  takes up a renewed certificate. */
 import type { Command } from 'commander';
 import { createLogger } from '../log.ts';
 import { startServer } from '../server.ts';
@@ -20,7 +21,15 @@ export function registerStart(program: Command): void {
       };
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
+      // SIGHUP (certbot's deploy hook, `systemctl reload`) would end the process by default.
+      // Before the server is up there is nothing to reload: it reads the files as it starts.
+      let onHangup: (() => void) | undefined;
+      process.on('SIGHUP', () => onHangup?.());
       const server = await startServer(config, log);
+      onHangup = () => {
+        log.info({ signal: 'SIGHUP' }, 'looking for a renewed TLS certificate');
+        void server.reloadTls();
+      };
       log.info({ addresses: server.addresses, data_dir: config.data_dir, hostname: config.hostname, domains: config.domains }, 'listening');
       const lines = Object.entries(server.addresses).map(([kind, addrs]) => `  ${kind.padEnd(12)} ${addrs!.join(', ')}`);
       const source = configPath((cmd.optsWithGlobals() as { config?: string }).config) ?? 'built-in defaults';

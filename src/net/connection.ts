@@ -28,8 +28,8 @@ export interface ConnectionOptions<E, R> {
   perform: (effect: E) => Promise<R>;
   /** The listener's idle limit (also the bound on a STARTTLS handshake). */
   idle: IdleSweep;
-  /** Needed when the session may ask for STARTTLS. */
-  secureContext?: tls.SecureContext;
+  /** Needed when the session may ask for STARTTLS: the context of the moment it does. */
+  tls?: { readonly context: tls.SecureContext };
   log: Logger;
   /** Fields every log line of this connection carries (listener, client). */
   logFields: Record<string, unknown>;
@@ -277,7 +277,7 @@ export class Connection<E, R> implements IdleMember {
 
   /** RFC 3207 §4.2 / RFC 2595 §4: whatever the client sent before the handshake is discarded. */
   private async upgrade(): Promise<void> {
-    if (!this.o.secureContext) throw new Error('STARTTLS without a TLS context');
+    if (!this.o.tls) throw new Error('STARTTLS without a TLS context');
     const raw = this.socket;
     // The "220 Ready to start TLS" must leave before the handshake bytes.
     if (this.corked) {
@@ -290,7 +290,7 @@ export class Connection<E, R> implements IdleMember {
     this.blocked = true;
     // The handshake has its own limit; the sweep leaves the connection alone meanwhile.
     this.lastActive = undefined;
-    const handshake = await serverHandshake(raw, this.o.secureContext, this.o.idle.timeoutMs);
+    const handshake = await serverHandshake(raw, this.o.tls.context, this.o.idle.timeoutMs);
     this.lastActive = this.o.idle.tick;
     this.blocked = false;
     if ('failure' in handshake) {

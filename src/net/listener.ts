@@ -77,7 +77,8 @@ export class ConnectionLimits {
 export interface ListenerContext {
   limits: ConnectionLimits;
   log: Logger;
-  tls?: tls.SecureContext;
+  /** Its `context` is what a TLS session that begins now gets (the certificate is renewed). */
+  tls?: { readonly context: tls.SecureContext };
   /** Called as connections open and close (metrics). */
   onCount?: (listener: string, delta: number) => void;
 }
@@ -135,7 +136,7 @@ export class Listener<E, R> {
     let socket: net.Socket = raw;
     if (this.handler.implicitTls) {
       const started = Date.now();
-      const handshake = await serverHandshake(raw, this.ctx.tls!, this.handler.idleTimeoutMs);
+      const handshake = await serverHandshake(raw, this.ctx.tls!.context, this.handler.idleTimeoutMs);
       if ('failure' in handshake || this.stopped) {
         if ('secure' in handshake) handshake.secure.destroy();
         this.ctx.limits.release(ip);
@@ -169,7 +170,7 @@ export class Listener<E, R> {
       session,
       perform: this.perform,
       idle: this.idle,
-      ...(this.ctx.tls ? { secureContext: this.ctx.tls } : {}),
+      ...(this.ctx.tls ? { tls: this.ctx.tls } : {}),
       log: this.ctx.log,
       logFields: { listener: this.handler.name, client: ip },
       onClose: () => {

@@ -1,0 +1,72 @@
+/** The certificate watch of a running server: every hour it takes up renewed files, and it names a configured certificate near its end once a day. */
+import { mock, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import pino from 'pino';
+import { parseConfig } from '../../src/config/load.ts';
+import { CertificateWatch } from '../../src/net/certificate-watch.ts';
+import { ServerCertificate } from '../../src/net/tls.ts';
+
+const HOUR = 3_600_000;
+
+/** Writes a certificate that lasts `days` and its key to the two files; returns the certificate's end. */
+function writePair(certFile: string, keyFile: string, days: number): Date {
+  const r = spawnSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', String(days), '-subj', '/CN=mx.example.test', '-keyout', keyFile, '-out', certFile], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return new crypto.X509Certificate(fs.readFileSync(certFile)).validToDate;
+}
+
+test('every hour the watch takes up a certificate renewed on disk; one that ends within 14 days is named once a day', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-watch-'));
+  const [certFile, keyFile] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
+  const firstEnd = writePair(certFile, keyFile, 10);
+  const certificate = ServerCertificate.load(parseConfig({ data_dir: dir, tls: { cert: certFile, key: keyFile } }));
+  const lines: Record<string, unknown>[] = [];
+  const log = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) });
+  const messages = () => lines.map((l) => l.msg);
+  const ENDING = 'tls.cert ends soon: renew it; mailnest takes up the renewed files within an hour, or at once on SIGHUP';
+  const RELOADED = 'TLS certificate reloaded; new sessions get it';
+  mock.timers.enable({ apis: ['setInterval', 'Date'], now: Date.now() });
+  const watch = new CertificateWatch(certificate, log);
+  try {
+    await watch.start();
+    assert.deepEqual(messages(), [ENDING]);
+    // Hourly checks of unchanged files say nothing until a day has passed.
+    for (let h = 1; h <= 24; h++) {
+      mock.timers.tick(HOUR);
+      await settle(() => false, 20);
+    }
+    await watch.check();
+    assert.deepEqual(messages(), [ENDING, ENDING]);
+    assert.equal(certificate.validTo.getTime(), firstEnd.getTime());
+
+    const context = certificate.context;
+    const renewedEnd = writePair(certFile, keyFile, 90);
+    mock.timers.tick(HOUR - 1);
+    await settle(() => false, 20);
+    assert.equal(certificate.context, context, 'not before the hour');
+    mock.timers.tick(1);
+    await settle(() => lines.length === 3);
+    assert.deepEqual(messages(), [ENDING, ENDING, RELOADED]);
+    assert.equal(lines[2]!.valid_until, renewedEnd.toISOString());
+    assert.notEqual(certificate.context, context);
+    assert.equal(certificate.validTo.getTime(), renewedEnd.getTime());
+    // No longer near its end: no more warnings.
+    mock.timers.tick(25 * HOUR);
+    await watch.check();
+    assert.equal(lines.length, 3);
+  } finally {
+    await watch.stop();
+    mock.timers.reset();
+  }
+});
+
+/** Lets real I/O run (the timers are mocked) until `done`, or for `turns` turns when it never is. */
+async function settle(done: () => boolean, turns = 100_000): Promise<void> {
+  const deadline = performance.now() + 2000;
+  for (let i = 0; i < turns && !done() && performance.now() < deadline; i++) await new Promise((resolve) => setImmediate(resolve));
+}
