@@ -25,7 +25,7 @@ const TURN_BUDGET = 1024 * 1024;
 export interface ConnectionOptions<E, R> {
   socket: net.Socket;
   session: Session<E, R>;
-  perform: (effect: E) => Promise<R>;
+  perform: (effect: E, session: Session<E, R>) => Promise<R>;
   /** The listener's idle limit (also the bound on a STARTTLS handshake). */
   idle: IdleSweep;
   /** Needed when the session may ask for STARTTLS: the context of the moment it does. */
@@ -195,7 +195,7 @@ export class Connection<E, R> implements IdleMember {
         this.blocked = true;
         let outputs: Output<E>[];
         try {
-          const result = await this.o.perform(out.effect);
+          const result = await this.o.perform(out.effect, this.o.session);
           outputs = this.closed ? [] : this.o.session.resolve(result);
         } catch (err) {
           outputs = this.fail(err);

@@ -33,7 +33,8 @@ export interface ProtocolHandler<E, R> {
   implicitTls: boolean;
   idleTimeoutMs: number;
   createSession(client: ClientInfo): Session<E, R>;
-  perform(effect: E): Promise<R>;
+  /** `session`: whose effect it is (the listener always says; a test may not). */
+  perform(effect: E, session?: Session<E, R>): Promise<R>;
   /** The one line sent to a connection refused by a limit (then closed). */
   refusal(reason: string): string;
   /** The connection of `session` has closed (release what the session held, e.g. a lock). */
@@ -90,7 +91,7 @@ export class Listener<E, R> {
   private connections = new Set<Connection<E, R>>();
   private stopped = false;
   /** One function for every connection of this listener. */
-  private readonly perform = (e: E): Promise<R> => this.handler.perform(e);
+  private readonly perform = (e: E, s: Session<E, R>): Promise<R> => this.handler.perform(e, s);
   private readonly idle: IdleSweep;
 
   constructor(handler: ProtocolHandler<E, R>, ctx: ListenerContext) {

@@ -33,19 +33,23 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
     maxLineLength: config.limits.max_line_length,
     roomFor: (declaredSize) => freeSpace.roomFor(declaredSize),
   };
+  // Sessions whose connection has closed: a login that waited its turn is not checked for them.
+  const closed = new WeakSet<object>();
   return {
     name: role,
     implicitTls: role === 'submissions',
     idleTimeoutMs: config.limits.idle_timeout,
     createSession: (client) => new SmtpSession(policy, client.remoteAddress, client.tls),
-    perform: (effect) => perform(ctx, role, throttle, effect),
+    perform: (effect, session) => perform(ctx, role, throttle, effect, () => session !== undefined && closed.has(session)),
+    ended: (session) => { closed.add(session); },
     refusal: (reason) => renderReply(reply(421, '4.7.0', `${config.hostname} ${reason}, try again later`), true),
   };
 }
 
-async function perform(ctx: Context, role: SmtpRole, throttle: AuthThrottle, effect: SmtpEffect): Promise<SmtpResult> {
+/** `gone`: whether the session's connection has closed meanwhile. */
+async function perform(ctx: Context, role: SmtpRole, throttle: AuthThrottle, effect: SmtpEffect, gone: () => boolean): Promise<SmtpResult> {
   switch (effect.kind) {
-    case 'auth': return authenticate(ctx, throttle, effect.client, effect.username, effect.password);
+    case 'auth': return authenticate(ctx, throttle, effect.client, effect.username, effect.password, gone);
     case 'sender': {
       const user = await ctx.store.findUser(effect.user.address);
       return { kind: 'sender', allowed: !!user && (await ctx.recipients.mayUseSender(user, effect.address)) };
@@ -64,9 +68,15 @@ async function perform(ctx: Context, role: SmtpRole, throttle: AuthThrottle, eff
   }
 }
 
-/** Checks a login; failures are delayed and counted per client (shared with POP3). */
-async function authenticate(ctx: Context, throttle: AuthThrottle, client: string, username: string, password: string): Promise<SmtpResult> {
+/** Checks a login; failures are delayed and counted per client (shared with POP3). A session
+ *  that closed while its login waited for its turn gets no check: nobody would hear the answer,
+ *  and a guess nobody hears is not counted either. */
+async function authenticate(ctx: Context, throttle: AuthThrottle, client: string, username: string, password: string, gone: () => boolean): Promise<SmtpResult> {
   if (!(await throttle.begin(client, Date.now()))) return { kind: 'auth', disconnect: true };
+  if (gone()) {
+    throttle.abandon(client);
+    return { kind: 'auth', disconnect: true };
+  }
   let good: boolean;
   let user: Awaited<ReturnType<Context['store']['findUser']>>;
   try {

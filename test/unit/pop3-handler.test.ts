@@ -104,6 +104,21 @@ describe('POP3 handler against the SQLite store', () => {
     assert.equal(await throttle.begin(ip, Date.now()), false);
   });
 
+  it('a login whose session closed while it waited for its turn is neither checked nor counted', async () => {
+    const ip = '198.51.100.8';
+    // Three checks from the address under way: as many as it has failures left.
+    for (let i = 0; i < 3; i++) assert.ok(await throttle.begin(ip, Date.now()));
+    const o = owner(ip);
+    const waiting = handler.perform({ type: 'login', owner: o, username: 'alice@example.test', password: 'wrong' });
+    o.closed = true;
+    throttle.succeed(ip, 'someone@example.test');
+    assert.deepEqual(await waiting, { type: 'temp' });
+    // Nothing was counted: with all three failures left, three logins go at once again.
+    throttle.abandon(ip);
+    throttle.abandon(ip);
+    for (let i = 0; i < 3; i++) assert.equal(await Promise.race([throttle.begin(ip, Date.now()), new Promise((resolve) => setTimeout(() => resolve('waits'), 200))]), true);
+  });
+
   it('reads a small message whole', async () => {
     const [first] = await store.listMailbox(userId);
     const r = await handler.perform({ type: 'retrieve', userId, uid: first!.uid });
