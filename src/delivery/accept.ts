@@ -5,7 +5,7 @@
  */
 import { addressKey, type DsnEnvelope, type DsnRecipient, type Store, type UserRecord } from '../store/store.ts';
 import { newQueueId } from '../store/queue-id.ts';
-import { receivedHeader, returnPathHeader, type ReceivedInfo } from './trace.ts';
+import { receivedHeader, returnPathHeader, withoutReturnPath, type ReceivedInfo } from './trace.ts';
 import type { Resolution } from './recipients.ts';
 
 export interface ResolvedRecipient extends DsnRecipient {
@@ -56,7 +56,7 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
   const localPrefix = Buffer.from(returnPathHeader(s.sender) + trace, 'utf8');
   await store.accept({
     id,
-    body: s.body,
+    body: withoutReturnPath(s.body),
     sender: s.sender,
     ...(s.dsn ? { dsn: s.dsn } : {}),
     local: [...users.keys()].map((userId) => ({ userId, prefix: localPrefix })),

@@ -5,7 +5,7 @@
  * come from within its trust boundary when it did not; a message arriving over SMTP carries
  * none that mailnest wrote. The rest of the message stays exactly as received.
  */
-import { fieldTexts, headerEnd, unfoldedValue } from '../mime/header-section.ts';
+import { unfoldedValue, withoutFields } from '../mime/header-section.ts';
 import { domainKey } from '../store/store.ts';
 
 const NAME = /^authentication-results[ \t]*:/i;
@@ -13,17 +13,8 @@ const NAME = /^authentication-results[ \t]*:/i;
 /** The message without the Authentication-Results fields whose authserv-id is `authservId`
  *  (compared without regard to case); the same chunks when it has none. */
 export function withoutForgedResults(message: Buffer[], authservId: string): Buffer[] {
-  const { end } = headerEnd(message);
-  const first = message[0];
-  const header = first && first.length >= end ? first.subarray(0, end) : Buffer.concat(message).subarray(0, end);
-  const text = header.toString('latin1');
-  if (!/authentication-results/i.test(text)) return message;
-  const fields = fieldTexts(text);
   const id = asHost(authservId);
-  const kept = fields.filter((f) => !(NAME.test(f) && claimedId(f) === id));
-  if (kept.length === fields.length) return message;
-  const rest = Buffer.concat(message).subarray(end);
-  return [Buffer.from(kept.join('\r\n'), 'latin1'), rest];
+  return withoutFields(message, /authentication-results/i, (f) => NAME.test(f) && claimedId(f) === id);
 }
 
 /** The authserv-id of an Authentication-Results field, as a host name (RFC 8601 §2.2: the

@@ -1,4 +1,5 @@
 /** Trace headers added on acceptance: Received (RFC 5321 §4.4) and Return-Path (§4.4). */
+import { withoutFields } from '../mime/header-section.ts';
 
 export interface ReceivedInfo {
   /** The HELO/EHLO name the client gave, if any. */
@@ -40,6 +41,13 @@ export function receivedHeader(r: ReceivedInfo): string {
 
 export function returnPathHeader(sender: string): string {
   return `Return-Path: <${sanitize(sender)}>\r\n`;
+}
+
+/** The message without Return-Path fields: the one a final delivery adds (above) is the
+ *  envelope's, and any already in the message came from whoever wrote it. RFC 5321 §4.4 lets a
+ *  final delivery remove them and asks originators not to send them; Postfix's cleanup does. */
+export function withoutReturnPath(message: Buffer[]): Buffer[] {
+  return withoutFields(message, /return-path/i, (f) => /^return-path[ \t]*:/i.test(f));
 }
 
 /** The client's HELO name, which should be a domain or an address literal: printable ASCII only

@@ -49,6 +49,23 @@ export function fieldTexts(header: string): string[] {
   return header.split(/\r?\n(?![ \t])/);
 }
 
+/**
+ * The message without the header fields `drop` picks (each given as its text, continuation lines
+ * and all); the same chunks when it picks none. `mention`: what the header section must contain
+ * for `drop` to be asked at all, the cheap test most messages end at. The rest of the message
+ * stays exactly as it was.
+ */
+export function withoutFields(message: Buffer[], mention: RegExp, drop: (field: string) => boolean): Buffer[] {
+  const { end } = headerEnd(message);
+  const first = message[0];
+  const header = (first && first.length >= end ? first.subarray(0, end) : Buffer.concat(message).subarray(0, end)).toString('latin1');
+  if (!mention.test(header)) return message;
+  const fields = fieldTexts(header);
+  const kept = fields.filter((f) => !drop(f));
+  if (kept.length === fields.length) return message;
+  return [Buffer.from(kept.join('\r\n'), 'latin1'), Buffer.concat(message).subarray(end)];
+}
+
 /** A field's value (what follows its colon), unfolded (RFC 5322 §2.2.3). */
 export function unfoldedValue(field: string): string {
   return field.slice(field.indexOf(':') + 1).replace(/\r?\n/g, '');

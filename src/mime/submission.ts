@@ -3,7 +3,7 @@
  * agent (RFC 6409 §8), in one place for SMTP submission and the sendmail command:
  *
  * - Bcc and Resent-Bcc fields are removed, so that blind recipients stay hidden from the others
- *   (RFC 5322 §3.6.3), and so is Return-Path, which only final delivery adds (RFC 5321 §4.4);
+ *   (RFC 5322 §3.6.3) (a Return-Path goes from every message accepted: delivery/trace.ts);
  * - From, Date (RFC 6409 §8.3) and Message-ID (§8.4) are added when missing: RFC 5322 §3.6
  *   requires From and Date, and DKIM cannot sign a message without From (RFC 6376 §5.4).
  */
@@ -15,7 +15,7 @@ import { hasStrayName } from './addresses.ts';
 import { headerEnd, unfoldedValue } from './header-section.ts';
 
 /** The fields a submitted message loses. */
-export const DROPPED_FIELD = /^(?:bcc|resent-bcc|return-path)$/i;
+export const DROPPED_FIELD = /^(?:bcc|resent-bcc)$/i;
 
 export interface Completion {
   /** The value of a From field that has to be added (the sender's address). */

@@ -7,8 +7,8 @@
  * - the header section ends at the first empty line, or at the first line that is neither a
  *   header field nor a continuation (a blank line is then put in, RFC 5322 §3.5);
  * - with -t the recipients are taken from To, Cc and Bcc (added to those given as arguments, as
- *   Postfix does); Bcc, Resent-Bcc and Return-Path are removed, From, Date and Message-ID
- *   added when missing (submission.ts);
+ *   Postfix does); Bcc and Resent-Bcc are removed, From, Date and Message-ID added when missing
+ *   (submission.ts), and a Return-Path goes as from any message (delivery/trace.ts);
  *   a raw non-ASCII Subject is turned into RFC 2047 encoded-words (its bytes read as UTF-8, or
  *   as Latin-1 when they are not UTF-8), and so is an address field that is not UTF-8;
  * - header lines over 998 octets are folded before white space (RFC 5322 §2.2.3);

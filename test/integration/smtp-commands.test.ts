@@ -267,6 +267,20 @@ test('a message is stored once per user with Return-Path and Received, aliases e
   }
 });
 
+test('Return-Path fields in a message from the internet go; the one final delivery adds is the envelope\'s (RFC 5321 §4.4)', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  await c.ehlo('relay.remote.test');
+  const header = 'Subject: pay now\r\nreturn-path : <ceo@bank.test>\r\nX-Note: kept\r\nReturn-Path:\r\n <ceo@bank.test>\r\n';
+  const rest = '\r\nReturn-Path: <in the body, kept@remote.test>';
+  assert.equal((await c.transaction('<sender@remote.test>', ['<alice@example.test>'], header + rest)).code, 250);
+  await c.quit();
+  const [stored] = await mailbox(f.dataDir, 'alice@example.test');
+  const { trace, body } = splitTrace(stored!);
+  assert.match(trace, /^Return-Path: <sender@remote\.test>\r\n/);
+  assert.equal(body.toString('latin1'), `Subject: pay now\r\nX-Note: kept\r\n${rest}\r\n`);
+});
+
 test('postmaster (bare and in every local domain), sub-addresses, and aliases that loop', async () => {
   f = await startFixture({
     config: { domains: ['example.test', 'other.test', 'empty.test'] },
