@@ -34,9 +34,9 @@ export class CertificateWatch implements Service {
     return [];
   }
 
+  /** A check under way is not waited for: a renewal's files replace the old ones whole or not at all. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
-    await this.checking;
   }
 
   /** Resolves once the files have been looked at (never rejects: what went wrong is logged). */
