@@ -19,8 +19,9 @@ export interface DnsResolver {
   resolve6(name: string): Promise<string[]>;
 }
 
-/** A DNS answer that makes delivery impossible (the domain does not exist, or takes no mail). */
-export class PermanentDnsError extends Error {
+/** What DNS said of a destination, as the reply mailnest records for its recipients (its own:
+ *  no server said it). */
+export class DnsError extends Error {
   readonly reply: string;
   constructor(reply: string) {
     super(reply);
@@ -28,8 +29,11 @@ export class PermanentDnsError extends Error {
   }
 }
 
+/** A DNS answer that makes delivery impossible (the domain does not exist, or takes no mail). */
+export class PermanentDnsError extends DnsError {}
+
 /** A DNS failure worth retrying later (timeout, SERVFAIL, refused). */
-export class TemporaryDnsError extends Error {}
+export class TemporaryDnsError extends DnsError {}
 
 export interface MxHost {
   /** The host name (the MX exchange, or the domain itself for an implicit MX). */

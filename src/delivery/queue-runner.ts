@@ -19,7 +19,7 @@ import type { Context } from '../context.ts';
 import type { DueRecipient, QueueEntry, QueueRecipient, RecipientUpdate } from '../store/store.ts';
 import { DkimSigner } from './dkim.ts';
 import { HEADER_MAX, headerSection, type DsnAction, type DsnRecipientReport } from './dsn.ts';
-import { PermanentDnsError, resolveMxHosts, systemResolver, type DnsResolver, type MxHost } from './mx.ts';
+import { DnsError, PermanentDnsError, resolveMxHosts, systemResolver, type DnsResolver, type MxHost } from './mx.ts';
 import { sendReport } from './report.ts';
 import { afterTemporaryFailure } from './retry.ts';
 import { Router, type NextHop } from './route.ts';
@@ -243,13 +243,16 @@ export class QueueRunner {
       client = await this.connect(d.hop);
     } catch (err) {
       const permanent = err instanceof PermanentDnsError || (err instanceof ConnectError && err.permanent);
-      const reply = err instanceof PermanentDnsError || err instanceof ConnectError ? err.reply : oneLine(String(err));
+      const reply = err instanceof DnsError || err instanceof ConnectError ? err.reply : localError(err);
       d.limit = 1;
       // The destination is unreachable now: every job waiting for it shares this outcome.
       const jobs: Job[] = [];
       for (let job = this.takeJob(d); job; job = this.takeJob(d)) jobs.push(job);
+      // A server's refusal names that server; anything else (DNS, a connection refused or lost,
+      // our own failure) is mailnest's own report (RFC 3464 §2.3.6).
       const remoteMta = err instanceof ConnectError ? err.remoteMta : undefined;
-      await Promise.all(jobs.map((job) => this.settle(job, job.recipients.map((r) => ({ address: r.address, ok: false, permanent, reply })), remoteMta)));
+      const ownReply = remoteMta === undefined;
+      await Promise.all(jobs.map((job) => this.settle(job, job.recipients.map((r) => ({ address: r.address, ok: false, permanent, reply, ownReply })), remoteMta)));
       return;
     }
     this.clients.add(client);
@@ -263,7 +266,7 @@ export class QueueRunner {
         } catch (err) {
           // Our side failed (store, signing): leave the recipients for a later attempt.
           this.ctx.log.error({ err, id: job.entry.id }, 'delivery failed');
-          results = job.recipients.map((r) => ({ address: r.address, ok: false, permanent: false, reply: `451 4.3.0 local error: ${oneLine(String(err))}` }));
+          results = job.recipients.map((r) => ({ address: r.address, ok: false, permanent: false, reply: localError(err), ownReply: true }));
         }
         await this.settle(job, results, client.target.servername ?? client.target.host);
         if (results.some((r) => r.ok)) d.limit = Math.min(d.limit + 1, this.cfg.queue.max_connections_per_destination);
@@ -440,4 +443,9 @@ export class QueueRunner {
 
 function hasEightBit(b: Buffer): boolean {
   return /[\x80-\xff]/.test(b.toString('latin1'));
+}
+
+/** The reply recorded when our own side failed (the store, signing): a temporary failure. */
+function localError(err: unknown): string {
+  return `451 4.3.0 local error: ${oneLine(err instanceof Error ? err.message : String(err))}`;
 }

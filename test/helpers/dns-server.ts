@@ -11,6 +11,8 @@ export interface Zone {
   TXT?: Record<string, string[]>;
   /** Names under which the server never answers, as a sender's own slow DNS may not. */
   silent?: string[];
+  /** Names answered SERVFAIL, as a broken authoritative server's are. */
+  failing?: string[];
 }
 
 const TYPES: Record<number, keyof Zone> = { 1: 'A', 15: 'MX', 16: 'TXT' };
@@ -62,6 +64,7 @@ function answer(msg: Buffer, zone: Zone, log: string[]): Buffer | undefined {
   const type = TYPES[qtype];
   log.push(`${type ?? qtype} ${name}`);
   if (zone.silent?.some((s) => name === s || name.endsWith(`.${s}`))) return undefined;
+  const failing = zone.failing?.includes(name) ?? false;
   const known = [zone.A, zone.MX, zone.TXT].some((table) => table && name in table);
   const records: Buffer[] = [];
   if (type === 'A') {
@@ -86,7 +89,8 @@ function answer(msg: Buffer, zone: Zone, log: string[]): Buffer | undefined {
   }
   const header = Buffer.alloc(12);
   header.writeUInt16BE(msg.readUInt16BE(0), 0); // id
-  header.writeUInt16BE(0x8400 | (msg.readUInt16BE(2) & 0x0100) | (known ? 0 : 3), 2); // QR, AA, RD copied, NXDOMAIN when unknown
+  // QR, AA, RD copied; SERVFAIL (2) or NXDOMAIN (3) when so.
+  header.writeUInt16BE(0x8400 | (msg.readUInt16BE(2) & 0x0100) | (failing ? 2 : known ? 0 : 3), 2);
   header.writeUInt16BE(1, 4);
   header.writeUInt16BE(records.length, 6);
   const rrs = records.map((rdata) => {

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { baseConfig, cli, python, startMailnest, tempDir, writeConfig, addUser, type RunningMailnest } from '../helpers/server.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
+import { startDnsServer, type DnsServer } from '../helpers/dns-server.ts';
 import { mailbox } from '../helpers/mailbox.ts';
 import { inject, queueJson, until } from '../helpers/relay.ts';
 
@@ -211,5 +212,58 @@ describe('relay failures and bounces', () => {
     await until('both to be settled', () => !queueJson(configFile).some((e) => e.id === id || e.id === id2));
     await new Promise((r) => setTimeout(r, 500));
     assert.equal((await mailbox(dataDir, 'alice@example.test')).length, before);
+  });
+});
+
+describe('what DNS says of a destination, in the queue and in reports', () => {
+  let dir: string;
+  let dns: DnsServer;
+  let server: RunningMailnest;
+  let configFile: string;
+
+  before(async () => {
+    dir = tempDir();
+    dns = await startDnsServer({ failing: ['broken.test'] });
+    const config = baseConfig(dir, {
+      dns_servers: [dns.address],
+      queue: { retry: ['1s'], poll_interval: '200ms', delay_warning: '1s' },
+    });
+    // Delivery by MX, through the stub server: no smarthost.
+    config.relay = { dns_timeout: '2s' };
+    configFile = writeConfig(dir, config);
+    addUser(configFile, 'alice@example.test', 'secret-pw');
+    server = await startMailnest(dir, configFile);
+  });
+
+  after(async () => {
+    await server?.stop();
+    await dns?.close();
+  });
+
+  /** alice's report about a message sent to `to`, with `action`, once it is there. */
+  async function reportFor(to: string, action: string): Promise<any> {
+    let report: any;
+    await until(`a report "${action}" for ${to}`, async () => {
+      for (const m of await mailbox(path.join(dir, 'data'), 'alice@example.test')) {
+        const p = parseReport(m);
+        if (p.recipients[0]?.['Final-Recipient'] === `rfc822; ${to}` && p.recipients[0]?.Action === action) report = p;
+      }
+      return report !== undefined;
+    }, 20_000);
+    return report.recipients[0];
+  }
+
+  it('a failed lookup is a 4.4.3 delay, and a domain that does not exist a 5.1.2 bounce, both mailnest\'s own words (RFC 3464 §2.3.6)', async () => {
+    const deferred = inject(configFile, 'alice@example.test', ['a@broken.test'], message('dns failure'));
+    inject(configFile, 'alice@example.test', ['b@nowhere.test'], message('no such domain'));
+    const delayed = await reportFor('a@broken.test', 'delayed');
+    assert.equal(delayed.Status, '4.4.3');
+    assert.equal(delayed['Diagnostic-Code'], 'X-mailnest; 451 4.4.3 MX lookup for broken.test failed: ESERVFAIL');
+    assert.equal(delayed['Remote-MTA'], undefined);
+    assert.equal(queueJson(configFile).find((e) => e.id === deferred)?.recipients[0]?.last_reply, '451 4.4.3 MX lookup for broken.test failed: ESERVFAIL');
+    const failed = await reportFor('b@nowhere.test', 'failed');
+    assert.equal(failed.Status, '5.1.2');
+    assert.equal(failed['Diagnostic-Code'], 'X-mailnest; 550 5.1.2 domain nowhere.test does not exist');
+    assert.equal(failed['Remote-MTA'], undefined);
   });
 });
