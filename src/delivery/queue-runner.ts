@@ -196,6 +196,12 @@ export class QueueRunner {
     return job;
   }
 
+  /** A job taken and not tried, first in its line again. */
+  private putBack(d: Destination, job: Job): void {
+    (job.fresh ? d.fresh : d.retry).unshift(job);
+    this.pendingJobs++;
+  }
+
   /** Opens connections while there is work and room, destinations in turn. */
   private dispatch(): void {
     if (this.stopping) return;
@@ -267,6 +273,13 @@ export class QueueRunner {
           // Our side failed (store, signing): leave the recipients for a later attempt.
           this.ctx.log.error({ err, id: job.entry.id }, 'delivery failed');
           results = job.recipients.map((r) => ({ address: r.address, ok: false, permanent: false, reply: localError(err), ownReply: true }));
+        }
+        // RFC 5321 §3.8: a 421 closes the connection, and speaks of it, not of the message. On a
+        // connection that carried mail before (a server's limit per connection), the job waits
+        // for a fresh one, uncharged; on a fresh one it is a 4xx like any other.
+        if (client.sent > 1 && results.every((r) => !r.ok && r.reply.startsWith('421'))) {
+          this.putBack(d, job);
+          break;
         }
         await this.settle(job, results, client.target.servername ?? client.target.host);
         if (results.some((r) => r.ok)) d.limit = Math.min(d.limit + 1, this.cfg.queue.max_connections_per_destination);

@@ -219,10 +219,11 @@ export class SmtpClient {
         this.broken = true;
         resolve(all(false, false, describe(err)));
       };
-      // Closed before the reply (close() at shutdown): nodemailer then never calls back.
+      // Closed before the reply (close() at shutdown): nodemailer then never calls back. After a
+      // 421 it closes first and then calls back with the reply, which is the one to keep.
       const onEnd = () => {
         this.broken = true;
-        resolve(all(false, false, 'connection closed before the reply'));
+        setImmediate(() => resolve(all(false, false, 'connection closed before the reply')));
       };
       this.conn.once('error', onError);
       this.conn.once('end', onEnd);

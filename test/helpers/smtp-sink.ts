@@ -23,6 +23,9 @@ export interface SinkOptions {
   tls?: { key: string | Buffer; cert: string | Buffer };
   /** Name in the greeting. */
   name?: string;
+  /** Messages one connection may carry: the MAIL after them gets 421 and the connection closes,
+   *  as providers' limits do. */
+  messagesPerConnection?: number;
 }
 
 export class SmtpSink {
@@ -78,6 +81,7 @@ export class SmtpSink {
     let inData = false;
     let data: Buffer[] = [];
     let secure = false;
+    let carried = 0;
     const name = this.opts.name ?? 'sink.test';
     const write = (s: string) => sock.write(`${s}\r\n`);
     const onLine = (line: Buffer): void => {
@@ -89,6 +93,7 @@ export class SmtpSink {
           const r = this.opts.dataReply?.(m);
           if (r === undefined) {
             this.messages.push(m);
+            carried++;
             write('250 2.0.0 queued as sink');
           } else {
             write(r);
@@ -120,6 +125,10 @@ export class SmtpSink {
         buf = Buffer.alloc(0);
         t.on('data', onData);
       } else if (verb === 'MAIL') {
+        if (carried >= (this.opts.messagesPerConnection ?? Infinity)) {
+          write('421 4.7.0 too many messages on this connection');
+          return void sock.end();
+        }
         const m = /^MAIL FROM:\s*<([^>]*)>(.*)$/i.exec(cmd);
         if (!m) return void write('501 5.5.4 syntax');
         from = m[1]!;

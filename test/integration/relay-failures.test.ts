@@ -267,3 +267,38 @@ describe('what DNS says of a destination, in the queue and in reports', () => {
     assert.equal(failed['Remote-MTA'], undefined);
   });
 });
+
+describe('a next hop that takes few messages per connection', () => {
+  it('a 421 on a connection that carried mail sends the message on a fresh one, uncharged; on a fresh one it is a 4xx like any other', async () => {
+    const dir = tempDir();
+    const few = new SmtpSink({ messagesPerConnection: 1 });
+    const none = new SmtpSink({ messagesPerConnection: 0 });
+    await few.start();
+    await none.start();
+    const configFile = writeConfig(dir, baseConfig(dir, {
+      relay: { routes: { 'few.test': `127.0.0.1:${few.port}`, 'none.test': `127.0.0.1:${none.port}` } },
+      queue: { retry: ['1h'], poll_interval: '200ms', max_connections_per_destination: 1 },
+    }));
+    addUser(configFile, 'alice@example.test', 'secret-pw');
+    // Queued before the server starts: due together, on one connection at a time.
+    const ids = [1, 2, 3, 4].map((n) => inject(configFile, 'alice@example.test', [`r${n}@few.test`], message(`few ${n}`)));
+    const refused = inject(configFile, 'alice@example.test', ['r@none.test'], message('none'));
+    const server = await startMailnest(dir, configFile);
+    try {
+      await few.waitFor(4);
+      assert.equal(few.connections, 4, 'one message per connection');
+      assert.ok(!queueJson(configFile).some((e) => ids.includes(e.id)));
+      assert.deepEqual(server.logs.filter((l) => l.msg === 'delivery deferred' && ids.includes(String(l.id))), []);
+      // Refused on every fresh connection: deferred once, not tried again and again.
+      await until('the deferral', () => queueJson(configFile).find((e) => e.id === refused)?.recipients[0]?.status === 'deferred');
+      const [r] = queueJson(configFile).find((e) => e.id === refused)!.recipients;
+      assert.equal(r!.attempts, 1);
+      assert.match(r!.last_reply ?? '', /^421 4\.7\.0 too many messages/);
+      assert.equal(none.connections, 1);
+    } finally {
+      await server.stop();
+      await few.stop();
+      await none.stop();
+    }
+  });
+});
