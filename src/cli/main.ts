@@ -24,7 +24,7 @@ const program = new Command('mailnest')
   // and dropped the message.
   .version(JSON.parse(fs.readFileSync(new URL('../../package.json', import.meta.url), 'utf8')).version, '--version')
   // Bad usage is one line (the help is a --help away), like every other error.
-  .configureOutput({ outputError: (text, write) => write(`mailnest: ${text.replace(/^error: /, '').trim()} (see --help)\n`) })
+  .configureOutput({ outputError: (text, write) => write(`mailnest: ${text.replace(/^error: /, '').trim().replace(/\s*\n\s*/g, ' ')} (see --help)\n`) })
   .exitOverride()
   .enablePositionalOptions(false);
 
@@ -36,6 +36,13 @@ function verbose(): boolean {
 
 // What mailnest writes (the database, bodies, keys) is for its own user alone.
 process.umask(0o077);
+
+// A reader that has read enough (`| head -1`, `| grep -q`) closes the pipe: the rest of the
+// output goes nowhere, and that is no failure.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(0);
+});
 
 try {
   await program.parseAsync(process.argv);

@@ -1,8 +1,9 @@
 import { test } from 'node:test';
+import { spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { baseConfig, cli, tempDir, writeConfig } from '../helpers/server.ts';
+import { addUser, baseConfig, cli, CLI, NODE, tempDir, writeConfig } from '../helpers/server.ts';
 
 test('user add / list --json / passwd / remove, with one-line errors and exit codes', () => {
   const dir = tempDir();
@@ -80,6 +81,7 @@ test('config errors and bad usage: one line, no stack trace, exit 1 / 2', () => 
     [['nosuchcommand'], "mailnest: unknown command 'nosuchcommand' (see --help)\n"],
     [['user', 'add'], "mailnest: missing required argument 'address' (see --help)\n"],
     [['send', '--bogus'], "mailnest: unknown option '--bogus' (see --help)\n"],
+    [['queue', 'list', '--jsn'], "mailnest: unknown option '--jsn' (Did you mean --json?) (see --help)\n"],
   ] as const) {
     const usage = cli(undefined, [...args]);
     assert.equal(usage.status, 2, args.join(' '));
@@ -88,6 +90,16 @@ test('config errors and bad usage: one line, no stack trace, exit 1 / 2', () => 
   const missing = cli(path.join(dir, 'absent.toml'), ['user', 'list']);
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /cannot read config file .*absent\.toml: ENOENT/);
+});
+
+test('output cut short by its reader (| head -1, | grep -q) is no failure: exit 0, nothing on stderr', () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  addUser(cfg, 'a@example.test', 'pw');
+  // The reader closes its end before mailnest writes, and stays: every write meets EPIPE.
+  const r = spawnSync('bash', ['-c', '"$0" "$1" -c "$2" user list | { exec <&-; sleep 2; }; echo "status ${PIPESTATUS[0]}"', NODE, CLI, cfg], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.stderr, '');
+  assert.equal(r.stdout, 'status 0\n');
 });
 
 test('MAILNEST_CONFIG names the config file', () => {
