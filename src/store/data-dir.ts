@@ -8,18 +8,12 @@
  * Errors name the key and what to do, where the system's would name only a path.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 
 export function prepareDataDir(dir: string): void {
-  try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST' || code === 'ENOTDIR') throw new Error(`data_dir ${dir} is not a directory; point data_dir at a directory (it is made when missing)`);
-    if (code === 'EACCES' || code === 'EROFS') throw Object.assign(new Error(`data_dir ${dir} cannot be made (${code}); make it, owned by the user mailnest runs as, or point data_dir elsewhere`), { code });
-    throw err;
-  }
+  makeDir(dir);
   const stat = fs.statSync(dir);
-  if (!stat.isDirectory()) throw new Error(`data_dir ${dir} is not a directory; point data_dir at a directory (it is made when missing)`);
+  if (!stat.isDirectory()) throw notADirectory(dir);
   try {
     fs.accessSync(dir, fs.constants.R_OK | fs.constants.W_OK | fs.constants.X_OK);
   } catch {
@@ -28,6 +22,56 @@ export function prepareDataDir(dir: string): void {
   if ((stat.mode & 0o007) !== 0 && (stat.mode & 0o1000) === 0 && stat.uid === process.getuid?.() && isMailnests(dir)) {
     fs.chmodSync(dir, stat.mode & 0o700);
   }
+}
+
+/**
+ * Makes `dir` and the directories above it that are missing, one by one from the nearest that
+ * exists: each failure is then the system's answer for one directory (mkdir's own recursion
+ * loops for ever under /proc), and a symbolic link to nothing (an unmounted volume) is told
+ * apart from a file.
+ */
+function makeDir(dir: string): void {
+  const missing: string[] = [];
+  for (let at = path.resolve(dir); ; at = path.dirname(at)) {
+    let code: string | undefined;
+    try {
+      fs.statSync(at);
+      break;
+    } catch (err) {
+      code = (err as NodeJS.ErrnoException).code;
+    }
+    if (code === 'ENOTDIR') throw notADirectory(dir);
+    if (code !== 'ENOENT') throw cannotMake(dir, code ?? 'unknown');
+    const link = readLink(at);
+    if (link !== undefined) throw new Error(`data_dir ${dir}: ${at} is a symbolic link to ${link}, which does not exist (a volume not mounted?); mount it, or point data_dir elsewhere`);
+    missing.unshift(at);
+    if (path.dirname(at) === at) break;
+  }
+  for (const d of missing) {
+    try {
+      fs.mkdirSync(d, { mode: 0o700 });
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
+      if (code === 'EEXIST') continue; // made meanwhile, by another mailnest command
+      throw cannotMake(dir, code);
+    }
+  }
+}
+
+function readLink(file: string): string | undefined {
+  try {
+    return fs.readlinkSync(file);
+  } catch {
+    return undefined;
+  }
+}
+
+function notADirectory(dir: string): Error {
+  return new Error(`data_dir ${dir} is not a directory; point data_dir at a directory (it is made when missing)`);
+}
+
+function cannotMake(dir: string, code: string): Error {
+  return Object.assign(new Error(`data_dir ${dir} cannot be made (${code}); make it, owned by the user mailnest runs as, or point data_dir elsewhere`), { code });
 }
 
 /** What mailnest keeps in data_dir (see CONFIGURATION.md). */

@@ -178,6 +178,19 @@ test('a data_dir that is a file, or cannot be made, is named in one line', () =>
   assert.equal(cli(cfg, ['dns']).stderr, r.stderr);
   const under = writeConfig(dir, baseConfig(dir, { data_dir: path.join(file, 'sub') }));
   assert.match(cli(under, ['user', 'list']).stderr, /^mailnest: data_dir .*\/data\/sub is not a directory/);
+  // A symbolic link to nothing, as a volume not mounted leaves it.
+  const link = path.join(dir, 'volume');
+  fs.symlinkSync(path.join(dir, 'not-mounted'), link);
+  const dangling = cli(writeConfig(dir, baseConfig(dir, { data_dir: link })), ['user', 'list']);
+  assert.equal(dangling.status, 1);
+  assert.equal(dangling.stderr, `mailnest: data_dir ${link}: ${link} is a symbolic link to ${path.join(dir, 'not-mounted')}, which does not exist (a volume not mounted?); mount it, or point data_dir elsewhere\n`);
+  // Where the system takes no new directory (under /proc mkdir's own recursion never ends).
+  for (const where of ['/proc/mailnest-data', '/sys/mailnest-data']) {
+    if (!fs.existsSync(path.dirname(where))) continue;
+    const r2 = cli(writeConfig(dir, baseConfig(dir, { data_dir: where })), ['user', 'list']);
+    assert.equal(r2.status, 1, where);
+    assert.match(r2.stderr, new RegExp(`^mailnest: data_dir ${where} cannot be made \\(E[A-Z]+\\); make it, owned by the user mailnest runs as, or point data_dir elsewhere\n$`));
+  }
 });
 
 test('dns prints the records to publish, for a domain written in any case and with its final dot', () => {
