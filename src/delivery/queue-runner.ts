@@ -295,18 +295,18 @@ export class QueueRunner {
     const relay = this.cfg.relay;
     let targets: ClientTarget[];
     if (hop.kind === 'route') {
-      targets = [{ host: hop.host, port: hop.port, tls: 'opportunistic', verify: relay.tls_verify, ...(this.ca ? { ca: this.ca } : {}) }];
+      targets = [{ host: hop.host, port: hop.port, tls: 'opportunistic', verify: relay.tls_verify, verifyKey: 'relay.tls_verify', ...(this.ca ? { ca: this.ca } : {}) }];
     } else if (hop.kind === 'smarthost') {
       targets = [{
         host: hop.host, port: hop.port, ...(net.isIP(hop.host) ? {} : { servername: hop.host }),
-        tls: hop.tls, verify: relay.smarthost_tls_verify, ...(this.ca ? { ca: this.ca } : {}), ...(hop.auth ? { auth: hop.auth } : {}),
+        tls: hop.tls, verify: relay.smarthost_tls_verify, verifyKey: 'relay.smarthost_tls_verify', ...(this.ca ? { ca: this.ca } : {}), ...(hop.auth ? { auth: hop.auth } : {}),
       }];
     } else {
       const hosts: MxHost[] = await resolveMxHosts(this.resolver, hop.domain);
       targets = [];
       for (const h of hosts) {
         for (const a of h.addresses) {
-          targets.push({ host: a, port: 25, servername: h.name, tls: 'opportunistic', verify: relay.tls_verify, ...(this.ca ? { ca: this.ca } : {}) });
+          targets.push({ host: a, port: 25, servername: h.name, tls: 'opportunistic', verify: relay.tls_verify, verifyKey: 'relay.tls_verify', ...(this.ca ? { ca: this.ca } : {}) });
         }
       }
       targets = targets.slice(0, MAX_ADDRESSES);

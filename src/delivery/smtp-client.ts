@@ -27,6 +27,8 @@ export interface ClientTarget {
   tls: TlsMode;
   /** Check the server's certificate. */
   verify: boolean;
+  /** The setting that asks for the check, named when a certificate is refused. */
+  verifyKey?: string;
   ca?: string | Buffer;
   auth?: { user: string; pass: string };
 }
@@ -103,6 +105,14 @@ function refusals(e: NmError, conn: SMTPConnection): Map<string, NmError> {
 /** A reply as one line for last_reply and DSN Diagnostic-Code. */
 export function oneLine(s: string): string {
   return s.replace(/\r?\n/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 500);
+}
+
+/** A refused certificate's reason with what an operator can do about it, in place of Node's
+ *  advice to start it with a flag. */
+function certificateAdvice(reason: string, target: ClientTarget): string {
+  const text = reason.replace(/; if the root CA is installed locally.*$/, '');
+  if (!target.verify || !/certificate|\bCERT_/i.test(text)) return text;
+  return `${text}; give the CA that signed it in relay.ca_file${target.verifyKey ? `, or set ${target.verifyKey} = false` : ''}`;
 }
 
 function describe(err: NmError): string {
@@ -182,7 +192,7 @@ export class SmtpClient {
         // server's reply is given as such, with the server; anything else names where it failed.
         reject(err.response
           ? new ConnectError(describe(err), false, inUpgrade, target.servername ?? target.host)
-          : new ConnectError(`${target.host}:${target.port}: ${describe(err)}`, false, inUpgrade));
+          : new ConnectError(`${target.host}:${target.port}: ${certificateAdvice(describe(err), target)}`, false, inUpgrade));
       };
       conn.once('error', fail);
       conn.connect((err) => {

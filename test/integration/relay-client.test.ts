@@ -5,9 +5,11 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import tls from 'node:tls';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { ConnectError, SmtpClient, type OutboundMessage } from '../../src/delivery/smtp-client.ts';
+import { makeSelfSignedCertificate } from '../../src/net/self-signed-certificate.ts';
 import { addUser, baseConfig, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
 import { mailbox } from '../helpers/mailbox.ts';
 import { inject, queueJson } from '../helpers/relay.ts';
@@ -243,4 +245,17 @@ test('reports name the server whose reply they give: none for mailnest\'s own re
   assert.match(delayed, /Diagnostic-Code: smtp; 554 5\.7\.1 go away\r\n/);
   assert.match(delayed, /Status: 4\.7\.1\r\n/);
   assert.equal(queueJson(configFile).find((e) => e.id === id)?.recipients[0]?.last_reply, '554 5.7.1 go away');
+});
+
+test('a certificate the check refuses is named with what to do about it: relay.ca_file, or the setting that asks for the check', async (t) => {
+  const { cert, key } = await makeSelfSignedCertificate('smarthost.test');
+  const server = tls.createServer({ cert, key }, (s) => s.end('220 smarthost.test ESMTP\r\n'));
+  server.on('tlsClientError', () => undefined);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => server.close());
+  const port = (server.address() as net.AddressInfo).port;
+  const refused = SmtpClient.connect({ host: '127.0.0.1', port, servername: 'smarthost.test', tls: 'implicit', verify: true, verifyKey: 'relay.smarthost_tls_verify' },
+    { name: 'mx.example.test', connectTimeout: 5000, greetingTimeout: 5000, commandTimeout: 5000 });
+  await assert.rejects(refused, (err: unknown) => err instanceof ConnectError
+    && /^127\.0\.0\.1:\d+: ESOCKET: self-signed certificate; give the CA that signed it in relay\.ca_file, or set relay\.smarthost_tls_verify = false$/.test(err.reply));
 });
