@@ -14,6 +14,7 @@ hostname = "${hostname}"            # the name this server gives in greetings an
 domains = ["${domain}"]              # mail for these domains is delivered to local mailboxes
 data_dir = "./data"                  # everything mailnest keeps (database, TLS and DKIM keys)
 # log_level = "info"
+# dns_servers = ["127.0.0.1:53"]     # resolvers for MX lookups and the checks; empty: /etc/resolv.conf's
 
 [listen]
 # "host:port" lists; an empty list turns a listener off. A production server uses the standard ports:

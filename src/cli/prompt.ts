@@ -5,7 +5,7 @@ import { UsageError } from './errors.ts';
 export async function readPassword(fromStdin: boolean, prompt = 'Password: '): Promise<string> {
   if (fromStdin || !process.stdin.isTTY) {
     const line = await readStdinLine();
-    if (line === '') throw new UsageError('no password on stdin');
+    if (line === '') throw new UsageError('no password on stdin (an empty line gives none)');
     return line;
   }
   const first = await ask(prompt);

@@ -49,7 +49,8 @@ export function registerQueue(program: Command): void {
   queue.command('retry [id]').description('attempt delivery now (the running server picks it up within a second)')
     .option('--all', 'every message in the queue')
     .action(async (id: string | undefined, opts: { all?: boolean }, cmd: Command) => {
-      if ((id === undefined) === !opts.all) throw new UsageError('give a queue id or --all');
+      if (id === undefined && !opts.all) throw new UsageError('give a queue id or --all');
+      if (id !== undefined && opts.all) throw new UsageError('give a queue id or --all, not both');
       await withContext(cmd, async (ctx) => {
         if (id !== undefined && !(await ctx.store.getQueueEntry(id))) throw new CliError(`no queue entry ${id}`);
         const n = await ctx.store.retryNow(id, Date.now());

@@ -95,7 +95,10 @@ async function send(ctx: Context, opts: SendOptions): Promise<string> {
       hostname: ctx.config.hostname,
     });
   } catch (err) {
-    if (err instanceof ComposeError) throw new UsageError(`${optionFor(err.field)}: ${err.message.slice(err.field.length + 2)}`);
+    if (err instanceof ComposeError) {
+      const detail = err.message.slice(err.field.length + 2);
+      throw new UsageError(`${optionFor(err.field)}: ${err.instead ? detail.replace(`"${err.instead}"`, optionFor(err.instead)) : detail}`);
+    }
     throw err;
   }
   try {

@@ -121,7 +121,9 @@ function applyValueFlag(a: SendmailArgs, flag: string, value: string): void {
         ? '-bp (list the queue) is not supported here: use "mailnest queue list"'
         : value === 's'
           ? '-bs (SMTP on stdin) is not supported: submit over SMTP to the submission port instead'
-          : `-b${value} is not supported (only -bm, the default, and -bi)`);
+          : value === 'd'
+            ? '-bd (run as a daemon) is not supported here: the server is "mailnest start"'
+            : `-b${value} is not supported (only -bm, the default, and -bi)`);
     case 'q':
       throw new SendmailUsage('-q (run the queue) is not supported here: the running server delivers the queue; use "mailnest queue retry --all"');
     default:

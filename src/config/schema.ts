@@ -106,6 +106,10 @@ export const configSchema = z.strictObject({
     command_timeout: timerDuration.prefault('10m'),
     /** DNS lookups for MX/A/AAAA give up after this long (the delivery is deferred). */
     dns_timeout: timerDuration.prefault('10s'),
+  }).refine((r) => (r.username === undefined) === (r.password === undefined), {
+    message: 'username and password go together: set both to log in to the smarthost, or neither',
+  }).refine((r) => r.username === undefined || r.smarthost !== undefined, {
+    message: 'username and password are the smarthost\'s login: set smarthost too, or leave them out',
   }).prefault({}),
   queue: z.strictObject({
     retry: z.array(duration).min(1).prefault(['1m', '5m', '15m', '30m', '1h', '2h', '4h']),

@@ -72,20 +72,20 @@ export const MAX_LINE = 998;
 /** A word (a run without white space) longer than this cannot be folded under MAX_LINE. */
 const MAX_WORD = 900;
 
-/** Headers with their own input field, or that the MIME structure owns. */
-const OWNED_HEADERS: Record<string, string> = {
-  'from': 'it is set from "from"',
-  'to': 'it is set from "to"',
-  'cc': 'it is set from "cc"',
-  'bcc': 'Bcc recipients go in "bcc" and are never written into the message',
-  'resent-bcc': 'blind recipients go in "bcc" and are never written into the message (RFC 5322 §3.6.6)',
-  'subject': 'it is set from "subject"',
-  'mime-version': 'the MIME structure sets it',
-  'content-type': 'the MIME structure sets it',
-  'content-transfer-encoding': 'the MIME structure sets it',
-  'content-disposition': 'the MIME structure sets it',
-  'content-id': 'the MIME structure sets it',
-  'return-path': 'it is added at final delivery (RFC 5321 §4.4)',
+/** Headers a caller may not set: why, and the input field that sets them when one does. */
+const OWNED_HEADERS: Record<string, { why: string; instead?: string }> = {
+  'from': { why: 'it is set from "from"', instead: 'from' },
+  'to': { why: 'it is set from "to"', instead: 'to' },
+  'cc': { why: 'it is set from "cc"', instead: 'cc' },
+  'bcc': { why: 'Bcc recipients go in "bcc" and are never written into the message', instead: 'bcc' },
+  'resent-bcc': { why: 'blind recipients go in "bcc" and are never written into the message (RFC 5322 §3.6.6)', instead: 'bcc' },
+  'subject': { why: 'it is set from "subject"', instead: 'subject' },
+  'mime-version': { why: 'the MIME structure sets it' },
+  'content-type': { why: 'the MIME structure sets it' },
+  'content-transfer-encoding': { why: 'the MIME structure sets it' },
+  'content-disposition': { why: 'the MIME structure sets it' },
+  'content-id': { why: 'the MIME structure sets it' },
+  'return-path': { why: 'it is added at final delivery (RFC 5321 §4.4)' },
 };
 
 /** The fields a caller may set that a message has at most once (RFC 5322 §3.6, the table). */
@@ -106,7 +106,7 @@ export function checkHeader(h: ComposeHeader, field: string): void {
     throw new ComposeError(field, `${JSON.stringify(h.name)} is not a header name (printable ASCII without ":" or spaces, at most 76 characters)`);
   }
   const owned = OWNED_HEADERS[h.name.toLowerCase()];
-  if (owned) throw new ComposeError(field, `header ${h.name} cannot be set here: ${owned}`);
+  if (owned) throw new ComposeError(field, `header ${h.name} cannot be set here: ${owned.why}`, owned.instead);
   checkHeaderText(h.value, field);
   if (h.value.trim() === '') throw new ComposeError(field, `header ${h.name} has an empty value`);
   if (/^date$/i.test(h.name) && !isDateTime(h.value)) {

@@ -3,6 +3,7 @@ import { spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { configSchema } from '../../src/config/schema.ts';
 import { addUser, baseConfig, cli, CLI, NODE, tempDir, writeConfig } from '../helpers/server.ts';
 
 test('user add / list --json / passwd / remove, with one-line errors and exit codes', () => {
@@ -49,6 +50,8 @@ test('alias add / list --json / remove', () => {
   assert.equal(taken.stderr, 'mailnest: LOOP1@example.test is an alias; remove it first (mailnest alias remove LOOP1@example.test)\n');
   // An existing user is said to exist, with or without a password given.
   assert.equal(cli(cfg, ['user', 'add', 'bob@example.test', '--password-stdin'], '').stderr, 'mailnest: user bob@example.test already exists\n');
+  const empty = cli(cfg, ['user', 'add', 'carol@example.test', '--password-stdin'], '\n');
+  assert.deepEqual([empty.status, empty.stderr], [2, 'mailnest: no password on stdin (an empty line gives none)\n']);
   // An alias may name a user to come; meanwhile mail to it is refused, saying why, and the
   // alias says so when it is made.
   const later = cli(cfg, ['alias', 'add', 'later@example.test', 'not-yet@example.test']);
@@ -118,6 +121,12 @@ test('init writes a starter config that mailnest accepts, and refuses to overwri
   assert.match(text, /hostname = "mail\.example\.org"/);
   assert.match(text, /domains = \["example\.org"\]/);
   assert.equal(cli(file, ['user', 'list', '--json']).status, 0, 'the starter config loads');
+  // Every key there is, in its section, set or shown commented out (IMAP is not served yet).
+  for (const key of configKeys().filter((k) => !/^listen\.imaps?$/.test(k))) {
+    const [section, name] = key.includes('.') ? key.split('.') as [string, string] : ['', key];
+    const body = section ? text.split(`\n[${section}]\n`)[1]?.split(/\n\[/)[0] ?? '' : text.split(/\n\[/)[0]!;
+    assert.match(body, new RegExp(`(^|[#,]\\s*|\\n)${name}\\s+=`), `${key} in the starter file`);
+  }
   // The key whose record init prints is the one under the file's data_dir, which dns (and the
   // server) use, wherever the command runs from.
   const printed = /p=([A-Za-z0-9+/=]+)/.exec(r.stdout)?.[1];
@@ -136,6 +145,19 @@ test('init writes a starter config that mailnest accepts, and refuses to overwri
   assert.equal(cli(path.join(dir, 'bad.toml'), ['init', '--hostname', 'bad host', '--domain', 'example.org']).status, 2);
   assert.ok(!fs.existsSync(path.join(dir, 'bare.toml')) && !fs.existsSync(path.join(dir, 'bad.toml')));
 });
+
+/** Every key of the configuration, as "section.key" or "key". */
+function configKeys(): string[] {
+  const keys: string[] = [];
+  for (const [name, schema] of Object.entries(configSchema.shape)) {
+    let inner: unknown = schema;
+    while (inner && !(inner as { shape?: unknown }).shape && typeof (inner as { unwrap?: unknown }).unwrap === 'function') inner = (inner as { unwrap(): unknown }).unwrap();
+    const shape = (inner as { shape?: Record<string, unknown> }).shape;
+    if (shape) keys.push(...Object.keys(shape).map((k) => `${name}.${k}`));
+    else keys.push(name);
+  }
+  return keys;
+}
 
 test('data_dir made in advance with 0755 is made private, and what mailnest writes there is its own', () => {
   const dir = tempDir();

@@ -142,6 +142,8 @@ describe('relay failures and bounces', () => {
     assert.equal(done!.next_attempt, null);
     assert.match(waits!.next_attempt ?? '', /^\d{4}-\d\d-\d\dT/);
     assert.equal(cli(configFile, ['queue', 'remove', id]).status, 0);
+    const both = cli(configFile, ['queue', 'retry', id, '--all']);
+    assert.deepEqual([both.status, both.stderr], [2, 'mailnest: give a queue id or --all, not both\n']);
   });
 
   it('delivers to a peer that was down, on `queue retry --all` and on schedule', async () => {

@@ -112,6 +112,9 @@ describe('mailnest send to a local user (no server running)', () => {
       [['send', '--to', 'not-an-address', '--text', 'x'], /^mailnest: --to: "not-an-address" is not a valid address/],
       [['send', '--to', 'owner@example.test', '--text', 'x', '--text-file', '/etc/hostname'], /--text and --text-file cannot be used together/],
       [['send', '--to', 'owner@example.test', '--text', 'x', '--header', 'Content-Type: text/html'], /^mailnest: --header: header Content-Type cannot be set here/],
+      // A header with an option of its own is named with the option.
+      [['send', '--to', 'owner@example.test', '--text', 'x', '--header', 'Subject: s'], /^mailnest: --header: header Subject cannot be set here: it is set from --subject\n$/],
+      [['send', '--to', 'owner@example.test', '--text', 'x', '--header', 'Bcc: b@example.test'], /^mailnest: --header: header Bcc cannot be set here: Bcc recipients go in --bcc and are never written into the message\n$/],
       [['send', '--to', 'owner@example.test', '--text', 'x', '--header', 'NoColon'], /^mailnest: --header: "NoColon" is not of the form/],
       [['send', '--from', 'a@b, c@d', '--to', 'owner@example.test', '--text', 'x'], /^mailnest: --from: .*exactly one address/],
     ];

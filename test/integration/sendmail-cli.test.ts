@@ -93,6 +93,7 @@ describe('mailnest sendmail', () => {
       [['sendmail', '-t'], 'Subject: x\n\ny\n', 64, /none in the To, Cc or Bcc/],
       [['sendmail', '-Z', 'alice@example.test'], 'x\n', 64, /unknown option -Z/],
       [['sendmail', '-bs'], '', 64, /not supported/],
+      [['sendmail', '-bd'], '', 64, /^mailnest: -bd \(run as a daemon\) is not supported here: the server is "mailnest start"\n$/],
       [['sendmail', 'a@@example.test'], 'x\n', 65, /is not a valid address/],
       [['sendmail', '-f', 'Alice <alice@example.test>', 'alice@example.test'], 'x\n', 65, /-f "Alice <alice@example\.test>" is not a valid address/],
       [['sendmail', '-t'], 'To: alice@example.test\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n' + 'z'.repeat(1500) + '\n', 65, /line 1 is 1500 octets/],

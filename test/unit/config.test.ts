@@ -36,6 +36,8 @@ const refused: [unknown, RegExp][] = [
   [{ listen: { smtp: ['localhost'] } }, /listen\.smtp\[0\] = "localhost" is not allowed: expected a "host:port" address/],
   [{ listen: { smtp: ['127.0.0.1:70000'] } }, /a port from 0 to 65535/],
   [{ tls: { key: '/k.pem' } }, /tls: cert and key go together/],
+  [{ relay: { smarthost: 'smtp.example:465', username: 'u' } }, /relay: username and password go together: set both to log in to the smarthost, or neither/],
+  [{ relay: { username: 'u', password: 'p' } }, /relay: username and password are the smarthost's login: set smarthost too, or leave them out/],
   [{ domains: ['bad domain'] }, /domains\[0\] = "bad domain" is not allowed: expected a domain name/],
   [{ auth: { allow_insecure: 'yes' } }, /auth\.allow_insecure = "yes" is not allowed: expected a boolean/],
   [{ limits: { pop3_idle_timeout: '5m' } }, /at least "10m"/],
