@@ -63,10 +63,15 @@ export class Connection<E, R> implements IdleMember {
     this.push(() => o.session.start());
   }
 
-  /** RFC 5321 §4.5.3.2 / RFC 1939 §3: the session says what an idle timeout means. */
+  /** RFC 5321 §4.5.3.2 / RFC 1939 §3: the session says what an idle timeout means. A peer
+   *  that has taken nothing of what was sent it for the whole time takes no farewell either: the
+   *  connection ends at once (a POP3 autologout sends none anyway), and with it what the session
+   *  held (a maildrop's lock, a connection slot). */
   timedOut(): void {
     this.lastActive = this.o.idle.tick;
+    const stalled = this.socket.writableLength > 0;
     this.push(() => this.o.session.timeout());
+    if (stalled) this.socket.destroy();
   }
 
   shutdown(): void {

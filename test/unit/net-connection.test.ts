@@ -116,6 +116,29 @@ test('the idle limit: a client that keeps talking stays, a silent one gets the s
   assert.match(got, /echo line 5\r\ntimeout\r\n$/);
 });
 
+test('the idle limit holds for a client that stops reading: the connection ends, though its answer cannot go', { timeout: 15_000 }, async (t) => {
+  // The answer is more than the kernel's buffers on both sides hold, for a client that reads nothing.
+  const big = { ...handler, idleTimeoutMs: 1000, perform: async () => 'x'.repeat(32 << 20) };
+  const listener = new Listener(big, { limits: new ConnectionLimits(10, 10), log: pino({ level: 'silent' }) });
+  const [address] = await listener.listen(['127.0.0.1:0']);
+  t.after(() => {
+    listener.stopAccepting();
+    listener.destroyAll();
+  });
+  const s = net.connect(Number(address!.split(':')[1]), '127.0.0.1');
+  t.after(() => s.destroy());
+  s.pause();
+  const closed = new Promise<void>((resolve) => s.on('close', () => resolve()));
+  s.on('error', () => undefined);
+  s.write('line\r\n');
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(listener.open, 1, 'stalled, not closed, before the limit');
+  // The server ends it: the socket closes although this side never reads.
+  while (listener.open > 0) await new Promise((r) => setTimeout(r, 100));
+  s.resume();
+  await closed;
+});
+
 test('connection limits: total and per client address', async () => {
   const limits = new ConnectionLimits(100, 2);
   const { listener, port } = await listen(limits);
