@@ -33,7 +33,7 @@ test('the header end is found wherever the chunks are cut, and the body chunks a
 test('no header fields at all, and no body at all', () => {
   const none = Buffer.concat(completeSubmission(chunked('\r\nonly a body\r\n', [1]), { ...C, from: '"a b"@example.test' }).message).toString();
   assert.match(none, /^From: "a b"@example\.test\r\nDate: .+\r\nMessage-ID: <[0-9a-f-]+@mx\.example\.test>\r\n\r\nonly a body\r\n$/);
-  const headerOnly = Buffer.concat(completeSubmission([Buffer.from(`Return-Path: <x@y>\r\nFrom: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n`)], C).message).toString();
+  const headerOnly = Buffer.concat(completeSubmission([Buffer.from(`Bcc: <x@y>\r\nFrom: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n`)], C).message).toString();
   assert.equal(headerOnly, `From: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n`);
 });
 
