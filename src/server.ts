@@ -34,8 +34,9 @@ export interface RunningServer {
   addresses: Partial<Record<ListenerKind, string[]>>;
   /** The self-signed or configured certificate file, for clients to trust. */
   certFile: string;
-  /** Takes up a certificate renewed on disk now (SIGHUP); resolves once it has looked. */
-  reloadTls(): Promise<void>;
+  /** Takes up a certificate renewed on disk now (SIGHUP); resolves, once it has looked, with
+   *  true when the certificate in use changed. */
+  reloadTls(): Promise<boolean>;
   stop(graceMs?: number): Promise<void>;
 }
 

@@ -21,15 +21,20 @@ export function registerStart(program: Command): void {
       };
       process.once('SIGINT', onSignal);
       process.once('SIGTERM', onSignal);
-      // SIGHUP (certbot's deploy hook, `systemctl reload`) would end the process by default.
-      // Before the server is up there is nothing to reload: it reads the files as it starts.
-      let onHangup: (() => void) | undefined;
-      process.on('SIGHUP', () => onHangup?.());
+      // SIGHUP (certbot's deploy hook, `systemctl reload`) looks for a renewed certificate, as
+      // daemons do, where the default action would end the process. One that comes while the
+      // server starts is answered once it is up: the files may have changed after it read them.
+      let hungUp = false;
+      let onHangup = () => { hungUp = true; };
+      process.on('SIGHUP', () => onHangup());
       const server = await startServer(config, log);
       onHangup = () => {
         log.info({ signal: 'SIGHUP' }, 'looking for a renewed TLS certificate');
-        void server.reloadTls();
+        void server.reloadTls().then((changed) => {
+          if (!changed) log.info({ signal: 'SIGHUP' }, 'TLS certificate unchanged');
+        });
       };
+      if (hungUp) onHangup();
       log.info({ addresses: server.addresses, data_dir: config.data_dir, hostname: config.hostname, domains: config.domains }, 'listening');
       const lines = Object.entries(server.addresses).map(([kind, addrs]) => `  ${kind.padEnd(12)} ${addrs!.join(', ')}`);
       const source = configPath((cmd.optsWithGlobals() as { config?: string }).config) ?? 'built-in defaults';

@@ -278,6 +278,7 @@ export class QueueRunner {
         // connection that carried mail before (a server's limit per connection), the job waits
         // for a fresh one, uncharged; on a fresh one it is a 4xx like any other.
         if (client.sent > 1 && results.every((r) => !r.ok && r.reply.startsWith('421'))) {
+          this.ctx.log.info({ id: job.entry.id, relay: client.target.servername ?? client.target.host, reply: results[0]!.reply }, 'connection closed by the next hop; the message goes on a fresh one');
           this.putBack(d, job);
           break;
         }

@@ -111,8 +111,13 @@ export function oneLine(s: string): string {
  *  advice to start it with a flag. */
 function certificateAdvice(reason: string, target: ClientTarget): string {
   const text = reason.replace(/; if the root CA is installed locally.*$/, '');
-  if (!target.verify || !/certificate|\bCERT_/i.test(text)) return text;
-  return `${text}; give the CA that signed it in relay.ca_file${target.verifyKey ? `, or set ${target.verifyKey} = false` : ''}`;
+  if (!target.verify) return text;
+  const orOff = target.verifyKey ? `, or set ${target.verifyKey} = false` : '';
+  // Node's words for the three ways a certificate fails the check.
+  if (/does not match certificate's altnames/i.test(text)) return `${text}; name the host as its certificate does${orOff}`;
+  if (/certificate has expired|certificate is not yet valid/i.test(text)) return `${text}; its operator has to renew it${orOff}`;
+  if (/self[- ]signed|unable to (get|verify)|issuer/i.test(text)) return `${text}; give the CA that signed it in relay.ca_file${orOff}`;
+  return text;
 }
 
 function describe(err: NmError): string {

@@ -45,7 +45,10 @@ export function returnPathHeader(sender: string): string {
 
 /** The message without Return-Path fields: the one a final delivery adds (above) is the
  *  envelope's, and any already in the message came from whoever wrote it. RFC 5321 §4.4 lets a
- *  final delivery remove them and asks originators not to send them; Postfix's cleanup does. */
+ *  final delivery remove them and asks originators not to send them. A message is stored once
+ *  for its local copies and the ones it is sent on in, so the copies an alias forwards lose them
+ *  too, where §4.4 would have a pure relay leave them: Postfix's cleanup removes them from all
+ *  mail it takes in, for the same reason. */
 export function withoutReturnPath(message: Buffer[]): Buffer[] {
   return withoutFields(message, /return-path/i, (f) => /^return-path[ \t]*:/i.test(f));
 }

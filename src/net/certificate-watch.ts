@@ -12,6 +12,7 @@ import type { ServerCertificate } from './tls.ts';
 const HOUR = 3_600_000;
 const DAY = 24 * HOUR;
 const WARN_BEFORE = 14 * DAY;
+const RELOADED = 'TLS certificate reloaded; TLS sessions that begin from now on use it';
 
 export class CertificateWatch implements Service {
   readonly name = 'tls';
@@ -21,6 +22,8 @@ export class CertificateWatch implements Service {
   /** The check under way: a second request waits for it, then checks again. */
   private checking: Promise<void> = Promise.resolve();
   private warnedAt = -Infinity;
+  /** Stops a renewal under way when the server stops. */
+  private readonly stopping = new AbortController();
 
   constructor(certificate: ServerCertificate, log: Logger) {
     this.certificate = certificate;
@@ -34,23 +37,31 @@ export class CertificateWatch implements Service {
     return [];
   }
 
-  /** A check under way is not waited for: a renewal's files replace the old ones whole or not at all. */
+  /** A renewal under way is stopped, not waited for: what it left is made again at the next
+   *  start, as the certificate there is still due. */
   async stop(): Promise<void> {
     clearInterval(this.timer);
+    this.stopping.abort();
   }
 
-  /** Resolves once the files have been looked at (never rejects: what went wrong is logged). */
-  check(): Promise<void> {
-    this.checking = this.checking.then(async () => {
+  /** Resolves, once the files have been looked at, with true when the certificate in use
+   *  changed (never rejects: what went wrong is logged). */
+  check(): Promise<boolean> {
+    const done = this.checking.then(async () => {
       const { certificate: c } = this;
+      let changed = false;
       try {
-        if (await c.refresh()) this.log.info({ cert: c.certFile, valid_until: c.validTo.toISOString() }, 'TLS certificate reloaded; new sessions get it');
+        changed = await c.refresh(this.stopping.signal);
+        if (changed) this.log.info({ cert: c.certFile, valid_until: c.validTo.toISOString() }, RELOADED);
       } catch (err) {
+        if (this.stopping.signal.aborted) return false;
         this.log.warn({ cert: c.certFile, valid_until: c.validTo.toISOString() }, `${(err as Error).message}; the certificate loaded before stays in use`);
       }
       this.warnIfEnding();
+      return changed;
     });
-    return this.checking;
+    this.checking = done.then(() => undefined);
+    return done;
   }
 
   private warnIfEnding(): void {

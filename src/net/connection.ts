@@ -19,6 +19,9 @@ import { inputTurn } from './turn-budget.ts';
  */
 const SMALL_READ = 4096;
 
+/** How long a timed-out connection's farewell may take to leave before the connection is cut. */
+const FAREWELL_MS = 1000;
+
 /** Output one connection writes in one turn of the event loop before the others get theirs. */
 const TURN_BUDGET = 1024 * 1024;
 
@@ -63,15 +66,24 @@ export class Connection<E, R> implements IdleMember {
     this.push(() => o.session.start());
   }
 
-  /** RFC 5321 §4.5.3.2 / RFC 1939 §3: the session says what an idle timeout means. A peer
-   *  that has taken nothing of what was sent it for the whole time takes no farewell either: the
-   *  connection ends at once (a POP3 autologout sends none anyway), and with it what the session
-   *  held (a maildrop's lock, a connection slot). */
+  /** RFC 5321 §4.5.3.2 / RFC 1939 §3: the session says what an idle timeout means. When it
+   *  ends the session, a peer that has not taken what was sent it takes no farewell either: the
+   *  connection ends at once when output waits in our buffer, a moment later when it waits in the
+   *  system's, and with it what the session held (a maildrop's lock, a connection slot). */
   timedOut(): void {
     this.lastActive = this.o.idle.tick;
     const stalled = this.socket.writableLength > 0;
-    this.push(() => this.o.session.timeout());
-    if (stalled) this.socket.destroy();
+    let ends = false;
+    this.push(() => {
+      const outputs = this.o.session.timeout();
+      ends = outputs.some((o) => o.type === 'close');
+      return outputs;
+    });
+    if (!ends) return;
+    if (stalled) return void this.socket.destroy();
+    setTimeout(() => {
+      if (!this.closed) this.socket.destroy();
+    }, FAREWELL_MS).unref();
   }
 
   shutdown(): void {

@@ -33,7 +33,8 @@ export interface ProtocolHandler<E, R> {
   implicitTls: boolean;
   idleTimeoutMs: number;
   createSession(client: ClientInfo): Session<E, R>;
-  /** `session`: whose effect it is (the listener always says; a test may not). */
+  /** `session`: whose effect it is, which the listener always gives, for a handler that asks
+   *  after it (whether its connection has closed meanwhile). */
   perform(effect: E, session?: Session<E, R>): Promise<R>;
   /** The one line sent to a connection refused by a limit (then closed). */
   refusal(reason: string): string;

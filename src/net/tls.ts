@@ -3,7 +3,7 @@
  * start (so STARTTLS and implicit TLS work out of the box; clients will ask to trust it), made
  * again within 30 days of its end. A certificate that changes on disk while the server runs
  * (certbot's renewal) is taken up by `refresh()`, which certificate-watch.ts calls every hour
- * and on SIGHUP; sessions that began before keep the one they have.
+ * and on SIGHUP; TLS sessions already under way keep the one they began with.
  */
 import { execFile, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
@@ -24,63 +24,66 @@ export class ServerCertificate {
   validTo: Date;
   readonly certFile: string;
   private readonly keyFile: string;
-  /** Made here, for `hostname`, because [tls] names no certificate. */
-  private readonly selfSigned: string | undefined;
+  /** The host name a self-signed certificate is made for; undefined for a configured one. */
+  private readonly selfSignedFor: string | undefined;
   private pem: { cert: Buffer; key: Buffer };
 
-  private constructor(certFile: string, keyFile: string, selfSigned: string | undefined, pem: { cert: Buffer; key: Buffer }) {
+  private constructor(certFile: string, keyFile: string, selfSignedFor: string | undefined) {
     this.certFile = certFile;
     this.keyFile = keyFile;
-    this.selfSigned = selfSigned;
-    this.pem = pem;
-    this.context = secureContext(pem, certFile, keyFile);
-    this.validTo = endOf(pem.cert);
+    this.selfSignedFor = selfSignedFor;
+    this.pem = this.read();
+    this.context = secureContext(this.pem, certFile, keyFile);
+    this.validTo = endOf(this.pem.cert);
   }
 
   /** At start. `warn`: where to say that a certificate due for renewal could not be made anew. */
   static load(config: Config, warn: (message: string) => void = () => {}): ServerCertificate {
     const { cert, key } = config.tls;
-    if (cert !== undefined && key !== undefined) {
-      return new ServerCertificate(cert, key, undefined, { cert: readConfiguredFile('tls.cert', cert), key: readConfiguredFile('tls.key', key) });
-    }
+    if (cert !== undefined && key !== undefined) return new ServerCertificate(cert, key, undefined);
     const dir = path.join(config.data_dir, 'tls');
     const files = { certFile: path.join(dir, 'selfsigned-cert.pem'), keyFile: path.join(dir, 'selfsigned-key.pem') };
-    if (!fs.existsSync(files.certFile) || !fs.existsSync(files.keyFile)) makeSelfSignedNow(config.hostname, files);
+    if (!fs.existsSync(files.certFile) || !fs.existsSync(files.keyFile)) makeSelfSignedBlocking(config.hostname, files);
     else if (dueForRenewal(files.certFile)) {
       try {
-        makeSelfSignedNow(config.hostname, files);
+        makeSelfSignedBlocking(config.hostname, files);
       } catch (err) {
         // The one there serves until it ends.
         if (stillValid(files.certFile)) warn(`${(err as Error).message}; the certificate there serves until it ends`);
         else throw err;
       }
     }
-    const pem = { cert: readSelfSigned(files.certFile), key: readSelfSigned(files.keyFile) };
-    return new ServerCertificate(files.certFile, files.keyFile, config.hostname, pem);
+    return new ServerCertificate(files.certFile, files.keyFile, config.hostname);
   }
 
   /** True for a certificate made here, which renews itself; a configured one is renewed by its owner. */
   get madeHere(): boolean {
-    return this.selfSigned !== undefined;
+    return this.selfSignedFor !== undefined;
   }
 
   /**
    * Makes the self-signed certificate anew when it is due, then takes up the files if they are
    * no longer what was loaded. Resolves with true when the certificate in use changed. When the
    * new files do not load (a key that does not match, half of a renewal), it rejects, saying why,
-   * and the certificate loaded before stays in use.
+   * and the certificate loaded before stays in use. `signal` stops a renewal under way.
    */
-  async refresh(): Promise<boolean> {
-    const files = { certFile: this.certFile, keyFile: this.keyFile };
-    if (this.selfSigned !== undefined && dueForRenewal(this.certFile)) await makeSelfSigned(this.selfSigned, files);
-    const [cert, key] = await Promise.all([this.certFile, this.keyFile].map((f, i) => fs.promises.readFile(f).catch((err: NodeJS.ErrnoException) => {
-      throw new Error(`tls: ${this.selfSigned === undefined ? `${i === 0 ? 'tls.cert' : 'tls.key'}: ` : ''}cannot read ${f} (${err.code ?? err.message})`);
-    }))) as [Buffer, Buffer];
-    if (cert.equals(this.pem.cert) && key.equals(this.pem.key)) return false;
-    this.context = secureContext({ cert, key }, this.certFile, this.keyFile);
-    this.validTo = endOf(cert);
-    this.pem = { cert, key };
+  async refresh(signal?: AbortSignal): Promise<boolean> {
+    if (this.selfSignedFor !== undefined && dueForRenewal(this.certFile)) {
+      await makeSelfSignedInBackground(this.selfSignedFor, { certFile: this.certFile, keyFile: this.keyFile }, signal);
+    }
+    const pem = this.read();
+    if (pem.cert.equals(this.pem.cert) && pem.key.equals(this.pem.key)) return false;
+    const validTo = endOf(pem.cert);
+    this.context = secureContext(pem, this.certFile, this.keyFile);
+    this.validTo = validTo;
+    this.pem = pem;
     return true;
+  }
+
+  /** The two files as they are now (two small files: read on the spot, at start and hourly). */
+  private read(): { cert: Buffer; key: Buffer } {
+    if (this.selfSignedFor === undefined) return { cert: readConfiguredFile('tls.cert', this.certFile), key: readConfiguredFile('tls.key', this.keyFile) };
+    return { cert: readSelfSigned(this.certFile), key: readSelfSigned(this.keyFile) };
   }
 }
 
@@ -137,23 +140,28 @@ interface PairFiles {
 const MAKER = fileURLToPath(new URL(`./self-signed${path.extname(fileURLToPath(import.meta.url))}`, import.meta.url));
 
 function makerFailure(dir: string, detail: string): Error {
-  return new Error(`tls: cannot make a self-signed certificate in ${dir}: ${detail.trim().split('\n')[0]}`);
+  // The maker's own message, or the error line of a crash's report (its first line is where).
+  const lines = detail.trim().split('\n');
+  return new Error(`tls: cannot make a self-signed certificate in ${dir}: ${lines.find((l) => /Error\b/.test(l))?.trim() ?? lines[0]}`);
 }
 
 /** At start, before anything listens. */
-function makeSelfSignedNow(hostname: string, { certFile, keyFile }: PairFiles): void {
+function makeSelfSignedBlocking(hostname: string, { certFile, keyFile }: PairFiles): void {
   const dir = path.dirname(certFile);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   const r = spawnSync(process.execPath, [MAKER, hostname, certFile, keyFile], { encoding: 'utf8', timeout: 60_000 });
   if (r.status !== 0) throw makerFailure(dir, r.stderr || r.error?.message || '');
 }
 
-/** While the server runs: its sessions go on meanwhile. */
-async function makeSelfSigned(hostname: string, { certFile, keyFile }: PairFiles): Promise<void> {
+/** While the server runs: its sessions go on meanwhile. The directory is made again if it went
+ *  (removing it is how a broken certificate is made anew). */
+async function makeSelfSignedInBackground(hostname: string, { certFile, keyFile }: PairFiles, signal?: AbortSignal): Promise<void> {
+  const dir = path.dirname(certFile);
   try {
-    await promisify(execFile)(process.execPath, [MAKER, hostname, certFile, keyFile], { encoding: 'utf8', timeout: 60_000 });
+    await fs.promises.mkdir(dir, { recursive: true, mode: 0o700 });
+    await promisify(execFile)(process.execPath, [MAKER, hostname, certFile, keyFile], { encoding: 'utf8', timeout: 60_000, ...(signal ? { signal } : {}) });
   } catch (err) {
     const e = err as Error & { stderr?: string };
-    throw makerFailure(path.dirname(certFile), e.stderr || e.message);
+    throw makerFailure(dir, e.stderr || e.message);
   }
 }

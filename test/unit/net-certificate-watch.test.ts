@@ -29,7 +29,7 @@ test('every hour the watch takes up a certificate renewed on disk; one that ends
   const log = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) });
   const messages = () => lines.map((l) => l.msg);
   const ENDING = 'tls.cert ends soon: renew it; mailnest takes up the renewed files within an hour, or at once on SIGHUP';
-  const RELOADED = 'TLS certificate reloaded; new sessions get it';
+  const RELOADED = 'TLS certificate reloaded; TLS sessions that begin from now on use it';
   mock.timers.enable({ apis: ['setInterval', 'Date'], now: Date.now() });
   const watch = new CertificateWatch(certificate, log);
   try {
