@@ -502,6 +502,9 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     this.tx = undefined;
     if (result.id !== undefined) {
       this.accepted.push(result.id);
+      // The error limit is for sessions that deliver nothing: a client that sends mail on one
+      // connection for a list with some recipients gone is no prober.
+      this.errors = 0;
       return this.send(reply(250, '2.0.0', `OK queued as ${result.id}`));
     }
     switch (result.failure) {

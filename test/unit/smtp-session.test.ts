@@ -349,6 +349,19 @@ test('too many errors end the session with 421', () => {
   assert.equal(d.send('NOOP\r\n'), '');
 });
 
+test('the error count starts again after each message delivered: a sender reusing its connection is no prober', () => {
+  const d = inState('ehlo');
+  let out = '';
+  for (let m = 0; m < 4; m++) {
+    out += d.send('MAIL FROM:<s@remote.test>\r\n');
+    for (let i = 0; i < 6; i++) out += d.send(`RCPT TO:<gone${i}@example.test>\r\n`);
+    out += d.send('RCPT TO:<alice@example.test>\r\nDATA\r\nSubject: m\r\n\r\nx\r\n.\r\n');
+  }
+  assert.equal(d.delivered.length, 4, out);
+  assert.ok(!d.closed);
+  assert.doesNotMatch(out, /^421 /m);
+});
+
 test('NUL or bare CR in a command is a syntax error', () => {
   const d = inState('ehlo');
   assert.match(d.send('NOOP\0\r\n'), /^500 5\.5\.2 /);
