@@ -264,7 +264,7 @@ export class QueueRunner {
     this.clients.add(client);
     try {
       while (!this.stopping && client.usable && client.sent < this.cfg.queue.messages_per_connection) {
-        const job = this.takeJob(d);
+        let job = this.takeJob(d);
         if (!job) break;
         let results: RecipientResult[];
         try {
@@ -281,6 +281,15 @@ export class QueueRunner {
           this.ctx.log.info({ id: job.entry.id, relay: client.target.servername ?? client.target.host, reply: results[0]!.reply }, 'connection closed by the next hop; the message goes on a fresh one');
           this.putBack(d, job);
           break;
+        }
+        // RFC 5321 §4.5.3.1.10: recipients over the next hop's limit per transaction get 452; when
+        // it took others, they go at once in another transaction, uncharged.
+        const over = results.some((r) => r.ok) ? new Set(results.filter(overRecipientLimit).map((r) => r.address)) : new Set<string>();
+        if (over.size > 0) {
+          const taken = job;
+          this.putBack(d, { ...taken, recipients: taken.recipients.filter((r) => over.has(r.address)) });
+          job = { ...taken, recipients: taken.recipients.filter((r) => !over.has(r.address)) };
+          results = results.filter((r) => !over.has(r.address));
         }
         await this.settle(job, results, client.target.servername ?? client.target.host);
         if (results.some((r) => r.ok)) d.limit = Math.min(d.limit + 1, this.cfg.queue.max_connections_per_destination);
@@ -457,6 +466,12 @@ export class QueueRunner {
 
 function hasEightBit(b: Buffer): boolean {
   return /[\x80-\xff]/.test(b.toString('latin1'));
+}
+
+/** A recipient the next hop refused as one too many for the transaction (RFC 5321 §4.5.3.1.10:
+ *  452, which also means a full mailbox or disk; 4.5.3 or the words tell them apart). */
+function overRecipientLimit(r: RecipientResult): boolean {
+  return !r.ok && /^452\b/.test(r.reply) && (/\b4\.5\.3\b/.test(r.reply) || /too many recipients/i.test(r.reply));
 }
 
 /** The reply recorded when our own side failed (the store, signing): a temporary failure. */

@@ -304,3 +304,29 @@ describe('a next hop that takes few messages per connection', () => {
     }
   });
 });
+
+describe('a next hop that takes few recipients per message', () => {
+  it('the recipients over its limit (452 4.5.3) go at once in further transactions, none deferred', async () => {
+    const dir = tempDir();
+    const few = new SmtpSink({ recipientsPerMessage: 2 });
+    await few.start();
+    const configFile = writeConfig(dir, baseConfig(dir, {
+      relay: { routes: { 'few.test': `127.0.0.1:${few.port}` } },
+      queue: { retry: ['1h'], poll_interval: '200ms' },
+    }));
+    addUser(configFile, 'alice@example.test', 'secret-pw');
+    const server = await startMailnest(dir, configFile);
+    try {
+      const rcpts = [1, 2, 3, 4, 5].map((n) => `r${n}@few.test`);
+      const id = inject(configFile, 'alice@example.test', rcpts, message('many recipients'));
+      await until('every recipient', () => few.messages.flatMap((m) => m.to).length === 5);
+      assert.deepEqual(few.messages.map((m) => m.to.length), [2, 2, 1]);
+      assert.deepEqual(few.messages.flatMap((m) => m.to).sort(), rcpts);
+      await until('the entry to go', () => !queueJson(configFile).some((e) => e.id === id));
+      assert.deepEqual(server.logs.filter((l) => l.msg === 'delivery deferred'), []);
+    } finally {
+      await server.stop();
+      await few.stop();
+    }
+  });
+});
