@@ -22,6 +22,7 @@ import { encodeWord } from 'nodemailer/lib/mime-funcs';
 import { rfc5322Date } from '../delivery/trace.ts';
 import { emptyGroups, parseAddressList, parseSingleAddress, uniqueAddresses, type NamedAddress } from './addresses.ts';
 import { contentTypeFor, isContentType, OCTET_STREAM } from './types.ts';
+import { MAX_LINE } from './body-lines.ts';
 import { ComposeError } from './errors.ts';
 
 export { ComposeError };
@@ -67,8 +68,6 @@ export interface ComposedMessage {
   messageId: string;
 }
 
-/** RFC 5322 §2.1.1: a line is at most 998 octets without its CRLF. */
-export const MAX_LINE = 998;
 /** A word (a run without white space) longer than this cannot be folded under MAX_LINE. */
 const MAX_WORD = 900;
 

@@ -12,12 +12,11 @@
  *   a raw non-ASCII Subject is turned into RFC 2047 encoded-words (its bytes read as UTF-8, or
  *   as Latin-1 when they are not UTF-8), and so is an address field that is not UTF-8;
  * - header lines over 998 octets are folded before white space (RFC 5322 §2.2.3);
- * - a body that is not MIME but holds 8-bit bytes, NUL or lines over 998 octets is re-encoded as
- *   quoted-printable text with MIME headers (RFC 2045), so what cron or a script printed arrives
- *   intact; so is a MIME message of one text part in 7bit or 8bit (cron's); any other MIME
- *   message with such lines is refused, as it cannot be fixed without knowing its structure;
- * - a MIME message gets the MIME-Version it lacks, and `8bit` as its transfer encoding when it
- *   has none and holds 8-bit text.
+ * - the body is made fit to send by body-lines.ts: one that is not MIME but holds 8-bit bytes,
+ *   NUL or lines over 998 octets becomes quoted-printable text, so what cron or a script printed
+ *   arrives intact, and so does a MIME message of one text part with long lines (cron's); any
+ *   other MIME message with such lines is refused; a MIME message gets the MIME-Version it
+ *   lacks, and `8bit` as its transfer encoding when it has none and holds 8-bit text.
  *
  * Addresses without a domain ("root", as cron writes them) get the first local domain, as
  * Postfix's append_at_myorigin does: in the recipients, and in an address field that names one
@@ -27,11 +26,9 @@ import { isUtf8 } from 'node:buffer';
 import addressparser from 'nodemailer/lib/addressparser';
 import MimeNode from 'nodemailer/lib/mime-node';
 import { foldLines } from 'nodemailer/lib/mime-funcs';
-import * as qp from 'nodemailer/lib/qp';
 import { parseMailbox } from '../smtp/address.ts';
 import { hasStrayName, notAList, uniqueAddresses } from './addresses.ts';
-import { MAX_LINE } from './compose.ts';
-import { FIELD_START } from './header-section.ts';
+import { fitBody, LongLineError, MAX_LINE, splitFields, type Field } from './body-lines.ts';
 import { DROPPED_FIELD, missingFields } from './submission.ts';
 
 export type SubmittedProblem = 'usage' | 'data';
@@ -67,13 +64,6 @@ export interface SubmittedMessage {
   message: Buffer;
   sender: string;
   recipients: string[];
-}
-
-interface Field {
-  /** Field name as written. */
-  name: string;
-  /** The physical lines (without CRLF), the first holding "Name:". */
-  lines: Buffer[];
 }
 
 /** Splits input into lines at CRLF, LF or a lone CR (a lone CR is no line end on the wire, RFC
@@ -154,20 +144,9 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   if (lines.length > 0 && lines[0]!.subarray(0, 5).toString('latin1') === 'From ') lines = lines.slice(1);
 
   // Header section.
-  const fields: Field[] = [];
-  let i = 0;
-  for (; i < lines.length; i++) {
-    const line = lines[i]!;
-    if (line.length === 0) {
-      i++;
-      break;
-    }
-    const text = line.toString('latin1');
-    if (FIELD_START.test(text)) fields.push({ name: text.slice(0, text.indexOf(':')).trim(), lines: [line] });
-    else if ((text[0] === ' ' || text[0] === '\t') && fields.length > 0) fields[fields.length - 1]!.lines.push(line);
-    else break; // the body starts here, without the blank line
-  }
-  let body = lines.slice(i);
+  const split = splitFields(lines);
+  const fields = split.fields;
+  const body = split.body;
   const has = (name: string) => fields.some((f) => f.name.toLowerCase() === name);
   const values = (name: string) => fields.filter((f) => f.name.toLowerCase() === name).map(fieldValue);
 
@@ -213,39 +192,14 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   }
 
   // Body.
-  const isMime = has('mime-version') || has('content-type') || has('content-transfer-encoding');
-  const longLine = body.findIndex((l) => l.length > MAX_LINE);
-  const toQuotedPrintable = () => {
-    const raw = Buffer.concat(body.flatMap((l, k) => (k === 0 ? [l] : [Buffer.from('\r\n'), l])));
-    body = qp.wrap(qp.encode(raw), 76).split('\r\n').map((l) => Buffer.from(l, 'latin1'));
-    return raw;
-  };
-  // One text part in 7bit or 8bit, as Debian's cron writes it: its lines can be made short by
-  // quoted-printable (RFC 2045 §6.7) without knowing more of its structure.
-  const singleText = /^(text\/|$)/i.test(values('content-type')[0] ?? '') && /^(7bit|8bit|)$/i.test(values('content-transfer-encoding')[0] ?? '');
-  if (!isMime && (longLine >= 0 || body.some(needsEncoding))) {
-    const raw = toQuotedPrintable();
-    // Bytes that are not UTF-8 are read as Latin-1, as the Subject is and as `send` reads text.
-    const charset = raw.every((c) => c < 0x80) ? 'us-ascii' : isUtf8(raw) ? 'utf-8' : 'iso-8859-1';
-    out.push({ name: 'MIME-Version', lines: [Buffer.from('MIME-Version: 1.0')] });
-    out.push({ name: 'Content-Type', lines: [Buffer.from(`Content-Type: text/plain; charset=${charset}`)] });
-    out.push({ name: 'Content-Transfer-Encoding', lines: [Buffer.from('Content-Transfer-Encoding: quoted-printable')] });
-  } else if (longLine >= 0 && singleText) {
-    toQuotedPrintable();
-    out = out.filter((f) => !/^content-transfer-encoding$/i.test(f.name));
-    if (!has('mime-version')) out.push({ name: 'MIME-Version', lines: [Buffer.from('MIME-Version: 1.0')] });
-    out.push({ name: 'Content-Transfer-Encoding', lines: [Buffer.from('Content-Transfer-Encoding: quoted-printable')] });
-  } else if (longLine >= 0) {
-    throw new SubmittedError('data', `body line ${longLine + 1} is ${body[longLine]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 §2.1.1)`);
-  } else if (isMime) {
-    // What PHP's mail() and many scripts write: a Content-Type without MIME-Version (RFC 2045
-    // §4 wants one), and 8-bit text without a transfer encoding, which then reads as 7bit (§6.1).
-    if (!has('mime-version')) out.push({ name: 'MIME-Version', lines: [Buffer.from('MIME-Version: 1.0')] });
-    // (NUL would need binary, which no next hop may take: such a body is left as it is.)
-    if (!has('content-transfer-encoding') && body.some((l) => l.some((c) => c >= 0x80)) && !body.some((l) => l.includes(0))) {
-      out.push({ name: 'Content-Transfer-Encoding', lines: [Buffer.from('Content-Transfer-Encoding: 8bit')] });
-    }
+  let fitted: { fields: Field[]; body: Buffer[] };
+  try {
+    fitted = fitBody(out, body);
+  } catch (err) {
+    if (err instanceof LongLineError) throw new SubmittedError('data', err.message);
+    throw err;
   }
+  out = fitted.fields;
   for (const f of out) {
     if (!f.lines.some((l) => l.length > MAX_LINE)) continue;
     f.lines = f.lines.flatMap((l) => foldLong(l, f.name));
@@ -255,7 +209,7 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   const parts: Buffer[] = [];
   for (const f of out) for (const l of f.lines) parts.push(l, crlf);
   parts.push(crlf);
-  for (const l of body) parts.push(l, crlf);
+  for (const l of fitted.body) parts.push(l, crlf);
   return { message: Buffer.concat(parts), sender, recipients: uniqueAddresses(recipients) };
 }
 

@@ -10,6 +10,7 @@ import { acceptMessage } from '../delivery/accept.ts';
 import { withoutForgedResults } from '../delivery/auth-results.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
 import { reportLocalDelivery } from '../delivery/report.ts';
+import { fitSubmittedLines, LongLineError } from '../mime/body-lines.ts';
 import { completeSubmission } from '../mime/submission.ts';
 import type { ProtocolHandler } from '../net/listener.ts';
 import type { FreeSpace } from '../store/free-space.ts';
@@ -132,7 +133,15 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
       const message = foreign === '' ? 'From: names no address that reads one way only; it must name one of yours' : `From: <${foreign}> is not one of your addresses`;
       return { kind: 'deliver', failure: 'refused', message };
     }
-    body = done.message;
+    // Its lines are made to fit 998 octets now, before it is signed, rather than folded by a
+    // relay on its way, which would break the signature.
+    try {
+      body = fitSubmittedLines(done.message);
+    } catch (err) {
+      if (!(err instanceof LongLineError)) throw err;
+      ctx.metrics.rejected.inc({ listener: role, reason: 'long_line' });
+      return { kind: 'deliver', failure: 'unfit', message: `${err.message}: encode the body (quoted-printable or base64)` };
+    }
   }
   try {
     const id = await acceptMessage(ctx.store, {

@@ -43,7 +43,7 @@ export type SmtpResult =
   | { kind: 'verify'; resolution: Resolution; alias?: AliasRecord }
   | { kind: 'deliver'; id: string }
   /** Not stored: refused by policy (with the reason), a store failure, or no room on disk. */
-  | { kind: 'deliver'; id?: undefined; failure: 'refused' | 'deferred'; message: string }
+  | { kind: 'deliver'; id?: undefined; failure: 'refused' | 'deferred' | 'unfit'; message: string }
   | { kind: 'deliver'; id?: undefined; failure: 'store-error' | 'storage-full' };
 
 /** Everything needed to commit an accepted message. */
@@ -512,6 +512,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       case 'store-error': return this.send(reply(451, '4.3.0', 'Local error in processing, try again later'));
       case 'refused': return this.send(reply(550, '5.7.1', result.message));
       case 'deferred': return this.send(reply(451, '4.7.0', result.message));
+      // RFC 3463 §3.7: the content cannot be sent on as it is.
+      case 'unfit': return this.send(reply(554, '5.6.0', result.message));
     }
   }
 

@@ -5,6 +5,7 @@
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { parseMail } from '../helpers/parse-mail.ts';
 import { cli, python } from '../helpers/server.ts';
 import { b64, plain, SmtpClient } from '../helpers/smtp-client.ts';
 import { cleanup, mailbox, PASSWORD, queue, splitTrace, startFixture, withStore, type Fixture } from '../helpers/smtp-fixture.ts';
@@ -393,6 +394,30 @@ test('submission: Bcc, Resent-Bcc and Return-Path go, From, Date and Message-ID 
   // A message that lacks nothing keeps its bytes (a "Bcc:" line in the body is no field).
   assert.equal(splitTrace(bob[1]!).body.toString(), complete);
   assert.equal(queued[1], complete);
+});
+
+test('submission: a body line over 998 octets is made quoted-printable before signing, or refused when the structure is not known (RFC 5322 §2.1.1)', async () => {
+  f = await startFixture();
+  const c = await f.openAuthenticated('alice@example.test');
+  const long = `${'L'.repeat(3000)} Köln`;
+  const head = 'From: alice@example.test\r\nTo: bob@example.test\r\nSubject: long\r\n';
+  // Not MIME; one text part in 8bit; a multipart whose part has the long line.
+  const plain = await c.transaction('<alice@example.test>', ['<bob@example.test>'], `${head}\r\nshort\r\n${long}`);
+  assert.equal(plain.code, 250, plain.raw);
+  const single = await c.transaction('<alice@example.test>', ['<bob@example.test>'], `${head}MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<p>${long}</p>`);
+  assert.equal(single.code, 250, single.raw);
+  const multi = await c.transaction('<alice@example.test>', ['<bob@example.test>'], `${head}MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n${long}\r\n--b--`);
+  assert.equal(multi.code, 554);
+  assert.equal(multi.raw, '554 5.6.0 body line 4 is 3006 octets; lines are limited to 998 (RFC 5322 §2.1.1): encode the body (quoted-printable or base64)\r\n');
+  await c.quit();
+  const got = await mailbox(f.dataDir, 'bob@example.test');
+  assert.equal(got.length, 2);
+  const parsed = got.map((m) => parseMail(m));
+  for (const p of parsed) assert.ok(p.longestLine <= 998, `${p.longestLine}`);
+  assert.deepEqual(parsed.map((p) => [p.root.contentType, p.root.cte, p.root.charset, p.root.text]), [
+    ['text/plain', 'quoted-printable', 'utf-8', `short\n${long}\n`],
+    ['text/html', 'quoted-printable', 'utf-8', `<p>${long}</p>\n`],
+  ]);
 });
 
 test('STARTTLS on the smtp listener: mail is received as ESMTPS with the TLS noted', async () => {

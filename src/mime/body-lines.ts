@@ -1,0 +1,141 @@
+/**
+ * A message's lines made to fit RFC 5322 §2.1.1's 998 octets, in one place for `sendmail` and
+ * SMTP submission: mail written here goes on unchanged through relays that fold longer lines
+ * (Postfix folds at 998 by default), which would break its DKIM signature on the way.
+ *
+ * A body that is not MIME, or is one text part in 7bit or 8bit (as Debian's cron writes it),
+ * is re-encoded as quoted-printable (RFC 2045 §6.7), whose lines are short; any other MIME
+ * message with a long line is refused, as it cannot be fixed without knowing its structure.
+ * Mail from the internet is not touched: it is not ours to change.
+ */
+import { isUtf8 } from 'node:buffer';
+import * as qp from 'nodemailer/lib/qp';
+import { FIELD_START, headerEnd, unfoldedValue } from './header-section.ts';
+
+/** RFC 5322 §2.1.1: a line is at most 998 octets without its CRLF. */
+export const MAX_LINE = 998;
+
+export interface Field {
+  /** Field name as written. */
+  name: string;
+  /** The physical lines (without CRLF), the first holding "Name:". */
+  lines: Buffer[];
+}
+
+/** A body line too long to send, in a message that cannot be re-encoded here. */
+export class LongLineError extends Error {}
+
+const needsEncoding = (b: Buffer) => b.some((c) => c >= 0x80 || c === 0);
+
+/** The header fields of the first lines, up to the empty line or the first line that is no
+ *  field, and the body lines after them. */
+export function splitFields(lines: Buffer[]): { fields: Field[]; body: Buffer[] } {
+  const fields: Field[] = [];
+  let i = 0;
+  for (; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (line.length === 0) {
+      i++;
+      break;
+    }
+    const text = line.toString('latin1');
+    if (FIELD_START.test(text)) fields.push({ name: text.slice(0, text.indexOf(':')).trim(), lines: [line] });
+    else if ((text[0] === ' ' || text[0] === '\t') && fields.length > 0) fields[fields.length - 1]!.lines.push(line);
+    else break; // the body starts here, without the blank line
+  }
+  return { fields, body: lines.slice(i) };
+}
+
+/**
+ * The fields and body lines to send: a body with a line over MAX_LINE, or 8-bit text outside
+ * MIME, as quoted-printable with the fields that say so; a MIME message without MIME-Version
+ * given one, and its 8-bit text without a transfer encoding labelled 8bit. Throws
+ * LongLineError for a long line it cannot re-encode.
+ */
+export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; body: Buffer[] } {
+  const has = (name: string) => fields.some((f) => f.name.toLowerCase() === name);
+  const value = (name: string) => {
+    const f = fields.find((x) => x.name.toLowerCase() === name);
+    return f ? unfoldedValue(f.lines.map((l) => l.toString('latin1')).join('\r\n')).trim() : '';
+  };
+  const field = (name: string, text: string): Field => ({ name, lines: [Buffer.from(`${name}: ${text}`)] });
+  const isMime = has('mime-version') || has('content-type') || has('content-transfer-encoding');
+  const longLine = body.findIndex((l) => l.length > MAX_LINE);
+  const raw = () => Buffer.concat(body.flatMap((l, k) => (k === 0 ? [l] : [Buffer.from('\r\n'), l])));
+  const quotedPrintable = (text: Buffer) => qp.wrap(qp.encode(text), 76).split('\r\n').map((l) => Buffer.from(l, 'latin1'));
+  // One text part in 7bit or 8bit: its lines can be made short without knowing more.
+  const singleText = /^(text\/|$)/i.test(value('content-type')) && /^(7bit|8bit|)$/i.test(value('content-transfer-encoding'));
+  if (!isMime && (longLine >= 0 || body.some(needsEncoding))) {
+    const text = raw();
+    // Bytes that are not UTF-8 are read as Latin-1, as `send` reads text.
+    const charset = text.every((c) => c < 0x80) ? 'us-ascii' : isUtf8(text) ? 'utf-8' : 'iso-8859-1';
+    return {
+      fields: [...fields, field('MIME-Version', '1.0'), field('Content-Type', `text/plain; charset=${charset}`), field('Content-Transfer-Encoding', 'quoted-printable')],
+      body: quotedPrintable(text),
+    };
+  }
+  if (longLine >= 0 && singleText) {
+    return {
+      fields: [...fields.filter((f) => !/^content-transfer-encoding$/i.test(f.name)), ...(has('mime-version') ? [] : [field('MIME-Version', '1.0')]), field('Content-Transfer-Encoding', 'quoted-printable')],
+      body: quotedPrintable(raw()),
+    };
+  }
+  if (longLine >= 0) throw new LongLineError(`body line ${longLine + 1} is ${body[longLine]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 §2.1.1)`);
+  if (!isMime) return { fields, body };
+  // What PHP's mail() and many scripts write: a Content-Type without MIME-Version (RFC 2045 §4
+  // wants one), and 8-bit text without a transfer encoding, which then reads as 7bit (§6.1).
+  const added: Field[] = [];
+  if (!has('mime-version')) added.push(field('MIME-Version', '1.0'));
+  // (NUL would need binary, which no next hop may take: such a body is left as it is.)
+  if (!has('content-transfer-encoding') && body.some((l) => l.some((c) => c >= 0x80)) && !body.some((l) => l.includes(0))) {
+    added.push(field('Content-Transfer-Encoding', '8bit'));
+  }
+  return { fields: [...fields, ...added], body };
+}
+
+/**
+ * A message handed in over SMTP submission (CRLF lines) whose body fits: the same chunks when
+ * no body line is over MAX_LINE, else re-encoded as above. Throws LongLineError.
+ */
+export function fitSubmittedLines(message: Buffer[]): Buffer[] {
+  const { end } = headerEnd(message);
+  if (!hasLongLine(message, end)) return message;
+  const whole = Buffer.concat(message);
+  const lines: Buffer[] = [];
+  for (let at = 0; at < whole.length;) {
+    const lf = whole.indexOf(0x0a, at);
+    const stop = lf < 0 ? whole.length : lf;
+    lines.push(whole.subarray(at, stop > at && whole[stop - 1] === 0x0d ? stop - 1 : stop));
+    at = stop + 1;
+  }
+  const { fields, body } = splitFields(lines);
+  const fitted = fitBody(fields, body);
+  const crlf = Buffer.from('\r\n');
+  const out: Buffer[] = [];
+  for (const f of fitted.fields) for (const l of f.lines) out.push(l, crlf);
+  out.push(crlf);
+  for (const l of fitted.body) out.push(l, crlf);
+  return [Buffer.concat(out)];
+}
+
+/** True when a line after `from` (the body) is longer than MAX_LINE octets without its CRLF. */
+function hasLongLine(message: Buffer[], from: number): boolean {
+  let base = 0;
+  let length = 0;
+  for (const chunk of message) {
+    let at = Math.max(0, from - base);
+    if (at >= chunk.length) {
+      base += chunk.length;
+      continue;
+    }
+    for (let lf = chunk.indexOf(0x0a, at); lf >= 0; lf = chunk.indexOf(0x0a, at)) {
+      if (length + lf - at > MAX_LINE + 1) return true;
+      length = 0;
+      at = lf + 1;
+    }
+    length += chunk.length - at;
+    if (length > MAX_LINE + 1) return true;
+    base += chunk.length;
+  }
+  return false;
+}
