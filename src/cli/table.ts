@@ -1,11 +1,16 @@
 /** Plain aligned columns for human-readable listings. */
 export function printTable(headers: string[], rows: string[][], empty: string): void {
-  if (rows.length === 0) {
-    process.stdout.write(`${empty}\n`);
-    return;
+  process.stdout.write(`${rows.length === 0 ? empty : tableLines(headers, rows).join('\n')}\n`);
+}
+
+/** The lines of a table, each column as wide as its widest cell but the last, which is left as
+ *  it is. Widths are found row by row: a queue of a hundred thousand rows is a listing too. */
+export function tableLines(headers: string[], rows: string[][]): string[] {
+  const widths = headers.map((h) => h.length);
+  for (const row of rows) {
+    row.forEach((cell, i) => {
+      if (cell.length > widths[i]!) widths[i] = cell.length;
+    });
   }
-  const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  for (const row of [headers, ...rows]) {
-    process.stdout.write(`${row.map((c, i) => (i === row.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')}\n`);
-  }
+  return [headers, ...rows].map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
 }

@@ -1,0 +1,20 @@
+/** The listings' table: columns as wide as their widest cell, for any number of rows. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { tableLines } from '../../src/cli/table.ts';
+
+test('columns are as wide as their widest cell, the last left as it is', () => {
+  assert.deepEqual(tableLines(['ID', 'TO', 'REPLY'], [['a', 'bob@example.test', 'ok'], ['long-id', 'x', '451 later']]), [
+    'ID       TO                REPLY',
+    'a        bob@example.test  ok',
+    'long-id  x                 451 later',
+  ]);
+});
+
+test('a table of 300,000 rows (a backed-up queue) is laid out like any other', () => {
+  const rows = Array.from({ length: 300_000 }, (_, i) => [String(i), 'x']);
+  const lines = tableLines(['ID', 'TO'], rows);
+  assert.equal(lines.length, 300_001);
+  assert.equal(lines[300_000], '299999  x');
+  assert.equal(lines[0], 'ID      TO');
+});
