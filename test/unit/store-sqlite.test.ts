@@ -298,3 +298,19 @@ test('upgrading: outbound mail queued before the sign flag is signed unless an u
   assert.deepEqual(signed, { ESMTP: false, ESMTPS: false, UTF8SMTPS: false, SMTP: false, ESMTPSA: true, ESMTPA: true, local: true, HTTP: true });
   store.close();
 });
+
+test('deleting thousands of messages at once lets other work run between batches, and all of them go', async () => {
+  const dir = tmp();
+  const store = new SqliteStore(dir);
+  const u = await store.createUser('many@example.test', 'h');
+  await Promise.all(Array.from({ length: 2500 }, () => store.accept({ id: newQueueId(), body: [Buffer.from('Subject: x\r\n\r\nx\r\n')], sender: 's@remote.test', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] })));
+  const uids = (await store.listMailbox(u.id)).map((m) => m.uid);
+  assert.equal(uids.length, 2500);
+  const deleting = store.deleteMessages(u.id, uids);
+  // Work that asks for a turn while the deletion runs gets it before the deletion ends.
+  const between = await new Promise<number>((resolve) => setImmediate(() => void store.listMailbox(u.id).then((l) => resolve(l.length))));
+  assert.ok(between > 0 && between < 2500, `${between} left while deleting`);
+  await deleting;
+  assert.deepEqual(await store.listMailbox(u.id), []);
+  store.close();
+});
