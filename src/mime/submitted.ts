@@ -144,9 +144,7 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   if (lines.length > 0 && lines[0]!.subarray(0, 5).toString('latin1') === 'From ') lines = lines.slice(1);
 
   // Header section.
-  const split = splitFields(lines);
-  const fields = split.fields;
-  const body = split.body;
+  const { fields, body } = splitFields(lines);
   const has = (name: string) => fields.some((f) => f.name.toLowerCase() === name);
   const values = (name: string) => fields.filter((f) => f.name.toLowerCase() === name).map(fieldValue);
 
