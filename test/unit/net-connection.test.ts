@@ -92,8 +92,9 @@ test('an exception in a session ends only that session, with its last words', as
   listener.destroyAll();
 });
 
-test('the idle limit: a client that keeps talking stays, a silent one gets the session\'s timeout words', { timeout: 10_000 }, async (t) => {
-  const listener = new Listener({ ...handler, idleTimeoutMs: 1000 }, { limits: new ConnectionLimits(10, 10), log: pino({ level: 'silent' }) });
+/** A listener for `h` with a one-second idle limit, and a client connected to it; both end with the test. */
+async function idleLimited(t: TestContext, h: ProtocolHandler<E, string>): Promise<{ listener: Listener<E, string>; s: net.Socket }> {
+  const listener = new Listener({ ...h, idleTimeoutMs: 1000 }, { limits: new ConnectionLimits(10, 10), log: pino({ level: 'silent' }) });
   const [address] = await listener.listen(['127.0.0.1:0']);
   t.after(() => {
     listener.stopAccepting();
@@ -101,6 +102,11 @@ test('the idle limit: a client that keeps talking stays, a silent one gets the s
   });
   const s = net.connect(Number(address!.split(':')[1]), '127.0.0.1');
   t.after(() => s.destroy());
+  return { listener, s };
+}
+
+test('the idle limit: a client that keeps talking stays, a silent one gets the session\'s timeout words', { timeout: 10_000 }, async (t) => {
+  const { s } = await idleLimited(t, handler);
   let got = '';
   s.on('data', (d) => { got += d; });
   const started = Date.now();
@@ -118,15 +124,7 @@ test('the idle limit: a client that keeps talking stays, a silent one gets the s
 
 test('the idle limit holds for a client that stops reading: the connection ends, though its answer cannot go', { timeout: 15_000 }, async (t) => {
   // The answer is more than the kernel's buffers on both sides hold, for a client that reads nothing.
-  const big = { ...handler, idleTimeoutMs: 1000, perform: async () => 'x'.repeat(32 << 20) };
-  const listener = new Listener(big, { limits: new ConnectionLimits(10, 10), log: pino({ level: 'silent' }) });
-  const [address] = await listener.listen(['127.0.0.1:0']);
-  t.after(() => {
-    listener.stopAccepting();
-    listener.destroyAll();
-  });
-  const s = net.connect(Number(address!.split(':')[1]), '127.0.0.1');
-  t.after(() => s.destroy());
+  const { listener, s } = await idleLimited(t, { ...handler, perform: async () => 'x'.repeat(32 << 20) });
   s.pause();
   const closed = new Promise<void>((resolve) => s.on('close', () => resolve()));
   s.on('error', () => undefined);
