@@ -6,7 +6,9 @@
  * A body that is not MIME, or is one text part in 7bit or 8bit (as Debian's cron writes it),
  * is re-encoded as quoted-printable (RFC 2045 §6.7), whose lines are short; any other MIME
  * message with a long line is refused, as it cannot be fixed without knowing its structure.
- * Mail from the internet is not touched: it is not ours to change.
+ * What `sendmail` is handed gets the rest of fitBody's care too (8-bit text outside MIME,
+ * missing MIME labels); over SMTP only a long line calls for it. Mail from the internet is not
+ * touched: it is not ours to change.
  */
 import { isUtf8 } from 'node:buffer';
 import * as qp from 'nodemailer/lib/qp';
