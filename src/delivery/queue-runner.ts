@@ -367,13 +367,24 @@ export class QueueRunner {
     const content = whole
       ? () => Readable.from([sig, whole])
       : () => Readable.from((async function* () { yield sig; yield* store.readQueued(entry.id); })());
-    return client.send({
-      sender: entry.sender,
-      recipients: job.recipients.map((r) => r.address),
-      size: entry.size + sig.length,
-      eightBit,
-      content,
-    });
+    const message = { sender: entry.sender, size: entry.size + sig.length, eightBit, content };
+    if (!client.offersDsn) return client.send({ ...message, recipients: job.recipients.map((r) => r.address) });
+    // RFC 3461 §5.2.1: a next hop that offers DSN is handed the sender's requests, and reports
+    // from there on. The client puts one NOTIFY and ORCPT on every recipient of a transaction, so
+    // recipients that differ in them go in transactions of their own.
+    const groups = new Map<string, QueueRecipient[]>();
+    for (const r of job.recipients) {
+      const key = `${r.notify?.join(',') ?? ''}\u0000${r.orcpt ?? ''}`;
+      groups.set(key, [...(groups.get(key) ?? []), r]);
+    }
+    const results: RecipientResult[] = [];
+    for (const group of groups.values()) {
+      const [{ notify, orcpt }] = group as [QueueRecipient];
+      const dsn = { ...entry.dsn, ...(notify ? { notify } : {}), ...(orcpt ? { orcpt } : {}) };
+      const sent = await client.send({ ...message, recipients: group.map((r) => r.address), dsn });
+      results.push(...sent.map((r) => (r.ok ? { ...r, dsnPassed: true } : r)));
+    }
+    return results;
   }
 
   /** Records the outcome of one job durably, and sends the notifications it calls for. */
@@ -393,8 +404,9 @@ export class QueueRunner {
       if (res.ok) {
         updates.push({ recipientId: r.id, status: 'delivered', attempts, nextAttempt: now, lastReply: res.reply });
         this.ctx.metrics.deliveries.inc({ outcome: 'delivered' });
-        // We do not pass NOTIFY on to the next hop, so SUCCESS is answered here (RFC 3461 §6.2.6).
-        if (notify?.includes('SUCCESS')) reports.push({ ...base, action: 'relayed', reply: res.reply });
+        // To a next hop without DSN, NOTIFY=SUCCESS is answered here (RFC 3461 §5.2.2); one that
+        // took the request reports the delivery itself.
+        if (notify?.includes('SUCCESS') && !res.dsnPassed) reports.push({ ...base, action: 'relayed', reply: res.reply });
         this.ctx.log.info({ id: entry.id, to: r.address, relay: remoteMta, reply: res.reply }, 'delivered');
         continue;
       }

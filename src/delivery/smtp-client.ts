@@ -48,6 +48,9 @@ export interface OutboundMessage {
   size: number;
   eightBit: boolean;
   content: () => Readable;
+  /** The sender's DSN requests (RFC 3461 §4), the same for every recipient of the transaction;
+   *  they go only to a next hop that offers DSN. */
+  dsn?: { ret?: string; envid?: string; notify?: string[]; orcpt?: string };
 }
 
 export interface RecipientResult {
@@ -59,6 +62,8 @@ export interface RecipientResult {
   reply: string;
   /** The reply is mailnest's own, in SMTP's form: the next hop was not asked (see unsendable). */
   ownReply?: boolean;
+  /** The next hop took the recipient's DSN requests: what happens to it from here on, it reports. */
+  dsnPassed?: boolean;
 }
 
 /** A failure before any transaction: connection refused or lost, bad greeting, TLS or AUTH trouble. */
@@ -144,6 +149,11 @@ export class SmtpClient {
 
   get usable(): boolean {
     return !this.broken;
+  }
+
+  /** The next hop offers DSN (RFC 3461 §4): the sender's requests go on to it. */
+  get offersDsn(): boolean {
+    return (this.conn as unknown as { _supportedExtensions: string[] })._supportedExtensions.includes('DSN');
   }
 
   /**
@@ -247,6 +257,7 @@ export class SmtpClient {
         to: message.recipients,
         size: message.size,
         use8BitMime: message.eightBit,
+        ...(message.dsn ? { dsn: message.dsn } : {}),
       };
       this.conn.send(envelope, message.content(), (err, info) => {
         this.conn.removeListener('error', onError);

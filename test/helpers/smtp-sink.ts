@@ -29,6 +29,8 @@ export interface SinkOptions {
   /** Recipients one transaction may have: the RCPT after them gets 452 4.5.3, as Postfix's
    *  smtpd_recipient_limit does. */
   recipientsPerMessage?: number;
+  /** Offer DSN (RFC 3461): its parameters are then taken, and kept in `commands`. */
+  dsn?: boolean;
 }
 
 export class SmtpSink {
@@ -115,7 +117,7 @@ export class SmtpSink {
       if (verb === 'EHLO' || verb === 'HELO') {
         helo = cmd.slice(5);
         if (verb === 'HELO') return void write(`250 ${name}`);
-        const ext = ['PIPELINING', 'SIZE 52428800', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES'];
+        const ext = ['PIPELINING', 'SIZE 52428800', '8BITMIME', 'SMTPUTF8', 'ENHANCEDSTATUSCODES', ...(this.opts.dsn ? ['DSN'] : [])];
         if (this.opts.tls && !secure) ext.push('STARTTLS');
         sock.write(`250-${name}\r\n${ext.map((e, i) => `250${i === ext.length - 1 ? ' ' : '-'}${e}\r\n`).join('')}`);
       } else if (verb === 'STARTTLS' && this.opts.tls && !secure) {

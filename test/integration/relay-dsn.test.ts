@@ -1,0 +1,53 @@
+/**
+ * DSN requests on the way out (RFC 3461 §5.2): a next hop that offers DSN is handed RET, ENVID,
+ * NOTIFY and ORCPT and reports from there on; to one that does not, mailnest answers
+ * NOTIFY=SUCCESS itself with a "relayed" report.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { until } from '../helpers/relay.ts';
+import { cleanup, mailbox, queue, startFixture, type Fixture } from '../helpers/smtp-fixture.ts';
+import { SmtpSink } from '../helpers/smtp-sink.ts';
+
+let f: Fixture | undefined;
+const sinks: SmtpSink[] = [];
+after(async () => {
+  await cleanup(f);
+  for (const s of sinks) await s.stop();
+});
+
+test('the sender\'s DSN requests go to a next hop that offers DSN, which then reports; without DSN a "relayed" report answers SUCCESS', async () => {
+  const withDsn = new SmtpSink({ dsn: true });
+  const without = new SmtpSink();
+  sinks.push(withDsn, without);
+  await withDsn.start();
+  await without.start();
+  f = await startFixture({ config: { relay: { routes: { 'dsn.test': `127.0.0.1:${withDsn.port}`, 'plain.test': `127.0.0.1:${without.port}` } }, queue: { poll_interval: '200ms' } } });
+  const c = await f.openAuthenticated('alice@example.test');
+  for (const [line, code] of [
+    ['MAIL FROM:<alice@example.test> RET=HDRS ENVID=env+2B1', 250],
+    ['RCPT TO:<a@dsn.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig+2Ba@dsn.test', 250],
+    ['RCPT TO:<b@dsn.test> NOTIFY=NEVER', 250],
+    ['RCPT TO:<c@dsn.test>', 250],
+    ['RCPT TO:<d@dsn.test>', 250],
+    ['RCPT TO:<p@plain.test> NOTIFY=SUCCESS', 250],
+    ['DATA', 354],
+  ] as const) assert.equal((await c.cmd(line)).code, code, line);
+  assert.equal((await c.cmd('From: alice@example.test\r\nSubject: dsn\r\n\r\nx\r\n.')).code, 250);
+  await c.quit();
+  await until('every delivery', async () => (await queue(f!.dataDir)).length === 0);
+  // Recipients alike in NOTIFY and ORCPT share a transaction; the others have one each.
+  assert.deepEqual(withDsn.messages.map((m) => m.to), [['a@dsn.test'], ['b@dsn.test'], ['c@dsn.test', 'd@dsn.test']]);
+  assert.deepEqual(withDsn.messages.map((m) => /RET=HDRS ENVID=env\+2B1$/.test(m.mailParams)), [true, true, true]);
+  assert.deepEqual(withDsn.commands.filter((l) => l.startsWith('RCPT')), [
+    'RCPT TO:<a@dsn.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig+2Ba@dsn.test',
+    'RCPT TO:<b@dsn.test> NOTIFY=NEVER',
+    'RCPT TO:<c@dsn.test>',
+    'RCPT TO:<d@dsn.test>',
+  ]);
+  assert.deepEqual(without.commands.filter((l) => l.startsWith('RCPT')), ['RCPT TO:<p@plain.test>']);
+  // The report is queued before the delivery is settled: it is there now, for p@ alone.
+  const reports = (await mailbox(f.dataDir, 'alice@example.test')).map((m) => m.toString('latin1'));
+  assert.equal(reports.length, 1);
+  assert.match(reports[0]!, /Final-Recipient: rfc822; p@plain\.test\r\nAction: relayed/);
+});
