@@ -22,7 +22,7 @@ import { encodeWord } from 'nodemailer/lib/mime-funcs';
 import { rfc5322Date } from '../delivery/trace.ts';
 import { emptyGroups, parseAddressList, parseSingleAddress, uniqueAddresses, type NamedAddress } from './addresses.ts';
 import { contentTypeFor, isContentType, OCTET_STREAM } from './types.ts';
-import { MAX_LINE } from './body-lines.ts';
+import { MAX_LINE } from './line-length.ts';
 import { ComposeError } from './errors.ts';
 
 export { ComposeError };

@@ -11,8 +11,8 @@
  *   (submission.ts), and a Return-Path goes as from any message (delivery/trace.ts);
  *   a raw non-ASCII Subject is turned into RFC 2047 encoded-words (its bytes read as UTF-8, or
  *   as Latin-1 when they are not UTF-8), and so is an address field that is not UTF-8;
- * - header lines over 998 octets are folded before white space (RFC 5322 §2.2.3);
- * - the body is made fit to send by body-lines.ts: one that is not MIME but holds 8-bit bytes,
+ * - header lines over 998 octets are folded before white space, and the body is made fit to
+ *   send, by line-length.ts: one that is not MIME but holds 8-bit bytes,
  *   NUL or lines over 998 octets becomes quoted-printable text, so what cron or a script printed
  *   arrives intact, and so does a MIME message of one text part with long lines (cron's); any
  *   other MIME message with such lines is refused; a MIME message gets the MIME-Version it
@@ -28,7 +28,7 @@ import MimeNode from 'nodemailer/lib/mime-node';
 import { foldLines } from 'nodemailer/lib/mime-funcs';
 import { parseMailbox } from '../smtp/address.ts';
 import { hasStrayName, notAList, uniqueAddresses } from './addresses.ts';
-import { fitBody, LongLineError, MAX_LINE, splitFields, type Field } from './body-lines.ts';
+import { fitBody, fitHeader, LongLineError, splitFields, type Field } from './line-length.ts';
 import { DROPPED_FIELD, missingFields } from './submission.ts';
 
 export type SubmittedProblem = 'usage' | 'data';
@@ -193,50 +193,15 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   let fitted: { fields: Field[]; body: Buffer[] };
   try {
     fitted = fitBody(out, body);
+    out = fitHeader(fitted.fields);
   } catch (err) {
     if (err instanceof LongLineError) throw new SubmittedError('data', err.message);
     throw err;
   }
-  out = fitted.fields;
-  for (const f of out) {
-    if (!f.lines.some((l) => l.length > MAX_LINE)) continue;
-    f.lines = f.lines.flatMap((l) => foldLong(l, f.name));
-  }
-
   const crlf = Buffer.from('\r\n');
   const parts: Buffer[] = [];
   for (const f of out) for (const l of f.lines) parts.push(l, crlf);
   parts.push(crlf);
   for (const l of fitted.body) parts.push(l, crlf);
   return { message: Buffer.concat(parts), sender, recipients: uniqueAddresses(recipients) };
-}
-
-const isWsp = (c: number | undefined) => c === 0x20 || c === 0x09;
-
-/**
- * A header line over MAX_LINE octets, broken before white space into lines that fit. Unfolding
- * removes only the CRLF (RFC 5322 §2.2.3), so the field's value is unchanged; a run without
- * white space that does not fit cannot be broken, and the message is refused.
- */
-function foldLong(line: Buffer, name: string): Buffer[] {
-  const out: Buffer[] = [];
-  // White space at the end would be left a line of its own, which folding must not make.
-  let end = line.length;
-  while (end > 0 && isWsp(line[end - 1])) end--;
-  let rest = line.subarray(0, end);
-  while (rest.length > MAX_LINE) {
-    let start = 0;
-    while (isWsp(rest[start])) start++;
-    let at = MAX_LINE;
-    while (at > start && !isWsp(rest[at])) at--;
-    if (at <= start) {
-      let end = start;
-      while (end < rest.length && !isWsp(rest[end])) end++;
-      throw new SubmittedError('data', `header ${name} has ${end - start} octets without white space, more than fit in a line of at most ${MAX_LINE} (RFC 5322 §2.1.1)`);
-    }
-    out.push(rest.subarray(0, at));
-    rest = rest.subarray(at);
-  }
-  out.push(rest);
-  return out;
 }

@@ -10,7 +10,7 @@ import { acceptMessage } from '../delivery/accept.ts';
 import { withoutForgedResults } from '../delivery/auth-results.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
 import { reportLocalDelivery } from '../delivery/report.ts';
-import { fitSubmittedLines, LongLineError } from '../mime/body-lines.ts';
+import { fitSubmittedLines, LongLineError } from '../mime/line-length.ts';
 import { completeSubmission } from '../mime/submission.ts';
 import type { ProtocolHandler } from '../net/listener.ts';
 import type { FreeSpace } from '../store/free-space.ts';

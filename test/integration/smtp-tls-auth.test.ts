@@ -396,7 +396,7 @@ test('submission: Bcc, Resent-Bcc and Return-Path go, From, Date and Message-ID 
   assert.equal(queued[1], complete);
 });
 
-test('submission: a body line over 998 octets is made quoted-printable before signing, or refused when the structure is not known (RFC 5322 §2.1.1)', async () => {
+test('submission: a header line over 998 octets is folded, a body line made quoted-printable before signing, or refused when the structure is not known (RFC 5322 §2.1.1)', async () => {
   f = await startFixture();
   const c = await f.openAuthenticated('alice@example.test');
   const long = `${'L'.repeat(3000)} Köln`;
@@ -409,9 +409,18 @@ test('submission: a body line over 998 octets is made quoted-printable before si
   const multi = await c.transaction('<alice@example.test>', ['<bob@example.test>'], `${head}MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n${long}\r\n--b--`);
   assert.equal(multi.code, 554);
   assert.equal(multi.raw, '554 5.6.0 body line 4 is 3006 octets; lines are limited to 998 (RFC 5322 §2.1.1): encode the body (quoted-printable or base64)\r\n');
+  // A header line is folded before white space; the body, short, stays as it was.
+  const subject = 'word '.repeat(400).trim();
+  const folded = await c.transaction('<alice@example.test>', ['<bob@example.test>'], `From: alice@example.test\r\nSubject: ${subject}\r\n\r\nshort`);
+  assert.equal(folded.code, 250, folded.raw);
   await c.quit();
   const got = await mailbox(f.dataDir, 'bob@example.test');
-  assert.equal(got.length, 2);
+  assert.equal(got.length, 3);
+  const header = parseMail(got[2]!);
+  assert.equal(header.headers.subject, subject);
+  assert.ok(header.longestLine <= 998, `${header.longestLine}`);
+  assert.equal(header.root.text, 'short\n');
+  got.pop();
   const parsed = got.map((m) => parseMail(m));
   for (const p of parsed) assert.ok(p.longestLine <= 998, `${p.longestLine}`);
   assert.deepEqual(parsed.map((p) => [p.root.contentType, p.root.cte, p.root.charset, p.root.text]), [

@@ -3,7 +3,7 @@
  * SMTP submission: mail written here goes on unchanged through relays that fold longer lines
  * (Postfix folds at 998 by default), which would break its DKIM signature on the way.
  *
- * A body that is not MIME, or is one text part in 7bit or 8bit (as Debian's cron writes it),
+ * A header line is folded before white space (RFC 5322 §2.2.3). A body that is not MIME, or is one text part in 7bit or 8bit (as Debian's cron writes it),
  * is re-encoded as quoted-printable (RFC 2045 §6.7), whose lines are short; any other MIME
  * message with a long line is refused, as it cannot be fixed without knowing its structure.
  * What `sendmail` is handed gets the rest of fitBody's care too (8-bit text outside MIME,
@@ -12,7 +12,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import * as qp from 'nodemailer/lib/qp';
-import { FIELD_START, headerEnd, unfoldedValue } from './header-section.ts';
+import { FIELD_START, unfoldedValue } from './header-section.ts';
 
 /** RFC 5322 §2.1.1: a line is at most 998 octets without its CRLF. */
 export const MAX_LINE = 998;
@@ -95,13 +95,49 @@ export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; bod
   return { fields: [...fields, ...added], body };
 }
 
+const isWsp = (c: number | undefined) => c === 0x20 || c === 0x09;
+
+/** The fields with every line over MAX_LINE folded. Throws LongLineError for a run without white
+ *  space too long for a line. */
+export function fitHeader(fields: Field[]): Field[] {
+  return fields.map((f) => (f.lines.some((l) => l.length > MAX_LINE) ? { name: f.name, lines: f.lines.flatMap((l) => foldLong(l, f.name)) } : f));
+}
+
 /**
- * A message handed in over SMTP submission (CRLF lines) whose body fits: the same chunks when
- * no body line is over MAX_LINE, else re-encoded as above. Throws LongLineError.
+ * A header line over MAX_LINE octets, broken before white space into lines that fit. Unfolding
+ * removes only the CRLF (RFC 5322 §2.2.3), so the field's value is unchanged; a run without
+ * white space that does not fit cannot be broken, and the message is refused.
+ */
+function foldLong(line: Buffer, name: string): Buffer[] {
+  const out: Buffer[] = [];
+  // White space at the end would be left a line of its own, which folding must not make.
+  let end = line.length;
+  while (end > 0 && isWsp(line[end - 1])) end--;
+  let rest = line.subarray(0, end);
+  while (rest.length > MAX_LINE) {
+    let start = 0;
+    while (isWsp(rest[start])) start++;
+    let at = MAX_LINE;
+    while (at > start && !isWsp(rest[at])) at--;
+    if (at <= start) {
+      let runEnd = start;
+      while (runEnd < rest.length && !isWsp(rest[runEnd])) runEnd++;
+      throw new LongLineError(`header ${name} has ${runEnd - start} octets without white space, more than fit in a line of at most ${MAX_LINE} (RFC 5322 §2.1.1)`);
+    }
+    out.push(rest.subarray(0, at));
+    rest = rest.subarray(at);
+  }
+  out.push(rest);
+  return out;
+}
+
+/**
+ * A message handed in over SMTP submission (CRLF lines) whose lines fit: the same chunks when
+ * none is over MAX_LINE, else with its header folded and its body re-encoded as above. Throws
+ * LongLineError.
  */
 export function fitSubmittedLines(message: Buffer[]): Buffer[] {
-  const { end } = headerEnd(message);
-  if (!hasLongLine(message, end)) return message;
+  if (!hasLongLine(message)) return message;
   const whole = Buffer.concat(message);
   const lines: Buffer[] = [];
   for (let at = 0; at < whole.length;) {
@@ -114,22 +150,18 @@ export function fitSubmittedLines(message: Buffer[]): Buffer[] {
   const fitted = fitBody(fields, body);
   const crlf = Buffer.from('\r\n');
   const out: Buffer[] = [];
-  for (const f of fitted.fields) for (const l of f.lines) out.push(l, crlf);
+  for (const f of fitHeader(fitted.fields)) for (const l of f.lines) out.push(l, crlf);
   out.push(crlf);
   for (const l of fitted.body) out.push(l, crlf);
   return [Buffer.concat(out)];
 }
 
-/** True when a line after `from` (the body) is longer than MAX_LINE octets without its CRLF. */
-function hasLongLine(message: Buffer[], from: number): boolean {
-  let base = 0;
+/** True when a line is longer than MAX_LINE octets without its CRLF. */
+function hasLongLine(message: Buffer[]): boolean {
+  // The length of the line under way, its CR counted: a line may cross chunks.
   let length = 0;
   for (const chunk of message) {
-    let at = Math.max(0, from - base);
-    if (at >= chunk.length) {
-      base += chunk.length;
-      continue;
-    }
+    let at = 0;
     for (let lf = chunk.indexOf(0x0a, at); lf >= 0; lf = chunk.indexOf(0x0a, at)) {
       if (length + lf - at > MAX_LINE + 1) return true;
       length = 0;
@@ -137,7 +169,6 @@ function hasLongLine(message: Buffer[], from: number): boolean {
     }
     length += chunk.length - at;
     if (length > MAX_LINE + 1) return true;
-    base += chunk.length;
   }
   return false;
 }
