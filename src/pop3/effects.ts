@@ -14,6 +14,8 @@ import type { MailboxEntry } from '../store/store.ts';
 export interface Pop3Owner {
   readonly client: ClientInfo;
   closed: boolean;
+  /** Its QUIT's deletions are under way: the maildrop stays locked until they end. */
+  quitting?: boolean;
 }
 
 export type Pop3Effect =

@@ -87,8 +87,11 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
   }
 
   async function quit(owner: Pop3Owner, userId: number, uids: number[]): Promise<QuitResult> {
+    owner.quitting = true;
     try {
-      // RFC 1939 §6: all or nothing, durable before the +OK.
+      // RFC 1939 §6: durable before the +OK; the store deletes in batches, and a failure half-way
+      // leaves the rest. The lock is held until the last batch, even if the client has gone:
+      // no session of the same user may list a maildrop that is changing (§8).
       await store.deleteMessages(userId, uids);
       return { type: 'committed' };
     } catch (e) {
@@ -130,7 +133,7 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
       const owner = owners.get(session);
       if (!owner) return;
       owner.closed = true;
-      locks.release(owner);
+      if (!owner.quitting) locks.release(owner);
     },
   };
 }

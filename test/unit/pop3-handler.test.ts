@@ -119,6 +119,21 @@ describe('POP3 handler against the SQLite store', () => {
     for (let i = 0; i < 3; i++) assert.equal(await Promise.race([throttle.begin(ip, Date.now()), new Promise((resolve) => setImmediate(() => resolve('waits')))]), true);
   });
 
+  it('a QUIT whose client has gone keeps the maildrop locked until its deletions end', async () => {
+    const config = configSchema.parse({ data_dir: dir, auth: { allow_insecure: true } });
+    const h = pop3Handler({ config, store, log: createLogger('silent'), throttle: new AuthThrottle(5), locks, sleep: async () => {} }, 'pop3');
+    const session = h.createSession(client('198.51.100.9'));
+    session.start();
+    const login = (session.receive(Buffer.from('USER alice@example.test\r\nPASS pw one\r\n')).at(-1) as { type: 'effect'; effect: Pop3Effect }).effect;
+    session.resolve(await h.perform(login));
+    assert.ok(login.type === 'login');
+    const quitting = h.perform({ type: 'quit', owner: login.owner, userId, uids: [999] });
+    h.ended!(session);
+    assert.equal(locks.isLocked(userId), true, 'not while the deletions run');
+    assert.deepEqual(await quitting, { type: 'committed' });
+    assert.equal(locks.isLocked(userId), false);
+  });
+
   it('reads a small message whole', async () => {
     const [first] = await store.listMailbox(userId);
     const r = await handler.perform({ type: 'retrieve', userId, uid: first!.uid });
