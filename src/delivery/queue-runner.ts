@@ -266,6 +266,14 @@ export class QueueRunner {
       while (!this.stopping && client.usable && client.sent < this.cfg.queue.messages_per_connection) {
         let job = this.takeJob(d);
         if (!job) break;
+        // A next hop that offers DSN gets each recipient's NOTIFY and ORCPT, and the client puts
+        // one of each on every recipient of a transaction: recipients that differ go in
+        // transactions of their own, one job each, so that a job is one transaction always.
+        if (client.offersDsn) {
+          const [first, ...others] = byDsnRequests(job.recipients);
+          for (const group of others.reverse()) this.putBack(d, { ...job, recipients: group });
+          job = { ...job, recipients: first! };
+        }
         let results: RecipientResult[];
         try {
           results = await this.deliver(client, job);
@@ -282,8 +290,10 @@ export class QueueRunner {
           this.putBack(d, job);
           break;
         }
-        // RFC 5321 §4.5.3.1.10: recipients over the next hop's limit per transaction get 452; when
-        // it took others, they go at once in another transaction, uncharged.
+        // RFC 5321 §4.5.3.1.10: recipients over the next hop's limit per transaction get 452 (or
+        // 552, which is then no permanent failure); when it took others, they go at once in
+        // another transaction, uncharged.
+        results = results.map((r) => (overRecipientLimit(r) ? { ...r, permanent: false } : r));
         const over = results.some((r) => r.ok) ? new Set(results.filter(overRecipientLimit).map((r) => r.address)) : new Set<string>();
         if (over.size > 0) {
           const taken = job;
@@ -367,24 +377,16 @@ export class QueueRunner {
     const content = whole
       ? () => Readable.from([sig, whole])
       : () => Readable.from((async function* () { yield sig; yield* store.readQueued(entry.id); })());
-    const message = { sender: entry.sender, size: entry.size + sig.length, eightBit, content };
-    if (!client.offersDsn) return client.send({ ...message, recipients: job.recipients.map((r) => r.address) });
-    // RFC 3461 §5.2.1: a next hop that offers DSN is handed the sender's requests, and reports
-    // from there on. The client puts one NOTIFY and ORCPT on every recipient of a transaction, so
-    // recipients that differ in them go in transactions of their own.
-    const groups = new Map<string, QueueRecipient[]>();
-    for (const r of job.recipients) {
-      const key = `${r.notify?.join(',') ?? ''}\u0000${r.orcpt ?? ''}`;
-      groups.set(key, [...(groups.get(key) ?? []), r]);
-    }
-    const results: RecipientResult[] = [];
-    for (const group of groups.values()) {
-      const [{ notify, orcpt }] = group as [QueueRecipient];
-      const dsn = { ...entry.dsn, ...(notify ? { notify } : {}), ...(orcpt ? { orcpt } : {}) };
-      const sent = await client.send({ ...message, recipients: group.map((r) => r.address), dsn });
-      results.push(...sent.map((r) => (r.ok ? { ...r, dsnPassed: true } : r)));
-    }
-    return results;
+    const message = { sender: entry.sender, recipients: job.recipients.map((r) => r.address), size: entry.size + sig.length, eightBit, content };
+    if (!client.offersDsn) return client.send(message);
+    // RFC 3461 §5.2.1: a next hop that offers DSN is handed the sender's requests (the job's
+    // recipients share theirs: see work), and reports from there on. ENVID and ORCPT go only
+    // when ASCII: the client would send other text as UTF-8, not as the octets received.
+    const { notify, orcpt } = job.recipients[0]!;
+    const envid = asciiOnly(entry.dsn.envid);
+    const dsn = { ...(entry.dsn.ret ? { ret: entry.dsn.ret } : {}), ...(envid ? { envid } : {}), ...(notify ? { notify } : {}), ...(asciiOnly(orcpt) ? { orcpt } : {}) };
+    const sent = await client.send({ ...message, dsn });
+    return sent.map((r) => (r.ok ? { ...r, dsnPassed: true } : r));
   }
 
   /** Records the outcome of one job durably, and sends the notifications it calls for. */
@@ -481,9 +483,26 @@ function hasEightBit(b: Buffer): boolean {
 }
 
 /** A recipient the next hop refused as one too many for the transaction (RFC 5321 §4.5.3.1.10:
- *  452, which also means a full mailbox or disk; 4.5.3 or the words tell them apart). */
+ *  452, or 552 from older servers; both codes mean other things too, which X.5.3 or the words
+ *  tell apart). */
 function overRecipientLimit(r: RecipientResult): boolean {
-  return !r.ok && /^452\b/.test(r.reply) && (/\b4\.5\.3\b/.test(r.reply) || /too many recipients/i.test(r.reply));
+  return !r.ok && /^[45]52\b/.test(r.reply) && (/\b[45]\.5\.3\b/.test(r.reply) || /too many recipients/i.test(r.reply));
+}
+
+/** Recipients in groups alike in their DSN requests (NOTIFY and ORCPT), in their order. */
+function byDsnRequests(recipients: QueueRecipient[]): QueueRecipient[][] {
+  const groups = new Map<string, QueueRecipient[]>();
+  for (const r of recipients) {
+    const key = `${r.notify?.join(',') ?? ''}\u0000${r.orcpt ?? ''}`;
+    const group = groups.get(key);
+    if (group) group.push(r);
+    else groups.set(key, [r]);
+  }
+  return [...groups.values()];
+}
+
+function asciiOnly(text: string | undefined): string | undefined {
+  return text !== undefined && /^[\x20-\x7e]*$/.test(text) ? text : undefined;
 }
 
 /** The reply recorded when our own side failed (the store, signing): a temporary failure. */

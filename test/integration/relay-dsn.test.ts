@@ -51,3 +51,25 @@ test('the sender\'s DSN requests go to a next hop that offers DSN, which then re
   assert.equal(reports.length, 1);
   assert.match(reports[0]!, /Final-Recipient: rfc822; p@plain\.test\r\nAction: relayed/);
 });
+
+test('recipients that differ in their DSN requests are a transaction each, and a limit per connection defers none of them', async () => {
+  const few = new SmtpSink({ dsn: true, messagesPerConnection: 2 });
+  sinks.push(few);
+  await few.start();
+  await cleanup(f);
+  f = await startFixture({ config: { relay: { routes: { 'few.test': `127.0.0.1:${few.port}` } }, queue: { poll_interval: '200ms', retry: ['1h'] } } });
+  const c = await f.openAuthenticated('alice@example.test');
+  for (const [line, code] of [
+    ['MAIL FROM:<alice@example.test>', 250],
+    ['RCPT TO:<a@few.test> NOTIFY=FAILURE', 250],
+    ['RCPT TO:<b@few.test> NOTIFY=NEVER', 250],
+    ['RCPT TO:<c@few.test> NOTIFY=DELAY', 250],
+    ['DATA', 354],
+  ] as const) assert.equal((await c.cmd(line)).code, code, line);
+  assert.equal((await c.cmd('From: alice@example.test\r\nSubject: three\r\n\r\nx\r\n.')).code, 250);
+  await c.quit();
+  await until('every delivery', async () => (await queue(f!.dataDir)).length === 0);
+  assert.deepEqual(few.messages.map((m) => m.to), [['a@few.test'], ['b@few.test'], ['c@few.test']]);
+  assert.equal(few.connections, 2, 'the third went on a fresh connection');
+  assert.deepEqual(f.server.logs.filter((l) => l.msg === 'delivery deferred'), []);
+});
