@@ -26,9 +26,10 @@ export interface SinkOptions {
   /** Messages one connection may carry: the MAIL after them gets 421 and the connection closes,
    *  as providers' limits do. */
   messagesPerConnection?: number;
-  /** Recipients one transaction may have: the RCPT after them gets 452 4.5.3, as Postfix's
-   *  smtpd_recipient_limit does. */
+  /** Recipients one transaction may have: the RCPT after them gets `overLimit` (452 4.5.3, as
+   *  Postfix's smtpd_recipient_limit does, when not given). */
   recipientsPerMessage?: number;
+  overLimit?: string;
   /** Offer DSN (RFC 3461): its parameters are then taken, and kept in `commands`. */
   dsn?: boolean;
 }
@@ -145,7 +146,7 @@ export class SmtpSink {
         if (!m || from === undefined) return void write('503 5.5.1 bad sequence');
         const r = this.opts.rcptReply?.(m[1]!);
         if (r !== undefined) return void write(r);
-        if (to.length >= (this.opts.recipientsPerMessage ?? Infinity)) return void write('452 4.5.3 Error: too many recipients');
+        if (to.length >= (this.opts.recipientsPerMessage ?? Infinity)) return void write(this.opts.overLimit ?? '452 4.5.3 Error: too many recipients');
         to.push(m[1]!);
         write('250 2.1.5 ok');
       } else if (verb === 'DATA') {

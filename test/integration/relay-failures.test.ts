@@ -306,9 +306,9 @@ describe('a next hop that takes few messages per connection', () => {
 });
 
 describe('a next hop that takes few recipients per message', () => {
-  it('the recipients over its limit (452 4.5.3) go at once in further transactions, none deferred', async () => {
+  for (const overLimit of ['452 4.5.3 Error: too many recipients', '552 5.5.3 Too many recipients']) it(`the recipients over its limit (${overLimit}) go at once in further transactions, none deferred or bounced`, async () => {
     const dir = tempDir();
-    const few = new SmtpSink({ recipientsPerMessage: 2 });
+    const few = new SmtpSink({ recipientsPerMessage: 2, overLimit });
     await few.start();
     const configFile = writeConfig(dir, baseConfig(dir, {
       relay: { routes: { 'few.test': `127.0.0.1:${few.port}` } },
