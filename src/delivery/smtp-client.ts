@@ -1,9 +1,9 @@
 /**
  * The outbound SMTP client, on nodemailer's SMTP connection: EHLO with HELO fallback, STARTTLS
  * when offered (or required, or implicit TLS), AUTH for a smarthost, PIPELINING, SIZE,
- * BODY=8BITMIME and SMTPUTF8 when the message needs them. One connection carries one
- * transaction per message, with all of that message's recipients for this destination, and
- * reports a result per recipient. Timeouts follow RFC 5321 §4.5.3.2.
+ * BODY=8BITMIME and SMTPUTF8 when the message needs them, DSN's parameters when the server offers
+ * DSN. A transaction carries one message to the recipients it is given, and reports a result
+ * per recipient. Timeouts follow RFC 5321 §4.5.3.2.
  */
 import type { Readable } from 'node:stream';
 import type { ConnectionOptions } from 'node:tls';
@@ -151,9 +151,16 @@ export class SmtpClient {
     return !this.broken;
   }
 
-  /** The next hop offers DSN (RFC 3461 §4): the sender's requests go on to it. */
+  /** The next hop offers DSN (RFC 3461 §3): the sender's requests go on to it. */
   get offersDsn(): boolean {
-    return (this.conn as unknown as { _supportedExtensions: string[] })._supportedExtensions.includes('DSN');
+    return this.offered.extensions.includes('DSN');
+  }
+
+  /** What the server offered in its EHLO reply, which nodemailer keeps in fields of its own with
+   *  no accessor. */
+  private get offered(): { extensions: string[]; maxSize: number } {
+    const conn = this.conn as unknown as { _supportedExtensions: string[]; _maxAllowedSize: number };
+    return { extensions: conn._supportedExtensions, maxSize: conn._maxAllowedSize };
   }
 
   /**
@@ -299,9 +306,7 @@ export class SmtpClient {
    * sender, as RFC 6531 §3.2 has it for the addresses.
    */
   private unsendable(message: OutboundMessage): string | undefined {
-    // nodemailer keeps the EHLO keywords and the SIZE limit in fields of its own, with no accessor.
-    const conn = this.conn as unknown as { _supportedExtensions: string[]; _maxAllowedSize: number };
-    const offered = conn._supportedExtensions;
+    const { extensions: offered, maxSize } = this.offered;
     const nonAscii = /[^\x00-\x7f]/;
     // First: a non-ASCII address makes the message 8-bit too (our Received names it).
     if ([message.sender, ...message.recipients].some((a) => nonAscii.test(a)) && !offered.includes('SMTPUTF8')) {
@@ -312,8 +317,8 @@ export class SmtpClient {
     }
     // RFC 1870 §6.1: a message over the size the server declared is not sent; it would be
     // refused for good (§4).
-    if (conn._maxAllowedSize > 0 && message.size > conn._maxAllowedSize) {
-      return `552 5.3.4 the message is ${message.size} octets and the next hop takes at most ${conn._maxAllowedSize} (RFC 1870)`;
+    if (maxSize > 0 && message.size > maxSize) {
+      return `552 5.3.4 the message is ${message.size} octets and the next hop takes at most ${maxSize} (RFC 1870)`;
     }
     return undefined;
   }

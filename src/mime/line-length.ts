@@ -3,9 +3,10 @@
  * SMTP submission: mail written here goes on unchanged through relays that fold longer lines
  * (Postfix folds at 998 by default), which would break its DKIM signature on the way.
  *
- * A header line is folded before white space (RFC 5322 §2.2.3). A body that is not MIME, or is one text part in 7bit or 8bit (as Debian's cron writes it),
- * is re-encoded as quoted-printable (RFC 2045 §6.7), whose lines are short; any other MIME
- * message with a long line is refused, as it cannot be fixed without knowing its structure.
+ * A header line is folded before white space (RFC 5322 §2.2.3). A body that is not MIME, or is
+ * one text part in 7bit or 8bit (as Debian's cron writes it), is re-encoded as quoted-printable
+ * (RFC 2045 §6.7), whose lines are short; any other MIME message with a long line is refused,
+ * as it cannot be fixed without knowing its structure.
  * What `sendmail` is handed gets the rest of fitBody's care too (8-bit text outside MIME,
  * missing MIME labels); over SMTP only a long line calls for it. Mail from the internet is not
  * touched: it is not ours to change.
@@ -27,7 +28,8 @@ export interface Field {
 /** A body line too long to send, in a message that cannot be re-encoded here. */
 export class LongLineError extends Error {}
 
-const needsEncoding = (b: Buffer) => b.some((c) => c >= 0x80 || c === 0);
+/** Octets that plain 7-bit text may not hold: 8-bit ones and NUL. */
+export const needsEncoding = (b: Buffer) => b.some((c) => c >= 0x80 || c === 0);
 
 /** The header fields of the first lines, up to the empty line or the first line that is no
  *  field, and the body lines after them. */
@@ -67,22 +69,30 @@ export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; bod
   const quotedPrintable = (text: Buffer) => qp.wrap(qp.encode(text), 76).split('\r\n').map((l) => Buffer.from(l, 'latin1'));
   // One text part in 7bit or 8bit: its lines can be made short without knowing more.
   const singleText = /^(text\/|$)/i.test(value('content-type')) && /^(7bit|8bit|)$/i.test(value('content-transfer-encoding'));
+  // Bytes that are not UTF-8 are read as Latin-1, as `send` reads text.
+  const plainText = (text: Buffer) => field('Content-Type', `text/plain; charset=${text.every((c) => c < 0x80) ? 'us-ascii' : isUtf8(text) ? 'utf-8' : 'iso-8859-1'}`);
   if (!isMime && (longLine >= 0 || body.some(needsEncoding))) {
     const text = raw();
-    // Bytes that are not UTF-8 are read as Latin-1, as `send` reads text.
-    const charset = text.every((c) => c < 0x80) ? 'us-ascii' : isUtf8(text) ? 'utf-8' : 'iso-8859-1';
     return {
-      fields: [...fields, field('MIME-Version', '1.0'), field('Content-Type', `text/plain; charset=${charset}`), field('Content-Transfer-Encoding', 'quoted-printable')],
+      fields: [...fields, field('MIME-Version', '1.0'), plainText(text), field('Content-Transfer-Encoding', 'quoted-printable')],
       body: quotedPrintable(text),
     };
   }
   if (longLine >= 0 && singleText) {
+    // Without a Content-Type it would read as us-ascii (RFC 2045 §5.2): its charset is said.
+    const text = raw();
+    const kept = fields.filter((f) => !/^content-transfer-encoding$/i.test(f.name));
     return {
-      fields: [...fields.filter((f) => !/^content-transfer-encoding$/i.test(f.name)), ...(has('mime-version') ? [] : [field('MIME-Version', '1.0')]), field('Content-Transfer-Encoding', 'quoted-printable')],
-      body: quotedPrintable(raw()),
+      fields: [
+        ...kept,
+        ...(has('mime-version') ? [] : [field('MIME-Version', '1.0')]),
+        ...(has('content-type') ? [] : [plainText(text)]),
+        field('Content-Transfer-Encoding', 'quoted-printable'),
+      ],
+      body: quotedPrintable(text),
     };
   }
-  if (longLine >= 0) throw new LongLineError(`body line ${longLine + 1} is ${body[longLine]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 §2.1.1)`);
+  if (longLine >= 0) throw new LongLineError(`body line ${longLine + 1} is ${body[longLine]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 §2.1.1): encode the body (quoted-printable or base64)`);
   if (!isMime) return { fields, body };
   // What PHP's mail() and many scripts write: a Content-Type without MIME-Version (RFC 2045 §4
   // wants one), and 8-bit text without a transfer encoding, which then reads as 7bit (§6.1).
@@ -122,7 +132,7 @@ function foldLong(line: Buffer, name: string): Buffer[] {
     if (at <= start) {
       let runEnd = start;
       while (runEnd < rest.length && !isWsp(rest[runEnd])) runEnd++;
-      throw new LongLineError(`header ${name} has ${runEnd - start} octets without white space, more than fit in a line of at most ${MAX_LINE} (RFC 5322 §2.1.1)`);
+      throw new LongLineError(`header ${name} has ${runEnd - start} octets without white space, more than fit in a line of at most ${MAX_LINE} (RFC 5322 §2.1.1): shorten it, or encode it (RFC 2047)`);
     }
     out.push(rest.subarray(0, at));
     rest = rest.subarray(at);
@@ -147,7 +157,8 @@ export function fitSubmittedLines(message: Buffer[]): Buffer[] {
     at = stop + 1;
   }
   const { fields, body } = splitFields(lines);
-  const fitted = fitBody(fields, body);
+  // A long header line alone leaves the body as it came.
+  const fitted = body.some((l) => l.length > MAX_LINE) ? fitBody(fields, body) : { fields, body };
   const crlf = Buffer.from('\r\n');
   const out: Buffer[] = [];
   for (const f of fitHeader(fitted.fields)) for (const l of f.lines) out.push(l, crlf);
@@ -160,6 +171,7 @@ export function fitSubmittedLines(message: Buffer[]): Buffer[] {
 function hasLongLine(message: Buffer[]): boolean {
   // The length of the line under way, its CR counted: a line may cross chunks.
   let length = 0;
+  let last = 0;
   for (const chunk of message) {
     let at = 0;
     for (let lf = chunk.indexOf(0x0a, at); lf >= 0; lf = chunk.indexOf(0x0a, at)) {
@@ -169,6 +181,8 @@ function hasLongLine(message: Buffer[]): boolean {
     }
     length += chunk.length - at;
     if (length > MAX_LINE + 1) return true;
+    if (chunk.length > 0) last = chunk[chunk.length - 1]!;
   }
-  return false;
+  // A last line without its line end has no CR either.
+  return length > MAX_LINE + (last === 0x0d ? 1 : 0);
 }

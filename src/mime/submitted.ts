@@ -28,7 +28,7 @@ import MimeNode from 'nodemailer/lib/mime-node';
 import { foldLines } from 'nodemailer/lib/mime-funcs';
 import { parseMailbox } from '../smtp/address.ts';
 import { hasStrayName, notAList, uniqueAddresses } from './addresses.ts';
-import { fitBody, fitHeader, LongLineError, splitFields, type Field } from './line-length.ts';
+import { fitBody, fitHeader, LongLineError, needsEncoding, splitFields, type Field } from './line-length.ts';
 import { DROPPED_FIELD, missingFields } from './submission.ts';
 
 export type SubmittedProblem = 'usage' | 'data';
@@ -132,8 +132,6 @@ function fieldValue(f: Field): string {
 function headerLine(text: string): Buffer[] {
   return foldLines(text, 76).split('\r\n').map((l) => Buffer.from(l, 'utf8'));
 }
-
-const needsEncoding = (b: Buffer) => b.some((c) => c >= 0x80 || c === 0);
 
 export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedMessage {
   let lines = splitLines(input);

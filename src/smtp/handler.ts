@@ -140,7 +140,7 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
     } catch (err) {
       if (!(err instanceof LongLineError)) throw err;
       ctx.metrics.rejected.inc({ listener: role, reason: 'long_line' });
-      return { kind: 'deliver', failure: 'unfit', message: `${err.message}: encode the body (quoted-printable or base64)` };
+      return { kind: 'deliver', failure: 'unfit', message: err.message };
     }
   }
   try {
