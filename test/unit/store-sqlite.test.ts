@@ -314,3 +314,19 @@ test('deleting thousands of messages at once lets other work run between batches
   assert.deepEqual(await store.listMailbox(u.id), []);
   store.close();
 });
+
+test('the write-ahead log is cut back to 64 MiB once reused, after a transaction that made it larger', async () => {
+  const dir = tmp();
+  const store = new SqliteStore(dir);
+  const u = await store.createUser('big@example.test', 'h');
+  // Bodies of 30 KiB stay in the database; sent at once, all but the first share one commit.
+  const body = Buffer.alloc(30 * 1024, 'x');
+  await Promise.all(Array.from({ length: 3000 }, () => store.accept({ id: newQueueId(), body: [body], sender: 's@remote.test', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] })));
+  const wal = path.join(dir, 'mailnest.sqlite-wal');
+  assert.ok(fs.statSync(wal).size > 64 << 20, `the batch grew the log to ${fs.statSync(wal).size} bytes`);
+  // The commit checkpointed it; the next one starts the log over, and cuts it back.
+  await store.accept({ id: newQueueId(), body: [Buffer.from('small\r\n')], sender: 's@remote.test', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+  assert.ok(fs.statSync(wal).size <= 64 << 20, `${fs.statSync(wal).size} bytes`);
+  store.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
