@@ -19,9 +19,6 @@ import { inputTurn } from './turn-budget.ts';
  */
 const SMALL_READ = 4096;
 
-/** How long a timed-out connection's farewell may take to leave before the connection is cut. */
-const FAREWELL_MS = 1000;
-
 /** Output one connection writes in one turn of the event loop before the others get theirs. */
 const TURN_BUDGET = 1024 * 1024;
 
@@ -68,8 +65,8 @@ export class Connection<E, R> implements IdleMember {
 
   /** RFC 5321 §4.5.3.2 / RFC 1939 §3: the session says what an idle timeout means. When it
    *  ends the session, a peer that has not taken what was sent it takes no farewell either: the
-   *  connection ends at once when output waits in our buffer, a moment later when it waits in the
-   *  system's, and with it what the session held (a maildrop's lock, a connection slot). */
+   *  connection ends at once, and with it what the session held (a maildrop's lock, a connection
+   *  slot). (A farewell that the system's buffers cannot take is such output at the next limit.) */
   timedOut(): void {
     this.lastActive = this.o.idle.tick;
     const stalled = this.socket.writableLength > 0;
@@ -79,11 +76,7 @@ export class Connection<E, R> implements IdleMember {
       ends = outputs.some((o) => o.type === 'close');
       return outputs;
     });
-    if (!ends) return;
-    if (stalled) return void this.socket.destroy();
-    setTimeout(() => {
-      if (!this.closed) this.socket.destroy();
-    }, FAREWELL_MS).unref();
+    if (ends && stalled) this.socket.destroy();
   }
 
   shutdown(): void {
