@@ -282,19 +282,16 @@ export class QueueRunner {
           this.ctx.log.error({ err, id: job.entry.id }, 'delivery failed');
           results = job.recipients.map((r) => ({ address: r.address, ok: false, permanent: false, reply: localError(err), ownReply: true }));
         }
-        // RFC 5321 §3.8: a 421 closes the connection, and speaks of it, not of the message. On a
-        // connection that carried mail before (a server's limit per connection), the job waits
-        // for a fresh one, uncharged; on a fresh one it is a 4xx like any other.
-        if (client.sent > 1 && results.every((r) => !r.ok && r.reply.startsWith('421'))) {
+        // A connection closed after the mail it carried (a server's limit per connection): the job
+        // waits for a fresh one, uncharged; closed on a fresh one, it is a 4xx like any other.
+        if (results.length > 0 && results.every((r) => r.again === 'connection')) {
           this.ctx.log.info({ id: job.entry.id, relay: client.target.servername ?? client.target.host, reply: results[0]!.reply }, 'connection closed by the next hop; the message goes on a fresh one');
           this.putBack(d, job);
           break;
         }
-        // RFC 5321 §4.5.3.1.10: recipients over the next hop's limit per transaction get 452 (or
-        // 552, which is then no permanent failure); when it took others, they go at once in
-        // another transaction, uncharged.
-        results = results.map((r) => (overRecipientLimit(r) ? { ...r, permanent: false } : r));
-        const over = results.some((r) => r.ok) ? new Set(results.filter(overRecipientLimit).map((r) => r.address)) : new Set<string>();
+        // Recipients over the next hop's limit per transaction: when it took others, they go at
+        // once in another transaction, uncharged.
+        const over = results.some((r) => r.ok) ? new Set(results.filter((r) => r.again === 'transaction').map((r) => r.address)) : new Set<string>();
         if (over.size > 0) {
           const taken = job;
           this.putBack(d, { ...taken, recipients: taken.recipients.filter((r) => over.has(r.address)) });
@@ -480,13 +477,6 @@ export class QueueRunner {
 
 function hasEightBit(b: Buffer): boolean {
   return /[\x80-\xff]/.test(b.toString('latin1'));
-}
-
-/** A recipient the next hop refused as one too many for the transaction (RFC 5321 §4.5.3.1.10:
- *  452, or 552 from older servers; both codes mean other things too, which X.5.3 or the words
- *  tell apart). */
-function overRecipientLimit(r: RecipientResult): boolean {
-  return !r.ok && /^[45]52\b/.test(r.reply) && (/\b[45]\.5\.3\b/.test(r.reply) || /too many recipients/i.test(r.reply));
 }
 
 /** Recipients in groups alike in their DSN requests (NOTIFY and ORCPT), in their order. */

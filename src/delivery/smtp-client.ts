@@ -64,6 +64,9 @@ export interface RecipientResult {
   ownReply?: boolean;
   /** The next hop took the recipient's DSN requests: what happens to it from here on, it reports. */
   dsnPassed?: boolean;
+  /** It may be tried again at once: in another transaction (it was one recipient too many for
+   *  this one), or on another connection (this one was closed after the mail it carried). */
+  again?: 'transaction' | 'connection';
 }
 
 /** A failure before any transaction: connection refused or lost, bad greeting, TLS or AUTH trouble. */
@@ -236,10 +239,27 @@ export class SmtpClient {
 
   /**
    * One transaction. Resolves with a result per recipient; a broken connection makes every
-   * recipient temporary-failed (and the client unusable).
+   * recipient temporary-failed (and the client unusable). A result says when the recipient may
+   * be tried again at once (`again`).
    */
-  send(message: OutboundMessage): Promise<RecipientResult[]> {
-    this.sent++;
+  async send(message: OutboundMessage): Promise<RecipientResult[]> {
+    const carried = this.sent++ > 0;
+    return (await this.transaction(message)).map((r) => {
+      if (r.ok) return r;
+      // RFC 5321 §4.5.3.1.10: over the server's limit of recipients per transaction, 452 (or 552
+      // from older servers, then no permanent failure); both codes mean other things too, which
+      // X.5.3 or the words tell apart.
+      if (/^[45]52\b/.test(r.reply) && (/\b[45]\.5\.3\b/.test(r.reply) || /too many recipients/i.test(r.reply))) {
+        return { ...r, permanent: false, again: 'transaction' as const };
+      }
+      // RFC 5321 §3.8: a 421 closes the connection, and speaks of it, not of the message. After
+      // mail this connection carried, it is the server's limit per connection.
+      if (carried && r.reply.startsWith('421')) return { ...r, again: 'connection' as const };
+      return r;
+    });
+  }
+
+  private transaction(message: OutboundMessage): Promise<RecipientResult[]> {
     const all = (ok: boolean, permanent: boolean, reply: string, ownReply = false): RecipientResult[] =>
       message.recipients.map((address) => ({ address, ok, permanent, reply, ...(ownReply ? { ownReply } : {}) }));
     if (this.broken) return Promise.resolve(all(false, false, 'connection lost'));
