@@ -1,9 +1,15 @@
 /** A message body as it is passed around: a list of buffers, as they were read from the socket,
  *  and written out with writev. */
+import zlib from 'node:zlib';
 
 /** The bytes in `chunks`. */
 export function totalLength(chunks: Buffer[]): number {
   return chunks.reduce((n, c) => n + c.length, 0);
+}
+
+/** The CRC-32 of the bytes in `chunks`. */
+export function crc32(chunks: Buffer[]): number {
+  return chunks.reduce((crc, c) => zlib.crc32(c, crc), 0);
 }
 
 /** The bytes of `chunks` after the first `n`: what is left after a short write. */

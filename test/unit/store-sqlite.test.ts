@@ -82,6 +82,35 @@ test('a body file cut short or gone: reading the message fails and says why', as
   store.close();
 });
 
+test('a body file damaged on disk fails before its last piece is handed out; one an earlier version wrote, with no checksum, is read unchecked', async () => {
+  const dir = tmp();
+  const store = new SqliteStore(dir);
+  const u = await store.createUser('u@example.test', 'h');
+  const ids = [newQueueId(), newQueueId()];
+  for (const id of ids) await store.accept({ id, body: [Buffer.alloc(600_000, 'x')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+  for (const id of ids) {
+    const fd = fs.openSync(path.join(dir, 'bodies', id), 'r+');
+    fs.writeSync(fd, Buffer.from('#'), 0, 1, 300_000);
+    fs.closeSync(fd);
+  }
+  const pieces: number[] = [];
+  const opened = (await store.openMessage(u.id, 1))!;
+  await assert.rejects(async () => {
+    for await (const p of messageBytes(opened)) pieces.push(p.length);
+  }, /does not match its checksum/);
+  assert.equal(pieces.reduce((a, b) => a + b, 0), 2 * 256 * 1024, 'the pieces before the last went, the last did not');
+  // A row without a checksum, as an earlier version left it.
+  const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
+  db.prepare('UPDATE bodies SET crc = NULL WHERE queue_id = ?').run(ids[1]!);
+  db.close();
+  // The store's reads of this turn share one snapshot, from before the change.
+  await new Promise((resolve) => setImmediate(resolve));
+  const read = await storedMessage(store, u.id, 2);
+  assert.equal(read.length, 600_000);
+  assert.equal(read[300_000], '#'.charCodeAt(0));
+  store.close();
+});
+
 test('sweep removes body files a crash left without a row, once they are an hour old, and nothing else', async () => {
   const dir = tmp();
   const store = new SqliteStore(dir);
@@ -289,14 +318,32 @@ test('upgrading: outbound mail queued before the sign flag is signed unless an u
     await store.accept({ id, body: [Buffer.from('From: a@example.test\r\n\r\nx\r\n')], sender: 'a@example.test', local: [], outbound: { prefix, recipients: [{ address: 'b@remote.test' }], sign: true } });
   }
   store.close();
-  // The database as the version before the flag left it.
+  // The database as the version before the flag left it (and so before the checksum's rename).
   const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
-  db.exec(`ALTER TABLE outbound DROP COLUMN sign; PRAGMA user_version = ${MIGRATIONS.length - 1}`);
+  const before = MIGRATIONS.findIndex((m) => m.includes('ADD COLUMN sign'));
+  db.exec(`ALTER TABLE bodies RENAME COLUMN crc TO log_crc; ALTER TABLE outbound DROP COLUMN sign; PRAGMA user_version = ${before}`);
   db.close();
   store = new SqliteStore(dir);
   const signed = Object.fromEntries(await Promise.all(protocols.map(async (p) => [p, (await store.getQueueEntry(ids.get(p)!))!.sign] as const)));
   assert.deepEqual(signed, { ESMTP: false, ESMTPS: false, UTF8SMTPS: false, SMTP: false, ESMTPSA: true, ESMTPA: true, local: true, HTTP: true });
   store.close();
+});
+
+test('upgrading: the checksums of bodies in the log carry over to the column that now serves files too', async () => {
+  const dir = tmp();
+  let store = new SqliteStore(dir);
+  const u = await store.createUser('u@example.test', 'h');
+  await store.accept({ id: newQueueId(), body: [Buffer.alloc(100 * 1024, 'l')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+  store.close();
+  let db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
+  db.exec(`ALTER TABLE bodies RENAME COLUMN crc TO log_crc; PRAGMA user_version = ${MIGRATIONS.length - 1}`);
+  db.close();
+  store = new SqliteStore(dir);
+  assert.ok((await storedMessage(store, u.id, 1)).equals(Buffer.alloc(100 * 1024, 'l')));
+  store.close();
+  db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
+  assert.equal(typeof (db.prepare('SELECT crc FROM bodies').get() as { crc: unknown }).crc, 'number');
+  db.close();
 });
 
 test('deleting thousands of messages at once lets other work run between batches, and all of them go', async () => {

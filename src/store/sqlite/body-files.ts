@@ -11,14 +11,15 @@
  *   transaction that refers to it commits, so a committed row never points at a missing file;
  * - a file is removed only once the transaction that dropped its row is durable;
  * - a crash between the two steps leaves a file no row refers to, which `sweep` removes later.
- * Files never change once written.
+ * Files never change once written. The row keeps the body's CRC-32, checked as the file is read
+ * back, so a file damaged on disk is an error, not the message.
  */
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { after } from '../../chunks.ts';
+import { after, crc32 } from '../../chunks.ts';
 import type { PiecePool } from './piece-pool.ts';
-import { readPieces } from './read-pieces.ts';
+import { checkedPieces } from './read-pieces.ts';
 import { SharedFlush } from './shared-flush.ts';
 
 const open = promisify(fs.open);
@@ -45,8 +46,10 @@ export class BodyFiles {
     return path.join(this.dir, queueId);
   }
 
-  /** Writes a new body file and resolves once it and its directory entry are on disk. */
-  async write(queueId: string, chunks: Buffer[]): Promise<void> {
+  /** Writes a new body file and resolves once it and its directory entry are on disk, with the
+   *  body's CRC-32, which its row keeps. */
+  async write(queueId: string, chunks: Buffer[]): Promise<number> {
+    const crc = crc32(chunks);
     const file = this.file(queueId);
     const fd = await open(file, 'wx', 0o600);
     try {
@@ -64,11 +67,13 @@ export class BodyFiles {
     }
     await close(fd);
     await this.dirFlush.flush();
+    return crc;
   }
 
-  /** The body of `size` bytes, read as it is asked for (see readPieces). */
-  async *read(queueId: string, size: number, pool?: PiecePool): AsyncIterable<Buffer> {
-    yield* readPieces(this.file(queueId), 0, size, pool);
+  /** The body of `size` bytes, read as it is asked for and checked against its `crc` when it
+   *  has one (see checkedPieces). */
+  async *read(queueId: string, size: number, crc: number | undefined, pool?: PiecePool): AsyncIterable<Buffer> {
+    yield* checkedPieces(this.file(queueId), 0, size, crc, pool);
   }
 
   /** Removes body files (their rows are gone for good); a file already gone is fine. */

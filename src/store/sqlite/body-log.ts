@@ -34,10 +34,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import zlib from 'node:zlib';
-import { after, totalLength } from '../../chunks.ts';
+import { after, crc32, totalLength } from '../../chunks.ts';
 import type { PiecePool } from './piece-pool.ts';
-import { readPieces } from './read-pieces.ts';
+import { checkedPieces } from './read-pieces.ts';
 import { SharedFlush } from './shared-flush.ts';
 
 const fdatasync = promisify(fs.fdatasync);
@@ -101,14 +100,13 @@ export class BodyLog {
 
   /** True when the `size` bytes at `place` are there and match its checksum. */
   intact(place: LogPlace, size: number): boolean {
-    let crc = 0;
     try {
-      for (const piece of readPieces(this.file(place.segment), place.offset, size)) crc = zlib.crc32(piece, crc);
+      for (const piece of checkedPieces(this.file(place.segment), place.offset, size, place.crc)) void piece;
+      return true;
     } catch {
-      // Gone, or too short.
+      // Gone, too short, or not what was written.
       return false;
     }
-    return crc === place.crc;
   }
 
   /** The bodies of an abandoned segment are checked: the markers of its dead writers go. */
@@ -157,7 +155,7 @@ export class BodyLog {
     const size = totalLength(chunks);
     let seg = this.open.get(this.current) ?? this.begin();
     if (seg.end > 0 && seg.end + size > this.segmentBytes) seg = this.begin();
-    const place = { segment: this.current, offset: seg.end, crc: chunks.reduce((crc, c) => zlib.crc32(c, crc), 0) };
+    const place = { segment: this.current, offset: seg.end, crc: crc32(chunks) };
     // The space is taken even if the write fails: what lies there is dead and never read.
     seg.end += size;
     seg.pending++;
@@ -185,21 +183,12 @@ export class BodyLog {
   }
 
   /**
-   * The body of `size` bytes at `offset` in `segment`, read as it is asked for (see readPieces).
-   * With its `crc`, the body is checked before its last piece is handed out: a body in the log is
-   * one piece, so nothing of a damaged one goes out as if it were the message.
+   * The body of `size` bytes at `offset` in `segment`, read as it is asked for and checked
+   * against its `crc` (see checkedPieces): a body in the log is one piece, so nothing of a
+   * damaged one goes out as if it were the message.
    */
-  async *read(segment: number, offset: number, size: number, pool?: PiecePool, crc?: number): AsyncIterable<Buffer> {
-    let sum = 0;
-    let seen = 0;
-    for (const piece of readPieces(this.file(segment), offset, size, pool)) {
-      seen += piece.length;
-      if (crc !== undefined) {
-        sum = zlib.crc32(piece, sum);
-        if (seen === size && sum !== crc) throw new Error(`the body at ${offset} in ${this.file(segment)} does not match its checksum`);
-      }
-      yield piece;
-    }
+  async *read(segment: number, offset: number, size: number, crc: number, pool?: PiecePool): AsyncIterable<Buffer> {
+    yield* checkedPieces(this.file(segment), offset, size, crc, pool);
   }
 
   /** Removes segments no row refers to any more (and none will: the caller checked `busy`), and

@@ -4,6 +4,7 @@
  * cache, and a read from there costs less than a trip to the thread pool.
  */
 import fs from 'node:fs';
+import zlib from 'node:zlib';
 import type { PiecePool } from './piece-pool.ts';
 
 /** Bytes read at a time: the memory a reader needs. */
@@ -27,5 +28,23 @@ export function* readPieces(file: string, offset: number, size: number, pool?: P
     }
   } finally {
     fs.closeSync(fd);
+  }
+}
+
+/**
+ * readPieces, with the body checked against its CRC-32 (when it has one) before its last piece is
+ * handed out. A body of one piece is then never handed out damaged; of a longer one, the reader
+ * fails before its end, as it does for a file cut short.
+ */
+export function* checkedPieces(file: string, offset: number, size: number, crc: number | undefined, pool?: PiecePool): Generator<Buffer> {
+  let sum = 0;
+  let seen = 0;
+  for (const piece of readPieces(file, offset, size, pool)) {
+    seen += piece.length;
+    if (crc !== undefined) {
+      sum = zlib.crc32(piece, sum);
+      if (seen === size && sum !== crc) throw new Error(`the body at ${offset} in ${file} does not match its checksum`);
+    }
+    yield piece;
   }
 }

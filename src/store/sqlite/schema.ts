@@ -124,4 +124,9 @@ export const MIGRATIONS: string[] = [
   UPDATE outbound SET sign = 0 WHERE CAST(prefix AS TEXT) LIKE '% with SMTP id %' OR CAST(prefix AS TEXT) LIKE '% with ESMTP id %'
     OR CAST(prefix AS TEXT) LIKE '% with ESMTPS id %' OR CAST(prefix AS TEXT) LIKE '% with UTF8SMTP id %' OR CAST(prefix AS TEXT) LIKE '% with UTF8SMTPS id %';
   `,
+  // The CRC-32 of every body kept outside the database, in the log or in a file of its own;
+  // NULL for a file written before this version, which is read back unchecked.
+  `
+  ALTER TABLE bodies RENAME COLUMN log_crc TO crc;
+  `,
 ];

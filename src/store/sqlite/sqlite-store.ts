@@ -48,6 +48,10 @@ const LOG_OVER = 32 * 1024;
  */
 const FILE_OVER = 256 * 1024;
 
+/** Where a body kept outside the database lies, with its CRC-32: a place in the log, or only the
+ *  checksum for a file of its own (named by the queue id). */
+type Outside = LogPlace | { crc: number };
+
 function placement(bodySize: number): number {
   return bodySize > FILE_OVER ? IN_FILE : bodySize > LOG_OVER ? IN_LOG : IN_PARTS;
 }
@@ -66,8 +70,8 @@ type Row = Record<string, unknown>;
  *  body's size, queue_id, external, where in the log and its checksum, and part 0's data (null
  *  unless IN_PARTS). */
 type BodyRow = [bodyId: number, prefix: Uint8Array, size: number, queueId: string, external: number,
-  logSegment: number | null, logOffset: number | null, logCrc: number | null, data: Uint8Array | null];
-const BODY_COLUMNS = 'b.size, b.queue_id, b.external, b.log_segment, b.log_offset, b.log_crc, p.data';
+  logSegment: number | null, logOffset: number | null, crc: number | null, data: Uint8Array | null];
+const BODY_COLUMNS = 'b.size, b.queue_id, b.external, b.log_segment, b.log_offset, b.crc, p.data';
 
 export class SqliteStore implements Store {
   readonly file: string;
@@ -82,7 +86,7 @@ export class SqliteStore implements Store {
   private stmts = new Map<string, StatementSync>();
   private arrayStmts = new Map<string, StatementSync>();
   /** Messages waiting for the fsync under way to end (see accept). */
-  private pending: { message: Acceptance; place: LogPlace | undefined; resolve: () => void; reject: (err: unknown) => void }[] = [];
+  private pending: { message: Acceptance; place: Outside | undefined; resolve: () => void; reject: (err: unknown) => void }[] = [];
   private pendingUpdates: { id: string; updates: RecipientUpdate[]; resolve: () => void; reject: (err: unknown) => void }[] = [];
   private updateFlushScheduled = false;
   /** A read transaction is open until the end of this event-loop turn (see read). */
@@ -125,8 +129,8 @@ export class SqliteStore implements Store {
    */
   private recover(): void {
     for (const segment of this.log.abandoned()) {
-      const rows = this.q('SELECT id, queue_id, size, log_offset, log_crc FROM bodies WHERE log_segment = ?').all(segment) as Row[];
-      const broken = rows.filter((r) => !this.log.intact({ segment, offset: Number(r.log_offset), crc: Number(r.log_crc) }, Number(r.size)));
+      const rows = this.q('SELECT id, queue_id, size, log_offset, crc FROM bodies WHERE log_segment = ?').all(segment) as Row[];
+      const broken = rows.filter((r) => !this.log.intact({ segment, offset: Number(r.log_offset), crc: Number(r.crc) }, Number(r.size)));
       if (broken.length > 0) {
         this.transaction(() => {
           for (const r of broken) {
@@ -324,7 +328,7 @@ export class SqliteStore implements Store {
     // A body file is on disk before the transaction that refers to it begins; a body in the log
     // is flushed beside it (below).
     const where = placement(totalLength(message.body));
-    if (where === IN_FILE) await this.files.write(message.id, message.body);
+    if (where === IN_FILE) return this.commitAcceptance(message, { crc: await this.files.write(message.id, message.body) });
     if (where !== IN_LOG) return this.commitAcceptance(message, undefined);
     const place = this.log.append(message.body);
     try {
@@ -336,7 +340,7 @@ export class SqliteStore implements Store {
     }
   }
 
-  private commitAcceptance(message: Acceptance, place: LogPlace | undefined): Promise<void> {
+  private commitAcceptance(message: Acceptance, place: Outside | undefined): Promise<void> {
     if (!this.wal.busy && this.pending.length === 0) {
       try {
         this.transaction(() => this.insertAcceptance(message, place));
@@ -399,14 +403,15 @@ export class SqliteStore implements Store {
     if (placement(totalLength(m.body)) === IN_FILE) void this.files.remove([m.id]).catch(() => {});
   }
 
-  /** `place`: where the body lies in the log, when it is kept there. */
-  private insertAcceptance(m: Acceptance, place: LogPlace | undefined): void {
+  /** `place`: a body kept outside the database has its checksum, and where it lies in the log. */
+  private insertAcceptance(m: Acceptance, place: Outside | undefined): void {
     const now = Date.now();
     const queueId = m.id;
     const size = totalLength(m.body);
     const where = placement(size);
-    const bodyId = Number(this.q('INSERT INTO bodies (queue_id, size, created, external, log_segment, log_offset, log_crc) VALUES (?, ?, ?, ?, ?, ?, ?)')
-      .run(queueId, size, now, where, place?.segment ?? null, place?.offset ?? null, place?.crc ?? null).lastInsertRowid);
+    const inLog = place && 'segment' in place ? place : undefined;
+    const bodyId = Number(this.q('INSERT INTO bodies (queue_id, size, created, external, log_segment, log_offset, crc) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(queueId, size, now, where, inLog?.segment ?? null, inLog?.offset ?? null, place?.crc ?? null).lastInsertRowid);
     if (where === IN_PARTS && size > 0) {
       const data = m.body.length === 1 ? m.body[0]! : Buffer.concat(m.body, size);
       this.q('INSERT INTO body_parts (body_id, seq, data) VALUES (?, 0, ?)').run(bodyId, data);
@@ -455,13 +460,13 @@ export class SqliteStore implements Store {
   }
 
   /** With a `pool`, the pieces of a body file are its buffers, and the message says how to hand them back. */
-  private openBody([bodyId, prefix, size, queueId, external, logSegment, logOffset, logCrc, data]: BodyRow, pool?: PiecePool): OpenedMessage {
+  private openBody([bodyId, prefix, size, queueId, external, logSegment, logOffset, crc, data]: BodyRow, pool?: PiecePool): OpenedMessage {
     const head: Buffer[] = [];
     if (prefix.length > 0) head.push(asBuffer(prefix));
     if (external !== IN_PARTS) {
       const rest = external === IN_FILE
-        ? this.files.read(queueId, size, pool)
-        : this.log.read(logSegment!, logOffset!, size, pool, logCrc!);
+        ? this.files.read(queueId, size, crc ?? undefined, pool)
+        : this.log.read(logSegment!, logOffset!, size, crc!, pool);
       return pool ? { head, rest, recycle: (piece) => pool.give(piece) } : { head, rest };
     }
     const parts = Math.ceil(size / CHUNK);
@@ -674,14 +679,14 @@ export class SqliteStore implements Store {
   /** Moves the bodies of a segment that read back intact to the end of the log, durable before
    *  their rows move; returns the queue ids of those that do not. */
   private async compact(segment: number): Promise<string[]> {
-    const rows = this.q('SELECT id, queue_id, size, log_offset, log_crc FROM bodies WHERE log_segment = ?').all(segment) as Row[];
+    const rows = this.q('SELECT id, queue_id, size, log_offset, crc FROM bodies WHERE log_segment = ?').all(segment) as Row[];
     const moved: [id: number, place: LogPlace][] = [];
     const damaged: string[] = [];
     try {
       for (const r of rows) {
         const chunks: Buffer[] = [];
         try {
-          for await (const piece of this.log.read(segment, Number(r.log_offset), Number(r.size), undefined, Number(r.log_crc))) chunks.push(piece);
+          for await (const piece of this.log.read(segment, Number(r.log_offset), Number(r.size), Number(r.crc))) chunks.push(piece);
         } catch {
           damaged.push(String(r.queue_id));
           continue;
@@ -694,7 +699,7 @@ export class SqliteStore implements Store {
       // A body deleted meanwhile stays deleted.
       await this.write(() => {
         for (const [id, place] of moved) {
-          this.q('UPDATE bodies SET log_segment = ?, log_offset = ?, log_crc = ? WHERE id = ? AND log_segment = ?').run(place.segment, place.offset, place.crc, id, segment);
+          this.q('UPDATE bodies SET log_segment = ?, log_offset = ?, crc = ? WHERE id = ? AND log_segment = ?').run(place.segment, place.offset, place.crc, id, segment);
         }
       });
     } finally {
