@@ -92,7 +92,7 @@ export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; bod
       body: quotedPrintable(text),
     };
   }
-  if (longLine >= 0) throw new LongLineError(`body line ${longLine + 1} is ${body[longLine]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 §2.1.1): encode the body (quoted-printable or base64)`);
+  if (longLine >= 0) throw new LongLineError(`body line ${longLine + 1} is ${body[longLine]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 section 2.1.1): encode the body (quoted-printable or base64)`);
   if (!isMime) return { fields, body };
   // What PHP's mail() and many scripts write: a Content-Type without MIME-Version (RFC 2045 §4
   // wants one), and 8-bit text without a transfer encoding, which then reads as 7bit (§6.1).
@@ -132,7 +132,7 @@ function foldLong(line: Buffer, name: string): Buffer[] {
     if (at <= start) {
       let runEnd = start;
       while (runEnd < rest.length && !isWsp(rest[runEnd])) runEnd++;
-      throw new LongLineError(`header ${name} has ${runEnd - start} octets without white space, more than fit in a line of at most ${MAX_LINE} (RFC 5322 §2.1.1): shorten it, or encode it (RFC 2047)`);
+      throw new LongLineError(`header ${name} has ${runEnd - start} octets without white space, more than fit in a line of at most ${MAX_LINE} (RFC 5322 section 2.1.1): shorten it, or encode it (RFC 2047)`);
     }
     out.push(rest.subarray(0, at));
     rest = rest.subarray(at);

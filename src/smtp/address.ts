@@ -104,7 +104,7 @@ export function parseMailbox(text: string, utf8: boolean): Mailbox | string {
   // RFC 5321 §4.5.3.1 asks for no limits where none are needed: SRS, VERP and BATV senders have
   // local parts longer than the 64 octets of §4.5.3.1.1, so only the path's 256 octets
   // (§4.5.3.1.3, the angle brackets included) bound an address.
-  if (Buffer.byteLength(text) > MAX_MAILBOX) return `address longer than ${MAX_MAILBOX} octets (RFC 5321 §4.5.3.1.3)`;
+  if (Buffer.byteLength(text) > MAX_MAILBOX) return `address longer than ${MAX_MAILBOX} octets (RFC 5321 section 4.5.3.1.3)`;
   if (domainPart.startsWith('[')) {
     if (!isAddressLiteral(domainPart)) return `bad address literal ${domainPart}`;
   } else if (!isDomain(domainPart, utf8)) {

@@ -108,7 +108,7 @@ export function parseRcptTo(args: string, utf8: boolean, postmasterDomain: strin
         const list = typeof value === 'string' ? value.toUpperCase().split(',') : [];
         const allowed = ['NEVER', 'SUCCESS', 'FAILURE', 'DELAY'];
         if (list.length === 0 || list.some((v) => !allowed.includes(v)) || (list.includes('NEVER') && list.length > 1) || new Set(list).size !== list.length) {
-          return reply(501, '5.5.4', 'NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY (RFC 3461 §4.1)');
+          return reply(501, '5.5.4', 'NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY (RFC 3461 section 4.1)');
         }
         dsn.notify = list as DsnRecipient['notify'];
         break;
@@ -118,7 +118,7 @@ export function parseRcptTo(args: string, utf8: boolean, postmasterDomain: strin
         const semi = v.indexOf(';');
         const decoded = semi > 0 ? decodeXtext(v.slice(semi + 1)) : undefined;
         if (semi <= 0 || decoded === undefined || !/^[A-Za-z0-9-]+$/.test(v.slice(0, semi))) {
-          return reply(501, '5.5.4', 'ORCPT must be addr-type;xtext (RFC 3461 §4.2)');
+          return reply(501, '5.5.4', 'ORCPT must be addr-type;xtext (RFC 3461 section 4.2)');
         }
         dsn.orcpt = `${v.slice(0, semi)};${decoded}`;
         break;

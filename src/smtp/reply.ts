@@ -13,13 +13,23 @@ export function reply(code: number, enhanced: string | undefined, ...lines: stri
   return { code, ...(enhanced ? { enhanced } : {}), lines: lines.length ? lines : [''] };
 }
 
-/** Renders a reply; `enhanced` says whether ENHANCEDSTATUSCODES is in effect (EHLO, RFC 2034 §3). */
-export function renderReply(r: Reply, enhanced: boolean): string {
+/** What reply text may not hold: anything but tab, space and printable ASCII (RFC 5321 §4.2
+ *  textstring); within an SMTPUTF8 transaction, UTF-8 beyond ASCII too (RFC 6531 §3.7.4.2). */
+const NOT_TEXT = /[^\t\x20-\x7e]/g;
+const NOT_UTF8_TEXT = /[\x00-\x08\x0a-\x1f\x7f]/g;
+
+/**
+ * Renders a reply; `enhanced` says whether ENHANCEDSTATUSCODES is in effect (EHLO, RFC 2034
+ * §3), `utf8` whether the transaction is SMTPUTF8. A character the text may not hold (an echo of
+ * what the client sent, say) is a `?`.
+ */
+export function renderReply(r: Reply, enhanced: boolean, utf8 = false): string {
   const prefix = enhanced && r.enhanced ? `${r.enhanced} ` : '';
+  const notText = utf8 ? NOT_UTF8_TEXT : NOT_TEXT;
   let out = '';
   r.lines.forEach((line, i) => {
     const sep = i === r.lines.length - 1 ? ' ' : '-';
-    out += `${r.code}${sep}${prefix}${line}`.trimEnd() + '\r\n';
+    out += `${r.code}${sep}${prefix}${line.replace(notText, '?')}`.trimEnd() + '\r\n';
   });
   return out;
 }

@@ -238,7 +238,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   }
 
   private send(r: Reply): void {
-    this.out.push({ type: 'write', data: renderReply(r, this.esmtp) });
+    this.out.push({ type: 'write', data: renderReply(r, this.esmtp, this.tx?.from.utf8) });
     if (r.code >= 500 && ++this.errors >= (this.o.maxErrors ?? 20) && this.phase !== 'closed') {
       this.outcome = 'too many errors';
       this.close(reply(421, '4.7.0', `${this.o.hostname} Too many errors, closing connection`));
@@ -477,7 +477,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (verdict !== 'ok') {
       this.tx = undefined;
       if (verdict === 'too-big') return this.send(reply(552, '5.3.4', `Message size exceeds the limit of ${this.o.maxMessageSize} octets`));
-      return this.send(reply(550, '5.6.0', 'Message refused: bare CR or LF in the message; lines must end with CRLF (RFC 5321 §2.3.8)'));
+      return this.send(reply(550, '5.6.0', 'Message refused: bare CR or LF in the message; lines must end with CRLF (RFC 5321 section 2.3.8)'));
     }
     const auth = this.user ? 'A' : '';
     const tlsMark = this.tls ? 'S' : '';

@@ -408,7 +408,7 @@ test('submission: a header line over 998 octets is folded, a body line made quot
   assert.equal(single.code, 250, single.raw);
   const multi = await c.transaction('<alice@example.test>', ['<bob@example.test>'], `${head}MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n${long}\r\n--b--`);
   assert.equal(multi.code, 554);
-  assert.equal(multi.raw, '554 5.6.0 body line 4 is 3006 octets; lines are limited to 998 (RFC 5322 §2.1.1): encode the body (quoted-printable or base64)\r\n');
+  assert.equal(multi.raw, '554 5.6.0 body line 4 is 3006 octets; lines are limited to 998 (RFC 5322 section 2.1.1): encode the body (quoted-printable or base64)\r\n');
   // A header line is folded before white space; the body, short, stays as it was.
   const subject = 'word '.repeat(400).trim();
   const folded = await c.transaction('<alice@example.test>', ['<bob@example.test>'], `From: alice@example.test\r\nSubject: ${subject}\r\n\r\nshort`);

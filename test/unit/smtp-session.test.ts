@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SmtpDriver, bodyOf } from '../helpers/smtp-driver.ts';
+import { isAsciiReply } from '../helpers/smtp-reply.ts';
 
 const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
 
@@ -43,6 +44,26 @@ for (const [state, line, code] of TABLE) {
     assert.equal(lastCode(d.send(`${line}\r\n`)), code);
   });
 }
+
+test('reply text is printable ASCII, echoes of the client included; UTF-8 only within an SMTPUTF8 transaction (RFC 5321 §4.2, RFC 6531 §3.7.4.2)', () => {
+  const d = new SmtpDriver();
+  d.send('EHLO c\r\n');
+  const replies = [d.send('MAIL FROM:<a@remote.test> X-\u00dcBER=1\r\n')];
+  d.send('MAIL FROM:<a@remote.test>\r\n');
+  replies.push(d.send('RCPT TO:<alice@example.test> NOTIFY=BOGUS\r\n'), d.send('RCPT TO:<alice@example.test> ORCPT=x\r\n'));
+  d.send('RCPT TO:<alice@example.test>\r\n');
+  d.send('DATA\r\n');
+  replies.push(d.send('Subject: x\r\n\r\nbare\nline\r\n.\r\n'));
+  replies.push(d.send('AUTH \u00dcBER\r\n'));
+  assert.deepEqual(replies.map((r) => r.slice(0, 3)), ['501', '501', '501', '550', '504']);
+  for (const r of replies) assert.ok(isAsciiReply(r), JSON.stringify(r));
+  assert.match(replies[0]!, /bad parameter "X-\?BER=1"/);
+  assert.match(replies[4]!, /mechanism \?BER/);
+  const u = new SmtpDriver();
+  u.send('EHLO c\r\n');
+  u.send('MAIL FROM:<j\u00f6rg@remote.test> SMTPUTF8\r\n');
+  assert.equal(u.send('RCPT TO:<j\u00f6rg@other.test>\r\n'), '550 5.7.1 <j\u00f6rg@other.test>: Relay access denied\r\n');
+});
 
 test('verbs are case-insensitive', () => {
   const d = new SmtpDriver();
