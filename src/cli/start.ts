@@ -1,5 +1,6 @@
 /** `mailnest start`: every configured listener in the foreground until SIGINT/SIGTERM; SIGHUP
  *  takes up a renewed certificate. */
+import path from 'node:path';
 import type { Command } from 'commander';
 import { createLogger } from '../log.ts';
 import { startServer } from '../server.ts';
@@ -37,11 +38,11 @@ export function registerStart(program: Command): void {
       if (hungUp) onHangup();
       log.info({ addresses: server.addresses, data_dir: config.data_dir, hostname: config.hostname, domains: config.domains }, 'listening');
       const lines = Object.entries(server.addresses).map(([kind, addrs]) => `  ${kind.padEnd(12)} ${addrs!.join(', ')}`);
-      const source = configPath((cmd.optsWithGlobals() as { config?: string }).config) ?? 'built-in defaults';
+      const file = configPath((cmd.optsWithGlobals() as { config?: string }).config);
       process.stderr.write([
-        `mailnest is running for ${config.domains.join(', ')} as ${config.hostname} (config: ${source}, data: ${config.data_dir})`,
+        `mailnest is running for ${config.domains.join(', ')} as ${config.hostname} (config: ${file ?? 'built-in defaults'}, data: ${config.data_dir})`,
         ...lines,
-        `add a mailbox with: mailnest user add you@${config.domains[0]}   (npm exec -- mailnest ... from this directory)`,
+        `add a mailbox with: ${cliCommand(file)} user add you@${config.domains[0]}`,
         '',
       ].join('\n'));
       await new Promise<void>((resolve) => {
@@ -54,4 +55,18 @@ export function registerStart(program: Command): void {
       log.info('stopped');
       log.flush();
     });
+}
+
+/**
+ * How to run mailnest's commands against this server, from anywhere: `npx mailnest` inside the
+ * repository (npm finds the project's own command there; elsewhere it would look for a package
+ * of that name on the registry), else the launcher by its path; with the configuration file the
+ * server read, unless the command would find it as the server did.
+ */
+function cliCommand(file: string | undefined): string {
+  const root = path.resolve(import.meta.dirname, '..', '..');
+  const inRoot = path.resolve(process.cwd()) === root;
+  const base = inRoot ? 'npx mailnest' : `node ${path.join(root, 'bin', 'mailnest.js')}`;
+  const found = (file === 'mailnest.toml' && inRoot) || file === process.env.MAILNEST_CONFIG;
+  return file && !found ? `${base} -c ${path.resolve(file)}` : base;
 }

@@ -80,15 +80,17 @@ export interface RunningMailnest {
   certFile: string;
   /** Every JSON log line printed so far. */
   logs: Record<string, unknown>[];
+  /** What it printed on stderr so far. */
+  stderr(): string;
   /** SIGTERM, then wait for exit; resolves with the exit code. */
   stop(): Promise<number | null>;
   /** SIGKILL, then wait for exit. */
   kill(): Promise<void>;
 }
 
-/** Starts `mailnest start` and waits for its "listening" log line. */
-export async function startMailnest(dir: string, configFile: string): Promise<RunningMailnest> {
-  const child = spawn(NODE, [CLI, '-c', configFile, 'start'], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Starts `mailnest start` (in `cwd`, this process's by default) and waits for its "listening" log line. */
+export async function startMailnest(dir: string, configFile: string, cwd?: string): Promise<RunningMailnest> {
+  const child = spawn(NODE, [CLI, '-c', configFile, 'start'], { stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
   child.stderr!.on('data', (d) => { stderr += d; });
@@ -116,6 +118,7 @@ export async function startMailnest(dir: string, configFile: string): Promise<Ru
   });
   return {
     dir, configFile, process: child, addresses, logs,
+    stderr: () => stderr,
     certFile: path.join(dir, 'data', 'tls', 'selfsigned-cert.pem'),
     port(listener: string) {
       const a = addresses[listener]?.[0];

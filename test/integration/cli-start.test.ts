@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { baseConfig, cli, NODE, ROOT, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
+import { until } from '../helpers/relay.ts';
 
 test('start: listens, makes a self-signed certificate, stops on SIGTERM with exit 0', async () => {
   const dir = tempDir();
@@ -15,6 +16,24 @@ test('start: listens, makes a self-signed certificate, stops on SIGTERM with exi
   assert.match(fs.readFileSync(server.certFile, 'utf8'), /BEGIN CERTIFICATE/);
   assert.equal(await server.stop(), 0);
   assert.ok(server.logs.some((l) => l.msg === 'stopped'));
+});
+
+test('start: the way to add a mailbox it prints is a command that works from where it was started', async () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  const server = await startMailnest(dir, cfg, dir);
+  try {
+    // The banner follows the "listening" line.
+    await until('the banner', () => server.stderr().includes('add a mailbox'), 10_000);
+    const hint = /^add a mailbox with: (.*)$/m.exec(server.stderr())?.[1];
+    assert.equal(hint, `node ${path.join(ROOT, 'bin', 'mailnest.js')} -c ${path.resolve(cfg)} user add you@example.test`);
+    const [command, ...args] = hint!.split(' ');
+    const added = spawnSync(command!, [...args, '--password-stdin'], { cwd: dir, input: 'pw-1234567\n', encoding: 'utf8', timeout: 60_000 });
+    assert.equal(added.status, 0, added.stderr);
+    assert.match(cli(cfg, ['user', 'list']).stdout, /you@example\.test/);
+  } finally {
+    await server.stop();
+  }
 });
 
 test('start: the self-signed certificate is one Apple clients take (825 days, serverAuth), and is made again near its end', async () => {
