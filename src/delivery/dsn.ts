@@ -1,7 +1,8 @@
 /**
  * Delivery status notifications (RFC 3464, carried as RFC 6522 multipart/report): a human
  * readable part, the machine readable message/delivery-status, and the original message's
- * headers (RET=HDRS, our default) or the whole message (RET=FULL).
+ * headers (RET=HDRS, our default) or the whole message (RET=FULL). A delivery status that names
+ * an address beyond ASCII, and an original whose header is UTF-8, take the types of RFC 6533.
  */
 import crypto from 'node:crypto';
 import { headerEnd } from '../mime/header-section.ts';
@@ -81,6 +82,26 @@ function clean(s: string): string {
   return s.replace(/[\r\n]+/g, ' ').trim();
 }
 
+/** Anything beyond ASCII. */
+const NON_ASCII = /[^\x00-\x7f]/;
+
+/** An address with its type (RFC 3464 §2.3.2): `utf-8` for one beyond ASCII, which only a
+ *  message/global-delivery-status may carry as it is (RFC 6533 §3). */
+function typedAddress(address: string): string {
+  return `${NON_ASCII.test(address) ? 'utf-8' : 'rfc822'}; ${clean(address)}`;
+}
+
+/** True when the delivery-status of `d` holds text beyond ASCII (an address, or a reply of a
+ *  next hop that speaks SMTPUTF8), which only message/global-delivery-status may (RFC 6533 §6). */
+function globalStatus(d: DsnInput): boolean {
+  return d.recipients.some((r) => NON_ASCII.test(r.address) || NON_ASCII.test(r.orcpt ?? '') || NON_ASCII.test(r.reply ?? ''));
+}
+
+/** True when a header section holds a byte beyond ASCII (RFC 6532 §3.2: UTF-8 in fields). */
+function eightBitHeader(section: Buffer): boolean {
+  return section.some((b) => b > 0x7f);
+}
+
 /** xtext-encoded ORCPT kept as given, prefixed with its type when it has none. */
 function originalRecipient(orcpt: string): string {
   return orcpt.includes(';') ? clean(orcpt) : `rfc822;${clean(orcpt)}`;
@@ -130,7 +151,7 @@ export function deliveryStatus(d: DsnInput): string {
   for (const r of d.recipients) {
     out.push('');
     if (r.orcpt) out.push(`Original-Recipient: ${originalRecipient(r.orcpt)}`);
-    out.push(`Final-Recipient: rfc822; ${clean(r.address)}`);
+    out.push(`Final-Recipient: ${typedAddress(r.address)}`);
     out.push(`Action: ${r.action}`);
     out.push(`Status: ${r.status ?? statusOf(r.reply, r.action)}`);
     if (r.remoteMta) out.push(`Remote-MTA: dns; ${clean(r.remoteMta)}`);
@@ -160,9 +181,13 @@ export function buildDsn(d: DsnInput): Buffer {
   ].join('\r\n');
   // A report of deliveries only (delivered, relayed) is not about an undelivered message.
   const what = d.recipients.some((r) => r.action === 'failed' || r.action === 'delayed') ? 'Undelivered Message' : 'Message';
+  // UTF-8 in the original's header makes it message/global (RFC 6532 §3.7) and its header
+  // section message/global-headers (RFC 6533 §6.3).
+  const utf8Header = eightBitHeader(headerSection(d.original));
   const original = d.ret === 'FULL'
-    ? `Content-Type: message/rfc822\r\nContent-Description: ${what}\r\n\r\n`
-    : `Content-Type: text/rfc822-headers\r\nContent-Description: ${what} Headers\r\n\r\n`;
+    ? `Content-Type: message/${utf8Header ? 'global' : 'rfc822'}\r\nContent-Description: ${what}\r\n\r\n`
+    : `Content-Type: ${utf8Header ? 'message/global-headers' : 'text/rfc822-headers'}\r\nContent-Description: ${what} Headers\r\n\r\n`;
+  const status = globalStatus(d) ? 'message/global-delivery-status' : 'message/delivery-status';
   let originalBody = d.ret === 'FULL' ? d.original : headerSection(d.original);
   if (originalBody.length > 0 && !originalBody.subarray(-2).equals(Buffer.from('\r\n'))) {
     originalBody = Buffer.concat([originalBody, Buffer.from('\r\n')]);
@@ -170,7 +195,7 @@ export function buildDsn(d: DsnInput): Buffer {
   return Buffer.concat([
     Buffer.from(`${head}\r\n\r\nThis is a MIME-encapsulated delivery status notification.\r\n\r\n`
       + `--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Description: Notification\r\n\r\n${humanText(d)}\r\n`
-      + `--${boundary}\r\nContent-Type: message/delivery-status\r\nContent-Description: Delivery report\r\n\r\n${deliveryStatus(d)}\r\n`
+      + `--${boundary}\r\nContent-Type: ${status}\r\nContent-Description: Delivery report\r\n\r\n${deliveryStatus(d)}\r\n`
       + `--${boundary}\r\n${original}`, 'utf8'),
     originalBody,
     Buffer.from(`\r\n--${boundary}--\r\n`, 'utf8'),

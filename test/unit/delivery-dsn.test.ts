@@ -80,6 +80,24 @@ describe('delivery status notifications', () => {
     assert.doesNotMatch(p.third, /the body/);
   });
 
+  it('names an address beyond ASCII as utf-8 in a message/global-delivery-status, and returns a UTF-8 header as message/global-headers (RFC 6533)', () => {
+    const original = Buffer.from('From: J\u00f6rg <j\u00f6rg@example.test>\r\nTo: dest@b\u00fccher.test\r\nSubject: hi\r\n\r\nthe body\r\n', 'utf8');
+    const report = (recipients: { address: string }[], orig: Buffer, ret: 'HDRS' | 'FULL' = 'HDRS') => buildDsn({
+      reportingMta: 'mx.example.test', from: 'MAILER-DAEMON@mx.example.test', to: 'j\u00f6rg@example.test', queueId: 'Q3',
+      arrivalDate: new Date(), ret, original: orig,
+      recipients: recipients.map((r) => ({ ...r, action: 'failed' as const, reply: '553 5.6.7 a non-ASCII address and the next hop does not offer SMTPUTF8', ownReply: true })),
+    }).toString('utf8');
+    const types = (raw: string) => [...raw.matchAll(/^Content-Type: ([^;\r]+)/gm)].map((m) => m[1]);
+    const utf8 = report([{ address: 'dest@b\u00fccher.test' }, { address: 'ok@remote.test' }], original);
+    assert.deepEqual(types(utf8), ['multipart/report', 'text/plain', 'message/global-delivery-status', 'message/global-headers']);
+    assert.match(utf8, /^Final-Recipient: utf-8; dest@b\u00fccher\.test\r$/m);
+    assert.match(utf8, /^Final-Recipient: rfc822; ok@remote\.test\r$/m);
+    assert.deepEqual(types(report([{ address: 'dest@b\u00fccher.test' }], original, 'FULL')).slice(2), ['message/global-delivery-status', 'message/global']);
+    // ASCII addresses: the delivery status stays message/delivery-status, whatever the header.
+    assert.deepEqual(types(report([{ address: 'ok@remote.test' }], original)).slice(2), ['message/delivery-status', 'message/global-headers']);
+    assert.deepEqual(types(report([{ address: 'ok@remote.test' }], ORIGINAL)).slice(2), ['message/delivery-status', 'text/rfc822-headers']);
+  });
+
   it('returns the whole message for RET=FULL', () => {
     const raw = buildDsn({
       reportingMta: 'mx.example.test', from: 'MAILER-DAEMON@mx.example.test', to: 'a@example.test', queueId: 'Q2',
