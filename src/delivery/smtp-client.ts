@@ -297,13 +297,13 @@ export class SmtpClient {
           const refused = refusals(e, this.conn);
           // A reply that is not a 4xx or 5xx: the connection failed midway.
           if (!(code >= 400)) this.broken = true;
-          resolve(message.recipients.map((address) => {
+          const results = message.recipients.map((address) => {
             const r = refused.get(address);
             if (r) return { address, ok: false, permanent: (r.responseCode ?? 0) >= 500, reply: describe(r) };
             return { address, ok: false, permanent: code >= 500, reply: describe(e) };
-          }));
+          });
           // The transaction is over; the next one starts clean (RSET) or on a new connection.
-          if (!this.broken) this.conn.reset(() => undefined);
+          this.reset().then(() => resolve(results));
           return;
         }
         const rejected = new Map((info.rejectedErrors ?? []).map((r) => [(r as NmError).recipient ?? '', r as NmError]));
@@ -316,6 +316,33 @@ export class SmtpClient {
       });
     }).finally(() => {
       this.inFlight = false;
+    });
+  }
+
+  /**
+   * RSET after a failed transaction, resolving once its reply is in (or the connection is gone,
+   * and with it the client): a transaction begun before would have its replies read as RSET's,
+   * and nodemailer, which forgets the envelope at RSET's reply, would fail on them with an
+   * exception no caller can catch.
+   */
+  private reset(): Promise<void> {
+    if (this.broken) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = () => {
+        this.conn.removeListener('end', lost);
+        this.conn.removeListener('error', lost);
+        resolve();
+      };
+      const lost = () => {
+        this.broken = true;
+        done();
+      };
+      this.conn.once('end', lost);
+      this.conn.once('error', lost);
+      this.conn.reset((err) => {
+        if (err) this.broken = true;
+        done();
+      });
     });
   }
 

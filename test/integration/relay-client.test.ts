@@ -26,7 +26,8 @@ interface NextHop {
 
 /**
  * A scripted next hop: EHLO offers `extensions`; `rcpt` answers RCPT for an address (250 when it
- * gives nothing), `afterDot` the final dot (250); with `silent`, the final dot gets no reply; a
+ * gives nothing), DATA with no recipient taken 554, `afterDot` the final dot (250); with
+ * `silent`, the final dot gets no reply; a
  * STARTTLS is answered 220, and the handshake with bytes that are no TLS. It closes when the
  * test `t` ends.
  */
@@ -37,6 +38,7 @@ async function nextHop(t: TestContext, extensions: string[], o: { silent?: boole
   const server = net.createServer((s) => {
     s.write(`${o.greeting ?? '220 hop.test ESMTP'}\r\n`);
     let data = false;
+    let taken = 0;
     let mute = false;
     let tls = false;
     let text = '';
@@ -65,11 +67,16 @@ async function nextHop(t: TestContext, extensions: string[], o: { silent?: boole
           tls = true;
           s.write('220 go ahead\r\n');
         } else if (/^RCPT TO:<([^>]*)>/i.test(line)) {
-          s.write(`${o.rcpt?.(/^RCPT TO:<([^>]*)>/i.exec(line)![1]!) ?? '250 ok'}\r\n`);
+          const reply = o.rcpt?.(/^RCPT TO:<([^>]*)>/i.exec(line)![1]!) ?? '250 ok';
+          if (reply.startsWith('2')) taken++;
+          s.write(`${reply}\r\n`);
         } else if (/^DATA/i.test(line)) {
-          data = true;
-          s.write('354 go on\r\n');
-        } else s.write('250 ok\r\n');
+          data = taken > 0;
+          s.write(data ? '354 go on\r\n' : '554 5.5.1 no valid recipients\r\n');
+        } else {
+          if (/^(MAIL|RSET)/i.test(line)) taken = 0;
+          s.write('250 ok\r\n');
+        }
       }
     });
     s.on('error', () => {});
@@ -131,6 +138,23 @@ test('a recipient refused at RCPT keeps its own reply when the message is refuse
     ], afterDot);
     client.close();
   }
+});
+
+test('after a transaction whose recipients were all refused, the connection carries the next one: the RSET between them is answered first', async (t) => {
+  // With PIPELINING, MAIL, RCPT and DATA go together; the next MAIL went out while RSET's reply
+  // was still to come, and nodemailer threw on it, out of reach of any caller.
+  const hop = await nextHop(t, ['PIPELINING'], { rcpt: (a) => (a.startsWith('temp') ? '451 4.3.0 try later' : undefined) });
+  const client = await connect(hop.port);
+  for (let i = 0; i < 3; i++) {
+    const refused = await client.send(message('Subject: s\r\n\r\nx\r\n', { recipients: ['temp@hop.test'] }));
+    assert.deepEqual(refused.map((r) => [r.ok, r.permanent, r.reply]), [[false, false, '451 4.3.0 try later']]);
+  }
+  const taken = await client.send(message('Subject: s\r\n\r\ny\r\n', { recipients: ['ok@hop.test'] }));
+  assert.deepEqual(taken.map((r) => r.ok), [true]);
+  assert.deepEqual(hop.commands.filter((c) => /^(MAIL|RSET|DATA)/.test(c)).map((c) => c.slice(0, 4)),
+    ['MAIL', 'DATA', 'RSET', 'MAIL', 'DATA', 'RSET', 'MAIL', 'DATA', 'RSET', 'MAIL', 'DATA']);
+  assert.deepEqual(hop.data, ['Subject: s', '', 'y']);
+  client.close();
 });
 
 test('a refused greeting is the server\'s reply, with the server named; a refused connection names where', async (t) => {
