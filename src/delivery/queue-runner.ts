@@ -16,7 +16,7 @@ import { Readable } from 'node:stream';
 import { readConfiguredFile } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import type { Context } from '../context.ts';
-import type { DueRecipient, QueueEntry, QueueRecipient, RecipientUpdate } from '../store/store.ts';
+import { isStorageFull, type DueRecipient, type QueueEntry, type QueueRecipient, type RecipientUpdate } from '../store/store.ts';
 import { DkimSigner } from './dkim.ts';
 import { HEADER_MAX, headerSection, type DsnAction, type DsnRecipientReport } from './dsn.ts';
 import { DnsError, PermanentDnsError, resolveMxHosts, systemResolver, type DnsResolver, type MxHost } from './mx.ts';
@@ -60,6 +60,16 @@ const MAX_ADDRESSES = 5;
 const MAX_PENDING = 4000;
 const INITIAL_CONCURRENCY = 5;
 
+/** What one job's attempt came to, to be recorded: the recipients' new state and the reports
+ *  it calls for. */
+interface Outcome {
+  entry: EntryInfo;
+  updates: RecipientUpdate[];
+  reports: DsnRecipientReport[];
+  /** Its recipients, claimed until it is recorded. */
+  ids: number[];
+}
+
 export class QueueRunner {
   readonly name = 'queue';
   private readonly ctx: Context;
@@ -73,6 +83,9 @@ export class QueueRunner {
   private readonly dests = new Map<string, Destination>();
   /** Recipient ids taken from the store and not yet settled. */
   private readonly claimed = new Set<number>();
+  /** Outcomes the store could not take (a full disk): their recipients stay claimed, so that
+   *  they are not sent again, and each scan tries to record them first. */
+  private held: Outcome[] = [];
   private pendingJobs = 0;
   private connections = 0;
   private rr: string[] = [];
@@ -140,6 +153,7 @@ export class QueueRunner {
   }
 
   private async scan(): Promise<void> {
+    await this.recordHeld();
     const room = MAX_PENDING - this.pendingJobs;
     if (room > 0) {
       const now = this.now();
@@ -432,19 +446,43 @@ export class QueueRunner {
       if (warn) reports.push({ ...base, action: 'delayed', reply: res.reply, willRetryUntil: new Date(entry.created + this.cfg.queue.max_age) });
       this.ctx.log.info({ id: entry.id, to: r.address, reply: res.reply, next_attempt: new Date(next.next).toISOString() }, 'delivery deferred');
     }
-    // The notification is committed before the state that triggers it: a crash in between
-    // repeats a report rather than losing one.
-    if (reports.length > 0 && entry.sender !== '') {
-      try {
-        await this.notify(entry, reports);
-      } catch (err) {
-        this.ctx.log.error({ err, id: entry.id }, 'could not queue a delivery status notification');
-      }
-    }
+    const outcome = { entry, updates, reports, ids: job.recipients.map((r) => r.id) };
     try {
-      await this.ctx.store.updateRecipients(entry.id, updates);
-    } finally {
-      for (const r of job.recipients) this.claimed.delete(r.id);
+      await this.record(outcome);
+    } catch (err) {
+      // Released, the recipients would be taken again at the next scan, and sent again each
+      // time: a full disk once made that a copy a second.
+      this.held.push(outcome);
+      this.ctx.log.error({ err, id: entry.id }, 'could not record the outcome of a delivery; its recipients are held, and not sent again, until it is');
+    }
+  }
+
+  /** Commits an outcome (its notification first: a crash in between repeats a report rather
+   *  than losing one), and lets go of its recipients. Throws when the store cannot take it. */
+  private async record(o: Outcome): Promise<void> {
+    if (o.reports.length > 0 && o.entry.sender !== '') {
+      try {
+        await this.notify(o.entry, o.reports);
+      } catch (err) {
+        if (isStorageFull(err)) throw err;
+        this.ctx.log.error({ err, id: o.entry.id }, 'could not queue a delivery status notification');
+      }
+      o.reports = [];
+    }
+    await this.ctx.store.updateRecipients(o.entry.id, o.updates);
+    for (const id of o.ids) this.claimed.delete(id);
+  }
+
+  /** Tries again to record the outcomes the store could not take; those it still cannot, stay. */
+  private async recordHeld(): Promise<void> {
+    const held = this.held;
+    this.held = [];
+    for (const o of held) {
+      try {
+        await this.record(o);
+      } catch {
+        this.held.push(o);
+      }
     }
   }
 

@@ -3,7 +3,8 @@
  * left cannot hold the declared SIZE, and at the end of DATA when the message did not fit; the
  * HTTP API answers 507, `mailnest send` one clear line and `mailnest sendmail` EX_TEMPFAIL;
  * nothing is acknowledged that is not stored, the server keeps running, and once space is
- * freed mail is accepted again. Needs root to mount the tmpfs.
+ * freed mail is accepted again; a delivery whose outcome cannot be recorded is not made again.
+ * Needs root to mount the tmpfs.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +13,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { addUser, baseConfig, cli, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
 import { SmtpClient } from '../helpers/smtp-client.ts';
+import { SmtpSink } from '../helpers/smtp-sink.ts';
+import { queueJson, until } from '../helpers/relay.ts';
 
 const dir = tempDir('mailnest-full-');
 const mounted = process.getuid?.() === 0 && spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', dir]).status === 0;
@@ -21,9 +24,17 @@ describe('a full disk under data_dir', { skip: mounted ? false : 'needs root to 
   let configFile: string;
   let token: string;
   const filler = path.join(dir, 'filler');
+  const sink = new SmtpSink();
 
   before(async () => {
-    configFile = writeConfig(dir, baseConfig(dir, { listen: { http: ['127.0.0.1:0'] } }));
+    await sink.start();
+    configFile = writeConfig(dir, baseConfig(dir, {
+      listen: { http: ['127.0.0.1:0'] },
+      relay: { routes: { 'far.test': `127.0.0.1:${sink.port}` } },
+      queue: { retry: ['5s'], poll_interval: '200ms' },
+      // The DKIM key would be made at the first delivery, which the full disk would refuse.
+      dkim: { enabled: false },
+    }));
     addUser(configFile, 'alice@example.test', 'alice pass');
     const t = cli(configFile, ['token', 'create', 'cron']);
     assert.equal(t.status, 0, t.stderr);
@@ -33,6 +44,7 @@ describe('a full disk under data_dir', { skip: mounted ? false : 'needs root to 
 
   after(async () => {
     await m?.stop();
+    await sink.stop();
     spawnSync('umount', [dir]);
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -136,5 +148,24 @@ describe('a full disk under data_dir', { skip: mounted ? false : 'needs root to 
     assert.equal(accepted.code, 250, accepted.text);
     const users = JSON.parse(cli(configFile, ['user', 'list', '--json']).stdout) as { address: string; messages: number }[];
     assert.deepEqual(users.map((u) => [u.address, u.messages]), [['alice@example.test', 2]]);
+  });
+
+  it('a delivery whose outcome cannot be recorded is not made again while the disk is full, and is recorded once there is room', async () => {
+    // The next hop is not there yet: the first attempt is refused, and recorded.
+    const port = sink.port;
+    await sink.stop();
+    const queued = cli(configFile, ['send', '--to', 'someone@far.test', '--subject', 'held'], 'the text\n');
+    assert.equal(queued.status, 0, queued.stderr);
+    await until('a first attempt, deferred', () => queueJson(configFile)[0]?.recipients[0]?.status === 'deferred');
+    await fillDisk();
+    // The second attempt comes 5 s after the first, once the disk is full.
+    await sink.start(port);
+    // Then a scan every 200 ms: without the hold, the recipient, still due, went at every one.
+    await until('the delivery', () => sink.messages.length > 0);
+    await new Promise((r) => setTimeout(r, 3000));
+    assert.equal(sink.messages.length, 1);
+    fs.rmSync(filler);
+    await until('the outcome to be recorded', () => queueJson(configFile).length === 0);
+    assert.equal(sink.messages.length, 1);
   });
 });
