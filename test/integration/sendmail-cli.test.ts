@@ -146,4 +146,36 @@ describe('sendmail by a user who may not write the data directory', () => {
       fs.chmodSync(dataDir, 0o700);
     }
   });
+
+  it('run by root on a data_dir another user owns, it leaves that user what it makes: the server reads it as that user', { skip: process.getuid?.() === 0 ? false : 'needs root' }, () => {
+    const own = tempDir();
+    fs.chmodSync(own, 0o755);
+    const cfg = writeConfig(own, baseConfig(own));
+    fs.mkdirSync(path.join(own, 'data'), { mode: 0o700 });
+    const NOBODY = 65534;
+    fs.chownSync(path.join(own, 'data'), NOBODY, NOBODY);
+    const asNobody = (args: string[], input = '') => spawnSync(process.execPath, [CLI, '-c', cfg, ...args], { uid: NOBODY, gid: NOBODY, input, encoding: 'utf8', timeout: 60_000 });
+    const added = asNobody(['user', 'add', 'u@example.test', '--password-stdin'], 'pw-nobody-123\n');
+    assert.equal(added.status, 0, added.stderr);
+    // As root, as a cron job would: a body for the log, one for a file of its own, a DKIM key.
+    for (const size of [100 * 1024, 600 * 1024]) {
+      const r = cli(cfg, ['sendmail', 'u@example.test'], `Subject: ${size}\n\n${'x'.repeat(size)}\n`);
+      assert.equal(r.status, 0, r.stderr);
+    }
+    assert.equal(cli(cfg, ['dns', 'example.test']).status, 0);
+    const made: string[] = [];
+    const walk = (d: string) => {
+      for (const name of fs.readdirSync(d)) {
+        const f = path.join(d, name);
+        made.push(f);
+        if (fs.statSync(f).isDirectory()) walk(f);
+      }
+    };
+    walk(path.join(own, 'data'));
+    assert.ok(made.some((f) => f.includes('body-log')) && made.some((f) => f.includes('bodies')) && made.some((f) => f.includes('dkim')), made.join(' '));
+    assert.deepEqual(made.filter((f) => fs.statSync(f).uid !== NOBODY), [], 'everything belongs to the owner of data_dir');
+    const listed = asNobody(['user', 'list', '--json']);
+    assert.equal(listed.status, 0, listed.stderr);
+    assert.equal((JSON.parse(listed.stdout) as { messages: number }[])[0]!.messages, 2);
+  });
 });
