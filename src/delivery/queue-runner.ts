@@ -95,6 +95,8 @@ export class QueueRunner {
   private stopping = false;
   private readonly workers = new Set<Promise<void>>();
   private readonly clients = new Set<SmtpClient>();
+  /** Ends the connections still being made when the runner stops. */
+  private readonly stopped = new AbortController();
 
   constructor(ctx: Context, opts: QueueRunnerOptions = {}) {
     this.ctx = ctx;
@@ -110,6 +112,7 @@ export class QueueRunner {
       connectTimeout: ctx.config.relay.connect_timeout,
       greetingTimeout: ctx.config.relay.greeting_timeout,
       commandTimeout: ctx.config.relay.command_timeout,
+      signal: this.stopped.signal,
     };
     this.ca = ctx.config.relay.ca_file ? readConfiguredFile('relay.ca_file', ctx.config.relay.ca_file) : undefined;
   }
@@ -124,6 +127,8 @@ export class QueueRunner {
   async stop(graceMs = 15_000): Promise<void> {
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
+    // A connection still being made carries nothing yet: it ends now, not at its timeout.
+    this.stopped.abort();
     const all = Promise.allSettled([...this.workers]);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), graceMs); });
@@ -262,6 +267,8 @@ export class QueueRunner {
     try {
       client = await this.connect(d.hop);
     } catch (err) {
+      // Stopped while connecting: the jobs stay queued as they were, uncharged.
+      if (this.stopping) return;
       const permanent = err instanceof PermanentDnsError || (err instanceof ConnectError && err.permanent);
       const reply = err instanceof DnsError || err instanceof ConnectError ? err.reply : localError(err);
       d.limit = 1;

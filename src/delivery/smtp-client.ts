@@ -39,6 +39,8 @@ export interface ClientOptions {
   connectTimeout: number;
   greetingTimeout: number;
   commandTimeout: number;
+  /** Ends a connection still being made (the server stops). */
+  signal?: AbortSignal;
 }
 
 export interface OutboundMessage {
@@ -210,6 +212,7 @@ export class SmtpClient {
       const fail = (err: NmError) => {
         if (settled) return;
         settled = true;
+        opts.signal?.removeEventListener('abort', stopped);
         // nodemailer marks the connection while the STARTTLS handshake runs.
         const inUpgrade = err.code === 'ETLS' || (conn as unknown as { upgrading?: boolean }).upgrading === true;
         conn.close();
@@ -219,19 +222,22 @@ export class SmtpClient {
           ? new ConnectError(describe(err), false, inUpgrade, target.servername ?? target.host)
           : new ConnectError(`${target.host}:${target.port}: ${certificateAdvice(describe(err), target)}`, false, inUpgrade));
       };
+      const stopped = () => fail(Object.assign(new Error('the server is stopping'), { code: 'ESTOPPED' }));
+      const made = () => {
+        settled = true;
+        conn.removeListener('error', fail);
+        opts.signal?.removeEventListener('abort', stopped);
+        resolve(new SmtpClient(conn, target));
+      };
+      if (opts.signal?.aborted) return stopped();
+      opts.signal?.addEventListener('abort', stopped, { once: true });
       conn.once('error', fail);
       conn.connect((err) => {
         if (err) return fail(err);
-        if (!target.auth) {
-          settled = true;
-          conn.removeListener('error', fail);
-          return resolve(new SmtpClient(conn, target));
-        }
+        if (!target.auth) return made();
         conn.login({ user: target.auth.user, pass: target.auth.pass }, (lerr) => {
           if (lerr) return fail(lerr);
-          settled = true;
-          conn.removeListener('error', fail);
-          resolve(new SmtpClient(conn, target));
+          made();
         });
       });
     });

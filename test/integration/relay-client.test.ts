@@ -240,6 +240,32 @@ test('SIGTERM while a next hop sits on a message: the server exits 0 within its 
   }
 });
 
+test('SIGTERM while a connection is being made (a next hop that never greets): it is ended at once, and the message stays queued, uncharged', async (t) => {
+  let connected!: () => void;
+  const reached = new Promise<void>((r) => { connected = r; });
+  const mute = net.createServer((s) => { s.on('error', () => {}); connected(); });
+  await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
+  t.after(() => { mute.close(); mute.unref(); });
+  const dir = tempDir();
+  const configFile = writeConfig(dir, baseConfig(dir, {
+    relay: { routes: { 'mute.test': `127.0.0.1:${(mute.address() as net.AddressInfo).port}` }, connect_timeout: '120s', greeting_timeout: '5m' },
+    queue: { poll_interval: '200ms' },
+  }));
+  addUser(configFile, 'a@example.test', 'pw-a-123');
+  const server = await startMailnest(dir, configFile);
+  try {
+    const id = inject(configFile, 'a@example.test', ['b@mute.test'], 'Subject: s\r\n\r\nx\r\n');
+    await reached;
+    const started = Date.now();
+    assert.equal(await server.stop(), 0);
+    // Not the 15 s grace, nor the 120 s the greeting may take.
+    assert.ok(Date.now() - started < 10_000, `stopping took ${Date.now() - started} ms`);
+    assert.deepEqual(queueJson(configFile).find((e) => e.id === id)?.recipients.map((r) => [r.status, r.attempts]), [['queued', 0]]);
+  } finally {
+    await server.kill();
+  }
+});
+
 test('reports name the server whose reply they give: none for mailnest\'s own refusal, the next hop for its refused greeting', async (t) => {
   const plain = await nextHop(t, []);
   const refusing = await nextHop(t, [], { greeting: '554 5.7.1 go away' });
