@@ -9,6 +9,7 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import type { IdleMember, IdleSweep } from './idle-sweep.ts';
 import type { Output, Session, TlsInfo } from './session.ts';
+import { EMPTY } from './empty.ts';
 import { inputTurn } from './turn-budget.ts';
 
 /**
@@ -217,6 +218,15 @@ export class Connection<E, R> implements IdleMember {
       }
       case 'starttls':
         await this.upgrade();
+        return;
+      case 'more':
+        // After every connection that waits for its turn's input (see TurnBudget); input that
+        // arrives meanwhile is held, so nothing overtakes what the session still has.
+        this.deferred = true;
+        inputTurn.defer(() => {
+          this.deferred = false;
+          this.push(() => this.o.session.receive(EMPTY));
+        });
         return;
     }
   }

@@ -5,8 +5,9 @@
  * Extensions per RFC 2449: CAPA, response codes, PIPELINING (commands are answered in order,
  * input that arrives while an effect is under way waits in `pending`).
  */
+import { EMPTY } from '../net/empty.ts';
 import { LineReader, type LineEvent } from '../net/line-reader.ts';
-import type { Output, Session, SessionSummary, TlsInfo } from '../net/session.ts';
+import { OUTPUT_PER_TURN, type Output, type Session, type SessionSummary, type TlsInfo } from '../net/session.ts';
 import { MECHANISMS, SaslExchange, decodeBase64, isMechanism, type SaslStep } from '../sasl/sasl.ts';
 import { arity, lineCount, messageNumber, parseCommand, type CommandLine } from './command.ts';
 import type { LoginResult, Pop3Effect, Pop3Owner, Pop3Result, QuitResult, RetrieveResult } from './effects.ts';
@@ -53,6 +54,8 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
   private readonly reader: LineReader;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
+  /** Input left for a later turn once the replies made a turn's worth (see `more`). */
+  private rest: Buffer = EMPTY;
   /** The name from USER, for the PASS that must come next (RFC 1939 §7). */
   private userName: string | undefined;
   private sasl: SaslExchange | undefined;
@@ -88,7 +91,9 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
       if (this.waiting.kind === 'tls') return [];
       return this.hold(data);
     }
-    return coalesce(this.process(data));
+    const input = this.rest.length === 0 ? data : Buffer.concat([this.rest, data]);
+    this.rest = EMPTY;
+    return coalesce(this.process(input));
   }
 
   resolve(result: Pop3Result): Out[] {
@@ -113,6 +118,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
     this.reader.reset();
     this.pending = [];
     this.pendingBytes = 0;
+    this.rest = EMPTY;
     return [];
   }
 
@@ -181,11 +187,21 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
   private process(data: Buffer): Out[] {
     const out: Out[] = [];
     let input = data;
+    let written = 0;
     while (this.state !== 'closed' && !this.waiting) {
+      // A turn's worth of replies: the rest of the input waits for a later turn.
+      if (written >= OUTPUT_PER_TURN && input.length > 0) {
+        this.rest = input;
+        out.push({ type: 'more' });
+        return out;
+      }
       const { event, rest } = this.reader.next(input);
       input = rest;
       if (!event) break;
-      for (const o of this.line(event)) out.push(o);
+      for (const o of this.line(event)) {
+        if (o.type === 'write') written += typeof o.data === 'string' || Buffer.isBuffer(o.data) ? o.data.length : 0;
+        out.push(o);
+      }
     }
     if (this.waiting && this.waiting.kind !== 'tls' && this.state !== 'closed' && input.length > 0) out.push(...this.hold(input));
     return out;

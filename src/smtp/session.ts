@@ -8,7 +8,7 @@
  * (RFC 3030), STARTTLS (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), DSN (RFC 3461).
  */
 import { EMPTY } from '../net/empty.ts';
-import type { Output, Session, SessionSummary, TlsInfo } from '../net/session.ts';
+import { OUTPUT_PER_TURN, type Output, type Session, type SessionSummary, type TlsInfo } from '../net/session.ts';
 import { LineReader } from '../net/line-reader.ts';
 import { decodeBase64, isMechanism, SaslExchange, type SaslStep } from '../sasl/sasl.ts';
 import type { Resolution } from '../delivery/recipients.ts';
@@ -107,6 +107,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private readonly lines: LineReader;
   private input: Buffer = EMPTY;
   private out: Output<SmtpEffect>[] = [];
+  /** Octets of replies in `out`. */
+  private written = 0;
   private phase: Phase = 'command';
   private waiting: SmtpEffect | undefined;
 
@@ -234,11 +236,14 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private flush(): Output<SmtpEffect>[] {
     const out = this.out;
     this.out = [];
+    this.written = 0;
     return out;
   }
 
   private send(r: Reply): void {
-    this.out.push({ type: 'write', data: renderReply(r, this.esmtp, this.tx?.from.utf8) });
+    const data = renderReply(r, this.esmtp, this.tx?.from.utf8);
+    this.written += data.length;
+    this.out.push({ type: 'write', data });
     if (r.code >= 500 && ++this.errors >= (this.o.maxErrors ?? 20) && this.phase !== 'closed') {
       this.outcome = 'too many errors';
       this.close(reply(421, '4.7.0', `${this.o.hostname} Too many errors, closing connection`));
@@ -257,12 +262,17 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     this.out.push({ type: 'effect', effect: e });
   }
 
-  /** Consumes buffered input until it runs out, an effect is awaited, or the session ends. */
+  /** Consumes buffered input until it runs out, an effect is awaited, the replies make a turn's
+   *  worth (the rest waits for `more`), or the session ends. */
   private run(): void {
     while (this.input.length > 0 && !this.waiting) {
       switch (this.phase) {
         case 'command':
         case 'auth': {
+          if (this.written >= OUTPUT_PER_TURN) {
+            this.out.push({ type: 'more' });
+            return;
+          }
           const { event, rest } = this.lines.next(this.input);
           this.input = rest;
           if (!event) break;

@@ -57,6 +57,7 @@ export class SmtpDriver {
         case 'write': this.written += o.data.toString(); break;
         case 'close': this.closed = true; break;
         case 'starttls': this.tlsRequested = true; break;
+        case 'more': this.handle(this.session.receive(Buffer.alloc(0))); break;
         case 'stream': throw new Error('SMTP does not stream');
         case 'effect': this.effects.push(o.effect); this.handle(this.session.resolve(this.perform(o.effect))); break;
       }

@@ -267,6 +267,20 @@ function rssMb(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 }
 
+test('thousands of EHLOs pipelined in one write are all answered, in order, a turn\'s worth at a time; the session goes on', async () => {
+  f = await startFixture();
+  const s = await rawConnect(f.port('smtp'));
+  let text = '';
+  s.on('data', (d: Buffer) => { text += d.toString('latin1'); });
+  s.write(`${'EHLO c.test\r\n'.repeat(3000)}NOOP\r\nQUIT\r\n`);
+  await new Promise((resolve) => s.once('close', resolve));
+  const finals = text.split('\r\n').filter((l) => /^\d{3} /.test(l));
+  assert.equal(finals.length, 1 + 3000 + 2);
+  assert.match(finals[0]!, /^220 /);
+  assert.ok(finals.slice(1, 3001).every((l) => l.startsWith('250 ')));
+  assert.deepEqual(finals.slice(3001).map((l) => l.slice(0, 3)), ['250', '221']);
+});
+
 test('a client that never reads its replies cannot make the server buffer without bound', async (t) => {
   f = await startFixture();
   const pid = f.server.process.pid!;

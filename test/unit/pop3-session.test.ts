@@ -29,6 +29,8 @@ class Driver {
       : { type: 'auth-failed', disconnect: false };
   missing = new Set<number>();
   quitResult: Pop3Result = { type: 'committed' };
+  /** Times the session left input for a later turn. */
+  mores = 0;
 
   constructor(o: Partial<Pop3SessionOptions> = {}) {
     this.s = new Pop3Session({ owner: this.owner, hostname: 'mx.example.test', tls: false, stls: true, allowInsecure: true, maxLineLength: 512, ...o });
@@ -41,6 +43,7 @@ class Driver {
         case 'write': this.out += text(o.data); break;
         case 'stream': for await (const c of o.source) this.out += text(c); break;
         case 'close': this.closed = true; break;
+        case 'more': this.mores++; await this.run(this.s.receive(Buffer.alloc(0))); break;
         case 'starttls':
           this.tlsUpgrades++;
           await this.run(this.s.tlsStarted({ protocol: 'TLSv1.3', cipher: 'x' }));
@@ -459,6 +462,15 @@ describe('POP3 session: pipelining (RFC 2449 §6.6) and limits', () => {
     assert.equal(replies.filter((l) => l.startsWith('+OK') || l.startsWith('-ERR')).length, 9);
     assert.match(all, /^\+OK capability list follows[\s\S]*\+OK send PASS\r\n\+OK maildrop has 3 messages[\s\S]*\+OK 3 \d+\r\n\+OK \d+ octets\r\nSubject: one\r\n\r\nfirst\r\n\.\r\n\+OK message 1 deleted\r\n-ERR message 1 already deleted\r\n\+OK 2 messages[\s\S]*\+OK mailnest POP3 server signing off/);
     assert.equal(d.closed, true);
+  });
+
+  it('thousands of commands in one write are answered a turn\'s worth at a time, in order', async () => {
+    const d = new Driver();
+    await d.greet();
+    const all = await d.send('CAPA\r\n'.repeat(2000) + 'QUIT\r\n');
+    assert.ok(d.mores > 10, `${d.mores} later turns`);
+    assert.equal(all.split('\r\n').filter((l) => l.startsWith('+OK capability list follows')).length, 2000);
+    assert.match(all, /\+OK mailnest POP3 server signing off\r\n$/);
   });
 
   it('handles commands split across writes, and CR-less line ends', async () => {

@@ -65,6 +65,24 @@ test('reply text is printable ASCII, echoes of the client included; UTF-8 only w
   assert.equal(u.send('RCPT TO:<j\u00f6rg@other.test>\r\n'), '550 5.7.1 <j\u00f6rg@other.test>: Relay access denied\r\n');
 });
 
+test('thousands of pipelined commands in one read are answered a turn\'s worth at a time, in order (RFC 2920 §3.1)', () => {
+  const d = new SmtpDriver();
+  const outputs = d.session.receive(Buffer.from('EHLO c\r\n'.repeat(3000)));
+  const text = (os: typeof outputs) => os.map((o) => (o.type === 'write' ? o.data.toString() : '')).join('');
+  assert.equal(outputs.at(-1)?.type, 'more', 'the rest waits for a later turn');
+  let all = text(outputs);
+  assert.ok(all.length >= 16 * 1024 && all.length < 17 * 1024, `${all.length} octets in the first turn`);
+  for (let turns = 1; ; turns++) {
+    const next = d.session.receive(Buffer.alloc(0));
+    all += text(next);
+    if (next.at(-1)?.type !== 'more') {
+      assert.ok(turns > 20, `${turns} turns`);
+      break;
+    }
+  }
+  assert.equal(all.split('\r\n').filter((l) => l.startsWith('250 ')).length, 3000);
+});
+
 test('verbs are case-insensitive', () => {
   const d = new SmtpDriver();
   assert.equal(lastCode(d.send('ehlo client.test\r\n')), 250);
