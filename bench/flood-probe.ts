@@ -1,0 +1,51 @@
+/**
+ * Pipelined commands from clients that never read, against a server already running, and how
+ * long a new session from another address waits for its greeting meanwhile: N connections from
+ * 127.0.0.1 send COMMAND a thousand at a time for 8 s, while a probe from 127.0.0.2 connects every
+ * 50 ms (5 s allowed). Prints the median, p90 and longest wait.
+ *
+ *   node bench/flood-probe.ts PORT [CONNECTIONS=25] [COMMAND="EHLO x"]
+ */
+import net from 'node:net';
+
+const [portText, countText, verb] = process.argv.slice(2);
+if (!portText) throw new Error('usage: flood-probe.ts PORT [CONNECTIONS] [COMMAND]');
+const port = Number(portText);
+const block = Buffer.from(`${verb ?? 'EHLO x'}\r\n`.repeat(1000));
+const flooders: net.Socket[] = [];
+for (let i = 0; i < Number(countText ?? 25); i++) {
+  const s = net.connect({ port, host: '127.0.0.1' });
+  s.pause();
+  s.on('error', () => {});
+  const pump = () => {
+    while (s.write(block));
+    s.once('drain', pump);
+  };
+  s.once('connect', pump);
+  flooders.push(s);
+}
+
+/** Milliseconds to the greeting of one new session; Infinity when none came in 5 s. */
+function probe(): Promise<number> {
+  const t0 = performance.now();
+  return new Promise((resolve) => {
+    const p = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2' });
+    const timer = setTimeout(() => { p.destroy(); resolve(Infinity); }, 5000);
+    p.on('error', () => { clearTimeout(timer); resolve(Infinity); });
+    p.once('data', () => {
+      clearTimeout(timer);
+      p.end('QUIT\r\n');
+      resolve(performance.now() - t0);
+    });
+  });
+}
+
+const waits: number[] = [];
+for (const end = Date.now() + 8000; Date.now() < end;) {
+  waits.push(await probe());
+  await new Promise((r) => setTimeout(r, 50));
+}
+for (const s of flooders) s.destroy();
+waits.sort((a, b) => a - b);
+const ms = (x: number) => (x === Infinity ? 'none in 5 s' : `${x.toFixed(1)} ms`);
+console.log(`${waits.length} probes: median ${ms(waits[waits.length >> 1]!)}, p90 ${ms(waits[Math.floor(waits.length * 0.9)]!)}, longest ${ms(waits.at(-1)!)}`);
