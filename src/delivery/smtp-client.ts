@@ -200,7 +200,11 @@ export class SmtpClient {
       opportunisticTLS: target.tls === 'opportunistic',
       ...(target.servername ? { servername: target.servername } : {}),
       tls,
-      connectionTimeout: opts.connectTimeout,
+      // nodemailer's connectionTimeout bounds the whole setup, greeting and STARTTLS included,
+      // and cuts the greeting's wait short by it: with connect_timeout's 30 s, a server that
+      // greets after a minute (RFC 5321 §4.5.3.2.1 allows five) was never reached. The TCP
+      // connection alone is bounded below.
+      connectionTimeout: opts.connectTimeout + opts.greetingTimeout,
       greetingTimeout: opts.greetingTimeout,
       socketTimeout: opts.commandTimeout,
       socketCloseTimeout: 0,
@@ -212,6 +216,7 @@ export class SmtpClient {
       const fail = (err: NmError) => {
         if (settled) return;
         settled = true;
+        clearTimeout(connecting);
         opts.signal?.removeEventListener('abort', stopped);
         // nodemailer marks the connection while the STARTTLS handshake runs.
         const inUpgrade = err.code === 'ETLS' || (conn as unknown as { upgrading?: boolean }).upgrading === true;
@@ -223,8 +228,14 @@ export class SmtpClient {
           : new ConnectError(`${target.host}:${target.port}: ${certificateAdvice(describe(err), target)}`, false, inUpgrade));
       };
       const stopped = () => fail(Object.assign(new Error('the server is stopping'), { code: 'ESTOPPED' }));
+      // The connection itself within connectTimeout; nodemailer keeps its socket to itself.
+      const connecting = setTimeout(() => {
+        const socket = (conn as unknown as { _socket?: { connecting: boolean } })._socket;
+        if (!socket || socket.connecting) fail(Object.assign(new Error('Connection timeout'), { code: 'ETIMEDOUT' }));
+      }, opts.connectTimeout);
       const made = () => {
         settled = true;
+        clearTimeout(connecting);
         conn.removeListener('error', fail);
         opts.signal?.removeEventListener('abort', stopped);
         resolve(new SmtpClient(conn, target));

@@ -157,6 +157,27 @@ test('after a transaction whose recipients were all refused, the connection carr
   client.close();
 });
 
+test('a greeting may take greeting_timeout after the connection, whatever connect_timeout is (RFC 5321 §4.5.3.2.1)', async (t) => {
+  const slow = net.createServer((s) => {
+    s.on('error', () => {});
+    const timer = setTimeout(() => s.write('220 slow.test ESMTP\r\n'), 1500);
+    s.on('close', () => clearTimeout(timer));
+    s.on('data', (d) => {
+      if (/^EHLO/i.test(d.toString())) s.write('250 slow.test\r\n');
+      else if (/^QUIT/i.test(d.toString())) s.end('221 bye\r\n');
+    });
+  });
+  await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+  t.after(() => { slow.close(); slow.unref(); });
+  const port = (slow.address() as net.AddressInfo).port;
+  const options = (greetingTimeout: number) => ({ name: 'mx.example.test', connectTimeout: 500, greetingTimeout, commandTimeout: 5000 });
+  const client = await SmtpClient.connect({ host: '127.0.0.1', port, tls: 'none', verify: false }, options(5000));
+  assert.ok(client.usable);
+  client.close();
+  await assert.rejects(SmtpClient.connect({ host: '127.0.0.1', port, tls: 'none', verify: false }, options(1000)),
+    (err: ConnectError) => /Greeting never received/.test(err.reply));
+});
+
 test('a refused greeting is the server\'s reply, with the server named; a refused connection names where', async (t) => {
   const hop = await nextHop(t, [], { greeting: '554 5.7.1 go away' });
   const refused = await connect(hop.port).then(() => undefined, (err: unknown) => err);
