@@ -3,20 +3,23 @@
  * line ends with CRLF. Past the limit nothing more is kept, only counted (RFC 1870 §6.3:
  * answer 552 at the end). A bare CR or LF anywhere makes the message refused: mailnest stores
  * only canonical CRLF text, which is also what closes the SMTP smuggling door for good
- * (RFC 5321 §2.3.8: CR and LF occur only together as a line end).
+ * (RFC 5321 §2.3.8: CR and LF occur only together as a line end). So does a NUL, which neither
+ * 7-bit nor 8-bit data may hold (RFC 2045 §2.7, §2.8; mailnest offers no BINARYMIME): a next
+ * hop that dropped it could read `<CR><LF><NUL>.<CR><LF>` as the end of the data.
  */
 const CR = 13;
 const LF = 10;
 /** A CR not followed by LF, or an LF not preceded by CR. */
 const BARE = /\r(?!\n)|(?<!\r)\n/g;
 
-export type SinkVerdict = 'ok' | 'too-big' | 'bare-newline';
+export type SinkVerdict = 'ok' | 'too-big' | 'bare-newline' | 'nul';
 
 export class MessageSink {
   readonly maxSize: number;
   private parts: Buffer[] = [];
   private bytes = 0;
   private bareNewline = false;
+  private nul = false;
   private lastWasCR = false;
 
   constructor(maxSize: number) {
@@ -31,7 +34,8 @@ export class MessageSink {
     if (chunk.length === 0) return;
     this.bytes += chunk.length;
     if (!this.bareNewline) this.checkLineEnds(chunk);
-    if (this.bytes > this.maxSize || this.bareNewline) {
+    if (!this.nul && chunk.includes(0)) this.nul = true;
+    if (this.bytes > this.maxSize || this.bareNewline || this.nul) {
       this.parts = [];
       return;
     }
@@ -60,6 +64,7 @@ export class MessageSink {
   finish(): SinkVerdict {
     if (this.bytes > this.maxSize) return 'too-big';
     if (this.bareNewline || this.lastWasCR) return 'bare-newline';
+    if (this.nul) return 'nul';
     return 'ok';
   }
 

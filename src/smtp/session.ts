@@ -487,6 +487,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (verdict !== 'ok') {
       this.tx = undefined;
       if (verdict === 'too-big') return this.send(reply(552, '5.3.4', `Message size exceeds the limit of ${this.o.maxMessageSize} octets`));
+      if (verdict === 'nul') return this.send(reply(550, '5.6.0', 'Message refused: a NUL octet in the message, which mail may not hold (RFC 2045 section 2.8)'));
       return this.send(reply(550, '5.6.0', 'Message refused: bare CR or LF in the message; lines must end with CRLF (RFC 5321 section 2.3.8)'));
     }
     const auth = this.user ? 'A' : '';

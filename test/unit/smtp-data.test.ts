@@ -69,6 +69,18 @@ test('MessageSink: CRLF lines are fine, bare CR or LF anywhere is refused, acros
   assert.equal(verdict('a\r'), 'bare-newline');
 });
 
+test('MessageSink: a NUL anywhere is refused (RFC 2045 §2.8), after a bare line end in precedence', () => {
+  const verdict = (...chunks: string[]) => {
+    const s = new MessageSink(1000);
+    for (const c of chunks) s.add(Buffer.from(c, 'latin1'));
+    return s.finish();
+  };
+  assert.equal(verdict('a\r\n', '\0.\r\n'), 'nul');
+  assert.equal(verdict('\0'), 'nul');
+  assert.equal(verdict('a\0\nb\r\n'), 'bare-newline');
+  assert.equal(verdict('\u00ff\u0080\r\n'), 'ok');
+});
+
 /** Data mode the slow way: byte by byte over the whole input, one line at a time. */
 function referenceRead(input: string): { content: string; done: boolean; rest: string } {
   let content = '';
@@ -95,7 +107,7 @@ function cut(text: string, points: number[]): string[] {
   return pieces;
 }
 
-const dataText = fc.array(fc.constantFrom('a', 'xyz', '.', '..', '\r', '\n', '\r\n', '\r\n.', '.\r\n', '\r\n.\r\n'), { maxLength: 30 })
+const dataText = fc.array(fc.constantFrom('a', 'xyz', '.', '..', '\0', '\r', '\n', '\r\n', '\r\n.', '.\r\n', '\r\n.\r\n'), { maxLength: 30 })
   .map((t) => t.join(''));
 
 test('DataReader agrees with a byte-by-byte reading, whatever the text and however it is cut', () => {
@@ -121,7 +133,7 @@ test('MessageSink agrees with a byte-by-byte check of the line ends, however the
     }
     const s = new MessageSink(1000);
     for (const piece of cut(text, points)) s.add(Buffer.from(piece, 'latin1'));
-    assert.equal(s.finish(), bare ? 'bare-newline' : 'ok');
+    assert.equal(s.finish(), bare ? 'bare-newline' : text.includes('\0') ? 'nul' : 'ok');
   }), { numRuns: 2000 });
 });
 

@@ -83,6 +83,14 @@ test('thousands of pipelined commands in one read are answered a turn\'s worth a
   assert.equal(all.split('\r\n').filter((l) => l.startsWith('250 ')).length, 3000);
 });
 
+test('a NUL in the data is refused with 550 5.6.0, nothing is delivered, and the session goes on', () => {
+  const d = inState('rcpt');
+  d.send('DATA\r\n');
+  assert.match(d.send('Subject: x\r\n\r\n\0.\r\nMAIL FROM:<x@y>\r\n.\r\n'), /^550 5\.6\.0 Message refused: a NUL octet/);
+  assert.equal(d.delivered.length, 0);
+  assert.equal(lastCode(d.send('NOOP\r\n')), 250);
+});
+
 test('verbs are case-insensitive', () => {
   const d = new SmtpDriver();
   assert.equal(lastCode(d.send('ehlo client.test\r\n')), 250);
