@@ -64,6 +64,25 @@ export const configSchema = z.strictObject({
     imap: listenList.default(['127.0.0.1:2143']),
     imaps: listenList.default(['127.0.0.1:2993']),
     http: listenList.default(['127.0.0.1:8025']),
+  }).superRefine((listen, ctx) => {
+    // Two listeners on one address: the second would fail to bind with EADDRINUSE, which names
+    // another program. Port 0 is any free port; a wildcard host takes the port on every address.
+    const seen: { kind: string; host: string; port: string }[] = [];
+    for (const [kind, addresses] of Object.entries(listen)) {
+      for (const a of addresses) {
+        const sep = a.lastIndexOf(':');
+        const host = a.slice(0, sep).replace(/^\[|\]$/g, '');
+        const port = a.slice(sep + 1);
+        if (port === '0') continue;
+        const wildcard = (h: string) => h === '0.0.0.0' || h === '::';
+        const other = seen.find((s) => s.port === port && (s.host === host || wildcard(s.host) || wildcard(host)));
+        if (other) {
+          ctx.addIssue({ code: 'custom', path: [kind], message: `${a} clashes with ${other.host.includes(':') ? `[${other.host}]` : other.host}:${port} of listen.${other.kind}; give each listener an address of its own` });
+          return;
+        }
+        seen.push({ kind, host, port });
+      }
+    }
   }).prefault({}),
   tls: z.strictObject({
     cert: z.string().min(1).optional(),
