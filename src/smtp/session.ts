@@ -123,6 +123,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private data: DataReader | undefined;
   private bdatLeft = 0;
   private bdatLast = false;
+  /** A BDAT after HELO: its chunk is read, and refused. */
+  private bdatWithoutEhlo = false;
   private errors = 0;
   private stopping = false;
 
@@ -458,6 +460,12 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     this.bdatLeft = Number(m[1]);
     this.bdatLast = m[2] !== undefined;
     this.phase = 'bdat';
+    // RFC 3030 §2: BDAT is for a client that was offered CHUNKING, after EHLO. After HELO the
+    // chunk is read all the same, and refused (bdatChunkDone), with the transaction.
+    if (!this.esmtp) {
+      this.bdatWithoutEhlo = true;
+      return;
+    }
     if (this.tx && this.tx.recipients.length > 0) {
       if (!this.tx.chunking) {
         this.tx.chunking = true;
@@ -468,6 +476,11 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
 
   private bdatChunkDone(): void {
     this.phase = 'command';
+    if (this.bdatWithoutEhlo) {
+      this.bdatWithoutEhlo = false;
+      this.tx = undefined;
+      return this.send(reply(503, '5.5.1', 'BDAT needs EHLO, which offers CHUNKING (RFC 3030); use DATA'));
+    }
     const tx = this.tx;
     if (!tx) return this.send(reply(503, '5.5.1', 'Need MAIL and RCPT before BDAT'));
     if (!tx.sink) return this.send(reply(554, '5.5.1', 'No valid recipients'));

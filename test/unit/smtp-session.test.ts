@@ -91,6 +91,16 @@ test('a NUL in the data is refused with 550 5.6.0, nothing is delivered, and the
   assert.equal(lastCode(d.send('NOOP\r\n')), 250);
 });
 
+test('BDAT after HELO: its chunk is read, not run as commands, and refused with the transaction (RFC 3030 §2)', () => {
+  const d = new SmtpDriver();
+  d.send('HELO c\r\n');
+  d.send('MAIL FROM:<a@remote.test>\r\n');
+  d.send('RCPT TO:<alice@example.test>\r\n');
+  assert.equal(d.send('BDAT 12 LAST\r\nRSET\r\nQUIT\r\n'), '503 BDAT needs EHLO, which offers CHUNKING (RFC 3030); use DATA\r\n');
+  assert.equal(d.delivered.length, 0);
+  assert.equal(d.send('DATA\r\n').slice(0, 3), '503', 'the transaction went with it');
+});
+
 test('verbs are case-insensitive', () => {
   const d = new SmtpDriver();
   assert.equal(lastCode(d.send('ehlo client.test\r\n')), 250);
