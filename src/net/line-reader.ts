@@ -1,7 +1,8 @@
 /**
  * Command-line framing with a length limit, shared by the protocol cores. Lines end at LF; a
- * preceding CR is removed. A line longer than `maxLength` is not buffered: its bytes are
- * discarded up to the next LF and it is reported once as `overlong`.
+ * preceding CR is removed. `maxLength` counts the line end too, as RFC 5321 §4.5.3.1.4 and
+ * RFC 2449 §4 count it. A longer line is not buffered: its bytes are discarded up to the next LF
+ * and it is reported once as `overlong`.
  */
 import { EMPTY } from './empty.ts';
 export type LineEvent = { type: 'line'; line: Buffer } | { type: 'overlong' };
@@ -38,8 +39,9 @@ export class LineReader {
     }
     let line = this.bufferedLength === 0 ? input.subarray(0, lf) : Buffer.concat([...this.buffered, input.subarray(0, lf)]);
     this.drop();
+    // With its LF: over the limit?
+    if (line.length + 1 > this.maxLength) return { event: { type: 'overlong' }, rest };
     if (line.length > 0 && line[line.length - 1] === 13) line = line.subarray(0, line.length - 1);
-    if (line.length > this.maxLength) return { event: { type: 'overlong' }, rest };
     return { event: { type: 'line', line }, rest };
   }
 

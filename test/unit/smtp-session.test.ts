@@ -101,6 +101,13 @@ test('BDAT after HELO: its chunk is read, not run as commands, and refused with 
   assert.equal(d.send('DATA\r\n').slice(0, 3), '503', 'the transaction went with it');
 });
 
+test('the line limit counts the CRLF, as RFC 5321 §4.5.3.1.4 does: 512 octets in all', () => {
+  const d = new SmtpDriver({ maxLineLength: 512 });
+  assert.equal(lastCode(d.send(`NOOP ${'a'.repeat(505)}\r\n`)), 250);
+  assert.match(d.send(`NOOP ${'a'.repeat(506)}\r\n`), /^500 Line too long \(limit 512 octets\)/);
+  assert.equal(lastCode(d.send(`NOOP ${'a'.repeat(506)}\n`)), 250, 'a bare LF is one octet');
+});
+
 test('verbs are case-insensitive', () => {
   const d = new SmtpDriver();
   assert.equal(lastCode(d.send('ehlo client.test\r\n')), 250);
