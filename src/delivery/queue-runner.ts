@@ -138,6 +138,10 @@ export class QueueRunner {
     }
     clearTimeout(timer);
     this.signer?.close();
+    if (this.held.length > 0) {
+      const ids = [...new Set(this.held.map((o) => o.entry.id))];
+      this.ctx.log.warn({ ids }, 'stopping with delivery outcomes not recorded: their recipients will be tried again');
+    }
   }
 
   /** Asks for a scan now (after a local acceptance, or `queue retry`). */
