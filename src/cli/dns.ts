@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { dnsRecords, formatRecords } from '../delivery/dns-records.ts';
 import { domainKey } from '../store/store.ts';
-import { configOf } from './common.ts';
+import { asDataDirOwner, configOf } from './common.ts';
 import { CliError } from './errors.ts';
 
 export function registerDns(program: Command): void {
@@ -10,6 +10,8 @@ export function registerDns(program: Command): void {
     .option('--json', 'print a JSON array of {name, type, value}')
     .action(async (domain: string | undefined, opts: { json?: boolean }, cmd: Command) => {
       const config = configOf(cmd);
+      // The DKIM key may be made here, in data_dir.
+      asDataDirOwner(config.data_dir);
       const d = domainKey((domain ?? config.domains[0]!).replace(/\.$/, ''));
       if (!config.domains.some((x) => domainKey(x) === d)) {
         throw new CliError(`${d} is not one of the configured domains (${config.domains.join(', ')})`);

@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import type { Context } from '../context.ts';
 import { submitLocal, SubmitError } from '../delivery/submit.ts';
 import { composeMessage, ComposeError, parseHeaderArg, type ComposeAttachment } from '../mime/compose.ts';
-import { withContext } from './common.ts';
+import { configOf, withContext } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
 import { readStdinLimited, TooLarge } from './read-limited.ts';
 
@@ -58,19 +58,26 @@ export function registerSend(program: Command): void {
     .option('--header <"Name: value">', 'extra header (repeatable)', collect, [])
     .addHelpText('after', '\nWith neither --text nor --text-file, the text body is read from stdin unless --html or --html-file is given.')
     .action(async (opts: SendOptions, cmd: Command) => {
+      // Read first: the files are the caller's, and the command may go on as data_dir's owner.
+      const content = await readContent(opts, configOf(cmd).limits.max_message_size);
       await withContext(cmd, async (ctx) => {
-        process.stdout.write(`${await send(ctx, opts)}\n`);
+        process.stdout.write(`${await send(ctx, opts, content)}\n`);
       });
     });
 }
 
-async function send(ctx: Context, opts: SendOptions): Promise<string> {
+/** What the message is made of, from the options, files and stdin. */
+interface Content {
+  text?: string;
+  html?: string;
+  attachments: ComposeAttachment[];
+}
+
+async function readContent(opts: SendOptions, max: number): Promise<Content> {
   if (opts.text !== undefined && opts.textFile !== undefined) throw new UsageError('--text and --text-file cannot be used together');
   if (opts.html !== undefined && opts.htmlFile !== undefined) throw new UsageError('--html and --html-file cannot be used together');
   if (opts.textFile === '-' && opts.htmlFile === '-') throw new UsageError('only one of --text-file and --html-file can read stdin');
   if (opts.to.length + opts.cc.length + opts.bcc.length === 0) throw new UsageError('at least one recipient is needed: --to, --cc or --bcc');
-
-  const max = ctx.config.limits.max_message_size;
   let text = opts.text ?? (opts.textFile !== undefined ? await readBodyFile(opts.textFile, '--text-file', max) : undefined);
   const html = opts.html ?? (opts.htmlFile !== undefined ? await readBodyFile(opts.htmlFile, '--html-file', max) : undefined);
   if (text === undefined && html === undefined) {
@@ -81,7 +88,10 @@ async function send(ctx: Context, opts: SendOptions): Promise<string> {
     ...opts.attach.map((f) => ({ filename: path.basename(f), content: readAttachment(f, '--attach', max) })),
     ...opts.inline.map((f) => ({ filename: path.basename(f), content: readAttachment(f, '--inline', max), cid: path.basename(f) })),
   ];
+  return { ...(text !== undefined ? { text } : {}), ...(html !== undefined ? { html } : {}), attachments };
+}
 
+async function send(ctx: Context, opts: SendOptions, { text, html, attachments }: Content): Promise<string> {
   let composed;
   try {
     composed = await composeMessage({

@@ -11,7 +11,7 @@ import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import addressparser from 'nodemailer/lib/addressparser';
-import { handOver, prepareDataDir } from '../store/data-dir.ts';
+import { prepareDataDir } from '../store/data-dir.ts';
 import { domainKey } from '../store/store.ts';
 import type { SignRequest, SignResponse } from './dkim-sign-worker.ts';
 
@@ -42,11 +42,9 @@ export function ensureDkimKey(s: DkimSettings, domain: string): string {
     : crypto.generateKeyPairSync('rsa', { modulusLength: 2048 });
   const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }) as string;
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
-  handOver(s.dataDir, path.dirname(file));
   // Written under a temporary name then renamed, so a concurrent reader never sees half a key.
   const tmp = `${file}.${process.pid}.tmp`;
   fs.writeFileSync(tmp, pem, { mode: 0o600 });
-  handOver(s.dataDir, tmp);
   try {
     fs.linkSync(tmp, file);
   } catch (err) {

@@ -94,28 +94,3 @@ export function keepPrivate(files: string[]): void {
     }
   }
 }
-
-/** data_dir's owner, by directory: it does not change while a command runs. */
-const owners = new Map<string, { uid: number; gid: number } | undefined>();
-
-/**
- * What a process running as root makes in a data_dir that another user owns (a cron job's
- * `sendmail`, `sudo mailnest dns`) is given to that user: the server runs as that user and
- * must read it. (SQLite does the same for the files it makes beside a database.) A file that is
- * gone is left alone.
- */
-export function handOver(dataDir: string, target: string | number): void {
-  if (process.getuid?.() !== 0) return;
-  if (!owners.has(dataDir)) {
-    const stat = fs.statSync(dataDir);
-    owners.set(dataDir, stat.uid === 0 ? undefined : { uid: stat.uid, gid: stat.gid });
-  }
-  const owner = owners.get(dataDir);
-  if (!owner) return;
-  try {
-    if (typeof target === 'number') fs.fchownSync(target, owner.uid, owner.gid);
-    else fs.chownSync(target, owner.uid, owner.gid);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
-  }
-}

@@ -147,22 +147,27 @@ describe('sendmail by a user who may not write the data directory', () => {
     }
   });
 
-  it('run by root on a data_dir another user owns, it leaves that user what it makes: the server reads it as that user', { skip: process.getuid?.() === 0 ? false : 'needs root' }, () => {
+  it('run by root on a data_dir another user owns, it works as that user: what it makes is theirs, and nothing they put there leads root elsewhere', { skip: process.getuid?.() === 0 ? false : 'needs root' }, () => {
     const own = tempDir();
     fs.chmodSync(own, 0o755);
     const cfg = writeConfig(own, baseConfig(own));
-    fs.mkdirSync(path.join(own, 'data'), { mode: 0o700 });
+    const data = path.join(own, 'data');
+    fs.mkdirSync(data, { mode: 0o755 });
     const NOBODY = 65534;
-    fs.chownSync(path.join(own, 'data'), NOBODY, NOBODY);
-    const asNobody = (args: string[], input = '') => spawnSync(process.execPath, [CLI, '-c', cfg, ...args], { uid: NOBODY, gid: NOBODY, input, encoding: 'utf8', timeout: 60_000 });
-    const added = asNobody(['user', 'add', 'u@example.test', '--password-stdin'], 'pw-nobody-123\n');
+    fs.chownSync(data, NOBODY, NOBODY);
+    // As root, as a cron job would: the database, a body for the log, one for a file of its own,
+    // a DKIM key; an attachment only root may read.
+    const added = cli(cfg, ['user', 'add', 'u@example.test', '--password-stdin'], 'pw-nobody-123\n');
     assert.equal(added.status, 0, added.stderr);
-    // As root, as a cron job would: a body for the log, one for a file of its own, a DKIM key.
     for (const size of [100 * 1024, 600 * 1024]) {
       const r = cli(cfg, ['sendmail', 'u@example.test'], `Subject: ${size}\n\n${'x'.repeat(size)}\n`);
       assert.equal(r.status, 0, r.stderr);
     }
     assert.equal(cli(cfg, ['dns', 'example.test']).status, 0);
+    const secret = path.join(own, 'root-only.txt');
+    fs.writeFileSync(secret, 'for root\n', { mode: 0o600 });
+    const sent = cli(cfg, ['send', '--to', 'u@example.test', '--subject', 'attached', '--text', 'see', '--attach', secret]);
+    assert.equal(sent.status, 0, sent.stderr);
     const made: string[] = [];
     const walk = (d: string) => {
       for (const name of fs.readdirSync(d)) {
@@ -171,11 +176,23 @@ describe('sendmail by a user who may not write the data directory', () => {
         if (fs.statSync(f).isDirectory()) walk(f);
       }
     };
-    walk(path.join(own, 'data'));
+    walk(data);
     assert.ok(made.some((f) => f.includes('body-log')) && made.some((f) => f.includes('bodies')) && made.some((f) => f.includes('dkim')), made.join(' '));
     assert.deepEqual(made.filter((f) => fs.statSync(f).uid !== NOBODY), [], 'everything belongs to the owner of data_dir');
-    const listed = asNobody(['user', 'list', '--json']);
-    assert.equal(listed.status, 0, listed.stderr);
-    assert.equal((JSON.parse(listed.stdout) as { messages: number }[])[0]!.messages, 2);
+    assert.equal(fs.statSync(path.join(data, 'mailnest.sqlite')).mode & 0o077, 0, 'the database is private');
+    const asNobody = spawnSync(process.execPath, [CLI, '-c', cfg, 'user', 'list', '--json'], { uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: 60_000 });
+    assert.equal(asNobody.status, 0, asNobody.stderr);
+    assert.equal((JSON.parse(asNobody.stdout) as { messages: number }[])[0]!.messages, 3);
+
+    // What the owner of data_dir points elsewhere is not written through by root.
+    const victim = path.join(own, 'victim');
+    fs.mkdirSync(victim, { mode: 0o700 });
+    fs.rmSync(path.join(data, 'bodies'), { recursive: true });
+    fs.symlinkSync(victim, path.join(data, 'bodies'));
+    fs.lchownSync(path.join(data, 'bodies'), NOBODY, NOBODY);
+    const through = cli(cfg, ['sendmail', 'u@example.test'], `Subject: big\n\n${'y'.repeat(600 * 1024)}\n`);
+    assert.notEqual(through.status, 0);
+    assert.deepEqual(fs.readdirSync(victim), []);
+    assert.equal(fs.statSync(victim).uid, 0);
   });
 });

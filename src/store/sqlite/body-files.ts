@@ -19,7 +19,6 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, crc32 } from '../../chunks.ts';
 import type { PiecePool } from './piece-pool.ts';
-import { handOver } from '../data-dir.ts';
 import { checkedPieces } from './read-pieces.ts';
 import { SharedFlush } from './shared-flush.ts';
 
@@ -36,13 +35,9 @@ export class BodyFiles {
   /** The directory's fsync, shared by every file created while one runs. */
   private readonly dirFlush: SharedFlush;
 
-  private readonly dataDir: string;
-
   constructor(dataDir: string) {
-    this.dataDir = dataDir;
     this.dir = path.join(dataDir, 'bodies');
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    handOver(dataDir, this.dir);
     this.dirFd = fs.openSync(this.dir, 'r');
     this.dirFlush = new SharedFlush(() => fsync(this.dirFd));
   }
@@ -58,7 +53,6 @@ export class BodyFiles {
     const file = this.file(queueId);
     const fd = await open(file, 'wx', 0o600);
     try {
-      handOver(this.dataDir, fd);
       // A short write (the disk filled up midway) is followed by one that fails with the reason.
       for (let left = chunks; left.length > 0;) {
         const { bytesWritten } = await writev(fd, left);

@@ -36,7 +36,6 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { after, crc32, totalLength } from '../../chunks.ts';
 import type { PiecePool } from './piece-pool.ts';
-import { handOver } from '../data-dir.ts';
 import { checkedPieces } from './read-pieces.ts';
 import { SharedFlush } from './shared-flush.ts';
 
@@ -69,7 +68,6 @@ interface Segment {
 
 export class BodyLog {
   readonly dir: string;
-  private readonly dataDir: string;
   private readonly dirFd: number;
   private readonly segmentBytes: number;
   /** Segments this process has written to and not closed. */
@@ -82,10 +80,8 @@ export class BodyLog {
 
   /** `segmentBytes`: where a segment ends (a test makes it small). */
   constructor(dataDir: string, opts: { segmentBytes?: number; onFailure?: (err: Error) => void } = {}) {
-    this.dataDir = dataDir;
     this.dir = path.join(dataDir, 'body-log');
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    handOver(dataDir, this.dir);
     this.dirFd = fs.openSync(this.dir, 'r');
     this.segmentBytes = opts.segmentBytes ?? SEGMENT_BYTES;
     OURS.add(this.token);
@@ -239,9 +235,7 @@ export class BodyLog {
       const n = Math.max(before, ...this.segments()) + 1;
       try {
         const seg = { fd: fs.openSync(this.file(n), 'wx', 0o600), end: 0, pending: 0, dirty: false, flushing: false };
-        handOver(this.dataDir, seg.fd);
         fs.closeSync(fs.openSync(this.marker(n), 'w', 0o600));
-        handOver(this.dataDir, this.marker(n));
         fs.fsyncSync(this.dirFd);
         this.open.set(n, seg);
         this.current = n;

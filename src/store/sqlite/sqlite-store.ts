@@ -21,7 +21,7 @@ import { PiecePool } from './piece-pool.ts';
 import { PIECE } from './read-pieces.ts';
 import { MIGRATIONS } from './schema.ts';
 import { WalSync } from './wal-sync.ts';
-import { handOver, keepPrivate, prepareDataDir } from '../data-dir.ts';
+import { keepPrivate, prepareDataDir } from '../data-dir.ts';
 
 /** Bodies in the database were once split into rows (body_parts) of this size; those stored
  *  since are at most LOG_OVER bytes, one row each. */
@@ -114,7 +114,6 @@ export class SqliteStore implements Store {
     this.db.exec('PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = 67108864;');
     this.wal = new WalSync(this.file, opts.fdatasync, opts.onFailedFlush);
     this.migrate();
-    for (const f of [this.file, `${this.file}-wal`, `${this.file}-shm`]) handOver(dataDir, f);
     keepPrivate([this.file, `${this.file}-wal`, `${this.file}-shm`]);
     this.wal.syncNow();
     this.files = new BodyFiles(dataDir);
