@@ -11,6 +11,7 @@
  * - 5xx is permanent, 4xx and connection failures retry on the schedule until max_age; failures
  *   and expiries bounce (RFC 3464) to the sender, unless NOTIFY says otherwise or the sender is <>.
  */
+import { promises as dnsPromises } from 'node:dns';
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import { readConfiguredFile } from '../config/load.ts';
@@ -337,12 +338,15 @@ export class QueueRunner {
     const relay = this.cfg.relay;
     let targets: ClientTarget[];
     if (hop.kind === 'route') {
-      targets = [{ host: hop.host, port: hop.port, tls: 'opportunistic', verify: relay.tls_verify, verifyKey: 'relay.tls_verify', ...(this.ca ? { ca: this.ca } : {}) }];
+      targets = (await addressesOf(hop.host, hop.port)).map((a) => ({
+        host: a, port: hop.port, ...(a === hop.host ? {} : { servername: hop.host }),
+        tls: 'opportunistic', verify: relay.tls_verify, verifyKey: 'relay.tls_verify', ...(this.ca ? { ca: this.ca } : {}),
+      }));
     } else if (hop.kind === 'smarthost') {
-      targets = [{
-        host: hop.host, port: hop.port, ...(net.isIP(hop.host) ? {} : { servername: hop.host }),
+      targets = (await addressesOf(hop.host, hop.port)).map((a) => ({
+        host: a, port: hop.port, ...(a === hop.host ? {} : { servername: hop.host }),
         tls: hop.tls, verify: relay.smarthost_tls_verify, verifyKey: 'relay.smarthost_tls_verify', ...(this.ca ? { ca: this.ca } : {}), ...(hop.auth ? { auth: hop.auth } : {}),
-      }];
+      }));
     } else {
       const hosts: MxHost[] = await resolveMxHosts(this.resolver, hop.domain);
       targets = [];
@@ -547,4 +551,18 @@ function asciiOnly(text: string | undefined): string | undefined {
 /** The reply recorded when our own side failed (the store, signing): a temporary failure. */
 function localError(err: unknown): string {
   return `451 4.3.0 local error: ${oneLine(err instanceof Error ? err.message : String(err))}`;
+}
+
+/**
+ * The addresses of a next hop named in the configuration (a route, the smarthost), found by the
+ * system's resolver (/etc/hosts included), each then tried in turn with the whole
+ * connect_timeout, as an MX's are (RFC 5321 §5.1).
+ */
+async function addressesOf(host: string, port: number): Promise<string[]> {
+  if (net.isIP(host)) return [host];
+  try {
+    return (await dnsPromises.lookup(host, { all: true })).map((a) => a.address).slice(0, MAX_ADDRESSES);
+  } catch (err) {
+    throw new ConnectError(`${host}:${port}: its address cannot be found (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
 }

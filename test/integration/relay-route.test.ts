@@ -47,7 +47,7 @@ describe('relay through routes', () => {
     await sinkA.start();
     await sinkB.start();
     configFile = writeConfig(dir, baseConfig(dir, {
-      relay: { routes: { 'remote.test': `127.0.0.1:${sinkA.port}`, 'other.test': `127.0.0.1:${sinkB.port}` } },
+      relay: { routes: { 'remote.test': `127.0.0.1:${sinkA.port}`, 'other.test': `127.0.0.1:${sinkB.port}`, 'named.test': `localhost:${sinkB.port}` } },
       queue: { retry: ['1s'], poll_interval: '200ms' },
     }));
     addUser(configFile, 'alice@example.test', 'secret-pw');
@@ -73,6 +73,12 @@ describe('relay through routes', () => {
     assert.match(text, /^DKIM-Signature: /);
     assert.match(text, new RegExp(`\\r\\nReceived: by mx\\.example\\.test \\(mailnest\\) with local id ${id}\\r\\n`));
     await assertSigned(m!.data);
+    await until('the queue to empty', () => queueJson(configFile).length === 0);
+  });
+
+  it('a route may name its host: it is found in /etc/hosts, as the system finds names', async () => {
+    inject(configFile, 'alice@example.test', ['someone@named.test'], 'Subject: by name\r\n\r\nx\r\n');
+    await until('the message at the named host', () => sinkB.messages.some((x) => x.to.includes('someone@named.test')));
     await until('the queue to empty', () => queueJson(configFile).length === 0);
   });
 
