@@ -66,7 +66,10 @@ export const configSchema = z.strictObject({
     http: listenList.default(['127.0.0.1:8025']),
   }).superRefine((listen, ctx) => {
     // Two listeners on one address: the second would fail to bind with EADDRINUSE, which names
-    // another program. Port 0 is any free port; a wildcard host takes the port on every address.
+    // another program. Port 0 is any free port. 0.0.0.0 takes the port on every IPv4 address, and
+    // [::] on every address of both families (Node's sockets are dual-stack).
+    const clash = (a: string, b: string) => a === b || a === '::' || b === '::'
+      || (a === '0.0.0.0' && net.isIPv4(b)) || (b === '0.0.0.0' && net.isIPv4(a));
     const seen: { kind: string; host: string; port: string }[] = [];
     for (const [kind, addresses] of Object.entries(listen)) {
       for (const a of addresses) {
@@ -74,8 +77,7 @@ export const configSchema = z.strictObject({
         const host = a.slice(0, sep).replace(/^\[|\]$/g, '');
         const port = a.slice(sep + 1);
         if (port === '0') continue;
-        const wildcard = (h: string) => h === '0.0.0.0' || h === '::';
-        const other = seen.find((s) => s.port === port && (s.host === host || wildcard(s.host) || wildcard(host)));
+        const other = seen.find((s) => s.port === port && clash(s.host, host));
         if (other) {
           ctx.addIssue({ code: 'custom', path: [kind], message: `${a} clashes with ${other.host.includes(':') ? `[${other.host}]` : other.host}:${port} of listen.${other.kind}; give each listener an address of its own` });
           return;

@@ -26,6 +26,7 @@ test('defaults are those of the interface', () => {
 test('listeners on port 0 (any free port), or on one port at different addresses, do not clash', () => {
   assert.deepEqual(parseConfig({ listen: { smtp: ['127.0.0.1:0'], pop3: ['127.0.0.1:0'] } }).listen.pop3, ['127.0.0.1:0']);
   assert.deepEqual(parseConfig({ listen: { smtp: ['127.0.0.1:25', '[::1]:25'] } }).listen.smtp, ['127.0.0.1:25', '[::1]:25']);
+  assert.deepEqual(parseConfig({ listen: { smtp: ['0.0.0.0:25', '[::1]:25'] } }).listen.smtp, ['0.0.0.0:25', '[::1]:25']);
 });
 
 test('an empty listener list turns it off', () => {
@@ -42,7 +43,8 @@ const refused: [unknown, RegExp][] = [
   [{ listen: { smtp: ['127.0.0.1:70000'] } }, /a port from 0 to 65535/],
   [{ tls: { key: '/k.pem' } }, /tls: cert and key go together/],
   [{ listen: { smtp: ['127.0.0.1:2600'], pop3: ['127.0.0.1:2600'] } }, /^test\.toml: listen\.pop3: 127\.0\.0\.1:2600 clashes with 127\.0\.0\.1:2600 of listen\.smtp; give each listener an address of its own$/],
-  [{ listen: { smtp: ['0.0.0.0:25'], submission: ['[::1]:25'] } }, /listen\.submission: \[::1\]:25 clashes with 0\.0\.0\.0:25 of listen\.smtp/],
+  [{ listen: { smtp: ['0.0.0.0:25'], submission: ['127.0.0.1:25'] } }, /listen\.submission: 127\.0\.0\.1:25 clashes with 0\.0\.0\.0:25 of listen\.smtp/],
+  [{ listen: { smtp: ['[::]:25'], submission: ['127.0.0.1:25'] } }, /listen\.submission: 127\.0\.0\.1:25 clashes with \[::\]:25 of listen\.smtp/],
   [{ relay: { smarthost: 'smtp.example:465', username: 'u' } }, /relay: username and password go together: set both to log in to the smarthost, or neither/],
   [{ relay: { username: 'u', password: 'p' } }, /relay: username and password are the smarthost's login: set smarthost too, or leave them out/],
   [{ domains: ['bad domain'] }, /domains\[0\] = "bad domain" is not allowed: expected a domain name/],
