@@ -96,7 +96,9 @@ export const MIGRATIONS: string[] = [
   ALTER TABLE bodies ADD COLUMN external INTEGER NOT NULL DEFAULT 0;
   `,
   // Medium-sized bodies are appended to the body log (see body-log.ts): external = 2, where, and
-  // the body's CRC-32.
+  // the body's CRC-32. log_crc is kept for a body file's CRC-32 too (NULL for one an earlier
+  // version wrote, read back unchecked); renaming it would break a server of the version before,
+  // still running, at the first command of the new one.
   `
   ALTER TABLE bodies ADD COLUMN log_segment INTEGER;
   ALTER TABLE bodies ADD COLUMN log_offset INTEGER;
@@ -123,10 +125,5 @@ export const MIGRATIONS: string[] = [
   ALTER TABLE outbound ADD COLUMN sign INTEGER NOT NULL DEFAULT 1;
   UPDATE outbound SET sign = 0 WHERE CAST(prefix AS TEXT) LIKE '% with SMTP id %' OR CAST(prefix AS TEXT) LIKE '% with ESMTP id %'
     OR CAST(prefix AS TEXT) LIKE '% with ESMTPS id %' OR CAST(prefix AS TEXT) LIKE '% with UTF8SMTP id %' OR CAST(prefix AS TEXT) LIKE '% with UTF8SMTPS id %';
-  `,
-  // The CRC-32 of every body kept outside the database, in the log or in a file of its own;
-  // NULL for a file written before this version, which is read back unchecked.
-  `
-  ALTER TABLE bodies RENAME COLUMN log_crc TO crc;
   `,
 ];

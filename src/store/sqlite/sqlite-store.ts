@@ -71,7 +71,7 @@ type Row = Record<string, unknown>;
  *  unless IN_PARTS). */
 type BodyRow = [bodyId: number, prefix: Uint8Array, size: number, queueId: string, external: number,
   logSegment: number | null, logOffset: number | null, crc: number | null, data: Uint8Array | null];
-const BODY_COLUMNS = 'b.size, b.queue_id, b.external, b.log_segment, b.log_offset, b.crc, p.data';
+const BODY_COLUMNS = 'b.size, b.queue_id, b.external, b.log_segment, b.log_offset, b.log_crc, p.data';
 
 export class SqliteStore implements Store {
   readonly file: string;
@@ -129,8 +129,8 @@ export class SqliteStore implements Store {
    */
   private recover(): void {
     for (const segment of this.log.abandoned()) {
-      const rows = this.q('SELECT id, queue_id, size, log_offset, crc FROM bodies WHERE log_segment = ?').all(segment) as Row[];
-      const broken = rows.filter((r) => !this.log.intact({ segment, offset: Number(r.log_offset), crc: Number(r.crc) }, Number(r.size)));
+      const rows = this.q('SELECT id, queue_id, size, log_offset, log_crc FROM bodies WHERE log_segment = ?').all(segment) as Row[];
+      const broken = rows.filter((r) => !this.log.intact({ segment, offset: Number(r.log_offset), crc: Number(r.log_crc) }, Number(r.size)));
       if (broken.length > 0) {
         this.transaction(() => {
           for (const r of broken) {
@@ -410,7 +410,7 @@ export class SqliteStore implements Store {
     const size = totalLength(m.body);
     const where = placement(size);
     const inLog = place && 'segment' in place ? place : undefined;
-    const bodyId = Number(this.q('INSERT INTO bodies (queue_id, size, created, external, log_segment, log_offset, crc) VALUES (?, ?, ?, ?, ?, ?, ?)')
+    const bodyId = Number(this.q('INSERT INTO bodies (queue_id, size, created, external, log_segment, log_offset, log_crc) VALUES (?, ?, ?, ?, ?, ?, ?)')
       .run(queueId, size, now, where, inLog?.segment ?? null, inLog?.offset ?? null, place?.crc ?? null).lastInsertRowid);
     if (where === IN_PARTS && size > 0) {
       const data = m.body.length === 1 ? m.body[0]! : Buffer.concat(m.body, size);
@@ -679,14 +679,14 @@ export class SqliteStore implements Store {
   /** Moves the bodies of a segment that read back intact to the end of the log, durable before
    *  their rows move; returns the queue ids of those that do not. */
   private async compact(segment: number): Promise<string[]> {
-    const rows = this.q('SELECT id, queue_id, size, log_offset, crc FROM bodies WHERE log_segment = ?').all(segment) as Row[];
+    const rows = this.q('SELECT id, queue_id, size, log_offset, log_crc FROM bodies WHERE log_segment = ?').all(segment) as Row[];
     const moved: [id: number, place: LogPlace][] = [];
     const damaged: string[] = [];
     try {
       for (const r of rows) {
         const chunks: Buffer[] = [];
         try {
-          for await (const piece of this.log.read(segment, Number(r.log_offset), Number(r.size), Number(r.crc))) chunks.push(piece);
+          for await (const piece of this.log.read(segment, Number(r.log_offset), Number(r.size), Number(r.log_crc))) chunks.push(piece);
         } catch {
           damaged.push(String(r.queue_id));
           continue;
@@ -699,7 +699,7 @@ export class SqliteStore implements Store {
       // A body deleted meanwhile stays deleted.
       await this.write(() => {
         for (const [id, place] of moved) {
-          this.q('UPDATE bodies SET log_segment = ?, log_offset = ?, crc = ? WHERE id = ? AND log_segment = ?').run(place.segment, place.offset, place.crc, id, segment);
+          this.q('UPDATE bodies SET log_segment = ?, log_offset = ?, log_crc = ? WHERE id = ? AND log_segment = ?').run(place.segment, place.offset, place.crc, id, segment);
         }
       });
     } finally {
