@@ -139,6 +139,7 @@ export class QueueRunner {
     }
     clearTimeout(timer);
     this.signer?.close();
+    await this.recordHeld();
     if (this.held.length > 0) {
       const ids = [...new Set(this.held.map((o) => o.entry.id))];
       this.ctx.log.warn({ ids }, 'stopping with delivery outcomes not recorded: their recipients will be tried again');

@@ -164,6 +164,8 @@ describe('a full disk under data_dir', { skip: mounted ? false : 'needs root to 
     await until('the delivery', () => sink.messages.length > 0);
     await new Promise((r) => setTimeout(r, 3000));
     assert.equal(sink.messages.length, 1);
+    assert.ok(m.logs.some((l) => /could not record the outcome of a delivery/.test(String(l.msg))), 'the outcome was held');
+    assert.equal(queueJson(configFile)[0]?.recipients[0]?.status, 'deferred', 'and is not on disk yet');
     fs.rmSync(filler);
     await until('the outcome to be recorded', () => queueJson(configFile).length === 0);
     assert.equal(sink.messages.length, 1);
