@@ -61,12 +61,17 @@ export function registerStart(program: Command): void {
  * How to run mailnest's commands against this server, from anywhere: `npx mailnest` inside the
  * repository (npm finds the project's own command there; elsewhere it would look for a package
  * of that name on the registry), else the launcher by its path; with the configuration file the
- * server read, unless the command would find it as the server did.
+ * server read by its full path (MAILNEST_CONFIG may be the service's alone), unless it is
+ * mailnest.toml in the repository, which the command finds there too.
  */
 function cliCommand(file: string | undefined): string {
   const root = path.resolve(import.meta.dirname, '..', '..');
   const inRoot = path.resolve(process.cwd()) === root;
-  const base = inRoot ? 'npx mailnest' : `node ${path.join(root, 'bin', 'mailnest.js')}`;
-  const found = (file === 'mailnest.toml' && inRoot) || file === process.env.MAILNEST_CONFIG;
-  return file && !found ? `${base} -c ${path.resolve(file)}` : base;
+  const base = inRoot ? 'npx mailnest' : `node ${shellWord(path.join(root, 'bin', 'mailnest.js'))}`;
+  return file && !(inRoot && file === 'mailnest.toml') ? `${base} -c ${shellWord(path.resolve(file))}` : base;
+}
+
+/** A path as a shell reads it back: quoted when it holds anything but the usual characters. */
+function shellWord(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replaceAll("'", "'\\''")}'`;
 }
