@@ -1,10 +1,12 @@
 /** Helpers shared by the commands: the config from -c/--config, and the context it opens. */
 import fs from 'node:fs';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { openContext, type Context } from '../context.ts';
 import { createLogger } from '../log.ts';
+import { CliError } from './errors.ts';
 
 export function configOf(cmd: Command): Config {
   const opts = cmd.optsWithGlobals() as { config?: string };
@@ -24,22 +26,50 @@ export function commandContext(cmd: Command): Context {
  * A command that root runs on a data_dir another user owns (a cron job's `sendmail`, `sudo
  * mailnest user add`) becomes that user before it touches it. What it writes there is then that
  * user's, as the server, running as that user, needs to read it; and nothing that user can put
- * in data_dir (a symbolic link named `bodies` pointing at /etc/cron.d, say) makes root write,
- * or give away, a file elsewhere. Whatever the command reads of root's own (an attachment) it
- * reads before. A data_dir that is root's, or not there yet, is left as it is.
+ * in data_dir (a symbolic link named `bodies` pointing at /etc/cron.d, say), or in its place,
+ * makes root write, or give away, a file elsewhere. Whatever the command reads of root's own (an
+ * attachment) it reads before. A data_dir that is root's all the way, or not there yet, is left
+ * as it is.
  */
 export function asDataDirOwner(dataDir: string): void {
   if (process.getuid?.() !== 0) return;
-  let owner: fs.Stats;
-  try {
-    owner = fs.statSync(dataDir);
-  } catch {
-    return;
+  const owners = ownersOnTheWay(dataDir);
+  if (owners.size === 0) return;
+  if (owners.size > 1) {
+    throw new CliError(`data_dir ${dataDir}: its path has parts of more than one user (uids ${[...owners.keys()].join(', ')}); make the directories above it root's, and data_dir the server's user's`);
   }
-  if (owner.uid === 0) return;
-  process.setgroups?.([owner.gid]);
-  process.setgid?.(owner.gid);
-  process.setuid?.(owner.uid);
+  const [[uid, gid]] = owners;
+  process.setgroups?.([gid]);
+  process.setgid?.(gid);
+  process.setuid?.(uid);
+}
+
+/**
+ * The users other than root who own data_dir or a directory or link on the way to it, as written
+ * and as the links lead, with the group of what they own: any of them could put something else
+ * in its place.
+ */
+function ownersOnTheWay(dataDir: string): Map<number, number> {
+  const owners = new Map<number, number>();
+  const look = (dir: string) => {
+    const parts = path.resolve(dir).split(path.sep);
+    for (let i = 1; i <= parts.length; i++) {
+      let stat: fs.Stats;
+      try {
+        stat = fs.lstatSync(parts.slice(0, i).join(path.sep) || path.sep);
+      } catch {
+        return;
+      }
+      if (stat.uid !== 0 && !owners.has(stat.uid)) owners.set(stat.uid, stat.gid);
+    }
+  };
+  look(dataDir);
+  try {
+    look(fs.realpathSync(dataDir));
+  } catch {
+    // not there (yet)
+  }
+  return owners;
 }
 
 /** Runs `fn` with a command context and closes the store afterwards. */

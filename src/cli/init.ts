@@ -4,6 +4,7 @@ import os from 'node:os';
 import type { Command } from 'commander';
 import { loadConfig, parseConfig } from '../config/load.ts';
 import { parse as parseToml } from 'smol-toml';
+import { asDataDirOwner } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
 import { dnsRecords, formatRecords } from '../delivery/dns-records.ts';
 
@@ -111,11 +112,15 @@ export function registerInit(program: Command): void {
         throw new UsageError((err as Error).message);
       }
       if (fs.existsSync(file) && !opts.force) throw new CliError(`${file} exists; use --force to overwrite it`);
-      fs.writeFileSync(file, text, { mode: 0o600 });
+      // A new file in its place, never one written through: a link there (in a directory of
+      // someone else's) could lead anywhere.
+      fs.rmSync(file, { force: true });
+      fs.writeFileSync(file, text, { mode: 0o600, flag: 'wx' });
       process.stdout.write(`wrote ${file} for ${domain} (host ${opts.hostname})\n`);
       // The DKIM key lives under the data_dir the new file names, relative to the file, as for
       // every other command reading it.
       const config = loadConfig(file);
+      asDataDirOwner(config.data_dir);
       process.stdout.write(`\nPublish these DNS records (\`mailnest dns\` prints them again):\n\n${formatRecords(dnsRecords(config, domain))}`);
     });
 }

@@ -177,6 +177,8 @@ export function registerSendmail(program: Command): void {
         cmd.outputHelp();
         return;
       }
+      // Before the context: from there on the command may run as data_dir's owner.
+      const caller = loginName();
       let ctx: Context;
       try {
         ctx = commandContext(cmd);
@@ -188,7 +190,7 @@ export function registerSendmail(program: Command): void {
       }
       try {
         if (args.noop) return;
-        const id = await sendmail(ctx, args);
+        const id = await sendmail(ctx, args, caller);
         if (process.stdout.isTTY) process.stdout.write(`${id}\n`);
       } catch (err) {
         if (err instanceof CliError) throw err;
@@ -202,7 +204,8 @@ export function registerSendmail(program: Command): void {
     });
 }
 
-async function sendmail(ctx: Context, args: SendmailArgs): Promise<string> {
+/** `caller`: the login name of whoever ran the command, the default sender. */
+async function sendmail(ctx: Context, args: SendmailArgs, caller: string): Promise<string> {
   let input: Buffer;
   try {
     input = await readStdinLimited(ctx.config.limits.max_message_size);
@@ -218,7 +221,7 @@ async function sendmail(ctx: Context, args: SendmailArgs): Promise<string> {
       recipients: args.recipients,
       ...(args.sender !== undefined ? { sender: args.sender } : {}),
       ...(args.fullName !== undefined ? { fullName: args.fullName } : {}),
-      defaultSender: loginName(),
+      defaultSender: caller,
       domain: ctx.config.domains[0]!,
       hostname: ctx.config.hostname,
     });

@@ -66,10 +66,12 @@ export const configSchema = z.strictObject({
     http: listenList.default(['127.0.0.1:8025']),
   }).superRefine((listen, ctx) => {
     // Two listeners on one address: the second would fail to bind with EADDRINUSE, which names
-    // another program. Port 0 is any free port. 0.0.0.0 takes the port on every IPv4 address, and
-    // [::] on every address of both families (Node's sockets are dual-stack).
+    // another program. Port 0 is any free port. 0.0.0.0 takes the port on every IPv4 address (a
+    // name may be one, and so is ::ffff:a.b.c.d), and [::] on every address of both families
+    // (Node's sockets are dual-stack).
+    const ipv6Only = (h: string) => net.isIPv6(h) && !/^::ffff:/i.test(h);
     const clash = (a: string, b: string) => a === b || a === '::' || b === '::'
-      || (a === '0.0.0.0' && net.isIPv4(b)) || (b === '0.0.0.0' && net.isIPv4(a));
+      || (a === '0.0.0.0' && !ipv6Only(b)) || (b === '0.0.0.0' && !ipv6Only(a));
     const seen: { kind: string; host: string; port: string }[] = [];
     for (const [kind, addresses] of Object.entries(listen)) {
       for (const a of addresses) {

@@ -554,16 +554,25 @@ function localError(err: unknown): string {
   return `451 4.3.0 local error: ${oneLine(err instanceof Error ? err.message : String(err))}`;
 }
 
+/** Lookups under way, by name: connections opened together share one. */
+const lookups = new Map<string, Promise<string[]>>();
+
 /**
  * The addresses of a next hop named in the configuration (a route, the smarthost), found by the
  * system's resolver (/etc/hosts included), each then tried in turn with the whole
- * connect_timeout, as an MX's are (RFC 5321 §5.1).
+ * connect_timeout, as an MX's are (RFC 5321 §5.1). A lookup takes a thread of the pool the
+ * store's flushes use until the resolver answers, so one name has one lookup at a time.
  */
-async function addressesOf(host: string, port: number): Promise<string[]> {
-  if (net.isIP(host)) return [host];
-  try {
-    return (await dnsPromises.lookup(host, { all: true })).map((a) => a.address).slice(0, MAX_ADDRESSES);
-  } catch (err) {
-    throw new ConnectError(`${host}:${port}: its address cannot be found (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+function addressesOf(host: string, port: number): Promise<string[]> {
+  if (net.isIP(host)) return Promise.resolve([host]);
+  let lookup = lookups.get(host);
+  if (!lookup) {
+    lookup = dnsPromises.lookup(host, { all: true })
+      .then((found) => found.map((a) => a.address).slice(0, MAX_ADDRESSES))
+      .finally(() => lookups.delete(host));
+    lookups.set(host, lookup);
   }
+  return lookup.catch((err: unknown) => {
+    throw new ConnectError(`${host}:${port}: its address cannot be found (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  });
 }

@@ -180,6 +180,10 @@ describe('sendmail by a user who may not write the data directory', () => {
     assert.ok(made.some((f) => f.includes('body-log')) && made.some((f) => f.includes('bodies')) && made.some((f) => f.includes('dkim')), made.join(' '));
     assert.deepEqual(made.filter((f) => fs.statSync(f).uid !== NOBODY), [], 'everything belongs to the owner of data_dir');
     assert.equal(fs.statSync(path.join(data, 'mailnest.sqlite')).mode & 0o077, 0, 'the database is private');
+    // The default sender is still the caller's login name, root.
+    const cron = cli(cfg, ['sendmail', 'someone@remote.test'], 'Subject: from cron\n\nnightly\n');
+    assert.equal(cron.status, 0, cron.stderr);
+    assert.deepEqual(queueJson(cfg).map((e) => e.from), ['root@example.test']);
     const asNobody = spawnSync(process.execPath, [CLI, '-c', cfg, 'user', 'list', '--json'], { uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: 60_000 });
     assert.equal(asNobody.status, 0, asNobody.stderr);
     assert.equal((JSON.parse(asNobody.stdout) as { messages: number }[])[0]!.messages, 3);
@@ -194,5 +198,27 @@ describe('sendmail by a user who may not write the data directory', () => {
     assert.notEqual(through.status, 0);
     assert.deepEqual(fs.readdirSync(victim), []);
     assert.equal(fs.statSync(victim).uid, 0);
+  });
+
+  it('run by root where the user owns the directory above data_dir: it works as that user, so a data_dir swapped for a link leads nowhere; init too', { skip: process.getuid?.() === 0 ? false : 'needs root' }, () => {
+    const NOBODY = 65534;
+    const own = tempDir();
+    fs.chmodSync(own, 0o755);
+    const home = path.join(own, 'home');
+    fs.mkdirSync(home, { mode: 0o755 });
+    fs.chownSync(home, NOBODY, NOBODY);
+    // init as root, in the user's directory: the DKIM key it makes is the user's.
+    const init = spawnSync(process.execPath, [CLI, '-c', path.join(home, 'mailnest.toml'), 'init', '--hostname', 'mail.example.test', '--domain', 'example.test'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(init.status, 0, init.stderr);
+    assert.equal(fs.statSync(path.join(home, 'data', 'dkim')).uid, NOBODY);
+    // The user puts a link to a directory of root's where data_dir was.
+    const rootDir = path.join(own, 'root-only');
+    fs.mkdirSync(rootDir, { mode: 0o755 });
+    fs.renameSync(path.join(home, 'data'), path.join(home, 'data.old'));
+    fs.symlinkSync(rootDir, path.join(home, 'data'));
+    fs.lchownSync(path.join(home, 'data'), NOBODY, NOBODY);
+    const r = cli(path.join(home, 'mailnest.toml'), ['sendmail', 'u@example.test'], 'Subject: s\n\nx\n');
+    assert.notEqual(r.status, 0);
+    assert.deepEqual(fs.readdirSync(rootDir), []);
   });
 });

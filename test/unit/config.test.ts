@@ -45,6 +45,8 @@ const refused: [unknown, RegExp][] = [
   [{ listen: { smtp: ['127.0.0.1:2600'], pop3: ['127.0.0.1:2600'] } }, /^test\.toml: listen\.pop3: 127\.0\.0\.1:2600 clashes with 127\.0\.0\.1:2600 of listen\.smtp; give each listener an address of its own$/],
   [{ listen: { smtp: ['0.0.0.0:25'], submission: ['127.0.0.1:25'] } }, /listen\.submission: 127\.0\.0\.1:25 clashes with 0\.0\.0\.0:25 of listen\.smtp/],
   [{ listen: { smtp: ['[::]:25'], submission: ['127.0.0.1:25'] } }, /listen\.submission: 127\.0\.0\.1:25 clashes with \[::\]:25 of listen\.smtp/],
+  [{ listen: { smtp: ['0.0.0.0:25'], pop3: ['localhost:25'] } }, /listen\.pop3: localhost:25 clashes with 0\.0\.0\.0:25 of listen\.smtp/],
+  [{ listen: { smtp: ['0.0.0.0:25'], pop3: ['[::ffff:127.0.0.1]:25'] } }, /listen\.pop3: \[::ffff:127\.0\.0\.1\]:25 clashes with 0\.0\.0\.0:25/],
   [{ relay: { smarthost: 'smtp.example:465', username: 'u' } }, /relay: username and password go together: set both to log in to the smarthost, or neither/],
   [{ relay: { username: 'u', password: 'p' } }, /relay: username and password are the smarthost's login: set smarthost too, or leave them out/],
   [{ domains: ['bad domain'] }, /domains\[0\] = "bad domain" is not allowed: expected a domain name/],

@@ -328,6 +328,15 @@ test('upgrading: outbound mail queued before the sign flag is signed unless an u
   store.close();
 });
 
+test('a database a newer mailnest made is refused, not used with columns this one does not know', () => {
+  const dir = tmp();
+  new SqliteStore(dir).close();
+  const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
+  db.exec(`PRAGMA user_version = ${MIGRATIONS.length + 1}`);
+  db.close();
+  assert.throws(() => new SqliteStore(dir), new RegExp(`made by a newer mailnest \\(schema ${MIGRATIONS.length + 1}; this one knows ${MIGRATIONS.length}\\)`));
+});
+
 test('deleting thousands of messages at once lets other work run between batches, and all of them go', async () => {
   const dir = tmp();
   const store = new SqliteStore(dir);

@@ -148,6 +148,9 @@ export class SqliteStore implements Store {
 
   private migrate(): void {
     const version = Number((this.db.prepare('PRAGMA user_version').get() as Row).user_version);
+    if (version > MIGRATIONS.length) {
+      throw new Error(`${this.file} was made by a newer mailnest (schema ${version}; this one knows ${MIGRATIONS.length}): run that version, or restore a copy of the file from before it`);
+    }
     for (let v = version; v < MIGRATIONS.length; v++) {
       this.transaction(() => {
         this.db.exec(MIGRATIONS[v]!);
