@@ -12,6 +12,12 @@ export function crc32(chunks: Buffer[]): number {
   return chunks.reduce((crc, c) => zlib.crc32(c, crc), 0);
 }
 
+/** True when `b` holds a byte beyond ASCII: 8-bit data, or UTF-8. One regular-expression search
+ *  over the bytes as Latin-1 text, several times faster than visiting each from JavaScript. */
+export function hasEightBit(b: Buffer): boolean {
+  return /[\x80-\xff]/.test(b.toString('latin1'));
+}
+
 /** The bytes of `chunks` after the first `n`: what is left after a short write. */
 export function after(chunks: Buffer[], n: number): Buffer[] {
   let i = 0;

@@ -5,6 +5,7 @@
  * an address beyond ASCII, and an original whose header is UTF-8, take the types of RFC 6533.
  */
 import crypto from 'node:crypto';
+import { hasEightBit } from '../chunks.ts';
 import { headerEnd } from '../mime/header-section.ts';
 import { rfc5322Date } from './trace.ts';
 
@@ -97,11 +98,6 @@ function globalStatus(d: DsnInput): boolean {
   return d.recipients.some((r) => NON_ASCII.test(r.address) || NON_ASCII.test(r.orcpt ?? '') || NON_ASCII.test(r.reply ?? ''));
 }
 
-/** True when a header section holds a byte beyond ASCII (RFC 6532 §3.2: UTF-8 in fields). */
-function eightBitHeader(section: Buffer): boolean {
-  return section.some((b) => b > 0x7f);
-}
-
 /** xtext-encoded ORCPT kept as given, prefixed with its type when it has none. */
 function originalRecipient(orcpt: string): string {
   return orcpt.includes(';') ? clean(orcpt) : `rfc822;${clean(orcpt)}`;
@@ -181,9 +177,9 @@ export function buildDsn(d: DsnInput): Buffer {
   ].join('\r\n');
   // A report of deliveries only (delivered, relayed) is not about an undelivered message.
   const what = d.recipients.some((r) => r.action === 'failed' || r.action === 'delayed') ? 'Undelivered Message' : 'Message';
-  // UTF-8 in the original's header makes it message/global (RFC 6532 §3.7) and its header
-  // section message/global-headers (RFC 6533 §6.3).
-  const utf8Header = eightBitHeader(headerSection(d.original));
+  // UTF-8 in the original's header (RFC 6532 §3.2) makes it message/global (§3.7) and its
+  // header section message/global-headers (RFC 6533 §6.3).
+  const utf8Header = hasEightBit(headerSection(d.original));
   const original = d.ret === 'FULL'
     ? `Content-Type: message/${utf8Header ? 'global' : 'rfc822'}\r\nContent-Description: ${what}\r\n\r\n`
     : `Content-Type: ${utf8Header ? 'message/global-headers' : 'text/rfc822-headers'}\r\nContent-Description: ${what} Headers\r\n\r\n`;

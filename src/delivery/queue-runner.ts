@@ -14,6 +14,7 @@
 import { promises as dnsPromises } from 'node:dns';
 import net from 'node:net';
 import { Readable } from 'node:stream';
+import { hasEightBit } from '../chunks.ts';
 import { readConfiguredFile } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import type { Context } from '../context.ts';
@@ -527,10 +528,6 @@ export class QueueRunner {
     });
     if (where === 'remote') this.poll();
   }
-}
-
-function hasEightBit(b: Buffer): boolean {
-  return /[\x80-\xff]/.test(b.toString('latin1'));
 }
 
 /** Recipients in groups alike in their DSN requests (NOTIFY and ORCPT), in their order. */
