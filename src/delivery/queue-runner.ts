@@ -339,15 +339,13 @@ export class QueueRunner {
   private async connect(hop: NextHop): Promise<SmtpClient> {
     const relay = this.cfg.relay;
     let targets: ClientTarget[];
-    if (hop.kind === 'route') {
+    if (hop.kind === 'route' || hop.kind === 'smarthost') {
+      // A host named in the configuration: its name is the one its certificate is checked for.
+      const how = hop.kind === 'route'
+        ? { tls: 'opportunistic' as const, verify: relay.tls_verify, verifyKey: 'relay.tls_verify' }
+        : { tls: hop.tls, verify: relay.smarthost_tls_verify, verifyKey: 'relay.smarthost_tls_verify', ...(hop.auth ? { auth: hop.auth } : {}) };
       targets = (await addressesOf(hop.host, hop.port)).map((a) => ({
-        host: a, port: hop.port, ...(a === hop.host ? {} : { servername: hop.host }),
-        tls: 'opportunistic', verify: relay.tls_verify, verifyKey: 'relay.tls_verify', ...(this.ca ? { ca: this.ca } : {}),
-      }));
-    } else if (hop.kind === 'smarthost') {
-      targets = (await addressesOf(hop.host, hop.port)).map((a) => ({
-        host: a, port: hop.port, ...(a === hop.host ? {} : { servername: hop.host }),
-        tls: hop.tls, verify: relay.smarthost_tls_verify, verifyKey: 'relay.smarthost_tls_verify', ...(this.ca ? { ca: this.ca } : {}), ...(hop.auth ? { auth: hop.auth } : {}),
+        host: a, port: hop.port, ...(a === hop.host ? {} : { servername: hop.host }), ...how, ...(this.ca ? { ca: this.ca } : {}),
       }));
     } else {
       const hosts: MxHost[] = await resolveMxHosts(this.resolver, hop.domain);
