@@ -213,11 +213,17 @@ export class SmtpClient {
     });
     return new Promise((resolve, reject) => {
       let settled = false;
-      const fail = (err: NmError) => {
-        if (settled) return;
+      /** The first of failure and success ends the wait: the timer and the stop go with it. (A
+       *  failed connection keeps `fail` on 'error', for what its close may still emit.) */
+      const settle = (): boolean => {
+        if (settled) return false;
         settled = true;
         clearTimeout(connecting);
         opts.signal?.removeEventListener('abort', stopped);
+        return true;
+      };
+      const fail = (err: NmError) => {
+        if (!settle()) return;
         // nodemailer marks the connection while the STARTTLS handshake runs.
         const inUpgrade = err.code === 'ETLS' || (conn as unknown as { upgrading?: boolean }).upgrading === true;
         conn.close();
@@ -234,10 +240,8 @@ export class SmtpClient {
         if (!socket || socket.connecting) fail(Object.assign(new Error('Connection timeout'), { code: 'ETIMEDOUT' }));
       }, opts.connectTimeout);
       const made = () => {
-        settled = true;
-        clearTimeout(connecting);
+        if (!settle()) return;
         conn.removeListener('error', fail);
-        opts.signal?.removeEventListener('abort', stopped);
         resolve(new SmtpClient(conn, target));
       };
       if (opts.signal?.aborted) return stopped();
