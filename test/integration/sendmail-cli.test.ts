@@ -220,5 +220,20 @@ describe('sendmail by a user who may not write the data directory', () => {
     const r = cli(path.join(home, 'mailnest.toml'), ['sendmail', 'u@example.test'], 'Subject: s\n\nx\n');
     assert.notEqual(r.status, 0);
     assert.deepEqual(fs.readdirSync(rootDir), []);
+    // A data_dir of a second user's under the first's: no one user to be, so nothing is done.
+    fs.rmSync(path.join(home, 'data'));
+    fs.renameSync(path.join(home, 'data.old'), path.join(home, 'data'));
+    fs.chownSync(path.join(home, 'data'), 1234, 1234);
+    const two = cli(path.join(home, 'mailnest.toml'), ['user', 'list']);
+    assert.equal(two.status, 1);
+    assert.match(two.stderr, /its path has parts of more than one user \(uids 65534, 1234\); make the directories above it root's/);
+    // init --force puts a new file where the config was, never writing through a link there.
+    const victim = path.join(own, 'victim.txt');
+    fs.writeFileSync(victim, 'root\'s own\n');
+    fs.rmSync(path.join(home, 'mailnest.toml'));
+    fs.symlinkSync(victim, path.join(home, 'mailnest.toml'));
+    const again = spawnSync(process.execPath, [CLI, '-c', path.join(home, 'mailnest.toml'), 'init', '--force', '--hostname', 'mail.example.test', '--domain', 'example.test'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(fs.readFileSync(victim, 'utf8'), 'root\'s own\n', again.stderr);
+    assert.ok(!fs.lstatSync(path.join(home, 'mailnest.toml')).isSymbolicLink());
   });
 });
