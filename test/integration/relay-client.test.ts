@@ -4,6 +4,7 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import net from 'node:net';
 import tls from 'node:tls';
 import path from 'node:path';
@@ -176,6 +177,25 @@ test('a greeting may take greeting_timeout after the connection, whatever connec
   client.close();
   await assert.rejects(SmtpClient.connect({ host: '127.0.0.1', port, tls: 'none', verify: false }, options(1000)),
     (err: ConnectError) => /Greeting never received/.test(err.reply));
+});
+
+test('a connection not made within connect_timeout fails then, however long the greeting may take', { timeout: 30_000 }, async (t) => {
+  // A listener whose queue of connections is full and that takes none: the next SYN goes
+  // unanswered, so the connection is never made.
+  const held = spawn('python3', ['-c', [
+    'import socket, sys, time',
+    's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)',
+    'port = s.getsockname()[1]',
+    'fill = [socket.socket() for _ in range(3)]',
+    'for c in fill: c.setblocking(False); c.connect_ex(("127.0.0.1", port))',
+    'print(port, flush=True)',
+    'sys.stdin.read()',
+  ].join('\n')], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.after(() => held.kill());
+  const port = Number(await new Promise<string>((resolve) => held.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim()))));
+  await assert.rejects(SmtpClient.connect({ host: '127.0.0.1', port, tls: 'none', verify: false },
+    { name: 'mx.example.test', connectTimeout: 1000, greetingTimeout: 120_000, commandTimeout: 5000 }),
+  (err: ConnectError) => /ETIMEDOUT: Connection timeout$/.test(err.reply));
 });
 
 test('a refused greeting is the server\'s reply, with the server named; a refused connection names where', async (t) => {
