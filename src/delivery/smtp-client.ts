@@ -130,6 +130,13 @@ function certificateAdvice(reason: string, target: ClientTarget): string {
   return text;
 }
 
+/** Where a connection went, as Postfix names it: `name[address]:port` for a host that has a name
+ *  (an MX, a route's or the smarthost's), so an operator sees which of its addresses failed. */
+export function whereOf(target: Pick<ClientTarget, 'host' | 'port' | 'servername'>): string {
+  if (target.servername) return `${target.servername}[${target.host}]:${target.port}`;
+  return `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
+}
+
 function describe(err: NmError): string {
   if (err.response) return oneLine(err.response);
   const code = err.code ? `${err.code}: ` : '';
@@ -231,7 +238,7 @@ export class SmtpClient {
         // server's reply is given as such, with the server; anything else names where it failed.
         reject(err.response
           ? new ConnectError(describe(err), false, inUpgrade, target.servername ?? target.host)
-          : new ConnectError(`${target.host}:${target.port}: ${certificateAdvice(describe(err), target)}`, false, inUpgrade));
+          : new ConnectError(`${whereOf(target)}: ${certificateAdvice(describe(err), target)}`, false, inUpgrade));
       };
       const stopped = () => fail(Object.assign(new Error('the server is stopping'), { code: 'ESTOPPED' }));
       // The connection itself within connectTimeout; nodemailer keeps its socket to itself.

@@ -67,7 +67,7 @@ describe('relay failures and bounces', () => {
     deadPort = await dead.start();
     await dead.stop();
     configFile = writeConfig(dir, baseConfig(dir, {
-      relay: { routes: { 'remote.test': `127.0.0.1:${sink.port}`, 'down.test': `127.0.0.1:${deadPort}`, 'slow.test': `127.0.0.1:${deadPort}` } },
+      relay: { routes: { 'remote.test': `127.0.0.1:${sink.port}`, 'down.test': `127.0.0.1:${deadPort}`, 'slow.test': `127.0.0.1:${deadPort}`, 'named-down.test': `localhost:${deadPort}` } },
       queue: { retry: ['1s', '2s'], poll_interval: '200ms', max_age: '4s', delay_warning: '1s' },
     }));
     addUser(configFile, 'alice@example.test', 'secret-pw');
@@ -144,6 +144,14 @@ describe('relay failures and bounces', () => {
     assert.equal(cli(configFile, ['queue', 'remove', id]).status, 0);
     const both = cli(configFile, ['queue', 'retry', id, '--all']);
     assert.deepEqual([both.status, both.stderr], [2, 'mailnest: give a queue id or --all, not both\n']);
+  });
+
+  it('a failure to connect to a host named in the configuration names it with the address tried', async () => {
+    const id = inject(configFile, 'alice@example.test', ['x@named-down.test'], message('named hop down'));
+    await until('a deferral', () => queueJson(configFile).find((e) => e.id === id)?.recipients[0]?.status === 'deferred');
+    const reply = queueJson(configFile).find((e) => e.id === id)!.recipients[0]!.last_reply ?? '';
+    assert.match(reply, new RegExp(`^localhost\\[(127\\.0\\.0\\.1|::1)\\]:${deadPort}: .*ECONNREFUSED`));
+    assert.equal(cli(configFile, ['queue', 'remove', id]).status, 0);
   });
 
   it('delivers to a peer that was down, on `queue retry --all` and on schedule', async () => {
