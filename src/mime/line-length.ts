@@ -5,8 +5,10 @@
  *
  * A header line is folded before white space (RFC 5322 §2.2.3). A body that is not MIME, or is
  * one text part in 7bit or 8bit (as Debian's cron writes it), is re-encoded as quoted-printable
- * (RFC 2045 §6.7), whose lines are short; any other MIME message with a long line is refused,
- * as it cannot be fixed without knowing its structure.
+ * (RFC 2045 §6.7), whose lines are short, and so is such a body holding NUL, which no 7bit or
+ * 8bit data may (RFC 2045 §2.7, §2.8); one part in base64 written as one long line (`base64
+ * -w0`) is wrapped at 76 characters (§6.8); any other MIME message with a long line or a NUL
+ * is refused, as it cannot be fixed without knowing its structure.
  * What `sendmail` is handed gets the rest of fitBody's care too (8-bit text outside MIME,
  * missing MIME labels); over SMTP only a long line calls for it. Mail from the internet is not
  * touched: it is not ours to change.
@@ -25,8 +27,9 @@ export interface Field {
   lines: Buffer[];
 }
 
-/** A body line too long to send, in a message that cannot be re-encoded here. */
-export class LongLineError extends Error {}
+/** A line that cannot be sent as it is (too long, or holding NUL), in a message that cannot be
+ *  re-encoded here. */
+export class UnfitLineError extends Error {}
 
 /** Octets that plain 7-bit text may not hold: 8-bit ones and NUL. */
 export const needsEncoding = (b: Buffer) => b.some((c) => c >= 0x80 || c === 0);
@@ -54,7 +57,7 @@ export function splitFields(lines: Buffer[]): { fields: Field[]; body: Buffer[] 
  * The fields and body lines to send: a body with a line over MAX_LINE, or 8-bit text outside
  * MIME, as quoted-printable with the fields that say so; a MIME message without MIME-Version
  * given one, and its 8-bit text without a transfer encoding labelled 8bit. Throws
- * LongLineError for a long line it cannot re-encode.
+ * UnfitLineError for a long line it cannot re-encode.
  */
 export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; body: Buffer[] } {
   const has = (name: string) => fields.some((f) => f.name.toLowerCase() === name);
@@ -65,6 +68,7 @@ export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; bod
   const field = (name: string, text: string): Field => ({ name, lines: [Buffer.from(`${name}: ${text}`)] });
   const isMime = has('mime-version') || has('content-type') || has('content-transfer-encoding');
   const longLine = body.findIndex((l) => l.length > MAX_LINE);
+  const nul = body.findIndex((l) => l.includes(0));
   const raw = () => Buffer.concat(body.flatMap((l, k) => (k === 0 ? [l] : [Buffer.from('\r\n'), l])));
   const quotedPrintable = (text: Buffer) => qp.wrap(qp.encode(text), 76).split('\r\n').map((l) => Buffer.from(l, 'latin1'));
   // One text part in 7bit or 8bit: its lines can be made short without knowing more.
@@ -78,7 +82,7 @@ export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; bod
       body: quotedPrintable(text),
     };
   }
-  if (longLine >= 0 && singleText) {
+  if ((longLine >= 0 || nul >= 0) && singleText) {
     // Without a Content-Type it would read as us-ascii (RFC 2045 §5.2): its charset is said.
     const text = raw();
     const kept = fields.filter((f) => !/^content-transfer-encoding$/i.test(f.name));
@@ -92,14 +96,19 @@ export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; bod
       body: quotedPrintable(text),
     };
   }
-  if (longLine >= 0) throw new LongLineError(`body line ${longLine + 1} is ${body[longLine]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 section 2.1.1): encode the body (quoted-printable or base64)`);
+  // One part in base64: its line breaks carry nothing (RFC 2045 §6.8), so they can be put back.
+  if (longLine >= 0 && !/^(multipart|message)\//i.test(value('content-type')) && /^base64$/i.test(value('content-transfer-encoding'))) {
+    const text = raw().toString('latin1').replace(/[\r\n\t ]/g, '');
+    if (/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return { fields, body: (text.match(/.{1,76}/g) ?? []).map((l) => Buffer.from(l, 'latin1')) };
+  }
+  if (longLine >= 0) throw new UnfitLineError(`body line ${longLine + 1} is ${body[longLine]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 section 2.1.1): encode the body (quoted-printable or base64)`);
+  if (nul >= 0 && isMime) throw new UnfitLineError(`body line ${nul + 1} holds a NUL octet, which no 7bit or 8bit data may (RFC 2045 section 2.8): encode that part (quoted-printable or base64)`);
   if (!isMime) return { fields, body };
   // What PHP's mail() and many scripts write: a Content-Type without MIME-Version (RFC 2045 §4
   // wants one), and 8-bit text without a transfer encoding, which then reads as 7bit (§6.1).
   const added: Field[] = [];
   if (!has('mime-version')) added.push(field('MIME-Version', '1.0'));
-  // (NUL would need binary, which no next hop may take: such a body is left as it is.)
-  if (!has('content-transfer-encoding') && body.some((l) => l.some((c) => c >= 0x80)) && !body.some((l) => l.includes(0))) {
+  if (!has('content-transfer-encoding') && body.some((l) => l.some((c) => c >= 0x80))) {
     added.push(field('Content-Transfer-Encoding', '8bit'));
   }
   return { fields: [...fields, ...added], body };
@@ -107,7 +116,7 @@ export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; bod
 
 const isWsp = (c: number | undefined) => c === 0x20 || c === 0x09;
 
-/** The fields with every line over MAX_LINE folded. Throws LongLineError for a run without white
+/** The fields with every line over MAX_LINE folded. Throws UnfitLineError for a run without white
  *  space too long for a line. */
 export function fitHeader(fields: Field[]): Field[] {
   return fields.map((f) => (f.lines.some((l) => l.length > MAX_LINE) ? { name: f.name, lines: f.lines.flatMap((l) => foldLong(l, f.name)) } : f));
@@ -132,7 +141,7 @@ function foldLong(line: Buffer, name: string): Buffer[] {
     if (at <= start) {
       let runEnd = start;
       while (runEnd < rest.length && !isWsp(rest[runEnd])) runEnd++;
-      throw new LongLineError(`header ${name} has ${runEnd - start} octets without white space, more than fit in a line of at most ${MAX_LINE} (RFC 5322 section 2.1.1): shorten it, or encode it (RFC 2047)`);
+      throw new UnfitLineError(`header ${name} has ${runEnd - start} octets without white space, more than fit in a line of at most ${MAX_LINE} (RFC 5322 section 2.1.1): shorten it, or encode it (RFC 2047)`);
     }
     out.push(rest.subarray(0, at));
     rest = rest.subarray(at);
@@ -144,7 +153,7 @@ function foldLong(line: Buffer, name: string): Buffer[] {
 /**
  * A message handed in over SMTP submission (CRLF lines) whose lines fit: the same chunks when
  * none is over MAX_LINE, else with its header folded and its body re-encoded as above. Throws
- * LongLineError.
+ * UnfitLineError.
  */
 export function fitSubmittedLines(message: Buffer[]): Buffer[] {
   if (!hasLongLine(message)) return message;

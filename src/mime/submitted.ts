@@ -6,8 +6,9 @@
  * - bare LF, bare CR and CRLF become CRLF; a leading mbox "From " line is dropped;
  * - the header section ends at the first empty line, or at the first line that is neither a
  *   header field nor a continuation (a blank line is then put in, RFC 5322 §3.5);
- * - with -t the recipients are taken from To, Cc and Bcc (added to those given as arguments, as
- *   Postfix does); Bcc and Resent-Bcc are removed, From, Date and Message-ID added when missing
+ * - with -t the recipients are taken from To, Cc and Bcc, or from Resent-To, Resent-Cc and
+ *   Resent-Bcc when a Resent- field is there (added to those given as arguments, as Postfix
+ *   does); Bcc and Resent-Bcc are removed, From, Date and Message-ID added when missing
  *   (submission.ts), and a Return-Path goes as from any message (delivery/trace.ts);
  *   a raw non-ASCII Subject is turned into RFC 2047 encoded-words (its bytes read as UTF-8, or
  *   as Latin-1 when they are not UTF-8), and so is an address field that is not UTF-8;
@@ -19,8 +20,7 @@
  *   lacks, and `8bit` as its transfer encoding when it has none and holds 8-bit text.
  *
  * Addresses without a domain ("root", as cron writes them) get the first local domain, as
- * Postfix's append_at_myorigin does: in the recipients, and in an address field that names one
- * such address.
+ * Postfix's append_at_myorigin does: in the recipients, and in the address fields.
  */
 import { isUtf8 } from 'node:buffer';
 import addressparser from 'nodemailer/lib/addressparser';
@@ -28,7 +28,7 @@ import MimeNode from 'nodemailer/lib/mime-node';
 import { foldLines } from 'nodemailer/lib/mime-funcs';
 import { parseMailbox } from '../smtp/address.ts';
 import { hasStrayName, notAList, uniqueAddresses } from './addresses.ts';
-import { fitBody, fitHeader, LongLineError, needsEncoding, splitFields, type Field } from './line-length.ts';
+import { fitBody, fitHeader, UnfitLineError, needsEncoding, splitFields, type Field } from './line-length.ts';
 import { DROPPED_FIELD, missingFields } from './submission.ts';
 
 export type SubmittedProblem = 'usage' | 'data';
@@ -44,7 +44,7 @@ export class SubmittedError extends Error {
 export interface SubmittedOptions {
   /** -i / -oi: a lone "." does not end the input. */
   ignoreDots: boolean;
-  /** -t: recipients from the To, Cc and Bcc fields too. */
+  /** -t: recipients from the To, Cc and Bcc fields (or their Resent- kin) too. */
   extractRecipients: boolean;
   /** Recipients given as arguments (each may be a comma-separated list). */
   recipients: string[];
@@ -104,23 +104,75 @@ export function parseRecipients(value: string, where: string, domain: string): s
   return out;
 }
 
-/** Fields that name one address each in what cron and its kind write. */
-const ADDRESS_FIELD = /^(?:from|to|cc|reply-to|sender)$/i;
-/** `root`, `root (Cron Daemon)`, `"(Cron Daemon)" <root>`: one address without a domain. */
-const BARE_ADDRESS = /^([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+)(\s*\([^()]*\))?$/;
-const BARE_ANGLE_ADDRESS = /^([^,@<>]*<)([A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+)(>)$/;
+/** Address fields whose addresses get the domain they lack (Postfix rewrites the same ones). */
+const ADDRESS_FIELD = /^(?:(?:resent-)?(?:from|to|cc|reply-to|sender)|errors-to)$/i;
+/** An addr-spec without "@": `root`, `ops.team`. */
+const LOCAL_PART = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$/;
 
 /**
- * The field's value with the domain added to its one address, when that address has none (as
- * cron writes `To: root`; Postfix's append_at_myorigin does the same); undefined for anything
- * else, which is left exactly as it was.
+ * The field's value with the domain added to each address that has none (cron writes `To:
+ * root`, and `To: me, bob` for MAILTO=me,bob; Postfix's append_at_myorigin does the same), or
+ * undefined when none lacks one. The value is walked as RFC 5322 §3.4 reads it, so a comma in a
+ * quoted name or a comment does not split it; everything but the added domains stays as written.
  */
 function qualifyField(value: string, domain: string): string | undefined {
-  const bare = BARE_ADDRESS.exec(value);
-  if (bare) return `${bare[1]}@${domain}${bare[2] ?? ''}`;
-  const angle = BARE_ANGLE_ADDRESS.exec(value);
-  if (angle) return `${angle[1]}${angle[2]}@${domain}${angle[3]}`;
-  return undefined;
+  let out = '';
+  let changed = false;
+  // The entry under way: its text outside quotes, comments and angle brackets, where that text
+  // ends in `out`, and whether it had a quoted string or an angle address.
+  let plain = '';
+  let plainEnd = 0;
+  let named = false;
+  const endEntry = () => {
+    // One bare word, maybe with comments: `root`, `root (Cron Daemon)`.
+    if (!named && LOCAL_PART.test(plain.trim())) {
+      out = `${out.slice(0, plainEnd)}@${domain}${out.slice(plainEnd)}`;
+      changed = true;
+    }
+    plain = '';
+    named = false;
+  };
+  for (let i = 0; i < value.length; i++) {
+    const c = value[i]!;
+    let end = i;
+    if (c === '"') {
+      // A quoted string: up to its closing quote, past backslash pairs.
+      end = i + 1;
+      while (end < value.length && value[end] !== '"') end += value[end] === '\\' ? 2 : 1;
+      named = true;
+    } else if (c === '(') {
+      // A comment, nested.
+      for (let depth = 0; end < value.length; end++) {
+        if (value[end] === '\\') end++;
+        else if (value[end] === '(') depth++;
+        else if (value[end] === ')' && --depth === 0) break;
+      }
+    } else if (c === '<') {
+      end = value.indexOf('>', i);
+      if (end < 0) end = value.length;
+      named = true;
+      const inner = value.slice(i + 1, end).trim();
+      if (LOCAL_PART.test(inner)) {
+        out += `<${inner}@${domain}>`;
+        changed = true;
+        i = end;
+        continue;
+      }
+    } else if (c === ',' || c === ';') {
+      endEntry();
+    } else if (c === ':') {
+      // A group's name (RFC 5322 §3.4) is no address; its list ends at ";".
+      plain = '';
+      named = false;
+    } else {
+      plain += c;
+      if (c !== ' ' && c !== '\t') plainEnd = out.length + 1;
+    }
+    out += value.slice(i, end + 1);
+    i = end;
+  }
+  endEntry();
+  return changed ? out : undefined;
 }
 
 /** The unfolded value; raw 8-bit text is read as UTF-8 when it is that, else as Latin-1. */
@@ -157,14 +209,17 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   }
   const recipients: string[] = [];
   for (const arg of o.recipients) recipients.push(...parseRecipients(arg, `recipient ${JSON.stringify(arg)}`, o.domain));
+  // A message sent on again (RFC 5322 §3.6.6) goes to its Resent- recipients, not to those it
+  // first went to, as in Postfix and sendmail.
+  const resent = fields.some((f) => /^resent-/i.test(f.name)) ? 'Resent-' : '';
   if (o.extractRecipients) {
-    for (const name of ['to', 'cc', 'bcc']) {
-      for (const v of values(name)) recipients.push(...parseRecipients(v, `header ${name === 'to' ? 'To' : name === 'cc' ? 'Cc' : 'Bcc'}`, o.domain));
+    for (const name of ['To', 'Cc', 'Bcc']) {
+      for (const v of values(`${resent}${name}`.toLowerCase())) recipients.push(...parseRecipients(v, `header ${resent}${name}`, o.domain));
     }
   }
   if (recipients.length === 0) {
     throw new SubmittedError('usage', o.extractRecipients
-      ? 'no recipients: none given as arguments and none in the To, Cc or Bcc fields'
+      ? `no recipients: none given as arguments and none in the ${resent}To, ${resent}Cc or ${resent}Bcc fields`
       : 'no recipients: give them as arguments, or use -t to take them from the To, Cc and Bcc fields');
   }
 
@@ -173,12 +228,13 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
     if (f.name.toLowerCase() === 'subject' && f.lines.some(needsEncoding)) {
       return { name: f.name, lines: headerLine(`Subject: ${MimeNode.encodeHeaderValue('Subject', fieldValue(f))}`) };
     }
+    if (!ADDRESS_FIELD.test(f.name)) return f;
+    const qualified = qualifyField(fieldValue(f), o.domain);
     // Raw UTF-8 in an address field is what RFC 6532 allows; other 8-bit bytes (Latin-1 names)
     // are not, and become encoded-words (RFC 2047).
-    if (ADDRESS_FIELD.test(f.name) && f.lines.some(needsEncoding) && !isUtf8(Buffer.concat(f.lines))) {
-      return { name: f.name, lines: headerLine(`${f.name}: ${MimeNode.encodeHeaderValue(f.name, fieldValue(f))}`) };
+    if (f.lines.some(needsEncoding) && !isUtf8(Buffer.concat(f.lines))) {
+      return { name: f.name, lines: headerLine(`${f.name}: ${MimeNode.encodeHeaderValue(f.name, qualified ?? fieldValue(f))}`) };
     }
-    const qualified = ADDRESS_FIELD.test(f.name) ? qualifyField(fieldValue(f), o.domain) : undefined;
     return qualified ? { name: f.name, lines: headerLine(`${f.name}: ${qualified}`) } : f;
   });
   const address = sender || qualify(o.defaultSender, o.domain);
@@ -193,7 +249,7 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
     fitted = fitBody(out, body);
     out = fitHeader(fitted.fields);
   } catch (err) {
-    if (err instanceof LongLineError) throw new SubmittedError('data', err.message);
+    if (err instanceof UnfitLineError) throw new SubmittedError('data', err.message);
     throw err;
   }
   const crlf = Buffer.from('\r\n');

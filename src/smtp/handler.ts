@@ -10,7 +10,7 @@ import { acceptMessage } from '../delivery/accept.ts';
 import { withoutForgedResults } from '../delivery/auth-results.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
 import { reportLocalDelivery } from '../delivery/report.ts';
-import { fitSubmittedLines, LongLineError } from '../mime/line-length.ts';
+import { fitSubmittedLines, UnfitLineError } from '../mime/line-length.ts';
 import { completeSubmission } from '../mime/submission.ts';
 import type { ProtocolHandler } from '../net/listener.ts';
 import type { FreeSpace } from '../store/free-space.ts';
@@ -138,7 +138,7 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
     try {
       body = fitSubmittedLines(done.message);
     } catch (err) {
-      if (!(err instanceof LongLineError)) throw err;
+      if (!(err instanceof UnfitLineError)) throw err;
       ctx.metrics.rejected.inc({ listener: role, reason: 'long_line' });
       return { kind: 'deliver', failure: 'unfit', message: err.message };
     }

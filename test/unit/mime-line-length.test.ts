@@ -1,7 +1,7 @@
 /** Lines made to fit 998 octets for mail written here: what changes, and what is left as it came. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fitSubmittedLines, LongLineError } from '../../src/mime/line-length.ts';
+import { fitSubmittedLines, UnfitLineError } from '../../src/mime/line-length.ts';
 
 const text = (chunks: Buffer[]) => Buffer.concat(chunks).toString('latin1');
 
@@ -30,5 +30,5 @@ test('a last line of 999 octets without its line end is too long too', () => {
 
 test('a header run without white space too long for a line is refused, with advice for a header', () => {
   assert.throws(() => fitSubmittedLines([Buffer.from(`X-Blob: ${'b'.repeat(1200)}\r\n\r\nx\r\n`)]),
-    (e: unknown) => e instanceof LongLineError && /^header X-Blob has 1200 octets without white space, .*: shorten it, or encode it \(RFC 2047\)$/.test(e.message));
+    (e: unknown) => e instanceof UnfitLineError && /^header X-Blob has 1200 octets without white space, .*: shorten it, or encode it \(RFC 2047\)$/.test(e.message));
 });

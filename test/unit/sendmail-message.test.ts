@@ -58,20 +58,36 @@ test('-t takes To, Cc and Bcc, adds argument recipients, and strips Bcc', () => 
   assert.ok(!/^bcc:/im.test(text), 'Bcc survived');
   assert.ok(!text.includes('secret'), 'a Bcc address survived (continuation line)');
   const parsed = parseMail(r.message);
-  assert.equal(parsed.headers['to'], 'Alice <alice@example.test>, bob');
+  assert.equal(parsed.headers['to'], 'Alice <alice@example.test>, bob@example.test');
   assert.equal(parsed.headers['from'], 'Ops <ops@example.test>');
   assert.equal(parsed.root.text, 'body\n');
   assert.equal(r.sender, 'root@example.test');
 });
 
-test('an address without a domain in From, To, Cc, Reply-To, Sender gets one, as cron writes them; lists stay as written', () => {
-  const input = 'From: root (Cron Daemon)\nTo: root\nCc: "(Cron Daemon)" <backup>\nReply-To: ops.team\nSender: Ops <ops@example.org>\nX-To: root\nSubject: Cron <root@vm> run-parts\n\nout\n';
-  const text = prep(input, { extractRecipients: true }).message.toString();
-  const header = text.slice(0, text.indexOf('\r\n\r\n'));
-  for (const line of ['From: root@example.test (Cron Daemon)', 'To: root@example.test', 'Cc: "(Cron Daemon)" <backup@example.test>',
-    'Reply-To: ops.team@example.test', 'Sender: Ops <ops@example.org>', 'X-To: root', 'Subject: Cron <root@vm> run-parts']) {
+test('an address without a domain in From, To, Cc, Reply-To, Sender gets one, as cron writes them, in lists too; other fields stay as written', () => {
+  const input = 'From: root (Cron Daemon)\nTo: root\nCc: "(Cron Daemon)" <backup>, "Doe, John" <bob>, ops (a, b)\nReply-To: ops.team, Admin <admin@example.org>\n'
+    + 'Sender: Ops <ops@example.org>\nResent-To: team: me, you@example.org;\nX-To: root\nSubject: Cron <root@vm> run-parts\n\nout\n';
+  const text = prep(input, { recipients: ['a@example.org'] }).message.toString();
+  const header = text.slice(0, text.indexOf('\r\n\r\n')).replace(/\r\n(?=[ \t])/g, '');
+  for (const line of ['From: root@example.test (Cron Daemon)', 'To: root@example.test',
+    'Cc: "(Cron Daemon)" <backup@example.test>, "Doe, John" <bob@example.test>, ops@example.test (a, b)',
+    'Reply-To: ops.team@example.test, Admin <admin@example.org>', 'Sender: Ops <ops@example.org>',
+    'Resent-To: team: me@example.test, you@example.org;', 'X-To: root', 'Subject: Cron <root@vm> run-parts']) {
     assert.ok(header.split('\r\n').includes(line), `${line}\n---\n${header}`);
   }
+  // MAILTO=me,bob in Debian's cron, and a Latin-1 name, which is encoded too.
+  const latin1 = Buffer.concat([Buffer.from('From: J'), Buffer.from([0xf6]), Buffer.from('rg <root>\nTo: me,bob\n\nout\n')]);
+  const parsed = parseMail(prep(latin1, { extractRecipients: true }).message);
+  assert.equal(parsed.headers['to'], 'me@example.test, bob@example.test');
+  assert.equal(parsed.headers['from'], 'Jörg <root@example.test>');
+});
+
+test('-t takes the Resent- recipients of a message sent on again, not its first ones; Resent-Bcc is removed', () => {
+  const r = prep('Resent-From: root\nResent-To: me\nResent-Bcc: bob\nFrom: a@example.org\nTo: first@example.org\nSubject: s\n\nb\n', { extractRecipients: true });
+  assert.deepEqual(r.recipients, ['me@example.test', 'bob@example.test']);
+  assert.ok(!/^resent-bcc:/im.test(r.message.toString()), 'Resent-Bcc survived');
+  assert.throws(() => prep('Resent-From: root\nTo: first@example.org\n\nb\n', { extractRecipients: true }),
+    (e: unknown) => e instanceof SubmittedError && e.problem === 'usage' && /none in the Resent-To, Resent-Cc or Resent-Bcc fields/.test(e.message));
 });
 
 test('Bcc is stripped without -t too; recipients come from the arguments only', () => {
@@ -180,6 +196,28 @@ test('a MIME message of one text part with an over-long line (cron\'s) becomes q
   assert.deepEqual(parsed.headerNames.filter((n) => n === 'content-transfer-encoding'), ['content-transfer-encoding']);
   const input = `MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\n${'y'.repeat(1200)}\n--b--\n`;
   assert.throws(() => prep(input, { recipients: ['a@example.org'] }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /line 3 is 1200 octets/.test(e.message));
+});
+
+test('NUL in a MIME message of one text part becomes quoted-printable; in any other it is refused (EX_DATAERR)', () => {
+  const cron = prep('MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\nbefore\0after\n', { recipients: ['a@example.org'] });
+  assert.ok(!cron.message.includes(0), 'a NUL was kept');
+  const parsed = parseMail(cron.message);
+  assert.equal(parsed.root.cte, 'quoted-printable');
+  assert.equal(parsed.root.text, 'before\0after\n');
+  const input = 'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\nContent-Transfer-Encoding: 8bit\n\nx\0y\n--b--\n';
+  assert.throws(() => prep(input, { recipients: ['a@example.org'] }),
+    (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /^body line 5 holds a NUL octet/.test(e.message));
+});
+
+test('one base64 part written as one long line (base64 -w0) is wrapped at 76 characters', () => {
+  const data = Buffer.from(Array.from({ length: 2000 }, (_, i) => (i * 7) % 256));
+  const r = prep(`MIME-Version: 1.0\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\n${data.toString('base64')}\n`, { recipients: ['a@example.org'] });
+  const body = r.message.toString().split('\r\n\r\n')[1]!;
+  assert.ok(body.split('\r\n').every((l) => l.length <= 76));
+  assert.deepEqual(Buffer.from(body, 'base64'), data);
+  // Text that is not base64 cannot be wrapped without changing it.
+  assert.throws(() => prep(`MIME-Version: 1.0\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\n${'*'.repeat(1200)}\n`, { recipients: ['a@example.org'] }),
+    (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /line 1 is 1200 octets/.test(e.message));
 });
 
 test('no recipients, or a bad one, are refused with the reason', () => {
