@@ -38,10 +38,12 @@ function verbose(): boolean {
 process.umask(0o077);
 
 // A reader that has read enough (`| head -1`, `| grep -q`) closes the pipe: the rest of the
-// output goes nowhere, and that is no failure.
+// output goes nowhere, and that is no failure. Output that cannot be written at all (`>> log` on
+// a full disk) is one, said in a line; what the command did before is done.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code !== 'EPIPE') throw err;
-  process.exit(0);
+  if (err.code === 'EPIPE') process.exit(0);
+  process.stderr.write(`mailnest: its output could not be written: ${err.code ?? err.message}\n`);
+  process.exit(1);
 });
 
 try {

@@ -23,7 +23,12 @@ export function loadConfig(explicit?: string): Config {
     try {
       text = fs.readFileSync(file, 'utf8');
     } catch (err) {
-      throw new ConfigError(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+      const code = (err as NodeJS.ErrnoException).code;
+      const why = code === 'ENOENT' ? 'no such file (ENOENT); name an existing one, or write a starter one with `mailnest init`'
+        : code === 'EACCES' ? 'permission denied (EACCES); run as a user that may read it'
+        : code === 'EISDIR' ? 'it is a directory (EISDIR); name the file in it'
+        : code ?? String(err);
+      throw new ConfigError(`cannot read config file ${file}: ${why}`);
     }
     try {
       raw = parseToml(text);

@@ -92,7 +92,7 @@ test('config errors and bad usage: one line, no stack trace, exit 1 / 2', () => 
   }
   const missing = cli(path.join(dir, 'absent.toml'), ['user', 'list']);
   assert.equal(missing.status, 1);
-  assert.match(missing.stderr, /cannot read config file .*absent\.toml: ENOENT/);
+  assert.match(missing.stderr, /^mailnest: cannot read config file .*absent\.toml: no such file \(ENOENT\); name an existing one, or write a starter one with `mailnest init`\n$/);
 });
 
 test('output cut short by its reader (| head -1, | grep -q) is no failure: exit 0, nothing on stderr', () => {
@@ -103,6 +103,19 @@ test('output cut short by its reader (| head -1, | grep -q) is no failure: exit 
   const r = spawnSync('bash', ['-c', '"$0" "$1" -c "$2" user list | { exec <&-; sleep 2; }; echo "status ${PIPESTATUS[0]}"', NODE, CLI, cfg], { encoding: 'utf8', timeout: 60_000 });
   assert.equal(r.stderr, '');
   assert.equal(r.stdout, 'status 0\n');
+});
+
+test('output that cannot be written (a full disk) is one line on stderr and exit 1, never a stack trace', () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  addUser(cfg, 'a@example.test', 'pw');
+  const full = fs.openSync('/dev/full', 'w');
+  try {
+    const r = spawnSync(NODE, [CLI, '-c', cfg, 'user', 'list'], { stdio: ['ignore', full, 'pipe'], encoding: 'utf8', timeout: 60_000 });
+    assert.deepEqual([r.status, r.stderr], [1, 'mailnest: its output could not be written: ENOSPC\n']);
+  } finally {
+    fs.closeSync(full);
+  }
 });
 
 test('MAILNEST_CONFIG names the config file', () => {
