@@ -21,7 +21,7 @@ import MailComposer from 'nodemailer/lib/mail-composer';
 import { encodeWord } from 'nodemailer/lib/mime-funcs';
 import { rfc5322Date } from '../delivery/trace.ts';
 import { emptyGroups, parseAddressList, parseSingleAddress, uniqueAddresses, type NamedAddress } from './addresses.ts';
-import { contentTypeFor, isContentType, OCTET_STREAM } from './types.ts';
+import { contentTypeFor, OCTET_STREAM, parseContentType } from './types.ts';
 import { MAX_LINE } from './line-length.ts';
 import { ComposeError } from './errors.ts';
 
@@ -161,8 +161,8 @@ function checkAttachment(a: ComposeAttachment, field: string): void {
     throw new ComposeError(`${field}.filename`, `${JSON.stringify(a.filename)} is not a file name (no path separators or control characters)`);
   }
   if ([...a.filename].length > 255) throw new ComposeError(`${field}.filename`, 'longer than 255 characters');
-  if (a.contentType !== undefined && !isContentType(a.contentType)) {
-    throw new ComposeError(`${field}.contentType`, `${JSON.stringify(a.contentType)} is not a type/subtype content type`);
+  if (a.contentType !== undefined && !parseContentType(a.contentType)) {
+    throw new ComposeError(`${field}.contentType`, `${JSON.stringify(a.contentType)} is not a content type (type/subtype, then any parameters but name, as in "text/plain; charset=iso-8859-1")`);
   }
   if (a.cid !== undefined && !/^[!#-'*+\-.-9=?A-Z^-~@]{1,200}$/.test(a.cid)) {
     throw new ComposeError(`${field}.cid`, `${JSON.stringify(a.cid)} is not a Content-ID (printable ASCII without spaces, quotes or brackets)`);
@@ -251,7 +251,8 @@ const ENCODED_WORD = /=\?[^?\s]+\?[bq]\?[^?\s]*\?=/i;
  * without a charset is US-ASCII (RFC 2046 §4.1.2).
  */
 function attachmentPart(a: ComposeAttachment): Record<string, unknown> {
-  let contentType = a.contentType ?? contentTypeFor(a.filename);
+  const given = a.contentType !== undefined ? parseContentType(a.contentType)! : { type: contentTypeFor(a.filename), params: {} as Record<string, string> };
+  let contentType = given.type;
   let content = a.content;
   let encoding = 'base64';
   if (/^(message|multipart)\//i.test(contentType) && contentType.toLowerCase() !== 'message/rfc822') {
@@ -268,8 +269,10 @@ function attachmentPart(a: ComposeAttachment): Record<string, unknown> {
     } else {
       contentType = OCTET_STREAM;
     }
-  } else if (/^text\//i.test(contentType) && content.some((c) => c >= 0x80) && isUtf8(content)) {
-    contentType += '; charset=utf-8';
+  } else {
+    // The caller's parameters (a charset) are part of the type's meaning.
+    for (const [name, value] of Object.entries(given.params)) contentType += `; ${name}=${/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(value) ? value : `"${value.replace(/["\\]/g, '\\$&')}"`}`;
+    if (/^text\//i.test(contentType) && !('charset' in given.params) && content.some((c) => c >= 0x80) && isUtf8(content)) contentType += '; charset=utf-8';
   }
   return {
     filename: a.filename,

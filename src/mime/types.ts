@@ -50,7 +50,25 @@ export function contentTypeFor(filename: string): string {
   return KNOWN[ext] ?? detectMimeType(ext) ?? OCTET_STREAM;
 }
 
-/** A bare `type/subtype` (RFC 2045 §5.1 tokens), for content types a caller supplies. */
-export function isContentType(value: string): boolean {
-  return /^[A-Za-z0-9!#$&^_.+-]{1,64}\/[A-Za-z0-9!#$&^_.+-]{1,127}$/.test(value);
+/** RFC 6838 §4.2 names for type and subtype; RFC 2045 §5.1 tokens and quoted strings (printable
+ *  ASCII) for parameters. */
+const TYPE = /^([A-Za-z0-9!#$&^_.+-]{1,64}\/[A-Za-z0-9!#$&^_.+-]{1,127})[ \t]*/;
+const PARAMETER = /^;[ \t]*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)=([!#$%&'*+\-.^_`|~0-9A-Za-z]+|"(?:[\t !#-[\]-~]|\\[\t -~])*")[ \t]*/;
+
+/**
+ * A content type a caller supplies: `type/subtype` with parameters, as `text/plain;
+ * charset=iso-8859-1`; undefined when it is not one. `name` is not taken: it is the file
+ * name's, which mailnest writes.
+ */
+export function parseContentType(value: string): { type: string; params: Record<string, string> } | undefined {
+  const type = TYPE.exec(value);
+  if (!type) return undefined;
+  const params: Record<string, string> = Object.create(null);
+  let rest = value.slice(type[0].length);
+  for (let p = PARAMETER.exec(rest); p; p = PARAMETER.exec(rest)) {
+    params[p[1]!.toLowerCase()] = p[2]!.startsWith('"') ? p[2]!.slice(1, -1).replace(/\\(.)/g, '$1') : p[2]!;
+    rest = rest.slice(p[0].length);
+  }
+  if (rest.replace(/^;[ \t]*/, '') !== '' || 'name' in params) return undefined;
+  return { type: type[1]!, params };
 }

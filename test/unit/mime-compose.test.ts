@@ -345,3 +345,16 @@ test('--header arguments are split at the first colon', () => {
   assert.throws(() => parseHeaderArg('no colon here', '--header'), { message: /^--header: "no colon here" is not of the form "Name: value"/ });
   assert.throws(() => parseHeaderArg(': value', '--header'), { message: /is not of the form/ });
 });
+
+test('a content type given with parameters keeps them (a Latin-1 text names its charset); a malformed one, or one naming the file, is refused', async () => {
+  const latin1 = Buffer.from('Gr\xfc\xdfe\n', 'latin1');
+  const { parsed } = await roundTrip({ text: 'x', attachments: [{ filename: 'l1.txt', content: latin1, contentType: 'text/plain; charset=iso-8859-1' }, { filename: 'q.bin', content: Buffer.from('y'), contentType: 'application/x-thing; note="a \\"b\\" c"' }] });
+  const [att, thing] = leaves(parsed.root).slice(1);
+  assert.deepEqual([att!.contentType, att!.charset], ['text/plain', 'iso-8859-1']);
+  assert.ok(Buffer.from(att!.bytes!, 'base64').equals(latin1));
+  assert.equal(thing!.contentType, 'application/x-thing');
+  for (const bad of ['text/plain; charset', 'text/plain; name=evil.exe', 'text/plain charset=x', 'text/plain; a=b; c']) {
+    await assert.rejects(composeMessage({ from: 'a@example.test', to: ['b@example.test'], text: 'x', attachments: [{ filename: 'f.txt', content: Buffer.from('x'), contentType: bad }] }),
+      (e: unknown) => e instanceof ComposeError && /is not a content type \(type\/subtype, then any parameters but name/.test(e.message), bad);
+  }
+});
