@@ -41,7 +41,7 @@ export interface SendmailArgs {
 }
 
 /** Flags without a value, accepted and ignored (or meaningful, for t and i). */
-const BOOLEAN_FLAGS = new Set(['t', 'i', 'v', 'm', 'n', 'U', 'G', 'x', 'e']);
+const BOOLEAN_FLAGS = new Set(['t', 'i', 'I', 'v', 'm', 'n', 'U', 'G', 'x', 'e']);
 /** Flags that take a value (attached or as the next argument). */
 const VALUE_FLAGS = new Set(['f', 'r', 'F', 'o', 'O', 'b', 'B', 'N', 'R', 'V', 'X', 'C', 'L', 'h', 'd', 'q', 'p', 'A']);
 
@@ -75,11 +75,14 @@ export function parseSendmailArgs(argv: string[]): SendmailArgs {
       continue;
     }
     if (arg.startsWith('--')) throw new SendmailUsage(`unknown option ${arg}`);
+    // Postfix's request for SMTPUTF8: mailnest asks the next hop for it whenever an address needs it.
+    if (arg === '-SMTPUTF8') continue;
     for (let j = 1; j < arg.length; j++) {
       const flag = arg[j]!;
       if (BOOLEAN_FLAGS.has(flag)) {
         if (flag === 't') a.extractRecipients = true;
         if (flag === 'i') a.ignoreDots = true;
+        if (flag === 'I') a.noop = true; // -I is -bi
         continue;
       }
       if (!VALUE_FLAGS.has(flag)) throw new SendmailUsage(`unknown option -${flag}`);
@@ -155,9 +158,9 @@ Flags (bundled as -ti, values attached as -fme@example.com or apart):
   -i, -oi     a line with a single "." does not end the message
   -f ADDR     envelope sender (also -r); -f '<>' is the null sender
   -F NAME     the full name for a From field that has to be added
-  -bi         newaliases: nothing to do
+  -bi, -I     newaliases: nothing to do
   --          the rest are recipients
-Accepted and ignored: -oem -odi -odb -oQ... -B TYPE -N DSN -R RET -V ENVID -v -m -n -U -X FILE -C FILE -L TAG -h N
+Accepted and ignored: -SMTPUTF8 -oem -odi -odb -oQ... -B TYPE -N DSN -R RET -V ENVID -v -m -n -U -X FILE -C FILE -L TAG -h N
 
 Exit status: 0 queued, 64 usage, 65 bad message, 67 unknown local recipient, 70 internal error,
 75 try again later, 77 no permission, 78 bad configuration.

@@ -22,6 +22,9 @@ test('the flags cron, logwatch, smartd, mail(1) and PHP pass', () => {
   // -r is the old -f; -bi is newaliases (nothing to do)
   assert.equal(parseSendmailArgs(['-r', 'x@example.test', 'y@example.test']).sender, 'x@example.test');
   assert.equal(parseSendmailArgs(['-bi']).noop, true);
+  assert.equal(parseSendmailArgs(['-I']).noop, true);
+  // Postfix's -SMTPUTF8: SMTPUTF8 is asked of the next hop whenever an address needs it
+  assert.deepEqual(parseSendmailArgs(['-SMTPUTF8', '-t']), { extractRecipients: true, ignoreDots: false, recipients: [], noop: false });
   // mailnest's own -c/--config and --verbose may follow "sendmail" too
   assert.deepEqual(parseSendmailArgs(['-c', 'x.toml', '--verbose', '--config=y.toml', '-t']).recipients, []);
   assert.equal(parseSendmailArgs(['--config', 'x.toml', 'a@example.test']).recipients[0], 'a@example.test');
