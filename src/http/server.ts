@@ -173,14 +173,15 @@ export class HttpService implements Service {
     const send = path === '/api/v1/send';
     if (err instanceof HttpError) {
       if (send && err.status !== 405) {
-        this.ctx.metrics.rejected.inc({ listener: LISTENER, reason: err.reason });
+        // Reasons are named as SMTP's are (unknown_recipient, storage_full).
+        this.ctx.metrics.rejected.inc({ listener: LISTENER, reason: err.reason.replace(/-/g, '_') });
         this.ctx.log.info({ listener: LISTENER, client: req.socket.remoteAddress, status: err.status, reason: err.reason }, 'request refused');
       }
       this.reply(req, res, err.status, { error: err.message }, err.headers);
     } else if (isStorageFull(err)) {
       // RFC 4918 §11.5: 507 Insufficient Storage; the client may try again later.
       this.ctx.log.error({ listener: LISTENER, err }, 'HTTP request failed: the disk holding data_dir is full');
-      if (send) this.ctx.metrics.rejected.inc({ listener: LISTENER, reason: 'storage-full' });
+      if (send) this.ctx.metrics.rejected.inc({ listener: LISTENER, reason: 'storage_full' });
       this.reply(req, res, 507, { error: 'the server has no room to store the message now; try again later' });
     } else {
       this.ctx.log.error({ listener: LISTENER, err }, 'HTTP request failed');

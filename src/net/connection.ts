@@ -35,6 +35,8 @@ export interface ConnectionOptions<E, R> {
   /** Fields every log line of this connection carries (listener, client). */
   logFields: Record<string, unknown>;
   onClose: () => void;
+  /** A refusal the session reports (see Output). */
+  refused?: (reason: string) => void;
 }
 
 export class Connection<E, R> implements IdleMember {
@@ -218,6 +220,9 @@ export class Connection<E, R> implements IdleMember {
       }
       case 'starttls':
         await this.upgrade();
+        return;
+      case 'refused':
+        this.o.refused?.(out.reason);
         return;
       case 'more':
         // After every connection that waits for its turn's input (see TurnBudget); input that

@@ -40,6 +40,8 @@ export interface ProtocolHandler<E, R> {
   refusal(reason: string): string;
   /** The connection of `session` has closed (release what the session held, e.g. a lock). */
   ended?(session: Session<E, R>): void;
+  /** Counts a refusal a session reports. */
+  refused?(reason: string): void;
 }
 
 /** Connection counts across every listener of the process. */
@@ -175,6 +177,7 @@ export class Listener<E, R> {
       ...(this.ctx.tls ? { tls: this.ctx.tls } : {}),
       log: this.ctx.log,
       logFields: { listener: this.handler.name, client: ip },
+      ...(this.handler.refused ? { refused: this.handler.refused } : {}),
       onClose: () => {
         this.connections.delete(conn);
         this.handler.ended?.(session);

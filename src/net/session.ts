@@ -26,7 +26,9 @@ export type Output<E> =
    */
   | { type: 'more' }
   /** Flush what was written, then close. */
-  | { type: 'close' };
+  | { type: 'close' }
+  /** The session refused a message or a recipient, for the count of refusals by reason. */
+  | { type: 'refused'; reason: string };
 
 /**
  * Octets of replies that one call into a session makes before it leaves the rest of its input

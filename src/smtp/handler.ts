@@ -43,6 +43,7 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
     createSession: (client) => new SmtpSession(policy, client.remoteAddress, client.tls),
     perform: (effect, session) => perform(ctx, role, throttle, effect, () => session !== undefined && closed.has(session)),
     ended: (session) => { closed.add(session); },
+    refused: (reason) => ctx.metrics.rejected.inc({ listener: role, reason }),
     refusal: (reason) => renderReply(reply(421, '4.7.0', `${config.hostname} ${reason}, try again later`), true),
   };
 }

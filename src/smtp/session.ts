@@ -259,6 +259,11 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     this.input = EMPTY;
   }
 
+  /** Counts a refusal by its reason (the listener's metrics). */
+  private refused(reason: string): void {
+    this.out.push({ type: 'refused', reason });
+  }
+
   private effect(e: SmtpEffect): void {
     this.waiting = e;
     this.out.push({ type: 'effect', effect: e });
@@ -405,6 +410,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (!allowed) {
       const sender = formatMailbox(this.tx!.from.sender!);
       this.tx = undefined;
+      this.refused('foreign_sender');
       return this.send(reply(553, '5.7.1', `Sender address <${sender}> is not owned by ${this.user!.address}`));
     }
     this.send(reply(250, '2.1.0', 'Ok'));
@@ -431,6 +437,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (resolution.kind === 'unknown') return this.send(unknownRecipient(resolution, address));
     if (resolution.kind === 'remote' && !this.user) {
       // Never an open relay: only authenticated users send to other domains (RFC 5321 §3.6.2).
+      this.refused('relay_denied');
       return this.send(reply(550, '5.7.1', `<${address}>: Relay access denied`));
     }
     this.tx.recipients.push({ address, resolution, ...rcpt.dsn });
@@ -499,6 +506,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const verdict = sink.finish();
     if (verdict !== 'ok') {
       this.tx = undefined;
+      this.refused(verdict === 'too-big' ? 'too_big' : verdict === 'nul' ? 'nul' : 'bare_line_end');
       if (verdict === 'too-big') return this.send(reply(552, '5.3.4', `Message size exceeds the limit of ${this.o.maxMessageSize} octets`));
       if (verdict === 'nul') return this.send(reply(550, '5.6.0', 'Message refused: a NUL octet in the message, which mail may not hold (RFC 2045 section 2.8)'));
       return this.send(reply(550, '5.6.0', 'Message refused: bare CR or LF in the message; lines must end with CRLF (RFC 5321 section 2.3.8)'));

@@ -10,6 +10,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
+import { SmtpClient } from '../helpers/smtp-client.ts';
 import { addUser, baseConfig, cli, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
 import { dataDirOf, mailbox } from '../helpers/mailbox.ts';
 import { leaves, parseMail, shape } from '../helpers/parse-mail.ts';
@@ -330,6 +331,12 @@ describe('HTTP API', () => {
   });
 
   it('GET /healthz and GET /metrics', async () => {
+    // A refusal the SMTP session decides alone is counted too.
+    const smtp = await SmtpClient.open(server.port('smtp'));
+    await smtp.ehlo();
+    await smtp.cmd('MAIL FROM:<a@remote.test>');
+    assert.equal((await smtp.cmd('RCPT TO:<x@elsewhere.test>')).code, 550);
+    await smtp.quit();
     const h = await request('GET', '/healthz');
     assert.equal(h.status, 200);
     assert.deepEqual(await h.json(), { status: 'ok' });
@@ -340,9 +347,10 @@ describe('HTTP API', () => {
     const value = (line: string) => Number(new RegExp(`^${line.replace(/[{}"=]/g, '\\$&')} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
     assert.ok(value('mailnest_messages_accepted_total{listener="http"}') >= 3, text);
     assert.ok(value('mailnest_messages_rejected_total{listener="http",reason="auth"}') >= 3, text);
-    assert.ok(value('mailnest_messages_rejected_total{listener="http",reason="bad-request"}') >= 10, text);
+    assert.ok(value('mailnest_messages_rejected_total{listener="http",reason="bad_request"}') >= 10, text);
     assert.ok(value('mailnest_messages_rejected_total{listener="http",reason="size"}') >= 2, text);
     assert.ok(value('mailnest_sessions_total{listener="http"}') >= 1, text);
+    assert.equal(value('mailnest_messages_rejected_total{listener="smtp",reason="relay_denied"}'), 1, text);
     assert.match(text, /^# TYPE mailnest_connections_open gauge$/m);
     assert.match(text, /^# TYPE mailnest_queue_depth gauge$/m);
     assert.match(text, /^# TYPE mailnest_deliveries_total counter$/m);

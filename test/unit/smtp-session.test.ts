@@ -91,6 +91,21 @@ test('a NUL in the data is refused with 550 5.6.0, nothing is delivered, and the
   assert.equal(lastCode(d.send('NOOP\r\n')), 250);
 });
 
+test('refusals of a message or a recipient are reported for counting, by reason', () => {
+  const d = inState('rcpt');
+  d.send('RCPT TO:<x@remote.test>\r\n');
+  d.send('DATA\r\n');
+  d.send('Subject: x\r\n\r\n\0\r\n.\r\n');
+  d.send('MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n');
+  d.send('Subject: x\r\n\r\nbare\nLF\r\n.\r\n');
+  d.send(`MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n${'y'.repeat(100)}\r\n`.repeat(1) + `${'z'.repeat(400)}\r\n`.repeat(30) + '.\r\n');
+  const u = new SmtpDriver({ role: 'submission', tls: { protocol: 'TLSv1.3', cipher: 'x' } });
+  u.send(`EHLO c\r\nAUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\n`);
+  assert.match(u.send('MAIL FROM:<bob@example.test>\r\n'), /^553 5\.7\.1/);
+  assert.deepEqual([...d.refusals, ...u.refusals], ['relay_denied', 'nul', 'bare_line_end', 'too_big', 'foreign_sender']);
+  assert.equal(d.delivered.length, 0);
+});
+
 test('BDAT after HELO: its chunk is read, not run as commands, and refused with the transaction (RFC 3030 §2)', () => {
   const d = new SmtpDriver();
   d.send('HELO c\r\n');
