@@ -40,7 +40,7 @@ export interface RunningServer {
   stop(graceMs?: number): Promise<void>;
 }
 
-const SMTP_ROLES: SmtpRole[] = ['smtp', 'submission', 'submissions'];
+const SMTP_ROLES: Exclude<SmtpRole, 'local'>[] = ['smtp', 'submission', 'submissions'];
 
 export async function startServer(config: Config, log: Logger): Promise<RunningServer> {
   const lock = ServerLock.acquire(config.data_dir);

@@ -3,7 +3,8 @@
  * PHP's mail() call it. The message comes on stdin; the options are sendmail's own, parsed here
  * (not by commander) so that sendmail's conventions hold: bundled flags (-ti), attached values
  * (-fuser, -FName, -oi), "--" before recipients, and the flags other programs pass by habit
- * (-odi, -oem, -bm, -B8BITMIME, -N, -R, -V, -v ...) accepted and ignored.
+ * (-odi, -oem, -bm, -B8BITMIME, -N, -R, -V, -v ...) accepted and ignored. With -bs it speaks SMTP
+ * on stdin and stdout instead (as PHP mailers call it), trusted as the command is.
  *
  * Exit status follows sysexits.h (what those callers test), not the 0/1/2 of the other
  * commands: 0 queued, 64 EX_USAGE, 65 EX_DATAERR, 67 EX_NOUSER, 70 EX_SOFTWARE, 75 EX_TEMPFAIL,
@@ -14,6 +15,10 @@ import type { Command } from 'commander';
 import { ConfigError } from '../config/load.ts';
 import type { Context } from '../context.ts';
 import { submitLocal, SubmitError } from '../delivery/submit.ts';
+import { AuthThrottle } from '../auth/throttle.ts';
+import { runStdioSession } from '../net/stdio-session.ts';
+import { smtpHandler } from '../smtp/handler.ts';
+import { FreeSpace } from '../store/free-space.ts';
 import { isStorageFull } from '../store/store.ts';
 import { prepareSubmitted, SubmittedError } from '../mime/submitted.ts';
 import { commandContext } from './common.ts';
@@ -36,6 +41,8 @@ export interface SendmailArgs {
   recipients: string[];
   /** -bi (newaliases): nothing to do. */
   noop: boolean;
+  /** -bs: SMTP on stdin and stdout. */
+  smtp?: boolean;
   /** --help: print the command's help, queue nothing. */
   help?: boolean;
 }
@@ -120,13 +127,15 @@ function applyValueFlag(a: SendmailArgs, flag: string, value: string): void {
         a.noop = true; // newaliases: aliases live in the store, there is nothing to rebuild
         return;
       }
+      if (value === 's') {
+        a.smtp = true;
+        return;
+      }
       throw new SendmailUsage(value === 'p'
         ? '-bp (list the queue) is not supported here: use "mailnest queue list"'
-        : value === 's'
-          ? '-bs (SMTP on stdin) is not supported: submit over SMTP to the submission port instead'
-          : value === 'd'
-            ? '-bd (run as a daemon) is not supported here: the server is "mailnest start"'
-            : `-b${value} is not supported (only -bm, the default, and -bi)`);
+        : value === 'd'
+          ? '-bd (run as a daemon) is not supported here: the server is "mailnest start"'
+          : `-b${value} is not supported (only -bm, the default, -bs and -bi)`);
     case 'q':
       throw new SendmailUsage('-q (run the queue) is not supported here: the running server delivers the queue; use "mailnest queue retry --all"');
     default:
@@ -158,6 +167,7 @@ Flags (bundled as -ti, values attached as -fme@example.com or apart):
   -i, -oi     a line with a single "." does not end the message
   -f ADDR     envelope sender (also -r); -f '<>' is the null sender
   -F NAME     the full name for a From field that has to be added
+  -bs         SMTP on stdin and stdout (no AUTH: the command is trusted)
   -bi, -I     newaliases: nothing to do
   --          the rest are recipients
 Accepted and ignored: -SMTPUTF8 -oem -odi -odb -oQ... -B TYPE -N DSN -R RET -V ENVID -v -m -n -U -X FILE -C FILE -L TAG -h N
@@ -193,6 +203,10 @@ export function registerSendmail(program: Command): void {
       }
       try {
         if (args.noop) return;
+        if (args.smtp) {
+          if (args.recipients.length > 0) throw new SendmailUsage('-bs takes its recipients from RCPT TO, not as arguments');
+          return await smtpOnStdio(ctx);
+        }
         const id = await sendmail(ctx, args, caller);
         if (process.stdout.isTTY) process.stdout.write(`${id}\n`);
       } catch (err) {
@@ -205,6 +219,29 @@ export function registerSendmail(program: Command): void {
         ctx.store.close();
       }
     });
+}
+
+/**
+ * -bs: one SMTP session on stdin and stdout, as Postfix's sendmail -bs runs its smtpd. Whoever
+ * may run this command may queue any message with it, so the session asks for no AUTH and takes
+ * any sender and recipient; what it takes is completed as submitted mail is (From, Date,
+ * Message-ID, no Bcc) and signed when it leaves.
+ */
+async function smtpOnStdio(ctx: Context): Promise<void> {
+  const freeSpace = new FreeSpace(ctx.config.data_dir);
+  try {
+    const handler = smtpHandler(ctx, 'local', new AuthThrottle(ctx.config.auth.max_failures), freeSpace);
+    const session = handler.createSession({ remoteAddress: '', remotePort: 0, localAddress: '', localPort: 0 });
+    await runStdioSession({
+      session,
+      perform: (e, s) => handler.perform(e, s),
+      input: process.stdin,
+      output: process.stdout,
+      ...(handler.refused ? { refused: handler.refused } : {}),
+    });
+  } finally {
+    freeSpace.close();
+  }
 }
 
 /** `caller`: the login name of whoever ran the command, the default sender. */

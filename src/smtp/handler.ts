@@ -27,7 +27,7 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
     role,
     hostname: config.hostname,
     postmasterDomain: config.domains[0]!,
-    starttls: role !== 'submissions',
+    starttls: role === 'smtp' || role === 'submission',
     allowInsecureAuth: config.auth.allow_insecure,
     maxMessageSize: config.limits.max_message_size,
     maxRecipients: config.limits.max_recipients,
@@ -124,11 +124,13 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
   }
   // Results that claim our host name come from no one we trust (RFC 8601 §5).
   let body = withoutForgedResults(d.body, ctx.config.hostname);
-  if (d.user) {
+  // Written here: by a user, or by a local program through `sendmail -bs`.
+  const writtenHere = d.user !== undefined || role === 'local';
+  if (writtenHere) {
     // What a user hands in is completed as a submission agent does (RFC 6409 §8), and its From
     // may name only the user's own addresses, as MAIL FROM may.
     const done = completeSubmission(body, { from: d.sender, hostname: ctx.config.hostname, now: new Date() });
-    const foreign = await foreignFrom(ctx, d.user, done.from);
+    const foreign = d.user === undefined ? undefined : await foreignFrom(ctx, d.user, done.from);
     if (foreign !== undefined) {
       ctx.metrics.rejected.inc({ listener: role, reason: 'foreign_from' });
       const message = foreign === '' ? 'From: names no address that reads one way only; it must name one of yours' : `From: <${foreign}> is not one of your addresses`;
@@ -147,7 +149,7 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
   try {
     const id = await acceptMessage(ctx.store, {
       checks,
-      writtenHere: d.user !== undefined,
+      writtenHere,
       sender: d.sender,
       dsn: d.dsn,
       recipients: d.recipients,

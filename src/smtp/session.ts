@@ -3,7 +3,9 @@
  *
  * One instance per connection. The listener role decides the policy: `smtp` (the MX) takes
  * mail for local recipients from anyone; `submission` and `submissions` require AUTH before
- * MAIL and then take any recipient. Extensions: PIPELINING (RFC 2920), SIZE (RFC 1870),
+ * MAIL and then take any recipient; `local` is `sendmail -bs`, SMTP on the standard input of
+ * someone who may write to data_dir, trusted as the sendmail command trusts them: no AUTH, any
+ * sender, any recipient. Extensions: PIPELINING (RFC 2920), SIZE (RFC 1870),
  * 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), ENHANCEDSTATUSCODES (RFC 2034), CHUNKING
  * (RFC 3030), STARTTLS (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), DSN (RFC 3461).
  */
@@ -21,7 +23,7 @@ import { parseMailFrom, parseRcptTo, type MailFrom, type RcptTo } from './envelo
 import { MessageSink } from './message-sink.ts';
 import { renderReply, reply, type Reply } from './reply.ts';
 
-export type SmtpRole = 'smtp' | 'submission' | 'submissions';
+export type SmtpRole = 'smtp' | 'submission' | 'submissions' | 'local';
 
 export interface AuthenticatedUser {
   id: number;
@@ -146,11 +148,17 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   }
 
   private get authRequired(): boolean {
-    return this.o.role !== 'smtp';
+    return this.o.role === 'submission' || this.o.role === 'submissions';
   }
 
   private get authAllowed(): boolean {
-    return this.tls !== undefined || this.o.allowInsecureAuth;
+    return this.o.role !== 'local' && (this.tls !== undefined || this.o.allowInsecureAuth);
+  }
+
+  /** Mail may go to other domains: never an open relay (RFC 5321 §3.6.2), only from the
+   *  authenticated and from the local command. */
+  private get mayRelay(): boolean {
+    return this.user !== undefined || this.o.role === 'local';
   }
 
   // ------------------------------------------------------------------ Session interface
@@ -435,8 +443,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const address = formatMailbox(rcpt.recipient);
     if (!this.tx) return; // the transaction ended meanwhile (cannot happen with in-order processing)
     if (resolution.kind === 'unknown') return this.send(unknownRecipient(resolution, address));
-    if (resolution.kind === 'remote' && !this.user) {
-      // Never an open relay: only authenticated users send to other domains (RFC 5321 §3.6.2).
+    if (resolution.kind === 'remote' && !this.mayRelay) {
       this.refused('relay_denied');
       return this.send(reply(550, '5.7.1', `<${address}>: Relay access denied`));
     }
@@ -591,6 +598,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private authCommand(args: string): void {
     if (!this.esmtp) return this.send(reply(503, '5.5.1', 'Send EHLO first'));
     if (this.user) return this.send(reply(503, '5.5.1', 'Already authenticated'));
+    if (this.o.role === 'local') return this.send(reply(503, '5.5.1', 'Authentication is not needed: mail from this command is trusted'));
     if (this.tx) return this.send(reply(503, '5.5.1', 'AUTH not allowed during a mail transaction'));
     const [mechName = '', initial, extra] = args.trim().split(/ +/);
     if (mechName === '' || extra !== undefined) return this.send(reply(501, '5.5.4', 'Syntax: AUTH mechanism [initial-response]'));

@@ -5,10 +5,10 @@
  */
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { addUser, baseConfig, cli, CLI, tempDir, writeConfig } from '../helpers/server.ts';
+import { addUser, baseConfig, cli, CLI, NODE, tempDir, writeConfig } from '../helpers/server.ts';
 import { dataDirOf, mailbox } from '../helpers/mailbox.ts';
 import { parseMail } from '../helpers/parse-mail.ts';
 import { queueJson } from '../helpers/relay.ts';
@@ -92,7 +92,7 @@ describe('mailnest sendmail', () => {
       [['sendmail'], 'Subject: x\n\ny\n', 64, /no recipients/],
       [['sendmail', '-t'], 'Subject: x\n\ny\n', 64, /none in the To, Cc or Bcc/],
       [['sendmail', '-Z', 'alice@example.test'], 'x\n', 64, /unknown option -Z/],
-      [['sendmail', '-bs'], '', 64, /not supported/],
+      [['sendmail', '-bs', 'alice@example.test'], '', 64, /^mailnest: -bs takes its recipients from RCPT TO, not as arguments\n$/],
       [['sendmail', '-bd'], '', 64, /^mailnest: -bd \(run as a daemon\) is not supported here: the server is "mailnest start"\n$/],
       [['sendmail', 'a@@example.test'], 'x\n', 65, /is not a valid address/],
       [['sendmail', '-f', 'Alice <alice@example.test>', 'alice@example.test'], 'x\n', 65, /-f "Alice <alice@example\.test>" is not a valid address/],
@@ -109,6 +109,55 @@ describe('mailnest sendmail', () => {
     assert.equal(r.status, 78, r.stderr);
     // -bi (newaliases) succeeds and does nothing
     assert.equal(cli(configFile, ['sendmail', '-bi'], '').status, 0);
+  });
+
+  it('-bs speaks SMTP on stdin and stdout, reply by reply as PHP mailers wait for them: no AUTH, any recipient, the message completed as submitted mail is', async () => {
+    const child = spawn(NODE, [CLI, '-c', configFile, 'sendmail', '-bs', '-i'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    /** The next whole reply (its last line "NNN "). */
+    const reply = async (): Promise<string> => {
+      for (;;) {
+        const m = /^(?:\d{3}-[^\r\n]*\r\n)*\d{3} [^\r\n]*\r\n/.exec(out);
+        if (m) {
+          out = out.slice(m[0].length);
+          return m[0];
+        }
+        const more = await Promise.race([new Promise<Buffer | null>((resolve) => child.stdout.once('data', resolve)), exited.then(() => null)]);
+        if (more === null) throw new Error(`no reply; stderr: ${err}`);
+        out += more.toString();
+      }
+    };
+    const say = async (line: string) => {
+      child.stdin.write(`${line}\r\n`);
+      return reply();
+    };
+    assert.match(await reply(), /^220 /);
+    const ehlo = await say('EHLO [127.0.0.1]');
+    assert.match(ehlo, /^250-/);
+    assert.ok(!/AUTH|STARTTLS/.test(ehlo), ehlo);
+    assert.match(await say('AUTH PLAIN AGEAYg=='), /^503 5\.5\.1 Authentication is not needed/);
+    assert.match(await say('MAIL FROM:<app@example.test>'), /^250 /);
+    assert.match(await say('RCPT TO:<alice@example.test>'), /^250 /);
+    assert.match(await say('RCPT TO:<ops@remote.test>'), /^250 /);
+    assert.match(await say('RCPT TO:<nobody@example.test>'), /^550 5\.1\.1/);
+    assert.match(await say('DATA'), /^354 /);
+    const queued = await say('Subject: from php\r\nTo: alice@example.test\r\nBcc: hidden@remote.test\r\n\r\nhello\r\n..dot\r\n.');
+    const id = /^250 2\.0\.0 OK queued as (\S+)\r\n$/.exec(queued)?.[1];
+    assert.ok(id, queued);
+    assert.match(await say('QUIT'), /^221 /);
+    assert.equal(await exited, 0, err);
+    const m = (await box('alice@example.test')).find((x) => x.toString().includes('from php'));
+    assert.ok(m, 'not delivered');
+    const p = parseMail(m);
+    assert.equal(p.root.text, 'hello\n.dot\n');
+    assert.equal(p.headers['from'], 'app@example.test');
+    assert.ok(p.headers['date'] && p.headers['message-id'], 'Date/Message-ID not added');
+    assert.ok(!p.headerNames.includes('bcc'), 'Bcc kept');
+    assert.deepEqual(queueJson(configFile).find((e) => e.id === id)?.recipients.map((r) => r.address), ['ops@remote.test']);
+    assert.ok(cli(configFile, ['queue', 'remove', id]).status === 0);
   });
 
   it('refuses input over limits.max_message_size with EX_DATAERR', () => {
