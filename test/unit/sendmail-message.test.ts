@@ -23,6 +23,8 @@ test('the flags cron, logwatch, smartd, mail(1) and PHP pass', () => {
   assert.equal(parseSendmailArgs(['-r', 'x@example.test', 'y@example.test']).sender, 'x@example.test');
   assert.equal(parseSendmailArgs(['-bi']).noop, true);
   assert.equal(parseSendmailArgs(['-I']).noop, true);
+  // Symfony's and Laravel's sendmail transports: SMTP on stdin and stdout
+  assert.equal(parseSendmailArgs(['-bs', '-i']).smtp, true);
   // Postfix's -SMTPUTF8: SMTPUTF8 is asked of the next hop whenever an address needs it
   assert.deepEqual(parseSendmailArgs(['-SMTPUTF8', '-t']), { extractRecipients: true, ignoreDots: false, recipients: [], noop: false });
   // mailnest's own -c/--config and --verbose may follow "sendmail" too
@@ -37,7 +39,7 @@ test('unknown and unsupported options are usage errors (EX_USAGE)', () => {
     [['-Z'], /unknown option -Z/],
     [['--long'], /unknown option --long/],
     [['-f'], /option -f needs a value/],
-    [['-bs'], /-bs .* not supported/],
+    [['-bt'], /-bt is not supported \(only -bm, the default, -bs and -bi\)/],
     [['-bp'], /mailnest queue list/],
     [['-q'], /-q .* not supported/],
     [['-q30m'], /-q .* not supported/],
