@@ -66,6 +66,15 @@ export function withoutFields(message: Buffer[], mention: RegExp, drop: (field: 
   return [Buffer.from(kept.join('\r\n'), 'latin1'), Buffer.concat(message).subarray(end)];
 }
 
+/** How many fields of the header section `field` matches, a pattern of a field's start with the
+ *  flags g, i and m (`/^received[ \t]*:/gim`): continuation lines begin with white space. */
+export function countFields(message: Buffer[], field: RegExp): number {
+  const { end } = headerEnd(message);
+  const first = message[0];
+  const header = (first && first.length >= end ? first.subarray(0, end) : Buffer.concat(message).subarray(0, end)).toString('latin1');
+  return header.match(field)?.length ?? 0;
+}
+
 /** A field's value (what follows its colon), unfolded (RFC 5322 §2.2.3). */
 export function unfoldedValue(field: string): string {
   return field.slice(field.indexOf(':') + 1).replace(/\r?\n/g, '');

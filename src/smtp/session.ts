@@ -9,6 +9,7 @@
  * 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), ENHANCEDSTATUSCODES (RFC 2034), CHUNKING
  * (RFC 3030), STARTTLS (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), DSN (RFC 3461).
  */
+import { countFields } from '../mime/header-section.ts';
 import { EMPTY } from '../net/empty.ts';
 import { OUTPUT_PER_TURN, type Output, type Session, type SessionSummary, type TlsInfo } from '../net/session.ts';
 import { LineReader } from '../net/line-reader.ts';
@@ -81,6 +82,9 @@ export interface SmtpSessionOptions {
    *  declared), as last read (no I/O); absent, no check is made. */
   roomFor?: (declaredSize: number) => boolean;
 }
+
+/** RFC 5321 §6.3: a message with this many Received fields is in a loop ("normally at least 100"). */
+export const MAX_HOPS = 100;
 
 /** RFC 5321 §4.2.3 452 and RFC 3463 X.3.1 (mail system full): the client tries again later. */
 const INSUFFICIENT_STORAGE = reply(452, '4.3.1', 'Insufficient system storage, try again later');
@@ -518,6 +522,14 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       if (verdict === 'nul') return this.send(reply(550, '5.6.0', 'Message refused: a NUL octet in the message, which mail may not hold (RFC 2045 section 2.8)'));
       return this.send(reply(550, '5.6.0', 'Message refused: bare CR or LF in the message; lines must end with CRLF (RFC 5321 section 2.3.8)'));
     }
+    const body = sink.take();
+    const hops = countFields(body, /^received[ \t]*:/gim);
+    if (hops >= MAX_HOPS) {
+      // Two servers whose aliases point at each other would otherwise pass it on for ever.
+      this.tx = undefined;
+      this.refused('loop');
+      return this.send(reply(554, '5.4.6', `Too many hops: the message has passed ${hops} servers, a mail loop (RFC 5321 section 6.3)`));
+    }
     const auth = this.user ? 'A' : '';
     const tlsMark = this.tls ? 'S' : '';
     this.effect({
@@ -526,7 +538,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
         sender: tx.from.sender ? formatMailbox(tx.from.sender) : '',
         dsn: tx.from.dsn,
         recipients: tx.recipients,
-        body: sink.take(),
+        body,
         helo: this.helo!,
         clientIp: this.clientIp,
         // RFC 3848; RFC 6531 §3.7.3 for a transaction under SMTPUTF8.

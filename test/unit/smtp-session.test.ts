@@ -106,6 +106,18 @@ test('refusals of a message or a recipient are reported for counting, by reason'
   assert.equal(d.delivered.length, 0);
 });
 
+test('a message that has passed 100 servers is in a loop: 554 5.4.6, nothing delivered; 99 go through (RFC 5321 §6.3)', () => {
+  const received = (n: number) => 'Received: from a.test by b.test;\r\n\tSun, 29 Nov 2026 10:00:00 +0000\r\n'.repeat(n);
+  const d = inState('rcpt');
+  d.send('DATA\r\n');
+  assert.match(d.send(`${received(100)}Subject: x\r\n\r\nReceived: in the body is no hop\r\n.\r\n`), /^554 5\.4\.6 Too many hops: the message has passed 100 servers/);
+  assert.equal(d.delivered.length, 0);
+  assert.deepEqual(d.refusals, ['loop']);
+  d.send('MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n');
+  assert.match(d.send(`${received(99)}Subject: x\r\n\r\n${received(5)}.\r\n`), /^250 2\.0\.0 OK queued/);
+  assert.equal(d.delivered.length, 1);
+});
+
 test('BDAT after HELO: its chunk is read, not run as commands, and refused with the transaction (RFC 3030 §2)', () => {
   const d = new SmtpDriver();
   d.send('HELO c\r\n');
