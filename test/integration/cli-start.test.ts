@@ -117,3 +117,49 @@ test('the package bin entry runs the CLI (compiled or from source, whichever is 
   const usage = spawnSync(NODE, [path.join(ROOT, pkg.bin.mailnest), 'user', 'nope'], { encoding: 'utf8' });
   assert.equal(usage.status, 2);
 });
+
+test('a terminal closed under the server (EIO on its log) leaves it serving, and SIGTERM still stops it with exit 0', async () => {
+  const dir = tempDir();
+  const port = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  const off = { submission: [], submissions: [], pop3: [], pop3s: [], http: [] };
+  const cfg = writeConfig(dir, baseConfig(dir, { listen: { ...off, smtp: [`127.0.0.1:${port}`] } }));
+  // The server on a terminal of its own, which is then closed, as an ssh connection that drops.
+  const script = `
+import json, os, pty, signal, socket, sys, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], sys.argv[2], '-c', sys.argv[3], 'start'])
+seen = b''
+while b'is running' not in seen:
+    seen += os.read(fd, 4096)
+os.close(fd)
+time.sleep(0.5)
+out = {}
+try:
+    s = socket.create_connection(('127.0.0.1', int(sys.argv[4])), timeout=5)
+    out['greeting'] = s.recv(200).decode()
+    s.sendall(b'QUIT\\r\\n')
+    s.recv(200)
+    s.close()
+except Exception as e:
+    out['greeting'] = repr(e)
+os.kill(pid, signal.SIGTERM)
+def gave_up(*_):
+    os.kill(pid, signal.SIGKILL)
+    print(json.dumps({**out, 'exit': 'hung'})); sys.exit(0)
+signal.signal(signal.SIGALRM, gave_up)
+signal.alarm(20)
+_, status = os.waitpid(pid, 0)
+print(json.dumps({**out, 'exit': os.waitstatus_to_exitcode(status)}))
+`;
+  const r = spawnSync('python3', ['-c', script, NODE, path.join(ROOT, 'bin', 'mailnest.js'), cfg, String(port)], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const result = JSON.parse(r.stdout) as { greeting: string; exit: number | string };
+  assert.match(result.greeting, /^220 /);
+  assert.equal(result.exit, 0);
+});
