@@ -7,21 +7,33 @@ import { startServer } from '../server.ts';
 import { configOf } from './common.ts';
 import { configPath } from '../config/load.ts';
 
+/** A stop signal repeated within this long is the first one again, not a request to hurry. */
+const REPEATED_SIGNAL_MS = 1000;
+
 export function registerStart(program: Command): void {
   program.command('start').description('run the server in the foreground')
     .action(async (_opts: unknown, cmd: Command) => {
       const config = configOf(cmd);
       const log = createLogger(config.log_level);
       // Signals are caught from the start, so one that arrives while listeners open still
-      // means an orderly stop; a second signal ends the process at once (the default action).
+      // means an orderly stop. A second one ends the process at once (the default action), but
+      // not within a second of the first: that is the same request delivered twice, as Ctrl-C
+      // reaches both the server and the npm or launcher process that passes signals on to it.
       let signalled: string | undefined;
+      let firstAt = 0;
       let onStop: (() => void) | undefined;
-      const onSignal = (signal: string) => {
-        signalled = signal;
-        onStop?.();
+      const onSignal = (signal: NodeJS.Signals) => {
+        if (signalled === undefined) {
+          signalled = signal;
+          firstAt = Date.now();
+          onStop?.();
+        } else if (Date.now() - firstAt >= REPEATED_SIGNAL_MS) {
+          process.removeAllListeners(signal);
+          process.kill(process.pid, signal);
+        }
       };
-      process.once('SIGINT', onSignal);
-      process.once('SIGTERM', onSignal);
+      process.on('SIGINT', onSignal);
+      process.on('SIGTERM', onSignal);
       // SIGHUP (certbot's deploy hook, `systemctl reload`) looks for a renewed certificate, as
       // daemons do, where the default action would end the process. One that comes while the
       // server starts is answered once it is up: the files may have changed after it read them.

@@ -5,7 +5,8 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
-import { baseConfig, cli, NODE, ROOT, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
+import { addUser, baseConfig, cli, NODE, ROOT, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
+import { SmtpClient } from '../helpers/smtp-client.ts';
 import { until } from '../helpers/relay.ts';
 
 test('start: listens, makes a self-signed certificate, stops on SIGTERM with exit 0', async () => {
@@ -162,4 +163,39 @@ print(json.dumps({**out, 'exit': os.waitstatus_to_exitcode(status)}))
   const result = JSON.parse(r.stdout) as { greeting: string; exit: number | string };
   assert.match(result.greeting, /^220 /);
   assert.equal(result.exit, 0);
+});
+
+test('a stop signal delivered twice at once (Ctrl-C to the server and to npm, which passes it on) still stops in order; a second one later ends it at once', async () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  addUser(cfg, 'alice@example.test', 'pw');
+  const server = await startMailnest(dir, cfg);
+  const c = await SmtpClient.open(server.port('smtp'));
+  await c.ehlo();
+  await c.cmd('MAIL FROM:<a@remote.test>');
+  await c.cmd('RCPT TO:<alice@example.test>');
+  assert.equal((await c.cmd('DATA')).code, 354);
+  server.process.kill('SIGINT');
+  // The forwarded copy, a moment later (two at once would reach the process as one).
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  server.process.kill('SIGINT');
+  await until('stopping', () => server.logs.some((l) => l.msg === 'stopping'), 10_000);
+  // The transaction under way finishes: the repeat was not taken for a second request.
+  assert.equal((await c.cmd('Subject: x\r\n\r\nbody\r\n.')).code, 250);
+  assert.equal(await server.stop(), 0);
+  assert.ok(server.logs.some((l) => l.msg === 'stopped'));
+
+  const again = await startMailnest(dir, cfg);
+  const d = await SmtpClient.open(again.port('smtp'));
+  await d.ehlo();
+  await d.cmd('MAIL FROM:<a@remote.test>');
+  await d.cmd('RCPT TO:<alice@example.test>');
+  assert.equal((await d.cmd('DATA')).code, 354);
+  again.process.kill('SIGINT');
+  await until('stopping', () => again.logs.some((l) => l.msg === 'stopping'), 10_000);
+  await new Promise((resolve) => setTimeout(resolve, 1200));
+  again.process.kill('SIGINT');
+  await new Promise((resolve) => again.process.once('exit', resolve));
+  assert.equal(again.process.signalCode, 'SIGINT');
+  d.destroy();
 });
