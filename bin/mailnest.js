@@ -42,8 +42,11 @@ if (Number(process.versions.node.split('.')[0]) >= 24) {
   }
   const child = spawn(node, [main, ...process.argv.slice(2)], { stdio: 'inherit' });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
+  // The child's end is ours: its status, or the signal that ended it (this process's own
+  // handlers removed first, or the signal would only be passed on again).
   child.on('exit', (code, signal) => {
-    if (signal) process.kill(process.pid, signal);
-    else process.exit(code ?? 1);
+    if (!signal) process.exit(code ?? 1);
+    process.removeAllListeners(signal);
+    process.kill(process.pid, signal);
   });
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
@@ -198,4 +198,25 @@ test('a stop signal delivered twice at once (Ctrl-C to the server and to npm, wh
   await new Promise((resolve) => again.process.once('exit', resolve));
   assert.equal(again.process.signalCode, 'SIGINT');
   d.destroy();
+});
+
+/** A Node older than 24 on this machine, which runs the launcher's hand-over to the pinned one. */
+const OLD_NODE = ['/usr/bin/node', '/usr/local/bin/node'].find((n) => {
+  const r = spawnSync(n, ['--version'], { encoding: 'utf8' });
+  return r.status === 0 && Number(/^v(\d+)/.exec(r.stdout)?.[1]) < 24;
+});
+
+test('on an older Node the launcher runs the pinned one, with its exit status, and ends by the signal that ended it', { skip: OLD_NODE ? false : 'no Node older than 24 here' }, async () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  const launcher = path.join(ROOT, 'bin', 'mailnest.js');
+  assert.equal(spawnSync(OLD_NODE!, [launcher, '-c', cfg, 'user', 'list'], { encoding: 'utf8' }).status, 0);
+  assert.equal(spawnSync(OLD_NODE!, [launcher, '-c', cfg, 'no-such-command'], { encoding: 'utf8' }).status, 2);
+  // sendmail waiting for its message, its Node killed: the caller must not read "queued".
+  const run = spawn(OLD_NODE!, [launcher, '-c', cfg, 'sendmail', 'alice@example.test'], { stdio: ['pipe', 'ignore', 'ignore'] });
+  const children = `/proc/${run.pid}/task/${run.pid}/children`;
+  await until('the pinned Node', () => fs.readFileSync(children, 'utf8').trim() !== '', 20_000);
+  process.kill(Number(fs.readFileSync(children, 'utf8').trim().split(' ')[0]), 'SIGTERM');
+  const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => run.once('exit', (c, s) => resolve([c, s])));
+  assert.deepEqual([code, signal], [null, 'SIGTERM']);
 });
