@@ -5,6 +5,7 @@
  */
 import { addressKey, type DsnEnvelope, type DsnRecipient, type Store, type UserRecord } from '../store/store.ts';
 import { newQueueId } from '../store/queue-id.ts';
+import { withHeaderEnd } from '../mime/header-section.ts';
 import { receivedHeader, returnPathHeader, withoutReturnPath, type ReceivedInfo } from './trace.ts';
 import type { Resolution } from './recipients.ts';
 
@@ -56,7 +57,7 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
   const localPrefix = Buffer.from(returnPathHeader(s.sender) + trace, 'utf8');
   await store.accept({
     id,
-    body: withoutReturnPath(s.body),
+    body: withHeaderEnd(withoutReturnPath(s.body)),
     sender: s.sender,
     ...(s.dsn ? { dsn: s.dsn } : {}),
     local: [...users.keys()].map((userId) => ({ userId, prefix: localPrefix })),

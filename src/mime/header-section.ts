@@ -43,6 +43,19 @@ export function headerEnd(message: Buffer[]): { end: number; separated: boolean 
   return { end: length > 0 && isField(head) ? base : lineStart, separated: false };
 }
 
+/**
+ * The message with the empty line that ends its header section where it has none (RFC 5322
+ * §2.1): a first line that is no header field begins the body, and without the empty line the
+ * trace fields put on top would run into it, a header that readers such as fetchmail refuse.
+ * Postfix's cleanup puts it in too. The same chunks when it is there.
+ */
+export function withHeaderEnd(message: Buffer[]): Buffer[] {
+  const { end, separated } = headerEnd(message);
+  if (separated) return message;
+  const whole = Buffer.concat(message);
+  return [whole.subarray(0, end), Buffer.from('\r\n'), whole.subarray(end)];
+}
+
 /** A header section's fields as text, each with its continuation lines (RFC 5322 §2.2); the
  *  line end closing the last field leaves an empty last entry, so joining with CRLF restores it. */
 export function fieldTexts(header: string): string[] {

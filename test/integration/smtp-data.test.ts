@@ -314,3 +314,23 @@ test('smuggling through an otherwise valid message: the real end is the only end
   assert.deepEqual(await bodies(f, 'alice@example.test'), [original]);
   assert.deepEqual(await bodies(f, 'bob@example.test'), []);
 });
+
+test('a message whose first line is no header field gets the empty line that begins its body, after the trace fields; one with it is stored as sent', async () => {
+  f = await startFixture();
+  const c = await inData(f);
+  assert.equal((await c.cmd('no headers at all, just a line\r\n.')).code, 250);
+  await c.cmd('MAIL FROM:<sender@remote.test>');
+  await c.cmd('RCPT TO:<alice@example.test>');
+  await c.cmd('DATA');
+  assert.equal((await c.cmd('Subject: s\r\nthe body, with no empty line before it\r\n.')).code, 250);
+  await c.cmd('MAIL FROM:<sender@remote.test>');
+  await c.cmd('RCPT TO:<alice@example.test>');
+  await c.cmd('DATA');
+  assert.equal((await c.cmd('Subject: s\r\n\r\nbody\r\n.')).code, 250);
+  c.destroy();
+  assert.deepEqual(await bodies(f, 'alice@example.test'), [
+    '\r\nno headers at all, just a line\r\n',
+    'Subject: s\r\n\r\nthe body, with no empty line before it\r\n',
+    'Subject: s\r\n\r\nbody\r\n',
+  ]);
+});
