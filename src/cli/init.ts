@@ -8,12 +8,12 @@ import { asDataDirOwner } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
 import { dnsRecords, formatRecords } from '../delivery/dns-records.ts';
 
-export function starterConfig(hostname: string, domain: string): string {
+export function starterConfig(hostname: string, domain: string, dataDir = './data'): string {
   return `# mailnest configuration. Every key is optional; the values shown commented out are the defaults.
 
 hostname = "${hostname}"            # the name this server gives in greetings and Received headers
 domains = ["${domain}"]              # mail for these domains is delivered to local mailboxes
-data_dir = "./data"                  # everything mailnest keeps (database, TLS and DKIM keys)
+data_dir = ${JSON.stringify(dataDir).padEnd(25)} # everything mailnest keeps (database, TLS and DKIM keys)
 # log_level = "info"
 # dns_servers = ["127.0.0.1:53"]     # resolvers for MX lookups and the checks; empty: /etc/resolv.conf's
 
@@ -92,8 +92,9 @@ export function registerInit(program: Command): void {
   program.command('init').description('write a commented starter mailnest.toml')
     .option('--hostname <name>', 'the host name of this server', os.hostname())
     .option('--domain <domain>', 'the mail domain (default: the host name without its first label, or the host name itself when it has two)')
+    .option('--data-dir <dir>', 'where mailnest keeps everything, the DKIM key made now included', './data')
     .option('--force', 'overwrite an existing file')
-    .action(async (opts: { hostname: string; domain?: string; force?: boolean }, cmd: Command) => {
+    .action(async (opts: { hostname: string; domain?: string; dataDir: string; force?: boolean }, cmd: Command) => {
       const file = (cmd.optsWithGlobals() as { config?: string }).config ?? process.env.MAILNEST_CONFIG ?? 'mailnest.toml';
       // An MX target and the EHLO name are fully qualified (RFC 5321 §2.3.5).
       if (!opts.hostname.includes('.')) {
@@ -105,9 +106,9 @@ export function registerInit(program: Command): void {
       if (!domain) {
         throw new UsageError(`cannot tell the mail domain from the host name ${JSON.stringify(opts.hostname)}: give --domain (and --hostname, e.g. --hostname mail.example.com --domain example.com)`);
       }
-      const text = starterConfig(opts.hostname, domain);
+      const text = starterConfig(opts.hostname, domain, opts.dataDir);
       try {
-        parseConfig(parseToml(text), '--hostname/--domain'); // refuse names that would make a config mailnest rejects
+        parseConfig(parseToml(text), '--hostname/--domain/--data-dir'); // refuse what would make a config mailnest rejects
       } catch (err) {
         throw new UsageError((err as Error).message);
       }

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { configSchema } from '../../src/config/schema.ts';
+import { loadConfig } from '../../src/config/load.ts';
 import { addUser, baseConfig, cli, CLI, NODE, tempDir, writeConfig } from '../helpers/server.ts';
 
 test('user add / list --json / passwd / remove, with one-line errors and exit codes', () => {
@@ -157,6 +158,14 @@ test('init writes a starter config that mailnest accepts, and refuses to overwri
   }
   assert.equal(cli(path.join(dir, 'bad.toml'), ['init', '--hostname', 'bad host', '--domain', 'example.org']).status, 2);
   assert.ok(!fs.existsSync(path.join(dir, 'bare.toml')) && !fs.existsSync(path.join(dir, 'bad.toml')));
+  // --data-dir: the file names it, and the key whose record is printed is made there.
+  const elsewhere = path.join(dir, 'var lib "mailnest"');
+  const placed = path.join(dir, 'placed.toml');
+  const made = cli(placed, ['init', '--hostname', 'mail.example.org', '--data-dir', elsewhere]);
+  assert.equal(made.status, 0, made.stderr);
+  assert.equal(loadConfig(placed).data_dir, elsewhere);
+  assert.ok(fs.existsSync(path.join(elsewhere, 'dkim')));
+  assert.equal(/p=([A-Za-z0-9+/=]+)/.exec(cli(placed, ['dns']).stdout)?.[1], /p=([A-Za-z0-9+/=]+)/.exec(made.stdout)?.[1]);
 });
 
 /** Every key of the configuration, as "section.key" or "key". */
