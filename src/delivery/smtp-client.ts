@@ -137,6 +137,9 @@ export function whereOf(target: Pick<ClientTarget, 'host' | 'port' | 'servername
   return `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
 }
 
+const NON_ASCII = /[^\x00-\x7f]/;
+const NO_SMTPUTF8 = '553 5.6.7 a non-ASCII address and the next hop does not offer SMTPUTF8 (RFC 6531)';
+
 function describe(err: NmError): string {
   if (err.response) return oneLine(err.response);
   const code = err.code ? `${err.code}: ` : '';
@@ -291,6 +294,14 @@ export class SmtpClient {
     const all = (ok: boolean, permanent: boolean, reply: string, ownReply = false): RecipientResult[] =>
       message.recipients.map((address) => ({ address, ok, permanent, reply, ...(ownReply ? { ownReply } : {}) }));
     if (this.broken) return Promise.resolve(all(false, false, 'connection lost'));
+    // A non-ASCII recipient is one this server cannot take; the others go (RFC 6531 §3.2).
+    const utf8 = this.offered.extensions.includes('SMTPUTF8') ? [] : message.recipients.filter((a) => NON_ASCII.test(a));
+    if (utf8.length > 0) {
+      const refused = utf8.map((address) => ({ address, ok: false, permanent: true, reply: NO_SMTPUTF8, ownReply: true }));
+      const rest = message.recipients.filter((a) => !NON_ASCII.test(a));
+      if (rest.length === 0) return Promise.resolve(refused);
+      return this.transaction({ ...message, recipients: rest }).then((results) => [...results, ...refused]);
+    }
     const refusal = this.unsendable(message);
     if (refusal) return Promise.resolve(all(false, true, refusal, true));
     this.inFlight = true;
@@ -375,18 +386,15 @@ export class SmtpClient {
   }
 
   /**
-   * Why this server cannot take the message as it is, if it cannot: a non-ASCII address needs
+   * Why this server cannot take the message as it is, if it cannot: a non-ASCII sender needs
    * SMTPUTF8 (RFC 6531 §3.2), 8-bit data 8BITMIME (RFC 6152 §3), and the message must be within
    * the SIZE it declared. mailnest converts none of these, so the message is returned to its
    * sender, as RFC 6531 §3.2 has it for the addresses.
    */
   private unsendable(message: OutboundMessage): string | undefined {
     const { extensions: offered, maxSize } = this.offered;
-    const nonAscii = /[^\x00-\x7f]/;
-    // First: a non-ASCII address makes the message 8-bit too (our Received names it).
-    if ([message.sender, ...message.recipients].some((a) => nonAscii.test(a)) && !offered.includes('SMTPUTF8')) {
-      return '553 5.6.7 a non-ASCII address and the next hop does not offer SMTPUTF8 (RFC 6531)';
-    }
+    // First: a non-ASCII sender makes the message 8-bit too (our Received names it).
+    if (NON_ASCII.test(message.sender) && !offered.includes('SMTPUTF8')) return NO_SMTPUTF8;
     if (message.eightBit && !offered.includes('8BITMIME')) {
       return '554 5.6.3 the message has 8-bit data and the next hop does not offer 8BITMIME (RFC 6152)';
     }

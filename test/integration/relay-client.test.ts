@@ -111,6 +111,7 @@ test('a transaction whose reply never comes is settled as a temporary failure wh
 test('8-bit data without 8BITMIME, and a UTF-8 address without SMTPUTF8, fail for good before MAIL', async (t) => {
   const hop = await nextHop(t, []);
   const client = await connect(hop.port);
+  t.after(() => client.close());
   const [eight] = await client.send(message('Subject: s\r\n\r\n\u00e9t\u00e9\r\n'));
   assert.deepEqual(eight, { address: 'b@hop.test', ok: false, permanent: true, reply: '554 5.6.3 the message has 8-bit data and the next hop does not offer 8BITMIME (RFC 6152)', ownReply: true });
   const [utf8] = await client.send(message('Subject: s\r\n\r\nx\r\n', { recipients: ['j\u00f6rg@hop.test'] }));
@@ -123,7 +124,10 @@ test('8-bit data without 8BITMIME, and a UTF-8 address without SMTPUTF8, fail fo
   const [plain] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
   assert.equal(plain!.ok, true, plain!.reply);
   assert.deepEqual(hop.commands.filter((c) => /^MAIL/.test(c)), ['MAIL FROM:<a@example.test>'], 'nothing was sent for the first two');
-  client.close();
+  // The ASCII recipients of a message that also goes to a non-ASCII one are sent to.
+  const mixed = await client.send(message('Subject: s\r\n\r\nx\r\n', { recipients: ['j\u00f6rg@hop.test', 'plain@hop.test'] }));
+  assert.deepEqual(mixed.map((r) => [r.address, r.ok, r.reply.slice(0, 3)]), [['plain@hop.test', true, '250'], ['j\u00f6rg@hop.test', false, '553']]);
+  assert.deepEqual(hop.commands.filter((c) => /^RCPT/.test(c)).slice(-1), ['RCPT TO:<plain@hop.test>']);
 });
 
 test('a recipient refused at RCPT keeps its own reply when the message is refused too', async (t) => {
