@@ -62,11 +62,20 @@ const SMTP_REPLY = /^[245]\d\d(?:[ -]|$)/;
 export function statusOf(reply: string | undefined, action: DsnAction): string {
   const m = reply && /^\d{3}[ -]([245]\.\d{1,3}\.\d{1,3})\b/.exec(reply);
   const basic = reply && SMTP_REPLY.test(reply) ? `${reply[0]}.0.0` : undefined;
-  const status = m ? m[1]! : basic;
+  const status = m ? m[1]! : basic ?? networkStatus(reply, action);
   if (status) return action === 'delayed' ? status.replace(/^5/, '4') : status;
   if (action === 'failed') return '5.0.0';
   if (action === 'delayed') return '4.0.0';
   return '2.0.0';
+}
+
+/** RFC 3463 §3.5 for what went wrong on the way to a server: X.4.1 no answer from the host
+ *  (refused, unreachable, timed out), X.4.2 a connection that broke. */
+function networkStatus(reply: string | undefined, action: DsnAction): string | undefined {
+  const c = action === 'failed' ? '5' : '4';
+  if (reply && /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|Connection timeout/i.test(reply)) return `${c}.4.1`;
+  if (reply && /ECONNRESET|EPIPE|connection (lost|closed)/i.test(reply)) return `${c}.4.2`;
+  return undefined;
 }
 
 /** The most of a message's header section that is read for a report or for DKIM signing. */

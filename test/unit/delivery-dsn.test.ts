@@ -40,7 +40,10 @@ describe('delivery status notifications', () => {
     assert.equal(statusOf('550 5.1.1 no such user', 'failed'), '5.1.1');
     assert.equal(statusOf('554 transaction failed', 'failed'), '5.0.0');
     assert.equal(statusOf('451-4.7.1 greylisted', 'delayed'), '4.7.1');
-    assert.equal(statusOf('ECONNREFUSED', 'delayed'), '4.0.0');
+    assert.equal(statusOf('mx.remote.test[192.0.2.1]:25: ESOCKET: connect ECONNREFUSED 192.0.2.1:25', 'delayed'), '4.4.1');
+    assert.equal(statusOf('192.0.2.1:25: ETIMEDOUT: Connection timeout', 'delayed'), '4.4.1');
+    assert.equal(statusOf('connection closed before the reply', 'delayed'), '4.4.2');
+    assert.equal(statusOf('something else went wrong', 'delayed'), '4.0.0');
     // A 5xx that is not taken as final (a refused greeting) leaves a delayed recipient transient.
     assert.equal(statusOf('554 5.7.1 go away', 'delayed'), '4.7.1');
     assert.equal(statusOf('554 go away', 'delayed'), '4.0.0');
