@@ -117,9 +117,13 @@ export function oneLine(s: string): string {
   return s.replace(/\r?\n/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 500);
 }
 
-/** A refused certificate's reason with what an operator can do about it, in place of Node's
- *  advice to start it with a flag. */
-function certificateAdvice(reason: string, target: ClientTarget): string {
+/** A failure's reason with what an operator can do about it: a refused certificate (in place of
+ *  Node's advice to start it with a flag), or TLS from the first byte to a port that begins in
+ *  plain text (OpenSSL's "wrong version number", which says nothing of the kind). */
+function withAdvice(reason: string, target: ClientTarget): string {
+  if (target.tls === 'implicit' && /wrong version number|packet length too long/i.test(reason)) {
+    return `no TLS from the first byte on port ${target.port} (the server answered in plain text): set relay.smarthost_tls = "starttls" for a port that offers STARTTLS, such as 587`;
+  }
   const text = reason.replace(/; if the root CA is installed locally.*$/, '');
   if (!target.verify) return text;
   const orOff = target.verifyKey ? `, or set ${target.verifyKey} = false` : '';
@@ -241,7 +245,7 @@ export class SmtpClient {
         // server's reply is given as such, with the server; anything else names where it failed.
         reject(err.response
           ? new ConnectError(describe(err), false, inUpgrade, target.servername ?? target.host)
-          : new ConnectError(`${whereOf(target)}: ${certificateAdvice(describe(err), target)}`, false, inUpgrade));
+          : new ConnectError(`${whereOf(target)}: ${withAdvice(describe(err), target)}`, false, inUpgrade));
       };
       const stopped = () => fail(Object.assign(new Error('the server is stopping'), { code: 'ESTOPPED' }));
       // The connection itself within connectTimeout; nodemailer keeps its socket to itself.

@@ -359,3 +359,14 @@ test('a certificate the check refuses is named with what to do about it: relay.c
   await assert.rejects(misnamed, (err: unknown) => err instanceof ConnectError
     && /^other\.test\[127\.0\.0\.1\]:\d+: ESOCKET: Hostname\/IP does not match certificate's altnames: .*; name the host as its certificate does, or set relay\.tls_verify = false$/.test(err.reply));
 });
+
+test('TLS from the first byte to a port that begins in plain text is named so, with the setting to change', async (t) => {
+  const server = net.createServer((s) => { s.on('error', () => undefined); s.write('220 plain.test ESMTP\r\n'); });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => server.close());
+  const port = (server.address() as net.AddressInfo).port;
+  const refused = SmtpClient.connect({ host: '127.0.0.1', port, servername: 'smarthost.test', tls: 'implicit', verify: false },
+    { name: 'mx.example.test', connectTimeout: 5000, greetingTimeout: 5000, commandTimeout: 5000 });
+  await assert.rejects(refused, (err: unknown) => err instanceof ConnectError
+    && err.reply === `smarthost.test[127.0.0.1]:${port}: no TLS from the first byte on port ${port} (the server answered in plain text): set relay.smarthost_tls = "starttls" for a port that offers STARTTLS, such as 587`);
+});
