@@ -32,7 +32,8 @@ const listenList = z.array(hostPort);
 
 /** A domain name; an internationalised one may be written with its U-labels, and is kept in
  *  A-labels (RFC 5890), the form DNS and the rest of mailnest use. */
-const domainName = z.preprocess((v) => (typeof v === 'string' && /[^\x00-\x7f]/.test(v) ? url.domainToASCII(v) || v : v), z.string().regex(/^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, {
+// The root's final dot ("example.com.", as zone files write it) names the same domain.
+const domainName = z.preprocess((v) => (typeof v !== 'string' ? v : /[^\x00-\x7f]/.test(v) ? url.domainToASCII(v) || v : v.replace(/(?<=.)\.$/, '')), z.string().regex(/^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, {
   message: 'a domain name such as "example.com"',
 }));
 
@@ -49,7 +50,8 @@ function isServerAddress(text: string): boolean {
 export const configSchema = z.strictObject({
   hostname: domainName.default(() => os.hostname()),
   domains: z.array(domainName).min(1, { message: 'at least one domain' }).default(['localhost']),
-  data_dir: z.string().min(1).default('./data'),
+  // A shell expands "~"; nothing here does, and "./~/mail" is a trap for a later `rm -rf ~...`.
+  data_dir: z.string().min(1).refine((d) => !/^~/.test(d), { message: 'a path without "~", which is not expanded here: give the whole path, such as "/home/me/mail"' }).default('./data'),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** DNS servers ("ip" or "ip:port") for MX lookups and the inbound checks; empty: the system's (/etc/resolv.conf). */
   dns_servers: z.array(z.string().refine(isServerAddress, {
@@ -163,6 +165,18 @@ export const configSchema = z.strictObject({
     /** All the checks of one message together give up after this long. */
     timeout: timerDuration.prefault('10s'),
   }).prefault({}),
+}).superRefine((c, ctx) => {
+  // Domains are names without case: two routes for one, and one that is never used (mail for a
+  // local domain is delivered here), are mistakes to name rather than to settle silently.
+  const seen = new Map<string, string>();
+  const local = new Set(c.domains.map((d) => d.toLowerCase()));
+  for (const domain of Object.keys(c.relay.routes)) {
+    const key = domain.toLowerCase();
+    const other = seen.get(key);
+    if (other !== undefined) ctx.addIssue({ code: 'custom', path: ['relay', 'routes', domain], message: `a domain without a route yet: "${other}" names it already (case does not count); keep one` });
+    else if (local.has(key)) ctx.addIssue({ code: 'custom', path: ['relay', 'routes', domain], message: 'a domain that is not local: mail for one in domains is delivered here and never routed; remove the route, or the domain from domains' });
+    seen.set(key, domain);
+  }
 });
 
 export type Config = z.output<typeof configSchema>;

@@ -66,6 +66,9 @@ const refused: [unknown, RegExp][] = [
   [{ limits: { max_recipients: 1.5 } }, /limits\.max_recipients = 1\.5 is not allowed: expected a whole number$/],
   [{ limits: { idle_timeout: 300 } }, /limits\.idle_timeout = 300 is not allowed: expected a duration such as "30s", "5m", "2h" or "5d", in quotes$/],
   [{ data_dir: '' }, /data_dir = "" is not allowed: expected a value that is not empty$/],
+  [{ data_dir: '~/mail' }, /data_dir = "~\/mail" is not allowed: expected a path without "~", which is not expanded here: give the whole path, such as "\/home\/me\/mail"$/],
+  [{ relay: { routes: { 'EXAMPLE.org': '127.0.0.1:25', 'example.org': '127.0.0.1:26' } } }, /relay\.routes\.example\.org = "127\.0\.0\.1:26" is not allowed: expected a domain without a route yet: "EXAMPLE\.org" names it already/],
+  [{ domains: ['example.com'], relay: { routes: { 'Example.com': '127.0.0.1:25' } } }, /relay\.routes\.Example\.com = "127\.0\.0\.1:25" is not allowed: expected a domain that is not local/],
 ];
 for (const [raw, message] of refused) {
   test(`refused with the key, the value and what is allowed: ${JSON.stringify(raw)}`, () => {
@@ -77,6 +80,11 @@ test('an internationalised domain may be written with its U-labels; it is kept i
   const c = parseConfig({ hostname: 'mx.bücher.example', domains: ['Bücher.example', 'example.org'] });
   assert.equal(c.hostname, 'mx.xn--bcher-kva.example');
   assert.deepEqual(c.domains, ['xn--bcher-kva.example', 'example.org']);
+});
+
+test('a domain may end in the root\'s dot, as zone files write it', () => {
+  const c = parseConfig({ hostname: 'mx.example.com.', domains: ['example.com.'], relay: { routes: { 'example.org.': '127.0.0.1:25' } } });
+  assert.deepEqual([c.hostname, c.domains, Object.keys(c.relay.routes)], ['mx.example.com', ['example.com'], ['example.org']]);
 });
 
 test('good DNS server addresses, with and without ports', () => {
