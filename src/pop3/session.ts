@@ -330,7 +330,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
         this.address = r.address;
         this.maildrop = new Maildrop(r.entries);
         this.outcome = 'no quit';
-        return [write(ok(`maildrop has ${this.maildrop.count} messages (${this.maildrop.octets} octets)`))];
+        return [write(ok(`maildrop has ${messages(this.maildrop.count)} (${this.maildrop.octets} octets)`))];
       case 'auth-failed':
         if (r.disconnect) return this.closeWith(err('invalid user name or password, too many failures', 'AUTH'), 'auth failures');
         return [write(err('invalid user name or password', 'AUTH'))];
@@ -379,7 +379,8 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
   private quitted(r: QuitResult, w: { left: number; deleting: number }): Out[] {
     if (r.type === 'commit-failed') return this.closeWith(err('some deleted messages not removed', 'SYS/TEMP'), 'commit failed');
     this.deleted = w.deleting;
-    const left = w.left === 0 ? 'maildrop empty' : `${w.left} messages left`;
+    // What this session saw (RFC 1939 §6's "(maildrop empty)"): mail that came meanwhile is not known.
+    const left = w.left > 0 ? `${messages(w.left)} left` : w.deleting > 0 ? `${messages(w.deleting)} deleted` : 'maildrop empty';
     return this.closeWith(ok(`mailnest POP3 server signing off (${left})`), 'quit');
   }
 
@@ -405,7 +406,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
     }
     const lines: string[] = [];
     for (let n = 1; n <= d.size; n++) if (!d.isDeleted(n)) lines.push(`${n} ${value(n)}`);
-    return [write(multiline(uidl ? 'unique-id listing follows' : `${d.count} messages (${d.octets} octets)`, lines))];
+    return [write(multiline(uidl ? 'unique-id listing follows' : `${messages(d.count)} (${d.octets} octets)`, lines))];
   }
 
   /** RFC 1939 §5 RETR msg: "+OK <octets> octets", the byte-stuffed message, ".". */
@@ -462,7 +463,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
     if (bad) return bad;
     const d = this.maildrop!;
     d.reset();
-    return [write(ok(`maildrop has ${d.count} messages (${d.octets} octets)`))];
+    return [write(ok(`maildrop has ${messages(d.count)} (${d.octets} octets)`))];
   }
 
   /** A message number that exists and is not deleted, or the -ERR saying why not. */
@@ -503,4 +504,9 @@ function coalesce(out: Out[]): Out[] {
     }
   }
   return merged;
+}
+
+/** "1 message", "2 messages". */
+function messages(n: number): string {
+  return `${n} message${n === 1 ? '' : 's'}`;
 }

@@ -74,7 +74,7 @@ print(json.dumps(out))
     assert.equal(o.retr.lines[0].startsWith('Return-Path: <bob@example.org>'), true);
     assert.deepEqual(o.top.slice(-2), ['Subject: second', '']);
     assert.match(o.dele, /^\+OK/);
-    assert.match(o.quit, /^\+OK .*\(1 messages left\)/);
+    assert.match(o.quit, /^\+OK .*\(1 message left\)/);
     assert.deepEqual(o.after, ['1 2']);
   });
 
