@@ -56,7 +56,7 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
     }
     if (!good || !user) {
       const verdict = throttle.fail(ip, username, now());
-      log.info({ listener: kind, client: ip, user: username.slice(0, 256) }, 'pop3 login failed');
+      log.warn({ listener: kind, client: ip, user: username.slice(0, 256) }, 'authentication failed');
       if (verdict.delayMs > 0) await sleep(verdict.delayMs);
       return { type: 'auth-failed', disconnect: verdict.disconnect };
     }

@@ -51,7 +51,7 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
 /** `gone`: whether the session's connection has closed meanwhile. */
 async function perform(ctx: Context, role: SmtpRole, throttle: AuthThrottle, effect: SmtpEffect, gone: () => boolean): Promise<SmtpResult> {
   switch (effect.kind) {
-    case 'auth': return authenticate(ctx, throttle, effect.client, effect.username, effect.password, gone);
+    case 'auth': return authenticate(ctx, role, throttle, effect.client, effect.username, effect.password, gone);
     case 'sender': {
       const user = await ctx.store.findUser(effect.user.address);
       return { kind: 'sender', allowed: !!user && (await ctx.recipients.mayUseSender(user, effect.address)) };
@@ -73,7 +73,7 @@ async function perform(ctx: Context, role: SmtpRole, throttle: AuthThrottle, eff
 /** Checks a login; failures are delayed and counted per client (shared with POP3). A session
  *  that closed while its login waited for its turn gets no check: nobody would hear the answer,
  *  and a guess nobody hears is not counted either. */
-async function authenticate(ctx: Context, throttle: AuthThrottle, client: string, username: string, password: string, gone: () => boolean): Promise<SmtpResult> {
+async function authenticate(ctx: Context, role: SmtpRole, throttle: AuthThrottle, client: string, username: string, password: string, gone: () => boolean): Promise<SmtpResult> {
   if (!(await throttle.begin(client, Date.now()))) return { kind: 'auth', disconnect: true };
   if (gone()) {
     throttle.abandon(client);
@@ -93,7 +93,8 @@ async function authenticate(ctx: Context, throttle: AuthThrottle, client: string
     return { kind: 'auth', user: { id: user.id, address: user.address } };
   }
   const verdict = throttle.fail(client, username, Date.now());
-  ctx.log.warn({ client, username }, 'authentication failed');
+  // The one line besides the session's, for fail2ban and its kind; POP3 writes the same.
+  ctx.log.warn({ listener: role, client, user: username.slice(0, 256) }, 'authentication failed');
   if (verdict.delayMs > 0) await sleep(verdict.delayMs);
   return { kind: 'auth', disconnect: verdict.disconnect };
 }
