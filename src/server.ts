@@ -3,7 +3,7 @@
  * (stop accepting, let open transactions finish within a grace period, close the store).
  */
 import fs from 'node:fs';
-import type { Config, ListenerKind } from './config/schema.ts';
+import { IMAP_DEFAULTS, type Config, type ListenerKind } from './config/schema.ts';
 import { openContext, type Context } from './context.ts';
 import type { Logger } from './log.ts';
 import { AuthThrottle } from './auth/throttle.ts';
@@ -101,8 +101,12 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
     ctx.store.close();
     throw err;
   }
+  // A warning for addresses someone chose; the defaults are only noted.
   for (const kind of ['imap', 'imaps'] as const) {
-    if (config.listen[kind].length > 0) log.warn({ listener: kind }, 'IMAP is not served by this version of mailnest; the listener is not opened');
+    const addresses = config.listen[kind];
+    if (addresses.length === 0) continue;
+    const chosen = addresses.join() !== IMAP_DEFAULTS[kind].join();
+    log[chosen ? 'warn' : 'info']({ listener: kind }, 'IMAP is not served by this version of mailnest; the listener is not opened');
   }
   const { relay } = config;
   if (relay.smarthost && relay.smarthost_tls === 'none' && relay.password !== undefined) {

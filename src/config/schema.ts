@@ -24,11 +24,14 @@ const duration = z.string({ error: (issue) => (issue.code === 'invalid_type' ? `
 const timerDuration = duration.refine((ms) => ms <= 24 * 86_400_000, { message: 'at most "24d", the longest a timer can wait' });
 
 /** "host:port" or "[v6]:port"; port 0 asks the OS for a free port (tests). */
-const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, {
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d+$/, {
   message: 'a "host:port" address such as "127.0.0.1:2525" or "[::1]:2525"',
 }).refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, { message: 'a port from 0 to 65535' });
 
 const listenList = z.array(hostPort);
+
+/** The interface's IMAP addresses, kept though IMAP is not served yet. */
+export const IMAP_DEFAULTS = { imap: ['127.0.0.1:2143'], imaps: ['127.0.0.1:2993'] } as const;
 
 /** A domain name; an internationalised one may be written with its U-labels, and is kept in
  *  A-labels (RFC 5890), the form DNS and the rest of mailnest use. */
@@ -63,8 +66,8 @@ export const configSchema = z.strictObject({
     submissions: listenList.default(['127.0.0.1:2465']),
     pop3: listenList.default(['127.0.0.1:2110']),
     pop3s: listenList.default(['127.0.0.1:2995']),
-    imap: listenList.default(['127.0.0.1:2143']),
-    imaps: listenList.default(['127.0.0.1:2993']),
+    imap: listenList.default([...IMAP_DEFAULTS.imap]),
+    imaps: listenList.default([...IMAP_DEFAULTS.imaps]),
     http: listenList.default(['127.0.0.1:8025']),
   }).superRefine((listen, ctx) => {
     // Two listeners on one address: the second would fail to bind with EADDRINUSE, which names

@@ -220,3 +220,12 @@ test('on an older Node the launcher runs the pinned one, with its exit status, a
   const [code, signal] = await new Promise<[number | null, string | null]>((resolve) => run.once('exit', (c, s) => resolve([c, s])));
   assert.deepEqual([code, signal], [null, 'SIGTERM']);
 });
+
+test('IMAP addresses someone chose get a warning that IMAP is not served; the defaults only a note', async () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir, { listen: { imap: ['127.0.0.1:2143'], imaps: ['127.0.0.1:0'] } }));
+  const server = await startMailnest(dir, cfg);
+  await server.stop();
+  const levels = Object.fromEntries(server.logs.filter((l) => l.msg === 'IMAP is not served by this version of mailnest; the listener is not opened').map((l) => [l.listener, l.level]));
+  assert.deepEqual(levels, { imap: 30, imaps: 40 });
+});

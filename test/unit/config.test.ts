@@ -66,6 +66,7 @@ const refused: [unknown, RegExp][] = [
   [{ limits: { max_recipients: 1.5 } }, /limits\.max_recipients = 1\.5 is not allowed: expected a whole number$/],
   [{ limits: { idle_timeout: 300 } }, /limits\.idle_timeout = 300 is not allowed: expected a duration such as "30s", "5m", "2h" or "5d", in quotes$/],
   [{ data_dir: '' }, /data_dir = "" is not allowed: expected a value that is not empty$/],
+  [{ listen: { smtp: ['127.0.0.1:338525'] } }, /listen\.smtp\[0\] = "127\.0\.0\.1:338525" is not allowed: expected a port from 0 to 65535$/],
   [{ data_dir: '~/mail' }, /data_dir = "~\/mail" is not allowed: expected a path without "~", which is not expanded here: give the whole path, such as "\/home\/me\/mail"$/],
   [{ relay: { routes: { 'EXAMPLE.org': '127.0.0.1:25', 'example.org': '127.0.0.1:26' } } }, /relay\.routes\.example\.org = "127\.0\.0\.1:26" is not allowed: expected a domain without a route yet: "EXAMPLE\.org" names it already/],
   [{ domains: ['example.com'], relay: { routes: { 'Example.com': '127.0.0.1:25' } } }, /relay\.routes\.Example\.com = "127\.0\.0\.1:25" is not allowed: expected a domain that is not local/],
