@@ -47,11 +47,12 @@ export function headerEnd(message: Buffer[]): { end: number; separated: boolean 
  * The message with the empty line that ends its header section where it has none (RFC 5322
  * §2.1): a first line that is no header field begins the body, and without the empty line the
  * trace fields put on top would run into it, a header that readers such as fetchmail refuse.
- * Postfix's cleanup puts it in too. The same chunks when it is there.
+ * Postfix's cleanup puts it in too. The same chunks when it is there, or when the header section
+ * is the whole message (§3.5: the body is optional, and so is the line before it).
  */
 export function withHeaderEnd(message: Buffer[]): Buffer[] {
   const { end, separated } = headerEnd(message);
-  if (separated) return message;
+  if (separated || end >= message.reduce((n, c) => n + c.length, 0)) return message;
   const whole = Buffer.concat(message);
   return [whole.subarray(0, end), Buffer.from('\r\n'), whole.subarray(end)];
 }
