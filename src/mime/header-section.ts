@@ -20,7 +20,7 @@ export function headerEnd(message: Buffer[]): { end: number; separated: boolean 
   // began in an earlier chunk.
   let head = Buffer.alloc(0);
   let length = 0;
-  const isField = (h: Buffer) => (inField && (h[0] === 0x20 || h[0] === 0x09)) || FIELD_START.test(h.toString('latin1'));
+  const isField = (h: Buffer) => (inField && (h[0] === 0x20 || h[0] === 0x09)) || startsField(h);
   for (const chunk of message) {
     let at = 0;
     for (let lf = chunk.indexOf(0x0a); lf >= 0; lf = chunk.indexOf(0x0a, at)) {
@@ -92,6 +92,16 @@ export function countFields(message: Buffer[], field: RegExp): number {
 /** A field's value (what follows its colon), unfolded (RFC 5322 §2.2.3). */
 export function unfoldedValue(field: string): string {
   return field.slice(field.indexOf(':') + 1).replace(/\r?\n/g, '');
+}
+
+/** FIELD_START on a line's octets, without making them a string: this runs for every line of
+ *  every header, several times per message. */
+function startsField(line: Buffer): boolean {
+  let i = 0;
+  while (i < line.length && line[i]! >= 0x21 && line[i]! <= 0x7e && line[i] !== 0x3a) i++;
+  if (i === 0) return false;
+  while (line[i] === 0x20 || line[i] === 0x09) i++;
+  return line[i] === 0x3a;
 }
 
 /** Octets of a line enough to tell a field's first line (a name is at most 998 of them). */
