@@ -12,7 +12,7 @@ import { CertificateWatch } from './net/certificate-watch.ts';
 import { ServerCertificate } from './net/tls.ts';
 import { QueueRunner } from './delivery/queue-runner.ts';
 import { HttpService } from './http/server.ts';
-import { smtpHandler, type SmtpRole } from './smtp/handler.ts';
+import { smtpHandler, type SmtpHandler, type SmtpRole } from './smtp/handler.ts';
 import { pop3Handler } from './pop3/handler.ts';
 import { MaildropLocks } from './pop3/locks.ts';
 import { FreeSpace } from './store/free-space.ts';
@@ -67,8 +67,12 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
   const freeSpace = new FreeSpace(config.data_dir);
   const lctx: ListenerContext = { limits, log, tls: certificate, onCount: (l, d) => ctx.metrics.count(l, d) };
   const listeners: { kind: ListenerKind; listener: Listener<any, any> }[] = [];
+  const smtpHandlers: SmtpHandler[] = [];
   for (const role of SMTP_ROLES) {
-    if (config.listen[role].length > 0) listeners.push({ kind: role, listener: new Listener(smtpHandler(ctx, role, throttle, freeSpace), lctx) });
+    if (config.listen[role].length === 0) continue;
+    const handler = smtpHandler(ctx, role, throttle, freeSpace);
+    smtpHandlers.push(handler);
+    listeners.push({ kind: role, listener: new Listener(handler, lctx) });
   }
   const pop3Locks = new MaildropLocks(); // one lock table for pop3 and pop3s
   for (const kind of ['pop3', 'pop3s'] as const) {
@@ -124,6 +128,8 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
       for (const { listener } of listeners) listener.destroyAll();
       // What the services still have in hand (outbound transactions) gets what is left of it.
       for (const { service } of [...services].reverse()) await service.stop(Math.max(0, deadline - Date.now()));
+      // Delivery reports that follow a 250 just given are queued before the store closes.
+      await Promise.all(smtpHandlers.map((h) => h.settled()));
       freeSpace.close();
       ctx.store.close();
       lock.release();

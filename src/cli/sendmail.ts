@@ -205,7 +205,7 @@ export function registerSendmail(program: Command): void {
         if (args.noop) return;
         if (args.smtp) {
           if (args.recipients.length > 0) throw new SendmailUsage('-bs takes its recipients from RCPT TO, not as arguments');
-          return await smtpOnStdio(ctx);
+          return await smtpOnStdio(ctx, caller);
         }
         const id = await sendmail(ctx, args, caller);
         if (process.stdout.isTTY) process.stdout.write(`${id}\n`);
@@ -227,18 +227,17 @@ export function registerSendmail(program: Command): void {
  * any sender and recipient; what it takes is completed as submitted mail is (From, Date,
  * Message-ID, no Bcc) and signed when it leaves.
  */
-async function smtpOnStdio(ctx: Context): Promise<void> {
+async function smtpOnStdio(ctx: Context, caller: string): Promise<void> {
   const freeSpace = new FreeSpace(ctx.config.data_dir);
   try {
-    const handler = smtpHandler(ctx, 'local', new AuthThrottle(ctx.config.auth.max_failures), freeSpace);
+    const handler = smtpHandler(ctx, 'local', new AuthThrottle(ctx.config.auth.max_failures), freeSpace, { login: caller });
     const session = handler.createSession({ remoteAddress: '', remotePort: 0, localAddress: '', localPort: 0 });
-    await runStdioSession({
-      session,
-      perform: (e, s) => handler.perform(e, s),
-      input: process.stdin,
-      output: process.stdout,
-      ...(handler.refused ? { refused: handler.refused } : {}),
-    });
+    try {
+      await runStdioSession({ session, perform: (e, s) => handler.perform(e, s), input: process.stdin, output: process.stdout, idleMs: ctx.config.limits.idle_timeout });
+    } finally {
+      // A "delivered" report that follows a 250 is queued before the store closes.
+      await handler.settled();
+    }
   } finally {
     freeSpace.close();
   }
@@ -270,7 +269,7 @@ async function sendmail(ctx: Context, args: SendmailArgs, caller: string): Promi
     throw err;
   }
   try {
-    return await submitLocal(ctx, { sender: prepared.sender, recipients: prepared.recipients, message: prepared.message, protocol: 'local' });
+    return await submitLocal(ctx, { sender: prepared.sender, recipients: prepared.recipients, message: prepared.message, protocol: 'local', submitter: caller });
   } catch (err) {
     if (err instanceof SubmitError) {
       const code = err.problem === 'unknown-recipient' ? EX_NOUSER : err.problem === 'no-recipients' ? EX_USAGE : EX_DATAERR;

@@ -9,7 +9,7 @@
  */
 import crypto from 'node:crypto';
 import addressparser from 'nodemailer/lib/addressparser';
-import { splitAt, totalLength } from '../chunks.ts';
+import { splitAt } from '../chunks.ts';
 import { rfc5322Date } from '../delivery/trace.ts';
 import { hasStrayName } from './addresses.ts';
 import { headerEnd, unfoldedValue } from './header-section.ts';
@@ -49,7 +49,7 @@ export interface Completed {
  * line is put in, so that the fields added go in the header, not after the text.
  */
 export function completeSubmission(message: Buffer[], c: Completion): Completed {
-  const { end, separated } = headerEnd(message);
+  const { end } = headerEnd(message);
   const [header, rest] = splitAt(message, end);
   const fields = splitFields(header);
   const names = new Set(fields.map((f) => f.name.toLowerCase()));
@@ -57,9 +57,9 @@ export function completeSubmission(message: Buffer[], c: Completion): Completed 
   const kept = fields.filter((f) => !DROPPED_FIELD.test(f.name));
   const missing = missingFields((name) => names.has(name), c);
   if (!names.has('from')) from.push(c.from);
-  const separate = !separated && totalLength(rest) > 0;
-  if (kept.length === fields.length && missing.length === 0 && !separate) return { message, from };
-  const added = Buffer.from(missing.map((line) => `${line}\r\n`).join('') + (separate ? '\r\n' : ''), 'utf8');
+  // (A body without the empty line before it gets one on acceptance: withHeaderEnd.)
+  if (kept.length === fields.length && missing.length === 0) return { message, from };
+  const added = Buffer.from(missing.map((line) => `${line}\r\n`).join(''), 'utf8');
   return { message: [Buffer.concat([...kept.map((f) => f.bytes), added]), ...rest], from };
 }
 

@@ -2,7 +2,9 @@
  * Drives one sans-I/O session over a pair of streams instead of a socket: `sendmail -bs` speaks
  * SMTP on its standard input and output. Outputs run in order, each effect awaited before the
  * next, and input is read only once the session has answered what came before (RFC 2920 §3.1:
- * replies in the order of the commands). Ends when the session closes or the input ends.
+ * replies in the order of the commands). Ends when the session closes, the input ends, or no
+ * input comes for `idleMs` (the session's own farewell then, as on a socket). An exception in an
+ * effect gets the session's failure reply (421) before it is thrown on.
  */
 import type { Readable, Writable } from 'node:stream';
 import { EMPTY } from './empty.ts';
@@ -13,8 +15,7 @@ export interface StdioSessionOptions<E, R> {
   perform: (effect: E, session: Session<E, R>) => Promise<R>;
   input: Readable;
   output: Writable;
-  /** A refusal the session reports (see Output). */
-  refused?: (reason: string) => void;
+  idleMs: number;
 }
 
 export async function runStdioSession<E, R>(o: StdioSessionOptions<E, R>): Promise<void> {
@@ -33,18 +34,26 @@ export async function runStdioSession<E, R>(o: StdioSessionOptions<E, R>): Promi
         case 'stream':
           for await (const chunk of out.source) for (const piece of Array.isArray(chunk) ? chunk : [chunk]) await write(piece);
           break;
-        case 'effect':
-          queue.unshift(...o.session.resolve(await o.perform(out.effect, o.session)));
+        case 'effect': {
+          let result: R;
+          try {
+            result = await o.perform(out.effect, o.session);
+          } catch (err) {
+            await run(o.session.failure()).catch(() => false);
+            throw err;
+          }
+          queue.unshift(...o.session.resolve(result));
           break;
+        }
         case 'more':
           queue.unshift(...o.session.receive(EMPTY));
-          break;
-        case 'refused':
-          o.refused?.(out.reason);
           break;
         case 'starttls':
           // Never offered here: there is no peer to make a TLS session with.
           throw new Error('STARTTLS over standard input and output');
+        case 'refused':
+          // Counted by a server's listeners; a command has no metrics to keep.
+          break;
         case 'close':
           return false;
       }
@@ -52,7 +61,21 @@ export async function runStdioSession<E, R>(o: StdioSessionOptions<E, R>): Promi
     return true;
   };
   if (!(await run(o.session.start()))) return;
-  for await (const chunk of o.input) {
-    if (!(await run(o.session.receive(chunk as Buffer)))) return;
+  const chunks = o.input[Symbol.asyncIterator]();
+  for (;;) {
+    let timer: NodeJS.Timeout | undefined;
+    const idle = new Promise<'idle'>((resolve) => { timer = setTimeout(() => resolve('idle'), o.idleMs); });
+    const next = await Promise.race([chunks.next(), idle]);
+    clearTimeout(timer);
+    if (next === 'idle') {
+      await run(o.session.timeout());
+      await chunks.return?.();
+      return;
+    }
+    if (next.done) return;
+    if (!(await run(o.session.receive(next.value as Buffer)))) {
+      await chunks.return?.();
+      return;
+    }
   }
 }

@@ -20,9 +20,22 @@ import { SmtpSession, type SmtpEffect, type SmtpResult, type SmtpRole, type Smtp
 
 export type { SmtpRole };
 
+export interface SmtpHandler extends ProtocolHandler<SmtpEffect, SmtpResult> {
+  /** Resolves once the delivery reports begun so far are queued (they follow the 250). */
+  settled(): Promise<void>;
+}
+
+/** What the `local` role (`sendmail -bs`) knows of who runs it. */
+export interface LocalCaller {
+  /** The login name: the From of a message from the null sender that has none, and noted in
+   *  Received, as the sendmail command notes it. */
+  login: string;
+}
+
 /** `freeSpace` is the gauge of data_dir's filesystem, shared by the SMTP listeners. */
-export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle, freeSpace: FreeSpace): ProtocolHandler<SmtpEffect, SmtpResult> {
+export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle, freeSpace: FreeSpace, caller?: LocalCaller): SmtpHandler {
   const { config } = ctx;
+  const reports = new Set<Promise<void>>();
   const policy: SmtpSessionOptions = {
     role,
     hostname: config.hostname,
@@ -41,15 +54,27 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
     implicitTls: role === 'submissions',
     idleTimeoutMs: config.limits.idle_timeout,
     createSession: (client) => new SmtpSession(policy, client.remoteAddress, client.tls),
-    perform: (effect, session) => perform(ctx, role, throttle, effect, () => session !== undefined && closed.has(session)),
+    perform: (effect, session) => perform({ ctx, role, throttle, reports, caller }, effect, () => session !== undefined && closed.has(session)),
+    settled: async () => { await Promise.allSettled([...reports]); },
     ended: (session) => { closed.add(session); },
     refused: (reason) => ctx.metrics.rejected.inc({ listener: role, reason }),
     refusal: (reason) => renderReply(reply(421, '4.7.0', `${config.hostname} ${reason}, try again later`), true),
   };
 }
 
+/** What the effects of a listener's sessions are performed with. */
+interface Performer {
+  ctx: Context;
+  role: SmtpRole;
+  throttle: AuthThrottle;
+  /** Delivery reports under way. */
+  reports: Set<Promise<void>>;
+  caller: LocalCaller | undefined;
+}
+
 /** `gone`: whether the session's connection has closed meanwhile. */
-async function perform(ctx: Context, role: SmtpRole, throttle: AuthThrottle, effect: SmtpEffect, gone: () => boolean): Promise<SmtpResult> {
+async function perform(p: Performer, effect: SmtpEffect, gone: () => boolean): Promise<SmtpResult> {
+  const { ctx, role, throttle } = p;
   switch (effect.kind) {
     case 'auth': return authenticate(ctx, role, throttle, effect.client, effect.username, effect.password, gone);
     case 'sender': {
@@ -66,7 +91,7 @@ async function perform(ctx: Context, role: SmtpRole, throttle: AuthThrottle, eff
       const alias = resolution.kind === 'local' ? await ctx.store.findAlias(effect.address) : undefined;
       return { kind: 'verify', resolution, ...(alias ? { alias } : {}) };
     }
-    case 'deliver': return deliver(ctx, role, effect.delivery);
+    case 'deliver': return deliver(p, effect.delivery);
   }
 }
 
@@ -108,7 +133,7 @@ async function foreignFrom(ctx: Context, user: string, from: string[]): Promise<
   return undefined;
 }
 
-async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpResult> {
+async function deliver({ ctx, role, reports, caller }: Performer, d: Delivery): Promise<SmtpResult> {
   // Mail from the internet (the MX, unauthenticated) gets SPF, DKIM and DMARC evaluated.
   let checks = '';
   if (role === 'smtp' && !d.user) {
@@ -130,7 +155,10 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
   if (writtenHere) {
     // What a user hands in is completed as a submission agent does (RFC 6409 §8), and its From
     // may name only the user's own addresses, as MAIL FROM may.
-    const done = completeSubmission(body, { from: d.sender, hostname: ctx.config.hostname, now: new Date() });
+    // From the null sender through `sendmail -bs`, the From it lacks is the caller's, as the
+    // sendmail command writes it.
+    const from = d.sender || (caller ? `${caller.login}@${ctx.config.domains[0]}` : '');
+    const done = completeSubmission(body, { from, hostname: ctx.config.hostname, now: new Date() });
     const foreign = d.user === undefined ? undefined : await foreignFrom(ctx, d.user, done.from);
     if (foreign !== undefined) {
       ctx.metrics.rejected.inc({ listener: role, reason: 'foreign_from' });
@@ -161,13 +189,15 @@ async function deliver(ctx: Context, role: SmtpRole, d: Delivery): Promise<SmtpR
         by: ctx.config.hostname,
         with: d.protocol,
         ...(d.tls ? { tls: d.tls } : {}),
-        ...(d.user ? { auth: d.user } : {}),
+        ...(d.user ? { auth: d.user } : caller ? { auth: caller.login } : {}),
       },
     });
     ctx.metrics.accepted.inc({ listener: role });
     // Not awaited: the 250 does not wait for a "delivered" report, nor fails with it.
     const report = { sender: d.sender, queueId: id, ...(d.dsn.envid ? { envid: d.dsn.envid } : {}), recipients: d.recipients, body, now: new Date() };
-    reportLocalDelivery(ctx, report).catch((err: unknown) => ctx.log.error({ err, id }, 'could not queue a delivery status notification'));
+    const reporting = reportLocalDelivery(ctx, report).catch((err: unknown) => ctx.log.error({ err, id }, 'could not queue a delivery status notification'));
+    reports.add(reporting);
+    void reporting.finally(() => reports.delete(reporting));
     return { kind: 'deliver', id };
   } catch (err) {
     const full = isStorageFull(err);

@@ -165,16 +165,22 @@ print(json.dumps({**out, 'exit': os.waitstatus_to_exitcode(status)}))
   assert.equal(result.exit, 0);
 });
 
-test('a stop signal delivered twice at once (Ctrl-C to the server and to npm, which passes it on) still stops in order; a second one later ends it at once', async () => {
-  const dir = tempDir();
-  const cfg = writeConfig(dir, baseConfig(dir));
-  addUser(cfg, 'alice@example.test', 'pw');
-  const server = await startMailnest(dir, cfg);
+/** An SMTP session of `server` that has reached DATA's 354. */
+async function inData(server: Awaited<ReturnType<typeof startMailnest>>): Promise<SmtpClient> {
   const c = await SmtpClient.open(server.port('smtp'));
   await c.ehlo();
   await c.cmd('MAIL FROM:<a@remote.test>');
   await c.cmd('RCPT TO:<alice@example.test>');
   assert.equal((await c.cmd('DATA')).code, 354);
+  return c;
+}
+
+test('a stop signal delivered twice at once (Ctrl-C to the server and to npm, which passes it on) still stops in order; a second one later ends it at once', async () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  addUser(cfg, 'alice@example.test', 'pw');
+  const server = await startMailnest(dir, cfg);
+  const c = await inData(server);
   server.process.kill('SIGINT');
   // The forwarded copy, a moment later (two at once would reach the process as one).
   await new Promise((resolve) => setTimeout(resolve, 50));
@@ -186,11 +192,7 @@ test('a stop signal delivered twice at once (Ctrl-C to the server and to npm, wh
   assert.ok(server.logs.some((l) => l.msg === 'stopped'));
 
   const again = await startMailnest(dir, cfg);
-  const d = await SmtpClient.open(again.port('smtp'));
-  await d.ehlo();
-  await d.cmd('MAIL FROM:<a@remote.test>');
-  await d.cmd('RCPT TO:<alice@example.test>');
-  assert.equal((await d.cmd('DATA')).code, 354);
+  const d = await inData(again);
   again.process.kill('SIGINT');
   await until('stopping', () => again.logs.some((l) => l.msg === 'stopping'), 10_000);
   await new Promise((resolve) => setTimeout(resolve, 1200));

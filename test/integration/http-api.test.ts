@@ -350,7 +350,7 @@ describe('HTTP API', () => {
     assert.ok(value('mailnest_messages_rejected_total{listener="http",reason="bad_request"}') >= 10, text);
     assert.ok(value('mailnest_messages_rejected_total{listener="http",reason="size"}') >= 2, text);
     assert.ok(value('mailnest_sessions_total{listener="http"}') >= 1, text);
-    assert.equal(value('mailnest_messages_rejected_total{listener="smtp",reason="relay_denied"}'), 1, text);
+    assert.ok(value('mailnest_messages_rejected_total{listener="smtp",reason="relay_denied"}') >= 1, text);
     assert.match(text, /^# TYPE mailnest_connections_open gauge$/m);
     assert.match(text, /^# TYPE mailnest_queue_depth gauge$/m);
     assert.match(text, /^# TYPE mailnest_deliveries_total counter$/m);

@@ -7,6 +7,7 @@ import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { addUser, baseConfig, cli, CLI, NODE, tempDir, writeConfig } from '../helpers/server.ts';
 import { dataDirOf, mailbox } from '../helpers/mailbox.ts';
@@ -111,12 +112,17 @@ describe('mailnest sendmail', () => {
     assert.equal(cli(configFile, ['sendmail', '-bi'], '').status, 0);
   });
 
-  it('-bs speaks SMTP on stdin and stdout, reply by reply as PHP mailers wait for them: no AUTH, any recipient, the message completed as submitted mail is', async () => {
+  it('-bs speaks SMTP on stdin and stdout, reply by reply as PHP mailers wait for them: no AUTH, any recipient, the message completed as submitted mail is', async (t) => {
     const child = spawn(NODE, [CLI, '-c', configFile, 'sendmail', '-bs', '-i'], { stdio: ['pipe', 'pipe', 'pipe'] });
+    // Whatever happens, the child goes: a failed assertion must not leave the test waiting.
+    const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+    t.after(() => { clearTimeout(killer); child.kill('SIGKILL'); });
     let out = '';
     let err = '';
+    let more: (() => void) | undefined;
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); more?.(); });
     child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-    const exited = new Promise<number | null>((resolve) => child.on('close', resolve));
+    const exited = new Promise<number | null>((resolve) => child.on('close', (code) => { more?.(); resolve(code); }));
     /** The next whole reply (its last line "NNN "). */
     const reply = async (): Promise<string> => {
       for (;;) {
@@ -125,9 +131,8 @@ describe('mailnest sendmail', () => {
           out = out.slice(m[0].length);
           return m[0];
         }
-        const more = await Promise.race([new Promise<Buffer | null>((resolve) => child.stdout.once('data', resolve)), exited.then(() => null)]);
-        if (more === null) throw new Error(`no reply; stderr: ${err}`);
-        out += more.toString();
+        if (child.exitCode !== null || child.signalCode !== null) throw new Error(`no reply; stderr: ${err}`);
+        await new Promise<void>((resolve) => { more = resolve; });
       }
     };
     const say = async (line: string) => {
@@ -139,25 +144,39 @@ describe('mailnest sendmail', () => {
     assert.match(ehlo, /^250-/);
     assert.ok(!/AUTH|STARTTLS/.test(ehlo), ehlo);
     assert.match(await say('AUTH PLAIN AGEAYg=='), /^503 5\.5\.1 Authentication is not needed/);
-    assert.match(await say('MAIL FROM:<app@example.test>'), /^250 /);
-    assert.match(await say('RCPT TO:<alice@example.test>'), /^250 /);
+    assert.match(await say('MAIL FROM:<owner@example.test>'), /^250 /);
+    assert.match(await say('RCPT TO:<alice@example.test> NOTIFY=SUCCESS'), /^250 /);
     assert.match(await say('RCPT TO:<ops@remote.test>'), /^250 /);
     assert.match(await say('RCPT TO:<nobody@example.test>'), /^550 5\.1\.1/);
     assert.match(await say('DATA'), /^354 /);
     const queued = await say('Subject: from php\r\nTo: alice@example.test\r\nBcc: hidden@remote.test\r\n\r\nhello\r\n..dot\r\n.');
     const id = /^250 2\.0\.0 OK queued as (\S+)\r\n$/.exec(queued)?.[1];
     assert.ok(id, queued);
+    // The null sender: the From it lacks is the caller's, as the sendmail command writes it.
+    assert.match(await say('MAIL FROM:<>'), /^250 /);
+    assert.match(await say('RCPT TO:<bob@example.test>'), /^250 /);
+    assert.match(await say('DATA'), /^354 /);
+    assert.match(await say('Subject: from nobody\r\n\r\nhi\r\n.'), /^250 /);
     assert.match(await say('QUIT'), /^221 /);
+    child.stdin.end();
     assert.equal(await exited, 0, err);
     const m = (await box('alice@example.test')).find((x) => x.toString().includes('from php'));
     assert.ok(m, 'not delivered');
     const p = parseMail(m);
     assert.equal(p.root.text, 'hello\n.dot\n');
-    assert.equal(p.headers['from'], 'app@example.test');
+    assert.equal(p.headers['from'], 'owner@example.test');
     assert.ok(p.headers['date'] && p.headers['message-id'], 'Date/Message-ID not added');
     assert.ok(!p.headerNames.includes('bcc'), 'Bcc kept');
+    const caller = (process.env.SUDO_USER ?? os.userInfo().username);
+    assert.match(m.toString(), new RegExp(`authenticated as ${caller}`), 'the caller is not noted in Received');
     assert.deepEqual(queueJson(configFile).find((e) => e.id === id)?.recipients.map((r) => r.address), ['ops@remote.test']);
     assert.ok(cli(configFile, ['queue', 'remove', id]).status === 0);
+    const nobody = (await box('bob@example.test')).find((x) => x.toString().includes('from nobody'));
+    assert.ok(nobody, 'the null sender\'s message was not delivered');
+    assert.equal(parseMail(nobody).headers['from'], `${caller}@example.test`);
+    // The "delivered" report NOTIFY=SUCCESS asked for was queued before the command ended.
+    const reports = (await box('owner@example.test')).filter((x) => /^Content-Type: multipart\/report/im.test(x.toString()) && x.toString().includes(id!));
+    assert.equal(reports.length, 1, 'no delivery report for owner@example.test');
   });
 
   it('refuses input over limits.max_message_size with EX_DATAERR', () => {

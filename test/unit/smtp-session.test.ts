@@ -118,6 +118,18 @@ test('a message that has passed 100 servers is in a loop: 554 5.4.6, nothing del
   assert.equal(d.delivered.length, 1);
 });
 
+test('the local role (sendmail -bs) offers neither AUTH nor STARTTLS, needs no AUTH, and takes any recipient', () => {
+  const d = new SmtpDriver({ role: 'local', starttls: false, allowInsecureAuth: true });
+  const ehlo = d.send('EHLO php.local\r\n');
+  assert.ok(!/AUTH|STARTTLS/.test(ehlo), ehlo);
+  assert.match(d.send('AUTH PLAIN AGEAYg==\r\n'), /^503 5\.5\.1 Authentication is not needed/);
+  assert.match(d.send('MAIL FROM:<anyone@remote.test>\r\n'), /^250 /);
+  assert.match(d.send('RCPT TO:<x@elsewhere.test>\r\n'), /^250 /);
+  assert.match(d.send('RCPT TO:<nobody@example.test>\r\n'), /^550 5\.1\.1/);
+  assert.match(d.send('DATA\r\nSubject: s\r\n\r\nb\r\n.\r\n'), /250 2\.0\.0 OK queued/);
+  assert.deepEqual(d.refusals, []);
+});
+
 test('BDAT after HELO: its chunk is read, not run as commands, and refused with the transaction (RFC 3030 §2)', () => {
   const d = new SmtpDriver();
   d.send('HELO c\r\n');
