@@ -21,7 +21,7 @@ import MailComposer from 'nodemailer/lib/mail-composer';
 import { encodeWord } from 'nodemailer/lib/mime-funcs';
 import { rfc5322Date } from '../delivery/trace.ts';
 import { emptyGroups, parseAddressList, parseSingleAddress, uniqueAddresses, type NamedAddress } from './addresses.ts';
-import { contentTypeFor, OCTET_STREAM, parseContentType } from './types.ts';
+import { contentTypeFor, OCTET_STREAM, parameterValue, parseContentType } from './types.ts';
 import { MAX_LINE } from './line-length.ts';
 import { ComposeError } from './errors.ts';
 
@@ -271,7 +271,7 @@ function attachmentPart(a: ComposeAttachment): Record<string, unknown> {
     }
   } else {
     // The caller's parameters (a charset) are part of the type's meaning.
-    for (const [name, value] of Object.entries(given.params)) contentType += `; ${name}=${/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/.test(value) ? value : `"${value.replace(/["\\]/g, '\\$&')}"`}`;
+    for (const [name, value] of Object.entries(given.params)) contentType += `; ${name}=${parameterValue(value)}`;
     if (/^text\//i.test(contentType) && !('charset' in given.params) && content.some((c) => c >= 0x80) && isUtf8(content)) contentType += '; charset=utf-8';
   }
   return {

@@ -233,7 +233,10 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
     // Raw UTF-8 in an address field is what RFC 6532 allows; other 8-bit bytes (Latin-1 names)
     // are not, and become encoded-words (RFC 2047).
     if (f.lines.some(needsEncoding) && !isUtf8(Buffer.concat(f.lines))) {
-      return { name: f.name, lines: headerLine(`${f.name}: ${MimeNode.encodeHeaderValue(f.name, qualified ?? fieldValue(f))}`) };
+      // nodemailer encodes the names of an address list only for the fields it knows as such;
+      // the others' addresses would end up inside an encoded-word.
+      const known = /^errors-to$/i.test(f.name) ? 'Reply-To' : f.name.replace(/^resent-/i, '');
+      return { name: f.name, lines: headerLine(`${f.name}: ${MimeNode.encodeHeaderValue(known, qualified ?? fieldValue(f))}`) };
     }
     return qualified ? { name: f.name, lines: headerLine(`${f.name}: ${qualified}`) } : f;
   });

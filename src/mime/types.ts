@@ -50,15 +50,21 @@ export function contentTypeFor(filename: string): string {
   return KNOWN[ext] ?? detectMimeType(ext) ?? OCTET_STREAM;
 }
 
-/** RFC 6838 §4.2 names for type and subtype; RFC 2045 §5.1 tokens and quoted strings (printable
- *  ASCII) for parameters. */
+/** RFC 6838 §4.2 names for type and subtype; RFC 2045 §5.1 tokens (printable ASCII but
+ *  ()<>@,;:\\"/[]?= and space) and quoted strings (printable ASCII) for parameters. */
 const TYPE = /^([A-Za-z0-9!#$&^_.+-]{1,64}\/[A-Za-z0-9!#$&^_.+-]{1,127})[ \t]*/;
-const PARAMETER = /^;[ \t]*([!#$%&'*+\-.^_`|~0-9A-Za-z]+)=([!#$%&'*+\-.^_`|~0-9A-Za-z]+|"(?:[\t !#-[\]-~]|\\[\t -~])*")[ \t]*/;
+const TOKEN = /^[!#-'*+\-.0-9A-Z^-~]+$/;
+const PARAMETER = /^;[ \t]*([!#-'*+\-.0-9A-Z^-~]+)=([!#-'*+\-.0-9A-Z^-~]+|"(?:[\t !#-[\]-~]|\\[\t -~])*")[ \t]*/;
+
+/** A parameter's value as it is written: a token, else a quoted string (RFC 2045 §5.1). */
+export function parameterValue(value: string): string {
+  return TOKEN.test(value) ? value : `"${value.replace(/["\\]/g, '\\$&')}"`;
+}
 
 /**
  * A content type a caller supplies: `type/subtype` with parameters, as `text/plain;
- * charset=iso-8859-1`; undefined when it is not one. `name` is not taken: it is the file
- * name's, which mailnest writes.
+ * charset=iso-8859-1`; undefined when it is not one, or names a parameter twice. `name` (and
+ * RFC 2231's `name*`, `name*0`...) is not taken: it is the file name's, which mailnest writes.
  */
 export function parseContentType(value: string): { type: string; params: Record<string, string> } | undefined {
   const type = TYPE.exec(value);
@@ -66,9 +72,11 @@ export function parseContentType(value: string): { type: string; params: Record<
   const params: Record<string, string> = Object.create(null);
   let rest = value.slice(type[0].length);
   for (let p = PARAMETER.exec(rest); p; p = PARAMETER.exec(rest)) {
-    params[p[1]!.toLowerCase()] = p[2]!.startsWith('"') ? p[2]!.slice(1, -1).replace(/\\(.)/g, '$1') : p[2]!;
+    const name = p[1]!.toLowerCase();
+    if (name in params || /^name(\*|$)/.test(name)) return undefined;
+    params[name] = p[2]!.startsWith('"') ? p[2]!.slice(1, -1).replace(/\\(.)/g, '$1') : p[2]!;
     rest = rest.slice(p[0].length);
   }
-  if (rest.replace(/^;[ \t]*/, '') !== '' || 'name' in params) return undefined;
+  if (rest.replace(/^;[ \t]*/, '') !== '') return undefined;
   return { type: type[1]!, params };
 }

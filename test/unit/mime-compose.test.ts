@@ -353,7 +353,7 @@ test('a content type given with parameters keeps them (a Latin-1 text names its 
   assert.deepEqual([att!.contentType, att!.charset], ['text/plain', 'iso-8859-1']);
   assert.ok(Buffer.from(att!.bytes!, 'base64').equals(latin1));
   assert.equal(thing!.contentType, 'application/x-thing');
-  for (const bad of ['text/plain; charset', 'text/plain; name=evil.exe', 'text/plain charset=x', 'text/plain; a=b; c']) {
+  for (const bad of ['text/plain; charset', 'text/plain; name=evil.exe', 'text/plain; name*=utf-8\'\'evil.exe', 'text/plain; charset=a; CHARSET=b', 'text/plain charset=x', 'text/plain; a=b; c']) {
     await assert.rejects(composeMessage({ ...base, text: 'x', attachments: [{ filename: 'f.txt', content: Buffer.from('x'), contentType: bad }] }),
       (e: unknown) => e instanceof ComposeError && /is not a content type \(type\/subtype, then any parameters but name/.test(e.message), bad);
   }

@@ -85,6 +85,11 @@ test('an address without a domain in From, To, Cc, Reply-To, Sender gets one, as
   const parsed = parseMail(prep(latin1, { extractRecipients: true }).message);
   assert.equal(parsed.headers['to'], 'me@example.test, bob@example.test');
   assert.equal(parsed.headers['from'], 'Jörg <root@example.test>');
+  // Fields nodemailer does not know as address lists keep their addresses outside the encoded-words.
+  const other = Buffer.concat([Buffer.from('Errors-To: J'), Buffer.from([0xf6]), Buffer.from('rg <a@example.org>, M'), Buffer.from([0xfc]), Buffer.from('ller <b@example.org>\nResent-From: J'), Buffer.from([0xf6]), Buffer.from('rg <root>\nTo: me\n\nout\n')]);
+  const both = parseMail(prep(other, { recipients: ['a@example.org'] }).message);
+  assert.equal(both.headers['errors-to'], 'Jörg <a@example.org>, Müller <b@example.org>');
+  assert.equal(both.headers['resent-from'], 'Jörg <root@example.test>');
 });
 
 test('-t takes the Resent- recipients of a message sent on again, not its first ones; Resent-Bcc is removed', () => {
