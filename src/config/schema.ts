@@ -33,12 +33,21 @@ const listenList = z.array(hostPort);
 /** The interface's IMAP addresses, kept though IMAP is not served yet. */
 export const IMAP_DEFAULTS = { imap: ['127.0.0.1:2143'], imaps: ['127.0.0.1:2993'] } as const;
 
-/** A domain name; an internationalised one may be written with its U-labels, and is kept in
- *  A-labels (RFC 5890), the form DNS and the rest of mailnest use. */
-// The root's final dot ("example.com.", as zone files write it) names the same domain.
-const domainName = z.preprocess((v) => (typeof v !== 'string' ? v : /[^\x00-\x7f]/.test(v) ? url.domainToASCII(v) || v : v.replace(/(?<=.)\.$/, '')), z.string().regex(/^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/, {
-  message: 'a domain name such as "example.com"',
-}));
+const DOMAIN_NAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const NOT_A_DOMAIN = { message: 'a domain name such as "example.com"' };
+
+/** A domain as the file may write it, in the form DNS and the rest of mailnest use: without the
+ *  root's final dot ("example.com.", as zone files write it), and an internationalised one in
+ *  A-labels (RFC 5890) when written with its U-labels. */
+export function canonicalDomain(written: string): string {
+  const name = written.replace(/(?<=.)\.$/, '');
+  return /[^\x00-\x7f]/.test(name) ? url.domainToASCII(name) || name : name;
+}
+
+const domainName = z.preprocess((v) => (typeof v === 'string' ? canonicalDomain(v) : v), z.string().regex(DOMAIN_NAME, NOT_A_DOMAIN));
+/** A route's domain is kept as written, so that two spellings of one domain can be named (see
+ *  the check at the end); the router reads it through canonicalDomain too. */
+const routeDomain = z.string().refine((d) => DOMAIN_NAME.test(canonicalDomain(d)), NOT_A_DOMAIN);
 
 const positiveInt = z.number().int().positive();
 
@@ -120,7 +129,7 @@ export const configSchema = z.strictObject({
     smarthost_tls: z.enum(['implicit', 'starttls', 'none']).default('implicit'),
     username: z.string().optional(),
     password: z.string().optional(),
-    routes: z.record(domainName, hostPort).default({}),
+    routes: z.record(routeDomain, hostPort).default({}),
     /** Check the certificate of a domain's MX or route host (STARTTLS is opportunistic otherwise). */
     tls_verify: z.boolean().default(false),
     /** Check the smarthost's certificate (it receives the password). */
@@ -174,9 +183,9 @@ export const configSchema = z.strictObject({
   const seen = new Map<string, string>();
   const local = new Set(c.domains.map((d) => d.toLowerCase()));
   for (const domain of Object.keys(c.relay.routes)) {
-    const key = domain.toLowerCase();
+    const key = canonicalDomain(domain).toLowerCase();
     const other = seen.get(key);
-    if (other !== undefined) ctx.addIssue({ code: 'custom', path: ['relay', 'routes', domain], message: `a domain without a route yet: "${other}" names it already (case does not count); keep one` });
+    if (other !== undefined) ctx.addIssue({ code: 'custom', path: ['relay', 'routes', domain], message: `a domain without a route yet: "${other}" names it already (case, a final dot and U-labels do not count); keep one` });
     else if (local.has(key)) ctx.addIssue({ code: 'custom', path: ['relay', 'routes', domain], message: 'a domain that is not local: mail for one in domains is delivered here and never routed; remove the route, or the domain from domains' });
     seen.set(key, domain);
   }

@@ -4,7 +4,7 @@
  * Recipients that share a next hop share a destination: one queue, one set of connections,
  * one concurrency limit, one SMTP transaction per message.
  */
-import type { Config } from '../config/schema.ts';
+import { canonicalDomain, type Config } from '../config/schema.ts';
 import { domainKey } from '../store/store.ts';
 
 export type NextHop =
@@ -30,7 +30,7 @@ export class Router {
 
   constructor(relay: Config['relay']) {
     this.relay = relay;
-    this.routes = new Map(Object.entries(relay.routes).map(([d, hp]) => [domainKey(d.replace(/\.$/, '')), hp]));
+    this.routes = new Map(Object.entries(relay.routes).map(([d, hp]) => [domainKey(canonicalDomain(d)), hp]));
   }
 
   /** The next hop for mail to `address`. */

@@ -1,4 +1,5 @@
 import { test } from 'node:test';
+import { Router } from '../../src/delivery/route.ts';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -70,6 +71,8 @@ const refused: [unknown, RegExp][] = [
   [{ data_dir: '~/mail' }, /data_dir = "~\/mail" is not allowed: expected a path without "~", which is not expanded here: give the whole path, such as "\/home\/me\/mail"$/],
   [{ relay: { routes: { 'EXAMPLE.org': '127.0.0.1:25', 'example.org': '127.0.0.1:26' } } }, /relay\.routes\.example\.org = "127\.0\.0\.1:26" is not allowed: expected a domain without a route yet: "EXAMPLE\.org" names it already/],
   [{ domains: ['example.com'], relay: { routes: { 'Example.com': '127.0.0.1:25' } } }, /relay\.routes\.Example\.com = "127\.0\.0\.1:25" is not allowed: expected a domain that is not local/],
+  [{ relay: { routes: { 'example.org': '127.0.0.1:25', 'example.org.': '127.0.0.1:26' } } }, /relay\.routes\.example\.org\. = "127\.0\.0\.1:26" is not allowed: expected a domain without a route yet: "example\.org" names it already/],
+  [{ relay: { routes: { 'xn--bcher-kva.example': '127.0.0.1:25', 'bücher.example.': '127.0.0.1:26' } } }, /relay\.routes\.bücher\.example\. = "127\.0\.0\.1:26" is not allowed: expected a domain without a route yet/],
 ];
 for (const [raw, message] of refused) {
   test(`refused with the key, the value and what is allowed: ${JSON.stringify(raw)}`, () => {
@@ -84,8 +87,10 @@ test('an internationalised domain may be written with its U-labels; it is kept i
 });
 
 test('a domain may end in the root\'s dot, as zone files write it', () => {
-  const c = parseConfig({ hostname: 'mx.example.com.', domains: ['example.com.'], relay: { routes: { 'example.org.': '127.0.0.1:25' } } });
-  assert.deepEqual([c.hostname, c.domains, Object.keys(c.relay.routes)], ['mx.example.com', ['example.com'], ['example.org']]);
+  const c = parseConfig({ hostname: 'mx.example.com.', domains: ['example.com.', 'bücher.example.'], relay: { routes: { 'example.org.': '127.0.0.1:25' } } });
+  assert.deepEqual([c.hostname, c.domains], ['mx.example.com', ['example.com', 'xn--bcher-kva.example']]);
+  // A route's domain is kept as written; the router reads it without the dot.
+  assert.equal(new Router(c.relay).route('a@example.org').kind, 'route');
 });
 
 test('good DNS server addresses, with and without ports', () => {
