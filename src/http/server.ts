@@ -173,8 +173,7 @@ export class HttpService implements Service {
     const send = path === '/api/v1/send';
     if (err instanceof HttpError) {
       if (send && err.status !== 405) {
-        // Reasons are named as SMTP's are (unknown_recipient, storage_full).
-        this.ctx.metrics.rejected.inc({ listener: LISTENER, reason: err.reason.replace(/-/g, '_') });
+        this.ctx.metrics.rejected.inc({ listener: LISTENER, reason: err.reason });
         this.ctx.log.info({ listener: LISTENER, client: req.socket.remoteAddress, status: err.status, reason: err.reason }, 'request refused');
       }
       this.reply(req, res, err.status, { error: err.message }, err.headers);
@@ -197,7 +196,7 @@ export class HttpService implements Service {
   private async admitRequest(req: http.IncomingMessage): Promise<{ path: string; token?: string }> {
     const path = requestPath(req);
     const allowed = ROUTES[path];
-    if (!allowed) throw new HttpError(404, 'not-found', `no such endpoint: ${path}`);
+    if (!allowed) throw new HttpError(404, 'not_found', `no such endpoint: ${path}`);
     if (!allowed.includes(req.method ?? '')) {
       throw new HttpError(405, 'method', `${req.method} is not allowed on ${path}; use ${allowed.join(' or ')}`, { Allow: allowed.join(', ') });
     }
@@ -205,12 +204,12 @@ export class HttpService implements Service {
     const token = await this.authenticate(req);
     const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     if (type !== 'application/json') {
-      throw new HttpError(415, 'content-type', `Content-Type must be application/json${type ? `, not ${type}` : ''}`);
+      throw new HttpError(415, 'content_type', `Content-Type must be application/json${type ? `, not ${type}` : ''}`);
     }
     const coding = (req.headers['content-encoding'] ?? '').trim().toLowerCase();
     if (coding !== '' && coding !== 'identity') {
       // RFC 9110 §15.5.16: a content coding the server does not take.
-      throw new HttpError(415, 'content-type', `Content-Encoding ${coding} is not supported; send the body as it is`);
+      throw new HttpError(415, 'content_type', `Content-Encoding ${coding} is not supported; send the body as it is`);
     }
     const max = this.ctx.config.limits.max_message_size;
     if (Number(req.headers['content-length'] ?? NaN) > max) throw tooBig(max);
@@ -249,18 +248,18 @@ export class HttpService implements Service {
   private async send(req: http.IncomingMessage, tokenName: string): Promise<{ id: string; messageId: string }> {
     const raw = await this.readBody(req);
     // RFC 8259 §8.1: JSON is UTF-8. A body that is not would lose its bad bytes to U+FFFD.
-    if (!isUtf8(raw)) throw new HttpError(400, 'bad-request', 'request body is not UTF-8 (RFC 8259 §8.1)');
+    if (!isUtf8(raw)) throw new HttpError(400, 'bad_request', 'request body is not UTF-8 (RFC 8259 §8.1)');
     let json: unknown;
     try {
       json = JSON.parse(raw.toString('utf8'));
     } catch (err) {
-      throw new HttpError(400, 'bad-request', `request body is not valid JSON: ${(err as Error).message}`);
+      throw new HttpError(400, 'bad_request', `request body is not valid JSON: ${(err as Error).message}`);
     }
     let request;
     try {
       request = parseSendRequest(json);
     } catch (err) {
-      if (err instanceof RequestError) throw new HttpError(400, 'bad-request', err.message);
+      if (err instanceof RequestError) throw new HttpError(400, 'bad_request', err.message);
       throw err;
     }
     let composed;
@@ -282,7 +281,7 @@ export class HttpService implements Service {
         // headers arrive as an object: name the header rather than its position
         const m = /^headers\[(\d+)\]/.exec(err.field);
         const message = m ? `headers[${JSON.stringify(request.headers[Number(m[1])]!.name)}]${err.message.slice(m[0].length)}` : err.message;
-        throw new HttpError(400, 'bad-request', message);
+        throw new HttpError(400, 'bad_request', message);
       }
       throw err;
     }
@@ -295,7 +294,7 @@ export class HttpService implements Service {
     } catch (err) {
       if (err instanceof SubmitError) {
         if (err.problem === 'too-big') throw new HttpError(413, 'size', err.message);
-        throw new HttpError(400, err.problem, err.message);
+        throw new HttpError(400, err.problem.replace(/-/g, '_'), err.message);
       }
       throw err;
     }

@@ -271,6 +271,12 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     this.input = EMPTY;
   }
 
+  /** RFC 1870 §6.3 (and RFC 3030 §2 for a chunk): the message is over the limit. */
+  private tooBig(): void {
+    this.refused('too_big');
+    this.send(reply(552, '5.3.4', `Message size exceeds the limit of ${this.o.maxMessageSize} octets`));
+  }
+
   /** Counts a refusal by its reason (the listener's metrics). */
   private refused(reason: string): void {
     this.out.push({ type: 'refused', reason });
@@ -406,7 +412,10 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const from = parseMailFrom(args, this.o.maxMessageSize, this.esmtp);
     if ('code' in from) return this.send(from);
     // RFC 1870 §6.2, RFC 5321 §4.2.3: no room to store it, said before the message is sent.
-    if (this.o.roomFor && !this.o.roomFor(from.declaredSize ?? 0)) return this.send(INSUFFICIENT_STORAGE);
+    if (this.o.roomFor && !this.o.roomFor(from.declaredSize ?? 0)) {
+      this.refused('storage_full');
+      return this.send(INSUFFICIENT_STORAGE);
+    }
     if (this.user) {
       // An authenticated user sends only as its own addresses (no null sender either).
       if (!from.sender) return this.send(reply(553, '5.7.1', 'The null sender is not allowed for authenticated users'));
@@ -505,7 +514,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (tx.sink.size > this.o.maxMessageSize) {
       // RFC 3030 §2: after a failed chunk the client sends no more; the transaction is over.
       this.tx = undefined;
-      return this.send(reply(552, '5.3.4', `Message size exceeds the limit of ${this.o.maxMessageSize} octets`));
+      return this.tooBig();
     }
     if (this.bdatLast) return this.finishMessage();
     this.send(reply(250, '2.0.0', `${tx.sink.size} octets received`));
@@ -517,8 +526,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const verdict = sink.finish();
     if (verdict !== 'ok') {
       this.tx = undefined;
-      this.refused(verdict === 'too-big' ? 'too_big' : verdict === 'nul' ? 'nul' : 'bare_line_end');
-      if (verdict === 'too-big') return this.send(reply(552, '5.3.4', `Message size exceeds the limit of ${this.o.maxMessageSize} octets`));
+      if (verdict === 'too-big') return this.tooBig();
+      this.refused(verdict === 'nul' ? 'nul' : 'bare_line_end');
       if (verdict === 'nul') return this.send(reply(550, '5.6.0', 'Message refused: a NUL octet in the message, which mail may not hold (RFC 2045 section 2.8)'));
       return this.send(reply(550, '5.6.0', 'Message refused: bare CR or LF in the message; lines must end with CRLF (RFC 5321 section 2.3.8)'));
     }

@@ -102,7 +102,9 @@ test('refusals of a message or a recipient are reported for counting, by reason'
   const u = new SmtpDriver({ role: 'submission', tls: { protocol: 'TLSv1.3', cipher: 'x' } });
   u.send(`EHLO c\r\nAUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\n`);
   assert.match(u.send('MAIL FROM:<bob@example.test>\r\n'), /^553 5\.7\.1/);
-  assert.deepEqual([...d.refusals, ...u.refusals], ['relay_denied', 'nul', 'bare_line_end', 'too_big', 'foreign_sender']);
+  const b = inState('rcpt');
+  b.send(`BDAT 20000 LAST\r\n${'x'.repeat(20000)}`);
+  assert.deepEqual([...d.refusals, ...u.refusals, ...b.refusals], ['relay_denied', 'nul', 'bare_line_end', 'too_big', 'foreign_sender', 'too_big']);
   assert.equal(d.delivered.length, 0);
 });
 
