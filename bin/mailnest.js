@@ -5,6 +5,7 @@
 // directly when dist/ is missing or older than them (never stale code).
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -48,5 +49,7 @@ if (Number(process.versions.node.split('.')[0]) >= 24) {
     if (!signal) process.exit(code ?? 1);
     process.removeAllListeners(signal);
     process.kill(process.pid, signal);
+    // A signal Node ignores (SIGPIPE) ends nothing: the shell's status for it, then.
+    process.exit(128 + (os.constants.signals[signal] ?? 0));
   });
 }

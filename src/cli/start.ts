@@ -25,9 +25,9 @@ export function registerStart(program: Command): void {
       const onSignal = (signal: NodeJS.Signals) => {
         if (signalled === undefined) {
           signalled = signal;
-          firstAt = Date.now();
+          firstAt = performance.now();
           onStop?.();
-        } else if (Date.now() - firstAt >= REPEATED_SIGNAL_MS) {
+        } else if (performance.now() - firstAt >= REPEATED_SIGNAL_MS) {
           process.removeAllListeners(signal);
           process.kill(process.pid, signal);
         }

@@ -63,7 +63,7 @@ export const configSchema = z.strictObject({
   hostname: domainName.default(() => os.hostname()),
   domains: z.array(domainName).min(1, { message: 'at least one domain' }).default(['localhost']),
   // A shell expands "~"; nothing here does, and "./~/mail" is a trap for a later `rm -rf ~...`.
-  data_dir: z.string().min(1).refine((d) => !/^~/.test(d), { message: 'a path without "~", which is not expanded here: give the whole path, such as "/home/me/mail"' }).default('./data'),
+  data_dir: z.string().min(1).refine((d) => !/^~/.test(d), { message: 'a path without "~", which is not expanded here (one written so used to name a directory "~" beside this file, where its mail still is): give the whole path, such as "/home/me/mail"' }).default('./data'),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   /** DNS servers ("ip" or "ip:port") for MX lookups and the inbound checks; empty: the system's (/etc/resolv.conf). */
   dns_servers: z.array(z.string().refine(isServerAddress, {

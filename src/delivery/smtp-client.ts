@@ -397,7 +397,7 @@ export class SmtpClient {
    */
   private unsendable(message: OutboundMessage): string | undefined {
     const { extensions: offered, maxSize } = this.offered;
-    // First: a non-ASCII sender makes the message 8-bit too (our Received names it).
+    // First: a non-ASCII sender is the reason, also when the message is 8-bit too.
     if (NON_ASCII.test(message.sender) && !offered.includes('SMTPUTF8')) return NO_SMTPUTF8;
     if (message.eightBit && !offered.includes('8BITMIME')) {
       return '554 5.6.3 the message has 8-bit data and the next hop does not offer 8BITMIME (RFC 6152)';
