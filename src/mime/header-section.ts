@@ -71,8 +71,7 @@ export function fieldTexts(header: string): string[] {
  */
 export function withoutFields(message: Buffer[], mention: RegExp, drop: (field: string) => boolean): Buffer[] {
   const { end } = headerEnd(message);
-  const first = message[0];
-  const header = (first && first.length >= end ? first.subarray(0, end) : Buffer.concat(message).subarray(0, end)).toString('latin1');
+  const header = headerText(message, end);
   if (!mention.test(header)) return message;
   const fields = fieldTexts(header);
   const kept = fields.filter((f) => !drop(f));
@@ -83,10 +82,17 @@ export function withoutFields(message: Buffer[], mention: RegExp, drop: (field: 
 /** How many fields of the header section `field` matches, a pattern of a field's start with the
  *  flags g, i and m (`/^received[ \t]*:/gim`): continuation lines begin with white space. */
 export function countFields(message: Buffer[], field: RegExp): number {
-  const { end } = headerEnd(message);
-  const first = message[0];
-  const header = (first && first.length >= end ? first.subarray(0, end) : Buffer.concat(message).subarray(0, end)).toString('latin1');
-  return header.match(field)?.length ?? 0;
+  return headerText(message, headerEnd(message).end).match(field)?.length ?? 0;
+}
+
+/** The first `end` octets (the header section) as Latin-1 text, joining only the chunks they lie in. */
+function headerText(message: Buffer[], end: number): string {
+  const chunks: Buffer[] = [];
+  for (let n = 0, i = 0; n < end && i < message.length; i++) {
+    chunks.push(message[i]!);
+    n += message[i]!.length;
+  }
+  return (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('latin1', 0, end);
 }
 
 /** A field's value (what follows its colon), unfolded (RFC 5322 §2.2.3). */
