@@ -84,7 +84,7 @@ export interface SmtpSessionOptions {
 }
 
 /** RFC 5321 §6.3: a message with this many Received fields is in a loop ("normally at least 100"). */
-export const MAX_HOPS = 100;
+const MAX_HOPS = 100;
 
 /** RFC 5321 §4.2.3 452 and RFC 3463 X.3.1 (mail system full): the client tries again later. */
 const INSUFFICIENT_STORAGE = reply(452, '4.3.1', 'Insufficient system storage, try again later');
