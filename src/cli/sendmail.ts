@@ -231,7 +231,7 @@ async function smtpOnStdio(ctx: Context, caller: string): Promise<void> {
   const freeSpace = new FreeSpace(ctx.config.data_dir);
   try {
     const handler = smtpHandler(ctx, 'local', new AuthThrottle(ctx.config.auth.max_failures), freeSpace, { login: caller });
-    const session = handler.createSession({ remoteAddress: '', remotePort: 0, localAddress: '', localPort: 0 });
+    const session = handler.createSession({ remoteAddress: '' });
     try {
       await runStdioSession({ session, perform: (e, s) => handler.perform(e, s), input: process.stdin, output: process.stdout, idleMs: ctx.config.limits.idle_timeout });
     } finally {

@@ -18,11 +18,10 @@ import { ignoreError, serverHandshake, tlsInfo } from './connection.ts';
  */
 const SOCKET_BUFFER = 256 * 1024;
 
+/** What a session is told of its client. (Only what is used: the socket's own address would
+ *  cost a getsockname call and an object per connection.) */
 export interface ClientInfo {
   remoteAddress: string;
-  remotePort: number;
-  localAddress: string;
-  localPort: number;
   /** Set for implicit-TLS listeners. */
   tls?: TlsInfo;
 }
@@ -154,9 +153,6 @@ export class Listener<E, R> {
     }
     const client: ClientInfo = {
       remoteAddress: ip,
-      remotePort: raw.remotePort ?? 0,
-      localAddress: raw.localAddress ?? '',
-      localPort: raw.localPort ?? 0,
       ...(socket instanceof tls.TLSSocket ? { tls: tlsInfo(socket) } : {}),
     };
     let session: Session<E, R>;

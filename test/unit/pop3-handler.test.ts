@@ -14,7 +14,7 @@ import { MaildropLocks } from '../../src/pop3/locks.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 
-const client = (ip = '192.0.2.1'): ClientInfo => ({ remoteAddress: ip, remotePort: 1000, localAddress: '127.0.0.1', localPort: 110 });
+const client = (ip = '192.0.2.1'): ClientInfo => ({ remoteAddress: ip });
 
 describe('POP3 handler against the SQLite store', () => {
   let dir: string;
