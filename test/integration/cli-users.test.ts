@@ -17,6 +17,8 @@ test('user add / list --json / passwd / remove, with one-line errors and exit co
   const foreign = cli(cfg, ['user', 'add', 'bob@elsewhere.test', '--password-stdin'], 'pw\n');
   assert.equal(foreign.status, 2);
   assert.match(foreign.stderr, /elsewhere\.test is not one of the configured domains/);
+  const long = cli(cfg, ['user', 'add', `${'l'.repeat(65)}@example.test`, '--password-stdin'], 'pw\n');
+  assert.deepEqual([long.status, long.stderr], [2, `mailnest: user ${'l'.repeat(65)}@example.test: its local part is 65 octets, and RFC 5321 section 4.5.3.1.1 allows 64; other servers may refuse to send mail to it\n`]);
   assert.deepEqual(JSON.parse(cli(cfg, ['user', 'list', '--json']).stdout), [{ address: 'Alice@Example.Test', messages: 0, bytes: 0 }]);
   assert.match(cli(cfg, ['user', 'list']).stdout, /^ADDRESS\s+MESSAGES\s+BYTES\nAlice@Example\.Test\s+0\s+0\n$/);
   assert.equal(cli(cfg, ['user', 'passwd', 'alice@example.test', '--password-stdin'], 'pw2\n').status, 0);
