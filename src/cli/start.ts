@@ -51,10 +51,12 @@ export function registerStart(program: Command): void {
       log.info({ addresses: server.addresses, data_dir: config.data_dir, hostname: config.hostname, domains: config.domains }, 'listening');
       const lines = Object.entries(server.addresses).map(([kind, addrs]) => `  ${kind.padEnd(12)} ${addrs!.join(', ')}`);
       const file = configPath((cmd.optsWithGlobals() as { config?: string }).config);
+      // How to add a mailbox, while there is none to read mail from.
+      const users = await Promise.all(config.domains.map((d) => server.ctx.store.firstUser(d)));
       process.stderr.write([
         `mailnest is running for ${config.domains.join(', ')} as ${config.hostname} (config: ${file ?? 'built-in defaults'}, data: ${config.data_dir})`,
         ...lines,
-        `add a mailbox with: ${cliCommand(file)} user add you@${config.domains[0]}`,
+        ...(users.some(Boolean) ? [] : [`add a mailbox with: ${cliCommand(file)} user add you@${config.domains[0]}`]),
         '',
       ].join('\n'));
       await new Promise<void>((resolve) => {

@@ -35,6 +35,15 @@ test('start: the way to add a mailbox it prints is a command that works from whe
   } finally {
     await server.stop();
   }
+  // With a mailbox there, the banner says no more of it.
+  const again = await startMailnest(dir, cfg, dir);
+  try {
+    // The banner is one write: its first line comes with the rest.
+    await until('the banner', () => again.stderr().includes('mailnest is running'), 10_000);
+    assert.ok(!again.stderr().includes('add a mailbox'), again.stderr());
+  } finally {
+    await again.stop();
+  }
 });
 
 test('start: the self-signed certificate is one Apple clients take (825 days, serverAuth), and is made again near its end', async () => {
