@@ -63,8 +63,10 @@ test('alias add / list --json / remove', () => {
   const dangling = cli(cfg, ['send', '--to', 'later@example.test', '--text', 'x']);
   assert.equal(dangling.status, 1);
   assert.equal(dangling.stderr, 'mailnest: no such local user or alias: later@example.test (an alias whose targets do not exist)\n');
-  // A target named twice is no loop.
+  // A target named twice is no loop, and is kept once, however its case is written.
   assert.equal(cli(cfg, ['alias', 'add', 'twice@example.test', 'ghost@example.test', 'GHOST@example.test']).status, 0);
+  assert.equal(cli(cfg, ['alias', 'add', 'twice@example.test', 'Ghost@Example.Test']).status, 0);
+  assert.deepEqual((JSON.parse(cli(cfg, ['alias', 'list', '--json']).stdout) as { alias: string; targets: string[] }[]).find((a) => a.alias === 'twice@example.test')?.targets, ['ghost@example.test']);
   // A loop that also reaches someone is a list that names itself: allowed.
   assert.equal(cli(cfg, ['alias', 'add', 'loop2@example.test', 'loop1@example.test', 'd@remote.test']).status, 0);
   // Removing a user that aliases name says which aliases now lead to nobody.

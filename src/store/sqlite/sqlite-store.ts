@@ -293,8 +293,12 @@ export class SqliteStore implements Store {
 
   async addAlias(alias: string, targets: string[]): Promise<void> {
     await this.write(() => {
+      // A target is named once, however its case is written (addresses match without it).
+      const named = new Set((this.q('SELECT target FROM aliases WHERE alias_key = ?').all(addressKey(alias)) as Row[]).map((r) => addressKey(String(r.target))));
       for (const t of targets) {
-        this.q('INSERT OR IGNORE INTO aliases (alias_key, alias, target) VALUES (?, ?, ?)').run(addressKey(alias), alias, t);
+        if (named.has(addressKey(t))) continue;
+        named.add(addressKey(t));
+        this.q('INSERT INTO aliases (alias_key, alias, target) VALUES (?, ?, ?)').run(addressKey(alias), alias, t);
       }
     });
   }
