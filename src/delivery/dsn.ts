@@ -5,6 +5,7 @@
  * an address beyond ASCII, and an original whose header is UTF-8, take the types of RFC 6533.
  */
 import crypto from 'node:crypto';
+import { isAscii } from '../ascii.ts';
 import { hasEightBit } from '../chunks.ts';
 import { headerEnd } from '../mime/header-section.ts';
 import { rfc5322Date } from './trace.ts';
@@ -92,19 +93,16 @@ function clean(s: string): string {
   return s.replace(/[\r\n]+/g, ' ').trim();
 }
 
-/** Anything beyond ASCII. */
-const NON_ASCII = /[^\x00-\x7f]/;
-
 /** An address with its type (RFC 3464 §2.3.2): `utf-8` for one beyond ASCII, which only a
  *  message/global-delivery-status may carry as it is (RFC 6533 §3). */
 function typedAddress(address: string): string {
-  return `${NON_ASCII.test(address) ? 'utf-8' : 'rfc822'}; ${clean(address)}`;
+  return `${isAscii(address) ? 'rfc822' : 'utf-8'}; ${clean(address)}`;
 }
 
 /** True when the delivery-status of `d` holds text beyond ASCII (an address, or a reply of a
  *  next hop that speaks SMTPUTF8), which only message/global-delivery-status may (RFC 6533 §6). */
 function globalStatus(d: DsnInput): boolean {
-  return d.recipients.some((r) => NON_ASCII.test(r.address) || NON_ASCII.test(r.orcpt ?? '') || NON_ASCII.test(r.reply ?? ''));
+  return d.recipients.some((r) => !isAscii(r.address) || !isAscii(r.orcpt ?? '') || !isAscii(r.reply ?? ''));
 }
 
 /** xtext-encoded ORCPT kept as given, prefixed with its type when it has none. */

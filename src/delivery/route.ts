@@ -21,7 +21,7 @@ export function splitHostPort(s: string): { host: string; port: number } {
 /** The domain of an address as routes and MX lookups take it: lower case, A-labels, no final dot. */
 export function domainOf(address: string): string {
   const at = address.lastIndexOf('@');
-  return domainKey((at < 0 ? '' : address.slice(at + 1)).replace(/\.$/, ''));
+  return domainKey(canonicalDomain(at < 0 ? '' : address.slice(at + 1)));
 }
 
 export class Router {

@@ -6,6 +6,7 @@
  * per recipient. Timeouts follow RFC 5321 §4.5.3.2.
  */
 import type { Readable } from 'node:stream';
+import { isAscii } from '../ascii.ts';
 import type { ConnectionOptions } from 'node:tls';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 
@@ -141,7 +142,6 @@ export function whereOf(target: Pick<ClientTarget, 'host' | 'port' | 'servername
   return `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
 }
 
-const NON_ASCII = /[^\x00-\x7f]/;
 const NO_SMTPUTF8 = '553 5.6.7 a non-ASCII address and the next hop does not offer SMTPUTF8 (RFC 6531)';
 
 function describe(err: NmError): string {
@@ -299,10 +299,10 @@ export class SmtpClient {
       message.recipients.map((address) => ({ address, ok, permanent, reply, ...(ownReply ? { ownReply } : {}) }));
     if (this.broken) return Promise.resolve(all(false, false, 'connection lost'));
     // A non-ASCII recipient is one this server cannot take; the others go (RFC 6531 §3.2).
-    const utf8 = this.offered.extensions.includes('SMTPUTF8') ? [] : message.recipients.filter((a) => NON_ASCII.test(a));
+    const utf8 = this.offered.extensions.includes('SMTPUTF8') ? [] : message.recipients.filter((a) => !isAscii(a));
     if (utf8.length > 0) {
       const refused = utf8.map((address) => ({ address, ok: false, permanent: true, reply: NO_SMTPUTF8, ownReply: true }));
-      const rest = message.recipients.filter((a) => !NON_ASCII.test(a));
+      const rest = message.recipients.filter(isAscii);
       if (rest.length === 0) return Promise.resolve(refused);
       return this.transaction({ ...message, recipients: rest }).then((results) => [...results, ...refused]);
     }
@@ -398,7 +398,7 @@ export class SmtpClient {
   private unsendable(message: OutboundMessage): string | undefined {
     const { extensions: offered, maxSize } = this.offered;
     // First: a non-ASCII sender is the reason, also when the message is 8-bit too.
-    if (NON_ASCII.test(message.sender) && !offered.includes('SMTPUTF8')) return NO_SMTPUTF8;
+    if (!isAscii(message.sender) && !offered.includes('SMTPUTF8')) return NO_SMTPUTF8;
     if (message.eightBit && !offered.includes('8BITMIME')) {
       return '554 5.6.3 the message has 8-bit data and the next hop does not offer 8BITMIME (RFC 6152)';
     }

@@ -8,6 +8,7 @@
  * `<@local:u@remote>` is what it really is: mail for u@remote.
  */
 import net from 'node:net';
+import { isAscii } from '../ascii.ts';
 
 export interface Mailbox {
   /** The local part as given on the wire (quoted form kept when it needs quoting). */
@@ -110,9 +111,7 @@ export function parseMailbox(text: string, utf8: boolean): Mailbox | string {
   } else if (!isDomain(domainPart, utf8)) {
     return domainPart.endsWith('.') ? `domain "${domainPart}" must not end with a dot` : `bad domain "${domainPart}"`;
   }
-  // eslint-disable-next-line no-control-regex
-  const nonAscii = /[^\x00-\x7f]/.test(text);
-  return { local, domain: domainPart, utf8: nonAscii };
+  return { local, domain: domainPart, utf8: !isAscii(text) };
 }
 
 function isDotString(s: string, utf8: boolean): boolean {

@@ -8,6 +8,7 @@
  */
 
 import url from 'node:url';
+import { isAscii } from '../ascii.ts';
 
 export interface UserRecord {
   id: number;
@@ -237,4 +238,3 @@ export function domainKey(domain: string): string {
   return url.domainToASCII(domain) || domain.toLowerCase();
 }
 
-const isAscii = (s: string) => /^[\x00-\x7f]*$/.test(s);
