@@ -67,14 +67,16 @@ export async function runStdioSession<E, R>(o: StdioSessionOptions<E, R>): Promi
     const idle = new Promise<'idle'>((resolve) => { timer = setTimeout(() => resolve('idle'), o.idleMs); });
     const next = await Promise.race([chunks.next(), idle]);
     clearTimeout(timer);
+    // Done with the input: it is closed, or a read still pending would keep the process alive
+    // as long as the caller keeps its end open.
     if (next === 'idle') {
       await run(o.session.timeout());
-      await chunks.return?.();
+      o.input.destroy();
       return;
     }
     if (next.done) return;
     if (!(await run(o.session.receive(next.value as Buffer)))) {
-      await chunks.return?.();
+      o.input.destroy();
       return;
     }
   }

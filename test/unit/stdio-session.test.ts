@@ -1,0 +1,51 @@
+/** One sans-I/O session over a pair of streams (`sendmail -bs`): replies in order, the idle
+ *  limit, and a failed effect. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { PassThrough } from 'node:stream';
+import { runStdioSession } from '../../src/net/stdio-session.ts';
+import { SmtpSession, type SmtpEffect, type SmtpResult } from '../../src/smtp/session.ts';
+
+const policy = {
+  role: 'local' as const, hostname: 'mx.example.test', postmasterDomain: 'example.test', starttls: false, allowInsecureAuth: false,
+  maxMessageSize: 10_000, maxRecipients: 5, maxLineLength: 512,
+};
+
+/** Runs a local session on streams; `perform` answers every RCPT as remote and fails DATA. */
+function run(idleMs: number) {
+  const input = new PassThrough();
+  const output = new PassThrough();
+  let written = '';
+  output.on('data', (d: Buffer) => { written += d.toString(); });
+  const perform = async (e: SmtpEffect): Promise<SmtpResult> => {
+    if (e.kind === 'rcpt') return { kind: 'rcpt', resolution: { kind: 'remote' } };
+    throw new Error('the store is gone');
+  };
+  const done = runStdioSession({ session: new SmtpSession(policy, ''), perform, input, output, idleMs });
+  return { input, done, written: () => written };
+}
+
+test('replies come in order, and the session ends with QUIT', async () => {
+  const s = run(60_000);
+  s.input.write('EHLO a\r\nNOOP\r\nQUIT\r\n');
+  await s.done;
+  assert.deepEqual(s.written().split('\r\n').filter((l) => /^\d{3} /.test(l)).map((l) => l.slice(0, 3)), ['220', '250', '250', '221']);
+  // The input is let go though its writer keeps it open: a read left pending would keep the
+  // command running as long as its caller does.
+  assert.equal(s.input.destroyed, true);
+});
+
+test('a caller that sends nothing for the idle limit gets the session\'s 421, and the session ends', async () => {
+  const s = run(50);
+  s.input.write('EHLO a\r\n');
+  await s.done;
+  assert.match(s.written(), /\r\n421 4\.4\.2 mx\.example\.test Error: timeout exceeded\r\n$/);
+  assert.equal(s.input.destroyed, true);
+});
+
+test('an effect that throws gets the session\'s 421 before the error goes on', async () => {
+  const s = run(60_000);
+  s.input.write('EHLO a\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@remote.test>\r\nDATA\r\nSubject: x\r\n\r\ny\r\n.\r\n');
+  await assert.rejects(s.done, /the store is gone/);
+  assert.match(s.written(), /\r\n354 [^\r]*\r\n421 4\.3\.0 mx\.example\.test Internal error, closing connection\r\n$/);
+});
