@@ -98,6 +98,8 @@ test('config errors and bad usage: one line, no stack trace, exit 1 / 2', () => 
   const missing = cli(path.join(dir, 'absent.toml'), ['user', 'list']);
   assert.equal(missing.status, 1);
   assert.match(missing.stderr, /^mailnest: cannot read config file .*absent\.toml: no such file \(ENOENT\); name an existing one, or write a starter one with `mailnest init`\n$/);
+  const directory = cli(dir, ['user', 'list']);
+  assert.deepEqual([directory.status, directory.stderr], [1, `mailnest: cannot read config file ${dir}: it is a directory (EISDIR); name the file in it\n`]);
 });
 
 test('output cut short by its reader (| head -1, | grep -q) is no failure: exit 0, nothing on stderr', () => {

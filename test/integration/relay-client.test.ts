@@ -9,7 +9,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { ConnectError, SmtpClient, type OutboundMessage } from '../../src/delivery/smtp-client.ts';
+import { ConnectError, SmtpClient, whereOf, type OutboundMessage } from '../../src/delivery/smtp-client.ts';
 import { makeSelfSignedCertificate } from '../../src/net/self-signed-certificate.ts';
 import { addUser, baseConfig, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
 import { mailbox } from '../helpers/mailbox.ts';
@@ -369,4 +369,11 @@ test('TLS from the first byte to a port that begins in plain text is named so, w
     { name: 'mx.example.test', connectTimeout: 5000, greetingTimeout: 5000, commandTimeout: 5000 });
   await assert.rejects(refused, (err: unknown) => err instanceof ConnectError
     && err.reply === `smarthost.test[127.0.0.1]:${port}: no TLS from the first byte on port ${port} (the server answered in plain text): set relay.smarthost_tls = "starttls" for a port that offers STARTTLS, such as 587`);
+});
+
+test('a failed connection names its host as Postfix does: name[address]:port, or the address alone (an IPv6 one in brackets)', () => {
+  assert.equal(whereOf({ host: '192.0.2.1', port: 25, servername: 'mx.example.org' }), 'mx.example.org[192.0.2.1]:25');
+  assert.equal(whereOf({ host: '2001:db8::1', port: 25, servername: 'mx.example.org' }), 'mx.example.org[2001:db8::1]:25');
+  assert.equal(whereOf({ host: '2001:db8::1', port: 587 }), '[2001:db8::1]:587');
+  assert.equal(whereOf({ host: '192.0.2.1', port: 465 }), '192.0.2.1:465');
 });

@@ -69,12 +69,18 @@ test('a body of 32 to 256 KiB is appended to the body log, not kept in the datab
   db.close();
 });
 
-test('a body file cut short or gone: reading the message fails and says why', async () => {
+/** A store with two messages of `size` bytes for one user: bodies of files of their own. */
+async function twoBodyFiles(size: number) {
   const dir = tmp();
   const store = new SqliteStore(dir);
   const u = await store.createUser('u@example.test', 'h');
   const ids = [newQueueId(), newQueueId()];
-  for (const id of ids) await store.accept({ id, body: [Buffer.alloc(300_000, 'x')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+  for (const id of ids) await store.accept({ id, body: [Buffer.alloc(size, 'x')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+  return { dir, store, u, ids };
+}
+
+test('a body file cut short or gone: reading the message fails and says why', async () => {
+  const { dir, store, u, ids } = await twoBodyFiles(300_000);
   fs.truncateSync(path.join(dir, 'bodies', ids[0]!), 1000);
   fs.rmSync(path.join(dir, 'bodies', ids[1]!));
   await assert.rejects(storedMessage(store, u.id, 1), /is too short for the 300000 bytes at 0/);
@@ -83,11 +89,7 @@ test('a body file cut short or gone: reading the message fails and says why', as
 });
 
 test('a body file damaged on disk fails before its last piece is handed out; one an earlier version wrote, with no checksum, is read unchecked', async () => {
-  const dir = tmp();
-  const store = new SqliteStore(dir);
-  const u = await store.createUser('u@example.test', 'h');
-  const ids = [newQueueId(), newQueueId()];
-  for (const id of ids) await store.accept({ id, body: [Buffer.alloc(600_000, 'x')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+  const { dir, store, u, ids } = await twoBodyFiles(600_000);
   for (const id of ids) {
     const fd = fs.openSync(path.join(dir, 'bodies', id), 'r+');
     fs.writeSync(fd, Buffer.from('#'), 0, 1, 300_000);
