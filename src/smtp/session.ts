@@ -527,9 +527,11 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (verdict !== 'ok') {
       this.tx = undefined;
       if (verdict === 'too-big') return this.tooBig();
-      this.refused(verdict === 'nul' ? 'nul' : 'bare_line_end');
-      if (verdict === 'nul') return this.send(reply(550, '5.6.0', 'Message refused: a NUL octet in the message, which mail may not hold (RFC 2045 section 2.8)'));
-      return this.send(reply(550, '5.6.0', 'Message refused: bare CR or LF in the message; lines must end with CRLF (RFC 5321 section 2.3.8)'));
+      const [reason, why] = verdict === 'nul'
+        ? ['nul', 'a NUL octet in the message, which mail may not hold (RFC 2045 section 2.8)']
+        : ['bare_line_end', 'bare CR or LF in the message; lines must end with CRLF (RFC 5321 section 2.3.8)'];
+      this.refused(reason);
+      return this.send(reply(550, '5.6.0', `Message refused: ${why}`));
     }
     const body = sink.take();
     const hops = countFields(body, /^received[ \t]*:/gim);

@@ -104,7 +104,9 @@ test('refusals of a message or a recipient are reported for counting, by reason'
   assert.match(u.send('MAIL FROM:<bob@example.test>\r\n'), /^553 5\.7\.1/);
   const b = inState('rcpt');
   b.send(`BDAT 20000 LAST\r\n${'x'.repeat(20000)}`);
-  assert.deepEqual([...d.refusals, ...u.refusals, ...b.refusals], ['relay_denied', 'nul', 'bare_line_end', 'too_big', 'foreign_sender', 'too_big']);
+  const full = inState('ehlo', { roomFor: () => false });
+  assert.match(full.send('MAIL FROM:<a@remote.test>\r\n'), /^452 4\.3\.1/);
+  assert.deepEqual([...d.refusals, ...u.refusals, ...b.refusals, ...full.refusals], ['relay_denied', 'nul', 'bare_line_end', 'too_big', 'foreign_sender', 'too_big', 'storage_full']);
   assert.equal(d.delivered.length, 0);
 });
 
