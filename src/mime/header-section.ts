@@ -4,10 +4,6 @@
  * it has its body begin right there.
  */
 
-/** The start of a header field's first line: its name and the colon (RFC 5322 §2.2; §4.5.3
- *  allows white space before the colon). */
-export const FIELD_START = /^[\x21-\x39\x3b-\x7e]+[ \t]*:/;
-
 /**
  * Where the header section ends: after the last line of its last field; `separated` when the
  * empty line follows there.
@@ -100,9 +96,10 @@ export function unfoldedValue(field: string): string {
   return field.slice(field.indexOf(':') + 1).replace(/\r?\n/g, '');
 }
 
-/** FIELD_START on a line's octets, without making them a string: this runs for every line of
- *  every header, several times per message. */
-function startsField(line: Buffer): boolean {
+/** Whether a line is a header field's first: its name (printable ASCII but ":") and the colon
+ *  (RFC 5322 §2.2; §4.5.3 allows white space before the colon). Read from the octets, without a
+ *  string: this runs for every line of every header, several times per message. */
+export function startsField(line: Buffer): boolean {
   let i = 0;
   while (i < line.length && line[i]! >= 0x21 && line[i]! <= 0x7e && line[i] !== 0x3a) i++;
   if (i === 0) return false;

@@ -15,7 +15,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import * as qp from 'nodemailer/lib/qp';
-import { FIELD_START, unfoldedValue } from './header-section.ts';
+import { startsField, unfoldedValue } from './header-section.ts';
 
 /** RFC 5322 §2.1.1: a line is at most 998 octets without its CRLF. */
 export const MAX_LINE = 998;
@@ -46,7 +46,7 @@ export function splitFields(lines: Buffer[]): { fields: Field[]; body: Buffer[] 
       break;
     }
     const text = line.toString('latin1');
-    if (FIELD_START.test(text)) fields.push({ name: text.slice(0, text.indexOf(':')).trim(), lines: [line] });
+    if (startsField(line)) fields.push({ name: text.slice(0, text.indexOf(':')).trim(), lines: [line] });
     else if ((text[0] === ' ' || text[0] === '\t') && fields.length > 0) fields[fields.length - 1]!.lines.push(line);
     else break; // the body starts here, without the blank line
   }
