@@ -30,8 +30,34 @@ function entry() {
   return path.join(root, 'src', 'cli', 'main.ts');
 }
 
+/** The command word: the first argument that is neither an option nor the config option's value. */
+function command(args) {
+  for (let i = 0; i < args.length; i++) {
+    if (args[i] === '-c' || args[i] === '--config') i++;
+    else if (!args[i].startsWith('-')) return args[i];
+  }
+  return undefined;
+}
+
+// The server's V8 settings. A semi-space (half the young generation) of at most 8 MiB, where
+// V8's default lets a burst of new connections grow it to 32 MiB and keeps it: 16 MiB less
+// resident, the same throughput (docs/PERFORMANCE.md, "Idle connections"). An operator's own
+// setting, on node's command line or in NODE_OPTIONS, is left as it is.
+function serverFlags(args) {
+  if (command(args) !== 'start') return [];
+  const given = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ');
+  return given.includes('--max-semi-space-size') ? [] : ['--max-semi-space-size=8'];
+}
+
 const main = entry();
+const args = process.argv.slice(2);
+const flags = serverFlags(args);
 if (Number(process.versions.node.split('.')[0]) >= 24) {
+  // The flags take effect only when the heap is made: the process becomes a Node started with
+  // them (same pid, same descriptors). Where that is not possible, it runs without them.
+  if (flags.length && typeof process.execve === 'function') {
+    process.execve(process.execPath, [process.execPath, ...flags, ...process.execArgv, process.argv[1], ...args]);
+  }
   await import(pathToFileURL(main).href);
 } else {
   let node;
@@ -41,7 +67,7 @@ if (Number(process.versions.node.split('.')[0]) >= 24) {
     process.stderr.write(`mailnest: needs Node.js 24 or later (this is ${process.version}); run "npm install" in ${root} first\n`);
     process.exit(1);
   }
-  const child = spawn(node, [main, ...process.argv.slice(2)], { stdio: 'inherit' });
+  const child = spawn(node, [...flags, main, ...args], { stdio: 'inherit' });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
   // The child's end is ours: its status, or the signal that ended it (this process's own
   // handlers removed first, or the signal would only be passed on again).

@@ -88,9 +88,21 @@ export interface RunningMailnest {
   kill(): Promise<void>;
 }
 
-/** Starts `mailnest start` (in `cwd`, this process's by default) and waits for its "listening" log line. */
-export async function startMailnest(dir: string, configFile: string, cwd?: string): Promise<RunningMailnest> {
-  const child = spawn(NODE, [CLI, '-c', configFile, 'start'], { stdio: ['ignore', 'pipe', 'pipe'], ...(cwd ? { cwd } : {}) });
+/** How `startMailnest` runs it. */
+export interface StartOptions {
+  /** Its working directory; this process's by default. */
+  cwd?: string;
+  /** Added to this process's environment. */
+  env?: NodeJS.ProcessEnv;
+  /** The script node runs: the CLI's source by default, or the installed launcher (bin/mailnest.js). */
+  entry?: string;
+}
+
+/** Starts `mailnest start` and waits for its "listening" log line. */
+export async function startMailnest(dir: string, configFile: string, opts: StartOptions = {}): Promise<RunningMailnest> {
+  const child = spawn(NODE, [opts.entry ?? CLI, '-c', configFile, 'start'], {
+    stdio: ['ignore', 'pipe', 'pipe'], cwd: opts.cwd, env: { ...process.env, ...opts.env },
+  });
   const logs: Record<string, unknown>[] = [];
   let stderr = '';
   child.stderr!.on('data', (d) => { stderr += d; });

@@ -22,7 +22,7 @@ test('start: listens, makes a self-signed certificate, stops on SIGTERM with exi
 test('start: the way to add a mailbox it prints is a command that works from where it was started', async () => {
   const dir = tempDir();
   const cfg = writeConfig(dir, baseConfig(dir));
-  const server = await startMailnest(dir, cfg, dir);
+  const server = await startMailnest(dir, cfg, { cwd: dir });
   try {
     // The banner follows the "listening" line.
     await until('the banner', () => server.stderr().includes('add a mailbox'), 10_000);
@@ -36,13 +36,33 @@ test('start: the way to add a mailbox it prints is a command that works from whe
     await server.stop();
   }
   // With a mailbox there, the banner says no more of it.
-  const again = await startMailnest(dir, cfg, dir);
+  const again = await startMailnest(dir, cfg, { cwd: dir });
   try {
     // The banner is one write: its first line comes with the rest.
     await until('the banner', () => again.stderr().includes('mailnest is running'), 10_000);
     assert.ok(!again.stderr().includes('add a mailbox'), again.stderr());
   } finally {
     await again.stop();
+  }
+});
+
+test('start: the server runs with a semi-space of at most 8 MiB, as the same process; an operator\'s own setting wins', async () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  const nodeArgs = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+  const launcher = path.join(ROOT, 'bin', 'mailnest.js');
+  const server = await startMailnest(dir, cfg, { entry: launcher });
+  try {
+    // The pid the caller holds is the server's: signals and a service manager reach it.
+    assert.ok(nodeArgs(server.process.pid!).includes('--max-semi-space-size=8'), nodeArgs(server.process.pid!).join(' '));
+  } finally {
+    assert.equal(await server.stop(), 0);
+  }
+  const own = await startMailnest(dir, cfg, { entry: launcher, env: { NODE_OPTIONS: '--max-semi-space-size=4' } });
+  try {
+    assert.ok(!nodeArgs(own.process.pid!).some((a) => a.startsWith('--max-semi-space-size')));
+  } finally {
+    assert.equal(await own.stop(), 0);
   }
 });
 
