@@ -40,12 +40,13 @@ function command(args) {
 }
 
 // The server's V8 settings. A semi-space (half the young generation) of at most 8 MiB, where
-// V8's default lets a burst of new connections grow it to 32 MiB and keeps it: 16 MiB less
-// resident, the same throughput (docs/PERFORMANCE.md, "Idle connections"). An operator's own
-// setting, on node's command line or in NODE_OPTIONS, is left as it is.
+// V8's default lets a burst of connections grow it to 32 MiB and keeps it: about 16 MiB less
+// resident with 10,000 idle connections, and the same throughput (docs/PERFORMANCE.md, "V8's
+// young generation is capped at start"). An operator's own setting, on node's command line or
+// in NODE_OPTIONS (V8 takes "_" for "-" in its flags' names), is left as it is.
 function serverFlags(args) {
   if (command(args) !== 'start') return [];
-  const given = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ');
+  const given = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ').replaceAll('_', '-');
   return given.includes('--max-semi-space-size') ? [] : ['--max-semi-space-size=8'];
 }
 
@@ -56,7 +57,9 @@ if (Number(process.versions.node.split('.')[0]) >= 24) {
   // The flags take effect only when the heap is made: the process becomes a Node started with
   // them (same pid, same descriptors). Where that is not possible, it runs without them.
   if (flags.length && typeof process.execve === 'function') {
-    process.execve(process.execPath, [process.execPath, ...flags, ...process.execArgv, process.argv[1], ...args]);
+    try {
+      process.execve(process.execPath, [process.execPath, ...flags, ...process.execArgv, process.argv[1], ...args]);
+    } catch { /* not replaced: this process runs the server */ }
   }
   await import(pathToFileURL(main).href);
 } else {
