@@ -49,6 +49,30 @@ test('syncs asked for while one runs share the next fdatasync, never the running
   wal.close();
 });
 
+test('a WAL file removed or replaced is opened again: the flush reaches the file there is now', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-wal-'));
+  const db = path.join(dir, 'x.sqlite');
+  const walFile = `${db}-wal`;
+  fs.writeFileSync(walFile, 'log');
+  const flushed: number[] = [];
+  const wal = new WalSync(db, async (fd) => { flushed.push(fs.fstatSync(fd).ino); });
+  await wal.sync();
+  await wal.sync();
+  fs.unlinkSync(walFile);
+  fs.writeFileSync(walFile, 'log again');
+  await wal.sync();
+  const other = path.join(dir, 'other');
+  fs.writeFileSync(other, 'renamed over it');
+  fs.renameSync(other, walFile);
+  await wal.sync();
+  const [a, b, c, d] = flushed;
+  assert.equal(a, b, 'the same file: the same descriptor');
+  assert.notEqual(c, a);
+  assert.notEqual(d, c);
+  assert.equal(d, fs.statSync(walFile).ino);
+  wal.close();
+});
+
 test('after close, sync has nothing left to wait for', async () => {
   const { wal } = setup();
   wal.close();

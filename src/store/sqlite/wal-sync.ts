@@ -51,14 +51,13 @@ export class WalSync {
     if (fs.existsSync(this.walFile)) fs.fdatasyncSync(this.walDescriptor());
   }
 
-  /** An open descriptor of the current WAL file (reopened if SQLite replaced the file). */
+  /**
+   * An open descriptor of the current WAL file, opened again once the one held has no name left
+   * (SQLite removed the file, or another took its name): one fstat per flush, no path lookup.
+   */
   private walDescriptor(): number {
     if (this.fd !== undefined) {
-      let same = false;
-      try {
-        same = fs.fstatSync(this.fd).ino === fs.statSync(this.walFile).ino;
-      } catch { /* the file is gone: reopen below */ }
-      if (same) return this.fd;
+      if (fs.fstatSync(this.fd).nlink > 0) return this.fd;
       fs.closeSync(this.fd);
       this.fd = undefined;
     }
