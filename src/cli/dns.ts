@@ -3,7 +3,7 @@ import type { Command } from 'commander';
 import { dnsRecords, formatRecords } from '../delivery/dns-records.ts';
 import { domainKey } from '../store/store.ts';
 import { asDataDirOwner, configOf } from './common.ts';
-import { CliError } from './errors.ts';
+import { UsageError } from './errors.ts';
 
 export function registerDns(program: Command): void {
   program.command('dns [domain]').description('print the MX, SPF, DKIM and DMARC records to publish for a domain')
@@ -14,7 +14,8 @@ export function registerDns(program: Command): void {
       asDataDirOwner(config.data_dir);
       const d = domainKey((domain ?? config.domains[0]!).replace(/\.$/, ''));
       if (!config.domains.some((x) => domainKey(x) === d)) {
-        throw new CliError(`${d} is not one of the configured domains (${config.domains.join(', ')})`);
+        // The same as user add and alias add say of such a domain.
+        throw new UsageError(`${d} is not one of the configured domains (${config.domains.join(', ')}); add it to "domains" in the config`);
       }
       const records = dnsRecords(config, d);
       if (opts.json) process.stdout.write(`${JSON.stringify(records.map(({ name, type, value }) => ({ name, type, value })))}\n`);

@@ -252,8 +252,8 @@ test('dns prints the records to publish, for a domain written in any case and wi
   assert.match(records[2]!.value, /^v=DKIM1; k=rsa; p=/);
   assert.deepEqual(JSON.parse(cli(cfg, ['dns', 'EXAMPLE.test.', '--json']).stdout), records);
   const other = cli(cfg, ['dns', 'other.test']);
-  assert.equal(other.status, 1);
-  assert.match(other.stderr, /^mailnest: other\.test is not one of the configured domains/);
+  assert.equal(other.status, 2);
+  assert.match(other.stderr, /^mailnest: other\.test is not one of the configured domains \(example\.test\); add it to "domains" in the config\n$/);
   // Without signing there is no key to publish, and none is made.
   const off = tempDir();
   const offCfg = writeConfig(off, baseConfig(off, { dkim: { enabled: false } }));
