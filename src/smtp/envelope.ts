@@ -26,12 +26,25 @@ export interface RcptTo {
 const FROM = /^FROM: ?/i;
 const TO = /^TO: ?/i;
 
-/** `esmtp`: the session began with EHLO (RFC 5321 §4.1.1.11: after HELO no extension is in
- *  effect, so a parameter is one the server does not recognise, 555). */
-export function parseMailFrom(args: string, maxSize: number, esmtp: boolean): MailFrom | Reply {
+/** A path of a user name alone, `<root>`: what callers of the sendmail command write. */
+const BARE_NAME = /^<([^\s<>@":\\]+)>(?= |$)/;
+
+/** The path with `domain` added to a user name alone; any other path as it is. */
+function completed(text: string, domain: string | undefined): string {
+  const m = domain === undefined ? null : BARE_NAME.exec(text);
+  return m ? `<${m[1]}@${domain}>${text.slice(m[0].length)}` : text;
+}
+
+/**
+ * `esmtp`: the session began with EHLO (RFC 5321 §4.1.1.11: after HELO no extension is in
+ * effect, so a parameter is one the server does not recognise, 555). `bareDomain`: given, a
+ * user name without a domain (`<root>`) is taken to be at it, as the sendmail command takes it
+ * (`sendmail -bs`); otherwise such a path is bad syntax (RFC 5321 §4.1.2).
+ */
+export function parseMailFrom(args: string, maxSize: number, esmtp: boolean, bareDomain?: string): MailFrom | Reply {
   const m = FROM.exec(args);
   if (!m) return reply(501, '5.5.4', 'Syntax: MAIL FROM:<address> [parameters]');
-  const path = parsePath(args.slice(m[0].length), { utf8: true, allowNull: true });
+  const path = parsePath(completed(args.slice(m[0].length), bareDomain), { utf8: true, allowNull: true });
   if (!path.ok) return reply(501, '5.1.7', `Bad sender address syntax: ${path.message}`);
   const params = parseParams(path.rest);
   if (!params.ok) return reply(501, '5.5.4', `Bad MAIL FROM parameters: ${params.message}`);
@@ -83,16 +96,16 @@ export function parseMailFrom(args: string, maxSize: number, esmtp: boolean): Ma
 /** RFC 5321 §4.1.1.3: `<Postmaster>`, without a domain, names the postmaster of this server. */
 const BARE_POSTMASTER = /^<postmaster>(?= |$)/i;
 
-/** `postmasterDomain`: the local domain that a bare `<Postmaster>` is taken to be in. */
-/** `esmtp`: as for parseMailFrom. */
-export function parseRcptTo(args: string, utf8: boolean, postmasterDomain: string, esmtp: boolean): RcptTo | Reply {
+/** `postmasterDomain`: the local domain that a bare `<Postmaster>` is taken to be in;
+ *  `esmtp` and `bareDomain`: as for parseMailFrom. */
+export function parseRcptTo(args: string, utf8: boolean, postmasterDomain: string, esmtp: boolean, bareDomain?: string): RcptTo | Reply {
   const m = TO.exec(args);
   if (!m) return reply(501, '5.5.4', 'Syntax: RCPT TO:<address> [parameters]');
   const text = args.slice(m[0].length);
   const bare = BARE_POSTMASTER.exec(text);
   const path: PathResult = bare
     ? { ok: true, mailbox: { local: 'postmaster', domain: postmasterDomain, utf8: false }, rest: text.slice(bare[0].length).trim() }
-    : parsePath(text, { utf8: true, allowNull: false });
+    : parsePath(completed(text, bareDomain), { utf8: true, allowNull: false });
   if (!path.ok) {
     return reply(501, '5.1.3', /null address/.test(path.message) ? 'The null address <> is not a recipient' : `Bad recipient address syntax: ${path.message}`);
   }

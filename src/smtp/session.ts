@@ -405,11 +405,17 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     this.send(reply(250, undefined, ...ext));
   }
 
+  /** `sendmail -bs` takes a user name alone (`<root>`) as a local address, as `sendmail` does;
+   *  over the network that is bad syntax (RFC 5321 §4.1.2). */
+  private get bareDomain(): string | undefined {
+    return this.o.role === 'local' ? this.o.postmasterDomain : undefined;
+  }
+
   private mailCommand(args: string): void {
     if (!this.helo) return this.send(reply(503, '5.5.1', 'Send HELO/EHLO first'));
     if (this.tx) return this.send(reply(503, '5.5.1', 'Nested MAIL command'));
     if (this.authRequired && !this.user) return this.send(reply(530, '5.7.0', 'Authentication required'));
-    const from = parseMailFrom(args, this.o.maxMessageSize, this.esmtp);
+    const from = parseMailFrom(args, this.o.maxMessageSize, this.esmtp, this.bareDomain);
     if ('code' in from) return this.send(from);
     // RFC 1870 §6.2, RFC 5321 §4.2.3: no room to store it, said before the message is sent.
     if (this.o.roomFor && !this.o.roomFor(from.declaredSize ?? 0)) {
@@ -440,7 +446,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private rcptCommand(args: string): void {
     if (!this.tx) return this.send(reply(503, '5.5.1', 'Need MAIL before RCPT'));
     if (this.tx.chunking) return this.send(reply(503, '5.5.1', 'RCPT after BDAT'));
-    const rcpt = parseRcptTo(args, this.tx.from.utf8, this.o.postmasterDomain, this.esmtp);
+    const rcpt = parseRcptTo(args, this.tx.from.utf8, this.o.postmasterDomain, this.esmtp, this.bareDomain);
     if ('code' in rcpt) return this.send(rcpt);
     if (this.tx.recipients.length >= this.o.maxRecipients) {
       // RFC 5321 §4.5.3.1.10: a temporary reply, the client sends the rest in another transaction.

@@ -134,6 +134,27 @@ test('the local role (sendmail -bs) offers neither AUTH nor STARTTLS, needs no A
   assert.deepEqual(d.refusals, []);
 });
 
+test('the local role takes a user name alone as a local address, as the sendmail command does; over the network it is bad syntax', () => {
+  const d = new SmtpDriver({ role: 'local', starttls: false, allowInsecureAuth: true });
+  d.send('EHLO php.local\r\n');
+  assert.match(d.send('MAIL FROM:<www-data> SIZE=100\r\n'), /^250 /);
+  assert.match(d.send('RCPT TO:<alice>\r\n'), /^250 /);
+  assert.match(d.send('RCPT TO:<nobody>\r\n'), /^550 5\.1\.1/);
+  assert.match(d.send('DATA\r\nSubject: s\r\n\r\nb\r\n.\r\n'), /250 2\.0\.0 OK queued/);
+  assert.equal(d.delivered[0]!.sender, 'www-data@example.test');
+  assert.deepEqual(d.delivered[0]!.recipients.map((r) => r.address), ['alice@example.test']);
+  // Not a way around the grammar: anything but a plain name stays as it is.
+  d.send('MAIL FROM:<>\r\n');
+  assert.match(d.send('RCPT TO:<@relay.test:alice>\r\n'), /^501 /);
+  assert.match(d.send('RCPT TO:<"a b">\r\n'), /^501 /);
+
+  const net = new SmtpDriver();
+  net.send('EHLO c\r\n');
+  assert.match(net.send('MAIL FROM:<www-data>\r\n'), /^501 5\.1\.7/);
+  net.send('MAIL FROM:<a@remote.test>\r\n');
+  assert.match(net.send('RCPT TO:<alice>\r\n'), /^501 5\.1\.3/);
+});
+
 test('BDAT after HELO: its chunk is read, not run as commands, and refused with the transaction (RFC 3030 §2)', () => {
   const d = new SmtpDriver();
   d.send('HELO c\r\n');
