@@ -32,16 +32,35 @@ export function commandContext(cmd: Command): Context {
  * as it is.
  */
 export function asDataDirOwner(dataDir: string): void {
-  if (process.getuid?.() !== 0) return;
+  const owner = dataDirOwner(dataDir);
+  if (owner === undefined) return;
+  process.setgroups?.([owner.gid]);
+  process.setgid?.(owner.gid);
+  process.setuid?.(owner.uid);
+}
+
+/**
+ * For root: the user other than root that data_dir's path belongs to (see asDataDirOwner), if
+ * any; undefined for everyone else. A path with parts of two such users is refused.
+ */
+export function dataDirOwner(dataDir: string): { uid: number; gid: number } | undefined {
+  if (process.getuid?.() !== 0) return undefined;
   const owners = ownersOnTheWay(dataDir);
-  if (owners.size === 0) return;
+  if (owners.size === 0) return undefined;
   if (owners.size > 1) {
     throw new CliError(`data_dir ${dataDir}: its path has parts of more than one user (uids ${[...owners.keys()].join(', ')}); make the directories above it root's, and data_dir the server's user's`);
   }
   const [[uid, gid]] = owners;
-  process.setgroups?.([gid]);
-  process.setgid?.(gid);
-  process.setuid?.(uid);
+  return { uid, gid };
+}
+
+/** A user's name from /etc/passwd, if it has one there. */
+export function userName(uid: number): string | undefined {
+  try {
+    return fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[2] === String(uid))?.split(':')[0];
+  } catch {
+    return undefined;
+  }
 }
 
 /**

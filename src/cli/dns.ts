@@ -15,7 +15,7 @@ export function registerDns(program: Command): void {
       const d = domainKey((domain ?? config.domains[0]!).replace(/\.$/, ''));
       if (!config.domains.some((x) => domainKey(x) === d)) {
         // The same as user add and alias add say of such a domain.
-        throw new UsageError(`${d} is not one of the configured domains (${config.domains.join(', ')}); add it to "domains" in the config`);
+        throw new UsageError(`${JSON.stringify(d)} is not one of the configured domains (${config.domains.join(', ')}); add it to "domains" in the config`);
       }
       const records = dnsRecords(config, d);
       if (opts.json) process.stdout.write(`${JSON.stringify(records.map(({ name, type, value }) => ({ name, type, value })))}\n`);

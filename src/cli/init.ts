@@ -1,10 +1,11 @@
 /** `mailnest init`: a commented starter mailnest.toml. */
 import fs from 'node:fs';
 import os from 'node:os';
+import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig, parseConfig } from '../config/load.ts';
 import { parse as parseToml } from 'smol-toml';
-import { asDataDirOwner } from './common.ts';
+import { asDataDirOwner, dataDirOwner } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
 import { dnsRecords, formatRecords } from '../delivery/dns-records.ts';
 
@@ -98,7 +99,7 @@ export function registerInit(program: Command): void {
       const file = (cmd.optsWithGlobals() as { config?: string }).config ?? process.env.MAILNEST_CONFIG ?? 'mailnest.toml';
       // An MX target and the EHLO name are fully qualified (RFC 5321 §2.3.5).
       if (!opts.hostname.includes('.')) {
-        throw new UsageError(`the host name ${JSON.stringify(opts.hostname)} is not a fully qualified domain name, which the MX record and EHLO need (RFC 5321 §2.3.5): give --hostname, e.g. --hostname mail.example.com --domain example.com`);
+        throw new UsageError(`the host name ${JSON.stringify(opts.hostname)} is not a fully qualified domain name, which the MX record and EHLO need (RFC 5321 §2.3.5): give a fully qualified one, e.g. --hostname mail.example.com --domain example.com`);
       }
       // mail.example.com serves example.com, example.com itself.
       const labels = opts.hostname.split('.');
@@ -113,10 +114,27 @@ export function registerInit(program: Command): void {
         throw new UsageError((err as Error).message);
       }
       if (fs.existsSync(file) && !opts.force) throw new CliError(`${file} exists; use --force to overwrite it`);
+      const dir = path.dirname(path.resolve(file));
+      if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
+        throw new CliError(`cannot write ${file}: ${dir} is not a directory; make it first (mkdir -p ${dir})`);
+      }
+      // What makes the DKIM key fail below, said before the file is written.
+      const dataDir = path.resolve(dir, opts.dataDir);
+      if (fs.statSync(dataDir, { throwIfNoEntry: false })?.isDirectory() === false) {
+        throw new UsageError(`--data-dir ${opts.dataDir}: ${dataDir} is not a directory; name a directory (it is made when missing)`);
+      }
+      dataDirOwner(dataDir);
+      // The owner, group and permissions an operator gave the file (chgrp and chmod 640 for the
+      // service's user, as the README says) stay with it, less any for other users.
+      const before = fs.lstatSync(file, { throwIfNoEntry: false });
       // A new file in its place, never one written through: a link there (in a directory of
       // someone else's) could lead anywhere.
       fs.rmSync(file, { force: true });
       fs.writeFileSync(file, text, { mode: 0o600, flag: 'wx' });
+      if (before?.isFile()) {
+        fs.chownSync(file, before.uid, before.gid);
+        fs.chmodSync(file, before.mode & 0o660);
+      }
       process.stdout.write(`wrote ${file} for ${domain} (host ${opts.hostname})\n`);
       // The DKIM key lives under the data_dir the new file names, relative to the file, as for
       // every other command reading it.

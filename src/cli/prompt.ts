@@ -1,6 +1,6 @@
 /** Asks for a password on the terminal without echoing it; reads a line from stdin otherwise. */
 import { readStdinLine } from './common.ts';
-import { UsageError } from './errors.ts';
+import { CliError, UsageError } from './errors.ts';
 
 export async function readPassword(fromStdin: boolean, prompt = 'Password: '): Promise<string> {
   if (fromStdin || !process.stdin.isTTY) {
@@ -10,7 +10,8 @@ export async function readPassword(fromStdin: boolean, prompt = 'Password: '): P
   }
   const first = await ask(prompt);
   const second = await ask('Again: ');
-  if (first !== second) throw new UsageError('the passwords do not match');
+  // A typing slip, not a wrong command line: a failure (exit 1), as for any other command.
+  if (first !== second) throw new CliError('the passwords do not match; nothing was changed');
   if (first === '') throw new UsageError('an empty password is not allowed');
   return first;
 }

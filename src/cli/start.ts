@@ -4,7 +4,8 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { createLogger } from '../log.ts';
 import { startServer } from '../server.ts';
-import { configOf } from './common.ts';
+import { configOf, dataDirOwner, userName } from './common.ts';
+import { CliError } from './errors.ts';
 import { configPath } from '../config/load.ts';
 
 /** A stop signal repeated within this long is the first one again, not a request to hurry. */
@@ -14,6 +15,16 @@ export function registerStart(program: Command): void {
   program.command('start').description('run the server in the foreground')
     .action(async (_opts: unknown, cmd: Command) => {
       const config = configOf(cmd);
+      // Root on a data_dir that is another user's (the service's): the files it made there would
+      // be root's, and the server, run as that user again, could not open them. The other
+      // commands become that user; the server cannot, as it may need root for ports under 1024.
+      const owner = dataDirOwner(config.data_dir);
+      if (owner !== undefined) {
+        const name = userName(owner.uid);
+        const who = name ?? `the user with uid ${owner.uid}`;
+        const how = name ? `systemd's User=, or runuser -u ${name} -- mailnest start` : 'systemd\'s User=';
+        throw new CliError(`data_dir ${config.data_dir} is ${who}'s: start the server as ${who} (${how}), with CAP_NET_BIND_SERVICE for ports under 1024 (see the README's unit); as root it would make files there that ${who} cannot open`);
+      }
       const log = createLogger(config.log_level);
       // Signals are caught from the start, so one that arrives while listeners open still
       // means an orderly stop. A second one ends the process at once (the default action), but

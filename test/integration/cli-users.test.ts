@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { configSchema } from '../../src/config/schema.ts';
 import { loadConfig } from '../../src/config/load.ts';
-import { addUser, baseConfig, cli, CLI, NODE, tempDir, writeConfig } from '../helpers/server.ts';
+import { addUser, baseConfig, cli, CLI, NODE, python, tempDir, writeConfig } from '../helpers/server.ts';
 
 test('user add / list --json / passwd / remove, with one-line errors and exit codes', () => {
   const dir = tempDir();
@@ -160,7 +160,7 @@ test('init writes a starter config that mailnest accepts, and refuses to overwri
   for (const args of [['--hostname', 'vm'], ['--hostname', 'vm', '--domain', 'example.org']]) {
     const bare = cli(path.join(dir, 'bare.toml'), ['init', ...args]);
     assert.equal(bare.status, 2);
-    assert.match(bare.stderr, /^mailnest: the host name "vm" is not a fully qualified domain name, which the MX record and EHLO need \(RFC 5321 §2\.3\.5\): give --hostname/);
+    assert.match(bare.stderr, /^mailnest: the host name "vm" is not a fully qualified domain name, which the MX record and EHLO need \(RFC 5321 §2\.3\.5\): give a fully qualified one, e\.g\. --hostname mail\.example\.com/);
   }
   assert.equal(cli(path.join(dir, 'bad.toml'), ['init', '--hostname', 'bad host', '--domain', 'example.org']).status, 2);
   assert.ok(!fs.existsSync(path.join(dir, 'bare.toml')) && !fs.existsSync(path.join(dir, 'bad.toml')));
@@ -172,6 +172,75 @@ test('init writes a starter config that mailnest accepts, and refuses to overwri
   assert.equal(loadConfig(placed).data_dir, elsewhere);
   assert.ok(fs.existsSync(path.join(elsewhere, 'dkim')));
   assert.equal(/p=([A-Za-z0-9+/=]+)/.exec(cli(placed, ['dns']).stdout)?.[1], /p=([A-Za-z0-9+/=]+)/.exec(made.stdout)?.[1]);
+});
+
+test('init: what would fail after the file is written is said before it; --force keeps the group and permissions given to the file', { skip: process.getuid?.() === 0 ? false : 'needs root, to give the file a group' }, () => {
+  const dir = tempDir();
+  const file = path.join(dir, 'mailnest.toml');
+  // Into a directory that is not there.
+  const missing = cli(path.join(dir, 'etc', 'mailnest.toml'), ['init', '--hostname', 'mail.example.org']);
+  assert.equal(missing.status, 1);
+  assert.match(missing.stderr, /^mailnest: cannot write \S+: \S+etc is not a directory; make it first \(mkdir -p \S+\)\n$/);
+  // With a data_dir that is a file: nothing written.
+  fs.writeFileSync(path.join(dir, 'afile'), '');
+  const bad = cli(file, ['init', '--hostname', 'mail.example.org', '--data-dir', 'afile']);
+  assert.equal(bad.status, 2);
+  assert.match(bad.stderr, /^mailnest: --data-dir afile: \S+afile is not a directory; name a directory/);
+  assert.ok(!fs.existsSync(file), 'the file was written all the same');
+  // Made readable by the service's group, as the README says; --force keeps that, not more.
+  assert.equal(cli(file, ['init', '--hostname', 'mail.example.org']).status, 0);
+  fs.chownSync(file, 0, 65534);
+  fs.chmodSync(file, 0o644);
+  assert.equal(cli(file, ['init', '--hostname', 'mail.example.net', '--force']).status, 0);
+  const st = fs.statSync(file);
+  assert.deepEqual([st.gid, st.mode & 0o777], [65534, 0o640]);
+  assert.match(fs.readFileSync(file, 'utf8'), /mail\.example\.net/);
+});
+
+test('start as root on a data_dir that is another user\'s is refused, naming the user to run it as; nothing is made there', { skip: process.getuid?.() === 0 ? false : 'needs root' }, () => {
+  const dir = tempDir();
+  const data = path.join(dir, 'data');
+  fs.mkdirSync(data, { mode: 0o700 });
+  fs.chownSync(data, 65534, 65534);
+  const cfg = writeConfig(dir, baseConfig(dir));
+  const r = cli(cfg, ['start']);
+  assert.equal(r.status, 1);
+  const name = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[2] === '65534')?.split(':')[0] ?? 'the user with uid 65534';
+  assert.equal(r.stderr, `mailnest: data_dir ${data} is ${name}'s: start the server as ${name} (${name.startsWith('the user') ? "systemd's User=" : `systemd's User=, or runuser -u ${name} -- mailnest start`}), with CAP_NET_BIND_SERVICE for ports under 1024 (see the README's unit); as root it would make files there that ${name} cannot open\n`);
+  assert.deepEqual(fs.readdirSync(data), []);
+});
+
+test('a password typed twice differently on a terminal is a failure (exit 1), not bad usage, and adds nobody', () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  const script = `
+import os, pty, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], sys.argv[2], '-c', sys.argv[3], 'user', 'add', 'tty@example.test'])
+out = b''
+def until(word):
+    global out
+    while word not in out:
+        out += os.read(fd, 4096)
+until(b'Password:'); os.write(fd, b'one-password\\n')
+until(b'Again:'); os.write(fd, b'another-one\\n')
+try:
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk: break
+        out += chunk
+except OSError:
+    pass
+_, status = os.waitpid(pid, 0)
+print(os.waitstatus_to_exitcode(status))
+print(out.decode())
+`;
+  const r = python(script, [NODE, CLI, cfg]);
+  const [code, ...rest] = r.stdout.split('\n');
+  assert.equal(code, '1', r.stdout + r.stderr);
+  assert.match(rest.join('\n'), /mailnest: the passwords do not match; nothing was changed/);
+  assert.doesNotMatch(cli(cfg, ['user', 'list']).stdout, /tty@/);
 });
 
 /** Every key of the configuration, as "section.key" or "key". */
@@ -253,7 +322,7 @@ test('dns prints the records to publish, for a domain written in any case and wi
   assert.deepEqual(JSON.parse(cli(cfg, ['dns', 'EXAMPLE.test.', '--json']).stdout), records);
   const other = cli(cfg, ['dns', 'other.test']);
   assert.equal(other.status, 2);
-  assert.match(other.stderr, /^mailnest: other\.test is not one of the configured domains \(example\.test\); add it to "domains" in the config\n$/);
+  assert.match(other.stderr, /^mailnest: "other\.test" is not one of the configured domains \(example\.test\); add it to "domains" in the config\n$/);
   // Without signing there is no key to publish, and none is made.
   const off = tempDir();
   const offCfg = writeConfig(off, baseConfig(off, { dkim: { enabled: false } }));
