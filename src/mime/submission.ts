@@ -12,7 +12,7 @@ import addressparser from 'nodemailer/lib/addressparser';
 import { splitAt } from '../chunks.ts';
 import { rfc5322Date } from '../delivery/trace.ts';
 import { hasStrayName } from './addresses.ts';
-import { headerEnd, unfoldedValue } from './header-section.ts';
+import { headerEnd, unfoldedValue, withHeaderEnd } from './header-section.ts';
 
 /** The fields a submitted message loses. */
 export const DROPPED_FIELD = /^(?:bcc|resent-bcc)$/i;
@@ -46,9 +46,12 @@ export interface Completed {
  * copied; the body's chunks are passed on as they are. (The message is whole CRLF lines: SMTP
  * refuses a bare CR or LF.) The header section ends at the first line that is not a field: when
  * that is not the empty line RFC 5322 §2.1 puts there, the body begins with it, and the empty
- * line is put in, so that the fields added go in the header, not after the text.
+ * line is put in first. Otherwise the fields added would run into the text: a message that
+ * begins with a space would have its next lines read as their continuation and the header
+ * after them (`From:` someone else's, unchecked, and a `Bcc:` shown to all).
  */
-export function completeSubmission(message: Buffer[], c: Completion): Completed {
+export function completeSubmission(input: Buffer[], c: Completion): Completed {
+  const message = withHeaderEnd(input);
   const { end } = headerEnd(message);
   const [header, rest] = splitAt(message, end);
   const fields = splitFields(header);
@@ -57,7 +60,6 @@ export function completeSubmission(message: Buffer[], c: Completion): Completed 
   const kept = fields.filter((f) => !DROPPED_FIELD.test(f.name));
   const missing = missingFields((name) => names.has(name), c);
   if (!names.has('from')) from.push(c.from);
-  // (A body without the empty line before it gets one on acceptance: withHeaderEnd.)
   if (kept.length === fields.length && missing.length === 0) return { message, from };
   const added = Buffer.from(missing.map((line) => `${line}\r\n`).join(''), 'utf8');
   return { message: [Buffer.concat([...kept.map((f) => f.bytes), added]), ...rest], from };

@@ -38,24 +38,36 @@ test('no header fields at all, and no body at all', () => {
   assert.equal(headerOnly, `From: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n`);
 });
 
-test('the header ends at the first line that is not a field: the fields added go before it, and the empty line is put in (on acceptance, withHeaderEnd)', () => {
+test('the header ends at the first line that is not a field: the fields added go before it, and the empty line is put in', () => {
   const id = (text: string) => text.replace(/Message-ID: <[^>]+>/, 'Message-ID: <id>');
   const added = `From: a@example.test\r\n${DATE}Message-ID: <id>\r\n`;
   // A body and no header: every cut, through every line.
   const bodyOnly = 'just a text line\r\nsecond: not a field, as the first line is not one\r\n';
   for (let cut = 1; cut < bodyOnly.length; cut++) {
-    const got = id(Buffer.concat(withHeaderEnd(completeSubmission(chunked(bodyOnly, [cut]), C).message)).toString());
+    const got = id(Buffer.concat(completeSubmission(chunked(bodyOnly, [cut]), C).message).toString());
     assert.equal(got, `${added}\r\n${bodyOnly}`, `cut at ${cut}`);
   }
   // Fields, then the text without the empty line (a folded field first).
   const unseparated = 'Subject: s\r\n  folded\r\nthe text\r\n';
   for (let cut = 1; cut < unseparated.length; cut++) {
-    const got = id(Buffer.concat(withHeaderEnd(completeSubmission(chunked(unseparated, [cut]), C).message)).toString());
+    const got = id(Buffer.concat(completeSubmission(chunked(unseparated, [cut]), C).message).toString());
     assert.equal(got, `Subject: s\r\n  folded\r\n${added}\r\nthe text\r\n`, `cut at ${cut}`);
   }
   // Nothing to add, and still the empty line is put in.
   const complete = `From: x@example.test\r\n${DATE}Message-ID: <1@x>\r\nthe text\r\n`;
-  assert.equal(Buffer.concat(withHeaderEnd(completeSubmission([Buffer.from(complete)], C).message)).toString(), `From: x@example.test\r\n${DATE}Message-ID: <1@x>\r\n\r\nthe text\r\n`);
+  assert.equal(Buffer.concat(completeSubmission([Buffer.from(complete)], C).message).toString(), `From: x@example.test\r\n${DATE}Message-ID: <1@x>\r\n\r\nthe text\r\n`);
+});
+
+test('a message that begins with a space is all body: the From checked is the one added, and what follows is no header (a forged From, a Bcc)', () => {
+  const text = ' x\r\nFrom: CEO <ceo@bank.example>\r\nBcc: secret@remote.example\r\nSubject: spoof\r\n\r\nbody\r\n';
+  for (let cut = 1; cut < text.length; cut += 7) {
+    const done = completeSubmission(chunked(text, [cut]), C);
+    assert.deepEqual(done.from, ['a@example.test']);
+    const out = Buffer.concat(done.message).toString().replace(/Message-ID: <[^>]+>/, 'Message-ID: <id>');
+    assert.equal(out, `From: a@example.test\r\n${DATE}Message-ID: <id>\r\n\r\n${text}`, `cut at ${cut}`);
+    // What acceptance does next finds the same header end.
+    assert.deepEqual(withHeaderEnd(done.message), done.message);
+  }
 });
 
 test('folded Bcc and Resent-Bcc go whole, field names in any case', () => {
