@@ -50,6 +50,8 @@ export class Connection<E, R> implements IdleMember {
   private blocked = false;
   /** Input waits for a later turn of the event loop (see onData). */
   private deferred = false;
+  /** The peer has ended its input (a half-close, or the start of a close). */
+  private peerEnded = false;
   private corked = false;
   /** Bytes written in this turn of the event loop (see pace). */
   private turnBytes = 0;
@@ -94,8 +96,26 @@ export class Connection<E, R> implements IdleMember {
   private attach(socket: net.Socket): void {
     socket.setNoDelay(true);
     socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
     socket.on('error', ignoreError);
     socket.on('close', this.onClosed);
+  }
+
+  /**
+   * The peer sends nothing more. What it sent is still answered, and a message it ended still
+   * gets its 250 once on disk: a client that pipelines its last commands and half-closes (RFC
+   * 5321 §3.8 lets the server close only after QUIT's reply) would otherwise see the connection
+   * close unanswered and send the message again. Then the connection ends.
+   */
+  private onEnd = (): void => {
+    this.peerEnded = true;
+    this.endIfAnswered();
+  };
+
+  private endIfAnswered(): void {
+    if (!this.peerEnded || this.closed || this.running || this.blocked || this.deferred) return;
+    if (this.held.length > 0 || this.queue.length > 0) return;
+    this.socket.end();
   }
 
   private onData = (chunk: Buffer): void => {
@@ -120,6 +140,7 @@ export class Connection<E, R> implements IdleMember {
   private resumeDeferred(): void {
     this.deferred = false;
     if (!this.blocked && !this.running && !this.closed && this.held.length > 0) this.release();
+    else this.endIfAnswered();
   }
 
   private onClosed = (): void => this.ended();
@@ -168,6 +189,7 @@ export class Connection<E, R> implements IdleMember {
       this.running = false;
     }
     if (!this.blocked && !this.deferred && this.held.length > 0 && !this.closed) this.release();
+    this.endIfAnswered();
   }
 
   private async execute(out: Output<E>): Promise<void> {
@@ -310,6 +332,7 @@ export class Connection<E, R> implements IdleMember {
       raw.uncork();
     }
     raw.off('data', this.onData);
+    raw.off('end', this.onEnd);
     raw.off('close', this.onClosed);
     this.held = [];
     this.blocked = true;

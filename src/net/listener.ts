@@ -110,8 +110,10 @@ export class Listener<E, R> {
       const host = address.slice(0, sep).replace(/^\[|\]$/g, '');
       const port = Number(address.slice(sep + 1));
       // Implicit TLS too starts as plain TCP: the connection is counted against the limits
-      // from its first moment, and its handshake is bounded like any other wait.
-      const server = net.createServer({ allowHalfOpen: false, noDelay: true, highWaterMark: SOCKET_BUFFER }, (s) => void this.accept(s));
+      // from its first moment, and its handshake is bounded like any other wait. A client's
+      // end of input (a half-close) leaves the way back open: the connection ends once what
+      // it sent is answered (see Connection).
+      const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: SOCKET_BUFFER }, (s) => void this.accept(s));
       server.maxConnections = Infinity;
       await new Promise<void>((resolve, reject) => {
         server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(`listen.${this.handler.name}`, address, err)));

@@ -5,6 +5,7 @@
  */
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { python } from '../helpers/server.ts';
 import { cleanup, mailbox, PASSWORD, splitTrace, startFixture, type Fixture } from '../helpers/smtp-fixture.ts';
 
@@ -478,4 +479,34 @@ test('SMTPUTF8: a UTF-8 mailbox receives mail only when the client says SMTPUTF8
   const box = await mailbox(f.dataDir, 'j\u00f6rg@example.test');
   assert.equal(box.length, 1);
   assert.equal(splitTrace(box[0]!).body.toString('utf8'), 'Subject: gr\u00fc\u00dfe\r\n\r\nhallo\r\n');
+});
+
+test('a client that pipelines its last commands and half-closes gets every reply, the 250 once the message is on disk, then the close', async () => {
+  f = await startFixture();
+  const socket = net.connect(f.port('smtp'), '127.0.0.1');
+  let got = '';
+  socket.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+  const closed = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => { socket.destroy(); reject(new Error(`not closed; got ${got}`)); }, 20_000);
+    socket.on('close', () => { clearTimeout(timer); resolve(); });
+  });
+  await new Promise<void>((resolve) => socket.once('connect', resolve));
+  socket.end(`EHLO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n${MESSAGE}.\r\nQUIT\r\n`);
+  await closed;
+  const codes = got.split('\r\n').filter((l) => /^\d{3} /.test(l)).map((l) => l.slice(0, 3));
+  assert.deepEqual(codes, ['220', '250', '250', '250', '354', '250', '221'], got);
+  assert.match(got, /250 2\.0\.0 OK queued as \S+\r\n221 /);
+  assert.equal((await mailbox(f.dataDir, 'alice@example.test')).length, 1);
+  // Half-closed without QUIT, in the middle of a message: answered, nothing stored, closed.
+  const other = net.connect(f.port('smtp'), '127.0.0.1');
+  let more = '';
+  other.on('data', (d: Buffer) => { more += d.toString('latin1'); });
+  await new Promise<void>((resolve) => other.once('connect', resolve));
+  other.end('EHLO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nSubject: cut\r\n');
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => { other.destroy(); reject(new Error(`not closed; got ${more}`)); }, 20_000);
+    other.on('close', () => { clearTimeout(timer); resolve(); });
+  });
+  assert.match(more, /354 [^\r]*\r\n$/);
+  assert.equal((await mailbox(f.dataDir, 'alice@example.test')).length, 1);
 });
