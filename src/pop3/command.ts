@@ -1,3 +1,5 @@
+import { asciiUpper } from '../ascii.ts';
+
 /**
  * POP3 command lines (RFC 1939 §3): a case-insensitive keyword, then arguments separated by
  * single spaces. Argument checks give the precise -ERR text for each mistake.
@@ -15,7 +17,7 @@ export interface CommandLine {
 export function parseCommand(line: Buffer): CommandLine {
   const text = line.toString('utf8');
   const sp = text.indexOf(' ');
-  const verb = (sp < 0 ? text : text.slice(0, sp)).toUpperCase();
+  const verb = asciiUpper(sp < 0 ? text : text.slice(0, sp));
   const rest = sp < 0 ? '' : text.slice(sp + 1);
   const trimmed = rest.replace(/[ \t]+$/, '');
   return { verb, rest, args: trimmed === '' ? [] : trimmed.split(' ') };

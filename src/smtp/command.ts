@@ -1,3 +1,5 @@
+import { asciiUpper } from '../ascii.ts';
+
 /**
  * Command-line parsing (RFC 5321 §4.1): the verb, and for MAIL/RCPT the path and the ESMTP
  * parameters (RFC 5321 §4.1.2 Mail-parameters / Rcpt-parameters).
@@ -11,8 +13,8 @@ export interface CommandLine {
 
 export function parseCommandLine(line: string): CommandLine {
   const sp = line.indexOf(' ');
-  if (sp < 0) return { verb: line.toUpperCase(), args: '' };
-  return { verb: line.slice(0, sp).toUpperCase(), args: line.slice(sp + 1) };
+  if (sp < 0) return { verb: asciiUpper(line), args: '' };
+  return { verb: asciiUpper(line.slice(0, sp)), args: line.slice(sp + 1) };
 }
 
 export type ParamResult = { ok: true; params: Map<string, string | true> } | { ok: false; message: string };
@@ -23,7 +25,7 @@ export function parseParams(text: string): ParamResult {
   if (text.trim() === '') return { ok: true, params };
   for (const part of text.trim().split(/ +/)) {
     const eq = part.indexOf('=');
-    const key = (eq < 0 ? part : part.slice(0, eq)).toUpperCase();
+    const key = asciiUpper(eq < 0 ? part : part.slice(0, eq));
     if (!/^[A-Z0-9][A-Z0-9-]*$/.test(key)) return { ok: false, message: `bad parameter "${part}"` };
     if (params.has(key)) return { ok: false, message: `parameter ${key} given twice` };
     if (eq >= 0) {

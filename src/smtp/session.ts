@@ -9,6 +9,7 @@
  * 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), ENHANCEDSTATUSCODES (RFC 2034), CHUNKING
  * (RFC 3030), STARTTLS (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), DSN (RFC 3461).
  */
+import { asciiUpper } from '../ascii.ts';
 import { countFields } from '../mime/header-section.ts';
 import { EMPTY } from '../net/empty.ts';
 import { OUTPUT_PER_TURN, type Output, type Session, type SessionSummary, type TlsInfo } from '../net/session.ts';
@@ -631,7 +632,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (this.tx) return this.send(reply(503, '5.5.1', 'AUTH not allowed during a mail transaction'));
     const [mechName = '', initial, extra] = args.trim().split(/ +/);
     if (mechName === '' || extra !== undefined) return this.send(reply(501, '5.5.4', 'Syntax: AUTH mechanism [initial-response]'));
-    const mech = mechName.toUpperCase();
+    const mech = asciiUpper(mechName);
     if (!isMechanism(mech)) return this.send(reply(504, '5.5.4', `Unrecognized authentication mechanism ${mech.slice(0, 20)}`));
     if (!this.authAllowed) return this.send(reply(538, '5.7.11', 'Encryption required for requested authentication mechanism'));
     let initialBytes: Buffer | undefined;

@@ -581,3 +581,15 @@ describe('POP3 session: timeout, shutdown, failure', () => {
     }
   });
 });
+
+describe('POP3 session: keywords', () => {
+  it('are case-insensitive in the ASCII sense only: a Unicode look-alike is no command', async () => {
+    const d = new Driver();
+    await d.send(Buffer.alloc(0));
+    d.take();
+    assert.match(await d.cmd('capa'), /^\+OK/);
+    // U+017F (long s) upper-cases to S, U+0131 (dotless i) to I, in Unicode's mapping.
+    assert.match(await d.cmd('U\u017fER alice@example.test'), /^-ERR/);
+    assert.match(await d.cmd('qu\u0131t'), /^-ERR/);
+  });
+});

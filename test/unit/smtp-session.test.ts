@@ -155,6 +155,17 @@ test('the local role takes a user name alone as a local address, as the sendmail
   assert.match(net.send('RCPT TO:<alice>\r\n'), /^501 5\.1\.3/);
 });
 
+test('verbs and parameter names are case-insensitive in the ASCII sense only (RFC 5321 §2.4): a Unicode look-alike is an unknown command', () => {
+  const d = new SmtpDriver();
+  d.send('EHLO c\r\n');
+  // U+0131 (dotless i) upper-cases to I, U+017F (long s) to S, U+FB06 (the st ligature) to ST.
+  assert.match(d.send('MA\u0131L FROM:<a@remote.test>\r\n'), /^500 5\.5\.1/);
+  assert.match(d.send('R\u017fET\r\n'), /^500 5\.5\.1/);
+  assert.match(d.send('\ufb06ARTTLS\r\n'), /^500 5\.5\.1/);
+  assert.match(d.send('mail FROM:<a@remote.test> \u017fIZE=10\r\n'), /^501 5\.5\.4 Bad MAIL FROM parameters/);
+  assert.match(d.send('mail FROM:<a@remote.test> size=10\r\n'), /^250 /);
+});
+
 test('BDAT after HELO: its chunk is read, not run as commands, and refused with the transaction (RFC 3030 §2)', () => {
   const d = new SmtpDriver();
   d.send('HELO c\r\n');
