@@ -29,7 +29,21 @@ export function renderReply(r: Reply, enhanced: boolean, utf8 = false): string {
   let out = '';
   r.lines.forEach((line, i) => {
     const sep = i === r.lines.length - 1 ? ' ' : '-';
-    out += `${r.code}${sep}${prefix}${line.replace(notText, '?')}`.trimEnd() + '\r\n';
+    out += fit(`${r.code}${sep}${prefix}${line.replace(notText, '?')}`.trimEnd()) + '\r\n';
   });
   return out;
+}
+
+/** RFC 5321 §4.5.3.1.5: a reply line holds at most 512 octets with its CRLF. */
+const MAX_LINE = 510;
+
+/** The line, or as much of it as fits with "..." after it (an echo of a long EHLO argument or
+ *  address), never cutting a character in two. */
+function fit(line: string): string {
+  // Three octets at most per UTF-16 unit: most lines need no count.
+  if (line.length * 3 <= MAX_LINE || Buffer.byteLength(line) <= MAX_LINE) return line;
+  let cut = line.slice(0, MAX_LINE - 3);
+  while (Buffer.byteLength(cut) > MAX_LINE - 3) cut = cut.slice(0, -1);
+  if (/[\ud800-\udbff]$/.test(cut)) cut = cut.slice(0, -1);
+  return `${cut}...`;
 }

@@ -166,6 +166,15 @@ test('verbs and parameter names are case-insensitive in the ASCII sense only (RF
   assert.match(d.send('mail FROM:<a@remote.test> size=10\r\n'), /^250 /);
 });
 
+test('no reply line is longer than 512 octets with its CRLF (RFC 5321 §4.5.3.1.5), however long what it echoes', () => {
+  const d = new SmtpDriver({ maxLineLength: 8192 });
+  const lines = (text: string) => text.split('\r\n').filter(Boolean);
+  const greeting = d.send(`EHLO ${'h'.repeat(4000)}\r\n`);
+  for (const l of lines(greeting)) assert.ok(Buffer.byteLength(l) + 2 <= 512, l.slice(0, 40));
+  assert.match(lines(greeting)[0]!, /^250-mx\.example\.test greets h+\.\.\.$/);
+  assert.equal(Buffer.byteLength(lines(greeting)[0]!) + 2, 512);
+});
+
 test('BDAT after HELO: its chunk is read, not run as commands, and refused with the transaction (RFC 3030 §2)', () => {
   const d = new SmtpDriver();
   d.send('HELO c\r\n');
