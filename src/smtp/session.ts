@@ -517,7 +517,12 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     }
     const tx = this.tx;
     if (!tx) return this.send(reply(503, '5.5.1', 'Need MAIL and RCPT before BDAT'));
-    if (!tx.sink) return this.send(reply(554, '5.5.1', 'No valid recipients'));
+    if (!tx.sink) {
+      // RFC 3030 §2: a chunk refused fails the transaction. Kept, it would take recipients
+      // again, and a later BDAT LAST would deliver the message without this chunk.
+      this.tx = undefined;
+      return this.send(reply(554, '5.5.1', 'No valid recipients; the transaction is over'));
+    }
     if (tx.sink.size > this.o.maxMessageSize) {
       // RFC 3030 §2: after a failed chunk the client sends no more; the transaction is over.
       this.tx = undefined;

@@ -175,6 +175,19 @@ test('no reply line is longer than 512 octets with its CRLF (RFC 5321 §4.5.3.1.
   assert.equal(Buffer.byteLength(lines(greeting)[0]!) + 2, 512);
 });
 
+test('a BDAT chunk refused for want of recipients ends the transaction: a later BDAT LAST cannot deliver the message without it (RFC 3030 §2)', () => {
+  const d = new SmtpDriver();
+  d.send('EHLO c\r\nMAIL FROM:<a@remote.test>\r\n');
+  assert.match(d.send('RCPT TO:<nobody@example.test>\r\n'), /^550 /);
+  assert.match(d.send('BDAT 4\r\nab\r\n'), /^554 5\.5\.1 No valid recipients/);
+  assert.match(d.send('RCPT TO:<alice@example.test>\r\n'), /^503 5\.5\.1/);
+  assert.match(d.send('BDAT 4 LAST\r\nab\r\n'), /^503 5\.5\.1/);
+  assert.equal(d.delivered.length, 0);
+  // A new transaction goes through.
+  d.send('MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\n');
+  assert.match(d.send('BDAT 4 LAST\r\nab\r\n'), /^250 2\.0\.0 OK queued/);
+});
+
 test('BDAT after HELO: its chunk is read, not run as commands, and refused with the transaction (RFC 3030 §2)', () => {
   const d = new SmtpDriver();
   d.send('HELO c\r\n');
