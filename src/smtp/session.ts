@@ -9,6 +9,7 @@
  * 8BITMIME (RFC 6152), SMTPUTF8 (RFC 6531), ENHANCEDSTATUSCODES (RFC 2034), CHUNKING
  * (RFC 3030), STARTTLS (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), DSN (RFC 3461).
  */
+import { isUtf8 } from 'node:buffer';
 import { asciiUpper } from '../ascii.ts';
 import { countFields } from '../mime/header-section.ts';
 import { EMPTY } from '../net/empty.ts';
@@ -348,6 +349,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private command(raw: Buffer): void {
     this.commands++;
     // Commands are ASCII (UTF-8 in addresses under SMTPUTF8); a NUL or bare CR is never valid.
+    // Bytes that are not UTF-8 would be read as U+FFFD: an address not the one sent.
+    if (!isUtf8(raw)) return this.send(reply(500, '5.5.2', 'Syntax error: the command is not ASCII or UTF-8 (RFC 6531 section 3.3)'));
     const line = raw.toString('utf8');
     if (/[\0\r]/.test(line)) {
       this.send(reply(500, '5.5.2', 'Syntax error: control characters in command'));

@@ -188,6 +188,13 @@ test('a BDAT chunk refused for want of recipients ends the transaction: a later 
   assert.match(d.send('BDAT 4 LAST\r\nab\r\n'), /^250 2\.0\.0 OK queued/);
 });
 
+test('a command that is not UTF-8 gets 500 5.5.2, where its bytes would have become U+FFFD in an address', () => {
+  const d = new SmtpDriver();
+  d.send('EHLO c\r\n');
+  assert.match(d.send(Buffer.from('MAIL FROM:<\xff\xfe@remote.test> SMTPUTF8\r\n', 'latin1')), /^500 5\.5\.2 Syntax error: the command is not ASCII or UTF-8/);
+  assert.match(d.send('MAIL FROM:<j\u00f6rg@remote.test> SMTPUTF8\r\n'), /^250 /);
+});
+
 test('BDAT after HELO: its chunk is read, not run as commands, and refused with the transaction (RFC 3030 §2)', () => {
   const d = new SmtpDriver();
   d.send('HELO c\r\n');
