@@ -30,6 +30,8 @@ import { parseMailbox } from '../smtp/address.ts';
 import { hasStrayName, notAList, uniqueAddresses } from './addresses.ts';
 import { fitBody, fitHeader, UnfitLineError, needsEncoding, splitFields, type Field } from './line-length.ts';
 import { DROPPED_FIELD, missingFields } from './submission.ts';
+import { headerEnd } from './header-section.ts';
+import { splitAt } from '../chunks.ts';
 
 export type SubmittedProblem = 'usage' | 'data';
 
@@ -175,6 +177,43 @@ function qualifyField(value: string, domain: string): string | undefined {
   return changed ? out : undefined;
 }
 
+/**
+ * A field as the sendmail command hands it on: the addresses of an address field that lack a
+ * domain get `domain`; a Subject with 8-bit text, and an address field with 8-bit text that is
+ * not UTF-8, become encoded-words (RFC 2047). The same object when nothing changes.
+ */
+function editedField(f: Field, domain: string): Field {
+  if (f.name.toLowerCase() === 'subject' && f.lines.some(needsEncoding)) {
+    return { name: f.name, lines: headerLine(`Subject: ${MimeNode.encodeHeaderValue('Subject', fieldValue(f))}`) };
+  }
+  if (!ADDRESS_FIELD.test(f.name)) return f;
+  const qualified = qualifyField(fieldValue(f), domain);
+  // Raw UTF-8 in an address field is what RFC 6532 allows; other 8-bit bytes (Latin-1 names)
+  // are not, and become encoded-words (RFC 2047).
+  if (f.lines.some(needsEncoding) && !isUtf8(Buffer.concat(f.lines))) {
+    // nodemailer encodes the names of an address list only for the fields it knows as such;
+    // the others' addresses would end up inside an encoded-word.
+    const known = /^errors-to$/i.test(f.name) ? 'Reply-To' : f.name.replace(/^resent-/i, '');
+    return { name: f.name, lines: headerLine(`${f.name}: ${MimeNode.encodeHeaderValue(known, qualified ?? fieldValue(f))}`) };
+  }
+  return qualified ? { name: f.name, lines: headerLine(`${f.name}: ${qualified}`) } : f;
+}
+
+/**
+ * The header of a message a local program handed over SMTP (`sendmail -bs`), with its fields
+ * edited as the sendmail command edits them (editedField): `From: www-data`, `To: root` get the
+ * domain there too. The same chunks when nothing changes; the body's chunks are passed on.
+ */
+export function withLocalHeader(message: Buffer[], domain: string): Buffer[] {
+  const { end } = headerEnd(message);
+  const [header, rest] = splitAt(message, end);
+  const { fields } = splitFields(splitLines(header));
+  const edited = fields.map((f) => editedField(f, domain));
+  if (edited.every((f, i) => f === fields[i])) return message;
+  const crlf = Buffer.from('\r\n');
+  return [Buffer.concat(edited.flatMap((f) => f.lines.flatMap((l) => [l, crlf]))), ...rest];
+}
+
 /** The unfolded value; raw 8-bit text is read as UTF-8 when it is that, else as Latin-1. */
 function fieldValue(f: Field): string {
   const raw = Buffer.concat(f.lines.map((l, i) => (i === 0 ? l : Buffer.concat([Buffer.from(' '), l]))));
@@ -224,22 +263,7 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   }
 
   // Header edits.
-  let out: Field[] = fields.filter((f) => !DROPPED_FIELD.test(f.name)).map((f) => {
-    if (f.name.toLowerCase() === 'subject' && f.lines.some(needsEncoding)) {
-      return { name: f.name, lines: headerLine(`Subject: ${MimeNode.encodeHeaderValue('Subject', fieldValue(f))}`) };
-    }
-    if (!ADDRESS_FIELD.test(f.name)) return f;
-    const qualified = qualifyField(fieldValue(f), o.domain);
-    // Raw UTF-8 in an address field is what RFC 6532 allows; other 8-bit bytes (Latin-1 names)
-    // are not, and become encoded-words (RFC 2047).
-    if (f.lines.some(needsEncoding) && !isUtf8(Buffer.concat(f.lines))) {
-      // nodemailer encodes the names of an address list only for the fields it knows as such;
-      // the others' addresses would end up inside an encoded-word.
-      const known = /^errors-to$/i.test(f.name) ? 'Reply-To' : f.name.replace(/^resent-/i, '');
-      return { name: f.name, lines: headerLine(`${f.name}: ${MimeNode.encodeHeaderValue(known, qualified ?? fieldValue(f))}`) };
-    }
-    return qualified ? { name: f.name, lines: headerLine(`${f.name}: ${qualified}`) } : f;
-  });
+  let out: Field[] = fields.filter((f) => !DROPPED_FIELD.test(f.name)).map((f) => editedField(f, o.domain));
   const address = sender || qualify(o.defaultSender, o.domain);
   const from = o.fullName ? MimeNode.encodeHeaderValue('From', [{ name: o.fullName, address }] as never) : address;
   for (const line of missingFields(has, { from, hostname: o.hostname, now: o.now ?? new Date() })) {

@@ -12,6 +12,7 @@ import { checkInbound } from '../delivery/inbound-checks.ts';
 import { reportLocalDelivery } from '../delivery/report.ts';
 import { fitSubmittedLines, UnfitLineError } from '../mime/line-length.ts';
 import { completeSubmission } from '../mime/submission.ts';
+import { withLocalHeader } from '../mime/submitted.ts';
 import type { ProtocolHandler } from '../net/listener.ts';
 import type { FreeSpace } from '../store/free-space.ts';
 import { isStorageFull } from '../store/store.ts';
@@ -158,6 +159,9 @@ async function deliver({ ctx, role, reports, caller }: Performer, d: Delivery): 
     // From the null sender through `sendmail -bs`, the From it lacks is the caller's, as the
     // sendmail command writes it.
     const from = d.sender || (caller ? `${caller.login}@${ctx.config.domains[0]}` : '');
+    // A local program's header is edited as the sendmail command edits it: `From: www-data`
+    // gets the domain, which a mail server over the network would not add to a client's.
+    if (role === 'local') body = withLocalHeader(body, ctx.config.domains[0]!);
     const done = completeSubmission(body, { from, hostname: ctx.config.hostname, now: new Date() });
     const foreign = d.user === undefined ? undefined : await foreignFrom(ctx, d.user, done.from);
     if (foreign !== undefined) {

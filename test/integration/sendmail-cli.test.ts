@@ -154,9 +154,11 @@ describe('mailnest sendmail', () => {
     assert.ok(id, queued);
     // The null sender: the From it lacks is the caller's, as the sendmail command writes it.
     assert.match(await say('MAIL FROM:<>'), /^250 /);
-    assert.match(await say('RCPT TO:<bob@example.test>'), /^250 /);
+    // A user name alone, in the envelope and in the header, is at the first domain, as the
+    // sendmail command's arguments are.
+    assert.match(await say('RCPT TO:<bob>'), /^250 /);
     assert.match(await say('DATA'), /^354 /);
-    assert.match(await say('Subject: from nobody\r\n\r\nhi\r\n.'), /^250 /);
+    assert.match(await say('Subject: from nobody\r\nTo: bob\r\nCc: "Doe, J" <owner>\r\n\r\nhi\r\n.'), /^250 /);
     assert.match(await say('QUIT'), /^221 /);
     child.stdin.end();
     assert.equal(await exited, 0, err);
@@ -174,6 +176,7 @@ describe('mailnest sendmail', () => {
     const nobody = (await box('bob@example.test')).find((x) => x.toString().includes('from nobody'));
     assert.ok(nobody, 'the null sender\'s message was not delivered');
     assert.equal(parseMail(nobody).headers['from'], `${caller}@example.test`);
+    assert.match(nobody.toString(), /\r\nTo: bob@example\.test\r\nCc: "Doe, J" <owner@example\.test>\r\n/);
     // The "delivered" report NOTIFY=SUCCESS asked for was queued before the command ended.
     const reports = (await box('owner@example.test')).filter((x) => /^Content-Type: multipart\/report/im.test(x.toString()) && x.toString().includes(id!));
     assert.equal(reports.length, 1, 'no delivery report for owner@example.test');
