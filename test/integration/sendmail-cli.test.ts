@@ -298,12 +298,15 @@ describe('sendmail by a user who may not write the data directory', () => {
     const two = cli(path.join(home, 'mailnest.toml'), ['user', 'list']);
     assert.equal(two.status, 1);
     assert.match(two.stderr, /its path has parts of more than one user \(uids 65534, 1234\); make the directories above it root's/);
+    // init refuses such a data_dir before it writes anything; with data_dir the user's again,
     // init --force puts a new file where the config was, never writing through a link there.
+    fs.chownSync(path.join(home, 'data'), NOBODY, NOBODY);
     const victim = path.join(own, 'victim.txt');
     fs.writeFileSync(victim, 'root\'s own\n');
     fs.rmSync(path.join(home, 'mailnest.toml'));
     fs.symlinkSync(victim, path.join(home, 'mailnest.toml'));
     const again = spawnSync(process.execPath, [CLI, '-c', path.join(home, 'mailnest.toml'), 'init', '--force', '--hostname', 'mail.example.test', '--domain', 'example.test'], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(again.status, 0, again.stderr);
     assert.equal(fs.readFileSync(victim, 'utf8'), 'root\'s own\n', again.stderr);
     assert.ok(!fs.lstatSync(path.join(home, 'mailnest.toml')).isSymbolicLink());
   });
