@@ -25,7 +25,8 @@
 import { isUtf8 } from 'node:buffer';
 import addressparser from 'nodemailer/lib/addressparser';
 import MimeNode from 'nodemailer/lib/mime-node';
-import { foldLines } from 'nodemailer/lib/mime-funcs';
+import { encodeWord, foldLines } from 'nodemailer/lib/mime-funcs';
+import { isAscii } from '../ascii.ts';
 import { parseMailbox } from '../smtp/address.ts';
 import { hasStrayName, notAList, uniqueAddresses } from './addresses.ts';
 import { fitBody, fitHeader, UnfitLineError, needsEncoding, splitFields, type Field } from './line-length.ts';
@@ -184,7 +185,7 @@ function qualifyField(value: string, domain: string): string | undefined {
  */
 function editedField(f: Field, domain: string): Field {
   if (f.name.toLowerCase() === 'subject' && f.lines.some(needsEncoding)) {
-    return { name: f.name, lines: headerLine(`Subject: ${MimeNode.encodeHeaderValue('Subject', fieldValue(f))}`) };
+    return { name: f.name, lines: headerLine(`Subject: ${encodedText(fieldValue(f))}`) };
   }
   if (!ADDRESS_FIELD.test(f.name)) return f;
   const qualified = qualifyField(fieldValue(f), domain);
@@ -212,6 +213,36 @@ export function withLocalHeader(message: Buffer[], domain: string): Buffer[] {
   if (edited.every((f, i) => f === fields[i])) return message;
   const crlf = Buffer.from('\r\n');
   return [Buffer.concat(edited.flatMap((f) => f.lines.flatMap((l) => [l, crlf]))), ...rest];
+}
+
+/** An encoded-word (RFC 2047 §2) standing as a word of its own. */
+const ENCODED_WORD = /^=\?[^?\s]+\?[BbQq]\?[^?\s]*\?=$/;
+
+/**
+ * Unstructured text (RFC 5322 §3.2.5) with its words of 8-bit text as encoded-words (RFC 2047
+ * §5(1)), each run of them one, and everything else as written: encoded-words already there stay
+ * as they are (PHP code writes "Re: " + an encoded subject + raw text). White space between two
+ * encoded-words is not shown (§6.2), so the space that parts a new one from one already there
+ * goes inside the new one too.
+ */
+function encodedText(value: string): string {
+  // Words and the spaces between them, in turn (fieldValue leaves single spaces).
+  const words = value.split(' ');
+  const out: string[] = [];
+  for (let i = 0; i < words.length; i++) {
+    if (isAscii(words[i]!)) {
+      out.push(words[i]!);
+      continue;
+    }
+    let j = i;
+    while (j + 1 < words.length && !isAscii(words[j + 1]!)) j++;
+    let text = words.slice(i, j + 1).join(' ');
+    if (i > 0 && ENCODED_WORD.test(words[i - 1]!)) text = ` ${text}`;
+    if (j + 1 < words.length && ENCODED_WORD.test(words[j + 1]!)) text = `${text} `;
+    out.push(encodeWord(text, 'Q', 52));
+    i = j;
+  }
+  return out.join(' ');
 }
 
 /** The unfolded value; raw 8-bit text is read as UTF-8 when it is that, else as Latin-1. */

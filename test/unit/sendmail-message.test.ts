@@ -177,6 +177,20 @@ test('a raw Subject that is not UTF-8 is read as Latin-1, so its letters survive
   assert.equal(parseMail(r.message).headers['subject'], 't7 über');
 });
 
+test('a Subject with 8-bit words and encoded-words already: those stay, the 8-bit words become encoded-words, and it reads as written', () => {
+  const cases: [string, string][] = [
+    ['Re: =?UTF-8?B?w4RwZmVs?= und Birnen für alle', 'Re: Äpfel und Birnen für alle'],
+    ['=?UTF-8?B?w4RwZmVs?= für =?UTF-8?B?w4RwZmVs?=', 'Äpfel für Äpfel'],
+    ['Grüße aus Köln', 'Grüße aus Köln'],
+  ];
+  for (const [raw, shown] of cases) {
+    const r = prep(`Subject: ${raw}\n\nx\n`, { recipients: ['a@example.org'] });
+    assert.equal(parseMail(r.message).headers['subject'], shown, raw);
+    assert.ok(r.message.every((c) => c < 0x80));
+  }
+  assert.match(prep('Subject: Re: =?UTF-8?B?w4RwZmVs?= und f\u00fcr\n\nx\n', { recipients: ['a@example.org'] }).message.toString(), /^Subject: Re: =\?UTF-8\?B\?w4RwZmVs\?= und =\?UTF-8\?Q\?f=C3=BCr\?=\r\n/m);
+});
+
 test('header lines over 998 octets are folded at white space (RFC 5322 §2.2.3); a run that cannot be is refused', () => {
   const list = Array.from({ length: 60 }, (_, i) => `user${i}@example.org`);
   const subject = Array.from({ length: 300 }, (_, i) => `word${i}`).join(' ');
