@@ -310,15 +310,17 @@ export class SmtpClient {
     if (refusal) return Promise.resolve(all(false, true, refusal, true));
     this.inFlight = true;
     return new Promise<RecipientResult[]>((resolve) => {
+      // A failure that is no server's reply names where it happened, as one on connecting does.
+      const where = whereOf(this.target);
       const onError = (err: NmError) => {
         this.broken = true;
-        resolve(all(false, false, describe(err)));
+        resolve(all(false, false, `${where}: ${describe(err)}`));
       };
       // Closed before the reply (close() at shutdown): nodemailer then never calls back. After a
       // 421 it closes first and then calls back with the reply, which is the one to keep.
       const onEnd = () => {
         this.broken = true;
-        setImmediate(() => resolve(all(false, false, 'connection closed before the reply')));
+        setImmediate(() => resolve(all(false, false, `${where}: connection closed before the reply`)));
       };
       this.conn.once('error', onError);
       this.conn.once('end', onEnd);
@@ -339,11 +341,12 @@ export class SmtpClient {
           // is for the others (RFC 5321 §3.3).
           const refused = refusals(e, this.conn);
           // A reply that is not a 4xx or 5xx: the connection failed midway.
-          if (!(code >= 400)) this.broken = true;
+          const lost = !(code >= 400);
+          if (lost) this.broken = true;
           const results = message.recipients.map((address) => {
             const r = refused.get(address);
             if (r) return { address, ok: false, permanent: (r.responseCode ?? 0) >= 500, reply: describe(r) };
-            return { address, ok: false, permanent: code >= 500, reply: describe(e) };
+            return { address, ok: false, permanent: code >= 500, reply: lost ? `${where}: ${describe(e)}` : describe(e) };
           });
           // The transaction is over; the next one starts clean (RSET) or on a new connection.
           this.reset().then(() => resolve(results));

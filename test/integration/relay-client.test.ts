@@ -32,7 +32,7 @@ interface NextHop {
  * STARTTLS is answered 220, and the handshake with bytes that are no TLS. It closes when the
  * test `t` ends.
  */
-async function nextHop(t: TestContext, extensions: string[], o: { silent?: boolean; rcpt?: (address: string) => string | undefined; afterDot?: string; greeting?: string } = {}): Promise<NextHop> {
+async function nextHop(t: TestContext, extensions: string[], o: { silent?: boolean; rcpt?: (address: string) => string | undefined; afterDot?: string; greeting?: string; resetAtDot?: boolean } = {}): Promise<NextHop> {
   const silent = o.silent ?? false;
   let sawDot!: () => void;
   const hop = { commands: [] as string[], data: [] as string[], dot: new Promise<void>((r) => { sawDot = r; }) };
@@ -57,6 +57,7 @@ async function nextHop(t: TestContext, extensions: string[], o: { silent?: boole
           }
           data = false;
           sawDot();
+          if (o.resetAtDot) return void s.resetAndDestroy();
           mute = silent;
           if (!silent) s.write(`${o.afterDot ?? '250 ok'}\r\n`);
           continue;
@@ -97,6 +98,15 @@ function message(body: string, over: Partial<OutboundMessage> = {}): OutboundMes
   return { sender: 'a@example.test', recipients: ['b@hop.test'], size: bytes.length, eightBit: bytes.some((b) => b > 127), content: () => Readable.from([bytes]), ...over };
 }
 
+test('a connection the next hop breaks during the data is named, with the failure, for queue list and the report', async (t) => {
+  const hop = await nextHop(t, ['8BITMIME'], { resetAtDot: true });
+  const client = await connect(hop.port);
+  const [r] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
+  assert.equal(r!.ok, false);
+  assert.equal(r!.permanent, false);
+  assert.match(r!.reply, new RegExp(`^127\\.0\\.0\\.1:${hop.port}: .*ECONNRESET`));
+});
+
 test('a transaction whose reply never comes is settled as a temporary failure when its connection is closed', async (t) => {
   const hop = await nextHop(t, ['8BITMIME'], { silent: true });
   const client = await connect(hop.port);
@@ -105,7 +115,7 @@ test('a transaction whose reply never comes is settled as a temporary failure wh
   client.close();
   const results = await Promise.race([sending, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 5000).unref())]);
   assert.notEqual(results, 'hung', 'the transaction never settled');
-  assert.deepEqual(results, [{ address: 'b@hop.test', ok: false, permanent: false, reply: 'connection closed before the reply' }]);
+  assert.deepEqual(results, [{ address: 'b@hop.test', ok: false, permanent: false, reply: `127.0.0.1:${hop.port}: connection closed before the reply` }]);
 });
 
 test('8-bit data without 8BITMIME, and a UTF-8 address without SMTPUTF8, fail for good before MAIL', async (t) => {
@@ -257,7 +267,7 @@ test('closing a connection while a message streams cuts it off: no QUIT inside t
   await new Promise((r) => setTimeout(r, 150));
   client.close();
   const [r] = await sending;
-  assert.deepEqual(r, { address: 'b@hop.test', ok: false, permanent: false, reply: 'connection closed before the reply' });
+  assert.deepEqual(r, { address: 'b@hop.test', ok: false, permanent: false, reply: `127.0.0.1:${hop.port}: connection closed before the reply` });
   assert.ok(!hop.data.includes('QUIT'), `QUIT went into the message: ${JSON.stringify(hop.data)}`);
 });
 
