@@ -273,7 +273,9 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   if (o.sender === undefined) sender = qualify(o.defaultSender, o.domain);
   else if (o.sender === '' || o.sender === '<>') sender = '';
   else {
-    const s = o.sender.replace(/^<(.*)>$/, '$1').trim();
+    // `-f '<addr>'`, and `-f 'Name <addr>'` as some scripts give it: the address, as Postfix's
+    // sendmail takes it.
+    const s = (/<([^<>]*)>\s*$/.exec(o.sender)?.[1] ?? o.sender).trim();
     sender = s === '' ? '' : qualify(s, o.domain);
     if (sender !== '' && typeof parseMailbox(sender, true) === 'string') throw new SubmittedError('data', `-f ${JSON.stringify(o.sender)} is not a valid address`);
   }

@@ -126,6 +126,9 @@ test('From, Date and Message-ID are added when missing; -f sets the sender, -F t
 test('the null sender and unqualified senders', () => {
   assert.equal(prep('\nx\n', { recipients: ['a@example.org'], sender: '<>' }).sender, '');
   assert.equal(prep('\nx\n', { recipients: ['a@example.org'], sender: 'backup' }).sender, 'backup@example.test');
+  // -f with a name, as some scripts give it: the address in it.
+  assert.equal(prep('\nx\n', { recipients: ['a@example.org'], sender: 'Joe <joe@example.org>' }).sender, 'joe@example.org');
+  assert.equal(prep('\nx\n', { recipients: ['a@example.org'], sender: '<joe@example.org>' }).sender, 'joe@example.org');
   assert.throws(() => prep('\nx\n', { recipients: ['a@example.org'], sender: 'a b@@c' }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data');
 });
 
