@@ -31,12 +31,16 @@ interface SendOptions {
 
 const collect = (value: string, previous: string[]): string[] => [...previous, value];
 
-/** The option a composer field came from, for error messages. */
-function optionFor(field: string): string {
+/** The option a composer field came from, for error messages: an attachment's with its file. */
+function optionFor(field: string, opts: SendOptions): string {
   const m = /^(\w+)(?:\[(\d+)\])?/.exec(field);
   const name = m?.[1] ?? field;
   if (name === 'headers') return '--header';
-  if (name === 'attachments') return '--attach/--inline';
+  if (name === 'attachments') {
+    // The composer's attachments are the --attach files, then the --inline ones.
+    const i = Number(m?.[2] ?? 0);
+    return i < opts.attach.length ? `--attach ${opts.attach[i]}` : `--inline ${opts.inline[i - opts.attach.length]}`;
+  }
   if (name === 'message') return 'message';
   return `--${name}`;
 }
@@ -107,7 +111,7 @@ async function send(ctx: Context, opts: SendOptions, { text, html, attachments }
   } catch (err) {
     if (err instanceof ComposeError) {
       const detail = err.message.slice(err.field.length + 2);
-      throw new UsageError(`${optionFor(err.field)}: ${err.instead ? detail.replace(`"${err.instead}"`, optionFor(err.instead)) : detail}`);
+      throw new UsageError(`${optionFor(err.field, opts)}: ${err.instead ? detail.replace(`"${err.instead}"`, optionFor(err.instead, opts)) : detail}`);
     }
     throw err;
   }

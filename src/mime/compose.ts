@@ -198,7 +198,7 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
   attachments.forEach((a, i) => {
     checkAttachment(a, `attachments[${i}]`);
     const first = a.cid === undefined ? i : attachments.findIndex((x) => x.cid === a.cid);
-    if (first < i) throw new ComposeError(`attachments[${i}].cid`, `Content-ID ${JSON.stringify(a.cid)} is already that of attachments[${first}]; each part needs its own (RFC 2045 §7)`);
+    if (first < i) throw new ComposeError(`attachments[${i}].cid`, `Content-ID ${JSON.stringify(a.cid)} is already that of "attachments[${first}]"; each part needs its own (RFC 2045 §7)`, `attachments[${first}]`);
   });
   if (input.subject !== undefined && /[\r\n\0]/.test(input.subject)) throw new ComposeError('subject', 'contains a line break or NUL');
 

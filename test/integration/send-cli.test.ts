@@ -107,6 +107,14 @@ describe('mailnest send to a local user (no server running)', () => {
   });
 
   it('bad usage exits 2 with one line naming the option', () => {
+    const files = tempDir();
+    const pic = (dir: string) => {
+      fs.mkdirSync(path.join(files, dir), { recursive: true });
+      fs.writeFileSync(path.join(files, dir, 'img.png'), 'png');
+      return path.join(files, dir, 'img.png');
+    };
+    const spaced = path.join(files, 'my chart.png');
+    fs.writeFileSync(spaced, 'png');
     const cases: [string[], RegExp][] = [
       [['send', '--text', 'x'], /at least one recipient is needed/],
       [['send', '--to', 'not-an-address', '--text', 'x'], /^mailnest: --to: "not-an-address" is not a valid address/],
@@ -117,6 +125,10 @@ describe('mailnest send to a local user (no server running)', () => {
       [['send', '--to', 'owner@example.test', '--text', 'x', '--header', 'Bcc: b@example.test'], /^mailnest: --header: header Bcc cannot be set here: Bcc recipients go in --bcc and are never written into the message\n$/],
       [['send', '--to', 'owner@example.test', '--text', 'x', '--header', 'NoColon'], /^mailnest: --header: "NoColon" is not of the form/],
       [['send', '--from', 'a@b, c@d', '--to', 'owner@example.test', '--text', 'x'], /^mailnest: --from: .*exactly one address/],
+      // An attachment is named by its option and file.
+      [['send', '--to', 'owner@example.test', '--html', 'x', '--attach', pic('one'), '--inline', pic('two'), '--inline', pic('three')],
+        new RegExp(`^mailnest: --inline ${pic('three')}: Content-ID "img\\.png" is already that of --inline ${pic('two')}; each part needs its own`)],
+      [['send', '--to', 'owner@example.test', '--html', 'x', '--inline', spaced], /^mailnest: --inline \S+my chart\.png: "my chart\.png" is not a Content-ID/],
     ];
     for (const [args, message] of cases) {
       const r = cli(configFile, args);

@@ -322,7 +322,7 @@ test('bad input is refused with the field named', async () => {
     [{ to: ['Bob bob@example.org'] }, /^to: .* write a display name as Name <address>/],
     [{ to: ['a@example.org (Al) b@example.org'] }, /^to: .* is not an address list/],
     [{ to: ['a@example.org b@example.org (x)'] }, /^to: .* is not an address list/],
-    [{ html: '<img src="cid:a@x">', attachments: [{ filename: 'a.png', content: Buffer.from('x'), cid: 'a@x' }, { filename: 'b.png', content: Buffer.from('y'), cid: 'a@x' }] }, /^attachments\[1\]\.cid: Content-ID "a@x" is already that of attachments\[0\]/],
+    [{ html: '<img src="cid:a@x">', attachments: [{ filename: 'a.png', content: Buffer.from('x'), cid: 'a@x' }, { filename: 'b.png', content: Buffer.from('y'), cid: 'a@x' }] }, /^attachments\[1\]\.cid: Content-ID "a@x" is already that of "attachments\[0\]"/],
     [{ headers: [{ name: 'Message-ID', value: 'no-brackets' }] }, /^headers\[0\]: Message-ID "no-brackets" must look like/],
     [{ headers: [{ name: 'Date', value: 'Mon, 1 Jan 2024 00:00:00 +0000' }, { name: 'date', value: 'Tue, 2 Jan 2024 00:00:00 +0000' }] }, /^headers\[1\]: header date may appear only once \(RFC 5322 §3\.6\)/],
     [{ headers: [{ name: 'Message-ID', value: '<a@b>' }, { name: 'X-A', value: 'v' }, { name: 'Message-ID', value: '<c@d>' }] }, /^headers\[2\]: header Message-ID may appear only once/],
