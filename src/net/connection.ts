@@ -382,6 +382,7 @@ export function serverHandshake(raw: net.Socket, context: tls.SecureContext, tim
     const done = (failure?: 'TLS handshake timed out' | 'TLS handshake failed') => {
       clearTimeout(timer);
       secure.off('secure', onSecure);
+      secure.off('end', onFail);
       secure.off('close', onFail);
       if (failure) {
         secure.on('error', ignoreError);
@@ -394,6 +395,9 @@ export function serverHandshake(raw: net.Socket, context: tls.SecureContext, tim
     const onFail = () => done('TLS handshake failed');
     secure.once('secure', onSecure);
     secure.once('error', onFail);
+    // The raw socket may stay half-open (see Listener): a client that gives up during the
+    // handshake ends its side, and nothing else would come.
+    secure.once('end', onFail);
     secure.once('close', onFail);
   });
 }

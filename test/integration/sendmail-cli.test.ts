@@ -96,7 +96,7 @@ describe('mailnest sendmail', () => {
       [['sendmail', '-bs', 'alice@example.test'], '', 64, /^mailnest: -bs takes its recipients from RCPT TO, not as arguments\n$/],
       [['sendmail', '-bd'], '', 64, /^mailnest: -bd \(run as a daemon\) is not supported here: the server is "mailnest start"\n$/],
       [['sendmail', 'a@@example.test'], 'x\n', 65, /is not a valid address/],
-      [['sendmail', '-f', 'Alice <alice@example.test>', 'alice@example.test'], 'x\n', 65, /-f "Alice <alice@example\.test>" is not a valid address/],
+      [['sendmail', '-f', 'Alice <a b@example.test>', 'alice@example.test'], 'x\n', 65, /-f "Alice <a b@example\.test>" is not a valid address/],
       [['sendmail', '-t'], 'To: alice@example.test\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n' + 'z'.repeat(1500) + '\n', 65, /line 1 is 1500 octets/],
     ];
     for (const [args, input, status, message] of cases) {
