@@ -132,7 +132,11 @@ export function registerInit(program: Command): void {
       fs.rmSync(file, { force: true });
       fs.writeFileSync(file, text, { mode: 0o600, flag: 'wx' });
       if (before?.isFile()) {
-        fs.chownSync(file, before.uid, before.gid);
+        try {
+          fs.chownSync(file, before.uid, before.gid);
+        } catch {
+          // Only root gives a file away: a user's own file keeps what the user may give it.
+        }
         fs.chmodSync(file, before.mode & 0o660);
       }
       process.stdout.write(`wrote ${file} for ${domain} (host ${opts.hostname})\n`);
