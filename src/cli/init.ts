@@ -134,10 +134,10 @@ export function registerInit(program: Command): void {
       if (before?.isFile()) {
         try {
           fs.chownSync(file, before.uid, before.gid);
+          fs.chmodSync(file, before.mode & 0o660);
         } catch {
-          // Only root gives a file away: a user's own file keeps what the user may give it.
+          // Only root gives a file away: without its group, the file stays the caller's alone.
         }
-        fs.chmodSync(file, before.mode & 0o660);
       }
       process.stdout.write(`wrote ${file} for ${domain} (host ${opts.hostname})\n`);
       // The DKIM key lives under the data_dir the new file names, relative to the file, as for
