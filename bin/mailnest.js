@@ -50,13 +50,24 @@ function serverFlags(args) {
   return given.includes('--max-semi-space-size') ? [] : ['--max-semi-space-size=8'];
 }
 
+function runnable(file) {
+  try {
+    fs.accessSync(file, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 const main = entry();
 const args = process.argv.slice(2);
 const flags = serverFlags(args);
 if (Number(process.versions.node.split('.')[0]) >= 24) {
   // The flags take effect only when the heap is made: the process becomes a Node started with
-  // them (same pid, same descriptors). Where that is not possible, it runs without them.
-  if (flags.length && typeof process.execve === 'function') {
+  // them (same pid, same descriptors). Where that is not possible, it runs without them: Node
+  // refuses (no execve on Windows, in a worker, under its permission model), or the binary
+  // cannot be run again (a failed execve system call would end the process).
+  if (flags.length && typeof process.execve === 'function' && runnable(process.execPath)) {
     try {
       process.execve(process.execPath, [process.execPath, ...flags, ...process.execArgv, process.argv[1], ...args]);
     } catch { /* not replaced: this process runs the server */ }

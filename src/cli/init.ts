@@ -130,14 +130,21 @@ export function registerInit(program: Command): void {
       // A new file in its place, never one written through: a link there (in a directory of
       // someone else's) could lead anywhere.
       fs.rmSync(file, { force: true });
-      fs.writeFileSync(file, text, { mode: 0o600, flag: 'wx' });
-      if (before?.isFile()) {
-        try {
-          fs.chownSync(file, before.uid, before.gid);
-          fs.chmodSync(file, before.mode & 0o660);
-        } catch {
-          // Only root gives a file away: without its group, the file stays the caller's alone.
+      // Written, given its owner and permissions through one descriptor: by its name, a link put
+      // in its place meanwhile would be followed.
+      const fd = fs.openSync(file, 'wx', 0o600);
+      try {
+        fs.writeFileSync(fd, text);
+        if (before?.isFile()) {
+          try {
+            fs.fchownSync(fd, before.uid, before.gid);
+            fs.fchmodSync(fd, before.mode & 0o660);
+          } catch {
+            // Only root gives a file away: without its group, the file stays the caller's alone.
+          }
         }
+      } finally {
+        fs.closeSync(fd);
       }
       process.stdout.write(`wrote ${file} for ${domain} (host ${opts.hostname})\n`);
       // The DKIM key lives under the data_dir the new file names, relative to the file, as for

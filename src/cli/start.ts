@@ -1,10 +1,11 @@
 /** `mailnest start`: every configured listener in the foreground until SIGINT/SIGTERM; SIGHUP
  *  takes up a renewed certificate. */
+import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { createLogger } from '../log.ts';
 import { startServer } from '../server.ts';
-import { configOf, dataDirOwner, userName } from './common.ts';
+import { configOf, userName } from './common.ts';
 import { CliError } from './errors.ts';
 import { configPath } from '../config/load.ts';
 
@@ -18,12 +19,12 @@ export function registerStart(program: Command): void {
       // Root on a data_dir that is another user's (the service's): the files it made there would
       // be root's, and the server, run as that user again, could not open them. The other
       // commands become that user; the server cannot, as it may need root for ports under 1024.
-      const owner = dataDirOwner(config.data_dir);
-      if (owner !== undefined) {
-        const name = userName(owner.uid);
-        const who = name ?? `the user with uid ${owner.uid}`;
+      const owner = process.getuid?.() === 0 ? fs.statSync(config.data_dir, { throwIfNoEntry: false })?.uid : undefined;
+      if (owner !== undefined && owner !== 0) {
+        const name = userName(owner);
+        const who = name ?? `the user with uid ${owner}`;
         const how = name ? `systemd's User=, or runuser -u ${name} -- mailnest start` : 'systemd\'s User=';
-        throw new CliError(`data_dir ${config.data_dir} is ${who}'s: start the server as ${who} (${how}), with CAP_NET_BIND_SERVICE for ports under 1024 (see the README's unit); as root it would make files there that ${who} cannot open`);
+        throw new CliError(`data_dir ${config.data_dir} is ${who}'s: start the server as ${who} (${how}), with CAP_NET_BIND_SERVICE for ports under 1024 (see the README's unit), or give data_dir to root if the server is to run as root; as root it would make files there that ${who} cannot open`);
       }
       const log = createLogger(config.log_level);
       // Signals are caught from the start, so one that arrives while listeners open still

@@ -314,7 +314,8 @@ export class SmtpClient {
       const where = whereOf(this.target);
       const onError = (err: NmError) => {
         this.broken = true;
-        resolve(all(false, false, `${where}: ${describe(err)}`));
+        // A reply that came with the close (421) is the server's own word, given as such.
+        resolve(all(false, false, err.response ? describe(err) : `${where}: ${describe(err)}`));
       };
       // Closed before the reply (close() at shutdown): nodemailer then never calls back. After a
       // 421 it closes first and then calls back with the reply, which is the one to keep.

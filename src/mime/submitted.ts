@@ -26,7 +26,6 @@ import { isUtf8 } from 'node:buffer';
 import addressparser from 'nodemailer/lib/addressparser';
 import MimeNode from 'nodemailer/lib/mime-node';
 import { encodeWord, foldLines } from 'nodemailer/lib/mime-funcs';
-import { isAscii } from '../ascii.ts';
 import { parseMailbox } from '../smtp/address.ts';
 import { hasStrayName, notAList, uniqueAddresses } from './addresses.ts';
 import { fitBody, fitHeader, UnfitLineError, needsEncoding, splitFields, type Field } from './line-length.ts';
@@ -215,6 +214,9 @@ export function withLocalHeader(message: Buffer[], domain: string): Buffer[] {
   return [Buffer.concat(edited.flatMap((f) => f.lines.flatMap((l) => [l, crlf]))), ...rest];
 }
 
+/** A word that goes out as an encoded-word: 8-bit text, or a NUL (as needsEncoding says). */
+const encoded = (word: string) => /[^\x01-\x7f]/.test(word);
+
 /** An encoded-word (RFC 2047 §2) standing as a word of its own. */
 const ENCODED_WORD = /^=\?[^?\s]+\?[BbQq]\?[^?\s]*\?=$/;
 
@@ -230,12 +232,12 @@ function encodedText(value: string): string {
   const words = value.split(' ');
   const out: string[] = [];
   for (let i = 0; i < words.length; i++) {
-    if (isAscii(words[i]!)) {
+    if (!encoded(words[i]!)) {
       out.push(words[i]!);
       continue;
     }
     let j = i;
-    while (j + 1 < words.length && !isAscii(words[j + 1]!)) j++;
+    while (j + 1 < words.length && encoded(words[j + 1]!)) j++;
     let text = words.slice(i, j + 1).join(' ');
     if (i > 0 && ENCODED_WORD.test(words[i - 1]!)) text = ` ${text}`;
     if (j + 1 < words.length && ENCODED_WORD.test(words[j + 1]!)) text = `${text} `;

@@ -86,6 +86,9 @@ export interface ListenerContext {
   onCount?: (listener: string, delta: number) => void;
 }
 
+/** How long a refused connection may take to close after its refusal (see accept). */
+const REFUSED_LINGER_MS = 5000;
+
 export class Listener<E, R> {
   readonly handler: ProtocolHandler<E, R>;
   private readonly ctx: ListenerContext;
@@ -133,7 +136,13 @@ export class Listener<E, R> {
     if (refused) {
       // A TLS client cannot read a plaintext line: it just sees the connection close.
       if (this.handler.implicitTls) raw.destroy();
-      else raw.end(this.handler.refusal(refused));
+      else {
+        raw.end(this.handler.refusal(refused));
+        // What the client sends meanwhile is read and dropped, so its close is seen; one that
+        // does not close is let go shortly, as a refused connection counts against no limit.
+        raw.resume();
+        raw.setTimeout(REFUSED_LINGER_MS, () => raw.destroy());
+      }
       this.ctx.log.warn({ listener: this.handler.name, client: ip, reason: refused }, 'connection refused');
       return;
     }

@@ -5,6 +5,7 @@
  * Extensions per RFC 2449: CAPA, response codes, PIPELINING (commands are answered in order,
  * input that arrives while an effect is under way waits in `pending`).
  */
+import { asciiUpper } from '../ascii.ts';
 import { EMPTY } from '../net/empty.ts';
 import { LineReader, type LineEvent } from '../net/line-reader.ts';
 import { OUTPUT_PER_TURN, type Output, type Session, type SessionSummary, type TlsInfo } from '../net/session.ts';
@@ -274,7 +275,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
     if (c.args.length === 0) return [write(multiline('SASL mechanisms follow', [...MECHANISMS]))];
     const bad = arity(c, 1, 2);
     if (bad) return [write(err(bad))];
-    const name = c.args[0]!.toUpperCase();
+    const name = asciiUpper(c.args[0]!);
     if (!isMechanism(name)) return [write(err(`unsupported authentication mechanism, use one of ${MECHANISMS.join(' ')}`))];
     let initial: Buffer | undefined;
     if (c.args.length === 2) {

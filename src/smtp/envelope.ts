@@ -3,6 +3,7 @@
  * SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531), RET/ENVID/NOTIFY/ORCPT (RFC 3461),
  * AUTH (RFC 4954 §5). Sans-I/O; each problem comes back as the reply to give.
  */
+import { asciiUpper } from '../ascii.ts';
 import type { DsnEnvelope, DsnRecipient } from '../store/store.ts';
 import { parsePath, type Mailbox, type PathResult } from './address.ts';
 import { parseParams } from './command.ts';
@@ -63,7 +64,7 @@ export function parseMailFrom(args: string, maxSize: number, esmtp: boolean, bar
         break;
       }
       case 'BODY': {
-        const v = typeof value === 'string' ? value.toUpperCase() : '';
+        const v = typeof value === 'string' ? asciiUpper(value) : '';
         if (v !== '7BIT' && v !== '8BITMIME') return reply(555, '5.5.4', 'BODY must be 7BIT or 8BITMIME');
         from.body = v;
         break;
@@ -72,7 +73,7 @@ export function parseMailFrom(args: string, maxSize: number, esmtp: boolean, bar
         if (value !== true) return reply(555, '5.5.4', 'SMTPUTF8 takes no value');
         break;
       case 'RET': {
-        const v = typeof value === 'string' ? value.toUpperCase() : '';
+        const v = typeof value === 'string' ? asciiUpper(value) : '';
         if (v !== 'FULL' && v !== 'HDRS') return reply(555, '5.5.4', 'RET must be FULL or HDRS');
         from.dsn.ret = v;
         break;
@@ -118,7 +119,7 @@ export function parseRcptTo(args: string, utf8: boolean, postmasterDomain: strin
   for (const [key, value] of params.params) {
     switch (key) {
       case 'NOTIFY': {
-        const list = typeof value === 'string' ? value.toUpperCase().split(',') : [];
+        const list = typeof value === 'string' ? asciiUpper(value).split(',') : [];
         const allowed = ['NEVER', 'SUCCESS', 'FAILURE', 'DELAY'];
         if (list.length === 0 || list.some((v) => !allowed.includes(v)) || (list.includes('NEVER') && list.length > 1) || new Set(list).size !== list.length) {
           return reply(501, '5.5.4', 'NOTIFY must be NEVER or a list of SUCCESS, FAILURE, DELAY (RFC 3461 section 4.1)');

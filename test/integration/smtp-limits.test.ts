@@ -124,6 +124,36 @@ async function tryOpen(port: number, localAddress: string): Promise<{ client: Sm
   return { client, ok: false, raw: r.raw };
 }
 
+test('a refused connection is closed: at once when its client closes, after a few seconds when it does not', { timeout: 60_000 }, async () => {
+  f = await startFixture({ config: { limits: { max_connections_per_ip: 1 } } });
+  const held = await f.open('smtp');
+  // The client side stays open when the server closes its side, as a client that never closes.
+  const refused = () => new Promise<{ socket: net.Socket; closed: Promise<void> }>((resolve) => {
+    const socket = net.connect({ port: f!.port('smtp'), host: '127.0.0.1', allowHalfOpen: true });
+    socket.on('error', () => {});
+    const closed = new Promise<void>((res) => socket.on('close', () => res()));
+    socket.on('data', () => resolve({ socket, closed }));
+  });
+  const within = (p: Promise<void>, ms: number) => Promise.race([p.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
+  // One that writes (what a client after a 421 may still send) and then closes.
+  const polite = await refused();
+  polite.socket.end('QUIT\r\n');
+  assert.ok(await within(polite.closed, 3000), 'not closed after the client closed');
+  // One that never closes its side: the server lets go of its descriptor all the same.
+  const descriptors = () => fs.readdirSync(`/proc/${f!.server.process.pid}/fd`).length;
+  const before = descriptors();
+  const silent = await refused();
+  assert.equal(descriptors(), before + 1);
+  let stillHeld = true;
+  for (let i = 0; i < 150 && stillHeld; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    stillHeld = descriptors() > before;
+  }
+  assert.ok(!stillHeld, 'the server still holds the refused connection');
+  silent.socket.destroy();
+  held.destroy();
+});
+
 test('max_connections_per_ip and max_connections: 421 4.7.0 and close; slots come back', async () => {
   f = await startFixture({ config: { limits: { max_connections: 4, max_connections_per_ip: 2 } } });
   const smtp = f.port('smtp');

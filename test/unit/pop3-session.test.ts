@@ -590,6 +590,7 @@ describe('POP3 session: keywords', () => {
     assert.match(await d.cmd('capa'), /^\+OK/);
     // U+017F (long s) upper-cases to S, U+0131 (dotless i) to I, in Unicode's mapping.
     assert.match(await d.cmd('U\u017fER alice@example.test'), /^-ERR/);
+    assert.match(await d.cmd('AUTH PLA\u0131N'), /^-ERR/);
     assert.match(await d.cmd('qu\u0131t'), /^-ERR/);
   });
 });

@@ -191,6 +191,9 @@ test('a Subject with 8-bit words and encoded-words already: those stay, the 8-bi
     assert.equal(parseMail(r.message).headers['subject'], shown, raw);
     assert.ok(r.message.every((c) => c < 0x80));
   }
+  // A NUL is encoded too, as it was when the whole value was.
+  assert.equal(parseMail(prep('Subject: a\u0000b c\n\nx\n', { recipients: ['a@example.org'] }).message).headers['subject'], 'a\u0000b c');
+  assert.ok(!prep('Subject: a\u0000b c\n\nx\n', { recipients: ['a@example.org'] }).message.includes(0));
   assert.match(prep('Subject: Re: =?UTF-8?B?w4RwZmVs?= und f\u00fcr\n\nx\n', { recipients: ['a@example.org'] }).message.toString(), /^Subject: Re: =\?UTF-8\?B\?w4RwZmVs\?= und =\?UTF-8\?Q\?f=C3=BCr\?=\r\n/m);
 });
 

@@ -164,6 +164,11 @@ test('verbs and parameter names are case-insensitive in the ASCII sense only (RF
   assert.match(d.send('\ufb06ARTTLS\r\n'), /^500 5\.5\.1/);
   assert.match(d.send('mail FROM:<a@remote.test> \u017fIZE=10\r\n'), /^501 5\.5\.4 Bad MAIL FROM parameters/);
   assert.match(d.send('mail FROM:<a@remote.test> size=10\r\n'), /^250 /);
+  // Parameter values too.
+  d.send('RSET\r\n');
+  assert.match(d.send('MAIL FROM:<a@remote.test> BODY=8B\u0131TMIME\r\n'), /^555 5\.5\.4 BODY must be/);
+  assert.match(d.send('MAIL FROM:<a@remote.test> BODY=8bitmime\r\n'), /^250 /);
+  assert.match(d.send('RCPT TO:<alice@example.test> NOTIFY=\u017fUCCESS\r\n'), /^501 5\.5\.4 NOTIFY must be/);
 });
 
 test('no reply line is longer than 512 octets with its CRLF (RFC 5321 §4.5.3.1.5), however long what it echoes', () => {
