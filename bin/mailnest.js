@@ -81,7 +81,9 @@ if (Number(process.versions.node.split('.')[0]) >= 24) {
     process.stderr.write(`mailnest: needs Node.js 24 or later (this is ${process.version}); run "npm install" in ${root} first\n`);
     process.exit(1);
   }
-  const child = spawn(node, [...flags, main, ...args], { stdio: 'inherit' });
+  // The pinned Node gets the server's flags, or the operator's own given to this one.
+  const own = process.execArgv.filter((a) => a.replaceAll('_', '-').startsWith('--max-semi-space-size'));
+  const child = spawn(node, [...own, ...flags, main, ...args], { stdio: 'inherit' });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
   // The child's end is ours: its status, or the signal that ended it (this process's own
   // handlers removed first, or the signal would only be passed on again).

@@ -252,6 +252,23 @@ test('on an older Node the launcher runs the pinned one, with its exit status, a
   assert.deepEqual([code, signal], [null, 'SIGTERM']);
 });
 
+test('on an older Node the pinned one runs the server with the semi-space cap, or with the operator\'s own', { skip: OLD_NODE ? false : 'no Node older than 24 here' }, async (t) => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  const launcher = path.join(ROOT, 'bin', 'mailnest.js');
+  for (const [own, expected] of [[[], '--max-semi-space-size=8'], [['--max-semi-space-size=4'], '--max-semi-space-size=4']] as const) {
+    const run = spawn(OLD_NODE!, [...own, launcher, '-c', cfg, 'start'], { stdio: 'ignore' });
+    t.after(() => run.kill('SIGKILL'));
+    const children = `/proc/${run.pid}/task/${run.pid}/children`;
+    await until('the pinned Node', () => fs.readFileSync(children, 'utf8').trim() !== '', 20_000);
+    const child = Number(fs.readFileSync(children, 'utf8').trim().split(' ')[0]);
+    const args = fs.readFileSync(`/proc/${child}/cmdline`, 'utf8').split('\0');
+    assert.deepEqual(args.filter((a) => a.startsWith('--max-semi-space-size')), [expected]);
+    run.kill('SIGTERM');
+    await new Promise((resolve) => run.once('exit', resolve));
+  }
+});
+
 test('IMAP addresses someone chose get a warning that IMAP is not served; the defaults only a note', async () => {
   const dir = tempDir();
   const cfg = writeConfig(dir, baseConfig(dir, { listen: { imap: ['127.0.0.1:2143'], imaps: ['127.0.0.1:0'] } }));
