@@ -262,6 +262,8 @@ test('on an older Node the pinned one runs the server with the semi-space cap, o
     const children = `/proc/${run.pid}/task/${run.pid}/children`;
     await until('the pinned Node', () => fs.readFileSync(children, 'utf8').trim() !== '', 20_000);
     const child = Number(fs.readFileSync(children, 'utf8').trim().split(' ')[0]);
+    // The pinned Node outlives a launcher killed outright: it goes too, whatever happens.
+    t.after(() => { try { process.kill(child, 'SIGKILL'); } catch { /* gone */ } });
     const args = fs.readFileSync(`/proc/${child}/cmdline`, 'utf8').split('\0');
     assert.deepEqual(args.filter((a) => a.startsWith('--max-semi-space-size')), [expected]);
     run.kill('SIGTERM');
