@@ -32,7 +32,7 @@ interface NextHop {
  * STARTTLS is answered 220, and the handshake with bytes that are no TLS. It closes when the
  * test `t` ends.
  */
-async function nextHop(t: TestContext, extensions: string[], o: { silent?: boolean; rcpt?: (address: string) => string | undefined; afterDot?: string; greeting?: string; resetAtDot?: boolean } = {}): Promise<NextHop> {
+async function nextHop(t: TestContext, extensions: string[], o: { silent?: boolean; rcpt?: (address: string) => string | undefined; afterDot?: string; greeting?: string; resetAtDot?: boolean; closeAfterDot?: 'after its line end' | 'before its line end' } = {}): Promise<NextHop> {
   const silent = o.silent ?? false;
   let sawDot!: () => void;
   const hop = { commands: [] as string[], data: [] as string[], dot: new Promise<void>((r) => { sawDot = r; }) };
@@ -59,7 +59,9 @@ async function nextHop(t: TestContext, extensions: string[], o: { silent?: boole
           sawDot();
           if (o.resetAtDot) return void s.resetAndDestroy();
           mute = silent;
+          if (o.closeAfterDot === 'before its line end') return void s.end(o.afterDot);
           if (!silent) s.write(`${o.afterDot ?? '250 ok'}\r\n`);
+          if (o.closeAfterDot) return void s.end();
           continue;
         }
         hop.commands.push(line);
@@ -138,6 +140,17 @@ test('8-bit data without 8BITMIME, and a UTF-8 address without SMTPUTF8, fail fo
   const mixed = await client.send(message('Subject: s\r\n\r\nx\r\n', { recipients: ['j\u00f6rg@hop.test', 'plain@hop.test'] }));
   assert.deepEqual(mixed.map((r) => [r.address, r.ok, r.reply.slice(0, 3)]), [['plain@hop.test', true, '250'], ['j\u00f6rg@hop.test', false, '553']]);
   assert.deepEqual(hop.commands.filter((c) => /^RCPT/.test(c)).slice(-1), ['RCPT TO:<plain@hop.test>']);
+});
+
+test('a 421 the next hop gives as it closes stays its reply, not a broken connection, so the next message may go on a new one', async (t) => {
+  for (const closeAfterDot of ['after its line end', 'before its line end'] as const) {
+    const hop = await nextHop(t, ['8BITMIME'], { afterDot: '421 4.3.2 shutting down', closeAfterDot });
+    const client = await connect(hop.port);
+    const [r] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
+    assert.equal(r!.ok, false);
+    assert.equal(r!.permanent, false);
+    assert.match(r!.reply, /^421 4\.3\.2 shutting down/, closeAfterDot);
+  }
 });
 
 test('a recipient refused at RCPT keeps its own reply when the message is refused too', async (t) => {
