@@ -59,7 +59,7 @@ async function nextHop(t: TestContext, extensions: string[], o: { silent?: boole
           sawDot();
           if (o.resetAtDot) return void s.resetAndDestroy();
           mute = silent;
-          if (o.closeAfterDot === 'before its line end') return void s.end(o.afterDot);
+          if (o.closeAfterDot === 'before its line end') return void s.end(o.afterDot ?? '250 ok');
           if (!silent) s.write(`${o.afterDot ?? '250 ok'}\r\n`);
           if (o.closeAfterDot) return void s.end();
           continue;
