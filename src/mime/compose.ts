@@ -24,6 +24,7 @@ import { emptyGroups, parseAddressList, parseSingleAddress, uniqueAddresses, typ
 import { contentTypeFor, OCTET_STREAM, parameterValue, parseContentType } from './types.ts';
 import { MAX_LINE } from './line-length.ts';
 import { ComposeError } from './errors.ts';
+import { ENCODED_WORD } from './header-section.ts';
 
 export { ComposeError };
 
@@ -237,9 +238,6 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
   checkLineLengths(message);
   return { message, sender: from.address, recipients, messageId };
 }
-
-/** What a reader decodes as an RFC 2047 encoded-word: =?charset?B|Q?text?= */
-const ENCODED_WORD = /=\?[^?\s]+\?[bq]\?[^?\s]*\?=/i;
 
 /**
  * The part for an attachment. Its bytes go in base64, so they come back identical, and it is

@@ -91,6 +91,9 @@ function headerText(message: Buffer[], end: number): string {
   return (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('latin1', 0, end);
 }
 
+/** What a reader decodes as an RFC 2047 encoded-word (§2): =?charset?B|Q?text?= */
+export const ENCODED_WORD = /=\?[^?\s]+\?[bq]\?[^?\s]*\?=/i;
+
 /** A field's value (what follows its colon), unfolded (RFC 5322 §2.2.3). */
 export function unfoldedValue(field: string): string {
   return field.slice(field.indexOf(':') + 1).replace(/\r?\n/g, '');

@@ -30,7 +30,7 @@ import { parseMailbox } from '../smtp/address.ts';
 import { hasStrayName, notAList, uniqueAddresses } from './addresses.ts';
 import { fitBody, fitHeader, UnfitLineError, needsEncoding, splitFields, type Field } from './line-length.ts';
 import { DROPPED_FIELD, missingFields } from './submission.ts';
-import { headerEnd } from './header-section.ts';
+import { ENCODED_WORD, headerEnd } from './header-section.ts';
 import { splitAt } from '../chunks.ts';
 
 export type SubmittedProblem = 'usage' | 'data';
@@ -218,7 +218,7 @@ export function withLocalHeader(message: Buffer[], domain: string): Buffer[] {
 const encoded = (word: string) => /[^\x01-\x7f]/.test(word);
 
 /** An encoded-word (RFC 2047 §2) standing as a word of its own. */
-const ENCODED_WORD = /^=\?[^?\s]+\?[BbQq]\?[^?\s]*\?=$/;
+const isEncodedWord = (word: string) => ENCODED_WORD.exec(word)?.[0] === word;
 
 /**
  * Unstructured text (RFC 5322 §3.2.5) with its words of 8-bit text as encoded-words (RFC 2047
@@ -239,8 +239,8 @@ function encodedText(value: string): string {
     let j = i;
     while (j + 1 < words.length && encoded(words[j + 1]!)) j++;
     let text = words.slice(i, j + 1).join(' ');
-    if (i > 0 && ENCODED_WORD.test(words[i - 1]!)) text = ` ${text}`;
-    if (j + 1 < words.length && ENCODED_WORD.test(words[j + 1]!)) text = `${text} `;
+    if (i > 0 && isEncodedWord(words[i - 1]!)) text = ` ${text}`;
+    if (j + 1 < words.length && isEncodedWord(words[j + 1]!)) text = `${text} `;
     out.push(encodeWord(text, 'Q', 52));
     i = j;
   }
