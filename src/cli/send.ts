@@ -118,7 +118,7 @@ async function send(ctx: Context, opts: SendOptions, { text, html, attachments }
   try {
     return await submitLocal(ctx, { sender: composed.sender, recipients: composed.recipients, message: composed.message, protocol: 'local' });
   } catch (err) {
-    if (err instanceof SubmitError) throw err.problem === 'bad-address' ? new UsageError(err.message) : new CliError(err.message);
+    if (err instanceof SubmitError) throw err.problem === 'bad_address' ? new UsageError(err.message) : new CliError(err.message);
     throw err;
   }
 }

@@ -272,7 +272,7 @@ async function sendmail(ctx: Context, args: SendmailArgs, caller: string): Promi
     return await submitLocal(ctx, { sender: prepared.sender, recipients: prepared.recipients, message: prepared.message, protocol: 'local', submitter: caller });
   } catch (err) {
     if (err instanceof SubmitError) {
-      const code = err.problem === 'unknown-recipient' ? EX_NOUSER : err.problem === 'no-recipients' ? EX_USAGE : EX_DATAERR;
+      const code = err.problem === 'unknown_recipient' ? EX_NOUSER : err.problem === 'no_recipients' ? EX_USAGE : EX_DATAERR;
       throw new CliError(err.message, code);
     }
     // The store could not take it now (locked, disk full, ...): the caller may try again later.

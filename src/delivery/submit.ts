@@ -9,7 +9,7 @@ import { lookupAddress, parseMailbox, type Mailbox } from '../smtp/address.ts';
 import { uniqueAddresses } from '../mime/addresses.ts';
 import { acceptMessage, type ResolvedRecipient } from './accept.ts';
 
-export type SubmitProblem = 'no-recipients' | 'bad-address' | 'too-many-recipients' | 'too-big' | 'unknown-recipient';
+export type SubmitProblem = 'no_recipients' | 'bad_address' | 'too_many_recipients' | 'too_big' | 'unknown_recipient';
 
 export class SubmitError extends Error {
   readonly problem: SubmitProblem;
@@ -39,17 +39,17 @@ export interface LocalSubmission {
 export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<string> {
   const { limits } = ctx.config;
   if (s.sender !== '' && typeof parseMailbox(s.sender, true) === 'string') {
-    throw new SubmitError('bad-address', `sender ${JSON.stringify(s.sender)} is not a valid address`, [s.sender]);
+    throw new SubmitError('bad_address', `sender ${JSON.stringify(s.sender)} is not a valid address`, [s.sender]);
   }
   const recipients = uniqueAddresses(s.recipients);
-  if (recipients.length === 0) throw new SubmitError('no-recipients', 'no recipients');
+  if (recipients.length === 0) throw new SubmitError('no_recipients', 'no recipients');
   const bad = recipients.filter((r) => typeof parseMailbox(r, true) === 'string');
-  if (bad.length > 0) throw new SubmitError('bad-address', `not a valid address: ${bad.join(', ')}`, bad);
+  if (bad.length > 0) throw new SubmitError('bad_address', `not a valid address: ${bad.join(', ')}`, bad);
   if (recipients.length > limits.max_recipients) {
-    throw new SubmitError('too-many-recipients', `${recipients.length} recipients; at most ${limits.max_recipients} are allowed (limits.max_recipients)`);
+    throw new SubmitError('too_many_recipients', `${recipients.length} recipients; at most ${limits.max_recipients} are allowed (limits.max_recipients)`);
   }
   if (s.message.length > limits.max_message_size) {
-    throw new SubmitError('too-big', `the message is ${s.message.length} bytes; at most ${limits.max_message_size} are allowed (limits.max_message_size)`);
+    throw new SubmitError('too_big', `the message is ${s.message.length} bytes; at most ${limits.max_message_size} are allowed (limits.max_message_size)`);
   }
   const resolved: ResolvedRecipient[] = [];
   const unknown: string[] = [];
@@ -63,7 +63,7 @@ export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<str
   }
   if (unknown.length > 0) {
     const named = unknown.map((a) => (why.has(a) ? `${a} (${why.get(a)})` : a));
-    throw new SubmitError('unknown-recipient', `no such local user or alias: ${named.join(', ')}`, unknown);
+    throw new SubmitError('unknown_recipient', `no such local user or alias: ${named.join(', ')}`, unknown);
   }
   return acceptMessage(ctx.store, {
     writtenHere: true,

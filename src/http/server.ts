@@ -293,8 +293,8 @@ export class HttpService implements Service {
       return { id, messageId: composed.messageId };
     } catch (err) {
       if (err instanceof SubmitError) {
-        if (err.problem === 'too-big') throw new HttpError(413, 'size', err.message);
-        throw new HttpError(400, err.problem.replace(/-/g, '_'), err.message);
+        if (err.problem === 'too_big') throw new HttpError(413, 'size', err.message);
+        throw new HttpError(400, err.problem, err.message);
       }
       throw err;
     }
