@@ -44,10 +44,12 @@ function command(args) {
 // resident with 10,000 idle connections, and the same throughput (docs/PERFORMANCE.md, "V8's
 // young generation is capped at start"). An operator's own setting, on node's command line or
 // in NODE_OPTIONS (V8 takes "_" for "-" in its flags' names), is left as it is.
+const isSemiSpace = (arg) => arg.replaceAll('_', '-').startsWith('--max-semi-space-size');
+
 function serverFlags(args) {
   if (command(args) !== 'start') return [];
-  const given = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].join(' ').replaceAll('_', '-');
-  return given.includes('--max-semi-space-size') ? [] : ['--max-semi-space-size=8'];
+  const given = [...process.execArgv, ...(process.env.NODE_OPTIONS ?? '').split(/\s+/)];
+  return given.some(isSemiSpace) ? [] : ['--max-semi-space-size=8'];
 }
 
 function runnable(file) {
@@ -82,7 +84,7 @@ if (Number(process.versions.node.split('.')[0]) >= 24) {
     process.exit(1);
   }
   // The pinned Node gets the server's flags, or the operator's own given to this one.
-  const own = process.execArgv.filter((a) => a.replaceAll('_', '-').startsWith('--max-semi-space-size'));
+  const own = process.execArgv.filter(isSemiSpace);
   const child = spawn(node, [...own, ...flags, main, ...args], { stdio: 'inherit' });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
   // The child's end is ours: its status, or the signal that ended it (this process's own
