@@ -4,10 +4,14 @@
  * then every address is checked against the RFC 5321 mailbox grammar, because it is also an
  * envelope address.
  */
+import url from 'node:url';
 import addressparser from 'nodemailer/lib/addressparser';
+import { encodeWord } from 'nodemailer/lib/mime-funcs';
+import { isAscii } from '../ascii.ts';
 import { parseMailbox } from '../smtp/address.ts';
 import { addressKey } from '../store/store.ts';
 import { ComposeError } from './errors.ts';
+import { ENCODED_WORD } from './header-section.ts';
 
 export interface NamedAddress {
   /** Display name, '' when there is none. */
@@ -163,4 +167,37 @@ export function uniqueAddresses(addresses: string[]): string[] {
     }
   }
   return out;
+}
+
+/** RFC 5322 §3.2.3 atext: a display name of such words, one space between, is written as it is. */
+const ATOM_PHRASE = /^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?: [A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*$/;
+/** An addr-spec that needs no angle brackets to be read as one (no quoted local part, no literal). */
+const PLAIN_ADDRESS = /^[^\s"(),:;<>@[\\\]]+@[^\s"(),:;<>@[\\\]]+$/;
+
+/**
+ * An address field's value (RFC 5322 §3.4), one line to be folded: each mailbox as
+ * `name <address>` or the bare address, then the `groups` (empty ones, as given). A display
+ * name goes out as atoms when it is plain words, as a quoted-string when it holds other
+ * printable ASCII, and as RFC 2047 encoded-words when it holds anything else, or text a reader
+ * would take for an encoded-word and decode (RFC 2047 §5 lets readers decode even inside
+ * quotes): so every name reads back as it was written. The domain goes in A-labels unless the
+ * local part needs SMTPUTF8 anyway.
+ */
+export function formatAddressList(list: NamedAddress[], groups: string[] = []): string {
+  return [...list.map(formatMailbox), ...groups].join(', ');
+}
+
+function formatMailbox(a: NamedAddress): string {
+  const at = a.address.lastIndexOf('@');
+  const local = a.address.slice(0, at);
+  const domain = a.address.slice(at + 1);
+  const address = isAscii(local) && !isAscii(domain) ? `${local}@${url.domainToASCII(domain) || domain}` : a.address;
+  if (a.name === '') return PLAIN_ADDRESS.test(address) ? address : `<${address}>`;
+  return `${displayName(a.name)} <${address}>`;
+}
+
+function displayName(name: string): string {
+  if (!/^[\x20-\x7e]*$/.test(name) || ENCODED_WORD.test(name)) return encodeWord(name, 'Q', 52);
+  if (ATOM_PHRASE.test(name)) return name;
+  return `"${name.replace(/[\\"]/g, '\\$&')}"`;
 }

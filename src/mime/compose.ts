@@ -18,9 +18,9 @@
 import { isUtf8 } from 'node:buffer';
 import crypto from 'node:crypto';
 import MailComposer from 'nodemailer/lib/mail-composer';
-import { encodeWord } from 'nodemailer/lib/mime-funcs';
+import { encodeWord, foldLines } from 'nodemailer/lib/mime-funcs';
 import { rfc5322Date } from '../delivery/trace.ts';
-import { emptyGroups, parseAddressList, parseSingleAddress, uniqueAddresses, type NamedAddress } from './addresses.ts';
+import { emptyGroups, formatAddressList, parseAddressList, parseSingleAddress, uniqueAddresses } from './addresses.ts';
 import { contentTypeFor, OCTET_STREAM, parameterValue, parseContentType } from './types.ts';
 import { MAX_LINE } from './line-length.ts';
 import { ComposeError } from './errors.ts';
@@ -81,15 +81,25 @@ const OWNED_HEADERS: Record<string, { why: string; instead?: string }> = {
   'resent-bcc': { why: 'blind recipients go in "bcc" and are never written into the message (RFC 5322 §3.6.6)', instead: 'bcc' },
   'subject': { why: 'it is set from "subject"', instead: 'subject' },
   'mime-version': { why: 'the MIME structure sets it' },
-  'content-type': { why: 'the MIME structure sets it' },
-  'content-transfer-encoding': { why: 'the MIME structure sets it' },
-  'content-disposition': { why: 'the MIME structure sets it' },
-  'content-id': { why: 'the MIME structure sets it' },
   'return-path': { why: 'it is added at final delivery (RFC 5321 §4.4)' },
 };
 
 /** The fields a caller may set that a message has at most once (RFC 5322 §3.6, the table). */
 const ONCE = new Set(['date', 'sender', 'reply-to', 'message-id', 'in-reply-to', 'references']);
+
+/** Fields a caller may set that hold addresses: one mailbox, or a list (RFC 5322 §3.6.2, §3.6.6;
+ *  RFC 8098 §2.1). They are parsed as From and To are, and written the same way. */
+const ADDRESS_FIELDS: Record<string, 'one' | 'list'> = {
+  'sender': 'one', 'resent-sender': 'one',
+  'reply-to': 'list', 'resent-from': 'list', 'resent-to': 'list', 'resent-cc': 'list', 'disposition-notification-to': 'list',
+};
+
+/** Fields that hold message identifiers: one, or one or more (RFC 5322 §3.6.4, §3.6.6). */
+const ID_FIELDS: Record<string, 'one' | 'list'> = { 'message-id': 'one', 'resent-message-id': 'one', 'in-reply-to': 'list', 'references': 'list' };
+/** RFC 5322 §3.6.4 msg-id: "<" dot-atom-text "@" (dot-atom-text / no-fold-literal) ">". */
+const MSG_ID = /<[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*@(?:[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+(?:\.[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+)*|\[[!-Z^-~]*\])>/;
+const ONE_ID = new RegExp(`^${MSG_ID.source}$`);
+const ID_LIST = new RegExp(`^${MSG_ID.source}(?:[ \t]*${MSG_ID.source})*$`);
 
 /** RFC 5322 §3.6.8 field-name = 1*ftext, ftext = %d33-57 / %d59-126. */
 const FIELD_NAME = /^[!-9;-~]{1,76}$/;
@@ -101,19 +111,31 @@ export function parseHeaderArg(text: string, field: string): ComposeHeader {
   return { name: text.slice(0, colon).trim(), value: text.slice(colon + 1).trim() };
 }
 
-export function checkHeader(h: ComposeHeader, field: string): void {
+/** Checks a header a caller gives, and returns its value as MailComposer is to be given it. */
+function headerValue(h: ComposeHeader, field: string): string {
   if (!FIELD_NAME.test(h.name)) {
     throw new ComposeError(field, `${JSON.stringify(h.name)} is not a header name (printable ASCII without ":" or spaces, at most 76 characters)`);
   }
-  const owned = OWNED_HEADERS[h.name.toLowerCase()];
+  const name = h.name.toLowerCase();
+  const owned = OWNED_HEADERS[name] ?? (name.startsWith('content-') ? { why: 'the MIME structure sets the Content- fields (RFC 2045 §9)' } : undefined);
   if (owned) throw new ComposeError(field, `header ${h.name} cannot be set here: ${owned.why}`, owned.instead);
   checkHeaderText(h.value, field);
   if (h.value.trim() === '') throw new ComposeError(field, `header ${h.name} has an empty value`);
-  if (/^date$/i.test(h.name) && !isDateTime(h.value)) {
+  if (name === 'date' && dateTimeToWrite(h.value) === undefined) {
     throw new ComposeError(field, `Date ${JSON.stringify(h.value)} is not a date (RFC 5322 §3.3, e.g. "Tue, 1 Jul 2025 10:00:00 +0000")`);
   }
-  if (/^message-id$/i.test(h.name) && !/^<[^<>\s@]+@[^<>\s@]+>$/.test(h.value)) {
-    throw new ComposeError(field, `Message-ID ${JSON.stringify(h.value)} must look like <unique@host>`);
+  const ids = ID_FIELDS[name];
+  if (ids && !(ids === 'one' ? ONE_ID : ID_LIST).test(h.value)) {
+    const what = ids === 'one' ? 'one message identifier' : 'message identifiers, separated by spaces';
+    throw new ComposeError(field, `${h.name} ${JSON.stringify(h.value)} must be ${what} of the form <unique@host>, printable ASCII without spaces, quotes or brackets inside (RFC 5322 §3.6.4)`);
+  }
+  const addresses = ADDRESS_FIELDS[name];
+  if (!addresses) return h.value;
+  try {
+    return addresses === 'one' ? formatAddressList([parseSingleAddress(h.value, field)]) : formatAddressList(parseAddressList(h.value, field), emptyGroups([h.value]));
+  } catch (err) {
+    if (!(err instanceof ComposeError)) throw err;
+    throw new ComposeError(field, `header ${h.name}: ${err.message.slice(field.length + 2)}`);
   }
 }
 
@@ -125,17 +147,27 @@ const DATE_TIME = /^(?:([a-z]{3}) ?, ?)?(\d{1,2}) ([a-z]{3}) (\d{2,4}) (\d{2}) ?
 /** §4.3 obs-zone: UT, GMT, the North American zones, and the military letters (all but J). */
 const OBS_ZONE = /^(ut|gmt|[ecmp][sd]t|[a-ik-z])$/i;
 
-/** True for an RFC 5322 date-time naming a real day from 1900 on (and its weekday, when given)
- *  and time. */
-export function isDateTime(value: string): boolean {
+/** The same in the syntax RFC 5322 §3.3 lets a message be written in (comments aside). */
+const CURRENT_DATE_TIME = /^(?:[a-z]{3}, )?\d{1,2} [a-z]{3} \d{4} \d{2}:\d{2}(?::\d{2})? [+-]\d{4}$/i;
+/** §4.3: what the named zones are; a military letter means nothing known, -0000. */
+const ZONES: Record<string, string> = { ut: '+0000', gmt: '+0000', est: '-0500', edt: '-0400', cst: '-0600', cdt: '-0500', mst: '-0700', mdt: '-0600', pst: '-0800', pdt: '-0700' };
+
+/**
+ * An RFC 5322 date-time naming a real day from 1900 on (and its weekday, when given) and time,
+ * as it is to be written: as given when it is in the current syntax, and rewritten in it from
+ * the obsolete one (§4.3: read, never generated): a four-digit year, a numeric zone, no white
+ * space around the colons. Undefined for anything else.
+ */
+export function dateTimeToWrite(value: string): string | undefined {
   let text = value;
   // Comments may nest (§3.2.2): innermost first.
   for (let before = ''; before !== text;) {
     before = text;
     text = text.replace(/\((?:[^()\\]|\\.)*\)/g, ' ');
   }
-  const m = DATE_TIME.exec(text.replace(/\s+/g, ' ').trim());
-  if (!m) return false;
+  text = text.replace(/\s+/g, ' ').trim();
+  const m = DATE_TIME.exec(text);
+  if (!m) return undefined;
   const [, dayName, day, monthName, yearText, hour, minute, second, zoneMinutes, zoneName] = m;
   // §4.3: a two-digit year is 2000 + it below 50, else 1900 + it; three digits, 1900 + it.
   const y = Number(yearText);
@@ -143,9 +175,14 @@ export function isDateTime(value: string): boolean {
   const month = MONTHS.indexOf(monthName!.toLowerCase());
   const date = new Date(Date.UTC(2000, month, Number(day)));
   date.setUTCFullYear(year);
-  return month >= 0 && year >= 1900 && date.getUTCDate() === Number(day) && Number(hour) <= 23 && Number(minute) <= 59
+  const valid = month >= 0 && year >= 1900 && date.getUTCDate() === Number(day) && Number(hour) <= 23 && Number(minute) <= 59
     && Number(second ?? 0) <= 60 && Number(zoneMinutes ?? 0) <= 59 && (zoneName === undefined || OBS_ZONE.test(zoneName))
     && (dayName === undefined || DAYS.indexOf(dayName.toLowerCase()) === date.getUTCDay());
+  if (!valid) return undefined;
+  if (CURRENT_DATE_TIME.test(text)) return value;
+  const zone = zoneName === undefined ? text.slice(-5) : ZONES[zoneName.toLowerCase()] ?? '-0000';
+  const title = (w: string) => w[0]!.toUpperCase() + w.slice(1).toLowerCase();
+  return `${dayName ? `${title(dayName)}, ` : ''}${Number(day)} ${title(monthName!)} ${year} ${hour}:${minute}${second ? `:${second}` : ''} ${zone}`;
 }
 
 /** Header text: no line breaks or NUL, no word that could not be folded. */
@@ -170,10 +207,6 @@ function checkAttachment(a: ComposeAttachment, field: string): void {
   }
 }
 
-function display(a: NamedAddress): { name: string; address: string } | string {
-  return a.name ? { name: a.name, address: a.address } : a.address;
-}
-
 export function newMessageId(hostname: string): string {
   return `<${crypto.randomUUID()}@${hostname}>`;
 }
@@ -188,12 +221,13 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
   if (recipients.length === 0) throw new ComposeError('to', 'at least one recipient is needed in to, cc or bcc');
 
   const headers = input.headers ?? [];
-  headers.forEach((h, i) => {
-    checkHeader(h, `headers[${i}]`);
+  const values = headers.map((h, i) => {
+    const value = headerValue(h, `headers[${i}]`);
     const name = h.name.toLowerCase();
     if (ONCE.has(name) && headers.findIndex((x) => x.name.toLowerCase() === name) < i) {
       throw new ComposeError(`headers[${i}]`, `header ${h.name} may appear only once (RFC 5322 §3.6)`);
     }
+    return value;
   });
   const attachments = input.attachments ?? [];
   attachments.forEach((a, i) => {
@@ -204,9 +238,20 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
   if (input.subject !== undefined && /[\r\n\0]/.test(input.subject)) throw new ComposeError('subject', 'contains a line break or NUL');
 
   const givenId = headers.find((h) => /^message-id$/i.test(h.name))?.value;
-  const givenDate = headers.find((h) => /^date$/i.test(h.name))?.value;
+  const given = headers.find((h) => /^date$/i.test(h.name))?.value;
+  const givenDate = given === undefined ? undefined : dateTimeToWrite(given);
   const messageId = givenId ?? newMessageId(input.hostname);
-  const extra = headers.filter((h) => !/^(message-id|date)$/i.test(h.name)).map((h) => ({ key: h.name, value: h.value }));
+  const custom = headers.map((h, i) => ({ key: h.name, value: values[i]! })).filter((h) => !/^(message-id|date)$/i.test(h.key));
+  // The address fields are written here, not by MailComposer, which would quote a display name
+  // that looks like an encoded-word instead of encoding it (see formatAddressList): From, To
+  // and Cc, then the caller's.
+  const addressFields = [
+    { key: 'From', value: formatAddressList([from]) },
+    ...(to.length || emptyGroups(input.to).length ? [{ key: 'To', value: formatAddressList(to, emptyGroups(input.to)) }] : []),
+    ...(cc.length || emptyGroups(input.cc).length ? [{ key: 'Cc', value: formatAddressList(cc, emptyGroups(input.cc)) }] : []),
+    ...custom.filter((h) => h.key.toLowerCase() in ADDRESS_FIELDS),
+  ];
+  const extra = custom.filter((h) => !(h.key.toLowerCase() in ADDRESS_FIELDS));
 
   // A subject holding a word too long to fold goes out as encoded-words, which can be split
   // anywhere (RFC 2047 §2 allows encoding plain ASCII too); so does one holding text that a
@@ -219,9 +264,6 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
   }
 
   const composer = new MailComposer({
-    from: display(from),
-    ...(to.length || emptyGroups(input.to).length ? { to: [...to.map(display), ...emptyGroups(input.to)] } : {}),
-    ...(cc.length || emptyGroups(input.cc).length ? { cc: [...cc.map(display), ...emptyGroups(input.cc)] } : {}),
     ...(subject !== undefined ? { subject } : {}),
     ...(input.text !== undefined && input.text !== '' ? { text: lineBreaks(input.text) } : {}),
     ...(input.html !== undefined && input.html !== '' ? { html: lineBreaks(input.html) } : {}),
@@ -234,7 +276,8 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
     disableFileAccess: true,
     disableUrlAccess: true,
   });
-  const message = await composer.compile().build();
+  const fields = addressFields.map((f) => `${foldLines(`${f.key}: ${f.value}`, 76)}\r\n`).join('');
+  const message = Buffer.concat([Buffer.from(fields, 'utf8'), await composer.compile().build()]);
   checkLineLengths(message);
   return { message, sender: from.address, recipients, messageId };
 }

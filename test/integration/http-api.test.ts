@@ -173,6 +173,7 @@ describe('HTTP API', () => {
       [{ to: 'owner@example.test', attachments: [{ filename: 'a', content: '', size: 1 }] }, 'attachments[0]: unknown field "size"'],
       [{ to: 'owner@example.test', headers: { 'Content-Type': 'text/html' } }, 'headers["Content-Type"]: header Content-Type cannot be set here'],
       [{ to: 'owner@example.test', headers: { 'X-Evil': 'a\r\nBcc: x@example.org' } }, 'headers["X-Evil"]: contains a line break'],
+      [{ to: 'owner@example.test', headers: { 'Reply-To': 'garbage text' } }, 'headers["Reply-To"]: header Reply-To: "garbage text" is not a valid address'],
       [{ to: 'owner@example.test', headers: ['X-A: b'] }, 'headers: expected an object of "Name": "value" pairs'],
       [{ to: ['owner@example.test', 'ghost@example.test'], text: 'x' }, 'no such local user or alias: ghost@example.test'],
     ];

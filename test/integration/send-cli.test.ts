@@ -124,6 +124,9 @@ describe('mailnest send to a local user (no server running)', () => {
       [['send', '--to', 'owner@example.test', '--text', 'x', '--header', 'Subject: s'], /^mailnest: --header: header Subject cannot be set here: it is set from --subject\n$/],
       [['send', '--to', 'owner@example.test', '--text', 'x', '--header', 'Bcc: b@example.test'], /^mailnest: --header: header Bcc cannot be set here: Bcc recipients go in --bcc and are never written into the message\n$/],
       [['send', '--to', 'owner@example.test', '--text', 'x', '--header', 'NoColon'], /^mailnest: --header: "NoColon" is not of the form/],
+      // An address field given as a header is parsed as --to is: never made over or dropped.
+      [['send', '--to', 'owner@example.test', '--text', 'x', '--header', 'Reply-To: a@b.example d@e.example'], /^mailnest: --header: header Reply-To: "a@b\.example d@e\.example" is not an address list/],
+      [['send', '--to', 'owner@example.test', '--text', 'x', '--header', 'Sender: not an address'], /^mailnest: --header: header Sender: /],
       [['send', '--from', 'a@b, c@d', '--to', 'owner@example.test', '--text', 'x'], /^mailnest: --from: .*exactly one address/],
       // An attachment is named by its option and file.
       [['send', '--to', 'owner@example.test', '--html', 'x', '--attach', pic('one'), '--inline', pic('two'), '--inline', pic('three')],

@@ -220,11 +220,74 @@ test('a subject holding what looks like an encoded-word is encoded, so it reads 
 });
 
 test('Date is given as RFC 5322 writes it (date -R), with or without the weekday and a comment', async () => {
-  for (const date of ['Tue, 1 Jul 2025 10:00:00 +0200', '1 Jul 2025 10:00 -0000', 'Sun, 29 Nov 2026 17:41:50 +0000 (UTC)', 'Sun, 29 Nov 2026 17:41:50 GMT', 'Thu, 29 Feb 2024 00:00:00 +0000 (a) (b)',
-    // the obsolete forms RFC 5322 §4.3 says must be read
-    'Tue, 1 Jul 25 10:00:00 +0000', 'Tue , 1 Jul 2025 10:00:00 EST', '(c) Tue, 1 Jul 2025 10:00:00 Z', 'Tue, 1 Jul 2025 10:00:00 +0000 (Coordinated (Universal) Time)']) {
+  for (const date of ['Tue, 1 Jul 2025 10:00:00 +0200', '1 Jul 2025 10:00 -0000', 'Sun, 29 Nov 2026 17:41:50 +0000 (UTC)', 'Thu, 29 Feb 2024 00:00:00 +0000 (a) (b)',
+    '(c) Tue, 1 Jul 2025 10:00:00 +0000', 'Tue, 1 Jul 2025 10:00:00 +0000 (Coordinated (Universal) Time)']) {
     const { parsed } = await roundTrip({ text: 'x', headers: [{ name: 'Date', value: date }] });
     assert.equal(parsed.rawHeaders['date'], date);
+  }
+});
+
+test('a Date in the obsolete syntax is read, and written in the current one (RFC 5322 §4: never generated)', async () => {
+  for (const [date, written] of [
+    ['Sun, 29 Nov 2026 17:41:50 GMT', 'Sun, 29 Nov 2026 17:41:50 +0000'], // JavaScript's toUTCString()
+    ['1 Jul 25 10:00 EST', '1 Jul 2025 10:00 -0500'],
+    ['Tue , 1 Jul 2025 10 : 00 : 00 pdt', 'Tue, 1 Jul 2025 10:00:00 -0700'],
+    ['tue, 01 JUL 125 10:00:00 +0100', 'Tue, 1 Jul 2025 10:00:00 +0100'],
+    ['(c) Tue, 1 Jul 2025 10:00:00 Z', 'Tue, 1 Jul 2025 10:00:00 -0000'],
+  ]) {
+    const { parsed } = await roundTrip({ text: 'x', headers: [{ name: 'Date', value: date! }] });
+    assert.equal(parsed.rawHeaders['date'], written, date);
+  }
+});
+
+test('a display name that looks like an encoded-word is encoded, so it reads back as written (RFC 2047 §5)', async () => {
+  const name = '=?utf-8?b?UGF5UGFs?=';
+  const { composed, parsed } = await roundTrip({
+    from: `"${name}" <backup@example.test>`, to: [`${name} <owner@example.org>`], cc: ['"a \\\\ \\"b\\"" <c@example.org>'],
+    headers: [{ name: 'Reply-To', value: `"${name}" <ops@example.org>` }], text: 'x',
+  });
+  // (python writes a name back in quotes only where it must)
+  assert.equal(parsed.headers['from'], `${name} <backup@example.test>`);
+  assert.equal(parsed.headers['to'], `${name} <owner@example.org>`);
+  assert.equal(parsed.headers['reply-to'], `${name} <ops@example.org>`);
+  assert.equal(parsed.headers['cc'], '"a \\\\ \\"b\\"" <c@example.org>');
+  assert.doesNotMatch(composed.message.toString(), /"=\?utf-8/i, 'an encoded-word inside quotes');
+});
+
+test('address fields given as headers are parsed as To is, and written the same way; one that is no address is refused', async () => {
+  const { parsed } = await roundTrip({
+    text: 'x',
+    headers: [
+      { name: 'Reply-To', value: 'Zoë <zoe@bücher.example>, ops@example.org' }, { name: 'Sender', value: 'robot@example.test' },
+      { name: 'Disposition-Notification-To', value: 'backup@example.test' },
+    ],
+  });
+  assert.equal(parsed.headers['reply-to'], 'Zoë <zoe@xn--bcher-kva.example>, ops@example.org');
+  assert.equal(parsed.headers['sender'], 'robot@example.test');
+  assert.equal(parsed.headers['disposition-notification-to'], 'backup@example.test');
+  const cases: [string, string, RegExp][] = [
+    ['Reply-To', 'a@b.example d@e.example', /headers\[0\]: header Reply-To: .* is not an address list/],
+    ['Reply-To', 'garbage text', /headers\[0\]: header Reply-To: "garbage text" is not a valid address/],
+    ['Sender', 'not an address', /headers\[0\]: header Sender: /],
+    ['Sender', 'a@example.org, b@example.org', /headers\[0\]: header Sender: .* exactly one address/],
+    ['Resent-To', 'x', /headers\[0\]: header Resent-To: /],
+  ];
+  for (const [name, value, message] of cases) {
+    await assert.rejects(composeMessage({ ...base, text: 'x', headers: [{ name, value }] }), message, `${name}: ${value}`);
+  }
+});
+
+test('message identifiers are checked as RFC 5322 §3.6.4 has them', async () => {
+  const { parsed } = await roundTrip({
+    text: 'x',
+    headers: [{ name: 'Message-ID', value: '<a.b+c@[10.0.0.1]>' }, { name: 'In-Reply-To', value: '<x@y.example>' }, { name: 'References', value: '<p@q.example> <x@y.example>' }],
+  });
+  assert.equal(parsed.headers['message-id'], '<a.b+c@[10.0.0.1]>');
+  assert.equal(parsed.headers['in-reply-to'], '<x@y.example>');
+  assert.equal(parsed.headers['references'], '<p@q.example> <x@y.example>');
+  for (const [name, value] of [['Message-ID', '<a(b)"c,d@e>'], ['Message-ID', '<ü@x.example>'], ['Message-ID', '<a..b@x.example>'], ['Message-ID', '<a@b> <c@d>'],
+    ['In-Reply-To', 'x@y.example'], ['References', '<p@q.example>, <x@y.example>']]) {
+    await assert.rejects(composeMessage({ ...base, text: 'x', headers: [{ name: name!, value: value! }] }), /headers\[0\]: .* must be .*message identifier/, `${name}: ${value}`);
   }
 });
 
@@ -323,7 +386,9 @@ test('bad input is refused with the field named', async () => {
     [{ to: ['a@example.org (Al) b@example.org'] }, /^to: .* is not an address list/],
     [{ to: ['a@example.org b@example.org (x)'] }, /^to: .* is not an address list/],
     [{ html: '<img src="cid:a@x">', attachments: [{ filename: 'a.png', content: Buffer.from('x'), cid: 'a@x' }, { filename: 'b.png', content: Buffer.from('y'), cid: 'a@x' }] }, /^attachments\[1\]\.cid: Content-ID "a@x" is already that of "attachments\[0\]"/],
-    [{ headers: [{ name: 'Message-ID', value: 'no-brackets' }] }, /^headers\[0\]: Message-ID "no-brackets" must look like/],
+    [{ headers: [{ name: 'Message-ID', value: 'no-brackets' }] }, /^headers\[0\]: Message-ID "no-brackets" must be one message identifier of the form <unique@host>/],
+    [{ headers: [{ name: 'Content-Location', value: 'http://example.org/' }] }, /^headers\[0\]: header Content-Location cannot be set here: the MIME structure sets the Content- fields/],
+    [{ headers: [{ name: 'content-description', value: 'x' }] }, /^headers\[0\]: header content-description cannot be set here/],
     [{ headers: [{ name: 'Date', value: 'Mon, 1 Jan 2024 00:00:00 +0000' }, { name: 'date', value: 'Tue, 2 Jan 2024 00:00:00 +0000' }] }, /^headers\[1\]: header date may appear only once \(RFC 5322 §3\.6\)/],
     [{ headers: [{ name: 'Message-ID', value: '<a@b>' }, { name: 'X-A', value: 'v' }, { name: 'Message-ID', value: '<c@d>' }] }, /^headers\[2\]: header Message-ID may appear only once/],
     [{ attachments: [{ filename: '../etc/passwd', content: Buffer.from('x') }] }, /^attachments\[0\]\.filename: /],
