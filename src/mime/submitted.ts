@@ -10,8 +10,9 @@
  *   Resent-Bcc when a Resent- field is there (added to those given as arguments, as Postfix
  *   does); Bcc and Resent-Bcc are removed, From, Date and Message-ID added when missing
  *   (submission.ts), and a Return-Path goes as from any message (delivery/trace.ts);
- *   a raw non-ASCII Subject is turned into RFC 2047 encoded-words (its bytes read as UTF-8, or
- *   as Latin-1 when they are not UTF-8), and so is an address field that is not UTF-8;
+ *   raw 8-bit text in the Subject and other text fields, and in the display names of address
+ *   fields, is turned into RFC 2047 encoded-words (its bytes read as UTF-8, or as Latin-1 when
+ *   they are not UTF-8), so that the header is ASCII; a NUL in any other field is refused;
  * - header lines over 998 octets are folded before white space, and the body is made fit to
  *   send, by line-length.ts: one that is not MIME but holds 8-bit bytes,
  *   NUL or lines over 998 octets becomes quoted-printable text, so what cron or a script printed
@@ -26,6 +27,7 @@ import { isUtf8 } from 'node:buffer';
 import addressparser from 'nodemailer/lib/addressparser';
 import MimeNode from 'nodemailer/lib/mime-node';
 import { encodeWord, foldLines } from 'nodemailer/lib/mime-funcs';
+import { isAscii } from '../ascii.ts';
 import { parseMailbox } from '../smtp/address.ts';
 import { hasStrayName, notAList, uniqueAddresses } from './addresses.ts';
 import { fitBody, fitHeader, UnfitLineError, needsEncoding, splitFields, type Field } from './line-length.ts';
@@ -177,24 +179,32 @@ function qualifyField(value: string, domain: string): string | undefined {
   return changed ? out : undefined;
 }
 
+/** Fields of unstructured text (RFC 5322 §3.6.5, §3.6.8; RFC 2076's Organization), and the
+ *  Keywords phrase list, whose words may be encoded-words (RFC 2047 §5). */
+const TEXT_FIELD = /^(?:subject|comments|keywords|organization|x-.*)$/i;
+
 /**
  * A field as the sendmail command hands it on: the addresses of an address field that lack a
- * domain get `domain`; a Subject with 8-bit text, and an address field with 8-bit text that is
- * not UTF-8, become encoded-words (RFC 2047). The same object when nothing changes.
+ * domain get `domain`; 8-bit text (or a NUL) in a text field, and the display names of an
+ * address field whose addresses are ASCII, become encoded-words (RFC 2047), so the header is
+ * ASCII and the message needs no SMTPUTF8 on its way (RFC 6531 §3.4). A NUL anywhere else is
+ * refused: no header may hold one (RFC 5322 §2.2). The same object when nothing changes.
  */
 function editedField(f: Field, domain: string): Field {
-  if (f.name.toLowerCase() === 'subject' && f.lines.some(needsEncoding)) {
-    return { name: f.name, lines: headerLine(`Subject: ${encodedText(fieldValue(f))}`) };
+  const eightBit = f.lines.some(needsEncoding);
+  if (eightBit && TEXT_FIELD.test(f.name)) return { name: f.name, lines: headerLine(`${f.name}: ${encodedText(fieldValue(f))}`) };
+  if (eightBit && f.lines.some((l) => l.includes(0))) {
+    throw new SubmittedError('data', `the ${f.name} field holds a NUL, which no header field may (RFC 5322 §2.2)`);
   }
   if (!ADDRESS_FIELD.test(f.name)) return f;
-  const qualified = qualifyField(fieldValue(f), domain);
-  // Raw UTF-8 in an address field is what RFC 6532 allows; other 8-bit bytes (Latin-1 names)
-  // are not, and become encoded-words (RFC 2047).
-  if (f.lines.some(needsEncoding) && !isUtf8(Buffer.concat(f.lines))) {
+  const value = fieldValue(f);
+  const qualified = qualifyField(value, domain);
+  const utf8Names = () => !hasStrayName(value) && addressparser(value, { flatten: true }).every((a) => isAscii(a.address));
+  if (eightBit && (!isUtf8(Buffer.concat(f.lines)) || utf8Names())) {
     // nodemailer encodes the names of an address list only for the fields it knows as such;
     // the others' addresses would end up inside an encoded-word.
     const known = /^errors-to$/i.test(f.name) ? 'Reply-To' : f.name.replace(/^resent-/i, '');
-    return { name: f.name, lines: headerLine(`${f.name}: ${MimeNode.encodeHeaderValue(known, qualified ?? fieldValue(f))}`) };
+    return { name: f.name, lines: headerLine(`${f.name}: ${MimeNode.encodeHeaderValue(known, qualified ?? value)}`) };
   }
   return qualified ? { name: f.name, lines: headerLine(`${f.name}: ${qualified}`) } : f;
 }

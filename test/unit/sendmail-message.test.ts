@@ -167,12 +167,34 @@ test('a non-MIME 8-bit body or long lines are re-encoded as quoted-printable UTF
   assert.ok(/^[\x00-\x7f]*$/.test(r.message.toString('latin1')));
 });
 
-test('a display name in Latin-1 becomes encoded-words; one in UTF-8 stays, as RFC 6532 allows', () => {
+test('a display name in Latin-1 or UTF-8 becomes encoded-words, so the header needs no SMTPUTF8; a UTF-8 address stays', () => {
   const latin = prep(Buffer.concat([Buffer.from('From: J'), Buffer.from([0xf6]), Buffer.from('rg <root@example.org>\nTo: a@example.org\n\nx\n')]), { extractRecipients: true });
   assert.equal(parseMail(latin.message).headers['from'], 'Jörg <root@example.org>');
   assert.ok(latin.message.every((c) => c < 0x80));
-  const utf8 = prep('From: Jörg <root@example.org>\nTo: a@example.org\n\nx\n', { extractRecipients: true });
-  assert.ok(utf8.message.includes(Buffer.from('From: Jörg <root@example.org>\r\n')));
+  const utf8 = prep('From: Jörg Müller <root@example.org>\nTo: a@example.org\nReply-To: "Zoë, Ops" <ops@example.org>, b@example.org\n\nx\n', { extractRecipients: true });
+  const headers = parseMail(utf8.message).headers;
+  assert.equal(headers['from'], 'Jörg Müller <root@example.org>');
+  assert.equal(headers['reply-to'], '"Zoë, Ops" <ops@example.org>, b@example.org');
+  assert.ok(utf8.message.every((c) => c < 0x80));
+  // An address in UTF-8 needs SMTPUTF8 however its name is written (RFC 6531 §3.2).
+  const eai = prep('From: Jörg <jörg@example.org>\nTo: a@example.org\n\nx\n', { extractRecipients: true });
+  assert.ok(eai.message.includes(Buffer.from('From: Jörg <jörg@example.org>\r\n')));
+});
+
+test('8-bit text and NULs in other text fields become encoded-words; a NUL in any other field is refused (RFC 5322 §2.2)', () => {
+  const r = prep(Buffer.concat([Buffer.from('X-Foo: a\x00b\nX-Place: caf'), Buffer.from([0xe9]), Buffer.from('\nComments: Grüße\n\nx\n')]), { recipients: ['a@example.org'] });
+  const headers = parseMail(r.message).headers;
+  assert.equal(headers['x-foo'], 'a\x00b');
+  assert.equal(headers['x-place'], 'café');
+  assert.equal(headers['comments'], 'Grüße');
+  assert.ok(r.message.every((c) => c < 0x80 && c !== 0));
+  for (const field of ['From: a\x00b <root@example.org>', 'Message-ID: <a\x00b@example.org>', 'List-Id: <a\x00b.example.org>']) {
+    assert.throws(() => prep(`${field}\n\nx\n`, { recipients: ['a@example.org'] }), (err: unknown) => {
+      assert.ok(err instanceof SubmittedError && err.problem === 'data', String(err));
+      assert.match(err.message, /^the [\w-]+ field holds a NUL, which no header field may \(RFC 5322 §2\.2\)$/);
+      return true;
+    }, field);
+  }
 });
 
 test('a raw Subject that is not UTF-8 is read as Latin-1, so its letters survive', () => {
