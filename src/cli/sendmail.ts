@@ -233,10 +233,17 @@ async function smtpOnStdio(ctx: Context, caller: string): Promise<void> {
     const handler = smtpHandler(ctx, 'local', new AuthThrottle(ctx.config.auth.max_failures), freeSpace, { login: caller });
     const session = handler.createSession({ remoteAddress: '' });
     try {
-      await runStdioSession({ session, perform: (e, s) => handler.perform(e, s), input: process.stdin, output: process.stdout, idleMs: ctx.config.limits.idle_timeout });
+      await runStdioSession({ session, perform: (e, s) => handler.perform(e, s), input: process.stdin, output: process.stdout, idleMs: ctx.config.limits.idle_timeout, lfIsLineEnd: true });
     } finally {
       // A "delivered" report that follows a 250 is queued before the store closes.
       await handler.settled();
+    }
+    // The input ended, or the idle limit came, with a message begun: say so, or a script would
+    // take the exit status for its mail queued.
+    const { unfinished } = session.summary();
+    if (unfinished) {
+      const where = unfinished === 'MAIL' ? 'after MAIL FROM, before the message' : `in the middle of ${unfinished}`;
+      throw new CliError(`the SMTP session ended ${where}: that message was not queued`, EX_DATAERR);
     }
   } finally {
     freeSpace.close();

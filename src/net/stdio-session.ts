@@ -16,6 +16,28 @@ export interface StdioSessionOptions<E, R> {
   input: Readable;
   output: Writable;
   idleMs: number;
+  /** Take a bare LF for CRLF, as Postfix's smtpd does for `sendmail -bs`: a local program that
+   *  speaks SMTP with printf's "\n" (no next hop reads this input, so no smuggling either). */
+  lfIsLineEnd?: boolean;
+}
+
+/** Puts a CR before each LF that has none, across chunk boundaries. */
+function crlfLines(): (chunk: Buffer) => Buffer {
+  const CR = Buffer.from('\r');
+  let afterCR = false;
+  return (chunk) => {
+    const parts: Buffer[] = [];
+    let start = 0;
+    for (let lf = chunk.indexOf(0x0a); lf >= 0; lf = chunk.indexOf(0x0a, lf + 1)) {
+      if (lf > 0 ? chunk[lf - 1] === 0x0d : afterCR) continue;
+      parts.push(chunk.subarray(start, lf), CR);
+      start = lf;
+    }
+    if (chunk.length > 0) afterCR = chunk[chunk.length - 1] === 0x0d;
+    if (parts.length === 0) return chunk;
+    parts.push(chunk.subarray(start));
+    return Buffer.concat(parts);
+  };
 }
 
 export async function runStdioSession<E, R>(o: StdioSessionOptions<E, R>): Promise<void> {
@@ -61,6 +83,7 @@ export async function runStdioSession<E, R>(o: StdioSessionOptions<E, R>): Promi
     return true;
   };
   if (!(await run(o.session.start()))) return;
+  const lines = o.lfIsLineEnd ? crlfLines() : (chunk: Buffer) => chunk;
   const chunks = o.input[Symbol.asyncIterator]();
   for (;;) {
     let timer: NodeJS.Timeout | undefined;
@@ -75,7 +98,7 @@ export async function runStdioSession<E, R>(o: StdioSessionOptions<E, R>): Promi
       return;
     }
     if (next.done) return;
-    if (!(await run(o.session.receive(next.value as Buffer)))) {
+    if (!(await run(o.session.receive(lines(next.value as Buffer))))) {
       o.input.destroy();
       return;
     }

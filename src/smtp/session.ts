@@ -93,6 +93,9 @@ const INSUFFICIENT_STORAGE = reply(452, '4.3.1', 'Insufficient system storage, t
 
 type Phase = 'command' | 'auth' | 'data' | 'bdat' | 'tls' | 'closed';
 
+/** Where a transaction was left: in its DATA or a BDAT chunk, or between commands. */
+const unfinishedIn = (phase: Phase) => (phase === 'data' || phase === 'bdat' ? phase.toUpperCase() : 'MAIL');
+
 interface Transaction {
   from: MailFrom;
   recipients: ResolvedRecipient[];
@@ -140,6 +143,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private accepted: string[] = [];
   private outcome = 'disconnected';
   private commands = 0;
+  /** The phase the session was in when it closed. */
+  private closedIn: Phase = 'command';
 
   /** `tls` is present when the connection is TLS from the start (submissions). */
   constructor(o: SmtpSessionOptions, clientIp: string, tls?: TlsInfo) {
@@ -244,6 +249,9 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       ...(this.tls ? { tls: `${this.tls.protocol} ${this.tls.cipher}` } : {}),
       commands: this.commands,
       queued: this.accepted,
+      // A transaction the client left unfinished, and where (Postfix logs "lost connection
+      // after DATA"): its message was not taken.
+      ...(this.tx ? { unfinished: unfinishedIn(this.phase === 'closed' ? this.closedIn : this.phase) } : {}),
     };
   }
 
@@ -269,6 +277,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private close(r: Reply): void {
     if (this.phase === 'closed') return;
     this.out.push({ type: 'write', data: renderReply(r, this.esmtp) }, { type: 'close' });
+    this.closedIn = this.phase;
     this.phase = 'closed';
     this.input = EMPTY;
   }

@@ -182,6 +182,27 @@ describe('mailnest sendmail', () => {
     assert.equal(reports.length, 1, 'no delivery report for owner@example.test');
   });
 
+  it('-bs takes a script\'s LF-only lines as Postfix does, and an input that ends in the middle of a message is EX_DATAERR, not success', async () => {
+    const before = (await box('alice@example.test')).length;
+    const lf = cli(configFile, ['sendmail', '-bs'], 'HELO script\nMAIL FROM:<owner@example.test>\nRCPT TO:<alice@example.test>\nDATA\nSubject: printf\n\nline one\n..dot\n.\nQUIT\n');
+    assert.equal(lf.status, 0, lf.stderr);
+    assert.match(lf.stdout, /\r\n250 OK queued as \S+\r\n221 /);
+    const m = (await box('alice@example.test')).find((x) => x.toString().includes('Subject: printf'));
+    assert.ok(m, 'not delivered');
+    assert.equal(parseMail(m).root.text, 'line one\n.dot\n');
+    for (const [input, where] of [
+      ['HELO script\nMAIL FROM:<owner@example.test>\nRCPT TO:<alice@example.test>\nDATA\nSubject: cut off\n\ntext\n', 'in the middle of DATA'],
+      ['HELO script\nMAIL FROM:<owner@example.test>\nRCPT TO:<alice@example.test>\n', 'after MAIL FROM, before the message'],
+    ] as const) {
+      const r = cli(configFile, ['sendmail', '-bs'], input);
+      assert.equal(r.status, 65, r.stderr);
+      assert.equal(r.stderr, `mailnest: the SMTP session ended ${where}: that message was not queued\n`);
+    }
+    assert.equal((await box('alice@example.test')).length, before + 1);
+    // A session that ends between messages, QUIT or not, is a success.
+    assert.equal(cli(configFile, ['sendmail', '-bs'], 'HELO script\nNOOP\n').status, 0);
+  });
+
   it('refuses input over limits.max_message_size with EX_DATAERR', () => {
     const small = writeConfig(tempDir(), { ...baseConfig(dir), limits: { max_message_size: 1000 } });
     const r = cli(small, ['sendmail', 'alice@example.test'], `Subject: big\n\n${'line of text\n'.repeat(200)}`);

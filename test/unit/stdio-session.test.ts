@@ -12,7 +12,7 @@ const policy = {
 };
 
 /** Runs a local session on streams; `perform` answers every RCPT as remote and fails DATA. */
-function run(idleMs: number) {
+function run(idleMs: number, lfIsLineEnd = false) {
   const input = new PassThrough();
   const output = new PassThrough();
   let written = '';
@@ -21,7 +21,7 @@ function run(idleMs: number) {
     if (e.kind === 'rcpt') return { kind: 'rcpt', resolution: { kind: 'remote' } };
     throw new Error('the store is gone');
   };
-  const done = runStdioSession({ session: new SmtpSession(policy, ''), perform, input, output, idleMs });
+  const done = runStdioSession({ session: new SmtpSession(policy, ''), perform, input, output, idleMs, lfIsLineEnd });
   return { input, done, written: () => written };
 }
 
@@ -48,4 +48,19 @@ test('an effect that throws gets the session\'s 421 before the error goes on', a
   s.input.write('EHLO a\r\nMAIL FROM:<a@example.test>\r\nRCPT TO:<b@remote.test>\r\nDATA\r\nSubject: x\r\n\r\ny\r\n.\r\n');
   await assert.rejects(s.done, /the store is gone/);
   assert.match(s.written(), /\r\n354 [^\r]*\r\n421 4\.3\.0 mx\.example\.test Internal error, closing connection\r\n$/);
+});
+
+test('with lfIsLineEnd, a bare LF is a line end, in DATA too, also where a CRLF or the LF is split between reads', async () => {
+  const s = run(60_000, true);
+  // The end of the data is seen (the effect then fails, as `run` has it).
+  const failed = assert.rejects(s.done, /the store is gone/);
+  // Each write is a read of its own on the session's side.
+  for (const piece of ['EHLO a\n', 'MAIL FROM:<a@example.test>\r', '\nRCPT TO:<b@remote.test>\n', 'DATA\n', 'Subject: x\n\ny\n.', '\n']) {
+    s.input.write(piece);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  s.input.end();
+  await failed;
+  // No CR was doubled into a bare one (which MAIL would have refused).
+  assert.deepEqual(s.written().split('\r\n').filter((l) => /^\d{3} /.test(l)).map((l) => l.slice(0, 3)), ['220', '250', '250', '250', '354', '421']);
 });
