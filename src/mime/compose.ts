@@ -200,7 +200,7 @@ function checkAttachment(a: ComposeAttachment, field: string): void {
   }
   if ([...a.filename].length > 255) throw new ComposeError(`${field}.filename`, 'longer than 255 characters');
   if (a.contentType !== undefined && !parseContentType(a.contentType)) {
-    throw new ComposeError(`${field}.contentType`, `${JSON.stringify(a.contentType)} is not a content type (type/subtype, then any parameters but name, as in "text/plain; charset=iso-8859-1")`);
+    throw new ComposeError(`${field}.contentType`, `${JSON.stringify(a.contentType)} is not a content type (type/subtype, then any parameters but name, none of them twice nor in RFC 2231 form (with "*"), as in "text/plain; charset=iso-8859-1")`);
   }
   if (a.cid !== undefined && !/^[!#-'*+\-.-9=?A-Z^-~@]{1,200}$/.test(a.cid)) {
     throw new ComposeError(`${field}.cid`, `${JSON.stringify(a.cid)} is not a Content-ID (printable ASCII without spaces, quotes or brackets)`);
@@ -288,8 +288,8 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
  * message (message/rfc822, an .eml file) may only be sent in 7bit, 8bit or binary (RFC 2046
  * §5.2.1): one that is text with lines of at most 998 octets goes as it is, in 7bit or 8bit,
  * with CRLF line ends; any other, and any other message/* or multipart/* type, is sent as
- * application/octet-stream in base64. A UTF-8 text file is labelled so, since a text part
- * without a charset is US-ASCII (RFC 2046 §4.1.2).
+ * application/octet-stream in base64. A UTF-8 or UTF-16 text file is labelled so, since a
+ * text part without a charset is US-ASCII (RFC 2046 §4.1.2).
  */
 function attachmentPart(a: ComposeAttachment): Record<string, unknown> {
   const given = a.contentType !== undefined ? parseContentType(a.contentType)! : { type: contentTypeFor(a.filename), params: {} as Record<string, string> };
@@ -313,7 +313,12 @@ function attachmentPart(a: ComposeAttachment): Record<string, unknown> {
   } else {
     // The caller's parameters (a charset) are part of the type's meaning.
     for (const [name, value] of Object.entries(given.params)) contentType += `; ${name}=${parameterValue(value)}`;
-    if (/^text\//i.test(contentType) && !('charset' in given.params) && content.some((c) => c >= 0x80) && isUtf8(content)) contentType += '; charset=utf-8';
+    if (/^text\//i.test(contentType) && !('charset' in given.params)) {
+      // UTF-8 is known by its bytes, UTF-16 by its byte order mark (RFC 2781 §3.3); a text in
+      // another charset says none, as nothing tells which one it is.
+      if (content[0] === 0xfe && content[1] === 0xff || content[0] === 0xff && content[1] === 0xfe) contentType += '; charset=utf-16';
+      else if (content.some((c) => c >= 0x80) && isUtf8(content)) contentType += '; charset=utf-8';
+    }
   }
   return {
     filename: a.filename,

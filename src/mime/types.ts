@@ -41,6 +41,8 @@ const KNOWN: Record<string, string> = {
   pptx: 'application/vnd.openxmlformats-officedocument.presentationml.presentation',
   docx: 'application/vnd.openxmlformats-officedocument.wordprocessingml.document',
   xlsx: 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
+  // The library has RealAudio's plug-in type for .rpm.
+  rpm: 'application/x-rpm',
 };
 
 /** The content type for a file name, judged by its extension only (never by the bytes). */
@@ -63,8 +65,9 @@ export function parameterValue(value: string): string {
 
 /**
  * A content type a caller supplies: `type/subtype` with parameters, as `text/plain;
- * charset=iso-8859-1`; undefined when it is not one, or names a parameter twice. `name` (and
- * RFC 2231's `name*`, `name*0`...) is not taken: it is the file name's, which mailnest writes.
+ * charset=iso-8859-1`; undefined when it is not one, or names a parameter twice. `name` is not
+ * taken: it is the file name's, which mailnest writes. Nor are RFC 2231's forms (`title*`,
+ * `title*0`...): their values would be written again as text, and read back wrong.
  */
 export function parseContentType(value: string): { type: string; params: Record<string, string> } | undefined {
   const type = TYPE.exec(value);
@@ -73,7 +76,7 @@ export function parseContentType(value: string): { type: string; params: Record<
   let rest = value.slice(type[0].length);
   for (let p = PARAMETER.exec(rest); p; p = PARAMETER.exec(rest)) {
     const name = p[1]!.toLowerCase();
-    if (name in params || /^name(\*|$)/.test(name)) return undefined;
+    if (name in params || name === 'name' || name.includes('*')) return undefined;
     params[name] = p[2]!.startsWith('"') ? p[2]!.slice(1, -1).replace(/\\(.)/g, '$1') : p[2]!;
     rest = rest.slice(p[0].length);
   }

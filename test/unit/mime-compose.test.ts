@@ -167,20 +167,23 @@ test('content types from file names', async () => {
   assert.deepEqual(parts.map((p) => Buffer.from(p.bytes!, 'base64').toString()), names);
 });
 
-test('where the library table is wrong or silent: scripts, markdown, archives, cards, calendars, messages', () => {
+test('where the library table is wrong or silent: scripts, markdown, archives, cards, calendars, messages, packages', () => {
   const expected: Record<string, string> = {
     'job.py': 'text/x-python', 'run.sh': 'application/x-sh', 'README.md': 'text/markdown', 'site.tgz': 'application/gzip',
-    'me.vcf': 'text/vcard', 'meeting.ics': 'text/calendar', 'fwd.eml': 'message/rfc822',
+    'me.vcf': 'text/vcard', 'meeting.ics': 'text/calendar', 'fwd.eml': 'message/rfc822', 'pkg-1.0.rpm': 'application/x-rpm',
   };
   for (const [name, type] of Object.entries(expected)) assert.equal(contentTypeFor(name), type, name);
 });
 
-test('a UTF-8 text attachment says so; an ASCII one needs no charset', async () => {
-  const { parsed } = await roundTrip({ text: 'x', attachments: [{ filename: 'grüße.txt', content: Buffer.from('Grüße\n') }, { filename: 'plain.csv', content: Buffer.from('a,b\n') }] });
-  const [, utf8, ascii] = leaves(parsed.root);
+test('a UTF-8 or UTF-16 text attachment says so; an ASCII one needs no charset', async () => {
+  const utf16 = Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('Grüße\n', 'utf16le')]);
+  const { parsed } = await roundTrip({ text: 'x', attachments: [{ filename: 'grüße.txt', content: Buffer.from('Grüße\n') }, { filename: 'plain.csv', content: Buffer.from('a,b\n') }, { filename: 'win.txt', content: utf16 }] });
+  const [, utf8, ascii, wide] = leaves(parsed.root);
   assert.equal(utf8!.charset, 'utf-8');
   assert.equal(utf8!.text, 'Grüße\n');
   assert.equal(ascii!.charset, null);
+  assert.equal(wide!.charset, 'utf-16');
+  assert.equal(wide!.text, 'Grüße\n');
 });
 
 test('an attached message with 8-bit text, saved by mutt with its mbox line, is message/rfc822 in 8bit without that line', async () => {
@@ -418,7 +421,7 @@ test('a content type given with parameters keeps them (a Latin-1 text names its 
   assert.deepEqual([att!.contentType, att!.charset], ['text/plain', 'iso-8859-1']);
   assert.ok(Buffer.from(att!.bytes!, 'base64').equals(latin1));
   assert.equal(thing!.contentType, 'application/x-thing');
-  for (const bad of ['text/plain; charset', 'text/plain; name=evil.exe', 'text/plain; name*=utf-8\'\'evil.exe', 'text/plain; charset=a; CHARSET=b', 'text/plain charset=x', 'text/plain; a=b; c']) {
+  for (const bad of ['text/plain; charset', 'text/plain; name=evil.exe', 'text/plain; name*=utf-8\'\'evil.exe', 'text/plain; charset=a; CHARSET=b', 'text/plain charset=x', 'text/plain; a=b; c', 'text/plain; title*=utf-8\'\'%C3%A9', 'text/plain; title*0=a; title*1=b']) {
     await assert.rejects(composeMessage({ ...base, text: 'x', attachments: [{ filename: 'f.txt', content: Buffer.from('x'), contentType: bad }] }),
       (e: unknown) => e instanceof ComposeError && /is not a content type \(type\/subtype, then any parameters but name/.test(e.message), bad);
   }
