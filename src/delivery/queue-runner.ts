@@ -41,8 +41,13 @@ interface Destination {
   retry: Job[];
   /** Connections open (or opening) now. */
   active: number;
+  /** Connections made (past the greeting and EHLO) and not yet closed. */
+  open: number;
   /** Current connection limit (slow start). */
   limit: number;
+  /** What the limit may grow to: the configured maximum, or as many connections as the next
+   *  hop took at once when it refused one more. */
+  ceiling: number;
   /** Take fresh next (true) or a retry (false), alternating when both wait. */
   freshTurn: boolean;
 }
@@ -203,7 +208,8 @@ export class QueueRunner {
   private destination(hop: NextHop): Destination {
     let d = this.dests.get(hop.key);
     if (!d) {
-      d = { hop, fresh: [], retry: [], active: 0, limit: Math.min(INITIAL_CONCURRENCY, this.cfg.queue.max_connections_per_destination), freshTurn: true };
+      const max = this.cfg.queue.max_connections_per_destination;
+      d = { hop, fresh: [], retry: [], active: 0, open: 0, limit: Math.min(INITIAL_CONCURRENCY, max), ceiling: max, freshTurn: true };
       this.dests.set(hop.key, d);
       this.rr.push(hop.key);
     }
@@ -276,10 +282,21 @@ export class QueueRunner {
     } catch (err) {
       // Stopped while connecting: the jobs stay queued as they were, uncharged.
       if (this.stopping) return;
+      // Other connections to the destination are made or still being made: this failure is
+      // one more than the next hop takes at once (a server with a limit per client address
+      // answers 421 at the greeting), not the destination's. They carry the waiting mail, and
+      // no more are opened than were made, as Postfix lowers its concurrency.
+      if (d.active > 1) {
+        d.ceiling = Math.max(1, d.open);
+        d.limit = Math.min(d.limit, d.ceiling);
+        this.ctx.log.info({ destination: d.hop.key, open: d.open, reply: err instanceof DnsError || err instanceof ConnectError ? err.reply : localError(err) }, 'connection refused while others to the destination are open; fewer are opened');
+        return;
+      }
       const permanent = err instanceof PermanentDnsError || (err instanceof ConnectError && err.permanent);
       const reply = err instanceof DnsError || err instanceof ConnectError ? err.reply : localError(err);
       d.limit = 1;
-      // The destination is unreachable now: every job waiting for it shares this outcome.
+      // The destination is unreachable now (no other connection is made or being made): every
+      // job waiting for it shares this outcome.
       const jobs: Job[] = [];
       for (let job = this.takeJob(d); job; job = this.takeJob(d)) jobs.push(job);
       // A server's refusal names that server; anything else (DNS, a connection refused or lost,
@@ -290,6 +307,7 @@ export class QueueRunner {
       return;
     }
     this.clients.add(client);
+    d.open++;
     try {
       while (!this.stopping && client.usable && client.sent < this.cfg.queue.messages_per_connection) {
         let job = this.takeJob(d);
@@ -327,9 +345,10 @@ export class QueueRunner {
           results = results.filter((r) => !over.has(r.address));
         }
         await this.settle(job, results, client.target.servername ?? client.target.host);
-        if (results.some((r) => r.ok)) d.limit = Math.min(d.limit + 1, this.cfg.queue.max_connections_per_destination);
+        if (results.some((r) => r.ok)) d.limit = Math.min(d.limit + 1, d.ceiling);
       }
     } finally {
+      d.open--;
       this.clients.delete(client);
       client.close();
     }

@@ -32,6 +32,9 @@ export interface SinkOptions {
   overLimit?: string;
   /** Offer DSN (RFC 3461): its parameters are then taken, and kept in `commands`. */
   dsn?: boolean;
+  /** Connections open at once: one more gets 421 at the greeting and is closed, as servers
+   *  with a limit per client address do. */
+  maxConnections?: number;
 }
 
 export class SmtpSink {
@@ -39,6 +42,9 @@ export class SmtpSink {
   /** Every command line received, for tests that look at the dialogue. */
   readonly commands: string[] = [];
   connections = 0;
+  /** The most connections that were open at once (refused ones not counted). */
+  mostOpen = 0;
+  private open = 0;
   private server: net.Server;
   private readonly sockets = new Set<net.Socket>();
   opts: SinkOptions;
@@ -79,6 +85,13 @@ export class SmtpSink {
     this.sockets.add(raw);
     raw.on('close', () => this.sockets.delete(raw));
     raw.on('error', () => undefined);
+    if (this.opts.maxConnections !== undefined && this.open >= this.opts.maxConnections) {
+      raw.end('421 4.7.0 too many connections from your address\r\n');
+      return;
+    }
+    this.open++;
+    this.mostOpen = Math.max(this.mostOpen, this.open);
+    raw.on('close', () => this.open--);
     let buf = Buffer.alloc(0);
     let helo = '';
     let from: string | undefined;

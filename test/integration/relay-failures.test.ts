@@ -313,6 +313,33 @@ describe('a next hop that takes few messages per connection', () => {
   });
 });
 
+describe('a next hop that takes few connections at once', () => {
+  it('one refused at the greeting is one too many, not the destination down: the open ones carry all the mail, none deferred', async () => {
+    const dir = tempDir();
+    const capped = new SmtpSink({ maxConnections: 2 });
+    await capped.start();
+    const configFile = writeConfig(dir, baseConfig(dir, {
+      relay: { routes: { 'capped.test': `127.0.0.1:${capped.port}` } },
+      queue: { retry: ['1h'], poll_interval: '200ms', max_connections_per_destination: 10, messages_per_connection: 100 },
+    }));
+    addUser(configFile, 'alice@example.test', 'secret-pw');
+    // Queued before the server starts: due together, so several connections are opened at once.
+    const ids = Array.from({ length: 20 }, (_, n) => inject(configFile, 'alice@example.test', [`r${n}@capped.test`], message(`capped ${n}`)));
+    const server = await startMailnest(dir, configFile);
+    try {
+      await capped.waitFor(20);
+      assert.ok(capped.connections > 2, `only ${capped.connections} connections were opened: the limit was never met`);
+      assert.ok(capped.mostOpen <= 2);
+      await until('an empty queue', () => !queueJson(configFile).some((e) => ids.includes(e.id)));
+      assert.deepEqual(server.logs.filter((l) => l.msg === 'delivery deferred').map((l) => l.id), []);
+      assert.ok(server.logs.some((l) => l.msg === 'connection refused while others to the destination are open; fewer are opened'));
+    } finally {
+      await server.stop();
+      await capped.stop();
+    }
+  });
+});
+
 describe('a next hop that takes few recipients per message', () => {
   for (const overLimit of ['452 4.5.3 Error: too many recipients', '552 5.5.3 Too many recipients']) it(`the recipients over its limit (${overLimit}) go at once in further transactions, none deferred or bounced`, async () => {
     const dir = tempDir();
