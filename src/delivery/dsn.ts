@@ -195,11 +195,15 @@ export function buildDsn(d: DsnInput): Buffer {
   if (originalBody.length > 0 && !originalBody.subarray(-2).equals(Buffer.from('\r\n'))) {
     originalBody = Buffer.concat([originalBody, Buffer.from('\r\n')]);
   }
+  // A part with 8-bit text says so; without the field it would be 7bit (RFC 2045 §6.1).
+  const eightBit = (text: string | Buffer) => (hasEightBit(Buffer.from(text)) ? 'Content-Transfer-Encoding: 8bit\r\n' : '');
+  const human = humanText(d);
+  const report = deliveryStatus(d);
   return Buffer.concat([
     Buffer.from(`${head}\r\n\r\nThis is a MIME-encapsulated delivery status notification.\r\n\r\n`
-      + `--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Description: Notification\r\n\r\n${humanText(d)}\r\n`
-      + `--${boundary}\r\nContent-Type: ${status}\r\nContent-Description: Delivery report\r\n\r\n${deliveryStatus(d)}\r\n`
-      + `--${boundary}\r\n${original}`, 'utf8'),
+      + `--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n${eightBit(human)}Content-Description: Notification\r\n\r\n${human}\r\n`
+      + `--${boundary}\r\nContent-Type: ${status}\r\n${eightBit(report)}Content-Description: Delivery report\r\n\r\n${report}\r\n`
+      + `--${boundary}\r\n${eightBit(originalBody)}${original}`, 'utf8'),
     originalBody,
     Buffer.from(`\r\n--${boundary}--\r\n`, 'utf8'),
   ]);

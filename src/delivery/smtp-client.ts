@@ -297,7 +297,7 @@ export class SmtpClient {
   private transaction(message: OutboundMessage): Promise<RecipientResult[]> {
     const all = (ok: boolean, permanent: boolean, reply: string, ownReply = false): RecipientResult[] =>
       message.recipients.map((address) => ({ address, ok, permanent, reply, ...(ownReply ? { ownReply } : {}) }));
-    if (this.broken) return Promise.resolve(all(false, false, 'connection lost'));
+    if (this.broken) return Promise.resolve(all(false, false, 'connection lost', true));
     // A non-ASCII recipient is one this server cannot take; the others go (RFC 6531 §3.2).
     const utf8 = this.offered.extensions.includes('SMTPUTF8') ? [] : message.recipients.filter((a) => !isAscii(a));
     if (utf8.length > 0) {
@@ -314,14 +314,15 @@ export class SmtpClient {
       const where = whereOf(this.target);
       const onError = (err: NmError) => {
         this.broken = true;
-        // A reply that came with the close (421) is the server's own word, given as such.
-        resolve(all(false, false, err.response ? describe(err) : `${where}: ${describe(err)}`));
+        // A reply that came with the close (421) is the server's own word, given as such; the
+        // rest is mailnest's report of what happened to the connection.
+        resolve(err.response ? all(false, false, describe(err)) : all(false, false, `${where}: ${describe(err)}`, true));
       };
       // Closed before the reply (close() at shutdown): nodemailer then never calls back. After a
       // 421 it closes first and then calls back with the reply, which is the one to keep.
       const onEnd = () => {
         this.broken = true;
-        setImmediate(() => resolve(all(false, false, `${where}: connection closed before the reply`)));
+        setImmediate(() => resolve(all(false, false, `${where}: connection closed before the reply`, true)));
       };
       this.conn.once('error', onError);
       this.conn.once('end', onEnd);
@@ -347,7 +348,9 @@ export class SmtpClient {
           const results = message.recipients.map((address) => {
             const r = refused.get(address);
             if (r) return { address, ok: false, permanent: (r.responseCode ?? 0) >= 500, reply: describe(r) };
-            return { address, ok: false, permanent: code >= 500, reply: lost ? `${where}: ${describe(e)}` : describe(e) };
+            return lost
+              ? { address, ok: false, permanent: false, reply: `${where}: ${describe(e)}`, ownReply: true }
+              : { address, ok: false, permanent: code >= 500, reply: describe(e) };
           });
           // The transaction is over; the next one starts clean (RSET) or on a new connection.
           this.reset().then(() => resolve(results));

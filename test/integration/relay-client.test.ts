@@ -107,6 +107,8 @@ test('a connection the next hop breaks during the data is named, with the failur
   assert.equal(r!.ok, false);
   assert.equal(r!.permanent, false);
   assert.match(r!.reply, new RegExp(`^127\\.0\\.0\\.1:${hop.port}: .*ECONNRESET`));
+  // mailnest's own words, not the next hop's: the report names no Remote-MTA for it.
+  assert.equal(r!.ownReply, true);
 });
 
 test('a transaction whose reply never comes is settled as a temporary failure when its connection is closed', async (t) => {
@@ -117,7 +119,7 @@ test('a transaction whose reply never comes is settled as a temporary failure wh
   client.close();
   const results = await Promise.race([sending, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 5000).unref())]);
   assert.notEqual(results, 'hung', 'the transaction never settled');
-  assert.deepEqual(results, [{ address: 'b@hop.test', ok: false, permanent: false, reply: `127.0.0.1:${hop.port}: connection closed before the reply` }]);
+  assert.deepEqual(results, [{ address: 'b@hop.test', ok: false, permanent: false, reply: `127.0.0.1:${hop.port}: connection closed before the reply`, ownReply: true }]);
 });
 
 test('8-bit data without 8BITMIME, and a UTF-8 address without SMTPUTF8, fail for good before MAIL', async (t) => {
@@ -280,7 +282,7 @@ test('closing a connection while a message streams cuts it off: no QUIT inside t
   await new Promise((r) => setTimeout(r, 150));
   client.close();
   const [r] = await sending;
-  assert.deepEqual(r, { address: 'b@hop.test', ok: false, permanent: false, reply: `127.0.0.1:${hop.port}: connection closed before the reply` });
+  assert.deepEqual(r, { address: 'b@hop.test', ok: false, permanent: false, reply: `127.0.0.1:${hop.port}: connection closed before the reply`, ownReply: true });
   assert.ok(!hop.data.includes('QUIT'), `QUIT went into the message: ${JSON.stringify(hop.data)}`);
 });
 

@@ -99,6 +99,10 @@ describe('delivery status notifications', () => {
     // ASCII addresses: the delivery status stays message/delivery-status, whatever the header.
     assert.deepEqual(types(report([{ address: 'ok@remote.test' }], original)).slice(2), ['message/delivery-status', 'message/global-headers']);
     assert.deepEqual(types(report([{ address: 'ok@remote.test' }], ORIGINAL)).slice(2), ['message/delivery-status', 'text/rfc822-headers']);
+    // Each part with 8-bit text says so (RFC 2045 §6.1: it would be 7bit); the others need not.
+    const encodings = (raw: string) => raw.split(/\r\n--[^\r]+\r\n/).slice(1, -1).map((part) => /^Content-Transfer-Encoding: (\S+)/m.exec(part.split('\r\n\r\n')[0]!)?.[1] ?? null);
+    assert.deepEqual(encodings(utf8), ['8bit', '8bit', '8bit']);
+    assert.deepEqual(encodings(report([{ address: 'ok@remote.test' }], ORIGINAL)), [null, null, null]);
   });
 
   it('returns the whole message for RET=FULL', () => {
