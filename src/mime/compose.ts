@@ -158,7 +158,7 @@ const ZONES: Record<string, string> = { ut: '+0000', gmt: '+0000', est: '-0500',
  * the obsolete one (§4.3: read, never generated): a four-digit year, a numeric zone, no white
  * space around the colons. Undefined for anything else.
  */
-export function dateTimeToWrite(value: string): string | undefined {
+function dateTimeToWrite(value: string): string | undefined {
   let text = value;
   // Comments may nest (§3.2.2): innermost first.
   for (let before = ''; before !== text;) {
