@@ -13,6 +13,7 @@ import { reportLocalDelivery } from '../delivery/report.ts';
 import { fitSubmittedLines, UnfitLineError } from '../mime/line-length.ts';
 import { completeSubmission } from '../mime/submission.ts';
 import { withLocalHeader } from '../mime/submitted.ts';
+import { withHeaderEnd } from '../mime/header-section.ts';
 import type { ProtocolHandler } from '../net/listener.ts';
 import type { FreeSpace } from '../store/free-space.ts';
 import { isStorageFull } from '../store/store.ts';
@@ -135,10 +136,14 @@ async function foreignFrom(ctx: Context, user: string, from: string[]): Promise<
 }
 
 async function deliver({ ctx, role, reports, caller }: Performer, d: Delivery): Promise<SmtpResult> {
+  // The header section as it is stored: a line that is no header field begins the body there.
+  // The checks judge that header, so that the From a DMARC policy is applied to is the one the
+  // recipient sees (RFC 7489 §6.6.1), whatever another parser makes of the line.
+  const received = withHeaderEnd(d.body);
   // Mail from the internet (the MX, unauthenticated) gets SPF, DKIM and DMARC evaluated.
   let checks = '';
   if (role === 'smtp' && !d.user) {
-    const verdict = await checkInbound(ctx.config, { clientIp: d.clientIp, helo: d.helo, sender: d.sender, message: d.body });
+    const verdict = await checkInbound(ctx.config, { clientIp: d.clientIp, helo: d.helo, sender: d.sender, message: received });
     if (verdict.reject) {
       ctx.metrics.rejected.inc({ listener: role, reason: 'dmarc' });
       return { kind: 'deliver', failure: 'refused', message: verdict.reject };
@@ -150,7 +155,7 @@ async function deliver({ ctx, role, reports, caller }: Performer, d: Delivery): 
     checks = verdict.authResults;
   }
   // Results that claim our host name come from no one we trust (RFC 8601 §5).
-  let body = withoutForgedResults(d.body, ctx.config.hostname);
+  let body = withoutForgedResults(received, ctx.config.hostname);
   // Written here: by a user, or by a local program through `sendmail -bs`.
   const writtenHere = d.user !== undefined || role === 'local';
   if (writtenHere) {

@@ -118,3 +118,15 @@ test('a p=reject spoof whose checks a sender\'s slow DNS runs out of time is def
     assert.equal((await inbox()).length, 0);
   });
 });
+
+test('the From that DMARC judges is the one stored: a header line that is no field ends the header for both', async () => {
+  // A verifier that took "<me@attacker.test>" for the From field's continuation would judge
+  // attacker.test, which passes; the stored message's header ends before that line, so its
+  // reader sees ceo@victim.test, whose policy is reject.
+  const zone: Zone = { TXT: { 'attacker.test': ['v=spf1 ip4:127.0.0.1 -all'], '_dmarc.attacker.test': ['v=DMARC1; p=none'], '_dmarc.victim.test': ['v=DMARC1; p=reject'] } };
+  const message = ['To: alice@example.test', 'Subject: invoice', 'From: ceo@victim.test', '<me@attacker.test>', '', 'please pay'].join('\r\n');
+  await withServer(zone, { reject_dmarc: true }, async (_send, inbox, port) => {
+    assert.match(await sendRaw(port, 'me@attacker.test', message), /^550 5\.7\.1 message refused: it fails DMARC/);
+    assert.equal((await inbox()).length, 0);
+  });
+});
