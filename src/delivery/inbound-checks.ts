@@ -161,7 +161,11 @@ export class InboundChecker {
       if (!authResults.endsWith('\r\n')) authResults += '\r\n';
       if (!this.config.checks.reject_dmarc) return { authResults };
       const dmarc = result.dmarc;
+      // A check that could not be made for now (a DNS failure) might pass on a later try and
+      // align: the message is deferred, not refused for good (RFC 7208 §2.6.6, RFC 6376 §6.1.2).
+      const later = unsettled(result) ? '; a DNS lookup of its SPF or DKIM check failed for now, try again later' : undefined;
       if (dmarc && isRejecting(dmarc)) {
+        if (later) return { authResults, defer: `it fails DMARC and ${dmarc.domain} asks for rejection (p=reject)${later}` };
         return { authResults, reject: `message refused: it fails DMARC and ${dmarc.domain} asks for rejection (p=reject)` };
       }
       // Several authors, or an author address mailauth could not make one domain of: each
@@ -170,6 +174,7 @@ export class InboundChecker {
       if (domains.length > 0) {
         const failing = await this.until(deadline, this.rejecting(domains, passingSpf(result), passingDkim(result)));
         if (failing === 'timeout') return { authResults, defer: 'the DMARC checks of this message\'s authors did not finish in time; try again later' };
+        if (failing && later) return { authResults, defer: `its From field names ${failing.domain}, for which it fails DMARC, and that domain asks for rejection (p=reject)${later}` };
         if (failing) return { authResults, reject: `message refused: its From field names ${failing.domain}, for which it fails DMARC, and that domain asks for rejection (p=reject)` };
       }
       return { authResults };
@@ -200,7 +205,22 @@ export class InboundChecker {
 type DkimDomain = { id?: string; domain: string; aligned?: string | false; underSized?: number };
 
 function isRejecting(d: DMARCResult): boolean {
-  return d.status.result === 'fail' && d.policy === 'reject' && !d.testMode;
+  return d.status.result === 'fail' && d.policy === 'reject' && !d.testMode && !partial(d.rr);
+}
+
+/**
+ * A record that asks for its policy on fewer than all messages with RFC 7489 §6.3's pct (a
+ * domain trying p=reject out with pct=0). RFC 9989 has made pct historic, in favour of t=y, and
+ * mailauth reads it no more; such a record is taken as t=y is, and its mail is not refused.
+ */
+function partial(rr: string | undefined): boolean {
+  const pct = /(?:^|;)[ \t]*pct[ \t]*=[ \t]*(\d+)[ \t]*(?:;|$)/i.exec(rr ?? '');
+  return pct !== null && Number(pct[1]) < 100;
+}
+
+/** True when SPF, or a DKIM signature's key lookup, ended in a temporary error. */
+function unsettled(r: AuthenticateResult): boolean {
+  return r.spf !== false && r.spf?.status.result === 'temperror' || (r.dkim.results ?? []).some((s) => s.status.result === 'temperror');
 }
 
 function passingSpf(r: AuthenticateResult): string[] {

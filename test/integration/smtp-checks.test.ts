@@ -130,3 +130,23 @@ test('the From that DMARC judges is the one stored: a header line that is no fie
     assert.equal((await inbox()).length, 0);
   });
 });
+
+test('a p=reject failure that an SPF lookup failing for now may have caused is deferred with 451, not refused for good', async () => {
+  const zone: Zone = { TXT: { '_dmarc.flaky.test': ['v=DMARC1; p=reject'] }, failing: ['flaky.test'] };
+  await withServer(zone, { reject_dmarc: true }, async (send, inbox) => {
+    assert.match(await send('bob@flaky.test'), /^451 4\.7\.0 it fails DMARC and flaky\.test asks for rejection \(p=reject\); a DNS lookup of its SPF or DKIM check failed for now, try again later/);
+    assert.equal((await inbox()).length, 0);
+  });
+});
+
+test('a p=reject record that asks for its policy on fewer than all messages (pct, historic in RFC 9989) is taken as t=y: delivered, with the results', async () => {
+  const zone: Zone = { TXT: { 'trying.test': ['v=spf1 -all'], '_dmarc.trying.test': ['v=DMARC1; p=reject; pct=0'], 'half.test': ['v=spf1 -all'], '_dmarc.half.test': ['v=DMARC1; p=reject; pct=50'], 'all.test': ['v=spf1 -all'], '_dmarc.all.test': ['v=DMARC1; p=reject; pct=100'] } };
+  await withServer(zone, { reject_dmarc: true }, async (send, inbox) => {
+    assert.equal(await send('ceo@trying.test'), '250');
+    assert.equal(await send('ceo@half.test'), '250');
+    assert.match(await send('ceo@all.test'), /^550 5\.7\.1 message refused: it fails DMARC/);
+    const delivered = await inbox();
+    assert.equal(delivered.length, 2);
+    for (const m of delivered) assert.match(m, /dmarc=fail/);
+  });
+});
