@@ -205,7 +205,16 @@ export class InboundChecker {
 type DkimDomain = { id?: string; domain: string; aligned?: string | false; underSized?: number };
 
 function isRejecting(d: DMARCResult): boolean {
-  return d.status.result === 'fail' && d.policy === 'reject' && !d.testMode && !partial(d.rr);
+  return (d.status.result === 'fail' || passesOnPart(d)) && d.policy === 'reject' && !d.testMode && !partial(d.rr);
+}
+
+/**
+ * A pass that rests on a DKIM signature with an l= tag alone, under which text was added after
+ * the part it signs: what anyone may append to a message signed so is not the author's (RFC 6376
+ * §8.2), so it does not get such a message past p=reject.
+ */
+function passesOnPart(d: DMARCResult): boolean {
+  return d.status.result === 'pass' && !d.alignment.spf.result && (d.alignment.dkim.underSized ?? 0) > 0;
 }
 
 /**

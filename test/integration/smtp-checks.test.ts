@@ -150,3 +150,27 @@ test('a p=reject record that asks for its policy on fewer than all messages (pct
     for (const m of delivered) assert.match(m, /dmarc=fail/);
   });
 });
+
+test('a DMARC pass that rests on an l= signature with text added after its part does not get past p=reject', async () => {
+  const { privateKey, publicKey } = crypto.generateKeyPairSync('ed25519');
+  const der = publicKey.export({ type: 'spki', format: 'der' });
+  const zone: Zone = { TXT: { 'sender.test': ['v=spf1 -all'], '_dmarc.sender.test': ['v=DMARC1; p=reject'], 'k._domainkey.sender.test': [`v=DKIM1; k=ed25519; p=${der.subarray(der.length - 32).toString('base64')}`] } };
+  const { dkimSign } = await import('mailauth');
+  const original = ['From: <ceo@sender.test>', 'To: alice@example.test', 'Subject: signed', '', 'the signed part', ''].join('\r\n');
+  const signer = { signingDomain: 'sender.test', selector: 'k', privateKey: privateKey.export({ type: 'pkcs8', format: 'pem' }) as string, algorithm: 'ed25519-sha256', canonicalization: 'relaxed/relaxed' };
+  const signed = async (maxBodyLength?: number) => {
+    const one = { ...signer, ...(maxBodyLength !== undefined ? { maxBodyLength } : {}) };
+    return (await dkimSign(original, { ...one, signatureData: [one] })).signatures.replace(/\r\n$/, '');
+  };
+  await withServer(zone, { reject_dmarc: true }, async (_send, inbox, port) => {
+    // Signed whole: a pass.
+    assert.match(await sendRaw(port, 'x@elsewhere.test', `${await signed()}\r\n${original}`), /^250 /);
+    // Signed in part (l=), and nothing added: still a pass.
+    const partly = await signed(Buffer.byteLength('the signed part\r\n'));
+    assert.match(partly, /\bl=17\b/);
+    assert.match(await sendRaw(port, 'x@elsewhere.test', `${partly}\r\n${original}`), /^250 /);
+    // The same with text appended: what the signature does not cover is not the author's.
+    assert.match(await sendRaw(port, 'x@elsewhere.test', `${partly}\r\n${original}pay to account 666\r\n`), /^550 5\.7\.1 message refused: it fails DMARC/);
+    assert.equal((await inbox()).length, 2);
+  });
+});
