@@ -17,6 +17,10 @@ export function registerDns(program: Command): void {
         // The same as user add and alias add say of such a domain.
         throw new UsageError(`${JSON.stringify(d)} is not one of the configured domains (${config.domains.join(', ')}); add it to "domains" in the config`);
       }
+      // The MX names this host: a name other servers cannot look up is no use there.
+      if (!config.hostname.replace(/\.$/, '').includes('.')) {
+        process.stderr.write(`mailnest: warning: hostname ${JSON.stringify(config.hostname)} is not a fully qualified name, so the MX record below names a host no other server can find; set hostname = "mail.${d}" (a name with an A/AAAA record for this machine) in the config\n`);
+      }
       const records = dnsRecords(config, d);
       if (opts.json) process.stdout.write(`${JSON.stringify(records.map(({ name, type, value }) => ({ name, type, value })))}\n`);
       else process.stdout.write(formatRecords(records));

@@ -320,6 +320,12 @@ test('dns prints the records to publish, for a domain written in any case and wi
   assert.equal(records[0]!.value, '10 mx.example.test.');
   assert.match(records[2]!.value, /^v=DKIM1; k=rsa; p=/);
   assert.deepEqual(JSON.parse(cli(cfg, ['dns', 'EXAMPLE.test.', '--json']).stdout), records);
+  assert.equal(cli(cfg, ['dns']).stderr, '');
+  // A machine name alone (the default hostname on many servers) makes an MX no one can use.
+  const bare = cli(writeConfig(dir, baseConfig(dir, { hostname: 'vm' })), ['dns']);
+  assert.equal(bare.status, 0);
+  assert.match(bare.stdout, /\tMX\t10 vm\.\n/);
+  assert.equal(bare.stderr, 'mailnest: warning: hostname "vm" is not a fully qualified name, so the MX record below names a host no other server can find; set hostname = "mail.example.test" (a name with an A/AAAA record for this machine) in the config\n');
   const other = cli(cfg, ['dns', 'other.test']);
   assert.equal(other.status, 2);
   assert.match(other.stderr, /^mailnest: "other\.test" is not one of the configured domains \(example\.test\); add it to "domains" in the config\n$/);
