@@ -17,9 +17,10 @@ export interface Context {
   metrics: Metrics;
 }
 
-/** `onFailedFlush`: see SqliteStore (the server stops; a command fails with the write). */
-export function openContext(config: Config, log: Logger = createLogger(config.log_level), onFailedFlush?: (err: Error) => void): Context {
-  const store = new SqliteStore(config.data_dir, { ...(onFailedFlush ? { onFailedFlush } : {}) });
+/** `onFailedFlush`, `onMigrate`: see SqliteStore (the server stops; a command fails with the
+ *  write). */
+export function openContext(config: Config, log: Logger = createLogger(config.log_level), hooks: { onFailedFlush?: (err: Error) => void; onMigrate?: (from: number, to: number) => void } = {}): Context {
+  const store = new SqliteStore(config.data_dir, hooks);
   if (store.recovered.length > 0) {
     log.warn({ removed: store.recovered }, 'removed messages whose body a crash cut short; none of them had been acknowledged');
   }

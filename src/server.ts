@@ -56,9 +56,11 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
   // A flush that fails leaves unknown what reached the disk: nothing more is acknowledged, and
   // the server stops, without answering the transactions that waited on it (RFC 5321 §6.1: their
   // clients try again), rather than answer 451 for messages that may be stored all the same.
-  const ctx = openContext(config, log, (err) => {
-    log.fatal({ err }, 'a flush to disk failed, so what was written since the last one may not be on disk; mailnest stops and acknowledges nothing more. Check the disk holding data_dir, then start mailnest again');
-    log.flush(() => process.exit(1));
+  const ctx = openContext(config, log, {
+    onFailedFlush: (err) => {
+      log.fatal({ err }, 'a flush to disk failed, so what was written since the last one may not be on disk; mailnest stops and acknowledges nothing more. Check the disk holding data_dir, then start mailnest again');
+      log.flush(() => process.exit(1));
+    },
   });
   const certificate = ServerCertificate.load(config, (message) => log.warn(message));
   const certificateWatch = new CertificateWatch(certificate, log);

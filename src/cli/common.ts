@@ -6,6 +6,7 @@ import { loadConfig } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import { openContext, type Context } from '../context.ts';
 import { createLogger } from '../log.ts';
+import { ServerLock } from '../store/server-lock.ts';
 import { CliError } from './errors.ts';
 
 export function configOf(cmd: Command): Config {
@@ -19,7 +20,15 @@ export function commandContext(cmd: Command): Context {
   const config = configOf(cmd);
   asDataDirOwner(config.data_dir);
   const log = createLogger('warn', 2);
-  return openContext(config, log);
+  return openContext(config, log, {
+    // The schema is brought up to date by whoever opens the database first; under a server of
+    // the version before, which knows only the old one, every mail operation would then fail.
+    onMigrate: (from, to) => {
+      const pid = ServerLock.holder(config.data_dir);
+      if (pid === undefined) return;
+      throw new CliError(`the database in ${config.data_dir} has schema ${from} and this mailnest needs ${to}, but a mailnest server of the version before still runs on it${pid > 0 ? ` (pid ${pid})` : ''}: stop it and start this version's server (which brings the database up to date), then run this command again`);
+    },
+  });
 }
 
 /**

@@ -43,7 +43,9 @@ export type RetrieveResult =
   /** A message read whole (it fits in one stored part): framed and sent in one write. */
   | { type: 'whole'; parts: Buffer[] }
   /** The message vanished from the store (e.g. the user was removed meanwhile). */
-  | { type: 'missing' };
+  | { type: 'missing' }
+  /** The store could not read it now: RFC 3206 [SYS/TEMP]. */
+  | { type: 'failed' };
 
 export type QuitResult = { type: 'committed' } | { type: 'commit-failed' };
 

@@ -77,8 +77,10 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
     let message: OpenedMessage | undefined;
     try {
       message = await store.openMessage(userId, uid);
-    } catch {
-      message = undefined;
+    } catch (e) {
+      // Not gone, but not readable now (a damaged or unreadable store): said as such, and logged.
+      log.error({ err: e, listener: kind, uid }, 'cannot read a message');
+      return { type: 'failed' };
     }
     if (!message) return { type: 'missing' };
     // A message of one part is framed and sent in one write; a larger one is streamed.

@@ -436,6 +436,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
 
   private retrieve(r: RetrieveResult, w: { status: string; bodyLines?: number }): Out[] {
     if (r.type === 'missing') return [write(err('message is no longer in the store'))];
+    if (r.type === 'failed') return [write(err('cannot read the message now, try again later', 'SYS/TEMP'))];
     this.retrieved++;
     const framing = { status: w.status, ...(w.bodyLines !== undefined ? { bodyLines: w.bodyLines } : {}) };
     if (r.type === 'whole') return [write(frameWhole(r.parts, framing))];

@@ -42,6 +42,26 @@ export class ServerLock {
     return new ServerLock(db, pidFile);
   }
 
+  /**
+   * The pid of the server that runs on `dataDir` (0 when its pid file is gone), or undefined
+   * when none does. The lock is tried and let go at once; the pid file is left alone.
+   */
+  static holder(dataDir: string): number | undefined {
+    const file = path.join(dataDir, 'server.lock');
+    if (!fs.existsSync(file)) return undefined;
+    const db = new DatabaseSync(file, { timeout: 0 });
+    try {
+      db.exec('BEGIN EXCLUSIVE');
+      db.exec('ROLLBACK');
+      return undefined;
+    } catch (err) {
+      if ((err as { errcode?: number }).errcode !== SQLITE_BUSY) throw err;
+      return Math.max(0, Number.parseInt(readIfThere(path.join(dataDir, 'server.pid')), 10) || 0);
+    } finally {
+      db.close();
+    }
+  }
+
   release(): void {
     if (!this.db.isOpen) return;
     fs.rmSync(this.pidFile, { force: true });

@@ -5,6 +5,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { addUser, baseConfig, cli, NODE, ROOT, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
 import { SmtpClient } from '../helpers/smtp-client.ts';
 import { until } from '../helpers/relay.ts';
@@ -109,6 +110,33 @@ test('start: one server per data_dir; nothing a crash leaves stands in the way',
   const again = await startMailnest(dir, cfg);
   assert.equal(fs.readFileSync(pidFile, 'utf8'), `${again.process.pid}\n`);
   assert.equal(await again.stop(), 0);
+});
+
+test('a command of a newer version does not bring the database up to date under a server of the version before', async () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  addUser(cfg, 'alice@example.test', 'pw');
+  const server = await startMailnest(dir, cfg);
+  const file = path.join(dir, 'data', 'mailnest.sqlite');
+  try {
+    // The running server as one of the version before: its database a schema behind this one's.
+    const db = new DatabaseSync(file);
+    const version = (db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version;
+    db.exec(`PRAGMA user_version = ${version - 1}`);
+    db.close();
+    const r = cli(cfg, ['user', 'list']);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, `mailnest: the database in ${path.join(dir, 'data')} has schema ${version - 1} and this mailnest needs ${version}, but a mailnest server of the version before still runs on it (pid ${server.process.pid}): stop it and start this version's server (which brings the database up to date), then run this command again\n`);
+    const after = new DatabaseSync(file, { readOnly: true });
+    assert.equal((after.prepare('PRAGMA user_version').get() as { user_version: number }).user_version, version - 1, 'migrated under the server');
+    after.close();
+  } finally {
+    await server.stop();
+  }
+  // With the server stopped, the command does it.
+  const r = cli(cfg, ['user', 'list']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /alice@example\.test/);
 });
 
 test('start: a busy port is one line on stderr and exit 1', async () => {

@@ -142,7 +142,7 @@ describe('POP3 handler against the SQLite store', () => {
     assert.equal(Buffer.concat(r.parts).length, first!.size);
   });
 
-  it('streams a large message in bounded chunks, and reports a missing one', async () => {
+  it('streams a large message in bounded chunks, and reports a missing one, and one the store cannot read', async () => {
     const r = await handler.perform({ type: 'retrieve', userId, uid: 3 });
     assert.equal(r.type, 'message');
     if (r.type !== 'message') return;
@@ -155,6 +155,14 @@ describe('POP3 handler against the SQLite store', () => {
     assert.equal(total, 'Return-Path: <s@example.test>\r\n'.length + 'Subject: c\r\n\r\n'.length + 600_002);
     assert.ok(max <= 256 * 1024);
     assert.deepEqual(await handler.perform({ type: 'retrieve', userId, uid: 999 }), { type: 'missing' });
+    // A store that cannot read it now: not a message gone for good.
+    const open = store.openMessage;
+    store.openMessage = async () => { throw new Error('disk I/O error'); };
+    try {
+      assert.deepEqual(await handler.perform({ type: 'retrieve', userId, uid: 3 }), { type: 'failed' });
+    } finally {
+      store.openMessage = open;
+    }
   });
 
   it('QUIT deletes exactly the given uids, durably, and releases the lock', async () => {

@@ -28,6 +28,7 @@ class Driver {
       ? { type: 'ok', userId: 7, address: 'alice@example.test', entries: MESSAGES.map((m, i) => ({ uid: 10 + i * 5, size: m.length, receivedAt: 0 })) }
       : { type: 'auth-failed', disconnect: false };
   missing = new Set<number>();
+  unreadable = new Set<number>();
   quitResult: Pop3Result = { type: 'committed' };
   /** Times the session left input for a later turn. */
   mores = 0;
@@ -62,6 +63,7 @@ class Driver {
       case 'login': return this.login(e.username, e.password);
       case 'retrieve': {
         if (this.missing.has(e.uid)) return { type: 'missing' };
+        if (this.unreadable.has(e.uid)) return { type: 'failed' };
         const text = MESSAGES[(e.uid - 10) / 5]!;
         return { type: 'message', source: pieces(Buffer.from(text)) };
       }
@@ -334,7 +336,7 @@ describe('POP3 session: TRANSACTION', () => {
     assert.equal(d.s.summary().retrieved, 1);
   });
 
-  it('RETR errors: missing argument, bad number, deleted, vanished from the store', async () => {
+  it('RETR errors: missing argument, bad number, deleted, vanished from the store, unreadable now', async () => {
     const d = await new Driver().loggedIn();
     assert.equal(await d.cmd('RETR'), '-ERR RETR needs an argument\r\n');
     assert.equal(await d.cmd('RETR 9'), '-ERR no such message, only 3 in maildrop\r\n');
@@ -343,6 +345,9 @@ describe('POP3 session: TRANSACTION', () => {
     assert.equal(await d.cmd('RETR 1'), '-ERR message 1 already deleted\r\n');
     d.missing.add(15);
     assert.equal(await d.cmd('RETR 2'), '-ERR message is no longer in the store\r\n');
+    d.unreadable.add(20);
+    assert.equal(await d.cmd('RETR 3'), '-ERR [SYS/TEMP] cannot read the message now, try again later\r\n');
+    assert.equal(await d.cmd('TOP 3 0'), '-ERR [SYS/TEMP] cannot read the message now, try again later\r\n');
   });
 
   it('TOP sends header, blank line and n body lines', async () => {

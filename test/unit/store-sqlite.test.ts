@@ -177,7 +177,7 @@ test('a data directory made by the first schema version is migrated with its mai
   const dir = tmp();
   const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
   db.exec('PRAGMA journal_mode = WAL');
-  db.exec(MIGRATIONS[0]!);
+  db.exec(MIGRATIONS[0] as string);
   db.exec('PRAGMA user_version = 1');
   db.exec(`INSERT INTO users (id, address, address_key, password_hash, created) VALUES (1, 'Old@example.test', 'old@example.test', 'h', 0);
            INSERT INTO mailboxes (id, user_id, name, uid_validity, uid_next) VALUES (1, 1, 'INBOX', 1, 2);
@@ -203,6 +203,36 @@ test('a data directory made by the first schema version is migrated with its mai
   await store.accept({ id: newQueueId(), body: [Buffer.from('x\r\n')], sender: '', local: [{ userId: fresh.id, prefix: Buffer.alloc(0) }] });
   assert.deepEqual((await store.listMailbox(fresh.id)).map((m) => m.uid), [3]);
   store.close();
+});
+
+test('a database from either stretch of history whose bodies.log_crc went astray is brought back, its mail readable', async () => {
+  // One with its column missing (the first form of migration 4), and one with it renamed crc as
+  // version 7 (builds that later took that step back): each made here, then set back so.
+  for (const astray of ['missing', 'renamed'] as const) {
+    const dir = tmp();
+    let store = new SqliteStore(dir);
+    const u = await store.createUser('u@example.test', 'h');
+    // A body in the log (over 32 KiB), one in a file (over 256 KiB), one in the database.
+    const bodies = [64 * 1024, 300 * 1024, 100].map((n, i) => Buffer.alloc(n, 65 + i));
+    for (const body of bodies) await store.accept({ id: newQueueId(), body: [body], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+    store.close();
+    const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
+    if (astray === 'missing') db.exec('ALTER TABLE bodies DROP COLUMN log_crc; PRAGMA user_version = 6');
+    else db.exec('ALTER TABLE bodies RENAME COLUMN log_crc TO crc; PRAGMA user_version = 7');
+    db.close();
+    store = new SqliteStore(dir);
+    const list = await store.listMailbox(u.id);
+    assert.equal(list.length, 3, astray);
+    for (const [i, m] of list.entries()) assert.ok((await storedMessage(store, u.id, m.uid)).equals(bodies[i]!), `${astray}: message ${i}`);
+    // New mail is stored with its checksum as ever.
+    await store.accept({ id: newQueueId(), body: [Buffer.alloc(50_000, 68)], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+    assert.equal((await storedMessage(store, u.id, (await store.listMailbox(u.id))[3]!.uid)).length, 50_000);
+    store.close();
+    const after = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
+    assert.equal((after.prepare('PRAGMA user_version').get() as { user_version: number }).user_version, MIGRATIONS.length);
+    assert.ok((after.prepare("SELECT 1 FROM pragma_table_info('bodies') WHERE name = 'log_crc'").get()), astray);
+    after.close();
+  }
 });
 
 test('a message kept in the database opens whole, a longer one with its body to stream (from the log or a file), an empty body as its prefix alone', async () => {

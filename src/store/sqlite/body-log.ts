@@ -98,8 +98,9 @@ export class BodyLog {
     return [...new Set(this.markers().filter(writerGone).map((m) => m.segment))];
   }
 
-  /** True when the `size` bytes at `place` are there and match its checksum. */
-  intact(place: LogPlace, size: number): boolean {
+  /** True when the `size` bytes at `place` are there and match its checksum (a body without
+   *  one, written before bodies in the log had one, only has to be there). */
+  intact(place: Omit<LogPlace, 'crc'> & { crc: number | undefined }, size: number): boolean {
     try {
       for (const piece of checkedPieces(this.file(place.segment), place.offset, size, place.crc)) void piece;
       return true;
@@ -185,9 +186,10 @@ export class BodyLog {
   /**
    * The body of `size` bytes at `offset` in `segment`, read as it is asked for and checked
    * against its `crc` (see checkedPieces): a body in the log is one piece, so nothing of a
-   * damaged one goes out as if it were the message.
+   * damaged one goes out as if it were the message. One written before bodies in the log had a
+   * checksum is read unchecked, as such a body file is.
    */
-  async *read(segment: number, offset: number, size: number, crc: number, pool?: PiecePool): AsyncIterable<Buffer> {
+  async *read(segment: number, offset: number, size: number, crc: number | undefined, pool?: PiecePool): AsyncIterable<Buffer> {
     yield* checkedPieces(this.file(segment), offset, size, crc, pool);
   }
 

@@ -1,5 +1,15 @@
-/** The SQLite schema. Each entry of MIGRATIONS runs once, in order, tracked by user_version. */
-export const MIGRATIONS: string[] = [
+/** The SQLite schema. Each entry of MIGRATIONS runs once, in order, tracked by user_version:
+ *  SQL, or a function for a step that depends on what the database holds. */
+import type { DatabaseSync } from 'node:sqlite';
+
+export type Migration = string | ((db: DatabaseSync) => void);
+
+/** The names of a table's columns. */
+export function columnsOf(db: DatabaseSync, table: string): Set<string> {
+  return new Set((db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name));
+}
+
+export const MIGRATIONS: Migration[] = [
   `
   CREATE TABLE users (
     id INTEGER PRIMARY KEY,
@@ -126,4 +136,12 @@ export const MIGRATIONS: string[] = [
   UPDATE outbound SET sign = 0 WHERE CAST(prefix AS TEXT) LIKE '% with SMTP id %' OR CAST(prefix AS TEXT) LIKE '% with ESMTP id %'
     OR CAST(prefix AS TEXT) LIKE '% with ESMTPS id %' OR CAST(prefix AS TEXT) LIKE '% with UTF8SMTP id %' OR CAST(prefix AS TEXT) LIKE '% with UTF8SMTPS id %';
   `,
+  // bodies.log_crc, whatever way the database came: the first form of migration 4 had no such
+  // column, and builds of a later stretch renamed it crc (as their version 7, taken as 6 by
+  // SqliteStore.migrate). Bodies stored without one are read unchecked.
+  (db) => {
+    const columns = columnsOf(db, 'bodies');
+    if (columns.has('log_crc')) return;
+    db.exec(columns.has('crc') ? 'ALTER TABLE bodies RENAME COLUMN crc TO log_crc' : 'ALTER TABLE bodies ADD COLUMN log_crc INTEGER');
+  },
 ];

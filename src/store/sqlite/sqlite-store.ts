@@ -19,7 +19,7 @@ import { BodyLog, type LogPlace } from './body-log.ts';
 import { totalLength } from '../../chunks.ts';
 import { PiecePool } from './piece-pool.ts';
 import { PIECE } from './read-pieces.ts';
-import { MIGRATIONS } from './schema.ts';
+import { columnsOf, MIGRATIONS } from './schema.ts';
 import { WalSync } from './wal-sync.ts';
 import { keepPrivate, prepareDataDir } from '../data-dir.ts';
 
@@ -97,8 +97,9 @@ export class SqliteStore implements Store {
   /** `fdatasync`: the system call unless a test observes it (see wal-sync.ts); `segmentBytes`:
    *  the body log's segment size (see body-log.ts); `onFailedFlush`: called when a flush of the
    *  database or the body log fails, after which nothing written is acknowledged any more (see
-   *  SharedFlush); without it, the writes waiting on that flush fail. */
-  constructor(dataDir: string, opts: { fdatasync?: (fd: number) => Promise<void>; segmentBytes?: number; onFailedFlush?: (err: Error) => void } = {}) {
+   *  SharedFlush); without it, the writes waiting on that flush fail. `onMigrate`: called
+   *  before the schema is brought from version `from` to `to`, and may refuse (throw). */
+  constructor(dataDir: string, opts: { fdatasync?: (fd: number) => Promise<void>; segmentBytes?: number; onFailedFlush?: (err: Error) => void; onMigrate?: (from: number, to: number) => void } = {}) {
     prepareDataDir(dataDir);
     this.file = path.join(dataDir, 'mailnest.sqlite');
     this.db = openDatabase(this.file);
@@ -113,7 +114,7 @@ export class SqliteStore implements Store {
     // two checkpoints for good (hundreds of megabytes after a long POP3 session's deletions).
     this.db.exec('PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = 67108864;');
     this.wal = new WalSync(this.file, opts.fdatasync, opts.onFailedFlush);
-    this.migrate();
+    this.migrate(opts.onMigrate);
     keepPrivate([this.file, `${this.file}-wal`, `${this.file}-shm`]);
     this.wal.syncNow();
     this.files = new BodyFiles(dataDir);
@@ -130,7 +131,7 @@ export class SqliteStore implements Store {
   private recover(): void {
     for (const segment of this.log.abandoned()) {
       const rows = this.q('SELECT id, queue_id, size, log_offset, log_crc FROM bodies WHERE log_segment = ?').all(segment) as Row[];
-      const broken = rows.filter((r) => !this.log.intact({ segment, offset: Number(r.log_offset), crc: Number(r.log_crc) }, Number(r.size)));
+      const broken = rows.filter((r) => !this.log.intact({ segment, offset: Number(r.log_offset), crc: r.log_crc === null ? undefined : Number(r.log_crc) }, Number(r.size)));
       if (broken.length > 0) {
         this.transaction(() => {
           for (const r of broken) {
@@ -146,14 +147,21 @@ export class SqliteStore implements Store {
     }
   }
 
-  private migrate(): void {
-    const version = Number((this.db.prepare('PRAGMA user_version').get() as Row).user_version);
+  private migrate(onMigrate?: (from: number, to: number) => void): void {
+    let version = Number((this.db.prepare('PRAGMA user_version').get() as Row).user_version);
+    // Builds of one stretch of history gave out version 7 for renaming bodies.log_crc to crc, a
+    // step later taken back: such a database is at version 6 here, and migration 7 names the
+    // column back.
+    if (version === 7 && columnsOf(this.db, 'bodies').has('crc')) version = 6;
     if (version > MIGRATIONS.length) {
       throw new Error(`${this.file} was made by a newer mailnest (schema ${version}; this one knows ${MIGRATIONS.length}): run that version, or restore a copy of the file from before it`);
     }
+    if (version < MIGRATIONS.length) onMigrate?.(version, MIGRATIONS.length);
     for (let v = version; v < MIGRATIONS.length; v++) {
+      const step = MIGRATIONS[v]!;
       this.transaction(() => {
-        this.db.exec(MIGRATIONS[v]!);
+        if (typeof step === 'string') this.db.exec(step);
+        else step(this.db);
         this.db.exec(`PRAGMA user_version = ${v + 1}`);
       });
     }
@@ -473,7 +481,7 @@ export class SqliteStore implements Store {
     if (external !== IN_PARTS) {
       const rest = external === IN_FILE
         ? this.files.read(queueId, size, crc ?? undefined, pool)
-        : this.log.read(logSegment!, logOffset!, size, crc!, pool);
+        : this.log.read(logSegment!, logOffset!, size, crc ?? undefined, pool);
       return pool ? { head, rest, recycle: (piece) => pool.give(piece) } : { head, rest };
     }
     const parts = Math.ceil(size / CHUNK);
