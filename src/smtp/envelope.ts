@@ -8,7 +8,7 @@ import type { DsnEnvelope, DsnRecipient } from '../store/store.ts';
 import { parsePath, type Mailbox, type PathResult } from './address.ts';
 import { parseParams } from './command.ts';
 import { reply, type Reply } from './reply.ts';
-import { decodeXtext } from './xtext.ts';
+import { decodeUtf8Address, decodeXtext } from './xtext.ts';
 
 export interface MailFrom {
   /** null for the null reverse-path <>. */
@@ -130,11 +130,13 @@ export function parseRcptTo(args: string, utf8: boolean, postmasterDomain: strin
       case 'ORCPT': {
         const v = typeof value === 'string' ? value : '';
         const semi = v.indexOf(';');
-        const decoded = semi > 0 ? decodeXtext(v.slice(semi + 1)) : undefined;
-        if (semi <= 0 || decoded === undefined || !/^[A-Za-z0-9-]+$/.test(v.slice(0, semi))) {
-          return reply(501, '5.5.4', 'ORCPT must be addr-type;xtext (RFC 3461 section 4.2)');
+        const type = v.slice(0, semi);
+        // RFC 6533 §3: the utf-8 type has its own encoding; every other, xtext.
+        const decoded = semi <= 0 ? undefined : asciiUpper(type) === 'UTF-8' ? decodeUtf8Address(v.slice(semi + 1), utf8) : decodeXtext(v.slice(semi + 1));
+        if (semi <= 0 || decoded === undefined || !/^[A-Za-z0-9-]+$/.test(type)) {
+          return reply(501, '5.5.4', 'ORCPT must be addr-type;xtext (RFC 3461 section 4.2), or utf-8;address with \\x{HEX} escapes (RFC 6533 section 3)');
         }
-        dsn.orcpt = `${v.slice(0, semi)};${decoded}`;
+        dsn.orcpt = `${type};${decoded}`;
         break;
       }
       default:

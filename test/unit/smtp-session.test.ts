@@ -482,6 +482,26 @@ test('MAIL and RCPT parameters: DSN, BODY, SMTPUTF8, unknown ones', () => {
   assert.equal(del.sender, 'dörte@remote.test');
 });
 
+test('ORCPT: xtext octets read as UTF-8; RFC 6533\'s utf-8 type with \\x{HEX} escapes, and as it is under SMTPUTF8', () => {
+  const d = inState('ehlo');
+  assert.equal(lastCode(d.send('MAIL FROM:<a@remote.test> SMTPUTF8\r\n')), 250);
+  const rcpts = [
+    ['rfc822;j+C3+B6rg@example.test', 'rfc822;jörg@example.test'],
+    ['utf-8;j\\x{F6}rg\\x{1F600}@example.test', 'utf-8;jörg\u{1F600}@example.test'],
+    ['UTF-8;jörg@example.test', 'UTF-8;jörg@example.test'],
+  ];
+  for (const [orcpt] of rcpts) assert.equal(lastCode(d.send(`RCPT TO:<alice@example.test> ORCPT=${orcpt}\r\n`)), 250, orcpt);
+  for (const bad of ['utf-8;a+b@example.test', 'utf-8;a=b@example.test', 'utf-8;a\\b@example.test', 'utf-8;a\\x{D800}@example.test', 'utf-8;', 'rfc822;a+ZZ']) {
+    assert.match(d.send(`RCPT TO:<alice@example.test> ORCPT=${bad}\r\n`), /^501 5\.5\.4 /, bad);
+  }
+  d.send('DATA\r\nSubject: u\r\n\r\nx\r\n.\r\n');
+  assert.deepEqual(d.delivered[0]!.recipients.map((r) => r.orcpt), rcpts.map(([, stored]) => stored));
+  // Without SMTPUTF8 the utf-8 type takes its escapes only.
+  const ascii = inState('mail');
+  assert.equal(lastCode(ascii.send('RCPT TO:<alice@example.test> ORCPT=utf-8;j\\x{F6}rg@example.test\r\n')), 250);
+  assert.match(ascii.send('RCPT TO:<alice@example.test> ORCPT=utf-8;jörg@example.test\r\n'), /^5\d\d /);
+});
+
 test('a UTF-8 recipient needs SMTPUTF8 in MAIL FROM', () => {
   const d = inState('mail');
   assert.match(d.send('RCPT TO:<jürgen@example.test>\r\n'), /^553 5\.6\.7 /);
