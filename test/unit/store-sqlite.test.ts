@@ -352,7 +352,8 @@ test('upgrading: outbound mail queued before the sign flag is signed unless an u
   store.close();
   // The database as the version before the flag left it.
   const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
-  db.exec(`ALTER TABLE outbound DROP COLUMN sign; PRAGMA user_version = ${MIGRATIONS.length - 1}`);
+  const before = MIGRATIONS.findIndex((m) => typeof m === 'string' && m.includes('ADD COLUMN sign'));
+  db.exec(`ALTER TABLE outbound DROP COLUMN sign; PRAGMA user_version = ${before}`);
   db.close();
   store = new SqliteStore(dir);
   const signed = Object.fromEntries(await Promise.all(protocols.map(async (p) => [p, (await store.getQueueEntry(ids.get(p)!))!.sign] as const)));
