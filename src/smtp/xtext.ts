@@ -33,7 +33,7 @@ export function decodeUtf8Address(text: string, utf8: boolean): string | undefin
   for (let i = 0; i < text.length;) {
     const c = text.codePointAt(i)!;
     if (text[i] === '\\') {
-      const m = /^\\x\{([0-9A-F]{2,6})\}/.exec(text.slice(i));
+      const m = /^\\x\{([0-9A-Fa-f]{2,6})\}/.exec(text.slice(i));
       const point = m ? parseInt(m[1]!, 16) : NaN;
       if (!m || point > 0x10ffff || (point >= 0xd800 && point <= 0xdfff)) return undefined;
       out += String.fromCodePoint(point);

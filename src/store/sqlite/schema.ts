@@ -1,14 +1,14 @@
-/** The SQLite schema. Each entry of MIGRATIONS runs once, in order, tracked by user_version:
- *  SQL, or a function for a step that depends on what the database holds. */
 import type { DatabaseSync } from 'node:sqlite';
 
-export type Migration = string | ((db: DatabaseSync) => void);
+/** A step of the schema: SQL, or a function for a step that depends on what the database holds. */
+type Migration = string | ((db: DatabaseSync) => void);
 
 /** The names of a table's columns. */
 export function columnsOf(db: DatabaseSync, table: string): Set<string> {
   return new Set((db.prepare(`PRAGMA table_info(${table})`).all() as { name: string }[]).map((c) => c.name));
 }
 
+/** The SQLite schema. Each entry runs once, in order, tracked by user_version. */
 export const MIGRATIONS: Migration[] = [
   `
   CREATE TABLE users (
