@@ -52,6 +52,8 @@ export class Connection<E, R> implements IdleMember {
   private deferred = false;
   /** The peer has ended its input (a half-close, or the start of a close). */
   private peerEnded = false;
+  /** The session has said its last word: the socket ends once that is written. */
+  private ending = false;
   private corked = false;
   /** Bytes written in this turn of the event loop (see pace). */
   private turnBytes = 0;
@@ -75,6 +77,12 @@ export class Connection<E, R> implements IdleMember {
   timedOut(): void {
     this.lastActive = this.o.idle.tick;
     const stalled = this.socket.writableLength > 0;
+    // The session has said its last word (QUIT), and the client has not read what came before
+    // it since: it has had its limit.
+    if (this.ending || this.queue.some((out) => out.type === 'close')) {
+      this.socket.destroy();
+      return;
+    }
     let ends = false;
     this.push(() => {
       const outputs = this.o.session.timeout();
@@ -205,6 +213,7 @@ export class Connection<E, R> implements IdleMember {
       }
       case 'close':
         this.queue = [];
+        this.ending = true;
         this.socket.end();
         this.socket.destroySoon?.();
         return;

@@ -136,6 +136,24 @@ test('the idle limit holds for a client that stops reading: the connection ends,
   await closed;
 });
 
+test('the idle limit holds for a client that said goodbye without reading its replies: the connection ends', { timeout: 15_000 }, async (t) => {
+  // As an SMTP session after QUIT: its last words (more than the buffers hold), then no more
+  // to say when the idle limit comes.
+  class Leaving extends ToySession {
+    override receive(): Output<E>[] { return [{ type: 'write', data: 'x'.repeat(32 << 20) }, { type: 'close' }]; }
+    override timeout(): Output<E>[] { return []; }
+  }
+  const { listener, s } = await idleLimited(t, { ...handler, createSession: () => new Leaving() });
+  s.pause();
+  s.on('error', () => undefined);
+  const closed = new Promise<void>((resolve) => s.on('close', () => resolve()));
+  s.write('quit\r\n');
+  while (listener.open === 0) await new Promise((r) => setTimeout(r, 20));
+  while (listener.open > 0) await new Promise((r) => setTimeout(r, 100));
+  s.resume();
+  await closed;
+});
+
 test('connection limits: total and per client address', async () => {
   const limits = new ConnectionLimits(100, 2);
   const { listener, port } = await listen(limits);
