@@ -11,12 +11,26 @@ const CR = 13;
 const LF = 10;
 /** A CR not followed by LF, or an LF not preceded by CR. */
 const BARE = /\r(?!\n)|(?<!\r)\n/g;
+/**
+ * Pieces kept as they come, each a view of its own (about 100 bytes of heap besides its data).
+ * Past them, a piece under SMALL is copied into a buffer of GATHER octets shared with the next
+ * ones: a message of dot-stuffed lines, or of one-octet BDAT chunks, would otherwise keep millions
+ * of views, gigabytes for a message within the size limit.
+ */
+const KEPT = 64;
+const SMALL = 4096;
+const GATHER = 64 * 1024;
 
 export type SinkVerdict = 'ok' | 'too-big' | 'bare-newline' | 'nul';
 
 export class MessageSink {
   readonly maxSize: number;
   private parts: Buffer[] = [];
+  /** The buffer small pieces are copied into, how far it is filled, and from where it is not yet
+   *  among the parts. */
+  private gather: Buffer | undefined;
+  private filled = 0;
+  private kept = 0;
   private bytes = 0;
   private bareNewline = false;
   private nul = false;
@@ -37,9 +51,29 @@ export class MessageSink {
     if (!this.nul && chunk.includes(0)) this.nul = true;
     if (this.bytes > this.maxSize || this.bareNewline || this.nul) {
       this.parts = [];
+      this.gather = undefined;
       return;
     }
-    this.parts.push(chunk);
+    if (chunk.length >= SMALL || this.parts.length < KEPT) {
+      this.flushGathered();
+      this.parts.push(chunk);
+      return;
+    }
+    if (!this.gather || this.filled + chunk.length > this.gather.length) {
+      this.flushGathered();
+      this.gather = Buffer.allocUnsafe(GATHER);
+      this.filled = 0;
+      this.kept = 0;
+    }
+    chunk.copy(this.gather, this.filled);
+    this.filled += chunk.length;
+  }
+
+  /** What is gathered and not yet among the parts goes there, as one piece. */
+  private flushGathered(): void {
+    if (!this.gather || this.filled === this.kept) return;
+    this.parts.push(this.gather.subarray(this.kept, this.filled));
+    this.kept = this.filled;
   }
 
   /**
@@ -71,6 +105,8 @@ export class MessageSink {
   /** The collected chunks (only meaningful when finish() is 'ok'). A last line without its
    *  CRLF (possible with BDAT) gets one, so every stored message is whole lines. */
   take(): Buffer[] {
+    this.flushGathered();
+    this.gather = undefined;
     const p = this.parts;
     const last = p[p.length - 1];
     if (last && last[last.length - 1] !== LF) p.push(Buffer.from('\r\n'));

@@ -145,3 +145,17 @@ test('MessageSink: past the limit nothing is kept', () => {
   assert.equal(s.size, 14);
   assert.deepEqual(s.take(), []);
 });
+
+test('MessageSink: a message of millions of tiny pieces (dot-stuffed lines, one-octet BDAT chunks) is kept in few, whole and in order', () => {
+  const sink = new MessageSink(10_000_000);
+  const reader = new DataReader();
+  // 200,000 lines holding one dot each, stuffed: every line a piece of its own after unstuffing.
+  const stuffed = Buffer.from('..\r\n'.repeat(200_000));
+  for (let at = 0; at < stuffed.length; at += 65536) for (const c of reader.feed(stuffed.subarray(at, at + 65536)).content) sink.add(c);
+  for (const c of reader.feed(Buffer.from('a large piece that ends it\r\n'.repeat(200))).content) sink.add(c);
+  for (const byte of Buffer.from('then one octet at a time\r\n')) sink.add(Buffer.from([byte]));
+  assert.equal(sink.finish(), 'ok');
+  const parts = sink.take();
+  assert.ok(parts.length < 100, `${parts.length} pieces kept`);
+  assert.equal(Buffer.concat(parts).toString(), `${'.\r\n'.repeat(200_000)}${'a large piece that ends it\r\n'.repeat(200)}then one octet at a time\r\n`);
+});
