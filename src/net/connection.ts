@@ -240,6 +240,10 @@ export class Connection<E, R> implements IdleMember {
         let outputs: Output<E>[];
         try {
           const result = await this.o.perform(out.effect, this.o.session);
+          // An effect done at once (a lookup in the store) resumes as a microtask, and a pipeline
+          // of them (RCPT after RCPT to a wide alias) would hold the event loop, every other
+          // session with it. Past the turn's budget the rest waits for a later turn, as input does.
+          if (inputTurn.spent()) await new Promise<void>((resolve) => inputTurn.defer(resolve));
           outputs = this.closed ? [] : this.o.session.resolve(result);
         } catch (err) {
           outputs = this.fail(err);

@@ -282,3 +282,46 @@ test('input of busy connections is spread over turns of the event loop; a client
   assert.ok(gaps.length >= 10, `${gaps.length} lines from the talker`);
   assert.ok(gaps[Math.floor(gaps.length / 2)]! <= 3, `turns between the talker's lines: ${gaps.join(' ')}`);
 });
+
+test('a pipeline of effects done at once does not hold the event loop: a new client is greeted in the middle of it', { timeout: 30_000 }, async (t) => {
+  /** One effect per line, the next line's once the last is answered, as SMTP's RCPT pipeline. */
+  class Lines extends ToySession {
+    private pending: string[] = [];
+    override receive(data: Buffer): Output<E>[] {
+      this.pending.push(...data.toString().split('\r\n').filter((l) => l !== ''));
+      return this.next();
+    }
+    override resolve(result: string): Output<E>[] { return [{ type: 'write', data: `${result}\r\n` }, ...this.next()]; }
+    private next(): Output<E>[] {
+      const line = this.pending.shift();
+      return line === undefined ? [] : [{ type: 'effect', effect: { kind: 'echo', text: line } }];
+    }
+  }
+  // Each effect takes 2 ms of the event loop and is done at once, as a synchronous store lookup is.
+  const perform = async (e: E) => {
+    const until = performance.now() + 2;
+    while (performance.now() < until);
+    return e.kind === 'echo' ? `echo ${e.text}` : '';
+  };
+  const listener = new Listener({ ...handler, createSession: () => new Lines(), perform }, { limits: new ConnectionLimits(10, 10), log: pino({ level: 'silent' }) });
+  const [address] = await listener.listen(['127.0.0.1:0']);
+  const port = Number(address!.split(':')[1]);
+  t.after(() => { listener.stopAccepting(); listener.destroyAll(); });
+  const a = net.connect(port, '127.0.0.1');
+  t.after(() => a.destroy());
+  let answered = 0;
+  let text = '';
+  const first = new Promise<void>((resolve) => a.on('data', (d) => {
+    text += d;
+    answered = (text.match(/echo/g) ?? []).length;
+    if (answered > 0) resolve();
+  }));
+  a.write(Array.from({ length: 400 }, (_, i) => `a${i}\r\n`).join(''));
+  await first;
+  // The pipeline takes 800 ms of work; a client that comes now is greeted long before its end.
+  const b = net.connect(port, '127.0.0.1');
+  t.after(() => b.destroy());
+  const atGreeting = await new Promise<number>((resolve) => b.once('data', () => resolve(answered)));
+  assert.ok(atGreeting < 400, `greeted only after all ${atGreeting} answers of the pipeline`);
+  while (answered < 400) await new Promise((r) => setTimeout(r, 20));
+});
