@@ -14,6 +14,7 @@ import { fitSubmittedLines, UnfitLineError } from '../mime/line-length.ts';
 import { completeSubmission } from '../mime/submission.ts';
 import { withLocalHeader } from '../mime/submitted.ts';
 import { withHeaderEnd } from '../mime/header-section.ts';
+import { totalLength } from '../chunks.ts';
 import type { ProtocolHandler } from '../net/listener.ts';
 import type { FreeSpace } from '../store/free-space.ts';
 import { isStorageFull } from '../store/store.ts';
@@ -56,7 +57,7 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
     implicitTls: role === 'submissions',
     idleTimeoutMs: config.limits.idle_timeout,
     createSession: (client) => new SmtpSession(policy, client.remoteAddress, client.tls),
-    perform: (effect, session) => perform({ ctx, role, throttle, reports, caller }, effect, () => session !== undefined && closed.has(session)),
+    perform: (effect, session) => perform({ ctx, role, throttle, reports, caller, freeSpace }, effect, () => session !== undefined && closed.has(session)),
     settled: async () => { await Promise.allSettled([...reports]); },
     ended: (session) => { closed.add(session); },
     refused: (reason) => ctx.metrics.rejected.inc({ listener: role, reason }),
@@ -72,6 +73,7 @@ interface Performer {
   /** Delivery reports under way. */
   reports: Set<Promise<void>>;
   caller: LocalCaller | undefined;
+  freeSpace: FreeSpace;
 }
 
 /** `gone`: whether the session's connection has closed meanwhile. */
@@ -135,7 +137,7 @@ async function foreignFrom(ctx: Context, user: string, from: string[]): Promise<
   return undefined;
 }
 
-async function deliver({ ctx, role, reports, caller }: Performer, d: Delivery): Promise<SmtpResult> {
+async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: Delivery): Promise<SmtpResult> {
   // The header section as it is stored: a line that is no header field begins the body there.
   // The checks judge that header, so that the From a DMARC policy is applied to is the one the
   // recipient sees (RFC 7489 §6.6.1), whatever another parser makes of the line.
@@ -183,6 +185,14 @@ async function deliver({ ctx, role, reports, caller }: Performer, d: Delivery): 
       ctx.metrics.rejected.inc({ listener: role, reason: 'long_line' });
       return { kind: 'deliver', failure: 'unfit', message: err.message };
     }
+  }
+  // Held to the rule of MAIL again, now that its size is known, against a reading that counts
+  // off what was stored since it was made: sessions that all passed MAIL within a second would
+  // otherwise fill the disk past the reserve that deletions need.
+  if (!freeSpace.take(totalLength(body))) {
+    ctx.log.warn({ listener: role, size: totalLength(body) }, 'message refused for now: the disk holding data_dir is nearly full');
+    ctx.metrics.rejected.inc({ listener: role, reason: 'storage_full' });
+    return { kind: 'deliver', failure: 'storage-full' };
   }
   try {
     const id = await acceptMessage(ctx.store, {

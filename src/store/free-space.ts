@@ -41,6 +41,14 @@ export class FreeSpace {
     return roomFor(this.value, declaredSize);
   }
 
+  /** roomFor a message of `size` bytes about to be stored, which is counted off the reading
+   *  until the next one: false, and nothing counted, when there is no room for it. */
+  take(size: number): boolean {
+    if (!roomFor(this.value, size)) return false;
+    this.value -= 2 * size;
+    return true;
+  }
+
   close(): void {
     clearInterval(this.timer);
   }

@@ -170,4 +170,19 @@ describe('a full disk under data_dir', { skip: mounted ? false : 'needs root to 
     await until('the outcome to be recorded', () => queueJson(configFile).length === 0);
     assert.equal(sink.messages.length, 1);
   });
+
+  it('messages that all passed MAIL within one reading of the free space do not take the reserve: the rest get 452 4.3.1', async () => {
+    const MiB = 1024 * 1024;
+    await fillDisk(3 * MiB);
+    // No SIZE declared, all at once: each passes MAIL against the same reading.
+    const body = (i: number) => `Subject: flood ${i}\r\n\r\n${`${'y'.repeat(998)}\r\n`.repeat(600)}.\r\n`;
+    const replies = await Promise.all(Array.from({ length: 8 }, (_, i) => sendOver(body(i))));
+    const codes = replies.map((r) => r.code);
+    assert.ok(codes.includes(250) && codes.includes(452), codes.join(' '));
+    for (const r of replies) if (r.code === 452) assert.match(r.text, /^4\.3\.1 /);
+    const st = fs.statfsSync(dir);
+    // The reserve is still there, for the deletions that make room again.
+    assert.ok(st.bavail * st.bsize >= MiB, `${st.bavail * st.bsize} bytes left`);
+    fs.rmSync(filler);
+  });
 });

@@ -31,3 +31,22 @@ test('room for a message: twice its declared size plus 1 MiB', () => {
   assert.equal(roomFor(MiB - 1, 0), false);
   assert.equal(roomFor(Infinity, 50 * MiB), true, 'an unknown reading refuses nothing');
 });
+
+test('a message about to be stored is counted off the reading until the next one, so messages within one second cannot pass the reserve', () => {
+  const dir = fs.mkdtempSync(`${os.tmpdir()}/mailnest-free-`);
+  const gauge = new FreeSpace(dir);
+  try {
+    const MiB = 1024 * 1024;
+    const size = Math.floor((gauge.bytes - MiB) / 4);
+    // Room for two of them at twice their size each, then none.
+    assert.equal(gauge.take(size), true);
+    assert.equal(gauge.take(size), true);
+    const left = gauge.bytes;
+    assert.equal(gauge.take(size), false);
+    assert.equal(gauge.bytes, left, 'a refusal counts nothing');
+    assert.equal(gauge.roomFor(0), true);
+  } finally {
+    gauge.close();
+    fs.rmdirSync(dir);
+  }
+});
