@@ -1,5 +1,6 @@
 /** `mailnest alias add|remove|list` */
 import type { Command } from 'commander';
+import { MAX_ALIAS_DEPTH } from '../delivery/recipients.ts';
 import { parseMailbox } from '../smtp/address.ts';
 import { withContext } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
@@ -21,6 +22,9 @@ export function registerAlias(program: Command): void {
         const after = await ctx.recipients.resolveWithTargets(name, targets);
         if (after.kind === 'unknown' && after.why === 'loop') {
           throw new CliError(`${name} -> ${targets.join(', ')} would make a loop: its aliases would lead back to themselves and its mail to nobody`);
+        }
+        if (after.kind === 'unknown' && after.why === 'deep') {
+          throw new CliError(`${name} -> ${targets.join(', ')} would lead through more than ${MAX_ALIAS_DEPTH} aliases, and no more are followed: its mail would go to nobody; point it nearer the mailboxes`);
         }
         await ctx.store.addAlias(name, targets);
         process.stdout.write(`${name} -> ${targets.join(', ')}\n`);

@@ -10,14 +10,16 @@ export type Resolution =
   /** Local users (deduplicated) and any non-local targets that local aliases point to. */
   | { kind: 'local'; users: UserRecord[]; forward: string[] }
   /** The domain is ours but the address reaches nobody: no user or alias has it, or it is an
-   *  alias whose targets only lead back to it or deeper than MAX_ALIAS_DEPTH (`loop`), or to
-   *  local addresses that do not exist (`dangling`). */
-  | { kind: 'unknown'; why?: 'loop' | 'dangling' }
+   *  alias whose targets only lead back to it (`loop`), or deeper than MAX_ALIAS_DEPTH (`deep`),
+   *  or to local addresses that do not exist (`dangling`). */
+  | { kind: 'unknown'; why?: UnknownWhy }
   /** The domain is not ours: the message goes to the outbound queue. */
   | { kind: 'remote' };
 
-/** How deep aliases may point to aliases before the chain is taken to be a loop. */
-const MAX_ALIAS_DEPTH = 8;
+export type UnknownWhy = 'loop' | 'deep' | 'dangling';
+
+/** How deep aliases may point to aliases: a chain is followed no further. */
+export const MAX_ALIAS_DEPTH = 8;
 
 /** Sub-addressing: `user+tag@domain` reaches `user@domain` (as Postfix's recipient_delimiter). */
 const TAG_DELIMITER = '+';
@@ -39,6 +41,8 @@ interface Expansion {
   /** The addresses of the alias chain being followed now. */
   path: Set<string>;
   loop: boolean;
+  /** A chain went deeper than MAX_ALIAS_DEPTH. */
+  deep: boolean;
   /** An alias was met on the way. */
   alias: boolean;
   aliasTargets: AliasLookup;
@@ -76,8 +80,8 @@ export class Recipients {
 
   private async resolveWith(address: string, aliasTargets: AliasLookup): Promise<Resolution> {
     if (!this.isLocalAddress(address)) return { kind: 'remote' };
-    const x: Expansion = { users: new Map(), forward: new Map(), seen: new Set(), path: new Set(), loop: false, alias: false, aliasTargets };
-    if (!(await this.expand(address, 0, x))) return x.loop ? { kind: 'unknown', why: 'loop' } : x.alias ? { kind: 'unknown', why: 'dangling' } : { kind: 'unknown' };
+    const x: Expansion = { users: new Map(), forward: new Map(), seen: new Set(), path: new Set(), loop: false, deep: false, alias: false, aliasTargets };
+    if (!(await this.expand(address, 0, x))) return x.loop ? { kind: 'unknown', why: 'loop' } : x.deep ? { kind: 'unknown', why: 'deep' } : x.alias ? { kind: 'unknown', why: 'dangling' } : { kind: 'unknown' };
     return { kind: 'local', users: [...x.users.values()], forward: [...x.forward.values()] };
   }
 
@@ -116,7 +120,7 @@ export class Recipients {
     if (targets) {
       x.alias = true;
       if (depth >= MAX_ALIAS_DEPTH) {
-        x.loop = true;
+        x.deep = true;
         return false;
       }
       let any = false;

@@ -16,7 +16,7 @@ import { EMPTY } from '../net/empty.ts';
 import { OUTPUT_PER_TURN, type Output, type Session, type SessionSummary, type TlsInfo } from '../net/session.ts';
 import { LineReader } from '../net/line-reader.ts';
 import { decodeBase64, isMechanism, SaslExchange, type SaslStep } from '../sasl/sasl.ts';
-import type { Resolution } from '../delivery/recipients.ts';
+import { MAX_ALIAS_DEPTH, type Resolution, type UnknownWhy } from '../delivery/recipients.ts';
 import type { ResolvedRecipient } from '../delivery/accept.ts';
 import type { AliasRecord, DsnEnvelope } from '../store/store.ts';
 import { formatMailbox, lookupAddress } from './address.ts';
@@ -708,10 +708,10 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
 
 /** A local address that reaches nobody (RFC 3463: X.1.1 bad destination mailbox, X.4.6 routing
  *  loop detected); RCPT names the address. */
-function unknownRecipient(r: { why?: 'loop' | 'dangling' }, address?: string): Reply {
+function unknownRecipient(r: { why?: UnknownWhy }, address?: string): Reply {
   const subject = address === undefined ? '' : `<${address}>: Recipient address rejected: `;
-  return r.why === 'loop'
-    ? reply(550, '5.4.6', `${subject}its aliases lead back to themselves`)
-    : reply(550, '5.1.1', `${subject}no such user here`);
+  if (r.why === 'loop') return reply(550, '5.4.6', `${subject}its aliases lead back to themselves`);
+  if (r.why === 'deep') return reply(550, '5.4.6', `${subject}its aliases lead through more than ${MAX_ALIAS_DEPTH} others, and no more are followed`);
+  return reply(550, '5.1.1', `${subject}no such user here`);
 }
 

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { configSchema } from '../../src/config/schema.ts';
 import { loadConfig } from '../../src/config/load.ts';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { addUser, baseConfig, cli, CLI, NODE, python, tempDir, writeConfig } from '../helpers/server.ts';
 
 test('user add / list --json / passwd / remove, with one-line errors and exit codes', () => {
@@ -27,6 +28,20 @@ test('user add / list --json / passwd / remove, with one-line errors and exit co
   assert.deepEqual(JSON.parse(cli(cfg, ['user', 'list', '--json']).stdout), []);
   const db = fs.readFileSync(path.join(dir, 'data', 'mailnest.sqlite'));
   assert.ok(!db.includes('pw1') && !db.includes('pw2'), 'no plaintext password in the store');
+});
+
+test('alias add refuses an alias that would lead through more aliases than are followed', async () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  addUser(cfg, 'bob@example.test', 'pw');
+  // chain1 -> chain2 -> ... -> chain9 -> bob, put in the store at once.
+  const store = new SqliteStore(path.join(dir, 'data'));
+  for (let i = 9; i >= 1; i--) await store.addAlias(`chain${i}@example.test`, [i === 9 ? 'bob@example.test' : `chain${i + 1}@example.test`]);
+  store.close();
+  const deep = cli(cfg, ['alias', 'add', 'chain0@example.test', 'chain1@example.test']);
+  assert.equal(deep.status, 1);
+  assert.equal(deep.stderr, 'mailnest: chain0@example.test -> chain1@example.test would lead through more than 8 aliases, and no more are followed: its mail would go to nobody; point it nearer the mailboxes\n');
+  assert.equal(cli(cfg, ['alias', 'add', 'chain0@example.test', 'chain3@example.test']).status, 0, 'eight aliases are followed');
 });
 
 test('alias add / list --json / remove', () => {

@@ -297,6 +297,8 @@ test('postmaster (bare and in every local domain), sub-addresses, and aliases th
       'all@example.test': ['team1@example.test', 'team2@example.test'],
       'team1@example.test': ['carol@example.test'],
       'team2@example.test': ['carol@example.test'],
+      // A chain of 10 aliases to bob: no loop, but deeper than aliases are followed.
+      ...Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`chain${i}@example.test`, [i === 9 ? 'bob@example.test' : `chain${i + 1}@example.test`]])),
     },
   });
   const c = await f.open('smtp');
@@ -314,6 +316,10 @@ test('postmaster (bare and in every local domain), sub-addresses, and aliases th
     assert.equal(r.enhanced, '5.4.6', r.raw);
     assert.match(r.lines[0]!, /aliases lead back to themselves/);
   }
+  const deep = await c.cmd('RCPT TO:<chain0@example.test>');
+  assert.equal(deep.enhanced, '5.4.6', deep.raw);
+  assert.match(deep.lines[0]!, /its aliases lead through more than 8 others, and no more are followed$/);
+  assert.equal((await c.cmd('RCPT TO:<chain2@example.test>')).code, 250, 'eight deep is followed');
   // A loop that also reaches someone delivers to that someone.
   assert.equal((await c.cmd('RCPT TO:<half@example.test>')).code, 250);
   // A tag does not make an unknown address known, nor a bare Postmaster with parameters break.
