@@ -54,6 +54,8 @@ export class Connection<E, R> implements IdleMember {
   private peerEnded = false;
   /** The session has said its last word: the socket ends once that is written. */
   private ending = false;
+  /** Effects begun in this turn of the event loop (see execute). */
+  private effectsThisTurn = 0;
   private corked = false;
   /** Bytes written in this turn of the event loop (see pace). */
   private turnBytes = 0;
@@ -239,11 +241,14 @@ export class Connection<E, R> implements IdleMember {
         this.blocked = true;
         let outputs: Output<E>[];
         try {
-          const result = await this.o.perform(out.effect, this.o.session);
           // An effect done at once (a lookup in the store) resumes as a microtask, and a pipeline
           // of them (RCPT after RCPT to a wide alias) would hold the event loop, every other
-          // session with it. Past the turn's budget the rest waits for a later turn, as input does.
-          if (inputTurn.spent()) await new Promise<void>((resolve) => inputTurn.defer(resolve));
+          // session with it. The second effect of a connection in one turn, past the turn's
+          // budget, waits for a later turn, as input does; a client that waits for each reply
+          // has one effect a turn, and never waits here.
+          if (this.effectsThisTurn++ > 0 && inputTurn.spent()) await new Promise<void>((resolve) => inputTurn.defer(resolve));
+          if (this.effectsThisTurn === 1) setImmediate(() => { this.effectsThisTurn = 0; });
+          const result = await this.o.perform(out.effect, this.o.session);
           outputs = this.closed ? [] : this.o.session.resolve(result);
         } catch (err) {
           outputs = this.fail(err);
