@@ -21,6 +21,13 @@ export type UnknownWhy = 'loop' | 'deep' | 'dangling';
 /** How deep aliases may point to aliases: a chain is followed no further. */
 export const MAX_ALIAS_DEPTH = 8;
 
+/** Why an alias reaches nobody, in the words every refusal of it uses. */
+export const UNKNOWN_WHY: Record<UnknownWhy, string> = {
+  loop: 'its aliases lead back to themselves',
+  deep: `its aliases lead through more than ${MAX_ALIAS_DEPTH} others, and no more are followed`,
+  dangling: 'an alias whose targets do not exist',
+};
+
 /** Sub-addressing: `user+tag@domain` reaches `user@domain` (as Postfix's recipient_delimiter). */
 const TAG_DELIMITER = '+';
 

@@ -8,14 +8,7 @@ import type { Context } from '../context.ts';
 import { lookupAddress, parseMailbox, type Mailbox } from '../smtp/address.ts';
 import { uniqueAddresses } from '../mime/addresses.ts';
 import { acceptMessage, type ResolvedRecipient } from './accept.ts';
-import { MAX_ALIAS_DEPTH, type UnknownWhy } from './recipients.ts';
-
-/** Why a local address reaches nobody, in the words of the refusal. */
-const WHY: Record<UnknownWhy, string> = {
-  loop: 'its aliases lead back to themselves',
-  deep: `its aliases lead through more than ${MAX_ALIAS_DEPTH} others, and no more are followed`,
-  dangling: 'an alias whose targets do not exist',
-};
+import { UNKNOWN_WHY } from './recipients.ts';
 
 export type SubmitProblem = 'no_recipients' | 'bad_address' | 'too_many_recipients' | 'too_big' | 'unknown_recipient';
 
@@ -66,7 +59,7 @@ export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<str
     const resolution = await ctx.recipients.resolve(lookupAddress(parseMailbox(address, true) as Mailbox));
     if (resolution.kind === 'unknown') {
       unknown.push(address);
-      if (resolution.why) why.set(address, WHY[resolution.why]);
+      if (resolution.why) why.set(address, UNKNOWN_WHY[resolution.why]);
     } else resolved.push({ address, resolution });
   }
   if (unknown.length > 0) {

@@ -16,7 +16,7 @@ import { EMPTY } from '../net/empty.ts';
 import { OUTPUT_PER_TURN, type Output, type Session, type SessionSummary, type TlsInfo } from '../net/session.ts';
 import { LineReader } from '../net/line-reader.ts';
 import { decodeBase64, isMechanism, SaslExchange, type SaslStep } from '../sasl/sasl.ts';
-import { MAX_ALIAS_DEPTH, type Resolution, type UnknownWhy } from '../delivery/recipients.ts';
+import { UNKNOWN_WHY, type Resolution, type UnknownWhy } from '../delivery/recipients.ts';
 import type { ResolvedRecipient } from '../delivery/accept.ts';
 import type { AliasRecord, DsnEnvelope } from '../store/store.ts';
 import { formatMailbox, lookupAddress } from './address.ts';
@@ -710,8 +710,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
  *  loop detected); RCPT names the address. */
 function unknownRecipient(r: { why?: UnknownWhy }, address?: string): Reply {
   const subject = address === undefined ? '' : `<${address}>: Recipient address rejected: `;
-  if (r.why === 'loop') return reply(550, '5.4.6', `${subject}its aliases lead back to themselves`);
-  if (r.why === 'deep') return reply(550, '5.4.6', `${subject}its aliases lead through more than ${MAX_ALIAS_DEPTH} others, and no more are followed`);
+  if (r.why === 'loop' || r.why === 'deep') return reply(550, '5.4.6', `${subject}${UNKNOWN_WHY[r.why]}`);
   return reply(550, '5.1.1', `${subject}no such user here`);
 }
 
