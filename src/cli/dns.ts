@@ -1,6 +1,6 @@
 /** `mailnest dns [DOMAIN]`: the MX, SPF, DKIM and DMARC records to publish (makes the DKIM key if needed). */
 import type { Command } from 'commander';
-import { dnsRecords, formatRecords } from '../delivery/dns-records.ts';
+import { dnsRecords, formatRecords, isFullyQualified } from '../delivery/dns-records.ts';
 import { domainKey } from '../store/store.ts';
 import { asDataDirOwner, configOf } from './common.ts';
 import { UsageError } from './errors.ts';
@@ -18,7 +18,7 @@ export function registerDns(program: Command): void {
         throw new UsageError(`${JSON.stringify(d)} is not one of the configured domains (${config.domains.join(', ')}); add it to "domains" in the config`);
       }
       // The MX names this host: a name other servers cannot look up is no use there.
-      if (!config.hostname.replace(/\.$/, '').includes('.')) {
+      if (!isFullyQualified(config.hostname)) {
         process.stderr.write(`mailnest: warning: hostname ${JSON.stringify(config.hostname)} is not a fully qualified name, so the MX record below names a host no other server can find; set hostname = "mail.${d}" (a name with an A/AAAA record for this machine) in the config\n`);
       }
       const records = dnsRecords(config, d);

@@ -7,7 +7,7 @@ import { loadConfig, parseConfig } from '../config/load.ts';
 import { parse as parseToml } from 'smol-toml';
 import { asDataDirOwner, dataDirOwner } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
-import { dnsRecords, formatRecords } from '../delivery/dns-records.ts';
+import { dnsRecords, formatRecords, isFullyQualified } from '../delivery/dns-records.ts';
 
 export function starterConfig(hostname: string, domain: string, dataDir = './data'): string {
   return `# mailnest configuration. Every key is optional; the values shown commented out are the defaults.
@@ -97,8 +97,7 @@ export function registerInit(program: Command): void {
     .option('--force', 'overwrite an existing file')
     .action(async (opts: { hostname: string; domain?: string; dataDir: string; force?: boolean }, cmd: Command) => {
       const file = (cmd.optsWithGlobals() as { config?: string }).config ?? process.env.MAILNEST_CONFIG ?? 'mailnest.toml';
-      // An MX target and the EHLO name are fully qualified (RFC 5321 §2.3.5).
-      if (!opts.hostname.includes('.')) {
+      if (!isFullyQualified(opts.hostname)) {
         throw new UsageError(`the host name ${JSON.stringify(opts.hostname)} is not a fully qualified domain name, which the MX record and EHLO need (RFC 5321 §2.3.5): give a fully qualified one, e.g. --hostname mail.example.com --domain example.com`);
       }
       // mail.example.com serves example.com, example.com itself.

@@ -15,6 +15,12 @@ export interface DnsRecord {
   note: string;
 }
 
+/** Whether `host` names a host that other servers can look up: an MX target and an EHLO name
+ *  are fully qualified (RFC 5321 §2.3.5), a bare machine name is not. */
+export function isFullyQualified(host: string): boolean {
+  return host.replace(/\.$/, '').includes('.');
+}
+
 /** TXT strings are at most 255 octets each (RFC 1035 §3.3); longer values are split. */
 export function txtStrings(value: string): string {
   const parts: string[] = [];
