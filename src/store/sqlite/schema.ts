@@ -138,10 +138,18 @@ export const MIGRATIONS: Migration[] = [
   `,
   // bodies.log_crc, whatever way the database came: the first form of migration 4 had no such
   // column, and builds of a later stretch renamed it crc (as their version 7, taken as 6 by
-  // SqliteStore.migrate). Bodies stored without one are read unchecked.
+  // schemaVersion). Bodies stored without one are read unchecked.
   (db) => {
     const columns = columnsOf(db, 'bodies');
     if (columns.has('log_crc')) return;
     db.exec(columns.has('crc') ? 'ALTER TABLE bodies RENAME COLUMN crc TO log_crc' : 'ALTER TABLE bodies ADD COLUMN log_crc INTEGER');
   },
 ];
+
+/** The schema version of `db`: how many of MIGRATIONS it has been through. Builds of one stretch
+ *  of history gave out version 7 for renaming bodies.log_crc to crc, a step later taken back:
+ *  such a database is at version 6, and migration 7 names the column back. */
+export function schemaVersion(db: DatabaseSync): number {
+  const version = Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version);
+  return version === 7 && columnsOf(db, 'bodies').has('crc') ? 6 : version;
+}

@@ -19,7 +19,7 @@ import { BodyLog, type LogPlace } from './body-log.ts';
 import { totalLength } from '../../chunks.ts';
 import { PiecePool } from './piece-pool.ts';
 import { PIECE } from './read-pieces.ts';
-import { columnsOf, MIGRATIONS } from './schema.ts';
+import { MIGRATIONS, schemaVersion } from './schema.ts';
 import { WalSync } from './wal-sync.ts';
 import { keepPrivate, prepareDataDir } from '../data-dir.ts';
 
@@ -148,11 +148,7 @@ export class SqliteStore implements Store {
   }
 
   private migrate(onMigrate?: (from: number, to: number) => void): void {
-    let version = Number((this.db.prepare('PRAGMA user_version').get() as Row).user_version);
-    // Builds of one stretch of history gave out version 7 for renaming bodies.log_crc to crc, a
-    // step later taken back: such a database is at version 6 here, and migration 7 names the
-    // column back.
-    if (version === 7 && columnsOf(this.db, 'bodies').has('crc')) version = 6;
+    const version = schemaVersion(this.db);
     if (version > MIGRATIONS.length) {
       throw new Error(`${this.file} was made by a newer mailnest (schema ${version}; this one knows ${MIGRATIONS.length}): run that version, or restore a copy of the file from before it`);
     }
