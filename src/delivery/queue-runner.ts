@@ -24,6 +24,7 @@ import { HEADER_MAX, headerSection, type DsnAction, type DsnRecipientReport } fr
 import { DnsError, PermanentDnsError, resolveMxHosts, systemResolver, type DnsResolver, type MxHost } from './mx.ts';
 import { sendReport } from './report.ts';
 import { afterTemporaryFailure } from './retry.ts';
+import { encodeUtf8Address } from '../smtp/xtext.ts';
 import { Router, type NextHop } from './route.ts';
 import { ConnectError, oneLine, SmtpClient, type ClientOptions, type ClientTarget, type RecipientResult } from './smtp-client.ts';
 
@@ -425,11 +426,12 @@ export class QueueRunner {
     const message = { sender: entry.sender, recipients: job.recipients.map((r) => r.address), size: entry.size + sig.length, eightBit, content };
     if (!client.offersDsn) return client.send(message);
     // RFC 3461 §5.2.1: a next hop that offers DSN is handed the sender's requests (the job's
-    // recipients share theirs: see work), and reports from there on. ENVID and ORCPT go only
-    // when ASCII: the client would send other text as UTF-8, not as the octets received.
+    // recipients share theirs: see work), and reports from there on. ENVID goes only when
+    // ASCII: the client would send other text as UTF-8, not as the octets received.
     const { notify, orcpt } = job.recipients[0]!;
     const envid = asciiOnly(entry.dsn.envid);
-    const dsn = { ...(entry.dsn.ret ? { ret: entry.dsn.ret } : {}), ...(envid ? { envid } : {}), ...(notify ? { notify } : {}), ...(asciiOnly(orcpt) ? { orcpt } : {}) };
+    const original = orcpt === undefined ? undefined : relayedOrcpt(orcpt);
+    const dsn = { ...(entry.dsn.ret ? { ret: entry.dsn.ret } : {}), ...(envid ? { envid } : {}), ...(notify ? { notify } : {}), ...(original ? { orcpt: original } : {}) };
     const sent = await client.send({ ...message, dsn });
     return sent.map((r) => (r.ok ? { ...r, dsnPassed: true } : r));
   }
@@ -561,6 +563,14 @@ function byDsnRequests(recipients: QueueRecipient[]): QueueRecipient[][] {
 
 function asciiOnly(text: string | undefined): string | undefined {
   return text !== undefined && /^[\x20-\x7e]*$/.test(text) ? text : undefined;
+}
+
+/** ORCPT as kept (`type;address`, decoded) as the next hop is to read it: ASCII as it is (the
+ *  client writes it as xtext); an address with other characters as RFC 6533 §3's `utf-8` type,
+ *  whose `\x{HEX}` escapes are ASCII and valid with or without SMTPUTF8. */
+function relayedOrcpt(orcpt: string): string {
+  if (asciiOnly(orcpt)) return orcpt;
+  return `utf-8;${encodeUtf8Address(orcpt.slice(orcpt.indexOf(';') + 1))}`;
 }
 
 /** The reply recorded when our own side failed (the store, signing): a temporary failure. */

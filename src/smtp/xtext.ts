@@ -46,3 +46,14 @@ export function decodeUtf8Address(text: string, utf8: boolean): string | undefin
   }
   return out === '' ? undefined : out;
 }
+
+/** The inverse of decodeUtf8Address: utf-8-addr-xtext (RFC 6533 §3), plain ASCII, valid with
+ *  or without SMTPUTF8. Every character that may not stand bare is written `\x{HEX}`. */
+export function encodeUtf8Address(address: string): string {
+  let out = '';
+  for (const ch of address) {
+    const c = ch.codePointAt(0)!;
+    out += c < 33 || c > 126 || ch === '+' || ch === '=' || ch === '\\' ? `\\x{${c.toString(16).toUpperCase()}}` : ch;
+  }
+  return out;
+}

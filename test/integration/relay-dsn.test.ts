@@ -28,6 +28,7 @@ async function submit(fixture: Fixture, mail: string, rcpts: string[]): Promise<
 }
 
 test('the sender\'s DSN requests go to a next hop that offers DSN, which then reports; without DSN a "relayed" report answers SUCCESS', async () => {
+  // An ORCPT naming a non-ASCII address goes on as RFC 6533's utf-8 type, in its ASCII form.
   const withDsn = new SmtpSink({ dsn: true });
   const without = new SmtpSink();
   sinks.push(withDsn, without);
@@ -39,17 +40,21 @@ test('the sender\'s DSN requests go to a next hop that offers DSN, which then re
     'RCPT TO:<b@dsn.test> NOTIFY=NEVER',
     'RCPT TO:<c@dsn.test>',
     'RCPT TO:<d@dsn.test>',
+    'RCPT TO:<e@dsn.test> ORCPT=utf-8;a\\x{FC}\\x{2B}b@dsn.test',
+    'RCPT TO:<g@dsn.test> ORCPT=rfc822;g+C3+BC@dsn.test',
     'RCPT TO:<p@plain.test> NOTIFY=SUCCESS',
   ]);
   // Recipients alike in NOTIFY and ORCPT share a transaction; the others have one each (on
   // connections of their own, perhaps, and so in any order).
-  assert.deepEqual(withDsn.messages.map((m) => m.to).sort(), [['a@dsn.test'], ['b@dsn.test'], ['c@dsn.test', 'd@dsn.test']]);
-  assert.deepEqual(withDsn.messages.map((m) => /RET=HDRS ENVID=env\+2B1$/.test(m.mailParams)), [true, true, true]);
+  assert.deepEqual(withDsn.messages.map((m) => m.to).sort(), [['a@dsn.test'], ['b@dsn.test'], ['c@dsn.test', 'd@dsn.test'], ['e@dsn.test'], ['g@dsn.test']]);
+  assert.deepEqual(withDsn.messages.map((m) => /RET=HDRS ENVID=env\+2B1$/.test(m.mailParams)), [true, true, true, true, true]);
   assert.deepEqual(withDsn.commands.filter((l) => l.startsWith('RCPT')).sort(), [
     'RCPT TO:<a@dsn.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig+2Ba@dsn.test',
     'RCPT TO:<b@dsn.test> NOTIFY=NEVER',
     'RCPT TO:<c@dsn.test>',
     'RCPT TO:<d@dsn.test>',
+    'RCPT TO:<e@dsn.test> ORCPT=utf-8;a\\x{FC}\\x{2B}b@dsn.test',
+    'RCPT TO:<g@dsn.test> ORCPT=utf-8;g\\x{FC}@dsn.test',
   ]);
   assert.deepEqual(without.commands.filter((l) => l.startsWith('RCPT')), ['RCPT TO:<p@plain.test>']);
   // The report is queued before the delivery is settled: it is there now, for p@ alone.
