@@ -34,11 +34,14 @@ export function missingFields(has: (lowerCaseName: string) => boolean, c: Comple
   return out;
 }
 
+/** The fields that name who wrote or sent a message (RFC 5322 §3.6.2, §3.6.6). */
+const ORIGINATOR_FIELD = /^(?:from|sender|resent-from|resent-sender)$/i;
+
 export interface Completed {
   message: Buffer[];
-  /** The addresses of the From field(s), as the message now has them ('' for an entry
-   *  without one). */
-  from: string[];
+  /** Each address of the originator fields (From, Sender, Resent-From, Resent-Sender) as the
+   *  message now has them, with the field's name ('' for an entry without one). */
+  originators: { field: string; address: string }[];
 }
 
 /**
@@ -56,13 +59,13 @@ export function completeSubmission(input: Buffer[], c: Completion): Completed {
   const [header, rest] = splitAt(message, end);
   const fields = splitFields(header);
   const names = new Set(fields.map((f) => f.name.toLowerCase()));
-  const from = fields.filter((f) => f.name.toLowerCase() === 'from').flatMap((f) => addresses(f.bytes));
+  const originators = fields.filter((f) => ORIGINATOR_FIELD.test(f.name)).flatMap((f) => addresses(f.bytes).map((address) => ({ field: f.name, address })));
   const kept = fields.filter((f) => !DROPPED_FIELD.test(f.name));
   const missing = missingFields((name) => names.has(name), c);
-  if (!names.has('from')) from.push(c.from);
-  if (kept.length === fields.length && missing.length === 0) return { message, from };
+  if (!names.has('from')) originators.push({ field: 'From', address: c.from });
+  if (kept.length === fields.length && missing.length === 0) return { message, originators };
   const added = Buffer.from(missing.map((line) => `${line}\r\n`).join(''), 'utf8');
-  return { message: [Buffer.concat([...kept.map((f) => f.bytes), added]), ...rest], from };
+  return { message: [Buffer.concat([...kept.map((f) => f.bytes), added]), ...rest], originators };
 }
 
 /** The addresses in an address-list field (RFC 5322 §3.4), display names and groups aside; ''

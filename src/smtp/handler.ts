@@ -11,7 +11,7 @@ import { withoutForgedResults } from '../delivery/auth-results.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
 import { reportLocalDelivery } from '../delivery/report.ts';
 import { fitSubmittedLines, UnfitLineError } from '../mime/line-length.ts';
-import { completeSubmission } from '../mime/submission.ts';
+import { completeSubmission, type Completed } from '../mime/submission.ts';
 import { withLocalHeader } from '../mime/submitted.ts';
 import { withHeaderEnd } from '../mime/header-section.ts';
 import { totalLength } from '../chunks.ts';
@@ -128,11 +128,12 @@ async function authenticate(ctx: Context, role: SmtpRole, throttle: AuthThrottle
   return { kind: 'auth', disconnect: verdict.disconnect };
 }
 
-/** The first of `from` that `user` may not send as (the rule of MAIL FROM); '' names none. */
-async function foreignFrom(ctx: Context, user: string, from: string[]): Promise<string | undefined> {
+/** The first of `originators` that `user` may not send as (the rule of MAIL FROM); an address
+ *  '' names none. */
+async function foreignOriginator(ctx: Context, user: string, originators: Completed['originators']): Promise<Completed['originators'][number] | undefined> {
   const record = await ctx.store.findUser(user);
-  for (const address of from) {
-    if (!record || !(await ctx.recipients.mayUseSender(record, address))) return address;
+  for (const o of originators) {
+    if (!record || !(await ctx.recipients.mayUseSender(record, o.address))) return o;
   }
   return undefined;
 }
@@ -170,10 +171,10 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     // gets the domain, which a mail server over the network would not add to a client's.
     if (role === 'local') body = withLocalHeader(body, ctx.config.domains[0]!);
     const done = completeSubmission(body, { from, hostname: ctx.config.hostname, now: new Date() });
-    const foreign = d.user === undefined ? undefined : await foreignFrom(ctx, d.user, done.from);
+    const foreign = d.user === undefined ? undefined : await foreignOriginator(ctx, d.user, done.originators);
     if (foreign !== undefined) {
       ctx.metrics.rejected.inc({ listener: role, reason: 'foreign_from' });
-      const message = foreign === '' ? 'From: names no address that reads one way only; it must name one of yours' : `From: <${foreign}> is not one of your addresses`;
+      const message = foreign.address === '' ? `${foreign.field}: names no address that reads one way only; it must name one of yours` : `${foreign.field}: <${foreign.address}> is not one of your addresses`;
       return { kind: 'deliver', failure: 'refused', message };
     }
     // Its lines are made to fit 998 octets now, before it is signed, rather than folded by a

@@ -310,8 +310,17 @@ test('the authenticated user sends only as itself or an alias that delivers to i
     assert.equal(r.code, code, `${from}: ${r.raw}`);
     if (code === 550) assert.match(r.raw, /^550 5\.7\.1 From: (<[^>]+> is not one of your addresses|names no address that reads one way only; it must name one of yours)\r\n$/);
   }
+  // So are the other fields that name who wrote or sent it (RFC 5322 §3.6.2, §3.6.6).
+  for (const [field, code] of [['Sender: Bob <bob@example.test>', 550], ['Resent-From: bob@example.test', 550], ['Resent-Sender: x@remote.test', 550], ['Sender: A <al@example.test>', 250]] as const) {
+    assert.equal((await d.cmd('MAIL FROM:<alice@example.test>')).code, 250);
+    assert.equal((await d.cmd('RCPT TO:<bob@example.test>')).code, 250);
+    assert.equal((await d.cmd('DATA')).code, 354);
+    const r = await d.cmd(`From: alice@example.test\r\n${field}\r\n${BODY}.`);
+    assert.equal(r.code, code, `${field}: ${r.raw}`);
+    if (code === 550) assert.equal(r.raw, `550 5.7.1 ${field.slice(0, field.indexOf(':'))}: <${/<?([^<>\s]+@[^<>\s]+)>?$/.exec(field)![1]}> is not one of your addresses\r\n`);
+  }
   await d.quit();
-  assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 3);
+  assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 4);
 });
 
 test('VRFY and EXPN answer from users and aliases once authenticated', async () => {

@@ -16,7 +16,7 @@ test('a complete message is passed on as the same chunks', () => {
   const message = chunked(`From: x@example.test\r\n${DATE}Message-ID: <1@x>\r\n\r\nBcc: body line\r\n`, [5, 40]);
   const done = completeSubmission(message, C);
   assert.equal(done.message, message);
-  assert.deepEqual(done.from, ['x@example.test']);
+  assert.deepEqual(done.originators, [{ field: 'From', address: 'x@example.test' }]);
 });
 
 test('the header end is found wherever the chunks are cut, and the body chunks are kept', () => {
@@ -62,7 +62,7 @@ test('a message that begins with a space is all body: the From checked is the on
   const text = ' x\r\nFrom: CEO <ceo@bank.example>\r\nBcc: secret@remote.example\r\nSubject: spoof\r\n\r\nbody\r\n';
   for (let cut = 1; cut < text.length; cut += 7) {
     const done = completeSubmission(chunked(text, [cut]), C);
-    assert.deepEqual(done.from, ['a@example.test']);
+    assert.deepEqual(done.originators, [{ field: 'From', address: 'a@example.test' }]);
     const out = Buffer.concat(done.message).toString().replace(/Message-ID: <[^>]+>/, 'Message-ID: <id>');
     assert.equal(out, `From: a@example.test\r\n${DATE}Message-ID: <id>\r\n\r\n${text}`, `cut at ${cut}`);
     // What acceptance does next finds the same header end.
@@ -76,7 +76,7 @@ test('folded Bcc and Resent-Bcc go whole, field names in any case', () => {
 });
 
 test('the From addresses: display names, groups, folding and several fields aside; the added one', () => {
-  const from = (header: string) => completeSubmission([Buffer.from(`${header}${DATE}Message-ID: <1@x>\r\n\r\nx\r\n`)], C).from;
+  const from = (header: string) => completeSubmission([Buffer.from(`${header}${DATE}Message-ID: <1@x>\r\n\r\nx\r\n`)], C).originators.map((o) => o.address);
   assert.deepEqual(from('From: "Doe, J." <j@example.test>,\r\n =?utf-8?q?B=C3=A9a?= <b@remote.test>\r\n'), ['j@example.test', 'b@remote.test']);
   assert.deepEqual(from('From: team: x@example.test, y@example.test;\r\nFROM: z@example.test\r\n'), ['x@example.test', 'y@example.test', 'z@example.test']);
   assert.deepEqual(from('Subject: none\r\n'), ['a@example.test']);
@@ -91,4 +91,15 @@ test('the From addresses: display names, groups, folding and several fields asid
   assert.deepEqual(from('From: eve@example.net, alice@example.test:;\r\n'), ['']);
   // The address as its own display name, as printers and scripts write it, is one mailbox.
   assert.deepEqual(from('From: me@example.test <me@example.test>\r\n'), ['me@example.test']);
+});
+
+test('Sender, Resent-From and Resent-Sender name originators too, each with its field', () => {
+  const done = completeSubmission([Buffer.from(`From: f@example.test\r\nsender: S <s@example.test>\r\nResent-From: r1@example.test, r2@remote.test\r\nResent-Sender: victim\r\nReply-To: x@remote.test\r\n${DATE}Message-ID: <1@x>\r\n\r\nx\r\n`)], C);
+  assert.deepEqual(done.originators, [
+    { field: 'From', address: 'f@example.test' },
+    { field: 'sender', address: 's@example.test' },
+    { field: 'Resent-From', address: 'r1@example.test' },
+    { field: 'Resent-From', address: 'r2@remote.test' },
+    { field: 'Resent-Sender', address: '' },
+  ]);
 });
