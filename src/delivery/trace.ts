@@ -31,16 +31,16 @@ export function rfc5322Date(d: Date): string {
 
 export function receivedHeader(r: ReceivedInfo): string {
   const from = r.helo !== undefined || r.clientIp !== undefined
-    ? `from ${heloText(r.helo ?? 'unknown')}${r.clientIp ? ` ([${r.clientIp}])` : ''}\r\n\t`
+    ? `from ${heloText(r.helo ?? 'unknown')}${r.clientIp ? ` (${addressLiteral(r.clientIp)})` : ''}\r\n\t`
     : '';
-  const notes = [r.tls ? `using ${r.tls}` : '', r.auth ? `authenticated as ${sanitize(r.auth)}` : ''].filter(Boolean);
+  const notes = [r.tls ? `using ${r.tls}` : '', r.auth ? `authenticated as ${commentText(r.auth)}` : ''].filter(Boolean);
   const comment = notes.length ? ` (${notes.join('; ')})` : '';
-  const forPart = r.for ? `\r\n\tfor <${sanitize(r.for)}>` : '';
+  const forPart = r.for ? `\r\n\tfor <${pathText(r.for)}>` : '';
   return `Received: ${from}by ${r.by} (mailnest) with ${r.with} id ${r.id}${comment}${forPart};\r\n\t${rfc5322Date(r.date)}\r\n`;
 }
 
 export function returnPathHeader(sender: string): string {
-  return `Return-Path: <${sanitize(sender)}>\r\n`;
+  return `Return-Path: <${pathText(sender)}>\r\n`;
 }
 
 /** The message without Return-Path fields: the one a final delivery adds (above) is the
@@ -60,7 +60,20 @@ function heloText(s: string): string {
   return s.replace(/[^\x21-\x7e]|[();\\]/g, '?').slice(0, 255);
 }
 
-/** Client-supplied text in a header: no CR/LF, no parentheses that would break the comment. */
-function sanitize(s: string): string {
+/** The client's address in TCP-info: an address literal (RFC 5321 §4.1.3), tagged when IPv6. */
+function addressLiteral(ip: string): string {
+  return ip.includes(':') ? `[IPv6:${ip}]` : `[${ip}]`;
+}
+
+/** Client-supplied text in a comment: no CR/LF, and no parentheses or backslash, which would
+ *  end the comment early or quote what follows (RFC 5322 §3.2.2). */
+function commentText(s: string): string {
   return s.replace(/[\r\n()\\]/g, '?').slice(0, 255);
+}
+
+/** An envelope address as it was given (RFC 5321 §4.4: Return-Path holds the reverse-path), its
+ *  quoted local part with its quoted pairs and parentheses included: every path is parsed to RFC
+ *  5321 §4.1.2 before it gets here, so that this only guards the header against a line end. */
+function pathText(address: string): string {
+  return address.replace(/[\r\n]/g, '?');
 }
