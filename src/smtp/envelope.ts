@@ -64,17 +64,20 @@ export function parseMailFrom(args: string, maxSize: number, esmtp: boolean, bar
         break;
       }
       case 'BODY': {
+        // A value of RFC 3030's that mailnest does not offer is 555 (RFC 5321 §4.1.1.11); one that
+        // no extension defines is bad syntax, 501, as for every parameter below.
         const v = typeof value === 'string' ? asciiUpper(value) : '';
-        if (v !== '7BIT' && v !== '8BITMIME') return reply(555, '5.5.4', 'BODY must be 7BIT or 8BITMIME');
+        if (v === 'BINARYMIME') return reply(555, '5.5.4', 'BODY=BINARYMIME is not supported; BODY must be 7BIT or 8BITMIME');
+        if (v !== '7BIT' && v !== '8BITMIME') return reply(501, '5.5.4', 'BODY must be 7BIT or 8BITMIME');
         from.body = v;
         break;
       }
       case 'SMTPUTF8':
-        if (value !== true) return reply(555, '5.5.4', 'SMTPUTF8 takes no value');
+        if (value !== true) return reply(501, '5.5.4', 'SMTPUTF8 takes no value');
         break;
       case 'RET': {
         const v = typeof value === 'string' ? asciiUpper(value) : '';
-        if (v !== 'FULL' && v !== 'HDRS') return reply(555, '5.5.4', 'RET must be FULL or HDRS');
+        if (v !== 'FULL' && v !== 'HDRS') return reply(501, '5.5.4', 'RET must be FULL or HDRS');
         from.dsn.ret = v;
         break;
       }

@@ -305,6 +305,9 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       switch (this.phase) {
         case 'command':
         case 'auth': {
+          // A command pipelined behind a transaction that a shutdown let finish is not begun.
+          this.closeIfStopping();
+          if (this.phase === 'closed') return;
           if (this.written >= OUTPUT_PER_TURN) {
             this.out.push({ type: 'more' });
             return;

@@ -166,7 +166,7 @@ test('verbs and parameter names are case-insensitive in the ASCII sense only (RF
   assert.match(d.send('mail FROM:<a@remote.test> size=10\r\n'), /^250 /);
   // Parameter values too.
   d.send('RSET\r\n');
-  assert.match(d.send('MAIL FROM:<a@remote.test> BODY=8B\u0131TMIME\r\n'), /^555 5\.5\.4 BODY must be/);
+  assert.match(d.send('MAIL FROM:<a@remote.test> BODY=8B\u0131TMIME\r\n'), /^501 5\.5\.4 BODY must be/);
   assert.match(d.send('MAIL FROM:<a@remote.test> BODY=8bitmime\r\n'), /^250 /);
   assert.match(d.send('RCPT TO:<alice@example.test> NOTIFY=\u017fUCCESS\r\n'), /^501 5\.5\.4 NOTIFY must be/);
 });
@@ -575,6 +575,22 @@ test('timeout and shutdown: 421 and close; shutdown waits for an open transactio
   assert.deepEqual(e.codes(out), [250, 421]);
   assert.ok(e.closed);
   assert.equal(e.delivered.length, 1);
+});
+
+test('shutdown: a transaction pipelined behind the message that finishes is not begun, but answered 421', () => {
+  const e = inState('rcpt');
+  e.send('DATA\r\nSubject: s\r\n');
+  e.handle(e.session.shutdown());
+  const out = e.send('\r\nbody\r\n.\r\nMAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n');
+  assert.deepEqual(e.codes(out), [250, 421]);
+  assert.match(out, /^421 4\.3\.2 /m);
+  assert.ok(e.closed);
+  assert.equal(e.delivered.length, 1);
+  // Any other command pipelined behind it too.
+  const a = inState('rcpt');
+  a.send('DATA\r\n');
+  a.handle(a.session.shutdown());
+  assert.deepEqual(a.codes(a.send('x\r\n.\r\nNOOP\r\n')), [250, 421]);
 });
 
 test('session summary names the user, TLS and queued ids', () => {
