@@ -227,11 +227,12 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     return this.flush();
   }
 
-  private closeIfStopping(): void {
-    if (this.stopping && !this.busy && (this.phase === 'command' || this.phase === 'auth')) {
-      this.outcome = 'shutdown';
-      this.close(reply(421, '4.3.2', `${this.o.hostname} Service shutting down, try again later`));
-    }
+  /** True when it closed the session. */
+  private closeIfStopping(): boolean {
+    if (!this.stopping || this.busy || (this.phase !== 'command' && this.phase !== 'auth')) return false;
+    this.outcome = 'shutdown';
+    this.close(reply(421, '4.3.2', `${this.o.hostname} Service shutting down, try again later`));
+    return true;
   }
 
   failure(): Output<SmtpEffect>[] {
@@ -306,8 +307,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
         case 'command':
         case 'auth': {
           // A command pipelined behind a transaction that a shutdown let finish is not begun.
-          this.closeIfStopping();
-          if (this.phase === 'closed') return;
+          if (this.closeIfStopping()) return;
           if (this.written >= OUTPUT_PER_TURN) {
             this.out.push({ type: 'more' });
             return;
