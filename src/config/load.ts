@@ -85,9 +85,11 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
   return `${key} = ${shown(value)} is not allowed: expected ${expectation(issue)}`;
 }
 
-/** A key's path as the file writes it: `relay.routes`, `listen.smtp[0]`. */
+/** A key's path as the file writes it: `relay.routes`, `listen.smtp[0]`, and a key that is not
+ *  a bare key in quotes (TOML 1.0 "Keys"): `relay.routes."example.org"`. */
 function keyName(keyPath: PropertyKey[]): string {
-  return keyPath.map((k) => (typeof k === 'number' ? `[${k}]` : `.${String(k)}`)).join('').replace(/^\./, '');
+  const part = (k: PropertyKey) => (typeof k === 'number' ? `[${k}]` : /^[A-Za-z0-9_-]+$/.test(String(k)) ? `.${String(k)}` : `.${JSON.stringify(String(k))}`);
+  return keyPath.map(part).join('').replace(/^\./, '');
 }
 
 /** A value as the file wrote it, near enough: TOML has inf and nan, and dates, which JSON has not. */

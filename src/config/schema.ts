@@ -24,17 +24,41 @@ const duration = z.string({ error: (issue) => (issue.code === 'invalid_type' ? `
  *  and fire at once for more, which would make a poll a busy loop and a timeout instant. */
 const timerDuration = duration.refine((ms) => ms <= 24 * 86_400_000, { message: 'at most "24d", the longest a timer can wait' });
 
-/** "host:port" or "[v6]:port"; port 0 asks the OS for a free port (tests). */
-const hostPort = z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):\d+$/, {
-  message: 'a "host:port" address such as "127.0.0.1:2525" or "[::1]:2525"',
-}).refine((s) => Number(s.slice(s.lastIndexOf(':') + 1)) <= 65535, { message: 'a port from 0 to 65535' });
+/** A duration of the queue's, which dates are counted with: a year at most, far past any use. */
+const queueDuration = duration.refine((ms) => ms <= 365 * 86_400_000, { message: 'at most "365d"' });
 
-const listenList = z.array(hostPort);
+const DOMAIN_NAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+const HOST_PORT = 'a "host:port" address such as "127.0.0.1:2525" or "[::1]:2525"';
+
+/** "host:port" or "[v6]:port", the host an IPv4 address, a bracketed IPv6 one or a host name,
+ *  and the port from `minPort` to 65535. */
+function hostPort(minPort: number) {
+  return z.string().superRefine((text, ctx) => {
+    const m = /^(?:\[([^\]]*)\]|([^:[\]]+)):(\d+)$/.exec(text);
+    const host = m?.[1] ?? m?.[2];
+    if (!m || host === undefined) return void ctx.addIssue({ code: 'custom', message: HOST_PORT });
+    const fine = m[1] !== undefined ? net.isIPv6(host)
+      : /^[\d.]+$/.test(host) ? net.isIPv4(host) : DOMAIN_NAME.test(host.replace(/\.$/, ''));
+    if (!fine) {
+      const what = m[1] !== undefined ? 'an IPv6 address in brackets' : /^[\d.]+$/.test(host) ? 'an IPv4 address (four numbers from 0 to 255)' : 'a host name';
+      return void ctx.addIssue({ code: 'custom', message: `${HOST_PORT}, the host ${what}` });
+    }
+    const port = Number(m[3]);
+    if (port < minPort || port > 65535) ctx.addIssue({ code: 'custom', message: `a port from ${minPort} to 65535` });
+  });
+}
+
+/** Where mailnest listens: port 0 asks the OS for a free port (tests). */
+const listenAddress = hostPort(0);
+/** Where it connects to. */
+const nextHop = hostPort(1);
+
+const listenList = z.array(listenAddress);
 
 /** The interface's IMAP addresses, kept though IMAP is not served yet. */
 export const IMAP_DEFAULTS = { imap: ['127.0.0.1:2143'], imaps: ['127.0.0.1:2993'] } as const;
 
-const DOMAIN_NAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const NOT_A_DOMAIN = { message: 'a domain name such as "example.com"' };
 
 /** A domain as the file may write it, in the form DNS and the rest of mailnest use: without the
@@ -84,9 +108,12 @@ export const configSchema = z.strictObject({
     // another program. Port 0 is any free port. 0.0.0.0 takes the port on every IPv4 address (a
     // name may be one, and so is ::ffff:a.b.c.d), and [::] on every address of both families
     // (Node's sockets are dual-stack).
+    // "localhost" is the loopback address of either family, whichever the system names first.
     const ipv6Only = (h: string) => net.isIPv6(h) && !/^::ffff:/i.test(h);
-    const clash = (a: string, b: string) => a === b || a === '::' || b === '::'
-      || (a === '0.0.0.0' && !ipv6Only(b)) || (b === '0.0.0.0' && !ipv6Only(a));
+    const loopback = (h: string) => h === '127.0.0.1' || h === '::1' || h.toLowerCase() === 'localhost';
+    const clash = (a: string, b: string) => a.toLowerCase() === b.toLowerCase() || a === '::' || b === '::'
+      || (a === '0.0.0.0' && !ipv6Only(b)) || (b === '0.0.0.0' && !ipv6Only(a))
+      || (loopback(a) && loopback(b) && (a.toLowerCase() === 'localhost' || b.toLowerCase() === 'localhost'));
     const seen: { kind: string; host: string; port: string }[] = [];
     for (const [kind, addresses] of Object.entries(listen)) {
       for (const a of addresses) {
@@ -126,11 +153,11 @@ export const configSchema = z.strictObject({
     pop3_idle_timeout: timerDuration.prefault('10m').refine((ms) => ms >= 600_000, { message: 'at least "10m" (RFC 1939 section 3)' }),
   }).prefault({}),
   relay: z.strictObject({
-    smarthost: hostPort.optional(),
+    smarthost: nextHop.optional(),
     smarthost_tls: z.enum(['implicit', 'starttls', 'none']).default('implicit'),
     username: z.string().optional(),
     password: z.string().optional(),
-    routes: z.record(routeDomain, hostPort).default({}),
+    routes: z.record(routeDomain, nextHop).default({}),
     /** Check the certificate of a domain's MX or route host (STARTTLS is opportunistic otherwise). */
     tls_verify: z.boolean().default(false),
     /** Check the smarthost's certificate (it receives the password). */
@@ -150,9 +177,9 @@ export const configSchema = z.strictObject({
     message: 'username and password are the smarthost\'s login: set smarthost too, or leave them out',
   }).prefault({}),
   queue: z.strictObject({
-    retry: z.array(duration).min(1).prefault(['1m', '5m', '15m', '30m', '1h', '2h', '4h']),
-    max_age: duration.prefault('5d'),
-    delay_warning: duration.prefault('4h'),
+    retry: z.array(queueDuration).min(1).prefault(['1m', '5m', '15m', '30m', '1h', '2h', '4h']),
+    max_age: queueDuration.prefault('5d'),
+    delay_warning: queueDuration.prefault('4h'),
     /** Outbound SMTP connections open at once, across all destinations. */
     max_connections: positiveInt.default(50),
     /** Connections to one destination (a domain, a route or the smarthost); a new destination starts with fewer and grows while deliveries succeed. */

@@ -219,8 +219,9 @@ function normalizeIp(ip: string): string {
 /** Why a listener could not open, with what to do for the usual causes. */
 export function listenError(key: string, address: string, err: NodeJS.ErrnoException): Error {
   const hint = err.code === 'EACCES' ? ': ports below 1024 need root or the CAP_NET_BIND_SERVICE capability (setcap cap_net_bind_service=+ep on the node binary), or use a port above 1023'
-    : err.code === 'EADDRINUSE' ? ': another program listens there; stop it, or choose another address'
+    : err.code === 'EADDRINUSE' ? ': another program listens there, or another listener of this file under another name for the address; stop it, or choose another address'
       : err.code === 'EADDRNOTAVAIL' ? ': no network interface of this machine has that address'
-        : '';
+        : err.code === 'ENOTFOUND' || err.code === 'EAI_AGAIN' ? ': this machine cannot resolve that host name; give an IP address instead'
+          : '';
   return new Error(`${key}: cannot listen on ${address}: ${err.code ?? err.message}${hint}`);
 }

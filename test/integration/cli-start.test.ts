@@ -148,7 +148,7 @@ test('start: a busy port is one line on stderr and exit 1', async () => {
   const r = cli(cfg, ['start']);
   blocker.close();
   assert.equal(r.status, 1);
-  assert.equal(r.stderr, `mailnest: listen.pop3: cannot listen on 127.0.0.1:${port}: EADDRINUSE: another program listens there; stop it, or choose another address\n`);
+  assert.equal(r.stderr, `mailnest: listen.pop3: cannot listen on 127.0.0.1:${port}: EADDRINUSE: another program listens there, or another listener of this file under another name for the address; stop it, or choose another address\n`);
 });
 
 test('start: files the config names are relative to it, and one it cannot read is named by its key', () => {

@@ -68,11 +68,23 @@ const refused: [unknown, RegExp][] = [
   [{ limits: { idle_timeout: 300 } }, /limits\.idle_timeout = 300 is not allowed: expected a duration such as "30s", "5m", "2h" or "5d", in quotes$/],
   [{ data_dir: '' }, /data_dir = "" is not allowed: expected a value that is not empty$/],
   [{ listen: { smtp: ['127.0.0.1:338525'] } }, /listen\.smtp\[0\] = "127\.0\.0\.1:338525" is not allowed: expected a port from 0 to 65535$/],
+  [{ listen: { pop3: ['999.1.1.1:2600'] } }, /listen\.pop3\[0\] = "999\.1\.1\.1:2600" is not allowed: expected a "host:port" address such as "127\.0\.0\.1:2525" or "\[::1\]:2525", the host an IPv4 address \(four numbers from 0 to 255\)$/],
+  [{ listen: { pop3: ['[::g]:2600'] } }, /listen\.pop3\[0\] = "\[::g\]:2600" is not allowed: expected .*, the host an IPv6 address in brackets$/],
+  [{ listen: { pop3: ['bad_host:2600'] } }, /listen\.pop3\[0\] = "bad_host:2600" is not allowed: expected .*, the host a host name$/],
+  [{ listen: { smtp: ['127.0.0.1:2600'], pop3: ['localhost:2600'] } }, /listen\.pop3: localhost:2600 clashes with 127\.0\.0\.1:2600 of listen\.smtp/],
+  [{ listen: { smtp: ['LOCALHOST:2600'], pop3: ['[::1]:2600'] } }, /listen\.pop3: \[::1\]:2600 clashes with LOCALHOST:2600 of listen\.smtp/],
+  // A next hop has a real port; 0 is a listener's "any free port".
+  [{ relay: { routes: { 'r.test': '127.0.0.1:0' } } }, /relay\.routes\."r\.test" = "127\.0\.0\.1:0" is not allowed: expected a port from 1 to 65535$/],
+  [{ relay: { smarthost: 'smtp.example.net:0' } }, /relay\.smarthost = "smtp\.example\.net:0" is not allowed: expected a port from 1 to 65535$/],
+  // The queue counts dates with these.
+  [{ queue: { retry: ['1m', '99999999999999d'] } }, /queue\.retry\[1\] = "99999999999999d" is not allowed: expected at most "365d"$/],
+  [{ queue: { max_age: '400d' } }, /queue\.max_age = "400d" is not allowed: expected at most "365d"$/],
+  [{ queue: { delay_warning: '366d' } }, /queue\.delay_warning = "366d" is not allowed: expected at most "365d"$/],
   [{ data_dir: '~/mail' }, /data_dir = "~\/mail" is not allowed: expected a path without "~", which is not expanded here \(one written so used to name a directory "~" beside this file, where its mail still is\): give the whole path, such as "\/home\/me\/mail"$/],
-  [{ relay: { routes: { 'EXAMPLE.org': '127.0.0.1:25', 'example.org': '127.0.0.1:26' } } }, /relay\.routes\.example\.org = "127\.0\.0\.1:26" is not allowed: expected a domain without a route yet: "EXAMPLE\.org" names it already/],
-  [{ domains: ['example.com'], relay: { routes: { 'Example.com': '127.0.0.1:25' } } }, /relay\.routes\.Example\.com = "127\.0\.0\.1:25" is not allowed: expected a domain that is not local/],
-  [{ relay: { routes: { 'example.org': '127.0.0.1:25', 'example.org.': '127.0.0.1:26' } } }, /relay\.routes\.example\.org\. = "127\.0\.0\.1:26" is not allowed: expected a domain without a route yet: "example\.org" names it already/],
-  [{ relay: { routes: { 'xn--bcher-kva.example': '127.0.0.1:25', 'bücher.example.': '127.0.0.1:26' } } }, /relay\.routes\.bücher\.example\. = "127\.0\.0\.1:26" is not allowed: expected a domain without a route yet/],
+  [{ relay: { routes: { 'EXAMPLE.org': '127.0.0.1:25', 'example.org': '127.0.0.1:26' } } }, /relay\.routes\."example\.org" = "127\.0\.0\.1:26" is not allowed: expected a domain without a route yet: "EXAMPLE\.org" names it already/],
+  [{ domains: ['example.com'], relay: { routes: { 'Example.com': '127.0.0.1:25' } } }, /relay\.routes\."Example\.com" = "127\.0\.0\.1:25" is not allowed: expected a domain that is not local/],
+  [{ relay: { routes: { 'example.org': '127.0.0.1:25', 'example.org.': '127.0.0.1:26' } } }, /relay\.routes\."example\.org\." = "127\.0\.0\.1:26" is not allowed: expected a domain without a route yet: "example\.org" names it already/],
+  [{ relay: { routes: { 'xn--bcher-kva.example': '127.0.0.1:25', 'bücher.example.': '127.0.0.1:26' } } }, /relay\.routes\."bücher\.example\." = "127\.0\.0\.1:26" is not allowed: expected a domain without a route yet/],
 ];
 for (const [raw, message] of refused) {
   test(`refused with the key, the value and what is allowed: ${JSON.stringify(raw)}`, () => {

@@ -9,5 +9,6 @@ test('listen errors name the key and the address, and say what to do for the usu
     'listen.smtp: cannot listen on 0.0.0.0:25: EACCES: ports below 1024 need root or the CAP_NET_BIND_SERVICE capability (setcap cap_net_bind_service=+ep on the node binary), or use a port above 1023');
   assert.match(listenError('listen.pop3', '127.0.0.1:110', err('EADDRINUSE')).message, /EADDRINUSE: another program listens there/);
   assert.match(listenError('listen.http', '192.0.2.7:8025', err('EADDRNOTAVAIL')).message, /EADDRNOTAVAIL: no network interface of this machine has that address$/);
+  assert.match(listenError('listen.pop3', 'mail.invalid:110', err('ENOTFOUND')).message, /ENOTFOUND: this machine cannot resolve that host name; give an IP address instead$/);
   assert.equal(listenError('listen.imap', '127.0.0.1:143', err('EMFILE')).message, 'listen.imap: cannot listen on 127.0.0.1:143: EMFILE');
 });
