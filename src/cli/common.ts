@@ -117,7 +117,9 @@ export async function readStdinLine(): Promise<string> {
     chunks.push(c as Buffer);
     if ((c as Buffer).includes(10)) break;
   }
-  return Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '';
+  // The line's end is LF, CRLF, or the input's end, before which a CR is a line end too
+  // (`printf 'secret\r'`), never part of a password.
+  return (Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '').replace(/\r$/, '');
 }
 
 /** Reads the whole of stdin. */

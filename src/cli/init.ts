@@ -8,6 +8,7 @@ import { parse as parseToml } from 'smol-toml';
 import { asDataDirOwner, dataDirOwner } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
 import { dnsRecords, formatRecords, isFullyQualified } from '../delivery/dns-records.ts';
+import { prepareDataDir } from '../store/data-dir.ts';
 
 export function starterConfig(hostname: string, domain: string, dataDir = './data'): string {
   return `# mailnest configuration. Every key is optional; the values shown commented out are the defaults.
@@ -117,12 +118,16 @@ export function registerInit(program: Command): void {
       if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {
         throw new CliError(`cannot write ${file}: ${dir} is not a directory; make it first (mkdir -p ${dir})`);
       }
-      // What makes the DKIM key fail below, said before the file is written.
+      // data_dir, where the DKIM key goes below, is made before the file is written: a file
+      // written and a key that could not be would leave a set-up half done, and the file in the
+      // way of the next try.
       const dataDir = path.resolve(dir, opts.dataDir);
-      if (fs.statSync(dataDir, { throwIfNoEntry: false })?.isDirectory() === false) {
-        throw new UsageError(`--data-dir ${opts.dataDir}: ${dataDir} is not a directory; name a directory (it is made when missing)`);
-      }
       dataDirOwner(dataDir);
+      try {
+        prepareDataDir(dataDir);
+      } catch (err) {
+        throw new UsageError(`--data-dir ${opts.dataDir}: ${(err as Error).message.replace(/^data_dir /, '')}`);
+      }
       // The owner, group and permissions an operator gave the file (chgrp and chmod 640 for the
       // service's user, as the README says) stay with it, less any for other users.
       const before = fs.lstatSync(file, { throwIfNoEntry: false });

@@ -3,7 +3,7 @@
  * arguments before calling into the rest. Exit status: 0 success, 1 failure, 2 bad usage.
  */
 import fs from 'node:fs';
-import { Command, CommanderError } from 'commander';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { isStorageFull } from '../store/store.ts';
 import { CliError, UsageError } from './errors.ts';
 import { registerStart } from './start.ts';
@@ -18,7 +18,12 @@ import { registerToken } from './token.ts';
 
 const program = new Command('mailnest')
   .description('a complete personal mail server')
-  .option('-c, --config <file>', 'configuration file (default: $MAILNEST_CONFIG, else ./mailnest.toml when it exists, else the built-in defaults)')
+  .addOption(new Option('-c, --config <file>', 'configuration file (default: $MAILNEST_CONFIG, else ./mailnest.toml when it exists, else the built-in defaults)')
+    // `-c "$CONF"` with CONF unset must not fall back to the defaults and a stray ./data.
+    .argParser((file: string) => {
+      if (file === '') throw new InvalidArgumentError('an empty file name; give the path of the config file');
+      return file;
+    }))
   .option('--verbose', 'show stack traces on errors')
   // No -V: options are read after the command too, and `sendmail -V ENVID` printed the version
   // and dropped the message.

@@ -19,8 +19,10 @@ export async function readPassword(fromStdin: boolean, prompt = 'Password: '): P
 function ask(prompt: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const stdin = process.stdin;
-    process.stderr.write(prompt);
+    // Raw before the prompt shows: what is typed at once is then read as typed, not by the
+    // terminal's line editing (where Ctrl-D is the end of input).
     stdin.setRawMode(true);
+    process.stderr.write(prompt);
     stdin.resume();
     let text = '';
     const onData = (chunk: Buffer) => {
@@ -30,7 +32,8 @@ function ask(prompt: string): Promise<string> {
           resolve(text);
           return;
         }
-        if (ch === '\u0003') {
+        // Ctrl-C, or Ctrl-D (the end of input, which a raw terminal passes on as a character).
+        if (ch === '\u0003' || ch === '\u0004') {
           done();
           reject(new UsageError('cancelled'));
           return;
@@ -39,12 +42,18 @@ function ask(prompt: string): Promise<string> {
         else text += ch;
       }
     };
+    const onEnd = () => {
+      done();
+      reject(new UsageError('cancelled'));
+    };
     const done = () => {
       stdin.off('data', onData);
+      stdin.off('end', onEnd);
       stdin.setRawMode(false);
       stdin.pause();
       process.stderr.write('\n');
     };
     stdin.on('data', onData);
+    stdin.on('end', onEnd);
   });
 }

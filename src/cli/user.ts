@@ -10,6 +10,14 @@ import { CliError, UsageError } from './errors.ts';
 import { readPassword } from './prompt.ts';
 import { printTable } from './table.ts';
 
+/** Said of an address that names no user or alias (`what`): bad usage when it could not name
+ *  one, as `add` says; a failure otherwise. One of a domain no longer configured is still found
+ *  first, so that it can be removed. */
+export function noSuch(ctx: Context, address: string, what: 'user' | 'alias'): never {
+  checkLocalAddress(ctx, address, what);
+  throw new CliError(`no ${what} ${address}`);
+}
+
 /** A user address must be a plain mailbox in one of the configured domains. */
 export function checkLocalAddress(ctx: Context, address: string, what: string): void {
   const parsed = parseMailbox(address, true);
@@ -51,7 +59,7 @@ export function registerUser(program: Command): void {
     .option('--password-stdin', 'read the password from the first line of stdin')
     .action(async (address: string, opts: { passwordStdin?: boolean }, cmd: Command) => {
       await withContext(cmd, async (ctx) => {
-        if (!(await ctx.store.findUser(address))) throw new CliError(`no user ${address}`);
+        if (!(await ctx.store.findUser(address))) noSuch(ctx, address, 'user');
         const password = await readPassword(!!opts.passwordStdin);
         await ctx.store.setPassword(address, await hashPassword(password));
         process.stdout.write(`password changed for ${address}\n`);
@@ -61,7 +69,7 @@ export function registerUser(program: Command): void {
   user.command('remove <address>').description('remove a user and all of its mail')
     .action(async (address: string, _opts: unknown, cmd: Command) => {
       await withContext(cmd, async (ctx) => {
-        if (!(await ctx.store.removeUser(address))) throw new CliError(`no user ${address}`);
+        if (!(await ctx.store.removeUser(address))) noSuch(ctx, address, 'user');
         process.stdout.write(`removed ${address}\n`);
         // Aliases are kept (a user of that address may come back), but their mail for it now
         // meets "no such user": say which.

@@ -40,7 +40,7 @@ function makeDir(dir: string): void {
     } catch (err) {
       code = (err as NodeJS.ErrnoException).code;
     }
-    if (code === 'ENOTDIR') throw notADirectory(dir);
+    if (code === 'ENOTDIR') throw notADirectory(dir, fileOnTheWay(at));
     if (code !== 'ENOENT') throw cannotMake(dir, code ?? 'unknown');
     const link = readLink(at);
     if (link !== undefined) throw new Error(`data_dir ${dir}: ${at} is a symbolic link to ${link}, which does not exist (a volume not mounted?); mount it, or point data_dir elsewhere`);
@@ -66,8 +66,18 @@ function readLink(file: string): string | undefined {
   }
 }
 
-function notADirectory(dir: string): Error {
-  return new Error(`data_dir ${dir} is not a directory; point data_dir at a directory (it is made when missing)`);
+/** The file that stands where `at` or a directory above it should be. */
+function fileOnTheWay(at: string): string {
+  for (let p = path.dirname(at); path.dirname(p) !== p; p = path.dirname(p)) {
+    if (fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() === false) return p;
+  }
+  return at;
+}
+
+/** `file`: what stands in the way, when not data_dir itself. */
+function notADirectory(dir: string, file?: string): Error {
+  const where = file === undefined || path.resolve(file) === path.resolve(dir) ? 'is not a directory' : `cannot be made: ${file} is a file, not a directory`;
+  return new Error(`data_dir ${dir} ${where}; point data_dir at a directory (it is made when missing)`);
 }
 
 function cannotMake(dir: string, code: string): Error {

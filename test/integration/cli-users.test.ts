@@ -6,9 +6,10 @@ import path from 'node:path';
 import { configSchema } from '../../src/config/schema.ts';
 import { loadConfig } from '../../src/config/load.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { verifyPassword } from '../../src/auth/password.ts';
 import { addUser, baseConfig, cli, CLI, NODE, python, tempDir, writeConfig } from '../helpers/server.ts';
 
-test('user add / list --json / passwd / remove, with one-line errors and exit codes', () => {
+test('user add / list --json / passwd / remove, with one-line errors and exit codes', async () => {
   const dir = tempDir();
   const cfg = writeConfig(dir, baseConfig(dir));
   assert.equal(cli(cfg, ['user', 'add', 'Alice@Example.Test', '--password-stdin'], 'pw1\n').status, 0);
@@ -24,6 +25,26 @@ test('user add / list --json / passwd / remove, with one-line errors and exit co
   assert.match(cli(cfg, ['user', 'list']).stdout, /^ADDRESS\s+MESSAGES\s+BYTES\nAlice@Example\.Test\s+0\s+0\n$/);
   assert.equal(cli(cfg, ['user', 'passwd', 'alice@example.test', '--password-stdin'], 'pw2\n').status, 0);
   assert.equal(cli(cfg, ['user', 'passwd', 'nobody@example.test', '--password-stdin'], 'pw2\n').status, 1);
+  // What could name no user is bad usage, said as add says it.
+  for (const [args, message] of [
+    [['user', 'passwd', 'not an address', '--password-stdin'], 'mailnest: user "not an address" is not a valid address (local-part@domain)\n'],
+    [['user', 'remove', 'not an address'], 'mailnest: user "not an address" is not a valid address (local-part@domain)\n'],
+    [['alias', 'remove', 'not an address'], 'mailnest: alias "not an address" is not a valid address (local-part@domain)\n'],
+  ] as const) {
+    const r = cli(cfg, [...args], 'pw2\n');
+    assert.deepEqual([r.status, r.stderr], [2, message], args.join(' '));
+  }
+  const elsewhere = cli(cfg, ['user', 'remove', 'e1@elsewhere.test']);
+  assert.equal(elsewhere.status, 2);
+  assert.match(elsewhere.stderr, /elsewhere\.test is not one of the configured domains/);
+  // A password given with a CR alone at its end (printf 'pw\r') is the same password.
+  assert.equal(cli(cfg, ['user', 'passwd', 'alice@example.test', '--password-stdin'], 'pw3\r').status, 0);
+  const store = new SqliteStore(path.join(dir, 'data'));
+  try {
+    assert.ok(await verifyPassword('pw3', (await store.findUser('alice@example.test'))?.passwordHash));
+  } finally {
+    store.close();
+  }
   assert.equal(cli(cfg, ['user', 'remove', 'alice@example.test']).status, 0);
   assert.deepEqual(JSON.parse(cli(cfg, ['user', 'list', '--json']).stdout), []);
   const db = fs.readFileSync(path.join(dir, 'data', 'mailnest.sqlite'));
@@ -105,6 +126,8 @@ test('config errors and bad usage: one line, no stack trace, exit 1 / 2', () => 
     [['user', 'add'], "mailnest: missing required argument 'address' (see --help)\n"],
     [['send', '--bogus'], "mailnest: unknown option '--bogus' (see --help)\n"],
     [['queue', 'list', '--jsn'], "mailnest: unknown option '--jsn' (Did you mean --json?) (see --help)\n"],
+    // `-c "$CONF"` with CONF unset: not the defaults and a stray ./data.
+    [['-c', '', 'user', 'list'], "mailnest: option '-c, --config <file>' argument '' is invalid. an empty file name; give the path of the config file (see --help)\n"],
   ] as const) {
     const usage = cli(undefined, [...args]);
     assert.equal(usage.status, 2, args.join(' '));
@@ -200,7 +223,15 @@ test('init: what would fail after the file is written is said before it; --force
   fs.writeFileSync(path.join(dir, 'afile'), '');
   const bad = cli(file, ['init', '--hostname', 'mail.example.org', '--data-dir', 'afile']);
   assert.equal(bad.status, 2);
-  assert.match(bad.stderr, /^mailnest: --data-dir afile: \S+afile is not a directory; name a directory/);
+  assert.match(bad.stderr, /^mailnest: --data-dir afile: \S+afile is not a directory; point data_dir at a directory/);
+  assert.ok(!fs.existsSync(file), 'the file was written all the same');
+  // Nor with one that cannot be made, under a file or where nothing can be.
+  const under = cli(file, ['init', '--hostname', 'mail.example.org', '--data-dir', 'afile/sub']);
+  assert.equal(under.status, 2);
+  assert.match(under.stderr, /^mailnest: --data-dir afile\/sub: \S+afile\/sub cannot be made: \S+afile is a file, not a directory;/);
+  const proc = cli(file, ['init', '--hostname', 'mail.example.org', '--data-dir', '/proc/mailnest-data']);
+  assert.equal(proc.status, 2);
+  assert.match(proc.stderr, /^mailnest: --data-dir \/proc\/mailnest-data: \/proc\/mailnest-data cannot be made \(ENOENT\)/);
   assert.ok(!fs.existsSync(file), 'the file was written all the same');
   // Made readable by the service's group, as the README says; --force keeps that, not more.
   assert.equal(cli(file, ['init', '--hostname', 'mail.example.org']).status, 0);
@@ -256,6 +287,12 @@ print(out.decode())
   assert.equal(code, '1', r.stdout + r.stderr);
   assert.match(rest.join('\n'), /mailnest: the passwords do not match; nothing was changed/);
   assert.doesNotMatch(cli(cfg, ['user', 'list']).stdout, /tty@/);
+  // Ctrl-D, the end of input, cancels as Ctrl-C does, where it would have been a character of
+  // the password.
+  const eof = python(script.replace("os.write(fd, b'one-password\\n')", "os.write(fd, b'\\x04')").replace("until(b'Again:'); os.write(fd, b'another-one\\n')", ''), [NODE, CLI, cfg]);
+  const [eofCode, ...eofRest] = eof.stdout.split('\n');
+  assert.equal(eofCode, '2', eof.stdout + eof.stderr);
+  assert.match(eofRest.join('\n'), /mailnest: cancelled/);
 });
 
 /** Every key of the configuration, as "section.key" or "key". */
@@ -311,7 +348,7 @@ test('a data_dir that is a file, or cannot be made, is named in one line', () =>
   // dns makes a key under data_dir, and says the same
   assert.equal(cli(cfg, ['dns']).stderr, r.stderr);
   const under = writeConfig(dir, baseConfig(dir, { data_dir: path.join(file, 'sub') }));
-  assert.match(cli(under, ['user', 'list']).stderr, /^mailnest: data_dir .*\/data\/sub is not a directory/);
+  assert.match(cli(under, ['user', 'list']).stderr, /^mailnest: data_dir .*\/data\/sub cannot be made: .*\/data is a file, not a directory;/);
   // A symbolic link to nothing, as a volume not mounted leaves it.
   const link = path.join(dir, 'volume');
   fs.symlinkSync(path.join(dir, 'not-mounted'), link);
