@@ -86,6 +86,12 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
   services.push({ service: new StoreSweeper(ctx.store, log) });
   if (config.listen.http.length > 0) services.push({ kind: 'http', service: new HttpService(ctx, limits) });
 
+  // A key other users may read is theirs too (a group, as Debian's ssl-cert, is the operator's
+  // choice). Said, not refused: the files are the operator's, and certbot's are 0600 already.
+  const keyFile = config.tls.key;
+  if (keyFile !== undefined && ((fs.statSync(keyFile, { throwIfNoEntry: false })?.mode ?? 0) & 0o004) !== 0) {
+    log.warn({ key: keyFile }, 'tls.key can be read by every user of this machine: chmod o-r it (0600, or 0640 for a group of its own)');
+  }
   if ((fs.statSync(config.data_dir).mode & 0o007) !== 0) {
     log.warn({ data_dir: config.data_dir }, 'data_dir can be read by other users (it is shared, another user\'s, or holds more than mailnest\'s files, so mailnest left it as it is): give mailnest a directory of its own with mode 700');
   }

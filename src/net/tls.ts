@@ -87,9 +87,24 @@ export class ServerCertificate {
   }
 }
 
+/**
+ * TLS 1.2's suites: ECDHE key exchange and AEAD ciphers only (RFC 9325 §4.2: forward secrecy; §4.1
+ * rules out RSA key transport and CBC with SHA-1), in the server's order. TLS 1.3 keeps Node's
+ * own, which are all such.
+ */
+const TLS12_CIPHERS = [
+  'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384',
+  'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
+].join(':');
+
 function secureContext(pem: { cert: Buffer; key: Buffer }, certFile: string, keyFile: string): tls.SecureContext {
   try {
-    return tls.createSecureContext({ ...pem, minVersion: 'TLSv1.2' });
+    // No renegotiation a client asks for: each costs the server a signature, and a client could
+    // ask for thousands a second on one connection (TLS 1.3 has none).
+    return tls.createSecureContext({
+      ...pem, minVersion: 'TLSv1.2', ciphers: `${tls.DEFAULT_CIPHERS.split(':').filter((c) => c.startsWith('TLS_')).join(':')}:${TLS12_CIPHERS}`,
+      honorCipherOrder: true, secureOptions: crypto.constants.SSL_OP_NO_RENEGOTIATION,
+    });
   } catch (err) {
     throw new Error(`tls: the certificate ${certFile} and key ${keyFile} do not load: ${(err as Error).message}`);
   }

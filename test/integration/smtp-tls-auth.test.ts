@@ -4,6 +4,7 @@
  */
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
+import tls from 'node:tls';
 import fs from 'node:fs';
 import { parseMail } from '../helpers/parse-mail.ts';
 import { cli, python } from '../helpers/server.ts';
@@ -511,4 +512,24 @@ test('implicit TLS: a client that never completes the handshake still gets its s
   const outcomes = () => f!.server.logs.filter((l) => l.msg === 'session' && l.listener === 'submissions').map((l) => l.outcome).sort();
   for (let i = 0; i < 100 && outcomes().length < 2; i++) await new Promise((res) => setTimeout(res, 20));
   assert.deepEqual(outcomes(), ['TLS handshake failed', 'TLS handshake timed out']);
+});
+
+test('TLS: no renegotiation a client asks for, and TLS 1.2 only with forward-secret AEAD suites (RFC 9325 §4.1, §4.2)', async () => {
+  f = await startFixture();
+  const port = f.port('submissions');
+  const connect = (options: tls.ConnectionOptions) => new Promise<tls.TLSSocket>((resolve, reject) => {
+    const s = tls.connect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...options }, () => resolve(s));
+    s.once('error', reject);
+  });
+  // RSA key transport, and CBC with SHA-1, are not offered.
+  for (const ciphers of ['AES128-SHA', 'AES256-GCM-SHA384', 'ECDHE-RSA-AES128-SHA']) {
+    await assert.rejects(connect({ maxVersion: 'TLSv1.2', ciphers }), /handshake failure/, ciphers);
+  }
+  const good = await connect({ maxVersion: 'TLSv1.2' });
+  assert.match(good.getCipher().name, /^ECDHE-RSA-AES\d+-GCM-SHA\d+$/);
+  // Asked for, a renegotiation is refused with an alert, which ends the session.
+  const refused = new Promise<unknown>((resolve) => good.once('error', resolve));
+  good.renegotiate({ rejectUnauthorized: false }, () => {});
+  assert.equal((await refused as NodeJS.ErrnoException).code, 'ERR_SSL_NO_RENEGOTIATION');
+  good.destroy();
 });

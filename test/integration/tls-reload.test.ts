@@ -66,11 +66,15 @@ test('SIGHUP takes up a renewed [tls] certificate for new sessions over implicit
   const old = makePair(10);
   fs.writeFileSync(certFile, old.cert);
   fs.writeFileSync(keyFile, old.key);
+  fs.chmodSync(keyFile, 0o644);
   const server = await startMailnest(dir, writeConfig(dir, baseConfig(dir, { tls: { cert: certFile, key: keyFile } })));
   try {
     const ending = server.logs.find((l) => l.level === 40 && /^tls\.cert ends soon: renew it/.test(String(l.msg)));
     assert.ok(ending, 'a certificate that ends within 14 days is named at start');
     assert.equal(ending.cert, certFile);
+    // So is a key every user may read.
+    const readable = server.logs.find((l) => l.level === 40 && /^tls\.key can be read by every user of this machine: chmod o-r it/.test(String(l.msg)));
+    assert.equal(readable?.key, keyFile);
     assert.ok(await served(server.port('submissions'), old.cert));
     // A session that began before the renewal goes on with what it has.
     const before = await SmtpClient.open(server.port('submission'));
