@@ -21,6 +21,15 @@ const attachment = z.strictObject({
   cid: z.string({ error: 'expected a string (the Content-ID the HTML refers to as cid:...)' }).optional(),
 });
 
+/** Header fields a request may add: far more than any message needs, and each costs the
+ *  composer's work on the event loop, where a million would stall every listener for seconds. */
+const MAX_HEADERS = 100;
+
+/** Counted before any field is checked, so that the count is what bounds the work. */
+const headers = z.custom<object>((v) => typeof v !== 'object' || v === null || Object.keys(v).length <= MAX_HEADERS, {
+  error: `expected at most ${MAX_HEADERS} header fields`,
+}).pipe(z.record(z.string(), z.string({ error: 'expected a string value' }), { error: 'expected an object of "Name": "value" pairs' }));
+
 const schema = z.strictObject({
   from: z.string({ error: 'expected a string (one address)' }).optional(),
   to: addresses.optional(),
@@ -30,7 +39,7 @@ const schema = z.strictObject({
   text: z.string({ error: 'expected a string' }).optional(),
   html: z.string({ error: 'expected a string' }).optional(),
   attachments: z.array(attachment, { error: 'expected an array of {filename, content, contentType?, cid?}' }).max(1000).optional(),
-  headers: z.record(z.string(), z.string({ error: 'expected a string value' }), { error: 'expected an object of "Name": "value" pairs' }).optional(),
+  headers: headers.optional(),
 }, { error: 'expected a JSON object' });
 
 export interface SendRequest {

@@ -17,3 +17,13 @@ test('base64: whole quanta, padding only at the end, line breaks ignored', () =>
     assert.throws(() => content(bad), /attachments\[0\]\.content: not valid base64/, bad);
   }
 });
+
+test('headers: at most 100 fields, counted before any is checked', () => {
+  const fields = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`X-H${i}`, 'v']));
+  assert.equal(parseSendRequest({ to: 'a@example.test', headers: fields(100) }).headers.length, 100);
+  assert.throws(() => parseSendRequest({ to: 'a@example.test', headers: fields(101) }), /^Error: headers: expected at most 100 header fields$/);
+  // A million is refused by their count, with no message about any one of them.
+  assert.throws(() => parseSendRequest({ to: 'a@example.test', headers: { ...fields(1_000_000), 'X-Bad': 1 } }), /^Error: headers: expected at most 100 header fields$/);
+  assert.throws(() => parseSendRequest({ to: 'a@example.test', headers: ['X-A: b'] }), /headers: expected an object of "Name": "value" pairs/);
+  assert.throws(() => parseSendRequest({ to: 'a@example.test', headers: { 'X-A': 1 } }), /headers\.X-A: expected a string value/);
+});
