@@ -54,17 +54,22 @@ export class FreeSpace {
   }
 
   private measureNow(): number {
-    try {
-      return available(fs.statfsSync(this.dir));
-    } catch {
-      return Infinity;
-    }
+    return freeBytes(this.dir);
   }
 
   private refresh(): void {
     fs.statfs(this.dir, (err, s) => {
       this.value = err ? Infinity : available(s);
     });
+  }
+}
+
+/** Bytes available under `dir` now, read on the calling thread; Infinity if unknown. */
+export function freeBytes(dir: string): number {
+  try {
+    return available(fs.statfsSync(dir));
+  } catch {
+    return Infinity;
   }
 }
 

@@ -197,8 +197,9 @@ export interface Store {
   // --- upkeep
   /** Removes what an interrupted write left behind and nothing refers to, and takes back the
    *  space of deleted messages where it is not freed at once; returns how many files it removed,
-   *  and the queue ids of bodies found damaged on the way (left as they are). */
-  sweep(): Promise<{ removed: number; damaged: string[] }>;
+   *  the queue ids of bodies found damaged on the way (left as they are), and how many places
+   *  of dead space wait for the disk to have room to take them back. */
+  sweep(): Promise<{ removed: number; damaged: string[]; waiting: number }>;
 
   close(): void;
 }

@@ -33,8 +33,9 @@ export class StoreSweeper implements Service {
   }
 
   private run(): void {
-    this.running ??= this.store.sweep().then(({ removed, damaged }) => {
+    this.running ??= this.store.sweep().then(({ removed, damaged, waiting }) => {
       if (removed > 0) this.log.info({ removed }, 'store sweep removed files no message needs any more');
+      if (waiting > 0) this.log.warn({ segments: waiting }, 'store sweep could not move the live mail out of body-log segments mostly holding deleted mail: the disk holding data_dir lacks the room; deleting more mail frees whole segments, or free space on the disk');
       if (damaged.length > 0) this.log.warn({ damaged }, 'store sweep left in place message bodies that no longer match their checksum; reading those messages fails');
     }, (err: unknown) => {
       this.log.warn({ err }, 'store sweep failed; it runs again in an hour');

@@ -1,7 +1,7 @@
 /** The body log: segments and their markers, recovery after a crash, removal and compaction by the sweep, two processes on one data directory. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -191,4 +191,52 @@ test('recovery: in a segment whose writer died without sealing it, a message who
   assert.deepEqual(store.recovered, []);
   assert.deepEqual(markers(dir), []);
   store.close();
+});
+
+test('a full disk: an append that fails leaves no bytes behind, and the sweep moves nothing it has no room for, then does once there is', { skip: process.getuid?.() === 0 ? false : 'needs root to mount a small tmpfs' }, async (t) => {
+  const dir = tmp();
+  assert.equal(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir]).status, 0);
+  const store = new SqliteStore(dir, { segmentBytes: 450 * KIB });
+  t.after(async () => {
+    store.close();
+    // The last descriptors go once the flush under way ends.
+    for (let i = 0; i < 50 && spawnSync('umount', [dir]).status !== 0; i++) await new Promise((r) => setTimeout(r, 100));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const { id: userId } = await store.createUser('u@example.test', 'h');
+  for (let n = 1; n <= 5; n++) await put(store, userId, n);
+  // Segment 1 holds 1-4, a quarter of it alive once three are gone; segment 2 holds 5.
+  await store.deleteMessages(userId, [1, 2, 4]);
+  const filler = path.join(dir, 'filler');
+  const fill = (leave: number) => {
+    const fd = fs.openSync(filler, 'a');
+    const chunk = Buffer.alloc(16 * KIB, 0x61);
+    try {
+      for (let st = fs.statfsSync(dir); st.bavail * st.bsize > leave + chunk.length; st = fs.statfsSync(dir)) fs.writeSync(fd, chunk);
+      if (leave === 0) for (;;) fs.writeSync(fd, chunk);
+    } catch (err) {
+      assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+    } finally {
+      fs.closeSync(fd);
+    }
+  };
+  const size = (n: string) => fs.statSync(path.join(dir, 'body-log', n)).size;
+  // Room for the 100 KiB to move, but not for it and the reserve: it waits.
+  fill(600 * KIB);
+  age(dir);
+  assert.deepEqual(await store.sweep(), { removed: 0, damaged: [], waiting: 1 });
+  assert.equal(size('00000002'), 100 * KIB);
+  // No room at all: the body that does not fit leaves nothing in the segment.
+  fill(0);
+  await assert.rejects(put(store, userId, 6), (err: NodeJS.ErrnoException) => err.code === 'ENOSPC');
+  assert.equal(size('00000002'), 100 * KIB);
+  // Room again: the live body moves, and the segment goes at the next sweep.
+  fs.rmSync(filler);
+  age(dir);
+  assert.deepEqual(await store.sweep(), { removed: 0, damaged: [], waiting: 0 });
+  assert.equal(size('00000002'), 200 * KIB);
+  age(dir);
+  assert.equal((await store.sweep()).removed, 1);
+  assert.deepEqual(segments(dir), ['00000002']);
+  await assertWhole(store, userId, [3, 5]);
 });

@@ -157,13 +157,20 @@ export class BodyLog {
     let seg = this.open.get(this.current) ?? this.begin();
     if (seg.end > 0 && seg.end + size > this.segmentBytes) seg = this.begin();
     const place = { segment: this.current, offset: seg.end, crc: crc32(chunks) };
-    // The space is taken even if the write fails: what lies there is dead and never read.
     seg.end += size;
     seg.pending++;
     seg.dirty = true;
     try {
       writeAll(seg.fd, chunks, place.offset);
     } catch (err) {
+      // What was written of it goes (appends are synchronous: nothing lies after it): on a full
+      // disk those blocks are what the next message, or the sweep, needs.
+      try {
+        fs.ftruncateSync(seg.fd, place.offset);
+        seg.end = place.offset;
+      } catch {
+        // Then what lies there is dead and never read.
+      }
       this.release(place.segment);
       throw err;
     }

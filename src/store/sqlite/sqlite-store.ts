@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import {
-  addressKey, domainKey, messageBytes, StorageFull, StoreConflict,
+  addressKey, domainKey, isStorageFull, messageBytes, StorageFull, StoreConflict,
   type Acceptance, type AliasRecord, type DueRecipient, type MailboxEntry, type OpenedMessage, type QueueEntry, type QueueRecipient,
   type RecipientUpdate, type Store, type TokenRecord, type UserRecord, type UserUsage, type QueueStatus,
 } from '../store.ts';
@@ -22,6 +22,7 @@ import { PIECE } from './read-pieces.ts';
 import { MIGRATIONS, schemaVersion } from './schema.ts';
 import { WalSync } from './wal-sync.ts';
 import { keepPrivate, prepareDataDir } from '../data-dir.ts';
+import { freeBytes, roomFor } from '../free-space.ts';
 
 /** Bodies in the database were once split into rows (body_parts) of this size; those stored
  *  since are at most LOG_OVER bytes, one row each. */
@@ -660,10 +661,12 @@ export class SqliteStore implements Store {
    * (Not in the same sweep: a reader that looked a body up just before the move may be about to
    * open its old segment.) A body that cannot be read back whole and matching its checksum is
    * left where it is, its segment with it, and named in `damaged`: moving it would give the
-   * damage a new checksum, and it would be served as the message. Returns how many files it
-   * removed.
+   * damage a new checksum, and it would be served as the message. Moving a body costs the space
+   * it takes before its old place is freed: on a disk too full for that (see roomFor), a segment
+   * waits, and is counted in `waiting`; the segments with the least to move go first, so that
+   * what can be freed is. Returns how many files it removed.
    */
-  async sweep(): Promise<{ removed: number; damaged: string[] }> {
+  async sweep(): Promise<{ removed: number; damaged: string[]; waiting: number }> {
     const known = (queueId: string) => this.q('SELECT 1 FROM bodies WHERE queue_id = ?').get(queueId) !== undefined;
     let removed = await this.files.sweep(known, Date.now() - ORPHAN_AGE_MS);
     const idle = this.log.segments().filter((n) => !this.log.busy(n, ORPHAN_AGE_MS));
@@ -681,10 +684,21 @@ export class SqliteStore implements Store {
       removed += dead.length;
     }
     const damaged: string[] = [];
-    for (const [n, bytes] of live) {
-      if (bytes < COMPACT_UNDER * this.log.size(n)) damaged.push(...await this.compact(n));
+    let waiting = 0;
+    const worth = [...live].filter(([n, bytes]) => bytes < COMPACT_UNDER * this.log.size(n)).sort((a, b) => a[1] - b[1]);
+    for (const [n, bytes] of worth) {
+      if (!roomFor(freeBytes(path.dirname(this.file)), bytes)) {
+        waiting++;
+        continue;
+      }
+      try {
+        damaged.push(...await this.compact(n));
+      } catch (err) {
+        if (!isStorageFull(err)) throw err;
+        waiting++;
+      }
     }
-    return { removed, damaged };
+    return { removed, damaged, waiting };
   }
 
   /** Moves the bodies of a segment that read back intact to the end of the log, durable before
