@@ -161,6 +161,31 @@ test('a user removed and added again gets a new id, a new mailbox and uids above
   store.close();
 });
 
+test('a user with a large mailbox is removed a batch at a time: another process writes in between, and nothing of the user is left', async () => {
+  const dir = tmp();
+  const cli = new SqliteStore(dir);
+  const server = new SqliteStore(dir);
+  const put = (store: SqliteStore, userId: number) => store.accept({ id: newQueueId(), body: [Buffer.from('x\r\n')], sender: '', local: [{ userId, prefix: Buffer.alloc(0) }] });
+  const big = await cli.createUser('big@example.test', 'h');
+  const other = await cli.createUser('other@example.test', 'h');
+  for (let i = 0; i < 25; i++) await Promise.all(Array.from({ length: 100 }, () => put(cli, big.id)));
+  const removal = cli.removeUser('big@example.test');
+  // A thousand are gone, the rest wait for the next batch; the server's write goes in between.
+  assert.equal((await server.listMailbox(big.id)).length, 1500);
+  await put(server, other.id);
+  assert.ok((await server.listMailbox(big.id)).length > 0, 'the server wrote before the removal ended');
+  assert.equal(await removal, true);
+  assert.equal(await server.findUser('big@example.test'), undefined);
+  assert.deepEqual(await server.listMailbox(big.id), []);
+  assert.equal((await server.listMailbox(other.id)).length, 1);
+  const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
+  assert.equal(Number((db.prepare('SELECT COUNT(*) AS n FROM bodies').get() as { n: number }).n), 1, 'the removed mail\'s bodies went with it');
+  db.close();
+  assert.equal(await cli.removeUser('big@example.test'), false);
+  cli.close();
+  server.close();
+});
+
 test('concurrent accepts are all durable and distinct', async () => {
   const store = new SqliteStore(tmp());
   const u = await store.createUser('u@example.test', 'h');
