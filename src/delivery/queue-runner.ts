@@ -325,6 +325,11 @@ export class QueueRunner {
         try {
           results = await this.deliver(client, job);
         } catch (err) {
+          // Removed from the queue (`mailnest queue remove`) since it was taken: nothing to send.
+          if (!(await this.ctx.store.getQueueEntry(job.entry.id))) {
+            this.ctx.log.info({ id: job.entry.id }, 'removed from the queue before it was sent');
+            continue;
+          }
           // Our side failed (store, signing): leave the recipients for a later attempt.
           this.ctx.log.error({ err, id: job.entry.id }, 'delivery failed');
           results = job.recipients.map((r) => ({ address: r.address, ok: false, permanent: false, reply: localError(err), ownReply: true }));

@@ -19,6 +19,8 @@ export interface SinkOptions {
   rcptReply?: (address: string) => string | undefined;
   /** Reply after the final dot, or undefined for 250. */
   dataReply?: (m: SunkMessage) => string | undefined;
+  /** How long the reply after the final dot waits, as a slow server's does. */
+  dataDelayMs?: number;
   /** Offer STARTTLS with this key and certificate. */
   tls?: { key: string | Buffer; cert: string | Buffer };
   /** Name in the greeting. */
@@ -110,13 +112,17 @@ export class SmtpSink {
           inData = false;
           const m: SunkMessage = { from: from ?? '', to, data: Buffer.concat(data), helo, mailParams };
           const r = this.opts.dataReply?.(m);
-          if (r === undefined) {
-            this.messages.push(m);
-            carried++;
-            write('250 2.0.0 queued as sink');
-          } else {
-            write(r);
-          }
+          const answer = () => {
+            if (r === undefined) {
+              this.messages.push(m);
+              carried++;
+              write('250 2.0.0 queued as sink');
+            } else {
+              write(r);
+            }
+          };
+          if (this.opts.dataDelayMs) setTimeout(answer, this.opts.dataDelayMs);
+          else answer();
           from = undefined;
           to = [];
           data = [];

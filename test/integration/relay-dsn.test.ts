@@ -5,9 +5,10 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { until } from '../helpers/relay.ts';
+import { inject, until } from '../helpers/relay.ts';
 import { cleanup, mailbox, queue, startFixture, type Fixture } from '../helpers/smtp-fixture.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
+import { cli } from '../helpers/server.ts';
 
 let f: Fixture | undefined;
 const sinks: SmtpSink[] = [];
@@ -76,4 +77,23 @@ test('recipients that differ in their DSN requests are a transaction each, and a
   assert.deepEqual(few.messages.map((m) => m.to), [['a@few.test'], ['b@few.test'], ['c@few.test']]);
   assert.equal(few.connections, 2, 'the third went on a fresh connection');
   assert.deepEqual(f.server.logs.filter((l) => l.msg === 'delivery deferred'), []);
+});
+
+test('a message removed from the queue while it waits for a busy destination is not sent, and its removal is no failure', async () => {
+  const slow = new SmtpSink({ dataDelayMs: 4000 });
+  sinks.push(slow);
+  await slow.start();
+  await cleanup(f);
+  f = await startFixture({ config: { relay: { routes: { 'slow.test': `127.0.0.1:${slow.port}` } }, queue: { poll_interval: '100ms', max_connections_per_destination: 1 } } });
+  const message = (subject: string) => `From: alice@example.test\r\nSubject: ${subject}\r\n\r\nx\r\n`;
+  inject(f.configFile, 'alice@example.test', ['a@slow.test'], message('first'));
+  await until('the first in its DATA', () => slow.commands.includes('DATA'));
+  const second = inject(f.configFile, 'alice@example.test', ['b@slow.test'], message('second'));
+  // Taken meanwhile, to go once the connection is free.
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  assert.equal(cli(f.configFile, ['queue', 'remove', second]).status, 0);
+  const fixture = f;
+  await until('the removal noticed', () => fixture.server.logs.some((l) => l.msg === 'removed from the queue before it was sent' && l.id === second));
+  assert.deepEqual(slow.messages.map((m) => m.to), [['a@slow.test']]);
+  assert.deepEqual(fixture.server.logs.filter((l) => l.id === second && /^delivery (failed|deferred)/.test(String(l.msg))), []);
 });
