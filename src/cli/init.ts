@@ -122,12 +122,17 @@ export function registerInit(program: Command): void {
       // written and a key that could not be would leave a set-up half done, and the file in the
       // way of the next try.
       const dataDir = path.resolve(dir, opts.dataDir);
-      dataDirOwner(dataDir);
+      const owner = dataDirOwner(dataDir);
+      const missing: string[] = [];
+      for (let d = dataDir; !fs.existsSync(d) && path.dirname(d) !== d; d = path.dirname(d)) missing.push(d);
       try {
         prepareDataDir(dataDir);
       } catch (err) {
         throw new UsageError(`--data-dir ${opts.dataDir}: ${(err as Error).message.replace(/^data_dir /, '')}`);
       }
+      // Made by root in a user's directory, they are that user's, as the commands run as that
+      // user (asDataDirOwner) would have made them.
+      if (owner) for (const d of missing) fs.chownSync(d, owner.uid, owner.gid);
       // The owner, group and permissions an operator gave the file (chgrp and chmod 640 for the
       // service's user, as the README says) stay with it, less any for other users.
       const before = fs.lstatSync(file, { throwIfNoEntry: false });

@@ -325,8 +325,10 @@ export class QueueRunner {
         try {
           results = await this.deliver(client, job);
         } catch (err) {
-          // Removed from the queue (`mailnest queue remove`) since it was taken: nothing to send.
-          if (!(await this.ctx.store.getQueueEntry(job.entry.id))) {
+          // Removed from the queue (`mailnest queue remove`) since it was taken: nothing to send,
+          // and its recipients' ids, which SQLite may give out again, are claimed no more.
+          if (await this.removedMeanwhile(job)) {
+            for (const r of job.recipients) this.claimed.delete(r.id);
             this.ctx.log.info({ id: job.entry.id }, 'removed from the queue before it was sent');
             continue;
           }
@@ -357,6 +359,15 @@ export class QueueRunner {
       d.open--;
       this.clients.delete(client);
       client.close();
+    }
+  }
+
+  /** Whether the job's message is no longer queued; false when the store cannot tell. */
+  private async removedMeanwhile(job: Job): Promise<boolean> {
+    try {
+      return (await this.ctx.store.getQueueEntry(job.entry.id)) === undefined;
+    } catch {
+      return false;
     }
   }
 
@@ -570,12 +581,21 @@ function asciiOnly(text: string | undefined): string | undefined {
   return text !== undefined && /^[\x20-\x7e]*$/.test(text) ? text : undefined;
 }
 
-/** ORCPT as kept (`type;address`, decoded) as the next hop is to read it: ASCII as it is (the
- *  client writes it as xtext); an address with other characters as RFC 6533 §3's `utf-8` type,
- *  whose `\x{HEX}` escapes are ASCII and valid with or without SMTPUTF8. */
-function relayedOrcpt(orcpt: string): string {
-  if (asciiOnly(orcpt)) return orcpt;
-  return `utf-8;${encodeUtf8Address(orcpt.slice(orcpt.indexOf(';') + 1))}`;
+/**
+ * ORCPT as kept (`type;address`, decoded) as the next hop is to read it, or undefined when it
+ * cannot go: the `utf-8` type, and an `rfc822` address with other than ASCII, as RFC 6533 §3's
+ * utf-8-addr-xtext, whose `\x{HEX}` escapes are ASCII that the client's xtext leaves as they
+ * are, valid with or without SMTPUTF8; any other ASCII as it is (the client writes it as xtext).
+ */
+function relayedOrcpt(orcpt: string): string | undefined {
+  const semi = orcpt.indexOf(';');
+  const type = orcpt.slice(0, semi).toLowerCase();
+  const address = orcpt.slice(semi + 1);
+  if (type === 'utf-8' || (type === 'rfc822' && !asciiOnly(address))) {
+    const encoded = encodeUtf8Address(address);
+    return encoded === undefined ? undefined : `utf-8;${encoded}`;
+  }
+  return asciiOnly(orcpt);
 }
 
 /** The reply recorded when our own side failed (the store, signing): a temporary failure. */

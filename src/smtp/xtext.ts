@@ -48,12 +48,14 @@ export function decodeUtf8Address(text: string, utf8: boolean): string | undefin
 }
 
 /** The inverse of decodeUtf8Address: utf-8-addr-xtext (RFC 6533 §3), plain ASCII, valid with
- *  or without SMTPUTF8. Every character that may not stand bare is written `\x{HEX}`. */
-export function encodeUtf8Address(address: string): string {
+ *  or without SMTPUTF8. Every character that may not stand bare is written `\x{HEX}`, in two
+ *  hex digits at least; an address with a control character, which none has, is undefined. */
+export function encodeUtf8Address(address: string): string | undefined {
   let out = '';
   for (const ch of address) {
     const c = ch.codePointAt(0)!;
-    out += c < 33 || c > 126 || ch === '+' || ch === '=' || ch === '\\' ? `\\x{${c.toString(16).toUpperCase()}}` : ch;
+    if (c < 32 || c === 127) return undefined;
+    out += c > 126 || c === 32 || ch === '+' || ch === '=' || ch === '\\' ? `\\x{${c.toString(16).toUpperCase().padStart(2, '0')}}` : ch;
   }
   return out;
 }
