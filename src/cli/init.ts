@@ -3,7 +3,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { loadConfig, parseConfig } from '../config/load.ts';
+import { loadConfig, namedConfig, parseConfig } from '../config/load.ts';
 import { parse as parseToml } from 'smol-toml';
 import { asDataDirOwner, dataDirOwner } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
@@ -97,7 +97,7 @@ export function registerInit(program: Command): void {
     .option('--data-dir <dir>', 'where mailnest keeps everything, the DKIM key made now included', './data')
     .option('--force', 'overwrite an existing file')
     .action(async (opts: { hostname: string; domain?: string; dataDir: string; force?: boolean }, cmd: Command) => {
-      const file = (cmd.optsWithGlobals() as { config?: string }).config ?? process.env.MAILNEST_CONFIG ?? 'mailnest.toml';
+      const file = namedConfig((cmd.optsWithGlobals() as { config?: string }).config) ?? 'mailnest.toml';
       if (!isFullyQualified(opts.hostname)) {
         throw new UsageError(`the host name ${JSON.stringify(opts.hostname)} is not a fully qualified domain name, which the MX record and EHLO need (RFC 5321 §2.3.5): give a fully qualified one, e.g. --hostname mail.example.com --domain example.com`);
       }

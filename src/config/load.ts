@@ -9,10 +9,14 @@ import { configSchema, type Config } from './schema.ts';
 export class ConfigError extends Error {}
 
 /** The file to read: --config, else $MAILNEST_CONFIG, else ./mailnest.toml when it exists. */
+/** The config file named by `-c` (`explicit`), else by MAILNEST_CONFIG (set and not empty, as
+ *  shells leave a variable meant to be unset), if any. */
+export function namedConfig(explicit?: string): string | undefined {
+  return explicit ?? (process.env.MAILNEST_CONFIG || undefined);
+}
+
 export function configPath(explicit?: string): string | undefined {
-  if (explicit) return explicit;
-  if (process.env.MAILNEST_CONFIG) return process.env.MAILNEST_CONFIG;
-  return fs.existsSync('mailnest.toml') ? 'mailnest.toml' : undefined;
+  return namedConfig(explicit) ?? (fs.existsSync('mailnest.toml') ? 'mailnest.toml' : undefined);
 }
 
 export function loadConfig(explicit?: string): Config {

@@ -110,10 +110,11 @@ export const configSchema = z.strictObject({
     // (Node's sockets are dual-stack).
     // "localhost" is the loopback address of either family, whichever the system names first.
     const ipv6Only = (h: string) => net.isIPv6(h) && !/^::ffff:/i.test(h);
-    const loopback = (h: string) => h === '127.0.0.1' || h === '::1' || h.toLowerCase() === 'localhost';
-    const clash = (a: string, b: string) => a.toLowerCase() === b.toLowerCase() || a === '::' || b === '::'
+    const named = (h: string) => h.toLowerCase().replace(/\.$/, '');
+    const loopback = (h: string) => h === '127.0.0.1' || h === '::1' || named(h) === 'localhost';
+    const clash = (a: string, b: string) => named(a) === named(b) || a === '::' || b === '::'
       || (a === '0.0.0.0' && !ipv6Only(b)) || (b === '0.0.0.0' && !ipv6Only(a))
-      || (loopback(a) && loopback(b) && (a.toLowerCase() === 'localhost' || b.toLowerCase() === 'localhost'));
+      || (loopback(a) && loopback(b) && (named(a) === 'localhost' || named(b) === 'localhost'));
     const seen: { kind: string; host: string; port: string }[] = [];
     for (const [kind, addresses] of Object.entries(listen)) {
       for (const a of addresses) {

@@ -168,6 +168,12 @@ test('MAILNEST_CONFIG names the config file', () => {
   const cfg = writeConfig(dir, baseConfig(dir));
   assert.equal(cli(undefined, ['user', 'add', 'env@example.test', '--password-stdin'], 'pw\n', { MAILNEST_CONFIG: cfg }).status, 0);
   assert.equal(JSON.parse(cli(cfg, ['user', 'list', '--json']).stdout).length, 1);
+  // Set and empty, it counts as unset: init writes ./mailnest.toml, not a file named "".
+  const work = tempDir();
+  const init = spawnSync(NODE, [CLI, 'init', '--hostname', 'mail.example.org'], { cwd: work, env: { ...process.env, MAILNEST_CONFIG: '' }, encoding: 'utf8' });
+  assert.equal(init.status, 0, init.stderr);
+  assert.ok(fs.existsSync(path.join(work, 'mailnest.toml')));
+  assert.ok(fs.existsSync(path.join(work, 'data', 'dkim')), 'data_dir beside the file');
 });
 
 test('init writes a starter config that mailnest accepts, and refuses to overwrite it', () => {

@@ -73,6 +73,7 @@ const refused: [unknown, RegExp][] = [
   [{ listen: { pop3: ['bad_host:2600'] } }, /listen\.pop3\[0\] = "bad_host:2600" is not allowed: expected .*, the host a host name$/],
   [{ listen: { smtp: ['127.0.0.1:2600'], pop3: ['localhost:2600'] } }, /listen\.pop3: localhost:2600 clashes with 127\.0\.0\.1:2600 of listen\.smtp/],
   [{ listen: { smtp: ['LOCALHOST:2600'], pop3: ['[::1]:2600'] } }, /listen\.pop3: \[::1\]:2600 clashes with LOCALHOST:2600 of listen\.smtp/],
+  [{ listen: { smtp: ['127.0.0.1:2600'], pop3: ['localhost.:2600'] } }, /listen\.pop3: localhost\.:2600 clashes with 127\.0\.0\.1:2600 of listen\.smtp/],
   // A next hop has a real port; 0 is a listener's "any free port".
   [{ relay: { routes: { 'r.test': '127.0.0.1:0' } } }, /relay\.routes\."r\.test" = "127\.0\.0\.1:0" is not allowed: expected a port from 1 to 65535$/],
   [{ relay: { smarthost: 'smtp.example.net:0' } }, /relay\.smarthost = "smtp\.example\.net:0" is not allowed: expected a port from 1 to 65535$/],

@@ -193,16 +193,20 @@ test('recovery: in a segment whose writer died without sealing it, a message who
   store.close();
 });
 
-test('a full disk: an append that fails leaves no bytes behind, and the sweep moves nothing it has no room for, then does once there is', { skip: process.getuid?.() === 0 ? false : 'needs root to mount a small tmpfs' }, async (t) => {
-  const dir = tmp();
-  assert.equal(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir]).status, 0);
-  const store = new SqliteStore(dir, { segmentBytes: 450 * KIB });
+const fullDir = tmp();
+const mounted = process.getuid?.() === 0 && spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', fullDir]).status === 0;
+if (!mounted) fs.rmSync(fullDir, { recursive: true, force: true });
+
+test('a full disk: an append that fails leaves no bytes behind, and the sweep moves nothing it has no room for, then does once there is', { skip: mounted ? false : 'needs root, and the right to mount a small tmpfs' }, async (t) => {
+  const dir = fullDir;
+  let store: SqliteStore | undefined;
   t.after(async () => {
-    store.close();
+    store?.close();
     // The last descriptors go once the flush under way ends.
     for (let i = 0; i < 50 && spawnSync('umount', [dir]).status !== 0; i++) await new Promise((r) => setTimeout(r, 100));
     fs.rmSync(dir, { recursive: true, force: true });
   });
+  store = new SqliteStore(dir, { segmentBytes: 450 * KIB });
   const { id: userId } = await store.createUser('u@example.test', 'h');
   for (let n = 1; n <= 5; n++) await put(store, userId, n);
   // Segment 1 holds 1-4, a quarter of it alive once three are gone; segment 2 holds 5.
