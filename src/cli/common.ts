@@ -43,16 +43,26 @@ export function commandContext(cmd: Command): Context {
 export function asDataDirOwner(dataDir: string): void {
   const owner = dataDirOwner(dataDir);
   if (owner === undefined) return;
-  process.setgroups?.([owner.gid]);
+  // The user's own groups, as its login has them: none of root's stays (a data_dir given to the
+  // user alone, `chown mailnest`, is still in group root).
+  // (Node's process.initgroups, which its type declarations leave out.)
+  const proc = process as NodeJS.Process & { initgroups?: (user: string, extraGroup: number) => void };
+  if (owner.name !== undefined && proc.initgroups) proc.initgroups(owner.name, owner.gid);
+  else process.setgroups?.([owner.gid]);
   process.setgid?.(owner.gid);
   process.setuid?.(owner.uid);
 }
 
+/** nogroup: the group of a user without an entry in /etc/passwd whose directory is root's group. */
+const NOGROUP = 65534;
+
 /**
- * For root: the user other than root that data_dir's path belongs to (see asDataDirOwner), if
- * any; undefined for everyone else. A path with parts of two such users is refused.
+ * For root: the user other than root that data_dir's path belongs to (see asDataDirOwner), with
+ * its primary group and name when /etc/passwd has it (else the group of what it owns there,
+ * unless that is root's), if any; undefined for everyone else. A path with parts of two such
+ * users is refused.
  */
-export function dataDirOwner(dataDir: string): { uid: number; gid: number } | undefined {
+export function dataDirOwner(dataDir: string): { uid: number; gid: number; name?: string } | undefined {
   if (process.getuid?.() !== 0) return undefined;
   const owners = ownersOnTheWay(dataDir);
   if (owners.size === 0) return undefined;
@@ -60,16 +70,23 @@ export function dataDirOwner(dataDir: string): { uid: number; gid: number } | un
     throw new CliError(`data_dir ${dataDir}: its path has parts of more than one user (uids ${[...owners.keys()].join(', ')}); make the directories above it root's, and data_dir the server's user's`);
   }
   const [[uid, gid]] = owners;
-  return { uid, gid };
+  const entry = passwdEntry(uid);
+  return entry ? { uid, gid: entry.gid, name: entry.name } : { uid, gid: gid === 0 ? NOGROUP : gid };
+}
+
+/** A user's name and primary group from /etc/passwd, if it has an entry there. */
+function passwdEntry(uid: number): { name: string; gid: number } | undefined {
+  try {
+    const fields = fs.readFileSync('/etc/passwd', 'utf8').split('\n').map((l) => l.split(':')).find((f) => f[2] === String(uid));
+    return fields && /^\d+$/.test(fields[3] ?? '') ? { name: fields[0]!, gid: Number(fields[3]) } : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** A user's name from /etc/passwd, if it has one there. */
 export function userName(uid: number): string | undefined {
-  try {
-    return fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[2] === String(uid))?.split(':')[0];
-  } catch {
-    return undefined;
-  }
+  return passwdEntry(uid)?.name;
 }
 
 /**

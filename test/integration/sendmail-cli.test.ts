@@ -246,7 +246,8 @@ describe('sendmail by a user who may not write the data directory', () => {
     const data = path.join(own, 'data');
     fs.mkdirSync(data, { mode: 0o755 });
     const NOBODY = 65534;
-    fs.chownSync(data, NOBODY, NOBODY);
+    // Given to the user alone (`chown nobody`): its group stays root's.
+    fs.chownSync(data, NOBODY, 0);
     // As root, as a cron job would: the database, a body for the log, one for a file of its own,
     // a DKIM key; an attachment only root may read.
     const added = cli(cfg, ['user', 'add', 'u@example.test', '--password-stdin'], 'pw-nobody-123\n');
@@ -271,6 +272,8 @@ describe('sendmail by a user who may not write the data directory', () => {
     walk(data);
     assert.ok(made.some((f) => f.includes('body-log')) && made.some((f) => f.includes('bodies')) && made.some((f) => f.includes('dkim')), made.join(' '));
     assert.deepEqual(made.filter((f) => fs.statSync(f).uid !== NOBODY), [], 'everything belongs to the owner of data_dir');
+    // In the user's own group (nobody's is nogroup), none of root's: the command kept none.
+    assert.deepEqual(made.filter((f) => fs.statSync(f).gid !== NOBODY), [], 'everything is in the owner\'s own group');
     assert.equal(fs.statSync(path.join(data, 'mailnest.sqlite')).mode & 0o077, 0, 'the database is private');
     // The default sender is still the caller's login name, root.
     const cron = cli(cfg, ['sendmail', 'someone@remote.test'], 'Subject: from cron\n\nnightly\n');
