@@ -2,18 +2,42 @@
 
 export class TooLarge extends Error {}
 
-/** Reads all of stdin, or throws TooLarge once more than `max` bytes have arrived. */
-export async function readStdinLimited(max: number): Promise<Buffer> {
+/** A line of a single dot, after a line end (the input's start counts as one). */
+const DOT_LINE = /\n\.\r?\n/;
+
+/**
+ * Reads all of stdin, or throws TooLarge once more than `max` bytes have arrived. With
+ * `endAtDotLine`, a line of a single dot ends the input too, as sendmail's does without `-i`:
+ * it is kept, the rest is left unread, and a caller that writes the dot and waits, its end of
+ * the pipe still open, is not kept waiting.
+ */
+export async function readStdinLimited(max: number, endAtDotLine = false): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
+  // The last bytes before the chunk in hand: a dot line may begin in them.
+  let before = Buffer.from('\n');
   for await (const c of process.stdin) {
-    const chunk = c as Buffer;
+    let chunk = c as Buffer;
+    let ended = false;
+    if (endAtDotLine) {
+      const m = DOT_LINE.exec(before.toString('latin1') + chunk.toString('latin1'));
+      if (m) {
+        chunk = chunk.subarray(0, m.index + m[0].length - before.length);
+        ended = true;
+      } else {
+        before = Buffer.concat([before, chunk]).subarray(-3);
+      }
+    }
     total += chunk.length;
     if (total > max) {
       process.stdin.destroy();
       throw new TooLarge(`more than ${max} bytes on stdin, over limits.max_message_size`);
     }
     chunks.push(chunk);
+    if (ended) {
+      process.stdin.destroy();
+      break;
+    }
   }
   return Buffer.concat(chunks);
 }

@@ -239,9 +239,9 @@ async function smtpOnStdio(ctx: Context, caller: string): Promise<void> {
       await handler.settled();
     }
     // The input ended, or the idle limit came, with a message begun: say so, or a script would
-    // take the exit status for its mail queued.
-    const { unfinished } = session.summary();
-    if (unfinished) {
+    // take the exit status for its mail queued. A client that left one with QUIT meant to.
+    const { unfinished, outcome } = session.summary();
+    if (unfinished && outcome !== 'quit') {
       const where = unfinished === 'MAIL' ? 'after MAIL FROM, before the message' : `in the middle of ${unfinished}`;
       throw new CliError(`the SMTP session ended ${where}: that message was not queued`, EX_DATAERR);
     }
@@ -254,7 +254,7 @@ async function smtpOnStdio(ctx: Context, caller: string): Promise<void> {
 async function sendmail(ctx: Context, args: SendmailArgs, caller: string): Promise<string> {
   let input: Buffer;
   try {
-    input = await readStdinLimited(ctx.config.limits.max_message_size);
+    input = await readStdinLimited(ctx.config.limits.max_message_size, !args.ignoreDots);
   } catch (err) {
     if (err instanceof TooLarge) throw new CliError(`message too large: ${err.message}`, EX_DATAERR);
     throw err;

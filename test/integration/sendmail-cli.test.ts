@@ -83,6 +83,19 @@ describe('mailnest sendmail', () => {
     assert.equal(r.status, 0, r.stderr);
     const mails = await box('bob@example.test');
     assert.equal(parseMail(mails[mails.length - 1]!).root.text, 'first\n');
+    // It ends the input too: a caller that writes the dot and waits, its pipe still open, gets
+    // the exit status (a dot line split between two writes as well).
+    const child = spawn(NODE, [CLI, '-c', configFile, 'sendmail', 'bob@example.test'], { stdio: ['pipe', 'ignore', 'pipe'] });
+    const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+    child.stdin.write('Subject: still open\r\n\r\nsecond\r\n.');
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    child.stdin.write('\r\nnever read\r\n');
+    const timer = setTimeout(() => child.kill(), 30_000);
+    assert.equal(await exited, 0, 'it exited on its own, the pipe open');
+    clearTimeout(timer);
+    child.stdin.destroy();
+    const after = await box('bob@example.test');
+    assert.equal(parseMail(after[after.length - 1]!).root.text, 'second\n');
   });
 
   it('exit statuses follow sysexits.h', async () => {
@@ -199,8 +212,12 @@ describe('mailnest sendmail', () => {
       assert.equal(r.stderr, `mailnest: the SMTP session ended ${where}: that message was not queued\n`);
     }
     assert.equal((await box('alice@example.test')).length, before + 1);
-    // A session that ends between messages, QUIT or not, is a success.
+    // A session that ends between messages, QUIT or not, is a success; so is one that a QUIT
+    // ends with a transaction begun (a recipient refused, say): the client chose to leave it.
     assert.equal(cli(configFile, ['sendmail', '-bs'], 'HELO script\nNOOP\n').status, 0);
+    const quit = cli(configFile, ['sendmail', '-bs'], 'HELO script\nMAIL FROM:<owner@example.test>\nRCPT TO:<nosuch@example.test>\nQUIT\n');
+    assert.deepEqual([quit.status, quit.stderr], [0, '']);
+    assert.match(quit.stdout, /\r\n550 [^\r]*\r\n221 /);
   });
 
   it('refuses input over limits.max_message_size with EX_DATAERR', () => {
