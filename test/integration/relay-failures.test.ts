@@ -141,7 +141,10 @@ describe('relay failures and bounces', () => {
     const [done, waits] = queueJson(configFile).find((e) => e.id === id)!.recipients;
     assert.equal(done!.next_attempt, null);
     assert.match(waits!.next_attempt ?? '', /^\d{4}-\d\d-\d\dT/);
-    assert.equal(cli(configFile, ['queue', 'remove', id]).status, 0);
+    // Out of the way of the next cases (on a slow machine max_age, 4 s here, may have bounced it
+    // already).
+    const removed = cli(configFile, ['queue', 'remove', id]);
+    assert.ok(removed.status === 0 || removed.stderr === `mailnest: no queue entry ${id}\n`, removed.stderr);
     const both = cli(configFile, ['queue', 'retry', id, '--all']);
     assert.deepEqual([both.status, both.stderr], [2, 'mailnest: give a queue id or --all, not both\n']);
   });
