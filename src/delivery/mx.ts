@@ -6,6 +6,7 @@
  */
 import { Resolver } from 'node:dns/promises';
 import net from 'node:net';
+import os from 'node:os';
 
 export interface MxRecord {
   exchange: string;
@@ -80,7 +81,6 @@ export function orderMx(records: MxRecord[], random: () => number = Math.random)
 }
 
 async function addressesOf(resolver: DnsResolver, name: string): Promise<{ addresses: string[]; failed: boolean }> {
-  if (net.isIP(name)) return { addresses: [name], failed: false };
   const [v4, v6] = await Promise.allSettled([resolver.resolve4(name), resolver.resolve6(name)]);
   const addresses: string[] = [];
   let failed = false;
@@ -92,10 +92,48 @@ async function addressesOf(resolver: DnsResolver, name: string): Promise<{ addre
 }
 
 /**
- * The hosts to try for `domain`, best first. Throws PermanentDnsError for a null MX, a domain
- * that does not exist or has no address at all, TemporaryDnsError when DNS could not answer.
+ * Whether an MX host is this server: it bears `hostname`, or one of its addresses is one where
+ * the smtp listener takes mail on port 25 (any address of the machine's when it listens on
+ * 0.0.0.0 or [::]).
  */
-export async function resolveMxHosts(resolver: DnsResolver, domain: string, random: () => number = Math.random): Promise<MxHost[]> {
+export function selfRecognizer(hostname: string, smtpListen: string[]): (host: MxHost) => boolean {
+  const mine = new Set<string>();
+  for (const a of smtpListen) {
+    const sep = a.lastIndexOf(':');
+    if (a.slice(sep + 1) !== '25') continue;
+    const host = a.slice(0, sep).replace(/^\[|\]$/g, '').toLowerCase().replace(/\.$/, '');
+    if (host === '0.0.0.0' || host === '::') {
+      for (const list of Object.values(os.networkInterfaces())) for (const i of list ?? []) mine.add(i.address);
+    } else if (host === 'localhost') {
+      mine.add('127.0.0.1');
+      mine.add('::1');
+    } else {
+      mine.add(host);
+    }
+  }
+  const name = hostname.toLowerCase().replace(/\.$/, '');
+  return (h) => h.name.toLowerCase() === name || h.addresses.some((a) => mine.has(a));
+}
+
+/**
+ * The hosts to try for `domain`, best first. Throws PermanentDnsError for a null MX, a domain
+ * that does not exist or has no address at all, or one whose best MX host is this server
+ * (`isSelf`), TemporaryDnsError when DNS could not answer. RFC 5321 §5.1: when this server is
+ * among the hosts, it and every host of its preference or worse are left out (mail to a domain
+ * it is a backup MX for waits for the better hosts, never comes back to it); when that leaves
+ * none, the mail would loop.
+ */
+export async function resolveMxHosts(resolver: DnsResolver, domain: string, random: () => number = Math.random, isSelf: (host: MxHost) => boolean = () => false): Promise<MxHost[]> {
+  const hosts = await mxHosts(resolver, domain, random);
+  const own = hosts.filter(isSelf);
+  if (own.length === 0) return hosts;
+  const ours = Math.min(...own.map((h) => h.preference));
+  const better = hosts.filter((h) => h.preference < ours);
+  if (better.length === 0) throw new PermanentDnsError(`550 5.4.6 mail for ${domain} loops back to this server (${own[0]!.name}), which is its best MX host but does not take its mail: add ${domain} to domains, or correct its MX record`);
+  return better;
+}
+
+async function mxHosts(resolver: DnsResolver, domain: string, random: () => number): Promise<MxHost[]> {
   const literal = /^\[(.+)\]$/.exec(domain);
   if (literal) {
     const ip = literal[1]!.replace(/^IPv6:/i, '');
@@ -124,7 +162,9 @@ export async function resolveMxHosts(resolver: DnsResolver, domain: string, rand
   }
   const hosts: MxHost[] = [];
   let anyFailed = false;
-  const ordered = orderMx(records, random);
+  // An exchange is a host name whose addresses are looked up (RFC 1035 §3.3.9), never an
+  // address written as one: such a record names no host.
+  const ordered = orderMx(records.filter((r) => !net.isIP(r.exchange.replace(/\.$/, ''))), random);
   const looked = await Promise.all(ordered.map((r) => addressesOf(resolver, r.exchange.replace(/\.$/, ''))));
   ordered.forEach((r, i) => {
     const { addresses, failed } = looked[i]!;

@@ -21,12 +21,12 @@ import type { Context } from '../context.ts';
 import { isStorageFull, type DueRecipient, type QueueEntry, type QueueRecipient, type RecipientUpdate } from '../store/store.ts';
 import { DkimSigner } from './dkim.ts';
 import { HEADER_MAX, headerSection, type DsnAction, type DsnRecipientReport } from './dsn.ts';
-import { DnsError, PermanentDnsError, resolveMxHosts, systemResolver, type DnsResolver, type MxHost } from './mx.ts';
+import { DnsError, PermanentDnsError, resolveMxHosts, selfRecognizer, systemResolver, type DnsResolver, type MxHost } from './mx.ts';
 import { sendReport } from './report.ts';
 import { afterTemporaryFailure } from './retry.ts';
 import { encodeUtf8Address } from '../smtp/xtext.ts';
 import { Router, type NextHop } from './route.ts';
-import { ConnectError, oneLine, SmtpClient, type ClientOptions, type ClientTarget, type RecipientResult } from './smtp-client.ts';
+import { ConnectError, oneLine, SmtpClient, type ClientOptions, type ClientTarget, type RecipientResult, type TlsMode } from './smtp-client.ts';
 
 type EntryInfo = Omit<QueueEntry, 'recipients'>;
 
@@ -85,6 +85,8 @@ export class QueueRunner {
   private readonly router: Router;
   private readonly signer: DkimSigner | undefined;
   private readonly resolver: DnsResolver;
+  /** Whether an MX host is this server (see resolveMxHosts). */
+  private readonly isSelf: (host: MxHost) => boolean;
   private readonly now: () => number;
   private readonly clientOptions: ClientOptions;
   private readonly ca: Buffer | undefined;
@@ -114,6 +116,7 @@ export class QueueRunner {
       ? new DkimSigner({ dataDir: ctx.config.data_dir, selector: ctx.config.dkim.selector, algorithm: ctx.config.dkim.algorithm }, ctx.config.domains)
       : undefined;
     this.resolver = opts.resolver ?? systemResolver(ctx.config.relay.dns_timeout, ctx.config.dns_servers);
+    this.isSelf = selfRecognizer(ctx.config.hostname, ctx.config.listen.smtp);
     this.now = opts.now ?? Date.now;
     this.clientOptions = {
       name: ctx.config.hostname,
@@ -374,35 +377,38 @@ export class QueueRunner {
   /** The hosts of a hop, in order, and a connection to the first that answers. */
   private async connect(hop: NextHop): Promise<SmtpClient> {
     const relay = this.cfg.relay;
+    // Certificates checked, TLS is required too: an attacker who can forge none could otherwise
+    // strip the STARTTLS offer, or answer it 454, and read the mail (Postfix's "verify" level).
+    const mxTls: TlsMode = relay.tls_verify ? 'starttls' : 'opportunistic';
     let targets: ClientTarget[];
     if (hop.kind === 'route' || hop.kind === 'smarthost') {
       // A host named in the configuration: its name is the one its certificate is checked for.
       const how = hop.kind === 'route'
-        ? { tls: 'opportunistic' as const, verify: relay.tls_verify, verifyKey: 'relay.tls_verify' }
+        ? { tls: mxTls, verify: relay.tls_verify, verifyKey: 'relay.tls_verify' }
         : { tls: hop.tls, verify: relay.smarthost_tls_verify, verifyKey: 'relay.smarthost_tls_verify', ...(hop.auth ? { auth: hop.auth } : {}) };
       targets = (await addressesOf(hop.host, hop.port)).map((a) => ({
         host: a, port: hop.port, ...(a === hop.host ? {} : { servername: hop.host }), ...how, ...(this.ca ? { ca: this.ca } : {}),
       }));
     } else {
-      const hosts: MxHost[] = await resolveMxHosts(this.resolver, hop.domain);
+      const hosts: MxHost[] = await resolveMxHosts(this.resolver, hop.domain, Math.random, this.isSelf);
       targets = [];
       for (const h of hosts) {
         for (const a of h.addresses) {
-          targets.push({ host: a, port: 25, servername: h.name, tls: 'opportunistic', verify: relay.tls_verify, verifyKey: 'relay.tls_verify', ...(this.ca ? { ca: this.ca } : {}) });
+          targets.push({ host: a, port: 25, servername: h.name, tls: mxTls, verify: relay.tls_verify, verifyKey: 'relay.tls_verify', ...(this.ca ? { ca: this.ca } : {}) });
         }
       }
       targets = targets.slice(0, MAX_ADDRESSES);
     }
-    let last: ConnectError | undefined;
+    let kept: ConnectError | undefined;
     // RFC 5321 §5.1: on a connection failure or a refusal at greeting, try the next host.
     for (const t of targets) {
       try {
         return await SmtpClient.connect(t, this.clientOptions);
       } catch (err) {
-        last = err instanceof ConnectError ? err : new ConnectError(oneLine(String(err)));
+        kept = ConnectError.telling(kept, err instanceof ConnectError ? err : new ConnectError(oneLine(String(err))));
       }
     }
-    throw last ?? new ConnectError('no host to connect to');
+    throw kept ?? new ConnectError('no host to connect to');
   }
 
   /** Reads the message, signs it when it is from a local domain, and runs one transaction. */

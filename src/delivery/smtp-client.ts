@@ -88,6 +88,14 @@ export class ConnectError extends Error {
     this.inUpgrade = inUpgrade;
     this.remoteMta = remoteMta;
   }
+
+  /** Of the failures of the hosts of one destination, the one to say: the last, unless an
+   *  earlier one says more, a server's reply or a failed TLS handshake (a certificate refused,
+   *  which the operator can act on) over a connection refused or timed out. */
+  static telling(kept: ConnectError | undefined, next: ConnectError): ConnectError {
+    const says = (e: ConnectError) => e.remoteMta !== undefined || e.inUpgrade;
+    return !kept || says(next) || !says(kept) ? next : kept;
+  }
 }
 
 interface NmError extends Error {
@@ -241,6 +249,12 @@ export class SmtpClient {
         // nodemailer marks the connection while the STARTTLS handshake runs.
         const inUpgrade = err.code === 'ETLS' || (conn as unknown as { upgrading?: boolean }).upgrading === true;
         conn.close();
+        // TLS that is required and not to be had (no STARTTLS offered, or refused): said as that,
+        // the server's reply with it.
+        if (target.tls === 'starttls' && (err.command === 'STARTTLS' || err.code === 'ETLS')) {
+          reject(new ConnectError(`${whereOf(target)}: STARTTLS, which is required here, failed: ${describe(err)}`, false, inUpgrade));
+          return;
+        }
         // A 5xx greeting or EHLO is not a verdict on the recipients: try elsewhere or later. A
         // server's reply is given as such, with the server; anything else names where it failed.
         reject(err.response

@@ -1,7 +1,8 @@
 /** Routing (routes > smarthost > MX), MX ordering and fallback against a stub resolver, the retry schedule. */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { orderMx, PermanentDnsError, resolveMxHosts, TemporaryDnsError, type DnsResolver, type MxRecord } from '../../src/delivery/mx.ts';
+import { ConnectError } from '../../src/delivery/smtp-client.ts';
+import { orderMx, PermanentDnsError, resolveMxHosts, selfRecognizer, TemporaryDnsError, type DnsResolver, type MxRecord } from '../../src/delivery/mx.ts';
 import { Router } from '../../src/delivery/route.ts';
 import { afterTemporaryFailure, retryDelay } from '../../src/delivery/retry.ts';
 import { parseConfig } from '../../src/config/load.ts';
@@ -69,6 +70,26 @@ describe('MX resolution (RFC 5321 §5.1, RFC 7505)', () => {
     await assert.rejects(resolveMxHosts(stub({ 'empty.test': [] as MxRecord[] }), 'empty.test'), PermanentDnsError);
   });
 
+  it('an MX record that names an address, not a host, is no host to try', async () => {
+    const r = stub({ 'd.test': [{ exchange: '192.0.2.3', priority: 1 }, { exchange: 'mx.d.test', priority: 2 }] }, { 'mx.d.test': ['192.0.2.9'] });
+    assert.deepEqual((await resolveMxHosts(r, 'd.test')).map((h) => h.name), ['mx.d.test']);
+    await assert.rejects(resolveMxHosts(stub({ 'e.test': [{ exchange: '192.0.2.3', priority: 1 }] }), 'e.test'), TemporaryDnsError);
+  });
+
+  it('this server among the MX hosts: it and those no better are left out; as the best, the mail would loop (RFC 5321 §5.1)', async () => {
+    const r = stub({ 'backup.test': [{ exchange: 'mx1.test', priority: 10 }, { exchange: 'mail.mine.test', priority: 20 }, { exchange: 'mx3.test', priority: 30 }], 'loop.test': [{ exchange: 'other-name.test', priority: 10 }] },
+      { 'mx1.test': ['192.0.2.1'], 'mail.mine.test': ['192.0.2.5'], 'mx3.test': ['192.0.2.3'], 'other-name.test': ['192.0.2.5'] });
+    const isSelf = selfRecognizer('MAIL.mine.test.', ['127.0.0.1:2525', '192.0.2.5:25']);
+    assert.deepEqual((await resolveMxHosts(r, 'backup.test', Math.random, isSelf)).map((h) => h.name), ['mx1.test']);
+    // Known by its address where the smtp listener takes mail on port 25, whatever its name.
+    await assert.rejects(resolveMxHosts(r, 'loop.test', Math.random, isSelf),
+      (e: unknown) => e instanceof PermanentDnsError && /^550 5\.4\.6 mail for loop\.test loops back to this server \(other-name\.test\)/.test(e.reply));
+    // An address of this machine on another port is another server's.
+    assert.equal(selfRecognizer('mx.elsewhere.test', ['192.0.2.5:2525'])({ name: 'other-name.test', preference: 10, addresses: ['192.0.2.5'] }), false);
+    // On every address, every address of the machine is this server's.
+    assert.equal(selfRecognizer('mx.elsewhere.test', ['0.0.0.0:25'])({ name: 'lo.test', preference: 10, addresses: ['127.0.0.1'] }), true);
+  });
+
   it('fails for now when DNS does not answer', async () => {
     await assert.rejects(resolveMxHosts(stub({ 's.test': 'ESERVFAIL' }), 's.test'), TemporaryDnsError);
     await assert.rejects(resolveMxHosts(stub({ 't.test': [{ exchange: 'mx.t.test', priority: 1 }] }, { 'mx.t.test': 'ETIMEOUT' }), 't.test'), TemporaryDnsError);
@@ -116,4 +137,15 @@ describe('retry schedule', () => {
     assert.deepEqual(afterTemporaryFailure(policy, 0, 1, 5000), { expired: false, next: 6000 });
     assert.deepEqual(afterTemporaryFailure(policy, 0, 7, 10_000), { expired: true });
   });
+});
+
+it('of the failures of a destination\'s hosts, the one said is the last, unless an earlier one says more', () => {
+  const refused = (n: number) => new ConnectError(`mx${n}.test[192.0.2.${n}]:25: ESOCKET: connect ECONNREFUSED`);
+  const certificate = new ConnectError('mx1.test[192.0.2.1]:25: ETLS: self-signed certificate', false, true);
+  const greeting = new ConnectError('421 4.3.2 busy', false, false, 'mx1.test');
+  assert.equal(ConnectError.telling(ConnectError.telling(undefined, refused(1)), refused(2)).reply, refused(2).reply);
+  assert.equal(ConnectError.telling(ConnectError.telling(undefined, certificate), refused(2)), certificate);
+  assert.equal(ConnectError.telling(ConnectError.telling(undefined, greeting), refused(2)), greeting);
+  const later = new ConnectError('450 4.7.1 later', false, false, 'mx2.test');
+  assert.equal(ConnectError.telling(greeting, later), later);
 });
