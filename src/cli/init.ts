@@ -10,7 +10,20 @@ import { CliError, UsageError } from './errors.ts';
 import { dnsRecords, formatRecords, isFullyQualified } from '../delivery/dns-records.ts';
 import { prepareDataDir } from '../store/data-dir.ts';
 
-export function starterConfig(hostname: string, domain: string, dataDir = './data'): string {
+/** The listeners of a starter config: on loopback's unprivileged ports to try mailnest out, or
+ *  with `public` on every address and the standard ports, as a server on the internet has them
+ *  (the HTTP API stays on loopback: it sends as any address). */
+function listenLines(publicPorts: boolean): string {
+  const [any, smtp, sub, subs, pop3, pop3s] = publicPorts ? ['0.0.0.0', 25, 587, 465, 110, 995] : ['127.0.0.1', 2525, 2587, 2465, 2110, 2995];
+  return `smtp        = ["${any}:${smtp}"]${' '.repeat(publicPorts ? 7 : 5)}# inbound mail for the domains above, no AUTH needed
+submission  = ["${any}:${sub}"]${' '.repeat(publicPorts ? 6 : 5)}# your users send here: STARTTLS, then AUTH
+submissions = ["${any}:${subs}"]${' '.repeat(publicPorts ? 6 : 5)}# the same with implicit TLS
+pop3        = ["${any}:${pop3}"]
+pop3s       = ["${any}:${pop3s}"]
+http        = ["127.0.0.1:8025"]     # the HTTP send API, /healthz and /metrics`;
+}
+
+export function starterConfig(hostname: string, domain: string, dataDir = './data', publicPorts = false): string {
   return `# mailnest configuration. Every key is optional; the values shown commented out are the defaults.
 
 hostname = "${hostname}"            # the name this server gives in greetings and Received headers
@@ -20,15 +33,10 @@ data_dir = ${JSON.stringify(dataDir).padEnd(25)} # everything mailnest keeps (da
 # dns_servers = ["127.0.0.1:53"]     # resolvers for MX lookups and the checks; empty: /etc/resolv.conf's
 
 [listen]
-# "host:port" lists; an empty list turns a listener off. A production server uses the standard ports:
-# smtp = ["0.0.0.0:25"], submission = ["0.0.0.0:587"], submissions = ["0.0.0.0:465"],
-# pop3 = ["0.0.0.0:110"], pop3s = ["0.0.0.0:995"], http = ["127.0.0.1:8025"]
-smtp        = ["127.0.0.1:2525"]     # inbound mail for the domains above, no AUTH needed
-submission  = ["127.0.0.1:2587"]     # your users send here: STARTTLS, then AUTH
-submissions = ["127.0.0.1:2465"]     # the same with implicit TLS
-pop3        = ["127.0.0.1:2110"]
-pop3s       = ["127.0.0.1:2995"]
-http        = ["127.0.0.1:8025"]     # the HTTP send API, /healthz and /metrics
+# "host:port" lists; an empty list turns a listener off. A production server uses the standard ports
+# (\`mailnest init --public\` writes them): smtp = ["0.0.0.0:25"], submission = ["0.0.0.0:587"],
+# submissions = ["0.0.0.0:465"], pop3 = ["0.0.0.0:110"], pop3s = ["0.0.0.0:995"], http = ["127.0.0.1:8025"]
+${listenLines(publicPorts)}
 
 [tls]
 # Without these a self-signed certificate is made under data_dir on first start.
@@ -95,8 +103,9 @@ export function registerInit(program: Command): void {
     .option('--hostname <name>', 'the host name of this server', os.hostname())
     .option('--domain <domain>', 'the mail domain (default: the host name without its first label, or the host name itself when it has two)')
     .option('--data-dir <dir>', 'where mailnest keeps everything, the DKIM key made now included', './data')
+    .option('--public', 'listen on every address at the standard ports (25, 587, 465, 110, 995), as a server on the internet does, instead of on loopback at 2525, 2587, 2465, 2110, 2995')
     .option('--force', 'overwrite an existing file')
-    .action(async (opts: { hostname: string; domain?: string; dataDir: string; force?: boolean }, cmd: Command) => {
+    .action(async (opts: { hostname: string; domain?: string; dataDir: string; public?: boolean; force?: boolean }, cmd: Command) => {
       const file = namedConfig((cmd.optsWithGlobals() as { config?: string }).config) ?? 'mailnest.toml';
       if (!isFullyQualified(opts.hostname)) {
         throw new UsageError(`the host name ${JSON.stringify(opts.hostname)} is not a fully qualified domain name, which the MX record and EHLO need (RFC 5321 §2.3.5): give a fully qualified one, e.g. --hostname mail.example.com --domain example.com`);
@@ -107,7 +116,7 @@ export function registerInit(program: Command): void {
       if (!domain) {
         throw new UsageError(`cannot tell the mail domain from the host name ${JSON.stringify(opts.hostname)}: give --domain (and --hostname, e.g. --hostname mail.example.com --domain example.com)`);
       }
-      const text = starterConfig(opts.hostname, domain, opts.dataDir);
+      const text = starterConfig(opts.hostname, domain, opts.dataDir, !!opts.public);
       try {
         parseConfig(parseToml(text), '--hostname/--domain/--data-dir'); // refuse what would make a config mailnest rejects
       } catch (err) {

@@ -44,7 +44,7 @@ export class ServerCertificate {
     const dir = path.join(config.data_dir, 'tls');
     const files = { certFile: path.join(dir, 'selfsigned-cert.pem'), keyFile: path.join(dir, 'selfsigned-key.pem') };
     if (!fs.existsSync(files.certFile) || !fs.existsSync(files.keyFile)) makeSelfSignedBlocking(config.hostname, files);
-    else if (dueForRenewal(files.certFile)) {
+    else if (dueForRenewal(files.certFile, config.hostname)) {
       try {
         makeSelfSignedBlocking(config.hostname, files);
       } catch (err) {
@@ -68,7 +68,7 @@ export class ServerCertificate {
    * and the certificate loaded before stays in use. `signal` stops a renewal under way.
    */
   async refresh(signal?: AbortSignal): Promise<boolean> {
-    if (this.selfSignedFor !== undefined && dueForRenewal(this.certFile)) {
+    if (this.selfSignedFor !== undefined && dueForRenewal(this.certFile, this.selfSignedFor)) {
       await makeSelfSignedInBackground(this.selfSignedFor, { certFile: this.certFile, keyFile: this.keyFile }, signal);
     }
     const pem = this.read();
@@ -126,12 +126,16 @@ function readSelfSigned(file: string): Buffer {
 /** True when the self-signed certificate ends within 30 days, is one an earlier version made
  *  (longer than 825 days, or not for server authentication, which Apple's clients refuse), or
  *  cannot be read as one: time for a new one. */
-function dueForRenewal(certFile: string): boolean {
+/** A self-signed certificate is made anew within 30 days of its end, when an earlier version
+ *  made it (ten years, no server-auth purpose), and when it does not name `hostname` (changed
+ *  since, by `init` after a first start on the defaults, say). */
+function dueForRenewal(certFile: string, hostname: string): boolean {
   try {
     const cert = new crypto.X509Certificate(fs.readFileSync(certFile));
     return cert.validToDate.getTime() - Date.now() < 30 * DAY
       || cert.validToDate.getTime() - cert.validFromDate.getTime() > 825 * DAY
-      || !(cert.keyUsage ?? []).includes('1.3.6.1.5.5.7.3.1');
+      || !(cert.keyUsage ?? []).includes('1.3.6.1.5.5.7.3.1')
+      || cert.checkHost(hostname) === undefined;
   } catch {
     return true;
   }

@@ -201,6 +201,14 @@ test('init writes a starter config that mailnest accepts, and refuses to overwri
   const other = path.join(dir, 'other.toml');
   assert.equal(cli(other, ['init', '--hostname', 'mx.mail.example.net']).status, 0);
   assert.match(fs.readFileSync(other, 'utf8'), /domains = \["mail\.example\.net"\]/);
+  // Listeners on loopback to try it out; --public writes the standard ports on every address,
+  // the HTTP API left on loopback.
+  assert.deepEqual(loadConfig(file).listen.smtp, ['127.0.0.1:2525']);
+  const open = path.join(dir, 'public.toml');
+  assert.equal(cli(open, ['init', '--hostname', 'mail.example.org', '--public']).status, 0);
+  const listen = loadConfig(open).listen;
+  assert.deepEqual([listen.smtp, listen.submission, listen.submissions, listen.pop3, listen.pop3s, listen.http],
+    [['0.0.0.0:25'], ['0.0.0.0:587'], ['0.0.0.0:465'], ['0.0.0.0:110'], ['0.0.0.0:995'], ['127.0.0.1:8025']]);
   for (const args of [['--hostname', 'vm'], ['--hostname', 'vm', '--domain', 'example.org']]) {
     const bare = cli(path.join(dir, 'bare.toml'), ['init', ...args]);
     assert.equal(bare.status, 2);

@@ -126,3 +126,20 @@ test('a self-signed certificate near its end is made anew while the server runs'
     assert.equal(await server.stop(), 0);
   }
 });
+
+test('a self-signed certificate that does not name the configured hostname (changed since, by init) is made anew at start', async () => {
+  const dir = tempDir();
+  const first = await startMailnest(dir, writeConfig(dir, baseConfig(dir, { hostname: 'first.example.test' })));
+  const certFile = first.certFile;
+  assert.equal(await first.stop(), 0);
+  assert.ok(new crypto.X509Certificate(fs.readFileSync(certFile)).checkHost('first.example.test'));
+  const second = await startMailnest(dir, writeConfig(dir, baseConfig(dir, { hostname: 'mx.example.test' })));
+  try {
+    const made = fs.readFileSync(second.certFile, 'utf8');
+    assert.equal(new crypto.X509Certificate(made).checkHost('mx.example.test'), 'mx.example.test');
+    assert.equal(new crypto.X509Certificate(made).checkHost('first.example.test'), undefined);
+    assert.ok(await served(second.port('submissions'), made));
+  } finally {
+    assert.equal(await second.stop(), 0);
+  }
+});
