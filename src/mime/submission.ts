@@ -25,12 +25,27 @@ export interface Completion {
   now: Date;
 }
 
-/** The fields (unfolded, without CRLF) to add to a header that has the fields `has` says. */
+/** The fields that make a message one resent (RFC 5322 §3.6.6). */
+const RESENT = ['resent-to', 'resent-cc', 'resent-bcc', 'resent-from', 'resent-sender', 'resent-date', 'resent-message-id'];
+
+/**
+ * The fields (unfolded, without CRLF) to add to a header that has the fields `has` says. A
+ * message being resent gets the Resent- fields its block lacks (RFC 5322 §3.6.6: Resent-Date and
+ * Resent-From are required there), the resender's, as Postfix's cleanup adds them; its From and
+ * Date, the original's, only when it has none at all. A Message-ID is added to any message
+ * without one: the big receivers refuse mail that has none.
+ */
 export function missingFields(has: (lowerCaseName: string) => boolean, c: Completion): string[] {
   const out: string[] = [];
+  const resent = RESENT.some((name) => has(name));
   if (!has('from')) out.push(`From: ${c.from}`);
   if (!has('date')) out.push(`Date: ${rfc5322Date(c.now)}`);
   if (!has('message-id')) out.push(`Message-ID: <${crypto.randomUUID()}@${c.hostname}>`);
+  if (resent) {
+    if (!has('resent-from')) out.push(`Resent-From: ${c.from}`);
+    if (!has('resent-date')) out.push(`Resent-Date: ${rfc5322Date(c.now)}`);
+    if (!has('resent-message-id')) out.push(`Resent-Message-ID: <${crypto.randomUUID()}@${c.hostname}>`);
+  }
   return out;
 }
 

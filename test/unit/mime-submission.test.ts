@@ -72,7 +72,17 @@ test('a message that begins with a space is all body: the From checked is the on
 
 test('folded Bcc and Resent-Bcc go whole, field names in any case', () => {
   const out = Buffer.concat(completeSubmission([Buffer.from(`BCC: a@r.test,\r\n\tb@r.test\r\nresent-bcc:\r\n c@r.test\r\nFrom: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n\r\nx\r\n`)], C).message).toString();
-  assert.equal(out, `From: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n\r\nx\r\n`);
+  // A Resent-Bcc makes the message one resent: the rest of its block is added (see below).
+  assert.match(out, /^From: f@example\.test\r\nDate: [^\r]+\r\nMessage-ID: <1@x>\r\nResent-From: a@example\.test\r\nResent-Date: [^\r]+\r\nResent-Message-ID: <[^>]+@mx\.example\.test>\r\n\r\nx\r\n$/);
+});
+
+test('a message resent (RFC 5322 §3.6.6) gets the Resent- fields its block lacks', () => {
+  const out = (header: string) => Buffer.concat(completeSubmission([Buffer.from(`${header}\r\nx\r\n`)], C).message).toString();
+  assert.match(out(`From: author@remote.test\r\n${DATE}Message-ID: <1@x>\r\nResent-To: r@remote.test\r\n`), /^From: author@remote\.test\r\nDate: [^\r]+\r\nMessage-ID: <1@x>\r\nResent-To: r@remote\.test\r\nResent-From: a@example\.test\r\nResent-Date: [^\r]+\r\nResent-Message-ID: <[^>]+>\r\n\r\nx\r\n$/);
+  // What the block has stays as it is.
+  const kept = out(`From: author@remote.test\r\n${DATE}Message-ID: <1@x>\r\nResent-From: me@example.test\r\nResent-Date: Mon, 30 Nov 2026 07:00:00 +0000\r\nResent-Message-ID: <2@x>\r\nResent-To: r@remote.test\r\n`);
+  assert.equal(kept.split('\r\n').filter((l) => /^Resent-(From|Date|Message-ID):/.test(l)).length, 3);
+  assert.doesNotMatch(out(`From: f@example.test\r\n${DATE}Message-ID: <1@x>\r\n`), /Resent-/);
 });
 
 test('the From addresses: display names, groups, folding and several fields aside; the added one', () => {
