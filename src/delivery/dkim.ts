@@ -84,7 +84,7 @@ export function fromDomain(header: Buffer): string | undefined {
 export class DkimSigner {
   private readonly settings: DkimSettings;
   private readonly localDomains: Set<string>;
-  private readonly keys = new Map<string, string>();
+  private readonly keys = new Map<string, { pem: string; ino: number; mtimeMs: number }>();
 
   constructor(settings: DkimSettings, localDomains: string[]) {
     this.settings = settings;
@@ -96,12 +96,13 @@ export class DkimSigner {
    * (mail from MAILER-DAEMON@mail.example.com is signed for example.com, which DMARC's relaxed
    * alignment takes as the same organization, RFC 7489 §3.1.1), else the envelope sender's in the
    * same way; none otherwise, and none for a message without a From field, which cannot be
-   * signed (RFC 6376 §5.4) and goes unsigned.
+   * signed (RFC 6376 §5.4) and goes unsigned. `cut`: `header` is only the beginning of one too
+   * long to read whole, where the From may lie past it; then the envelope sender's says.
    */
-  signingDomain(header: Buffer, sender: string): string | undefined {
-    if (!FROM_FIELD.test(header.toString('latin1'))) return undefined;
-    const from = fromDomain(header);
+  signingDomain(header: Buffer, sender: string, cut = false): string | undefined {
     const env = sender.includes('@') ? sender.slice(sender.lastIndexOf('@') + 1) : undefined;
+    if (!FROM_FIELD.test(header.toString('latin1'))) return cut && env ? this.localDomainOf(env) : undefined;
+    const from = fromDomain(header);
     return (from && this.localDomainOf(from)) || (env && this.localDomainOf(env)) || undefined;
   }
 
@@ -112,13 +113,17 @@ export class DkimSigner {
     return [...this.localDomains].filter((l) => d.endsWith(`.${l}`)).sort((a, b) => b.length - a.length)[0];
   }
 
+  /** The domain's key as its file has it now: one replaced (a rotation, or removed and made
+   *  anew by `mailnest dns`) is read again, so that what is signed with is what `dns` prints. */
   private key(domain: string): string {
-    let k = this.keys.get(domain);
-    if (!k) {
-      k = ensureDkimKey(this.settings, domain);
-      this.keys.set(domain, k);
-    }
-    return k;
+    const file = keyFile(this.settings, domain);
+    const stat = fs.statSync(file, { throwIfNoEntry: false });
+    const cached = this.keys.get(domain);
+    if (cached && stat && cached.ino === stat.ino && cached.mtimeMs === stat.mtimeMs) return cached.pem;
+    const pem = ensureDkimKey(this.settings, domain);
+    const now = fs.statSync(file, { throwIfNoEntry: false });
+    if (now) this.keys.set(domain, { pem, ino: now.ino, mtimeMs: now.mtimeMs });
+    return pem;
   }
 
   /**

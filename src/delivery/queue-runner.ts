@@ -418,11 +418,13 @@ export class QueueRunner {
     let head: Buffer;
     let eightBit = false;
     let whole: Buffer | undefined;
+    /** The header is longer than what was read of it (a large message's first HEADER_MAX). */
+    let cut = false;
     if (entry.size <= IN_MEMORY) {
       const parts: Buffer[] = [];
       for await (const c of store.readQueued(entry.id)) parts.push(c);
       whole = Buffer.concat(parts);
-      head = headerSection(whole);
+      head = headerSection(whole, whole.length);
       eightBit = hasEightBit(whole);
     } else {
       const parts: Buffer[] = [];
@@ -434,10 +436,12 @@ export class QueueRunner {
         }
         if (!eightBit && hasEightBit(c)) eightBit = true;
       }
-      head = headerSection(Buffer.concat(parts));
+      const read = Buffer.concat(parts);
+      head = headerSection(read, read.length);
+      cut = head.length === read.length;
     }
     let signature = '';
-    const domain = entry.sign ? this.signer?.signingDomain(head, entry.sender) : undefined;
+    const domain = entry.sign ? this.signer?.signingDomain(head, entry.sender, cut) : undefined;
     if (this.signer && domain) {
       signature = await this.signer.sign(domain, whole ?? Readable.from(store.readQueued(entry.id)));
     }

@@ -147,6 +147,20 @@ describe('relay through routes', () => {
     assert.deepEqual(copies[0]!.to.sort(), ['erin@remote.test', 'frank@remote.test']);
   });
 
+  it('signs a message whose From comes after more than 64 KiB of header, small or large', async () => {
+    const padding = Array.from({ length: 350 }, (_, i) => `X-Pad-${i}: ${'p'.repeat(200)}`).join('\r\n');
+    const padded = `${padding}\r\n${MESSAGE}`;
+    const large = padded.replace('Hello Bob,', `Hello Bob,\r\n${`${'y'.repeat(70)}\r\n`.repeat(4000)}`);
+    assert.ok(padded.length < 256 * 1024 && large.length > 256 * 1024);
+    for (const message of [padded, large]) {
+      const before = sinkA.messages.length;
+      inject(configFile, 'alice@example.test', ['pad@remote.test'], message);
+      const m = (await sinkA.waitFor(before + 1))[before]!;
+      await assertSigned(m.data);
+    }
+    await until('the queue to empty', () => queueJson(configFile).length === 0);
+  });
+
   it('relays a large message (kept as a file) whole and signed; the file goes with its last copy', async () => {
     const lines = Array.from({ length: 6000 }, (_, i) => `${i % 97 === 0 ? '.' : ''}line ${i} ${'x'.repeat(50)}`);
     const big = MESSAGE.replace('Hello Bob,', ['Hello Bob,', ...lines].join('\r\n'));

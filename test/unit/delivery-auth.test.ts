@@ -46,6 +46,23 @@ describe('DKIM signing', () => {
     });
   }
 
+  it('a key file replaced while the signer runs (made anew by `mailnest dns`) is the one it signs with', async () => {
+    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-dkim-'));
+    const settings = { dataDir, selector: 'sel1', algorithm: 'rsa-sha256' as const };
+    const signer = new DkimSigner(settings, ['example.test']);
+    const verifies = async (record: string) => {
+      const signed = Buffer.concat([Buffer.from(await signer.sign('example.test', MESSAGE)), MESSAGE]);
+      return (await dkimVerify(signed, { resolver: resolverFor({ 'sel1._domainkey.example.test': [record] }) })).results[0]?.status.result;
+    };
+    const old = dkimRecord(ensureDkimKey(settings, 'example.test'));
+    assert.equal(await verifies(old), 'pass');
+    fs.rmSync(path.join(dataDir, 'dkim'), { recursive: true });
+    const fresh = dkimRecord(ensureDkimKey(settings, 'example.test'));
+    assert.notEqual(fresh, old);
+    assert.equal(await verifies(fresh), 'pass');
+    signer.close();
+  });
+
   it('picks the From domain when local, else the envelope domain, else none', () => {
     const signer = new DkimSigner({ dataDir: os.tmpdir(), selector: 's', algorithm: 'rsa-sha256' }, ['example.test', 'other.test']);
     assert.equal(fromDomain(Buffer.from('Subject: x\r\nFrom: "A, B" <a@Other.TEST>\r\n\r\n')), 'other.test');
@@ -53,6 +70,9 @@ describe('DKIM signing', () => {
     assert.equal(signer.signingDomain(Buffer.from('From: x@remote.test\r\n\r\n'), 'y@remote.test'), undefined);
     // Without a From field there is nothing DKIM could sign (RFC 6376 §5.4): it goes unsigned.
     assert.equal(signer.signingDomain(Buffer.from('Subject: no from\r\nX-From: a@example.test\r\n\r\n'), 'a@example.test'), undefined);
+    // Only the beginning of a header too long to read whole: its From may lie past it.
+    assert.equal(signer.signingDomain(Buffer.from('X-Pad: p\r\n'), 'a@example.test', true), 'example.test');
+    assert.equal(signer.signingDomain(Buffer.from('X-Pad: p\r\n'), 'a@remote.test', true), undefined);
     // White space before the colon is still a From field (RFC 5322 §4.5.3).
     assert.equal(signer.signingDomain(Buffer.from('From : a@example.test\r\n\r\n'), 'a@example.test'), 'example.test');
     // A report from MAILER-DAEMON at the host name, under a local domain, to the null sender.
