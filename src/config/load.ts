@@ -8,13 +8,13 @@ import { configSchema, type Config } from './schema.ts';
 /** A configuration problem, phrased for the operator: the key, the value and what is allowed. */
 export class ConfigError extends Error {}
 
-/** The file to read: --config, else $MAILNEST_CONFIG, else ./mailnest.toml when it exists. */
 /** The config file named by `-c` (`explicit`), else by MAILNEST_CONFIG (set and not empty, as
  *  shells leave a variable meant to be unset), if any. */
 export function namedConfig(explicit?: string): string | undefined {
   return explicit ?? (process.env.MAILNEST_CONFIG || undefined);
 }
 
+/** The file to read: the one named, else ./mailnest.toml when it exists. */
 export function configPath(explicit?: string): string | undefined {
   return namedConfig(explicit) ?? (fs.existsSync('mailnest.toml') ? 'mailnest.toml' : undefined);
 }

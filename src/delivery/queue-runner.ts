@@ -18,13 +18,13 @@ import { hasEightBit } from '../chunks.ts';
 import { readConfiguredFile } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import type { Context } from '../context.ts';
+import { encodeUtf8Address } from '../smtp/xtext.ts';
 import { isStorageFull, type DueRecipient, type QueueEntry, type QueueRecipient, type RecipientUpdate } from '../store/store.ts';
 import { DkimSigner } from './dkim.ts';
 import { HEADER_MAX, headerSection, type DsnAction, type DsnRecipientReport } from './dsn.ts';
 import { DnsError, PermanentDnsError, resolveMxHosts, selfRecognizer, systemResolver, type DnsResolver, type MxHost } from './mx.ts';
 import { sendReport } from './report.ts';
 import { afterTemporaryFailure } from './retry.ts';
-import { encodeUtf8Address } from '../smtp/xtext.ts';
 import { Router, type NextHop } from './route.ts';
 import { ConnectError, oneLine, SmtpClient, type ClientOptions, type ClientTarget, type RecipientResult, type TlsMode } from './smtp-client.ts';
 

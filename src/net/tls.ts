@@ -124,11 +124,9 @@ function readSelfSigned(file: string): Buffer {
 }
 
 /** True when the self-signed certificate ends within 30 days, is one an earlier version made
- *  (longer than 825 days, or not for server authentication, which Apple's clients refuse), or
+ *  (longer than 825 days, or not for server authentication, which Apple's clients refuse), does
+ *  not name `hostname` (changed since, by `init` after a first start on the defaults, say), or
  *  cannot be read as one: time for a new one. */
-/** A self-signed certificate is made anew within 30 days of its end, when an earlier version
- *  made it (ten years, no server-auth purpose), and when it does not name `hostname` (changed
- *  since, by `init` after a first start on the defaults, say). */
 function dueForRenewal(certFile: string, hostname: string): boolean {
   try {
     const cert = new crypto.X509Certificate(fs.readFileSync(certFile));

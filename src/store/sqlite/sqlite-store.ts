@@ -280,8 +280,8 @@ export class SqliteStore implements Store {
    * pause after it: the server, a process of its own, waits for the write lock in SQLite's busy
    * handler, on its event loop, and would otherwise wait for the whole mailbox (1.6 s for 150,000
    * messages, every session of every listener with it); in the pause it gets its turn. Then
-   * the user, with what arrived
-   * meanwhile, in one more. Cut short, it leaves the user with the rest of its mail.
+   * the user, with what arrived meanwhile, in one more. Cut short, it leaves the user with the
+   * rest of its mail.
    */
   async removeUser(address: string): Promise<boolean> {
     const key = addressKey(address);
