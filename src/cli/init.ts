@@ -65,7 +65,7 @@ ${listenLines(publicPorts)}
 # password = "secret"
 # routes = { "example.org" = "10.0.0.5:25" }   # per-domain next hop, overrides MX and smarthost
 
-# tls_verify = false                 # check the certificate of an MX or route host (STARTTLS is opportunistic)
+# tls_verify = false                 # require TLS of MX hosts and check their certificates (STARTTLS is opportunistic)
 # smarthost_tls_verify = true        # check the smarthost's certificate (it receives your password)
 # ca_file = "/path/ca.pem"           # extra CA certificates to trust for those checks
 # connect_timeout = "30s"

@@ -124,21 +124,27 @@ export function selfRecognizer(hostname: string, smtpListen: string[]): (host: M
  * none, the mail would loop.
  */
 export async function resolveMxHosts(resolver: DnsResolver, domain: string, random: () => number = Math.random, isSelf: (host: MxHost) => boolean = () => false): Promise<MxHost[]> {
-  const hosts = await mxHosts(resolver, domain, random);
+  const { hosts, unresolved } = await mxHosts(resolver, domain, random);
   const own = hosts.filter(isSelf);
   if (own.length === 0) return hosts;
   const ours = Math.min(...own.map((h) => h.preference));
   const better = hosts.filter((h) => h.preference < ours);
-  if (better.length === 0) throw new PermanentDnsError(`550 5.4.6 mail for ${domain} loops back to this server (${own[0]!.name}), which is its best MX host but does not take its mail: add ${domain} to domains, or correct its MX record`);
-  return better;
+  if (better.length > 0) return better;
+  // Better hosts whose addresses DNS did not give this time: they are there, the mail waits.
+  const waiting = unresolved.filter((r) => r.preference < ours);
+  if (waiting.some((r) => r.failed)) throw new TemporaryDnsError(`451 4.4.3 address lookup for the MX hosts of ${domain} better than this server failed`);
+  if (waiting.length > 0) throw new TemporaryDnsError(`451 4.4.4 no MX host of ${domain} better than this server has an address`);
+  throw new PermanentDnsError(`550 5.4.6 mail for ${domain} loops back to this server (${own[0]!.name}), which is its best MX host but does not take its mail: add ${domain} to domains, or correct its MX record`);
 }
 
-async function mxHosts(resolver: DnsResolver, domain: string, random: () => number): Promise<MxHost[]> {
+/** The hosts with addresses, and the MX hosts without (`failed`: the lookup failed, rather than
+ *  finding none). */
+async function mxHosts(resolver: DnsResolver, domain: string, random: () => number): Promise<{ hosts: MxHost[]; unresolved: { preference: number; failed: boolean }[] }> {
   const literal = /^\[(.+)\]$/.exec(domain);
   if (literal) {
     const ip = literal[1]!.replace(/^IPv6:/i, '');
     if (!net.isIP(ip)) throw new PermanentDnsError(`550 5.1.2 bad address literal ${domain}`);
-    return [{ name: ip, preference: 0, addresses: [ip] }];
+    return { hosts: [{ name: ip, preference: 0, addresses: [ip] }], unresolved: [] };
   }
   let records: MxRecord[];
   try {
@@ -156,11 +162,12 @@ async function mxHosts(resolver: DnsResolver, domain: string, random: () => numb
   if (records.length === 0) {
     // RFC 5321 §5.1: no MX, so the domain itself is the one host (implicit MX).
     const { addresses, failed } = await addressesOf(resolver, domain);
-    if (addresses.length > 0) return [{ name: domain, preference: 0, addresses }];
+    if (addresses.length > 0) return { hosts: [{ name: domain, preference: 0, addresses }], unresolved: [] };
     if (failed) throw new TemporaryDnsError(`451 4.4.3 address lookup for ${domain} failed`);
     throw new PermanentDnsError(`550 5.1.2 domain ${domain} has no MX and no address`);
   }
   const hosts: MxHost[] = [];
+  const unresolved: { preference: number; failed: boolean }[] = [];
   let anyFailed = false;
   // An exchange is a host name whose addresses are looked up (RFC 1035 §3.3.9), never an
   // address written as one: such a record names no host.
@@ -170,11 +177,12 @@ async function mxHosts(resolver: DnsResolver, domain: string, random: () => numb
     const { addresses, failed } = looked[i]!;
     if (failed) anyFailed = true;
     if (addresses.length > 0) hosts.push({ name: r.exchange.replace(/\.$/, ''), preference: r.priority, addresses });
+    else unresolved.push({ preference: r.priority, failed });
   });
   if (hosts.length === 0) {
     if (anyFailed) throw new TemporaryDnsError(`451 4.4.3 address lookup for the MX hosts of ${domain} failed`);
     // MX hosts that do not resolve: retry rather than bounce, DNS may be mid-change.
     throw new TemporaryDnsError(`451 4.4.4 no MX host of ${domain} has an address`);
   }
-  return hosts;
+  return { hosts, unresolved };
 }

@@ -377,14 +377,16 @@ export class QueueRunner {
   /** The hosts of a hop, in order, and a connection to the first that answers. */
   private async connect(hop: NextHop): Promise<SmtpClient> {
     const relay = this.cfg.relay;
-    // Certificates checked, TLS is required too: an attacker who can forge none could otherwise
-    // strip the STARTTLS offer, or answer it 454, and read the mail (Postfix's "verify" level).
+    // Certificates checked, TLS is required of MX hosts too: an attacker who can forge none could
+    // otherwise strip the STARTTLS offer, or answer it 454, and read the mail (Postfix's
+    // "verify" level). A route is the operator's own next hop (a filter on the same network,
+    // say): STARTTLS when it offers it, its certificate checked then.
     const mxTls: TlsMode = relay.tls_verify ? 'starttls' : 'opportunistic';
     let targets: ClientTarget[];
     if (hop.kind === 'route' || hop.kind === 'smarthost') {
       // A host named in the configuration: its name is the one its certificate is checked for.
       const how = hop.kind === 'route'
-        ? { tls: mxTls, verify: relay.tls_verify, verifyKey: 'relay.tls_verify' }
+        ? { tls: 'opportunistic' as const, verify: relay.tls_verify, verifyKey: 'relay.tls_verify' }
         : { tls: hop.tls, verify: relay.smarthost_tls_verify, verifyKey: 'relay.smarthost_tls_verify', ...(hop.auth ? { auth: hop.auth } : {}) };
       targets = (await addressesOf(hop.host, hop.port)).map((a) => ({
         host: a, port: hop.port, ...(a === hop.host ? {} : { servername: hop.host }), ...how, ...(this.ca ? { ca: this.ca } : {}),

@@ -84,6 +84,11 @@ describe('MX resolution (RFC 5321 §5.1, RFC 7505)', () => {
     // Known by its address where the smtp listener takes mail on port 25, whatever its name.
     await assert.rejects(resolveMxHosts(r, 'loop.test', Math.random, isSelf),
       (e: unknown) => e instanceof PermanentDnsError && /^550 5\.4\.6 mail for loop\.test loops back to this server \(other-name\.test\)/.test(e.reply));
+    // A better host DNS gave no address for this time: the mail waits for it, never bounces.
+    const flaky = stub({ 'backup.test': [{ exchange: 'mx1.test', priority: 10 }, { exchange: 'mail.mine.test', priority: 20 }] }, { 'mx1.test': 'ETIMEOUT', 'mail.mine.test': ['192.0.2.5'] });
+    await assert.rejects(resolveMxHosts(flaky, 'backup.test', Math.random, isSelf), (e: unknown) => e instanceof TemporaryDnsError && /^451 4\.4\.3 /.test(e.reply));
+    const none = stub({ 'backup.test': [{ exchange: 'mx1.test', priority: 10 }, { exchange: 'mail.mine.test', priority: 20 }] }, { 'mail.mine.test': ['192.0.2.5'] });
+    await assert.rejects(resolveMxHosts(none, 'backup.test', Math.random, isSelf), (e: unknown) => e instanceof TemporaryDnsError && /^451 4\.4\.4 /.test(e.reply));
     // An address of this machine on another port is another server's.
     assert.equal(selfRecognizer('mx.elsewhere.test', ['192.0.2.5:2525'])({ name: 'other-name.test', preference: 10, addresses: ['192.0.2.5'] }), false);
     // On every address, every address of the machine is this server's.
