@@ -140,8 +140,14 @@ export function registerInit(program: Command): void {
         throw new UsageError(`--data-dir ${opts.dataDir}: ${(err as Error).message.replace(/^data_dir /, '')}`);
       }
       // Made by root in a user's directory, they are that user's, as the commands run as that
-      // user (asDataDirOwner) would have made them.
-      if (owner) for (const d of missing) fs.chownSync(d, owner.uid, owner.gid);
+      // user (asDataDirOwner) would have made them: each one that is still root's directory,
+      // never what a link put in its place meanwhile leads to.
+      if (owner) {
+        for (const d of missing) {
+          const made = fs.lstatSync(d, { throwIfNoEntry: false });
+          if (made?.isDirectory() && made.uid === 0) fs.lchownSync(d, owner.uid, owner.gid);
+        }
+      }
       // The owner, group and permissions an operator gave the file (chgrp and chmod 640 for the
       // service's user, as the README says) stay with it, less any for other users.
       const before = fs.lstatSync(file, { throwIfNoEntry: false });

@@ -1,22 +1,22 @@
 /** Reading stdin with a size bound: stops (and says so) as soon as the bound is passed. */
+import type { Readable } from 'node:stream';
+import { DOT_LINE } from '../mime/submitted.ts';
 
 export class TooLarge extends Error {}
 
-/** A line of a single dot, after a line end (the input's start counts as one). */
-const DOT_LINE = /\n\.\r?\n/;
-
 /**
- * Reads all of stdin, or throws TooLarge once more than `max` bytes have arrived. With
+ * Reads all of `input` (stdin), or throws TooLarge once more than `max` bytes have arrived. With
  * `endAtDotLine`, a line of a single dot ends the input too, as sendmail's does without `-i`:
  * it is kept, the rest is left unread, and a caller that writes the dot and waits, its end of
  * the pipe still open, is not kept waiting.
  */
-export async function readStdinLimited(max: number, endAtDotLine = false): Promise<Buffer> {
+export async function readStdinLimited(max: number, endAtDotLine = false, input: Readable = process.stdin): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
-  // The last bytes before the chunk in hand: a dot line may begin in them.
+  // The last bytes before the chunk in hand, a dot line may begin in them; the input's start
+  // counts as a line end.
   let before = Buffer.from('\n');
-  for await (const c of process.stdin) {
+  for await (const c of input) {
     let chunk = c as Buffer;
     let ended = false;
     if (endAtDotLine) {
@@ -25,17 +25,17 @@ export async function readStdinLimited(max: number, endAtDotLine = false): Promi
         chunk = chunk.subarray(0, m.index + m[0].length - before.length);
         ended = true;
       } else {
-        before = Buffer.concat([before, chunk]).subarray(-3);
+        before = Buffer.concat([before, chunk]).subarray(-2);
       }
     }
     total += chunk.length;
     if (total > max) {
-      process.stdin.destroy();
+      input.destroy();
       throw new TooLarge(`more than ${max} bytes on stdin, over limits.max_message_size`);
     }
     chunks.push(chunk);
     if (ended) {
-      process.stdin.destroy();
+      input.destroy();
       break;
     }
   }

@@ -114,16 +114,28 @@ export class DkimSigner {
   }
 
   /** The domain's key as its file has it now: one replaced (a rotation, or removed and made
-   *  anew by `mailnest dns`) is read again, so that what is signed with is what `dns` prints. */
+   *  anew by `mailnest dns`) is read again, so that what is signed with is what `dns` prints.
+   *  What is read is known by the descriptor it was read from; a file caught half written is
+   *  no key, and the one in use stays until the file is whole. */
   private key(domain: string): string {
     const file = keyFile(this.settings, domain);
     const stat = fs.statSync(file, { throwIfNoEntry: false });
     const cached = this.keys.get(domain);
     if (cached && stat && cached.ino === stat.ino && cached.mtimeMs === stat.mtimeMs) return cached.pem;
-    const pem = ensureDkimKey(this.settings, domain);
-    const now = fs.statSync(file, { throwIfNoEntry: false });
-    if (now) this.keys.set(domain, { pem, ino: now.ino, mtimeMs: now.mtimeMs });
-    return pem;
+    if (!stat) ensureDkimKey(this.settings, domain);
+    const fd = fs.openSync(file, 'r');
+    try {
+      const read = fs.fstatSync(fd);
+      const pem = fs.readFileSync(fd, 'utf8');
+      crypto.createPrivateKey(pem);
+      this.keys.set(domain, { pem, ino: read.ino, mtimeMs: read.mtimeMs });
+      return pem;
+    } catch (err) {
+      if (cached) return cached.pem;
+      throw err;
+    } finally {
+      fs.closeSync(fd);
+    }
   }
 
   /**

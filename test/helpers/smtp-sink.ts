@@ -19,8 +19,8 @@ export interface SinkOptions {
   rcptReply?: (address: string) => string | undefined;
   /** Reply after the final dot, or undefined for 250. */
   dataReply?: (m: SunkMessage) => string | undefined;
-  /** How long the reply after the final dot waits, as a slow server's does. */
-  dataDelayMs?: number;
+  /** What the reply after the final dot waits for, as a slow server's does. */
+  dataGate?: () => Promise<void>;
   /** Offer STARTTLS with this key and certificate. */
   tls?: { key: string | Buffer; cert: string | Buffer };
   /** Name in the greeting. */
@@ -121,7 +121,7 @@ export class SmtpSink {
               write(r);
             }
           };
-          if (this.opts.dataDelayMs) setTimeout(answer, this.opts.dataDelayMs);
+          if (this.opts.dataGate) void this.opts.dataGate().then(answer);
           else answer();
           from = undefined;
           to = [];

@@ -84,7 +84,10 @@ test('recipients that differ in their DSN requests are a transaction each, and a
 });
 
 test('a message removed from the queue while it waits for a busy destination is not sent, its removal is no failure, and the ids of its recipients may serve again', async () => {
-  const slow = new SmtpSink({ dataDelayMs: 8000 });
+  // The first message's DATA is answered once the test says so.
+  let release = () => {};
+  const released = new Promise<void>((resolve) => { release = resolve; });
+  const slow = new SmtpSink({ dataGate: () => released });
   const fast = new SmtpSink();
   sinks.push(slow, fast);
   await slow.start();
@@ -101,8 +104,9 @@ test('a message removed from the queue while it waits for a busy destination is 
   await until('the first in its DATA', () => slow.commands.includes('DATA'));
   const second = inject(f.configFile, 'alice@example.test', ['b@slow.test'], message('second'));
   // Taken meanwhile (the queue is looked at every 100 ms), to go once the connection is free.
-  await new Promise((resolve) => setTimeout(resolve, 1500));
+  await new Promise((resolve) => setTimeout(resolve, 3000));
   assert.equal(cli(f.configFile, ['queue', 'remove', second]).status, 0);
+  release();
   const fixture = f;
   await until('the removal noticed', () => fixture.server.logs.some((l) => l.msg === 'removed from the queue before it was sent' && l.id === second));
   assert.deepEqual(fixture.server.logs.filter((l) => l.id === second && /^delivery (failed|deferred)/.test(String(l.msg))), []);

@@ -84,7 +84,7 @@ describe('mailnest sendmail', () => {
     const mails = await box('bob@example.test');
     assert.equal(parseMail(mails[mails.length - 1]!).root.text, 'first\n');
     // It ends the input too: a caller that writes the dot and waits, its pipe still open, gets
-    // the exit status (a dot line split between two writes as well).
+    // the exit status (the dot line cut between reads: test/unit/cli-read-limited.test.ts).
     const child = spawn(NODE, [CLI, '-c', configFile, 'sendmail', 'bob@example.test'], { stdio: ['pipe', 'ignore', 'pipe'] });
     const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
     child.stdin.write('Subject: still open\r\n\r\nsecond\r\n.');

@@ -60,6 +60,10 @@ describe('DKIM signing', () => {
     const fresh = dkimRecord(ensureDkimKey(settings, 'example.test'));
     assert.notEqual(fresh, old);
     assert.equal(await verifies(fresh), 'pass');
+    // A file caught half written (cp over it) is no key: the one in use stays.
+    const file = path.join(dataDir, 'dkim', fs.readdirSync(path.join(dataDir, 'dkim'))[0]!);
+    fs.writeFileSync(file, fs.readFileSync(file, 'utf8').slice(0, 100));
+    assert.equal(await verifies(fresh), 'pass');
     signer.close();
   });
 

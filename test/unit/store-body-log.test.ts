@@ -193,12 +193,13 @@ test('recovery: in a segment whose writer died without sealing it, a message who
   store.close();
 });
 
-const fullDir = tmp();
-const mounted = process.getuid?.() === 0 && spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', fullDir]).status === 0;
-if (!mounted) fs.rmSync(fullDir, { recursive: true, force: true });
-
-test('a full disk: an append that fails leaves no bytes behind, and the sweep moves nothing it has no room for, then does once there is', { skip: mounted ? false : 'needs root, and the right to mount a small tmpfs' }, async (t) => {
-  const dir = fullDir;
+test('a full disk: an append that fails leaves no bytes behind, and the sweep moves nothing it has no room for, then does once there is', async (t) => {
+  const dir = tmp();
+  if (process.getuid?.() !== 0 || spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir]).status !== 0) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    t.skip('needs root, and the right to mount a small tmpfs');
+    return;
+  }
   let store: SqliteStore | undefined;
   t.after(async () => {
     store?.close();
