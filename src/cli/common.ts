@@ -53,6 +53,23 @@ export function asDataDirOwner(dataDir: string): void {
   process.setuid?.(owner.uid);
 }
 
+/** Runs `fn` as `owner` (when given) for the file system, then root again: for what root must do
+ *  before it writes a file of its own, as `init` makes data_dir before the config file. */
+export function asEffectively<T>(owner: { uid: number; gid: number } | undefined, fn: () => T): T {
+  if (owner === undefined || !process.seteuid || !process.setegid || !process.getgroups || !process.setgroups) return fn();
+  const groups = process.getgroups();
+  process.setgroups([owner.gid]);
+  process.setegid(owner.gid);
+  process.seteuid(owner.uid);
+  try {
+    return fn();
+  } finally {
+    process.seteuid(0);
+    process.setegid(0);
+    process.setgroups(groups);
+  }
+}
+
 /** nogroup: the group of a user without an entry in /etc/passwd whose directory is root's group. */
 const NOGROUP = 65534;
 

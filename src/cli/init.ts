@@ -5,7 +5,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig, namedConfig, parseConfig } from '../config/load.ts';
 import { parse as parseToml } from 'smol-toml';
-import { asDataDirOwner, dataDirOwner } from './common.ts';
+import { asDataDirOwner, asEffectively, dataDirOwner } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
 import { dnsRecords, formatRecords, isFullyQualified } from '../delivery/dns-records.ts';
 import { prepareDataDir } from '../store/data-dir.ts';
@@ -131,22 +131,12 @@ export function registerInit(program: Command): void {
       // written and a key that could not be would leave a set-up half done, and the file in the
       // way of the next try.
       const dataDir = path.resolve(dir, opts.dataDir);
-      const owner = dataDirOwner(dataDir);
-      const missing: string[] = [];
-      for (let d = dataDir; !fs.existsSync(d) && path.dirname(d) !== d; d = path.dirname(d)) missing.push(d);
       try {
-        prepareDataDir(dataDir);
+        // In a user's directory, made as that user, as the commands run as that user
+        // (asDataDirOwner) would make it: nothing the user puts on the way leads root anywhere.
+        asEffectively(dataDirOwner(dataDir), () => prepareDataDir(dataDir));
       } catch (err) {
         throw new UsageError(`--data-dir ${opts.dataDir}: ${(err as Error).message.replace(/^data_dir /, '')}`);
-      }
-      // Made by root in a user's directory, they are that user's, as the commands run as that
-      // user (asDataDirOwner) would have made them: each one that is still root's directory,
-      // never what a link put in its place meanwhile leads to.
-      if (owner) {
-        for (const d of missing) {
-          const made = fs.lstatSync(d, { throwIfNoEntry: false });
-          if (made?.isDirectory() && made.uid === 0) fs.lchownSync(d, owner.uid, owner.gid);
-        }
       }
       // The owner, group and permissions an operator gave the file (chgrp and chmod 640 for the
       // service's user, as the README says) stay with it, less any for other users.

@@ -159,7 +159,7 @@ export const configSchema = z.strictObject({
     username: z.string().optional(),
     password: z.string().optional(),
     routes: z.record(routeDomain, nextHop).default({}),
-    /** Require STARTTLS of a domain's MX hosts and check their certificates, and a route host's when it offers STARTTLS (opportunistic otherwise). */
+    /** Require STARTTLS of a domain's MX hosts and check their certificates (opportunistic otherwise; routes are never checked). */
     tls_verify: z.boolean().default(false),
     /** Check the smarthost's certificate (it receives the password). */
     smarthost_tls_verify: z.boolean().default(true),

@@ -122,8 +122,15 @@ export class DkimSigner {
     const stat = fs.statSync(file, { throwIfNoEntry: false });
     const cached = this.keys.get(domain);
     if (cached && stat && cached.ino === stat.ino && cached.mtimeMs === stat.mtimeMs) return cached.pem;
-    if (!stat) ensureDkimKey(this.settings, domain);
-    const fd = fs.openSync(file, 'r');
+    let fd: number;
+    try {
+      fd = fs.openSync(file, 'r');
+    } catch (err) {
+      // None (yet, or removed meanwhile): one is made, as `mailnest dns` makes it.
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      ensureDkimKey(this.settings, domain);
+      fd = fs.openSync(file, 'r');
+    }
     try {
       const read = fs.fstatSync(fd);
       const pem = fs.readFileSync(fd, 'utf8');

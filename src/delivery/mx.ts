@@ -36,6 +36,13 @@ export class PermanentDnsError extends DnsError {}
 /** A DNS failure worth retrying later (timeout, SERVFAIL, refused). */
 export class TemporaryDnsError extends DnsError {}
 
+/** An MX host DNS gave no address for: `failed` when the lookup failed, rather than finding none. */
+interface Unresolved {
+  name: string;
+  preference: number;
+  failed: boolean;
+}
+
 export interface MxHost {
   /** The host name (the MX exchange, or the domain itself for an implicit MX). */
   name: string;
@@ -125,7 +132,8 @@ export function selfRecognizer(hostname: string, smtpListen: string[]): (host: M
  */
 export async function resolveMxHosts(resolver: DnsResolver, domain: string, random: () => number = Math.random, isSelf: (host: MxHost) => boolean = () => false): Promise<MxHost[]> {
   const { hosts, unresolved } = await mxHosts(resolver, domain, random);
-  const own = hosts.filter(isSelf);
+  // Known by its name too when DNS gave no address for it this time.
+  const own = [...hosts, ...unresolved.map((r) => ({ ...r, addresses: [] }))].filter(isSelf);
   if (own.length === 0) return hosts;
   const ours = Math.min(...own.map((h) => h.preference));
   const better = hosts.filter((h) => h.preference < ours);
@@ -139,7 +147,7 @@ export async function resolveMxHosts(resolver: DnsResolver, domain: string, rand
 
 /** The hosts with addresses, and the MX hosts without (`failed`: the lookup failed, rather than
  *  finding none). */
-async function mxHosts(resolver: DnsResolver, domain: string, random: () => number): Promise<{ hosts: MxHost[]; unresolved: { preference: number; failed: boolean }[] }> {
+async function mxHosts(resolver: DnsResolver, domain: string, random: () => number): Promise<{ hosts: MxHost[]; unresolved: Unresolved[] }> {
   const literal = /^\[(.+)\]$/.exec(domain);
   if (literal) {
     const ip = literal[1]!.replace(/^IPv6:/i, '');
@@ -167,7 +175,7 @@ async function mxHosts(resolver: DnsResolver, domain: string, random: () => numb
     throw new PermanentDnsError(`550 5.1.2 domain ${domain} has no MX and no address`);
   }
   const hosts: MxHost[] = [];
-  const unresolved: { preference: number; failed: boolean }[] = [];
+  const unresolved: Unresolved[] = [];
   let anyFailed = false;
   // An exchange is a host name whose addresses are looked up (RFC 1035 §3.3.9), never an
   // address written as one: such a record names no host.
@@ -177,7 +185,7 @@ async function mxHosts(resolver: DnsResolver, domain: string, random: () => numb
     const { addresses, failed } = looked[i]!;
     if (failed) anyFailed = true;
     if (addresses.length > 0) hosts.push({ name: r.exchange.replace(/\.$/, ''), preference: r.priority, addresses });
-    else unresolved.push({ preference: r.priority, failed });
+    else unresolved.push({ name: r.exchange.replace(/\.$/, ''), preference: r.priority, failed });
   });
   if (hosts.length === 0) {
     if (anyFailed) throw new TemporaryDnsError(`451 4.4.3 address lookup for the MX hosts of ${domain} failed`);

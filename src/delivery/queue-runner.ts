@@ -62,6 +62,9 @@ export interface QueueRunnerOptions {
 
 /** Messages of up to this size are read once into memory for signing and sending. */
 const IN_MEMORY = 256 * 1024;
+
+/** While queue scans keep failing, how often that is logged. */
+const SCAN_FAILURE_LOG_MS = 60_000;
 /** Addresses tried for one destination before the attempt counts as failed (Postfix: 5). */
 const MAX_ADDRESSES = 5;
 /** Jobs held in memory at most; more stay in the store until there is room. */
@@ -102,6 +105,9 @@ export class QueueRunner {
   private timer: NodeJS.Timeout | undefined;
   private polling = false;
   private repoll = false;
+  /** Since when scans fail, and when that was last logged (a broken store fails every poll). */
+  private failingSince: number | undefined;
+  private failureLogged = 0;
   private stopping = false;
   private readonly workers = new Set<Promise<void>>();
   private readonly clients = new Set<SmtpClient>();
@@ -164,7 +170,18 @@ export class QueueRunner {
       return;
     }
     this.polling = true;
-    this.scan().catch((err) => this.ctx.log.error({ err }, 'queue scan failed')).finally(() => {
+    this.scan().then(() => {
+      if (this.failingSince === undefined) return;
+      this.ctx.log.info({ failedFor: this.now() - this.failingSince }, 'queue scans work again');
+      this.failingSince = undefined;
+    }, (err: unknown) => {
+      const now = this.now();
+      this.failingSince ??= now;
+      // Once a minute while it lasts, not at every poll.
+      if (now - this.failureLogged < SCAN_FAILURE_LOG_MS) return;
+      this.failureLogged = now;
+      this.ctx.log.error({ err, failingFor: now - this.failingSince }, 'queue scan failed');
+    }).finally(() => {
       this.polling = false;
       if (this.repoll) {
         this.repoll = false;
@@ -380,13 +397,14 @@ export class QueueRunner {
     // Certificates checked, TLS is required of MX hosts too: an attacker who can forge none could
     // otherwise strip the STARTTLS offer, or answer it 454, and read the mail (Postfix's
     // "verify" level). A route is the operator's own next hop (a filter on the same network,
-    // say): STARTTLS when it offers it, its certificate checked then.
+    // say): STARTTLS when it offers it, its certificate unchecked (Postfix's "may"), since a
+    // check that a stripped offer escapes protects nothing.
     const mxTls: TlsMode = relay.tls_verify ? 'starttls' : 'opportunistic';
     let targets: ClientTarget[];
     if (hop.kind === 'route' || hop.kind === 'smarthost') {
       // A host named in the configuration: its name is the one its certificate is checked for.
       const how = hop.kind === 'route'
-        ? { tls: 'opportunistic' as const, verify: relay.tls_verify, verifyKey: 'relay.tls_verify' }
+        ? { tls: 'opportunistic' as const, verify: false, verifyKey: 'relay.tls_verify' }
         : { tls: hop.tls, verify: relay.smarthost_tls_verify, verifyKey: 'relay.smarthost_tls_verify', ...(hop.auth ? { auth: hop.auth } : {}) };
       targets = (await addressesOf(hop.host, hop.port)).map((a) => ({
         host: a, port: hop.port, ...(a === hop.host ? {} : { servername: hop.host }), ...how, ...(this.ca ? { ca: this.ca } : {}),

@@ -70,13 +70,14 @@ export interface SubmittedMessage {
   recipients: string[];
 }
 
+/** A line of a single dot, after a line end and before one, the line ends as splitLines reads
+ *  them (LF, CR or CRLF): where the command stops reading without -i (prepareSubmitted cuts the
+ *  message at that line, found among the lines). */
+export const DOT_LINE = /[\r\n]\.[\r\n]/;
+
 /** Splits input into lines at CRLF, LF or a lone CR (a lone CR is no line end on the wire, RFC
  *  5322 §2.3, and a progress bar in cron output is full of them); the last line needs no
  *  terminator. */
-/** A line of a single dot, after a line end and before one, the line ends as splitLines reads
- *  them (LF, CR or CRLF): what ends the message without -i. */
-export const DOT_LINE = /[\r\n]\.[\r\n]/;
-
 function splitLines(input: Buffer): Buffer[] {
   const lines: Buffer[] = [];
   let start = 0;

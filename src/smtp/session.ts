@@ -432,7 +432,11 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (this.tx) return this.send(reply(503, '5.5.1', 'Nested MAIL command'));
     if (this.authRequired && !this.user) return this.send(reply(530, '5.7.0', 'Authentication required'));
     const from = parseMailFrom(args, this.o.maxMessageSize, this.esmtp, this.bareDomain);
-    if ('code' in from) return this.send(from);
+    if ('code' in from) {
+      // A declared SIZE over the limit is a message refused for its size, as one found so later.
+      if (from.code === 552) this.refused('too_big');
+      return this.send(from);
+    }
     // RFC 1870 §6.2, RFC 5321 §4.2.3: no room to store it, said before the message is sent.
     if (this.o.roomFor && !this.o.roomFor(from.declaredSize ?? 0)) {
       this.refused('storage_full');

@@ -106,7 +106,10 @@ test('refusals of a message or a recipient are reported for counting, by reason'
   b.send(`BDAT 20000 LAST\r\n${'x'.repeat(20000)}`);
   const full = inState('ehlo', { roomFor: () => false });
   assert.match(full.send('MAIL FROM:<a@remote.test>\r\n'), /^452 4\.3\.1/);
-  assert.deepEqual([...d.refusals, ...u.refusals, ...b.refusals, ...full.refusals], ['relay_denied', 'nul', 'bare_line_end', 'too_big', 'foreign_sender', 'too_big', 'storage_full']);
+  // Too big declared at MAIL, as found at the end of the data.
+  const declared = inState('ehlo');
+  assert.match(declared.send('MAIL FROM:<a@remote.test> SIZE=999999999\r\n'), /^552 5\.3\.4/);
+  assert.deepEqual([...d.refusals, ...u.refusals, ...b.refusals, ...full.refusals, ...declared.refusals], ['relay_denied', 'nul', 'bare_line_end', 'too_big', 'foreign_sender', 'too_big', 'storage_full', 'too_big']);
   assert.equal(d.delivered.length, 0);
 });
 
