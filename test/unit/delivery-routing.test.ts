@@ -89,6 +89,9 @@ describe('MX resolution (RFC 5321 §5.1, RFC 7505)', () => {
     await assert.rejects(resolveMxHosts(flaky, 'backup.test', Math.random, isSelf), (e: unknown) => e instanceof TemporaryDnsError && /^451 4\.4\.3 /.test(e.reply));
     const none = stub({ 'backup.test': [{ exchange: 'mx1.test', priority: 10 }, { exchange: 'mail.mine.test', priority: 20 }] }, { 'mail.mine.test': ['192.0.2.5'] });
     await assert.rejects(resolveMxHosts(none, 'backup.test', Math.random, isSelf), (e: unknown) => e instanceof TemporaryDnsError && /^451 4\.4\.4 /.test(e.reply));
+    // This server known by its name when DNS gave no address for it: the worse hosts still go.
+    const selfUnresolved = stub({ 'backup.test': [{ exchange: 'mx1.test', priority: 10 }, { exchange: 'mail.mine.test', priority: 20 }, { exchange: 'mx3.test', priority: 30 }] }, { 'mx1.test': ['192.0.2.1'], 'mail.mine.test': 'ETIMEOUT', 'mx3.test': ['192.0.2.3'] });
+    assert.deepEqual((await resolveMxHosts(selfUnresolved, 'backup.test', Math.random, isSelf)).map((h) => h.name), ['mx1.test']);
     // An address of this machine on another port is another server's.
     assert.equal(selfRecognizer('mx.elsewhere.test', ['192.0.2.5:2525'])({ name: 'other-name.test', preference: 10, addresses: ['192.0.2.5'] }), false);
     // On every address, every address of the machine is this server's.
