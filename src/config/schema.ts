@@ -31,6 +31,12 @@ const DOMAIN_NAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)
 
 const HOST_PORT = 'a "host:port" address such as "127.0.0.1:2525" or "[::1]:2525"';
 
+/** The host (an IPv6 one without its brackets) and port of a "host:port" as this file writes it. */
+export function splitHostPort(s: string): { host: string; port: number } {
+  const i = s.lastIndexOf(':');
+  return { host: s.slice(0, i).replace(/^\[(.*)\]$/, '$1'), port: Number(s.slice(i + 1)) };
+}
+
 /** "host:port" or "[v6]:port", the host an IPv4 address, a bracketed IPv6 one or a host name,
  *  and the port from `minPort` to 65535. */
 function hostPort(minPort: number) {
@@ -115,13 +121,11 @@ export const configSchema = z.strictObject({
     const clash = (a: string, b: string) => named(a) === named(b) || a === '::' || b === '::'
       || (a === '0.0.0.0' && !ipv6Only(b)) || (b === '0.0.0.0' && !ipv6Only(a))
       || (loopback(a) && loopback(b) && (named(a) === 'localhost' || named(b) === 'localhost'));
-    const seen: { kind: string; host: string; port: string }[] = [];
+    const seen: { kind: string; host: string; port: number }[] = [];
     for (const [kind, addresses] of Object.entries(listen)) {
       for (const a of addresses) {
-        const sep = a.lastIndexOf(':');
-        const host = a.slice(0, sep).replace(/^\[|\]$/g, '');
-        const port = a.slice(sep + 1);
-        if (port === '0') continue;
+        const { host, port } = splitHostPort(a);
+        if (port === 0) continue;
         const other = seen.find((s) => s.port === port && clash(s.host, host));
         if (other) {
           ctx.addIssue({ code: 'custom', path: [kind], message: `${a} clashes with ${other.host.includes(':') ? `[${other.host}]` : other.host}:${port} of listen.${other.kind}; give each listener an address of its own` });

@@ -7,6 +7,7 @@
 import { Resolver } from 'node:dns/promises';
 import net from 'node:net';
 import os from 'node:os';
+import { splitHostPort } from '../config/schema.ts';
 
 export interface MxRecord {
   exchange: string;
@@ -106,9 +107,9 @@ async function addressesOf(resolver: DnsResolver, name: string): Promise<{ addre
 export function selfRecognizer(hostname: string, smtpListen: string[]): (host: MxHost) => boolean {
   const mine = new Set<string>();
   for (const a of smtpListen) {
-    const sep = a.lastIndexOf(':');
-    if (a.slice(sep + 1) !== '25') continue;
-    const host = a.slice(0, sep).replace(/^\[|\]$/g, '').toLowerCase().replace(/\.$/, '');
+    const listen = splitHostPort(a);
+    if (listen.port !== 25) continue;
+    const host = listen.host.toLowerCase().replace(/\.$/, '');
     if (host === '0.0.0.0' || host === '::') {
       for (const list of Object.values(os.networkInterfaces())) for (const i of list ?? []) mine.add(i.address);
     } else if (host === 'localhost') {

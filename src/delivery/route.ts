@@ -4,19 +4,13 @@
  * Recipients that share a next hop share a destination: one queue, one set of connections,
  * one concurrency limit, one SMTP transaction per message.
  */
-import { canonicalDomain, type Config } from '../config/schema.ts';
+import { canonicalDomain, splitHostPort, type Config } from '../config/schema.ts';
 import { domainKey } from '../store/store.ts';
 
 export type NextHop =
   | { kind: 'route'; key: string; host: string; port: number }
   | { kind: 'smarthost'; key: string; host: string; port: number; tls: 'implicit' | 'starttls' | 'none'; auth?: { user: string; pass: string } }
   | { kind: 'mx'; key: string; domain: string };
-
-export function splitHostPort(s: string): { host: string; port: number } {
-  const i = s.lastIndexOf(':');
-  const host = s.slice(0, i).replace(/^\[(.*)\]$/, '$1');
-  return { host, port: Number(s.slice(i + 1)) };
-}
 
 /** The domain of an address as routes and MX lookups take it: lower case, A-labels, no final dot. */
 export function domainOf(address: string): string {

@@ -24,6 +24,7 @@ import { ComposeError } from '../mime/errors.ts';
 import { parseSendRequest, RequestError } from './send-request.ts';
 import { hashToken } from './tokens.ts';
 import { listenError } from '../net/listener.ts';
+import { splitHostPort } from '../config/schema.ts';
 
 const LISTENER = 'http';
 
@@ -76,9 +77,7 @@ export class HttpService implements Service {
   async start(): Promise<string[]> {
     const bound: string[] = [];
     for (const address of this.ctx.config.listen.http) {
-      const sep = address.lastIndexOf(':');
-      const host = address.slice(0, sep).replace(/^\[|\]$/g, '');
-      const port = Number(address.slice(sep + 1));
+      const { host, port } = splitHostPort(address);
       // The header and request limits are checked every second (Node's default is 30 s, which
       // let a slow client hold on for up to 40 s rather than 10).
       const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 1_000 }, (req, res) => {

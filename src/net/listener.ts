@@ -9,6 +9,7 @@ import { Connection } from './connection.ts';
 import { IdleSweep } from './idle-sweep.ts';
 import type { Session, TlsInfo } from './session.ts';
 import { ignoreError, serverHandshake, tlsInfo } from './connection.ts';
+import { splitHostPort } from '../config/schema.ts';
 
 /**
  * Output a connection queues in the process before it waits for the peer to read (see
@@ -109,9 +110,7 @@ export class Listener<E, R> {
   async listen(addresses: string[]): Promise<string[]> {
     const bound: string[] = [];
     for (const address of addresses) {
-      const sep = address.lastIndexOf(':');
-      const host = address.slice(0, sep).replace(/^\[|\]$/g, '');
-      const port = Number(address.slice(sep + 1));
+      const { host, port } = splitHostPort(address);
       // Implicit TLS too starts as plain TCP: the connection is counted against the limits
       // from its first moment, and its handshake is bounded like any other wait. A client's
       // end of input (a half-close) leaves the way back open: the connection ends once what
