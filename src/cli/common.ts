@@ -43,22 +43,17 @@ export function commandContext(cmd: Command): Context {
 export function asDataDirOwner(dataDir: string): void {
   const owner = dataDirOwner(dataDir);
   if (owner === undefined) return;
-  // The user's own groups, as its login has them: none of root's stays (a data_dir given to the
-  // user alone, `chown mailnest`, is still in group root).
-  // (Node's process.initgroups, which its type declarations leave out.)
-  const proc = process as NodeJS.Process & { initgroups?: (user: string, extraGroup: number) => void };
-  if (owner.name !== undefined && proc.initgroups) proc.initgroups(owner.name, owner.gid);
-  else process.setgroups?.([owner.gid]);
+  takeGroups(owner);
   process.setgid?.(owner.gid);
   process.setuid?.(owner.uid);
 }
 
 /** Runs `fn` as `owner` (when given) for the file system, then root again: for what root must do
  *  before it writes a file of its own, as `init` makes data_dir before the config file. */
-export function asEffectively<T>(owner: { uid: number; gid: number } | undefined, fn: () => T): T {
+export function asEffectively<T>(owner: DataDirOwner | undefined, fn: () => T): T {
   if (owner === undefined || !process.seteuid || !process.setegid || !process.getgroups || !process.setgroups) return fn();
   const groups = process.getgroups();
-  process.setgroups([owner.gid]);
+  takeGroups(owner);
   process.setegid(owner.gid);
   process.seteuid(owner.uid);
   try {
@@ -70,6 +65,17 @@ export function asEffectively<T>(owner: { uid: number; gid: number } | undefined
   }
 }
 
+/** The user's own groups, as its login has them: none of root's stays (a data_dir given to the
+ *  user alone, `chown mailnest`, is still in group root). (Node's process.initgroups, which its
+ *  type declarations leave out.) */
+function takeGroups(owner: DataDirOwner): void {
+  const proc = process as NodeJS.Process & { initgroups?: (user: string, extraGroup: number) => void };
+  if (owner.name !== undefined && proc.initgroups) proc.initgroups(owner.name, owner.gid);
+  else process.setgroups?.([owner.gid]);
+}
+
+type DataDirOwner = { uid: number; gid: number; name?: string };
+
 /** nogroup: the group of a user without an entry in /etc/passwd whose directory is root's group. */
 const NOGROUP = 65534;
 
@@ -79,7 +85,7 @@ const NOGROUP = 65534;
  * unless that is root's), if any; undefined for everyone else. A path with parts of two such
  * users is refused.
  */
-export function dataDirOwner(dataDir: string): { uid: number; gid: number; name?: string } | undefined {
+export function dataDirOwner(dataDir: string): DataDirOwner | undefined {
   if (process.getuid?.() !== 0) return undefined;
   const owners = ownersOnTheWay(dataDir);
   if (owners.size === 0) return undefined;
