@@ -265,8 +265,8 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
 
   const composer = new MailComposer({
     ...(subject !== undefined ? { subject } : {}),
-    ...(input.text !== undefined && input.text !== '' ? { text: lineBreaks(input.text) } : {}),
-    ...(input.html !== undefined && input.html !== '' ? { html: lineBreaks(input.html) } : {}),
+    ...(input.text !== undefined && input.text !== '' ? { text: crlfLines(input.text) } : {}),
+    ...(input.html !== undefined && input.html !== '' ? { html: crlfLines(input.html) } : {}),
     attachments: attachments.map(attachmentPart),
     headers: extra,
     messageId,
@@ -301,8 +301,7 @@ function attachmentPart(a: ComposeAttachment): Record<string, unknown> {
     contentType = OCTET_STREAM;
   } else if (contentType.toLowerCase() === 'message/rfc822') {
     // An mbox "From " line (mutt saves messages with one) is no part of the message.
-    const text = lineBreaks(content.toString('latin1')).replace(/^From [^\n]*\n/, '');
-    const crlf = Buffer.from(text.replace(/\n/g, '\r\n'), 'latin1');
+    const crlf = Buffer.from(crlfLines(content.toString('latin1')).replace(/^From [^\r]*\r\n/, ''), 'latin1');
     const shape = textShape(crlf);
     if (shape) {
       content = crlf;
@@ -343,9 +342,12 @@ function textShape(b: Buffer): '7bit' | '8bit' | undefined {
   return b.some((c) => c >= 0x80) ? '8bit' : '7bit';
 }
 
-/** CRLF, lone CR and lone LF all become one line break (CRLF on output: RFC 5322 §2.3 allows no bare CR). */
-function lineBreaks(text: string): string {
-  return text.replace(/\r\n?/g, '\n');
+/**
+ * CRLF, lone CR and lone LF all become CRLF: text's canonical form (RFC 2046 §4.1.1), which a
+ * part in base64 carries as it is (RFC 2045 §6.8); RFC 5322 §2.3 allows no bare CR or LF.
+ */
+function crlfLines(text: string): string {
+  return text.replace(/\r\n?|\n/g, '\r\n');
 }
 
 /** Throws when a line of the composed message is over 998 octets (a guard; input checks come first). */

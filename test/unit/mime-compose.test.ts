@@ -71,6 +71,16 @@ test('transfer encoding per part: quoted-printable for mostly Latin text, base64
   assert.equal(h!.text, `<p>${greek}</p>`);
 });
 
+test('text in base64 carries CRLF line breaks, its canonical form (RFC 2046 §4.1.1), however the input broke its lines', async () => {
+  for (const text of ['Привет\nмир\n', 'Привет\r\nмир\r\n', 'Привет\rмир\r']) {
+    const { parsed } = await roundTrip({ text, html: text });
+    for (const part of leaves(parsed.root)) {
+      assert.equal(part.cte, 'base64');
+      assert.equal(Buffer.from(part.bytes!, 'base64').toString('utf8'), 'Привет\r\nмир\r\n', JSON.stringify(text));
+    }
+  }
+});
+
 test('long lines are encoded so no line exceeds 998 octets, and decode back unchanged', async () => {
   const line = 'x'.repeat(5000);
   const { composed, parsed } = await roundTrip({ text: `${line}\nshort\n` });
