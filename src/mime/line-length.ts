@@ -9,8 +9,9 @@
  * 8bit data may (RFC 2045 §2.7, §2.8); one part in base64 written as one long line (`base64
  * -w0`) is wrapped at 76 characters (§6.8); any other MIME message with a long line or a NUL
  * is refused, as it cannot be fixed without knowing its structure.
- * What `sendmail` is handed gets the rest of fitBody's care too (8-bit text outside MIME,
- * missing MIME labels); over SMTP only a long line calls for it. Mail from the internet is not
+ * What `sendmail` is handed, on its standard input or over SMTP with -bs, gets the rest of
+ * fitBody's care too (8-bit text outside MIME, missing MIME labels); over SMTP from the network
+ * only a long line calls for it. Mail from the internet is not
  * touched: it is not ours to change.
  */
 import { isUtf8 } from 'node:buffer';
@@ -157,6 +158,22 @@ function foldLong(line: Buffer, name: string): Buffer[] {
  */
 export function fitSubmittedLines(message: Buffer[]): Buffer[] {
   if (!hasLongLine(message)) return message;
+  // A long header line alone leaves the body as it came.
+  return refit(message, (body) => body.some((l) => l.length > MAX_LINE));
+}
+
+/**
+ * A message a local program handed over SMTP (`sendmail -bs`), given the care of what the
+ * sendmail command reads on its standard input: 8-bit text outside MIME, missing MIME labels,
+ * as well as long lines (fitBody). Throws UnfitLineError.
+ */
+export function fitLocalMessage(message: Buffer[]): Buffer[] {
+  return refit(message, () => true);
+}
+
+/** The message with its header folded to fit, and its body given fitBody's care when
+ *  `needsCare` says it needs it. */
+function refit(message: Buffer[], needsCare: (body: Buffer[]) => boolean): Buffer[] {
   const whole = Buffer.concat(message);
   const lines: Buffer[] = [];
   for (let at = 0; at < whole.length;) {
@@ -166,8 +183,7 @@ export function fitSubmittedLines(message: Buffer[]): Buffer[] {
     at = stop + 1;
   }
   const { fields, body } = splitFields(lines);
-  // A long header line alone leaves the body as it came.
-  const fitted = body.some((l) => l.length > MAX_LINE) ? fitBody(fields, body) : { fields, body };
+  const fitted = needsCare(body) ? fitBody(fields, body) : { fields, body };
   const crlf = Buffer.from('\r\n');
   const out: Buffer[] = [];
   for (const f of fitHeader(fitted.fields)) for (const l of f.lines) out.push(l, crlf);

@@ -10,7 +10,7 @@ import { acceptMessage } from '../delivery/accept.ts';
 import { withoutForgedResults } from '../delivery/auth-results.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
 import { reportLocalDelivery } from '../delivery/report.ts';
-import { fitSubmittedLines, UnfitLineError } from '../mime/line-length.ts';
+import { fitLocalMessage, fitSubmittedLines, UnfitLineError } from '../mime/line-length.ts';
 import { completeSubmission, type Completed } from '../mime/submission.ts';
 import { withLocalHeader } from '../mime/submitted.ts';
 import { withHeaderEnd } from '../mime/header-section.ts';
@@ -178,9 +178,10 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
       return { kind: 'deliver', failure: 'refused', message };
     }
     // Its lines are made to fit 998 octets now, before it is signed, rather than folded by a
-    // relay on its way, which would break the signature.
+    // relay on its way, which would break the signature; a local program's text is labelled as
+    // the sendmail command labels what it reads.
     try {
-      body = fitSubmittedLines(done.message);
+      body = role === 'local' ? fitLocalMessage(done.message) : fitSubmittedLines(done.message);
     } catch (err) {
       if (!(err instanceof UnfitLineError)) throw err;
       ctx.metrics.rejected.inc({ listener: role, reason: 'long_line' });

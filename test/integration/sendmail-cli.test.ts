@@ -220,6 +220,27 @@ describe('mailnest sendmail', () => {
     assert.match(quit.stdout, /\r\n550 [^\r]*\r\n221 /);
   });
 
+  it('-bs labels a script\'s 8-bit text as sendmail labels what it reads: quoted-printable with its charset outside MIME, MIME-Version where a Content-Type lacks it', async () => {
+    const r = cli(configFile, ['sendmail', '-bs'], [
+      'HELO script', 'MAIL FROM:<owner@example.test>', 'RCPT TO:<alice@example.test>', 'DATA',
+      'Subject: Grüße plain', '', 'Привет', '.',
+      'MAIL FROM:<owner@example.test>', 'RCPT TO:<alice@example.test>', 'DATA',
+      'Subject: php mime', 'Content-Type: text/plain; charset=utf-8', '', 'Grüße', '.', 'QUIT', '',
+    ].join('\n'));
+    assert.equal(r.status, 0, r.stderr);
+    const mail = await box('alice@example.test');
+    const plain = mail.find((x) => x.toString().includes('Subject: =?UTF-8?Q?Gr=C3=BC=C3=9Fe?= plain'));
+    assert.ok(plain, 'not delivered');
+    const p = parseMail(plain);
+    assert.deepEqual([p.headers['mime-version'], p.root.contentType, p.root.charset, p.root.cte], ['1.0', 'text/plain', 'utf-8', 'quoted-printable']);
+    assert.equal(p.root.text, 'Привет\n');
+    const php = mail.find((x) => x.toString().includes('Subject: php mime'));
+    assert.ok(php, 'not delivered');
+    const q = parseMail(php);
+    assert.deepEqual([q.headers['mime-version'], q.root.cte], ['1.0', '8bit']);
+    assert.equal(q.root.text, 'Grüße\n');
+  });
+
   it('refuses input over limits.max_message_size with EX_DATAERR', () => {
     const small = writeConfig(tempDir(), { ...baseConfig(dir), limits: { max_message_size: 1000 } });
     const r = cli(small, ['sendmail', 'alice@example.test'], `Subject: big\n\n${'line of text\n'.repeat(200)}`);
