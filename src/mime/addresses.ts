@@ -12,6 +12,7 @@ import { parseMailbox } from '../smtp/address.ts';
 import { addressKey } from '../store/store.ts';
 import { ComposeError } from './errors.ts';
 import { ENCODED_WORD } from './header-section.ts';
+import { MAX_WORD } from './line-length.ts';
 
 export interface NamedAddress {
   /** Display name, '' when there is none. */
@@ -196,8 +197,10 @@ function formatMailbox(a: NamedAddress): string {
   return `${displayName(a.name)} <${address}>`;
 }
 
+/** A name as a phrase: as it is when it can be, quoted, or as encoded-words (RFC 2047 §5(3))
+ *  when it is not ASCII, would be read as encoded-words, or holds a word too long to fold. */
 function displayName(name: string): string {
-  if (!/^[\x20-\x7e]*$/.test(name) || ENCODED_WORD.test(name)) return encodeWord(name, 'Q', 52);
+  if (!/^[\x20-\x7e]*$/.test(name) || ENCODED_WORD.test(name) || name.split(/[ \t]+/).some((w) => w.length > MAX_WORD)) return encodeWord(name, 'Q', 52);
   if (ATOM_PHRASE.test(name)) return name;
   return `"${name.replace(/[\\"]/g, '\\$&')}"`;
 }

@@ -22,7 +22,7 @@ import { encodeWord, foldLines } from 'nodemailer/lib/mime-funcs';
 import { rfc5322Date } from '../delivery/trace.ts';
 import { emptyGroups, formatAddressList, parseAddressList, parseSingleAddress, uniqueAddresses } from './addresses.ts';
 import { contentTypeFor, OCTET_STREAM, parameterValue, parseContentType } from './types.ts';
-import { MAX_LINE } from './line-length.ts';
+import { MAX_LINE, MAX_WORD } from './line-length.ts';
 import { ComposeError } from './errors.ts';
 import { ENCODED_WORD } from './header-section.ts';
 
@@ -68,9 +68,6 @@ export interface ComposedMessage {
   recipients: string[];
   messageId: string;
 }
-
-/** A word (a run without white space) longer than this cannot be folded under MAX_LINE. */
-const MAX_WORD = 900;
 
 /** Headers a caller may not set: why, and the input field that sets them when one does. */
 const OWNED_HEADERS: Record<string, { why: string; instead?: string }> = {

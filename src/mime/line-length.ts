@@ -21,6 +21,9 @@ import { startsField, unfoldedValue } from './header-section.ts';
 /** RFC 5322 §2.1.1: a line is at most 998 octets without its CRLF. */
 export const MAX_LINE = 998;
 
+/** A word (a run without white space) longer than this cannot be folded under MAX_LINE. */
+export const MAX_WORD = 900;
+
 export interface Field {
   /** Field name as written. */
   name: string;

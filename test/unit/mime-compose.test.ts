@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import PostalMime from 'postal-mime';
 import { composeMessage, ComposeError, parseHeaderArg, type ComposeInput } from '../../src/mime/compose.ts';
 import { contentTypeFor } from '../../src/mime/types.ts';
 import { leaves, parseMail, shape } from '../helpers/parse-mail.ts';
@@ -265,6 +266,16 @@ test('a display name that looks like an encoded-word is encoded, so it reads bac
   assert.equal(parsed.headers['reply-to'], `${name} <ops@example.org>`);
   assert.equal(parsed.headers['cc'], '"a \\\\ \\"b\\"" <c@example.org>');
   assert.doesNotMatch(composed.message.toString(), /"=\?utf-8/i, 'an encoded-word inside quotes');
+});
+
+test('a display name holding a word too long to fold goes as encoded-words and reads back as written', async () => {
+  const name = `Backup ${'x'.repeat(1200)}`;
+  const { composed } = await roundTrip({ from: `"${name}" <backup@example.test>`, to: [`${'y'.repeat(950)} <owner@example.org>`] });
+  // python's email package puts spaces between adjacent encoded-words in a display name, which
+  // RFC 2047 §6.2 says are not there; postal-mime reads them as a mail client does.
+  const read = await PostalMime.parse(composed.message);
+  assert.deepEqual(read.from, { name, address: 'backup@example.test' });
+  assert.deepEqual(read.to, [{ name: 'y'.repeat(950), address: 'owner@example.org' }]);
 });
 
 test('address fields given as headers are parsed as To is, and written the same way; one that is no address is refused', async () => {
