@@ -1,27 +1,40 @@
 /**
  * Pipelined commands from clients that never read, against a server already running, and how
  * long a new session from another address waits for its greeting meanwhile: N connections from
- * 127.0.0.1 send COMMAND a thousand at a time for 8 s, while a probe from 127.0.0.2 connects every
- * 50 ms (5 s allowed). Prints the median, p90 and longest wait.
+ * 127.0.0.1, each past its greeting and EHLO (RFC 2920 §3.1: before them nothing may be
+ * pipelined), send COMMAND a thousand at a time for 8 s, while a probe from 127.0.0.2 connects
+ * every 50 ms (5 s allowed). Prints the median, p90 and longest wait.
  *
- *   node bench/flood-probe.ts PORT [CONNECTIONS=25] [COMMAND="EHLO x"]
+ *   node bench/flood-probe.ts PORT [CONNECTIONS=25] [COMMAND="HELP"]
  */
 import net from 'node:net';
 
 const [portText, countText, verb] = process.argv.slice(2);
 if (!portText) throw new Error('usage: flood-probe.ts PORT [CONNECTIONS] [COMMAND]');
 const port = Number(portText);
-const block = Buffer.from(`${verb ?? 'EHLO x'}\r\n`.repeat(1000));
+const block = Buffer.from(`${verb ?? 'HELP'}\r\n`.repeat(1000));
 const flooders: net.Socket[] = [];
 for (let i = 0; i < Number(countText ?? 25); i++) {
   const s = net.connect({ port, host: '127.0.0.1' });
-  s.pause();
   s.on('error', () => {});
   const pump = () => {
     while (s.write(block));
     s.once('drain', pump);
   };
-  s.once('connect', pump);
+  let heard = '';
+  let greeted = false;
+  const onData = (d: Buffer) => {
+    heard += d.toString('latin1');
+    if (!greeted && /^220 /m.test(heard)) {
+      greeted = true;
+      s.write('EHLO flood.example.test\r\n');
+    } else if (greeted && /^250 /m.test(heard)) {
+      s.off('data', onData);
+      s.pause();
+      pump();
+    }
+  };
+  s.on('data', onData);
   flooders.push(s);
 }
 

@@ -49,6 +49,7 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
     maxRecipients: config.limits.max_recipients,
     maxLineLength: config.limits.max_line_length,
     roomFor: (declaredSize) => freeSpace.roomFor(declaredSize),
+    strictPipelining: role !== 'local',
   };
   // Sessions whose connection has closed: a login that waited its turn is not checked for them.
   const closed = new WeakSet<object>();

@@ -80,6 +80,12 @@ export interface SmtpSessionOptions {
   maxLineLength: number;
   /** Errors (5xx replies) tolerated before the session is ended (like Postfix's hard error limit). */
   maxErrors?: number;
+  /**
+   * Hang up on a client that sends commands before the reply it must wait for (see
+   * unsynchronized): on the network listeners, not for `sendmail -bs`, whose scripts write
+   * their whole dialogue at once.
+   */
+  strictPipelining?: boolean;
   /** Whether the store has room for a message of this declared size (0 when none was
    *  declared), as last read (no I/O); absent, no check is made. */
   roomFor?: (declaredSize: number) => boolean;
@@ -108,6 +114,11 @@ const HELP = [
   'mailnest SMTP; commands: HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP STARTTLS AUTH',
   'See RFC 5321 and https://www.rfc-editor.org/rfc/rfc5321 for their syntax',
 ];
+
+/** RFC 2920 §3.1: commands that may only end a group of pipelined commands, since their reply
+ *  changes what the client may send next (QUIT is left out: nothing after it matters; HELO
+ *  is there as EHLO is). */
+const ENDS_GROUP = new Set(['EHLO', 'HELO', 'DATA', 'VRFY', 'EXPN', 'NOOP']);
 
 /** Verbs of RFC 821/5321 that mailnest knows but does not offer (502, not 500). */
 const NOT_IMPLEMENTED = new Set(['TURN', 'ETRN', 'ATRN', 'SEND', 'SOML', 'SAML', 'VERB']);
@@ -369,6 +380,11 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       return;
     }
     const { verb, args } = parseCommandLine(line);
+    if (this.unsynchronized(verb)) {
+      this.outcome = 'unsynchronized pipelining';
+      this.refused('pipelining');
+      return this.close(reply(554, '5.5.0', `${this.o.hostname} Protocol error: commands sent before the reply they had to wait for (RFC 2920 section 3.1), closing connection`));
+    }
     switch (verb) {
       case 'HELO': return this.heloCommand(args, false);
       case 'EHLO': return this.heloCommand(args, true);
@@ -393,6 +409,21 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
         if (NOT_IMPLEMENTED.has(verb)) return this.send(reply(502, '5.5.1', `${verb} is not implemented`));
         return this.send(reply(500, '5.5.1', `Command unrecognized: ${verb.slice(0, 20).replace(/[^\x21-\x7e]/g, '?')}`));
     }
+  }
+
+  /**
+   * True when input came after a command that had to be the last before its reply: one of
+   * ENDS_GROUP, or any command when the client was not offered PIPELINING (before EHLO, after
+   * HELO: RFC 5321 §4.3.1's lock-step). A client that did not wait for that reply is a spam
+   * engine's shortcut, or an attempt to have the server read as commands what the client
+   * wrote as data; Postfix hangs up on it too (smtpd_forbid_unauth_pipelining, on by default
+   * since 3.9). What the client sends after the end of a message, BDAT's chunk, and input
+   * after STARTTLS (discarded: RFC 3207 §4.2) do not count.
+   */
+  private unsynchronized(verb: string): boolean {
+    if (!this.o.strictPipelining || this.input.length === 0) return false;
+    if (verb === 'BDAT' || verb === 'STARTTLS' || verb === 'QUIT') return false;
+    return !this.esmtp || ENDS_GROUP.has(verb);
   }
 
   /** RFC 5321 §4.1.1.1; EHLO answers with the extensions on offer (§4.1.4 resets the transaction). */

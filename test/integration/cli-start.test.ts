@@ -292,6 +292,8 @@ test('on an older Node the pinned one runs the server with the semi-space cap, o
     const child = Number(fs.readFileSync(children, 'utf8').trim().split(' ')[0]);
     // The pinned Node outlives a launcher killed outright: it goes too, whatever happens.
     t.after(() => { try { process.kill(child, 'SIGKILL'); } catch { /* gone */ } });
+    // Until the child has become the pinned Node (exec), it shows the launcher's command line.
+    await until('the pinned Node\'s exec', () => fs.readlinkSync(`/proc/${child}/exe`) !== fs.realpathSync(OLD_NODE!), 20_000);
     const args = fs.readFileSync(`/proc/${child}/cmdline`, 'utf8').split('\0');
     assert.deepEqual(args.filter((a) => a.startsWith('--max-semi-space-size')), [expected]);
     run.kill('SIGTERM');

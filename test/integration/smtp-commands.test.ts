@@ -499,7 +499,15 @@ test('a client that pipelines its last commands and half-closes gets every reply
     socket.on('close', () => { clearTimeout(timer); resolve(); });
   });
   await new Promise<void>((resolve) => socket.once('connect', resolve));
-  socket.end(`EHLO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n${MESSAGE}.\r\nQUIT\r\n`);
+  /** Resolves once `seen` has come, in `text()`; the groups RFC 2920 §3.1 allows wait so. */
+  const until = async (text: () => string, seen: RegExp) => {
+    while (!seen.test(text())) await new Promise((resolve) => setTimeout(resolve, 5));
+  };
+  socket.write('EHLO c\r\n');
+  await until(() => got, /^250 /m);
+  socket.write('MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n');
+  await until(() => got, /^354 /m);
+  socket.end(`${MESSAGE}.\r\nQUIT\r\n`);
   await closed;
   const codes = got.split('\r\n').filter((l) => /^\d{3} /.test(l)).map((l) => l.slice(0, 3));
   assert.deepEqual(codes, ['220', '250', '250', '250', '354', '250', '221'], got);
@@ -510,7 +518,11 @@ test('a client that pipelines its last commands and half-closes gets every reply
   let more = '';
   other.on('data', (d: Buffer) => { more += d.toString('latin1'); });
   await new Promise<void>((resolve) => other.once('connect', resolve));
-  other.end('EHLO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nSubject: cut\r\n');
+  other.write('EHLO c\r\n');
+  await until(() => more, /^250 /m);
+  other.write('MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n');
+  await until(() => more, /^354 /m);
+  other.end('Subject: cut\r\n');
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => { other.destroy(); reject(new Error(`not closed; got ${more}`)); }, 20_000);
     other.on('close', () => { clearTimeout(timer); resolve(); });

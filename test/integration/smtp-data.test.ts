@@ -88,35 +88,22 @@ test('DATA: the end of data split across writes is still found', async () => {
   assert.deepEqual(await bodies(f, 'alice@example.test'), ['Subject: split\r\n\r\nbody\r\n']);
 });
 
-test('PIPELINING: a whole session in one write gets its replies in order', async () => {
+test('PIPELINING: a whole session in the groups RFC 2920 §3.1 allows gets every group\'s replies in order', async () => {
   f = await startFixture();
   const c = await f.open('smtp');
-  c.write([
-    'EHLO client.example.net',
-    'MAIL FROM:<sender@remote.test>',
-    'RCPT TO:<alice@example.test>',
-    'RCPT TO:<nobody@example.test>',
-    'RCPT TO:<elsewhere@remote.test>',
-    'RCPT TO:<bob@example.test>',
-    'DATA',
-    'Subject: first',
-    '',
-    '..one',
-    '.',
-    'NOOP',
-    'MAIL FROM:<other@remote.test>',
-    'RCPT TO:<bob@example.test>',
-    'DATA',
-    'Subject: second',
-    '',
-    'two',
-    '.',
-    'RSET',
-    'VRFY bob@example.test',
-    'QUIT',
-    '',
-  ].join('\r\n'));
-  const replies = await c.replies(16);
+  const group = async (lines: string[], n: number) => {
+    c.write(`${lines.join('\r\n')}\r\n`);
+    return c.replies(n);
+  };
+  const replies = [
+    ...await group(['EHLO client.example.net'], 1),
+    ...await group(['MAIL FROM:<sender@remote.test>', 'RCPT TO:<alice@example.test>', 'RCPT TO:<nobody@example.test>', 'RCPT TO:<elsewhere@remote.test>', 'RCPT TO:<bob@example.test>', 'DATA'], 6),
+    // The message, then what follows it, up to a command that ends a group.
+    ...await group(['Subject: first', '', '..one', '.', 'NOOP'], 2),
+    ...await group(['MAIL FROM:<other@remote.test>', 'RCPT TO:<bob@example.test>', 'DATA'], 3),
+    ...await group(['Subject: second', '', 'two', '.', 'RSET', 'VRFY bob@example.test'], 3),
+    ...await group(['QUIT'], 1),
+  ];
   assert.deepEqual(replies.map((r) => r.code), [250, 250, 250, 550, 550, 250, 354, 250, 250, 250, 250, 354, 250, 250, 252, 221]);
   assert.equal(replies[3]!.enhanced, '5.1.1');
   assert.equal(replies[4]!.enhanced, '5.7.1');
@@ -126,6 +113,18 @@ test('PIPELINING: a whole session in one write gets its replies in order', async
   assert.equal(await c.closedByServer(), '');
   assert.deepEqual(await bodies(f, 'alice@example.test'), ['Subject: first\r\n\r\n.one\r\n']);
   assert.deepEqual(await bodies(f, 'bob@example.test'), ['Subject: first\r\n\r\n.one\r\n', 'Subject: second\r\n\r\ntwo\r\n']);
+});
+
+test('PIPELINING: a whole session in one write, the message before the 354 it must wait for, is hung up on and nothing is stored', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  await c.ehlo();
+  c.write('MAIL FROM:<sender@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nSubject: early\r\n\r\nbody\r\n.\r\nQUIT\r\n');
+  const replies = await c.replies(3);
+  assert.deepEqual(replies.map((r) => r.code), [250, 250, 554]);
+  assert.match(replies[2]!.raw, /^554 5\.5\.0 \S+ Protocol error: commands sent before the reply they had to wait for \(RFC 2920 section 3\.1\), closing connection\r\n$/);
+  assert.equal(await c.closedByServer(), '');
+  assert.deepEqual(await bodies(f, 'alice@example.test'), []);
 });
 
 test('PIPELINING: RFC 2920 style, the body sent only after 354', async () => {
@@ -283,17 +282,16 @@ test('smuggling: each variant neither ends the data early nor runs a command; th
   assert.deepEqual(await bodies(f, 'bob@example.test'), [], 'a smuggled message was stored');
 });
 
-test('smuggling: every variant in one pipelined write, also split byte by byte', async () => {
+test('smuggling: every variant, with what follows it, in one write after the 354, also split byte by byte', async () => {
   f = await startFixture();
   for (const [name, ending] of SMUGGLE) {
     for (const split of [false, true]) {
-      const c = await f.open('smtp');
-      const text = 'EHLO client.example.net\r\nMAIL FROM:<sender@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n'
-        + `Subject: ${name}\r\n\r\nbefore${ending}${SMUGGLED}.\r\nQUIT\r\n`;
+      const c = await inData(f);
+      const text = `Subject: ${name}\r\n\r\nbefore${ending}${SMUGGLED}.\r\nQUIT\r\n`;
       if (split) await trickle(c, Buffer.from(text), [1]);
       else c.write(text);
-      const replies = await c.replies(6);
-      assert.deepEqual(replies.map((r) => r.code), [250, 250, 250, 354, 550, 221], `${name} split=${split}: ${replies.map((r) => r.raw).join('')}`);
+      const replies = await c.replies(2);
+      assert.deepEqual(replies.map((r) => r.code), [550, 221], `${name} split=${split}: ${replies.map((r) => r.raw).join('')}`);
       assert.equal(await c.closedByServer(), '');
     }
   }

@@ -288,6 +288,29 @@ function rawConnect(port: number): Promise<net.Socket> {
   });
 }
 
+/** A raw connection past its greeting and EHLO (answered): from here the client may pipeline. */
+async function rawAfterEhlo(port: number): Promise<net.Socket> {
+  const s = await rawConnect(port);
+  let got = '';
+  let greeted = false;
+  await new Promise<void>((resolve, reject) => {
+    const onData = (d: Buffer) => {
+      got += d.toString('latin1');
+      if (!greeted && /^220 /m.test(got)) {
+        greeted = true;
+        s.write('EHLO c.test\r\n');
+      }
+      if (/^250 /m.test(got)) {
+        s.off('data', onData);
+        resolve();
+      }
+    };
+    s.on('data', onData);
+    s.once('close', () => reject(new Error(`closed before EHLO was answered: ${got}`)));
+  });
+  return s;
+}
+
 test('idle_timeout also bounds TLS handshakes (after STARTTLS and on submissions)', async () => {
   f = await startFixture({ config: { limits: { idle_timeout: '1s' } } });
   const c = await f.open('smtp');
@@ -314,27 +337,27 @@ function rssMb(pid: number): number {
   return Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
 }
 
-test('thousands of EHLOs pipelined in one write are all answered, in order, a turn\'s worth at a time; the session goes on', async () => {
+test('thousands of commands pipelined in one write are all answered, in order, a turn\'s worth at a time; the session goes on', async () => {
   f = await startFixture();
-  const s = await rawConnect(f.port('smtp'));
+  const s = await rawAfterEhlo(f.port('smtp'));
   let text = '';
   s.on('data', (d: Buffer) => { text += d.toString('latin1'); });
-  s.write(`${'EHLO c.test\r\n'.repeat(3000)}NOOP\r\nQUIT\r\n`);
+  // HELP's reply is two lines: 3,000 of them make about 400 KB of replies.
+  s.write(`${'HELP\r\n'.repeat(3000)}RSET\r\nQUIT\r\n`);
   await new Promise((resolve) => s.once('close', resolve));
   const finals = text.split('\r\n').filter((l) => /^\d{3} /.test(l));
-  assert.equal(finals.length, 1 + 3000 + 2);
-  assert.match(finals[0]!, /^220 /);
-  assert.ok(finals.slice(1, 3001).every((l) => l.startsWith('250 ')));
-  assert.deepEqual(finals.slice(3001).map((l) => l.slice(0, 3)), ['250', '221']);
+  assert.equal(finals.length, 3000 + 2);
+  assert.ok(finals.slice(0, 3000).every((l) => l.startsWith('214 ')));
+  assert.deepEqual(finals.slice(3000).map((l) => l.slice(0, 3)), ['250', '221']);
 });
 
 test('a client that never reads its replies cannot make the server buffer without bound', async (t) => {
   f = await startFixture();
   const pid = f.server.process.pid!;
   const before = rssMb(pid);
-  const s = await rawConnect(f.port('smtp'));
+  const s = await rawAfterEhlo(f.port('smtp'));
   s.pause(); // never read a reply
-  const chunk = Buffer.from('NOOP\r\n'.repeat(10_000));
+  const chunk = Buffer.from('RSET\r\n'.repeat(10_000));
   let sent = 0;
   while (sent < 24e6) {
     if (!s.write(chunk)) {
@@ -350,7 +373,7 @@ test('a client that never reads its replies cannot make the server buffer withou
   const growth = rssMb(pid) - before;
   s.destroy();
   t.diagnostic(`server RSS +${growth.toFixed(0)} MB after ${(sent / 1e6).toFixed(1)} MB of unread commands`);
-  // Without back-pressure 24 MB of NOOPs cost the server over 300 MB of queued replies; with it,
+  // Without back-pressure 24 MB of RSETs cost the server over 300 MB of queued replies; with it,
   // the server stops reading after a few MB (kernel buffers) and grows by well under 150 MB.
   assert.ok(growth < 150, `server RSS grew by ${growth.toFixed(0)} MB for ${(sent / 1e6).toFixed(0)} MB of unread pipelined commands`);
 });

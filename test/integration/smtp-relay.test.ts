@@ -65,13 +65,14 @@ test('a message with a local and several trick recipients reaches only the local
 test('the same tricks in a pipelined burst, and a quoted local part that is really local', async () => {
   f = await startFixture();
   const c = await f.open('smtp');
-  const lines = ['EHLO client.example.net', 'MAIL FROM:<sender@remote.test>', ...TRICKS.map(([r]) => `RCPT TO:<${r}>`), 'RCPT TO:<"alice"@example.test>', 'DATA'];
+  await c.ehlo();
+  const lines = ['MAIL FROM:<sender@remote.test>', ...TRICKS.map(([r]) => `RCPT TO:<${r}>`), 'RCPT TO:<"alice"@example.test>', 'DATA'];
   c.write(lines.map((l) => `${l}\r\n`).join(''));
   const replies = await c.replies(lines.length);
-  assert.deepEqual(replies.slice(2, 2 + TRICKS.length).map((r) => r.code), TRICKS.map(([, code]) => code));
+  assert.deepEqual(replies.slice(1, 1 + TRICKS.length).map((r) => r.code), TRICKS.map(([, code]) => code));
   // "alice"@example.test is alice: a local recipient, accepted.
-  assert.equal(replies[2 + TRICKS.length]!.code, 250);
-  assert.equal(replies[3 + TRICKS.length]!.code, 354);
+  assert.equal(replies[1 + TRICKS.length]!.code, 250);
+  assert.equal(replies[2 + TRICKS.length]!.code, 354);
   c.write('Subject: quoted\r\n\r\nx\r\n.\r\n');
   assert.equal((await c.reply()).code, 250);
   c.destroy();

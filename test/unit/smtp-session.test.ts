@@ -325,6 +325,46 @@ test('pipelining: a whole transaction in one write gets its replies in order', (
   assert.ok(d.closed);
 });
 
+test('pipelining within RFC 2920 §3.1 is answered in order on a network listener: groups that end with DATA, the next transaction after the message', () => {
+  const d = new SmtpDriver({ strictPipelining: true });
+  assert.deepEqual(d.codes(d.send('EHLO c\r\n')), [250]);
+  assert.deepEqual(d.codes(d.send('MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nRCPT TO:<nobody@example.test>\r\nDATA\r\n')), [250, 250, 550, 354]);
+  assert.deepEqual(d.codes(d.send('Subject: p\r\n\r\nhi\r\n.\r\nRSET\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 4 LAST\r\nhi\r\nQUIT\r\n')), [250, 250, 250, 250, 250, 221]);
+  assert.equal(d.delivered.length, 2);
+  assert.deepEqual(d.refusals, []);
+});
+
+test('a client that sends before the reply it must wait for is hung up on, 554 5.5.0, on a network listener (RFC 2920 §3.1)', () => {
+  const cases: [before: string[], unsynchronized: string, codes: number[]][] = [
+    // Before EHLO, or after HELO, nothing may be pipelined (RFC 5321 §4.3.1).
+    [[], 'EHLO c\r\nMAIL FROM:<a@remote.test>\r\n', [554]],
+    [[], 'NOOP\r\nNOOP\r\n', [554]],
+    [['HELO c\r\n'], 'MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\n', [554]],
+    // After EHLO, EHLO, DATA, VRFY, EXPN and NOOP end a group.
+    [['EHLO c\r\n'], 'NOOP\r\nMAIL FROM:<a@remote.test>\r\n', [554]],
+    [['EHLO c\r\n'], 'VRFY alice\r\nRSET\r\n', [554]],
+    [['EHLO c\r\n'], 'EHLO c\r\nRSET\r\n', [554]],
+    // The message sent before DATA's 354: what smuggling and bulk-mail engines do.
+    [['EHLO c\r\n'], 'MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\n', [250, 250, 554]],
+  ];
+  for (const [before, unsynchronized, codes] of cases) {
+    const d = new SmtpDriver({ strictPipelining: true });
+    for (const b of before) assert.equal(lastCode(d.send(b)), 250);
+    const out = d.send(unsynchronized);
+    assert.deepEqual(d.codes(out), codes, unsynchronized);
+    // Enhanced status codes only once EHLO has offered them (RFC 2034 §3).
+    const code = before.includes('EHLO c\r\n') ? '5\\.5\\.0 ' : '';
+    assert.match(out, new RegExp(`554 ${code}mx\\.example\\.test Protocol error: commands sent before the reply they had to wait for \\(RFC 2920 section 3\\.1\\), closing connection\r\n$`));
+    assert.ok(d.closed, unsynchronized);
+    assert.equal(d.delivered.length, 0);
+    assert.deepEqual(d.refusals, ['pipelining']);
+    assert.equal(d.session.summary().outcome, 'unsynchronized pipelining');
+  }
+  // sendmail -bs takes a script's whole dialogue at once.
+  const local = new SmtpDriver({ role: 'local' });
+  assert.deepEqual(local.codes(local.send('HELO c\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nSubject: x\r\n\r\nhi\r\n.\r\nQUIT\r\n')), [250, 250, 250, 354, 250, 221]);
+});
+
 test('BDAT: chunks, LAST, byte counts, and DATA after BDAT is out of sequence', () => {
   const d = inState('rcpt');
   assert.equal(d.send('BDAT 12\r\nSubject: b\r\n'), '250 2.0.0 12 octets received\r\n');
