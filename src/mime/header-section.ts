@@ -75,6 +75,24 @@ export function withoutFields(message: Buffer[], mention: RegExp, drop: (field: 
   return [Buffer.from(kept.join('\r\n'), 'latin1'), Buffer.concat(message).subarray(end)];
 }
 
+/** The lines of the header section, and those of its longest field with its continuation
+ *  lines, as headerEnd reads them. */
+export function headerShape(message: Buffer[]): { lines: number; fieldLines: number } {
+  const text = headerText(message, headerEnd(message).end);
+  let lines = 0;
+  let field = 0;
+  let fieldLines = 0;
+  for (let at = 0; at < text.length;) {
+    const c = text.charCodeAt(at);
+    field = c === 0x20 || c === 0x09 ? field + 1 : 1;
+    if (field > fieldLines) fieldLines = field;
+    lines++;
+    const lf = text.indexOf('\n', at);
+    at = lf < 0 ? text.length : lf + 1;
+  }
+  return { lines, fieldLines };
+}
+
 /** How many fields of the header section `field` matches, a pattern of a field's start with the
  *  flags g, i and m (`/^received[ \t]*:/gim`): continuation lines begin with white space. */
 export function countFields(message: Buffer[], field: RegExp): number {

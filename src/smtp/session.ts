@@ -11,7 +11,7 @@
  */
 import { isUtf8 } from 'node:buffer';
 import { asciiUpper } from '../ascii.ts';
-import { countFields } from '../mime/header-section.ts';
+import { countFields, headerShape } from '../mime/header-section.ts';
 import { EMPTY } from '../net/empty.ts';
 import { OUTPUT_PER_TURN, type Output, type Session, type SessionSummary, type TlsInfo } from '../net/session.ts';
 import { LineReader } from '../net/line-reader.ts';
@@ -93,6 +93,17 @@ export interface SmtpSessionOptions {
 
 /** RFC 5321 §6.3: a message with this many Received fields is in a loop ("normally at least 100"). */
 const MAX_HOPS = 100;
+
+/**
+ * A header section of more lines than this, or with a field of more than MAX_FIELD_LINES, is
+ * refused. Parsers that join a field's continuation lines one at a time (the DKIM verifier's
+ * among them) take time that grows with the square of their number: 200,000 continuation lines,
+ * 800 KB, held the event loop for minutes. Mail has a few dozen header lines; a field of a
+ * thousand would be a To of a thousand recipients written one a line. (Postfix cuts a field at
+ * 100 KiB, header_size_limit.)
+ */
+const MAX_HEADER_LINES = 10_000;
+const MAX_FIELD_LINES = 1_000;
 
 /** RFC 5321 §4.2.3 452 and RFC 3463 X.3.1 (mail system full): the client tries again later. */
 const INSUFFICIENT_STORAGE = reply(452, '4.3.1', 'Insufficient system storage, try again later');
@@ -602,6 +613,13 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       this.tx = undefined;
       this.refused('loop');
       return this.send(reply(554, '5.4.6', `Too many hops: the message has passed ${hops} servers, a mail loop (RFC 5321 section 6.3)`));
+    }
+    const shape = headerShape(body);
+    if (shape.lines > MAX_HEADER_LINES || shape.fieldLines > MAX_FIELD_LINES) {
+      this.tx = undefined;
+      this.refused('big_header');
+      const what = shape.lines > MAX_HEADER_LINES ? `${shape.lines} header lines, more than ${MAX_HEADER_LINES}` : `a header field of ${shape.fieldLines} lines, more than ${MAX_FIELD_LINES}`;
+      return this.send(reply(552, '5.3.4', `Message header too large: ${what}`));
     }
     const auth = this.user ? 'A' : '';
     const tlsMark = this.tls ? 'S' : '';

@@ -108,6 +108,14 @@ describe('inbound checks', () => {
     assert.equal(r.reject, undefined);
   });
 
+  it('checks the first five DKIM signatures only (RFC 6376 §6.1): each costs a pass over the body', async () => {
+    const bogus = Array.from({ length: 8 }, (_, i) => `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=s${i + 1}.test; s=x; l=${i + 1};\r\n h=from; bh=AAAA; b=AAAA\r\n`).join('');
+    const config = parseConfig({ hostname: 'mx.example.test' });
+    const r = await checkInbound(config, { clientIp: '192.0.2.10', helo: 'out.sender.test', sender: 'a@sender.test', message: Buffer.concat([Buffer.from(bogus), msg]) }, { resolver: resolverFor(records) });
+    const domains = [...r.authResults.matchAll(/dkim=\S+ .*header\.i=@(s\d)\.test/g)].map((m) => m[1]);
+    assert.deepEqual(domains, ['s1', 's2', 's3', 's4', 's5'], r.authResults);
+  });
+
   it('rejects a DMARC p=reject failure only when configured to', async () => {
     const input = { clientIp: '198.51.100.1', helo: 'forger.test', sender: 'a@sender.test', message: msg };
     const on = await checkInbound(parseConfig({ hostname: 'mx.example.test', checks: { reject_dmarc: true } }), input, { resolver: resolverFor(records) });

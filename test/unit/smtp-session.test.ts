@@ -113,6 +113,24 @@ test('refusals of a message or a recipient are reported for counting, by reason'
   assert.equal(d.delivered.length, 0);
 });
 
+test('a header of more than 10,000 lines, or with a field of more than 1,000, is refused 552 5.3.4; at the limits it goes through', () => {
+  const cases: [header: string, verdict: RegExp][] = [
+    [`Subject: a\r\n${' b\r\n'.repeat(1000)}`, /^552 5\.3\.4 Message header too large: a header field of 1001 lines, more than 1000\r\n$/],
+    [`Subject: a\r\n${' b\r\n'.repeat(999)}`, /^250 2\.0\.0 OK queued/],
+    ['X-A: b\r\n'.repeat(10_001), /^552 5\.3\.4 Message header too large: 10001 header lines, more than 10000\r\n$/],
+    [`${'X-A: b\r\n'.repeat(9_000)}To: a\r\n${'\tb\r\n'.repeat(999)}`, /^250 2\.0\.0 OK queued/],
+    // Lines after the header section are the body's.
+    [`Subject: a\r\n\r\n${' b\r\n'.repeat(20_000)}`, /^250 2\.0\.0 OK queued/],
+  ];
+  for (const [header, verdict] of cases) {
+    const d = inState('rcpt', { maxMessageSize: 1_000_000 });
+    d.send('DATA\r\n');
+    assert.match(d.send(`${header}\r\nbody\r\n.\r\n`), verdict);
+    assert.equal(d.delivered.length, verdict.source.startsWith('^250') ? 1 : 0);
+    assert.deepEqual(d.refusals, verdict.source.startsWith('^250') ? [] : ['big_header']);
+  }
+});
+
 test('a message that has passed 100 servers is in a loop: 554 5.4.6, nothing delivered; 99 go through (RFC 5321 §6.3)', () => {
   const received = (n: number) => 'Received: from a.test by b.test;\r\n\tSun, 29 Nov 2026 10:00:00 +0000\r\n'.repeat(n);
   const d = inState('rcpt');
