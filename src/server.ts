@@ -13,6 +13,7 @@ import { ServerCertificate } from './net/tls.ts';
 import { QueueRunner } from './delivery/queue-runner.ts';
 import { HttpService } from './http/server.ts';
 import { smtpHandler, type SmtpHandler, type SmtpRole } from './smtp/handler.ts';
+import { BodyBudget } from './smtp/body-budget.ts';
 import { pop3Handler } from './pop3/handler.ts';
 import { MaildropLocks } from './pop3/locks.ts';
 import { FreeSpace } from './store/free-space.ts';
@@ -67,12 +68,13 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
   const limits = new ConnectionLimits(config.limits.max_connections, config.limits.max_connections_per_ip);
   const throttle = new AuthThrottle(config.auth.max_failures);
   const freeSpace = new FreeSpace(config.data_dir);
+  const bodies = BodyBudget.forServer(config.limits.max_message_size);
   const lctx: ListenerContext = { limits, log, tls: certificate, onCount: (l, d) => ctx.metrics.count(l, d) };
   const listeners: { kind: ListenerKind; listener: Listener<any, any> }[] = [];
   const smtpHandlers: SmtpHandler[] = [];
   for (const role of SMTP_ROLES) {
     if (config.listen[role].length === 0) continue;
-    const handler = smtpHandler(ctx, role, throttle, freeSpace);
+    const handler = smtpHandler(ctx, role, throttle, freeSpace, { bodies });
     smtpHandlers.push(handler);
     listeners.push({ kind: role, listener: new Listener(handler, lctx) });
   }

@@ -230,7 +230,7 @@ export function registerSendmail(program: Command): void {
 async function smtpOnStdio(ctx: Context, caller: string): Promise<void> {
   const freeSpace = new FreeSpace(ctx.config.data_dir);
   try {
-    const handler = smtpHandler(ctx, 'local', new AuthThrottle(ctx.config.auth.max_failures), freeSpace, { login: caller });
+    const handler = smtpHandler(ctx, 'local', new AuthThrottle(ctx.config.auth.max_failures), freeSpace, { caller: { login: caller } });
     const session = handler.createSession({ remoteAddress: '' });
     try {
       await runStdioSession({ session, perform: (e, s) => handler.perform(e, s), input: process.stdin, output: process.stdout, idleMs: ctx.config.limits.idle_timeout, lfIsLineEnd: true });

@@ -160,6 +160,7 @@ export class Connection<E, R> implements IdleMember {
     if (this.closed) return;
     this.closed = true;
     this.o.idle.delete(this);
+    this.o.session.closed?.();
     const s = this.o.session.summary();
     this.o.log.info({ ...this.o.logFields, ...s, ...(outcome ? { outcome } : {}), ms: Date.now() - this.started }, 'session');
     this.o.onClose();

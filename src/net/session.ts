@@ -61,5 +61,7 @@ export interface Session<E, R = unknown> {
   shutdown(): Output<E>[];
   /** An unexpected error inside this session: the last words before closing. */
   failure(): Output<E>[];
+  /** The connection has closed, whoever closed it: what the session holds goes. */
+  closed?(): void;
   summary(): SessionSummary;
 }

@@ -19,6 +19,7 @@ import type { ProtocolHandler } from '../net/listener.ts';
 import type { FreeSpace } from '../store/free-space.ts';
 import { isStorageFull } from '../store/store.ts';
 import { renderReply, reply } from './reply.ts';
+import type { BodyBudget } from './body-budget.ts';
 import { SmtpSession, type SmtpEffect, type SmtpResult, type SmtpRole, type SmtpSessionOptions, type Delivery } from './session.ts';
 
 export type { SmtpRole };
@@ -35,8 +36,10 @@ export interface LocalCaller {
   login: string;
 }
 
-/** `freeSpace` is the gauge of data_dir's filesystem, shared by the SMTP listeners. */
-export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle, freeSpace: FreeSpace, caller?: LocalCaller): SmtpHandler {
+/** `freeSpace` is the gauge of data_dir's filesystem, and `bodies` what messages arriving may
+ *  hold in memory, both shared by the SMTP listeners (sendmail -bs runs one session alone). */
+export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle, freeSpace: FreeSpace, local: { caller?: LocalCaller; bodies?: BodyBudget } = {}): SmtpHandler {
+  const { caller, bodies } = local;
   const { config } = ctx;
   const reports = new Set<Promise<void>>();
   const policy: SmtpSessionOptions = {
@@ -50,6 +53,7 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
     maxLineLength: config.limits.max_line_length,
     roomFor: (declaredSize) => freeSpace.roomFor(declaredSize),
     strictPipelining: role !== 'local',
+    ...(bodies ? { bodyBudget: bodies } : {}),
   };
   // Sessions whose connection has closed: a login that waited its turn is not checked for them.
   const closed = new WeakSet<object>();

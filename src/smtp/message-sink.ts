@@ -6,7 +6,11 @@
  * (RFC 5321 §2.3.8: CR and LF occur only together as a line end). So does a NUL, which neither
  * 7-bit nor 8-bit data may hold (RFC 2045 §2.7, §2.8; mailnest offers no BINARYMIME): a next
  * hop that dropped it could read `<CR><LF><NUL>.<CR><LF>` as the end of the data.
+ * What it keeps is taken from the server's BodyBudget (given a lease): past that, too, nothing
+ * more is kept, and the message is refused for now at its end.
  */
+import type { BodyLease } from './body-budget.ts';
+
 const CR = 13;
 const LF = 10;
 /** A CR not followed by LF, or an LF not preceded by CR. */
@@ -21,7 +25,7 @@ const KEPT = 64;
 const SMALL = 4096;
 const GATHER = 64 * 1024;
 
-export type SinkVerdict = 'ok' | 'too-big' | 'bare-newline' | 'nul';
+export type SinkVerdict = 'ok' | 'too-big' | 'bare-newline' | 'nul' | 'no-room';
 
 export class MessageSink {
   readonly maxSize: number;
@@ -35,9 +39,18 @@ export class MessageSink {
   private bareNewline = false;
   private nul = false;
   private lastWasCR = false;
+  private readonly lease: BodyLease | undefined;
+  /** The budget had no room for a piece: nothing more is kept. */
+  private noRoom = false;
 
-  constructor(maxSize: number) {
+  constructor(maxSize: number, lease?: BodyLease) {
     this.maxSize = maxSize;
+    this.lease = lease;
+  }
+
+  /** True once the budget has refused a piece (the rest is only counted). */
+  get overBudget(): boolean {
+    return this.noRoom;
   }
 
   get size(): number {
@@ -49,9 +62,9 @@ export class MessageSink {
     this.bytes += chunk.length;
     if (!this.bareNewline) this.checkLineEnds(chunk);
     if (!this.nul && chunk.includes(0)) this.nul = true;
-    if (this.bytes > this.maxSize || this.bareNewline || this.nul) {
-      this.parts = [];
-      this.gather = undefined;
+    if (!this.noRoom && this.lease && !this.lease.take(chunk.length)) this.noRoom = true;
+    if (this.bytes > this.maxSize || this.bareNewline || this.nul || this.noRoom) {
+      this.release();
       return;
     }
     if (chunk.length >= SMALL || this.parts.length < KEPT) {
@@ -94,12 +107,20 @@ export class MessageSink {
     this.lastWasCR = chunk[chunk.length - 1] === CR;
   }
 
-  /** The verdict once all bytes are in. */
+  /** The verdict once all bytes are in: the message's own faults first, which no retry mends. */
   finish(): SinkVerdict {
     if (this.bytes > this.maxSize) return 'too-big';
     if (this.bareNewline || this.lastWasCR) return 'bare-newline';
     if (this.nul) return 'nul';
+    if (this.noRoom) return 'no-room';
     return 'ok';
+  }
+
+  /** Lets go of what is kept, and of its share of the budget. */
+  release(): void {
+    this.parts = [];
+    this.gather = undefined;
+    this.lease?.release();
   }
 
   /** The collected chunks (only meaningful when finish() is 'ok'). A last line without its
@@ -111,6 +132,8 @@ export class MessageSink {
     const last = p[p.length - 1];
     if (last && last[last.length - 1] !== LF) p.push(Buffer.from('\r\n'));
     this.parts = [];
+    // Handed on to be stored, in a moment: the budget is for messages still arriving.
+    this.lease?.release();
     return p;
   }
 }

@@ -23,6 +23,7 @@ import { formatMailbox, lookupAddress } from './address.ts';
 import { parseCommandLine } from './command.ts';
 import { DataReader } from './data-reader.ts';
 import { parseMailFrom, parseRcptTo, type MailFrom, type RcptTo } from './envelope.ts';
+import type { BodyBudget } from './body-budget.ts';
 import { MessageSink } from './message-sink.ts';
 import { renderReply, reply, type Reply } from './reply.ts';
 
@@ -86,6 +87,9 @@ export interface SmtpSessionOptions {
    * their whole dialogue at once.
    */
   strictPipelining?: boolean;
+  /** Bounds the octets of messages held in memory while they arrive (see BodyBudget); absent,
+   *  none. */
+  bodyBudget?: BodyBudget;
   /** Whether the store has room for a message of this declared size (0 when none was
    *  declared), as last read (no I/O); absent, no check is made. */
   roomFor?: (declaredSize: number) => boolean;
@@ -230,7 +234,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     this.helo = undefined;
     this.esmtp = false;
     this.user = undefined;
-    this.tx = undefined;
+    this.endTransaction();
     this.input = EMPTY;
     this.lines.reset();
     this.phase = 'command';
@@ -261,6 +265,10 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     this.outcome = 'error';
     this.phase = 'closed';
     return [{ type: 'write', data: renderReply(reply(421, '4.3.0', `${this.o.hostname} Internal error, closing connection`), this.esmtp) }];
+  }
+
+  closed(): void {
+    this.tx?.sink?.release();
   }
 
   summary(): SessionSummary {
@@ -299,6 +307,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
 
   private close(r: Reply): void {
     if (this.phase === 'closed') return;
+    // The transaction stays, for the session's log line; its message goes.
+    this.tx?.sink?.release();
     this.out.push({ type: 'write', data: renderReply(r, this.esmtp) }, { type: 'close' });
     this.closedIn = this.phase;
     this.phase = 'closed';
@@ -311,6 +321,13 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     this.send(reply(552, '5.3.4', `Message size exceeds the limit of ${this.o.maxMessageSize} octets`));
   }
 
+  /** The messages arriving at the server, or from this client, hold all the memory they may
+   *  (BodyBudget): this one is refused for now, and the client tries again later. */
+  private noRoomInMemory(): void {
+    this.refused('memory_full');
+    this.send(INSUFFICIENT_STORAGE);
+  }
+
   /** Counts a refusal by its reason (the listener's metrics). */
   private refused(reason: string): void {
     this.out.push({ type: 'refused', reason });
@@ -319,6 +336,16 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private effect(e: SmtpEffect): void {
     this.waiting = e;
     this.out.push({ type: 'effect', effect: e });
+  }
+
+  private newSink(): MessageSink {
+    return new MessageSink(this.o.maxMessageSize, this.o.bodyBudget?.lease(this.clientIp));
+  }
+
+  /** The transaction is over: what its message holds in memory goes. */
+  private endTransaction(): void {
+    this.tx?.sink?.release();
+    this.tx = undefined;
   }
 
   /** Consumes buffered input until it runs out, an effect is awaited, the replies make a turn's
@@ -405,7 +432,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       case 'BDAT': return this.bdatCommand(args);
       case 'RSET':
         if (args.trim() !== '') return this.send(reply(501, '5.5.4', 'RSET takes no arguments'));
-        this.tx = undefined;
+        this.endTransaction();
         return this.send(reply(250, '2.0.0', 'Ok'));
       case 'NOOP': return this.send(reply(250, '2.0.0', 'Ok'));
       case 'QUIT':
@@ -445,7 +472,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     }
     this.helo = name;
     this.esmtp = extended;
-    this.tx = undefined;
+    this.endTransaction();
     if (!extended) return this.send(reply(250, undefined, `${this.o.hostname}`));
     const ext = [
       `${this.o.hostname} greets ${name}`,
@@ -498,7 +525,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private senderDone(allowed: boolean): void {
     if (!allowed) {
       const sender = formatMailbox(this.tx!.from.sender!);
-      this.tx = undefined;
+      this.endTransaction();
       this.refused('foreign_sender');
       return this.send(reply(553, '5.7.1', `Sender address <${sender}> is not owned by ${this.user!.address}`));
     }
@@ -537,7 +564,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (!this.tx) return this.send(reply(503, '5.5.1', 'Need MAIL and RCPT before DATA'));
     if (this.tx.chunking) return this.send(reply(503, '5.5.1', 'DATA after BDAT'));
     if (this.tx.recipients.length === 0) return this.send(reply(554, '5.5.1', 'No valid recipients'));
-    this.tx.sink = new MessageSink(this.o.maxMessageSize);
+    this.tx.sink = this.newSink();
     this.data = new DataReader();
     this.phase = 'data';
     this.send(reply(354, undefined, 'End data with <CR><LF>.<CR><LF>'));
@@ -564,7 +591,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (this.tx && this.tx.recipients.length > 0) {
       if (!this.tx.chunking) {
         this.tx.chunking = true;
-        this.tx.sink = new MessageSink(this.o.maxMessageSize);
+        this.tx.sink = this.newSink();
       }
     }
   }
@@ -573,7 +600,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     this.phase = 'command';
     if (this.bdatWithoutEhlo) {
       this.bdatWithoutEhlo = false;
-      this.tx = undefined;
+      this.endTransaction();
       return this.send(reply(503, '5.5.1', 'BDAT needs EHLO, which offers CHUNKING (RFC 3030); use DATA'));
     }
     const tx = this.tx;
@@ -581,13 +608,17 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (!tx.sink) {
       // RFC 3030 §2: a chunk refused fails the transaction. Kept, it would take recipients
       // again, and a later BDAT LAST would deliver the message without this chunk.
-      this.tx = undefined;
+      this.endTransaction();
       return this.send(reply(554, '5.5.1', 'No valid recipients; the transaction is over'));
     }
     if (tx.sink.size > this.o.maxMessageSize) {
       // RFC 3030 §2: after a failed chunk the client sends no more; the transaction is over.
-      this.tx = undefined;
+      this.endTransaction();
       return this.tooBig();
+    }
+    if (tx.sink.overBudget) {
+      this.endTransaction();
+      return this.noRoomInMemory();
     }
     if (this.bdatLast) return this.finishMessage();
     this.send(reply(250, '2.0.0', `${tx.sink.size} octets received`));
@@ -598,8 +629,9 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const sink = tx.sink!;
     const verdict = sink.finish();
     if (verdict !== 'ok') {
-      this.tx = undefined;
+      this.endTransaction();
       if (verdict === 'too-big') return this.tooBig();
+      if (verdict === 'no-room') return this.noRoomInMemory();
       const [reason, why] = verdict === 'nul'
         ? ['nul', 'a NUL octet in the message, which mail may not hold (RFC 2045 section 2.8)']
         : ['bare_line_end', 'bare CR or LF in the message; lines must end with CRLF (RFC 5321 section 2.3.8)'];
@@ -610,13 +642,13 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const hops = countFields(body, /^received[ \t]*:/gim);
     if (hops >= MAX_HOPS) {
       // Two servers whose aliases point at each other would otherwise pass it on for ever.
-      this.tx = undefined;
+      this.endTransaction();
       this.refused('loop');
       return this.send(reply(554, '5.4.6', `Too many hops: the message has passed ${hops} servers, a mail loop (RFC 5321 section 6.3)`));
     }
     const shape = headerShape(body);
     if (shape.lines > MAX_HEADER_LINES || shape.fieldLines > MAX_FIELD_LINES) {
-      this.tx = undefined;
+      this.endTransaction();
       this.refused('big_header');
       const what = shape.lines > MAX_HEADER_LINES ? `${shape.lines} header lines, more than ${MAX_HEADER_LINES}` : `a header field of ${shape.fieldLines} lines, more than ${MAX_FIELD_LINES}`;
       return this.send(reply(552, '5.3.4', `Message header too large: ${what}`));
@@ -641,7 +673,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   }
 
   private deliverDone(result: Extract<SmtpResult, { kind: 'deliver' }>): void {
-    this.tx = undefined;
+    this.endTransaction();
     if (result.id !== undefined) {
       this.accepted.push(result.id);
       // The error limit is for sessions that deliver nothing: a client that sends mail on one

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { BodyBudget } from '../../src/smtp/body-budget.ts';
 import { SmtpDriver, bodyOf } from '../helpers/smtp-driver.ts';
 import { isAsciiReply } from '../helpers/smtp-reply.ts';
 
@@ -129,6 +130,40 @@ test('a header of more than 10,000 lines, or with a field of more than 1,000, is
     assert.equal(d.delivered.length, verdict.source.startsWith('^250') ? 1 : 0);
     assert.deepEqual(d.refusals, verdict.source.startsWith('^250') ? [] : ['big_header']);
   }
+});
+
+test('messages arriving hold memory within the server\'s budget and each client\'s share: past it 452 4.3.1, for now; what a session held goes when it ends', () => {
+  const budget = new BodyBudget(5000, 3000);
+  const line = (n: number) => `${'x'.repeat(n - 2)}\r\n`;
+  const a = inState('rcpt', { bodyBudget: budget });
+  const b = inState('rcpt', { bodyBudget: budget });
+  a.send('DATA\r\n');
+  b.send('DATA\r\n');
+  a.send(`Subject: a\r\n\r\n${line(2000)}`);
+  assert.ok(budget.inUse >= 2000);
+  // The same client (the driver's address) past its share of 3,000: read on, not kept.
+  b.send(line(1500));
+  assert.ok(budget.inUse < 3000, `${budget.inUse}`);
+  assert.match(b.send(`${line(1000)}.\r\n`), /^452 4\.3\.1 Insufficient system storage, try again later\r\n$/);
+  assert.deepEqual(b.refusals, ['memory_full']);
+  assert.match(a.send('.\r\n'), /^250 2\.0\.0 OK queued/);
+  assert.equal(budget.inUse, 0);
+  // A chunk past the share ends the transaction (RFC 3030 §2), and the next message goes through.
+  const c = inState('rcpt', { bodyBudget: budget });
+  assert.match(c.send(`BDAT 3500\r\n${line(3500)}`), /^452 4\.3\.1/);
+  assert.equal(budget.inUse, 0);
+  assert.match(c.send('MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 9 LAST\r\nSubject: \r\n'), /250 2\.0\.0 OK queued/);
+  // A connection gone in the middle of a message, or a session that ends itself, lets go.
+  const d = inState('rcpt', { bodyBudget: budget });
+  d.send(`DATA\r\nSubject: d\r\n\r\n${line(1000)}`);
+  assert.ok(budget.inUse >= 1000);
+  d.session.closed();
+  assert.equal(budget.inUse, 0);
+  const e = inState('rcpt', { bodyBudget: budget });
+  e.send(`DATA\r\nSubject: e\r\n\r\n${line(1000)}`);
+  e.session.timeout();
+  assert.equal(budget.inUse, 0);
+  assert.equal(a.delivered.length + b.delivered.length + c.delivered.length, 2);
 });
 
 test('a message that has passed 100 servers is in a loop: 554 5.4.6, nothing delivered; 99 go through (RFC 5321 §6.3)', () => {

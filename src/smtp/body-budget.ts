@@ -1,0 +1,84 @@
+/**
+ * Octets of messages that SMTP sessions hold in memory while they arrive (a message is written
+ * to disk whole, once its end is in), bounded for the whole process and for each client
+ * address. Without a bound, fifty connections from one address, each in the middle of a message
+ * near `limits.max_message_size` and sending a byte now and then, held 1.3 GB for as long as
+ * they liked; a few addresses more and the system kills the server for its memory.
+ *
+ * A message that would pass either bound is read on without being kept, and refused at its end
+ * with 452 4.3.1: a temporary failure, which the sender tries again later (the session decides;
+ * see MessageSink). Nothing here does I/O: a session takes and gives back octets as it goes.
+ */
+import os from 'node:os';
+
+export class BodyBudget {
+  readonly total: number;
+  readonly perClient: number;
+  private held = 0;
+  private readonly byClient = new Map<string, number>();
+
+  constructor(total: number, perClient: number) {
+    this.total = total;
+    this.perClient = perClient;
+  }
+
+  /**
+   * The bounds for a server whose messages may be `maxMessageSize` octets: a quarter of the
+   * machine's memory in all (two messages of the largest size at least), and a quarter of that
+   * for one address (one such message at least).
+   */
+  static forServer(maxMessageSize: number): BodyBudget {
+    const total = Math.max(2 * maxMessageSize, Math.floor(os.totalmem() / 4));
+    return new BodyBudget(total, Math.max(maxMessageSize, Math.floor(total / 4)));
+  }
+
+  /** Octets held now, in all. */
+  get inUse(): number {
+    return this.held;
+  }
+
+  /** A lease for one message from `client`. */
+  lease(client: string): BodyLease {
+    return new BodyLease(this, client);
+  }
+
+  /** Takes `n` octets for `client`; false, and nothing taken, when a bound would be passed. */
+  take(client: string, n: number): boolean {
+    const mine = this.byClient.get(client) ?? 0;
+    if (this.held + n > this.total || mine + n > this.perClient) return false;
+    this.held += n;
+    this.byClient.set(client, mine + n);
+    return true;
+  }
+
+  give(client: string, n: number): void {
+    const mine = (this.byClient.get(client) ?? 0) - n;
+    if (mine > 0) this.byClient.set(client, mine);
+    else this.byClient.delete(client);
+    this.held -= n;
+  }
+}
+
+/** What one message holds of the budget; `release` gives it all back (and may be called again). */
+export class BodyLease {
+  private readonly budget: BodyBudget;
+  private readonly client: string;
+  private held = 0;
+
+  constructor(budget: BodyBudget, client: string) {
+    this.budget = budget;
+    this.client = client;
+  }
+
+  take(n: number): boolean {
+    if (!this.budget.take(this.client, n)) return false;
+    this.held += n;
+    return true;
+  }
+
+  release(): void {
+    if (this.held === 0) return;
+    this.budget.give(this.client, this.held);
+    this.held = 0;
+  }
+}
