@@ -5,7 +5,30 @@
 import crypto from 'node:crypto';
 import { promisify } from 'node:util';
 
-const scrypt = promisify(crypto.scrypt) as (pw: crypto.BinaryLike, salt: crypto.BinaryLike, len: number, opts: crypto.ScryptOptions) => Promise<Buffer>;
+const scryptNow = promisify(crypto.scrypt) as (pw: crypto.BinaryLike, salt: crypto.BinaryLike, len: number, opts: crypto.ScryptOptions) => Promise<Buffer>;
+
+/**
+ * scrypt runs in libuv's thread pool (four threads), where the store's flushes run too: a flood
+ * of failed logins from many addresses kept every thread busy, and a message's 250 waited 11 s
+ * behind the guesses. At most two hashes are computed at once; the rest wait their turn, so the
+ * flushes always find a thread.
+ */
+const AT_ONCE = 2;
+let running = 0;
+const waiting: (() => void)[] = [];
+
+async function scrypt(pw: string, salt: Buffer, len: number, opts: crypto.ScryptOptions): Promise<Buffer> {
+  if (running >= AT_ONCE) await new Promise<void>((resolve) => waiting.push(resolve));
+  else running++;
+  try {
+    return await scryptNow(pw, salt, len, opts);
+  } finally {
+    // The slot passes to the next in line, or is freed.
+    const next = waiting.shift();
+    if (next) next();
+    else running--;
+  }
+}
 const PARAMS = { N: 16384, r: 8, p: 1 };
 const KEYLEN = 32;
 

@@ -1,0 +1,31 @@
+/** Password hashes: scrypt, checked two at a time so that the thread pool keeps room for flushes. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
+
+test('at most two password hashes are computed at once; the rest wait their turn, and every answer is right', async () => {
+  let running = 0;
+  let most = 0;
+  const real = crypto.scrypt;
+  // Watched before the module under test takes its copy of it.
+  (crypto as { scrypt: unknown }).scrypt = (...args: unknown[]) => {
+    running++;
+    most = Math.max(most, running);
+    const done = args.at(-1) as (err: Error | null, key?: Buffer) => void;
+    (real as (...a: unknown[]) => void)(...args.slice(0, -1), (err: Error | null, key?: Buffer) => {
+      running--;
+      done(err, key);
+    });
+  };
+  try {
+    const { hashPassword, verifyPassword } = await import('../../src/auth/password.ts');
+    const stored = await hashPassword('correct horse');
+    const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => verifyPassword(i % 3 === 0 ? 'correct horse' : `guess ${i}`, stored)));
+    assert.deepEqual(answers, Array.from({ length: 12 }, (_, i) => i % 3 === 0));
+    assert.equal(await verifyPassword('anything', undefined), false);
+    assert.equal(most, 2);
+    assert.equal(running, 0);
+  } finally {
+    (crypto as { scrypt: unknown }).scrypt = real;
+  }
+});
