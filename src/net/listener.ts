@@ -88,7 +88,14 @@ export interface ListenerContext {
 }
 
 /** How long a refused connection may take to close after its refusal (see accept). */
-const REFUSED_LINGER_MS = 5000;
+const REFUSED_LINGER_MS = 1000;
+/** Refused connections a listener lets linger at most; past them, one is closed at once. A
+ *  client opening connections as fast as it could, refused, had the server hold 20,000. */
+const MAX_LINGERING = 1000;
+/** A client's refusals are logged once a minute at most, with the number left unlogged. */
+const REFUSAL_LOG_MS = 60_000;
+/** Clients whose last logged refusal is remembered, at most. */
+const REFUSAL_LOG_CLIENTS = 10_000;
 
 export class Listener<E, R> {
   readonly handler: ProtocolHandler<E, R>;
@@ -99,6 +106,10 @@ export class Listener<E, R> {
   /** One function for every connection of this listener. */
   private readonly perform = (e: E, s: Session<E, R>): Promise<R> => this.handler.perform(e, s);
   private readonly idle: IdleSweep;
+  /** Refused connections waiting for their client to close. */
+  private lingering = 0;
+  /** When each client's refusal was last logged, and how many since were not. */
+  private readonly refusalsLogged = new Map<string, { at: number; unlogged: number }>();
 
   constructor(handler: ProtocolHandler<E, R>, ctx: ListenerContext) {
     this.handler = handler;
@@ -135,14 +146,20 @@ export class Listener<E, R> {
     if (refused) {
       // A TLS client cannot read a plaintext line: it just sees the connection close.
       if (this.handler.implicitTls) raw.destroy();
-      else {
+      else if (this.lingering >= MAX_LINGERING) {
         raw.end(this.handler.refusal(refused));
-        // What the client sends meanwhile is read and dropped, so its close is seen; one that
-        // does not close is let go shortly, as a refused connection counts against no limit.
+        raw.destroy();
+      } else {
+        raw.end(this.handler.refusal(refused));
+        // What the client sends meanwhile is read and dropped, so its close is seen, and the
+        // reply is not cut off by a reset; one that does not close is let go shortly, as a
+        // refused connection counts against no limit but MAX_LINGERING.
+        this.lingering++;
+        raw.once('close', () => { this.lingering--; });
         raw.resume();
         raw.setTimeout(REFUSED_LINGER_MS, () => raw.destroy());
       }
-      this.ctx.log.warn({ listener: this.handler.name, client: ip, reason: refused }, 'connection refused');
+      this.logRefusal(ip, refused);
       return;
     }
     this.ctx.onCount?.(this.handler.name, 1);
@@ -192,6 +209,22 @@ export class Listener<E, R> {
       },
     });
     this.connections.add(conn);
+  }
+
+  /** One line per client and minute at most: a client refused thousands of times a second wrote
+   *  as many lines. */
+  private logRefusal(ip: string, reason: string): void {
+    const now = Date.now();
+    const last = this.refusalsLogged.get(ip);
+    if (last && now - last.at < REFUSAL_LOG_MS) {
+      last.unlogged++;
+      return;
+    }
+    if (this.refusalsLogged.size >= REFUSAL_LOG_CLIENTS) {
+      for (const [client, l] of this.refusalsLogged) if (now - l.at >= REFUSAL_LOG_MS) this.refusalsLogged.delete(client);
+    }
+    if (last || this.refusalsLogged.size < REFUSAL_LOG_CLIENTS) this.refusalsLogged.set(ip, { at: now, unlogged: 0 });
+    this.ctx.log.warn({ listener: this.handler.name, client: ip, reason, ...(last?.unlogged ? { unlogged: last.unlogged } : {}) }, 'connection refused');
   }
 
   /** Stops accepting; asks each session to finish. */

@@ -4,6 +4,7 @@
  */
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import net from 'node:net';
 import { SmtpClient, plain } from '../helpers/smtp-client.ts';
@@ -168,6 +169,42 @@ test('a refused connection is closed: at once when its client closes, after a fe
   }
   assert.ok(!stillHeld, 'the server still holds the refused connection');
   silent.socket.destroy();
+  held.destroy();
+});
+
+test('refused connections: a client\'s refusals logged once a minute, and at most 1,000 linger waiting for their client to close', { timeout: 60_000 }, async (t) => {
+  f = await startFixture({ config: { limits: { max_connections_per_ip: 1 } } });
+  const held = await f.open('smtp');
+  const port = f.port('smtp');
+  /** A connection that never closes its side; resolves once the server has answered or closed it. */
+  const refused = () => new Promise<net.Socket>((resolve) => {
+    const socket = net.connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    socket.on('error', () => resolve(socket));
+    socket.once('data', () => resolve(socket));
+    socket.once('close', () => resolve(socket));
+  });
+  const first = await Promise.all(Array.from({ length: 5 }, refused));
+  const lines = f.server.logs.filter((l) => l.msg === 'connection refused' && l.client === '127.0.0.1');
+  assert.equal(lines.length, 1, JSON.stringify(lines));
+  for (const s of first) s.destroy();
+  const limit = Number(spawnSync('sh', ['-c', 'ulimit -n'], { encoding: 'utf8' }).stdout);
+  if (!(limit >= 4000)) {
+    t.diagnostic(`the lingering bound is not tried: ${limit} descriptors per process here`);
+  } else {
+    const pid = f.server.process.pid!;
+    const sockets = () => fs.readdirSync(`/proc/${pid}/fd`).filter((fd) => {
+      try {
+        return fs.readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:');
+      } catch {
+        return false;
+      }
+    }).length;
+    const before = sockets();
+    const many = await Promise.all(Array.from({ length: 1500 }, refused));
+    const most = sockets() - before;
+    for (const s of many) s.destroy();
+    assert.ok(most <= 1000, `the server held ${most} refused connections`);
+  }
   held.destroy();
 });
 
