@@ -20,7 +20,10 @@ export interface Context {
 /** `onFailedFlush`, `onMigrate`: see SqliteStore (the server stops; a command fails with the
  *  write). */
 export function openContext(config: Config, log: Logger = createLogger(config.log_level), hooks: { onFailedFlush?: (err: Error) => void; onMigrate?: (from: number, to: number) => void } = {}): Context {
-  const store = new SqliteStore(config.data_dir, hooks);
+  const store = new SqliteStore(config.data_dir, {
+    ...hooks,
+    onReserveGiven: () => log.warn({ data_dir: config.data_dir }, 'the disk holding data_dir is full: the room kept in data_dir/reserve was given up so that mail could be deleted; free space on the disk (the reserve is made again once there is room)'),
+  });
   if (store.recovered.length > 0) {
     log.warn({ removed: store.recovered }, 'removed messages whose body a crash cut short; none of them had been acknowledged');
   }

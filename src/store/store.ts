@@ -195,8 +195,9 @@ export interface Store {
   removeToken(name: string): Promise<boolean>;
 
   // --- upkeep
-  /** Removes what an interrupted write left behind and nothing refers to, and takes back the
-   *  space of deleted messages where it is not freed at once; returns how many files it removed,
+  /** Removes what an interrupted write left behind and nothing refers to, takes back the space
+   *  of deleted messages where it is not freed at once, and keeps room back for deleting mail
+   *  on a full disk (see reserve.ts); returns how many files it removed,
    *  the queue ids of bodies found damaged on the way (left as they are), and how many places
    *  of dead space wait for the disk to have room to take them back. */
   sweep(): Promise<{ removed: number; damaged: string[]; waiting: number }>;

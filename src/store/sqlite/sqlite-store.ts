@@ -16,6 +16,7 @@ import {
 } from '../store.ts';
 import { BodyFiles } from './body-files.ts';
 import { BodyLog, type LogPlace } from './body-log.ts';
+import { Reserve } from '../reserve.ts';
 import { totalLength } from '../../chunks.ts';
 import { PiecePool } from './piece-pool.ts';
 import { PIECE } from './read-pieces.ts';
@@ -84,6 +85,8 @@ export class SqliteStore implements Store {
   private wal: WalSync;
   private files: BodyFiles;
   private log: BodyLog;
+  private readonly reserve: Reserve;
+  private readonly onReserveGiven: (() => void) | undefined;
   /** Read buffers for the body files of messages opened for a mailbox client (openMessage). */
   private pieces = new PiecePool(PIECE, 8);
   /** Body files whose rows the open transaction deletes: removed once it is durable. */
@@ -103,8 +106,10 @@ export class SqliteStore implements Store {
    *  the body log's segment size (see body-log.ts); `onFailedFlush`: called when a flush of the
    *  database or the body log fails, after which nothing written is acknowledged any more (see
    *  SharedFlush); without it, the writes waiting on that flush fail. `onMigrate`: called
-   *  before the schema is brought from version `from` to `to`, and may refuse (throw). */
-  constructor(dataDir: string, opts: { fdatasync?: (fd: number) => Promise<void>; segmentBytes?: number; onFailedFlush?: (err: Error) => void; onMigrate?: (from: number, to: number) => void } = {}) {
+   *  before the schema is brought from version `from` to `to`, and may refuse (throw).
+   *  `reserveBytes`: the size of data_dir/reserve (see reserve.ts); `onReserveGiven`: called when
+   *  a deletion on a full disk gave it up. */
+  constructor(dataDir: string, opts: { fdatasync?: (fd: number) => Promise<void>; segmentBytes?: number; onFailedFlush?: (err: Error) => void; onMigrate?: (from: number, to: number) => void; reserveBytes?: number; onReserveGiven?: () => void } = {}) {
     prepareDataDir(dataDir);
     this.file = path.join(dataDir, 'mailnest.sqlite');
     this.db = openDatabase(this.file);
@@ -124,6 +129,8 @@ export class SqliteStore implements Store {
     this.wal.syncNow();
     this.files = new BodyFiles(dataDir);
     this.log = new BodyLog(dataDir, { segmentBytes: opts.segmentBytes, onFailure: opts.onFailedFlush });
+    this.reserve = new Reserve(dataDir, opts.reserveBytes);
+    this.onReserveGiven = opts.onReserveGiven;
     this.recover();
   }
 
@@ -189,14 +196,26 @@ export class SqliteStore implements Store {
     return s;
   }
 
-  /** A transaction whose promise resolves once it is durable. */
-  private async write<T>(fn: () => T): Promise<T> {
-    const result = this.transaction(fn);
+  /** A transaction whose promise resolves once it is durable; `frees` as for transaction. */
+  private async write<T>(fn: () => T, frees = false): Promise<T> {
+    const result = this.transaction(fn, frees);
     await this.wal.sync();
     return result;
   }
 
-  private transaction<T>(fn: () => T): T {
+  /** `frees`: the transaction deletes mail, and may have the reserve's room when the disk is
+   *  full (see reserve.ts). */
+  private transaction<T>(fn: () => T, frees = false): T {
+    try {
+      return this.transactionOnce(fn);
+    } catch (err) {
+      if (!frees || !isStorageFull(err) || !this.reserve.release()) throw err;
+      this.onReserveGiven?.();
+      return this.transactionOnce(fn);
+    }
+  }
+
+  private transactionOnce<T>(fn: () => T): T {
     this.endRead();
     this.doomed = [];
     this.db.exec('BEGIN IMMEDIATE');
@@ -293,7 +312,7 @@ export class SqliteStore implements Store {
                              WHERE b.user_id = ? LIMIT ?) RETURNING body_id`).all(user.id as number, DELETE_BATCH) as Row[];
         for (const b of new Set(rows.map((r) => Number(r.body_id)))) this.dropBodyIfUnused(b);
         return rows.length;
-      });
+      }, true);
       if (deleted < DELETE_BATCH) break;
       await new Promise((resolve) => setTimeout(resolve, BATCH_PAUSE_MS));
     }
@@ -309,7 +328,7 @@ export class SqliteStore implements Store {
       this.q('DELETE FROM users WHERE id = ?').run(user.id as number);
       for (const b of bodies) this.dropBodyIfUnused(Number(b.id));
       return true;
-    });
+    }, true);
   }
 
   async listUsers(): Promise<UserUsage[]> {
@@ -539,7 +558,7 @@ export class SqliteStore implements Store {
           if (row) bodies.add(Number(row.body_id));
         }
         for (const b of bodies) this.dropBodyIfUnused(b);
-      });
+      }, true);
     }
     if (uids.length > 0) await this.wal.sync();
   }
@@ -650,7 +669,7 @@ export class SqliteStore implements Store {
       this.q('DELETE FROM outbound WHERE id = ?').run(o.id as number);
       this.dropBodyIfUnused(Number(o.body_id));
       return true;
-    });
+    }, true);
   }
 
   // ---------------------------------------------------------------- tokens
@@ -692,6 +711,8 @@ export class SqliteStore implements Store {
    * what can be freed is. Returns how many files it removed.
    */
   async sweep(): Promise<{ removed: number; damaged: string[]; waiting: number }> {
+    // Made here, not when the store opens: every command opens the store.
+    this.reserve.keep();
     const known = (queueId: string) => this.q('SELECT 1 FROM bodies WHERE queue_id = ?').get(queueId) !== undefined;
     let removed = await this.files.sweep(known, Date.now() - ORPHAN_AGE_MS);
     const idle = this.log.segments().filter((n) => !this.log.busy(n, ORPHAN_AGE_MS));

@@ -1,0 +1,61 @@
+/**
+ * Room kept back on the disk for deleting mail: `data_dir/reserve`, a file of zeros that nothing
+ * else is written to. On a disk filled to the last byte (by anything: a log, another program),
+ * SQLite cannot commit even a deletion, since its write-ahead log grows first; POP3's DELE and
+ * `mailnest user remove` then freed nothing, and the only way out was outside mailnest. A
+ * deletion that finds the disk full gives the reserve up and is tried again (sqlite-store.ts);
+ * the reserve is made again once the disk has room for it several times over, so that it is
+ * never what fills the disk.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { freeBytes } from './free-space.ts';
+
+/** Enough for SQLite's write-ahead log to grow to its checkpoint (1,000 pages of 16 KiB) and a
+ *  batch of deletions beyond it. */
+export const RESERVE_BYTES = 20 * 1024 * 1024;
+
+/** The reserve is made only where the disk has this many times its size free. */
+const ROOM_FACTOR = 4;
+
+export class Reserve {
+  readonly file: string;
+  readonly bytes: number;
+
+  constructor(dataDir: string, bytes = RESERVE_BYTES) {
+    this.file = path.join(dataDir, 'reserve');
+    this.bytes = bytes;
+  }
+
+  /** Makes the reserve when it is missing and the disk has room; true when it was made now. A
+   *  failure leaves no part of it behind. */
+  keep(): boolean {
+    if (fs.existsSync(this.file) || freeBytes(path.dirname(this.file)) < ROOM_FACTOR * this.bytes) return false;
+    const partial = `${this.file}.new`;
+    try {
+      const fd = fs.openSync(partial, 'w', 0o600);
+      try {
+        const zeros = Buffer.alloc(Math.min(this.bytes, 1024 * 1024));
+        for (let written = 0; written < this.bytes; written += zeros.length) fs.writeSync(fd, zeros, 0, Math.min(zeros.length, this.bytes - written));
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      fs.renameSync(partial, this.file);
+      return true;
+    } catch {
+      fs.rmSync(partial, { force: true });
+      return false;
+    }
+  }
+
+  /** Gives the room up; true when there was a reserve to give. */
+  release(): boolean {
+    try {
+      fs.unlinkSync(this.file);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+}

@@ -1,0 +1,70 @@
+/** The room kept back for deleting mail on a disk filled to the last byte (data_dir/reserve). */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { newQueueId } from '../../src/store/queue-id.ts';
+import { isStorageFull } from '../../src/store/store.ts';
+
+const KIB = 1024;
+
+test('on a full disk, deleting mail and removing a user give up the reserve and succeed; nothing else may use it, and the sweep makes it again', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-reserve-'));
+  if (process.getuid?.() !== 0 || spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', dir]).status !== 0) {
+    fs.rmSync(dir, { recursive: true, force: true });
+    t.skip('needs root, and the right to mount a small tmpfs');
+    return;
+  }
+  let store: SqliteStore | undefined;
+  t.after(async () => {
+    store?.close();
+    let unmounted = false;
+    for (let i = 0; i < 50 && !unmounted; i++) {
+      unmounted = spawnSync('umount', [dir]).status === 0;
+      if (!unmounted) await new Promise((r) => setTimeout(r, 100));
+    }
+    if (!unmounted) spawnSync('umount', ['-l', dir]);
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  let given = 0;
+  store = new SqliteStore(dir, { reserveBytes: 1024 * KIB, onReserveGiven: () => given++ });
+  const reserve = path.join(dir, 'reserve');
+  const put = (userId: number, kib: number) => store!.accept({ id: newQueueId(), body: [Buffer.alloc(kib * KIB, 'x')], sender: '', local: [{ userId, prefix: Buffer.alloc(0) }] });
+  const a = await store.createUser('a@example.test', 'h');
+  const b = await store.createUser('b@example.test', 'h');
+  for (const kib of [10, 100, 400]) {
+    await put(a.id, kib);
+    await put(b.id, kib);
+  }
+  assert.ok(!fs.existsSync(reserve), 'made when the store opens');
+  await store.sweep();
+  assert.equal(fs.statSync(reserve).size, 1024 * KIB);
+  // The disk filled to the last byte by something else.
+  const fd = fs.openSync(path.join(dir, 'filler'), 'a');
+  try {
+    for (;;) fs.writeSync(fd, Buffer.alloc(16 * KIB, 0x61));
+  } catch (err) {
+    assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
+  } finally {
+    fs.closeSync(fd);
+  }
+  // Mail that arrives is refused, and does not take the reserve.
+  await assert.rejects(put(a.id, 10), (err) => isStorageFull(err) || (err as NodeJS.ErrnoException).code === 'ENOSPC');
+  assert.ok(fs.existsSync(reserve));
+  assert.equal(given, 0);
+  // POP3's deletions go through with its room.
+  await store.deleteMessages(a.id, [1, 2, 3]);
+  assert.equal(given, 1);
+  assert.ok(!fs.existsSync(reserve));
+  assert.deepEqual(await store.listMailbox(a.id), []);
+  assert.equal(await store.removeUser('b@example.test'), true);
+  assert.equal(await store.findUser('b@example.test'), undefined);
+  // Once the disk has room again, the sweep makes it again.
+  fs.rmSync(path.join(dir, 'filler'));
+  await store.sweep();
+  assert.equal(fs.statSync(reserve).size, 1024 * KIB);
+  assert.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith('reserve')), ['reserve']);
+});
