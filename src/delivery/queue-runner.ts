@@ -473,7 +473,8 @@ export class QueueRunner {
     if (!client.offersDsn) return client.send(message);
     // RFC 3461 §5.2.1: a next hop that offers DSN is handed the sender's requests (the job's
     // recipients share theirs: see work), and reports from there on. ENVID goes only when
-    // ASCII: the client would send other text as UTF-8, not as the octets received.
+    // ASCII (SMTP takes no other since, but an entry an earlier version queued may hold it): the
+    // client would send other text as UTF-8, not as the octets received.
     const { notify, orcpt } = job.recipients[0]!;
     const envid = asciiOnly(entry.dsn.envid);
     const original = orcpt === undefined ? undefined : relayedOrcpt(orcpt);

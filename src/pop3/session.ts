@@ -295,7 +295,6 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
       case 'credentials':
         this.sasl = undefined;
         return this.login(step.username, step.password);
-      case 'error':
       case 'refused':
         this.sasl = undefined;
         return [write(err(step.message, 'AUTH'))];

@@ -8,8 +8,8 @@
 export type SaslStep =
   | { type: 'challenge'; challenge: string } // base64-encoded text for the continuation line
   | { type: 'credentials'; username: string; password: string }
-  | { type: 'error'; message: string }
-  /** Well formed, and refused without a password check: an authorization not offered. */
+  /** Refused without a password check: a PLAIN message that is not one (RFC 4616 §2), or an
+   *  authorization not offered. Base64 that does not decode is the protocol's to refuse. */
   | { type: 'refused'; message: string };
 
 export const MECHANISMS = ['PLAIN', 'LOGIN'] as const;
@@ -56,9 +56,11 @@ export class SaslExchange {
 /** RFC 4616 §2: message = [authzid] UTF8NUL authcid UTF8NUL passwd. */
 function plain(response: Buffer): SaslStep {
   const parts = response.toString('utf8').split('\0');
-  if (parts.length !== 3) return { type: 'error', message: 'PLAIN response must be authzid NUL authcid NUL password' };
+  // RFC 4954 §4 keeps 501 for what does not decode; what decodes to no PLAIN message fails
+  // authentication, 535.
+  if (parts.length !== 3) return { type: 'refused', message: 'PLAIN response must be authzid NUL authcid NUL password' };
   const [authzid, authcid, password] = parts as [string, string, string];
-  if (authcid === '' ) return { type: 'error', message: 'PLAIN response has an empty user name' };
+  if (authcid === '') return { type: 'refused', message: 'PLAIN response has an empty user name' };
   // Acting as another user (a non-empty authzid different from authcid) is not offered: the
   // authentication fails (RFC 4616 §2), it is no syntax error.
   if (authzid !== '' && authzid.toLowerCase() !== authcid.toLowerCase()) {

@@ -83,7 +83,10 @@ export function parseMailFrom(args: string, maxSize: number, esmtp: boolean, bar
       }
       case 'ENVID': {
         const v = typeof value === 'string' ? decodeXtext(value) : undefined;
-        if (v === undefined || v.length > 100) return reply(501, '5.5.4', 'ENVID must be xtext of at most 100 characters');
+        // RFC 3461 §4.4: decoded, printable US-ASCII (it goes into the DSN's Original-Envelope-Id).
+        if (v === undefined || v.length > 100 || !/^[\x20-\x7e]*$/.test(v)) {
+          return reply(501, '5.5.4', 'ENVID must be xtext of at most 100 characters, printable US-ASCII once decoded (RFC 3461 section 4.4)');
+        }
         from.dsn.envid = v;
         break;
       }
@@ -136,7 +139,8 @@ export function parseRcptTo(args: string, utf8: boolean, postmasterDomain: strin
         const type = v.slice(0, semi);
         // RFC 6533 §3: the utf-8 type has its own encoding; every other, xtext.
         const decoded = semi <= 0 ? undefined : asciiUpper(type) === 'UTF-8' ? decodeUtf8Address(v.slice(semi + 1), utf8) : decodeXtext(v.slice(semi + 1));
-        if (semi <= 0 || decoded === undefined || !/^[A-Za-z0-9-]+$/.test(type)) {
+        // No control character once decoded: it goes into the DSN's Original-Recipient field.
+        if (semi <= 0 || decoded === undefined || !/^[A-Za-z0-9-]+$/.test(type) || /[\x00-\x1f\x7f]/.test(decoded)) {
           return reply(501, '5.5.4', 'ORCPT must be addr-type;xtext (RFC 3461 section 4.2), or utf-8;address with \\x{HEX} escapes (RFC 6533 section 3)');
         }
         dsn.orcpt = `${type};${decoded}`;

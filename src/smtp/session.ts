@@ -696,7 +696,10 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const arg = args.trim();
     if (arg === '') return this.send(reply(501, '5.5.4', `Syntax: ${verb} address`));
     if (!this.user) return this.send(reply(252, '2.5.0', 'Cannot verify the address, but will accept mail for local recipients'));
-    const text = arg.startsWith('<') ? arg : `<${arg}>`;
+    // RFC 5321 §3.5.1: "a string identifying a user"; a user name alone is taken to be at the
+    // first local domain, as Postfix takes it at myorigin.
+    const qualified = /^[^<@\s]+$/.test(arg) && !/^postmaster$/i.test(arg) ? `${arg}@${this.o.postmasterDomain}` : arg;
+    const text = qualified.startsWith('<') ? qualified : `<${qualified}>`;
     const parsed = parseRcptTo(`TO:${text}`, true, this.o.postmasterDomain, true);
     if ('code' in parsed) return this.send(reply(501, '5.1.3', `Bad address syntax in ${verb}`));
     this.verifyVerb = verb;
@@ -762,8 +765,6 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       case 'challenge':
         this.out.push({ type: 'write', data: `334 ${step.challenge}\r\n` });
         return;
-      case 'error':
-        return this.endAuth(reply(501, '5.5.2', step.message));
       case 'refused':
         // RFC 4954 §6: 535 5.7.8, the authentication failed.
         return this.endAuth(reply(535, '5.7.8', step.message));

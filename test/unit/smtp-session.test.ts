@@ -522,6 +522,12 @@ test('AUTH failures, cancel, bad base64, unknown mechanism, no TLS', () => {
   assert.match(d.send('not base64\r\n'), /^501 5\.5\.2 /);
   assert.match(d.send('AUTH CRAM-MD5\r\n'), /^504 5\.5\.4 /);
   assert.match(d.send(`AUTH PLAIN ${b64('other@example.test\0alice@example.test\0secret')}\r\n`), /^535 5\.7\.8 /);
+  // Base64 that decodes to no PLAIN message fails authentication (535); only what does not
+  // decode is a syntax error (RFC 4954 §4). "=" is the empty initial response.
+  assert.match(d.send('AUTH PLAIN =\r\n'), /^535 5\.7\.8 PLAIN response must be authzid NUL authcid NUL password/);
+  assert.match(d.send(`AUTH PLAIN ${b64('\0\0secret')}\r\n`), /^535 5\.7\.8 PLAIN response has an empty user name/);
+  assert.equal(d.send('AUTH PLAIN\r\n'), '334 \r\n');
+  assert.match(d.send('\r\n'), /^535 5\.7\.8 /);
   const e = new SmtpDriver({ role: 'submission' });
   e.send('EHLO c\r\n');
   assert.match(e.send('AUTH PLAIN\r\n'), /^538 5\.7\.11 /);
@@ -557,6 +563,10 @@ test('VRFY and EXPN answer authenticated users from users and aliases', () => {
   assert.match(d.send('VRFY fwd@example.test\r\n'), /^251 2\.1\.5 .*<x@remote\.test>/);
   assert.equal(d.send('EXPN team@example.test\r\n'), '250-2.1.5 <alice@example.test>\r\n250 2.1.5 <bob@example.test>\r\n');
   assert.match(d.send('VRFY <not an address>\r\n'), /^501 /);
+  // A user name alone is at the first local domain (RFC 5321 §3.5.1: "a string identifying a user").
+  assert.equal(d.send('VRFY bob\r\n'), '250 2.1.5 <bob@example.test>\r\n');
+  assert.equal(d.send('EXPN team\r\n'), '250-2.1.5 <alice@example.test>\r\n250 2.1.5 <bob@example.test>\r\n');
+  assert.match(d.send('VRFY nobody\r\n'), /^550 5\.1\.1 /);
 });
 
 test('MAIL and RCPT parameters: DSN, BODY, SMTPUTF8, unknown ones', () => {
@@ -566,13 +576,17 @@ test('MAIL and RCPT parameters: DSN, BODY, SMTPUTF8, unknown ones', () => {
   assert.match(d.send('MAIL FROM:<a@remote.test> SIZE=abc\r\n'), /^501 /);
   assert.match(d.send('MAIL FROM:<a@remote.test> RET=FULL RET=HDRS\r\n'), /^501 /);
   assert.match(d.send('MAIL FROM:<dörte@remote.test>\r\n'), /^553 5\.6\.7 /);
-  assert.equal(lastCode(d.send('MAIL FROM:<dörte@remote.test> SMTPUTF8 BODY=8BITMIME RET=HDRS ENVID=abc+2Bdef AUTH=<>\r\n')), 250);
+  // RFC 3461 §4.4: an ENVID is printable US-ASCII once decoded (it goes into a DSN's field).
+  for (const envid of ['ab+00cd', 'a+0D+0AX-Injected:+20y', '+C3+A9t', 'a+7Fb']) {
+    assert.match(d.send(`MAIL FROM:<a@remote.test> ENVID=${envid}\r\n`), /^501 5\.5\.4 ENVID must be xtext of at most 100 characters, printable US-ASCII once decoded/, envid);
+  }
+  assert.equal(lastCode(d.send('MAIL FROM:<dörte@remote.test> SMTPUTF8 BODY=8BITMIME RET=HDRS ENVID=abc+2Bdef+20g AUTH=<>\r\n')), 250);
   assert.match(d.send('RCPT TO:<alice@example.test> NOTIFY=NEVER,SUCCESS\r\n'), /^501 /);
   assert.match(d.send('RCPT TO:<alice@example.test> ORCPT=bad\r\n'), /^501 /);
   assert.equal(lastCode(d.send('RCPT TO:<alice@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;alice+40example.test\r\n')), 250);
   d.send('DATA\r\nSubject: u\r\n\r\nx\r\n.\r\n');
   const del = d.delivered[0]!;
-  assert.deepEqual(del.dsn, { ret: 'HDRS', envid: 'abc+def' });
+  assert.deepEqual(del.dsn, { ret: 'HDRS', envid: 'abc+def g' });
   assert.deepEqual(del.recipients[0]!.notify, ['SUCCESS', 'FAILURE']);
   assert.equal(del.recipients[0]!.orcpt, 'rfc822;alice@example.test');
   assert.equal(del.sender, 'dörte@remote.test');
@@ -587,7 +601,7 @@ test('ORCPT: xtext octets read as UTF-8; RFC 6533\'s utf-8 type with \\x{HEX} es
     ['UTF-8;jörg@example.test', 'UTF-8;jörg@example.test'],
   ];
   for (const [orcpt] of rcpts) assert.equal(lastCode(d.send(`RCPT TO:<alice@example.test> ORCPT=${orcpt}\r\n`)), 250, orcpt);
-  for (const bad of ['utf-8;a+b@example.test', 'utf-8;a=b@example.test', 'utf-8;a\\b@example.test', 'utf-8;a\\x{D800}@example.test', 'utf-8;', 'rfc822;a+ZZ']) {
+  for (const bad of ['utf-8;a+b@example.test', 'utf-8;a=b@example.test', 'utf-8;a\\b@example.test', 'utf-8;a\\x{D800}@example.test', 'utf-8;', 'rfc822;a+ZZ', 'rfc822;a+0D+0Ab@example.test', 'rfc822;a+00b@example.test', 'utf-8;a\\x{0A}b@example.test']) {
     assert.match(d.send(`RCPT TO:<alice@example.test> ORCPT=${bad}\r\n`), /^501 5\.5\.4 /, bad);
   }
   d.send('DATA\r\nSubject: u\r\n\r\nx\r\n.\r\n');
