@@ -1,5 +1,6 @@
 /**
- * Failed-login throttling, shared by SMTP, POP3 (and IMAP): per client address, each failure
+ * Failed-login throttling, shared by SMTP, POP3 (and IMAP): per client address (an IPv6 one by
+ * its /64: see clientKey), each failure
  * past the first adds a growing delay before the answer; at `maxFailures` the session is
  * dropped, and the address is refused until its failures are forgotten, a quiet window (15
  * minutes without a failure) after the last one, however many logins succeed meanwhile.
@@ -13,6 +14,8 @@
  * - A success forgives the failures for the same user only: one account of one's own must not
  *   reset the count of guesses at the others'.
  */
+import { clientKey } from '../net/client-key.ts';
+
 export interface ThrottleVerdict {
   /** Milliseconds to wait before answering the failed attempt. */
   delayMs: number;
@@ -47,9 +50,10 @@ export class AuthThrottle {
   /** Starts an attempt from `client` once its turn comes; false when the client is over the
    *  limit (refuse it then). Every true is followed by one fail, succeed or abandon. */
   async begin(client: string, now: number): Promise<boolean> {
+    const key = clientKey(client);
     for (;;) {
       // Looked up again after each wait: the entry may have been forgiven and dropped meanwhile.
-      const entry = this.current(client, now);
+      const entry = this.current(key, now);
       const count = failures(entry);
       if (count >= this.maxFailures) return false;
       if (entry.pending < Math.max(1, this.maxFailures - count)) {
@@ -63,9 +67,9 @@ export class AuthThrottle {
 
   /** Ends an attempt as a failure for `user` and says how to answer it. */
   fail(client: string, user: string, now: number): ThrottleVerdict {
-    const entry = this.current(client, now);
-    const key = user.toLowerCase();
-    entry.byUser.set(key, (entry.byUser.get(key) ?? 0) + 1);
+    const entry = this.current(clientKey(client), now);
+    const name = user.toLowerCase();
+    entry.byUser.set(name, (entry.byUser.get(name) ?? 0) + 1);
     entry.lastFailure = now;
     entry.lastSeen = Math.max(entry.lastSeen, now);
     this.end(entry);
@@ -77,17 +81,17 @@ export class AuthThrottle {
 
   /** Ends an attempt as a success for `user`, whose failures are forgiven. */
   succeed(client: string, user: string): void {
-    const entry = this.entries.get(client);
+    const key = clientKey(client);
+    const entry = this.entries.get(key);
     if (!entry) return;
-    const key = user.toLowerCase();
-    entry.byUser.delete(key);
+    entry.byUser.delete(user.toLowerCase());
     this.end(entry);
-    if (entry.byUser.size === 0 && entry.pending === 0) this.entries.delete(client);
+    if (entry.byUser.size === 0 && entry.pending === 0) this.entries.delete(key);
   }
 
   /** Ends an attempt that came to no verdict (an error on the way). */
   abandon(client: string): void {
-    const entry = this.entries.get(client);
+    const entry = this.entries.get(clientKey(client));
     if (entry) this.end(entry);
   }
 

@@ -6,6 +6,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { Connection } from './connection.ts';
+import { clientKey } from './client-key.ts';
 import { IdleSweep } from './idle-sweep.ts';
 import type { Session, TlsInfo } from './session.ts';
 import { ignoreError, serverHandshake, tlsInfo } from './connection.ts';
@@ -56,21 +57,24 @@ export class ConnectionLimits {
     this.maxPerIp = maxPerIp;
   }
 
-  /** Takes a slot; returns the reason when the connection must be refused. */
+  /** Takes a slot; returns the reason when the connection must be refused. An IPv6 client is
+   *  counted with its /64 (see clientKey). */
   acquire(ip: string): string | undefined {
     if (this.total >= this.maxTotal) return 'too many connections';
-    const n = this.perIp.get(ip) ?? 0;
-    if (n >= this.maxPerIp) return `too many connections from ${ip}`;
+    const key = clientKey(ip);
+    const n = this.perIp.get(key) ?? 0;
+    if (n >= this.maxPerIp) return `too many connections from ${key === ip ? ip : `${ip} (${key})`}`;
     this.total++;
-    this.perIp.set(ip, n + 1);
+    this.perIp.set(key, n + 1);
     return undefined;
   }
 
   release(ip: string): void {
     this.total--;
-    const n = (this.perIp.get(ip) ?? 1) - 1;
-    if (n <= 0) this.perIp.delete(ip);
-    else this.perIp.set(ip, n);
+    const key = clientKey(ip);
+    const n = (this.perIp.get(key) ?? 1) - 1;
+    if (n <= 0) this.perIp.delete(key);
+    else this.perIp.set(key, n);
   }
 
   get count(): number {

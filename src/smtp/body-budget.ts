@@ -1,15 +1,17 @@
 /**
  * Octets of messages that SMTP sessions hold in memory while they arrive (a message is written
  * to disk whole, once its end is in), bounded for the whole process and for each client
- * address. Without a bound, fifty connections from one address, each in the middle of a message
- * near `limits.max_message_size` and sending a byte now and then, held 1.3 GB for as long as
- * they liked; a few addresses more and the system kills the server for its memory.
+ * address (an IPv6 one by its /64: see clientKey). Without a bound, fifty connections from one
+ * address, each in the middle of a message near `limits.max_message_size` and sending a byte
+ * now and then, held 1.3 GB for as long as they liked; a few addresses more and the system
+ * kills the server for its memory.
  *
  * A message that would pass either bound is read on without being kept, and refused at its end
  * with 452 4.3.1: a temporary failure, which the sender tries again later (the session decides;
  * see MessageSink). Nothing here does I/O: a session takes and gives back octets as it goes.
  */
 import os from 'node:os';
+import { clientKey } from '../net/client-key.ts';
 
 export class BodyBudget {
   readonly total: number;
@@ -44,17 +46,19 @@ export class BodyBudget {
 
   /** Takes `n` octets for `client`; false, and nothing taken, when a bound would be passed. */
   take(client: string, n: number): boolean {
-    const mine = this.byClient.get(client) ?? 0;
+    const key = clientKey(client);
+    const mine = this.byClient.get(key) ?? 0;
     if (this.held + n > this.total || mine + n > this.perClient) return false;
     this.held += n;
-    this.byClient.set(client, mine + n);
+    this.byClient.set(key, mine + n);
     return true;
   }
 
   give(client: string, n: number): void {
-    const mine = (this.byClient.get(client) ?? 0) - n;
-    if (mine > 0) this.byClient.set(client, mine);
-    else this.byClient.delete(client);
+    const key = clientKey(client);
+    const mine = (this.byClient.get(key) ?? 0) - n;
+    if (mine > 0) this.byClient.set(key, mine);
+    else this.byClient.delete(key);
     this.held -= n;
   }
 }

@@ -2,6 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AuthThrottle } from '../../src/auth/throttle.ts';
+import { clientKey } from '../../src/net/client-key.ts';
+import { ConnectionLimits } from '../../src/net/listener.ts';
+import { BodyBudget } from '../../src/smtp/body-budget.ts';
 
 const tick = () => new Promise((r) => setImmediate(r));
 
@@ -86,4 +89,34 @@ test('failures are forgotten a quiet window after the last failure, however many
   // Each of bob's failures was forgotten before the next: the next one is a first.
   assert.equal(await t.begin('192.0.2.1', 6 * 60 * MIN), true);
   assert.deepEqual(t.fail('192.0.2.1', 'bob@example.test', 6 * 60 * MIN), { delayMs: 0, disconnect: false });
+});
+
+test('an IPv6 client is counted by its /64, for logins, connections and memory alike; IPv4 addresses each on their own', async () => {
+  assert.equal(clientKey('2001:db8:1:2::7'), '2001:db8:1:2::/64');
+  assert.equal(clientKey('2001:0db8:0001:0002:ffff:0:0:1'), '2001:db8:1:2::/64');
+  assert.equal(clientKey('2001:db8::1'), '2001:db8:0:0::/64');
+  assert.equal(clientKey('64:ff9b::192.0.2.1'), '64:ff9b:0:0::/64');
+  assert.equal(clientKey('192.0.2.1'), '192.0.2.1');
+  // Five failures from five addresses of one /64 use up its attempts.
+  const t = new AuthThrottle(5);
+  for (let i = 1; i <= 5; i++) {
+    assert.equal(await t.begin(`2001:db8:1:2::${i}`, 0), true);
+    t.fail(`2001:db8:1:2::${i}`, 'alice@example.test', 0);
+  }
+  assert.equal(await t.begin('2001:db8:1:2:ffff::9', 0), false);
+  assert.equal(await t.begin('2001:db8:1:3::1', 0), true);
+  const limits = new ConnectionLimits(100, 2);
+  assert.equal(limits.acquire('2001:db8:1:2::1'), undefined);
+  assert.equal(limits.acquire('2001:db8:1:2::2'), undefined);
+  assert.equal(limits.acquire('2001:db8:1:2::3'), 'too many connections from 2001:db8:1:2::3 (2001:db8:1:2::/64)');
+  limits.release('2001:db8:1:2::1');
+  assert.equal(limits.acquire('2001:db8:1:2::3'), undefined);
+  assert.equal(limits.acquire('192.0.2.1'), undefined);
+  assert.equal(limits.acquire('192.0.2.2'), undefined);
+  assert.equal(limits.acquire('192.0.2.2'), undefined);
+  assert.equal(limits.acquire('192.0.2.2'), 'too many connections from 192.0.2.2');
+  const bodies = new BodyBudget(1000, 500);
+  assert.equal(bodies.take('2001:db8:1:2::1', 300), true);
+  assert.equal(bodies.take('2001:db8:1:2::2', 300), false);
+  assert.equal(bodies.take('2001:db8:1:3::2', 300), true);
 });
