@@ -12,7 +12,13 @@ export interface SignRequest {
   options: Parameters<typeof dkimSign>[1];
 }
 
-export type SignResponse = { id: number; signatures: string } | { id: number; error: string };
+export interface Signed {
+  id: number;
+  signatures: string;
+  error?: undefined;
+}
+
+export type SignResponse = Signed | { id: number; error: string };
 
 parentPort!.on('message', async (req: SignRequest) => {
   let response: SignResponse;

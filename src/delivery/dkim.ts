@@ -8,12 +8,11 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import addressparser from 'nodemailer/lib/addressparser';
 import { prepareDataDir } from '../store/data-dir.ts';
 import { domainKey } from '../store/store.ts';
-import type { SignRequest, SignResponse } from './dkim-sign-worker.ts';
+import type { SignRequest, Signed } from './dkim-sign-worker.ts';
+import { ThreadOnDemand } from './thread-on-demand.ts';
 
 export type DkimAlgorithm = 'rsa-sha256' | 'ed25519-sha256';
 
@@ -159,7 +158,7 @@ export class DkimSigner {
     };
     // mailauth signs what `signatureData` lists (the top-level fields only satisfy its types).
     const options = { ...one, signatureData: [one] };
-    if (Buffer.isBuffer(message)) return this.worker.sign(message, options);
+    if (Buffer.isBuffer(message)) return (await this.worker.request({ message, options })).signatures;
     // Loaded on first use: mailauth is large, and an idle server should stay small.
     const { dkimSign } = await import('mailauth');
     const result = await dkimSign(message, options);
@@ -174,69 +173,6 @@ export class DkimSigner {
     this.worker.close();
   }
 
-  private readonly worker = new SigningThread();
+  private readonly worker = new ThreadOnDemand<Omit<SignRequest, 'id'>, Signed>(import.meta.url, 'dkim-sign-worker', 'DKIM signing');
 }
 
-/** Signing threads that have had nothing to do for this long are ended (a thread costs ~35 MB). */
-const THREAD_IDLE_MS = 30_000;
-
-/**
- * One worker thread, started on first use and ended after a quiet spell, that never keeps the
- * process alive by itself: a burst of outgoing mail is signed off the event loop, and a server
- * at rest holds no thread.
- */
-class SigningThread {
-  private thread: Worker | undefined;
-  private idleTimer: NodeJS.Timeout | undefined;
-
-  private nextId = 1;
-  private waiting = new Map<number, { resolve: (s: string) => void; reject: (e: Error) => void }>();
-
-  sign(message: Buffer, options: SignRequest['options']): Promise<string> {
-    clearTimeout(this.idleTimer);
-    const thread = this.start();
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      this.waiting.set(id, { resolve, reject });
-      if (this.waiting.size === 1) thread.ref();
-      thread.postMessage({ id, message, options } satisfies SignRequest);
-    });
-  }
-
-  private start(): Worker {
-    if (this.thread) return this.thread;
-    // The worker is this directory's dkim-sign-worker, compiled (.js) or not (.ts) like this file.
-    const ext = path.extname(fileURLToPath(import.meta.url));
-    const thread = new Worker(new URL(`./dkim-sign-worker${ext}`, import.meta.url));
-    thread.unref();
-    // Each thread answers for its own requests, even after a newer thread has taken over.
-    const waiting: typeof this.waiting = new Map();
-    this.waiting = waiting;
-    thread.on('message', (r: SignResponse) => {
-      const w = waiting.get(r.id);
-      if (!w) return;
-      waiting.delete(r.id);
-      if (waiting.size === 0) {
-        thread.unref();
-        this.idleTimer = setTimeout(() => this.close(), THREAD_IDLE_MS).unref();
-      }
-      if ('error' in r) w.reject(new Error(`DKIM signing failed: ${r.error}`));
-      else w.resolve(r.signatures);
-    });
-    const fail = (err: Error) => {
-      if (this.thread === thread) this.thread = undefined;
-      for (const w of waiting.values()) w.reject(err);
-      waiting.clear();
-    };
-    thread.on('error', fail);
-    thread.on('exit', (code) => fail(new Error(`DKIM signing thread ended (${code})`)));
-    this.thread = thread;
-    return thread;
-  }
-
-  close(): void {
-    clearTimeout(this.idleTimer);
-    void this.thread?.terminate();
-    this.thread = undefined;
-  }
-}

@@ -22,7 +22,9 @@
  */
 import { Resolver } from 'node:dns/promises';
 import addressparser from 'nodemailer/lib/addressparser';
-import type { AuthenticateResult, DMARCResult, DNSResolver } from 'mailauth';
+import type { DMARCResult, DNSResolver } from 'mailauth';
+import type { CheckRequest, Checked, DnsAnswer, DnsQuestion } from './inbound-checks-worker.ts';
+import { ThreadOnDemand } from './thread-on-demand.ts';
 import type { Config } from '../config/schema.ts';
 import { fieldTexts, headerEnd, unfoldedValue, withoutFields } from '../mime/header-section.ts';
 import { domainKey } from '../store/store.ts';
@@ -68,6 +70,36 @@ function withFewSignatures(message: Buffer): Buffer {
   let seen = 0;
   const kept = withoutFields([message], /^dkim-signature[ \t]*:/im, (f) => /^dkim-signature[ \t]*:/i.test(f) && ++seen > MAX_SIGNATURES);
   return kept.length === 1 ? kept[0]! : Buffer.concat(kept);
+}
+
+/** What is read of mailauth's result. */
+type Checks = Checked['result'];
+
+/** The resolvers of the checks under way in the thread, by the token their questions carry. */
+const resolvers = new Map<number, DNSResolver>();
+let nextToken = 1;
+
+const checksThread = new ThreadOnDemand<Omit<CheckRequest, 'id'>, Checked>(import.meta.url, 'inbound-checks-worker', 'the inbound checks', (m, thread) => {
+  const q = m as DnsQuestion;
+  const answer = (a: Omit<DnsAnswer, 'answer'>) => thread.postMessage({ answer: q.ask, ...a } satisfies DnsAnswer);
+  const resolve = resolvers.get(q.token);
+  // A lookup mailauth left running after its check was answered.
+  if (!resolve) return answer({ error: { message: 'the check has ended', code: 'ECANCELLED' } });
+  resolve(q.name, q.rrtype).then((value) => answer({ value }), (err: NodeJS.ErrnoException) => {
+    answer({ error: { message: err?.message ?? String(err), ...(err?.code ? { code: err.code } : {}) } });
+  });
+});
+
+/** mailauth's authenticate, run in the checks' worker thread (see inbound-checks-worker.ts), its
+ *  DNS questions answered by `resolver` here. */
+async function authenticateApart(message: Buffer, options: CheckRequest['options'], resolver: DNSResolver): Promise<Checks> {
+  const token = nextToken++;
+  resolvers.set(token, resolver);
+  try {
+    return (await checksThread.request({ token, message, options })).result;
+  } finally {
+    resolvers.delete(token);
+  }
 }
 
 const POSITIVE_TTL = 5 * 60_000;
@@ -147,21 +179,19 @@ export class InboundChecker {
     const deadline = Date.now() + this.config.checks.timeout;
     try {
       // Loaded on first use: mailauth is large, and an idle server should stay small.
-      const { authenticate } = await import('mailauth');
       // With reject_dmarc, the authors' policies are looked up beside the checks, alone, so
       // that they are known even when the checks run out of time.
       const policies = this.config.checks.reject_dmarc ? this.rejecting(authorDomains(fromAddresses(message)), [], []) : undefined;
       policies?.catch(() => undefined);
-      const result = await this.until(deadline, authenticate(withFewSignatures(message), {
+      const result = await this.until(deadline, authenticateApart(withFewSignatures(message), {
         ip: input.clientIp,
         ...(input.helo ? { helo: input.helo } : {}),
         sender: input.sender,
         mta: host,
-        resolver: this.cache.resolve,
         rejectRsaSha1: true,
         disableArc: false,
         disableBimi: true,
-      }));
+      }, this.cache.resolve));
       if (result === 'timeout') {
         const authResults = temperror(host, 'the checks took too long');
         if (!policies) return { authResults };
@@ -243,15 +273,15 @@ function partial(rr: string | undefined): boolean {
 }
 
 /** True when SPF, or a DKIM signature's key lookup, ended in a temporary error. */
-function unsettled(r: AuthenticateResult): boolean {
+function unsettled(r: Checks): boolean {
   return r.spf !== false && r.spf?.status.result === 'temperror' || (r.dkim.results ?? []).some((s) => s.status.result === 'temperror');
 }
 
-function passingSpf(r: AuthenticateResult): string[] {
+function passingSpf(r: Checks): string[] {
   return r.spf && r.spf.status.result === 'pass' && r.spf.domain ? [r.spf.domain] : [];
 }
 
-function passingDkim(r: AuthenticateResult): DkimDomain[] {
+function passingDkim(r: Checks): DkimDomain[] {
   return (r.dkim.results ?? []).filter((s) => s.status.result === 'pass' && s.signingDomain)
     .map((s) => ({ ...(s.id ? { id: s.id } : {}), domain: s.signingDomain!, aligned: s.status.aligned ?? false, ...(s.status.underSized ? { underSized: s.status.underSized } : {}) }));
 }
