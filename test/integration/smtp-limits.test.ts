@@ -184,6 +184,11 @@ test('refused connections: a client\'s refusals logged once a minute, and at mos
     socket.once('close', () => resolve(socket));
   });
   const first = await Promise.all(Array.from({ length: 5 }, refused));
+  // A session from another address, logged after the refusals: once its line is in, theirs are.
+  const other = net.connect({ port, host: '127.0.0.1', localAddress: '127.0.0.2' });
+  other.on('error', () => {});
+  other.once('data', () => other.end('QUIT\r\n'));
+  for (let i = 0; i < 100 && !f.server.logs.some((l) => l.msg === 'session' && l.client === '127.0.0.2'); i++) await new Promise((r) => setTimeout(r, 50));
   const lines = f.server.logs.filter((l) => l.msg === 'connection refused' && l.client === '127.0.0.1');
   assert.equal(lines.length, 1, JSON.stringify(lines));
   for (const s of first) s.destroy();
