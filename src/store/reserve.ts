@@ -27,24 +27,24 @@ export class Reserve {
     this.bytes = bytes;
   }
 
-  /** Makes the reserve when it is missing and the disk has room; true when it was made now. A
-   *  failure leaves no part of it behind. */
-  keep(): boolean {
+  /** Makes the reserve when it is missing and the disk has room, in the thread pool (sessions
+   *  go on meanwhile); true when it was made now. A failure leaves no part of it behind. */
+  async keep(): Promise<boolean> {
     if (fs.existsSync(this.file) || freeBytes(path.dirname(this.file)) < ROOM_FACTOR * this.bytes) return false;
     const partial = `${this.file}.new`;
     try {
-      const fd = fs.openSync(partial, 'w', 0o600);
+      const file = await fs.promises.open(partial, 'w', 0o600);
       try {
         const zeros = Buffer.alloc(Math.min(this.bytes, 1024 * 1024));
-        for (let written = 0; written < this.bytes; written += zeros.length) fs.writeSync(fd, zeros, 0, Math.min(zeros.length, this.bytes - written));
-        fs.fsyncSync(fd);
+        for (let written = 0; written < this.bytes; written += zeros.length) await file.write(zeros, 0, Math.min(zeros.length, this.bytes - written));
+        await file.sync();
       } finally {
-        fs.closeSync(fd);
+        await file.close();
       }
-      fs.renameSync(partial, this.file);
+      await fs.promises.rename(partial, this.file);
       return true;
     } catch {
-      fs.rmSync(partial, { force: true });
+      await fs.promises.rm(partial, { force: true });
       return false;
     }
   }

@@ -712,7 +712,7 @@ export class SqliteStore implements Store {
    */
   async sweep(): Promise<{ removed: number; damaged: string[]; waiting: number }> {
     // Made here, not when the store opens: every command opens the store.
-    this.reserve.keep();
+    await this.reserve.keep();
     const known = (queueId: string) => this.q('SELECT 1 FROM bodies WHERE queue_id = ?').get(queueId) !== undefined;
     let removed = await this.files.sweep(known, Date.now() - ORPHAN_AGE_MS);
     const idle = this.log.segments().filter((n) => !this.log.busy(n, ORPHAN_AGE_MS));
