@@ -10,6 +10,7 @@ import { AuthThrottle } from './auth/throttle.ts';
 import { ConnectionLimits, Listener, type ListenerContext } from './net/listener.ts';
 import { CertificateWatch } from './net/certificate-watch.ts';
 import { ServerCertificate } from './net/tls.ts';
+import { stopInboundChecks } from './delivery/inbound-checks.ts';
 import { QueueRunner } from './delivery/queue-runner.ts';
 import { HttpService } from './http/server.ts';
 import { smtpHandler, type SmtpHandler, type SmtpRole } from './smtp/handler.ts';
@@ -140,6 +141,7 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
       for (const { service } of [...services].reverse()) await service.stop(Math.max(0, deadline - Date.now()));
       // Delivery reports that follow a 250 just given are queued before the store closes.
       await Promise.all(smtpHandlers.map((h) => h.settled()));
+      stopInboundChecks();
       freeSpace.close();
       ctx.store.close();
       lock.release();

@@ -90,16 +90,42 @@ const checksThread = new ThreadOnDemand<Omit<CheckRequest, 'id'>, Checked>(impor
   });
 });
 
-/** mailauth's authenticate, run in the checks' worker thread (see inbound-checks-worker.ts), its
- *  DNS questions answered by `resolver` here. */
-async function authenticateApart(message: Buffer, options: CheckRequest['options'], resolver: DNSResolver): Promise<Checks> {
+/**
+ * Checks in the thread at once, and the octets of their messages, at most: a check that runs out
+ * of time here goes on there (mailauth cannot be stopped), and without a bound a sender could
+ * pile up message copies in the thread as fast as it could send. Past them a message is not
+ * checked (the header says temperror), as one whose checks take too long.
+ */
+const CHECKS_AT_ONCE = 4;
+const CHECK_BYTES_AT_ONCE = 64 * 1024 * 1024;
+let checking = 0;
+let checkingBytes = 0;
+
+/**
+ * mailauth's authenticate, run in the checks' worker thread (see inbound-checks-worker.ts), its
+ * DNS questions answered by `resolver` here; 'busy' when the thread has its fill. `message` is
+ * handed over to the thread when it is a buffer of its own (made for the checks), else copied.
+ */
+async function authenticateApart(message: Buffer, options: CheckRequest['options'], resolver: DNSResolver): Promise<Checks | 'busy'> {
+  if (checking >= CHECKS_AT_ONCE || checkingBytes + message.length > CHECK_BYTES_AT_ONCE) return 'busy';
   const token = nextToken++;
+  const bytes = message.length;
+  checking++;
+  checkingBytes += bytes;
   resolvers.set(token, resolver);
   try {
-    return (await checksThread.request({ token, message, options })).result;
+    const own = message.byteOffset === 0 && message.byteLength === message.buffer.byteLength && message.buffer instanceof ArrayBuffer;
+    return (await checksThread.request({ token, message, options }, own ? [message.buffer as ArrayBuffer] : [])).result;
   } finally {
     resolvers.delete(token);
+    checking--;
+    checkingBytes -= bytes;
   }
+}
+
+/** Ends the checks' thread (for the server's stop): what it still works on is dropped. */
+export function stopInboundChecks(): void {
+  checksThread.close();
 }
 
 const POSITIVE_TTL = 5 * 60_000;
@@ -175,10 +201,10 @@ export class InboundChecker {
   async check(input: InboundInput): Promise<InboundResult> {
     if (!this.config.checks.enabled) return { authResults: '' };
     const host = this.config.hostname;
-    const message = Array.isArray(input.message) ? Buffer.concat(input.message) : input.message;
+    // Its own buffer, handed over to the checks' thread at the end: the input's stays the caller's.
+    const message = Buffer.concat(Array.isArray(input.message) ? input.message : [input.message]);
     const deadline = Date.now() + this.config.checks.timeout;
     try {
-      // Loaded on first use: mailauth is large, and an idle server should stay small.
       // With reject_dmarc, the authors' policies are looked up beside the checks, alone, so
       // that they are known even when the checks run out of time.
       const policies = this.config.checks.reject_dmarc ? this.rejecting(authorDomains(fromAddresses(message)), [], []) : undefined;
@@ -192,8 +218,8 @@ export class InboundChecker {
         disableArc: false,
         disableBimi: true,
       }, this.cache.resolve));
-      if (result === 'timeout') {
-        const authResults = temperror(host, 'the checks took too long');
+      if (result === 'timeout' || result === 'busy') {
+        const authResults = temperror(host, result === 'busy' ? 'the server was checking too many messages at once' : 'the checks took too long');
         if (!policies) return { authResults };
         // Nothing passed in time, so a p=reject author fails; one whose policy is not known
         // yet may be one.
@@ -241,6 +267,7 @@ export class InboundChecker {
   /** The DMARC result of an author domain that fails under p=reject, each evaluated alone (and
    *  all at once) with the identifiers that passed; undefined when none does. */
   private async rejecting(domains: string[], spfDomains: string[], dkimDomains: DkimDomain[]): Promise<DMARCResult | undefined> {
+    // Loaded on first use: mailauth is large, and an idle server should stay small.
     const { dmarc } = await import('mailauth');
     const verdicts = await Promise.all(domains.map((d) => dmarc({ headerFrom: d, spfDomains, dkimDomains, resolver: this.cache.resolve })));
     return verdicts.find((v): v is DMARCResult => v !== false && isRejecting(v));

@@ -200,7 +200,8 @@ function formatMailbox(a: NamedAddress): string {
 /** A name as a phrase: as it is when it can be, quoted, or as encoded-words (RFC 2047 §5(3))
  *  when it is not ASCII, would be read as encoded-words, or holds a word too long to fold. */
 function displayName(name: string): string {
-  if (!/^[\x20-\x7e]*$/.test(name) || ENCODED_WORD.test(name) || name.split(/[ \t]+/).some((w) => w.length > MAX_WORD)) return encodeWord(name, 'Q', 52);
-  if (ATOM_PHRASE.test(name)) return name;
-  return `"${name.replace(/[\\"]/g, '\\$&')}"`;
+  if (!/^[\x20-\x7e]*$/.test(name) || ENCODED_WORD.test(name)) return encodeWord(name, 'Q', 52);
+  const written = ATOM_PHRASE.test(name) ? name : `"${name.replace(/[\\"]/g, '\\$&')}"`;
+  // Measured as written: quoting doubles a backslash or a quote.
+  return written.split(/[ \t]+/).some((w) => w.length > MAX_WORD) ? encodeWord(name, 'Q', 52) : written;
 }

@@ -378,11 +378,14 @@ export class Connection<E, R> implements IdleMember {
     }
   }
 
+  /** Held input goes to the session in one piece: what arrived together is seen together, so
+   *  the session can tell a command the client sent more after without waiting (RFC 2920). */
   private release(): void {
     const chunks = this.held;
     this.held = [];
     this.socket.resume();
-    for (const c of chunks) this.push(() => this.o.session.receive(c));
+    const data = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+    this.push(() => this.o.session.receive(data));
   }
 }
 

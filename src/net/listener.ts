@@ -98,8 +98,9 @@ const REFUSED_LINGER_MS = 1000;
 const MAX_LINGERING = 1000;
 /** A client's refusals are logged once a minute at most, with the number left unlogged. */
 const REFUSAL_LOG_MS = 60_000;
-/** Clients whose last logged refusal is remembered, at most. */
+/** Clients whose last logged refusal is remembered, at most; past them, OTHERS stands for all. */
 const REFUSAL_LOG_CLIENTS = 10_000;
+const OTHERS = '';
 
 export class Listener<E, R> {
   readonly handler: ProtocolHandler<E, R>;
@@ -114,6 +115,7 @@ export class Listener<E, R> {
   private lingering = 0;
   /** When each client's refusal was last logged, and how many since were not. */
   private readonly refusalsLogged = new Map<string, { at: number; unlogged: number }>();
+  private refusalsSwept = 0;
 
   constructor(handler: ProtocolHandler<E, R>, ctx: ListenerContext) {
     this.handler = handler;
@@ -159,9 +161,13 @@ export class Listener<E, R> {
         // reply is not cut off by a reset; one that does not close is let go shortly, as a
         // refused connection counts against no limit but MAX_LINGERING.
         this.lingering++;
-        raw.once('close', () => { this.lingering--; });
+        // From now, however much the client sends meanwhile.
+        const timer = setTimeout(() => raw.destroy(), REFUSED_LINGER_MS);
+        raw.once('close', () => {
+          clearTimeout(timer);
+          this.lingering--;
+        });
         raw.resume();
-        raw.setTimeout(REFUSED_LINGER_MS, () => raw.destroy());
       }
       this.logRefusal(ip, refused);
       return;
@@ -215,20 +221,28 @@ export class Listener<E, R> {
     this.connections.add(conn);
   }
 
-  /** One line per client and minute at most: a client refused thousands of times a second wrote
-   *  as many lines. */
+  /** One line per client (an IPv6 one by its /64) and minute at most: a client refused thousands
+   *  of times a second wrote as many lines. Past REFUSAL_LOG_CLIENTS clients logged in the last
+   *  minute, the others share one line a minute. */
   private logRefusal(ip: string, reason: string): void {
     const now = Date.now();
-    const last = this.refusalsLogged.get(ip);
+    let key = clientKey(ip);
+    if (!this.refusalsLogged.has(key) && this.refusalsLogged.size >= REFUSAL_LOG_CLIENTS) {
+      // Those logged over a minute ago go, a second at most after the last look.
+      if (now - this.refusalsSwept >= 1000) {
+        this.refusalsSwept = now;
+        for (const [k, l] of this.refusalsLogged) if (now - l.at >= REFUSAL_LOG_MS) this.refusalsLogged.delete(k);
+      }
+      if (this.refusalsLogged.size >= REFUSAL_LOG_CLIENTS) key = OTHERS;
+    }
+    const last = this.refusalsLogged.get(key);
     if (last && now - last.at < REFUSAL_LOG_MS) {
       last.unlogged++;
       return;
     }
-    if (this.refusalsLogged.size >= REFUSAL_LOG_CLIENTS) {
-      for (const [client, l] of this.refusalsLogged) if (now - l.at >= REFUSAL_LOG_MS) this.refusalsLogged.delete(client);
-    }
-    if (last || this.refusalsLogged.size < REFUSAL_LOG_CLIENTS) this.refusalsLogged.set(ip, { at: now, unlogged: 0 });
-    this.ctx.log.warn({ listener: this.handler.name, client: ip, reason, ...(last?.unlogged ? { unlogged: last.unlogged } : {}) }, 'connection refused');
+    this.refusalsLogged.set(key, { at: now, unlogged: 0 });
+    const client = key === OTHERS ? 'others' : ip;
+    this.ctx.log.warn({ listener: this.handler.name, client, reason, ...(last?.unlogged ? { unlogged: last.unlogged } : {}) }, 'connection refused');
   }
 
   /** Stops accepting; asks each session to finish. */

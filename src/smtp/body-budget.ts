@@ -1,6 +1,7 @@
 /**
- * Octets of messages that SMTP sessions hold in memory while they arrive (a message is written
- * to disk whole, once its end is in), bounded for the whole process and for each client
+ * Octets of messages that SMTP sessions hold in memory from their first octet until they are
+ * stored (a message is written to disk whole, once its end is in and it is checked), bounded for
+ * the whole process and for each client
  * address (an IPv6 one by its /64: see clientKey). Without a bound, fifty connections from one
  * address, each in the middle of a message near `limits.max_message_size` and sending a byte
  * now and then, held 1.3 GB for as long as they liked; a few addresses more and the system

@@ -139,8 +139,9 @@ export function parseRcptTo(args: string, utf8: boolean, postmasterDomain: strin
         const type = v.slice(0, semi);
         // RFC 6533 §3: the utf-8 type has its own encoding; every other, xtext.
         const decoded = semi <= 0 ? undefined : asciiUpper(type) === 'UTF-8' ? decodeUtf8Address(v.slice(semi + 1), utf8) : decodeXtext(v.slice(semi + 1));
-        // No control character once decoded: it goes into the DSN's Original-Recipient field.
-        if (semi <= 0 || decoded === undefined || !/^[A-Za-z0-9-]+$/.test(type) || /[\x00-\x1f\x7f]/.test(decoded)) {
+        // No control character once decoded (C1 ones too: octets that are not UTF-8 read as
+        // Latin-1): it goes into the DSN's Original-Recipient field.
+        if (semi <= 0 || decoded === undefined || !/^[A-Za-z0-9-]+$/.test(type) || /[\x00-\x1f\x7f-\x9f]/.test(decoded)) {
           return reply(501, '5.5.4', 'ORCPT must be addr-type;xtext (RFC 3461 section 4.2), or utf-8;address with \\x{HEX} escapes (RFC 6533 section 3)');
         }
         dsn.orcpt = `${type};${decoded}`;

@@ -6,8 +6,9 @@
  * (RFC 5321 §2.3.8: CR and LF occur only together as a line end). So does a NUL, which neither
  * 7-bit nor 8-bit data may hold (RFC 2045 §2.7, §2.8; mailnest offers no BINARYMIME): a next
  * hop that dropped it could read `<CR><LF><NUL>.<CR><LF>` as the end of the data.
- * What it keeps is taken from the server's BodyBudget (given a lease): past that, too, nothing
- * more is kept, and the message is refused for now at its end.
+ * What it keeps is taken from the server's BodyBudget (given a lease), and given back when the
+ * session lets the message go (release: stored, refused or abandoned): past the budget, too,
+ * nothing more is kept, and the message is refused for now at its end.
  */
 import type { BodyLease } from './body-budget.ts';
 
@@ -132,8 +133,8 @@ export class MessageSink {
     const last = p[p.length - 1];
     if (last && last[last.length - 1] !== LF) p.push(Buffer.from('\r\n'));
     this.parts = [];
-    // Handed on to be stored, in a moment: the budget is for messages still arriving.
-    this.lease?.release();
+    // The message stays in memory until it is stored (the checks, the flush): its share of the
+    // budget goes with the transaction (release).
     return p;
   }
 }

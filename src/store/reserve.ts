@@ -5,7 +5,8 @@
  * `mailnest user remove` then freed nothing, and the only way out was outside mailnest. A
  * deletion that finds the disk full gives the reserve up and is tried again (sqlite-store.ts);
  * the reserve is made again once the disk has room for it several times over, so that it is
- * never what fills the disk.
+ * never what fills the disk. Only deletions give it up; the room it frees is then ordinary free
+ * space, until the operator frees more.
  */
 import fs from 'node:fs';
 import path from 'node:path';

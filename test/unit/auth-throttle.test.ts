@@ -97,6 +97,11 @@ test('an IPv6 client is counted by its /64, for logins, connections and memory a
   assert.equal(clientKey('2001:db8::1'), '2001:db8:0:0::/64');
   assert.equal(clientKey('64:ff9b::192.0.2.1'), '64:ff9b:0:0::/64');
   assert.equal(clientKey('192.0.2.1'), '192.0.2.1');
+  // An IPv4 client on a listener of [::] is that IPv4 address; a dotted tail is two groups.
+  assert.equal(clientKey('::ffff:192.0.2.1'), '192.0.2.1');
+  assert.equal(clientKey('::ffff:c000:201'), '192.0.2.1');
+  assert.equal(clientKey('1:2::3:4:5:1.2.3.4'), '1:2:0:3::/64');
+  assert.equal(clientKey('fe80::1%eth0'), 'fe80:0:0:0::/64');
   // Five failures from five addresses of one /64 use up its attempts.
   const t = new AuthThrottle(5);
   for (let i = 1; i <= 5; i++) {

@@ -116,6 +116,24 @@ describe('inbound checks', () => {
     assert.deepEqual(domains, ['s1', 's2', 's3', 's4', 's5'], r.authResults);
   });
 
+  it('checks at most four messages in the thread at once; past them a message is not checked, temperror, and once they end the next is', async () => {
+    let open = () => {};
+    const gate = new Promise<void>((resolve) => { open = resolve; });
+    const slow = async (name: string, type: string): Promise<any> => {
+      await gate;
+      return resolverFor(records)(name, type);
+    };
+    const config = parseConfig({ hostname: 'mx.example.test', checks: { timeout: '5s' } });
+    const input = { clientIp: '192.0.2.10', helo: 'out.sender.test', sender: 'a@sender.test', message: msg };
+    // The four wait in the thread for their DNS answers: the fifth finds it full.
+    const first = Array.from({ length: 4 }, () => checkInbound(config, input, { resolver: slow }));
+    const fifth = await checkInbound(config, input, { resolver: slow });
+    assert.match(fifth.authResults, /temperror.*the server was checking too many messages at once/s);
+    open();
+    for (const r of await Promise.all(first)) assert.match(r.authResults, /spf=pass/);
+    assert.match((await checkInbound(config, input, { resolver: resolverFor(records) })).authResults, /spf=pass/);
+  });
+
   it('rejects a DMARC p=reject failure only when configured to', async () => {
     const input = { clientIp: '198.51.100.1', helo: 'forger.test', sender: 'a@sender.test', message: msg };
     const on = await checkInbound(parseConfig({ hostname: 'mx.example.test', checks: { reject_dmarc: true } }), input, { resolver: resolverFor(records) });

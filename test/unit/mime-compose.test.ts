@@ -276,6 +276,11 @@ test('a display name holding a word too long to fold goes as encoded-words and r
   const read = await PostalMime.parse(composed.message);
   assert.deepEqual(read.from, { name, address: 'backup@example.test' });
   assert.deepEqual(read.to, [{ name: 'y'.repeat(950), address: 'owner@example.org' }]);
+  // Measured as written: quoting doubles each backslash and quote.
+  for (const odd of ['\\'.repeat(700), '"'.repeat(600)]) {
+    const c = await roundTrip({ to: [`${JSON.stringify(odd)} <owner@example.org>`] });
+    assert.deepEqual((await PostalMime.parse(c.composed.message)).to, [{ name: odd, address: 'owner@example.org' }]);
+  }
 });
 
 test('address fields given as headers are parsed as To is, and written the same way; one that is no address is refused', async () => {

@@ -601,7 +601,7 @@ test('ORCPT: xtext octets read as UTF-8; RFC 6533\'s utf-8 type with \\x{HEX} es
     ['UTF-8;jörg@example.test', 'UTF-8;jörg@example.test'],
   ];
   for (const [orcpt] of rcpts) assert.equal(lastCode(d.send(`RCPT TO:<alice@example.test> ORCPT=${orcpt}\r\n`)), 250, orcpt);
-  for (const bad of ['utf-8;a+b@example.test', 'utf-8;a=b@example.test', 'utf-8;a\\b@example.test', 'utf-8;a\\x{D800}@example.test', 'utf-8;', 'rfc822;a+ZZ', 'rfc822;a+0D+0Ab@example.test', 'rfc822;a+00b@example.test', 'utf-8;a\\x{0A}b@example.test']) {
+  for (const bad of ['utf-8;a+b@example.test', 'utf-8;a=b@example.test', 'utf-8;a\\b@example.test', 'utf-8;a\\x{D800}@example.test', 'utf-8;', 'rfc822;a+ZZ', 'rfc822;a+0D+0Ab@example.test', 'rfc822;a+00b@example.test', 'rfc822;a+85b@example.test', 'rfc822;a+C2+85b@example.test', 'utf-8;a\\x{0A}b@example.test']) {
     assert.match(d.send(`RCPT TO:<alice@example.test> ORCPT=${bad}\r\n`), /^501 5\.5\.4 /, bad);
   }
   d.send('DATA\r\nSubject: u\r\n\r\nx\r\n.\r\n');
