@@ -114,12 +114,12 @@ test('refusals of a message or a recipient are reported for counting, by reason'
   assert.equal(d.delivered.length, 0);
 });
 
-test('a header of more than 10,000 lines, or with a field of more than 1,000, is refused 552 5.3.4; at the limits it goes through', () => {
+test('a header of more than 10,000 lines, or with a field of more than 5,000, is refused 552 5.3.4, and the session\'s log line says so; at the limits it goes through', () => {
   const cases: [header: string, verdict: RegExp][] = [
-    [`Subject: a\r\n${' b\r\n'.repeat(1000)}`, /^552 5\.3\.4 Message header too large: a header field of 1001 lines, more than 1000\r\n$/],
-    [`Subject: a\r\n${' b\r\n'.repeat(999)}`, /^250 2\.0\.0 OK queued/],
+    [`Subject: a\r\n${' b\r\n'.repeat(5000)}`, /^552 5\.3\.4 Message header too large: a header field of 5001 lines, more than 5000\r\n$/],
+    [`Subject: a\r\n${' b\r\n'.repeat(4999)}`, /^250 2\.0\.0 OK queued/],
     ['X-A: b\r\n'.repeat(10_001), /^552 5\.3\.4 Message header too large: 10001 header lines, more than 10000\r\n$/],
-    [`${'X-A: b\r\n'.repeat(9_000)}To: a\r\n${'\tb\r\n'.repeat(999)}`, /^250 2\.0\.0 OK queued/],
+    [`${'X-A: b\r\n'.repeat(5_000)}To: a\r\n${'\tb\r\n'.repeat(4_999)}`, /^250 2\.0\.0 OK queued/],
     // Lines after the header section are the body's.
     [`Subject: a\r\n\r\n${' b\r\n'.repeat(20_000)}`, /^250 2\.0\.0 OK queued/],
   ];
@@ -129,6 +129,7 @@ test('a header of more than 10,000 lines, or with a field of more than 1,000, is
     assert.match(d.send(`${header}\r\nbody\r\n.\r\n`), verdict);
     assert.equal(d.delivered.length, verdict.source.startsWith('^250') ? 1 : 0);
     assert.deepEqual(d.refusals, verdict.source.startsWith('^250') ? [] : ['big_header']);
+    assert.deepEqual(d.session.summary().refused, verdict.source.startsWith('^250') ? undefined : { big_header: 1 });
   }
 });
 
@@ -146,6 +147,7 @@ test('messages arriving hold memory within the server\'s budget and each client\
   assert.ok(budget.inUse < 3000, `${budget.inUse}`);
   assert.match(b.send(`${line(1000)}.\r\n`), /^452 4\.3\.1 Insufficient system storage, try again later\r\n$/);
   assert.deepEqual(b.refusals, ['memory_full']);
+  assert.deepEqual(b.session.summary().refused, { memory_full: 1 });
   assert.match(a.send('.\r\n'), /^250 2\.0\.0 OK queued/);
   assert.equal(budget.inUse, 0);
   // A chunk past the share ends the transaction (RFC 3030 §2), and the next message goes through.
@@ -385,6 +387,7 @@ test('pipelining within RFC 2920 §3.1 is answered in order on a network listene
   assert.deepEqual(d.codes(d.send('Subject: p\r\n\r\nhi\r\n.\r\nRSET\r\nMAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 4 LAST\r\nhi\r\nQUIT\r\n')), [250, 250, 250, 250, 250, 221]);
   assert.equal(d.delivered.length, 2);
   assert.deepEqual(d.refusals, []);
+  assert.deepEqual(d.session.summary().refused, { unknown_recipient: 1 });
 });
 
 test('a client that sends before the reply it must wait for is hung up on, 554 5.5.0, on a network listener (RFC 2920 §3.1)', () => {
@@ -627,6 +630,8 @@ test('a temporary store failure is 451, a full disk 452 4.3.1, and the session g
   d.send('RCPT TO:<alice@example.test>\r\nDATA\r\n');
   assert.match(d.send('x\r\n.\r\n'), /^452 4\.3\.1 Insufficient system storage/);
   assert.equal(lastCode(d.send('MAIL FROM:<a@remote.test>\r\n')), 250);
+  // The session's log line says so.
+  assert.deepEqual(d.session.summary().refused, { message_store_error: 1, message_storage_full: 1 });
 });
 
 test('MAIL is refused with 452 4.3.1 when the store has no room for the declared SIZE (or for any message)', () => {
