@@ -8,6 +8,7 @@
  *   node bench/flood-probe.ts PORT [CONNECTIONS=25] [COMMAND="HELP"]
  */
 import net from 'node:net';
+import { afterEhlo } from './after-ehlo.ts';
 
 const [portText, countText, verb] = process.argv.slice(2);
 if (!portText) throw new Error('usage: flood-probe.ts PORT [CONNECTIONS] [COMMAND]');
@@ -21,20 +22,7 @@ for (let i = 0; i < Number(countText ?? 25); i++) {
     while (s.write(block));
     s.once('drain', pump);
   };
-  let heard = '';
-  let greeted = false;
-  const onData = (d: Buffer) => {
-    heard += d.toString('latin1');
-    if (!greeted && /^220 /m.test(heard)) {
-      greeted = true;
-      s.write('EHLO flood.example.test\r\n');
-    } else if (greeted && /^250 /m.test(heard)) {
-      s.off('data', onData);
-      s.pause();
-      pump();
-    }
-  };
-  s.on('data', onData);
+  afterEhlo(s, pump);
   flooders.push(s);
 }
 

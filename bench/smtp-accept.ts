@@ -24,6 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { afterEhlo } from './after-ehlo.ts';
 import { buildMailnest } from './build.ts';
 
 const ROOT = path.resolve(import.meta.dirname, '..');
@@ -608,22 +609,8 @@ async function floodServer(server: string, port: number, pid: number): Promise<F
           }
         }
       };
-      // The greeting, then EHLO's reply, are waited for, as RFC 2920 §3.1 has it: a client that
-      // pipelines before them is hung up on (by Postfix 3.9 too). From then on nothing is read.
-      let heard = '';
-      let greeted = false;
-      const onData = (d: Buffer) => {
-        heard += d.toString('latin1');
-        if (!greeted && /^220 /m.test(heard)) {
-          greeted = true;
-          s.write('EHLO flood.example.test\r\n');
-        } else if (greeted && /^250 /m.test(heard)) {
-          s.off('data', onData);
-          s.pause();
-          pump();
-        }
-      };
-      s.on('data', onData);
+      // From EHLO's reply on, nothing is read.
+      afterEhlo(s, pump);
       sockets.push(s);
     }
     await sleep(5000);

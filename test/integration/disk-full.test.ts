@@ -8,18 +8,18 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { addUser, baseConfig, cli, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
+import { addUser, baseConfig, cli, startMailnest, writeConfig, type RunningMailnest } from '../helpers/server.ts';
 import { SmtpClient } from '../helpers/smtp-client.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
 import { queueJson, until } from '../helpers/relay.ts';
+import { mountTmpfs } from '../helpers/tmpfs.ts';
 
-const dir = tempDir('mailnest-full-');
-const mounted = process.getuid?.() === 0 && spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', dir]).status === 0;
+const disk = mountTmpfs('8m');
+const dir = disk?.dir ?? '';
 
-describe('a full disk under data_dir', { skip: mounted ? false : 'needs root to mount a small tmpfs' }, () => {
+describe('a full disk under data_dir', { skip: disk ? false : 'needs root to mount a small tmpfs' }, () => {
   let m: RunningMailnest;
   let configFile: string;
   let token: string;
@@ -45,8 +45,7 @@ describe('a full disk under data_dir', { skip: mounted ? false : 'needs root to 
   after(async () => {
     await m?.stop();
     await sink.stop();
-    spawnSync('umount', [dir]);
-    fs.rmSync(dir, { recursive: true, force: true });
+    await disk?.unmount();
   });
 
   /** Takes the free space of the tmpfs down to `leave` bytes (every byte when 0). */

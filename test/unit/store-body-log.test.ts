@@ -1,13 +1,14 @@
 /** The body log: segments and their markers, recovery after a crash, removal and compaction by the sweep, two processes on one data directory. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
 import { storedMessage } from '../helpers/mailbox.ts';
+import { mountTmpfs } from '../helpers/tmpfs.ts';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-log-'));
 const KIB = 1024;
@@ -194,24 +195,16 @@ test('recovery: in a segment whose writer died without sealing it, a message who
 });
 
 test('a full disk: an append that fails leaves no bytes behind, and the sweep moves nothing it has no room for, then does once there is', async (t) => {
-  const dir = tmp();
-  if (process.getuid?.() !== 0 || spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir]).status !== 0) {
-    fs.rmSync(dir, { recursive: true, force: true });
+  const disk = mountTmpfs('4m');
+  if (!disk) {
     t.skip('needs root, and the right to mount a small tmpfs');
     return;
   }
+  const { dir } = disk;
   let store: SqliteStore | undefined;
   t.after(async () => {
     store?.close();
-    // The last descriptors go once the flush under way ends.
-    let unmounted = false;
-    for (let i = 0; i < 50 && !unmounted; i++) {
-      unmounted = spawnSync('umount', [dir]).status === 0;
-      if (!unmounted) await new Promise((r) => setTimeout(r, 100));
-    }
-    // Still busy: detached now, gone once the last descriptor is.
-    if (!unmounted) spawnSync('umount', ['-l', dir]);
-    fs.rmSync(dir, { recursive: true, force: true });
+    await disk.unmount();
   });
   store = new SqliteStore(dir, { segmentBytes: 450 * KIB });
   const { id: userId } = await store.createUser('u@example.test', 'h');

@@ -1,33 +1,26 @@
 /** The room kept back for deleting mail on a disk filled to the last byte (data_dir/reserve). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
 import { isStorageFull } from '../../src/store/store.ts';
+import { mountTmpfs } from '../helpers/tmpfs.ts';
 
 const KIB = 1024;
 
 test('on a full disk, deleting mail and removing a user give up the reserve and succeed; nothing else may use it, and the sweep makes it again', async (t) => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-reserve-'));
-  if (process.getuid?.() !== 0 || spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=8m', 'tmpfs', dir]).status !== 0) {
-    fs.rmSync(dir, { recursive: true, force: true });
+  const disk = mountTmpfs('8m');
+  if (!disk) {
     t.skip('needs root, and the right to mount a small tmpfs');
     return;
   }
+  const { dir } = disk;
   let store: SqliteStore | undefined;
   t.after(async () => {
     store?.close();
-    let unmounted = false;
-    for (let i = 0; i < 50 && !unmounted; i++) {
-      unmounted = spawnSync('umount', [dir]).status === 0;
-      if (!unmounted) await new Promise((r) => setTimeout(r, 100));
-    }
-    if (!unmounted) spawnSync('umount', ['-l', dir]);
-    fs.rmSync(dir, { recursive: true, force: true });
+    await disk.unmount();
   });
   let given = 0;
   store = new SqliteStore(dir, { reserveBytes: 1024 * KIB, onReserveGiven: () => given++ });
