@@ -59,8 +59,9 @@ export interface InboundOptions {
 
 /**
  * RFC 6376 §6.1: a verifier may limit the signatures it tries, against denial of service. Each
- * costs a pass over the body on the event loop (one with its own l= a hash of its own): 500 of
- * them on a 2 MB message held every session for 20 s. The first MAX_SIGNATURES are checked, as
+ * costs a pass over the body (one with its own l= a hash of its own): 500 of them on a 2 MB
+ * message held every session for 20 s when the checks ran on the event loop, and would hold the
+ * checks' thread as long. The first MAX_SIGNATURES are checked, as
  * OpenDKIM's MaximumSignaturesToVerify (3 by default) has it; the rest are left out of the copy
  * the verifier reads, and of Authentication-Results.
  */

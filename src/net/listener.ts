@@ -153,6 +153,7 @@ export class Listener<E, R> {
       // A TLS client cannot read a plaintext line: it just sees the connection close.
       if (this.handler.implicitTls) raw.destroy();
       else if (this.lingering >= MAX_LINGERING) {
+        // The reply is tried; the socket goes at once.
         raw.end(this.handler.refusal(refused));
         raw.destroy();
       } else {

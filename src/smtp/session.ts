@@ -87,8 +87,8 @@ export interface SmtpSessionOptions {
    * their whole dialogue at once.
    */
   strictPipelining?: boolean;
-  /** Bounds the octets of messages held in memory while they arrive (see BodyBudget); absent,
-   *  none. */
+  /** Bounds the octets of messages held in memory until they are stored (see BodyBudget);
+   *  absent, none. */
   bodyBudget?: BodyBudget;
   /** Whether the store has room for a message of this declared size (0 when none was
    *  declared), as last read (no I/O); absent, no check is made. */
