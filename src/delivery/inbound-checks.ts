@@ -28,6 +28,7 @@ import { ThreadOnDemand } from './thread-on-demand.ts';
 import type { Config } from '../config/schema.ts';
 import { fieldTexts, headerEnd, unfoldedValue, withoutFields } from '../mime/header-section.ts';
 import { domainKey } from '../store/store.ts';
+import { clientKey } from '../net/client-key.ts';
 
 export type { DNSResolver };
 
@@ -61,16 +62,32 @@ export interface InboundOptions {
  * RFC 6376 §6.1: a verifier may limit the signatures it tries, against denial of service. Each
  * costs a pass over the body (one with its own l= a hash of its own): 500 of them on a 2 MB
  * message held every session for 20 s when the checks ran on the event loop, and would hold the
- * checks' thread as long. The first MAX_SIGNATURES are checked, as
- * OpenDKIM's MaximumSignaturesToVerify (3 by default) has it; the rest are left out of the copy
- * the verifier reads, and of Authentication-Results.
+ * checks' thread as long. The first MAX_SIGNATURES are checked, as OpenDKIM's
+ * MaximumSignaturesToVerify (3 by default) has it. A signature's header-field list costs its
+ * length times the header's fields (one with 300,000 names kept the thread 40 s): a signature
+ * (or ARC message signature) of over MAX_SIGNATURE_BYTES, or naming over MAX_SIGNED_FIELDS
+ * fields, is not checked either. What is not checked is left out of the copy the verifier reads,
+ * and of Authentication-Results; a sender signs its mail once or twice, naming a few dozen fields.
  */
 const MAX_SIGNATURES = 5;
+const MAX_SIGNATURE_BYTES = 8 * 1024;
+const MAX_SIGNED_FIELDS = 100;
 
-function withFewSignatures(message: Buffer): Buffer {
+function withCheckableSignatures(message: Buffer): Buffer {
   let seen = 0;
-  const kept = withoutFields([message], /^dkim-signature[ \t]*:/im, (f) => /^dkim-signature[ \t]*:/i.test(f) && ++seen > MAX_SIGNATURES);
+  const kept = withoutFields([message], /^(?:dkim-signature|arc-message-signature)[ \t]*:/im, (f) => {
+    const dkim = /^dkim-signature[ \t]*:/i.test(f);
+    if (!dkim && !/^arc-message-signature[ \t]*:/i.test(f)) return false;
+    if (f.length > MAX_SIGNATURE_BYTES || signedFields(f) > MAX_SIGNED_FIELDS) return true;
+    return dkim && ++seen > MAX_SIGNATURES;
+  });
   return kept.length === 1 ? kept[0]! : Buffer.concat(kept);
+}
+
+/** How many header fields a signature's h= tag names (RFC 6376 §3.5). */
+function signedFields(field: string): number {
+  const h = /(?:^|;)[ \t]*h[ \t]*=([^;]*)/i.exec(unfoldedValue(field));
+  return h ? h[1]!.split(':').length : 0;
 }
 
 /** What is read of mailauth's result. */
@@ -92,27 +109,35 @@ const checksThread = new ThreadOnDemand<Omit<CheckRequest, 'id'>, Checked>(impor
 });
 
 /**
- * Checks in the thread at once, and the octets of their messages, at most: a check that runs out
- * of time here goes on there (mailauth cannot be stopped), and without a bound a sender could
- * pile up message copies in the thread as fast as it could send. Past them a message is not
- * checked (the header says temperror), as one whose checks take too long.
+ * Checks in the thread at once, the octets of their messages, and the checks of one client (an
+ * IPv6 one by its /64) at most: a check that runs out of time here goes on there (mailauth cannot
+ * be stopped; its lookups end at `dns_timeout` each), and without a bound a sender could pile up
+ * message copies in the thread as fast as it could send, or keep every place taken with lookups
+ * its own DNS answers slowly. Past them a message is not checked (the header says temperror), as
+ * one whose checks take too long.
  */
-const CHECKS_AT_ONCE = 4;
+const CHECKS_AT_ONCE = 32;
 const CHECK_BYTES_AT_ONCE = 64 * 1024 * 1024;
+const CHECKS_PER_CLIENT = 4;
 let checking = 0;
 let checkingBytes = 0;
+const checkingFor = new Map<string, number>();
 
 /**
  * mailauth's authenticate, run in the checks' worker thread (see inbound-checks-worker.ts), its
- * DNS questions answered by `resolver` here; 'busy' when the thread has its fill. `message` is
- * handed over to the thread when it is a buffer of its own (made for the checks), else copied.
+ * DNS questions answered by `resolver` here; 'busy' when the thread has its fill, or this client
+ * its share. `message` is handed over to the thread when it is a buffer of its own (made for the
+ * checks), else copied.
  */
-async function authenticateApart(message: Buffer, options: CheckRequest['options'], resolver: DNSResolver): Promise<Checks | 'busy'> {
-  if (checking >= CHECKS_AT_ONCE || checkingBytes + message.length > CHECK_BYTES_AT_ONCE) return 'busy';
+async function authenticateApart(message: Buffer, clientIp: string, options: CheckRequest['options'], resolver: DNSResolver): Promise<Checks | 'busy'> {
+  const client = clientKey(clientIp);
+  const mine = checkingFor.get(client) ?? 0;
+  if (checking >= CHECKS_AT_ONCE || checkingBytes + message.length > CHECK_BYTES_AT_ONCE || mine >= CHECKS_PER_CLIENT) return 'busy';
   const token = nextToken++;
   const bytes = message.length;
   checking++;
   checkingBytes += bytes;
+  checkingFor.set(client, mine + 1);
   resolvers.set(token, resolver);
   try {
     const own = message.byteOffset === 0 && message.byteLength === message.buffer.byteLength && message.buffer instanceof ArrayBuffer;
@@ -121,6 +146,9 @@ async function authenticateApart(message: Buffer, options: CheckRequest['options
     resolvers.delete(token);
     checking--;
     checkingBytes -= bytes;
+    const left = (checkingFor.get(client) ?? 1) - 1;
+    if (left > 0) checkingFor.set(client, left);
+    else checkingFor.delete(client);
   }
 }
 
@@ -128,6 +156,18 @@ async function authenticateApart(message: Buffer, options: CheckRequest['options
 export function stopInboundChecks(): void {
   checksThread.close();
 }
+
+/**
+ * DNS queries under way at once, at most; past them a lookup fails at once, as a temporary error.
+ * A message can ask for many (its authors' domains, its signatures' keys), and Node's resolver
+ * loops for ever looking for a free query id once 65,536 are under way: one message naming 66,000
+ * author domains whose DNS did not answer hung the server.
+ */
+const MAX_QUERIES = 256;
+
+/** Author domains (RFC 7489 §6.6.1: each is held to its own policy) of one message, at most;
+ *  with `reject_dmarc` a message naming more is refused. Real mail names one. */
+const MAX_AUTHOR_DOMAINS = 10;
 
 const POSITIVE_TTL = 5 * 60_000;
 const NEGATIVE_TTL = 60_000;
@@ -137,6 +177,8 @@ const CACHE_MAX = 10_000;
 export class DnsCache {
   private readonly entries = new Map<string, { expires: number; value?: unknown; error?: unknown }>();
   private readonly inner: DNSResolver;
+  /** Queries sent and not yet ended (see MAX_QUERIES). */
+  private inFlight = 0;
   private readonly timeoutMs: number;
   private readonly now: () => number;
 
@@ -153,10 +195,15 @@ export class DnsCache {
       if (hit.error) throw hit.error;
       return hit.value as string[][] | string[];
     }
+    // A query given up here still runs in the resolver until it ends: counted until then.
+    if (this.inFlight >= MAX_QUERIES) throw Object.assign(new Error(`DNS ${rrtype} ${name}: ${MAX_QUERIES} queries are under way already`), { code: 'EBUSY' });
+    this.inFlight++;
+    const query = this.inner(name, rrtype);
+    void query.catch(() => {}).finally(() => { this.inFlight--; });
     let timer: NodeJS.Timeout | undefined;
     try {
       const value = await Promise.race([
-        this.inner(name, rrtype),
+        query,
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(Object.assign(new Error(`DNS ${rrtype} ${name} timed out`), { code: 'ETIMEOUT' })), this.timeoutMs);
         }),
@@ -208,9 +255,13 @@ export class InboundChecker {
     try {
       // With reject_dmarc, the authors' policies are looked up beside the checks, alone, so
       // that they are known even when the checks run out of time.
-      const policies = this.config.checks.reject_dmarc ? this.rejecting(authorDomains(fromAddresses(message)), [], []) : undefined;
+      const authors = authorDomains(fromAddresses(message));
+      if (this.config.checks.reject_dmarc && authors.length > MAX_AUTHOR_DOMAINS) {
+        return { authResults: temperror(host, 'too many author domains to check'), reject: `message refused: its From field names ${authors.length} domains, more than the ${MAX_AUTHOR_DOMAINS} whose DMARC policies are checked (RFC 7489 section 6.6.1)` };
+      }
+      const policies = this.config.checks.reject_dmarc ? this.rejecting(authors, [], []) : undefined;
       policies?.catch(() => undefined);
-      const result = await this.until(deadline, authenticateApart(withFewSignatures(message), {
+      const result = await this.until(deadline, authenticateApart(withCheckableSignatures(message), input.clientIp, {
         ip: input.clientIp,
         ...(input.helo ? { helo: input.helo } : {}),
         sender: input.sender,
@@ -243,6 +294,9 @@ export class InboundChecker {
       // Several authors, or an author address mailauth could not make one domain of: each
       // domain named is evaluated alone, with the identifiers that passed.
       const domains = dmarc ? [] : authorDomains(result.dkim.headerFrom ?? []);
+      if (domains.length > MAX_AUTHOR_DOMAINS) {
+        return { authResults, reject: `message refused: its From field names ${domains.length} domains, more than the ${MAX_AUTHOR_DOMAINS} whose DMARC policies are checked (RFC 7489 section 6.6.1)` };
+      }
       if (domains.length > 0) {
         const failing = await this.until(deadline, this.rejecting(domains, passingSpf(result), passingDkim(result)));
         if (failing === 'timeout') return { authResults, defer: 'the DMARC checks of this message\'s authors did not finish in time; try again later' };

@@ -108,15 +108,16 @@ describe('inbound checks', () => {
     assert.equal(r.reject, undefined);
   });
 
-  it('checks the first five DKIM signatures only (RFC 6376 §6.1): each costs a pass over the body', async () => {
-    const bogus = Array.from({ length: 8 }, (_, i) => `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=s${i + 1}.test; s=x; l=${i + 1};\r\n h=from; bh=AAAA; b=AAAA\r\n`).join('');
+  it('checks the first five DKIM signatures only (RFC 6376 §6.1): each costs a pass over the body; none naming over 100 fields or over 8 KiB long', async () => {
+    const huge = `DKIM-Signature: v=1; a=rsa-sha256; d=names.test; s=x;\r\n h=${'from:'.repeat(100)}from; bh=AAAA; b=AAAA\r\nDKIM-Signature: v=1; a=rsa-sha256; d=long.test; s=x; h=from; bh=AAAA;\r\n b=${'A'.repeat(8200)}\r\n`;
+    const bogus = huge + Array.from({ length: 8 }, (_, i) => `DKIM-Signature: v=1; a=rsa-sha256; c=relaxed/relaxed; d=s${i + 1}.test; s=x; l=${i + 1};\r\n h=from; bh=AAAA; b=AAAA\r\n`).join('');
     const config = parseConfig({ hostname: 'mx.example.test' });
     const r = await checkInbound(config, { clientIp: '192.0.2.10', helo: 'out.sender.test', sender: 'a@sender.test', message: Buffer.concat([Buffer.from(bogus), msg]) }, { resolver: resolverFor(records) });
     const domains = [...r.authResults.matchAll(/dkim=\S+ .*header\.i=@(s\d)\.test/g)].map((m) => m[1]);
     assert.deepEqual(domains, ['s1', 's2', 's3', 's4', 's5'], r.authResults);
   });
 
-  it('checks at most four messages in the thread at once; past them a message is not checked, temperror, and once they end the next is', async () => {
+  it('checks at most four messages of one client in the thread at once, and 32 in all; past them a message is not checked, temperror, and once they end the next is', async () => {
     let open = () => {};
     const gate = new Promise<void>((resolve) => { open = resolve; });
     const slow = async (name: string, type: string): Promise<any> => {
@@ -124,14 +125,17 @@ describe('inbound checks', () => {
       return resolverFor(records)(name, type);
     };
     const config = parseConfig({ hostname: 'mx.example.test', checks: { timeout: '5s' } });
-    const input = { clientIp: '192.0.2.10', helo: 'out.sender.test', sender: 'a@sender.test', message: msg };
-    // The four wait in the thread for their DNS answers: the fifth finds it full.
-    const first = Array.from({ length: 4 }, () => checkInbound(config, input, { resolver: slow }));
-    const fifth = await checkInbound(config, input, { resolver: slow });
-    assert.match(fifth.authResults, /temperror.*the server was checking too many messages at once/s);
+    const from = (clientIp: string) => ({ clientIp, helo: 'out.sender.test', sender: 'a@sender.test', message: msg });
+    // They wait in the thread for their DNS answers.
+    const first = Array.from({ length: 4 }, () => checkInbound(config, from('192.0.2.10'), { resolver: slow }));
+    const busy = /temperror.*the server was checking too many messages at once/s;
+    assert.match((await checkInbound(config, from('192.0.2.10'), { resolver: slow })).authResults, busy);
+    // Another client's go on, up to 32 in all.
+    const others = Array.from({ length: 28 }, (_, i) => checkInbound(config, from(`198.51.100.${i + 1}`), { resolver: slow }));
+    assert.match((await checkInbound(config, from('203.0.113.1'), { resolver: slow })).authResults, busy);
     open();
-    for (const r of await Promise.all(first)) assert.match(r.authResults, /spf=pass/);
-    assert.match((await checkInbound(config, input, { resolver: resolverFor(records) })).authResults, /spf=pass/);
+    for (const r of await Promise.all([...first, ...others])) assert.doesNotMatch(r.authResults, busy);
+    assert.match((await checkInbound(config, from('192.0.2.10'), { resolver: resolverFor(records) })).authResults, /spf=pass/);
   });
 
   it('rejects a DMARC p=reject failure only when configured to', async () => {
@@ -177,6 +181,22 @@ describe('inbound checks', () => {
     await assert.rejects(cache.resolve('fail.test', 'TXT'));
     assert.equal(calls, 4);
   });
+
+  it('has at most 256 queries under way, those it gave up on counted until they end; past them a lookup fails at once', async () => {
+    let answer = () => {};
+    const answered = new Promise<void>((resolve) => { answer = resolve; });
+    let sent = 0;
+    const cache = new DnsCache(async () => { sent++; await answered; throw Object.assign(new Error('x'), { code: 'ESERVFAIL' }); }, 50);
+    const first = Array.from({ length: 256 }, (_, i) => cache.resolve(`d${i}.test`, 'TXT').catch((e: NodeJS.ErrnoException) => e.code));
+    // Each gives up after 50 ms, and its query still runs.
+    assert.deepEqual(new Set(await Promise.all(first)), new Set(['ETIMEOUT']));
+    await assert.rejects(cache.resolve('one-more.test', 'TXT'), (e: NodeJS.ErrnoException) => e.code === 'EBUSY');
+    assert.equal(sent, 256);
+    answer();
+    await answered;
+    await new Promise((r) => setImmediate(r));
+    await assert.rejects(cache.resolve('one-more.test', 'TXT'), (e: NodeJS.ErrnoException) => e.code === 'ESERVFAIL');
+  });
 });
 
 describe('inbound checks a sender cannot get past with what it controls', () => {
@@ -190,6 +210,16 @@ describe('inbound checks a sender cannot get past with what it controls', () => 
   const config = parseConfig({ hostname: 'mx.example.test', checks: { reject_dmarc: true, dns_timeout: '200ms', timeout: '500ms' } });
   const from = (field: string) => Buffer.from(`${field}\r\nTo: b@example.test\r\nSubject: pay\r\nDate: Sun, 22 Nov 2026 05:01:02 +0000\r\n\r\nnow\r\n`);
   const input = (message: Buffer) => ({ clientIp: '198.51.100.1', helo: 'mail.helper.test', sender: 'x@helper.test', message });
+
+  it('a From naming more than ten domains is refused, with no lookup of their policies', async () => {
+    const resolver = resolverFor(records);
+    const many = Array.from({ length: 11 }, (_, i) => `a@d${i}.test`).join(', ');
+    const r = await checkInbound(config, input(from(`From: ${many}`)), { resolver });
+    assert.equal(r.reject, 'message refused: its From field names 11 domains, more than the 10 whose DMARC policies are checked (RFC 7489 section 6.6.1)');
+    assert.deepEqual(resolver.queries.filter((q) => q.includes('_dmarc')), []);
+    const ten = Array.from({ length: 10 }, (_, i) => `a@d${i}.test`).join(', ');
+    assert.doesNotMatch((await checkInbound(config, input(from(`From: ${ten}`)), { resolver: resolverFor(records) })).reject ?? '', /more than the 10/);
+  });
 
   it('an rsa-sha1 signature does not pass (RFC 8301 §3.1), so it does not satisfy DMARC', async () => {
     const msg = from('From: ceo@victim.test');
