@@ -24,6 +24,7 @@ import { ComposeError } from '../mime/errors.ts';
 import { parseSendRequest, RequestError } from './send-request.ts';
 import { hashToken } from './tokens.ts';
 import { listenError } from '../net/listener.ts';
+import { RefusalLog } from '../net/refusal-log.ts';
 import { splitHostPort } from '../config/schema.ts';
 
 const LISTENER = 'http';
@@ -67,11 +68,13 @@ export class HttpService implements Service {
   readonly name = 'http';
   private readonly ctx: Context;
   private readonly limits: ConnectionLimits | undefined;
+  private readonly refusals: RefusalLog;
   private readonly servers: http.Server[] = [];
 
   constructor(ctx: Context, limits?: ConnectionLimits) {
     this.ctx = ctx;
     this.limits = limits;
+    this.refusals = new RefusalLog(ctx.log, LISTENER);
   }
 
   async start(): Promise<string[]> {
@@ -126,7 +129,7 @@ export class HttpService implements Service {
     const ip = socket.remoteAddress ?? 'unknown';
     const refused = this.limits?.acquire(ip);
     if (refused) {
-      this.ctx.log.warn({ listener: LISTENER, client: ip, reason: refused }, 'connection refused');
+      this.refusals.refused(ip, refused);
       socket.on('error', () => {});
       socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
       socket.destroySoon();

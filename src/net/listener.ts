@@ -7,6 +7,7 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { Connection } from './connection.ts';
 import { clientKey } from './client-key.ts';
+import { RefusalLog } from './refusal-log.ts';
 import { IdleSweep } from './idle-sweep.ts';
 import type { Session, TlsInfo } from './session.ts';
 import { ignoreError, serverHandshake, tlsInfo } from './connection.ts';
@@ -96,11 +97,6 @@ const REFUSED_LINGER_MS = 1000;
 /** Refused connections a listener lets linger at most; past them, one is closed at once. A
  *  client opening connections as fast as it could, refused, had the server hold 20,000. */
 const MAX_LINGERING = 1000;
-/** A client's refusals are logged once a minute at most, with the number left unlogged. */
-const REFUSAL_LOG_MS = 60_000;
-/** Clients whose last logged refusal is remembered, at most; past them, OTHERS stands for all. */
-const REFUSAL_LOG_CLIENTS = 10_000;
-const OTHERS = '';
 
 export class Listener<E, R> {
   readonly handler: ProtocolHandler<E, R>;
@@ -113,14 +109,13 @@ export class Listener<E, R> {
   private readonly idle: IdleSweep;
   /** Refused connections waiting for their client to close. */
   private lingering = 0;
-  /** When each client's refusal was last logged, and how many since were not. */
-  private readonly refusalsLogged = new Map<string, { at: number; unlogged: number }>();
-  private refusalsSwept = 0;
+  private readonly refusals: RefusalLog;
 
   constructor(handler: ProtocolHandler<E, R>, ctx: ListenerContext) {
     this.handler = handler;
     this.ctx = ctx;
     this.idle = new IdleSweep(handler.idleTimeoutMs);
+    this.refusals = new RefusalLog(ctx.log, handler.name);
   }
 
   /** Binds every address; resolves with the actual "host:port" bound (port 0 gets a real one). */
@@ -170,7 +165,7 @@ export class Listener<E, R> {
         });
         raw.resume();
       }
-      this.logRefusal(ip, refused);
+      this.refusals.refused(ip, refused);
       return;
     }
     this.ctx.onCount?.(this.handler.name, 1);
@@ -220,30 +215,6 @@ export class Listener<E, R> {
       },
     });
     this.connections.add(conn);
-  }
-
-  /** One line per client (an IPv6 one by its /64) and minute at most: a client refused thousands
-   *  of times a second wrote as many lines. Past REFUSAL_LOG_CLIENTS clients logged in the last
-   *  minute, the others share one line a minute. */
-  private logRefusal(ip: string, reason: string): void {
-    const now = Date.now();
-    let key = clientKey(ip);
-    if (!this.refusalsLogged.has(key) && this.refusalsLogged.size >= REFUSAL_LOG_CLIENTS) {
-      // Those logged over a minute ago go, a second at most after the last look.
-      if (now - this.refusalsSwept >= 1000) {
-        this.refusalsSwept = now;
-        for (const [k, l] of this.refusalsLogged) if (now - l.at >= REFUSAL_LOG_MS) this.refusalsLogged.delete(k);
-      }
-      if (this.refusalsLogged.size >= REFUSAL_LOG_CLIENTS) key = OTHERS;
-    }
-    const last = this.refusalsLogged.get(key);
-    if (last && now - last.at < REFUSAL_LOG_MS) {
-      last.unlogged++;
-      return;
-    }
-    this.refusalsLogged.set(key, { at: now, unlogged: 0 });
-    const client = key === OTHERS ? 'others' : ip;
-    this.ctx.log.warn({ listener: this.handler.name, client, reason, ...(last?.unlogged ? { unlogged: last.unlogged } : {}) }, 'connection refused');
   }
 
   /** Stops accepting; asks each session to finish. */
