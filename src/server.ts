@@ -69,7 +69,8 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
   const limits = new ConnectionLimits(config.limits.max_connections, config.limits.max_connections_per_ip);
   const throttle = new AuthThrottle(config.auth.max_failures);
   const freeSpace = new FreeSpace(config.data_dir);
-  const bodies = BodyBudget.forServer(config.limits.max_message_size);
+  // Mail from anyone, and the authenticated users' own apart (see BodyBudget).
+  const bodies = { strangers: BodyBudget.forServer(config.limits.max_message_size, 1 / 4), users: BodyBudget.forServer(config.limits.max_message_size, 1 / 8) };
   const lctx: ListenerContext = { limits, log, tls: certificate, onCount: (l, d) => ctx.metrics.count(l, d) };
   const listeners: { kind: ListenerKind; listener: Listener<any, any> }[] = [];
   const smtpHandlers: SmtpHandler[] = [];

@@ -7,6 +7,10 @@
  * now and then, held 1.3 GB for as long as they liked; a few addresses more and the system
  * kills the server for its memory.
  *
+ * The server keeps two: a quarter of the machine's memory for mail from anyone, and an eighth
+ * for its authenticated users', so that strangers holding theirs full (four addresses, on a
+ * machine of 1 GiB) cannot stop the users' own mail going out.
+ *
  * A message that would pass either bound is read on without being kept, and refused at its end
  * with 452 4.3.1: a temporary failure, which the sender tries again later (the session decides;
  * see MessageSink). Nothing here does I/O: a session takes and gives back octets as it goes.
@@ -26,12 +30,12 @@ export class BodyBudget {
   }
 
   /**
-   * The bounds for a server whose messages may be `maxMessageSize` octets: a quarter of the
+   * The bounds for a server whose messages may be `maxMessageSize` octets: `share` of the
    * machine's memory in all (two messages of the largest size at least), and a quarter of that
    * for one address (one such message at least).
    */
-  static forServer(maxMessageSize: number): BodyBudget {
-    const total = Math.max(2 * maxMessageSize, Math.floor(os.totalmem() / 4));
+  static forServer(maxMessageSize: number, share: number): BodyBudget {
+    const total = Math.max(2 * maxMessageSize, Math.floor(os.totalmem() * share));
     return new BodyBudget(total, Math.max(maxMessageSize, Math.floor(total / 4)));
   }
 

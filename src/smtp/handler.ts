@@ -39,7 +39,7 @@ export interface LocalCaller {
 /** `freeSpace` is the gauge of data_dir's filesystem, and `bodies` what messages arriving may
  *  hold in memory, both shared by the SMTP listeners (sendmail -bs runs one session alone, and
  *  gives its `caller`). */
-export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle, freeSpace: FreeSpace, opts: { caller?: LocalCaller; bodies?: BodyBudget } = {}): SmtpHandler {
+export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle, freeSpace: FreeSpace, opts: { caller?: LocalCaller; bodies?: { strangers: BodyBudget; users: BodyBudget } } = {}): SmtpHandler {
   const { caller, bodies } = opts;
   const { config } = ctx;
   const reports = new Set<Promise<void>>();

@@ -87,9 +87,9 @@ export interface SmtpSessionOptions {
    * their whole dialogue at once.
    */
   strictPipelining?: boolean;
-  /** Bounds the octets of messages held in memory until they are stored (see BodyBudget);
-   *  absent, none. */
-  bodyBudget?: BodyBudget;
+  /** Bounds the octets of messages held in memory until they are stored (see BodyBudget), for
+   *  mail from anyone and for authenticated users' apart; absent, none. */
+  bodyBudget?: { strangers: BodyBudget; users: BodyBudget };
   /** Whether the store has room for a message of this declared size (0 when none was
    *  declared), as last read (no I/O); absent, no check is made. */
   roomFor?: (declaredSize: number) => boolean;
@@ -350,7 +350,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   }
 
   private newSink(): MessageSink {
-    return new MessageSink(this.o.maxMessageSize, this.o.bodyBudget?.lease(this.clientIp));
+    const budget = this.user ? this.o.bodyBudget?.users : this.o.bodyBudget?.strangers;
+    return new MessageSink(this.o.maxMessageSize, budget?.lease(this.clientIp));
   }
 
   /** The transaction is over: what its message holds in memory goes. */

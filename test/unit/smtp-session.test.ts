@@ -135,9 +135,11 @@ test('a header of more than 10,000 lines, or with a field of more than 5,000, is
 
 test('messages arriving hold memory within the server\'s budget and each client\'s share: past it 452 4.3.1, for now; what a session held goes when it ends', () => {
   const budget = new BodyBudget(5000, 3000);
+  const users = new BodyBudget(5000, 3000);
+  const bodyBudget = { strangers: budget, users };
   const line = (n: number) => `${'x'.repeat(n - 2)}\r\n`;
-  const a = inState('rcpt', { bodyBudget: budget });
-  const b = inState('rcpt', { bodyBudget: budget });
+  const a = inState('rcpt', { bodyBudget });
+  const b = inState('rcpt', { bodyBudget });
   a.send('DATA\r\n');
   b.send('DATA\r\n');
   a.send(`Subject: a\r\n\r\n${line(2000)}`);
@@ -151,20 +153,33 @@ test('messages arriving hold memory within the server\'s budget and each client\
   assert.match(a.send('.\r\n'), /^250 2\.0\.0 OK queued/);
   assert.equal(budget.inUse, 0);
   // A chunk past the share ends the transaction (RFC 3030 §2), and the next message goes through.
-  const c = inState('rcpt', { bodyBudget: budget });
+  const c = inState('rcpt', { bodyBudget });
   assert.match(c.send(`BDAT 3500\r\n${line(3500)}`), /^452 4\.3\.1/);
   assert.equal(budget.inUse, 0);
   assert.match(c.send('MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nBDAT 9 LAST\r\nSubject: \r\n'), /250 2\.0\.0 OK queued/);
   // A connection gone in the middle of a message, or a session that ends itself, lets go.
-  const d = inState('rcpt', { bodyBudget: budget });
+  const d = inState('rcpt', { bodyBudget });
   d.send(`DATA\r\nSubject: d\r\n\r\n${line(1000)}`);
   assert.ok(budget.inUse >= 1000);
   d.session.closed();
   assert.equal(budget.inUse, 0);
-  const e = inState('rcpt', { bodyBudget: budget });
+  const e = inState('rcpt', { bodyBudget });
   e.send(`DATA\r\nSubject: e\r\n\r\n${line(1000)}`);
   e.session.timeout();
   assert.equal(budget.inUse, 0);
+  // Strangers holding theirs full do not stop an authenticated user's message.
+  const f = inState('rcpt', { bodyBudget });
+  f.send(`DATA\r\nSubject: f\r\n\r\n${line(2900)}`);
+  const u = new SmtpDriver({ role: 'submission', allowInsecureAuth: true, bodyBudget });
+  u.send(`EHLO c\r\n`);
+  u.send(`AUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\n`);
+  u.send('MAIL FROM:<alice@example.test>\r\n');
+  u.send('RCPT TO:<x@remote.test>\r\n');
+  u.send('DATA\r\n');
+  assert.match(u.send(`Subject: u\r\n\r\n${line(2900)}.\r\n`), /^250 2\.0\.0 OK queued/);
+  assert.ok(budget.inUse >= 2900);
+  assert.equal(users.inUse, 0);
+  f.session.closed();
   assert.equal(a.delivered.length + b.delivered.length + c.delivered.length, 2);
 });
 
