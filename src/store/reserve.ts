@@ -14,7 +14,7 @@ import { freeBytes } from './free-space.ts';
 
 /** Enough for SQLite's write-ahead log to grow to its checkpoint (1,000 pages of 16 KiB) and a
  *  batch of deletions beyond it. */
-export const RESERVE_BYTES = 20 * 1024 * 1024;
+const RESERVE_BYTES = 20 * 1024 * 1024;
 
 /** The reserve is made only where the disk has this many times its size free. */
 const ROOM_FACTOR = 4;
