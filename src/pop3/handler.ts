@@ -49,7 +49,7 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
     try {
       user = await store.findUser(username);
       // An unknown user costs the same hash as a known one (verifyPassword with undefined).
-      good = await verifyPassword(password, user?.passwordHash);
+      good = await verifyPassword(password, user?.passwordHash, ip);
     } catch (err) {
       throttle.abandon(ip);
       throw err;

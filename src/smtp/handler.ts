@@ -118,7 +118,7 @@ async function authenticate(ctx: Context, role: SmtpRole, throttle: AuthThrottle
   let user: Awaited<ReturnType<Context['store']['findUser']>>;
   try {
     user = await ctx.store.findUser(username);
-    good = await verifyPassword(password, user?.passwordHash);
+    good = await verifyPassword(password, user?.passwordHash, client);
   } catch (err) {
     throttle.abandon(client);
     throw err;

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 
-test('at most two password hashes are computed at once; the rest wait their turn, and every answer is right', async () => {
+test('at most two password hashes are computed at once; the rest wait their turn, round the clients, and every answer is right', async () => {
   let running = 0;
   let most = 0;
   const real = crypto.scrypt;
@@ -25,6 +25,16 @@ test('at most two password hashes are computed at once; the rest wait their turn
     assert.equal(await verifyPassword('anything', undefined), false);
     assert.equal(most, 2);
     assert.equal(running, 0);
+    // Turns go round the clients: a login sent after ten guesses of another client is checked in
+    // the second round, beside the third guess, not after the tenth (an IPv6 client is counted
+    // by its /64).
+    const order: string[] = [];
+    const check = (password: string, client: string) => verifyPassword(password, stored, client).then(() => order.push(password));
+    await Promise.all([
+      ...Array.from({ length: 10 }, (_, i) => check(`guess ${i}`, `2001:db8:1:2::${i + 1}`)),
+      check('correct horse', '192.0.2.1'),
+    ]);
+    assert.ok(order.indexOf('correct horse') <= 3, order.join(', '));
   } finally {
     (crypto as { scrypt: unknown }).scrypt = real;
   }
