@@ -164,6 +164,11 @@ export function stopInboundChecks(): void {
  * author domains whose DNS did not answer hung the server.
  */
 const MAX_QUERIES = 256;
+const QUERIES_PER_CLIENT = 64;
+
+/** From fields longer than this, in all, are not read for their authors: with reject_dmarc such
+ *  a message is refused (a 5 MB From held the event loop 0.6 s to be parsed). */
+const MAX_FROM_BYTES = 16 * 1024;
 
 /** Author domains (RFC 7489 §6.6.1: each is held to its own policy) of one message, at most;
  *  with `reject_dmarc` a message naming more is refused. Real mail names one. */
@@ -179,6 +184,8 @@ export class DnsCache {
   private readonly inner: DNSResolver;
   /** Queries sent and not yet ended (see MAX_QUERIES). */
   private inFlight = 0;
+  /** Lookups under way for each client (see resolverFor). */
+  private readonly byClient = new Map<string, number>();
   private readonly timeoutMs: number;
   private readonly now: () => number;
 
@@ -186,6 +193,25 @@ export class DnsCache {
     this.inner = inner;
     this.timeoutMs = timeoutMs;
     this.now = now;
+  }
+
+  /** `resolve` for the checks of one client (an IPv6 one by its /64), which has at most
+   *  QUERIES_PER_CLIENT of the places at once: one sender's messages naming domains whose DNS does
+   *  not answer cannot take them all. */
+  resolverFor(client: string): DNSResolver {
+    const key = clientKey(client);
+    return async (name, rrtype) => {
+      const mine = this.byClient.get(key) ?? 0;
+      if (mine >= QUERIES_PER_CLIENT) throw Object.assign(new Error(`DNS ${rrtype} ${name}: this client's ${QUERIES_PER_CLIENT} queries are under way already`), { code: 'EBUSY' });
+      this.byClient.set(key, mine + 1);
+      try {
+        return await this.resolve(name, rrtype);
+      } finally {
+        const left = (this.byClient.get(key) ?? 1) - 1;
+        if (left > 0) this.byClient.set(key, left);
+        else this.byClient.delete(key);
+      }
+    };
   }
 
   readonly resolve: DNSResolver = async (name, rrtype) => {
@@ -198,7 +224,8 @@ export class DnsCache {
     // A query given up here still runs in the resolver until it ends: counted until then.
     if (this.inFlight >= MAX_QUERIES) throw Object.assign(new Error(`DNS ${rrtype} ${name}: ${MAX_QUERIES} queries are under way already`), { code: 'EBUSY' });
     this.inFlight++;
-    const query = this.inner(name, rrtype);
+    // A resolver that throws at once (an rrtype it does not know) gives its place back too.
+    const query = Promise.resolve().then(() => this.inner(name, rrtype));
     void query.catch(() => {}).finally(() => { this.inFlight--; });
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -255,11 +282,17 @@ export class InboundChecker {
     try {
       // With reject_dmarc, the authors' policies are looked up beside the checks, alone, so
       // that they are known even when the checks run out of time.
-      const authors = authorDomains(fromAddresses(message));
-      if (this.config.checks.reject_dmarc && authors.length > MAX_AUTHOR_DOMAINS) {
+      const resolve = this.cache.resolverFor(input.clientIp);
+      const strict = this.config.checks.reject_dmarc;
+      const from = strict ? fromAddresses(message) : [];
+      if (from === 'too long') {
+        return { authResults: temperror(host, 'the From field is too long to check'), reject: `message refused: its From fields are over ${MAX_FROM_BYTES} octets, too long for their authors' DMARC policies to be checked` };
+      }
+      const authors = authorDomains(from);
+      if (authors.length > MAX_AUTHOR_DOMAINS) {
         return { authResults: temperror(host, 'too many author domains to check'), reject: `message refused: its From field names ${authors.length} domains, more than the ${MAX_AUTHOR_DOMAINS} whose DMARC policies are checked (RFC 7489 section 6.6.1)` };
       }
-      const policies = this.config.checks.reject_dmarc ? this.rejecting(authors, [], []) : undefined;
+      const policies = strict ? this.rejecting(authors, [], [], resolve) : undefined;
       policies?.catch(() => undefined);
       const result = await this.until(deadline, authenticateApart(withCheckableSignatures(message), input.clientIp, {
         ip: input.clientIp,
@@ -269,14 +302,14 @@ export class InboundChecker {
         rejectRsaSha1: true,
         disableArc: false,
         disableBimi: true,
-      }, this.cache.resolve));
+      }, resolve));
       if (result === 'timeout' || result === 'busy') {
         const authResults = temperror(host, result === 'busy' ? 'the server was checking too many messages at once' : 'the checks took too long');
         if (!policies) return { authResults };
         // Nothing passed in time, so a p=reject author fails; one whose policy is not known
         // yet may be one.
         const failing = await Promise.race([policies, Promise.resolve('timeout' as const)]).catch(() => 'timeout' as const);
-        if (failing === 'timeout') return { authResults, defer: 'the checks of this message did not finish in time, nor did the lookup of its authors\' DMARC policies; try again later' };
+        if (failing === 'timeout' || failing === 'unknown') return { authResults, defer: 'the checks of this message did not finish in time, nor did the lookup of its authors\' DMARC policies; try again later' };
         if (failing) return { authResults, defer: `the checks of this message did not finish in time, and ${failing.domain} asks for rejection of mail that fails DMARC; try again later` };
         return { authResults };
       }
@@ -291,6 +324,11 @@ export class InboundChecker {
         if (later) return { authResults, defer: `it fails DMARC and ${dmarc.domain} asks for rejection (p=reject)${later}` };
         return { authResults, reject: `message refused: it fails DMARC and ${dmarc.domain} asks for rejection (p=reject)` };
       }
+      // The author's policy could not be looked up for now (a DNS failure, or no place left for
+      // the query): it may be p=reject, so the message waits (RFC 7489 §6.6.2) rather than pass.
+      if (dmarc && dmarc.status.result === 'temperror') {
+        return { authResults, defer: `the DMARC policy of ${dmarc.domain} could not be looked up for now; try again later` };
+      }
       // Several authors, or an author address mailauth could not make one domain of: each
       // domain named is evaluated alone, with the identifiers that passed.
       const domains = dmarc ? [] : authorDomains(result.dkim.headerFrom ?? []);
@@ -298,8 +336,8 @@ export class InboundChecker {
         return { authResults, reject: `message refused: its From field names ${domains.length} domains, more than the ${MAX_AUTHOR_DOMAINS} whose DMARC policies are checked (RFC 7489 section 6.6.1)` };
       }
       if (domains.length > 0) {
-        const failing = await this.until(deadline, this.rejecting(domains, passingSpf(result), passingDkim(result)));
-        if (failing === 'timeout') return { authResults, defer: 'the DMARC checks of this message\'s authors did not finish in time; try again later' };
+        const failing = await this.until(deadline, this.rejecting(domains, passingSpf(result), passingDkim(result), resolve));
+        if (failing === 'timeout' || failing === 'unknown') return { authResults, defer: 'the DMARC checks of this message\'s authors did not finish, or could not be made for now; try again later' };
         if (failing && later) return { authResults, defer: `its From field names ${failing.domain}, for which it fails DMARC, and that domain asks for rejection (p=reject)${later}` };
         if (failing) return { authResults, reject: `message refused: its From field names ${failing.domain}, for which it fails DMARC, and that domain asks for rejection (p=reject)` };
       }
@@ -320,12 +358,15 @@ export class InboundChecker {
   }
 
   /** The DMARC result of an author domain that fails under p=reject, each evaluated alone (and
-   *  all at once) with the identifiers that passed; undefined when none does. */
-  private async rejecting(domains: string[], spfDomains: string[], dkimDomains: DkimDomain[]): Promise<DMARCResult | undefined> {
+   *  all at once) with the identifiers that passed; 'unknown' when none does but a policy could
+   *  not be looked up; undefined when none does. */
+  private async rejecting(domains: string[], spfDomains: string[], dkimDomains: DkimDomain[], resolver: DNSResolver): Promise<DMARCResult | 'unknown' | undefined> {
     // Loaded on first use: mailauth is large, and an idle server should stay small.
     const { dmarc } = await import('mailauth');
-    const verdicts = await Promise.all(domains.map((d) => dmarc({ headerFrom: d, spfDomains, dkimDomains, resolver: this.cache.resolve })));
-    return verdicts.find((v): v is DMARCResult => v !== false && isRejecting(v));
+    const verdicts = await Promise.all(domains.map((d) => dmarc({ headerFrom: d, spfDomains, dkimDomains, resolver })));
+    const failing = verdicts.find((v): v is DMARCResult => v !== false && isRejecting(v));
+    if (failing) return failing;
+    return verdicts.some((v) => v !== false && v.status.result === 'temperror') ? 'unknown' : undefined;
   }
 }
 
@@ -381,10 +422,11 @@ function authorDomains(addresses: string[]): string[] {
   return [...out];
 }
 
-/** The addresses of the message's From fields (all of them). */
-function fromAddresses(message: Buffer): string[] {
+/** The addresses of the message's From fields (all of them), or 'too long' past MAX_FROM_BYTES. */
+function fromAddresses(message: Buffer): string[] | 'too long' {
   const header = message.subarray(0, headerEnd([message]).end).toString('latin1');
   const fields = fieldTexts(header).filter((f) => /^from[ \t]*:/i.test(f));
+  if (fields.reduce((n, f) => n + f.length, 0) > MAX_FROM_BYTES) return 'too long';
   return fields.flatMap((f) => addressparser(unfoldedValue(f), { flatten: true }).map((a) => a.address));
 }
 

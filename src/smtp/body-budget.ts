@@ -9,7 +9,7 @@
  *
  * The server keeps two: a quarter of the machine's memory for mail from anyone, and an eighth
  * for its authenticated users', so that strangers holding theirs full (four addresses, on a
- * machine of 1 GiB) cannot stop the users' own mail going out.
+ * machine of 1 GiB) cannot stop the users' own mail going out: three eighths in all, at most.
  *
  * A message that would pass either bound is read on without being kept, and refused at its end
  * with 452 4.3.1: a temporary failure, which the sender tries again later (the session decides;
