@@ -93,7 +93,6 @@ async function perform(p: Performer, effect: SmtpEffect, gone: () => boolean): P
     }
     case 'rcpt': {
       const resolution = await ctx.recipients.resolve(effect.address);
-      if (resolution.kind === 'unknown') ctx.metrics.rejected.inc({ listener: role, reason: 'unknown_recipient' });
       return { kind: 'rcpt', resolution };
     }
     case 'verify': {

@@ -563,8 +563,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const address = formatMailbox(rcpt.recipient);
     if (!this.tx) return; // the transaction ended meanwhile (cannot happen with in-order processing)
     if (resolution.kind === 'unknown') {
-      // Counted by the handler, which looked it up; noted here for the log line.
-      this.noteRefusal('unknown_recipient');
+      this.refused('unknown_recipient');
       return this.send(unknownRecipient(resolution, address));
     }
     if (resolution.kind === 'remote' && !this.mayRelay) {
