@@ -29,9 +29,9 @@ export class Reserve {
   }
 
   /** Makes the reserve when it is missing and the disk has room, in the thread pool (sessions
-   *  go on meanwhile); true when it was made now. A failure leaves no part of it behind. */
-  async keep(): Promise<boolean> {
-    if (fs.existsSync(this.file) || freeBytes(path.dirname(this.file)) < ROOM_FACTOR * this.bytes) return false;
+   *  go on meanwhile). A failure leaves no part of it behind. */
+  async keep(): Promise<void> {
+    if (fs.existsSync(this.file) || freeBytes(path.dirname(this.file)) < ROOM_FACTOR * this.bytes) return;
     const partial = `${this.file}.new`;
     try {
       const file = await fs.promises.open(partial, 'w', 0o600);
@@ -43,10 +43,8 @@ export class Reserve {
         await file.close();
       }
       await fs.promises.rename(partial, this.file);
-      return true;
     } catch {
       await fs.promises.rm(partial, { force: true });
-      return false;
     }
   }
 

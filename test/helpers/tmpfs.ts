@@ -1,5 +1,6 @@
 /** A small filesystem of its own for a test to fill (a tmpfs; needs root). */
 import { spawnSync } from 'node:child_process';
+import type { TestContext } from 'node:test';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,4 +26,21 @@ export function mountTmpfs(size: string): { dir: string; unmount: () => Promise<
     fs.rmSync(dir, { recursive: true, force: true });
   };
   return { dir, unmount };
+}
+
+/**
+ * A tmpfs of `size` for test `t`, taken away when it ends, after `before` (closing what holds
+ * files there); undefined, and `t` skipped, where none can be mounted.
+ */
+export function tmpfsFor(t: TestContext, size: string, before: () => void): string | undefined {
+  const disk = mountTmpfs(size);
+  if (!disk) {
+    t.skip('needs root, and the right to mount a small tmpfs');
+    return undefined;
+  }
+  t.after(async () => {
+    before();
+    await disk.unmount();
+  });
+  return disk.dir;
 }

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
 import { storedMessage } from '../helpers/mailbox.ts';
-import { mountTmpfs } from '../helpers/tmpfs.ts';
+import { tmpfsFor } from '../helpers/tmpfs.ts';
 
 const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-log-'));
 const KIB = 1024;
@@ -195,17 +195,9 @@ test('recovery: in a segment whose writer died without sealing it, a message who
 });
 
 test('a full disk: an append that fails leaves no bytes behind, and the sweep moves nothing it has no room for, then does once there is', async (t) => {
-  const disk = mountTmpfs('4m');
-  if (!disk) {
-    t.skip('needs root, and the right to mount a small tmpfs');
-    return;
-  }
-  const { dir } = disk;
   let store: SqliteStore | undefined;
-  t.after(async () => {
-    store?.close();
-    await disk.unmount();
-  });
+  const dir = tmpfsFor(t, '4m', () => store?.close());
+  if (!dir) return;
   store = new SqliteStore(dir, { segmentBytes: 450 * KIB });
   const { id: userId } = await store.createUser('u@example.test', 'h');
   for (let n = 1; n <= 5; n++) await put(store, userId, n);

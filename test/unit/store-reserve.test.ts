@@ -6,22 +6,14 @@ import path from 'node:path';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
 import { isStorageFull } from '../../src/store/store.ts';
-import { mountTmpfs } from '../helpers/tmpfs.ts';
+import { tmpfsFor } from '../helpers/tmpfs.ts';
 
 const KIB = 1024;
 
 test('on a full disk, deleting mail and removing a user give up the reserve and succeed; nothing else may use it, and the sweep makes it again', async (t) => {
-  const disk = mountTmpfs('8m');
-  if (!disk) {
-    t.skip('needs root, and the right to mount a small tmpfs');
-    return;
-  }
-  const { dir } = disk;
   let store: SqliteStore | undefined;
-  t.after(async () => {
-    store?.close();
-    await disk.unmount();
-  });
+  const dir = tmpfsFor(t, '8m', () => store?.close());
+  if (!dir) return;
   let given = 0;
   store = new SqliteStore(dir, { reserveBytes: 1024 * KIB, onReserveGiven: () => given++ });
   const reserve = path.join(dir, 'reserve');
