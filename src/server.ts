@@ -3,6 +3,7 @@
  * (stop accepting, let open transactions finish within a grace period, close the store).
  */
 import fs from 'node:fs';
+import os from 'node:os';
 import { IMAP_DEFAULTS, type Config, type ListenerKind } from './config/schema.ts';
 import { openContext, type Context } from './context.ts';
 import type { Logger } from './log.ts';
@@ -70,7 +71,8 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
   const throttle = new AuthThrottle(config.auth.max_failures);
   const freeSpace = new FreeSpace(config.data_dir);
   // Mail from anyone, and the authenticated users' own apart (see BodyBudget).
-  const bodies = { strangers: BodyBudget.forServer(config.limits.max_message_size, 1 / 4), users: BodyBudget.forServer(config.limits.max_message_size, 1 / 8) };
+  const memory = os.totalmem();
+  const bodies = { strangers: BodyBudget.forServer(config.limits.max_message_size, memory, 1 / 4), users: BodyBudget.forServer(config.limits.max_message_size, memory, 1 / 8) };
   const lctx: ListenerContext = { limits, log, tls: certificate, onCount: (l, d) => ctx.metrics.count(l, d) };
   const listeners: { kind: ListenerKind; listener: Listener<any, any> }[] = [];
   const smtpHandlers: SmtpHandler[] = [];

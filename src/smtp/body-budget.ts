@@ -15,7 +15,6 @@
  * with 452 4.3.1: a temporary failure, which the sender tries again later (the session decides;
  * see MessageSink). Nothing here does I/O: a session takes and gives back octets as it goes.
  */
-import os from 'node:os';
 import { clientKey } from '../net/client-key.ts';
 
 export class BodyBudget {
@@ -31,11 +30,11 @@ export class BodyBudget {
 
   /**
    * The bounds for a server whose messages may be `maxMessageSize` octets: `share` of the
-   * machine's memory in all (two messages of the largest size at least), and a quarter of that
+   * machine's `memory` in all (two messages of the largest size at least), and a quarter of that
    * for one address (one such message at least).
    */
-  static forServer(maxMessageSize: number, share: number): BodyBudget {
-    const total = Math.max(2 * maxMessageSize, Math.floor(os.totalmem() * share));
+  static forServer(maxMessageSize: number, memory: number, share: number): BodyBudget {
+    const total = Math.max(2 * maxMessageSize, Math.floor(memory * share));
     return new BodyBudget(total, Math.max(maxMessageSize, Math.floor(total / 4)));
   }
 
