@@ -153,12 +153,10 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
   if (role === 'smtp' && !d.user) {
     const verdict = await checkInbound(ctx.config, { clientIp: d.clientIp, helo: d.helo, sender: d.sender, message: received });
     if (verdict.reject) {
-      ctx.metrics.rejected.inc({ listener: role, reason: 'dmarc' });
-      return { kind: 'deliver', failure: 'refused', message: verdict.reject };
+      return { kind: 'deliver', failure: 'refused', message: verdict.reject, reason: 'dmarc' };
     }
     if (verdict.defer) {
-      ctx.metrics.rejected.inc({ listener: role, reason: 'dmarc_unknown' });
-      return { kind: 'deliver', failure: 'deferred', message: verdict.defer };
+      return { kind: 'deliver', failure: 'deferred', message: verdict.defer, reason: 'dmarc_unknown' };
     }
     checks = verdict.authResults;
   }
@@ -178,9 +176,8 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     const done = completeSubmission(body, { from, hostname: ctx.config.hostname, now: new Date() });
     const foreign = d.user === undefined ? undefined : await foreignOriginator(ctx, d.user, done.originators);
     if (foreign !== undefined) {
-      ctx.metrics.rejected.inc({ listener: role, reason: 'foreign_from' });
       const message = foreign.address === '' ? `${foreign.field}: names no address that reads one way only; it must name one of yours` : `${foreign.field}: <${foreign.address}> is not one of your addresses`;
-      return { kind: 'deliver', failure: 'refused', message };
+      return { kind: 'deliver', failure: 'refused', message, reason: 'foreign_from' };
     }
     // Its lines are made to fit 998 octets now, before it is signed, rather than folded by a
     // relay on its way, which would break the signature; a local program's text is labelled as
@@ -189,8 +186,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
       body = role === 'local' ? fitLocalMessage(done.message) : fitSubmittedLines(done.message);
     } catch (err) {
       if (!(err instanceof UnfitLineError)) throw err;
-      ctx.metrics.rejected.inc({ listener: role, reason: 'long_line' });
-      return { kind: 'deliver', failure: 'unfit', message: err.message };
+      return { kind: 'deliver', failure: 'unfit', message: err.message, reason: 'long_line' };
     }
   }
   // Held to the rule of MAIL again, now that its size is known, against a reading that counts
@@ -198,8 +194,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
   // otherwise fill the disk past the reserve that deletions need.
   if (!freeSpace.take(totalLength(body))) {
     ctx.log.warn({ listener: role, size: totalLength(body) }, 'message refused for now: the disk holding data_dir is nearly full');
-    ctx.metrics.rejected.inc({ listener: role, reason: 'storage_full' });
-    return { kind: 'deliver', failure: 'storage-full' };
+    return { kind: 'deliver', failure: 'storage-full', reason: 'storage_full' };
   }
   try {
     const id = await acceptMessage(ctx.store, {
@@ -228,7 +223,6 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
   } catch (err) {
     const full = isStorageFull(err);
     ctx.log.error({ err }, full ? 'cannot store message: the disk holding data_dir is full' : 'cannot store message');
-    ctx.metrics.rejected.inc({ listener: role, reason: full ? 'storage_full' : 'store_error' });
-    return { kind: 'deliver', failure: full ? 'storage-full' : 'store-error' };
+    return full ? { kind: 'deliver', failure: 'storage-full', reason: 'storage_full' } : { kind: 'deliver', failure: 'store-error', reason: 'store_error' };
   }
 }

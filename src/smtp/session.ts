@@ -48,9 +48,10 @@ export type SmtpResult =
   | { kind: 'rcpt'; resolution: Resolution }
   | { kind: 'verify'; resolution: Resolution; alias?: AliasRecord }
   | { kind: 'deliver'; id: string }
-  /** Not stored: refused by policy (with the reason), a store failure, or no room on disk. */
-  | { kind: 'deliver'; id?: undefined; failure: 'refused' | 'deferred' | 'unfit'; message: string }
-  | { kind: 'deliver'; id?: undefined; failure: 'store-error' | 'storage-full' };
+  /** Not stored: refused by policy (with the reply's text), a store failure, or no room on
+   *  disk; `reason` is the refusal's for the count (see Output 'refused'). */
+  | { kind: 'deliver'; id?: undefined; failure: 'refused' | 'deferred' | 'unfit'; message: string; reason: string }
+  | { kind: 'deliver'; id?: undefined; failure: 'store-error' | 'storage-full'; reason: string };
 
 /** Everything needed to commit an accepted message. */
 export interface Delivery {
@@ -282,8 +283,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       ...(this.tls ? { tls: `${this.tls.protocol} ${this.tls.cipher}` } : {}),
       commands: this.commands,
       queued: this.accepted,
-      // What was refused, by reason and how often (the metric's reasons; a message the server
-      // would not take as `message_` and why): the reply said it, and now the log does too.
+      // What was refused, by reason (the metric's) and how often: the reply said it, and the
+      // log says it too.
       ...(Object.keys(this.refusals).length > 0 ? { refused: this.refusals } : {}),
       // A transaction the client left unfinished, and where (Postfix logs "lost connection
       // after DATA"): its message was not taken.
@@ -336,11 +337,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   /** Counts a refusal by its reason (the listener's metrics). */
   private refused(reason: string): void {
     this.out.push({ type: 'refused', reason });
-    this.noteRefusal(reason);
-  }
-
-  /** For the session's log line (summary). */
-  private noteRefusal(reason: string): void {
+    // And for the session's log line (summary).
     this.refusals[reason] = (this.refusals[reason] ?? 0) + 1;
   }
 
@@ -696,7 +693,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       this.errors = 0;
       return this.send(reply(250, '2.0.0', `OK queued as ${result.id}`));
     }
-    this.noteRefusal(`message_${result.failure.replace('-', '_')}`);
+    this.refused(result.reason);
     switch (result.failure) {
       case 'storage-full': return this.send(INSUFFICIENT_STORAGE);
       case 'store-error': return this.send(reply(451, '4.3.0', 'Local error in processing, try again later'));

@@ -107,7 +107,7 @@ export class SmtpDriver {
         return { kind: 'verify', resolution: this.resolve(e.address), ...(targets ? { alias: { alias: e.address, targets } } : {}) };
       }
       case 'deliver':
-        if (this.failDelivery) return { kind: 'deliver', failure: this.failDelivery };
+        if (this.failDelivery) return { kind: 'deliver', failure: this.failDelivery, reason: this.failDelivery.replace('-', '_') };
         this.delivered.push(e.delivery);
         return { kind: 'deliver', id: `ID${this.delivered.length}` };
     }

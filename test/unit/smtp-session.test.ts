@@ -646,7 +646,8 @@ test('a temporary store failure is 451, a full disk 452 4.3.1, and the session g
   assert.match(d.send('x\r\n.\r\n'), /^452 4\.3\.1 Insufficient system storage/);
   assert.equal(lastCode(d.send('MAIL FROM:<a@remote.test>\r\n')), 250);
   // The session's log line says so.
-  assert.deepEqual(d.session.summary().refused, { message_store_error: 1, message_storage_full: 1 });
+  assert.deepEqual(d.session.summary().refused, { store_error: 1, storage_full: 1 });
+  assert.deepEqual(d.refusals, ['store_error', 'storage_full']);
 });
 
 test('MAIL is refused with 452 4.3.1 when the store has no room for the declared SIZE (or for any message)', () => {
