@@ -337,6 +337,7 @@ describe('HTTP API', () => {
     await smtp.ehlo();
     await smtp.cmd('MAIL FROM:<a@remote.test>');
     assert.equal((await smtp.cmd('RCPT TO:<x@elsewhere.test>')).code, 550);
+    assert.equal((await smtp.cmd('RCPT TO:<nobody@example.test>')).code, 550);
     await smtp.quit();
     const h = await request('GET', '/healthz');
     assert.equal(h.status, 200);
@@ -352,6 +353,7 @@ describe('HTTP API', () => {
     assert.ok(value('mailnest_messages_rejected_total{listener="http",reason="size"}') >= 2, text);
     assert.ok(value('mailnest_sessions_total{listener="http"}') >= 1, text);
     assert.ok(value('mailnest_messages_rejected_total{listener="smtp",reason="relay_denied"}') >= 1, text);
+    assert.ok(value('mailnest_messages_rejected_total{listener="smtp",reason="unknown_recipient"}') >= 1, text);
     assert.match(text, /^# TYPE mailnest_connections_open gauge$/m);
     assert.match(text, /^# TYPE mailnest_queue_depth gauge$/m);
     assert.match(text, /^# TYPE mailnest_deliveries_total counter$/m);
