@@ -48,6 +48,8 @@ export class Connection<E, R> implements IdleMember {
   /** While an effect, a stream or a TLS upgrade is under way, or input waits for a later turn, it is held back. */
   private held: Buffer[] = [];
   private blocked = false;
+  /** release() is taking what the paused socket read meanwhile. */
+  private collecting = false;
   /** Input waits for a later turn of the event loop (see onData). */
   private deferred = false;
   /** The peer has ended its input (a half-close, or the start of a close). */
@@ -130,6 +132,10 @@ export class Connection<E, R> implements IdleMember {
 
   private onData = (chunk: Buffer): void => {
     this.lastActive = this.o.idle.tick;
+    if (this.collecting) {
+      this.held.push(chunk);
+      return;
+    }
     if (this.blocked || this.deferred) {
       this.held.push(chunk);
       this.socket.pause();
@@ -379,8 +385,13 @@ export class Connection<E, R> implements IdleMember {
   }
 
   /** Held input goes to the session in one piece: what arrived together is seen together, so
-   *  the session can tell a command the client sent more after without waiting (RFC 2920). */
+   *  the session can tell a command the client sent more after without waiting (RFC 2920).
+   *  That is also what the paused socket read meanwhile: resumed, it would hand it on one read
+   *  at a time. (read() gives it all at once, as a 'data' event, which onData holds.) */
   private release(): void {
+    this.collecting = true;
+    while (this.socket.read() !== null);
+    this.collecting = false;
     const chunks = this.held;
     this.held = [];
     this.socket.resume();

@@ -325,3 +325,44 @@ test('a pipeline of effects done at once does not hold the event loop: a new cli
   assert.ok(atGreeting < 400, `greeted only after all ${atGreeting} answers of the pipeline`);
   while (answered < 400) await new Promise((r) => setTimeout(r, 20));
 });
+
+test('input that arrives while an effect is under way reaches the session in one piece once it ends', { timeout: 30_000 }, async (t) => {
+  // What a session checks about the input it is given (SMTP's pipelining check: did the client
+  // wait for its reply?) must see all of what came meanwhile, not one TCP segment of it.
+  const received: string[] = [];
+  class Recorder extends ToySession {
+    override receive(data: Buffer): Output<E>[] {
+      received.push(data.toString());
+      return received.length === 1 ? [{ type: 'effect', effect: { kind: 'echo', text: 'first' } }] : [];
+    }
+  }
+  const gate = Promise.withResolvers<void>();
+  const server = net.createServer((socket) => {
+    new Connection<E, string>({
+      socket, session: new Recorder(), idle: new IdleSweep(60_000),
+      perform: async () => { await gate.promise; return 'done'; },
+      log: pino({ level: 'silent' }), logFields: {}, onClose: () => {},
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => server.close());
+  const c = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  t.after(() => c.destroy());
+  c.setNoDelay(true);
+  let text = '';
+  c.on('data', (d) => { text += d; });
+  const until = async (ok: () => boolean) => { while (!ok()) await new Promise((r) => setTimeout(r, 10)); };
+  await until(() => text.includes('hello'));
+  c.write('one\r\n');
+  await until(() => received.length === 1);
+  // Three writes, apart in time, so that they arrive as three reads while the effect holds.
+  for (const line of ['two\r\n', 'three\r\n', 'four\r\n']) {
+    c.write(line);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  gate.resolve();
+  await until(() => text.includes('done'));
+  await until(() => received.length >= 2);
+  await new Promise((r) => setTimeout(r, 100));
+  assert.deepEqual(received, ['one\r\n', 'two\r\nthree\r\nfour\r\n']);
+});
