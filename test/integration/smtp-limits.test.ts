@@ -135,7 +135,7 @@ function serverSocket(serverPort: number, clientPort: number): string {
   return line[9]!;
 }
 
-test('a refused connection is closed: at once when its client closes, after a few seconds when it does not', { timeout: 60_000 }, async () => {
+test('a refused connection is closed: at once when its client closes, after a few seconds when it does not, however much it sends meanwhile', { timeout: 60_000 }, async () => {
   f = await startFixture({ config: { limits: { max_connections_per_ip: 1 } } });
   const held = await f.open('smtp');
   // The client side stays open when the server closes its side, as a client that never closes.
@@ -169,6 +169,15 @@ test('a refused connection is closed: at once when its client closes, after a fe
   }
   assert.ok(!stillHeld, 'the server still holds the refused connection');
   silent.socket.destroy();
+  // One that keeps sending: the server's wait runs from its reply, not from the last input.
+  const chatty = await refused();
+  const talk = setInterval(() => chatty.socket.write('NOOP\r\n'), 100);
+  try {
+    assert.ok(await within(chatty.closed, 15_000), 'a refused client that keeps sending is held');
+  } finally {
+    clearInterval(talk);
+    chatty.socket.destroy();
+  }
   held.destroy();
 });
 
