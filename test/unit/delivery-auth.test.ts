@@ -138,6 +138,33 @@ describe('inbound checks', () => {
     assert.match((await checkInbound(config, from('192.0.2.10'), { resolver: resolverFor(records) })).authResults, /spf=pass/);
   });
 
+  it('checks at most 64 MiB of messages in the thread at once; past that a message is not checked, temperror', async () => {
+    let open = () => {};
+    const gate = new Promise<void>((resolve) => { open = resolve; });
+    const slow = async (name: string, type: string): Promise<any> => {
+      await gate;
+      return resolverFor(records)(name, type);
+    };
+    const config = parseConfig({ hostname: 'mx.example.test', checks: { timeout: '10s' } });
+    /** A message of 40 MiB, a buffer of its own (handed over to the thread, so made anew each time). */
+    const large = () => {
+      const b = Buffer.alloc(40 * 1024 * 1024, 'x\r\n');
+      msg.copy(b);
+      return b;
+    };
+    const from = (clientIp: string, message = large()) => ({ clientIp, helo: 'out.sender.test', sender: 'a@sender.test', message });
+    const busy = /temperror.*the server was checking too many messages at once/s;
+    const first = checkInbound(config, from('192.0.2.10'), { resolver: slow });
+    // Another client, within every other bound: 80 MiB would be in the thread.
+    assert.match((await checkInbound(config, from('198.51.100.1'), { resolver: slow })).authResults, busy);
+    // A small one still goes in beside the first.
+    const small = checkInbound(config, from('198.51.100.2', msg), { resolver: slow });
+    open();
+    assert.doesNotMatch((await first).authResults, busy);
+    assert.doesNotMatch((await small).authResults, busy);
+    assert.doesNotMatch((await checkInbound(config, from('198.51.100.1'), { resolver: resolverFor(records) })).authResults, busy);
+  });
+
   it('rejects a DMARC p=reject failure only when configured to', async () => {
     const input = { clientIp: '198.51.100.1', helo: 'forger.test', sender: 'a@sender.test', message: msg };
     const on = await checkInbound(parseConfig({ hostname: 'mx.example.test', checks: { reject_dmarc: true } }), input, { resolver: resolverFor(records) });
