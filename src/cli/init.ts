@@ -35,7 +35,8 @@ data_dir = ${JSON.stringify(dataDir).padEnd(25)} # everything mailnest keeps (da
 [listen]
 # "host:port" lists; an empty list turns a listener off. A production server uses the standard ports
 # (\`mailnest init --public\` writes them): smtp = ["0.0.0.0:25"], submission = ["0.0.0.0:587"],
-# submissions = ["0.0.0.0:465"], pop3 = ["0.0.0.0:110"], pop3s = ["0.0.0.0:995"], http = ["127.0.0.1:8025"]
+# submissions = ["0.0.0.0:465"], pop3 = ["0.0.0.0:110"], pop3s = ["0.0.0.0:995"], http = ["127.0.0.1:8025"];
+# "[::]:25" and so on in place of "0.0.0.0:25" listen on IPv6 as well (every address of both families)
 ${listenLines(publicPorts)}
 
 [tls]
@@ -103,7 +104,7 @@ export function registerInit(program: Command): void {
     .option('--hostname <name>', 'the host name of this server', os.hostname())
     .option('--domain <domain>', 'the mail domain (default: the host name without its first label, or the host name itself when it has two)')
     .option('--data-dir <dir>', 'where mailnest keeps everything, the DKIM key made now included', './data')
-    .option('--public', 'listen on every address at the standard ports (25, 587, 465, 110, 995), as a server on the internet does, instead of on loopback at 2525, 2587, 2465, 2110, 2995')
+    .option('--public', 'listen on every IPv4 address at the standard ports (25, 587, 465, 110, 995), as a server on the internet does, instead of on loopback at 2525, 2587, 2465, 2110, 2995 (for IPv6 too, write "[::]" for "0.0.0.0" in the file)')
     .option('--force', 'overwrite an existing file')
     .action(async (opts: { hostname: string; domain?: string; dataDir: string; public?: boolean; force?: boolean }, cmd: Command) => {
       const file = namedConfig((cmd.optsWithGlobals() as { config?: string }).config) ?? 'mailnest.toml';
