@@ -23,6 +23,16 @@ function resolverFor(records: Record<string, string[]>, a: Record<string, string
   return Object.assign(fn, { queries });
 }
 
+/** A resolver whose answers wait until `open()` is called: the checks stay in the thread meanwhile. */
+function held(records: Record<string, string[]>) {
+  const gate = Promise.withResolvers<void>();
+  const resolver = async (name: string, type: string): Promise<any> => {
+    await gate.promise;
+    return resolverFor(records)(name, type);
+  };
+  return { resolver, open: () => gate.resolve() };
+}
+
 describe('DKIM signing', () => {
   for (const algorithm of ['rsa-sha256', 'ed25519-sha256'] as const) {
     it(`signs mail from a local domain (${algorithm}) and the signature verifies`, async () => {
@@ -118,12 +128,7 @@ describe('inbound checks', () => {
   });
 
   it('checks at most four messages of one client in the thread at once, and 32 in all; past them a message is not checked, temperror, and once they end the next is', async () => {
-    let open = () => {};
-    const gate = new Promise<void>((resolve) => { open = resolve; });
-    const slow = async (name: string, type: string): Promise<any> => {
-      await gate;
-      return resolverFor(records)(name, type);
-    };
+    const { resolver: slow, open } = held(records);
     const config = parseConfig({ hostname: 'mx.example.test', checks: { timeout: '5s' } });
     const from = (clientIp: string) => ({ clientIp, helo: 'out.sender.test', sender: 'a@sender.test', message: msg });
     // They wait in the thread for their DNS answers.
@@ -139,12 +144,7 @@ describe('inbound checks', () => {
   });
 
   it('checks at most 64 MiB of messages in the thread at once; past that a message is not checked, temperror', async () => {
-    let open = () => {};
-    const gate = new Promise<void>((resolve) => { open = resolve; });
-    const slow = async (name: string, type: string): Promise<any> => {
-      await gate;
-      return resolverFor(records)(name, type);
-    };
+    const { resolver: slow, open } = held(records);
     const config = parseConfig({ hostname: 'mx.example.test', checks: { timeout: '10s' } });
     /** A message of 40 MiB, a buffer of its own (handed over to the thread, so made anew each time). */
     const large = () => {
