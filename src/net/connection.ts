@@ -11,6 +11,7 @@ import type { IdleMember, IdleSweep } from './idle-sweep.ts';
 import type { Output, Session, TlsInfo } from './session.ts';
 import { EMPTY } from './empty.ts';
 import { inputTurn } from './turn-budget.ts';
+import { totalLength } from '../chunks.ts';
 
 /**
  * A read this small goes to its session at once, even when the turn's input budget is spent: a
@@ -19,6 +20,9 @@ import { inputTurn } from './turn-budget.ts';
  * command of a newcomer waited 800 ms.)
  */
 const SMALL_READ = 4096;
+
+/** Held input handed to a session at once, at most: about one read's worth. */
+const HELD_PIECE = 64 * 1024;
 
 /** Output one connection writes in one turn of the event loop before the others get theirs. */
 const TURN_BUDGET = 1024 * 1024;
@@ -386,12 +390,20 @@ export class Connection<E, R> implements IdleMember {
 
   /** Held input goes to the session in one piece: what arrived together is seen together, so
    *  the session can tell a command the client sent more after without waiting (RFC 2920).
-   *  That is also what the paused socket read meanwhile: resumed, it would hand it on one read
-   *  at a time. (read() gives it all at once, as a 'data' event, which onData holds.) */
+   *  That is also what the paused socket read meanwhile, up to HELD_PIECE in all: resumed, it
+   *  would hand it on one read at a time. (read() gives it as a 'data' event, which onData
+   *  holds.) The rest follows as later reads do, within the turn's input budget. */
   private release(): void {
-    this.collecting = true;
-    while (this.socket.read() !== null);
-    this.collecting = false;
+    if (this.socket.destroyed) {
+      this.held = [];
+      return;
+    }
+    const more = Math.min(this.socket.readableLength, HELD_PIECE - totalLength(this.held));
+    if (more > 0) {
+      this.collecting = true;
+      this.socket.read(more);
+      this.collecting = false;
+    }
     const chunks = this.held;
     this.held = [];
     this.socket.resume();

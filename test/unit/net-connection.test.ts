@@ -326,19 +326,23 @@ test('a pipeline of effects done at once does not hold the event loop: a new cli
   while (answered < 400) await new Promise((r) => setTimeout(r, 20));
 });
 
-test('input that arrives while an effect is under way reaches the session in one piece once it ends', { timeout: 30_000 }, async (t) => {
-  // What a session checks about the input it is given (SMTP's pipelining check: did the client
-  // wait for its reply?) must see all of what came meanwhile, not one TCP segment of it.
-  const received: string[] = [];
+/**
+ * A server whose session answers its first input with an effect that ends only on `open()`,
+ * and records every input it is given; a client connected to it, past the greeting, that has
+ * sent `one` (the effect is under way).
+ */
+async function heldEffect(t: TestContext, opts: net.ServerOpts = {}) {
+  const received: Buffer[] = [];
   class Recorder extends ToySession {
     override receive(data: Buffer): Output<E>[] {
-      received.push(data.toString());
+      received.push(data);
       return received.length === 1 ? [{ type: 'effect', effect: { kind: 'echo', text: 'first' } }] : [];
     }
   }
   const gate = Promise.withResolvers<void>();
-  const server = net.createServer((socket) => {
-    new Connection<E, string>({
+  let connection: Connection<E, string> | undefined;
+  const server = net.createServer(opts, (socket) => {
+    connection = new Connection<E, string>({
       socket, session: new Recorder(), idle: new IdleSweep(60_000),
       perform: async () => { await gate.promise; return 'done'; },
       log: pino({ level: 'silent' }), logFields: {}, onClose: () => {},
@@ -346,23 +350,55 @@ test('input that arrives while an effect is under way reaches the session in one
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   t.after(() => server.close());
-  const c = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
-  t.after(() => c.destroy());
-  c.setNoDelay(true);
+  const client = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1');
+  t.after(() => client.destroy());
+  client.on('error', () => {});
+  client.setNoDelay(true);
   let text = '';
-  c.on('data', (d) => { text += d; });
+  client.on('data', (d) => { text += d; });
   const until = async (ok: () => boolean) => { while (!ok()) await new Promise((r) => setTimeout(r, 10)); };
   await until(() => text.includes('hello'));
-  c.write('one\r\n');
+  client.write('one\r\n');
   await until(() => received.length === 1);
+  return { client, received, until, open: () => gate.resolve(), answered: () => text.includes('done'), connection: () => connection! };
+}
+
+test('input that arrives while an effect is under way reaches the session in one piece once it ends', { timeout: 30_000 }, async (t) => {
+  // What a session checks about the input it is given (SMTP's pipelining check: did the client
+  // wait for its reply?) must see all of what came meanwhile, not one TCP segment of it.
+  const h = await heldEffect(t);
   // Three writes, apart in time, so that they arrive as three reads while the effect holds.
   for (const line of ['two\r\n', 'three\r\n', 'four\r\n']) {
-    c.write(line);
+    h.client.write(line);
     await new Promise((r) => setTimeout(r, 50));
   }
-  gate.resolve();
-  await until(() => text.includes('done'));
-  await until(() => received.length >= 2);
+  h.open();
+  await h.until(() => h.answered() && h.received.length >= 2);
   await new Promise((r) => setTimeout(r, 100));
-  assert.deepEqual(received, ['one\r\n', 'two\r\nthree\r\nfour\r\n']);
+  assert.deepEqual(h.received.map(String), ['one\r\n', 'two\r\nthree\r\nfour\r\n']);
+});
+
+test('input held while an effect is under way goes on 64 KiB at most at once; none of it is lost or reordered', { timeout: 30_000 }, async (t) => {
+  const h = await heldEffect(t, { highWaterMark: 256 * 1024 });
+  // 200 KiB while the effect holds: more than the server's socket buffers one read at a time.
+  const sent = Buffer.from(Array.from({ length: 200 * 1024 / 8 }, (_, i) => String(i).padStart(8, '0')).join(''));
+  h.client.write(sent);
+  await new Promise((r) => setTimeout(r, 300));
+  h.open();
+  const got = () => Buffer.concat(h.received.slice(1));
+  await h.until(() => got().length >= sent.length);
+  for (const piece of h.received.slice(1)) assert.ok(piece.length <= 64 * 1024, `${piece.length} bytes at once`);
+  assert.ok(h.received[1]!.length > 16 * 1024, `the held input went on in pieces of ${h.received[1]!.length}`);
+  assert.ok(got().equals(sent));
+});
+
+test('input held when the connection is ended goes nowhere: the session is given nothing more', { timeout: 30_000 }, async (t) => {
+  const h = await heldEffect(t);
+  h.client.write('two\r\n');
+  await new Promise((r) => setTimeout(r, 100));
+  // Ended (the shutdown's grace ran out) just as the effect ends.
+  h.connection().destroy();
+  h.open();
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(h.received.map(String), ['one\r\n']);
 });
