@@ -4,7 +4,6 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { stringify } from 'smol-toml';
 
@@ -38,9 +37,7 @@ export function baseConfig(dir: string, overrides: TestConfig = {}): TestConfig 
   return c;
 }
 
-export function tempDir(prefix = 'mailnest-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-}
+export { tempDir } from './temp-dir.ts';
 
 export function writeConfig(dir: string, config: TestConfig): string {
   const file = path.join(dir, 'mailnest.toml');

@@ -2,10 +2,10 @@ import { test } from 'node:test';
 import { Router } from '../../src/delivery/route.ts';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { loadConfig, parseConfig, ConfigError } from '../../src/config/load.ts';
 import { parseDuration } from '../../src/config/duration.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 test('defaults are those of the interface', () => {
   const c = parseConfig({});
@@ -120,7 +120,7 @@ test('durations', () => {
 });
 
 test('a TOML syntax error names the line and shows it', () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-config-'));
+  const dir = tempDir('mailnest-config-');
   const file = path.join(dir, 'mailnest.toml');
   for (const [text, message] of [
     ['hostname = "mx.example.org"\n[limits]\nmax_recipients = \n', ': not valid TOML at line 3 (`max_recipients =`): invalid value'],

@@ -9,6 +9,7 @@ import { dkimVerify } from 'mailauth';
 import { DkimSigner, dkimRecord, ensureDkimKey, fromDomain } from '../../src/delivery/dkim.ts';
 import { checkInbound, DnsCache } from '../../src/delivery/inbound-checks.ts';
 import { parseConfig } from '../../src/config/load.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 const MESSAGE = Buffer.from('From: Alice <alice@example.test>\r\nTo: bob@remote.test\r\nSubject: signed\r\nDate: Sun, 22 Nov 2026 05:01:02 +0000\r\n\r\nhello\r\n');
 
@@ -36,7 +37,7 @@ function held(records: Record<string, string[]>) {
 describe('DKIM signing', () => {
   for (const algorithm of ['rsa-sha256', 'ed25519-sha256'] as const) {
     it(`signs mail from a local domain (${algorithm}) and the signature verifies`, async () => {
-      const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-dkim-'));
+      const dataDir = tempDir('mailnest-dkim-');
       const settings = { dataDir, selector: 'sel1', algorithm };
       const signer = new DkimSigner(settings, ['example.test']);
       const domain = signer.signingDomain(MESSAGE, 'alice@example.test');
@@ -57,7 +58,7 @@ describe('DKIM signing', () => {
   }
 
   it('a key file replaced while the signer runs (made anew by `mailnest dns`) is the one it signs with', async () => {
-    const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-dkim-'));
+    const dataDir = tempDir('mailnest-dkim-');
     const settings = { dataDir, selector: 'sel1', algorithm: 'rsa-sha256' as const };
     const signer = new DkimSigner(settings, ['example.test']);
     const verifies = async (record: string) => {
@@ -96,7 +97,7 @@ describe('DKIM signing', () => {
 });
 
 describe('inbound checks', () => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-checks-'));
+  const dataDir = tempDir('mailnest-checks-');
   const key = ensureDkimKey({ dataDir, selector: 'sel', algorithm: 'rsa-sha256' }, 'sender.test');
   const records = {
     'sender.test': ['v=spf1 ip4:192.0.2.10 -all'],
@@ -240,7 +241,7 @@ describe('inbound checks', () => {
 });
 
 describe('inbound checks a sender cannot get past with what it controls', () => {
-  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-checks-'));
+  const dataDir = tempDir('mailnest-checks-');
   const key = ensureDkimKey({ dataDir, selector: 'sel', algorithm: 'rsa-sha256' }, 'victim.test');
   const records = {
     '_dmarc.victim.test': ['v=DMARC1; p=reject'],

@@ -1,15 +1,13 @@
 /** A queue whose store fails at every scan is said to fail once a minute, not at every poll. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { parseConfig } from '../../src/config/load.ts';
 import type { Context } from '../../src/context.ts';
 import { QueueRunner } from '../../src/delivery/queue-runner.ts';
 import type { Logger } from '../../src/log.ts';
 import { Metrics } from '../../src/metrics.ts';
 import type { Store } from '../../src/store/store.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 test('scans that keep failing are logged once a minute, and their end once', async () => {
   const lines: [string, string][] = [];
@@ -23,7 +21,7 @@ test('scans that keep failing are logged once a minute, and their end once', asy
     },
     queueDepth: async () => 0,
   } as unknown as Store;
-  const config = parseConfig({ data_dir: fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-scan-')), dkim: { enabled: false } });
+  const config = parseConfig({ data_dir: tempDir('mailnest-scan-'), dkim: { enabled: false } });
   let now = 1_000_000;
   const runner = new QueueRunner({ config, store, log, metrics: new Metrics(), recipients: undefined as never } as Context, { now: () => now });
   const scan = async () => {

@@ -1,11 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import { FreeSpace, roomFor } from '../../src/store/free-space.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 test('FreeSpace reads statfs at once and again in the background; Infinity for a directory it cannot read', async () => {
-  const dir = fs.mkdtempSync(`${os.tmpdir()}/mailnest-free-`);
+  const dir = tempDir('mailnest-free-');
   const gauge = new FreeSpace(dir);
   try {
     const st = fs.statfsSync(dir);
@@ -33,7 +33,7 @@ test('room for a message: twice its declared size plus 1 MiB', () => {
 });
 
 test('a message about to be stored is counted off the reading until the next one, so messages within one second cannot pass the reserve', () => {
-  const dir = fs.mkdtempSync(`${os.tmpdir()}/mailnest-free-`);
+  const dir = tempDir('mailnest-free-');
   const gauge = new FreeSpace(dir);
   try {
     const MiB = 1024 * 1024;

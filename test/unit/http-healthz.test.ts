@@ -1,16 +1,14 @@
 /** /healthz asks the store: 200 while it answers, 503 once it does not (here: closed under the service). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { parseConfig } from '../../src/config/load.ts';
 import { openContext } from '../../src/context.ts';
 import { HttpService } from '../../src/http/server.ts';
 import { createLogger } from '../../src/log.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 test('/healthz is 200 while the store answers a query, 503 when it does not', async () => {
-  const config = parseConfig({ data_dir: fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-health-')), listen: { http: ['127.0.0.1:0'] } });
+  const config = parseConfig({ data_dir: tempDir('mailnest-health-'), listen: { http: ['127.0.0.1:0'] } });
   const ctx = openContext(config, createLogger('silent'));
   const service = new HttpService(ctx);
   const [address] = await service.start();

@@ -4,12 +4,12 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { parseConfig } from '../../src/config/load.ts';
 import { CertificateWatch } from '../../src/net/certificate-watch.ts';
 import { ServerCertificate } from '../../src/net/tls.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 const HOUR = 3_600_000;
 
@@ -21,7 +21,7 @@ function writePair(certFile: string, keyFile: string, days: number): Date {
 }
 
 test('every hour the watch takes up a certificate renewed on disk; one that ends within 14 days is named once a day', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-watch-'));
+  const dir = tempDir('mailnest-watch-');
   const [certFile, keyFile] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
   const firstEnd = writePair(certFile, keyFile, 10);
   const certificate = ServerCertificate.load(parseConfig({ data_dir: dir, tls: { cert: certFile, key: keyFile } }));

@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { hashPassword } from '../../src/auth/password.ts';
 import { AuthThrottle } from '../../src/auth/throttle.ts';
@@ -13,6 +11,7 @@ import { pop3Handler } from '../../src/pop3/handler.ts';
 import { MaildropLocks } from '../../src/pop3/locks.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 const client = (ip = '192.0.2.1'): ClientInfo => ({ remoteAddress: ip });
 
@@ -26,7 +25,7 @@ describe('POP3 handler against the SQLite store', () => {
   const slept: number[] = [];
 
   before(async () => {
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-pop3-handler-'));
+    dir = tempDir('mailnest-pop3-handler-');
     store = new SqliteStore(dir);
     userId = (await store.createUser('Alice@Example.test', await hashPassword('pw one'))).id;
     for (const body of ['Subject: a\r\n\r\none\r\n', 'Subject: b\r\n\r\ntwo\r\n', 'Subject: c\r\n\r\n' + 'x'.repeat(600_000) + '\r\n']) {

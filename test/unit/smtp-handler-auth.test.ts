@@ -1,9 +1,6 @@
 /** The SMTP listeners' login against the real store: a session that closes while its login waits its turn gets no password check. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import pino from 'pino';
 import { hashPassword } from '../../src/auth/password.ts';
 import { AuthThrottle } from '../../src/auth/throttle.ts';
@@ -11,9 +8,10 @@ import { parseConfig } from '../../src/config/load.ts';
 import { openContext } from '../../src/context.ts';
 import { smtpHandler } from '../../src/smtp/handler.ts';
 import { FreeSpace } from '../../src/store/free-space.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 test('a login whose session closed while it waited for its turn is neither checked nor counted', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-smtp-auth-'));
+  const dir = tempDir('mailnest-smtp-auth-');
   const lines: Record<string, unknown>[] = [];
   const log = pino({ level: 'info' }, { write: (s: string) => lines.push(JSON.parse(s) as Record<string, unknown>) });
   const ctx = openContext(parseConfig({ data_dir: dir, hostname: 'mx.example.test', domains: ['example.test'] }), log);

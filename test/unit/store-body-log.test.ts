@@ -3,14 +3,14 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
 import { storedMessage } from '../helpers/mailbox.ts';
 import { tmpfsFor } from '../helpers/tmpfs.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-log-'));
+const tmp = () => tempDir('mailnest-log-');
 const KIB = 1024;
 
 /** A 100 KiB body that says which message it is all through. */

@@ -2,7 +2,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { SqliteStore, storeError } from '../../src/store/sqlite/sqlite-store.ts';
@@ -11,8 +10,9 @@ import { newQueueId } from '../../src/store/queue-id.ts';
 import { isStorageFull, messageBytes, StorageFull } from '../../src/store/store.ts';
 import { storedMessage } from '../helpers/mailbox.ts';
 import { until } from '../helpers/relay.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-store-'));
+const tmp = () => tempDir('mailnest-store-');
 
 test('a body is stored once for every copy, read back whole in bounded parts, and dropped with its last copy', async () => {
   const dir = tmp();

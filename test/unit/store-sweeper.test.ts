@@ -2,14 +2,14 @@
 import { mock, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { StoreSweeper } from '../../src/store/sweeper.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 test('five minutes after start, then once an hour, the sweeper removes body files left without a row, and logs how many', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-sweeper-'));
+  const dir = tempDir('mailnest-sweeper-');
   const store = new SqliteStore(dir);
   const orphan = path.join(dir, 'bodies', 'ORPHAN00000001');
   fs.writeFileSync(orphan, 'the first half of a message');

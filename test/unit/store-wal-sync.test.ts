@@ -2,13 +2,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { WalSync } from '../../src/store/sqlite/wal-sync.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
 
 /** A WAL file to flush, and an fdatasync the test completes by hand. */
 function setup() {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-wal-'));
+  const dir = tempDir('mailnest-wal-');
   const db = path.join(dir, 'x.sqlite');
   fs.writeFileSync(`${db}-wal`, 'log');
   const calls: (() => void)[] = [];
@@ -50,7 +50,7 @@ test('syncs asked for while one runs share the next fdatasync, never the running
 });
 
 test('a WAL file removed or replaced is opened again: the flush reaches the file there is now', async () => {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-wal-'));
+  const dir = tempDir('mailnest-wal-');
   const db = path.join(dir, 'x.sqlite');
   const walFile = `${db}-wal`;
   fs.writeFileSync(walFile, 'log');
@@ -84,7 +84,7 @@ test('the store acknowledges a message, a deletion, a new user only after the fl
   const { newQueueId } = await import('../../src/store/queue-id.ts');
   const calls: (() => void)[] = [];
   let hold = false;
-  const store = new SqliteStore(fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-wal-')), {
+  const store = new SqliteStore(tempDir('mailnest-wal-'), {
     fdatasync: () => (hold ? new Promise<void>((resolve) => calls.push(resolve)) : Promise.resolve()),
   });
   const user = await store.createUser('u@example.test', 'h');
@@ -120,7 +120,7 @@ test('a failed flush is reported, and neither it nor any later one acknowledges 
   const { newQueueId } = await import('../../src/store/queue-id.ts');
   let fail = false;
   const failures: Error[] = [];
-  const store = new SqliteStore(fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-wal-')), {
+  const store = new SqliteStore(tempDir('mailnest-wal-'), {
     fdatasync: () => (fail ? Promise.reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })) : Promise.resolve()),
     onFailedFlush: (err) => failures.push(err),
   });
