@@ -28,7 +28,7 @@ import { ThreadOnDemand } from './thread-on-demand.ts';
 import type { Config } from '../config/schema.ts';
 import { fieldTexts, headerEnd, unfoldedValue, withoutFields } from '../mime/header-section.ts';
 import { domainKey } from '../store/store.ts';
-import { clientKey } from '../net/client-key.ts';
+import { ClientCounts } from '../net/client-counts.ts';
 
 export type { DNSResolver };
 
@@ -121,7 +121,7 @@ const CHECK_BYTES_AT_ONCE = 64 * 1024 * 1024;
 const CHECKS_PER_CLIENT = 4;
 let checking = 0;
 let checkingBytes = 0;
-const checkingFor = new Map<string, number>();
+const checkingFor = new ClientCounts();
 
 /**
  * mailauth's authenticate, run in the checks' worker thread (see inbound-checks-worker.ts), its
@@ -130,14 +130,12 @@ const checkingFor = new Map<string, number>();
  * checks), else copied.
  */
 async function authenticateApart(message: Buffer, clientIp: string, options: CheckRequest['options'], resolver: DNSResolver): Promise<Checks | 'busy'> {
-  const client = clientKey(clientIp);
-  const mine = checkingFor.get(client) ?? 0;
-  if (checking >= CHECKS_AT_ONCE || checkingBytes + message.length > CHECK_BYTES_AT_ONCE || mine >= CHECKS_PER_CLIENT) return 'busy';
+  if (checking >= CHECKS_AT_ONCE || checkingBytes + message.length > CHECK_BYTES_AT_ONCE || checkingFor.of(clientIp) >= CHECKS_PER_CLIENT) return 'busy';
   const token = nextToken++;
   const bytes = message.length;
   checking++;
   checkingBytes += bytes;
-  checkingFor.set(client, mine + 1);
+  checkingFor.add(clientIp);
   resolvers.set(token, resolver);
   try {
     const own = message.byteOffset === 0 && message.byteLength === message.buffer.byteLength && message.buffer instanceof ArrayBuffer;
@@ -146,9 +144,7 @@ async function authenticateApart(message: Buffer, clientIp: string, options: Che
     resolvers.delete(token);
     checking--;
     checkingBytes -= bytes;
-    const left = (checkingFor.get(client) ?? 1) - 1;
-    if (left > 0) checkingFor.set(client, left);
-    else checkingFor.delete(client);
+    checkingFor.remove(clientIp);
   }
 }
 
@@ -174,6 +170,11 @@ const MAX_FROM_BYTES = 16 * 1024;
  *  with `reject_dmarc` a message naming more is refused. Real mail names one. */
 const MAX_AUTHOR_DOMAINS = 10;
 
+/** The refusal of a message naming `n` author domains, more than MAX_AUTHOR_DOMAINS. */
+function tooManyAuthors(n: number): string {
+  return `message refused: its From field names ${n} domains, more than the ${MAX_AUTHOR_DOMAINS} whose DMARC policies are checked (RFC 7489 section 6.6.1)`;
+}
+
 const POSITIVE_TTL = 5 * 60_000;
 const NEGATIVE_TTL = 60_000;
 const CACHE_MAX = 10_000;
@@ -185,7 +186,7 @@ export class DnsCache {
   /** Queries sent and not yet ended (see MAX_QUERIES). */
   private inFlight = 0;
   /** Lookups under way for each client (see resolverFor). */
-  private readonly byClient = new Map<string, number>();
+  private readonly byClient = new ClientCounts();
   private readonly timeoutMs: number;
   private readonly now: () => number;
 
@@ -199,17 +200,13 @@ export class DnsCache {
    *  QUERIES_PER_CLIENT of the places at once: one sender's messages naming domains whose DNS does
    *  not answer cannot take them all. */
   resolverFor(client: string): DNSResolver {
-    const key = clientKey(client);
     return async (name, rrtype) => {
-      const mine = this.byClient.get(key) ?? 0;
-      if (mine >= QUERIES_PER_CLIENT) throw Object.assign(new Error(`DNS ${rrtype} ${name}: this client's ${QUERIES_PER_CLIENT} queries are under way already`), { code: 'EBUSY' });
-      this.byClient.set(key, mine + 1);
+      if (this.byClient.of(client) >= QUERIES_PER_CLIENT) throw Object.assign(new Error(`DNS ${rrtype} ${name}: this client's ${QUERIES_PER_CLIENT} queries are under way already`), { code: 'EBUSY' });
+      this.byClient.add(client);
       try {
         return await this.resolve(name, rrtype);
       } finally {
-        const left = (this.byClient.get(key) ?? 1) - 1;
-        if (left > 0) this.byClient.set(key, left);
-        else this.byClient.delete(key);
+        this.byClient.remove(client);
       }
     };
   }
@@ -290,7 +287,7 @@ export class InboundChecker {
       }
       const authors = authorDomains(from);
       if (authors.length > MAX_AUTHOR_DOMAINS) {
-        return { authResults: temperror(host, 'too many author domains to check'), reject: `message refused: its From field names ${authors.length} domains, more than the ${MAX_AUTHOR_DOMAINS} whose DMARC policies are checked (RFC 7489 section 6.6.1)` };
+        return { authResults: temperror(host, 'too many author domains to check'), reject: tooManyAuthors(authors.length) };
       }
       const policies = strict ? this.rejecting(authors, [], [], resolve) : undefined;
       policies?.catch(() => undefined);
@@ -333,7 +330,7 @@ export class InboundChecker {
       // domain named is evaluated alone, with the identifiers that passed.
       const domains = dmarc ? [] : authorDomains(result.dkim.headerFrom ?? []);
       if (domains.length > MAX_AUTHOR_DOMAINS) {
-        return { authResults, reject: `message refused: its From field names ${domains.length} domains, more than the ${MAX_AUTHOR_DOMAINS} whose DMARC policies are checked (RFC 7489 section 6.6.1)` };
+        return { authResults, reject: tooManyAuthors(domains.length) };
       }
       if (domains.length > 0) {
         const failing = await this.until(deadline, this.rejecting(domains, passingSpf(result), passingDkim(result), resolve));

@@ -7,6 +7,7 @@ import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { Connection } from './connection.ts';
 import { clientKey } from './client-key.ts';
+import { ClientCounts } from './client-counts.ts';
 import { RefusalLog } from './refusal-log.ts';
 import { IdleSweep } from './idle-sweep.ts';
 import type { Session, TlsInfo } from './session.ts';
@@ -49,7 +50,7 @@ export interface ProtocolHandler<E, R> {
 /** Connection counts across every listener of the process. */
 export class ConnectionLimits {
   private total = 0;
-  private perIp = new Map<string, number>();
+  private readonly perIp = new ClientCounts();
   private readonly maxTotal: number;
   private readonly maxPerIp: number;
 
@@ -62,20 +63,18 @@ export class ConnectionLimits {
    *  counted with its /64 (see clientKey). */
   acquire(ip: string): string | undefined {
     if (this.total >= this.maxTotal) return 'too many connections';
-    const key = clientKey(ip);
-    const n = this.perIp.get(key) ?? 0;
-    if (n >= this.maxPerIp) return `too many connections from ${key === ip ? ip : `${ip} (${key})`}`;
+    if (this.perIp.of(ip) >= this.maxPerIp) {
+      const key = clientKey(ip);
+      return `too many connections from ${key === ip ? ip : `${ip} (${key})`}`;
+    }
     this.total++;
-    this.perIp.set(key, n + 1);
+    this.perIp.add(ip);
     return undefined;
   }
 
   release(ip: string): void {
     this.total--;
-    const key = clientKey(ip);
-    const n = (this.perIp.get(key) ?? 1) - 1;
-    if (n <= 0) this.perIp.delete(key);
-    else this.perIp.set(key, n);
+    this.perIp.remove(ip);
   }
 
   get count(): number {

@@ -15,13 +15,13 @@
  * with 452 4.3.1: a temporary failure, which the sender tries again later (the session decides;
  * see MessageSink). Nothing here does I/O: a session takes and gives back octets as it goes.
  */
-import { clientKey } from '../net/client-key.ts';
+import { ClientCounts } from '../net/client-counts.ts';
 
 export class BodyBudget {
   readonly total: number;
   readonly perClient: number;
   private held = 0;
-  private readonly byClient = new Map<string, number>();
+  private readonly byClient = new ClientCounts();
 
   constructor(total: number, perClient: number) {
     this.total = total;
@@ -50,19 +50,14 @@ export class BodyBudget {
 
   /** Takes `n` octets for `client`; false, and nothing taken, when a bound would be passed. */
   take(client: string, n: number): boolean {
-    const key = clientKey(client);
-    const mine = this.byClient.get(key) ?? 0;
-    if (this.held + n > this.total || mine + n > this.perClient) return false;
+    if (this.held + n > this.total || this.byClient.of(client) + n > this.perClient) return false;
     this.held += n;
-    this.byClient.set(key, mine + n);
+    this.byClient.add(client, n);
     return true;
   }
 
   give(client: string, n: number): void {
-    const key = clientKey(client);
-    const mine = (this.byClient.get(key) ?? 0) - n;
-    if (mine > 0) this.byClient.set(key, mine);
-    else this.byClient.delete(key);
+    this.byClient.remove(client, n);
     this.held -= n;
   }
 }
