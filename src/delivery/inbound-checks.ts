@@ -170,10 +170,6 @@ const MAX_FROM_BYTES = 16 * 1024;
  *  with `reject_dmarc` a message naming more is refused. Real mail names one. */
 const MAX_AUTHOR_DOMAINS = 10;
 
-/** The refusal of a message naming `n` author domains, more than MAX_AUTHOR_DOMAINS. */
-function tooManyAuthors(n: number): string {
-  return `message refused: its From field names ${n} domains, more than the ${MAX_AUTHOR_DOMAINS} whose DMARC policies are checked (RFC 7489 section 6.6.1)`;
-}
 
 const POSITIVE_TTL = 5 * 60_000;
 const NEGATIVE_TTL = 60_000;
@@ -287,7 +283,7 @@ export class InboundChecker {
       }
       const authors = authorDomains(from);
       if (authors.length > MAX_AUTHOR_DOMAINS) {
-        return { authResults: temperror(host, 'too many author domains to check'), reject: tooManyAuthors(authors.length) };
+        return { authResults: temperror(host, 'too many author domains to check'), reject: `message refused: its From field names ${authors.length} domains, more than the ${MAX_AUTHOR_DOMAINS} whose DMARC policies are checked (RFC 7489 section 6.6.1)` };
       }
       const policies = strict ? this.rejecting(authors, [], [], resolve) : undefined;
       policies?.catch(() => undefined);
@@ -328,10 +324,9 @@ export class InboundChecker {
       }
       // Several authors, or an author address mailauth could not make one domain of: each
       // domain named is evaluated alone, with the identifiers that passed.
+      // (The same From fields as fromAddresses read, as addressparser reads them: no more than
+      // MAX_AUTHOR_DOMAINS domains, or the message was refused before its checks.)
       const domains = dmarc ? [] : authorDomains(result.dkim.headerFrom ?? []);
-      if (domains.length > MAX_AUTHOR_DOMAINS) {
-        return { authResults, reject: tooManyAuthors(domains.length) };
-      }
       if (domains.length > 0) {
         const failing = await this.until(deadline, this.rejecting(domains, passingSpf(result), passingDkim(result), resolve));
         if (failing === 'timeout' || failing === 'unknown') return { authResults, defer: 'the DMARC checks of this message\'s authors did not finish, or could not be made for now; try again later' };
