@@ -6,9 +6,10 @@
  * (-odi, -oem, -bm, -B8BITMIME, -N, -R, -V, -v ...) accepted and ignored. With -bs it speaks SMTP
  * on stdin and stdout instead (as PHP mailers call it), trusted as the command is.
  *
- * Exit status follows sysexits.h (what those callers test), not the 0/1/2 of the other
- * commands: 0 queued, 64 EX_USAGE, 65 EX_DATAERR, 67 EX_NOUSER, 70 EX_SOFTWARE, 75 EX_TEMPFAIL,
- * 77 EX_NOPERM, 78 EX_CONFIG.
+ * Exit status is mailnest's own (0 queued, 1 failure, 2 bad usage) unless `--sysexits` asks for
+ * sendmail's, from sysexits.h, as the wrapper installed as /usr/sbin/sendmail does: 0 queued,
+ * 64 EX_USAGE, 65 EX_DATAERR, 67 EX_NOUSER, 70 EX_SOFTWARE, 75 EX_TEMPFAIL, 77 EX_NOPERM,
+ * 78 EX_CONFIG. The command works out the sysexits.h status and reads it as 0/1/2 when not asked.
  */
 import os from 'node:os';
 import type { Command } from 'commander';
@@ -32,6 +33,22 @@ export const EX_SOFTWARE = 70;
 export const EX_TEMPFAIL = 75;
 export const EX_NOPERM = 77;
 export const EX_CONFIG = 78;
+
+/** mailnest's option that keeps the sysexits.h statuses (see the file's comment). */
+const SYSEXITS = '--sysexits';
+
+/** The status the command exits with for a sysexits.h one: itself with `--sysexits`, else the
+ *  0/1/2 of every mailnest command (EX_USAGE is bad usage, 2; any other failure 1). */
+export function exitStatus(sysexit: number, sysexits: boolean): number {
+  if (sysexits || sysexit === 0) return sysexit;
+  return sysexit === EX_USAGE ? 2 : 1;
+}
+
+/** Whether the arguments ask for sysexits.h statuses (before a "--": after it all are recipients). */
+export function wantsSysexits(argv: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).includes(SYSEXITS);
+}
 
 export interface SendmailArgs {
   extractRecipients: boolean;
@@ -67,12 +84,13 @@ export function parseSendmailArgs(argv: string[]): SendmailArgs {
       a.recipients.push(...argv.slice(k + 1));
       break;
     }
-    // mailnest's own options, which commander has already taken: -c/--config FILE, --verbose
+    // mailnest's own options, which commander has already taken (-c/--config FILE, --verbose) or
+    // the action reads (--sysexits)
     if (arg === '-c' || arg === '--config') {
       k++;
       continue;
     }
-    if (arg === '--verbose' || arg.startsWith('--config=')) continue;
+    if (arg === '--verbose' || arg === SYSEXITS || arg.startsWith('--config=')) continue;
     if (arg === '--help') {
       a.help = true;
       continue;
@@ -170,55 +188,70 @@ Flags (bundled as -ti, values attached as -fme@example.com or apart):
   -bs         SMTP on stdin and stdout (no AUTH: the command is trusted)
   -bi, -I     newaliases: nothing to do
   --          the rest are recipients
+  --sysexits  exit statuses from sysexits.h, as /usr/sbin/sendmail's callers expect (below)
 Accepted and ignored: -SMTPUTF8 -oem -odi -odb -oQ... -B TYPE -N DSN -R RET -V ENVID -v -m -n -U -X FILE -C FILE -L TAG -h N
 
-Exit status: 0 queued, 64 usage, 65 bad message, 67 unknown local recipient, 70 internal error,
-75 try again later, 77 no permission, 78 bad configuration.
+Exit status: 0 queued, 1 failure, 2 bad usage; with --sysexits 0 queued, 64 usage, 65 bad
+message, 67 unknown local recipient, 70 internal error, 75 try again later, 77 no permission,
+78 bad configuration.
 `;
 
 export function registerSendmail(program: Command): void {
   program.command('sendmail')
-    .description('the /usr/sbin/sendmail interface: read a message on stdin and queue it (-t: recipients from the headers; -i: a lone "." does not end the message; -f FROM; -F NAME); exit status per sysexits.h')
+    .description('the /usr/sbin/sendmail interface: read a message on stdin and queue it (-t: recipients from the headers; -i: a lone "." does not end the message; -f FROM; -F NAME); --sysexits: exit statuses per sysexits.h')
     .helpOption(false)
     .addHelpText('after', FLAGS_HELP)
     .allowUnknownOption()
     .allowExcessArguments()
     .argument('[options-and-recipients...]')
     .action(async (_args: string[], _opts: unknown, cmd: Command) => {
-      const args = parseSendmailArgs(rawArgs());
-      if (args.help) {
-        cmd.outputHelp();
-        return;
-      }
-      // Before the context: from there on the command may run as data_dir's owner.
-      const caller = loginName();
-      let ctx: Context;
+      const argv = rawArgs();
       try {
-        ctx = commandContext(cmd);
+        await run(argv, cmd);
       } catch (err) {
-        if (err instanceof ConfigError) throw new CliError(err.message, EX_CONFIG);
-        // Not allowed is not a passing trouble (EX_NOPERM); the rest may be (a locked store).
-        const denied = ['EACCES', 'EPERM'].includes((err as NodeJS.ErrnoException).code ?? '');
-        throw new CliError(`cannot open the store: ${(err as Error).message}`, denied ? EX_NOPERM : EX_TEMPFAIL);
-      }
-      try {
-        if (args.noop) return;
-        if (args.smtp) {
-          if (args.recipients.length > 0) throw new SendmailUsage('-bs takes its recipients from RCPT TO, not as arguments');
-          return await smtpOnStdio(ctx, caller);
-        }
-        const id = await sendmail(ctx, args, caller);
-        if (process.stdout.isTTY) process.stdout.write(`${id}\n`);
-      } catch (err) {
-        if (err instanceof CliError) throw err;
-        // anything unforeseen is still a sysexits status, never mailnest's generic 1
-        const wrapped = new CliError(`internal error: ${err instanceof Error ? err.message : String(err)}`, EX_SOFTWARE);
-        if (err instanceof Error && err.stack) wrapped.stack = err.stack;
-        throw wrapped;
-      } finally {
-        ctx.store.close();
+        if (!(err instanceof CliError)) throw err;
+        const read = new CliError(err.message, exitStatus(err.exitCode, wantsSysexits(argv)));
+        read.stack = err.stack;
+        throw read;
       }
     });
+}
+
+/** The command; a failure is a CliError with its sysexits.h status. */
+async function run(argv: string[], cmd: Command): Promise<void> {
+  const args = parseSendmailArgs(argv);
+  if (args.help) {
+    cmd.outputHelp();
+    return;
+  }
+  // Before the context: from there on the command may run as data_dir's owner.
+  const caller = loginName();
+  let ctx: Context;
+  try {
+    ctx = commandContext(cmd);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new CliError(err.message, EX_CONFIG);
+    // Not allowed is not a passing trouble (EX_NOPERM); the rest may be (a locked store).
+    const denied = ['EACCES', 'EPERM'].includes((err as NodeJS.ErrnoException).code ?? '');
+    throw new CliError(`cannot open the store: ${(err as Error).message}`, denied ? EX_NOPERM : EX_TEMPFAIL);
+  }
+  try {
+    if (args.noop) return;
+    if (args.smtp) {
+      if (args.recipients.length > 0) throw new SendmailUsage('-bs takes its recipients from RCPT TO, not as arguments');
+      return await smtpOnStdio(ctx, caller);
+    }
+    const id = await sendmail(ctx, args, caller);
+    if (process.stdout.isTTY) process.stdout.write(`${id}\n`);
+  } catch (err) {
+    if (err instanceof CliError) throw err;
+    // anything unforeseen is still a status of this command's own (EX_SOFTWARE), never an exception
+    const wrapped = new CliError(`internal error: ${err instanceof Error ? err.message : String(err)}`, EX_SOFTWARE);
+    if (err instanceof Error && err.stack) wrapped.stack = err.stack;
+    throw wrapped;
+  } finally {
+    ctx.store.close();
+  }
 }
 
 /**

@@ -112,7 +112,7 @@ describe('a full disk under data_dir', { skip: disk ? false : 'needs root to mou
     const send = cli(configFile, ['send', '--to', 'alice@example.test', '--subject', 'nor here'], 'z'.repeat(1_500_000));
     assert.equal(send.status, 1);
     assert.match(send.stderr, /^mailnest: the disk holding data_dir is full \(.*\): free some space and try again\n$/);
-    const sendmail = cli(configFile, ['sendmail', 'alice@example.test'], `Subject: from cron\n\n${'z'.repeat(1_500_000)}\n`);
+    const sendmail = cli(configFile, ['sendmail', '--sysexits', 'alice@example.test'], `Subject: from cron\n\n${'z'.repeat(1_500_000)}\n`);
     assert.equal(sendmail.status, 75, `sendmail exits EX_TEMPFAIL: ${sendmail.stderr}`);
     assert.match(sendmail.stderr, /cannot queue the message now: .*(disk is full|no space left on device)/);
 

@@ -1,7 +1,8 @@
 /**
  * `mailnest sendmail` as cron, PHP's mail() and mail(1) call it: recipients from arguments or
  * from the headers (-t), Bcc stripped from every delivered copy, -f/-F, a lone dot, and exit
- * statuses from sysexits.h.
+ * statuses: mailnest's 0/1/2, or sysexits.h's with --sysexits (as the /usr/sbin/sendmail wrapper
+ * runs it).
  */
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -98,31 +99,41 @@ describe('mailnest sendmail', () => {
     assert.equal(parseMail(after[after.length - 1]!).root.text, 'second\n');
   });
 
-  it('exit statuses follow sysexits.h', async () => {
+  it('exit statuses: 0/1/2 as every mailnest command, the sysexits.h ones with --sysexits', async () => {
     const before = (await box('alice@example.test')).length;
     const cases: [string[], string, number, RegExp][] = [
-      [['sendmail', 'nobody@example.test'], 'Subject: x\n\ny\n', 67, /no such local user or alias: nobody@example\.test/],
-      [['sendmail', 'alice@example.test', 'nobody@example.test'], 'Subject: x\n\ny\n', 67, /nobody@example\.test/],
-      [['sendmail'], 'Subject: x\n\ny\n', 64, /no recipients/],
-      [['sendmail', '-t'], 'Subject: x\n\ny\n', 64, /none in the To, Cc or Bcc/],
-      [['sendmail', '-Z', 'alice@example.test'], 'x\n', 64, /unknown option -Z/],
-      [['sendmail', '-bs', 'alice@example.test'], '', 64, /^mailnest: -bs takes its recipients from RCPT TO, not as arguments\n$/],
-      [['sendmail', '-bd'], '', 64, /^mailnest: -bd \(run as a daemon\) is not supported here: the server is "mailnest start"\n$/],
-      [['sendmail', 'a@@example.test'], 'x\n', 65, /is not a valid address/],
-      [['sendmail', '-f', 'Alice <a b@example.test>', 'alice@example.test'], 'x\n', 65, /-f "Alice <a b@example\.test>" is not a valid address/],
-      [['sendmail', '-t'], 'To: alice@example.test\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n' + 'z'.repeat(1500) + '\n', 65, /line 1 is 1500 octets/],
+      [['nobody@example.test'], 'Subject: x\n\ny\n', 67, /no such local user or alias: nobody@example\.test/],
+      [['alice@example.test', 'nobody@example.test'], 'Subject: x\n\ny\n', 67, /nobody@example\.test/],
+      [[], 'Subject: x\n\ny\n', 64, /no recipients/],
+      [['-t'], 'Subject: x\n\ny\n', 64, /none in the To, Cc or Bcc/],
+      [['-Z', 'alice@example.test'], 'x\n', 64, /unknown option -Z/],
+      [['-bs', 'alice@example.test'], '', 64, /^mailnest: -bs takes its recipients from RCPT TO, not as arguments\n$/],
+      [['-bd'], '', 64, /^mailnest: -bd \(run as a daemon\) is not supported here: the server is "mailnest start"\n$/],
+      [['a@@example.test'], 'x\n', 65, /is not a valid address/],
+      [['-f', 'Alice <a b@example.test>', 'alice@example.test'], 'x\n', 65, /-f "Alice <a b@example\.test>" is not a valid address/],
+      [['-t'], 'To: alice@example.test\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n' + 'z'.repeat(1500) + '\n', 65, /line 1 is 1500 octets/],
     ];
-    for (const [args, input, status, message] of cases) {
-      const r = cli(configFile, args, input);
-      assert.equal(r.status, status, `${args.join(' ')}: ${r.stderr}`);
+    for (const [args, input, sysexit, message] of cases) {
+      const r = cli(configFile, ['sendmail', '--sysexits', ...args], input);
+      assert.equal(r.status, sysexit, `--sysexits ${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, message);
+      const own = cli(configFile, ['sendmail', ...args], input);
+      assert.equal(own.status, sysexit === 64 ? 2 : 1, `${args.join(' ')}: ${own.stderr}`);
+      assert.equal(own.stderr, r.stderr);
     }
     assert.equal((await box('alice@example.test')).length, before, 'a refused message was delivered');
     // a config that cannot be read is EX_CONFIG
-    const r = cli(`${dir}/missing.toml`, ['sendmail', 'alice@example.test'], 'x\n');
-    assert.equal(r.status, 78, r.stderr);
+    assert.equal(cli(`${dir}/missing.toml`, ['sendmail', '--sysexits', 'alice@example.test'], 'x\n').status, 78);
+    assert.equal(cli(`${dir}/missing.toml`, ['sendmail', 'alice@example.test'], 'x\n').status, 1);
+    // after "--" it is a recipient, not the option
+    const late = cli(configFile, ['sendmail', '--', '--sysexits'], 'x\n');
+    assert.equal(late.status, 1, late.stderr);
+    assert.equal(late.stderr, 'mailnest: no such local user or alias: --sysexits@example.test\n');
     // -bi (newaliases) succeeds and does nothing
     assert.equal(cli(configFile, ['sendmail', '-bi'], '').status, 0);
+    // success is 0 either way
+    assert.equal(cli(configFile, ['sendmail', '--sysexits', 'alice@example.test'], 'Subject: x\n\ny\n').status, 0);
+    assert.equal((await box('alice@example.test')).length, before + 1);
   });
 
   it('-bs speaks SMTP on stdin and stdout, reply by reply as PHP mailers wait for them: no AUTH, any recipient, the message completed as submitted mail is', async (t) => {
@@ -207,7 +218,7 @@ describe('mailnest sendmail', () => {
       ['HELO script\nMAIL FROM:<owner@example.test>\nRCPT TO:<alice@example.test>\nDATA\nSubject: cut off\n\ntext\n', 'in the middle of DATA'],
       ['HELO script\nMAIL FROM:<owner@example.test>\nRCPT TO:<alice@example.test>\n', 'after MAIL FROM, before the message'],
     ] as const) {
-      const r = cli(configFile, ['sendmail', '-bs'], input);
+      const r = cli(configFile, ['sendmail', '--sysexits', '-bs'], input);
       assert.equal(r.status, 65, r.stderr);
       assert.equal(r.stderr, `mailnest: the SMTP session ended ${where}: that message was not queued\n`);
     }
@@ -243,7 +254,7 @@ describe('mailnest sendmail', () => {
 
   it('refuses input over limits.max_message_size with EX_DATAERR', () => {
     const small = writeConfig(tempDir(), { ...baseConfig(dir), limits: { max_message_size: 1000 } });
-    const r = cli(small, ['sendmail', 'alice@example.test'], `Subject: big\n\n${'line of text\n'.repeat(200)}`);
+    const r = cli(small, ['sendmail', '--sysexits', 'alice@example.test'], `Subject: big\n\n${'line of text\n'.repeat(200)}`);
     assert.equal(r.status, 65, r.stderr);
     assert.match(r.stderr, /too large/);
   });
@@ -267,7 +278,7 @@ describe('sendmail by a user who may not write the data directory', () => {
     const dataDir = path.join(dir, 'data');
     if (!asRoot) fs.chmodSync(dataDir, 0o500);
     try {
-      const r = spawnSync(process.execPath, [CLI, '-c', configFile, 'sendmail', 'alice@example.test'], {
+      const r = spawnSync(process.execPath, [CLI, '-c', configFile, 'sendmail', '--sysexits', 'alice@example.test'], {
         input: 'Subject: x\n\ny\n', encoding: 'utf8', timeout: 60_000, ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
       });
       assert.equal(r.status, 77, r.stderr);
