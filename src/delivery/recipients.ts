@@ -77,9 +77,10 @@ export class Recipients {
     return this.resolveWith(address, async (a) => (await this.store.findAlias(a))?.targets);
   }
 
-  /** Where `alias` would lead once `targets` were added to it (`alias add` refuses a loop). */
-  resolveWithTargets(alias: string, targets: string[]): Promise<Resolution> {
-    return this.resolveWith(alias, async (a) => {
+  /** Where `address` would lead once `targets` were added to `alias` (`alias add` refuses a loop,
+   *  and a chain past MAX_ALIAS_DEPTH from the alias or from one that leads to it). */
+  resolveWithTargets(address: string, alias: string, targets: string[]): Promise<Resolution> {
+    return this.resolveWith(address, async (a) => {
       const existing = (await this.store.findAlias(a))?.targets;
       return addressKey(a) === addressKey(alias) ? [...(existing ?? []), ...targets] : existing;
     });

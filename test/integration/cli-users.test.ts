@@ -63,6 +63,14 @@ test('alias add refuses an alias that would lead through more aliases than are f
   assert.equal(deep.status, 1);
   assert.equal(deep.stderr, 'mailnest: chain0@example.test -> chain1@example.test would lead through more than 8 aliases, and no more are followed: its mail would go to nobody; point it nearer the mailboxes\n');
   assert.equal(cli(cfg, ['alias', 'add', 'chain0@example.test', 'chain3@example.test']).status, 0, 'eight aliases are followed');
+  // Built from the top down, the last link makes the chain too deep for the alias at its top,
+  // which the link's own alias does not see (and chain1, too deep already, stops nobody).
+  addUser(cfg, 'carol@example.test', 'pw');
+  for (let i = 1; i <= 8; i++) assert.equal(cli(cfg, ['alias', 'add', `top${i}@example.test`, `top${i + 1}@example.test`]).status, 0);
+  const last = cli(cfg, ['alias', 'add', 'top9@example.test', 'carol@example.test']);
+  assert.equal(last.status, 1);
+  assert.equal(last.stderr, 'mailnest: top9@example.test -> carol@example.test: top1@example.test, which leads to top9@example.test, would lead through more than 8 aliases, and no more are followed: its mail would go to nobody; point it nearer the mailboxes\n');
+  assert.equal(cli(cfg, ['alias', 'add', 'top8@example.test', 'carol@example.test']).status, 0, 'eight aliases are followed');
 });
 
 test('alias add / list --json / remove', () => {
