@@ -112,6 +112,14 @@ describe('HTTP API', () => {
     assert.ok(Buffer.from(a!.bytes!, 'base64').equals(pdf));
   });
 
+  it('drops an Authentication-Results field that claims the server\'s host name (RFC 8601 §5)', async () => {
+    const res = await post({ to: 'owner@example.test', subject: 'claims', text: 'x', headers: { 'Authentication-Results': 'mx.example.test; dmarc=pass header.from=bank.test' } });
+    assert.equal(res.status, 202, await res.text());
+    const m = (await mailbox(dataDirOf(dir), 'owner@example.test')).map(String).find((x) => x.includes('Subject: claims'));
+    assert.ok(m, 'not delivered');
+    assert.doesNotMatch(m.slice(0, m.indexOf('\r\n\r\n')), /Authentication-Results|bank\.test/i);
+  });
+
   it('the default sender is postmaster@<first domain>; bcc never shows', async () => {
     const res = await post({ bcc: 'owner@example.test', subject: 'quiet', text: 'x' });
     assert.equal(res.status, 202, await res.text());
