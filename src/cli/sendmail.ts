@@ -189,7 +189,8 @@ Flags (bundled as -ti, values attached as -fme@example.com or apart):
   -bi, -I     newaliases: nothing to do
   --          the rest are recipients
   --sysexits  exit statuses from sysexits.h, as /usr/sbin/sendmail's callers expect (below)
-Accepted and ignored: -SMTPUTF8 -oem -odi -odb -oQ... -B TYPE -N DSN -R RET -V ENVID -v -m -n -U -X FILE -C FILE -L TAG -h N
+Accepted and ignored: -SMTPUTF8 -oem -odi -odb -oQ... -B TYPE -N DSN -R RET -V ENVID -v -m -n -U -G -e -x
+  -X FILE -C FILE -L TAG -h N -d X -p PROTO -A c|m
 
 Exit status: 0 queued, 1 failure, 2 bad usage; with --sysexits 0 queued, 64 usage, 65 bad
 message, 67 unknown local recipient, 70 internal error, 75 try again later, 77 no permission,

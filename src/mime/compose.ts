@@ -118,9 +118,8 @@ function headerValue(h: ComposeHeader, field: string): string {
   if (owned) throw new ComposeError(field, `header ${h.name} cannot be set here: ${owned.why}`, owned.instead);
   checkHeaderText(h.value, field);
   if (h.value.trim() === '') throw new ComposeError(field, `header ${h.name} has an empty value`);
-  if (name === 'date' && dateTimeToWrite(h.value) === undefined) {
-    throw new ComposeError(field, `Date ${JSON.stringify(h.value)} is not a date (RFC 5322 §3.3, e.g. "Tue, 1 Jul 2025 10:00:00 +0000")`);
-  }
+  const date = name === 'date' ? dateTimeToWrite(h.value) : undefined;
+  if (date && 'why' in date) throw new ComposeError(field, `Date ${JSON.stringify(h.value)} ${date.why}`);
   const ids = ID_FIELDS[name];
   if (ids && !(ids === 'one' ? ONE_ID : ID_LIST).test(h.value)) {
     const what = ids === 'one' ? 'one message identifier' : 'message identifiers, separated by spaces';
@@ -153,9 +152,10 @@ const ZONES: Record<string, string> = { ut: '+0000', gmt: '+0000', est: '-0500',
  * An RFC 5322 date-time naming a real day from 1900 on (and its weekday, when given) and time,
  * as it is to be written: as given when it is in the current syntax, and rewritten in it from
  * the obsolete one (§4.3: read, never generated): a four-digit year, a numeric zone, no white
- * space around the colons. Undefined for anything else.
+ * space around the colons. For anything else, why it is not one.
  */
-function dateTimeToWrite(value: string): string | undefined {
+function dateTimeToWrite(value: string): { text: string } | { why: string } {
+  const notADate = { why: 'is not a date (RFC 5322 §3.3, e.g. "Tue, 1 Jul 2025 10:00:00 +0000")' };
   let text = value;
   // Comments may nest (§3.2.2): innermost first.
   for (let before = ''; before !== text;) {
@@ -164,7 +164,7 @@ function dateTimeToWrite(value: string): string | undefined {
   }
   text = text.replace(/\s+/g, ' ').trim();
   const m = DATE_TIME.exec(text);
-  if (!m) return undefined;
+  if (!m) return notADate;
   const [, dayName, day, monthName, yearText, hour, minute, second, zoneMinutes, zoneName] = m;
   // §4.3: a two-digit year is 2000 + it below 50, else 1900 + it; three digits, 1900 + it.
   const y = Number(yearText);
@@ -173,13 +173,16 @@ function dateTimeToWrite(value: string): string | undefined {
   const date = new Date(Date.UTC(2000, month, Number(day)));
   date.setUTCFullYear(year);
   const valid = month >= 0 && year >= 1900 && date.getUTCDate() === Number(day) && Number(hour) <= 23 && Number(minute) <= 59
-    && Number(second ?? 0) <= 60 && Number(zoneMinutes ?? 0) <= 59 && (zoneName === undefined || OBS_ZONE.test(zoneName))
-    && (dayName === undefined || DAYS.indexOf(dayName.toLowerCase()) === date.getUTCDay());
-  if (!valid) return undefined;
-  if (CURRENT_DATE_TIME.test(text)) return value;
-  const zone = zoneName === undefined ? text.slice(-5) : ZONES[zoneName.toLowerCase()] ?? '-0000';
+    && Number(second ?? 0) <= 60 && Number(zoneMinutes ?? 0) <= 59 && (zoneName === undefined || OBS_ZONE.test(zoneName));
+  if (!valid) return notADate;
   const title = (w: string) => w[0]!.toUpperCase() + w.slice(1).toLowerCase();
-  return `${dayName ? `${title(dayName)}, ` : ''}${Number(day)} ${title(monthName!)} ${year} ${hour}:${minute}${second ? `:${second}` : ''} ${zone}`;
+  if (dayName !== undefined && DAYS.indexOf(dayName.toLowerCase()) !== date.getUTCDay()) {
+    const weekday = date.toLocaleDateString('en-US', { weekday: 'long', timeZone: 'UTC' });
+    return { why: `names the wrong day of the week: ${Number(day)} ${title(monthName!)} ${year} is a ${weekday}` };
+  }
+  if (CURRENT_DATE_TIME.test(text)) return { text: value };
+  const zone = zoneName === undefined ? text.slice(-5) : ZONES[zoneName.toLowerCase()] ?? '-0000';
+  return { text: `${dayName ? `${title(dayName)}, ` : ''}${Number(day)} ${title(monthName!)} ${year} ${hour}:${minute}${second ? `:${second}` : ''} ${zone}` };
 }
 
 /** Header text: no line breaks or NUL, no word that could not be folded. */
@@ -236,7 +239,8 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
 
   const givenId = headers.find((h) => /^message-id$/i.test(h.name))?.value;
   const given = headers.find((h) => /^date$/i.test(h.name))?.value;
-  const givenDate = given === undefined ? undefined : dateTimeToWrite(given);
+  // Read by headerValue already: a date.
+  const givenDate = given === undefined ? undefined : (dateTimeToWrite(given) as { text: string }).text;
   const messageId = givenId ?? newMessageId(input.hostname);
   const custom = headers.map((h, i) => ({ key: h.name, value: values[i]! })).filter((h) => !/^(message-id|date)$/i.test(h.key));
   // The address fields are written here, not by MailComposer, which would quote a display name

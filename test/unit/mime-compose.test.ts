@@ -404,7 +404,7 @@ test('bad input is refused with the field named', async () => {
     [{ headers: [{ name: 'Date', value: '2025-07-01' }] }, /^headers\[0\]: Date "2025-07-01" is not a date \(RFC 5322 §3\.3/],
     [{ headers: [{ name: 'Date', value: '1' }] }, /^headers\[0\]: Date "1" is not a date/],
     [{ headers: [{ name: 'Date', value: 'Mon, 31 Feb 2025 10:00:00 +0000' }] }, /^headers\[0\]: Date .* is not a date/],
-    [{ headers: [{ name: 'Date', value: 'Mon, 1 Jul 2025 10:00:00 +0000' }] }, /^headers\[0\]: Date .* is not a date/],
+    [{ headers: [{ name: 'Date', value: 'Mon, 1 Jul 2025 10:00:00 +0000' }] }, /^headers\[0\]: Date "Mon, 1 Jul 2025 10:00:00 \+0000" names the wrong day of the week: 1 Jul 2025 is a Tuesday$/],
     [{ headers: [{ name: 'Date', value: 'Sat, 29 Feb 2025 10:00:00 +0000' }] }, /^headers\[0\]: Date .* is not a date/],
     [{ headers: [{ name: 'Date', value: '1 Jan 0025 10:00:00 +0000' }] }, /^headers\[0\]: Date .* is not a date/],
     [{ headers: [{ name: 'Date', value: 'Tue, 1 Jul 2025 10:00:00 UTC' }] }, /^headers\[0\]: Date .* is not a date/],
