@@ -44,12 +44,13 @@ describe('mailnest send to a local user (no server running)', () => {
   it('send and sendmail drop Authentication-Results fields that claim the server\'s host name (RFC 8601 §5); others stay', async () => {
     const forged = 'Authentication-Results: mx.example.test; dmarc=pass header.from=bank.test';
     const theirs = 'Authentication-Results: mx.remote.test; spf=pass';
-    const sent = cli(configFile, ['send', '--to', 'second@example.test', '--subject', 'by send', '--header', forged, '--header', theirs], 'x\n');
+    addUser(configFile, 'results@example.test', 'pw-results-1');
+    const sent = cli(configFile, ['send', '--to', 'results@example.test', '--subject', 'by send', '--header', forged, '--header', theirs], 'x\n');
     assert.equal(sent.status, 0, sent.stderr);
-    const piped = cli(configFile, ['sendmail', 'second@example.test'], `${forged}\n${theirs}\nSubject: by sendmail\n\nx\n`);
+    const piped = cli(configFile, ['sendmail', 'results@example.test'], `${forged}\n${theirs}\nSubject: by sendmail\n\nx\n`);
     assert.equal(piped.status, 0, piped.stderr);
     for (const subject of ['by send', 'by sendmail']) {
-      const m = (await mailbox(dataDirOf(dir), 'second@example.test')).map(String).find((x) => x.includes(`Subject: ${subject}`));
+      const m = (await mailbox(dataDirOf(dir), 'results@example.test')).map(String).find((x) => x.includes(`Subject: ${subject}`));
       assert.ok(m, `${subject}: not delivered`);
       const header = m.slice(0, m.indexOf('\r\n\r\n'));
       assert.doesNotMatch(header, /bank\.test|Authentication-Results: mx\.example\.test/i, subject);
