@@ -39,13 +39,13 @@ const SYSEXITS = '--sysexits';
 
 /** The status the command exits with for a sysexits.h one: itself with `--sysexits`, else the
  *  0/1/2 of every mailnest command (EX_USAGE is bad usage, 2; any other failure 1). */
-export function exitStatus(sysexit: number, sysexits: boolean): number {
+function exitStatus(sysexit: number, sysexits: boolean): number {
   if (sysexits || sysexit === 0) return sysexit;
   return sysexit === EX_USAGE ? 2 : 1;
 }
 
 /** Whether the arguments ask for sysexits.h statuses (before a "--": after it all are recipients). */
-export function wantsSysexits(argv: string[]): boolean {
+function wantsSysexits(argv: string[]): boolean {
   const end = argv.indexOf('--');
   return (end < 0 ? argv : argv.slice(0, end)).includes(SYSEXITS);
 }

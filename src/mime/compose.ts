@@ -239,8 +239,8 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
 
   const givenId = headers.find((h) => /^message-id$/i.test(h.name))?.value;
   const given = headers.find((h) => /^date$/i.test(h.name))?.value;
-  // Read by headerValue already: a date.
-  const givenDate = given === undefined ? undefined : (dateTimeToWrite(given) as { text: string }).text;
+  const read = given === undefined ? undefined : dateTimeToWrite(given);
+  const givenDate = read && 'text' in read ? read.text : undefined;
   const messageId = givenId ?? newMessageId(input.hostname);
   const custom = headers.map((h, i) => ({ key: h.name, value: values[i]! })).filter((h) => !/^(message-id|date)$/i.test(h.key));
   // The address fields are written here, not by MailComposer, which would quote a display name
