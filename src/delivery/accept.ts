@@ -6,7 +6,6 @@
 import { addressKey, type DsnEnvelope, type DsnRecipient, type Store, type UserRecord } from '../store/store.ts';
 import { newQueueId } from '../store/queue-id.ts';
 import { withHeaderEnd } from '../mime/header-section.ts';
-import { withoutForgedResults } from './auth-results.ts';
 import { receivedHeader, returnPathHeader, withoutReturnPath, type ReceivedInfo } from './trace.ts';
 import type { Resolution } from './recipients.ts';
 
@@ -58,9 +57,7 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
   const localPrefix = Buffer.from(returnPathHeader(s.sender) + trace, 'utf8');
   await store.accept({
     id,
-    // Results that claim our host name come from no one we trust (RFC 8601 §5), however the
-    // message came: only the checks' own, in the trace above, carry it.
-    body: withHeaderEnd(withoutReturnPath(withoutForgedResults(s.body, s.received.by))),
+    body: withHeaderEnd(withoutReturnPath(s.body)),
     sender: s.sender,
     ...(s.dsn ? { dsn: s.dsn } : {}),
     local: [...users.keys()].map((userId) => ({ userId, prefix: localPrefix })),

@@ -2,9 +2,10 @@
  * Authentication-Results fields that claim to be ours. mailnest writes one, under its host name
  * as authserv-id, for mail from the internet, and readers and filters trust the results it
  * carries. RFC 8601 §5: an MTA MUST delete any such field that claims, by its authserv-id, to
- * come from within its trust boundary when it did not. No message handed to mailnest (over
- * SMTP, by `send`, `sendmail` or the HTTP API) carries one that mailnest wrote: its own is added
- * among the trace fields afterwards (accept.ts). The rest of the message stays exactly as received.
+ * come from within its trust boundary when it did not. No message handed to mailnest carries
+ * one that mailnest wrote, its own being added among the trace fields afterwards: the SMTP
+ * handler and local submission (`send`, `sendmail`, the HTTP API) take them out as a message
+ * arrives, before anything reads it. The rest of the message stays exactly as received.
  */
 import { unfoldedValue, withoutFields } from '../mime/header-section.ts';
 import { domainKey } from '../store/store.ts';

@@ -8,6 +8,7 @@ import type { Context } from '../context.ts';
 import { lookupAddress, parseMailbox, type Mailbox } from '../smtp/address.ts';
 import { uniqueAddresses } from '../mime/addresses.ts';
 import { acceptMessage, type ResolvedRecipient } from './accept.ts';
+import { withoutForgedResults } from './auth-results.ts';
 import { UNKNOWN_WHY } from './recipients.ts';
 
 export type SubmitProblem = 'no_recipients' | 'bad_address' | 'too_many_recipients' | 'too_big' | 'unknown_recipient';
@@ -70,7 +71,9 @@ export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<str
     writtenHere: true,
     sender: s.sender,
     recipients: resolved,
-    body: [s.message],
+    // Results that claim our host name come from no one we trust (RFC 8601 §5), a local
+    // program's no more than a stranger's.
+    body: withoutForgedResults([s.message], ctx.config.hostname),
     received: {
       by: ctx.config.hostname,
       with: s.protocol,

@@ -7,6 +7,7 @@ import type { Context } from '../context.ts';
 import type { AuthThrottle } from '../auth/throttle.ts';
 import { verifyPassword } from '../auth/password.ts';
 import { acceptMessage } from '../delivery/accept.ts';
+import { withoutForgedResults } from '../delivery/auth-results.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
 import { reportLocalDelivery } from '../delivery/report.ts';
 import { fitLocalMessage, fitSubmittedLines, UnfitLineError } from '../mime/line-length.ts';
@@ -159,7 +160,8 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     }
     checks = verdict.authResults;
   }
-  let body = received;
+  // Results that claim our host name come from no one we trust (RFC 8601 §5).
+  let body = withoutForgedResults(received, ctx.config.hostname);
   // Written here: by a user, or by a local program through `sendmail -bs`.
   const writtenHere = d.user !== undefined || role === 'local';
   if (writtenHere) {

@@ -49,7 +49,15 @@ describe('mailnest send to a local user (no server running)', () => {
     assert.equal(sent.status, 0, sent.stderr);
     const piped = cli(configFile, ['sendmail', 'results@example.test'], `${forged}\n${theirs}\nSubject: by sendmail\n\nx\n`);
     assert.equal(piped.status, 0, piped.stderr);
-    for (const subject of ['by send', 'by sendmail']) {
+    // A "delivered" receipt shows the header as it was delivered: without the field either.
+    const bs = cli(configFile, ['sendmail', '-bs'], `EHLO s\nMAIL FROM:<results@example.test>\nRCPT TO:<results@example.test> NOTIFY=SUCCESS\nDATA\n${forged}\n${theirs}\nSubject: by -bs\n\nx\n.\nQUIT\n`);
+    assert.equal(bs.status, 0, bs.stderr);
+    const receipt = (await mailbox(dataDirOf(dir), 'results@example.test')).map(String).find((x) => /^Content-Type: multipart\/report/im.test(x));
+    assert.ok(receipt, 'no receipt');
+    assert.ok(receipt.includes('Subject: by -bs'), receipt);
+    assert.doesNotMatch(receipt, /bank\.test/);
+    assert.ok(receipt.includes(theirs));
+    for (const subject of ['by send', 'by sendmail', 'by -bs']) {
       const m = (await mailbox(dataDirOf(dir), 'results@example.test')).map(String).find((x) => x.includes(`Subject: ${subject}`));
       assert.ok(m, `${subject}: not delivered`);
       const header = m.slice(0, m.indexOf('\r\n\r\n'));
