@@ -43,8 +43,10 @@ type AliasLookup = (address: string) => Promise<string[] | undefined>;
 interface Expansion {
   users: Map<number, UserRecord>;
   forward: Map<string, string>;
-  /** Every address met so far. */
-  seen: Set<string>;
+  /** Every address met so far, with the least depth it was followed at: one met again nearer
+   *  the top is followed again, so that what it reaches does not depend on the order of a
+   *  list's targets (met first at the end of a chain too deep, it was cut off there). */
+  seen: Map<string, number>;
   /** The addresses of the alias chain being followed now. */
   path: Set<string>;
   loop: boolean;
@@ -88,7 +90,7 @@ export class Recipients {
 
   private async resolveWith(address: string, aliasTargets: AliasLookup): Promise<Resolution> {
     if (!this.isLocalAddress(address)) return { kind: 'remote' };
-    const x: Expansion = { users: new Map(), forward: new Map(), seen: new Set(), path: new Set(), loop: false, deep: false, alias: false, aliasTargets };
+    const x: Expansion = { users: new Map(), forward: new Map(), seen: new Map(), path: new Set(), loop: false, deep: false, alias: false, aliasTargets };
     if (!(await this.expand(address, 0, x))) return x.loop ? { kind: 'unknown', why: 'loop' } : x.deep ? { kind: 'unknown', why: 'deep' } : x.alias ? { kind: 'unknown', why: 'dangling' } : { kind: 'unknown' };
     return { kind: 'local', users: [...x.users.values()], forward: [...x.forward.values()] };
   }
@@ -97,13 +99,14 @@ export class Recipients {
   private async expand(address: string, depth: number, x: Expansion): Promise<boolean> {
     const key = addressKey(address);
     // Back to an address of the chain being followed: a loop. Met before by another way (two
-    // lists naming one user): counted then.
+    // lists naming one user), as near the top or nearer: counted then.
     if (x.path.has(key)) {
       x.loop = true;
       return false;
     }
-    if (x.seen.has(key)) return false;
-    x.seen.add(key);
+    const before = x.seen.get(key);
+    if (before !== undefined && before <= depth) return false;
+    x.seen.set(key, depth);
     x.path.add(key);
     try {
       return await this.reach(address, depth, x);

@@ -1,0 +1,37 @@
+/** Where an address leads: aliases expanded to users, eight deep at most, whatever the order. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Recipients } from '../../src/delivery/recipients.ts';
+import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
+import { tempDir } from '../helpers/temp-dir.ts';
+
+/** A store with carol, and `c` -> carol; `first` is `a`'s targets, in its order. */
+async function world(first: string[]): Promise<{ store: SqliteStore; recipients: Recipients }> {
+  const store = new SqliteStore(tempDir('mailnest-recipients-'));
+  await store.createUser('carol@example.test', 'h');
+  await store.addAlias('c@example.test', ['carol@example.test']);
+  // b1 -> b2 -> ... -> b7 -> c: c is the eighth alias on that way, past what is followed.
+  for (let i = 1; i <= 7; i++) await store.addAlias(`b${i}@example.test`, [i === 7 ? 'c@example.test' : `b${i + 1}@example.test`]);
+  await store.addAlias('a@example.test', first);
+  return { store, recipients: new Recipients(store, ['example.test']) };
+}
+
+test('an alias reached first at the end of a chain too deep is still followed by a shorter way', async () => {
+  for (const order of [['b1@example.test', 'c@example.test'], ['c@example.test', 'b1@example.test']]) {
+    const { store, recipients } = await world(order);
+    try {
+      const r = await recipients.resolve('a@example.test');
+      assert.equal(r.kind, 'local', order.join(', '));
+      assert.deepEqual(r.kind === 'local' && r.users.map((u) => u.address), ['carol@example.test'], order.join(', '));
+    } finally {
+      store.close();
+    }
+  }
+  // By the long way alone, it is cut off.
+  const { store, recipients } = await world(['b1@example.test']);
+  try {
+    assert.deepEqual(await recipients.resolve('a@example.test'), { kind: 'unknown', why: 'deep' });
+  } finally {
+    store.close();
+  }
+});
