@@ -66,10 +66,6 @@ const listenList = z.array(listenAddress);
 export const IMAP_DEFAULTS = { imap: ['127.0.0.1:2143'], imaps: ['127.0.0.1:2993'] } as const;
 
 const NOT_A_DOMAIN = { message: 'a domain name such as "example.com"' };
-/** No name's last label is all digits (RFC 3696 §2): what ends in one is an IPv4 address, or
- *  reads like one, which EHLO, an MX record and a mail domain cannot stand for. */
-const NUMERIC_LAST_LABEL = /(?:^|\.)\d+$/;
-const NOT_AN_ADDRESS = { message: 'a domain name such as "example.com", not an IP address (no name ends in a label of digits alone)' };
 
 /** A domain as the file may write it, in the form DNS and the rest of mailnest use: without the
  *  root's final dot ("example.com.", as zone files write it), and an internationalised one in
@@ -79,12 +75,10 @@ export function canonicalDomain(written: string): string {
   return isAscii(name) ? name : url.domainToASCII(name) || name;
 }
 
-const domainName = z.preprocess((v) => (typeof v === 'string' ? canonicalDomain(v) : v),
-  z.string().regex(DOMAIN_NAME, NOT_A_DOMAIN).refine((d) => !NUMERIC_LAST_LABEL.test(d), NOT_AN_ADDRESS));
+const domainName = z.preprocess((v) => (typeof v === 'string' ? canonicalDomain(v) : v), z.string().regex(DOMAIN_NAME, NOT_A_DOMAIN));
 /** A route's domain is kept as written, so that two spellings of one domain can be named (see
  *  the check at the end); the router reads it through canonicalDomain too. */
-const routeDomain = z.string().refine((d) => DOMAIN_NAME.test(canonicalDomain(d)), NOT_A_DOMAIN)
-  .refine((d) => !NUMERIC_LAST_LABEL.test(canonicalDomain(d)), NOT_AN_ADDRESS);
+const routeDomain = z.string().refine((d) => DOMAIN_NAME.test(canonicalDomain(d)), NOT_A_DOMAIN);
 
 const positiveInt = z.number().int().positive();
 
@@ -98,7 +92,10 @@ function isServerAddress(text: string): boolean {
 
 export const configSchema = z.strictObject({
   hostname: domainName.default(() => os.hostname()),
-  domains: z.array(domainName).min(1, { message: 'at least one domain' }).default(['localhost']),
+  // A domain named twice (in another case, with a final dot, in U-labels) is one domain, kept
+  // once, as written first.
+  domains: z.array(domainName).min(1, { message: 'at least one domain' }).default(['localhost'])
+    .transform((ds) => ds.filter((d, i) => ds.findIndex((e) => e.toLowerCase() === d.toLowerCase()) === i)),
   // A shell expands "~"; nothing here does, and "./~/mail" is a trap for a later `rm -rf ~...`.
   data_dir: z.string().min(1).refine((d) => !/^~/.test(d), { message: 'a path without "~", which is not expanded here (one written so used to name a directory "~" beside this file, where its mail still is): give the whole path, such as "/home/me/mail"' }).default('./data'),
   log_level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
@@ -219,14 +216,8 @@ export const configSchema = z.strictObject({
 }).superRefine((c, ctx) => {
   // Domains are names without case: two routes for one, and one that is never used (mail for a
   // local domain is delivered here), are mistakes to name rather than to settle silently.
-  const named = new Map<string, string>();
-  c.domains.forEach((domain, i) => {
-    const other = named.get(domain.toLowerCase());
-    if (other !== undefined) ctx.addIssue({ code: 'custom', path: ['domains', i], message: `a domain not named yet: "${other}" names it already (case, a final dot and U-labels do not count); keep one` });
-    named.set(domain.toLowerCase(), domain);
-  });
   const seen = new Map<string, string>();
-  const local = new Set(named.keys());
+  const local = new Set(c.domains.map((d) => d.toLowerCase()));
   for (const domain of Object.keys(c.relay.routes)) {
     const key = canonicalDomain(domain).toLowerCase();
     const other = seen.get(key);

@@ -16,9 +16,11 @@ export interface DnsRecord {
 }
 
 /** Whether `host` names a host that other servers can look up: an MX target and an EHLO name
- *  are fully qualified (RFC 5321 §2.3.5), a bare machine name is not. */
+ *  are fully qualified (RFC 5321 §2.3.5), a bare machine name is not, and neither is an IPv4
+ *  address or anything else whose last label is all digits (RFC 3696 §2: no top-level domain is). */
 export function isFullyQualified(host: string): boolean {
-  return host.replace(/\.$/, '').includes('.');
+  const name = host.replace(/\.$/, '');
+  return name.includes('.') && !/\.\d+$/.test(name);
 }
 
 /** TXT strings are at most 255 octets each (RFC 1035 §3.3); longer values are split. */

@@ -223,6 +223,12 @@ test('init writes a starter config that mailnest accepts, and refuses to overwri
     assert.match(bare.stderr, /^mailnest: the host name "vm" is not a fully qualified domain name, which the MX record and EHLO need \(RFC 5321 §2\.3\.5\): give a fully qualified one, e\.g\. --hostname mail\.example\.com/);
   }
   assert.equal(cli(path.join(dir, 'bad.toml'), ['init', '--hostname', 'bad host', '--domain', 'example.org']).status, 2);
+  // An address is no host name either: its "domain" would be the address without its first number.
+  for (const args of [['--hostname', '203.0.113.5'], ['--hostname', '203.0.113.5', '--domain', 'example.org']]) {
+    const address = cli(path.join(dir, 'bare.toml'), ['init', ...args]);
+    assert.equal(address.status, 2);
+    assert.match(address.stderr, /^mailnest: the host name "203\.0\.113\.5" is not a fully qualified domain name/);
+  }
   assert.ok(!fs.existsSync(path.join(dir, 'bare.toml')) && !fs.existsSync(path.join(dir, 'bad.toml')));
   // --data-dir: the file names it, and the key whose record is printed is made there.
   const elsewhere = path.join(dir, 'var lib "mailnest"');
@@ -400,6 +406,10 @@ test('dns prints the records to publish, for a domain written in any case and wi
   assert.equal(bare.status, 0);
   assert.match(bare.stdout, /\tMX\t10 vm\.\n/);
   assert.equal(bare.stderr, 'mailnest: warning: hostname "vm" is not a fully qualified name, so the MX record below names a host no other server can find; set hostname = "mail.example.test" (a name with an A/AAAA record for this machine) in the config\n');
+  // Nor is an address a name (an MX names a host, RFC 5321 §5.1).
+  const address = cli(writeConfig(dir, baseConfig(dir, { hostname: '192.0.2.25' })), ['dns']);
+  assert.equal(address.status, 0);
+  assert.match(address.stderr, /^mailnest: warning: hostname "192\.0\.2\.25" is not a fully qualified name/);
   const other = cli(cfg, ['dns', 'other.test']);
   assert.equal(other.status, 2);
   assert.match(other.stderr, /^mailnest: "other\.test" is not one of the configured domains \(example\.test\); add it to "domains" in the config\n$/);
