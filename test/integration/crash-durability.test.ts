@@ -1,0 +1,119 @@
+/**
+ * What the server has acknowledged survives SIGKILL, past SMTP's 250 (smtp-crash.test.ts): a
+ * POP3 QUIT's +OK, an HTTP 202, and a message the next hop took but never acknowledged, which
+ * the queue still holds and delivers after the restart.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { addUser, baseConfig, cli, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
+import { dataDirOf, mailbox } from '../helpers/mailbox.ts';
+import { RawPop3 } from '../helpers/pop3.ts';
+import { inject, queueJson } from '../helpers/relay.ts';
+import { SmtpSink } from '../helpers/smtp-sink.ts';
+
+test('SIGKILL after a POP3 QUIT\'s +OK: the deletions stay; after DELE without QUIT, nothing is deleted', async () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir, { auth: { allow_insecure: true } }));
+  addUser(cfg, 'alice@example.test', 'pw-alice-1');
+  for (const n of [1, 2, 3]) inject(cfg, 'x@example.test', ['alice@example.test'], `Subject: message ${n}\r\n\r\nbody ${n}\r\n`);
+
+  const login = async (port: number): Promise<RawPop3> => {
+    const { client } = await RawPop3.connect(port);
+    assert.match(await client.command('USER alice@example.test'), /^\+OK/);
+    assert.match(await client.command('PASS pw-alice-1'), /^\+OK maildrop has 3 messages|^\+OK maildrop has 1 message /);
+    return client;
+  };
+  const first = await startMailnest(dir, cfg);
+  try {
+    const pop = await login(first.port('pop3'));
+    assert.match(await pop.command('DELE 1'), /^\+OK/);
+    assert.match(await pop.command('DELE 3'), /^\+OK/);
+    assert.match(await pop.command('QUIT'), /^\+OK .*\(1 message left\)/);
+  } finally {
+    await first.kill();
+  }
+  const subjects = async () => (await mailbox(dataDirOf(dir), 'alice@example.test')).map((m) => /Subject: (.*)\r\n/.exec(m.toString())![1]);
+  assert.deepEqual(await subjects(), ['message 2']);
+
+  const second = await startMailnest(dir, cfg);
+  try {
+    const pop = await login(second.port('pop3'));
+    assert.match(await pop.command('DELE 1'), /^\+OK/);
+  } finally {
+    // Killed in the TRANSACTION state: RFC 1939 §6 deletes only in UPDATE.
+    await second.kill();
+  }
+  assert.deepEqual(await subjects(), ['message 2']);
+  const third = await startMailnest(dir, cfg);
+  try {
+    const pop = await login(third.port('pop3'));
+    assert.equal(await pop.command('STAT'), `+OK 1 ${(await mailbox(dataDirOf(dir), 'alice@example.test'))[0]!.length}`);
+    await pop.command('QUIT');
+  } finally {
+    assert.equal(await third.stop(), 0);
+  }
+});
+
+test('SIGKILL after an HTTP 202: the message is there after the restart', async () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  addUser(cfg, 'alice@example.test', 'pw-alice-1');
+  const token = cli(cfg, ['token', 'create', 'cron']).stdout.trim().split(/\s+/).pop()!;
+  const server = await startMailnest(dir, cfg);
+  try {
+    const res = await fetch(`http://127.0.0.1:${server.port('http')}/api/v1/send`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+      body: JSON.stringify({ to: 'alice@example.test', subject: 'kept', text: 'accepted, then the server was killed' }),
+    });
+    assert.equal(res.status, 202, await res.text());
+  } finally {
+    await server.kill();
+  }
+  const again = await startMailnest(dir, cfg);
+  try {
+    const [m] = await mailbox(dataDirOf(dir), 'alice@example.test');
+    assert.match(m!.toString(), /Subject: kept\r\n[\s\S]*accepted, then the server was killed/);
+  } finally {
+    assert.equal(await again.stop(), 0);
+  }
+});
+
+test('SIGKILL while the next hop holds a message it has read but not acknowledged: after the restart it is delivered, not lost', async (t) => {
+  let reached!: () => void;
+  const dot = new Promise<void>((r) => { reached = r; });
+  // The first delivery's reply after the data never comes.
+  const sink = new SmtpSink({ dataGate: () => { reached(); return new Promise<void>(() => {}); } });
+  await sink.start();
+  t.after(() => sink.stop());
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir, {
+    relay: { routes: { 'hop.test': `127.0.0.1:${sink.port}` } },
+    queue: { retry: ['1s'], poll_interval: '200ms' },
+  }));
+  addUser(cfg, 'a@example.test', 'pw-a-1');
+  const first = await startMailnest(dir, cfg);
+  let id: string;
+  try {
+    id = inject(cfg, 'a@example.test', ['b@hop.test'], 'Subject: in flight\r\n\r\nstill ours\r\n');
+    await dot;
+  } finally {
+    await first.kill();
+  }
+  assert.deepEqual(queueJson(cfg).find((e) => e.id === id)?.recipients.map((r) => r.address), ['b@hop.test']);
+  // The next hop answers from now on.
+  delete sink.opts.dataGate;
+  const second = await startMailnest(dir, cfg);
+  try {
+    const [m] = await sink.waitFor(1);
+    assert.deepEqual(m!.to, ['b@hop.test']);
+    assert.match(m!.data.toString(), /Subject: in flight\r\n[\s\S]*still ours\r\n$/);
+    const settled = async () => queueJson(cfg).every((e) => e.id !== id);
+    for (const start = Date.now(); !(await settled());) {
+      assert.ok(Date.now() - start < 20_000, `still queued: ${JSON.stringify(queueJson(cfg))}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  } finally {
+    assert.equal(await second.stop(), 0);
+  }
+});
