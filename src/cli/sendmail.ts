@@ -44,12 +44,6 @@ function exitStatus(sysexit: number, sysexits: boolean): number {
   return sysexit === EX_USAGE ? 2 : 1;
 }
 
-/** Whether the arguments ask for sysexits.h statuses (before a "--": after it all are recipients). */
-function wantsSysexits(argv: string[]): boolean {
-  const end = argv.indexOf('--');
-  return (end < 0 ? argv : argv.slice(0, end)).includes(SYSEXITS);
-}
-
 export interface SendmailArgs {
   extractRecipients: boolean;
   ignoreDots: boolean;
@@ -62,6 +56,8 @@ export interface SendmailArgs {
   smtp?: boolean;
   /** --help: print the command's help, queue nothing. */
   help?: boolean;
+  /** --sysexits: exit statuses from sysexits.h. */
+  sysexits: boolean;
 }
 
 /** Flags without a value, accepted and ignored (or meaningful, for t and i). */
@@ -70,58 +66,80 @@ const BOOLEAN_FLAGS = new Set(['t', 'i', 'I', 'v', 'm', 'n', 'U', 'G', 'x', 'e']
 const VALUE_FLAGS = new Set(['f', 'r', 'F', 'o', 'O', 'b', 'B', 'N', 'R', 'V', 'X', 'C', 'L', 'h', 'd', 'q', 'p', 'A']);
 
 export class SendmailUsage extends CliError {
+  /** Whether the arguments asked for sysexits.h statuses, read past the problem. */
+  sysexits = false;
   constructor(message: string) {
     super(message, EX_USAGE);
   }
 }
 
-/** Parses sendmail's arguments; throws SendmailUsage. */
+/** Parses sendmail's arguments; throws SendmailUsage, for the first problem, once all are read
+ *  (so that it knows whether they ask for sysexits.h statuses). */
 export function parseSendmailArgs(argv: string[]): SendmailArgs {
-  const a: SendmailArgs = { extractRecipients: false, ignoreDots: false, recipients: [], noop: false };
-  for (let k = 0; k < argv.length; k++) {
-    const arg = argv[k]!;
-    if (arg === '--') {
-      a.recipients.push(...argv.slice(k + 1));
-      break;
-    }
-    // mailnest's own options, which commander has already taken (-c/--config FILE, --verbose) or
-    // the action reads (--sysexits)
-    if (arg === '-c' || arg === '--config') {
-      k++;
-      continue;
-    }
-    if (arg === '--verbose' || arg === SYSEXITS || arg.startsWith('--config=')) continue;
-    if (arg === '--help') {
-      a.help = true;
-      continue;
-    }
-    if (!arg.startsWith('-') || arg === '-') {
-      a.recipients.push(arg);
-      continue;
-    }
-    if (arg.startsWith('--')) throw new SendmailUsage(`unknown option ${arg}`);
-    // Postfix's request for SMTPUTF8: mailnest asks the next hop for it whenever an address needs it.
-    if (arg === '-SMTPUTF8') continue;
-    for (let j = 1; j < arg.length; j++) {
-      const flag = arg[j]!;
-      if (BOOLEAN_FLAGS.has(flag)) {
-        if (flag === 't') a.extractRecipients = true;
-        if (flag === 'i') a.ignoreDots = true;
-        if (flag === 'I') a.noop = true; // -I is -bi
-        continue;
-      }
-      if (!VALUE_FLAGS.has(flag)) throw new SendmailUsage(`unknown option -${flag}`);
-      let value = arg.slice(j + 1);
-      // -q alone (run the queue) has an optional value; every other flag needs one.
-      if (value === '' && flag !== 'q') {
-        if (k + 1 >= argv.length) throw new SendmailUsage(`option -${flag} needs a value`);
-        value = argv[++k]!;
-      }
-      applyValueFlag(a, flag, value);
-      break;
+  const a: SendmailArgs = { extractRecipients: false, ignoreDots: false, recipients: [], noop: false, sysexits: false };
+  let problem: SendmailUsage | undefined;
+  const at = { k: 0 };
+  for (; at.k < argv.length; at.k++) {
+    try {
+      if (!readArg(argv, at, a)) break;
+    } catch (err) {
+      if (!(err instanceof SendmailUsage)) throw err;
+      problem ??= err;
     }
   }
+  if (problem) {
+    problem.sysexits = a.sysexits;
+    throw problem;
+  }
   return a;
+}
+
+/** Reads the argument at `at.k` (and the value after it, moving `at.k`) into `a`; false at "--",
+ *  after which all are recipients. */
+function readArg(argv: string[], at: { k: number }, a: SendmailArgs): boolean {
+  const arg = argv[at.k]!;
+  if (arg === '--') {
+    a.recipients.push(...argv.slice(at.k + 1));
+    return false;
+  }
+  // mailnest's own options: -c/--config FILE and --verbose, which commander has already taken,
+  // and --sysexits
+  if (arg === '-c' || arg === '--config') {
+    at.k++;
+    return true;
+  }
+  if (arg === SYSEXITS) a.sysexits = true;
+  if (arg === '--verbose' || arg === SYSEXITS || arg.startsWith('--config=')) return true;
+  if (arg === '--help') {
+    a.help = true;
+    return true;
+  }
+  if (!arg.startsWith('-') || arg === '-') {
+    a.recipients.push(arg);
+    return true;
+  }
+  if (arg.startsWith('--')) throw new SendmailUsage(`unknown option ${arg}`);
+  // Postfix's request for SMTPUTF8: mailnest asks the next hop for it whenever an address needs it.
+  if (arg === '-SMTPUTF8') return true;
+  for (let j = 1; j < arg.length; j++) {
+    const flag = arg[j]!;
+    if (BOOLEAN_FLAGS.has(flag)) {
+      if (flag === 't') a.extractRecipients = true;
+      if (flag === 'i') a.ignoreDots = true;
+      if (flag === 'I') a.noop = true; // -I is -bi
+      continue;
+    }
+    if (!VALUE_FLAGS.has(flag)) throw new SendmailUsage(`unknown option -${flag}`);
+    let value = arg.slice(j + 1);
+    // -q alone (run the queue) has an optional value; every other flag needs one.
+    if (value === '' && flag !== 'q') {
+      if (at.k + 1 >= argv.length) throw new SendmailUsage(`option -${flag} needs a value`);
+      value = argv[++at.k]!;
+    }
+    applyValueFlag(a, flag, value);
+    break;
+  }
+  return true;
 }
 
 function applyValueFlag(a: SendmailArgs, flag: string, value: string): void {
@@ -206,12 +224,15 @@ export function registerSendmail(program: Command): void {
     .allowExcessArguments()
     .argument('[options-and-recipients...]')
     .action(async (_args: string[], _opts: unknown, cmd: Command) => {
-      const argv = rawArgs();
+      let sysexits = false;
       try {
-        await run(argv, cmd);
+        const args = parseSendmailArgs(rawArgs());
+        sysexits = args.sysexits;
+        await run(args, cmd);
       } catch (err) {
+        if (err instanceof SendmailUsage) sysexits ||= err.sysexits;
         if (!(err instanceof CliError)) throw err;
-        const read = new CliError(err.message, exitStatus(err.exitCode, wantsSysexits(argv)));
+        const read = new CliError(err.message, exitStatus(err.exitCode, sysexits));
         read.stack = err.stack;
         throw read;
       }
@@ -219,8 +240,7 @@ export function registerSendmail(program: Command): void {
 }
 
 /** The command; a failure is a CliError with its sysexits.h status. */
-async function run(argv: string[], cmd: Command): Promise<void> {
-  const args = parseSendmailArgs(argv);
+async function run(args: SendmailArgs, cmd: Command): Promise<void> {
   if (args.help) {
     cmd.outputHelp();
     return;

@@ -125,6 +125,10 @@ describe('mailnest sendmail', () => {
     // a config that cannot be read is EX_CONFIG
     assert.equal(cli(`${dir}/missing.toml`, ['sendmail', '--sysexits', 'alice@example.test'], 'x\n').status, 78);
     assert.equal(cli(`${dir}/missing.toml`, ['sendmail', 'alice@example.test'], 'x\n').status, 1);
+    // read past a problem, and not where it is a flag's value
+    assert.equal(cli(configFile, ['sendmail', '-Z', '--sysexits', 'alice@example.test'], 'x\n').status, 64);
+    const value = cli(configFile, ['sendmail', '-f', '--sysexits', 'nobody@example.test'], 'x\n');
+    assert.deepEqual([value.status, value.stderr], [1, 'mailnest: no such local user or alias: nobody@example.test\n']);
     // after "--" it is a recipient, not the option
     const late = cli(configFile, ['sendmail', '--', '--sysexits'], 'x\n');
     assert.equal(late.status, 1, late.stderr);

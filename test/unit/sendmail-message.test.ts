@@ -1,20 +1,20 @@
 /** sendmail's argument conventions and the preparation of a message handed in on stdin. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EX_USAGE, parseSendmailArgs } from '../../src/cli/sendmail.ts';
+import { EX_USAGE, parseSendmailArgs, SendmailUsage } from '../../src/cli/sendmail.ts';
 import { prepareSubmitted, SubmittedError, type SubmittedOptions } from '../../src/mime/submitted.ts';
 import { parseMail } from '../helpers/parse-mail.ts';
 
 test('the flags cron, logwatch, smartd, mail(1) and PHP pass', () => {
   // Debian cron: sendmail -FCronDaemon -i -B8BITMIME -oem root
   assert.deepEqual(parseSendmailArgs(['-FCronDaemon', '-i', '-B8BITMIME', '-oem', 'root']),
-    { extractRecipients: false, ignoreDots: true, recipients: ['root'], noop: false, fullName: 'CronDaemon' });
+    { extractRecipients: false, ignoreDots: true, recipients: ['root'], noop: false, sysexits: false, fullName: 'CronDaemon' });
   // PHP mail(): sendmail -t -i (plus -f from the fifth argument)
   assert.deepEqual(parseSendmailArgs(['-t', '-i', '-f', 'www@example.test']),
-    { extractRecipients: true, ignoreDots: true, recipients: [], noop: false, sender: 'www@example.test' });
+    { extractRecipients: true, ignoreDots: true, recipients: [], noop: false, sysexits: false, sender: 'www@example.test' });
   // bundled flags and attached values
   assert.deepEqual(parseSendmailArgs(['-ti', '-fbounce@example.test', '-F', 'Backup Job', '-oi', '-odi', '-v', 'a@example.test', 'b@example.test']),
-    { extractRecipients: true, ignoreDots: true, recipients: ['a@example.test', 'b@example.test'], noop: false, sender: 'bounce@example.test', fullName: 'Backup Job' });
+    { extractRecipients: true, ignoreDots: true, recipients: ['a@example.test', 'b@example.test'], noop: false, sysexits: false, sender: 'bounce@example.test', fullName: 'Backup Job' });
   // -oi alone, -bm, -N and -R with values, recipients after --
   const a = parseSendmailArgs(['-bm', '-oi', '-N', 'failure,delay', '-R', 'hdrs', '-V', 'env1', '--', '-odd@example.test']);
   assert.equal(a.ignoreDots, true);
@@ -26,12 +26,16 @@ test('the flags cron, logwatch, smartd, mail(1) and PHP pass', () => {
   // Symfony's and Laravel's sendmail transports: SMTP on stdin and stdout
   assert.equal(parseSendmailArgs(['-bs', '-i']).smtp, true);
   // Postfix's -SMTPUTF8: SMTPUTF8 is asked of the next hop whenever an address needs it
-  assert.deepEqual(parseSendmailArgs(['-SMTPUTF8', '-t']), { extractRecipients: true, ignoreDots: false, recipients: [], noop: false });
+  assert.deepEqual(parseSendmailArgs(['-SMTPUTF8', '-t']), { extractRecipients: true, ignoreDots: false, recipients: [], noop: false, sysexits: false });
   // mailnest's own -c/--config and --verbose may follow "sendmail" too
   assert.deepEqual(parseSendmailArgs(['-c', 'x.toml', '--verbose', '--config=y.toml', '-t']).recipients, []);
   assert.equal(parseSendmailArgs(['--config', 'x.toml', 'a@example.test']).recipients[0], 'a@example.test');
   // without -i dots end the message
   assert.equal(parseSendmailArgs(['root']).ignoreDots, false);
+  // --sysexits anywhere before "--", and not as a flag's value nor after "--"
+  assert.equal(parseSendmailArgs(['-t', '--sysexits', '-i']).sysexits, true);
+  assert.deepEqual([parseSendmailArgs(['-f', '--sysexits', 'a@example.test'])].map((x) => [x.sysexits, x.sender]), [[false, '--sysexits']]);
+  assert.deepEqual([parseSendmailArgs(['--', '--sysexits'])].map((x) => [x.sysexits, x.recipients]), [[false, ['--sysexits']]]);
 });
 
 test('unknown and unsupported options are usage errors (EX_USAGE)', () => {
@@ -50,6 +54,12 @@ test('unknown and unsupported options are usage errors (EX_USAGE)', () => {
       return true;
     }, args.join(' '));
   }
+  // The first problem is the one said; --sysexits after it still counts.
+  assert.throws(() => parseSendmailArgs(['-Z', '-bp', '--sysexits']), (err: unknown) => {
+    assert.match((err as Error).message, /unknown option -Z/);
+    assert.equal((err as SendmailUsage).sysexits, true);
+    return true;
+  });
 });
 
 const opts: SubmittedOptions = { ignoreDots: false, extractRecipients: false, recipients: [], defaultSender: 'root', domain: 'example.test', hostname: 'mx.example.test', now: new Date(Date.UTC(2026, 0, 2, 3, 4, 5)) };
