@@ -108,8 +108,11 @@ function readArg(argv: string[], at: { k: number }, a: SendmailArgs): boolean {
     at.k++;
     return true;
   }
-  if (arg === SYSEXITS) a.sysexits = true;
-  if (arg === '--verbose' || arg === SYSEXITS || arg.startsWith('--config=')) return true;
+  if (arg === SYSEXITS) {
+    a.sysexits = true;
+    return true;
+  }
+  if (arg === '--verbose' || arg.startsWith('--config=')) return true;
   if (arg === '--help') {
     a.help = true;
     return true;
