@@ -50,8 +50,9 @@ interface Expansion {
   /** The addresses of the alias chain being followed now. */
   path: Set<string>;
   loop: boolean;
-  /** A chain went deeper than MAX_ALIAS_DEPTH. */
-  deep: boolean;
+  /** The aliases met past MAX_ALIAS_DEPTH and not followed: none of them followed by a shorter
+   *  way since, when the expansion ends, is a chain too deep. */
+  cut: Set<string>;
   /** An alias was met on the way. */
   alias: boolean;
   aliasTargets: AliasLookup;
@@ -90,8 +91,8 @@ export class Recipients {
 
   private async resolveWith(address: string, aliasTargets: AliasLookup): Promise<Resolution> {
     if (!this.isLocalAddress(address)) return { kind: 'remote' };
-    const x: Expansion = { users: new Map(), forward: new Map(), seen: new Map(), path: new Set(), loop: false, deep: false, alias: false, aliasTargets };
-    if (!(await this.expand(address, 0, x))) return x.loop ? { kind: 'unknown', why: 'loop' } : x.deep ? { kind: 'unknown', why: 'deep' } : x.alias ? { kind: 'unknown', why: 'dangling' } : { kind: 'unknown' };
+    const x: Expansion = { users: new Map(), forward: new Map(), seen: new Map(), path: new Set(), loop: false, cut: new Set(), alias: false, aliasTargets };
+    if (!(await this.expand(address, 0, x))) return x.loop ? { kind: 'unknown', why: 'loop' } : x.cut.size > 0 ? { kind: 'unknown', why: 'deep' } : x.alias ? { kind: 'unknown', why: 'dangling' } : { kind: 'unknown' };
     return { kind: 'local', users: [...x.users.values()], forward: [...x.forward.values()] };
   }
 
@@ -131,9 +132,10 @@ export class Recipients {
     if (targets) {
       x.alias = true;
       if (depth >= MAX_ALIAS_DEPTH) {
-        x.deep = true;
+        x.cut.add(key);
         return false;
       }
+      x.cut.delete(key);
       let any = false;
       for (const t of targets) any = (await this.expand(t, depth + 1, x)) || any;
       return any;

@@ -27,6 +27,18 @@ test('an alias reached first at the end of a chain too deep is still followed by
       store.close();
     }
   }
+  // Nor does the reason it reaches nobody: an alias to come at the end of the short way is
+  // dangling, not cut off, whichever way is met first.
+  for (const order of [['b1@example.test', 'c@example.test'], ['c@example.test', 'b1@example.test']]) {
+    const { store, recipients } = await world(order);
+    try {
+      await store.removeAlias('c@example.test');
+      await store.addAlias('c@example.test', ['future@example.test']);
+      assert.deepEqual(await recipients.resolve('a@example.test'), { kind: 'unknown', why: 'dangling' }, order.join(', '));
+    } finally {
+      store.close();
+    }
+  }
   // By the long way alone, it is cut off.
   const { store, recipients } = await world(['b1@example.test']);
   try {
