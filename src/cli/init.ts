@@ -4,10 +4,11 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { loadConfig, namedConfig, parseConfig } from '../config/load.ts';
+import { canonicalDomain } from '../config/schema.ts';
 import { parse as parseToml } from 'smol-toml';
 import { asDataDirOwner, asEffectively, dataDirOwner } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
-import { dnsRecords, formatRecords, isFullyQualified } from '../delivery/dns-records.ts';
+import { dnsRecords, endsInNumber, formatRecords, isFullyQualified } from '../delivery/dns-records.ts';
 import { prepareDataDir } from '../store/data-dir.ts';
 
 /** The listeners of a starter config: on loopback's unprivileged ports to try mailnest out, or
@@ -108,7 +109,8 @@ export function registerInit(program: Command): void {
     .option('--force', 'overwrite an existing file')
     .action(async (opts: { hostname: string; domain?: string; dataDir: string; public?: boolean; force?: boolean }, cmd: Command) => {
       const file = namedConfig((cmd.optsWithGlobals() as { config?: string }).config) ?? 'mailnest.toml';
-      if (!isFullyQualified(opts.hostname)) {
+      // Judged as the file will hold it (A-labels, ASCII digits and dots).
+      if (!isFullyQualified(canonicalDomain(opts.hostname))) {
         throw new UsageError(`the host name ${JSON.stringify(opts.hostname)} is not a fully qualified domain name, which the MX record and EHLO need (RFC 5321 §2.3.5): give a fully qualified one, e.g. --hostname mail.example.com --domain example.com`);
       }
       // mail.example.com serves example.com, example.com itself.
@@ -116,6 +118,9 @@ export function registerInit(program: Command): void {
       const domain = opts.domain ?? (labels.length >= 3 ? labels.slice(1).join('.') : labels.length === 2 ? opts.hostname : undefined);
       if (!domain) {
         throw new UsageError(`cannot tell the mail domain from the host name ${JSON.stringify(opts.hostname)}: give --domain (and --hostname, e.g. --hostname mail.example.com --domain example.com)`);
+      }
+      if (endsInNumber(canonicalDomain(domain))) {
+        throw new UsageError(`the mail domain ${JSON.stringify(domain)} reads as an IP address, not a domain name (its last label is all digits): give the domain of your addresses, e.g. --domain example.com`);
       }
       const text = starterConfig(opts.hostname, domain, opts.dataDir, !!opts.public);
       try {

@@ -15,12 +15,16 @@ export interface DnsRecord {
   note: string;
 }
 
+/** Whether `name` reads as an IPv4 address, not a domain name: its last label is all digits
+ *  (RFC 3696 §2: no top-level domain is). */
+export function endsInNumber(name: string): boolean {
+  return /(?:^|\.)\d+$/.test(name.replace(/\.$/, ''));
+}
+
 /** Whether `host` names a host that other servers can look up: an MX target and an EHLO name
- *  are fully qualified (RFC 5321 §2.3.5), a bare machine name is not, and neither is an IPv4
- *  address or anything else whose last label is all digits (RFC 3696 §2: no top-level domain is). */
+ *  are fully qualified (RFC 5321 §2.3.5), a bare machine name is not, nor an address. */
 export function isFullyQualified(host: string): boolean {
-  const name = host.replace(/\.$/, '');
-  return name.includes('.') && !/\.\d+$/.test(name);
+  return host.replace(/\.$/, '').includes('.') && !endsInNumber(host);
 }
 
 /** TXT strings are at most 255 octets each (RFC 1035 §3.3); longer values are split. */

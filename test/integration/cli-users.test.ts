@@ -223,12 +223,16 @@ test('init writes a starter config that mailnest accepts, and refuses to overwri
     assert.match(bare.stderr, /^mailnest: the host name "vm" is not a fully qualified domain name, which the MX record and EHLO need \(RFC 5321 §2\.3\.5\): give a fully qualified one, e\.g\. --hostname mail\.example\.com/);
   }
   assert.equal(cli(path.join(dir, 'bad.toml'), ['init', '--hostname', 'bad host', '--domain', 'example.org']).status, 2);
-  // An address is no host name either: its "domain" would be the address without its first number.
-  for (const args of [['--hostname', '203.0.113.5'], ['--hostname', '203.0.113.5', '--domain', 'example.org']]) {
+  // An address is no host name either (its "domain" would be the address without its first
+  // number), written in any digits; nor is it a mail domain.
+  for (const [args, host] of [[['--hostname', '203.0.113.5'], '203.0.113.5'], [['--hostname', '203.0.113.5', '--domain', 'example.org'], '203.0.113.5'], [['--hostname', '\uff12\uff10\uff13.0.113.5'], '\uff12\uff10\uff13.0.113.5']] as const) {
     const address = cli(path.join(dir, 'bare.toml'), ['init', ...args]);
     assert.equal(address.status, 2);
-    assert.match(address.stderr, /^mailnest: the host name "203\.0\.113\.5" is not a fully qualified domain name/);
+    assert.ok(address.stderr.startsWith(`mailnest: the host name ${JSON.stringify(host)} is not a fully qualified domain name`), address.stderr);
   }
+  const ipDomain = cli(path.join(dir, 'bare.toml'), ['init', '--hostname', 'mail.example.org', '--domain', '192.0.2.1']);
+  assert.equal(ipDomain.status, 2);
+  assert.equal(ipDomain.stderr, 'mailnest: the mail domain "192.0.2.1" reads as an IP address, not a domain name (its last label is all digits): give the domain of your addresses, e.g. --domain example.com\n');
   assert.ok(!fs.existsSync(path.join(dir, 'bare.toml')) && !fs.existsSync(path.join(dir, 'bad.toml')));
   // --data-dir: the file names it, and the key whose record is printed is made there.
   const elsewhere = path.join(dir, 'var lib "mailnest"');
