@@ -96,7 +96,8 @@ test('SIGKILL while the next hop holds a message it has read but not acknowledge
   let id: string;
   try {
     id = inject(cfg, 'a@example.test', ['b@hop.test'], 'Subject: in flight\r\n\r\nstill ours\r\n');
-    await dot;
+    // Bounded: a delivery that never comes fails the test rather than holding the run.
+    await Promise.race([dot, new Promise((_, reject) => setTimeout(() => reject(new Error('the next hop never got the message')), 30_000).unref())]);
   } finally {
     await first.kill();
   }
