@@ -1,7 +1,6 @@
 /** `mailnest alias add|remove|list` */
 import type { Command } from 'commander';
-import { MAX_ALIAS_DEPTH, type Resolution } from '../delivery/recipients.ts';
-import { addressKey } from '../store/store.ts';
+import { MAX_ALIAS_DEPTH } from '../delivery/recipients.ts';
 import { parseMailbox } from '../smtp/address.ts';
 import { withContext } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
@@ -20,18 +19,13 @@ export function registerAlias(program: Command): void {
         for (const t of targets) {
           if (typeof parseMailbox(t, true) === 'string') throw new UsageError(`target ${JSON.stringify(t)} is not a valid address`);
         }
-        const after = await ctx.recipients.resolveWithTargets(name, name, targets);
-        if (after.kind === 'unknown' && after.why === 'loop') {
+        const refusal = await ctx.recipients.refusalOfTargets(name, targets);
+        if (refusal?.why === 'loop') {
           throw new CliError(`${name} -> ${targets.join(', ')} would make a loop: its aliases would lead back to themselves and its mail to nobody`);
         }
-        const tooDeep = `would lead through more than ${MAX_ALIAS_DEPTH} aliases, and no more are followed: its mail would go to nobody; point it nearer the mailboxes`;
-        if (isDeep(after)) throw new CliError(`${name} -> ${targets.join(', ')} ${tooDeep}`);
-        // An alias that leads to this one goes as much deeper (a loop through it is the one above).
-        for (const other of await ctx.store.listAliases()) {
-          if (addressKey(other.alias) === addressKey(name)) continue;
-          if (isDeep(await ctx.recipients.resolveWithTargets(other.alias, name, targets)) && !isDeep(await ctx.recipients.resolve(other.alias))) {
-            throw new CliError(`${name} -> ${targets.join(', ')}: ${other.alias}, which leads to ${name}, ${tooDeep}`);
-          }
+        if (refusal) {
+          const whose = refusal.by ? `: ${refusal.by}, which leads to ${name},` : '';
+          throw new CliError(`${name} -> ${targets.join(', ')}${whose} would lead through more than ${MAX_ALIAS_DEPTH} aliases, and no more are followed: its mail would go to nobody; point it nearer the mailboxes`);
         }
         await ctx.store.addAlias(name, targets);
         process.stdout.write(`${name} -> ${targets.join(', ')}\n`);
@@ -61,9 +55,4 @@ export function registerAlias(program: Command): void {
         else printTable(['ALIAS', 'TARGETS'], aliases.map((a) => [a.alias, a.targets.join(', ')]), 'no aliases');
       });
     });
-}
-
-/** An alias that reaches nobody because its chain goes past MAX_ALIAS_DEPTH. */
-function isDeep(r: Resolution): boolean {
-  return r.kind === 'unknown' && r.why === 'deep';
 }

@@ -170,7 +170,6 @@ const MAX_FROM_BYTES = 16 * 1024;
  *  with `reject_dmarc` a message naming more is refused. Real mail names one. */
 const MAX_AUTHOR_DOMAINS = 10;
 
-
 const POSITIVE_TTL = 5 * 60_000;
 const NEGATIVE_TTL = 60_000;
 const CACHE_MAX = 10_000;

@@ -80,9 +80,24 @@ export class Recipients {
     return this.resolveWith(address, async (a) => (await this.store.findAlias(a))?.targets);
   }
 
-  /** Where `address` would lead once `targets` were added to `alias` (`alias add` refuses a loop,
-   *  and a chain past MAX_ALIAS_DEPTH from the alias or from one that leads to it). */
-  resolveWithTargets(address: string, alias: string, targets: string[]): Promise<Resolution> {
+  /**
+   * Why adding `targets` to `alias` would send mail to nobody, if it would (`alias add` refuses
+   * it): a loop through the alias, or a chain past MAX_ALIAS_DEPTH from it or from an alias that
+   * leads to it, which goes as much deeper (`by` names that one). An alias too deep already is
+   * no reason.
+   */
+  async refusalOfTargets(alias: string, targets: string[]): Promise<{ why: 'loop' | 'deep'; by?: string } | undefined> {
+    const after = await this.resolveWithTargets(alias, alias, targets);
+    if (after.kind === 'unknown' && (after.why === 'loop' || after.why === 'deep')) return { why: after.why };
+    for (const other of await this.store.listAliases()) {
+      if (addressKey(other.alias) === addressKey(alias)) continue;
+      if (isDeep(await this.resolveWithTargets(other.alias, alias, targets)) && !isDeep(await this.resolve(other.alias))) return { why: 'deep', by: other.alias };
+    }
+    return undefined;
+  }
+
+  /** Where `address` would lead once `targets` were added to `alias`. */
+  private resolveWithTargets(address: string, alias: string, targets: string[]): Promise<Resolution> {
     return this.resolveWith(address, async (a) => {
       const existing = (await this.store.findAlias(a))?.targets;
       return addressKey(a) === addressKey(alias) ? [...(existing ?? []), ...targets] : existing;
@@ -172,4 +187,9 @@ export class Recipients {
     const r = await this.resolve(sender);
     return r.kind === 'local' && r.users.some((u) => u.id === user.id);
   }
+}
+
+/** An alias that reaches nobody because its chain goes past MAX_ALIAS_DEPTH. */
+function isDeep(r: Resolution): boolean {
+  return r.kind === 'unknown' && r.why === 'deep';
 }

@@ -47,3 +47,20 @@ test('an alias reached first at the end of a chain too deep is still followed by
     store.close();
   }
 });
+
+test('targets are refused that would loop, or take the alias, or one that leads to it, past eight aliases', async () => {
+  // a -> b1 -> ... -> b7 -> c -> carol: too deep from a already, which stops nothing.
+  const { store, recipients } = await world(['b1@example.test']);
+  try {
+    assert.equal(await recipients.refusalOfTargets('b7@example.test', ['carol@example.test']), undefined);
+    await store.addAlias('q@example.test', ['p@example.test']);
+    assert.deepEqual(await recipients.refusalOfTargets('p@example.test', ['q@example.test']), { why: 'loop' });
+    // w -> b2 reaches carol on the eighth link; so does u through w, one further: too far.
+    assert.deepEqual(await recipients.refusalOfTargets('w@example.test', ['b1@example.test']), { why: 'deep' });
+    await store.addAlias('u@example.test', ['w@example.test']);
+    assert.deepEqual(await recipients.refusalOfTargets('w@example.test', ['b3@example.test']), undefined);
+    assert.deepEqual(await recipients.refusalOfTargets('w@example.test', ['b2@example.test']), { why: 'deep', by: 'u@example.test' });
+  } finally {
+    store.close();
+  }
+});
