@@ -1,3 +1,5 @@
+import url from 'node:url';
+
 /** Whether text is ASCII only: the test behind every choice between a form for ASCII and one
  *  for more (SMTPUTF8, A-labels, RFC 6533's global types). */
 export function isAscii(text: string): boolean {
@@ -11,4 +13,19 @@ export function isAscii(text: string): boolean {
  */
 export function asciiUpper(text: string): string {
   return text.replace(/[a-z]+/g, (m) => m.toUpperCase());
+}
+
+/**
+ * The address in ASCII, when it has an ASCII form: as it is, or with an internationalised domain
+ * in its A-labels (RFC 5890 §2.3.2.1) after an ASCII local part, which every SMTP server and
+ * header reader takes (RFC 6531 §3.2 wants SMTPUTF8 only for what has no such form). Undefined
+ * when the local part is not ASCII (or the domain has no A-label form).
+ */
+export function asciiAddress(address: string): string | undefined {
+  if (isAscii(address)) return address;
+  const at = address.lastIndexOf('@');
+  const local = address.slice(0, at);
+  if (at < 0 || !isAscii(local)) return undefined;
+  const domain = url.domainToASCII(address.slice(at + 1));
+  return domain === '' ? undefined : `${local}@${domain}`;
 }

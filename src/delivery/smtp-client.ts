@@ -6,7 +6,7 @@
  * per recipient. Timeouts follow RFC 5321 §4.5.3.2.
  */
 import type { Readable } from 'node:stream';
-import { isAscii } from '../ascii.ts';
+import { asciiAddress, isAscii } from '../ascii.ts';
 import type { ConnectionOptions } from 'node:tls';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 
@@ -150,7 +150,7 @@ export function whereOf(target: Pick<ClientTarget, 'host' | 'port' | 'servername
   return `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
 }
 
-const NO_SMTPUTF8 = '553 5.6.7 a non-ASCII address and the next hop does not offer SMTPUTF8 (RFC 6531)';
+const NO_SMTPUTF8 = '553 5.6.7 a non-ASCII local part and the next hop does not offer SMTPUTF8 (RFC 6531)';
 
 function describe(err: NmError): string {
   if (err.response) return oneLine(err.response);
@@ -312,13 +312,20 @@ export class SmtpClient {
     const all = (ok: boolean, permanent: boolean, reply: string, ownReply = false): RecipientResult[] =>
       message.recipients.map((address) => ({ address, ok, permanent, reply, ...(ownReply ? { ownReply } : {}) }));
     if (this.broken) return Promise.resolve(all(false, false, 'connection lost', true));
-    // A non-ASCII recipient is one this server cannot take; the others go (RFC 6531 §3.2).
-    const utf8 = this.offered.extensions.includes('SMTPUTF8') ? [] : message.recipients.filter((a) => !isAscii(a));
-    if (utf8.length > 0) {
-      const refused = utf8.map((address) => ({ address, ok: false, permanent: true, reply: NO_SMTPUTF8, ownReply: true }));
-      const rest = message.recipients.filter(isAscii);
-      if (rest.length === 0) return Promise.resolve(refused);
-      return this.transaction({ ...message, recipients: rest }).then((results) => [...results, ...refused]);
+    if (!this.offered.extensions.includes('SMTPUTF8') && !message.recipients.every(isAscii)) {
+      // A server without SMTPUTF8 takes an internationalised domain in its A-labels; a recipient
+      // with no ASCII form is one it cannot take, and the others go (RFC 6531 §3.2). Results
+      // come back under the addresses as queued.
+      const queued = new Map<string, string[]>();
+      const refused: RecipientResult[] = [];
+      for (const address of message.recipients) {
+        const ascii = asciiAddress(address);
+        if (ascii === undefined) refused.push({ address, ok: false, permanent: true, reply: NO_SMTPUTF8, ownReply: true });
+        else queued.set(ascii, [...queued.get(ascii) ?? [], address]);
+      }
+      if (queued.size === 0) return Promise.resolve(refused);
+      return this.transaction({ ...message, recipients: [...queued.keys()] })
+        .then((results) => [...results.flatMap((r) => (queued.get(r.address) ?? [r.address]).map((address) => ({ ...r, address }))), ...refused]);
     }
     const refusal = this.unsendable(message);
     if (refusal) return Promise.resolve(all(false, true, refusal, true));
@@ -340,8 +347,10 @@ export class SmtpClient {
       };
       this.conn.once('error', onError);
       this.conn.once('end', onEnd);
+      // A sender with an internationalised domain only needs no SMTPUTF8 in its A-labels.
+      const sender = this.offered.extensions.includes('SMTPUTF8') ? message.sender : asciiAddress(message.sender) ?? message.sender;
       const envelope = {
-        from: message.sender === '' ? false as const : message.sender,
+        from: sender === '' ? false as const : sender,
         to: message.recipients,
         size: message.size,
         use8BitMime: message.eightBit,
@@ -411,15 +420,15 @@ export class SmtpClient {
   }
 
   /**
-   * Why this server cannot take the message as it is, if it cannot: a non-ASCII sender needs
-   * SMTPUTF8 (RFC 6531 §3.2), 8-bit data 8BITMIME (RFC 6152 §3), and the message must be within
-   * the SIZE it declared. mailnest converts none of these, so the message is returned to its
-   * sender, as RFC 6531 §3.2 has it for the addresses.
+   * Why this server cannot take the message as it is, if it cannot: a sender with a non-ASCII
+   * local part needs SMTPUTF8 (RFC 6531 §3.2), 8-bit data 8BITMIME (RFC 6152 §3), and the
+   * message must be within the SIZE it declared. mailnest converts none of these, so the
+   * message is returned to its sender, as RFC 6531 §3.2 has it for the addresses.
    */
   private unsendable(message: OutboundMessage): string | undefined {
     const { extensions: offered, maxSize } = this.offered;
-    // First: a non-ASCII sender is the reason, also when the message is 8-bit too.
-    if (!isAscii(message.sender) && !offered.includes('SMTPUTF8')) return NO_SMTPUTF8;
+    // First: such a sender is the reason, also when the message is 8-bit too.
+    if (asciiAddress(message.sender) === undefined && !offered.includes('SMTPUTF8')) return NO_SMTPUTF8;
     if (message.eightBit && !offered.includes('8BITMIME')) {
       return '554 5.6.3 the message has 8-bit data and the next hop does not offer 8BITMIME (RFC 6152)';
     }

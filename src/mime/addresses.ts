@@ -4,10 +4,9 @@
  * then every address is checked against the RFC 5321 mailbox grammar, because it is also an
  * envelope address.
  */
-import url from 'node:url';
 import addressparser from 'nodemailer/lib/addressparser';
 import { encodeWord } from 'nodemailer/lib/mime-funcs';
-import { isAscii } from '../ascii.ts';
+import { asciiAddress } from '../ascii.ts';
 import { parseMailbox } from '../smtp/address.ts';
 import { addressKey } from '../store/store.ts';
 import { ComposeError } from './errors.ts';
@@ -189,10 +188,7 @@ export function formatAddressList(list: NamedAddress[], groups: string[] = []): 
 }
 
 function formatMailbox(a: NamedAddress): string {
-  const at = a.address.lastIndexOf('@');
-  const local = a.address.slice(0, at);
-  const domain = a.address.slice(at + 1);
-  const address = isAscii(local) && !isAscii(domain) ? `${local}@${url.domainToASCII(domain) || domain}` : a.address;
+  const address = asciiAddress(a.address) ?? a.address;
   if (a.name === '') return PLAIN_ADDRESS.test(address) ? address : `<${address}>`;
   return `${displayName(a.name)} <${address}>`;
 }

@@ -144,6 +144,19 @@ test('8-bit data without 8BITMIME, and a UTF-8 address without SMTPUTF8, fail fo
   assert.deepEqual(hop.commands.filter((c) => /^RCPT/.test(c)).slice(-1), ['RCPT TO:<plain@hop.test>']);
 });
 
+test('an internationalised domain after an ASCII local part goes to a hop without SMTPUTF8 in its A-labels, and its result under the address as queued', async (t) => {
+  const hop = await nextHop(t, ['8BITMIME']);
+  const client = await connect(hop.port);
+  t.after(() => client.close());
+  const results = await client.send(message('Subject: s\r\n\r\nx\r\n', { sender: 'me@b\u00fccher.example', recipients: ['jo@b\u00fccher.test', 'j\u00f6rg@hop.test', 'plain@hop.test'] }));
+  assert.deepEqual(results.map((r) => [r.address, r.ok, r.reply.slice(0, 3)]), [['jo@b\u00fccher.test', true, '250'], ['plain@hop.test', true, '250'], ['j\u00f6rg@hop.test', false, '553']]);
+  assert.deepEqual(hop.commands.filter((c) => /^(MAIL|RCPT)/.test(c)), ['MAIL FROM:<me@xn--bcher-kva.example>', 'RCPT TO:<jo@xn--bcher-kva.test>', 'RCPT TO:<plain@hop.test>']);
+  // A sender whose local part is not ASCII still needs SMTPUTF8.
+  const [r] = await client.send(message('Subject: s\r\n\r\nx\r\n', { sender: 'j\u00f6rg@example.test', recipients: ['jo@b\u00fccher.test'] }));
+  assert.equal(r!.ok, false);
+  assert.match(r!.reply, /^553 5\.6\.7 a non-ASCII local part/);
+});
+
 test('a 421 the next hop gives as it closes stays its reply, not a broken connection, so the next message may go on a new one', async (t) => {
   for (const closeAfterDot of ['after its line end', 'before its line end'] as const) {
     const hop = await nextHop(t, ['8BITMIME'], { afterDot: '421 4.3.2 shutting down', closeAfterDot });
