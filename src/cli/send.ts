@@ -141,15 +141,38 @@ function asText(bytes: Buffer): string {
   return bytes.toString(isUtf8(bytes) ? 'utf8' : 'latin1');
 }
 
+const READ_CHUNK = 1 << 20;
+
+/**
+ * A file's bytes, read no further than `max`: a pipe (`--attach <(mysqldump ...)`) or a device
+ * has no size to check first, and one that never ends (/dev/zero) is stopped at the bound too.
+ */
 function readAttachment(file: string, option: string, max: number): Buffer {
+  // A name with a line end or other control character is shown quoted: the error stays one line.
+  const name = /[\x00-\x1f\x7f]/.test(file) ? JSON.stringify(file) : file;
+  const over = (size: string) => new CliError(`${option} ${name}: ${size} bytes, over limits.max_message_size (${max})`);
+  let fd: number | undefined;
   try {
-    const size = fs.statSync(file).size;
-    if (size > max) throw new CliError(`${option} ${file}: ${size} bytes, over limits.max_message_size (${max})`);
-    return fs.readFileSync(file);
+    fd = fs.openSync(file, 'r');
+    const size = fs.fstatSync(fd).size;
+    if (size > max) throw over(String(size));
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(Math.min(max - total + 1, READ_CHUNK));
+      const n = fs.readSync(fd, chunk);
+      if (n === 0) break;
+      total += n;
+      if (total > max) throw over(`more than ${max}`);
+      chunks.push(chunk.subarray(0, n));
+    }
+    return Buffer.concat(chunks, total);
   } catch (err) {
     if (err instanceof CliError) throw err;
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code ?? err);
-    throw new CliError(`${option} ${file}: ${why}`);
+    throw new CliError(`${option} ${name}: ${why}`);
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
   }
 }

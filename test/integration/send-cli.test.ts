@@ -5,6 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -170,6 +171,33 @@ describe('mailnest send to a local user (no server running)', () => {
     const r = cli(configFile, ['send', '--to', 'owner@example.test', '--text', 'x', '--attach', '/nonexistent/report.pdf']);
     assert.equal(r.status, 1);
     assert.equal(r.stderr, 'mailnest: --attach /nonexistent/report.pdf: no such file\n');
+  });
+
+  it('reads an attachment from a pipe, and stops at limits.max_message_size where the file has no size (a device that never ends)', async () => {
+    const work = tempDir();
+    const fifo = path.join(work, 'dump.sql');
+    spawnSync('mkfifo', [fifo]);
+    const dump = crypto.randomBytes(300_000);
+    fs.writeFileSync(path.join(work, 'data'), dump);
+    // Written by a process of its own: this one waits for the command.
+    spawn('sh', ['-c', 'cat "$1" > "$2"', 'sh', path.join(work, 'data'), fifo], { stdio: 'ignore' });
+    const before = (await mailbox(dataDirOf(dir), 'second@example.test')).length;
+    const r = cli(configFile, ['send', '--to', 'second@example.test', '--text', 'x', '--attach', fifo]);
+    assert.equal(r.status, 0, r.stderr);
+    const mail = await mailbox(dataDirOf(dir), 'second@example.test');
+    assert.equal(mail.length, before + 1);
+    const att = leaves(parseMail(mail.at(-1)!).root).find((l) => l.filename === 'dump.sql');
+    assert.ok(att && Buffer.from(att.bytes!, 'base64').equals(dump), 'the piped attachment changed');
+    const small = writeConfig(tempDir(), { ...baseConfig(dir), limits: { max_message_size: 2000 } });
+    const zero = cli(small, ['send', '--to', 'owner@example.test', '--text', 'x', '--attach', '/dev/zero']);
+    assert.equal(zero.status, 1);
+    assert.equal(zero.stderr, 'mailnest: --attach /dev/zero: more than 2000 bytes, over limits.max_message_size (2000)\n');
+  });
+
+  it('names a file whose name holds a line end quoted, on one line', () => {
+    const r = cli(configFile, ['send', '--to', 'owner@example.test', '--text', 'x', '--attach', '/nonexistent/new\nline.txt']);
+    assert.equal(r.status, 1);
+    assert.equal(r.stderr, 'mailnest: --attach "/nonexistent/new\\nline.txt": no such file\n');
   });
 
   it('refuses a message over limits.max_message_size', () => {
