@@ -22,7 +22,7 @@ export interface Report {
 }
 
 /** Queues the report; resolves with where it goes, or undefined when the local sender does not
- *  exist (the report is dropped and logged). */
+ *  exist and its domain has no postmaster either (the report is dropped and logged). */
 export async function sendReport(ctx: Pick<Context, 'config' | 'store' | 'recipients' | 'log'>, r: Report): Promise<'local' | 'remote' | undefined> {
   const report = buildDsn({
     reportingMta: ctx.config.hostname,
@@ -36,19 +36,28 @@ export async function sendReport(ctx: Pick<Context, 'config' | 'store' | 'recipi
     ret: r.ret,
     date: r.now,
   });
-  const resolution = await ctx.recipients.resolve(r.sender);
+  let to = r.sender;
+  let resolution = await ctx.recipients.resolve(to);
   if (resolution.kind === 'unknown') {
-    ctx.log.warn({ id: r.queueId, to: r.sender }, 'delivery status notification dropped: the local sender does not exist');
-    return undefined;
+    // A local sender no mailbox answers to (root@, a script's backup@): its report goes to the
+    // domain's postmaster, as a bounce that cannot be delivered does in Postfix, rather than
+    // nowhere. The report still names the sender it was for.
+    to = `postmaster@${r.sender.slice(r.sender.lastIndexOf('@') + 1)}`;
+    resolution = await ctx.recipients.resolve(to);
+    if (resolution.kind === 'unknown') {
+      ctx.log.warn({ id: r.queueId, to: r.sender }, 'delivery status notification dropped: the local sender does not exist, nor a postmaster for its domain');
+      return undefined;
+    }
+    ctx.log.info({ id: r.queueId, sender: r.sender, to }, 'delivery status notification for a local sender that does not exist goes to the postmaster');
   }
   const id = await acceptMessage(ctx.store, {
     writtenHere: true,
     sender: '',
-    recipients: [{ address: r.sender, resolution }],
+    recipients: [{ address: to, resolution }],
     body: [report],
     received: { by: ctx.config.hostname, with: 'local' },
   });
-  ctx.log.info({ id, about: r.queueId, to: r.sender, actions: [...new Set(r.recipients.map((x) => x.action))] }, 'delivery status notification queued');
+  ctx.log.info({ id, about: r.queueId, to, actions: [...new Set(r.recipients.map((x) => x.action))] }, 'delivery status notification queued');
   return resolution.kind;
 }
 

@@ -124,6 +124,16 @@ describe('relay failures and bounces', () => {
     assert.match(raw.toString('latin1'), /^Return-Path: <>\r\n/);
   });
 
+  it('a bounce for a local sender that is no mailbox (cron\'s root@) goes to the domain\'s postmaster, not nowhere', async () => {
+    replies.set('gone2@remote.test', ['550 5.1.1 <gone2@remote.test>: no such user']);
+    inject(configFile, 'root@example.test', ['gone2@remote.test'], message('from root'));
+    // alice is example.test's first user, and so its postmaster.
+    const report = await bounceOf('from root');
+    assert.equal(report.recipients[0]['Final-Recipient'], 'rfc822; gone2@remote.test');
+    assert.equal(report.recipients[0].Action, 'failed');
+    assert.ok(server.logs.some((l) => l.msg === 'delivery status notification for a local sender that does not exist goes to the postmaster' && l.sender === 'root@example.test'));
+  });
+
   it('a bounce for a copy an alias sent on names the address the sender used', async () => {
     replies.set('moved@remote.test', ['550 5.1.1 <moved@remote.test>: no such user']);
     inject(configFile, 'alice@example.test', ['old-friend@example.test'], message('via alias'));
