@@ -146,8 +146,16 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
       await Promise.all(smtpHandlers.map((h) => h.settled()));
       stopInboundChecks();
       freeSpace.close();
-      ctx.store.close();
-      lock.release();
+      try {
+        ctx.store.close();
+      } finally {
+        // The store's failure is the one to report; the lock goes with the process anyway.
+        try {
+          lock.release();
+        } catch (err) {
+          ctx.log.warn({ err: (err as Error).message }, 'server.pid could not be removed');
+        }
+      }
     })();
     return stopping;
   };

@@ -71,10 +71,15 @@ export function registerStart(program: Command): void {
         ...(users.some(Boolean) ? [] : [`add a mailbox with: ${cliCommand(file)} user add you@${config.domains[0]}`]),
         '',
       ].join('\n'));
-      await new Promise<void>((resolve) => {
+      await new Promise<void>((resolve, reject) => {
         onStop = () => {
           log.info({ signal: signalled }, 'stopping');
-          void server.stop().then(resolve);
+          // A store that cannot be flushed at the end (its disk gone read-only) is a failure,
+          // said in one line; what was acknowledged before had been flushed then.
+          server.stop().then(resolve, (err: unknown) => {
+            log.flush();
+            reject(new CliError(`stopped, but data_dir ${config.data_dir} could not be closed cleanly (${(err as Error).message}); mail acknowledged before was on disk already`));
+          });
         };
         if (signalled) onStop();
       });

@@ -16,7 +16,8 @@ export function prepareDataDir(dir: string): void {
   if (!stat.isDirectory()) throw notADirectory(dir);
   try {
     fs.accessSync(dir, fs.constants.R_OK | fs.constants.W_OK | fs.constants.X_OK);
-  } catch {
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EROFS') throw readOnly(dir);
     throw Object.assign(new Error(`data_dir ${dir} is not writable by this user; run mailnest as the user that owns data_dir`), { code: 'EACCES' });
   }
   if ((stat.mode & 0o007) !== 0 && (stat.mode & 0o1000) === 0 && stat.uid === process.getuid?.() && isMailnests(dir)) {
@@ -53,6 +54,7 @@ function makeDir(dir: string): void {
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code ?? 'unknown';
       if (code === 'EEXIST') continue; // made meanwhile, by another mailnest command
+      if (code === 'EROFS') throw readOnly(dir);
       throw cannotMake(dir, code);
     }
   }
@@ -78,6 +80,11 @@ function fileOnTheWay(at: string): string {
 function notADirectory(dir: string, file?: string): Error {
   const where = file === undefined || path.resolve(file) === path.resolve(dir) ? 'is not a directory' : `cannot be made: ${file} is a file, not a directory`;
   return new Error(`data_dir ${dir} ${where}; point data_dir at a directory (it is made when missing)`);
+}
+
+/** data_dir on a file system mounted read-only, as the kernel remounts one after a disk error. */
+export function readOnly(dir: string): Error {
+  return Object.assign(new Error(`data_dir ${dir} is on a file system mounted read-only (the kernel does that after a disk error: see dmesg); remount it read-write once the disk is sound, or point data_dir elsewhere`), { code: 'EROFS' });
 }
 
 function cannotMake(dir: string, code: string): Error {

@@ -12,6 +12,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { prepareDataDir } from './data-dir.ts';
+import { openingError } from './sqlite/sqlite-errors.ts';
 
 /** SQLite's result code for a lock held elsewhere. */
 const SQLITE_BUSY = 5;
@@ -34,7 +35,7 @@ export class ServerLock {
       db.exec('PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE');
     } catch (err) {
       db.close();
-      if ((err as { errcode?: number }).errcode !== SQLITE_BUSY) throw err;
+      if ((err as { errcode?: number }).errcode !== SQLITE_BUSY) throw openingError(dataDir, err);
       const pid = Number.parseInt(readIfThere(pidFile), 10);
       throw new Error(`data_dir ${dataDir} is in use by another mailnest server${pid > 0 ? ` (pid ${pid})` : ''}; stop it, or give this one a data_dir of its own`);
     }
@@ -62,10 +63,15 @@ export class ServerLock {
     }
   }
 
+  /** Lets go of the lock. The pid file stays where it cannot be removed (a filesystem turned
+   *  read-only): it names a holder only while the lock is held, and the next server rewrites it. */
   release(): void {
     if (!this.db.isOpen) return;
-    fs.rmSync(this.pidFile, { force: true });
-    this.db.close();
+    try {
+      fs.rmSync(this.pidFile, { force: true });
+    } finally {
+      this.db.close();
+    }
   }
 }
 

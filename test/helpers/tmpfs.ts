@@ -1,4 +1,4 @@
-/** A small filesystem of its own for a test to fill (a tmpfs; needs root). */
+/** Small filesystems of their own for a test to fill or break (a tmpfs, an ext4 image; needs root). */
 import { spawnSync } from 'node:child_process';
 import type { TestContext } from 'node:test';
 import fs from 'node:fs';
@@ -43,4 +43,35 @@ export function tmpfsFor(t: TestContext, size: string, before: () => void): stri
     await disk.unmount();
   });
   return disk.dir;
+}
+
+/**
+ * A small ext4 filesystem (a loop-mounted image, `errors=remount-ro`) for test `t`, with `fail`,
+ * which makes the kernel take it for damaged, so that it remounts it read-only under whatever has
+ * files open there, as after a disk error; undefined, and `t` skipped, where that cannot be done.
+ */
+export function failingExt4For(t: TestContext, before: () => void): { dir: string; fail: () => void } | undefined {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mailnest-ext4-'));
+  const image = `${dir}.img`;
+  const cleanup = () => {
+    if (spawnSync('umount', [dir]).status !== 0) spawnSync('umount', ['-l', dir]);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(image, { force: true });
+  };
+  const made = process.getuid?.() === 0
+    && spawnSync('truncate', ['-s', '32M', image]).status === 0
+    && spawnSync('mkfs.ext4', ['-qF', image]).status === 0
+    && spawnSync('mount', ['-o', 'loop,errors=remount-ro', image, dir]).status === 0;
+  const device = made ? path.basename(spawnSync('findmnt', ['-n', '-o', 'SOURCE', dir], { encoding: 'utf8' }).stdout.trim()) : '';
+  const trigger = `/sys/fs/ext4/${device}/trigger_fs_error`;
+  if (!made || !device || !fs.existsSync(trigger)) {
+    cleanup();
+    t.skip('needs root, loop devices, mkfs.ext4 and ext4\'s trigger_fs_error');
+    return undefined;
+  }
+  t.after(() => {
+    before();
+    cleanup();
+  });
+  return { dir, fail: () => fs.writeFileSync(trigger, 'mailnest test\n') };
 }

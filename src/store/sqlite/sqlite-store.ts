@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import {
-  addressKey, domainKey, isStorageFull, messageBytes, StorageFull, StoreConflict,
+  addressKey, domainKey, isStorageFull, messageBytes, StoreConflict,
   type Acceptance, type AliasRecord, type DueRecipient, type MailboxEntry, type OpenedMessage, type QueueEntry, type QueueRecipient,
   type RecipientUpdate, type Store, type TokenRecord, type UserRecord, type UserUsage, type QueueStatus,
 } from '../store.ts';
@@ -24,6 +24,7 @@ import { MIGRATIONS, schemaVersion } from './schema.ts';
 import { WalSync } from './wal-sync.ts';
 import { keepPrivate, prepareDataDir } from '../data-dir.ts';
 import { freeBytes, roomFor } from '../free-space.ts';
+import { openingError, storeError } from './sqlite-errors.ts';
 
 /** Bodies in the database were once split into rows (body_parts) of this size; those stored
  *  since are at most LOG_OVER bytes, one row each. */
@@ -79,6 +80,16 @@ type BodyRow = [bodyId: number, prefix: Uint8Array, size: number, queueId: strin
   logSegment: number | null, logOffset: number | null, crc: number | null, data: Uint8Array | null];
 const BODY_COLUMNS = 'b.size, b.queue_id, b.external, b.log_segment, b.log_offset, b.log_crc, p.data';
 
+/** See the constructor. */
+interface StoreOptions {
+  fdatasync?: (fd: number) => Promise<void>;
+  segmentBytes?: number;
+  onFailedFlush?: (err: Error) => void;
+  onMigrate?: (from: number, to: number) => void;
+  reserveBytes?: number;
+  onReserveGiven?: () => void;
+}
+
 export class SqliteStore implements Store {
   readonly file: string;
   private db: DatabaseSync;
@@ -109,29 +120,33 @@ export class SqliteStore implements Store {
    *  before the schema is brought from version `from` to `to`, and may refuse (throw).
    *  `reserveBytes`: the size of data_dir/reserve (see reserve.ts); `onReserveGiven`: called when
    *  a deletion on a full disk gave it up. */
-  constructor(dataDir: string, opts: { fdatasync?: (fd: number) => Promise<void>; segmentBytes?: number; onFailedFlush?: (err: Error) => void; onMigrate?: (from: number, to: number) => void; reserveBytes?: number; onReserveGiven?: () => void } = {}) {
+  constructor(dataDir: string, opts: StoreOptions = {}) {
     prepareDataDir(dataDir);
     this.file = path.join(dataDir, 'mailnest.sqlite');
-    this.db = openDatabase(this.file);
-    // mmap for reads: message bodies are read straight from the mapped file instead of one
-    // read() per page (about 8x faster when streaming mail out over POP3); writes are unchanged.
-    // synchronous = NORMAL: durability comes from WalSync before anything is acknowledged.
-    // temp_store = MEMORY: the journal of each message's savepoint in a batch (see flush) stays
-    // in memory; past 64 KiB SQLite would otherwise spill it to a temporary file, made and
-    // deleted in almost every batch.
-    // journal_size_limit: the write-ahead log, reused from its start after each checkpoint, is
-    // cut back to 64 MiB then; without it the file keeps the size of the largest stretch between
-    // two checkpoints for good (hundreds of megabytes after a long POP3 session's deletions).
-    this.db.exec('PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = 67108864;');
-    this.wal = new WalSync(this.file, opts.fdatasync, opts.onFailedFlush);
-    this.migrate(opts.onMigrate);
-    keepPrivate([this.file, `${this.file}-wal`, `${this.file}-shm`]);
-    this.wal.syncNow();
-    this.files = new BodyFiles(dataDir);
-    this.log = new BodyLog(dataDir, { segmentBytes: opts.segmentBytes, onFailure: opts.onFailedFlush });
-    this.reserve = new Reserve(dataDir, opts.reserveBytes);
-    this.onReserveGiven = opts.onReserveGiven;
-    this.recover();
+    try {
+      this.db = openDatabase(this.file);
+      // mmap for reads: message bodies are read straight from the mapped file instead of one
+      // read() per page (about 8x faster when streaming mail out over POP3); writes are unchanged.
+      // synchronous = NORMAL: durability comes from WalSync before anything is acknowledged.
+      // temp_store = MEMORY: the journal of each message's savepoint in a batch (see flush) stays
+      // in memory; past 64 KiB SQLite would otherwise spill it to a temporary file, made and
+      // deleted in almost every batch.
+      // journal_size_limit: the write-ahead log, reused from its start after each checkpoint, is
+      // cut back to 64 MiB then; without it the file keeps the size of the largest stretch between
+      // two checkpoints for good (hundreds of megabytes after a long POP3 session's deletions).
+      this.db.exec('PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = 67108864;');
+      this.wal = new WalSync(this.file, opts.fdatasync, opts.onFailedFlush);
+      this.migrate(opts.onMigrate);
+      keepPrivate([this.file, `${this.file}-wal`, `${this.file}-shm`]);
+      this.wal.syncNow();
+      this.files = new BodyFiles(dataDir);
+      this.log = new BodyLog(dataDir, { segmentBytes: opts.segmentBytes, onFailure: opts.onFailedFlush });
+      this.reserve = new Reserve(dataDir, opts.reserveBytes);
+      this.onReserveGiven = opts.onReserveGiven;
+      this.recover();
+    } catch (err) {
+      throw openingError(dataDir, err);
+    }
   }
 
   /**
@@ -779,14 +794,19 @@ export class SqliteStore implements Store {
     return damaged;
   }
 
+  /** Writes what is pending and flushes it; the files are closed even when that fails (a disk
+   *  gone read-only), and the failure is thrown after. */
   close(): void {
-    this.endRead();
-    this.flush();
-    if (this.pendingUpdates.length > 0) this.flushUpdates();
-    this.wal.close();
-    this.files.close();
-    this.log.close();
-    this.db.close();
+    try {
+      this.endRead();
+      this.flush();
+      if (this.pendingUpdates.length > 0) this.flushUpdates();
+      this.wal.close();
+    } finally {
+      this.files.close();
+      this.log.close();
+      this.db.close();
+    }
   }
 }
 
@@ -847,15 +867,6 @@ function tokenRecord(r: Row): TokenRecord {
   return { name: String(r.name), created: Number(r.created), lastUsed: r.last_used === null ? null : Number(r.last_used) };
 }
 
-/** SQLite's result code for "database or disk is full". */
-const SQLITE_FULL = 13;
-
-/** SQLite's "database or disk is full" as the Store's StorageFull; any other error unchanged. */
-export function storeError(err: unknown): unknown {
-  const e = err as { code?: unknown; errcode?: unknown } | null;
-  const full = e?.code === 'ERR_SQLITE_ERROR' && typeof e.errcode === 'number' && (e.errcode & 0xff) === SQLITE_FULL;
-  return full ? new StorageFull((err as Error).message, { cause: err }) : err;
-}
 
 function asBuffer(data: Uint8Array): Buffer {
   return Buffer.from(data.buffer, data.byteOffset, data.length);
