@@ -1,4 +1,5 @@
 /** Finds, reads and validates the configuration file into one typed `Config`. */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parse as parseToml } from 'smol-toml';
@@ -57,6 +58,26 @@ export function readConfiguredFile(key: string, file: string): Buffer {
   } catch (err) {
     throw new ConfigError(`${key} = ${JSON.stringify(file)} cannot be read (${(err as NodeJS.ErrnoException).code ?? String(err)}); name a readable PEM file`);
   }
+}
+
+/**
+ * A configured file of CA certificates, checked: Node's TLS quietly skips whatever in it is not a
+ * PEM certificate, and a file of nothing else would be taken as trusting no one more, with no
+ * word of why the certificates it was meant for are refused.
+ */
+export function readCertificates(key: string, file: string): Buffer {
+  const pem = readConfiguredFile(key, file);
+  const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+  const bad = (why: string) => new ConfigError(`${key} = ${JSON.stringify(file)} ${why}; name a file of PEM certificates ("-----BEGIN CERTIFICATE-----" blocks)`);
+  if (blocks.length === 0) throw bad('holds no PEM certificate');
+  for (const [i, block] of blocks.entries()) {
+    try {
+      new crypto.X509Certificate(block);
+    } catch {
+      throw bad(`has a certificate that cannot be read (number ${i + 1} of ${blocks.length})`);
+    }
+  }
+  return pem;
 }
 
 /** " at line N (`the line`)" for a parse error that knows its line. */

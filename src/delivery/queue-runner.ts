@@ -15,7 +15,7 @@ import { promises as dnsPromises } from 'node:dns';
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import { hasEightBit } from '../chunks.ts';
-import { readConfiguredFile } from '../config/load.ts';
+import { readCertificates } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import type { Context } from '../context.ts';
 import { encodeUtf8Address } from '../smtp/xtext.ts';
@@ -131,7 +131,7 @@ export class QueueRunner {
       commandTimeout: ctx.config.relay.command_timeout,
       signal: this.stopped.signal,
     };
-    this.ca = ctx.config.relay.ca_file ? readConfiguredFile('relay.ca_file', ctx.config.relay.ca_file) : undefined;
+    this.ca = ctx.config.relay.ca_file ? readCertificates('relay.ca_file', ctx.config.relay.ca_file) : undefined;
   }
 
   async start(): Promise<string[]> {

@@ -159,6 +159,21 @@ test('start: files the config names are relative to it, and one it cannot read i
   assert.equal(r.stderr, `mailnest: relay.ca_file = ${JSON.stringify(path.join(dir, 'ca/extra.pem'))} cannot be read (ENOENT); name a readable PEM file\n`);
 });
 
+test('start: a relay.ca_file that holds no PEM certificate, or one that cannot be read, is refused by its key', () => {
+  const dir = tempDir();
+  fs.mkdirSync(path.join(dir, 'ca'));
+  const file = path.join(dir, 'ca/extra.pem');
+  const cfg = writeConfig(dir, baseConfig(dir, { relay: { ca_file: 'ca/extra.pem' } }));
+  fs.writeFileSync(file, 'garbage\n');
+  let r = cli(cfg, ['start']);
+  assert.equal(r.status, 1);
+  assert.equal(r.stderr, `mailnest: relay.ca_file = ${JSON.stringify(file)} holds no PEM certificate; name a file of PEM certificates ("-----BEGIN CERTIFICATE-----" blocks)\n`);
+  fs.writeFileSync(file, '-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n');
+  r = cli(cfg, ['start']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /^mailnest: relay\.ca_file = \S+ has a certificate that cannot be read \(number 1 of 1\); name a file of PEM certificates/);
+});
+
 test('start: a bad config value stops it before anything listens', () => {
   const dir = tempDir();
   const cfg = writeConfig(dir, baseConfig(dir, { limits: { max_recipients: -3 } }));
