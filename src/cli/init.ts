@@ -142,7 +142,9 @@ export function registerInit(program: Command): void {
         // (asDataDirOwner) would make it: nothing the user puts on the way leads root anywhere.
         asEffectively(dataDirOwner(dataDir), () => prepareDataDir(dataDir));
       } catch (err) {
-        throw new UsageError(`--data-dir ${opts.dataDir}: ${(err as Error).message.replace(/^data_dir /, '')}`);
+        // What the system refuses is a failure, not bad usage; named by the option when given.
+        const message = (err as Error).message;
+        throw new CliError(cmd.getOptionValueSource('dataDir') === 'cli' ? `--data-dir ${opts.dataDir}: ${message.replace(/^data_dir /, '')}` : message);
       }
       // The owner, group and permissions an operator gave the file (chgrp and chmod 640 for the
       // service's user, as the README says) stay with it, less any for other users.

@@ -254,16 +254,26 @@ test('init: what would fail after the file is written is said before it; --force
   // With a data_dir that is a file: nothing written.
   fs.writeFileSync(path.join(dir, 'afile'), '');
   const bad = cli(file, ['init', '--hostname', 'mail.example.org', '--data-dir', 'afile']);
-  assert.equal(bad.status, 2);
+  assert.equal(bad.status, 1);
   assert.match(bad.stderr, /^mailnest: --data-dir afile: \S+afile is not a directory; point data_dir at a directory/);
   assert.ok(!fs.existsSync(file), 'the file was written all the same');
   // Nor with one that cannot be made, under a file or where nothing can be.
   const under = cli(file, ['init', '--hostname', 'mail.example.org', '--data-dir', 'afile/sub']);
-  assert.equal(under.status, 2);
+  assert.equal(under.status, 1);
   assert.match(under.stderr, /^mailnest: --data-dir afile\/sub: \S+afile\/sub cannot be made: \S+afile is a file, not a directory;/);
   const proc = cli(file, ['init', '--hostname', 'mail.example.org', '--data-dir', '/proc/mailnest-data']);
-  assert.equal(proc.status, 2);
+  assert.equal(proc.status, 1);
   assert.match(proc.stderr, /^mailnest: --data-dir \/proc\/mailnest-data: \/proc\/mailnest-data cannot be made \(ENOENT\)/);
+  // The default one, named as data_dir: no --data-dir was given.
+  const shared = tempDir();
+  fs.chmodSync(shared, 0o755);
+  const denied = path.join(shared, 'denied');
+  fs.mkdirSync(denied, { mode: 0o555 });
+  const asNobody = spawnSync('runuser', ['-u', 'nobody', '--', NODE, CLI, '-c', path.join(denied, 'mailnest.toml'), 'init', '--hostname', 'mail.example.org'], { encoding: 'utf8' });
+  if (asNobody.error === undefined && process.getuid?.() === 0) {
+    assert.equal(asNobody.status, 1, asNobody.stderr);
+    assert.match(asNobody.stderr, /^mailnest: data_dir \S+ cannot be made \(EACCES\);/);
+  }
   assert.ok(!fs.existsSync(file), 'the file was written all the same');
   // Made readable by the service's group, as the README says; --force keeps that, not more.
   assert.equal(cli(file, ['init', '--hostname', 'mail.example.org']).status, 0);
