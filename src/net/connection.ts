@@ -104,8 +104,9 @@ export class Connection<E, R> implements IdleMember {
     this.push(() => this.o.session.shutdown());
   }
 
-  /** Ends the connection at once (the shutdown grace period ran out). */
+  /** Ends the connection at once (the shutdown grace period ran out), logged as such. */
   destroy(): void {
+    this.ended('shutdown');
     this.socket.destroy();
   }
 

@@ -91,6 +91,12 @@ export interface ListenerContext {
   onCount?: (listener: string, delta: number) => void;
 }
 
+/** TCP keepalive after this long without a packet (Node then probes every second, ten times):
+ *  a client gone without a word (a phone that changed networks, a NAT that forgot it) is
+ *  noticed in about 70 s, not at the idle limit, and what it held (a connection slot, a POP3
+ *  maildrop's lock) is let go. */
+const KEEPALIVE_IDLE_MS = 60_000;
+
 /** How long a refused connection may take to close after its refusal (see accept). */
 const REFUSED_LINGER_MS = 1000;
 /** Refused connections a listener lets linger at most; past them, one is closed at once. A
@@ -126,7 +132,7 @@ export class Listener<E, R> {
       // from its first moment, and its handshake is bounded like any other wait. A client's
       // end of input (a half-close) leaves the way back open: the connection ends once what
       // it sent is answered (see Connection).
-      const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: SOCKET_BUFFER }, (s) => void this.accept(s));
+      const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: SOCKET_BUFFER, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_IDLE_MS }, (s) => void this.accept(s));
       server.maxConnections = Infinity;
       await new Promise<void>((resolve, reject) => {
         server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(`listen.${this.handler.name}`, address, err)));

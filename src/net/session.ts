@@ -42,6 +42,11 @@ export interface TlsInfo {
   cipher: string;
 }
 
+/** A connection's TLS as the session log line gives it: "TLSv1.3 TLS_AES_256_GCM_SHA384". */
+export function describeTls(info: TlsInfo): string {
+  return `${info.protocol} ${info.cipher}`;
+}
+
 /** What is logged about a session when it ends (one line per session). */
 export interface SessionSummary {
   user?: string;

@@ -113,7 +113,7 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
       const session = new Pop3Session({
         owner,
         hostname: config.hostname,
-        tls: kind === 'pop3s',
+        ...(client.tls ? { tls: client.tls } : {}),
         stls: kind === 'pop3',
         allowInsecure: config.auth.allow_insecure,
         maxLineLength: config.limits.max_line_length,

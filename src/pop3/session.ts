@@ -8,7 +8,7 @@
 import { asciiUpper } from '../ascii.ts';
 import { EMPTY } from '../net/empty.ts';
 import { LineReader, type LineEvent } from '../net/line-reader.ts';
-import { OUTPUT_PER_TURN, type Output, type Session, type SessionSummary, type TlsInfo } from '../net/session.ts';
+import { describeTls, OUTPUT_PER_TURN, type Output, type Session, type SessionSummary, type TlsInfo } from '../net/session.ts';
 import { MECHANISMS, SaslExchange, decodeBase64, isMechanism, type SaslStep } from '../sasl/sasl.ts';
 import { arity, lineCount, messageNumber, parseCommand, type CommandLine } from './command.ts';
 import type { LoginResult, Pop3Effect, Pop3Owner, Pop3Result, QuitResult, RetrieveResult } from './effects.ts';
@@ -38,8 +38,8 @@ const ALLOWED: Record<string, readonly State[]> = {
 export interface Pop3SessionOptions {
   owner: Pop3Owner;
   hostname: string;
-  /** Implicit TLS (the pop3s listener): the session starts secure. */
-  tls: boolean;
+  /** Implicit TLS (the pop3s listener): the session starts secure, on this. */
+  tls?: TlsInfo;
   /** STLS can be offered (a TLS context exists and the session is not yet secure). */
   stls: boolean;
   /** `[auth] allow_insecure`: credentials are accepted without TLS. */
@@ -51,7 +51,8 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
   private readonly o: Pop3SessionOptions;
   private state: State = 'authorization';
   private waiting: Waiting | undefined;
-  private secure: boolean;
+  /** The connection's TLS, from the start (pop3s) or since STLS. */
+  private tls: TlsInfo | undefined;
   private readonly reader: LineReader;
   private pending: Buffer[] = [];
   private pendingBytes = 0;
@@ -72,7 +73,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
 
   constructor(o: Pop3SessionOptions) {
     this.o = o;
-    this.secure = o.tls;
+    this.tls = o.tls;
     this.reader = new LineReader(o.maxLineLength);
   }
 
@@ -111,9 +112,9 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
     return coalesce([...out, ...this.resume()]);
   }
 
-  tlsStarted(_info: TlsInfo): Out[] {
+  tlsStarted(info: TlsInfo): Out[] {
     // RFC 2595 §4: the session starts over in AUTHORIZATION; no new greeting is sent.
-    this.secure = true;
+    this.tls = info;
     this.waiting = undefined;
     this.userName = undefined;
     this.reader.reset();
@@ -152,6 +153,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
     return {
       ...(this.address ? { user: this.address } : {}),
       outcome: this.outcome,
+      ...(this.tls ? { tls: describeTls(this.tls) } : {}),
       retrieved: this.retrieved,
       deleted: this.deleted,
     };
@@ -216,9 +218,10 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
     }
     if (this.sasl) return this.saslResponse(event.line);
     const c = parseCommand(event.line);
-    // PASS is valid only right after a successful USER (RFC 1939 §7).
+    // PASS is valid only right after a successful USER (RFC 1939 §7); a CAPA between the two,
+    // which changes nothing, is let through, as Dovecot does.
     const userName = this.userName;
-    this.userName = undefined;
+    if (c.verb !== 'CAPA') this.userName = undefined;
     const allowed = ALLOWED[c.verb];
     if (!allowed) return [write(err('unknown command'))];
     if (!allowed.includes(this.state)) return [write(err(`${c.verb} is not valid in the ${this.state.toUpperCase()} state`))];
@@ -245,7 +248,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
   // ------------------------------------------------------------------ AUTHORIZATION
 
   private get credentialsAllowed(): boolean {
-    return this.secure || this.o.allowInsecure;
+    return this.tls !== undefined || this.o.allowInsecure;
   }
 
   private refuseCleartext(): Out[] {
@@ -264,7 +267,9 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
   /** RFC 1939 §7 PASS string: the whole rest of the line, spaces included. */
   private pass(c: CommandLine, userName: string | undefined): Out[] {
     if (!this.credentialsAllowed) return this.refuseCleartext();
-    if (userName === undefined) return [write(err('send USER first', 'AUTH'))];
+    // Out of order, not a wrong password: no [AUTH] code (RFC 3206 §4), which a client takes
+    // for the credentials' fault.
+    if (userName === undefined) return [write(err('send USER first'))];
     if (c.rest === '') return [write(err('PASS needs an argument'))];
     return this.login(userName, c.rest);
   }
@@ -347,7 +352,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
   private stls(c: CommandLine): Out[] {
     const bad = noArgs(c);
     if (bad) return bad;
-    if (this.secure) return [write(err('already using TLS'))];
+    if (this.tls) return [write(err('already using TLS'))];
     if (!this.o.stls) return [write(err('STLS is not available'))];
     this.waiting = { kind: 'tls' };
     return [write(ok('begin TLS negotiation')), { type: 'starttls' }];
@@ -359,7 +364,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
     if (bad) return bad;
     const caps = capabilities({
       credentialsAllowed: this.credentialsAllowed,
-      offerStls: this.state === 'authorization' && !this.secure && this.o.stls,
+      offerStls: this.state === 'authorization' && !this.tls && this.o.stls,
     });
     return [write(multiline('capability list follows', caps))];
   }

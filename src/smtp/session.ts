@@ -13,7 +13,7 @@ import { isUtf8 } from 'node:buffer';
 import { asciiUpper } from '../ascii.ts';
 import { countFields, headerShape } from '../mime/header-section.ts';
 import { EMPTY } from '../net/empty.ts';
-import { OUTPUT_PER_TURN, type Output, type Session, type SessionSummary, type TlsInfo } from '../net/session.ts';
+import { describeTls, OUTPUT_PER_TURN, type Output, type Session, type SessionSummary, type TlsInfo } from '../net/session.ts';
 import { LineReader } from '../net/line-reader.ts';
 import { decodeBase64, isMechanism, SaslExchange, type SaslStep } from '../sasl/sasl.ts';
 import { UNKNOWN_WHY, type Resolution, type UnknownWhy } from '../delivery/recipients.ts';
@@ -280,7 +280,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       outcome: this.outcome,
       role: this.o.role,
       ...(this.helo ? { helo: this.helo } : {}),
-      ...(this.tls ? { tls: `${this.tls.protocol} ${this.tls.cipher}` } : {}),
+      ...(this.tls ? { tls: describeTls(this.tls) } : {}),
       commands: this.commands,
       queued: this.accepted,
       // What was refused, by reason (the metric's) and how often: the reply said it, and the

@@ -40,7 +40,7 @@ export class Pop3Driver {
   afterClose: Output<Pop3Effect>[] = [];
 
   constructor(o: Partial<Pop3SessionOptions> = {}) {
-    this.s = new Pop3Session({ owner: this.owner, hostname: 'mx.example.test', tls: false, stls: true, allowInsecure: true, maxLineLength: 512, ...o });
+    this.s = new Pop3Session({ owner: this.owner, hostname: 'mx.example.test', stls: true, allowInsecure: true, maxLineLength: 512, ...o });
   }
 
   async run(outs: Output<Pop3Effect>[]): Promise<void> {

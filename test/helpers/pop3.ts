@@ -15,6 +15,11 @@ export class RawPop3 {
   private waiter: (() => void) | undefined;
   ended = false;
 
+  /** This end's port, by which the server's side of the connection is found. */
+  get localPort(): number {
+    return this.socket.localPort!;
+  }
+
   private constructor(socket: net.Socket) {
     this.socket = socket;
     this.attach();

@@ -48,7 +48,7 @@ describe('POP3 integration (TLS, real clients)', () => {
     assert.match(await client.command('QUIT'), /^\+OK/);
   });
 
-  it('python poplib over STLS and over pop3s, verifying the certificate', () => {
+  it('python poplib over STLS and over pop3s, verifying the certificate', async () => {
     smtpSend(m.port('smtp'), 'carl@example.org', 'bob@example.test', [Buffer.from('Subject: tls\r\n\r\nover tls\r\n')]);
     const r = python(`
 import poplib, ssl, sys, json
@@ -79,6 +79,12 @@ print(json.dumps(out))
     assert.ok(!o.capa.includes('STLS'));
     assert.ok(o.capa.includes('USER'));
     assert.deepEqual(o.uidl, ['1 1']);
+    // Both sessions' log lines say they were encrypted, and how, as SMTP's do.
+    const sessions = () => m.logs.filter((l) => l.msg === 'session' && l.user === 'bob@example.test' && l.outcome === 'quit');
+    for (let i = 0; i < 100 && sessions().length < 2; i++) await new Promise((r) => setTimeout(r, 50));
+    const lines = sessions();
+    assert.deepEqual(lines.map((l) => l.listener).sort(), ['pop3', 'pop3s']);
+    for (const l of lines) assert.match(String(l.tls), /^TLSv1\.[23] \S+$/, JSON.stringify(l));
   });
 
   it('the lock is shared between the pop3 and pop3s listeners', async () => {

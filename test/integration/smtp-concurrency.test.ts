@@ -126,6 +126,22 @@ test('SIGTERM during DATA: the transaction finishes with 250, new connections ar
   assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 1);
 });
 
+test('SIGTERM during a DATA that never ends: cut at the end of the grace, its log line says shutdown and where, exit 0', { timeout: 30_000 }, async () => {
+  f = await startFixture();
+  const stuck = await f.open('smtp');
+  await stuck.ehlo();
+  assert.equal((await stuck.cmd('MAIL FROM:<sender@remote.test>')).code, 250);
+  assert.equal((await stuck.cmd('RCPT TO:<alice@example.test>')).code, 250);
+  assert.equal((await stuck.cmd('DATA')).code, 354);
+  stuck.write('Subject: never finished\r\n\r\n');
+  assert.equal(await f.server.stop(), 0);
+  await stuck.closedByServer();
+  const line = f.server.logs.find((l) => l.msg === 'session' && l.unfinished !== undefined);
+  assert.equal(line?.outcome, 'shutdown', JSON.stringify(line));
+  assert.equal(line?.unfinished, 'DATA');
+  assert.deepEqual(await mailbox(f.dataDir, 'alice@example.test'), []);
+});
+
 test('SIGTERM with only idle sessions: each gets 421 and the process exits 0', async () => {
   f = await startFixture();
   const clients = await Promise.all([f.open('smtp'), f.open('submission'), f.open('submissions')]);

@@ -28,14 +28,23 @@ describe('POP3 session: greeting and AUTHORIZATION', () => {
     assert.equal(d.s.currentState, 'authorization');
   });
 
-  it('refuses PASS before USER, and PASS not right after USER', async () => {
+  it('refuses PASS before USER, and PASS not right after USER, without [AUTH]: the order is wrong, not the password', async () => {
     const d = new Driver();
     await d.greet();
-    assert.equal(await d.cmd('PASS secret word'), '-ERR [AUTH] send USER first\r\n');
+    assert.equal(await d.cmd('PASS secret word'), '-ERR send USER first\r\n');
     await d.cmd('USER alice@example.test');
-    await d.cmd('CAPA');
-    assert.equal(await d.cmd('PASS secret word'), '-ERR [AUTH] send USER first\r\n');
+    await d.cmd('NOOP');
+    assert.equal(await d.cmd('PASS secret word'), '-ERR send USER first\r\n');
     assert.equal(d.effects.length, 0);
+  });
+
+  it('lets a CAPA come between USER and PASS, as Dovecot does', async () => {
+    const d = new Driver();
+    await d.greet();
+    await d.cmd('USER alice@example.test');
+    assert.match(await d.cmd('CAPA'), /^\+OK/);
+    await d.cmd('PASS secret word');
+    assert.equal(d.effects.length, 1);
   });
 
   it('after a failed PASS the USER must be sent again', async () => {
@@ -43,7 +52,7 @@ describe('POP3 session: greeting and AUTHORIZATION', () => {
     await d.greet();
     await d.cmd('USER alice@example.test');
     await d.cmd('PASS wrong');
-    assert.equal(await d.cmd('PASS secret word'), '-ERR [AUTH] send USER first\r\n');
+    assert.equal(await d.cmd('PASS secret word'), '-ERR send USER first\r\n');
   });
 
   it('closes after the throttle says the attempts are used up', async () => {
@@ -87,7 +96,7 @@ describe('POP3 session: greeting and AUTHORIZATION', () => {
     await d.greet();
     assert.equal(await d.cmd('USER'), '-ERR USER needs an argument\r\n');
     assert.equal(await d.cmd('USER a b'), '-ERR noise after the arguments of USER\r\n');
-    assert.equal(await d.cmd('PASS x'), '-ERR [AUTH] send USER first\r\n');
+    assert.equal(await d.cmd('PASS x'), '-ERR send USER first\r\n');
   });
 
   it('AUTH PLAIN with an initial response', async () => {
@@ -182,11 +191,11 @@ describe('POP3 session: credentials and TLS (RFC 2595)', () => {
     upgraded = true;
     assert.ok(upgraded);
     assert.equal(d.s.currentState, 'authorization');
-    assert.equal(await d.cmd('PASS secret word'), '-ERR [AUTH] send USER first\r\n');
+    assert.equal(await d.cmd('PASS secret word'), '-ERR send USER first\r\n');
   });
 
   it('implicit TLS: credentials allowed, no STLS', async () => {
-    const d = new Driver({ allowInsecure: false, tls: true, stls: false });
+    const d = new Driver({ allowInsecure: false, tls: { protocol: 'TLSv1.3', cipher: 'TLS_AES_256_GCM_SHA384' }, stls: false });
     await d.greet();
     const capa = await d.cmd('CAPA');
     assert.match(capa, /\r\nUSER\r\n/);
