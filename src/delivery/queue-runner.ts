@@ -514,7 +514,9 @@ export class QueueRunner {
         this.ctx.log.info({ id: entry.id, to: r.address, reply: res.reply }, 'delivery failed permanently');
         continue;
       }
-      const next = afterTemporaryFailure({ retry: this.cfg.queue.retry, maxAge: this.cfg.queue.max_age }, entry.created, attempts, now);
+      const wantsDelay = notify === undefined || notify.includes('DELAY');
+      const warnAt = entry.created + this.cfg.queue.delay_warning;
+      const next = afterTemporaryFailure({ retry: this.cfg.queue.retry, maxAge: this.cfg.queue.max_age }, entry.created, attempts, now, !r.warned && wantsDelay ? warnAt : undefined);
       if (next.expired) {
         updates.push({ recipientId: r.id, status: 'failed', attempts, nextAttempt: now, lastReply: res.reply });
         this.ctx.metrics.deliveries.inc({ outcome: 'expired' });
@@ -522,8 +524,7 @@ export class QueueRunner {
         this.ctx.log.info({ id: entry.id, to: r.address, reply: res.reply }, 'delivery expired');
         continue;
       }
-      const wantsDelay = notify === undefined || notify.includes('DELAY');
-      const warn = !r.warned && wantsDelay && now - entry.created >= this.cfg.queue.delay_warning;
+      const warn = !r.warned && wantsDelay && now >= warnAt;
       updates.push({ recipientId: r.id, status: 'deferred', attempts, nextAttempt: next.next, lastReply: res.reply, ...(warn ? { warned: true } : {}) });
       this.ctx.metrics.deliveries.inc({ outcome: 'deferred' });
       if (warn) reports.push({ ...base, action: 'delayed', reply: res.reply, willRetryUntil: new Date(entry.created + this.cfg.queue.max_age) });

@@ -15,8 +15,15 @@ export function retryDelay(retry: number[], attempts: number): number {
   return retry[i]!;
 }
 
-/** What to do after a temporary failure: the time of the next attempt, or expiry. */
-export function afterTemporaryFailure(policy: RetryPolicy, created: number, attempts: number, now: number): { expired: false; next: number } | { expired: true } {
+/**
+ * What to do after a temporary failure: the time of the next attempt, or expiry. The next
+ * attempt is made no later than `max_age`, and no later than `warnAt` (the message's
+ * `delay_warning` age, while a warning is still due): each is judged at an attempt, and would
+ * otherwise wait for the next one, up to a whole interval late ("4h" on the default schedule).
+ */
+export function afterTemporaryFailure(policy: RetryPolicy, created: number, attempts: number, now: number, warnAt?: number): { expired: false; next: number } | { expired: true } {
   if (now - created >= policy.maxAge) return { expired: true };
-  return { expired: false, next: now + retryDelay(policy.retry, attempts) };
+  let next = Math.min(now + retryDelay(policy.retry, attempts), created + policy.maxAge);
+  if (warnAt !== undefined && warnAt > now) next = Math.min(next, warnAt);
+  return { expired: false, next };
 }

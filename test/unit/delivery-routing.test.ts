@@ -145,6 +145,14 @@ describe('retry schedule', () => {
     assert.deepEqual(afterTemporaryFailure(policy, 0, 1, 5000), { expired: false, next: 6000 });
     assert.deepEqual(afterTemporaryFailure(policy, 0, 7, 10_000), { expired: true });
   });
+
+  it('tries last at max_age, and at the delay warning\'s time while one is due, so neither waits for a later attempt', () => {
+    const policy = { retry: [4000], maxAge: 10_000 };
+    assert.deepEqual(afterTemporaryFailure(policy, 0, 2, 8000), { expired: false, next: 10_000 });
+    assert.deepEqual(afterTemporaryFailure(policy, 0, 1, 1000, 3000), { expired: false, next: 3000 });
+    // Once the warning's time is past (it was sent, or is being), the schedule is the list's.
+    assert.deepEqual(afterTemporaryFailure(policy, 0, 1, 3000, 3000), { expired: false, next: 7000 });
+  });
 });
 
 it('of the failures of a destination\'s hosts, the one said is the last, unless an earlier one says more', () => {
