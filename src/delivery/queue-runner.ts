@@ -545,11 +545,16 @@ export class QueueRunner {
    *  than losing one), and lets go of its recipients. Throws when the store cannot take it. */
   private async record(o: Outcome): Promise<void> {
     if (o.reports.length > 0 && o.entry.sender !== '') {
-      try {
-        await this.notify(o.entry, o.reports);
-      } catch (err) {
-        if (isStorageFull(err)) throw err;
-        this.ctx.log.error({ err, id: o.entry.id }, 'could not queue a delivery status notification');
+      if (!(await this.ctx.store.getQueueEntry(o.entry.id))) {
+        // `queue remove` during the transfer: the operator's word on the message, not a fault.
+        this.ctx.log.info({ id: o.entry.id }, 'no delivery status notification: the message was removed from the queue');
+      } else {
+        try {
+          await this.notify(o.entry, o.reports);
+        } catch (err) {
+          if (isStorageFull(err)) throw err;
+          this.ctx.log.error({ err, id: o.entry.id }, 'could not queue a delivery status notification');
+        }
       }
       o.reports = [];
     }

@@ -116,3 +116,21 @@ test('a message removed from the queue while it waits for a busy destination is 
   await until('the first sent', () => slow.messages.length === 1);
   assert.deepEqual(slow.messages.map((m) => m.to), [['a@slow.test']]);
 });
+
+test('a message removed from the queue while its transfer is under way: the failure that transfer ends in is reported to no one, and no error is logged', async () => {
+  let release = () => {};
+  const released = new Promise<void>((resolve) => { release = resolve; });
+  const slow = new SmtpSink({ dataGate: () => released, dataReply: () => '554 5.6.0 content refused' });
+  sinks.push(slow);
+  await slow.start();
+  await cleanup(f);
+  f = await startFixture({ config: { relay: { routes: { 'slow.test': `127.0.0.1:${slow.port}` } }, queue: { poll_interval: '100ms' } } });
+  const id = inject(f.configFile, 'alice@example.test', ['a@slow.test'], 'From: alice@example.test\r\nSubject: gone\r\n\r\nx\r\n');
+  await until('the message in its DATA', () => slow.commands.includes('DATA'));
+  assert.equal(cli(f.configFile, ['queue', 'remove', id]).status, 0);
+  release();
+  const fixture = f;
+  await until('the outcome settled', () => fixture.server.logs.some((l) => l.msg === 'no delivery status notification: the message was removed from the queue' && l.id === id));
+  assert.deepEqual(fixture.server.logs.filter((l) => l.level === 50 || l.level === 'error'), []);
+  assert.deepEqual((await mailbox(fixture.dataDir, 'alice@example.test')).length, 0);
+});
