@@ -136,7 +136,11 @@ test('SIGTERM during a DATA that never ends: cut at the end of the grace, its lo
   stuck.write('Subject: never finished\r\n\r\n');
   assert.equal(await f.server.stop(), 0);
   await stuck.closedByServer();
-  const line = f.server.logs.find((l) => l.msg === 'session' && l.unfinished !== undefined);
+  const fixture = f;
+  const cut = () => fixture.server.logs.find((l) => l.msg === 'session' && l.unfinished !== undefined);
+  // Its output may still be on its way when the process has exited.
+  for (let i = 0; i < 100 && !cut(); i++) await new Promise((r) => setTimeout(r, 20));
+  const line = cut();
   assert.equal(line?.outcome, 'shutdown', JSON.stringify(line));
   assert.equal(line?.unfinished, 'DATA');
   assert.deepEqual(await mailbox(f.dataDir, 'alice@example.test'), []);
