@@ -17,7 +17,16 @@ test('a full disk under a stopped server: the commands and start say the disk is
   if (!dir) return;
   const configFile = writeConfig(dir, baseConfig(dir));
   addUser(configFile, 'alice@example.test', 'alice pass');
+  // Beside it, a database that is not one: damaged is what it is, full disk or not.
+  const other = path.join(dir, 'other');
+  fs.mkdirSync(path.join(other, 'data'), { recursive: true, mode: 0o700 });
+  const damaged = writeConfig(other, baseConfig(other));
+  fs.writeFileSync(path.join(other, 'data', 'mailnest.sqlite'), 'not a database, '.repeat(1024));
   fill(path.join(dir, 'filler'));
+  const notDb = cli(damaged, ['user', 'list']);
+  assert.equal(notDb.status, 1);
+  assert.doesNotMatch(notDb.stderr, /full/, notDb.stderr);
+  assert.match(notDb.stderr, /not a database/);
   for (const args of [['user', 'list'], ['user', 'add', 'bob@example.test', '--password-stdin'], ['start']]) {
     const r = cli(configFile, args, 'bob pass\n');
     assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);

@@ -9,12 +9,20 @@ import { isStorageFull, StorageFull } from '../store.ts';
  */
 export function openingError(dataDir: string, err: unknown): unknown {
   const e = storeError(err);
-  if (isStorageFull(e) || (err as { code?: unknown } | null)?.code !== 'ERR_SQLITE_ERROR') return e;
+  const sqlite = err as { code?: unknown; errcode?: unknown } | null;
+  const primary = sqlite?.code === 'ERR_SQLITE_ERROR' && typeof sqlite.errcode === 'number' ? sqlite.errcode & 0xff : undefined;
+  // Only the errors of a file that cannot be made or written: a damaged database, a lock held
+  // elsewhere or a refused migration stay what they are, however little room is left.
+  if (isStorageFull(e) || (primary !== SQLITE_IOERR && primary !== SQLITE_CANTOPEN)) return e;
   return freeBytes(dataDir) < NEARLY_FULL ? new StorageFull((err as Error).message, { cause: err }) : e;
 }
 
 /** Free bytes under which an error of SQLite's on opening is taken to be the disk's being full. */
 const NEARLY_FULL = 1024 * 1024;
+
+/** SQLite's result codes for a failed read or write, and for a file it cannot open or make. */
+const SQLITE_IOERR = 10;
+const SQLITE_CANTOPEN = 14;
 
 /** SQLite's result code for "database or disk is full". */
 const SQLITE_FULL = 13;
