@@ -597,6 +597,7 @@ export class QueueRunner {
       original: Buffer.concat(parts),
       ret: full ? 'FULL' : 'HDRS',
       now: new Date(this.now()),
+      orPostmaster: entry.sign && reports.some((r) => onlyFailures.includes(r.action)),
     });
     if (where === 'remote') this.poll();
   }

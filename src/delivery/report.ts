@@ -19,10 +19,14 @@ export interface Report {
   original: Buffer;
   ret: 'FULL' | 'HDRS';
   now: Date;
+  /** A local sender no mailbox answers to has the report go to its domain's postmaster: for a
+   *  failure or delay of mail written here (root@ from cron), not for what anyone may cause
+   *  with a forged sender (a "delivered" report asked for from the internet). */
+  orPostmaster?: boolean;
 }
 
 /** Queues the report; resolves with where it goes, or undefined when the local sender does not
- *  exist and its domain has no postmaster either (the report is dropped and logged). */
+ *  exist and the report does not go to its postmaster (it is dropped and logged). */
 export async function sendReport(ctx: Pick<Context, 'config' | 'store' | 'recipients' | 'log'>, r: Report): Promise<'local' | 'remote' | undefined> {
   const report = buildDsn({
     reportingMta: ctx.config.hostname,
@@ -38,17 +42,17 @@ export async function sendReport(ctx: Pick<Context, 'config' | 'store' | 'recipi
   });
   let to = r.sender;
   let resolution = await ctx.recipients.resolve(to);
-  if (resolution.kind === 'unknown') {
+  if (resolution.kind === 'unknown' && r.orPostmaster) {
     // A local sender no mailbox answers to (root@, a script's backup@): its report goes to the
     // domain's postmaster, as a bounce that cannot be delivered does in Postfix, rather than
     // nowhere. The report still names the sender it was for.
     to = `postmaster@${r.sender.slice(r.sender.lastIndexOf('@') + 1)}`;
     resolution = await ctx.recipients.resolve(to);
-    if (resolution.kind === 'unknown') {
-      ctx.log.warn({ id: r.queueId, to: r.sender }, 'delivery status notification dropped: the local sender does not exist, nor a postmaster for its domain');
-      return undefined;
-    }
-    ctx.log.info({ id: r.queueId, sender: r.sender, to }, 'delivery status notification for a local sender that does not exist goes to the postmaster');
+    if (resolution.kind !== 'unknown') ctx.log.info({ id: r.queueId, sender: r.sender, to }, 'delivery status notification for a local sender that does not exist goes to the postmaster');
+  }
+  if (resolution.kind === 'unknown') {
+    ctx.log.warn({ id: r.queueId, to: r.sender }, 'delivery status notification dropped: the local sender does not exist');
+    return undefined;
   }
   const id = await acceptMessage(ctx.store, {
     writtenHere: true,

@@ -7,6 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { baseConfig, cli, python, startMailnest, tempDir, writeConfig, addUser, type RunningMailnest } from '../helpers/server.ts';
+import { SmtpClient } from '../helpers/smtp-client.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server.ts';
 import { mailbox } from '../helpers/mailbox.ts';
@@ -133,6 +134,20 @@ describe('relay failures and bounces', () => {
     assert.equal(report.recipients[0].Action, 'failed');
     // The log line, read from the server's output, may come after the mailbox shows the report.
     await until('the log line', () => server.logs.some((l) => l.msg === 'delivery status notification for a local sender that does not exist goes to the postmaster' && l.sender === 'root@example.test'));
+  });
+
+  it('a "delivered" report asked for from the internet with a forged local sender goes to no one, not to the postmaster', async () => {
+    const c = await SmtpClient.connect(server.port('smtp'));
+    await c.reply();
+    await c.ehlo();
+    assert.equal((await c.cmd('MAIL FROM:<nobody@example.test>')).code, 250);
+    assert.equal((await c.cmd('RCPT TO:<alice@example.test> NOTIFY=SUCCESS')).code, 250);
+    assert.equal((await c.cmd('DATA')).code, 354);
+    assert.equal((await c.cmd('Message-ID: <forged@example.org>\r\nSubject: forged\r\n\r\nx\r\n.')).code, 250);
+    await c.cmd('QUIT');
+    await until('the report dropped', () => server.logs.some((l) => l.msg === 'delivery status notification dropped: the local sender does not exist' && l.to === 'nobody@example.test'));
+    const mail = await mailbox(path.join(dir, 'data'), 'alice@example.test');
+    assert.equal(mail.filter((m) => m.includes('forged@example.org')).length, 1, 'the message itself, and no report of it');
   });
 
   it('a bounce for a copy an alias sent on names the address the sender used', async () => {
