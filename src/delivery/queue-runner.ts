@@ -545,16 +545,14 @@ export class QueueRunner {
    *  than losing one), and lets go of its recipients. Throws when the store cannot take it. */
   private async record(o: Outcome): Promise<void> {
     if (o.reports.length > 0 && o.entry.sender !== '') {
-      if (!(await this.ctx.store.getQueueEntry(o.entry.id))) {
-        // `queue remove` during the transfer: the operator's word on the message, not a fault.
-        this.ctx.log.info({ id: o.entry.id }, 'no delivery status notification: the message was removed from the queue');
-      } else {
-        try {
-          await this.notify(o.entry, o.reports);
-        } catch (err) {
-          if (isStorageFull(err)) throw err;
-          this.ctx.log.error({ err, id: o.entry.id }, 'could not queue a delivery status notification');
-        }
+      try {
+        await this.notify(o.entry, o.reports);
+      } catch (err) {
+        if (isStorageFull(err)) throw err;
+        // `queue remove` during the transfer took the message the report quotes: the
+        // operator's word on it, not a fault.
+        if (!(await this.ctx.store.getQueueEntry(o.entry.id))) this.ctx.log.info({ id: o.entry.id }, 'no delivery status notification: the message was removed from the queue');
+        else this.ctx.log.error({ err, id: o.entry.id }, 'could not queue a delivery status notification');
       }
       o.reports = [];
     }
