@@ -16,16 +16,27 @@ export function asciiUpper(text: string): string {
 }
 
 /**
+ * A domain in A-labels (RFC 5890 §2.3.2.1), the form DNS and every SMTP server take, or
+ * undefined when it has none: the conversion fails, or leaves an empty label (U+200B and other
+ * characters it maps to nothing).
+ */
+export function aLabels(domain: string): string | undefined {
+  if (isAscii(domain)) return domain;
+  const a = url.domainToASCII(domain);
+  return a === '' || a.split('.').includes('') ? undefined : a;
+}
+
+/**
  * The address in ASCII, when it has an ASCII form: as it is, or with an internationalised domain
- * in its A-labels (RFC 5890 §2.3.2.1) after an ASCII local part, which every SMTP server and
- * header reader takes (RFC 6531 §3.2 wants SMTPUTF8 only for what has no such form). Undefined
- * when the local part is not ASCII (or the domain has no A-label form).
+ * in its A-labels after an ASCII local part, which every SMTP server and header reader takes
+ * (RFC 6531 §3.2 wants SMTPUTF8 only for what has no such form). Undefined when the local part
+ * is not ASCII or the domain has no A-label form.
  */
 export function asciiAddress(address: string): string | undefined {
   if (isAscii(address)) return address;
   const at = address.lastIndexOf('@');
   const local = address.slice(0, at);
   if (at < 0 || !isAscii(local)) return undefined;
-  const domain = url.domainToASCII(address.slice(at + 1));
-  return domain === '' ? undefined : `${local}@${domain}`;
+  const domain = aLabels(address.slice(at + 1));
+  return domain === undefined ? undefined : `${local}@${domain}`;
 }

@@ -4,9 +4,8 @@
  */
 import net from 'node:net';
 import os from 'node:os';
-import url from 'node:url';
 import { z } from 'zod';
-import { isAscii } from '../ascii.ts';
+import { aLabels } from '../ascii.ts';
 import { parseDuration } from './duration.ts';
 
 const DURATION = 'a duration such as "30s", "5m", "2h" or "5d"';
@@ -72,7 +71,7 @@ const NOT_A_DOMAIN = { message: 'a domain name such as "example.com"' };
  *  A-labels (RFC 5890) when written with its U-labels. */
 export function canonicalDomain(written: string): string {
   const name = written.replace(/(?<=.)\.$/, '');
-  return isAscii(name) ? name : url.domainToASCII(name) || name;
+  return aLabels(name) ?? name;
 }
 
 const domainName = z.preprocess((v) => (typeof v === 'string' ? canonicalDomain(v) : v), z.string().regex(DOMAIN_NAME, NOT_A_DOMAIN));

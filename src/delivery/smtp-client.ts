@@ -150,7 +150,11 @@ export function whereOf(target: Pick<ClientTarget, 'host' | 'port' | 'servername
   return `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
 }
 
-const NO_SMTPUTF8 = '553 5.6.7 a non-ASCII local part and the next hop does not offer SMTPUTF8 (RFC 6531)';
+/** Why an address with no ASCII form (see asciiAddress) cannot go to a hop without SMTPUTF8. */
+function noSmtpUtf8(address: string): string {
+  const what = isAscii(address.slice(0, address.lastIndexOf('@'))) ? 'a domain with no ASCII form (A-labels)' : 'a non-ASCII local part';
+  return `553 5.6.7 ${what} and the next hop does not offer SMTPUTF8 (RFC 6531)`;
+}
 
 function describe(err: NmError): string {
   if (err.response) return oneLine(err.response);
@@ -320,7 +324,7 @@ export class SmtpClient {
       const refused: RecipientResult[] = [];
       for (const address of message.recipients) {
         const ascii = asciiAddress(address);
-        if (ascii === undefined) refused.push({ address, ok: false, permanent: true, reply: NO_SMTPUTF8, ownReply: true });
+        if (ascii === undefined) refused.push({ address, ok: false, permanent: true, reply: noSmtpUtf8(address), ownReply: true });
         else queued.set(ascii, [...queued.get(ascii) ?? [], address]);
       }
       if (queued.size === 0) return Promise.resolve(refused);
@@ -428,7 +432,7 @@ export class SmtpClient {
   private unsendable(message: OutboundMessage): string | undefined {
     const { extensions: offered, maxSize } = this.offered;
     // First: such a sender is the reason, also when the message is 8-bit too.
-    if (asciiAddress(message.sender) === undefined && !offered.includes('SMTPUTF8')) return NO_SMTPUTF8;
+    if (asciiAddress(message.sender) === undefined && !offered.includes('SMTPUTF8')) return noSmtpUtf8(message.sender);
     if (message.eightBit && !offered.includes('8BITMIME')) {
       return '554 5.6.3 the message has 8-bit data and the next hop does not offer 8BITMIME (RFC 6152)';
     }

@@ -7,8 +7,7 @@
  * that differ per copy (Return-Path for a local mailbox, DKIM-Signature for a relayed copy).
  */
 
-import url from 'node:url';
-import { isAscii } from '../ascii.ts';
+import { aLabels, isAscii } from '../ascii.ts';
 
 export interface UserRecord {
   id: number;
@@ -236,7 +235,6 @@ export function addressKey(address: string): string {
 /** A domain as compared: lower case, and in A-labels (RFC 5890 §2.3.2.1) when it has U-labels,
  *  so that "bücher.example" and "xn--bcher-kva.example" are the same domain. */
 export function domainKey(domain: string): string {
-  if (isAscii(domain)) return domain.toLowerCase();
-  return url.domainToASCII(domain) || domain.toLowerCase();
+  return (aLabels(domain) ?? domain).toLowerCase();
 }
 

@@ -155,6 +155,11 @@ test('an internationalised domain after an ASCII local part goes to a hop withou
   const [r] = await client.send(message('Subject: s\r\n\r\nx\r\n', { sender: 'j\u00f6rg@example.test', recipients: ['jo@b\u00fccher.test'] }));
   assert.equal(r!.ok, false);
   assert.match(r!.reply, /^553 5\.6\.7 a non-ASCII local part/);
+  // A domain that maps to an empty label (U+200B) has no ASCII form, and is not sent as one.
+  const [empty] = await client.send(message('Subject: s\r\n\r\nx\r\n', { recipients: ['jo@\u200b.test'] }));
+  assert.equal(empty!.ok, false);
+  assert.match(empty!.reply, /^553 5\.6\.7 a domain with no ASCII form \(A-labels\)/);
+  assert.ok(!hop.commands.some((c) => c.includes('jo@.test')));
 });
 
 test('a 421 the next hop gives as it closes stays its reply, not a broken connection, so the next message may go on a new one', async (t) => {
