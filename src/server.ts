@@ -148,6 +148,8 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
       freeSpace.close();
       try {
         ctx.store.close();
+      } catch (err) {
+        throw new Error(`data_dir ${config.data_dir} could not be closed cleanly (${(err as Error).message}); mail acknowledged before was on disk already`, { cause: err });
       } finally {
         // The store's failure is the one to report; the lock goes with the process anyway.
         try {

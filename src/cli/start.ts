@@ -74,11 +74,11 @@ export function registerStart(program: Command): void {
       await new Promise<void>((resolve, reject) => {
         onStop = () => {
           log.info({ signal: signalled }, 'stopping');
-          // A store that cannot be flushed at the end (its disk gone read-only) is a failure,
-          // said in one line; what was acknowledged before had been flushed then.
+          // A stop that fails at the end (the store's disk gone read-only) is a failure, said
+          // in one line.
           server.stop().then(resolve, (err: unknown) => {
             log.flush();
-            reject(new CliError(`stopped, but data_dir ${config.data_dir} could not be closed cleanly (${(err as Error).message}); mail acknowledged before was on disk already`));
+            reject(new CliError(`stopped, but ${(err as Error).message}`));
           });
         };
         if (signalled) onStop();
