@@ -1,16 +1,17 @@
-/** Reading stdin with a size bound: stops (and says so) as soon as the bound is passed. */
+/** Reading input (stdin, a file, a pipe) with a size bound: stops, and says so, as soon as the
+ *  bound is passed. */
 import type { Readable } from 'node:stream';
 import { DOT_LINE } from '../mime/submitted.ts';
 
 export class TooLarge extends Error {}
 
 /**
- * Reads all of `input` (stdin), or throws TooLarge once more than `max` bytes have arrived. With
+ * Reads all of `input` (stdin unless given), or throws TooLarge once more than `max` bytes have arrived. With
  * `endAtDotLine`, a line of a single dot ends the input too, as sendmail's does without `-i`:
  * it is kept, the rest is left unread, and a caller that writes the dot and waits, its end of
  * the pipe still open, is not kept waiting.
  */
-export async function readStdinLimited(max: number, endAtDotLine = false, input: Readable = process.stdin): Promise<Buffer> {
+export async function readLimited(max: number, endAtDotLine = false, input: Readable = process.stdin): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let total = 0;
   // The last bytes before the chunk in hand, a dot line may begin in them; the input's start

@@ -12,7 +12,7 @@ import { submitLocal, SubmitError } from '../delivery/submit.ts';
 import { composeMessage, ComposeError, parseHeaderArg, type ComposeAttachment } from '../mime/compose.ts';
 import { configOf, withContext } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
-import { readStdinLimited, TooLarge } from './read-limited.ts';
+import { readLimited, TooLarge } from './read-limited.ts';
 
 interface SendOptions {
   from?: string;
@@ -82,16 +82,17 @@ async function readContent(opts: SendOptions, max: number): Promise<Content> {
   if (opts.html !== undefined && opts.htmlFile !== undefined) throw new UsageError('--html and --html-file cannot be used together');
   if (opts.textFile === '-' && opts.htmlFile === '-') throw new UsageError('only one of --text-file and --html-file can read stdin');
   if (opts.to.length + opts.cc.length + opts.bcc.length === 0) throw new UsageError('at least one recipient is needed: --to, --cc or --bcc');
-  let text = opts.text ?? (opts.textFile !== undefined ? await readBodyFile(opts.textFile, '--text-file', max) : undefined);
-  const html = opts.html ?? (opts.htmlFile !== undefined ? await readBodyFile(opts.htmlFile, '--html-file', max) : undefined);
+  // Every file and stdin together within limits.max_message_size: each read gets what is left.
+  const budget = { max, left: max };
+  let text = opts.text ?? (opts.textFile !== undefined ? await readBodyFile(opts.textFile, '--text-file', budget) : undefined);
+  const html = opts.html ?? (opts.htmlFile !== undefined ? await readBodyFile(opts.htmlFile, '--html-file', budget) : undefined);
   if (text === undefined && html === undefined) {
     if (process.stdin.isTTY) process.stderr.write('mailnest: reading the message text from stdin; end it with Ctrl-D\n');
-    text = await readBodyFile('-', 'stdin', max);
+    text = await readBodyFile('-', 'stdin', budget);
   }
-  const attachments: ComposeAttachment[] = [
-    ...opts.attach.map((f) => ({ filename: path.basename(f), content: readAttachment(f, '--attach', max) })),
-    ...opts.inline.map((f) => ({ filename: path.basename(f), content: readAttachment(f, '--inline', max), cid: path.basename(f) })),
-  ];
+  const attachments: ComposeAttachment[] = [];
+  for (const f of opts.attach) attachments.push({ filename: path.basename(f), content: await readFile(f, '--attach', budget) });
+  for (const f of opts.inline) attachments.push({ filename: path.basename(f), content: await readFile(f, '--inline', budget), cid: path.basename(f) });
   return { ...(text !== undefined ? { text } : {}), ...(html !== undefined ? { html } : {}), attachments };
 }
 
@@ -123,16 +124,8 @@ async function send(ctx: Context, opts: SendOptions, { text, html, attachments }
   }
 }
 
-async function readBodyFile(file: string, option: string, max: number): Promise<string> {
-  if (file === '-') {
-    try {
-      return asText(await readStdinLimited(max));
-    } catch (err) {
-      if (err instanceof TooLarge) throw new CliError(`${option}: ${err.message}`);
-      throw err;
-    }
-  }
-  return asText(readAttachment(file, option, max));
+async function readBodyFile(file: string, option: string, budget: Budget): Promise<string> {
+  return asText(await readFile(file, option, budget));
 }
 
 /** UTF-8, or else Latin-1, which maps every byte to a character: what a script in a legacy
@@ -141,38 +134,31 @@ function asText(bytes: Buffer): string {
   return bytes.toString(isUtf8(bytes) ? 'utf8' : 'latin1');
 }
 
-const READ_CHUNK = 1 << 20;
+/** What limits.max_message_size leaves for the files still to be read. */
+interface Budget {
+  max: number;
+  left: number;
+}
 
 /**
- * A file's bytes, read no further than `max`: a pipe (`--attach <(mysqldump ...)`) or a device
- * has no size to check first, and one that never ends (/dev/zero) is stopped at the bound too.
+ * A file's bytes (`-`: stdin's), read no further than the budget leaves: a pipe
+ * (`--attach <(mysqldump ...)`) or a device has no size to check first, and one that never ends
+ * (/dev/zero) is stopped at the bound too.
  */
-function readAttachment(file: string, option: string, max: number): Buffer {
+async function readFile(file: string, option: string, budget: Budget): Promise<Buffer> {
   // A name with a line end or other control character is shown quoted: the error stays one line.
-  const name = /[\x00-\x1f\x7f]/.test(file) ? JSON.stringify(file) : file;
-  const over = (size: string) => new CliError(`${option} ${name}: ${size} bytes, over limits.max_message_size (${max})`);
-  let fd: number | undefined;
+  const name = file === '-' ? '' : ` ${/[\x00-\x1f\x7f]/.test(file) ? JSON.stringify(file) : file}`;
+  const over = new CliError(`${option}${name}: over limits.max_message_size (${budget.max} bytes for the whole message)`);
   try {
-    fd = fs.openSync(file, 'r');
-    const size = fs.fstatSync(fd).size;
-    if (size > max) throw over(String(size));
-    const chunks: Buffer[] = [];
-    let total = 0;
-    for (;;) {
-      const chunk = Buffer.allocUnsafe(Math.min(max - total + 1, READ_CHUNK));
-      const n = fs.readSync(fd, chunk);
-      if (n === 0) break;
-      total += n;
-      if (total > max) throw over(`more than ${max}`);
-      chunks.push(chunk.subarray(0, n));
-    }
-    return Buffer.concat(chunks, total);
+    if (file !== '-' && (await fs.promises.stat(file)).size > budget.left) throw over;
+    const bytes = await readLimited(budget.left, false, file === '-' ? process.stdin : fs.createReadStream(file));
+    budget.left -= bytes.length;
+    return bytes;
   } catch (err) {
     if (err instanceof CliError) throw err;
+    if (err instanceof TooLarge) throw over;
     const code = (err as NodeJS.ErrnoException).code;
     const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code ?? err);
-    throw new CliError(`${option} ${name}: ${why}`);
-  } finally {
-    if (fd !== undefined) fs.closeSync(fd);
+    throw new CliError(`${option}${name}: ${why}`);
   }
 }

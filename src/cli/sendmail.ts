@@ -24,7 +24,7 @@ import { isStorageFull } from '../store/store.ts';
 import { prepareSubmitted, SubmittedError } from '../mime/submitted.ts';
 import { commandContext } from './common.ts';
 import { CliError } from './errors.ts';
-import { readStdinLimited, TooLarge } from './read-limited.ts';
+import { readLimited, TooLarge } from './read-limited.ts';
 
 export const EX_USAGE = 64;
 export const EX_DATAERR = 65;
@@ -311,7 +311,7 @@ async function smtpOnStdio(ctx: Context, caller: string): Promise<void> {
 async function sendmail(ctx: Context, args: SendmailArgs, caller: string): Promise<string> {
   let input: Buffer;
   try {
-    input = await readStdinLimited(ctx.config.limits.max_message_size, !args.ignoreDots);
+    input = await readLimited(ctx.config.limits.max_message_size, !args.ignoreDots);
   } catch (err) {
     if (err instanceof TooLarge) throw new CliError(`message too large: ${err.message}`, EX_DATAERR);
     throw err;

@@ -191,7 +191,16 @@ describe('mailnest send to a local user (no server running)', () => {
     const small = writeConfig(tempDir(), { ...baseConfig(dir), limits: { max_message_size: 2000 } });
     const zero = cli(small, ['send', '--to', 'owner@example.test', '--text', 'x', '--attach', '/dev/zero']);
     assert.equal(zero.status, 1);
-    assert.equal(zero.stderr, 'mailnest: --attach /dev/zero: more than 2000 bytes, over limits.max_message_size (2000)\n');
+    assert.equal(zero.stderr, 'mailnest: --attach /dev/zero: over limits.max_message_size (2000 bytes for the whole message)\n');
+    // The files together: each is read within what those before it left.
+    const half = path.join(work, 'half');
+    fs.writeFileSync(half, Buffer.alloc(1200, 'a'));
+    const two = cli(small, ['send', '--to', 'owner@example.test', '--text', 'x', '--attach', half, '--attach', '/dev/zero']);
+    assert.equal(two.status, 1);
+    assert.equal(two.stderr, 'mailnest: --attach /dev/zero: over limits.max_message_size (2000 bytes for the whole message)\n');
+    const twice = cli(small, ['send', '--to', 'owner@example.test', '--text-file', '-', '--attach', half], 'b'.repeat(1000));
+    assert.equal(twice.status, 1);
+    assert.match(twice.stderr, /^mailnest: --attach \S+half: over limits\.max_message_size/);
   });
 
   it('names a file whose name holds a line end quoted, on one line', () => {

@@ -2,9 +2,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Readable } from 'node:stream';
-import { readStdinLimited, TooLarge } from '../../src/cli/read-limited.ts';
+import { readLimited, TooLarge } from '../../src/cli/read-limited.ts';
 
-const read = (chunks: string[], dot: boolean, max = 1000) => readStdinLimited(max, dot, Readable.from(chunks.map((c) => Buffer.from(c, 'latin1'))));
+const read = (chunks: string[], dot: boolean, max = 1000) => readLimited(max, dot, Readable.from(chunks.map((c) => Buffer.from(c, 'latin1'))));
 
 test('a line of a single dot ends the input wherever the chunks are cut, with LF, CRLF or CR line ends', async () => {
   for (const text of ['a\n.\nrest\n', 'a\r\n.\r\nrest\r\n', 'a\r.\rrest\r', '.\nrest\n']) {
