@@ -6,11 +6,13 @@
 
 /**
  * Where the header section ends: after the last line of its last field; `separated` when the
- * empty line follows there.
+ * empty line follows there. Past `maxLines` lines it stops, `over`, at the end of the last line
+ * it read: a header of millions of lines is not read to its end only to be refused.
  */
-export function headerEnd(message: Buffer[]): { end: number; separated: boolean } {
+export function headerEnd(message: Buffer[], maxLines = Infinity): { end: number; separated: boolean; over?: true } {
   let base = 0;
   let lineStart = 0;
+  let lines = 0;
   let inField = false;
   // The current line's first octets (enough for a field name) and its length so far, when it
   // began in an earlier chunk.
@@ -25,6 +27,7 @@ export function headerEnd(message: Buffer[]): { end: number; separated: boolean 
       head = Buffer.alloc(0);
       length = 0;
       if (!isField(lineHead)) return { end: lineStart, separated: lineLength === 2 };
+      if (++lines > maxLines) return { end: lineStart, separated: false, over: true };
       inField = true;
       at = lf + 1;
       lineStart = base + at;
@@ -75,10 +78,15 @@ export function withoutFields(message: Buffer[], mention: RegExp, drop: (field: 
   return [Buffer.from(kept.join('\r\n'), 'latin1'), Buffer.concat(message).subarray(end)];
 }
 
-/** The lines of the header section, and those of its longest field with its continuation
- *  lines, as headerEnd reads them. */
-export function headerShape(message: Buffer[]): { lines: number; fieldLines: number } {
-  const text = headerText(message, headerEnd(message).end);
+/**
+ * The lines of the header section, those of its longest field with its continuation lines, and
+ * how many fields `match` matches (a pattern of a field's start with the flags g, i and m,
+ * `/^received[ \t]*:/gim`: continuation lines begin with white space), all as headerEnd reads
+ * them, no further than `maxLines` lines (`over` when there are more).
+ */
+export function headerShape(message: Buffer[], maxLines: number, match: RegExp): { lines: number; fieldLines: number; matching: number; over: boolean } {
+  const { end, over } = headerEnd(message, maxLines);
+  const text = headerText(message, end);
   let lines = 0;
   let field = 0;
   let fieldLines = 0;
@@ -90,13 +98,7 @@ export function headerShape(message: Buffer[]): { lines: number; fieldLines: num
     const lf = text.indexOf('\n', at);
     at = lf < 0 ? text.length : lf + 1;
   }
-  return { lines, fieldLines };
-}
-
-/** How many fields of the header section `field` matches, a pattern of a field's start with the
- *  flags g, i and m (`/^received[ \t]*:/gim`): continuation lines begin with white space. */
-export function countFields(message: Buffer[], field: RegExp): number {
-  return headerText(message, headerEnd(message).end).match(field)?.length ?? 0;
+  return { lines, fieldLines, matching: text.match(match)?.length ?? 0, over: over === true };
 }
 
 /** The first `end` octets (the header section) as Latin-1 text, joining only the chunks they lie in. */

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { withHeaderEnd } from '../../src/mime/header-section.ts';
+import { headerShape, withHeaderEnd } from '../../src/mime/header-section.ts';
 import { completeSubmission } from '../../src/mime/submission.ts';
 
 const C = { from: 'a@example.test', hostname: 'mx.example.test', now: new Date('2026-11-29T10:00:00Z') };
@@ -29,6 +29,17 @@ test('the header end is found wherever the chunks are cut, and the body chunks a
     assert.equal(got, `Subject: s\r\nFrom: a@example.test\r\n${DATE}Message-ID: <id>\r\n\r\nbody\r\n\r\nBcc: not a field\r\n`, `cut at ${cut}`);
     if (cut > end + 2) assert.equal(out[out.length - 1], message[1], 'the last chunk is not copied');
   }
+});
+
+test('the header\'s shape is read no further than its limit: a million lines are not all visited', () => {
+  const received = /^received[ \t]*:/gim;
+  const small = [Buffer.from('Received: a\r\nReceived: b\r\n c\r\nSubject: s\r\n\r\nbody\r\n')];
+  assert.deepEqual(headerShape(small, 10, received), { lines: 4, fieldLines: 2, matching: 2, over: false });
+  const flood = [Buffer.from('Subject: a\r\n'), Buffer.from(' \r\n'.repeat(1_000_000)), Buffer.from('\r\nbody\r\n')];
+  const shape = headerShape(flood, 10_000, received);
+  assert.equal(shape.over, true);
+  assert.equal(shape.lines, 10_000);
+  assert.equal(shape.fieldLines, 10_000);
 });
 
 test('no header fields at all, and no body at all', () => {

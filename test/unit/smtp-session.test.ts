@@ -118,7 +118,7 @@ test('a header of more than 10,000 lines, or with a field of more than 5,000, is
   const cases: [header: string, verdict: RegExp][] = [
     [`Subject: a\r\n${' b\r\n'.repeat(5000)}`, /^552 5\.3\.4 Message header too large: a header field of 5001 lines, more than 5000\r\n$/],
     [`Subject: a\r\n${' b\r\n'.repeat(4999)}`, /^250 2\.0\.0 OK queued/],
-    ['X-A: b\r\n'.repeat(10_001), /^552 5\.3\.4 Message header too large: 10001 header lines, more than 10000\r\n$/],
+    ['X-A: b\r\n'.repeat(10_001), /^552 5\.3\.4 Message header too large: more than 10000 header lines\r\n$/],
     [`${'X-A: b\r\n'.repeat(5_000)}To: a\r\n${'\tb\r\n'.repeat(4_999)}`, /^250 2\.0\.0 OK queued/],
     // Lines after the header section are the body's.
     [`Subject: a\r\n\r\n${' b\r\n'.repeat(20_000)}`, /^250 2\.0\.0 OK queued/],
