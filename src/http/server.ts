@@ -127,7 +127,7 @@ export class HttpService implements Service {
 
   private admit(socket: net.Socket): void {
     const ip = socket.remoteAddress ?? 'unknown';
-    const refused = this.limits?.acquire(ip);
+    const refused = this.limits?.acquire(ip, 'users');
     if (refused) {
       this.refusals.refused(ip, refused);
       socket.on('error', () => {});
@@ -137,7 +137,7 @@ export class HttpService implements Service {
     }
     this.ctx.metrics.count(LISTENER, 1);
     socket.once('close', () => {
-      this.limits?.release(ip);
+      this.limits?.release(ip, 'users');
       this.ctx.metrics.count(LISTENER, -1);
     });
   }

@@ -33,6 +33,8 @@ export interface ClientInfo {
 export interface ProtocolHandler<E, R> {
   /** Listener name for logs and metrics ("smtp", "submission", "pop3s", ...). */
   name: string;
+  /** Whose connections these are, for the limits (see ConnectionLimits). */
+  pool: Pool;
   implicitTls: boolean;
   idleTimeoutMs: number;
   createSession(client: ClientInfo): Session<E, R>;
@@ -47,34 +49,50 @@ export interface ProtocolHandler<E, R> {
   refused?(reason: string): void;
 }
 
-/** Connection counts across every listener of the process. */
+/** Whom a listener serves: anyone on the internet (the MX), or the users and their scripts
+ *  (submission, POP3, the HTTP API). */
+export type Pool = 'strangers' | 'users';
+
+/**
+ * Connection counts across every listener of the process: `maxTotal` in all, of which
+ * connections from strangers may take no more than three quarters, so that the internet
+ * holding every slot of the MX (a botnet, each address within its own limit) still leaves the
+ * users room to read and send their mail; and `maxPerIp` for an address in each pool, so that
+ * a client's connections to the MX (a local user's, on loopback) do not shut the same address
+ * out of its mailbox and the API.
+ */
 export class ConnectionLimits {
   private total = 0;
-  private readonly perIp = new ClientCounts();
+  private strangers = 0;
+  private readonly perIp: Record<Pool, ClientCounts> = { strangers: new ClientCounts(), users: new ClientCounts() };
   private readonly maxTotal: number;
+  private readonly maxStrangers: number;
   private readonly maxPerIp: number;
 
   constructor(maxTotal: number, maxPerIp: number) {
     this.maxTotal = maxTotal;
+    this.maxStrangers = maxTotal - Math.floor(maxTotal / 4);
     this.maxPerIp = maxPerIp;
   }
 
   /** Takes a slot; returns the reason when the connection must be refused. An IPv6 client is
    *  counted with its /64 (see clientKey). */
-  acquire(ip: string): string | undefined {
-    if (this.total >= this.maxTotal) return 'too many connections';
-    if (this.perIp.of(ip) >= this.maxPerIp) {
+  acquire(ip: string, pool: Pool): string | undefined {
+    if (this.total >= this.maxTotal || (pool === 'strangers' && this.strangers >= this.maxStrangers)) return 'too many connections';
+    if (this.perIp[pool].of(ip) >= this.maxPerIp) {
       const key = clientKey(ip);
       return `too many connections from ${key === ip ? ip : `${ip} (${key})`}`;
     }
     this.total++;
-    this.perIp.add(ip);
+    if (pool === 'strangers') this.strangers++;
+    this.perIp[pool].add(ip);
     return undefined;
   }
 
-  release(ip: string): void {
+  release(ip: string, pool: Pool): void {
     this.total--;
-    this.perIp.remove(ip);
+    if (pool === 'strangers') this.strangers--;
+    this.perIp[pool].remove(ip);
   }
 
   get count(): number {
@@ -147,7 +165,7 @@ export class Listener<E, R> {
 
   private async accept(raw: net.Socket): Promise<void> {
     const ip = normalizeIp(raw.remoteAddress ?? 'unknown');
-    const refused = this.ctx.limits.acquire(ip);
+    const refused = this.ctx.limits.acquire(ip, this.handler.pool);
     raw.on('error', ignoreError);
     if (refused) {
       // A TLS client cannot read a plaintext line: it just sees the connection close.
@@ -180,7 +198,7 @@ export class Listener<E, R> {
       const handshake = await serverHandshake(raw, this.ctx.tls!.context, this.handler.idleTimeoutMs);
       if ('failure' in handshake || this.stopped) {
         if ('secure' in handshake) handshake.secure.destroy();
-        this.ctx.limits.release(ip);
+        this.ctx.limits.release(ip, this.handler.pool);
         this.ctx.onCount?.(this.handler.name, -1);
         // No session began; the log still has the connection's one line.
         const outcome = 'failure' in handshake ? handshake.failure : 'shutdown';
@@ -198,7 +216,7 @@ export class Listener<E, R> {
       session = this.handler.createSession(client);
     } catch (err) {
       this.ctx.log.error({ err }, 'cannot create session');
-      this.ctx.limits.release(ip);
+      this.ctx.limits.release(ip, this.handler.pool);
       this.ctx.onCount?.(this.handler.name, -1);
       socket.destroy();
       return;
@@ -215,7 +233,7 @@ export class Listener<E, R> {
       onClose: () => {
         this.connections.delete(conn);
         this.handler.ended?.(session);
-        this.ctx.limits.release(ip);
+        this.ctx.limits.release(ip, this.handler.pool);
         this.ctx.onCount?.(this.handler.name, -1);
       },
     });

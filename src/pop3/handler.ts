@@ -106,6 +106,7 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
 
   return {
     name: kind,
+    pool: 'users',
     implicitTls: kind === 'pop3s',
     idleTimeoutMs: config.limits.pop3_idle_timeout,
     createSession(client: ClientInfo) {

@@ -60,6 +60,7 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
   const closed = new WeakSet<object>();
   return {
     name: role,
+    pool: role === 'smtp' ? 'strangers' : 'users',
     implicitTls: role === 'submissions',
     idleTimeoutMs: config.limits.idle_timeout,
     createSession: (client) => new SmtpSession(policy, client.remoteAddress, client.tls),

@@ -266,6 +266,28 @@ test('max_connections_per_ip and max_connections: 421 4.7.0 and close; slots com
   for (const c of open) c.destroy();
 });
 
+test('the MX takes three quarters of max_connections at most, and an address\'s MX connections do not count against it on the users\' listeners', async () => {
+  f = await startFixture({ config: { limits: { max_connections: 4, max_connections_per_ip: 3 } } });
+  const smtp = f.port('smtp');
+  const open: SmtpClient[] = [];
+  for (const ip of ['127.0.0.1', '127.0.0.1', '127.0.0.1']) {
+    const a = await tryOpen(smtp, ip);
+    assert.ok(a.ok, a.raw);
+    open.push(a.client);
+  }
+  // The internet has taken its three quarters, and this address its three connections.
+  const fourth = await tryOpen(smtp, '127.0.0.2');
+  assert.equal(fourth.ok, false);
+  assert.match(fourth.raw, /^421 4\.7\.0 mx\.example\.test too many connections/);
+  // The last quarter is for the users, from the same address too.
+  const user = await tryOpen(f.port('submission'), '127.0.0.1');
+  assert.ok(user.ok, user.raw);
+  open.push(user.client);
+  const over = await tryOpen(f.port('submission'), '127.0.0.2');
+  assert.equal(over.ok, false, 'the total still holds');
+  for (const c of open) c.destroy();
+});
+
 test('idle_timeout: 421 4.4.2 and close, also in the middle of DATA (nothing stored)', async () => {
   f = await startFixture({ config: { limits: { idle_timeout: '1s' } } });
   const idle = await f.open('smtp');

@@ -111,15 +111,26 @@ test('an IPv6 client is counted by its /64, for logins, connections and memory a
   assert.equal(await t.begin('2001:db8:1:2:ffff::9', 0), false);
   assert.equal(await t.begin('2001:db8:1:3::1', 0), true);
   const limits = new ConnectionLimits(100, 2);
-  assert.equal(limits.acquire('2001:db8:1:2::1'), undefined);
-  assert.equal(limits.acquire('2001:db8:1:2::2'), undefined);
-  assert.equal(limits.acquire('2001:db8:1:2::3'), 'too many connections from 2001:db8:1:2::3 (2001:db8:1:2::/64)');
-  limits.release('2001:db8:1:2::1');
-  assert.equal(limits.acquire('2001:db8:1:2::3'), undefined);
-  assert.equal(limits.acquire('192.0.2.1'), undefined);
-  assert.equal(limits.acquire('192.0.2.2'), undefined);
-  assert.equal(limits.acquire('192.0.2.2'), undefined);
-  assert.equal(limits.acquire('192.0.2.2'), 'too many connections from 192.0.2.2');
+  assert.equal(limits.acquire('2001:db8:1:2::1', 'strangers'), undefined);
+  assert.equal(limits.acquire('2001:db8:1:2::2', 'strangers'), undefined);
+  assert.equal(limits.acquire('2001:db8:1:2::3', 'strangers'), 'too many connections from 2001:db8:1:2::3 (2001:db8:1:2::/64)');
+  limits.release('2001:db8:1:2::1', 'strangers');
+  assert.equal(limits.acquire('2001:db8:1:2::3', 'strangers'), undefined);
+  assert.equal(limits.acquire('192.0.2.1', 'strangers'), undefined);
+  assert.equal(limits.acquire('192.0.2.2', 'strangers'), undefined);
+  assert.equal(limits.acquire('192.0.2.2', 'strangers'), undefined);
+  assert.equal(limits.acquire('192.0.2.2', 'strangers'), 'too many connections from 192.0.2.2');
+  // The users' pool counts an address apart: its MX connections do not shut it out of its mailbox.
+  assert.equal(limits.acquire('192.0.2.2', 'users'), undefined);
+  // Strangers take three quarters of the total at most; the last quarter is the users'.
+  const pools = new ConnectionLimits(8, 100);
+  for (let i = 0; i < 6; i++) assert.equal(pools.acquire(`198.51.100.${i}`, 'strangers'), undefined);
+  assert.equal(pools.acquire('198.51.100.9', 'strangers'), 'too many connections');
+  assert.equal(pools.acquire('198.51.100.9', 'users'), undefined);
+  assert.equal(pools.acquire('198.51.100.10', 'users'), undefined);
+  assert.equal(pools.acquire('198.51.100.11', 'users'), 'too many connections');
+  pools.release('198.51.100.0', 'strangers');
+  assert.equal(pools.acquire('198.51.100.11', 'users'), undefined, 'a slot strangers gave back is anyone\'s');
   const bodies = new BodyBudget(1000, 500);
   assert.equal(bodies.take('2001:db8:1:2::1', 300), true);
   assert.equal(bodies.take('2001:db8:1:2::2', 300), false);

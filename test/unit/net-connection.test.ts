@@ -36,6 +36,7 @@ class ToySession implements Session<E, string> {
 
 const handler: ProtocolHandler<E, string> = {
   name: 'toy',
+  pool: 'strangers',
   implicitTls: false,
   idleTimeoutMs: 60_000,
   createSession: () => new ToySession(),
