@@ -109,6 +109,11 @@ const MAX_HOPS = 100;
  * 100 KiB (header_size_limit) rather than refusing the message.
  */
 const MAX_HEADER_LINES = 10_000;
+
+/** NOOP, RSET, VRFY, EXPN and HELP a session may send before each counts as an error (Postfix's
+ *  smtpd_junk_command_limit): with NOOPs a client would otherwise hold its connection, one of
+ *  max_connections, for ever without moving any mail. */
+const JUNK_LIMIT = 100;
 const MAX_FIELD_LINES = 5_000;
 
 /** RFC 5321 §4.2.3 452 and RFC 3463 X.3.1 (mail system full): the client tries again later. */
@@ -165,6 +170,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   /** A BDAT after HELO: its chunk is read, and refused. */
   private bdatWithoutEhlo = false;
   private errors = 0;
+  /** Commands that move no mail (see JUNK_LIMIT). */
+  private junk = 0;
   private stopping = false;
 
   // For the session log line.
@@ -305,10 +312,20 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const data = renderReply(r, this.esmtp, this.tx?.from.utf8);
     this.written += data.length;
     this.out.push({ type: 'write', data });
-    if (r.code >= 500 && ++this.errors >= (this.o.maxErrors ?? 20) && this.phase !== 'closed') {
+    if (r.code >= 500) this.countError();
+  }
+
+  private countError(): void {
+    if (++this.errors >= (this.o.maxErrors ?? 20) && this.phase !== 'closed') {
       this.outcome = 'too many errors';
       this.close(reply(421, '4.7.0', `${this.o.hostname} Too many errors, closing connection`));
     }
+  }
+
+  /** A command that moves no mail: past JUNK_LIMIT of them since the last message, each counts
+   *  as an error too, as Postfix's smtpd_junk_command_limit has it. */
+  private junkCommand(): void {
+    if (++this.junk > JUNK_LIMIT) this.countError();
   }
 
   private close(r: Reply): void {
@@ -442,14 +459,23 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       case 'RSET':
         if (args.trim() !== '') return this.send(reply(501, '5.5.4', 'RSET takes no arguments'));
         this.endTransaction();
-        return this.send(reply(250, '2.0.0', 'Ok'));
-      case 'NOOP': return this.send(reply(250, '2.0.0', 'Ok'));
+        this.send(reply(250, '2.0.0', 'Ok'));
+        return this.junkCommand();
+      case 'NOOP':
+        this.send(reply(250, '2.0.0', 'Ok'));
+        return this.junkCommand();
       case 'QUIT':
         this.outcome = 'quit';
         return this.close(reply(221, '2.0.0', `${this.o.hostname} Bye`));
-      case 'VRFY': return this.verifyCommand('VRFY', args);
-      case 'EXPN': return this.verifyCommand('EXPN', args);
-      case 'HELP': return this.send(reply(214, '2.0.0', ...HELP));
+      case 'VRFY':
+        this.verifyCommand('VRFY', args);
+        return this.junkCommand();
+      case 'EXPN':
+        this.verifyCommand('EXPN', args);
+        return this.junkCommand();
+      case 'HELP':
+        this.send(reply(214, '2.0.0', ...HELP));
+        return this.junkCommand();
       case 'STARTTLS': return this.starttlsCommand(args);
       case 'AUTH': return this.authCommand(args);
       default:
@@ -693,6 +719,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       // The error limit is for sessions that deliver nothing: a client that sends mail on one
       // connection for a list with some recipients gone is no prober.
       this.errors = 0;
+      this.junk = 0;
       return this.send(reply(250, '2.0.0', `OK queued as ${result.id}`));
     }
     this.refused(result.reason);

@@ -686,6 +686,19 @@ test('the error count starts again after each message delivered: a sender reusin
   assert.doesNotMatch(out, /^421 /m);
 });
 
+test('past 100 commands that move no mail, each counts as an error: NOOPs do not hold a connection for ever; a message delivered starts the count again', () => {
+  const d = inState('ehlo');
+  let out = '';
+  for (let i = 0; i < 100; i++) out += d.send(['NOOP', 'RSET', 'HELP', 'VRFY x'][i % 4] + '\r\n');
+  out += d.send('MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\nSubject: m\r\n\r\nx\r\n.\r\n');
+  assert.equal(d.delivered.length, 1, out);
+  for (let i = 0; i < 119; i++) out += d.send('NOOP\r\n');
+  assert.ok(!d.closed, 'closed before its time');
+  const last = d.send('NOOP\r\n');
+  assert.match(last, /^250 2\.0\.0 Ok\r\n421 4\.7\.0 mx\.example\.test Too many errors, closing connection\r\n$/);
+  assert.ok(d.closed);
+});
+
 test('NUL or bare CR in a command is a syntax error', () => {
   const d = inState('ehlo');
   assert.match(d.send('NOOP\0\r\n'), /^500 5\.5\.2 /);
