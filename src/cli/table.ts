@@ -5,7 +5,8 @@ export function printTable(headers: string[], rows: string[][], empty: string): 
 
 /** The lines of a table, each column as wide as its widest cell but the last, which is left as
  *  it is. Widths are found row by row: a queue of a hundred thousand rows is a listing too. */
-export function tableLines(headers: string[], rows: string[][]): string[] {
+export function tableLines(headers: string[], given: string[][]): string[] {
+  const rows = given.map((row) => row.map(printable));
   const widths = headers.map((h) => h.length);
   for (const row of rows) {
     row.forEach((cell, i) => {
@@ -13,4 +14,10 @@ export function tableLines(headers: string[], rows: string[][]): string[] {
     });
   }
   return [headers, ...rows].map((row) => row.map((cell, i) => (i === row.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  '));
+}
+
+/** A cell as the terminal shows it and nothing more: a control character (an escape sequence a
+ *  remote server put in its reply, which `queue list` shows) is written as `\xHH`. */
+function printable(cell: string): string {
+  return cell.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

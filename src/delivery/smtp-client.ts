@@ -121,9 +121,10 @@ function refusals(e: NmError, conn: SMTPConnection): Map<string, NmError> {
   return new Map(list.map((r) => [r.recipient ?? '', r]));
 }
 
-/** A reply as one line for last_reply and DSN Diagnostic-Code. */
+/** A reply as one line for last_reply and DSN Diagnostic-Code, without the control characters
+ *  a server may put in its text (an escape sequence for the terminal `queue list` shows it on). */
 export function oneLine(s: string): string {
-  return s.replace(/\r?\n/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 500);
+  return s.replace(/\r?\n/g, ' ').replace(/\s+/g, ' ').replace(/[\x00-\x1f\x7f-\x9f]/g, '?').trim().slice(0, 500);
 }
 
 /** A failure's reason with what an operator can do about it: a refused certificate (in place of

@@ -152,6 +152,21 @@ describe('relay failures and bounces', () => {
     assert.deepEqual((await mailbox(path.join(dir, 'data'), 'alice@example.test')).filter((m) => m.includes('forged@example.org')), [], 'a report reached the postmaster');
   });
 
+  it('control characters in a next hop\'s reply (escape sequences for the operator\'s terminal) are not kept', async () => {
+    replies.set('esc@remote.test', ['451 4.3.0 \x1b]0;PWNED\x07\x1b[31mlater']);
+    const id = inject(configFile, 'alice@example.test', ['esc@remote.test'], message('escapes'));
+    let reply: string | null | undefined;
+    await until('the deferral recorded', () => {
+      reply = queueJson(configFile).find((e) => e.id === id)?.recipients[0]?.last_reply;
+      return typeof reply === 'string';
+    });
+    assert.equal(reply, '451 4.3.0 ?]0;PWNED??[31mlater');
+    const listed = cli(configFile, ['queue', 'list']);
+    assert.equal(listed.status, 0);
+    assert.doesNotMatch(listed.stdout, /[\x00-\x09\x0b-\x1f\x7f]/);
+    assert.equal(cli(configFile, ['queue', 'remove', id]).status, 0);
+  });
+
   it('a bounce for a copy an alias sent on names the address the sender used', async () => {
     replies.set('moved@remote.test', ['550 5.1.1 <moved@remote.test>: no such user']);
     inject(configFile, 'alice@example.test', ['old-friend@example.test'], message('via alias'));

@@ -18,3 +18,8 @@ test('a table of 300,000 rows (a backed-up queue) is laid out like any other', (
   assert.equal(lines[300_000], '299999  x');
   assert.equal(lines[0], 'ID      TO');
 });
+
+test('a control character in a cell (an escape sequence in a remote server\'s reply) is shown, not sent to the terminal', () => {
+  const lines = tableLines(['ID', 'REPLY'], [['a', '451 \x1b]0;PWNED\x07\x1b[2Kfake\u009b']]);
+  assert.equal(lines[1], 'a   451 \\x1b]0;PWNED\\x07\\x1b[2Kfake\\x9b');
+});
