@@ -102,8 +102,8 @@ function readArg(argv: string[], at: { k: number }, a: SendmailArgs): boolean {
     a.recipients.push(...argv.slice(at.k + 1));
     return false;
   }
-  // mailnest's own options: -c/--config FILE and --verbose, which commander has already taken,
-  // and --sysexits
+  // mailnest's own options: -c/--config FILE and --verbose, which commander has already taken
+  // (and the command refuses after "sendmail"), and --sysexits
   if (arg === '-c' || arg === '--config') {
     at.k++;
     return true;
@@ -183,11 +183,17 @@ function applyValueFlag(a: SendmailArgs, flag: string, value: string): void {
 }
 
 /** The arguments after "sendmail", read from the raw command line (mailnest's own -c/--config before it are skipped). */
-function rawArgs(): string[] {
+function rawArgs(): { args: string[]; configBefore: string | undefined } {
   const args = process.argv.slice(2);
+  let configBefore: string | undefined;
   let k = 0;
-  while (k < args.length && args[k] !== 'sendmail') k += args[k] === '-c' || args[k] === '--config' ? 2 : 1;
-  return args.slice(k + 1);
+  for (; k < args.length && args[k] !== 'sendmail'; k++) {
+    const arg = args[k]!;
+    if (arg === '-c' || arg === '--config') configBefore = args[++k];
+    else if (arg.startsWith('--config=')) configBefore = arg.slice('--config='.length);
+    else if (/^-c./.test(arg)) configBefore = arg.slice(2);
+  }
+  return { args: args.slice(k + 1), configBefore };
 }
 
 /** The caller's login name (the user sudo ran us for, when run through a sudo rule). */
@@ -229,9 +235,24 @@ export function registerSendmail(program: Command): void {
     .action(async (_args: string[], _opts: unknown, cmd: Command) => {
       let sysexits = false;
       try {
-        const args = parseSendmailArgs(rawArgs());
-        sysexits = args.sysexits;
-        await run(args, cmd);
+        const raw = rawArgs();
+        let args: SendmailArgs | undefined;
+        let problem: SendmailUsage | undefined;
+        try {
+          args = parseSendmailArgs(raw.args);
+        } catch (err) {
+          if (!(err instanceof SendmailUsage)) throw err;
+          problem = err;
+        }
+        sysexits = args?.sysexits ?? problem!.sysexits;
+        // The configuration file is the one named before "sendmail", which a sudo rule that
+        // lets a user run this command alone pins (SENDING.md): one named after it would let
+        // that user choose another file, and the settings the server's user then runs with.
+        if ((cmd.optsWithGlobals() as { config?: string }).config !== raw.configBefore) {
+          throw Object.assign(new SendmailUsage('-c/--config is taken before "sendmail" only: mailnest -c FILE sendmail ...'), { sysexits });
+        }
+        if (problem) throw problem;
+        await run(args!, cmd);
       } catch (err) {
         if (err instanceof SendmailUsage) sysexits ||= err.sysexits;
         if (!(err instanceof CliError)) throw err;

@@ -109,6 +109,10 @@ describe('mailnest sendmail', () => {
       [['-Z', 'alice@example.test'], 'x\n', 64, /unknown option -Z/],
       [['-bs', 'alice@example.test'], '', 64, /^mailnest: -bs takes its recipients from RCPT TO, not as arguments\n$/],
       [['-bd'], '', 64, /^mailnest: -bd \(run as a daemon\) is not supported here: the server is "mailnest start"\n$/],
+      // A configuration file named after "sendmail", where a sudo rule for this command alone
+      // would let its user choose one (and read the first line of any file in the error).
+      ...[['-c', '/etc/hostname'], ['--config=/etc/hostname'], ['-c/etc/hostname'], ['-f', '-c', '/etc/hostname']].map((given): [string[], string, number, RegExp] =>
+        [[...given, 'alice@example.test'], 'x\n', 64, /^mailnest: -c\/--config is taken before "sendmail" only: mailnest -c FILE sendmail \.\.\.\n$/]),
       [['a@@example.test'], 'x\n', 65, /is not a valid address/],
       [['-f', 'Alice <a b@example.test>', 'alice@example.test'], 'x\n', 65, /-f "Alice <a b@example\.test>" is not a valid address/],
       [['-t'], 'To: alice@example.test\nMIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n' + 'z'.repeat(1500) + '\n', 65, /line 1 is 1500 octets/],

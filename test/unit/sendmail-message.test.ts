@@ -27,7 +27,8 @@ test('the flags cron, logwatch, smartd, mail(1) and PHP pass', () => {
   assert.equal(parseSendmailArgs(['-bs', '-i']).smtp, true);
   // Postfix's -SMTPUTF8: SMTPUTF8 is asked of the next hop whenever an address needs it
   assert.deepEqual(parseSendmailArgs(['-SMTPUTF8', '-t']), { extractRecipients: true, ignoreDots: false, recipients: [], noop: false, sysexits: false });
-  // mailnest's own -c/--config and --verbose may follow "sendmail" too
+  // mailnest's own -c/--config and --verbose are skipped (commander took them; the command
+  // refuses a -c after "sendmail": test/integration/sendmail-cli.test.ts)
   assert.deepEqual(parseSendmailArgs(['-c', 'x.toml', '--verbose', '--config=y.toml', '-t']).recipients, []);
   assert.equal(parseSendmailArgs(['--config', 'x.toml', 'a@example.test']).recipients[0], 'a@example.test');
   // without -i dots end the message
