@@ -1,4 +1,5 @@
 /** Trace headers added on acceptance: Received (RFC 5321 §4.4) and Return-Path (§4.4). */
+import { asciiAddress } from '../ascii.ts';
 import { withoutFields } from '../mime/header-section.ts';
 
 export interface ReceivedInfo {
@@ -33,7 +34,11 @@ export function receivedHeader(r: ReceivedInfo): string {
   const from = r.helo !== undefined || r.clientIp !== undefined
     ? `from ${heloText(r.helo ?? 'unknown')}${r.clientIp ? ` (${addressLiteral(r.clientIp)})` : ''}\r\n\t`
     : '';
-  const notes = [r.tls ? `using ${r.tls}` : '', r.auth ? `authenticated as ${commentText(r.auth)}` : ''].filter(Boolean);
+  // The user's address in A-labels when it has them (a user of an internationalised domain, as
+  // `user add` keeps it): this field is mailnest's own, and UTF-8 in it would make the user's
+  // every message 8-bit, and one a header may hold only under SMTPUTF8 (RFC 6532 §3).
+  const auth = r.auth === undefined ? undefined : asciiAddress(r.auth) ?? r.auth;
+  const notes = [r.tls ? `using ${r.tls}` : '', auth ? `authenticated as ${commentText(auth)}` : ''].filter(Boolean);
   const comment = notes.length ? ` (${notes.join('; ')})` : '';
   const forPart = r.for ? `\r\n\tfor <${pathText(r.for)}>` : '';
   return `Received: ${from}by ${r.by} (mailnest) with ${r.with} id ${r.id}${comment}${forPart};\r\n\t${rfc5322Date(r.date)}\r\n`;

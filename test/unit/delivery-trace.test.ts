@@ -20,6 +20,8 @@ test('Return-Path and the "for" clause hold the address as given, quoted pairs a
   assert.equal(returnPathHeader(''), 'Return-Path: <>\r\n');
   // The login in the comment cannot end it early.
   assert.match(receivedHeader({ ...BASE, auth: 'a(b)\\c' }), /\(authenticated as a\?b\?\?c\)/);
+  // A user of an internationalised domain is named in A-labels: the field stays ASCII.
+  assert.match(receivedHeader({ ...BASE, auth: 'Carol@b\u00fccher.example' }), /\(authenticated as Carol@xn--bcher-kva\.example\)/);
 });
 
 test('Received: an IPv6 client is an address literal with its tag (RFC 5321 §4.1.3)', () => {
