@@ -43,10 +43,13 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
     } else {
       for (const u of r.resolution.users) users.set(u.id, u);
       // A copy an alias sends on remembers the address the sender used (RFC 3461 §4.2), so that
-      // a bounce names it, with the NOTIFY the sender asked for.
+      // a bounce names it, with the NOTIFY the sender asked for: all of it from an alias of one
+      // address (§6.2.7.2); from one of several, less SUCCESS, which the "expanded" report
+      // answers here (§6.2.7.3).
+      const notify = expands(r.resolution) ? forwardedNotify(r.notify) : r.notify;
       for (const f of r.resolution.forward) {
         const key = addressKey(f);
-        if (!outbound.has(key)) outbound.set(key, { address: f, ...(r.notify ? { notify: r.notify } : {}), orcpt: r.orcpt ?? `rfc822;${r.address}` });
+        if (!outbound.has(key)) outbound.set(key, { address: f, ...(notify ? { notify } : {}), orcpt: r.orcpt ?? `rfc822;${r.address}` });
       }
     }
   }
@@ -64,4 +67,19 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
     ...(outbound.size > 0 ? { outbound: { prefix: Buffer.from(trace, 'utf8'), recipients: [...outbound.values()], sign: s.writtenHere } } : {}),
   });
   return id;
+}
+
+/** An address that an alias turns into several, some of them sent on (RFC 3461 §6.2.7.3): its
+ *  delivery here is not the end of the message's way, so a SUCCESS asked of it is answered
+ *  "expanded", not "delivered". */
+export function expands(resolution: ResolvedRecipient['resolution']): boolean {
+  return resolution.kind === 'local' && resolution.forward.length > 0 && resolution.users.length + resolution.forward.length > 1;
+}
+
+/** The NOTIFY the copies an expanded alias sends on carry: the sender's, less SUCCESS (NEVER
+ *  when nothing is left). */
+function forwardedNotify(notify: DsnRecipient['notify']): DsnRecipient['notify'] {
+  if (!notify?.includes('SUCCESS')) return notify;
+  const rest = notify.filter((n) => n !== 'SUCCESS');
+  return rest.length > 0 ? rest : ['NEVER'];
 }

@@ -10,7 +10,7 @@ import { hasEightBit } from '../chunks.ts';
 import { headerEnd } from '../mime/header-section.ts';
 import { rfc5322Date } from './trace.ts';
 
-export type DsnAction = 'failed' | 'delayed' | 'delivered' | 'relayed';
+export type DsnAction = 'failed' | 'delayed' | 'delivered' | 'relayed' | 'expanded';
 
 export interface DsnRecipientReport {
   address: string;
@@ -120,7 +120,7 @@ function humanText(d: DsnInput): string {
   const lines: string[] = [];
   const failed = d.recipients.filter((r) => r.action === 'failed');
   const delayed = d.recipients.filter((r) => r.action === 'delayed');
-  const done = d.recipients.filter((r) => r.action === 'delivered' || r.action === 'relayed');
+  const done = d.recipients.filter((r) => r.action === 'delivered' || r.action === 'relayed' || r.action === 'expanded');
   lines.push(`This is the mail system at host ${d.reportingMta}.`, '');
   if (failed.length) {
     lines.push('Your message could not be delivered to one or more recipients.',

@@ -5,7 +5,7 @@
  */
 import { totalLength } from '../chunks.ts';
 import type { Context } from '../context.ts';
-import { acceptMessage, type ResolvedRecipient } from './accept.ts';
+import { acceptMessage, expands, type ResolvedRecipient } from './accept.ts';
 import { buildDsn, HEADER_MAX, headerSection, type DsnRecipientReport } from './dsn.ts';
 
 export interface Report {
@@ -80,14 +80,17 @@ export async function reportLocalDelivery(ctx: Pick<Context, 'config' | 'store' 
   now: Date;
 }): Promise<void> {
   if (m.sender === '') return;
-  const delivered = m.recipients.filter((r) => r.resolution.kind === 'local' && r.resolution.users.length > 0 && r.notify?.includes('SUCCESS'));
+  // An alias that also sends the message on is "expanded" (RFC 3461 §6.2.7.3), which is not
+  // terminal: its copies sent on may still fail; one of one address sent on reports nothing
+  // here, the next hop does (§6.2.7.2).
+  const delivered = m.recipients.filter((r) => r.resolution.kind === 'local' && r.notify?.includes('SUCCESS') && (expands(r.resolution) || (r.resolution.users.length > 0 && r.resolution.forward.length === 0)));
   if (delivered.length === 0) return;
   await sendReport(ctx, {
     sender: m.sender,
     queueId: m.queueId,
     ...(m.envid ? { envid: m.envid } : {}),
     arrival: m.now,
-    recipients: delivered.map((r) => ({ address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), action: 'delivered', status: '2.0.0', lastAttempt: m.now })),
+    recipients: delivered.map((r) => ({ address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), action: expands(r.resolution) ? 'expanded' : 'delivered', status: '2.0.0', lastAttempt: m.now })),
     original: headerSection(Buffer.concat(m.body, Math.min(HEADER_MAX, totalLength(m.body)))),
     ret: 'HDRS',
     now: m.now,

@@ -134,3 +134,24 @@ test('a message removed from the queue while its transfer is under way: the fail
   assert.deepEqual(fixture.server.logs.filter((l) => l.level === 50 || l.level === 'error'), []);
   assert.deepEqual((await mailbox(fixture.dataDir, 'alice@example.test')).length, 0);
 });
+
+test('NOTIFY=SUCCESS to an alias that also sends the message on is answered "expanded", and SUCCESS is not passed on; to an alias of one remote address all of it is (RFC 3461 §6.2.7)', async () => {
+  const hop = new SmtpSink({ dsn: true });
+  sinks.push(hop);
+  await hop.start();
+  await cleanup(f);
+  f = await startFixture({ config: { relay: { routes: { 'dsn.test': `127.0.0.1:${hop.port}` } }, queue: { poll_interval: '200ms' } } });
+  assert.equal(cli(f.configFile, ['alias', 'add', 'list@example.test', 'bob@example.test', 'far@dsn.test']).status, 0);
+  assert.equal(cli(f.configFile, ['alias', 'add', 'single@example.test', 'one@dsn.test']).status, 0);
+  await submit(f, 'MAIL FROM:<alice@example.test>', ['RCPT TO:<list@example.test> NOTIFY=SUCCESS,FAILURE', 'RCPT TO:<single@example.test> NOTIFY=SUCCESS']);
+  assert.deepEqual(hop.commands.filter((l) => l.startsWith('RCPT')).sort(), [
+    'RCPT TO:<far@dsn.test> NOTIFY=FAILURE ORCPT=rfc822;list@example.test',
+    'RCPT TO:<one@dsn.test> NOTIFY=SUCCESS ORCPT=rfc822;single@example.test',
+  ]);
+  const fixture = f;
+  let reports: string[] = [];
+  await until('the report', async () => (reports = (await mailbox(fixture.dataDir, 'alice@example.test')).map((m) => m.toString('latin1'))).length > 0);
+  assert.equal(reports.length, 1);
+  assert.match(reports[0]!, /Final-Recipient: rfc822; list@example\.test\r\nAction: expanded\r\n/);
+  assert.doesNotMatch(reports[0]!, /single@example\.test|Action: delivered/);
+});
