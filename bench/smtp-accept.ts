@@ -583,9 +583,9 @@ function deliverOne(port: number, timeoutMs: number): Promise<boolean> {
  * RFC 2920 §3.1 lets a client pipeline commands; clients that never read their replies must cost
  * the server a bounded amount and must not shut others out. FLOOD connections each send up to
  * 24 MB of `RCPT` lines after their EHLO and a MAIL, as fast as the server reads them, and read
- * nothing: recipients past the limit, each answered 452, which mailnest takes without end
- * (RSET, NOOP or HELP it cuts off after 120, as Postfix does; Postfix cuts these off too, after
- * its smtpd_recipient_overshoot_limit) (50 from each of
+ * nothing: recipients past the limit, each answered 452, the command both servers take longest
+ * (about 1,100 before they close the session, smtpd_recipient_overshoot_limit in Postfix; RSET,
+ * NOOP or HELP they cut off after 120) (50 from each of
  * 127.0.0.3, 127.0.0.4, ..., the servers' default limits per client). After 5 s, ten new
  * sessions time their greeting, and then new sessions deliver one message after another for 10 s.
  * `pid`: the server's process; its children count too.

@@ -6,6 +6,10 @@ export function isAscii(text: string): boolean {
   return /^[\x00-\x7f]*$/.test(text);
 }
 
+/** C0 and C1 control characters and DEL: what text from elsewhere (a server's reply) must not
+ *  carry onto an operator's terminal. Global: for `replace`. */
+export const CONTROL_CHARACTERS = /[\x00-\x1f\x7f-\x9f]/g;
+
 /**
  * Upper case in the ASCII sense only, as protocol keywords are compared (RFC 5321 §2.4): the
  * Unicode mapping would make "MAıL" (a dotless i) or "ﬆARTTLS" (a ligature) a command, which

@@ -3,7 +3,14 @@
 import type { Readable } from 'node:stream';
 import { DOT_LINE } from '../mime/submitted.ts';
 
-export class TooLarge extends Error {}
+/** The input ran past `max` bytes. */
+export class TooLarge extends Error {
+  readonly max: number;
+  constructor(max: number) {
+    super(`more than ${max} bytes, over limits.max_message_size`);
+    this.max = max;
+  }
+}
 
 /**
  * Reads all of `input` (stdin unless given), or throws TooLarge once more than `max` bytes have arrived. With
@@ -32,7 +39,7 @@ export async function readLimited(max: number, endAtDotLine = false, input: Read
     total += chunk.length;
     if (total > max) {
       input.destroy();
-      throw new TooLarge(`more than ${max} bytes on stdin, over limits.max_message_size`);
+      throw new TooLarge(max);
     }
     chunks.push(chunk);
     if (ended) {

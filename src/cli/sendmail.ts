@@ -334,7 +334,7 @@ async function sendmail(ctx: Context, args: SendmailArgs, caller: string): Promi
   try {
     input = await readLimited(ctx.config.limits.max_message_size, !args.ignoreDots);
   } catch (err) {
-    if (err instanceof TooLarge) throw new CliError(`message too large: ${err.message}`, EX_DATAERR);
+    if (err instanceof TooLarge) throw new CliError(`message too large: more than ${err.max} bytes on stdin, over limits.max_message_size`, EX_DATAERR);
     throw err;
   }
   let prepared;

@@ -1,3 +1,5 @@
+import { CONTROL_CHARACTERS } from '../ascii.ts';
+
 /** Plain aligned columns for human-readable listings. */
 export function printTable(headers: string[], rows: string[][], empty: string): void {
   process.stdout.write(`${rows.length === 0 ? empty : tableLines(headers, rows).join('\n')}\n`);
@@ -19,5 +21,5 @@ export function tableLines(headers: string[], given: string[][]): string[] {
 /** A cell as the terminal shows it and nothing more: a control character (an escape sequence a
  *  remote server put in its reply, which `queue list` shows) is written as `\xHH`. */
 function printable(cell: string): string {
-  return cell.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return cell.replace(CONTROL_CHARACTERS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

@@ -35,12 +35,16 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
   const id = newQueueId(now.getTime());
   const users = new Map<number, UserRecord>();
   const outbound = new Map<string, { address: string } & DsnRecipient>();
+  // One outbound copy per remote mailbox, with the DSN parameters of its first naming by the
+  // sender, else of the first alias that sends the message to it: what the sender asked of an
+  // address it named itself is not lost to an alias that also leads there.
   for (const r of s.recipients) {
-    // One outbound copy per remote mailbox: the first naming of it, with its DSN parameters.
-    if (r.resolution.kind === 'remote') {
-      const key = addressKey(r.address);
-      if (!outbound.has(key)) outbound.set(key, { address: r.address, ...(r.notify ? { notify: r.notify } : {}), ...(r.orcpt ? { orcpt: r.orcpt } : {}) });
-    } else {
+    if (r.resolution.kind !== 'remote') continue;
+    const key = addressKey(r.address);
+    if (!outbound.has(key)) outbound.set(key, { address: r.address, ...(r.notify ? { notify: r.notify } : {}), ...(r.orcpt ? { orcpt: r.orcpt } : {}) });
+  }
+  for (const r of s.recipients) {
+    if (r.resolution.kind === 'local') {
       for (const u of r.resolution.users) users.set(u.id, u);
       // A copy an alias sends on remembers the address the sender used (RFC 3461 §4.2), so that
       // a bounce names it, with the NOTIFY the sender asked for: all of it from an alias of one

@@ -67,9 +67,10 @@ export async function sendReport(ctx: Pick<Context, 'config' | 'store' | 'recipi
 
 /**
  * Final delivery answers NOTIFY=SUCCESS (RFC 3461 §4.1, §6.2): each recipient that asked for it
- * and reached a local mailbox gets a "delivered" report, once the message is committed. (A crash
- * between the two loses the report, never the message.) Copies that aliases send on are the
- * queue's to report ("relayed").
+ * and reached local mailboxes only gets a "delivered" report, once the message is committed (a
+ * crash between the two loses the report, never the message); an alias that also sends the
+ * message on gets "expanded" (see expands), and its copies go on without SUCCESS; an alias of one
+ * address sent on gets nothing here, its copy carries the request on.
  */
 export async function reportLocalDelivery(ctx: Pick<Context, 'config' | 'store' | 'recipients' | 'log'>, m: {
   sender: string;

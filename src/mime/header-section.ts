@@ -39,7 +39,8 @@ export function headerEnd(message: Buffer[], maxLines = Infinity): { end: number
     base += chunk.length;
   }
   // A last line without its CRLF.
-  return { end: length > 0 && isField(head) ? base : lineStart, separated: false };
+  if (length > 0 && isField(head)) return ++lines > maxLines ? { end: lineStart, separated: false, over: true } : { end: base, separated: false };
+  return { end: lineStart, separated: false };
 }
 
 /**

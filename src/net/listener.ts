@@ -71,7 +71,8 @@ export class ConnectionLimits {
 
   constructor(maxTotal: number, maxPerIp: number) {
     this.maxTotal = maxTotal;
-    this.maxStrangers = maxTotal - Math.floor(maxTotal / 4);
+    // Three quarters rounded down, and at least one: a server of one connection has no quarter.
+    this.maxStrangers = maxTotal < 2 ? maxTotal : Math.floor((maxTotal * 3) / 4);
     this.maxPerIp = maxPerIp;
   }
 

@@ -109,12 +109,19 @@ const MAX_HOPS = 100;
  * 100 KiB (header_size_limit) rather than refusing the message.
  */
 const MAX_HEADER_LINES = 10_000;
-
-/** NOOP, RSET, VRFY, EXPN and HELP a session may send before each counts as an error (Postfix's
- *  smtpd_junk_command_limit): with NOOPs a client would otherwise hold its connection, one of
- *  max_connections, for ever without moving any mail. */
-const JUNK_LIMIT = 100;
 const MAX_FIELD_LINES = 5_000;
+
+/** HELO, EHLO, NOOP, RSET, VRFY, EXPN and HELP a session may send since its last message before
+ *  each counts as an error (Postfix's smtpd_junk_command_limit, which leaves out HELO and EHLO):
+ *  with any of them a client would otherwise hold its connection, one of max_connections, for
+ *  ever without moving any mail. */
+const JUNK_LIMIT = 100;
+
+/** Recipients past limits.max_recipients (each answered 452) a session may send since its last
+ *  message before each counts as an error (Postfix's smtpd_recipient_overshoot_limit): a list
+ *  sender that sends its recipients all at once is let through, one that does so without end
+ *  is not. */
+const OVERSHOOT_LIMIT = 1000;
 
 /** RFC 5321 §4.2.3 452 and RFC 3463 X.3.1 (mail system full): the client tries again later. */
 const INSUFFICIENT_STORAGE = reply(452, '4.3.1', 'Insufficient system storage, try again later');
@@ -170,8 +177,9 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   /** A BDAT after HELO: its chunk is read, and refused. */
   private bdatWithoutEhlo = false;
   private errors = 0;
-  /** Commands that move no mail (see JUNK_LIMIT). */
+  /** Commands that move no mail (see JUNK_LIMIT), and recipients past the limit (OVERSHOOT_LIMIT). */
   private junk = 0;
+  private overshoot = 0;
   private stopping = false;
 
   // For the session log line.
@@ -323,7 +331,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   }
 
   /** A command that moves no mail: past JUNK_LIMIT of them since the last message, each counts
-   *  as an error too, as Postfix's smtpd_junk_command_limit has it. */
+   *  as an error too. */
   private junkCommand(): void {
     if (++this.junk > JUNK_LIMIT) this.countError();
   }
@@ -450,8 +458,12 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       return this.close(reply(554, '5.5.0', `${this.o.hostname} Protocol error: commands sent before the reply they had to wait for (RFC 2920 section 3.1), closing connection`));
     }
     switch (verb) {
-      case 'HELO': return this.heloCommand(args, false);
-      case 'EHLO': return this.heloCommand(args, true);
+      case 'HELO':
+        this.heloCommand(args, false);
+        return this.junkCommand();
+      case 'EHLO':
+        this.heloCommand(args, true);
+        return this.junkCommand();
       case 'MAIL': return this.mailCommand(args);
       case 'RCPT': return this.rcptCommand(args);
       case 'DATA': return this.dataCommand(args);
@@ -574,7 +586,9 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if ('code' in rcpt) return this.send(rcpt);
     if (this.tx.recipients.length >= this.o.maxRecipients) {
       // RFC 5321 §4.5.3.1.10: a temporary reply, the client sends the rest in another transaction.
-      return this.send(reply(452, '4.5.3', `Too many recipients (limit ${this.o.maxRecipients})`));
+      this.send(reply(452, '4.5.3', `Too many recipients (limit ${this.o.maxRecipients})`));
+      if (++this.overshoot > OVERSHOOT_LIMIT) this.countError();
+      return;
     }
     this.pendingRcpt = rcpt;
     this.effect({ kind: 'rcpt', address: lookupAddress(rcpt.recipient) });
@@ -720,6 +734,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       // connection for a list with some recipients gone is no prober.
       this.errors = 0;
       this.junk = 0;
+      this.overshoot = 0;
       return this.send(reply(250, '2.0.0', `OK queued as ${result.id}`));
     }
     this.refused(result.reason);

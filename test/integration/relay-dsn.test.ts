@@ -141,11 +141,13 @@ test('NOTIFY=SUCCESS to an alias that also sends the message on is answered "exp
   await hop.start();
   await cleanup(f);
   f = await startFixture({ config: { relay: { routes: { 'dsn.test': `127.0.0.1:${hop.port}` } }, queue: { poll_interval: '200ms' } } });
-  assert.equal(cli(f.configFile, ['alias', 'add', 'list@example.test', 'bob@example.test', 'far@dsn.test']).status, 0);
+  assert.equal(cli(f.configFile, ['alias', 'add', 'list@example.test', 'bob@example.test', 'far@dsn.test', 'near@dsn.test']).status, 0);
   assert.equal(cli(f.configFile, ['alias', 'add', 'single@example.test', 'one@dsn.test']).status, 0);
-  await submit(f, 'MAIL FROM:<alice@example.test>', ['RCPT TO:<list@example.test> NOTIFY=SUCCESS,FAILURE', 'RCPT TO:<single@example.test> NOTIFY=SUCCESS']);
+  // near@ is named by the sender too: what it asked of that address holds, not the alias's.
+  await submit(f, 'MAIL FROM:<alice@example.test>', ['RCPT TO:<list@example.test> NOTIFY=SUCCESS,FAILURE', 'RCPT TO:<single@example.test> NOTIFY=SUCCESS', 'RCPT TO:<near@dsn.test> NOTIFY=SUCCESS,FAILURE']);
   assert.deepEqual(hop.commands.filter((l) => l.startsWith('RCPT')).sort(), [
     'RCPT TO:<far@dsn.test> NOTIFY=FAILURE ORCPT=rfc822;list@example.test',
+    'RCPT TO:<near@dsn.test> NOTIFY=SUCCESS,FAILURE',
     'RCPT TO:<one@dsn.test> NOTIFY=SUCCESS ORCPT=rfc822;single@example.test',
   ]);
   const fixture = f;

@@ -131,6 +131,13 @@ test('an IPv6 client is counted by its /64, for logins, connections and memory a
   assert.equal(pools.acquire('198.51.100.11', 'users'), 'too many connections');
   pools.release('198.51.100.0', 'strangers');
   assert.equal(pools.acquire('198.51.100.11', 'users'), undefined, 'a slot strangers gave back is anyone\'s');
+  // Rounded down for small totals, so the users always have one; a total of one is the MX's.
+  for (const [total, strangers] of [[1, 1], [2, 1], [3, 2], [5, 3], [7, 5]] as const) {
+    const small = new ConnectionLimits(total, 100);
+    let n = 0;
+    while (small.acquire(`203.0.113.${n}`, 'strangers') === undefined) n++;
+    assert.equal(n, strangers, `max_connections = ${total}`);
+  }
   const bodies = new BodyBudget(1000, 500);
   assert.equal(bodies.take('2001:db8:1:2::1', 300), true);
   assert.equal(bodies.take('2001:db8:1:2::2', 300), false);

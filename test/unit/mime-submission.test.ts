@@ -40,6 +40,11 @@ test('the header\'s shape is read no further than its limit: a million lines are
   assert.equal(shape.over, true);
   assert.equal(shape.lines, 10_000);
   assert.equal(shape.fieldLines, 10_000);
+  // A last line without its line end counts too.
+  const exact = Buffer.from('X-A: b\r\n'.repeat(3));
+  assert.equal(headerShape([exact], 3, received).over, false);
+  assert.equal(headerShape([exact, Buffer.from('X-B: c')], 3, received).over, true);
+  assert.equal(headerShape([exact, Buffer.from('X-B: c')], 4, received).lines, 4);
 });
 
 test('no header fields at all, and no body at all', () => {
