@@ -13,10 +13,10 @@ export class TooLarge extends Error {
 }
 
 /**
- * Reads all of `input` (stdin unless given), or throws TooLarge once more than `max` bytes have arrived. With
- * `endAtDotLine`, a line of a single dot ends the input too, as sendmail's does without `-i`:
- * it is kept, the rest is left unread, and a caller that writes the dot and waits, its end of
- * the pipe still open, is not kept waiting.
+ * Reads all of `input` (stdin unless given), or throws TooLarge once more than `max` bytes have
+ * arrived. With `endAtDotLine`, a line of a single dot ends the input too, as sendmail's does
+ * without `-i`: it is kept, the rest is left unread, and a caller that writes the dot and waits,
+ * its end of the pipe still open, is not kept waiting.
  */
 export async function readLimited(max: number, endAtDotLine = false, input: Readable = process.stdin): Promise<Buffer> {
   const chunks: Buffer[] = [];

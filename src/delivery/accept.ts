@@ -44,17 +44,16 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
     if (!outbound.has(key)) outbound.set(key, { address: r.address, ...(r.notify ? { notify: r.notify } : {}), ...(r.orcpt ? { orcpt: r.orcpt } : {}) });
   }
   for (const r of s.recipients) {
-    if (r.resolution.kind === 'local') {
-      for (const u of r.resolution.users) users.set(u.id, u);
-      // A copy an alias sends on remembers the address the sender used (RFC 3461 §4.2), so that
-      // a bounce names it, with the NOTIFY the sender asked for: all of it from an alias of one
-      // address (§6.2.7.2); from one of several, less SUCCESS, which the "expanded" report
-      // answers here (§6.2.7.3).
-      const notify = expands(r.resolution) ? forwardedNotify(r.notify) : r.notify;
-      for (const f of r.resolution.forward) {
-        const key = addressKey(f);
-        if (!outbound.has(key)) outbound.set(key, { address: f, ...(notify ? { notify } : {}), orcpt: r.orcpt ?? `rfc822;${r.address}` });
-      }
+    if (r.resolution.kind !== 'local') continue;
+    for (const u of r.resolution.users) users.set(u.id, u);
+    // A copy an alias sends on remembers the address the sender used (RFC 3461 §4.2), so that a
+    // bounce names it, with the NOTIFY the sender asked for: all of it from an alias of one
+    // address (§6.2.7.2); from one of several, less SUCCESS, which the "expanded" report answers
+    // here (§6.2.7.3).
+    const notify = expands(r.resolution) ? forwardedNotify(r.notify) : r.notify;
+    for (const f of r.resolution.forward) {
+      const key = addressKey(f);
+      if (!outbound.has(key)) outbound.set(key, { address: f, ...(notify ? { notify } : {}), orcpt: r.orcpt ?? `rfc822;${r.address}` });
     }
   }
   const single = s.recipients.length === 1 ? s.recipients[0]!.address : undefined;
