@@ -25,13 +25,14 @@ http        = ["127.0.0.1:8025"]     # the HTTP send API, /healthz and /metrics`
 }
 
 export function starterConfig(hostname: string, domain: string, dataDir = './data', publicPorts = false): string {
-  return `# mailnest configuration. Every key is optional; the values shown commented out are the defaults.
+  return `# mailnest configuration. Every key is optional. A line commented out shows the key's default, or,
+# where its comment says "e.g." (a key with no value by default), an example.
 
 hostname = "${hostname}"            # the name this server gives in greetings and Received headers
 domains = ["${domain}"]              # mail for these domains is delivered to local mailboxes
 data_dir = ${JSON.stringify(dataDir).padEnd(25)} # everything mailnest keeps (database, TLS and DKIM keys)
 # log_level = "info"
-# dns_servers = ["127.0.0.1:53"]     # resolvers for MX lookups and the checks; empty: /etc/resolv.conf's
+# dns_servers = ["127.0.0.1:53"]     # e.g.; resolvers for MX lookups and the checks; default [], /etc/resolv.conf's
 
 [listen]
 # "host:port" lists; an empty list turns a listener off. A production server uses the standard ports
@@ -42,8 +43,8 @@ ${listenLines(publicPorts)}
 
 [tls]
 # Without these a self-signed certificate is made under data_dir on first start.
-# cert = "/etc/letsencrypt/live/${hostname}/fullchain.pem"
-# key  = "/etc/letsencrypt/live/${hostname}/privkey.pem"
+# cert = "/etc/letsencrypt/live/${hostname}/fullchain.pem"   # e.g.
+# key  = "/etc/letsencrypt/live/${hostname}/privkey.pem"     # e.g.
 
 [auth]
 # allow_insecure = false             # true accepts passwords without TLS: for local testing only
@@ -61,15 +62,15 @@ ${listenLines(publicPorts)}
 [relay]
 # Mail to other domains goes straight to each domain's MX. When the cloud blocks port 25,
 # relay through your provider instead:
-# smarthost = "smtp.example.net:465"
+# smarthost = "smtp.example.net:465"   # e.g.
 # smarthost_tls = "implicit"         # implicit | starttls | none
-# username = "me@example.net"
-# password = "secret"
-# routes = { "example.org" = "10.0.0.5:25" }   # per-domain next hop, overrides MX and smarthost
+# username = "me@example.net"          # e.g.
+# password = "secret"                 # e.g.
+# routes = { "example.org" = "10.0.0.5:25" }   # e.g.; per-domain next hop, overrides MX and smarthost
 
 # tls_verify = false                 # require TLS of MX hosts and check their certificates (STARTTLS is opportunistic)
 # smarthost_tls_verify = true        # check the smarthost's certificate (it receives your password)
-# ca_file = "/path/ca.pem"           # extra CA certificates to trust for those checks
+# ca_file = "/path/ca.pem"           # e.g.; extra CA certificates to trust for those checks
 # connect_timeout = "30s"
 # greeting_timeout = "5m"            # RFC 5321 section 4.5.3.2
 # command_timeout = "10m"

@@ -56,7 +56,9 @@ export function registerStart(program: Command): void {
       onHangup = () => {
         log.info({ signal: 'SIGHUP' }, 'looking for a renewed TLS certificate');
         void server.reloadTls().then((changed) => {
-          if (!changed) log.info({ signal: 'SIGHUP' }, 'TLS certificate unchanged');
+          // The files the server started with: a [tls] added to the file since is read at a
+          // restart, as every setting is.
+          if (!changed) log.info({ signal: 'SIGHUP', cert: server.certFile }, 'TLS certificate unchanged');
         });
       };
       if (hungUp) onHangup();

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { configSchema } from '../../src/config/schema.ts';
-import { loadConfig } from '../../src/config/load.ts';
+import { parse as parseToml } from 'smol-toml';
+import { loadConfig, parseConfig } from '../../src/config/load.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { verifyPassword } from '../../src/auth/password.ts';
 import { addUser, baseConfig, cli, CLI, NODE, python, tempDir, writeConfig } from '../helpers/server.ts';
@@ -198,6 +199,21 @@ test('init writes a starter config that mailnest accepts, and refuses to overwri
     const [section, name] = key.includes('.') ? key.split('.') as [string, string] : ['', key];
     const body = section ? text.split(`\n[${section}]\n`)[1]?.split(/\n\[/)[0] ?? '' : text.split(/\n\[/)[0]!;
     assert.match(body, new RegExp(`(^|[#,]\\s*|\\n)${name}\\s+=`), `${key} in the starter file`);
+  }
+  // A line commented out shows the default, unless its comment says "e.g.": set alone, it
+  // changes nothing.
+  const defaults = parseConfig({});
+  let section = '';
+  for (const line of text.split('\n')) {
+    const head = /^\[(\w+)\]$/.exec(line);
+    if (head) {
+      section = head[1]!;
+      continue;
+    }
+    const m = /^# (\w+)\s*=\s*(.+?)(?:\s+#(.*))?$/.exec(line);
+    if (!m || section === 'listen' || (m[3] ?? '').includes('e.g.')) continue;
+    const value = parseToml(`v = ${m[2]}`).v;
+    assert.deepEqual(parseConfig(section ? { [section]: { [m[1]!]: value } } : { [m[1]!]: value }), defaults, `${section}.${m[1]} = ${m[2]} is shown as the default`);
   }
   // The key whose record init prints is the one under the file's data_dir, which dns (and the
   // server) use, wherever the command runs from.
