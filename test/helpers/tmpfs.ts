@@ -75,3 +75,21 @@ export function failingExt4For(t: TestContext, before: () => void): { dir: strin
   });
   return { dir, fail: () => fs.writeFileSync(trigger, 'mailnest test\n') };
 }
+
+/** Writes `file` until its filesystem has `leave` bytes free, or none when 0 (ENOSPC). */
+export function fillUp(file: string, leave = 0): void {
+  const fd = fs.openSync(file, 'a');
+  const chunk = Buffer.alloc(64 * 1024, 0x61);
+  const free = () => {
+    const st = fs.statfsSync(path.dirname(file));
+    return st.bavail * st.bsize;
+  };
+  try {
+    while (free() > leave + chunk.length) fs.writeSync(fd, chunk);
+    if (leave === 0) for (;;) fs.writeSync(fd, chunk);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -14,7 +14,7 @@ import { addUser, baseConfig, cli, startMailnest, writeConfig, type RunningMailn
 import { SmtpClient } from '../helpers/smtp-client.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
 import { queueJson, until } from '../helpers/relay.ts';
-import { mountTmpfs } from '../helpers/tmpfs.ts';
+import { fillUp, mountTmpfs } from '../helpers/tmpfs.ts';
 
 const disk = mountTmpfs('8m');
 const dir = disk?.dir ?? '';
@@ -50,17 +50,7 @@ describe('a full disk under data_dir', { skip: disk ? false : 'needs root to mou
 
   /** Takes the free space of the tmpfs down to `leave` bytes (every byte when 0). */
   async function fillDisk(leave = 0): Promise<void> {
-    const fd = fs.openSync(filler, 'a');
-    const chunk = Buffer.alloc(64 * 1024, 0x61);
-    const free = () => { const st = fs.statfsSync(dir); return st.bavail * st.bsize; };
-    try {
-      while (free() > leave + chunk.length) fs.writeSync(fd, chunk);
-      if (leave === 0) for (;;) fs.writeSync(fd, chunk);
-    } catch (err) {
-      assert.equal((err as NodeJS.ErrnoException).code, 'ENOSPC');
-    } finally {
-      fs.closeSync(fd);
-    }
+    fillUp(filler, leave);
     // The server reads the free space in the background once a second.
     await new Promise((r) => setTimeout(r, 1500));
   }

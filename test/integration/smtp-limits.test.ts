@@ -125,27 +125,22 @@ async function tryOpen(port: number, localAddress: string): Promise<{ client: Sm
   return { client, ok: false, raw: r.raw };
 }
 
-/** The inode of the server's side of the loopback connection between two ports (/proc/net/tcp). */
-function serverSocket(serverPort: number, clientPort: number): string {
-  const hex = (port: number) => port.toString(16).toUpperCase().padStart(4, '0');
-  const line = fs.readFileSync('/proc/net/tcp', 'utf8').split('\n')
-    .map((l) => l.trim().split(/\s+/))
-    .find((c) => c[1] === `0100007F:${hex(serverPort)}` && c[2] === `0100007F:${hex(clientPort)}`);
-  if (!line) throw new Error(`no connection ${serverPort} <- ${clientPort} in /proc/net/tcp`);
-  return line[9]!;
-}
-
-/** How many of the connections from these client ports the server process still holds. */
-function heldBy(pid: number, serverPort: number, clientPorts: number[]): number {
+/** The server's sides of the loopback connections from these client ports, as the links of
+ *  its descriptors name them (`socket:[INODE]`, from /proc/net/tcp). */
+function serverSockets(serverPort: number, clientPorts: number[]): Set<string> {
   const hex = (port: number) => port.toString(16).toUpperCase().padStart(4, '0');
   const clients = new Set(clientPorts.map((p) => `0100007F:${hex(p)}`));
-  const inodes = new Set(fs.readFileSync('/proc/net/tcp', 'utf8').split('\n')
+  return new Set(fs.readFileSync('/proc/net/tcp', 'utf8').split('\n')
     .map((l) => l.trim().split(/\s+/))
     .filter((c) => c[1] === `0100007F:${hex(serverPort)}` && clients.has(c[2]!))
     .map((c) => `socket:[${c[9]}]`));
+}
+
+/** How many of `sockets` the process still holds. */
+function heldBy(pid: number, sockets: Set<string>): number {
   return fs.readdirSync(`/proc/${pid}/fd`).filter((fd) => {
     try {
-      return inodes.has(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
+      return sockets.has(fs.readlinkSync(`/proc/${pid}/fd/${fd}`));
     } catch {
       return false;
     }
@@ -170,14 +165,9 @@ test('a refused connection is closed: at once when its client closes, after a fe
   // One that never closes its side: the server lets go of its socket all the same.
   const silent = await refused();
   const pid = f.server.process.pid!;
-  const inode = serverSocket(f.port('smtp'), silent.socket.localPort!);
-  const holds = () => fs.readdirSync(`/proc/${pid}/fd`).some((fd) => {
-    try {
-      return fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === `socket:[${inode}]`;
-    } catch {
-      return false;
-    }
-  });
+  const socket = serverSockets(f.port('smtp'), [silent.socket.localPort!]);
+  assert.equal(socket.size, 1, 'the refused connection is not in /proc/net/tcp');
+  const holds = () => heldBy(pid, socket) > 0;
   assert.ok(holds(), 'the refused socket is not found');
   let stillHeld = true;
   for (let i = 0; i < 150 && stillHeld; i++) {
@@ -224,7 +214,7 @@ test('refused connections: a client\'s refusals logged once a minute, and at mos
   } else {
     const many = await Promise.all(Array.from({ length: 1500 }, refused));
     // Counted exactly: the server's sockets of these connections, not whatever else it has open.
-    const most = heldBy(f.server.process.pid!, port, many.map((s) => s.localPort!));
+    const most = heldBy(f.server.process.pid!, serverSockets(port, many.map((s) => s.localPort!)));
     for (const s of many) s.destroy();
     assert.ok(most <= 1000, `the server held ${most} refused connections`);
   }

@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { addUser, baseConfig, cli, startMailnest, writeConfig, type RunningMailnest } from '../helpers/server.ts';
-import { failingExt4For, tmpfsFor } from '../helpers/tmpfs.ts';
+import { failingExt4For, fillUp, tmpfsFor } from '../helpers/tmpfs.ts';
 
 test('a full disk under a stopped server: the commands and start say the disk is full, not that it fails', (t) => {
   const dir = tmpfsFor(t, '4m', () => {});
@@ -22,7 +22,7 @@ test('a full disk under a stopped server: the commands and start say the disk is
   fs.mkdirSync(path.join(other, 'data'), { recursive: true, mode: 0o700 });
   const damaged = writeConfig(other, baseConfig(other));
   fs.writeFileSync(path.join(other, 'data', 'mailnest.sqlite'), 'not a database, '.repeat(1024));
-  fill(path.join(dir, 'filler'));
+  fillUp(path.join(dir, 'filler'));
   const notDb = cli(damaged, ['user', 'list']);
   assert.equal(notDb.status, 1);
   assert.doesNotMatch(notDb.stderr, /full/, notDb.stderr);
@@ -35,18 +35,6 @@ test('a full disk under a stopped server: the commands and start say the disk is
   fs.rmSync(path.join(dir, 'filler'));
   assert.equal(cli(configFile, ['user', 'list']).status, 0);
 });
-
-/** Writes `file` until the disk has no room left. */
-function fill(file: string): void {
-  const fd = fs.openSync(file, 'w');
-  try {
-    for (;;) fs.writeSync(fd, Buffer.alloc(64 * 1024));
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err;
-  } finally {
-    fs.closeSync(fd);
-  }
-}
 
 test('data_dir on a filesystem mounted read-only: one line that says so, for the commands and start', (t) => {
   const dir = tmpfsFor(t, '8m', () => spawnSync('mount', ['-o', 'remount,rw', dir!]));
