@@ -6,9 +6,19 @@ export function isAscii(text: string): boolean {
   return /^[\x00-\x7f]*$/.test(text);
 }
 
-/** C0 and C1 control characters and DEL: what text from elsewhere (a server's reply) must not
- *  carry onto an operator's terminal. Global: for `replace`. */
-export const CONTROL_CHARACTERS = /[\x00-\x1f\x7f-\x9f]/g;
+/** C0 and C1 control characters and DEL: what text from elsewhere (a client's ORCPT, a
+ *  server's reply, a file name) may not carry into a header field or onto a terminal. */
+const CONTROL = /[\x00-\x1f\x7f-\x9f]/;
+const CONTROLS = new RegExp(CONTROL.source, 'g');
+
+export function hasControlCharacters(text: string): boolean {
+  return CONTROL.test(text);
+}
+
+/** `text` with each control character replaced by what `by` makes of it. */
+export function replaceControlCharacters(text: string, by: (c: string) => string): string {
+  return text.replace(CONTROLS, by);
+}
 
 /**
  * Upper case in the ASCII sense only, as protocol keywords are compared (RFC 5321 §2.4): the

@@ -7,6 +7,7 @@ import { isUtf8 } from 'node:buffer';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
+import { hasControlCharacters } from '../ascii.ts';
 import type { Context } from '../context.ts';
 import { submitLocal, SubmitError } from '../delivery/submit.ts';
 import { composeMessage, ComposeError, parseHeaderArg, type ComposeAttachment } from '../mime/compose.ts';
@@ -147,7 +148,7 @@ interface Budget {
  */
 async function readFile(file: string, option: string, budget: Budget): Promise<Buffer> {
   // A name with a line end or other control character is shown quoted: the error stays one line.
-  const name = file === '-' ? '' : ` ${/[\x00-\x1f\x7f]/.test(file) ? JSON.stringify(file) : file}`;
+  const name = file === '-' ? '' : ` ${hasControlCharacters(file) ? JSON.stringify(file) : file}`;
   const over = new CliError(`${option}${name}: over limits.max_message_size (${budget.max} bytes for the whole message)`);
   try {
     if (file !== '-' && (await fs.promises.stat(file)).size > budget.left) throw over;

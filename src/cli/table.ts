@@ -1,4 +1,4 @@
-import { CONTROL_CHARACTERS } from '../ascii.ts';
+import { replaceControlCharacters } from '../ascii.ts';
 
 /** Plain aligned columns for human-readable listings. */
 export function printTable(headers: string[], rows: string[][], empty: string): void {
@@ -21,5 +21,5 @@ export function tableLines(headers: string[], given: string[][]): string[] {
 /** A cell as the terminal shows it and nothing more: a control character (an escape sequence a
  *  remote server put in its reply, which `queue list` shows) is written as `\xHH`. */
 function printable(cell: string): string {
-  return cell.replace(CONTROL_CHARACTERS, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return replaceControlCharacters(cell, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }

@@ -6,7 +6,7 @@
  * per recipient. Timeouts follow RFC 5321 §4.5.3.2.
  */
 import type { Readable } from 'node:stream';
-import { asciiAddress, CONTROL_CHARACTERS, isAscii } from '../ascii.ts';
+import { asciiAddress, isAscii, replaceControlCharacters } from '../ascii.ts';
 import type { ConnectionOptions } from 'node:tls';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 
@@ -124,7 +124,7 @@ function refusals(e: NmError, conn: SMTPConnection): Map<string, NmError> {
 /** A reply as one line for last_reply and DSN Diagnostic-Code, without the control characters
  *  a server may put in its text (an escape sequence for the terminal `queue list` shows it on). */
 export function oneLine(s: string): string {
-  return s.replace(/\r?\n/g, ' ').replace(/\s+/g, ' ').replace(CONTROL_CHARACTERS, '?').trim().slice(0, 500);
+  return replaceControlCharacters(s.replace(/\r?\n/g, ' ').replace(/\s+/g, ' '), () => '?').trim().slice(0, 500);
 }
 
 /** A failure's reason with what an operator can do about it: a refused certificate (in place of

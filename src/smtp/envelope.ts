@@ -3,7 +3,7 @@
  * SIZE (RFC 1870), BODY (RFC 6152), SMTPUTF8 (RFC 6531), RET/ENVID/NOTIFY/ORCPT (RFC 3461),
  * AUTH (RFC 4954 §5). Sans-I/O; each problem comes back as the reply to give.
  */
-import { asciiUpper } from '../ascii.ts';
+import { asciiUpper, hasControlCharacters } from '../ascii.ts';
 import type { DsnEnvelope, DsnRecipient } from '../store/store.ts';
 import { parsePath, type Mailbox, type PathResult } from './address.ts';
 import { parseParams } from './command.ts';
@@ -141,7 +141,7 @@ export function parseRcptTo(args: string, utf8: boolean, postmasterDomain: strin
         const decoded = semi <= 0 ? undefined : asciiUpper(type) === 'UTF-8' ? decodeUtf8Address(v.slice(semi + 1), utf8) : decodeXtext(v.slice(semi + 1));
         // No control character once decoded (C1 ones too: octets that are not UTF-8 read as
         // Latin-1): it goes into the DSN's Original-Recipient field.
-        if (semi <= 0 || decoded === undefined || !/^[A-Za-z0-9-]+$/.test(type) || /[\x00-\x1f\x7f-\x9f]/.test(decoded)) {
+        if (semi <= 0 || decoded === undefined || !/^[A-Za-z0-9-]+$/.test(type) || hasControlCharacters(decoded)) {
           return reply(501, '5.5.4', 'ORCPT must be addr-type;xtext (RFC 3461 section 4.2), or utf-8;address with \\x{HEX} escapes (RFC 6533 section 3)');
         }
         dsn.orcpt = `${type};${decoded}`;
