@@ -41,7 +41,14 @@ test('data_dir on a filesystem mounted read-only: one line that says so, for the
   if (!dir) return;
   const configFile = writeConfig(dir, baseConfig(dir));
   addUser(configFile, 'alice@example.test', 'alice pass');
+  // And one whose data_dir is still to be made there.
+  const unmade = path.join(dir, 'unmade');
+  fs.mkdirSync(path.join(dir, 'other'));
+  const unmadeConfig = writeConfig(path.join(dir, 'other'), baseConfig(unmade));
   assert.equal(spawnSync('mount', ['-o', 'remount,ro', dir]).status, 0);
+  const r = cli(unmadeConfig, ['user', 'list']);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`^mailnest: data_dir ${path.join(unmade, 'data')} is on a file system mounted read-only`));
   for (const args of [['user', 'list'], ['start']]) {
     const r = cli(configFile, args);
     assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
