@@ -249,12 +249,12 @@ export function registerSendmail(program: Command): void {
         // lets a user run this command alone pins (SENDING.md): one named after it would let
         // that user choose another file, and the settings the server's user then runs with.
         if ((cmd.optsWithGlobals() as { config?: string }).config !== raw.configBefore) {
-          throw Object.assign(new SendmailUsage('-c/--config is taken before "sendmail" only: mailnest -c FILE sendmail ...'), { sysexits });
+          throw new SendmailUsage('-c/--config is taken before "sendmail" only: mailnest -c FILE sendmail ...');
         }
         if (problem) throw problem;
         await run(args!, cmd);
       } catch (err) {
-        if (err instanceof SendmailUsage) sysexits ||= err.sysexits;
+        // sysexits is known by now: the arguments are read first, past any problem in them.
         if (!(err instanceof CliError)) throw err;
         const read = new CliError(err.message, exitStatus(err.exitCode, sysexits));
         read.stack = err.stack;
