@@ -34,6 +34,17 @@ export interface DsnRecipientReport {
   ownReply?: boolean;
 }
 
+/** A recipient's report as kept with its outcome until it is sent (QueueRecipient.report):
+ *  JSON, its dates as milliseconds. */
+export function reportText(r: DsnRecipientReport): string {
+  return JSON.stringify({ ...r, lastAttempt: r.lastAttempt?.getTime(), willRetryUntil: r.willRetryUntil?.getTime() });
+}
+
+export function reportFromText(text: string): DsnRecipientReport {
+  const { lastAttempt, willRetryUntil, ...rest } = JSON.parse(text) as Omit<DsnRecipientReport, 'lastAttempt' | 'willRetryUntil'> & { lastAttempt?: number; willRetryUntil?: number };
+  return { ...rest, ...(lastAttempt === undefined ? {} : { lastAttempt: new Date(lastAttempt) }), ...(willRetryUntil === undefined ? {} : { willRetryUntil: new Date(willRetryUntil) }) };
+}
+
 export interface DsnInput {
   /** Our host name (Reporting-MTA). */
   reportingMta: string;

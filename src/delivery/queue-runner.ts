@@ -10,6 +10,8 @@
  *   timing out once per message.
  * - 5xx is permanent, 4xx and connection failures retry on the schedule until max_age; failures
  *   and expiries bounce (RFC 3464) to the sender, unless NOTIFY says otherwise or the sender is <>.
+ * - The reports a message's recipients call for are kept with their outcomes, and go to the
+ *   sender as one once none of its recipients is in flight (see sendReports).
  */
 import { promises as dnsPromises } from 'node:dns';
 import net from 'node:net';
@@ -21,7 +23,7 @@ import type { Context } from '../context.ts';
 import { encodeUtf8Address } from '../smtp/xtext.ts';
 import { isStorageFull, type DueRecipient, type QueueEntry, type QueueRecipient, type RecipientUpdate } from '../store/store.ts';
 import { DkimSigner } from './dkim.ts';
-import { HEADER_MAX, headerSection, type DsnAction, type DsnRecipientReport } from './dsn.ts';
+import { HEADER_MAX, headerSection, reportFromText, reportText, type DsnAction, type DsnRecipientReport } from './dsn.ts';
 import { DnsError, PermanentDnsError, resolveMxHosts, selfRecognizer, systemResolver, type DnsResolver, type MxHost } from './mx.ts';
 import { sendReport } from './report.ts';
 import { afterTemporaryFailure } from './retry.ts';
@@ -71,12 +73,11 @@ const MAX_ADDRESSES = 5;
 const MAX_PENDING = 4000;
 const INITIAL_CONCURRENCY = 5;
 
-/** What one job's attempt came to, to be recorded: the recipients' new state and the reports
+/** What one job's attempt came to, to be recorded: the recipients' new state, with the reports
  *  it calls for. */
 interface Outcome {
   entry: EntryInfo;
   updates: RecipientUpdate[];
-  reports: DsnRecipientReport[];
   /** Its recipients, claimed until it is recorded. */
   ids: number[];
 }
@@ -96,6 +97,12 @@ export class QueueRunner {
   private readonly dests = new Map<string, Destination>();
   /** Recipient ids taken from the store and not yet settled. */
   private readonly claimed = new Set<number>();
+  /** How many of each entry's recipients are claimed: its reports wait while any is. */
+  private readonly claimedOf = new Map<string, number>();
+  /** Entries whose reports are being sent now. */
+  private readonly reporting = new Set<string>();
+  /** Entries whose reports wait for room on the disk (said once each). */
+  private readonly reportsWaitForRoom = new Set<string>();
   /** Outcomes the store could not take (a full disk): their recipients stay claimed, so that
    *  they are not sent again, and each scan tries to record them first. */
   private held: Outcome[] = [];
@@ -104,6 +111,8 @@ export class QueueRunner {
   private rr: string[] = [];
   private timer: NodeJS.Timeout | undefined;
   private polling = false;
+  /** The scan under way, which stop waits for. */
+  private scanning: Promise<void> | undefined;
   private repoll = false;
   /** Since when scans fail, and when that was last logged (a broken store fails every poll). */
   private failingSince: number | undefined;
@@ -154,6 +163,7 @@ export class QueueRunner {
       await all;
     }
     clearTimeout(timer);
+    await this.scanning;
     this.signer?.close();
     await this.recordHeld();
     if (this.held.length > 0) {
@@ -170,7 +180,7 @@ export class QueueRunner {
       return;
     }
     this.polling = true;
-    this.scan().then(() => {
+    this.scanning = this.scan().then(() => {
       if (this.failingSince === undefined) return;
       this.ctx.log.info({ failedFor: this.now() - this.failingSince }, 'queue scans work again');
       this.failingSince = undefined;
@@ -183,6 +193,7 @@ export class QueueRunner {
       this.ctx.log.error({ err, failingFor: now - this.failingSince }, 'queue scan failed');
     }).finally(() => {
       this.polling = false;
+      this.scanning = undefined;
       if (this.repoll) {
         this.repoll = false;
         this.poll();
@@ -202,6 +213,9 @@ export class QueueRunner {
       this.enqueue(fresh, true);
       this.enqueue(retry, false);
     }
+    // Reports a crash or a full disk kept from going out: those of a message with recipients
+    // just taken wait for their outcomes, to go with theirs.
+    for (const id of await this.ctx.store.entriesWithReports()) await this.sendReports(id);
     this.ctx.metrics.queueDepth.set(await this.ctx.store.queueDepth());
     this.dispatch();
   }
@@ -211,6 +225,7 @@ export class QueueRunner {
     for (const { entry, recipient } of rows) {
       if (this.claimed.has(recipient.id)) continue;
       this.claimed.add(recipient.id);
+      this.claimedOf.set(entry.id, (this.claimedOf.get(entry.id) ?? 0) + 1);
       const hop = this.router.route(recipient.address);
       const k = `${entry.id}\u0000${hop.key}`;
       let j = jobs.get(k);
@@ -348,7 +363,7 @@ export class QueueRunner {
           // Removed from the queue (`mailnest queue remove`) since it was taken: nothing to send,
           // and its recipients' ids, which SQLite may give out again, are claimed no more.
           if (await this.removedMeanwhile(job)) {
-            for (const r of job.recipients) this.claimed.delete(r.id);
+            this.release(job.entry.id, job.recipients.map((r) => r.id));
             this.ctx.log.info({ id: job.entry.id }, 'removed from the queue before it was sent');
             continue;
           }
@@ -483,14 +498,17 @@ export class QueueRunner {
     return sent.map((r) => (r.ok ? { ...r, dsnPassed: true } : r));
   }
 
-  /** Records the outcome of one job durably, and sends the notifications it calls for. */
+  /** Records the outcome of one job durably, with the reports it calls for, and sends the
+   *  message's reports when none of its recipients is in flight any more. */
   private async settle(job: Job, results: RecipientResult[], remoteMta: string | undefined): Promise<void> {
     const now = this.now();
     const { entry } = job;
     const byAddress = new Map(results.map((r) => [r.address, r]));
     const updates: RecipientUpdate[] = [];
-    const reports: DsnRecipientReport[] = [];
     const last = new Date(now);
+    // A message from the null sender is reported to no one (RFC 3461 §6).
+    const withReport = (u: RecipientUpdate, report: DsnRecipientReport | undefined): RecipientUpdate =>
+      (report && entry.sender !== '' ? { ...u, report: reportText(report) } : u);
     for (const r of job.recipients) {
       const res = byAddress.get(r.address) ?? { address: r.address, ok: false, permanent: false, reply: 'no result' };
       const attempts = r.attempts + 1;
@@ -498,19 +516,20 @@ export class QueueRunner {
       const remote = res.ownReply ? { ownReply: true } : remoteMta ? { remoteMta } : {};
       const base = { address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), ...remote, lastAttempt: last };
       if (res.ok) {
-        updates.push({ recipientId: r.id, status: 'delivered', attempts, nextAttempt: now, lastReply: res.reply });
-        this.ctx.metrics.deliveries.inc({ outcome: 'delivered' });
         // To a next hop without DSN, NOTIFY=SUCCESS is answered here (RFC 3461 §5.2.2); one that
         // took the request reports the delivery itself.
-        if (notify?.includes('SUCCESS') && !res.dsnPassed) reports.push({ ...base, action: 'relayed', reply: res.reply });
+        const relayed = notify?.includes('SUCCESS') && !res.dsnPassed;
+        updates.push(withReport({ recipientId: r.id, status: 'delivered', attempts, nextAttempt: now, lastReply: res.reply },
+          relayed ? { ...base, action: 'relayed', reply: res.reply } : undefined));
+        this.ctx.metrics.deliveries.inc({ outcome: 'delivered' });
         this.ctx.log.info({ id: entry.id, to: r.address, relay: remoteMta, reply: res.reply }, 'delivered');
         continue;
       }
       const wantsFailure = notify === undefined || notify.includes('FAILURE');
       if (res.permanent) {
-        updates.push({ recipientId: r.id, status: 'failed', attempts, nextAttempt: now, lastReply: res.reply });
+        updates.push(withReport({ recipientId: r.id, status: 'failed', attempts, nextAttempt: now, lastReply: res.reply },
+          wantsFailure ? { ...base, action: 'failed', reply: res.reply } : undefined));
         this.ctx.metrics.deliveries.inc({ outcome: 'failed' });
-        if (wantsFailure) reports.push({ ...base, action: 'failed', reply: res.reply });
         this.ctx.log.info({ id: entry.id, to: r.address, reply: res.reply }, 'delivery failed permanently');
         continue;
       }
@@ -518,19 +537,19 @@ export class QueueRunner {
       const warnAt = entry.created + this.cfg.queue.delay_warning;
       const next = afterTemporaryFailure({ retry: this.cfg.queue.retry, maxAge: this.cfg.queue.max_age }, entry.created, attempts, now, !r.warned && wantsDelay ? warnAt : undefined);
       if (next.expired) {
-        updates.push({ recipientId: r.id, status: 'failed', attempts, nextAttempt: now, lastReply: res.reply });
+        updates.push(withReport({ recipientId: r.id, status: 'failed', attempts, nextAttempt: now, lastReply: res.reply },
+          wantsFailure ? { ...base, action: 'failed', status: '4.4.7', reply: res.reply, note: 'gave up: the message stayed in the queue too long' } : undefined));
         this.ctx.metrics.deliveries.inc({ outcome: 'expired' });
-        if (wantsFailure) reports.push({ ...base, action: 'failed', status: '4.4.7', reply: res.reply, note: 'gave up: the message stayed in the queue too long' });
         this.ctx.log.info({ id: entry.id, to: r.address, reply: res.reply }, 'delivery expired');
         continue;
       }
       const warn = !r.warned && wantsDelay && now >= warnAt;
-      updates.push({ recipientId: r.id, status: 'deferred', attempts, nextAttempt: next.next, lastReply: res.reply, ...(warn ? { warned: true } : {}) });
+      updates.push(withReport({ recipientId: r.id, status: 'deferred', attempts, nextAttempt: next.next, lastReply: res.reply, ...(warn ? { warned: true } : {}) },
+        warn ? { ...base, action: 'delayed', reply: res.reply, willRetryUntil: new Date(entry.created + this.cfg.queue.max_age) } : undefined));
       this.ctx.metrics.deliveries.inc({ outcome: 'deferred' });
-      if (warn) reports.push({ ...base, action: 'delayed', reply: res.reply, willRetryUntil: new Date(entry.created + this.cfg.queue.max_age) });
       this.ctx.log.info({ id: entry.id, to: r.address, reply: res.reply, next_attempt: new Date(next.next).toISOString() }, 'delivery deferred');
     }
-    const outcome = { entry, updates, reports, ids: job.recipients.map((r) => r.id) };
+    const outcome = { entry, updates, ids: job.recipients.map((r) => r.id) };
     try {
       await this.record(outcome);
     } catch (err) {
@@ -541,23 +560,19 @@ export class QueueRunner {
     }
   }
 
-  /** Commits an outcome (its notification first: a crash in between repeats a report rather
-   *  than losing one), and lets go of its recipients. Throws when the store cannot take it. */
+  /** Commits an outcome, lets go of its recipients, and sends the message's reports when that
+   *  was the last of its recipients in flight. Throws when the store cannot take the outcome. */
   private async record(o: Outcome): Promise<void> {
-    if (o.reports.length > 0 && o.entry.sender !== '') {
-      try {
-        await this.notify(o.entry, o.reports);
-      } catch (err) {
-        if (isStorageFull(err)) throw err;
-        // `queue remove` during the transfer took the message the report quotes: the
-        // operator's word on it, not a fault.
-        if (!(await this.ctx.store.getQueueEntry(o.entry.id))) this.ctx.log.info({ id: o.entry.id }, 'no delivery status notification: the message was removed from the queue');
-        else this.ctx.log.error({ err, id: o.entry.id }, 'could not queue a delivery status notification');
-      }
-      o.reports = [];
-    }
     await this.ctx.store.updateRecipients(o.entry.id, o.updates);
-    for (const id of o.ids) this.claimed.delete(id);
+    this.release(o.entry.id, o.ids);
+    await this.sendReports(o.entry.id, o.updates.some((u) => u.report !== undefined));
+  }
+
+  private release(entryId: string, ids: number[]): void {
+    let left = this.claimedOf.get(entryId) ?? 0;
+    for (const id of ids) if (this.claimed.delete(id)) left--;
+    if (left > 0) this.claimedOf.set(entryId, left);
+    else this.claimedOf.delete(entryId);
   }
 
   /** Tries again to record the outcomes the store could not take; those it still cannot, stay. */
@@ -570,6 +585,48 @@ export class QueueRunner {
       } catch {
         this.held.push(o);
       }
+    }
+  }
+
+  /**
+   * Sends the reports owed for a message, as one, once none of its recipients is in flight: the
+   * sender of a message whose recipients failed at several destinations in one round gets one
+   * report naming them all, as a Postfix bounce covers its queue file. The report is queued
+   * first and the owed ones marked sent after, so a crash in between repeats a report rather
+   * than losing one. Never throws: what is still owed goes at a later scan. `owing`: the
+   * outcome just recorded called for a report (which its message's removal took away).
+   */
+  private async sendReports(id: string, owing = true): Promise<void> {
+    if (this.claimedOf.has(id) || this.reporting.has(id)) return;
+    this.reporting.add(id);
+    try {
+      const entry = await this.ctx.store.getQueueEntry(id);
+      // `queue remove` during the transfer took the message and what it was owed: the
+      // operator's word on it, not a fault.
+      if (!entry && owing) this.ctx.log.info({ id }, 'no delivery status notification: the message was removed from the queue');
+      const owed = entry?.recipients.filter((r) => r.report !== undefined) ?? [];
+      if (!entry || owed.length === 0) return;
+      try {
+        await this.notify(entry, owed.map((r) => reportFromText(r.report!)));
+      } catch (err) {
+        if (isStorageFull(err)) {
+          if (!this.reportsWaitForRoom.has(id)) this.ctx.log.warn({ id }, 'a delivery status notification waits for room on the disk');
+          this.reportsWaitForRoom.add(id);
+          return;
+        }
+        // Or while the report was written.
+        if (!(await this.ctx.store.getQueueEntry(id))) {
+          this.ctx.log.info({ id }, 'no delivery status notification: the message was removed from the queue');
+          return;
+        }
+        this.ctx.log.error({ err, id }, 'could not queue a delivery status notification');
+      }
+      this.reportsWaitForRoom.delete(id);
+      await this.ctx.store.reportsSent(id, owed.map((r) => r.id));
+    } catch (err) {
+      if (!isStorageFull(err)) this.ctx.log.error({ err, id }, 'could not send the delivery status notifications of a message');
+    } finally {
+      this.reporting.delete(id);
     }
   }
 

@@ -106,6 +106,9 @@ export interface QueueRecipient extends OutboundRecipient {
   lastReply: string | null;
   /** Set once a delay warning (RFC 3464 action=delayed) has been sent for it. */
   warned: boolean;
+  /** The delivery status report its last outcome calls for, not sent yet (the queue runner's
+   *  own text: the store keeps it as it is). */
+  report?: string;
 }
 
 export interface QueueEntry {
@@ -137,6 +140,8 @@ export interface RecipientUpdate {
   nextAttempt: number;
   lastReply: string | null;
   warned?: boolean;
+  /** A report the outcome calls for, kept with it until `reportsSent` (see QueueRecipient). */
+  report?: string;
 }
 
 export interface Store {
@@ -176,6 +181,11 @@ export interface Store {
   /** Streams an outbound entry's prefix + body. */
   readQueued(id: string): AsyncIterable<Buffer>;
   updateRecipients(id: string, updates: RecipientUpdate[]): Promise<void>;
+  /** Ids of the entries with a report owed to their sender. An entry whose recipients are all
+   *  settled stays until its reports are sent. */
+  entriesWithReports(): Promise<string[]>;
+  /** The reports of these recipients went out: they are owed no more. Resolves once on disk. */
+  reportsSent(id: string, recipientIds: number[]): Promise<void>;
   /** Pending recipients with next_attempt <= now, oldest due first: `fresh` picks those never
    *  tried (attempts = 0), otherwise those tried before; ids in `exclude` (in flight) are skipped. */
   dueRecipients(now: number, limit: number, fresh: boolean, exclude: number[]): Promise<DueRecipient[]>;

@@ -1,7 +1,7 @@
 /**
  * What the server has acknowledged survives SIGKILL, past SMTP's 250 (smtp-crash.test.ts): a
- * POP3 QUIT's +OK, an HTTP 202, and a message the next hop took but never acknowledged, which
- * the queue still holds and delivers after the restart.
+ * POP3 QUIT's +OK, an HTTP 202, a message the next hop took but never acknowledged, which
+ * the queue still holds and delivers after the restart, and the report a recorded failure owes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -114,6 +114,54 @@ test('SIGKILL while the next hop holds a message it has read but not acknowledge
       assert.ok(Date.now() - start < 20_000, `still queued: ${JSON.stringify(queueJson(cfg))}`);
       await new Promise((r) => setTimeout(r, 100));
     }
+  } finally {
+    assert.equal(await second.stop(), 0);
+  }
+});
+
+test('SIGKILL with one destination\'s failure recorded and another\'s transfer under way: after the restart the sender gets one report naming both', async (t) => {
+  let reached!: () => void;
+  const dot = new Promise<void>((r) => { reached = r; });
+  const refusing = new SmtpSink({ rcptReply: () => '550 5.1.1 no such user' });
+  // Its first reply after the data never comes; from the restart on it refuses the message.
+  const held = new SmtpSink({ dataGate: () => { reached(); return new Promise<void>(() => {}); }, dataReply: () => '554 5.7.1 refused' });
+  await refusing.start();
+  await held.start();
+  t.after(async () => { await refusing.stop(); await held.stop(); });
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir, {
+    relay: { routes: { 'no.test': `127.0.0.1:${refusing.port}`, 'held.test': `127.0.0.1:${held.port}` } },
+    queue: { retry: ['1s'], poll_interval: '200ms' },
+  }));
+  addUser(cfg, 'a@example.test', 'pw-a-1');
+  const reports = async () => (await mailbox(dataDirOf(dir), 'a@example.test')).map((m) => m.toString());
+  const first = await startMailnest(dir, cfg);
+  let id: string;
+  try {
+    id = inject(cfg, 'a@example.test', ['x@no.test', 'y@held.test'], 'Subject: two ways\r\n\r\nboth fail\r\n');
+    await Promise.race([dot, new Promise((_, reject) => setTimeout(() => reject(new Error('the held hop never got the message')), 30_000).unref())]);
+    for (const start = Date.now(); queueJson(cfg).find((e) => e.id === id)?.recipients.find((r) => r.address === 'x@no.test')?.status !== 'failed';) {
+      assert.ok(Date.now() - start < 20_000, `x@no.test not failed: ${JSON.stringify(queueJson(cfg))}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    // Recorded, its report waits for the other destination's outcome.
+    assert.deepEqual(await reports(), []);
+  } finally {
+    await first.kill();
+  }
+  delete held.opts.dataGate;
+  const second = await startMailnest(dir, cfg);
+  try {
+    for (const start = Date.now(); (await reports()).length === 0;) {
+      assert.ok(Date.now() - start < 20_000, 'no report after the restart');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+    const [report, ...more] = await reports();
+    assert.deepEqual(more, [], 'one report');
+    assert.deepEqual([...report!.matchAll(/^Final-Recipient: (.*)\r$/gm)].map((m) => m[1]).sort(), ['rfc822; x@no.test', 'rfc822; y@held.test']);
+    assert.match(report!, /^Diagnostic-Code: smtp; 550 5\.1\.1 no such user\r$/m);
+    assert.match(report!, /^Diagnostic-Code: smtp; 554 5\.7\.1 refused\r$/m);
   } finally {
     assert.equal(await second.stop(), 0);
   }

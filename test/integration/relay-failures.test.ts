@@ -46,6 +46,8 @@ function parseReport(raw: Buffer): any {
 describe('relay failures and bounces', () => {
   let dir: string;
   let sink: SmtpSink;
+  /** A second destination, which refuses every recipient. */
+  let refusing: SmtpSink;
   let server: RunningMailnest;
   let configFile: string;
   let deadPort: number;
@@ -64,11 +66,13 @@ describe('relay failures and bounces', () => {
       },
     });
     await sink.start();
+    refusing = new SmtpSink({ rcptReply: (a) => `550 5.1.1 <${a}>: no such user here` });
+    await refusing.start();
     const dead = new SmtpSink();
     deadPort = await dead.start();
     await dead.stop();
     configFile = writeConfig(dir, baseConfig(dir, {
-      relay: { routes: { 'remote.test': `127.0.0.1:${sink.port}`, 'down.test': `127.0.0.1:${deadPort}`, 'slow.test': `127.0.0.1:${deadPort}`, 'named-down.test': `localhost:${deadPort}` } },
+      relay: { routes: { 'remote.test': `127.0.0.1:${sink.port}`, 'elsewhere.test': `127.0.0.1:${refusing.port}`, 'down.test': `127.0.0.1:${deadPort}`, 'slow.test': `127.0.0.1:${deadPort}`, 'named-down.test': `localhost:${deadPort}` } },
       queue: { retry: ['1s', '2s'], poll_interval: '200ms', max_age: '4s', delay_warning: '1s' },
     }));
     addUser(configFile, 'alice@example.test', 'secret-pw');
@@ -95,6 +99,7 @@ describe('relay failures and bounces', () => {
   after(async () => {
     await server?.stop();
     await sink?.stop();
+    await refusing?.stop();
   });
 
   it('retries after 4xx and delivers when the peer accepts', async () => {
@@ -125,6 +130,23 @@ describe('relay failures and bounces', () => {
     // The bounce went in from the null sender and was not itself queued anywhere.
     const raw = (await mailbox(dataDir, 'alice@example.test')).find((m) => m.includes('hardfailure@example.test'))!;
     assert.match(raw.toString('latin1'), /^Return-Path: <>\r\n/);
+  });
+
+  it('recipients that fail at two destinations in one round get one report naming both, not one each', async () => {
+    replies.set('gone3@remote.test', ['550 5.1.1 <gone3@remote.test>: no such user']);
+    const id = inject(configFile, 'alice@example.test', ['gone3@remote.test', 'gone4@elsewhere.test'], message('two destinations'));
+    const report = await bounceOf('two destinations');
+    assert.deepEqual(report.recipients.map((r: any) => [r['Final-Recipient'], r.Action, r['Remote-MTA']]).sort(), [
+      ['rfc822; gone3@remote.test', 'failed', 'dns; 127.0.0.1'],
+      ['rfc822; gone4@elsewhere.test', 'failed', 'dns; 127.0.0.1'],
+    ]);
+    assert.match(report.text, /<gone3@remote\.test>: 550 5\.1\.1[\s\S]*<gone4@elsewhere\.test>: 550 5\.1\.1|<gone4@elsewhere\.test>: 550 5\.1\.1[\s\S]*<gone3@remote\.test>: 550 5\.1\.1/);
+    // No second report follows.
+    const reportsLogged = () => server.logs.filter((l) => l.msg === 'delivery status notification queued' && l.about === id).length;
+    await until('the report logged', () => reportsLogged() > 0);
+    await new Promise((r) => setTimeout(r, 1000));
+    assert.equal(reportsLogged(), 1);
+    assert.equal((await mailbox(path.join(dir, 'data'), 'alice@example.test')).filter((m) => m.includes('twodestinations@example.test')).length, 1);
   });
 
   it('a bounce for a local sender that is no mailbox (cron\'s root@) goes to the domain\'s postmaster, not nowhere', async () => {

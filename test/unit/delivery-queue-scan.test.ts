@@ -20,6 +20,7 @@ test('scans that keep failing are logged once a minute, and their end once', asy
       return [];
     },
     queueDepth: async () => 0,
+    entriesWithReports: async () => [],
   } as unknown as Store;
   const config = parseConfig({ data_dir: tempDir('mailnest-scan-'), dkim: { enabled: false } });
   let now = 1_000_000;

@@ -144,6 +144,13 @@ export const MIGRATIONS: Migration[] = [
     if (columns.has('log_crc')) return;
     db.exec(columns.has('crc') ? 'ALTER TABLE bodies RENAME COLUMN crc TO log_crc' : 'ALTER TABLE bodies ADD COLUMN log_crc INTEGER');
   },
+  // The delivery status report a recipient's outcome calls for, kept with the outcome until it is
+  // sent: the reports of every recipient of a message settled in one round go to the sender as
+  // one (see QueueRunner.sendReports), and a crash between the two sends it at the next start.
+  `
+  ALTER TABLE outbound_rcpts ADD COLUMN report TEXT;
+  CREATE INDEX outbound_rcpts_report ON outbound_rcpts(outbound_id) WHERE report IS NOT NULL;
+  `,
 ];
 
 /** The schema version of `db`: how many of MIGRATIONS it has been through. Builds of one stretch

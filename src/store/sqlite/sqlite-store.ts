@@ -627,9 +627,10 @@ export class SqliteStore implements Store {
       this.transaction(() => {
         for (const { id, updates } of batch) {
           for (const u of updates) {
-            this.q(`UPDATE outbound_rcpts SET status = ?, attempts = ?, next_attempt = ?, last_reply = ?, warned = COALESCE(?, warned)
+            this.q(`UPDATE outbound_rcpts SET status = ?, attempts = ?, next_attempt = ?, last_reply = ?, warned = COALESCE(?, warned),
+                      report = COALESCE(?, report)
                     WHERE id = ? AND outbound_id = (SELECT id FROM outbound WHERE queue_id = ?)`)
-              .run(u.status, u.attempts, u.nextAttempt, u.lastReply, u.warned === undefined ? null : Number(u.warned), u.recipientId, id);
+              .run(u.status, u.attempts, u.nextAttempt, u.lastReply, u.warned === undefined ? null : Number(u.warned), u.report ?? null, u.recipientId, id);
           }
           this.dropOutboundIfDone(id);
         }
@@ -643,6 +644,21 @@ export class SqliteStore implements Store {
     }, (err: unknown) => {
       for (const p of batch) p.reject(err);
     });
+  }
+
+  async entriesWithReports(): Promise<string[]> {
+    const rows = this.q(`SELECT DISTINCT o.queue_id FROM outbound_rcpts r JOIN outbound o ON o.id = r.outbound_id
+                         WHERE r.report IS NOT NULL ORDER BY o.id`).all() as Row[];
+    return rows.map((r) => String(r.queue_id));
+  }
+
+  async reportsSent(id: string, recipientIds: number[]): Promise<void> {
+    await this.write(() => {
+      for (const rid of recipientIds) {
+        this.q('UPDATE outbound_rcpts SET report = NULL WHERE id = ? AND outbound_id = (SELECT id FROM outbound WHERE queue_id = ?)').run(rid, id);
+      }
+      this.dropOutboundIfDone(id);
+    }, true);
   }
 
   async dueRecipients(now: number, limit: number, fresh: boolean, exclude: number[]): Promise<DueRecipient[]> {
@@ -659,11 +675,12 @@ export class SqliteStore implements Store {
     return Number(r.n);
   }
 
-  /** An entry with no recipient left to deliver is removed, and its body with it when unused. */
+  /** An entry with no recipient left to deliver and no report left to send is removed, and its
+   *  body with it when unused. */
   private dropOutboundIfDone(id: string): void {
     const o = this.q('SELECT id, body_id FROM outbound WHERE queue_id = ?').get(id) as Row | undefined;
     if (!o) return;
-    const open = this.q("SELECT 1 FROM outbound_rcpts WHERE outbound_id = ? AND status IN ('queued', 'deferred') LIMIT 1").get(o.id as number);
+    const open = this.q("SELECT 1 FROM outbound_rcpts WHERE outbound_id = ? AND (status IN ('queued', 'deferred') OR report IS NOT NULL) LIMIT 1").get(o.id as number);
     if (open) return;
     this.q('DELETE FROM outbound WHERE id = ?').run(o.id as number);
     this.dropBodyIfUnused(Number(o.body_id));
@@ -860,6 +877,7 @@ function queueRecipient(r: Row): QueueRecipient {
     nextAttempt: Number(r.next_attempt),
     lastReply: r.last_reply === null ? null : String(r.last_reply),
     warned: Number(r.warned) === 1,
+    ...(r.report === null || r.report === undefined ? {} : { report: String(r.report) }),
   };
 }
 
