@@ -215,7 +215,7 @@ export class QueueRunner {
     }
     // Reports a crash or a full disk kept from going out: those of a message with recipients
     // just taken wait for their outcomes, to go with theirs.
-    for (const id of await this.ctx.store.entriesWithReports()) await this.sendReports(id);
+    for (const id of await this.ctx.store.entriesWithReports()) await this.sendReports(id, false);
     this.ctx.metrics.queueDepth.set(await this.ctx.store.queueDepth());
     this.dispatch();
   }
@@ -596,7 +596,7 @@ export class QueueRunner {
    * than losing one. Never throws: what is still owed goes at a later scan. `owing`: the
    * outcome just recorded called for a report (which its message's removal took away).
    */
-  private async sendReports(id: string, owing = true): Promise<void> {
+  private async sendReports(id: string, owing: boolean): Promise<void> {
     if (this.claimedOf.has(id) || this.reporting.has(id)) return;
     this.reporting.add(id);
     try {
