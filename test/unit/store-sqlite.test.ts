@@ -232,10 +232,6 @@ test('a data directory made by the first schema version is migrated with its mai
   store.close();
 });
 
-/** Takes a database back to before the reports owed were kept (the last migration), for the
- *  tests that set it back further. */
-const UNDO_REPORTS = 'DROP INDEX outbound_rcpts_report; ALTER TABLE outbound_rcpts DROP COLUMN report;';
-
 test('a database from either stretch of history whose bodies.log_crc went astray is brought back, its mail readable', async () => {
   // One with its column missing (the first form of migration 4), and one with it renamed crc as
   // version 7 (builds that later took that step back): each made here, then set back so.
@@ -248,7 +244,6 @@ test('a database from either stretch of history whose bodies.log_crc went astray
     for (const body of bodies) await store.accept({ id: newQueueId(), body: [body], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
     store.close();
     const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
-    db.exec(UNDO_REPORTS);
     if (astray === 'missing') db.exec('ALTER TABLE bodies DROP COLUMN log_crc; PRAGMA user_version = 6');
     else db.exec('ALTER TABLE bodies RENAME COLUMN log_crc TO crc; PRAGMA user_version = 7');
     db.close();
@@ -385,7 +380,7 @@ test('upgrading: outbound mail queued before the sign flag is signed unless an u
   // The database as the version before the flag left it.
   const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
   const before = MIGRATIONS.findIndex((m) => typeof m === 'string' && m.includes('ADD COLUMN sign'));
-  db.exec(`${UNDO_REPORTS} ALTER TABLE outbound DROP COLUMN sign; PRAGMA user_version = ${before}`);
+  db.exec(`ALTER TABLE outbound DROP COLUMN sign; PRAGMA user_version = ${before}`);
   db.close();
   store = new SqliteStore(dir);
   const signed = Object.fromEntries(await Promise.all(protocols.map(async (p) => [p, (await store.getQueueEntry(ids.get(p)!))!.sign] as const)));

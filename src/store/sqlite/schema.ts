@@ -147,10 +147,11 @@ export const MIGRATIONS: Migration[] = [
   // The delivery status report a recipient's outcome calls for, kept with the outcome until it is
   // sent: the reports of every recipient of a message settled in one round go to the sender as
   // one (see QueueRunner.sendReports), and a crash between the two sends it at the next start.
-  `
-  ALTER TABLE outbound_rcpts ADD COLUMN report TEXT;
-  CREATE INDEX outbound_rcpts_report ON outbound_rcpts(outbound_id) WHERE report IS NOT NULL;
-  `,
+  // Made so that it may run again on a database that has it (one whose version was set back).
+  (db) => {
+    if (!columnsOf(db, 'outbound_rcpts').has('report')) db.exec('ALTER TABLE outbound_rcpts ADD COLUMN report TEXT');
+    db.exec('CREATE INDEX IF NOT EXISTS outbound_rcpts_report ON outbound_rcpts(outbound_id) WHERE report IS NOT NULL');
+  },
 ];
 
 /** The schema version of `db`: how many of MIGRATIONS it has been through. Builds of one stretch
