@@ -99,6 +99,9 @@ export class QueueRunner {
   private readonly claimed = new Set<number>();
   /** How many of each entry's recipients are claimed: its reports wait while any is. */
   private readonly claimedOf = new Map<string, number>();
+  /** Entries whose outcomes recorded since the start owe reports not sent yet (the scans find
+   *  those a crash left). */
+  private readonly owed = new Set<string>();
   /** Entries whose reports are being sent now. */
   private readonly reporting = new Set<string>();
   /** Entries whose reports wait for room on the disk (said once each). */
@@ -215,7 +218,7 @@ export class QueueRunner {
     }
     // Reports a crash or a full disk kept from going out: those of a message with recipients
     // just taken wait for their outcomes, to go with theirs.
-    for (const id of await this.ctx.store.entriesWithReports()) await this.sendReports(id, false);
+    for (const id of await this.ctx.store.entriesWithReports()) await this.sendReports(id);
     this.ctx.metrics.queueDepth.set(await this.ctx.store.queueDepth());
     this.dispatch();
   }
@@ -564,8 +567,9 @@ export class QueueRunner {
    *  was the last of its recipients in flight. Throws when the store cannot take the outcome. */
   private async record(o: Outcome): Promise<void> {
     await this.ctx.store.updateRecipients(o.entry.id, o.updates);
+    if (o.updates.some((u) => u.report !== undefined)) this.owed.add(o.entry.id);
     this.release(o.entry.id, o.ids);
-    await this.sendReports(o.entry.id, o.updates.some((u) => u.report !== undefined));
+    if (this.owed.has(o.entry.id)) await this.sendReports(o.entry.id);
   }
 
   private release(entryId: string, ids: number[]): void {
@@ -593,19 +597,21 @@ export class QueueRunner {
    * sender of a message whose recipients failed at several destinations in one round gets one
    * report naming them all, as a Postfix bounce covers its queue file. The report is queued
    * first and the owed ones marked sent after, so a crash in between repeats a report rather
-   * than losing one. Never throws: what is still owed goes at a later scan. `owing`: the
-   * outcome just recorded called for a report (which its message's removal took away).
+   * than losing one. Never throws: what is still owed goes at a later scan.
    */
-  private async sendReports(id: string, owing: boolean): Promise<void> {
+  private async sendReports(id: string): Promise<void> {
     if (this.claimedOf.has(id) || this.reporting.has(id)) return;
     this.reporting.add(id);
     try {
       const entry = await this.ctx.store.getQueueEntry(id);
       // `queue remove` during the transfer took the message and what it was owed: the
       // operator's word on it, not a fault.
-      if (!entry && owing) this.ctx.log.info({ id }, 'no delivery status notification: the message was removed from the queue');
+      if (!entry && this.owed.has(id)) this.ctx.log.info({ id }, 'no delivery status notification: the message was removed from the queue');
       const owed = entry?.recipients.filter((r) => r.report !== undefined) ?? [];
-      if (!entry || owed.length === 0) return;
+      if (!entry || owed.length === 0) {
+        this.owed.delete(id);
+        return;
+      }
       try {
         await this.notify(entry, owed.map((r) => reportFromText(r.report!)));
       } catch (err) {
@@ -617,12 +623,14 @@ export class QueueRunner {
         // Or while the report was written.
         if (!(await this.ctx.store.getQueueEntry(id))) {
           this.ctx.log.info({ id }, 'no delivery status notification: the message was removed from the queue');
+          this.owed.delete(id);
           return;
         }
         this.ctx.log.error({ err, id }, 'could not queue a delivery status notification');
       }
       this.reportsWaitForRoom.delete(id);
       await this.ctx.store.reportsSent(id, owed.map((r) => r.id));
+      this.owed.delete(id);
     } catch (err) {
       if (!isStorageFull(err)) this.ctx.log.error({ err, id }, 'could not send the delivery status notifications of a message');
     } finally {
