@@ -3,7 +3,7 @@
  * HTTP API: local copies (Return-Path + Received) for local users, one outbound entry for the
  * rest, all committed durably before the caller may say "accepted".
  */
-import { addressKey, type DsnEnvelope, type DsnRecipient, type Store, type UserRecord } from '../store/store.ts';
+import { addressKey, type DsnEnvelope, type DsnRecipient, type ReportOn, type Store, type UserRecord } from '../store/store.ts';
 import { newQueueId } from '../store/queue-id.ts';
 import { withHeaderEnd } from '../mime/header-section.ts';
 import { receivedHeader, returnPathHeader, withoutReturnPath, type ReceivedInfo } from './trace.ts';
@@ -28,6 +28,8 @@ export interface Submission {
    * False for mail from the internet, which an alias may send on but mailnest never vouches for.
    */
   writtenHere: boolean;
+  /** A delivery status report: the queue's recipients it is about (see Acceptance.reportOn). */
+  reportOn?: ReportOn;
 }
 
 /** Commits the message; resolves with its queue id once it is on disk. */
@@ -68,6 +70,7 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
     ...(s.dsn ? { dsn: s.dsn } : {}),
     local: [...users.keys()].map((userId) => ({ userId, prefix: localPrefix })),
     ...(outbound.size > 0 ? { outbound: { prefix: Buffer.from(trace, 'utf8'), recipients: [...outbound.values()], sign: s.writtenHere } } : {}),
+    ...(s.reportOn ? { reportOn: s.reportOn } : {}),
   });
   return id;
 }

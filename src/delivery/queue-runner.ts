@@ -21,7 +21,7 @@ import { readCertificates } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import type { Context } from '../context.ts';
 import { encodeUtf8Address } from '../smtp/xtext.ts';
-import { isStorageFull, type DueRecipient, type QueueEntry, type QueueRecipient, type RecipientUpdate } from '../store/store.ts';
+import { isStorageFull, type DueRecipient, type QueueEntry, type QueueRecipient, type RecipientUpdate, type ReportOn } from '../store/store.ts';
 import { DkimSigner } from './dkim.ts';
 import { HEADER_MAX, headerSection, reportFromText, reportText, type DsnAction, type DsnRecipientReport } from './dsn.ts';
 import { DnsError, PermanentDnsError, resolveMxHosts, selfRecognizer, systemResolver, type DnsResolver, type MxHost } from './mx.ts';
@@ -595,9 +595,9 @@ export class QueueRunner {
   /**
    * Sends the reports owed for a message, as one, once none of its recipients is in flight: the
    * sender of a message whose recipients failed at several destinations in one round gets one
-   * report naming them all, as a Postfix bounce covers its queue file. The report is queued
-   * first and the owed ones marked sent after, so a crash in between repeats a report rather
-   * than losing one. Never throws: what is still owed goes at a later scan.
+   * report naming them all, as a Postfix bounce covers its queue file. The report is queued in
+   * the same commit that marks the owed ones sent, so a crash sends it once, never twice or
+   * not at all. Never throws: what is still owed goes at a later scan.
    */
   private async sendReports(id: string): Promise<void> {
     if (this.claimedOf.has(id) || this.reporting.has(id)) return;
@@ -612,8 +612,10 @@ export class QueueRunner {
         this.owed.delete(id);
         return;
       }
+      const on = { queueId: id, recipientIds: owed.map((r) => r.id) };
+      let queued = false;
       try {
-        await this.notify(entry, owed.map((r) => reportFromText(r.report!)));
+        queued = await this.notify(entry, owed.map((r) => reportFromText(r.report!)), on);
       } catch (err) {
         if (isStorageFull(err)) {
           if (!this.reportsWaitForRoom.has(id)) this.ctx.log.warn({ id }, 'a delivery status notification waits for room on the disk');
@@ -629,7 +631,8 @@ export class QueueRunner {
         this.ctx.log.error({ err, id }, 'could not queue a delivery status notification');
       }
       this.reportsWaitForRoom.delete(id);
-      await this.ctx.store.reportsSent(id, owed.map((r) => r.id));
+      // A report dropped (see sendReport) or that failed is owed no more either.
+      if (!queued) await this.ctx.store.reportsSent(on);
       this.owed.delete(id);
     } catch (err) {
       if (!isStorageFull(err)) this.ctx.log.error({ err, id }, 'could not send the delivery status notifications of a message');
@@ -638,8 +641,9 @@ export class QueueRunner {
     }
   }
 
-  /** Sends an RFC 3464 report to the message's sender, from the null sender. */
-  private async notify(entry: EntryInfo, reports: DsnRecipientReport[]): Promise<void> {
+  /** Sends an RFC 3464 report to the message's sender, from the null sender; true when it is
+   *  queued, which marks the reports `on` sent in the same commit. */
+  private async notify(entry: EntryInfo, reports: DsnRecipientReport[], on: ReportOn): Promise<boolean> {
     const ret = entry.dsn.ret ?? 'HDRS';
     const onlyFailures: DsnAction[] = ['failed', 'delayed'];
     const full = ret === 'FULL' && reports.some((r) => onlyFailures.includes(r.action));
@@ -661,8 +665,10 @@ export class QueueRunner {
       ret: full ? 'FULL' : 'HDRS',
       now: new Date(this.now()),
       orPostmaster: entry.sign && reports.some((r) => onlyFailures.includes(r.action)),
+      reportOn: on,
     });
     if (where === 'remote') this.poll();
+    return where !== undefined;
   }
 }
 

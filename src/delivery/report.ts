@@ -5,6 +5,7 @@
  */
 import { totalLength } from '../chunks.ts';
 import type { Context } from '../context.ts';
+import type { ReportOn } from '../store/store.ts';
 import { acceptMessage, expands, type ResolvedRecipient } from './accept.ts';
 import { buildDsn, HEADER_MAX, headerSection, type DsnRecipientReport } from './dsn.ts';
 
@@ -23,6 +24,8 @@ export interface Report {
    *  failure or delay of mail written here (root@ from cron), not for what anyone may cause
    *  with a forged sender (a "delivered" report asked for from the internet). */
   orPostmaster?: boolean;
+  /** The queue's recipients whose reports this is, owed no more once it is queued. */
+  reportOn?: ReportOn;
 }
 
 /** Queues the report; resolves with where it goes, or undefined when the local sender does not
@@ -60,6 +63,7 @@ export async function sendReport(ctx: Pick<Context, 'config' | 'store' | 'recipi
     recipients: [{ address: to, resolution }],
     body: [report],
     received: { by: ctx.config.hostname, with: 'local' },
+    ...(r.reportOn ? { reportOn: r.reportOn } : {}),
   });
   ctx.log.info({ id, about: r.queueId, to, actions: [...new Set(r.recipients.map((x) => x.action))] }, 'delivery status notification queued');
   return resolution.kind;

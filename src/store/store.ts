@@ -59,6 +59,15 @@ export interface Acceptance {
    * the message was written here, so it may carry mailnest's DKIM signature (see QueueEntry).
    */
   outbound?: { prefix: Buffer; recipients: OutboundRecipient[]; sign: boolean };
+  /** This message is a delivery status report on these recipients of that queue entry: they owe
+   *  it no more, in the same transaction, so that the report goes once (see reportsSent). */
+  reportOn?: ReportOn;
+}
+
+/** The recipients of a queue entry that a report is about. */
+export interface ReportOn {
+  queueId: string;
+  recipientIds: number[];
 }
 
 export interface MailboxEntry {
@@ -140,7 +149,7 @@ export interface RecipientUpdate {
   nextAttempt: number;
   lastReply: string | null;
   warned?: boolean;
-  /** A report the outcome calls for, kept with it until `reportsSent` (see QueueRecipient). */
+  /** A report the outcome calls for, kept with it until it is sent (see QueueRecipient). */
   report?: string;
 }
 
@@ -184,8 +193,9 @@ export interface Store {
   /** Ids of the entries with a report owed to their sender. An entry whose recipients are all
    *  settled stays until its reports are sent. */
   entriesWithReports(): Promise<string[]>;
-  /** The reports of these recipients went out: they are owed no more. Resolves once on disk. */
-  reportsSent(id: string, recipientIds: number[]): Promise<void>;
+  /** The reports of these recipients went out, or will not: they are owed no more. Resolves
+   *  once on disk. (A report queued as a message says so itself: Acceptance.reportOn.) */
+  reportsSent(on: ReportOn): Promise<void>;
   /** Pending recipients with next_attempt <= now, oldest due first: `fresh` picks those never
    *  tried (attempts = 0), otherwise those tried before; ids in `exclude` (in flight) are skipped. */
   dueRecipients(now: number, limit: number, fresh: boolean, exclude: number[]): Promise<DueRecipient[]>;

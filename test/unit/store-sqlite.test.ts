@@ -428,3 +428,24 @@ test('the write-ahead log is cut back to 64 MiB once reused, after a transaction
   store.close();
   fs.rmSync(dir, { recursive: true, force: true });
 });
+
+test('a report is queued in the same commit that marks its recipients\' reports sent: one that fails to be stored leaves them owed', async () => {
+  const store = new SqliteStore(tmp());
+  const sender = await store.createUser('a@example.test', 'h');
+  const id = newQueueId();
+  await store.accept({ id, body: [Buffer.from('Subject: x\r\n\r\nx\r\n')], sender: 'a@example.test', local: [], outbound: { prefix: Buffer.alloc(0), recipients: [{ address: 'x@remote.test' }, { address: 'y@remote.test' }], sign: true } });
+  const [x, y] = (await store.getQueueEntry(id))!.recipients;
+  await store.updateRecipients(id, [x!, y!].map((r) => ({ recipientId: r.id, status: 'failed' as const, attempts: 1, nextAttempt: 0, lastReply: '550 no', report: `report of ${r.address}` })));
+  assert.deepEqual(await store.entriesWithReports(), [id]);
+  assert.deepEqual((await store.listQueue()).map((e) => e.id), [], 'nothing left to deliver');
+  const report = (userId: number) => ({ id: newQueueId(), body: [Buffer.from('Subject: report\r\n\r\nr\r\n')], sender: '', local: [{ userId, prefix: Buffer.alloc(0) }], reportOn: { queueId: id, recipientIds: [x!.id, y!.id] } });
+  // A report that cannot be stored (its mailbox is gone) takes nothing with it.
+  await assert.rejects(store.accept(report(sender.id + 1000)), /no mailbox/);
+  assert.deepEqual(await store.entriesWithReports(), [id]);
+  assert.deepEqual((await store.getQueueEntry(id))!.recipients.map((r) => r.report), ['report of x@remote.test', 'report of y@remote.test']);
+  await store.accept(report(sender.id));
+  assert.deepEqual(await store.entriesWithReports(), []);
+  assert.equal(await store.getQueueEntry(id), undefined, 'the entry goes with its last report');
+  assert.equal((await store.listMailbox(sender.id)).length, 1);
+  store.close();
+});

@@ -12,7 +12,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import {
   addressKey, domainKey, isStorageFull, messageBytes, StoreConflict,
   type Acceptance, type AliasRecord, type DueRecipient, type MailboxEntry, type OpenedMessage, type QueueEntry, type QueueRecipient,
-  type RecipientUpdate, type Store, type TokenRecord, type UserRecord, type UserUsage, type QueueStatus,
+  type RecipientUpdate, type ReportOn, type Store, type TokenRecord, type UserRecord, type UserUsage, type QueueStatus,
 } from '../store.ts';
 import { BodyFiles } from './body-files.ts';
 import { BodyLog, type LogPlace } from './body-log.ts';
@@ -437,6 +437,7 @@ export class SqliteStore implements Store {
         for (const p of batch) {
           // A message that cannot be stored fails alone; the others of the batch go on.
           this.db.exec('SAVEPOINT one');
+          const doomed = this.doomed.length;
           try {
             this.insertAcceptance(p.message, p.place);
             results.push(undefined);
@@ -444,6 +445,8 @@ export class SqliteStore implements Store {
           } catch (err) {
             this.db.exec('ROLLBACK TO one');
             this.db.exec('RELEASE one');
+            // A drop rolled back keeps its body's file.
+            this.doomed.length = doomed;
             this.discardFile(p.message);
             const e = storeError(err);
             results.push(e instanceof Error ? e : new Error(String(e)));
@@ -503,6 +506,7 @@ export class SqliteStore implements Store {
           .run(outId, r.address, r.notify ? r.notify.join(',') : null, r.orcpt ?? null, now);
       }
     }
+    if (m.reportOn) this.clearReports(m.reportOn);
   }
 
   private dropBodyIfUnused(bodyId: number): void {
@@ -652,13 +656,15 @@ export class SqliteStore implements Store {
     return rows.map((r) => String(r.queue_id));
   }
 
-  async reportsSent(id: string, recipientIds: number[]): Promise<void> {
-    await this.write(() => {
-      for (const rid of recipientIds) {
-        this.q('UPDATE outbound_rcpts SET report = NULL WHERE id = ? AND outbound_id = (SELECT id FROM outbound WHERE queue_id = ?)').run(rid, id);
-      }
-      this.dropOutboundIfDone(id);
-    }, true);
+  async reportsSent(on: ReportOn): Promise<void> {
+    await this.write(() => this.clearReports(on), true);
+  }
+
+  private clearReports(on: ReportOn): void {
+    for (const rid of on.recipientIds) {
+      this.q('UPDATE outbound_rcpts SET report = NULL WHERE id = ? AND outbound_id = (SELECT id FROM outbound WHERE queue_id = ?)').run(rid, on.queueId);
+    }
+    this.dropOutboundIfDone(on.queueId);
   }
 
   async dueRecipients(now: number, limit: number, fresh: boolean, exclude: number[]): Promise<DueRecipient[]> {
