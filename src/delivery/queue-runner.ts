@@ -104,8 +104,6 @@ export class QueueRunner {
   private readonly owed = new Set<string>();
   /** Entries whose reports are being sent now. */
   private readonly reporting = new Set<string>();
-  /** Entries whose reports wait for room on the disk (said once each). */
-  private readonly reportsWaitForRoom = new Set<string>();
   /** Outcomes the store could not take (a full disk): their recipients stay claimed, so that
    *  they are not sent again, and each scan tries to record them first. */
   private held: Outcome[] = [];
@@ -617,11 +615,8 @@ export class QueueRunner {
       try {
         queued = await this.notify(entry, owed.map((r) => reportFromText(r.report!)), on);
       } catch (err) {
-        if (isStorageFull(err)) {
-          if (!this.reportsWaitForRoom.has(id)) this.ctx.log.warn({ id }, 'a delivery status notification waits for room on the disk');
-          this.reportsWaitForRoom.add(id);
-          return;
-        }
+        // Still owed: a scan tries again, and the full disk is said where mail is refused.
+        if (isStorageFull(err)) return;
         // Or while the report was written.
         if (!(await this.ctx.store.getQueueEntry(id))) {
           this.ctx.log.info({ id }, 'no delivery status notification: the message was removed from the queue');
@@ -630,7 +625,6 @@ export class QueueRunner {
         }
         this.ctx.log.error({ err, id }, 'could not queue a delivery status notification');
       }
-      this.reportsWaitForRoom.delete(id);
       // A report dropped (see sendReport) or that failed is owed no more either.
       if (!queued) await this.ctx.store.reportsSent(on);
       this.owed.delete(id);

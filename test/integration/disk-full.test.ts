@@ -13,6 +13,7 @@ import path from 'node:path';
 import { addUser, baseConfig, cli, startMailnest, writeConfig, type RunningMailnest } from '../helpers/server.ts';
 import { SmtpClient } from '../helpers/smtp-client.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
+import { dataDirOf, mailbox } from '../helpers/mailbox.ts';
 import { queueJson, until } from '../helpers/relay.ts';
 import { fillUp, mountTmpfs } from '../helpers/tmpfs.ts';
 
@@ -158,6 +159,32 @@ describe('a full disk under data_dir', { skip: disk ? false : 'needs root to mou
     fs.rmSync(filler);
     await until('the outcome to be recorded', () => queueJson(configFile).length === 0);
     assert.equal(sink.messages.length, 1);
+  });
+
+  it('a failure whose report meets a full disk is reported once there is room, and once', async () => {
+    const port = sink.port;
+    await sink.stop();
+    const queued = cli(configFile, ['send', '--from', 'alice@example.test', '--to', 'gone@far.test', '--subject', 'bounce on a full disk'], 'the text\n');
+    assert.equal(queued.status, 0, queued.stderr);
+    await until('a first attempt, deferred', () => queueJson(configFile)[0]?.recipients[0]?.status === 'deferred');
+    await fillDisk();
+    sink.opts.rcptReply = () => '550 5.1.1 no such user';
+    await sink.start(port);
+    const reports = async () => (await mailbox(dataDirOf(dir), 'alice@example.test')).filter((r) => r.includes('Subject: bounce on a full disk'));
+    try {
+      await until('the refusal', () => sink.commands.includes('RCPT TO:<gone@far.test>'));
+      await new Promise((r) => setTimeout(r, 2000));
+      assert.deepEqual(await reports(), [], 'no report while the disk is full');
+    } finally {
+      fs.rmSync(filler);
+    }
+    await until('the report', async () => (await reports()).length > 0);
+    await new Promise((r) => setTimeout(r, 2000));
+    const [report, ...more] = await reports();
+    assert.deepEqual(more, [], 'one report');
+    assert.match(report!.toString(), /^Final-Recipient: rfc822; gone@far\.test\r$/m);
+    assert.deepEqual(queueJson(configFile), []);
+    delete sink.opts.rcptReply;
   });
 
   it('messages that all passed MAIL within one reading of the free space do not take the reserve: the rest get 452 4.3.1', async () => {

@@ -1,12 +1,15 @@
-/** A queue whose store fails at every scan is said to fail once a minute, not at every poll. */
+/** A queue whose store fails at every scan is said to fail once a minute, not at every poll; the
+ *  reports a scan finds owed are sent, kept owed, or let go, as the store lets them. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { parseConfig } from '../../src/config/load.ts';
 import type { Context } from '../../src/context.ts';
+import { reportText } from '../../src/delivery/dsn.ts';
 import { QueueRunner } from '../../src/delivery/queue-runner.ts';
+import type { Resolution } from '../../src/delivery/recipients.ts';
 import type { Logger } from '../../src/log.ts';
 import { Metrics } from '../../src/metrics.ts';
-import type { Store } from '../../src/store/store.ts';
+import { StorageFull, type Acceptance, type QueueEntry, type ReportOn, type Store } from '../../src/store/store.ts';
 import { tempDir } from '../helpers/temp-dir.ts';
 
 test('scans that keep failing are logged once a minute, and their end once', async () => {
@@ -42,4 +45,57 @@ test('scans that keep failing are logged once a minute, and their end once', asy
   await scan();
   assert.deepEqual(lines.at(-1), ['info', 'queue scans work again']);
   assert.equal(lines.filter(([, m]) => m === 'queue scans work again').length, 1);
+});
+
+test('a report a scan finds owed: kept owed while the disk is full, then queued saying which reports it carries; one for no mailbox is let go', async () => {
+  const quiet = () => {};
+  const log = { error: quiet, warn: quiet, info: quiet, debug: quiet } as unknown as Logger;
+  const report = reportText({ address: 'x@remote.test', action: 'failed', reply: '550 5.1.1 no such user' });
+  const entry: QueueEntry = {
+    id: 'Q1', sender: 'a@example.test', created: 0, dsn: {}, size: 20, sign: true,
+    recipients: [{ id: 7, address: 'x@remote.test', status: 'failed', attempts: 1, nextAttempt: 0, lastReply: '550 5.1.1 no such user', warned: false, report }],
+  };
+  let owed = true;
+  let full = true;
+  const accepted: Acceptance[] = [];
+  const marked: ReportOn[] = [];
+  const store = {
+    dueRecipients: async () => [],
+    queueDepth: async () => 0,
+    entriesWithReports: async () => (owed ? ['Q1'] : []),
+    getQueueEntry: async () => (owed ? entry : undefined),
+    readQueued: async function* () { yield Buffer.from('Subject: s\r\n\r\nx\r\n'); },
+    accept: async (a: Acceptance) => {
+      if (full) throw new StorageFull('database or disk is full');
+      accepted.push(a);
+      owed = false;
+    },
+    reportsSent: async (on: ReportOn) => {
+      marked.push(on);
+      owed = false;
+    },
+  } as unknown as Store;
+  let sender: Resolution = { kind: 'local', users: [{ id: 1, address: 'a@example.test' }], forward: [] } as unknown as Resolution;
+  const recipients = { resolve: async () => sender };
+  const config = parseConfig({ data_dir: tempDir('mailnest-scan-'), domains: ['example.test'], dkim: { enabled: false } });
+  const runner = new QueueRunner({ config, store, log, metrics: new Metrics(), recipients } as unknown as Context);
+  const scan = async () => {
+    runner.poll();
+    for (let i = 0; i < 200; i++) await new Promise((resolve) => setImmediate(resolve));
+  };
+  await scan();
+  assert.deepEqual([accepted, marked, owed], [[], [], true], 'a full disk leaves it owed');
+  full = false;
+  await scan();
+  assert.equal(accepted.length, 1);
+  assert.deepEqual(accepted[0]!.reportOn, { queueId: 'Q1', recipientIds: [7] }, 'the report says which reports it carries');
+  assert.match(accepted[0]!.body.map(String).join(''), /^Final-Recipient: rfc822; x@remote\.test\r$/m);
+  assert.deepEqual(marked, [], 'and is not marked sent apart from it');
+  // A sender no mailbox answers to, and no postmaster either: the report goes nowhere, and is
+  // owed no more.
+  owed = true;
+  sender = { kind: 'unknown' } as Resolution;
+  await scan();
+  assert.equal(accepted.length, 1);
+  assert.deepEqual(marked, [{ queueId: 'Q1', recipientIds: [7] }]);
 });

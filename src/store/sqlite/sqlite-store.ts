@@ -437,7 +437,6 @@ export class SqliteStore implements Store {
         for (const p of batch) {
           // A message that cannot be stored fails alone; the others of the batch go on.
           this.db.exec('SAVEPOINT one');
-          const doomed = this.doomed.length;
           try {
             this.insertAcceptance(p.message, p.place);
             results.push(undefined);
@@ -445,8 +444,6 @@ export class SqliteStore implements Store {
           } catch (err) {
             this.db.exec('ROLLBACK TO one');
             this.db.exec('RELEASE one');
-            // A drop rolled back keeps its body's file.
-            this.doomed.length = doomed;
             this.discardFile(p.message);
             const e = storeError(err);
             results.push(e instanceof Error ? e : new Error(String(e)));
@@ -506,6 +503,7 @@ export class SqliteStore implements Store {
           .run(outId, r.address, r.notify ? r.notify.join(',') : null, r.orcpt ?? null, now);
       }
     }
+    // Last: a body file it dooms is not doomed by a message whose insert then fails.
     if (m.reportOn) this.clearReports(m.reportOn);
   }
 
