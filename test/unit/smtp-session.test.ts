@@ -21,28 +21,46 @@ function inState(state: string, opts: ConstructorParameters<typeof SmtpDriver>[0
 
 const lastCode = (text: string) => Number(text.trimEnd().split('\r\n').at(-1)!.slice(0, 3));
 
-// Every state x command of the MX role: [state, command line, expected reply code].
-const TABLE: [string, string, number][] = [
-  ['greeted', 'HELO client.test', 250], ['greeted', 'EHLO client.test', 250], ['greeted', 'MAIL FROM:<a@remote.test>', 503],
-  ['greeted', 'RCPT TO:<alice@example.test>', 503], ['greeted', 'DATA', 503], ['greeted', 'RSET', 250], ['greeted', 'NOOP', 250],
-  ['greeted', 'VRFY alice@example.test', 252], ['greeted', 'EXPN team@example.test', 252], ['greeted', 'HELP', 214],
-  ['greeted', 'AUTH PLAIN', 503], ['greeted', 'FOO', 500], ['greeted', 'TURN', 502], ['greeted', 'QUIT', 221],
-  ['greeted', 'STARTTLS', 220],
-  ['ehlo', 'MAIL FROM:<a@remote.test>', 250], ['ehlo', 'MAIL FROM:<>', 250], ['ehlo', 'RCPT TO:<alice@example.test>', 503],
-  ['ehlo', 'DATA', 503], ['ehlo', 'AUTH PLAIN', 538], ['ehlo', 'RSET', 250], ['ehlo', 'EHLO again.test', 250],
-  ['ehlo', 'VRFY', 501], ['ehlo', 'EHLO', 501], ['ehlo', 'HELO two words', 501], ['ehlo', 'QUIT', 221],
-  ['mail', 'MAIL FROM:<b@remote.test>', 503], ['mail', 'RCPT TO:<alice@example.test>', 250], ['mail', 'RCPT TO:<nobody@example.test>', 550],
-  ['mail', 'RCPT TO:<x@remote.test>', 550], ['mail', 'DATA', 554], ['mail', 'AUTH PLAIN', 503], ['mail', 'RSET', 250],
-  ['mail', 'NOOP', 250], ['mail', 'EHLO client.test', 250], ['mail', 'RCPT TO:<>', 501], ['mail', 'RCPT alice@example.test', 501],
-  ['mail', 'RCPT TO:<team@example.test>', 250], ['mail', 'RCPT TO:<ALICE@EXAMPLE.TEST>', 250],
-  ['rcpt', 'DATA', 354], ['rcpt', 'RCPT TO:<bob@example.test>', 250], ['rcpt', 'MAIL FROM:<a@remote.test>', 503],
-  ['rcpt', 'DATA now', 501], ['rcpt', 'RSET', 250], ['rcpt', 'STARTTLS x', 501],
+// Every state × command, for the MX role and for submission: the final reply code of each
+// command given in that state ("c": the session then closes). Order and syntax: RFC 5321 §4.1.4
+// and §4.3.2 (503 out of sequence, 501 bad arguments, 500 unknown, 502 known but not done, 554
+// no valid recipients); AUTH RFC 4954 §4 (503 in a transaction or twice, 538 without TLS, 504
+// unknown mechanism); STARTTLS RFC 3207 §4 (501 with an argument); BDAT RFC 3030 §2 and §4.
+const COMMANDS = [
+  'HELO c.test', 'EHLO c.test', 'MAIL FROM:<alice@example.test>', 'RCPT TO:<alice@example.test>', 'DATA', 'BDAT 0 LAST',
+  'RSET', 'NOOP', 'QUIT', 'VRFY alice@example.test', 'EXPN team@example.test', 'HELP', `AUTH PLAIN ${b64('\0alice@example.test\0secret')}`,
+  'STARTTLS', 'FOO', 'TURN',
+  // Bad arguments. A BDAT size that cannot be read leaves no way to tell its chunk from commands.
+  'HELO', 'MAIL FROM:a@remote.test', 'RCPT TO:<>', 'DATA x', 'BDAT x', 'RSET x', 'NOOP x', 'QUIT x', 'VRFY', 'EXPN',
+  'HELP DATA', 'AUTH', 'AUTH FOO', 'STARTTLS x',
+];
+const TLS = { protocol: 'TLSv1.3', cipher: 'TLS_AES_128_GCM_SHA256' };
+const MX = ['EHLO c.test', 'MAIL FROM:<s@remote.test>', 'RCPT TO:<alice@example.test>'];
+const AUTHED = ['EHLO c.test', `AUTH PLAIN ${b64('\0alice@example.test\0secret')}`, 'MAIL FROM:<alice@example.test>', 'RCPT TO:<x@remote.test>'];
+const MATRIX: [state: string, opts: ConstructorParameters<typeof SmtpDriver>[0], before: string[], codes: string][] = [
+  //                                                                  HELO EHLO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP AUTH STLS FOO  TURN | HELO MAIL RCPT DATA BDAT RSET NOOP QUIT VRFY EXPN HELP AUTH AUTH STLS
+  ['mx, greeted', {}, [], /*                                      */ '250  250  503  503  503  503  250  250  221c 252  252  214  503  220  500  502    501  503  503  501  421c 501  250  221c 501  501  214  503  503  501'],
+  ['mx, after HELO', {}, ['HELO c.test'], /*                      */ '250  250  250  503  503  503  250  250  221c 252  252  214  503  220  500  502    501  501  503  501  421c 501  250  221c 501  501  214  503  503  501'],
+  ['mx, after EHLO', {}, MX.slice(0, 1), /*                       */ '250  250  250  503  503  503  250  250  221c 252  252  214  538  220  500  502    501  501  503  501  421c 501  250  221c 501  501  214  501  504  501'],
+  ['mx, after MAIL', {}, MX.slice(0, 2), /*                       */ '250  250  503  250  554  554  250  250  221c 252  252  214  503  220  500  502    501  503  501  501  421c 501  250  221c 501  501  214  503  503  501'],
+  ['mx, after RCPT', {}, MX, /*                                   */ '250  250  503  250  354  250  250  250  221c 252  252  214  503  220  500  502    501  503  501  501  421c 501  250  221c 501  501  214  503  503  501'],
+  ['mx, after a BDAT chunk', {}, [...MX, 'BDAT 4\r\nab'], /*      */ '250  250  503  503  503  250  250  250  221c 252  252  214  503  220  500  502    501  503  503  501  421c 501  250  221c 501  501  214  503  503  501'],
+  ['submission, no TLS', { role: 'submission' }, AUTHED.slice(0, 1), '250  250  530  503  503  503  250  250  221c 252  252  214  538  220  500  502    501  530  503  501  421c 501  250  221c 501  501  214  501  504  501'],
+  ['submission, TLS', { role: 'submission', tls: TLS }, AUTHED.slice(0, 1), '250  250  530  503  503  503  250  250  221c 252  252  214  235  503  500  502    501  530  503  501  421c 501  250  221c 501  501  214  501  504  501'],
+  ['submission, after AUTH', { role: 'submission', tls: TLS }, AUTHED.slice(0, 2), '250  250  250  503  503  503  250  250  221c 250  250  214  503  503  500  502    501  501  503  501  421c 501  250  221c 501  501  214  503  503  501'],
+  ['submission, after MAIL', { role: 'submission', tls: TLS }, AUTHED.slice(0, 3), '250  250  503  250  554  554  250  250  221c 250  250  214  503  503  500  502    501  503  501  501  421c 501  250  221c 501  501  214  503  503  501'],
+  ['submission, after RCPT', { role: 'submission', tls: TLS }, AUTHED, '250  250  503  250  354  250  250  250  221c 250  250  214  503  503  500  502    501  503  501  501  421c 501  250  221c 501  501  214  503  503  501'],
 ];
 
-for (const [state, line, code] of TABLE) {
-  test(`smtp role, ${state}: ${line} -> ${code}`, () => {
-    const d = inState(state);
-    assert.equal(lastCode(d.send(`${line}\r\n`)), code);
+for (const [state, opts, before, codes] of MATRIX) {
+  test(`every command in state "${state}" gets its reply code`, () => {
+    const got = COMMANDS.map((line) => {
+      const d = new SmtpDriver(opts);
+      for (const b of before) assert.match(d.send(`${b}\r\n`), /^2\d\d /m, b);
+      const reply = d.send(`${line}\r\n`);
+      return `${lastCode(reply)}${d.closed ? 'c' : ''}`;
+    });
+    assert.deepEqual(got, codes.split(/\s+/), COMMANDS.map((c, i) => `${c} -> ${got[i]}`).join('\n'));
   });
 }
 
