@@ -602,31 +602,26 @@ export class QueueRunner {
     this.reporting.add(id);
     try {
       const entry = await this.ctx.store.getQueueEntry(id);
-      // `queue remove` during the transfer took the message and what it was owed: the
-      // operator's word on it, not a fault.
-      if (!entry && this.owed.has(id)) this.ctx.log.info({ id }, 'no delivery status notification: the message was removed from the queue');
       const owed = entry?.recipients.filter((r) => r.report !== undefined) ?? [];
-      if (!entry || owed.length === 0) {
-        this.owed.delete(id);
-        return;
-      }
-      const on = { queueId: id, recipientIds: owed.map((r) => r.id) };
-      let queued = false;
-      try {
-        queued = await this.notify(entry, owed.map((r) => reportFromText(r.report!)), on);
-      } catch (err) {
-        // Still owed: a scan tries again, and the full disk is said where mail is refused.
-        if (isStorageFull(err)) return;
-        // Or while the report was written.
-        if (!(await this.ctx.store.getQueueEntry(id))) {
-          this.ctx.log.info({ id }, 'no delivery status notification: the message was removed from the queue');
-          this.owed.delete(id);
-          return;
+      let removed = !entry;
+      if (entry && owed.length > 0) {
+        const on = { queueId: id, recipientIds: owed.map((r) => r.id) };
+        let queued = false;
+        try {
+          queued = await this.notify(entry, owed.map((r) => reportFromText(r.report!)), on);
+        } catch (err) {
+          // Still owed: a scan tries again, and the full disk is said where mail is refused.
+          if (isStorageFull(err)) return;
+          removed = !(await this.ctx.store.getQueueEntry(id));
+          if (!removed) this.ctx.log.error({ err, id }, 'could not queue a delivery status notification');
         }
-        this.ctx.log.error({ err, id }, 'could not queue a delivery status notification');
+        // A report dropped (see sendReport) or that failed is owed no more either.
+        if (!queued && !removed) await this.ctx.store.reportsSent(on);
       }
-      // A report dropped (see sendReport) or that failed is owed no more either.
-      if (!queued) await this.ctx.store.reportsSent(on);
+      // `queue remove` during the transfer, or while the report was written, took the message and
+      // what it was owed: the operator's word on it, not a fault. (An entry gone before this call
+      // that was not owed anything here had its reports sent by an earlier one.)
+      if (removed && (entry || this.owed.has(id))) this.ctx.log.info({ id }, 'no delivery status notification: the message was removed from the queue');
       this.owed.delete(id);
     } catch (err) {
       if (!isStorageFull(err)) this.ctx.log.error({ err, id }, 'could not send the delivery status notifications of a message');

@@ -47,9 +47,10 @@ test('scans that keep failing are logged once a minute, and their end once', asy
   assert.equal(lines.filter(([, m]) => m === 'queue scans work again').length, 1);
 });
 
-test('a report a scan finds owed: kept owed while the disk is full, then queued saying which reports it carries; one for no mailbox is let go', async () => {
+test('a report a scan finds owed: kept owed while the disk is full, then queued saying which reports it carries; one for no mailbox is let go; one sent already is no removal', async () => {
   const quiet = () => {};
-  const log = { error: quiet, warn: quiet, info: quiet, debug: quiet } as unknown as Logger;
+  const said: string[] = [];
+  const log = { error: quiet, warn: quiet, info: (_: unknown, msg: string) => said.push(msg), debug: quiet } as unknown as Logger;
   const report = reportText({ address: 'x@remote.test', action: 'failed', reply: '550 5.1.1 no such user' });
   const entry: QueueEntry = {
     id: 'Q1', sender: 'a@example.test', created: 0, dsn: {}, size: 20, sign: true,
@@ -57,12 +58,14 @@ test('a report a scan finds owed: kept owed while the disk is full, then queued 
   };
   let owed = true;
   let full = true;
+  /** The scan's list was read before an earlier call sent the report and the entry went. */
+  let stale = false;
   const accepted: Acceptance[] = [];
   const marked: ReportOn[] = [];
   const store = {
     dueRecipients: async () => [],
     queueDepth: async () => 0,
-    entriesWithReports: async () => (owed ? ['Q1'] : []),
+    entriesWithReports: async () => (owed || stale ? ['Q1'] : []),
     getQueueEntry: async () => (owed ? entry : undefined),
     readQueued: async function* () { yield Buffer.from('Subject: s\r\n\r\nx\r\n'); },
     accept: async (a: Acceptance) => {
@@ -98,4 +101,7 @@ test('a report a scan finds owed: kept owed while the disk is full, then queued 
   await scan();
   assert.equal(accepted.length, 1);
   assert.deepEqual(marked, [{ queueId: 'Q1', recipientIds: [7] }]);
+  stale = true;
+  await scan();
+  assert.deepEqual(said.filter((m) => /removed from the queue/.test(m)), [], 'a report sent already is no removal');
 });
