@@ -59,17 +59,21 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
     }
   }
   const single = s.recipients.length === 1 ? s.recipients[0]!.address : undefined;
-  const received = receivedHeader({ ...s.received, id, date: now, ...(single ? { for: single } : {}) });
-  // Trace fields, newest first (RFC 5322 §3.6.7): Return-Path, our checks, our Received.
-  const trace = (s.checks ?? '') + received;
-  const localPrefix = Buffer.from(returnPathHeader(s.sender) + trace, 'utf8');
+  const received = { ...s.received, id, date: now, ...(single ? { for: single } : {}) };
+  // Trace fields, newest first (RFC 5322 §3.6.7): Return-Path, our checks, our Received. The
+  // login a message was sent with is noted only in the copies kept here: the copies that leave
+  // would tell every recipient which account is behind an alias the user wrote as (Postfix's
+  // smtpd_sasl_authenticated_header is off for the same reason).
+  const localPrefix = Buffer.from(returnPathHeader(s.sender) + (s.checks ?? '') + receivedHeader(received), 'utf8');
+  const { auth: _login, ...leaving } = received;
+  const outboundPrefix = Buffer.from((s.checks ?? '') + receivedHeader(leaving), 'utf8');
   await store.accept({
     id,
     body: withHeaderEnd(withoutReturnPath(s.body)),
     sender: s.sender,
     ...(s.dsn ? { dsn: s.dsn } : {}),
     local: [...users.keys()].map((userId) => ({ userId, prefix: localPrefix })),
-    ...(outbound.size > 0 ? { outbound: { prefix: Buffer.from(trace, 'utf8'), recipients: [...outbound.values()], sign: s.writtenHere } } : {}),
+    ...(outbound.size > 0 ? { outbound: { prefix: outboundPrefix, recipients: [...outbound.values()], sign: s.writtenHere } } : {}),
     ...(s.reportOn ? { reportOn: s.reportOn } : {}),
   });
   return id;

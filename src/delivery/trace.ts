@@ -14,7 +14,7 @@ export interface ReceivedInfo {
   with: string;
   /** TLS protocol and cipher, noted in a comment. */
   tls?: string;
-  /** The authenticated user, noted in a comment. */
+  /** The authenticated user, noted in a comment (of the copies kept here only: acceptMessage). */
   auth?: string;
   id: string;
   /** Named only when there is a single recipient (no Bcc disclosure). */

@@ -113,6 +113,10 @@ test('implicit TLS on submissions: no STARTTLS, AUTH offered, mail relayed and d
   assert.ok(entry, `queue entry ${id} missing: ${JSON.stringify(q)}`);
   assert.deepEqual(entry.recipients.map((r) => r.address), ['friend@remote.test']);
   assert.equal(entry.sender, 'alice@example.test');
+  // The copy that leaves says how it was sent, not which login sent it.
+  const leaving = await withStore(f.dataDir, async (store) => Buffer.concat(await Array.fromAsync(store.readQueued(id))).toString());
+  assert.match(leaving, /^Received: from client\.example\.net \(\[127\.0\.0\.1\]\)\r\n\tby mx\.example\.test \(mailnest\) with ESMTPSA id \S+ \(using TLSv1\.[23] with cipher \S+\);/);
+  assert.doesNotMatch(leaving, /authenticated as|alice@example\.test\)/);
 });
 
 test('python smtplib: STARTTLS + AUTH PLAIN and LOGIN on submission, SMTP_SSL on submissions', async () => {
