@@ -27,5 +27,5 @@ export function openContext(config: Config, log: Logger = createLogger(config.lo
   if (store.recovered.length > 0) {
     log.warn({ removed: store.recovered }, 'removed messages whose body a crash cut short; none of them had been acknowledged');
   }
-  return { config, store, log, recipients: new Recipients(store, config.domains), metrics: new Metrics() };
+  return { config, store, log, recipients: new Recipients(store, config.domains, config.hostname), metrics: new Metrics() };
 }

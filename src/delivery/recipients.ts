@@ -58,21 +58,33 @@ interface Expansion {
   aliasTargets: AliasLookup;
 }
 
+/** The names every local domain, and the host's own name, answers to without a user or alias
+ *  of that name: the postmaster (RFC 5321 §4.5.1), and MAILER-DAEMON, the sender of mailnest's
+ *  reports, to which their readers reply. */
+const POSTMASTER_NAMES = new Set(['postmaster', 'mailer-daemon']);
+
 export class Recipients {
   private readonly store: Store;
   private readonly domains: Set<string>;
+  /** The server's host name, when it is none of `domains`: no mail domain, but its postmaster
+   *  and MAILER-DAEMON are here (reports come from MAILER-DAEMON@hostname; Postfix takes the
+   *  host name as a destination of its own). */
+  private readonly host: string | undefined;
 
-  constructor(store: Store, domains: string[]) {
+  constructor(store: Store, domains: string[], hostname: string) {
     this.store = store;
     this.domains = new Set(domains.map(domainKey));
+    this.host = this.domains.has(domainKey(hostname)) ? undefined : domainKey(hostname);
   }
 
   isLocalDomain(domain: string): boolean {
     return this.domains.has(domainKey(domain));
   }
 
-  isLocalAddress(address: string): boolean {
-    return this.isLocalDomain(splitAddress(address).domain);
+  /** Mail for the address stays here: a local domain's, or the host name's. */
+  private isOurs(address: string): boolean {
+    const { domain } = splitAddress(address);
+    return this.isLocalDomain(domain) || domainKey(domain) === this.host;
   }
 
   /** Resolves an (unquoted) address; aliases may name users, other aliases or remote addresses. */
@@ -105,7 +117,7 @@ export class Recipients {
   }
 
   private async resolveWith(address: string, aliasTargets: AliasLookup): Promise<Resolution> {
-    if (!this.isLocalAddress(address)) return { kind: 'remote' };
+    if (!this.isOurs(address)) return { kind: 'remote' };
     const x: Expansion = { users: new Map(), forward: new Map(), seen: new Map(), path: new Set(), loop: false, cut: new Set(), alias: false, aliasTargets };
     if (!(await this.expand(address, 0, x))) return x.loop ? { kind: 'unknown', why: 'loop' } : x.cut.size > 0 ? { kind: 'unknown', why: 'deep' } : x.alias ? { kind: 'unknown', why: 'dangling' } : { kind: 'unknown' };
     return { kind: 'local', users: [...x.users.values()], forward: [...x.forward.values()] };
@@ -133,10 +145,12 @@ export class Recipients {
 
   private async reach(address: string, depth: number, x: Expansion): Promise<boolean> {
     const key = addressKey(address);
-    if (!this.isLocalAddress(address)) {
+    if (!this.isOurs(address)) {
       x.forward.set(key, address);
       return true;
     }
+    const { local, domain } = splitAddress(address);
+    if (domainKey(domain) === this.host) return this.reachPostmaster(local, domain, x);
     // A user of that name wins over an alias of the same name.
     const user = await this.store.findUser(address);
     if (user) {
@@ -155,19 +169,20 @@ export class Recipients {
       for (const t of targets) any = (await this.expand(t, depth + 1, x)) || any;
       return any;
     }
-    const { local, domain } = splitAddress(address);
     const tag = local.indexOf(TAG_DELIMITER);
     if (tag > 0) return this.expand(`${local.slice(0, tag)}@${domain}`, depth + 1, x);
-    // RFC 5321 §4.5.1: every local domain has a postmaster; unless a user or alias has that
-    // name, it is the domain's first user, or the first user of all for a domain without any.
-    if (local.toLowerCase() === 'postmaster') {
-      const first = await this.postmaster(domain);
-      if (first) {
-        x.users.set(first.id, first);
-        return true;
-      }
-    }
-    return false;
+    return this.reachPostmaster(local, domain, x);
+  }
+
+  /** Unless a user or alias has the name, the postmaster of a domain, and its MAILER-DAEMON,
+   *  is the domain's first user, or the first user of all for a domain without any (the host
+   *  name's, among them). */
+  private async reachPostmaster(local: string, domain: string, x: Expansion): Promise<boolean> {
+    if (!POSTMASTER_NAMES.has(local.toLowerCase())) return false;
+    const first = await this.postmaster(domain);
+    if (!first) return false;
+    x.users.set(first.id, first);
+    return true;
   }
 
   private async postmaster(domain: string): Promise<UserRecord | undefined> {

@@ -13,7 +13,7 @@ async function world(first: string[]): Promise<{ store: SqliteStore; recipients:
   // b1 -> b2 -> ... -> b7 -> c: c is the eighth alias on that way, past what is followed.
   for (let i = 1; i <= 7; i++) await store.addAlias(`b${i}@example.test`, [i === 7 ? 'c@example.test' : `b${i + 1}@example.test`]);
   await store.addAlias('a@example.test', first);
-  return { store, recipients: new Recipients(store, ['example.test']) };
+  return { store, recipients: new Recipients(store, ['example.test'], 'mx.example.test') };
 }
 
 test('an alias reached first at the end of a chain too deep is still followed by a shorter way', async () => {
