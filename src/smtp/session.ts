@@ -10,7 +10,7 @@
  * (RFC 3030), STARTTLS (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), DSN (RFC 3461).
  */
 import { isUtf8 } from 'node:buffer';
-import { asciiUpper } from '../ascii.ts';
+import { asciiAddress, asciiUpper } from '../ascii.ts';
 import { headerShape } from '../mime/header-section.ts';
 import { EMPTY } from '../net/empty.ts';
 import { describeTls, OUTPUT_PER_TURN, type Output, type Session, type SessionSummary, type TlsInfo } from '../net/session.ts';
@@ -171,6 +171,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private sasl: SaslExchange | undefined;
   private pendingRcpt: RcptTo | undefined;
   private verifyVerb: 'VRFY' | 'EXPN' = 'VRFY';
+  /** The VRFY/EXPN being answered came with SMTPUTF8. */
+  private verifyUtf8 = false;
   private data: DataReader | undefined;
   private bdatLeft = 0;
   private bdatLast = false;
@@ -316,8 +318,10 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     return out;
   }
 
-  private send(r: Reply): void {
-    const data = renderReply(r, this.esmtp, this.tx?.from.utf8);
+  /** `utf8`: the reply may hold UTF-8 (RFC 6531 §3.7.4), as replies in a transaction that the
+   *  client began with SMTPUTF8 may. */
+  private send(r: Reply, utf8 = this.tx?.from.utf8): void {
+    const data = renderReply(r, this.esmtp, utf8);
     this.written += data.length;
     this.out.push({ type: 'write', data });
     if (r.code >= 500) this.countError();
@@ -750,8 +754,11 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
 
   /** VRFY and EXPN (RFC 5321 §3.5): answered only to authenticated users (no enumeration). */
   private verifyCommand(verb: 'VRFY' | 'EXPN', args: string): void {
-    const arg = args.trim();
-    if (arg === '') return this.send(reply(501, '5.5.4', `Syntax: ${verb} address`));
+    // RFC 6531 §3.7.4.2: a client that may be answered with UTF-8 addresses says SMTPUTF8 after
+    // the string (curl does whenever it is offered).
+    const utf8 = this.esmtp ? / +SMTPUTF8 *$/i.exec(args) : null;
+    const arg = (utf8 ? args.slice(0, utf8.index) : args).trim();
+    if (arg === '') return this.send(reply(501, '5.5.4', `Syntax: ${verb} address [SMTPUTF8]`));
     if (!this.user) return this.send(reply(252, '2.5.0', 'Cannot verify the address, but will accept mail for local recipients'));
     // RFC 5321 §3.5.1: "a string identifying a user"; a user name alone is taken to be at the
     // first local domain, as Postfix takes it at myorigin.
@@ -760,21 +767,25 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const parsed = parseRcptTo(`TO:${text}`, true, this.o.postmasterDomain, true);
     if ('code' in parsed) return this.send(reply(501, '5.1.3', `Bad address syntax in ${verb}`));
     this.verifyVerb = verb;
+    this.verifyUtf8 = utf8 !== null;
     this.effect({ kind: 'verify', address: lookupAddress(parsed.recipient) });
   }
 
   private verifyDone(resolution: Resolution, alias: AliasRecord | undefined): void {
     if (resolution.kind === 'unknown') return this.send(unknownRecipient(resolution));
     if (resolution.kind === 'remote') return this.send(reply(252, '2.1.5', 'Not a local address; will attempt delivery'));
-    if (this.verifyVerb === 'EXPN') {
-      if (!alias) return this.send(reply(250, '2.1.5', `<${resolution.users[0]!.address}>`));
-      return this.send(reply(250, '2.1.5', ...alias.targets.map((t) => `<${t}>`)));
-    }
-    if (resolution.users.length === 1) return this.send(reply(250, '2.1.5', `<${resolution.users[0]!.address}>`));
-    if (resolution.users.length === 0) {
-      return this.send(reply(251, '2.1.5', `User not local; will forward to <${resolution.forward[0]}>`));
-    }
-    this.send(reply(553, '5.1.4', 'Ambiguous: the address is a list; use EXPN'));
+    if (this.verifyVerb === 'VRFY' && resolution.users.length > 1) return this.send(reply(553, '5.1.4', 'Ambiguous: the address is a list; use EXPN'));
+    // EXPN names an alias's targets; where no alias has the name (a sub-address of one, the
+    // postmaster), what it reaches.
+    const reached = [...resolution.users.map((u) => u.address), ...resolution.forward];
+    const found = this.verifyVerb === 'VRFY' ? reached.slice(0, 1) : alias ? alias.targets : reached;
+    // RFC 6531 §3.7.4.2: an address in UTF-8 goes only to a client that asked with SMTPUTF8;
+    // to another, in its ASCII form when it has one.
+    const addresses = this.verifyUtf8 ? found : found.map(asciiAddress);
+    if (addresses.some((a) => a === undefined)) return this.send(reply(553, '5.6.7', `The answer is an address in UTF-8; ask with "${this.verifyVerb} <address> SMTPUTF8"`));
+    const lines = addresses.map((a) => `<${a!}>`);
+    const r = resolution.users.length === 0 && this.verifyVerb === 'VRFY' ? reply(251, '2.1.5', `User not local; will forward to ${lines[0]!}`) : reply(250, '2.1.5', ...lines);
+    this.send(r, this.verifyUtf8);
   }
 
   /** RFC 3207 §4. */

@@ -6,6 +6,7 @@ import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { parseMail } from '../helpers/parse-mail.ts';
 import { cli, python } from '../helpers/server.ts';
 import { b64, plain, SmtpClient } from '../helpers/smtp-client.ts';
@@ -347,6 +348,16 @@ test('VRFY and EXPN answer from users and aliases once authenticated', async () 
   assert.equal((await c.cmd('EXPN nobody@example.test')).code, 550);
   assert.equal((await c.cmd('VRFY not an address')).code, 501);
   c.destroy();
+  // curl asks with SMTPUTF8 whenever it is offered (RFC 6531 §3.7.4.2).
+  const caFile = `${f.dir}/ca.pem`;
+  fs.writeFileSync(caFile, f.ca);
+  const port = f.port('submission');
+  for (const [verb, rcpt, answer] of [['VRFY', 'al@example.test', '250 2.1.5 <alice@example.test>'], ['EXPN', 'team@example.test', '250-2.1.5 <alice@example.test>\n250 2.1.5 <bob@example.test>']] as const) {
+    const r = spawnSync('curl', ['-sS', '--max-time', '30', '--ssl-reqd', '--cacert', caFile, '--resolve', `mx.example.test:${port}:127.0.0.1`,
+      '-u', `bob@example.test:${PASSWORD}`, '--mail-rcpt', rcpt, '-X', verb, `smtp://mx.example.test:${port}`], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, `curl ${verb}: ${r.stderr}`);
+    assert.equal(r.stdout.replace(/\r/g, '').trim(), answer, verb);
+  }
 });
 
 test('submission: DSN parameters (RFC 3461) are stored with the queued message', async () => {

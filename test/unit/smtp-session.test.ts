@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BodyBudget } from '../../src/smtp/body-budget.ts';
-import { SmtpDriver, bodyOf } from '../helpers/smtp-driver.ts';
+import { SmtpDriver, WORLD, bodyOf } from '../helpers/smtp-driver.ts';
 import { isAsciiReply } from '../helpers/smtp-reply.ts';
 
 const b64 = (s: string) => Buffer.from(s, 'utf8').toString('base64');
@@ -623,6 +623,28 @@ test('VRFY and EXPN answer authenticated users from users and aliases', () => {
   assert.equal(d.send('VRFY bob\r\n'), '250 2.1.5 <bob@example.test>\r\n');
   assert.equal(d.send('EXPN team\r\n'), '250-2.1.5 <alice@example.test>\r\n250 2.1.5 <bob@example.test>\r\n');
   assert.match(d.send('VRFY nobody\r\n'), /^550 5\.1\.1 /);
+});
+
+test('VRFY and EXPN take SMTPUTF8 (RFC 6531 §3.7.4.2): an address in UTF-8 only to a client that asks with it, others in their ASCII form', () => {
+  const world = {
+    ...WORLD,
+    users: { ...WORLD.users, 'dörte@example.test': { id: 3, password: 'x' } },
+    aliases: { ...WORLD.aliases, 'intl@example.test': ['dörte@example.test', 'carol@bücher.example'], 'idn@example.test': ['carol@bücher.example'] },
+  };
+  const d = new SmtpDriver({ role: 'submission', allowInsecureAuth: true }, world);
+  d.send(`EHLO c\r\nAUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\n`);
+  assert.equal(d.send('VRFY bob@example.test SMTPUTF8\r\n'), '250 2.1.5 <bob@example.test>\r\n');
+  assert.equal(d.send('EXPN team smtputf8\r\n'), '250-2.1.5 <alice@example.test>\r\n250 2.1.5 <bob@example.test>\r\n');
+  assert.equal(d.send('VRFY dörte@example.test SMTPUTF8\r\n'), '250 2.1.5 <dörte@example.test>\r\n');
+  assert.equal(d.send('EXPN intl@example.test SMTPUTF8\r\n'), '250-2.1.5 <dörte@example.test>\r\n250 2.1.5 <carol@bücher.example>\r\n');
+  // Without it: an internationalised domain in its A-labels; a local part in UTF-8 has no
+  // ASCII form, and is not garbled into one.
+  assert.equal(d.send('VRFY idn@example.test\r\n'), '251 2.1.5 User not local; will forward to <carol@xn--bcher-kva.example>\r\n');
+  assert.match(d.send('VRFY dörte@example.test\r\n'), /^553 5\.6\.7 The answer is an address in UTF-8; ask with "VRFY <address> SMTPUTF8"\r\n$/);
+  assert.match(d.send('EXPN intl@example.test\r\n'), /^553 5\.6\.7 /);
+  // Any other parameter is no address.
+  assert.match(d.send('VRFY bob@example.test FOO\r\n'), /^501 5\.1\.3 /);
+  assert.match(d.send('VRFY SMTPUTF8 SMTPUTF8\r\n'), /^550 5\.1\.1 /);
 });
 
 test('MAIL and RCPT parameters: DSN, BODY, SMTPUTF8, unknown ones', () => {
