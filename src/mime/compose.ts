@@ -4,7 +4,8 @@
  * encoding; this module decides what it is given and checks what comes out:
  *
  * - structure: text/plain or text/html alone; multipart/alternative when both; multipart/related
- *   for images referenced by Content-ID from the HTML; multipart/mixed around attachments.
+ *   for images referenced by Content-ID from the HTML; multipart/mixed around attachments,
+ *   after an empty text part when there is no text.
  * - transfer encoding per part (MailComposer's rule): 7bit for ASCII text with lines of at most
  *   76 characters, quoted-printable for text that is mostly Latin letters, base64 otherwise and
  *   for every attachment but an attached message (76-character lines), so attachment bytes come
@@ -264,10 +265,16 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
     subject = undefined;
   }
 
+  const hasText = input.text !== undefined && input.text !== '';
+  const hasHtml = input.html !== undefined && input.html !== '';
   const composer = new MailComposer({
     ...(subject !== undefined ? { subject } : {}),
-    ...(input.text !== undefined && input.text !== '' ? { text: crlfLines(input.text) } : {}),
-    ...(input.html !== undefined && input.html !== '' ? { html: crlfLines(input.html) } : {}),
+    ...(hasText ? { text: crlfLines(input.text!) } : {}),
+    // Attachments without a word of text still go in multipart/mixed, after an empty text part,
+    // as mail clients send them: a file alone would be the message itself, and an attached
+    // message (message/rfc822) at the top would be read as the one sent.
+    ...(!hasText && !hasHtml && attachments.length > 0 ? { text: { raw: 'Content-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n' } } : {}),
+    ...(hasHtml ? { html: crlfLines(input.html!) } : {}),
     attachments: attachments.map(attachmentPart),
     headers: extra,
     messageId,

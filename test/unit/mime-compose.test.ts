@@ -115,6 +115,18 @@ test('attachments make multipart/mixed; bytes come back identical, base64 in 76-
   assert.ok(lines.slice(0, -1).every((l) => l.length === 76), 'base64 lines are not 76 characters');
 });
 
+test('attachments without text still go in multipart/mixed, after an empty text part: a file or a message is never the message itself', async () => {
+  for (const [attachments, parts] of [
+    [[{ filename: 'report.pdf', content: Buffer.from('%PDF-1.4') }], 'application/pdf'],
+    [[{ filename: 'fwd.eml', content: Buffer.from('Subject: the original\r\n\r\nhi\r\n') }], 'message/rfc822(text/plain)'],
+    [[{ filename: 'a.csv', content: Buffer.from('a\n') }, { filename: 'b.png', content: Buffer.from('png'), cid: 'b@x' }], 'text/csv,image/png'],
+  ] as const) {
+    const { composed, parsed } = await roundTrip({ attachments: [...attachments] });
+    assert.equal(shape(parsed.root), `multipart/mixed(text/plain,${parts})`);
+    assert.match(composed.message.toString(), /\r\nContent-Type: text\/plain; charset=us-ascii\r\nContent-Transfer-Encoding: 7bit\r\n\r\n\r\n--/);
+  }
+});
+
 test('a text attachment keeps its exact bytes (CR, LF, NUL and invalid UTF-8 included)', async () => {
   const bytes = Buffer.from([0x61, 0x0a, 0x62, 0x0d, 0x63, 0x00, 0xff, 0xfe, 0x0d, 0x0a]);
   const { parsed } = await roundTrip({ text: 'see attached', attachments: [{ filename: 'odd.txt', content: bytes }] });
