@@ -193,11 +193,58 @@ function formatMailbox(a: NamedAddress): string {
   return `${displayName(a.name)} <${address}>`;
 }
 
-/** A name as a phrase: as it is when it can be, quoted, or as encoded-words (RFC 2047 §5(3))
+/** A name as a phrase: as it is when it can be, quoted, or with encoded-words (RFC 2047 §5(3))
  *  when it is not ASCII, would be read as encoded-words, or holds a word too long to fold. */
 function displayName(name: string): string {
-  if (!/^[\x20-\x7e]*$/.test(name) || ENCODED_WORD.test(name)) return encodeWord(name, 'Q', 52);
+  if (!/^[\x20-\x7e]*$/.test(name) || ENCODED_WORD.test(name)) return encodedPhrase(name);
   const written = ATOM_PHRASE.test(name) ? name : `"${name.replace(/[\\"]/g, '\\$&')}"`;
   // Measured as written: quoting doubles a backslash or a quote.
-  return written.split(/[ \t]+/).some((w) => w.length > MAX_WORD) ? encodeWord(name, 'Q', 52) : written;
+  return written.split(/[ \t]+/).some((w) => w.length > MAX_WORD) ? encodedPhrase(name) : written;
+}
+
+/** The longest encoded-word written, with room on its line for a field name (RFC 2047 §2:
+ *  a line holding encoded-words is at most 76 characters). */
+const ENCODED_WORD_LENGTH = 52;
+
+/**
+ * The phrase with each run of words that need encoding as encoded-words, and the words between
+ * them, plain atoms, as they are: a space between two encoded-words is not shown (RFC 2047
+ * §6.2), so a run is encoded whole, spaces and all, and split only where it is too long for one
+ * encoded-word, at a space when it can be. Python's address parser shows the space between two
+ * encoded-words all the same (CPython gh-128110); split inside a word, a name would read as two.
+ */
+function encodedPhrase(name: string): string {
+  const out: string[] = [];
+  let run: string[] = [];
+  const endRun = () => {
+    if (run.length > 0) out.push(...encodedRun(run));
+    run = [];
+  };
+  // (White space in a phrase is only a separator: one space stands for any.)
+  for (const word of name.split(' ').filter((w) => w !== '')) {
+    if (/^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+$/.test(word) && word.length <= MAX_WORD && !ENCODED_WORD.test(word)) {
+      endRun();
+      out.push(word);
+    } else {
+      run.push(word);
+    }
+  }
+  endRun();
+  return out.join(' ');
+}
+
+/** The words as encoded-words: as many whole words in each as fit, the space after a word in
+ *  the word before it; a word too long for one alone is split where it must be. */
+function encodedRun(words: string[]): string[] {
+  const pieces: string[] = [];
+  let piece: string[] = [];
+  for (const word of words) {
+    if (piece.length > 0 && encodeWord(`${[...piece, word].join(' ')} `, 'Q').length > ENCODED_WORD_LENGTH) {
+      pieces.push(encodeWord(`${piece.join(' ')} `, 'Q', ENCODED_WORD_LENGTH));
+      piece = [];
+    }
+    piece.push(word);
+  }
+  pieces.push(encodeWord(piece.join(' '), 'Q', ENCODED_WORD_LENGTH));
+  return pieces;
 }

@@ -170,6 +170,16 @@ test('non-ASCII subject and names use RFC 2047, non-ASCII file names RFC 2231; a
   assert.equal(b!.contentType, 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet');
 });
 
+test('a non-ASCII name is split into encoded-words only between words, and its plain words stay plain (Python reads it back whole)', async () => {
+  const name = 'Bérénice-Amélie Rosemonde Dûbois-Bénard';
+  const { composed, parsed } = await roundTrip({ from: `${name} <rose@example.test>`, to: ['Jürgen Müller-Lüdenscheidt Größenwahn Übermäßig <j@example.org>'], text: 'x' });
+  assert.equal(parsed.headers['from'], `${name} <rose@example.test>`);
+  const raw = composed.message.toString('latin1');
+  assert.match(raw, /^From: =\?UTF-8\?Q\?B=C3=A9r=C3=A9nice-Am=C3=A9lie\?= Rosemonde\r\n =\?UTF-8\?Q\?D=C3=BBbois-B=C3=A9nard\?= <rose@example\.test>\r\n/);
+  // Too long for one encoded-word: split at the spaces, each in the word before it.
+  assert.match(raw, /\r\nTo: =\?UTF-8\?Q\?J=C3=BCrgen=20\?= =\?UTF-8\?Q\?M=C3=BCller-L=C3=BCdenscheidt=20\?=\r\n =\?UTF-8\?Q\?Gr=C3=B6=C3=9Fenwahn=20\?= =\?UTF-8\?Q\?=C3=9Cberm=C3=A4=C3=9Fig\?=\r\n <j@example\.org>\r\n/);
+});
+
 test('content types from file names', async () => {
   const expected: Record<string, string> = {
     'page.html': 'text/html', 'notes.txt': 'text/plain', 'photo.jpg': 'image/jpeg', 'photo.JPEG': 'image/jpeg',
