@@ -61,9 +61,9 @@ export interface SendmailArgs {
 }
 
 /** Flags without a value, accepted and ignored (or meaningful, for t and i). */
-const BOOLEAN_FLAGS = new Set(['t', 'i', 'I', 'v', 'm', 'n', 'U', 'G', 'x', 'e']);
+const BOOLEAN_FLAGS = new Set(['t', 'i', 'I', 'v', 'm', 'n', 'U', 'G', 'x']);
 /** Flags that take a value (attached or as the next argument). */
-const VALUE_FLAGS = new Set(['f', 'r', 'F', 'o', 'O', 'b', 'B', 'N', 'R', 'V', 'X', 'C', 'L', 'h', 'd', 'q', 'p', 'A']);
+const VALUE_FLAGS = new Set(['f', 'r', 'F', 'o', 'O', 'b', 'B', 'N', 'R', 'V', 'X', 'C', 'L', 'h', 'd', 'q', 'p', 'A', 'e']);
 
 export class SendmailUsage extends CliError {
   /** Whether the arguments asked for sysexits.h statuses, read past the problem. */
@@ -178,7 +178,7 @@ function applyValueFlag(a: SendmailArgs, flag: string, value: string): void {
     case 'q':
       throw new SendmailUsage('-q (run the queue) is not supported here: the running server delivers the queue; use "mailnest queue retry --all"');
     default:
-      return; // -B, -N, -R, -V, -X, -C, -L, -h, -d, -p, -A: accepted, no effect
+      return; // -B, -N, -R, -V, -X, -C, -L, -h, -d, -p, -A, -e (-ep, -em ...): accepted, no effect
   }
 }
 

@@ -31,6 +31,8 @@ test('the flags cron, logwatch, smartd, mail(1) and PHP pass', () => {
   // refuses a -c after "sendmail": test/integration/sendmail-cli.test.ts)
   assert.deepEqual(parseSendmailArgs(['-c', 'x.toml', '--verbose', '--config=y.toml', '-t']).recipients, []);
   assert.equal(parseSendmailArgs(['--config', 'x.toml', 'a@example.test']).recipients[0], 'a@example.test');
+  // -e takes its error mode attached (-ep, -em, -eq), as -o does: no letter of it is a flag
+  assert.deepEqual(parseSendmailArgs(['-em', '-ep', '-eq', 'root']), { extractRecipients: false, ignoreDots: false, recipients: ['root'], noop: false, sysexits: false });
   // without -i dots end the message
   assert.equal(parseSendmailArgs(['root']).ignoreDots, false);
   // --sysexits anywhere before "--", and not as a flag's value nor after "--"
