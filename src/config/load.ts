@@ -1,4 +1,5 @@
 /** Finds, reads and validates the configuration file into one typed `Config`. */
+import { isUtf8 } from 'node:buffer';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -24,9 +25,9 @@ export function loadConfig(explicit?: string): Config {
   const file = configPath(explicit);
   let raw: unknown = {};
   if (file !== undefined) {
-    let text: string;
+    let bytes: Buffer;
     try {
-      text = fs.readFileSync(file, 'utf8');
+      bytes = fs.readFileSync(file);
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       const why = code === 'ENOENT' ? 'no such file (ENOENT); name an existing one, or write a starter one with `mailnest init`'
@@ -35,6 +36,14 @@ export function loadConfig(explicit?: string): Config {
         : code ?? String(err);
       throw new ConfigError(`cannot read config file ${file}: ${why}`);
     }
+    // TOML 1.0: "A TOML file must be a valid UTF-8 encoded Unicode document." Read any other
+    // way, a Latin-1 "é" would become U+FFFD in a name, with no word of why.
+    const bad = firstInvalidUtf8(bytes);
+    if (bad !== undefined) {
+      const line = bytes.subarray(0, bad).toString('latin1').split('\n').length;
+      throw new ConfigError(`${file}: not UTF-8 at line ${line} (byte 0x${bytes[bad]!.toString(16).padStart(2, '0')}); a TOML file is UTF-8: save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)`);
+    }
+    const text = bytes.toString('utf8');
     try {
       raw = parseToml(text);
     } catch (err) {
@@ -80,6 +89,21 @@ export function readCertificates(key: string, file: string): Buffer {
   return pem;
 }
 
+/** The offset of the first byte that is no part of a UTF-8 character, if any: where the text
+ *  read from them has a U+FFFD that the bytes do not spell. */
+function firstInvalidUtf8(bytes: Buffer): number | undefined {
+  if (isUtf8(bytes)) return undefined;
+  const text = bytes.toString('utf8');
+  for (let at = text.indexOf('\ufffd'); at >= 0; at = text.indexOf('\ufffd', at + 1)) {
+    // Everything before it was read as written, so it is as long in octets as it was.
+    const offset = Buffer.byteLength(text.slice(0, at));
+    if (!bytes.subarray(offset, offset + 3).equals(REPLACEMENT_CHARACTER)) return offset;
+  }
+  return undefined;
+}
+
+const REPLACEMENT_CHARACTER = Buffer.from('\ufffd');
+
 /** " at line N (`the line`)" for a parse error that knows its line. */
 function tomlWhere(err: unknown, text: string): string {
   const line = (err as { line?: unknown }).line;
@@ -107,7 +131,7 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
   }
   const value = valueAt(raw, issue.path);
   if (issue.code === 'custom' && issue.path.length > 0 && typeof value === 'object' && !(value instanceof Date)) return `${key}: ${issue.message}`;
-  return `${key} = ${shown(value)} is not allowed: expected ${expectation(issue)}`;
+  return `${key} = ${shown(value)} is not allowed: expected ${expectation(issue, key, value)}`;
 }
 
 /** A key's path as the file writes it: `relay.routes`, `listen.smtp[0]`, and a key that is not
@@ -125,12 +149,19 @@ function shown(value: unknown): string {
   return JSON.stringify(value);
 }
 
-function expectation(issue: z.core.$ZodIssue): string {
+/** What the key takes, in TOML's words; `key` (its whole name) and `value` (what it holds now)
+ *  shape the example. */
+function expectation(issue: z.core.$ZodIssue, key = '', value?: unknown): string {
   switch (issue.code) {
     // A schema's own words for what it takes ("a duration such as ..."), else the type's name.
     case 'invalid_type':
       if (!issue.message.startsWith('Invalid input')) return issue.message;
-      return issue.expected === 'int' ? 'a whole number' : `${/^[aeiou]/.test(issue.expected) ? 'an' : 'a'} ${issue.expected}`;
+      if (issue.expected === 'int') return 'a whole number';
+      if (issue.expected === 'array') return `a list in brackets, such as ${keyName(issue.path.slice(-1)) || 'key'} = [${value === undefined || typeof value === 'object' ? '"..."' : shown(value)}]`;
+      // A table (TOML 1.0 "Table"): its own section, with its keys on the lines under it.
+      if (issue.expected === 'object') return `a table: a [${key}] section with its keys on the lines under it`;
+      if (issue.expected === 'record') return `a table: a [${key}] section of "name" = value lines`;
+      return `${/^[aeiou]/.test(issue.expected) ? 'an' : 'a'} ${issue.expected}`;
     case 'invalid_value': return `one of ${issue.values.map((v) => JSON.stringify(v)).join(', ')}`;
     case 'too_small':
       if (issue.origin === 'array') return `at least ${issue.minimum} entr${issue.minimum === 1 ? 'y' : 'ies'}`;

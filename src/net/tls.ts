@@ -106,7 +106,12 @@ function secureContext(pem: { cert: Buffer; key: Buffer }, certFile: string, key
       honorCipherOrder: true, secureOptions: crypto.constants.SSL_OP_NO_RENEGOTIATION,
     });
   } catch (err) {
-    throw new Error(`tls: the certificate ${certFile} and key ${keyFile} do not load: ${(err as Error).message}`);
+    const why = (err as Error).message;
+    // OpenSSL's words, and the fix for each.
+    const fix = /key values mismatch/.test(why) ? 'the key is not the certificate\'s: name the key file made with this certificate'
+      : /no start line|bad base64|PEM/i.test(why) ? 'name PEM files: the certificate (its chain after it) and its private key, each in "-----BEGIN ...-----" blocks'
+      : 'name a certificate (its chain after it) and the private key made with it, both PEM';
+    throw new Error(`tls: the certificate ${certFile} and key ${keyFile} do not load (${why}); ${fix}`);
   }
 }
 

@@ -54,7 +54,11 @@ const refused: [unknown, RegExp][] = [
   [{ auth: { allow_insecure: 'yes' } }, /auth\.allow_insecure = "yes" is not allowed: expected a boolean/],
   [{ limits: { pop3_idle_timeout: '5m' } }, /at least "10m"/],
   [{ dns_servers: ['dns.example'] }, /dns_servers\[0\] = "dns.example" is not allowed: expected an IP address with an optional port/],
-  [{ domains: 'example.org' }, /domains = "example.org" is not allowed: expected an array$/],
+  [{ domains: 'example.org' }, /domains = "example.org" is not allowed: expected a list in brackets, such as domains = \["example\.org"\]$/],
+  [{ listen: { smtp: '0.0.0.0:25' } }, /listen\.smtp = "0\.0\.0\.0:25" is not allowed: expected a list in brackets, such as smtp = \["0\.0\.0\.0:25"\]$/],
+  // A table where a value stands: its section is shown, with what goes under it.
+  [{ relay: 'smtp.example.net:587' }, /^test\.toml: relay = "smtp\.example\.net:587" is not allowed: expected a table: a \[relay\] section with its keys on the lines under it$/],
+  [{ relay: { routes: 5 } }, /relay\.routes = 5 is not allowed: expected a table: a \[relay\.routes\] section of "name" = value lines$/],
   [{ checks: { timeout: '0s' } }, /checks\.timeout = "0s" is not allowed: expected a longer duration such as "30s"/],
   // Node's timers wait at most 2^31 - 1 ms; longer, they fire at once.
   [{ queue: { poll_interval: '30d' } }, /queue\.poll_interval = "30d" is not allowed: expected at most "24d", the longest a timer can wait/],
@@ -134,4 +138,15 @@ test('a TOML syntax error names the line and shows it', () => {
     fs.writeFileSync(file, text!);
     assert.throws(() => loadConfig(file), (err: unknown) => err instanceof ConfigError && err.message === `${file}${message}`);
   }
+});
+
+test('a file that is not UTF-8 is refused, naming the line and the byte (TOML 1.0: a TOML file is UTF-8)', () => {
+  const dir = tempDir('mailnest-config-');
+  const file = path.join(dir, 'mailnest.toml');
+  // Latin-1 "é" on line 3, after UTF-8 text and a U+FFFD written as such, which are no fault.
+  fs.writeFileSync(file, Buffer.concat([Buffer.from('# café \ufffd\ndomains = ["example.test"]\nhostname = "caf'), Buffer.from([0xe9]), Buffer.from('.example.test"\n')]));
+  assert.throws(() => loadConfig(file), (err: unknown) => err instanceof ConfigError
+    && err.message === `${file}: not UTF-8 at line 3 (byte 0xe9); a TOML file is UTF-8: save it as UTF-8 (e.g. iconv -f latin1 -t utf-8)`);
+  fs.writeFileSync(file, '# café \ufffd\ndomains = ["example.test"]\n');
+  assert.deepEqual(loadConfig(file).domains, ['example.test']);
 });
