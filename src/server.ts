@@ -13,6 +13,7 @@ import { CertificateWatch } from './net/certificate-watch.ts';
 import { ServerCertificate } from './net/tls.ts';
 import { stopInboundChecks } from './delivery/inbound-checks.ts';
 import { QueueRunner } from './delivery/queue-runner.ts';
+import { isFullyQualified } from './delivery/dns-records.ts';
 import { HttpService } from './http/server.ts';
 import { smtpHandler, type SmtpHandler, type SmtpRole } from './smtp/handler.ts';
 import { BodyBudget } from './smtp/body-budget.ts';
@@ -125,6 +126,10 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
     if (addresses.length === 0) continue;
     const chosen = addresses.join() !== IMAP_DEFAULTS[kind].join();
     log[chosen ? 'warn' : 'info']({ listener: kind }, 'IMAP is not served by this version of mailnest; the listener is not opened');
+  }
+  // RFC 5321 §2.3.5: the name given in EHLO, the MX's target: a bare machine name is neither.
+  if (!isFullyQualified(config.hostname)) {
+    log.warn({ hostname: config.hostname }, `hostname is not a fully qualified name: other servers cannot look it up, and many refuse mail whose EHLO gives such a name; set hostname = "mail.${config.domains[0]}" (a name with an A/AAAA record for this machine) in the config`);
   }
   const { relay } = config;
   if (relay.smarthost && relay.smarthost_tls === 'none' && relay.password !== undefined) {

@@ -324,3 +324,14 @@ test('IMAP addresses someone chose get a warning that IMAP is not served; the de
   const levels = Object.fromEntries(server.logs.filter((l) => l.msg === 'IMAP is not served by this version of mailnest; the listener is not opened').map((l) => [l.listener, l.level]));
   assert.deepEqual(levels, { imap: 30, imaps: 40 });
 });
+
+test('a hostname that is no fully qualified name gets a warning naming the fix; a full one, none', async () => {
+  for (const [hostname, warned] of [['mailbox', true], ['mx.example.test', false]] as const) {
+    const dir = tempDir();
+    const server = await startMailnest(dir, writeConfig(dir, baseConfig(dir, { hostname })));
+    await server.stop();
+    const line = server.logs.find((l) => l.level === 40 && l.hostname === hostname);
+    if (!warned) assert.equal(line, undefined);
+    else assert.match(String(line?.msg), /^hostname is not a fully qualified name: .*; set hostname = "mail\.example\.test" \(a name with an A\/AAAA record for this machine\) in the config$/);
+  }
+});
