@@ -58,8 +58,8 @@ export function registerSend(program: Command): void {
     .option('--text-file <file>', 'plain-text body from a file ("-" for stdin)')
     .option('--html <html>', 'HTML body')
     .option('--html-file <file>', 'HTML body from a file ("-" for stdin)')
-    .option('--attach <file>', 'attach a file; the content type comes from its name (repeatable)', collect, [])
-    .option('--inline <file>', 'embed an image the HTML shows as <img src="cid:FILENAME"> (repeatable)', collect, [])
+    .option('--attach <file>', 'attach a file; the content type comes from its name; FILE=NAME names it (--attach <(pg_dump db)=db.sql) (repeatable)', collect, [])
+    .option('--inline <file>', 'embed an image the HTML shows as <img src="cid:NAME">, NAME its file name, or the one given as FILE=NAME (repeatable)', collect, [])
     .option('--header <"Name: value">', 'extra header (repeatable)', collect, [])
     .addHelpText('after', '\nWith neither --text nor --text-file, the text body is read from stdin unless --html or --html-file is given.')
     .action(async (opts: SendOptions, cmd: Command) => {
@@ -92,8 +92,14 @@ async function readContent(opts: SendOptions, max: number): Promise<Content> {
     text = await readBodyFile('-', 'stdin', budget);
   }
   const attachments: ComposeAttachment[] = [];
-  for (const f of opts.attach) attachments.push({ filename: path.basename(f), content: await readFile(f, '--attach', budget) });
-  for (const f of opts.inline) attachments.push({ filename: path.basename(f), content: await readFile(f, '--inline', budget), cid: path.basename(f) });
+  for (const arg of opts.attach) {
+    const { file, name } = namedFile(arg);
+    attachments.push({ filename: name, content: await readFile(file, '--attach', budget) });
+  }
+  for (const arg of opts.inline) {
+    const { file, name } = namedFile(arg);
+    attachments.push({ filename: name, content: await readFile(file, '--inline', budget), cid: name });
+  }
   return { ...(text !== undefined ? { text } : {}), ...(html !== undefined ? { html } : {}), attachments };
 }
 
@@ -142,6 +148,17 @@ interface Budget {
 }
 
 /**
+ * The file an --attach or --inline names, and the name the part is given: FILE=NAME names it (a
+ * pipe, `<(pg_dump db)=db.sql`, is otherwise called "63"), unless FILE=NAME is itself the name
+ * of a file, or NAME holds a "/" (a directory's "=" then); else the file's own name.
+ */
+function namedFile(arg: string): { file: string; name: string } {
+  const eq = arg.lastIndexOf('=');
+  if (eq > 0 && eq < arg.length - 1 && !arg.includes('/', eq) && !fs.existsSync(arg)) return { file: arg.slice(0, eq), name: arg.slice(eq + 1) };
+  return { file: arg, name: path.basename(arg) };
+}
+
+/**
  * A file's bytes (`-`: stdin's), read no further than the budget leaves: a pipe
  * (`--attach <(mysqldump ...)`) or a device has no size to check first, and one that never ends
  * (/dev/zero) is stopped at the bound too.
@@ -159,7 +176,10 @@ async function readFile(file: string, option: string, budget: Budget): Promise<B
     if (err instanceof CliError) throw err;
     if (err instanceof TooLarge) throw over;
     const code = (err as NodeJS.ErrnoException).code;
-    const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code ?? err);
+    // A name whose bytes are not UTF-8 reaches the command with U+FFFD in their place (Node
+    // reads its arguments as UTF-8), and names no file.
+    const why = code === 'ENOENT' && file.includes('\ufffd') ? 'no such file: its name is not UTF-8, and the command cannot name it; rename the file, or pass it through a pipe: --attach <(cat FILE)=NAME'
+      : code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code ?? err);
     throw new CliError(`${option}${name}: ${why}`);
   }
 }

@@ -9,7 +9,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { addUser, baseConfig, cli, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
+import { addUser, baseConfig, cli, CLI, NODE, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
 import { dataDirOf, mailbox } from '../helpers/mailbox.ts';
 import { leaves, parseMail, shape } from '../helpers/parse-mail.ts';
 import { queueJson, until } from '../helpers/relay.ts';
@@ -201,6 +201,28 @@ describe('mailnest send to a local user (no server running)', () => {
     const twice = cli(small, ['send', '--to', 'owner@example.test', '--text-file', '-', '--attach', half], 'b'.repeat(1000));
     assert.equal(twice.status, 1);
     assert.match(twice.stderr, /^mailnest: --attach \S+half: over limits\.max_message_size/);
+  });
+
+  it('FILE=NAME names an attachment: a pipe from process substitution gets a real name; a file whose own name has "=" is taken whole', async () => {
+    const work = tempDir();
+    fs.writeFileSync(path.join(work, 'a=b.txt'), 'whole name\n');
+    const before = (await mailbox(dataDirOf(dir), 'second@example.test')).length;
+    // bash writes <(...) as /dev/fd/63: without a name the part would be called "63".
+    const r = spawnSync('bash', ['-c', '"$0" "$1" -c "$2" send --to second@example.test --text x --attach <(printf "a,b")=rows.csv --attach "$3"', NODE, CLI, configFile, path.join(work, 'a=b.txt')], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, r.stderr);
+    const mail = await mailbox(dataDirOf(dir), 'second@example.test');
+    assert.equal(mail.length, before + 1);
+    const parts = leaves(parseMail(mail.at(-1)!).root).slice(1).map((l) => [l.filename, l.contentType, Buffer.from(l.bytes!, 'base64').toString()]);
+    assert.deepEqual(parts, [['rows.csv', 'text/csv', 'a,b'], ['a=b.txt', 'text/plain', 'whole name\n']]);
+  });
+
+  it('a file name that is not UTF-8 is said to be so, with the way round it', () => {
+    const work = tempDir();
+    // "café.txt" with its "é" in Latin-1, a byte no UTF-8 text has alone.
+    const r = spawnSync('bash', ['-c', 'f="$3/caf$(printf "\\351").txt"; touch "$f" && "$0" "$1" -c "$2" send --to owner@example.test --text x --attach "$f"', NODE, CLI, configFile, work], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(fs.readdirSync(work, { encoding: 'buffer' })[0]?.toString('hex'), Buffer.from('caf\xe9.txt', 'latin1').toString('hex'));
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^mailnest: --attach \S+caf\uFFFD\.txt: no such file: its name is not UTF-8, and the command cannot name it; rename the file, or pass it through a pipe: --attach <\(cat FILE\)=NAME\n$/);
   });
 
   it('names a file whose name holds a line end quoted, on one line', () => {
