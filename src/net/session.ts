@@ -27,8 +27,9 @@ export type Output<E> =
   | { type: 'more' }
   /** Flush what was written, then close. */
   | { type: 'close' }
-  /** The session refused a message or a recipient, for the count of refusals by reason. */
-  | { type: 'refused'; reason: string };
+  /** The session refused a message or a recipient, for the count of refusals by reason; in a
+   *  transaction, with its sender and the recipients refused, for the log. */
+  | { type: 'refused'; reason: string; envelope?: { from: string; to: string[] } };
 
 /**
  * Octets of replies that one call into a session makes before it leaves the rest of its input

@@ -363,9 +363,12 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     this.send(INSUFFICIENT_STORAGE);
   }
 
-  /** Counts a refusal by its reason (the listener's metrics). */
-  private refused(reason: string): void {
-    this.out.push({ type: 'refused', reason });
+  /** Counts a refusal by its reason (the listener's metrics); in a transaction, with its
+   *  envelope for the log: the recipient refused (`to`), or all of them. */
+  private refused(reason: string, to?: string): void {
+    const tx = this.tx;
+    const envelope = tx && { from: tx.from.sender ? formatMailbox(tx.from.sender) : '', to: to !== undefined ? [to] : tx.recipients.map((r) => r.address) };
+    this.out.push({ type: 'refused', reason, ...(envelope ? { envelope } : {}) });
     // And for the session's log line (summary).
     this.refusals[reason] = (this.refusals[reason] ?? 0) + 1;
   }
@@ -576,8 +579,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private senderDone(allowed: boolean): void {
     if (!allowed) {
       const sender = formatMailbox(this.tx!.from.sender!);
-      this.endTransaction();
       this.refused('foreign_sender');
+      this.endTransaction();
       return this.send(reply(553, '5.7.1', `Sender address <${sender}> is not owned by ${this.user!.address}`));
     }
     this.send(reply(250, '2.1.0', 'Ok'));
@@ -604,11 +607,11 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const address = formatMailbox(rcpt.recipient);
     if (!this.tx) return; // the transaction ended meanwhile (cannot happen with in-order processing)
     if (resolution.kind === 'unknown') {
-      this.refused('unknown_recipient');
+      this.refused('unknown_recipient', address);
       return this.send(unknownRecipient(resolution, address));
     }
     if (resolution.kind === 'remote' && !this.mayRelay) {
-      this.refused('relay_denied');
+      this.refused('relay_denied', address);
       return this.send(reply(550, '5.7.1', `<${address}>: Relay access denied`));
     }
     this.tx.recipients.push({ address, resolution, ...rcpt.dsn });
@@ -669,12 +672,12 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     }
     if (tx.sink.size > this.o.maxMessageSize) {
       // RFC 3030 §2: after a failed chunk the client sends no more; the transaction is over.
-      this.endTransaction();
-      return this.tooBig();
+      this.tooBig();
+      return this.endTransaction();
     }
     if (tx.sink.overBudget) {
-      this.endTransaction();
-      return this.noRoomInMemory();
+      this.noRoomInMemory();
+      return this.endTransaction();
     }
     if (this.bdatLast) return this.finishMessage();
     this.send(reply(250, '2.0.0', `${tx.sink.size} octets received`));
@@ -685,14 +688,17 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const sink = tx.sink!;
     const verdict = sink.finish();
     if (verdict !== 'ok') {
-      this.endTransaction();
-      if (verdict === 'too-big') return this.tooBig();
-      if (verdict === 'no-room') return this.noRoomInMemory();
-      const [reason, why] = verdict === 'nul'
-        ? ['nul', 'a NUL octet in the message, which mail may not hold (RFC 2045 section 2.8)']
-        : ['bare_line_end', 'bare CR or LF in the message; lines must end with CRLF (RFC 5321 section 2.3.8)'];
-      this.refused(reason);
-      return this.send(reply(550, '5.6.0', `Message refused: ${why}`));
+      // Refused with the envelope in hand (for the log), then the transaction ends.
+      if (verdict === 'too-big') this.tooBig();
+      else if (verdict === 'no-room') this.noRoomInMemory();
+      else {
+        const [reason, why] = verdict === 'nul'
+          ? ['nul', 'a NUL octet in the message, which mail may not hold (RFC 2045 section 2.8)']
+          : ['bare_line_end', 'bare CR or LF in the message; lines must end with CRLF (RFC 5321 section 2.3.8)'];
+        this.refused(reason);
+        this.send(reply(550, '5.6.0', `Message refused: ${why}`));
+      }
+      return this.endTransaction();
     }
     const body = sink.take();
     // One pass over the header, no further than its limit: millions of short lines held the
@@ -701,13 +707,13 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const hops = shape.matching;
     if (hops >= MAX_HOPS) {
       // Two servers whose aliases point at each other would otherwise pass it on for ever.
-      this.endTransaction();
       this.refused('loop');
+      this.endTransaction();
       return this.send(reply(554, '5.4.6', `Too many hops: the message has passed ${hops} servers, a mail loop (RFC 5321 section 6.3)`));
     }
     if (shape.over || shape.fieldLines > MAX_FIELD_LINES) {
-      this.endTransaction();
       this.refused('big_header');
+      this.endTransaction();
       const what = shape.over ? `more than ${MAX_HEADER_LINES} header lines` : `a header field of ${shape.fieldLines} lines, more than ${MAX_FIELD_LINES}`;
       return this.send(reply(552, '5.3.4', `Message header too large: ${what}`));
     }
@@ -731,6 +737,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   }
 
   private deliverDone(result: Extract<SmtpResult, { kind: 'deliver' }>): void {
+    if (result.id === undefined) this.refused(result.reason);
     this.endTransaction();
     if (result.id !== undefined) {
       this.accepted.push(result.id);
@@ -741,7 +748,6 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       this.overshoot = 0;
       return this.send(reply(250, '2.0.0', `OK queued as ${result.id}`));
     }
-    this.refused(result.reason);
     switch (result.failure) {
       case 'storage-full': return this.send(INSUFFICIENT_STORAGE);
       case 'store-error': return this.send(reply(451, '4.3.0', 'Local error in processing, try again later'));

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { python } from '../helpers/server.ts';
 import { cleanup, mailbox, PASSWORD, splitTrace, startFixture, type Fixture } from '../helpers/smtp-fixture.ts';
+import { until } from '../helpers/relay.ts';
 
 let f: Fixture | undefined;
 afterEach(async () => { await cleanup(f); f = undefined; });
@@ -268,6 +269,36 @@ test('a message is stored once per user with Return-Path and Received, aliases e
     // Several recipients: no "for" clause (it would disclose them).
     assert.doesNotMatch(trace, /\bfor </);
   }
+});
+
+test('the log has a line for each message taken, and for each refusal in a transaction: whose mail, to whom, why', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  await c.ehlo('relay.remote.test');
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<nobody@example.test>')).code, 550);
+  assert.equal((await c.cmd('RCPT TO:<someone@elsewhere.test>')).code, 550);
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<bob@example.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  const done = await c.cmd('Subject: logged\r\n\r\nhi\r\n.');
+  const id = /queued as (\S+)/.exec(done.raw)![1]!;
+  // A message the store refuses at its end: a bare LF (the reply comes once its end is read).
+  assert.equal((await c.transaction('<other@remote.test>', ['<alice@example.test>'], 'Subject: bare\nLF')).code, 550);
+  await c.quit();
+  await until('the session line', () => f!.server.logs.some((l) => l.msg === 'session'));
+  const pick = (l: Record<string, unknown>) => ({ listener: l.listener, client: l.client, reason: l.reason, from: l.from, to: l.to });
+  assert.deepEqual(f.server.logs.filter((l) => l.msg === 'refused').map(pick), [
+    { listener: 'smtp', client: '127.0.0.1', reason: 'unknown_recipient', from: 'sender@remote.test', to: ['nobody@example.test'] },
+    { listener: 'smtp', client: '127.0.0.1', reason: 'relay_denied', from: 'sender@remote.test', to: ['someone@elsewhere.test'] },
+    { listener: 'smtp', client: '127.0.0.1', reason: 'bare_line_end', from: 'other@remote.test', to: ['alice@example.test'] },
+  ]);
+  const accepted = f.server.logs.filter((l) => l.msg === 'message accepted');
+  assert.deepEqual(accepted.map((l) => ({ id: l.id, listener: l.listener, client: l.client, from: l.from, to: l.to })), [
+    { id, listener: 'smtp', client: '127.0.0.1', from: 'sender@remote.test', to: ['alice@example.test', 'bob@example.test'] },
+  ]);
+  // The message as it came, without the trace fields added here.
+  assert.equal(accepted[0]!.size, 'Subject: logged\r\n\r\nhi\r\n'.length);
 });
 
 test('Return-Path fields in a message from the internet go; the one final delivery adds is the envelope\'s (RFC 5321 §4.4)', async () => {
