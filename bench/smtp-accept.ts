@@ -4,8 +4,9 @@
  *
  * In one run, on loopback only:
  *  - smtp-sink: Postfix's protocol-only test server, the ceiling smtp-source can drive;
- *  - mailnest: a fresh data directory per case, checks off, log_level warn; its 250 after
- *    DATA means the message is committed to SQLite (WAL, synchronous=FULL);
+ *  - mailnest: a fresh data directory per case, checks off, log_level warn (--log-level), its
+ *    log lines in a file; its 250 after DATA means the message is committed to SQLite (WAL,
+ *    synchronous=FULL);
  *  - Postfix: a private instance (own config, queue and data directories under a temp dir, its
  *    smtpd on its own loopback port, nothing on port 25) delivering through virtual(8) into a
  *    Maildir; timed until every message is in Maildir/new, not just accepted.
@@ -44,6 +45,7 @@ const { values: opt } = parseArgs({
     sessions: { type: 'string', default: '1,20' },
     'cpu-prof': { type: 'string' },
     'no-postfix': { type: 'boolean', default: false },
+    'log-level': { type: 'string', default: 'warn' },
     keep: { type: 'boolean', default: false },
   },
 });
@@ -54,6 +56,9 @@ const SIZES = opt.sizes.split(',').map((s) => positive(s, '--sizes'));
 const SESSIONS = opt.sessions.split(',').map((s) => positive(s, '--sessions'));
 const CPU_PROF = opt['cpu-prof'] ? path.resolve(opt['cpu-prof']) : undefined;
 const WITH_POSTFIX = !opt['no-postfix'];
+/** mailnest's log_level; at "info" its lines (one per session and per message) go to a file in
+ *  the temp directory, as a service's go to its journal. */
+const LOG_LEVEL = opt['log-level'];
 
 function positive(text: string, name: string): number {
   const n = Number(text);
@@ -237,7 +242,7 @@ async function startMailnest(name: string, limits: Record<string, number> = {}):
     `hostname = "mx.example.test"`,
     `domains = ["example.test"]`,
     `data_dir = ${tomlString(dataDir)}`,
-    `log_level = "warn"`,
+    `log_level = ${tomlString(LOG_LEVEL)}`,
     '',
     '[listen]',
     'smtp = ["127.0.0.1:0"]',
@@ -253,7 +258,9 @@ async function startMailnest(name: string, limits: Record<string, number> = {}):
   run(NODE, [CLI, '-c', configFile, 'user', 'add', RCPT, '--password-stdin'], 'bench-password\n');
 
   const nodeArgs = CPU_PROF ? ['--cpu-prof', '--cpu-prof-dir', CPU_PROF, '--cpu-prof-name', `mailnest-${name}.cpuprofile`] : [];
-  const child = spawn(NODE, [...nodeArgs, CLI, '-c', configFile, 'start'], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const logFile = fs.openSync(path.join(dir, 'log'), 'w');
+  const child = spawn(NODE, [...nodeArgs, CLI, '-c', configFile, 'start'], { stdio: ['ignore', logFile, 'pipe'] });
+  fs.closeSync(logFile);
   cleanups.push(() => { if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL'); });
   let stderr = '';
   // The human-readable start banner on stderr names the bound address (port 0 -> real port).
