@@ -202,9 +202,9 @@ function displayName(name: string): string {
   return written.split(/[ \t]+/).some((w) => w.length > MAX_WORD) ? encodedPhrase(name) : written;
 }
 
-/** The longest encoded-word written, with room on its line for a field name (RFC 2047 §2:
- *  a line holding encoded-words is at most 76 characters). */
-const ENCODED_WORD_LENGTH = 52;
+/** The longest encoded-word (RFC 2047 §2); folded onto a line of its own after a space, it
+ *  keeps to the 76 characters a line holding one may have. */
+const ENCODED_WORD_LENGTH = 75;
 
 /**
  * The phrase with each run of words that need encoding as encoded-words, and the words between
@@ -222,7 +222,8 @@ function encodedPhrase(name: string): string {
   };
   // (White space in a phrase is only a separator: one space stands for any.)
   for (const word of name.split(' ').filter((w) => w !== '')) {
-    if (/^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+$/.test(word) && word.length <= MAX_WORD && !ENCODED_WORD.test(word)) {
+    // (Any "=?" is encoded: a reader could take one beside an encoded-word for the start of one.)
+    if (/^[A-Za-z0-9!#$%&'*+\-/=?^_`{|}~]+$/.test(word) && word.length <= MAX_WORD && !word.includes('=?')) {
       endRun();
       out.push(word);
     } else {
@@ -239,12 +240,22 @@ function encodedRun(words: string[]): string[] {
   const pieces: string[] = [];
   let piece: string[] = [];
   for (const word of words) {
-    if (piece.length > 0 && encodeWord(`${[...piece, word].join(' ')} `, 'Q').length > ENCODED_WORD_LENGTH) {
-      pieces.push(encodeWord(`${piece.join(' ')} `, 'Q', ENCODED_WORD_LENGTH));
+    if (piece.length > 0 && encodedWord(`${[...piece, word].join(' ')} `).length > ENCODED_WORD_LENGTH) {
+      pieces.push(encodedWord(`${piece.join(' ')} `));
       piece = [];
     }
     piece.push(word);
   }
-  pieces.push(encodeWord(piece.join(' '), 'Q', ENCODED_WORD_LENGTH));
+  pieces.push(encodedWord(piece.join(' ')));
   return pieces;
+}
+
+/** The text as one encoded-word: Q, which leaves Latin letters readable, or B where Q is too
+ *  long and B is not (B holds 23 Cyrillic letters, Q 10); text too long for either is split
+ *  into several, B, at character boundaries. */
+function encodedWord(text: string): string {
+  const q = encodeWord(text, 'Q');
+  if (q.length <= ENCODED_WORD_LENGTH) return q;
+  const b = encodeWord(text, 'B');
+  return b.length <= ENCODED_WORD_LENGTH ? b : encodeWord(text, 'B', ENCODED_WORD_LENGTH);
 }
