@@ -73,9 +73,8 @@ export class ServerCertificate {
     }
     const pem = this.read();
     if (pem.cert.equals(this.pem.cert) && pem.key.equals(this.pem.key)) return false;
-    const validTo = endOf(pem.cert);
     this.context = secureContext(pem, this.certFile, this.keyFile);
-    this.validTo = validTo;
+    this.validTo = endOf(pem.cert);
     this.pem = pem;
     return true;
   }
@@ -106,16 +105,36 @@ function secureContext(pem: { cert: Buffer; key: Buffer }, certFile: string, key
       honorCipherOrder: true, secureOptions: crypto.constants.SSL_OP_NO_RENEGOTIATION,
     });
   } catch (err) {
-    const why = (err as Error).message;
-    // OpenSSL's words, and the fix for each.
-    const fix = /key values mismatch/.test(why) ? 'the key is not the certificate\'s: name the key file made with this certificate'
-      : /no start line|bad base64|PEM/i.test(why) ? 'name PEM files: the certificate (its chain after it) and its private key, each in "-----BEGIN ...-----" blocks'
-      : 'name a certificate (its chain after it) and the private key made with it, both PEM';
-    throw new Error(`tls: the certificate ${certFile} and key ${keyFile} do not load (${why}); ${fix}`);
+    throw new Error(`tls: ${whyNotLoaded(pem, certFile, keyFile, (err as Error).message)}`);
   }
 }
 
 /** The end of the first (the server's own) certificate in a PEM chain. */
+/** Which of the two files does not load, and what to do about it: each is read on its own
+ *  first, as OpenSSL's words for the pair ("no start line") name neither. */
+function whyNotLoaded(pem: { cert: Buffer; key: Buffer }, certFile: string, keyFile: string, openssl: string): string {
+  const pemBlock = (b: Buffer) => /-----BEGIN [A-Z0-9 ]+-----/.exec(b.toString('latin1'))?.[0];
+  try {
+    new crypto.X509Certificate(pem.cert);
+  } catch (err) {
+    const found = pemBlock(pem.cert);
+    const what = found?.includes('PRIVATE KEY') ? `holds a private key (${found}), not a certificate: the certificate and the key may be the wrong way round` : found ? `holds no certificate that can be read (${(err as Error).message})` : 'is not PEM';
+    return `the certificate ${certFile} ${what}; name a PEM file of "-----BEGIN CERTIFICATE-----" blocks, the server's first, its chain after it`;
+  }
+  try {
+    crypto.createPrivateKey(pem.key);
+  } catch (err) {
+    const message = (err as Error).message;
+    const found = pemBlock(pem.key);
+    const what = /passphrase|bad decrypt/i.test(message) || found?.includes('ENCRYPTED') ? 'is encrypted with a passphrase, which a server cannot type: decrypt it once (openssl pkey -in KEY -out KEY.plain) and name that'
+      : found?.includes('CERTIFICATE') ? `holds a certificate (${found}), not a private key: the certificate and the key may be the wrong way round`
+      : found ? `holds no private key that can be read (${message})` : 'is not PEM: name a PEM private key ("-----BEGIN PRIVATE KEY-----")';
+    return `the key ${keyFile} ${what}`;
+  }
+  if (/key values mismatch/.test(openssl)) return `the key ${keyFile} is not the certificate's (${certFile}): name the key made with this certificate`;
+  return `the certificate ${certFile} and key ${keyFile} do not load together (${openssl}); name a certificate and the private key made with it, both PEM`;
+}
+
 function endOf(cert: Buffer): Date {
   return new crypto.X509Certificate(cert).validToDate;
 }

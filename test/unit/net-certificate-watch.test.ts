@@ -70,3 +70,37 @@ async function settle(done: () => boolean, turns = 100_000): Promise<void> {
   const deadline = performance.now() + 2000;
   for (let i = 0; i < turns && !done() && performance.now() < deadline; i++) await new Promise((resolve) => setImmediate(resolve));
 }
+
+test('a certificate and key that do not load are named, file by file, with what to do: at start and when taken up again', async () => {
+  const dir = tempDir('mailnest-badpair-');
+  const [certFile, keyFile] = [path.join(dir, 'cert.pem'), path.join(dir, 'key.pem')];
+  writePair(certFile, keyFile, 90);
+  const good = { cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile) };
+  const other = path.join(dir, 'other');
+  fs.mkdirSync(other);
+  writePair(path.join(other, 'cert.pem'), path.join(other, 'key.pem'), 90);
+  const encrypted = spawnSync('openssl', ['pkey', '-in', keyFile, '-aes256', '-passout', 'pass:secret'], { encoding: 'utf8' });
+  assert.equal(encrypted.status, 0, encrypted.stderr);
+  const cases: [Buffer | string, Buffer | string, RegExp][] = [
+    [good.key, good.cert, new RegExp(`^tls: the certificate ${certFile} holds a private key \\(-----BEGIN PRIVATE KEY-----\\), not a certificate: the certificate and the key may be the wrong way round; name a PEM file`)],
+    ['junk', good.key, new RegExp(`^tls: the certificate ${certFile} is not PEM; name a PEM file of "-----BEGIN CERTIFICATE-----" blocks`)],
+    [good.cert, encrypted.stdout, new RegExp(`^tls: the key ${keyFile} is encrypted with a passphrase, which a server cannot type: decrypt it once \\(openssl pkey -in KEY -out KEY\\.plain\\) and name that$`)],
+    [good.cert, good.cert, new RegExp(`^tls: the key ${keyFile} holds a certificate \\(-----BEGIN CERTIFICATE-----\\), not a private key`)],
+    [good.cert, fs.readFileSync(path.join(other, 'key.pem')), new RegExp(`^tls: the key ${keyFile} is not the certificate's \\(${certFile}\\): name the key made with this certificate$`)],
+  ];
+  const config = parseConfig({ data_dir: dir, tls: { cert: certFile, key: keyFile } });
+  for (const [cert, key, message] of cases) {
+    fs.writeFileSync(certFile, cert);
+    fs.writeFileSync(keyFile, key);
+    assert.throws(() => ServerCertificate.load(config), (err: Error) => message.test(err.message), String(message));
+  }
+  // The same words when a running server takes the files up again; the pair loaded stays.
+  fs.writeFileSync(certFile, good.cert);
+  fs.writeFileSync(keyFile, good.key);
+  const certificate = ServerCertificate.load(config);
+  for (const [cert, key, message] of cases) {
+    fs.writeFileSync(certFile, cert);
+    fs.writeFileSync(keyFile, key);
+    await assert.rejects(certificate.refresh(), (err: Error) => message.test(err.message), String(message));
+  }
+});
