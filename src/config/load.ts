@@ -157,7 +157,9 @@ function expectation(issue: z.core.$ZodIssue, key = '', value?: unknown): string
     case 'invalid_type':
       if (!issue.message.startsWith('Invalid input')) return issue.message;
       if (issue.expected === 'int') return 'a whole number';
-      if (issue.expected === 'array') return `a list in brackets, such as ${keyName(issue.path.slice(-1)) || 'key'} = [${value === undefined || typeof value === 'object' ? '"..."' : shown(value)}]`;
+      // The example holds the value given when it is a string (the usual slip: `domains =
+      // "example.com"`); a number or the like would only be refused again inside the brackets.
+      if (issue.expected === 'array') return `a list in brackets, such as ${keyName(issue.path.slice(-1)) || 'key'} = [${typeof value === 'string' ? shown(value) : '"..."'}]`;
       // A table (TOML 1.0 "Table"): its own section, with its keys on the lines under it.
       if (issue.expected === 'object') return `a table: a [${key}] section with its keys on the lines under it`;
       if (issue.expected === 'record') return `a table: a [${key}] section of "name" = value lines`;

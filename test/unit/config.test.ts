@@ -55,6 +55,7 @@ const refused: [unknown, RegExp][] = [
   [{ limits: { pop3_idle_timeout: '5m' } }, /at least "10m"/],
   [{ dns_servers: ['dns.example'] }, /dns_servers\[0\] = "dns.example" is not allowed: expected an IP address with an optional port/],
   [{ domains: 'example.org' }, /domains = "example.org" is not allowed: expected a list in brackets, such as domains = \["example\.org"\]$/],
+  [{ listen: { smtp: 25 } }, /listen\.smtp = 25 is not allowed: expected a list in brackets, such as smtp = \["\.\.\."\]$/],
   [{ listen: { smtp: '0.0.0.0:25' } }, /listen\.smtp = "0\.0\.0\.0:25" is not allowed: expected a list in brackets, such as smtp = \["0\.0\.0\.0:25"\]$/],
   // A table where a value stands: its section is shown, with what goes under it.
   [{ relay: 'smtp.example.net:587' }, /^test\.toml: relay = "smtp\.example\.net:587" is not allowed: expected a table: a \[relay\] section with its keys on the lines under it$/],
