@@ -81,7 +81,19 @@ interface Content {
 async function readContent(opts: SendOptions, max: number): Promise<Content> {
   if (opts.text !== undefined && opts.textFile !== undefined) throw new UsageError('--text and --text-file cannot be used together');
   if (opts.html !== undefined && opts.htmlFile !== undefined) throw new UsageError('--html and --html-file cannot be used together');
-  if (opts.textFile === '-' && opts.htmlFile === '-') throw new UsageError('only one of --text-file and --html-file can read stdin');
+  const files = {
+    attach: opts.attach.map((arg) => ({ arg, ...namedFile(arg, '--attach') })),
+    inline: opts.inline.map((arg) => ({ arg, ...namedFile(arg, '--inline') })),
+  };
+  // stdin can be read once: by the text, the HTML, or one file.
+  const textFromStdin = opts.textFile === '-' || (opts.text === undefined && opts.textFile === undefined && opts.html === undefined && opts.htmlFile === undefined);
+  const readers = [
+    ...(textFromStdin ? [opts.textFile === '-' ? '--text-file -' : 'the text (no --text, --text-file, --html or --html-file)'] : []),
+    ...(opts.htmlFile === '-' ? ['--html-file -'] : []),
+    ...files.attach.filter((f) => f.file === '-').map((f) => `--attach ${f.arg}`),
+    ...files.inline.filter((f) => f.file === '-').map((f) => `--inline ${f.arg}`),
+  ];
+  if (readers.length > 1) throw new UsageError(`only one of ${readers.join(', ')} can read stdin`);
   if (opts.to.length + opts.cc.length + opts.bcc.length === 0) throw new UsageError('at least one recipient is needed: --to, --cc or --bcc');
   // Every file and stdin together within limits.max_message_size: each read gets what is left.
   const budget = { max, left: max };
@@ -92,14 +104,8 @@ async function readContent(opts: SendOptions, max: number): Promise<Content> {
     text = await readBodyFile('-', 'stdin', budget);
   }
   const attachments: ComposeAttachment[] = [];
-  for (const arg of opts.attach) {
-    const { file, name } = namedFile(arg);
-    attachments.push({ filename: name, content: await readFile(file, '--attach', budget) });
-  }
-  for (const arg of opts.inline) {
-    const { file, name } = namedFile(arg);
-    attachments.push({ filename: name, content: await readFile(file, '--inline', budget), cid: name });
-  }
+  for (const { file, name } of files.attach) attachments.push({ filename: name, content: await readFile(file, '--attach', budget) });
+  for (const { file, name } of files.inline) attachments.push({ filename: name, content: await readFile(file, '--inline', budget), cid: name });
   return { ...(text !== undefined ? { text } : {}), ...(html !== undefined ? { html } : {}), attachments };
 }
 
@@ -149,12 +155,23 @@ interface Budget {
 
 /**
  * The file an --attach or --inline names, and the name the part is given: FILE=NAME names it (a
- * pipe, `<(pg_dump db)=db.sql`, is otherwise called "63"), unless FILE=NAME is itself the name
- * of a file, or NAME holds a "/" (a directory's "=" then); else the file's own name.
+ * pipe, `<(pg_dump db)=db.sql`, is otherwise called "63"), FILE being the first part before an
+ * "=" that is a file (or "-", stdin), so that NAME may hold "=" too, unless the whole is the
+ * name of a file itself; else the file's own name.
  */
-function namedFile(arg: string): { file: string; name: string } {
-  const eq = arg.lastIndexOf('=');
-  if (eq > 0 && eq < arg.length - 1 && !arg.includes('/', eq) && !fs.existsSync(arg)) return { file: arg.slice(0, eq), name: arg.slice(eq + 1) };
+function namedFile(arg: string, option: string): { file: string; name: string } {
+  const isFile = (p: string) => p === '-' || fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() === false;
+  if (!isFile(arg)) {
+    for (let eq = arg.indexOf('='); eq > 0; eq = arg.indexOf('=', eq + 1)) {
+      if (!isFile(arg.slice(0, eq))) continue;
+      const name = arg.slice(eq + 1);
+      const shown = hasControlCharacters(arg) ? JSON.stringify(arg) : arg;
+      if (name === '') throw new UsageError(`${option} ${shown}: the name after "=" is empty`);
+      // Node reads its arguments as UTF-8, with U+FFFD for bytes that are none.
+      if (name.includes('\ufffd')) throw new UsageError(`${option} ${shown}: the name after "=" is not UTF-8; give it in UTF-8`);
+      return { file: arg.slice(0, eq), name };
+    }
+  }
   return { file: arg, name: path.basename(arg) };
 }
 
@@ -178,7 +195,8 @@ async function readFile(file: string, option: string, budget: Budget): Promise<B
     const code = (err as NodeJS.ErrnoException).code;
     // A name whose bytes are not UTF-8 reaches the command with U+FFFD in their place (Node
     // reads its arguments as UTF-8), and names no file.
-    const why = code === 'ENOENT' && file.includes('\ufffd') ? 'no such file: its name is not UTF-8, and the command cannot name it; rename the file, or pass it through a pipe: --attach <(cat FILE)=NAME'
+    const pipe = option === '--attach' || option === '--inline' ? `${option} <(cat FILE)=NAME` : `${option} <(cat FILE)`;
+    const why = code === 'ENOENT' && file.includes('\ufffd') ? `no such file: its name is not UTF-8, and the command cannot name it; rename the file, or pass it through a pipe: ${pipe}`
       : code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code ?? err);
     throw new CliError(`${option}${name}: ${why}`);
   }

@@ -208,12 +208,26 @@ describe('mailnest send to a local user (no server running)', () => {
     fs.writeFileSync(path.join(work, 'a=b.txt'), 'whole name\n');
     const before = (await mailbox(dataDirOf(dir), 'second@example.test')).length;
     // bash writes <(...) as /dev/fd/63: without a name the part would be called "63".
-    const r = spawnSync('bash', ['-c', '"$0" "$1" -c "$2" send --to second@example.test --text x --attach <(printf "a,b")=rows.csv --attach "$3"', NODE, CLI, configFile, path.join(work, 'a=b.txt')], { encoding: 'utf8', timeout: 60_000 });
+    // A NAME may hold "=" too; "-" is stdin, here with the text given.
+    const r = spawnSync('bash', ['-c', 'printf "from stdin" | "$0" "$1" -c "$2" send --to second@example.test --text x --attach <(printf "a,b")=rows.csv --attach "$3" --attach <(printf q)=2024=Q1.csv --attach -=in.txt', NODE, CLI, configFile, path.join(work, 'a=b.txt')], { encoding: 'utf8', timeout: 60_000 });
     assert.equal(r.status, 0, r.stderr);
     const mail = await mailbox(dataDirOf(dir), 'second@example.test');
     assert.equal(mail.length, before + 1);
     const parts = leaves(parseMail(mail.at(-1)!).root).slice(1).map((l) => [l.filename, l.contentType, Buffer.from(l.bytes!, 'base64').toString()]);
-    assert.deepEqual(parts, [['rows.csv', 'text/csv', 'a,b'], ['a=b.txt', 'text/plain', 'whole name\n']]);
+    assert.deepEqual(parts, [['rows.csv', 'text/csv', 'a,b'], ['a=b.txt', 'text/plain', 'whole name\n'], ['2024=Q1.csv', 'text/csv', 'q'], ['in.txt', 'text/plain', 'from stdin']]);
+    // A name that is none, or empty, or not UTF-8, is said to be so; stdin is read once.
+    const bad = (attach: string, input = '') => spawnSync('bash', ['-c', `printf "${input}" | "$0" "$1" -c "$2" send --to second@example.test ${input ? '' : '--text x '}--attach ${attach}`, NODE, CLI, configFile], { encoding: 'utf8', timeout: 60_000 });
+    const cases: [string, string, RegExp][] = [
+      ['<(printf x)=reports/db.sql', '', /^mailnest: --attach \/dev\/fd\/\d+=reports\/db\.sql: "reports\/db\.sql" is not a file name \(no path separators or control characters\)\n$/],
+      ['<(printf x)=', '', /^mailnest: --attach \/dev\/fd\/\d+=: the name after "=" is empty\n$/],
+      ['<(printf x)="r$(printf "\\351")sum.pdf"', '', /^mailnest: --attach \/dev\/fd\/\d+=r\uFFFDsum\.pdf: the name after "=" is not UTF-8; give it in UTF-8\n$/],
+      ['-=data.csv', 'body and file', /^mailnest: only one of the text \(no --text, --text-file, --html or --html-file\), --attach -=data\.csv can read stdin\n$/],
+    ];
+    for (const [attach, input, message] of cases) {
+      const refused = bad(attach, input);
+      assert.equal(refused.status, 2, `${attach}: ${refused.stderr}`);
+      assert.match(refused.stderr, message, attach);
+    }
   });
 
   it('a file name that is not UTF-8 is said to be so, with the way round it', () => {
@@ -223,6 +237,10 @@ describe('mailnest send to a local user (no server running)', () => {
     assert.equal(fs.readdirSync(work, { encoding: 'buffer' })[0]?.toString('hex'), Buffer.from('caf\xe9.txt', 'latin1').toString('hex'));
     assert.equal(r.status, 1);
     assert.match(r.stderr, /^mailnest: --attach \S+caf\uFFFD\.txt: no such file: its name is not UTF-8, and the command cannot name it; rename the file, or pass it through a pipe: --attach <\(cat FILE\)=NAME\n$/);
+    // The way round it is the option's own.
+    const text = spawnSync('bash', ['-c', '"$0" "$1" -c "$2" send --to owner@example.test --text-file "$3/caf$(printf "\\351").txt"', NODE, CLI, configFile, work], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(text.status, 1);
+    assert.match(text.stderr, /: no such file: its name is not UTF-8, and the command cannot name it; rename the file, or pass it through a pipe: --text-file <\(cat FILE\)\n$/);
   });
 
   it('names a file whose name holds a line end quoted, on one line', () => {
