@@ -129,7 +129,8 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
   }
   // RFC 5321 §2.3.5: the name given in EHLO, the MX's target: a bare machine name is neither.
   if (!isFullyQualified(config.hostname)) {
-    log.warn({ hostname: config.hostname }, `hostname is not a fully qualified name: other servers cannot look it up, and many refuse mail whose EHLO gives such a name; set hostname = "mail.${config.domains[0]}" (a name with an A/AAAA record for this machine) in the config`);
+    const domain = config.domains.find(isFullyQualified) ?? 'example.com';
+    log.warn({ hostname: config.hostname }, `hostname is not a fully qualified name: other servers cannot look it up, and many refuse mail whose EHLO gives such a name; set hostname = "mail.${domain}" (a name with an A/AAAA record for this machine) in the config`);
   }
   const { relay } = config;
   if (relay.smarthost && relay.smarthost_tls === 'none' && relay.password !== undefined) {
