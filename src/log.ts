@@ -18,10 +18,25 @@ export function createLogger(level: string, fd: 1 | 2 = 1): Logger {
     destination.flushSync = () => {};
     if (!GONE.has(err.code ?? '')) return;
     destination.write = () => true;
-    destination.flush = () => {};
+    // (A caller waiting for the lines to be out, to exit, goes on at once: none will be.)
+    destination.flush = (cb?: (err?: Error) => unknown) => { cb?.(); };
     destination.end = () => {};
   });
-  return pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+  const logger = pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+  destinations.set(logger, destination);
+  return logger;
+}
+
+const destinations = new WeakMap<Logger, { flushSync(): void }>();
+
+/** Writes out at once the lines the logger holds: a signal is about to end the process, which
+ *  leaves no time for the exit handler that writes them otherwise. */
+export function flushLogNow(log: Logger): void {
+  try {
+    destinations.get(log)?.flushSync();
+  } catch {
+    // The output is gone, or not open yet: nothing more can be saved.
+  }
 }
 
 export type { Logger };

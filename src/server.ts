@@ -64,6 +64,8 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
     onFailedFlush: (err) => {
       log.fatal({ err }, 'a flush to disk failed, so what was written since the last one may not be on disk; mailnest stops and acknowledges nothing more. Check the disk holding data_dir, then start mailnest again');
       log.flush(() => process.exit(1));
+      // Should the log's output never drain (a disk full under it), the stop does not wait on it.
+      setTimeout(() => process.exit(1), 2_000);
     },
   });
   const certificate = ServerCertificate.load(config, (message) => log.warn(message));

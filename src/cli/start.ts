@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { createLogger } from '../log.ts';
+import { createLogger, flushLogNow } from '../log.ts';
 import { startServer } from '../server.ts';
 import { configOf, userName } from './common.ts';
 import { CliError } from './errors.ts';
@@ -40,6 +40,7 @@ export function registerStart(program: Command): void {
           firstAt = performance.now();
           onStop?.();
         } else if (performance.now() - firstAt >= REPEATED_SIGNAL_MS) {
+          flushLogNow(log);
           process.removeAllListeners(signal);
           process.kill(process.pid, signal);
         }

@@ -265,13 +265,21 @@ test('a stop signal delivered twice at once (Ctrl-C to the server and to npm, wh
 
   const again = await startMailnest(dir, cfg);
   const d = await inData(again);
+  const e = await SmtpClient.open(again.port('smtp'));
+  await e.ehlo();
+  assert.equal((await e.cmd('MAIL FROM:<late@remote.test>')).code, 250);
   again.process.kill('SIGINT');
   await until('stopping', () => again.logs.some((l) => l.msg === 'stopping'), 10_000);
   await new Promise((resolve) => setTimeout(resolve, 1200));
+  // A line logged just before the second signal is in the log all the same.
+  assert.equal((await e.cmd('RCPT TO:<nobody@example.test>')).code, 550);
   again.process.kill('SIGINT');
   await new Promise((resolve) => again.process.once('exit', resolve));
   assert.equal(again.process.signalCode, 'SIGINT');
+  await until('the output read', () => again.process.stdout!.readableEnded, 5_000);
+  assert.ok(again.logs.some((l) => l.msg === 'refused' && l.from === 'late@remote.test'), JSON.stringify(again.logs.slice(-3)));
   d.destroy();
+  e.destroy();
 });
 
 /** A Node older than 24 on this machine, which runs the launcher's hand-over to the pinned one. */

@@ -1,0 +1,62 @@
+/** The server's log: lines written in batches, and a log whose reader is gone neither stops the
+ *  server nor holds up its exit. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+
+const LOG = path.resolve(import.meta.dirname, '../../src/log.ts');
+
+/** Runs `body` in a Node process whose stdout is the logger's; resolves with its stderr and status. */
+function run(body: string, stdout: 'closed' | 'read'): Promise<{ stderr: string; code: number | null; stdout: string }> {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', `import { createLogger, flushLogNow } from ${JSON.stringify(LOG)};\n${body}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  if (stdout === 'closed') child.stdout.destroy();
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+  return new Promise((resolve) => child.on('close', (code) => resolve({ stderr: err, code, stdout: out })));
+}
+
+test('with its reader gone (EPIPE), a wait for the log to be written out ends at once, so a stop that waits on it happens', async () => {
+  const r = await run(`
+const log = createLogger('info');
+for (let i = 0; i < 2000; i++) log.info({ i }, 'line');
+await new Promise((resolve) => setTimeout(resolve, 500));
+log.flush(() => { process.stderr.write('flushed'); process.exit(3); });
+setTimeout(() => { process.stderr.write('still waiting'); process.exit(4); }, 3000);
+`, 'closed');
+  assert.deepEqual([r.stderr, r.code], ['flushed', 3]);
+});
+
+test('a line is written out while the server runs on, quiet, without waiting for more to fill a batch', { timeout: 20_000 }, async (t) => {
+  // The process logs one line, then lives until its stdin closes: the line must come first.
+  const child = spawn(process.execPath, ['--input-type=module', '-e', `import { createLogger } from ${JSON.stringify(LOG)};
+const log = createLogger('info');
+log.info('first');
+process.stdin.resume();
+process.stdin.on('end', () => process.exit(0));
+`], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.after(() => child.kill('SIGKILL'));
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) resolve();
+    });
+    child.on('exit', () => reject(new Error(`exited before its line was written: ${out}`)));
+  });
+  child.stdin.end();
+  assert.equal(JSON.parse(out.split('\n')[0]!).msg, 'first');
+});
+
+test('lines held in the batch are written out at once before a signal ends the process', async () => {
+  const r = await run(`
+const log = createLogger('info');
+log.info('first');
+log.info('second');
+flushLogNow(log);
+process.kill(process.pid, 'SIGKILL');
+`, 'read');
+  assert.deepEqual(r.stdout.trim().split('\n').map((l) => JSON.parse(l).msg), ['first', 'second']);
+});
