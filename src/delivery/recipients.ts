@@ -60,7 +60,7 @@ interface Expansion {
 
 /** The names every local domain, and the host's own name, answers to without a user or alias
  *  of that name: the postmaster (RFC 5321 §4.5.1), and MAILER-DAEMON, the sender of mailnest's
- *  reports, to which their readers reply. */
+ *  reports, to which their readers reply: both the domain's postmaster. */
 const POSTMASTER_NAMES = new Set(['postmaster', 'mailer-daemon']);
 
 export class Recipients {
@@ -70,10 +70,13 @@ export class Recipients {
    *  and MAILER-DAEMON are here (reports come from MAILER-DAEMON@hostname; Postfix takes the
    *  host name as a destination of its own). */
   private readonly host: string | undefined;
+  /** The first of `domains`, whose postmaster the host name's is. */
+  private readonly firstDomain: string;
 
   constructor(store: Store, domains: string[], hostname: string) {
     this.store = store;
     this.domains = new Set(domains.map(domainKey));
+    this.firstDomain = domains[0]!;
     this.host = this.domains.has(domainKey(hostname)) ? undefined : domainKey(hostname);
   }
 
@@ -150,7 +153,9 @@ export class Recipients {
       return true;
     }
     const { local, domain } = splitAddress(address);
-    if (domainKey(domain) === this.host) return this.reachPostmaster(local, domain, x);
+    // The host name has no users nor aliases: its postmaster and MAILER-DAEMON are the first
+    // domain's postmaster, an alias of it included (as Postfix sends them through its aliases).
+    if (domainKey(domain) === this.host) return POSTMASTER_NAMES.has(local.toLowerCase()) && this.expand(`postmaster@${this.firstDomain}`, depth + 1, x);
     // A user of that name wins over an alias of the same name.
     const user = await this.store.findUser(address);
     if (user) {
@@ -171,14 +176,12 @@ export class Recipients {
     }
     const tag = local.indexOf(TAG_DELIMITER);
     if (tag > 0) return this.expand(`${local.slice(0, tag)}@${domain}`, depth + 1, x);
-    return this.reachPostmaster(local, domain, x);
-  }
-
-  /** Unless a user or alias has the name, the postmaster of a domain, and its MAILER-DAEMON,
-   *  is the domain's first user, or the first user of all for a domain without any (the host
-   *  name's, among them). */
-  private async reachPostmaster(local: string, domain: string, x: Expansion): Promise<boolean> {
-    if (!POSTMASTER_NAMES.has(local.toLowerCase())) return false;
+    const name = local.toLowerCase();
+    if (!POSTMASTER_NAMES.has(name)) return false;
+    // MAILER-DAEMON is the postmaster, whoever that is (an alias of postmaster included).
+    if (name !== 'postmaster') return this.expand(`postmaster@${domain}`, depth + 1, x);
+    // RFC 5321 §4.5.1: every local domain has a postmaster; unless a user or alias has that
+    // name, it is the domain's first user, or the first user of all for a domain without any.
     const first = await this.postmaster(domain);
     if (!first) return false;
     x.users.set(first.id, first);

@@ -64,3 +64,28 @@ test('targets are refused that would loop, or take the alias, or one that leads 
     store.close();
   }
 });
+
+test('MAILER-DAEMON, and the host name\'s postmaster and MAILER-DAEMON, are the postmaster: its alias when it has one, else the first user', async () => {
+  const store = new SqliteStore(tempDir('mailnest-recipients-'));
+  try {
+    const alice = await store.createUser('alice@example.test', 'h');
+    const bob = await store.createUser('bob@example.test', 'h');
+    const recipients = new Recipients(store, ['example.test', 'other.test'], 'mx.example.test');
+    const usersOf = async (address: string) => {
+      const r = await recipients.resolve(address);
+      return r.kind === 'local' ? r.users.map((u) => u.address) : r.kind;
+    };
+    const postmasters = ['postmaster@example.test', 'MAILER-DAEMON@example.test', 'postmaster@mx.example.test', 'Mailer-Daemon@MX.example.test'];
+    for (const a of postmasters) assert.deepEqual(await usersOf(a), ['alice@example.test'], a);
+    await store.addAlias('postmaster@example.test', ['bob@example.test']);
+    for (const a of postmasters) assert.deepEqual(await usersOf(a), ['bob@example.test'], a);
+    // Only the postmaster may write as them.
+    assert.equal(await recipients.mayUseSender(bob, 'MAILER-DAEMON@example.test'), true);
+    assert.equal(await recipients.mayUseSender(alice, 'MAILER-DAEMON@example.test'), false);
+    assert.equal(await recipients.mayUseSender(alice, 'postmaster@mx.example.test'), false);
+    // Nobody else is at the host name, and it takes no sub-addresses.
+    for (const a of ['root@mx.example.test', 'postmaster+x@mx.example.test', 'alice@mx.example.test']) assert.equal(await usersOf(a), 'unknown', a);
+  } finally {
+    store.close();
+  }
+});
