@@ -786,9 +786,10 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const reached = [...resolution.users.map((u) => u.address), ...resolution.forward];
     const found = this.verifyVerb === 'VRFY' ? reached.slice(0, 1) : alias ? alias.targets : reached;
     // RFC 6531 §3.7.4.2: an address in UTF-8 goes only to a client that asked with SMTPUTF8;
-    // to another, in its ASCII form when it has one.
+    // to another, in its ASCII form when it has one, else not at all (X.6.8, "UTF-8 string
+    // reply is required, but not permitted by the SMTP client").
     const addresses = this.verifyUtf8 ? found : found.map(asciiAddress);
-    if (addresses.some((a) => a === undefined)) return this.send(reply(553, '5.6.7', `The answer is an address in UTF-8; ask with "${this.verifyVerb} <address> SMTPUTF8"`));
+    if (addresses.some((a) => a === undefined)) return this.send(reply(553, '5.6.8', `The answer is an address in UTF-8; ask with "${this.verifyVerb} <address> SMTPUTF8"`));
     const lines = addresses.map((a) => `<${a!}>`);
     const r = resolution.users.length === 0 && this.verifyVerb === 'VRFY' ? reply(251, '2.1.5', `User not local; will forward to ${lines[0]!}`) : reply(250, '2.1.5', ...lines);
     this.send(r, this.verifyUtf8);
