@@ -27,6 +27,14 @@ export function createLogger(level: string, fd: 1 | 2 = 1): Logger {
   return logger;
 }
 
+/** Text a client chose (an address under SMTPUTF8), as a log line may hold it: JSON escapes
+ *  C0 controls only, and C1 controls, line and paragraph separators and the marks that turn
+ *  text around would reach a terminal or a journal as they are (journalctl shows a line with
+ *  C1 controls as a blob, and U+202E shows text backwards). Each is written as \u{XXXX}. */
+export function printable(text: string): string {
+  return text.replace(/[\u0080-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g, (c) => `\\u{${c.charCodeAt(0).toString(16).padStart(4, '0')}}`);
+}
+
 const destinations = new WeakMap<Logger, { flushSync(): void }>();
 
 /** Writes out at once the lines the logger holds: a signal is about to end the process, which

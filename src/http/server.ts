@@ -26,6 +26,7 @@ import { hashToken } from './tokens.ts';
 import { listenError } from '../net/listener.ts';
 import { RefusalLog } from '../net/refusal-log.ts';
 import { splitHostPort } from '../config/schema.ts';
+import { printable } from '../log.ts';
 
 const LISTENER = 'http';
 
@@ -160,10 +161,11 @@ export class HttpService implements Service {
         res.end(req.method === 'HEAD' ? undefined : text);
         return;
       }
-      const result = await this.send(req, token!);
+      const { id, messageId, from, to, size } = await this.send(req, token!);
       this.ctx.metrics.accepted.inc({ listener: LISTENER });
-      this.ctx.log.info({ listener: LISTENER, client: req.socket.remoteAddress, token, id: result.id }, 'message accepted');
-      this.reply(req, res, 202, result);
+      // The line SMTP writes for a message taken, with the token it came with.
+      this.ctx.log.info({ listener: LISTENER, client: req.socket.remoteAddress, token, id, from: printable(from), to: to.map(printable), size }, 'message accepted');
+      this.reply(req, res, 202, { id, messageId });
     } catch (err) {
       this.refuse(req, res, err);
     }
@@ -247,7 +249,7 @@ export class HttpService implements Service {
     }
   }
 
-  private async send(req: http.IncomingMessage, tokenName: string): Promise<{ id: string; messageId: string }> {
+  private async send(req: http.IncomingMessage, tokenName: string): Promise<{ id: string; messageId: string; from: string; to: string[]; size: number }> {
     const raw = await this.readBody(req);
     // RFC 8259 §8.1: JSON is UTF-8. A body that is not would lose its bad bytes to U+FFFD.
     if (!isUtf8(raw)) throw new HttpError(400, 'bad_request', 'request body is not UTF-8 (RFC 8259 §8.1)');
@@ -292,7 +294,7 @@ export class HttpService implements Service {
         sender: composed.sender, recipients: composed.recipients, message: composed.message,
         protocol: 'HTTP', clientIp: req.socket.remoteAddress ?? 'unknown', submitter: `token ${tokenName}`,
       });
-      return { id, messageId: composed.messageId };
+      return { id, messageId: composed.messageId, from: composed.sender, to: composed.recipients, size: composed.message.length };
     } catch (err) {
       if (err instanceof SubmitError) {
         if (err.problem === 'too_big') throw new HttpError(413, 'size', err.message);

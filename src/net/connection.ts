@@ -7,6 +7,7 @@
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
+import { printable } from '../log.ts';
 import type { IdleMember, IdleSweep } from './idle-sweep.ts';
 import type { Output, Session, TlsInfo } from './session.ts';
 import { EMPTY } from './empty.ts';
@@ -276,7 +277,7 @@ export class Connection<E, R> implements IdleMember {
       case 'refused':
         this.o.refused?.(out.reason);
         // Whose mail was refused, to whom and why (Postfix's "NOQUEUE: reject" line).
-        if (out.envelope) this.o.log.info({ ...this.o.logFields, reason: out.reason, ...out.envelope }, 'refused');
+        if (out.envelope) this.o.log.info({ ...this.o.logFields, reason: out.reason, from: printable(out.envelope.from), to: out.envelope.to.map(printable) }, 'refused');
         return;
       case 'more':
         // After every connection that waits for its turn's input (see TurnBudget); input that

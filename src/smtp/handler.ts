@@ -21,6 +21,7 @@ import { isStorageFull } from '../store/store.ts';
 import { renderReply, reply } from './reply.ts';
 import type { BodyBudget } from './body-budget.ts';
 import { SmtpSession, type SmtpEffect, type SmtpResult, type SmtpRole, type SmtpSessionOptions, type Delivery } from './session.ts';
+import { printable } from '../log.ts';
 
 export type { SmtpRole };
 
@@ -216,7 +217,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     });
     ctx.metrics.accepted.inc({ listener: role });
     // One line per message taken (Postfix's qmgr "from=<...>, size=..." and its "to=" lines).
-    ctx.log.info({ listener: role, client: d.clientIp, id, from: d.sender, to: d.recipients.map((r) => r.address), size: totalLength(body), ...(d.user ? { user: d.user } : {}) }, 'message accepted');
+    ctx.log.info({ listener: role, client: d.clientIp, id, from: printable(d.sender), to: d.recipients.map((r) => printable(r.address)), size: totalLength(body), ...(d.user ? { user: d.user } : {}) }, 'message accepted');
     // Not awaited: the 250 does not wait for a "delivered" report, nor fails with it.
     const report = { sender: d.sender, queueId: id, ...(d.dsn.envid ? { envid: d.dsn.envid } : {}), recipients: d.recipients, body, now: new Date() };
     const reporting = reportLocalDelivery(ctx, report).catch((err: unknown) => ctx.log.error({ err, id }, 'could not queue a delivery status notification'));

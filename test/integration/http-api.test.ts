@@ -14,6 +14,7 @@ import { SmtpClient } from '../helpers/smtp-client.ts';
 import { addUser, baseConfig, cli, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
 import { dataDirOf, mailbox } from '../helpers/mailbox.ts';
 import { leaves, parseMail, shape } from '../helpers/parse-mail.ts';
+import { until } from '../helpers/relay.ts';
 
 const MAX = 50_000;
 
@@ -110,6 +111,11 @@ describe('HTTP API', () => {
     assert.equal(h!.text, '<p>Tout va <b>bien</b>.</p>');
     assert.equal(a!.filename, 'données.pdf');
     assert.ok(Buffer.from(a!.bytes!, 'base64').equals(pdf));
+    // Its log line says whose it is, to whom and how large, as SMTP's does.
+    await until('the log line', () => server.logs.some((l) => l.msg === 'message accepted' && l.id === reply.id));
+    const line = server.logs.find((l) => l.msg === 'message accepted' && l.id === reply.id)!;
+    assert.deepEqual([line.listener, line.token, line.from, line.to], ['http', 'ci', 'monitor@example.test', ['owner@example.test']]);
+    assert.ok(Number(line.size) > pdf.length, JSON.stringify(line));
   });
 
   it('drops an Authentication-Results field that claims the server\'s host name (RFC 8601 §5)', async () => {

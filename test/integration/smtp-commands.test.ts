@@ -285,6 +285,9 @@ test('the log has a line for each message taken, and for each refusal in a trans
   const id = /queued as (\S+)/.exec(done.raw)![1]!;
   // A message the store refuses at its end: a bare LF (the reply comes once its end is read).
   assert.equal((await c.transaction('<other@remote.test>', ['<alice@example.test>'], 'Subject: bare\nLF')).code, 550);
+  // A sender that would turn the line around on a terminal is logged with escapes.
+  assert.equal((await c.cmd('MAIL FROM:<a\u202eb@remote.test> SMTPUTF8')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<nobody@example.test>')).code, 550);
   await c.quit();
   await until('the session line', () => f!.server.logs.some((l) => l.msg === 'session'));
   const pick = (l: Record<string, unknown>) => ({ listener: l.listener, client: l.client, reason: l.reason, from: l.from, to: l.to });
@@ -292,6 +295,7 @@ test('the log has a line for each message taken, and for each refusal in a trans
     { listener: 'smtp', client: '127.0.0.1', reason: 'unknown_recipient', from: 'sender@remote.test', to: ['nobody@example.test'] },
     { listener: 'smtp', client: '127.0.0.1', reason: 'relay_denied', from: 'sender@remote.test', to: ['someone@elsewhere.test'] },
     { listener: 'smtp', client: '127.0.0.1', reason: 'bare_line_end', from: 'other@remote.test', to: ['alice@example.test'] },
+    { listener: 'smtp', client: '127.0.0.1', reason: 'unknown_recipient', from: 'a\\u{202e}b@remote.test', to: ['nobody@example.test'] },
   ]);
   const accepted = f.server.logs.filter((l) => l.msg === 'message accepted');
   assert.deepEqual(accepted.map((l) => ({ id: l.id, listener: l.listener, client: l.client, from: l.from, to: l.to })), [
