@@ -109,7 +109,6 @@ function secureContext(pem: { cert: Buffer; key: Buffer }, certFile: string, key
   }
 }
 
-/** The end of the first (the server's own) certificate in a PEM chain. */
 /** Which of the two files does not load, and what to do about it: each is read on its own
  *  first, as OpenSSL's words for the pair ("no start line") name neither. */
 function whyNotLoaded(pem: { cert: Buffer; key: Buffer }, certFile: string, keyFile: string, openssl: string): string {
@@ -135,6 +134,7 @@ function whyNotLoaded(pem: { cert: Buffer; key: Buffer }, certFile: string, keyF
   return `the certificate ${certFile} and key ${keyFile} do not load together (${openssl}); name a certificate and the private key made with it, both PEM`;
 }
 
+/** The end of the first (the server's own) certificate in a PEM chain. */
 function endOf(cert: Buffer): Date {
   return new crypto.X509Certificate(cert).validToDate;
 }
