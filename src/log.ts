@@ -22,9 +22,14 @@ export function createLogger(level: string, fd: 1 | 2 = 1): Logger {
     destination.flush = (cb?: (err?: Error) => unknown) => { cb?.(); };
     destination.end = () => {};
   });
-  const logger = pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, destination);
-  destinations.set(logger, destination);
-  return logger;
+  // At exit pino writes out what is left at once (flushSync). Behind a write the reader has not
+  // taken (a pipe nobody reads, a terminal paused with Ctrl-S), that would hold the process in
+  // write(2) for as long as the reader pleased: what is left then goes unwritten.
+  const flushSync = destination.flushSync.bind(destination);
+  destination.flushSync = () => {
+    if (!(destination as unknown as { _writing: boolean })._writing) flushSync();
+  };
+  return pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, destination);
 }
 
 /** Text a client chose (an address under SMTPUTF8), as a log line may hold it: JSON escapes
@@ -33,18 +38,6 @@ export function createLogger(level: string, fd: 1 | 2 = 1): Logger {
  *  C1 controls as a blob, and U+202E shows text backwards). Each is written as \u{XXXX}. */
 export function printable(text: string): string {
   return text.replace(/[\u0080-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g, (c) => `\\u{${c.charCodeAt(0).toString(16).padStart(4, '0')}}`);
-}
-
-const destinations = new WeakMap<Logger, { flushSync(): void }>();
-
-/** Writes out at once the lines the logger holds: a signal is about to end the process, which
- *  leaves no time for the exit handler that writes them otherwise. */
-export function flushLogNow(log: Logger): void {
-  try {
-    destinations.get(log)?.flushSync();
-  } catch {
-    // The output is gone, or not open yet: nothing more can be saved.
-  }
 }
 
 export type { Logger };

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { createLogger, flushLogNow } from '../log.ts';
+import { createLogger } from '../log.ts';
 import { startServer } from '../server.ts';
 import { configOf, userName } from './common.ts';
 import { CliError } from './errors.ts';
@@ -40,9 +40,17 @@ export function registerStart(program: Command): void {
           firstAt = performance.now();
           onStop?.();
         } else if (performance.now() - firstAt >= REPEATED_SIGNAL_MS) {
-          flushLogNow(log);
-          process.removeAllListeners(signal);
-          process.kill(process.pid, signal);
+          // The lines held go out first (createLogger batches them), unless the log's reader
+          // does not take them within half a second.
+          let ended = false;
+          const end = () => {
+            if (ended) return;
+            ended = true;
+            process.removeAllListeners(signal);
+            process.kill(process.pid, signal);
+          };
+          log.flush(end);
+          setTimeout(end, 500);
         }
       };
       process.on('SIGINT', onSignal);
@@ -88,6 +96,9 @@ export function registerStart(program: Command): void {
       });
       log.info('stopped');
       log.flush();
+      // Stopped: the process ends once its lines are out, or in 2 s if the log's reader does
+      // not take them (the stop must not wait on a pipe nobody reads).
+      setTimeout(() => process.exit(), 2_000).unref();
     });
 }
 
