@@ -97,6 +97,8 @@ const TLS12_CIPHERS = [
 ].join(':');
 
 function secureContext(pem: { cert: Buffer; key: Buffer }, certFile: string, keyFile: string): tls.SecureContext {
+  const wrong = whyNotLoaded(pem, certFile, keyFile);
+  if (wrong !== undefined) throw new Error(`tls: ${wrong}`);
   try {
     // No renegotiation a client asks for: each costs the server a signature, and a client could
     // ask for thousands a second on one connection (TLS 1.3 has none).
@@ -105,33 +107,56 @@ function secureContext(pem: { cert: Buffer; key: Buffer }, certFile: string, key
       honorCipherOrder: true, secureOptions: crypto.constants.SSL_OP_NO_RENEGOTIATION,
     });
   } catch (err) {
-    throw new Error(`tls: ${whyNotLoaded(pem, certFile, keyFile, (err as Error).message)}`);
+    throw new Error(`tls: ${whyNotLoaded(pem, certFile, keyFile, (err as Error).message)!}`);
   }
 }
 
 /** Which of the two files does not load, and what to do about it: each is read on its own
  *  first, as OpenSSL's words for the pair ("no start line") name neither. */
-function whyNotLoaded(pem: { cert: Buffer; key: Buffer }, certFile: string, keyFile: string, openssl: string): string {
-  const pemBlock = (b: Buffer) => /-----BEGIN [A-Z0-9 ]+-----/.exec(b.toString('latin1'))?.[0];
-  try {
-    new crypto.X509Certificate(pem.cert);
-  } catch (err) {
-    const found = pemBlock(pem.cert);
-    const what = found?.includes('PRIVATE KEY') ? `holds a private key (${found}), not a certificate: the certificate and the key may be the wrong way round` : found ? `holds no certificate that can be read (${(err as Error).message})` : 'is not PEM';
-    return `the certificate ${certFile} ${what}; name a PEM file of "-----BEGIN CERTIFICATE-----" blocks, the server's first, its chain after it`;
+function whyNotLoaded(pem: { cert: Buffer; key: Buffer }, certFile: string, keyFile: string, openssl?: string): string | undefined {
+  const certText = pem.cert.toString('latin1');
+  const keyText = pem.key.toString('latin1');
+  const firstBlock = (text: string) => /-----BEGIN [A-Z0-9 ]+-----/.exec(text)?.[0];
+  const certs = certText.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+  const certFix = 'name a PEM file of "-----BEGIN CERTIFICATE-----" blocks, the server\'s first, its chain after it';
+  if (certs.length === 0) {
+    const found = firstBlock(certText);
+    const what = found?.includes('PRIVATE KEY') ? `holds a private key (${found}), not a certificate: the certificate and the key may be the wrong way round` : found ? `holds no certificate (its first block is ${found})` : 'is not PEM (DER, or no certificate at all)';
+    return `the certificate ${certFile} ${what}; ${certFix}`;
   }
+  let server: crypto.X509Certificate;
   try {
-    crypto.createPrivateKey(pem.key);
+    server = new crypto.X509Certificate(certs[0]!);
+  } catch (err) {
+    return `the certificate ${certFile} holds a certificate that cannot be read (${(err as Error).message}); ${certFix}`;
+  }
+  let key: crypto.KeyObject;
+  try {
+    key = crypto.createPrivateKey(pem.key);
   } catch (err) {
     const message = (err as Error).message;
-    const found = pemBlock(pem.key);
-    const what = /passphrase|bad decrypt/i.test(message) || found?.includes('ENCRYPTED') ? 'is encrypted with a passphrase, which a server cannot type: decrypt it once (openssl pkey -in KEY -out KEY.plain) and name that'
-      : found?.includes('CERTIFICATE') ? `holds a certificate (${found}), not a private key: the certificate and the key may be the wrong way round`
+    const found = firstBlock(keyText);
+    // PKCS#8 says ENCRYPTED in its first line, the older forms in a Proc-Type line under it.
+    const what = /passphrase|bad decrypt/i.test(message) || /ENCRYPTED/.test(keyText) ? 'is encrypted with a passphrase, which a server cannot type: decrypt it once (openssl pkey -in KEY -out KEY.plain) and name that'
+      : found?.includes('CERTIFICATE') ? `holds a certificate (${found}), not a private key: name the file of the key made with the certificate`
       : found ? `holds no private key that can be read (${message})` : 'is not PEM: name a PEM private key ("-----BEGIN PRIVATE KEY-----")';
     return `the key ${keyFile} ${what}`;
   }
-  if (/key values mismatch/.test(openssl)) return `the key ${keyFile} is not the certificate's (${certFile}): name the key made with this certificate`;
-  return `the certificate ${certFile} and key ${keyFile} do not load together (${openssl}); name a certificate and the private key made with it, both PEM`;
+  // Checked here: OpenSSL keeps RSA and EC keys apart and takes an EC key beside an RSA
+  // certificate without a word, and every handshake then fails.
+  if (!server.checkPrivateKey(key)) {
+    const later = certs.slice(1).findIndex((c) => {
+      try {
+        return new crypto.X509Certificate(c).checkPrivateKey(key);
+      } catch {
+        return false;
+      }
+    });
+    if (later >= 0) return `the certificate ${certFile} has the server's certificate (the one the key ${keyFile} is for) in place ${later + 2}, after another; put it first, its chain after it`;
+    return `the key ${keyFile} is not the certificate's (${certFile}): name the key made with this certificate`;
+  }
+  if (openssl !== undefined) return `the certificate ${certFile} and key ${keyFile} do not load together (${openssl}); name a certificate and the private key made with it, both PEM`;
+  return undefined;
 }
 
 /** The end of the first (the server's own) certificate in a PEM chain. */

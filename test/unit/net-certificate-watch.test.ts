@@ -79,14 +79,28 @@ test('a certificate and key that do not load are named, file by file, with what 
   const other = path.join(dir, 'other');
   fs.mkdirSync(other);
   writePair(path.join(other, 'cert.pem'), path.join(other, 'key.pem'), 90);
-  const encrypted = spawnSync('openssl', ['pkey', '-in', keyFile, '-aes256', '-passout', 'pass:secret'], { encoding: 'utf8' });
-  assert.equal(encrypted.status, 0, encrypted.stderr);
+  const openssl = (args: string[]) => {
+    const r = spawnSync('openssl', args, { encoding: 'latin1' });
+    assert.equal(r.status, 0, r.stderr);
+    return Buffer.from(r.stdout, 'latin1');
+  };
+  const encrypted = openssl(['pkey', '-in', keyFile, '-aes256', '-passout', 'pass:secret']);
+  // The older form, whose first line says nothing of it (Proc-Type: 4,ENCRYPTED below).
+  const traditional = openssl(['rsa', '-in', keyFile, '-aes256', '-traditional', '-passout', 'pass:secret']);
+  // A P-256 key: OpenSSL itself takes one beside an RSA certificate, and no handshake works.
+  const ecKey = openssl(['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256']);
+  const der = openssl(['x509', '-in', certFile, '-outform', 'DER']);
+  const otherCert = fs.readFileSync(path.join(other, 'cert.pem'));
   const cases: [Buffer | string, Buffer | string, RegExp][] = [
     [good.key, good.cert, new RegExp(`^tls: the certificate ${certFile} holds a private key \\(-----BEGIN PRIVATE KEY-----\\), not a certificate: the certificate and the key may be the wrong way round; name a PEM file`)],
-    ['junk', good.key, new RegExp(`^tls: the certificate ${certFile} is not PEM; name a PEM file of "-----BEGIN CERTIFICATE-----" blocks`)],
-    [good.cert, encrypted.stdout, new RegExp(`^tls: the key ${keyFile} is encrypted with a passphrase, which a server cannot type: decrypt it once \\(openssl pkey -in KEY -out KEY\\.plain\\) and name that$`)],
-    [good.cert, good.cert, new RegExp(`^tls: the key ${keyFile} holds a certificate \\(-----BEGIN CERTIFICATE-----\\), not a private key`)],
+    ['junk', good.key, new RegExp(`^tls: the certificate ${certFile} is not PEM \\(DER, or no certificate at all\\); name a PEM file of "-----BEGIN CERTIFICATE-----" blocks`)],
+    [der, good.key, new RegExp(`^tls: the certificate ${certFile} is not PEM \\(DER, or no certificate at all\\)`)],
+    [good.cert, encrypted, new RegExp(`^tls: the key ${keyFile} is encrypted with a passphrase, which a server cannot type: decrypt it once \\(openssl pkey -in KEY -out KEY\\.plain\\) and name that$`)],
+    [good.cert, traditional, new RegExp(`^tls: the key ${keyFile} is encrypted with a passphrase`)],
+    [good.cert, good.cert, new RegExp(`^tls: the key ${keyFile} holds a certificate \\(-----BEGIN CERTIFICATE-----\\), not a private key: name the file of the key made with the certificate$`)],
     [good.cert, fs.readFileSync(path.join(other, 'key.pem')), new RegExp(`^tls: the key ${keyFile} is not the certificate's \\(${certFile}\\): name the key made with this certificate$`)],
+    [good.cert, ecKey, new RegExp(`^tls: the key ${keyFile} is not the certificate's`)],
+    [Buffer.concat([otherCert, good.cert]), good.key, new RegExp(`^tls: the certificate ${certFile} has the server's certificate \\(the one the key ${keyFile} is for\\) in place 2, after another; put it first, its chain after it$`)],
   ];
   const config = parseConfig({ data_dir: dir, tls: { cert: certFile, key: keyFile } });
   for (const [cert, key, message] of cases) {
