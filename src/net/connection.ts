@@ -173,7 +173,8 @@ export class Connection<E, R> implements IdleMember {
     this.closed = true;
     this.o.idle.delete(this);
     this.o.session.closed?.();
-    const s = this.o.session.summary();
+    // Its text is the client's (a HELO name, a login), as a log line may hold it.
+    const s = Object.fromEntries(Object.entries(this.o.session.summary()).map(([k, v]) => [k, typeof v === 'string' ? printable(v) : v]));
     this.o.log.info({ ...this.o.logFields, ...s, ...(outcome ? { outcome } : {}), ms: Date.now() - this.started }, 'session');
     this.o.onClose();
   }

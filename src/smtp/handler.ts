@@ -130,7 +130,7 @@ async function authenticate(ctx: Context, role: SmtpRole, throttle: AuthThrottle
   }
   const verdict = throttle.fail(client, username, Date.now());
   // The one line besides the session's, for fail2ban and its kind; POP3 writes the same.
-  ctx.log.warn({ listener: role, client, user: username.slice(0, 256) }, 'authentication failed');
+  ctx.log.warn({ listener: role, client, user: printable(username.slice(0, 256)) }, 'authentication failed');
   if (verdict.delayMs > 0) await sleep(verdict.delayMs);
   return { kind: 'auth', disconnect: verdict.disconnect };
 }

@@ -289,7 +289,12 @@ test('the log has a line for each message taken, and for each refusal in a trans
   assert.equal((await c.cmd('MAIL FROM:<a\u202eb@remote.test> SMTPUTF8')).code, 250);
   assert.equal((await c.cmd('RCPT TO:<nobody@example.test>')).code, 550);
   await c.quit();
-  await until('the session line', () => f!.server.logs.some((l) => l.msg === 'session'));
+  // So is a HELO name in the session's line.
+  const d = await f.open('smtp');
+  assert.equal((await d.cmd('EHLO ev\u202eil.test')).code, 250);
+  await d.quit();
+  await until('the session lines', () => f!.server.logs.filter((l) => l.msg === 'session').length === 2);
+  assert.deepEqual(f.server.logs.filter((l) => l.msg === 'session').map((l) => l.helo), ['relay.remote.test', 'ev\\u{202e}il.test']);
   const pick = (l: Record<string, unknown>) => ({ listener: l.listener, client: l.client, reason: l.reason, from: l.from, to: l.to });
   assert.deepEqual(f.server.logs.filter((l) => l.msg === 'refused').map(pick), [
     { listener: 'smtp', client: '127.0.0.1', reason: 'unknown_recipient', from: 'sender@remote.test', to: ['nobody@example.test'] },
