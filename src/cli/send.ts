@@ -156,14 +156,21 @@ interface Budget {
 /**
  * The file an --attach or --inline names, and the name the part is given: FILE=NAME names it (a
  * pipe, `<(pg_dump db)=db.sql`, is otherwise called "63"), FILE being the first part before an
- * "=" that is a file (or "-", stdin), so that NAME may hold "=" too, unless the whole is the
- * name of a file itself; else the file's own name.
+ * "=" that names something (or "-", stdin), so that NAME may hold "=" too, unless the whole
+ * names something itself; else the file's own name. (A directory is named so that reading it
+ * says what it is.)
  */
 function namedFile(arg: string, option: string): { file: string; name: string } {
-  const isFile = (p: string) => p === '-' || fs.statSync(p, { throwIfNoEntry: false })?.isDirectory() === false;
-  if (!isFile(arg)) {
+  const exists = (p: string) => {
+    try {
+      return p === '-' || fs.statSync(p, { throwIfNoEntry: false }) !== undefined;
+    } catch {
+      return false; // ENAMETOOLONG, ENOTDIR ...: reading it says which
+    }
+  };
+  if (!exists(arg)) {
     for (let eq = arg.indexOf('='); eq > 0; eq = arg.indexOf('=', eq + 1)) {
-      if (!isFile(arg.slice(0, eq))) continue;
+      if (!exists(arg.slice(0, eq))) continue;
       const name = arg.slice(eq + 1);
       const shown = hasControlCharacters(arg) ? JSON.stringify(arg) : arg;
       if (name === '') throw new UsageError(`${option} ${shown}: the name after "=" is empty`);
@@ -197,7 +204,9 @@ async function readFile(file: string, option: string, budget: Budget): Promise<B
     // reads its arguments as UTF-8), and names no file.
     const pipe = option === '--attach' || option === '--inline' ? `${option} <(cat FILE)=NAME` : `${option} <(cat FILE)`;
     const why = code === 'ENOENT' && file.includes('\ufffd') ? `no such file: its name is not UTF-8, and the command cannot name it; rename the file, or pass it through a pipe: ${pipe}`
-      : code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory' : String(code ?? err);
+      : code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'is a directory'
+      : code === 'ENOTDIR' ? 'no such file (a part of its path before the last "/" is a file, not a directory)'
+      : code === 'ENAMETOOLONG' ? 'no such file (its name, or a part of its path, is too long)' : String(code ?? err);
     throw new CliError(`${option}${name}: ${why}`);
   }
 }

@@ -228,6 +228,16 @@ describe('mailnest send to a local user (no server running)', () => {
       assert.equal(refused.status, 2, `${attach}: ${refused.stderr}`);
       assert.match(refused.stderr, message, attach);
     }
+    // A file that cannot be read says why, in words.
+    for (const [attach, message] of [
+      [`"${work}"=foo.txt`, /: is a directory\n$/],
+      [`"${path.join(work, 'a=b.txt')}/=b"`, /: no such file \(a part of its path before the last "\/" is a file, not a directory\)\n$/],
+      [`"${work}/${'x'.repeat(300)}"`, /: no such file \(its name, or a part of its path, is too long\)\n$/],
+    ] as const) {
+      const failed = bad(attach);
+      assert.equal(failed.status, 1, `${attach}: ${failed.stderr}`);
+      assert.match(failed.stderr, message, attach);
+    }
   });
 
   it('a file name that is not UTF-8 is said to be so, with the way round it', () => {
