@@ -4,7 +4,7 @@ import { MAX_ALIAS_DEPTH } from '../delivery/recipients.ts';
 import { parseMailbox } from '../smtp/address.ts';
 import { withContext } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
-import { checkLocalAddress, noSuch } from './user.ts';
+import { checkLocalAddress, noSuch, notePostmasters, postmasterDomains } from './user.ts';
 import { printTable } from './table.ts';
 
 export function registerAlias(program: Command): void {
@@ -41,8 +41,10 @@ export function registerAlias(program: Command): void {
   alias.command('remove <alias>').description('remove an alias')
     .action(async (name: string, _opts: unknown, cmd: Command) => {
       await withContext(cmd, async (ctx) => {
+        const postmasters = await postmasterDomains(ctx);
         if (!(await ctx.store.removeAlias(name))) noSuch(ctx, name, 'alias');
         process.stdout.write(`removed ${name}\n`);
+        await notePostmasters(ctx, postmasters);
       });
     });
 

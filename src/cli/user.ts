@@ -19,6 +19,25 @@ export function noSuch(ctx: Context, address: string, what: 'user' | 'alias'): n
 }
 
 /** A user address must be a plain mailbox in one of the configured domains. */
+/** The domains whose postmaster reaches someone. */
+export async function postmasterDomains(ctx: Context): Promise<string[]> {
+  const reached: string[] = [];
+  for (const domain of ctx.config.domains) {
+    if ((await ctx.recipients.resolve(`postmaster@${domain}`)).kind !== 'unknown') reached.push(domain);
+  }
+  return reached;
+}
+
+/** After a removal: a domain whose postmaster reached someone and now reaches nobody (an alias
+ *  of it led through what was removed) is named, as RFC 5321 §4.5.1 wants every domain's
+ *  postmaster to take mail. */
+export async function notePostmasters(ctx: Context, before: string[]): Promise<void> {
+  const after = new Set(await postmasterDomains(ctx));
+  for (const domain of before.filter((d) => !after.has(d))) {
+    process.stderr.write(`mailnest: note: postmaster@${domain} now reaches nobody, and mail for it is refused; point it at a mailbox (mailnest alias add postmaster@${domain} ADDRESS)\n`);
+  }
+}
+
 export function checkLocalAddress(ctx: Context, address: string, what: string): void {
   const parsed = parseMailbox(address, true);
   if (typeof parsed === 'string' || parsed.domain.startsWith('[') || parsed.local.startsWith('"')) {
@@ -69,6 +88,7 @@ export function registerUser(program: Command): void {
   user.command('remove <address>').description('remove a user and all of its mail')
     .action(async (address: string, _opts: unknown, cmd: Command) => {
       await withContext(cmd, async (ctx) => {
+        const postmasters = await postmasterDomains(ctx);
         if (!(await ctx.store.removeUser(address))) noSuch(ctx, address, 'user');
         process.stdout.write(`removed ${address}\n`);
         // Aliases are kept (a user of that address may come back), but their mail for it now
@@ -79,6 +99,7 @@ export function registerUser(program: Command): void {
             process.stderr.write(`mailnest: note: alias ${a.alias} still names ${address}; remove or change it (mailnest alias remove ${a.alias})\n`);
           }
         }
+        await notePostmasters(ctx, postmasters);
       });
     });
 

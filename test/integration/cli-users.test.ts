@@ -83,6 +83,14 @@ test('alias add / list --json / remove', () => {
   assert.equal(cli(cfg, ['alias', 'add', 'x@example.test', 'not an address']).status, 2);
   assert.equal(cli(cfg, ['alias', 'remove', 'team@example.test']).status, 0);
   assert.equal(cli(cfg, ['alias', 'remove', 'team@example.test']).status, 1);
+  // A removal that leaves a domain's postmaster reaching nobody says so (RFC 5321 §4.5.1).
+  addUser(cfg, 'a@example.test', 'pw');
+  assert.equal(cli(cfg, ['alias', 'add', 'mailer-daemon@example.test', 'a@example.test']).status, 0);
+  assert.equal(cli(cfg, ['alias', 'add', 'postmaster@example.test', 'MAILER-DAEMON@example.test']).status, 0);
+  const unreached = cli(cfg, ['alias', 'remove', 'mailer-daemon@example.test']);
+  assert.equal(unreached.status, 0);
+  assert.equal(unreached.stderr, 'mailnest: note: postmaster@example.test now reaches nobody, and mail for it is refused; point it at a mailbox (mailnest alias add postmaster@example.test ADDRESS)\n');
+  assert.equal(cli(cfg, ['alias', 'remove', 'postmaster@example.test']).stderr, '');
   // An alias whose mail would go round and reach nobody is refused, and nothing is added.
   assert.equal(cli(cfg, ['alias', 'add', 'loop1@example.test', 'loop2@example.test']).status, 0);
   const loop = cli(cfg, ['alias', 'add', 'loop2@example.test', 'loop1@example.test']);
