@@ -111,8 +111,10 @@ function secureContext(pem: { cert: Buffer; key: Buffer }, certFile: string, key
   }
 }
 
-/** Which of the two files does not load, and what to do about it: each is read on its own
- *  first, as OpenSSL's words for the pair ("no start line") name neither. */
+/** Which of the two files is wrong, and what to do about it, or undefined when they are a
+ *  pair: each is read on its own, then the key is checked against the certificate, as
+ *  OpenSSL's words for the pair ("no start line") name neither, and it takes some pairs that
+ *  do not match. `openssl`: OpenSSL's refusal, said when neither file alone is at fault. */
 function whyNotLoaded(pem: { cert: Buffer; key: Buffer }, certFile: string, keyFile: string, openssl?: string): string | undefined {
   const certText = pem.cert.toString('latin1');
   const keyText = pem.key.toString('latin1');
