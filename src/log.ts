@@ -37,7 +37,8 @@ export function createLogger(level: string, fd: 1 | 2 = 1): Logger {
  *  text around would reach a terminal or a journal as they are (journalctl shows a line with
  *  C1 controls as a blob, and U+202E shows text backwards). Each is written as \u{XXXX}. */
 export function printable(text: string): string {
-  return text.replace(/[\u0080-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g, (c) => `\\u{${c.charCodeAt(0).toString(16).padStart(4, '0')}}`);
+  // A backslash is doubled, so that no text can pass for an escape.
+  return text.replace(/[\\\u0080-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g, (c) => (c === '\\' ? '\\\\' : `\\u{${c.charCodeAt(0).toString(16).padStart(4, '0')}}`));
 }
 
 export type { Logger };

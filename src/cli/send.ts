@@ -161,17 +161,21 @@ interface Budget {
  * says what it is.)
  */
 function namedFile(arg: string, option: string): { file: string; name: string } {
-  const exists = (p: string) => {
+  const kind = (p: string): 'none' | 'directory' | 'other' => {
+    if (p === '-') return 'other';
     try {
-      return p === '-' || fs.statSync(p, { throwIfNoEntry: false }) !== undefined;
+      const stat = fs.statSync(p, { throwIfNoEntry: false });
+      return stat === undefined ? 'none' : stat.isDirectory() ? 'directory' : 'other';
     } catch {
-      return false; // ENAMETOOLONG, ENOTDIR ...: reading it says which
+      return 'none'; // ENAMETOOLONG, ENOTDIR ...: reading it says which
     }
   };
-  if (!exists(arg)) {
+  if (kind(arg) === 'none') {
     for (let eq = arg.indexOf('='); eq > 0; eq = arg.indexOf('=', eq + 1)) {
-      if (!exists(arg.slice(0, eq))) continue;
       const name = arg.slice(eq + 1);
+      const before = kind(arg.slice(0, eq));
+      // After a directory, a "/" says the "=" is the path's own (data=2024/report.csv).
+      if (before === 'none' || (before === 'directory' && name.includes('/'))) continue;
       const shown = hasControlCharacters(arg) ? JSON.stringify(arg) : arg;
       if (name === '') throw new UsageError(`${option} ${shown}: the name after "=" is empty`);
       // Node reads its arguments as UTF-8, with U+FFFD for bytes that are none.

@@ -231,6 +231,8 @@ describe('mailnest send to a local user (no server running)', () => {
     // A file that cannot be read says why, in words.
     for (const [attach, message] of [
       [`"${work}"=foo.txt`, /: is a directory\n$/],
+      // A directory's "=" followed by a path is the path's own: a file that is not there.
+      [`"${work}"=2024/report.csv`, /=2024\/report\.csv: no such file\n$/],
       [`"${path.join(work, 'a=b.txt')}/=b"`, /: no such file \(a part of its path before the last "\/" is a file, not a directory\)\n$/],
       [`"${work}/${'x'.repeat(300)}"`, /: no such file \(its name, or a part of its path, is too long\)\n$/],
     ] as const) {

@@ -68,4 +68,6 @@ setTimeout(() => { process.stderr.write('exiting'); process.exit(5); }, 500);
 test('printable: C1 controls, separators and the marks that turn text around are written as escapes; other text as it is', async () => {
   const { printable } = await import('../../src/log.ts');
   assert.equal(printable('a\u009b31mRED\u2028\u202eb@r\u00e9mote.test \u0442\u0435\u0441\u0442'), 'a\\u{009b}31mRED\\u{2028}\\u{202e}b@r\u00e9mote.test \u0442\u0435\u0441\u0442');
+  // Text that looks like an escape is told apart from one.
+  assert.equal(printable('x\\u{202e}y'), 'x\\\\u{202e}y');
 });
