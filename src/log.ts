@@ -29,7 +29,21 @@ export function createLogger(level: string, fd: 1 | 2 = 1): Logger {
   destination.flushSync = () => {
     if (!(destination as unknown as { _writing: boolean })._writing) flushSync();
   };
-  return pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+  const logger = pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+  destinations.set(logger, destination);
+  return logger;
+}
+
+const destinations = new WeakMap<Logger, { on(event: 'write', listener: () => void): unknown }>();
+
+/**
+ * Calls `giveUp` when the logger's reader has taken nothing for `stallMs` (a pipe nobody reads,
+ * a terminal paused with Ctrl-S), however long a slow one takes with the rest: the process is
+ * then ended without what is left. The timer does not keep the process alive.
+ */
+export function whenLogStalls(log: Logger, stallMs: number, giveUp: () => void): void {
+  const timer = setTimeout(giveUp, stallMs).unref();
+  destinations.get(log)?.on('write', () => timer.refresh());
 }
 
 /** Text a client chose (an address under SMTPUTF8), as a log line may hold it: JSON escapes

@@ -3,7 +3,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { createLogger } from '../log.ts';
+import { createLogger, whenLogStalls } from '../log.ts';
 import { startServer } from '../server.ts';
 import { configOf, userName } from './common.ts';
 import { CliError } from './errors.ts';
@@ -96,9 +96,9 @@ export function registerStart(program: Command): void {
       });
       log.info('stopped');
       log.flush();
-      // Stopped: the process ends once its lines are out, or in 2 s if the log's reader does
-      // not take them (the stop must not wait on a pipe nobody reads).
-      setTimeout(() => process.exit(), 2_000).unref();
+      // Stopped: the process ends once its lines are out, however slow the log's reader, but
+      // not later than 2 s after it last took any (the stop must not wait on a pipe nobody reads).
+      whenLogStalls(log, 2_000, () => process.exit());
     });
 }
 

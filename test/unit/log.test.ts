@@ -2,14 +2,14 @@
  *  server nor holds up its exit. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 
 const LOG = path.resolve(import.meta.dirname, '../../src/log.ts');
 
 /** Runs `body` in a Node process whose stdout is the logger's; resolves with its stderr and status. */
 function run(body: string, stdout: 'closed' | 'read'): Promise<{ stderr: string; code: number | null; stdout: string }> {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', `import { createLogger } from ${JSON.stringify(LOG)};\n${body}`], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, ['--input-type=module', '-e', `import { createLogger, whenLogStalls } from ${JSON.stringify(LOG)};\n${body}`], { stdio: ['ignore', 'pipe', 'pipe'] });
   if (stdout === 'closed') child.stdout.destroy();
   let out = '';
   let err = '';
@@ -63,6 +63,21 @@ setTimeout(() => { process.stderr.write('exiting'); process.exit(5); }, 500);
   child.stderr.on('data', (d: Buffer) => { err += d.toString(); });
   const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
   assert.deepEqual([err, code], ['exiting', 5]);
+});
+
+test('the wait for the log at a stop outlasts a slow reader, and ends once a reader takes nothing for a while', { timeout: 60_000 }, () => {
+  const script = `import { createLogger, whenLogStalls } from ${JSON.stringify(LOG)};
+const log = createLogger('info');
+for (let i = 0; i < 3000; i++) log.info({ i, pad: 'x'.repeat(200) }, 'line');
+log.flush();
+whenLogStalls(log, 1000, () => process.exit(7));
+`;
+  // Slow: 16 KiB every 100 ms, for 700 KiB of lines, so more than four seconds in all.
+  const slowReader = 'import sys, time\nn = 0\nwhile True:\n    b = sys.stdin.buffer.read1(16384)\n    if not b: break\n    n += b.count(b"\\n")\n    time.sleep(0.1)\nprint(n)';
+  const run = (reader: string) => spawnSync('bash', ['-c', `"$0" --input-type=module -e "$1" | ${reader}; echo "status \${PIPESTATUS[0]}"`, process.execPath, script, slowReader], { encoding: 'utf8', timeout: 50_000 });
+  assert.equal(run('python3 -c "$2"').stdout, '3000\nstatus 0\n');
+  // Stalled: nothing is read for four seconds.
+  assert.match(run('(sleep 4; wc -l >/dev/null)').stdout, /^status 7\n$/);
 });
 
 test('printable: C1 controls, separators and the marks that turn text around are written as escapes; other text as it is', async () => {
