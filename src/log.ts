@@ -29,7 +29,9 @@ export function createLogger(level: string, fd: 1 | 2 = 1): Logger {
   destination.flushSync = () => {
     if (!(destination as unknown as { _writing: boolean })._writing) flushSync();
   };
-  const logger = pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime }, destination);
+  // Every string a line holds is made printable there: much of it is a client's (an address,
+  // a HELO name, a login, a next hop's reply), in more lines than any list of them would keep.
+  const logger = pino({ level, base: undefined, timestamp: pino.stdTimeFunctions.isoTime, formatters: { log: (fields) => printableFields(fields) as Record<string, unknown> } }, destination);
   destinations.set(logger, destination);
   return logger;
 }
@@ -46,11 +48,22 @@ export function whenLogStalls(log: Logger, stallMs: number, giveUp: () => void):
   destinations.get(log)?.on('write', () => timer.refresh());
 }
 
+/** A line's fields with their strings made printable, in plain objects and arrays at any depth
+ *  (an Error is left to pino's serializer). */
+function printableFields(value: unknown): unknown {
+  if (typeof value === 'string') return printable(value);
+  if (Array.isArray(value)) return value.map(printableFields);
+  if (value !== null && typeof value === 'object' && Object.getPrototypeOf(value) === Object.prototype) {
+    return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, printableFields(v)]));
+  }
+  return value;
+}
+
 /** Text a client chose (an address under SMTPUTF8), as a log line may hold it: JSON escapes
  *  C0 controls only, and C1 controls, line and paragraph separators and the marks that turn
  *  text around would reach a terminal or a journal as they are (journalctl shows a line with
  *  C1 controls as a blob, and U+202E shows text backwards). Each is written as \u{XXXX}. */
-export function printable(text: string): string {
+function printable(text: string): string {
   // A backslash is doubled, so that no text can pass for an escape.
   return text.replace(/[\\\u0080-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g, (c) => (c === '\\' ? '\\\\' : `\\u{${c.charCodeAt(0).toString(16).padStart(4, '0')}}`));
 }

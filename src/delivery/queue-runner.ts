@@ -29,7 +29,6 @@ import { sendReport } from './report.ts';
 import { afterTemporaryFailure } from './retry.ts';
 import { Router, type NextHop } from './route.ts';
 import { ConnectError, oneLine, SmtpClient, type ClientOptions, type ClientTarget, type RecipientResult, type TlsMode } from './smtp-client.ts';
-import { printable } from '../log.ts';
 
 type EntryInfo = Omit<QueueEntry, 'recipients'>;
 
@@ -376,7 +375,7 @@ export class QueueRunner {
         // A connection closed after the mail it carried (a server's limit per connection): the job
         // waits for a fresh one, uncharged; closed on a fresh one, it is a 4xx like any other.
         if (results.length > 0 && results.every((r) => r.again === 'connection')) {
-          this.ctx.log.info({ id: job.entry.id, relay: client.target.servername ?? client.target.host, reply: printable(results[0]!.reply) }, 'connection closed by the next hop; the message goes on a fresh one');
+          this.ctx.log.info({ id: job.entry.id, relay: client.target.servername ?? client.target.host, reply: results[0]!.reply }, 'connection closed by the next hop; the message goes on a fresh one');
           this.putBack(d, job);
           break;
         }
@@ -524,7 +523,7 @@ export class QueueRunner {
         updates.push(withReport({ recipientId: r.id, status: 'delivered', attempts, nextAttempt: now, lastReply: res.reply },
           relayed ? { ...base, action: 'relayed', reply: res.reply } : undefined));
         this.ctx.metrics.deliveries.inc({ outcome: 'delivered' });
-        this.ctx.log.info({ id: entry.id, to: printable(r.address), relay: remoteMta, reply: printable(res.reply) }, 'delivered');
+        this.ctx.log.info({ id: entry.id, to: r.address, relay: remoteMta, reply: res.reply }, 'delivered');
         continue;
       }
       const wantsFailure = notify === undefined || notify.includes('FAILURE');
@@ -532,7 +531,7 @@ export class QueueRunner {
         updates.push(withReport({ recipientId: r.id, status: 'failed', attempts, nextAttempt: now, lastReply: res.reply },
           wantsFailure ? { ...base, action: 'failed', reply: res.reply } : undefined));
         this.ctx.metrics.deliveries.inc({ outcome: 'failed' });
-        this.ctx.log.info({ id: entry.id, to: printable(r.address), reply: printable(res.reply) }, 'delivery failed permanently');
+        this.ctx.log.info({ id: entry.id, to: r.address, reply: res.reply }, 'delivery failed permanently');
         continue;
       }
       const wantsDelay = notify === undefined || notify.includes('DELAY');
@@ -542,14 +541,14 @@ export class QueueRunner {
         updates.push(withReport({ recipientId: r.id, status: 'failed', attempts, nextAttempt: now, lastReply: res.reply },
           wantsFailure ? { ...base, action: 'failed', status: '4.4.7', reply: res.reply, note: 'gave up: the message stayed in the queue too long' } : undefined));
         this.ctx.metrics.deliveries.inc({ outcome: 'expired' });
-        this.ctx.log.info({ id: entry.id, to: printable(r.address), reply: printable(res.reply) }, 'delivery expired');
+        this.ctx.log.info({ id: entry.id, to: r.address, reply: res.reply }, 'delivery expired');
         continue;
       }
       const warn = !r.warned && wantsDelay && now >= warnAt;
       updates.push(withReport({ recipientId: r.id, status: 'deferred', attempts, nextAttempt: next.next, lastReply: res.reply, ...(warn ? { warned: true } : {}) },
         warn ? { ...base, action: 'delayed', reply: res.reply, willRetryUntil: new Date(entry.created + this.cfg.queue.max_age) } : undefined));
       this.ctx.metrics.deliveries.inc({ outcome: 'deferred' });
-      this.ctx.log.info({ id: entry.id, to: printable(r.address), reply: printable(res.reply), next_attempt: new Date(next.next).toISOString() }, 'delivery deferred');
+      this.ctx.log.info({ id: entry.id, to: r.address, reply: res.reply, next_attempt: new Date(next.next).toISOString() }, 'delivery deferred');
     }
     const outcome = { entry, updates, ids: job.recipients.map((r) => r.id) };
     try {

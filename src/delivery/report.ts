@@ -8,7 +8,6 @@ import type { Context } from '../context.ts';
 import type { ReportOn } from '../store/store.ts';
 import { acceptMessage, expands, type ResolvedRecipient } from './accept.ts';
 import { buildDsn, HEADER_MAX, headerSection, type DsnRecipientReport } from './dsn.ts';
-import { printable } from '../log.ts';
 
 export interface Report {
   /** The original message's envelope sender, to whom the report goes (never ''). */
@@ -52,10 +51,10 @@ export async function sendReport(ctx: Pick<Context, 'config' | 'store' | 'recipi
     // nowhere. The report still names the sender it was for.
     to = `postmaster@${r.sender.slice(r.sender.lastIndexOf('@') + 1)}`;
     resolution = await ctx.recipients.resolve(to);
-    if (resolution.kind !== 'unknown') ctx.log.info({ id: r.queueId, sender: printable(r.sender), to: printable(to) }, 'delivery status notification for a local sender that does not exist goes to the postmaster');
+    if (resolution.kind !== 'unknown') ctx.log.info({ id: r.queueId, sender: r.sender, to }, 'delivery status notification for a local sender that does not exist goes to the postmaster');
   }
   if (resolution.kind === 'unknown') {
-    ctx.log.warn({ id: r.queueId, to: printable(r.sender) }, 'delivery status notification dropped: the local sender does not exist');
+    ctx.log.warn({ id: r.queueId, to: r.sender }, 'delivery status notification dropped: the local sender does not exist');
     return undefined;
   }
   const id = await acceptMessage(ctx.store, {
@@ -66,7 +65,7 @@ export async function sendReport(ctx: Pick<Context, 'config' | 'store' | 'recipi
     received: { by: ctx.config.hostname, with: 'local' },
     ...(r.reportOn ? { reportOn: r.reportOn } : {}),
   });
-  ctx.log.info({ id, about: r.queueId, to: printable(to), actions: [...new Set(r.recipients.map((x) => x.action))] }, 'delivery status notification queued');
+  ctx.log.info({ id, about: r.queueId, to, actions: [...new Set(r.recipients.map((x) => x.action))] }, 'delivery status notification queued');
   return resolution.kind;
 }
 

@@ -26,7 +26,6 @@ import { hashToken } from './tokens.ts';
 import { listenError } from '../net/listener.ts';
 import { RefusalLog } from '../net/refusal-log.ts';
 import { splitHostPort } from '../config/schema.ts';
-import { printable } from '../log.ts';
 
 const LISTENER = 'http';
 
@@ -164,7 +163,7 @@ export class HttpService implements Service {
       const { id, messageId, from, to, size } = await this.send(req, token!);
       this.ctx.metrics.accepted.inc({ listener: LISTENER });
       // The line SMTP writes for a message taken, with the token it came with.
-      this.ctx.log.info({ listener: LISTENER, client: req.socket.remoteAddress, token, id, from: printable(from), to: to.map(printable), size }, 'message accepted');
+      this.ctx.log.info({ listener: LISTENER, client: req.socket.remoteAddress, token, id, from, to, size }, 'message accepted');
       this.reply(req, res, 202, { id, messageId });
     } catch (err) {
       this.refuse(req, res, err);

@@ -7,7 +7,6 @@
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
-import { printable } from '../log.ts';
 import type { IdleMember, IdleSweep } from './idle-sweep.ts';
 import type { Output, Session, TlsInfo } from './session.ts';
 import { EMPTY } from './empty.ts';
@@ -173,8 +172,7 @@ export class Connection<E, R> implements IdleMember {
     this.closed = true;
     this.o.idle.delete(this);
     this.o.session.closed?.();
-    // Its text is the client's (a HELO name, a login), as a log line may hold it.
-    const s = Object.fromEntries(Object.entries(this.o.session.summary()).map(([k, v]) => [k, typeof v === 'string' ? printable(v) : v]));
+    const s = this.o.session.summary();
     this.o.log.info({ ...this.o.logFields, ...s, ...(outcome ? { outcome } : {}), ms: Date.now() - this.started }, 'session');
     this.o.onClose();
   }
@@ -278,7 +276,7 @@ export class Connection<E, R> implements IdleMember {
       case 'refused':
         this.o.refused?.(out.reason);
         // Whose mail was refused, to whom and why (Postfix's "NOQUEUE: reject" line).
-        if (out.envelope) this.o.log.info({ ...this.o.logFields, reason: out.reason, from: printable(out.envelope.from), to: out.envelope.to.map(printable) }, 'refused');
+        if (out.envelope) this.o.log.info({ ...this.o.logFields, reason: out.reason, ...out.envelope }, 'refused');
         return;
       case 'more':
         // After every connection that waits for its turn's input (see TurnBudget); input that

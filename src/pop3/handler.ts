@@ -6,7 +6,7 @@
 import type { AuthThrottle } from '../auth/throttle.ts';
 import { verifyPassword } from '../auth/password.ts';
 import type { Config } from '../config/schema.ts';
-import { printable, type Logger } from '../log.ts';
+import type { Logger } from '../log.ts';
 import type { ClientInfo, ProtocolHandler } from '../net/listener.ts';
 import type { Session } from '../net/session.ts';
 import { messageBytes, type OpenedMessage, type Store } from '../store/store.ts';
@@ -56,7 +56,7 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
     }
     if (!good || !user) {
       const verdict = throttle.fail(ip, username, now());
-      log.warn({ listener: kind, client: ip, user: printable(username.slice(0, 256)) }, 'authentication failed');
+      log.warn({ listener: kind, client: ip, user: username.slice(0, 256) }, 'authentication failed');
       if (verdict.delayMs > 0) await sleep(verdict.delayMs);
       return { type: 'auth-failed', disconnect: verdict.disconnect };
     }

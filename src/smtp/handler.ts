@@ -21,7 +21,6 @@ import { isStorageFull } from '../store/store.ts';
 import { renderReply, reply } from './reply.ts';
 import type { BodyBudget } from './body-budget.ts';
 import { SmtpSession, type SmtpEffect, type SmtpResult, type SmtpRole, type SmtpSessionOptions, type Delivery } from './session.ts';
-import { printable } from '../log.ts';
 
 export type { SmtpRole };
 
@@ -130,7 +129,7 @@ async function authenticate(ctx: Context, role: SmtpRole, throttle: AuthThrottle
   }
   const verdict = throttle.fail(client, username, Date.now());
   // The one line besides the session's, for fail2ban and its kind; POP3 writes the same.
-  ctx.log.warn({ listener: role, client, user: printable(username.slice(0, 256)) }, 'authentication failed');
+  ctx.log.warn({ listener: role, client, user: username.slice(0, 256) }, 'authentication failed');
   if (verdict.delayMs > 0) await sleep(verdict.delayMs);
   return { kind: 'auth', disconnect: verdict.disconnect };
 }
@@ -217,7 +216,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     });
     ctx.metrics.accepted.inc({ listener: role });
     // One line per message taken (Postfix's qmgr "from=<...>, size=..." and its "to=" lines).
-    ctx.log.info({ listener: role, client: d.clientIp, id, from: printable(d.sender), to: d.recipients.map((r) => printable(r.address)), size: totalLength(body), ...(d.user ? { user: d.user } : {}) }, 'message accepted');
+    ctx.log.info({ listener: role, client: d.clientIp, id, from: d.sender, to: d.recipients.map((r) => r.address), size: totalLength(body), ...(d.user ? { user: d.user } : {}) }, 'message accepted');
     // Not awaited: the 250 does not wait for a "delivered" report, nor fails with it.
     const report = { sender: d.sender, queueId: id, ...(d.dsn.envid ? { envid: d.dsn.envid } : {}), recipients: d.recipients, body, now: new Date() };
     const reporting = reportLocalDelivery(ctx, report).catch((err: unknown) => ctx.log.error({ err, id }, 'could not queue a delivery status notification'));

@@ -80,9 +80,12 @@ whenLogStalls(log, 1000, () => process.exit(7));
   assert.match(run('(sleep 4; wc -l >/dev/null)').stdout, /^status 7\n$/);
 });
 
-test('printable: C1 controls, separators and the marks that turn text around are written as escapes; other text as it is', async () => {
-  const { printable } = await import('../../src/log.ts');
-  assert.equal(printable('a\u009b31mRED\u2028\u202eb@r\u00e9mote.test \u0442\u0435\u0441\u0442'), 'a\\u{009b}31mRED\\u{2028}\\u{202e}b@r\u00e9mote.test \u0442\u0435\u0441\u0442');
-  // Text that looks like an escape is told apart from one.
-  assert.equal(printable('x\\u{202e}y'), 'x\\\\u{202e}y');
+test('every string a line holds, at any depth, has C1 controls, separators and the marks that turn text around written as escapes, and a backslash doubled; other text as it is', async () => {
+  const r = await run(`
+const log = createLogger('info');
+log.info({ from: 'a\\u009b31mRED\\u2028\\u202eb@r\\u00e9mote.test', to: ['x\\\\u{202e}y', '\\u0442\\u0435\\u0441\\u0442'], nested: { helo: 'ev\\u202eil' }, n: 3 }, 'line');
+log.flush();
+`, 'read');
+  const line = JSON.parse(r.stdout) as Record<string, unknown>;
+  assert.deepEqual([line.from, line.to, line.nested, line.n], ['a\\u{009b}31mRED\\u{2028}\\u{202e}b@r\u00e9mote.test', ['x\\\\u{202e}y', '\u0442\u0435\u0441\u0442'], { helo: 'ev\\u{202e}il' }, 3]);
 });
