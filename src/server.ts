@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import { IMAP_DEFAULTS, type Config, type ListenerKind } from './config/schema.ts';
 import { openContext, type Context } from './context.ts';
-import type { Logger } from './log.ts';
+import { whenLogStalls, type Logger } from './log.ts';
 import { AuthThrottle } from './auth/throttle.ts';
 import { ConnectionLimits, Listener, type ListenerContext } from './net/listener.ts';
 import { CertificateWatch } from './net/certificate-watch.ts';
@@ -64,8 +64,7 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
     onFailedFlush: (err) => {
       log.fatal({ err }, 'a flush to disk failed, so what was written since the last one may not be on disk; mailnest stops and acknowledges nothing more. Check the disk holding data_dir, then start mailnest again');
       log.flush(() => process.exit(1));
-      // Should the log's output never drain (a disk full under it), the stop does not wait on it.
-      setTimeout(() => process.exit(1), 2_000);
+      whenLogStalls(log, 2_000, () => process.exit(1));
     },
   });
   const certificate = ServerCertificate.load(config, (message) => log.warn(message));

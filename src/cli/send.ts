@@ -176,14 +176,19 @@ function namedFile(arg: string, option: string): { file: string; name: string } 
       const before = kind(arg.slice(0, eq));
       // After a directory, a "/" says the "=" is the path's own (data=2024/report.csv).
       if (before === 'none' || (before === 'directory' && name.includes('/'))) continue;
-      const shown = hasControlCharacters(arg) ? JSON.stringify(arg) : arg;
-      if (name === '') throw new UsageError(`${option} ${shown}: the name after "=" is empty`);
+      if (name === '') throw new UsageError(`${option} ${shownPath(arg)}: the name after "=" is empty`);
       // Node reads its arguments as UTF-8, with U+FFFD for bytes that are none.
-      if (name.includes('\ufffd')) throw new UsageError(`${option} ${shown}: the name after "=" is not UTF-8; give it in UTF-8`);
+      if (name.includes('\ufffd')) throw new UsageError(`${option} ${shownPath(arg)}: the name after "=" is not UTF-8; give it in UTF-8`);
       return { file: arg.slice(0, eq), name };
     }
   }
   return { file: arg, name: path.basename(arg) };
+}
+
+/** A path in an error: quoted when it holds a line end or other control character, so that
+ *  the error stays one line. */
+function shownPath(file: string): string {
+  return hasControlCharacters(file) ? JSON.stringify(file) : file;
 }
 
 /**
@@ -192,8 +197,7 @@ function namedFile(arg: string, option: string): { file: string; name: string } 
  * (/dev/zero) is stopped at the bound too.
  */
 async function readFile(file: string, option: string, budget: Budget): Promise<Buffer> {
-  // A name with a line end or other control character is shown quoted: the error stays one line.
-  const name = file === '-' ? '' : ` ${hasControlCharacters(file) ? JSON.stringify(file) : file}`;
+  const name = file === '-' ? '' : ` ${shownPath(file)}`;
   const over = new CliError(`${option}${name}: over limits.max_message_size (${budget.max} bytes for the whole message)`);
   try {
     if (file !== '-' && (await fs.promises.stat(file)).size > budget.left) throw over;

@@ -18,7 +18,6 @@ export function noSuch(ctx: Context, address: string, what: 'user' | 'alias'): n
   throw new CliError(`no ${what} ${address}`);
 }
 
-/** A user address must be a plain mailbox in one of the configured domains. */
 /** The domains whose postmaster reaches someone. */
 export async function postmasterDomains(ctx: Context): Promise<string[]> {
   const reached: string[] = [];
@@ -38,6 +37,7 @@ export async function notePostmasters(ctx: Context, before: string[]): Promise<v
   }
 }
 
+/** A user address must be a plain mailbox in one of the configured domains. */
 export function checkLocalAddress(ctx: Context, address: string, what: string): void {
   const parsed = parseMailbox(address, true);
   if (typeof parsed === 'string' || parsed.domain.startsWith('[') || parsed.local.startsWith('"')) {

@@ -69,6 +69,11 @@ export function readConfiguredFile(key: string, file: string): Buffer {
   }
 }
 
+/** The "-----BEGIN CERTIFICATE-----" blocks of a PEM file, in their order. */
+export function certificateBlocks(pem: Buffer): string[] {
+  return pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+}
+
 /**
  * A configured file of CA certificates, checked: Node's TLS quietly skips whatever in it is not a
  * PEM certificate, and a file of nothing else would be taken as trusting no one more, with no
@@ -76,7 +81,7 @@ export function readConfiguredFile(key: string, file: string): Buffer {
  */
 export function readCertificates(key: string, file: string): Buffer {
   const pem = readConfiguredFile(key, file);
-  const blocks = pem.toString('latin1').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+  const blocks = certificateBlocks(pem);
   const bad = (why: string) => new ConfigError(`${key} = ${JSON.stringify(file)} ${why}; name a file of PEM certificates ("-----BEGIN CERTIFICATE-----" blocks)`);
   if (blocks.length === 0) throw bad('holds no PEM certificate');
   for (const [i, block] of blocks.entries()) {

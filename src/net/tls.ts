@@ -12,7 +12,7 @@ import path from 'node:path';
 import tls from 'node:tls';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { readConfiguredFile } from '../config/load.ts';
+import { certificateBlocks, readConfiguredFile } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 
 const DAY = 86_400_000;
@@ -107,19 +107,19 @@ function secureContext(pem: { cert: Buffer; key: Buffer }, certFile: string, key
       honorCipherOrder: true, secureOptions: crypto.constants.SSL_OP_NO_RENEGOTIATION,
     });
   } catch (err) {
-    throw new Error(`tls: ${whyNotLoaded(pem, certFile, keyFile, (err as Error).message)!}`);
+    throw new Error(`tls: the certificate ${certFile} and key ${keyFile} do not load together (${(err as Error).message}); name a certificate and the private key made with it, both PEM`);
   }
 }
 
 /** Which of the two files is wrong, and what to do about it, or undefined when they are a
  *  pair: each is read on its own, then the key is checked against the certificate, as
  *  OpenSSL's words for the pair ("no start line") name neither, and it takes some pairs that
- *  do not match. `openssl`: OpenSSL's refusal, said when neither file alone is at fault. */
-function whyNotLoaded(pem: { cert: Buffer; key: Buffer }, certFile: string, keyFile: string, openssl?: string): string | undefined {
+ *  do not match. */
+function whyNotLoaded(pem: { cert: Buffer; key: Buffer }, certFile: string, keyFile: string): string | undefined {
   const certText = pem.cert.toString('latin1');
   const keyText = pem.key.toString('latin1');
   const firstBlock = (text: string) => /-----BEGIN [A-Z0-9 ]+-----/.exec(text)?.[0];
-  const certs = certText.match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----/g) ?? [];
+  const certs = certificateBlocks(pem.cert);
   const certFix = 'name a PEM file of "-----BEGIN CERTIFICATE-----" blocks, the server\'s first, its chain after it';
   if (certs.length === 0) {
     const found = firstBlock(certText);
@@ -157,7 +157,6 @@ function whyNotLoaded(pem: { cert: Buffer; key: Buffer }, certFile: string, keyF
     if (later >= 0) return `the certificate ${certFile} has the server's certificate (the one the key ${keyFile} is for) in place ${later + 2}, after another; put it first, its chain after it`;
     return `the key ${keyFile} is not the certificate's (${certFile}): name the key made with this certificate`;
   }
-  if (openssl !== undefined) return `the certificate ${certFile} and key ${keyFile} do not load together (${openssl}); name a certificate and the private key made with it, both PEM`;
   return undefined;
 }
 
