@@ -29,6 +29,8 @@ export class SmtpDriver {
   tlsRequested = false;
   /** The reasons of the refusals the session reported for counting. */
   refusals: string[] = [];
+  /** Their envelopes, for the log (undefined outside a transaction). */
+  refusalEnvelopes: ({ from: string; to: string[] } | undefined)[] = [];
   failDelivery: false | 'store-error' | 'storage-full' = false;
 
   constructor(opts: Partial<SmtpSessionOptions> & { tls?: TlsInfo } = {}, world: DriverWorld = WORLD) {
@@ -60,7 +62,7 @@ export class SmtpDriver {
         case 'close': this.closed = true; break;
         case 'starttls': this.tlsRequested = true; break;
         case 'more': this.handle(this.session.receive(Buffer.alloc(0))); break;
-        case 'refused': this.refusals.push(o.reason); break;
+        case 'refused': this.refusals.push(o.reason); this.refusalEnvelopes.push(o.envelope); break;
         case 'stream': throw new Error('SMTP does not stream');
         case 'effect': this.effects.push(o.effect); this.handle(this.session.resolve(this.perform(o.effect))); break;
       }

@@ -149,6 +149,12 @@ test('refusals of a message or a recipient are reported for counting, by reason'
   const declared = inState('ehlo');
   assert.match(declared.send('MAIL FROM:<a@remote.test> SIZE=999999999\r\n'), /^552 5\.3\.4/);
   assert.deepEqual([...d.refusals, ...u.refusals, ...b.refusals, ...full.refusals, ...declared.refusals], ['relay_denied', 'nul', 'bare_line_end', 'too_big', 'foreign_sender', 'too_big', 'storage_full', 'too_big']);
+  // With the envelope of the transaction they end, for the log: the recipient refused, or all
+  // of the message's; none before a transaction begins.
+  const alice = { from: 'sender@remote.test', to: ['alice@example.test'] };
+  const a = { from: 'a@remote.test', to: ['alice@example.test'] };
+  assert.deepEqual([...d.refusalEnvelopes, ...u.refusalEnvelopes, ...b.refusalEnvelopes, ...full.refusalEnvelopes, ...declared.refusalEnvelopes],
+    [{ from: 'sender@remote.test', to: ['x@remote.test'] }, alice, a, a, { from: 'bob@example.test', to: [] }, alice, undefined, undefined]);
   assert.equal(d.delivered.length, 0);
 });
 
@@ -228,6 +234,7 @@ test('a message that has passed 100 servers is in a loop: 554 5.4.6, nothing del
   assert.match(d.send(`${received(100)}Subject: x\r\n\r\nReceived: in the body is no hop\r\n.\r\n`), /^554 5\.4\.6 Too many hops: the message has passed 100 servers/);
   assert.equal(d.delivered.length, 0);
   assert.deepEqual(d.refusals, ['loop']);
+  assert.deepEqual(d.refusalEnvelopes, [{ from: 'sender@remote.test', to: ['alice@example.test'] }]);
   d.send('MAIL FROM:<a@remote.test>\r\nRCPT TO:<alice@example.test>\r\nDATA\r\n');
   assert.match(d.send(`${received(99)}Subject: x\r\n\r\n${received(5)}.\r\n`), /^250 2\.0\.0 OK queued/);
   assert.equal(d.delivered.length, 1);
