@@ -5,11 +5,11 @@
  * envelope address.
  */
 import addressparser from 'nodemailer/lib/addressparser';
-import { encodeWord } from 'nodemailer/lib/mime-funcs';
 import { asciiAddress } from '../ascii.ts';
 import { parseMailbox } from '../smtp/address.ts';
 import { addressKey } from '../store/store.ts';
 import { ComposeError } from './errors.ts';
+import { encodedWords } from './encoded-words.ts';
 import { ENCODED_WORD } from './header-section.ts';
 import { MAX_WORD } from './line-length.ts';
 
@@ -202,22 +202,15 @@ function displayName(name: string): string {
   return written.split(/[ \t]+/).some((w) => w.length > MAX_WORD) ? encodedPhrase(name) : written;
 }
 
-/** The longest encoded-word (RFC 2047 §2); folded onto a line of its own after a space, it
- *  keeps to the 76 characters a line holding one may have. */
-const ENCODED_WORD_LENGTH = 75;
-
 /**
- * The phrase with each run of words that need encoding as encoded-words, and the words between
- * them, plain atoms, as they are: a space between two encoded-words is not shown (RFC 2047
- * §6.2), so a run is encoded whole, spaces and all, and split only where it is too long for one
- * encoded-word, at a space when it can be. Python's address parser shows the space between two
- * encoded-words all the same (CPython gh-128110); split inside a word, a name would read as two.
+ * The phrase with each run of words that need encoding as encoded-words (encodedWords), and
+ * the words between them, plain atoms, as they are.
  */
 function encodedPhrase(name: string): string {
   const out: string[] = [];
   let run: string[] = [];
   const endRun = () => {
-    if (run.length > 0) out.push(...encodedRun(run));
+    if (run.length > 0) out.push(...encodedWords(run));
     run = [];
   };
   // (White space in a phrase is only a separator: one space stands for any.)
@@ -232,30 +225,4 @@ function encodedPhrase(name: string): string {
   }
   endRun();
   return out.join(' ');
-}
-
-/** The words as encoded-words: as many whole words in each as fit, the space after a word in
- *  the word before it; a word too long for one alone is split where it must be. */
-function encodedRun(words: string[]): string[] {
-  const pieces: string[] = [];
-  let piece: string[] = [];
-  for (const word of words) {
-    if (piece.length > 0 && encodedWord(`${[...piece, word].join(' ')} `).length > ENCODED_WORD_LENGTH) {
-      pieces.push(encodedWord(`${piece.join(' ')} `));
-      piece = [];
-    }
-    piece.push(word);
-  }
-  pieces.push(encodedWord(piece.join(' ')));
-  return pieces;
-}
-
-/** The text as one encoded-word: Q, which leaves Latin letters readable, or B where Q is too
- *  long and B is not (B holds 23 Cyrillic letters, Q 10); text too long for either is split
- *  into several, B, at character boundaries. */
-function encodedWord(text: string): string {
-  const q = encodeWord(text, 'Q');
-  if (q.length <= ENCODED_WORD_LENGTH) return q;
-  const b = encodeWord(text, 'B');
-  return b.length <= ENCODED_WORD_LENGTH ? b : encodeWord(text, 'B', ENCODED_WORD_LENGTH);
 }

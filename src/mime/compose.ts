@@ -19,7 +19,8 @@
 import { isUtf8 } from 'node:buffer';
 import crypto from 'node:crypto';
 import MailComposer from 'nodemailer/lib/mail-composer';
-import { encodeWord, foldLines } from 'nodemailer/lib/mime-funcs';
+import { foldLines } from 'nodemailer/lib/mime-funcs';
+import { encodedWords } from './encoded-words.ts';
 import { rfc5322Date } from '../delivery/trace.ts';
 import { emptyGroups, formatAddressList, parseAddressList, parseSingleAddress, uniqueAddresses } from './addresses.ts';
 import { contentTypeFor, OCTET_STREAM, parameterValue, parseContentType } from './types.ts';
@@ -261,7 +262,7 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
   // non-ASCII.
   let subject = input.subject;
   if (subject !== undefined && (Math.max(0, ...subject.split(/[ \t]+/).map((w) => Buffer.byteLength(w))) > MAX_WORD || ENCODED_WORD.test(subject))) {
-    extra.push({ key: 'Subject', value: { prepared: true, foldLines: true, value: encodeWord(subject, 'Q', 52) } as unknown as string });
+    extra.push({ key: 'Subject', value: { prepared: true, foldLines: true, value: encodedWords(subject.split(' ')).join(' ') } as unknown as string });
     subject = undefined;
   }
 

@@ -26,7 +26,8 @@
 import { isUtf8 } from 'node:buffer';
 import addressparser from 'nodemailer/lib/addressparser';
 import MimeNode from 'nodemailer/lib/mime-node';
-import { encodeWord, foldLines } from 'nodemailer/lib/mime-funcs';
+import { foldLines } from 'nodemailer/lib/mime-funcs';
+import { encodedWords } from './encoded-words.ts';
 import { isAscii } from '../ascii.ts';
 import { parseMailbox } from '../smtp/address.ts';
 import { hasStrayName, notAList, uniqueAddresses } from './addresses.ts';
@@ -253,10 +254,9 @@ function encodedText(value: string): string {
     }
     let j = i;
     while (j + 1 < words.length && encoded(words[j + 1]!)) j++;
-    let text = words.slice(i, j + 1).join(' ');
-    if (i > 0 && isEncodedWord(words[i - 1]!)) text = ` ${text}`;
-    if (j + 1 < words.length && isEncodedWord(words[j + 1]!)) text = `${text} `;
-    out.push(encodeWord(text, 'Q', 52));
+    // (An empty word at an end of the run is the space beside an encoded-word already there.)
+    const run = [...(i > 0 && isEncodedWord(words[i - 1]!) ? [''] : []), ...words.slice(i, j + 1), ...(j + 1 < words.length && isEncodedWord(words[j + 1]!) ? [''] : [])];
+    out.push(...encodedWords(run));
     i = j;
   }
   return out.join(' ');
