@@ -51,11 +51,57 @@ function requestPath(req: http.IncomingMessage): string {
   return path.split('?')[0]!;
 }
 
-/** Connections whose request was refused before its body was read: closing, no more requests. */
+/** Connections answered with `Connection: close`: no request after that one is run. */
 const closing = new WeakSet<net.Socket>();
 
 function tooBig(max: number): HttpError {
   return new HttpError(413, 'size', `request body over limits.max_message_size (${max} bytes)`);
+}
+
+/**
+ * The close after an answer with "Connection: close" to a request whose body may still be
+ * arriving (RFC 9112 §9.6). Node would destroy the connection as soon as that answer is
+ * written, and a close with unread data in it is a reset, which can cost the client the answer
+ * it has not read yet. Here the answer is followed by a half-close, and the rest of the body is
+ * read and dropped, up to `limit` octets: the connection goes once the body has ended, or a
+ * second after reading stopped at the limit. `cut`: reading has stopped already.
+ */
+function lingeringClose(req: http.IncomingMessage, limit: number, cut: boolean): void {
+  const socket = req.socket;
+  closing.add(socket);
+  let answered = false;
+  let body: 'reading' | 'ended' | 'cut' = cut ? 'cut' : 'reading';
+  const destroyWhenWritten = (): void => {
+    if (socket.writableFinished) socket.destroy();
+    else socket.once('finish', () => socket.destroy());
+  };
+  const settle = (): void => {
+    if (!answered || body === 'reading') return;
+    if (body === 'ended') destroyWhenWritten();
+    else setTimeout(destroyWhenWritten, 1_000).unref();
+  };
+  // What Node calls once the answer is written, for a connection that closes after it.
+  socket.destroySoon = (): void => {
+    answered = true;
+    socket.end();
+    settle();
+  };
+  if (cut) return;
+  let dropped = 0;
+  const drop = (chunk: Buffer): void => {
+    dropped += chunk.length;
+    if (dropped <= limit) return;
+    req.off('data', drop);
+    req.pause();
+    body = 'cut';
+    settle();
+  };
+  req.on('data', drop);
+  req.once('end', () => {
+    body = 'ended';
+    settle();
+  });
+  req.resume();
 }
 
 const ROUTES: Record<string, string[]> = {
@@ -89,11 +135,11 @@ export class HttpService implements Service {
       // "Expect: 100-continue" (RFC 9110 §10.1.1): the client is asked for its body only once its
       // headers pass; a refusal is the final answer, and the body is never read.
       server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
-        if (closing.has(req.socket)) return void req.socket.destroy();
+        if (closing.has(req.socket)) return;
         void this.admitRequest(req).then((admitted) => {
           res.writeContinue();
           return this.handle(req, res, admitted);
-        }, (err: unknown) => this.refuse(req, res, err));
+        }, (err: unknown) => this.refuse(req, res, err, true));
       });
       server.timeout = this.ctx.config.limits.idle_timeout;
       server.maxRequestsPerSocket = 1000;
@@ -144,9 +190,10 @@ export class HttpService implements Service {
 
   /** `admitted`: what admitRequest found, when it has run already (for Expect: 100-continue). */
   private async handle(req: http.IncomingMessage, res: http.ServerResponse, admitted?: { path: string; token?: string }): Promise<void> {
-    // A request after a refused one on the same connection is not run: the connection is
-    // closing, and its answer would never be sent (a send would be made and not said so).
-    if (closing.has(req.socket)) return void req.socket.destroy();
+    // A request after one answered with "Connection: close" is not run: the connection closes
+    // after that answer, and this one's would never be sent (a send made and not said so).
+    // Answers still owed to requests before it go out first, in order (RFC 9112 §9.3.2).
+    if (closing.has(req.socket)) return;
     try {
       const { path, token } = admitted ?? await this.admitRequest(req);
       if (path === '/healthz') {
@@ -170,8 +217,9 @@ export class HttpService implements Service {
     }
   }
 
-  /** The answer to a request that failed: its HttpError, 507 for a full disk, 500 otherwise. */
-  private refuse(req: http.IncomingMessage, res: http.ServerResponse, err: unknown): void {
+  /** The answer to a request that failed: its HttpError, 507 for a full disk, 500 otherwise.
+   *  `unasked`: refused on its headers after "Expect: 100-continue", its body never asked for. */
+  private refuse(req: http.IncomingMessage, res: http.ServerResponse, err: unknown, unasked = false): void {
     const path = requestPath(req);
     const send = path === '/api/v1/send';
     if (err instanceof HttpError) {
@@ -179,7 +227,7 @@ export class HttpService implements Service {
         this.ctx.metrics.rejected.inc({ listener: LISTENER, reason: err.reason });
         this.ctx.log.info({ listener: LISTENER, client: req.socket.remoteAddress, status: err.status, reason: err.reason }, 'request refused');
       }
-      this.reply(req, res, err.status, { error: err.message }, err.headers);
+      this.reply(req, res, err.status, { error: err.message }, err.headers, unasked);
     } else if (isStorageFull(err)) {
       // RFC 4918 §11.5: 507 Insufficient Storage; the client may try again later.
       this.ctx.log.error({ listener: LISTENER, err }, 'HTTP request failed: the disk holding data_dir is full');
@@ -220,32 +268,46 @@ export class HttpService implements Service {
   }
 
   /**
-   * A response. The rest of a request body not read (a refusal from the headers) is read and
-   * dropped, so that the client, still sending, gets to read the answer (RFC 9112 §9.6), but
-   * only up to limits.max_message_size: past that reading stops, and a second later the
-   * connection is cut (a close with unread data is a reset, which can cost the client the
-   * answer it has not read yet). Either way the connection then closes, so nobody sends body
-   * after body to be dropped.
+   * A response. A request refused before its body was read has the rest of its body read and
+   * dropped first, and its answer keeps the connection open for the next request. When that
+   * body is over limits.max_message_size (declared, or once counted), or was never asked for
+   * ("Expect: 100-continue", RFC 9110 §10.1.1), the answer goes at once with "Connection: close"
+   * and the connection closes after it (lingeringClose). Node sends answers in the order of
+   * their requests, so one owed to an earlier request on the connection still goes out first.
    */
-  private reply(req: http.IncomingMessage, res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  private reply(req: http.IncomingMessage, res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}, unasked = false): void {
     if (res.headersSent) return;
-    const text = `${JSON.stringify(body)}\n`;
-    res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store', ...headers });
-    res.end(req.method === 'HEAD' ? undefined : text);
-    if (!req.complete && !req.destroyed) {
-      closing.add(req.socket);
-      const limit = this.ctx.config.limits.max_message_size;
-      let dropped = 0;
-      req.on('data', (chunk: Buffer) => {
-        dropped += chunk.length;
-        if (dropped > limit && !req.isPaused()) {
-          req.pause();
-          setTimeout(() => req.socket.destroy(), 1_000).unref();
-        }
+    const answer = (close: boolean): void => {
+      if (res.headersSent || req.socket.destroyed) return;
+      const text = `${JSON.stringify(body)}\n`;
+      res.writeHead(status, {
+        'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(text), 'Cache-Control': 'no-store',
+        ...(close ? { Connection: 'close' } : {}), ...headers,
       });
-      req.once('end', () => req.socket.end());
-      req.resume();
+      res.end(req.method === 'HEAD' ? undefined : text);
+    };
+    if (req.complete || req.destroyed) return answer(false);
+    const limit = this.ctx.config.limits.max_message_size;
+    // a 413 was counted past the limit while reading: nothing more is read
+    if (status === 413 && !req.readableFlowing) {
+      lingeringClose(req, limit, true);
+      return answer(true);
     }
+    if (unasked || Number(req.headers['content-length'] ?? 0) > limit) {
+      lingeringClose(req, limit, false);
+      return answer(true);
+    }
+    let dropped = 0;
+    const drop = (chunk: Buffer): void => {
+      dropped += chunk.length;
+      if (dropped <= limit) return;
+      req.off('data', drop);
+      lingeringClose(req, limit, true);
+      answer(true);
+    };
+    req.on('data', drop);
+    req.once('end', () => answer(false));
+    req.resume();
   }
 
   private async send(req: http.IncomingMessage, tokenName: string): Promise<{ id: string; messageId: string; from: string; to: string[]; size: number }> {
@@ -299,7 +361,11 @@ export class HttpService implements Service {
         if (err.problem === 'too_big') throw new HttpError(413, 'size', err.message);
         throw new HttpError(400, err.problem, err.message);
       }
-      throw err;
+      if (isStorageFull(err)) throw err;
+      // The store could not take it now (a lock held too long, a failing disk): SMTP's 451
+      // 4.3.0; over HTTP 503 (RFC 9110 §15.6.4), which a script knows to try again.
+      this.ctx.log.error({ listener: LISTENER, err }, 'cannot store message');
+      throw new HttpError(503, 'store_error', 'the server cannot store the message now; try again later', { 'Retry-After': '60' });
     }
   }
 

@@ -4,7 +4,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import http from 'node:http';
@@ -237,23 +237,73 @@ describe('HTTP API', () => {
     assert.match(reply, /^HTTP\/1\.1 413 /);
   });
 
-  it('a request after a refused one on the same connection is not run: no message is made whose answer is never sent', async () => {
-    const port = server.port('http');
-    const before = (await mailbox(dataDirOf(dir), 'owner@example.test')).length;
-    const good = JSON.stringify({ to: 'owner@example.test', text: 'pipelined after a refusal' });
-    const reply = await new Promise<string>((resolve) => {
-      const s = net.connect(port, '127.0.0.1');
+  /** Writes `requests` at once on one connection and returns all that comes back until the
+   *  server closes it, or until `answers` status lines have come (then the client closes). */
+  function pipelined(requests: string, answers: number): Promise<string> {
+    return new Promise((resolve) => {
+      const s = net.connect(server.port('http'), '127.0.0.1');
       let got = '';
-      s.on('data', (d) => { got += d.toString(); });
+      s.on('data', (d) => {
+        got += d.toString();
+        if ((got.match(/^HTTP\/1\.1 \d{3} [^]*?\r\n\r\n[^]*?}\n/gm) ?? []).length >= answers) s.end();
+      });
       s.on('close', () => resolve(got));
       s.on('error', () => {});
-      s.write(`POST /api/v1/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`
-        + `POST /api/v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${good.length}\r\n\r\n${good}`);
+      s.write(requests);
     });
-    assert.match(reply, /^HTTP\/1\.1 401 /);
+  }
+
+  it('pipelined requests: a refusal with a body is read past and answered in turn, after the answers owed before it', async () => {
+    const before = (await mailbox(dataDirOf(dir), 'owner@example.test')).length;
+    const good = (text: string) => {
+      const body = JSON.stringify({ to: 'owner@example.test', text });
+      return `POST /api/v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`;
+    };
+    const wrongType = `POST /api/v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello`;
+    const noToken = 'POST /api/v1/send HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}';
+    const reply = await pipelined(good('pipelined first') + wrongType + noToken + good('pipelined last'), 4);
+    const statuses = [...reply.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => Number(m[1]));
+    assert.deepEqual(statuses, [202, 415, 401, 202], reply);
+    // each refusal keeps the connection, as it says
+    assert.doesNotMatch(reply, /^Connection: close/im);
+    assert.equal((await mailbox(dataDirOf(dir), 'owner@example.test')).length, before + 2);
+  });
+
+  it('a request after one answered with Connection: close is not run: no message is made whose answer is never sent', async () => {
+    const before = (await mailbox(dataDirOf(dir), 'owner@example.test')).length;
+    const good = JSON.stringify({ to: 'owner@example.test', text: 'pipelined after a refusal' });
+    // refused on its headers, its body never asked for: the connection closes after the answer
+    const reply = await pipelined(`POST /api/v1/send HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}`
+      + `POST /api/v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${good.length}\r\n\r\n${good}`, 2);
+    assert.match(reply, /^HTTP\/1\.1 401 [^]*\r\nConnection: close\r\n/);
     assert.doesNotMatch(reply, /HTTP\/1\.1 202/);
     await new Promise((r) => setTimeout(r, 300));
     assert.equal((await mailbox(dataDirOf(dir), 'owner@example.test')).length, before, 'the second request was not run');
+  });
+
+  it('503 with Retry-After when the store cannot take the message now (a lock held elsewhere)', async () => {
+    // Another process holds the database's write lock past the store's wait for it.
+    const holder = spawn('python3', ['-c', [
+      'import sqlite3, sys',
+      `c = sqlite3.connect(${JSON.stringify(path.join(dataDirOf(dir), 'mailnest.sqlite'))}, isolation_level=None)`,
+      "c.execute('BEGIN IMMEDIATE')",
+      "print('locked', flush=True)",
+      'sys.stdin.read()',
+    ].join('\n')], { stdio: ['pipe', 'pipe', 'inherit'] });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout!.once('data', () => resolve());
+        holder.once('exit', (code) => reject(new Error(`the lock holder exited with ${code}`)));
+      });
+      const res = await post({ to: 'owner@example.test', text: 'while locked' });
+      assert.equal(res.status, 503);
+      assert.equal(res.headers.get('retry-after'), '60');
+      assert.match((await res.json() as { error: string }).error, /cannot store the message now; try again later/);
+    } finally {
+      holder.stdin!.end();
+    }
+    const res = await post({ to: 'owner@example.test', text: 'after the lock' });
+    assert.equal(res.status, 202);
   });
 
   it('a refusal before the body (no token, wrong type, a content coding) is answered, and the body is not read on past the size limit', async () => {
