@@ -46,8 +46,13 @@ export function checkLocalAddress(ctx: Context, address: string, what: string): 
   // Mail for longer ones is taken here, but not by every server that would send it (§4.5.3.1.1).
   const octets = Buffer.byteLength(parsed.local);
   if (octets > 64) throw new UsageError(`${what} ${address}: its local part is ${octets} octets, and RFC 5321 section 4.5.3.1.1 allows 64; other servers may refuse to send mail to it`);
-  if (!ctx.recipients.isLocalDomain(splitAddress(address).domain)) {
-    throw new UsageError(`${what} ${address}: ${splitAddress(address).domain} is not one of the configured domains (${ctx.config.domains.join(', ')}); add it to "domains" in the config`);
+  const { local, domain } = splitAddress(address);
+  if (ctx.recipients.isHostName(domain)) {
+    const first = ctx.config.domains[0]!;
+    throw new UsageError(`${what} ${address}: ${domain} is this machine's own name, not a mail domain; mail to ${local}@${domain} goes to ${local}@${first}, so use that address`);
+  }
+  if (!ctx.recipients.isLocalDomain(domain)) {
+    throw new UsageError(`${what} ${address}: ${domain} is not one of the configured domains (${ctx.config.domains.join(', ')}); add it to "domains" in the config`);
   }
 }
 

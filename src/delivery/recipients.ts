@@ -58,36 +58,44 @@ interface Expansion {
   aliasTargets: AliasLookup;
 }
 
-/** The names every local domain, and the host's own name, answers to without a user or alias
- *  of that name: the postmaster (RFC 5321 §4.5.1), and MAILER-DAEMON, the sender of mailnest's
- *  reports, to which their readers reply: both the domain's postmaster. */
+/** The names every local domain answers to without a user or alias of that name: the
+ *  postmaster (RFC 5321 §4.5.1), and MAILER-DAEMON, the sender of mailnest's reports, to which
+ *  their readers reply: both the domain's postmaster. */
 const POSTMASTER_NAMES = new Set(['postmaster', 'mailer-daemon']);
 
 export class Recipients {
   private readonly store: Store;
   private readonly domains: Set<string>;
-  /** The server's host name, when it is none of `domains`: no mail domain, but its postmaster
-   *  and MAILER-DAEMON are here (reports come from MAILER-DAEMON@hostname; Postfix takes the
-   *  host name as a destination of its own). */
-  private readonly host: string | undefined;
-  /** The first of `domains`, whose postmaster the host name's is. */
+  /** The machine's own names, those of them that are none of `domains`: the host name and
+   *  `localhost`. They are no mail domains, but mail to them stays here: `<name>@<one of them>`
+   *  is `<name>@<first domain>`, as Postfix's default destinations ($myhostname, localhost)
+   *  reach the same people through its aliases. So what cron, fail2ban and other programs send
+   *  to root@localhost or root@<host name> arrives, and so do replies to mailnest's reports,
+   *  which come from MAILER-DAEMON@<host name>. */
+  private readonly hostNames: Set<string>;
+  /** The first of `domains`, whose names the machine's names are. */
   private readonly firstDomain: string;
 
   constructor(store: Store, domains: string[], hostname: string) {
     this.store = store;
     this.domains = new Set(domains.map(domainKey));
     this.firstDomain = domains[0]!;
-    this.host = this.domains.has(domainKey(hostname)) ? undefined : domainKey(hostname);
+    this.hostNames = new Set([hostname, 'localhost'].map(domainKey).filter((d) => !this.domains.has(d)));
+  }
+
+  /** The machine's own names that are not mail domains (see hostNames). */
+  isHostName(domain: string): boolean {
+    return this.hostNames.has(domainKey(domain));
   }
 
   isLocalDomain(domain: string): boolean {
     return this.domains.has(domainKey(domain));
   }
 
-  /** Mail for the address stays here: a local domain's, or the host name's. */
+  /** Mail for the address stays here: a local domain's, or one of the machine's names'. */
   private isOurs(address: string): boolean {
     const { domain } = splitAddress(address);
-    return this.isLocalDomain(domain) || domainKey(domain) === this.host;
+    return this.isLocalDomain(domain) || this.isHostName(domain);
   }
 
   /** Resolves an (unquoted) address; aliases may name users, other aliases or remote addresses. */
@@ -153,9 +161,8 @@ export class Recipients {
       return true;
     }
     const { local, domain } = splitAddress(address);
-    // The host name has no users nor aliases: its postmaster and MAILER-DAEMON are the first
-    // domain's postmaster, an alias of it included (as Postfix sends them through its aliases).
-    if (domainKey(domain) === this.host) return POSTMASTER_NAMES.has(local.toLowerCase()) && this.expand(`postmaster@${this.firstDomain}`, depth + 1, x);
+    // The machine's names have no users nor aliases of their own: the first domain's.
+    if (this.isHostName(domain)) return this.expand(`${local}@${this.firstDomain}`, depth + 1, x);
     // A user of that name wins over an alias of the same name.
     const user = await this.store.findUser(address);
     if (user) {

@@ -70,6 +70,21 @@ describe('mailnest sendmail', () => {
     assert.equal(p.root.text, 'backup done\n.\nstill part of the output\n');
   });
 
+  it('root@localhost and root@<host name> are root at the first domain, as fail2ban and cron address them; nothing is queued', async () => {
+    const before = (await box('owner@example.test')).length;
+    for (const to of ['root@localhost', 'root@MX.example.test']) {
+      const r = cli(configFile, ['sendmail', '-f', 'root@mx.example.test', to], `Subject: [Fail2Ban] sshd: banned for ${to}\n\nbanned\n`);
+      assert.equal(r.status, 0, r.stderr);
+    }
+    const mails = await box('owner@example.test');
+    assert.deepEqual(mails.slice(before).map((m) => parseMail(m).headers['subject']), ['[Fail2Ban] sshd: banned for root@localhost', '[Fail2Ban] sshd: banned for root@MX.example.test']);
+    assert.ok(queueJson(configFile).every((q) => q.recipients.every((x) => !/@(localhost|mx\.example\.test)$/i.test(x.address))), 'nothing for the machine\'s names is queued');
+    // An alias is made at the first domain; the machine's name is said to be no mail domain.
+    const alias = cli(configFile, ['alias', 'add', 'ops@localhost', 'owner@example.test']);
+    assert.equal(alias.status, 2);
+    assert.equal(alias.stderr, "mailnest: alias ops@localhost: localhost is this machine's own name, not a mail domain; mail to ops@localhost goes to ops@example.test, so use that address\n");
+  });
+
   it('-f sets the envelope sender (Return-Path) and the From that is added', async () => {
     const r = cli(configFile, ['sendmail', '-f', 'smartd@example.test', 'alice@example.test'], 'Subject: SMART error\n\n/dev/sda: 8 pending sectors\n');
     assert.equal(r.status, 0, r.stderr);

@@ -347,16 +347,19 @@ test('postmaster (bare and in every local domain), sub-addresses, and aliases th
   await c.ehlo('relay.remote.test');
   assert.equal((await c.cmd('MAIL FROM:<sender@remote.test>')).code, 250);
   // RFC 5321 §4.5.1 and §4.1.1.3: postmaster, with or without a domain, in any case.
-  // A domain without users has one all the same: the first user of all. So has the host name,
-  // which is no mail domain; MAILER-DAEMON, the sender of reports, is the postmaster too.
-  for (const rcpt of ['<Postmaster>', '<postmaster@example.test>', '<POSTMASTER@other.test>', '<postmaster@empty.test>', '<alice+news@example.test>', '<list+x@example.test>', '<postmaster@mx.example.test>', '<MAILER-DAEMON@MX.example.test>', '<mailer-daemon@other.test>']) {
+  // A domain without users has one all the same: the first user of all. MAILER-DAEMON, the
+  // sender of reports, is the postmaster too. The machine's names, the host name and localhost,
+  // are no mail domains: an address at them is the same name at the first domain.
+  for (const rcpt of ['<Postmaster>', '<postmaster@example.test>', '<POSTMASTER@other.test>', '<postmaster@empty.test>', '<alice+news@example.test>', '<list+x@example.test>', '<postmaster@mx.example.test>', '<MAILER-DAEMON@MX.example.test>', '<mailer-daemon@other.test>', '<alice@mx.example.test>', '<Alice+x@LOCALHOST>']) {
     const r = await c.cmd(`RCPT TO:${rcpt}`);
     assert.equal(r.code, 250, `${rcpt}: ${r.raw}`);
   }
-  // Anyone else at the host name is unknown here, not someone else's to relay to.
-  const atHost = await c.cmd('RCPT TO:<root@mx.example.test>');
-  assert.equal(atHost.code, 550, atHost.raw);
-  assert.equal(atHost.enhanced, '5.1.1', atHost.raw);
+  // A name the first domain does not have is unknown here, not someone else's to relay to.
+  for (const rcpt of ['<root@mx.example.test>', '<root@localhost>']) {
+    const atHost = await c.cmd(`RCPT TO:${rcpt}`);
+    assert.equal(atHost.code, 550, atHost.raw);
+    assert.equal(atHost.enhanced, '5.1.1', atHost.raw);
+  }
   for (const rcpt of ['<loop1@example.test>', '<self@example.test>']) {
     const r = await c.cmd(`RCPT TO:${rcpt}`);
     assert.equal(r.code, 550, r.raw);
