@@ -17,7 +17,12 @@ const RESERVE = 1024 * 1024;
  * RESERVE.
  */
 export function roomFor(free: number, declaredSize: number): boolean {
-  return free >= 2 * declaredSize + RESERVE;
+  return free >= roomNeeded(declaredSize);
+}
+
+/** The free bytes a message of `size` bytes needs (see roomFor). */
+export function roomNeeded(size: number): number {
+  return 2 * size + RESERVE;
 }
 
 export class FreeSpace {

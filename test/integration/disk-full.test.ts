@@ -105,7 +105,7 @@ describe('a full disk under data_dir', { skip: disk ? false : 'needs root to mou
     assert.match(send.stderr, /^mailnest: the disk holding data_dir is full \(.*\): free some space and try again\n$/);
     const sendmail = cli(configFile, ['sendmail', '--sysexits', 'alice@example.test'], `Subject: from cron\n\n${'z'.repeat(1_500_000)}\n`);
     assert.equal(sendmail.status, 75, `sendmail exits EX_TEMPFAIL: ${sendmail.stderr}`);
-    assert.match(sendmail.stderr, /cannot queue the message now: .*(disk is full|no space left on device)/);
+    assert.match(sendmail.stderr, /cannot queue the message now: .*(disk is full|no space left on device|bytes are free on the disk holding data_dir)/);
 
     fs.rmSync(filler);
     await new Promise((r) => setTimeout(r, 1500));
@@ -185,6 +185,29 @@ describe('a full disk under data_dir', { skip: disk ? false : 'needs root to mou
     assert.match(report!.toString(), /^Final-Recipient: rfc822; gone@far\.test\r$/m);
     assert.deepEqual(queueJson(configFile), []);
     delete sink.opts.rcptReply;
+  });
+
+  it('the API, send and sendmail hold a message to the room SMTP does: none of them takes the 1 MiB that deletions need', async () => {
+    const MiB = 1024 * 1024;
+    // 1.5 MiB left: a 600 KB message fits on the disk, but not with room for twice it and 1 MiB.
+    await fillDisk(1.5 * MiB);
+    const text = 'n'.repeat(600_000);
+    const api = await fetch(`http://127.0.0.1:${m.port('http')}/api/v1/send`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Authorization: `Bearer ${token}` },
+      body: JSON.stringify({ to: ['alice@example.test'], subject: 'nearly full', text }),
+    });
+    assert.equal(api.status, 507);
+    const send = cli(configFile, ['send', '--to', 'alice@example.test', '--subject', 'nearly full'], text);
+    assert.equal(send.status, 1);
+    assert.match(send.stderr, /^mailnest: the disk holding data_dir is full \(\d+ bytes are free on the disk holding data_dir, and a message of \d+ bytes needs \d+: twice its size, and 1 MiB for deletions\): free some space and try again\n$/);
+    const sendmail = cli(configFile, ['sendmail', '--sysexits', 'alice@example.test'], `Subject: nearly full\n\n${text}\n`);
+    assert.equal(sendmail.status, 75, sendmail.stderr);
+    const st = fs.statfsSync(dir);
+    assert.ok(st.bavail * st.bsize >= MiB, `${st.bavail * st.bsize} bytes left`);
+    // A small one still goes.
+    assert.equal(cli(configFile, ['send', '--to', 'alice@example.test', '--subject', 'small'], 'fits').status, 0);
+    fs.rmSync(filler);
   });
 
   it('messages that all passed MAIL within one reading of the free space do not take the reserve: the rest get 452 4.3.1', async () => {
