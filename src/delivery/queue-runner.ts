@@ -362,7 +362,7 @@ export class QueueRunner {
           results = await this.deliver(client, job);
         } catch (err) {
           // Removed from the queue (`mailnest queue remove`) since it was taken: nothing to send,
-          // and its recipients' ids, which SQLite may give out again, are claimed no more.
+          // and its recipients are claimed no more.
           if (await this.removedMeanwhile(job)) {
             this.release(job.entry.id, job.recipients.map((r) => r.id));
             this.ctx.log.info({ id: job.entry.id }, 'removed from the queue before it was sent');

@@ -449,3 +449,28 @@ test('a report is queued in the same commit that marks its recipients\' reports 
   assert.equal((await store.listMailbox(sender.id)).length, 1);
   store.close();
 });
+
+test('an outbound recipient\'s id is never given out again, after a queue removal or rows an earlier build inserted', async () => {
+  const dir = tmp();
+  let store = new SqliteStore(dir);
+  const queue = async (address: string) => {
+    const id = newQueueId();
+    await store.accept({ id, body: [Buffer.from('Subject: x\r\n\r\nx\r\n')], sender: 'a@example.test', local: [], outbound: { prefix: Buffer.alloc(0), recipients: [{ address }, { address: `2${address}` }], sign: true } });
+    return { id, ids: (await store.getQueueEntry(id))!.recipients.map((r) => r.id) };
+  };
+  const first = await queue('x@remote.test');
+  // Removed while a transfer of it may still be running: the next ones get ids of their own.
+  assert.equal(await store.removeQueued(first.id), true);
+  const second = await queue('y@remote.test');
+  assert.ok(second.ids.every((id) => id > Math.max(...first.ids)), `${second.ids} after ${first.ids}`);
+  store.close();
+  // A build without the counter inserts where SQLite chooses; the next ids are above those.
+  const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
+  db.exec(`INSERT INTO outbound_rcpts (outbound_id, address, next_attempt) SELECT id, 'old@remote.test', 0 FROM outbound LIMIT 1`);
+  const old = Number((db.prepare('SELECT MAX(id) AS m FROM outbound_rcpts').get() as { m: number }).m);
+  db.close();
+  store = new SqliteStore(dir);
+  const third = await queue('z@remote.test');
+  assert.ok(third.ids.every((id) => id > old), `${third.ids} after ${old}`);
+  store.close();
+});

@@ -152,6 +152,12 @@ export const MIGRATIONS: Migration[] = [
     if (!columnsOf(db, 'outbound_rcpts').has('report')) db.exec('ALTER TABLE outbound_rcpts ADD COLUMN report TEXT');
     db.exec('CREATE INDEX IF NOT EXISTS outbound_rcpts_report ON outbound_rcpts(outbound_id) WHERE report IS NOT NULL');
   },
+  // Outbound recipients' ids never go back either (see SqliteStore.accept): the queue runner
+  // knows a recipient in flight by its id, and a recipient queued after one removed from the
+  // queue mid-transfer (`mailnest queue remove`) must not wait behind that transfer for it.
+  `
+  INSERT OR IGNORE INTO counters (name, value) VALUES ('next_outbound_rcpt_id', (SELECT COALESCE(MAX(id), 0) + 1 FROM outbound_rcpts));
+  `,
 ];
 
 /** The schema version of `db`: how many of MIGRATIONS it has been through. Builds of one stretch

@@ -294,6 +294,13 @@ export class SqliteStore implements Store {
     return Number((this.q('UPDATE counters SET value = value + 1 WHERE name = ? RETURNING value - 1 AS taken').get(counter) as Row).taken);
   }
 
+  /** Takes `n` ids in a row for `table` from a counter that never goes back, above every id the
+   *  table has (rows an earlier build inserted with ids of SQLite's choosing included). */
+  private takeValues(counter: 'next_outbound_rcpt_id', table: 'outbound_rcpts', n: number): number {
+    return Number((this.q(`UPDATE counters SET value = MAX(value, (SELECT COALESCE(MAX(id), 0) + 1 FROM ${table})) + ?
+                           WHERE name = ? RETURNING value - ? AS first`).get(n, counter, n) as Row).first);
+  }
+
   async findUser(address: string): Promise<UserRecord | undefined> {
     return userRecord(this.q('SELECT id, address, password_hash FROM users WHERE address_key = ?').get(addressKey(address)) as Row | undefined);
   }
@@ -498,9 +505,10 @@ export class SqliteStore implements Store {
       const outId = Number(this.q(`INSERT INTO outbound (queue_id, body_id, prefix, sender, created, dsn_ret, dsn_envid, sign)
                                    VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
         .run(queueId, bodyId, m.outbound.prefix, m.sender, now, m.dsn?.ret ?? null, m.dsn?.envid ?? null, m.outbound.sign ? 1 : 0).lastInsertRowid);
+      let id = this.takeValues('next_outbound_rcpt_id', 'outbound_rcpts', m.outbound.recipients.length);
       for (const r of m.outbound.recipients) {
-        this.q('INSERT INTO outbound_rcpts (outbound_id, address, notify, orcpt, next_attempt) VALUES (?, ?, ?, ?, ?)')
-          .run(outId, r.address, r.notify ? r.notify.join(',') : null, r.orcpt ?? null, now);
+        this.q('INSERT INTO outbound_rcpts (id, outbound_id, address, notify, orcpt, next_attempt) VALUES (?, ?, ?, ?, ?, ?)')
+          .run(id++, outId, r.address, r.notify ? r.notify.join(',') : null, r.orcpt ?? null, now);
       }
     }
     // Last: a body file it dooms is not doomed by a message whose insert then fails.
