@@ -22,6 +22,7 @@ import type { Config } from '../config/schema.ts';
 import type { Context } from '../context.ts';
 import { encodeUtf8Address } from '../smtp/xtext.ts';
 import { isStorageFull, type DueRecipient, type QueueEntry, type QueueRecipient, type RecipientUpdate, type ReportOn } from '../store/store.ts';
+import { DestinationConcurrency } from './concurrency.ts';
 import { DkimSigner } from './dkim.ts';
 import { HEADER_MAX, headerSection, reportFromText, reportText, type DsnAction, type DsnRecipientReport } from './dsn.ts';
 import { DnsError, PermanentDnsError, resolveMxHosts, selfRecognizer, systemResolver, type DnsResolver, type MxHost } from './mx.ts';
@@ -46,11 +47,8 @@ interface Destination {
   active: number;
   /** Connections made (past the greeting and EHLO) and not yet closed. */
   open: number;
-  /** Current connection limit (slow start). */
-  limit: number;
-  /** What the limit may grow to: the configured maximum, or as many connections as the next
-   *  hop took at once when it refused one more. */
-  ceiling: number;
+  /** How many connections may be open at once. */
+  concurrency: DestinationConcurrency;
   /** Take fresh next (true) or a retry (false), alternating when both wait. */
   freshTurn: boolean;
 }
@@ -71,7 +69,6 @@ const SCAN_FAILURE_LOG_MS = 60_000;
 const MAX_ADDRESSES = 5;
 /** Jobs held in memory at most; more stay in the store until there is room. */
 const MAX_PENDING = 4000;
-const INITIAL_CONCURRENCY = 5;
 
 /** What one job's attempt came to, to be recorded: the recipients' new state, with the reports
  *  it calls for. */
@@ -246,7 +243,7 @@ export class QueueRunner {
     let d = this.dests.get(hop.key);
     if (!d) {
       const max = this.cfg.queue.max_connections_per_destination;
-      d = { hop, fresh: [], retry: [], active: 0, open: 0, limit: Math.min(INITIAL_CONCURRENCY, max), ceiling: max, freshTurn: true };
+      d = { hop, fresh: [], retry: [], active: 0, open: 0, concurrency: new DestinationConcurrency(max), freshTurn: true };
       this.dests.set(hop.key, d);
       this.rr.push(hop.key);
     }
@@ -282,7 +279,7 @@ export class QueueRunner {
         this.rr.push(key);
         const d = this.dests.get(key)!;
         // One connection per few waiting jobs: more would only open and close empty.
-        if (d.active < d.limit && this.waiting(d) > d.active) {
+        if (d.active < d.concurrency.limit && this.waiting(d) > d.active) {
           this.startWorker(d);
           progressed = true;
         }
@@ -322,16 +319,20 @@ export class QueueRunner {
       // Other connections to the destination are made or still being made: this failure is
       // one more than the next hop takes at once (a server with a limit per client address
       // answers 421 at the greeting), not the destination's. They carry the waiting mail, and
-      // no more are opened than were made, as Postfix lowers its concurrency.
+      // no more are opened than the others, as Postfix lowers its concurrency.
       if (d.active > 1) {
-        d.ceiling = Math.max(1, d.open);
-        d.limit = Math.min(d.limit, d.ceiling);
-        this.ctx.log.info({ destination: d.hop.key, open: d.open, reply: err instanceof DnsError || err instanceof ConnectError ? err.reply : localError(err) }, 'connection refused while others to the destination are open; fewer are opened');
+        d.concurrency.tooMany(d.active - 1, this.now());
+        this.ctx.log.info({ destination: d.hop.key, open: d.open, others: d.active - 1, reply: err instanceof DnsError || err instanceof ConnectError ? err.reply : localError(err) }, 'connection refused while others to the destination are open; fewer are opened');
         return;
+      }
+      // Deferred as any refusal before a transaction is (as Postfix's smtp_sasl_auth_soft_bounce),
+      // but the operator is told: every message for the smarthost waits on it.
+      if (err instanceof ConnectError && err.loginRefused) {
+        this.ctx.log.warn({ destination: d.hop.key, reply: err.reply }, 'the next hop refused our login; mail for it waits: check [relay] username and password');
       }
       const permanent = err instanceof PermanentDnsError || (err instanceof ConnectError && err.permanent);
       const reply = err instanceof DnsError || err instanceof ConnectError ? err.reply : localError(err);
-      d.limit = 1;
+      d.concurrency.unreachable();
       // The destination is unreachable now (no other connection is made or being made): every
       // job waiting for it shares this outcome.
       const jobs: Job[] = [];
@@ -389,7 +390,7 @@ export class QueueRunner {
           results = results.filter((r) => !over.has(r.address));
         }
         await this.settle(job, results, client.target.servername ?? client.target.host);
-        if (results.some((r) => r.ok)) d.limit = Math.min(d.limit + 1, d.ceiling);
+        if (results.some((r) => r.ok)) d.concurrency.wentWell(this.now());
       }
     } finally {
       d.open--;

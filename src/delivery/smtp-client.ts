@@ -81,12 +81,15 @@ export class ConnectError extends Error {
   /** The server whose reply `reply` is (a refused greeting, EHLO or AUTH); none when no server
    *  answered (refused, lost, timed out). */
   readonly remoteMta: string | undefined;
-  constructor(reply: string, permanent = false, inUpgrade = false, remoteMta?: string) {
+  /** The server refused our login (AUTH at a smarthost): the operator's credentials, most likely. */
+  readonly loginRefused: boolean;
+  constructor(reply: string, permanent = false, inUpgrade = false, remoteMta?: string, loginRefused = false) {
     super(reply);
     this.reply = reply;
     this.permanent = permanent;
     this.inUpgrade = inUpgrade;
     this.remoteMta = remoteMta;
+    this.loginRefused = loginRefused;
   }
 
   /** Of the failures of the hosts of one destination, the one to say: the last, unless an
@@ -263,7 +266,7 @@ export class SmtpClient {
         // A 5xx greeting or EHLO is not a verdict on the recipients: try elsewhere or later. A
         // server's reply is given as such, with the server; anything else names where it failed.
         reject(err.response
-          ? new ConnectError(describe(err), false, inUpgrade, target.servername ?? target.host)
+          ? new ConnectError(describe(err), false, inUpgrade, target.servername ?? target.host, err.code === 'EAUTH')
           : new ConnectError(`${whereOf(target)}: ${withAdvice(describe(err), target)}`, false, inUpgrade));
       };
       const stopped = () => fail(Object.assign(new Error('the server is stopping'), { code: 'ESTOPPED' }));

@@ -37,6 +37,8 @@ export interface SinkOptions {
   /** Connections open at once: one more gets 421 at the greeting and is closed, as servers
    *  with a limit per client address do. */
   maxConnections?: number;
+  /** Milliseconds before the greeting, as a busy server's. */
+  greetingDelay?: number;
 }
 
 export class SmtpSink {
@@ -46,6 +48,8 @@ export class SmtpSink {
   connections = 0;
   /** The most connections that were open at once (refused ones not counted). */
   mostOpen = 0;
+  /** For each connection taken, in order: how many were open with it. */
+  readonly openWith: number[] = [];
   private open = 0;
   private server: net.Server;
   private readonly sockets = new Set<net.Socket>();
@@ -93,6 +97,7 @@ export class SmtpSink {
     }
     this.open++;
     this.mostOpen = Math.max(this.mostOpen, this.open);
+    this.openWith.push(this.open);
     raw.on('close', () => this.open--);
     let buf = Buffer.alloc(0);
     let helo = '';
@@ -196,6 +201,7 @@ export class SmtpSink {
       }
     };
     raw.on('data', onData);
-    write(`220 ${name} ESMTP sink`);
+    if (this.opts.greetingDelay) setTimeout(() => write(`220 ${name} ESMTP sink`), this.opts.greetingDelay);
+    else write(`220 ${name} ESMTP sink`);
   }
 }

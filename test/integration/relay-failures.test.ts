@@ -406,6 +406,34 @@ describe('a next hop that takes few connections at once', () => {
       await capped.stop();
     }
   });
+
+  it('refused while the others are still being greeted, it leaves as many as those, not one', async () => {
+    const dir = tempDir();
+    // Four at once, greeted slowly: the fifth is refused before any of the four is made.
+    const capped = new SmtpSink({ maxConnections: 4, greetingDelay: 300 });
+    await capped.start();
+    const configFile = writeConfig(dir, baseConfig(dir, {
+      relay: { routes: { 'capped.test': `127.0.0.1:${capped.port}` } },
+      queue: { retry: ['1h'], poll_interval: '200ms', max_connections_per_destination: 10, messages_per_connection: 2 },
+    }));
+    addUser(configFile, 'alice@example.test', 'secret-pw');
+    const ids = Array.from({ length: 24 }, (_, n) => inject(configFile, 'alice@example.test', [`r${n}@capped.test`], message(`capped ${n}`)));
+    const server = await startMailnest(dir, configFile);
+    try {
+      await capped.waitFor(24);
+      const refusal = server.logs.find((l) => l.msg === 'connection refused while others to the destination are open; fewer are opened');
+      assert.ok(refusal, 'the limit was met');
+      assert.equal(refusal.others, 4);
+      // After the first four, connections went on side by side: the limit stayed at four.
+      const later = capped.openWith.slice(4);
+      assert.ok(later.some((n) => n >= 3), `open with each later connection: ${later.join(' ')}`);
+      assert.ok(capped.mostOpen <= 4);
+      await until('an empty queue', () => !queueJson(configFile).some((e) => ids.includes(e.id)));
+    } finally {
+      await server.stop();
+      await capped.stop();
+    }
+  });
 });
 
 describe('a next hop that takes few recipients per message', () => {

@@ -76,5 +76,11 @@ describe('relay through a smarthost with implicit TLS and AUTH', () => {
     const r = queueJson(bad).find((e) => e.id === id)!.recipients[0]!;
     assert.equal(r.status, 'deferred');
     assert.match(r.last_reply ?? '', /535|auth/i);
+    // The operator is told where to look.
+    const refusedLogin = () => server.logs.find((l) => l.msg === 'the next hop refused our login; mail for it waits: check [relay] username and password');
+    await until('a warning that names the credentials', () => refusedLogin() !== undefined);
+    const warning = refusedLogin()!;
+    assert.equal(warning.level, 40);
+    assert.match(String(warning.reply), /535/);
   });
 });
