@@ -85,8 +85,10 @@ export function statusOf(reply: string | undefined, action: DsnAction): string {
  *  (refused, unreachable, timed out), X.4.2 a connection that broke. */
 function networkStatus(reply: string | undefined, action: DsnAction): string | undefined {
   const c = action === 'failed' ? '5' : '4';
-  if (reply && /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ETIMEDOUT|Connection timeout/i.test(reply)) return `${c}.4.1`;
-  if (reply && /ECONNRESET|EPIPE|connection (lost|closed)/i.test(reply)) return `${c}.4.2`;
+  // RFC 3463 X.4.1, no answer from host: no connection, or no greeting on it. X.4.2, bad
+  // connection: one made and then lost, or silent mid-session (a reply timed out).
+  if (reply && /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|Connection timeout|Greeting never received/i.test(reply)) return `${c}.4.1`;
+  if (reply && /ECONNRESET|EPIPE|ETIMEDOUT|connection (lost|closed)/i.test(reply)) return `${c}.4.2`;
   return undefined;
 }
 

@@ -42,7 +42,10 @@ describe('delivery status notifications', () => {
     assert.equal(statusOf('451-4.7.1 greylisted', 'delayed'), '4.7.1');
     assert.equal(statusOf('mx.remote.test[192.0.2.1]:25: ESOCKET: connect ECONNREFUSED 192.0.2.1:25', 'delayed'), '4.4.1');
     assert.equal(statusOf('192.0.2.1:25: ETIMEDOUT: Connection timeout', 'delayed'), '4.4.1');
+    assert.equal(statusOf('192.0.2.1:25: ETIMEDOUT: Greeting never received', 'delayed'), '4.4.1');
     assert.equal(statusOf('connection closed before the reply', 'delayed'), '4.4.2');
+    // A reply that never came mid-session (after the final dot): a bad connection, not no answer.
+    assert.equal(statusOf('127.0.0.1:2525: ETIMEDOUT: Timeout', 'delayed'), '4.4.2');
     assert.equal(statusOf('something else went wrong', 'delayed'), '4.0.0');
     // A 5xx that is not taken as final (a refused greeting) leaves a delayed recipient transient.
     assert.equal(statusOf('554 5.7.1 go away', 'delayed'), '4.7.1');
