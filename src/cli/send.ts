@@ -40,7 +40,7 @@ function optionFor(field: string, opts: SendOptions): string {
   if (name === 'attachments') {
     // The composer's attachments are the --attach files, then the --inline ones.
     const i = Number(m?.[2] ?? 0);
-    return i < opts.attach.length ? `--attach ${opts.attach[i]}` : `--inline ${opts.inline[i - opts.attach.length]}`;
+    return i < opts.attach.length ? `--attach ${shownPath(opts.attach[i]!)}` : `--inline ${shownPath(opts.inline[i - opts.attach.length]!)}`;
   }
   if (name === 'message') return 'message';
   return `--${name}`;

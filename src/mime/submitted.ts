@@ -77,8 +77,9 @@ export interface SubmittedMessage {
 export const DOT_LINE = /[\r\n]\.[\r\n]/;
 
 /** Splits input into lines at CRLF, LF or a lone CR (a lone CR is no line end on the wire, RFC
- *  5322 §2.3, and a progress bar in cron output is full of them); the last line needs no
- *  terminator. */
+ *  5322 §2.3, and a progress bar in cron output is full of them); CRs before an LF are one line
+ *  end with it (CR CR LF is what a program that writes CRLF through a layer that turns LF into
+ *  CRLF puts out, as Postfix's sendmail reads it); the last line needs no terminator. */
 function splitLines(input: Buffer): Buffer[] {
   const lines: Buffer[] = [];
   let start = 0;
@@ -86,7 +87,11 @@ function splitLines(input: Buffer): Buffer[] {
     const c = input[i];
     if (c !== 0x0a && c !== 0x0d) continue;
     lines.push(input.subarray(start, i));
-    if (c === 0x0d && input[i + 1] === 0x0a) i++;
+    if (c === 0x0d) {
+      let j = i;
+      while (input[j + 1] === 0x0d) j++;
+      if (input[j + 1] === 0x0a) i = j + 1;
+    }
     start = i + 1;
   }
   if (start < input.length) lines.push(input.subarray(start));

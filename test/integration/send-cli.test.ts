@@ -259,6 +259,13 @@ describe('mailnest send to a local user (no server running)', () => {
     const r = cli(configFile, ['send', '--to', 'owner@example.test', '--text', 'x', '--attach', '/nonexistent/new\nline.txt']);
     assert.equal(r.status, 1);
     assert.equal(r.stderr, 'mailnest: --attach "/nonexistent/new\\nline.txt": no such file\n');
+    // and a NAME the message cannot carry, named by the option as given
+    const file = path.join(dir, 'weekly.pdf');
+    fs.writeFileSync(file, '%PDF-1.4\n');
+    const named = cli(configFile, ['send', '--to', 'owner@example.test', '--text', 'x', '--attach', `${file}=a\nb.pdf`]);
+    assert.equal(named.status, 2, named.stderr);
+    assert.equal(named.stderr.split('\n').length, 2, named.stderr);
+    assert.ok(named.stderr.startsWith(`mailnest: --attach ${JSON.stringify(`${file}=a\nb.pdf`)}: `), named.stderr);
   });
 
   it('refuses a message over limits.max_message_size', () => {

@@ -162,6 +162,12 @@ test('line ends become CRLF; a message without a blank line after the headers ge
   const cr = prep('Subject: cr\n\nstart\n 10%\r 20%\rdone\n', { recipients: ['a@example.org'] }).message.toString('latin1');
   assert.ok(!/\r(?!\n)/.test(cr), 'a bare CR is left');
   assert.ok(cr.endsWith('\r\n\r\nstart\r\n 10%\r\n 20%\r\ndone\r\n'));
+  // CRs before an LF are one line end with it (CRLF written through a layer that adds a CR)
+  const crcr = prep('To: a@example.org\r\r\nSubject: double cr\r\r\nX-A: b\r\r\n\r\r\nbody\r\r\nmore\r\r\n', { recipients: ['a@example.org'] });
+  const p = parseMail(crcr.message);
+  assert.equal(p.headers['subject'], 'double cr');
+  assert.equal(p.headers['x-a'], 'b');
+  assert.equal(p.root.text, 'body\nmore\n');
   // a leading mbox "From " line is dropped
   const mbox = prep('From root Mon Jan  1 00:00:00 2024\nSubject: y\n\nz\n', { recipients: ['a@example.org'] });
   assert.equal(parseMail(mbox.message).headers['subject'], 'y');
