@@ -10,7 +10,7 @@ export interface CommandLine {
   verb: string;
   /** Everything after the first space, exactly as sent (PASS takes it whole). */
   rest: string;
-  /** `rest` split on spaces, trailing spaces ignored; empty when there are no arguments. */
+  /** `rest` split on runs of spaces, those before and after ignored; empty when there are none. */
   args: string[];
 }
 
@@ -19,8 +19,10 @@ export function parseCommand(line: Buffer): CommandLine {
   const sp = text.indexOf(' ');
   const verb = asciiUpper(sp < 0 ? text : text.slice(0, sp));
   const rest = sp < 0 ? '' : text.slice(sp + 1);
-  const trimmed = rest.replace(/[ \t]+$/, '');
-  return { verb, rest, args: trimmed === '' ? [] : trimmed.split(' ') };
+  // RFC 1939 §3 separates arguments by one space; a run of them is read as one (PASS takes
+  // `rest` whole, for a password may hold spaces).
+  const trimmed = rest.replace(/^ +|[ \t]+$/g, '');
+  return { verb, rest, args: trimmed === '' ? [] : trimmed.split(/ +/) };
 }
 
 export type ArgCheck<T> = { ok: true; value: T } | { ok: false; error: string };

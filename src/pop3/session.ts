@@ -68,7 +68,10 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
   /** A RETR/TOP response is on the wire: an -ERR now would land inside it. */
   private streaming = false;
   private outcome = 'dropped';
+  /** Messages sent whole (RETR), and tops of messages (TOP): counted apart, as Dovecot's retr=
+   *  and top=, so that a client that reads headers only shows no downloads. */
   private retrieved = 0;
+  private topped = 0;
   private deleted = 0;
 
   constructor(o: Pop3SessionOptions) {
@@ -155,6 +158,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
       outcome: this.outcome,
       ...(this.tls ? { tls: describeTls(this.tls) } : {}),
       retrieved: this.retrieved,
+      top: this.topped,
       deleted: this.deleted,
     };
   }
@@ -276,8 +280,11 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
 
   /** RFC 5034 §4 AUTH mechanism [initial-response]; "AUTH" alone lists the mechanisms. */
   private auth(c: CommandLine): Out[] {
+    // A bare AUTH asks which mechanisms there are (the form before RFC 5034's CAPA, which
+    // Outlook and Thunderbird still send): none where credentials may not be given yet, as
+    // Dovecot answers it, rather than a refusal of credentials that were not sent.
+    if (c.args.length === 0) return [write(multiline('SASL mechanisms follow', this.credentialsAllowed ? [...MECHANISMS] : []))];
     if (!this.credentialsAllowed) return this.refuseCleartext();
-    if (c.args.length === 0) return [write(multiline('SASL mechanisms follow', [...MECHANISMS]))];
     const bad = arity(c, 1, 2);
     if (bad) return [write(err(bad))];
     const name = asciiUpper(c.args[0]!);
@@ -441,7 +448,8 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
   private retrieve(r: RetrieveResult, w: { status: string; bodyLines?: number }): Out[] {
     if (r.type === 'missing') return [write(err('message is no longer in the store'))];
     if (r.type === 'failed') return [write(err('cannot read the message now, try again later', 'SYS/TEMP'))];
-    this.retrieved++;
+    if (w.bodyLines === undefined) this.retrieved++;
+    else this.topped++;
     const framing = { status: w.status, ...(w.bodyLines !== undefined ? { bodyLines: w.bodyLines } : {}) };
     if (r.type === 'whole') return [write(frameWhole(r.parts, framing))];
     const source = frameMessage(r.source, {

@@ -160,9 +160,11 @@ describe('POP3 session: credentials and TLS (RFC 2595)', () => {
   it('refuses USER, PASS and AUTH before STLS unless allow_insecure', async () => {
     const d = new Driver({ allowInsecure: false });
     await d.greet();
-    for (const c of ['USER alice@example.test', 'PASS x', `AUTH PLAIN ${b64('\0a\0b')}`, 'AUTH']) {
+    for (const c of ['USER alice@example.test', 'PASS x', `AUTH PLAIN ${b64('\0a\0b')}`, 'AUTH LOGIN']) {
       assert.match(await d.cmd(c), /^-ERR \[AUTH\] credentials are refused on an unencrypted connection/, c);
     }
+    // A bare AUTH carries no credentials: it asks for the mechanisms, of which there are none yet.
+    assert.equal(await d.cmd('AUTH'), '+OK SASL mechanisms follow\r\n.\r\n');
     assert.equal(d.effects.length, 0);
   });
 
@@ -242,6 +244,13 @@ describe('POP3 session: TRANSACTION', () => {
     assert.equal(await d.cmd('RETR 2'), `+OK ${sizes[1]} octets\r\nSubject: two\r\n\r\n..starts with a dot\r\nsecond\r\n...two dots\r\n.\r\n`);
     assert.deepEqual(d.effects.at(-1), { type: 'retrieve', userId: 7, uid: 15 });
     assert.equal(d.s.summary().retrieved, 1);
+    // TOP reads a message's top, counted apart: a client that reads headers only downloads nothing
+    assert.match(await d.cmd('TOP 1 0'), /^\+OK top of message follows\r\n/);
+    assert.equal(d.s.summary().retrieved, 1);
+    assert.equal(d.s.summary().top, 1);
+    // Arguments apart by more than one space are read all the same.
+    assert.match(await d.cmd('RETR  2'), /^\+OK \d+ octets\r\n/);
+    assert.match(await d.cmd('TOP 1   0 '), /^\+OK top of message follows\r\n/);
   });
 
   it('RETR errors: missing argument, bad number, deleted, vanished from the store, unreadable now', async () => {
