@@ -13,7 +13,7 @@ import { CertificateWatch } from './net/certificate-watch.ts';
 import { ServerCertificate } from './net/tls.ts';
 import { stopInboundChecks } from './delivery/inbound-checks.ts';
 import { QueueRunner } from './delivery/queue-runner.ts';
-import { isFullyQualified } from './delivery/dns-records.ts';
+import { domainIsAddressWarning, endsInNumber, isFullyQualified } from './delivery/dns-records.ts';
 import { HttpService } from './http/server.ts';
 import { smtpHandler, type SmtpHandler, type SmtpRole } from './smtp/handler.ts';
 import { BodyBudget } from './smtp/body-budget.ts';
@@ -133,6 +133,7 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
     const domain = config.domains.find(isFullyQualified) ?? 'example.com';
     log.warn({ hostname: config.hostname }, `hostname is not a fully qualified name: other servers cannot look it up, and many refuse mail whose EHLO gives such a name; set hostname = "mail.${domain}" (a name with an A/AAAA record for this machine) in the config`);
   }
+  for (const domain of config.domains.filter(endsInNumber)) log.warn({ domain }, domainIsAddressWarning(domain));
   const { relay } = config;
   if (relay.smarthost && relay.smarthost_tls === 'none' && relay.password !== undefined) {
     log.warn({ smarthost: relay.smarthost }, 'relay.password goes to the smarthost unencrypted (relay.smarthost_tls = "none"); use "starttls" or "implicit" unless the smarthost is on this machine');

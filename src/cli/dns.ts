@@ -1,6 +1,6 @@
 /** `mailnest dns [DOMAIN]`: the MX, SPF, DKIM and DMARC records to publish (makes the DKIM key if needed). */
 import type { Command } from 'commander';
-import { dnsRecords, formatRecords, isFullyQualified } from '../delivery/dns-records.ts';
+import { dnsRecords, domainIsAddressWarning, endsInNumber, formatRecords, isFullyQualified } from '../delivery/dns-records.ts';
 import { domainKey } from '../store/store.ts';
 import { asDataDirOwner, configOf } from './common.ts';
 import { UsageError } from './errors.ts';
@@ -19,8 +19,10 @@ export function registerDns(program: Command): void {
       }
       // The MX names this host: a name other servers cannot look up is no use there.
       if (!isFullyQualified(config.hostname)) {
-        process.stderr.write(`mailnest: warning: hostname ${JSON.stringify(config.hostname)} is not a fully qualified name, so the MX record below names a host no other server can find; set hostname = "mail.${d}" (a name with an A/AAAA record for this machine) in the config\n`);
+        const suggested = isFullyQualified(d) ? d : 'example.com';
+        process.stderr.write(`mailnest: warning: hostname ${JSON.stringify(config.hostname)} is not a fully qualified name, so the MX record below names a host no other server can find; set hostname = "mail.${suggested}" (a name with an A/AAAA record for this machine) in the config\n`);
       }
+      if (endsInNumber(d)) process.stderr.write(`mailnest: warning: ${domainIsAddressWarning(d)}\n`);
       const records = dnsRecords(config, d);
       if (opts.json) process.stdout.write(`${JSON.stringify(records.map(({ name, type, value }) => ({ name, type, value })))}\n`);
       else process.stdout.write(formatRecords(records));

@@ -21,6 +21,11 @@ export function endsInNumber(name: string): boolean {
   return /(?:^|\.)\d+$/.test(name.replace(/\.$/, ''));
 }
 
+/** What is said of a mail domain in `domains` that reads as an IP address. */
+export function domainIsAddressWarning(domain: string): string {
+  return `the mail domain ${JSON.stringify(domain)} reads as an IP address, not a domain name: no other server sends mail to it (an address is written user@[${domain}], which is no local domain); put the domain of your addresses in "domains"`;
+}
+
 /** Whether `host` names a host that other servers can look up: an MX target and an EHLO name
  *  are fully qualified (RFC 5321 §2.3.5), a bare machine name is not, nor an address. */
 export function isFullyQualified(host: string): boolean {

@@ -343,4 +343,10 @@ test('a hostname that is no fully qualified name gets a warning naming the fix; 
     if (!suggested) assert.equal(line, undefined);
     else assert.equal(line?.msg, `hostname is not a fully qualified name: other servers cannot look it up, and many refuse mail whose EHLO gives such a name; set hostname = "${suggested}" (a name with an A/AAAA record for this machine) in the config`);
   }
+  // A mail domain that reads as an IP address is said to be one.
+  const dir = tempDir();
+  const server = await startMailnest(dir, writeConfig(dir, baseConfig(dir, { domains: ['example.test', '192.0.2.1'] })));
+  await server.stop();
+  const line = server.logs.find((l) => l.level === 40 && l.domain === '192.0.2.1');
+  assert.match(String(line?.msg), /^the mail domain "192\.0\.2\.1" reads as an IP address, not a domain name/);
 });

@@ -453,6 +453,11 @@ test('dns prints the records to publish, for a domain written in any case and wi
   const other = cli(cfg, ['dns', 'other.test']);
   assert.equal(other.status, 2);
   assert.match(other.stderr, /^mailnest: "other\.test" is not one of the configured domains \(example\.test\); add it to "domains" in the config\n$/);
+  // The name suggested is in a domain that is one; an address as the mail domain is said to be one.
+  const inAddress = cli(writeConfig(dir, baseConfig(dir, { hostname: 'vm', domains: ['192.0.2.1'] })), ['dns']);
+  assert.equal(inAddress.status, 0);
+  assert.equal(inAddress.stderr, 'mailnest: warning: hostname "vm" is not a fully qualified name, so the MX record below names a host no other server can find; set hostname = "mail.example.com" (a name with an A/AAAA record for this machine) in the config\n'
+    + 'mailnest: warning: the mail domain "192.0.2.1" reads as an IP address, not a domain name: no other server sends mail to it (an address is written user@[192.0.2.1], which is no local domain); put the domain of your addresses in "domains"\n');
   // Without signing there is no key to publish, and none is made.
   const off = tempDir();
   const offCfg = writeConfig(off, baseConfig(off, { dkim: { enabled: false } }));
