@@ -74,6 +74,15 @@ if (Number(process.versions.node.split('.')[0]) >= 24) {
       process.execve(process.execPath, [process.execPath, ...flags, ...process.execArgv, process.argv[1], ...args]);
     } catch { /* not replaced: this process runs the server */ }
   }
+  // The server catches stop and reload signals from its first moment (INTERFACE.md: a stop is
+  // orderly, exit 0; docs/CLI.md: SIGHUP never stops it), not only once its modules are loaded:
+  // until its own handlers are in place (src/cli/start.ts takes these), the signals that come
+  // are kept for them.
+  if (command(args) === 'start') {
+    const early = { signals: [], keep: (signal) => early.signals.push(signal) };
+    for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, early.keep);
+    globalThis.mailnestEarlySignals = early;
+  }
   await import(pathToFileURL(main).href);
 } else {
   let node;
@@ -85,7 +94,9 @@ if (Number(process.versions.node.split('.')[0]) >= 24) {
   }
   // The pinned Node gets the server's flags, or the operator's own given to this one.
   const own = process.execArgv.filter(isSemiSpace);
-  const child = spawn(node, [...own, ...flags, main, ...args], { stdio: 'inherit' });
+  // The child runs this launcher too, which keeps the signals that come before the server's
+  // handlers are in place.
+  const child = spawn(node, [...own, ...flags, process.argv[1], ...args], { stdio: 'inherit' });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
   // The child's end is ours: its status, or the signal that ended it (this process's own
   // handlers removed first, or the signal would only be passed on again).

@@ -61,6 +61,7 @@ export function registerStart(program: Command): void {
       let hungUp = false;
       let onHangup = () => { hungUp = true; };
       process.on('SIGHUP', () => onHangup());
+      takeEarlySignals();
       const server = await startServer(config, log);
       onHangup = () => {
         log.info({ signal: 'SIGHUP' }, 'looking for a renewed TLS certificate');
@@ -100,6 +101,17 @@ export function registerStart(program: Command): void {
       // not later than 2 s after it last took any (the stop must not wait on a pipe nobody reads).
       whenLogStalls(log, 2_000, () => process.exit());
     });
+}
+
+/** The signals that came before start's handlers were in place, which bin/mailnest.js kept:
+ *  its keeping ends, and each is delivered again, now to those handlers. */
+function takeEarlySignals(): void {
+  const holder = globalThis as { mailnestEarlySignals?: { signals: NodeJS.Signals[]; keep: (signal: NodeJS.Signals) => void } };
+  const early = holder.mailnestEarlySignals;
+  if (!early) return;
+  delete holder.mailnestEarlySignals;
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.off(signal, early.keep);
+  for (const signal of early.signals) process.emit(signal, signal);
 }
 
 /**

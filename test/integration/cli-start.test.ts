@@ -350,3 +350,37 @@ test('a hostname that is no fully qualified name gets a warning naming the fix; 
   const line = server.logs.find((l) => l.level === 40 && l.domain === '192.0.2.1');
   assert.match(String(line?.msg), /^the mail domain "192\.0\.2\.1" reads as an IP address, not a domain name/);
 });
+
+test('a stop or reload signal that comes before the server\'s handlers are in place is kept for them: SIGHUP does not end it, SIGTERM stops it with 0', async () => {
+  const dir = tempDir();
+  const config = fs.readFileSync(writeConfig(dir, baseConfig(dir)));
+  // The configuration comes through a pipe, so the server is held where it reads it: its
+  // modules loaded, its own handlers not yet in place.
+  const fifo = path.join(dir, 'pipe.toml');
+  assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+  const child = spawn(NODE, [path.join(ROOT, 'bin/mailnest.js'), '-c', fifo, 'start'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr!.on('data', () => {});
+  const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? code!)));
+  // SigCgt, the signals the process catches: SIGHUP is bit 0, SIGTERM bit 14.
+  const catches = () => {
+    const m = /^SigCgt:\s*([0-9a-f]+)$/m.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'));
+    const mask = BigInt(`0x${m?.[1] ?? '0'}`);
+    return (mask & 1n) !== 0n && (mask & (1n << 14n)) !== 0n;
+  };
+  try {
+    await until('SIGHUP and SIGTERM caught', catches, 10_000);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+  child.kill('SIGHUP');
+  child.kill('SIGTERM');
+  await new Promise((r) => setTimeout(r, 200));
+  fs.writeFileSync(fifo, config);
+  assert.equal(await exited, 0);
+  const lines = out.trim().split('\n').map((l) => JSON.parse(l) as { msg: string; signal?: string });
+  assert.ok(lines.some((l) => l.msg === 'stopping' && l.signal === 'SIGTERM'), out);
+  assert.ok(lines.some((l) => l.msg === 'stopped'), out);
+});
