@@ -6,9 +6,10 @@
  * A header line is folded before white space (RFC 5322 §2.2.3). A body that is not MIME, or is
  * one text part in 7bit or 8bit (as Debian's cron writes it), is re-encoded as quoted-printable
  * (RFC 2045 §6.7), whose lines are short, and so is such a body holding NUL, which no 7bit or
- * 8bit data may (RFC 2045 §2.7, §2.8); one part in base64 written as one long line (`base64
- * -w0`) is wrapped at 76 characters (§6.8); any other MIME message with a long line or a NUL
- * is refused, as it cannot be fixed without knowing its structure.
+ * 8bit data may (RFC 2045 §2.7, §2.8); base64 written as one long line (`base64 -w0`) is
+ * wrapped at 76 characters (§6.8); a multipart message has each of its parts so fitted (see
+ * fitEntity); what is left (an encapsulated message, quoted-printable with long lines) is
+ * refused, as it cannot be fixed without changing what it says.
  * What `sendmail` is handed, on its standard input or over SMTP with -bs, gets the rest of
  * fitBody's care too (8-bit text outside MIME, missing MIME labels); over SMTP from the network
  * only a long line calls for it. Mail from the internet is not
@@ -65,57 +66,130 @@ export function splitFields(lines: Buffer[]): { fields: Field[]; body: Buffer[] 
  */
 export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; body: Buffer[] } {
   const has = (name: string) => fields.some((f) => f.name.toLowerCase() === name);
-  const value = (name: string) => {
-    const f = fields.find((x) => x.name.toLowerCase() === name);
-    return f ? unfoldedValue(f.lines.map((l) => l.toString('latin1')).join('\r\n')).trim() : '';
-  };
-  const field = (name: string, text: string): Field => ({ name, lines: [Buffer.from(`${name}: ${text}`)] });
   const isMime = has('mime-version') || has('content-type') || has('content-transfer-encoding');
   const longLine = body.findIndex((l) => l.length > MAX_LINE);
   const nul = body.findIndex((l) => l.includes(0));
-  const raw = () => Buffer.concat(body.flatMap((l, k) => (k === 0 ? [l] : [Buffer.from('\r\n'), l])));
-  const quotedPrintable = (text: Buffer) => qp.wrap(qp.encode(text), 76).split('\r\n').map((l) => Buffer.from(l, 'latin1'));
-  // One text part in 7bit or 8bit: its lines can be made short without knowing more.
-  const singleText = /^(text\/|$)/i.test(value('content-type')) && /^(7bit|8bit|)$/i.test(value('content-transfer-encoding'));
-  // Bytes that are not UTF-8 are read as Latin-1, as `send` reads text.
-  const plainText = (text: Buffer) => field('Content-Type', `text/plain; charset=${text.every((c) => c < 0x80) ? 'us-ascii' : isUtf8(text) ? 'utf-8' : 'iso-8859-1'}`);
   if (!isMime && (longLine >= 0 || body.some(needsEncoding))) {
-    const text = raw();
+    const text = joinLines(body);
     return {
       fields: [...fields, field('MIME-Version', '1.0'), plainText(text), field('Content-Transfer-Encoding', 'quoted-printable')],
       body: quotedPrintable(text),
     };
   }
-  if ((longLine >= 0 || nul >= 0) && singleText) {
-    // Without a Content-Type it would read as us-ascii (RFC 2045 §5.2): its charset is said.
-    const text = raw();
-    const kept = fields.filter((f) => !/^content-transfer-encoding$/i.test(f.name));
-    return {
-      fields: [
-        ...kept,
-        ...(has('mime-version') ? [] : [field('MIME-Version', '1.0')]),
-        ...(has('content-type') ? [] : [plainText(text)]),
-        field('Content-Transfer-Encoding', 'quoted-printable'),
-      ],
-      body: quotedPrintable(text),
-    };
+  if (longLine >= 0 || nul >= 0) {
+    const fitted = fitEntity(fields, body, 'text/plain');
+    if (!fitted && longLine >= 0) throw new UnfitLineError(`body line ${longLine + 1} is ${body[longLine]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 section 2.1.1): encode the body (quoted-printable or base64)`);
+    if (!fitted) throw new UnfitLineError(`body line ${nul + 1} holds a NUL octet, which no 7bit or 8bit data may (RFC 2045 section 2.8): encode that part (quoted-printable or base64)`);
+    ({ fields, body } = fitted);
   }
-  // One part in base64: its line breaks carry nothing (RFC 2045 §6.8), so they can be put back.
-  if (longLine >= 0 && !/^(multipart|message)\//i.test(value('content-type')) && /^base64$/i.test(value('content-transfer-encoding'))) {
-    const text = raw().toString('latin1').replace(/[\r\n\t ]/g, '');
-    if (/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return { fields, body: (text.match(/.{1,76}/g) ?? []).map((l) => Buffer.from(l, 'latin1')) };
-  }
-  if (longLine >= 0) throw new UnfitLineError(`body line ${longLine + 1} is ${body[longLine]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 section 2.1.1): encode the body (quoted-printable or base64)`);
-  if (nul >= 0 && isMime) throw new UnfitLineError(`body line ${nul + 1} holds a NUL octet, which no 7bit or 8bit data may (RFC 2045 section 2.8): encode that part (quoted-printable or base64)`);
   if (!isMime) return { fields, body };
   // What PHP's mail() and many scripts write: a Content-Type without MIME-Version (RFC 2045 §4
   // wants one), and 8-bit text without a transfer encoding, which then reads as 7bit (§6.1).
   const added: Field[] = [];
   if (!has('mime-version')) added.push(field('MIME-Version', '1.0'));
-  if (!has('content-transfer-encoding') && body.some((l) => l.some((c) => c >= 0x80))) {
+  if (!fields.some((f) => f.name.toLowerCase() === 'content-transfer-encoding') && body.some((l) => l.some((c) => c >= 0x80))) {
     added.push(field('Content-Transfer-Encoding', '8bit'));
   }
   return { fields: [...fields, ...added], body };
+}
+
+/**
+ * One MIME entity (the message, or a part of it) whose body has a line over MAX_LINE or a NUL,
+ * made to fit: text or data in 7bit, 8bit or binary as quoted-printable (RFC 2045 §6.7), whose
+ * lines are short; base64 written in long lines wrapped at 76 characters (its line breaks carry
+ * nothing, §6.8); a multipart's parts each so, between the same boundaries (RFC 2046 §5.1), as
+ * PHP's mail() users write attachments in one line of base64. `defaultType` is the type of an
+ * entity without Content-Type (RFC 2046 §5.1.5: message/rfc822 in a multipart/digest).
+ * Undefined when it cannot be fixed here: an encapsulated message, quoted-printable or another
+ * encoding with long lines, or a multipart whose boundaries cannot be found.
+ */
+function fitEntity(fields: Field[], body: Buffer[], defaultType: string): { fields: Field[]; body: Buffer[] } | undefined {
+  if (!body.some((l) => l.length > MAX_LINE || l.includes(0))) return { fields, body };
+  const contentType = valueOf(fields, 'content-type');
+  const type = (/^\s*([^\s;/]+\/[^\s;]+)/.exec(contentType)?.[1] ?? defaultType).toLowerCase();
+  const encoding = valueOf(fields, 'content-transfer-encoding').toLowerCase();
+  if (type.startsWith('multipart/')) {
+    // RFC 2045 §6.4: a multipart is 7bit, 8bit or binary, its parts encoded each on its own.
+    if (!/^(7bit|8bit|binary|)$/.test(encoding)) return undefined;
+    const boundary = /;\s*boundary\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;"]+))/i.exec(contentType);
+    if (!boundary) return undefined;
+    const parts = fitParts(body, boundary[1]?.replace(/\\(.)/g, '$1') ?? boundary[2]!, type === 'multipart/digest' ? 'message/rfc822' : 'text/plain');
+    return parts && { fields, body: parts };
+  }
+  if (type.startsWith('message/')) return undefined;
+  if (encoding === 'base64') {
+    const text = joinLines(body).toString('latin1').replace(/[\r\n\t ]/g, '');
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return undefined;
+    return { fields, body: (text.match(/.{1,76}/g) ?? []).map((l) => Buffer.from(l, 'latin1')) };
+  }
+  if (!/^(7bit|8bit|binary|)$/.test(encoding)) return undefined;
+  // Without a Content-Type it would read as us-ascii (RFC 2045 §5.2): its charset is said.
+  const text = joinLines(body);
+  const kept = fields.filter((f) => !/^content-transfer-encoding$/i.test(f.name));
+  return {
+    fields: [...kept, ...(contentType === '' && defaultType === 'text/plain' ? [plainText(text)] : []), field('Content-Transfer-Encoding', 'quoted-printable')],
+    body: quotedPrintable(text),
+  };
+}
+
+/** The body of a multipart with `boundary`, each part that needs it made to fit (fitEntity) and
+ *  its header folded (fitHeader); undefined when a part cannot be, or a line outside the parts
+ *  (the preamble, the epilogue) is too long. */
+function fitParts(body: Buffer[], boundary: string, defaultType: string): Buffer[] | undefined {
+  // RFC 2046 §5.1.1: a delimiter line is "--" boundary, the last one with "--" after it, and
+  // white space may follow either.
+  const delimiter = (l: Buffer): 'next' | 'last' | undefined => {
+    const text = l.toString('latin1').replace(/[ \t]+$/, '');
+    return text === `--${boundary}` ? 'next' : text === `--${boundary}--` ? 'last' : undefined;
+  };
+  const out: Buffer[] = [];
+  let part: Buffer[] | undefined;
+  let ended = false;
+  const close = (): boolean => {
+    if (!part) return true;
+    const { fields, body } = splitFields(part);
+    const fitted = fitEntity(fields, body, defaultType);
+    if (!fitted) return false;
+    for (const f of fitHeader(fitted.fields)) out.push(...f.lines);
+    out.push(Buffer.alloc(0), ...fitted.body);
+    return true;
+  };
+  for (const line of body) {
+    const d: 'next' | 'last' | undefined = ended ? undefined : delimiter(line);
+    if (d) {
+      if (!close()) return undefined;
+      out.push(line);
+      part = d === 'next' ? [] : undefined;
+      ended = d === 'last';
+    } else if (part) part.push(line);
+    else if (line.length > MAX_LINE || line.includes(0)) return undefined;
+    else out.push(line);
+  }
+  // A multipart cut short of its last delimiter: its last part is fitted all the same.
+  return close() ? out : undefined;
+}
+
+function valueOf(fields: Field[], name: string): string {
+  const f = fields.find((x) => x.name.toLowerCase() === name);
+  return f ? unfoldedValue(f.lines.map((l) => l.toString('latin1')).join('\r\n')).trim() : '';
+}
+
+function field(name: string, text: string): Field {
+  return { name, lines: [Buffer.from(`${name}: ${text}`)] };
+}
+
+function joinLines(lines: Buffer[]): Buffer {
+  return Buffer.concat(lines.flatMap((l, k) => (k === 0 ? [l] : [Buffer.from('\r\n'), l])));
+}
+
+function quotedPrintable(text: Buffer): Buffer[] {
+  return qp.wrap(qp.encode(text), 76).split('\r\n').map((l) => Buffer.from(l, 'latin1'));
+}
+
+/** Text's Content-Type, its charset read from its bytes: those that are not UTF-8 are read as
+ *  Latin-1, as `send` reads text. */
+function plainText(text: Buffer): Field {
+  return field('Content-Type', `text/plain; charset=${text.every((c) => c < 0x80) ? 'us-ascii' : isUtf8(text) ? 'utf-8' : 'iso-8859-1'}`);
 }
 
 const isWsp = (c: number | undefined) => c === 0x20 || c === 0x09;

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import fs from 'node:fs';
 import { spawnSync } from 'node:child_process';
-import { parseMail } from '../helpers/parse-mail.ts';
+import { leaves, parseMail } from '../helpers/parse-mail.ts';
 import { cli, python } from '../helpers/server.ts';
 import { b64, plain, SmtpClient } from '../helpers/smtp-client.ts';
 import { cleanup, mailbox, PASSWORD, queue, splitTrace, startFixture, withStore, type Fixture } from '../helpers/smtp-fixture.ts';
@@ -423,7 +423,7 @@ test('submission: Bcc, Resent-Bcc and Return-Path go, From, Date and Message-ID 
   assert.equal(queued[1], complete);
 });
 
-test('submission: a header line over 998 octets is folded, a body line made quoted-printable before signing, or refused when the structure is not known (RFC 5322 §2.1.1)', async () => {
+test('submission: a header line over 998 octets is folded, a body line made quoted-printable before signing, in a multipart\'s part too, or refused when it cannot be (RFC 5322 §2.1.1)', async () => {
   f = await startFixture();
   const c = await f.openAuthenticated('alice@example.test');
   const long = `${'L'.repeat(3000)} Köln`;
@@ -433,17 +433,20 @@ test('submission: a header line over 998 octets is folded, a body line made quot
   assert.equal(plain.code, 250, plain.raw);
   const single = await c.transaction('<alice@example.test>', ['<bob@example.test>'], `${head}MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n<p>${long}</p>`);
   assert.equal(single.code, 250, single.raw);
-  const multi = await c.transaction('<alice@example.test>', ['<bob@example.test>'], `${head}MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n${long}\r\n--b--`);
-  assert.equal(multi.code, 554);
-  assert.equal(multi.raw, '554 5.6.0 body line 4 is 3006 octets; lines are limited to 998 (RFC 5322 section 2.1.1): encode the body (quoted-printable or base64)\r\n');
+  const multi = await c.transaction('<alice@example.test>', ['<bob@example.test>'], `${head}MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain; charset=utf-8\r\n\r\n${long}\r\n--b--`);
+  assert.equal(multi.code, 250, multi.raw);
+  // A message inside the message cannot be re-encoded without changing what it says.
+  const inner = await c.transaction('<alice@example.test>', ['<bob@example.test>'], `${head}MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: in\r\n\r\n${long}\r\n--b--`);
+  assert.equal(inner.code, 554);
+  assert.equal(inner.raw, '554 5.6.0 body line 6 is 3006 octets; lines are limited to 998 (RFC 5322 section 2.1.1): encode the body (quoted-printable or base64)\r\n');
   // A header line is folded before white space; the body, short, stays as it was.
   const subject = 'word '.repeat(400).trim();
   const folded = await c.transaction('<alice@example.test>', ['<bob@example.test>'], `From: alice@example.test\r\nSubject: ${subject}\r\n\r\nshort`);
   assert.equal(folded.code, 250, folded.raw);
   await c.quit();
   const got = await mailbox(f.dataDir, 'bob@example.test');
-  assert.equal(got.length, 3);
-  const header = parseMail(got[2]!);
+  assert.equal(got.length, 4);
+  const header = parseMail(got[3]!);
   assert.equal(header.headers.subject, subject);
   assert.ok(header.longestLine <= 998, `${header.longestLine}`);
   assert.equal(header.root.text, 'short\n');
@@ -453,7 +456,9 @@ test('submission: a header line over 998 octets is folded, a body line made quot
   assert.deepEqual(parsed.map((p) => [p.root.contentType, p.root.cte, p.root.charset, p.root.text]), [
     ['text/plain', 'quoted-printable', 'utf-8', `short\n${long}\n`],
     ['text/html', 'quoted-printable', 'utf-8', `<p>${long}</p>\n`],
+    ['multipart/mixed', '', null, undefined],
   ]);
+  assert.deepEqual(leaves(parsed[2]!.root).map((p) => [p.contentType, p.cte, p.charset, p.text]), [['text/plain', 'quoted-printable', 'utf-8', long]]);
 });
 
 test('STARTTLS on the smtp listener: mail is received as ESMTPS with the TLS noted', async () => {

@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EX_USAGE, parseSendmailArgs, SendmailUsage } from '../../src/cli/sendmail.ts';
 import { prepareSubmitted, SubmittedError, type SubmittedOptions } from '../../src/mime/submitted.ts';
-import { parseMail } from '../helpers/parse-mail.ts';
+import { leaves, parseMail } from '../helpers/parse-mail.ts';
 
 test('the flags cron, logwatch, smartd, mail(1) and PHP pass', () => {
   // Debian cron: sendmail -FCronDaemon -i -B8BITMIME -oem root
@@ -256,7 +256,7 @@ test('header lines over 998 octets are folded at white space (RFC 5322 §2.2.3);
     (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /header X-Blob has 1200 octets without white space/.test(e.message));
 });
 
-test('a MIME message of one text part with an over-long line (cron\'s) becomes quoted-printable; any other is refused (EX_DATAERR)', () => {
+test('a MIME message of one text part with an over-long line (cron\'s) becomes quoted-printable; a multipart has its parts fitted; an encapsulated message is refused (EX_DATAERR)', () => {
   const long = `{"json": "${'y'.repeat(1200)}"}`;
   const cron = prep(`MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\nGrüße ${long}\n`, { recipients: ['a@example.org'] });
   const parsed = parseMail(cron.message);
@@ -265,19 +265,50 @@ test('a MIME message of one text part with an over-long line (cron\'s) becomes q
   assert.equal(parsed.root.text, `Grüße ${long}\n`);
   assert.ok(parsed.longestLine <= 998);
   assert.deepEqual(parsed.headerNames.filter((n) => n === 'content-transfer-encoding'), ['content-transfer-encoding']);
-  const input = `MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\n\n${'y'.repeat(1200)}\n--b--\n`;
-  assert.throws(() => prep(input, { recipients: ['a@example.org'] }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /line 3 is 1200 octets/.test(e.message));
+  // A part without a Content-Type is text/plain (RFC 2046 §5.1): its charset is said.
+  const multi = parseMail(prep(`MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\npreamble\n--b\n\nÄ${'y'.repeat(1200)}\n--b--\nepilogue\n`, { recipients: ['a@example.org'] }).message);
+  assert.ok(multi.longestLine <= 998, `${multi.longestLine}`);
+  assert.deepEqual(leaves(multi.root).map((l) => [l.contentType, l.cte, l.charset, l.text]), [['text/plain', 'quoted-printable', 'utf-8', `Ä${'y'.repeat(1200)}`]]);
+  // PHP's mail() with an attachment in one line of base64 (no chunk_split), beside HTML in one
+  // long line: the base64 is wrapped, the HTML made quoted-printable, the rest kept as it was.
+  const pdf = Buffer.from(Array.from({ length: 3000 }, (_, i) => (i * 13) % 256));
+  const php = [
+    'MIME-Version: 1.0', 'Content-Type: multipart/mixed; boundary="==Multipart_Boundary_x1"', '',
+    '--==Multipart_Boundary_x1', 'Content-Type: multipart/alternative; boundary=alt', '',
+    '--alt', 'Content-Type: text/plain; charset=utf-8', '', 'see the report', '--alt', 'Content-Type: text/html; charset=utf-8', '', `<p>${'r'.repeat(2600)}</p>`, '--alt--', '',
+    '--==Multipart_Boundary_x1', 'Content-Type: application/pdf; name="report.pdf"', 'Content-Disposition: attachment; filename="report.pdf"', 'Content-Transfer-Encoding: base64', '', pdf.toString('base64'),
+    '--==Multipart_Boundary_x1--', '',
+  ].join('\n');
+  const fitted = parseMail(prep(php, { recipients: ['a@example.org'] }).message);
+  assert.ok(fitted.longestLine <= 998, `${fitted.longestLine}`);
+  const parts = leaves(fitted.root);
+  assert.deepEqual(parts.map((l) => [l.contentType, l.cte]), [['text/plain', ''], ['text/html', 'quoted-printable'], ['application/pdf', 'base64']]);
+  assert.equal(parts[0]!.text, 'see the report');
+  assert.equal(parts[1]!.text, `<p>${'r'.repeat(2600)}</p>`);
+  assert.equal(parts[2]!.bytes, pdf.toString('base64'));
+  // A message inside a message, or quoted-printable in long lines, cannot be fixed here.
+  for (const [input, line] of [
+    [`MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: message/rfc822\n\nSubject: in\n\n${'y'.repeat(1200)}\n--b--\n`, 6],
+    [`MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Transfer-Encoding: quoted-printable\n\n${'y'.repeat(1200)}\n--b--\n`, 4],
+  ] as const) {
+    assert.throws(() => prep(input, { recipients: ['a@example.org'] }), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && new RegExp(`line ${line} is 1200 octets`).test(e.message));
+  }
 });
 
-test('NUL in a MIME message of one text part becomes quoted-printable; in any other it is refused (EX_DATAERR)', () => {
+test('NUL in a MIME message of one text part becomes quoted-printable, and so it does in a multipart\'s part', () => {
   const cron = prep('MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\nbefore\0after\n', { recipients: ['a@example.org'] });
   assert.ok(!cron.message.includes(0), 'a NUL was kept');
   const parsed = parseMail(cron.message);
   assert.equal(parsed.root.cte, 'quoted-printable');
   assert.equal(parsed.root.text, 'before\0after\n');
   const input = 'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: text/plain\nContent-Transfer-Encoding: 8bit\n\nx\0y\n--b--\n';
-  assert.throws(() => prep(input, { recipients: ['a@example.org'] }),
-    (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /^body line 5 holds a NUL octet/.test(e.message));
+  const multi = prep(input, { recipients: ['a@example.org'] }).message;
+  assert.ok(!multi.includes(0), 'a NUL was kept');
+  assert.deepEqual(leaves(parseMail(multi).root).map((l) => [l.cte, l.text]), [['quoted-printable', 'x\0y']]);
+  // Where the part cannot be re-encoded, it is refused.
+  const inner = 'MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b\n\n--b\nContent-Type: message/rfc822\n\nSubject: x\n\nx\0y\n--b--\n';
+  assert.throws(() => prep(inner, { recipients: ['a@example.org'] }),
+    (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && /^body line 6 holds a NUL octet/.test(e.message));
 });
 
 test('one base64 part written as one long line (base64 -w0) is wrapped at 76 characters', () => {
