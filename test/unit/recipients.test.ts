@@ -83,8 +83,18 @@ test('MAILER-DAEMON, and the host name\'s postmaster and MAILER-DAEMON, are the 
     assert.equal(await recipients.mayUseSender(bob, 'MAILER-DAEMON@example.test'), true);
     assert.equal(await recipients.mayUseSender(alice, 'MAILER-DAEMON@example.test'), false);
     assert.equal(await recipients.mayUseSender(alice, 'postmaster@mx.example.test'), false);
-    // Nobody else is at the host name, and it takes no sub-addresses.
-    for (const a of ['root@mx.example.test', 'postmaster+x@mx.example.test', 'alice@mx.example.test']) assert.equal(await usersOf(a), 'unknown', a);
+    // The machine's names, the host name and localhost, are the first domain's: its users,
+    // sub-addresses and aliases; a name it does not have is unknown there too.
+    assert.deepEqual(await usersOf('postmaster+x@mx.example.test'), ['bob@example.test']);
+    assert.deepEqual(await usersOf('Alice@localhost'), ['alice@example.test']);
+    assert.deepEqual(await usersOf('alice+tag@MX.example.test'), ['alice@example.test']);
+    for (const a of ['root@mx.example.test', 'root@localhost']) assert.equal(await usersOf(a), 'unknown', a);
+    await store.addAlias('root@example.test', ['alice@example.test']);
+    assert.deepEqual(await usersOf('root@localhost'), ['alice@example.test']);
+    assert.equal(await recipients.mayUseSender(alice, 'root@mx.example.test'), true);
+    // A machine name that is one of the domains is that domain.
+    const own = new Recipients(store, ['mx.example.test', 'example.test'], 'mx.example.test');
+    assert.equal((await own.resolve('alice@mx.example.test')).kind, 'unknown');
   } finally {
     store.close();
   }
