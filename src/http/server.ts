@@ -288,8 +288,9 @@ export class HttpService implements Service {
     };
     if (req.complete || req.destroyed) return answer(false);
     const limit = this.ctx.config.limits.max_message_size;
-    // a 413 was counted past the limit while reading: nothing more is read
-    if (status === 413 && !req.readableFlowing) {
+    // A body counted past the limit while it was read for a send (readBody stopped there):
+    // nothing more is read.
+    if (status === 413 && req.readableFlowing === false) {
       lingeringClose(req, limit, true);
       return answer(true);
     }
