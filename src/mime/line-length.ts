@@ -77,9 +77,12 @@ export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; bod
     };
   }
   if (longLine >= 0 || nul >= 0) {
-    const fitted = fitEntity(fields, body, 'text/plain');
-    if (!fitted && longLine >= 0) throw new UnfitLineError(`body line ${longLine + 1} is ${body[longLine]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 section 2.1.1): encode the body (quoted-printable or base64)`);
-    if (!fitted) throw new UnfitLineError(`body line ${nul + 1} holds a NUL octet, which no 7bit or 8bit data may (RFC 2045 section 2.8): encode that part (quoted-printable or base64)`);
+    const fitted = fitEntity(fields, body, 'text/plain', 0);
+    if ('blocked' in fitted) {
+      const { line, advice } = fitted.blocked;
+      const what = body[line]!.includes(0) ? 'holds a NUL octet, which no 7bit or 8bit data may (RFC 2045 section 2.8)' : `is ${body[line]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 section 2.1.1)`;
+      throw new UnfitLineError(`body line ${line + 1} ${what}: ${advice}`);
+    }
     ({ fields, body } = fitted);
   }
   if (!isMime) return { fields, body };
@@ -93,36 +96,52 @@ export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; bod
   return { fields: [...fields, ...added], body };
 }
 
+/** Parts within parts followed at most this deep (Postfix's mime_nesting_limit). */
+const MAX_NESTING = 100;
+
+/** Where an entity cannot be fitted: the index of its first line that cannot be, among the
+ *  lines given, and what the sender can do about it. */
+interface Blocked {
+  blocked: { line: number; advice: string };
+}
+
+const ENCODE = 'encode the body (quoted-printable or base64)';
+
 /**
  * One MIME entity (the message, or a part of it) whose body has a line over MAX_LINE or a NUL,
  * made to fit: text or data in 7bit, 8bit or binary as quoted-printable (RFC 2045 §6.7), whose
  * lines are short; base64 written in long lines wrapped at 76 characters (its line breaks carry
  * nothing, §6.8); a multipart's parts each so, between the same boundaries (RFC 2046 §5.1), as
  * PHP's mail() users write attachments in one line of base64. `defaultType` is the type of an
- * entity without Content-Type (RFC 2046 §5.1.5: message/rfc822 in a multipart/digest).
- * Undefined when it cannot be fixed here: an encapsulated message, quoted-printable or another
- * encoding with long lines, or a multipart whose boundaries cannot be found.
+ * entity without Content-Type (RFC 2046 §5.1.5: message/rfc822 in a multipart/digest). What
+ * cannot be fixed here is Blocked: an encapsulated message, quoted-printable or another encoding
+ * with long lines, a multipart whose boundary is not given, or one nested too deep.
  */
-function fitEntity(fields: Field[], body: Buffer[], defaultType: string): { fields: Field[]; body: Buffer[] } | undefined {
-  if (!body.some((l) => l.length > MAX_LINE || l.includes(0))) return { fields, body };
+function fitEntity(fields: Field[], body: Buffer[], defaultType: string, depth: number): { fields: Field[]; body: Buffer[] } | Blocked {
+  const first = body.findIndex((l) => l.length > MAX_LINE || l.includes(0));
+  if (first < 0) return { fields, body };
+  const blocked = (advice: string): Blocked => ({ blocked: { line: first, advice } });
   const contentType = valueOf(fields, 'content-type');
   const type = (/^\s*([^\s;/]+\/[^\s;]+)/.exec(contentType)?.[1] ?? defaultType).toLowerCase();
   const encoding = valueOf(fields, 'content-transfer-encoding').toLowerCase();
   if (type.startsWith('multipart/')) {
+    if (depth >= MAX_NESTING) return blocked(`its parts are nested more than ${MAX_NESTING} deep`);
     // RFC 2045 §6.4: a multipart is 7bit, 8bit or binary, its parts encoded each on its own.
-    if (!/^(7bit|8bit|binary|)$/.test(encoding)) return undefined;
-    const boundary = /;\s*boundary\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^\s;"]+))/i.exec(contentType);
-    if (!boundary) return undefined;
-    const parts = fitParts(body, boundary[1]?.replace(/\\(.)/g, '$1') ?? boundary[2]!, type === 'multipart/digest' ? 'message/rfc822' : 'text/plain');
-    return parts && { fields, body: parts };
+    const boundary = parameter(contentType, 'boundary');
+    if (!/^(7bit|8bit|binary|)$/.test(encoding) || !boundary) return blocked(ENCODE);
+    const parts = fitParts(body, boundary, type === 'multipart/digest' ? 'message/rfc822' : 'text/plain', depth + 1);
+    return 'blocked' in parts ? parts : { fields, body: parts };
   }
-  if (type.startsWith('message/')) return undefined;
+  if (type.startsWith('message/')) return blocked('encode the message it holds, or attach it as a file (base64)');
   if (encoding === 'base64') {
     const text = joinLines(body).toString('latin1').replace(/[\r\n\t ]/g, '');
-    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return undefined;
-    return { fields, body: (text.match(/.{1,76}/g) ?? []).map((l) => Buffer.from(l, 'latin1')) };
+    if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return blocked('its base64 is not valid');
+    const lines: Buffer[] = [];
+    for (let at = 0; at < text.length; at += 76) lines.push(Buffer.from(text.slice(at, at + 76), 'latin1'));
+    return { fields, body: lines };
   }
-  if (!/^(7bit|8bit|binary|)$/.test(encoding)) return undefined;
+  if (encoding === 'quoted-printable') return blocked('quoted-printable lines are at most 76 characters (RFC 2045 section 6.7)');
+  if (!/^(7bit|8bit|binary|)$/.test(encoding)) return blocked(ENCODE);
   // Without a Content-Type it would read as us-ascii (RFC 2045 §5.2): its charset is said.
   const text = joinLines(body);
   const kept = fields.filter((f) => !/^content-transfer-encoding$/i.test(f.name));
@@ -133,40 +152,59 @@ function fitEntity(fields: Field[], body: Buffer[], defaultType: string): { fiel
 }
 
 /** The body of a multipart with `boundary`, each part that needs it made to fit (fitEntity) and
- *  its header folded (fitHeader); undefined when a part cannot be, or a line outside the parts
- *  (the preamble, the epilogue) is too long. */
-function fitParts(body: Buffer[], boundary: string, defaultType: string): Buffer[] | undefined {
+ *  its header folded (fitHeader); Blocked when a part cannot be, or holds NUL in its header, or
+ *  a line outside the parts (the preamble, the epilogue) is too long or holds NUL. */
+function fitParts(body: Buffer[], boundary: string, defaultType: string, depth: number): Buffer[] | Blocked {
   // RFC 2046 §5.1.1: a delimiter line is "--" boundary, the last one with "--" after it, and
   // white space may follow either.
   const delimiter = (l: Buffer): 'next' | 'last' | undefined => {
     const text = l.toString('latin1').replace(/[ \t]+$/, '');
     return text === `--${boundary}` ? 'next' : text === `--${boundary}--` ? 'last' : undefined;
   };
+  const unfit = (l: Buffer) => l.length > MAX_LINE || l.includes(0);
   const out: Buffer[] = [];
-  let part: Buffer[] | undefined;
+  /** The part under way: the index of its first line, and how many. */
+  let part: { start: number; count: number } | undefined;
   let ended = false;
-  const close = (): boolean => {
-    if (!part) return true;
-    const { fields, body } = splitFields(part);
-    const fitted = fitEntity(fields, body, defaultType);
-    if (!fitted) return false;
-    for (const f of fitHeader(fitted.fields)) out.push(...f.lines);
-    out.push(Buffer.alloc(0), ...fitted.body);
-    return true;
+  const close = (): Blocked | undefined => {
+    if (!part) return undefined;
+    const lines = body.slice(part.start, part.start + part.count);
+    const { fields, body: partBody } = splitFields(lines);
+    const headerLines = lines.length - partBody.length;
+    const nul = lines.slice(0, headerLines).findIndex((l) => l.includes(0));
+    if (nul >= 0) return { blocked: { line: part.start + nul, advice: 'a NUL has no place in a header' } };
+    const fitted = fitEntity(fields, partBody, defaultType, depth);
+    if ('blocked' in fitted) return { blocked: { line: part.start + headerLines + fitted.blocked.line, advice: fitted.blocked.advice } };
+    for (const f of fitHeader(fitted.fields)) for (const l of f.lines) out.push(l);
+    out.push(Buffer.alloc(0));
+    for (const l of fitted.body) out.push(l);
+    return undefined;
   };
-  for (const line of body) {
+  for (let i = 0; i < body.length; i++) {
+    const line = body[i]!;
     const d: 'next' | 'last' | undefined = ended ? undefined : delimiter(line);
     if (d) {
-      if (!close()) return undefined;
+      const failed = close();
+      if (failed) return failed;
       out.push(line);
-      part = d === 'next' ? [] : undefined;
+      part = d === 'next' ? { start: i + 1, count: 0 } : undefined;
       ended = d === 'last';
-    } else if (part) part.push(line);
-    else if (line.length > MAX_LINE || line.includes(0)) return undefined;
+    } else if (part) part.count++;
+    else if (unfit(line)) return { blocked: { line: i, advice: ENCODE } };
     else out.push(line);
   }
   // A multipart cut short of its last delimiter: its last part is fitted all the same.
-  return close() ? out : undefined;
+  return close() ?? out;
+}
+
+/** A parameter's value in a structured field (RFC 2045 §5.1), quoted or not; quoted values of
+ *  other parameters are passed over whole, so that none is read inside one. */
+function parameter(value: string, name: string): string | undefined {
+  const re = /;\s*([^\s=;]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s;"]*)/g;
+  for (let m = re.exec(value); m; m = re.exec(value)) {
+    if (m[1]!.toLowerCase() === name) return m[2]!.startsWith('"') ? m[2]!.slice(1, -1).replace(/\\(.)/g, '$1') : m[2]!;
+  }
+  return undefined;
 }
 
 function valueOf(fields: Field[], name: string): string {
@@ -182,8 +220,11 @@ function joinLines(lines: Buffer[]): Buffer {
   return Buffer.concat(lines.flatMap((l, k) => (k === 0 ? [l] : [Buffer.from('\r\n'), l])));
 }
 
+/** Text as quoted-printable lines. A line that begins with "-" has it encoded (=2D, which RFC
+ *  2045 §6.7 allows of any character), so that no soft line break makes a line that reads as a
+ *  multipart's delimiter (RFC 2046 §5.1.1): lines are wrapped at 74 so that they stay within 76. */
 function quotedPrintable(text: Buffer): Buffer[] {
-  return qp.wrap(qp.encode(text), 76).split('\r\n').map((l) => Buffer.from(l, 'latin1'));
+  return qp.wrap(qp.encode(text), 74).split('\r\n').map((l) => Buffer.from(l.startsWith('-') ? `=2D${l.slice(1)}` : l, 'latin1'));
 }
 
 /** Text's Content-Type, its charset read from its bytes: those that are not UTF-8 are read as

@@ -189,6 +189,10 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
       if (!(err instanceof UnfitLineError)) throw err;
       return { kind: 'deliver', failure: 'unfit', message: err.message, reason: 'long_line' };
     }
+    // Quoted-printable can make 8-bit text up to three times as long: still held to the limit.
+    const { max_message_size: max } = ctx.config.limits;
+    const size = totalLength(body);
+    if (size > max) return { kind: 'deliver', failure: 'too-big', message: `the message is ${size} bytes once its long lines are encoded; at most ${max} are allowed`, reason: 'too_big' };
   }
   // Held to the rule of MAIL again, now that its size is known, against a reading that counts
   // off what was stored since it was made: sessions that all passed MAIL within a second would

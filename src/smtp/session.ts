@@ -50,7 +50,7 @@ export type SmtpResult =
   | { kind: 'deliver'; id: string }
   /** Not stored: refused by policy (with the reply's text), a store failure, or no room on
    *  disk; `reason` is the refusal's for the count (see Output 'refused'). */
-  | { kind: 'deliver'; id?: undefined; failure: 'refused' | 'deferred' | 'unfit'; message: string; reason: string }
+  | { kind: 'deliver'; id?: undefined; failure: 'refused' | 'deferred' | 'unfit' | 'too-big'; message: string; reason: string }
   | { kind: 'deliver'; id?: undefined; failure: 'store-error' | 'storage-full'; reason: string };
 
 /** Everything needed to commit an accepted message. */
@@ -755,6 +755,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       case 'deferred': return this.send(reply(451, '4.7.0', result.message));
       // RFC 3463 §3.7: the content cannot be sent on as it is.
       case 'unfit': return this.send(reply(554, '5.6.0', result.message));
+      case 'too-big': return this.send(reply(552, '5.3.4', result.message));
     }
   }
 

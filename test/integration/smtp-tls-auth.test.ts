@@ -438,7 +438,7 @@ test('submission: a header line over 998 octets is folded, a body line made quot
   // A message inside the message cannot be re-encoded without changing what it says.
   const inner = await c.transaction('<alice@example.test>', ['<bob@example.test>'], `${head}MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: message/rfc822\r\n\r\nSubject: in\r\n\r\n${long}\r\n--b--`);
   assert.equal(inner.code, 554);
-  assert.equal(inner.raw, '554 5.6.0 body line 6 is 3006 octets; lines are limited to 998 (RFC 5322 section 2.1.1): encode the body (quoted-printable or base64)\r\n');
+  assert.equal(inner.raw, '554 5.6.0 body line 6 is 3006 octets; lines are limited to 998 (RFC 5322 section 2.1.1): encode the message it holds, or attach it as a file (base64)\r\n');
   // A header line is folded before white space; the body, short, stays as it was.
   const subject = 'word '.repeat(400).trim();
   const folded = await c.transaction('<alice@example.test>', ['<bob@example.test>'], `From: alice@example.test\r\nSubject: ${subject}\r\n\r\nshort`);
@@ -459,6 +459,18 @@ test('submission: a header line over 998 octets is folded, a body line made quot
     ['multipart/mixed', '', null, undefined],
   ]);
   assert.deepEqual(leaves(parsed[2]!.root).map((p) => [p.contentType, p.cte, p.charset, p.text]), [['text/plain', 'quoted-printable', 'utf-8', long]]);
+});
+
+test('submission: a message that its long lines\' encoding takes over limits.max_message_size gets 552 5.3.4, saying so', async () => {
+  f = await startFixture({ config: { limits: { max_message_size: 60_000 } } });
+  const c = await f.openAuthenticated('alice@example.test');
+  // 40,000 octets of 8-bit text in long lines: about three times as much as quoted-printable.
+  const text = 'é'.repeat(1000);
+  const r = await c.transaction('<alice@example.test>', ['<bob@example.test>'], `From: alice@example.test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n${`${text}\r\n`.repeat(20)}`);
+  assert.equal(r.code, 552, r.raw);
+  assert.match(r.raw, /^552 5\.3\.4 the message is \d+ bytes once its long lines are encoded; at most 60000 are allowed\r\n$/);
+  await c.quit();
+  assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 0);
 });
 
 test('STARTTLS on the smtp listener: mail is received as ESMTPS with the TLS noted', async () => {

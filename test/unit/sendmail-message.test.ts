@@ -295,6 +295,32 @@ test('a MIME message of one text part with an over-long line (cron\'s) becomes q
   }
 });
 
+test('fitting a multipart: a large attachment in one line, a text line that would end in a delimiter, a NUL in a part\'s header, parts nested too deep, and the line named when one cannot be fitted', () => {
+  const to = { recipients: ['a@example.org'] };
+  // 9 MB of base64 in one line: wrapped, not a stack overflow.
+  const big = Buffer.alloc(6_800_000, 7).toString('base64');
+  const fitted = prep(`MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: text/html\n\n<p>${'h'.repeat(1500)}</p>\n--B\nContent-Type: application/pdf\nContent-Transfer-Encoding: base64\n\n${big}\n--B--\n`, to).message;
+  assert.ok(fitted.toString('latin1').split('\r\n').every((l) => l.length <= 998));
+  // Quoted-printable's soft breaks never make a line that reads as the boundary.
+  const tricky = prep(`MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=BND\n\n--BND\nContent-Type: text/plain\n\n${'x'.repeat(1019)} --BND--\n--BND\nContent-Type: application/octet-stream\nContent-Transfer-Encoding: base64\n\nAAEC\n--BND--\n`, to).message;
+  const parts = leaves(parseMail(tricky).root);
+  assert.deepEqual(parts.map((l) => l.contentType), ['text/plain', 'application/octet-stream']);
+  assert.equal(parts[0]!.text, `${'x'.repeat(1019)} --BND--`);
+  // A boundary named in another parameter's quoted value is not the boundary.
+  const quoted = leaves(parseMail(prep(`MIME-Version: 1.0\nContent-Type: multipart/mixed; x="; boundary=fake"; boundary=real\n\n--real\n\n${'q'.repeat(1200)}\n--real--\n`, to).message).root);
+  assert.deepEqual(quoted.map((l) => [l.cte, l.text]), [['quoted-printable', 'q'.repeat(1200)]]);
+  const refused = (input: string, message: RegExp) => assert.throws(() => prep(input, to), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && message.test(e.message), message.source);
+  // NUL in a part's header: no part is fitted around it.
+  refused('MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: text/plain\nContent-Description: a\0b\n\nhello\n--B--\n', /^body line 3 holds a NUL octet, which no 7bit or 8bit data may \(RFC 2045 section 2\.8\): a NUL has no place in a header$/);
+  // 150 multiparts one inside the other, a long line at the bottom.
+  const open = Array.from({ length: 150 }, (_, i) => `--b${i}\nContent-Type: multipart/mixed; boundary=b${i + 1}\n`).join('\n');
+  const close = Array.from({ length: 150 }, (_, i) => `--b${150 - i}--\n`).join('');
+  refused(`MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b0\n\n${open}\n--b150\n\n${'z'.repeat(1200)}\n${close}--b0--\n`, /is 1200 octets; lines are limited to 998 \(RFC 5322 section 2\.1\.1\): its parts are nested more than 100 deep$/);
+  // A part that can be fitted, then one that cannot: the second is named, with its own advice.
+  refused(`MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: text/html\n\n${'h'.repeat(1600)}\n--B\nContent-Type: text/plain\nContent-Transfer-Encoding: quoted-printable\n\n${'p'.repeat(2000)}\n--B--\n`,
+    /^body line 9 is 2000 octets; lines are limited to 998 \(RFC 5322 section 2\.1\.1\): quoted-printable lines are at most 76 characters \(RFC 2045 section 6\.7\)$/);
+});
+
 test('NUL in a MIME message of one text part becomes quoted-printable, and so it does in a multipart\'s part', () => {
   const cron = prep('MIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\nContent-Transfer-Encoding: 8bit\n\nbefore\0after\n', { recipients: ['a@example.org'] });
   assert.ok(!cron.message.includes(0), 'a NUL was kept');
