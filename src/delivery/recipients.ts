@@ -161,8 +161,9 @@ export class Recipients {
       return true;
     }
     const { local, domain } = splitAddress(address);
-    // The machine's names have no users nor aliases of their own: the first domain's.
-    if (this.isHostName(domain)) return this.expand(`${local}@${this.firstDomain}`, depth + 1, x);
+    // The machine's names have no users nor aliases of their own: the first domain's, as they
+    // are (no alias step: the chain that follows may be as deep as from the first domain).
+    if (this.isHostName(domain)) return this.expand(`${local}@${this.firstDomain}`, depth, x);
     // A user of that name wins over an alias of the same name.
     const user = await this.store.findUser(address);
     if (user) {
@@ -206,9 +207,13 @@ export class Recipients {
     return first;
   }
 
-  /** A user may send as its own address and as any alias that delivers to it (submission MAIL FROM). */
+  /** A user may send as its own address and as any alias that delivers to it (submission MAIL
+   *  FROM); at the machine's names, only as the postmaster's names, whose replies come back here:
+   *  another address there is no address anyone elsewhere can answer. */
   async mayUseSender(user: UserRecord, sender: string): Promise<boolean> {
     if (addressKey(sender) === addressKey(user.address)) return true;
+    const { local, domain } = splitAddress(sender);
+    if (this.isHostName(domain) && !POSTMASTER_NAMES.has(local.toLowerCase())) return false;
     const r = await this.resolve(sender);
     return r.kind === 'local' && r.users.some((u) => u.id === user.id);
   }

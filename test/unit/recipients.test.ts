@@ -91,7 +91,14 @@ test('MAILER-DAEMON, and the host name\'s postmaster and MAILER-DAEMON, are the 
     for (const a of ['root@mx.example.test', 'root@localhost']) assert.equal(await usersOf(a), 'unknown', a);
     await store.addAlias('root@example.test', ['alice@example.test']);
     assert.deepEqual(await usersOf('root@localhost'), ['alice@example.test']);
-    assert.equal(await recipients.mayUseSender(alice, 'root@mx.example.test'), true);
+    // No one sends as an address at them but the postmaster's names: nobody elsewhere could answer.
+    assert.equal(await recipients.mayUseSender(alice, 'root@mx.example.test'), false);
+    assert.equal(await recipients.mayUseSender(alice, 'alice@localhost'), false);
+    assert.equal(await recipients.mayUseSender(bob, 'MAILER-DAEMON@mx.example.test'), true);
+    // The step from a machine's name is no alias: a chain as deep as aliases go is followed from it.
+    for (let i = 1; i <= 8; i++) await store.addAlias(`c${i}@example.test`, [i === 8 ? 'alice@example.test' : `c${i + 1}@example.test`]);
+    assert.deepEqual(await usersOf('c1@example.test'), ['alice@example.test']);
+    assert.deepEqual(await usersOf('c1@localhost'), ['alice@example.test']);
     // A machine name that is one of the domains is that domain.
     const own = new Recipients(store, ['mx.example.test', 'example.test'], 'mx.example.test');
     assert.equal((await own.resolve('alice@mx.example.test')).kind, 'unknown');
