@@ -222,6 +222,8 @@ export const configSchema = z.strictObject({
     const other = seen.get(key);
     if (other !== undefined) ctx.addIssue({ code: 'custom', path: ['relay', 'routes', domain], message: `a domain without a route yet: "${other}" names it already (case, a final dot and U-labels do not count); keep one` });
     else if (local.has(key)) ctx.addIssue({ code: 'custom', path: ['relay', 'routes', domain], message: 'a domain that is not local: mail for one in domains is delivered here and never routed; remove the route, or the domain from domains' });
+    // The machine's own names are the first domain's (see Recipients): their mail stays here.
+    else if (key === 'localhost' || key === canonicalDomain(c.hostname).toLowerCase()) ctx.addIssue({ code: 'custom', path: ['relay', 'routes', domain], message: 'a name other than this machine\'s own (hostname or localhost): mail for those is delivered here, as the first domain\'s, and never routed; remove the route' });
     seen.set(key, domain);
   }
 });

@@ -89,6 +89,8 @@ const refused: [unknown, RegExp][] = [
   [{ data_dir: '~/mail' }, /data_dir = "~\/mail" is not allowed: expected a path without "~", which is not expanded here \(one written so used to name a directory "~" beside this file, where its mail still is\): give the whole path, such as "\/home\/me\/mail"$/],
   [{ relay: { routes: { 'EXAMPLE.org': '127.0.0.1:25', 'example.org': '127.0.0.1:26' } } }, /relay\.routes\."example\.org" = "127\.0\.0\.1:26" is not allowed: expected a domain without a route yet: "EXAMPLE\.org" names it already/],
   [{ domains: ['example.com'], relay: { routes: { 'Example.com': '127.0.0.1:25' } } }, /relay\.routes\."Example\.com" = "127\.0\.0\.1:25" is not allowed: expected a domain that is not local/],
+  [{ domains: ['example.com'], relay: { routes: { 'LOCALHOST.': '127.0.0.1:25' } } }, /relay\.routes\."LOCALHOST\." = "127\.0\.0\.1:25" is not allowed: expected a name other than this machine's own \(hostname or localhost\): mail for those is delivered here, as the first domain's, and never routed; remove the route$/],
+  [{ hostname: 'mail.example.com', domains: ['example.com'], relay: { routes: { 'Mail.Example.com': '127.0.0.1:25' } } }, /relay\.routes\."Mail\.Example\.com" = "127\.0\.0\.1:25" is not allowed: expected a name other than this machine's own/],
   [{ relay: { routes: { 'example.org': '127.0.0.1:25', 'example.org.': '127.0.0.1:26' } } }, /relay\.routes\."example\.org\." = "127\.0\.0\.1:26" is not allowed: expected a domain without a route yet: "example\.org" names it already/],
   [{ relay: { routes: { 'xn--bcher-kva.example': '127.0.0.1:25', 'bücher.example.': '127.0.0.1:26' } } }, /relay\.routes\."bücher\.example\." = "127\.0\.0\.1:26" is not allowed: expected a domain without a route yet/],
 ];
