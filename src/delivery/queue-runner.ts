@@ -22,7 +22,7 @@ import type { Config } from '../config/schema.ts';
 import type { Context } from '../context.ts';
 import { encodeUtf8Address } from '../smtp/xtext.ts';
 import { isStorageFull, type DueRecipient, type QueueEntry, type QueueRecipient, type RecipientUpdate, type ReportOn } from '../store/store.ts';
-import { DestinationConcurrency } from './concurrency.ts';
+import { BUSY_PAUSE_MS, DestinationConcurrency } from './concurrency.ts';
 import { DkimSigner } from './dkim.ts';
 import { HEADER_MAX, headerSection, reportFromText, reportText, type DsnAction, type DsnRecipientReport } from './dsn.ts';
 import { DnsError, PermanentDnsError, resolveMxHosts, selfRecognizer, systemResolver, type DnsResolver, type MxHost } from './mx.ts';
@@ -157,7 +157,7 @@ export class QueueRunner {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<'timeout'>((r) => { timer = setTimeout(() => r('timeout'), graceMs); });
     if (await Promise.race([all, timeout]) === 'timeout') {
-      for (const c of this.clients) c.close();
+      for (const c of this.clients) void c.close();
       await all;
     }
     clearTimeout(timer);
@@ -279,7 +279,7 @@ export class QueueRunner {
         this.rr.push(key);
         const d = this.dests.get(key)!;
         // One connection per few waiting jobs: more would only open and close empty.
-        if (d.active < d.concurrency.limit && this.waiting(d) > d.active) {
+        if (d.active < d.concurrency.limit && this.waiting(d) > d.active && d.concurrency.mayOpen(this.now())) {
           this.startWorker(d);
           progressed = true;
         }
@@ -319,10 +319,17 @@ export class QueueRunner {
       // Other connections to the destination are made or still being made: this failure is
       // one more than the next hop takes at once (a server with a limit per client address
       // answers 421 at the greeting), not the destination's. They carry the waiting mail, and
-      // no more are opened than the others, as Postfix lowers its concurrency.
-      if (d.active > 1) {
+      // no more are opened than the others, as Postfix lowers its concurrency. So is a 4xx at
+      // the greeting just after a delivery went well, when the connection it replaces may still
+      // count there: the mail waits a moment for the next one.
+      const busy = err instanceof ConnectError && err.remoteMta !== undefined && !err.loginRefused && err.reply.startsWith('4') && d.concurrency.justWentWell(this.now());
+      if (d.active > 1 || busy) {
         d.concurrency.tooMany(d.active - 1, this.now());
-        this.ctx.log.info({ destination: d.hop.key, open: d.open, others: d.active - 1, reply: err instanceof DnsError || err instanceof ConnectError ? err.reply : localError(err) }, 'connection refused while others to the destination are open; fewer are opened');
+        if (d.active === 1) {
+          d.concurrency.pause(this.now());
+          setTimeout(() => this.dispatch(), BUSY_PAUSE_MS).unref();
+        }
+        this.ctx.log.info({ destination: d.hop.key, open: d.open, others: d.active - 1, reply: err instanceof DnsError || err instanceof ConnectError ? err.reply : localError(err) }, 'a connection failed while others to the destination are open or just closed; fewer are opened');
         return;
       }
       // Deferred as any refusal before a transaction is (as Postfix's smtp_sasl_auth_soft_bounce),
@@ -395,7 +402,7 @@ export class QueueRunner {
     } finally {
       d.open--;
       this.clients.delete(client);
-      client.close();
+      await client.close();
     }
   }
 

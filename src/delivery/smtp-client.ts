@@ -236,7 +236,10 @@ export class SmtpClient {
       // connection alone is bounded below.
       connectionTimeout: opts.connectTimeout + opts.greetingTimeout,
       greetingTimeout: opts.greetingTimeout,
-      socketTimeout: opts.commandTimeout,
+      // The socket's idle limit runs from the connection on: while the session is set up it is
+      // the greeting's, so that command_timeout does not cut greeting_timeout short (and a
+      // greeting that never came is said to be one), and command_timeout once it is made.
+      socketTimeout: Math.max(opts.commandTimeout, opts.greetingTimeout),
       socketCloseTimeout: 0,
       allowInternalNetworkInterfaces: true,
       logger: false,
@@ -277,6 +280,7 @@ export class SmtpClient {
       }, opts.connectTimeout);
       const made = () => {
         if (!settle()) return;
+        (conn as unknown as { _socket?: { setTimeout(ms: number): unknown } })._socket?.setTimeout(opts.commandTimeout);
         conn.removeListener('error', fail);
         resolve(new SmtpClient(conn, target));
       };
@@ -448,17 +452,29 @@ export class SmtpClient {
     return undefined;
   }
 
-  close(): void {
+  /** Ends the session: resolves once the connection is closed, after the server's answer to
+   *  QUIT, or 2 s on, whichever comes first. The next connection to the server waits for it: a
+   *  server that counts connections per client may count this one until then, and refuse one
+   *  more (Postfix's client, too, waits for the QUIT reply). */
+  close(): Promise<void> {
     // A transaction under way is cut off: a QUIT now would be written into the message it is
     // sending, which the server would then take.
     if (this.broken || this.inFlight) {
       this.broken = true;
       this.conn.close();
-      return;
+      return Promise.resolve();
     }
     this.broken = true;
-    this.conn.quit();
-    // quit() closes once the server answers; do not wait for a slow one (nor exit before).
-    setTimeout(() => this.conn.close(), 2000);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.conn.close();
+        resolve();
+      }, 2000);
+      this.conn.once('end', () => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.conn.quit();
+    });
   }
 }

@@ -39,6 +39,9 @@ export interface SinkOptions {
   maxConnections?: number;
   /** Milliseconds before the greeting, as a busy server's. */
   greetingDelay?: number;
+  /** Milliseconds a closed connection still counts against maxConnections, as with a server
+   *  that counts its processes until they are reaped. */
+  slotLag?: number;
 }
 
 export class SmtpSink {
@@ -98,7 +101,10 @@ export class SmtpSink {
     this.open++;
     this.mostOpen = Math.max(this.mostOpen, this.open);
     this.openWith.push(this.open);
-    raw.on('close', () => this.open--);
+    raw.on('close', () => {
+      if (this.opts.slotLag) setTimeout(() => this.open--, this.opts.slotLag);
+      else this.open--;
+    });
     let buf = Buffer.alloc(0);
     let helo = '';
     let from: string | undefined;

@@ -224,6 +224,16 @@ test('a greeting may take greeting_timeout after the connection, whatever connec
   client.close();
   await assert.rejects(SmtpClient.connect({ host: '127.0.0.1', port, tls: 'none', verify: false }, options(1000)),
     (err: ConnectError) => /Greeting never received/.test(err.reply));
+  // Nor does command_timeout cut the greeting short; it holds once the session is made.
+  const shortCommands = { name: 'mx.example.test', connectTimeout: 500, greetingTimeout: 5000, commandTimeout: 700 };
+  const patient = await SmtpClient.connect({ host: '127.0.0.1', port, tls: 'none', verify: false }, shortCommands);
+  assert.ok(patient.usable);
+  const started = Date.now();
+  // The server answers no MAIL: the command's reply is waited for command_timeout, not the greeting's.
+  const results = await patient.send(message('Subject: s\r\n\r\ny\r\n', { recipients: ['ok@hop.test'] }));
+  assert.deepEqual(results.map((r) => r.ok), [false]);
+  assert.ok(Date.now() - started < 4000, `${Date.now() - started} ms`);
+  patient.close();
 });
 
 test('a connection not made within connect_timeout fails then, however long the greeting may take', { timeout: 30_000 }, async (t) => {

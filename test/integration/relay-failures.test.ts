@@ -400,7 +400,30 @@ describe('a next hop that takes few connections at once', () => {
       assert.ok(capped.mostOpen <= 2);
       await until('an empty queue', () => !queueJson(configFile).some((e) => ids.includes(e.id)));
       assert.deepEqual(server.logs.filter((l) => l.msg === 'delivery deferred').map((l) => l.id), []);
-      assert.ok(server.logs.some((l) => l.msg === 'connection refused while others to the destination are open; fewer are opened'));
+      assert.ok(server.logs.some((l) => l.msg === 'a connection failed while others to the destination are open or just closed; fewer are opened'));
+    } finally {
+      await server.stop();
+      await capped.stop();
+    }
+  });
+
+  it('refused just after one closed, which the next hop still counts: the mail waits a moment, none deferred', async () => {
+    const dir = tempDir();
+    // One at a time, each counted 300 ms after it closes; a connection carries two messages.
+    const capped = new SmtpSink({ maxConnections: 1, slotLag: 300 });
+    await capped.start();
+    const configFile = writeConfig(dir, baseConfig(dir, {
+      relay: { routes: { 'capped.test': `127.0.0.1:${capped.port}` } },
+      queue: { retry: ['1h'], poll_interval: '200ms', max_connections_per_destination: 1, messages_per_connection: 2 },
+    }));
+    addUser(configFile, 'alice@example.test', 'secret-pw');
+    const ids = Array.from({ length: 6 }, (_, n) => inject(configFile, 'alice@example.test', [`r${n}@capped.test`], message(`lagging ${n}`)));
+    const server = await startMailnest(dir, configFile);
+    try {
+      await capped.waitFor(6);
+      assert.ok(capped.connections > 3, `${capped.connections} connections: none was refused`);
+      await until('an empty queue', () => !queueJson(configFile).some((e) => ids.includes(e.id)));
+      assert.deepEqual(server.logs.filter((l) => l.msg === 'delivery deferred').map((l) => l.id), []);
     } finally {
       await server.stop();
       await capped.stop();
@@ -421,7 +444,7 @@ describe('a next hop that takes few connections at once', () => {
     const server = await startMailnest(dir, configFile);
     try {
       await capped.waitFor(24);
-      const refusal = server.logs.find((l) => l.msg === 'connection refused while others to the destination are open; fewer are opened');
+      const refusal = server.logs.find((l) => l.msg === 'a connection failed while others to the destination are open or just closed; fewer are opened');
       assert.ok(refusal, 'the limit was met');
       assert.equal(refusal.others, 4);
       // After the first four, connections went on side by side: the limit stayed at four.

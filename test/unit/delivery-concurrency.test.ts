@@ -2,7 +2,7 @@
  *  raised again by one a minute while deliveries go well, and one at a time when unreachable. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CEILING_PROBE_MS, DestinationConcurrency } from '../../src/delivery/concurrency.ts';
+import { BUSY_PAUSE_MS, CEILING_PROBE_MS, DestinationConcurrency } from '../../src/delivery/concurrency.ts';
 
 test('starts at 5 and grows by one per delivery that goes well, up to the maximum', () => {
   const c = new DestinationConcurrency(10);
@@ -37,4 +37,15 @@ test('unreachable: one at a time, growing again as deliveries go well', () => {
   assert.equal(c.limit, 1);
   c.wentWell(0);
   assert.equal(c.limit, 2);
+});
+
+test('a refusal just after a delivery went well: told apart for ten seconds; a pause holds new connections for a second', () => {
+  const c = new DestinationConcurrency(10);
+  assert.equal(c.justWentWell(0), false, 'nothing went well yet');
+  c.wentWell(1_000);
+  assert.equal(c.justWentWell(5_000), true);
+  assert.equal(c.justWentWell(11_000), false);
+  c.pause(20_000);
+  assert.equal(c.mayOpen(20_500), false);
+  assert.equal(c.mayOpen(20_000 + BUSY_PAUSE_MS), true);
 });
