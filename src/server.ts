@@ -92,7 +92,7 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
   services.push({ service: certificateWatch });
   services.push({ service: new QueueRunner(ctx) });
   services.push({ service: new StoreSweeper(ctx.store, log) });
-  if (config.listen.http.length > 0) services.push({ kind: 'http', service: new HttpService(ctx, limits) });
+  if (config.listen.http.length > 0) services.push({ kind: 'http', service: new HttpService(ctx, freeSpace, limits) });
 
   // A key other users may read is theirs too (a group, as Debian's ssl-cert, is the operator's
   // choice). Said, not refused: the files are the operator's, and certbot's are 0600 already.

@@ -4,7 +4,7 @@
  */
 import fs from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { isStorageFull } from '../store/store.ts';
+import { isStorageFull, NoRoom } from '../store/store.ts';
 import { CliError, UsageError } from './errors.ts';
 import { registerStart } from './start.ts';
 import { registerInit } from './init.ts';
@@ -61,7 +61,9 @@ try {
     process.stderr.write(`mailnest: ${err.message}\n`);
     process.exitCode = 2;
   } else if (err instanceof CliError || !verbose()) {
-    const message = isStorageFull(err)
+    const message = err instanceof NoRoom
+      ? `the disk holding data_dir is nearly full (${err.message}): free some space and try again`
+      : isStorageFull(err)
       ? `the disk holding data_dir is full (${(err as Error).message}): free some space and try again`
       : err instanceof Error ? err.message : String(err);
     process.stderr.write(`mailnest: ${message.split('\n')[0]}\n`);

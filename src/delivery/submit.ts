@@ -10,8 +10,8 @@ import { uniqueAddresses } from '../mime/addresses.ts';
 import { acceptMessage, type ResolvedRecipient } from './accept.ts';
 import { withoutForgedResults } from './auth-results.ts';
 import { UNKNOWN_WHY } from './recipients.ts';
-import { freeBytes, roomFor, roomNeeded } from '../store/free-space.ts';
-import { StorageFull } from '../store/store.ts';
+import { roomNeeded, roomNow, type Room } from '../store/free-space.ts';
+import { NoRoom } from '../store/store.ts';
 
 export type SubmitProblem = 'no_recipients' | 'bad_address' | 'too_many_recipients' | 'too_big' | 'unknown_recipient';
 
@@ -37,6 +37,8 @@ export interface LocalSubmission {
   clientIp?: string;
   /** Who submitted it (an API token name, a login name), noted in Received. */
   submitter?: string;
+  /** The running server's gauge of free space; a command reads it afresh. */
+  room?: Room;
 }
 
 /** Checks, resolves and durably accepts; resolves with the queue id. Throws SubmitError. */
@@ -70,10 +72,11 @@ export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<str
     throw new SubmitError('unknown_recipient', `no such local user or alias: ${named.join(', ')}`, unknown);
   }
   // The rule SMTP holds a message to before its 250: room for it and for the deletions that
-  // free the disk again (docs/SMTP.md), read afresh, as a command runs without the server's gauge.
-  const free = freeBytes(ctx.config.data_dir);
-  if (!roomFor(free, s.message.length)) {
-    throw new StorageFull(`${free} bytes are free on the disk holding data_dir, and a message of ${s.message.length} bytes needs ${roomNeeded(s.message.length)}: twice its size, and 1 MiB for deletions`);
+  // free the disk again (docs/SMTP.md); the server's gauge, counted off by every message taken
+  // (SMTP's too), or a reading made now for a command.
+  const room = s.room ?? roomNow(ctx.config.data_dir);
+  if (!room.take(s.message.length)) {
+    throw new NoRoom(`${room.bytes} bytes are free, and a message of ${s.message.length} bytes needs ${roomNeeded(s.message.length)}: twice its size, and 1 MiB for deletions`);
   }
   return acceptMessage(ctx.store, {
     writtenHere: true,

@@ -19,7 +19,8 @@ import type { Context } from '../context.ts';
 import type { ConnectionLimits } from '../net/listener.ts';
 import type { Service } from '../server.ts';
 import { submitLocal, SubmitError } from '../delivery/submit.ts';
-import { isStorageFull } from '../store/store.ts';
+import type { Room } from '../store/free-space.ts';
+import { isStorageFull, NoRoom } from '../store/store.ts';
 import { ComposeError } from '../mime/errors.ts';
 import { parseSendRequest, RequestError } from './send-request.ts';
 import { hashToken } from './tokens.ts';
@@ -58,14 +59,44 @@ function tooBig(max: number): HttpError {
   return new HttpError(413, 'size', `request body over limits.max_message_size (${max} bytes)`);
 }
 
+/** For each connection, its requests not yet answered, and what waits for them to be. */
+const owed = new WeakMap<net.Socket, { count: number; then?: () => void }>();
+
+/** Counts a request as owed an answer until its response is done (or given up). */
+function unanswered(socket: net.Socket, res: http.ServerResponse): void {
+  const o = owed.get(socket) ?? { count: 0 };
+  owed.set(socket, o);
+  o.count++;
+  res.once('close', () => {
+    o.count--;
+    if (o.count > 0 || !o.then) return;
+    const then = o.then;
+    o.then = undefined;
+    then();
+  });
+}
+
+/** Runs `then` once every request of the connection has been answered. */
+function whenAnswered(socket: net.Socket, then: () => void): void {
+  const o = owed.get(socket);
+  if (!o || o.count === 0) return then();
+  o.then = then;
+}
+
 /**
  * The close after an answer with "Connection: close" to a request whose body may still be
  * arriving (RFC 9112 §9.6). Node would destroy the connection as soon as that answer is
  * written, and a close with unread data in it is a reset, which can cost the client the answer
  * it has not read yet. Here the answer is followed by a half-close, and the rest of the body is
- * read and dropped, up to `limit` octets: the connection goes once the body has ended, or a
- * second after reading stopped at the limit. `cut`: reading has stopped already.
+ * read and dropped, up to `limit` octets: the connection goes once the body has ended, a second
+ * after reading stopped at the limit, or when the body stops coming (LINGER_IDLE_MS, LINGER_MS).
+ * `cut`: reading has stopped already.
  */
+/** How long a lingering close reads on (nginx's lingering_time is 30 s), and how long it waits
+ *  for more of the body before it cuts the connection (nginx's lingering_timeout is 5 s). */
+const LINGER_MS = 30_000;
+const LINGER_IDLE_MS = 2_000;
+
 function lingeringClose(req: http.IncomingMessage, limit: number, cut: boolean): void {
   const socket = req.socket;
   closing.add(socket);
@@ -75,8 +106,16 @@ function lingeringClose(req: http.IncomingMessage, limit: number, cut: boolean):
     if (socket.writableFinished) socket.destroy();
     else socket.once('finish', () => socket.destroy());
   };
+  // While the body is read after the answer: cut once none has come for LINGER_IDLE_MS, and
+  // after LINGER_MS in all (a client that neither sends nor closes holds no slot for long).
+  let idle: NodeJS.Timeout | undefined;
   const settle = (): void => {
-    if (!answered || body === 'reading') return;
+    if (!answered) return;
+    clearTimeout(idle);
+    if (body === 'reading') {
+      idle = setTimeout(destroyWhenWritten, LINGER_IDLE_MS).unref();
+      return;
+    }
     if (body === 'ended') destroyWhenWritten();
     else setTimeout(destroyWhenWritten, 1_000).unref();
   };
@@ -84,11 +123,13 @@ function lingeringClose(req: http.IncomingMessage, limit: number, cut: boolean):
   socket.destroySoon = (): void => {
     answered = true;
     socket.end();
+    setTimeout(destroyWhenWritten, LINGER_MS).unref();
     settle();
   };
   if (cut) return;
   let dropped = 0;
   const drop = (chunk: Buffer): void => {
+    if (answered && body === 'reading') settle();
     dropped += chunk.length;
     if (dropped <= limit) return;
     req.off('data', drop);
@@ -114,11 +155,14 @@ export class HttpService implements Service {
   readonly name = 'http';
   private readonly ctx: Context;
   private readonly limits: ConnectionLimits | undefined;
+  /** The server's gauge of free space, which SMTP counts its messages off too. */
+  private readonly room: Room;
   private readonly refusals: RefusalLog;
   private readonly servers: http.Server[] = [];
 
-  constructor(ctx: Context, limits?: ConnectionLimits) {
+  constructor(ctx: Context, room: Room, limits?: ConnectionLimits) {
     this.ctx = ctx;
+    this.room = room;
     this.limits = limits;
     this.refusals = new RefusalLog(ctx.log, LISTENER);
   }
@@ -130,11 +174,13 @@ export class HttpService implements Service {
       // The header and request limits are checked every second (Node's default is 30 s, which
       // let a slow client hold on for up to 40 s rather than 10).
       const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 1_000 }, (req, res) => {
+        unanswered(req.socket, res);
         void this.handle(req, res);
       });
       // "Expect: 100-continue" (RFC 9110 §10.1.1): the client is asked for its body only once its
       // headers pass; a refusal is the final answer, and the body is never read.
       server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
+        unanswered(req.socket, res);
         if (closing.has(req.socket)) return;
         void this.admitRequest(req).then((admitted) => {
           res.writeContinue();
@@ -144,12 +190,20 @@ export class HttpService implements Service {
       server.timeout = this.ctx.config.limits.idle_timeout;
       server.maxRequestsPerSocket = 1000;
       server.on('connection', (socket: net.Socket) => this.admit(socket));
-      server.on('clientError', (err: NodeJS.ErrnoException, socket) => {
-        // what the parser refused before a request existed: headers too large, too slow, malformed
+      server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
+        // What the parser refused before a request existed: headers too large, too slow,
+        // malformed. The answers owed to the requests before it on the connection go first
+        // (RFC 9112 §9.3.2): a send made and its 202 lost would be sent again.
         const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large'
           : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
-        if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-        socket.destroy();
+        closing.add(socket);
+        const answer = () => {
+          if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+          socket.destroy();
+        };
+        // A request that took too long is itself one of those owed: it is answered at once.
+        if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') answer();
+        else whenAnswered(socket, answer);
       });
       await new Promise<void>((resolve, reject) => {
         server.once('error', (err: NodeJS.ErrnoException) => reject(listenError('listen.http', address, err)));
@@ -229,8 +283,10 @@ export class HttpService implements Service {
       }
       this.reply(req, res, err.status, { error: err.message }, err.headers, unasked);
     } else if (isStorageFull(err)) {
-      // RFC 4918 §11.5: 507 Insufficient Storage; the client may try again later.
-      this.ctx.log.error({ listener: LISTENER, err }, 'HTTP request failed: the disk holding data_dir is full');
+      // RFC 4918 §11.5: 507 Insufficient Storage; the client may try again later. Refused
+      // before anything was written, as SMTP refuses it, or failed on a full disk.
+      if (err instanceof NoRoom) this.ctx.log.warn({ listener: LISTENER, reason: err.message }, 'message refused for now: the disk holding data_dir is nearly full');
+      else this.ctx.log.error({ listener: LISTENER, err }, 'HTTP request failed: the disk holding data_dir is full');
       if (send) this.ctx.metrics.rejected.inc({ listener: LISTENER, reason: 'storage_full' });
       this.reply(req, res, 507, { error: 'the server has no room to store the message now; try again later' });
     } else {
@@ -354,7 +410,7 @@ export class HttpService implements Service {
     try {
       const id = await submitLocal(this.ctx, {
         sender: composed.sender, recipients: composed.recipients, message: composed.message,
-        protocol: 'HTTP', clientIp: req.socket.remoteAddress ?? 'unknown', submitter: `token ${tokenName}`,
+        protocol: 'HTTP', clientIp: req.socket.remoteAddress ?? 'unknown', submitter: `token ${tokenName}`, room: this.room,
       });
       return { id, messageId: composed.messageId, from: composed.sender, to: composed.recipients, size: composed.message.length };
     } catch (err) {
@@ -362,12 +418,17 @@ export class HttpService implements Service {
         if (err.problem === 'too_big') throw new HttpError(413, 'size', err.message);
         throw new HttpError(400, err.problem, err.message);
       }
-      if (isStorageFull(err)) throw err;
-      // The store could not take it now (a lock held too long, a failing disk): SMTP's 451
-      // 4.3.0; over HTTP 503 (RFC 9110 §15.6.4), which a script knows to try again.
-      this.ctx.log.error({ listener: LISTENER, err }, 'cannot store message');
-      throw new HttpError(503, 'store_error', 'the server cannot store the message now; try again later', { 'Retry-After': '60' });
+      throw this.storeFailure(err);
     }
+  }
+
+  /** What a request whose store work failed is answered: a full disk as it is (507), anything
+   *  else (a lock held too long elsewhere, a failing disk) as SMTP's 451 4.3.0 is, a 503 (RFC
+   *  9110 §15.6.4) that a script knows to try again. */
+  private storeFailure(err: unknown): unknown {
+    if (isStorageFull(err)) return err;
+    this.ctx.log.error({ listener: LISTENER, err }, 'the store failed');
+    return new HttpError(503, 'store_error', 'the server cannot store the message now; try again later', { 'Retry-After': '60' });
   }
 
   /** Returns the token's name; throws 401 for a missing, malformed, unknown or revoked token. */
@@ -377,12 +438,16 @@ export class HttpService implements Service {
     if (!header) throw new HttpError(401, 'auth', 'missing Authorization: Bearer <token> (create one with "mailnest token create NAME")', challenge);
     const m = /^Bearer[ ]+([A-Za-z0-9._~+/=-]+)[ ]*$/i.exec(header);
     if (!m) throw new HttpError(401, 'auth', 'the Authorization header must be "Bearer <token>"', challenge);
-    const token = await this.ctx.store.findTokenByHash(hashToken(m[1]!));
-    if (!token) throw new HttpError(401, 'auth', 'invalid or revoked token', { 'WWW-Authenticate': 'Bearer realm="mailnest", error="invalid_token"' });
-    // last use is kept to the minute: one durable write per token per minute, not per request
-    const now = Date.now();
-    if (token.lastUsed === null || now - token.lastUsed >= 60_000) await this.ctx.store.touchToken(token.name, now);
-    return token.name;
+    try {
+      const token = await this.ctx.store.findTokenByHash(hashToken(m[1]!));
+      if (!token) throw new HttpError(401, 'auth', 'invalid or revoked token', { 'WWW-Authenticate': 'Bearer realm="mailnest", error="invalid_token"' });
+      // last use is kept to the minute: one durable write per token per minute, not per request
+      const now = Date.now();
+      if (token.lastUsed === null || now - token.lastUsed >= 60_000) await this.ctx.store.touchToken(token.name, now);
+      return token.name;
+    } catch (err) {
+      throw err instanceof HttpError ? err : this.storeFailure(err);
+    }
   }
 
   /** Reads the body up to limits.max_message_size; past that, 413 and no more reading. */

@@ -25,7 +25,21 @@ export function roomNeeded(size: number): number {
   return 2 * size + RESERVE;
 }
 
-export class FreeSpace {
+/** Room on the disk for messages about to be stored: what `take` allows is counted off until
+ *  the next reading, so that messages taken at once do not all count the same free bytes. */
+export interface Room {
+  /** Free bytes at the last reading, less what was taken since. */
+  readonly bytes: number;
+  take(size: number): boolean;
+}
+
+/** Room read now, for a command that stores one message and ends. */
+export function roomNow(dir: string): Room {
+  const bytes = freeBytes(dir);
+  return { bytes, take: (size) => roomFor(bytes, size) };
+}
+
+export class FreeSpace implements Room {
   private readonly dir: string;
   private value: number;
   private readonly timer: NodeJS.Timeout;

@@ -230,6 +230,10 @@ export class StoreConflict extends Error {}
 /** A write failed because the store's database has no room left (each store says it its way). */
 export class StorageFull extends Error {}
 
+/** A message refused before anything of it was written: the disk has less room than it needs
+ *  beside what deletions need (see free-space.ts). Temporary, as StorageFull. */
+export class NoRoom extends StorageFull {}
+
 /**
  * True when a write failed because the disk (or the quota) holding data_dir is full: the
  * condition is temporary for the client (RFC 5321 §4.2.3: 452, insufficient system storage)

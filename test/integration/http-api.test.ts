@@ -269,6 +269,14 @@ describe('HTTP API', () => {
     assert.equal((await mailbox(dataDirOf(dir), 'owner@example.test')).length, before + 2);
   });
 
+  it('bytes that are no request, after a send on the same connection: the send\'s 202 first, then the 400', async () => {
+    const before = (await mailbox(dataDirOf(dir), 'owner@example.test')).length;
+    const body = JSON.stringify({ to: 'owner@example.test', text: 'before garbage' });
+    const reply = await pipelined(`POST /api/v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}hello\r\n\r\n`, 2);
+    assert.deepEqual([...reply.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => Number(m[1])), [202, 400], reply);
+    assert.equal((await mailbox(dataDirOf(dir), 'owner@example.test')).length, before + 1);
+  });
+
   it('a request after one answered with Connection: close is not run: no message is made whose answer is never sent', async () => {
     const before = (await mailbox(dataDirOf(dir), 'owner@example.test')).length;
     const good = JSON.stringify({ to: 'owner@example.test', text: 'pipelined after a refusal' });
@@ -281,7 +289,11 @@ describe('HTTP API', () => {
     assert.equal((await mailbox(dataDirOf(dir), 'owner@example.test')).length, before, 'the second request was not run');
   });
 
-  it('503 with Retry-After when the store cannot take the message now (a lock held elsewhere)', async () => {
+  it('503 with Retry-After when the store cannot take the message now (a lock held elsewhere), whether it is the send or the token\'s use that waits on it', async () => {
+    // A token not used yet is written down at its first use: that write meets the lock first.
+    const fresh = cli(configFile, ['token', 'create', 'fresh']);
+    assert.equal(fresh.status, 0, fresh.stderr);
+    const freshToken = fresh.stdout.trim();
     // Another process holds the database's write lock past the store's wait for it.
     const holder = spawn('python3', ['-c', [
       'import sqlite3, sys',
@@ -295,10 +307,12 @@ describe('HTTP API', () => {
         holder.stdout!.once('data', () => resolve());
         holder.once('exit', (code) => reject(new Error(`the lock holder exited with ${code}`)));
       });
-      const res = await post({ to: 'owner@example.test', text: 'while locked' });
-      assert.equal(res.status, 503);
-      assert.equal(res.headers.get('retry-after'), '60');
-      assert.match((await res.json() as { error: string }).error, /cannot store the message now; try again later/);
+      for (const bearer of [token, freshToken]) {
+        const res = await post({ to: 'owner@example.test', text: 'while locked' }, { Authorization: `Bearer ${bearer}` });
+        assert.equal(res.status, 503);
+        assert.equal(res.headers.get('retry-after'), '60');
+        assert.match((await res.json() as { error: string }).error, /cannot store the message now; try again later/);
+      }
     } finally {
       holder.stdin!.end();
     }

@@ -5,12 +5,13 @@ import { parseConfig } from '../../src/config/load.ts';
 import { openContext } from '../../src/context.ts';
 import { HttpService } from '../../src/http/server.ts';
 import { createLogger } from '../../src/log.ts';
+import { roomNow } from '../../src/store/free-space.ts';
 import { tempDir } from '../helpers/temp-dir.ts';
 
 test('/healthz is 200 while the store answers a query, 503 when it does not', async () => {
   const config = parseConfig({ data_dir: tempDir('mailnest-health-'), listen: { http: ['127.0.0.1:0'] } });
   const ctx = openContext(config, createLogger('silent'));
-  const service = new HttpService(ctx);
+  const service = new HttpService(ctx, roomNow(config.data_dir));
   const [address] = await service.start();
   try {
     const get = () => fetch(`http://${address}/healthz`);
