@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { baseConfig, cli, python, startMailnest, tempDir, writeConfig, addUser, type RunningMailnest } from '../helpers/server.ts';
 import { SmtpClient } from '../helpers/smtp-client.ts';
-import { SmtpSink } from '../helpers/smtp-sink.ts';
+import { SmtpSink, type SinkOptions } from '../helpers/smtp-sink.ts';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server.ts';
 import { mailbox } from '../helpers/mailbox.ts';
 import { inject, queueJson, until } from '../helpers/relay.ts';
@@ -382,80 +382,59 @@ describe('a next hop that takes few messages per connection', () => {
 });
 
 describe('a next hop that takes few connections at once', () => {
-  it('one refused at the greeting is one too many, not the destination down: the open ones carry all the mail, none deferred', async () => {
+  const FEWER = 'a connection failed while others to the destination are open or just closed; fewer are opened';
+
+  /** `count` messages to a sink with `sink`'s limits, queued before the server starts (so due
+   *  together, and several connections are opened at once); `check` runs once all arrived, and
+   *  then the queue must empty with none deferred. */
+  async function throughCappedHop(sink: SinkOptions, queue: Record<string, unknown>, count: number, check: (capped: SmtpSink, server: RunningMailnest) => void): Promise<void> {
     const dir = tempDir();
-    const capped = new SmtpSink({ maxConnections: 2 });
+    const capped = new SmtpSink(sink);
     await capped.start();
     const configFile = writeConfig(dir, baseConfig(dir, {
       relay: { routes: { 'capped.test': `127.0.0.1:${capped.port}` } },
-      queue: { retry: ['1h'], poll_interval: '200ms', max_connections_per_destination: 10, messages_per_connection: 100 },
+      queue: { retry: ['1h'], poll_interval: '200ms', ...queue },
     }));
     addUser(configFile, 'alice@example.test', 'secret-pw');
-    // Queued before the server starts: due together, so several connections are opened at once.
-    const ids = Array.from({ length: 20 }, (_, n) => inject(configFile, 'alice@example.test', [`r${n}@capped.test`], message(`capped ${n}`)));
+    const ids = Array.from({ length: count }, (_, n) => inject(configFile, 'alice@example.test', [`r${n}@capped.test`], message(`capped ${n}`)));
     const server = await startMailnest(dir, configFile);
     try {
-      await capped.waitFor(20);
-      assert.ok(capped.connections > 2, `only ${capped.connections} connections were opened: the limit was never met`);
-      assert.ok(capped.mostOpen <= 2);
+      await capped.waitFor(count);
+      check(capped, server);
       await until('an empty queue', () => !queueJson(configFile).some((e) => ids.includes(e.id)));
       assert.deepEqual(server.logs.filter((l) => l.msg === 'delivery deferred').map((l) => l.id), []);
-      assert.ok(server.logs.some((l) => l.msg === 'a connection failed while others to the destination are open or just closed; fewer are opened'));
     } finally {
       await server.stop();
       await capped.stop();
     }
+  }
+
+  it('one refused at the greeting is one too many, not the destination down: the open ones carry all the mail, none deferred', async () => {
+    await throughCappedHop({ maxConnections: 2 }, { max_connections_per_destination: 10, messages_per_connection: 100 }, 20, (capped, server) => {
+      assert.ok(capped.connections > 2, `only ${capped.connections} connections were opened: the limit was never met`);
+      assert.ok(capped.mostOpen <= 2);
+      assert.ok(server.logs.some((l) => l.msg === FEWER));
+    });
   });
 
   it('refused just after one closed, which the next hop still counts: the mail waits a moment, none deferred', async () => {
-    const dir = tempDir();
     // One at a time, each counted 300 ms after it closes; a connection carries two messages.
-    const capped = new SmtpSink({ maxConnections: 1, slotLag: 300 });
-    await capped.start();
-    const configFile = writeConfig(dir, baseConfig(dir, {
-      relay: { routes: { 'capped.test': `127.0.0.1:${capped.port}` } },
-      queue: { retry: ['1h'], poll_interval: '200ms', max_connections_per_destination: 1, messages_per_connection: 2 },
-    }));
-    addUser(configFile, 'alice@example.test', 'secret-pw');
-    const ids = Array.from({ length: 6 }, (_, n) => inject(configFile, 'alice@example.test', [`r${n}@capped.test`], message(`lagging ${n}`)));
-    const server = await startMailnest(dir, configFile);
-    try {
-      await capped.waitFor(6);
+    await throughCappedHop({ maxConnections: 1, slotLag: 300 }, { max_connections_per_destination: 1, messages_per_connection: 2 }, 6, (capped) => {
       assert.ok(capped.connections > 3, `${capped.connections} connections: none was refused`);
-      await until('an empty queue', () => !queueJson(configFile).some((e) => ids.includes(e.id)));
-      assert.deepEqual(server.logs.filter((l) => l.msg === 'delivery deferred').map((l) => l.id), []);
-    } finally {
-      await server.stop();
-      await capped.stop();
-    }
+    });
   });
 
   it('refused while the others are still being greeted, it leaves as many as those, not one', async () => {
-    const dir = tempDir();
     // Four at once, greeted slowly: the fifth is refused before any of the four is made.
-    const capped = new SmtpSink({ maxConnections: 4, greetingDelay: 300 });
-    await capped.start();
-    const configFile = writeConfig(dir, baseConfig(dir, {
-      relay: { routes: { 'capped.test': `127.0.0.1:${capped.port}` } },
-      queue: { retry: ['1h'], poll_interval: '200ms', max_connections_per_destination: 10, messages_per_connection: 2 },
-    }));
-    addUser(configFile, 'alice@example.test', 'secret-pw');
-    const ids = Array.from({ length: 24 }, (_, n) => inject(configFile, 'alice@example.test', [`r${n}@capped.test`], message(`capped ${n}`)));
-    const server = await startMailnest(dir, configFile);
-    try {
-      await capped.waitFor(24);
-      const refusal = server.logs.find((l) => l.msg === 'a connection failed while others to the destination are open or just closed; fewer are opened');
+    await throughCappedHop({ maxConnections: 4, greetingDelay: 300 }, { max_connections_per_destination: 10, messages_per_connection: 2 }, 24, (capped, server) => {
+      const refusal = server.logs.find((l) => l.msg === FEWER);
       assert.ok(refusal, 'the limit was met');
       assert.equal(refusal.others, 4);
       // After the first four, connections went on side by side: the limit stayed at four.
       const later = capped.openWith.slice(4);
       assert.ok(later.some((n) => n >= 3), `open with each later connection: ${later.join(' ')}`);
       assert.ok(capped.mostOpen <= 4);
-      await until('an empty queue', () => !queueJson(configFile).some((e) => ids.includes(e.id)));
-    } finally {
-      await server.stop();
-      await capped.stop();
-    }
+    });
   });
 });
 
