@@ -285,9 +285,11 @@ export class QueueRunner {
         }
       }
     }
-    // Forget idle destinations so the map does not grow without bound.
+    // Forget idle destinations so the map does not grow without bound, but not one a delivery
+    // went well to just now: the next message for it may meet the connection it replaces.
+    const now = this.now();
     for (const [key, d] of this.dests) {
-      if (d.active === 0 && this.waiting(d) === 0) {
+      if (d.active === 0 && this.waiting(d) === 0 && !d.concurrency.justWentWell(now)) {
         this.dests.delete(key);
         this.rr = this.rr.filter((k) => k !== key);
       }

@@ -236,10 +236,11 @@ export class SmtpClient {
       // connection alone is bounded below.
       connectionTimeout: opts.connectTimeout + opts.greetingTimeout,
       greetingTimeout: opts.greetingTimeout,
-      // The socket's idle limit runs from the connection on: while the session is set up it is
-      // the greeting's, so that command_timeout does not cut greeting_timeout short (and a
-      // greeting that never came is said to be one), and command_timeout once it is made.
-      socketTimeout: Math.max(opts.commandTimeout, opts.greetingTimeout),
+      // The socket's idle limit runs from before the connection is made: while the session is
+      // set up it is past the setup's own bound (connectionTimeout above), so that neither cuts
+      // greeting_timeout short (and a greeting that never came is said to be one), and
+      // command_timeout once the session is made.
+      socketTimeout: Math.max(opts.commandTimeout, opts.connectTimeout + opts.greetingTimeout + 1_000),
       socketCloseTimeout: 0,
       allowInternalNetworkInterfaces: true,
       logger: false,

@@ -59,14 +59,16 @@ function tooBig(max: number): HttpError {
   return new HttpError(413, 'size', `request body over limits.max_message_size (${max} bytes)`);
 }
 
-/** For each connection, its requests not yet answered, and what waits for them to be. */
-const owed = new WeakMap<net.Socket, { count: number; then?: () => void }>();
+/** For each connection, its requests not yet answered, the last request read, and what waits
+ *  for them to be answered. */
+const owed = new WeakMap<net.Socket, { count: number; last?: { req: http.IncomingMessage; res: http.ServerResponse }; then?: () => void }>();
 
 /** Counts a request as owed an answer until its response is done (or given up). */
-function unanswered(socket: net.Socket, res: http.ServerResponse): void {
-  const o = owed.get(socket) ?? { count: 0 };
-  owed.set(socket, o);
+function unanswered(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const o = owed.get(req.socket) ?? { count: 0 };
+  owed.set(req.socket, o);
   o.count++;
+  o.last = { req, res };
   res.once('close', () => {
     o.count--;
     if (o.count > 0 || !o.then) return;
@@ -173,14 +175,16 @@ export class HttpService implements Service {
       const { host, port } = splitHostPort(address);
       // The header and request limits are checked every second (Node's default is 30 s, which
       // let a slow client hold on for up to 40 s rather than 10).
-      const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 1_000 }, (req, res) => {
-        unanswered(req.socket, res);
+      // A request without Host is answered here, in its turn (Node's own answer would not stop
+      // the requests after it).
+      const server = http.createServer({ maxHeaderSize: 16 * 1024, requestTimeout: 60_000, headersTimeout: 10_000, keepAliveTimeout: 5_000, connectionsCheckingInterval: 1_000, requireHostHeader: false }, (req, res) => {
+        unanswered(req, res);
         void this.handle(req, res);
       });
       // "Expect: 100-continue" (RFC 9110 §10.1.1): the client is asked for its body only once its
       // headers pass; a refusal is the final answer, and the body is never read.
       server.on('checkContinue', (req: http.IncomingMessage, res: http.ServerResponse) => {
-        unanswered(req.socket, res);
+        unanswered(req, res);
         if (closing.has(req.socket)) return;
         void this.admitRequest(req).then((admitted) => {
           res.writeContinue();
@@ -190,20 +194,30 @@ export class HttpService implements Service {
       server.timeout = this.ctx.config.limits.idle_timeout;
       server.maxRequestsPerSocket = 1000;
       server.on('connection', (socket: net.Socket) => this.admit(socket));
+      // A client that half-closes after its requests (printf ... | nc -N) gets their answers
+      // before the connection closes: Node's default ends it at once, answers still owed.
+      // (A property of Node's HTTP server its types do not declare.)
+      (server as http.Server & { httpAllowHalfOpen: boolean }).httpAllowHalfOpen = true;
       server.on('clientError', (err: NodeJS.ErrnoException, socket: net.Socket) => {
-        // What the parser refused before a request existed: headers too large, too slow,
-        // malformed. The answers owed to the requests before it on the connection go first
-        // (RFC 9112 §9.3.2): a send made and its 202 lost would be sent again.
-        const status = err.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large'
-          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? '408 Request Timeout' : '400 Bad Request';
+        // What the parser refused: headers too large, too slow, malformed, or a body that
+        // breaks its framing or comes too slowly. The answers owed to the requests before it on
+        // the connection go first (RFC 9112 §9.3.2): a send made and its 202 lost would be sent
+        // again; then the connection closes.
+        const [code, reason] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large']
+          : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout'] : [400, 'Bad Request'];
         closing.add(socket);
-        const answer = () => {
-          if (socket.writable) socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+        // A request whose headers were read and whose body was not is the one refused: its
+        // answer, in its turn, ends the connection (and the handler waiting for its body).
+        const last = owed.get(socket)?.last;
+        if (last && !last.req.complete && !last.res.headersSent && !last.res.writableEnded) {
+          last.res.writeHead(code, { Connection: 'close', 'Content-Length': 0 });
+          last.res.end();
+          return;
+        }
+        whenAnswered(socket, () => {
+          if (socket.writable) socket.end(`HTTP/1.1 ${code} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
           socket.destroy();
-        };
-        // A request that took too long is itself one of those owed: it is answered at once.
-        if (err.code === 'ERR_HTTP_REQUEST_TIMEOUT') answer();
-        else whenAnswered(socket, answer);
+        });
       });
       await new Promise<void>((resolve, reject) => {
         server.once('error', (err: NodeJS.ErrnoException) => reject(listenError('listen.http', address, err)));
@@ -301,6 +315,10 @@ export class HttpService implements Service {
    * its token, Content-Type and Content-Encoding. Throws the HttpError to answer.
    */
   private async admitRequest(req: http.IncomingMessage): Promise<{ path: string; token?: string }> {
+    // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400.
+    if (req.httpVersionMajor === 1 && req.httpVersionMinor >= 1 && req.headers.host === undefined) {
+      throw new HttpError(400, 'bad_request', 'an HTTP/1.1 request needs a Host header field (RFC 9112 section 3.2)');
+    }
     const path = requestPath(req);
     const allowed = ROUTES[path];
     if (!allowed) throw new HttpError(404, 'not_found', `no such endpoint: ${path}`);

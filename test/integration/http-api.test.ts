@@ -277,6 +277,36 @@ describe('HTTP API', () => {
     assert.equal((await mailbox(dataDirOf(dir), 'owner@example.test')).length, before + 1);
   });
 
+  it('a client that half-closes after its request still gets the answer (printf ... | nc -N)', async () => {
+    const body = JSON.stringify({ to: 'owner@example.test', text: 'half closed' });
+    for (let i = 0; i < 5; i++) {
+      const reply = await new Promise<string>((resolve) => {
+        const s = net.connect(server.port('http'), '127.0.0.1');
+        let got = '';
+        s.on('data', (d) => { got += d.toString(); });
+        s.on('close', () => resolve(got));
+        s.on('error', () => {});
+        s.end(`POST /api/v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`);
+      });
+      assert.match(reply, /^HTTP\/1\.1 202 /, reply);
+    }
+  });
+
+  it('a request without Host is answered 400 in its turn (RFC 9112 §3.2); the send after it is run and answered', async () => {
+    const body = JSON.stringify({ to: 'owner@example.test', text: 'after a Host-less request' });
+    const reply = await pipelined(`GET /healthz HTTP/1.1\r\n\r\nPOST /api/v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`, 2);
+    assert.deepEqual([...reply.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => Number(m[1])), [400, 202], reply);
+    assert.match(reply, /needs a Host header field/);
+  });
+
+  it('a body that breaks its chunked framing is answered 400 at once, after the answers owed before it', async () => {
+    const body = JSON.stringify({ to: 'owner@example.test', text: 'before a broken chunk' });
+    const reply = await pipelined(`POST /api/v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}`
+      + `POST /api/v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nzz\r\n`, 2);
+    // (not a 408 a minute later, when the request's time is up)
+    assert.deepEqual([...reply.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => Number(m[1])), [202, 400], reply);
+  });
+
   it('a request after one answered with Connection: close is not run: no message is made whose answer is never sent', async () => {
     const before = (await mailbox(dataDirOf(dir), 'owner@example.test')).length;
     const good = JSON.stringify({ to: 'owner@example.test', text: 'pipelined after a refusal' });

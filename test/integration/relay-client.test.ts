@@ -224,7 +224,10 @@ test('a greeting may take greeting_timeout after the connection, whatever connec
   client.close();
   await assert.rejects(SmtpClient.connect({ host: '127.0.0.1', port, tls: 'none', verify: false }, options(1000)),
     (err: ConnectError) => /Greeting never received/.test(err.reply));
-  // Nor does command_timeout cut the greeting short; it holds once the session is made.
+  // Nor does command_timeout cut the greeting short, however near it is; it holds once the
+  // session is made.
+  await assert.rejects(SmtpClient.connect({ host: '127.0.0.1', port, tls: 'none', verify: false }, { name: 'mx.example.test', connectTimeout: 500, greetingTimeout: 1000, commandTimeout: 1000 }),
+    (err: ConnectError) => /Greeting never received/.test(err.reply));
   const shortCommands = { name: 'mx.example.test', connectTimeout: 500, greetingTimeout: 5000, commandTimeout: 700 };
   const patient = await SmtpClient.connect({ host: '127.0.0.1', port, tls: 'none', verify: false }, shortCommands);
   assert.ok(patient.usable);

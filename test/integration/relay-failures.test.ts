@@ -385,9 +385,9 @@ describe('a next hop that takes few connections at once', () => {
   const FEWER = 'a connection failed while others to the destination are open or just closed; fewer are opened';
 
   /** `count` messages to a sink with `sink`'s limits, queued before the server starts (so due
-   *  together, and several connections are opened at once); `check` runs once all arrived, and
-   *  then the queue must empty with none deferred. */
-  async function throughCappedHop(sink: SinkOptions, queue: Record<string, unknown>, count: number, check: (capped: SmtpSink, server: RunningMailnest) => void): Promise<void> {
+   *  together, and several connections are opened at once); `check` runs once all arrived (and
+   *  may queue more with `queueMore`), and then the queue must empty with none deferred. */
+  async function throughCappedHop(sink: SinkOptions, queue: Record<string, unknown>, count: number, check: (capped: SmtpSink, server: RunningMailnest, queueMore: (n: number) => void) => void | Promise<void>): Promise<void> {
     const dir = tempDir();
     const capped = new SmtpSink(sink);
     await capped.start();
@@ -400,7 +400,9 @@ describe('a next hop that takes few connections at once', () => {
     const server = await startMailnest(dir, configFile);
     try {
       await capped.waitFor(count);
-      check(capped, server);
+      await check(capped, server, (n) => {
+        for (let i = 0; i < n; i++) ids.push(inject(configFile, 'alice@example.test', [`more${i}@capped.test`], message(`more ${i}`)));
+      });
       await until('an empty queue', () => !queueJson(configFile).some((e) => ids.includes(e.id)));
       assert.deepEqual(server.logs.filter((l) => l.msg === 'delivery deferred').map((l) => l.id), []);
     } finally {
@@ -417,10 +419,15 @@ describe('a next hop that takes few connections at once', () => {
     });
   });
 
-  it('refused just after one closed, which the next hop still counts: the mail waits a moment, none deferred', async () => {
-    // One at a time, each counted 300 ms after it closes; a connection carries two messages.
-    await throughCappedHop({ maxConnections: 1, slotLag: 300 }, { max_connections_per_destination: 1, messages_per_connection: 2 }, 6, (capped) => {
-      assert.ok(capped.connections > 3, `${capped.connections} connections: none was refused`);
+  it('refused just after one closed, which the next hop still counts: the mail waits a moment, none deferred, also when it comes after the queue ran empty', async () => {
+    // One at a time, each counted 1.5 s after it closes; a connection carries two messages.
+    await throughCappedHop({ maxConnections: 1, slotLag: 1500 }, { max_connections_per_destination: 1, messages_per_connection: 2 }, 4, async (capped, _server, queueMore) => {
+      assert.ok(capped.connections > 2, `${capped.connections} connections: none was refused`);
+      // The last connection has just closed, and still counts there: new mail meets it.
+      const before = capped.connections;
+      queueMore(2);
+      await capped.waitFor(6);
+      assert.ok(capped.connections > before + 1, 'the new mail met the connection before');
     });
   });
 
