@@ -358,6 +358,10 @@ async function sendmail(ctx: Context, args: SendmailArgs, caller: string): Promi
   } catch (err) {
     if (err instanceof SubmitError) {
       const code = err.problem === 'unknown_recipient' ? EX_NOUSER : err.problem === 'no_recipients' ? EX_USAGE : EX_DATAERR;
+      // What it read was within the limit: the encoding that made its lines fit took it past.
+      if (err.problem === 'too_big' && input.length <= ctx.config.limits.max_message_size) {
+        throw new CliError(`${err.message}; ${input.length} bytes were read, and their re-encoding (quoted-printable, for lines over 998 octets or 8-bit text outside MIME) took them past it`, code);
+      }
       throw new CliError(err.message, code);
     }
     // The store could not take it now (locked, disk full, ...): the caller may try again later.

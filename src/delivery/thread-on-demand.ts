@@ -9,7 +9,7 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { Worker, type ResourceLimits } from 'node:worker_threads';
 
 /** Threads that have had nothing to do for this long are ended. */
 const IDLE_MS = 30_000;
@@ -24,17 +24,20 @@ export class ThreadOnDemand<Req extends object, Res extends ThreadReply> {
   private readonly url: URL;
   private readonly onOther: ((message: unknown, thread: Worker) => void) | undefined;
   private readonly what: string;
+  private readonly resourceLimits: ResourceLimits | undefined;
   private thread: Worker | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private nextId = 1;
   private waiting = new Map<number, { resolve: (r: Res) => void; reject: (e: Error) => void }>();
 
   /** `script`: the worker's file name without extension, beside `base` (import.meta.url), run
-   *  compiled (.js) or not (.ts) like it; `what`: what it does, for its errors. */
-  constructor(base: string, script: string, what: string, onOther?: (message: unknown, thread: Worker) => void) {
+   *  compiled (.js) or not (.ts) like it; `what`: what it does, for its errors; `resourceLimits`:
+   *  the thread's heap, past which it ends (and its requests fail) while the process goes on. */
+  constructor(base: string, script: string, what: string, onOther?: (message: unknown, thread: Worker) => void, resourceLimits?: ResourceLimits) {
     this.url = new URL(`./${script}${path.extname(fileURLToPath(base))}`, base);
     this.what = what;
     this.onOther = onOther;
+    this.resourceLimits = resourceLimits;
   }
 
   request(payload: Req, transfer: ArrayBuffer[] = []): Promise<Res> {
@@ -50,7 +53,7 @@ export class ThreadOnDemand<Req extends object, Res extends ThreadReply> {
 
   private start(): Worker {
     if (this.thread) return this.thread;
-    const thread = new Worker(this.url);
+    const thread = new Worker(this.url, this.resourceLimits ? { resourceLimits: this.resourceLimits } : {});
     thread.unref();
     // Each thread answers for its own requests, even after a newer thread has taken over.
     const waiting: typeof this.waiting = new Map();

@@ -42,9 +42,15 @@ export const needsEncoding = (b: Buffer) => b.some((c) => c >= 0x80 || c === 0);
 /** The header fields of the first lines, up to the empty line or the first line that is no
  *  field, and the body lines after them. */
 export function splitFields(lines: Buffer[]): { fields: Field[]; body: Buffer[] } {
+  const { fields, bodyStart } = fieldsAt(lines, 0, lines.length);
+  return { fields, body: lines.slice(bodyStart) };
+}
+
+/** splitFields of lines[start, end): the fields, and the index of the body's first line. */
+function fieldsAt(lines: Buffer[], start: number, end: number): { fields: Field[]; bodyStart: number } {
   const fields: Field[] = [];
-  let i = 0;
-  for (; i < lines.length; i++) {
+  let i = start;
+  for (; i < end; i++) {
     const line = lines[i]!;
     if (line.length === 0) {
       i++;
@@ -55,7 +61,7 @@ export function splitFields(lines: Buffer[]): { fields: Field[]; body: Buffer[] 
     else if ((text[0] === ' ' || text[0] === '\t') && fields.length > 0) fields[fields.length - 1]!.lines.push(line);
     else break; // the body starts here, without the blank line
   }
-  return { fields, body: lines.slice(i) };
+  return { fields, bodyStart: i };
 }
 
 /**
@@ -77,13 +83,18 @@ export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; bod
     };
   }
   if (longLine >= 0 || nul >= 0) {
-    const fitted = fitEntity(fields, body, 'text/plain', 0);
-    if ('blocked' in fitted) {
+    const lines: Lines = { all: body, unfit: [] };
+    body.forEach((l, i) => { if (unfit(l)) lines.unfit.push(i); });
+    const out: Buffer[] = [];
+    let top = fields;
+    const fitted = fitEntity(fields, lines, 0, body.length, 'text/plain', 0, out, (f) => { top = f; });
+    if (fitted) {
       const { line, advice } = fitted.blocked;
       const what = body[line]!.includes(0) ? 'holds a NUL octet, which no 7bit or 8bit data may (RFC 2045 section 2.8)' : `is ${body[line]!.length} octets; lines are limited to ${MAX_LINE} (RFC 5322 section 2.1.1)`;
       throw new UnfitLineError(`body line ${line + 1} ${what}: ${advice}`);
     }
-    ({ fields, body } = fitted);
+    fields = top;
+    body = out;
   }
   if (!isMime) return { fields, body };
   // What PHP's mail() and many scripts write: a Content-Type without MIME-Version (RFC 2045 §4
@@ -100,26 +111,52 @@ export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; bod
 const MAX_NESTING = 100;
 
 /** Where an entity cannot be fitted: the index of its first line that cannot be, among the
- *  lines given, and what the sender can do about it. */
+ *  body's lines, and what the sender can do about it. */
 interface Blocked {
   blocked: { line: number; advice: string };
 }
 
-const ENCODE = 'encode the body (quoted-printable or base64)';
+/** The body's lines, and the indices of those that cannot go as they are (in order). Fitting
+ *  works on ranges of them and writes to one array, so that a part within parts is neither
+ *  copied nor searched again at every level. */
+interface Lines {
+  all: Buffer[];
+  unfit: number[];
+}
+
+const unfit = (l: Buffer) => l.length > MAX_LINE || l.includes(0);
+
+/** The first line in [start, end) that cannot go as it is, or -1. */
+function firstUnfit(lines: Lines, start: number, end: number): number {
+  let lo = 0;
+  let hi = lines.unfit.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (lines.unfit[mid]! < start) lo = mid + 1;
+    else hi = mid;
+  }
+  const at = lines.unfit[lo];
+  return at !== undefined && at < end ? at : -1;
+}
 
 /**
- * One MIME entity (the message, or a part of it) whose body has a line over MAX_LINE or a NUL,
- * made to fit: text or data in 7bit, 8bit or binary as quoted-printable (RFC 2045 §6.7), whose
- * lines are short; base64 written in long lines wrapped at 76 characters (its line breaks carry
- * nothing, §6.8); a multipart's parts each so, between the same boundaries (RFC 2046 §5.1), as
- * PHP's mail() users write attachments in one line of base64. `defaultType` is the type of an
- * entity without Content-Type (RFC 2046 §5.1.5: message/rfc822 in a multipart/digest). What
- * cannot be fixed here is Blocked: an encapsulated message, quoted-printable or another encoding
- * with long lines, a multipart whose boundary is not given, or one nested too deep.
+ * One MIME entity (the message, or a part of it), its body lines[start, end), made to fit and
+ * written to `out` after its fields, which go to `header`: text or data in 7bit, 8bit or binary
+ * with a line over MAX_LINE or a NUL as quoted-printable (RFC 2045 §6.7), whose lines are
+ * short; base64 written in long lines wrapped at 76 characters (its line breaks carry nothing,
+ * §6.8); a multipart's parts each so, between the same boundaries (RFC 2046 §5.1), as PHP's
+ * mail() users write attachments in one line of base64. `defaultType` is the type of an entity
+ * without Content-Type (RFC 2046 §5.1.5: message/rfc822 in a multipart/digest). Returns what
+ * cannot be fixed here: an encapsulated message, quoted-printable or another encoding with long
+ * lines, a multipart whose boundary is not given, or one nested too deep.
  */
-function fitEntity(fields: Field[], body: Buffer[], defaultType: string, depth: number): { fields: Field[]; body: Buffer[] } | Blocked {
-  const first = body.findIndex((l) => l.length > MAX_LINE || l.includes(0));
-  if (first < 0) return { fields, body };
+function fitEntity(fields: Field[], lines: Lines, start: number, end: number, defaultType: string, depth: number, out: Buffer[], header: (fields: Field[]) => void): Blocked | undefined {
+  const first = firstUnfit(lines, start, end);
+  if (first < 0) {
+    header(fields);
+    for (let i = start; i < end; i++) out.push(lines.all[i]!);
+    return undefined;
+  }
   const blocked = (advice: string): Blocked => ({ blocked: { line: first, advice } });
   const contentType = valueOf(fields, 'content-type');
   const type = (/^\s*([^\s;/]+\/[^\s;]+)/.exec(contentType)?.[1] ?? defaultType).toLowerCase();
@@ -127,74 +164,78 @@ function fitEntity(fields: Field[], body: Buffer[], defaultType: string, depth: 
   if (type.startsWith('multipart/')) {
     if (depth >= MAX_NESTING) return blocked(`its parts are nested more than ${MAX_NESTING} deep`);
     // RFC 2045 §6.4: a multipart is 7bit, 8bit or binary, its parts encoded each on its own.
+    if (!/^(7bit|8bit|binary|)$/.test(encoding)) return blocked(`a multipart is sent as it is (Content-Transfer-Encoding 7bit, 8bit or binary, RFC 2045 section 6.4), not in ${encoding}; encode its parts instead`);
     const boundary = parameter(contentType, 'boundary');
-    if (!/^(7bit|8bit|binary|)$/.test(encoding) || !boundary) return blocked(ENCODE);
-    const parts = fitParts(body, boundary, type === 'multipart/digest' ? 'message/rfc822' : 'text/plain', depth + 1);
-    return 'blocked' in parts ? parts : { fields, body: parts };
+    if (!boundary) return blocked('its Content-Type names no boundary');
+    header(fields);
+    return fitParts(lines, start, end, boundary, type === 'multipart/digest' ? 'message/rfc822' : 'text/plain', depth + 1, out);
   }
   if (type.startsWith('message/')) return blocked('encode the message it holds, or attach it as a file (base64)');
+  const body = lines.all.slice(start, end);
   if (encoding === 'base64') {
     const text = joinLines(body).toString('latin1').replace(/[\r\n\t ]/g, '');
     if (!/^[A-Za-z0-9+/]*={0,2}$/.test(text)) return blocked('its base64 is not valid');
-    const lines: Buffer[] = [];
-    for (let at = 0; at < text.length; at += 76) lines.push(Buffer.from(text.slice(at, at + 76), 'latin1'));
-    return { fields, body: lines };
+    header(fields);
+    for (let at = 0; at < text.length; at += 76) out.push(Buffer.from(text.slice(at, at + 76), 'latin1'));
+    return undefined;
   }
-  if (encoding === 'quoted-printable') return blocked('quoted-printable lines are at most 76 characters (RFC 2045 section 6.7)');
-  if (!/^(7bit|8bit|binary|)$/.test(encoding)) return blocked(ENCODE);
+  if (encoding === 'quoted-printable') {
+    return blocked(lines.all[first]!.includes(0) ? 'encode it as quoted-printable does (=00)' : 'quoted-printable lines are at most 76 characters (RFC 2045 section 6.7)');
+  }
+  if (!/^(7bit|8bit|binary|)$/.test(encoding)) return blocked(`its Content-Transfer-Encoding ${encoding} is not one this server can re-encode; use quoted-printable or base64`);
   // Without a Content-Type it would read as us-ascii (RFC 2045 §5.2): its charset is said.
   const text = joinLines(body);
   const kept = fields.filter((f) => !/^content-transfer-encoding$/i.test(f.name));
-  return {
-    fields: [...kept, ...(contentType === '' && defaultType === 'text/plain' ? [plainText(text)] : []), field('Content-Transfer-Encoding', 'quoted-printable')],
-    body: quotedPrintable(text),
-  };
+  header([...kept, ...(contentType === '' && defaultType === 'text/plain' ? [plainText(text)] : []), field('Content-Transfer-Encoding', 'quoted-printable')]);
+  for (const l of quotedPrintable(text)) out.push(l);
+  return undefined;
 }
 
-/** The body of a multipart with `boundary`, each part that needs it made to fit (fitEntity) and
- *  its header folded (fitHeader); Blocked when a part cannot be, or holds NUL in its header, or
- *  a line outside the parts (the preamble, the epilogue) is too long or holds NUL. */
-function fitParts(body: Buffer[], boundary: string, defaultType: string, depth: number): Buffer[] | Blocked {
+/** The body lines[start, end) of a multipart with `boundary` written to `out`, each part made
+ *  to fit (fitEntity) with its header folded (fitHeader); what cannot be when a part cannot
+ *  be, holds NUL in its header, or a line outside the parts (the preamble, the epilogue) is too
+ *  long or holds NUL. */
+function fitParts(lines: Lines, start: number, end: number, boundary: string, defaultType: string, depth: number, out: Buffer[]): Blocked | undefined {
   // RFC 2046 §5.1.1: a delimiter line is "--" boundary, the last one with "--" after it, and
   // white space may follow either.
   const delimiter = (l: Buffer): 'next' | 'last' | undefined => {
+    if (l.length < boundary.length + 2 || l[0] !== 0x2d || l[1] !== 0x2d) return undefined;
     const text = l.toString('latin1').replace(/[ \t]+$/, '');
     return text === `--${boundary}` ? 'next' : text === `--${boundary}--` ? 'last' : undefined;
   };
-  const unfit = (l: Buffer) => l.length > MAX_LINE || l.includes(0);
-  const out: Buffer[] = [];
-  /** The part under way: the index of its first line, and how many. */
-  let part: { start: number; count: number } | undefined;
+  /** The index of the first line of the part under way. */
+  let part: number | undefined;
   let ended = false;
-  const close = (): Blocked | undefined => {
-    if (!part) return undefined;
-    const lines = body.slice(part.start, part.start + part.count);
-    const { fields, body: partBody } = splitFields(lines);
-    const headerLines = lines.length - partBody.length;
-    const nul = lines.slice(0, headerLines).findIndex((l) => l.includes(0));
-    if (nul >= 0) return { blocked: { line: part.start + nul, advice: 'a NUL has no place in a header' } };
-    const fitted = fitEntity(fields, partBody, defaultType, depth);
-    if ('blocked' in fitted) return { blocked: { line: part.start + headerLines + fitted.blocked.line, advice: fitted.blocked.advice } };
-    for (const f of fitHeader(fitted.fields)) for (const l of f.lines) out.push(l);
-    out.push(Buffer.alloc(0));
-    for (const l of fitted.body) out.push(l);
-    return undefined;
+  const close = (to: number): Blocked | undefined => {
+    if (part === undefined) return undefined;
+    // A part with nothing to fit goes as it came, line for line.
+    if (firstUnfit(lines, part, to) < 0) {
+      for (let i = part; i < to; i++) out.push(lines.all[i]!);
+      return undefined;
+    }
+    const { fields, bodyStart } = fieldsAt(lines.all, part, to);
+    for (let i = part; i < bodyStart; i++) if (lines.all[i]!.includes(0)) return { blocked: { line: i, advice: 'a NUL has no place in a header' } };
+    return fitEntity(fields, lines, bodyStart, to, defaultType, depth, out, (f) => {
+      for (const x of fitHeader(f)) for (const l of x.lines) out.push(l);
+      out.push(Buffer.alloc(0));
+    });
   };
-  for (let i = 0; i < body.length; i++) {
-    const line = body[i]!;
+  for (let i = start; i < end; i++) {
+    const line = lines.all[i]!;
     const d: 'next' | 'last' | undefined = ended ? undefined : delimiter(line);
     if (d) {
-      const failed = close();
+      const failed = close(i);
       if (failed) return failed;
       out.push(line);
-      part = d === 'next' ? { start: i + 1, count: 0 } : undefined;
+      part = d === 'next' ? i + 1 : undefined;
       ended = d === 'last';
-    } else if (part) part.count++;
-    else if (unfit(line)) return { blocked: { line: i, advice: ENCODE } };
-    else out.push(line);
+    } else if (part === undefined) {
+      if (unfit(line)) return { blocked: { line: i, advice: 'shorten the text before the first part or after the last, which no reader shows' } };
+      out.push(line);
+    }
   }
   // A multipart cut short of its last delimiter: its last part is fitted all the same.
-  return close() ?? out;
+  return close(end);
 }
 
 /** A parameter's value in a structured field (RFC 2045 §5.1), quoted or not; quoted values of
@@ -311,7 +352,7 @@ function refit(message: Buffer[], needsCare: (body: Buffer[]) => boolean): Buffe
 }
 
 /** True when a line is longer than MAX_LINE octets without its CRLF. */
-function hasLongLine(message: Buffer[]): boolean {
+export function hasLongLine(message: Buffer[]): boolean {
   // The length of the line under way, its CR counted: a line may cross chunks.
   let length = 0;
   let last = 0;

@@ -10,7 +10,8 @@ import { acceptMessage } from '../delivery/accept.ts';
 import { withoutForgedResults } from '../delivery/auth-results.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
 import { reportLocalDelivery } from '../delivery/report.ts';
-import { fitLocalMessage, fitSubmittedLines, UnfitLineError } from '../mime/line-length.ts';
+import { fitSubmittedOffLoop } from '../mime/fit-thread.ts';
+import { fitLocalMessage, UnfitLineError } from '../mime/line-length.ts';
 import { completeSubmission, type Completed } from '../mime/submission.ts';
 import { withLocalHeader } from '../mime/submitted.ts';
 import { withHeaderEnd } from '../mime/header-section.ts';
@@ -184,7 +185,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     // relay on its way, which would break the signature; a local program's text is labelled as
     // the sendmail command labels what it reads.
     try {
-      body = role === 'local' ? fitLocalMessage(done.message) : fitSubmittedLines(done.message);
+      body = role === 'local' ? fitLocalMessage(done.message) : await fitSubmittedOffLoop(done.message);
     } catch (err) {
       if (!(err instanceof UnfitLineError)) throw err;
       return { kind: 'deliver', failure: 'unfit', message: err.message, reason: 'long_line' };
@@ -192,7 +193,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     // Quoted-printable can make 8-bit text up to three times as long: still held to the limit.
     const { max_message_size: max } = ctx.config.limits;
     const size = totalLength(body);
-    if (size > max) return { kind: 'deliver', failure: 'too-big', message: `the message is ${size} bytes once its long lines are encoded; at most ${max} are allowed`, reason: 'too_big' };
+    if (size > max) return { kind: 'deliver', failure: 'too-big', message: `the message is ${size} bytes once re-encoded (quoted-printable, for lines over 998 octets or 8-bit text outside MIME); at most ${max} are allowed`, reason: 'too_big' };
   }
   // Held to the rule of MAIL again, now that its size is known, against a reading that counts
   // off what was stored since it was made: sessions that all passed MAIL within a second would

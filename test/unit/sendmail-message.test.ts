@@ -312,6 +312,15 @@ test('fitting a multipart: a large attachment in one line, a text line that woul
   const refused = (input: string, message: RegExp) => assert.throws(() => prep(input, to), (e: unknown) => e instanceof SubmittedError && e.problem === 'data' && message.test(e.message), message.source);
   // NUL in a part's header: no part is fitted around it.
   refused('MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=B\n\n--B\nContent-Type: text/plain\nContent-Description: a\0b\n\nhello\n--B--\n', /^body line 3 holds a NUL octet, which no 7bit or 8bit data may \(RFC 2045 section 2\.8\): a NUL has no place in a header$/);
+  // 99 multiparts one inside the other are followed, a long line at the bottom fitted.
+  const nest = (n: number, inner: string) => {
+    const opening = Array.from({ length: n }, (_, i) => `--b${i}\nContent-Type: multipart/mixed; boundary=b${i + 1}\n`).join('\n');
+    const closing = Array.from({ length: n }, (_, i) => `--b${n - i}--\n`).join('');
+    return `MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=b0\n\n${opening}\n--b${n}\n\n${inner}\n${closing}--b0--\n`;
+  };
+  const deep = parseMail(prep(nest(98, `before\n${'z'.repeat(1200)}\nafter`), to).message);
+  assert.ok(deep.longestLine <= 998);
+  assert.deepEqual(leaves(deep.root).map((l) => [l.cte, l.text]), [['quoted-printable', `before\n${'z'.repeat(1200)}\nafter`]]);
   // 150 multiparts one inside the other, a long line at the bottom.
   const open = Array.from({ length: 150 }, (_, i) => `--b${i}\nContent-Type: multipart/mixed; boundary=b${i + 1}\n`).join('\n');
   const close = Array.from({ length: 150 }, (_, i) => `--b${150 - i}--\n`).join('');
@@ -368,4 +377,16 @@ test('a Content-Type without MIME-Version, and 8-bit text without a transfer enc
   // ASCII text needs no encoding named; what is there stays.
   const ascii = parseMail(prep('MIME-Version: 1.0\nContent-Type: text/plain\nContent-Transfer-Encoding: 7bit\n\nhi\n', { recipients: ['a@example.org'] }).message);
   assert.deepEqual(ascii.headerNames.filter((n) => n === 'mime-version' || n === 'content-transfer-encoding'), ['mime-version', 'content-transfer-encoding']);
+});
+
+test('submission fits lines in a worker thread, with the same result as here, and says the same of what cannot be fitted', async () => {
+  const { fitSubmittedOffLoop } = await import('../../src/mime/fit-thread.ts');
+  const { fitSubmittedLines, UnfitLineError } = await import('../../src/mime/line-length.ts');
+  const message = Buffer.from(`From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/html\r\n\r\n<p>${'h'.repeat(1500)}</p>\r\n--B--\r\n`);
+  assert.deepEqual(await fitSubmittedOffLoop([message]), fitSubmittedLines([message]));
+  // Nothing to fit: the chunks as they came, no thread asked.
+  const short = [Buffer.from('Subject: x\r\n\r\n'), Buffer.from('short\r\n')];
+  assert.equal(await fitSubmittedOffLoop(short), short);
+  const inner = Buffer.from(`From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\nSubject: in\r\n\r\n${'y'.repeat(1200)}\r\n`);
+  await assert.rejects(fitSubmittedOffLoop([inner]), (e: unknown) => e instanceof UnfitLineError && /^body line 3 is 1200 octets.*: encode the message it holds, or attach it as a file \(base64\)$/.test(e.message));
 });
