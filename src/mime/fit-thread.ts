@@ -8,7 +8,7 @@ import { ThreadOnDemand } from '../delivery/thread-on-demand.ts';
 import type { FitRequest, Fitted } from './line-fit-worker.ts';
 import { hasLongLine, UnfitLineError } from './line-length.ts';
 
-const fitThread = new ThreadOnDemand<Omit<FitRequest, 'id'>, Fitted>(import.meta.url, 'line-fit-worker', 'fitting the lines', undefined, { maxOldGenerationSizeMb: 512 });
+const fitThread = new ThreadOnDemand<Omit<FitRequest, 'id'>, Fitted>(import.meta.url, 'line-fit-worker', 'fitting the lines', undefined, { maxOldGenerationSizeMb: 4096 });
 
 /** fitSubmittedLines, off the event loop when there is anything to fit. Throws UnfitLineError. */
 export async function fitSubmittedOffLoop(message: Buffer[]): Promise<Buffer[]> {
