@@ -12,6 +12,7 @@ import { ConnectionLimits, Listener, type ListenerContext } from './net/listener
 import { CertificateWatch } from './net/certificate-watch.ts';
 import { ServerCertificate } from './net/tls.ts';
 import { stopInboundChecks } from './delivery/inbound-checks.ts';
+import { stopFitting } from './mime/fit-thread.ts';
 import { QueueRunner } from './delivery/queue-runner.ts';
 import { domainIsAddressWarning, endsInNumber, isFullyQualified } from './delivery/dns-records.ts';
 import { HttpService } from './http/server.ts';
@@ -148,6 +149,8 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
         await new Promise((r) => setTimeout(r, 50));
       }
       for (const { listener } of listeners) listener.destroyAll();
+      // Messages of the sessions just cut that wait for their lines to be fitted are not stored.
+      stopFitting();
       // What the services still have in hand (outbound transactions) gets what is left of it.
       for (const { service } of [...services].reverse()) await service.stop(Math.max(0, deadline - Date.now()));
       // Delivery reports that follow a 250 just given are queued before the store closes.

@@ -9,7 +9,13 @@
  */
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Worker, type ResourceLimits } from 'node:worker_threads';
+import { Worker } from 'node:worker_threads';
+
+/** A worker's script, `script` (its file name without extension) beside `base`
+ *  (import.meta.url), run compiled (.js) or not (.ts) as `base` is. */
+export function workerUrl(base: string, script: string): URL {
+  return new URL(`./${script}${path.extname(fileURLToPath(base))}`, base);
+}
 
 /** Threads that have had nothing to do for this long are ended. */
 const IDLE_MS = 30_000;
@@ -24,20 +30,17 @@ export class ThreadOnDemand<Req extends object, Res extends ThreadReply> {
   private readonly url: URL;
   private readonly onOther: ((message: unknown, thread: Worker) => void) | undefined;
   private readonly what: string;
-  private readonly resourceLimits: ResourceLimits | undefined;
   private thread: Worker | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
   private nextId = 1;
   private waiting = new Map<number, { resolve: (r: Res) => void; reject: (e: Error) => void }>();
 
   /** `script`: the worker's file name without extension, beside `base` (import.meta.url), run
-   *  compiled (.js) or not (.ts) like it; `what`: what it does, for its errors; `resourceLimits`:
-   *  the thread's heap, past which it ends (and its requests fail) while the process goes on. */
-  constructor(base: string, script: string, what: string, onOther?: (message: unknown, thread: Worker) => void, resourceLimits?: ResourceLimits) {
-    this.url = new URL(`./${script}${path.extname(fileURLToPath(base))}`, base);
+   *  compiled (.js) or not (.ts) like it; `what`: what it does, for its errors. */
+  constructor(base: string, script: string, what: string, onOther?: (message: unknown, thread: Worker) => void) {
+    this.url = workerUrl(base, script);
     this.what = what;
     this.onOther = onOther;
-    this.resourceLimits = resourceLimits;
   }
 
   request(payload: Req, transfer: ArrayBuffer[] = []): Promise<Res> {
@@ -53,7 +56,7 @@ export class ThreadOnDemand<Req extends object, Res extends ThreadReply> {
 
   private start(): Worker {
     if (this.thread) return this.thread;
-    const thread = new Worker(this.url, this.resourceLimits ? { resourceLimits: this.resourceLimits } : {});
+    const thread = new Worker(this.url);
     thread.unref();
     // Each thread answers for its own requests, even after a newer thread has taken over.
     const waiting: typeof this.waiting = new Map();

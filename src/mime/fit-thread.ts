@@ -1,25 +1,74 @@
 /**
  * Fitting a submitted message's long lines (line-length.ts) in a worker thread: its cost grows
  * with the number of lines, and a message of millions of short ones would hold up every session
- * of the server for seconds. The thread's heap is bounded: a message whose fitting would pass it
- * is refused as unfit, and the server goes on.
+ * of the server for seconds. Each fit has a thread of its own, one at a time: a message whose
+ * fitting passes the thread's heap ends that thread alone and is refused as unfit, and neither
+ * the server nor the messages waiting their turn notice.
  */
-import { ThreadOnDemand } from '../delivery/thread-on-demand.ts';
-import type { FitRequest, Fitted } from './line-fit-worker.ts';
+import { Worker } from 'node:worker_threads';
+import { workerUrl } from '../delivery/thread-on-demand.ts';
+import type { Fitted } from './line-fit-worker.ts';
 import { hasLongLine, UnfitLineError } from './line-length.ts';
 
-const fitThread = new ThreadOnDemand<Omit<FitRequest, 'id'>, Fitted>(import.meta.url, 'line-fit-worker', 'fitting the lines', undefined, { maxOldGenerationSizeMb: 4096 });
+const WORKER = workerUrl(import.meta.url, 'line-fit-worker');
 
-/** fitSubmittedLines, off the event loop when there is anything to fit. Throws UnfitLineError. */
-export async function fitSubmittedOffLoop(message: Buffer[]): Promise<Buffer[]> {
-  if (!hasLongLine(message)) return message;
-  let fitted: Fitted;
-  try {
-    fitted = await fitThread.request({ message: Buffer.concat(message) });
-  } catch (err) {
-    throw new UnfitLineError(`its lines over 998 octets could not be re-encoded here (${(err as Error).message}): encode the body (quoted-printable or base64)`);
-  }
-  if (fitted.unfit !== undefined) throw new UnfitLineError(fitted.unfit);
-  const m = fitted.message!;
-  return [Buffer.from(m.buffer, m.byteOffset, m.byteLength)];
+/** The heap a fit may take: what the server's own may (V8's default on a 64-bit machine). */
+const HEAP_MB = 4096;
+
+/** A fit given up because the server is stopping: the message is not refused, but not taken. */
+export class FitAbandoned extends Error {}
+
+/** The fit under way, and those waiting their turn (which `stopFitting` abandons). */
+let running: Worker | undefined;
+let turn: Promise<unknown> = Promise.resolve();
+let generation = 0;
+
+/** fitSubmittedLines, off the event loop when there is anything to fit, in a heap of `heapMb`.
+ *  Throws UnfitLineError, or FitAbandoned when the server stops first. */
+export function fitSubmittedOffLoop(message: Buffer[], heapMb = HEAP_MB): Promise<Buffer[]> {
+  if (!hasLongLine(message)) return Promise.resolve(message);
+  const mine = generation;
+  const fitted = turn.then(() => {
+    if (mine !== generation) throw new FitAbandoned('the server is stopping');
+    return fitInThread(Buffer.concat(message), heapMb);
+  });
+  turn = fitted.catch(() => undefined);
+  return fitted;
+}
+
+/** Ends the fit under way and abandons those waiting (at the server's stop, before its store
+ *  closes: none of them is stored after). */
+export function stopFitting(): void {
+  generation++;
+  void running?.terminate();
+}
+
+function fitInThread(message: Buffer, heapMb: number): Promise<Buffer[]> {
+  return new Promise((resolve, reject) => {
+    const worker = new Worker(WORKER, { resourceLimits: { maxOldGenerationSizeMb: heapMb } });
+    running = worker;
+    let answered = false;
+    worker.once('message', (r: Fitted) => {
+      answered = true;
+      void worker.terminate();
+      if (r.error !== undefined) reject(new Error(`fitting the lines failed: ${r.error}`));
+      else if (r.unfit !== undefined) reject(new UnfitLineError(r.unfit));
+      else resolve([Buffer.from(r.message!.buffer, r.message!.byteOffset, r.message!.byteLength)]);
+    });
+    worker.once('error', (err) => {
+      if (answered) return;
+      answered = true;
+      reject(new UnfitLineError(`its lines over 998 octets could not be re-encoded here (${err.message}): encode the body (quoted-printable or base64)`));
+    });
+    worker.once('exit', () => {
+      if (running === worker) running = undefined;
+      if (answered) return;
+      answered = true;
+      reject(new FitAbandoned('the server is stopping'));
+    });
+    // The bytes go to the thread and come back without a copy (moved, in a buffer of their own:
+    // a small one shares Node's pool, which must not move).
+    const own = message.byteOffset === 0 && message.byteLength === message.buffer.byteLength ? message : new Uint8Array(message);
+    worker.postMessage({ message: own }, [own.buffer as ArrayBuffer]);
+  });
 }

@@ -1,33 +1,24 @@
 /**
- * The worker thread behind fitSubmittedOffLoop (fit-thread.ts): fits the lines of a message
+ * The worker thread behind fitSubmittedOffLoop (fit-thread.ts): fits the lines of one message
  * handed in over submission (line-length.ts) away from the event loop that serves every
- * session, for a message of millions of short lines and a long one takes seconds to re-encode.
+ * session, and is then ended.
  */
 import { parentPort } from 'node:worker_threads';
 import { fitSubmittedLines, UnfitLineError } from './line-length.ts';
 
-export interface FitRequest {
-  id: number;
-  message: Uint8Array;
-}
-
-/** The message fitted, or `unfit`: why it cannot be (UnfitLineError's words). */
+/** The message fitted, `unfit`: why it cannot be (UnfitLineError's words), or `error`. */
 export interface Fitted {
-  id: number;
   message?: Uint8Array;
   unfit?: string;
-  error?: undefined;
+  error?: string;
 }
 
-export type FitResponse = Fitted | { id: number; error: string };
-
-parentPort!.on('message', (req: FitRequest) => {
-  let response: FitResponse;
+parentPort!.once('message', ({ message }: { message: Uint8Array }) => {
   try {
-    const [fitted] = fitSubmittedLines([Buffer.from(req.message.buffer, req.message.byteOffset, req.message.length)]);
-    response = { id: req.id, message: fitted! };
+    const [fitted] = fitSubmittedLines([Buffer.from(message.buffer, message.byteOffset, message.length)]);
+    const own = fitted!.byteOffset === 0 && fitted!.byteLength === fitted!.buffer.byteLength ? fitted! : new Uint8Array(fitted!);
+    parentPort!.postMessage({ message: own } satisfies Fitted, [own.buffer as ArrayBuffer]);
   } catch (err) {
-    response = err instanceof UnfitLineError ? { id: req.id, unfit: err.message } : { id: req.id, error: (err as Error).message ?? String(err) };
+    parentPort!.postMessage((err instanceof UnfitLineError ? { unfit: err.message } : { error: (err as Error).message ?? String(err) }) satisfies Fitted);
   }
-  parentPort!.postMessage(response);
 });

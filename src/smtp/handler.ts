@@ -10,7 +10,7 @@ import { acceptMessage } from '../delivery/accept.ts';
 import { withoutForgedResults } from '../delivery/auth-results.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
 import { reportLocalDelivery } from '../delivery/report.ts';
-import { fitSubmittedOffLoop } from '../mime/fit-thread.ts';
+import { FitAbandoned, fitSubmittedOffLoop } from '../mime/fit-thread.ts';
 import { fitLocalMessage, UnfitLineError } from '../mime/line-length.ts';
 import { completeSubmission, type Completed } from '../mime/submission.ts';
 import { withLocalHeader } from '../mime/submitted.ts';
@@ -187,6 +187,8 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     try {
       body = role === 'local' ? fitLocalMessage(done.message) : await fitSubmittedOffLoop(done.message);
     } catch (err) {
+      // The server stops before the lines were fitted: not taken, and not refused either.
+      if (err instanceof FitAbandoned) return { kind: 'deliver', failure: 'store-error', reason: 'store_error' };
       if (!(err instanceof UnfitLineError)) throw err;
       return { kind: 'deliver', failure: 'unfit', message: err.message, reason: 'long_line' };
     }

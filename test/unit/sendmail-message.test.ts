@@ -390,3 +390,20 @@ test('submission fits lines in a worker thread, with the same result as here, an
   const inner = Buffer.from(`From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\nSubject: in\r\n\r\n${'y'.repeat(1200)}\r\n`);
   await assert.rejects(fitSubmittedOffLoop([inner]), (e: unknown) => e instanceof UnfitLineError && /^body line 3 is 1200 octets.*: encode the message it holds, or attach it as a file \(base64\)$/.test(e.message));
 });
+
+test('each fit has a thread of its own: one that passes its heap is refused alone, the next is fitted; a stop abandons those under way and waiting, and later ones are fitted', async () => {
+  const { FitAbandoned, fitSubmittedOffLoop, stopFitting } = await import('../../src/mime/fit-thread.ts');
+  const { UnfitLineError } = await import('../../src/mime/line-length.ts');
+  const small = Buffer.from(`Subject: s\r\n\r\n${'s'.repeat(1200)}\r\n`);
+  const huge = Buffer.from(`Subject: h\r\n\r\n${'a\r\n'.repeat(500_000)}${'h'.repeat(1200)}\r\n`);
+  const [over, next] = await Promise.allSettled([fitSubmittedOffLoop([huge], 8), fitSubmittedOffLoop([small])]);
+  assert.ok(over.status === 'rejected' && over.reason instanceof UnfitLineError && /could not be re-encoded here/.test(over.reason.message), String(over.status === 'rejected' && over.reason));
+  assert.ok(next.status === 'fulfilled' && next.value[0]!.toString().includes('Content-Transfer-Encoding: quoted-printable'));
+  const running = fitSubmittedOffLoop([huge]);
+  const waiting = fitSubmittedOffLoop([small]);
+  // (the first in its thread by then: half a million lines take it far longer)
+  await new Promise((r) => setTimeout(r, 100));
+  stopFitting();
+  for (const r of await Promise.allSettled([running, waiting])) assert.ok(r.status === 'rejected' && r.reason instanceof FitAbandoned, String(r.status));
+  assert.match((await fitSubmittedOffLoop([small]))[0]!.toString(), /quoted-printable/);
+});
