@@ -22,6 +22,7 @@ import { submitLocal, SubmitError } from '../delivery/submit.ts';
 import type { Room } from '../store/free-space.ts';
 import { isStorageFull, NoRoom } from '../store/store.ts';
 import { ComposeError } from '../mime/errors.ts';
+import { answerUnparsed, closing, lingeringClose, unanswered } from './answer-order.ts';
 import { parseSendRequest, RequestError } from './send-request.ts';
 import { hashToken } from './tokens.ts';
 import { listenError } from '../net/listener.ts';
@@ -52,99 +53,8 @@ function requestPath(req: http.IncomingMessage): string {
   return path.split('?')[0]!;
 }
 
-/** Connections answered with `Connection: close`: no request after that one is run. */
-const closing = new WeakSet<net.Socket>();
-
 function tooBig(max: number): HttpError {
   return new HttpError(413, 'size', `request body over limits.max_message_size (${max} bytes)`);
-}
-
-/** For each connection, its requests not yet answered, the last request read, and what waits
- *  for them to be answered. */
-const owed = new WeakMap<net.Socket, { count: number; last?: { req: http.IncomingMessage; res: http.ServerResponse }; then?: () => void }>();
-
-/** Counts a request as owed an answer until its response is done (or given up). */
-function unanswered(req: http.IncomingMessage, res: http.ServerResponse): void {
-  const o = owed.get(req.socket) ?? { count: 0 };
-  owed.set(req.socket, o);
-  o.count++;
-  o.last = { req, res };
-  res.once('close', () => {
-    o.count--;
-    if (o.count > 0 || !o.then) return;
-    const then = o.then;
-    o.then = undefined;
-    then();
-  });
-}
-
-/** Runs `then` once every request of the connection has been answered. */
-function whenAnswered(socket: net.Socket, then: () => void): void {
-  const o = owed.get(socket);
-  if (!o || o.count === 0) return then();
-  o.then = then;
-}
-
-/**
- * The close after an answer with "Connection: close" to a request whose body may still be
- * arriving (RFC 9112 §9.6). Node would destroy the connection as soon as that answer is
- * written, and a close with unread data in it is a reset, which can cost the client the answer
- * it has not read yet. Here the answer is followed by a half-close, and the rest of the body is
- * read and dropped, up to `limit` octets: the connection goes once the body has ended, a second
- * after reading stopped at the limit, or when the body stops coming (LINGER_IDLE_MS, LINGER_MS).
- * `cut`: reading has stopped already.
- */
-/** How long a lingering close reads on (nginx's lingering_time is 30 s), and how long it waits
- *  for more of the body before it cuts the connection (nginx's lingering_timeout is 5 s). */
-const LINGER_MS = 30_000;
-const LINGER_IDLE_MS = 2_000;
-
-function lingeringClose(req: http.IncomingMessage, limit: number, cut: boolean): void {
-  const socket = req.socket;
-  closing.add(socket);
-  let answered = false;
-  let body: 'reading' | 'ended' | 'cut' = cut ? 'cut' : 'reading';
-  const destroyWhenWritten = (): void => {
-    if (socket.writableFinished) socket.destroy();
-    else socket.once('finish', () => socket.destroy());
-  };
-  // While the body is read after the answer: cut once none has come for LINGER_IDLE_MS, and
-  // after LINGER_MS in all (a client that neither sends nor closes holds no slot for long).
-  let idle: NodeJS.Timeout | undefined;
-  const settle = (): void => {
-    if (!answered) return;
-    clearTimeout(idle);
-    if (body === 'reading') {
-      idle = setTimeout(destroyWhenWritten, LINGER_IDLE_MS).unref();
-      return;
-    }
-    if (body === 'ended') destroyWhenWritten();
-    else setTimeout(destroyWhenWritten, 1_000).unref();
-  };
-  // What Node calls once the answer is written, for a connection that closes after it.
-  socket.destroySoon = (): void => {
-    answered = true;
-    socket.end();
-    setTimeout(destroyWhenWritten, LINGER_MS).unref();
-    settle();
-  };
-  if (cut) return;
-  let dropped = 0;
-  const drop = (chunk: Buffer): void => {
-    if (answered && body === 'reading') settle();
-    dropped += chunk.length;
-    if (dropped <= limit) return;
-    req.off('data', drop);
-    req.pause();
-    body = 'cut';
-    settle();
-  };
-  req.on('data', drop);
-  req.once('end', () => {
-    body = 'ended';
-    settle();
-  });
-  req.resume();
 }
 
 const ROUTES: Record<string, string[]> = {
@@ -203,21 +113,9 @@ export class HttpService implements Service {
         // breaks its framing or comes too slowly. The answers owed to the requests before it on
         // the connection go first (RFC 9112 §9.3.2): a send made and its 202 lost would be sent
         // again; then the connection closes.
-        const [code, reason] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large']
+        const [code, reason]: [number, string] = err.code === 'HPE_HEADER_OVERFLOW' ? [431, 'Request Header Fields Too Large']
           : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout'] : [400, 'Bad Request'];
-        closing.add(socket);
-        // A request whose headers were read and whose body was not is the one refused: its
-        // answer, in its turn, ends the connection (and the handler waiting for its body).
-        const last = owed.get(socket)?.last;
-        if (last && !last.req.complete && !last.res.headersSent && !last.res.writableEnded) {
-          last.res.writeHead(code, { Connection: 'close', 'Content-Length': 0 });
-          last.res.end();
-          return;
-        }
-        whenAnswered(socket, () => {
-          if (socket.writable) socket.end(`HTTP/1.1 ${code} ${reason}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
-          socket.destroy();
-        });
+        answerUnparsed(socket, code, reason);
       });
       await new Promise<void>((resolve, reject) => {
         server.once('error', (err: NodeJS.ErrnoException) => reject(listenError('listen.http', address, err)));
