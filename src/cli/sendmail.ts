@@ -21,6 +21,7 @@ import { runStdioSession } from '../net/stdio-session.ts';
 import { smtpHandler } from '../smtp/handler.ts';
 import { FreeSpace } from '../store/free-space.ts';
 import { isStorageFull } from '../store/store.ts';
+import { RE_ENCODING } from '../mime/line-length.ts';
 import { prepareSubmitted, SubmittedError } from '../mime/submitted.ts';
 import { commandContext } from './common.ts';
 import { CliError } from './errors.ts';
@@ -360,7 +361,7 @@ async function sendmail(ctx: Context, args: SendmailArgs, caller: string): Promi
       const code = err.problem === 'unknown_recipient' ? EX_NOUSER : err.problem === 'no_recipients' ? EX_USAGE : EX_DATAERR;
       // What it read was within the limit: the encoding that made its lines fit took it past.
       if (err.problem === 'too_big' && input.length <= ctx.config.limits.max_message_size) {
-        throw new CliError(`${err.message}; ${input.length} bytes were read, and their re-encoding (quoted-printable, for lines over 998 octets or 8-bit text outside MIME) took them past it`, code);
+        throw new CliError(`${err.message}; ${input.length} bytes were read, and their re-encoding (${RE_ENCODING}) took them past it`, code);
       }
       throw new CliError(err.message, code);
     }

@@ -22,6 +22,9 @@ import { startsField, unfoldedValue } from './header-section.ts';
 /** RFC 5322 §2.1.1: a line is at most 998 octets without its CRLF. */
 export const MAX_LINE = 998;
 
+/** What re-encoding a message does, in the words of the refusals of one it takes too large. */
+export const RE_ENCODING = 'quoted-printable, for lines over 998 octets or 8-bit text outside MIME';
+
 /** A word (a run without white space) longer than this cannot be folded under MAX_LINE. */
 export const MAX_WORD = 900;
 

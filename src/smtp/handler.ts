@@ -11,7 +11,7 @@ import { withoutForgedResults } from '../delivery/auth-results.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
 import { reportLocalDelivery } from '../delivery/report.ts';
 import { FitAbandoned, fitSubmittedOffLoop } from '../mime/fit-thread.ts';
-import { fitLocalMessage, UnfitLineError } from '../mime/line-length.ts';
+import { fitLocalMessage, RE_ENCODING, UnfitLineError } from '../mime/line-length.ts';
 import { completeSubmission, type Completed } from '../mime/submission.ts';
 import { withLocalHeader } from '../mime/submitted.ts';
 import { withHeaderEnd } from '../mime/header-section.ts';
@@ -195,7 +195,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     // Quoted-printable can make 8-bit text up to three times as long: still held to the limit.
     const { max_message_size: max } = ctx.config.limits;
     const size = totalLength(body);
-    if (size > max) return { kind: 'deliver', failure: 'too-big', message: `the message is ${size} bytes once re-encoded (quoted-printable, for lines over 998 octets or 8-bit text outside MIME); at most ${max} are allowed`, reason: 'too_big' };
+    if (size > max) return { kind: 'deliver', failure: 'too-big', message: `the message is ${size} bytes once re-encoded (${RE_ENCODING}); at most ${max} are allowed`, reason: 'too_big' };
   }
   // Held to the rule of MAIL again, now that its size is known, against a reading that counts
   // off what was stored since it was made: sessions that all passed MAIL within a second would

@@ -280,6 +280,10 @@ describe('mailnest sendmail', () => {
     const r = cli(small, ['sendmail', '--sysexits', 'alice@example.test'], `Subject: big\n\n${'line of text\n'.repeat(200)}`);
     assert.equal(r.status, 65, r.stderr);
     assert.match(r.stderr, /too large/);
+    // Within the limit as read, past it once its 8-bit text is made quoted-printable: said so.
+    const grown = cli(small, ['sendmail', '--sysexits', 'alice@example.test'], `Subject: grown\n\n${'é'.repeat(400)}\n`);
+    assert.equal(grown.status, 65, grown.stderr);
+    assert.match(grown.stderr, /^mailnest: the message is \d+ bytes; at most 1000 are allowed \(limits\.max_message_size\); \d+ bytes were read, and their re-encoding \(quoted-printable, for lines over 998 octets or 8-bit text outside MIME\) took them past it\n$/);
   });
 });
 
