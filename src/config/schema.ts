@@ -74,6 +74,12 @@ export function canonicalDomain(written: string): string {
   return aLabels(name) ?? name;
 }
 
+/** The machine's own names: its host name and localhost. Those that are not mail domains stay
+ *  here as the first domain's (delivery/recipients.ts), and are no destination of a route. */
+export function machineNames(hostname: string): string[] {
+  return [canonicalDomain(hostname).toLowerCase(), 'localhost'];
+}
+
 const domainName = z.preprocess((v) => (typeof v === 'string' ? canonicalDomain(v) : v), z.string().regex(DOMAIN_NAME, NOT_A_DOMAIN));
 /** A route's domain is kept as written, so that two spellings of one domain can be named (see
  *  the check at the end); the router reads it through canonicalDomain too. */
@@ -223,7 +229,7 @@ export const configSchema = z.strictObject({
     if (other !== undefined) ctx.addIssue({ code: 'custom', path: ['relay', 'routes', domain], message: `a domain without a route yet: "${other}" names it already (case, a final dot and U-labels do not count); keep one` });
     else if (local.has(key)) ctx.addIssue({ code: 'custom', path: ['relay', 'routes', domain], message: 'a domain that is not local: mail for one in domains is delivered here and never routed; remove the route, or the domain from domains' });
     // The machine's own names are the first domain's (see Recipients): their mail stays here.
-    else if (key === 'localhost' || key === canonicalDomain(c.hostname).toLowerCase()) ctx.addIssue({ code: 'custom', path: ['relay', 'routes', domain], message: 'a name other than this machine\'s own (hostname or localhost): mail for those is delivered here, as the first domain\'s, and never routed; remove the route' });
+    else if (machineNames(c.hostname).includes(key)) ctx.addIssue({ code: 'custom', path: ['relay', 'routes', domain], message: 'a name other than this machine\'s own (hostname or localhost): mail for those is delivered here, as the first domain\'s, and never routed; remove the route' });
     seen.set(key, domain);
   }
 });

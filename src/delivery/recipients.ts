@@ -3,6 +3,7 @@
  * the outbound queue, or nowhere (an unknown local address). One place for the rule of what
  * "local" means, used by SMTP RCPT, VRFY/EXPN, `mailnest send`, sendmail and the HTTP API.
  */
+import { machineNames } from '../config/schema.ts';
 import type { Store, UserRecord } from '../store/store.ts';
 import { addressKey, domainKey } from '../store/store.ts';
 
@@ -80,7 +81,7 @@ export class Recipients {
     this.store = store;
     this.domains = new Set(domains.map(domainKey));
     this.firstDomain = domains[0]!;
-    this.hostNames = new Set([hostname, 'localhost'].map(domainKey).filter((d) => !this.domains.has(d)));
+    this.hostNames = new Set(machineNames(hostname).map(domainKey).filter((d) => !this.domains.has(d)));
   }
 
   /** The machine's own names that are not mail domains (see hostNames). */
