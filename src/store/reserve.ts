@@ -12,8 +12,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { freeBytes } from './free-space.ts';
 
-/** Enough for SQLite's write-ahead log to grow to its checkpoint (1,000 pages of 16 KiB) and a
- *  batch of deletions beyond it. */
+/** Enough for SQLite's write-ahead log to grow to its checkpoint (16 MiB: CHECKPOINT_BYTES in
+ *  sqlite/sqlite-store.ts) and a batch of deletions beyond it. */
 const RESERVE_BYTES = 20 * 1024 * 1024;
 
 /** The reserve is made only where the disk has this many times its size free. */

@@ -429,6 +429,36 @@ test('the write-ahead log is cut back to 64 MiB once reused, after a transaction
   fs.rmSync(dir, { recursive: true, force: true });
 });
 
+test('a new database has 4 KiB pages, one made with 16 KiB keeps them, and both checkpoint the write-ahead log at 16 MiB', async () => {
+  const pageSize = (file: string) => {
+    const db = new DatabaseSync(file, { readOnly: true });
+    try {
+      return Number((db.prepare('PRAGMA page_size').get() as { page_size: number }).page_size);
+    } finally {
+      db.close();
+    }
+  };
+  const older = tmp();
+  const made = new DatabaseSync(path.join(older, 'mailnest.sqlite'));
+  made.exec('PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; CREATE TABLE t (x)');
+  made.close();
+  for (const [dir, expected] of [[tmp(), 4096], [older, 16384]] as const) {
+    const store = new SqliteStore(dir);
+    const u = await store.createUser('u@example.test', 'h');
+    const file = path.join(dir, 'mailnest.sqlite');
+    // One message after another, each its own commit of several whole pages: 24 MiB of frames
+    // and more, so the log passes 16 MiB once and starts over from its beginning.
+    const body = Buffer.alloc(1024, 'x');
+    const commits = Math.ceil((24 << 20) / (4 * expected));
+    for (let i = 0; i < commits; i++) await store.accept({ id: newQueueId(), body: [body], sender: 's@remote.test', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+    assert.equal(pageSize(file), expected);
+    const wal = fs.statSync(`${file}-wal`).size;
+    assert.ok(wal >= 15 << 20 && wal <= (16 << 20) + 64 * expected, `${expected}-byte pages: the log grew to ${wal} bytes`);
+    store.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a report is queued in the same commit that marks its recipients\' reports sent: one that fails to be stored leaves them owed', async () => {
   const store = new SqliteStore(tmp());
   const sender = await store.createUser('a@example.test', 'h');

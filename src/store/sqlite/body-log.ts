@@ -4,9 +4,9 @@
  * `bodies.log_offset`).
  *
  * Why: in the database a 100 KiB body is cut into pages, each written to the WAL with a frame
- * header of its own (two system calls per 16 KiB page, about thirty per message, all on the event
- * loop) and copied again into the database file at the checkpoint. Here it is one write on the
- * event loop and one fdatasync, in the thread pool, shared by every body written meanwhile.
+ * header of its own (two system calls per page, dozens per message, all on the event loop) and
+ * copied again into the database file at the checkpoint. Here it is one write on the event loop
+ * and one fdatasync, in the thread pool, shared by every body written meanwhile.
  * Unlike a file per body (body-files.ts), appending creates no file, which on ext4 would cost a
  * journal commit per message.
  *

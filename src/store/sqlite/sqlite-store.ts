@@ -30,6 +30,19 @@ import { openingError, storeError } from './sqlite-errors.ts';
  *  since are at most LOG_OVER bytes, one row each. */
 const CHUNK = 64 * 1024;
 
+/**
+ * The page size of a new database. Every page a commit changes goes to the write-ahead log whole,
+ * and is flushed before the `250`: a message changes about eight pages (the body, the message,
+ * their indexes, the mailbox's next UID), so the page size sets the bytes each message puts on
+ * the disk: 32 KiB with 4 KiB pages, 128 KiB with 16 KiB. A database made with other pages keeps
+ * them (SQLite changes them only by rewriting the whole file).
+ */
+const PAGE_BYTES = 4096;
+
+/** The write-ahead log is copied into the database (a checkpoint) once it holds this much,
+ *  whatever the page size (see reserve.ts). */
+const CHECKPOINT_BYTES = 16 * 1024 * 1024;
+
 /** Where a body is kept: `bodies.external`. */
 const IN_PARTS = 0;
 const IN_FILE = 1;
@@ -134,7 +147,8 @@ export class SqliteStore implements Store {
       // journal_size_limit: the write-ahead log, reused from its start after each checkpoint, is
       // cut back to 64 MiB then; without it the file keeps the size of the largest stretch between
       // two checkpoints for good (hundreds of megabytes after a long POP3 session's deletions).
-      this.db.exec('PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = 67108864;');
+      this.db.exec(`PRAGMA page_size = ${PAGE_BYTES}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = 67108864;`);
+      checkpointEvery(this.db, CHECKPOINT_BYTES);
       this.wal = new WalSync(this.file, opts.fdatasync, opts.onFailedFlush);
       this.migrate(opts.onMigrate);
       keepPrivate([this.file, `${this.file}-wal`, `${this.file}-shm`]);
@@ -841,6 +855,12 @@ export class SqliteStore implements Store {
 
 /** Opens the database; a directory or file this user may not write is said so, with the path
  *  (SQLite would only say "unable to open database file"), as an EACCES error. */
+/** Sets SQLite's automatic checkpoint, which counts pages, to `bytes` of the database's own. */
+function checkpointEvery(db: DatabaseSync, bytes: number): void {
+  const { page_size: pageBytes } = db.prepare('PRAGMA page_size').get() as { page_size: number };
+  db.exec(`PRAGMA wal_autocheckpoint = ${Math.max(1, Math.round(bytes / Number(pageBytes)))}`);
+}
+
 function openDatabase(file: string): DatabaseSync {
   try {
     return new DatabaseSync(file, { timeout: 10_000 });
