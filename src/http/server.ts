@@ -23,6 +23,7 @@ import type { Room } from '../store/free-space.ts';
 import { isStorageFull, NoRoom } from '../store/store.ts';
 import { ComposeError } from '../mime/errors.ts';
 import { answerUnparsed, closing, lingeringClose, unanswered } from './answer-order.ts';
+import { repeatedName } from './repeated-name.ts';
 import { parseSendRequest, RequestError } from './send-request.ts';
 import { hashToken } from './tokens.ts';
 import { listenError } from '../net/listener.ts';
@@ -287,12 +288,15 @@ export class HttpService implements Service {
     const raw = await this.readBody(req);
     // RFC 8259 §8.1: JSON is UTF-8. A body that is not would lose its bad bytes to U+FFFD.
     if (!isUtf8(raw)) throw new HttpError(400, 'bad_request', 'request body is not UTF-8 (RFC 8259 §8.1)');
+    const text = raw.toString('utf8');
     let json: unknown;
     try {
-      json = JSON.parse(raw.toString('utf8'));
+      json = JSON.parse(text);
     } catch (err) {
       throw new HttpError(400, 'bad_request', `request body is not valid JSON: ${(err as Error).message}`);
     }
+    const repeated = repeatedName(text);
+    if (repeated !== undefined) throw new HttpError(400, 'bad_request', `${repeated}: given more than once, and only one would be used; give each field once`);
     let request;
     try {
       request = parseSendRequest(json);

@@ -176,6 +176,8 @@ describe('HTTP API', () => {
       // RFC 8259 §8.1: JSON is UTF-8; "caf\xe9" in Latin-1 is not, and is not made into U+FFFD.
       [Buffer.from('{"to": "owner@example.test", "text": "caf\xe9"}', 'latin1'), 'request body is not UTF-8'],
       ['[1,2]', 'request body: expected a JSON object'],
+      // RFC 8259 §4: JSON.parse would keep the second "to" and drop the first recipient unsaid.
+      ['{"to": "owner@example.test", "text": "x", "to": "other@example.test"}', 'to: given more than once, and only one would be used; give each field once'],
       [{ to: 'owner@example.test', text: 'x', color: 'red' }, 'unknown field "color"; allowed: from, to, cc, bcc, subject, text, html, attachments, headers'],
       [{ to: ['owner@example.test', 5] }, 'to: expected an address or an array of addresses (strings)'],
       [{ to: 'owner@example.test', subject: 7 }, 'subject: expected a string'],
