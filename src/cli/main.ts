@@ -4,8 +4,7 @@
  */
 import fs from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { isStorageFull, NoRoom } from '../store/store.ts';
-import { CliError, UsageError } from './errors.ts';
+import { CliError, failureText, UsageError } from './errors.ts';
 import { registerStart } from './start.ts';
 import { registerInit } from './init.ts';
 import { registerUser } from './user.ts';
@@ -61,12 +60,7 @@ try {
     process.stderr.write(`mailnest: ${err.message}\n`);
     process.exitCode = 2;
   } else if (err instanceof CliError || !verbose()) {
-    const message = err instanceof NoRoom
-      ? `the disk holding data_dir is nearly full (${err.message}): free some space and try again`
-      : isStorageFull(err)
-      ? `the disk holding data_dir is full (${(err as Error).message}): free some space and try again`
-      : err instanceof Error ? err.message : String(err);
-    process.stderr.write(`mailnest: ${message.split('\n')[0]}\n`);
+    process.stderr.write(`mailnest: ${failureText(err).split('\n')[0]}\n`);
     if (verbose() && err instanceof Error) process.stderr.write(`${err.stack}\n`);
     process.exitCode = err instanceof CliError ? err.exitCode : 1;
   } else {

@@ -24,7 +24,7 @@ import { isStorageFull } from '../store/store.ts';
 import { RE_ENCODING } from '../mime/line-length.ts';
 import { prepareSubmitted, SubmittedError } from '../mime/submitted.ts';
 import { commandContext } from './common.ts';
-import { CliError } from './errors.ts';
+import { CliError, failureText } from './errors.ts';
 import { readLimited, TooLarge } from './read-limited.ts';
 
 export const EX_USAGE = 64;
@@ -279,7 +279,8 @@ async function run(args: SendmailArgs, cmd: Command): Promise<void> {
     if (err instanceof ConfigError) throw new CliError(err.message, EX_CONFIG);
     // Not allowed is not a passing trouble (EX_NOPERM); the rest may be (a locked store).
     const denied = ['EACCES', 'EPERM'].includes((err as NodeJS.ErrnoException).code ?? '');
-    throw new CliError(`cannot open the store: ${(err as Error).message}`, denied ? EX_NOPERM : EX_TEMPFAIL);
+    // A full disk is said as every command says it.
+    throw new CliError(isStorageFull(err) ? failureText(err) : `cannot open the store: ${failureText(err)}`, denied ? EX_NOPERM : EX_TEMPFAIL);
   }
   try {
     if (args.noop) return;

@@ -30,12 +30,13 @@ export class ServerLock {
   static acquire(dataDir: string): ServerLock {
     prepareDataDir(dataDir);
     const pidFile = path.join(dataDir, 'server.pid');
-    const db = new DatabaseSync(path.join(dataDir, 'server.lock'), { timeout: 0 });
+    const lockFile = path.join(dataDir, 'server.lock');
+    const db = new DatabaseSync(lockFile, { timeout: 0 });
     try {
       db.exec('PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE');
     } catch (err) {
       db.close();
-      if ((err as { errcode?: number }).errcode !== SQLITE_BUSY) throw openingError(dataDir, err);
+      if ((err as { errcode?: number }).errcode !== SQLITE_BUSY) throw openingError(lockFile, err);
       const pid = Number.parseInt(readIfThere(pidFile), 10);
       throw new Error(`data_dir ${dataDir} is in use by another mailnest server${pid > 0 ? ` (pid ${pid})` : ''}; stop it, or give this one a data_dir of its own`);
     }

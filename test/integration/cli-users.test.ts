@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import { spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -430,6 +431,22 @@ test('a data_dir that is a file, or cannot be made, is named in one line', () =>
     assert.equal(r2.status, 1, where);
     assert.match(r2.stderr, new RegExp(`^mailnest: data_dir ${where} cannot be made \\(E[A-Z]+\\); make it, owned by the user mailnest runs as, or point data_dir elsewhere\n$`));
   }
+});
+
+test('a database that is no database, or a directory in its place, is named in one line with what to do, by the commands, sendmail and start', () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  const db = path.join(dir, 'data', 'mailnest.sqlite');
+  fs.mkdirSync(path.dirname(db), { mode: 0o700 });
+  fs.writeFileSync(db, crypto.randomBytes(8192));
+  const notDb = `${db} is not a database (file is not a database): put back the file from a backup\n`;
+  for (const args of [['user', 'list'], ['start']]) assert.deepEqual([cli(cfg, args).status, cli(cfg, args).stderr], [1, `mailnest: ${notDb}`], args.join(' '));
+  const sendmail = cli(cfg, ['sendmail', 'alice@example.test'], 'Subject: x\n\nhi\n');
+  assert.deepEqual([sendmail.status, sendmail.stderr], [1, `mailnest: cannot open the store: ${notDb}`]);
+  fs.rmSync(db);
+  fs.mkdirSync(db);
+  const r = cli(cfg, ['user', 'list']);
+  assert.deepEqual([r.status, r.stderr], [1, `mailnest: cannot open ${db} (unable to open database file): it must be a file that this user can read and write, in a directory it can write\n`]);
 });
 
 test('dns prints the records to publish, for a domain written in any case and with its final dot', () => {

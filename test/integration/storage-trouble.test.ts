@@ -27,9 +27,18 @@ test('a full disk under a stopped server: the commands and start say the disk is
   assert.equal(notDb.status, 1);
   assert.doesNotMatch(notDb.stderr, /full/, notDb.stderr);
   assert.match(notDb.stderr, /not a database/);
-  for (const args of [['user', 'list'], ['user', 'add', 'bob@example.test', '--password-stdin'], ['start']]) {
-    const r = cli(configFile, args, 'bob pass\n');
-    assert.equal(r.status, 1, `${args.join(' ')}: ${r.stderr}`);
+  // sendmail as a cron job calls it, with its statuses, and -bs as a PHP mailer does
+  const runs: [string[], string, number][] = [
+    [['user', 'list'], '', 1],
+    [['user', 'add', 'bob@example.test', '--password-stdin'], 'bob pass\n', 1],
+    [['start'], '', 1],
+    [['sendmail', 'alice@example.test'], 'Subject: x\n\nhi\n', 1],
+    [['sendmail', '--sysexits', 'alice@example.test'], 'Subject: x\n\nhi\n', 75],
+    [['sendmail', '-bs'], 'EHLO x\r\nQUIT\r\n', 1],
+  ];
+  for (const [args, input, status] of runs) {
+    const r = cli(configFile, args, input);
+    assert.equal(r.status, status, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, /^mailnest: the disk holding data_dir is full \([^\n]*\): free some space and try again\n$/, args.join(' '));
   }
   fs.rmSync(path.join(dir, 'filler'));

@@ -159,7 +159,7 @@ export class SqliteStore implements Store {
       this.onReserveGiven = opts.onReserveGiven;
       this.recover();
     } catch (err) {
-      throw openingError(dataDir, err);
+      throw openingError(this.file, err);
     }
   }
 
