@@ -129,6 +129,8 @@ export function registerInit(program: Command): void {
       } catch (err) {
         throw new UsageError((err as Error).message);
       }
+      // A directory is no file to replace, --force or not.
+      if (fs.statSync(file, { throwIfNoEntry: false })?.isDirectory()) throw new CliError(`${file} is a directory; name the file to write in it (-c ${path.join(file, 'mailnest.toml')})`);
       if (fs.existsSync(file) && !opts.force) throw new CliError(`${file} exists; use --force to overwrite it`);
       const dir = path.dirname(path.resolve(file));
       if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {

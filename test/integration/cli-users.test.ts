@@ -230,6 +230,13 @@ test('init writes a starter config that mailnest accepts, and refuses to overwri
   assert.ok(printed && fs.existsSync(path.join(dir, 'data', 'dkim')), r.stdout);
   assert.equal(/p=([A-Za-z0-9+/=]+)/.exec(cli(file, ['dns']).stdout)?.[1], printed);
   assert.equal(cli(file, ['init', '--hostname', 'mail.example.org']).status, 1);
+  // A directory named as the file: not to be replaced, --force or not, and said so.
+  const folder = path.join(dir, 'conf');
+  fs.mkdirSync(folder);
+  for (const force of [[], ['--force']]) {
+    const d = cli(folder, ['init', '--hostname', 'mail.example.org', ...force]);
+    assert.deepEqual([d.status, d.stderr], [1, `mailnest: ${folder} is a directory; name the file to write in it (-c ${path.join(folder, 'mailnest.toml')})\n`]);
+  }
   // The domain from the host name; none from a bare host name, and a bad name is bad usage.
   const other = path.join(dir, 'other.toml');
   assert.equal(cli(other, ['init', '--hostname', 'mx.mail.example.net']).status, 0);
