@@ -36,7 +36,7 @@ export class ServerLock {
       db.exec('PRAGMA locking_mode = EXCLUSIVE; BEGIN EXCLUSIVE');
     } catch (err) {
       db.close();
-      if ((err as { errcode?: number }).errcode !== SQLITE_BUSY) throw openingError(lockFile, err);
+      if ((err as { errcode?: number }).errcode !== SQLITE_BUSY) throw openingError(lockFile, err, 'remove it: it holds no mail, and the server makes it again');
       const pid = Number.parseInt(readIfThere(pidFile), 10);
       throw new Error(`data_dir ${dataDir} is in use by another mailnest server${pid > 0 ? ` (pid ${pid})` : ''}; stop it, or give this one a data_dir of its own`);
     }

@@ -440,7 +440,7 @@ test('a data_dir that is a file, or cannot be made, is named in one line', () =>
   }
 });
 
-test('a database that is no database, or a directory in its place, is named in one line with what to do, by the commands, sendmail and start', () => {
+test('a database that is no database, or a directory in its place, is named in one line with what to do, by the commands, sendmail and start; so is a damaged lock file', () => {
   const dir = tempDir();
   const cfg = writeConfig(dir, baseConfig(dir));
   const db = path.join(dir, 'data', 'mailnest.sqlite');
@@ -450,7 +450,12 @@ test('a database that is no database, or a directory in its place, is named in o
   for (const args of [['user', 'list'], ['start']]) assert.deepEqual([cli(cfg, args).status, cli(cfg, args).stderr], [1, `mailnest: ${notDb}`], args.join(' '));
   const sendmail = cli(cfg, ['sendmail', 'alice@example.test'], 'Subject: x\n\nhi\n');
   assert.deepEqual([sendmail.status, sendmail.stderr], [1, `mailnest: cannot open the store: ${notDb}`]);
+  // The server's lock file holds nothing worth a backup.
   fs.rmSync(db);
+  const lock = path.join(dir, 'data', 'server.lock');
+  fs.writeFileSync(lock, crypto.randomBytes(8192));
+  assert.equal(cli(cfg, ['start']).stderr, `mailnest: ${lock} is not a database (file is not a database): remove it: it holds no mail, and the server makes it again\n`);
+  fs.rmSync(lock);
   fs.mkdirSync(db);
   const r = cli(cfg, ['user', 'list']);
   assert.deepEqual([r.status, r.stderr], [1, `mailnest: cannot open ${db} (unable to open database file): it must be a file that this user can read and write, in a directory it can write\n`]);

@@ -7,9 +7,9 @@ import { isStorageFull, StorageFull } from '../store.ts';
  * An error met as `file` (a database in data_dir) opened, as what it is: on a full disk SQLite
  * says "disk I/O error" when it cannot make its -wal or -shm file, which would send an operator
  * looking for a failing disk; and a file that is damaged, or no database at all, is named with
- * what to do, where SQLite's words name neither.
+ * what to do (`whenDamaged`), where SQLite's words name neither.
  */
-export function openingError(file: string, err: unknown): unknown {
+export function openingError(file: string, err: unknown, whenDamaged = 'put back the file from a backup'): unknown {
   const e = storeError(err);
   const sqlite = err as { code?: unknown; errcode?: unknown; message?: unknown } | null;
   const primary = sqlite?.code === 'ERR_SQLITE_ERROR' && typeof sqlite.errcode === 'number' ? sqlite.errcode & 0xff : undefined;
@@ -21,8 +21,9 @@ export function openingError(file: string, err: unknown): unknown {
   if ((primary === SQLITE_IOERR || primary === SQLITE_CANTOPEN) && freeBytes(path.dirname(file)) < NEARLY_FULL) {
     return new StorageFull(said, { cause: err });
   }
-  if (primary === SQLITE_NOTADB) return new Error(`${file} is not a database (${said}): put back the file from a backup`, { cause: err });
-  if (primary === SQLITE_CORRUPT) return new Error(`${file} is damaged (${said}): put back the file from a backup, or save what is left with sqlite3's .recover`, { cause: err });
+  if (primary === SQLITE_NOTADB || primary === SQLITE_CORRUPT) {
+    return new Error(`${file} is ${primary === SQLITE_NOTADB ? 'not a database' : 'damaged'} (${said}): ${whenDamaged}`, { cause: err });
+  }
   if (primary === SQLITE_CANTOPEN) return new Error(`cannot open ${file} (${said}): it must be a file that this user can read and write, in a directory it can write`, { cause: err });
   return e;
 }
