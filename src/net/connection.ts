@@ -62,6 +62,8 @@ export class Connection<E, R> implements IdleMember {
   private ending = false;
   /** Effects begun in this turn of the event loop (see execute). */
   private effectsThisTurn = 0;
+  /** An effect is under way: the server's own work, which the client waits for. */
+  private serving = false;
   private corked = false;
   /** Bytes written in this turn of the event loop (see pace). */
   private turnBytes = 0;
@@ -84,6 +86,10 @@ export class Connection<E, R> implements IdleMember {
    *  slot). (A farewell that the system's buffers cannot take is such output at the next limit.) */
   timedOut(): void {
     this.lastActive = this.o.idle.tick;
+    // The client waits for the server (a message being checked, fitted or stored), which is no
+    // idleness of its own: RFC 5321 §4.5.3.2.6 gives it ten minutes for the reply to the end of
+    // its data. Its limit starts over once the reply is made.
+    if (this.serving) return;
     const stalled = this.socket.writableLength > 0;
     // The session has said its last word (QUIT), and the client has not read what came before
     // it since: it has had its limit.
@@ -260,12 +266,15 @@ export class Connection<E, R> implements IdleMember {
           // has one effect a turn, and never waits here.
           if (this.effectsThisTurn++ > 0 && inputTurn.spent()) await new Promise<void>((resolve) => inputTurn.defer(resolve));
           if (this.effectsThisTurn === 1) setImmediate(() => { this.effectsThisTurn = 0; });
+          this.serving = true;
           const result = await this.o.perform(out.effect, this.o.session);
           outputs = this.closed ? [] : this.o.session.resolve(result);
         } catch (err) {
           outputs = this.fail(err);
         } finally {
           this.blocked = false;
+          this.serving = false;
+          this.lastActive = this.o.idle.tick;
         }
         this.queue.unshift(...joinWrites(outputs));
         return;

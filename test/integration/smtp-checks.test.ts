@@ -176,3 +176,24 @@ test('a DMARC pass that rests on an l= signature with text added after its part 
     assert.equal((await inbox()).length, 2);
   });
 });
+
+test('checks that outlast idle_timeout are the server\'s time, not the client\'s: the reply comes, and the session goes on', async () => {
+  // The sender's domain never answers: the checks take their whole limit, three times the idle one.
+  const dns = await startDnsServer({ silent: ['slow.test'] });
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir, { dns_servers: [dns.address], checks: { enabled: true, dns_timeout: '4s', timeout: '3s' }, limits: { idle_timeout: '1s' } }));
+  addUser(cfg, 'alice@example.test', 'pw');
+  const server = await startMailnest(dir, cfg);
+  try {
+    const c = await SmtpClient.open(server.port('smtp'));
+    await c.ehlo();
+    const r = await c.transaction('<bob@slow.test>', ['<alice@example.test>'], 'From: <bob@slow.test>\r\nSubject: slow\r\n\r\nbody\r\n');
+    assert.match(r.raw, /^250 /);
+    assert.match((await c.cmd('NOOP')).raw, /^250 /);
+    await c.quit();
+    assert.equal((await mailbox(path.join(dir, 'data'), 'alice@example.test')).length, 1);
+  } finally {
+    await server.stop();
+    await dns.close();
+  }
+});
