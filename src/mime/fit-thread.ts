@@ -3,7 +3,9 @@
  * with the number of lines, and a message of millions of short ones would hold up every session
  * of the server for seconds. Each fit has a thread of its own, one at a time: a message whose
  * fitting passes the thread's heap ends that thread alone and is refused as unfit, and neither
- * the server nor the messages waiting their turn notice.
+ * the server nor the messages waiting their turn notice. The users take turns: after a fit of
+ * one user's message, another's waiting goes first, so that a user who hands in many such
+ * messages at once makes another wait for one fit at most, not for all of them.
  */
 import { Worker } from 'node:worker_threads';
 import { workerUrl } from '../delivery/thread-on-demand.ts';
@@ -18,28 +20,63 @@ const HEAP_MB = 4096;
 /** A fit given up because the server is stopping: the message is not refused, but not taken. */
 export class FitAbandoned extends Error {}
 
-/** The fit under way, and those waiting their turn (which `stopFitting` abandons). */
-let running: Worker | undefined;
-let turn: Promise<unknown> = Promise.resolve();
-let generation = 0;
+interface Fit {
+  message: Buffer[];
+  heapMb: number;
+  resolve: (fitted: Buffer[]) => void;
+  reject: (err: unknown) => void;
+}
 
-/** fitSubmittedLines, off the event loop when there is anything to fit, in a heap of `heapMb`.
- *  Throws UnfitLineError, or FitAbandoned when the server stops first. */
-export function fitSubmittedOffLoop(message: Buffer[], heapMb = HEAP_MB): Promise<Buffer[]> {
+/** The fits waiting, by the user who handed the message in, the users in the order of their
+ *  turns. */
+const waiting = new Map<string, Fit[]>();
+/** The thread of the fit under way; whether one is, and whose message the last one was. */
+let running: Worker | undefined;
+let busy = false;
+let lastOwner: string | undefined;
+
+/** fitSubmittedLines, off the event loop when there is anything to fit, in a heap of `heapMb`,
+ *  in the turn of `owner` (the user who handed it in). Throws UnfitLineError, or FitAbandoned
+ *  when the server stops first. */
+export function fitSubmittedOffLoop(message: Buffer[], owner: string, heapMb = HEAP_MB): Promise<Buffer[]> {
   if (!hasLongLine(message)) return Promise.resolve(message);
-  const mine = generation;
-  const fitted = turn.then(() => {
-    if (mine !== generation) throw new FitAbandoned('the server is stopping');
-    return fitInThread(Buffer.concat(message), heapMb);
+  return new Promise((resolve, reject) => {
+    const fits = waiting.get(owner);
+    if (fits) fits.push({ message, heapMb, resolve, reject });
+    else waiting.set(owner, [{ message, heapMb, resolve, reject }]);
+    startNext();
   });
-  turn = fitted.catch(() => undefined);
-  return fitted;
+}
+
+/** Starts the next fit when none is under way: the first user in turn other than the one just
+ *  served, or that one when nobody else waits. */
+function startNext(): void {
+  if (busy || waiting.size === 0) return;
+  let owner = waiting.keys().next().value!;
+  for (const o of waiting.keys()) {
+    if (o !== lastOwner) {
+      owner = o;
+      break;
+    }
+  }
+  const fits = waiting.get(owner)!;
+  const fit = fits.shift()!;
+  // Its next message waits behind everyone else's.
+  waiting.delete(owner);
+  if (fits.length > 0) waiting.set(owner, fits);
+  busy = true;
+  lastOwner = owner;
+  fitInThread(Buffer.concat(fit.message), fit.heapMb).then(fit.resolve, fit.reject).finally(() => {
+    busy = false;
+    startNext();
+  });
 }
 
 /** Ends the fit under way and abandons those waiting (at the server's stop, before its store
  *  closes: none of them is stored after). */
 export function stopFitting(): void {
-  generation++;
+  for (const fits of waiting.values()) for (const fit of fits) fit.reject(new FitAbandoned('the server is stopping'));
+  waiting.clear();
   void running?.terminate();
 }
 

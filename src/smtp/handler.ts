@@ -185,7 +185,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     // relay on its way, which would break the signature; a local program's text is labelled as
     // the sendmail command labels what it reads.
     try {
-      body = role === 'local' ? fitLocalMessage(done.message) : await fitSubmittedOffLoop(done.message);
+      body = role === 'local' ? fitLocalMessage(done.message) : await fitSubmittedOffLoop(done.message, d.user!);
     } catch (err) {
       // The server stops before the lines were fitted: not taken, and not refused either.
       if (err instanceof FitAbandoned) return { kind: 'deliver', failure: 'store-error', reason: 'store_error' };

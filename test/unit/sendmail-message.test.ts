@@ -383,12 +383,12 @@ test('submission fits lines in a worker thread, with the same result as here, an
   const { fitSubmittedOffLoop } = await import('../../src/mime/fit-thread.ts');
   const { fitSubmittedLines, UnfitLineError } = await import('../../src/mime/line-length.ts');
   const message = Buffer.from(`From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/html\r\n\r\n<p>${'h'.repeat(1500)}</p>\r\n--B--\r\n`);
-  assert.deepEqual(await fitSubmittedOffLoop([message]), fitSubmittedLines([message]));
+  assert.deepEqual(await fitSubmittedOffLoop([message], 'a@example.org'), fitSubmittedLines([message]));
   // Nothing to fit: the chunks as they came, no thread asked.
   const short = [Buffer.from('Subject: x\r\n\r\n'), Buffer.from('short\r\n')];
-  assert.equal(await fitSubmittedOffLoop(short), short);
+  assert.equal(await fitSubmittedOffLoop(short, 'a@example.org'), short);
   const inner = Buffer.from(`From: a@example.org\r\nMIME-Version: 1.0\r\nContent-Type: message/rfc822\r\n\r\nSubject: in\r\n\r\n${'y'.repeat(1200)}\r\n`);
-  await assert.rejects(fitSubmittedOffLoop([inner]), (e: unknown) => e instanceof UnfitLineError && /^body line 3 is 1200 octets.*: encode the message it holds, or attach it as a file \(base64\)$/.test(e.message));
+  await assert.rejects(fitSubmittedOffLoop([inner], 'a@example.org'), (e: unknown) => e instanceof UnfitLineError && /^body line 3 is 1200 octets.*: encode the message it holds, or attach it as a file \(base64\)$/.test(e.message));
 });
 
 test('each fit has a thread of its own: one that passes its heap is refused alone, the next is fitted; a stop abandons those under way and waiting, and later ones are fitted', async () => {
@@ -396,14 +396,24 @@ test('each fit has a thread of its own: one that passes its heap is refused alon
   const { UnfitLineError } = await import('../../src/mime/line-length.ts');
   const small = Buffer.from(`Subject: s\r\n\r\n${'s'.repeat(1200)}\r\n`);
   const huge = Buffer.from(`Subject: h\r\n\r\n${'a\r\n'.repeat(500_000)}${'h'.repeat(1200)}\r\n`);
-  const [over, next] = await Promise.allSettled([fitSubmittedOffLoop([huge], 8), fitSubmittedOffLoop([small])]);
+  const [over, next] = await Promise.allSettled([fitSubmittedOffLoop([huge], 'a@example.org', 8), fitSubmittedOffLoop([small], 'a@example.org')]);
   assert.ok(over.status === 'rejected' && over.reason instanceof UnfitLineError && /could not be re-encoded here/.test(over.reason.message), String(over.status === 'rejected' && over.reason));
   assert.ok(next.status === 'fulfilled' && next.value[0]!.toString().includes('Content-Transfer-Encoding: quoted-printable'));
-  const running = fitSubmittedOffLoop([huge]);
-  const waiting = fitSubmittedOffLoop([small]);
+  const running = fitSubmittedOffLoop([huge], 'a@example.org');
+  const waiting = fitSubmittedOffLoop([small], 'b@example.org');
   // (the first in its thread by then: half a million lines take it far longer)
   await new Promise((r) => setTimeout(r, 100));
   stopFitting();
   for (const r of await Promise.allSettled([running, waiting])) assert.ok(r.status === 'rejected' && r.reason instanceof FitAbandoned, String(r.status));
-  assert.match((await fitSubmittedOffLoop([small]))[0]!.toString(), /quoted-printable/);
+  assert.match((await fitSubmittedOffLoop([small], 'a@example.org'))[0]!.toString(), /quoted-printable/);
+});
+
+test('the users take turns at the fitting: one who hands in many messages makes another wait for one fit at most', async () => {
+  const { fitSubmittedOffLoop } = await import('../../src/mime/fit-thread.ts');
+  const message = (name: string) => Buffer.from(`Subject: ${name}\r\n\r\n${'x'.repeat(1200)}\r\n`);
+  const done: string[] = [];
+  const fit = (name: string, owner: string) => fitSubmittedOffLoop([message(name)], owner).then(() => { done.push(name); });
+  // a1 starts at once; b1 and c1 come while a's others wait, and each goes before a's next.
+  await Promise.all([fit('a1', 'a@example.org'), fit('a2', 'a@example.org'), fit('a3', 'a@example.org'), fit('b1', 'b@example.org'), fit('a4', 'a@example.org'), fit('c1', 'c@example.org')]);
+  assert.deepEqual(done, ['a1', 'b1', 'a2', 'c1', 'a3', 'a4']);
 });
