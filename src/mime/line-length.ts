@@ -15,7 +15,7 @@
  * only a long line calls for it. Mail from the internet is not
  * touched: it is not ours to change.
  */
-import { isUtf8 } from 'node:buffer';
+import { isAscii, isUtf8 } from 'node:buffer';
 import * as qp from 'nodemailer/lib/qp';
 import { startsField, unfoldedValue } from './header-section.ts';
 
@@ -40,7 +40,7 @@ export interface Field {
 export class UnfitLineError extends Error {}
 
 /** Octets that plain 7-bit text may not hold: 8-bit ones and NUL. */
-export const needsEncoding = (b: Buffer) => b.some((c) => c >= 0x80 || c === 0);
+export const needsEncoding = (b: Buffer) => !isAscii(b) || b.includes(0);
 
 /** The header fields of the first lines, up to the empty line or the first line that is no
  *  field, and the body lines after them. */
@@ -82,7 +82,7 @@ export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; bod
     const text = joinLines(body);
     return {
       fields: [...fields, field('MIME-Version', '1.0'), plainText(text), field('Content-Transfer-Encoding', 'quoted-printable')],
-      body: quotedPrintable(text),
+      body: [quotedPrintable(text)],
     };
   }
   if (longLine >= 0 || nul >= 0) {
@@ -104,7 +104,7 @@ export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; bod
   // wants one), and 8-bit text without a transfer encoding, which then reads as 7bit (§6.1).
   const added: Field[] = [];
   if (!has('mime-version')) added.push(field('MIME-Version', '1.0'));
-  if (!fields.some((f) => f.name.toLowerCase() === 'content-transfer-encoding') && body.some((l) => l.some((c) => c >= 0x80))) {
+  if (!fields.some((f) => f.name.toLowerCase() === 'content-transfer-encoding') && body.some((l) => !isAscii(l))) {
     added.push(field('Content-Transfer-Encoding', '8bit'));
   }
   return { fields: [...fields, ...added], body };
@@ -190,7 +190,7 @@ function fitEntity(fields: Field[], lines: Lines, start: number, end: number, de
   const text = joinLines(body);
   const kept = fields.filter((f) => !/^content-transfer-encoding$/i.test(f.name));
   header([...kept, ...(contentType === '' && defaultType === 'text/plain' ? [plainText(text)] : []), field('Content-Transfer-Encoding', 'quoted-printable')]);
-  for (const l of quotedPrintable(text)) out.push(l);
+  out.push(quotedPrintable(text));
   return undefined;
 }
 
@@ -261,20 +261,30 @@ function field(name: string, text: string): Field {
 }
 
 function joinLines(lines: Buffer[]): Buffer {
-  return Buffer.concat(lines.flatMap((l, k) => (k === 0 ? [l] : [Buffer.from('\r\n'), l])));
+  let size = Math.max(0, 2 * (lines.length - 1));
+  for (const l of lines) size += l.length;
+  const joined = Buffer.allocUnsafe(size);
+  let at = 0;
+  for (const l of lines) {
+    if (at > 0) at = joined.writeUInt16BE(0x0d0a, at);
+    at += l.copy(joined, at);
+  }
+  return joined;
 }
 
-/** Text as quoted-printable lines. A line that begins with "-" has it encoded (=2D, which RFC
- *  2045 §6.7 allows of any character), so that no soft line break makes a line that reads as a
- *  multipart's delimiter (RFC 2046 §5.1.1): lines are wrapped at 74 so that they stay within 76. */
-function quotedPrintable(text: Buffer): Buffer[] {
-  return qp.wrap(qp.encode(text), 74).split('\r\n').map((l) => Buffer.from(l.startsWith('-') ? `=2D${l.slice(1)}` : l, 'latin1'));
+/** Text as quoted-printable, its lines joined by CRLF in one buffer (one entry of a list of
+ *  lines, as the CRLF after it is the list's). A line that begins with "-" has it encoded (=2D,
+ *  which RFC 2045 §6.7 allows of any character), so that no soft line break makes a line that
+ *  reads as a multipart's delimiter (RFC 2046 §5.1.1): lines are wrapped at 74 so that they stay
+ *  within 76. */
+function quotedPrintable(text: Buffer): Buffer {
+  return Buffer.from(qp.wrap(qp.encode(text), 74).replace(/^-/gm, '=2D'), 'latin1');
 }
 
 /** Text's Content-Type, its charset read from its bytes: those that are not UTF-8 are read as
  *  Latin-1, as `send` reads text. */
 function plainText(text: Buffer): Field {
-  return field('Content-Type', `text/plain; charset=${text.every((c) => c < 0x80) ? 'us-ascii' : isUtf8(text) ? 'utf-8' : 'iso-8859-1'}`);
+  return field('Content-Type', `text/plain; charset=${isAscii(text) ? 'us-ascii' : isUtf8(text) ? 'utf-8' : 'iso-8859-1'}`);
 }
 
 const isWsp = (c: number | undefined) => c === 0x20 || c === 0x09;
