@@ -32,3 +32,15 @@ test('a header run without white space too long for a line is refused, with advi
   assert.throws(() => fitSubmittedLines([Buffer.from(`X-Blob: ${'b'.repeat(1200)}\r\n\r\nx\r\n`)]),
     (e: unknown) => e instanceof UnfitLineError && /^header X-Blob has 1200 octets without white space, .*: shorten it, or encode it \(RFC 2047\)$/.test(e.message));
 });
+
+test('quoted-printable made here has no line that begins with "-", so none reads as a multipart delimiter (RFC 2046 §5.1.1), and decodes to the text', () => {
+  const body = `--not-a-boundary\r\n${'a'.repeat(73)}${'-'.repeat(1000)}\r\n-\r\nend`;
+  for (const head of ['Subject: s\r\n', 'MIME-Version: 1.0\r\nContent-Type: text/plain\r\nSubject: s\r\n']) {
+    const out = text(fitSubmittedLines([Buffer.from(`${head}\r\n${body}\r\n`)]));
+    const qp = out.slice(out.indexOf('\r\n\r\n') + 4);
+    const lines = qp.split('\r\n');
+    assert.ok(lines.every((l) => !l.startsWith('-') && l.length <= 76), qp);
+    assert.ok(lines.filter((l) => l.startsWith('=2D')).length >= 3, qp);
+    assert.equal(qp.replace(/=\r\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))), `${body}\r\n`);
+  }
+});
