@@ -249,7 +249,8 @@ const isEncodedWord = (word: string) => ENCODED_WORD.exec(word)?.[0] === word;
  * goes inside the new one too.
  */
 function encodedText(value: string): string {
-  // Words and the spaces between them, in turn (fieldValue leaves single spaces).
+  // Words parted by single spaces: a run of spaces leaves empty words between, and a tab stays
+  // inside its word, so that joined again they are the text as written.
   const words = value.split(' ');
   const out: string[] = [];
   for (let i = 0; i < words.length; i++) {
@@ -257,8 +258,10 @@ function encodedText(value: string): string {
       out.push(words[i]!);
       continue;
     }
+    // The run goes on over spaces, however many, to the last word to encode: the spaces between
+    // two encoded-words would not be shown (RFC 2047 §6.2), inside one they are.
     let j = i;
-    while (j + 1 < words.length && encoded(words[j + 1]!)) j++;
+    for (let k = i + 1; k < words.length && (words[k] === '' || encoded(words[k]!)); k++) if (words[k] !== '') j = k;
     // (An empty word at an end of the run is the space beside an encoded-word already there.)
     const run = [...(i > 0 && isEncodedWord(words[i - 1]!) ? [''] : []), ...words.slice(i, j + 1), ...(j + 1 < words.length && isEncodedWord(words[j + 1]!) ? [''] : [])];
     out.push(...encodedWords(run));
@@ -267,10 +270,12 @@ function encodedText(value: string): string {
   return out.join(' ');
 }
 
-/** The unfolded value; raw 8-bit text is read as UTF-8 when it is that, else as Latin-1. */
+/** The unfolded value (RFC 5322 §2.2.3: only the line breaks go, the white space stays as
+ *  written), without the white space around it; raw 8-bit text is read as UTF-8 when it is
+ *  that, else as Latin-1. */
 function fieldValue(f: Field): string {
-  const raw = Buffer.concat(f.lines.map((l, i) => (i === 0 ? l : Buffer.concat([Buffer.from(' '), l]))));
-  return raw.toString(isUtf8(raw) ? 'utf8' : 'latin1').slice(f.name.length).replace(/^[ \t]*:/, '').replace(/[ \t]+/g, ' ').trim();
+  const raw = Buffer.concat(f.lines);
+  return raw.toString(isUtf8(raw) ? 'utf8' : 'latin1').slice(f.name.length).replace(/^[ \t]*:/, '').trim();
 }
 
 function headerLine(text: string): Buffer[] {

@@ -226,6 +226,9 @@ test('a Subject with 8-bit words and encoded-words already: those stay, the 8-bi
     ['Re: =?UTF-8?B?w4RwZmVs?= und Birnen für alle', 'Re: Äpfel und Birnen für alle'],
     ['=?UTF-8?B?w4RwZmVs?= für =?UTF-8?B?w4RwZmVs?=', 'Äpfel für Äpfel'],
     ['Grüße aus Köln', 'Grüße aus Köln'],
+    // white space as written: runs of spaces and tabs, between encoded words and plain ones
+    ['Größe  zwei\tLeerzeichen', 'Größe  zwei\tLeerzeichen'],
+    ['日本語  タブ\tです  ok', '日本語  タブ\tです  ok'],
   ];
   for (const [raw, shown] of cases) {
     const r = prep(`Subject: ${raw}\n\nx\n`, { recipients: ['a@example.org'] });
