@@ -164,6 +164,9 @@ function fitEntity(fields: Field[], lines: Lines, start: number, end: number, de
   const contentType = valueOf(fields, 'content-type');
   const type = (/^\s*([^\s;/]+\/[^\s;]+)/.exec(contentType)?.[1] ?? defaultType).toLowerCase();
   const encoding = valueOf(fields, 'content-transfer-encoding').toLowerCase();
+  // RFC 1847 §2.1: the signature covers the signed part as it was sent, and encrypted data is
+  // the sender's to encode; re-encoding either breaks it.
+  if (type === 'multipart/signed' || type === 'multipart/encrypted') return blocked('a signed or encrypted message goes as it was signed (RFC 1847 section 2.1): sign it again with its text encoded (quoted-printable or base64)');
   if (type.startsWith('multipart/')) {
     if (depth >= MAX_NESTING) return blocked(`its parts are nested more than ${MAX_NESTING} deep`);
     // RFC 2045 §6.4: a multipart is 7bit, 8bit or binary, its parts encoded each on its own.

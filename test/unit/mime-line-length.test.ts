@@ -44,3 +44,16 @@ test('quoted-printable made here has no line that begins with "-", so none reads
     assert.equal(qp.replace(/=\r\n/g, '').replace(/=([0-9A-F]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))), `${body}\r\n`);
   }
 });
+
+test('a signed or encrypted message with a long line is refused, not re-encoded under its signature (RFC 1847 §2.1); a signature inside a mixed message too', () => {
+  const signed = (outer: string) => `MIME-Version: 1.0\r\nContent-Type: ${outer}\r\n\r\n--S1\r\nContent-Type: text/plain\r\n\r\n${'x'.repeat(1200)}\r\n--S1\r\nContent-Type: application/pgp-signature\r\n\r\nsig\r\n--S1--\r\n`;
+  for (const outer of ['multipart/signed; micalg=pgp-sha256; protocol="application/pgp-signature"; boundary="S1"', 'multipart/encrypted; protocol="application/pgp-encrypted"; boundary=S1']) {
+    assert.throws(() => fitSubmittedLines([Buffer.from(signed(outer))]),
+      (e: unknown) => e instanceof UnfitLineError && /^body line 4 is 1200 octets.*: a signed or encrypted message goes as it was signed \(RFC 1847 section 2\.1\)/.test(e.message), outer);
+  }
+  const inside = `MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=M\r\n\r\n--M\r\nContent-Type: multipart/signed; protocol="application/pgp-signature"; boundary=S1\r\n\r\n--S1\r\nContent-Type: text/plain\r\n\r\n${'x'.repeat(1200)}\r\n--S1--\r\n--M--\r\n`;
+  assert.throws(() => fitSubmittedLines([Buffer.from(inside)]), (e: unknown) => e instanceof UnfitLineError && /signed or encrypted/.test(e.message));
+  // Nothing too long inside: it goes as it came.
+  const fine = [Buffer.from(signed('multipart/signed; boundary=S1').replace('x'.repeat(1200), 'short'))];
+  assert.equal(fitSubmittedLines(fine), fine);
+});
