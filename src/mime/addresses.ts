@@ -193,6 +193,12 @@ function formatMailbox(a: NamedAddress): string {
   return `${displayName(a.name)} <${address}>`;
 }
 
+/** A Keywords value (RFC 5322 §3.6.5: phrases parted by commas) with each phrase written as a
+ *  display name is, so that no comma goes inside an encoded-word (RFC 2047 §5(3)). */
+export function formatPhraseList(value: string): string {
+  return value.split(',').map((p) => p.trim()).filter((p) => p !== '').map(displayName).join(', ');
+}
+
 /** A name as a phrase: as it is when it can be, quoted, or with encoded-words (RFC 2047 §5(3))
  *  when it is not ASCII, would be read as encoded-words, or holds a word too long to fold. */
 function displayName(name: string): string {

@@ -22,7 +22,7 @@ import MailComposer from 'nodemailer/lib/mail-composer';
 import { foldLines } from 'nodemailer/lib/mime-funcs';
 import { encodedWords } from './encoded-words.ts';
 import { rfc5322Date } from '../delivery/trace.ts';
-import { emptyGroups, formatAddressList, parseAddressList, parseSingleAddress, uniqueAddresses } from './addresses.ts';
+import { emptyGroups, formatAddressList, formatPhraseList, parseAddressList, parseSingleAddress, uniqueAddresses } from './addresses.ts';
 import { contentTypeFor, OCTET_STREAM, parameterValue, parseContentType } from './types.ts';
 import { MAX_LINE, MAX_WORD } from './line-length.ts';
 import { ComposeError } from './errors.ts';
@@ -127,6 +127,8 @@ function headerValue(h: ComposeHeader, field: string): string {
     const what = ids === 'one' ? 'one message identifier' : 'message identifiers, separated by spaces';
     throw new ComposeError(field, `${h.name} ${JSON.stringify(h.value)} must be ${what} of the form <unique@host>, printable ASCII without spaces, quotes or brackets inside (RFC 5322 §3.6.4)`);
   }
+  // Phrases each encoded apart; plain ASCII goes as given.
+  if (name === 'keywords' && (!/^[\x20-\x7e]*$/.test(h.value) || ENCODED_WORD.test(h.value))) return formatPhraseList(h.value);
   const addresses = ADDRESS_FIELDS[name];
   if (!addresses) return h.value;
   try {
@@ -247,14 +249,15 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
   const custom = headers.map((h, i) => ({ key: h.name, value: values[i]! })).filter((h) => !/^(message-id|date)$/i.test(h.key));
   // The address fields are written here, not by MailComposer, which would quote a display name
   // that looks like an encoded-word instead of encoding it (see formatAddressList): From, To
-  // and Cc, then the caller's.
-  const addressFields = [
+  // and Cc, then the caller's; so is Keywords, whose phrases it would encode as one text.
+  const writtenHere = (key: string) => key.toLowerCase() in ADDRESS_FIELDS || key.toLowerCase() === 'keywords';
+  const ownFields = [
     { key: 'From', value: formatAddressList([from]) },
     ...(to.length || emptyGroups(input.to).length ? [{ key: 'To', value: formatAddressList(to, emptyGroups(input.to)) }] : []),
     ...(cc.length || emptyGroups(input.cc).length ? [{ key: 'Cc', value: formatAddressList(cc, emptyGroups(input.cc)) }] : []),
-    ...custom.filter((h) => h.key.toLowerCase() in ADDRESS_FIELDS),
+    ...custom.filter((h) => writtenHere(h.key)),
   ];
-  const extra = custom.filter((h) => !(h.key.toLowerCase() in ADDRESS_FIELDS));
+  const extra = custom.filter((h) => !writtenHere(h.key));
 
   // A subject holding a word too long to fold goes out as encoded-words, which can be split
   // anywhere (RFC 2047 §2 allows encoding plain ASCII too); so does one holding text that a
@@ -285,7 +288,7 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
     disableFileAccess: true,
     disableUrlAccess: true,
   });
-  const fields = addressFields.map((f) => `${foldLines(`${f.key}: ${f.value}`, 76)}\r\n`).join('');
+  const fields = ownFields.map((f) => `${foldLines(`${f.key}: ${f.value}`, 76)}\r\n`).join('');
   const message = Buffer.concat([Buffer.from(fields, 'utf8'), await composer.compile().build()]);
   checkLineLengths(message);
   return { message, sender: from.address, recipients, messageId };

@@ -203,7 +203,11 @@ const TEXT_FIELD = /^(?:subject|comments|keywords|organization|x-.*)$/i;
  */
 function editedField(f: Field, domain: string): Field {
   const eightBit = f.lines.some(needsEncoding);
-  if (eightBit && TEXT_FIELD.test(f.name)) return { name: f.name, lines: headerLine(`${f.name}: ${encodedText(fieldValue(f))}`) };
+  if (eightBit && TEXT_FIELD.test(f.name)) {
+    // Keywords' phrases each apart: its commas stay outside every encoded-word (RFC 2047 §5(3)).
+    const text = /^keywords$/i.test(f.name) ? fieldValue(f).split(',').map((p) => encodedText(p.trim())).join(', ') : encodedText(fieldValue(f));
+    return { name: f.name, lines: headerLine(`${f.name}: ${text}`) };
+  }
   if (eightBit && f.lines.some((l) => l.includes(0))) {
     throw new SubmittedError('data', `the ${f.name} field holds a NUL, which no header field may (RFC 5322 §2.2)`);
   }

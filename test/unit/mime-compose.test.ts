@@ -482,3 +482,13 @@ test('a content type given with parameters keeps them (a Latin-1 text names its 
       (e: unknown) => e instanceof ComposeError && /is not a content type \(type\/subtype, then any parameters but name/.test(e.message), bad);
   }
 });
+
+test('Keywords in other scripts: each phrase its own encoded-words, the commas between them (RFC 5322 §3.6.5, RFC 2047 §5(3))', async () => {
+  const { composed, parsed } = await roundTrip({ text: 'x', headers: [{ name: 'Keywords', value: 'Größe, Test, Ärger am Rhein' }] });
+  const raw = /^Keywords: (.*)\r\n/m.exec(composed.message.toString('latin1'))![1]!;
+  const phrases = raw.split(',').map((p) => p.trim());
+  assert.equal(phrases.length, 3, raw);
+  assert.equal(phrases[1], 'Test');
+  assert.match(phrases[0]!, /^=\?UTF-8\?Q\?Gr=C3=B6=C3=9Fe\?=$/i);
+  assert.equal(parsed.headers['keywords'], 'Größe, Test, Ärger am Rhein');
+});

@@ -420,3 +420,10 @@ test('the users take turns at the fitting: one who hands in many messages makes 
   await Promise.all([fit('a1', 'a@example.org'), fit('a2', 'a@example.org'), fit('a3', 'a@example.org'), fit('b1', 'b@example.org'), fit('a4', 'a@example.org'), fit('c1', 'c@example.org')]);
   assert.deepEqual(done, ['a1', 'b1', 'a2', 'c1', 'a3', 'a4']);
 });
+
+test('Keywords with 8-bit words: each phrase encoded apart, the commas outside every encoded-word (RFC 2047 §5(3))', () => {
+  const r = prep('Keywords: Größe, Test,  Ärger\nSubject: k\n\nb\n', { recipients: ['a@example.org'] });
+  const raw = /^Keywords: (.*)\r\n/m.exec(r.message.toString('latin1'))![1]!;
+  assert.deepEqual(raw.split(',').map((p) => p.trim()).map((p) => (/^=\?/.test(p) ? 'encoded' : p)), ['encoded', 'Test', 'encoded'], raw);
+  assert.equal(parseMail(r.message).headers['keywords'], 'Größe, Test, Ärger');
+});
