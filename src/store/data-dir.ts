@@ -111,3 +111,13 @@ export function keepPrivate(files: string[]): void {
     }
   }
 }
+
+/** A file's text, or '' when there is no such file. */
+export function readIfThere(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
+    throw err;
+  }
+}

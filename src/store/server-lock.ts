@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
-import { prepareDataDir } from './data-dir.ts';
+import { prepareDataDir, readIfThere } from './data-dir.ts';
 import { openingError } from './sqlite/sqlite-errors.ts';
 
 /** SQLite's result code for a lock held elsewhere. */
@@ -73,14 +73,5 @@ export class ServerLock {
     } finally {
       this.db.close();
     }
-  }
-}
-
-function readIfThere(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return '';
-    throw err;
   }
 }

@@ -194,6 +194,36 @@ test('recovery: in a segment whose writer died without sealing it, a message who
   store.close();
 });
 
+test('recovery: a marker names its writer by boot and start time, so a pid that another process has since (a reboot, a writer not yet reaped) does not keep its segment from the check', async (t) => {
+  const { processIdentity } = await import('../../src/store/process-identity.ts');
+  if (processIdentity(process.pid) === undefined) return t.skip('no /proc here');
+  const dir = tmp();
+  let store = new SqliteStore(dir);
+  const alice = await store.createUser('alice@example.test', 'h');
+  for (let n = 1; n <= 2; n++) await store.accept({ id: `Q${n}`, body: [bodyOf(n)], sender: '', local: [{ userId: alice.id, prefix: Buffer.alloc(0) }] });
+  // The writer's own marker says who it is.
+  assert.equal(fs.readFileSync(path.join(dir, 'body-log', markers(dir)[0]!), 'latin1'), processIdentity(process.pid));
+  store.close();
+  // The second body cut short, and the segment's marker naming a writer of an earlier boot whose
+  // pid a program that runs now has.
+  fs.truncateSync(path.join(dir, 'body-log', '00000001'), 2 * 100 * KIB - 1);
+  const other = spawn('sleep', ['60'], { stdio: 'ignore' });
+  t.after(() => other.kill());
+  await new Promise((resolve) => other.once('spawn', resolve));
+  const now = processIdentity(other.pid!) as string;
+  const marker = path.join(dir, 'body-log', `00000001.${other.pid}.c0ffee.open`);
+  fs.writeFileSync(marker, `another-boot ${now.split(' ')[1]}`);
+  store = new SqliteStore(dir);
+  assert.deepEqual(store.recovered, ['Q2']);
+  assert.deepEqual(markers(dir), []);
+  store.close();
+  // The same pid with the writer's own boot and start: that writer runs, its segment waits.
+  fs.writeFileSync(marker, now);
+  store = new SqliteStore(dir);
+  assert.deepEqual(markers(dir), [path.basename(marker)]);
+  store.close();
+});
+
 test('a full disk: an append that fails leaves no bytes behind, and the sweep moves nothing it has no room for, then does once there is', async (t) => {
   let store: SqliteStore | undefined;
   const dir = tmpfsFor(t, '4m', () => store?.close());

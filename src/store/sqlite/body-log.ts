@@ -20,7 +20,9 @@
  *   flushed and committed or given up. A marker whose writer is gone (`abandoned`) is what a
  *   crash left: sqlite-store.ts then checks every body of that segment against its row's
  *   checksum. The token tells a writer from an earlier process with the same pid (in a
- *   container, mailnest may be pid 1 on every start);
+ *   container, mailnest may be pid 1 on every start), and the marker holds the writer's boot
+ *   and start time (process-identity.ts), which tell it from another process that has its pid
+ *   since a reboot, or from itself killed and not yet reaped;
  * - a segment is only ever appended to, by the process that created it: a restart begins a new
  *   one, so nothing written before a crash is overwritten or read as part of a new body;
  * - bytes no row refers to (a rolled-back message, a crash before the commit, a deleted message)
@@ -38,6 +40,8 @@ import { after, crc32, totalLength } from '../../chunks.ts';
 import type { PiecePool } from './piece-pool.ts';
 import { checkedPieces } from './read-pieces.ts';
 import { SharedFlush } from './shared-flush.ts';
+import { readIfThere } from '../data-dir.ts';
+import { processIdentity } from '../process-identity.ts';
 
 const fdatasync = promisify(fs.fdatasync);
 
@@ -244,7 +248,7 @@ export class BodyLog {
       const n = Math.max(before, ...this.segments()) + 1;
       try {
         const seg = { fd: fs.openSync(this.file(n), 'wx', 0o600), end: 0, pending: 0, dirty: false, flushing: false };
-        fs.closeSync(fs.openSync(this.marker(n), 'w', 0o600));
+        writeMarker(this.marker(n));
         fs.fsyncSync(this.dirFd);
         this.open.set(n, seg);
         this.current = n;
@@ -313,13 +317,29 @@ interface Marker {
   token: string;
 }
 
+/** A marker, holding who its writer is (process-identity.ts), on disk before it is relied on. */
+function writeMarker(file: string): void {
+  const fd = fs.openSync(file, 'w', 0o600);
+  try {
+    fs.writeSync(fd, processIdentity(process.pid) ?? '');
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
 /**
  * True when the process that wrote a marker has ended: with this process's pid, it is an
- * earlier process unless this one made the marker; with another pid, that process no longer
- * runs. (A pid taken since by an unrelated process only delays the check until that ends.)
+ * earlier process unless this one made the marker; with another pid, the process that has the
+ * pid now is not the one the marker names (another boot, another start, or none: a pid taken
+ * by an unrelated program after a reboot, or a writer killed and not yet reaped). A marker that
+ * names no one (an earlier version's, or a system without /proc) goes by the pid alone.
  */
 function writerGone(m: Marker): boolean {
   if (m.pid === process.pid) return !OURS.has(m.token);
+  const writer = readIfThere(m.file).trim();
+  const now = processIdentity(m.pid);
+  if (writer !== '' && now !== undefined) return now !== writer;
   try {
     process.kill(m.pid, 0);
     return false;
