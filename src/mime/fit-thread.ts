@@ -30,9 +30,11 @@ interface Fit {
 /** The fits waiting, by the user who handed the message in, the users in the order of their
  *  turns. */
 const waiting = new Map<string, Fit[]>();
-/** The thread of the fit under way; whether one is, and whose message the last one was. */
+/** The thread of the fit under way, until it has exited (which may be after its answer). */
 let running: Worker | undefined;
+/** A fit is under way: from its start to its answer. */
 let busy = false;
+/** Whose message the last fit was. */
 let lastOwner: string | undefined;
 
 /** fitSubmittedLines, off the event loop when there is anything to fit, in a heap of `heapMb`,
@@ -52,13 +54,7 @@ export function fitSubmittedOffLoop(message: Buffer[], owner: string, heapMb = H
  *  served, or that one when nobody else waits. */
 function startNext(): void {
   if (busy || waiting.size === 0) return;
-  let owner = waiting.keys().next().value!;
-  for (const o of waiting.keys()) {
-    if (o !== lastOwner) {
-      owner = o;
-      break;
-    }
-  }
+  const owner = [...waiting.keys()].find((o) => o !== lastOwner) ?? lastOwner!;
   const fits = waiting.get(owner)!;
   const fit = fits.shift()!;
   // Its next message waits behind everyone else's.

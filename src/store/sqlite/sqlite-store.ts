@@ -853,14 +853,14 @@ export class SqliteStore implements Store {
   }
 }
 
-/** Opens the database; a directory or file this user may not write is said so, with the path
- *  (SQLite would only say "unable to open database file"), as an EACCES error. */
 /** Sets SQLite's automatic checkpoint, which counts pages, to `bytes` of the database's own. */
 function checkpointEvery(db: DatabaseSync, bytes: number): void {
   const { page_size: pageBytes } = db.prepare('PRAGMA page_size').get() as { page_size: number };
   db.exec(`PRAGMA wal_autocheckpoint = ${Math.max(1, Math.round(bytes / Number(pageBytes)))}`);
 }
 
+/** Opens the database; a directory or file this user may not write is said so, with the path
+ *  (SQLite would only say "unable to open database file"), as an EACCES error. */
 function openDatabase(file: string): DatabaseSync {
   try {
     return new DatabaseSync(file, { timeout: 10_000 });
