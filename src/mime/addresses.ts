@@ -193,16 +193,22 @@ function formatMailbox(a: NamedAddress): string {
   return `${displayName(a.name)} <${address}>`;
 }
 
-/** A Keywords value (RFC 5322 §3.6.5: phrases parted by commas) with each phrase written as a
- *  display name is, so that no comma goes inside an encoded-word (RFC 2047 §5(3)). */
+/** Text that goes out as encoded-words: it is not printable ASCII, or a reader would take part
+ *  of it for an encoded-word and decode it (RFC 2047 §5 lets readers decode even inside quotes). */
+const needsEncodedWords = (text: string) => !/^[\x20-\x7e]*$/.test(text) || ENCODED_WORD.test(text);
+
+/** A Keywords value (RFC 5322 §3.6.5: phrases parted by commas): as given when no phrase needs
+ *  encoded-words, else each phrase written as a display name is, so that no comma goes inside an
+ *  encoded-word (RFC 2047 §5(3)). */
 export function formatPhraseList(value: string): string {
+  if (!needsEncodedWords(value)) return value;
   return value.split(',').map((p) => p.trim()).filter((p) => p !== '').map(displayName).join(', ');
 }
 
 /** A name as a phrase: as it is when it can be, quoted, or with encoded-words (RFC 2047 §5(3))
  *  when it is not ASCII, would be read as encoded-words, or holds a word too long to fold. */
 function displayName(name: string): string {
-  if (!/^[\x20-\x7e]*$/.test(name) || ENCODED_WORD.test(name)) return encodedPhrase(name);
+  if (needsEncodedWords(name)) return encodedPhrase(name);
   const written = ATOM_PHRASE.test(name) ? name : `"${name.replace(/[\\"]/g, '\\$&')}"`;
   // Measured as written: quoting doubles a backslash or a quote.
   return written.split(/[ \t]+/).some((w) => w.length > MAX_WORD) ? encodedPhrase(name) : written;

@@ -127,8 +127,7 @@ function headerValue(h: ComposeHeader, field: string): string {
     const what = ids === 'one' ? 'one message identifier' : 'message identifiers, separated by spaces';
     throw new ComposeError(field, `${h.name} ${JSON.stringify(h.value)} must be ${what} of the form <unique@host>, printable ASCII without spaces, quotes or brackets inside (RFC 5322 §3.6.4)`);
   }
-  // Phrases each encoded apart; plain ASCII goes as given.
-  if (name === 'keywords' && (!/^[\x20-\x7e]*$/.test(h.value) || ENCODED_WORD.test(h.value))) return formatPhraseList(h.value);
+  if (name === 'keywords') return formatPhraseList(h.value);
   const addresses = ADDRESS_FIELDS[name];
   if (!addresses) return h.value;
   try {

@@ -491,4 +491,7 @@ test('Keywords in other scripts: each phrase its own encoded-words, the commas b
   assert.equal(phrases[1], 'Test');
   assert.match(phrases[0]!, /^=\?UTF-8\?Q\?Gr=C3=B6=C3=9Fe\?=$/i);
   assert.equal(parsed.headers['keywords'], 'Größe, Test, Ärger am Rhein');
+  // Plain ASCII goes as given, dots and all.
+  const plain = await roundTrip({ text: 'x', headers: [{ name: 'Keywords', value: 'v1.2, backup,nightly' }] });
+  assert.match(plain.composed.message.toString('latin1'), /^Keywords: v1\.2, backup,nightly\r\n/m);
 });
