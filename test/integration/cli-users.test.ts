@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
+import { DatabaseSync } from 'node:sqlite';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -447,9 +448,21 @@ test('a database that is no database, or a directory in its place, is named in o
   fs.mkdirSync(path.dirname(db), { mode: 0o700 });
   fs.writeFileSync(db, crypto.randomBytes(8192));
   const notDb = `${db} is not a database (file is not a database): put back the file from a backup\n`;
-  for (const args of [['user', 'list'], ['start']]) assert.deepEqual([cli(cfg, args).status, cli(cfg, args).stderr], [1, `mailnest: ${notDb}`], args.join(' '));
+  for (const args of [['user', 'list'], ['start']]) {
+    const r = cli(cfg, args);
+    assert.deepEqual([r.status, r.stderr], [1, `mailnest: ${notDb}`], args.join(' '));
+  }
   const sendmail = cli(cfg, ['sendmail', 'alice@example.test'], 'Subject: x\n\nhi\n');
   assert.deepEqual([sendmail.status, sendmail.stderr], [1, `mailnest: cannot open the store: ${notDb}`]);
+  // A database whose first page (its schema's) is damaged.
+  fs.rmSync(db);
+  const made = new DatabaseSync(db);
+  made.exec('CREATE TABLE t (x)');
+  made.close();
+  const fd = fs.openSync(db, 'r+');
+  fs.writeSync(fd, Buffer.alloc(200, 0xff), 0, 200, 100);
+  fs.closeSync(fd);
+  assert.equal(cli(cfg, ['user', 'list']).stderr, `mailnest: ${db} is damaged (database disk image is malformed): put back the file from a backup\n`);
   // The server's lock file holds nothing worth a backup.
   fs.rmSync(db);
   const lock = path.join(dir, 'data', 'server.lock');
