@@ -1,7 +1,11 @@
 /** Reading input (stdin, a file, a pipe) with a size bound: stops, and says so, as soon as the
  *  bound is passed. */
 import type { Readable } from 'node:stream';
-import { DOT_LINE } from '../mime/submitted.ts';
+
+/** A line of a single dot, after a line end and before one, the line ends as splitLines
+ *  (src/mime/submitted.ts) reads them (LF, CR or CRLF): where sendmail stops reading without -i
+ *  (prepareSubmitted cuts the message at that line, found among the lines). */
+const DOT_LINE = /[\r\n]\.[\r\n]/;
 
 /** The input ran past `max` bytes. */
 export class TooLarge extends Error {

@@ -10,7 +10,8 @@ import type { Command } from 'commander';
 import { hasControlCharacters } from '../ascii.ts';
 import type { Context } from '../context.ts';
 import { submitLocal, SubmitError } from '../delivery/submit.ts';
-import { composeMessage, ComposeError, parseHeaderArg, type ComposeAttachment } from '../mime/compose.ts';
+import type { ComposeAttachment } from '../mime/compose.ts';
+import { ComposeError } from '../mime/errors.ts';
 import { configOf, withContext } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
 import { readLimited, TooLarge } from './read-limited.ts';
@@ -110,6 +111,7 @@ async function readContent(opts: SendOptions, max: number): Promise<Content> {
 }
 
 async function send(ctx: Context, opts: SendOptions, { text, html, attachments }: Content): Promise<string> {
+  const { composeMessage, parseHeaderArg } = await import('../mime/compose.ts');
   let composed;
   try {
     composed = await composeMessage({

@@ -16,13 +16,9 @@ import type { Command } from 'commander';
 import { ConfigError } from '../config/load.ts';
 import type { Context } from '../context.ts';
 import { submitLocal, SubmitError } from '../delivery/submit.ts';
-import { AuthThrottle } from '../auth/throttle.ts';
-import { runStdioSession } from '../net/stdio-session.ts';
-import { smtpHandler } from '../smtp/handler.ts';
 import { FreeSpace } from '../store/free-space.ts';
 import { isStorageFull } from '../store/store.ts';
 import { RE_ENCODING } from '../mime/line-length.ts';
-import { prepareSubmitted, SubmittedError } from '../mime/submitted.ts';
 import { commandContext } from './common.ts';
 import { CliError, failureText } from './errors.ts';
 import { readLimited, TooLarge } from './read-limited.ts';
@@ -308,6 +304,9 @@ async function run(args: SendmailArgs, cmd: Command): Promise<void> {
  * Message-ID, no Bcc) and signed when it leaves.
  */
 async function smtpOnStdio(ctx: Context, caller: string): Promise<void> {
+  const [{ smtpHandler }, { AuthThrottle }, { runStdioSession }] = await Promise.all([
+    import('../smtp/handler.ts'), import('../auth/throttle.ts'), import('../net/stdio-session.ts'),
+  ]);
   const freeSpace = new FreeSpace(ctx.config.data_dir);
   try {
     const handler = smtpHandler(ctx, 'local', new AuthThrottle(ctx.config.auth.max_failures), freeSpace, { caller: { login: caller } });
@@ -339,6 +338,7 @@ async function sendmail(ctx: Context, args: SendmailArgs, caller: string): Promi
     if (err instanceof TooLarge) throw new CliError(`message too large: more than ${err.max} bytes on stdin, over limits.max_message_size`, EX_DATAERR);
     throw err;
   }
+  const { prepareSubmitted, SubmittedError } = await import('../mime/submitted.ts');
   let prepared;
   try {
     prepared = prepareSubmitted(input, {
