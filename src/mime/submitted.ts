@@ -71,11 +71,6 @@ export interface SubmittedMessage {
   recipients: string[];
 }
 
-/** A line of a single dot, after a line end and before one, the line ends as splitLines reads
- *  them (LF, CR or CRLF): where the command stops reading without -i (prepareSubmitted cuts the
- *  message at that line, found among the lines). */
-export const DOT_LINE = /[\r\n]\.[\r\n]/;
-
 /** Splits input into lines at CRLF, LF or a lone CR (a lone CR is no line end on the wire, RFC
  *  5322 §2.3, and a progress bar in cron output is full of them); CRs before an LF are one line
  *  end with it (CR CR LF is what a program that writes CRLF through a layer that turns LF into
