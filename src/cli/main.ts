@@ -1,6 +1,10 @@
 /**
  * The mailnest command line. Each command lives in its own file and only parses its
  * arguments before calling into the rest. Exit status: 0 success, 1 failure, 2 bad usage.
+ *
+ * A script pays a command's start-up on every mail it sends, so what one command alone needs
+ * (the server for `start`, the composer for `send`, ...) is imported in its action, not here:
+ * see docs/PERFORMANCE.md, "Command start-up".
  */
 import fs from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';

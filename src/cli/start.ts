@@ -61,7 +61,6 @@ export function registerStart(program: Command): void {
       let onHangup = () => { hungUp = true; };
       process.on('SIGHUP', () => onHangup());
       takeEarlySignals();
-      // The server's modules load only for this command: the others start in half the time.
       const { startServer } = await import('../server.ts');
       const server = await startServer(config, log);
       onHangup = () => {
