@@ -356,7 +356,10 @@ async function sendmail(ctx: Context, args: SendmailArgs, caller: string): Promi
     throw err;
   }
   try {
-    return await submitLocal(ctx, { sender: prepared.sender, recipients: prepared.recipients, message: prepared.message, protocol: 'local', submitter: caller });
+    // What it read and what re-encoding added: the fields and line ends the command added are
+    // its own, and not counted.
+    const size = input.length + prepared.reencoded;
+    return await submitLocal(ctx, { sender: prepared.sender, recipients: prepared.recipients, message: prepared.message, size, protocol: 'local', submitter: caller });
   } catch (err) {
     if (err instanceof SubmitError) {
       const code = err.problem === 'unknown_recipient' ? EX_NOUSER : err.problem === 'no_recipients' ? EX_USAGE : EX_DATAERR;

@@ -32,6 +32,10 @@ export interface LocalSubmission {
   recipients: string[];
   /** The whole message with CRLF line ends. */
   message: Buffer;
+  /** The size held to limits.max_message_size, when that is not the message's own: for a
+   *  message the caller wrote, what it handed in and what re-encoding added, not the fields
+   *  mailnest completed (sendmail). */
+  size?: number;
   /** The Received "with" keyword: "local" for the command line, "HTTP" for the API. */
   protocol: string;
   clientIp?: string;
@@ -54,8 +58,9 @@ export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<str
   if (recipients.length > limits.max_recipients) {
     throw new SubmitError('too_many_recipients', `${recipients.length} recipients; at most ${limits.max_recipients} are allowed (limits.max_recipients)`);
   }
-  if (s.message.length > limits.max_message_size) {
-    throw new SubmitError('too_big', `the message is ${s.message.length} bytes; at most ${limits.max_message_size} are allowed (limits.max_message_size)`);
+  const size = s.size ?? s.message.length;
+  if (size > limits.max_message_size) {
+    throw new SubmitError('too_big', `the message is ${size} bytes; at most ${limits.max_message_size} are allowed (limits.max_message_size)`);
   }
   const resolved: ResolvedRecipient[] = [];
   const unknown: string[] = [];

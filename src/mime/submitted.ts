@@ -69,6 +69,8 @@ export interface SubmittedMessage {
   message: Buffer;
   sender: string;
   recipients: string[];
+  /** The octets that making its lines fit added (quoted-printable, folded header lines). */
+  reencoded: number;
 }
 
 /** Splits input into lines at CRLF, LF or a lone CR (a lone CR is no line end on the wire, RFC
@@ -330,6 +332,7 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   }
 
   // Body.
+  const unfitted = entitySize(out, body);
   let fitted: { fields: Field[]; body: Buffer[] };
   try {
     fitted = fitBody(out, body);
@@ -343,5 +346,14 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   for (const f of out) for (const l of f.lines) parts.push(l, crlf);
   parts.push(crlf);
   for (const l of fitted.body) parts.push(l, crlf);
-  return { message: Buffer.concat(parts), sender, recipients: uniqueAddresses(recipients) };
+  const message = Buffer.concat(parts);
+  return { message, sender, recipients: uniqueAddresses(recipients), reencoded: message.length - unfitted };
+}
+
+/** The octets of a header and body written out with CRLF line ends. */
+function entitySize(fields: Field[], body: Buffer[]): number {
+  let size = 2;
+  for (const f of fields) for (const l of f.lines) size += l.length + 2;
+  for (const l of body) size += l.length + 2;
+  return size;
 }

@@ -193,8 +193,10 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
       return { kind: 'deliver', failure: 'unfit', message: err.message, reason: 'long_line' };
     }
     // Quoted-printable can make 8-bit text up to three times as long: still held to the limit.
+    // The fields completed above are the server's own, as its trace fields are, and not counted:
+    // a message of the largest size that lacked a Date is taken.
     const { max_message_size: max } = ctx.config.limits;
-    const size = totalLength(body);
+    const size = totalLength(d.body) + totalLength(body) - totalLength(done.message);
     if (size > max) return { kind: 'deliver', failure: 'too-big', message: `the message is ${size} bytes once re-encoded (${RE_ENCODING}); at most ${max} are allowed`, reason: 'too_big' };
   }
   // Held to the rule of MAIL again, now that its size is known, against a reading that counts
@@ -223,7 +225,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     });
     ctx.metrics.accepted.inc({ listener: role });
     // One line per message taken (Postfix's qmgr "from=<...>, size=..." and its "to=" lines).
-    ctx.log.info({ listener: role, client: d.clientIp, id, from: d.sender, to: d.recipients.map((r) => r.address), size: totalLength(body), ...(d.user ? { user: d.user } : {}) }, 'message accepted');
+    ctx.log.info({ listener: role, client: d.clientIp, id, from: d.sender, to: d.recipients.map((r) => r.address), size: totalLength(d.body), ...(d.user ? { user: d.user } : {}) }, 'message accepted');
     // Not awaited: the 250 does not wait for a "delivered" report, nor fails with it.
     const report = { sender: d.sender, queueId: id, ...(d.dsn.envid ? { envid: d.dsn.envid } : {}), recipients: d.recipients, body, now: new Date() };
     const reporting = reportLocalDelivery(ctx, report).catch((err: unknown) => ctx.log.error({ err, id }, 'could not queue a delivery status notification'));

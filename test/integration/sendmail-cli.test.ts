@@ -284,6 +284,12 @@ describe('mailnest sendmail', () => {
     const grown = cli(small, ['sendmail', '--sysexits', 'alice@example.test'], `Subject: grown\n\n${'é'.repeat(400)}\n`);
     assert.equal(grown.status, 65, grown.stderr);
     assert.match(grown.stderr, /^mailnest: the message is \d+ bytes; at most 1000 are allowed \(limits\.max_message_size\); \d+ bytes were read, and their re-encoding \(quoted-printable, for lines over 998 octets or 8-bit text outside MIME\) took them past it\n$/);
+    // What the command adds (From, Date, Message-ID, CRs before the LFs) is not counted: 1,000
+    // bytes with nothing to re-encode are taken.
+    const exact = `Subject: exact\n\n${'line of text\n'.repeat(75)}${'z'.repeat(1000 - 16 - 13 * 75 - 1)}\n`;
+    assert.equal(exact.length, 1000);
+    const taken = cli(small, ['sendmail', '--sysexits', 'alice@example.test'], exact);
+    assert.equal(taken.status, 0, taken.stderr);
   });
 });
 

@@ -11,6 +11,7 @@ import { leaves, parseMail } from '../helpers/parse-mail.ts';
 import { cli, python } from '../helpers/server.ts';
 import { b64, plain, SmtpClient } from '../helpers/smtp-client.ts';
 import { cleanup, mailbox, PASSWORD, queue, splitTrace, startFixture, withStore, type Fixture } from '../helpers/smtp-fixture.ts';
+import { until } from '../helpers/relay.ts';
 
 let f: Fixture | undefined;
 afterEach(async () => { await cleanup(f); f = undefined; });
@@ -469,8 +470,24 @@ test('submission: a message that its long lines\' encoding takes over limits.max
   const r = await c.transaction('<alice@example.test>', ['<bob@example.test>'], `From: alice@example.test\r\nMIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n${`${text}\r\n`.repeat(20)}`);
   assert.equal(r.code, 552, r.raw);
   assert.match(r.raw, /^552 5\.3\.4 the message is \d+ bytes once re-encoded \(quoted-printable, for lines over 998 octets or 8-bit text outside MIME\); at most 60000 are allowed\r\n$/);
+  // The fields the server adds to a message that lacks them (Date, Message-ID) are its own, as
+  // its trace fields are: a message of the largest size, with nothing to re-encode, is taken.
+  const head = 'From: alice@example.test\r\nSubject: at the limit\r\n\r\n';
+  const line = `${'x'.repeat(98)}\r\n`;
+  const body = line.repeat(Math.floor((60_000 - head.length) / line.length));
+  const exact = `${head}${body}${'y'.repeat(60_000 - head.length - body.length - 2)}\r\n`;
+  assert.equal(exact.length, 60_000);
+  // (The line end before the final dot is the message's last.)
+  const taken = await c.transaction('<alice@example.test>', ['<bob@example.test>'], exact.slice(0, -2));
+  assert.equal(taken.code, 250, taken.raw);
   await c.quit();
-  assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 0);
+  const got = await mailbox(f.dataDir, 'bob@example.test');
+  assert.equal(got.length, 1);
+  assert.match(got[0]!.toString('latin1'), /\r\nDate: .*\r\nMessage-ID: /);
+  // Its log line gives the size as it came (docs/SMTP.md).
+  const { logs } = f.server;
+  await until('the log line', () => logs.some((l) => l.msg === 'message accepted'));
+  assert.deepEqual(logs.filter((l) => l.msg === 'message accepted').map((l) => l.size), [60_000]);
 });
 
 test('STARTTLS on the smtp listener: mail is received as ESMTPS with the TLS noted', async () => {

@@ -68,6 +68,13 @@ test('unknown and unsupported options are usage errors (EX_USAGE)', () => {
 const opts: SubmittedOptions = { ignoreDots: false, extractRecipients: false, recipients: [], defaultSender: 'root', domain: 'example.test', hostname: 'mx.example.test', now: new Date(Date.UTC(2026, 0, 2, 3, 4, 5)) };
 const prep = (input: string | Buffer, o: Partial<SubmittedOptions>) => prepareSubmitted(Buffer.from(input), { ...opts, ...o });
 
+test('reencoded counts what fitting the lines added, not the completed fields or the CRs', () => {
+  assert.equal(prep('Subject: s\n\nshort line\n', { recipients: ['a@example.org'] }).reencoded, 0);
+  const long = prep(`Subject: s\n\n${'x'.repeat(1200)}\n`, { recipients: ['a@example.org'] });
+  const added = 'MIME-Version: 1.0\r\nContent-Type: text/plain; charset=us-ascii\r\nContent-Transfer-Encoding: quoted-printable\r\n'.length + 1200 / 76 * 3;
+  assert.ok(long.reencoded >= added - 10 && long.reencoded <= added + 10, `${long.reencoded} against about ${added}`);
+});
+
 test('-t takes To, Cc and Bcc, adds argument recipients, and strips Bcc', () => {
   const input = 'From: Ops <ops@example.test>\nTo: Alice <alice@example.test>, bob\nCc: carol@example.org\nBcc: secret@example.org,\n  other-secret@example.org\nSubject: report\n\nbody\n';
   const r = prep(input, { extractRecipients: true, recipients: ['dave@example.org'] });
