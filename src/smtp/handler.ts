@@ -19,6 +19,7 @@ import { totalLength } from '../chunks.ts';
 import type { ProtocolHandler } from '../net/listener.ts';
 import type { FreeSpace } from '../store/free-space.ts';
 import { isStorageFull } from '../store/store.ts';
+import { lookupAddress, parseMailbox } from './address.ts';
 import { renderReply, reply } from './reply.ts';
 import type { BodyBudget } from './body-budget.ts';
 import { SmtpSession, type SmtpEffect, type SmtpResult, type SmtpRole, type SmtpSessionOptions, type Delivery } from './session.ts';
@@ -140,7 +141,9 @@ async function authenticate(ctx: Context, role: SmtpRole, throttle: AuthThrottle
 async function foreignOriginator(ctx: Context, user: string, originators: Completed['originators']): Promise<Completed['originators'][number] | undefined> {
   const record = await ctx.store.findUser(user);
   for (const o of originators) {
-    if (!record || !(await ctx.recipients.mayUseSender(record, o.address))) return o;
+    // Read as MAIL FROM is: `"me"@example.com` is me@example.com's (RFC 5321 §4.1.2).
+    const m = parseMailbox(o.address, true);
+    if (!record || typeof m === 'string' || !(await ctx.recipients.mayUseSender(record, lookupAddress(m)))) return o;
   }
   return undefined;
 }

@@ -308,6 +308,8 @@ test('the authenticated user sends only as itself or an alias that delivers to i
   // The header From is held to the same rule: the message is refused at its end.
   const d = await f.openAuthenticated('alice@example.test');
   for (const [from, code] of [['Bob <bob@example.test>', 550], ['alice@example.test, bobby@example.test', 550], ['x@remote.test', 550], ['victim', 550], ['undisclosed:;', 550], ['"Team" <team@example.test>', 250], ['A <al@example.test>', 250],
+    // A quoted local part that needs no quotes is the same mailbox (RFC 5321 §4.1.2), in either form.
+    ['"alice"@example.test', 250], ['Alice <"alice"@example.test>', 250], ['Bob <"bob"@example.test>', 550], ['Bob <"bo\\b"@example.test>', 550],
     // Read one way by the check and another by readers: refused (RFC 5322 §3.4).
     ['bob@example.test <alice@example.test>', 550], ['<alice@example.test>bob@example.test', 550], ['<alice@example.test> <bob@example.test>', 550], ['alice@example.test bob@example.test', 550]] as const) {
     assert.equal((await d.cmd('MAIL FROM:<alice@example.test>')).code, 250);
@@ -327,7 +329,7 @@ test('the authenticated user sends only as itself or an alias that delivers to i
     if (code === 550) assert.equal(r.raw, `550 5.7.1 ${field.slice(0, field.indexOf(':'))}: <${/<?([^<>\s]+@[^<>\s]+)>?$/.exec(field)![1]}> is not one of your addresses\r\n`);
   }
   await d.quit();
-  assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 4);
+  assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 6);
 });
 
 test('VRFY and EXPN answer from users and aliases once authenticated', async () => {
