@@ -16,32 +16,42 @@ export async function readPassword(fromStdin: boolean, prompt = 'Password: '): P
   return first;
 }
 
+/** What came after the line a prompt took (both passwords pasted or typed ahead at once): the
+ *  next prompt's. `afterCr`: that line ended in CR, so an LF first is the same line end. */
+const ahead = { text: '', afterCr: false };
+
 function ask(prompt: string): Promise<string> {
   return new Promise((resolve, reject) => {
     const stdin = process.stdin;
-    // Raw before the prompt shows: what is typed at once is then read as typed, not by the
-    // terminal's line editing (where Ctrl-D is the end of input).
-    stdin.setRawMode(true);
-    process.stderr.write(prompt);
-    stdin.resume();
     let text = '';
-    const onData = (chunk: Buffer) => {
-      for (const ch of chunk.toString('utf8')) {
+    /** Reads typed characters; true once the answer is in. */
+    const take = (typed: string): boolean => {
+      const chars = [...typed];
+      if (chars.length === 0) return false;
+      if (ahead.afterCr && chars[0] === '\n') chars.shift();
+      ahead.afterCr = false;
+      for (let i = 0; i < chars.length; i++) {
+        const ch = chars[i]!;
         if (ch === '\r' || ch === '\n') {
+          const crlf = ch === '\r' && chars[i + 1] === '\n';
+          ahead.text = chars.slice(i + (crlf ? 2 : 1)).join('');
+          ahead.afterCr = ch === '\r' && !crlf && ahead.text === '';
           done();
           resolve(text);
-          return;
+          return true;
         }
         // Ctrl-C, or Ctrl-D (the end of input, which a raw terminal passes on as a character).
         if (ch === '\u0003' || ch === '\u0004') {
           done();
           reject(new UsageError('cancelled'));
-          return;
+          return true;
         }
         if (ch === '\u007f' || ch === '\b') text = [...text].slice(0, -1).join('');
         else text += ch;
       }
+      return false;
     };
+    const onData = (chunk: Buffer) => { take(chunk.toString('utf8')); };
     const onEnd = () => {
       done();
       reject(new UsageError('cancelled'));
@@ -53,6 +63,14 @@ function ask(prompt: string): Promise<string> {
       stdin.pause();
       process.stderr.write('\n');
     };
+    // Raw before the prompt shows: what is typed at once is then read as typed, not by the
+    // terminal's line editing (where Ctrl-D is the end of input).
+    stdin.setRawMode(true);
+    process.stderr.write(prompt);
+    const typed = ahead.text;
+    ahead.text = '';
+    if (take(typed)) return;
+    stdin.resume();
     stdin.on('data', onData);
     stdin.on('end', onEnd);
   });

@@ -541,3 +541,60 @@ test('an internationalised domain is one domain in its U-labels and its A-labels
   assert.equal(key(cli(file, ['dns']).stdout), key(init.stdout));
   assert.deepEqual(fs.readdirSync(path.join(idn, 'data', 'dkim')), ['xn--bcher-kva.example.mailnest.pem']);
 });
+
+test('the password prompt on a terminal: typed apart, or both lines at once (a paste, typed ahead), in CR or CRLF', async () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  // The command on a terminal of its own; each write goes once the prompt it answers has shown,
+  // and the terminal's output and exit status come back.
+  const script = `
+import json, os, pty, signal, sys
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv(sys.argv[1], [sys.argv[1], sys.argv[2], '-c', sys.argv[3], 'user', sys.argv[4], sys.argv[5]])
+seen = b''
+def hung(*_):
+    os.kill(pid, signal.SIGKILL)
+    print(json.dumps({'exit': 'hung', 'output': seen.decode()}))
+    sys.exit(0)
+signal.signal(signal.SIGALRM, hung)
+signal.alarm(20)
+for prompt, text in json.loads(sys.argv[6]):
+    while prompt.encode() not in seen:
+        seen += os.read(fd, 4096)
+    seen = seen.replace(prompt.encode(), b'', 1)
+    os.write(fd, text.encode())
+while True:
+    try:
+        chunk = os.read(fd, 4096)
+    except OSError:
+        break
+    if not chunk:
+        break
+    seen += chunk
+_, status = os.waitpid(pid, 0)
+print(json.dumps({'exit': os.waitstatus_to_exitcode(status), 'output': seen.decode()}))
+`;
+  const onTerminal = (command: string, address: string, writes: [prompt: string, text: string][]) => {
+    const r = spawnSync('python3', ['-c', script, NODE, CLI, cfg, command, address, JSON.stringify(writes)], { encoding: 'utf8', timeout: 60_000 });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as { exit: number | 'hung'; output: string };
+  };
+  const hashOf = (address: string) => new DatabaseSync(path.join(dir, 'data', 'mailnest.sqlite'), { readOnly: true })
+    .prepare('SELECT password_hash FROM users WHERE address = ? COLLATE NOCASE').get(address)?.password_hash as string;
+  // Typed apart: the second prompt comes after the first answer.
+  const apart = onTerminal('add', 'apart@example.test', [['Password: ', 'pw-one\r'], ['Again: ', 'pw-one\r']]);
+  assert.equal(apart.exit, 0, apart.output);
+  // Both at once, as a paste or typing ahead while the command starts: the second line is the
+  // second prompt's, not lost (the command waited at "Again:" for ever).
+  for (const [address, text] of [['paste@example.test', 'pw-two\rpw-two\r'], ['crlf@example.test', 'pw-three\r\npw-three\r\n']] as const) {
+    const r = onTerminal('add', address, [['Password: ', text]]);
+    assert.equal(r.exit, 0, `${address}: ${r.output}`);
+  }
+  const pasted = onTerminal('passwd', 'paste@example.test', [['Password: ', 'pw-new\rpw-other\r']]);
+  assert.equal(pasted.exit, 1, pasted.output);
+  assert.match(pasted.output, /the passwords do not match; nothing was changed/);
+  for (const [address, password] of [['apart@example.test', 'pw-one'], ['paste@example.test', 'pw-two'], ['crlf@example.test', 'pw-three']] as const) {
+    assert.ok(await verifyPassword(password, hashOf(address)), address);
+  }
+});
