@@ -131,6 +131,12 @@ export function registerInit(program: Command): void {
       }
       // A directory is no file to replace, --force or not.
       if (fs.statSync(file, { throwIfNoEntry: false })?.isDirectory()) throw new CliError(`${file} is a directory; name the file to write in it (-c ${path.join(file, 'mailnest.toml')})`);
+      // The file is replaced below, never written through a link: a link kept by an operator (to
+      // a file under configuration management) would silently stop being one. Named instead.
+      if (fs.lstatSync(file, { throwIfNoEntry: false })?.isSymbolicLink()) {
+        const target = fs.readlinkSync(file);
+        throw new CliError(`${file} is a symbolic link to ${target}: name the file itself (-c ${path.resolve(path.dirname(file), target)}) to write it, or remove the link`);
+      }
       if (fs.existsSync(file) && !opts.force) throw new CliError(`${file} exists; use --force to overwrite it`);
       const dir = path.dirname(path.resolve(file));
       if (!fs.statSync(dir, { throwIfNoEntry: false })?.isDirectory()) {

@@ -238,6 +238,17 @@ test('init writes a starter config that mailnest accepts, and refuses to overwri
     const d = cli(folder, ['init', '--hostname', 'mail.example.org', ...force]);
     assert.deepEqual([d.status, d.stderr], [1, `mailnest: ${folder} is a directory; name the file to write in it (-c ${path.join(folder, 'mailnest.toml')})\n`]);
   }
+  // A link named as the file (one kept by configuration management): not replaced by a file of
+  // its own, which would silently end the link, nor written through; said so, with the way.
+  const link = path.join(dir, 'link.toml');
+  fs.symlinkSync('mailnest.toml', link);
+  const kept = fs.readFileSync(file, 'utf8');
+  for (const force of [[], ['--force']]) {
+    const l = cli(link, ['init', '--hostname', 'mail.example.com', ...force]);
+    assert.deepEqual([l.status, l.stderr], [1, `mailnest: ${link} is a symbolic link to mailnest.toml: name the file itself (-c ${file}) to write it, or remove the link\n`]);
+  }
+  assert.equal(fs.readlinkSync(link), 'mailnest.toml');
+  assert.equal(fs.readFileSync(file, 'utf8'), kept);
   // The domain from the host name; none from a bare host name, and a bad name is bad usage.
   const other = path.join(dir, 'other.toml');
   assert.equal(cli(other, ['init', '--hostname', 'mx.mail.example.net']).status, 0);
