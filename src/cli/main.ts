@@ -16,7 +16,7 @@ import { registerAlias } from './alias.ts';
 import { registerQueue } from './queue.ts';
 import { registerDns } from './dns.ts';
 import { registerSend } from './send.ts';
-import { registerSendmail } from './sendmail.ts';
+import { earlyUsageStatus, registerSendmail } from './sendmail.ts';
 import { registerToken } from './token.ts';
 
 const program = new Command('mailnest')
@@ -59,7 +59,7 @@ try {
 } catch (err) {
   if (err instanceof CommanderError) {
     // Help and version print and exit 0; every other parse problem is bad usage.
-    process.exitCode = err.exitCode === 0 ? 0 : 2;
+    process.exitCode = err.exitCode === 0 ? 0 : earlyUsageStatus();
   } else if (err instanceof UsageError) {
     process.stderr.write(`mailnest: ${err.message}\n`);
     process.exitCode = 2;

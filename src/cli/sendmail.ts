@@ -193,6 +193,20 @@ function rawArgs(): { args: string[]; configBefore: string | undefined } {
   return { args: args.slice(k + 1), configBefore };
 }
 
+/** The status of bad usage that the command line's parser finds before any command runs (an
+ *  empty -c, as `-c "$CONF"` with CONF unset): EX_USAGE for `sendmail --sysexits`, else 2. */
+export function earlyUsageStatus(): number {
+  const args = process.argv.slice(2);
+  let k = 0;
+  while (k < args.length && args[k]!.startsWith('-')) k += args[k] === '-c' || args[k] === '--config' ? 2 : 1;
+  if (args[k] !== 'sendmail') return 2;
+  try {
+    return parseSendmailArgs(args.slice(k + 1)).sysexits ? EX_USAGE : 2;
+  } catch (err) {
+    return err instanceof SendmailUsage && err.sysexits ? EX_USAGE : 2;
+  }
+}
+
 /** The caller's login name (the user sudo ran us for, when run through a sudo rule). */
 function loginName(): string {
   if (process.env.SUDO_USER && /^[A-Za-z0-9._-]+$/.test(process.env.SUDO_USER)) return process.env.SUDO_USER;

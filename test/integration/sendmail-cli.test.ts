@@ -144,6 +144,10 @@ describe('mailnest sendmail', () => {
     // a config that cannot be read is EX_CONFIG
     assert.equal(cli(`${dir}/missing.toml`, ['sendmail', '--sysexits', 'alice@example.test'], 'x\n').status, 78);
     assert.equal(cli(`${dir}/missing.toml`, ['sendmail', 'alice@example.test'], 'x\n').status, 1);
+    // bad usage found before the command runs (an empty -c, as `-c "$CONF"` with CONF unset)
+    const unset = spawnSync(process.execPath, [CLI, '-c', '', 'sendmail', '--sysexits', 'alice@example.test'], { input: 'x\n', encoding: 'utf8' });
+    assert.deepEqual([unset.status, unset.stderr], [64, "mailnest: option '-c, --config <file>' argument '' is invalid. an empty file name; give the path of the config file (see --help)\n"]);
+    assert.equal(spawnSync(process.execPath, [CLI, '-c', '', 'sendmail', 'alice@example.test'], { input: 'x\n' }).status, 2);
     // read past a problem, and not where it is a flag's value
     assert.equal(cli(configFile, ['sendmail', '-Z', '--sysexits', 'alice@example.test'], 'x\n').status, 64);
     const value = cli(configFile, ['sendmail', '-f', '--sysexits', 'nobody@example.test'], 'x\n');
