@@ -22,7 +22,9 @@ export function registerStart(program: Command): void {
       if (owner !== undefined && owner !== 0) {
         const name = userName(owner);
         const who = name ?? `the user with uid ${owner}`;
-        const how = name ? `systemd's User=, or runuser -u ${name} -- mailnest start` : 'systemd\'s User=';
+        // The file this command read, so that the command given works from anywhere.
+        const file = configPath((cmd.optsWithGlobals() as { config?: string }).config);
+        const how = name ? `systemd's User=, or runuser -u ${name} -- mailnest${file ? ` -c ${path.resolve(file)}` : ''} start` : 'systemd\'s User=';
         throw new CliError(`data_dir ${config.data_dir} is ${who}'s: start the server as ${who} (${how}), with CAP_NET_BIND_SERVICE for ports under 1024 (see the README's unit), or give data_dir to root if the server is to run as root; as root it would make files there that ${who} cannot open`);
       }
       const log = createLogger(config.log_level);

@@ -340,7 +340,7 @@ test('start as root on a data_dir that is another user\'s is refused, naming the
   const r = cli(cfg, ['start']);
   assert.equal(r.status, 1);
   const name = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[2] === '65534')?.split(':')[0] ?? 'the user with uid 65534';
-  assert.equal(r.stderr, `mailnest: data_dir ${data} is ${name}'s: start the server as ${name} (${name.startsWith('the user') ? "systemd's User=" : `systemd's User=, or runuser -u ${name} -- mailnest start`}), with CAP_NET_BIND_SERVICE for ports under 1024 (see the README's unit), or give data_dir to root if the server is to run as root; as root it would make files there that ${name} cannot open\n`);
+  assert.equal(r.stderr, `mailnest: data_dir ${data} is ${name}'s: start the server as ${name} (${name.startsWith('the user') ? "systemd's User=" : `systemd's User=, or runuser -u ${name} -- mailnest -c ${cfg} start`}), with CAP_NET_BIND_SERVICE for ports under 1024 (see the README's unit), or give data_dir to root if the server is to run as root; as root it would make files there that ${name} cannot open\n`);
   assert.deepEqual(fs.readdirSync(data), []);
 });
 
