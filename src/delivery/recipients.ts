@@ -84,6 +84,13 @@ export class Recipients {
     this.hostNames = new Set(machineNames(hostname).map(domainKey).filter((d) => !this.domains.has(d)));
   }
 
+  /** The address at the first domain that one at the machine's own name stands for (see
+   *  hostNames); undefined for any other address. */
+  forMachineName(address: string): string | undefined {
+    const { local, domain } = splitAddress(address);
+    return this.isHostName(domain) ? `${local}@${this.firstDomain}` : undefined;
+  }
+
   /** The machine's own names that are not mail domains (see hostNames). */
   isHostName(domain: string): boolean {
     return this.hostNames.has(domainKey(domain));
@@ -164,7 +171,8 @@ export class Recipients {
     const { local, domain } = splitAddress(address);
     // The machine's names have no users nor aliases of their own: the first domain's, as they
     // are (no alias step: the chain that follows may be as deep as from the first domain).
-    if (this.isHostName(domain)) return this.expand(`${local}@${this.firstDomain}`, depth, x);
+    const stoodFor = this.forMachineName(address);
+    if (stoodFor) return this.expand(stoodFor, depth, x);
     // A user of that name wins over an alias of the same name.
     const user = await this.store.findUser(address);
     if (user) {

@@ -66,10 +66,13 @@ export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<str
   const unknown: string[] = [];
   const why = new Map<string, string>();
   for (const address of recipients) {
-    const resolution = await ctx.recipients.resolve(lookupAddress(parseMailbox(address, true) as Mailbox));
+    const lookup = lookupAddress(parseMailbox(address, true) as Mailbox);
+    const resolution = await ctx.recipients.resolve(lookup);
     if (resolution.kind === 'unknown') {
       unknown.push(address);
+      const stoodFor = ctx.recipients.forMachineName(lookup);
       if (resolution.why) why.set(address, UNKNOWN_WHY[resolution.why]);
+      else if (stoodFor) why.set(address, `${stoodFor}, which mail to it is for`);
     } else resolved.push({ address, resolution });
   }
   if (unknown.length > 0) {

@@ -83,6 +83,9 @@ describe('mailnest sendmail', () => {
     const alias = cli(configFile, ['alias', 'add', 'ops@localhost', 'owner@example.test']);
     assert.equal(alias.status, 2);
     assert.equal(alias.stderr, "mailnest: alias ops@localhost: localhost is this machine's own name, not a mail domain; mail to ops@localhost goes to ops@example.test, so use that address\n");
+    // No one there: the refusal names the address looked up, where an alias would go.
+    const none = cli(configFile, ['sendmail', 'nobody@localhost'], 'Subject: x\n\ny\n');
+    assert.deepEqual([none.status, none.stderr], [1, 'mailnest: no such local user or alias: nobody@localhost (nobody@example.test, which mail to it is for)\n']);
   });
 
   it('-f sets the envelope sender (Return-Path) and the From that is added', async () => {
@@ -409,15 +412,15 @@ describe('sendmail by a user who may not write the data directory', () => {
     assert.equal(two.status, 1);
     assert.match(two.stderr, /its path has parts of more than one user \(uids 65534, 1234\); make the directories above it root's/);
     // init refuses such a data_dir before it writes anything; with data_dir the user's again,
-    // init --force puts a new file where the config was, never writing through a link there.
+    // init --force never writes through a link put where the config was: it names it.
     fs.chownSync(path.join(home, 'data'), NOBODY, NOBODY);
     const victim = path.join(own, 'victim.txt');
     fs.writeFileSync(victim, 'root\'s own\n');
     fs.rmSync(path.join(home, 'mailnest.toml'));
     fs.symlinkSync(victim, path.join(home, 'mailnest.toml'));
     const again = spawnSync(process.execPath, [CLI, '-c', path.join(home, 'mailnest.toml'), 'init', '--force', '--hostname', 'mail.example.test', '--domain', 'example.test'], { encoding: 'utf8', timeout: 60_000 });
-    assert.equal(again.status, 0, again.stderr);
+    assert.equal(again.status, 1, again.stderr);
+    assert.match(again.stderr, /mailnest\.toml is a symbolic link to .*victim\.txt: name the file itself/);
     assert.equal(fs.readFileSync(victim, 'utf8'), 'root\'s own\n', again.stderr);
-    assert.ok(!fs.lstatSync(path.join(home, 'mailnest.toml')).isSymbolicLink());
   });
 });
