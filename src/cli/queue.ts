@@ -49,6 +49,7 @@ export function registerQueue(program: Command): void {
   queue.command('retry [id]').description('attempt delivery now (the running server picks it up within a second)')
     .option('--all', 'every message in the queue')
     .action(async (id: string | undefined, opts: { all?: boolean }, cmd: Command) => {
+      if (id === '') throw emptyId();
       if (id === undefined && !opts.all) throw new UsageError('give a queue id or --all');
       if (id !== undefined && opts.all) throw new UsageError('give a queue id or --all, not both');
       await withContext(cmd, async (ctx) => {
@@ -60,9 +61,15 @@ export function registerQueue(program: Command): void {
 
   queue.command('remove <id>').description('remove a message from the queue without delivering it or bouncing it')
     .action(async (id: string, _opts: unknown, cmd: Command) => {
+      if (id === '') throw emptyId();
       await withContext(cmd, async (ctx) => {
         if (!(await ctx.store.removeQueued(id))) throw new CliError(`no queue entry ${id}`);
         process.stdout.write(`removed ${id}\n`);
       });
     });
+}
+
+/** `queue retry "$ID"` with ID unset: a usage slip, not an entry that is not there. */
+function emptyId(): UsageError {
+  return new UsageError('an empty queue id; `mailnest queue list` shows them');
 }

@@ -214,6 +214,11 @@ describe('relay failures and bounces', () => {
     assert.ok(removed.status === 0 || removed.stderr === `mailnest: no queue entry ${id}\n`, removed.stderr);
     const both = cli(configFile, ['queue', 'retry', id, '--all']);
     assert.deepEqual([both.status, both.stderr], [2, 'mailnest: give a queue id or --all, not both\n']);
+    // An empty id (a script's unset variable) is bad usage, not an entry that is not there.
+    for (const command of ['remove', 'retry']) {
+      const empty = cli(configFile, ['queue', command, '']);
+      assert.deepEqual([empty.status, empty.stderr], [2, 'mailnest: an empty queue id; `mailnest queue list` shows them\n'], command);
+    }
   });
 
   it('a failure to connect to a host named in the configuration names it with the address tried', async () => {
