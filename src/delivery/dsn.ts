@@ -87,8 +87,9 @@ function networkStatus(reply: string | undefined, action: DsnAction): string | u
   const c = action === 'failed' ? '5' : '4';
   // RFC 3463 X.4.1, no answer from host: no connection, or no greeting on it. X.4.2, bad
   // connection: one made and then lost, or silent mid-session (a reply timed out).
-  if (reply && /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|Connection timeout|Greeting never received/i.test(reply)) return `${c}.4.1`;
-  if (reply && /ECONNRESET|EPIPE|ETIMEDOUT|connection (lost|closed)/i.test(reply)) return `${c}.4.2`;
+  // (The codes, ECONNREFUSED and the like, are how replies stored by earlier versions say it.)
+  if (reply && /connection refused|host is unreachable|network is unreachable|connection timed out|ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|Connection timeout|Greeting never received/i.test(reply)) return `${c}.4.1`;
+  if (reply && /connection reset|broken pipe|no reply within|ECONNRESET|EPIPE|ETIMEDOUT|connection (lost|closed)/i.test(reply)) return `${c}.4.2`;
   return undefined;
 }
 

@@ -5,7 +5,9 @@
  * DSN. A transaction carries one message to the recipients it is given, and reports a result
  * per recipient. Timeouts follow RFC 5321 §4.5.3.2.
  */
+import os from 'node:os';
 import type { Readable } from 'node:stream';
+import { getSystemErrorMessage } from 'node:util';
 import { asciiAddress, isAscii, replaceControlCharacters } from '../ascii.ts';
 import type { ConnectionOptions } from 'node:tls';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection';
@@ -160,10 +162,16 @@ function noSmtpUtf8(address: string): string {
   return `553 5.6.7 ${what} and the next hop does not offer SMTPUTF8 (RFC 6531)`;
 }
 
+/** What went wrong: the next hop's reply, or the connection's trouble in words, as the reports
+ *  a sender reads give it ("connection refused"), not as codes (ESOCKET, ECONNREFUSED). */
 function describe(err: NmError): string {
   if (err.response) return oneLine(err.response);
-  const code = err.code ? `${err.code}: ` : '';
-  return oneLine(`${code}${err.message}`);
+  // nodemailer's socket timeout, which is command_timeout once the session is made.
+  if (err.code === 'ETIMEDOUT' && err.message === 'Timeout') return 'no reply within relay.command_timeout';
+  // A system call's failure, as Node says it: "connect ECONNREFUSED 192.0.2.1:25".
+  const name = /^(?:connect|read|write) (E[A-Z]+)\b/.exec(err.message)?.[1];
+  const errno = name ? os.constants.errno[name as keyof typeof os.constants.errno] : undefined;
+  return errno ? getSystemErrorMessage(-errno) : oneLine(err.message);
 }
 
 export class SmtpClient {

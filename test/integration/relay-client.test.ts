@@ -106,7 +106,7 @@ test('a connection the next hop breaks during the data is named, with the failur
   const [r] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
   assert.equal(r!.ok, false);
   assert.equal(r!.permanent, false);
-  assert.match(r!.reply, new RegExp(`^127\\.0\\.0\\.1:${hop.port}: .*ECONNRESET`));
+  assert.match(r!.reply, new RegExp(`^127\\.0\\.0\\.1:${hop.port}: connection reset by peer$`));
   // mailnest's own words, not the next hop's: the report names no Remote-MTA for it.
   assert.equal(r!.ownReply, true);
 });
@@ -235,6 +235,7 @@ test('a greeting may take greeting_timeout after the connection, whatever connec
   // The server answers no MAIL: the command's reply is waited for command_timeout, not the greeting's.
   const results = await patient.send(message('Subject: s\r\n\r\ny\r\n', { recipients: ['ok@hop.test'] }));
   assert.deepEqual(results.map((r) => r.ok), [false]);
+  assert.match(results[0]!.reply, /^127\.0\.0\.1:\d+: no reply within relay\.command_timeout$/);
   assert.ok(Date.now() - started < 4000, `${Date.now() - started} ms`);
   patient.close();
 });
@@ -255,7 +256,7 @@ test('a connection not made within connect_timeout fails then, however long the 
   const port = Number(await new Promise<string>((resolve) => held.stdout!.once('data', (d: Buffer) => resolve(d.toString().trim()))));
   await assert.rejects(SmtpClient.connect({ host: '127.0.0.1', port, tls: 'none', verify: false },
     { name: 'mx.example.test', connectTimeout: 1000, greetingTimeout: 120_000, commandTimeout: 5000 }),
-  (err: ConnectError) => /ETIMEDOUT: Connection timeout$/.test(err.reply));
+  (err: ConnectError) => /\d: Connection timeout$/.test(err.reply));
 });
 
 test('a refused greeting is the server\'s reply, with the server named; a refused connection names where', async (t) => {
@@ -408,12 +409,12 @@ test('a certificate the check refuses is named with what to do about it: relay.c
   const refused = SmtpClient.connect({ host: '127.0.0.1', port, servername: 'smarthost.test', tls: 'implicit', verify: true, verifyKey: 'relay.smarthost_tls_verify' },
     { name: 'mx.example.test', connectTimeout: 5000, greetingTimeout: 5000, commandTimeout: 5000 });
   await assert.rejects(refused, (err: unknown) => err instanceof ConnectError
-    && /^smarthost\.test\[127\.0\.0\.1\]:\d+: ESOCKET: self-signed certificate; give the CA that signed it in relay\.ca_file, or set relay\.smarthost_tls_verify = false$/.test(err.reply));
+    && /^smarthost\.test\[127\.0\.0\.1\]:\d+: self-signed certificate; give the CA that signed it in relay\.ca_file, or set relay\.smarthost_tls_verify = false$/.test(err.reply));
   // Trusted, but for another name than the one asked for: no CA helps.
   const misnamed = SmtpClient.connect({ host: '127.0.0.1', port, servername: 'other.test', ca: cert, tls: 'implicit', verify: true, verifyKey: 'relay.tls_verify' },
     { name: 'mx.example.test', connectTimeout: 5000, greetingTimeout: 5000, commandTimeout: 5000 });
   await assert.rejects(misnamed, (err: unknown) => err instanceof ConnectError
-    && /^other\.test\[127\.0\.0\.1\]:\d+: ESOCKET: Hostname\/IP does not match certificate's altnames: .*; name the host as its certificate does, or set relay\.tls_verify = false$/.test(err.reply));
+    && /^other\.test\[127\.0\.0\.1\]:\d+: Hostname\/IP does not match certificate's altnames: .*; name the host as its certificate does, or set relay\.tls_verify = false$/.test(err.reply));
 });
 
 test('TLS from the first byte to a port that begins in plain text is named so, with the setting to change', async (t) => {

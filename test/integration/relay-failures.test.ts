@@ -225,7 +225,7 @@ describe('relay failures and bounces', () => {
     const id = inject(configFile, 'alice@example.test', ['x@named-down.test'], message('named hop down'));
     await until('a deferral', () => queueJson(configFile).find((e) => e.id === id)?.recipients[0]?.status === 'deferred');
     const reply = queueJson(configFile).find((e) => e.id === id)!.recipients[0]!.last_reply ?? '';
-    assert.match(reply, new RegExp(`^localhost\\[(127\\.0\\.0\\.1|::1)\\]:${deadPort}: .*ECONNREFUSED`));
+    assert.match(reply, new RegExp(`^localhost\\[(127\\.0\\.0\\.1|::1)\\]:${deadPort}: connection refused$`));
     assert.equal(cli(configFile, ['queue', 'remove', id]).status, 0);
   });
 
@@ -278,10 +278,10 @@ describe('relay failures and bounces', () => {
     // The Diagnostic-Code is the last failure alone (no SMTP reply: the peer was never reached,
     // which an address at the start does not make one); why the queue gave up is said in the
     // text, which also says that only the header came back.
-    assert.match(failed.recipients[0]['Diagnostic-Code'], /^X-mailnest; 127\.0\.0\.1:\d+: ESOCKET: connect ECONNREFUSED/);
+    assert.match(failed.recipients[0]['Diagnostic-Code'], /^X-mailnest; 127\.0\.0\.1:\d+: connection refused$/);
     assert.doesNotMatch(failed.recipients[0]['Diagnostic-Code'], /gave up/);
     assert.match(failed.text, /Its header is attached below\./);
-    assert.match(failed.text, /<late@slow\.test>: .*ECONNREFUSED.* \(gave up: the message stayed in the queue too long\)/);
+    assert.match(failed.text, /<late@slow\.test>: 127\.0\.0\.1:\d+: connection refused \(gave up: the message stayed in the queue too long\)/);
     assert.ok(delayed, 'a delay warning came first');
     assert.ok(delayed.recipients[0]['Will-Retry-Until']);
     assert.ok(!queueJson(configFile).some((e) => e.id === id));

@@ -46,6 +46,13 @@ describe('delivery status notifications', () => {
     assert.equal(statusOf('connection closed before the reply', 'delayed'), '4.4.2');
     // A reply that never came mid-session (after the final dot): a bad connection, not no answer.
     assert.equal(statusOf('127.0.0.1:2525: ETIMEDOUT: Timeout', 'delayed'), '4.4.2');
+    // The same in the words replies are kept in now (the codes above are earlier versions').
+    for (const reply of ['connection refused', 'host is unreachable', 'network is unreachable', 'connection timed out', 'Connection timeout', 'Greeting never received']) {
+      assert.equal(statusOf(`mx.remote.test[192.0.2.1]:25: ${reply}`, 'failed'), '5.4.1', reply);
+    }
+    for (const reply of ['connection reset by peer', 'broken pipe', 'no reply within relay.command_timeout', 'Connection closed unexpectedly']) {
+      assert.equal(statusOf(`192.0.2.1:25: ${reply}`, 'delayed'), '4.4.2', reply);
+    }
     assert.equal(statusOf('something else went wrong', 'delayed'), '4.0.0');
     // A 5xx that is not taken as final (a refused greeting) leaves a delayed recipient transient.
     assert.equal(statusOf('554 5.7.1 go away', 'delayed'), '4.7.1');
