@@ -321,11 +321,15 @@ export class InboundChecker {
       if (dmarc && dmarc.status.result === 'temperror') {
         return { authResults, defer: `the DMARC policy of ${dmarc.domain} could not be looked up for now; try again later` };
       }
-      // Several authors, or an author address mailauth could not make one domain of: each
-      // domain named is evaluated alone, with the identifiers that passed.
-      // (The same From fields as fromAddresses read, as addressparser reads them: no more than
-      // MAX_AUTHOR_DOMAINS domains, or the message was refused before its checks.)
-      const domains = dmarc ? [] : authorDomains(result.dkim.headerFrom ?? []);
+      // Each author domain that mailauth did not evaluate is evaluated alone, with the
+      // identifiers that passed: several authors, an address it could not make one domain of, or
+      // one it read otherwise than readers do (`ceo@victim .example`, obsolete syntax with white
+      // space or a comment around a dot, is victim.example to them, RFC 5322 §4.4, and "victim"
+      // to mailauth, a domain with no policy). The From fields as fromAddresses read them (as
+      // addressparser reads them: no more than MAX_AUTHOR_DOMAINS domains, or the message was
+      // refused before its checks), and as mailauth did.
+      const evaluated = dmarc ? domainKey(dmarc.domain) : undefined;
+      const domains = [...new Set([...authors, ...authorDomains(result.dkim.headerFrom ?? [])])].filter((d) => d !== evaluated);
       if (domains.length > 0) {
         const failing = await this.until(deadline, this.rejecting(domains, passingSpf(result), passingDkim(result), resolve));
         if (failing === 'timeout' || failing === 'unknown') return { authResults, defer: 'the DMARC checks of this message\'s authors did not finish, or could not be made for now; try again later' };

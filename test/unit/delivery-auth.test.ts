@@ -288,6 +288,14 @@ describe('inbound checks a sender cannot get past with what it controls', () => 
     assert.match(r.reject ?? '', /victim\.test asks for rejection/);
   });
 
+  it('an author domain in obsolete syntax (white space or a comment around its dots, RFC 5322 §4.4) is the domain readers show, held to its policy', async () => {
+    const helperSpf = { ...records, '_dmarc.helper.test': ['v=DMARC1; p=none'] };
+    for (const field of ['From: Service <ceo@victim .test>', 'From: ceo@victim. test', 'From: ceo@victim(c).test', 'From: ceo@victim\r\n .test']) {
+      const r = await checkInbound(config, input(from(field)), { resolver: resolverFor(helperSpf) });
+      assert.match(r.reject ?? '', /^message refused: its From field names victim\.test, for which it fails DMARC/, field);
+    }
+  });
+
   it('several authors, in one From field or several, are each held to their domain\'s policy (RFC 7489 §6.6.1)', async () => {
     // Two fields, two addresses, an address without a domain beside it, one address naming two.
     for (const field of ['From: ceo@victim.test\r\nFrom: x@helper.test', 'From: ceo@victim.test, x@helper.test', 'From: ceo@victim.test, undisclosed@', 'From: ceo@victim.test@helper.test']) {
