@@ -20,7 +20,7 @@
  *   or one whose policy is not known by then, defers the message rather than letting it through
  *   unchecked (RFC 7489 §6.6.2 allows a temporary failure).
  */
-import { Resolver } from 'node:dns/promises';
+import { patientResolver } from './dns-patience.ts';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { DMARCResult, DNSResolver } from 'mailauth';
 import type { CheckRequest, Checked, DnsAnswer, DnsQuestion } from './inbound-checks-worker.ts';
@@ -258,9 +258,8 @@ export class InboundChecker {
     const timeout = config.checks.dns_timeout;
     let inner = opts.resolver;
     if (!inner) {
-      const r = new Resolver({ timeout, tries: 1 });
-      if (config.dns_servers.length > 0) r.setServers(config.dns_servers);
-      inner = (name, rrtype) => r.resolve(name, rrtype) as Promise<string[][] | string[]>;
+      const resolve = patientResolver(timeout, config.dns_servers);
+      inner = (name, rrtype) => resolve(name, rrtype) as Promise<string[][] | string[]>;
     }
     this.cache = new DnsCache(inner, timeout);
   }

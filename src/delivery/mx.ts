@@ -4,7 +4,7 @@
  * when it has no MX ("implicit MX"), never anywhere when it publishes a null MX (RFC 7505).
  * The resolver is injected so tests answer from a stub and never query real DNS.
  */
-import { Resolver } from 'node:dns/promises';
+import { patientResolver } from './dns-patience.ts';
 import net from 'node:net';
 import os from 'node:os';
 import { splitHostPort } from '../config/schema.ts';
@@ -54,9 +54,12 @@ export interface MxHost {
 
 /** A resolver with a per-query time limit, for production; tests pass their own. */
 export function systemResolver(timeoutMs: number, servers: string[] = []): DnsResolver {
-  const r = new Resolver({ timeout: timeoutMs, tries: 2 });
-  if (servers.length > 0) r.setServers(servers);
-  return r;
+  const resolve = patientResolver(timeoutMs, servers);
+  return {
+    resolveMx: async (name) => ((await resolve(name, 'MX')) as MxRecord[]).map(({ exchange, priority }) => ({ exchange, priority })),
+    resolve4: (name) => resolve(name, 'A') as Promise<string[]>,
+    resolve6: (name) => resolve(name, 'AAAA') as Promise<string[]>,
+  };
 }
 
 function dnsCode(err: unknown): string {

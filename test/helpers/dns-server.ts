@@ -13,6 +13,9 @@ export interface Zone {
   silent?: string[];
   /** Names answered SERVFAIL, as a broken authoritative server's are. */
   failing?: string[];
+  /** Names whose first query is answered only after this many milliseconds, as a recursive
+   *  resolver's cold lookup is; later ones at once, from its cache. */
+  slow?: Record<string, number>;
 }
 
 const TYPES: Record<number, keyof Zone> = { 1: 'A', 15: 'MX', 16: 'TXT' };
@@ -26,10 +29,14 @@ export interface DnsServer {
 export async function startDnsServer(zone: Zone): Promise<DnsServer> {
   const socket = dgram.createSocket('udp4');
   const queries: string[] = [];
+  const cold = new Set(Object.keys(zone.slow ?? {}));
+  let open = true;
   socket.on('message', (msg, rinfo) => {
     try {
       const reply = answer(msg, zone, queries);
-      if (reply) socket.send(reply, rinfo.port, rinfo.address);
+      const { name } = readName(msg, 12);
+      const delay = cold.delete(name) ? zone.slow![name]! : 0;
+      if (reply) setTimeout(() => { if (open) socket.send(reply, rinfo.port, rinfo.address); }, delay);
     } catch { /* malformed query: no answer */ }
   });
   await new Promise<void>((r) => socket.bind(0, '127.0.0.1', r));
@@ -37,7 +44,10 @@ export async function startDnsServer(zone: Zone): Promise<DnsServer> {
   return {
     address: `127.0.0.1:${port}`,
     queries,
-    close: () => new Promise((r) => socket.close(() => r())),
+    close: () => new Promise((r) => {
+      open = false;
+      socket.close(() => r());
+    }),
   };
 }
 
