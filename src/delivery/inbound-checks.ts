@@ -316,8 +316,10 @@ export class InboundChecker {
         return { authResults, reject: `message refused: it fails DMARC and ${dmarc.domain} asks for rejection (p=reject)` };
       }
       // The author's policy could not be looked up for now (a DNS failure, or no place left for
-      // the query): it may be p=reject, so the message waits (RFC 7489 §6.6.2) rather than pass.
-      if (dmarc && dmarc.status.result === 'temperror') {
+      // the query): it may be p=reject, so the message waits (RFC 7489 §6.6.2) rather than pass;
+      // unless SPF or DKIM passed for the From domain itself, aligned under any mode the policy
+      // might give, which passes DMARC whatever the policy says (§6.6.2, step 5).
+      if (dmarc && dmarc.status.result === 'temperror' && !passesForItself(result, dmarc.domain)) {
         return { authResults, defer: `the DMARC policy of ${dmarc.domain} could not be looked up for now; try again later` };
       }
       // Each author domain that mailauth did not evaluate is evaluated alone, with the
@@ -392,6 +394,12 @@ function partial(rr: string | undefined): boolean {
 /** True when SPF, or a DKIM signature's key lookup, ended in a temporary error. */
 function unsettled(r: Checks): boolean {
   return r.spf !== false && r.spf?.status.result === 'temperror' || (r.dkim.results ?? []).some((s) => s.status.result === 'temperror');
+}
+
+/** SPF or a DKIM signature (one without text added past its l=) passed for `domain` itself. */
+function passesForItself(r: Checks, domain: string): boolean {
+  const d = domainKey(domain);
+  return passingSpf(r).some((s) => domainKey(s) === d) || passingDkim(r).some((s) => !s.underSized && domainKey(s.domain) === d);
 }
 
 function passingSpf(r: Checks): string[] {
