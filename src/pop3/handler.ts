@@ -9,7 +9,7 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
 import type { ClientInfo, ProtocolHandler } from '../net/listener.ts';
 import type { Session } from '../net/session.ts';
-import { messageBytes, type OpenedMessage, type Store } from '../store/store.ts';
+import { BodyMissing, messageBytes, type OpenedMessage, type Store } from '../store/store.ts';
 import type { LoginResult, Pop3Effect, Pop3Owner, Pop3Result, QuitResult, RetrieveResult } from './effects.ts';
 import type { MaildropLocks } from './locks.ts';
 import { err } from './replies.ts';
@@ -78,6 +78,12 @@ export function pop3Handler(deps: Pop3Deps, kind: Pop3Kind): ProtocolHandler<Pop
     try {
       message = await store.openMessage(userId, uid);
     } catch (e) {
+      // Gone for good (its body left out of a restored copy): said as a message no longer there,
+      // and the session goes on, so that a client can go past it, or delete it.
+      if (e instanceof BodyMissing) {
+        log.warn({ listener: kind, uid, reason: e.message }, 'a message cannot be read: its body is not in data_dir; deleting it is all that can be done');
+        return { type: 'missing' };
+      }
       // Not gone, but not readable now (a damaged or unreadable store): said as such, and logged.
       log.error({ err: e, listener: kind, uid }, 'cannot read a message');
       return { type: 'failed' };

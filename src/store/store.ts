@@ -179,6 +179,7 @@ export interface Store {
   // --- mailboxes
   listMailbox(userId: number): Promise<MailboxEntry[]>;
   /** Opens a message of the user's INBOX; undefined when there is no such message. */
+  /** Undefined when there is no such message; throws BodyMissing when its body is gone. */
   openMessage(userId: number, uid: number): Promise<OpenedMessage | undefined>;
   /** Deletes the given messages of one mailbox atomically. */
   deleteMessages(userId: number, uids: number[]): Promise<void>;
@@ -226,6 +227,10 @@ export interface Store {
 
 /** A uniqueness conflict (user or token that already exists). */
 export class StoreConflict extends Error {}
+
+/** A message whose body is not in data_dir (a file or body-log segment left out of a restored
+ *  copy, docs/CONFIGURATION.md): it cannot be read again, and deleting it is all there is to do. */
+export class BodyMissing extends Error {}
 
 /** A write failed because the store's database has no room left (each store says it its way). */
 export class StorageFull extends Error {}

@@ -12,6 +12,7 @@ import { newQueueId } from '../../src/store/queue-id.ts';
 import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { assertDownload, createUsers, RawPop3, smtpSend, storeBig, unstuff } from '../helpers/pop3.ts';
 import { baseConfig, python, startMailnest, tempDir, writeConfig, type RunningMailnest } from '../helpers/server.ts';
+import { until } from '../helpers/relay.ts';
 
 const msg = (subject: string, body: string) => Buffer.from(`From: bob@example.org\r\nTo: x@example.test\r\nSubject: ${subject}\r\n\r\n${body}`);
 
@@ -19,11 +20,12 @@ describe('POP3 integration (plain port, allow_insecure)', () => {
   let m: RunningMailnest;
   let pop3: number;
   let smtp: number;
+  let dir: string;
 
   before(async () => {
-    const dir = tempDir('mailnest-pop3-');
+    dir = tempDir('mailnest-pop3-');
     const cfg = writeConfig(dir, baseConfig(dir, { auth: { allow_insecure: true } }));
-    await createUsers(`${dir}/data`, ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gina'].map((u) => [`${u}@example.test`, `${u} pass`]));
+    await createUsers(`${dir}/data`, ['alice', 'bob', 'carol', 'dave', 'erin', 'frank', 'gina', 'hana'].map((u) => [`${u}@example.test`, `${u} pass`]));
     m = await startMailnest(dir, cfg);
     pop3 = m.port('pop3');
     smtp = m.port('smtp');
@@ -130,6 +132,25 @@ print(json.dumps(out))
     c.send('UIDL\r\n');
     assert.equal((await c.multi()).body, '1 1\r\n2 3\r\n');
     await c.command('QUIT');
+  });
+
+  it('a message whose body is not in data_dir (left out of a restored copy): "no longer in the store", the session goes on, and DELE removes it', async () => {
+    const bodies = () => new Set(fs.readdirSync(`${dir}/data/bodies`));
+    const before = bodies();
+    smtpSend(smtp, 'bob@example.org', 'hana@example.test', [msg('h1', 'small\r\n'), msg('h2', `${'x'.repeat(998)}\r\n`.repeat(300)), msg('h3', 'last\r\n')]);
+    const [file] = [...bodies()].filter((f) => !before.has(f));
+    fs.rmSync(`${dir}/data/bodies/${file!}`);
+    let c = await login('hana');
+    assert.equal(await c.command('RETR 2'), '-ERR message is no longer in the store');
+    assert.equal(await c.command('TOP 2 0'), '-ERR message is no longer in the store');
+    c.send('RETR 3\r\n');
+    assert.match((await c.multi()).body, /\r\n\r\nlast\r\n$/);
+    assert.equal(await c.command('DELE 2'), '+OK message 2 deleted');
+    assert.match(await c.command('QUIT'), /^\+OK .*\(2 messages left\)/);
+    c = await login('hana');
+    assert.match(await c.command('STAT'), /^\+OK 2 /);
+    await c.command('QUIT');
+    await until('the log line', () => m.logs.some((l) => l.msg === 'a message cannot be read: its body is not in data_dir; deleting it is all that can be done'));
   });
 
   async function loginEventually(user: string): Promise<RawPop3> {

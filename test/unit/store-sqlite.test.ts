@@ -8,7 +8,7 @@ import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { storeError } from '../../src/store/sqlite/sqlite-errors.ts';
 import { MIGRATIONS } from '../../src/store/sqlite/schema.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
-import { isStorageFull, messageBytes, StorageFull } from '../../src/store/store.ts';
+import { BodyMissing, isStorageFull, messageBytes, StorageFull } from '../../src/store/store.ts';
 import { storedMessage } from '../helpers/mailbox.ts';
 import { until } from '../helpers/relay.ts';
 import { tempDir } from '../helpers/temp-dir.ts';
@@ -80,12 +80,20 @@ async function twoBodyFiles(size: number) {
   return { dir, store, u, ids };
 }
 
-test('a body file cut short or gone: reading the message fails and says why', async () => {
+test('a body file cut short or gone, or its body-log segment gone: reading the message fails and says why', async () => {
   const { dir, store, u, ids } = await twoBodyFiles(300_000);
   fs.truncateSync(path.join(dir, 'bodies', ids[0]!), 1000);
   fs.rmSync(path.join(dir, 'bodies', ids[1]!));
   await assert.rejects(storedMessage(store, u.id, 1), /is too short for the 300000 bytes at 0/);
-  await assert.rejects(storedMessage(store, u.id, 2), /ENOENT/);
+  // Gone for good (left out of a restored copy): BodyMissing, before any of it is read.
+  await assert.rejects(store.openMessage(u.id, 2), (err: Error) => err instanceof BodyMissing && err.message === `the body of message ${ids[1]} is missing from data_dir (bodies/${ids[1]})`);
+  const logged = newQueueId();
+  await store.accept({ id: logged, body: [Buffer.alloc(100_000, 'l')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+  fs.rmSync(path.join(dir, 'body-log', '00000001'));
+  await assert.rejects(store.openMessage(u.id, 3), (err: Error) => err instanceof BodyMissing && err.message === `the body of message ${logged} is missing from data_dir (body-log segment 1)`);
+  // Deleting such a message works.
+  await store.deleteMessages(u.id, [2, 3]);
+  assert.deepEqual((await store.listMailbox(u.id)).map((e) => e.uid), [1]);
   store.close();
 });
 

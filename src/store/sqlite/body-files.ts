@@ -46,6 +46,11 @@ export class BodyFiles {
     return path.join(this.dir, queueId);
   }
 
+  /** Whether the body file is there. */
+  has(queueId: string): boolean {
+    return fs.existsSync(this.file(queueId));
+  }
+
   /** Writes a new body file and resolves once it and its directory entry are on disk, with the
    *  body's CRC-32, which its row keeps. */
   async write(queueId: string, chunks: Buffer[]): Promise<number> {

@@ -228,6 +228,11 @@ export class BodyLog {
     void this.shared.settled().then(() => fs.closeSync(this.dirFd));
   }
 
+  /** Whether the segment's file is there. */
+  has(segment: number): boolean {
+    return fs.existsSync(this.file(segment));
+  }
+
   private file(segment: number): string {
     return path.join(this.dir, name(segment));
   }

@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import {
-  addressKey, domainKey, isStorageFull, messageBytes, StoreConflict,
+  addressKey, BodyMissing, domainKey, isStorageFull, messageBytes, StoreConflict,
   type Acceptance, type AliasRecord, type DueRecipient, type MailboxEntry, type OpenedMessage, type QueueEntry, type QueueRecipient,
   type RecipientUpdate, type ReportOn, type Store, type TokenRecord, type UserRecord, type UserUsage, type QueueStatus,
 } from '../store.ts';
@@ -559,6 +559,9 @@ export class SqliteStore implements Store {
     const head: Buffer[] = [];
     if (prefix.length > 0) head.push(asBuffer(prefix));
     if (external !== IN_PARTS) {
+      if (external === IN_FILE ? !this.files.has(queueId) : !this.log.has(logSegment!)) {
+        throw new BodyMissing(`the body of message ${queueId} is missing from data_dir (${external === IN_FILE ? `bodies/${queueId}` : `body-log segment ${logSegment}`})`);
+      }
       const rest = external === IN_FILE
         ? this.files.read(queueId, size, crc ?? undefined, pool)
         : this.log.read(logSegment!, logOffset!, size, crc ?? undefined, pool);
@@ -627,7 +630,11 @@ export class SqliteStore implements Store {
     const row = this.qa(`SELECT o.body_id, o.prefix, ${BODY_COLUMNS} FROM outbound o JOIN bodies b ON b.id = o.body_id
                         LEFT JOIN body_parts p ON p.body_id = o.body_id AND p.seq = 0 WHERE o.queue_id = ?`).get(id) as BodyRow | undefined;
     if (!row) return failing(new Error(`no queue entry ${id}`));
-    return messageBytes(this.openBody(row));
+    try {
+      return messageBytes(this.openBody(row));
+    } catch (err) {
+      return failing(err as Error);
+    }
   }
 
   /** Group-committed like `accept`: every update handed in during one turn of the event loop
