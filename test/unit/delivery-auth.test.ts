@@ -27,11 +27,14 @@ function resolverFor(records: Record<string, string[]>, a: Record<string, string
 /** A resolver whose answers wait until `open()` is called: the checks stay in the thread meanwhile. */
 function held(records: Record<string, string[]>) {
   const gate = Promise.withResolvers<void>();
+  /** The questions asked so far, answered or not. */
+  const asked: string[] = [];
   const resolver = async (name: string, type: string): Promise<any> => {
+    asked.push(`${type} ${name}`);
     await gate.promise;
     return resolverFor(records)(name, type);
   };
-  return { resolver, open: () => gate.resolve() };
+  return { resolver, asked, open: () => gate.resolve() };
 }
 
 describe('DKIM signing', () => {
@@ -164,6 +167,33 @@ describe('inbound checks', () => {
     assert.doesNotMatch((await first).authResults, busy);
     assert.doesNotMatch((await small).authResults, busy);
     assert.doesNotMatch((await checkInbound(config, from('198.51.100.1'), { resolver: resolverFor(records) })).authResults, busy);
+  });
+
+  it('checks at most two messages over 1 MiB in the thread at once: the next waits its turn there, small ones go on beside them', async () => {
+    const { resolver: slow, asked, open } = held({ ...records, 'other.test': ['v=spf1 -all'], 'third.test': ['v=spf1 -all'] });
+    const config = parseConfig({ hostname: 'mx.example.test', checks: { timeout: '10s' } });
+    const large = () => {
+      const b = Buffer.alloc(2 * 1024 * 1024, 'x\r\n');
+      msg.copy(b);
+      return b;
+    };
+    const from = (clientIp: string, sender: string, message: Buffer) => ({ clientIp, helo: 'out.sender.test', sender, message });
+    const until = async (what: string) => {
+      for (let i = 0; !asked.includes(what); i++) {
+        if (i > 500) throw new Error(`never asked: ${what}`);
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    };
+    // Two large ones, of two clients, wait in the thread for their DNS answers.
+    const first = [checkInbound(config, from('192.0.2.10', 'a@sender.test', large()), { resolver: slow }), checkInbound(config, from('192.0.2.11', 'a@sender.test', large()), { resolver: slow })];
+    const third = checkInbound(config, from('198.51.100.1', 'b@other.test', large()), { resolver: slow });
+    const small = checkInbound(config, from('198.51.100.2', 'c@third.test', msg), { resolver: slow });
+    await until('TXT third.test');
+    assert.ok(!asked.includes('TXT other.test'), 'the third large message went into the thread beside two');
+    open();
+    const busy = /temperror/;
+    for (const r of await Promise.all([...first, third, small])) assert.doesNotMatch(r.authResults, busy);
+    assert.ok(asked.includes('TXT other.test'));
   });
 
   it('rejects a DMARC p=reject failure only when configured to', async () => {
