@@ -20,6 +20,7 @@
  *   or one whose policy is not known by then, defers the message rather than letting it through
  *   unchecked (RFC 7489 §6.6.2 allows a temporary failure).
  */
+import type { Worker } from 'node:worker_threads';
 import { patientResolver } from './dns-patience.ts';
 import addressparser from 'nodemailer/lib/addressparser';
 import type { DMARCResult, DNSResolver } from 'mailauth';
@@ -97,7 +98,8 @@ type Checks = Checked['result'];
 const resolvers = new Map<number, DNSResolver>();
 let nextToken = 1;
 
-const checksThread = new ThreadOnDemand<Omit<CheckRequest, 'id'>, Checked>(import.meta.url, 'inbound-checks-worker', 'the inbound checks', (m, thread) => {
+/** Answers a DNS question of a checks' thread from the resolver of the check that asked it. */
+function answerQuestion(m: unknown, thread: Worker): void {
   const q = m as DnsQuestion;
   const answer = (a: Omit<DnsAnswer, 'answer'>) => thread.postMessage({ answer: q.ask, ...a } satisfies DnsAnswer);
   const resolve = resolvers.get(q.token);
@@ -106,7 +108,12 @@ const checksThread = new ThreadOnDemand<Omit<CheckRequest, 'id'>, Checked>(impor
   resolve(q.name, q.rrtype).then((value) => answer({ value }), (err: NodeJS.ErrnoException) => {
     answer({ error: { message: err?.message ?? String(err), ...(err?.code ? { code: err.code } : {}) } });
   });
-});
+}
+
+/** The checks' threads: one for messages up to LARGE_CHECK octets, nearly all mail, and one for
+ *  larger ones (see LARGE_CHECK). Each starts when first needed and ends after a while idle. */
+const checksThread = new ThreadOnDemand<Omit<CheckRequest, 'id'>, Checked>(import.meta.url, 'inbound-checks-worker', 'the inbound checks', answerQuestion);
+const largeChecksThread = new ThreadOnDemand<Omit<CheckRequest, 'id'>, Checked>(import.meta.url, 'inbound-checks-worker', 'the inbound checks of large messages', answerQuestion);
 
 /**
  * Checks in the thread at once (or waiting for their turn there, see LARGE_CHECK), the octets of
@@ -124,13 +131,13 @@ let checkingBytes = 0;
 const checkingFor = new ClientCounts();
 
 /**
- * The thread takes 64 KiB of every check's message a turn of its event loop, each through every
- * body hash its signatures ask for: a turn lasts as long as the large messages in it make it,
- * and a small message's check, a few turns, as long as that many. Senders of 20 MB messages with
- * five forged signatures each, from six addresses, held others' checks 7 to 11 s, past the
- * checks' timeout. So at most LARGE_CHECKS_AT_ONCE messages over LARGE_CHECK octets are in the
- * thread at once; the others wait their turn in order (counted in the bounds above while they
- * wait), and a small one, nearly all mail, goes in at once.
+ * A checks' thread takes 64 KiB of every check's message a turn of its event loop, each through
+ * every body hash its signatures ask for: a turn lasts as long as the large messages in it make
+ * it, and a small message's check, a few dozen turns, as long as that many. Senders of 20 MB
+ * messages with five forged signatures each, from six addresses, held others' small messages
+ * 6 to 11 s when all shared one thread. So messages over LARGE_CHECK octets are checked in a
+ * thread of their own, at most LARGE_CHECKS_AT_ONCE at once there (the CPU they take); the others
+ * wait their turn in order (counted in the bounds above while they wait).
  */
 const LARGE_CHECK = 1024 * 1024;
 const LARGE_CHECKS_AT_ONCE = 2;
@@ -185,7 +192,7 @@ async function authenticateApart(message: Buffer, clientIp: string, options: Che
     if (!turn) return 'busy';
     resolvers.set(token, resolver);
     const own = message.byteOffset === 0 && message.byteLength === message.buffer.byteLength && message.buffer instanceof ArrayBuffer;
-    return (await checksThread.request({ token, message, options }, own ? [message.buffer as ArrayBuffer] : [])).result;
+    return (await (large ? largeChecksThread : checksThread).request({ token, message, options }, own ? [message.buffer as ArrayBuffer] : [])).result;
   } finally {
     resolvers.delete(token);
     checking--;
@@ -198,6 +205,7 @@ async function authenticateApart(message: Buffer, clientIp: string, options: Che
 /** Ends the checks' thread (for the server's stop): what it still works on is dropped. */
 export function stopInboundChecks(): void {
   checksThread.close();
+  largeChecksThread.close();
 }
 
 /**

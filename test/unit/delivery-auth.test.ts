@@ -169,7 +169,7 @@ describe('inbound checks', () => {
     assert.doesNotMatch((await checkInbound(config, from('198.51.100.1'), { resolver: resolverFor(records) })).authResults, busy);
   });
 
-  it('checks at most two messages over 1 MiB in the thread at once: the next waits its turn there, small ones go on beside them', async () => {
+  it('checks at most two messages over 1 MiB at once, in their own thread: the next waits its turn, small ones go on meanwhile', async () => {
     const { resolver: slow, asked, open } = held({ ...records, 'other.test': ['v=spf1 -all'], 'third.test': ['v=spf1 -all'] });
     const config = parseConfig({ hostname: 'mx.example.test', checks: { timeout: '10s' } });
     const large = () => {
