@@ -116,12 +116,13 @@ const checksThread = new ThreadOnDemand<Omit<CheckRequest, 'id'>, Checked>(impor
 const largeChecksThread = new ThreadOnDemand<Omit<CheckRequest, 'id'>, Checked>(import.meta.url, 'inbound-checks-worker', 'the inbound checks of large messages', answerQuestion);
 
 /**
- * Checks in the thread at once (or waiting for their turn there, see LARGE_CHECK), the octets of
- * their messages, and the checks of one client (an IPv6 one by its /64) at most: a check that runs out of time here goes on there (mailauth cannot
- * be stopped; its lookups end at `dns_timeout` each), and without a bound a sender could pile up
- * message copies in the thread as fast as it could send, or keep every place taken with lookups
- * its own DNS answers slowly. Past them a message is not checked (the header says temperror), as
- * one whose checks take too long.
+ * Checks in the threads at once (or waiting for their turn there, see LARGE_CHECK), the octets
+ * of their messages, and the checks of one client (an IPv6 one by its /64) at most: a check that
+ * runs out of time here goes on there (mailauth cannot be stopped; its lookups end at
+ * `dns_timeout` each), and without a bound a sender could pile up message copies in the
+ * threads as fast as it could send, or keep every place taken with lookups its own DNS answers
+ * slowly. Past them a message is not checked (the header says temperror), as one whose checks
+ * take too long.
  */
 const CHECKS_AT_ONCE = 32;
 const CHECK_BYTES_AT_ONCE = 64 * 1024 * 1024;
@@ -172,10 +173,11 @@ function largeDone(): void {
 }
 
 /**
- * mailauth's authenticate, run in the checks' worker thread (see inbound-checks-worker.ts), its
- * DNS questions answered by `resolver` here; 'busy' when the thread has its fill, or this client
- * its share. `message` is handed over to the thread when it is a buffer of its own (made for the
- * checks), else copied.
+ * mailauth's authenticate, run in a checks' thread (see inbound-checks-worker.ts; the large
+ * messages' for one over LARGE_CHECK), its DNS questions answered by `resolver` here; 'busy' when
+ * the threads have their fill, or this client its share, or when `deadline` (the caller's) comes
+ * before a large message's turn. `message` is handed over to the thread when it is a buffer of
+ * its own (made for the checks), else copied.
  */
 async function authenticateApart(message: Buffer, clientIp: string, options: CheckRequest['options'], resolver: DNSResolver, deadline: number): Promise<Checks | 'busy'> {
   if (checking >= CHECKS_AT_ONCE || checkingBytes + message.length > CHECK_BYTES_AT_ONCE || checkingFor.of(clientIp) >= CHECKS_PER_CLIENT) return 'busy';
@@ -202,7 +204,7 @@ async function authenticateApart(message: Buffer, clientIp: string, options: Che
   }
 }
 
-/** Ends the checks' thread (for the server's stop): what it still works on is dropped. */
+/** Ends the checks' threads (for the server's stop): what they still work on is dropped. */
 export function stopInboundChecks(): void {
   checksThread.close();
   largeChecksThread.close();
