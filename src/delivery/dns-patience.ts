@@ -9,7 +9,7 @@
 import { Resolver } from 'node:dns/promises';
 
 /** `ask()`, asked again while it times out (ETIMEOUT) and `ms` have not passed since the first. */
-export async function withinTime<T>(ask: () => Promise<T>, ms: number): Promise<T> {
+async function withinTime<T>(ask: () => Promise<T>, ms: number): Promise<T> {
   const deadline = performance.now() + ms;
   for (;;) {
     try {

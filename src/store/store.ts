@@ -178,8 +178,8 @@ export interface Store {
 
   // --- mailboxes
   listMailbox(userId: number): Promise<MailboxEntry[]>;
-  /** Opens a message of the user's INBOX; undefined when there is no such message. */
-  /** Undefined when there is no such message; throws BodyMissing when its body is gone. */
+  /** Opens a message of the user's INBOX; undefined when there is no such message, BodyMissing
+   *  thrown when its body is gone from data_dir. */
   openMessage(userId: number, uid: number): Promise<OpenedMessage | undefined>;
   /** Deletes the given messages of one mailbox atomically. */
   deleteMessages(userId: number, uids: number[]): Promise<void>;
