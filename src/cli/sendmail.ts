@@ -179,29 +179,28 @@ function applyValueFlag(a: SendmailArgs, flag: string, value: string): void {
   }
 }
 
-/** The arguments after "sendmail", read from the raw command line (mailnest's own -c/--config before it are skipped). */
-function rawArgs(): { args: string[]; configBefore: string | undefined } {
+/** The raw command line: the command word (the first argument that is neither one of
+ *  mailnest's own options nor -c/--config's value), what follows it, and the -c given before it. */
+function rawArgs(): { command: string | undefined; args: string[]; configBefore: string | undefined } {
   const args = process.argv.slice(2);
   let configBefore: string | undefined;
   let k = 0;
-  for (; k < args.length && args[k] !== 'sendmail'; k++) {
+  for (; k < args.length && args[k]!.startsWith('-'); k++) {
     const arg = args[k]!;
     if (arg === '-c' || arg === '--config') configBefore = args[++k];
     else if (arg.startsWith('--config=')) configBefore = arg.slice('--config='.length);
     else if (/^-c./.test(arg)) configBefore = arg.slice(2);
   }
-  return { args: args.slice(k + 1), configBefore };
+  return { command: args[k], args: args.slice(k + 1), configBefore };
 }
 
 /** The status of bad usage that the command line's parser finds before any command runs (an
  *  empty -c, as `-c "$CONF"` with CONF unset): EX_USAGE for `sendmail --sysexits`, else 2. */
 export function earlyUsageStatus(): number {
-  const args = process.argv.slice(2);
-  let k = 0;
-  while (k < args.length && args[k]!.startsWith('-')) k += args[k] === '-c' || args[k] === '--config' ? 2 : 1;
-  if (args[k] !== 'sendmail') return 2;
+  const { command, args } = rawArgs();
+  if (command !== 'sendmail') return 2;
   try {
-    return parseSendmailArgs(args.slice(k + 1)).sysexits ? EX_USAGE : 2;
+    return parseSendmailArgs(args).sysexits ? EX_USAGE : 2;
   } catch (err) {
     return err instanceof SendmailUsage && err.sysexits ? EX_USAGE : 2;
   }
