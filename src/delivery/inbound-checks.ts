@@ -175,11 +175,11 @@ function largeDone(): void {
 /**
  * mailauth's authenticate, run in a checks' thread (see inbound-checks-worker.ts; the large
  * messages' for one over LARGE_CHECK), its DNS questions answered by `resolver` here; 'busy' when
- * the threads have their fill, or this client its share, or when `deadline` (the caller's) comes
- * before a large message's turn. `message` is handed over to the thread when it is a buffer of
- * its own (made for the checks), else copied.
+ * the threads have their fill, or this client its share; 'timeout' when `deadline` (the
+ * caller's) comes before a large message's turn. `message` is handed over to the thread when it
+ * is a buffer of its own (made for the checks), else copied.
  */
-async function authenticateApart(message: Buffer, clientIp: string, options: CheckRequest['options'], resolver: DNSResolver, deadline: number): Promise<Checks | 'busy'> {
+async function authenticateApart(message: Buffer, clientIp: string, options: CheckRequest['options'], resolver: DNSResolver, deadline: number): Promise<Checks | 'busy' | 'timeout'> {
   if (checking >= CHECKS_AT_ONCE || checkingBytes + message.length > CHECK_BYTES_AT_ONCE || checkingFor.of(clientIp) >= CHECKS_PER_CLIENT) return 'busy';
   const token = nextToken++;
   const bytes = message.length;
@@ -191,7 +191,7 @@ async function authenticateApart(message: Buffer, clientIp: string, options: Che
   try {
     // Past the deadline the caller has stopped waiting (temperror): not checked at all.
     turn = !large || await largeTurn(deadline);
-    if (!turn) return 'busy';
+    if (!turn) return 'timeout';
     resolvers.set(token, resolver);
     const own = message.byteOffset === 0 && message.byteLength === message.buffer.byteLength && message.buffer instanceof ArrayBuffer;
     return (await (large ? largeChecksThread : checksThread).request({ token, message, options }, own ? [message.buffer as ArrayBuffer] : [])).result;

@@ -196,6 +196,26 @@ describe('inbound checks', () => {
     assert.ok(asked.includes('TXT other.test'));
   });
 
+  it('a large message whose turn comes after its checks\' time is not checked at all', async () => {
+    const { resolver: slow, asked, open } = held({ ...records, 'other.test': ['v=spf1 -all'] });
+    const patient = parseConfig({ hostname: 'mx.example.test', checks: { timeout: '10s' } });
+    const hasty = parseConfig({ hostname: 'mx.example.test', checks: { timeout: '300ms' } });
+    const large = () => {
+      const b = Buffer.alloc(2 * 1024 * 1024, 'x\r\n');
+      msg.copy(b);
+      return b;
+    };
+    const from = (clientIp: string, sender: string) => ({ clientIp, helo: 'out.sender.test', sender, message: large() });
+    const first = [checkInbound(patient, from('192.0.2.10', 'a@sender.test'), { resolver: slow }), checkInbound(patient, from('192.0.2.11', 'a@sender.test'), { resolver: slow })];
+    const late = await checkInbound(hasty, from('198.51.100.1', 'b@other.test'), { resolver: slow });
+    assert.match(late.authResults, /temperror.*the checks took too long/s);
+    open();
+    await Promise.all(first);
+    // Its place, had it kept one, would have come now: it is gone, and nothing of it was asked.
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(!asked.includes('TXT other.test'), asked.join(' '));
+  });
+
   it('rejects a DMARC p=reject failure only when configured to', async () => {
     const input = { clientIp: '198.51.100.1', helo: 'forger.test', sender: 'a@sender.test', message: msg };
     const on = await checkInbound(parseConfig({ hostname: 'mx.example.test', checks: { reject_dmarc: true } }), input, { resolver: resolverFor(records) });
@@ -304,6 +324,12 @@ describe('inbound checks a sender cannot get past with what it controls', () => 
     }, { queries: base.queries });
     const spf = await checkInbound(config, input(from('From: x@helper.test')), { resolver: spfFailing });
     assert.deepEqual([spf.reject, spf.defer], [undefined, undefined], spf.authResults);
+    // Not a signature under whose l= text was added: that text is not the author's.
+    const part = { signingDomain: 'victim.test', selector: 'sel', privateKey: key, canonicalization: 'relaxed/relaxed', maxBodyLength: Buffer.byteLength('now\r\n') };
+    const partly = await dkimSign(msg, { ...part, signatureData: [part] } as never);
+    const added = await checkInbound(config, input(Buffer.concat([Buffer.from(partly.signatures), msg, Buffer.from('pay to account 666\r\n')])), { resolver: failing });
+    assert.match(added.authResults, /dkim=pass/);
+    assert.equal(added.defer, 'the DMARC policy of victim.test could not be looked up for now; try again later');
   });
 
   it('From fields over 16 KiB are refused unread', async () => {
