@@ -6,7 +6,7 @@
 import { loadConfig } from '../../src/config/load.ts';
 import { openContext } from '../../src/context.ts';
 import { createLogger } from '../../src/log.ts';
-import { acceptMessage } from '../../src/delivery/accept.ts';
+import { acceptMessage, type Accepted } from '../../src/delivery/accept.ts';
 
 const [configFile, n, size] = process.argv.slice(2);
 const ctx = openContext(loadConfig(configFile), createLogger('warn', 2));
@@ -19,7 +19,7 @@ function message(i: number): Buffer {
   return Buffer.from(head + body);
 }
 for (let start = 0; start < count; start += 500) {
-  const batch: Promise<string>[] = [];
+  const batch: Promise<Accepted>[] = [];
   for (let i = start; i < Math.min(count, start + 500); i++) {
     batch.push(acceptMessage(ctx.store, {
       writtenHere: true,

@@ -32,8 +32,14 @@ export interface Submission {
   reportOn?: ReportOn;
 }
 
-/** Commits the message; resolves with its queue id once it is on disk. */
-export async function acceptMessage(store: Store, s: Submission, now = new Date()): Promise<string> {
+export interface Accepted {
+  id: string;
+  /** The trace fields the local copies begin with (Return-Path, the checks, our Received). */
+  localTrace: Buffer;
+}
+
+/** Commits the message; resolves once it is on disk. */
+export async function acceptMessage(store: Store, s: Submission, now = new Date()): Promise<Accepted> {
   const id = newQueueId(now.getTime());
   const users = new Map<number, UserRecord>();
   const outbound = new Map<string, { address: string } & DsnRecipient>();
@@ -76,7 +82,7 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
     ...(outbound.size > 0 ? { outbound: { prefix: outboundPrefix, recipients: [...outbound.values()], sign: s.writtenHere } } : {}),
     ...(s.reportOn ? { reportOn: s.reportOn } : {}),
   });
-  return id;
+  return { id, localTrace: localPrefix };
 }
 
 /** An address that an alias turns into several, some of them sent on (RFC 3461 §6.2.7.3): its

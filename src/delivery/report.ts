@@ -8,6 +8,7 @@ import type { Context } from '../context.ts';
 import type { ReportOn } from '../store/store.ts';
 import { acceptMessage, expands, type ResolvedRecipient } from './accept.ts';
 import { buildDsn, HEADER_MAX, headerSection, type DsnRecipientReport } from './dsn.ts';
+import { withoutReturnPath } from './trace.ts';
 
 export interface Report {
   /** The original message's envelope sender, to whom the report goes (never ''). */
@@ -57,7 +58,7 @@ export async function sendReport(ctx: Pick<Context, 'config' | 'store' | 'recipi
     ctx.log.warn({ id: r.queueId, to: r.sender }, 'delivery status notification dropped: the local sender does not exist');
     return undefined;
   }
-  const id = await acceptMessage(ctx.store, {
+  const { id } = await acceptMessage(ctx.store, {
     writtenHere: true,
     sender: '',
     recipients: [{ address: to, resolution }],
@@ -82,6 +83,8 @@ export async function reportLocalDelivery(ctx: Pick<Context, 'config' | 'store' 
   envid?: string;
   recipients: ResolvedRecipient[];
   body: Buffer[];
+  /** The trace fields the local copies were stored with (see Accepted.localTrace). */
+  trace: Buffer;
   now: Date;
 }): Promise<void> {
   if (m.sender === '') return;
@@ -90,13 +93,15 @@ export async function reportLocalDelivery(ctx: Pick<Context, 'config' | 'store' 
   // here, the next hop does (§6.2.7.2).
   const delivered = m.recipients.filter((r) => r.resolution.kind === 'local' && r.notify?.includes('SUCCESS') && (expands(r.resolution) || (r.resolution.users.length > 0 && r.resolution.forward.length === 0)));
   if (delivered.length === 0) return;
+  const copy = [m.trace, ...withoutReturnPath(m.body)];
   await sendReport(ctx, {
     sender: m.sender,
     queueId: m.queueId,
     ...(m.envid ? { envid: m.envid } : {}),
     arrival: m.now,
     recipients: delivered.map((r) => ({ address: r.address, ...(r.orcpt ? { orcpt: r.orcpt } : {}), action: expands(r.resolution) ? 'expanded' : 'delivered', status: '2.0.0', lastAttempt: m.now })),
-    original: headerSection(Buffer.concat(m.body, Math.min(HEADER_MAX, totalLength(m.body)))),
+    // The header as the recipient's copy has it, our Received among it, as a failure's has.
+    original: headerSection(Buffer.concat(copy, Math.min(HEADER_MAX, totalLength(copy)))),
     ret: 'HDRS',
     now: m.now,
   });

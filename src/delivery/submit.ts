@@ -86,7 +86,7 @@ export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<str
   if (!room.take(s.message.length)) {
     throw new NoRoom(`${room.bytes} bytes are free, and a message of ${s.message.length} bytes needs ${roomNeeded(s.message.length)}: twice its size, and 1 MiB for deletions`);
   }
-  return acceptMessage(ctx.store, {
+  const { id } = await acceptMessage(ctx.store, {
     writtenHere: true,
     sender: s.sender,
     recipients: resolved,
@@ -100,4 +100,5 @@ export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<str
       ...(s.submitter ? { auth: s.submitter } : {}),
     },
   });
+  return id;
 }

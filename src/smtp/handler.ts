@@ -210,7 +210,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     return { kind: 'deliver', failure: 'storage-full', reason: 'storage_full' };
   }
   try {
-    const id = await acceptMessage(ctx.store, {
+    const { id, localTrace } = await acceptMessage(ctx.store, {
       checks,
       writtenHere,
       sender: d.sender,
@@ -230,7 +230,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     // One line per message taken (Postfix's qmgr "from=<...>, size=..." and its "to=" lines).
     ctx.log.info({ listener: role, client: d.clientIp, id, from: d.sender, to: d.recipients.map((r) => r.address), size: totalLength(d.body), ...(d.user ? { user: d.user } : {}) }, 'message accepted');
     // Not awaited: the 250 does not wait for a "delivered" report, nor fails with it.
-    const report = { sender: d.sender, queueId: id, ...(d.dsn.envid ? { envid: d.dsn.envid } : {}), recipients: d.recipients, body, now: new Date() };
+    const report = { sender: d.sender, queueId: id, ...(d.dsn.envid ? { envid: d.dsn.envid } : {}), recipients: d.recipients, body, trace: localTrace, now: new Date() };
     const reporting = reportLocalDelivery(ctx, report).catch((err: unknown) => ctx.log.error({ err, id }, 'could not queue a delivery status notification'));
     reports.add(reporting);
     void reporting.finally(() => reports.delete(reporting));

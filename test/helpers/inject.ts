@@ -19,7 +19,7 @@ for (const r of rcpts) {
   if (resolution.kind === 'unknown') throw new Error(`unknown recipient ${address}`);
   recipients.push({ address: address!, resolution, ...(notify ? { notify: notify.split(',') as ResolvedRecipient['notify'] } : {}) });
 }
-const id = await acceptMessage(ctx.store, {
+const { id } = await acceptMessage(ctx.store, {
   writtenHere: true,
   sender: sender!,
   recipients,

@@ -391,7 +391,9 @@ test('NOTIFY=SUCCESS: delivery into a local mailbox is reported to the sender as
   await c.ehlo();
   // First a message that asks only for failures: it is reported nowhere.
   assert.equal((await c.transaction('<bob@example.test>', ['<alice@example.test> NOTIFY=FAILURE'], 'Subject: quiet\r\n\r\nx')).code, 250);
-  assert.equal((await c.transaction('<bob@example.test> ENVID=env+2B1', ['<alice@example.test> NOTIFY=SUCCESS ORCPT=rfc822;Alice+40example.test'], 'Subject: tell me\r\n\r\nx')).code, 250);
+  const told = await c.transaction('<bob@example.test> ENVID=env+2B1', ['<alice@example.test> NOTIFY=SUCCESS ORCPT=rfc822;Alice+40example.test'], 'Return-Path: <forged@elsewhere.test>\r\nSubject: tell me\r\n\r\nx');
+  assert.equal(told.code, 250);
+  const id = /queued as (\S+)/.exec(told.raw)![1]!;
   await c.quit();
   let box: Buffer[] = [];
   for (let i = 0; i < 200 && box.length === 0; i++) {
@@ -407,7 +409,10 @@ test('NOTIFY=SUCCESS: delivery into a local mailbox is reported to the sender as
   assert.match(report, /Original-Recipient: rfc822; ?Alice@example\.test\r\n/);
   assert.match(report, /Action: delivered\r\n/);
   assert.match(report, /Status: 2\.0\.0\r\n/);
-  assert.match(report, /Content-Description: Message Headers\r\n\r\nSubject: tell me\r\n/);
+  // The header as alice's copy has it: our Return-Path and Received, not the client's.
+  const headers = /Content-Description: Message Headers\r\n\r\n([^]*?)\r\n\r\n/.exec(report)![1]!;
+  assert.match(headers, new RegExp(`^Return-Path: <bob@example\\.test>\\r\\nReceived: from [^]*\\bid ${id}\\b[^]*\\r\\nSubject: tell me$`));
+  assert.doesNotMatch(headers, /forged/);
   assert.equal((await mailbox(f.dataDir, 'alice@example.test')).length, 2);
 });
 
