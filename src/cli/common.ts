@@ -161,10 +161,3 @@ export async function readStdinLine(): Promise<string> {
   // (`printf 'secret\r'`), never part of a password.
   return (Buffer.concat(chunks).toString('utf8').split(/\r?\n/)[0] ?? '').replace(/\r$/, '');
 }
-
-/** Reads the whole of stdin. */
-export async function readStdin(): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks);
-}

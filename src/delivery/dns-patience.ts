@@ -8,16 +8,26 @@
  */
 import { Resolver } from 'node:dns/promises';
 
-/** `ask()`, asked again while it times out (ETIMEOUT) and `ms` have not passed since the first. */
-async function withinTime<T>(ask: () => Promise<T>, ms: number): Promise<T> {
+/** `ask()`, asked again while it times out (ETIMEOUT), each time for what is left of `ms`: the
+ *  whole lookup ends within `ms` of the first question. Exported for its test. */
+export async function withinTime<T>(ask: () => Promise<T>, ms: number): Promise<T> {
   const deadline = performance.now() + ms;
   for (;;) {
     try {
-      return await ask();
+      return await before(ask(), deadline);
     } catch (err) {
       if ((err as { code?: string }).code !== 'ETIMEOUT' || performance.now() >= deadline) throw err;
     }
   }
+}
+
+/** `answer`, or an ETIMEOUT error at `deadline` (the query itself is left to end on its own). */
+function before<T>(answer: Promise<T>, deadline: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error('DNS query timed out'), { code: 'ETIMEOUT' })), Math.max(0, deadline - performance.now()));
+  });
+  return Promise.race([answer, late]).finally(() => clearTimeout(timer));
 }
 
 /** A resolver of `servers` (the system's when none) whose every query has `ms`. */

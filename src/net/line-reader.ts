@@ -45,11 +45,6 @@ export class LineReader {
     return { event: { type: 'line', line }, rest };
   }
 
-  /** Bytes held of an incomplete line (for buffering limits and STARTTLS discarding). */
-  get pending(): number {
-    return this.bufferedLength;
-  }
-
   reset(): void {
     this.drop();
     this.discarding = false;

@@ -23,7 +23,8 @@ export type Pop3Effect =
   | { type: 'login'; owner: Pop3Owner; username: string; password: string }
   /** Open one message for RETR or TOP. */
   | { type: 'retrieve'; userId: number; uid: number }
-  /** The UPDATE state (RFC 1939 §6): remove `uids` atomically, then release the lock. */
+  /** The UPDATE state (RFC 1939 §6): remove `uids` (durably; a failure may leave some), then
+   *  release the lock. */
   | { type: 'quit'; owner: Pop3Owner; userId: number; uids: number[] };
 
 export type LoginResult =

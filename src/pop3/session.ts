@@ -110,7 +110,7 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
       case 'login': out = this.loggedIn(result as LoginResult); break;
       case 'retrieve': out = this.retrieve(result as RetrieveResult, w); break;
       case 'quit': out = this.quitted(result as QuitResult, w); break;
-      case 'tls': out = []; break;
+      case 'tls': return []; // ended by tlsStarted, never by a result
     }
     return coalesce([...out, ...this.resume()]);
   }

@@ -605,7 +605,9 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const rcpt = this.pendingRcpt!;
     this.pendingRcpt = undefined;
     const address = formatMailbox(rcpt.recipient);
-    if (!this.tx) return; // the transaction ended meanwhile (cannot happen with in-order processing)
+    // Commands wait for the lookup, so the transaction is still there; were it not, the session
+    // ends with a 421 rather than leave the client without its reply.
+    if (!this.tx) throw new Error('a recipient was looked up outside a transaction');
     if (resolution.kind === 'unknown') {
       this.refused('unknown_recipient', address);
       return this.send(unknownRecipient(resolution, address));

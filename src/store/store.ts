@@ -181,7 +181,8 @@ export interface Store {
   /** Opens a message of the user's INBOX; undefined when there is no such message, BodyMissing
    *  thrown when its body is gone from data_dir. */
   openMessage(userId: number, uid: number): Promise<OpenedMessage | undefined>;
-  /** Deletes the given messages of one mailbox atomically. */
+  /** Deletes the given messages of one mailbox; resolves once every deletion is on disk. A
+   *  failure may leave some of them in place (RFC 1939 §6 allows it), never half a message. */
   deleteMessages(userId: number, uids: number[]): Promise<void>;
 
   // --- outbound queue

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { patientResolver } from '../../src/delivery/dns-patience.ts';
+import { patientResolver, withinTime } from '../../src/delivery/dns-patience.ts';
 import { systemResolver } from '../../src/delivery/mx.ts';
 import { startDnsServer } from '../helpers/dns-server.ts';
 
@@ -29,4 +29,18 @@ test('a lookup has the whole time it is given, also from a resolver whose server
   const silent = await startDnsServer({ silent: ['gone.test'] });
   t.after(() => silent.close());
   await assert.rejects(patientResolver(1200, [silent.address])('gone.test', 'A'), { code: 'ETIMEOUT' });
+});
+
+test('a query asked again gets only what is left of the time, not all of it again', async () => {
+  // The first answer is an early timeout (as c-ares gives once it has shortened its wait); the
+  // second never comes. The lookup still ends, as a timeout, once its time is up.
+  let asked = 0;
+  const ask = (): Promise<string> => ++asked === 1 ? Promise.reject(Object.assign(new Error('early'), { code: 'ETIMEOUT' })) : new Promise<string>(() => {});
+  await assert.rejects(withinTime(ask, 200), { code: 'ETIMEOUT' });
+  assert.equal(asked, 2);
+  // An answer within the time is the answer; another error is not asked again.
+  assert.equal(await withinTime(() => Promise.resolve('a'), 200), 'a');
+  let refused = 0;
+  await assert.rejects(withinTime(() => { refused++; return Promise.reject(Object.assign(new Error('no'), { code: 'ENOTFOUND' })); }, 200), { code: 'ENOTFOUND' });
+  assert.equal(refused, 1);
 });
