@@ -186,6 +186,7 @@ export function buildDsn(d: DsnInput): Buffer {
   const actions = new Set(d.recipients.map((r) => r.action));
   const date = d.date ?? new Date();
   const messageId = `<${d.queueId}.${crypto.randomBytes(6).toString('hex')}.dsn@${clean(d.reportingMta)}>`;
+  const status = globalStatus(d) ? 'message/global-delivery-status' : 'message/delivery-status';
   const head = [
     `From: Mail Delivery System <${clean(d.from)}>`,
     `To: <${clean(d.to)}>`,
@@ -194,7 +195,8 @@ export function buildDsn(d: DsnInput): Buffer {
     `Message-ID: ${messageId}`,
     'Auto-Submitted: auto-replied',
     'MIME-Version: 1.0',
-    `Content-Type: multipart/report; report-type=delivery-status;\r\n\tboundary="${boundary}"`,
+    // The report-type is the status part's subtype (RFC 6522 §3).
+    `Content-Type: multipart/report; report-type=${status.slice('message/'.length)};\r\n\tboundary="${boundary}"`,
   ].join('\r\n');
   // A report of deliveries only (delivered, relayed) is not about an undelivered message.
   const what = d.recipients.some((r) => r.action === 'failed' || r.action === 'delayed') ? 'Undelivered Message' : 'Message';
@@ -204,7 +206,6 @@ export function buildDsn(d: DsnInput): Buffer {
   const original = d.ret === 'FULL'
     ? `Content-Type: message/${utf8Header ? 'global' : 'rfc822'}\r\nContent-Description: ${what}\r\n\r\n`
     : `Content-Type: ${utf8Header ? 'message/global-headers' : 'text/rfc822-headers'}\r\nContent-Description: ${what} Headers\r\n\r\n`;
-  const status = globalStatus(d) ? 'message/global-delivery-status' : 'message/delivery-status';
   let originalBody = d.ret === 'FULL' ? d.original : headerSection(d.original);
   if (originalBody.length > 0 && !originalBody.subarray(-2).equals(Buffer.from('\r\n'))) {
     originalBody = Buffer.concat([originalBody, Buffer.from('\r\n')]);

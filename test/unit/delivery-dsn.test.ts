@@ -103,6 +103,9 @@ describe('delivery status notifications', () => {
     const types = (raw: string) => [...raw.matchAll(/^Content-Type: ([^;\r]+)/gm)].map((m) => m[1]);
     const utf8 = report([{ address: 'dest@b\u00fccher.test' }, { address: 'ok@remote.test' }], original);
     assert.deepEqual(types(utf8), ['multipart/report', 'text/plain', 'message/global-delivery-status', 'message/global-headers']);
+    // The report-type names the status part's subtype (RFC 6522 §3).
+    assert.match(utf8, /^Content-Type: multipart\/report; report-type=global-delivery-status;/m);
+    assert.match(report([{ address: 'ok@remote.test' }], original), /^Content-Type: multipart\/report; report-type=delivery-status;/m);
     assert.match(utf8, /^Final-Recipient: utf-8; dest@b\u00fccher\.test\r$/m);
     assert.match(utf8, /^Final-Recipient: rfc822; ok@remote\.test\r$/m);
     assert.deepEqual(types(report([{ address: 'dest@b\u00fccher.test' }], original, 'FULL')).slice(2), ['message/global-delivery-status', 'message/global']);
