@@ -149,7 +149,8 @@ export interface RecipientUpdate {
   nextAttempt: number;
   lastReply: string | null;
   warned?: boolean;
-  /** A report the outcome calls for, kept with it until it is sent (see QueueRecipient). */
+  /** A report the outcome calls for, kept with it until it is sent (see QueueRecipient). Without
+   *  one, a report still owed stays while the recipient waits on and goes once it is settled. */
   report?: string;
 }
 

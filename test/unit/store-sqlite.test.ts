@@ -488,6 +488,21 @@ test('a report is queued in the same commit that marks its recipients\' reports 
   store.close();
 });
 
+test('a delay warning still owed goes on owed while its recipient waits, and is dropped once the recipient is delivered or failed', async () => {
+  const store = new SqliteStore(tmp());
+  const id = newQueueId();
+  await store.accept({ id, body: [Buffer.from('Subject: x\r\n\r\nx\r\n')], sender: 'a@example.test', local: [], outbound: { prefix: Buffer.alloc(0), recipients: [{ address: 'x@remote.test' }, { address: 'y@remote.test' }], sign: true } });
+  const [x, y] = (await store.getQueueEntry(id))!.recipients;
+  const deferred = { status: 'deferred' as const, attempts: 3, nextAttempt: 0, lastReply: '451 later' };
+  await store.updateRecipients(id, [x!, y!].map((r) => ({ recipientId: r.id, ...deferred, warned: true, report: `delayed ${r.address}` })));
+  await store.updateRecipients(id, [x!, y!].map((r) => ({ recipientId: r.id, ...deferred, attempts: 4 })));
+  assert.deepEqual((await store.getQueueEntry(id))!.recipients.map((r) => r.report), ['delayed x@remote.test', 'delayed y@remote.test'], 'still delayed: still owed');
+  await store.updateRecipients(id, [{ recipientId: x!.id, status: 'delivered', attempts: 5, nextAttempt: 0, lastReply: '250 ok' }]);
+  await store.updateRecipients(id, [{ recipientId: y!.id, status: 'failed', attempts: 5, nextAttempt: 0, lastReply: '550 no', report: `failed ${y!.address}` }]);
+  assert.deepEqual((await store.getQueueEntry(id))!.recipients.map((r) => r.report), [undefined, 'failed y@remote.test'], 'the delivery drops the warning; the failure\'s report replaces it');
+  store.close();
+});
+
 test('an outbound recipient\'s id is never given out again, after a queue removal or rows an earlier build inserted', async () => {
   const dir = tmp();
   let store = new SqliteStore(dir);

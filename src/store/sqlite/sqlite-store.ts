@@ -658,10 +658,14 @@ export class SqliteStore implements Store {
       this.transaction(() => {
         for (const { id, updates } of batch) {
           for (const u of updates) {
+            // A report still owed is kept by an outcome that calls for none while the recipient
+            // waits on (a "delayed" one, still true), and dropped once it is settled: a delay
+            // warning a crash or a full disk held back is not sent after the delivery.
+            const settled = u.status === 'delivered' || u.status === 'failed';
             this.q(`UPDATE outbound_rcpts SET status = ?, attempts = ?, next_attempt = ?, last_reply = ?, warned = COALESCE(?, warned),
-                      report = COALESCE(?, report)
+                      report = COALESCE(?, CASE WHEN ? THEN NULL ELSE report END)
                     WHERE id = ? AND outbound_id = (SELECT id FROM outbound WHERE queue_id = ?)`)
-              .run(u.status, u.attempts, u.nextAttempt, u.lastReply, u.warned === undefined ? null : Number(u.warned), u.report ?? null, u.recipientId, id);
+              .run(u.status, u.attempts, u.nextAttempt, u.lastReply, u.warned === undefined ? null : Number(u.warned), u.report ?? null, Number(settled), u.recipientId, id);
           }
           this.dropOutboundIfDone(id);
         }
