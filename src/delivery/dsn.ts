@@ -56,8 +56,9 @@ export interface DsnInput {
   envid?: string;
   arrivalDate: Date;
   recipients: DsnRecipientReport[];
-  /** The original message: its header section (HDRS) or all of it (FULL). */
-  original: Buffer;
+  /** The original message: its header section (HDRS) or all of it (FULL); absent when it could
+   *  not be read (the report then has no third part, which RFC 3464 §2 allows). */
+  original?: Buffer;
   ret: 'FULL' | 'HDRS';
   date?: Date;
 }
@@ -137,8 +138,9 @@ function humanText(d: DsnInput): string {
   const done = d.recipients.filter((r) => r.action === 'delivered' || r.action === 'relayed' || r.action === 'expanded');
   lines.push(`This is the mail system at host ${d.reportingMta}.`, '');
   if (failed.length) {
+    const attached = !d.original ? 'It could not be attached: it is no longer stored here.' : d.ret === 'FULL' ? 'It is attached below.' : 'Its header is attached below.';
     lines.push('Your message could not be delivered to one or more recipients.',
-      `${d.ret === 'FULL' ? 'It is' : 'Its header is'} attached below. The mail system gave these reasons:`, '');
+      `${attached} The mail system gave these reasons:`, '');
     for (const r of failed) lines.push(`<${r.address}>: ${r.reply ?? 'delivery failed'}${r.note ? ` (${r.note})` : ''}`);
     lines.push('');
   }
@@ -198,28 +200,33 @@ export function buildDsn(d: DsnInput): Buffer {
     // The report-type is the status part's subtype (RFC 6522 §3).
     `Content-Type: multipart/report; report-type=${status.slice('message/'.length)};\r\n\tboundary="${boundary}"`,
   ].join('\r\n');
-  // A report of deliveries only (delivered, relayed) is not about an undelivered message.
-  const what = d.recipients.some((r) => r.action === 'failed' || r.action === 'delayed') ? 'Undelivered Message' : 'Message';
-  // UTF-8 in the original's header (RFC 6532 §3.2) makes it message/global (§3.7) and its
-  // header section message/global-headers (RFC 6533 §6.3).
-  const utf8Header = hasEightBit(headerSection(d.original));
-  const original = d.ret === 'FULL'
-    ? `Content-Type: message/${utf8Header ? 'global' : 'rfc822'}\r\nContent-Description: ${what}\r\n\r\n`
-    : `Content-Type: ${utf8Header ? 'message/global-headers' : 'text/rfc822-headers'}\r\nContent-Description: ${what} Headers\r\n\r\n`;
-  let originalBody = d.ret === 'FULL' ? d.original : headerSection(d.original);
-  if (originalBody.length > 0 && !originalBody.subarray(-2).equals(Buffer.from('\r\n'))) {
-    originalBody = Buffer.concat([originalBody, Buffer.from('\r\n')]);
-  }
-  // A part with 8-bit text says so; without the field it would be 7bit (RFC 2045 §6.1).
-  const eightBit = (text: string | Buffer) => (hasEightBit(Buffer.from(text)) ? 'Content-Transfer-Encoding: 8bit\r\n' : '');
   const human = humanText(d);
   const report = deliveryStatus(d);
   return Buffer.concat([
     Buffer.from(`${head}\r\n\r\nThis is a MIME-encapsulated delivery status notification.\r\n\r\n`
       + `--${boundary}\r\nContent-Type: text/plain; charset=utf-8\r\n${eightBit(human)}Content-Description: Notification\r\n\r\n${human}\r\n`
-      + `--${boundary}\r\nContent-Type: ${status}\r\n${eightBit(report)}Content-Description: Delivery report\r\n\r\n${report}\r\n`
-      + `--${boundary}\r\n${eightBit(originalBody)}${original}`, 'utf8'),
-    originalBody,
-    Buffer.from(`\r\n--${boundary}--\r\n`, 'utf8'),
+      + `--${boundary}\r\nContent-Type: ${status}\r\n${eightBit(report)}Content-Description: Delivery report\r\n\r\n${report}\r\n`, 'utf8'),
+    ...(d.original ? originalPart(d, d.original, boundary) : []),
+    Buffer.from(`--${boundary}--\r\n`, 'utf8'),
   ]);
+}
+
+/** The third part: the original message or its header section, with its delimiter line. */
+function originalPart(d: DsnInput, message: Buffer, boundary: string): Buffer[] {
+  // A report of deliveries only (delivered, relayed) is not about an undelivered message.
+  const what = d.recipients.some((r) => r.action === 'failed' || r.action === 'delayed') ? 'Undelivered Message' : 'Message';
+  // UTF-8 in the original's header (RFC 6532 §3.2) makes it message/global (§3.7) and its
+  // header section message/global-headers (RFC 6533 §6.3).
+  const utf8Header = hasEightBit(headerSection(message));
+  const type = d.ret === 'FULL'
+    ? `Content-Type: message/${utf8Header ? 'global' : 'rfc822'}\r\nContent-Description: ${what}\r\n\r\n`
+    : `Content-Type: ${utf8Header ? 'message/global-headers' : 'text/rfc822-headers'}\r\nContent-Description: ${what} Headers\r\n\r\n`;
+  let body = d.ret === 'FULL' ? message : headerSection(message);
+  if (body.length > 0 && !body.subarray(-2).equals(Buffer.from('\r\n'))) body = Buffer.concat([body, Buffer.from('\r\n')]);
+  return [Buffer.from(`--${boundary}\r\n${eightBit(body)}${type}`, 'utf8'), body, Buffer.from('\r\n', 'utf8')];
+}
+
+/** A part with 8-bit text says so; without the field it would be 7bit (RFC 2045 §6.1). */
+function eightBit(text: string | Buffer): string {
+  return hasEightBit(Buffer.from(text)) ? 'Content-Transfer-Encoding: 8bit\r\n' : '';
 }

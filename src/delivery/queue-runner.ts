@@ -646,13 +646,13 @@ export class QueueRunner {
     const ret = entry.dsn.ret ?? 'HDRS';
     const onlyFailures: DsnAction[] = ['failed', 'delayed'];
     const full = ret === 'FULL' && reports.some((r) => onlyFailures.includes(r.action));
-    const parts: Buffer[] = [];
-    let len = 0;
-    for await (const c of this.ctx.store.readQueued(entry.id)) {
-      parts.push(c);
-      len += c.length;
-      if (!full && Buffer.concat(parts).includes('\r\n\r\n')) break;
-      if (len > this.cfg.limits.max_message_size) break;
+    let original: Buffer | undefined;
+    try {
+      original = await this.original(entry.id, full);
+    } catch (err) {
+      // The sender is still told what became of the message (its body gone from a restored copy
+      // of data_dir, say), only without it.
+      this.ctx.log.warn({ err, id: entry.id }, 'the message cannot be read: its delivery status notification goes without it');
     }
     const where = await sendReport(this.ctx, {
       sender: entry.sender,
@@ -660,7 +660,7 @@ export class QueueRunner {
       ...(entry.dsn.envid ? { envid: entry.dsn.envid } : {}),
       arrival: new Date(entry.created),
       recipients: reports,
-      original: Buffer.concat(parts),
+      ...(original ? { original } : {}),
       ret: full ? 'FULL' : 'HDRS',
       now: new Date(this.now()),
       orPostmaster: entry.sign && reports.some((r) => onlyFailures.includes(r.action)),
@@ -668,6 +668,19 @@ export class QueueRunner {
     });
     if (where === 'remote') this.poll();
     return where !== undefined;
+  }
+
+  /** The queued message whole, or (`full` false) as far as the end of its header section. */
+  private async original(id: string, full: boolean): Promise<Buffer> {
+    const parts: Buffer[] = [];
+    let len = 0;
+    for await (const c of this.ctx.store.readQueued(id)) {
+      parts.push(c);
+      len += c.length;
+      if (!full && Buffer.concat(parts).includes('\r\n\r\n')) break;
+      if (len > this.cfg.limits.max_message_size) break;
+    }
+    return Buffer.concat(parts);
   }
 }
 

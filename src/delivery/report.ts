@@ -17,8 +17,9 @@ export interface Report {
   envid?: string;
   arrival: Date;
   recipients: DsnRecipientReport[];
-  /** The original message's header section (HDRS) or all of it (FULL). */
-  original: Buffer;
+  /** The original message's header section (HDRS) or all of it (FULL); absent when it could not
+   *  be read. */
+  original?: Buffer;
   ret: 'FULL' | 'HDRS';
   now: Date;
   /** A local sender no mailbox answers to has the report go to its domain's postmaster: for a
@@ -40,7 +41,7 @@ export async function sendReport(ctx: Pick<Context, 'config' | 'store' | 'recipi
     ...(r.envid ? { envid: r.envid } : {}),
     arrivalDate: r.arrival,
     recipients: r.recipients,
-    original: r.original,
+    ...(r.original ? { original: r.original } : {}),
     ret: r.ret,
     date: r.now,
   });

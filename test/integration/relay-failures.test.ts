@@ -5,6 +5,7 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import { baseConfig, cli, python, startMailnest, tempDir, writeConfig, addUser, type RunningMailnest } from '../helpers/server.ts';
 import { SmtpClient } from '../helpers/smtp-client.ts';
@@ -284,6 +285,30 @@ describe('relay failures and bounces', () => {
     assert.match(failed.text, /<late@slow\.test>: 127\.0\.0\.1:\d+: connection refused \(gave up: the message stayed in the queue too long\)/);
     assert.ok(delayed, 'a delay warning came first');
     assert.ok(delayed.recipients[0]['Will-Retry-Until']);
+    assert.ok(!queueJson(configFile).some((e) => e.id === id));
+  });
+
+  it('a message whose body is gone from data_dir still has its failure reported, without the message', async () => {
+    // Over 256 KiB: the body is a file of its own, which a restored copy of data_dir may lack.
+    const big = message('body gone') + 'x'.repeat(76).concat('\r\n').repeat(4000);
+    const id = inject(configFile, 'alice@example.test', ['lost-body@down.test'], big);
+    const dataDir = path.join(dir, 'data');
+    fs.rmSync(path.join(dataDir, 'bodies', id));
+    let report: string | undefined;
+    await until('the expiry bounce', async () => {
+      report = (await mailbox(dataDir, 'alice@example.test')).map((m) => m.toString('utf8')).find((m) => m.includes('Action: failed') && m.includes('lost-body@down.test'));
+      return report !== undefined;
+    }, 30_000);
+    const parsed = JSON.parse(python(`
+import sys, email, json
+from email import policy
+m = email.message_from_bytes(sys.stdin.buffer.read(), policy=policy.default)
+print(json.dumps({"parts": [p.get_content_type() for p in m.iter_parts()], "text": next(m.iter_parts()).get_content(), "defects": len(m.defects)}))
+`, [], report!).stdout);
+    assert.deepEqual(parsed.parts, ['text/plain', 'message/delivery-status']);
+    assert.equal(parsed.defects, 0);
+    assert.match(parsed.text, /It could not be attached: it is no longer stored here\./);
+    assert.match(parsed.text, /<lost-body@down\.test>: 127\.0\.0\.1:\d+: connection refused \(gave up/);
     assert.ok(!queueJson(configFile).some((e) => e.id === id));
   });
 
