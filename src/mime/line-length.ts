@@ -292,10 +292,44 @@ function plainText(text: Buffer): Field {
 
 const isWsp = (c: number | undefined) => c === 0x20 || c === 0x09;
 
+/** Fields that hold address lists (RFC 5322 §3.6.2, §3.6.3, §3.6.6). */
+const ADDRESS_LISTS = new Set(['from', 'sender', 'reply-to', 'to', 'cc', 'bcc', 'resent-from', 'resent-sender', 'resent-to', 'resent-cc', 'resent-bcc']);
+
 /** The fields with every line over MAX_LINE folded. Throws UnfitLineError for a run without white
  *  space too long for a line. */
 export function fitHeader(fields: Field[]): Field[] {
-  return fields.map((f) => (f.lines.some((l) => l.length > MAX_LINE) ? { name: f.name, lines: f.lines.flatMap((l) => foldLong(l, f.name)) } : f));
+  return fields.map((f) => {
+    if (!f.lines.some((l) => l.length > MAX_LINE)) return f;
+    const list = ADDRESS_LISTS.has(f.name.toLowerCase());
+    return { name: f.name, lines: f.lines.flatMap((l) => foldLong(list ? spacedList(l) : l, f.name)) };
+  });
+}
+
+/**
+ * An address list's line with a space after each comma between its elements, where white space
+ * may always stand (RFC 5322 §3.4: CFWS around each address), so that a list written without
+ * any (`a@x,b@x,...`, as scripts join one) can be folded there. Commas in quoted strings,
+ * comments and angle brackets are left as they are.
+ */
+function spacedList(line: Buffer): Buffer {
+  const out: number[] = [];
+  let quoted = false;
+  let comment = 0;
+  let angle = 0;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    out.push(c);
+    if ((quoted || comment > 0) && c === 0x5c && i + 1 < line.length) out.push(line[++i]!);
+    else if (c === 0x22 && comment === 0) quoted = !quoted;
+    else if (quoted) continue;
+    else if (c === 0x28) comment++;
+    else if (c === 0x29 && comment > 0) comment--;
+    else if (comment > 0) continue;
+    else if (c === 0x3c) angle++;
+    else if (c === 0x3e && angle > 0) angle--;
+    else if (c === 0x2c && angle === 0 && !isWsp(line[i + 1])) out.push(0x20);
+  }
+  return Buffer.from(out);
 }
 
 /**

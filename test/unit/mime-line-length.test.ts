@@ -33,6 +33,19 @@ test('a header run without white space too long for a line is refused, with advi
     (e: unknown) => e instanceof UnfitLineError && /^header X-Blob has 1200 octets without white space, .*: shorten it, or encode it \(RFC 2047\)$/.test(e.message));
 });
 
+test('an address list written without spaces (a@x,b@x,...) is folded after its commas; commas in quoted names, comments and angle brackets stay as they are', () => {
+  const list = Array.from({ length: 40 }, (_, i) => `customer.number${i}@remote.test`);
+  const to = `"Doe,Jane" <jane@remote.test>,(a,comment)x@remote.test,<@relay.test,@other.test:route@remote.test>,${list.join(',')}`;
+  const out = text(fitSubmittedLines([Buffer.from(`To: ${to}\r\nSubject: s\r\n\r\nbody\r\n`)]));
+  const lines = out.split('\r\n');
+  assert.ok(lines.length > 5 && lines.every((l) => l.length <= 998));
+  // Unfolded, the value is the list with a space after each comma between its addresses.
+  const unfolded = out.replace(/\r\n(?=[ \t])/g, '');
+  assert.equal(unfolded, `To: "Doe,Jane" <jane@remote.test>, (a,comment)x@remote.test, <@relay.test,@other.test:route@remote.test>, ${list.join(', ')}\r\nSubject: s\r\n\r\nbody\r\n`);
+  // Another field without white space is still refused (X-Blob above); so is one address too long.
+  assert.throws(() => fitSubmittedLines([Buffer.from(`Cc: ${'c'.repeat(1000)}@remote.test\r\n\r\nx\r\n`)]), UnfitLineError);
+});
+
 test('quoted-printable made here has no line that begins with "-", so none reads as a multipart delimiter (RFC 2046 §5.1.1), and decodes to the text', () => {
   const body = `--not-a-boundary\r\n${'a'.repeat(73)}${'-'.repeat(1000)}\r\n-\r\nend`;
   for (const head of ['Subject: s\r\n', 'MIME-Version: 1.0\r\nContent-Type: text/plain\r\nSubject: s\r\n']) {
