@@ -102,11 +102,12 @@ export function fitBody(fields: Field[], body: Buffer[]): { fields: Field[]; bod
   if (!isMime) return { fields, body };
   // What PHP's mail() and many scripts write: a Content-Type without MIME-Version (RFC 2045 §4
   // wants one), and 8-bit text without a transfer encoding, which then reads as 7bit (§6.1).
+  // Without a Content-Type 8-bit text would read as US-ASCII (RFC 2045 §5.2): its charset is said.
   const added: Field[] = [];
+  const eightBit = body.some((l) => !isAscii(l));
   if (!has('mime-version')) added.push(field('MIME-Version', '1.0'));
-  if (!fields.some((f) => f.name.toLowerCase() === 'content-transfer-encoding') && body.some((l) => !isAscii(l))) {
-    added.push(field('Content-Transfer-Encoding', '8bit'));
-  }
+  if (!has('content-type') && eightBit) added.push(plainText(joinLines(body)));
+  if (!has('content-transfer-encoding') && eightBit) added.push(field('Content-Transfer-Encoding', '8bit'));
   return { fields: [...fields, ...added], body };
 }
 

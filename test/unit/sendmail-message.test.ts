@@ -384,6 +384,13 @@ test('a Content-Type without MIME-Version, and 8-bit text without a transfer enc
   assert.equal(parsed.headers['mime-version'], '1.0');
   assert.equal(parsed.root.cte, '8bit');
   assert.equal(parsed.root.text, 'Grüße\n');
+  // MIME-Version alone, or a transfer encoding alone, names no charset: UTF-8 text gets its own,
+  // which it would otherwise read as US-ASCII (RFC 2045 §5.2).
+  for (const label of ['MIME-Version: 1.0', 'Content-Transfer-Encoding: 8bit']) {
+    const labelled = prep(`To: a@example.org\nSubject: x\n${label}\n\nGrüße\n`, { extractRecipients: true }).message.toString('utf8');
+    assert.match(labelled, /^Content-Type: text\/plain; charset=utf-8\r$/m, label);
+    assert.equal(parseMail(Buffer.from(labelled)).root.text, 'Grüße\n');
+  }
   // ASCII text needs no encoding named; what is there stays.
   const ascii = parseMail(prep('MIME-Version: 1.0\nContent-Type: text/plain\nContent-Transfer-Encoding: 7bit\n\nhi\n', { recipients: ['a@example.org'] }).message);
   assert.deepEqual(ascii.headerNames.filter((n) => n === 'mime-version' || n === 'content-transfer-encoding'), ['mime-version', 'content-transfer-encoding']);
