@@ -326,7 +326,9 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   // Header edits.
   let out: Field[] = fields.filter((f) => !DROPPED_FIELD.test(f.name)).map((f) => editedField(f, o.domain));
   const address = sender || qualify(o.defaultSender, o.domain);
-  const from = o.fullName ? MimeNode.encodeHeaderValue('From', [{ name: o.fullName, address }] as never) : address;
+  // A name is one line: line breaks and tabs in it (`-F "$(hostname)\n"`) are spaces.
+  const name = o.fullName?.replace(/[\r\n\t ]+/g, ' ').trim();
+  const from = name ? MimeNode.encodeHeaderValue('From', [{ name, address }] as never) : address;
   for (const line of missingFields(has, { from, hostname: o.hostname, now: o.now ?? new Date() })) {
     out.push({ name: line.slice(0, line.indexOf(':')), lines: headerLine(line) });
   }

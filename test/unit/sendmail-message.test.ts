@@ -135,6 +135,9 @@ test('From, Date and Message-ID are added when missing; -f sets the sender, -F t
   assert.deepEqual(r.recipients, ['root@example.test']);
   assert.equal(r.sender, 'smartd@example.test');
   assert.ok(/^[\x00-\x7f]*$/.test(r.message.toString('latin1')));
+  // A name with a line break in it is one line, its breaks spaces.
+  const broken = prep('Subject: x\n\ny\n', { recipients: ['root'], fullName: 'Cron\r\nX-Injected: yes\n' });
+  assert.equal(parseMail(broken.message).headers['from'], '"Cron X-Injected: yes" <root@example.test>');
   // present ones are kept, not doubled
   const kept = prep('From: me@example.test\nDate: Mon, 1 Jan 2024 00:00:00 +0000\nMessage-ID: <m1@x>\n\nb\n', { recipients: ['a@example.org'] });
   const p2 = parseMail(kept.message);
