@@ -191,7 +191,9 @@ function dateTimeToWrite(value: string): { text: string } | { why: string } {
 /** Header text: no line breaks or NUL, no word that could not be folded. */
 function checkHeaderText(value: string, field: string): void {
   if (/[\r\n\0]/.test(value)) throw new ComposeError(field, 'contains a line break or NUL');
-  const longest = Math.max(0, ...value.split(/[ \t]+/).map((w) => Buffer.byteLength(w)));
+  // A word beyond ASCII goes out as encoded-words, which are split to fit (RFC 2047 §2); an
+  // ASCII one goes as it is.
+  const longest = Math.max(0, ...value.split(/[ \t]+/).filter((w) => /^[\x00-\x7f]*$/.test(w)).map((w) => w.length));
   if (longest > MAX_WORD) {
     throw new ComposeError(field, `contains a word of ${longest} octets without a space; header lines must stay within ${MAX_LINE} octets (RFC 5322 §2.1.1)`);
   }

@@ -313,6 +313,15 @@ test('a display name holding a word too long to fold goes as encoded-words and r
   }
 });
 
+test('header text beyond ASCII without a space, too long for a line as it is, goes as encoded-words, as a subject does; a long ASCII word is still refused', async () => {
+  const long = '日本語の長い説明文です'.repeat(31);
+  const { composed, parsed } = await roundTrip({ headers: [{ name: 'X-Note', value: long }, { name: 'X-Mixed', value: `abc${long}def` }, { name: 'Reply-To', value: `${long} <reply@example.org>` }] });
+  assert.equal(parsed.headers['x-note'], long);
+  assert.equal(parsed.headers['x-mixed'], `abc${long}def`);
+  assert.deepEqual((await PostalMime.parse(composed.message)).replyTo, [{ name: long, address: 'reply@example.org' }]);
+  await assert.rejects(composeMessage({ ...base, headers: [{ name: 'X-Note', value: `${long} ${'a'.repeat(901)}` }] }), /contains a word of 901 octets/);
+});
+
 test('address fields given as headers are parsed as To is, and written the same way; one that is no address is refused', async () => {
   const { parsed } = await roundTrip({
     text: 'x',
