@@ -3,7 +3,6 @@
  * (local mailboxes and the outbound queue) through the same path as SMTP. Prints the queue id.
  * Needs no running server: a running one picks the queued mail up, a stopped one on start.
  */
-import { isUtf8 } from 'node:buffer';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
@@ -12,6 +11,7 @@ import type { Context } from '../context.ts';
 import { submitLocal, SubmitError } from '../delivery/submit.ts';
 import type { ComposeAttachment } from '../mime/compose.ts';
 import { ComposeError } from '../mime/errors.ts';
+import { readsAsUtf8 } from '../mime/text-charset.ts';
 import { configOf, withContext } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
 import { readLimited, TooLarge } from './read-limited.ts';
@@ -143,10 +143,11 @@ async function readBodyFile(file: string, option: string, budget: Budget): Promi
   return asText(await readFile(file, option, budget));
 }
 
-/** UTF-8, or else Latin-1, which maps every byte to a character: what a script in a legacy
- *  locale printed arrives whole instead of with U+FFFD where its bytes were. */
+/** UTF-8 (a character cut at either end aside: see readsAsUtf8), or else Latin-1, which maps
+ *  every byte to a character: what a script in a legacy locale printed arrives whole instead of
+ *  with U+FFFD where its bytes were. */
 function asText(bytes: Buffer): string {
-  return bytes.toString(isUtf8(bytes) ? 'utf8' : 'latin1');
+  return bytes.toString(readsAsUtf8(bytes) ? 'utf8' : 'latin1');
 }
 
 /** What limits.max_message_size leaves for the files still to be read. */

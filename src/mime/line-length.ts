@@ -15,9 +15,10 @@
  * only a long line calls for it. Mail from the internet is not
  * touched: it is not ours to change.
  */
-import { isAscii, isUtf8 } from 'node:buffer';
+import { isAscii } from 'node:buffer';
 import * as qp from 'nodemailer/lib/qp';
 import { startsField, unfoldedValue } from './header-section.ts';
+import { textCharset } from './text-charset.ts';
 
 /** RFC 5322 §2.1.1: a line is at most 998 octets without its CRLF. */
 export const MAX_LINE = 998;
@@ -285,10 +286,9 @@ function quotedPrintable(text: Buffer): Buffer {
   return Buffer.from(qp.wrap(qp.encode(text), 74).replace(/^-/gm, '=2D'), 'latin1');
 }
 
-/** Text's Content-Type, its charset read from its bytes: those that are not UTF-8 are read as
- *  Latin-1, as `send` reads text. */
+/** Text's Content-Type, its charset read from its bytes (see textCharset). */
 function plainText(text: Buffer): Field {
-  return field('Content-Type', `text/plain; charset=${isAscii(text) ? 'us-ascii' : isUtf8(text) ? 'utf-8' : 'iso-8859-1'}`);
+  return field('Content-Type', `text/plain; charset=${textCharset(text)}`);
 }
 
 const isWsp = (c: number | undefined) => c === 0x20 || c === 0x09;
