@@ -162,6 +162,13 @@ function noSmtpUtf8(address: string): string {
   return `553 5.6.7 ${what} and the next hop does not offer SMTPUTF8 (RFC 6531)`;
 }
 
+/** An address with "<" or ">" in its quoted local part, which RFC 5321 §4.1.2 allows (qtextSMTP)
+ *  and SMTP servers take, but which the client library refuses to write into a command. */
+const ANGLED = /[<>]/;
+
+const ANGLED_RECIPIENT = '553 5.1.3 mailnest cannot send to an address with "<" or ">" in it';
+const ANGLED_SENDER = '553 5.1.7 mailnest cannot send from an address with "<" or ">" in it';
+
 /** What went wrong: the next hop's reply, or the connection's trouble in words, as the reports
  *  a sender reads give it ("connection refused"), not as codes (ESOCKET, ECONNREFUSED). */
 function describe(err: NmError): string {
@@ -350,6 +357,13 @@ export class SmtpClient {
     }
     const refusal = this.unsendable(message);
     if (refusal) return Promise.resolve(all(false, true, refusal, true));
+    if (message.recipients.some((a) => ANGLED.test(a))) {
+      // Such a recipient fails alone, for good; the others are sent to.
+      const refused = message.recipients.filter((a) => ANGLED.test(a)).map((address) => ({ address, ok: false, permanent: true, reply: ANGLED_RECIPIENT, ownReply: true }));
+      const rest = message.recipients.filter((a) => !ANGLED.test(a));
+      if (rest.length === 0) return Promise.resolve(refused);
+      return this.transaction({ ...message, recipients: rest }).then((results) => [...results, ...refused]);
+    }
     this.inFlight = true;
     return new Promise<RecipientResult[]>((resolve) => {
       // A failure that is no server's reply names where it happened, as one on connecting does.
@@ -450,6 +464,7 @@ export class SmtpClient {
     const { extensions: offered, maxSize } = this.offered;
     // First: such a sender is the reason, also when the message is 8-bit too.
     if (asciiAddress(message.sender) === undefined && !offered.includes('SMTPUTF8')) return noSmtpUtf8(message.sender);
+    if (ANGLED.test(message.sender)) return ANGLED_SENDER;
     if (message.eightBit && !offered.includes('8BITMIME')) {
       return '554 5.6.3 the message has 8-bit data and the next hop does not offer 8BITMIME (RFC 6152)';
     }

@@ -162,6 +162,23 @@ test('an internationalised domain after an ASCII local part goes to a hop withou
   assert.ok(!hop.commands.some((c) => c.includes('jo@.test')));
 });
 
+test('an address with "<" or ">" in its quoted local part fails alone and for good, a recipient or the sender, and the connection carries on', async (t) => {
+  const hop = await nextHop(t, ['8BITMIME']);
+  const client = await connect(hop.port);
+  t.after(() => client.close());
+  const results = await client.send(message('Subject: s\r\n\r\nx\r\n', { recipients: ['"a>b"@hop.test', 'plain@hop.test'] }));
+  assert.deepEqual(results, [
+    { address: 'plain@hop.test', ok: true, permanent: false, reply: results[0]!.reply },
+    { address: '"a>b"@hop.test', ok: false, permanent: true, reply: '553 5.1.3 mailnest cannot send to an address with "<" or ">" in it', ownReply: true },
+  ]);
+  assert.equal(results[0]!.reply.slice(0, 3), '250');
+  const [fromAngled] = await client.send(message('Subject: s\r\n\r\nx\r\n', { sender: '"x<y"@example.test' }));
+  assert.deepEqual(fromAngled, { address: 'b@hop.test', ok: false, permanent: true, reply: '553 5.1.7 mailnest cannot send from an address with "<" or ">" in it', ownReply: true });
+  const [after] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
+  assert.equal(after!.ok, true, after!.reply);
+  assert.deepEqual(hop.commands.filter((c) => /^(MAIL|RCPT)/.test(c)), ['MAIL FROM:<a@example.test>', 'RCPT TO:<plain@hop.test>', 'MAIL FROM:<a@example.test>', 'RCPT TO:<b@hop.test>']);
+});
+
 test('a 421 the next hop gives as it closes stays its reply, not a broken connection, so the next message may go on a new one', async (t) => {
   for (const closeAfterDot of ['after its line end', 'before its line end'] as const) {
     const hop = await nextHop(t, ['8BITMIME'], { afterDot: '421 4.3.2 shutting down', closeAfterDot });
