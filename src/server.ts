@@ -145,14 +145,17 @@ async function run(config: Config, log: Logger, lock: ServerLock): Promise<Runni
     stopping ??= (async () => {
       for (const { listener } of listeners) listener.stopAccepting();
       const deadline = Date.now() + graceMs;
+      // The services stop beside the sessions, with the same grace: the queue runner starts no
+      // transfer from now on (one begun while a session drained would be cut off at the deadline
+      // and sent again after the restart) and lets those under way finish.
+      const servicesStopped = Promise.allSettled([...services].reverse().map(({ service }) => service.stop(graceMs)));
       while (Date.now() < deadline && listeners.some(({ listener }) => listener.open > 0)) {
         await new Promise((r) => setTimeout(r, 50));
       }
       for (const { listener } of listeners) listener.destroyAll();
       // Messages of the sessions just cut that wait for their lines to be fitted are not stored.
       stopFitting();
-      // What the services still have in hand (outbound transactions) gets what is left of it.
-      for (const { service } of [...services].reverse()) await service.stop(Math.max(0, deadline - Date.now()));
+      for (const r of await servicesStopped) if (r.status === 'rejected') throw r.reason;
       // Delivery reports that follow a 250 just given are queued before the store closes.
       await Promise.all(smtpHandlers.map((h) => h.settled()));
       stopInboundChecks();

@@ -13,7 +13,8 @@ import { ConnectError, SmtpClient, whereOf, type OutboundMessage } from '../../s
 import { makeSelfSignedCertificate } from '../../src/net/self-signed-certificate.ts';
 import { addUser, baseConfig, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
 import { mailbox } from '../helpers/mailbox.ts';
-import { inject, queueJson } from '../helpers/relay.ts';
+import { inject, queueJson, until } from '../helpers/relay.ts';
+import { SmtpClient as TestClient } from '../helpers/smtp-client.ts';
 
 interface NextHop {
   port: number;
@@ -354,6 +355,42 @@ test('SIGTERM while a next hop sits on a message: the server exits 0 within its 
     assert.ok(Date.now() - started < 20_000, `stopping took ${Date.now() - started} ms`);
     assert.ok(server.logs.some((l) => l.msg === 'stopped'));
     assert.equal(queueJson(configFile).find((e) => e.id === id)?.recipients[0]?.status, 'deferred');
+  } finally {
+    await server.kill();
+  }
+});
+
+test('SIGTERM while a client is still sending a message: the queue starts no transfer during its grace, not even one that falls due', async (t) => {
+  // The first attempt is deferred, the next due a second later: while the server waits for the
+  // client's message, the queue must not try again (a transfer begun then would be cut off at
+  // the deadline and sent once more after the restart).
+  const hop = await nextHop(t, ['8BITMIME'], { rcpt: () => '451 4.3.0 later' });
+  const dir = tempDir();
+  const configFile = writeConfig(dir, baseConfig(dir, {
+    relay: { routes: { 'hop.test': `127.0.0.1:${hop.port}` } },
+    queue: { poll_interval: '200ms', retry: ['1s'] },
+  }));
+  addUser(configFile, 'a@example.test', 'pw-a-123');
+  const server = await startMailnest(dir, configFile);
+  try {
+    inject(configFile, 'a@example.test', ['b@hop.test'], 'Subject: s\r\n\r\nx\r\n');
+    const rcpts = () => hop.commands.filter((c) => c.startsWith('RCPT')).length;
+    await until('the first attempt', () => queueJson(configFile)[0]?.recipients[0]?.status === 'deferred');
+    const client = await TestClient.open(server.port('smtp'));
+    await client.ehlo();
+    assert.equal((await client.cmd('MAIL FROM:<x@remote.test>')).code, 250);
+    assert.equal((await client.cmd('RCPT TO:<a@example.test>')).code, 250);
+    assert.equal((await client.cmd('DATA')).code, 354);
+    const exited = server.stop();
+    // Well past the retry's time, the client still writing its message.
+    for (let i = 0; i < 5; i++) {
+      client.write(`line ${i}\r\n`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    assert.equal((await client.cmd('.')).code, 250, 'the open transaction finishes');
+    await client.quit();
+    assert.equal(await exited, 0);
+    assert.equal(rcpts(), 1, 'no second attempt after SIGTERM');
   } finally {
     await server.kill();
   }
