@@ -541,7 +541,7 @@ export class QueueRunner {
         updates.push(withReport({ recipientId: r.id, status: 'failed', attempts, nextAttempt: now, lastReply: res.reply },
           wantsFailure ? { ...base, action: 'failed', reply: res.reply } : undefined));
         this.ctx.metrics.deliveries.inc({ outcome: 'failed' });
-        this.ctx.log.info({ id: entry.id, to: r.address, reply: res.reply }, 'delivery failed permanently');
+        this.ctx.log.info({ id: entry.id, to: r.address, relay: remoteMta, reply: res.reply }, 'delivery failed permanently');
         continue;
       }
       const wantsDelay = notify === undefined || notify.includes('DELAY');
@@ -558,7 +558,7 @@ export class QueueRunner {
       updates.push(withReport({ recipientId: r.id, status: 'deferred', attempts, nextAttempt: next.next, lastReply: res.reply, ...(warn ? { warned: true } : {}) },
         warn ? { ...base, action: 'delayed', reply: res.reply, willRetryUntil: new Date(entry.created + this.cfg.queue.max_age) } : undefined));
       this.ctx.metrics.deliveries.inc({ outcome: 'deferred' });
-      this.ctx.log.info({ id: entry.id, to: r.address, reply: res.reply, next_attempt: new Date(next.next).toISOString() }, 'delivery deferred');
+      this.ctx.log.info({ id: entry.id, to: r.address, relay: remoteMta, reply: res.reply, next_attempt: new Date(next.next).toISOString() }, 'delivery deferred');
     }
     const outcome = { entry, updates, ids: job.recipients.map((r) => r.id) };
     try {
@@ -644,8 +644,10 @@ export class QueueRunner {
    *  queued, which marks the reports `on` sent in the same commit. */
   private async notify(entry: EntryInfo, reports: DsnRecipientReport[], on: ReportOn): Promise<boolean> {
     const ret = entry.dsn.ret ?? 'HDRS';
-    const onlyFailures: DsnAction[] = ['failed', 'delayed'];
-    const full = ret === 'FULL' && reports.some((r) => onlyFailures.includes(r.action));
+    const trouble: DsnAction[] = ['failed', 'delayed'];
+    // RFC 3461 §4.3: RET=FULL asks for the whole message in a report of failure; a delay warning
+    // (as Postfix's) and a success report carry its header.
+    const full = ret === 'FULL' && reports.some((r) => r.action === 'failed');
     let original: Buffer | undefined;
     try {
       original = await this.original(entry.id, full);
@@ -663,7 +665,7 @@ export class QueueRunner {
       ...(original ? { original } : {}),
       ret: full ? 'FULL' : 'HDRS',
       now: new Date(this.now()),
-      orPostmaster: entry.sign && reports.some((r) => onlyFailures.includes(r.action)),
+      orPostmaster: entry.sign && reports.some((r) => trouble.includes(r.action)),
       reportOn: on,
     });
     if (where === 'remote') this.poll();

@@ -83,7 +83,8 @@ export class ConnectError extends Error {
   /** The server whose reply `reply` is (a refused greeting, EHLO or AUTH); none when no server
    *  answered (refused, lost, timed out). */
   readonly remoteMta: string | undefined;
-  /** The server refused our login (AUTH at a smarthost): the operator's credentials, most likely. */
+  /** The server refused our login for good (a 5xx to AUTH at a smarthost): the operator's
+   *  credentials, most likely; a 4xx is the server's trouble for now. */
   readonly loginRefused: boolean;
   constructor(reply: string, permanent = false, inUpgrade = false, remoteMta?: string, loginRefused = false) {
     super(reply);
@@ -285,7 +286,7 @@ export class SmtpClient {
         // A 5xx greeting or EHLO is not a verdict on the recipients: try elsewhere or later. A
         // server's reply is given as such, with the server; anything else names where it failed.
         reject(err.response
-          ? new ConnectError(describe(err), false, inUpgrade, target.servername ?? target.host, err.code === 'EAUTH')
+          ? new ConnectError(describe(err), false, inUpgrade, target.servername ?? target.host, err.code === 'EAUTH' && (err.responseCode ?? 0) >= 500)
           : new ConnectError(`${whereOf(target)}: ${withAdvice(describe(err), target)}`, false, inUpgrade));
       };
       const stopped = () => fail(Object.assign(new Error('the server is stopping'), { code: 'ESTOPPED' }));
@@ -305,7 +306,9 @@ export class SmtpClient {
       conn.once('error', fail);
       conn.connect((err) => {
         if (err) return fail(err);
-        if (!target.auth) return made();
+        // Credentials go only to a server that offers AUTH (as Postfix's client): one that does
+        // not takes the mail without, or says it wants a login in its reply to MAIL.
+        if (!target.auth || !conn.allowsAuth) return made();
         conn.login({ user: target.auth.user, pass: target.auth.pass }, (lerr) => {
           if (lerr) return fail(lerr);
           made();

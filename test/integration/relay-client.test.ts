@@ -29,11 +29,11 @@ interface NextHop {
 /**
  * A scripted next hop: EHLO offers `extensions`; `rcpt` answers RCPT for an address (250 when it
  * gives nothing), DATA with no recipient taken 554, `afterDot` the final dot (250); with
- * `silent`, the final dot gets no reply; a
+ * `silent`, the final dot gets no reply; AUTH gets `auth` (235); a
  * STARTTLS is answered 220, and the handshake with bytes that are no TLS. It closes when the
  * test `t` ends.
  */
-async function nextHop(t: TestContext, extensions: string[], o: { silent?: boolean; rcpt?: (address: string) => string | undefined; afterDot?: string; greeting?: string; resetAtDot?: boolean; closeAfterDot?: 'after its line end' | 'before its line end' } = {}): Promise<NextHop> {
+async function nextHop(t: TestContext, extensions: string[], o: { silent?: boolean; rcpt?: (address: string) => string | undefined; afterDot?: string; greeting?: string; resetAtDot?: boolean; closeAfterDot?: 'after its line end' | 'before its line end'; auth?: string } = {}): Promise<NextHop> {
   const silent = o.silent ?? false;
   let sawDot!: () => void;
   const hop = { commands: [] as string[], data: [] as string[], dot: new Promise<void>((r) => { sawDot = r; }) };
@@ -68,6 +68,7 @@ async function nextHop(t: TestContext, extensions: string[], o: { silent?: boole
         hop.commands.push(line);
         const ehlo = ['hop.test', ...extensions];
         if (/^EHLO/i.test(line)) s.write(ehlo.map((l, i) => `250${i === ehlo.length - 1 ? ' ' : '-'}${l}\r\n`).join(''));
+        else if (/^AUTH/i.test(line)) s.write(`${o.auth ?? '235 2.7.0 ok'}\r\n`);
         else if (/^STARTTLS/i.test(line)) {
           tls = true;
           s.write('220 go ahead\r\n');
@@ -91,8 +92,8 @@ async function nextHop(t: TestContext, extensions: string[], o: { silent?: boole
   return { ...hop, port: (server.address() as net.AddressInfo).port };
 }
 
-function connect(port: number, tls: 'none' | 'opportunistic' = 'none', verify = false): Promise<SmtpClient> {
-  return SmtpClient.connect({ host: '127.0.0.1', port, tls, verify },
+function connect(port: number, tls: 'none' | 'opportunistic' = 'none', verify = false, auth?: { user: string; pass: string }): Promise<SmtpClient> {
+  return SmtpClient.connect({ host: '127.0.0.1', port, tls, verify, ...(auth ? { auth } : {}) },
     { name: 'mx.example.test', connectTimeout: 5000, greetingTimeout: 5000, commandTimeout: 600_000 });
 }
 
@@ -178,6 +179,28 @@ test('an address with "<" or ">" in its quoted local part fails alone and for go
   const [after] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
   assert.equal(after!.ok, true, after!.reply);
   assert.deepEqual(hop.commands.filter((c) => /^(MAIL|RCPT)/.test(c)), ['MAIL FROM:<a@example.test>', 'RCPT TO:<plain@hop.test>', 'MAIL FROM:<a@example.test>', 'RCPT TO:<b@hop.test>']);
+});
+
+test('a login goes only to a next hop that offers AUTH; a 5xx to it is a refused login, a 4xx the server\'s trouble for now', async (t) => {
+  const auth = { user: 'me@provider.test', pass: 'secret' };
+  const plain = await nextHop(t, ['8BITMIME']);
+  const client = await connect(plain.port, 'none', false, auth);
+  t.after(() => client.close());
+  const [r] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
+  assert.equal(r!.ok, true, r!.reply);
+  assert.ok(!plain.commands.some((c) => /^AUTH/i.test(c)), 'the password went to a server that did not ask for it');
+  const offering = await nextHop(t, ['AUTH PLAIN LOGIN']);
+  const logged = await connect(offering.port, 'none', false, auth);
+  t.after(() => logged.close());
+  assert.ok(offering.commands.some((c) => /^AUTH PLAIN /i.test(c)));
+  for (const [reply, refused] of [['535 5.7.8 bad credentials', true], ['454 4.7.0 temporary authentication failure', false]] as const) {
+    const hop = await nextHop(t, ['AUTH PLAIN LOGIN'], { auth: reply });
+    const err = await connect(hop.port, 'none', false, auth).then(() => undefined, (e: unknown) => e);
+    assert.ok(err instanceof ConnectError, String(err));
+    assert.equal(err.loginRefused, refused, reply);
+    assert.equal(err.permanent, false, 'either way the mail waits');
+    assert.match(err.reply, new RegExp(`^${reply.slice(0, 3)} `));
+  }
 });
 
 test('a 421 the next hop gives as it closes stays its reply, not a broken connection, so the next message may go on a new one', async (t) => {

@@ -82,6 +82,30 @@ test('recipients that differ in their DSN requests are a transaction each, and a
   assert.deepEqual(f.server.logs.filter((l) => l.msg === 'delivery deferred'), []);
 });
 
+test('a delay warning carries the header alone, also under RET=FULL, which asks for the whole message in a failure\'s report only (RFC 3461 §4.3); the log names the server that deferred it', async () => {
+  const later = new SmtpSink({ rcptReply: () => '451 4.3.0 try later' });
+  sinks.push(later);
+  await later.start();
+  await cleanup(f);
+  f = await startFixture({ config: { relay: { routes: { 'later.test': `127.0.0.1:${later.port}` } }, queue: { poll_interval: '200ms', retry: ['1s'], delay_warning: '1s' } } });
+  const c = await f.openAuthenticated('alice@example.test');
+  for (const line of ['MAIL FROM:<alice@example.test> RET=FULL', 'RCPT TO:<w@later.test> NOTIFY=DELAY,FAILURE']) assert.equal((await c.cmd(line)).code, 250, line);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd('From: alice@example.test\r\nSubject: waiting\r\n\r\nthe body of the message\r\n.')).code, 250);
+  await c.quit();
+  const fixture = f;
+  let warning = '';
+  await until('the delay warning', async () => {
+    warning = (await mailbox(fixture.dataDir, 'alice@example.test')).map((m) => m.toString('latin1')).find((m) => m.includes('Action: delayed')) ?? '';
+    return warning !== '';
+  });
+  assert.match(warning, /Content-Type: text\/rfc822-headers\r\n/);
+  assert.match(warning, /Subject: waiting\r\n/);
+  assert.doesNotMatch(warning, /message\/rfc822|the body of the message/);
+  const deferred = fixture.server.logs.find((l) => l.msg === 'delivery deferred');
+  assert.equal(deferred?.relay, '127.0.0.1');
+});
+
 test('a message removed from the queue while it waits for a busy destination is not sent, its removal is no failure, and the ids of its recipients may serve again', async () => {
   // The first message's DATA is answered once the test says so.
   let release = () => {};
