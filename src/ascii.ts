@@ -54,3 +54,14 @@ export function asciiAddress(address: string): string | undefined {
   const domain = aLabels(address.slice(at + 1));
   return domain === undefined ? undefined : `${local}@${domain}`;
 }
+
+/**
+ * `text` without the spaces and tabs at its end. A loop, not `/[ \t]+$/`: a regular expression
+ * tries that from every position of a run of them, so a long run before some other character
+ * (what a stranger may send) costs the square of its length.
+ */
+export function trimEndBlanks(text: string): string {
+  let end = text.length;
+  while (end > 0 && (text.charCodeAt(end - 1) === 0x20 || text.charCodeAt(end - 1) === 0x09)) end--;
+  return text.slice(0, end);
+}

@@ -7,7 +7,7 @@
  * handler and local submission (`send`, `sendmail`, the HTTP API) take them out as a message
  * arrives, before anything reads it. The rest of the message stays exactly as received.
  */
-import { unfoldedValue, withoutFields } from '../mime/header-section.ts';
+import { unfoldedValue, withoutComments, withoutFields } from '../mime/header-section.ts';
 import { domainKey } from '../store/store.ts';
 
 const NAME = /^authentication-results[ \t]*:/i;
@@ -23,12 +23,7 @@ export function withoutForgedResults(message: Buffer[], authservId: string): Buf
  *  value before the first ";", a token or a quoted string, with comments and an optional version
  *  number around it). */
 function claimedId(field: string): string {
-  let value = unfoldedValue(field);
-  // Comments may nest (RFC 5322 §3.2.2): innermost first.
-  for (let before = ''; before !== value;) {
-    before = value;
-    value = value.replace(/\((?:[^()\\]|\\.)*\)/g, ' ');
-  }
+  const value = withoutComments(unfoldedValue(field));
   const token = value.trim().split(/[;\s]/)[0] ?? '';
   return asHost(token.replace(/^"(.*)"$/, '$1').replace(/\\(.)/g, '$1'));
 }

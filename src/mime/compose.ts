@@ -26,7 +26,7 @@ import { emptyGroups, formatAddressList, formatPhraseList, parseAddressList, par
 import { contentTypeFor, OCTET_STREAM, parameterValue, parseContentType } from './types.ts';
 import { MAX_LINE, MAX_WORD } from './line-length.ts';
 import { ComposeError } from './errors.ts';
-import { ENCODED_WORD } from './header-section.ts';
+import { ENCODED_WORD, withoutComments } from './header-section.ts';
 
 export { ComposeError };
 
@@ -159,13 +159,7 @@ const ZONES: Record<string, string> = { ut: '+0000', gmt: '+0000', est: '-0500',
  */
 function dateTimeToWrite(value: string): { text: string } | { why: string } {
   const notADate = { why: 'is not a date (RFC 5322 §3.3, e.g. "Tue, 1 Jul 2025 10:00:00 +0000")' };
-  let text = value;
-  // Comments may nest (§3.2.2): innermost first.
-  for (let before = ''; before !== text;) {
-    before = text;
-    text = text.replace(/\((?:[^()\\]|\\.)*\)/g, ' ');
-  }
-  text = text.replace(/\s+/g, ' ').trim();
+  const text = withoutComments(value).replace(/\s+/g, ' ').trim();
   const m = DATE_TIME.exec(text);
   if (!m) return notADate;
   const [, dayName, day, monthName, yearText, hour, minute, second, zoneMinutes, zoneName] = m;

@@ -17,6 +17,7 @@
  */
 import { isAscii } from 'node:buffer';
 import * as qp from 'nodemailer/lib/qp';
+import { trimEndBlanks } from '../ascii.ts';
 import { startsField, unfoldedValue } from './header-section.ts';
 import { textCharset } from './text-charset.ts';
 
@@ -208,7 +209,7 @@ function fitParts(lines: Lines, start: number, end: number, boundary: string, de
   // white space may follow either.
   const delimiter = (l: Buffer): 'next' | 'last' | undefined => {
     if (l.length < boundary.length + 2 || l[0] !== 0x2d || l[1] !== 0x2d) return undefined;
-    const text = l.toString('latin1').replace(/[ \t]+$/, '');
+    const text = trimEndBlanks(l.toString('latin1'));
     return text === `--${boundary}` ? 'next' : text === `--${boundary}--` ? 'last' : undefined;
   };
   /** The index of the first line of the part under way. */

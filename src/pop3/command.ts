@@ -1,4 +1,4 @@
-import { asciiUpper } from '../ascii.ts';
+import { asciiUpper, trimEndBlanks } from '../ascii.ts';
 
 /**
  * POP3 command lines (RFC 1939 §3): a case-insensitive keyword, then arguments separated by
@@ -21,7 +21,7 @@ export function parseCommand(line: Buffer): CommandLine {
   const rest = sp < 0 ? '' : text.slice(sp + 1);
   // RFC 1939 §3 separates arguments by one space; a run of them is read as one (PASS takes
   // `rest` whole, for a password may hold spaces).
-  const trimmed = rest.replace(/^ +|[ \t]+$/g, '');
+  const trimmed = trimEndBlanks(rest.replace(/^ +/, ''));
   return { verb, rest, args: trimmed === '' ? [] : trimmed.split(/ +/) };
 }
 

@@ -10,7 +10,7 @@
  * (RFC 3030), STARTTLS (RFC 3207), AUTH PLAIN/LOGIN (RFC 4954), DSN (RFC 3461).
  */
 import { isUtf8 } from 'node:buffer';
-import { asciiAddress, asciiUpper } from '../ascii.ts';
+import { asciiAddress, asciiUpper, trimEndBlanks } from '../ascii.ts';
 import { headerShape } from '../mime/header-section.ts';
 import { EMPTY } from '../net/empty.ts';
 import { describeTls, OUTPUT_PER_TURN, type Output, type Session, type SessionSummary, type TlsInfo } from '../net/session.ts';
@@ -765,8 +765,9 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private verifyCommand(verb: 'VRFY' | 'EXPN', args: string): void {
     // RFC 6531 §3.7.4.2: a client that may be answered with UTF-8 addresses says SMTPUTF8 after
     // the string (curl does whenever it is offered).
-    const utf8 = this.esmtp ? / +SMTPUTF8 *$/i.exec(args) : null;
-    const arg = (utf8 ? args.slice(0, utf8.index) : args).trim();
+    const bare = trimEndBlanks(args);
+    const utf8 = this.esmtp && / smtputf8$/i.test(bare.slice(-9));
+    const arg = (utf8 ? bare.slice(0, -9) : args).trim();
     if (arg === '') return this.send(reply(501, '5.5.4', `Syntax: ${verb} address [SMTPUTF8]`));
     if (!this.user) return this.send(reply(252, '2.5.0', 'Cannot verify the address, but will accept mail for local recipients'));
     // RFC 5321 §3.5.1: "a string identifying a user"; a user name alone is taken to be at the
@@ -776,7 +777,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     const parsed = parseRcptTo(`TO:${text}`, true, this.o.postmasterDomain, true);
     if ('code' in parsed) return this.send(reply(501, '5.1.3', `Bad address syntax in ${verb}`));
     this.verifyVerb = verb;
-    this.verifyUtf8 = utf8 !== null;
+    this.verifyUtf8 = utf8;
     this.effect({ kind: 'verify', address: lookupAddress(parsed.recipient) });
   }
 

@@ -1,0 +1,52 @@
+/**
+ * Text a stranger sends, read in one pass: nested comments in a header field, long runs of spaces
+ * and tabs at the end of a command or a delimiter line. Each case is what a reading that takes a
+ * pass per nesting level, or a regular expression that tries `[ \t]+$` from every position,
+ * spends seconds on (hundreds of thousands of characters); read here, it is milliseconds. The
+ * results are checked, not the time.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import PostalMime from 'postal-mime';
+import { trimEndBlanks } from '../../src/ascii.ts';
+import { withoutForgedResults } from '../../src/delivery/auth-results.ts';
+import { withoutComments } from '../../src/mime/header-section.ts';
+import { fitSubmittedLines } from '../../src/mime/line-length.ts';
+import { parseCommand } from '../../src/pop3/command.ts';
+import { SmtpDriver } from '../helpers/smtp-driver.ts';
+
+const N = 200_000;
+
+test('comments are removed in one pass, nested ones whole; quoted strings keep theirs; an unclosed one stays', () => {
+  assert.equal(withoutComments('a (b (c) d) e'), 'a   e');
+  assert.equal(withoutComments('"x (not a comment)" (one \\) two) y'), '"x (not a comment)"   y');
+  assert.equal(withoutComments('"a \\" (still quoted)" z'), '"a \\" (still quoted)" z');
+  assert.equal(withoutComments('mx (open (never closed'), 'mx (open (never closed');
+  assert.equal(withoutComments(`${'('.repeat(N)}${')'.repeat(N)} mx.example.test; spf=pass`), '  mx.example.test; spf=pass');
+});
+
+test('an Authentication-Results field of deeply nested comments claiming our name is still found and removed', () => {
+  const forged = `Authentication-Results: ${'('.repeat(N)}${')'.repeat(N)} mx.example.test; dmarc=pass\r\n`;
+  const kept = 'Authentication-Results: elsewhere.test; spf=pass\r\n';
+  const out = Buffer.concat(withoutForgedResults([Buffer.from(`${forged}${kept}Subject: s\r\n\r\nbody\r\n`)], 'mx.example.test')).toString();
+  assert.equal(out, `${kept}Subject: s\r\n\r\nbody\r\n`);
+});
+
+test('spaces and tabs at the end are trimmed by a loop; POP3 arguments, VRFY\'s SMTPUTF8 and a multipart delimiter read the same as before', async () => {
+  assert.equal(trimEndBlanks('a b \t \t'), 'a b');
+  assert.equal(trimEndBlanks(`x${' \t'.repeat(N)}y`), `x${' \t'.repeat(N)}y`);
+  assert.deepEqual(parseCommand(Buffer.from('RETR  1 \t ')).args, ['1']);
+  assert.deepEqual(parseCommand(Buffer.from(`X ${' \t'.repeat(N)}y`)).args.at(-1), `\ty`);
+  const d = new SmtpDriver({ role: 'smtp' });
+  d.send('EHLO c\r\n');
+  assert.equal(d.send(`VRFY x${' '.repeat(400)}y\r\n`), '252 2.5.0 Cannot verify the address, but will accept mail for local recipients\r\n');
+  assert.equal(d.send('VRFY alice  SMTPUTF8  \r\n'), '252 2.5.0 Cannot verify the address, but will accept mail for local recipients\r\n');
+  // A line of "--" and blanks inside a multipart is no delimiter; the real ones still are.
+  const message = `MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary="b"\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\n${'x'.repeat(1200)}\r\n--${' \t'.repeat(N)}y\r\n--b-- \t\r\n`;
+  const fitted = Buffer.concat(fitSubmittedLines([Buffer.from(message)]));
+  assert.match(fitted.toString('latin1'), /^--b\r\nContent-Type: text\/plain\r\nContent-Transfer-Encoding: quoted-printable\r\n/m);
+  assert.match(fitted.toString('latin1'), /\r\n--b-- \t\r\n$/);
+  const read = await PostalMime.parse(fitted);
+  // (Compared as a yes or no: a failure would print some 400,000 characters.)
+  assert.ok(read.text?.replace(/\r\n/g, '\n').replace(/\n$/, '') === `${'x'.repeat(1200)}\n--${' \t'.repeat(N)}y`, 'the part\'s text is as written, the blank line in it');
+});
