@@ -176,6 +176,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
   private data: DataReader | undefined;
   private bdatLeft = 0;
   private bdatLast = false;
+  /** The chunk under way is empty: a BDAT that moves no mail. */
+  private bdatEmpty = false;
   /** A BDAT after HELO: its chunk is read, and refused. */
   private bdatWithoutEhlo = false;
   private errors = 0;
@@ -642,6 +644,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     }
     this.bdatLeft = Number(m[1]);
     this.bdatLast = m[2] !== undefined;
+    this.bdatEmpty = this.bdatLeft === 0;
     this.phase = 'bdat';
     // RFC 3030 §2: BDAT is for a client that was offered CHUNKING, after EHLO. After HELO the
     // chunk is read all the same, and refused (bdatChunkDone), with the transaction.
@@ -683,6 +686,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     }
     if (this.bdatLast) return this.finishMessage();
     this.send(reply(250, '2.0.0', `${tx.sink.size} octets received`));
+    // "BDAT 0" again and again moves no mail, as NOOP does not.
+    if (this.bdatEmpty) this.junkCommand();
   }
 
   private finishMessage(): void {

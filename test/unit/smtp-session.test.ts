@@ -766,6 +766,21 @@ test('past 100 commands that move no mail, each counts as an error: NOOPs do not
   assert.ok(d.closed);
 });
 
+test('empty BDAT chunks move no mail either: past the limit they end the session as NOOPs do', () => {
+  const d = inState('ehlo');
+  d.send('MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\n');
+  // EHLO was one such command already.
+  for (let i = 0; i < 118; i++) assert.equal(d.send('BDAT 0\r\n'), '250 2.0.0 0 octets received\r\n');
+  assert.ok(!d.closed, 'closed before its time');
+  assert.match(d.send('BDAT 0\r\n'), /^250 2\.0\.0 0 octets received\r\n421 4\.7\.0 mx\.example\.test Too many errors, closing connection\r\n$/);
+  assert.ok(d.closed);
+  // A chunk that carries bytes is no such command.
+  const e = inState('ehlo');
+  e.send('MAIL FROM:<s@remote.test>\r\nRCPT TO:<alice@example.test>\r\n');
+  for (let i = 0; i < 200; i++) e.send('BDAT 1\r\nx');
+  assert.ok(!e.closed);
+});
+
 test('past 1,000 recipients over max_recipients, each counts as an error: a list sent all at once passes, one sent without end does not', () => {
   const d = inState('ehlo');
   // The driver's max_recipients is 5.
