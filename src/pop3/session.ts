@@ -26,6 +26,11 @@ type Waiting =
 
 /** Input held while an effect is under way; a client pipelining more than this is cut off. */
 const MAX_PENDING = 1024 * 1024;
+/** Errors of the client's own making (an unknown command, one out of its state, bad arguments)
+ *  a session may have; the next closes it, as Dovecot closes one after too many bad commands
+ *  and SMTP after 20 errors: such a client holds a connection, and perhaps the maildrop's lock,
+ *  for nothing. */
+const MAX_ERRORS = 20;
 
 /** The states each command is valid in (RFC 1939 §4-§7, RFC 2449 §5, RFC 2595 §4, RFC 5034 §4). */
 const ALLOWED: Record<string, readonly State[]> = {
@@ -68,6 +73,8 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
   /** A RETR/TOP response is on the wire: an -ERR now would land inside it. */
   private streaming = false;
   private outcome = 'dropped';
+  /** Client errors so far (see MAX_ERRORS). */
+  private errors = 0;
   /** Messages sent whole (RETR), and tops of messages (TOP): counted apart, as Dovecot's retr=
    *  and top=, so that a client that reads headers only shows no downloads. */
   private retrieved = 0;
@@ -215,6 +222,15 @@ export class Pop3Session implements Session<Pop3Effect, Pop3Result> {
   }
 
   private line(event: LineEvent): Out[] {
+    const out = this.command(event);
+    // A reply with a response code (RFC 2449 §8: AUTH, IN-USE, SYS/TEMP) is about the
+    // credentials or the server, which the login throttle and the lock see to; the rest count.
+    const clientError = out.some((o) => o.type === 'write' && typeof o.data === 'string' && o.data.startsWith('-ERR ') && !o.data.startsWith('-ERR ['));
+    if (!clientError || ++this.errors < MAX_ERRORS || this.state === 'closed') return out;
+    return [...out, ...this.closeWith(err('too many bad commands, closing the connection'), 'too many errors')];
+  }
+
+  private command(event: LineEvent): Out[] {
     if (event.type === 'overlong') {
       this.sasl = undefined;
       this.userName = undefined;

@@ -386,6 +386,24 @@ describe('POP3 session: pipelining (RFC 2449 §6.6) and limits', () => {
     assert.equal(d.closed, true);
   });
 
+  it('the 20th error of the client\'s own making closes the session, in either state; refused credentials and a locked maildrop do not count', async () => {
+    const a = new Driver();
+    a.login = () => ({ type: 'in-use' });
+    await a.greet();
+    for (let i = 0; i < 30; i++) {
+      await a.cmd('USER alice@example.test');
+      assert.match(await a.cmd('PASS x'), /^-ERR \[IN-USE\] /);
+    }
+    for (let i = 0; i < 19; i++) assert.equal(await a.cmd('XYZZY'), '-ERR unknown command\r\n');
+    assert.equal(a.closed, false);
+    assert.equal(await a.cmd('STAT'), '-ERR STAT is not valid in the AUTHORIZATION state\r\n-ERR too many bad commands, closing the connection\r\n');
+    assert.equal(a.closed, true);
+    const t = await new Driver().loggedIn();
+    for (let i = 0; i < 19; i++) assert.equal(await t.cmd('RETR 99'), '-ERR no such message, only 3 in maildrop\r\n');
+    assert.match(await t.cmd('LIST 1 2'), /^-ERR [^\r]*\r\n-ERR too many bad commands, closing the connection\r\n$/);
+    assert.equal(t.closed, true);
+  });
+
   it('thousands of commands in one write are answered a turn\'s worth at a time, in order', async () => {
     const d = new Driver();
     await d.greet();
