@@ -170,12 +170,17 @@ const ANGLED = /[<>]/;
 const ANGLED_RECIPIENT = '553 5.1.3 mailnest cannot send to an address with "<" or ">" in it';
 const ANGLED_SENDER = '553 5.1.7 mailnest cannot send from an address with "<" or ">" in it';
 
+/** nodemailer's socket idle limit ran out (see socketTimeout in SmtpClient.open). */
+function isIdleTimeout(err: NmError): boolean {
+  return err.code === 'ETIMEDOUT' && err.message === 'Timeout';
+}
+
 /** What went wrong: the next hop's reply, or the connection's trouble in words, as the reports
  *  a sender reads give it ("connection refused"), not as codes (ESOCKET, ECONNREFUSED). */
 function describe(err: NmError): string {
   if (err.response) return oneLine(err.response);
   // nodemailer's socket timeout, which is command_timeout once the session is made.
-  if (err.code === 'ETIMEDOUT' && err.message === 'Timeout') return 'no reply within relay.command_timeout';
+  if (isIdleTimeout(err)) return 'no reply within relay.command_timeout';
   // A system call's failure, as Node says it: "connect ECONNREFUSED 192.0.2.1:25".
   const name = /^(?:connect|read|write) (E[A-Z]+)\b/.exec(err.message)?.[1];
   const errno = name ? os.constants.errno[name as keyof typeof os.constants.errno] : undefined;
@@ -285,9 +290,12 @@ export class SmtpClient {
         }
         // A 5xx greeting or EHLO is not a verdict on the recipients: try elsewhere or later. A
         // server's reply is given as such, with the server; anything else names where it failed.
+        // The socket's idle limit while the session is set up is the longer of command_timeout
+        // and the setup's own bound (see socketTimeout), and is said so.
+        const what = isIdleTimeout(err) ? 'no reply to EHLO, STARTTLS or AUTH within relay.command_timeout, or relay.connect_timeout + relay.greeting_timeout when longer' : withAdvice(describe(err), target);
         reject(err.response
           ? new ConnectError(describe(err), false, inUpgrade, target.servername ?? target.host, err.code === 'EAUTH' && (err.responseCode ?? 0) >= 500)
-          : new ConnectError(`${whereOf(target)}: ${withAdvice(describe(err), target)}`, false, inUpgrade));
+          : new ConnectError(`${whereOf(target)}: ${what}`, false, inUpgrade));
       };
       const stopped = () => fail(Object.assign(new Error('the server is stopping'), { code: 'ESTOPPED' }));
       // The connection itself within connectTimeout; nodemailer keeps its socket to itself.

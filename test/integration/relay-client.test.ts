@@ -281,6 +281,18 @@ test('a greeting may take greeting_timeout after the connection, whatever connec
   patient.close();
 });
 
+test('a next hop that greets and then never answers EHLO fails at the setup\'s idle limit, said as such', async (t) => {
+  const mute = net.createServer((s) => { s.on('error', () => {}); s.write('220 mute.test ESMTP\r\n'); });
+  await new Promise<void>((r) => mute.listen(0, '127.0.0.1', r));
+  t.after(() => { mute.close(); mute.unref(); });
+  const port = (mute.address() as net.AddressInfo).port;
+  const err = await SmtpClient.connect({ host: '127.0.0.1', port, tls: 'none', verify: false },
+    { name: 'mx.example.test', connectTimeout: 500, greetingTimeout: 500, commandTimeout: 500 }).then(() => undefined, (e: unknown) => e);
+  assert.ok(err instanceof ConnectError, String(err));
+  assert.equal(err.reply, `127.0.0.1:${port}: no reply to EHLO, STARTTLS or AUTH within relay.command_timeout, or relay.connect_timeout + relay.greeting_timeout when longer`);
+  assert.equal(err.permanent, false);
+});
+
 test('a connection not made within connect_timeout fails then, however long the greeting may take', { timeout: 30_000 }, async (t) => {
   // A listener whose queue of connections is full and that takes none: the next SYN goes
   // unanswered, so the connection is never made.
