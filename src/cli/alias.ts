@@ -1,7 +1,7 @@
 /** `mailnest alias add|remove|list` */
 import type { Command } from 'commander';
 import { MAX_ALIAS_DEPTH } from '../delivery/recipients.ts';
-import { parseMailbox } from '../smtp/address.ts';
+import { parseMailbox, plainForm } from '../smtp/address.ts';
 import { withContext } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
 import { checkLocalAddress, noSuch, notePostmasters, postmasterDomains } from './user.ts';
@@ -11,14 +11,17 @@ export function registerAlias(program: Command): void {
   const alias = program.command('alias').description('local aliases and simple lists (targets may be local or remote)');
 
   alias.command('add <alias> <targets...>').description('create an alias, or add targets to it')
-    .action(async (name: string, targets: string[], _opts: unknown, cmd: Command) => {
+    .action(async (name: string, given: string[], _opts: unknown, cmd: Command) => {
       await withContext(cmd, async (ctx) => {
         checkLocalAddress(ctx, name, 'alias');
         // A user wins over an alias of its address: such an alias would never be used.
         if (await ctx.store.findUser(name)) throw new CliError(`${name} is a user; an alias of that address would never be used`);
-        for (const t of targets) {
-          if (typeof parseMailbox(t, true) === 'string') throw new UsageError(`target ${JSON.stringify(t)} is not a valid address`);
-        }
+        // Kept in their plainest form: "bob"@example.com is bob@example.com, as SMTP reads it.
+        const targets = given.map((t) => {
+          const parsed = parseMailbox(t, true);
+          if (typeof parsed === 'string') throw new UsageError(`target ${JSON.stringify(t)} is not a valid address`);
+          return plainForm(parsed);
+        });
         const refusal = await ctx.recipients.refusalOfTargets(name, targets);
         if (refusal?.why === 'loop') {
           throw new CliError(`${name} -> ${targets.join(', ')} would make a loop: its aliases would lead back to themselves and its mail to nobody`);

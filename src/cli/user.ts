@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { hashPassword } from '../auth/password.ts';
 import { splitAddress } from '../delivery/recipients.ts';
-import { parseMailbox } from '../smtp/address.ts';
+import { parseMailbox, plainForm } from '../smtp/address.ts';
 import { addressKey, StoreConflict } from '../store/store.ts';
 import type { Context } from '../context.ts';
 import { withContext } from './common.ts';
@@ -40,8 +40,14 @@ export async function notePostmasters(ctx: Context, before: string[]): Promise<v
 /** A user address must be a plain mailbox in one of the configured domains. */
 export function checkLocalAddress(ctx: Context, address: string, what: string): void {
   const parsed = parseMailbox(address, true);
-  if (typeof parsed === 'string' || parsed.domain.startsWith('[') || parsed.local.startsWith('"')) {
+  if (typeof parsed === 'string' || parsed.domain.startsWith('[')) {
     throw new UsageError(`${what} ${JSON.stringify(address)} is not a valid address (local-part@domain)`);
+  }
+  if (parsed.local.startsWith('"')) {
+    const plain = plainForm(parsed);
+    throw new UsageError(plain !== address
+      ? `${what} ${address}: write it without the quotes, ${plain}, the same address`
+      : `${what} ${address}: a local part that needs quotes is not taken for users and aliases`);
   }
   // Mail for longer ones is taken here, but not by every server that would send it (§4.5.3.1.1).
   const octets = Buffer.byteLength(parsed.local);

@@ -147,6 +147,13 @@ function isAddressLiteral(s: string): boolean {
   return net.isIPv4(inner);
 }
 
+/** The mailbox with the least quoting it needs (RFC 5321 §4.1.2 asks senders for that form):
+ *  `"bob"@example.com` is written bob@example.com, the same mailbox; `"a b"@x` keeps its quotes. */
+export function plainForm(m: Mailbox): string {
+  const bare = unquoteLocal(m.local);
+  return `${m.local.startsWith('"') && isDotString(bare, m.utf8) ? bare : m.local}@${m.domain}`;
+}
+
 /** The local part without quoting: `"a b"` becomes `a b`, for lookups. */
 export function unquoteLocal(local: string): string {
   if (!local.startsWith('"')) return local;

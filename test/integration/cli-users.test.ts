@@ -122,6 +122,14 @@ test('alias add / list --json / remove', () => {
   assert.equal(cli(cfg, ['alias', 'add', 'twice@example.test', 'ghost@example.test', 'GHOST@example.test']).status, 0);
   assert.equal(cli(cfg, ['alias', 'add', 'twice@example.test', 'Ghost@Example.Test']).status, 0);
   assert.deepEqual((JSON.parse(cli(cfg, ['alias', 'list', '--json']).stdout) as { alias: string; targets: string[] }[]).find((a) => a.alias === 'twice@example.test')?.targets, ['ghost@example.test']);
+  // A quoted local part that needs no quotes is the same address (RFC 5321 §4.1.2): a target is
+  // kept without them, and reaches the user; a user or an alias name is asked for without them.
+  const quoted = cli(cfg, ['alias', 'add', 'qq@example.test', '"bob"@example.test', '"john smith"@remote.test']);
+  assert.deepEqual([quoted.status, quoted.stdout, quoted.stderr], [0, 'qq@example.test -> bob@example.test, "john smith"@remote.test\n', '']);
+  assert.equal(cli(cfg, ['send', '--to', 'qq@example.test', '--text', 'x']).status, 0);
+  assert.equal(cli(cfg, ['alias', 'remove', 'qq@example.test']).status, 0);
+  assert.deepEqual([cli(cfg, ['user', 'add', '"carol"@example.test', '--password-stdin'], 'pw\n')].map((r) => [r.status, r.stderr]), [[2, 'mailnest: user "carol"@example.test: write it without the quotes, carol@example.test, the same address\n']]);
+  assert.equal(cli(cfg, ['alias', 'add', '"a b"@example.test', 'bob@example.test']).stderr, 'mailnest: alias "a b"@example.test: a local part that needs quotes is not taken for users and aliases\n');
   // A loop that also reaches someone is a list that names itself: allowed.
   assert.equal(cli(cfg, ['alias', 'add', 'loop2@example.test', 'loop1@example.test', 'd@remote.test']).status, 0);
   // Removing a user that aliases name says which aliases now lead to nobody.
