@@ -19,6 +19,7 @@
 import { isUtf8 } from 'node:buffer';
 import crypto from 'node:crypto';
 import MailComposer from 'nodemailer/lib/mail-composer';
+import type MimeNode from 'nodemailer/lib/mime-node';
 import { foldLines } from 'nodemailer/lib/mime-funcs';
 import { encodedWords } from './encoded-words.ts';
 import { rfc5322Date } from '../delivery/trace.ts';
@@ -284,9 +285,48 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
     disableUrlAccess: true,
   });
   const fields = ownFields.map((f) => `${foldLines(`${f.key}: ${f.value}`, 76)}\r\n`).join('');
-  const message = Buffer.concat([Buffer.from(fields, 'utf8'), await composer.compile().build()]);
+  const root = composer.compile();
+  foldDispositionsApart(root);
+  const message = Buffer.concat([Buffer.from(fields, 'utf8'), await root.build()]);
   checkLineLengths(message);
   return { message, sender: from.address, recipients, messageId };
+}
+
+/**
+ * The attachments' Content-Disposition folded between its parameters only. The library folds a
+ * long file name's RFC 2231 sections at the spaces inside their quotes, which RFC 5322 allows but
+ * readers that do not unfold (Python's default email policy, compat32) hand back as a file name
+ * holding CRLF; the sections are short enough each to stand on a line of its own, which is what
+ * RFC 2231's continuations are for.
+ */
+function foldDispositionsApart(node: MimeNode): void {
+  for (const child of node.childNodes) foldDispositionsApart(child);
+  if (node.filename === undefined) return;
+  const build = node.buildHeaders.bind(node);
+  node.buildHeaders = () => build().replace(/(?<=^|\r\n)Content-Disposition:(?:[^\r]|\r\n[ \t])*/i, (field) => foldBetweenParameters(field.replace(/\r\n(?=[ \t])/g, '')));
+}
+
+/** A header field (unfolded) folded before its parameters, as many to a line as fit in 76. */
+function foldBetweenParameters(field: string): string {
+  const parts: string[] = [];
+  let quoted = false;
+  let start = 0;
+  for (let i = 0; i < field.length; i++) {
+    const c = field[i];
+    if (quoted && c === '\\') i++;
+    else if (c === '"') quoted = !quoted;
+    else if (c === ';' && !quoted) {
+      parts.push(field.slice(start, i + 1).trim());
+      start = i + 1;
+    }
+  }
+  parts.push(field.slice(start).trim());
+  const lines = [parts[0]!];
+  for (const p of parts.slice(1)) {
+    if (lines.at(-1)!.length + 1 + p.length > 76) lines.push(` ${p}`);
+    else lines[lines.length - 1] += ` ${p}`;
+  }
+  return lines.join('\r\n');
 }
 
 /**

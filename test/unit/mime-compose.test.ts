@@ -9,6 +9,7 @@ import PostalMime from 'postal-mime';
 import { composeMessage, ComposeError, parseHeaderArg, type ComposeInput } from '../../src/mime/compose.ts';
 import { contentTypeFor } from '../../src/mime/types.ts';
 import { leaves, parseMail, shape } from '../helpers/parse-mail.ts';
+import { python } from '../helpers/server.ts';
 
 const base: ComposeInput = { from: 'backup@example.test', to: ['owner@example.org'], hostname: 'mx.example.test' };
 
@@ -168,6 +169,22 @@ test('non-ASCII subject and names use RFC 2047, non-ASCII file names RFC 2231; a
   assert.equal(a!.contentType, 'application/pdf');
   assert.equal(b!.filename, '报告.xlsx');
   assert.equal(b!.contentType, 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet');
+});
+
+test('a long file name is folded between its RFC 2231 sections, never inside one, so that a reader that does not unfold (Python\'s compat32) reads it whole', async () => {
+  const names = ['Quarterly report for the finance department final version 2025 Q3 summary do not forward.pdf', 'Überweisung für die Buchhaltung mit sehr langem Namen, Version zwei, endgültig.pdf', `${'a'.repeat(200)} "quoted; semi" back.txt`, 'short name.txt'];
+  const { composed, parsed } = await roundTrip({ text: 'x', attachments: names.map((filename) => ({ filename, content: Buffer.from('bytes') })) });
+  assert.deepEqual(leaves(parsed.root).slice(1).map((l) => l.filename), names);
+  const dispositions = [...composed.message.toString('latin1').matchAll(/^Content-Disposition:(?:[^\r]|\r\n[ \t])*/gm)].map((m) => m[0]);
+  assert.equal(dispositions.length, 4);
+  // Every fold is before a parameter.
+  for (const d of dispositions) for (const line of d.split('\r\n').slice(1)) assert.match(line, /^ filename(\*\d+\*?)?=/);
+  const compat = python(`
+import sys, email, json
+m = email.message_from_bytes(sys.stdin.buffer.read())
+print(json.dumps([p.get_filename() for p in m.walk() if p.get_filename()]))
+`, [], composed.message.toString('latin1'));
+  assert.deepEqual(JSON.parse(compat.stdout), names, compat.stderr);
 });
 
 test('a non-ASCII name is split into encoded-words only between words, and its plain words stay plain (Python reads it back whole)', async () => {
