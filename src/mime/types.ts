@@ -43,6 +43,16 @@ const KNOWN: Record<string, string> = {
   xlsx: 'application/vnd.openxmlformats-officedocument.spreadsheetml.sheet',
   // The library has RealAudio's plug-in type for .rpm.
   rpm: 'application/x-rpm',
+  // A JPEG by another name (the library has a misspelt private type); and the phone camera's and
+  // audio formats it does not know, so that mail clients can show or play them.
+  jfif: 'image/jpeg',
+  heic: 'image/heic',
+  heif: 'image/heif',
+  avif: 'image/avif',
+  m4a: 'audio/mp4',
+  ogg: 'audio/ogg',
+  opus: 'audio/ogg',
+  flac: 'audio/flac',
 };
 
 /** The content type for a file name, judged by its extension only (never by the bytes). */

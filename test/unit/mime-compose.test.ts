@@ -225,10 +225,12 @@ test('content types from file names', async () => {
   assert.deepEqual(parts.map((p) => Buffer.from(p.bytes!, 'base64').toString()), names);
 });
 
-test('where the library table is wrong or silent: scripts, markdown, archives, cards, calendars, messages, packages', () => {
+test('where the library table is wrong or silent: scripts, markdown, archives, cards, calendars, messages, packages, phone photos, audio', () => {
   const expected: Record<string, string> = {
     'job.py': 'text/x-python', 'run.sh': 'application/x-sh', 'README.md': 'text/markdown', 'site.tgz': 'application/gzip',
     'me.vcf': 'text/vcard', 'meeting.ics': 'text/calendar', 'fwd.eml': 'message/rfc822', 'pkg-1.0.rpm': 'application/x-rpm',
+    'IMG_0001.HEIC': 'image/heic', 'photo.heif': 'image/heif', 'pic.avif': 'image/avif', 'scan.jfif': 'image/jpeg',
+    'memo.m4a': 'audio/mp4', 'song.ogg': 'audio/ogg', 'voice.opus': 'audio/ogg', 'track.flac': 'audio/flac',
   };
   for (const [name, type] of Object.entries(expected)) assert.equal(contentTypeFor(name), type, name);
 });
