@@ -16,16 +16,21 @@ export async function withinTime<T>(ask: () => Promise<T>, ms: number): Promise<
     try {
       return await before(ask(), deadline);
     } catch (err) {
-      if ((err as { code?: string }).code !== 'ETIMEOUT' || performance.now() >= deadline) throw err;
+      if ((err as { code?: string }).code !== 'ETIMEOUT' || err instanceof TimeUp || performance.now() >= deadline) throw err;
     }
   }
 }
 
-/** `answer`, or an ETIMEOUT error at `deadline` (the query itself is left to end on its own). */
+/** The lookup's own time ran out: no question is asked again. */
+class TimeUp extends Error {
+  readonly code = 'ETIMEOUT';
+}
+
+/** `answer`, or TimeUp at `deadline` (the query itself is left to end on its own). */
 function before<T>(answer: Promise<T>, deadline: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(Object.assign(new Error('DNS query timed out'), { code: 'ETIMEOUT' })), Math.max(0, deadline - performance.now()));
+    timer = setTimeout(() => reject(new TimeUp('DNS query timed out')), Math.max(0, deadline - performance.now()));
   });
   return Promise.race([answer, late]).finally(() => clearTimeout(timer));
 }
