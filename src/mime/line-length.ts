@@ -314,14 +314,15 @@ export function fitHeader(fields: Field[]): Field[] {
  * comments and angle brackets are left as they are.
  */
 function spacedList(line: Buffer): Buffer {
-  const out: number[] = [];
+  const out: Buffer[] = [];
+  const space = Buffer.from(' ');
+  let kept = 0;
   let quoted = false;
   let comment = 0;
   let angle = 0;
   for (let i = 0; i < line.length; i++) {
     const c = line[i]!;
-    out.push(c);
-    if ((quoted || comment > 0) && c === 0x5c && i + 1 < line.length) out.push(line[++i]!);
+    if ((quoted || comment > 0) && c === 0x5c) i++;
     else if (c === 0x22 && comment === 0) quoted = !quoted;
     else if (quoted) continue;
     else if (c === 0x28) comment++;
@@ -329,9 +330,13 @@ function spacedList(line: Buffer): Buffer {
     else if (comment > 0) continue;
     else if (c === 0x3c) angle++;
     else if (c === 0x3e && angle > 0) angle--;
-    else if (c === 0x2c && angle === 0 && !isWsp(line[i + 1])) out.push(0x20);
+    else if (c === 0x2c && angle === 0 && !isWsp(line[i + 1])) {
+      out.push(line.subarray(kept, i + 1), space);
+      kept = i + 1;
+    }
   }
-  return Buffer.from(out);
+  out.push(line.subarray(kept));
+  return Buffer.concat(out);
 }
 
 /**

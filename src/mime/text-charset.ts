@@ -8,7 +8,7 @@ import { isAscii, isUtf8 } from 'node:buffer';
 /**
  * True when `bytes` are UTF-8, or would be but for a character cut short at either end, as
  * `head -c` or `tail -c` leave one: read as Latin-1, every other character beyond ASCII in such
- * text would be garbled, where as UTF-8 only the cut one is. Text whose only bytes beyond ASCII
+ * text would be garbled, whereas as UTF-8 only the cut one is. Text whose only bytes beyond ASCII
  * are at its ends (a Latin-1 "°" first) is no such case.
  */
 export function readsAsUtf8(bytes: Buffer): boolean {
