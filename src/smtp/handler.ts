@@ -18,11 +18,11 @@ import { withHeaderEnd } from '../mime/header-section.ts';
 import { totalLength } from '../chunks.ts';
 import type { ProtocolHandler } from '../net/listener.ts';
 import type { FreeSpace } from '../store/free-space.ts';
-import { isStorageFull } from '../store/store.ts';
+import { isStorageFull, type UserRecord } from '../store/store.ts';
 import { lookupAddress, parseMailbox } from './address.ts';
 import { renderReply, reply } from './reply.ts';
 import type { BodyBudget } from './body-budget.ts';
-import { SmtpSession, type SmtpEffect, type SmtpResult, type SmtpRole, type SmtpSessionOptions, type Delivery } from './session.ts';
+import { SmtpSession, type AuthenticatedUser, type SmtpEffect, type SmtpResult, type SmtpRole, type SmtpSessionOptions, type Delivery } from './session.ts';
 
 export type { SmtpRole };
 
@@ -91,8 +91,9 @@ async function perform(p: Performer, effect: SmtpEffect, gone: () => boolean): P
   switch (effect.kind) {
     case 'auth': return authenticate(ctx, role, throttle, effect.client, effect.username, effect.password, gone);
     case 'sender': {
-      const user = await ctx.store.findUser(effect.user.address);
-      return { kind: 'sender', allowed: !!user && (await ctx.recipients.mayUseSender(user, effect.address)) };
+      const account = await sameAccount(ctx, effect.user);
+      if (!account) return { kind: 'sender', allowed: false, gone: true };
+      return { kind: 'sender', allowed: await ctx.recipients.mayUseSender(account, effect.address) };
     }
     case 'rcpt': {
       const resolution = await ctx.recipients.resolve(effect.address);
@@ -136,14 +137,20 @@ async function authenticate(ctx: Context, role: SmtpRole, throttle: AuthThrottle
   return { kind: 'auth', disconnect: verdict.disconnect };
 }
 
-/** The first of `originators` that `user` may not send as (the rule of MAIL FROM); an address
- *  '' names none. */
-async function foreignOriginator(ctx: Context, user: string, originators: Completed['originators']): Promise<Completed['originators'][number] | undefined> {
-  const record = await ctx.store.findUser(user);
+/** The account a session logged in as, while it still is that account: one removed since, or
+ *  removed and made again under the same address (another id, another password), is not. */
+async function sameAccount(ctx: Context, user: AuthenticatedUser): Promise<UserRecord | undefined> {
+  const record = await ctx.store.findUser(user.address);
+  return record?.id === user.id ? record : undefined;
+}
+
+/** The first of `originators` that `account` may not send as (the rule of MAIL FROM); an
+ *  address '' names none. */
+async function foreignOriginator(ctx: Context, account: UserRecord, originators: Completed['originators']): Promise<Completed['originators'][number] | undefined> {
   for (const o of originators) {
     // Read as MAIL FROM is: `"me"@example.com` is me@example.com's (RFC 5321 §4.1.2).
     const m = parseMailbox(o.address, true);
-    if (!record || typeof m === 'string' || !(await ctx.recipients.mayUseSender(record, lookupAddress(m)))) return o;
+    if (typeof m === 'string' || !(await ctx.recipients.mayUseSender(account, lookupAddress(m)))) return o;
   }
   return undefined;
 }
@@ -179,7 +186,9 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     // gets the domain, which a mail server over the network would not add to a client's.
     if (role === 'local') body = withLocalHeader(body, ctx.config.domains[0]!);
     const done = completeSubmission(body, { from, hostname: ctx.config.hostname, now: new Date() });
-    const foreign = d.user === undefined ? undefined : await foreignOriginator(ctx, d.user, done.originators);
+    const account = d.user === undefined ? undefined : await sameAccount(ctx, d.user);
+    if (d.user !== undefined && !account) return { kind: 'deliver', failure: 'account-gone', reason: 'account_gone' };
+    const foreign = account === undefined ? undefined : await foreignOriginator(ctx, account, done.originators);
     if (foreign !== undefined) {
       const message = foreign.address === '' ? `${foreign.field}: names no address that reads one way only; it must name one of yours` : `${foreign.field}: <${foreign.address}> is not one of your addresses`;
       return { kind: 'deliver', failure: 'refused', message, reason: 'foreign_from' };
@@ -188,7 +197,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     // relay on its way, which would break the signature; a local program's text is labelled as
     // the sendmail command labels what it reads.
     try {
-      body = role === 'local' ? fitLocalMessage(done.message) : await fitSubmittedOffLoop(done.message, d.user!);
+      body = role === 'local' ? fitLocalMessage(done.message) : await fitSubmittedOffLoop(done.message, d.user!.address);
     } catch (err) {
       // The server stops before the lines were fitted: not taken, and not refused either.
       if (err instanceof FitAbandoned) return { kind: 'deliver', failure: 'store-error', reason: 'store_error' };
@@ -223,12 +232,12 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
         by: ctx.config.hostname,
         with: d.protocol,
         ...(d.tls ? { tls: d.tls } : {}),
-        ...(d.user ? { auth: d.user } : caller ? { auth: caller.login } : {}),
+        ...(d.user ? { auth: d.user.address } : caller ? { auth: caller.login } : {}),
       },
     });
     ctx.metrics.accepted.inc({ listener: role });
     // One line per message taken (Postfix's qmgr "from=<...>, size=..." and its "to=" lines).
-    ctx.log.info({ listener: role, client: d.clientIp, id, from: d.sender, to: d.recipients.map((r) => r.address), size: totalLength(d.body), ...(d.user ? { user: d.user } : {}) }, 'message accepted');
+    ctx.log.info({ listener: role, client: d.clientIp, id, from: d.sender, to: d.recipients.map((r) => r.address), size: totalLength(d.body), ...(d.user ? { user: d.user.address } : {}) }, 'message accepted');
     // Not awaited: the 250 does not wait for a "delivered" report, nor fails with it.
     const report = { sender: d.sender, queueId: id, ...(d.dsn.envid ? { envid: d.dsn.envid } : {}), recipients: d.recipients, body, trace: localTrace, now: new Date() };
     const reporting = reportLocalDelivery(ctx, report).catch((err: unknown) => ctx.log.error({ err, id }, 'could not queue a delivery status notification'));

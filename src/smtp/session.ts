@@ -44,14 +44,15 @@ export type SmtpEffect =
 
 export type SmtpResult =
   | { kind: 'auth'; user?: AuthenticatedUser; disconnect?: boolean }
-  | { kind: 'sender'; allowed: boolean }
+  /** `gone`: the account logged in as was removed since (or removed and made again). */
+  | { kind: 'sender'; allowed: boolean; gone?: boolean }
   | { kind: 'rcpt'; resolution: Resolution }
   | { kind: 'verify'; resolution: Resolution; alias?: AliasRecord }
   | { kind: 'deliver'; id: string }
   /** Not stored: refused by policy (with the reply's text), a store failure, or no room on
    *  disk; `reason` is the refusal's for the count (see Output 'refused'). */
   | { kind: 'deliver'; id?: undefined; failure: 'refused' | 'deferred' | 'unfit' | 'too-big'; message: string; reason: string }
-  | { kind: 'deliver'; id?: undefined; failure: 'store-error' | 'storage-full'; reason: string };
+  | { kind: 'deliver'; id?: undefined; failure: 'store-error' | 'storage-full' | 'account-gone'; reason: string };
 
 /** Everything needed to commit an accepted message. */
 export interface Delivery {
@@ -65,7 +66,8 @@ export interface Delivery {
    *  (RFC 6531 §3.7.3), or SMTP after HELO. */
   protocol: string;
   tls?: string;
-  user?: string;
+  /** The account the session logged in as. */
+  user?: AuthenticatedUser;
 }
 
 /** The listener's policy, one object shared by all of its sessions. */
@@ -241,7 +243,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (!effect || effect.kind !== result.kind) throw new Error(`unexpected ${result.kind} result`);
     switch (result.kind) {
       case 'auth': this.authDone(result); break;
-      case 'sender': this.senderDone(result.allowed); break;
+      case 'sender': this.senderDone(result.allowed, result.gone === true); break;
       case 'rcpt': this.rcptDone(result.resolution); break;
       case 'verify': this.verifyDone(result.resolution, result.alias); break;
       case 'deliver': this.deliverDone(result); break;
@@ -578,7 +580,11 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     this.send(reply(250, '2.1.0', 'Ok'));
   }
 
-  private senderDone(allowed: boolean): void {
+  private senderDone(allowed: boolean, gone: boolean): void {
+    if (gone) {
+      this.refused('account_gone');
+      return this.accountGone();
+    }
     if (!allowed) {
       const sender = formatMailbox(this.tx!.from.sender!);
       this.refused('foreign_sender');
@@ -738,7 +744,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
         // RFC 3848; RFC 6531 §3.7.3 for a transaction under SMTPUTF8.
         protocol: !this.esmtp ? 'SMTP' : `${tx.from.utf8 ? 'UTF8SMTP' : 'ESMTP'}${tlsMark}${auth}`,
         ...(this.tls ? { tls: `${this.tls.protocol} with cipher ${this.tls.cipher}` } : {}),
-        ...(this.user ? { user: this.user.address } : {}),
+        ...(this.user ? { user: this.user } : {}),
       },
     });
   }
@@ -756,6 +762,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       return this.send(reply(250, '2.0.0', `OK queued as ${result.id}`));
     }
     switch (result.failure) {
+      case 'account-gone': return this.accountGone();
       case 'storage-full': return this.send(INSUFFICIENT_STORAGE);
       case 'store-error': return this.send(reply(451, '4.3.0', 'Local error in processing, try again later'));
       case 'refused': return this.send(reply(550, '5.7.1', result.message));
@@ -764,6 +771,13 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       case 'unfit': return this.send(reply(554, '5.6.0', result.message));
       case 'too-big': return this.send(reply(552, '5.3.4', result.message));
     }
+  }
+
+  /** The account the session logged in as was removed (`user remove`, perhaps followed by a
+   *  `user add` of the same address, which is another account): its login no longer holds. */
+  private accountGone(): void {
+    this.outcome = 'account removed';
+    this.close(reply(421, '4.7.0', `${this.o.hostname} The account ${this.user!.address} no longer exists, closing connection`));
   }
 
   /** VRFY and EXPN (RFC 5321 §3.5): answered only to authenticated users (no enumeration). */

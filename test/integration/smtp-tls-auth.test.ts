@@ -332,6 +332,25 @@ test('the authenticated user sends only as itself or an alias that delivers to i
   assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 6);
 });
 
+test('a session whose account was removed, or removed and made again under its address, sends nothing more: 421, and the connection closes', async () => {
+  f = await startFixture();
+  const before = await f.openAuthenticated('alice@example.test');
+  const midway = await f.openAuthenticated('alice@example.test');
+  assert.equal((await midway.cmd('MAIL FROM:<alice@example.test>')).code, 250);
+  assert.equal((await midway.cmd('RCPT TO:<bob@example.test>')).code, 250);
+  assert.equal((await midway.cmd('DATA')).code, 354);
+  assert.equal(cli(f.configFile, ['user', 'remove', 'alice@example.test']).status, 0);
+  assert.equal(cli(f.configFile, ['user', 'add', 'alice@example.test', '--password-stdin'], 'a new password\n').status, 0);
+  const gone = '421 4.7.0 mx.example.test The account alice@example.test no longer exists, closing connection\r\n';
+  assert.equal((await midway.cmd(`${BODY}.`)).raw, gone);
+  assert.equal((await before.cmd('MAIL FROM:<alice@example.test>')).raw, gone);
+  assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 0);
+  // The new account's own login works.
+  const fresh = await f.openAuthenticated('alice@example.test', 'a new password');
+  assert.equal((await fresh.cmd('MAIL FROM:<alice@example.test>')).code, 250);
+  await fresh.quit();
+});
+
 test('VRFY and EXPN answer from users and aliases once authenticated', async () => {
   f = await startFixture({ aliases: { 'fwd@example.test': ['someone@remote.test'], 'al@example.test': ['alice@example.test'] } });
   // The operator's way, on the running server.

@@ -545,7 +545,7 @@ test('submission: AUTH required before MAIL; PLAIN with initial response', () =>
   assert.equal(lastCode(d.send('RCPT TO:<someone@remote.test>\r\n')), 250, 'any recipient once authenticated');
   d.send('DATA\r\nSubject: s\r\n\r\nx\r\n.\r\n');
   assert.equal(d.delivered[0]!.protocol, 'ESMTPSA');
-  assert.equal(d.delivered[0]!.user, 'alice@example.test');
+  assert.equal(d.delivered[0]!.user?.address, 'alice@example.test');
   // RFC 6531 §3.7.3: a transaction under SMTPUTF8 is UTF8SMTP…
   d.send('MAIL FROM:<alice@example.test> SMTPUTF8\r\nRCPT TO:<j\u00f6rg@b\u00fccher.test>\r\nDATA\r\nSubject: s\r\n\r\nx\r\n.\r\n');
   assert.equal(d.delivered[1]!.protocol, 'UTF8SMTPSA');
