@@ -382,6 +382,14 @@ export class QueueRunner {
           this.ctx.log.error({ err, id: job.entry.id }, 'delivery failed');
           results = job.recipients.map((r) => ({ address: r.address, ok: false, permanent: false, reply: localError(err), ownReply: true }));
         }
+        // A transfer that failed on our side because the message went meanwhile (its body, read
+        // as it was sent, gone with it): the removal, not a failure to retry. (A next hop's
+        // refusal of it is settled as usual, and reported to no one: see sendReports.)
+        if (results.every((r) => !r.ok && r.ownReply === true) && await this.removedMeanwhile(job)) {
+          this.release(job.entry.id, job.recipients.map((r) => r.id));
+          this.ctx.log.info({ id: job.entry.id }, 'removed from the queue while it was being sent; the transfer was cut off');
+          continue;
+        }
         // A connection closed after the mail it carried (a server's limit per connection): the job
         // waits for a fresh one, uncharged; closed on a fresh one, it is a 4xx like any other.
         if (results.length > 0 && results.every((r) => r.again === 'connection')) {

@@ -21,6 +21,8 @@ export interface SinkOptions {
   dataReply?: (m: SunkMessage) => string | undefined;
   /** What the reply after the final dot waits for, as a slow server's does. */
   dataGate?: () => Promise<void>;
+  /** What the 354 that lets the message begin waits for. */
+  startGate?: () => Promise<void>;
   /** Offer STARTTLS with this key and certificate. */
   tls?: { key: string | Buffer; cert: string | Buffer };
   /** Name in the greeting. */
@@ -182,7 +184,8 @@ export class SmtpSink {
       } else if (verb === 'DATA') {
         if (to.length === 0) return void write('554 5.5.1 no valid recipients');
         inData = true;
-        write('354 go ahead');
+        if (this.opts.startGate) void this.opts.startGate().then(() => write('354 go ahead'));
+        else write('354 go ahead');
       } else if (verb === 'RSET') {
         from = undefined;
         to = [];

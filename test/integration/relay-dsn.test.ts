@@ -102,8 +102,8 @@ test('a delay warning carries the header alone, also under RET=FULL, which asks 
   assert.match(warning, /Content-Type: text\/rfc822-headers\r\n/);
   assert.match(warning, /Subject: waiting\r\n/);
   assert.doesNotMatch(warning, /message\/rfc822|the body of the message/);
-  const deferred = fixture.server.logs.find((l) => l.msg === 'delivery deferred');
-  assert.equal(deferred?.relay, '127.0.0.1');
+  const deferred = fixture.server.logs.find((l) => l.msg === 'delivery deferred' && String(l.reply).startsWith('451 '));
+  assert.equal(deferred?.relay, '127.0.0.1', JSON.stringify(fixture.server.logs.filter((l) => /^deliver/.test(String(l.msg)))));
 });
 
 test('a message removed from the queue while it waits for a busy destination is not sent, its removal is no failure, and the ids of its recipients may serve again', async () => {
@@ -139,6 +139,26 @@ test('a message removed from the queue while it waits for a busy destination is 
   await until('the third sent', () => fast.messages.length === 1);
   await until('the first sent', () => slow.messages.length === 1);
   assert.deepEqual(slow.messages.map((m) => m.to), [['a@slow.test']]);
+});
+
+test('a large message removed while its transfer waits for the 354: the transfer is cut off, said as the removal, neither deferred nor reported', async () => {
+  let release = () => {};
+  const released = new Promise<void>((resolve) => { release = resolve; });
+  const slow = new SmtpSink({ startGate: () => released });
+  sinks.push(slow);
+  await slow.start();
+  await cleanup(f);
+  f = await startFixture({ config: { relay: { routes: { 'slow.test': `127.0.0.1:${slow.port}` } }, queue: { poll_interval: '100ms' } } });
+  // Over 256 KiB: its body is read from the store as it is sent, after the 354.
+  const id = inject(f.configFile, 'alice@example.test', ['a@slow.test'], `From: alice@example.test\r\nSubject: big\r\n\r\n${'x'.repeat(76).concat('\r\n').repeat(4000)}`);
+  await until('the transfer at DATA', () => slow.commands.includes('DATA'));
+  assert.equal(cli(f.configFile, ['queue', 'remove', id]).status, 0);
+  release();
+  const fixture = f;
+  await until('the removal noticed', () => fixture.server.logs.some((l) => l.msg === 'removed from the queue while it was being sent; the transfer was cut off' && l.id === id));
+  assert.deepEqual(fixture.server.logs.filter((l) => l.id === id && /^delivery (failed|deferred)|^delivered/.test(String(l.msg))), []);
+  assert.equal(slow.messages.length, 0);
+  assert.equal((await mailbox(fixture.dataDir, 'alice@example.test')).length, 0);
 });
 
 test('a message removed from the queue while its transfer is under way: the failure that transfer ends in is reported to no one, and no error is logged', async () => {
