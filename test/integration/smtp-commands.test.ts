@@ -6,7 +6,7 @@
 import { afterEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { python } from '../helpers/server.ts';
+import { cli, python } from '../helpers/server.ts';
 import { cleanup, mailbox, PASSWORD, splitTrace, startFixture, type Fixture } from '../helpers/smtp-fixture.ts';
 import { until } from '../helpers/relay.ts';
 
@@ -414,6 +414,21 @@ test('NOTIFY=SUCCESS: delivery into a local mailbox is reported to the sender as
   assert.match(headers, new RegExp(`^Return-Path: <bob@example\\.test>\\r\\nReceived: from [^]*\\bid ${id}\\b[^]*\\r\\nSubject: tell me$`));
   assert.doesNotMatch(headers, /forged/);
   assert.equal((await mailbox(f.dataDir, 'alice@example.test')).length, 2);
+});
+
+test('a recipient removed while the message is under way is let go; the others get it', async () => {
+  f = await startFixture();
+  const c = await f.open('smtp');
+  await c.ehlo();
+  assert.equal((await c.cmd('MAIL FROM:<x@remote.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<bob@example.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<alice@example.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal(cli(f.configFile, ['user', 'remove', 'bob@example.test']).status, 0);
+  assert.match((await c.cmd('Subject: meanwhile\r\n\r\nx\r\n.')).raw, /^250 2\.0\.0 OK queued as /);
+  await c.quit();
+  assert.equal((await mailbox(f.dataDir, 'alice@example.test')).length, 1);
+  assert.deepEqual(f.server.logs.filter((l) => l.msg === 'cannot store message'), []);
 });
 
 test('null sender, DSN parameters, SIZE, BODY and SMTPUTF8 are accepted', async () => {

@@ -54,19 +54,24 @@ test('a body of 32 to 256 KiB is appended to the body log, not kept in the datab
   assert.deepEqual(fs.readdirSync(path.join(dir, 'bodies')), []);
   assert.deepEqual(fs.readdirSync(path.join(dir, 'body-log')).filter((n) => !n.endsWith('.open')), ['00000001']);
   assert.equal(fs.statSync(path.join(dir, 'body-log', '00000001')).size, 256 * 1024);
-  // No such user: the insert fails and is rolled back, alone and within a group commit.
-  const bad = () => store.accept({ id: newQueueId(), body: [Buffer.alloc(300_000, 'b')], sender: '', local: [{ userId: 999, prefix: Buffer.alloc(0) }] });
-  await assert.rejects(bad(), /no mailbox/);
+  // A queue id taken already (a small body, in the database): the insert fails and is rolled
+  // back, alone and within a group commit, and its body file goes with it.
+  const taken = newQueueId();
+  await store.accept({ id: taken, body: [Buffer.from('small\r\n')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+  const bad = () => store.accept({ id: taken, body: [Buffer.alloc(300_000, 'b')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] });
+  await assert.rejects(bad(), /UNIQUE/);
   const good = Array.from({ length: 5 }, () => store.accept({ id: newQueueId(), body: [Buffer.alloc(300_000, 'c')], sender: '', local: [{ userId: u.id, prefix: Buffer.alloc(0) }] }));
-  const failing = [assert.rejects(bad(), /no mailbox/), assert.rejects(bad(), /no mailbox/)];
+  // (Two at once with the same id: one of them finds the other's body file there.)
+  const failing = [assert.rejects(bad(), /UNIQUE|EEXIST/), assert.rejects(bad(), /UNIQUE|EEXIST/)];
   await Promise.all([...good, ...failing]);
   await until('only the five stored bodies to have files', () => fs.readdirSync(path.join(dir, 'bodies')).length === 5, 2000);
-  assert.equal((await store.listMailbox(u.id)).length, 6);
+  assert.equal((await store.listMailbox(u.id)).length, 7);
   assert.ok((await storedMessage(store, u.id, 1)).equals(Buffer.alloc(256 * 1024, 'a')));
+  assert.ok((await storedMessage(store, u.id, 2)).equals(Buffer.from('small\r\n')));
   store.close();
   const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
   assert.deepEqual({ ...db.prepare('SELECT external, log_segment, log_offset, (SELECT count(*) FROM body_parts) AS parts FROM bodies ORDER BY id LIMIT 1').get() },
-    { external: 2, log_segment: 1, log_offset: 0, parts: 0 });
+    { external: 2, log_segment: 1, log_offset: 0, parts: 1 }, 'the small message\'s one part only');
   db.close();
 });
 
@@ -476,16 +481,34 @@ test('a report is queued in the same commit that marks its recipients\' reports 
   await store.updateRecipients(id, [x!, y!].map((r) => ({ recipientId: r.id, status: 'failed' as const, attempts: 1, nextAttempt: 0, lastReply: '550 no', report: `report of ${r.address}` })));
   assert.deepEqual(await store.entriesWithReports(), [id]);
   assert.deepEqual((await store.listQueue()).map((e) => e.id), [], 'nothing left to deliver');
-  const report = (userId: number) => ({ id: newQueueId(), body: [Buffer.from('Subject: report\r\n\r\nr\r\n')], sender: '', local: [{ userId, prefix: Buffer.alloc(0) }], reportOn: { queueId: id, recipientIds: [x!.id, y!.id] } });
-  // A report that cannot be stored (its mailbox is gone) takes nothing with it.
-  await assert.rejects(store.accept(report(sender.id + 1000)), /no mailbox/);
+  const report = (reportId: string) => ({ id: reportId, body: [Buffer.from('Subject: report\r\n\r\nr\r\n')], sender: '', local: [{ userId: sender.id, prefix: Buffer.alloc(0) }], reportOn: { queueId: id, recipientIds: [x!.id, y!.id] } });
+  // A report that cannot be stored (its queue id is taken) takes nothing with it.
+  await assert.rejects(store.accept(report(id)), /UNIQUE/);
   assert.deepEqual(await store.entriesWithReports(), [id]);
   assert.deepEqual((await store.getQueueEntry(id))!.recipients.map((r) => r.report), ['report of x@remote.test', 'report of y@remote.test']);
-  await store.accept(report(sender.id));
+  await store.accept(report(newQueueId()));
   assert.deepEqual(await store.entriesWithReports(), []);
   assert.equal(await store.getQueueEntry(id), undefined, 'the entry goes with its last report');
   assert.equal((await store.listMailbox(sender.id)).length, 1);
   store.close();
+});
+
+test('a copy for a user removed since its address was looked up is let go; the other copies, and the queue\'s, are stored; a message left with none leaves no body', async () => {
+  const dir = tmp();
+  const store = new SqliteStore(dir);
+  const a = await store.createUser('a@example.test', 'h');
+  const gone = await store.createUser('gone@example.test', 'h');
+  await store.removeUser('gone@example.test');
+  const kept = newQueueId();
+  await store.accept({ id: kept, body: [Buffer.from('Subject: x\r\n\r\nx\r\n')], sender: '', local: [{ userId: gone.id, prefix: Buffer.alloc(0) }, { userId: a.id, prefix: Buffer.alloc(0) }] });
+  assert.equal((await store.listMailbox(a.id)).length, 1);
+  const onlyGone = newQueueId();
+  await store.accept({ id: onlyGone, body: [Buffer.alloc(300_000, 'z')], sender: '', local: [{ userId: gone.id, prefix: Buffer.alloc(0) }] });
+  await until('its body file to go', () => !fs.existsSync(path.join(dir, 'bodies', onlyGone)), 2000);
+  store.close();
+  const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
+  assert.deepEqual(db.prepare('SELECT queue_id FROM bodies').all().map((r) => r.queue_id), [kept]);
+  db.close();
 });
 
 test('a delay warning still owed goes on owed while its recipient waits, and is dropped once the recipient is delivered or failed', async () => {

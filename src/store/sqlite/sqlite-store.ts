@@ -508,9 +508,13 @@ export class SqliteStore implements Store {
       const data = m.body.length === 1 ? m.body[0]! : Buffer.concat(m.body, size);
       this.q('INSERT INTO body_parts (body_id, seq, data) VALUES (?, 0, ?)').run(bodyId, data);
     }
+    let copies = 0;
     for (const copy of m.local) {
       const mb = this.q("SELECT id, uid_next FROM mailboxes WHERE user_id = ? AND name = 'INBOX'").get(copy.userId) as Row | undefined;
-      if (!mb) throw new Error(`no mailbox for user ${copy.userId}`);
+      // A user removed since its address was looked up (`user remove` during the transaction):
+      // its copy goes as if the removal had come just after, and the others are kept.
+      if (!mb) continue;
+      copies++;
       this.q('UPDATE mailboxes SET uid_next = uid_next + 1 WHERE id = ?').run(mb.id as number);
       this.q('INSERT INTO messages (mailbox_id, uid, body_id, prefix, size, received_at) VALUES (?, ?, ?, ?, ?, ?)')
         .run(mb.id as number, mb.uid_next as number, bodyId, copy.prefix, copy.prefix.length + size, now);
@@ -527,6 +531,7 @@ export class SqliteStore implements Store {
     }
     // Last: a body file it dooms is not doomed by a message whose insert then fails.
     if (m.reportOn) this.clearReports(m.reportOn);
+    if (copies === 0 && !(m.outbound && m.outbound.recipients.length > 0)) this.dropBodyIfUnused(bodyId);
   }
 
   private dropBodyIfUnused(bodyId: number): void {
