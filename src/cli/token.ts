@@ -39,7 +39,7 @@ export function registerToken(program: Command): void {
       });
     });
 
-  token.command('revoke <name>').description('revoke a token; requests using it get 401 from then on')
+  token.command('revoke <name>').description('revoke a token; requests made with it from then on get 401 (one under way is answered)')
     .action(async (name: string, _opts: unknown, cmd: Command) => {
       await withContext(cmd, async (ctx) => {
         if (!(await ctx.store.removeToken(name))) throw new CliError(`no token ${name}`);
