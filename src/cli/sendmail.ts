@@ -325,7 +325,7 @@ async function smtpOnStdio(ctx: Context, caller: string): Promise<void> {
     const handler = smtpHandler(ctx, 'local', new AuthThrottle(ctx.config.auth.max_failures), freeSpace, { caller: { login: caller } });
     const session = handler.createSession({ remoteAddress: '' });
     try {
-      await runStdioSession({ session, perform: (e, s) => handler.perform(e, s), input: process.stdin, output: process.stdout, idleMs: ctx.config.limits.idle_timeout, lfIsLineEnd: true });
+      await runStdioSession({ session, perform: (e, s) => handler.perform(e, s), input: process.stdin, output: process.stdout, idleMs: ctx.config.limits.idle_timeout, lineEndsAsWritten: true });
     } finally {
       // A "delivered" report that follows a 250 is queued before the store closes.
       await handler.settled();

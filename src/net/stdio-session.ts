@@ -16,27 +16,40 @@ export interface StdioSessionOptions<E, R> {
   input: Readable;
   output: Writable;
   idleMs: number;
-  /** Take a bare LF for CRLF, as Postfix's smtpd does for `sendmail -bs`: a local program that
-   *  speaks SMTP with printf's "\n" (no next hop reads this input, so no smuggling either). */
-  lfIsLineEnd?: boolean;
+  /** Take a bare LF, and a bare CR, for CRLF, as Postfix's smtpd takes a bare LF for `sendmail
+   *  -bs` and as the sendmail command reads a progress bar's CR: a local program that speaks SMTP
+   *  with printf's "\n" (no next hop reads this input, so no smuggling either). The session is
+   *  then one that offers no CHUNKING, whose chunks are counted in octets. */
+  lineEndsAsWritten?: boolean;
 }
 
-/** Puts a CR before each LF that has none, across chunk boundaries. */
-function crlfLines(): (chunk: Buffer) => Buffer {
-  const CR = Buffer.from('\r');
-  let afterCR = false;
-  return (chunk) => {
-    const parts: Buffer[] = [];
-    let start = 0;
-    for (let lf = chunk.indexOf(0x0a); lf >= 0; lf = chunk.indexOf(0x0a, lf + 1)) {
-      if (lf > 0 ? chunk[lf - 1] === 0x0d : afterCR) continue;
-      parts.push(chunk.subarray(start, lf), CR);
-      start = lf;
-    }
-    if (chunk.length > 0) afterCR = chunk[chunk.length - 1] === 0x0d;
-    if (parts.length === 0) return chunk;
-    parts.push(chunk.subarray(start));
-    return Buffer.concat(parts);
+const CR = Buffer.from('\r');
+const CRLF = Buffer.from('\r\n');
+
+/** Each bare LF and bare CR made CRLF, across chunk boundaries: a CR that ends a chunk waits for
+ *  the next one (or the end) to tell whether an LF follows. */
+function crlfLines(): { next(chunk: Buffer): Buffer; end(): Buffer } {
+  let heldCR = false;
+  return {
+    next(chunk) {
+      const input = heldCR ? Buffer.concat([CR, chunk]) : chunk;
+      heldCR = input.length > 0 && input[input.length - 1] === 0x0d;
+      const text = heldCR ? input.subarray(0, -1) : input;
+      const parts: Buffer[] = [];
+      let kept = 0;
+      for (let i = 0; i < text.length; i++) {
+        const c = text[i];
+        if (c === 0x0d && text[i + 1] === 0x0a) i++;
+        else if (c === 0x0d || c === 0x0a) {
+          parts.push(text.subarray(kept, i), CRLF);
+          kept = i + 1;
+        }
+      }
+      if (parts.length === 0) return text;
+      parts.push(text.subarray(kept));
+      return Buffer.concat(parts);
+    },
+    end: () => (heldCR ? CRLF : EMPTY),
   };
 }
 
@@ -83,7 +96,7 @@ export async function runStdioSession<E, R>(o: StdioSessionOptions<E, R>): Promi
     return true;
   };
   if (!(await run(o.session.start()))) return;
-  const lines = o.lfIsLineEnd ? crlfLines() : (chunk: Buffer) => chunk;
+  const lines = o.lineEndsAsWritten ? crlfLines() : { next: (chunk: Buffer) => chunk, end: () => EMPTY };
   const chunks = o.input[Symbol.asyncIterator]();
   for (;;) {
     let timer: NodeJS.Timeout | undefined;
@@ -97,8 +110,13 @@ export async function runStdioSession<E, R>(o: StdioSessionOptions<E, R>): Promi
       o.input.destroy();
       return;
     }
-    if (next.done) return;
-    if (!(await run(o.session.receive(lines(next.value as Buffer))))) {
+    if (next.done) {
+      // A CR held back at the very end is a line end too.
+      const last = lines.end();
+      if (last.length > 0) await run(o.session.receive(last));
+      return;
+    }
+    if (!(await run(o.session.receive(lines.next(next.value as Buffer))))) {
       o.input.destroy();
       return;
     }

@@ -539,7 +539,9 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       '8BITMIME',
       'SMTPUTF8',
       'ENHANCEDSTATUSCODES',
-      'CHUNKING',
+      // `sendmail -bs` reads what a script writes, bare LFs and CRs made line ends, which changes
+      // a chunk's length in octets: it offers no CHUNKING.
+      ...(this.o.role === 'local' ? [] : ['CHUNKING']),
       'DSN',
     ];
     if (!this.tls && this.o.starttls) ext.push('STARTTLS');
@@ -647,6 +649,12 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       // end: read as commands, they could be anything. The session ends here.
       this.outcome = 'bad BDAT';
       return this.close(reply(421, '4.5.4', `${this.o.hostname} Syntax: BDAT chunk-size [LAST]; the chunk cannot be read without its size, closing connection`));
+    }
+    if (this.o.role === 'local') {
+      // Not offered (see the EHLO reply), and the chunk could not be read as sent: its line ends
+      // are made CRLF before the session sees them, so its size would not fit what arrives.
+      this.outcome = 'BDAT not offered';
+      return this.close(reply(421, '4.5.1', `${this.o.hostname} BDAT is not offered by sendmail -bs; use DATA, closing connection`));
     }
     this.bdatLeft = Number(m[1]);
     this.bdatLast = m[2] !== undefined;

@@ -12,16 +12,20 @@ const policy = {
 };
 
 /** Runs a local session on streams; `perform` answers every RCPT as remote and fails DATA. */
-function run(idleMs: number, lfIsLineEnd = false) {
+function run(idleMs: number, lineEndsAsWritten = false, deliver?: (body: Buffer) => void) {
   const input = new PassThrough();
   const output = new PassThrough();
   let written = '';
   output.on('data', (d: Buffer) => { written += d.toString(); });
   const perform = async (e: SmtpEffect): Promise<SmtpResult> => {
     if (e.kind === 'rcpt') return { kind: 'rcpt', resolution: { kind: 'remote' } };
+    if (e.kind === 'deliver' && deliver) {
+      deliver(Buffer.concat(e.delivery.body));
+      return { kind: 'deliver', id: 'Q1' };
+    }
     throw new Error('the store is gone');
   };
-  const done = runStdioSession({ session: new SmtpSession(policy, ''), perform, input, output, idleMs, lfIsLineEnd });
+  const done = runStdioSession({ session: new SmtpSession(policy, ''), perform, input, output, idleMs, lineEndsAsWritten });
   return { input, done, written: () => written };
 }
 
@@ -50,7 +54,7 @@ test('an effect that throws gets the session\'s 421 before the error goes on', a
   assert.match(s.written(), /\r\n354 [^\r]*\r\n421 4\.3\.0 mx\.example\.test Internal error, closing connection\r\n$/);
 });
 
-test('with lfIsLineEnd, a bare LF is a line end, in DATA too, also where a CRLF or the LF is split between reads', async () => {
+test('with lineEndsAsWritten, a bare LF is a line end, in DATA too, also where a CRLF or the LF is split between reads', async () => {
   const s = run(60_000, true);
   // The end of the data is seen (the effect then fails, as `run` has it).
   const failed = assert.rejects(s.done, /the store is gone/);
@@ -63,4 +67,25 @@ test('with lfIsLineEnd, a bare LF is a line end, in DATA too, also where a CRLF 
   await failed;
   // No CR was doubled into a bare one (which MAIL would have refused).
   assert.deepEqual(s.written().split('\r\n').filter((l) => /^\d{3} /.test(l)).map((l) => l.slice(0, 3)), ['220', '250', '250', '250', '354', '421']);
+});
+
+test('with lineEndsAsWritten, a bare CR is a line end too (a progress bar\'s), also split from its LF between reads or last in the input', async () => {
+  let body: Buffer = Buffer.alloc(0);
+  const s = run(60_000, true, (b) => { body = b; });
+  for (const piece of ['EHLO a\r', '\nMAIL FROM:<a@example.test>\rRCPT TO:<b@remote.test>\n', 'DATA\r\n', 'Subject: x\r\n\r\n10%\r20%\r', '100%\n.\r']) {
+    s.input.write(piece);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  s.input.end();
+  await s.done;
+  assert.deepEqual(s.written().split('\r\n').filter((l) => /^\d{3} /.test(l)).map((l) => l.slice(0, 3)), ['220', '250', '250', '250', '354', '250']);
+  assert.equal(body.toString(), 'Subject: x\r\n\r\n10%\r\n20%\r\n100%\r\n');
+});
+
+test('sendmail -bs offers no CHUNKING, and a BDAT ends the session: its chunk could not be read as sent', async () => {
+  const s = run(60_000, true);
+  s.input.write('EHLO a\nMAIL FROM:<a@example.test>\nRCPT TO:<b@remote.test>\nBDAT 12 LAST\nline1\nline2\n');
+  await s.done;
+  assert.doesNotMatch(s.written(), /CHUNKING/);
+  assert.match(s.written(), /\r\n421 4\.5\.1 mx\.example\.test BDAT is not offered by sendmail -bs; use DATA, closing connection\r\n$/);
 });
