@@ -26,7 +26,7 @@ import { answerUnparsed, closing, lingeringClose, unanswered } from './answer-or
 import { repeatedName } from './repeated-name.ts';
 import { parseSendRequest, RequestError } from './send-request.ts';
 import { hashToken } from './tokens.ts';
-import { listenError } from '../net/listener.ts';
+import { listenOn } from '../net/listener.ts';
 import { RefusalLog } from '../net/refusal-log.ts';
 import { splitHostPort } from '../config/schema.ts';
 
@@ -118,10 +118,13 @@ export class HttpService implements Service {
           : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? [408, 'Request Timeout'] : [400, 'Bad Request'];
         answerUnparsed(socket, code, reason);
       });
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', (err: NodeJS.ErrnoException) => reject(listenError('listen.http', address, err)));
-        server.listen({ host, port }, () => resolve());
-      });
+      try {
+        await listenOn(server, { host, port }, 'listen.http', address, this.ctx.log);
+      } catch (err) {
+        // The addresses bound before this one are let go: the server does not start.
+        await this.stop(0);
+        throw err;
+      }
       const a = server.address() as net.AddressInfo;
       bound.push(a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
       this.servers.push(server);
@@ -129,12 +132,12 @@ export class HttpService implements Service {
     return bound;
   }
 
-  async stop(): Promise<void> {
+  /** Takes no new connection; requests under way get `graceMs`, as the sessions do. */
+  async stop(graceMs = 10_000): Promise<void> {
     await Promise.all(this.servers.map((s) => new Promise<void>((resolve) => {
       s.close(() => resolve());
       s.closeIdleConnections();
-      // requests still running get a moment (the server's stop grace period came first)
-      setTimeout(() => s.closeAllConnections(), 2_000).unref();
+      setTimeout(() => s.closeAllConnections(), graceMs).unref();
     })));
   }
 

@@ -153,10 +153,7 @@ export class Listener<E, R> {
       // it sent is answered (see Connection).
       const server = net.createServer({ allowHalfOpen: true, noDelay: true, highWaterMark: SOCKET_BUFFER, keepAlive: true, keepAliveInitialDelay: KEEPALIVE_IDLE_MS }, (s) => void this.accept(s));
       server.maxConnections = Infinity;
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', (err: NodeJS.ErrnoException) => reject(listenError(`listen.${this.handler.name}`, address, err)));
-        server.listen({ host, port, backlog: 4096 }, () => resolve());
-      });
+      await listenOn(server, { host, port, backlog: 4096 }, `listen.${this.handler.name}`, address, this.ctx.log);
       const a = server.address() as net.AddressInfo;
       bound.push(a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`);
       this.servers.push(server);
@@ -260,6 +257,28 @@ export class Listener<E, R> {
 /** "::ffff:1.2.3.4" is 1.2.3.4: one client, one count. */
 function normalizeIp(ip: string): string {
   return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
+}
+
+/**
+ * Binds `server`; rejects with listenError when it cannot. Once listening, a server's own error
+ * (an accept that fails: EMFILE when the process is out of file descriptors) is logged, at most
+ * once a minute, and the server goes on listening: without a handler it would end the process.
+ */
+export function listenOn(server: net.Server, options: net.ListenOptions, key: string, address: string, log: Logger): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const failed = (err: NodeJS.ErrnoException) => reject(listenError(key, address, err));
+    server.once('error', failed);
+    server.listen(options, () => {
+      server.off('error', failed);
+      let logged = 0;
+      server.on('error', (err: NodeJS.ErrnoException) => {
+        if (Date.now() - logged < 60_000) return;
+        logged = Date.now();
+        log.error({ err: err.message, listener: key, address }, 'a connection could not be accepted (said once a minute)');
+      });
+      resolve();
+    });
+  });
 }
 
 /** Why a listener could not open, with what to do for the usual causes. */

@@ -151,6 +151,18 @@ test('start: a busy port is one line on stderr and exit 1', async () => {
   assert.equal(r.stderr, `mailnest: listen.pop3: cannot listen on 127.0.0.1:${port}: EADDRINUSE: another program listens there, or another listener of this file under another name for the address; stop it, or choose another address\n`);
 });
 
+test('start: a busy second HTTP address is exit 1 too, the first let go (it kept the process running, deaf to SIGTERM)', async () => {
+  const dir = tempDir();
+  const blocker = net.createServer();
+  await new Promise<void>((r) => blocker.listen(0, '127.0.0.1', r));
+  const port = (blocker.address() as net.AddressInfo).port;
+  const cfg = writeConfig(dir, baseConfig(dir, { listen: { http: ['127.0.0.1:0', `127.0.0.1:${port}`] } }));
+  const r = cli(cfg, ['start']);
+  blocker.close();
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, new RegExp(`^mailnest: listen\\.http: cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE`));
+});
+
 test('start: files the config names are relative to it, and one it cannot read is named by its key', () => {
   const dir = tempDir();
   const cfg = writeConfig(dir, baseConfig(dir, { relay: { ca_file: 'ca/extra.pem' } }));

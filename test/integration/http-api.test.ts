@@ -484,3 +484,34 @@ describe('token names', () => {
     assert.equal(cli(configFile, ['token', 'list']).stdout.split('\n')[0], 'NAME  CREATED                   LAST USED');
   });
 });
+
+describe('stopping', () => {
+  it('a send under way when the server is told to stop gets the sessions\' grace to finish, and is taken', async () => {
+    const dir = tempDir();
+    const configFile = writeConfig(dir, baseConfig(dir));
+    addUser(configFile, 'owner@example.test', 'pw-owner-123');
+    const token = cli(configFile, ['token', 'create', 'ci']).stdout.trim();
+    const server = await startMailnest(dir, configFile);
+    try {
+      const body = JSON.stringify({ to: 'owner@example.test', subject: 'across the stop', text: 'x' });
+      const s = net.connect(server.port('http'), '127.0.0.1');
+      let got = '';
+      s.on('data', (d) => { got += d.toString(); });
+      const closed = new Promise<void>((resolve) => s.on('close', () => resolve()));
+      s.on('error', () => {});
+      s.write(`POST /api/v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`);
+      // The headers read, the body under way.
+      await new Promise((r) => setTimeout(r, 300));
+      const stopped = server.stop();
+      // Past the 2 s the HTTP listener once gave its requests.
+      await new Promise((r) => setTimeout(r, 3000));
+      s.end(body.slice(10));
+      await closed;
+      assert.match(got, /^HTTP\/1\.1 202 /, got);
+      assert.equal(await stopped, 0);
+      assert.equal((await mailbox(dataDirOf(dir), 'owner@example.test')).length, 1);
+    } finally {
+      await server.kill();
+    }
+  });
+});
