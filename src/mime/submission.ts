@@ -105,15 +105,19 @@ interface RawField {
 function splitFields(header: Buffer): RawField[] {
   const fields: RawField[] = [];
   let start = 0;
+  /** Where the last field began: its lines are one stretch of the header, taken whole (not
+   *  copied line by line, which costs the square of a long field's length). */
+  let fieldStart = 0;
   while (start < header.length) {
     let end = header.indexOf('\r\n', start);
     end = end < 0 ? header.length : end + 2;
     const continued = header[start] === 0x20 || header[start] === 0x09;
     const last = fields[fields.length - 1];
-    if (continued && last) last.bytes = Buffer.concat([last.bytes, header.subarray(start, end)]);
+    if (continued && last) last.bytes = header.subarray(fieldStart, end);
     else {
       const colon = header.indexOf(':', start);
       fields.push({ name: colon >= 0 && colon < end ? header.subarray(start, colon).toString('latin1').trim() : '', bytes: header.subarray(start, end) });
+      fieldStart = start;
     }
     start = end;
   }

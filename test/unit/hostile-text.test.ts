@@ -12,6 +12,7 @@ import { trimEndBlanks } from '../../src/ascii.ts';
 import { withoutForgedResults } from '../../src/delivery/auth-results.ts';
 import { withoutComments } from '../../src/mime/header-section.ts';
 import { fitSubmittedLines } from '../../src/mime/line-length.ts';
+import { completeSubmission } from '../../src/mime/submission.ts';
 import { parseCommand } from '../../src/pop3/command.ts';
 import { SmtpDriver } from '../helpers/smtp-driver.ts';
 
@@ -49,4 +50,15 @@ test('spaces and tabs at the end are trimmed by a loop; POP3 arguments, VRFY\'s 
   const read = await PostalMime.parse(fitted);
   // (Compared as a yes or no: a failure would print some 400,000 characters.)
   assert.ok(read.text?.replace(/\r\n/g, '\n').replace(/\n$/, '') === `${'x'.repeat(1200)}\n--${' \t'.repeat(N)}y`, 'the part\'s text is as written, the blank line in it');
+});
+
+test('a header field of thousands of continuation lines is taken as one stretch of the header, not copied line by line', () => {
+  // 4,000 lines of 2,000 octets: copied line by line, some 16 GB of copying.
+  const long = `X-Long: start${'\r\n '.concat('y'.repeat(2000)).repeat(4000)}\r\n`;
+  const bcc = 'Bcc: hidden@example.test\r\n';
+  const done = completeSubmission([Buffer.from(`${long}${bcc}Subject: s\r\n\r\nbody\r\n`)], { from: 'alice@example.test', hostname: 'mx.example.test', now: new Date(0) });
+  const out = Buffer.concat(done.message).toString('latin1');
+  assert.ok(out.startsWith(long), 'the long field whole and first');
+  assert.ok(!out.includes('hidden@'), 'the Bcc removed after it');
+  assert.deepEqual(done.originators, [{ field: 'From', address: 'alice@example.test' }]);
 });
