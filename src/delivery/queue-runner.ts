@@ -681,17 +681,28 @@ export class QueueRunner {
   }
 
   /** The queued message whole, or (`full` false) as far as the end of its header section. */
-  private async original(id: string, full: boolean): Promise<Buffer> {
-    const parts: Buffer[] = [];
-    let len = 0;
-    for await (const c of this.ctx.store.readQueued(id)) {
-      parts.push(c);
-      len += c.length;
-      if (!full && Buffer.concat(parts).includes('\r\n\r\n')) break;
-      if (len > this.cfg.limits.max_message_size) break;
-    }
-    return Buffer.concat(parts);
+  private original(id: string, full: boolean): Promise<Buffer> {
+    return readUntil(this.ctx.store.readQueued(id), full ? undefined : '\r\n\r\n', this.cfg.limits.max_message_size);
   }
+}
+
+/** The pieces read until `stop` is among them (undefined: all of them), or past `max` octets,
+ *  joined. Each piece is searched once, with the end of the one before it. */
+export async function readUntil(pieces: AsyncIterable<Buffer>, stop: string | undefined, max: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let len = 0;
+  /** The end of what was read, as long as `stop` less one: it may span two pieces. */
+  let tail: Buffer = Buffer.alloc(0);
+  for await (const c of pieces) {
+    parts.push(c);
+    len += c.length;
+    if (stop !== undefined) {
+      if (c.includes(stop) || Buffer.concat([tail, c.subarray(0, stop.length - 1)]).includes(stop)) break;
+      tail = (c.length >= stop.length - 1 ? c : Buffer.concat([tail, c])).subarray(-(stop.length - 1));
+    }
+    if (len > max) break;
+  }
+  return Buffer.concat(parts);
 }
 
 /** Recipients in groups alike in their DSN requests (NOTIFY and ORCPT), in their order. */

@@ -62,3 +62,19 @@ test('a header field of thousands of continuation lines is taken as one stretch 
   assert.ok(!out.includes('hidden@'), 'the Bcc removed after it');
   assert.deepEqual(done.originators, [{ field: 'From', address: 'alice@example.test' }]);
 });
+
+test('a queued message is read for its report until its header ends, wherever the empty line falls between pieces, each piece searched once', async () => {
+  const { readUntil } = await import('../../src/delivery/queue-runner.ts');
+  const message = Buffer.from('A: 1\r\nB: 2\r\n\r\nbody line\r\nmore\r\n');
+  const end = message.indexOf('\r\n\r\n') + 4;
+  for (let size = 1; size <= 6; size++) {
+    const pieces = Array.from({ length: Math.ceil(message.length / size) }, (_, i) => message.subarray(i * size, (i + 1) * size));
+    const read = await readUntil((async function* () { yield* pieces; })(), '\r\n\r\n', 1_000_000);
+    assert.ok(read.length >= end && read.length < end + size, `pieces of ${size}: read ${read.length}`);
+    assert.deepEqual(read.subarray(0, end), message.subarray(0, end));
+    assert.deepEqual(await readUntil((async function* () { yield* pieces; })(), undefined, 1_000_000), message);
+  }
+  // A header that never ends: all of it, in pieces of 256 KiB, up to the limit.
+  const headerOnly = Array.from({ length: 100 }, () => Buffer.from('X-Filler: '.concat('f'.repeat(2600), '\r\n').repeat(100)));
+  assert.equal((await readUntil((async function* () { yield* headerOnly; })(), '\r\n\r\n', 100_000_000)).length, 100 * headerOnly[0]!.length);
+});
