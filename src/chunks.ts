@@ -31,3 +31,40 @@ export function after(chunks: Buffer[], n: number): Buffer[] {
 export function splitAt(chunks: Buffer[], n: number): [Buffer, Buffer[]] {
   return [Buffer.concat(chunks, n), after(chunks, n)];
 }
+
+/** What a reader of text is handed at a time, at least: `atLineEnds`'s pieces. */
+const PIECE = 64 * 1024;
+
+/**
+ * `message` in pieces of at least 64 KiB that each end with a line (after an LF), the last one
+ * as it ends: for mailauth's DKIM body hash, which carries a line not ended yet over to the next
+ * piece and reads it all again from its start there, so that a line of megabytes in pieces of
+ * 64 KiB costs the square of its length. Here a long line is one piece, read once.
+ */
+export function* atLineEnds(message: Buffer): Generator<Buffer> {
+  for (let at = 0; at < message.length;) {
+    let end = Math.min(message.length, at + PIECE);
+    if (end < message.length) {
+      const lf = message.indexOf(0x0a, end - 1);
+      end = lf < 0 ? message.length : lf + 1;
+    }
+    yield message.subarray(at, end);
+    at = end;
+  }
+}
+
+/** The same over pieces read from the store: a line's start waits for its end, and what ends in
+ *  a line goes on as it came. */
+export async function* piecesAtLineEnds(pieces: AsyncIterable<Buffer>): AsyncGenerator<Buffer> {
+  let held: Buffer[] = [];
+  for await (const piece of pieces) {
+    const lf = piece.lastIndexOf(0x0a);
+    if (lf < 0) {
+      held.push(piece);
+      continue;
+    }
+    yield held.length === 0 && lf === piece.length - 1 ? piece : Buffer.concat([...held, piece.subarray(0, lf + 1)]);
+    held = lf + 1 < piece.length ? [piece.subarray(lf + 1)] : [];
+  }
+  if (held.length > 0) yield Buffer.concat(held);
+}

@@ -5,8 +5,10 @@
  * go to the parent, whose cache answers them (`{ ask, token, name, rrtype }`, answered
  * `{ answer, value | error }`).
  */
+import { Readable } from 'node:stream';
 import { parentPort } from 'node:worker_threads';
 import { authenticate, type AuthenticateResult } from 'mailauth';
+import { atLineEnds } from '../chunks.ts';
 
 export interface CheckRequest {
   id: number;
@@ -63,7 +65,9 @@ port.on('message', async (m: CheckRequest | DnsAnswer) => {
   }
   let response: CheckResponse;
   try {
-    const r = await authenticate(Buffer.from(m.message.buffer, m.message.byteOffset, m.message.length), { ...m.options, resolver: resolverFor(m.token) });
+    // In pieces that end lines: see atLineEnds.
+    const message = Buffer.from(m.message.buffer, m.message.byteOffset, m.message.length);
+    const r = await authenticate(Readable.from(atLineEnds(message)), { ...m.options, resolver: resolverFor(m.token) });
     // Only what the parent reads, as plain data.
     response = { id: m.id, result: JSON.parse(JSON.stringify({ headers: r.headers, dmarc: r.dmarc, spf: r.spf, dkim: r.dkim })) };
   } catch (err) {

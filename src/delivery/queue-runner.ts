@@ -16,7 +16,7 @@
 import { promises as dnsPromises } from 'node:dns';
 import net from 'node:net';
 import { Readable } from 'node:stream';
-import { hasEightBit } from '../chunks.ts';
+import { hasEightBit, piecesAtLineEnds } from '../chunks.ts';
 import { readCertificates } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import type { Context } from '../context.ts';
@@ -497,7 +497,9 @@ export class QueueRunner {
     let signature = '';
     const domain = entry.sign ? this.signer?.signingDomain(head, entry.sender, cut) : undefined;
     if (this.signer && domain) {
-      signature = await this.signer.sign(domain, whole ?? Readable.from(store.readQueued(entry.id)));
+      // In pieces that end lines (see piecesAtLineEnds): a failure report returning a stranger's
+      // message whole may hold a line of megabytes.
+      signature = await this.signer.sign(domain, whole ?? Readable.from(piecesAtLineEnds(store.readQueued(entry.id))));
     }
     const sig = Buffer.from(signature, 'utf8');
     const content = whole

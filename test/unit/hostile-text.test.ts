@@ -78,3 +78,30 @@ test('a queued message is read for its report until its header ends, wherever th
   const headerOnly = Array.from({ length: 100 }, () => Buffer.from('X-Filler: '.concat('f'.repeat(2600), '\r\n').repeat(100)));
   assert.equal((await readUntil((async function* () { yield* headerOnly; })(), '\r\n\r\n', 100_000_000)).length, 100 * headerOnly[0]!.length);
 });
+
+test('a message is handed to DKIM in pieces that end lines, a long line whole, from a buffer or from pieces read', async () => {
+  const { atLineEnds, piecesAtLineEnds } = await import('../../src/chunks.ts');
+  const long = 'y'.repeat(3 * 1024 * 1024);
+  const message = Buffer.from(`Subject: s\r\n\r\n${'short line\r\n'.repeat(20_000)}${long}\r\nend\r\n${long}`);
+  const longLine = Buffer.from(`${long}\r\n`);
+  const check = (pieces: Buffer[]) => {
+    assert.ok(Buffer.concat(pieces).equals(message));
+    for (const p of pieces.slice(0, -1)) assert.equal(p[p.length - 1], 0x0a);
+    assert.ok(pieces.some((p) => p.length >= longLine.length && p.includes(longLine)), 'the long line in one piece');
+  };
+  check([...atLineEnds(message)]);
+  const read = async (of: Buffer, size: number) => {
+    const pieces: Buffer[] = [];
+    const source = Array.from({ length: Math.ceil(of.length / size) }, (_, i) => of.subarray(i * size, (i + 1) * size));
+    for await (const p of piecesAtLineEnds((async function* () { yield* source; })())) pieces.push(p);
+    return pieces;
+  };
+  for (const size of [1000, 256 * 1024]) check(await read(message, size));
+  // Pieces of one and two octets: every line's end where it is, whatever the pieces.
+  const small = Buffer.from('a\r\nbb\r\n\r\nccc\nd');
+  for (const size of [1, 2]) {
+    const pieces = await read(small, size);
+    assert.ok(Buffer.concat(pieces).equals(small));
+    assert.deepEqual(pieces.map(String), ['a\r\n', 'bb\r\n', '\r\n', 'ccc\n', 'd']);
+  }
+});
