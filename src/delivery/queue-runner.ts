@@ -17,6 +17,7 @@ import { promises as dnsPromises } from 'node:dns';
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import { hasEightBit, piecesAtLineEnds } from '../chunks.ts';
+import { hasLongLine } from '../mime/line-length.ts';
 import { readCertificates } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import type { Context } from '../context.ts';
@@ -666,6 +667,10 @@ export class QueueRunner {
       // of data_dir, say), only without it.
       this.ctx.log.warn({ err, id: entry.id }, 'the message cannot be read: its delivery status notification goes without it');
     }
+    // A message with a line over 998 octets (mail from the internet goes on as it came) comes
+    // back as its header: the report must not hold a line no server need take (RFC 5321
+    // §4.5.3.1.6), nor one a relay would fold.
+    const whole = full && original !== undefined && !hasLongLine([original]);
     const where = await sendReport(this.ctx, {
       sender: entry.sender,
       queueId: entry.id,
@@ -673,7 +678,7 @@ export class QueueRunner {
       arrival: new Date(entry.created),
       recipients: reports,
       ...(original ? { original } : {}),
-      ret: full ? 'FULL' : 'HDRS',
+      ret: whole ? 'FULL' : 'HDRS',
       now: new Date(this.now()),
       orPostmaster: entry.sign && reports.some((r) => trouble.includes(r.action)),
       reportOn: on,

@@ -106,6 +106,30 @@ test('a delay warning carries the header alone, also under RET=FULL, which asks 
   assert.equal(deferred?.relay, '127.0.0.1', JSON.stringify(fixture.server.logs.filter((l) => /^deliver/.test(String(l.msg)))));
 });
 
+test('a failure report under RET=FULL returns a message with a line over 998 octets as its header only (mail from the internet goes on as it came)', async () => {
+  const refusing = new SmtpSink({ rcptReply: () => '550 5.1.1 no such user' });
+  sinks.push(refusing);
+  await refusing.start();
+  await cleanup(f);
+  f = await startFixture({ aliases: { 'fwd@example.test': ['gone@refusing.test'] }, config: { relay: { routes: { 'refusing.test': `127.0.0.1:${refusing.port}` } }, queue: { poll_interval: '100ms' } } });
+  const c = await f.open('smtp');
+  await c.ehlo();
+  assert.equal((await c.cmd('MAIL FROM:<alice@example.test> RET=FULL')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<fwd@example.test>')).code, 250);
+  assert.equal((await c.cmd('DATA')).code, 354);
+  assert.equal((await c.cmd(`Subject: long line\r\n\r\n${'z'.repeat(2000)}\r\n.`)).code, 250);
+  await c.quit();
+  const fixture = f;
+  let report = '';
+  await until('the failure report', async () => {
+    report = (await mailbox(fixture.dataDir, 'alice@example.test')).map((m) => m.toString('latin1')).find((m) => m.includes('Action: failed')) ?? '';
+    return report !== '';
+  });
+  assert.match(report, /Content-Type: text\/rfc822-headers\r\n/);
+  assert.match(report, /Subject: long line\r\n/);
+  assert.doesNotMatch(report, /message\/rfc822|zzzz/);
+});
+
 test('a message removed from the queue while it waits for a busy destination is not sent, its removal is no failure, and the ids of its recipients may serve again', async () => {
   // The first message's DATA is answered once the test says so.
   let release = () => {};
