@@ -84,6 +84,12 @@ const OWNED_HEADERS: Record<string, { why: string; instead?: string }> = {
   'return-path': { why: 'it is added at final delivery (RFC 5321 §4.4)' },
 };
 
+/** The characters a header value given here may have: one that is parsed (addresses, Keywords)
+ *  costs the parser about a second per few megabytes, and none needs more. To, Cc and Bcc may
+ *  have sixteen times as many each, for a long list. */
+const MAX_PARSED_VALUE = 16 * 1024;
+const MAX_VALUE = 64 * 1024;
+
 /** The fields a caller may set that a message has at most once (RFC 5322 §3.6, the table). */
 const ONCE = new Set(['date', 'sender', 'reply-to', 'message-id', 'in-reply-to', 'references']);
 
@@ -119,6 +125,8 @@ function headerValue(h: ComposeHeader, field: string): string {
   const name = h.name.toLowerCase();
   const owned = OWNED_HEADERS[name] ?? (name.startsWith('content-') ? { why: 'the MIME structure sets the Content- fields (RFC 2045 §9)' } : undefined);
   if (owned) throw new ComposeError(field, `header ${h.name} cannot be set here: ${owned.why}`, owned.instead);
+  const most = name === 'keywords' || name in ADDRESS_FIELDS ? MAX_PARSED_VALUE : MAX_VALUE;
+  if (h.value.length > most) throw new ComposeError(field, `header ${h.name} is ${h.value.length} characters; at most ${most} are taken`);
   checkHeaderText(h.value, field);
   if (h.value.trim() === '') throw new ComposeError(field, `header ${h.name} has an empty value`);
   const date = name === 'date' ? dateTimeToWrite(h.value) : undefined;
@@ -188,7 +196,7 @@ function checkHeaderText(value: string, field: string): void {
   if (/[\r\n\0]/.test(value)) throw new ComposeError(field, 'contains a line break or NUL');
   // A word beyond ASCII goes out as encoded-words, which are split to fit (RFC 2047 §2); an
   // ASCII one goes as it is.
-  const longest = Math.max(0, ...value.split(/[ \t]+/).filter((w) => /^[\x00-\x7f]*$/.test(w)).map((w) => w.length));
+  const longest = value.split(/[ \t]+/).reduce((n, w) => (w.length > n && /^[\x00-\x7f]*$/.test(w) ? w.length : n), 0);
   if (longest > MAX_WORD) {
     throw new ComposeError(field, `contains a word of ${longest} octets without a space; header lines must stay within ${MAX_LINE} octets (RFC 5322 §2.1.1)`);
   }
@@ -213,6 +221,13 @@ export function newMessageId(hostname: string): string {
 
 /** Composes the message; throws ComposeError for input that cannot make one. */
 export async function composeMessage(input: ComposeInput): Promise<ComposedMessage> {
+  for (const key of ['from', 'to', 'cc', 'bcc'] as const) {
+    const given = input[key];
+    const length = given === undefined ? 0 : (Array.isArray(given) ? given : [given]).reduce((n, v) => n + v.length, 0);
+    const most = key === 'from' ? MAX_PARSED_VALUE : MAX_PARSED_VALUE * 16;
+    if (length > most) throw new ComposeError(key, `${length} characters of addresses; at most ${most} are taken`);
+  }
+  if (input.subject !== undefined && input.subject.length > MAX_VALUE) throw new ComposeError('subject', `${input.subject.length} characters; at most ${MAX_VALUE} are taken`);
   const from = parseSingleAddress(input.from, 'from');
   const to = input.to?.length ? parseAddressList(input.to, 'to') : [];
   const cc = input.cc?.length ? parseAddressList(input.cc, 'cc') : [];
@@ -260,7 +275,7 @@ export async function composeMessage(input: ComposeInput): Promise<ComposedMessa
   // reader would take for an encoded-word and decode (RFC 2047 §5). MailComposer only encodes
   // non-ASCII.
   let subject = input.subject;
-  if (subject !== undefined && (Math.max(0, ...subject.split(/[ \t]+/).map((w) => Buffer.byteLength(w))) > MAX_WORD || ENCODED_WORD.test(subject))) {
+  if (subject !== undefined && (subject.split(/[ \t]+/).some((w) => Buffer.byteLength(w) > MAX_WORD) || ENCODED_WORD.test(subject))) {
     extra.push({ key: 'Subject', value: { prepared: true, foldLines: true, value: encodedWords(subject.split(' ')).join(' ') } as unknown as string });
     subject = undefined;
   }

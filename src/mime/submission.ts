@@ -49,14 +49,19 @@ export function missingFields(has: (lowerCaseName: string) => boolean, c: Comple
   return out;
 }
 
+/** An originator field longer than this is not read (a list of megabytes costs the parser a
+ *  second per few MB, on the event loop), and the message is refused: real ones name a person. */
+export const MAX_ORIGINATOR_BYTES = 16 * 1024;
+
 /** The fields that name who wrote or sent a message (RFC 5322 §3.6.2, §3.6.6). */
 const ORIGINATOR_FIELD = /^(?:from|sender|resent-from|resent-sender)$/i;
 
 export interface Completed {
   message: Buffer[];
   /** Each address of the originator fields (From, Sender, Resent-From, Resent-Sender) as the
-   *  message now has them, with the field's name ('' for an entry without one). */
-  originators: { field: string; address: string }[];
+   *  message now has them, with the field's name ('' for an entry without one, or for a field
+   *  too long to be read: `tooLong`). */
+  originators: { field: string; address: string; tooLong?: true }[];
 }
 
 /**
@@ -74,7 +79,9 @@ export function completeSubmission(input: Buffer[], c: Completion): Completed {
   const [header, rest] = splitAt(message, end);
   const fields = splitFields(header);
   const names = new Set(fields.map((f) => f.name.toLowerCase()));
-  const originators = fields.filter((f) => ORIGINATOR_FIELD.test(f.name)).flatMap((f) => addresses(f.bytes).map((address) => ({ field: f.name, address })));
+  const originators: Completed['originators'] = fields.filter((f) => ORIGINATOR_FIELD.test(f.name)).flatMap((f) => (f.bytes.length > MAX_ORIGINATOR_BYTES
+    ? [{ field: f.name, address: '', tooLong: true as const }]
+    : addresses(f.bytes).map((address) => ({ field: f.name, address }))));
   const kept = fields.filter((f) => !DROPPED_FIELD.test(f.name));
   const missing = missingFields((name) => names.has(name), c);
   if (!names.has('from')) originators.push({ field: 'From', address: c.from });

@@ -12,7 +12,7 @@ import { checkInbound } from '../delivery/inbound-checks.ts';
 import { reportLocalDelivery } from '../delivery/report.ts';
 import { FitAbandoned, fitSubmittedOffLoop } from '../mime/fit-thread.ts';
 import { fitLocalMessage, RE_ENCODING, UnfitLineError } from '../mime/line-length.ts';
-import { completeSubmission, type Completed } from '../mime/submission.ts';
+import { completeSubmission, MAX_ORIGINATOR_BYTES, type Completed } from '../mime/submission.ts';
 import { withLocalHeader } from '../mime/submitted.ts';
 import { withHeaderEnd } from '../mime/header-section.ts';
 import { totalLength } from '../chunks.ts';
@@ -190,7 +190,8 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     if (d.user !== undefined && !account) return { kind: 'deliver', failure: 'account-gone', reason: 'account_gone' };
     const foreign = account === undefined ? undefined : await foreignOriginator(ctx, account, done.originators);
     if (foreign !== undefined) {
-      const message = foreign.address === '' ? `${foreign.field}: names no address that reads one way only; it must name one of yours` : `${foreign.field}: <${foreign.address}> is not one of your addresses`;
+      const message = foreign.tooLong ? `${foreign.field}: over ${MAX_ORIGINATOR_BYTES} octets, too long to be checked; it must name one of your addresses`
+        : foreign.address === '' ? `${foreign.field}: names no address that reads one way only; it must name one of yours` : `${foreign.field}: <${foreign.address}> is not one of your addresses`;
       return { kind: 'deliver', failure: 'refused', message, reason: 'foreign_from' };
     }
     // Its lines are made to fit 998 octets now, before it is signed, rather than folded by a

@@ -328,6 +328,12 @@ test('the authenticated user sends only as itself or an alias that delivers to i
     assert.equal(r.code, code, `${field}: ${r.raw}`);
     if (code === 550) assert.equal(r.raw, `550 5.7.1 ${field.slice(0, field.indexOf(':'))}: <${/<?([^<>\s]+@[^<>\s]+)>?$/.exec(field)![1]}> is not one of your addresses\r\n`);
   }
+  // A From too long to be read is refused as such.
+  assert.equal((await d.cmd('MAIL FROM:<alice@example.test>')).code, 250);
+  assert.equal((await d.cmd('RCPT TO:<bob@example.test>')).code, 250);
+  assert.equal((await d.cmd('DATA')).code, 354);
+  const long = await d.cmd(`From: alice@example.test${',\r\n alice@example.test'.repeat(1000)}\r\n${BODY}.`);
+  assert.equal(long.raw, '550 5.7.1 From: over 16384 octets, too long to be checked; it must name one of your addresses\r\n');
   await d.quit();
   assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 6);
 });

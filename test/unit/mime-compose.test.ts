@@ -458,6 +458,13 @@ test('bad input is refused with the field named', async () => {
     [{ headers: [{ name: 'X-Ok', value: 'v' }, { name: 'Content-Type', value: 'text/plain' }] }, /^headers\[1\]: header Content-Type cannot be set here/],
     [{ headers: [{ name: 'bcc', value: 'x@example.org' }] }, /^headers\[0\]: header bcc cannot be set here: Bcc recipients go in "bcc"/],
     [{ headers: [{ name: 'X-Long', value: 'z'.repeat(1200) }] }, /^headers\[0\]: contains a word of 1200 octets/],
+    // Past what any needs, before it is parsed: a long list costs the parser a second per few MB.
+    [{ headers: [{ name: 'Reply-To', value: 'a@example.org,'.repeat(1200) }] }, /^headers\[0\]: header Reply-To is 16800 characters; at most 16384 are taken$/],
+    [{ headers: [{ name: 'Keywords', value: 'k, '.repeat(6000) }] }, /^headers\[0\]: header Keywords is 18000 characters; at most 16384 are taken$/],
+    [{ headers: [{ name: 'X-Note', value: 'w '.repeat(40_000) }] }, /^headers\[0\]: header X-Note is 80000 characters; at most 65536 are taken$/],
+    [{ subject: 's '.repeat(40_000) }, /^subject: 80000 characters; at most 65536 are taken$/],
+    [{ to: ['a@example.org,'.repeat(20_000)] }, /^to: 280000 characters of addresses; at most 262144 are taken$/],
+    [{ from: `${'N'.repeat(17_000)} <a@example.org>` }, /^from: 17016 characters of addresses; at most 16384 are taken$/],
     [{ headers: [{ name: 'Date', value: 'yesterday' }] }, /^headers\[0\]: Date "yesterday" is not a date/],
     [{ headers: [{ name: 'Date', value: '2025-07-01' }] }, /^headers\[0\]: Date "2025-07-01" is not a date \(RFC 5322 §3\.3/],
     [{ headers: [{ name: 'Date', value: '1' }] }, /^headers\[0\]: Date "1" is not a date/],

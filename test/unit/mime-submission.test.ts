@@ -108,6 +108,9 @@ test('the From addresses: display names, groups, folding and several fields asid
   assert.deepEqual(from('Subject: none\r\n'), ['a@example.test']);
   // A From that names no address is not taken for one that names nobody in particular.
   assert.deepEqual(from('From: victim\r\n'), ['']);
+  // A field too long to be read (megabytes of list cost the parser seconds) names nobody either.
+  const long = completeSubmission([Buffer.from(`From: alice@example.test${',\r\n alice@example.test'.repeat(1000)}\r\n${DATE}\r\nx\r\n`)], C).originators;
+  assert.deepEqual(long, [{ field: 'From', address: '', tooLong: true }]);
   assert.deepEqual(from('From: undisclosed:;\r\n'), ['']);
   assert.deepEqual(from('From : <x@example.test>\r\n'), ['x@example.test']);
   // Nor is one that readers read in different ways.
