@@ -96,11 +96,17 @@ async function addressesOf(resolver: DnsResolver, name: string): Promise<{ addre
   const addresses: string[] = [];
   let failed = false;
   for (const r of [v4, v6]) {
-    if (r.status === 'fulfilled') addresses.push(...r.value);
+    if (r.status === 'fulfilled') addresses.push(...r.value.slice(0, MAX_HOST_ADDRESSES));
     else if (!isNoData(r.reason)) failed = true;
   }
   return { addresses, failed };
 }
+
+/** The MX hosts of a domain looked up, the best first, and the addresses kept of each family of
+ *  one: a few are tried (Postfix's smtp_mx_address_limit is 5), and a domain's owner could
+ *  otherwise have thousands of each looked up and kept for every delivery there. */
+const MAX_MX_HOSTS = 10;
+const MAX_HOST_ADDRESSES = 10;
 
 /**
  * Whether an MX host is this server: it bears `hostname`, or one of its addresses is one where
@@ -183,7 +189,7 @@ async function mxHosts(resolver: DnsResolver, domain: string, random: () => numb
   let anyFailed = false;
   // An exchange is a host name whose addresses are looked up (RFC 1035 §3.3.9), never an
   // address written as one: such a record names no host.
-  const ordered = orderMx(records.filter((r) => !net.isIP(r.exchange.replace(/\.$/, ''))), random);
+  const ordered = orderMx(records.filter((r) => !net.isIP(r.exchange.replace(/\.$/, ''))), random).slice(0, MAX_MX_HOSTS);
   const looked = await Promise.all(ordered.map((r) => addressesOf(resolver, r.exchange.replace(/\.$/, ''))));
   ordered.forEach((r, i) => {
     const { addresses, failed } = looked[i]!;

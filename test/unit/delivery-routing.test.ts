@@ -51,6 +51,16 @@ describe('MX resolution (RFC 5321 §5.1, RFC 7505)', () => {
     assert.deepEqual(hosts.map((h) => [h.name, h.addresses]), [['mx1.d.test', ['192.0.2.1', '2001:db8::1']], ['mx2.d.test', ['192.0.2.2']]]);
   });
 
+  it('looks up the ten best MX hosts only, and keeps ten addresses of each family of a host (a domain\'s owner could name thousands)', async () => {
+    const mx = Array.from({ length: 500 }, (_, i) => ({ exchange: `mx${i}.many.test`, priority: i }));
+    const a = Object.fromEntries(mx.map((r) => [r.exchange, Array.from({ length: 4000 }, (_, j) => `10.${(j >> 8) & 255}.${j & 255}.1`)]));
+    const r = stub({ 'many.test': mx }, a);
+    const hosts = await resolveMxHosts(r, 'many.test');
+    assert.deepEqual(hosts.map((h) => h.name), mx.slice(0, 10).map((x) => x.exchange));
+    assert.ok(hosts.every((h) => h.addresses.length === 10));
+    assert.equal(r.queries.filter((q) => q.startsWith('A ')).length, 10);
+  });
+
   it('skips an MX host without an address and keeps the others', async () => {
     const r = stub({ 'd.test': [{ exchange: 'gone.d.test', priority: 1 }, { exchange: 'mx.d.test', priority: 2 }] }, { 'mx.d.test': ['192.0.2.9'] });
     assert.deepEqual((await resolveMxHosts(r, 'd.test')).map((h) => h.name), ['mx.d.test']);
