@@ -1,10 +1,9 @@
 /** `mailnest start`: every configured listener in the foreground until SIGINT/SIGTERM; SIGHUP
  *  takes up a renewed certificate. */
-import fs from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { createLogger, whenLogStalls } from '../log.ts';
-import { configOf, userName } from './common.ts';
+import { configOf, dataDirOwner, userName } from './common.ts';
 import { CliError } from './errors.ts';
 import { configPath } from '../config/load.ts';
 
@@ -18,8 +17,9 @@ export function registerStart(program: Command): void {
       // Root on a data_dir that is another user's (the service's): the files it made there would
       // be root's, and the server, run as that user again, could not open them. The other
       // commands become that user; the server cannot, as it may need root for ports under 1024.
-      const owner = process.getuid?.() === 0 ? fs.statSync(config.data_dir, { throwIfNoEntry: false })?.uid : undefined;
-      if (owner !== undefined && owner !== 0) {
+      // Judged as the other commands judge it: data_dir and the directories on the way to it.
+      const owner = dataDirOwner(config.data_dir)?.uid;
+      if (owner !== undefined) {
         const name = userName(owner);
         const who = name ?? `the user with uid ${owner}`;
         // The file this command read, so that the command given works from anywhere.

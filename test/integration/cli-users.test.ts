@@ -350,6 +350,14 @@ test('start as root on a data_dir that is another user\'s is refused, naming the
   const name = fs.readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.split(':')[2] === '65534')?.split(':')[0] ?? 'the user with uid 65534';
   assert.equal(r.stderr, `mailnest: data_dir ${data} is ${name}'s: start the server as ${name} (${name.startsWith('the user') ? "systemd's User=" : `systemd's User=, or runuser -u ${name} -- mailnest -c ${cfg} start`}), with CAP_NET_BIND_SERVICE for ports under 1024 (see the README's unit), or give data_dir to root if the server is to run as root; as root it would make files there that ${name} cannot open\n`);
   assert.deepEqual(fs.readdirSync(data), []);
+  // So is one not made yet in a directory of that user's, as the other commands judge it.
+  const parent = tempDir();
+  fs.chownSync(parent, 65534, 65534);
+  const later = writeConfig(dir, baseConfig(dir, { data_dir: path.join(parent, 'data') }));
+  const r2 = cli(later, ['start']);
+  assert.equal(r2.status, 1);
+  assert.match(r2.stderr, /^mailnest: data_dir .* start the server as /);
+  assert.equal(fs.existsSync(path.join(parent, 'data')), false);
 });
 
 test('a password typed twice differently on a terminal is a failure (exit 1), not bad usage, and adds nobody', () => {
