@@ -109,13 +109,21 @@ function firstInvalidUtf8(bytes: Buffer): number | undefined {
 
 const REPLACEMENT_CHARACTER = Buffer.from('\ufffd');
 
-/** " at line N (`the line`)" for a parse error that knows its line. */
+/** " at line N (`the line`)" for a parse error that knows its line; a line that may hold a
+ *  secret (the smarthost's password) is not quoted: the error may be read by whoever runs a
+ *  command (sendmail, from a web server's user) or the journal, not only the file's owner. */
 function tomlWhere(err: unknown, text: string): string {
   const line = (err as { line?: unknown }).line;
   if (typeof line !== 'number' || line < 1) return '';
   const source = text.split(/\r?\n/)[line - 1]?.trim() ?? '';
+  if (SECRET_LINE.test(source)) return ` at line ${line} (the password's line, not shown)`;
   return ` at line ${line}${source ? ` (\`${source.length > 60 ? `${source.slice(0, 60)}…` : source}\`)` : ''}`;
 }
+
+/** A line that sets a key named like a secret, or may (one whose key cannot be told). */
+const SECRET_LINE = /password|passwd|secret/i;
+/** Keys whose values are never repeated in an error. */
+const SECRET_KEY = /(^|\.)password$/;
 
 /** Validates an already-parsed object (used by tests to build configs in memory). */
 export function parseConfig(raw: unknown, source = 'config'): Config {
@@ -136,6 +144,7 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
   }
   const value = valueAt(raw, issue.path);
   if (issue.code === 'custom' && issue.path.length > 0 && typeof value === 'object' && !(value instanceof Date)) return `${key}: ${issue.message}`;
+  if (SECRET_KEY.test(key)) return `${key} (its value not shown) is not allowed: expected ${expectation(issue, key, value)}`;
   return `${key} = ${shown(value)} is not allowed: expected ${expectation(issue, key, value)}`;
 }
 

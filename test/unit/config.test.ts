@@ -143,6 +143,19 @@ test('a TOML syntax error names the line and shows it', () => {
   }
 });
 
+test('the smarthost password is never repeated in an error, however it is written wrong', () => {
+  const dir = tempDir('mailnest-config-');
+  const file = path.join(dir, 'mailnest.toml');
+  for (const text of ['[relay]\nsmarthost = "smtp.example.net:465"\nusername = "me"\npassword = "s3cr3t-app-passw0rd\n', '[relay]\npassword = s3cr3t\n', '[relay]\nsmarthost = "smtp.example.net:465"\nusername = "me"\npassword = 12345\n']) {
+    fs.writeFileSync(file, text);
+    assert.throws(() => loadConfig(file), (err: unknown) => err instanceof ConfigError && /password/.test(err.message) && !/s3cr3t|12345/.test(err.message), text);
+  }
+  fs.writeFileSync(file, '[relay]\npassword = s3cr3t\n');
+  assert.throws(() => loadConfig(file), (err: unknown) => err instanceof ConfigError && err.message.startsWith(`${file}: not valid TOML at line 2 (the password's line, not shown): `));
+  fs.writeFileSync(file, '[relay]\nsmarthost = "smtp.example.net:465"\nusername = "me"\npassword = 12345\n');
+  assert.throws(() => loadConfig(file), (err: unknown) => err instanceof ConfigError && err.message.startsWith(`${file}: relay.password (its value not shown) is not allowed: expected `));
+});
+
 test('a file that is not UTF-8 is refused, naming the line and the byte (TOML 1.0: a TOML file is UTF-8)', () => {
   const dir = tempDir('mailnest-config-');
   const file = path.join(dir, 'mailnest.toml');
