@@ -27,6 +27,7 @@ import { repeatedName } from './repeated-name.ts';
 import { parseSendRequest, RequestError } from './send-request.ts';
 import { hashToken } from './tokens.ts';
 import { listenOn } from '../net/listener.ts';
+import { clientAddress } from '../net/client-key.ts';
 import { RefusalLog } from '../net/refusal-log.ts';
 import { splitHostPort } from '../config/schema.ts';
 
@@ -142,7 +143,7 @@ export class HttpService implements Service {
   }
 
   private admit(socket: net.Socket): void {
-    const ip = socket.remoteAddress ?? 'unknown';
+    const ip = clientOf(socket);
     const refused = this.limits?.acquire(ip, 'users');
     if (refused) {
       this.refusals.refused(ip, refused);
@@ -180,7 +181,7 @@ export class HttpService implements Service {
       const { id, messageId, from, to, size } = await this.send(req, token!);
       this.ctx.metrics.accepted.inc({ listener: LISTENER });
       // The line SMTP writes for a message taken, with the token it came with.
-      this.ctx.log.info({ listener: LISTENER, client: req.socket.remoteAddress, token, id, from, to, size }, 'message accepted');
+      this.ctx.log.info({ listener: LISTENER, client: clientOf(req.socket), token, id, from, to, size }, 'message accepted');
       this.reply(req, res, 202, { id, messageId });
     } catch (err) {
       this.refuse(req, res, err);
@@ -195,7 +196,7 @@ export class HttpService implements Service {
     if (err instanceof HttpError) {
       if (send && err.status !== 405) {
         this.ctx.metrics.rejected.inc({ listener: LISTENER, reason: err.reason });
-        this.ctx.log.info({ listener: LISTENER, client: req.socket.remoteAddress, status: err.status, reason: err.reason }, 'request refused');
+        this.ctx.log.info({ listener: LISTENER, client: clientOf(req.socket), status: err.status, reason: err.reason }, 'request refused');
       }
       this.reply(req, res, err.status, { error: err.message }, err.headers, unasked);
     } else if (isStorageFull(err)) {
@@ -333,7 +334,7 @@ export class HttpService implements Service {
     try {
       const id = await submitLocal(this.ctx, {
         sender: composed.sender, recipients: composed.recipients, message: composed.message,
-        protocol: 'HTTP', clientIp: req.socket.remoteAddress ?? 'unknown', submitter: `token ${tokenName}`, room: this.room,
+        protocol: 'HTTP', clientIp: clientOf(req.socket), submitter: `token ${tokenName}`, room: this.room,
       });
       return { id, messageId: composed.messageId, from: composed.sender, to: composed.recipients, size: composed.message.length };
     } catch (err) {
@@ -395,4 +396,10 @@ export class HttpService implements Service {
       req.once('aborted', () => reject(new HttpError(400, 'aborted', 'request aborted')));
     });
   }
+}
+
+/** The client's address as the mail listeners say it (see clientAddress): one client for the
+ *  limits, the logs and fail2ban. */
+function clientOf(socket: net.Socket): string {
+  return clientAddress(socket.remoteAddress ?? 'unknown');
 }

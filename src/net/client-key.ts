@@ -19,6 +19,13 @@ export function clientKey(ip: string): string {
   return `${groups.slice(0, 4).map((g) => g.toString(16)).join(':')}::/64`;
 }
 
+/** A client's address as logs and trace fields give it: one mapped into IPv6 (a listener on
+ *  `[::]`) as the IPv4 address it is, any other as it came. */
+export function clientAddress(ip: string): string {
+  const key = clientKey(ip);
+  return key.endsWith('::/64') ? ip : key;
+}
+
 /** The eight 16-bit groups of a valid IPv6 address (without zone), `::` and a dotted IPv4 tail
  *  (two groups) expanded. */
 function ipv6Groups(address: string): number[] {

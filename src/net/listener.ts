@@ -6,7 +6,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from 'pino';
 import { Connection } from './connection.ts';
-import { clientKey } from './client-key.ts';
+import { clientAddress, clientKey } from './client-key.ts';
 import { ClientCounts } from './client-counts.ts';
 import { RefusalLog } from './refusal-log.ts';
 import { IdleSweep } from './idle-sweep.ts';
@@ -162,7 +162,7 @@ export class Listener<E, R> {
   }
 
   private async accept(raw: net.Socket): Promise<void> {
-    const ip = normalizeIp(raw.remoteAddress ?? 'unknown');
+    const ip = clientAddress(raw.remoteAddress ?? 'unknown');
     const refused = this.ctx.limits.acquire(ip, this.handler.pool);
     raw.on('error', ignoreError);
     if (refused) {
@@ -254,10 +254,6 @@ export class Listener<E, R> {
   }
 }
 
-/** "::ffff:1.2.3.4" is 1.2.3.4: one client, one count. */
-function normalizeIp(ip: string): string {
-  return ip.startsWith('::ffff:') && net.isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
-}
 
 /**
  * Binds `server`; rejects with listenError when it cannot. Once listening, a server's own error

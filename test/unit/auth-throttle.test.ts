@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AuthThrottle } from '../../src/auth/throttle.ts';
-import { clientKey } from '../../src/net/client-key.ts';
+import { clientAddress, clientKey } from '../../src/net/client-key.ts';
 import { ConnectionLimits } from '../../src/net/listener.ts';
 import { BodyBudget } from '../../src/smtp/body-budget.ts';
 
@@ -100,6 +100,8 @@ test('an IPv6 client is counted by its /64, for logins, connections and memory a
   // An IPv4 client on a listener of [::] is that IPv4 address; a dotted tail is two groups.
   assert.equal(clientKey('::ffff:192.0.2.1'), '192.0.2.1');
   assert.equal(clientKey('::ffff:c000:201'), '192.0.2.1');
+  // As logs and trace fields give it: a mapped address as its IPv4 one, any other as it came.
+  assert.deepEqual(['::ffff:192.0.2.1', '192.0.2.1', '2001:db8::7', 'unknown'].map(clientAddress), ['192.0.2.1', '192.0.2.1', '2001:db8::7', 'unknown']);
   assert.equal(clientKey('1:2::3:4:5:1.2.3.4'), '1:2:0:3::/64');
   assert.equal(clientKey('fe80::1%eth0'), 'fe80:0:0:0::/64');
   // Five failures from five addresses of one /64 use up its attempts.
