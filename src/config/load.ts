@@ -144,6 +144,8 @@ function describeIssue(issue: z.core.$ZodIssue, raw: unknown): string {
   }
   const value = valueAt(raw, issue.path);
   if (issue.code === 'custom' && issue.path.length > 0 && typeof value === 'object' && !(value instanceof Date)) return `${key}: ${issue.message}`;
+  // A rule broken by a default the file did not set (a listener's address): said as such.
+  if (issue.code === 'custom' && value === undefined) return `${key}, by default: ${issue.message}`;
   if (SECRET_KEY.test(key)) return `${key} (its value not shown) is not allowed: expected ${expectation(issue, key, value)}`;
   return `${key} = ${shown(value)} is not allowed: expected ${expectation(issue, key, value)}`;
 }

@@ -131,6 +131,8 @@ export const configSchema = z.strictObject({
       || (loopback(a) && loopback(b) && (named(a) === 'localhost' || named(b) === 'localhost'));
     const seen: { kind: string; host: string; port: number }[] = [];
     for (const [kind, addresses] of Object.entries(listen)) {
+      // Reserved, never opened: they take no address from the others.
+      if (kind === 'imap' || kind === 'imaps') continue;
       for (const a of addresses) {
         const { host, port } = splitHostPort(a);
         if (port === 0) continue;

@@ -34,6 +34,10 @@ test('an empty listener list turns it off', () => {
   assert.deepEqual(parseConfig({ listen: { pop3: [] } }).listen.pop3, []);
 });
 
+test('IMAP\'s listeners are reserved and never opened: their defaults take no address from the others', () => {
+  assert.deepEqual(parseConfig({ listen: { smtp: ['0.0.0.0:2993'] } }).listen.smtp, ['0.0.0.0:2993']);
+});
+
 const refused: [unknown, RegExp][] = [
   [{ bogus: 1 }, /unknown key bogus; allowed here: hostname, domains/],
   [{ limits: { max_conections: 5 } }, /unknown key limits\.max_conections; allowed here: .*max_connections/],
@@ -48,6 +52,8 @@ const refused: [unknown, RegExp][] = [
   [{ listen: { smtp: ['[::]:25'], submission: ['127.0.0.1:25'] } }, /listen\.submission: 127\.0\.0\.1:25 clashes with \[::\]:25 of listen\.smtp/],
   [{ listen: { smtp: ['0.0.0.0:25'], pop3: ['localhost:25'] } }, /listen\.pop3: localhost:25 clashes with 0\.0\.0\.0:25 of listen\.smtp/],
   [{ listen: { smtp: ['0.0.0.0:25'], pop3: ['[::ffff:127.0.0.1]:25'] } }, /listen\.pop3: \[::ffff:127\.0\.0\.1\]:25 clashes with 0\.0\.0\.0:25/],
+  // A clash with a listener's default is said as one.
+  [{ listen: { smtp: ['127.0.0.1:2587'] } }, /^test\.toml: listen\.submission, by default: 127\.0\.0\.1:2587 clashes with 127\.0\.0\.1:2587 of listen\.smtp; give each listener an address of its own$/],
   [{ relay: { smarthost: 'smtp.example:465', username: 'u' } }, /relay: username and password go together: set both to log in to the smarthost, or neither/],
   [{ relay: { username: 'u', password: 'p' } }, /relay: username and password are the smarthost's login: set smarthost too, or leave them out/],
   [{ domains: ['bad domain'] }, /domains\[0\] = "bad domain" is not allowed: expected a domain name/],
