@@ -150,6 +150,19 @@ export async function withContext<T>(cmd: Command, fn: (ctx: Context) => Promise
   }
 }
 
+/** The status for output a reader closed before it was written whole (EPIPE): 0 while the output
+ *  is a listing a reader may stop reading (`| head -1`); see outputIsTheResult. */
+export let closedOutputStatus = 0;
+/** What to do about it, said with the failure. */
+export let closedOutputAdvice = '';
+
+/** For a command whose output is its result (a token shown once, an SMTP dialogue): output its
+ *  reader closed is then a failure, with `status`, and `advice`. */
+export function outputIsTheResult(status = 1, advice = ''): void {
+  closedOutputStatus = status;
+  closedOutputAdvice = advice;
+}
+
 /** Reads the first line of stdin (for --password-stdin). */
 export async function readStdinLine(): Promise<string> {
   const chunks: Buffer[] = [];

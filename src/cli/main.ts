@@ -8,6 +8,7 @@
  */
 import fs from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { closedOutputAdvice, closedOutputStatus } from './common.ts';
 import { CliError, failureText, UsageError } from './errors.ts';
 import { registerStart } from './start.ts';
 import { registerInit } from './init.ts';
@@ -45,13 +46,15 @@ function verbose(): boolean {
 // What mailnest writes (the database, bodies, keys) is for its own user alone.
 process.umask(0o077);
 
-// A reader that has read enough (`| head -1`, `| grep -q`) closes the pipe: the rest of the
-// output goes nowhere, and that is no failure. Output that cannot be written at all (`>> log` on
-// a full disk) is one, said in a line; what the command did before is done.
+// A reader that has read enough of a listing (`| head -1`, `| grep -q`) closes the pipe: the
+// rest of the output goes nowhere, and that is no failure; for a command whose output is its
+// result it is (see outputIsTheResult). Output that cannot be written at all (`>> log` on a full
+// disk) is one, said in a line; what the command did before is done.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-  if (err.code === 'EPIPE') process.exit(0);
-  process.stderr.write(`mailnest: its output could not be written: ${err.code ?? err.message}\n`);
-  process.exit(1);
+  if (err.code === 'EPIPE' && closedOutputStatus === 0) process.exit(0);
+  const advice = err.code === 'EPIPE' && closedOutputAdvice ? `; ${closedOutputAdvice}` : '';
+  process.stderr.write(`mailnest: its output could not be written: ${err.code === 'EPIPE' ? 'its reader closed it (EPIPE)' : err.code ?? err.message}${advice}\n`);
+  process.exit(err.code === 'EPIPE' ? closedOutputStatus : 1);
 });
 
 try {

@@ -8,7 +8,7 @@
  *
  * Exit status is mailnest's own (0 queued, 1 failure, 2 bad usage) unless `--sysexits` asks for
  * sendmail's, from sysexits.h, as the wrapper installed as /usr/sbin/sendmail does: 0 queued,
- * 64 EX_USAGE, 65 EX_DATAERR, 67 EX_NOUSER, 70 EX_SOFTWARE, 75 EX_TEMPFAIL, 77 EX_NOPERM,
+ * 64 EX_USAGE, 65 EX_DATAERR, 67 EX_NOUSER, 70 EX_SOFTWARE, 74 EX_IOERR, 75 EX_TEMPFAIL, 77 EX_NOPERM,
  * 78 EX_CONFIG. The command works out the sysexits.h status and reads it as 0/1/2 when not asked.
  */
 import os from 'node:os';
@@ -19,7 +19,7 @@ import { submitLocal, SubmitError } from '../delivery/submit.ts';
 import { FreeSpace } from '../store/free-space.ts';
 import { isStorageFull } from '../store/store.ts';
 import { RE_ENCODING } from '../mime/line-length.ts';
-import { commandContext } from './common.ts';
+import { commandContext, outputIsTheResult } from './common.ts';
 import { CliError, failureText } from './errors.ts';
 import { readLimited, TooLarge } from './read-limited.ts';
 
@@ -27,6 +27,7 @@ export const EX_USAGE = 64;
 export const EX_DATAERR = 65;
 export const EX_NOUSER = 67;
 export const EX_SOFTWARE = 70;
+export const EX_IOERR = 74;
 export const EX_TEMPFAIL = 75;
 export const EX_NOPERM = 77;
 export const EX_CONFIG = 78;
@@ -295,6 +296,8 @@ async function run(args: SendmailArgs, cmd: Command): Promise<void> {
     if (args.noop) return;
     if (args.smtp) {
       if (args.recipients.length > 0) throw new SendmailUsage('-bs takes its recipients from RCPT TO, not as arguments');
+      // The dialogue is the result: a caller gone from it is a failure (EX_IOERR).
+      outputIsTheResult(exitStatus(EX_IOERR, args.sysexits), 'the SMTP dialogue was cut off; what it answered with 250 is queued');
       return await smtpOnStdio(ctx, caller);
     }
     const id = await sendmail(ctx, args, caller);

@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { hashToken, newToken, TOKEN_NAME } from '../http/tokens.ts';
 import { StoreConflict } from '../store/store.ts';
-import { withContext } from './common.ts';
+import { outputIsTheResult, withContext } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
 import { printTable } from './table.ts';
 
@@ -20,6 +20,7 @@ export function registerToken(program: Command): void {
           if (err instanceof StoreConflict) throw new CliError(`token ${name} already exists (revoke it first to replace it)`);
           throw err;
         }
+        outputIsTheResult(1, `token ${name} was made and not shown: revoke it (mailnest token revoke ${name}) and make it again`);
         process.stdout.write(`${value}\n`);
         if (process.stdout.isTTY) process.stderr.write('mailnest: keep this token now; only its hash is stored and it cannot be shown again\n');
       });

@@ -175,6 +175,13 @@ test('output cut short by its reader (| head -1, | grep -q) is no failure: exit 
   const r = spawnSync('bash', ['-c', '"$0" "$1" -c "$2" user list | { exec <&-; sleep 2; }; echo "status ${PIPESTATUS[0]}"', NODE, CLI, cfg], { encoding: 'utf8', timeout: 60_000 });
   assert.equal(r.stderr, '');
   assert.equal(r.stdout, 'status 0\n');
+  // Unless the output is the result: a token made and never shown, an SMTP dialogue cut off.
+  const token = spawnSync('bash', ['-c', '"$0" "$1" -c "$2" token create ci | { exec <&-; sleep 2; }; echo "status ${PIPESTATUS[0]}"', NODE, CLI, cfg], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(token.stdout, 'status 1\n');
+  assert.equal(token.stderr, 'mailnest: its output could not be written: its reader closed it (EPIPE); token ci was made and not shown: revoke it (mailnest token revoke ci) and make it again\n');
+  const bs = spawnSync('bash', ['-c', 'printf "EHLO x\\nMAIL FROM:<a@example.test>\\n" | "$0" "$1" -c "$2" sendmail --sysexits -bs | { exec <&-; sleep 2; }; echo "status ${PIPESTATUS[1]}"', NODE, CLI, cfg], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(bs.stdout, 'status 74\n', bs.stderr);
+  assert.match(bs.stderr, /^mailnest: its output could not be written: its reader closed it \(EPIPE\); the SMTP dialogue was cut off/);
 });
 
 test('output that cannot be written (a full disk) is one line on stderr and exit 1, never a stack trace', () => {
