@@ -43,7 +43,7 @@ function ask(prompt: string): Promise<string> {
         // Ctrl-C, or Ctrl-D (the end of input, which a raw terminal passes on as a character).
         if (ch === '\u0003' || ch === '\u0004') {
           done();
-          reject(new UsageError('cancelled'));
+          reject(new CliError('cancelled'));
           return true;
         }
         if (ch === '\u007f' || ch === '\b') text = [...text].slice(0, -1).join('');
@@ -54,7 +54,7 @@ function ask(prompt: string): Promise<string> {
     const onData = (chunk: Buffer) => { take(chunk.toString('utf8')); };
     const onEnd = () => {
       done();
-      reject(new UsageError('cancelled'));
+      reject(new CliError('cancelled'));
     };
     const done = () => {
       stdin.off('data', onData);

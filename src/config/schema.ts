@@ -1,6 +1,6 @@
 /**
  * The configuration: every key, its type and its built-in default live here and nowhere else.
- * The TOML file (see ../shared INTERFACE) is validated into `Config`; unknown keys are refused.
+ * The TOML file (docs/CONFIGURATION.md) is validated into `Config`; unknown keys are refused.
  */
 import net from 'node:net';
 import os from 'node:os';
@@ -95,6 +95,9 @@ function isServerAddress(text: string): boolean {
   return port >= 1 && port <= 65535 && (m[1] !== undefined ? net.isIPv6(m[1]) : net.isIPv4(m[2]!));
 }
 
+/** A file's path, relative to the config file or whole; "~" is not expanded here, as a shell would. */
+const filePath = z.string().min(1).refine((f) => !/^~/.test(f), { message: 'a path without "~", which is not expanded here: give the whole path, such as "/home/me/certs/fullchain.pem"' });
+
 export const configSchema = z.strictObject({
   hostname: domainName.default(() => os.hostname()),
   // A domain named twice (in another case, with a final dot, in U-labels) is one domain, kept
@@ -146,8 +149,8 @@ export const configSchema = z.strictObject({
     }
   }).prefault({}),
   tls: z.strictObject({
-    cert: z.string().min(1).optional(),
-    key: z.string().min(1).optional(),
+    cert: filePath.optional(),
+    key: filePath.optional(),
   }).refine((t) => (t.cert === undefined) === (t.key === undefined), {
     message: 'cert and key go together: set both, or neither for a self-signed certificate',
   }).prefault({}),
@@ -178,7 +181,7 @@ export const configSchema = z.strictObject({
     /** Check the smarthost's certificate (it receives the password). */
     smarthost_tls_verify: z.boolean().default(true),
     /** Extra CA certificates (PEM file) trusted when a certificate is checked. */
-    ca_file: z.string().min(1).optional(),
+    ca_file: filePath.optional(),
     /** RFC 5321 §4.5.3.2 timeouts; connect is ours (no RFC figure). */
     connect_timeout: timerDuration.prefault('30s'),
     greeting_timeout: timerDuration.prefault('5m'),

@@ -399,10 +399,10 @@ print(out.decode())
   assert.match(rest.join('\n'), /mailnest: the passwords do not match; nothing was changed/);
   assert.doesNotMatch(cli(cfg, ['user', 'list']).stdout, /tty@/);
   // Ctrl-D, the end of input, cancels as Ctrl-C does, where it would have been a character of
-  // the password.
+  // the password: a failure (exit 1), not bad usage.
   const eof = python(script.replace("os.write(fd, b'one-password\\n')", "os.write(fd, b'\\x04')").replace("until(b'Again:'); os.write(fd, b'another-one\\n')", ''), [NODE, CLI, cfg]);
   const [eofCode, ...eofRest] = eof.stdout.split('\n');
-  assert.equal(eofCode, '2', eof.stdout + eof.stderr);
+  assert.equal(eofCode, '1', eof.stdout + eof.stderr);
   assert.match(eofRest.join('\n'), /mailnest: cancelled/);
 });
 
