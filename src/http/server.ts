@@ -193,6 +193,11 @@ export class HttpService implements Service {
   private refuse(req: http.IncomingMessage, res: http.ServerResponse, err: unknown, unasked = false): void {
     const path = requestPath(req);
     const send = path === '/api/v1/send';
+    // A client gone before its body was whole is answered nothing, and refused nothing either.
+    if (err instanceof HttpError && err.reason === 'aborted') {
+      this.ctx.log.info({ listener: LISTENER, client: clientOf(req.socket) }, 'request abandoned: the client went before its body was whole');
+      return;
+    }
     if (err instanceof HttpError) {
       if (send && err.status !== 405) {
         this.ctx.metrics.rejected.inc({ listener: LISTENER, reason: err.reason });
@@ -392,8 +397,13 @@ export class HttpService implements Service {
       };
       req.on('data', onData);
       req.once('end', () => resolve(Buffer.concat(chunks)));
-      req.once('error', reject);
-      req.once('aborted', () => reject(new HttpError(400, 'aborted', 'request aborted')));
+      // The client gone before its body was whole (its connection reset or cut off, before this
+      // read began too): an error on the request, or its close before it was complete. (A
+      // settled promise ignores what comes after.)
+      const gone = () => reject(new HttpError(400, 'aborted', 'request aborted'));
+      if (req.destroyed && !req.complete) gone();
+      req.once('error', gone);
+      req.once('close', () => { if (!req.complete) gone(); });
     });
   }
 }

@@ -9,7 +9,9 @@ import { makeSelfSignedCertificate } from './self-signed-certificate.ts';
 
 const [hostname, certFile, keyFile] = process.argv.slice(2) as [string, string, string];
 const { cert, key } = await makeSelfSignedCertificate(hostname);
-// Each under a temporary name, then renamed: a crash leaves the old pair or the new one whole.
+// Each under a temporary name, then renamed, so that neither file is ever half written. A crash
+// between the two renames leaves the new key beside the old certificate: one due for renewal,
+// which the next start therefore makes again.
 fs.writeFileSync(`${keyFile}.tmp`, key, { mode: 0o600 });
 fs.writeFileSync(`${certFile}.tmp`, cert, { mode: 0o644 });
 fs.renameSync(`${keyFile}.tmp`, keyFile);

@@ -255,6 +255,18 @@ describe('HTTP API', () => {
     });
   }
 
+  it('a client gone before its body was whole is logged as such, not as a request refused with 400', async () => {
+    const s = net.connect(server.port('http'), '127.0.0.1');
+    s.on('error', () => {});
+    await new Promise<void>((resolve) => s.on('connect', () => resolve()));
+    s.write(`POST /api/v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"to":`);
+    await new Promise((r) => setTimeout(r, 200));
+    // Gone at once (a reset): a client that only half-closes may still be waiting for its answer.
+    s.resetAndDestroy();
+    await until('the abandonment logged', () => server.logs.some((l) => l.msg === 'request abandoned: the client went before its body was whole'));
+    assert.ok(!server.logs.some((l) => (l.msg === 'request refused' && l.reason === 'aborted') || l.msg === 'HTTP request failed'));
+  });
+
   it('pipelined requests: a refusal with a body is read past and answered in turn, after the answers owed before it', async () => {
     const before = (await mailbox(dataDirOf(dir), 'owner@example.test')).length;
     const good = (text: string) => {
