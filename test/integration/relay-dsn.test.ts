@@ -29,6 +29,16 @@ async function submit(fixture: Fixture, mail: string, rcpts: string[]): Promise<
   await until('every delivery', async () => (await queue(fixture.dataDir)).length === 0);
 }
 
+/** The report in alice's mailbox that holds `text`, once it is there. */
+async function reportTo(fixture: Fixture, text: string): Promise<string> {
+  let report = '';
+  await until(`a report with "${text}"`, async () => {
+    report = (await mailbox(fixture.dataDir, 'alice@example.test')).map((m) => m.toString('latin1')).find((m) => m.includes(text)) ?? '';
+    return report !== '';
+  });
+  return report;
+}
+
 test('the sender\'s DSN requests go to a next hop that offers DSN, which then reports; without DSN a "relayed" report answers SUCCESS', async () => {
   // An ORCPT naming a non-ASCII address goes on as RFC 6533's utf-8 type, in its ASCII form.
   const withDsn = new SmtpSink({ dsn: true });
@@ -94,11 +104,7 @@ test('a delay warning carries the header alone, also under RET=FULL, which asks 
   assert.equal((await c.cmd('From: alice@example.test\r\nSubject: waiting\r\n\r\nthe body of the message\r\n.')).code, 250);
   await c.quit();
   const fixture = f;
-  let warning = '';
-  await until('the delay warning', async () => {
-    warning = (await mailbox(fixture.dataDir, 'alice@example.test')).map((m) => m.toString('latin1')).find((m) => m.includes('Action: delayed')) ?? '';
-    return warning !== '';
-  });
+  const warning = await reportTo(fixture, 'Action: delayed');
   assert.match(warning, /Content-Type: text\/rfc822-headers\r\n/);
   assert.match(warning, /Subject: waiting\r\n/);
   assert.doesNotMatch(warning, /message\/rfc822|the body of the message/);
@@ -119,12 +125,7 @@ test('a failure report under RET=FULL returns a message with a line over 998 oct
   assert.equal((await c.cmd('DATA')).code, 354);
   assert.equal((await c.cmd(`Subject: long line\r\n\r\n${'z'.repeat(2000)}\r\n.`)).code, 250);
   await c.quit();
-  const fixture = f;
-  let report = '';
-  await until('the failure report', async () => {
-    report = (await mailbox(fixture.dataDir, 'alice@example.test')).map((m) => m.toString('latin1')).find((m) => m.includes('Action: failed')) ?? '';
-    return report !== '';
-  });
+  const report = await reportTo(f, 'Action: failed');
   assert.match(report, /Content-Type: text\/rfc822-headers\r\n/);
   assert.match(report, /Subject: long line\r\n/);
   assert.doesNotMatch(report, /message\/rfc822|zzzz/);
