@@ -4,8 +4,9 @@
  * SQLite cannot commit even a deletion, since its write-ahead log grows first; POP3's DELE and
  * `mailnest user remove` then freed nothing, and the only way out was outside mailnest. A
  * deletion that finds the disk full gives the reserve up and is tried again (sqlite-store.ts);
- * the reserve is made again once the disk has room for it several times over, so that it is
- * never what fills the disk. Only deletions give it up; the room it frees is then ordinary free
+ * the reserve is made again once the disk has room for it several times over (smaller on a small
+ * disk), so that it is never what fills the disk. A store that cannot be opened on a full disk
+ * gives it up too (sqlite-store.ts). Only deletions give it up; the room it frees is then ordinary free
  * space, until the operator frees more.
  */
 import fs from 'node:fs';
@@ -16,8 +17,10 @@ import { freeBytes } from './free-space.ts';
  *  sqlite/sqlite-store.ts) and a batch of deletions beyond it. */
 const RESERVE_BYTES = 20 * 1024 * 1024;
 
-/** The reserve is made only where the disk has this many times its size free. */
+/** The reserve is made only where the disk has this many times its size free: on a smaller disk,
+ *  smaller, down to MIN_BYTES (still room for a batch of deletions). */
 const ROOM_FACTOR = 4;
+const MIN_BYTES = 1024 * 1024;
 
 export class Reserve {
   readonly file: string;
@@ -28,16 +31,25 @@ export class Reserve {
     this.bytes = bytes;
   }
 
+  /** One being made, or left half made by a crash. */
+  private get partial(): string {
+    return `${this.file}.new`;
+  }
+
   /** Makes the reserve when it is missing and the disk has room, in the thread pool (sessions
-   *  go on meanwhile). A failure leaves no part of it behind. */
+   *  go on meanwhile): `bytes`, or a quarter of the free space when that is less. A failure, or
+   *  a crash, leaves no part of it behind for long: one left half made is removed first. */
   async keep(): Promise<void> {
-    if (fs.existsSync(this.file) || freeBytes(path.dirname(this.file)) < ROOM_FACTOR * this.bytes) return;
-    const partial = `${this.file}.new`;
+    const partial = this.partial;
+    await fs.promises.rm(partial, { force: true });
+    if (fs.existsSync(this.file)) return;
+    const bytes = Math.min(this.bytes, Math.floor(freeBytes(path.dirname(this.file)) / ROOM_FACTOR));
+    if (bytes < Math.min(MIN_BYTES, this.bytes)) return;
     try {
       const file = await fs.promises.open(partial, 'w', 0o600);
       try {
-        const zeros = Buffer.alloc(Math.min(this.bytes, 1024 * 1024));
-        for (let written = 0; written < this.bytes; written += zeros.length) await file.write(zeros, 0, Math.min(zeros.length, this.bytes - written));
+        const zeros = Buffer.alloc(Math.min(bytes, 1024 * 1024));
+        for (let written = 0; written < bytes; written += zeros.length) await file.write(zeros, 0, Math.min(zeros.length, bytes - written));
         await file.sync();
       } finally {
         await file.close();
@@ -48,13 +60,17 @@ export class Reserve {
     }
   }
 
-  /** Gives the room up; true when there was a reserve to give. */
+  /** Gives the room up (a reserve half made too); true when there was any to give. */
   release(): boolean {
-    try {
-      fs.unlinkSync(this.file);
-      return true;
-    } catch {
-      return false;
+    let given = false;
+    for (const file of [this.file, this.partial]) {
+      try {
+        fs.unlinkSync(file);
+        given = true;
+      } catch {
+        // none there
+      }
     }
+    return given;
   }
 }

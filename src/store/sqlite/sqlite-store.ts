@@ -105,12 +105,12 @@ interface StoreOptions {
 
 export class SqliteStore implements Store {
   readonly file: string;
-  private db: DatabaseSync;
-  private wal: WalSync;
-  private files: BodyFiles;
-  private log: BodyLog;
-  private readonly reserve: Reserve;
-  private readonly onReserveGiven: (() => void) | undefined;
+  private db!: DatabaseSync;
+  private wal!: WalSync;
+  private files!: BodyFiles;
+  private log!: BodyLog;
+  private reserve!: Reserve;
+  private onReserveGiven: (() => void) | undefined;
   /** Read buffers for the body files of messages opened for a mailbox client (openMessage). */
   private pieces = new PiecePool(PIECE, 8);
   /** Body files whose rows the open transaction deletes: removed once it is durable. */
@@ -136,31 +136,50 @@ export class SqliteStore implements Store {
   constructor(dataDir: string, opts: StoreOptions = {}) {
     prepareDataDir(dataDir);
     this.file = path.join(dataDir, 'mailnest.sqlite');
-    try {
-      this.db = openDatabase(this.file);
-      // mmap for reads: message bodies are read straight from the mapped file instead of one
-      // read() per page (about 8x faster when streaming mail out over POP3); writes are unchanged.
-      // synchronous = NORMAL: durability comes from WalSync before anything is acknowledged.
-      // temp_store = MEMORY: the journal of each message's savepoint in a batch (see flush) stays
-      // in memory; past 64 KiB SQLite would otherwise spill it to a temporary file, made and
-      // deleted in almost every batch.
-      // journal_size_limit: the write-ahead log, reused from its start after each checkpoint, is
-      // cut back to 64 MiB then; without it the file keeps the size of the largest stretch between
-      // two checkpoints for good (hundreds of megabytes after a long POP3 session's deletions).
-      this.db.exec(`PRAGMA page_size = ${PAGE_BYTES}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = 67108864;`);
-      checkpointEvery(this.db, CHECKPOINT_BYTES);
-      this.wal = new WalSync(this.file, opts.fdatasync, opts.onFailedFlush);
-      this.migrate(opts.onMigrate);
-      keepPrivate([this.file, `${this.file}-wal`, `${this.file}-shm`]);
-      this.wal.syncNow();
-      this.files = new BodyFiles(dataDir);
-      this.log = new BodyLog(dataDir, { segmentBytes: opts.segmentBytes, onFailure: opts.onFailedFlush });
-      this.reserve = new Reserve(dataDir, opts.reserveBytes);
-      this.onReserveGiven = opts.onReserveGiven;
-      this.recover();
-    } catch (err) {
-      throw openingError(this.file, err);
+    // On a disk filled to the last byte SQLite cannot make its write-ahead log to open the
+    // database (a crash left none, or a command removed it): the reserve kept for deletions is
+    // given up, once, so that the server starts and mail can be deleted.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.open(dataDir, opts);
+        break;
+      } catch (err) {
+        const e = openingError(this.file, err);
+        try {
+          // A database opened before the failure (undefined when none was).
+          (this.db as DatabaseSync | undefined)?.close();
+        } catch {
+          // not open
+        }
+        if (attempt > 1 || !isStorageFull(e) || !new Reserve(dataDir).release()) throw e;
+        opts.onReserveGiven?.();
+      }
     }
+  }
+
+  /** Opens the database and the body files, and recovers from a crash. */
+  private open(dataDir: string, opts: StoreOptions): void {
+    this.db = openDatabase(this.file);
+    // mmap for reads: message bodies are read straight from the mapped file instead of one
+    // read() per page (about 8x faster when streaming mail out over POP3); writes are unchanged.
+    // synchronous = NORMAL: durability comes from WalSync before anything is acknowledged.
+    // temp_store = MEMORY: the journal of each message's savepoint in a batch (see flush) stays
+    // in memory; past 64 KiB SQLite would otherwise spill it to a temporary file, made and
+    // deleted in almost every batch.
+    // journal_size_limit: the write-ahead log, reused from its start after each checkpoint, is
+    // cut back to 64 MiB then; without it the file keeps the size of the largest stretch between
+    // two checkpoints for good (hundreds of megabytes after a long POP3 session's deletions).
+    this.db.exec(`PRAGMA page_size = ${PAGE_BYTES}; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY; PRAGMA journal_size_limit = 67108864;`);
+    checkpointEvery(this.db, CHECKPOINT_BYTES);
+    this.wal = new WalSync(this.file, opts.fdatasync, opts.onFailedFlush);
+    this.migrate(opts.onMigrate);
+    keepPrivate([this.file, `${this.file}-wal`, `${this.file}-shm`]);
+    this.wal.syncNow();
+    this.files = new BodyFiles(dataDir);
+    this.log = new BodyLog(dataDir, { segmentBytes: opts.segmentBytes, onFailure: opts.onFailedFlush });
+    this.reserve = new Reserve(dataDir, opts.reserveBytes);
+    this.onReserveGiven = opts.onReserveGiven;
+    this.recover();
   }
 
   /**
