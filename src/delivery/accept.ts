@@ -85,6 +85,12 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
   return { id, localTrace: localPrefix };
 }
 
+/** The copies a message to `recipients` is stored as (a local mailbox's, a queued recipient's),
+ *  for what it takes of the disk (FreeSpace.take): aliases counted as what they lead to. */
+export function copiesOf(recipients: ResolvedRecipient[]): number {
+  return recipients.reduce((n, r) => n + (r.resolution.kind === 'local' ? r.resolution.users.length + r.resolution.forward.length : 1), 0);
+}
+
 /** An address that an alias turns into several, some of them sent on (RFC 3461 §6.2.7.3): its
  *  delivery here is not the end of the message's way, so a SUCCESS asked of it is answered
  *  "expanded", not "delivered". */

@@ -7,7 +7,7 @@
 import type { Context } from '../context.ts';
 import { lookupAddress, parseMailbox, type Mailbox } from '../smtp/address.ts';
 import { uniqueAddresses } from '../mime/addresses.ts';
-import { acceptMessage, type ResolvedRecipient } from './accept.ts';
+import { acceptMessage, copiesOf, type ResolvedRecipient } from './accept.ts';
 import { withoutForgedResults } from './auth-results.ts';
 import { UNKNOWN_WHY } from './recipients.ts';
 import { roomNeeded, roomNow, type Room } from '../store/free-space.ts';
@@ -83,8 +83,9 @@ export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<str
   // free the disk again (docs/SMTP.md); the server's gauge, counted off by every message taken
   // (SMTP's too), or a reading made now for a command.
   const room = s.room ?? roomNow(ctx.config.data_dir);
-  if (!room.take(s.message.length)) {
-    throw new NoRoom(`${room.bytes} bytes are free, and a message of ${s.message.length} bytes needs ${roomNeeded(s.message.length)}: twice its size, and 1 MiB for deletions`);
+  const copies = copiesOf(resolved);
+  if (!room.take(s.message.length, copies)) {
+    throw new NoRoom(`${room.bytes} bytes are free, and a message of ${s.message.length} bytes to ${copies} ${copies === 1 ? 'mailbox' : 'mailboxes and recipients'} needs ${roomNeeded(s.message.length, copies)}: twice its size, 1 KiB a copy, and 1 MiB for deletions`);
   }
   const { id } = await acceptMessage(ctx.store, {
     writtenHere: true,

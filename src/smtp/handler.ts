@@ -6,7 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Context } from '../context.ts';
 import type { AuthThrottle } from '../auth/throttle.ts';
 import { verifyPassword } from '../auth/password.ts';
-import { acceptMessage } from '../delivery/accept.ts';
+import { acceptMessage, copiesOf } from '../delivery/accept.ts';
 import { withoutForgedResults } from '../delivery/auth-results.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
 import { reportLocalDelivery } from '../delivery/report.ts';
@@ -215,7 +215,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
   // Held to the rule of MAIL again, now that its size is known, against a reading that counts
   // off what was stored since it was made: sessions that all passed MAIL within a second would
   // otherwise fill the disk past the reserve that deletions need.
-  if (!freeSpace.take(totalLength(body))) {
+  if (!freeSpace.take(totalLength(body), copiesOf(d.recipients))) {
     ctx.log.warn({ listener: role, size: totalLength(body) }, 'message refused for now: the disk holding data_dir is nearly full');
     return { kind: 'deliver', failure: 'storage-full', reason: 'storage_full' };
   }

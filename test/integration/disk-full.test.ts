@@ -200,7 +200,7 @@ describe('a full disk under data_dir', { skip: disk ? false : 'needs root to mou
     assert.equal(api.status, 507);
     const send = cli(configFile, ['send', '--to', 'alice@example.test', '--subject', 'nearly full'], text);
     assert.equal(send.status, 1);
-    assert.match(send.stderr, /^mailnest: the disk holding data_dir is nearly full \(\d+ bytes are free, and a message of \d+ bytes needs \d+: twice its size, and 1 MiB for deletions\): free some space and try again\n$/);
+    assert.match(send.stderr, /^mailnest: the disk holding data_dir is nearly full \(\d+ bytes are free, and a message of \d+ bytes to 1 mailbox needs \d+: twice its size, 1 KiB a copy, and 1 MiB for deletions\): free some space and try again\n$/);
     const sendmail = cli(configFile, ['sendmail', '--sysexits', 'alice@example.test'], `Subject: nearly full\n\n${text}\n`);
     assert.equal(sendmail.status, 75, sendmail.stderr);
     const st = fs.statfsSync(dir);

@@ -30,6 +30,9 @@ test('room for a message: twice its declared size plus 1 MiB', () => {
   assert.equal(roomFor(MiB, 0), true);
   assert.equal(roomFor(MiB - 1, 0), false);
   assert.equal(roomFor(Infinity, 50 * MiB), true, 'an unknown reading refuses nothing');
+  // Each copy it is stored as (an alias of sixty mailboxes: sixty) takes 1 KiB more.
+  assert.equal(roomFor(3 * MiB, MiB - 30 * 1024, 60), true);
+  assert.equal(roomFor(3 * MiB, MiB - 30 * 1024, 61), false);
 });
 
 test('a message about to be stored is counted off the reading until the next one, so messages within one second cannot pass the reserve', () => {
