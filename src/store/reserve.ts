@@ -6,8 +6,8 @@
  * deletion that finds the disk full gives the reserve up and is tried again (sqlite-store.ts);
  * the reserve is made again once the disk has room for it several times over (smaller on a small
  * disk), so that it is never what fills the disk. A store that cannot be opened on a full disk
- * gives it up too (sqlite-store.ts). Only deletions give it up; the room it frees is then ordinary free
- * space, until the operator frees more.
+ * gives it up too (sqlite-store.ts), so that the server starts; arriving mail never does. The
+ * room it frees is then ordinary free space, until the operator frees more.
  */
 import fs from 'node:fs';
 import path from 'node:path';
