@@ -68,3 +68,22 @@ export async function* piecesAtLineEnds(pieces: AsyncIterable<Buffer>): AsyncGen
   }
   if (held.length > 0) yield Buffer.concat(held);
 }
+
+/** The pieces read until `stop` is among them (undefined: all of them), or past `max` octets,
+ *  joined. Each piece is searched once, with the end of the one before it. */
+export async function readUntil(pieces: AsyncIterable<Buffer>, stop: string | undefined, max: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let len = 0;
+  /** The end of what was read, as long as `stop` less one: it may span two pieces. */
+  let tail: Buffer = Buffer.alloc(0);
+  for await (const c of pieces) {
+    parts.push(c);
+    len += c.length;
+    if (stop !== undefined) {
+      if (c.includes(stop) || Buffer.concat([tail, c.subarray(0, stop.length - 1)]).includes(stop)) break;
+      tail = (c.length >= stop.length - 1 ? c : Buffer.concat([tail, c])).subarray(-(stop.length - 1));
+    }
+    if (len > max) break;
+  }
+  return Buffer.concat(parts);
+}

@@ -16,7 +16,7 @@
 import { promises as dnsPromises } from 'node:dns';
 import net from 'node:net';
 import { Readable } from 'node:stream';
-import { hasEightBit, piecesAtLineEnds } from '../chunks.ts';
+import { hasEightBit, piecesAtLineEnds, readUntil } from '../chunks.ts';
 import { hasLongLine } from '../mime/line-length.ts';
 import { readCertificates } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
@@ -691,25 +691,6 @@ export class QueueRunner {
   private original(id: string, full: boolean): Promise<Buffer> {
     return readUntil(this.ctx.store.readQueued(id), full ? undefined : '\r\n\r\n', this.cfg.limits.max_message_size);
   }
-}
-
-/** The pieces read until `stop` is among them (undefined: all of them), or past `max` octets,
- *  joined. Each piece is searched once, with the end of the one before it. */
-export async function readUntil(pieces: AsyncIterable<Buffer>, stop: string | undefined, max: number): Promise<Buffer> {
-  const parts: Buffer[] = [];
-  let len = 0;
-  /** The end of what was read, as long as `stop` less one: it may span two pieces. */
-  let tail: Buffer = Buffer.alloc(0);
-  for await (const c of pieces) {
-    parts.push(c);
-    len += c.length;
-    if (stop !== undefined) {
-      if (c.includes(stop) || Buffer.concat([tail, c.subarray(0, stop.length - 1)]).includes(stop)) break;
-      tail = (c.length >= stop.length - 1 ? c : Buffer.concat([tail, c])).subarray(-(stop.length - 1));
-    }
-    if (len > max) break;
-  }
-  return Buffer.concat(parts);
 }
 
 /** Recipients in groups alike in their DSN requests (NOTIFY and ORCPT), in their order. */

@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import PostalMime from 'postal-mime';
 import { trimEndBlanks } from '../../src/ascii.ts';
+import { atLineEnds, piecesAtLineEnds, readUntil } from '../../src/chunks.ts';
 import { withoutForgedResults } from '../../src/delivery/auth-results.ts';
 import { withoutComments } from '../../src/mime/header-section.ts';
 import { fitSubmittedLines } from '../../src/mime/line-length.ts';
@@ -64,7 +65,6 @@ test('a header field of thousands of continuation lines is taken as one stretch 
 });
 
 test('a queued message is read for its report until its header ends, wherever the empty line falls between pieces, each piece searched once', async () => {
-  const { readUntil } = await import('../../src/delivery/queue-runner.ts');
   const message = Buffer.from('A: 1\r\nB: 2\r\n\r\nbody line\r\nmore\r\n');
   const end = message.indexOf('\r\n\r\n') + 4;
   for (let size = 1; size <= 6; size++) {
@@ -80,7 +80,6 @@ test('a queued message is read for its report until its header ends, wherever th
 });
 
 test('a message is handed to DKIM in pieces that end lines, a long line whole, from a buffer or from pieces read', async () => {
-  const { atLineEnds, piecesAtLineEnds } = await import('../../src/chunks.ts');
   const long = 'y'.repeat(3 * 1024 * 1024);
   const message = Buffer.from(`Subject: s\r\n\r\n${'short line\r\n'.repeat(20_000)}${long}\r\nend\r\n${long}`);
   const longLine = Buffer.from(`${long}\r\n`);
