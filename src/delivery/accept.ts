@@ -86,7 +86,8 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
 }
 
 /** The copies a message to `recipients` is stored as (a local mailbox's, a queued recipient's),
- *  for what it takes of the disk (FreeSpace.take): aliases counted as what they lead to. */
+ *  for what it takes of the disk (FreeSpace.take): aliases counted as what they lead to, and a
+ *  user named twice twice (stored once: the count errs on the side of room). */
 export function copiesOf(recipients: ResolvedRecipient[]): number {
   return recipients.reduce((n, r) => n + (r.resolution.kind === 'local' ? r.resolution.users.length + r.resolution.forward.length : 1), 0);
 }

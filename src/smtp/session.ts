@@ -70,6 +70,10 @@ export interface Delivery {
   user?: AuthenticatedUser;
 }
 
+/** What ends a VRFY or EXPN argument of a client that may be answered in UTF-8 (RFC 6531
+ *  §3.7.4.2), after at least one space. */
+const SMTPUTF8_ARG = ' SMTPUTF8';
+
 /** The listener's policy, one object shared by all of its sessions. */
 export interface SmtpSessionOptions {
   role: SmtpRole;
@@ -793,8 +797,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     // RFC 6531 §3.7.4.2: a client that may be answered with UTF-8 addresses says SMTPUTF8 after
     // the string (curl does whenever it is offered).
     const bare = trimEndBlanks(args);
-    const utf8 = this.esmtp && / smtputf8$/i.test(bare.slice(-9));
-    const arg = (utf8 ? bare.slice(0, -9) : args).trim();
+    const utf8 = this.esmtp && asciiUpper(bare.slice(-SMTPUTF8_ARG.length)) === SMTPUTF8_ARG;
+    const arg = (utf8 ? bare.slice(0, -SMTPUTF8_ARG.length) : args).trim();
     if (arg === '') return this.send(reply(501, '5.5.4', `Syntax: ${verb} address [SMTPUTF8]`));
     if (!this.user) return this.send(reply(252, '2.5.0', 'Cannot verify the address, but will accept mail for local recipients'));
     // RFC 5321 §3.5.1: "a string identifying a user"; a user name alone is taken to be at the

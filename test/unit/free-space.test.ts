@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { copiesOf, type ResolvedRecipient } from '../../src/delivery/accept.ts';
 import { FreeSpace, roomFor } from '../../src/store/free-space.ts';
 import { tempDir } from '../helpers/temp-dir.ts';
 
@@ -33,6 +34,15 @@ test('room for a message: twice its declared size plus 1 MiB', () => {
   // Each copy it is stored as (an alias of sixty mailboxes: sixty) takes 1 KiB more.
   assert.equal(roomFor(3 * MiB, MiB - 30 * 1024, 60), true);
   assert.equal(roomFor(3 * MiB, MiB - 30 * 1024, 61), false);
+  // The copies a message is stored as: every mailbox an alias leads to, and every address it
+  // sends the message on to, each remote recipient one.
+  const user = (id: number) => ({ id, address: `u${id}@example.test`, passwordHash: 'h' });
+  const recipients = [
+    { address: 'all@example.test', resolution: { kind: 'local', users: Array.from({ length: 60 }, (_, i) => user(i)), forward: ['x@remote.test'] } },
+    { address: 'u1@example.test', resolution: { kind: 'local', users: [user(1)], forward: [] } },
+    { address: 'y@remote.test', resolution: { kind: 'remote' } },
+  ] as ResolvedRecipient[];
+  assert.equal(copiesOf(recipients), 63);
 });
 
 test('a message about to be stored is counted off the reading until the next one, so messages within one second cannot pass the reserve', () => {
