@@ -144,6 +144,10 @@ export function withoutComments(value: string): string {
   return out.join('');
 }
 
+/** Fields that hold address lists (RFC 5322 §3.6.2, §3.6.3, §3.6.6; Errors-To, which old
+ *  programs still write): qualified by sendmail, folded after their commas when too long. */
+export const ADDRESS_FIELD = /^(?:(?:resent-)?(?:from|sender|reply-to|to|cc|bcc)|errors-to)$/i;
+
 /** A field's value (what follows its colon), unfolded (RFC 5322 §2.2.3). */
 export function unfoldedValue(field: string): string {
   return field.slice(field.indexOf(':') + 1).replace(/\r?\n/g, '');

@@ -18,7 +18,7 @@
 import { isAscii } from 'node:buffer';
 import * as qp from 'nodemailer/lib/qp';
 import { trimEndBlanks } from '../ascii.ts';
-import { startsField, unfoldedValue } from './header-section.ts';
+import { ADDRESS_FIELD, startsField, unfoldedValue } from './header-section.ts';
 import { textCharset } from './text-charset.ts';
 
 /** RFC 5322 §2.1.1: a line is at most 998 octets without its CRLF. */
@@ -294,15 +294,12 @@ function plainText(text: Buffer): Field {
 
 const isWsp = (c: number | undefined) => c === 0x20 || c === 0x09;
 
-/** Fields that hold address lists (RFC 5322 §3.6.2, §3.6.3, §3.6.6). */
-const ADDRESS_LISTS = new Set(['from', 'sender', 'reply-to', 'to', 'cc', 'bcc', 'resent-from', 'resent-sender', 'resent-to', 'resent-cc', 'resent-bcc']);
-
 /** The fields with every line over MAX_LINE folded. Throws UnfitLineError for a run without white
  *  space too long for a line. */
 export function fitHeader(fields: Field[]): Field[] {
   return fields.map((f) => {
     if (!f.lines.some((l) => l.length > MAX_LINE)) return f;
-    const list = ADDRESS_LISTS.has(f.name.toLowerCase());
+    const list = ADDRESS_FIELD.test(f.name);
     return { name: f.name, lines: f.lines.flatMap((l) => foldLong(list ? spacedList(l) : l, f.name)) };
   });
 }

@@ -33,7 +33,7 @@ import { parseMailbox } from '../smtp/address.ts';
 import { hasStrayName, notAList, uniqueAddresses } from './addresses.ts';
 import { fitBody, fitHeader, UnfitLineError, needsEncoding, splitFields, type Field } from './line-length.ts';
 import { DROPPED_FIELD, missingFields } from './submission.ts';
-import { ENCODED_WORD, headerEnd } from './header-section.ts';
+import { ADDRESS_FIELD, ENCODED_WORD, headerEnd } from './header-section.ts';
 import { splitAt } from '../chunks.ts';
 
 export type SubmittedProblem = 'usage' | 'data';
@@ -116,8 +116,6 @@ export function parseRecipients(value: string, where: string, domain: string): s
   return out;
 }
 
-/** Address fields whose addresses get the domain they lack (Postfix rewrites the same ones). */
-const ADDRESS_FIELD = /^(?:(?:resent-)?(?:from|to|cc|reply-to|sender)|errors-to)$/i;
 /** An addr-spec without "@": `root`, `ops.team`. */
 const LOCAL_PART = /^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+$/;
 
