@@ -2,10 +2,33 @@
 import type { Command } from 'commander';
 import { MAX_ALIAS_DEPTH } from '../delivery/recipients.ts';
 import { parseMailbox, plainForm } from '../smtp/address.ts';
+import { StoreConflict } from '../store/store.ts';
+import type { Context } from '../context.ts';
 import { withContext } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
 import { checkLocalAddress, noSuch, notePostmasters, postmasterDomains } from './user.ts';
 import { printTable } from './table.ts';
+
+/** How often an alias is checked again when other commands change users and aliases under it. */
+const CHECK_TRIES = 5;
+
+function isUser(name: string): CliError {
+  // A user wins over an alias of its address: such an alias would never be used.
+  return new CliError(`${name} is a user; an alias of that address would never be used`);
+}
+
+/** Refuses an alias that would name a user, or lead to a loop or too deep. */
+async function refuseBadAlias(ctx: Context, name: string, targets: string[]): Promise<void> {
+  if (await ctx.store.findUser(name)) throw isUser(name);
+  const refusal = await ctx.recipients.refusalOfTargets(name, targets);
+  if (refusal?.why === 'loop') {
+    throw new CliError(`${name} -> ${targets.join(', ')} would make a loop: its aliases would lead back to themselves and its mail to nobody`);
+  }
+  if (refusal) {
+    const whose = refusal.by ? `: ${refusal.by}, which leads to ${name},` : '';
+    throw new CliError(`${name} -> ${targets.join(', ')}${whose} would lead through more than ${MAX_ALIAS_DEPTH} aliases, and no more are followed: its mail would go to nobody; point it nearer the mailboxes`);
+  }
+}
 
 export function registerAlias(program: Command): void {
   const alias = program.command('alias').description('local aliases and simple lists (targets may be local or remote)');
@@ -14,23 +37,26 @@ export function registerAlias(program: Command): void {
     .action(async (name: string, given: string[], _opts: unknown, cmd: Command) => {
       await withContext(cmd, async (ctx) => {
         checkLocalAddress(ctx, name, 'alias');
-        // A user wins over an alias of its address: such an alias would never be used.
-        if (await ctx.store.findUser(name)) throw new CliError(`${name} is a user; an alias of that address would never be used`);
         // Kept in their plainest form: "bob"@example.com is bob@example.com, as SMTP reads it.
         const targets = given.map((t) => {
           const parsed = parseMailbox(t, true);
           if (typeof parsed === 'string') throw new UsageError(`target ${JSON.stringify(t)} is not a valid address`);
           return plainForm(parsed);
         });
-        const refusal = await ctx.recipients.refusalOfTargets(name, targets);
-        if (refusal?.why === 'loop') {
-          throw new CliError(`${name} -> ${targets.join(', ')} would make a loop: its aliases would lead back to themselves and its mail to nobody`);
+        // Checked against the users and aliases as they are, and added only if they are still so
+        // (another command may change them meanwhile); else checked again.
+        for (let tries = 1; ; tries++) {
+          const seen = await ctx.store.directoryVersion();
+          await refuseBadAlias(ctx, name, targets);
+          try {
+            await ctx.store.addAlias(name, targets, seen);
+            break;
+          } catch (err) {
+            if (!(err instanceof StoreConflict)) throw err;
+            if (err.kind === 'user') throw isUser(name);
+            if (tries === CHECK_TRIES) throw new CliError(`users and aliases kept changing while ${name} was checked; try again`);
+          }
         }
-        if (refusal) {
-          const whose = refusal.by ? `: ${refusal.by}, which leads to ${name},` : '';
-          throw new CliError(`${name} -> ${targets.join(', ')}${whose} would lead through more than ${MAX_ALIAS_DEPTH} aliases, and no more are followed: its mail would go to nobody; point it nearer the mailboxes`);
-        }
-        await ctx.store.addAlias(name, targets);
         process.stdout.write(`${name} -> ${targets.join(', ')}\n`);
         // A target may be a user to come; until then, say what its mail meets.
         for (const t of targets) {

@@ -62,6 +62,10 @@ export function checkLocalAddress(ctx: Context, address: string, what: string): 
   }
 }
 
+function isAlias(address: string): CliError {
+  return new CliError(`${address} is an alias; remove it first (mailnest alias remove ${address})`);
+}
+
 export function registerUser(program: Command): void {
   const user = program.command('user').description('manage mailboxes');
 
@@ -73,12 +77,12 @@ export function registerUser(program: Command): void {
         // Said before a password is asked for. (A user wins over an alias of its address, so
         // the alias would go quiet.)
         if (await ctx.store.findUser(address)) throw new CliError(`user ${address} already exists`);
-        if (await ctx.store.findAlias(address)) throw new CliError(`${address} is an alias; remove it first (mailnest alias remove ${address})`);
+        if (await ctx.store.findAlias(address)) throw isAlias(address);
         const password = await readPassword(!!opts.passwordStdin);
         try {
           await ctx.store.createUser(address, await hashPassword(password));
         } catch (err) {
-          if (err instanceof StoreConflict) throw new CliError(`user ${address} already exists`);
+          if (err instanceof StoreConflict) throw err.kind === 'alias' ? isAlias(address) : new CliError(`user ${address} already exists`);
           throw err;
         }
         process.stdout.write(`created ${address}\n`);

@@ -156,7 +156,7 @@ export interface RecipientUpdate {
 
 export interface Store {
   // --- users
-  /** Throws StoreConflict when the address (case-insensitively) exists. */
+  /** Throws StoreConflict when the address (case-insensitively) is a user or an alias. */
   createUser(address: string, passwordHash: string): Promise<UserRecord>;
   findUser(address: string): Promise<UserRecord | undefined>;
   /** The user created first among those of `domain` (case-insensitive). */
@@ -167,11 +167,15 @@ export interface Store {
   listUsers(): Promise<UserUsage[]>;
 
   // --- aliases
-  /** Creates the alias or adds targets to it. */
-  addAlias(alias: string, targets: string[]): Promise<void>;
+  /** Creates the alias or adds targets to it. Throws StoreConflict when the address is a user,
+   *  or when `seen` is given and users or aliases have changed since `directoryVersion` gave it:
+   *  what was checked against them (loops, depth) must be checked again. */
+  addAlias(alias: string, targets: string[], seen?: number): Promise<void>;
   removeAlias(alias: string): Promise<boolean>;
   findAlias(alias: string): Promise<AliasRecord | undefined>;
   listAliases(): Promise<AliasRecord[]>;
+  /** A number that changes whenever a user or an alias is added or removed, by any process. */
+  directoryVersion(): Promise<number>;
 
   // --- accepting mail
   /** Commits the message durably (fsync) and resolves only then. */
@@ -227,8 +231,15 @@ export interface Store {
   close(): void;
 }
 
-/** A uniqueness conflict (user or token that already exists). */
-export class StoreConflict extends Error {}
+/** A change refused for what is already there: `kind` says what the change met (the user or
+ *  alias of that address, the token of that name, or users and aliases changed since seen). */
+export class StoreConflict extends Error {
+  readonly kind: 'user' | 'alias' | 'token' | 'changed';
+  constructor(kind: StoreConflict['kind'], message: string) {
+    super(message);
+    this.kind = kind;
+  }
+}
 
 /** A message whose body is not in data_dir (a file or body-log segment left out of a restored
  *  copy, docs/CONFIGURATION.md): it cannot be read again, and deleting it is all there is to do. */

@@ -1,5 +1,5 @@
 import { test } from 'node:test';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import { DatabaseSync } from 'node:sqlite';
 import assert from 'node:assert/strict';
@@ -137,6 +137,23 @@ test('alias add / list --json / remove', () => {
   const removed = cli(cfg, ['user', 'remove', 'bob@example.test']);
   assert.equal(removed.status, 0);
   assert.equal(removed.stderr, 'mailnest: note: alias root@example.test still names bob@example.test; remove or change it (mailnest alias remove root@example.test)\n');
+});
+
+test('alias add a -> b and b -> a at the same instant: never both, however the two commands interleave', async () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  const run = (args: string[]) => new Promise<number>((resolve) => {
+    spawn(NODE, [CLI, '-c', cfg, ...args], { stdio: 'ignore' }).on('close', (code) => resolve(code ?? -1));
+  });
+  // Twenty commands at once, so that checks and inserts of a pair fall between each other.
+  const pairs = Array.from({ length: 10 }, (_, i) => Promise.all([
+    run(['alias', 'add', `a${i}@example.test`, `b${i}@example.test`]),
+    run(['alias', 'add', `b${i}@example.test`, `a${i}@example.test`]),
+  ]));
+  const outcomes = await Promise.all(pairs);
+  assert.deepEqual(outcomes.map((pair) => pair.toSorted()), outcomes.map(() => [0, 1]), 'one of each pair added, the other refused as a loop');
+  const aliases = JSON.parse(cli(cfg, ['alias', 'list', '--json']).stdout) as unknown[];
+  assert.equal(aliases.length, 10);
 });
 
 test('config errors and bad usage: one line, no stack trace, exit 1 / 2', () => {

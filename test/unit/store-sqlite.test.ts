@@ -8,7 +8,7 @@ import { SqliteStore } from '../../src/store/sqlite/sqlite-store.ts';
 import { storeError } from '../../src/store/sqlite/sqlite-errors.ts';
 import { MIGRATIONS } from '../../src/store/sqlite/schema.ts';
 import { newQueueId } from '../../src/store/queue-id.ts';
-import { BodyMissing, isStorageFull, messageBytes, StorageFull } from '../../src/store/store.ts';
+import { BodyMissing, isStorageFull, messageBytes, StorageFull, StoreConflict } from '../../src/store/store.ts';
 import { storedMessage } from '../helpers/mailbox.ts';
 import { until } from '../helpers/relay.ts';
 import { tempDir } from '../helpers/temp-dir.ts';
@@ -548,5 +548,35 @@ test('an outbound recipient\'s id is never given out again, after a queue remova
   store = new SqliteStore(dir);
   const third = await queue('z@remote.test');
   assert.ok(third.ids.every((id) => id > old), `${third.ids} after ${old}`);
+  store.close();
+});
+
+test('an address is a user or an alias, never both; an alias is added only while users and aliases are as its checks saw them', async () => {
+  const store = new SqliteStore(tmp());
+  const conflict = (kind: StoreConflict['kind']) => (err: unknown) => err instanceof StoreConflict && err.kind === kind;
+  const v0 = await store.directoryVersion();
+  await store.addAlias('list@example.test', ['a@example.test']);
+  const v1 = await store.directoryVersion();
+  assert.notEqual(v1, v0, 'adding an alias is a change');
+  await assert.rejects(store.createUser('LIST@example.test', 'h'), conflict('alias'), 'an alias of that address, in any case');
+  await store.createUser('a@example.test', 'h');
+  const v2 = await store.directoryVersion();
+  assert.notEqual(v2, v1, 'adding a user is a change');
+  await assert.rejects(store.addAlias('A@example.test', ['b@example.test']), conflict('user'));
+  await assert.rejects(store.addAlias('A@example.test', ['b@example.test'], v2), conflict('user'));
+  // A command that checked b -> a against v2, while another added a -> b: checked again.
+  await store.addAlias('b@example.test', ['c@example.test'], v2);
+  await assert.rejects(store.addAlias('c@example.test', ['b@example.test'], v2), conflict('changed'));
+  assert.equal(await store.findAlias('c@example.test'), undefined, 'nothing of the refused alias is kept');
+  const v3 = await store.directoryVersion();
+  await store.setPassword('a@example.test', 'h2');
+  assert.equal(await store.directoryVersion(), v3, 'a new password changes no address');
+  assert.equal(await store.removeAlias('nobody@example.test'), false);
+  assert.equal(await store.directoryVersion(), v3, 'removing nothing is no change');
+  await store.removeAlias('b@example.test');
+  const v4 = await store.directoryVersion();
+  assert.notEqual(v4, v3, 'removing an alias is a change');
+  await store.removeUser('a@example.test');
+  assert.notEqual(await store.directoryVersion(), v4, 'removing a user is a change');
   store.close();
 });

@@ -158,6 +158,12 @@ export const MIGRATIONS: Migration[] = [
   `
   INSERT OR IGNORE INTO counters (name, value) VALUES ('next_outbound_rcpt_id', (SELECT COALESCE(MAX(id), 0) + 1 FROM outbound_rcpts));
   `,
+  // Counts every user and alias added or removed (see SqliteStore.directoryVersion): an operator
+  // command checks an alias against the others (loops, depth) and adds it only if none changed
+  // meanwhile, whichever process changed them.
+  `
+  INSERT OR IGNORE INTO counters (name, value) VALUES ('directory_version', 0);
+  `,
 ];
 
 /** The schema version of `db`: how many of MIGRATIONS it has been through. Builds of one stretch

@@ -308,9 +308,7 @@ export class SqliteStore implements Store {
 
   async createUser(address: string, passwordHash: string): Promise<UserRecord> {
     return this.write(() => {
-      if (this.q('SELECT 1 FROM users WHERE address_key = ?').get(addressKey(address))) {
-        throw new StoreConflict(`user ${address} already exists`);
-      }
+      this.claimAddress(address, 'user');
       const now = Date.now();
       const id = this.nextValue('next_user_id');
       this.q('INSERT INTO users (id, address, address_key, password_hash, created) VALUES (?, ?, ?, ?, ?)')
@@ -320,6 +318,29 @@ export class SqliteStore implements Store {
         .run(this.nextValue('next_mailbox_id'), id, Math.floor(now / 1000));
       return { id, address, passwordHash };
     });
+  }
+
+  /** Inside the transaction that adds `address` as a user or an alias: refuses it when it is a
+   *  user already, or an alias when a user is to be made, or when users and aliases have changed
+   *  since `seen`; counts the change (see directoryVersion). */
+  private claimAddress(address: string, as: 'user' | 'alias', seen?: number): void {
+    const key = addressKey(address);
+    if (this.q('SELECT 1 FROM users WHERE address_key = ?').get(key)) throw new StoreConflict('user', `${address} is a user`);
+    if (as === 'user' && this.q('SELECT 1 FROM aliases WHERE alias_key = ?').get(key)) throw new StoreConflict('alias', `${address} is an alias`);
+    if (seen !== undefined && this.directoryVersionNow() !== seen) throw new StoreConflict('changed', 'users or aliases changed meanwhile');
+    this.directoryChanged();
+  }
+
+  private directoryVersionNow(): number {
+    return Number((this.q("SELECT value FROM counters WHERE name = 'directory_version'").get() as Row).value);
+  }
+
+  private directoryChanged(): void {
+    this.q("UPDATE counters SET value = value + 1 WHERE name = 'directory_version'").run();
+  }
+
+  async directoryVersion(): Promise<number> {
+    return this.directoryVersionNow();
   }
 
   /** Takes the next value of one of the counters that never go back (see schema.ts). */
@@ -381,6 +402,7 @@ export class SqliteStore implements Store {
       this.q(`UPDATE counters SET value = MAX(value, (SELECT COALESCE(MAX(uid_next), 1) FROM mailboxes WHERE user_id = ?))
               WHERE name = 'uid_floor'`).run(user.id as number);
       this.q('DELETE FROM users WHERE id = ?').run(user.id as number);
+      this.directoryChanged();
       for (const b of bodies) this.dropBodyIfUnused(Number(b.id));
       return true;
     }, true);
@@ -395,8 +417,9 @@ export class SqliteStore implements Store {
 
   // ---------------------------------------------------------------- aliases
 
-  async addAlias(alias: string, targets: string[]): Promise<void> {
+  async addAlias(alias: string, targets: string[], seen?: number): Promise<void> {
     await this.write(() => {
+      this.claimAddress(alias, 'alias', seen);
       // A target is named once, however its case is written (addresses match without it).
       const named = new Set((this.q('SELECT target FROM aliases WHERE alias_key = ?').all(addressKey(alias)) as Row[]).map((r) => addressKey(String(r.target))));
       for (const t of targets) {
@@ -408,7 +431,11 @@ export class SqliteStore implements Store {
   }
 
   async removeAlias(alias: string): Promise<boolean> {
-    return this.write(() => this.q('DELETE FROM aliases WHERE alias_key = ?').run(addressKey(alias)).changes > 0);
+    return this.write(() => {
+      const removed = this.q('DELETE FROM aliases WHERE alias_key = ?').run(addressKey(alias)).changes > 0;
+      if (removed) this.directoryChanged();
+      return removed;
+    });
   }
 
   async findAlias(alias: string): Promise<AliasRecord | undefined> {
@@ -769,7 +796,7 @@ export class SqliteStore implements Store {
 
   async addToken(name: string, hash: string): Promise<void> {
     await this.write(() => {
-      if (this.q('SELECT 1 FROM tokens WHERE name = ?').get(name)) throw new StoreConflict(`token ${name} already exists`);
+      if (this.q('SELECT 1 FROM tokens WHERE name = ?').get(name)) throw new StoreConflict('token', `token ${name} already exists`);
       this.q('INSERT INTO tokens (name, hash, created) VALUES (?, ?, ?)').run(name, hash, Date.now());
     });
   }
