@@ -95,6 +95,22 @@ function isServerAddress(text: string): boolean {
   return port >= 1 && port <= 65535 && (m[1] !== undefined ? net.isIPv6(m[1]) : net.isIPv4(m[2]!));
 }
 
+/** A listening host in one spelling, so that two spellings of one address are seen as one: an
+ *  IPv6 address as RFC 5952 §4 writes it (zeros compressed, lower case; its zone kept), an
+ *  IPv4-mapped one (::ffff:a.b.c.d, RFC 4291 §2.5.5.2) as its IPv4 address, a name in lower case
+ *  without its final dot. */
+export function oneSpelling(host: string): string {
+  if (!net.isIPv6(host)) return host.toLowerCase().replace(/\.$/, '');
+  const [address, zone] = host.split('%');
+  const v6 = new URL(`http://[${address}]/`).hostname.slice(1, -1);
+  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6);
+  if (mapped) {
+    const n = (parseInt(mapped[1]!, 16) << 16 | parseInt(mapped[2]!, 16)) >>> 0;
+    return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
+  }
+  return zone === undefined ? v6 : `${v6}%${zone}`;
+}
+
 /** A file's path, relative to the config file or whole; "~" is not expanded here, as a shell would. */
 const filePath = z.string().min(1).refine((f) => !/^~/.test(f), { message: 'a path without "~", which is not expanded here: give the whole path, such as "/home/me/certs/fullchain.pem"' });
 
@@ -126,25 +142,25 @@ export const configSchema = z.strictObject({
     // name may be one, and so is ::ffff:a.b.c.d), and [::] on every address of both families
     // (Node's sockets are dual-stack).
     // "localhost" is the loopback address of either family, whichever the system names first.
-    const ipv6Only = (h: string) => net.isIPv6(h) && !/^::ffff:/i.test(h);
-    const named = (h: string) => h.toLowerCase().replace(/\.$/, '');
-    const loopback = (h: string) => h === '127.0.0.1' || h === '::1' || named(h) === 'localhost';
-    const clash = (a: string, b: string) => named(a) === named(b) || a === '::' || b === '::'
-      || (a === '0.0.0.0' && !ipv6Only(b)) || (b === '0.0.0.0' && !ipv6Only(a))
-      || (loopback(a) && loopback(b) && (named(a) === 'localhost' || named(b) === 'localhost'));
-    const seen: { kind: string; host: string; port: number }[] = [];
+    // Hosts are compared in one spelling each (see oneSpelling).
+    const loopback = (h: string) => h === '127.0.0.1' || h === '::1' || h === 'localhost';
+    const clash = (a: string, b: string) => a === b || a === '::' || b === '::'
+      || (a === '0.0.0.0' && !net.isIPv6(b)) || (b === '0.0.0.0' && !net.isIPv6(a))
+      || (loopback(a) && loopback(b) && (a === 'localhost' || b === 'localhost'));
+    const seen: { kind: string; host: string; port: number; written: string }[] = [];
     for (const [kind, addresses] of Object.entries(listen)) {
       // Reserved, never opened: they take no address from the others.
       if (kind === 'imap' || kind === 'imaps') continue;
       for (const a of addresses) {
-        const { host, port } = splitHostPort(a);
+        const { host: written, port } = splitHostPort(a);
         if (port === 0) continue;
+        const host = oneSpelling(written);
         const other = seen.find((s) => s.port === port && clash(s.host, host));
         if (other) {
-          ctx.addIssue({ code: 'custom', path: [kind], message: `${a} clashes with ${other.host.includes(':') ? `[${other.host}]` : other.host}:${port} of listen.${other.kind}; give each listener an address of its own` });
+          ctx.addIssue({ code: 'custom', path: [kind], message: `${a} clashes with ${other.written} of listen.${other.kind}; give each listener an address of its own` });
           return;
         }
-        seen.push({ kind, host, port });
+        seen.push({ kind, host, port, written: a });
       }
     }
   }).prefault({}),

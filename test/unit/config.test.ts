@@ -28,6 +28,7 @@ test('listeners on port 0 (any free port), or on one port at different addresses
   assert.deepEqual(parseConfig({ listen: { smtp: ['127.0.0.1:0'], pop3: ['127.0.0.1:0'] } }).listen.pop3, ['127.0.0.1:0']);
   assert.deepEqual(parseConfig({ listen: { smtp: ['127.0.0.1:25', '[::1]:25'] } }).listen.smtp, ['127.0.0.1:25', '[::1]:25']);
   assert.deepEqual(parseConfig({ listen: { smtp: ['0.0.0.0:25', '[::1]:25'] } }).listen.smtp, ['0.0.0.0:25', '[::1]:25']);
+  assert.deepEqual(parseConfig({ listen: { smtp: ['0.0.0.0:25', '[0:0::1]:25', '[fe80::1%lo]:25'] } }).listen.smtp, ['0.0.0.0:25', '[0:0::1]:25', '[fe80::1%lo]:25']);
 });
 
 test('an empty listener list turns it off', () => {
@@ -85,6 +86,11 @@ const refused: [unknown, RegExp][] = [
   [{ listen: { smtp: ['127.0.0.1:2600'], pop3: ['localhost:2600'] } }, /listen\.pop3: localhost:2600 clashes with 127\.0\.0\.1:2600 of listen\.smtp/],
   [{ listen: { smtp: ['LOCALHOST:2600'], pop3: ['[::1]:2600'] } }, /listen\.pop3: \[::1\]:2600 clashes with LOCALHOST:2600 of listen\.smtp/],
   [{ listen: { smtp: ['127.0.0.1:2600'], pop3: ['localhost.:2600'] } }, /listen\.pop3: localhost\.:2600 clashes with 127\.0\.0\.1:2600 of listen\.smtp/],
+  // One address however it is spelled (RFC 5952, RFC 4291 §2.5.5.2).
+  [{ listen: { smtp: ['[::1]:2600'], pop3: ['[0:0:0:0:0:0:0:1]:2600'] } }, /listen\.pop3: \[0:0:0:0:0:0:0:1\]:2600 clashes with \[::1\]:2600 of listen\.smtp/],
+  [{ listen: { smtp: ['127.0.0.1:2600'], pop3: ['[::FFFF:7f00:1]:2600'] } }, /listen\.pop3: \[::FFFF:7f00:1\]:2600 clashes with 127\.0\.0\.1:2600 of listen\.smtp/],
+  [{ listen: { smtp: ['127.0.0.1:2600'], pop3: ['[0::0]:2600'] } }, /listen\.pop3: \[0::0\]:2600 clashes with 127\.0\.0\.1:2600 of listen\.smtp/],
+  [{ listen: { smtp: ['[fe80::1%lo]:2600'], pop3: ['[FE80:0::1%lo]:2600'] } }, /listen\.pop3: \[FE80:0::1%lo\]:2600 clashes with \[fe80::1%lo\]:2600 of listen\.smtp/],
   // A next hop has a real port; 0 is a listener's "any free port".
   [{ relay: { routes: { 'r.test': '127.0.0.1:0' } } }, /relay\.routes\."r\.test" = "127\.0\.0\.1:0" is not allowed: expected a port from 1 to 65535$/],
   [{ relay: { smarthost: 'smtp.example.net:0' } }, /relay\.smarthost = "smtp\.example\.net:0" is not allowed: expected a port from 1 to 65535$/],
