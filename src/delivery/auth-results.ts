@@ -7,7 +7,8 @@
  * handler and local submission (`send`, `sendmail`, the HTTP API) take them out as a message
  * arrives, before anything reads it. The rest of the message stays exactly as received.
  */
-import { unfoldedValue, withoutComments, withoutFields } from '../mime/header-section.ts';
+import { unfoldedValue, withoutFields } from '../mime/header-section.ts';
+import { withoutComments } from '../mime/structured-value.ts';
 import { domainKey } from '../store/store.ts';
 
 const NAME = /^authentication-results[ \t]*:/i;

@@ -27,7 +27,8 @@ import { emptyGroups, formatAddressList, formatPhraseList, parseAddressList, par
 import { contentTypeFor, OCTET_STREAM, parameterValue, parseContentType } from './types.ts';
 import { MAX_LINE, MAX_WORD } from './line-length.ts';
 import { ComposeError } from './errors.ts';
-import { ENCODED_WORD, withoutComments } from './header-section.ts';
+import { ENCODED_WORD } from './header-section.ts';
+import { withoutComments } from './structured-value.ts';
 
 export { ComposeError };
 

@@ -115,35 +115,6 @@ function headerText(message: Buffer[], end: number): string {
 /** What a reader decodes as an RFC 2047 encoded-word (§2): =?charset?B|Q?text?= */
 export const ENCODED_WORD = /=\?[^?\s]+\?[bq]\?[^?\s]*\?=/i;
 
-/**
- * A structured field's value with each comment, nested ones whole, made one space (RFC 5322
- * §3.2.2); quoted strings are left as they are (no comment is in one), and so is a comment that
- * is never closed. One pass: removing the innermost comments until none is left takes a pass
- * per level of nesting, which a field of thousands of "(" from a stranger makes quadratic.
- */
-export function withoutComments(value: string): string {
-  const out: string[] = [];
-  let kept = 0;
-  let depth = 0;
-  let opened = 0;
-  let quoted = false;
-  for (let i = 0; i < value.length; i++) {
-    const c = value.charCodeAt(i);
-    if (c === 0x5c) i++; // a quoted-pair, in a quoted string or a comment
-    else if (depth === 0 && c === 0x22) quoted = !quoted;
-    else if (quoted) continue;
-    else if (c === 0x28) {
-      if (depth++ === 0) opened = i;
-    } else if (c === 0x29 && depth > 0 && --depth === 0) {
-      out.push(value.slice(kept, opened), ' ');
-      kept = i + 1;
-    }
-  }
-  // An unclosed comment stays as written, from its "(" on.
-  out.push(value.slice(kept));
-  return out.join('');
-}
-
 /** Fields that hold address lists (RFC 5322 §3.6.2, §3.6.3, §3.6.6; Errors-To, which old
  *  programs still write): qualified by sendmail, folded after their commas when too long. */
 export const ADDRESS_FIELD = /^(?:(?:resent-)?(?:from|sender|reply-to|to|cc|bcc)|errors-to)$/i;

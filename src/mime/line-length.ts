@@ -19,6 +19,7 @@ import { isAscii } from 'node:buffer';
 import * as qp from 'nodemailer/lib/qp';
 import { trimEndBlanks } from '../ascii.ts';
 import { ADDRESS_FIELD, startsField, unfoldedValue } from './header-section.ts';
+import { eachPiece } from './structured-value.ts';
 import { textCharset } from './text-charset.ts';
 
 /** RFC 5322 §2.1.1: a line is at most 998 octets without its CRLF. */
@@ -311,29 +312,23 @@ export function fitHeader(fields: Field[]): Field[] {
  * comments and angle brackets are left as they are.
  */
 function spacedList(line: Buffer): Buffer {
-  const out: Buffer[] = [];
-  const space = Buffer.from(' ');
+  const text = line.toString('latin1');
+  const out: string[] = [];
   let kept = 0;
-  let quoted = false;
-  let comment = 0;
   let angle = 0;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i]!;
-    if ((quoted || comment > 0) && c === 0x5c) i++;
-    else if (c === 0x22 && comment === 0) quoted = !quoted;
-    else if (quoted) continue;
-    else if (c === 0x28) comment++;
-    else if (c === 0x29 && comment > 0) comment--;
-    else if (comment > 0) continue;
-    else if (c === 0x3c) angle++;
-    else if (c === 0x3e && angle > 0) angle--;
-    else if (c === 0x2c && angle === 0 && !isWsp(line[i + 1])) {
-      out.push(line.subarray(kept, i + 1), space);
-      kept = i + 1;
+  eachPiece(text, (kind, start, end) => {
+    for (let i = start; kind === 'text' && i < end; i++) {
+      const c = text.charCodeAt(i);
+      if (c === 0x3c) angle++;
+      else if (c === 0x3e && angle > 0) angle--;
+      else if (c === 0x2c && angle === 0 && !isWsp(text.charCodeAt(i + 1))) {
+        out.push(text.slice(kept, i + 1), ' ');
+        kept = i + 1;
+      }
     }
-  }
-  out.push(line.subarray(kept));
-  return Buffer.concat(out);
+  });
+  out.push(text.slice(kept));
+  return Buffer.from(out.join(''), 'latin1');
 }
 
 /**

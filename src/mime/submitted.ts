@@ -34,6 +34,7 @@ import { hasStrayName, notAList, uniqueAddresses } from './addresses.ts';
 import { fitBody, fitHeader, UnfitLineError, needsEncoding, splitFields, type Field } from './line-length.ts';
 import { DROPPED_FIELD, missingFields } from './submission.ts';
 import { ADDRESS_FIELD, ENCODED_WORD, headerEnd } from './header-section.ts';
+import { eachPiece } from './structured-value.ts';
 import { splitAt } from '../chunks.ts';
 
 export type SubmittedProblem = 'usage' | 'data';
@@ -133,6 +134,7 @@ function qualifyField(value: string, domain: string): string | undefined {
   let plain = '';
   let plainEnd = 0;
   let named = false;
+  let inAngle = false;
   const endEntry = () => {
     // One bare word, maybe with comments: `root`, `root (Cron Daemon)`.
     if (!named && LOCAL_PART.test(plain.trim())) {
@@ -142,45 +144,40 @@ function qualifyField(value: string, domain: string): string | undefined {
     plain = '';
     named = false;
   };
-  for (let i = 0; i < value.length; i++) {
-    const c = value[i]!;
-    let end = i;
-    if (c === '"') {
-      // A quoted string: up to its closing quote, past backslash pairs.
-      end = i + 1;
-      while (end < value.length && value[end] !== '"') end += value[end] === '\\' ? 2 : 1;
-      named = true;
-    } else if (c === '(') {
-      // A comment, nested.
-      for (let depth = 0; end < value.length; end++) {
-        if (value[end] === '\\') end++;
-        else if (value[end] === '(') depth++;
-        else if (value[end] === ')' && --depth === 0) break;
-      }
-    } else if (c === '<') {
-      end = value.indexOf('>', i);
-      if (end < 0) end = value.length;
-      named = true;
-      const inner = value.slice(i + 1, end).trim();
-      if (LOCAL_PART.test(inner)) {
-        out += `<${inner}@${domain}>`;
-        changed = true;
-        i = end;
-        continue;
-      }
-    } else if (c === ',' || c === ';') {
-      endEntry();
-    } else if (c === ':') {
-      // A group's name (RFC 5322 §3.4) is no address; its list ends at ";".
-      plain = '';
-      named = false;
-    } else {
-      plain += c;
-      if (c !== ' ' && c !== '\t') plainEnd = out.length + 1;
+  eachPiece(value, (kind, start, end) => {
+    if (kind !== 'text') {
+      if (kind === 'quoted') named = true;
+      out += value.slice(start, end);
+      return;
     }
-    out += value.slice(i, end + 1);
-    i = end;
-  }
+    for (let i = start; i < end; i++) {
+      const c = value[i]!;
+      if (inAngle) {
+        inAngle = c !== '>';
+      } else if (c === '<') {
+        named = true;
+        const close = value.indexOf('>', i);
+        const inner = close < 0 || close > end ? '' : value.slice(i + 1, close).trim();
+        if (LOCAL_PART.test(inner)) {
+          out += `<${inner}@${domain}>`;
+          changed = true;
+          i = close;
+          continue;
+        }
+        inAngle = true;
+      } else if (c === ',' || c === ';') {
+        endEntry();
+      } else if (c === ':') {
+        // A group's name (RFC 5322 §3.4) is no address; its list ends at ";".
+        plain = '';
+        named = false;
+      } else {
+        plain += c;
+        if (c !== ' ' && c !== '\t') plainEnd = out.length + 1;
+      }
+      out += c;
+    }
+  });
   endEntry();
   return changed ? out : undefined;
 }

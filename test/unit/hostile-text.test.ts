@@ -11,7 +11,7 @@ import PostalMime from 'postal-mime';
 import { trimEndBlanks } from '../../src/ascii.ts';
 import { atLineEnds, piecesAtLineEnds, readUntil } from '../../src/chunks.ts';
 import { withoutForgedResults } from '../../src/delivery/auth-results.ts';
-import { withoutComments } from '../../src/mime/header-section.ts';
+import { withoutComments } from '../../src/mime/structured-value.ts';
 import { fitSubmittedLines } from '../../src/mime/line-length.ts';
 import { completeSubmission } from '../../src/mime/submission.ts';
 import { parseCommand } from '../../src/pop3/command.ts';
