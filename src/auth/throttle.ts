@@ -37,14 +37,17 @@ interface Entry {
 }
 
 const FORGET_AFTER_MS = 15 * 60_000;
+/** Addresses tracked at most; past it, a tenth of them make room (see prune). */
 const MAX_TRACKED = 100_000;
 
 export class AuthThrottle {
   private entries = new Map<string, Entry>();
   private readonly maxFailures: number;
+  private readonly maxTracked: number;
 
-  constructor(maxFailures: number) {
+  constructor(maxFailures: number, maxTracked = MAX_TRACKED) {
     this.maxFailures = maxFailures;
+    this.maxTracked = maxTracked;
   }
 
   /** Starts an attempt from `client` once its turn comes; false when the client is over the
@@ -106,16 +109,26 @@ export class AuthThrottle {
     let entry = this.entries.get(client);
     if (entry && now - entry.lastFailure >= FORGET_AFTER_MS) entry.byUser.clear();
     if (!entry) {
-      if (this.entries.size >= MAX_TRACKED) this.prune(now);
+      if (this.entries.size >= this.maxTracked) this.prune(now);
       entry = { byUser: new Map(), pending: 0, waiting: [], lastFailure: 0, lastSeen: now };
       this.entries.set(client, entry);
     }
     return entry;
   }
 
+  /** Drops the addresses quiet for the window and, when that leaves over nine tenths of the
+   *  limit (a flood of new addresses, each failing), the earliest tracked: a scan of them all
+   *  every tenth of the limit new addresses, not one for each. An address with an attempt under
+   *  way or waiting stays. */
   private prune(now: number): void {
+    const idle = (e: Entry) => e.pending === 0 && e.waiting.length === 0;
     for (const [k, v] of this.entries) {
-      if (v.pending === 0 && v.waiting.length === 0 && now - v.lastSeen >= FORGET_AFTER_MS) this.entries.delete(k);
+      if (idle(v) && now - v.lastSeen >= FORGET_AFTER_MS) this.entries.delete(k);
+    }
+    const keep = Math.floor(this.maxTracked * 0.9);
+    for (const [k, v] of this.entries) {
+      if (this.entries.size <= keep) break;
+      if (idle(v)) this.entries.delete(k);
     }
   }
 }

@@ -145,3 +145,26 @@ test('an IPv6 client is counted by its /64, for logins, connections and memory a
   assert.equal(bodies.take('2001:db8:1:2::2', 300), false);
   assert.equal(bodies.take('2001:db8:1:3::2', 300), true);
 });
+
+test('past the addresses it tracks, a flood of new ones each failing makes room a tenth at a time: the earliest go, one with an attempt under way stays', async () => {
+  const t = new AuthThrottle(2, 100);
+  const fail = async (ip: string, now: number) => {
+    assert.equal(await t.begin(ip, now), true);
+    return t.fail(ip, 'bob@example.test', now);
+  };
+  // An address with an attempt under way from the start, and the first to be tracked.
+  assert.equal(await t.begin('198.51.100.1', 0), true);
+  for (let i = 0; i < 99; i++) {
+    await fail(`192.0.2.${i}`, 0);
+    await fail(`192.0.2.${i}`, 0);
+  }
+  // All within the window, none quiet: refused as they were.
+  assert.equal(await t.begin('192.0.2.0', 1), false);
+  assert.equal(await t.begin('192.0.2.98', 1), false);
+  // One more address: the earliest ten without an attempt under way are let go.
+  await fail('203.0.113.1', 1);
+  for (let i = 0; i < 10; i++) assert.equal(await t.begin(`192.0.2.${i}`, 2), true, `192.0.2.${i} let go`);
+  assert.equal(await t.begin('192.0.2.98', 2), false, 'a later one is still refused');
+  assert.equal(t.fail('198.51.100.1', 'bob@example.test', 2).disconnect, false, 'the attempt under way keeps its address');
+  assert.equal((await fail('198.51.100.1', 3)).disconnect, true);
+});
