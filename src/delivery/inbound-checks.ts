@@ -52,6 +52,8 @@ export interface InboundResult {
   /** Set when, with `reject_dmarc` on, the checks could not finish for a message whose From
    *  domain asks for rejection: why. */
   defer?: string;
+  /** SPF passed for the envelope sender's domain: the client may send as it (see dsn-trust.ts). */
+  senderAuthorized?: true;
 }
 
 export interface InboundOptions {
@@ -363,7 +365,8 @@ export class InboundChecker {
       }
       let authResults = result.headers.replace(/\r?\n/g, '\r\n');
       if (!authResults.endsWith('\r\n')) authResults += '\r\n';
-      if (!this.config.checks.reject_dmarc) return { authResults };
+      const taken = { authResults, ...(authorizesSender(result, input.sender) ? { senderAuthorized: true as const } : {}) };
+      if (!this.config.checks.reject_dmarc) return taken;
       const dmarc = result.dmarc;
       // A check that could not be made for now (a DNS failure) might pass on a later try and
       // align: the message is deferred, not refused for good (RFC 7208 §2.6.6, RFC 6376 §6.1.2).
@@ -394,7 +397,7 @@ export class InboundChecker {
         if (failing && later) return { authResults, defer: `its From field names ${failing.domain}, for which it fails DMARC, and that domain asks for rejection (p=reject)${later}` };
         if (failing) return { authResults, reject: `message refused: its From field names ${failing.domain}, for which it fails DMARC, and that domain asks for rejection (p=reject)` };
       }
-      return { authResults };
+      return taken;
     } catch (err) {
       return { authResults: temperror(host, (err as Error).message ?? String(err)) };
     }
@@ -457,6 +460,13 @@ function unsettled(r: Checks): boolean {
 function passesForItself(r: Checks, domain: string): boolean {
   const d = domainKey(domain);
   return passingSpf(r).some((s) => domainKey(s) === d) || passingDkim(r).some((s) => !s.underSized && domainKey(s.domain) === d);
+}
+
+/** SPF passed for the envelope sender's own domain (not the HELO name a null sender's check
+ *  falls back on, RFC 7208 §2.4). */
+function authorizesSender(r: Checks, sender: string): boolean {
+  const at = sender.lastIndexOf('@');
+  return at > 0 && passingSpf(r).some((d) => domainKey(d) === domainKey(sender.slice(at + 1)));
 }
 
 function passingSpf(r: Checks): string[] {

@@ -9,6 +9,7 @@ import { verifyPassword } from '../auth/password.ts';
 import { acceptMessage, copiesOf } from '../delivery/accept.ts';
 import { withoutForgedResults } from '../delivery/auth-results.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
+import { unvouchedDsn } from '../delivery/dsn-trust.ts';
 import { reportLocalDelivery } from '../delivery/report.ts';
 import { FitAbandoned, fitSubmittedOffLoop } from '../mime/fit-thread.ts';
 import { fitLocalMessage, RE_ENCODING, UnfitLineError } from '../mime/line-length.ts';
@@ -162,6 +163,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
   const received = withHeaderEnd(d.body);
   // Mail from the internet (the MX, unauthenticated) gets SPF, DKIM and DMARC evaluated.
   let checks = '';
+  let dsnDropped: string[] = [];
   if (role === 'smtp' && !d.user) {
     const verdict = await checkInbound(ctx.config, { clientIp: d.clientIp, helo: d.helo, sender: d.sender, message: received });
     if (verdict.reject) {
@@ -171,6 +173,11 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
       return { kind: 'deliver', failure: 'deferred', message: verdict.defer, reason: 'dmarc_unknown' };
     }
     checks = verdict.authResults;
+    if (!verdict.senderAuthorized) {
+      const limited = unvouchedDsn(d.dsn, d.recipients);
+      d = { ...d, dsn: limited.dsn, recipients: limited.recipients };
+      dsnDropped = limited.dropped;
+    }
   }
   // Results that claim our host name come from no one we trust (RFC 8601 §5).
   let body = withoutForgedResults(received, ctx.config.hostname);
@@ -238,7 +245,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
     });
     ctx.metrics.accepted.inc({ listener: role });
     // One line per message taken (Postfix's qmgr "from=<...>, size=..." and its "to=" lines).
-    ctx.log.info({ listener: role, client: d.clientIp, id, from: d.sender, to: d.recipients.map((r) => r.address), size: totalLength(d.body), ...(d.user ? { user: d.user.address } : {}) }, 'message accepted');
+    ctx.log.info({ listener: role, client: d.clientIp, id, from: d.sender, to: d.recipients.map((r) => r.address), size: totalLength(d.body), ...(d.user ? { user: d.user.address } : {}), ...(dsnDropped.length > 0 ? { dsn_not_honoured: dsnDropped } : {}) }, 'message accepted');
     // Not awaited: the 250 does not wait for a "delivered" report, nor fails with it.
     const report = { sender: d.sender, queueId: id, ...(d.dsn.envid ? { envid: d.dsn.envid } : {}), recipients: d.recipients, body, trace: localTrace, now: new Date() };
     const reporting = reportLocalDelivery(ctx, report).catch((err: unknown) => ctx.log.error({ err, id }, 'could not queue a delivery status notification'));

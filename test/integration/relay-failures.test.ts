@@ -161,16 +161,22 @@ describe('relay failures and bounces', () => {
     await until('the log line', () => server.logs.some((l) => l.msg === 'delivery status notification for a local sender that does not exist goes to the postmaster' && l.sender === 'root@example.test'));
   });
 
-  it('a "delivered" report asked for from the internet with a forged local sender goes to no one, not to the postmaster', async () => {
+  it('reports asked for from the internet with a forged local sender: no "delivered" one, and a failure goes to no one, not to the postmaster', async () => {
+    assert.equal(cli(configFile, ['alias', 'add', 'forwards@example.test', 'refuses@remote.test']).status, 0);
+    replies.set('refuses@remote.test', ['550 5.1.1 <refuses@remote.test>: no such user']);
     const c = await SmtpClient.connect(server.port('smtp'));
     await c.reply();
     await c.ehlo();
     assert.equal((await c.cmd('MAIL FROM:<nobody@example.test>')).code, 250);
     assert.equal((await c.cmd('RCPT TO:<bob@example.test> NOTIFY=SUCCESS')).code, 250);
+    assert.equal((await c.cmd('RCPT TO:<forwards@example.test> NOTIFY=SUCCESS,FAILURE')).code, 250);
     assert.equal((await c.cmd('DATA')).code, 354);
     assert.equal((await c.cmd('Message-ID: <forged@example.org>\r\nSubject: forged\r\n\r\nx\r\n.')).code, 250);
     await c.cmd('QUIT');
-    await until('the report dropped', () => server.logs.some((l) => l.msg === 'delivery status notification dropped: the local sender does not exist' && l.to === 'nobody@example.test'));
+    // Its SPF is not checked here: nothing vouches for the sender, so no success is reported.
+    await until('the message taken', () => server.logs.some((l) => l.msg === 'message accepted' && l.from === 'nobody@example.test'));
+    assert.deepEqual(server.logs.find((l) => l.msg === 'message accepted' && l.from === 'nobody@example.test')!.dsn_not_honoured, ['NOTIFY=SUCCESS']);
+    await until('the failure\'s report dropped', () => server.logs.some((l) => l.msg === 'delivery status notification dropped: the local sender does not exist' && l.to === 'nobody@example.test'));
     assert.equal((await mailbox(path.join(dir, 'data'), 'bob@example.test')).filter((m) => m.includes('forged@example.org')).length, 1);
     assert.deepEqual((await mailbox(path.join(dir, 'data'), 'alice@example.test')).filter((m) => m.includes('forged@example.org')), [], 'a report reached the postmaster');
   });

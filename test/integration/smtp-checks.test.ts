@@ -10,7 +10,9 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { mailbox } from '../helpers/mailbox.ts';
 import { startDnsServer, type Zone } from '../helpers/dns-server.ts';
-import { addUser, baseConfig, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
+import { addUser, baseConfig, cli, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
+import { until } from '../helpers/relay.ts';
+import { SmtpSink } from '../helpers/smtp-sink.ts';
 import { SmtpClient } from '../helpers/smtp-client.ts';
 
 // Asynchronous on purpose: the DNS server lives in this process and must keep answering.
@@ -195,5 +197,51 @@ test('checks that outlast idle_timeout are the server\'s time, not the client\'s
   } finally {
     await server.stop();
     await dns.close();
+  }
+});
+
+test('DSN requests from the internet are honoured for a sender whose SPF authorizes the client; for any other only failures are reported, with the header alone', async () => {
+  // Reports to senders, and mail the alias sends on, go to one next hop, which refuses gone@.
+  const sink = new SmtpSink({ rcptReply: (a) => (a === 'gone@refusing.test' ? '550 5.1.1 no such user' : undefined) });
+  await sink.start();
+  const dns = await startDnsServer({ TXT: { 'vouched.test': ['v=spf1 ip4:127.0.0.1 -all'], 'forged.test': ['v=spf1 -all'] } });
+  const dir = tempDir();
+  const hop = `127.0.0.1:${sink.port}`;
+  const cfg = writeConfig(dir, baseConfig(dir, {
+    dns_servers: [dns.address],
+    checks: { enabled: true, dns_timeout: '5s', timeout: '20s' },
+    relay: { routes: { 'vouched.test': hop, 'forged.test': hop, 'refusing.test': hop } },
+    queue: { poll_interval: '100ms' },
+  }));
+  addUser(cfg, 'alice@example.test', 'pw');
+  assert.equal(cli(cfg, ['alias', 'add', 'fwd@example.test', 'gone@refusing.test']).status, 0);
+  const server = await startMailnest(dir, cfg);
+  try {
+    const c = await SmtpClient.open(server.port('smtp'));
+    await c.ehlo();
+    const asking = (sender: string) => c.transaction(`<${sender}> RET=FULL`, ['<alice@example.test> NOTIFY=SUCCESS,DELAY', '<fwd@example.test>'], `From: <${sender}>\r\nSubject: stranger text\r\nX-Ad: buy now\r\n\r\nthe body\r\n`);
+    assert.equal((await asking('bob@vouched.test')).code, 250);
+    assert.equal((await asking('victim@forged.test')).code, 250);
+    await c.quit();
+    const reportsTo = (address: string) => sink.messages.filter((m) => m.from === '' && m.to.includes(address)).map((m) => m.data.toString('latin1'));
+    // Vouched for: a "delivered" report for alice, and the failure with the whole message.
+    await until('both reports to the vouched sender', () => reportsTo('bob@vouched.test').length === 2);
+    const vouched = reportsTo('bob@vouched.test');
+    assert.ok(vouched.some((r) => /Action: delivered/.test(r)));
+    assert.ok(vouched.some((r) => /Action: failed/.test(r) && /Content-Type: message\/rfc822/.test(r) && /the body/.test(r)));
+    // Not vouched for: the failure alone, its header only.
+    await until('the failure report to the unvouched sender', () => reportsTo('victim@forged.test').length === 1);
+    const [failure] = reportsTo('victim@forged.test');
+    assert.match(failure!, /Action: failed/);
+    assert.match(failure!, /Content-Type: text\/rfc822-headers/);
+    assert.doesNotMatch(failure!, /Action: delivered|the body/);
+    const accepted = server.logs.filter((l) => l.msg === 'message accepted');
+    assert.deepEqual(accepted.map((l) => l.dsn_not_honoured), [undefined, ['RET=FULL', 'NOTIFY=SUCCESS', 'NOTIFY=DELAY']]);
+    // A "delivered" report is queued as the message is taken, before the failure: none was.
+    assert.deepEqual(server.logs.filter((l) => l.msg === 'delivery status notification queued' && l.to === 'victim@forged.test').map((l) => l.actions), [['failed']]);
+  } finally {
+    await server.stop();
+    await dns.close();
+    await sink.stop();
   }
 });

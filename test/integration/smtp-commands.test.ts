@@ -9,6 +9,7 @@ import net from 'node:net';
 import { cli, python } from '../helpers/server.ts';
 import { cleanup, mailbox, PASSWORD, splitTrace, startFixture, type Fixture } from '../helpers/smtp-fixture.ts';
 import { until } from '../helpers/relay.ts';
+import { startDnsServer } from '../helpers/dns-server.ts';
 
 let f: Fixture | undefined;
 afterEach(async () => { await cleanup(f); f = undefined; });
@@ -385,8 +386,11 @@ test('postmaster (bare and in every local domain), sub-addresses, and aliases th
   assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 1);
 });
 
-test('NOTIFY=SUCCESS: delivery into a local mailbox is reported to the sender as "delivered"', async () => {
-  f = await startFixture();
+test('NOTIFY=SUCCESS from a sender whose SPF authorizes the client: delivery into a local mailbox is reported to the sender as "delivered"', async (t) => {
+  // (Mail from others gets failures reported only: smtp-checks.test.ts.)
+  const dns = await startDnsServer({ TXT: { 'example.test': ['v=spf1 ip4:127.0.0.1 -all'] } });
+  t.after(() => dns.close());
+  f = await startFixture({ config: { dns_servers: [dns.address], checks: { enabled: true, dns_timeout: '5s', timeout: '20s' } } });
   const c = await f.open('smtp');
   await c.ehlo();
   // First a message that asks only for failures: it is reported nowhere.
@@ -411,7 +415,7 @@ test('NOTIFY=SUCCESS: delivery into a local mailbox is reported to the sender as
   assert.match(report, /Status: 2\.0\.0\r\n/);
   // The header as alice's copy has it: our Return-Path and Received, not the client's.
   const headers = /Content-Description: Message Headers\r\n\r\n([^]*?)\r\n\r\n/.exec(report)![1]!;
-  assert.match(headers, new RegExp(`^Return-Path: <bob@example\\.test>\\r\\nReceived: from [^]*\\bid ${id}\\b[^]*\\r\\nSubject: tell me$`));
+  assert.match(headers, new RegExp(`^Return-Path: <bob@example\\.test>\\r\\nReceived-SPF: pass [^]*\\r\\nAuthentication-Results: [^]*\\r\\nReceived: from [^]*\\bid ${id}\\b[^]*\\r\\nSubject: tell me$`));
   assert.doesNotMatch(headers, /forged/);
   assert.equal((await mailbox(f.dataDir, 'alice@example.test')).length, 2);
 });
