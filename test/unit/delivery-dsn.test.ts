@@ -1,5 +1,6 @@
 /** RFC 3464 reports: structure checked with python's email parser, status codes, RET. */
-import { describe, it } from 'node:test';
+import { describe, it, test } from 'node:test';
+import { unvouchedDsn } from '../../src/delivery/dsn-trust.ts';
 import assert from 'node:assert/strict';
 import { buildDsn, headerSection, statusOf } from '../../src/delivery/dsn.ts';
 import { python } from '../helpers/server.ts';
@@ -128,4 +129,19 @@ describe('delivery status notifications', () => {
     assert.deepEqual(p.parts, ['text/plain', 'message/delivery-status', 'message/rfc822']);
     assert.match(p.third, /the body/);
   });
+});
+
+test('a sender nothing vouches for keeps failure reports with the header alone: SUCCESS alone is NEVER, no NOTIFY is FAILURE, RET=FULL is HDRS', () => {
+  const asked = [
+    { address: 'a@x.test', notify: ['SUCCESS' as const] },
+    { address: 'b@x.test' },
+    { address: 'c@x.test', notify: ['NEVER' as const] },
+    { address: 'd@x.test', notify: ['SUCCESS' as const, 'FAILURE' as const, 'DELAY' as const], orcpt: 'rfc822;d@x.test' },
+  ];
+  const limited = unvouchedDsn({ ret: 'FULL', envid: 'e1' }, asked);
+  assert.deepEqual(limited.dsn, { ret: 'HDRS', envid: 'e1' });
+  assert.deepEqual(limited.recipients.map((r) => r.notify), [['NEVER'], ['FAILURE'], ['NEVER'], ['FAILURE']]);
+  assert.equal(limited.recipients[3]!.orcpt, 'rfc822;d@x.test');
+  assert.deepEqual(limited.dropped, ['RET=FULL', 'NOTIFY=SUCCESS', 'NOTIFY=DELAY']);
+  assert.deepEqual(unvouchedDsn({ ret: 'HDRS' }, [{ address: 'a@x.test', notify: ['FAILURE'] }]).dropped, []);
 });
