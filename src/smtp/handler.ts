@@ -173,6 +173,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
       return { kind: 'deliver', failure: 'deferred', message: verdict.defer, reason: 'dmarc_unknown' };
     }
     checks = verdict.authResults;
+    // A stranger's requests for reports, unless SPF vouches for its sender (see dsn-trust.ts).
     if (!verdict.senderAuthorized) {
       const limited = unvouchedDsn(d.dsn, d.recipients);
       d = { ...d, dsn: limited.dsn, recipients: limited.recipients };
