@@ -17,6 +17,15 @@ import { headerEnd, unfoldedValue, withHeaderEnd } from './header-section.ts';
 /** The fields a submitted message loses. */
 export const DROPPED_FIELD = /^(?:bcc|resent-bcc)$/i;
 
+/** The fields missingFields writes that a message may hold empty (a script's `Date: $DATE`
+ *  with nothing in the variable): such a field is none, and is replaced. RFC 5322 gives neither
+ *  an empty value (§3.3 date-time, §3.6.4 msg-id), and receivers refuse mail without them. */
+const WRITTEN_WHEN_MISSING = /^(?:date|message-id|resent-date|resent-message-id)$/i;
+
+export function isEmptyWritten(name: string, value: string): boolean {
+  return WRITTEN_WHEN_MISSING.test(name) && value.trim() === '';
+}
+
 export interface Completion {
   /** The value of a From field that has to be added (the sender's address). */
   from: string;
@@ -77,7 +86,8 @@ export function completeSubmission(input: Buffer[], c: Completion): Completed {
   const message = withHeaderEnd(input);
   const { end } = headerEnd(message);
   const [header, rest] = splitAt(message, end);
-  const fields = splitFields(header);
+  const given = splitFields(header);
+  const fields = given.filter((f) => !isEmptyWritten(f.name, unfoldedValue(f.bytes.toString('latin1'))));
   const names = new Set(fields.map((f) => f.name.toLowerCase()));
   const originators: Completed['originators'] = fields.filter((f) => ORIGINATOR_FIELD.test(f.name)).flatMap((f) => (f.bytes.length > MAX_ORIGINATOR_BYTES
     ? [{ field: f.name, address: '', tooLong: true as const }]
@@ -85,7 +95,7 @@ export function completeSubmission(input: Buffer[], c: Completion): Completed {
   const kept = fields.filter((f) => !DROPPED_FIELD.test(f.name));
   const missing = missingFields((name) => names.has(name), c);
   if (!names.has('from')) originators.push({ field: 'From', address: c.from });
-  if (kept.length === fields.length && missing.length === 0) return { message, originators };
+  if (kept.length === given.length && missing.length === 0) return { message, originators };
   const added = Buffer.from(missing.map((line) => `${line}\r\n`).join(''), 'utf8');
   return { message: [Buffer.concat([...kept.map((f) => f.bytes), added]), ...rest], originators };
 }

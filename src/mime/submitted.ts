@@ -32,7 +32,7 @@ import { isAscii } from '../ascii.ts';
 import { parseMailbox } from '../smtp/address.ts';
 import { hasStrayName, notAList, uniqueAddresses } from './addresses.ts';
 import { fitBody, fitHeader, UnfitLineError, needsEncoding, splitFields, type Field } from './line-length.ts';
-import { DROPPED_FIELD, missingFields } from './submission.ts';
+import { DROPPED_FIELD, isEmptyWritten, missingFields } from './submission.ts';
 import { ADDRESS_FIELD, ENCODED_WORD, headerEnd } from './header-section.ts';
 import { eachPiece } from './structured-value.ts';
 import { splitAt } from '../chunks.ts';
@@ -287,7 +287,8 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
   if (lines.length > 0 && lines[0]!.subarray(0, 5).toString('latin1') === 'From ') lines = lines.slice(1);
 
   // Header section.
-  const { fields, body } = splitFields(lines);
+  const { fields: given, body } = splitFields(lines);
+  const fields = given.filter((f) => !isEmptyWritten(f.name, fieldValue(f)));
   const has = (name: string) => fields.some((f) => f.name.toLowerCase() === name);
   const values = (name: string) => fields.filter((f) => f.name.toLowerCase() === name).map(fieldValue);
 

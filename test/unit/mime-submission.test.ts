@@ -132,3 +132,11 @@ test('Sender, Resent-From and Resent-Sender name originators too, each with its 
     { field: 'Resent-Sender', address: '' },
   ]);
 });
+
+test('a Date or Message-ID left empty (a script\'s unset variable) is replaced, as if missing; one with a value stays', () => {
+  const out = (header: string) => Buffer.concat(completeSubmission([Buffer.from(`${header}\r\nx\r\n`)], C).message).toString();
+  assert.match(out('From: f@example.test\r\nDate: \r\nSubject: s\r\nMessage-ID:\r\n  \r\n'), /^From: f@example\.test\r\nSubject: s\r\nDate: Sun, 29 Nov 2026 10:00:00 \+0000\r\nMessage-ID: <[^>]+@mx\.example\.test>\r\n\r\nx\r\n$/);
+  assert.match(out('From: f@example.test\r\nResent-To: r@remote.test\r\nResent-Date:\r\nDate: Mon, 30 Nov 2026 07:00:00 +0000\r\nMessage-ID: <1@x>\r\n'), /^From: f@example\.test\r\nResent-To: r@remote\.test\r\nDate: Mon, 30 Nov 2026 07:00:00 \+0000\r\nMessage-ID: <1@x>\r\nResent-From: a@example\.test\r\nResent-Date: Sun, 29 Nov 2026 10:00:00 \+0000\r\nResent-Message-ID: <[^>]+>\r\n\r\nx\r\n$/);
+  // An empty Subject is a subject (RFC 5322 §3.6.5 allows it).
+  assert.match(out(`From: f@example.test\r\n${DATE}Message-ID: <1@x>\r\nSubject:\r\n`), /\r\nSubject:\r\n\r\nx/);
+});

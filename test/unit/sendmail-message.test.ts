@@ -444,3 +444,8 @@ test('Keywords with 8-bit words: each phrase encoded apart, the commas outside e
   assert.deepEqual(raw.split(',').map((p) => p.trim()).map((p) => (/^=\?/.test(p) ? 'encoded' : p)), ['encoded', 'Test', 'encoded'], raw);
   assert.equal(parseMail(r.message).headers['keywords'], 'Größe, Test, Ärger');
 });
+
+test('sendmail replaces a Date or Message-ID left empty (`Date: $DATE`, the variable unset), as a missing one', () => {
+  const out = prep('From: cron\nDate: \nMessage-ID:\nSubject: s\n\nbody\n', { recipients: ['a@example.org'] }).message.toString();
+  assert.match(out, /^From: cron@example\.test\r\nSubject: s\r\nDate: Fri, 2 Jan 2026 03:04:05 \+0000\r\nMessage-ID: <[^>]+@mx\.example\.test>\r\n\r\nbody\r\n$/);
+});
