@@ -339,6 +339,12 @@ export class InboundChecker {
         return { authResults: temperror(host, 'the From field is too long to check'), reject: `message refused: its From fields are over ${MAX_FROM_BYTES} octets, too long for their authors' DMARC policies to be checked` };
       }
       const authors = authorDomains(from);
+      // No author's domain (no From, or one of a name alone, as a spoof shows "PayPal"): no
+      // policy can be applied, and a receiver may refuse it (RFC 7489 §6.6.1), as one that asks
+      // for rejection of spoofs does.
+      if (strict && authors.length === 0) {
+        return { authResults: temperror(host, 'no author domain to check'), reject: 'message refused: its From field names no address with a domain, so its author\'s DMARC policy cannot be checked (RFC 7489 section 6.6.1)' };
+      }
       if (authors.length > MAX_AUTHOR_DOMAINS) {
         return { authResults: temperror(host, 'too many author domains to check'), reject: `message refused: its From field names ${authors.length} domains, more than the ${MAX_AUTHOR_DOMAINS} whose DMARC policies are checked (RFC 7489 section 6.6.1)` };
       }

@@ -245,3 +245,20 @@ test('DSN requests from the internet are honoured for a sender whose SPF authori
     await sink.stop();
   }
 });
+
+test('with reject_dmarc, a From that names no domain (a name alone, an empty group, none at all) is refused: no author\'s policy can be checked; without it, taken', async () => {
+  const zone: Zone = { TXT: { 'attacker.test': ['v=spf1 ip4:127.0.0.1 -all'] } };
+  const froms = ['From: =?utf-8?q?PayPal_Security?=\r\n', 'From: undisclosed:;\r\n', 'From: root\r\n', ''];
+  const message = (from: string) => `${from}To: alice@example.test\r\nSubject: verify your account\r\n\r\nbody\r\n`;
+  await withServer(zone, { reject_dmarc: true }, async (_send, inbox, port) => {
+    for (const from of froms) {
+      assert.match(await sendRaw(port, 'me@attacker.test', message(from)), /^550 5\.7\.1 message refused: its From field names no address with a domain/, from);
+    }
+    assert.equal(await sendRaw(port, 'me@attacker.test', message('From: me@attacker.test\r\n')).then((r) => r.slice(0, 3)), '250');
+    assert.equal((await inbox()).length, 1);
+  });
+  await withServer(zone, {}, async (_send, inbox, port) => {
+    assert.match(await sendRaw(port, 'me@attacker.test', message(froms[0]!)), /^250 /);
+    assert.equal((await inbox()).length, 1);
+  });
+});
