@@ -11,7 +11,7 @@ import path from 'node:path';
 import { Readable } from 'node:stream';
 import { ConnectError, SmtpClient, whereOf, type OutboundMessage } from '../../src/delivery/smtp-client.ts';
 import { makeSelfSignedCertificate } from '../../src/net/self-signed-certificate.ts';
-import { addUser, baseConfig, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
+import { addUser, baseConfig, cli, startMailnest, tempDir, writeConfig } from '../helpers/server.ts';
 import { mailbox } from '../helpers/mailbox.ts';
 import { inject, queueJson, until } from '../helpers/relay.ts';
 import { SmtpClient as TestClient } from '../helpers/smtp-client.ts';
@@ -396,14 +396,15 @@ test('SIGTERM while a next hop sits on a message: the server exits 0 within its 
 });
 
 test('SIGTERM while a client is still sending a message: the queue starts no transfer during its grace, not even one that falls due', async (t) => {
-  // The first attempt is deferred, the next due a second later: while the server waits for the
-  // client's message, the queue must not try again (a transfer begun then would be cut off at
-  // the deadline and sent once more after the restart).
+  // The first attempt is deferred for an hour; while the server waits for the client's message
+  // after SIGTERM, `queue retry` makes it due, and the queue, which looks every 200 ms, must not
+  // try again (a transfer begun then would be cut off at the deadline and sent once more after
+  // the restart).
   const hop = await nextHop(t, ['8BITMIME'], { rcpt: () => '451 4.3.0 later' });
   const dir = tempDir();
   const configFile = writeConfig(dir, baseConfig(dir, {
     relay: { routes: { 'hop.test': `127.0.0.1:${hop.port}` } },
-    queue: { poll_interval: '200ms', retry: ['1s'] },
+    queue: { poll_interval: '200ms', retry: ['1h'] },
   }));
   addUser(configFile, 'a@example.test', 'pw-a-123');
   const server = await startMailnest(dir, configFile);
@@ -417,10 +418,12 @@ test('SIGTERM while a client is still sending a message: the queue starts no tra
     assert.equal((await client.cmd('RCPT TO:<a@example.test>')).code, 250);
     assert.equal((await client.cmd('DATA')).code, 354);
     const exited = server.stop();
-    // Well past the retry's time, the client still writing its message.
+    await until('the server stopping', () => server.logs.some((l) => l.msg === 'stopping'));
+    assert.equal(cli(configFile, ['queue', 'retry', '--all']).status, 0);
+    // Several of the queue's looks later, the client still writing its message.
     for (let i = 0; i < 5; i++) {
       client.write(`line ${i}\r\n`);
-      await new Promise((r) => setTimeout(r, 500));
+      await new Promise((r) => setTimeout(r, 300));
     }
     assert.equal((await client.cmd('.')).code, 250, 'the open transaction finishes');
     await client.quit();
