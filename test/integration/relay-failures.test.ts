@@ -12,7 +12,7 @@ import { SmtpClient } from '../helpers/smtp-client.ts';
 import { SmtpSink, type SinkOptions } from '../helpers/smtp-sink.ts';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server.ts';
 import { mailbox } from '../helpers/mailbox.ts';
-import { inject, queueJson, until } from '../helpers/relay.ts';
+import { inject, injectAsync, queueJson, queueJsonAsync, until } from '../helpers/relay.ts';
 
 const message = (subject: string) => [
   'From: alice@example.test', 'To: someone@remote.test', `Subject: ${subject}`, 'Message-ID: <' + subject.replace(/\W/g, '') + '@example.test>', '', 'body', '',
@@ -89,6 +89,8 @@ describe('relay failures and bounces', () => {
     let report: any;
     await until(`the bounce of "${subject}"`, async () => {
       for (const m of await mailbox(path.join(dir, 'data'), 'alice@example.test')) {
+        // Parsed (by a child process, which blocks this one and its next hop) only when it may be the one.
+        if (!m.toString('latin1').includes(messageId)) continue;
         const p = parseReport(m);
         if (p.original?.includes(messageId)) report = p;
       }
@@ -273,6 +275,7 @@ describe('relay failures and bounces', () => {
     let delayed: any;
     await until('the expiry bounce', async () => {
       for (const m of await mailbox(dataDir, 'alice@example.test')) {
+        if (!m.toString('latin1').includes('expires@example.test')) continue;
         const p = parseReport(m);
         if (!p.original?.includes('expires@example.test')) continue;
         if (p.recipients[0]?.Action === 'failed') failed = p;
@@ -361,6 +364,8 @@ describe('what DNS says of a destination, in the queue and in reports', () => {
     let report: any;
     await until(`a report "${action}" for ${to}`, async () => {
       for (const m of await mailbox(path.join(dir, 'data'), 'alice@example.test')) {
+        // Parsed (by a child process, which blocks this one) only when it may be the one.
+        if (!m.toString('latin1').includes(`Action: ${action}`)) continue;
         const p = parseReport(m);
         if (p.recipients[0]?.['Final-Recipient'] === `rfc822; ${to}` && p.recipients[0]?.Action === action) report = p;
       }
@@ -370,13 +375,14 @@ describe('what DNS says of a destination, in the queue and in reports', () => {
   }
 
   it('a failed lookup is a 4.4.3 delay, and a domain that does not exist a 5.1.2 bounce, both mailnest\'s own words (RFC 3464 §2.3.6)', async () => {
-    const deferred = inject(configFile, 'alice@example.test', ['a@broken.test'], message('dns failure'));
-    inject(configFile, 'alice@example.test', ['b@nowhere.test'], message('no such domain'));
+    // Without blocking this process, whose DNS server must keep answering.
+    const deferred = await injectAsync(configFile, 'alice@example.test', ['a@broken.test'], message('dns failure'));
+    await injectAsync(configFile, 'alice@example.test', ['b@nowhere.test'], message('no such domain'));
     const delayed = await reportFor('a@broken.test', 'delayed');
     assert.equal(delayed.Status, '4.4.3');
     assert.equal(delayed['Diagnostic-Code'], 'X-mailnest; 451 4.4.3 MX lookup for broken.test failed: ESERVFAIL');
     assert.equal(delayed['Remote-MTA'], undefined);
-    assert.equal(queueJson(configFile).find((e) => e.id === deferred)?.recipients[0]?.last_reply, '451 4.4.3 MX lookup for broken.test failed: ESERVFAIL');
+    assert.equal((await queueJsonAsync(configFile)).find((e) => e.id === deferred)?.recipients[0]?.last_reply, '451 4.4.3 MX lookup for broken.test failed: ESERVFAIL');
     const failed = await reportFor('b@nowhere.test', 'failed');
     assert.equal(failed.Status, '5.1.2');
     assert.equal(failed['Diagnostic-Code'], 'X-mailnest; 550 5.1.2 domain nowhere.test does not exist');

@@ -6,7 +6,7 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server.ts';
-import { inject, queueJson, until } from '../helpers/relay.ts';
+import { inject, injectAsync, queueJsonAsync, until } from '../helpers/relay.ts';
 import { cleanup, startFixture, type Fixture } from '../helpers/smtp-fixture.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
 import { makeSelfSignedCertificate } from '../../src/net/self-signed-certificate.ts';
@@ -44,9 +44,10 @@ test('with tls_verify, an MX host that offers no STARTTLS gets nothing, and the 
   dns = await startDnsServer({ MX: { 'plain.test': [{ exchange: 'mx.plain.test', priority: 10 }] }, A: { 'mx.plain.test': ['127.0.0.1'] } });
   f = await startFixture({ config: { dns_servers: [dns.address], relay: { smarthost: undefined, smarthost_tls: undefined, tls_verify: true, dns_timeout: '2s' }, queue: { poll_interval: '100ms', retry: ['1h'] } } });
   const fixture = f;
-  const id = inject(fixture.configFile, 'alice@example.test', ['x@plain.test'], 'From: alice@example.test\r\nSubject: secret\r\n\r\nfor TLS only\r\n');
-  await until('a deferral', () => queueJson(fixture.configFile).find((e) => e.id === id)?.recipients[0]?.status === 'deferred');
-  const reply = queueJson(fixture.configFile).find((e) => e.id === id)!.recipients[0]!.last_reply ?? '';
+  // Without blocking this process, whose DNS server must keep answering.
+  const id = await injectAsync(fixture.configFile, 'alice@example.test', ['x@plain.test'], 'From: alice@example.test\r\nSubject: secret\r\n\r\nfor TLS only\r\n');
+  await until('a deferral', async () => (await queueJsonAsync(fixture.configFile)).find((e) => e.id === id)?.recipients[0]?.status === 'deferred');
+  const reply = (await queueJsonAsync(fixture.configFile)).find((e) => e.id === id)!.recipients[0]!.last_reply ?? '';
   assert.match(reply, /^mx\.plain\.test\[127\.0\.0\.1\]:25: STARTTLS, which is required here, failed: 502 5\.5\.2 /, reply);
   assert.deepEqual(mx.messages, []);
   assert.ok(!mx.commands.some((c) => c.startsWith('MAIL')), 'not a word of the envelope in clear');
