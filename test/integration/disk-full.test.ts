@@ -52,8 +52,10 @@ describe('a full disk under data_dir', { skip: disk ? false : 'needs root to mou
   /** Takes the free space of the tmpfs down to `leave` bytes (every byte when 0). */
   async function fillDisk(leave = 0): Promise<void> {
     fillUp(filler, leave);
-    // The server reads the free space in the background once a second.
-    await new Promise((r) => setTimeout(r, 1500));
+    // The server reads the free space in the background once a second: with no room at all, it
+    // shows it by refusing a MAIL; with some left, a reading is waited for.
+    if (leave === 0) await until('the server to see the disk full', async () => (await mailFrom()).code === 452);
+    else await new Promise((r) => setTimeout(r, 1500));
   }
 
   async function mailFrom(params = ''): Promise<{ code: number; text: string }> {
@@ -141,24 +143,35 @@ describe('a full disk under data_dir', { skip: disk ? false : 'needs root to mou
   });
 
   it('a delivery whose outcome cannot be recorded is not made again while the disk is full, and is recorded once there is room', async () => {
-    // The next hop is not there yet: the first attempt is refused, and recorded.
+    // The next hop puts the first attempt off, and holds the second's message until the disk is
+    // full, so that it is taken then, whenever it comes.
     const port = sink.port;
     await sink.stop();
-    const queued = cli(configFile, ['send', '--to', 'someone@far.test', '--subject', 'held'], 'the text\n');
-    assert.equal(queued.status, 0, queued.stderr);
-    await until('a first attempt, deferred', () => queueJson(configFile)[0]?.recipients[0]?.status === 'deferred');
-    await fillDisk();
-    // The second attempt comes 5 s after the first, once the disk is full.
-    await sink.start(port);
-    // Then a scan every 200 ms: without the hold, the recipient, still due, went at every one.
-    await until('the delivery', () => sink.messages.length > 0);
-    await new Promise((r) => setTimeout(r, 3000));
-    assert.equal(sink.messages.length, 1);
-    assert.ok(m.logs.some((l) => /could not record the outcome of a delivery/.test(String(l.msg))), 'the outcome was held');
-    assert.equal(queueJson(configFile)[0]?.recipients[0]?.status, 'deferred', 'and is not on disk yet');
-    fs.rmSync(filler);
-    await until('the outcome to be recorded', () => queueJson(configFile).length === 0);
-    assert.equal(sink.messages.length, 1);
+    let full!: () => void;
+    const filled = new Promise<void>((r) => { full = r; });
+    let attempts = 0;
+    const hop = new SmtpSink({ rcptReply: () => (++attempts === 1 ? '451 4.3.0 not yet' : undefined), startGate: () => filled });
+    await hop.start(port);
+    try {
+      const queued = cli(configFile, ['send', '--to', 'someone@far.test', '--subject', 'held'], 'the text\n');
+      assert.equal(queued.status, 0, queued.stderr);
+      await until('a first attempt, deferred', () => queueJson(configFile)[0]?.recipients[0]?.status === 'deferred');
+      await fillDisk();
+      full();
+      // Then a scan every 200 ms: without the hold, the recipient, still due, went at every one.
+      await until('the delivery', () => hop.messages.length > 0);
+      await until('the outcome held', () => m.logs.some((l) => /could not record the outcome of a delivery/.test(String(l.msg))));
+      await new Promise((r) => setTimeout(r, 3000));
+      assert.equal(hop.messages.length, 1);
+      assert.equal(queueJson(configFile)[0]?.recipients[0]?.status, 'deferred', 'and is not on disk yet');
+      fs.rmSync(filler);
+      await until('the outcome to be recorded', () => queueJson(configFile).length === 0);
+      assert.equal(hop.messages.length, 1);
+    } finally {
+      fs.rmSync(filler, { force: true });
+      await hop.stop();
+      await sink.start(port);
+    }
   });
 
   it('a failure whose report meets a full disk is reported once there is room, and once', async () => {
