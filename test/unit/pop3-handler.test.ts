@@ -89,6 +89,40 @@ describe('POP3 handler against the SQLite store', () => {
     assert.equal(locks.isLocked(userId), false);
   });
 
+  it('a session that ends while its password is checked leaves the maildrop unlocked: the next login gets it', async () => {
+    const config = configSchema.parse({ data_dir: dir, auth: { allow_insecure: true } });
+    const h = pop3Handler({ config, store, log: createLogger('silent'), throttle: new AuthThrottle(5), locks, sleep: async () => {} }, 'pop3');
+    const session = h.createSession(client('192.0.2.50'));
+    session.start();
+    const outs = session.receive(Buffer.from('USER alice@example.test\r\nPASS pw one\r\n'));
+    const effect = outs.at(-1) as { type: 'effect'; effect: Pop3Effect };
+    // The password check is under way (scrypt, off the event loop) when the client goes.
+    const checking = h.perform(effect.effect);
+    h.ended!(session);
+    assert.deepEqual(await checking, { type: 'temp' });
+    assert.equal(locks.isLocked(userId), false);
+    const o = owner('192.0.2.51');
+    assert.equal((await handler.perform({ type: 'login', owner: o, username: 'alice@example.test', password: 'pw one' })).type, 'ok');
+    await handler.perform({ type: 'quit', owner: o, userId, uids: [] });
+  });
+
+  it('a good login forgives that user\'s failures from the address: the next wrong password is answered at once', { timeout: 30_000 }, async () => {
+    const ip = '198.51.100.9';
+    const t = new AuthThrottle(3);
+    const config = configSchema.parse({ data_dir: dir, hostname: 'mx.example.test' });
+    const delays: number[] = [];
+    const h = pop3Handler({ config, store, log: createLogger('silent'), throttle: t, locks, sleep: async (ms) => { delays.push(ms); } }, 'pop3');
+    const login = (password: string) => h.perform({ type: 'login', owner: owner(ip), username: 'alice@example.test', password });
+    assert.deepEqual(await login('wrong'), { type: 'auth-failed', disconnect: false });
+    assert.deepEqual(await login('wrong'), { type: 'auth-failed', disconnect: false });
+    assert.deepEqual(delays.length, 1, 'the second failure waited');
+    const o = owner(ip);
+    assert.equal((await h.perform({ type: 'login', owner: o, username: 'alice@example.test', password: 'pw one' })).type, 'ok');
+    await h.perform({ type: 'quit', owner: o, userId, uids: [] });
+    assert.deepEqual(await login('wrong'), { type: 'auth-failed', disconnect: false }, 'counted from none again, not the third of three');
+    assert.equal(delays.length, 1, 'a first failure again: no wait');
+  });
+
   it('unknown user and wrong password fail alike; the shared throttle delays and then disconnects', async () => {
     const ip = '198.51.100.7';
     const a = await handler.perform({ type: 'login', owner: owner(ip), username: 'nobody@example.test', password: 'pw one' });
