@@ -843,3 +843,39 @@ test('session summary names the user, TLS and queued ids', () => {
   assert.deepEqual(s.queued, ['ID1']);
   assert.equal(s.tls, 'TLSv1.3 C');
 });
+
+test('EXPN names an alias\'s own targets, lists and remote addresses as they are; a name no alias has, what it reaches', () => {
+  const world = { ...WORLD, aliases: { ...WORLD.aliases, 'outer@example.test': ['team@example.test', 'x@remote.test'] } };
+  const d = new SmtpDriver({ role: 'submission', allowInsecureAuth: true }, world);
+  d.send(`EHLO c\r\nAUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\n`);
+  assert.equal(d.send('EXPN outer@example.test\r\n'), '250-2.1.5 <team@example.test>\r\n250 2.1.5 <x@remote.test>\r\n');
+  assert.equal(d.send('EXPN bob@example.test\r\n'), '250 2.1.5 <bob@example.test>\r\n');
+});
+
+test('after STARTTLS nothing from before counts: AUTH and MAIL wait for a new EHLO (RFC 3207 §4.2); a listener without a certificate does not offer it', () => {
+  const d = new SmtpDriver({ role: 'submission' });
+  d.send('EHLO c\r\n');
+  assert.equal(d.send('STARTTLS\r\n'), '220 2.0.0 Ready to start TLS\r\n');
+  d.startTls();
+  assert.match(d.send(`AUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\n`), /^503 /);
+  assert.match(d.send('MAIL FROM:<alice@example.test>\r\n'), /^503 /);
+  d.send('EHLO c\r\n');
+  assert.equal(d.send(`AUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\n`), '235 2.7.0 Authentication successful\r\n');
+  const plain = new SmtpDriver({ starttls: false });
+  assert.ok(!plain.send('EHLO c\r\n').includes('STARTTLS'));
+  assert.match(plain.send('STARTTLS\r\n'), /^502 5\.5\.1 /);
+  assert.ok(!plain.tlsRequested);
+});
+
+test('MAIL and RCPT: BODY=7BIT is taken, a space after the colon too (as real clients write it); parameters after HELO are 555', () => {
+  const d = inState('ehlo');
+  assert.equal(lastCode(d.send('MAIL FROM:<a@remote.test> BODY=7BIT\r\n')), 250);
+  assert.equal(lastCode(d.send('RSET\r\nMAIL FROM: <a@remote.test>\r\n')), 250);
+  assert.equal(lastCode(d.send('RCPT TO: <alice@example.test>\r\n')), 250);
+  const old = new SmtpDriver();
+  old.send('HELO c\r\n');
+  assert.match(old.send('MAIL FROM:<a@remote.test> BODY=8BITMIME\r\n'), /^555 /);
+  assert.equal(lastCode(old.send('MAIL FROM:<a@remote.test>\r\n')), 250);
+  assert.match(old.send('RCPT TO:<alice@example.test> NOTIFY=NEVER\r\n'), /^555 /);
+  assert.equal(lastCode(old.send('RCPT TO:<alice@example.test>\r\n')), 250);
+});
