@@ -168,3 +168,25 @@ test('past the addresses it tracks, a flood of new ones each failing makes room 
   assert.equal(t.fail('198.51.100.1', 'bob@example.test', 2).disconnect, false, 'the attempt under way keeps its address');
   assert.equal((await fail('198.51.100.1', 3)).disconnect, true);
 });
+
+test('the memory of messages arriving is bounded for all clients together as well as for each: past the total, a client under its share is refused too; a lease given back twice gives back once', () => {
+  const budget = new BodyBudget(1000, 600);
+  const a = budget.lease('192.0.2.1');
+  const b = budget.lease('198.51.100.1');
+  assert.equal(a.take(600), true);
+  assert.equal(a.take(1), false, 'over its own share');
+  assert.equal(b.take(400), true);
+  assert.equal(b.take(1), false, 'under its share, but over the total');
+  assert.equal(budget.inUse, 1000);
+  a.release();
+  a.release();
+  assert.equal(budget.inUse, 400);
+  assert.equal(budget.lease('203.0.113.1').take(600), true, 'the room given back is there once');
+  assert.equal(budget.inUse, 1000);
+  // Sized for a server: a quarter of the total for one address, two of the largest messages at
+  // least in all, one for an address.
+  const sized = BodyBudget.forServer(25 * 1024 * 1024, 8 * 1024 ** 3, 1 / 4);
+  assert.deepEqual([sized.total, sized.perClient], [2 * 1024 ** 3, 512 * 1024 ** 2]);
+  const small = BodyBudget.forServer(25 * 1024 * 1024, 64 * 1024 * 1024, 1 / 4);
+  assert.deepEqual([small.total, small.perClient], [50 * 1024 * 1024, 25 * 1024 * 1024]);
+});
