@@ -2,7 +2,7 @@
 import { describe, it, test } from 'node:test';
 import { unvouchedDsn } from '../../src/delivery/dsn-trust.ts';
 import assert from 'node:assert/strict';
-import { buildDsn, headerSection, statusOf } from '../../src/delivery/dsn.ts';
+import { buildDsn, deliveryStatus, headerSection, statusOf } from '../../src/delivery/dsn.ts';
 import { python } from '../helpers/server.ts';
 
 const ORIGINAL = Buffer.from('Received: by mx.example.test\r\nFrom: a@example.test\r\nTo: b@remote.test\r\nSubject: hi\r\n\r\nthe body\r\n');
@@ -144,4 +144,14 @@ test('a sender nothing vouches for keeps failure reports with the header alone: 
   assert.equal(limited.recipients[3]!.orcpt, 'rfc822;d@x.test');
   assert.deepEqual(limited.dropped, ['RET=FULL', 'NOTIFY=SUCCESS', 'NOTIFY=DELAY']);
   assert.deepEqual(unvouchedDsn({ ret: 'HDRS' }, [{ address: 'a@x.test', notify: ['FAILURE'] }]).dropped, []);
+});
+
+test('a next hop\'s reply or name with line breaks in it cannot add fields to the delivery status (each stays one line)', () => {
+  const text = deliveryStatus({
+    reportingMta: 'mx.example.test', from: 'MAILER-DAEMON@mx.example.test', to: 's@example.test', queueId: 'Q1', arrivalDate: new Date(0), ret: 'HDRS',
+    recipients: [{ address: 'r@remote.test', action: 'failed', reply: '550 5.1.1 gone\r\nX-Injected: yes', remoteMta: 'mx.remote.test\nX-Also: no', lastAttempt: new Date(0) }],
+  });
+  assert.doesNotMatch(text, /^X-(Injected|Also):/m);
+  assert.match(text, /^Diagnostic-Code: smtp; 550 5\.1\.1 gone X-Injected: yes$/m);
+  assert.match(text, /^Remote-MTA: dns; mx\.remote\.test X-Also: no$/m);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parsePath, parseMailbox, unquoteLocal } from '../../src/smtp/address.ts';
+import { lookupAddress, parsePath, parseMailbox, unquoteLocal } from '../../src/smtp/address.ts';
 
 const ok = (text: string, utf8 = false) => {
   const r = parsePath(text, { utf8, allowNull: true });
@@ -55,4 +55,13 @@ test('unquoteLocal', () => {
   assert.equal(unquoteLocal('"a\\"b"'), 'a"b');
   assert.equal(unquoteLocal('plain'), 'plain');
   assert.equal(typeof parseMailbox('x', false), 'string');
+});
+
+test('lookups use the local part unquoted: "bob"@x is bob@x, the same mailbox (RFC 5321 §4.1.2)', () => {
+  const m = (text: string) => parseMailbox(text, true);
+  const found = (text: string) => { const x = m(text); assert.ok(typeof x !== 'string', text); return lookupAddress(x); };
+  assert.equal(found('"bob"@example.test'), 'bob@example.test');
+  assert.equal(found('"b\\ob"@example.test'), 'bob@example.test');
+  assert.equal(found('"u@x"@example.test'), 'u@x@example.test');
+  assert.equal(found('bob@example.test'), 'bob@example.test');
 });

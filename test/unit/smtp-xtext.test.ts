@@ -26,3 +26,8 @@ test('xtext: "+XX" octets, read as UTF-8 when they are that', () => {
   assert.equal(decodeXtext('a+2b'), undefined);
   assert.equal(decodeXtext('a=b'), undefined);
 });
+
+test('a \\x{HEX} beyond Unicode, or a surrogate, is no character: the address is refused, never an exception', () => {
+  for (const bad of ['a\\x{110000}b', 'a\\x{D800}b', 'a\\x{DFFF}b', 'a\\x{FFFFFF}b']) assert.equal(decodeUtf8Address(bad, false), undefined, bad);
+  assert.equal(decodeUtf8Address('a\\x{10FFFF}b', false), 'a\u{10FFFF}b');
+});
