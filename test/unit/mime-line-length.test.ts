@@ -1,7 +1,7 @@
 /** Lines made to fit 998 octets for mail written here: what changes, and what is left as it came. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fitSubmittedLines, UnfitLineError } from '../../src/mime/line-length.ts';
+import { fitSubmittedLines, hasLongLine, UnfitLineError } from '../../src/mime/line-length.ts';
 
 const text = (chunks: Buffer[]) => Buffer.concat(chunks).toString('latin1');
 
@@ -69,4 +69,17 @@ test('a signed or encrypted message with a long line is refused, not re-encoded 
   // Nothing too long inside: it goes as it came.
   const fine = [Buffer.from(signed('multipart/signed; boundary=S1').replace('x'.repeat(1200), 'short'))];
   assert.equal(fitSubmittedLines(fine), fine);
+});
+
+test('a line is long past 998 octets before its CRLF (RFC 5322 §2.1.1), wherever the chunks cut it', () => {
+  const line = (n: number) => `${'x'.repeat(n)}\r\n`;
+  assert.equal(hasLongLine([Buffer.from(`a\r\n${line(998)}b\r\n`)]), false);
+  assert.equal(hasLongLine([Buffer.from(`a\r\n${line(999)}b\r\n`)]), true);
+  const cut = Buffer.from(`a\r\n${line(999)}`);
+  assert.equal(hasLongLine([cut.subarray(0, 500), cut.subarray(500)]), true);
+  const fits = Buffer.from(`a\r\n${line(998)}`);
+  assert.equal(hasLongLine([fits.subarray(0, 500), fits.subarray(500, 1001), fits.subarray(1001)]), false);
+  // A last line without its line end.
+  assert.equal(hasLongLine([Buffer.from('x'.repeat(998))]), false);
+  assert.equal(hasLongLine([Buffer.from('x'.repeat(999))]), true);
 });

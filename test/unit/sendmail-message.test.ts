@@ -449,3 +449,9 @@ test('sendmail replaces a Date or Message-ID left empty (`Date: $DATE`, the vari
   const out = prep('From: cron\nDate: \nMessage-ID:\nSubject: s\n\nbody\n', { recipients: ['a@example.org'] }).message.toString();
   assert.match(out, /^From: cron@example\.test\r\nSubject: s\r\nDate: Fri, 2 Jan 2026 03:04:05 \+0000\r\nMessage-ID: <[^>]+@mx\.example\.test>\r\n\r\nbody\r\n$/);
 });
+
+test('8-bit text outside MIME, however short its lines, goes as quoted-printable with its charset; a header line folded with a tab stays in its field', () => {
+  const out = prep('Subject: a\n\tfolded subject\n\nrésumé\n', { recipients: ['a@example.org'] }).message.toString('latin1');
+  assert.match(out, /^Subject: a\r\n\tfolded subject\r\n/);
+  assert.match(out, /\r\nMIME-Version: 1\.0\r\nContent-Type: text\/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nr=C3=A9sum=C3=A9\r\n$/);
+});
