@@ -565,7 +565,6 @@ test('a failed STARTTLS handshake closes the connection and frees its slot', asy
 test('implicit TLS and STARTTLS: a client that ends its side during the handshake is let go at once, not at the idle limit', { timeout: 60_000 }, async () => {
   f = await startFixture();
   const quit = await SmtpClient.connect(f.port('submissions'));
-  const started = Date.now();
   quit.socket.end();
   await quit.closedByServer();
   const upgrading = await f.open('submission');
@@ -574,7 +573,6 @@ test('implicit TLS and STARTTLS: a client that ends its side during the handshak
   upgrading.socket.end();
   await upgrading.closedByServer();
   // The idle limit is five minutes here: the test's own time limit ends a wait for it.
-  assert.ok(Date.now() - started < 30_000);
   const outcomes = () => f!.server.logs.filter((l) => l.msg === 'session' && (l.listener === 'submissions' || l.listener === 'submission')).map((l) => l.outcome);
   for (let i = 0; i < 100 && outcomes().length < 2; i++) await new Promise((res) => setTimeout(res, 20));
   assert.deepEqual(outcomes(), ['TLS handshake failed', 'TLS handshake failed']);

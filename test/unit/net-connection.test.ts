@@ -110,17 +110,15 @@ test('the idle limit: a client that keeps talking stays, a silent one gets the s
   const { s } = await idleLimited(t, handler);
   let got = '';
   s.on('data', (d) => { got += d; });
-  const started = Date.now();
-  const closed = new Promise<number>((resolve) => s.on('close', () => resolve(Date.now() - started)));
-  // Six lines 200 ms apart: never a second of silence, even on a busy machine.
+  const closed = new Promise<void>((resolve) => s.on('close', () => resolve()));
+  // Six lines 200 ms apart, 1.2 s in all, past the limit of 1 s: never a second of silence, even
+  // on a busy machine, so all are answered before the timeout's words.
   for (let i = 0; i < 6; i++) {
     await new Promise((r) => setTimeout(r, 200));
     s.write(`line ${i}\r\n`);
   }
-  const talked = Date.now() - started;
-  const after = await closed;
-  assert.ok(after >= talked + 1000 - 20, `closed ${after - talked} ms after the last line`);
-  assert.match(got, /echo line 5\r\ntimeout\r\n$/);
+  await closed;
+  assert.match(got, /echo line 0\r\n[^]*echo line 5\r\ntimeout\r\n$/);
 });
 
 test('the idle limit holds for a client that stops reading: the connection ends, though its answer cannot go', { timeout: 15_000 }, async (t) => {
