@@ -58,6 +58,12 @@ describe('a full disk under data_dir', { skip: disk ? false : 'needs root to mou
     else await new Promise((r) => setTimeout(r, 1500));
   }
 
+  /** Frees the disk, and waits until the server's reading has room for a message of `size`. */
+  async function freeDisk(size: number): Promise<void> {
+    fs.rmSync(filler);
+    await until('the server to see room again', async () => (await mailFrom(` SIZE=${size}`)).code === 250);
+  }
+
   async function mailFrom(params = ''): Promise<{ code: number; text: string }> {
     const c = await SmtpClient.open(m.port('smtp'));
     await c.ehlo();
@@ -109,8 +115,7 @@ describe('a full disk under data_dir', { skip: disk ? false : 'needs root to mou
     assert.equal(sendmail.status, 75, `sendmail exits EX_TEMPFAIL: ${sendmail.stderr}`);
     assert.match(sendmail.stderr, /cannot queue the message now: .*(disk is full|no space left on device|bytes are free, and a message)/);
 
-    fs.rmSync(filler);
-    await new Promise((r) => setTimeout(r, 1500));
+    await freeDisk(big('room again').length);
     const accepted = await sendOver(big('room again'));
     assert.equal(accepted.code, 250, accepted.text);
     const list = cli(configFile, ['user', 'list', '--json']);
@@ -134,8 +139,7 @@ describe('a full disk under data_dir', { skip: disk ? false : 'needs root to mou
     assert.equal((await c.cmd('NOOP')).code, 250, 'the session goes on');
     await c.quit();
 
-    fs.rmSync(filler);
-    await new Promise((r) => setTimeout(r, 1500));
+    await freeDisk(medium('room again').length);
     const accepted = await sendOver(medium('room again'));
     assert.equal(accepted.code, 250, accepted.text);
     const users = JSON.parse(cli(configFile, ['user', 'list', '--json']).stdout) as { address: string; messages: number }[];
