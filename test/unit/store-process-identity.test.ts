@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { processIdentity } from '../../src/store/process-identity.ts';
+import { until } from '../helpers/relay.ts';
 
 test('a process is named by boot and start time, the same while it runs; one ended but not reaped, or none, is gone', async (t) => {
   if (processIdentity(process.pid) === undefined) return t.skip('no /proc here');
@@ -13,8 +14,7 @@ test('a process is named by boot and start time, the same while it runs; one end
   t.after(() => parent.kill());
   const child = Number(await new Promise<string>((resolve) => parent.stdout!.once('data', (d: Buffer) => resolve(d.toString()))));
   assert.notEqual(processIdentity(child), 'gone', 'running');
-  await new Promise((r) => setTimeout(r, 1500));
-  assert.equal(processIdentity(child), 'gone', 'a zombie');
+  await until('the child to end, a zombie', () => processIdentity(child) === 'gone');
   parent.kill();
   await new Promise((resolve) => parent.once('exit', resolve));
   assert.equal(processIdentity(parent.pid!), 'gone');
