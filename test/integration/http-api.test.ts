@@ -511,15 +511,16 @@ describe('stopping', () => {
       s.on('data', (d) => { got += d.toString(); });
       const closed = new Promise<void>((resolve) => s.on('close', () => resolve()));
       s.on('error', () => {});
-      s.write(`POST /api/v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 10)}`);
-      // The headers read, the body under way.
-      await new Promise((r) => setTimeout(r, 300));
+      // The headers read (the server says so with 100 Continue), the body under way.
+      s.write(`POST /api/v1/send HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${token}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`);
+      await until('the headers read', () => got.startsWith('HTTP/1.1 100 Continue\r\n\r\n'));
+      s.write(body.slice(0, 10));
       const stopped = server.stop();
       // Past the 2 s the HTTP listener once gave its requests.
       await new Promise((r) => setTimeout(r, 3000));
       s.end(body.slice(10));
       await closed;
-      assert.match(got, /^HTTP\/1\.1 202 /, got);
+      assert.match(got, /^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 202 /, got);
       assert.equal(await stopped, 0);
       assert.equal((await mailbox(dataDirOf(dir), 'owner@example.test')).length, 1);
     } finally {
