@@ -150,11 +150,13 @@ test('a message removed from the queue while it waits for a busy destination is 
   await cleanup(f);
   f = await startFixture({ config: { relay: { routes: { 'slow.test': `127.0.0.1:${slow.port}`, 'fast.test': `127.0.0.1:${fast.port}`, 'dead.test': `127.0.0.1:${deadPort}` } }, queue: { poll_interval: '100ms', retry: ['1h'], max_connections_per_destination: 1 } } });
   const message = (subject: string) => `From: alice@example.test\r\nSubject: ${subject}\r\n\r\nx\r\n`;
+  // Both queued before the server starts, so that its first look at the queue takes both: the
+  // second to go once the first's connection is free.
+  await f.stop();
   inject(f.configFile, 'alice@example.test', ['a@slow.test', 'z@dead.test'], message('first'));
-  await until('the first in its DATA', () => slow.commands.includes('DATA'));
   const second = inject(f.configFile, 'alice@example.test', ['b@slow.test'], message('second'));
-  // Taken meanwhile (the queue is looked at every 100 ms), to go once the connection is free.
-  await new Promise((resolve) => setTimeout(resolve, 3000));
+  await f.restart();
+  await until('the first in its DATA', () => slow.commands.includes('DATA'));
   assert.equal(cli(f.configFile, ['queue', 'remove', second]).status, 0);
   release();
   const fixture = f;
