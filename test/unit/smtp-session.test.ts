@@ -879,3 +879,15 @@ test('MAIL and RCPT: BODY=7BIT is taken, a space after the colon too (as real cl
   assert.match(old.send('RCPT TO:<alice@example.test> NOTIFY=NEVER\r\n'), /^555 /);
   assert.equal(lastCode(old.send('RCPT TO:<alice@example.test>\r\n')), 250);
 });
+
+test('MAIL and RCPT parameters at their bounds: SIZE at the limit and one past, ENVID of 100 characters and 101, NOTIFY naming a value twice, ORCPT\'s type of letters, digits and hyphens', () => {
+  const d = inState('ehlo');
+  assert.equal(lastCode(d.send('MAIL FROM:<a@remote.test> SIZE=10000\r\n')), 250);
+  assert.match(d.send('RSET\r\nMAIL FROM:<a@remote.test> SIZE=10001\r\n'), /\r\n552 5\.3\.4 /);
+  assert.equal(lastCode(d.send(`MAIL FROM:<a@remote.test> ENVID=${'e'.repeat(100)}\r\n`)), 250);
+  assert.match(d.send(`RSET\r\nMAIL FROM:<a@remote.test> ENVID=${'e'.repeat(101)}\r\n`), /\r\n501 5\.5\.4 ENVID/);
+  d.send('MAIL FROM:<a@remote.test>\r\n');
+  assert.match(d.send('RCPT TO:<alice@example.test> NOTIFY=SUCCESS,SUCCESS\r\n'), /^501 5\.5\.4 NOTIFY/);
+  assert.match(d.send('RCPT TO:<alice@example.test> ORCPT=rfc_822;alice+40example.test\r\n'), /^501 5\.5\.4 ORCPT/);
+  assert.equal(lastCode(d.send('RCPT TO:<alice@example.test> ORCPT=x-Type-2;alice+40example.test\r\n')), 250);
+});
