@@ -39,7 +39,7 @@ export function registerAlias(program: Command): void {
         checkLocalAddress(ctx, name, 'alias');
         // Kept in their plainest form: "bob"@example.com is bob@example.com, as SMTP reads it.
         const targets = given.map((t) => {
-          const parsed = parseMailbox(t, true);
+          const parsed = parseMailbox(t);
           if (typeof parsed === 'string') throw new UsageError(`target ${JSON.stringify(t)} is not a valid address`);
           return plainForm(parsed);
         });

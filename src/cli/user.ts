@@ -39,7 +39,7 @@ export async function notePostmasters(ctx: Context, before: string[]): Promise<v
 
 /** A user address must be a plain mailbox in one of the configured domains. */
 export function checkLocalAddress(ctx: Context, address: string, what: string): void {
-  const parsed = parseMailbox(address, true);
+  const parsed = parseMailbox(address);
   if (typeof parsed === 'string' || parsed.domain.startsWith('[')) {
     throw new UsageError(`${what} ${JSON.stringify(address)} is not a valid address (local-part@domain)`);
   }

@@ -48,12 +48,12 @@ export interface LocalSubmission {
 /** Checks, resolves and durably accepts; resolves with the queue id. Throws SubmitError. */
 export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<string> {
   const { limits } = ctx.config;
-  if (s.sender !== '' && typeof parseMailbox(s.sender, true) === 'string') {
+  if (s.sender !== '' && typeof parseMailbox(s.sender) === 'string') {
     throw new SubmitError('bad_address', `sender ${JSON.stringify(s.sender)} is not a valid address`, [s.sender]);
   }
   const recipients = uniqueAddresses(s.recipients);
   if (recipients.length === 0) throw new SubmitError('no_recipients', 'no recipients');
-  const bad = recipients.filter((r) => typeof parseMailbox(r, true) === 'string');
+  const bad = recipients.filter((r) => typeof parseMailbox(r) === 'string');
   if (bad.length > 0) throw new SubmitError('bad_address', `not a valid address: ${bad.join(', ')}`, bad);
   if (recipients.length > limits.max_recipients) {
     throw new SubmitError('too_many_recipients', `${recipients.length} recipients; at most ${limits.max_recipients} are allowed (limits.max_recipients)`);
@@ -66,7 +66,7 @@ export async function submitLocal(ctx: Context, s: LocalSubmission): Promise<str
   const unknown: string[] = [];
   const why = new Map<string, string>();
   for (const address of recipients) {
-    const lookup = lookupAddress(parseMailbox(address, true) as Mailbox);
+    const lookup = lookupAddress(parseMailbox(address) as Mailbox);
     const resolution = await ctx.recipients.resolve(lookup);
     if (resolution.kind === 'unknown') {
       unknown.push(address);

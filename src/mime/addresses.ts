@@ -37,7 +37,7 @@ export function parseAddressList(values: string | string[], field: string): Name
     if (hasStrayName(value)) throw new AddressError(field, notAList(value));
     for (const a of parsed) {
       const address = a.address.trim();
-      const check = parseMailbox(address, true);
+      const check = parseMailbox(address);
       if (address === '' || typeof check === 'string') {
         const what = address === '' ? value : address;
         throw new AddressError(field, `${JSON.stringify(what)} is not a valid address (local-part@domain)${typeof check === 'string' && address !== '' ? `: ${check}` : ''}`);

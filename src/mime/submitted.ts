@@ -109,7 +109,7 @@ export function parseRecipients(value: string, where: string, domain: string): s
     let bare = a.address.trim();
     if (bare === '' && /^[^\s@<>",;:]+$/.test(a.name.trim())) bare = a.name.trim();
     const address = qualify(bare, domain);
-    if (bare === '' || typeof parseMailbox(address, true) === 'string') {
+    if (bare === '' || typeof parseMailbox(address) === 'string') {
       throw new SubmittedError('data', `${where}: ${JSON.stringify(bare || value.trim())} is not a valid address`);
     }
     out.push(address);
@@ -301,7 +301,7 @@ export function prepareSubmitted(input: Buffer, o: SubmittedOptions): SubmittedM
     // sendmail takes it.
     const s = (/<([^<>]*)>\s*$/.exec(o.sender)?.[1] ?? o.sender).trim();
     sender = s === '' ? '' : qualify(s, o.domain);
-    if (sender !== '' && typeof parseMailbox(sender, true) === 'string') throw new SubmittedError('data', `-f ${JSON.stringify(o.sender)} is not a valid address`);
+    if (sender !== '' && typeof parseMailbox(sender) === 'string') throw new SubmittedError('data', `-f ${JSON.stringify(o.sender)} is not a valid address`);
   }
   const recipients: string[] = [];
   for (const arg of o.recipients) recipients.push(...parseRecipients(arg, `recipient ${JSON.stringify(arg)}`, o.domain));

@@ -1,5 +1,6 @@
 /**
- * Mailbox syntax of RFC 5321 §4.1.2 (with RFC 6531 §3.3 UTF-8 under SMTPUTF8):
+ * Mailbox syntax of RFC 5321 §4.1.2, with RFC 6531 §3.3's UTF-8: whether a client may use an
+ * address beyond ASCII (it said SMTPUTF8) is the caller's to judge, by `Mailbox.utf8`.
  *
  *   Path = "<" [ A-d-l ":" ] Mailbox ">"      Mailbox = Local-part "@" ( Domain / address-literal )
  *   Local-part = Dot-string / Quoted-string
@@ -35,7 +36,7 @@ export function formatMailbox(m: Mailbox): string {
  * Parses `<path>` at the start of `text` (the argument of MAIL FROM: / RCPT TO:). Returns the
  * mailbox and what follows the closing bracket (the ESMTP parameters).
  */
-export function parsePath(text: string, opts: { utf8: boolean; allowNull: boolean }): PathResult {
+export function parsePath(text: string, opts: { allowNull: boolean }): PathResult {
   if (!text.startsWith('<')) return { ok: false, message: 'address must be enclosed in <>' };
   const close = findClose(text);
   if (close < 0) return { ok: false, message: 'missing > after the address' };
@@ -51,11 +52,11 @@ export function parsePath(text: string, opts: { utf8: boolean; allowNull: boolea
     const colon = inner.indexOf(':');
     if (colon < 0) return { ok: false, message: 'source route without ":"' };
     for (const hop of inner.slice(0, colon).split(',')) {
-      if (!hop.startsWith('@') || !isDomain(hop.slice(1), opts.utf8)) return { ok: false, message: 'bad source route' };
+      if (!hop.startsWith('@') || !isDomain(hop.slice(1))) return { ok: false, message: 'bad source route' };
     }
     inner = inner.slice(colon + 1);
   }
-  const parsed = parseMailbox(inner, opts.utf8);
+  const parsed = parseMailbox(inner);
   if (typeof parsed === 'string') return { ok: false, message: parsed };
   return { ok: true, mailbox: parsed, rest: rest.trim() };
 }
@@ -78,7 +79,7 @@ function findClose(text: string): number {
 const MAX_MAILBOX = 254;
 
 /** Parses `local@domain`; returns an error message when it is not a valid mailbox. */
-export function parseMailbox(text: string, utf8: boolean): Mailbox | string {
+export function parseMailbox(text: string): Mailbox | string {
   let local: string;
   let domainPart: string;
   if (text.startsWith('"')) {
@@ -87,9 +88,9 @@ export function parseMailbox(text: string, utf8: boolean): Mailbox | string {
       const c = text[i]!;
       if (c === '\\') {
         i++;
-        if (i >= text.length || !isQtextSmtpOrPair(text[i]!, utf8, true)) return 'bad escape in quoted local part';
+        if (i >= text.length || !isQtextSmtpOrPair(text[i]!, true)) return 'bad escape in quoted local part';
       } else if (c === '"') break;
-      else if (!isQtextSmtpOrPair(c, utf8, false)) return 'bad character in quoted local part';
+      else if (!isQtextSmtpOrPair(c, false)) return 'bad character in quoted local part';
     }
     if (i >= text.length) return 'unterminated quoted local part';
     local = text.slice(0, i + 1);
@@ -100,7 +101,7 @@ export function parseMailbox(text: string, utf8: boolean): Mailbox | string {
     if (at < 0) return 'address must have the form local-part@domain';
     local = text.slice(0, at);
     domainPart = text.slice(at + 1);
-    if (!isDotString(local, utf8)) return `bad local part "${local}"`;
+    if (!isDotString(local)) return `bad local part "${local}"`;
   }
   // RFC 5321 §4.5.3.1 asks for no limits where none are needed: SRS, VERP and BATV senders have
   // local parts longer than the 64 octets of §4.5.3.1.1, so only the path's 256 octets
@@ -108,35 +109,36 @@ export function parseMailbox(text: string, utf8: boolean): Mailbox | string {
   if (Buffer.byteLength(text) > MAX_MAILBOX) return `address longer than ${MAX_MAILBOX} octets (RFC 5321 section 4.5.3.1.3)`;
   if (domainPart.startsWith('[')) {
     if (!isAddressLiteral(domainPart)) return `bad address literal ${domainPart}`;
-  } else if (!isDomain(domainPart, utf8)) {
+  } else if (!isDomain(domainPart)) {
     return domainPart.endsWith('.') ? `domain "${domainPart}" must not end with a dot` : `bad domain "${domainPart}"`;
   }
   return { local, domain: domainPart, utf8: !isAscii(text) };
 }
 
-function isDotString(s: string, utf8: boolean): boolean {
+function isDotString(s: string): boolean {
   if (s === '' || s.startsWith('.') || s.endsWith('.') || s.includes('..')) return false;
   for (const c of s) {
     if (c === '.') continue;
     if (ATEXT.test(c)) continue;
-    if (utf8 && c.codePointAt(0)! > 0x7f) continue; // RFC 6531 §3.3 atext =/ UTF8-non-ascii
+    if (c.codePointAt(0)! > 0x7f) continue; // RFC 6531 §3.3 atext =/ UTF8-non-ascii
     return false;
   }
   return true;
 }
 
-/** qtextSMTP = %d32-33 / %d35-91 / %d93-126; quoted-pairSMTP = "\" %d32-126. */
-function isQtextSmtpOrPair(c: string, utf8: boolean, pair: boolean): boolean {
+/** qtextSMTP = %d32-33 / %d35-91 / %d93-126; quoted-pairSMTP = "\" %d32-126; both with
+ *  UTF8-non-ascii (RFC 6531 §3.3). */
+function isQtextSmtpOrPair(c: string, pair: boolean): boolean {
   const code = c.codePointAt(0)!;
-  if (code > 0x7f) return utf8;
+  if (code > 0x7f) return true;
   if (pair) return code >= 32 && code <= 126;
   return code === 32 || code === 33 || (code >= 35 && code <= 91) || (code >= 93 && code <= 126);
 }
 
-export function isDomain(s: string, utf8: boolean): boolean {
+function isDomain(s: string): boolean {
   if (s === '' || Buffer.byteLength(s) > 255) return false;
   const labels = s.split('.');
-  return labels.every((l) => LDH.test(l) || (utf8 && ULABEL.test(l)));
+  return labels.every((l) => LDH.test(l) || ULABEL.test(l));
 }
 
 /** address-literal = "[" ( IPv4-address-literal / IPv6-address-literal / General-address-literal ) "]" */
@@ -151,7 +153,7 @@ function isAddressLiteral(s: string): boolean {
  *  `"bob"@example.com` is written bob@example.com, the same mailbox; `"a b"@x` keeps its quotes. */
 export function plainForm(m: Mailbox): string {
   const bare = unquoteLocal(m.local);
-  return `${m.local.startsWith('"') && isDotString(bare, m.utf8) ? bare : m.local}@${m.domain}`;
+  return `${m.local.startsWith('"') && isDotString(bare) ? bare : m.local}@${m.domain}`;
 }
 
 /** The local part without quoting: `"a b"` becomes `a b`, for lookups. */

@@ -45,7 +45,7 @@ function completed(text: string, domain: string | undefined): string {
 export function parseMailFrom(args: string, maxSize: number, esmtp: boolean, bareDomain?: string): MailFrom | Reply {
   const m = FROM.exec(args);
   if (!m) return reply(501, '5.5.4', 'Syntax: MAIL FROM:<address> [parameters]');
-  const path = parsePath(completed(args.slice(m[0].length), bareDomain), { utf8: true, allowNull: true });
+  const path = parsePath(completed(args.slice(m[0].length), bareDomain), { allowNull: true });
   if (!path.ok) return reply(501, '5.1.7', `Bad sender address syntax: ${path.message}`);
   const params = parseParams(path.rest);
   if (!params.ok) return reply(501, '5.5.4', `Bad MAIL FROM parameters: ${params.message}`);
@@ -112,7 +112,7 @@ export function parseRcptTo(args: string, utf8: boolean, postmasterDomain: strin
   const bare = BARE_POSTMASTER.exec(text);
   const path: PathResult = bare
     ? { ok: true, mailbox: { local: 'postmaster', domain: postmasterDomain, utf8: false }, rest: text.slice(bare[0].length).trim() }
-    : parsePath(completed(text, bareDomain), { utf8: true, allowNull: false });
+    : parsePath(completed(text, bareDomain), { allowNull: false });
   if (!path.ok) {
     return reply(501, '5.1.3', /null address/.test(path.message) ? 'The null address <> is not a recipient' : `Bad recipient address syntax: ${path.message}`);
   }

@@ -150,7 +150,7 @@ async function sameAccount(ctx: Context, user: AuthenticatedUser): Promise<UserR
 async function foreignOriginator(ctx: Context, account: UserRecord, originators: Completed['originators']): Promise<Completed['originators'][number] | undefined> {
   for (const o of originators) {
     // Read as MAIL FROM is: `"me"@example.com` is me@example.com's (RFC 5321 §4.1.2).
-    const m = parseMailbox(o.address, true);
+    const m = parseMailbox(o.address);
     if (typeof m === 'string' || !(await ctx.recipients.mayUseSender(account, lookupAddress(m)))) return o;
   }
   return undefined;
