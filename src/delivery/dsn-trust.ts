@@ -3,9 +3,9 @@
  * MX may name anyone as the envelope sender; were its NOTIFY=SUCCESS or DELAY, or RET=FULL,
  * honoured, each of its messages would have us send that someone a report carrying the
  * stranger's text, from our address and signed with our domain: backscatter on request.
- * Stalwart and Exim offer DSN only to authenticated clients for this reason; here a sender whose
- * domain's SPF record (RFC 7208) authorizes the client is vouched for too, so that delivery
- * receipts asked for by a real mail system still come back to it.
+ * Exim, for one, offers DSN to no client unless told to (dsn_advertise_hosts); here a sender whose
+ * domain's SPF record (RFC 7208) authorizes the client is vouched for, so that delivery receipts
+ * asked for by a real mail system still come back to it.
  *
  * Unvouched, a request keeps what any sender gets anyway: a report of a failure, with the
  * message's header section only (RET=HDRS, RFC 3461 §4.3). NOTIFY=NEVER stays NEVER, and a
