@@ -6,6 +6,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { z } from 'zod';
 import { aLabels } from '../ascii.ts';
+import { clientAddress } from '../net/client-key.ts';
 import { parseDuration } from './duration.ts';
 
 const DURATION = 'a duration such as "30s", "5m", "2h" or "5d"';
@@ -96,19 +97,15 @@ function isServerAddress(text: string): boolean {
 }
 
 /** A listening host in one spelling, so that two spellings of one address are seen as one: an
- *  IPv6 address as RFC 5952 §4 writes it (zeros compressed, lower case; its zone kept), an
- *  IPv4-mapped one (::ffff:a.b.c.d, RFC 4291 §2.5.5.2) as its IPv4 address, a name in lower case
- *  without its final dot. */
+ *  IPv4-mapped one as its IPv4 address (as clients are counted, see clientAddress), an IPv6
+ *  address as RFC 5952 §4 writes it (zeros compressed, lower case; its zone kept), a name in
+ *  lower case without its final dot. */
 export function oneSpelling(host: string): string {
-  if (!net.isIPv6(host)) return host.toLowerCase().replace(/\.$/, '');
-  const [address, zone] = host.split('%');
-  const v6 = new URL(`http://[${address}]/`).hostname.slice(1, -1);
-  const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6);
-  if (mapped) {
-    const n = (parseInt(mapped[1]!, 16) << 16 | parseInt(mapped[2]!, 16)) >>> 0;
-    return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.');
-  }
-  return zone === undefined ? v6 : `${v6}%${zone}`;
+  const address = clientAddress(host);
+  if (!net.isIPv6(address)) return address.toLowerCase().replace(/\.$/, '');
+  const [v6, zone] = address.split('%');
+  const compressed = new URL(`http://[${v6}]/`).hostname.slice(1, -1);
+  return zone === undefined ? compressed : `${compressed}%${zone}`;
 }
 
 /** A file's path, relative to the config file or whole; "~" is not expanded here, as a shell would. */

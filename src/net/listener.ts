@@ -254,7 +254,6 @@ export class Listener<E, R> {
   }
 }
 
-
 /**
  * Binds `server`; rejects with listenError when it cannot. Once listening, a server's own error
  * (an accept that fails: EMFILE when the process is out of file descriptors) is logged, at most
