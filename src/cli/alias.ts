@@ -9,9 +9,6 @@ import { CliError, UsageError } from './errors.ts';
 import { checkLocalAddress, noSuch, notePostmasters, postmasterDomains } from './user.ts';
 import { printTable } from './table.ts';
 
-/** How often an alias is checked again when other commands change users and aliases under it. */
-const CHECK_TRIES = 5;
-
 function isUser(name: string): CliError {
   // A user wins over an alias of its address: such an alias would never be used.
   return new CliError(`${name} is a user; an alias of that address would never be used`);
@@ -43,9 +40,9 @@ export function registerAlias(program: Command): void {
           if (typeof parsed === 'string') throw new UsageError(`target ${JSON.stringify(t)} is not a valid address`);
           return plainForm(parsed);
         });
-        // Checked against the users and aliases as they are, and added only if they are still so
-        // (another command may change them meanwhile); else checked again.
-        for (let tries = 1; ; tries++) {
+        // Checked against the users and aliases as they are, and added only if they are still so;
+        // else checked again. (Each time, another command has made its change: this ends.)
+        for (;;) {
           const seen = await ctx.store.directoryVersion();
           await refuseBadAlias(ctx, name, targets);
           try {
@@ -54,7 +51,6 @@ export function registerAlias(program: Command): void {
           } catch (err) {
             if (!(err instanceof StoreConflict)) throw err;
             if (err.kind === 'user') throw isUser(name);
-            if (tries === CHECK_TRIES) throw new CliError(`users and aliases kept changing while ${name} was checked; try again`);
           }
         }
         process.stdout.write(`${name} -> ${targets.join(', ')}\n`);
