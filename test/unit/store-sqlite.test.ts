@@ -1,6 +1,7 @@
 /** The SQLite store: shared bodies, UIDs never reused, streaming in parts, migrations. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
@@ -579,4 +580,21 @@ test('an address is a user or an alias, never both; an alias is added only while
   await store.removeUser('a@example.test');
   assert.notEqual(await store.directoryVersion(), v4, 'removing a user is a change');
   store.close();
+});
+
+test('processes opening a new data directory at the same moment each find the schema made once, none of them failing', async () => {
+  const open = `import { SqliteStore } from ${JSON.stringify(path.resolve(import.meta.dirname, '../../src/store/sqlite/sqlite-store.ts'))}; new SqliteStore(process.argv[1]).close();`;
+  for (let round = 0; round < 3; round++) {
+    const dir = tmp();
+    const exits = await Promise.all(Array.from({ length: 8 }, () => new Promise<[number | null, string]>((resolve) => {
+      const p = spawn(process.execPath, ['--input-type=module', '-e', open, dir], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      p.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+      p.on('close', (code) => resolve([code, err]));
+    })));
+    assert.deepEqual(exits.filter(([code]) => code !== 0), [], `round ${round}`);
+    const db = new DatabaseSync(path.join(dir, 'mailnest.sqlite'));
+    assert.equal((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version, MIGRATIONS.length);
+    db.close();
+  }
 });

@@ -216,6 +216,10 @@ export class SqliteStore implements Store {
     for (let v = version; v < MIGRATIONS.length; v++) {
       const step = MIGRATIONS[v]!;
       this.transaction(() => {
+        // Another process that opened the store at the same time (two commands run at once on a
+        // new data_dir) may have taken this step since: the version is read again under the
+        // write lock, and a step taken is not taken twice.
+        if (schemaVersion(this.db) > v) return;
         if (typeof step === 'string') this.db.exec(step);
         else step(this.db);
         this.db.exec(`PRAGMA user_version = ${v + 1}`);
