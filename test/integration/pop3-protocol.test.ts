@@ -107,7 +107,9 @@ print(json.dumps(out))
     assert.equal(await b.command(b64('CAROL@example.test')), `+ ${b64('Password:')}`);
     assert.match(await b.command(b64('carol pass')), /^\+OK/);
     assert.match(await b.command('QUIT'), /^\+OK/);
-    // Each failure is a line of its own, as SMTP's are, for fail2ban and its kind.
+    // Each failure is a line of its own, as SMTP's are, for fail2ban and its kind (the log
+    // comes on the server's stdout, a little after the replies).
+    await until('the failures logged', () => m.logs.filter((l) => l.msg === 'authentication failed').length >= 2);
     const failed = m.logs.filter((l) => l.msg === 'authentication failed').map((l) => [l.listener, l.client, l.user]);
     assert.deepEqual(failed, [['pop3', '127.0.0.1', 'nobody@example.test'], ['pop3', '127.0.0.1', 'carol@example.test']]);
   });
