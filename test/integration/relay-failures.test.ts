@@ -270,57 +270,60 @@ describe('relay failures and bounces', () => {
     }
   });
 
-  it('expires after max_age: a delay warning first, then a failure report with 4.4.7', async () => {
-    const id = inject(configFile, 'alice@example.test', ['late@slow.test'], message('expires'));
-    const dataDir = path.join(dir, 'data');
-    let failed: any;
-    let delayed: any;
-    await until('the expiry bounce', async () => {
-      for (const m of await mailbox(dataDir, 'alice@example.test')) {
-        if (!m.toString('latin1').includes('expires@example.test')) continue;
-        const p = parseReport(m);
-        if (!p.original?.includes('expires@example.test')) continue;
-        if (p.recipients[0]?.Action === 'failed') failed = p;
-        if (p.recipients[0]?.Action === 'delayed') delayed = p;
-      }
-      return failed !== undefined;
-    }, 60_000);
-    assert.equal(failed.recipients[0].Status, '4.4.7');
-    assert.equal(failed.recipients[0]['Final-Recipient'], 'rfc822; late@slow.test');
-    // The Diagnostic-Code is the last failure alone (no SMTP reply: the peer was never reached,
-    // which an address at the start does not make one); why the queue gave up is said in the
-    // text, which also says that only the header came back.
-    assert.match(failed.recipients[0]['Diagnostic-Code'], /^X-mailnest; 127\.0\.0\.1:\d+: connection refused$/);
-    assert.doesNotMatch(failed.recipients[0]['Diagnostic-Code'], /gave up/);
-    assert.match(failed.text, /Its header is attached below\./);
-    assert.match(failed.text, /<late@slow\.test>: 127\.0\.0\.1:\d+: connection refused \(gave up: the message stayed in the queue too long\)/);
-    assert.ok(delayed, 'a delay warning came first');
-    assert.ok(delayed.recipients[0]['Will-Retry-Until']);
-    assert.ok(!queueJson(configFile).some((e) => e.id === id));
-  });
+  // Both wait out max_age (15 s) on the same server, each for its own message: side by side.
+  describe('past max_age', { concurrency: true }, () => {
+    it('expires after max_age: a delay warning first, then a failure report with 4.4.7', async () => {
+      const id = inject(configFile, 'alice@example.test', ['late@slow.test'], message('expires'));
+      const dataDir = path.join(dir, 'data');
+      let failed: any;
+      let delayed: any;
+      await until('the expiry bounce', async () => {
+        for (const m of await mailbox(dataDir, 'alice@example.test')) {
+          if (!m.toString('latin1').includes('expires@example.test')) continue;
+          const p = parseReport(m);
+          if (!p.original?.includes('expires@example.test')) continue;
+          if (p.recipients[0]?.Action === 'failed') failed = p;
+          if (p.recipients[0]?.Action === 'delayed') delayed = p;
+        }
+        return failed !== undefined;
+      }, 60_000);
+      assert.equal(failed.recipients[0].Status, '4.4.7');
+      assert.equal(failed.recipients[0]['Final-Recipient'], 'rfc822; late@slow.test');
+      // The Diagnostic-Code is the last failure alone (no SMTP reply: the peer was never reached,
+      // which an address at the start does not make one); why the queue gave up is said in the
+      // text, which also says that only the header came back.
+      assert.match(failed.recipients[0]['Diagnostic-Code'], /^X-mailnest; 127\.0\.0\.1:\d+: connection refused$/);
+      assert.doesNotMatch(failed.recipients[0]['Diagnostic-Code'], /gave up/);
+      assert.match(failed.text, /Its header is attached below\./);
+      assert.match(failed.text, /<late@slow\.test>: 127\.0\.0\.1:\d+: connection refused \(gave up: the message stayed in the queue too long\)/);
+      assert.ok(delayed, 'a delay warning came first');
+      assert.ok(delayed.recipients[0]['Will-Retry-Until']);
+      assert.ok(!queueJson(configFile).some((e) => e.id === id));
+    });
 
-  it('a message whose body is gone from data_dir still has its failure reported, without the message', async () => {
-    // Over 256 KiB: the body is a file of its own, which a restored copy of data_dir may lack.
-    const big = message('body gone') + 'x'.repeat(76).concat('\r\n').repeat(4000);
-    const id = inject(configFile, 'alice@example.test', ['lost-body@down.test'], big);
-    const dataDir = path.join(dir, 'data');
-    fs.rmSync(path.join(dataDir, 'bodies', id));
-    let report: string | undefined;
-    await until('the expiry bounce', async () => {
-      report = (await mailbox(dataDir, 'alice@example.test')).map((m) => m.toString('utf8')).find((m) => m.includes('Action: failed') && m.includes('lost-body@down.test'));
-      return report !== undefined;
-    }, 60_000);
-    const parsed = JSON.parse(python(`
+    it('a message whose body is gone from data_dir still has its failure reported, without the message', async () => {
+      // Over 256 KiB: the body is a file of its own, which a restored copy of data_dir may lack.
+      const big = message('body gone') + 'x'.repeat(76).concat('\r\n').repeat(4000);
+      const id = inject(configFile, 'alice@example.test', ['lost-body@down.test'], big);
+      const dataDir = path.join(dir, 'data');
+      fs.rmSync(path.join(dataDir, 'bodies', id));
+      let report: string | undefined;
+      await until('the expiry bounce', async () => {
+        report = (await mailbox(dataDir, 'alice@example.test')).map((m) => m.toString('utf8')).find((m) => m.includes('Action: failed') && m.includes('lost-body@down.test'));
+        return report !== undefined;
+      }, 60_000);
+      const parsed = JSON.parse(python(`
 import sys, email, json
 from email import policy
 m = email.message_from_bytes(sys.stdin.buffer.read(), policy=policy.default)
 print(json.dumps({"parts": [p.get_content_type() for p in m.iter_parts()], "text": next(m.iter_parts()).get_content(), "defects": len(m.defects)}))
 `, [], report!).stdout);
-    assert.deepEqual(parsed.parts, ['text/plain', 'message/delivery-status']);
-    assert.equal(parsed.defects, 0);
-    assert.match(parsed.text, /It could not be attached: it is no longer stored here\./);
-    assert.match(parsed.text, /<lost-body@down\.test>: 127\.0\.0\.1:\d+: connection refused \(gave up/);
-    assert.ok(!queueJson(configFile).some((e) => e.id === id));
+      assert.deepEqual(parsed.parts, ['text/plain', 'message/delivery-status']);
+      assert.equal(parsed.defects, 0);
+      assert.match(parsed.text, /It could not be attached: it is no longer stored here\./);
+      assert.match(parsed.text, /<lost-body@down\.test>: 127\.0\.0\.1:\d+: connection refused \(gave up/);
+      assert.ok(!queueJson(configFile).some((e) => e.id === id));
+    });
   });
 
   it('sends no report when NOTIFY=NEVER, and none for a bounce that bounces', async () => {
