@@ -566,7 +566,7 @@ export class QueueRunner {
         continue;
       }
       const warn = !r.warned && wantsDelay && now >= warnAt;
-      updates.push(withReport({ recipientId: r.id, status: 'deferred', attempts, nextAttempt: next.next, lastReply: res.reply, ...(warn ? { warned: true } : {}) },
+      updates.push(withReport({ recipientId: r.id, status: 'deferred', attempts, nextAttempt: next.next, dueWhenTaken: r.nextAttempt, lastReply: res.reply, ...(warn ? { warned: true } : {}) },
         warn ? { ...base, action: 'delayed', reply: res.reply, willRetryUntil: new Date(entry.created + this.cfg.queue.max_age) } : undefined));
       this.ctx.metrics.deliveries.inc({ outcome: 'deferred' });
       this.ctx.log.info({ id: entry.id, to: r.address, relay: remoteMta, reply: res.reply, next_attempt: new Date(next.next).toISOString() }, 'delivery deferred');

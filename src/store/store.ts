@@ -147,6 +147,9 @@ export interface RecipientUpdate {
   status: QueueStatus;
   attempts: number;
   nextAttempt: number;
+  /** The recipient's next attempt as it was when this attempt was taken: a deferral does not
+   *  put off a retry asked for (`queue retry`) while the attempt ran, which changed it. */
+  dueWhenTaken?: number;
   lastReply: string | null;
   warned?: boolean;
   /** A report the outcome calls for, kept with it until it is sent (see QueueRecipient). Without

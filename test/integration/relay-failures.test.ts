@@ -520,3 +520,39 @@ describe('a next hop that takes few recipients per message', () => {
     }
   });
 });
+
+it('`queue retry` while an attempt is under way: the deferral it ends in does not put the retry off', async () => {
+  // The next hop holds the first attempt's message until released, then asks for a later try.
+  let reached!: () => void;
+  const held = new Promise<void>((resolve) => { reached = resolve; });
+  let release!: () => void;
+  const released = new Promise<void>((resolve) => { release = resolve; });
+  let attempts = 0;
+  const hop = new SmtpSink({
+    dataReply: () => (++attempts === 1 ? '451 4.3.0 try again later' : undefined),
+    dataGate: () => { reached(); return released; },
+  });
+  await hop.start();
+  const dir = tempDir();
+  const configFile = writeConfig(dir, baseConfig(dir, {
+    relay: { routes: { 'remote.test': `127.0.0.1:${hop.port}` } },
+    queue: { retry: ['1h'], poll_interval: '200ms' },
+  }));
+  addUser(configFile, 'alice@example.test', 'secret-pw');
+  const id = inject(configFile, 'alice@example.test', ['x@remote.test'], message('retried while held'));
+  const server = await startMailnest(dir, configFile);
+  try {
+    await held;
+    const r = cli(configFile, ['queue', 'retry', id]);
+    assert.equal(r.status, 0, r.stderr);
+    release();
+    // Without the retry, the next attempt would be an hour away.
+    const [m] = await hop.waitFor(1);
+    assert.deepEqual(m!.to, ['x@remote.test']);
+    assert.equal(attempts, 2);
+    await until('the queue empty', async () => !(await queueJsonAsync(configFile)).some((e) => e.id === id));
+  } finally {
+    await server.stop();
+    await hop.stop();
+  }
+});

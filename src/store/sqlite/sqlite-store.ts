@@ -717,10 +717,14 @@ export class SqliteStore implements Store {
             // waits on (a "delayed" one, still true), and dropped once it is settled: a delay
             // warning a crash or a full disk held back is not sent after the delivery.
             const settled = u.status === 'delivered' || u.status === 'failed';
-            this.q(`UPDATE outbound_rcpts SET status = ?, attempts = ?, next_attempt = ?, last_reply = ?, warned = COALESCE(?, warned),
+            // A retry asked for while the attempt ran moved next_attempt: the earlier time stands.
+            this.q(`UPDATE outbound_rcpts SET status = ?, attempts = ?, last_reply = ?, warned = COALESCE(?, warned),
+                      next_attempt = CASE WHEN ? AND next_attempt <> ? THEN MIN(next_attempt, ?) ELSE ? END,
                       report = COALESCE(?, CASE WHEN ? THEN NULL ELSE report END)
                     WHERE id = ? AND outbound_id = (SELECT id FROM outbound WHERE queue_id = ?)`)
-              .run(u.status, u.attempts, u.nextAttempt, u.lastReply, u.warned === undefined ? null : Number(u.warned), u.report ?? null, Number(settled), u.recipientId, id);
+              .run(u.status, u.attempts, u.lastReply, u.warned === undefined ? null : Number(u.warned),
+                Number(!settled && u.dueWhenTaken !== undefined), u.dueWhenTaken ?? null, u.nextAttempt, u.nextAttempt,
+                u.report ?? null, Number(settled), u.recipientId, id);
           }
           this.dropOutboundIfDone(id);
         }
