@@ -42,9 +42,11 @@ data_dir = ${JSON.stringify(dataDir).padEnd(25)} # everything mailnest keeps (da
 ${listenLines(publicPorts)}
 
 [tls]
-# Without these a self-signed certificate is made under data_dir on first start.
-# cert = "/etc/letsencrypt/live/${hostname}/fullchain.pem"   # e.g.
-# key  = "/etc/letsencrypt/live/${hostname}/privkey.pem"     # e.g.
+# Without these a self-signed certificate is made under data_dir on first start. Files the
+# server's user can read: certbot keeps its own for root, so name copies a deploy hook makes
+# (see the README).
+# cert = "/etc/mailnest/fullchain.pem"   # e.g.
+# key  = "/etc/mailnest/privkey.pem"     # e.g.
 
 [auth]
 # allow_insecure = false             # true accepts passwords without TLS: for local testing only
