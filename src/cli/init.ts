@@ -57,6 +57,7 @@ ${listenLines(publicPorts)}
 # max_recipients = 100
 # max_connections = 10000
 # max_connections_per_ip = 50
+# max_outgoing_per_day = 1000        # recipients at other domains per user in 24 hours; 0: no limit
 # idle_timeout = "5m"
 # max_line_length = 4096
 # pop3_idle_timeout = "10m"

@@ -177,6 +177,9 @@ export const configSchema = z.strictObject({
     max_recipients: positiveInt.default(100),
     max_connections: positiveInt.default(10_000),
     max_connections_per_ip: positiveInt.default(50),
+    /** Recipients at other domains one user may send to over submission in any 24 hours; 0: no
+     *  limit. What a stolen password can cost the server's name. */
+    max_outgoing_per_day: z.number().int().min(0).default(1000),
     idle_timeout: timerDuration.prefault('5m'),
     /** Longest command line accepted (RFC 5321 §4.5.3.1.4 says at least 512). */
     max_line_length: z.number().int().min(512).default(4096),

@@ -30,6 +30,8 @@ export interface Submission {
   writtenHere: boolean;
   /** A delivery status report: the queue's recipients it is about (see Acceptance.reportOn). */
   reportOn?: ReportOn;
+  /** The user who sent it over submission (see Acceptance.sentBy). */
+  sentBy?: number;
 }
 
 export interface Accepted {
@@ -81,6 +83,7 @@ export async function acceptMessage(store: Store, s: Submission, now = new Date(
     local: [...users.keys()].map((userId) => ({ userId, prefix: localPrefix })),
     ...(outbound.size > 0 ? { outbound: { prefix: outboundPrefix, recipients: [...outbound.values()], sign: s.writtenHere } } : {}),
     ...(s.reportOn ? { reportOn: s.reportOn } : {}),
+    ...(s.sentBy !== undefined ? { sentBy: s.sentBy } : {}),
   });
   return { id, localTrace: localPrefix };
 }

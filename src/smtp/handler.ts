@@ -54,6 +54,7 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
     allowInsecureAuth: config.auth.allow_insecure,
     maxMessageSize: config.limits.max_message_size,
     maxRecipients: config.limits.max_recipients,
+    maxOutgoingPerDay: config.limits.max_outgoing_per_day,
     maxLineLength: config.limits.max_line_length,
     roomFor: (declaredSize) => freeSpace.roomFor(declaredSize),
     strictPipelining: role !== 'local',
@@ -74,6 +75,8 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
     refusal: (reason) => renderReply(reply(421, '4.7.0', `${config.hostname} ${reason}, try again later`), true),
   };
 }
+
+const DAY_MS = 86_400_000;
 
 /** What the effects of a listener's sessions are performed with. */
 interface Performer {
@@ -98,7 +101,8 @@ async function perform(p: Performer, effect: SmtpEffect, gone: () => boolean): P
     }
     case 'rcpt': {
       const resolution = await ctx.recipients.resolve(effect.address);
-      return { kind: 'rcpt', resolution };
+      if (resolution.kind !== 'remote' || effect.sentBy === undefined) return { kind: 'rcpt', resolution };
+      return { kind: 'rcpt', resolution, sent: await ctx.store.sentSince(effect.sentBy, Date.now() - DAY_MS) };
     }
     case 'verify': {
       const resolution = await ctx.recipients.resolve(effect.address);
@@ -243,6 +247,7 @@ async function deliver({ ctx, role, reports, caller, freeSpace }: Performer, d: 
         ...(d.tls ? { tls: d.tls } : {}),
         ...(d.user ? { auth: d.user.address } : caller ? { auth: caller.login } : {}),
       },
+      ...(d.user ? { sentBy: d.user.id } : {}),
     });
     ctx.metrics.accepted.inc({ listener: role });
     // One line per message taken (Postfix's qmgr "from=<...>, size=..." and its "to=" lines).

@@ -38,7 +38,8 @@ export interface AuthenticatedUser {
 export type SmtpEffect =
   | { kind: 'auth'; client: string; username: string; password: string }
   | { kind: 'sender'; user: AuthenticatedUser; address: string }
-  | { kind: 'rcpt'; address: string }
+  /** `sentBy`: the user whose mail to other domains is counted (see maxOutgoingPerDay). */
+  | { kind: 'rcpt'; address: string; sentBy?: number }
   | { kind: 'verify'; address: string }
   | { kind: 'deliver'; delivery: Delivery };
 
@@ -46,7 +47,9 @@ export type SmtpResult =
   | { kind: 'auth'; user?: AuthenticatedUser; disconnect?: boolean }
   /** `gone`: the account logged in as was removed since (or removed and made again). */
   | { kind: 'sender'; allowed: boolean; gone?: boolean }
-  | { kind: 'rcpt'; resolution: Resolution }
+  /** `sent`: for a recipient at another domain with `sentBy`, the recipients at other domains
+   *  that user's accepted mail had in the last 24 hours. */
+  | { kind: 'rcpt'; resolution: Resolution; sent?: number }
   | { kind: 'verify'; resolution: Resolution; alias?: AliasRecord }
   | { kind: 'deliver'; id: string }
   /** Not stored: refused by policy (with the reply's text), a store failure, or no room on
@@ -85,6 +88,8 @@ export interface SmtpSessionOptions {
   allowInsecureAuth: boolean;
   maxMessageSize: number;
   maxRecipients: number;
+  /** Recipients at other domains a user may send to in any 24 hours (0 or absent: no limit). */
+  maxOutgoingPerDay?: number;
   maxLineLength: number;
   /** Errors (5xx replies) tolerated before the session is ended (like Postfix's hard error limit). */
   maxErrors?: number;
@@ -248,7 +253,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     switch (result.kind) {
       case 'auth': this.authDone(result); break;
       case 'sender': this.senderDone(result.allowed, result.gone === true); break;
-      case 'rcpt': this.rcptDone(result.resolution); break;
+      case 'rcpt': this.rcptDone(result.resolution, result.sent); break;
       case 'verify': this.verifyDone(result.resolution, result.alias); break;
       case 'deliver': this.deliverDone(result); break;
     }
@@ -612,10 +617,11 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       return;
     }
     this.pendingRcpt = rcpt;
-    this.effect({ kind: 'rcpt', address: lookupAddress(rcpt.recipient) });
+    const counted = this.user !== undefined && (this.o.maxOutgoingPerDay ?? 0) > 0;
+    this.effect({ kind: 'rcpt', address: lookupAddress(rcpt.recipient), ...(counted ? { sentBy: this.user!.id } : {}) });
   }
 
-  private rcptDone(resolution: Resolution): void {
+  private rcptDone(resolution: Resolution, sent: number | undefined): void {
     const rcpt = this.pendingRcpt!;
     this.pendingRcpt = undefined;
     const address = formatMailbox(rcpt.recipient);
@@ -629,6 +635,14 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     if (resolution.kind === 'remote' && !this.mayRelay) {
       this.refused('relay_denied', address);
       return this.send(reply(550, '5.7.1', `<${address}>: Relay access denied`));
+    }
+    if (resolution.kind === 'remote' && sent !== undefined) {
+      // This transaction's recipients at other domains count as sent: they will be.
+      const limit = this.o.maxOutgoingPerDay!;
+      if (sent + this.tx.recipients.filter((r) => r.resolution.kind === 'remote').length >= limit) {
+        this.refused('daily_limit', address);
+        return this.send(reply(450, '4.7.1', `<${address}>: ${this.user!.address} has sent to ${limit} recipients at other domains in the last 24 hours, the most this server allows (limits.max_outgoing_per_day); try again later`));
+      }
     }
     this.tx.recipients.push({ address, resolution, ...rcpt.dsn });
     this.send(reply(250, '2.1.5', 'Ok'));

@@ -32,6 +32,8 @@ export class SmtpDriver {
   /** Their envelopes, for the log (undefined outside a transaction). */
   refusalEnvelopes: ({ from: string; to: string[] } | undefined)[] = [];
   failDelivery: false | 'store-error' | 'storage-full' = false;
+  /** Recipients at other domains each user (by id) sent to in the last 24 hours. */
+  sent = new Map<number, number>();
 
   constructor(opts: Partial<SmtpSessionOptions> & { tls?: TlsInfo } = {}, world: DriverWorld = WORLD) {
     this.world = world;
@@ -103,7 +105,10 @@ export class SmtpDriver {
         const r = this.resolve(e.address);
         return { kind: 'sender', allowed: r.kind === 'local' && r.users.some((u) => u.id === e.user.id) };
       }
-      case 'rcpt': return { kind: 'rcpt', resolution: this.resolve(e.address) };
+      case 'rcpt': {
+        const resolution = this.resolve(e.address);
+        return resolution.kind === 'remote' && e.sentBy !== undefined ? { kind: 'rcpt', resolution, sent: this.sent.get(e.sentBy) ?? 0 } : { kind: 'rcpt', resolution };
+      }
       case 'verify': {
         const targets = this.world.aliases[e.address.toLowerCase()];
         return { kind: 'verify', resolution: this.resolve(e.address), ...(targets ? { alias: { alias: e.address, targets } } : {}) };

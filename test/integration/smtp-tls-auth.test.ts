@@ -12,6 +12,7 @@ import { cli, python } from '../helpers/server.ts';
 import { b64, plain, SmtpClient } from '../helpers/smtp-client.ts';
 import { cleanup, mailbox, PASSWORD, queue, splitTrace, startFixture, withStore, type Fixture } from '../helpers/smtp-fixture.ts';
 import { until } from '../helpers/relay.ts';
+import { SmtpSink } from '../helpers/smtp-sink.ts';
 
 let f: Fixture | undefined;
 afterEach(async () => { await cleanup(f); f = undefined; });
@@ -166,6 +167,50 @@ print(json.dumps(out))
   assert.deepEqual(out.send2, {});
   assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 1);
   assert.equal((await mailbox(f.dataDir, 'alice@example.test')).length, 1);
+});
+
+test('python smtplib: past limits.max_outgoing_per_day a user\'s recipients at other domains get 450 4.7.1, across a restart; mail to local users still goes', async () => {
+  const hop = new SmtpSink();
+  await hop.start();
+  f = await startFixture({ config: { limits: { max_outgoing_per_day: 3 }, relay: { routes: { 'remote.test': `127.0.0.1:${hop.port}` } } } });
+  const caFile = `${f.dir}/ca.pem`;
+  fs.writeFileSync(caFile, f.ca);
+  const script = `
+import json, smtplib, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+ctx.check_hostname = False
+s = smtplib.SMTP('127.0.0.1', int(sys.argv[1]), timeout=20)
+s.starttls(context=ctx)
+s.login('alice@example.test', sys.argv[3])
+out = []
+for rcpts in json.loads(sys.argv[4]):
+    try:
+        refused = s.sendmail('alice@example.test', rcpts, 'Subject: news\\r\\n\\r\\nhi\\r\\n')
+    except smtplib.SMTPRecipientsRefused as e:
+        refused = e.recipients
+    out.append({k: [v[0], v[1].decode()] for k, v in refused.items()})
+s.quit()
+print(json.dumps(out))
+`;
+  const send = (batches: string[][]) => {
+    const r = python(script, [String(f!.port('submission')), caFile, PASSWORD, JSON.stringify(batches)]);
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout);
+  };
+  const over = [450, '4.7.1 <d@remote.test>: alice@example.test has sent to 3 recipients at other domains in the last 24 hours, the most this server allows (limits.max_outgoing_per_day); try again later'];
+  try {
+    const first = send([['a@remote.test', 'b@remote.test'], ['c@remote.test', 'd@remote.test', 'bob@example.test'], ['d@remote.test']]);
+    assert.deepEqual(first, [{}, { 'd@remote.test': over }, { 'd@remote.test': over }]);
+    await f.stop();
+    await f.restart();
+    assert.deepEqual(send([['d@remote.test'], ['bob@example.test']]), [{ 'd@remote.test': over }, {}]);
+    assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 2);
+    assert.deepEqual((await hop.waitFor(2)).flatMap((m) => m.to).sort(), ['a@remote.test', 'b@remote.test', 'c@remote.test']);
+    await until('the refusal logged', () => f!.server.logs.some((l) => l.msg === 'refused' && l.reason === 'daily_limit'));
+    assert.deepEqual(f.server.logs.find((l) => l.msg === 'refused' && l.reason === 'daily_limit')!.to, ['d@remote.test']);
+  } finally {
+    await hop.stop();
+  }
 });
 
 async function tlsSession(fx: Fixture): Promise<SmtpClient> {

@@ -606,6 +606,29 @@ test('authenticated senders: own address and aliases only, never the null sender
   assert.equal(lastCode(d.send('MAIL FROM:<Alice@Example.Test>\r\n')), 250);
 });
 
+test('a user who has sent to max_outgoing_per_day recipients at other domains in 24 hours gets 450 4.7.1 for more, this transaction\'s counted; local ones still go', () => {
+  const d = new SmtpDriver({ role: 'submission', allowInsecureAuth: true, maxOutgoingPerDay: 4 });
+  d.sent.set(1, 2);
+  d.send(`EHLO c\r\nAUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\nMAIL FROM:<alice@example.test>\r\n`);
+  assert.equal(lastCode(d.send('RCPT TO:<a@remote.test>\r\n')), 250);
+  assert.equal(lastCode(d.send('RCPT TO:<b@remote.test>\r\n')), 250);
+  assert.equal(d.send('RCPT TO:<c@remote.test>\r\n'), '450 4.7.1 <c@remote.test>: alice@example.test has sent to 4 recipients at other domains in the last 24 hours, the most this server allows (limits.max_outgoing_per_day); try again later\r\n');
+  assert.equal(lastCode(d.send('RCPT TO:<bob@example.test>\r\n')), 250);
+  assert.equal(lastCode(d.send('DATA\r\n')), 354);
+  assert.equal(lastCode(d.send('Subject: x\r\n\r\nhi\r\n.\r\n')), 250);
+  assert.deepEqual(d.delivered[0]!.recipients.map((r) => r.address), ['a@remote.test', 'b@remote.test', 'bob@example.test']);
+  assert.deepEqual(d.refusals, ['daily_limit']);
+  assert.deepEqual(d.effects.filter((e) => e.kind === 'rcpt').map((e) => e.kind === 'rcpt' && e.sentBy), [1, 1, 1, 1]);
+  // Mail from the internet is not counted, nor anything when the limit is 0.
+  const mx = inState('mail', { maxOutgoingPerDay: 4 });
+  mx.send('RCPT TO:<alice@example.test>\r\n');
+  const off = new SmtpDriver({ role: 'submission', allowInsecureAuth: true, maxOutgoingPerDay: 0 });
+  off.sent.set(1, 1_000_000);
+  off.send(`EHLO c\r\nAUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\nMAIL FROM:<alice@example.test>\r\n`);
+  assert.equal(lastCode(off.send('RCPT TO:<a@remote.test>\r\n')), 250);
+  for (const e of [...mx.effects, ...off.effects]) assert.ok(!(e.kind === 'rcpt' && 'sentBy' in e), JSON.stringify(e));
+});
+
 test('relay tricks on the MX role are what they really are', () => {
   const d = inState('mail');
   assert.match(d.send('RCPT TO:<u%remote.test@example.test>\r\n'), /^550 5\.1\.1 /);

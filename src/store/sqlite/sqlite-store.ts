@@ -79,6 +79,10 @@ const COMPACT_UNDER = 0.5;
 const ORPHAN_AGE_MS = 60 * 60 * 1000;
 /** Messages deleted in one transaction, about 20 ms of the event loop (see deleteMessages). */
 const DELETE_BATCH = 1000;
+
+/** sent_counts keeps a user's count by the minute, a day of them (limits.max_outgoing_per_day). */
+const MINUTE_MS = 60_000;
+const SENT_MINUTES_KEPT = 24 * 60;
 /** Between two batches of removeUser: longer than the sleeps of SQLite's busy handler in its
  *  first 0.2 s of waiting (at most 50 ms), so that a writer that began to wait during a batch
  *  tries again, and gets in, in the pause after it. */
@@ -578,10 +582,25 @@ export class SqliteStore implements Store {
         this.q('INSERT INTO outbound_rcpts (id, outbound_id, address, notify, orcpt, next_attempt) VALUES (?, ?, ?, ?, ?, ?)')
           .run(id++, outId, r.address, r.notify ? r.notify.join(',') : null, r.orcpt ?? null, now);
       }
+      if (m.sentBy !== undefined) this.countSent(m.sentBy, m.outbound.recipients.length, now);
     }
     // Last: a body file it dooms is not doomed by a message whose insert then fails.
     if (m.reportOn) this.clearReports(m.reportOn);
     if (copies === 0 && !(m.outbound && m.outbound.recipients.length > 0)) this.dropBodyIfUnused(bodyId);
+  }
+
+  /** One row per user and minute; those a day old are no longer needed to answer sentSince. A
+   *  user removed meanwhile (see the local copies above) has nothing counted. */
+  private countSent(userId: number, recipients: number, now: number): void {
+    const minute = Math.floor(now / MINUTE_MS);
+    this.q(`INSERT INTO sent_counts (user_id, minute, recipients) SELECT ?, ?, ? WHERE EXISTS (SELECT 1 FROM users WHERE id = ?)
+            ON CONFLICT (user_id, minute) DO UPDATE SET recipients = recipients + excluded.recipients`).run(userId, minute, recipients, userId);
+    this.q('DELETE FROM sent_counts WHERE user_id = ? AND minute < ?').run(userId, minute - SENT_MINUTES_KEPT);
+  }
+
+  async sentSince(userId: number, since: number): Promise<number> {
+    const r = this.q('SELECT COALESCE(SUM(recipients), 0) AS n FROM sent_counts WHERE user_id = ? AND minute >= ?').get(userId, Math.floor(since / MINUTE_MS)) as Row;
+    return Number(r.n);
   }
 
   private dropBodyIfUnused(bodyId: number): void {
