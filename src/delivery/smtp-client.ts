@@ -280,12 +280,17 @@ export class SmtpClient {
       const fail = (err: NmError) => {
         if (!settle()) return;
         // nodemailer marks the connection while the STARTTLS handshake runs.
-        const inUpgrade = err.code === 'ETLS' || (conn as unknown as { upgrading?: boolean }).upgrading === true;
-        conn.close();
-        // TLS that is required and not to be had (no STARTTLS offered, or refused): said as that,
-        // the server's reply with it.
+        const handshaking = (conn as unknown as { upgrading?: boolean }).upgrading === true;
+        const inUpgrade = err.code === 'ETLS' || handshaking;
+        // After a reply (a refused login, EHLO or STARTTLS) the dialogue is intact, and ends as
+        // it should; a broken one is closed.
+        if (err.response && !handshaking) void quitThenClose(conn);
+        else conn.close();
+        // TLS that is required and not to be had: said as that, the server's refusal with it.
+        // (nodemailer asks for it whether or not the EHLO reply offered it, which it keeps.)
         if (target.tls === 'starttls' && (err.command === 'STARTTLS' || err.code === 'ETLS')) {
-          reject(new ConnectError(`${whereOf(target)}: STARTTLS, which is required here, failed: ${describe(err)}`, false, inUpgrade));
+          const offered = /[ -]STARTTLS\b/im.test((conn as unknown as { _plaintextEhlo?: string })._plaintextEhlo ?? '');
+          reject(new ConnectError(`${whereOf(target)}: ${offered ? `STARTTLS, which is required here, failed: ${describe(err)}` : 'does not offer STARTTLS, which is required here'}`, false, inUpgrade));
           return;
         }
         // A 5xx greeting or EHLO is not a verdict on the recipients: try elsewhere or later. A
@@ -500,16 +505,24 @@ export class SmtpClient {
       return Promise.resolve();
     }
     this.broken = true;
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.conn.close();
-        resolve();
-      }, 2000);
-      this.conn.once('end', () => {
-        clearTimeout(timer);
-        resolve();
-      });
-      this.conn.quit();
-    });
+    return quitThenClose(this.conn);
   }
+}
+
+/** RFC 5321 §4.1.1.10: a session ends with QUIT, one that failed on a server's reply too (a
+ *  refused login, STARTTLS or EHLO); the connection is closed at the answer, or 2 s on. */
+function quitThenClose(conn: SMTPConnection): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      conn.close();
+      resolve();
+    }, 2000);
+    conn.once('end', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    // A server that closed first makes the QUIT's write fail: the end above follows.
+    conn.on('error', () => {});
+    conn.quit();
+  });
 }

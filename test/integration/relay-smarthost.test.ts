@@ -82,5 +82,10 @@ describe('relay through a smarthost with implicit TLS and AUTH', () => {
     const warning = refusedLogin()!;
     assert.equal(warning.level, 40);
     assert.match(String(warning.reply), /535/);
+    // The provider's session ended with QUIT (RFC 5321 §4.1.1.10), not a dropped connection,
+    // which its logs would show as a guesser's.
+    const refusedSession = () => provider.logs.find((l) => l.msg === 'session' && l.listener === 'submissions' && l.user === undefined && l.helo !== undefined);
+    await until('the provider\'s log of the refused session', () => refusedSession() !== undefined);
+    assert.equal(refusedSession()!.outcome, 'quit');
   });
 });
