@@ -378,10 +378,10 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
 
   /** Counts a refusal by its reason (the listener's metrics); in a transaction, with its
    *  envelope for the log: the recipient refused (`to`), or all of them. */
-  private refused(reason: string, to?: string): void {
+  private refused(reason: string, to?: string, warn = false): void {
     const tx = this.tx;
     const envelope = tx && { from: tx.from.sender ? formatMailbox(tx.from.sender) : '', to: to !== undefined ? [to] : tx.recipients.map((r) => r.address) };
-    this.out.push({ type: 'refused', reason, ...(envelope ? { envelope } : {}) });
+    this.out.push({ type: 'refused', reason, ...(envelope ? { envelope } : {}), ...(warn ? { warn: true as const } : {}) });
     // And for the session's log line (summary).
     this.refusals[reason] = (this.refusals[reason] ?? 0) + 1;
   }
@@ -640,7 +640,8 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       // This transaction's recipients at other domains count as sent: they will be.
       const limit = this.o.maxOutgoingPerDay!;
       if (sent + this.tx.recipients.filter((r) => r.resolution.kind === 'remote').length >= limit) {
-        this.refused('daily_limit', address);
+        // A user sending this much may be someone with its password.
+        this.refused('daily_limit', address, true);
         return this.send(reply(450, '4.7.1', `<${address}>: ${this.user!.address} has sent to ${limit} recipients at other domains in the last 24 hours, the most this server allows (limits.max_outgoing_per_day); try again later`));
       }
     }
