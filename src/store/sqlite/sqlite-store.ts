@@ -79,14 +79,14 @@ const COMPACT_UNDER = 0.5;
 const ORPHAN_AGE_MS = 60 * 60 * 1000;
 /** Messages deleted in one transaction, about 20 ms of the event loop (see deleteMessages). */
 const DELETE_BATCH = 1000;
-
-/** sent_counts keeps a user's count by the minute, a day of them (limits.max_outgoing_per_day). */
-const MINUTE_MS = 60_000;
-const SENT_MINUTES_KEPT = 24 * 60;
 /** Between two batches of removeUser: longer than the sleeps of SQLite's busy handler in its
  *  first 0.2 s of waiting (at most 50 ms), so that a writer that began to wait during a batch
  *  tries again, and gets in, in the pause after it. */
 const BATCH_PAUSE_MS = 60;
+
+/** sent_counts keeps a user's count by the minute, a day of them (limits.max_outgoing_per_day). */
+const MINUTE_MS = 60_000;
+const SENT_MINUTES_KEPT = 24 * 60;
 
 type Row = Record<string, unknown>;
 
