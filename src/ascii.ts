@@ -9,15 +9,21 @@ export function isAscii(text: string): boolean {
 /** C0 and C1 control characters and DEL: what text from elsewhere (a client's ORCPT, a
  *  server's reply, a file name) may not carry into a header field or onto a terminal. */
 const CONTROL = /[\x00-\x1f\x7f-\x9f]/;
-const CONTROLS = new RegExp(CONTROL.source, 'g');
+
+/** The marks that turn text around or break its line (U+061C, U+200E and U+200F, U+2028 to
+ *  U+202E, U+2066 to U+2069): harmless in a header field, but a terminal or a journal shows the
+ *  text around them other than it is (U+202E shows it backwards). As a character class's body. */
+export const TURNING_MARKS = '\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069';
+const UNPRINTABLE = new RegExp(`[\\x00-\\x1f\\x7f-\\x9f${TURNING_MARKS}]`, 'g');
 
 export function hasControlCharacters(text: string): boolean {
   return CONTROL.test(text);
 }
 
-/** `text` with each control character replaced by what `by` makes of it. */
-export function replaceControlCharacters(text: string, by: (c: string) => string): string {
-  return text.replace(CONTROLS, by);
+/** `text` with each control character and each turning mark replaced by what `by` makes of it:
+ *  text from elsewhere (a server's reply) as a terminal or a report shows it. */
+export function replaceUnprintable(text: string, by: (c: string) => string): string {
+  return text.replace(UNPRINTABLE, by);
 }
 
 /**

@@ -1,5 +1,6 @@
 /** Structured logs (pino, one JSON object per line on stdout). */
 import { pino, type Logger } from 'pino';
+import { TURNING_MARKS } from './ascii.ts';
 
 /** The output is gone for good: a terminal closed under the server, a reader that left. */
 const GONE = new Set(['EIO', 'EPIPE', 'EBADF']);
@@ -59,13 +60,15 @@ function printableFields(value: unknown): unknown {
   return value;
 }
 
+const ESCAPED = new RegExp(`[\\\\\\u0080-\\u009f${TURNING_MARKS}]`, 'g');
+
 /** Text a client chose (an address under SMTPUTF8), as a log line may hold it: JSON escapes
  *  C0 controls only, and C1 controls, line and paragraph separators and the marks that turn
  *  text around would reach a terminal or a journal as they are (journalctl shows a line with
  *  C1 controls as a blob, and U+202E shows text backwards). Each is written as \u{XXXX}. */
 function printable(text: string): string {
   // A backslash is doubled, so that no text can pass for an escape.
-  return text.replace(/[\\\u0080-\u009f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069]/g, (c) => (c === '\\' ? '\\\\' : `\\u{${c.charCodeAt(0).toString(16).padStart(4, '0')}}`));
+  return text.replace(ESCAPED, (c) => (c === '\\' ? '\\\\' : `\\u{${c.charCodeAt(0).toString(16).padStart(4, '0')}}`));
 }
 
 export type { Logger };

@@ -1,4 +1,4 @@
-import { replaceControlCharacters } from '../ascii.ts';
+import { replaceUnprintable } from '../ascii.ts';
 
 /** Plain aligned columns for human-readable listings. */
 export function printTable(headers: string[], rows: string[][], empty: string): void {
@@ -19,7 +19,11 @@ export function tableLines(headers: string[], given: string[][]): string[] {
 }
 
 /** A cell as the terminal shows it and nothing more: a control character (an escape sequence a
- *  remote server put in its reply, which `queue list` shows) is written as `\xHH`. */
+ *  remote server put in its reply, which `queue list` shows) is written as `\xHH`, a mark that
+ *  turns text around as `\u{HHHH}`. */
 function printable(cell: string): string {
-  return replaceControlCharacters(cell, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return replaceUnprintable(cell, (c) => {
+    const code = c.charCodeAt(0);
+    return code > 0xff ? `\\u{${code.toString(16)}}` : `\\x${code.toString(16).padStart(2, '0')}`;
+  });
 }

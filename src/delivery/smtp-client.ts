@@ -8,7 +8,7 @@
 import os from 'node:os';
 import type { Readable } from 'node:stream';
 import { getSystemErrorMessage } from 'node:util';
-import { asciiAddress, isAscii, replaceControlCharacters } from '../ascii.ts';
+import { asciiAddress, isAscii, replaceUnprintable } from '../ascii.ts';
 import type { ConnectionOptions } from 'node:tls';
 import type SMTPConnection from 'nodemailer/lib/smtp-connection';
 
@@ -130,7 +130,8 @@ function refusals(e: NmError, conn: SMTPConnection): Map<string, NmError> {
 /** A reply as one line for last_reply and DSN Diagnostic-Code, without the control characters
  *  a server may put in its text (an escape sequence for the terminal `queue list` shows it on). */
 export function oneLine(s: string): string {
-  return replaceControlCharacters(s.replace(/\r?\n/g, ' ').replace(/\s+/g, ' '), () => '?').trim().slice(0, 500);
+  // Cut before it is cleaned: a reply of 170,000 short lines took 118 ms of the event loop.
+  return replaceUnprintable(s.slice(0, 4 * 500).replace(/\r?\n/g, ' ').replace(/\s+/g, ' '), () => '?').trim().slice(0, 500);
 }
 
 /** A failure's reason with what an operator can do about it: a refused certificate (in place of
@@ -170,6 +171,42 @@ const ANGLED = /[<>]/;
 const ANGLED_RECIPIENT = '553 5.1.3 mailnest cannot send to an address with "<" or ">" in it';
 const ANGLED_SENDER = '553 5.1.7 mailnest cannot send from an address with "<" or ">" in it';
 
+/** The longest reply taken (RFC 5321 §4.5.3.1.5 bounds a reply line at 512 octets, and real
+ *  replies have a few lines); past it the connection is given up. */
+const MAX_REPLY = 16 * 1024;
+
+/** A transaction's bound: command_timeout for the envelope's replies, and for the reply to the
+ *  message, and the message sent at 500 octets a second at least (Postfix's smtp_min_data_rate
+ *  for its own deadlines). */
+function transactionBound(commandTimeout: number, size: number): number {
+  return 2 * commandTimeout + Math.ceil(size / 500) * 1000;
+}
+
+const TRANSACTION_TOO_LONG = 'the transaction did not end within relay.command_timeout twice over, and the time to send the message at 500 octets a second';
+
+const SETUP_TOO_LONG = 'the session was not set up (greeting, EHLO, STARTTLS, AUTH) within relay.connect_timeout + greeting_timeout + 4 × command_timeout';
+
+/**
+ * RFC 5321 §4.1.1.1: the extensions a server offers are the keywords that begin the lines of
+ * its EHLO reply after the first. nodemailer looks for their names anywhere in the reply, the
+ * server's name and greeting too: "250-mail-dsn.example.net" was taken for DSN (and a refusal
+ * of NOTIFY for a verdict on the recipient), "max SIZE 1000" for a limit. What it found is
+ * replaced by what the lines say, before anything is sent that depends on it.
+ */
+function readExtensions(conn: SMTPConnection): void {
+  const c = conn as unknown as { _ehloLines?: string[]; _supportedExtensions: string[]; _maxAllowedSize: number; allowsAuth: boolean };
+  if (c._ehloLines === undefined) return; // HELO: nodemailer found none either
+  const offered = new Map<string, string[]>();
+  for (const line of c._ehloLines) {
+    const [keyword = '', ...params] = line.split(/[\s=]+/);
+    offered.set(keyword.toUpperCase(), params);
+  }
+  c._supportedExtensions = ['SMTPUTF8', 'DSN', '8BITMIME', 'REQUIRETLS', 'PIPELINING', 'SIZE'].filter((k) => offered.has(k));
+  const size = offered.get('SIZE')?.[0];
+  c._maxAllowedSize = size !== undefined && /^\d+$/.test(size) ? Number(size) : 0;
+  c.allowsAuth = offered.has('AUTH');
+}
+
 /** nodemailer's socket idle limit ran out (see socketTimeout in SmtpClient.open). */
 function isIdleTimeout(err: NmError): boolean {
   return err.code === 'ETIMEDOUT' && err.message === 'Timeout';
@@ -196,9 +233,12 @@ export class SmtpClient {
   sent = 0;
   readonly target: ClientTarget;
 
-  private constructor(conn: SMTPConnection, target: ClientTarget) {
+  private readonly commandTimeout: number;
+
+  private constructor(conn: SMTPConnection, target: ClientTarget, commandTimeout: number) {
     this.conn = conn;
     this.target = target;
+    this.commandTimeout = commandTimeout;
     conn.on('error', () => { this.broken = true; });
     conn.on('end', () => { this.broken = true; });
   }
@@ -263,6 +303,9 @@ export class SmtpClient {
       // command_timeout once the session is made.
       socketTimeout: Math.max(opts.commandTimeout, opts.connectTimeout + opts.greetingTimeout + 1_000),
       socketCloseTimeout: 0,
+      // Replies are a few lines; nodemailer keeps each recipient's refusal until the transaction
+      // ends, and at its own limit of 1 MiB a hop refusing 100 recipients held 120 MB.
+      maxResponseSize: MAX_REPLY,
       allowInternalNetworkInterfaces: true,
       logger: false,
     });
@@ -274,6 +317,7 @@ export class SmtpClient {
         if (settled) return false;
         settled = true;
         clearTimeout(connecting);
+        clearTimeout(setUp);
         opts.signal?.removeEventListener('abort', stopped);
         return true;
       };
@@ -303,6 +347,11 @@ export class SmtpClient {
           : new ConnectError(`${whereOf(target)}: ${what}`, false, inUpgrade));
       };
       const stopped = () => fail(Object.assign(new Error('the server is stopping'), { code: 'ESTOPPED' }));
+      // The socket's idle limit sees silence only: a reply that trickles in a byte at a time
+      // would hold the setup for ever. The whole of it has the time of its steps (the greeting,
+      // then EHLO, STARTTLS, EHLO again and AUTH, each a command's).
+      const setUp = setTimeout(() => fail(Object.assign(new Error(SETUP_TOO_LONG), { code: 'ESETUP' })), opts.connectTimeout + opts.greetingTimeout + 4 * opts.commandTimeout);
+      setUp.unref();
       // The connection itself within connectTimeout; nodemailer keeps its socket to itself.
       const connecting = setTimeout(() => {
         const socket = (conn as unknown as { _socket?: { connecting: boolean } })._socket;
@@ -312,13 +361,14 @@ export class SmtpClient {
         if (!settle()) return;
         (conn as unknown as { _socket?: { setTimeout(ms: number): unknown } })._socket?.setTimeout(opts.commandTimeout);
         conn.removeListener('error', fail);
-        resolve(new SmtpClient(conn, target));
+        resolve(new SmtpClient(conn, target, opts.commandTimeout));
       };
       if (opts.signal?.aborted) return stopped();
       opts.signal?.addEventListener('abort', stopped, { once: true });
       conn.once('error', fail);
       conn.connect((err) => {
         if (err) return fail(err);
+        readExtensions(conn);
         // Credentials go only to a server that offers AUTH (as Postfix's client): one that does
         // not takes the mail without, or says it wants a login in its reply to MAIL.
         if (!target.auth || !conn.allowsAuth) return made();
@@ -385,6 +435,7 @@ export class SmtpClient {
       // A failure that is no server's reply names where it happened, as one on connecting does.
       const where = whereOf(this.target);
       const onError = (err: NmError) => {
+        clearTimeout(deadline);
         this.broken = true;
         // A reply that came with the close (421) is the server's own word, given as such; the
         // rest is mailnest's report of what happened to the connection.
@@ -393,9 +444,19 @@ export class SmtpClient {
       // Closed before the reply (close() at shutdown): nodemailer then never calls back. After a
       // 421 it closes first and then calls back with the reply, which is the one to keep.
       const onEnd = () => {
+        clearTimeout(deadline);
         this.broken = true;
-        setImmediate(() => resolve(all(false, false, `${where}: connection closed before the reply`, true)));
+        setImmediate(() => resolve(all(false, false, `${where}: ${overdue ? TRANSACTION_TOO_LONG : 'connection closed before the reply'}`, true)));
       };
+      // RFC 5321 §4.5.3.2 gives each reply its time, and the socket's idle limit sees silence
+      // only: a reply that trickles in a byte at a time would hold the transaction, and a place
+      // among the queue's connections, for ever. The whole of it has its bound.
+      let overdue = false;
+      const deadline = setTimeout(() => {
+        overdue = true;
+        this.conn.close();
+      }, transactionBound(this.commandTimeout, message.size));
+      deadline.unref();
       this.conn.once('error', onError);
       this.conn.once('end', onEnd);
       // A sender with an internationalised domain only needs no SMTPUTF8 in its A-labels.
@@ -408,6 +469,7 @@ export class SmtpClient {
         ...(message.dsn ? { dsn: message.dsn } : {}),
       };
       this.conn.send(envelope, message.content(), (err, info) => {
+        clearTimeout(deadline);
         this.conn.removeListener('error', onError);
         this.conn.removeListener('end', onEnd);
         if (err) {
@@ -452,7 +514,11 @@ export class SmtpClient {
   private reset(): Promise<void> {
     if (this.broken) return Promise.resolve();
     return new Promise((resolve) => {
+      // Its reply in command_timeout, however it trickles in.
+      const deadline = setTimeout(() => this.conn.close(), this.commandTimeout);
+      deadline.unref();
       const done = () => {
+        clearTimeout(deadline);
         this.conn.removeListener('end', lost);
         this.conn.removeListener('error', lost);
         resolve();

@@ -30,14 +30,21 @@ interface NextHop {
  * A scripted next hop: EHLO offers `extensions`; `rcpt` answers RCPT for an address (250 when it
  * gives nothing), DATA with no recipient taken 554, `afterDot` the final dot (250); with
  * `silent`, the final dot gets no reply; AUTH gets `auth` (235); a
- * STARTTLS is answered 220, and the handshake with bytes that are no TLS. It closes when the
+ * STARTTLS is answered 220, and the handshake with bytes that are no TLS; `name` begins the EHLO
+ * reply; `trickle` answers EHLO or the final dot with a reply that never ends. It closes when the
  * test `t` ends.
  */
-async function nextHop(t: TestContext, extensions: string[], o: { silent?: boolean; rcpt?: (address: string) => string | undefined; afterDot?: string; greeting?: string; resetAtDot?: boolean; closeAfterDot?: 'after its line end' | 'before its line end'; auth?: string } = {}): Promise<NextHop> {
+async function nextHop(t: TestContext, extensions: string[], o: { silent?: boolean; rcpt?: (address: string) => string | undefined; afterDot?: string; greeting?: string; resetAtDot?: boolean; closeAfterDot?: 'after its line end' | 'before its line end'; auth?: string; name?: string; trickle?: 'ehlo' | 'dot' } = {}): Promise<NextHop> {
   const silent = o.silent ?? false;
   let sawDot!: () => void;
   const hop = { commands: [] as string[], data: [] as string[], dot: new Promise<void>((r) => { sawDot = r; }) };
   const server = net.createServer((s) => {
+    /** A reply that never ends, a byte every 100 ms: never silent long enough for an idle limit. */
+    const trickle = () => {
+      const timer = setInterval(() => s.write('x'), 100);
+      s.write('250-');
+      s.on('close', () => clearInterval(timer));
+    };
     s.write(`${o.greeting ?? '220 hop.test ESMTP'}\r\n`);
     let data = false;
     let taken = 0;
@@ -59,15 +66,17 @@ async function nextHop(t: TestContext, extensions: string[], o: { silent?: boole
           data = false;
           sawDot();
           if (o.resetAtDot) return void s.resetAndDestroy();
-          mute = silent;
+          mute = silent || o.trickle === 'dot';
+          if (o.trickle === 'dot') return trickle();
           if (o.closeAfterDot === 'before its line end') return void s.end(o.afterDot ?? '250 ok');
           if (!silent) s.write(`${o.afterDot ?? '250 ok'}\r\n`);
           if (o.closeAfterDot) return void s.end();
           continue;
         }
         hop.commands.push(line);
-        const ehlo = ['hop.test', ...extensions];
-        if (/^EHLO/i.test(line)) s.write(ehlo.map((l, i) => `250${i === ehlo.length - 1 ? ' ' : '-'}${l}\r\n`).join(''));
+        const ehlo = [o.name ?? 'hop.test', ...extensions];
+        if (/^EHLO/i.test(line) && o.trickle === 'ehlo') trickle();
+        else if (/^EHLO/i.test(line)) s.write(ehlo.map((l, i) => `250${i === ehlo.length - 1 ? ' ' : '-'}${l}\r\n`).join(''));
         else if (/^AUTH/i.test(line)) s.write(`${o.auth ?? '235 2.7.0 ok'}\r\n`);
         else if (/^STARTTLS/i.test(line)) {
           tls = true;
@@ -522,4 +531,45 @@ test('a failed connection names its host as Postfix does: name[address]:port, or
   assert.equal(whereOf({ host: '2001:db8::1', port: 25, servername: 'mx.example.org' }), 'mx.example.org[2001:db8::1]:25');
   assert.equal(whereOf({ host: '2001:db8::1', port: 587 }), '[2001:db8::1]:587');
   assert.equal(whereOf({ host: '192.0.2.1', port: 465 }), '192.0.2.1:465');
+});
+
+test('a reply that trickles in a byte at a time, never silent for long, is cut off: during the setup and during a transaction', async (t) => {
+  const slowHello = await nextHop(t, ['8BITMIME'], { trickle: 'ehlo' });
+  const timeouts = { name: 'mx.example.test', connectTimeout: 500, greetingTimeout: 500, commandTimeout: 500 };
+  const err = await SmtpClient.connect({ host: '127.0.0.1', port: slowHello.port, tls: 'none', verify: false }, timeouts).then(() => undefined, (e: unknown) => e);
+  assert.ok(err instanceof ConnectError, String(err));
+  assert.equal(err.message, `127.0.0.1:${slowHello.port}: the session was not set up (greeting, EHLO, STARTTLS, AUTH) within relay.connect_timeout + greeting_timeout + 4 × command_timeout`);
+  const slowEnd = await nextHop(t, ['8BITMIME'], { trickle: 'dot' });
+  const client = await SmtpClient.connect({ host: '127.0.0.1', port: slowEnd.port, tls: 'none', verify: false }, timeouts);
+  t.after(() => client.close());
+  const [r] = await client.send(message('Subject: s\r\n\r\nx\r\n'));
+  assert.deepEqual(r, { address: 'b@hop.test', ok: false, permanent: false, ownReply: true,
+    reply: `127.0.0.1:${slowEnd.port}: the transaction did not end within relay.command_timeout twice over, and the time to send the message at 500 octets a second` });
+  assert.equal(client.usable, false);
+});
+
+test('a reply over 16 KiB gives the connection up, a temporary failure: a refusal of 100 recipients is not kept at a MiB each', async (t) => {
+  const huge = `550-${'A'.repeat(996)}\r\n`.repeat(20) + '550 5.1.1 no';
+  const hop = await nextHop(t, ['8BITMIME', 'PIPELINING'], { rcpt: (a) => (a === 'big@hop.test' ? huge : undefined) });
+  const client = await connect(hop.port);
+  t.after(() => client.close());
+  const results = await client.send(message('Subject: s\r\n\r\nx\r\n', { recipients: ['big@hop.test', 'b@hop.test'] }));
+  for (const r of results) {
+    assert.equal(r.ok, false);
+    assert.equal(r.permanent, false, r.reply);
+    assert.match(r.reply, /^127\.0\.0\.1:\d+: Server response exceeds maximum allowed size$/);
+  }
+});
+
+test('extensions are the keywords of the EHLO reply\'s lines after the first, not words of the server\'s name or greeting (RFC 5321 §4.1.1.1)', async (t) => {
+  const hop = await nextHop(t, ['8BITMIME', 'PIPELINING'], { name: 'mail-dsn.example.net greets you, max SIZE 10, SMTPUTF8 soon' });
+  const client = await connect(hop.port);
+  t.after(() => client.close());
+  assert.equal(client.offersDsn, false);
+  const [r] = await client.send(message('Subject: a message over ten octets\r\n\r\nx\r\n', { dsn: { notify: ['FAILURE'] }, recipients: ['b@hop.test'] }));
+  assert.equal(r!.ok, true, r!.reply);
+  assert.deepEqual(hop.commands.filter((c) => /^(MAIL|RCPT)/.test(c)), ['MAIL FROM:<a@example.test>', 'RCPT TO:<b@hop.test>']);
+  // A UTF-8 recipient is not sent to a hop that only names SMTPUTF8 in its greeting.
+  const [utf8] = await client.send(message('Subject: s\r\n\r\nx\r\n', { recipients: ['j\u00f6rg@hop.test'] }));
+  assert.match(utf8!.reply, /^553 5\.6\.7 /);
 });

@@ -23,3 +23,8 @@ test('a control character in a cell (an escape sequence in a remote server\'s re
   const lines = tableLines(['ID', 'REPLY'], [['a', '451 \x1b]0;PWNED\x07\x1b[2Kfake\u009b']]);
   assert.equal(lines[1], 'a   451 \\x1b]0;PWNED\\x07\\x1b[2Kfake\\x9b');
 });
+
+test('a mark that turns text around (U+202E, U+2066) in a cell is shown as an escape, not obeyed', () => {
+  const lines = tableLines(['ID', 'REPLY'], [['a', '550 \u202edelivered\u2066 ok\u2028']]);
+  assert.equal(lines[1], 'a   550 \\u{202e}delivered\\u{2066} ok\\u{2028}');
+});

@@ -11,6 +11,7 @@ import PostalMime from 'postal-mime';
 import { trimEndBlanks } from '../../src/ascii.ts';
 import { atLineEnds, piecesAtLineEnds, readUntil } from '../../src/chunks.ts';
 import { withoutForgedResults } from '../../src/delivery/auth-results.ts';
+import { oneLine } from '../../src/delivery/smtp-client.ts';
 import { withoutComments } from '../../src/mime/structured-value.ts';
 import { fitSubmittedLines } from '../../src/mime/line-length.ts';
 import { completeSubmission } from '../../src/mime/submission.ts';
@@ -103,4 +104,11 @@ test('a message is handed to DKIM in pieces that end lines, a long line whole, f
     assert.ok(Buffer.concat(pieces).equals(small));
     assert.deepEqual(pieces.map(String), ['a\r\n', 'bb\r\n', '\r\n', 'ccc\n', 'd']);
   }
+});
+
+test('a next hop\'s reply of 170,000 short lines becomes one line of its first 500 characters, controls and marks that turn text around as "?"', () => {
+  const reply = `550-\u202eA\x1b[31m\r\n${'550-A\r\n'.repeat(170_000)}550 no`;
+  const line = oneLine(reply);
+  assert.equal(line.length, 500);
+  assert.ok(line.startsWith('550-?A?[31m 550-A 550-A '), line.slice(0, 40));
 });
