@@ -184,7 +184,7 @@ function transactionBound(commandTimeout: number, size: number): number {
 
 const TRANSACTION_TOO_LONG = 'the transaction did not end within relay.command_timeout twice over, and the time to send the message at 500 octets a second';
 
-const SETUP_TOO_LONG = 'the session was not set up (greeting, EHLO, STARTTLS, AUTH) within relay.connect_timeout + greeting_timeout + 4 × command_timeout';
+const SETUP_TOO_LONG = 'the session was not set up (greeting, EHLO, STARTTLS, AUTH) within relay.connect_timeout + greeting_timeout + 4 * command_timeout';
 
 /**
  * RFC 5321 §4.1.1.1: the extensions a server offers are the keywords that begin the lines of
