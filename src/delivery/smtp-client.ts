@@ -218,6 +218,10 @@ function describe(err: NmError): string {
   if (err.response) return oneLine(err.response);
   // nodemailer's socket timeout, which is command_timeout once the session is made.
   if (isIdleTimeout(err)) return 'no reply within relay.command_timeout';
+  // OpenSSL's own line ("40ED…:error:0A00010B:SSL routines:tls_validate_record_header:wrong
+  // version number:../deps/openssl/…/tlsany_meth.c:77:") gives its reason in the fifth field.
+  const ssl = /^[0-9A-F]+:error:[0-9A-F]+:[^:]*:[^:]*:([^:]+):/.exec(err.message);
+  if (ssl) return `TLS failed: ${ssl[1]}`;
   // A system call's failure, as Node says it: "connect ECONNREFUSED 192.0.2.1:25".
   const name = /^(?:connect|read|write) (E[A-Z]+)\b/.exec(err.message)?.[1];
   const errno = name ? os.constants.errno[name as keyof typeof os.constants.errno] : undefined;
