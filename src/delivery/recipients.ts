@@ -19,6 +19,12 @@ export type Resolution =
 
 export type UnknownWhy = 'loop' | 'deep' | 'dangling';
 
+/** The addresses at other domains a recipient makes the message go to: itself when it is one,
+ *  what a local alias sends on otherwise (limits.max_outgoing_per_day counts them). */
+export function outboundOf(resolution: Resolution): number {
+  return resolution.kind === 'remote' ? 1 : resolution.kind === 'local' ? resolution.forward.length : 0;
+}
+
 /** How deep aliases may point to aliases: a chain is followed no further. */
 export const MAX_ALIAS_DEPTH = 8;
 

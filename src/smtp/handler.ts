@@ -7,6 +7,7 @@ import type { Context } from '../context.ts';
 import type { AuthThrottle } from '../auth/throttle.ts';
 import { verifyPassword } from '../auth/password.ts';
 import { acceptMessage, copiesOf } from '../delivery/accept.ts';
+import { outboundOf } from '../delivery/recipients.ts';
 import { withoutForgedResults } from '../delivery/auth-results.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
 import { unvouchedDsn } from '../delivery/dsn-trust.ts';
@@ -76,8 +77,6 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
   };
 }
 
-const DAY_MS = 86_400_000;
-
 /** What the effects of a listener's sessions are performed with. */
 interface Performer {
   ctx: Context;
@@ -101,8 +100,8 @@ async function perform(p: Performer, effect: SmtpEffect, gone: () => boolean): P
     }
     case 'rcpt': {
       const resolution = await ctx.recipients.resolve(effect.address);
-      if (resolution.kind !== 'remote' || effect.sentBy === undefined) return { kind: 'rcpt', resolution };
-      return { kind: 'rcpt', resolution, sent: await ctx.store.sentSince(effect.sentBy, Date.now() - DAY_MS) };
+      if (outboundOf(resolution) === 0 || effect.sentBy === undefined) return { kind: 'rcpt', resolution };
+      return { kind: 'rcpt', resolution, sent: await ctx.store.sentInLastDay(effect.sentBy, Date.now()) };
     }
     case 'verify': {
       const resolution = await ctx.recipients.resolve(effect.address);

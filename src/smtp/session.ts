@@ -16,7 +16,7 @@ import { EMPTY } from '../net/empty.ts';
 import { describeTls, OUTPUT_PER_TURN, type Output, type Session, type SessionSummary, type TlsInfo } from '../net/session.ts';
 import { LineReader } from '../net/line-reader.ts';
 import { decodeBase64, isMechanism, SaslExchange, type SaslStep } from '../sasl/sasl.ts';
-import { UNKNOWN_WHY, type Resolution, type UnknownWhy } from '../delivery/recipients.ts';
+import { outboundOf, UNKNOWN_WHY, type Resolution, type UnknownWhy } from '../delivery/recipients.ts';
 import type { ResolvedRecipient } from '../delivery/accept.ts';
 import type { AliasRecord, DsnEnvelope } from '../store/store.ts';
 import { formatMailbox, lookupAddress } from './address.ts';
@@ -636,10 +636,11 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       this.refused('relay_denied', address);
       return this.send(reply(550, '5.7.1', `<${address}>: Relay access denied`));
     }
-    if (resolution.kind === 'remote' && sent !== undefined) {
+    if (sent !== undefined) {
       // This transaction's recipients at other domains count as sent: they will be.
       const limit = this.o.maxOutgoingPerDay!;
-      if (sent + this.tx.recipients.filter((r) => r.resolution.kind === 'remote').length >= limit) {
+      const taken = this.tx.recipients.reduce((n, r) => n + outboundOf(r.resolution), 0);
+      if (sent + taken + outboundOf(resolution) > limit) {
         // A user sending this much may be someone with its password.
         this.refused('daily_limit', address, true);
         return this.send(reply(450, '4.7.1', `<${address}>: ${this.user!.address} has sent to ${limit} recipients at other domains in the last 24 hours, the most this server allows (limits.max_outgoing_per_day); try again later`));

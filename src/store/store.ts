@@ -62,7 +62,7 @@ export interface Acceptance {
   /** This message is a delivery status report on these recipients of that queue entry: they owe
    *  it no more, in the same transaction, so that the report goes once (see reportsSent). */
   reportOn?: ReportOn;
-  /** The user who sent it over submission: its outbound recipients are counted (sentSince). */
+  /** The user who sent it over submission: its outbound recipients are counted (sentInLastDay). */
   sentBy?: number;
 }
 
@@ -185,9 +185,9 @@ export interface Store {
   // --- accepting mail
   /** Commits the message durably (fsync) and resolves only then. */
   accept(message: Acceptance): Promise<void>;
-  /** Outbound recipients of the mail `userId` sent (Acceptance.sentBy) since `since` (ms), counted
-   *  by the minute: mail of the minute `since` falls in counts whole. */
-  sentSince(userId: number, since: number): Promise<number>;
+  /** Outbound recipients of the mail `userId` sent (Acceptance.sentBy) in the day before `now`
+   *  (ms), counted by the minute: mail of the minute a day ago counts whole. */
+  sentInLastDay(userId: number, now: number): Promise<number>;
 
   // --- mailboxes
   listMailbox(userId: number): Promise<MailboxEntry[]>;

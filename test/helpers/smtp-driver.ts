@@ -4,7 +4,7 @@
  */
 import type { Output, TlsInfo } from '../../src/net/session.ts';
 import { SmtpSession, type SmtpEffect, type SmtpResult, type SmtpSessionOptions, type Delivery } from '../../src/smtp/session.ts';
-import type { Resolution } from '../../src/delivery/recipients.ts';
+import { outboundOf, type Resolution } from '../../src/delivery/recipients.ts';
 
 export interface DriverWorld {
   users: Record<string, { id: number; password: string }>;
@@ -107,7 +107,7 @@ export class SmtpDriver {
       }
       case 'rcpt': {
         const resolution = this.resolve(e.address);
-        return resolution.kind === 'remote' && e.sentBy !== undefined ? { kind: 'rcpt', resolution, sent: this.sent.get(e.sentBy) ?? 0 } : { kind: 'rcpt', resolution };
+        return outboundOf(resolution) > 0 && e.sentBy !== undefined ? { kind: 'rcpt', resolution, sent: this.sent.get(e.sentBy) ?? 0 } : { kind: 'rcpt', resolution };
       }
       case 'verify': {
         const targets = this.world.aliases[e.address.toLowerCase()];

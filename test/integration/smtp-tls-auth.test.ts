@@ -172,7 +172,7 @@ print(json.dumps(out))
 test('python smtplib: past limits.max_outgoing_per_day a user\'s recipients at other domains get 450 4.7.1, across a restart; mail to local users still goes', async () => {
   const hop = new SmtpSink();
   await hop.start();
-  f = await startFixture({ config: { limits: { max_outgoing_per_day: 3 }, relay: { routes: { 'remote.test': `127.0.0.1:${hop.port}` } } } });
+  f = await startFixture({ config: { limits: { max_outgoing_per_day: 3 }, relay: { routes: { 'remote.test': `127.0.0.1:${hop.port}` } } }, aliases: { 'fwd@example.test': ['e@remote.test'] } });
   const caFile = `${f.dir}/ca.pem`;
   fs.writeFileSync(caFile, f.ca);
   const script = `
@@ -197,13 +197,14 @@ print(json.dumps(out))
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout);
   };
-  const over = [450, '4.7.1 <d@remote.test>: alice@example.test has sent to 3 recipients at other domains in the last 24 hours, the most this server allows (limits.max_outgoing_per_day); try again later'];
+  const over = (to: string) => [450, `4.7.1 <${to}>: alice@example.test has sent to 3 recipients at other domains in the last 24 hours, the most this server allows (limits.max_outgoing_per_day); try again later`];
   try {
     const first = send([['a@remote.test', 'b@remote.test'], ['c@remote.test', 'd@remote.test', 'bob@example.test'], ['d@remote.test']]);
-    assert.deepEqual(first, [{}, { 'd@remote.test': over }, { 'd@remote.test': over }]);
+    assert.deepEqual(first, [{}, { 'd@remote.test': over('d@remote.test') }, { 'd@remote.test': over('d@remote.test') }]);
     await f.stop();
     await f.restart();
-    assert.deepEqual(send([['d@remote.test'], ['bob@example.test']]), [{ 'd@remote.test': over }, {}]);
+    // A local alias that sends on to another domain is held to it too.
+    assert.deepEqual(send([['d@remote.test'], ['fwd@example.test'], ['bob@example.test']]), [{ 'd@remote.test': over('d@remote.test') }, { 'fwd@example.test': over('fwd@example.test') }, {}]);
     assert.equal((await mailbox(f.dataDir, 'bob@example.test')).length, 2);
     assert.deepEqual((await hop.waitFor(2)).flatMap((m) => m.to).sort(), ['a@remote.test', 'b@remote.test', 'c@remote.test']);
     await until('the refusal logged', () => f!.server.logs.some((l) => l.msg === 'refused' && l.reason === 'daily_limit'));

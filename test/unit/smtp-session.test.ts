@@ -613,12 +613,20 @@ test('a user who has sent to max_outgoing_per_day recipients at other domains in
   assert.equal(lastCode(d.send('RCPT TO:<a@remote.test>\r\n')), 250);
   assert.equal(lastCode(d.send('RCPT TO:<b@remote.test>\r\n')), 250);
   assert.equal(d.send('RCPT TO:<c@remote.test>\r\n'), '450 4.7.1 <c@remote.test>: alice@example.test has sent to 4 recipients at other domains in the last 24 hours, the most this server allows (limits.max_outgoing_per_day); try again later\r\n');
+  // A local alias that sends on to another domain counts as what it sends on to.
+  assert.match(d.send('RCPT TO:<fwd@example.test>\r\n'), /^450 4\.7\.1 <fwd@example\.test>: /);
   assert.equal(lastCode(d.send('RCPT TO:<bob@example.test>\r\n')), 250);
   assert.equal(lastCode(d.send('DATA\r\n')), 354);
   assert.equal(lastCode(d.send('Subject: x\r\n\r\nhi\r\n.\r\n')), 250);
   assert.deepEqual(d.delivered[0]!.recipients.map((r) => r.address), ['a@remote.test', 'b@remote.test', 'bob@example.test']);
-  assert.deepEqual(d.refusals, ['daily_limit']);
-  assert.deepEqual(d.effects.filter((e) => e.kind === 'rcpt').map((e) => e.kind === 'rcpt' && e.sentBy), [1, 1, 1, 1]);
+  assert.deepEqual(d.refusals, ['daily_limit', 'daily_limit']);
+  assert.deepEqual(d.effects.filter((e) => e.kind === 'rcpt').map((e) => e.kind === 'rcpt' && e.sentBy), [1, 1, 1, 1, 1]);
+  // With one left, the alias goes; then nothing more to another domain.
+  const last = new SmtpDriver({ role: 'submission', allowInsecureAuth: true, maxOutgoingPerDay: 4 });
+  last.sent.set(1, 3);
+  last.send(`EHLO c\r\nAUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\nMAIL FROM:<alice@example.test>\r\n`);
+  assert.equal(lastCode(last.send('RCPT TO:<fwd@example.test>\r\n')), 250);
+  assert.equal(lastCode(last.send('RCPT TO:<a@remote.test>\r\n')), 450);
   // Mail from the internet is not counted, nor anything when the limit is 0.
   const mx = inState('mail', { maxOutgoingPerDay: 4 });
   mx.send('RCPT TO:<alice@example.test>\r\n');

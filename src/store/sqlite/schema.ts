@@ -165,7 +165,7 @@ export const MIGRATIONS: Migration[] = [
   INSERT OR IGNORE INTO counters (name, value) VALUES ('directory_version', 0);
   `,
   // Recipients at other domains of the mail each user sent over submission, by the minute (see
-  // SqliteStore.sentSince): limits.max_outgoing_per_day. A user's rows go with it.
+  // SqliteStore.sentInLastDay): limits.max_outgoing_per_day. A user's rows go with it.
   `
   CREATE TABLE IF NOT EXISTS sent_counts (
     user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,

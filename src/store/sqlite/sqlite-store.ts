@@ -589,7 +589,7 @@ export class SqliteStore implements Store {
     if (copies === 0 && !(m.outbound && m.outbound.recipients.length > 0)) this.dropBodyIfUnused(bodyId);
   }
 
-  /** One row per user and minute; those a day old are no longer needed to answer sentSince. A
+  /** One row per user and minute; those a day old are no longer needed to answer sentInLastDay. A
    *  user removed meanwhile (see the local copies above) has nothing counted. */
   private countSent(userId: number, recipients: number, now: number): void {
     const minute = Math.floor(now / MINUTE_MS);
@@ -598,8 +598,8 @@ export class SqliteStore implements Store {
     this.q('DELETE FROM sent_counts WHERE user_id = ? AND minute < ?').run(userId, minute - SENT_MINUTES_KEPT);
   }
 
-  async sentSince(userId: number, since: number): Promise<number> {
-    const r = this.q('SELECT COALESCE(SUM(recipients), 0) AS n FROM sent_counts WHERE user_id = ? AND minute >= ?').get(userId, Math.floor(since / MINUTE_MS)) as Row;
+  async sentInLastDay(userId: number, now: number): Promise<number> {
+    const r = this.q('SELECT COALESCE(SUM(recipients), 0) AS n FROM sent_counts WHERE user_id = ? AND minute >= ?').get(userId, Math.floor(now / MINUTE_MS) - SENT_MINUTES_KEPT) as Row;
     return Number(r.n);
   }
 
