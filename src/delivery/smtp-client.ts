@@ -175,14 +175,14 @@ const ANGLED_SENDER = '553 5.1.7 mailnest cannot send from an address with "<" o
  *  replies have a few lines); past it the connection is given up. */
 const MAX_REPLY = 16 * 1024;
 
-/** A transaction's bound: command_timeout for the envelope's replies, and for the reply to the
- *  message, and the message sent at 500 octets a second at least (Postfix's smtp_min_data_rate
- *  for its own deadlines). */
-function transactionBound(commandTimeout: number, size: number): number {
-  return 2 * commandTimeout + Math.ceil(size / 500) * 1000;
+/** A transaction's bound: command_timeout for each reply (MAIL, each RCPT, DATA, the message's;
+ *  RFC 5321 §4.5.3.2 gives each its own), and the message sent at 500 octets a second at least
+ *  (Postfix's smtp_min_data_rate for its own deadlines). */
+function transactionBound(commandTimeout: number, recipients: number, size: number): number {
+  return (3 + recipients) * commandTimeout + Math.ceil(size / 500) * 1000;
 }
 
-const TRANSACTION_TOO_LONG = 'the transaction did not end within relay.command_timeout twice over, and the time to send the message at 500 octets a second';
+const TRANSACTION_TOO_LONG = 'the transaction did not end within relay.command_timeout for each of its replies and the time to send the message at 500 octets a second';
 
 const SETUP_TOO_LONG = 'the session was not set up (greeting, EHLO, STARTTLS, AUTH) within relay.connect_timeout + greeting_timeout + 4 * command_timeout';
 
@@ -196,15 +196,31 @@ const SETUP_TOO_LONG = 'the session was not set up (greeting, EHLO, STARTTLS, AU
 function readExtensions(conn: SMTPConnection): void {
   const c = conn as unknown as { _ehloLines?: string[]; _supportedExtensions: string[]; _maxAllowedSize: number; allowsAuth: boolean };
   if (c._ehloLines === undefined) return; // HELO: nodemailer found none either
-  const offered = new Map<string, string[]>();
-  for (const line of c._ehloLines) {
-    const [keyword = '', ...params] = line.split(/[\s=]+/);
-    offered.set(keyword.toUpperCase(), params);
-  }
+  const offered = extensionsOf(c._ehloLines);
   c._supportedExtensions = ['SMTPUTF8', 'DSN', '8BITMIME', 'REQUIRETLS', 'PIPELINING', 'SIZE'].filter((k) => offered.has(k));
   const size = offered.get('SIZE')?.[0];
   c._maxAllowedSize = size !== undefined && /^\d+$/.test(size) ? Number(size) : 0;
   c.allowsAuth = offered.has('AUTH');
+}
+
+/** The extensions named by an EHLO reply's lines after the first (their codes taken off), with
+ *  their parameters. */
+function extensionsOf(lines: string[]): Map<string, string[]> {
+  const offered = new Map<string, string[]>();
+  for (const line of lines) {
+    const [keyword = '', ...params] = line.split(/[\s=]+/);
+    offered.set(keyword.toUpperCase(), params);
+  }
+  return offered;
+}
+
+/** Whether the EHLO reply before STARTTLS, which nodemailer keeps until the handshake begins,
+ *  offered it; once the handshake has begun, the server has taken the command. */
+function offeredStartTls(conn: SMTPConnection): boolean {
+  const before = (conn as unknown as { _plaintextEhlo?: string | false })._plaintextEhlo;
+  if (typeof before !== 'string') return true;
+  const lines = before.split(/\r?\n/).map((l) => l.replace(/^\d{3}[ -]/, '').trim()).filter((l) => l !== '').slice(1);
+  return extensionsOf(lines).has('STARTTLS');
 }
 
 /** nodemailer's socket idle limit ran out (see socketTimeout in SmtpClient.open). */
@@ -335,10 +351,9 @@ export class SmtpClient {
         if (err.response && !handshaking) void quitThenClose(conn);
         else conn.close();
         // TLS that is required and not to be had: said as that, the server's refusal with it.
-        // (nodemailer asks for it whether or not the EHLO reply offered it, which it keeps.)
+        // (nodemailer asks for it whether or not the EHLO reply offered it.)
         if (target.tls === 'starttls' && (err.command === 'STARTTLS' || err.code === 'ETLS')) {
-          const offered = /[ -]STARTTLS\b/im.test((conn as unknown as { _plaintextEhlo?: string })._plaintextEhlo ?? '');
-          reject(new ConnectError(`${whereOf(target)}: ${offered ? `STARTTLS, which is required here, failed: ${describe(err)}` : 'does not offer STARTTLS, which is required here'}`, false, inUpgrade));
+          reject(new ConnectError(`${whereOf(target)}: ${offeredStartTls(conn) ? `STARTTLS, which is required here, failed: ${describe(err)}` : 'does not offer STARTTLS, which is required here'}`, false, inUpgrade));
           return;
         }
         // A 5xx greeting or EHLO is not a verdict on the recipients: try elsewhere or later. A
@@ -459,7 +474,7 @@ export class SmtpClient {
       const deadline = setTimeout(() => {
         overdue = true;
         this.conn.close();
-      }, transactionBound(this.commandTimeout, message.size));
+      }, transactionBound(this.commandTimeout, message.recipients.length, message.size));
       deadline.unref();
       this.conn.once('error', onError);
       this.conn.once('end', onEnd);
@@ -580,13 +595,16 @@ export class SmtpClient {
 }
 
 /** RFC 5321 §4.1.1.10: a session ends with QUIT, one that failed on a server's reply too (a
- *  refused login, STARTTLS or EHLO); the connection is closed at the answer, or 2 s on. */
+ *  refused login, STARTTLS or EHLO); the connection is closed at the answer, or 2 s on. (After a
+ *  refused greeting, EHLO or STARTTLS nodemailer closes the connection itself just after the
+ *  QUIT is written: only a refused login waits for the answer.) */
 function quitThenClose(conn: SMTPConnection): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
       conn.close();
       resolve();
     }, 2000);
+    timer.unref();
     conn.once('end', () => {
       clearTimeout(timer);
       resolve();
