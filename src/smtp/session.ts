@@ -643,7 +643,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       if (sent + taken + outboundOf(resolution) > limit) {
         // A user sending this much may be someone with its password.
         this.refused('daily_limit', address, true);
-        return this.send(reply(450, '4.7.1', `<${address}>: ${this.user!.address} has sent to ${limit} recipients at other domains in the last 24 hours, the most this server allows (limits.max_outgoing_per_day); try again later`));
+        return this.send(reply(450, '4.7.1', `<${address}>: ${this.user!.address} may send to ${limit} recipients at other domains in 24 hours (limits.max_outgoing_per_day), and this one would pass that; try again later`));
       }
     }
     this.tx.recipients.push({ address, resolution, ...rcpt.dsn });

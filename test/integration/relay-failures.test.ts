@@ -544,14 +544,15 @@ it('`queue retry` while an attempt is under way: the deferral it ends in does no
   try {
     await held;
     const r = cli(configFile, ['queue', 'retry', id]);
-    assert.equal(r.status, 0, r.stderr);
     release();
+    assert.equal(r.status, 0, r.stderr);
     // Without the retry, the next attempt would be an hour away.
     const [m] = await hop.waitFor(1);
     assert.deepEqual(m!.to, ['x@remote.test']);
     assert.equal(attempts, 2);
     await until('the queue empty', async () => !(await queueJsonAsync(configFile)).some((e) => e.id === id));
   } finally {
+    release();
     await server.stop();
     await hop.stop();
   }

@@ -197,7 +197,7 @@ print(json.dumps(out))
     assert.equal(r.status, 0, r.stderr);
     return JSON.parse(r.stdout);
   };
-  const over = (to: string) => [450, `4.7.1 <${to}>: alice@example.test has sent to 3 recipients at other domains in the last 24 hours, the most this server allows (limits.max_outgoing_per_day); try again later`];
+  const over = (to: string) => [450, `4.7.1 <${to}>: alice@example.test may send to 3 recipients at other domains in 24 hours (limits.max_outgoing_per_day), and this one would pass that; try again later`];
   try {
     const first = send([['a@remote.test', 'b@remote.test'], ['c@remote.test', 'd@remote.test', 'bob@example.test'], ['d@remote.test']]);
     assert.deepEqual(first, [{}, { 'd@remote.test': over('d@remote.test') }, { 'd@remote.test': over('d@remote.test') }]);

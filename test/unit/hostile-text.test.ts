@@ -106,7 +106,7 @@ test('a message is handed to DKIM in pieces that end lines, a long line whole, f
   }
 });
 
-test('a next hop\'s reply of 170,000 short lines becomes one line of its first 500 characters, controls and marks that turn text around as "?"', () => {
+test('a next hop\'s reply of 170,000 short lines becomes one line of 500 characters from its beginning, controls and marks that turn text around as "?"', () => {
   const reply = `550-\u202eA\x1b[31m\r\n${'550-A\r\n'.repeat(170_000)}550 no`;
   const line = oneLine(reply);
   assert.equal(line.length, 500);

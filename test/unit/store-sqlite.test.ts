@@ -634,3 +634,24 @@ test('a user\'s mail to other domains is counted by the minute for a day (limits
     store.close();
   }
 });
+
+test('a deferral recorded after `queue retry` moved the recipient\'s next attempt keeps the earlier time; without one it sets its own', async () => {
+  const store = new SqliteStore(tmp());
+  try {
+    const id = newQueueId();
+    await store.accept({ id, body: [Buffer.from('Subject: x\r\n\r\nx\r\n')], sender: 'a@example.test', local: [], outbound: { prefix: Buffer.alloc(0), recipients: [{ address: 'x@remote.test' }, { address: 'y@remote.test' }], sign: true } });
+    const [x, y] = (await store.getQueueEntry(id))!.recipients;
+    // x's attempt began when it was due at its first time; a retry moved it meanwhile.
+    await store.retryNow(id, x!.nextAttempt + 5);
+    const later = x!.nextAttempt + 3_600_000;
+    await store.updateRecipients(id, [
+      { recipientId: x!.id, status: 'deferred', attempts: 1, nextAttempt: later, dueWhenTaken: x!.nextAttempt, lastReply: '451 later' },
+      { recipientId: y!.id, status: 'deferred', attempts: 1, nextAttempt: later, dueWhenTaken: x!.nextAttempt + 5, lastReply: '451 later' },
+    ]);
+    const after = (await store.getQueueEntry(id))!.recipients;
+    assert.equal(after.find((r) => r.id === x!.id)!.nextAttempt, x!.nextAttempt + 5, 'the retry stands');
+    assert.equal(after.find((r) => r.id === y!.id)!.nextAttempt, later, 'taken as it was: the schedule');
+  } finally {
+    store.close();
+  }
+});
