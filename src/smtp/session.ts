@@ -641,9 +641,12 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       const limit = this.o.maxOutgoingPerDay!;
       const taken = this.tx.recipients.reduce((n, r) => n + outboundOf(r.resolution), 0);
       if (sent + taken + outboundOf(resolution) > limit) {
-        // A user sending this much may be someone with its password.
+        // A user sending this much may be someone with its password. Each one more is as one past
+        // max_recipients: a session that goes on without end is ended.
         this.refused('daily_limit', address, true);
-        return this.send(reply(450, '4.7.1', `<${address}>: ${this.user!.address} may send to ${limit} recipients at other domains in 24 hours (limits.max_outgoing_per_day), and this one would pass that; try again later`));
+        this.send(reply(450, '4.7.1', `<${address}>: ${this.user!.address} may send to ${limit} recipients at other domains in 24 hours (limits.max_outgoing_per_day), and this one would pass that; try again later`));
+        if (++this.overshoot > OVERSHOOT_LIMIT) this.countError();
+        return;
       }
     }
     this.tx.recipients.push({ address, resolution, ...rcpt.dsn });

@@ -635,6 +635,15 @@ test('a user who has sent to max_outgoing_per_day recipients at other domains in
   off.send(`EHLO c\r\nAUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\nMAIL FROM:<alice@example.test>\r\n`);
   assert.equal(lastCode(off.send('RCPT TO:<a@remote.test>\r\n')), 250);
   for (const e of [...mx.effects, ...off.effects]) assert.ok(!(e.kind === 'rcpt' && 'sentBy' in e), JSON.stringify(e));
+  // One who goes on without end is ended, as one past max_recipients is.
+  const endless = new SmtpDriver({ role: 'submission', allowInsecureAuth: true, maxOutgoingPerDay: 4 });
+  endless.sent.set(1, 4);
+  endless.send(`EHLO c\r\nAUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\nMAIL FROM:<alice@example.test>\r\n`);
+  let replies = '';
+  for (let i = 0; i < 1_100 && !endless.closed; i++) replies += endless.send(`RCPT TO:<r${i}@remote.test>\r\n`);
+  assert.ok(endless.closed, 'the session was never ended');
+  assert.match(replies, /421 4\.7\.0 mx\.example\.test Too many errors, closing connection\r\n$/);
+  assert.equal(endless.codes(replies).filter((c) => c === 450).length, 1_000 + 20);
 });
 
 test('relay tricks on the MX role are what they really are', () => {
