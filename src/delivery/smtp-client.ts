@@ -184,7 +184,7 @@ function transactionBound(commandTimeout: number, recipients: number, size: numb
 
 const TRANSACTION_TOO_LONG = 'the transaction did not end within relay.command_timeout for each of its replies and the time to send the message at 500 octets a second';
 
-const SETUP_TOO_LONG = 'the session was not set up (greeting, EHLO, STARTTLS, AUTH) within relay.connect_timeout + greeting_timeout + 4 * command_timeout';
+const SETUP_TOO_LONG = "the session was not set up (greeting, EHLO, STARTTLS, AUTH) within relay.connect_timeout + greeting_timeout and 4 replies' time (command_timeout, or connect_timeout + greeting_timeout when longer)";
 
 /**
  * RFC 5321 §4.1.1.1: the extensions a server offers are the keywords that begin the lines of
@@ -301,6 +301,11 @@ export class SmtpClient {
       ...(target.ca ? { ca: target.ca } : {}),
       minVersion: 'TLSv1.2',
     };
+    // The socket's idle limit runs from before the connection is made: while the session is set
+    // up it is past the setup's own bound (connectionTimeout below), so that neither cuts
+    // greeting_timeout short (and a greeting that never came is said to be one), and
+    // command_timeout once the session is made.
+    const silence = Math.max(opts.commandTimeout, opts.connectTimeout + opts.greetingTimeout + 1_000);
     const conn = new SMTPConnection({
       host: target.host,
       port: target.port,
@@ -317,11 +322,7 @@ export class SmtpClient {
       // connection alone is bounded below.
       connectionTimeout: opts.connectTimeout + opts.greetingTimeout,
       greetingTimeout: opts.greetingTimeout,
-      // The socket's idle limit runs from before the connection is made: while the session is
-      // set up it is past the setup's own bound (connectionTimeout above), so that neither cuts
-      // greeting_timeout short (and a greeting that never came is said to be one), and
-      // command_timeout once the session is made.
-      socketTimeout: Math.max(opts.commandTimeout, opts.connectTimeout + opts.greetingTimeout + 1_000),
+      socketTimeout: silence,
       socketCloseTimeout: 0,
       // Replies are a few lines; nodemailer keeps each recipient's refusal until the transaction
       // ends, and at its own limit of 1 MiB a hop refusing 100 recipients held 120 MB.
@@ -367,9 +368,9 @@ export class SmtpClient {
       };
       const stopped = () => fail(Object.assign(new Error('the server is stopping'), { code: 'ESTOPPED' }));
       // The socket's idle limit sees silence only: a reply that trickles in a byte at a time
-      // would hold the setup for ever. The whole of it has the time of its steps (the greeting,
-      // then EHLO, STARTTLS, EHLO again and AUTH, each a command's).
-      const setUp = setTimeout(() => fail(Object.assign(new Error(SETUP_TOO_LONG), { code: 'ESETUP' })), opts.connectTimeout + opts.greetingTimeout + 4 * opts.commandTimeout);
+      // would hold the setup for ever. The whole of it has the time of its steps: the greeting,
+      // then EHLO, STARTTLS, EHLO again and AUTH, each the silence its reply may keep.
+      const setUp = setTimeout(() => fail(Object.assign(new Error(SETUP_TOO_LONG), { code: 'ESETUP' })), opts.connectTimeout + opts.greetingTimeout + 4 * silence);
       setUp.unref();
       // The connection itself within connectTimeout; nodemailer keeps its socket to itself.
       const connecting = setTimeout(() => {
