@@ -30,11 +30,12 @@ interface NextHop {
  * A scripted next hop: EHLO offers `extensions`; `rcpt` answers RCPT for an address (250 when it
  * gives nothing), DATA with no recipient taken 554, `afterDot` the final dot (250); with
  * `silent`, the final dot gets no reply; AUTH gets `auth` (235); a
- * STARTTLS is answered 220, and the handshake with bytes that are no TLS; `name` begins the EHLO
- * reply; `trickle` answers EHLO or the final dot with a reply that never ends. It closes when the
+ * STARTTLS is answered 220 (or `starttls`; 502 when not offered), and the handshake with bytes
+ * that are no TLS; `name` begins the EHLO
+ * reply; `trickle` answers EHLO, the final dot or RSET with a reply that never ends. It closes when the
  * test `t` ends.
  */
-async function nextHop(t: TestContext, extensions: string[], o: { silent?: boolean; rcpt?: (address: string) => string | undefined; afterDot?: string; greeting?: string; resetAtDot?: boolean; closeAfterDot?: 'after its line end' | 'before its line end'; auth?: string; name?: string; trickle?: 'ehlo' | 'dot' } = {}): Promise<NextHop> {
+async function nextHop(t: TestContext, extensions: string[], o: { silent?: boolean; rcpt?: (address: string) => string | undefined; afterDot?: string; greeting?: string; resetAtDot?: boolean; closeAfterDot?: 'after its line end' | 'before its line end'; auth?: string; name?: string; trickle?: 'ehlo' | 'dot' | 'rset'; starttls?: string } = {}): Promise<NextHop> {
   const silent = o.silent ?? false;
   let sawDot!: () => void;
   const hop = { commands: [] as string[], data: [] as string[], dot: new Promise<void>((r) => { sawDot = r; }) };
@@ -76,8 +77,11 @@ async function nextHop(t: TestContext, extensions: string[], o: { silent?: boole
         hop.commands.push(line);
         const ehlo = [o.name ?? 'hop.test', ...extensions];
         if (/^EHLO/i.test(line) && o.trickle === 'ehlo') trickle();
+        else if (/^RSET/i.test(line) && o.trickle === 'rset') trickle();
         else if (/^EHLO/i.test(line)) s.write(ehlo.map((l, i) => `250${i === ehlo.length - 1 ? ' ' : '-'}${l}\r\n`).join(''));
         else if (/^AUTH/i.test(line)) s.write(`${o.auth ?? '235 2.7.0 ok'}\r\n`);
+        else if (/^STARTTLS/i.test(line) && !extensions.includes('STARTTLS')) s.write('502 5.5.1 not offered\r\n');
+        else if (/^STARTTLS/i.test(line) && o.starttls) s.write(`${o.starttls}\r\n`);
         else if (/^STARTTLS/i.test(line)) {
           tls = true;
           s.write('220 go ahead\r\n');
@@ -574,4 +578,30 @@ test('extensions are the keywords of the EHLO reply\'s lines after the first, no
   // A UTF-8 recipient is not sent to a hop that only names SMTPUTF8 in its greeting.
   const [utf8] = await client.send(message('Subject: s\r\n\r\nx\r\n', { recipients: ['j\u00f6rg@hop.test'] }));
   assert.match(utf8!.reply, /^553 5\.6\.7 /);
+});
+
+test('an RSET whose reply trickles in is cut off at command_timeout: the refused transaction before it is settled, and the connection not used again', async (t) => {
+  const hop = await nextHop(t, ['8BITMIME'], { trickle: 'rset', rcpt: () => '550 5.1.1 no such user' });
+  const client = await SmtpClient.connect({ host: '127.0.0.1', port: hop.port, tls: 'none', verify: false },
+    { name: 'mx.example.test', connectTimeout: 500, greetingTimeout: 500, commandTimeout: 1000 });
+  t.after(() => client.close());
+  const sending = client.send(message('Subject: s\r\n\r\nx\r\n'));
+  const results = await Promise.race([sending, new Promise<'hung'>((r) => setTimeout(() => r('hung'), 15_000).unref())]);
+  assert.notEqual(results, 'hung', 'the transaction never settled');
+  assert.deepEqual(results, [{ address: 'b@hop.test', ok: false, permanent: true, reply: '550 5.1.1 no such user' }]);
+  assert.ok(hop.commands.includes('RSET'));
+  assert.equal(client.usable, false);
+});
+
+test('TLS required: a hop whose EHLO offers no STARTTLS is said to offer none, whatever its name says; one that offers it and then refuses it, with its reply', async (t) => {
+  const named = await nextHop(t, ['8BITMIME'], { name: 'mx-starttls.example' });
+  const offering = await nextHop(t, ['STARTTLS', '8BITMIME'], { starttls: '454 4.7.0 TLS not available due to temporary reason' });
+  const attempt = (port: number) => SmtpClient.connect({ host: '127.0.0.1', port, tls: 'starttls', verify: false },
+    { name: 'mx.example.test', connectTimeout: 5000, greetingTimeout: 5000, commandTimeout: 5000 }).then(() => undefined, (e: unknown) => e);
+  const none = await attempt(named.port);
+  assert.ok(none instanceof ConnectError, String(none));
+  assert.equal(none.message, `127.0.0.1:${named.port}: does not offer STARTTLS, which is required here`);
+  const failed = await attempt(offering.port);
+  assert.ok(failed instanceof ConnectError, String(failed));
+  assert.equal(failed.message, `127.0.0.1:${offering.port}: STARTTLS, which is required here, failed: 454 4.7.0 TLS not available due to temporary reason`);
 });
