@@ -127,11 +127,15 @@ function refusals(e: NmError, conn: SMTPConnection): Map<string, NmError> {
   return new Map(list.map((r) => [r.recipient ?? '', r]));
 }
 
+/** What of a reply is kept (last_reply, Diagnostic-Code). */
+const ONE_LINE = 500;
+
 /** A reply as one line for last_reply and DSN Diagnostic-Code, without the control characters
  *  a server may put in its text (an escape sequence for the terminal `queue list` shows it on). */
 export function oneLine(s: string): string {
-  // Cut before it is cleaned: a reply of 170,000 short lines took 118 ms of the event loop.
-  return replaceUnprintable(s.slice(0, 4 * 500).replace(/\r?\n/g, ' ').replace(/\s+/g, ' '), () => '?').trim().slice(0, 500);
+  // Cut before it is cleaned (with room for the white space that goes): a reply of 170,000
+  // short lines took 118 ms of the event loop.
+  return replaceUnprintable(s.slice(0, 4 * ONE_LINE).replace(/\r?\n/g, ' ').replace(/\s+/g, ' '), () => '?').trim().slice(0, ONE_LINE);
 }
 
 /** A failure's reason with what an operator can do about it: a refused certificate (in place of
@@ -175,11 +179,14 @@ const ANGLED_SENDER = '553 5.1.7 mailnest cannot send from an address with "<" o
  *  replies have a few lines); past it the connection is given up. */
 const MAX_REPLY = 16 * 1024;
 
+/** Octets a second a message is sent at, at least (see transactionBound). */
+const MIN_RATE = 500;
+
 /** A transaction's bound: command_timeout for each reply (MAIL, each RCPT, DATA, the message's;
  *  RFC 5321 §4.5.3.2 gives each its own), and the message sent at 500 octets a second at least
  *  (Postfix's smtp_min_data_rate for its own deadlines). */
 function transactionBound(commandTimeout: number, recipients: number, size: number): number {
-  return (3 + recipients) * commandTimeout + Math.ceil(size / 500) * 1000;
+  return (3 + recipients) * commandTimeout + Math.ceil(size / MIN_RATE) * 1000;
 }
 
 const TRANSACTION_TOO_LONG = 'the transaction did not end within relay.command_timeout for each of its replies and the time to send the message at 500 octets a second';
