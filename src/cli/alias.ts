@@ -6,7 +6,7 @@ import { StoreConflict } from '../store/store.ts';
 import type { Context } from '../context.ts';
 import { withContext } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
-import { checkLocalAddress, noSuch, notePostmasters, postmasterDomains } from './user.ts';
+import { checkAliasName, noSuch, notePostmasters, postmasterDomains } from './user.ts';
 import { printTable } from './table.ts';
 
 function isUser(name: string): CliError {
@@ -19,7 +19,9 @@ async function refuseBadAlias(ctx: Context, name: string, targets: string[]): Pr
   if (await ctx.store.findUser(name)) throw isUser(name);
   const refusal = await ctx.recipients.refusalOfTargets(name, targets);
   if (refusal?.why === 'loop') {
-    throw new CliError(`${name} -> ${targets.join(', ')} would make a loop: its aliases would lead back to themselves and its mail to nobody`);
+    // A catch-all's own domain: a target there that nobody has yet is caught by it again.
+    const first = name.startsWith('@') ? `; an address at ${name.slice(1)} that is no user or alias yet is caught by ${name} itself: add it first` : '';
+    throw new CliError(`${name} -> ${targets.join(', ')} would make a loop: its aliases would lead back to themselves and its mail to nobody${first}`);
   }
   if (refusal) {
     const whose = refusal.by ? `: ${refusal.by}, which leads to ${name},` : '';
@@ -30,10 +32,10 @@ async function refuseBadAlias(ctx: Context, name: string, targets: string[]): Pr
 export function registerAlias(program: Command): void {
   const alias = program.command('alias').description('local aliases and simple lists (targets may be local or remote)');
 
-  alias.command('add <alias> <targets...>').description('create an alias, or add targets to it')
+  alias.command('add <alias> <targets...>').description('create an alias, or add targets to it; @domain is the catch-all of a domain')
     .action(async (name: string, given: string[], _opts: unknown, cmd: Command) => {
       await withContext(cmd, async (ctx) => {
-        checkLocalAddress(ctx, name, 'alias');
+        checkAliasName(ctx, name);
         // Kept in their plainest form: "bob"@example.com is bob@example.com, as SMTP reads it.
         const targets = given.map((t) => {
           const parsed = parseMailbox(t);

@@ -14,7 +14,8 @@ import { printTable } from './table.ts';
  *  one, as `add` says; a failure otherwise. One of a domain no longer configured is still found
  *  first, so that it can be removed. */
 export function noSuch(ctx: Context, address: string, what: 'user' | 'alias'): never {
-  checkLocalAddress(ctx, address, what);
+  if (what === 'alias') checkAliasName(ctx, address);
+  else checkLocalAddress(ctx, address, what);
   throw new CliError(`no ${what} ${address}`);
 }
 
@@ -52,6 +53,19 @@ export function checkLocalAddress(ctx: Context, address: string, what: string): 
   // Mail for longer ones is taken here, but not by every server that would send it (§4.5.3.1.1).
   const octets = Buffer.byteLength(parsed.local);
   if (octets > 64) throw new UsageError(`${what} ${address}: its local part is ${octets} octets, and RFC 5321 section 4.5.3.1.1 allows 64; other servers may refuse to send mail to it`);
+  checkLocalDomain(ctx, address, what);
+}
+
+/** An alias's name: an address as checkLocalAddress takes it, or `@domain`, the catch-all of a
+ *  configured domain. */
+export function checkAliasName(ctx: Context, name: string): void {
+  if (!name.startsWith('@')) return checkLocalAddress(ctx, name, 'alias');
+  if (name === '@' || name.includes('@', 1)) throw new UsageError(`alias ${JSON.stringify(name)} is neither an address (local-part@domain) nor a catch-all (@domain)`);
+  checkLocalDomain(ctx, name, 'alias');
+}
+
+/** The address's domain is one of the configured domains. */
+function checkLocalDomain(ctx: Context, address: string, what: string): void {
   const { local, domain } = splitAddress(address);
   if (ctx.recipients.isHostName(domain)) {
     const first = ctx.config.domains[0]!;

@@ -38,6 +38,12 @@ export const UNKNOWN_WHY: Record<UnknownWhy, string> = {
 /** Sub-addressing: `user+tag@domain` reaches `user@domain` (as Postfix's recipient_delimiter). */
 const TAG_DELIMITER = '+';
 
+/** The name of a domain's catch-all alias, which takes mail for any address there that no
+ *  user, alias or sub-address has: `@domain`, Postfix's form. */
+export function catchAllOf(domain: string): string {
+  return `@${domain}`;
+}
+
 export function splitAddress(address: string): { local: string; domain: string } {
   const at = address.lastIndexOf('@');
   return at < 0 ? { local: address, domain: '' } : { local: address.slice(0, at), domain: address.slice(at + 1) };
@@ -197,16 +203,22 @@ export class Recipients {
       for (const t of targets) any = (await this.expand(t, depth + 1, x)) || any;
       return any;
     }
+    // The domain's catch-all itself, when it has none: nothing further.
+    if (local === '') return false;
     const tag = local.indexOf(TAG_DELIMITER);
     if (tag > 0) return this.expand(`${local.slice(0, tag)}@${domain}`, depth + 1, x);
     const name = local.toLowerCase();
-    if (!POSTMASTER_NAMES.has(name)) return false;
+    // An address nobody has goes to the domain's catch-all alias, when it has one (as Postfix's
+    // "@domain" virtual alias): after users, aliases and sub-addresses. The postmaster's names
+    // keep their own rule below, so that they reach a person whatever the catch-all takes.
+    if (!POSTMASTER_NAMES.has(name)) return this.expand(catchAllOf(domain), depth + 1, x);
     // MAILER-DAEMON is the postmaster, whoever that is (an alias of postmaster included).
     if (name !== 'postmaster') return this.expand(`postmaster@${domain}`, depth + 1, x);
     // RFC 5321 §4.5.1: every local domain has a postmaster; unless a user or alias has that
-    // name, it is the domain's first user, or the first user of all for a domain without any.
+    // name, it is the domain's first user, or the first user of all for a domain without any;
+    // with no user at all, whom the domain's catch-all names.
     const first = await this.postmaster(domain);
-    if (!first) return false;
+    if (!first) return this.expand(catchAllOf(domain), depth + 1, x);
     x.users.set(first.id, first);
     return true;
   }

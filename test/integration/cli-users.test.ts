@@ -139,6 +139,31 @@ test('alias add / list --json / remove', () => {
   assert.equal(removed.stderr, 'mailnest: note: alias root@example.test still names bob@example.test; remove or change it (mailnest alias remove root@example.test)\n');
 });
 
+test('alias add @domain: the catch-all of a configured domain, refused where its mail would come back to it', () => {
+  const dir = tempDir();
+  const cfg = writeConfig(dir, baseConfig(dir));
+  for (const [name, why] of [
+    ['@', 'alias "@" is neither an address (local-part@domain) nor a catch-all (@domain)'],
+    ['@a@example.test', 'alias "@a@example.test" is neither an address (local-part@domain) nor a catch-all (@domain)'],
+    ['@remote.test', 'alias @remote.test: remote.test is not one of the configured domains (example.test); add it to "domains" in the config'],
+  ]) {
+    const r = cli(cfg, ['alias', 'add', name!, 'me@remote.test']);
+    assert.deepEqual([r.status, r.stderr], [2, `mailnest: ${why}\n`], name);
+  }
+  const loop = cli(cfg, ['alias', 'add', '@example.test', 'later@example.test']);
+  assert.deepEqual([loop.status, loop.stderr], [1, 'mailnest: @example.test -> later@example.test would make a loop: its aliases would lead back to themselves and its mail to nobody; an address at example.test that is no user or alias yet is caught by @example.test itself: add it first\n']);
+  addUser(cfg, 'later@example.test', 'pw');
+  assert.deepEqual([cli(cfg, ['alias', 'add', '@Example.Test', 'later@example.test']).status], [0]);
+  assert.deepEqual(JSON.parse(cli(cfg, ['alias', 'list', '--json']).stdout), [{ alias: '@Example.Test', targets: ['later@example.test'] }]);
+  // Mail to any name there reaches the user (the queue id printed is the proof it was taken).
+  const sent = cli(cfg, ['send', '--to', 'anyone@example.test', '--text', 'x']);
+  assert.deepEqual([sent.status, sent.stderr], [0, '']);
+  assert.equal(cli(cfg, ['alias', 'remove', '@example.test']).status, 0);
+  const gone = cli(cfg, ['alias', 'remove', '@example.test']);
+  assert.deepEqual([gone.status, gone.stderr], [1, 'mailnest: no alias @example.test\n']);
+  assert.equal(cli(cfg, ['send', '--to', 'anyone@example.test', '--text', 'x']).status, 1);
+});
+
 test('alias add a -> b and b -> a at the same instant: never both, however the two commands interleave', async () => {
   const dir = tempDir();
   const cfg = writeConfig(dir, baseConfig(dir));

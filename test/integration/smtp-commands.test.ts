@@ -242,6 +242,41 @@ test('VRFY and EXPN answer 252 to strangers, whatever the address', async () => 
   c.destroy();
 });
 
+test('a catch-all takes what nobody has at its domain, not what a user, an alias, a sub-address or the postmaster has; its user may send as what it catches', async () => {
+  f = await startFixture({
+    config: { domains: ['example.test', 'other.test'] },
+    users: { 'alice@example.test': PASSWORD, 'bob@example.test': PASSWORD },
+    aliases: { '@example.test': ['bob@example.test'], 'team@example.test': ['alice@example.test'] },
+  });
+  const c = await f.open('smtp');
+  await c.ehlo('relay.remote.test');
+  // Caught: names nobody has, with or without a tag.
+  const caught = await c.transaction('<sender@remote.test>', ['<nobody@example.test>', '<Nobody+x@example.test>'], 'Subject: caught\r\n\r\nhi');
+  assert.equal(caught.code, 250, caught.raw);
+  // Not caught: a user, its sub-address, an alias, the postmaster (alice, the first user).
+  const own = await c.transaction('<sender@remote.test>', ['<alice+x@example.test>', '<team@example.test>', '<postmaster@example.test>'], 'Subject: own\r\n\r\nhi');
+  assert.equal(own.code, 250, own.raw);
+  // A domain without one still refuses an unknown name.
+  assert.equal((await c.cmd('MAIL FROM:<sender@remote.test>')).code, 250);
+  assert.equal((await c.cmd('RCPT TO:<nobody@other.test>')).enhanced, '5.1.1');
+  await c.quit();
+  const subjects = async (user: string) => (await mailbox(f!.dataDir, user)).map((m) => /Subject: (\w+)/.exec(splitTrace(m).body.toString())![1]);
+  assert.deepEqual(await subjects('bob@example.test'), ['caught']);
+  assert.deepEqual(await subjects('alice@example.test'), ['own']);
+  // bob may send as an address the catch-all gives him, not as alice's or the alias's.
+  const bob = await f.openAuthenticated('bob@example.test');
+  assert.equal((await bob.cmd('MAIL FROM:<shop@example.test>')).code, 250);
+  assert.equal((await bob.cmd('RSET')).code, 250);
+  for (const other of ['<alice@example.test>', '<team@example.test>']) {
+    const r = await bob.cmd(`MAIL FROM:${other}`);
+    assert.deepEqual([r.code, r.enhanced], [553, '5.7.1'], `${other}: ${r.raw}`);
+  }
+  await bob.quit();
+  const alice = await f.openAuthenticated('alice@example.test');
+  assert.equal((await alice.cmd('MAIL FROM:<shop@example.test>')).code, 553);
+  await alice.quit();
+});
+
 test('a message is stored once per user with Return-Path and Received, aliases expanded', async () => {
   f = await startFixture({ aliases: { 'team@example.test': ['alice@example.test', 'bob@example.test'] } });
   const c = await f.open('smtp');

@@ -106,3 +106,40 @@ test('MAILER-DAEMON, and the host name\'s postmaster and MAILER-DAEMON, are the 
     store.close();
   }
 });
+
+test('a catch-all: what nobody has at its domain, at the machine\'s names too; targets that would come back to it are a loop; with no user at all it is the postmaster', async () => {
+  const store = new SqliteStore(tempDir('mailnest-recipients-'));
+  try {
+    const recipients = new Recipients(store, ['example.test', 'other.test'], 'mx.example.test');
+    const resolve = async (address: string) => {
+      const r = await recipients.resolve(address);
+      return r.kind === 'local' ? [...r.users.map((u) => u.address), ...r.forward] : r;
+    };
+    // No user yet: the postmaster is whom the catch-all names, and MAILER-DAEMON with it.
+    await store.addAlias('@example.test', ['me@remote.test']);
+    for (const a of ['postmaster@example.test', 'MAILER-DAEMON@example.test', 'nobody@example.test']) assert.deepEqual(await resolve(a), ['me@remote.test'], a);
+    assert.deepEqual(await resolve('postmaster@other.test'), { kind: 'unknown' });
+    const carol = await store.createUser('carol@example.test', 'h');
+    assert.deepEqual(await resolve('postmaster@example.test'), ['carol@example.test']);
+    // Through the machine's names as through the domain; not at another domain.
+    assert.deepEqual(await resolve('root@localhost'), ['me@remote.test']);
+    assert.deepEqual(await resolve('root@other.test'), { kind: 'unknown' });
+    // Targets at its own domain that nobody has would come back to it (beside another target
+    // they are a list that names itself, as with any alias).
+    assert.equal(await recipients.refusalOfTargets('@example.test', ['later@example.test']), undefined);
+    await store.removeAlias('@example.test');
+    assert.deepEqual(await recipients.refusalOfTargets('@example.test', ['later@example.test']), { why: 'loop' });
+    assert.equal(await recipients.refusalOfTargets('@example.test', ['carol@example.test']), undefined);
+    await store.addAlias('@example.test', ['carol@example.test']);
+    assert.deepEqual(await resolve('root@localhost'), ['carol@example.test']);
+    // An alias that names a user to come reaches the catch-all's user meanwhile.
+    await store.addAlias('list@example.test', ['later@example.test']);
+    assert.deepEqual(await resolve('list@example.test'), ['carol@example.test']);
+    assert.equal(await recipients.mayUseSender(carol, 'later@example.test'), true);
+    // Its user gone, everything it caught reaches nobody, saying why.
+    await store.removeUser('carol@example.test');
+    assert.deepEqual(await resolve('nobody@example.test'), { kind: 'unknown', why: 'loop' });
+  } finally {
+    store.close();
+  }
+});
