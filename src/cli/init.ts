@@ -101,6 +101,7 @@ ${listenLines(publicPorts)}
 # reject_dmarc = false               # true: refuse mail that fails DMARC when its domain says p=reject
 # dns_timeout = "3s"
 # timeout = "10s"
+# dnsbl = []                         # DNS blocklists whose clients are refused at RCPT, such as ["zen.spamhaus.org"]
 `;
 }
 

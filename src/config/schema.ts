@@ -238,6 +238,8 @@ export const configSchema = z.strictObject({
     dns_timeout: timerDuration.prefault('3s'),
     /** All the checks of one message together give up after this long. */
     timeout: timerDuration.prefault('10s'),
+    /** DNS blocklists (RFC 5782) whose listed clients are refused at RCPT (delivery/blocklists.ts). */
+    dnsbl: z.array(domainName).default([]),
   }).prefault({}),
 }).superRefine((c, ctx) => {
   // Domains are names without case: two routes for one, and one that is never used (mail for a

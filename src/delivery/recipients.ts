@@ -234,6 +234,12 @@ export class Recipients {
     return first;
   }
 
+  /** The postmaster of a local domain or of the machine's names (RFC 5321 §4.5.1), which takes
+   *  mail that other addresses refuse: a client in a blocklist may still write to it. */
+  isPostmaster(address: string): boolean {
+    return splitAddress(address).local.toLowerCase() === 'postmaster' && this.isOurs(address);
+  }
+
   /** A user may send as its own address and as any alias that delivers to it (submission MAIL
    *  FROM); at the machine's names, only as the postmaster's names, whose replies come back here:
    *  another address there is no address anyone elsewhere can answer. */

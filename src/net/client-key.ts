@@ -28,7 +28,7 @@ export function clientAddress(ip: string): string {
 
 /** The eight 16-bit groups of a valid IPv6 address (without zone), `::` and a dotted IPv4 tail
  *  (two groups) expanded. */
-function ipv6Groups(address: string): number[] {
+export function ipv6Groups(address: string): number[] {
   const part = (text: string): number[] => {
     if (text === '') return [];
     return text.split(':').flatMap((g) => {

@@ -285,7 +285,7 @@ export class Connection<E, R> implements IdleMember {
       case 'refused':
         this.o.refused?.(out.reason);
         // Whose mail was refused, to whom and why (Postfix's "NOQUEUE: reject" line).
-        if (out.envelope) this.o.log[out.warn ? 'warn' : 'info']({ ...this.o.logFields, reason: out.reason, ...out.envelope }, 'refused');
+        if (out.envelope) this.o.log[out.warn ? 'warn' : 'info']({ ...this.o.logFields, reason: out.reason, ...(out.detail ? { detail: out.detail } : {}), ...out.envelope }, 'refused');
         return;
       case 'more':
         // After every connection that waits for its turn's input (see TurnBudget); input that

@@ -29,8 +29,9 @@ export type Output<E> =
   | { type: 'close' }
   /** The session refused a message or a recipient, for the count of refusals by reason; in a
    *  transaction, with its sender and the recipients refused, for the log. `warn`: a refusal
-   *  the operator should hear of (logged as a warning, not as news). */
-  | { type: 'refused'; reason: string; envelope?: { from: string; to: string[] }; warn?: true };
+   *  the operator should hear of (logged as a warning, not as news); `detail`: what the
+   *  reason leaves out (which blocklist). */
+  | { type: 'refused'; reason: string; envelope?: { from: string; to: string[] }; warn?: true; detail?: string };
 
 /**
  * Octets of replies that one call into a session makes before it leaves the rest of its input

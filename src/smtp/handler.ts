@@ -8,6 +8,7 @@ import type { AuthThrottle } from '../auth/throttle.ts';
 import { verifyPassword } from '../auth/password.ts';
 import { acceptMessage, copiesOf } from '../delivery/accept.ts';
 import { outboundOf } from '../delivery/recipients.ts';
+import { blocklistsOf, type Blocklists } from '../delivery/blocklists.ts';
 import { withoutForgedResults } from '../delivery/auth-results.ts';
 import { checkInbound } from '../delivery/inbound-checks.ts';
 import { unvouchedDsn } from '../delivery/dsn-trust.ts';
@@ -63,13 +64,18 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
   };
   // Sessions whose connection has closed: a login that waited its turn is not checked for them.
   const closed = new WeakSet<object>();
+  // Strangers on the MX only; looked up as they connect (see blocklists.ts).
+  const blocklists = role === 'smtp' ? blocklistsOf(config, ctx.log) : undefined;
   return {
     name: role,
     pool: role === 'smtp' ? 'strangers' : 'users',
     implicitTls: role === 'submissions',
     idleTimeoutMs: config.limits.idle_timeout,
-    createSession: (client) => new SmtpSession(policy, client.remoteAddress, client.tls),
-    perform: (effect, session) => perform({ ctx, role, throttle, reports, caller, freeSpace }, effect, () => session !== undefined && closed.has(session)),
+    createSession: (client) => {
+      void blocklists?.listing(client.remoteAddress);
+      return new SmtpSession(policy, client.remoteAddress, client.tls);
+    },
+    perform: (effect, session) => perform({ ctx, role, throttle, reports, caller, freeSpace, blocklists }, effect, () => session !== undefined && closed.has(session)),
     settled: async () => { await Promise.allSettled([...reports]); },
     ended: (session) => { closed.add(session); },
     refused: (reason) => ctx.metrics.rejected.inc({ listener: role, reason }),
@@ -86,6 +92,7 @@ interface Performer {
   reports: Set<Promise<void>>;
   caller: LocalCaller | undefined;
   freeSpace: FreeSpace;
+  blocklists: Blocklists | undefined;
 }
 
 /** `gone`: whether the session's connection has closed meanwhile. */
@@ -100,6 +107,8 @@ async function perform(p: Performer, effect: SmtpEffect, gone: () => boolean): P
     }
     case 'rcpt': {
       const resolution = await ctx.recipients.resolve(effect.address);
+      const listed = p.blocklists && effect.client !== undefined && !ctx.recipients.isPostmaster(effect.address) ? await p.blocklists.listing(effect.client) : undefined;
+      if (listed) return { kind: 'rcpt', resolution, listed };
       if (outboundOf(resolution) === 0 || effect.sentBy === undefined) return { kind: 'rcpt', resolution };
       return { kind: 'rcpt', resolution, sent: await ctx.store.sentInLastDay(effect.sentBy, Date.now()) };
     }

@@ -18,6 +18,8 @@ import { LineReader } from '../net/line-reader.ts';
 import { decodeBase64, isMechanism, SaslExchange, type SaslStep } from '../sasl/sasl.ts';
 import { outboundOf, UNKNOWN_WHY, type Resolution, type UnknownWhy } from '../delivery/recipients.ts';
 import type { ResolvedRecipient } from '../delivery/accept.ts';
+import type { Listing } from '../delivery/blocklists.ts';
+import { clientAddress } from '../net/client-key.ts';
 import type { AliasRecord, DsnEnvelope } from '../store/store.ts';
 import { formatMailbox, lookupAddress } from './address.ts';
 import { parseCommandLine } from './command.ts';
@@ -38,8 +40,9 @@ export interface AuthenticatedUser {
 export type SmtpEffect =
   | { kind: 'auth'; client: string; username: string; password: string }
   | { kind: 'sender'; user: AuthenticatedUser; address: string }
-  /** `sentBy`: the user whose mail to other domains is counted (see maxOutgoingPerDay). */
-  | { kind: 'rcpt'; address: string; sentBy?: number }
+  /** `sentBy`: the user whose mail to other domains is counted (see maxOutgoingPerDay).
+   *  `client`: a session not logged in gives its client's address, to be screened by. */
+  | { kind: 'rcpt'; address: string; sentBy?: number; client?: string }
   | { kind: 'verify'; address: string }
   | { kind: 'deliver'; delivery: Delivery };
 
@@ -48,8 +51,9 @@ export type SmtpResult =
   /** `gone`: the account logged in as was removed since (or removed and made again). */
   | { kind: 'sender'; allowed: boolean; gone?: boolean }
   /** `sent`: for a recipient at another domain with `sentBy`, the recipients at other domains
-   *  that user's accepted mail had in the last 24 hours. */
-  | { kind: 'rcpt'; resolution: Resolution; sent?: number }
+   *  that user's accepted mail had in the last 24 hours. `listed`: the client is in a DNS
+   *  blocklist, which refuses its mail to this recipient. */
+  | { kind: 'rcpt'; resolution: Resolution; sent?: number; listed?: Listing }
   | { kind: 'verify'; resolution: Resolution; alias?: AliasRecord }
   | { kind: 'deliver'; id: string }
   /** Not stored: refused by policy (with the reply's text), a store failure, or no room on
@@ -253,7 +257,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     switch (result.kind) {
       case 'auth': this.authDone(result); break;
       case 'sender': this.senderDone(result.allowed, result.gone === true); break;
-      case 'rcpt': this.rcptDone(result.resolution, result.sent); break;
+      case 'rcpt': this.rcptDone(result); break;
       case 'verify': this.verifyDone(result.resolution, result.alias); break;
       case 'deliver': this.deliverDone(result); break;
     }
@@ -378,10 +382,10 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
 
   /** Counts a refusal by its reason (the listener's metrics); in a transaction, with its
    *  envelope for the log: the recipient refused (`to`), or all of them. */
-  private refused(reason: string, to?: string, warn = false): void {
+  private refused(reason: string, to?: string, more: { warn?: true; detail?: string } = {}): void {
     const tx = this.tx;
     const envelope = tx && { from: tx.from.sender ? formatMailbox(tx.from.sender) : '', to: to !== undefined ? [to] : tx.recipients.map((r) => r.address) };
-    this.out.push({ type: 'refused', reason, ...(envelope ? { envelope } : {}), ...(warn ? { warn: true as const } : {}) });
+    this.out.push({ type: 'refused', reason, ...(envelope ? { envelope } : {}), ...more });
     // And for the session's log line (summary).
     this.refusals[reason] = (this.refusals[reason] ?? 0) + 1;
   }
@@ -618,16 +622,21 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     }
     this.pendingRcpt = rcpt;
     const counted = this.user !== undefined && (this.o.maxOutgoingPerDay ?? 0) > 0;
-    this.effect({ kind: 'rcpt', address: lookupAddress(rcpt.recipient), ...(counted ? { sentBy: this.user!.id } : {}) });
+    this.effect({ kind: 'rcpt', address: lookupAddress(rcpt.recipient), ...(counted ? { sentBy: this.user!.id } : {}), ...(this.user ? {} : { client: this.clientIp }) });
   }
 
-  private rcptDone(resolution: Resolution, sent: number | undefined): void {
+  private rcptDone({ resolution, sent, listed }: Extract<SmtpResult, { kind: 'rcpt' }>): void {
     const rcpt = this.pendingRcpt!;
     this.pendingRcpt = undefined;
     const address = formatMailbox(rcpt.recipient);
     // Commands wait for the lookup, so the transaction is still there; were it not, the session
     // ends with a 421 rather than leave the client without its reply.
     if (!this.tx) throw new Error('a recipient was looked up outside a transaction');
+    if (listed) {
+      // Postfix's words for it, which those who run servers know.
+      this.refused('dnsbl', address, { detail: listed.zone });
+      return this.send(reply(554, '5.7.1', `Service unavailable; Client host [${clientAddress(this.clientIp)}] blocked using ${listed.zone}${listed.reason ? `; ${listed.reason}` : ''}`));
+    }
     if (resolution.kind === 'unknown') {
       this.refused('unknown_recipient', address);
       return this.send(unknownRecipient(resolution, address));
@@ -643,7 +652,7 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
       if (sent + taken + outboundOf(resolution) > limit) {
         // A user sending this much may be someone with its password. Each one more is as one past
         // max_recipients: a session that goes on without end is ended.
-        this.refused('daily_limit', address, true);
+        this.refused('daily_limit', address, { warn: true });
         this.send(reply(450, '4.7.1', `<${address}>: ${this.user!.address} may send to ${limit} recipients at other domains in 24 hours (limits.max_outgoing_per_day), and this one would pass that; try again later`));
         if (++this.overshoot > OVERSHOOT_LIMIT) this.countError();
         return;

@@ -67,6 +67,8 @@ const refused: [unknown, RegExp][] = [
   // A table where a value stands: its section is shown, with what goes under it.
   [{ relay: 'smtp.example.net:587' }, /^test\.toml: relay = "smtp\.example\.net:587" is not allowed: expected a table: a \[relay\] section with its keys on the lines under it$/],
   [{ relay: { routes: 5 } }, /relay\.routes = 5 is not allowed: expected a table: a \[relay\.routes\] section of "name" = value lines$/],
+  [{ checks: { dnsbl: ['zen spamhaus org'] } }, /checks\.dnsbl\[0\] = "zen spamhaus org" is not allowed: expected a domain name/],
+  [{ checks: { dnsbl: 'zen.spamhaus.org' } }, /checks\.dnsbl = "zen\.spamhaus\.org" is not allowed: expected a list in brackets, such as dnsbl = \["zen\.spamhaus\.org"\]$/],
   [{ checks: { timeout: '0s' } }, /checks\.timeout = "0s" is not allowed: expected a longer duration such as "30s"/],
   // Node's timers wait at most 2^31 - 1 ms; longer, they fire at once.
   [{ queue: { poll_interval: '30d' } }, /queue\.poll_interval = "30d" is not allowed: expected at most "24d", the longest a timer can wait/],
