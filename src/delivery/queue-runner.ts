@@ -71,6 +71,15 @@ const MAX_ADDRESSES = 5;
 /** Jobs held in memory at most; more stay in the store until there is room. */
 const MAX_PENDING = 4000;
 
+/** Of queue.max_connections, the most that mail from the null sender may hold at once (half,
+ *  one at least). Such mail is reports, and bounces an alias sends on: strangers set it off, to
+ *  servers of their choosing (a "delivered" report their SPF vouches for, to a domain whose MX
+ *  answers as slowly as the client's deadlines allow), and without a share of its own it could
+ *  hold every connection for as long and stall the users' mail. */
+function reportConnectionsMax(max: number): number {
+  return Math.max(1, Math.floor(max / 2));
+}
+
 /** What one job's attempt came to, to be recorded: the recipients' new state, with the reports
  *  it calls for. */
 interface Outcome {
@@ -107,6 +116,8 @@ export class QueueRunner {
   private held: Outcome[] = [];
   private pendingJobs = 0;
   private connections = 0;
+  /** Of them, those begun for mail from the null sender (see reportConnectionsMax). */
+  private reportConnections = 0;
   private rr: string[] = [];
   private timer: NodeJS.Timeout | undefined;
   private polling = false;
@@ -280,7 +291,7 @@ export class QueueRunner {
         this.rr.push(key);
         const d = this.dests.get(key)!;
         // One connection per few waiting jobs: more would only open and close empty.
-        if (d.active < d.concurrency.limit && this.waiting(d) > d.active && d.concurrency.mayOpen(this.now())) {
+        if (d.active < d.concurrency.limit && this.waiting(d) > d.active && d.concurrency.mayOpen(this.now()) && this.hasRoomFor(d)) {
           this.startWorker(d);
           progressed = true;
         }
@@ -297,14 +308,29 @@ export class QueueRunner {
     }
   }
 
+  /** Whether the job the destination would send next is mail from the null sender. */
+  private reportNext(d: Destination): boolean {
+    const order = d.freshTurn ? [d.fresh, d.retry] : [d.retry, d.fresh];
+    return (order[0]![0] ?? order[1]![0])?.entry.sender === '';
+  }
+
+  /** Whether a connection may begin for the destination's next job: mail from the null sender
+   *  only while its share of the connections is not all taken. */
+  private hasRoomFor(d: Destination): boolean {
+    return !this.reportNext(d) || this.reportConnections < reportConnectionsMax(this.cfg.queue.max_connections);
+  }
+
   private startWorker(d: Destination): void {
+    const report = this.reportNext(d);
     d.active++;
     this.connections++;
+    if (report) this.reportConnections++;
     const w = this.work(d)
       .catch((err) => this.ctx.log.error({ err, destination: d.hop.key }, 'delivery worker failed'))
       .finally(() => {
         d.active--;
         this.connections--;
+        if (report) this.reportConnections--;
         this.workers.delete(w);
         this.dispatch();
       });

@@ -230,3 +230,29 @@ test('NOTIFY=SUCCESS to an alias that also sends the message on is answered "exp
   assert.match(reports[0]!, /Final-Recipient: rfc822; list@example\.test\r\nAction: expanded\r\n/);
   assert.doesNotMatch(reports[0]!, /single@example\.test|Action: delivered/);
 });
+
+test('mail from the null sender holds half the outbound connections at most: reports to a server that keeps them waiting leave the users\' mail its way', async () => {
+  let release = () => {};
+  const released = new Promise<void>((resolve) => { release = resolve; });
+  // A stranger's server, named by two of its domains, that takes its time over every message.
+  const tarpit = new SmtpSink({ dataGate: () => released });
+  const friend = new SmtpSink();
+  sinks.push(tarpit, friend);
+  await tarpit.start();
+  await friend.start();
+  await cleanup(f);
+  const routes = { 'tarpit.test': `127.0.0.1:${tarpit.port}`, 'tarpit2.test': `127.0.0.1:${tarpit.port}`, 'friend.test': `127.0.0.1:${friend.port}` };
+  f = await startFixture({ config: { relay: { routes }, queue: { poll_interval: '100ms', max_connections: 2 } } });
+  const message = (subject: string) => `From: alice@example.test\r\nSubject: ${subject}\r\n\r\nx\r\n`;
+  // Two reports, queued before the server starts so that its first look at the queue takes both.
+  await f.stop();
+  inject(f.configFile, '', ['a@tarpit.test'], message('report one'));
+  inject(f.configFile, '', ['b@tarpit2.test'], message('report two'));
+  await f.restart();
+  await until('a report held after its data', () => tarpit.commands.includes('DATA'));
+  inject(f.configFile, 'alice@example.test', ['c@friend.test'], message('from alice'));
+  await until('alice\'s mail sent', () => friend.messages.length === 1);
+  assert.equal(tarpit.connections, 1, 'the other report waits for the first one\'s connection');
+  release();
+  await until('both reports sent', () => tarpit.messages.length === 2);
+});
