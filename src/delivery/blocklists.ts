@@ -5,9 +5,12 @@
  * mistake can still say so. A session that has logged in is never screened: a user's home
  * address is in the lists of dynamic addresses (Spamhaus's PBL, in its zen zone).
  *
- * A client is looked up when it connects, so that the answers are in by its first RCPT. A lookup
- * that fails or runs out of time lists nobody: a blocklist that cannot be asked must not stop
- * the mail. Answers are cached as the checks' are (DnsCache).
+ * A client is looked up when it connects, so that the answers are in by its first RCPT, and
+ * what the lookup came to is remembered for a while (see LISTED_MS). A zone that fails or does
+ * not answer in time lists nobody: a blocklist that cannot be asked must not stop the mail. But
+ * when too many lookups are under way for another to be asked (a flood of connections from
+ * many addresses while the DNS is slow), the recipient gets a temporary refusal: a flood must
+ * not be the way past the lists.
  */
 import net from 'node:net';
 import { clientAddress, ipv6Groups } from '../net/client-key.ts';
@@ -17,13 +20,26 @@ import { patientResolver } from './dns-patience.ts';
 import { DnsCache, type DNSResolver } from './inbound-checks.ts';
 
 export interface Listing {
+  /** The zone, as a reply may show it (see shownZone). */
   zone: string;
   /** The zone's TXT record for the address (RFC 5782 §2.1), printable ASCII, when it has one. */
   reason?: string;
 }
 
+/** What a client's lookup came to: a zone lists it; none does, or none could tell (`clear`); or
+ *  it could not be asked, too many lookups being under way (`busy`, see MAX_QUERIES in DnsCache). */
+export type Screening = Listing | 'clear' | 'busy';
+
 /** Most of a TXT reason put in a reply: a URL to the listing, as the zones give. */
 const MAX_REASON = 200;
+
+/** How long a client's screening is remembered: a listing for as long as the DNS answers are
+ *  (five minutes), its absence a minute, also when a zone did not answer in time, so that a
+ *  zone that does not answer costs a client its wait once, not at every recipient. */
+const LISTED_MS = 5 * 60_000;
+const CLEAR_MS = 60_000;
+/** Clients whose screening is remembered, at most (the oldest go first). */
+const REMEMBERED = 10_000;
 
 /** RFC 5782 §2.1 and §2.4: the name under `zone` that lists `ip`, its octets (IPv4) or nibbles
  *  (IPv6) in reverse order; an IPv4 address mapped into IPv6 is its IPv4 address. */
@@ -42,58 +58,85 @@ export function isListing(a: string): boolean {
   return a.startsWith('127.') && !a.startsWith('127.255.255.');
 }
 
+/** The zone as replies and the log show it: a label that is an access key (16 characters or
+ *  more, letters and digits both, as the key Spamhaus's DQS puts first in its zones' names) is
+ *  shown as "*", so that no listed client reads the operator's key. */
+export function shownZone(zone: string): string {
+  return zone.split('.').map((l) => (l.length >= 16 && /[a-z]/i.test(l) && /\d/.test(l) ? '*' : l)).join('.');
+}
+
 /** How often a zone that answers with an error code is said to, at most. */
 const ERROR_CODE_TOLD_EVERY_MS = 3_600_000;
 
 export class Blocklists {
   private readonly zones: string[];
   private readonly dns: DnsCache;
-  /** The lookups under way, by client, so that the one begun at the connection serves its RCPTs. */
-  private readonly underWay = new Map<string, Promise<Listing | undefined>>();
+  /** Each client's screening, under way or done (with when it is to be forgotten), so that the
+   *  one begun at the connection serves its recipients and the connections soon after it. */
+  private readonly screenings = new Map<string, { promise: Promise<Screening>; expires: number }>();
   private readonly onErrorCode: (zone: string, code: string) => void;
   /** When each zone's error code was last told. */
   private readonly errorCodeTold = new Map<string, number>();
+  private readonly now: () => number;
 
   /** `onErrorCode`: a zone answered one of its error codes (127.255.255.x), at most once an hour
    *  a zone: it refuses the resolver, and lists nobody until the operator changes that. */
-  constructor(zones: string[], resolver: DNSResolver, timeoutMs: number, onErrorCode: (zone: string, code: string) => void = () => {}) {
+  constructor(zones: string[], resolver: DNSResolver, timeoutMs: number, opts: { onErrorCode?: (zone: string, code: string) => void; now?: () => number } = {}) {
     this.zones = zones;
-    this.dns = new DnsCache(resolver, timeoutMs);
-    this.onErrorCode = onErrorCode;
+    this.now = opts.now ?? Date.now;
+    this.dns = new DnsCache(resolver, timeoutMs, this.now);
+    this.onErrorCode = opts.onErrorCode ?? (() => {});
   }
 
-  /** The first of the zones (in their order) that lists `ip`; undefined when none does, or none
-   *  could tell. Never rejects. */
-  listing(ip: string): Promise<Listing | undefined> {
-    let lookup = this.underWay.get(ip);
-    if (!lookup) {
-      lookup = this.lookUp(ip);
-      this.underWay.set(ip, lookup);
-      void lookup.finally(() => this.underWay.delete(ip));
+  /** What the zones say of `ip`. Never rejects. */
+  screen(ip: string): Promise<Screening> {
+    const known = this.screenings.get(ip);
+    if (known && known.expires > this.now()) return known.promise;
+    const promise = this.lookUp(ip);
+    const entry = { promise, expires: Infinity };
+    this.remember(ip, entry);
+    void promise.then((s) => {
+      if (s === 'busy') this.screenings.delete(ip);
+      else entry.expires = this.now() + (s === 'clear' ? CLEAR_MS : LISTED_MS);
+    });
+    return promise;
+  }
+
+  private remember(ip: string, entry: { promise: Promise<Screening>; expires: number }): void {
+    this.screenings.delete(ip);
+    if (this.screenings.size >= REMEMBERED) {
+      // Oldest first: Map keeps insertion order.
+      const first = this.screenings.keys().next().value;
+      if (first !== undefined) this.screenings.delete(first);
     }
-    return lookup;
+    this.screenings.set(ip, entry);
   }
 
-  private async lookUp(ip: string): Promise<Listing | undefined> {
-    const answers = await Promise.all(this.zones.map(async (zone) => {
+  /** A zone that lists the client, the first to say so: one that is slow to answer does not
+   *  hold up another's listing. */
+  private async lookUp(ip: string): Promise<Screening> {
+    let busy = false;
+    const found = await firstFound(this.zones.map(async (zone) => {
       const name = listingName(ip, zone);
       if (!name) return undefined;
-      const a = await this.dns.resolve(name, 'A').catch(() => []) as string[];
+      const a = await this.dns.resolve(name, 'A').catch((err: unknown) => {
+        if ((err as { code?: string }).code === 'EBUSY') busy = true;
+        return [];
+      }) as string[];
       const error = a.find((x) => x.startsWith('127.') && !isListing(x));
       if (error) this.errorCode(zone, error);
       return a.some(isListing) ? { zone, name } : undefined;
     }));
-    const found = answers.find((x) => x !== undefined);
-    if (!found) return undefined;
+    if (!found) return busy ? 'busy' : 'clear';
     const reason = await this.reasonOf(found.name);
-    return { zone: found.zone, ...(reason ? { reason } : {}) };
+    return { zone: shownZone(found.zone), ...(reason ? { reason } : {}) };
   }
 
   private errorCode(zone: string, code: string): void {
-    const now = Date.now();
+    const now = this.now();
     if (now - (this.errorCodeTold.get(zone) ?? -Infinity) < ERROR_CODE_TOLD_EVERY_MS) return;
     this.errorCodeTold.set(zone, now);
-    this.onErrorCode(zone, code);
+    this.onErrorCode(shownZone(zone), code);
   }
 
   private async reasonOf(name: string): Promise<string | undefined> {
@@ -106,13 +149,28 @@ export class Blocklists {
   }
 }
 
+/** The first value of `tasks` that is not undefined, as soon as it comes; undefined once all
+ *  have ended without one. The tasks never reject. */
+function firstFound<T>(tasks: Promise<T | undefined>[]): Promise<T | undefined> {
+  return new Promise((resolve) => {
+    let left = tasks.length;
+    if (left === 0) resolve(undefined);
+    for (const t of tasks) {
+      void t.then((v) => {
+        if (v !== undefined) resolve(v);
+        else if (--left === 0) resolve(undefined);
+      });
+    }
+  });
+}
+
 /** The blocklists `[checks] dnsbl` names, asked through `dns_servers`; undefined when it names
  *  none. A zone that refuses the resolver is a warning in the log. */
 export function blocklistsOf(config: Config, log: Logger): Blocklists | undefined {
   if (config.checks.dnsbl.length === 0) return undefined;
   const timeout = config.checks.dns_timeout;
   const resolve = patientResolver(timeout, config.dns_servers);
-  return new Blocklists(config.checks.dnsbl, (name, rrtype) => resolve(name, rrtype) as Promise<string[][] | string[]>, timeout, (zone, code) => {
-    log.warn({ zone, answer: code }, 'a DNS blocklist answers with an error code, refusing this resolver (Spamhaus refuses public ones such as 8.8.8.8): it lists nobody until asked through a resolver of your own (dns_servers)');
+  return new Blocklists(config.checks.dnsbl, (name, rrtype) => resolve(name, rrtype) as Promise<string[][] | string[]>, timeout, {
+    onErrorCode: (zone, code) => log.warn({ zone, answer: code }, 'a DNS blocklist answers with an error code, refusing this resolver (Spamhaus refuses public ones such as 8.8.8.8): it lists nobody until asked through a resolver of your own (dns_servers)'),
   });
 }

@@ -72,7 +72,7 @@ export function smtpHandler(ctx: Context, role: SmtpRole, throttle: AuthThrottle
     implicitTls: role === 'submissions',
     idleTimeoutMs: config.limits.idle_timeout,
     createSession: (client) => {
-      void blocklists?.listing(client.remoteAddress);
+      void blocklists?.screen(client.remoteAddress);
       return new SmtpSession(policy, client.remoteAddress, client.tls);
     },
     perform: (effect, session) => perform({ ctx, role, throttle, reports, caller, freeSpace, blocklists }, effect, () => session !== undefined && closed.has(session)),
@@ -107,8 +107,8 @@ async function perform(p: Performer, effect: SmtpEffect, gone: () => boolean): P
     }
     case 'rcpt': {
       const resolution = await ctx.recipients.resolve(effect.address);
-      const listed = p.blocklists && effect.client !== undefined && !ctx.recipients.isPostmaster(effect.address) ? await p.blocklists.listing(effect.client) : undefined;
-      if (listed) return { kind: 'rcpt', resolution, listed };
+      const screening = p.blocklists && effect.client !== undefined && !ctx.recipients.isPostmaster(effect.address) ? await p.blocklists.screen(effect.client) : 'clear';
+      if (screening !== 'clear') return { kind: 'rcpt', resolution, screening };
       if (outboundOf(resolution) === 0 || effect.sentBy === undefined) return { kind: 'rcpt', resolution };
       return { kind: 'rcpt', resolution, sent: await ctx.store.sentInLastDay(effect.sentBy, Date.now()) };
     }

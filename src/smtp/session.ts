@@ -18,7 +18,7 @@ import { LineReader } from '../net/line-reader.ts';
 import { decodeBase64, isMechanism, SaslExchange, type SaslStep } from '../sasl/sasl.ts';
 import { outboundOf, UNKNOWN_WHY, type Resolution, type UnknownWhy } from '../delivery/recipients.ts';
 import type { ResolvedRecipient } from '../delivery/accept.ts';
-import type { Listing } from '../delivery/blocklists.ts';
+import type { Screening } from '../delivery/blocklists.ts';
 import { clientAddress } from '../net/client-key.ts';
 import type { AliasRecord, DsnEnvelope } from '../store/store.ts';
 import { formatMailbox, lookupAddress } from './address.ts';
@@ -51,9 +51,9 @@ export type SmtpResult =
   /** `gone`: the account logged in as was removed since (or removed and made again). */
   | { kind: 'sender'; allowed: boolean; gone?: boolean }
   /** `sent`: for a recipient at another domain with `sentBy`, the recipients at other domains
-   *  that user's accepted mail had in the last 24 hours. `listed`: the client is in a DNS
-   *  blocklist, which refuses its mail to this recipient. */
-  | { kind: 'rcpt'; resolution: Resolution; sent?: number; listed?: Listing }
+   *  that user's accepted mail had in the last 24 hours. `screening`: the client is in a DNS
+   *  blocklist, which refuses its mail to this recipient, or the lists could not be asked now. */
+  | { kind: 'rcpt'; resolution: Resolution; sent?: number; screening?: Exclude<Screening, 'clear'> }
   | { kind: 'verify'; resolution: Resolution; alias?: AliasRecord }
   | { kind: 'deliver'; id: string }
   /** Not stored: refused by policy (with the reply's text), a store failure, or no room on
@@ -625,17 +625,21 @@ export class SmtpSession implements Session<SmtpEffect, SmtpResult> {
     this.effect({ kind: 'rcpt', address: lookupAddress(rcpt.recipient), ...(counted ? { sentBy: this.user!.id } : {}), ...(this.user ? {} : { client: this.clientIp }) });
   }
 
-  private rcptDone({ resolution, sent, listed }: Extract<SmtpResult, { kind: 'rcpt' }>): void {
+  private rcptDone({ resolution, sent, screening }: Extract<SmtpResult, { kind: 'rcpt' }>): void {
     const rcpt = this.pendingRcpt!;
     this.pendingRcpt = undefined;
     const address = formatMailbox(rcpt.recipient);
     // Commands wait for the lookup, so the transaction is still there; were it not, the session
     // ends with a 421 rather than leave the client without its reply.
     if (!this.tx) throw new Error('a recipient was looked up outside a transaction');
-    if (listed) {
+    if (screening === 'busy') {
+      this.refused('dnsbl_busy', address);
+      return this.send(reply(451, '4.3.0', `<${address}>: Temporary lookup failure: too many clients are being looked up in the DNS blocklists; try again later`));
+    }
+    if (screening) {
       // Postfix's words for it, which those who run servers know.
-      this.refused('dnsbl', address, { detail: listed.zone });
-      return this.send(reply(554, '5.7.1', `Service unavailable; Client host [${clientAddress(this.clientIp)}] blocked using ${listed.zone}${listed.reason ? `; ${listed.reason}` : ''}`));
+      this.refused('dnsbl', address, { detail: screening.zone });
+      return this.send(reply(554, '5.7.1', `Service unavailable; Client host [${clientAddress(this.clientIp)}] blocked using ${screening.zone}${screening.reason ? `; ${screening.reason}` : ''}`));
     }
     if (resolution.kind === 'unknown') {
       this.refused('unknown_recipient', address);

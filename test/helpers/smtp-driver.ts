@@ -5,6 +5,7 @@
 import type { Output, TlsInfo } from '../../src/net/session.ts';
 import { SmtpSession, type SmtpEffect, type SmtpResult, type SmtpSessionOptions, type Delivery } from '../../src/smtp/session.ts';
 import { outboundOf, type Resolution } from '../../src/delivery/recipients.ts';
+import type { Screening } from '../../src/delivery/blocklists.ts';
 
 export interface DriverWorld {
   users: Record<string, { id: number; password: string }>;
@@ -34,6 +35,8 @@ export class SmtpDriver {
   failDelivery: false | 'store-error' | 'storage-full' = false;
   /** Recipients at other domains each user (by id) sent to in the last 24 hours. */
   sent = new Map<number, number>();
+  /** What the DNS blocklists say of a client that has not logged in (nothing: clear). */
+  screening: Exclude<Screening, 'clear'> | undefined;
 
   constructor(opts: Partial<SmtpSessionOptions> & { tls?: TlsInfo } = {}, world: DriverWorld = WORLD) {
     this.world = world;
@@ -107,6 +110,7 @@ export class SmtpDriver {
       }
       case 'rcpt': {
         const resolution = this.resolve(e.address);
+        if (e.client !== undefined && this.screening) return { kind: 'rcpt', resolution, screening: this.screening };
         return outboundOf(resolution) > 0 && e.sentBy !== undefined ? { kind: 'rcpt', resolution, sent: this.sent.get(e.sentBy) ?? 0 } : { kind: 'rcpt', resolution };
       }
       case 'verify': {

@@ -1,7 +1,7 @@
 /** DNS blocklists (RFC 5782): the names asked, what counts as a listing, one lookup per client. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Blocklists, isListing, listingName } from '../../src/delivery/blocklists.ts';
+import { Blocklists, isListing, listingName, shownZone } from '../../src/delivery/blocklists.ts';
 
 test('the name asked: octets or nibbles in reverse under the zone (RFC 5782 §2.1, §2.4)', () => {
   assert.equal(listingName('192.0.2.99', 'bl.example'), '99.2.0.192.bl.example');
@@ -17,7 +17,7 @@ test('a listing is an address in 127.0.0.0/8, but not one of 127.255.255.0/24 (e
   for (const a of ['127.255.255.254', '127.255.255.252', '198.51.100.7', '10.0.0.2']) assert.equal(isListing(a), false, a);
 });
 
-test('the first zone in their order that lists the client, asked once while a lookup is under way; a failure lists nobody', async () => {
+test('a zone that lists the client, the first to say so; one lookup while it is under way and for a while after; a failure lists nobody', async () => {
   const asked: string[] = [];
   const answers: Record<string, string[] | Error> = {
     '2.2.0.192.first.example': ['127.0.0.2'],
@@ -25,18 +25,52 @@ test('the first zone in their order that lists the client, asked once while a lo
     '3.2.0.192.first.example': new Error('SERVFAIL'),
     '3.2.0.192.second.example': Object.assign(new Error('no such name'), { code: 'ENOTFOUND' }),
   };
-  const lists = new Blocklists(['first.example', 'second.example'], async (name, rrtype) => {
+  let now = 0;
+  const lists = new Blocklists(['first.example', 'second.example', 'silent.example'], async (name, rrtype) => {
     asked.push(`${rrtype} ${name}`);
-    // The first zone answers last: the order of the zones decides, not that of the answers.
+    // The second zone answers first, and the third never does: neither waits for the others.
+    if (name.endsWith('silent.example')) return new Promise<never>(() => {});
     await new Promise((r) => setTimeout(r, name.includes('first') ? 20 : 1));
-    if (rrtype === 'TXT') return name.includes('first') ? [['see ', 'https://first.example/\u0000q']] : [];
+    if (rrtype === 'TXT') return name.includes('second') ? [['see ', 'https://second.example/\u0000q']] : [];
     const a = answers[name];
     if (a instanceof Error) throw a;
     return a ?? [];
-  }, 1000);
-  const [one, two] = await Promise.all([lists.listing('192.0.2.2'), lists.listing('192.0.2.2')]);
-  assert.deepEqual(one, { zone: 'first.example', reason: 'see https://first.example/?q' });
+  }, 100, { now: () => now });
+  const [one, two] = await Promise.all([lists.screen('192.0.2.2'), lists.screen('192.0.2.2')]);
+  assert.deepEqual(one, { zone: 'second.example', reason: 'see https://second.example/?q' });
   assert.equal(two, one);
-  assert.deepEqual(asked.sort(), ['A 2.2.0.192.first.example', 'A 2.2.0.192.second.example', 'TXT 2.2.0.192.first.example']);
-  assert.equal(await lists.listing('192.0.2.3'), undefined);
+  assert.deepEqual(asked.sort(), ['A 2.2.0.192.first.example', 'A 2.2.0.192.second.example', 'A 2.2.0.192.silent.example', 'TXT 2.2.0.192.second.example']);
+  // Listed, it is remembered five minutes; not listed (a zone failing, another silent), a minute.
+  assert.equal(await lists.screen('192.0.2.3'), 'clear');
+  asked.length = 0;
+  now += 59_000;
+  assert.equal(await lists.screen('192.0.2.3'), 'clear');
+  assert.deepEqual(await lists.screen('192.0.2.2'), one);
+  assert.equal(asked.length, 0, asked.join());
+  now += 2_000;
+  assert.equal(await lists.screen('192.0.2.3'), 'clear');
+  assert.equal(asked.length, 3, asked.join());
+  now += 5 * 60_000;
+  assert.deepEqual(await lists.screen('192.0.2.2'), one);
+  assert.ok(asked.includes('A 2.2.0.192.first.example'), asked.join());
+});
+
+test('past the lookups that may be under way at once, a client cannot be screened: busy, and not remembered', async () => {
+  let answer = (): void => {};
+  const held = new Promise<void>((r) => { answer = r; });
+  const lists = new Blocklists(['bl.example'], async () => {
+    await held;
+    return [];
+  }, 60_000);
+  const first = Array.from({ length: 256 }, (_, i) => lists.screen(`10.0.${i >> 8}.${i & 255}`));
+  assert.equal(await lists.screen('192.0.2.9'), 'busy');
+  answer();
+  assert.deepEqual(new Set(await Promise.all(first)), new Set(['clear']));
+  assert.equal(await lists.screen('192.0.2.9'), 'clear');
+});
+
+test('an access key in a zone\'s name is not shown', () => {
+  assert.equal(shownZone('zen.spamhaus.org'), 'zen.spamhaus.org');
+  assert.equal(shownZone('abcdefghij0123456789klmnop.zen.dq.spamhaus.net'), '*.zen.dq.spamhaus.net');
+  assert.equal(shownZone('averyveryverylonglabel.example'), 'averyveryverylonglabel.example');
 });

@@ -606,6 +606,23 @@ test('authenticated senders: own address and aliases only, never the null sender
   assert.equal(lastCode(d.send('MAIL FROM:<Alice@Example.Test>\r\n')), 250);
 });
 
+test('a stranger\'s recipients are screened by its address: a listing is 554 5.7.1 naming the zone, lists that cannot be asked now 451 4.3.0; a user is not screened', () => {
+  const d = inState('mail');
+  d.screening = { zone: 'bl.example', reason: 'see https://bl.example/q' };
+  assert.equal(d.send('RCPT TO:<alice@example.test>\r\n'), '554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using bl.example; see https://bl.example/q\r\n');
+  d.screening = { zone: 'quiet.example' };
+  assert.equal(d.send('RCPT TO:<bob@example.test>\r\n'), '554 5.7.1 Service unavailable; Client host [192.0.2.1] blocked using quiet.example\r\n');
+  d.screening = 'busy';
+  assert.equal(d.send('RCPT TO:<bob@example.test>\r\n'), '451 4.3.0 <bob@example.test>: Temporary lookup failure: too many clients are being looked up in the DNS blocklists; try again later\r\n');
+  assert.deepEqual(d.refusals, ['dnsbl', 'dnsbl', 'dnsbl_busy']);
+  assert.deepEqual(d.effects.filter((e) => e.kind === 'rcpt').map((e) => e.kind === 'rcpt' && e.client), ['192.0.2.1', '192.0.2.1', '192.0.2.1']);
+  // Logged in (on the MX too), the session gives no address to screen.
+  const user = new SmtpDriver({ allowInsecureAuth: true });
+  user.screening = { zone: 'bl.example' };
+  user.send(`EHLO c\r\nAUTH PLAIN ${b64('\0alice@example.test\0secret')}\r\nMAIL FROM:<alice@example.test>\r\n`);
+  assert.equal(lastCode(user.send('RCPT TO:<bob@example.test>\r\n')), 250);
+});
+
 test('a user who has sent to max_outgoing_per_day recipients at other domains in 24 hours gets 450 4.7.1 for more, this transaction\'s counted; local ones still go', () => {
   const d = new SmtpDriver({ role: 'submission', allowInsecureAuth: true, maxOutgoingPerDay: 4 });
   d.sent.set(1, 2);
