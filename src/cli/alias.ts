@@ -6,7 +6,7 @@ import { StoreConflict } from '../store/store.ts';
 import type { Context } from '../context.ts';
 import { withContext } from './common.ts';
 import { CliError, UsageError } from './errors.ts';
-import { checkAliasName, noSuch, notePostmasters, postmasterDomains } from './user.ts';
+import { checkAliasName, noSuch, noteCaught, notePostmasters, postmasterDomains } from './user.ts';
 import { printTable } from './table.ts';
 
 function isUser(name: string): CliError {
@@ -56,11 +56,11 @@ export function registerAlias(program: Command): void {
           }
         }
         process.stdout.write(`${name} -> ${targets.join(', ')}\n`);
-        // A target may be a user to come; until then, say what its mail meets.
+        // A target may be a user to come (or a typing error); until then, say what its mail meets.
         for (const t of targets) {
-          if ((await ctx.recipients.resolve(t)).kind === 'unknown') {
-            process.stderr.write(`mailnest: note: ${t} is no user or alias yet; mail for it through ${name} is refused until it is\n`);
-          }
+          const catchAll = await ctx.recipients.caughtBy(t);
+          if (catchAll) process.stderr.write(`mailnest: note: ${t} is no user or alias yet; mail for it through ${name} goes to the catch-all ${catchAll} until it is\n`);
+          else if ((await ctx.recipients.resolve(t)).kind === 'unknown') process.stderr.write(`mailnest: note: ${t} is no user or alias yet; mail for it through ${name} is refused until it is\n`);
         }
       });
     });
@@ -71,6 +71,7 @@ export function registerAlias(program: Command): void {
         const postmasters = await postmasterDomains(ctx);
         if (!(await ctx.store.removeAlias(name))) noSuch(ctx, name, 'alias');
         process.stdout.write(`removed ${name}\n`);
+        await noteCaught(ctx, name);
         await notePostmasters(ctx, postmasters);
       });
     });

@@ -28,6 +28,13 @@ export async function postmasterDomains(ctx: Context): Promise<string[]> {
   return reached;
 }
 
+/** After a removal: an address whose mail now goes to its domain's catch-all is named, as its
+ *  user may now read that mail and send as the address. */
+export async function noteCaught(ctx: Context, address: string): Promise<void> {
+  const catchAll = await ctx.recipients.caughtBy(address);
+  if (catchAll) process.stderr.write(`mailnest: note: mail for ${address} now goes to the catch-all ${catchAll}, whose users may also send as it\n`);
+}
+
 /** After a removal: a domain whose postmaster reached someone and now reaches nobody (an alias
  *  of it led through what was removed) is named, as RFC 5321 §4.5.1 wants every domain's
  *  postmaster to take mail. */
@@ -128,6 +135,7 @@ export function registerUser(program: Command): void {
             process.stderr.write(`mailnest: note: alias ${a.alias} still names ${address}; remove or change it (mailnest alias remove ${a.alias})\n`);
           }
         }
+        await noteCaught(ctx, address);
         await notePostmasters(ctx, postmasters);
       });
     });

@@ -205,20 +205,24 @@ export class Recipients {
     }
     // The domain's catch-all itself, when it has none: nothing further.
     if (local === '') return false;
+    // The steps to the address without its tag and to the catch-all are no aliases (as the
+    // machine's names are not): they do not count against MAX_ALIAS_DEPTH, so that what an
+    // alias reaches is the same from its own name, from a sub-address or from a name it catches
+    // (and `alias add`, which checks from its name, sees it).
     const tag = local.indexOf(TAG_DELIMITER);
-    if (tag > 0) return this.expand(`${local.slice(0, tag)}@${domain}`, depth + 1, x);
+    if (tag > 0) return this.expand(`${local.slice(0, tag)}@${domain}`, depth, x);
     const name = local.toLowerCase();
     // An address nobody has goes to the domain's catch-all alias, when it has one (as Postfix's
     // "@domain" virtual alias): after users, aliases and sub-addresses. The postmaster's names
     // keep their own rule below, so that they reach a person whatever the catch-all takes.
-    if (!POSTMASTER_NAMES.has(name)) return this.expand(catchAllOf(domain), depth + 1, x);
+    if (!POSTMASTER_NAMES.has(name)) return this.expand(catchAllOf(domain), depth, x);
     // MAILER-DAEMON is the postmaster, whoever that is (an alias of postmaster included).
     if (name !== 'postmaster') return this.expand(`postmaster@${domain}`, depth + 1, x);
     // RFC 5321 §4.5.1: every local domain has a postmaster; unless a user or alias has that
     // name, it is the domain's first user, or the first user of all for a domain without any;
     // with no user at all, whom the domain's catch-all names.
     const first = await this.postmaster(domain);
-    if (!first) return this.expand(catchAllOf(domain), depth + 1, x);
+    if (!first) return this.expand(catchAllOf(domain), depth, x);
     x.users.set(first.id, first);
     return true;
   }
@@ -232,6 +236,14 @@ export class Recipients {
       if (u && (!first || u.id < first.id)) first = u;
     }
     return first;
+  }
+
+  /** The catch-all through which `address` reaches someone, when that is the only way it does
+   *  (no user, alias or sub-address has it): what `alias add` and the removals tell the operator. */
+  async caughtBy(address: string): Promise<string | undefined> {
+    if (!this.isOurs(address) || (await this.resolve(address)).kind === 'unknown') return undefined;
+    const own = await this.resolveWith(address, async (a) => (splitAddress(a).local === '' ? undefined : (await this.store.findAlias(a))?.targets));
+    return own.kind === 'unknown' ? catchAllOf(splitAddress(this.forMachineName(address) ?? address).domain) : undefined;
   }
 
   /** The postmaster of a local domain or of the machine's names (RFC 5321 §4.5.1), which takes

@@ -158,6 +158,15 @@ test('alias add @domain: the catch-all of a configured domain, refused where its
   // Mail to any name there reaches the user (the queue id printed is the proof it was taken).
   const sent = cli(cfg, ['send', '--to', 'anyone@example.test', '--text', 'x']);
   assert.deepEqual([sent.status, sent.stderr], [0, '']);
+  // What the catch-all takes from now on is said: an alias's target nobody has (a typing error?),
+  // and an address removed.
+  const typo = cli(cfg, ['alias', 'add', 'team@example.test', 'latr@example.test']);
+  assert.deepEqual([typo.status, typo.stderr], [0, 'mailnest: note: latr@example.test is no user or alias yet; mail for it through team@example.test goes to the catch-all @example.test until it is\n']);
+  addUser(cfg, 'gone@example.test', 'pw');
+  for (const [what, address] of [['user', 'gone@example.test'], ['alias', 'team@example.test']]) {
+    const removed = cli(cfg, [what!, 'remove', address!]);
+    assert.deepEqual([removed.status, removed.stderr], [0, `mailnest: note: mail for ${address} now goes to the catch-all @example.test, whose users may also send as it\n`]);
+  }
   assert.equal(cli(cfg, ['alias', 'remove', '@example.test']).status, 0);
   const gone = cli(cfg, ['alias', 'remove', '@example.test']);
   assert.deepEqual([gone.status, gone.stderr], [1, 'mailnest: no alias @example.test\n']);

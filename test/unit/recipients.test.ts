@@ -136,7 +136,25 @@ test('a catch-all: what nobody has at its domain, at the machine\'s names too; t
     await store.addAlias('list@example.test', ['later@example.test']);
     assert.deepEqual(await resolve('list@example.test'), ['carol@example.test']);
     assert.equal(await recipients.mayUseSender(carol, 'later@example.test'), true);
+    // The steps from a sub-address and to the catch-all are no aliases: a chain as deep as
+    // aliases go is followed from a name it catches, and from a tag on it, as from its own name.
+    for (let i = 1; i <= 7; i++) await store.addAlias(`a${i}@example.test`, [i === 7 ? 'carol@example.test' : `a${i + 1}@example.test`]);
+    await store.removeAlias('@example.test');
+    // (list -> later, caught, would be one alias further: too deep.)
+    assert.deepEqual(await recipients.refusalOfTargets('@example.test', ['a1@example.test']), { why: 'deep', by: 'list@example.test' });
+    await store.removeAlias('list@example.test');
+    assert.equal(await recipients.refusalOfTargets('@example.test', ['a1@example.test']), undefined);
+    await store.addAlias('@example.test', ['a1@example.test']);
+    for (const a of ['ghost@example.test', 'ghost+x@example.test', 'ghost@localhost']) assert.deepEqual(await resolve(a), ['carol@example.test'], a);
+    await store.addAlias('a0@example.test', ['a1@example.test']);
+    assert.deepEqual(await resolve('a0+x@example.test'), ['carol@example.test']);
+    // Who reaches someone only through the catch-all, for the notes of the commands.
+    assert.equal(await recipients.caughtBy('ghost@example.test'), '@example.test');
+    assert.equal(await recipients.caughtBy('Ghost+x@localhost'), '@example.test');
+    for (const a of ['carol@example.test', 'carol+x@example.test', 'a0@example.test', 'postmaster@example.test', 'x@remote.test', 'x@other.test']) assert.equal(await recipients.caughtBy(a), undefined, a);
     // Its user gone, everything it caught reaches nobody, saying why.
+    await store.removeAlias('@example.test');
+    await store.addAlias('@example.test', ['carol@example.test']);
     await store.removeUser('carol@example.test');
     assert.deepEqual(await resolve('nobody@example.test'), { kind: 'unknown', why: 'loop' });
   } finally {
