@@ -72,6 +72,7 @@ ${listenLines(publicPorts)}
 # routes = { "example.org" = "10.0.0.5:25" }   # e.g.; per-domain next hop, overrides MX and smarthost
 
 # tls_verify = false                 # require TLS of MX hosts and check their certificates (STARTTLS is opportunistic)
+# mta_sts = true                     # hold to the MTA-STS policies domains publish (TLS to the MX hosts they name)
 # smarthost_tls_verify = true        # check the smarthost's certificate (it receives your password)
 # ca_file = "/path/ca.pem"           # e.g.; extra CA certificates to trust for those checks
 # connect_timeout = "30s"

@@ -196,6 +196,8 @@ export const configSchema = z.strictObject({
     tls_verify: z.boolean().default(false),
     /** Check the smarthost's certificate (it receives the password). */
     smarthost_tls_verify: z.boolean().default(true),
+    /** Hold MX delivery to the MTA-STS policies domains publish (RFC 8461, delivery/mta-sts.ts). */
+    mta_sts: z.boolean().default(true),
     /** Extra CA certificates (PEM file) trusted when a certificate is checked. */
     ca_file: filePath.optional(),
     /** RFC 5321 §4.5.3.2 timeouts; connect is ours (no RFC figure). */

@@ -19,6 +19,8 @@ export interface DnsResolver {
   resolveMx(name: string): Promise<MxRecord[]>;
   resolve4(name: string): Promise<string[]>;
   resolve6(name: string): Promise<string[]>;
+  /** Each record's strings (MTA-STS's `_mta-sts` record). */
+  resolveTxt(name: string): Promise<string[][]>;
 }
 
 /** What DNS said of a destination, as the reply mailnest records for its recipients (its own:
@@ -59,6 +61,7 @@ export function systemResolver(timeoutMs: number, servers: string[] = []): DnsRe
     resolveMx: async (name) => ((await resolve(name, 'MX')) as MxRecord[]).map(({ exchange, priority }) => ({ exchange, priority })),
     resolve4: (name) => resolve(name, 'A') as Promise<string[]>,
     resolve6: (name) => resolve(name, 'AAAA') as Promise<string[]>,
+    resolveTxt: (name) => resolve(name, 'TXT') as Promise<string[][]>,
   };
 }
 

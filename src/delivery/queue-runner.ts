@@ -16,17 +16,20 @@
 import { promises as dnsPromises } from 'node:dns';
 import net from 'node:net';
 import { Readable } from 'node:stream';
+import tls from 'node:tls';
 import { hasEightBit, piecesAtLineEnds, readUntil } from '../chunks.ts';
 import { hasLongLine } from '../mime/line-length.ts';
 import { readCertificates } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import type { Context } from '../context.ts';
 import { encodeUtf8Address } from '../smtp/xtext.ts';
-import { isStorageFull, type DueRecipient, type QueueEntry, type QueueRecipient, type RecipientUpdate, type ReportOn } from '../store/store.ts';
+import { domainKey, isStorageFull, type DueRecipient, type QueueEntry, type QueueRecipient, type RecipientUpdate, type ReportOn } from '../store/store.ts';
 import { BUSY_PAUSE_MS, DestinationConcurrency } from './concurrency.ts';
 import { DkimSigner } from './dkim.ts';
 import { HEADER_MAX, headerSection, reportFromText, reportText, type DsnAction, type DsnRecipientReport } from './dsn.ts';
-import { DnsError, PermanentDnsError, resolveMxHosts, selfRecognizer, systemResolver, type DnsResolver, type MxHost } from './mx.ts';
+import { DnsError, PermanentDnsError, resolveMxHosts, selfRecognizer, systemResolver, TemporaryDnsError, type DnsResolver, type MxHost } from './mx.ts';
+import { MtaSts, mxMatches } from './mta-sts.ts';
+import { policyFetcher } from './mta-sts-fetch.ts';
 import { sendReport } from './report.ts';
 import { afterTemporaryFailure } from './retry.ts';
 import { Router, type NextHop } from './route.ts';
@@ -100,7 +103,9 @@ export class QueueRunner {
   private readonly isSelf: (host: MxHost) => boolean;
   private readonly now: () => number;
   private readonly clientOptions: ClientOptions;
-  private readonly ca: Buffer | undefined;
+  /** The certificates trusted: the system's, with relay.ca_file's when it is set. */
+  private readonly ca: (string | Buffer)[] | undefined;
+  private readonly sts: MtaSts | undefined;
   private readonly dests = new Map<string, Destination>();
   /** Recipient ids taken from the store and not yet settled. */
   private readonly claimed = new Set<number>();
@@ -150,7 +155,17 @@ export class QueueRunner {
       commandTimeout: ctx.config.relay.command_timeout,
       signal: this.stopped.signal,
     };
-    this.ca = ctx.config.relay.ca_file ? readCertificates('relay.ca_file', ctx.config.relay.ca_file) : undefined;
+    // Node trusts the certificates given in place of its own: the file's are added to them.
+    this.ca = ctx.config.relay.ca_file ? [...tls.rootCertificates, readCertificates('relay.ca_file', ctx.config.relay.ca_file)] : undefined;
+    this.sts = ctx.config.relay.mta_sts
+      ? new MtaSts({
+        txt: (name) => this.resolver.resolveTxt(name),
+        fetch: policyFetcher({ resolver: this.resolver, timeoutMs: ctx.config.relay.connect_timeout, ...(this.ca ? { ca: this.ca } : {}) }),
+        load: (domain) => ctx.store.stsPolicy(domain),
+        save: (policy) => ctx.store.saveStsPolicy(policy),
+        now: this.now,
+      })
+      : undefined;
   }
 
   async start(): Promise<string[]> {
@@ -472,13 +487,18 @@ export class QueueRunner {
       }));
     } else {
       const hosts: MxHost[] = await resolveMxHosts(this.resolver, hop.domain, Math.random, this.isSelf);
-      targets = [];
-      for (const h of hosts) {
-        for (const a of h.addresses) {
-          targets.push({ host: a, port: 25, servername: h.name, tls: mxTls, verify: relay.tls_verify, verifyKey: 'relay.tls_verify', ...(this.ca ? { ca: this.ca } : {}) });
-        }
+      // RFC 8461 §5: a policy in enforce mode names the MX hosts the mail may go to, and each
+      // gets it over TLS with a certificate valid for its name, or not at all.
+      const policy = await this.sts?.policyFor(domainKey(hop.domain));
+      const enforced = policy?.mode === 'enforce' ? policy : undefined;
+      const allowed = enforced ? hosts.filter((h) => mxMatches(enforced.mx, h.name)) : hosts;
+      if (enforced && allowed.length === 0) {
+        throw new TemporaryDnsError(`451 4.7.0 no MX host of ${hop.domain} (${hosts.map((h) => h.name).join(', ')}) is one its MTA-STS policy names (${enforced.mx.join(', ')}; RFC 8461 section 4.1)`);
       }
-      targets = targets.slice(0, MAX_ADDRESSES);
+      const how = enforced
+        ? { tls: 'starttls' as const, verify: true, verifyKey: 'relay.mta_sts', requiredBy: `by the MTA-STS policy of ${hop.domain}` }
+        : { tls: mxTls, verify: relay.tls_verify, verifyKey: 'relay.tls_verify' };
+      targets = allowed.flatMap((h) => h.addresses.map((a) => ({ host: a, port: 25, servername: h.name, ...how, ...(this.ca ? { ca: this.ca } : {}) }))).slice(0, MAX_ADDRESSES);
     }
     let kept: ConnectError | undefined;
     // RFC 5321 §5.1: on a connection failure or a refusal at greeting, try the next host.

@@ -32,7 +32,10 @@ export interface ClientTarget {
   verify: boolean;
   /** The setting that asks for the check, named when a certificate is refused. */
   verifyKey?: string;
-  ca?: string | Buffer;
+  /** Who requires TLS, named when it fails: "here" (the configuration) unless said. */
+  requiredBy?: string;
+  /** The certificates trusted, when not the system's. */
+  ca?: (string | Buffer)[];
   auth?: { user: string; pass: string };
 }
 
@@ -361,7 +364,8 @@ export class SmtpClient {
         // TLS that is required and not to be had: said as that, the server's refusal with it.
         // (nodemailer asks for it whether or not the EHLO reply offered it.)
         if (target.tls === 'starttls' && (err.command === 'STARTTLS' || err.code === 'ETLS')) {
-          reject(new ConnectError(`${whereOf(target)}: ${offeredStartTls(conn) ? `STARTTLS, which is required here, failed: ${describe(err)}` : 'does not offer STARTTLS, which is required here'}`, false, inUpgrade));
+          const required = `which is required ${target.requiredBy ?? 'here'}`;
+          reject(new ConnectError(`${whereOf(target)}: ${offeredStartTls(conn) ? `STARTTLS, ${required}, failed: ${describe(err)}` : `does not offer STARTTLS, ${required}`}`, false, inUpgrade));
           return;
         }
         // A 5xx greeting or EHLO is not a verdict on the recipients: try elsewhere or later. A

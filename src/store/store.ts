@@ -27,6 +27,17 @@ export interface AliasRecord {
   targets: string[];
 }
 
+/** A domain's MTA-STS policy as fetched (RFC 8461 §3.2), with the id of the TXT record that
+ *  named it (§3.1) and when it was fetched (ms): it stands for max_age seconds from then. */
+export interface StsPolicy {
+  domain: string;
+  id: string;
+  mode: 'enforce' | 'testing' | 'none';
+  mx: string[];
+  maxAge: number;
+  fetched: number;
+}
+
 /** DSN parameters from MAIL FROM (RFC 3461 §4.3, §4.4). */
 export interface DsnEnvelope {
   ret?: 'FULL' | 'HDRS';
@@ -188,6 +199,12 @@ export interface Store {
   /** Outbound recipients of the mail `userId` sent (Acceptance.sentBy) in the day before `now`
    *  (ms), counted by the minute: mail of the minute a day ago counts whole. */
   sentInLastDay(userId: number, now: number): Promise<number>;
+
+  // --- outbound delivery
+  /** The MTA-STS policy kept for a domain (lower case), expired or not. */
+  stsPolicy(domain: string): Promise<StsPolicy | undefined>;
+  /** Keeps a domain's policy in place of the one before. */
+  saveStsPolicy(policy: StsPolicy): Promise<void>;
 
   // --- mailboxes
   listMailbox(userId: number): Promise<MailboxEntry[]>;

@@ -25,9 +25,14 @@ export async function injectAsync(configFile: string, sender: string, rcpts: str
 }
 
 export async function queueJsonAsync(configFile: string): Promise<ReturnType<typeof queueJson>> {
-  const r = await run(NODE, [CLI, '-c', configFile, 'queue', 'list', '--json'], '');
+  const r = await cliAsync(configFile, ['queue', 'list', '--json']);
   assert.equal(r.status, 0, r.stderr);
   return JSON.parse(r.stdout);
+}
+
+/** A command of the CLI, without blocking this process (see injectAsync). */
+export function cliAsync(configFile: string, args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  return run(NODE, [CLI, '-c', configFile, ...args], '');
 }
 
 function run(command: string, args: string[], input: string | Buffer): Promise<{ status: number; stdout: string; stderr: string }> {

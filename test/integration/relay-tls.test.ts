@@ -1,12 +1,17 @@
 /**
  * relay.tls_verify: an MX host's certificate is checked, and TLS is required of it, so that an
  * attacker who can forge no certificate cannot strip STARTTLS instead and read the mail. A route,
- * the operator's own next hop, gets STARTTLS when it offers it, its certificate unchecked.
+ * the operator's own next hop, gets STARTTLS when it offers it, its certificate unchecked. MTA-STS
+ * (RFC 8461) asks the same of the MX hosts of the domains that publish a policy.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import https from 'node:https';
+import path from 'node:path';
+import selfsigned from 'selfsigned';
 import { startDnsServer, type DnsServer } from '../helpers/dns-server.ts';
-import { inject, injectAsync, queueJsonAsync, until } from '../helpers/relay.ts';
+import { cliAsync, inject, injectAsync, queueJsonAsync, until } from '../helpers/relay.ts';
 import { cleanup, startFixture, type Fixture } from '../helpers/smtp-fixture.ts';
 import { SmtpSink } from '../helpers/smtp-sink.ts';
 import { makeSelfSignedCertificate } from '../../src/net/self-signed-certificate.ts';
@@ -53,4 +58,79 @@ test('with tls_verify, an MX host that offers no STARTTLS gets nothing, and the 
   assert.ok(!mx.commands.some((c) => c.startsWith('MAIL')), 'not a word of the envelope in clear');
   // The session ends as RFC 5321 §4.1.1.10 asks, with QUIT, not a dropped connection.
   await until('the QUIT', () => mx.commands.at(-1) === 'QUIT');
+});
+
+/** A certificate for several names, as a web server's for many sites. */
+async function certificateFor(names: string[]): Promise<{ cert: string; key: string }> {
+  const pems = await selfsigned.generate([{ name: 'commonName', value: names[0]! }], {
+    keySize: 2048, algorithm: 'sha256', notBeforeDate: new Date(Date.now() - 86_400_000),
+    extensions: [{ name: 'basicConstraints', cA: false }, { name: 'subjectAltName', altNames: names.map((value) => ({ type: 2, value })) }],
+  });
+  return { cert: pems.cert, key: pems.private };
+}
+
+/** Policy hosts answer on port 443. */
+const policyHost = https.createServer();
+const port443 = await new Promise<boolean>((resolve) => {
+  policyHost.once('error', () => resolve(false));
+  policyHost.listen(443, '127.0.0.1', () => resolve(true));
+});
+after(() => new Promise<void>((resolve) => policyHost.close(() => resolve())));
+
+test('MTA-STS: a domain whose policy enforces gets its mail from the MX hosts it names, over TLS with a certificate valid for the host, or not at all; the policy holds when its record is gone', { skip: port25 && port443 ? false : 'needs ports 25 and 443 of 127.0.0.1' }, async (t) => {
+  // The MX host all these domains name: STARTTLS with a certificate for mx.sts.test alone.
+  await mx.stop();
+  const mxCert = await certificateFor(['mx.sts.test']);
+  const stsMx = new SmtpSink({ tls: mxCert });
+  await stsMx.start(25);
+  t.after(() => stsMx.stop());
+  const domains = ['sts.test', 'badcert-sts.test', 'wrongmx-sts.test', 'testing-sts.test'];
+  const webCert = await certificateFor(domains.map((d) => `mta-sts.${d}`));
+  policyHost.setSecureContext({ cert: webCert.cert, key: webCert.key });
+  const policies: Record<string, string> = {
+    'sts.test': 'version: STSv1\nmode: enforce\nmx: mx.sts.test\nmax_age: 86400\n',
+    // Its MX host's certificate is not for its name.
+    'badcert-sts.test': 'version: STSv1\nmode: enforce\nmx: *.badcert-sts.test\nmax_age: 86400\n',
+    // Its MX record names a host its policy does not.
+    'wrongmx-sts.test': 'version: STSv1\nmode: enforce\nmx: mx.sts.test\nmax_age: 86400\n',
+    'testing-sts.test': 'version: STSv1\nmode: testing\nmx: mx.testing-sts.test\nmax_age: 86400\n',
+  };
+  policyHost.on('request', (req, res) => {
+    const policy = policies[String(req.headers.host).replace(/^mta-sts\./, '')];
+    if (req.url !== '/.well-known/mta-sts.txt' || !policy) return res.writeHead(404).end();
+    res.writeHead(200, { 'content-type': 'text/plain' }).end(policy);
+  });
+  const zone = {
+    MX: Object.fromEntries([...domains, 'nosts.test'].map((d) => [d, [{ exchange: `mx.${d}`, priority: 10 }]])),
+    A: Object.fromEntries([...domains, 'nosts.test'].flatMap((d) => [[`mx.${d}`, ['127.0.0.1']], [`mta-sts.${d}`, ['127.0.0.1']]])),
+    TXT: Object.fromEntries(domains.map((d) => [`_mta-sts.${d}`, ['v=STSv1; id=1']])),
+  };
+  await dns?.close();
+  dns = await startDnsServer(zone);
+  const dir = fs.mkdtempSync('/tmp/mailnest-sts-');
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const caFile = path.join(dir, 'ca.pem');
+  fs.writeFileSync(caFile, `${mxCert.cert}\n${webCert.cert}`);
+  await cleanup(f);
+  f = await startFixture({ config: { dns_servers: [dns.address], relay: { smarthost: undefined, smarthost_tls: undefined, ca_file: caFile, dns_timeout: '2s' }, queue: { poll_interval: '100ms', retry: ['1h'] } } });
+  const fixture = f;
+  const ids: Record<string, string> = {};
+  for (const d of [...domains, 'nosts.test']) ids[d] = await injectAsync(fixture.configFile, 'alice@example.test', [`x@${d}`], `From: alice@example.test\r\nSubject: to ${d}\r\n\r\nhi\r\n`);
+  const replyOf = async (d: string) => (await queueJsonAsync(fixture.configFile)).find((e) => e.id === ids[d])?.recipients[0];
+  // Without a policy, or one in testing mode: as ever (STARTTLS taken, its certificate unchecked).
+  await until('three delivered', () => stsMx.messages.length === 3);
+  assert.deepEqual(stsMx.messages.map((m) => m.to[0]).sort(), ['x@nosts.test', 'x@sts.test', 'x@testing-sts.test']);
+  await until('two deferred', async () => (await replyOf('badcert-sts.test'))?.status === 'deferred' && (await replyOf('wrongmx-sts.test'))?.status === 'deferred');
+  assert.match((await replyOf('badcert-sts.test'))!.last_reply!, /^mx\.badcert-sts\.test\[127\.0\.0\.1\]:25: Hostname\/IP does not match certificate's altnames: .*, or set relay\.mta_sts = false$/);
+  assert.equal((await replyOf('wrongmx-sts.test'))!.last_reply, '451 4.7.0 no MX host of wrongmx-sts.test (mx.wrongmx-sts.test) is one its MTA-STS policy names (mx.sts.test; RFC 8461 section 4.1)');
+  // The record and the policy host gone, as an attacker would have them, after a restart: the
+  // policy kept in the store still holds.
+  await fixture.stop();
+  delete zone.TXT['_mta-sts.badcert-sts.test'];
+  delete policies['badcert-sts.test'];
+  await fixture.restart();
+  assert.equal((await cliAsync(fixture.configFile, ['queue', 'retry', ids['badcert-sts.test']!])).status, 0);
+  await until('a second attempt', async () => (await replyOf('badcert-sts.test'))?.attempts === 2);
+  assert.match((await replyOf('badcert-sts.test'))!.last_reply!, /does not match certificate's altnames: .*, or set relay\.mta_sts = false$/);
+  assert.equal(stsMx.messages.length, 3);
 });

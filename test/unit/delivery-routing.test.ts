@@ -26,6 +26,7 @@ function stub(mx: Record<string, MxRecord[] | string>, a: Record<string, string[
     resolveMx: (n) => answer(mx, n, 'MX'),
     resolve4: (n) => answer(a, n, 'A'),
     resolve6: (n) => (aaaa[n] ? Promise.resolve(aaaa[n]!) : Promise.reject(dnsError('ENODATA'))),
+    resolveTxt: () => Promise.reject(dnsError('ENOTFOUND')),
   };
 }
 

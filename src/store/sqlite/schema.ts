@@ -174,6 +174,18 @@ export const MIGRATIONS: Migration[] = [
     PRIMARY KEY (user_id, minute)
   ) WITHOUT ROWID;
   `,
+  // The MTA-STS policies of the domains mail went to (see delivery/mta-sts.ts), each kept for its
+  // max_age: mx is the policy's patterns, one a line.
+  `
+  CREATE TABLE IF NOT EXISTS mta_sts_policies (
+    domain TEXT PRIMARY KEY,
+    id TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    mx TEXT NOT NULL,
+    max_age INTEGER NOT NULL,
+    fetched INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  `,
 ];
 
 /** The schema version of `db`: how many of MIGRATIONS it has been through. Builds of one stretch

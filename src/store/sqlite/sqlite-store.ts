@@ -12,7 +12,7 @@ import { DatabaseSync, type StatementSync } from 'node:sqlite';
 import {
   addressKey, BodyMissing, domainKey, isStorageFull, messageBytes, StoreConflict,
   type Acceptance, type AliasRecord, type DueRecipient, type MailboxEntry, type OpenedMessage, type QueueEntry, type QueueRecipient,
-  type RecipientUpdate, type ReportOn, type Store, type TokenRecord, type UserRecord, type UserUsage, type QueueStatus,
+  type RecipientUpdate, type ReportOn, type Store, type StsPolicy, type TokenRecord, type UserRecord, type UserUsage, type QueueStatus,
 } from '../store.ts';
 import { BodyFiles } from './body-files.ts';
 import { BodyLog, type LogPlace } from './body-log.ts';
@@ -601,6 +601,20 @@ export class SqliteStore implements Store {
   async sentInLastDay(userId: number, now: number): Promise<number> {
     const r = this.q('SELECT COALESCE(SUM(recipients), 0) AS n FROM sent_counts WHERE user_id = ? AND minute >= ?').get(userId, Math.floor(now / MINUTE_MS) - SENT_MINUTES_KEPT) as Row;
     return Number(r.n);
+  }
+
+  async stsPolicy(domain: string): Promise<StsPolicy | undefined> {
+    const r = this.q('SELECT domain, id, mode, mx, max_age, fetched FROM mta_sts_policies WHERE domain = ?').get(domain) as Row | undefined;
+    if (!r) return undefined;
+    return { domain: String(r.domain), id: String(r.id), mode: String(r.mode) as StsPolicy['mode'], mx: String(r.mx).split('\n').filter((m) => m !== ''), maxAge: Number(r.max_age), fetched: Number(r.fetched) };
+  }
+
+  async saveStsPolicy(p: StsPolicy): Promise<void> {
+    await this.write(() => {
+      this.q(`INSERT INTO mta_sts_policies (domain, id, mode, mx, max_age, fetched) VALUES (?, ?, ?, ?, ?, ?)
+              ON CONFLICT (domain) DO UPDATE SET id = excluded.id, mode = excluded.mode, mx = excluded.mx, max_age = excluded.max_age, fetched = excluded.fetched`)
+        .run(p.domain, p.id, p.mode, p.mx.join('\n'), p.maxAge, p.fetched);
+    });
   }
 
   private dropBodyIfUnused(bodyId: number): void {
