@@ -6,14 +6,17 @@
  */
 import https from 'node:https';
 import net, { type LookupFunction } from 'node:net';
+import type { SecureContext } from 'node:tls';
 import type { DnsResolver } from './mx.ts';
 import { MAX_POLICY_BYTES } from './mta-sts.ts';
 
 export interface FetchOptions {
   resolver: Pick<DnsResolver, 'resolve4' | 'resolve6'>;
   timeoutMs: number;
-  /** The certificates trusted (relay.ca_file with the system's), when not the system's alone. */
-  ca?: (string | Buffer)[];
+  /** The certificates trusted (relay.ca_file's with Node's), when not Node's alone. */
+  secureContext?: SecureContext;
+  /** Ends a fetch under way (the server stops). */
+  signal?: AbortSignal;
 }
 
 /** The host's addresses, IPv4 first, from `resolver`. */
@@ -36,11 +39,18 @@ export function policyFetcher(opts: FetchOptions): (domain: string) => Promise<s
     const host = `mta-sts.${domain}`;
     const req = https.get({
       host, port: 443, path: '/.well-known/mta-sts.txt', servername: host, lookup, agent: false,
-      ...(opts.ca ? { ca: opts.ca } : {}), minVersion: 'TLSv1.2', headers: { accept: 'text/plain' },
+      ...(opts.secureContext ? { secureContext: opts.secureContext } : {}), minVersion: 'TLSv1.2', headers: { accept: 'text/plain' },
+      ...(opts.signal ? { signal: opts.signal } : {}),
     }, (res) => {
       if (res.statusCode !== 200) {
         res.resume();
         return reject(new Error(`${host} answered ${res.statusCode} (RFC 8461 section 3.3: 200 only, no redirect followed)`));
+      }
+      // §3.3: the policy is text/plain.
+      const type = String(res.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
+      if (type !== 'text/plain') {
+        res.resume();
+        return reject(new Error(`${host} answered with ${type || 'no'} content type, not text/plain (RFC 8461 section 3.3)`));
       }
       const chunks: Buffer[] = [];
       let size = 0;

@@ -23,7 +23,7 @@ import { readCertificates } from '../config/load.ts';
 import type { Config } from '../config/schema.ts';
 import type { Context } from '../context.ts';
 import { encodeUtf8Address } from '../smtp/xtext.ts';
-import { domainKey, isStorageFull, type DueRecipient, type QueueEntry, type QueueRecipient, type RecipientUpdate, type ReportOn } from '../store/store.ts';
+import { domainKey, isStorageFull, type StsPolicy, type DueRecipient, type QueueEntry, type QueueRecipient, type RecipientUpdate, type ReportOn } from '../store/store.ts';
 import { BUSY_PAUSE_MS, DestinationConcurrency } from './concurrency.ts';
 import { DkimSigner } from './dkim.ts';
 import { HEADER_MAX, headerSection, reportFromText, reportText, type DsnAction, type DsnRecipientReport } from './dsn.ts';
@@ -103,8 +103,9 @@ export class QueueRunner {
   private readonly isSelf: (host: MxHost) => boolean;
   private readonly now: () => number;
   private readonly clientOptions: ClientOptions;
-  /** The certificates trusted: the system's, with relay.ca_file's when it is set. */
-  private readonly ca: (string | Buffer)[] | undefined;
+  /** The certificates trusted when relay.ca_file is set: Node's (with NODE_EXTRA_CA_CERTS and the
+   *  system's when Node is told to use them) and the file's; Node's alone otherwise. */
+  private readonly trust: tls.SecureContext | undefined;
   private readonly sts: MtaSts | undefined;
   private readonly dests = new Map<string, Destination>();
   /** Recipient ids taken from the store and not yet settled. */
@@ -155,14 +156,17 @@ export class QueueRunner {
       commandTimeout: ctx.config.relay.command_timeout,
       signal: this.stopped.signal,
     };
-    // Node trusts the certificates given in place of its own: the file's are added to them.
-    this.ca = ctx.config.relay.ca_file ? [...tls.rootCertificates, readCertificates('relay.ca_file', ctx.config.relay.ca_file)] : undefined;
+    // Node trusts the certificates it is given in place of its own: the file's are added to them.
+    this.trust = ctx.config.relay.ca_file
+      ? tls.createSecureContext({ ca: [...tls.getCACertificates('default'), readCertificates('relay.ca_file', ctx.config.relay.ca_file)], minVersion: 'TLSv1.2' })
+      : undefined;
     this.sts = ctx.config.relay.mta_sts
       ? new MtaSts({
         txt: (name) => this.resolver.resolveTxt(name),
-        fetch: policyFetcher({ resolver: this.resolver, timeoutMs: ctx.config.relay.connect_timeout, ...(this.ca ? { ca: this.ca } : {}) }),
+        fetch: policyFetcher({ resolver: this.resolver, timeoutMs: ctx.config.relay.connect_timeout, signal: this.stopped.signal, ...(this.trust ? { secureContext: this.trust } : {}) }),
         load: (domain) => ctx.store.stsPolicy(domain),
         save: (policy) => ctx.store.saveStsPolicy(policy),
+        log: (fields, msg) => ctx.log.info(fields, msg),
         now: this.now,
       })
       : undefined;
@@ -468,6 +472,17 @@ export class QueueRunner {
   }
 
   /** The hosts of a hop, in order, and a connection to the first that answers. */
+  /** The MTA-STS policy of a domain's MX delivery (none for an address literal, which names no
+   *  domain to ask); one kept that cannot be read defers the delivery. */
+  private async mtaStsPolicy(domain: string): Promise<StsPolicy | undefined> {
+    if (!this.sts || domain.startsWith('[')) return undefined;
+    try {
+      return await this.sts.policyFor(domainKey(domain));
+    } catch (err) {
+      throw new TemporaryDnsError(`451 4.3.0 ${(err as Error).message}`);
+    }
+  }
+
   private async connect(hop: NextHop): Promise<SmtpClient> {
     const relay = this.cfg.relay;
     // Certificates checked, TLS is required of MX hosts too: an attacker who can forge none could
@@ -483,13 +498,13 @@ export class QueueRunner {
         ? { tls: 'opportunistic' as const, verify: false, verifyKey: 'relay.tls_verify' }
         : { tls: hop.tls, verify: relay.smarthost_tls_verify, verifyKey: 'relay.smarthost_tls_verify', ...(hop.auth ? { auth: hop.auth } : {}) };
       targets = (await addressesOf(hop.host, hop.port)).map((a) => ({
-        host: a, port: hop.port, ...(a === hop.host ? {} : { servername: hop.host }), ...how, ...(this.ca ? { ca: this.ca } : {}),
+        host: a, port: hop.port, ...(a === hop.host ? {} : { servername: hop.host }), ...how, ...(this.trust ? { secureContext: this.trust } : {}),
       }));
     } else {
       const hosts: MxHost[] = await resolveMxHosts(this.resolver, hop.domain, Math.random, this.isSelf);
       // RFC 8461 §5: a policy in enforce mode names the MX hosts the mail may go to, and each
       // gets it over TLS with a certificate valid for its name, or not at all.
-      const policy = await this.sts?.policyFor(domainKey(hop.domain));
+      const policy = await this.mtaStsPolicy(hop.domain);
       const enforced = policy?.mode === 'enforce' ? policy : undefined;
       const allowed = enforced ? hosts.filter((h) => mxMatches(enforced.mx, h.name)) : hosts;
       if (enforced && allowed.length === 0) {
@@ -498,7 +513,7 @@ export class QueueRunner {
       const how = enforced
         ? { tls: 'starttls' as const, verify: true, verifyKey: 'relay.mta_sts', requiredBy: `by the MTA-STS policy of ${hop.domain}` }
         : { tls: mxTls, verify: relay.tls_verify, verifyKey: 'relay.tls_verify' };
-      targets = allowed.flatMap((h) => h.addresses.map((a) => ({ host: a, port: 25, servername: h.name, ...how, ...(this.ca ? { ca: this.ca } : {}) }))).slice(0, MAX_ADDRESSES);
+      targets = allowed.flatMap((h) => h.addresses.map((a) => ({ host: a, port: 25, servername: h.name, ...how, ...(this.trust ? { secureContext: this.trust } : {}) }))).slice(0, MAX_ADDRESSES);
     }
     let kept: ConnectError | undefined;
     // RFC 5321 §5.1: on a connection failure or a refusal at greeting, try the next host.

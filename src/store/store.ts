@@ -203,7 +203,7 @@ export interface Store {
   // --- outbound delivery
   /** The MTA-STS policy kept for a domain (lower case), expired or not. */
   stsPolicy(domain: string): Promise<StsPolicy | undefined>;
-  /** Keeps a domain's policy in place of the one before. */
+  /** Keeps a domain's policy in place of the one before (and forgets those ended by then). */
   saveStsPolicy(policy: StsPolicy): Promise<void>;
 
   // --- mailboxes

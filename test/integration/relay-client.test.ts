@@ -514,7 +514,7 @@ test('a certificate the check refuses is named with what to do about it: relay.c
   await assert.rejects(refused, (err: unknown) => err instanceof ConnectError
     && /^smarthost\.test\[127\.0\.0\.1\]:\d+: self-signed certificate; give the CA that signed it in relay\.ca_file, or set relay\.smarthost_tls_verify = false$/.test(err.reply));
   // Trusted, but for another name than the one asked for: no CA helps.
-  const misnamed = SmtpClient.connect({ host: '127.0.0.1', port, servername: 'other.test', ca: [cert], tls: 'implicit', verify: true, verifyKey: 'relay.tls_verify' },
+  const misnamed = SmtpClient.connect({ host: '127.0.0.1', port, servername: 'other.test', secureContext: tls.createSecureContext({ ca: cert }), tls: 'implicit', verify: true, verifyKey: 'relay.tls_verify' },
     { name: 'mx.example.test', connectTimeout: 5000, greetingTimeout: 5000, commandTimeout: 5000 });
   await assert.rejects(misnamed, (err: unknown) => err instanceof ConnectError
     && /^other\.test\[127\.0\.0\.1\]:\d+: Hostname\/IP does not match certificate's altnames: .*; name the host as its certificate does, or set relay\.tls_verify = false$/.test(err.reply));

@@ -84,7 +84,7 @@ test('MTA-STS: a domain whose policy enforces gets its mail from the MX hosts it
   const stsMx = new SmtpSink({ tls: mxCert });
   await stsMx.start(25);
   t.after(() => stsMx.stop());
-  const domains = ['sts.test', 'badcert-sts.test', 'wrongmx-sts.test', 'testing-sts.test'];
+  const domains = ['sts.test', 'badcert-sts.test', 'wrongmx-sts.test', 'testing-sts.test', 'html-sts.test'];
   const webCert = await certificateFor(domains.map((d) => `mta-sts.${d}`));
   policyHost.setSecureContext({ cert: webCert.cert, key: webCert.key });
   const policies: Record<string, string> = {
@@ -94,11 +94,13 @@ test('MTA-STS: a domain whose policy enforces gets its mail from the MX hosts it
     // Its MX record names a host its policy does not.
     'wrongmx-sts.test': 'version: STSv1\nmode: enforce\nmx: mx.sts.test\nmax_age: 86400\n',
     'testing-sts.test': 'version: STSv1\nmode: testing\nmx: mx.testing-sts.test\nmax_age: 86400\n',
+    // Served as a web page: no policy (§3.3).
+    'html-sts.test': 'version: STSv1\nmode: enforce\nmx: mx.html-sts.test\nmax_age: 86400\n',
   };
   policyHost.on('request', (req, res) => {
     const policy = policies[String(req.headers.host).replace(/^mta-sts\./, '')];
     if (req.url !== '/.well-known/mta-sts.txt' || !policy) return res.writeHead(404).end();
-    res.writeHead(200, { 'content-type': 'text/plain' }).end(policy);
+    res.writeHead(200, { 'content-type': req.headers.host === 'mta-sts.html-sts.test' ? 'text/html' : 'text/plain; charset=utf-8' }).end(policy);
   });
   const zone = {
     MX: Object.fromEntries([...domains, 'nosts.test'].map((d) => [d, [{ exchange: `mx.${d}`, priority: 10 }]])),
@@ -118,8 +120,8 @@ test('MTA-STS: a domain whose policy enforces gets its mail from the MX hosts it
   for (const d of [...domains, 'nosts.test']) ids[d] = await injectAsync(fixture.configFile, 'alice@example.test', [`x@${d}`], `From: alice@example.test\r\nSubject: to ${d}\r\n\r\nhi\r\n`);
   const replyOf = async (d: string) => (await queueJsonAsync(fixture.configFile)).find((e) => e.id === ids[d])?.recipients[0];
   // Without a policy, or one in testing mode: as ever (STARTTLS taken, its certificate unchecked).
-  await until('three delivered', () => stsMx.messages.length === 3);
-  assert.deepEqual(stsMx.messages.map((m) => m.to[0]).sort(), ['x@nosts.test', 'x@sts.test', 'x@testing-sts.test']);
+  await until('four delivered', () => stsMx.messages.length === 4);
+  assert.deepEqual(stsMx.messages.map((m) => m.to[0]).sort(), ['x@html-sts.test', 'x@nosts.test', 'x@sts.test', 'x@testing-sts.test']);
   await until('two deferred', async () => (await replyOf('badcert-sts.test'))?.status === 'deferred' && (await replyOf('wrongmx-sts.test'))?.status === 'deferred');
   assert.match((await replyOf('badcert-sts.test'))!.last_reply!, /^mx\.badcert-sts\.test\[127\.0\.0\.1\]:25: Hostname\/IP does not match certificate's altnames: .*, or set relay\.mta_sts = false$/);
   assert.equal((await replyOf('wrongmx-sts.test'))!.last_reply, '451 4.7.0 no MX host of wrongmx-sts.test (mx.wrongmx-sts.test) is one its MTA-STS policy names (mx.sts.test; RFC 8461 section 4.1)');
@@ -132,5 +134,5 @@ test('MTA-STS: a domain whose policy enforces gets its mail from the MX hosts it
   assert.equal((await cliAsync(fixture.configFile, ['queue', 'retry', ids['badcert-sts.test']!])).status, 0);
   await until('a second attempt', async () => (await replyOf('badcert-sts.test'))?.attempts === 2);
   assert.match((await replyOf('badcert-sts.test'))!.last_reply!, /does not match certificate's altnames: .*, or set relay\.mta_sts = false$/);
-  assert.equal(stsMx.messages.length, 3);
+  assert.equal(stsMx.messages.length, 4);
 });

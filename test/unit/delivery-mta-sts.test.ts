@@ -9,7 +9,9 @@ test('the _mta-sts record: exactly one v=STSv1 record, with an id (RFC 8461 §3.
   assert.equal(policyIdOf([['v=STSv1; id=20160831085700Z;']]), '20160831085700Z');
   assert.equal(policyIdOf([['v=STSv1;', ' id=abc ; ext=1']]), 'abc');
   assert.equal(policyIdOf([['v=spf1 -all'], ['v=STSv1; id=1']]), '1');
-  for (const records of [[], [['v=STSv1; id=1'], ['v=STSv1; id=2']], [['v=STSv1']], [['v=STSv1; id=no-dashes']], [['v=STSv10; id=1']], [[`v=STSv1; id=${'a'.repeat(33)}`]]]) {
+  // A record that does not begin "v=STSv1;" is set aside, as another kind.
+  assert.equal(policyIdOf([['v=STSv1'], ['v=STSv1; id=1']]), '1');
+  for (const records of [[], [['v=STSv1; id=1'], ['v=STSv1; id=2']], [['v=STSv1;']], [['v=STSv1; id=no-dashes']], [['v=STSv10; id=1']], [[`v=STSv1; id=${'a'.repeat(33)}`]]]) {
     assert.equal(policyIdOf(records), undefined, JSON.stringify(records));
   }
 });
@@ -17,14 +19,21 @@ test('the _mta-sts record: exactly one v=STSv1 record, with an id (RFC 8461 §3.
 test('the policy: version, mode, max_age, mx (RFC 8461 §3.2)', () => {
   assert.deepEqual(parsePolicy('version: STSv1\r\nmode: enforce\r\nmx: mail.example.com\r\nmx: *.Example.NET.\r\nmax_age: 604800\r\n'), { mode: 'enforce', mx: ['mail.example.com', '*.example.net'], maxAge: 604800 });
   assert.deepEqual(parsePolicy('version: STSv1\nmode: none\nmax_age: 86400\nextension: x\n'), { mode: 'none', mx: [], maxAge: 86400 });
+  // A max_age over a year is a year; mx values that are no pattern are left out, U-labels are
+  // compared in A-labels.
+  assert.deepEqual(parsePolicy('version: STSv1\nmode: enforce\nmx: *\nmx:\nmx: a b\nmx: mx.bücher.example\nmax_age: 99999999999\n'), { mode: 'enforce', mx: ['mx.xn--bcher-kva.example'], maxAge: 31557600 });
+  // A stranger's line of 65,000 spaces is read at once, as any other (a pattern that
+  // backtracked took seconds of the event loop over it).
+  assert.deepEqual(parsePolicy(`version: STSv1\nmode: enforce\nmx: mx.a.example\nmax_age: 1\nx:x${' '.repeat(65_000)}y\n`), { mode: 'enforce', mx: ['mx.a.example'], maxAge: 1 });
   for (const bad of [
     'mode: enforce\nmx: a.example\nmax_age: 1\n',
     'version: STSv2\nmode: enforce\nmx: a.example\nmax_age: 1\n',
     'version: STSv1\nmode: strict\nmx: a.example\nmax_age: 1\n',
     'version: STSv1\nmode: enforce\nmax_age: 1\n',
     'version: STSv1\nmode: enforce\nmx: a.example\n',
-    'version: STSv1\nmode: enforce\nmx: a.example\nmax_age: 31557601\n',
     'version: STSv1\nmode: enforce\nmx: a.example\nmax_age: -1\n',
+    'version: STSv1\nmode: enforce\nmode: none\nmx: a.example\nmax_age: 1\n',
+    'version: STSv1\nmode: enforce\nmx: *\nmax_age: 1\n',
     '<html>not found</html>',
   ]) assert.equal(parsePolicy(bad), undefined, bad);
 });
@@ -32,6 +41,7 @@ test('the policy: version, mode, max_age, mx (RFC 8461 §3.2)', () => {
 test('MX patterns: a name, or "*." and the parent of one label (RFC 8461 §4.1)', () => {
   const patterns = ['mail.example.com', '*.example.net'];
   for (const host of ['mail.example.com', 'MAIL.Example.com.', 'mx1.example.net']) assert.equal(mxMatches(patterns, host), true, host);
+  assert.equal(mxMatches(['mx.xn--bcher-kva.example'], 'MX.bücher.example'), true);
   for (const host of ['example.net', 'a.b.example.net', 'mail.example.com.evil', 'xmail.example.com', '.example.net']) assert.equal(mxMatches(patterns, host), false, host);
 });
 
@@ -112,4 +122,32 @@ test('a policy of mode none takes the place of one kept, and is none; testing is
   w.txt.set('_mta-sts.a.test', 'v=STSv1; id=4');
   w.policies.set('a.test', '<html>moved</html>');
   assert.equal((await w.sts().policyFor('a.test'))?.mode, 'testing');
+});
+
+test('a policy kept that cannot be read is no "no policy": the lookup fails, and is not remembered; a short policy is not used past its end', async () => {
+  const w = world();
+  w.txt.set('_mta-sts.a.test', 'v=STSv1; id=1');
+  w.policies.set('a.test', ENFORCE.replace('86400', '60'));
+  let broken = false;
+  const logged: string[] = [];
+  const sts = new MtaSts({
+    txt: async () => [['v=STSv1; id=1']],
+    fetch: async (d) => w.policies.get(d) ?? Promise.reject(new Error('refused')),
+    load: async (d) => { if (broken) throw new Error('database is locked'); return w.stored.get(d); },
+    save: async (p) => { w.stored.set(p.domain, p); },
+    log: (_f, msg) => logged.push(msg),
+    now: () => now,
+  });
+  let now = 0;
+  assert.equal((await sts.policyFor('a.test'))?.maxAge, 60);
+  // Past its 60 seconds, within the five minutes a lookup stands: looked up again.
+  now += 61_000;
+  broken = true;
+  await assert.rejects(sts.policyFor('a.test'), /the MTA-STS policy kept for a\.test could not be read: database is locked/);
+  broken = false;
+  assert.equal((await sts.policyFor('a.test'))?.mode, 'enforce', 'the failure was not remembered');
+  // The policy host gone: said, and the policy kept stands.
+  now += 31_000;
+  assert.equal((await new MtaSts({ ...w, txt: async () => [['v=STSv1; id=2']], fetch: async () => { throw new Error('refused'); }, load: async (d) => w.stored.get(d), save: async () => {}, log: (_f, msg) => logged.push(msg), now: () => now }).policyFor('a.test'))?.mode, 'enforce');
+  assert.deepEqual(logged, ['the MTA-STS policy a domain names could not be fetched; its mail goes by the policy kept, if any']);
 });

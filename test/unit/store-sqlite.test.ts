@@ -655,3 +655,18 @@ test('a deferral recorded after `queue retry` moved the recipient\'s next attemp
     store.close();
   }
 });
+
+test('MTA-STS policies are kept by domain, one each, and those ended are forgotten', async () => {
+  const store = new SqliteStore(tmp());
+  try {
+    const policy = (domain: string, fetched: number, maxAge: number) => ({ domain, id: 'a1', mode: 'enforce' as const, mx: ['mx.a.test', '*.b.test'], maxAge, fetched });
+    await store.saveStsPolicy(policy('a.test', 1_000, 60));
+    await store.saveStsPolicy(policy('b.test', 1_000, 3600));
+    assert.deepEqual(await store.stsPolicy('a.test'), policy('a.test', 1_000, 60));
+    await store.saveStsPolicy({ ...policy('b.test', 62_000, 3600), mode: 'none', mx: [] });
+    assert.equal(await store.stsPolicy('a.test'), undefined, 'ended at 61 s');
+    assert.deepEqual(await store.stsPolicy('b.test'), { ...policy('b.test', 62_000, 3600), mode: 'none', mx: [] });
+  } finally {
+    store.close();
+  }
+});

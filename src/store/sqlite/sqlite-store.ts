@@ -614,6 +614,8 @@ export class SqliteStore implements Store {
       this.q(`INSERT INTO mta_sts_policies (domain, id, mode, mx, max_age, fetched) VALUES (?, ?, ?, ?, ?, ?)
               ON CONFLICT (domain) DO UPDATE SET id = excluded.id, mode = excluded.mode, mx = excluded.mx, max_age = excluded.max_age, fetched = excluded.fetched`)
         .run(p.domain, p.id, p.mode, p.mx.join('\n'), p.maxAge, p.fetched);
+      // Those ended by now are no use: the table holds the domains mail goes to lately.
+      this.q('DELETE FROM mta_sts_policies WHERE fetched + max_age * 1000 < ?').run(p.fetched);
     });
   }
 
