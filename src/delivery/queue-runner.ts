@@ -45,8 +45,11 @@ interface Job {
 
 interface Destination {
   hop: NextHop;
+  /** The users' mail: new, and tried before. */
   fresh: Job[];
   retry: Job[];
+  /** Mail from the null sender, in a line of its own (see reportConnectionsMax). */
+  reports: Job[];
   /** Connections open (or opening) now. */
   active: number;
   /** Connections made (past the greeting and EHLO) and not yet closed. */
@@ -73,6 +76,9 @@ const SCAN_FAILURE_LOG_MS = 60_000;
 const MAX_ADDRESSES = 5;
 /** Jobs held in memory at most; more stay in the store until there is room. */
 const MAX_PENDING = 4000;
+
+/** What a connection is begun for: the users' mail, or mail from the null sender. */
+type WorkerKind = 'users' | 'reports';
 
 /** Of queue.max_connections, the most that mail from the null sender may hold at once (half,
  *  one at least). Such mail is reports, and bounces an alias sends on: strangers set it off, to
@@ -265,7 +271,7 @@ export class QueueRunner {
       j.job.recipients.push(recipient);
     }
     for (const { dest, job } of jobs.values()) {
-      (fresh ? dest.fresh : dest.retry).push(job);
+      this.lineOf(dest, job).push(job);
       this.pendingJobs++;
     }
   }
@@ -274,7 +280,7 @@ export class QueueRunner {
     let d = this.dests.get(hop.key);
     if (!d) {
       const max = this.cfg.queue.max_connections_per_destination;
-      d = { hop, fresh: [], retry: [], active: 0, open: 0, concurrency: new DestinationConcurrency(max), freshTurn: true };
+      d = { hop, fresh: [], retry: [], reports: [], active: 0, open: 0, concurrency: new DestinationConcurrency(max), freshTurn: true };
       this.dests.set(hop.key, d);
       this.rr.push(hop.key);
     }
@@ -282,20 +288,29 @@ export class QueueRunner {
   }
 
   private waiting(d: Destination): number {
-    return d.fresh.length + d.retry.length;
+    return d.fresh.length + d.retry.length + d.reports.length;
   }
 
-  private takeJob(d: Destination): Job | undefined {
+  /** The line a job waits in at its destination. */
+  private lineOf(d: Destination, job: Job): Job[] {
+    return job.entry.sender === '' ? d.reports : job.fresh ? d.fresh : d.retry;
+  }
+
+  /** The next job for a connection begun for `kind` of mail: that kind first (new mail and
+   *  retries of the users' in turn), then the other, which goes over the connection once it is
+   *  open. */
+  private takeJob(d: Destination, kind: WorkerKind): Job | undefined {
     const order = d.freshTurn ? [d.fresh, d.retry] : [d.retry, d.fresh];
     d.freshTurn = !d.freshTurn;
-    const job = order[0]!.shift() ?? order[1]!.shift();
+    const lines = kind === 'users' ? [...order, d.reports] : [d.reports, ...order];
+    const job = lines[0]!.shift() ?? lines[1]!.shift() ?? lines[2]!.shift();
     if (job) this.pendingJobs--;
     return job;
   }
 
   /** A job taken and not tried, first in its line again. */
   private putBack(d: Destination, job: Job): void {
-    (job.fresh ? d.fresh : d.retry).unshift(job);
+    this.lineOf(d, job).unshift(job);
     this.pendingJobs++;
   }
 
@@ -327,24 +342,24 @@ export class QueueRunner {
     }
   }
 
-  /** Whether the job the destination would send next is mail from the null sender. */
-  private reportNext(d: Destination): boolean {
-    const order = d.freshTurn ? [d.fresh, d.retry] : [d.retry, d.fresh];
-    return (order[0]![0] ?? order[1]![0])?.entry.sender === '';
+  /** What a connection to the destination would begin for: the users' mail when any waits. */
+  private kindFor(d: Destination): WorkerKind {
+    return d.fresh.length + d.retry.length > 0 ? 'users' : 'reports';
   }
 
-  /** Whether a connection may begin for the destination's next job: mail from the null sender
-   *  only while its share of the connections is not all taken. */
+  /** Whether a connection may begin: for mail from the null sender only while its share of the
+   *  connections is not all taken. */
   private hasRoomFor(d: Destination): boolean {
-    return !this.reportNext(d) || this.reportConnections < reportConnectionsMax(this.cfg.queue.max_connections);
+    return this.kindFor(d) === 'users' || this.reportConnections < reportConnectionsMax(this.cfg.queue.max_connections);
   }
 
   private startWorker(d: Destination): void {
-    const report = this.reportNext(d);
+    const kind = this.kindFor(d);
+    const report = kind === 'reports';
     d.active++;
     this.connections++;
     if (report) this.reportConnections++;
-    const w = this.work(d)
+    const w = this.work(d, kind)
       .catch((err) => this.ctx.log.error({ err, destination: d.hop.key }, 'delivery worker failed'))
       .finally(() => {
         d.active--;
@@ -357,7 +372,7 @@ export class QueueRunner {
   }
 
   /** One connection's life: connect, then send waiting jobs of the destination over it. */
-  private async work(d: Destination): Promise<void> {
+  private async work(d: Destination, kind: WorkerKind): Promise<void> {
     let client: SmtpClient;
     try {
       client = await this.connect(d.hop);
@@ -391,7 +406,7 @@ export class QueueRunner {
       // The destination is unreachable now (no other connection is made or being made): every
       // job waiting for it shares this outcome.
       const jobs: Job[] = [];
-      for (let job = this.takeJob(d); job; job = this.takeJob(d)) jobs.push(job);
+      for (let job = this.takeJob(d, kind); job; job = this.takeJob(d, kind)) jobs.push(job);
       // A server's refusal names that server; anything else (DNS, a connection refused or lost,
       // our own failure) is mailnest's own report (RFC 3464 §2.3.6).
       const remoteMta = err instanceof ConnectError ? err.remoteMta : undefined;
@@ -403,7 +418,7 @@ export class QueueRunner {
     d.open++;
     try {
       while (!this.stopping && client.usable && client.sent < this.cfg.queue.messages_per_connection) {
-        let job = this.takeJob(d);
+        let job = this.takeJob(d, kind);
         if (!job) break;
         // A next hop that offers DSN gets each recipient's NOTIFY and ORCPT, and the client puts
         // one of each on every recipient of a transaction: recipients that differ go in

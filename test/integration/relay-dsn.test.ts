@@ -250,8 +250,12 @@ test('mail from the null sender holds half the outbound connections at most: rep
   inject(f.configFile, '', ['b@tarpit2.test'], message('report two'));
   await f.restart();
   await until('a report held after its data', () => tarpit.commands.includes('DATA'));
+  // A report first in the line of alice's destination does not hold her mail back: the users'
+  // half of the connections carries it, and the report with it.
+  inject(f.configFile, '', ['r@friend.test'], message('report three'));
   inject(f.configFile, 'alice@example.test', ['c@friend.test'], message('from alice'));
-  await until('alice\'s mail sent', () => friend.messages.length === 1);
+  await until('alice\'s mail sent', () => friend.messages.length === 2);
+  assert.deepEqual(friend.messages.map((m) => m.from), ['alice@example.test', '']);
   assert.equal(tarpit.connections, 1, 'the other report waits for the first one\'s connection');
   release();
   await until('both reports sent', () => tarpit.messages.length === 2);
