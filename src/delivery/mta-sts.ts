@@ -19,9 +19,11 @@ const MAX_AGE_LIMIT = 31_557_600;
 /** §3.3: a policy over 64 KiB is no policy (mta-sts-fetch.ts stops reading there). */
 export const MAX_POLICY_BYTES = 64 * 1024;
 /** What a domain's lookup came to is used for this long before it is looked up again (or until
- *  the policy it found ends, when sooner); a policy that cannot be fetched is not asked for
- *  again for as long (§3.3: senders may limit how often they try). */
+ *  the policy it found ends, when sooner, but never less than DECIDED_MIN_MS: a policy of
+ *  max_age 0 would have every connection look it up and fetch it); a policy that cannot be
+ *  fetched is not asked for again for as long (§3.3: senders may limit how often they try). */
 const DECIDED_MS = 5 * 60_000;
+const DECIDED_MIN_MS = 60_000;
 /** A policy kept is fetched again once it is this old, or half its max_age, whichever comes
  *  first (§10.2 asks for a refresh about daily), so that a change reaches us before it ends. */
 const REFRESH_MS = 86_400_000;
@@ -46,7 +48,7 @@ export function policyIdOf(records: string[][]): string | undefined {
 function mxPattern(value: string): string | undefined {
   const wild = value.startsWith('*.');
   const name = aLabels((wild ? value.slice(2) : value).replace(/\.$/, ''))?.toLowerCase();
-  if (!name || !/^[a-z0-9_]([a-z0-9_-]*[a-z0-9])?(\.[a-z0-9_]([a-z0-9_-]*[a-z0-9])?)*$/.test(name) || name.length > 253) return undefined;
+  if (!name || name.length > 253 || !name.split('.').every((l) => l.length <= 63 && /^[a-z0-9_]([a-z0-9_-]*[a-z0-9])?$/.test(l))) return undefined;
   return wild ? `*.${name}` : name;
 }
 
@@ -58,15 +60,16 @@ function mxPattern(value: string): string | undefined {
  */
 export function parsePolicy(text: string): Pick<StsPolicy, 'mode' | 'mx' | 'maxAge'> | undefined {
   const once = new Map<string, string>();
-  const mx: string[] = [];
+  const mx = new Set<string>();
   for (const line of text.split('\n')) {
     const colon = line.indexOf(':');
     if (colon <= 0) continue;
     const key = line.slice(0, colon);
-    const value = line.slice(colon + 1).replace(/\r$/, '').trim();
+    // §3.2's WSP: spaces and tabs, no other kind of space.
+    const value = line.slice(colon + 1).replace(/\r$/, '').replace(/^[ \t]+|[ \t]+$/g, '');
     if (key === 'mx') {
       const pattern = mxPattern(value);
-      if (pattern && !mx.includes(pattern)) mx.push(pattern);
+      if (pattern) mx.add(pattern);
     } else if (key === 'version' || key === 'mode' || key === 'max_age') {
       if (once.has(key)) return undefined;
       once.set(key, value);
@@ -76,8 +79,8 @@ export function parsePolicy(text: string): Pick<StsPolicy, 'mode' | 'mx' | 'maxA
   const age = once.get('max_age') ?? '';
   if (once.get('version') !== 'STSv1' || !/^\d{1,31}$/.test(age)) return undefined;
   if (mode !== 'enforce' && mode !== 'testing' && mode !== 'none') return undefined;
-  if (mode !== 'none' && mx.length === 0) return undefined;
-  return { mode, mx, maxAge: Math.min(Number(age), MAX_AGE_LIMIT) };
+  if (mode !== 'none' && mx.size === 0) return undefined;
+  return { mode, mx: [...mx], maxAge: Math.min(Number(age), MAX_AGE_LIMIT) };
 }
 
 /** §4.1: a host matches a pattern that names it, or `*.` and its parent domain (one label). */
@@ -87,9 +90,9 @@ export function mxMatches(patterns: string[], host: string): boolean {
   return patterns.some((p) => (p.startsWith('*.') ? dot > 0 && name.slice(dot + 1) === p.slice(2) : name === p));
 }
 
-/** A policy of mode none is as none (§5). */
-function applied(p: StsPolicy | undefined): StsPolicy | undefined {
-  return p && p.mode !== 'none' ? p : undefined;
+/** The policy as it applies at `now`: none once it has ended, or when its mode is none (§5). */
+function applied(p: StsPolicy | undefined, now: number): StsPolicy | undefined {
+  return p && p.mode !== 'none' && p.fetched + p.maxAge * 1000 > now ? p : undefined;
 }
 
 export interface MtaStsDeps {
@@ -130,19 +133,21 @@ export class MtaSts {
       // The most recently used last: the first to go when the map is full is the least used.
       this.decided.delete(key);
       this.decided.set(key, known);
-      return known.policy.then(applied);
+      return known.policy.then((p) => applied(p, this.now()));
     }
-    const entry = { policy: this.lookUp(key), until: this.now() + DECIDED_MS };
+    const now = this.now();
+    const entry = { policy: this.lookUp(key), until: now + DECIDED_MS };
     this.decided.delete(key);
     if (this.decided.size >= DECIDED_MAX) this.decided.delete(this.decided.keys().next().value!);
     this.decided.set(key, entry);
     entry.policy.then((p) => {
-      // A policy that ends sooner is not used past its end.
-      if (p) entry.until = Math.min(entry.until, p.fetched + p.maxAge * 1000);
+      // A policy that ends sooner is looked up again then (it is not used past its end: see
+      // applied), a minute after this lookup at the soonest.
+      if (p) entry.until = Math.max(now + DECIDED_MIN_MS, Math.min(entry.until, p.fetched + p.maxAge * 1000));
     }, () => {
       if (this.decided.get(key) === entry) this.decided.delete(key);
     });
-    return entry.policy.then(applied);
+    return entry.policy.then((p) => applied(p, this.now()));
   }
 
   private async lookUp(domain: string): Promise<StsPolicy | undefined> {

@@ -52,6 +52,8 @@ interface Destination {
   reports: Job[];
   /** Connections open (or opening) now. */
   active: number;
+  /** Of them, those begun for the users' mail (see kindFor). */
+  forUsers: number;
   /** Connections made (past the greeting and EHLO) and not yet closed. */
   open: number;
   /** How many connections may be open at once. */
@@ -280,7 +282,7 @@ export class QueueRunner {
     let d = this.dests.get(hop.key);
     if (!d) {
       const max = this.cfg.queue.max_connections_per_destination;
-      d = { hop, fresh: [], retry: [], reports: [], active: 0, open: 0, concurrency: new DestinationConcurrency(max), freshTurn: true };
+      d = { hop, fresh: [], retry: [], reports: [], active: 0, forUsers: 0, open: 0, concurrency: new DestinationConcurrency(max), freshTurn: true };
       this.dests.set(hop.key, d);
       this.rr.push(hop.key);
     }
@@ -342,9 +344,11 @@ export class QueueRunner {
     }
   }
 
-  /** What a connection to the destination would begin for: the users' mail when any waits. */
+  /** What a connection to the destination would begin for: the users' mail while more of it
+   *  waits than the connections begun for it can take at once, reports otherwise (counted in
+   *  their share, however many users' connections the destination may have). */
   private kindFor(d: Destination): WorkerKind {
-    return d.fresh.length + d.retry.length > 0 ? 'users' : 'reports';
+    return d.fresh.length + d.retry.length > d.forUsers ? 'users' : 'reports';
   }
 
   /** Whether a connection may begin: for mail from the null sender only while its share of the
@@ -359,12 +363,14 @@ export class QueueRunner {
     d.active++;
     this.connections++;
     if (report) this.reportConnections++;
+    else d.forUsers++;
     const w = this.work(d, kind)
       .catch((err) => this.ctx.log.error({ err, destination: d.hop.key }, 'delivery worker failed'))
       .finally(() => {
         d.active--;
         this.connections--;
         if (report) this.reportConnections--;
+        else d.forUsers--;
         this.workers.delete(w);
         this.dispatch();
       });
@@ -486,7 +492,6 @@ export class QueueRunner {
     }
   }
 
-  /** The hosts of a hop, in order, and a connection to the first that answers. */
   /** The MTA-STS policy of a domain's MX delivery (none for an address literal, which names no
    *  domain to ask); one kept that cannot be read defers the delivery. */
   private async mtaStsPolicy(domain: string): Promise<StsPolicy | undefined> {
@@ -498,6 +503,7 @@ export class QueueRunner {
     }
   }
 
+  /** The hosts of a hop, in order, and a connection to the first that answers. */
   private async connect(hop: NextHop): Promise<SmtpClient> {
     const relay = this.cfg.relay;
     // Certificates checked, TLS is required of MX hosts too: an attacker who can forge none could

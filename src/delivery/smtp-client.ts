@@ -35,7 +35,8 @@ export interface ClientTarget {
   /** Who requires TLS, named when it fails: "here" (the configuration) unless said. */
   requiredBy?: string;
   /** The certificates trusted, when not Node's own: a context made once (making one for each
-   *  connection, from a few hundred certificates, costs milliseconds of the event loop). */
+   *  connection, from a few hundred certificates, costs milliseconds of the event loop). It
+   *  must carry `minVersion: 'TLSv1.2'` itself: the option beside it is not read then. */
   secureContext?: SecureContext;
   auth?: { user: string; pass: string };
 }

@@ -260,3 +260,25 @@ test('mail from the null sender holds half the outbound connections at most: rep
   release();
   await until('both reports sent', () => tarpit.messages.length === 2);
 });
+
+test('one message of a user\'s among reports to the same server opens one connection for it: the reports beside it keep to their share', async () => {
+  let release = () => {};
+  const released = new Promise<void>((resolve) => { release = resolve; });
+  let held = 0;
+  const tarpit = new SmtpSink({ dataGate: () => { held++; return released; } });
+  sinks.push(tarpit);
+  await tarpit.start();
+  await cleanup(f);
+  f = await startFixture({ config: { relay: { routes: { 'tarpit.test': `127.0.0.1:${tarpit.port}` } }, queue: { poll_interval: '100ms', max_connections: 4 } } });
+  const message = (subject: string) => `From: alice@example.test\r\nSubject: ${subject}\r\n\r\nx\r\n`;
+  await f.stop();
+  for (let i = 0; i < 6; i++) inject(f.configFile, '', [`r${i}@tarpit.test`], message(`report ${i}`));
+  inject(f.configFile, 'alice@example.test', ['a@tarpit.test'], message('from alice'));
+  await f.restart();
+  // One connection for alice's message, two (half of four) for the reports.
+  await until('three held after their data', () => held === 3);
+  await new Promise((r) => setTimeout(r, 500));
+  assert.equal(tarpit.mostOpen, 3);
+  release();
+  await until('all sent', () => tarpit.messages.length === 7);
+});

@@ -151,3 +151,16 @@ test('a policy kept that cannot be read is no "no policy": the lookup fails, and
   assert.equal((await new MtaSts({ ...w, txt: async () => [['v=STSv1; id=2']], fetch: async () => { throw new Error('refused'); }, load: async (d) => w.stored.get(d), save: async () => {}, log: (_f, msg) => logged.push(msg), now: () => now }).policyFor('a.test'))?.mode, 'enforce');
   assert.deepEqual(logged, ['the MTA-STS policy a domain names could not be fetched; its mail goes by the policy kept, if any']);
 });
+
+test('a policy of max_age 0 applies to nothing, and is fetched once a minute at most, not for every delivery', async () => {
+  const w = world();
+  w.txt.set('_mta-sts.a.test', 'v=STSv1; id=1');
+  w.policies.set('a.test', ENFORCE.replace('86400', '0').replace('mx: mx.a.test', 'mx: mx.a.test\nmx: MX.a.test.'));
+  const sts = w.sts();
+  for (let i = 0; i < 10; i++) assert.equal(await sts.policyFor('a.test'), undefined);
+  assert.deepEqual(w.fetched, ['a.test']);
+  assert.deepEqual(w.stored.get('a.test')?.mx, ['mx.a.test'], 'one pattern, written twice');
+  w.tick(61_000);
+  await sts.policyFor('a.test');
+  assert.deepEqual(w.fetched, ['a.test', 'a.test']);
+});
