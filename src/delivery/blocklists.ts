@@ -96,7 +96,9 @@ export class Blocklists {
     const entry = { promise, expires: Infinity };
     this.remember(ip, entry);
     void promise.then((s) => {
-      if (s === 'busy') this.screenings.delete(ip);
+      if (s === 'busy') {
+        if (this.screenings.get(ip) === entry) this.screenings.delete(ip);
+      }
       else entry.expires = this.now() + (s === 'clear' ? CLEAR_MS : LISTED_MS);
     });
     return promise;
