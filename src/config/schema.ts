@@ -29,6 +29,11 @@ const queueDuration = duration.refine((ms) => ms <= 365 * 86_400_000, { message:
 
 const DOMAIN_NAME = /^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 
+/** A host or domain name in ASCII (LDH labels of 63 octets at most, 253 in all). */
+export function isDomainName(name: string): boolean {
+  return DOMAIN_NAME.test(name);
+}
+
 const HOST_PORT = 'a "host:port" address such as "127.0.0.1:2525" or "[::1]:2525"';
 
 /** The host (an IPv6 one without its brackets) and port of a "host:port" as this file writes it. */

@@ -13,6 +13,7 @@
  * not be the way past the lists.
  */
 import net from 'node:net';
+import { remember } from '../bounded-map.ts';
 import { clientAddress, ipv6Groups } from '../net/client-key.ts';
 import type { Config } from '../config/schema.ts';
 import type { Logger } from '../log.ts';
@@ -22,7 +23,8 @@ import { DnsCache, type DNSResolver } from './inbound-checks.ts';
 export interface Listing {
   /** The zone, as a reply may show it (see shownZone). */
   zone: string;
-  /** The zone's TXT record for the address (RFC 5782 §2.1), printable ASCII, when it has one. */
+  /** The zone's TXT record for the address (RFC 5782 §2.1), its first MAX_REASON characters,
+   *  when it has one. */
   reason?: string;
 }
 
@@ -94,7 +96,7 @@ export class Blocklists {
     if (known && known.expires > this.now()) return known.promise;
     const promise = this.lookUp(ip);
     const entry = { promise, expires: Infinity };
-    this.remember(ip, entry);
+    remember(this.screenings, ip, entry, REMEMBERED);
     void promise.then((s) => {
       if (s === 'busy') {
         if (this.screenings.get(ip) === entry) this.screenings.delete(ip);
@@ -102,16 +104,6 @@ export class Blocklists {
       else entry.expires = this.now() + (s === 'clear' ? CLEAR_MS : LISTED_MS);
     });
     return promise;
-  }
-
-  private remember(ip: string, entry: { promise: Promise<Screening>; expires: number }): void {
-    this.screenings.delete(ip);
-    if (this.screenings.size >= REMEMBERED) {
-      // Oldest first: Map keeps insertion order.
-      const first = this.screenings.keys().next().value;
-      if (first !== undefined) this.screenings.delete(first);
-    }
-    this.screenings.set(ip, entry);
   }
 
   /** A zone that lists the client, the first to say so: one that is slow to answer does not
@@ -143,11 +135,10 @@ export class Blocklists {
 
   private async reasonOf(name: string): Promise<string | undefined> {
     const txt = await this.dns.resolve(name, 'TXT').catch(() => []) as string[][];
-    const text = txt[0]?.join('');
-    if (!text) return undefined;
-    // Into a reply: printable ASCII only, one line, not too long.
-    const clean = text.replace(/[^\x20-\x7e]/g, '?').trim();
-    return clean === '' ? undefined : clean.slice(0, MAX_REASON);
+    // Kept short; the reply it goes into makes it text (renderReply: each character a reply
+    // may not hold is a "?").
+    const text = (txt[0]?.join('') ?? '').trim().slice(0, MAX_REASON);
+    return text === '' ? undefined : text;
   }
 }
 

@@ -30,6 +30,7 @@ import type { Config } from '../config/schema.ts';
 import { fieldTexts, headerEnd, unfoldedValue, withoutFields } from '../mime/header-section.ts';
 import { domainKey } from '../store/store.ts';
 import { ClientCounts } from '../net/client-counts.ts';
+import { remember } from '../bounded-map.ts';
 
 export type { DNSResolver };
 
@@ -286,26 +287,16 @@ export class DnsCache {
           timer = setTimeout(() => reject(Object.assign(new Error(`DNS ${rrtype} ${name} timed out`), { code: 'ETIMEOUT' })), this.timeoutMs);
         }),
       ]);
-      this.remember(key, { expires: this.now() + POSITIVE_TTL, value });
+      remember(this.entries, key, { expires: this.now() + POSITIVE_TTL, value }, CACHE_MAX);
       return value;
     } catch (err) {
       const code = (err as { code?: string }).code;
-      if (code === 'ENOTFOUND' || code === 'ENODATA') this.remember(key, { expires: this.now() + NEGATIVE_TTL, error: err });
+      if (code === 'ENOTFOUND' || code === 'ENODATA') remember(this.entries, key, { expires: this.now() + NEGATIVE_TTL, error: err }, CACHE_MAX);
       throw err;
     } finally {
       clearTimeout(timer);
     }
   };
-
-  private remember(key: string, entry: { expires: number; value?: unknown; error?: unknown }): void {
-    if (this.entries.size >= CACHE_MAX) {
-      // Oldest first: Map keeps insertion order.
-      const first = this.entries.keys().next().value;
-      if (first !== undefined) this.entries.delete(first);
-    }
-    this.entries.delete(key);
-    this.entries.set(key, entry);
-  }
 }
 
 export class InboundChecker {

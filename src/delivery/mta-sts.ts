@@ -12,6 +12,8 @@
  * and none is kept, mail goes as to a domain without one (§5).
  */
 import { aLabels } from '../ascii.ts';
+import { remember } from '../bounded-map.ts';
+import { isDomainName } from '../config/schema.ts';
 import type { StsPolicy } from '../store/store.ts';
 
 /** §3.2: max_age is at most a year (31557600 s); a longer one is taken as a year. */
@@ -48,7 +50,7 @@ export function policyIdOf(records: string[][]): string | undefined {
 function mxPattern(value: string): string | undefined {
   const wild = value.startsWith('*.');
   const name = aLabels((wild ? value.slice(2) : value).replace(/\.$/, ''))?.toLowerCase();
-  if (!name || name.length > 253 || !name.split('.').every((l) => l.length <= 63 && /^[a-z0-9_]([a-z0-9_-]*[a-z0-9])?$/.test(l))) return undefined;
+  if (!name || !isDomainName(name)) return undefined;
   return wild ? `*.${name}` : name;
 }
 
@@ -107,9 +109,6 @@ export interface MtaStsDeps {
   now?: () => number;
 }
 
-/** The policy kept for a domain could not be read: its mail waits rather than go without it. */
-export class StsUnknown extends Error {}
-
 export class MtaSts {
   private readonly deps: MtaStsDeps;
   private readonly now: () => number;
@@ -124,22 +123,19 @@ export class MtaSts {
   }
 
   /** The policy mail for `domain` (in A-labels) goes by, enforce or testing; undefined when it
-   *  has none, or one of mode none. Rejects with StsUnknown when the policy kept for it cannot be
-   *  read. */
+   *  has none, or one of mode none. Rejects when the policy kept for it cannot be read: its mail
+   *  waits rather than go without it. */
   policyFor(domain: string): Promise<StsPolicy | undefined> {
     const key = domain.toLowerCase();
     const known = this.decided.get(key);
     if (known && known.until > this.now()) {
       // The most recently used last: the first to go when the map is full is the least used.
-      this.decided.delete(key);
-      this.decided.set(key, known);
+      remember(this.decided, key, known, DECIDED_MAX);
       return known.policy.then((p) => applied(p, this.now()));
     }
     const now = this.now();
     const entry = { policy: this.lookUp(key), until: now + DECIDED_MS };
-    this.decided.delete(key);
-    if (this.decided.size >= DECIDED_MAX) this.decided.delete(this.decided.keys().next().value!);
-    this.decided.set(key, entry);
+    remember(this.decided, key, entry, DECIDED_MAX);
     entry.policy.then((p) => {
       // A policy that ends sooner is looked up again then (it is not used past its end: see
       // applied), a minute after this lookup at the soonest.
@@ -156,7 +152,7 @@ export class MtaSts {
     try {
       stored = await this.deps.load(domain);
     } catch (err) {
-      throw new StsUnknown(`the MTA-STS policy kept for ${domain} could not be read: ${(err as Error).message}`);
+      throw new Error(`the MTA-STS policy kept for ${domain} could not be read: ${(err as Error).message}`);
     }
     const kept = stored && stored.fetched + stored.maxAge * 1000 > now ? stored : undefined;
     let id: string | undefined;

@@ -37,7 +37,8 @@ test('a zone that lists the client, the first to say so; one lookup while it is 
     return a ?? [];
   }, 100, { now: () => now });
   const [one, two] = await Promise.all([lists.screen('192.0.2.2'), lists.screen('192.0.2.2')]);
-  assert.deepEqual(one, { zone: 'second.example', reason: 'see https://second.example/?q' });
+  // As given: the reply it goes into makes it text (a NUL is a "?" there, see smtp-dnsbl).
+  assert.deepEqual(one, { zone: 'second.example', reason: 'see https://second.example/\u0000q' });
   assert.equal(two, one);
   assert.deepEqual(asked.sort(), ['A 2.2.0.192.first.example', 'A 2.2.0.192.second.example', 'A 2.2.0.192.silent.example', 'TXT 2.2.0.192.second.example']);
   // Listed, it is remembered five minutes; not listed (a zone failing, another silent), a minute.
