@@ -84,7 +84,7 @@ test('MTA-STS: a domain whose policy enforces gets its mail from the MX hosts it
   const stsMx = new SmtpSink({ tls: mxCert });
   await stsMx.start(25);
   t.after(() => stsMx.stop());
-  const domains = ['sts.test', 'badcert-sts.test', 'wrongmx-sts.test', 'testing-sts.test', 'html-sts.test'];
+  const domains = ['sts.test', 'badcert-sts.test', 'wrongmx-sts.test', 'testing-sts.test', 'html-sts.test', 'missing-sts.test', 'big-sts.test'];
   const webCert = await certificateFor(domains.map((d) => `mta-sts.${d}`));
   policyHost.setSecureContext({ cert: webCert.cert, key: webCert.key });
   const policies: Record<string, string> = {
@@ -94,13 +94,16 @@ test('MTA-STS: a domain whose policy enforces gets its mail from the MX hosts it
     // Its MX record names a host its policy does not.
     'wrongmx-sts.test': 'version: STSv1\nmode: enforce\nmx: mx.sts.test\nmax_age: 86400\n',
     'testing-sts.test': 'version: STSv1\nmode: testing\nmx: mx.testing-sts.test\nmax_age: 86400\n',
-    // Served as a web page: no policy (§3.3).
+    // Served as a web page, with a 404, or past 64 KiB: no policy (§3.3), though each would be
+    // one the MX host's certificate does not meet.
     'html-sts.test': 'version: STSv1\nmode: enforce\nmx: mx.html-sts.test\nmax_age: 86400\n',
+    'missing-sts.test': 'version: STSv1\nmode: enforce\nmx: mx.missing-sts.test\nmax_age: 86400\n',
+    'big-sts.test': `version: STSv1\nmode: enforce\nmx: mx.big-sts.test\nmax_age: 86400\nx-padding: ${'x'.repeat(65 * 1024)}\n`,
   };
   policyHost.on('request', (req, res) => {
     const policy = policies[String(req.headers.host).replace(/^mta-sts\./, '')];
     if (req.url !== '/.well-known/mta-sts.txt' || !policy) return res.writeHead(404).end();
-    res.writeHead(200, { 'content-type': req.headers.host === 'mta-sts.html-sts.test' ? 'text/html' : 'text/plain; charset=utf-8' }).end(policy);
+    res.writeHead(req.headers.host === 'mta-sts.missing-sts.test' ? 404 : 200, { 'content-type': req.headers.host === 'mta-sts.html-sts.test' ? 'text/html' : 'text/plain; charset=utf-8' }).end(policy);
   });
   const zone = {
     MX: Object.fromEntries([...domains, 'nosts.test'].map((d) => [d, [{ exchange: `mx.${d}`, priority: 10 }]])),
@@ -120,8 +123,15 @@ test('MTA-STS: a domain whose policy enforces gets its mail from the MX hosts it
   for (const d of [...domains, 'nosts.test']) ids[d] = await injectAsync(fixture.configFile, 'alice@example.test', [`x@${d}`], `From: alice@example.test\r\nSubject: to ${d}\r\n\r\nhi\r\n`);
   const replyOf = async (d: string) => (await queueJsonAsync(fixture.configFile)).find((e) => e.id === ids[d])?.recipients[0];
   // Without a policy, or one in testing mode: as ever (STARTTLS taken, its certificate unchecked).
-  await until('four delivered', () => stsMx.messages.length === 4);
-  assert.deepEqual(stsMx.messages.map((m) => m.to[0]).sort(), ['x@html-sts.test', 'x@nosts.test', 'x@sts.test', 'x@testing-sts.test']);
+  await until('six delivered', () => stsMx.messages.length === 6);
+  assert.deepEqual(stsMx.messages.map((m) => m.to[0]).sort(), ['x@big-sts.test', 'x@html-sts.test', 'x@missing-sts.test', 'x@nosts.test', 'x@sts.test', 'x@testing-sts.test']);
+  // Each policy that could not be had is said, with why.
+  const unfetched = fixture.server.logs.filter((l) => String(l.msg).startsWith('the MTA-STS policy a domain names could not be fetched'));
+  assert.deepEqual(unfetched.map((l) => [l.domain, l.err]).sort(), [
+    ['big-sts.test', 'mta-sts.big-sts.test: the policy is over 65536 octets'],
+    ['html-sts.test', 'mta-sts.html-sts.test answered with text/html content type, not text/plain (RFC 8461 section 3.3)'],
+    ['missing-sts.test', 'mta-sts.missing-sts.test answered 404 (RFC 8461 section 3.3: 200 only, no redirect followed)'],
+  ]);
   await until('two deferred', async () => (await replyOf('badcert-sts.test'))?.status === 'deferred' && (await replyOf('wrongmx-sts.test'))?.status === 'deferred');
   assert.match((await replyOf('badcert-sts.test'))!.last_reply!, /^mx\.badcert-sts\.test\[127\.0\.0\.1\]:25: Hostname\/IP does not match certificate's altnames: .*, or set relay\.mta_sts = false$/);
   assert.equal((await replyOf('wrongmx-sts.test'))!.last_reply, '451 4.7.0 no MX host of wrongmx-sts.test (mx.wrongmx-sts.test) is one its MTA-STS policy names (mx.sts.test; RFC 8461 section 4.1)');
@@ -134,5 +144,5 @@ test('MTA-STS: a domain whose policy enforces gets its mail from the MX hosts it
   assert.equal((await cliAsync(fixture.configFile, ['queue', 'retry', ids['badcert-sts.test']!])).status, 0);
   await until('a second attempt', async () => (await replyOf('badcert-sts.test'))?.attempts === 2);
   assert.match((await replyOf('badcert-sts.test'))!.last_reply!, /does not match certificate's altnames: .*, or set relay\.mta_sts = false$/);
-  assert.equal(stsMx.messages.length, 4);
+  assert.equal(stsMx.messages.length, 6);
 });
