@@ -7,7 +7,7 @@
 import https from 'node:https';
 import net, { type LookupFunction } from 'node:net';
 import type { SecureContext } from 'node:tls';
-import type { DnsResolver } from './mx.ts';
+import { addressesOf, type DnsResolver } from './mx.ts';
 import { MAX_POLICY_BYTES } from './mta-sts.ts';
 
 export interface FetchOptions {
@@ -19,12 +19,10 @@ export interface FetchOptions {
   signal?: AbortSignal;
 }
 
-/** The host's addresses, IPv4 first, from `resolver`. */
+/** Node's lookup, answered from `resolver` (see addressesOf). */
 function lookupWith(resolver: FetchOptions['resolver']): LookupFunction {
   return (hostname, options, callback) => {
-    const of = (lookup: Promise<string[]>) => lookup.catch(() => [] as string[]);
-    void Promise.all([of(resolver.resolve4(hostname)), of(resolver.resolve6(hostname))]).then(([v4, v6]) => {
-      const all = [...v4, ...v6];
+    void addressesOf(resolver, hostname).then(({ addresses: all }) => {
       if (all.length === 0) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: 'ENOTFOUND' }), '', 4);
       const family = (a: string) => (net.isIPv6(a) ? 6 : 4);
       if (options.all) (callback as unknown as (err: null, addresses: { address: string; family: number }[]) => void)(null, all.map((address) => ({ address, family: family(address) })));

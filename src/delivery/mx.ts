@@ -94,7 +94,9 @@ export function orderMx(records: MxRecord[], random: () => number = Math.random)
   return out;
 }
 
-async function addressesOf(resolver: DnsResolver, name: string): Promise<{ addresses: string[]; failed: boolean }> {
+/** A host's addresses through `resolver`, IPv4 first, and whether a lookup failed (rather than
+ *  finding none). */
+export async function addressesOf(resolver: Pick<DnsResolver, 'resolve4' | 'resolve6'>, name: string): Promise<{ addresses: string[]; failed: boolean }> {
   const [v4, v6] = await Promise.allSettled([resolver.resolve4(name), resolver.resolve6(name)]);
   const addresses: string[] = [];
   let failed = false;
