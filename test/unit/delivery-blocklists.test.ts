@@ -75,3 +75,20 @@ test('an access key in a zone\'s name is not shown', () => {
   assert.equal(shownZone('abcdefghij0123456789klmnop.zen.dq.spamhaus.net'), '*.zen.dq.spamhaus.net');
   assert.equal(shownZone('averyveryverylonglabel.example'), 'averyveryverylonglabel.example');
 });
+
+test('a reason is kept to 200 characters; a zone answering its error code is told once an hour', async () => {
+  let now = 0;
+  const told: string[] = [];
+  const lists = new Blocklists(['bl.example', 'refusing.example'], async (name, rrtype) => {
+    if (name.endsWith('refusing.example')) return rrtype === 'A' ? ['127.255.255.254'] : [];
+    return rrtype === 'A' ? ['127.0.0.2'] : [['x'.repeat(300)]];
+  }, 1000, { now: () => now, onErrorCode: (zone, code) => told.push(`${zone} ${code}`) });
+  const listed = await lists.screen('192.0.2.1');
+  assert.equal(typeof listed === 'object' && listed.reason, 'x'.repeat(200));
+  now += 10 * 60_000;
+  await lists.screen('192.0.2.1');
+  assert.deepEqual(told, ['refusing.example 127.255.255.254']);
+  now += 60 * 60_000;
+  await lists.screen('192.0.2.1');
+  assert.equal(told.length, 2);
+});

@@ -164,3 +164,15 @@ test('a policy of max_age 0 applies to nothing, and is fetched once a minute at 
   await sts.policyFor('a.test');
   assert.deepEqual(w.fetched, ['a.test', 'a.test']);
 });
+
+test('a record that cannot be looked up while a policy is kept: the policy stands, and it is said; no record at all is not news', async () => {
+  const w = world();
+  w.txt.set('_mta-sts.a.test', 'v=STSv1; id=1');
+  w.policies.set('a.test', ENFORCE);
+  assert.equal((await w.sts().policyFor('a.test'))?.mode, 'enforce');
+  const logged: string[] = [];
+  const withTxt = (txt: (name: string) => Promise<string[][]>) => new MtaSts({ txt, fetch: async () => ENFORCE, load: async (d) => w.stored.get(d), save: async () => {}, log: (_f, msg) => logged.push(msg), now: () => w.stored.get('a.test')!.fetched + 1000 });
+  assert.equal((await withTxt(async () => { throw Object.assign(new Error('queryTxt ESERVFAIL'), { code: 'ESERVFAIL' }); }).policyFor('a.test'))?.mode, 'enforce');
+  assert.equal((await withTxt(async () => { throw Object.assign(new Error('queryTxt ENOTFOUND'), { code: 'ENOTFOUND' }); }).policyFor('a.test'))?.mode, 'enforce');
+  assert.deepEqual(logged, ['the MTA-STS record could not be looked up; the policy kept stands']);
+});
